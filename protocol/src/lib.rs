@@ -1,0 +1,2 @@
+//! shardlog-protocol: the Kafka wire protocol without I/O.
+pub mod validate;
