@@ -1,1 +1,15 @@
-pub fn x(){}
+//! shardlog-engine: the broker.
+//!
+//! It owns the shards (one pinned glommio executor per core, see `shard`), the network loops
+//! (`net`), one handler per Kafka API (`handlers`), cluster metadata and the placement table
+//! (`metadata`), and the storage engine (`storage`: segments, indexes, batch cache and group
+//! commit). The data path reads top to bottom: socket (`net::connection`), frame and request
+//! (`shardlog_protocol`), handler (`handlers::*`), owner shard (`shard::router`), partition log
+//! (`storage::log`), segment (`storage::segment`), disk.
+pub mod config;
+pub mod handlers;
+pub mod metadata;
+pub mod net;
+pub mod notify;
+pub mod shard;
+pub mod storage;

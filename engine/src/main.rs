@@ -1,1 +1,55 @@
-fn main(){}
+//! `shardlog`: the broker binary. See the README for the command-line contract.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use anyhow::Result;
+use clap::Parser;
+use shardlog_engine::config::{BrokerConfig, Overrides};
+use shardlog_engine::shard;
+
+/// A Kafka-compatible streaming broker: thread-per-core, io_uring storage.
+#[derive(Parser, Debug)]
+#[command(name = "shardlog", version, about)]
+struct Cli {
+    /// Data directory (sets `log.dirs`). Default: ./data
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Listeners, Kafka syntax: PLAINTEXT://127.0.0.1:9092[,...]. Default: PLAINTEXT://127.0.0.1:9092
+    #[arg(long, value_name = "LISTENERS")]
+    listeners: Option<String>,
+    /// Cores that run shards, one shard per core: "0,1" or "0-3". Default: every core this process may use.
+    #[arg(long, value_name = "LIST")]
+    cores: Option<String>,
+    /// Configuration file: Java properties, or TOML if it ends in .toml. Flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHARDLOG_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if let Err(e) = run() {
+        tracing::error!("{e:#}");
+        eprintln!("shardlog: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let overrides = Overrides { data_dir: cli.data_dir, listeners: cli.listeners, cores: cli.cores, config_file: cli.config };
+    let config = BrokerConfig::load(&overrides)?;
+    tracing::info!(cores = ?config.cores, log_dirs = ?config.log_dirs, "starting shardlog {}", env!("CARGO_PKG_VERSION"));
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tracing::info!(signal, "shutting down cleanly");
+            shard::SHUTDOWN.store(true, Ordering::SeqCst);
+        }
+    })?;
+    shard::run(config)
+}

@@ -1,0 +1,354 @@
+//! Broker configuration, with Kafka's property names.
+//!
+//! Sources, lowest precedence first: built-in defaults, the `--config` file (Java properties or
+//! TOML), then command-line flags.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// The one listener kind served today; TLS and SASL listeners come with the security work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub bind: SocketAddr,
+    /// Host and port that clients are told to connect to (Metadata, FindCoordinator).
+    pub advertised_host: String,
+    pub advertised_port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id`: the broker id given to clients.
+    pub node_id: i32,
+    /// `cluster.id`; generated and persisted on first start when not set.
+    pub cluster_id: Option<String>,
+    /// `log.dirs`: one directory per disk; partitions are spread over them.
+    pub log_dirs: Vec<PathBuf>,
+    pub listeners: Vec<Listener>,
+    /// `num.partitions`: partitions of an auto-created topic, and the CreateTopics default.
+    pub num_partitions: i32,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics_enable: bool,
+    /// `log.segment.bytes`.
+    pub log_segment_bytes: u64,
+    /// `log.roll.ms` (or `log.roll.hours`): roll a segment this old even if it is not full.
+    pub log_roll_ms: u64,
+    /// `log.index.interval.bytes`: bytes between two offset-index entries.
+    pub log_index_interval_bytes: u64,
+    /// `message.max.bytes`: the largest record batch a partition accepts.
+    pub message_max_bytes: usize,
+    /// `socket.request.max.bytes`: the largest request frame; longer ones close the connection.
+    pub socket_request_max_bytes: usize,
+    /// `log.message.timestamp.type`: CreateTime or LogAppendTime.
+    pub log_append_time: bool,
+    /// `log.flush.interval.ms`: how long acks=0/1 data may sit in memory before the group-commit
+    /// flusher writes and fdatasyncs it. acks=all always waits for the fdatasync.
+    pub log_flush_interval_ms: u64,
+    /// `shardlog.cache.partition.bytes`: recent batches kept in memory per partition for tail reads.
+    pub cache_partition_bytes: usize,
+    /// `shardlog.fetch.long.poll.watchers.max`: bound on waiting fetches per partition.
+    pub fetch_watchers_max: usize,
+    /// `queued.max.requests`: requests in flight per connection (pipelining bound).
+    pub connection_requests_inflight_max: usize,
+    /// `--cores`: the CPUs that run shards, one shard each.
+    pub cores: Vec<usize>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            cluster_id: None,
+            log_dirs: vec![PathBuf::from("./data")],
+            listeners: vec![parse_listener("PLAINTEXT://127.0.0.1:9092", None).expect("default listener")],
+            num_partitions: 1,
+            auto_create_topics_enable: true,
+            log_segment_bytes: 1 << 30,
+            log_roll_ms: 7 * 24 * 3600 * 1000,
+            log_index_interval_bytes: 4096,
+            message_max_bytes: 1_048_588,
+            socket_request_max_bytes: 104_857_600,
+            log_append_time: false,
+            log_flush_interval_ms: 5,
+            cache_partition_bytes: 8 << 20,
+            fetch_watchers_max: 4096,
+            connection_requests_inflight_max: 16,
+            cores: Vec::new(),
+        }
+    }
+}
+
+/// Command-line overrides; `None` leaves the file's or default value.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listeners: Option<String>,
+    pub cores: Option<String>,
+    pub config_file: Option<PathBuf>,
+}
+
+impl BrokerConfig {
+    pub fn load(overrides: &Overrides) -> Result<BrokerConfig> {
+        let mut properties = BTreeMap::new();
+        if let Some(path) = &overrides.config_file {
+            properties = read_config_file(path)?;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            properties.insert("log.dirs".into(), dir.display().to_string());
+        }
+        if let Some(listeners) = &overrides.listeners {
+            properties.insert("listeners".into(), listeners.clone());
+        }
+        let mut config = BrokerConfig::from_properties(&properties)?;
+        config.cores = match &overrides.cores {
+            Some(list) => parse_core_list(list)?,
+            None => available_cores()?,
+        };
+        Ok(config)
+    }
+
+    pub fn from_properties(properties: &BTreeMap<String, String>) -> Result<BrokerConfig> {
+        let mut c = BrokerConfig::default();
+        let mut advertised = None;
+        for (key, value) in properties {
+            let value = value.trim();
+            let context = || format!("invalid value {value:?} for {key}");
+            match key.as_str() {
+                "node.id" | "broker.id" => c.node_id = value.parse().with_context(context)?,
+                "cluster.id" => c.cluster_id = Some(value.to_string()),
+                "log.dirs" | "log.dir" => {
+                    c.log_dirs = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
+                    if c.log_dirs.is_empty() {
+                        bail!("log.dirs is empty: give at least one directory");
+                    }
+                }
+                "listeners" => {} // parsed below, once advertised.listeners is known
+                "advertised.listeners" => advertised = Some(value.to_string()),
+                "num.partitions" => c.num_partitions = positive(value, key)?,
+                "auto.create.topics.enable" => c.auto_create_topics_enable = value.parse().with_context(context)?,
+                "log.segment.bytes" => c.log_segment_bytes = at_least(value, key, 14)?,
+                "log.roll.ms" => c.log_roll_ms = at_least(value, key, 1)?,
+                "log.roll.hours" => {
+                    if !properties.contains_key("log.roll.ms") {
+                        c.log_roll_ms = at_least(value, key, 1)? * 3600 * 1000
+                    }
+                }
+                "log.index.interval.bytes" => c.log_index_interval_bytes = at_least(value, key, 0)?,
+                "message.max.bytes" => c.message_max_bytes = at_least(value, key, 0)? as usize,
+                "socket.request.max.bytes" => c.socket_request_max_bytes = at_least(value, key, 1)? as usize,
+                "log.message.timestamp.type" => {
+                    c.log_append_time = match value {
+                        "CreateTime" => false,
+                        "LogAppendTime" => true,
+                        _ => bail!("log.message.timestamp.type must be CreateTime or LogAppendTime, not {value:?}"),
+                    }
+                }
+                "log.flush.interval.ms" => c.log_flush_interval_ms = at_least(value, key, 0)?,
+                "shardlog.cache.partition.bytes" => c.cache_partition_bytes = at_least(value, key, 0)? as usize,
+                "shardlog.fetch.long.poll.watchers.max" => c.fetch_watchers_max = at_least(value, key, 1)? as usize,
+                "queued.max.requests" => c.connection_requests_inflight_max = at_least(value, key, 1)? as usize,
+                "default.replication.factor" | "offsets.topic.replication.factor" | "transaction.state.log.replication.factor" => {
+                    if value != "1" {
+                        bail!("{key}={value}: shardlog is a single-node broker, so only 1 is valid");
+                    }
+                }
+                other => tracing::warn!(property = other, "ignoring unknown configuration property"),
+            }
+        }
+        if let Some(listeners) = properties.get("listeners") {
+            c.listeners = parse_listeners(listeners, advertised.as_deref())?;
+        }
+        Ok(c)
+    }
+}
+
+fn positive(value: &str, key: &str) -> Result<i32> {
+    match value.parse::<i32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("{key} must be a positive integer, not {value:?}"),
+    }
+}
+
+fn at_least(value: &str, key: &str, min: u64) -> Result<u64> {
+    match value.parse::<u64>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => bail!("{key} must be an integer of at least {min}, not {value:?}"),
+    }
+}
+
+/// Reads a Java properties file, or TOML when the name ends in `.toml`. TOML tables are
+/// flattened with dots, so `[log] dirs = [...]` and `"log.dirs" = [...]` mean the same.
+pub fn read_config_file(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "toml") {
+        let table: toml::Table = toml::from_str(&text).with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+        let mut out = BTreeMap::new();
+        flatten_toml("", &toml::Value::Table(table), &mut out);
+        Ok(out)
+    } else {
+        Ok(parse_properties(&text))
+    }
+}
+
+fn flatten_toml(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (k, v) in table {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten_toml(&key, v, out);
+            }
+        }
+        toml::Value::Array(items) => {
+            let joined: Vec<String> = items.iter().map(scalar_to_string).collect();
+            out.insert(prefix.to_string(), joined.join(","));
+        }
+        scalar => {
+            out.insert(prefix.to_string(), scalar_to_string(scalar));
+        }
+    }
+}
+
+fn scalar_to_string(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Java properties: `key=value` or `key: value`, `#` and `!` comments. Line continuations and
+/// escapes are not needed for broker configs and are not supported.
+pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let split = line.find(['=', ':']).unwrap_or(line.len());
+        let (key, value) = line.split_at(split);
+        let value = value.get(1..).unwrap_or("");
+        out.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    out
+}
+
+pub fn parse_listeners(text: &str, advertised: Option<&str>) -> Result<Vec<Listener>> {
+    let mut listeners: Vec<Listener> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        listeners.push(parse_listener(item, None)?);
+    }
+    if listeners.is_empty() {
+        bail!("listeners is empty: give at least one, such as PLAINTEXT://127.0.0.1:9092");
+    }
+    if let Some(advertised) = advertised {
+        for item in advertised.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, rest) = item.split_once("://").with_context(|| format!("advertised listener {item:?} must look like NAME://host:port"))?;
+            let (host, port) = rest.rsplit_once(':').with_context(|| format!("advertised listener {item:?} has no port"))?;
+            let listener = listeners.iter_mut().find(|l| l.name == name).with_context(|| format!("advertised listener {name} is not in listeners"))?;
+            listener.advertised_host = host.to_string();
+            listener.advertised_port = port.parse().with_context(|| format!("advertised listener {item:?} has a bad port"))?;
+        }
+    }
+    Ok(listeners)
+}
+
+pub fn parse_listener(item: &str, _map: Option<&str>) -> Result<Listener> {
+    let (name, rest) = item.split_once("://").with_context(|| format!("listener {item:?} must look like PLAINTEXT://host:port"))?;
+    if name != "PLAINTEXT" {
+        bail!("listener {item:?}: only PLAINTEXT listeners are supported so far (TLS and SASL are not implemented yet)");
+    }
+    let (host, port) = rest.rsplit_once(':').with_context(|| format!("listener {item:?} has no port"))?;
+    let port: u16 = port.parse().with_context(|| format!("listener {item:?} has a bad port"))?;
+    let bind_host = if host.is_empty() { "0.0.0.0" } else { host.trim_start_matches('[').trim_end_matches(']') };
+    let bind = (bind_host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("listener {item:?}: cannot resolve {bind_host}"))?
+        .next()
+        .with_context(|| format!("listener {item:?}: {bind_host} has no address"))?;
+    let advertised_host = if host.is_empty() || host == "0.0.0.0" { "127.0.0.1".to_string() } else { host.to_string() };
+    Ok(Listener { name: name.to_string(), bind, advertised_host, advertised_port: port })
+}
+
+/// `0,1`, `0-3`, `0-3,8-11`.
+pub fn parse_core_list(text: &str) -> Result<Vec<usize>> {
+    let mut cores = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b): (usize, usize) = (a.trim().parse().with_context(|| format!("bad core range {part:?}"))?, b.trim().parse().with_context(|| format!("bad core range {part:?}"))?);
+            if a > b {
+                bail!("core range {part:?} runs backwards");
+            }
+            cores.extend(a..=b);
+        } else {
+            cores.push(part.parse().with_context(|| format!("bad core number {part:?} in --cores"))?);
+        }
+    }
+    cores.sort_unstable();
+    cores.dedup();
+    if cores.is_empty() {
+        bail!("--cores {text:?} names no core");
+    }
+    let allowed = available_cores()?;
+    if let Some(bad) = cores.iter().find(|c| !allowed.contains(c)) {
+        bail!("--cores names core {bad}, but this process may only run on {allowed:?}");
+    }
+    Ok(cores)
+}
+
+/// The CPUs this process may run on (its affinity mask).
+pub fn available_cores() -> Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most size_of::<cpu_set_t>() bytes.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        bail!("sched_getaffinity failed: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: CPU_ISSET reads the set initialised above, for indexes below CPU_SETSIZE.
+    Ok((0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_and_overrides() {
+        let props = parse_properties("# comment\nlog.dirs = /a, /b\nnum.partitions=8\nauto.create.topics.enable: false\n");
+        let c = BrokerConfig::from_properties(&props).unwrap();
+        assert_eq!(c.log_dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(c.num_partitions, 8);
+        assert!(!c.auto_create_topics_enable);
+    }
+
+    #[test]
+    fn toml_tables_flatten_to_kafka_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.toml");
+        std::fs::write(&path, "\"num.partitions\" = 3\n[log]\ndirs = [\"/x\", \"/y\"]\n[log.segment]\nbytes = 1048576\n").unwrap();
+        let c = BrokerConfig::from_properties(&read_config_file(&path).unwrap()).unwrap();
+        assert_eq!(c.num_partitions, 3);
+        assert_eq!(c.log_dirs.len(), 2);
+        assert_eq!(c.log_segment_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn listeners_parse_and_reject_unsupported() {
+        let l = parse_listeners("PLAINTEXT://:19092", Some("PLAINTEXT://broker.example:29092")).unwrap();
+        assert_eq!(l[0].bind.port(), 19092);
+        assert_eq!(l[0].advertised_host, "broker.example");
+        assert_eq!(l[0].advertised_port, 29092);
+        assert!(parse_listeners("SSL://:9093", None).is_err());
+        assert!(BrokerConfig::from_properties(&parse_properties("num.partitions=0")).is_err());
+    }
+
+    #[test]
+    fn core_lists() {
+        let first = available_cores().unwrap()[0];
+        assert_eq!(parse_core_list(&format!("{first}")).unwrap(), vec![first]);
+        assert!(parse_core_list("100000").is_err());
+        assert!(parse_core_list("3-1").is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! CreatePartitions (key 37), through the controller shard.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use shardlog_protocol::error_code as ec;
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::{call_controller, respond, str_bytes, topic_name, Response};
+use crate::shard::messages::ControllerRequest;
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreatePartitionsRequest) -> Response {
+    let mut results = Vec::new();
+    let mut topics = Vec::new();
+    for t in &request.topics {
+        if t.assignments.is_some() {
+            results.push((t.name.0.to_string(), ec::INVALID_REPLICA_ASSIGNMENT, Some(String::from("Manual replica assignment is not supported by this single-node broker."))));
+        } else {
+            topics.push((t.name.0.to_string(), t.count));
+        }
+    }
+    if !topics.is_empty() {
+        results.extend(call_controller(shard, ControllerRequest::CreatePartitions { topics, validate_only: request.validate_only }).await);
+    }
+    let mut r = CreatePartitionsResponse::default();
+    for (name, code, message) in results {
+        let mut t = CreatePartitionsTopicResult::default();
+        t.name = topic_name(&name);
+        t.error_code = code;
+        t.error_message = message.as_deref().map(str_bytes);
+        r.results.push(t);
+    }
+    respond(header, &r)
+}

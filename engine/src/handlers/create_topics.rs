@@ -1,0 +1,62 @@
+//! CreateTopics (key 19), through the controller shard.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use shardlog_protocol::error_code as ec;
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::{call_controller, respond, str_bytes, topic_name, Response};
+use crate::shard::messages::{ControllerRequest, NewTopic};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreateTopicsRequest) -> Response {
+    let mut topics = Vec::new();
+    let mut early = Vec::new();
+    for t in &request.topics {
+        let name = t.name.0.to_string();
+        if !t.assignments.is_empty() {
+            early.push((name, ec::INVALID_REPLICA_ASSIGNMENT, Some(String::from("Manual replica assignment is not supported by this single-node broker."))));
+            continue;
+        }
+        let configs = t.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()).unwrap_or_default())).collect();
+        topics.push(NewTopic { name, partitions: t.num_partitions, replication_factor: t.replication_factor, configs });
+    }
+    let mut results = early;
+    if !topics.is_empty() {
+        results.extend(call_controller(shard, ControllerRequest::CreateTopics { topics, validate_only: request.validate_only }).await);
+    }
+    let meta = shard.metadata.borrow().clone();
+    let mut r = CreateTopicsResponse::default();
+    for (name, code, message) in results {
+        let mut t = CreatableTopicResult::default();
+        t.name = topic_name(&name);
+        t.error_code = code;
+        if header.api_version >= 1 {
+            t.error_message = message.as_deref().map(str_bytes);
+        }
+        if header.api_version < 5 {
+            r.topics.push(t);
+            continue;
+        }
+        match meta.topics.get(&name).filter(|_| code == ec::NONE) {
+            Some(topic) => {
+                if header.api_version >= 7 {
+                    t.topic_id = topic.id;
+                }
+                t.num_partitions = topic.partitions.len() as i32;
+                t.replication_factor = 1;
+            }
+            None => {
+                let asked = request.topics.iter().find(|x| x.name.0.as_str() == name);
+                t.num_partitions = asked.map(|a| if a.num_partitions == -1 { shard.config.num_partitions } else { a.num_partitions }).unwrap_or(-1);
+                t.replication_factor = if code == ec::NONE { 1 } else { -1 };
+            }
+        }
+        t.configs = Some(Vec::new());
+        r.topics.push(t);
+    }
+    respond(header, &r)
+}

@@ -1,0 +1,51 @@
+//! DeleteTopics (key 20), through the controller shard. Deletes by name, or by topic id (v6+).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
+use shardlog_protocol::error_code as ec;
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::{call_controller, respond, str_bytes, topic_name, Response};
+use crate::shard::messages::ControllerRequest;
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteTopicsRequest) -> Response {
+    let meta = shard.metadata.borrow().clone();
+    let mut names: Vec<String> = request.topic_names.iter().map(|n| n.0.to_string()).collect();
+    let mut unknown_ids = Vec::new();
+    for state in &request.topics {
+        match &state.name {
+            Some(n) => names.push(n.0.to_string()),
+            None => match meta.topics.iter().find(|(_, t)| t.id == state.topic_id) {
+                Some((n, _)) => names.push(n.clone()),
+                None => unknown_ids.push(state.topic_id),
+            },
+        }
+    }
+    let ids: std::collections::HashMap<String, uuid::Uuid> = names.iter().filter_map(|n| meta.topics.get(n).map(|t| (n.clone(), t.id))).collect();
+    let results = if names.is_empty() { Vec::new() } else { call_controller(shard, ControllerRequest::DeleteTopics { names }).await };
+    let mut r = DeleteTopicsResponse::default();
+    for (name, code, message) in results {
+        let mut t = DeletableTopicResult::default();
+        if header.api_version >= 6 {
+            t.topic_id = ids.get(&name).copied().unwrap_or_default();
+        }
+        t.name = Some(topic_name(&name));
+        t.error_code = code;
+        if header.api_version >= 5 {
+            t.error_message = message.as_deref().map(str_bytes);
+        }
+        r.responses.push(t);
+    }
+    for id in unknown_ids {
+        let mut t = DeletableTopicResult::default();
+        t.topic_id = id;
+        t.name = None;
+        t.error_code = ec::UNKNOWN_TOPIC_ID;
+        r.responses.push(t);
+    }
+    respond(header, &r)
+}

@@ -1,0 +1,53 @@
+//! ListOffsets (key 2): earliest (-2), latest (-1), or the first offset at a timestamp.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use shardlog_protocol::error_code as ec;
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::{respond, Response};
+use crate::shard::messages::{ShardReply, ShardRequest};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListOffsetsRequest) -> Response {
+    let version = header.api_version;
+    let mut r = ListOffsetsResponse::default();
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let calls = topic.partitions.iter().map(|p| {
+            let shard = shard.clone();
+            let name = name.clone();
+            let (index, timestamp) = (p.partition_index, p.timestamp);
+            async move {
+                let mut out = ListOffsetsPartitionResponse::default();
+                out.partition_index = index;
+                if version >= 4 {
+                    out.leader_epoch = 0;
+                }
+                let Some(owner) = shard.owner(&name, index) else {
+                    out.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;
+                    out.offset = -1;
+                    out.timestamp = -1;
+                    return out;
+                };
+                match shard.dispatch(owner, ShardRequest::ListOffset { topic: name, partition: index, timestamp }).await {
+                    ShardReply::ListOffset(code, offset, ts) => {
+                        out.error_code = code;
+                        out.offset = offset;
+                        out.timestamp = ts;
+                    }
+                    _ => out.error_code = ec::UNKNOWN_SERVER_ERROR,
+                }
+                out
+            }
+        });
+        let mut t = ListOffsetsTopicResponse::default();
+        t.name = topic.name.clone();
+        t.partitions = futures::future::join_all(calls).await;
+        r.topics.push(t);
+    }
+    respond(header, &r)
+}

@@ -1,0 +1,86 @@
+//! Metadata (key 3): brokers, topics and partition leaders, with topic auto-creation.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use shardlog_protocol::error_code as ec;
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::{call_controller, respond, str_bytes, topic_name, Response};
+use crate::metadata::validate_topic_name;
+use crate::shard::messages::{ControllerRequest, NewTopic};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: MetadataRequest) -> Response {
+    // v0 uses an empty list for "all topics"; later versions use null.
+    let requested: Option<Vec<String>> = match request.topics {
+        None => None,
+        Some(t) if t.is_empty() && header.api_version == 0 => None,
+        Some(t) => Some(t.into_iter().filter_map(|t| t.name.map(|n| n.0.to_string())).collect()),
+    };
+    let allow_auto_create = header.api_version < 4 || request.allow_auto_topic_creation;
+    if let Some(names) = &requested {
+        let missing: Vec<NewTopic> = {
+            let meta = shard.metadata.borrow();
+            names
+                .iter()
+                .filter(|n| !meta.topics.contains_key(*n) && validate_topic_name(n).is_ok())
+                .map(|n| NewTopic { name: n.clone(), partitions: -1, replication_factor: -1, configs: Vec::new() })
+                .collect()
+        };
+        if !missing.is_empty() && allow_auto_create && shard.config.auto_create_topics_enable {
+            for (name, code, msg) in call_controller(shard, ControllerRequest::CreateTopics { topics: missing, validate_only: false }).await {
+                if code != ec::NONE && code != ec::TOPIC_ALREADY_EXISTS {
+                    tracing::warn!(topic = %name, code, message = ?msg, "auto-creating topic failed");
+                }
+            }
+        }
+    }
+    let meta = shard.metadata.borrow().clone();
+    let node = BrokerId(shard.config.node_id);
+    let listener = &shard.config.listeners[0];
+    let mut r = MetadataResponse::default();
+    let mut broker = MetadataResponseBroker::default();
+    broker.node_id = node;
+    broker.host = str_bytes(&listener.advertised_host);
+    broker.port = listener.advertised_port as i32;
+    r.brokers = vec![broker];
+    if header.api_version >= 2 {
+        r.cluster_id = Some(str_bytes(&meta.cluster_id));
+    }
+    r.controller_id = node;
+    r.cluster_authorized_operations = i32::MIN;
+    let names: Vec<String> = requested.unwrap_or_else(|| meta.topics.keys().cloned().collect());
+    for name in names {
+        let mut t = MetadataResponseTopic::default();
+        t.name = Some(topic_name(&name));
+        t.topic_authorized_operations = i32::MIN;
+        match meta.topics.get(&name) {
+            Some(topic) => {
+                if header.api_version >= 10 {
+                    t.topic_id = topic.id;
+                }
+                t.partitions = (0..topic.partitions.len() as i32)
+                    .map(|i| {
+                        let mut p = MetadataResponsePartition::default();
+                        p.partition_index = i;
+                        p.leader_id = node;
+                        if header.api_version >= 7 {
+                            p.leader_epoch = 0;
+                        }
+                        p.replica_nodes = vec![node];
+                        p.isr_nodes = vec![node];
+                        p
+                    })
+                    .collect();
+            }
+            None => {
+                t.error_code = if validate_topic_name(&name).is_err() { ec::INVALID_TOPIC_EXCEPTION } else { ec::UNKNOWN_TOPIC_OR_PARTITION };
+            }
+        }
+        r.topics.push(t);
+    }
+    respond(header, &r)
+}

@@ -1,0 +1,86 @@
+//! Produce (key 0): split by owner shard, append, wait for the group commit when acks=all,
+//! and merge the per-partition results back in request order.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use shardlog_protocol::error_code as ec;
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::{respond, str_bytes, Response};
+use crate::shard::messages::{ProduceOutcome, ShardReply, ShardRequest};
+use crate::shard::Shard;
+
+fn failed(code: i16, message: Option<String>) -> ProduceOutcome {
+    ProduceOutcome { error_code: code, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, error_message: message }
+}
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceRequest) -> Response {
+    let acks = request.acks;
+    let acks_valid = matches!(acks, -1..=1);
+    let mut work = Vec::new();
+    for topic in &request.topic_data {
+        let name = topic.name.0.to_string();
+        for p in &topic.partition_data {
+            let outcome: Option<ProduceOutcome> = if !acks_valid {
+                Some(failed(ec::INVALID_REQUIRED_ACKS, None))
+            } else if request.transactional_id.is_some() {
+                Some(failed(ec::UNSUPPORTED_VERSION, Some(String::from("transactional produce is not supported yet"))))
+            } else {
+                None
+            };
+            work.push((name.clone(), p.index, p.records.clone(), outcome));
+        }
+    }
+    let calls = work.into_iter().map(|(name, index, records, outcome)| {
+        let shard = shard.clone();
+        async move {
+            if let Some(o) = outcome {
+                return (name, index, o);
+            }
+            let Some(records) = records else {
+                return (name, index, failed(ec::INVALID_RECORD, Some(String::from("null record set"))));
+            };
+            let Some(owner) = shard.owner(&name, index) else {
+                return (name, index, failed(ec::UNKNOWN_TOPIC_OR_PARTITION, None));
+            };
+            let reply = shard.dispatch(owner, ShardRequest::Produce { topic: name.clone(), partition: index, records, acks }).await;
+            let o = match reply {
+                ShardReply::Produce(o) => o,
+                _ => failed(ec::UNKNOWN_SERVER_ERROR, Some(String::from("owner shard unavailable"))),
+            };
+            (name, index, o)
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    if acks == 0 {
+        return Response::Nothing;
+    }
+    let mut r = ProduceResponse::default();
+    for (name, index, outcome) in results {
+        let position = match r.responses.iter().position(|t: &TopicProduceResponse| t.name.0.as_str() == name) {
+            Some(i) => i,
+            None => {
+                let mut t = TopicProduceResponse::default();
+                t.name = super::topic_name(&name);
+                r.responses.push(t);
+                r.responses.len() - 1
+            }
+        };
+        let mut p = PartitionProduceResponse::default();
+        p.index = index;
+        p.error_code = outcome.error_code;
+        p.base_offset = outcome.base_offset;
+        p.log_append_time_ms = outcome.log_append_time_ms;
+        if header.api_version >= 5 {
+            p.log_start_offset = outcome.log_start_offset;
+        }
+        if header.api_version >= 8 {
+            p.error_message = outcome.error_message.as_deref().map(str_bytes);
+        }
+        r.responses[position].partition_responses.push(p);
+    }
+    respond(header, &r)
+}

@@ -1,0 +1,185 @@
+//! Cluster metadata: topics, their partitions, and the placement table that says which shard
+//! and which log directory own each partition.
+//!
+//! Shard 0 is the controller: it alone changes metadata, persists it (write to a temporary
+//! file, fsync, rename, fsync the directory) and then broadcasts the new version to every
+//! shard, each of which keeps its own read-only copy. Requests never take a lock to read it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub const METADATA_FILE: &str = "cluster-metadata.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionPlacement {
+    /// The owner shard.
+    pub shard: usize,
+    /// Index into `log.dirs`.
+    pub log_dir: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicMetadata {
+    /// Topic id (KIP-516), as a UUID.
+    pub id: uuid::Uuid,
+    pub partitions: Vec<PartitionPlacement>,
+    /// Per-topic overrides, with Kafka's names (CreateTopics configs).
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterMetadata {
+    pub cluster_id: String,
+    /// Bumped on every change.
+    pub version: u64,
+    pub topics: BTreeMap<String, TopicMetadata>,
+}
+
+/// Kafka's rule for topic names: 1 to 249 characters of ASCII letters, digits, '.', '_', '-',
+/// and not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 249 {
+        return Err(format!("topic name must be 1 to 249 characters long, not {}", name.len()));
+    }
+    if name == "." || name == ".." {
+        return Err(String::from("topic name cannot be '.' or '..'"));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("topic name {name:?} contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"));
+    }
+    Ok(())
+}
+
+impl ClusterMetadata {
+    pub fn new(cluster_id: String) -> ClusterMetadata {
+        ClusterMetadata { cluster_id, version: 1, topics: BTreeMap::new() }
+    }
+
+    pub fn path(meta_dir: &Path) -> PathBuf {
+        meta_dir.join(METADATA_FILE)
+    }
+
+    pub fn load(meta_dir: &Path) -> Result<Option<ClusterMetadata>> {
+        let path = Self::path(meta_dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("{} is damaged; restore it from a backup", path.display()))?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    pub fn persist(&self, meta_dir: &Path) -> Result<()> {
+        use std::io::Write;
+        std::fs::create_dir_all(meta_dir)?;
+        let path = Self::path(meta_dir);
+        let tmp = path.with_extension("json.tmp");
+        let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(&serde_json::to_vec_pretty(self)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(meta_dir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Partitions per shard and per log directory, for placing new partitions evenly.
+    fn load_counts(&self, shards: usize, log_dirs: usize) -> (Vec<usize>, Vec<usize>) {
+        let mut per_shard = vec![0; shards];
+        let mut per_dir = vec![0; log_dirs];
+        for topic in self.topics.values() {
+            for p in &topic.partitions {
+                if p.shard < shards {
+                    per_shard[p.shard] += 1;
+                }
+                if p.log_dir < log_dirs {
+                    per_dir[p.log_dir] += 1;
+                }
+            }
+        }
+        (per_shard, per_dir)
+    }
+
+    /// Places `count` new partitions on the least-loaded shards and log directories.
+    pub fn place(&self, count: usize, shards: usize, log_dirs: usize) -> Vec<PartitionPlacement> {
+        let (mut per_shard, mut per_dir) = self.load_counts(shards, log_dirs);
+        (0..count)
+            .map(|_| {
+                let shard = argmin(&per_shard);
+                let log_dir = argmin(&per_dir);
+                per_shard[shard] += 1;
+                per_dir[log_dir] += 1;
+                PartitionPlacement { shard, log_dir }
+            })
+            .collect()
+    }
+
+    /// After a restart with fewer shards or log directories, moves orphaned partitions to the
+    /// least-loaded ones that exist. Returns whether anything moved.
+    pub fn repair_placement(&mut self, shards: usize, log_dirs: usize) -> bool {
+        let mut changed = false;
+        let names: Vec<String> = self.topics.keys().cloned().collect();
+        for name in names {
+            for i in 0..self.topics[&name].partitions.len() {
+                let p = self.topics[&name].partitions[i].clone();
+                if p.shard >= shards || p.log_dir >= log_dirs {
+                    let (per_shard, per_dir) = self.load_counts(shards, log_dirs);
+                    let fixed = PartitionPlacement {
+                        shard: if p.shard >= shards { argmin(&per_shard) } else { p.shard },
+                        log_dir: if p.log_dir >= log_dirs { argmin(&per_dir) } else { p.log_dir },
+                    };
+                    if p.log_dir >= log_dirs {
+                        tracing::warn!(topic = %name, partition = i, "log directory {} is no longer in log.dirs; partition starts empty in directory {}", p.log_dir, fixed.log_dir);
+                    }
+                    self.topics.get_mut(&name).expect("exists").partitions[i] = fixed;
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+}
+
+fn argmin(counts: &[usize]) -> usize {
+    counts.iter().enumerate().min_by_key(|(_, c)| **c).map(|(i, _)| i).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_balances_shards_and_dirs() {
+        let mut meta = ClusterMetadata::new("c".into());
+        let placed = meta.place(8, 4, 2);
+        let mut per_shard = [0; 4];
+        for p in &placed {
+            per_shard[p.shard] += 1;
+        }
+        assert_eq!(per_shard, [2, 2, 2, 2]);
+        meta.topics.insert("t".into(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs: BTreeMap::new() });
+        assert!(meta.repair_placement(2, 2));
+        assert!(meta.topics["t"].partitions.iter().all(|p| p.shard < 2));
+        assert!(!meta.repair_placement(2, 2));
+    }
+
+    #[test]
+    fn persist_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut meta = ClusterMetadata::new("abc".into());
+        meta.topics.insert("t".into(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: meta.place(3, 2, 1), configs: BTreeMap::new() });
+        meta.persist(dir.path()).unwrap();
+        assert_eq!(ClusterMetadata::load(dir.path()).unwrap(), Some(meta));
+    }
+
+    #[test]
+    fn topic_names() {
+        assert!(validate_topic_name("orders.v1_x-y").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("a/b").is_err());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+}

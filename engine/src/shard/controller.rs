@@ -1,0 +1,216 @@
+//! The metadata controller, on shard 0: creates and deletes topics and partitions, persists the
+//! result, and broadcasts it to every shard before answering.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use anyhow::Result;
+use glommio::sync::Semaphore;
+use shardlog_protocol::error_code as ec;
+
+use super::messages::{ControllerRequest, NewTopic, ShardReply, ShardRequest};
+use super::{partition_ops, Shard};
+use crate::metadata::{validate_topic_name, ClusterMetadata, TopicMetadata};
+
+/// Upper bound on partitions per topic, so that one request cannot create millions of files.
+pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+
+/// Topic configs accepted at creation; the storage engine applies broker-wide values until
+/// per-topic configs are implemented, so only these names are accepted and stored.
+const TOPIC_CONFIG_NAMES: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "delete.retention.ms",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "min.insync.replicas",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+    "min.cleanable.dirty.ratio",
+    "unclean.leader.election.enable",
+    "flush.messages",
+    "flush.ms",
+    "index.interval.bytes",
+    "segment.index.bytes",
+    "message.timestamp.difference.max.ms",
+];
+
+pub struct Controller {
+    /// One metadata change at a time.
+    serial: Semaphore,
+}
+
+impl Controller {
+    pub fn new() -> Controller {
+        Controller { serial: Semaphore::new(1) }
+    }
+}
+
+impl Default for Controller {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Loads (or creates) the metadata, repairs placement for the current shard count, persists it,
+/// and gives it to every shard.
+pub async fn bootstrap(shard: &Rc<Shard>) -> Result<()> {
+    let dir = shard.meta_dir();
+    let mut meta = match ClusterMetadata::load(&dir)? {
+        Some(m) => m,
+        None => {
+            let id = shard.config.cluster_id.clone().unwrap_or_else(|| base64_uuid(uuid::Uuid::new_v4()));
+            tracing::info!(cluster_id = %id, "new cluster: no metadata found");
+            ClusterMetadata::new(id)
+        }
+    };
+    if meta.repair_placement(shard.shard_count(), shard.config.log_dirs.len()) {
+        meta.version += 1;
+        tracing::info!("placement table adjusted to {} shards and {} log directories", shard.shard_count(), shard.config.log_dirs.len());
+    }
+    meta.persist(&dir)?;
+    broadcast(shard, meta).await;
+    Ok(())
+}
+
+/// Kafka prints cluster ids as URL-safe base64 of a UUID, without padding.
+fn base64_uuid(id: uuid::Uuid) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = id.as_bytes();
+    let mut out = String::new();
+    let mut bits = 0u32;
+    let mut nbits = 0;
+    for &b in bytes {
+        bits = (bits << 8) | b as u32;
+        nbits += 8;
+        while nbits >= 6 {
+            nbits -= 6;
+            out.push(ALPHABET[((bits >> nbits) & 63) as usize] as char);
+        }
+    }
+    if nbits > 0 {
+        out.push(ALPHABET[((bits << (6 - nbits)) & 63) as usize] as char);
+    }
+    out
+}
+
+async fn broadcast(shard: &Rc<Shard>, meta: ClusterMetadata) {
+    let peers: Vec<usize> = (0..shard.shard_count()).filter(|&s| s != shard.id).collect();
+    let calls = peers.into_iter().map(|peer| {
+        let meta = Box::new(meta.clone());
+        let shard = shard.clone();
+        async move { shard.router.call(peer, ShardRequest::ApplyMetadata(meta)).await }
+    });
+    for result in futures::future::join_all(calls).await {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "a shard did not take the new metadata");
+        }
+    }
+    partition_ops::apply_metadata(shard, meta).await;
+}
+
+pub async fn handle(shard: Rc<Shard>, request: ControllerRequest) -> ShardReply {
+    let controller = shard.controller.as_ref().expect("controller requests go to the controller shard");
+    let _permit = controller.serial.acquire_permit(1).await.expect("semaphore never closes");
+    let mut meta = (**shard.metadata.borrow()).clone();
+    let mut results = Vec::new();
+    let mut changed = false;
+    match request {
+        ControllerRequest::CreateTopics { topics, validate_only } => {
+            for topic in topics {
+                let outcome = create_topic(&shard, &mut meta, &topic, validate_only);
+                changed |= outcome.is_ok() && !validate_only;
+                results.push(match outcome {
+                    Ok(()) => (topic.name, ec::NONE, None),
+                    Err((code, msg)) => (topic.name, code, Some(msg)),
+                });
+            }
+        }
+        ControllerRequest::DeleteTopics { names } => {
+            for name in names {
+                if meta.topics.remove(&name).is_some() {
+                    changed = true;
+                    tracing::info!(topic = %name, "deleting topic");
+                    results.push((name, ec::NONE, None));
+                } else {
+                    results.push((name, ec::UNKNOWN_TOPIC_OR_PARTITION, Some(String::from("This server does not host this topic."))));
+                }
+            }
+        }
+        ControllerRequest::CreatePartitions { topics, validate_only } => {
+            for (name, count) in topics {
+                let current = meta.topics.get(&name).map(|t| t.partitions.len() as i32);
+                let outcome = match current {
+                    None => Err((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name} does not exist"))),
+                    Some(n) if count <= n => Err((ec::INVALID_PARTITIONS, format!("topic {name} has {n} partitions; the new count {count} must be larger"))),
+                    Some(_) if count > TOPIC_PARTITIONS_MAX => Err((ec::INVALID_PARTITIONS, format!("{count} partitions exceeds the limit of {TOPIC_PARTITIONS_MAX}"))),
+                    Some(n) => {
+                        if !validate_only {
+                            let placed = meta.place((count - n) as usize, shard.shard_count(), shard.config.log_dirs.len());
+                            meta.topics.get_mut(&name).expect("exists").partitions.extend(placed);
+                            changed = true;
+                            tracing::info!(topic = %name, from = n, to = count, "adding partitions");
+                        }
+                        Ok(())
+                    }
+                };
+                results.push(match outcome {
+                    Ok(()) => (name, ec::NONE, None),
+                    Err((code, msg)) => (name, code, Some(msg)),
+                });
+            }
+        }
+    }
+    if changed {
+        meta.version += 1;
+        if let Err(e) = meta.persist(&shard.meta_dir()) {
+            let msg = format!("persisting metadata failed: {e:#}");
+            tracing::error!(error = %msg, "metadata change not applied");
+            return ShardReply::Controller(results.into_iter().map(|(n, _, _)| (n, ec::KAFKA_STORAGE_ERROR, Some(msg.clone()))).collect());
+        }
+        broadcast(&shard, meta).await;
+    }
+    ShardReply::Controller(results)
+}
+
+fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, validate_only: bool) -> Result<(), (i16, String)> {
+    validate_topic_name(&topic.name).map_err(|m| (ec::INVALID_TOPIC_EXCEPTION, m))?;
+    if meta.topics.contains_key(&topic.name) {
+        return Err((ec::TOPIC_ALREADY_EXISTS, format!("Topic '{}' already exists.", topic.name)));
+    }
+    let partitions = if topic.partitions == -1 { shard.config.num_partitions } else { topic.partitions };
+    if partitions <= 0 || partitions > TOPIC_PARTITIONS_MAX {
+        return Err((ec::INVALID_PARTITIONS, format!("Number of partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, not {partitions}.")));
+    }
+    if topic.replication_factor != -1 && topic.replication_factor != 1 {
+        return Err((ec::INVALID_REPLICATION_FACTOR, format!("Replication factor {} is larger than the 1 available broker.", topic.replication_factor)));
+    }
+    let mut configs = BTreeMap::new();
+    for (k, v) in &topic.configs {
+        if !TOPIC_CONFIG_NAMES.contains(&k.as_str()) {
+            return Err((ec::INVALID_CONFIG, format!("Unknown topic config name: {k}")));
+        }
+        configs.insert(k.clone(), v.clone());
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let placed = meta.place(partitions as usize, shard.shard_count(), shard.config.log_dirs.len());
+    tracing::info!(topic = %topic.name, partitions, "creating topic");
+    meta.topics.insert(topic.name.clone(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_id_is_22_chars_of_url_safe_base64() {
+        let id = super::base64_uuid(uuid::Uuid::nil());
+        assert_eq!(id, "AAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(super::base64_uuid(uuid::Uuid::new_v4()).len(), 22);
+    }
+}

@@ -1,0 +1,186 @@
+//! Shards: one pinned glommio executor per core. A shard owns the partitions the placement table
+//! gives it, serves the connections the kernel hands it (SO_REUSEPORT), and forwards work for
+//! other shards' partitions over the channel mesh.
+
+pub mod controller;
+pub mod messages;
+pub mod partition_ops;
+pub mod router;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::BrokerConfig;
+use crate::metadata::ClusterMetadata;
+use crate::notify::Notify;
+use crate::storage::log::Partition;
+use messages::{Envelope, ShardReply, ShardRequest};
+use router::Router;
+
+/// Messages buffered per shard pair before a sender waits.
+pub const MESH_CHANNEL_CAPACITY: usize = 1024;
+/// The shard that owns metadata changes.
+pub const CONTROLLER_SHARD: usize = 0;
+
+pub type TopicPartition = (String, i32);
+
+pub struct Shard {
+    pub id: usize,
+    pub config: Rc<BrokerConfig>,
+    pub metadata: RefCell<Rc<ClusterMetadata>>,
+    pub metadata_changed: Notify,
+    pub partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
+    pub router: Rc<Router>,
+    pub controller: Option<controller::Controller>,
+    pub shutting_down: Cell<bool>,
+    /// Zero-copy sends from this shard (a probe: sendfile calls and bytes).
+    pub sendfile_calls: Cell<u64>,
+    pub sendfile_bytes: Cell<u64>,
+}
+
+impl Shard {
+    pub fn shard_count(&self) -> usize {
+        self.router.shard_count()
+    }
+
+    pub fn meta_dir(&self) -> PathBuf {
+        meta_dir(&self.config)
+    }
+
+    /// The owner shard of a partition, or None if the topic or partition does not exist.
+    pub fn owner(&self, topic: &str, partition: i32) -> Option<usize> {
+        let meta = self.metadata.borrow();
+        let t = meta.topics.get(topic)?;
+        if partition < 0 {
+            return None;
+        }
+        t.partitions.get(partition as usize).map(|p| p.shard)
+    }
+
+    pub fn local_partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// Runs `request` on the shard that owns it: here, or over the mesh.
+    pub async fn dispatch(self: &Rc<Self>, owner: usize, request: ShardRequest) -> ShardReply {
+        if owner == self.id {
+            partition_ops::handle(self.clone(), request).await
+        } else {
+            match self.router.call(owner, request).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    tracing::error!(shard = owner, error = %e, "cross-shard call failed");
+                    ShardReply::Controller(vec![(String::new(), shardlog_protocol::error_code::UNKNOWN_SERVER_ERROR, Some(e.to_string()))])
+                }
+            }
+        }
+    }
+}
+
+pub fn meta_dir(config: &BrokerConfig) -> PathBuf {
+    config.log_dirs[0].join("__shardlog_meta")
+}
+
+/// Set by the signal handler; each shard polls it and shuts down cleanly.
+pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+
+/// Starts one executor per core in `config.cores` and blocks until they all stop.
+pub fn run(config: BrokerConfig) -> Result<()> {
+    for dir in &config.log_dirs {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create log directory {}", dir.display()))?;
+    }
+    let config = Arc::new(config);
+    let mesh: MeshBuilder<Envelope, _> = MeshBuilder::full(config.cores.len(), MESH_CHANNEL_CAPACITY);
+    let mut handles = Vec::new();
+    for &core in &config.cores {
+        let mesh = mesh.clone();
+        let config = config.clone();
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
+            .name(&format!("shard-{core}"))
+            .spawn(move || async move {
+                if let Err(e) = run_shard((*config).clone(), mesh).await {
+                    tracing::error!(error = %format!("{e:#}"), "shard failed");
+                    SHUTDOWN.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+                Ok(())
+            })
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("cannot start the shard executor on core {core} (glommio needs io_uring and about 512 KiB of locked memory per shard: check `ulimit -l`)"))?;
+        handles.push(handle);
+    }
+    let mut failed = None;
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(e),
+            Err(e) => failed = Some(anyhow::anyhow!("shard thread panicked: {e:?}")),
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>) -> Result<()> {
+    let (senders, receivers) = mesh.join().await.map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;
+    let router = Rc::new(Router::new(senders));
+    let id = router.shard_id;
+    let is_controller = id == CONTROLLER_SHARD;
+    let config = Rc::new(config);
+    let controller = if is_controller { Some(controller::Controller::new()) } else { None };
+    let shard = Rc::new(Shard {
+        id,
+        config: config.clone(),
+        metadata: RefCell::new(Rc::new(ClusterMetadata::new(String::new()))),
+        metadata_changed: Notify::default(),
+        partitions: RefCell::new(HashMap::new()),
+        router: router.clone(),
+        controller,
+        shutting_down: Cell::new(false),
+        sendfile_calls: Cell::new(0),
+        sendfile_bytes: Cell::new(0),
+    });
+    let handler_shard = shard.clone();
+    router::spawn_receivers(router, receivers, move |request| partition_ops::handle(handler_shard.clone(), request));
+
+    if is_controller {
+        controller::bootstrap(&shard).await?;
+    } else {
+        // Wait for the controller's first metadata broadcast.
+        while shard.metadata.borrow().cluster_id.is_empty() {
+            shard.metadata_changed.notified().await;
+        }
+    }
+    let listeners = crate::net::listen(&shard)?;
+    tracing::info!(shard = id, partitions = shard.partitions.borrow().len(), "shard ready");
+    if is_controller {
+        let l: Vec<String> = config.listeners.iter().map(|l| format!("{}://{}", l.name, l.bind)).collect();
+        tracing::info!(listeners = ?l, shards = shard.shard_count(), log_dirs = ?config.log_dirs, "shardlog is ready");
+    }
+    while !SHUTDOWN.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+    shard.shutting_down.set(true);
+    drop(listeners);
+    let parts: Vec<Rc<Partition>> = shard.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+    for p in parts {
+        if let Err(e) = p.close(true).await {
+            tracing::error!(topic = %p.topic, partition = p.partition, error = %format!("{e:#}"), "clean close failed");
+        }
+    }
+    tracing::info!(shard = id, sendfile_calls = shard.sendfile_calls.get(), sendfile_bytes = shard.sendfile_bytes.get(), cross_shard_calls = shard.router.calls.get(), "shard stopped");
+    // Give peers time to finish their replies to us before the mesh goes away.
+    glommio::timer::sleep(Duration::from_millis(200)).await;
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! What a shard does for the partitions it owns, whether the request came from one of its own
+//! connections or over the mesh from another shard.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use shardlog_protocol::error_code as ec;
+
+use super::messages::{ProduceOutcome, ReadOutcome, ShardReply, ShardRequest};
+use super::Shard;
+use crate::metadata::ClusterMetadata;
+use crate::storage::log::{now_ms, AppendError, LogConfig, Partition, PartitionLog, ReadError};
+
+pub async fn handle(shard: Rc<Shard>, request: ShardRequest) -> ShardReply {
+    match request {
+        ShardRequest::Produce { topic, partition, records, acks } => ShardReply::Produce(produce(&shard, &topic, partition, records, acks).await),
+        ShardRequest::Read { topic, partition, offset, max_bytes } => ShardReply::Read(read(&shard, &topic, partition, offset, max_bytes)),
+        ShardRequest::WaitForAppend { topic, partition, offset, deadline_ms } => {
+            wait_for_append(&shard, &topic, partition, offset, deadline_ms).await;
+            ShardReply::Woken
+        }
+        ShardRequest::ListOffset { topic, partition, timestamp } => {
+            let (code, offset, ts) = list_offset(&shard, &topic, partition, timestamp);
+            ShardReply::ListOffset(code, offset, ts)
+        }
+        ShardRequest::ApplyMetadata(meta) => {
+            apply_metadata(&shard, *meta).await;
+            ShardReply::Applied
+        }
+        ShardRequest::Controller(request) => super::controller::handle(shard, request).await,
+        ShardRequest::Shutdown => ShardReply::ShutdownDone,
+    }
+}
+
+pub async fn produce(shard: &Shard, topic: &str, partition: i32, records: bytes::Bytes, acks: i16) -> ProduceOutcome {
+    let mut outcome = ProduceOutcome { error_code: ec::NONE, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, error_message: None };
+    let Some(p) = shard.local_partition(topic, partition) else {
+        outcome.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;
+        return outcome;
+    };
+    // The one copy on the produce path: from the request buffer into the log's own buffer.
+    let info = match p.append(BytesMut::from(&records[..]), now_ms()) {
+        Ok(info) => info,
+        Err(e) => {
+            outcome.error_code = match &e {
+                AppendError::Corrupt(_) => ec::CORRUPT_MESSAGE,
+                AppendError::TooLarge { .. } => ec::MESSAGE_TOO_LARGE,
+                AppendError::Empty => ec::INVALID_RECORD,
+                AppendError::Offline(_) => ec::KAFKA_STORAGE_ERROR,
+            };
+            tracing::warn!(topic, partition, error = %e, "produce rejected");
+            outcome.error_message = Some(e.to_string());
+            return outcome;
+        }
+    };
+    if acks == -1 {
+        if let Err(why) = p.wait_durable(info.last_offset).await {
+            outcome.error_code = ec::KAFKA_STORAGE_ERROR;
+            outcome.error_message = Some(why);
+            return outcome;
+        }
+    }
+    outcome.base_offset = info.base_offset;
+    outcome.log_append_time_ms = info.log_append_time_ms;
+    outcome.log_start_offset = info.log_start_offset;
+    outcome
+}
+
+pub fn read(shard: &Shard, topic: &str, partition: i32, offset: i64, max_bytes: usize) -> ReadOutcome {
+    let mut outcome = ReadOutcome { error_code: ec::NONE, pieces: Vec::new(), bytes: 0, high_watermark: -1, log_start_offset: -1 };
+    let Some(p) = shard.local_partition(topic, partition) else {
+        outcome.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;
+        return outcome;
+    };
+    let log = p.log.borrow();
+    outcome.high_watermark = log.high_watermark();
+    outcome.log_start_offset = log.log_start_offset();
+    match log.read(offset, max_bytes) {
+        Ok(r) => {
+            outcome.pieces = r.pieces;
+            outcome.bytes = r.bytes;
+        }
+        Err(ReadError::OffsetOutOfRange { .. }) => outcome.error_code = ec::OFFSET_OUT_OF_RANGE,
+        Err(ReadError::Storage(why)) => {
+            tracing::error!(topic, partition, error = %why, "read failed");
+            outcome.error_code = ec::KAFKA_STORAGE_ERROR;
+        }
+    }
+    outcome
+}
+
+/// Returns when the partition's log end offset passes `offset`, at `deadline_ms`, or at once
+/// when too many fetches already wait on it (the caller then simply answers with what it has).
+pub async fn wait_for_append(shard: &Shard, topic: &str, partition: i32, offset: i64, deadline_ms: u64) {
+    let Some(p) = shard.local_partition(topic, partition) else { return };
+    if p.appended.waiters() >= shard.config.fetch_watchers_max {
+        return;
+    }
+    loop {
+        let notified = p.appended.notified();
+        if p.log.borrow().log_end_offset() > offset || shard.shutting_down.get() {
+            return;
+        }
+        let now = now_ms();
+        if now >= deadline_ms {
+            return;
+        }
+        let sleep = glommio::timer::sleep(Duration::from_millis(deadline_ms - now));
+        futures_lite::future::or(async { notified.await; }, sleep).await;
+    }
+}
+
+pub fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: i64) -> (i16, i64, i64) {
+    let Some(p) = shard.local_partition(topic, partition) else { return (ec::UNKNOWN_TOPIC_OR_PARTITION, -1, -1) };
+    let log = p.log.borrow();
+    match timestamp {
+        -2 => (ec::NONE, log.log_start_offset(), -1),
+        -1 => (ec::NONE, log.log_end_offset(), -1),
+        // -3: max timestamp (KIP-734); answered as latest until max-timestamp tracking lands.
+        ts if ts < 0 => (ec::NONE, log.log_end_offset(), -1),
+        ts => match log.offset_for_timestamp(ts) {
+            Ok(Some((offset, found_ts))) => (ec::NONE, offset, found_ts),
+            Ok(None) => (ec::NONE, -1, -1),
+            Err(e) => {
+                tracing::error!(topic, partition, error = %format!("{e:#}"), "timestamp lookup failed");
+                (ec::KAFKA_STORAGE_ERROR, -1, -1)
+            }
+        },
+    }
+}
+
+pub fn log_config(shard: &Shard) -> LogConfig {
+    let c = &shard.config;
+    LogConfig {
+        segment_bytes: c.log_segment_bytes,
+        roll_ms: c.log_roll_ms,
+        index_interval_bytes: c.log_index_interval_bytes,
+        message_max_bytes: c.message_max_bytes,
+        log_append_time: c.log_append_time,
+        flush_interval_ms: c.log_flush_interval_ms,
+        cache_bytes: c.cache_partition_bytes,
+    }
+}
+
+/// Adopts new metadata: opens the partitions this shard now owns, closes and deletes the ones
+/// whose topic is gone (or was recreated under a new id).
+pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) {
+    let old = shard.metadata.borrow().clone();
+    let mut to_remove = Vec::new();
+    for key in shard.partitions.borrow().keys() {
+        let keep = match (meta.topics.get(&key.0), old.topics.get(&key.0)) {
+            (Some(new), Some(prev)) => new.id == prev.id && new.partitions.get(key.1 as usize).is_some_and(|p| p.shard == shard.id),
+            _ => false,
+        };
+        if !keep {
+            to_remove.push(key.clone());
+        }
+    }
+    for key in to_remove {
+        let p = shard.partitions.borrow_mut().remove(&key);
+        if let Some(p) = p {
+            let _ = p.close(false).await;
+            let dir = p.log.borrow().dir.clone();
+            if !meta.topics.contains_key(&key.0) || meta.topics[&key.0].id != old.topics.get(&key.0).map(|t| t.id).unwrap_or_default() {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::error!(dir = %dir.display(), error = %e, "removing a deleted partition's directory failed");
+                }
+            }
+        }
+    }
+    for (name, topic) in &meta.topics {
+        for (i, placement) in topic.partitions.iter().enumerate() {
+            if placement.shard != shard.id {
+                continue;
+            }
+            let key = (name.clone(), i as i32);
+            if shard.partitions.borrow().contains_key(&key) {
+                continue;
+            }
+            let dir = shard.config.log_dirs[placement.log_dir].join(format!("{name}-{i}"));
+            match PartitionLog::open(&dir, log_config(shard)) {
+                Ok(log) => {
+                    let p = Partition::new(name.clone(), i as i32, log);
+                    p.start_flusher();
+                    shard.partitions.borrow_mut().insert(key, p);
+                }
+                Err(e) => tracing::error!(topic = %name, partition = i, dir = %dir.display(), error = %format!("{e:#}"), "cannot open partition; it stays offline"),
+            }
+        }
+    }
+    *shard.metadata.borrow_mut() = Rc::new(meta);
+    shard.metadata_changed.notify_all();
+}

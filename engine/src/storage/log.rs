@@ -1,0 +1,723 @@
+//! A partition's log: an ordered list of segments, the batch cache, and the group-commit flusher.
+//!
+//! Appends are synchronous and only touch memory: the batch gets its offsets, goes into the
+//! cache (readable at once) and into a pending-write queue. One flusher task per partition
+//! drains that queue: it writes page-aligned buffers with O_DIRECT through io_uring (glommio DMA
+//! files), rewriting the partial tail page each time, then issues one fdatasync for everything it
+//! wrote. Every acks=all request waiting on an offset that fdatasync covered is released together
+//! (group commit). While one flush runs, new appends queue up for the next one.
+//!
+//! Flush policy for acks=0 and acks=1: acknowledged once appended in memory; the flusher writes
+//! and fdatasyncs them within `log.flush.interval.ms` (default 5 ms), or at once when an acks=all
+//! request is waiting.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bytes::{Bytes, BytesMut};
+use glommio::io::{DmaFile, OpenOptions};
+use shardlog_protocol::batch::{self, BatchError, BatchHeader};
+
+use super::cache::{BatchCache, CachedBatch};
+use super::index::{OffsetIndex, TimeIndex};
+use super::segment::{self, Segment};
+use crate::notify::Notify;
+
+/// O_DIRECT writes are aligned to this many bytes (a page, which also covers 512-byte devices).
+pub const WRITE_ALIGNMENT_BYTES: u64 = 4096;
+/// Largest single DMA write; a larger flush is split into writes of this size.
+pub const WRITE_BYTES_MAX: usize = 4 << 20;
+/// Segments are preallocated (fallocate, keeping the file size) this much at a time as they
+/// grow: XFS and ext4 then lay them out contiguously, without reserving a whole segment of
+/// disk for a partition that may stay small.
+pub const PREALLOCATE_STEP_BYTES: u64 = 32 << 20;
+/// Marker written on clean shutdown: the active segment's size and indexes can be trusted.
+pub const CLEAN_SHUTDOWN_FILE: &str = ".shardlog-clean-shutdown";
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub roll_ms: u64,
+    pub index_interval_bytes: u64,
+    pub message_max_bytes: usize,
+    pub log_append_time: bool,
+    pub flush_interval_ms: u64,
+    pub cache_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("corrupt record batch: {0}")]
+    Corrupt(BatchError),
+    #[error("record batch of {size} bytes exceeds message.max.bytes={max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("empty record set")]
+    Empty,
+    #[error("partition is offline after a storage error: {0}")]
+    Offline(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The LogAppendTime stamped on the batches, or -1 for CreateTime.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+/// A piece of a read: cached bytes, or a byte range of a segment file to send with sendfile.
+#[derive(Debug, Clone)]
+pub enum ReadPiece {
+    Memory(Bytes),
+    File { file: Arc<File>, position: u64, len: usize },
+}
+
+impl ReadPiece {
+    pub fn len(&self) -> usize {
+        match self {
+            ReadPiece::Memory(b) => b.len(),
+            ReadPiece::File { len, .. } => *len,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug)]
+pub enum ReadError {
+    OffsetOutOfRange { log_start_offset: i64, log_end_offset: i64 },
+    Storage(String),
+}
+
+#[derive(Debug, Default)]
+pub struct ReadResult {
+    pub pieces: Vec<ReadPiece>,
+    pub bytes: usize,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+struct Pending {
+    segment_base: i64,
+    start_position: u64,
+    bytes: BytesMut,
+    end_offset: i64,
+}
+
+pub struct PartitionLog {
+    pub dir: PathBuf,
+    config: LogConfig,
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    next_offset: i64,
+    /// Every offset below this has been fdatasynced.
+    durable_offset: i64,
+    pending: VecDeque<Pending>,
+    cache: BatchCache,
+    failed: Option<String>,
+    /// acks=all requests waiting: while any do, the flusher does not wait for more data.
+    durable_waiters: usize,
+}
+
+/// A partition as its owner shard holds it.
+pub struct Partition {
+    pub topic: String,
+    pub partition: i32,
+    pub log: RefCell<PartitionLog>,
+    /// Fires after every append: wakes long-polling fetches.
+    pub appended: Notify,
+    /// Fires after every flush (and on failure): wakes acks=all producers.
+    pub durable: Notify,
+    flush_wanted: Notify,
+    /// Fires when an acks=all request starts waiting: ends the flush window early.
+    durable_wanted: Notify,
+    flusher_done: Notify,
+    flusher_running: Cell<bool>,
+    closed: Cell<bool>,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn align_down(v: u64) -> u64 {
+    v & !(WRITE_ALIGNMENT_BYTES - 1)
+}
+
+impl PartitionLog {
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.next_offset
+    }
+    pub fn high_watermark(&self) -> i64 {
+        // A single replica: everything appended is committed, as with Kafka at RF=1.
+        self.next_offset
+    }
+    pub fn durable_offset(&self) -> i64 {
+        self.durable_offset
+    }
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size_bytes).sum()
+    }
+
+    /// Opens (or creates) the log in `dir`, recovering it after a crash: sealed segments are
+    /// trusted (their indexes reloaded, or rebuilt if damaged); the active segment is scanned
+    /// batch by batch, CRC-checked, and truncated after its last valid batch. Work is therefore
+    /// bounded by one segment, not by the size of the log.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating partition directory {}", dir.display()))?;
+        let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = clean_marker.exists();
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".log") {
+                if let Ok(base) = stem.parse::<i64>() {
+                    bases.push(base);
+                }
+            }
+        }
+        bases.sort_unstable();
+        let mut segments = Vec::with_capacity(bases.len());
+        let last = bases.len().saturating_sub(1);
+        for (i, &base) in bases.iter().enumerate() {
+            let path = segment::log_path(dir, base);
+            let file_bytes = std::fs::metadata(&path)?.len();
+            let trusted = i < last || clean;
+            let loaded = if trusted { load_indexes(dir, base, file_bytes) } else { None };
+            let mut seg = Segment::new(base, now_ms());
+            match loaded {
+                Some((index, time_index, next_offset, max_timestamp)) => {
+                    seg.index = index;
+                    seg.time_index = time_index;
+                    seg.size_bytes = file_bytes;
+                    seg.next_offset = next_offset;
+                    seg.max_timestamp = max_timestamp;
+                    seg.bytes_since_index_entry = config.index_interval_bytes; // next append adds an entry
+                }
+                None => {
+                    let scan = segment::scan(&path, base, config.index_interval_bytes)?;
+                    if let Some(why) = &scan.stopped_because {
+                        if scan.valid_bytes < scan.file_bytes {
+                            tracing::warn!(segment = %path.display(), valid_bytes = scan.valid_bytes, file_bytes = scan.file_bytes, reason = %why, "truncating segment after its last valid batch");
+                        }
+                    }
+                    if scan.valid_bytes < scan.file_bytes {
+                        let f = std::fs::OpenOptions::new().write(true).open(&path)?;
+                        f.set_len(scan.valid_bytes)?;
+                        f.sync_all()?;
+                    }
+                    seg.index = scan.index;
+                    seg.time_index = scan.time_index;
+                    seg.size_bytes = scan.valid_bytes;
+                    seg.next_offset = scan.next_offset;
+                    seg.max_timestamp = scan.max_timestamp;
+                    seg.bytes_since_index_entry = scan.bytes_since_index_entry;
+                    if i < last {
+                        write_indexes(dir, base, &seg.index, &seg.time_index, seg.next_offset)?;
+                    }
+                }
+            }
+            seg.written_bytes = seg.size_bytes;
+            seg.read_file = Some(Arc::new(File::open(&path)?));
+            seg.sealed = i < last;
+            segments.push(seg);
+        }
+        // A torn tail may leave an empty segment after sealed ones; it stays the active segment.
+        if clean {
+            std::fs::remove_file(&clean_marker)?;
+            sync_dir(dir)?;
+        }
+        let log_start_offset = segments.first().map(|s| s.base_offset).unwrap_or(0);
+        let next_offset = segments.last().map(|s| s.next_offset).unwrap_or(0);
+        Ok(PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset,
+            next_offset,
+            durable_offset: next_offset,
+            pending: VecDeque::new(),
+            cache: BatchCache::default(),
+            failed: None,
+            durable_waiters: 0,
+        })
+    }
+
+    /// Appends the batches in `records` (whole v2 batches, as a producer sent them): checks
+    /// every CRC, assigns offsets, stamps LogAppendTime if configured. Memory only; the flusher
+    /// makes it durable.
+    pub fn append(&mut self, mut records: BytesMut, now: u64) -> Result<AppendInfo, AppendError> {
+        if let Some(why) = &self.failed {
+            return Err(AppendError::Offline(why.clone()));
+        }
+        let headers = batch::parse_all(&records, true).map_err(AppendError::Corrupt)?;
+        if headers.is_empty() {
+            return Err(AppendError::Empty);
+        }
+        if let Some(h) = headers.iter().find(|h| h.size_bytes > self.config.message_max_bytes) {
+            return Err(AppendError::TooLarge { size: h.size_bytes, max: self.config.message_max_bytes });
+        }
+        let log_append_time_ms = if self.config.log_append_time { now as i64 } else { -1 };
+        let base_offset = self.next_offset;
+        for header in &headers {
+            let mut batch_bytes = records.split_to(header.size_bytes);
+            let offset = self.next_offset;
+            batch::set_base_offset(&mut batch_bytes, offset);
+            if self.config.log_append_time {
+                batch::set_log_append_time(&mut batch_bytes, header.size_bytes, now as i64);
+            }
+            let assigned = BatchHeader {
+                base_offset: offset,
+                max_timestamp: if self.config.log_append_time { now as i64 } else { header.max_timestamp },
+                ..*header
+            };
+            self.maybe_roll(&assigned, now);
+            let seg = self.segments.last_mut().expect("maybe_roll leaves an active segment");
+            let position = seg.size_bytes;
+            seg.record_batch(&assigned, self.config.index_interval_bytes);
+            let segment_base = seg.base_offset;
+            self.next_offset = assigned.last_offset() + 1;
+            let frozen = batch_bytes.freeze();
+            match self.pending.back_mut() {
+                Some(p) if p.segment_base == segment_base && p.start_position + p.bytes.len() as u64 == position => {
+                    p.bytes.extend_from_slice(&frozen);
+                    p.end_offset = self.next_offset;
+                }
+                _ => self.pending.push_back(Pending { segment_base, start_position: position, bytes: BytesMut::from(&frozen[..]), end_offset: self.next_offset }),
+            }
+            self.cache.push(CachedBatch { base_offset: offset, last_offset: assigned.last_offset(), max_timestamp: assigned.max_timestamp, bytes: frozen });
+        }
+        Ok(AppendInfo { base_offset, last_offset: self.next_offset - 1, log_append_time_ms, log_start_offset: self.log_start_offset })
+    }
+
+    fn maybe_roll(&mut self, header: &BatchHeader, now: u64) {
+        let roll = match self.segments.last() {
+            None => true,
+            Some(seg) => {
+                seg.size_bytes > 0
+                    && (seg.size_bytes + header.size_bytes as u64 > self.config.segment_bytes
+                        || now.saturating_sub(seg.created_ms) >= self.config.roll_ms
+                        || header.last_offset() - seg.base_offset > u32::MAX as i64 / 2)
+            }
+        };
+        if roll {
+            if let Some(seg) = self.segments.last_mut() {
+                seg.sealed = true;
+            }
+            self.segments.push(Segment::new(header.base_offset, now));
+        }
+    }
+
+    /// Reads from `offset` up to about `max_bytes` (at least one whole batch if there is one).
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, ReadError> {
+        if let Some(why) = &self.failed {
+            return Err(ReadError::Storage(why.clone()));
+        }
+        if offset < self.log_start_offset || offset > self.next_offset {
+            return Err(ReadError::OffsetOutOfRange { log_start_offset: self.log_start_offset, log_end_offset: self.next_offset });
+        }
+        let mut result = ReadResult { high_watermark: self.high_watermark(), log_start_offset: self.log_start_offset, ..Default::default() };
+        if offset == self.next_offset {
+            return Ok(result);
+        }
+        if self.cache.first_offset().is_some_and(|first| first <= offset) {
+            for bytes in self.cache.read(offset, max_bytes) {
+                result.bytes += bytes.len();
+                result.pieces.push(ReadPiece::Memory(bytes));
+            }
+            return Ok(result);
+        }
+        // Older than the cache: a byte range of one segment file, sent with sendfile.
+        let i = self.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1);
+        for seg in &self.segments[i..] {
+            if seg.next_offset <= offset {
+                continue;
+            }
+            let file = match &seg.read_file {
+                Some(f) => f.clone(),
+                None => break,
+            };
+            let found = seg.find_position(offset).map_err(|e| ReadError::Storage(format!("{e:#}")))?;
+            let Some((start, first)) = found else { break };
+            let mut end = start + first.size_bytes as u64;
+            while end < seg.written_bytes {
+                match seg.header_at(end).map_err(|e| ReadError::Storage(format!("{e:#}")))? {
+                    Some(h) if (end - start) as usize + h.size_bytes <= max_bytes => end += h.size_bytes as u64,
+                    _ => break,
+                }
+            }
+            let len = (end - start) as usize;
+            result.bytes += len;
+            result.pieces.push(ReadPiece::File { file, position: start, len });
+            break;
+        }
+        Ok(result)
+    }
+
+    /// The first offset whose batch holds a timestamp at or after `timestamp`, with that
+    /// batch's max timestamp. Uncompressed batches are resolved to the exact record.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        for seg in &self.segments {
+            if seg.max_timestamp < timestamp || seg.next_offset == seg.base_offset {
+                continue;
+            }
+            let from = seg.base_offset + seg.time_index.scan_start(timestamp) as i64;
+            if let Some(cached) = self.cache.find_timestamp(timestamp, from) {
+                if self.cache.first_offset().is_some_and(|f| f <= from) {
+                    return Ok(Some(exact_record(&cached.bytes, timestamp).unwrap_or((cached.base_offset, cached.max_timestamp))));
+                }
+            }
+            let Some((mut position, _)) = seg.find_position(from)? else { continue };
+            while let Some(h) = seg.header_at(position)? {
+                if h.max_timestamp >= timestamp {
+                    let file = seg.read_file.as_ref().expect("header_at needs the file");
+                    let mut bytes = vec![0u8; h.size_bytes];
+                    std::os::unix::fs::FileExt::read_exact_at(&**file, &mut bytes, position)?;
+                    return Ok(Some(exact_record(&bytes, timestamp).unwrap_or((h.base_offset, h.max_timestamp))));
+                }
+                position += h.size_bytes as u64;
+            }
+            if let Some(cached) = self.cache.find_timestamp(timestamp, from) {
+                return Ok(Some(exact_record(&cached.bytes, timestamp).unwrap_or((cached.base_offset, cached.max_timestamp))));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// For an uncompressed batch, the first record with a timestamp at or after `timestamp`.
+fn exact_record(batch_bytes: &[u8], timestamp: i64) -> Option<(i64, i64)> {
+    let header = batch::parse_header(batch_bytes, 0, false).ok()?;
+    if header.compression() != 0 || header.attributes & batch::ATTRIBUTE_LOG_APPEND_TIME != 0 {
+        return None;
+    }
+    let mut rest = &batch_bytes[batch::BATCH_HEADER_BYTES..header.size_bytes];
+    for _ in 0..header.records_count {
+        let length = read_varlong(&mut rest)?;
+        if length < 0 || length as usize > rest.len() {
+            return None;
+        }
+        let (mut record, tail) = rest.split_at(length as usize);
+        rest = tail;
+        record = record.get(1..)?; // attributes
+        let timestamp_delta = read_varlong(&mut record)?;
+        let offset_delta = read_varlong(&mut record)?;
+        let record_timestamp = header.base_timestamp + timestamp_delta;
+        if record_timestamp >= timestamp {
+            return Some((header.base_offset + offset_delta, record_timestamp));
+        }
+    }
+    None
+}
+
+fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let byte = *buf.first()?;
+        *buf = &buf[1..];
+        value |= ((byte & 0x7f) as u64).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+fn load_indexes(dir: &Path, base: i64, file_bytes: u64) -> Option<(OffsetIndex, TimeIndex, i64, i64)> {
+    let index = std::fs::read(segment::index_path(dir, base)).ok()?;
+    let time_index = std::fs::read(segment::time_index_path(dir, base)).ok()?;
+    // The offset index file ends with an 8-byte trailer holding the segment's next offset, so
+    // a sealed segment need not be read to learn where it ends. Kafka tools ignore it.
+    if index.len() < 8 {
+        return None;
+    }
+    let (entries, trailer) = index.split_at(index.len() - 8);
+    let next_offset = i64::from_be_bytes(trailer.try_into().ok()?);
+    let index = OffsetIndex::from_bytes(entries, file_bytes.max(1)).map_err(|e| tracing::warn!(base, error = %e, "offset index damaged; rebuilding")).ok()?;
+    let time_index = TimeIndex::from_bytes(&time_index).map_err(|e| tracing::warn!(base, error = %e, "time index damaged; rebuilding")).ok()?;
+    if next_offset < base {
+        return None;
+    }
+    let max_timestamp = time_index.max_timestamp().unwrap_or(-1);
+    Some((index, time_index, next_offset, max_timestamp))
+}
+
+fn write_indexes(dir: &Path, base: i64, index: &OffsetIndex, time_index: &TimeIndex, next_offset: i64) -> Result<()> {
+    let mut bytes = index.to_bytes();
+    bytes.extend_from_slice(&next_offset.to_be_bytes());
+    write_synced(&segment::index_path(dir, base), &bytes)?;
+    write_synced(&segment::time_index_path(dir, base), &time_index.to_bytes())?;
+    Ok(())
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)?.sync_all().with_context(|| format!("fsync of directory {}", dir.display()))
+}
+
+impl Partition {
+    pub fn new(topic: String, partition: i32, log: PartitionLog) -> Rc<Partition> {
+        Rc::new(Partition {
+            topic,
+            partition,
+            log: RefCell::new(log),
+            appended: Notify::default(),
+            durable: Notify::default(),
+            flush_wanted: Notify::default(),
+            durable_wanted: Notify::default(),
+            flusher_done: Notify::default(),
+            flusher_running: Cell::new(false),
+            closed: Cell::new(false),
+        })
+    }
+
+    pub fn append(&self, records: BytesMut, now: u64) -> Result<AppendInfo, AppendError> {
+        let info = self.log.borrow_mut().append(records, now)?;
+        self.appended.notify_all();
+        self.flush_wanted.notify_all();
+        Ok(info)
+    }
+
+    /// Waits until every offset up to `last_offset` is fdatasynced (acks=all).
+    pub async fn wait_durable(&self, last_offset: i64) -> Result<(), String> {
+        self.log.borrow_mut().durable_waiters += 1;
+        self.flush_wanted.notify_all();
+        self.durable_wanted.notify_all();
+        let result = loop {
+            let notified = self.durable.notified();
+            {
+                let log = self.log.borrow();
+                if let Some(why) = &log.failed {
+                    break Err(why.clone());
+                }
+                if log.durable_offset > last_offset {
+                    break Ok(());
+                }
+                if self.closed.get() && !self.flusher_running.get() {
+                    break Err(String::from("partition closed before the write was durable"));
+                }
+            }
+            notified.await;
+        };
+        self.log.borrow_mut().durable_waiters -= 1;
+        result
+    }
+
+    /// Starts the flusher on the current shard.
+    pub fn start_flusher(self: &Rc<Self>) {
+        self.flusher_running.set(true);
+        let partition = self.clone();
+        glommio::spawn_local(async move {
+            let mut flusher = Flusher { active: None, tail: Vec::new(), preallocated_bytes: 0 };
+            if let Err(e) = flusher.run(&partition).await {
+                let why = format!("{e:#}");
+                tracing::error!(topic = %partition.topic, partition = partition.partition, error = %why, "storage error: partition is offline");
+                partition.log.borrow_mut().failed = Some(why);
+            }
+            partition.flusher_running.set(false);
+            partition.durable.notify_all();
+            partition.flusher_done.notify_all();
+        })
+        .detach();
+    }
+
+    /// Flushes everything, seals the active segment's indexes, and marks a clean shutdown.
+    pub async fn close(&self, clean: bool) -> Result<()> {
+        self.closed.set(true);
+        self.flush_wanted.notify_all();
+        while self.flusher_running.get() {
+            let done = self.flusher_done.notified();
+            if !self.flusher_running.get() {
+                break;
+            }
+            done.await;
+        }
+        let log = self.log.borrow();
+        if log.failed.is_some() || !clean {
+            return Ok(());
+        }
+        if let Some(seg) = log.segments.last() {
+            write_indexes(&log.dir, seg.base_offset, &seg.index, &seg.time_index, seg.next_offset)?;
+        }
+        write_synced(&log.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        sync_dir(&log.dir)?;
+        Ok(())
+    }
+}
+
+/// The flusher's own state: the open DMA file of the segment being written, and the bytes of its
+/// last partial page, which the next write must rewrite because O_DIRECT writes whole pages.
+struct Flusher {
+    active: Option<(i64, DmaFile)>,
+    tail: Vec<u8>,
+    /// Bytes of the active segment covered by fallocate.
+    preallocated_bytes: u64,
+}
+
+impl Flusher {
+    async fn run(&mut self, partition: &Partition) -> Result<()> {
+        loop {
+            let wanted = partition.flush_wanted.notified();
+            let urgent = partition.durable_wanted.notified();
+            let (has_pending, waiters, interval) = {
+                let log = partition.log.borrow();
+                (!log.pending.is_empty(), log.durable_waiters, log.config.flush_interval_ms)
+            };
+            if !has_pending {
+                if partition.closed.get() {
+                    break;
+                }
+                wanted.await;
+                continue;
+            }
+            if waiters == 0 && interval > 0 && !partition.closed.get() {
+                // Group-commit window for acks=0/1 data; an acks=all request cuts it short.
+                let sleep = glommio::timer::sleep(Duration::from_millis(interval));
+                futures_lite::future::or(sleep, urgent).await;
+            }
+            let batch: Vec<Pending> = partition.log.borrow_mut().pending.drain(..).collect();
+            let mut end_offset = None;
+            for item in batch {
+                self.write(partition, item.segment_base, item.start_position, &item.bytes).await?;
+                end_offset = Some(item.end_offset);
+            }
+            if let Some((_, file)) = &self.active {
+                file.fdatasync().await.map_err(std::io::Error::from).context("fdatasync of the active segment")?;
+            }
+            if let Some(end) = end_offset {
+                let mut log = partition.log.borrow_mut();
+                log.durable_offset = end;
+                let (cache_max, keep_from) = (log.config.cache_bytes, end);
+                log.cache.evict(cache_max, keep_from);
+            }
+            partition.durable.notify_all();
+        }
+        // Shutdown: seal the active segment's file at its logical size.
+        if let Some((base, file)) = self.active.take() {
+            let size = segment_size(partition, base);
+            file.truncate(size).await.map_err(std::io::Error::from).context("truncating the active segment to its size")?;
+            file.fdatasync().await.map_err(std::io::Error::from)?;
+            file.close().await.map_err(std::io::Error::from)?;
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self, partition: &Partition, segment_base: i64, start: u64, bytes: &[u8]) -> Result<()> {
+        if self.active.as_ref().map(|(b, _)| *b) != Some(segment_base) {
+            self.switch_segment(partition, segment_base, start).await?;
+        }
+        let (_, file) = self.active.as_ref().expect("switch_segment opened it");
+        let end = start + bytes.len() as u64;
+        if end > self.preallocated_bytes && self.preallocated_bytes < u64::MAX {
+            let segment_bytes = partition.log.borrow().config.segment_bytes;
+            let target = end.div_ceil(PREALLOCATE_STEP_BYTES).saturating_mul(PREALLOCATE_STEP_BYTES).min(segment_bytes.max(end));
+            match file.pre_allocate(target, true).await.map_err(std::io::Error::from) {
+                Ok(()) => self.preallocated_bytes = target,
+                Err(e) => {
+                    tracing::debug!(error = %e, "fallocate not supported here; segments are not preallocated");
+                    self.preallocated_bytes = u64::MAX;
+                }
+            }
+        }
+        let aligned_start = align_down(start);
+        assert_eq!(aligned_start + self.tail.len() as u64, start, "tail page must end where the new bytes start");
+        let mut data = std::mem::take(&mut self.tail);
+        data.extend_from_slice(bytes);
+        let mut written = 0usize;
+        while written < data.len() {
+            let chunk = (data.len() - written).min(WRITE_BYTES_MAX);
+            let padded = (chunk as u64).div_ceil(WRITE_ALIGNMENT_BYTES) * WRITE_ALIGNMENT_BYTES;
+            let mut buffer = file.alloc_dma_buffer(padded as usize);
+            let slice = buffer.as_bytes_mut();
+            slice[..chunk].copy_from_slice(&data[written..written + chunk]);
+            slice[chunk..].fill(0);
+            let position = aligned_start + written as u64;
+            let n = file.write_at(buffer, position).await.map_err(std::io::Error::from).with_context(|| format!("writing {padded} bytes at byte {position} of segment {segment_base}"))?;
+            if n < padded as usize {
+                bail!("short write of segment {segment_base}: {n} of {padded} bytes at byte {position}");
+            }
+            written += chunk;
+        }
+        let tail_start = (align_down(end) - aligned_start) as usize;
+        self.tail = data[tail_start..].to_vec();
+        let mut log = partition.log.borrow_mut();
+        if let Some(seg) = log.segments.iter_mut().find(|s| s.base_offset == segment_base) {
+            seg.written_bytes = seg.written_bytes.max(end);
+        }
+        Ok(())
+    }
+
+    /// Seals the previous segment (if any) and opens `segment_base` for writing.
+    async fn switch_segment(&mut self, partition: &Partition, segment_base: i64, start: u64) -> Result<()> {
+        let dir = partition.log.borrow().dir.clone();
+        if let Some((old_base, old)) = self.active.take() {
+            let size = segment_size(partition, old_base);
+            old.fdatasync().await.map_err(std::io::Error::from)?;
+            old.truncate(size).await.map_err(std::io::Error::from).context("truncating a sealed segment")?;
+            old.close().await.map_err(std::io::Error::from)?;
+            let (index, time_index, next_offset) = {
+                let log = partition.log.borrow();
+                let seg = log.segments.iter().find(|s| s.base_offset == old_base).expect("sealed segment exists");
+                (seg.index.clone(), seg.time_index.clone(), seg.next_offset)
+            };
+            write_indexes(&dir, old_base, &index, &time_index, next_offset)?;
+            File::open(segment::log_path(&dir, old_base))?.sync_all()?;
+        }
+        let path = segment::log_path(&dir, segment_base);
+        let existed = path.exists();
+        let file = OpenOptions::new().create(true).write(true).read(true).dma_open(&path).await.map_err(std::io::Error::from).with_context(|| {
+            format!("opening {} with O_DIRECT (log.dirs must be on a filesystem with O_DIRECT, such as XFS or ext4)", path.display())
+        })?;
+        self.preallocated_bytes = 0;
+        if !existed {
+            sync_dir(&dir)?;
+        }
+        self.tail.clear();
+        let aligned = align_down(start);
+        if aligned < start {
+            let read = file.read_at_aligned(aligned, WRITE_ALIGNMENT_BYTES as usize).await.map_err(std::io::Error::from).context("reading the tail page of the active segment")?;
+            if read.len() < (start - aligned) as usize {
+                bail!("segment {segment_base} is shorter than its recovered size");
+            }
+            self.tail.extend_from_slice(&read[..(start - aligned) as usize]);
+        }
+        let read_file = Arc::new(File::open(&path)?);
+        if let Some(seg) = partition.log.borrow_mut().segments.iter_mut().find(|s| s.base_offset == segment_base) {
+            seg.read_file = Some(read_file);
+        }
+        self.active = Some((segment_base, file));
+        Ok(())
+    }
+}
+
+fn segment_size(partition: &Partition, base: i64) -> u64 {
+    partition.log.borrow().segments.iter().find(|s| s.base_offset == base).map(|s| s.size_bytes).unwrap_or(0)
+}

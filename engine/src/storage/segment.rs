@@ -1,0 +1,209 @@
+//! One segment of a partition log: `<base offset>.log` with its `.index` and `.timeindex`.
+//!
+//! A segment knows its logical size (everything appended), how much of it has reached the file,
+//! and its indexes. The file I/O of appends is done by the partition's flusher (see `log.rs`);
+//! this file holds the bookkeeping and the recovery scan.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use shardlog_protocol::batch::{self, BatchHeader, BATCH_HEADER_BYTES};
+
+use super::index::{OffsetIndex, TimeIndex};
+
+pub fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.log"))
+}
+pub fn index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.index"))
+}
+pub fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.timeindex"))
+}
+
+pub struct Segment {
+    pub base_offset: i64,
+    /// Offset after the last batch appended.
+    pub next_offset: i64,
+    /// Bytes appended, whether or not they have reached the file yet.
+    pub size_bytes: u64,
+    /// Bytes written to the file (possibly not yet fdatasynced). Reads from the file stop here.
+    pub written_bytes: u64,
+    pub index: OffsetIndex,
+    pub time_index: TimeIndex,
+    pub bytes_since_index_entry: u64,
+    pub max_timestamp: i64,
+    /// Wall-clock time the segment was opened for appends, for `log.roll.ms`.
+    pub created_ms: u64,
+    /// A plain (buffered) descriptor for reads: pread for headers, sendfile for catch-up reads.
+    pub read_file: Option<Arc<File>>,
+    /// Sealed segments are complete: file truncated to size, indexes written and fsynced.
+    pub sealed: bool,
+}
+
+impl Segment {
+    pub fn new(base_offset: i64, now_ms: u64) -> Segment {
+        Segment {
+            base_offset,
+            next_offset: base_offset,
+            size_bytes: 0,
+            written_bytes: 0,
+            index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            bytes_since_index_entry: 0,
+            max_timestamp: -1,
+            created_ms: now_ms,
+            read_file: None,
+            sealed: false,
+        }
+    }
+
+    /// Bookkeeping for one batch appended at `position` (= the old `size_bytes`).
+    pub fn record_batch(&mut self, header: &BatchHeader, index_interval_bytes: u64) {
+        let position = self.size_bytes;
+        let relative = (header.base_offset - self.base_offset) as u32;
+        if self.size_bytes == 0 || self.bytes_since_index_entry >= index_interval_bytes {
+            if position > 0 {
+                self.index.push(relative, position as u32);
+            }
+            self.bytes_since_index_entry = 0;
+        }
+        let timestamp = header.max_timestamp;
+        if timestamp > self.max_timestamp {
+            self.max_timestamp = timestamp;
+            self.time_index.push_if_greater(timestamp, (header.last_offset() - self.base_offset) as u32);
+        }
+        self.bytes_since_index_entry += header.size_bytes as u64;
+        self.size_bytes += header.size_bytes as u64;
+        self.next_offset = header.last_offset() + 1;
+    }
+
+    /// Finds the file position of the batch that holds `offset`, reading batch headers from
+    /// the file after the nearest index entry. Returns None past the written end.
+    pub fn find_position(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+        let file = match &self.read_file {
+            Some(f) => f,
+            None => return Ok(None),
+        };
+        let relative = (offset - self.base_offset).max(0) as u32;
+        let (_, position) = self.index.lookup(relative);
+        let mut position = position as u64;
+        let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
+        while position + BATCH_HEADER_BYTES as u64 <= self.written_bytes {
+            file.read_exact_at(&mut header_bytes, position).with_context(|| format!("reading batch header at byte {position}"))?;
+            let (base, size) = batch::peek_offset_and_size(&header_bytes).expect("12 bytes");
+            let header = batch::parse_header_unchecked(&header_bytes, base, size as usize);
+            if header.last_offset() >= offset {
+                return Ok(Some((position, header)));
+            }
+            position += size as u64;
+        }
+        let _ = &mut position;
+        Ok(None)
+    }
+
+    /// Reads the header of the batch at `position`, if a whole one was written there.
+    pub fn header_at(&self, position: u64) -> Result<Option<BatchHeader>> {
+        let file = match &self.read_file {
+            Some(f) => f,
+            None => return Ok(None),
+        };
+        if position + BATCH_HEADER_BYTES as u64 > self.written_bytes {
+            return Ok(None);
+        }
+        let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
+        file.read_exact_at(&mut header_bytes, position)?;
+        let (base, size) = batch::peek_offset_and_size(&header_bytes).expect("12 bytes");
+        if position + size as u64 > self.written_bytes {
+            return Ok(None);
+        }
+        Ok(Some(batch::parse_header_unchecked(&header_bytes, base, size as usize)))
+    }
+}
+
+/// What a recovery scan of one segment file found.
+pub struct ScanResult {
+    pub valid_bytes: u64,
+    pub file_bytes: u64,
+    pub next_offset: i64,
+    pub index: OffsetIndex,
+    pub time_index: TimeIndex,
+    pub bytes_since_index_entry: u64,
+    pub max_timestamp: i64,
+    /// Why the scan stopped before the end of the file, if it did.
+    pub stopped_because: Option<String>,
+}
+
+/// Walks every batch of a segment file, checking each CRC-32C and that offsets only grow, and
+/// rebuilds the indexes. Stops at the first bad or incomplete batch: everything after it is a
+/// torn or unacknowledged tail (O_DIRECT writes also leave zero padding there).
+pub fn scan(path: &Path, base_offset: i64, index_interval_bytes: u64) -> Result<ScanResult> {
+    let mut file = File::open(path).with_context(|| format!("opening {} for recovery", path.display()))?;
+    let file_bytes = file.seek(SeekFrom::End(0))?;
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut segment = Segment::new(base_offset, 0);
+    let mut buffer = Vec::new();
+    let mut stopped_because = None;
+    let mut expected_offset = base_offset;
+    loop {
+        let mut overhead = [0u8; batch::BATCH_LOG_OVERHEAD_BYTES];
+        match read_fully(&mut reader, &mut overhead)? {
+            0 => break,
+            n if n < overhead.len() => {
+                stopped_because = Some(format!("{n} stray bytes at the end"));
+                break;
+            }
+            _ => {}
+        }
+        let (batch_base, size) = batch::peek_offset_and_size(&overhead).expect("12 bytes");
+        if size < BATCH_HEADER_BYTES as i64 || segment.size_bytes + size as u64 > file_bytes {
+            stopped_because = Some(format!("batch at byte {} has impossible size {size}", segment.size_bytes));
+            break;
+        }
+        buffer.resize(size as usize, 0);
+        buffer[..overhead.len()].copy_from_slice(&overhead);
+        if read_fully(&mut reader, &mut buffer[overhead.len()..])? < size as usize - overhead.len() {
+            stopped_because = Some(format!("batch at byte {} is truncated", segment.size_bytes));
+            break;
+        }
+        let header = match batch::parse_header(&buffer, segment.size_bytes as usize, true) {
+            Ok(h) => h,
+            Err(e) => {
+                stopped_because = Some(e.to_string());
+                break;
+            }
+        };
+        if batch_base < expected_offset || header.last_offset() - base_offset > u32::MAX as i64 {
+            stopped_because = Some(format!("batch at byte {} has offset {batch_base}, expected at least {expected_offset}", segment.size_bytes));
+            break;
+        }
+        expected_offset = header.last_offset() + 1;
+        segment.record_batch(&header, index_interval_bytes);
+    }
+    Ok(ScanResult {
+        valid_bytes: segment.size_bytes,
+        file_bytes,
+        next_offset: segment.next_offset,
+        index: segment.index,
+        time_index: segment.time_index,
+        bytes_since_index_entry: segment.bytes_since_index_entry,
+        max_timestamp: segment.max_timestamp,
+        stopped_because,
+    })
+}
+
+fn read_fully(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}

@@ -1,0 +1,207 @@
+//! Response encoding. Most responses go through `kafka-protocol`; Fetch has its own encoder so
+//! that record data can be spliced in from a file (zero copy) instead of being copied.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::ResponseHeader;
+use kafka_protocol::protocol::Encodable;
+
+/// Frames `body` with a 4-byte length and a response header of `header_version`.
+pub fn encode_response<R: Encodable>(correlation_id: i32, header_version: i16, body: &R, version: i16) -> Result<Bytes, anyhow::Error> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    header.encode(&mut buf, header_version)?;
+    body.encode(&mut buf, version)?;
+    let length = (buf.len() - 4) as i32;
+    buf[0..4].copy_from_slice(&length.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+/// A piece of a response: bytes in memory, or `len` bytes the caller supplies from elsewhere
+/// (a segment file, to be sent with sendfile).
+#[derive(Debug)]
+pub enum Chunk<T> {
+    Bytes(Bytes),
+    External { len: usize, source: T },
+}
+
+impl<T> Chunk<T> {
+    pub fn len(&self) -> usize {
+        match self {
+            Chunk::Bytes(b) => b.len(),
+            Chunk::External { len, .. } => *len,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+pub struct FetchPartitionData<T> {
+    pub partition_index: i32,
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    /// Record-batch bytes as pieces; their lengths add up to the records field.
+    pub records: Vec<Chunk<T>>,
+}
+
+pub struct FetchTopicData<T> {
+    pub name: String,
+    pub partitions: Vec<FetchPartitionData<T>>,
+}
+
+/// Highest Fetch version this encoder writes (v12: flexible, topic names; v13 switches to ids).
+pub const FETCH_VERSION_MAX: i16 = 12;
+pub const FETCH_VERSION_MIN: i16 = 4;
+
+struct ChunkWriter<T> {
+    chunks: Vec<Chunk<T>>,
+    current: BytesMut,
+}
+
+impl<T> ChunkWriter<T> {
+    fn flush_current(&mut self) {
+        if !self.current.is_empty() {
+            self.chunks.push(Chunk::Bytes(self.current.split().freeze()));
+        }
+    }
+    fn uvarint(&mut self, mut value: u32) {
+        while value >= 0x80 {
+            self.current.put_u8((value as u8 & 0x7f) | 0x80);
+            value >>= 7;
+        }
+        self.current.put_u8(value as u8);
+    }
+    fn array_len(&mut self, flexible: bool, len: usize) {
+        if flexible {
+            self.uvarint(len as u32 + 1);
+        } else {
+            self.current.put_i32(len as i32);
+        }
+    }
+    fn string(&mut self, flexible: bool, s: &str) {
+        if flexible {
+            self.uvarint(s.len() as u32 + 1);
+        } else {
+            self.current.put_i16(s.len() as i16);
+        }
+        self.current.put_slice(s.as_bytes());
+    }
+    fn no_tagged_fields(&mut self, flexible: bool) {
+        if flexible {
+            self.current.put_u8(0);
+        }
+    }
+}
+
+/// Encodes a whole Fetch response frame (length prefix included) for `version` in 4..=12.
+/// `records` chunks are passed through in order, so `Chunk::External` sources stay where they are.
+pub fn encode_fetch_response<T>(correlation_id: i32, version: i16, throttle_time_ms: i32, error_code: i16, session_id: i32, topics: Vec<FetchTopicData<T>>) -> Vec<Chunk<T>> {
+    assert!((FETCH_VERSION_MIN..=FETCH_VERSION_MAX).contains(&version), "fetch version {version} not encodable");
+    let flexible = version >= 12;
+    let mut w = ChunkWriter { chunks: Vec::new(), current: BytesMut::with_capacity(512) };
+    w.current.put_i32(0); // frame length, patched below
+    w.current.put_i32(correlation_id);
+    w.no_tagged_fields(flexible); // response header v1
+    w.current.put_i32(throttle_time_ms);
+    if version >= 7 {
+        w.current.put_i16(error_code);
+        w.current.put_i32(session_id);
+    }
+    w.array_len(flexible, topics.len());
+    for topic in topics {
+        w.string(flexible, &topic.name);
+        w.array_len(flexible, topic.partitions.len());
+        for partition in topic.partitions {
+            w.current.put_i32(partition.partition_index);
+            w.current.put_i16(partition.error_code);
+            w.current.put_i64(partition.high_watermark);
+            w.current.put_i64(partition.last_stable_offset);
+            if version >= 5 {
+                w.current.put_i64(partition.log_start_offset);
+            }
+            // aborted_transactions: null (no transactions are aborted in read_uncommitted).
+            if flexible {
+                w.uvarint(0);
+            } else {
+                w.current.put_i32(-1);
+            }
+            if version >= 11 {
+                w.current.put_i32(-1); // preferred_read_replica
+            }
+            // records: never null, since librdkafka rejects a null records field.
+            let records_len: usize = partition.records.iter().map(Chunk::len).sum();
+            if flexible {
+                w.uvarint(records_len as u32 + 1);
+            } else {
+                w.current.put_i32(records_len as i32);
+            }
+            for chunk in partition.records {
+                match chunk {
+                    Chunk::Bytes(b) => w.current.put_slice(&b),
+                    external => {
+                        w.flush_current();
+                        w.chunks.push(external);
+                    }
+                }
+            }
+            w.no_tagged_fields(flexible);
+        }
+        w.no_tagged_fields(flexible);
+    }
+    w.no_tagged_fields(flexible);
+    w.flush_current();
+    let total: usize = w.chunks.iter().map(Chunk::len).sum();
+    let length = (total - 4) as i32;
+    // The first chunk is always in memory and holds the length prefix.
+    if let Some(Chunk::Bytes(first)) = w.chunks.first_mut() {
+        let mut patched = BytesMut::from(&first[..]);
+        patched[0..4].copy_from_slice(&length.to_be_bytes());
+        *first = patched.freeze();
+    }
+    w.chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::FetchResponse;
+    use kafka_protocol::protocol::Decodable;
+
+    fn flatten(chunks: Vec<Chunk<Bytes>>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in chunks {
+            match c {
+                Chunk::Bytes(b) => out.extend_from_slice(&b),
+                Chunk::External { source, .. } => out.extend_from_slice(&source),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fetch_response_decodes_with_kafka_protocol_in_every_version() {
+        let batch = Bytes::from(crate::batch::build_batch(5, 1, &[(Some(b"k"), Some(b"v"))]));
+        for version in FETCH_VERSION_MIN..=FETCH_VERSION_MAX {
+            let topics = vec![FetchTopicData {
+                name: "t".into(),
+                partitions: vec![
+                    FetchPartitionData { partition_index: 0, error_code: 0, high_watermark: 6, last_stable_offset: 6, log_start_offset: 0, records: vec![Chunk::Bytes(batch.slice(0..10)), Chunk::External { len: batch.len() - 10, source: batch.slice(10..) }] },
+                    FetchPartitionData { partition_index: 1, error_code: 1, high_watermark: 0, last_stable_offset: 0, log_start_offset: 0, records: vec![] },
+                ],
+            }];
+            let bytes = flatten(encode_fetch_response(9, version, 0, 0, 0, topics));
+            assert_eq!(i32::from_be_bytes(bytes[0..4].try_into().unwrap()) as usize, bytes.len() - 4);
+            assert_eq!(i32::from_be_bytes(bytes[4..8].try_into().unwrap()), 9);
+            let mut body = Bytes::from(bytes).slice(if version >= 12 { 9 } else { 8 }..);
+            let decoded = FetchResponse::decode(&mut body, version).unwrap();
+            let p = &decoded.responses[0].partitions;
+            assert_eq!(p[0].records.as_ref().unwrap(), &batch, "version {version}");
+            assert_eq!(p[1].error_code, 1);
+            assert_eq!(p[1].records.as_ref().unwrap().len(), 0);
+            assert!(body.is_empty(), "trailing bytes in version {version}");
+        }
+    }
+}
