@@ -1,1 +1,3 @@
-
+//! shardlog-bench: benchmarks. `cargo bench -p shardlog-bench` runs the criterion
+//! micro-benchmarks in `benches/` (record-batch header parsing, CRC-32C, segment append).
+//! Results with their commands and machine are recorded in `bench/results/`.

@@ -277,7 +277,8 @@ pub fn parse_core_list(text: &str) -> Result<Vec<usize>> {
     let mut cores = Vec::new();
     for part in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if let Some((a, b)) = part.split_once('-') {
-            let (a, b): (usize, usize) = (a.trim().parse().with_context(|| format!("bad core range {part:?}"))?, b.trim().parse().with_context(|| format!("bad core range {part:?}"))?);
+            let (a, b): (usize, usize) =
+                (a.trim().parse().with_context(|| format!("bad core range {part:?}"))?, b.trim().parse().with_context(|| format!("bad core range {part:?}"))?);
             if a > b {
                 bail!("core range {part:?} runs backwards");
             }

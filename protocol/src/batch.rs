@@ -138,8 +138,7 @@ pub fn parse_header(bytes: &[u8], position: usize, verify_crc: bool) -> Result<B
     }
     // An empty batch can only come from compaction; a produced batch carries at least one record,
     // and its offsets must cover its records.
-    if header.last_offset_delta < 0 || header.records_count < 0 || (header.records_count > 0 && header.last_offset_delta < header.records_count - 1)
-    {
+    if header.last_offset_delta < 0 || header.records_count < 0 || (header.records_count > 0 && header.last_offset_delta < header.records_count - 1) {
         return Err(BatchError::InvalidOffsetDelta { position, delta: header.last_offset_delta, count: header.records_count });
     }
     Ok(header)
@@ -189,9 +188,12 @@ pub fn set_log_append_time(batch: &mut [u8], size_bytes: usize, timestamp_ms: i6
     batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// A record's key and value, either of which may be null.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Builds a v2 batch of uncompressed records: for tests, benches and the load generator.
 /// Each record is `(key, value)`; timestamps are all `timestamp_ms`.
-pub fn build_batch(base_offset: i64, timestamp_ms: i64, records: &[(Option<&[u8]>, Option<&[u8]>)]) -> Vec<u8> {
+pub fn build_batch(base_offset: i64, timestamp_ms: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
     let mut body = Vec::new();
     for (delta, (key, value)) in records.iter().enumerate() {
         let mut record = Vec::new();

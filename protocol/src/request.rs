@@ -46,16 +46,13 @@ pub fn peek_key_version_correlation(frame: &[u8]) -> Option<(i16, i16, i32)> {
     if frame.len() < 8 {
         return None;
     }
-    Some((
-        i16::from_be_bytes([frame[0], frame[1]]),
-        i16::from_be_bytes([frame[2], frame[3]]),
-        i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]),
-    ))
+    Some((i16::from_be_bytes([frame[0], frame[1]]), i16::from_be_bytes([frame[2], frame[3]]), i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]])))
 }
 
 /// Parses the request header (v1, or v2 with tagged fields for flexible versions).
 pub fn parse_header(frame: &Bytes) -> Result<RequestHeader, RequestError> {
-    let (api_key, api_version, correlation_id) = peek_key_version_correlation(frame).ok_or(RequestError::TruncatedHeader("api key, version and correlation id"))?;
+    let (api_key, api_version, correlation_id) =
+        peek_key_version_correlation(frame).ok_or(RequestError::TruncatedHeader("api key, version and correlation id"))?;
     let key = ApiKey::try_from(api_key).map_err(|_| RequestError::UnknownApiKey { api_key, correlation_id })?;
     let header_version = key.request_header_version(api_version);
     let mut buf = &frame[8..];

@@ -98,7 +98,14 @@ impl<T> ChunkWriter<T> {
 
 /// Encodes a whole Fetch response frame (length prefix included) for `version` in 4..=12.
 /// `records` chunks are passed through in order, so `Chunk::External` sources stay where they are.
-pub fn encode_fetch_response<T>(correlation_id: i32, version: i16, throttle_time_ms: i32, error_code: i16, session_id: i32, topics: Vec<FetchTopicData<T>>) -> Vec<Chunk<T>> {
+pub fn encode_fetch_response<T>(
+    correlation_id: i32,
+    version: i16,
+    throttle_time_ms: i32,
+    error_code: i16,
+    session_id: i32,
+    topics: Vec<FetchTopicData<T>>,
+) -> Vec<Chunk<T>> {
     assert!((FETCH_VERSION_MIN..=FETCH_VERSION_MAX).contains(&version), "fetch version {version} not encodable");
     let flexible = version >= 12;
     let mut w = ChunkWriter { chunks: Vec::new(), current: BytesMut::with_capacity(512) };
@@ -188,7 +195,14 @@ mod tests {
             let topics = vec![FetchTopicData {
                 name: "t".into(),
                 partitions: vec![
-                    FetchPartitionData { partition_index: 0, error_code: 0, high_watermark: 6, last_stable_offset: 6, log_start_offset: 0, records: vec![Chunk::Bytes(batch.slice(0..10)), Chunk::External { len: batch.len() - 10, source: batch.slice(10..) }] },
+                    FetchPartitionData {
+                        partition_index: 0,
+                        error_code: 0,
+                        high_watermark: 6,
+                        last_stable_offset: 6,
+                        log_start_offset: 0,
+                        records: vec![Chunk::Bytes(batch.slice(0..10)), Chunk::External { len: batch.len() - 10, source: batch.slice(10..) }],
+                    },
                     FetchPartitionData { partition_index: 1, error_code: 1, high_watermark: 0, last_stable_offset: 0, log_start_offset: 0, records: vec![] },
                 ],
             }];

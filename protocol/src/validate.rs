@@ -37,18 +37,9 @@ pub enum ValidationError {
     #[error("request body truncated at byte {offset} while reading {field}")]
     Truncated { offset: usize, field: &'static str },
     #[error("{field} at byte {offset}: count or length {value} exceeds the {remaining} bytes left in the request")]
-    CountTooLarge {
-        offset: usize,
-        field: &'static str,
-        value: i64,
-        remaining: usize,
-    },
+    CountTooLarge { offset: usize, field: &'static str, value: i64, remaining: usize },
     #[error("{field} at byte {offset}: invalid value {value}")]
-    Invalid {
-        offset: usize,
-        field: &'static str,
-        value: i64,
-    },
+    Invalid { offset: usize, field: &'static str, value: i64 },
 }
 
 /// Check `body` (request bytes after the header) of `api_key`/`api_version` against its schema.
@@ -56,27 +47,13 @@ pub enum ValidationError {
 /// `kafka_protocol` decoding of the same bytes allocates at most O(body.len()) elements.
 ///
 /// Bytes after a complete body are accepted and not read, as Kafka tolerates them.
-pub fn validate_request_body(
-    api_key: i16,
-    api_version: i16,
-    body: &[u8],
-) -> Result<(), ValidationError> {
+pub fn validate_request_body(api_key: i16, api_version: i16, body: &[u8]) -> Result<(), ValidationError> {
     let api = find_api(api_key).ok_or(ValidationError::UnknownApi(api_key))?;
     if !api.versions.contains(api_version) {
-        return Err(ValidationError::UnknownVersion {
-            api_key,
-            version: api_version,
-        });
+        return Err(ValidationError::UnknownVersion { api_key, version: api_version });
     }
-    let context = Context {
-        version: api_version,
-        flexible: api.flexible.contains(api_version),
-    };
-    let mut cursor = Cursor {
-        body,
-        position: 0,
-        end: body.len(),
-    };
+    let context = Context { version: api_version, flexible: api.flexible.contains(api_version) };
+    let mut cursor = Cursor { body, position: 0, end: body.len() };
     walk_struct(&mut cursor, api.body, context, 0)
 }
 
@@ -104,12 +81,7 @@ impl Versions {
     /// Parses a Kafka version spec at compile time; a malformed spec fails the build.
     const fn parse(spec: &str) -> Versions {
         let bytes = spec.as_bytes();
-        if bytes.len() == 4
-            && bytes[0] == b'n'
-            && bytes[1] == b'o'
-            && bytes[2] == b'n'
-            && bytes[3] == b'e'
-        {
+        if bytes.len() == 4 && bytes[0] == b'n' && bytes[1] == b'o' && bytes[2] == b'n' && bytes[3] == b'e' {
             return Versions::NONE;
         }
         let (min, after_min) = parse_number(bytes, 0);
@@ -204,19 +176,11 @@ struct Field {
 
 impl Field {
     const fn new(name: &'static str, kind: Kind, versions: &str) -> Field {
-        Field {
-            name,
-            kind,
-            versions: Versions::parse(versions),
-            nullable: Versions::NONE,
-        }
+        Field { name, kind, versions: Versions::parse(versions), nullable: Versions::NONE }
     }
 
     const fn nullable(self, versions: &str) -> Field {
-        Field {
-            nullable: Versions::parse(versions),
-            ..self
-        }
+        Field { nullable: Versions::parse(versions), ..self }
     }
 }
 
@@ -244,12 +208,7 @@ struct Api {
 
 impl Api {
     const fn new(key: i16, versions: &str, flexible: &str, body: &'static Struct) -> Api {
-        Api {
-            key,
-            versions: Versions::parse(versions),
-            flexible: Versions::parse(flexible),
-            body,
-        }
+        Api { key, versions: Versions::parse(versions), flexible: Versions::parse(flexible), body }
     }
 }
 
@@ -337,18 +296,8 @@ static FETCH: Struct = Struct {
         "RackId": STRING, "11+";
     }),
     tagged: &[
-        TaggedField {
-            tag: 0,
-            field: Field::new("FetchRequest.ClusterId", STRING, "12+").nullable("12+"),
-        },
-        TaggedField {
-            tag: 1,
-            field: Field::new(
-                "FetchRequest.ReplicaState",
-                Kind::Struct(&FETCH_REPLICA_STATE),
-                "15+",
-            ),
-        },
+        TaggedField { tag: 0, field: Field::new("FetchRequest.ClusterId", STRING, "12+").nullable("12+") },
+        TaggedField { tag: 1, field: Field::new("FetchRequest.ReplicaState", Kind::Struct(&FETCH_REPLICA_STATE), "15+") },
     ],
 };
 static FETCH_REPLICA_STATE: Struct = plain_struct!("ReplicaState" {
@@ -370,14 +319,8 @@ static FETCH_PARTITION: Struct = Struct {
         "PartitionMaxBytes": INT32, "0+";
     }),
     tagged: &[
-        TaggedField {
-            tag: 0,
-            field: Field::new("FetchPartition.ReplicaDirectoryId", UUID, "17+"),
-        },
-        TaggedField {
-            tag: 1,
-            field: Field::new("FetchPartition.HighWatermark", INT64, "18+"),
-        },
+        TaggedField { tag: 0, field: Field::new("FetchPartition.ReplicaDirectoryId", UUID, "17+") },
+        TaggedField { tag: 1, field: Field::new("FetchPartition.HighWatermark", INT64, "18+") },
     ],
 };
 static FETCH_FORGOTTEN_TOPIC: Struct = plain_struct!("ForgottenTopic" {
@@ -697,12 +640,7 @@ impl Cursor<'_> {
         self.end - self.position
     }
 
-    fn skip(
-        &mut self,
-        size: usize,
-        offset: usize,
-        field: &'static str,
-    ) -> Result<(), ValidationError> {
+    fn skip(&mut self, size: usize, offset: usize, field: &'static str) -> Result<(), ValidationError> {
         if size > self.remaining() {
             return Err(ValidationError::Truncated { offset, field });
         }
@@ -710,10 +648,7 @@ impl Cursor<'_> {
         Ok(())
     }
 
-    fn read_fixed<const N: usize>(
-        &mut self,
-        field: &'static str,
-    ) -> Result<[u8; N], ValidationError> {
+    fn read_fixed<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], ValidationError> {
         let offset = self.position;
         self.skip(N, offset, field)?;
         let mut out = [0; N];
@@ -727,31 +662,19 @@ impl Cursor<'_> {
         let offset = self.position;
         let mut value: u32 = 0;
         for index in 0..5 {
-            let [byte] = self
-                .read_fixed::<1>(field)
-                .map_err(|_| ValidationError::Truncated { offset, field })?;
+            let [byte] = self.read_fixed::<1>(field).map_err(|_| ValidationError::Truncated { offset, field })?;
             value |= u32::from(byte & 0x7f) << (7 * index);
             if byte < 0x80 {
                 return Ok(value);
             }
         }
-        Err(ValidationError::Invalid {
-            offset,
-            field,
-            value: i64::from(value),
-        })
+        Err(ValidationError::Invalid { offset, field, value: i64::from(value) })
     }
 
     /// Reads a length or count prefix: compact (unsigned varint N+1, 0 for null) in flexible
     /// versions, else a signed int16/int32 with -1 for null. Rejects negative values other than
     /// -1, and null where the field is not nullable.
-    fn read_length(
-        &mut self,
-        field: &'static str,
-        context: Context,
-        wide: bool,
-        nullable: bool,
-    ) -> Result<Length, ValidationError> {
+    fn read_length(&mut self, field: &'static str, context: Context, wide: bool, nullable: bool) -> Result<Length, ValidationError> {
         let offset = self.position;
         let raw: i64 = if context.flexible {
             i64::from(self.read_unsigned_varint(field)?) - 1
@@ -763,50 +686,26 @@ impl Cursor<'_> {
         match raw {
             -1 if nullable => Ok(None),
             length if length >= 0 => Ok(Some(length as u64)),
-            length => Err(ValidationError::Invalid {
-                offset,
-                field,
-                value: length,
-            }),
+            length => Err(ValidationError::Invalid { offset, field, value: length }),
         }
     }
 
     /// Checks that `count` items of at least `unit_size` bytes each fit in what is left.
-    fn check_fits(
-        &self,
-        offset: usize,
-        field: &'static str,
-        count: u64,
-        unit_size: usize,
-    ) -> Result<usize, ValidationError> {
+    fn check_fits(&self, offset: usize, field: &'static str, count: u64, unit_size: usize) -> Result<usize, ValidationError> {
         let remaining = self.remaining();
         let needed = count.checked_mul(unit_size.max(1) as u64);
         match needed {
             Some(needed) if needed <= remaining as u64 => Ok(count as usize),
-            _ => Err(ValidationError::CountTooLarge {
-                offset,
-                field,
-                value: count as i64,
-                remaining,
-            }),
+            _ => Err(ValidationError::CountTooLarge { offset, field, value: count as i64, remaining }),
         }
     }
 }
 
 fn depth_error(cursor: &Cursor<'_>, depth: usize) -> ValidationError {
-    ValidationError::Invalid {
-        offset: cursor.position,
-        field: "schema nesting depth",
-        value: depth as i64,
-    }
+    ValidationError::Invalid { offset: cursor.position, field: "schema nesting depth", value: depth as i64 }
 }
 
-fn walk_struct(
-    cursor: &mut Cursor<'_>,
-    schema: &'static Struct,
-    context: Context,
-    depth: usize,
-) -> Result<(), ValidationError> {
+fn walk_struct(cursor: &mut Cursor<'_>, schema: &'static Struct, context: Context, depth: usize) -> Result<(), ValidationError> {
     if depth >= MAX_NESTING_DEPTH {
         return Err(depth_error(cursor, depth));
     }
@@ -822,14 +721,7 @@ fn walk_struct(
     Ok(())
 }
 
-fn walk_value(
-    cursor: &mut Cursor<'_>,
-    kind: Kind,
-    field: &'static str,
-    nullable: bool,
-    context: Context,
-    depth: usize,
-) -> Result<(), ValidationError> {
+fn walk_value(cursor: &mut Cursor<'_>, kind: Kind, field: &'static str, nullable: bool, context: Context, depth: usize) -> Result<(), ValidationError> {
     let offset = cursor.position;
     match kind {
         Kind::Fixed(size) => cursor.skip(size, offset, field),
@@ -845,8 +737,7 @@ fn walk_value(
             let Some(count) = cursor.read_length(field, context, true, nullable)? else {
                 return Ok(());
             };
-            let element_size = min_encoded_size(element.kind(), context, depth + 1)
-                .ok_or_else(|| depth_error(cursor, depth))?;
+            let element_size = min_encoded_size(element.kind(), context, depth + 1).ok_or_else(|| depth_error(cursor, depth))?;
             let count = cursor.check_fits(offset, field, count, element_size)?;
             for _ in 0..count {
                 walk_value(cursor, element.kind(), field, false, context, depth + 1)?;
@@ -858,12 +749,7 @@ fn walk_value(
 }
 
 /// The tagged-field section: a count, then per field its tag, its size and its bytes.
-fn walk_tagged_fields(
-    cursor: &mut Cursor<'_>,
-    schema: &'static Struct,
-    context: Context,
-    depth: usize,
-) -> Result<(), ValidationError> {
+fn walk_tagged_fields(cursor: &mut Cursor<'_>, schema: &'static Struct, context: Context, depth: usize) -> Result<(), ValidationError> {
     const FIELD: &str = "tagged fields";
     // A tag and a size take at least one byte each.
     const TAGGED_FIELD_SIZE_MIN: usize = 2;
@@ -883,11 +769,7 @@ fn walk_tagged_fields(
         let field = known.field;
         if !field.versions.contains(context.version) {
             // The decoder rejects a known tag outside its versions; so do we.
-            return Err(ValidationError::Invalid {
-                offset: tag_offset,
-                field: field.name,
-                value: i64::from(tag),
-            });
+            return Err(ValidationError::Invalid { offset: tag_offset, field: field.name, value: i64::from(tag) });
         }
         // The decoder reads a known tagged field from the buffer without looking at its size,
         // so the value must fill exactly the size it declares.
@@ -899,11 +781,7 @@ fn walk_tagged_fields(
         cursor.end = outer_end;
         walked?;
         if cursor.position != window_end {
-            return Err(ValidationError::Invalid {
-                offset: size_offset,
-                field: field.name,
-                value: size as i64,
-            });
+            return Err(ValidationError::Invalid { offset: size_offset, field: field.name, value: size as i64 });
         }
     }
     Ok(())
@@ -947,10 +825,7 @@ mod tests {
             Kind::Array(element) => 1 + nesting_depth(element.kind()),
             Kind::Struct(schema) => {
                 let fields = schema.fields.iter().map(|field| nesting_depth(field.kind));
-                let tagged = schema
-                    .tagged
-                    .iter()
-                    .map(|tagged| nesting_depth(tagged.field.kind));
+                let tagged = schema.tagged.iter().map(|tagged| nesting_depth(tagged.field.kind));
                 1 + fields.chain(tagged).max().unwrap_or(0)
             }
         }
@@ -960,22 +835,14 @@ mod tests {
     fn every_schema_nests_within_the_bound() {
         for api in APIS {
             let depth = nesting_depth(Kind::Struct(api.body));
-            assert!(
-                depth < MAX_NESTING_DEPTH,
-                "api {} nests {depth} deep",
-                api.key
-            );
+            assert!(depth < MAX_NESTING_DEPTH, "api {} nests {depth} deep", api.key);
         }
     }
 
     #[test]
     fn api_keys_are_unique() {
         for (index, api) in APIS.iter().enumerate() {
-            assert!(
-                APIS[index + 1..].iter().all(|other| other.key != api.key),
-                "api {}",
-                api.key
-            );
+            assert!(APIS[index + 1..].iter().all(|other| other.key != api.key), "api {}", api.key);
         }
     }
 
@@ -994,23 +861,11 @@ mod tests {
 
     #[test]
     fn struct_minimum_counts_fields_of_the_version() {
-        let v4 = Context {
-            version: 4,
-            flexible: false,
-        };
-        let v12 = Context {
-            version: 12,
-            flexible: true,
-        };
+        let v4 = Context { version: 4, flexible: false };
+        let v12 = Context { version: 12, flexible: true };
         // Partition, FetchOffset, PartitionMaxBytes.
-        assert_eq!(
-            min_encoded_size(Kind::Struct(&FETCH_PARTITION), v4, 0),
-            Some(16)
-        );
+        assert_eq!(min_encoded_size(Kind::Struct(&FETCH_PARTITION), v4, 0), Some(16));
         // + CurrentLeaderEpoch, LastFetchedEpoch, LogStartOffset, tagged-field count.
-        assert_eq!(
-            min_encoded_size(Kind::Struct(&FETCH_PARTITION), v12, 0),
-            Some(33)
-        );
+        assert_eq!(min_encoded_size(Kind::Struct(&FETCH_PARTITION), v12, 0), Some(33));
     }
 }

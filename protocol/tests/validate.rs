@@ -12,19 +12,16 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    alter_configs_request, create_partitions_request, create_topics_request, delete_topics_request,
-    describe_configs_request, fetch_request, incremental_alter_configs_request, join_group_request,
-    leave_group_request, list_offsets_request, metadata_request, offset_commit_request,
+    alter_configs_request, create_partitions_request, create_topics_request, delete_topics_request, describe_configs_request, fetch_request,
+    incremental_alter_configs_request, join_group_request, leave_group_request, list_offsets_request, metadata_request, offset_commit_request,
     offset_delete_request, offset_fetch_request, produce_request, sync_group_request,
 };
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiVersionsRequest, BrokerId, CreatePartitionsRequest,
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, ProducerId, SaslAuthenticateRequest,
-    SaslHandshakeRequest, SyncGroupRequest, TopicName, TransactionalId,
+    AlterConfigsRequest, ApiVersionsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, ProducerId, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
+    TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use shardlog_protocol::validate::{has_schema, validate_request_body, ValidationError};
@@ -112,9 +109,7 @@ const DECLARED: &[(i16, i16, i16)] = &[
 ];
 
 fn declared_versions() -> impl Iterator<Item = (i16, i16)> {
-    DECLARED
-        .iter()
-        .flat_map(|&(key, low, high)| (low..=high).map(move |version| (key, version)))
+    DECLARED.iter().flat_map(|&(key, low, high)| (low..=high).map(move |version| (key, version)))
 }
 
 /// Decodes `body` with kafka-protocol; on success returns how many bytes it left unread.
@@ -156,9 +151,7 @@ fn decode_body(api_key: i16, version: i16, body: &[u8]) -> Result<usize, String>
         47 => OffsetDeleteRequest,
         60 => DescribeClusterRequest,
     };
-    decoded
-        .map(|()| buf.remaining())
-        .map_err(|error| error.to_string())
+    decoded.map(|()| buf.remaining()).map_err(|error| error.to_string())
 }
 
 /// Decodes and returns (bytes left or error, largest single allocation while decoding).
@@ -192,9 +185,7 @@ fn bytes(data: &'static [u8]) -> Bytes {
 
 fn encode<M: Encodable>(message: &M, version: i16) -> Vec<u8> {
     let mut buf = BytesMut::new();
-    message
-        .encode(&mut buf, version)
-        .unwrap_or_else(|error| panic!("encode v{version}: {error}"));
+    message.encode(&mut buf, version).unwrap_or_else(|error| panic!("encode v{version}: {error}"));
     buf.to_vec()
 }
 
@@ -206,11 +197,7 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
     match api_key {
         0 => {
             use produce_request::{PartitionProduceData, TopicProduceData};
-            let partition = |index, records| {
-                PartitionProduceData::default()
-                    .with_index(index)
-                    .with_records(records)
-            };
+            let partition = |index, records| PartitionProduceData::default().with_index(index).with_records(records);
             let mut request = ProduceRequest::default()
                 .with_transactional_id((!nulls).then(|| TransactionalId(s("txn-1"))))
                 .with_acks(-1)
@@ -218,13 +205,8 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                 .with_topic_data(vec![
                     TopicProduceData::default()
                         .with_name(topic("orders"))
-                        .with_partition_data(vec![
-                            partition(0, Some(bytes(RECORDS))),
-                            partition(1, (!nulls).then(Bytes::new)),
-                        ]),
-                    TopicProduceData::default()
-                        .with_name(topic("payments"))
-                        .with_partition_data(vec![partition(7, Some(bytes(RECORDS)))]),
+                        .with_partition_data(vec![partition(0, Some(bytes(RECORDS))), partition(1, (!nulls).then(Bytes::new))]),
+                    TopicProduceData::default().with_name(topic("payments")).with_partition_data(vec![partition(7, Some(bytes(RECORDS)))]),
                 ]);
             if v >= 9 {
                 request = request.with_unknown_tagged_field(7, bytes(b"future"));
@@ -234,17 +216,13 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
         1 => {
             use fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
             let partition = |index| {
-                let mut partition = FetchPartition::default()
-                    .with_partition(index)
-                    .with_fetch_offset(1_000 + i64::from(index))
-                    .with_partition_max_bytes(1 << 20);
+                let mut partition =
+                    FetchPartition::default().with_partition(index).with_fetch_offset(1_000 + i64::from(index)).with_partition_max_bytes(1 << 20);
                 if v >= 9 {
                     partition = partition.with_current_leader_epoch(3);
                 }
                 if v >= 12 {
-                    partition = partition
-                        .with_last_fetched_epoch(2)
-                        .with_unknown_tagged_field(9, bytes(b"\x01\x02"));
+                    partition = partition.with_last_fetched_epoch(2).with_unknown_tagged_field(9, bytes(b"\x01\x02"));
                 }
                 if v >= 5 {
                     partition = partition.with_log_start_offset(10);
@@ -258,23 +236,14 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                 .with_max_bytes(50 << 20)
                 .with_isolation_level(1)
                 .with_topics(vec![
-                    FetchTopic::default()
-                        .with_topic(topic("orders"))
-                        .with_partitions(vec![partition(0), partition(1)]),
-                    FetchTopic::default()
-                        .with_topic(topic("payments"))
-                        .with_partitions(vec![partition(2)]),
+                    FetchTopic::default().with_topic(topic("orders")).with_partitions(vec![partition(0), partition(1)]),
+                    FetchTopic::default().with_topic(topic("payments")).with_partitions(vec![partition(2)]),
                 ]);
             if v >= 7 {
-                request = request
-                    .with_session_id(77)
-                    .with_session_epoch(3)
-                    .with_forgotten_topics_data(vec![
-                        ForgottenTopic::default()
-                            .with_topic(topic("old"))
-                            .with_partitions(vec![1, 2, 3]),
-                        ForgottenTopic::default().with_topic(topic("older")),
-                    ]);
+                request = request.with_session_id(77).with_session_epoch(3).with_forgotten_topics_data(vec![
+                    ForgottenTopic::default().with_topic(topic("old")).with_partitions(vec![1, 2, 3]),
+                    ForgottenTopic::default().with_topic(topic("older")),
+                ]);
             }
             if v >= 11 {
                 request = request.with_rack_id(s("rack-a"));
@@ -287,23 +256,17 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
         2 => {
             use list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
             let partition = |index| {
-                let partition = ListOffsetsPartition::default()
-                    .with_partition_index(index)
-                    .with_timestamp(-1);
+                let partition = ListOffsetsPartition::default().with_partition_index(index).with_timestamp(-1);
                 if v >= 4 {
                     partition.with_current_leader_epoch(5)
                 } else {
                     partition
                 }
             };
-            let mut request = ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_topics(vec![
-                    ListOffsetsTopic::default()
-                        .with_name(topic("orders"))
-                        .with_partitions(vec![partition(0), partition(1)]),
-                    ListOffsetsTopic::default().with_name(topic("payments")),
-                ]);
+            let mut request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+                ListOffsetsTopic::default().with_name(topic("orders")).with_partitions(vec![partition(0), partition(1)]),
+                ListOffsetsTopic::default().with_name(topic("payments")),
+            ]);
             if v >= 2 {
                 request = request.with_isolation_level(1);
             }
@@ -313,10 +276,7 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
             use metadata_request::MetadataRequestTopic;
             let named = |name| MetadataRequestTopic::default().with_name(Some(topic(name)));
             let topics = if nulls && v >= 10 {
-                Some(vec![
-                    named("orders"),
-                    MetadataRequestTopic::default().with_name(None),
-                ])
+                Some(vec![named("orders"), MetadataRequestTopic::default().with_name(None)])
             } else if nulls && v >= 1 {
                 None
             } else {
@@ -337,10 +297,7 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
         8 => {
             use offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
             let partition = |index, metadata| {
-                let partition = OffsetCommitRequestPartition::default()
-                    .with_partition_index(index)
-                    .with_committed_offset(42)
-                    .with_committed_metadata(metadata);
+                let partition = OffsetCommitRequestPartition::default().with_partition_index(index).with_committed_offset(42).with_committed_metadata(metadata);
                 if v >= 6 {
                     partition.with_committed_leader_epoch(4)
                 } else {
@@ -348,21 +305,15 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                 }
             };
             let metadata = (!nulls).then(|| s("meta"));
-            let mut request = OffsetCommitRequest::default()
-                .with_group_id(group("group-1"))
-                .with_generation_id_or_member_epoch(9)
-                .with_member_id(s("member-1"))
-                .with_topics(vec![
-                    OffsetCommitRequestTopic::default()
-                        .with_name(topic("orders"))
-                        .with_partitions(vec![
-                            partition(0, metadata.clone()),
-                            partition(1, Some(s(""))),
-                        ]),
-                    OffsetCommitRequestTopic::default()
-                        .with_name(topic("payments"))
-                        .with_partitions(vec![partition(3, metadata)]),
-                ]);
+            let mut request =
+                OffsetCommitRequest::default().with_group_id(group("group-1")).with_generation_id_or_member_epoch(9).with_member_id(s("member-1")).with_topics(
+                    vec![
+                        OffsetCommitRequestTopic::default()
+                            .with_name(topic("orders"))
+                            .with_partitions(vec![partition(0, metadata.clone()), partition(1, Some(s("")))]),
+                        OffsetCommitRequestTopic::default().with_name(topic("payments")).with_partitions(vec![partition(3, metadata)]),
+                    ],
+                );
             if v >= 7 && !nulls {
                 request = request.with_group_instance_id(Some(s("instance-1")));
             }
@@ -372,34 +323,22 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
             encode(&request, v)
         }
         9 => {
-            use offset_fetch_request::{
-                OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
-            };
+            use offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
             let mut request = OffsetFetchRequest::default();
             if v <= 7 {
                 let topics = vec![
-                    OffsetFetchRequestTopic::default()
-                        .with_name(topic("orders"))
-                        .with_partition_indexes(vec![0, 1, 2]),
+                    OffsetFetchRequestTopic::default().with_name(topic("orders")).with_partition_indexes(vec![0, 1, 2]),
                     OffsetFetchRequestTopic::default().with_name(topic("payments")),
                 ];
-                request = request
-                    .with_group_id(group("group-1"))
-                    .with_topics((!(nulls && v >= 2)).then_some(topics));
+                request = request.with_group_id(group("group-1")).with_topics((!(nulls && v >= 2)).then_some(topics));
             } else {
                 let topics = vec![
-                    OffsetFetchRequestTopics::default()
-                        .with_name(topic("orders"))
-                        .with_partition_indexes(vec![0, 1]),
+                    OffsetFetchRequestTopics::default().with_name(topic("orders")).with_partition_indexes(vec![0, 1]),
                     OffsetFetchRequestTopics::default().with_name(topic("payments")),
                 ];
                 request = request.with_groups(vec![
-                    OffsetFetchRequestGroup::default()
-                        .with_group_id(group("group-1"))
-                        .with_topics((!nulls).then_some(topics)),
-                    OffsetFetchRequestGroup::default()
-                        .with_group_id(group("group-2"))
-                        .with_topics(None),
+                    OffsetFetchRequestGroup::default().with_group_id(group("group-1")).with_topics((!nulls).then_some(topics)),
+                    OffsetFetchRequestGroup::default().with_group_id(group("group-2")).with_topics(None),
                 ]);
             }
             if v >= 7 {
@@ -428,12 +367,8 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                 .with_member_id(s(""))
                 .with_protocol_type(s("consumer"))
                 .with_protocols(vec![
-                    JoinGroupRequestProtocol::default()
-                        .with_name(s("range"))
-                        .with_metadata(bytes(b"\0\x01\0\0\0\x01\0\x06orders")),
-                    JoinGroupRequestProtocol::default()
-                        .with_name(s("cooperative-sticky"))
-                        .with_metadata(Bytes::new()),
+                    JoinGroupRequestProtocol::default().with_name(s("range")).with_metadata(bytes(b"\0\x01\0\0\0\x01\0\x06orders")),
+                    JoinGroupRequestProtocol::default().with_name(s("cooperative-sticky")).with_metadata(Bytes::new()),
                 ]);
             if v >= 1 {
                 request = request.with_rebalance_timeout_ms(300_000);
@@ -447,10 +382,7 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
             encode(&request, v)
         }
         12 => {
-            let mut request = HeartbeatRequest::default()
-                .with_group_id(group("group-1"))
-                .with_generation_id(3)
-                .with_member_id(s("member-1"));
+            let mut request = HeartbeatRequest::default().with_group_id(group("group-1")).with_generation_id(3).with_member_id(s("member-1"));
             if v >= 3 && !nulls {
                 request = request.with_group_instance_id(Some(s("instance-1")));
             }
@@ -463,49 +395,36 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                 request = request.with_member_id(s("member-1"));
             } else {
                 let member = |id, reason| {
-                    let member = MemberIdentity::default()
-                        .with_member_id(s(id))
-                        .with_group_instance_id((!nulls).then(|| s("instance")));
+                    let member = MemberIdentity::default().with_member_id(s(id)).with_group_instance_id((!nulls).then(|| s("instance")));
                     if v >= 5 {
                         member.with_reason(reason)
                     } else {
                         member
                     }
                 };
-                request = request.with_members(vec![
-                    member("member-1", (!nulls).then(|| s("shutting down"))),
-                    member("member-2", None),
-                ]);
+                request = request.with_members(vec![member("member-1", (!nulls).then(|| s("shutting down"))), member("member-2", None)]);
             }
             encode(&request, v)
         }
         14 => {
             use sync_group_request::SyncGroupRequestAssignment;
-            let mut request = SyncGroupRequest::default()
-                .with_group_id(group("group-1"))
-                .with_generation_id(3)
-                .with_member_id(s("member-1"))
-                .with_assignments(vec![
+            let mut request =
+                SyncGroupRequest::default().with_group_id(group("group-1")).with_generation_id(3).with_member_id(s("member-1")).with_assignments(vec![
                     SyncGroupRequestAssignment::default()
                         .with_member_id(s("member-1"))
                         .with_assignment(bytes(b"\0\x01\0\0\0\x01\0\x06orders\0\0\0\x01\0\0\0\0")),
-                    SyncGroupRequestAssignment::default()
-                        .with_member_id(s("member-2"))
-                        .with_assignment(Bytes::new()),
+                    SyncGroupRequestAssignment::default().with_member_id(s("member-2")).with_assignment(Bytes::new()),
                 ]);
             if v >= 3 && !nulls {
                 request = request.with_group_instance_id(Some(s("instance-1")));
             }
             if v >= 5 && !nulls {
-                request = request
-                    .with_protocol_type(Some(s("consumer")))
-                    .with_protocol_name(Some(s("range")));
+                request = request.with_protocol_type(Some(s("consumer"))).with_protocol_name(Some(s("range")));
             }
             encode(&request, v)
         }
         15 => {
-            let mut request = DescribeGroupsRequest::default()
-                .with_groups(vec![group("group-1"), group("group-2")]);
+            let mut request = DescribeGroupsRequest::default().with_groups(vec![group("group-1"), group("group-2")]);
             if v >= 3 {
                 request = request.with_include_authorized_operations(true);
             }
@@ -518,28 +437,17 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
             }
             encode(&request, v)
         }
-        17 => encode(
-            &SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-256")),
-            v,
-        ),
+        17 => encode(&SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-256")), v),
         18 => {
             let mut request = ApiVersionsRequest::default();
             if v >= 3 {
-                request = request
-                    .with_client_software_name(s("librdkafka"))
-                    .with_client_software_version(s("2.0.2"));
+                request = request.with_client_software_name(s("librdkafka")).with_client_software_version(s("2.0.2"));
             }
             encode(&request, v)
         }
         19 => {
-            use create_topics_request::{
-                CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
-            };
-            let config = |name, value| {
-                CreatableTopicConfig::default()
-                    .with_name(s(name))
-                    .with_value(value)
-            };
+            use create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig};
+            let config = |name, value| CreatableTopicConfig::default().with_name(s(name)).with_value(value);
             let request = CreateTopicsRequest::default()
                 .with_topics(vec![
                     CreatableTopic::default()
@@ -547,19 +455,11 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                         .with_num_partitions(-1)
                         .with_replication_factor(-1)
                         .with_assignments(vec![
-                            CreatableReplicaAssignment::default()
-                                .with_partition_index(0)
-                                .with_broker_ids(vec![BrokerId(1), BrokerId(2)]),
+                            CreatableReplicaAssignment::default().with_partition_index(0).with_broker_ids(vec![BrokerId(1), BrokerId(2)]),
                             CreatableReplicaAssignment::default().with_partition_index(1),
                         ])
-                        .with_configs(vec![
-                            config("cleanup.policy", Some(s("compact"))),
-                            config("retention.ms", (!nulls).then(|| s("1000"))),
-                        ]),
-                    CreatableTopic::default()
-                        .with_name(topic("payments"))
-                        .with_num_partitions(3)
-                        .with_replication_factor(1),
+                        .with_configs(vec![config("cleanup.policy", Some(s("compact"))), config("retention.ms", (!nulls).then(|| s("1000")))]),
+                    CreatableTopic::default().with_name(topic("payments")).with_num_partitions(3).with_replication_factor(1),
                 ])
                 .with_timeout_ms(30_000)
                 .with_validate_only(true);
@@ -579,13 +479,10 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
             encode(&request, v)
         }
         22 => {
-            let mut request = InitProducerIdRequest::default()
-                .with_transactional_id((!nulls).then(|| TransactionalId(s("txn-1"))))
-                .with_transaction_timeout_ms(60_000);
+            let mut request =
+                InitProducerIdRequest::default().with_transactional_id((!nulls).then(|| TransactionalId(s("txn-1")))).with_transaction_timeout_ms(60_000);
             if v >= 3 {
-                request = request
-                    .with_producer_id(ProducerId(1234))
-                    .with_producer_epoch(2);
+                request = request.with_producer_id(ProducerId(1234)).with_producer_epoch(2);
             }
             encode(&request, v)
         }
@@ -594,14 +491,8 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
             let keys = vec![s("retention.ms"), s("cleanup.policy")];
             let mut request = DescribeConfigsRequest::default()
                 .with_resources(vec![
-                    DescribeConfigsResource::default()
-                        .with_resource_type(2)
-                        .with_resource_name(s("orders"))
-                        .with_configuration_keys((!nulls).then_some(keys)),
-                    DescribeConfigsResource::default()
-                        .with_resource_type(4)
-                        .with_resource_name(s("1"))
-                        .with_configuration_keys(None),
+                    DescribeConfigsResource::default().with_resource_type(2).with_resource_name(s("orders")).with_configuration_keys((!nulls).then_some(keys)),
+                    DescribeConfigsResource::default().with_resource_type(4).with_resource_name(s("1")).with_configuration_keys(None),
                 ])
                 .with_include_synonyms(true);
             if v >= 3 {
@@ -611,98 +502,60 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
         }
         33 => {
             use alter_configs_request::{AlterConfigsResource, AlterableConfig};
-            let config = |name, value| {
-                AlterableConfig::default()
-                    .with_name(s(name))
-                    .with_value(value)
-            };
+            let config = |name, value| AlterableConfig::default().with_name(s(name)).with_value(value);
             let request = AlterConfigsRequest::default()
                 .with_resources(vec![
                     AlterConfigsResource::default()
                         .with_resource_type(2)
                         .with_resource_name(s("orders"))
-                        .with_configs(vec![
-                            config("retention.ms", Some(s("1000"))),
-                            config("cleanup.policy", (!nulls).then(|| s("delete"))),
-                        ]),
-                    AlterConfigsResource::default()
-                        .with_resource_type(4)
-                        .with_resource_name(s("1")),
+                        .with_configs(vec![config("retention.ms", Some(s("1000"))), config("cleanup.policy", (!nulls).then(|| s("delete")))]),
+                    AlterConfigsResource::default().with_resource_type(4).with_resource_name(s("1")),
                 ])
                 .with_validate_only(true);
             encode(&request, v)
         }
-        36 => encode(
-            &SaslAuthenticateRequest::default().with_auth_bytes(bytes(b"\0alice\0secret")),
-            v,
-        ),
+        36 => encode(&SaslAuthenticateRequest::default().with_auth_bytes(bytes(b"\0alice\0secret")), v),
         37 => {
             use create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
             let assignments = vec![
-                CreatePartitionsAssignment::default()
-                    .with_broker_ids(vec![BrokerId(1), BrokerId(2)]),
+                CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(1), BrokerId(2)]),
                 CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(3)]),
             ];
             let request = CreatePartitionsRequest::default()
                 .with_topics(vec![
-                    CreatePartitionsTopic::default()
-                        .with_name(topic("orders"))
-                        .with_count(6)
-                        .with_assignments((!nulls).then_some(assignments)),
-                    CreatePartitionsTopic::default()
-                        .with_name(topic("payments"))
-                        .with_count(4)
-                        .with_assignments(None),
+                    CreatePartitionsTopic::default().with_name(topic("orders")).with_count(6).with_assignments((!nulls).then_some(assignments)),
+                    CreatePartitionsTopic::default().with_name(topic("payments")).with_count(4).with_assignments(None),
                 ])
                 .with_timeout_ms(30_000)
                 .with_validate_only(true);
             encode(&request, v)
         }
-        42 => encode(
-            &DeleteGroupsRequest::default().with_groups_names(vec![group("g-1"), group("g-2")]),
-            v,
-        ),
+        42 => encode(&DeleteGroupsRequest::default().with_groups_names(vec![group("g-1"), group("g-2")]), v),
         44 => {
             use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
-            let config = |name, operation, value| {
-                AlterableConfig::default()
-                    .with_name(s(name))
-                    .with_config_operation(operation)
-                    .with_value(value)
-            };
+            let config = |name, operation, value| AlterableConfig::default().with_name(s(name)).with_config_operation(operation).with_value(value);
             let request = IncrementalAlterConfigsRequest::default()
                 .with_resources(vec![
                     AlterConfigsResource::default()
                         .with_resource_type(2)
                         .with_resource_name(s("orders"))
-                        .with_configs(vec![
-                            config("retention.ms", 0, Some(s("1000"))),
-                            config("cleanup.policy", 1, (!nulls).then(|| s("x"))),
-                        ]),
-                    AlterConfigsResource::default()
-                        .with_resource_type(4)
-                        .with_resource_name(s("1")),
+                        .with_configs(vec![config("retention.ms", 0, Some(s("1000"))), config("cleanup.policy", 1, (!nulls).then(|| s("x")))]),
+                    AlterConfigsResource::default().with_resource_type(4).with_resource_name(s("1")),
                 ])
                 .with_validate_only(false);
             encode(&request, v)
         }
         47 => {
             use offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
-            let partition =
-                |index| OffsetDeleteRequestPartition::default().with_partition_index(index);
-            let request = OffsetDeleteRequest::default()
-                .with_group_id(group("group-1"))
-                .with_topics(vec![
-                    OffsetDeleteRequestTopic::default()
-                        .with_name(topic("orders"))
-                        .with_partitions(vec![partition(0), partition(1)]),
-                    OffsetDeleteRequestTopic::default().with_name(topic("payments")),
-                ]);
+            let partition = |index| OffsetDeleteRequestPartition::default().with_partition_index(index);
+            let request = OffsetDeleteRequest::default().with_group_id(group("group-1")).with_topics(vec![
+                OffsetDeleteRequestTopic::default().with_name(topic("orders")).with_partitions(vec![partition(0), partition(1)]),
+                OffsetDeleteRequestTopic::default().with_name(topic("payments")),
+            ]);
             encode(&request, v)
         }
         60 => {
-            let mut request =
-                DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+            let mut request = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
             if v >= 1 {
                 request = request.with_endpoint_type(2);
             }
@@ -735,29 +588,16 @@ fn declared_versions_are_exactly_the_schemas() {
     for &(api_key, low, high) in DECLARED {
         for version in low - 1..=high + 1 {
             let declared = (low..=high).contains(&version);
-            assert_eq!(
-                has_schema(api_key, version),
-                declared,
-                "api {api_key} v{version}"
-            );
+            assert_eq!(has_schema(api_key, version), declared, "api {api_key} v{version}");
         }
     }
     for api_key in -1..=100 {
         if DECLARED.iter().all(|&(key, _, _)| key != api_key) {
             assert!(!has_schema(api_key, 0), "api {api_key}");
-            assert_eq!(
-                validate_request_body(api_key, 0, &[]),
-                Err(ValidationError::UnknownApi(api_key))
-            );
+            assert_eq!(validate_request_body(api_key, 0, &[]), Err(ValidationError::UnknownApi(api_key)));
         }
     }
-    assert_eq!(
-        validate_request_body(1, 13, &[]),
-        Err(ValidationError::UnknownVersion {
-            api_key: 1,
-            version: 13
-        })
-    );
+    assert_eq!(validate_request_body(1, 13, &[]), Err(ValidationError::UnknownVersion { api_key: 1, version: 13 }));
 }
 
 #[test]
@@ -765,28 +605,16 @@ fn encoded_requests_validate_and_decode_completely() {
     let samples = all_samples();
     for (api_key, version, body) in &samples {
         let (api_key, version) = (*api_key, *version);
-        assert_eq!(
-            validate_request_body(api_key, version, body),
-            Ok(()),
-            "api {api_key} v{version} body {body:02x?}"
-        );
+        assert_eq!(validate_request_body(api_key, version, body), Ok(()), "api {api_key} v{version} body {body:02x?}");
         // The decoder reads every byte: the validator's schema cannot have hidden a field in
         // the trailing bytes it tolerates (the prefix test below would catch the opposite).
-        assert_eq!(
-            decode_body(api_key, version, body),
-            Ok(0),
-            "api {api_key} v{version}"
-        );
+        assert_eq!(decode_body(api_key, version, body), Ok(0), "api {api_key} v{version}");
         // Trailing bytes are tolerated.
         let mut padded = body.clone();
         padded.extend_from_slice(&[0xff, 0x00, 0x7f]);
         assert_eq!(validate_request_body(api_key, version, &padded), Ok(()));
     }
-    assert!(
-        samples.len() >= 2 * DECLARED.len(),
-        "{} samples",
-        samples.len()
-    );
+    assert!(samples.len() >= 2 * DECLARED.len(), "{} samples", samples.len());
 }
 
 #[test]
@@ -800,10 +628,7 @@ fn every_strict_prefix_is_rejected() {
             let prefix = &body[..length];
             let result = validate_request_body(api_key, version, prefix);
             assert!(
-                matches!(
-                    result,
-                    Err(ValidationError::Truncated { .. } | ValidationError::CountTooLarge { .. })
-                ),
+                matches!(result, Err(ValidationError::Truncated { .. } | ValidationError::CountTooLarge { .. })),
                 "api {api_key} v{version}: prefix of {length}/{} bytes gave {result:?}",
                 body.len()
             );
@@ -820,23 +645,14 @@ fn every_strict_prefix_is_rejected() {
 
 fn too_large(result: Result<(), ValidationError>) -> (usize, &'static str, i64, usize) {
     match result {
-        Err(ValidationError::CountTooLarge {
-            offset,
-            field,
-            value,
-            remaining,
-        }) => (offset, field, value, remaining),
+        Err(ValidationError::CountTooLarge { offset, field, value, remaining }) => (offset, field, value, remaining),
         other => panic!("expected CountTooLarge, got {other:?}"),
     }
 }
 
 fn invalid(result: Result<(), ValidationError>) -> (usize, &'static str, i64) {
     match result {
-        Err(ValidationError::Invalid {
-            offset,
-            field,
-            value,
-        }) => (offset, field, value),
+        Err(ValidationError::Invalid { offset, field, value }) => (offset, field, value),
         other => panic!("expected Invalid, got {other:?}"),
     }
 }
@@ -844,25 +660,16 @@ fn invalid(result: Result<(), ValidationError>) -> (usize, &'static str, i64) {
 #[test]
 fn huge_array_count_is_rejected() {
     // Metadata v1: topics count 0x7fffffff and nothing after it.
-    assert_eq!(
-        too_large(validate_request_body(3, 1, &[0x7f, 0xff, 0xff, 0xff])),
-        (0, "MetadataRequest.Topics", 0x7fff_ffff, 0)
-    );
+    assert_eq!(too_large(validate_request_body(3, 1, &[0x7f, 0xff, 0xff, 0xff])), (0, "MetadataRequest.Topics", 0x7fff_ffff, 0));
     // Produce v3: null transactional id, acks, timeout, then 2^31-1 topics in 8 bytes.
     let mut body = vec![0xff, 0xff, 0x00, 0x01, 0x00, 0x00, 0x75, 0x30];
     body.extend_from_slice(&[0x7f, 0xff, 0xff, 0xff]);
     body.extend_from_slice(&[0; 8]);
-    assert_eq!(
-        too_large(validate_request_body(0, 3, &body)),
-        (8, "ProduceRequest.TopicData", 0x7fff_ffff, 8)
-    );
+    assert_eq!(too_large(validate_request_body(0, 3, &body)), (8, "ProduceRequest.TopicData", 0x7fff_ffff, 8));
     // CreateTopics v2: 10 topics, each at least 16 bytes, in 20 bytes.
     let mut body = vec![0, 0, 0, 10];
     body.extend_from_slice(&[0; 20]);
-    assert_eq!(
-        too_large(validate_request_body(19, 2, &body)),
-        (0, "CreateTopicsRequest.Topics", 10, 20)
-    );
+    assert_eq!(too_large(validate_request_body(19, 2, &body)), (0, "CreateTopicsRequest.Topics", 10, 20));
     // Fetch v4: a partition count that would fit if partitions were one byte each.
     let mut body = Vec::new();
     body.extend_from_slice(&[0xff; 4]); // replica id
@@ -872,55 +679,25 @@ fn huge_array_count_is_rejected() {
     body.extend_from_slice(&[0, 1, b't']); // topic name
     body.extend_from_slice(&[0, 0, 0, 40]); // 40 partitions of 16 bytes
     body.extend_from_slice(&[0; 100]);
-    assert_eq!(
-        too_large(validate_request_body(1, 4, &body)),
-        (24, "FetchTopic.Partitions", 40, 100)
-    );
+    assert_eq!(too_large(validate_request_body(1, 4, &body)), (24, "FetchTopic.Partitions", 40, 100));
 }
 
 #[test]
 fn huge_compact_count_is_rejected() {
     // Metadata v9: compact array length u32::MAX, so u32::MAX - 1 topics.
-    assert_eq!(
-        too_large(validate_request_body(
-            3,
-            9,
-            &[0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0]
-        )),
-        (0, "MetadataRequest.Topics", 0xffff_fffe, 3)
-    );
+    assert_eq!(too_large(validate_request_body(3, 9, &[0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0])), (0, "MetadataRequest.Topics", 0xffff_fffe, 3));
     // DeleteGroups v2: 2^28 group names in three bytes.
-    assert_eq!(
-        too_large(validate_request_body(
-            42,
-            2,
-            &[0x80, 0x80, 0x80, 0x01, 1, 1, 0]
-        )),
-        (0, "DeleteGroupsRequest.GroupsNames", (1 << 21) - 1, 3)
-    );
+    assert_eq!(too_large(validate_request_body(42, 2, &[0x80, 0x80, 0x80, 0x01, 1, 1, 0])), (0, "DeleteGroupsRequest.GroupsNames", (1 << 21) - 1, 3));
     // ApiVersions v3: compact string length beyond the body.
-    assert_eq!(
-        too_large(validate_request_body(
-            18,
-            3,
-            &[0xff, 0xff, 0xff, 0xff, 0x0f, b'x']
-        )),
-        (0, "ApiVersionsRequest.ClientSoftwareName", 0xffff_fffe, 1)
-    );
+    assert_eq!(too_large(validate_request_body(18, 3, &[0xff, 0xff, 0xff, 0xff, 0x0f, b'x'])), (0, "ApiVersionsRequest.ClientSoftwareName", 0xffff_fffe, 1));
 }
 
 #[test]
 fn string_and_bytes_lengths_beyond_the_body_are_rejected() {
     // SaslHandshake: a 16-byte mechanism name with one byte present.
-    assert_eq!(
-        too_large(validate_request_body(17, 1, &[0x00, 0x10, b'P'])),
-        (0, "SaslHandshakeRequest.Mechanism", 16, 1)
-    );
+    assert_eq!(too_large(validate_request_body(17, 1, &[0x00, 0x10, b'P'])), (0, "SaslHandshakeRequest.Mechanism", 16, 1));
     // SaslAuthenticate v0: 1 GiB of auth bytes.
-    assert_eq!(
-        too_large(validate_request_body(36, 0, &[0x40, 0, 0, 0, 1, 2, 3])),
-        (0, "SaslAuthenticateRequest.AuthBytes", 1 << 30, 3)
-    );
+    assert_eq!(too_large(validate_request_body(36, 0, &[0x40, 0, 0, 0, 1, 2, 3])), (0, "SaslAuthenticateRequest.AuthBytes", 1 << 30, 3));
     // Produce v9: compact records length beyond the body.
     let body = [
         0x00, // null transactional id
@@ -932,49 +709,22 @@ fn string_and_bytes_lengths_beyond_the_body_are_rejected() {
         0xe8, 0x07, // records: 999 bytes
         0x00, 0x00, 0x00,
     ];
-    assert_eq!(
-        too_large(validate_request_body(0, 9, &body)),
-        (15, "PartitionProduceData.Records", 999, 3)
-    );
+    assert_eq!(too_large(validate_request_body(0, 9, &body)), (15, "PartitionProduceData.Records", 999, 3));
 }
 
 #[test]
 fn negative_and_null_lengths_are_checked_against_nullability() {
     // A string length below -1.
-    assert_eq!(
-        invalid(validate_request_body(17, 0, &[0xff, 0xfe])),
-        (0, "SaslHandshakeRequest.Mechanism", -2)
-    );
+    assert_eq!(invalid(validate_request_body(17, 0, &[0xff, 0xfe])), (0, "SaslHandshakeRequest.Mechanism", -2));
     // Null where the field is not nullable.
-    assert_eq!(
-        invalid(validate_request_body(17, 0, &[0xff, 0xff])),
-        (0, "SaslHandshakeRequest.Mechanism", -1)
-    );
-    assert_eq!(
-        invalid(validate_request_body(18, 3, &[0x00, 0x01, 0x00])),
-        (0, "ApiVersionsRequest.ClientSoftwareName", -1)
-    );
-    assert_eq!(
-        invalid(validate_request_body(36, 1, &[0xff, 0xff, 0xff, 0xff])),
-        (0, "SaslAuthenticateRequest.AuthBytes", -1)
-    );
+    assert_eq!(invalid(validate_request_body(17, 0, &[0xff, 0xff])), (0, "SaslHandshakeRequest.Mechanism", -1));
+    assert_eq!(invalid(validate_request_body(18, 3, &[0x00, 0x01, 0x00])), (0, "ApiVersionsRequest.ClientSoftwareName", -1));
+    assert_eq!(invalid(validate_request_body(36, 1, &[0xff, 0xff, 0xff, 0xff])), (0, "SaslAuthenticateRequest.AuthBytes", -1));
     // Metadata topics: nullable from v1 only; never below -1.
-    assert_eq!(
-        invalid(validate_request_body(3, 0, &[0xff, 0xff, 0xff, 0xff])),
-        (0, "MetadataRequest.Topics", -1)
-    );
-    assert_eq!(
-        validate_request_body(3, 1, &[0xff, 0xff, 0xff, 0xff]),
-        Ok(())
-    );
-    assert_eq!(
-        invalid(validate_request_body(3, 1, &[0xff, 0xff, 0xff, 0xfe])),
-        (0, "MetadataRequest.Topics", -2)
-    );
-    assert_eq!(
-        invalid(validate_request_body(3, 1, &[0x80, 0, 0, 0])),
-        (0, "MetadataRequest.Topics", i64::from(i32::MIN))
-    );
+    assert_eq!(invalid(validate_request_body(3, 0, &[0xff, 0xff, 0xff, 0xff])), (0, "MetadataRequest.Topics", -1));
+    assert_eq!(validate_request_body(3, 1, &[0xff, 0xff, 0xff, 0xff]), Ok(()));
+    assert_eq!(invalid(validate_request_body(3, 1, &[0xff, 0xff, 0xff, 0xfe])), (0, "MetadataRequest.Topics", -2));
+    assert_eq!(invalid(validate_request_body(3, 1, &[0x80, 0, 0, 0])), (0, "MetadataRequest.Topics", i64::from(i32::MIN)));
     // Produce v3 records: null is fine, -7 is not.
     let records = |length: [u8; 4]| {
         let mut body = vec![0xff, 0xff, 0x00, 0x01, 0x00, 0x00, 0x75, 0x30];
@@ -983,27 +733,13 @@ fn negative_and_null_lengths_are_checked_against_nullability() {
         body
     };
     assert_eq!(validate_request_body(0, 3, &records([0xff; 4])), Ok(()));
-    assert_eq!(
-        invalid(validate_request_body(
-            0,
-            3,
-            &records([0xff, 0xff, 0xff, 0xf9])
-        )),
-        (23, "PartitionProduceData.Records", -7)
-    );
+    assert_eq!(invalid(validate_request_body(0, 3, &records([0xff, 0xff, 0xff, 0xf9]))), (23, "PartitionProduceData.Records", -7));
 }
 
 #[test]
 fn overlong_varint_is_rejected() {
     // Five bytes, all with the continuation bit: the decoder would stop there, Java rejects it.
-    assert_eq!(
-        invalid(validate_request_body(
-            3,
-            9,
-            &[0x81, 0x80, 0x80, 0x80, 0x80, 0x00]
-        )),
-        (0, "MetadataRequest.Topics", 1)
-    );
+    assert_eq!(invalid(validate_request_body(3, 9, &[0x81, 0x80, 0x80, 0x80, 0x80, 0x00])), (0, "MetadataRequest.Topics", 1));
 }
 
 /// A Fetch v12 body with no topics, up to (not including) its tagged-field section.
@@ -1023,55 +759,19 @@ fn tagged_fields_are_bounded_and_known_ones_checked() {
         body
     };
     // Unknown tags are skipped by their size.
-    assert_eq!(
-        validate_request_body(1, 12, &with_tagged(&[2, 9, 2, 0xaa, 0xbb, 40, 0])),
-        Ok(())
-    );
+    assert_eq!(validate_request_body(1, 12, &with_tagged(&[2, 9, 2, 0xaa, 0xbb, 40, 0])), Ok(()));
     // A huge tagged-field count.
-    assert_eq!(
-        too_large(validate_request_body(
-            1,
-            12,
-            &with_tagged(&[0xff, 0xff, 0xff, 0xff, 0x0f])
-        )),
-        (start, "tagged fields", 0xffff_ffff, 0)
-    );
+    assert_eq!(too_large(validate_request_body(1, 12, &with_tagged(&[0xff, 0xff, 0xff, 0xff, 0x0f]))), (start, "tagged fields", 0xffff_ffff, 0));
     // An unknown tag whose size is beyond the body.
-    assert_eq!(
-        too_large(validate_request_body(
-            1,
-            12,
-            &with_tagged(&[1, 9, 0x7f, 1, 2])
-        )),
-        (start + 2, "tagged field size", 0x7f, 2)
-    );
+    assert_eq!(too_large(validate_request_body(1, 12, &with_tagged(&[1, 9, 0x7f, 1, 2]))), (start + 2, "tagged field size", 0x7f, 2));
     // Cluster id (tag 0): a compact string that fills exactly its size is fine...
-    assert_eq!(
-        validate_request_body(1, 12, &with_tagged(&[1, 0, 3, 3, b'i', b'd'])),
-        Ok(())
-    );
-    assert_eq!(
-        validate_request_body(1, 12, &with_tagged(&[1, 0, 1, 0])),
-        Ok(())
-    );
+    assert_eq!(validate_request_body(1, 12, &with_tagged(&[1, 0, 3, 3, b'i', b'd'])), Ok(()));
+    assert_eq!(validate_request_body(1, 12, &with_tagged(&[1, 0, 1, 0])), Ok(()));
     // ...one that disagrees with its size is not: the decoder ignores the size.
-    assert_eq!(
-        invalid(validate_request_body(
-            1,
-            12,
-            &with_tagged(&[1, 0, 4, 3, b'i', b'd', 0])
-        )),
-        (start + 2, "FetchRequest.ClusterId", 4)
-    );
-    assert!(matches!(
-        validate_request_body(1, 12, &with_tagged(&[1, 0, 2, 3, b'i', b'd'])),
-        Err(ValidationError::CountTooLarge { .. })
-    ));
+    assert_eq!(invalid(validate_request_body(1, 12, &with_tagged(&[1, 0, 4, 3, b'i', b'd', 0]))), (start + 2, "FetchRequest.ClusterId", 4));
+    assert!(matches!(validate_request_body(1, 12, &with_tagged(&[1, 0, 2, 3, b'i', b'd'])), Err(ValidationError::CountTooLarge { .. })));
     // Replica state (tag 1) exists from v15 only; the decoder rejects it in v12.
-    assert_eq!(
-        invalid(validate_request_body(1, 12, &with_tagged(&[1, 1, 0]))),
-        (start + 1, "FetchRequest.ReplicaState", 1)
-    );
+    assert_eq!(invalid(validate_request_body(1, 12, &with_tagged(&[1, 1, 0]))), (start + 1, "FetchRequest.ReplicaState", 1));
 }
 
 #[test]
@@ -1081,20 +781,11 @@ fn unknown_tagged_fields_in_nested_structs_are_skipped() {
     // The sample's partitions carry tag 9 with two bytes; grow the last one's size past the
     // bytes that follow it.
     let needle = [1, 9, 2, 1, 2];
-    let at = request
-        .windows(needle.len())
-        .rposition(|w| w == needle)
-        .expect("tag 9 in sample");
+    let at = request.windows(needle.len()).rposition(|w| w == needle).expect("tag 9 in sample");
     assert!(request.len() - at < 0x7f);
     let mut broken = request.clone();
     broken[at + 2] = 0x7f;
-    assert!(matches!(
-        validate_request_body(1, 12, &broken),
-        Err(ValidationError::CountTooLarge {
-            field: "tagged field size",
-            ..
-        })
-    ));
+    assert!(matches!(validate_request_body(1, 12, &broken), Err(ValidationError::CountTooLarge { field: "tagged field size", .. })));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1185,31 +876,19 @@ fn mutated_requests_that_validate_decode_without_panic_or_huge_allocation() {
                 continue;
             }
             accepted += 1;
-            let outcome = catch_unwind(AssertUnwindSafe(|| {
-                decode_measured(api_key, version, &body)
-            }));
+            let outcome = catch_unwind(AssertUnwindSafe(|| decode_measured(api_key, version, &body)));
             let Ok((result, largest_allocation)) = outcome else {
                 panic!("api {api_key} v{version}: decoder panicked on {body:02x?}");
             };
             decoded += usize::from(result.is_ok());
             let limit = ALLOCATION_BYTES_PER_BODY_BYTE * body.len() + ALLOCATION_BYTES_SLACK;
-            assert!(
-                largest_allocation <= limit,
-                "api {api_key} v{version}: decoding {} bytes allocated {largest_allocation} at once: {body:02x?}",
-                body.len()
-            );
+            assert!(largest_allocation <= limit, "api {api_key} v{version}: decoding {} bytes allocated {largest_allocation} at once: {body:02x?}", body.len());
         }
     }
     eprintln!("{total} mutations, {accepted} validated, {decoded} decoded");
     // The test means something only if many mutations get through to the decoder.
-    assert!(
-        accepted > total / 20,
-        "only {accepted} of {total} validated"
-    );
-    assert!(
-        decoded > accepted / 4,
-        "only {decoded} of {accepted} decoded"
-    );
+    assert!(accepted > total / 20, "only {accepted} of {total} validated");
+    assert!(decoded > accepted / 4, "only {decoded} of {accepted} decoded");
 }
 
 #[test]

@@ -17,7 +17,11 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreatePa
     let mut topics = Vec::new();
     for t in &request.topics {
         if t.assignments.is_some() {
-            results.push((t.name.0.to_string(), ec::INVALID_REPLICA_ASSIGNMENT, Some(String::from("Manual replica assignment is not supported by this single-node broker."))));
+            results.push((
+                t.name.0.to_string(),
+                ec::INVALID_REPLICA_ASSIGNMENT,
+                Some(String::from("Manual replica assignment is not supported by this single-node broker.")),
+            ));
         } else {
             topics.push((t.name.0.to_string(), t.count));
         }

@@ -63,7 +63,13 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
         let topic = t.topic.0.to_string();
         for p in &t.partitions {
             let owner = shard.owner(&topic, p.partition);
-            wanted.push(Wanted { topic: topic.clone(), partition: p.partition, offset: p.fetch_offset, max_bytes: p.partition_max_bytes.max(0) as usize, owner });
+            wanted.push(Wanted {
+                topic: topic.clone(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as usize,
+                owner,
+            });
         }
     }
     let response_max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
@@ -77,20 +83,29 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
             break;
         }
         // Wait until any partition gets new data, or the deadline.
-        let waits = wanted.iter().filter_map(|w| {
-            let owner = w.owner?;
-            let shard = shard.clone();
-            let request = ShardRequest::WaitForAppend { topic: w.topic.clone(), partition: w.partition, offset: w.offset, deadline_ms };
-            Some(Box::pin(async move {
-                shard.dispatch(owner, request).await;
-            }))
-        }).collect::<Vec<_>>();
+        let waits = wanted
+            .iter()
+            .filter_map(|w| {
+                let owner = w.owner?;
+                let shard = shard.clone();
+                let request = ShardRequest::WaitForAppend { topic: w.topic.clone(), partition: w.partition, offset: w.offset, deadline_ms };
+                Some(Box::pin(async move {
+                    shard.dispatch(owner, request).await;
+                }))
+            })
+            .collect::<Vec<_>>();
         if waits.is_empty() {
             break;
         }
         let any = futures::future::select_all(waits);
         let sleep = glommio::timer::sleep(Duration::from_millis(deadline_ms.saturating_sub(now_ms())));
-        futures_lite::future::or(async { any.await; }, sleep).await;
+        futures_lite::future::or(
+            async {
+                any.await;
+            },
+            sleep,
+        )
+        .await;
         outcomes = read_all(shard, &wanted).await;
     }
     // Apply the response byte limit in request order; the first partition with data always

@@ -37,7 +37,9 @@ impl Drop for Listeners {
 pub fn listen(shard: &Rc<Shard>) -> Result<Listeners> {
     let mut tasks = Vec::new();
     for listener in &shard.config.listeners {
-        let socket = TcpListener::bind(listener.bind).map_err(std::io::Error::from).with_context(|| format!("cannot listen on {} ({}): is another broker running there?", listener.bind, listener.name))?;
+        let socket = TcpListener::bind(listener.bind)
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("cannot listen on {} ({}): is another broker running there?", listener.bind, listener.name))?;
         let shard = shard.clone();
         let handle = glommio::spawn_local(async move {
             loop {

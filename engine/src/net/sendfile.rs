@@ -23,7 +23,15 @@ const FALLBACK_CHUNK_BYTES: usize = 256 << 10;
 pub fn limit_blocking(fd: i32) {
     let timeout = libc::timeval { tv_sec: 0, tv_usec: SENDFILE_BLOCK_US_MAX };
     // SAFETY: fd is a socket we own; the option value is a valid timeval of the given size.
-    let rc = unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &timeout as *const _ as *const libc::c_void, std::mem::size_of::<libc::timeval>() as libc::socklen_t) };
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            &timeout as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
     if rc != 0 {
         tracing::warn!(error = %std::io::Error::last_os_error(), "SO_SNDTIMEO not set; sendfile may block on slow clients");
     }

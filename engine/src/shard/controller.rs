@@ -147,7 +147,9 @@ pub async fn handle(shard: Rc<Shard>, request: ControllerRequest) -> ShardReply 
                 let outcome = match current {
                     None => Err((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name} does not exist"))),
                     Some(n) if count <= n => Err((ec::INVALID_PARTITIONS, format!("topic {name} has {n} partitions; the new count {count} must be larger"))),
-                    Some(_) if count > TOPIC_PARTITIONS_MAX => Err((ec::INVALID_PARTITIONS, format!("{count} partitions exceeds the limit of {TOPIC_PARTITIONS_MAX}"))),
+                    Some(_) if count > TOPIC_PARTITIONS_MAX => {
+                        Err((ec::INVALID_PARTITIONS, format!("{count} partitions exceeds the limit of {TOPIC_PARTITIONS_MAX}")))
+                    }
                     Some(n) => {
                         if !validate_only {
                             let placed = meta.place((count - n) as usize, shard.shard_count(), shard.config.log_dirs.len());

@@ -98,6 +98,8 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     for dir in &config.log_dirs {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create log directory {}", dir.display()))?;
     }
+    let mut config = config;
+    claim_listener_ports(&mut config)?;
     let config = Arc::new(config);
     let mesh: MeshBuilder<Envelope, _> = MeshBuilder::full(config.cores.len(), MESH_CHANNEL_CAPACITY);
     let mut handles = Vec::new();
@@ -115,7 +117,11 @@ pub fn run(config: BrokerConfig) -> Result<()> {
                 Ok(())
             })
             .map_err(std::io::Error::from)
-            .with_context(|| format!("cannot start the shard executor on core {core} (glommio needs io_uring and about 512 KiB of locked memory per shard: check `ulimit -l`)"))?;
+            .with_context(|| {
+                format!(
+                    "cannot start the shard executor on core {core} (glommio needs io_uring and about 512 KiB of locked memory per shard: check `ulimit -l`)"
+                )
+            })?;
         handles.push(handle);
     }
     let mut failed = None;
@@ -130,6 +136,23 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Shards bind their listeners with SO_REUSEPORT, which would also let a second broker process
+/// share the port and steal half the connections. So first prove each port free with an
+/// ordinary bind, as Kafka would fail on it, and pin down the port number if it was 0.
+fn claim_listener_ports(config: &mut BrokerConfig) -> Result<()> {
+    for listener in &mut config.listeners {
+        let probe = std::net::TcpListener::bind(listener.bind).with_context(|| {
+            format!("cannot listen on {} ({}): the address is in use or not available; is another broker running there?", listener.bind, listener.name)
+        })?;
+        let bound = probe.local_addr()?;
+        if listener.bind.port() == 0 {
+            listener.bind.set_port(bound.port());
+            listener.advertised_port = bound.port();
+        }
+    }
+    Ok(())
 }
 
 async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>) -> Result<()> {
@@ -179,7 +202,13 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::ch
             tracing::error!(topic = %p.topic, partition = p.partition, error = %format!("{e:#}"), "clean close failed");
         }
     }
-    tracing::info!(shard = id, sendfile_calls = shard.sendfile_calls.get(), sendfile_bytes = shard.sendfile_bytes.get(), cross_shard_calls = shard.router.calls.get(), "shard stopped");
+    tracing::info!(
+        shard = id,
+        sendfile_calls = shard.sendfile_calls.get(),
+        sendfile_bytes = shard.sendfile_bytes.get(),
+        cross_shard_calls = shard.router.calls.get(),
+        "shard stopped"
+    );
     // Give peers time to finish their replies to us before the mesh goes away.
     glommio::timer::sleep(Duration::from_millis(200)).await;
     Ok(())

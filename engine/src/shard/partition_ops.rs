@@ -107,7 +107,13 @@ pub async fn wait_for_append(shard: &Shard, topic: &str, partition: i32, offset:
             return;
         }
         let sleep = glommio::timer::sleep(Duration::from_millis(deadline_ms - now));
-        futures_lite::future::or(async { notified.await; }, sleep).await;
+        futures_lite::future::or(
+            async {
+                notified.await;
+            },
+            sleep,
+        )
+        .await;
     }
 }
 
@@ -185,7 +191,9 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) {
                     p.start_flusher();
                     shard.partitions.borrow_mut().insert(key, p);
                 }
-                Err(e) => tracing::error!(topic = %name, partition = i, dir = %dir.display(), error = %format!("{e:#}"), "cannot open partition; it stays offline"),
+                Err(e) => {
+                    tracing::error!(topic = %name, partition = i, dir = %dir.display(), error = %format!("{e:#}"), "cannot open partition; it stays offline")
+                }
             }
         }
     }

@@ -54,7 +54,7 @@ impl OffsetIndex {
     /// Loads an index and checks it against the segment it describes; a damaged index is an
     /// error, and the caller rebuilds it from the log.
     pub fn from_bytes(bytes: &[u8], segment_bytes: u64) -> Result<OffsetIndex> {
-        if bytes.len() % OFFSET_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(OFFSET_ENTRY_BYTES) {
             bail!("offset index has {} bytes, not a multiple of {OFFSET_ENTRY_BYTES}", bytes.len());
         }
         let mut index = OffsetIndex::default();
@@ -114,7 +114,7 @@ impl TimeIndex {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<TimeIndex> {
-        if bytes.len() % TIME_ENTRY_BYTES != 0 {
+        if !bytes.len().is_multiple_of(TIME_ENTRY_BYTES) {
             bail!("time index has {} bytes, not a multiple of {TIME_ENTRY_BYTES}", bytes.len());
         }
         let mut index = TimeIndex::default();

@@ -288,11 +288,8 @@ impl PartitionLog {
             if self.config.log_append_time {
                 batch::set_log_append_time(&mut batch_bytes, header.size_bytes, now as i64);
             }
-            let assigned = BatchHeader {
-                base_offset: offset,
-                max_timestamp: if self.config.log_append_time { now as i64 } else { header.max_timestamp },
-                ..*header
-            };
+            let assigned =
+                BatchHeader { base_offset: offset, max_timestamp: if self.config.log_append_time { now as i64 } else { header.max_timestamp }, ..*header };
             self.maybe_roll(&assigned, now);
             let seg = self.segments.last_mut().expect("maybe_roll leaves an active segment");
             let position = seg.size_bytes;
@@ -305,7 +302,9 @@ impl PartitionLog {
                     p.bytes.extend_from_slice(&frozen);
                     p.end_offset = self.next_offset;
                 }
-                _ => self.pending.push_back(Pending { segment_base, start_position: position, bytes: BytesMut::from(&frozen[..]), end_offset: self.next_offset }),
+                _ => {
+                    self.pending.push_back(Pending { segment_base, start_position: position, bytes: BytesMut::from(&frozen[..]), end_offset: self.next_offset })
+                }
             }
             self.cache.push(CachedBatch { base_offset: offset, last_offset: assigned.last_offset(), max_timestamp: assigned.max_timestamp, bytes: frozen });
         }
@@ -660,7 +659,11 @@ impl Flusher {
             slice[..chunk].copy_from_slice(&data[written..written + chunk]);
             slice[chunk..].fill(0);
             let position = aligned_start + written as u64;
-            let n = file.write_at(buffer, position).await.map_err(std::io::Error::from).with_context(|| format!("writing {padded} bytes at byte {position} of segment {segment_base}"))?;
+            let n = file
+                .write_at(buffer, position)
+                .await
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("writing {padded} bytes at byte {position} of segment {segment_base}"))?;
             if n < padded as usize {
                 bail!("short write of segment {segment_base}: {n} of {padded} bytes at byte {position}");
             }
@@ -693,9 +696,14 @@ impl Flusher {
         }
         let path = segment::log_path(&dir, segment_base);
         let existed = path.exists();
-        let file = OpenOptions::new().create(true).write(true).read(true).dma_open(&path).await.map_err(std::io::Error::from).with_context(|| {
-            format!("opening {} with O_DIRECT (log.dirs must be on a filesystem with O_DIRECT, such as XFS or ext4)", path.display())
-        })?;
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .read(true)
+            .dma_open(&path)
+            .await
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("opening {} with O_DIRECT (log.dirs must be on a filesystem with O_DIRECT, such as XFS or ext4)", path.display()))?;
         self.preallocated_bytes = 0;
         if !existed {
             sync_dir(&dir)?;
@@ -703,7 +711,11 @@ impl Flusher {
         self.tail.clear();
         let aligned = align_down(start);
         if aligned < start {
-            let read = file.read_at_aligned(aligned, WRITE_ALIGNMENT_BYTES as usize).await.map_err(std::io::Error::from).context("reading the tail page of the active segment")?;
+            let read = file
+                .read_at_aligned(aligned, WRITE_ALIGNMENT_BYTES as usize)
+                .await
+                .map_err(std::io::Error::from)
+                .context("reading the tail page of the active segment")?;
             if read.len() < (start - aligned) as usize {
                 bail!("segment {segment_base} is shorter than its recovered size");
             }

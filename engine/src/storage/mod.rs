@@ -4,3 +4,6 @@ pub mod cache;
 pub mod index;
 pub mod log;
 pub mod segment;
+
+#[cfg(test)]
+mod tests;
