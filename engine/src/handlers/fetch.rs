@@ -21,8 +21,9 @@ use crate::shard::messages::{ReadOutcome, ShardReply, ShardRequest};
 use crate::shard::Shard;
 use crate::storage::log::{now_ms, ReadPiece};
 
-/// Longest long poll we honour, whatever the client asks.
-pub const FETCH_WAIT_MS_MAX: i32 = 30_000;
+/// Longest long poll we honour (5 minutes), whatever the client asks; clients time out their
+/// requests well before this (request.timeout.ms defaults to 30 s).
+pub const FETCH_WAIT_MS_MAX: i32 = 300_000;
 
 struct Wanted {
     topic: String,
@@ -83,12 +84,17 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
             break;
         }
         // Wait until any partition gets new data, or the deadline.
+        // Wait for an append after what this read saw (the log end offset it reported), not
+        // merely past the fetch offset: otherwise a partition with data below min_bytes would
+        // wake us at once, and the loop would spin the shard until the deadline.
         let waits = wanted
             .iter()
-            .filter_map(|w| {
+            .zip(&outcomes)
+            .filter_map(|(w, o)| {
                 let owner = w.owner?;
                 let shard = shard.clone();
-                let request = ShardRequest::WaitForAppend { topic: w.topic.clone(), partition: w.partition, offset: w.offset, deadline_ms };
+                let seen_end = o.high_watermark.max(w.offset);
+                let request = ShardRequest::WaitForAppend { topic: w.topic.clone(), partition: w.partition, offset: seen_end, deadline_ms };
                 Some(Box::pin(async move {
                     shard.dispatch(owner, request).await;
                 }))
