@@ -55,6 +55,10 @@ pub struct BrokerConfig {
     pub connection_requests_inflight_max: usize,
     /// `--cores`: the CPUs that run shards, one shard each.
     pub cores: Vec<usize>,
+    /// Consumer-group settings (`group.*`, `offsets.*`).
+    pub groups: crate::groups::classic::GroupConfig,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed at its creation.
+    pub offsets_topic_partitions: i32,
 }
 
 impl Default for BrokerConfig {
@@ -77,6 +81,8 @@ impl Default for BrokerConfig {
             fetch_watchers_max: 4096,
             connection_requests_inflight_max: 16,
             cores: Vec::new(),
+            groups: crate::groups::classic::GroupConfig::default(),
+            offsets_topic_partitions: 50,
         }
     }
 }
@@ -150,6 +156,14 @@ impl BrokerConfig {
                 "shardlog.cache.partition.bytes" => c.cache_partition_bytes = at_least(value, key, 0)? as usize,
                 "shardlog.fetch.long.poll.watchers.max" => c.fetch_watchers_max = at_least(value, key, 1)? as usize,
                 "queued.max.requests" => c.connection_requests_inflight_max = at_least(value, key, 1)? as usize,
+                "group.min.session.timeout.ms" => c.groups.session_timeout_ms_min = positive(value, key)?,
+                "group.max.session.timeout.ms" => c.groups.session_timeout_ms_max = positive(value, key)?,
+                "group.initial.rebalance.delay.ms" => c.groups.initial_rebalance_delay_ms = at_least(value, key, 0)?,
+                "group.max.size" => c.groups.group_size_max = at_least(value, key, 1)? as usize,
+                "offsets.retention.minutes" => c.groups.offsets_retention_ms = (at_least(value, key, 1)? * 60_000) as i64,
+                "offsets.retention.check.interval.ms" => c.groups.offsets_retention_check_interval_ms = at_least(value, key, 1)?,
+                "offset.metadata.max.bytes" => c.groups.offset_metadata_bytes_max = at_least(value, key, 0)? as usize,
+                "offsets.topic.num.partitions" => c.offsets_topic_partitions = positive(value, key)?,
                 "default.replication.factor" | "offsets.topic.replication.factor" | "transaction.state.log.replication.factor" => {
                     if value != "1" {
                         bail!("{key}={value}: shardlog is a single-node broker, so only 1 is valid");

@@ -238,6 +238,69 @@ pub fn build_batch(base_offset: i64, timestamp_ms: i64, records: &[KeyValue<'_>]
     batch
 }
 
+/// One record of an uncompressed batch, borrowed from the batch bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// The records of one uncompressed v2 batch (headers are skipped). For the broker's own internal
+/// logs, whose batches it writes itself; returns None on anything malformed or compressed.
+pub fn records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
+    let header = parse_header(batch, 0, false).ok()?;
+    if header.compression() != 0 {
+        return None;
+    }
+    let mut rest = &batch[BATCH_HEADER_BYTES..header.size_bytes];
+    // Each record takes at least 7 bytes, which bounds the vector by the batch size.
+    let mut out = Vec::with_capacity((header.records_count.max(0) as usize).min(rest.len() / 7 + 1));
+    for _ in 0..header.records_count {
+        let length = get_varlong(&mut rest)?;
+        if length < 0 || length as usize > rest.len() {
+            return None;
+        }
+        let (mut record, tail) = rest.split_at(length as usize);
+        rest = tail;
+        record = record.get(1..)?;
+        let timestamp_delta = get_varlong(&mut record)?;
+        let offset_delta = get_varlong(&mut record)?;
+        let key = get_nullable_bytes(&mut record)?;
+        let value = get_nullable_bytes(&mut record)?;
+        out.push(RecordView { offset: header.base_offset + offset_delta, timestamp: header.base_timestamp + timestamp_delta, key, value });
+    }
+    Some(out)
+}
+
+fn get_nullable_bytes<'a>(buf: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
+    let length = get_varlong(buf)?;
+    if length < 0 {
+        return Some(None);
+    }
+    if length as usize > buf.len() {
+        return None;
+    }
+    let (bytes, rest) = buf.split_at(length as usize);
+    *buf = rest;
+    Some(Some(bytes))
+}
+
+/// Reads a zigzag varlong.
+pub fn get_varlong(buf: &mut &[u8]) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let byte = *buf.first()?;
+        *buf = &buf[1..];
+        value |= ((byte & 0x7f) as u64).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
 fn put_varlong(out: &mut Vec<u8>, value: i64) {
     let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
     loop {
@@ -302,6 +365,18 @@ mod tests {
         let mut zeros = vec![0u8; 200];
         zeros[16] = 2;
         assert!(parse_header(&zeros, 0, true).is_err());
+    }
+
+    #[test]
+    fn record_views_round_trip() {
+        let batch = sample();
+        let records = records(&batch).unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0].key, Some(&b"k1"[..]));
+        assert_eq!(records[1].key, None);
+        assert_eq!(records[2].value, None);
+        assert_eq!(records[2].offset, 2);
+        assert!(super::records(&batch[..batch.len() - 1]).is_none());
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Metadata
                 if header.api_version >= 10 {
                     t.topic_id = topic.id;
                 }
+                t.is_internal = crate::shard::controller::is_internal_topic(&name);
                 t.partitions = (0..topic.partitions.len() as i32)
                     .map(|i| {
                         let mut p = MetadataResponsePartition::default();

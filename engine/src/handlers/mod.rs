@@ -6,12 +6,24 @@
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod groups_common;
+pub mod heartbeat;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -47,6 +59,17 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
@@ -110,6 +133,17 @@ pub async fn handle(shard: Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Respons
         RequestBody::DeleteTopics(r) => delete_topics::handle(&shard, &header, r).await,
         RequestBody::CreatePartitions(r) => create_partitions::handle(&shard, &header, r).await,
         RequestBody::DescribeCluster(r) => describe_cluster::handle(&shard, &header, r),
+        RequestBody::FindCoordinator(r) => find_coordinator::handle(&shard, &header, r),
+        RequestBody::JoinGroup(r) => join_group::handle(&shard, &header, r, peer).await,
+        RequestBody::SyncGroup(r) => sync_group::handle(&shard, &header, r).await,
+        RequestBody::Heartbeat(r) => heartbeat::handle(&shard, &header, r).await,
+        RequestBody::LeaveGroup(r) => leave_group::handle(&shard, &header, r).await,
+        RequestBody::OffsetCommit(r) => offset_commit::handle(&shard, &header, r).await,
+        RequestBody::OffsetFetch(r) => offset_fetch::handle(&shard, &header, r).await,
+        RequestBody::ListGroups(r) => list_groups::handle(&shard, &header, r).await,
+        RequestBody::DescribeGroups(r) => describe_groups::handle(&shard, &header, r).await,
+        RequestBody::DeleteGroups(r) => delete_groups::handle(&shard, &header, r).await,
+        RequestBody::OffsetDelete(r) => offset_delete::handle(&shard, &header, r).await,
     }
 }
 

@@ -68,6 +68,14 @@ pub async fn bootstrap(shard: &Rc<Shard>) -> Result<()> {
             ClusterMetadata::new(id)
         }
     };
+    if !meta.topics.contains_key(crate::groups::offsets::OFFSETS_TOPIC) {
+        let partitions = shard.config.offsets_topic_partitions as usize;
+        let placed = meta.place(partitions, shard.shard_count(), shard.config.log_dirs.len());
+        let configs = BTreeMap::from([(String::from("cleanup.policy"), String::from("compact"))]);
+        meta.topics.insert(crate::groups::offsets::OFFSETS_TOPIC.to_string(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
+        meta.version += 1;
+        tracing::info!(partitions, "created the internal topic {}", crate::groups::offsets::OFFSETS_TOPIC);
+    }
     if meta.repair_placement(shard.shard_count(), shard.config.log_dirs.len()) {
         meta.version += 1;
         tracing::info!("placement table adjusted to {} shards and {} log directories", shard.shard_count(), shard.config.log_dirs.len());
@@ -132,7 +140,9 @@ pub async fn handle(shard: Rc<Shard>, request: ControllerRequest) -> ShardReply 
         }
         ControllerRequest::DeleteTopics { names } => {
             for name in names {
-                if meta.topics.remove(&name).is_some() {
+                if is_internal_topic(&name) {
+                    results.push((name, ec::INVALID_REQUEST, Some(String::from("internal topics cannot be deleted"))));
+                } else if meta.topics.remove(&name).is_some() {
                     changed = true;
                     tracing::info!(topic = %name, "deleting topic");
                     results.push((name, ec::NONE, None));
@@ -177,6 +187,11 @@ pub async fn handle(shard: Rc<Shard>, request: ControllerRequest) -> ShardReply 
         broadcast(&shard, meta).await;
     }
     ShardReply::Controller(results)
+}
+
+/// Topics the broker keeps for itself.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == crate::groups::offsets::OFFSETS_TOPIC
 }
 
 fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, validate_only: bool) -> Result<(), (i16, String)> {

@@ -20,6 +20,8 @@ pub enum ShardRequest {
     ApplyMetadata(Box<ClusterMetadata>),
     /// Shard to controller.
     Controller(ControllerRequest),
+    /// A consumer-group request, for the group's coordinator shard.
+    Group(Box<crate::groups::GroupCall>),
     /// Close every partition cleanly.
     Shutdown,
 }
@@ -68,6 +70,7 @@ pub enum ShardReply {
     Applied,
     /// Per topic: (name, error code, message).
     Controller(Vec<(String, i16, Option<String>)>),
+    Group(crate::groups::GroupReply),
     ShutdownDone,
 }
 

@@ -41,6 +41,8 @@ pub struct Shard {
     pub partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
     pub router: Rc<Router>,
     pub controller: Option<controller::Controller>,
+    /// Coordinator of the consumer groups whose offsets partition this shard owns.
+    pub groups: Rc<crate::groups::GroupCoordinator>,
     pub shutting_down: Cell<bool>,
     /// Zero-copy sends from this shard (a probe: sendfile calls and bytes).
     pub sendfile_calls: Cell<u64>,
@@ -170,6 +172,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::ch
         partitions: RefCell::new(HashMap::new()),
         router: router.clone(),
         controller,
+        groups: Rc::new(crate::groups::GroupCoordinator::new(config.groups.clone())),
         shutting_down: Cell::new(false),
         sendfile_calls: Cell::new(0),
         sendfile_bytes: Cell::new(0),
@@ -185,6 +188,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::ch
             shard.metadata_changed.notified().await;
         }
     }
+    shard.groups.load(&shard);
     let listeners = crate::net::listen(&shard)?;
     tracing::info!(shard = id, partitions = shard.partitions.borrow().len(), "shard ready");
     if is_controller {

@@ -29,6 +29,7 @@ pub async fn handle(shard: Rc<Shard>, request: ShardRequest) -> ShardReply {
             ShardReply::Applied
         }
         ShardRequest::Controller(request) => super::controller::handle(shard, request).await,
+        ShardRequest::Group(call) => ShardReply::Group(crate::groups::handle(shard, *call).await),
         ShardRequest::Shutdown => ShardReply::ShutdownDone,
     }
 }

@@ -414,31 +414,18 @@ fn exact_record(batch_bytes: &[u8], timestamp: i64) -> Option<(i64, i64)> {
     }
     let mut rest = &batch_bytes[batch::BATCH_HEADER_BYTES..header.size_bytes];
     for _ in 0..header.records_count {
-        let length = read_varlong(&mut rest)?;
+        let length = batch::get_varlong(&mut rest)?;
         if length < 0 || length as usize > rest.len() {
             return None;
         }
         let (mut record, tail) = rest.split_at(length as usize);
         rest = tail;
         record = record.get(1..)?; // attributes
-        let timestamp_delta = read_varlong(&mut record)?;
-        let offset_delta = read_varlong(&mut record)?;
+        let timestamp_delta = batch::get_varlong(&mut record)?;
+        let offset_delta = batch::get_varlong(&mut record)?;
         let record_timestamp = header.base_timestamp + timestamp_delta;
         if record_timestamp >= timestamp {
             return Some((header.base_offset + offset_delta, record_timestamp));
-        }
-    }
-    None
-}
-
-fn read_varlong(buf: &mut &[u8]) -> Option<i64> {
-    let mut value: u64 = 0;
-    for shift in (0..70).step_by(7) {
-        let byte = *buf.first()?;
-        *buf = &buf[1..];
-        value |= ((byte & 0x7f) as u64).checked_shl(shift)?;
-        if byte & 0x80 == 0 {
-            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
         }
     }
     None
@@ -560,7 +547,9 @@ impl Partition {
             done.await;
         }
         let log = self.log.borrow();
-        if log.failed.is_some() || !clean {
+        // The marker vouches that the files hold everything the indexes describe: never write
+        // it while appends that arrived after the flusher stopped are still only in memory.
+        if log.failed.is_some() || !clean || !log.pending.is_empty() {
             return Ok(());
         }
         if let Some(seg) = log.segments.last() {

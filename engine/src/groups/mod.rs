@@ -1,0 +1,90 @@
+//! Consumer groups: the coordinator of the classic group protocol (JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup) and committed offsets.
+//!
+//! A group belongs to the shard that owns its `__consumer_offsets` partition (Kafka's mapping:
+//! the Java hash of the group id, modulo the partition count), so that its offset commits are
+//! appended to a local log and made durable by the same group commit as any produce with
+//! acks=all. Other shards forward group requests there over the mesh.
+
+pub mod classic;
+pub mod offsets;
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{
+    DescribeGroupsResponse, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
+};
+use shardlog_protocol::kafka_protocol;
+
+pub use classic::GroupCoordinator;
+
+use crate::shard::Shard;
+
+/// A group request as it travels to the coordinator shard.
+#[derive(Debug)]
+pub enum GroupCall {
+    Join { request: JoinGroupRequest, version: i16, client_id: String, client_host: String },
+    Sync { request: SyncGroupRequest, version: i16 },
+    Heartbeat { request: HeartbeatRequest },
+    Leave { request: LeaveGroupRequest, version: i16 },
+    Commit { group: String, generation: i32, member_id: String, instance_id: Option<String>, offsets: Vec<CommitEntry> },
+    Fetch { group: String, topics: Option<Vec<(String, Vec<i32>)>> },
+    Describe { group: String },
+    List,
+    Delete { group: String },
+    OffsetDelete { group: String, partitions: Vec<(String, i32)> },
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitEntry {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// One partition's committed offset as OffsetFetch reports it: offset -1 when none.
+#[derive(Debug, Clone)]
+pub struct FetchedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub error_code: i16,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListedGroupInfo {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: String,
+}
+
+#[derive(Debug)]
+pub enum GroupReply {
+    Join(JoinGroupResponse),
+    Sync(SyncGroupResponse),
+    Heartbeat(i16),
+    Leave(LeaveGroupResponse),
+    Commit(Vec<i16>),
+    Fetch(i16, Vec<FetchedOffset>),
+    Describe(Box<DescribeGroupsResponse>),
+    List(Vec<ListedGroupInfo>),
+    Delete(i16),
+    OffsetDelete(i16, Vec<i16>),
+}
+
+/// The shard that coordinates `group`, or None before the offsets topic exists.
+pub fn coordinator_shard(shard: &Shard, group: &str) -> Option<usize> {
+    let meta = shard.metadata.borrow();
+    let topic = meta.topics.get(offsets::OFFSETS_TOPIC)?;
+    let partition = offsets::partition_for(group, topic.partitions.len());
+    topic.partitions.get(partition as usize).map(|p| p.shard)
+}
+
+pub async fn handle(shard: Rc<Shard>, call: GroupCall) -> GroupReply {
+    let coordinator = shard.groups.clone();
+    coordinator.handle(&shard, call).await
+}

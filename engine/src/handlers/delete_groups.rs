@@ -1,0 +1,28 @@
+//! DeleteGroups (key 42): deletes empty groups and their committed offsets.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupId};
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::groups_common::{group_call, COORDINATOR_NOT_AVAILABLE};
+use super::{respond, Response};
+use crate::groups::{GroupCall, GroupReply};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteGroupsRequest) -> Response {
+    let mut r = DeleteGroupsResponse::default();
+    for group in &request.groups_names {
+        let name = group.0.to_string();
+        let mut result = DeletableGroupResult::default();
+        result.group_id = GroupId(group.0.clone());
+        result.error_code = match group_call(shard, &name, GroupCall::Delete { group: name.clone() }).await {
+            Ok(GroupReply::Delete(code)) => code,
+            _ => COORDINATOR_NOT_AVAILABLE,
+        };
+        r.results.push(result);
+    }
+    respond(header, &r)
+}

@@ -1,0 +1,42 @@
+//! DescribeGroups (key 15): state, protocol, members and assignments of each group.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::groups_common::{group_call, COORDINATOR_NOT_AVAILABLE};
+use super::{respond, Response};
+use crate::groups::{GroupCall, GroupReply};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeGroupsRequest) -> Response {
+    let mut r = DescribeGroupsResponse::default();
+    for group in &request.groups {
+        let name = group.0.to_string();
+        match group_call(shard, &name, GroupCall::Describe { group: name.clone() }).await {
+            Ok(GroupReply::Describe(d)) => {
+                for mut g in d.groups {
+                    if header.api_version < 4 {
+                        for m in &mut g.members {
+                            m.group_instance_id = None;
+                        }
+                    }
+                    if header.api_version < 3 {
+                        g.authorized_operations = i32::MIN;
+                    }
+                    r.groups.push(g);
+                }
+            }
+            _ => {
+                let mut g = DescribedGroup::default();
+                g.group_id = GroupId(group.0.clone());
+                g.error_code = COORDINATOR_NOT_AVAILABLE;
+                r.groups.push(g);
+            }
+        }
+    }
+    respond(header, &r)
+}

@@ -1,0 +1,59 @@
+//! FindCoordinator (key 10): this broker coordinates every group. Transaction coordinators
+//! are not available until transactions are implemented.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use shardlog_protocol::error_code as ec;
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::groups_common::COORDINATOR_NOT_AVAILABLE;
+use super::{respond, str_bytes, Response};
+use crate::shard::Shard;
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FindCoordinatorRequest) -> Response {
+    let listener = &shard.config.listeners[0];
+    let offsets_ready = shard.metadata.borrow().topics.contains_key(crate::groups::offsets::OFFSETS_TOPIC);
+    let code = if request.key_type != KEY_TYPE_GROUP || !offsets_ready { COORDINATOR_NOT_AVAILABLE } else { ec::NONE };
+    let message = (code != ec::NONE).then(|| str_bytes("transaction coordinators are not available yet"));
+    let mut r = FindCoordinatorResponse::default();
+    if header.api_version >= 4 {
+        r.coordinators = request
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                let mut c = Coordinator::default();
+                c.key = key.clone();
+                c.error_code = code;
+                c.error_message = message.clone();
+                if code == ec::NONE {
+                    c.node_id = BrokerId(shard.config.node_id);
+                    c.host = str_bytes(&listener.advertised_host);
+                    c.port = listener.advertised_port as i32;
+                } else {
+                    c.node_id = BrokerId(-1);
+                    c.port = -1;
+                }
+                c
+            })
+            .collect();
+    } else {
+        r.error_code = code;
+        if header.api_version >= 1 {
+            r.error_message = message;
+        }
+        if code == ec::NONE {
+            r.node_id = BrokerId(shard.config.node_id);
+            r.host = str_bytes(&listener.advertised_host);
+            r.port = listener.advertised_port as i32;
+        } else {
+            r.node_id = BrokerId(-1);
+            r.port = -1;
+        }
+    }
+    respond(header, &r)
+}

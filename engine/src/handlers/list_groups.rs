@@ -1,0 +1,37 @@
+//! ListGroups (key 16): groups from every shard's coordinator, filtered by state (v4+).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::groups_common::all_shards;
+use super::{respond, str_bytes, Response};
+use crate::groups::{GroupCall, GroupReply};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListGroupsRequest) -> Response {
+    let states: Vec<String> = request.states_filter.iter().map(|s| s.to_lowercase()).collect();
+    let mut r = ListGroupsResponse::default();
+    for reply in all_shards(shard, || GroupCall::List).await {
+        let GroupReply::List(groups) = reply else { continue };
+        for g in groups {
+            if !states.is_empty() && !states.contains(&g.state.to_lowercase()) {
+                continue;
+            }
+            let mut lg = ListedGroup::default();
+            lg.group_id = GroupId(str_bytes(&g.group_id));
+            lg.protocol_type = str_bytes(&g.protocol_type);
+            if header.api_version >= 4 {
+                lg.group_state = str_bytes(&g.state);
+            }
+            if header.api_version >= 5 {
+                lg.group_type = str_bytes("classic");
+            }
+            r.groups.push(lg);
+        }
+    }
+    respond(header, &r)
+}

@@ -1,0 +1,55 @@
+//! OffsetCommit (key 8): appended to `__consumer_offsets` and acknowledged after its fdatasync.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::groups_common::{group_call, COORDINATOR_NOT_AVAILABLE};
+use super::{respond, Response};
+use crate::groups::{CommitEntry, GroupCall, GroupReply};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetCommitRequest) -> Response {
+    let group = request.group_id.0.to_string();
+    let mut entries = Vec::new();
+    for t in &request.topics {
+        for p in &t.partitions {
+            entries.push(CommitEntry {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            });
+        }
+    }
+    let call = GroupCall::Commit {
+        group: group.clone(),
+        generation: request.generation_id_or_member_epoch,
+        member_id: request.member_id.to_string(),
+        instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
+        offsets: entries.clone(),
+    };
+    let codes = match group_call(shard, &group, call).await {
+        Ok(GroupReply::Commit(codes)) => codes,
+        _ => vec![COORDINATOR_NOT_AVAILABLE; entries.len()],
+    };
+    let mut r = OffsetCommitResponse::default();
+    let mut i = 0;
+    for t in &request.topics {
+        let mut rt = OffsetCommitResponseTopic::default();
+        rt.name = t.name.clone();
+        for p in &t.partitions {
+            let mut rp = OffsetCommitResponsePartition::default();
+            rp.partition_index = p.partition_index;
+            rp.error_code = codes.get(i).copied().unwrap_or(COORDINATOR_NOT_AVAILABLE);
+            i += 1;
+            rt.partitions.push(rp);
+        }
+        r.topics.push(rt);
+    }
+    respond(header, &r)
+}

@@ -1,0 +1,41 @@
+//! OffsetDelete (key 47): deletes a group's committed offsets for partitions it no longer
+//! subscribes to.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::groups_common::{group_call, COORDINATOR_NOT_AVAILABLE};
+use super::{respond, Response};
+use crate::groups::{GroupCall, GroupReply};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetDeleteRequest) -> Response {
+    let group = request.group_id.0.to_string();
+    let partitions: Vec<(String, i32)> =
+        request.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index))).collect();
+    let count = partitions.len();
+    let (code, codes) = match group_call(shard, &group, GroupCall::OffsetDelete { group: group.clone(), partitions }).await {
+        Ok(GroupReply::OffsetDelete(code, codes)) => (code, codes),
+        _ => (COORDINATOR_NOT_AVAILABLE, vec![COORDINATOR_NOT_AVAILABLE; count]),
+    };
+    let mut r = OffsetDeleteResponse::default();
+    r.error_code = code;
+    let mut i = 0;
+    for t in &request.topics {
+        let mut rt = OffsetDeleteResponseTopic::default();
+        rt.name = t.name.clone();
+        for p in &t.partitions {
+            let mut rp = OffsetDeleteResponsePartition::default();
+            rp.partition_index = p.partition_index;
+            rp.error_code = if code != 0 { code } else { codes.get(i).copied().unwrap_or(0) };
+            i += 1;
+            rt.partitions.push(rp);
+        }
+        r.topics.push(rt);
+    }
+    respond(header, &r)
+}

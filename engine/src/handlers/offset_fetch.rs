@@ -1,0 +1,80 @@
+//! OffsetFetch (key 9): committed offsets of one group (v1-7) or several (v8+).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse};
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::groups_common::{group_call, COORDINATOR_NOT_AVAILABLE};
+use super::{respond, str_bytes, topic_name, Response};
+use crate::groups::{FetchedOffset, GroupCall, GroupReply};
+use crate::shard::Shard;
+
+async fn fetch(shard: &Rc<Shard>, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> (i16, Vec<FetchedOffset>) {
+    match group_call(shard, group, GroupCall::Fetch { group: group.to_string(), topics }).await {
+        Ok(GroupReply::Fetch(code, list)) => (code, list),
+        _ => (COORDINATOR_NOT_AVAILABLE, Vec::new()),
+    }
+}
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetFetchRequest) -> Response {
+    let version = header.api_version;
+    let mut r = OffsetFetchResponse::default();
+    if version >= 8 {
+        for g in &request.groups {
+            let topics = g.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
+            let (code, list) = fetch(shard, &g.group_id.0, topics).await;
+            let mut rg = OffsetFetchResponseGroup::default();
+            rg.group_id = GroupId(g.group_id.0.clone());
+            rg.error_code = code;
+            for f in list {
+                let mut p = OffsetFetchResponsePartitions::default();
+                p.partition_index = f.partition;
+                p.committed_offset = f.offset;
+                p.committed_leader_epoch = f.leader_epoch;
+                p.metadata = f.metadata.as_deref().map(str_bytes);
+                p.error_code = f.error_code;
+                match rg.topics.iter_mut().find(|t| t.name.0.as_str() == f.topic) {
+                    Some(t) => t.partitions.push(p),
+                    None => {
+                        let mut t = OffsetFetchResponseTopics::default();
+                        t.name = topic_name(&f.topic);
+                        t.partitions.push(p);
+                        rg.topics.push(t);
+                    }
+                }
+            }
+            r.groups.push(rg);
+        }
+        return respond(header, &r);
+    }
+    let topics = request.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
+    let (code, list) = fetch(shard, &request.group_id.0, topics).await;
+    if version >= 2 {
+        r.error_code = code;
+    }
+    for f in list {
+        let mut p = OffsetFetchResponsePartition::default();
+        p.partition_index = f.partition;
+        p.committed_offset = f.offset;
+        if version >= 5 {
+            p.committed_leader_epoch = f.leader_epoch;
+        }
+        p.metadata = f.metadata.as_deref().map(str_bytes);
+        p.error_code = if version < 2 && code != 0 { code } else { f.error_code };
+        match r.topics.iter_mut().find(|t| t.name.0.as_str() == f.topic) {
+            Some(t) => t.partitions.push(p),
+            None => {
+                let mut t = OffsetFetchResponseTopic::default();
+                t.name = topic_name(&f.topic);
+                t.partitions.push(p);
+                r.topics.push(t);
+            }
+        }
+    }
+    respond(header, &r)
+}
