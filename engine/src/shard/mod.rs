@@ -141,20 +141,56 @@ pub fn run(config: BrokerConfig) -> Result<()> {
 }
 
 /// Shards bind their listeners with SO_REUSEPORT, which would also let a second broker process
-/// share the port and steal half the connections. So first prove each port free with an
-/// ordinary bind, as Kafka would fail on it, and pin down the port number if it was 0.
+/// share the port and steal half the connections. So first look for any socket already
+/// listening on the port (as Kafka would fail to bind), and pin down the port if it was 0.
+///
+/// A test bind cannot do this: a bind without SO_REUSEPORT also collides with the previous
+/// run's connections lingering in FIN-WAIT or TIME-WAIT, which must not block a restart.
 fn claim_listener_ports(config: &mut BrokerConfig) -> Result<()> {
     for listener in &mut config.listeners {
-        let probe = std::net::TcpListener::bind(listener.bind).with_context(|| {
-            format!("cannot listen on {} ({}): the address is in use or not available; is another broker running there?", listener.bind, listener.name)
-        })?;
-        let bound = probe.local_addr()?;
         if listener.bind.port() == 0 {
-            listener.bind.set_port(bound.port());
-            listener.advertised_port = bound.port();
+            let probe = std::net::TcpListener::bind(listener.bind).with_context(|| format!("cannot listen on {} ({})", listener.bind, listener.name))?;
+            let port = probe.local_addr()?.port();
+            listener.bind.set_port(port);
+            listener.advertised_port = port;
+            continue;
+        }
+        if let Some(owner) = find_listening_socket(listener.bind) {
+            anyhow::bail!("cannot listen on {} ({}): {owner} is already listening there; is another broker running?", listener.bind, listener.name);
         }
     }
     Ok(())
+}
+
+/// A socket in LISTEN state that would share `addr`, from /proc/net/tcp and tcp6.
+fn find_listening_socket(addr: std::net::SocketAddr) -> Option<String> {
+    const TCP_LISTEN: &str = "0A";
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 4 || fields[3] != TCP_LISTEN {
+                continue;
+            }
+            let Some((ip_hex, port_hex)) = fields[1].split_once(':') else { continue };
+            if u16::from_str_radix(port_hex, 16).ok() != Some(addr.port()) {
+                continue;
+            }
+            // The kernel prints addresses in network order, word by word; all zeros is the
+            // wildcard, which overlaps every address of its family.
+            let wildcard = ip_hex.chars().all(|c| c == '0');
+            let same = match addr.ip() {
+                std::net::IpAddr::V4(v4) => {
+                    ip_hex.len() == 8 && u32::from_str_radix(ip_hex, 16).ok().map(|w| std::net::Ipv4Addr::from(u32::from_be(w))) == Some(v4)
+                }
+                std::net::IpAddr::V6(_) => false,
+            };
+            if wildcard || same || addr.ip().is_unspecified() {
+                return Some(format!("a socket ({table} {})", fields[1]));
+            }
+        }
+    }
+    None
 }
 
 async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>) -> Result<()> {
