@@ -6,6 +6,7 @@
 //! commit). The data path reads top to bottom: socket (`net::connection`), frame and request
 //! (`shardlog_protocol`), handler (`handlers::*`), owner shard (`shard::router`), partition log
 //! (`storage::log`), segment (`storage::segment`), disk.
+pub mod admin;
 pub mod config;
 pub mod groups;
 pub mod handlers;
