@@ -125,6 +125,8 @@ pub enum RequestBody {
     DescribeGroups(m::DescribeGroupsRequest),
     DeleteGroups(m::DeleteGroupsRequest),
     OffsetDelete(m::OffsetDeleteRequest),
+    ConsumerGroupHeartbeat(m::ConsumerGroupHeartbeatRequest),
+    ConsumerGroupDescribe(m::ConsumerGroupDescribeRequest),
 }
 
 /// Validates and decodes the body of a request whose header is `header`.
@@ -157,6 +159,12 @@ pub fn decode_body(header: &RequestHeader, frame: &Bytes) -> Result<RequestBody,
         ApiKey::DescribeGroups => RequestBody::DescribeGroups(m::DescribeGroupsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
         ApiKey::DeleteGroups => RequestBody::DeleteGroups(m::DeleteGroupsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
         ApiKey::OffsetDelete => RequestBody::OffsetDelete(m::OffsetDeleteRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::ConsumerGroupHeartbeat => {
+            RequestBody::ConsumerGroupHeartbeat(m::ConsumerGroupHeartbeatRequest::decode(&mut buf, api_version).map_err(undecodable)?)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            RequestBody::ConsumerGroupDescribe(m::ConsumerGroupDescribeRequest::decode(&mut buf, api_version).map_err(undecodable)?)
+        }
         _ => return Err(RequestError::Undecodable { api_key, api_version, reason: String::from("no decoder for this api") }),
     })
 }

@@ -258,6 +258,8 @@ static APIS: &[Api] = &[
     Api::new(44, "0-1", "1+", &INCREMENTAL_ALTER_CONFIGS),
     Api::new(47, "0", "none", &OFFSET_DELETE),
     Api::new(60, "0-1", "0+", &DESCRIBE_CLUSTER),
+    Api::new(68, "0-1", "0+", &CONSUMER_GROUP_HEARTBEAT),
+    Api::new(69, "0-1", "0+", &CONSUMER_GROUP_DESCRIBE),
 ];
 
 fn find_api(api_key: i16) -> Option<&'static Api> {
@@ -431,6 +433,30 @@ static HEARTBEAT: Struct = plain_struct!("HeartbeatRequest" {
     "GenerationId": INT32, "0+";
     "MemberId": STRING, "0+";
     "GroupInstanceId": STRING, "3+", nullable "3+";
+});
+
+// ConsumerGroupHeartbeat (68), KIP-848
+static CONSUMER_GROUP_HEARTBEAT: Struct = plain_struct!("ConsumerGroupHeartbeatRequest" {
+    "GroupId": STRING, "0+";
+    "MemberId": STRING, "0+";
+    "MemberEpoch": INT32, "0+";
+    "InstanceId": STRING, "0+", nullable "0+";
+    "RackId": STRING, "0+", nullable "0+";
+    "RebalanceTimeoutMs": INT32, "0+";
+    "SubscribedTopicNames": ARRAY_STRING, "0+", nullable "0+";
+    "SubscribedTopicRegex": STRING, "1+", nullable "1+";
+    "ServerAssignor": STRING, "0+", nullable "0+";
+    "TopicPartitions": array(&CONSUMER_GROUP_HEARTBEAT_TOPIC), "0+", nullable "0+";
+});
+static CONSUMER_GROUP_HEARTBEAT_TOPIC: Struct = plain_struct!("TopicPartitions" {
+    "TopicId": UUID, "0+";
+    "Partitions": ARRAY_INT32, "0+";
+});
+
+// ConsumerGroupDescribe (69), KIP-848
+static CONSUMER_GROUP_DESCRIBE: Struct = plain_struct!("ConsumerGroupDescribeRequest" {
+    "GroupIds": ARRAY_STRING, "0+";
+    "IncludeAuthorizedOperations": BOOL, "0+";
 });
 
 // LeaveGroup (13)

@@ -17,11 +17,11 @@ use kafka_protocol::messages::{
     offset_delete_request, offset_fetch_request, produce_request, sync_group_request,
 };
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiVersionsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, ProducerId, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
-    TopicName, TransactionalId,
+    consumer_group_heartbeat_request, AlterConfigsRequest, ApiVersionsRequest, BrokerId, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    ProduceRequest, ProducerId, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use shardlog_protocol::validate::{has_schema, validate_request_body, ValidationError};
@@ -106,6 +106,8 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (44, 0, 1),
     (47, 0, 0),
     (60, 0, 1),
+    (68, 0, 1),
+    (69, 0, 1),
 ];
 
 fn declared_versions() -> impl Iterator<Item = (i16, i16)> {
@@ -150,6 +152,8 @@ fn decode_body(api_key: i16, version: i16, body: &[u8]) -> Result<usize, String>
         44 => IncrementalAlterConfigsRequest,
         47 => OffsetDeleteRequest,
         60 => DescribeClusterRequest,
+        68 => ConsumerGroupHeartbeatRequest,
+        69 => ConsumerGroupDescribeRequest,
     };
     decoded.map(|()| buf.remaining()).map_err(|error| error.to_string())
 }
@@ -559,6 +563,35 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
             if v >= 1 {
                 request = request.with_endpoint_type(2);
             }
+            encode(&request, v)
+        }
+        68 => {
+            use consumer_group_heartbeat_request::TopicPartitions;
+            let mut request = ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(group("group-1"))
+                .with_member_id(s("member-1"))
+                .with_member_epoch(3)
+                .with_rebalance_timeout_ms(30_000);
+            if !nulls {
+                request = request
+                    .with_instance_id(Some(s("instance-1")))
+                    .with_rack_id(Some(s("rack-a")))
+                    .with_subscribed_topic_names(Some(vec![topic("orders"), topic("payments")]))
+                    .with_server_assignor(Some(s("uniform")))
+                    .with_topic_partitions(Some(vec![
+                        TopicPartitions::default().with_topic_id(uuid::Uuid::from_u128(7)).with_partitions(vec![0, 1]),
+                        TopicPartitions::default().with_topic_id(uuid::Uuid::from_u128(9)),
+                    ]));
+                if v >= 1 {
+                    request = request.with_subscribed_topic_regex(Some(s("orders.*")));
+                }
+            } else {
+                request = request.with_subscribed_topic_names(None).with_topic_partitions(None);
+            }
+            encode(&request, v)
+        }
+        69 => {
+            let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![group("g1"), group("g2")]).with_include_authorized_operations(true);
             encode(&request, v)
         }
         _ => panic!("no sample for api key {api_key}"),

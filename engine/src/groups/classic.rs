@@ -123,7 +123,9 @@ struct Member {
     sync_waiter: Option<oneshot::Sender<SyncGroupResponse>>,
 }
 
-struct Group {
+pub(super) struct Group {
+    /// Set for groups of the KIP-848 consumer protocol; their membership lives there.
+    pub(super) consumer: Option<super::consumer::ConsumerGroup>,
     state: GroupState,
     generation: i32,
     protocol_type: Option<String>,
@@ -138,12 +140,13 @@ struct Group {
     rebalance_deadline_ms: u64,
     /// The first rebalance of an empty group waits this long for more members.
     initial_delay_until_ms: Option<u64>,
-    offsets: BTreeMap<(String, i32), CommittedOffset>,
+    pub(super) offsets: BTreeMap<(String, i32), CommittedOffset>,
 }
 
 impl Group {
-    fn new() -> Group {
+    pub(super) fn new() -> Group {
         Group {
+            consumer: None,
             state: GroupState::Empty,
             generation: 0,
             protocol_type: None,
@@ -158,9 +161,24 @@ impl Group {
         }
     }
 
+    /// A classic group that has members (so a KIP-848 member may not take the id over).
+    pub(super) fn is_classic_in_use(&self) -> bool {
+        !self.members.is_empty()
+    }
+
     /// Topics the members subscribe to (consumer protocol), for OffsetDelete and lag.
     fn subscribed_topics(&self) -> Vec<String> {
         let mut topics = Vec::new();
+        if let Some(cg) = &self.consumer {
+            for m in cg.members.values() {
+                for t in &m.subscribed {
+                    if !topics.contains(t) {
+                        topics.push(t.clone());
+                    }
+                }
+            }
+            return topics;
+        }
         if self.protocol_type.as_deref() != Some("consumer") {
             return topics;
         }
@@ -203,7 +221,7 @@ pub fn parse_subscription_topics(mut metadata: &[u8]) -> Vec<String> {
 }
 
 pub struct GroupCoordinator {
-    groups: RefCell<HashMap<String, Group>>,
+    pub(super) groups: RefCell<HashMap<String, Group>>,
     next_member: Cell<u64>,
     pub config: GroupConfig,
     ticker_started: Cell<bool>,
@@ -314,8 +332,19 @@ impl GroupCoordinator {
                 let (code, list) = self.fetch_offsets(shard, &group, topics);
                 GroupReply::Fetch(code, list)
             }
-            GroupCall::Describe { group } => GroupReply::Describe(Box::new(self.describe(&group))),
+            GroupCall::Describe { group } => {
+                let meta = shard.metadata.borrow().clone();
+                GroupReply::Describe(Box::new(self.describe(&meta, &group)))
+            }
             GroupCall::List => GroupReply::List(self.list()),
+            GroupCall::ConsumerHeartbeat { request, client_id, client_host } => {
+                let meta = shard.metadata.borrow().clone();
+                GroupReply::ConsumerHeartbeat(Box::new(self.consumer_heartbeat(&meta, request, client_id, client_host)))
+            }
+            GroupCall::ConsumerDescribe { group } => {
+                let meta = shard.metadata.borrow().clone();
+                GroupReply::ConsumerDescribe(Box::new(self.consumer_describe(&meta, &group)))
+            }
             GroupCall::Delete { group } => GroupReply::Delete(self.delete(shard, &group).await),
             GroupCall::OffsetDelete { group, partitions } => {
                 let (code, list) = self.offset_delete(shard, &group, partitions).await;
@@ -344,6 +373,10 @@ impl GroupCoordinator {
             let group = groups.entry(group_id.clone()).or_insert_with(Group::new);
             if group.state == GroupState::Dead {
                 return join_error(COORDINATOR_NOT_AVAILABLE, &member_id);
+            }
+            if group.consumer.as_ref().is_some_and(|cg| !cg.members.is_empty()) {
+                // A KIP-848 consumer group: classic members cannot join it.
+                return join_error(INCONSISTENT_GROUP_PROTOCOL, &member_id);
             }
             // The protocol type must match the group's, and the group must share a protocol.
             if protocol_type.is_empty() || protocols.is_empty() {
@@ -792,6 +825,7 @@ impl GroupCoordinator {
                         None
                     }
                     None => Some(ILLEGAL_GENERATION),
+                    Some(g) if g.consumer.is_some() => GroupCoordinator::consumer_commit_error(g.consumer.as_ref().expect("checked"), member_id, generation),
                     Some(g) if generation < 0 && member_id.is_empty() => {
                         if g.members.is_empty() {
                             None
@@ -905,7 +939,7 @@ impl GroupCoordinator {
         (ec::NONE, out)
     }
 
-    fn describe(&self, group_id: &str) -> DescribeGroupsResponse {
+    fn describe(&self, meta: &crate::metadata::ClusterMetadata, group_id: &str) -> DescribeGroupsResponse {
         let groups = self.groups.borrow();
         let mut d = DescribedGroup::default();
         d.group_id = GroupId(str_bytes(group_id));
@@ -913,6 +947,26 @@ impl GroupCoordinator {
         match groups.get(group_id) {
             None => {
                 d.group_state = str_bytes("Dead");
+            }
+            Some(g) if g.consumer.is_some() => {
+                // A KIP-848 group, shown the classic way so that classic tools can read it.
+                let cg = g.consumer.as_ref().expect("checked");
+                d.group_state = str_bytes(cg.state_name());
+                d.protocol_type = str_bytes("consumer");
+                d.protocol_data = str_bytes(super::consumer::ASSIGNOR_NAME);
+                d.members = cg
+                    .members
+                    .values()
+                    .map(|m| {
+                        let mut dm = DescribedGroupMember::default();
+                        dm.member_id = str_bytes(&m.member_id);
+                        dm.group_instance_id = m.instance_id.as_deref().map(str_bytes);
+                        dm.client_id = str_bytes(&m.client_id);
+                        dm.client_host = str_bytes(&m.client_host);
+                        dm.member_assignment = super::consumer::encode_consumer_protocol_assignment(&m.assigned, meta);
+                        dm
+                    })
+                    .collect();
             }
             Some(g) => {
                 d.group_state = str_bytes(g.state.name());
@@ -946,10 +1000,9 @@ impl GroupCoordinator {
             .borrow()
             .iter()
             .filter(|(_, g)| g.state != GroupState::Dead)
-            .map(|(id, g)| ListedGroupInfo {
-                group_id: id.clone(),
-                protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state.name().to_string(),
+            .map(|(id, g)| match &g.consumer {
+                Some(cg) => ListedGroupInfo { group_id: id.clone(), protocol_type: String::from("consumer"), state: cg.state_name().to_string() },
+                None => ListedGroupInfo { group_id: id.clone(), protocol_type: g.protocol_type.clone().unwrap_or_default(), state: g.state.name().to_string() },
             })
             .collect()
     }
@@ -959,7 +1012,9 @@ impl GroupCoordinator {
             let groups = self.groups.borrow();
             match groups.get(group_id) {
                 None => return GROUP_ID_NOT_FOUND,
-                Some(g) if !g.members.is_empty() || g.state != GroupState::Empty => return NON_EMPTY_GROUP,
+                Some(g) if !g.members.is_empty() || g.state != GroupState::Empty || g.consumer.as_ref().is_some_and(|c| !c.members.is_empty()) => {
+                    return NON_EMPTY_GROUP
+                }
                 Some(g) => g.offsets.keys().cloned().collect(),
             }
         };
@@ -1083,6 +1138,8 @@ async fn ticker(shard: Rc<Shard>) {
     while !shard.shutting_down.get() {
         glommio::timer::sleep(Duration::from_millis(TICK_MS)).await;
         shard.groups.tick();
+        let meta = shard.metadata.borrow().clone();
+        shard.groups.tick_consumer_groups(&meta);
         since_retention_check += TICK_MS;
         if since_retention_check >= shard.groups.config.offsets_retention_check_interval_ms {
             since_retention_check = 0;

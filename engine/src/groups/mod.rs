@@ -7,6 +7,7 @@
 //! acks=all. Other shards forward group requests there over the mesh.
 
 pub mod classic;
+pub mod consumer;
 pub mod offsets;
 
 use std::rc::Rc;
@@ -33,6 +34,8 @@ pub enum GroupCall {
     List,
     Delete { group: String },
     OffsetDelete { group: String, partitions: Vec<(String, i32)> },
+    ConsumerHeartbeat { request: kafka_protocol::messages::ConsumerGroupHeartbeatRequest, client_id: String, client_host: String },
+    ConsumerDescribe { group: String },
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +77,8 @@ pub enum GroupReply {
     List(Vec<ListedGroupInfo>),
     Delete(i16),
     OffsetDelete(i16, Vec<i16>),
+    ConsumerHeartbeat(Box<kafka_protocol::messages::ConsumerGroupHeartbeatResponse>),
+    ConsumerDescribe(Box<kafka_protocol::messages::consumer_group_describe_response::DescribedGroup>),
 }
 
 /// The shard that coordinates `group`, or None before the offsets topic exists.

@@ -14,11 +14,26 @@ use crate::shard::messages::{ControllerRequest, NewTopic};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: MetadataRequest) -> Response {
-    // v0 uses an empty list for "all topics"; later versions use null.
+    // v0 uses an empty list for "all topics"; later versions use null. From v10 a topic may be
+    // named by id alone (KIP-516), as KIP-848 consumers do after an assignment.
+    let mut unknown_ids = Vec::new();
     let requested: Option<Vec<String>> = match request.topics {
         None => None,
         Some(t) if t.is_empty() && header.api_version == 0 => None,
-        Some(t) => Some(t.into_iter().filter_map(|t| t.name.map(|n| n.0.to_string())).collect()),
+        Some(t) => {
+            let meta = shard.metadata.borrow();
+            let mut names = Vec::new();
+            for topic in t {
+                match topic.name {
+                    Some(n) => names.push(n.0.to_string()),
+                    None => match meta.topics.iter().find(|(_, m)| m.id == topic.topic_id) {
+                        Some((n, _)) => names.push(n.clone()),
+                        None => unknown_ids.push(topic.topic_id),
+                    },
+                }
+            }
+            Some(names)
+        }
     };
     let allow_auto_create = header.api_version < 4 || request.allow_auto_topic_creation;
     if let Some(names) = &requested {
@@ -81,6 +96,13 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Metadata
                 t.error_code = if validate_topic_name(&name).is_err() { ec::INVALID_TOPIC_EXCEPTION } else { ec::UNKNOWN_TOPIC_OR_PARTITION };
             }
         }
+        r.topics.push(t);
+    }
+    for id in unknown_ids {
+        let mut t = MetadataResponseTopic::default();
+        t.topic_id = id;
+        t.error_code = ec::UNKNOWN_TOPIC_ID;
+        t.topic_authorized_operations = i32::MIN;
         r.topics.push(t);
     }
     respond(header, &r)

@@ -4,6 +4,8 @@
 //! connection, and always a log line naming the peer and what was wrong.
 
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -70,6 +72,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
@@ -144,6 +148,8 @@ pub async fn handle(shard: Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Respons
         RequestBody::DescribeGroups(r) => describe_groups::handle(&shard, &header, r).await,
         RequestBody::DeleteGroups(r) => delete_groups::handle(&shard, &header, r).await,
         RequestBody::OffsetDelete(r) => offset_delete::handle(&shard, &header, r).await,
+        RequestBody::ConsumerGroupHeartbeat(r) => consumer_group_heartbeat::handle(&shard, &header, r, peer).await,
+        RequestBody::ConsumerGroupDescribe(r) => consumer_group_describe::handle(&shard, &header, r).await,
     }
 }
 
