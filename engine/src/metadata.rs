@@ -37,6 +37,10 @@ pub struct ClusterMetadata {
     /// Bumped on every change.
     pub version: u64,
     pub topics: BTreeMap<String, TopicMetadata>,
+    /// Producer ids below this may have been handed out; the controller allocates them in
+    /// blocks and persists only the end of the current block.
+    #[serde(default)]
+    pub producer_id_block_end: i64,
 }
 
 /// Kafka's rule for topic names: 1 to 249 characters of ASCII letters, digits, '.', '_', '-',
@@ -56,7 +60,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 
 impl ClusterMetadata {
     pub fn new(cluster_id: String) -> ClusterMetadata {
-        ClusterMetadata { cluster_id, version: 1, topics: BTreeMap::new() }
+        ClusterMetadata { cluster_id, version: 1, topics: BTreeMap::new(), producer_id_block_end: 0 }
     }
 
     pub fn path(meta_dir: &Path) -> PathBuf {

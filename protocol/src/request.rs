@@ -127,6 +127,7 @@ pub enum RequestBody {
     OffsetDelete(m::OffsetDeleteRequest),
     ConsumerGroupHeartbeat(m::ConsumerGroupHeartbeatRequest),
     ConsumerGroupDescribe(m::ConsumerGroupDescribeRequest),
+    InitProducerId(m::InitProducerIdRequest),
 }
 
 /// Validates and decodes the body of a request whose header is `header`.
@@ -165,6 +166,7 @@ pub fn decode_body(header: &RequestHeader, frame: &Bytes) -> Result<RequestBody,
         ApiKey::ConsumerGroupDescribe => {
             RequestBody::ConsumerGroupDescribe(m::ConsumerGroupDescribeRequest::decode(&mut buf, api_version).map_err(undecodable)?)
         }
+        ApiKey::InitProducerId => RequestBody::InitProducerId(m::InitProducerIdRequest::decode(&mut buf, api_version).map_err(undecodable)?),
         _ => return Err(RequestError::Undecodable { api_key, api_version, reason: String::from("no decoder for this api") }),
     })
 }

@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod find_coordinator;
 pub mod groups_common;
 pub mod heartbeat;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -72,6 +73,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::InitProducerId, 0, 4),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
@@ -148,6 +150,7 @@ pub async fn handle(shard: Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Respons
         RequestBody::DescribeGroups(r) => describe_groups::handle(&shard, &header, r).await,
         RequestBody::DeleteGroups(r) => delete_groups::handle(&shard, &header, r).await,
         RequestBody::OffsetDelete(r) => offset_delete::handle(&shard, &header, r).await,
+        RequestBody::InitProducerId(r) => init_producer_id::handle(&shard, &header, r).await,
         RequestBody::ConsumerGroupHeartbeat(r) => consumer_group_heartbeat::handle(&shard, &header, r, peer).await,
         RequestBody::ConsumerGroupDescribe(r) => consumer_group_describe::handle(&shard, &header, r).await,
     }

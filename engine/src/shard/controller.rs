@@ -39,14 +39,20 @@ const TOPIC_CONFIG_NAMES: &[&str] = &[
     "message.timestamp.difference.max.ms",
 ];
 
+/// Producer ids reserved (and persisted) at a time.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
 pub struct Controller {
     /// One metadata change at a time.
     serial: Semaphore,
+    /// The next producer id to hand out, and the end of the reserved block.
+    next_producer_id: std::cell::Cell<i64>,
+    producer_id_block_end: std::cell::Cell<i64>,
 }
 
 impl Controller {
     pub fn new() -> Controller {
-        Controller { serial: Semaphore::new(1) }
+        Controller { serial: Semaphore::new(1), next_producer_id: std::cell::Cell::new(0), producer_id_block_end: std::cell::Cell::new(0) }
     }
 }
 
@@ -79,6 +85,11 @@ pub async fn bootstrap(shard: &Rc<Shard>) -> Result<()> {
     if meta.repair_placement(shard.shard_count(), shard.config.log_dirs.len()) {
         meta.version += 1;
         tracing::info!("placement table adjusted to {} shards and {} log directories", shard.shard_count(), shard.config.log_dirs.len());
+    }
+    // Ids of the last block may have been handed out before a crash: start after it.
+    if let Some(c) = &shard.controller {
+        c.next_producer_id.set(meta.producer_id_block_end);
+        c.producer_id_block_end.set(meta.producer_id_block_end);
     }
     meta.persist(&dir)?;
     broadcast(shard, meta).await;
@@ -127,6 +138,21 @@ pub async fn handle(shard: Rc<Shard>, request: ControllerRequest) -> ShardReply 
     let mut meta = (**shard.metadata.borrow()).clone();
     let mut results = Vec::new();
     let mut changed = false;
+    if let ControllerRequest::AllocateProducerId = request {
+        let id = controller.next_producer_id.get();
+        if id >= controller.producer_id_block_end.get() {
+            meta.producer_id_block_end = id + PRODUCER_ID_BLOCK;
+            meta.version += 1;
+            if let Err(e) = meta.persist(&shard.meta_dir()) {
+                tracing::error!(error = %format!("{e:#}"), "cannot persist the producer id block");
+                return ShardReply::ProducerId(-1, ec::KAFKA_STORAGE_ERROR);
+            }
+            controller.producer_id_block_end.set(meta.producer_id_block_end);
+            broadcast(&shard, meta).await;
+        }
+        controller.next_producer_id.set(id + 1);
+        return ShardReply::ProducerId(id, ec::NONE);
+    }
     match request {
         ControllerRequest::CreateTopics { topics, validate_only } => {
             for topic in topics {
@@ -176,6 +202,7 @@ pub async fn handle(shard: Rc<Shard>, request: ControllerRequest) -> ShardReply 
                 });
             }
         }
+        ControllerRequest::AllocateProducerId => unreachable!("answered above"),
     }
     if changed {
         meta.version += 1;

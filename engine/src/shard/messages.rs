@@ -28,9 +28,19 @@ pub enum ShardRequest {
 
 #[derive(Debug, Clone)]
 pub enum ControllerRequest {
-    CreateTopics { topics: Vec<NewTopic>, validate_only: bool },
-    DeleteTopics { names: Vec<String> },
-    CreatePartitions { topics: Vec<(String, i32)>, validate_only: bool },
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
+    CreatePartitions {
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    },
+    /// A new producer id for an idempotent producer.
+    AllocateProducerId,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +81,8 @@ pub enum ShardReply {
     /// Per topic: (name, error code, message).
     Controller(Vec<(String, i16, Option<String>)>),
     Group(crate::groups::GroupReply),
+    /// A producer id, or -1 with the error code.
+    ProducerId(i64, i16),
     ShutdownDone,
 }
 

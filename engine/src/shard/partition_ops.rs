@@ -49,6 +49,7 @@ pub async fn produce(shard: &Shard, topic: &str, partition: i32, records: bytes:
                 AppendError::TooLarge { .. } => ec::MESSAGE_TOO_LARGE,
                 AppendError::Empty => ec::INVALID_RECORD,
                 AppendError::Offline(_) => ec::KAFKA_STORAGE_ERROR,
+                AppendError::Producer { error_code, .. } => *error_code,
             };
             tracing::warn!(topic, partition, error = %e, "produce rejected");
             outcome.error_message = Some(e.to_string());
@@ -56,6 +57,7 @@ pub async fn produce(shard: &Shard, topic: &str, partition: i32, records: bytes:
         }
     };
     if acks == -1 {
+        // A duplicate's original may still be in flight to the disk: wait for it too.
         if let Err(why) = p.wait_durable(info.last_offset).await {
             outcome.error_code = ec::KAFKA_STORAGE_ERROR;
             outcome.error_message = Some(why);

@@ -27,6 +27,7 @@ use shardlog_protocol::batch::{self, BatchError, BatchHeader};
 
 use super::cache::{BatchCache, CachedBatch};
 use super::index::{OffsetIndex, TimeIndex};
+use super::producer_state::{ProducerState, SequenceCheck};
 use super::segment::{self, Segment};
 use crate::notify::Notify;
 
@@ -38,6 +39,8 @@ pub const WRITE_BYTES_MAX: usize = 4 << 20;
 /// grow: XFS and ext4 then lay them out contiguously, without reserving a whole segment of
 /// disk for a partition that may stay small.
 pub const PREALLOCATE_STEP_BYTES: u64 = 32 << 20;
+/// Producer-state snapshots kept per partition (the newest ones).
+pub const PRODUCER_SNAPSHOTS_KEPT: usize = 2;
 /// Marker written on clean shutdown: the active segment's size and indexes can be trusted.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".shardlog-clean-shutdown";
 
@@ -62,6 +65,8 @@ pub enum AppendError {
     Empty,
     #[error("partition is offline after a storage error: {0}")]
     Offline(String),
+    #[error("{message}")]
+    Producer { error_code: i16, message: String },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +76,8 @@ pub struct AppendInfo {
     /// The LogAppendTime stamped on the batches, or -1 for CreateTime.
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
+    /// A retried idempotent batch: nothing was appended, these are the original offsets.
+    pub duplicate: bool,
 }
 
 /// A piece of a read: cached bytes, or a byte range of a segment file to send with sendfile.
@@ -126,6 +133,10 @@ pub struct PartitionLog {
     failed: Option<String>,
     /// acks=all requests waiting: while any do, the flusher does not wait for more data.
     durable_waiters: usize,
+    /// Idempotent producers' epochs and recent sequences.
+    producers: ProducerState,
+    /// Producer state as of a segment roll, for the flusher to write next to the new segment.
+    pending_snapshot: Option<(i64, ProducerState)>,
 }
 
 /// A partition as its owner shard holds it.
@@ -251,6 +262,7 @@ impl PartitionLog {
         }
         let log_start_offset = segments.first().map(|s| s.base_offset).unwrap_or(0);
         let next_offset = segments.last().map(|s| s.next_offset).unwrap_or(0);
+        let producers = recover_producer_state(dir, &segments, log_start_offset, next_offset)?;
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             config,
@@ -262,7 +274,13 @@ impl PartitionLog {
             cache: BatchCache::default(),
             failed: None,
             durable_waiters: 0,
+            producers,
+            pending_snapshot: None,
         })
+    }
+
+    pub fn producer_state(&self) -> &ProducerState {
+        &self.producers
     }
 
     /// Appends the batches in `records` (whole v2 batches, as a producer sent them): checks
@@ -279,6 +297,45 @@ impl PartitionLog {
         if let Some(h) = headers.iter().find(|h| h.size_bytes > self.config.message_max_bytes) {
             return Err(AppendError::TooLarge { size: h.size_bytes, max: self.config.message_max_bytes });
         }
+        // Idempotent producers: check every batch's epoch and sequence before anything changes.
+        let mut in_request: std::collections::HashMap<i64, (i16, i32)> = std::collections::HashMap::new();
+        for (i, h) in headers.iter().enumerate() {
+            if h.producer_id < 0 {
+                continue;
+            }
+            match in_request.get(&h.producer_id) {
+                Some(&(epoch, last)) => {
+                    let expected = if last == i32::MAX { 0 } else { last + 1 };
+                    if h.producer_epoch != epoch || h.base_sequence != expected {
+                        return Err(AppendError::Producer {
+                            error_code: super::producer_state::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                            message: format!("producer {} batch {i} has sequence {}, expected {expected}", h.producer_id, h.base_sequence),
+                        });
+                    }
+                }
+                None => match self.producers.check(h) {
+                    SequenceCheck::Append => {}
+                    SequenceCheck::Duplicate(original) if headers.len() == 1 => {
+                        return Ok(AppendInfo {
+                            base_offset: original.first_offset,
+                            last_offset: original.last_offset,
+                            log_append_time_ms: -1,
+                            log_start_offset: self.log_start_offset,
+                            duplicate: true,
+                        });
+                    }
+                    SequenceCheck::Duplicate(_) => {
+                        return Err(AppendError::Producer {
+                            error_code: super::producer_state::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                            message: format!("producer {} resent one batch of a multi-batch request", h.producer_id),
+                        })
+                    }
+                    SequenceCheck::Reject { error_code, message } => return Err(AppendError::Producer { error_code, message }),
+                },
+            }
+            let last = (h.base_sequence as i64 + h.last_offset_delta as i64) % (i32::MAX as i64 + 1);
+            in_request.insert(h.producer_id, (h.producer_epoch, last as i32));
+        }
         let log_append_time_ms = if self.config.log_append_time { now as i64 } else { -1 };
         let base_offset = self.next_offset;
         for header in &headers {
@@ -291,6 +348,7 @@ impl PartitionLog {
             let assigned =
                 BatchHeader { base_offset: offset, max_timestamp: if self.config.log_append_time { now as i64 } else { header.max_timestamp }, ..*header };
             self.maybe_roll(&assigned, now);
+            self.producers.record(&assigned);
             let seg = self.segments.last_mut().expect("maybe_roll leaves an active segment");
             let position = seg.size_bytes;
             seg.record_batch(&assigned, self.config.index_interval_bytes);
@@ -308,7 +366,7 @@ impl PartitionLog {
             }
             self.cache.push(CachedBatch { base_offset: offset, last_offset: assigned.last_offset(), max_timestamp: assigned.max_timestamp, bytes: frozen });
         }
-        Ok(AppendInfo { base_offset, last_offset: self.next_offset - 1, log_append_time_ms, log_start_offset: self.log_start_offset })
+        Ok(AppendInfo { base_offset, last_offset: self.next_offset - 1, log_append_time_ms, log_start_offset: self.log_start_offset, duplicate: false })
     }
 
     fn maybe_roll(&mut self, header: &BatchHeader, now: u64) {
@@ -325,6 +383,9 @@ impl PartitionLog {
             if let Some(seg) = self.segments.last_mut() {
                 seg.sealed = true;
             }
+            // The producer state as of the new segment's base offset; the flusher writes it
+            // when it opens the segment, so recovery replays at most one segment.
+            self.pending_snapshot = Some((header.base_offset, self.producers.clone()));
             self.segments.push(Segment::new(header.base_offset, now));
         }
     }
@@ -429,6 +490,24 @@ fn exact_record(batch_bytes: &[u8], timestamp: i64) -> Option<(i64, i64)> {
         }
     }
     None
+}
+
+/// Rebuilds idempotent-producer state: the newest snapshot, then the batches after it.
+fn recover_producer_state(dir: &Path, segments: &[Segment], log_start_offset: i64, next_offset: i64) -> Result<ProducerState> {
+    let (from, mut state) = ProducerState::load_latest_snapshot(dir, next_offset).unwrap_or((log_start_offset, ProducerState::default()));
+    for seg in segments.iter().filter(|s| s.next_offset > from) {
+        let mut position = match seg.find_position(from)? {
+            Some((position, _)) if from > seg.base_offset => position,
+            _ => 0,
+        };
+        while let Some(h) = seg.header_at(position)? {
+            if h.base_offset >= from {
+                state.record(&h);
+            }
+            position += h.size_bytes as u64;
+        }
+    }
+    Ok(state)
 }
 
 fn load_indexes(dir: &Path, base: i64, file_bytes: u64) -> Option<(OffsetIndex, TimeIndex, i64, i64)> {
@@ -555,6 +634,8 @@ impl Partition {
         if let Some(seg) = log.segments.last() {
             write_indexes(&log.dir, seg.base_offset, &seg.index, &seg.time_index, seg.next_offset)?;
         }
+        log.producers.write_snapshot(&log.dir, log.next_offset)?;
+        ProducerState::prune_snapshots(&log.dir, PRODUCER_SNAPSHOTS_KEPT);
         write_synced(&log.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
         sync_dir(&log.dir)?;
         Ok(())
@@ -709,6 +790,11 @@ impl Flusher {
                 bail!("segment {segment_base} is shorter than its recovered size");
             }
             self.tail.extend_from_slice(&read[..(start - aligned) as usize]);
+        }
+        let snapshot = partition.log.borrow_mut().pending_snapshot.take();
+        if let Some((offset, state)) = snapshot {
+            state.write_snapshot(&dir, offset)?;
+            ProducerState::prune_snapshots(&dir, PRODUCER_SNAPSHOTS_KEPT);
         }
         let read_file = Arc::new(File::open(&path)?);
         if let Some(seg) = partition.log.borrow_mut().segments.iter_mut().find(|s| s.base_offset == segment_base) {

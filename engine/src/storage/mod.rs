@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod index;
 pub mod log;
+pub mod producer_state;
 pub mod segment;
 
 #[cfg(test)]
