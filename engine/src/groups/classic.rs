@@ -249,7 +249,10 @@ impl GroupCoordinator {
     fn new_member_id(&self, client_id: &str) -> String {
         let n = self.next_member.get();
         self.next_member.set(n + 1);
-        format!("{client_id}-{}", uuid::Uuid::new_v4()).chars().take(200).collect::<String>() + &format!("-{n}")
+        // Kafka prefixes member ids with the client id; keep only printable characters of it, so
+        // that ids are safe to log and to print in tools.
+        let prefix: String = client_id.chars().filter(|c| c.is_ascii_graphic()).take(100).collect();
+        format!("{prefix}-{}-{n}", uuid::Uuid::new_v4())
     }
 
     /// Replays the `__consumer_offsets` partitions this shard owns into memory, and starts
