@@ -62,7 +62,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             let start = frame.len();
             frame.resize(start + step, 0);
             if let Err(e) = reader.read_exact(&mut frame[start..]).await {
-                tracing::warn!(%peer, expected = length, received = start, error = %e, "connection closed in the middle of a request");
+                tracing::warn!(%peer, expected = length, received_at_least = start, error = %e, "connection closed in the middle of a request");
                 failed = true;
                 break;
             }

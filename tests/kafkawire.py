@@ -1,0 +1,516 @@
+"""Kafka wire format by hand: just enough to send well-formed and deliberately broken requests
+over a raw socket, and to read the answers.
+
+Why by hand: the bad-input tests need frames no client library will produce (lying lengths,
+huge array counts, corrupted CRCs), and the checks on ApiVersions and stored batch attributes
+need to see the bytes exactly as the broker sent them. Every helper here is pure (bytes in,
+bytes out) except the small `Connection` class at the end.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+
+# API keys (Kafka's numbering).
+PRODUCE = 0
+FETCH = 1
+LIST_OFFSETS = 2
+METADATA = 3
+API_VERSIONS = 18
+CREATE_TOPICS = 19
+DELETE_TOPICS = 20
+CREATE_PARTITIONS = 37
+DESCRIBE_CLUSTER = 60
+
+# Error codes used by the tests.
+NONE = 0
+CORRUPT_MESSAGE = 2
+UNKNOWN_TOPIC_OR_PARTITION = 3
+UNSUPPORTED_VERSION = 35
+
+# Compression codec ids in RecordBatch attributes (bits 0-2).
+CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+# ---------------------------------------------------------------------------------------------
+# CRC-32C (Castagnoli), as RecordBatch v2 uses. Table-driven; fast enough for test-sized batches.
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    table = _CRC32C_TABLE
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+assert crc32c(b"123456789") == 0xE3069283, "CRC-32C check value"
+
+
+# ---------------------------------------------------------------------------------------------
+# Primitive encoders.
+
+def i8(v: int) -> bytes:
+    return struct.pack(">b", v)
+
+
+def i16(v: int) -> bytes:
+    return struct.pack(">h", v)
+
+
+def i32(v: int) -> bytes:
+    return struct.pack(">i", v)
+
+
+def u32(v: int) -> bytes:
+    return struct.pack(">I", v)
+
+
+def i64(v: int) -> bytes:
+    return struct.pack(">q", v)
+
+
+def string(s: str | None) -> bytes:
+    if s is None:
+        return i16(-1)
+    b = s.encode()
+    return i16(len(b)) + b
+
+
+def kbytes(b: bytes | None) -> bytes:
+    if b is None:
+        return i32(-1)
+    return i32(len(b)) + b
+
+
+def array(items: list[bytes]) -> bytes:
+    return i32(len(items)) + b"".join(items)
+
+
+def uvarint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def varint(v: int) -> bytes:
+    """Zig-zag signed varint (64-bit), as Kafka records use."""
+    return uvarint((v << 1) ^ (v >> 63))
+
+
+def compact_string(s: str | None) -> bytes:
+    if s is None:
+        return uvarint(0)
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+TAGGED_FIELDS_EMPTY = uvarint(0)
+
+
+def request_header(api_key: int, api_version: int, correlation_id: int, client_id: str | None = "e2e", flexible: bool = False) -> bytes:
+    """Request header v1, or v2 (v1 plus empty tagged fields) for flexible versions."""
+    h = i16(api_key) + i16(api_version) + i32(correlation_id) + string(client_id)
+    return h + TAGGED_FIELDS_EMPTY if flexible else h
+
+
+def frame(payload: bytes) -> bytes:
+    return i32(len(payload)) + payload
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests.
+
+def api_versions_request(version: int, correlation_id: int) -> bytes:
+    if version >= 3:
+        body = compact_string("shardlog-e2e") + compact_string("1.0") + TAGGED_FIELDS_EMPTY
+        return frame(request_header(API_VERSIONS, version, correlation_id, flexible=True) + body)
+    return frame(request_header(API_VERSIONS, version, correlation_id))
+
+
+def metadata_v1_request(correlation_id: int, topics: list[str] | None) -> bytes:
+    body = i32(-1) if topics is None else array([string(t) for t in topics])
+    return frame(request_header(METADATA, 1, correlation_id) + body)
+
+
+def produce_v3_request(correlation_id: int, topic: str, partition: int, records: bytes, acks: int = 1, timeout_ms: int = 30000) -> bytes:
+    partition_data = array([i32(partition) + kbytes(records)])
+    topic_data = array([string(topic) + partition_data])
+    body = string(None) + i16(acks) + i32(timeout_ms) + topic_data
+    return frame(request_header(PRODUCE, 3, correlation_id) + body)
+
+
+def fetch_v4_request(correlation_id: int, topic: str, partition: int, offset: int, max_wait_ms: int = 0, min_bytes: int = 1, max_bytes: int = 50 << 20, partition_max_bytes: int = 10 << 20) -> bytes:
+    partitions = array([i32(partition) + i64(offset) + i32(partition_max_bytes)])
+    topics = array([string(topic) + partitions])
+    body = i32(-1) + i32(max_wait_ms) + i32(min_bytes) + i32(max_bytes) + i8(0) + topics
+    return frame(request_header(FETCH, 4, correlation_id) + body)
+
+
+def list_offsets_v1_request(correlation_id: int, topic: str, partition: int, timestamp: int) -> bytes:
+    """timestamp: -1 latest, -2 earliest, or a time in ms."""
+    partitions = array([i32(partition) + i64(timestamp)])
+    body = i32(-1) + array([string(topic) + partitions])
+    return frame(request_header(LIST_OFFSETS, 1, correlation_id) + body)
+
+
+# ---------------------------------------------------------------------------------------------
+# RecordBatch v2.
+
+def record(offset_delta: int, key: bytes | None, value: bytes | None, timestamp_delta: int = 0) -> bytes:
+    body = i8(0) + varint(timestamp_delta) + varint(offset_delta)
+    body += varint(-1) if key is None else varint(len(key)) + key
+    body += varint(-1) if value is None else varint(len(value)) + value
+    body += varint(0)  # headers
+    return varint(len(body)) + body
+
+
+def record_batch(records: list[tuple[bytes | None, bytes | None]], base_timestamp: int = 1_700_000_000_000, base_offset: int = 0) -> bytes:
+    """A valid, uncompressed RecordBatch v2 with a correct CRC-32C."""
+    encoded = b"".join(record(i, k, v) for i, (k, v) in enumerate(records))
+    after_crc = (
+        i16(0)  # attributes: no compression, CreateTime, not transactional
+        + i32(len(records) - 1)  # last offset delta
+        + i64(base_timestamp)
+        + i64(base_timestamp)  # max timestamp
+        + i64(-1)  # producer id
+        + i16(-1)  # producer epoch
+        + i32(-1)  # base sequence
+        + i32(len(records))
+        + encoded
+    )
+    after_length = i32(0) + i8(2) + u32(crc32c(after_crc)) + after_crc  # leader epoch, magic, crc
+    return i64(base_offset) + i32(len(after_length)) + after_length
+
+
+# Byte positions inside a RecordBatch v2 header.
+BATCH_CRC_AT = 17
+BATCH_ATTRIBUTES_AT = 21
+BATCH_RECORD_COUNT_AT = 57
+BATCH_HEADER_BYTES = 61
+
+
+@dataclass
+class BatchInfo:
+    base_offset: int
+    length: int
+    magic: int
+    attributes: int
+    last_offset_delta: int
+    record_count: int
+    crc_ok: bool
+
+    @property
+    def codec(self) -> int:
+        return self.attributes & 0x7
+
+
+def parse_batches(data: bytes) -> list[BatchInfo]:
+    """Walks the record batches in a Fetch response's records field. A partial trailing batch
+    (allowed by the protocol when it is cut at partition_max_bytes) is ignored."""
+    out = []
+    pos = 0
+    while pos + 12 <= len(data):
+        base_offset, length = struct.unpack_from(">qi", data, pos)
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        batch = data[pos:end]
+        magic = batch[16]
+        (crc,) = struct.unpack_from(">I", batch, BATCH_CRC_AT)
+        (attributes,) = struct.unpack_from(">h", batch, BATCH_ATTRIBUTES_AT)
+        (last_offset_delta,) = struct.unpack_from(">i", batch, 23)
+        (count,) = struct.unpack_from(">i", batch, BATCH_RECORD_COUNT_AT)
+        out.append(BatchInfo(base_offset, length, magic, attributes, last_offset_delta, count, crc32c(batch[BATCH_ATTRIBUTES_AT:]) == crc))
+        pos = end
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Response readers.
+
+class Reader:
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError(f"response too short: need {n} bytes at {self.pos}, have {len(self.data) - self.pos}")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def i8(self) -> int:
+        return struct.unpack(">b", self.take(1))[0]
+
+    def i16(self) -> int:
+        return struct.unpack(">h", self.take(2))[0]
+
+    def i32(self) -> int:
+        return struct.unpack(">i", self.take(4))[0]
+
+    def i64(self) -> int:
+        return struct.unpack(">q", self.take(8))[0]
+
+    def uvarint(self) -> int:
+        shift = 0
+        value = 0
+        while True:
+            b = self.take(1)[0]
+            value |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return value
+            shift += 7
+
+    def string(self) -> str | None:
+        n = self.i16()
+        return None if n < 0 else self.take(n).decode()
+
+    def kbytes(self) -> bytes | None:
+        n = self.i32()
+        return None if n < 0 else self.take(n)
+
+    def skip_tagged_fields(self) -> None:
+        for _ in range(self.uvarint()):
+            self.uvarint()
+            self.take(self.uvarint())
+
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+
+@dataclass
+class ApiVersionsResponse:
+    error_code: int
+    apis: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
+def parse_api_versions(body: bytes, version: int) -> ApiVersionsResponse:
+    """body: the response after the correlation id (ApiVersions responses always use header v0)."""
+    r = Reader(body)
+    error_code = r.i16()
+    apis = {}
+    count = r.uvarint() - 1 if version >= 3 else r.i32()
+    for _ in range(max(count, 0)):
+        key, lo, hi = r.i16(), r.i16(), r.i16()
+        if version >= 3:
+            r.skip_tagged_fields()
+        apis[key] = (lo, hi)
+    return ApiVersionsResponse(error_code, apis)
+
+
+def parse_produce_v3(body: bytes) -> list[tuple[str, int, int, int]]:
+    """[(topic, partition, error_code, base_offset)]"""
+    r = Reader(body)
+    out = []
+    for _ in range(r.i32()):
+        topic = r.string()
+        for _ in range(r.i32()):
+            partition, error, base_offset, _log_append_time = r.i32(), r.i16(), r.i64(), r.i64()
+            out.append((topic, partition, error, base_offset))
+    r.i32()  # throttle time
+    return out
+
+
+@dataclass
+class FetchPartition:
+    topic: str
+    partition: int
+    error_code: int
+    high_watermark: int
+    records: bytes
+
+
+def parse_fetch_v4(body: bytes) -> list[FetchPartition]:
+    r = Reader(body)
+    r.i32()  # throttle time
+    out = []
+    for _ in range(r.i32()):
+        topic = r.string()
+        for _ in range(r.i32()):
+            partition, error, hw, _lso = r.i32(), r.i16(), r.i64(), r.i64()
+            aborted = r.i32()
+            for _ in range(max(aborted, 0)):
+                r.i64()
+                r.i64()
+            records = r.kbytes() or b""
+            out.append(FetchPartition(topic, partition, error, hw, records))
+    return out
+
+
+def parse_list_offsets_v1(body: bytes) -> list[tuple[str, int, int, int, int]]:
+    """[(topic, partition, error_code, timestamp, offset)]"""
+    r = Reader(body)
+    out = []
+    for _ in range(r.i32()):
+        topic = r.string()
+        for _ in range(r.i32()):
+            out.append((topic, r.i32(), r.i16(), r.i64(), r.i64()))
+    return out
+
+
+def parse_metadata_v1(body: bytes) -> tuple[list[tuple[int, str, int]], dict[str, tuple[int, list[int]]]]:
+    """(brokers [(node_id, host, port)], topics {name: (error_code, [partition ids])})"""
+    r = Reader(body)
+    brokers = []
+    for _ in range(r.i32()):
+        node, host, port, _rack = r.i32(), r.string(), r.i32(), r.string()
+        brokers.append((node, host, port))
+    r.i32()  # controller id
+    topics = {}
+    for _ in range(r.i32()):
+        error, name, _internal = r.i16(), r.string(), r.i8()
+        partitions = []
+        for _ in range(r.i32()):
+            _perr, pid, _leader = r.i16(), r.i32(), r.i32()
+            for _ in range(r.i32()):
+                r.i32()  # replicas
+            for _ in range(r.i32()):
+                r.i32()  # isr
+            partitions.append(pid)
+        topics[name] = (error, partitions)
+    return brokers, topics
+
+
+# ---------------------------------------------------------------------------------------------
+# A raw connection.
+
+class Closed(Exception):
+    """The broker closed the connection (EOF or reset)."""
+
+
+class Connection:
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout_s: float = 30.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout_s)
+        self.timeout_s = timeout_s
+        self.next_correlation_id = 1
+
+    @property
+    def local_port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    def correlation_id(self) -> int:
+        cid = self.next_correlation_id
+        self.next_correlation_id += 1
+        return cid
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _recv_exact(self, n: int, deadline: float) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no complete response: got {len(buf)} of {n} bytes")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+            except (ConnectionResetError, BrokenPipeError) as e:
+                raise Closed(str(e)) from e
+            except socket.timeout as e:
+                raise TimeoutError(f"no complete response: got {len(buf)} of {n} bytes") from e
+            if not chunk:
+                raise Closed(f"EOF after {len(buf)} of {n} bytes")
+            buf += chunk
+        return bytes(buf)
+
+    def recv_frame(self, timeout_s: float | None = None) -> tuple[int, bytes]:
+        """Returns (correlation_id, rest of the response after the correlation id)."""
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
+        (size,) = struct.unpack(">i", self._recv_exact(4, deadline))
+        payload = self._recv_exact(size, deadline)
+        (cid,) = struct.unpack_from(">i", payload)
+        return cid, payload[4:]
+
+    def request(self, build, *args, **kwargs) -> bytes:
+        """build(correlation_id, ...) -> frame; returns the response body after checking the
+        correlation id."""
+        cid = self.correlation_id()
+        self.send(build(cid, *args, **kwargs))
+        got, body = self.recv_frame()
+        assert got == cid, f"correlation id {got} answers request {cid}"
+        return body
+
+    def api_versions(self, version: int = 0) -> ApiVersionsResponse:
+        cid = self.correlation_id()
+        self.send(api_versions_request(version, cid))
+        got, body = self.recv_frame()
+        assert got == cid, f"correlation id {got} answers request {cid}"
+        return parse_api_versions(body, version if version <= 4 else 0)
+
+    def readable_within(self, timeout_s: float) -> bool:
+        """Whether the broker sent something (or closed) within timeout_s. Used only to check
+        that nothing arrives early, never to measure how long something took."""
+        readable, _, _ = select.select([self.sock], [], [], timeout_s)
+        return bool(readable)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def decode_uncompressed_records(records_field: bytes) -> list[tuple[int, int, bytes | None, bytes | None]]:
+    """[(offset, timestamp, key, value)] of the complete, uncompressed batches in a Fetch
+    response's records field."""
+
+    def read_varint(r: Reader) -> int:
+        v = r.uvarint()
+        return (v >> 1) ^ -(v & 1)
+
+    out = []
+    pos = 0
+    for b in parse_batches(records_field):
+        assert b.codec == 0, "only uncompressed batches can be decoded here"
+        r = Reader(records_field[pos:pos + 12 + b.length])
+        pos += 12 + b.length
+        r.take(27)  # base offset .. last offset delta
+        base_timestamp = r.i64()
+        r.take(8 + 8 + 2 + 4)  # max timestamp, producer id, producer epoch, base sequence
+        for _ in range(r.i32()):
+            read_varint(r)  # record length
+            r.i8()  # attributes
+            timestamp_delta = read_varint(r)
+            offset_delta = read_varint(r)
+            key_length = read_varint(r)
+            key = None if key_length < 0 else r.take(key_length)
+            value_length = read_varint(r)
+            value = None if value_length < 0 else r.take(value_length)
+            for _ in range(read_varint(r)):
+                r.take(read_varint(r))
+                n = read_varint(r)
+                if n > 0:
+                    r.take(n)
+            out.append((b.base_offset + offset_delta, base_timestamp + timestamp_delta, key, value))
+    return out

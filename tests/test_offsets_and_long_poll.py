@@ -1,0 +1,273 @@
+"""Long-polling fetches and ListOffsets (earliest, latest, by timestamp), through raw requests,
+kafka-python, aiokafka and librdkafka.
+
+No assertion here is about how long anything took. Where a test checks that a waiting fetch
+has not been answered yet, the check is about content: an early answer would be an empty (or
+too small) one, which a fetch with min_bytes must not give before its max_wait expires, and
+max_wait is set far beyond the moment of the check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import confluent_kafka
+
+import clients
+import kafkawire
+
+# Far longer than any check below waits. Kept under 30 s: shardlog caps max_wait_ms there.
+LONG_WAIT_MS = 25_000
+NOT_YET_CHECK_S = 1.0
+# Bound on produce acknowledgements while a fetch is waiting: shorter than LONG_WAIT_MS, so a
+# produce that is only acknowledged once the waiting fetch gives up fails the test. A bound that
+# turns a stall into a failure, not a speed requirement: a healthy broker acks in milliseconds.
+PRODUCE_BOUND_S = 15.0
+
+
+def test_raw_fetch_long_poll_is_answered_by_a_later_produce(broker):
+    topic = "long-poll"
+    clients.create_topic(broker.bootstrap, topic, 1)
+    with kafkawire.Connection(broker.port, timeout_s=60) as conn:
+        cid = conn.correlation_id()
+        conn.send(kafkawire.fetch_v4_request(cid, topic, 0, 0, max_wait_ms=LONG_WAIT_MS, min_bytes=1))
+        assert not conn.readable_within(NOT_YET_CHECK_S), "fetch with min_bytes=1 on an empty partition answered before any data arrived"
+
+        # Another client implementation writes one record.
+        producer = clients.kafka_python_producer(broker.bootstrap, acks=1, compression_type=None)
+        producer.send(topic, key=b"wake", value=b"up").get(timeout=30)
+        producer.close()
+
+        got, body = conn.recv_frame(timeout_s=60)
+        assert got == cid
+        [fp] = kafkawire.parse_fetch_v4(body)
+        assert fp.error_code == kafkawire.NONE
+        assert fp.high_watermark == 1
+        records = kafkawire.decode_uncompressed_records(fp.records)
+        assert [(o, k, v) for o, _, k, v in records] == [(0, b"wake", b"up")]
+
+
+def test_raw_fetch_long_poll_waits_for_min_bytes(broker):
+    topic = "long-poll-min-bytes"
+    clients.create_topic(broker.bootstrap, topic, 1)
+    producer = clients.confluent_producer(broker.bootstrap, **{"linger.ms": 0})
+    # Several waiting fetches on several connections: the kernel spreads connections over the
+    # shards, so some wait on the partition's owner shard and some on the other one.
+    conns = [kafkawire.Connection(broker.port, timeout_s=60) for _ in range(6)]
+    try:
+        cids = []
+        for conn in conns:
+            cids.append(conn.correlation_id())
+            conn.send(kafkawire.fetch_v4_request(cids[-1], topic, 0, 0, max_wait_ms=LONG_WAIT_MS, min_bytes=4000))
+        producer.produce(topic, value=b"small")
+        assert producer.flush(PRODUCE_BOUND_S) == 0, "acks=all produce not acknowledged while fetches wait for min_bytes on the partition"
+        for conn in conns:
+            assert not conn.readable_within(NOT_YET_CHECK_S / len(conns)), "fetch answered with fewer than min_bytes before max_wait"
+
+        for i in range(10):
+            producer.produce(topic, value=bytes([65 + i]) * 500)
+            assert producer.flush(PRODUCE_BOUND_S) == 0, "acks=all produce not acknowledged while fetches wait for min_bytes on the partition"
+        for conn, cid in zip(conns, cids):
+            got, body = conn.recv_frame(timeout_s=60)
+            assert got == cid
+            [fp] = kafkawire.parse_fetch_v4(body)
+            assert fp.error_code == kafkawire.NONE
+            assert len(fp.records) >= 4000
+            values = [v for _, _, _, v in kafkawire.decode_uncompressed_records(fp.records)]
+            assert values[0] == b"small"
+            assert values[1:] == [bytes([65 + i]) * 500 for i in range(len(values) - 1)]
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_aiokafka_consumer_waiting_at_the_end_receives_new_record(broker):
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    topic = "long-poll-aiokafka"
+    clients.create_topic(broker.bootstrap, topic, 2)
+
+    async def scenario():
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=LONG_WAIT_MS, request_timeout_ms=LONG_WAIT_MS + 30_000)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+            consumer.assign(tps)
+            await consumer.seek_to_end(*tps)
+            assert [await consumer.position(tp) for tp in tps] == [0, 0]
+            waiting = asyncio.ensure_future(consumer.getone())
+            await asyncio.sleep(NOT_YET_CHECK_S)
+            assert not waiting.done(), "consumer got a record although nothing was produced"
+
+            producer = clients.confluent_producer(broker.bootstrap)
+            producer.produce(topic, key=b"k", value=b"from librdkafka", partition=1)
+            assert producer.flush(30) == 0
+            record = await asyncio.wait_for(waiting, 90)
+            assert (record.partition, record.offset, record.key, record.value) == (1, 0, b"k", b"from librdkafka")
+        finally:
+            await consumer.stop()
+
+    asyncio.run(scenario())
+
+
+BASE_TS = 1_600_000_000_000
+
+
+def produce_timestamped(broker, topic: str) -> list[int]:
+    """Offsets 0-9: one batch each, timestamps BASE_TS + 1000 * i.
+    Offsets 10-14: one batch, timestamps BASE_TS + 20_000 + 1000 * j.
+    Returns the timestamps by offset."""
+    producer = clients.confluent_producer(broker.bootstrap, **{"linger.ms": 0})
+    timestamps = []
+    for i in range(10):
+        ts = BASE_TS + 1000 * i
+        producer.produce(topic, value=f"single-{i}".encode(), timestamp=ts)
+        assert producer.flush(30) == 0
+        timestamps.append(ts)
+    batched = clients.confluent_producer(broker.bootstrap, **{"linger.ms": 1000})
+    for j in range(5):
+        ts = BASE_TS + 20_000 + 1000 * j
+        batched.produce(topic, value=f"batched-{j}".encode(), timestamp=ts)
+        timestamps.append(ts)
+    assert batched.flush(30) == 0
+    with kafkawire.Connection(broker.port) as conn:
+        [fp] = kafkawire.parse_fetch_v4(conn.request(kafkawire.fetch_v4_request, topic, 0, 10))
+    assert [b.record_count for b in kafkawire.parse_batches(fp.records)] == [5], "the last five records should form one batch"
+    return timestamps
+
+
+def expected_offset(timestamps: list[int], target: int) -> int | None:
+    """Kafka's answer: the first offset whose timestamp is >= target."""
+    return next((o for o, ts in enumerate(timestamps) if ts >= target), None)
+
+
+TARGETS = [0, BASE_TS, BASE_TS + 1, BASE_TS + 4000, BASE_TS + 4500, BASE_TS + 9000, BASE_TS + 9001, BASE_TS + 21_000, BASE_TS + 22_500, BASE_TS + 24_000, BASE_TS + 24_001]
+
+
+def check_list_offsets(broker, topic: str, timestamps: list[int]) -> None:
+    end = len(timestamps)
+
+    # Raw ListOffsets v1.
+    with kafkawire.Connection(broker.port) as conn:
+        def lookup(ts):
+            [(_, _, error, found_ts, offset)] = kafkawire.parse_list_offsets_v1(conn.request(kafkawire.list_offsets_v1_request, topic, 0, ts))
+            assert error == kafkawire.NONE
+            return found_ts, offset
+
+        assert lookup(-2)[1] == 0
+        assert lookup(-1)[1] == end
+        for target in TARGETS:
+            want = expected_offset(timestamps, target)
+            found_ts, offset = lookup(target)
+            if want is None:
+                assert offset == -1, f"timestamp {target} is after every record, got offset {offset}"
+            else:
+                assert (offset, found_ts) == (want, timestamps[want]), f"raw ListOffsets for timestamp {target}"
+
+    # kafka-python.
+    from kafka import KafkaConsumer, TopicPartition
+
+    tp = TopicPartition(topic, 0)
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        assert consumer.beginning_offsets([tp]) == {tp: 0}
+        assert consumer.end_offsets([tp]) == {tp: end}
+        for target in TARGETS:
+            want = expected_offset(timestamps, target)
+            got = consumer.offsets_for_times({tp: target})[tp]
+            if want is None:
+                assert got is None, f"kafka-python offsets_for_times({target}) = {got}"
+            else:
+                assert (got.offset, got.timestamp) == (want, timestamps[want]), f"kafka-python offsets_for_times({target})"
+    finally:
+        consumer.close()
+
+    # librdkafka.
+    consumer = confluent_kafka.Consumer(clients.rdkafka(broker.bootstrap, **{"group.id": "e2e-unused", "enable.auto.commit": False}))
+    try:
+        assert consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, 0), timeout=30) == (0, end)
+        for target in TARGETS:
+            want = expected_offset(timestamps, target)
+            [got] = consumer.offsets_for_times([confluent_kafka.TopicPartition(topic, 0, target)], timeout=30)
+            assert got.error is None
+            assert got.offset == (confluent_kafka.OFFSET_END if want is None else want), f"librdkafka offsets_for_times({target})"
+    finally:
+        consumer.close()
+
+
+def test_list_offsets_earliest_latest_and_by_timestamp(broker):
+    topic = "offsets"
+    clients.create_topic(broker.bootstrap, topic, 1)
+    timestamps = produce_timestamped(broker, topic)
+    check_list_offsets(broker, topic, timestamps)
+    # Same answers from indexes reloaded after a clean restart, and rebuilt after kill -9.
+    broker.restart()
+    check_list_offsets(broker, topic, timestamps)
+    broker.kill9()
+    broker.start()
+    check_list_offsets(broker, topic, timestamps)
+
+
+def test_list_offsets_on_empty_partition(broker):
+    topic = "offsets-empty"
+    clients.create_topic(broker.bootstrap, topic, 1)
+    with kafkawire.Connection(broker.port) as conn:
+        for ts, want in [(-2, 0), (-1, 0), (BASE_TS, -1)]:
+            [(_, _, error, _, offset)] = kafkawire.parse_list_offsets_v1(conn.request(kafkawire.list_offsets_v1_request, topic, 0, ts))
+            assert (error, offset) == (kafkawire.NONE, want), f"timestamp {ts}"
+        [(_, _, error, _, _)] = kafkawire.parse_list_offsets_v1(conn.request(kafkawire.list_offsets_v1_request, topic, 7, -1))
+        assert error == kafkawire.UNKNOWN_TOPIC_OR_PARTITION, "partition 7 of a 1-partition topic"
+
+
+def test_log_append_time_replaces_create_time(broker_factory):
+    broker = broker_factory(config={"log.message.timestamp.type": "LogAppendTime"})
+    topic = "append-time"
+    clients.create_topic(broker.bootstrap, topic, 1)
+    producer = clients.confluent_producer(broker.bootstrap, **{"linger.ms": 0})
+    reported = []
+    for i in range(5):
+        producer.produce(topic, value=f"v{i}".encode(), timestamp=1000 + i, on_delivery=lambda err, msg: reported.append((err, msg.offset(), msg.timestamp())))
+        assert producer.flush(30) == 0
+    assert all(err is None for err, _, _ in reported), reported
+
+    consumer = confluent_kafka.Consumer(clients.rdkafka(broker.bootstrap, **{"group.id": "e2e-unused", "enable.auto.commit": False}))
+    try:
+        consumer.assign([confluent_kafka.TopicPartition(topic, 0, 0)])
+        got = []
+        while len(got) < 5:
+            m = consumer.poll(30)
+            assert m is not None and not m.error(), f"consumer: {m and m.error()}"
+            got.append((m.offset(), m.timestamp()))
+    finally:
+        consumer.close()
+    for offset, (kind, ts) in got:
+        assert kind == confluent_kafka.TIMESTAMP_LOG_APPEND_TIME, f"offset {offset}: timestamp type {kind}"
+        assert ts > 1_000_000, f"offset {offset}: still carries the producer's create time {ts}"
+    assert [ts for _, (_, ts) in got] == sorted(ts for _, (_, ts) in got), "append times go backwards"
+    # The produce response told the producer the same append time the consumer sees.
+    assert sorted((o, ts) for _, o, ts in reported) == got
+
+
+def test_fetch_out_of_range_and_at_the_end(broker):
+    topic = "out-of-range"
+    clients.create_topic(broker.bootstrap, topic, 1)
+    producer = clients.confluent_producer(broker.bootstrap)
+    for i in range(5):
+        producer.produce(topic, value=f"v{i}".encode())
+    assert producer.flush(30) == 0
+    with kafkawire.Connection(broker.port) as conn:
+        def fetch(offset):
+            [fp] = kafkawire.parse_fetch_v4(conn.request(kafkawire.fetch_v4_request, topic, 0, offset, max_wait_ms=0))
+            return fp
+
+        at_end = fetch(5)
+        assert (at_end.error_code, at_end.high_watermark, at_end.records) == (kafkawire.NONE, 5, b"")
+        middle = fetch(3)
+        assert middle.error_code == kafkawire.NONE
+        # A fetch from inside a batch returns that batch; the records before the asked offset
+        # are the client's to skip.
+        assert [v for o, _, _, v in kafkawire.decode_uncompressed_records(middle.records) if o >= 3] == [b"v3", b"v4"]
+        for offset in (6, 1000, -5):
+            fp = fetch(offset)
+            assert fp.error_code == 1, f"OFFSET_OUT_OF_RANGE (1) expected for offset {offset}, got {fp.error_code}"
+            assert fp.records == b""
