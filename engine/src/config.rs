@@ -55,6 +55,11 @@ pub struct BrokerConfig {
     pub connection_requests_inflight_max: usize,
     /// `--cores`: the CPUs that run shards, one shard each.
     pub cores: Vec<usize>,
+    /// `admin.listeners`: the HTTP admin listener (metrics, health, status, log level);
+    /// None disables it.
+    pub admin_listener: Option<SocketAddr>,
+    /// `shardlog.metrics.enabled`: counts on the produce and fetch paths.
+    pub metrics_enabled: bool,
     /// Consumer-group settings (`group.*`, `offsets.*`).
     pub groups: crate::groups::classic::GroupConfig,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed at its creation.
@@ -81,6 +86,8 @@ impl Default for BrokerConfig {
             fetch_watchers_max: 4096,
             connection_requests_inflight_max: 16,
             cores: Vec::new(),
+            admin_listener: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
+            metrics_enabled: true,
             groups: crate::groups::classic::GroupConfig::default(),
             offsets_topic_partitions: 50,
         }
@@ -163,6 +170,8 @@ impl BrokerConfig {
                 "offsets.retention.minutes" => c.groups.offsets_retention_ms = (at_least(value, key, 1)? * 60_000) as i64,
                 "offsets.retention.check.interval.ms" => c.groups.offsets_retention_check_interval_ms = at_least(value, key, 1)?,
                 "offset.metadata.max.bytes" => c.groups.offset_metadata_bytes_max = at_least(value, key, 0)? as usize,
+                "admin.listeners" => c.admin_listener = parse_admin_listener(value)?,
+                "shardlog.metrics.enabled" => c.metrics_enabled = value.parse().with_context(context)?,
                 "offsets.topic.num.partitions" => c.offsets_topic_partitions = positive(value, key)?,
                 "default.replication.factor" | "offsets.topic.replication.factor" | "transaction.state.log.replication.factor" => {
                     if value != "1" {
@@ -177,6 +186,20 @@ impl BrokerConfig {
         }
         Ok(c)
     }
+}
+
+/// `127.0.0.1:9644` or `http://127.0.0.1:9644`; empty disables the admin listener.
+fn parse_admin_listener(value: &str) -> Result<Option<SocketAddr>> {
+    let value = value.trim().trim_start_matches("http://");
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let addr = value
+        .to_socket_addrs()
+        .with_context(|| format!("admin.listeners {value:?} is not HOST:PORT"))?
+        .next()
+        .with_context(|| format!("admin.listeners {value:?} has no address"))?;
+    Ok(Some(addr))
 }
 
 fn positive(value: &str, key: &str) -> Result<i32> {

@@ -33,6 +33,10 @@ struct Cli {
     /// Configuration file: Java properties, or TOML if it ends in .toml. Flags override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Log format on stderr. The level comes from SHARDLOG_LOG (default info) and can be
+    /// changed at run time through the admin listener.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: shardlog_engine::logging::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -40,18 +44,18 @@ enum Command {
     /// Consumer groups of a running broker: list them, describe one.
     #[command(subcommand)]
     Group(admin::GroupCommand),
+    /// The broker's cluster, shards, disks and busiest partitions, from its admin listener.
+    Status(admin::status::StatusArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
-    if let Some(Command::Group(command)) = cli.command {
-        std::process::exit(admin::run_group(command));
+    match cli.command {
+        Some(Command::Group(command)) => std::process::exit(admin::run_group(command)),
+        Some(Command::Status(args)) => std::process::exit(admin::status::run(args)),
+        None => {}
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SHARDLOG_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    shardlog_engine::logging::init(cli.log_format);
     if let Err(e) = run(cli) {
         tracing::error!("{e:#}");
         eprintln!("shardlog: {e:#}");
@@ -61,6 +65,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let overrides = Overrides { data_dir: cli.data_dir, listeners: cli.listeners, cores: cli.cores, config_file: cli.config };
+    let _ = cli.log_format;
     let config = BrokerConfig::load(&overrides)?;
     tracing::info!(cores = ?config.cores, log_dirs = ?config.log_dirs, "starting shardlog {}", env!("CARGO_PKG_VERSION"));
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;

@@ -10,6 +10,7 @@
 pub mod assignment;
 pub mod client;
 pub mod group;
+pub mod status;
 pub mod table;
 
 use std::io::{self, Write};

@@ -998,6 +998,18 @@ impl GroupCoordinator {
         r
     }
 
+    /// Every committed offset this coordinator holds: (group, topic, partition, offset).
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let groups = self.groups.borrow();
+        let mut out = Vec::new();
+        for (group, g) in groups.iter() {
+            for ((topic, partition), c) in &g.offsets {
+                out.push((group.clone(), topic.clone(), *partition, c.offset));
+            }
+        }
+        out
+    }
+
     fn list(&self) -> Vec<ListedGroupInfo> {
         self.groups
             .borrow()

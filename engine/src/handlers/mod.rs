@@ -25,6 +25,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod probe;
 pub mod produce;
 pub mod sync_group;
 
@@ -95,6 +96,19 @@ pub fn respond<R: Encodable>(header: &RequestHeader, body: &R) -> Response {
 }
 
 pub async fn handle(shard: Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Response {
+    let started = std::time::Instant::now();
+    let api_key = request::peek_key_version_correlation(&frame).map(|(k, _, _)| k);
+    let response = handle_request(&shard, frame, peer).await;
+    if let (Some(key), true) = (api_key, shard.config.metrics_enabled) {
+        if supported_versions(key).is_some() {
+            shard.request_probe.record(key, started.elapsed().as_micros() as u64);
+        }
+    }
+    response
+}
+
+async fn handle_request(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Response {
+    let shard = shard.clone();
     let header = match request::parse_header(&frame) {
         Ok(h) => h,
         Err(e) => {

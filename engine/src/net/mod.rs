@@ -1,6 +1,7 @@
 //! The network side: listeners (one socket per shard on the same port, SO_REUSEPORT), and the
 //! per-connection loops that read frames and write responses.
 
+pub mod admin_http;
 pub mod connection;
 pub mod sendfile;
 
@@ -46,7 +47,13 @@ pub fn listen(shard: &Rc<Shard>) -> Result<Listeners> {
                 match socket.accept().await {
                     Ok(stream) => {
                         let shard = shard.clone();
-                        glommio::spawn_local(connection::serve(shard, stream)).detach();
+                        shard.shard_probe.connections_accepted.inc();
+                        glommio::spawn_local(async move {
+                            shard.shard_probe.connections_open.set(shard.shard_probe.connections_open.get() + 1);
+                            connection::serve(shard.clone(), stream).await;
+                            shard.shard_probe.connections_open.set(shard.shard_probe.connections_open.get() - 1);
+                        })
+                        .detach();
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");

@@ -22,6 +22,8 @@ pub enum ShardRequest {
     Controller(ControllerRequest),
     /// A consumer-group request, for the group's coordinator shard.
     Group(Box<crate::groups::GroupCall>),
+    /// This shard's metrics and status, for the admin listener.
+    Snapshot,
     /// Close every partition cleanly.
     Shutdown,
 }
@@ -83,6 +85,7 @@ pub enum ShardReply {
     Group(crate::groups::GroupReply),
     /// A producer id, or -1 with the error code.
     ProducerId(i64, i16),
+    Snapshot(Box<super::probe::ShardSnapshot>),
     ShutdownDone,
 }
 

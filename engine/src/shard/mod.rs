@@ -5,6 +5,7 @@
 pub mod controller;
 pub mod messages;
 pub mod partition_ops;
+pub mod probe;
 pub mod router;
 
 use std::cell::{Cell, RefCell};
@@ -44,6 +45,10 @@ pub struct Shard {
     /// Coordinator of the consumer groups whose offsets partition this shard owns.
     pub groups: Rc<crate::groups::GroupCoordinator>,
     pub shutting_down: Cell<bool>,
+    /// Requests served by this shard's connections, per API.
+    pub request_probe: crate::handlers::probe::RequestProbe,
+    /// Connections, scheduling lag and stalls of this shard.
+    pub shard_probe: probe::ShardProbe,
     /// Zero-copy sends from this shard (a probe: sendfile calls and bytes).
     pub sendfile_calls: Cell<u64>,
     pub sendfile_bytes: Cell<u64>,
@@ -194,6 +199,7 @@ fn find_listening_socket(addr: std::net::SocketAddr) -> Option<String> {
 }
 
 async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>) -> Result<()> {
+    let started = std::time::Instant::now();
     let (senders, receivers) = mesh.join().await.map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;
     let router = Rc::new(Router::new(senders));
     let id = router.shard_id;
@@ -210,6 +216,8 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::ch
         controller,
         groups: Rc::new(crate::groups::GroupCoordinator::new(config.groups.clone())),
         shutting_down: Cell::new(false),
+        request_probe: Default::default(),
+        shard_probe: Default::default(),
         sendfile_calls: Cell::new(0),
         sendfile_bytes: Cell::new(0),
     });
@@ -225,9 +233,11 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::ch
         }
     }
     shard.groups.load(&shard);
+    probe::start_lag_probe(&shard);
     let listeners = crate::net::listen(&shard)?;
     tracing::info!(shard = id, partitions = shard.partitions.borrow().len(), "shard ready");
     if is_controller {
+        crate::net::admin_http::start(&shard, started);
         let l: Vec<String> = config.listeners.iter().map(|l| format!("{}://{}", l.name, l.bind)).collect();
         tracing::info!(listeners = ?l, shards = shard.shard_count(), log_dirs = ?config.log_dirs, "shardlog is ready");
     }

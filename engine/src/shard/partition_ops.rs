@@ -30,6 +30,7 @@ pub async fn handle(shard: Rc<Shard>, request: ShardRequest) -> ShardReply {
         }
         ShardRequest::Controller(request) => super::controller::handle(shard, request).await,
         ShardRequest::Group(call) => ShardReply::Group(crate::groups::handle(shard, *call).await),
+        ShardRequest::Snapshot => ShardReply::Snapshot(Box::new(super::probe::snapshot(&shard))),
         ShardRequest::Shutdown => ShardReply::ShutdownDone,
     }
 }
@@ -64,6 +65,10 @@ pub async fn produce(shard: &Shard, topic: &str, partition: i32, records: bytes:
             return outcome;
         }
     }
+    if !info.duplicate && shard.config.metrics_enabled {
+        p.probe.bytes_in.add(records.len() as u64);
+        p.probe.records_in.add((info.last_offset - info.base_offset + 1) as u64);
+    }
     outcome.base_offset = info.base_offset;
     outcome.log_append_time_ms = info.log_append_time_ms;
     outcome.log_start_offset = info.log_start_offset;
@@ -81,6 +86,10 @@ pub fn read(shard: &Shard, topic: &str, partition: i32, offset: i64, max_bytes: 
     outcome.log_start_offset = log.log_start_offset();
     match log.read(offset, max_bytes) {
         Ok(r) => {
+            if shard.config.metrics_enabled {
+                p.probe.bytes_out.add(r.bytes as u64);
+                p.probe.records_out.add(r.records);
+            }
             outcome.pieces = r.pieces;
             outcome.bytes = r.bytes;
         }

@@ -17,13 +17,22 @@ pub struct Router {
     senders: Senders<Envelope>,
     pending: RefCell<HashMap<u64, oneshot::Sender<ShardReply>>>,
     next_id: Cell<u64>,
-    /// Cross-shard calls made by this shard (a probe for the hop).
+    /// Cross-shard calls made by this shard, and their round-trip time in µs (a probe for
+    /// the hop).
     pub calls: Cell<u64>,
+    pub call_latency_us: crate::metrics::Histogram,
 }
 
 impl Router {
     pub fn new(senders: Senders<Envelope>) -> Router {
-        Router { shard_id: senders.peer_id(), senders, pending: RefCell::new(HashMap::new()), next_id: Cell::new(1), calls: Cell::new(0) }
+        Router {
+            shard_id: senders.peer_id(),
+            senders,
+            pending: RefCell::new(HashMap::new()),
+            next_id: Cell::new(1),
+            calls: Cell::new(0),
+            call_latency_us: Default::default(),
+        }
     }
 
     pub fn shard_count(&self) -> usize {
@@ -39,10 +48,12 @@ impl Router {
         self.pending.borrow_mut().insert(id, tx);
         self.calls.set(self.calls.get() + 1);
         let guard = PendingGuard { router: self, id };
+        let started = std::time::Instant::now();
         if self.senders.send_to(to, Envelope::Request { id, from: self.shard_id, request }).await.is_err() {
             return Err(anyhow!("shard {to} is gone"));
         }
         let reply = rx.await.map_err(|_| anyhow!("shard {to} dropped the request"))?;
+        self.call_latency_us.record(started.elapsed().as_micros() as u64);
         drop(guard);
         Ok(reply)
     }

@@ -109,6 +109,8 @@ pub enum ReadError {
 pub struct ReadResult {
     pub pieces: Vec<ReadPiece>,
     pub bytes: usize,
+    /// Records in the batches read (for metrics).
+    pub records: u64,
     pub high_watermark: i64,
     pub log_start_offset: i64,
 }
@@ -154,6 +156,7 @@ pub struct Partition {
     flusher_done: Notify,
     flusher_running: Cell<bool>,
     closed: Cell<bool>,
+    pub probe: super::probe::PartitionProbe,
 }
 
 pub fn now_ms() -> u64 {
@@ -186,6 +189,10 @@ impl PartitionLog {
     }
     pub fn cache_bytes(&self) -> usize {
         self.cache.bytes()
+    }
+    /// Appended bytes not yet handed to the flusher.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.iter().map(|p| p.bytes.len()).sum()
     }
     pub fn size_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.size_bytes).sum()
@@ -405,6 +412,9 @@ impl PartitionLog {
         if self.cache.first_offset().is_some_and(|first| first <= offset) {
             for bytes in self.cache.read(offset, max_bytes) {
                 result.bytes += bytes.len();
+                if let Some(h) = batch::peek_offset_and_size(&bytes).and_then(|_| batch::parse_header(&bytes, 0, false).ok()) {
+                    result.records += h.last_offset_delta as u64 + 1;
+                }
                 result.pieces.push(ReadPiece::Memory(bytes));
             }
             return Ok(result);
@@ -422,9 +432,13 @@ impl PartitionLog {
             let found = seg.find_position(offset).map_err(|e| ReadError::Storage(format!("{e:#}")))?;
             let Some((start, first)) = found else { break };
             let mut end = start + first.size_bytes as u64;
+            result.records += first.last_offset_delta as u64 + 1;
             while end < seg.written_bytes {
                 match seg.header_at(end).map_err(|e| ReadError::Storage(format!("{e:#}")))? {
-                    Some(h) if (end - start) as usize + h.size_bytes <= max_bytes => end += h.size_bytes as u64,
+                    Some(h) if (end - start) as usize + h.size_bytes <= max_bytes => {
+                        end += h.size_bytes as u64;
+                        result.records += h.last_offset_delta as u64 + 1;
+                    }
                     _ => break,
                 }
             }
@@ -561,6 +575,7 @@ impl Partition {
             flusher_done: Notify::default(),
             flusher_running: Cell::new(false),
             closed: Cell::new(false),
+            probe: Default::default(),
         })
     }
 
@@ -673,13 +688,17 @@ impl Flusher {
                 futures_lite::future::or(sleep, urgent).await;
             }
             let batch: Vec<Pending> = partition.log.borrow_mut().pending.drain(..).collect();
+            let commit_bytes: usize = batch.iter().map(|p| p.bytes.len()).sum();
             let mut end_offset = None;
             for item in batch {
                 self.write(partition, item.segment_base, item.start_position, &item.bytes).await?;
                 end_offset = Some(item.end_offset);
             }
             if let Some((_, file)) = &self.active {
+                let started = std::time::Instant::now();
                 file.fdatasync().await.map_err(std::io::Error::from).context("fdatasync of the active segment")?;
+                partition.probe.fsync_us.record(started.elapsed().as_micros() as u64);
+                partition.probe.commit_bytes.record(commit_bytes as u64);
             }
             if let Some(end) = end_offset {
                 let mut log = partition.log.borrow_mut();

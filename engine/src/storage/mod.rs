@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod index;
 pub mod log;
+pub mod probe;
 pub mod producer_state;
 pub mod segment;
 

@@ -1,0 +1,291 @@
+//! The admin listener (`admin.listeners`, default 127.0.0.1:9644), on shard 0: plain HTTP/1.1,
+//! one request per connection.
+//!
+//! - `GET /metrics`: Prometheus text exposition of every shard's probes.
+//! - `GET /v1/health`: 200 `{"ready":true}`, or 503 with the reasons (a shard that does not
+//!   answer, an offline partition).
+//! - `GET /v1/status`: version, uptime, cluster, shards, partitions, disks, busiest partitions.
+//! - `GET|PUT /v1/log-level`: read or replace the log filter (body or `?level=`).
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use serde_json::json;
+
+use crate::shard::messages::{ShardReply, ShardRequest};
+use crate::shard::probe::{self, ShardSnapshot};
+use crate::shard::Shard;
+
+/// Largest request head (request line and headers) accepted.
+const REQUEST_HEAD_BYTES_MAX: usize = 16 << 10;
+/// Largest request body accepted (log filters are short).
+const REQUEST_BODY_BYTES_MAX: usize = 4 << 10;
+/// A client that sends nothing for this long is dropped.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A shard that does not answer a snapshot request in this time is reported unhealthy.
+const SHARD_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Partitions listed in /v1/status as the busiest.
+const TOP_PARTITIONS: usize = 10;
+
+pub fn start(shard: &Rc<Shard>, started: Instant) {
+    let Some(addr) = shard.config.admin_listener else { return };
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            // Not fatal: the Kafka listeners are what clients need. Say so loudly.
+            tracing::error!(%addr, error = %e, "cannot open the admin listener (admin.listeners); metrics and health are unavailable");
+            return;
+        }
+    };
+    tracing::info!(%addr, "admin listener ready (metrics, health, status, log level)");
+    let shard = shard.clone();
+    glommio::spawn_local(async move {
+        while !shard.shutting_down.get() {
+            match listener.accept().await {
+                Ok(stream) => {
+                    let shard = shard.clone();
+                    glommio::spawn_local(async move {
+                        let served = futures_lite::future::or(
+                            async {
+                                serve(&shard, stream, started).await;
+                                Some(())
+                            },
+                            async {
+                                glommio::timer::sleep(REQUEST_TIMEOUT + SHARD_ANSWER_TIMEOUT).await;
+                                None
+                            },
+                        )
+                        .await;
+                        if served.is_none() {
+                            tracing::debug!("admin request timed out");
+                        }
+                    })
+                    .detach();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    })
+    .detach();
+}
+
+struct Request {
+    method: String,
+    path: String,
+    query: Option<String>,
+    body: Vec<u8>,
+}
+
+async fn read_request(stream: &mut TcpStream) -> Result<Request, (u16, String)> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(|e| (400, format!("read failed: {e}")))?;
+        if n == 0 {
+            return Err((400, String::from("connection closed before the request was complete")));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(&buf) {
+            Ok(httparse::Status::Complete(head)) => {
+                let method = parsed.method.unwrap_or("GET").to_string();
+                let target = parsed.path.unwrap_or("/").to_string();
+                let length = parsed
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if length > REQUEST_BODY_BYTES_MAX {
+                    return Err((413, format!("request body of {length} bytes is over the {REQUEST_BODY_BYTES_MAX}-byte limit")));
+                }
+                let mut body = buf[head..].to_vec();
+                while body.len() < length {
+                    let n = stream.read(&mut chunk).await.map_err(|e| (400, format!("read failed: {e}")))?;
+                    if n == 0 {
+                        return Err((400, String::from("connection closed in the request body")));
+                    }
+                    body.extend_from_slice(&chunk[..n]);
+                }
+                body.truncate(length);
+                let (path, query) = match target.split_once('?') {
+                    Some((p, q)) => (p.to_string(), Some(q.to_string())),
+                    None => (target, None),
+                };
+                return Ok(Request { method, path, query, body });
+            }
+            Ok(httparse::Status::Partial) if buf.len() < REQUEST_HEAD_BYTES_MAX => continue,
+            Ok(httparse::Status::Partial) => return Err((431, String::from("request head too large"))),
+            Err(e) => return Err((400, format!("malformed HTTP request: {e}"))),
+        }
+    }
+}
+
+async fn serve(shard: &Rc<Shard>, mut stream: TcpStream, started: Instant) {
+    let (status, content_type, body) = match read_request(&mut stream).await {
+        Err((status, message)) => (status, "text/plain", message + "\n"),
+        Ok(request) => route(shard, request, started).await,
+    };
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    };
+    let head = format!("HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.close().await;
+}
+
+/// Snapshots of every shard; a shard that does not answer in time is left out and named.
+async fn gather(shard: &Rc<Shard>) -> (Vec<ShardSnapshot>, Vec<usize>) {
+    let calls = (0..shard.shard_count()).map(|id| {
+        let shard = shard.clone();
+        async move {
+            if id == shard.id {
+                return (id, Some(probe::snapshot(&shard)));
+            }
+            let call = async { shard.router.call(id, ShardRequest::Snapshot).await.ok() };
+            let timeout = async {
+                glommio::timer::sleep(SHARD_ANSWER_TIMEOUT).await;
+                None
+            };
+            match futures_lite::future::or(call, timeout).await {
+                Some(ShardReply::Snapshot(s)) => (id, Some(*s)),
+                _ => (id, None),
+            }
+        }
+    });
+    let mut snapshots = Vec::new();
+    let mut silent = Vec::new();
+    for (id, s) in futures::future::join_all(calls).await {
+        match s {
+            Some(s) => snapshots.push(s),
+            None => silent.push(id),
+        }
+    }
+    (snapshots, silent)
+}
+
+fn resident_memory_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm").ok().and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok())).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
+    pages * page
+}
+
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct for a NUL-terminated path.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+async fn route(shard: &Rc<Shard>, request: Request, started: Instant) -> (u16, &'static str, String) {
+    let listener = shard.config.listeners.first().map(|l| l.name.clone()).unwrap_or_default();
+    match (request.method.as_str(), request.path.as_str()) {
+        ("GET", "/metrics") => {
+            let (snapshots, _) = gather(shard).await;
+            (200, "text/plain; version=0.0.4", probe::render(&snapshots, &listener, started.elapsed(), resident_memory_bytes()))
+        }
+        ("GET", "/v1/health") => {
+            let (snapshots, silent) = gather(shard).await;
+            let mut reasons: Vec<String> = silent.iter().map(|id| format!("shard {id} did not answer within {SHARD_ANSWER_TIMEOUT:?}")).collect();
+            for s in &snapshots {
+                for p in s.partitions.iter().filter(|p| p.offline) {
+                    reasons.push(format!("partition {}-{} is offline after a storage error (log dir {})", p.topic, p.partition, p.log_dir));
+                }
+            }
+            let ready = reasons.is_empty();
+            (if ready { 200 } else { 503 }, "application/json", json!({ "ready": ready, "reasons": reasons }).to_string() + "\n")
+        }
+        ("GET", "/v1/status") => (200, "application/json", status(shard, started).await.to_string() + "\n"),
+        ("GET", "/v1/log-level") => (200, "application/json", json!({ "filter": crate::logging::current_filter() }).to_string() + "\n"),
+        ("PUT" | "POST", "/v1/log-level") => {
+            let from_query = request.query.as_deref().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("level=")).map(str::to_string));
+            let directives = from_query.unwrap_or_else(|| String::from_utf8_lossy(&request.body).trim().to_string());
+            match crate::logging::set_filter(&directives) {
+                Ok(()) => (200, "application/json", json!({ "filter": directives }).to_string() + "\n"),
+                Err(e) => (400, "text/plain", e + "\n"),
+            }
+        }
+        (_, "/metrics" | "/v1/health" | "/v1/status" | "/v1/log-level") => (405, "text/plain", String::from("method not allowed\n")),
+        _ => (404, "text/plain", String::from("not found: try /metrics, /v1/health, /v1/status or /v1/log-level\n")),
+    }
+}
+
+async fn status(shard: &Rc<Shard>, started: Instant) -> serde_json::Value {
+    let (snapshots, silent) = gather(shard).await;
+    let meta = shard.metadata.borrow().clone();
+    let mut partitions: Vec<&probe::PartitionSnapshot> = snapshots.iter().flat_map(|s| s.partitions.iter()).collect();
+    let shards: Vec<serde_json::Value> = snapshots
+        .iter()
+        .map(|s| {
+            json!({
+                "shard": s.shard,
+                "core": shard.config.cores.get(s.shard),
+                "partitions": s.partitions.len(),
+                "connections": s.connections_open,
+                "cpu_seconds": (s.cpu_user_us + s.cpu_system_us) as f64 / 1e6,
+                "stalls": s.stalls,
+                "cache_bytes": s.cache_bytes,
+            })
+        })
+        .collect();
+    let disks: Vec<serde_json::Value> = shard
+        .config
+        .log_dirs
+        .iter()
+        .map(|dir| {
+            let name = dir.display().to_string();
+            let in_dir: Vec<&&probe::PartitionSnapshot> = partitions.iter().filter(|p| std::path::Path::new(&p.log_dir) == dir.as_path()).collect();
+            json!({
+                "dir": name,
+                "partitions": in_dir.len(),
+                "size_bytes": in_dir.iter().map(|p| p.size_bytes).sum::<u64>(),
+                "free_bytes": free_bytes(dir),
+                "offline_partitions": in_dir.iter().filter(|p| p.offline).count(),
+            })
+        })
+        .collect();
+    partitions.sort_by_key(|p| std::cmp::Reverse(p.bytes_in + p.bytes_out));
+    let top: Vec<serde_json::Value> = partitions
+        .iter()
+        .take(TOP_PARTITIONS)
+        .map(|p| {
+            json!({
+                "topic": p.topic, "partition": p.partition, "bytes_in": p.bytes_in, "bytes_out": p.bytes_out,
+                "records_in": p.records_in, "records_out": p.records_out, "log_end_offset": p.log_end_offset,
+            })
+        })
+        .collect();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "node_id": shard.config.node_id,
+        "cluster_id": meta.cluster_id,
+        "uptime_seconds": started.elapsed().as_secs(),
+        "listeners": shard.config.listeners.iter().map(|l| format!("{}://{}", l.name, l.bind)).collect::<Vec<_>>(),
+        "shards": shards,
+        "silent_shards": silent,
+        "topics": meta.topics.len(),
+        "partitions": partitions.len(),
+        "disks": disks,
+        "top_partitions": top,
+    })
+}

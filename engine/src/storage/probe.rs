@@ -1,0 +1,16 @@
+//! A partition's metrics: traffic in and out, and its flusher's fdatasync latency and
+//! group-commit size. Exported per partition, and per log directory for the disk figures.
+
+use crate::metrics::{Counter, Histogram};
+
+#[derive(Debug, Default)]
+pub struct PartitionProbe {
+    pub bytes_in: Counter,
+    pub records_in: Counter,
+    pub bytes_out: Counter,
+    pub records_out: Counter,
+    /// Microseconds per fdatasync.
+    pub fsync_us: Histogram,
+    /// Bytes made durable by one fdatasync (one group commit).
+    pub commit_bytes: Histogram,
+}
