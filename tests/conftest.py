@@ -101,10 +101,12 @@ class Broker:
         self.data_dir = workdir / "data"
         self.log_path = workdir / "broker.log"
         self.port = free_port()
-        self.config_path: Path | None = None
-        if config:
-            self.config_path = workdir / "broker.properties"
-            self.config_path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
+        # Every broker gets its own admin listener (metrics, health), so that brokers of
+        # different tests, or one a developer runs on the default 9644, never collide.
+        self.admin_port = free_port()
+        config = {"admin.listeners": f"127.0.0.1:{self.admin_port}", **(config or {})}
+        self.config_path: Path | None = workdir / "broker.properties"
+        self.config_path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
         self.env = dict(os.environ)
         self.env.pop("RUST_LOG", None)
         self.env.setdefault("SHARDLOG_LOG", "info")
@@ -118,6 +120,10 @@ class Broker:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
 
     @property
     def pid(self) -> int:

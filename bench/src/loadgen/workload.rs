@@ -316,7 +316,7 @@ impl Field<'_> {
 
     fn acks(&self) -> Result<i16> {
         match self.value {
-            toml::Value::Integer(n @ (-1 | 0 | 1)) => Ok(*n as i16),
+            toml::Value::Integer(n @ -1..=1) => Ok(*n as i16),
             toml::Value::String(s) if s == "all" || s == "-1" => Ok(-1),
             toml::Value::String(s) if s == "0" || s == "1" => Ok(s.parse().expect("checked")),
             _ => self.fail(&format!("0, 1 or \"all\", found {}", self.found())),

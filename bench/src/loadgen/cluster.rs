@@ -1,0 +1,199 @@
+//! Setup against any Kafka-compatible cluster: find the brokers and the partition leaders with
+//! Metadata, create the topic if it is missing, and read partition end offsets with ListOffsets.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{ApiKey, BrokerId, CreateTopicsRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use shardlog_protocol::error_code;
+use shardlog_protocol::kafka_protocol;
+
+use super::net::{error_name, Connection};
+
+/// How long to wait for a new topic's partitions to get leaders.
+const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(60);
+const CREATE_TOPICS_TIMEOUT_MS: i32 = 30_000;
+
+/// LATEST_TIMESTAMP and EARLIEST_TIMESTAMP in ListOffsets.
+pub const OFFSET_LATEST: i64 = -1;
+pub const OFFSET_EARLIEST: i64 = -2;
+
+#[derive(Debug, Clone)]
+pub struct TopicLayout {
+    pub topic: String,
+    /// Broker id -> "host:port", as Metadata advertises them.
+    pub brokers: BTreeMap<i32, String>,
+    /// Leader broker id of each partition, by partition index.
+    pub leaders: Vec<i32>,
+}
+
+impl TopicLayout {
+    pub fn partitions(&self) -> u32 {
+        self.leaders.len() as u32
+    }
+
+    /// Partitions by leader: broker id -> partition indexes.
+    pub fn by_leader(&self) -> BTreeMap<i32, Vec<i32>> {
+        let mut out: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        for (partition, &leader) in self.leaders.iter().enumerate() {
+            out.entry(leader).or_default().push(partition as i32);
+        }
+        out
+    }
+
+    pub fn address(&self, broker: i32) -> Result<&str> {
+        self.brokers.get(&broker).map(String::as_str).ok_or_else(|| anyhow!("broker {broker} leads a partition but is not in the Metadata broker list"))
+    }
+}
+
+/// Connects to the first bootstrap server (comma-separated HOST:PORT) that answers.
+pub async fn connect_bootstrap(bootstrap: &str) -> Result<Connection> {
+    let mut failures = Vec::new();
+    for server in bootstrap.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match Connection::connect(server).await {
+            Ok(c) => return Ok(c),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    if failures.is_empty() {
+        bail!("--bootstrap-server is empty: give HOST:PORT[,HOST:PORT...]");
+    }
+    bail!("no bootstrap server answered: {}", failures.join("; "))
+}
+
+async fn metadata(connection: &Connection, topic: &str) -> Result<MetadataResponse> {
+    let version = connection.version(ApiKey::Metadata)?;
+    let mut request = MetadataRequest::default();
+    let mut t = MetadataRequestTopic::default();
+    t.name = Some(TopicName(StrBytes::from_string(topic.to_string())));
+    request.topics = Some(vec![t]);
+    if version >= 4 {
+        // The generator creates the topic itself, with the partitions the workload asks for.
+        request.allow_auto_topic_creation = false;
+    }
+    connection.call(&request, version).await
+}
+
+/// Makes sure `topic` exists (creating it with `partitions` if it does not) and that every
+/// partition has a leader; returns where each partition lives.
+pub async fn prepare_topic(connection: &Connection, topic: &str, partitions: u32, replication_factor: i16) -> Result<TopicLayout> {
+    let deadline = Instant::now() + TOPIC_READY_TIMEOUT;
+    let mut created = false;
+    loop {
+        let response = metadata(connection, topic).await?;
+        let brokers: BTreeMap<i32, String> = response.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
+        let t = response.topics.first().ok_or_else(|| anyhow!("Metadata from {} has no entry for topic {topic}", connection.address()))?;
+        let ready = match t.error_code {
+            error_code::NONE => {
+                let mut leaders = vec![-1; t.partitions.len()];
+                let mut ready = !t.partitions.is_empty();
+                for p in &t.partitions {
+                    let index = p.partition_index as usize;
+                    if index >= leaders.len() {
+                        bail!("Metadata lists partition {index} of {topic}, which has {} partitions", leaders.len());
+                    }
+                    if p.error_code != error_code::NONE || p.leader_id.0 < 0 || !brokers.contains_key(&p.leader_id.0) {
+                        ready = false;
+                    }
+                    leaders[index] = p.leader_id.0;
+                }
+                ready.then_some(leaders)
+            }
+            error_code::UNKNOWN_TOPIC_OR_PARTITION if !created => {
+                create_topic(connection, &response, topic, partitions, replication_factor).await?;
+                created = true;
+                None
+            }
+            error_code::UNKNOWN_TOPIC_OR_PARTITION | error_code::LEADER_NOT_AVAILABLE => None,
+            code => bail!("Metadata for topic {topic}: {}", error_name(code)),
+        };
+        if let Some(leaders) = ready {
+            if leaders.len() != partitions as usize {
+                eprintln!("note: topic {topic} exists with {} partitions; the workload asks for {partitions}; using {}", leaders.len(), leaders.len());
+            }
+            return Ok(TopicLayout { topic: topic.to_string(), brokers, leaders });
+        }
+        if Instant::now() > deadline {
+            bail!("topic {topic} has partitions without a leader after {TOPIC_READY_TIMEOUT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn create_topic(bootstrap: &Connection, metadata: &MetadataResponse, topic: &str, partitions: u32, replication_factor: i16) -> Result<()> {
+    // Old brokers take CreateTopics only at the controller; newer ones forward it from any broker.
+    let controller = metadata.brokers.iter().find(|b| b.node_id == metadata.controller_id).map(|b| format!("{}:{}", b.host, b.port));
+    let other;
+    let connection = match controller {
+        Some(address) if address != bootstrap.address() => match Connection::connect(&address).await {
+            Ok(c) => {
+                other = c;
+                &other
+            }
+            Err(_) => bootstrap,
+        },
+        _ => bootstrap,
+    };
+    let version = connection.version(ApiKey::CreateTopics)?;
+    let mut t = CreatableTopic::default();
+    t.name = TopicName(StrBytes::from_string(topic.to_string()));
+    t.num_partitions = partitions as i32;
+    t.replication_factor = replication_factor;
+    let mut request = CreateTopicsRequest::default();
+    request.topics = vec![t];
+    request.timeout_ms = CREATE_TOPICS_TIMEOUT_MS;
+    let response = connection.call(&request, version).await?;
+    for result in &response.topics {
+        match result.error_code {
+            error_code::NONE | error_code::TOPIC_ALREADY_EXISTS => {}
+            code => bail!(
+                "CreateTopics {topic} ({partitions} partitions, replication factor {replication_factor}) at {}: {}{}",
+                connection.address(),
+                error_name(code),
+                result.error_message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Offsets of `partitions` (all led by the broker behind `connection`) at `timestamp`
+/// ([`OFFSET_LATEST`] or [`OFFSET_EARLIEST`]), by partition index.
+pub async fn list_offsets(connection: &Connection, topic: &str, partitions: &[i32], timestamp: i64) -> Result<BTreeMap<i32, i64>> {
+    let version = connection.version(ApiKey::ListOffsets)?;
+    let mut request = ListOffsetsRequest::default();
+    request.replica_id = BrokerId(-1);
+    let mut t = ListOffsetsTopic::default();
+    t.name = TopicName(StrBytes::from_string(topic.to_string()));
+    t.partitions = partitions
+        .iter()
+        .map(|&index| {
+            let mut p = ListOffsetsPartition::default();
+            p.partition_index = index;
+            p.timestamp = timestamp;
+            p
+        })
+        .collect();
+    request.topics = vec![t];
+    let response = connection.call(&request, version).await?;
+    let mut out = BTreeMap::new();
+    for t in &response.topics {
+        for p in &t.partitions {
+            if p.error_code != error_code::NONE {
+                bail!("ListOffsets {topic}-{} at {}: {}", p.partition_index, connection.address(), error_name(p.error_code));
+            }
+            out.insert(p.partition_index, p.offset);
+        }
+    }
+    for index in partitions {
+        if !out.contains_key(index) {
+            bail!("ListOffsets at {} left out partition {topic}-{index}", connection.address());
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,126 @@
+"""Observability: /metrics moves by the right amounts while real clients produce and consume,
+/v1/health and /v1/status answer, the log level changes at run time, and `shardlog status`
+prints the broker's state."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.request
+
+import confluent_kafka
+
+import clients
+from conftest import broker_binary
+
+PARTITIONS = 3
+RECORDS = 3_000
+VALUE_BYTES = 200
+
+
+def http(url: str, method: str = "GET", body: bytes | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Samples of one metric: {sorted label pairs: value}."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(rf"^{name}(\{{(.*)\}})? (\S+)$", line)
+        if not m:
+            continue
+        labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")))
+        out[labels] = float(m.group(3))
+    return out
+
+
+def topic_sum(text: str, name: str, topic: str) -> float:
+    return sum(v for labels, v in samples(text, name).items() if ("topic", topic) in labels)
+
+
+def test_metrics_count_what_clients_did(broker):
+    topic = "metrics-topic"
+    clients.create_topic(broker.bootstrap, topic, PARTITIONS)
+    status, before = http(broker.admin_url + "/metrics")
+    assert status == 200
+    assert "# TYPE shardlog_requests_total counter" in before
+    produce_requests_before = samples(before, "shardlog_requests_total").get((("api", "Produce"),), 0)
+
+    producer = clients.confluent_producer(broker.bootstrap, **{"compression.type": "none", "acks": "all"})
+    acked = []
+    for i in range(RECORDS):
+        producer.produce(topic, key=str(i).encode(), value=bytes([i % 251]) * VALUE_BYTES, on_delivery=lambda err, msg: acked.append(err is None))
+    assert producer.flush(60) == 0
+    assert len(acked) == RECORDS and all(acked)
+
+    consumed = clients.kafka_python_consume(broker.bootstrap, topic, PARTITIONS)
+    assert len(consumed) == RECORDS
+
+    # A group commits offsets that leave a known lag: everything but 100 records of partition 0.
+    ends = clients.confluent_watermarks(broker.bootstrap, topic, PARTITIONS)
+    consumer = confluent_kafka.Consumer(clients.rdkafka(broker.bootstrap, **{"group.id": "metrics-group", "enable.auto.commit": False}))
+    commits = [confluent_kafka.TopicPartition(topic, p, ends[p][1] - (100 if p == 0 else 0)) for p in range(PARTITIONS)]
+    consumer.commit(offsets=commits, asynchronous=False)
+    consumer.close()
+
+    status, after = http(broker.admin_url + "/metrics")
+    assert status == 200
+    # Exactly the records produced went in; at least as many went out (whole batches are sent).
+    assert topic_sum(after, "shardlog_partition_records_in_total", topic) == RECORDS
+    assert topic_sum(after, "shardlog_partition_records_out_total", topic) >= RECORDS
+    assert topic_sum(after, "shardlog_partition_bytes_in_total", topic) >= RECORDS * VALUE_BYTES
+    assert topic_sum(after, "shardlog_partition_bytes_out_total", topic) >= RECORDS * VALUE_BYTES
+    assert topic_sum(after, "shardlog_partition_log_end_offset", topic) == RECORDS
+    assert topic_sum(after, "shardlog_partition_high_watermark", topic) == RECORDS
+    assert topic_sum(after, "shardlog_partition_log_start_offset", topic) == 0
+    produce_requests = samples(after, "shardlog_requests_total")[(("api", "Produce"),)]
+    assert produce_requests > produce_requests_before
+    assert samples(after, "shardlog_request_latency_seconds_count")[(("api", "Produce"),)] == produce_requests
+    # acks=all means at least one fdatasync, each counted with its group-commit size.
+    fsyncs = sum(samples(after, "shardlog_fsync_latency_seconds_count").values())
+    assert fsyncs >= 1
+    assert sum(samples(after, "shardlog_group_commit_bytes_count").values()) == fsyncs
+    lag = samples(after, "shardlog_group_lag")
+    assert lag[(("group", "metrics-group"), ("partition", "0"), ("topic", topic))] == 100
+    assert lag[(("group", "metrics-group"), ("partition", "1"), ("topic", topic))] == 0
+    assert sum(samples(after, "shardlog_connections_accepted_total").values()) >= 3
+    assert len(samples(after, "shardlog_shard_cpu_seconds_total")) >= 2
+    broker.assert_alive()
+
+
+def test_health_status_and_log_level(broker):
+    topic = "status-topic"
+    clients.create_topic(broker.bootstrap, topic, 2)
+    status, body = http(broker.admin_url + "/v1/health")
+    assert status == 200, body
+    assert json.loads(body)["ready"] is True
+
+    status, body = http(broker.admin_url + "/v1/status")
+    assert status == 200, body
+    doc = json.loads(body)
+    assert doc["topics"] >= 1
+    assert len(doc["shards"]) >= 1
+    assert sum(s["partitions"] for s in doc["shards"]) == doc["partitions"]
+    assert doc["disks"] and doc["disks"][0]["partitions"] == doc["partitions"]
+
+    status, body = http(broker.admin_url + "/v1/log-level", "PUT", b"debug")
+    assert status == 200, body
+    assert json.loads(http(broker.admin_url + "/v1/log-level")[1])["filter"] == "debug"
+    assert http(broker.admin_url + "/v1/log-level", "PUT", b"not a [valid filter")[0] == 400
+    assert http(broker.admin_url + "/v1/log-level", "PUT", b"info")[0] == 200
+    assert http(broker.admin_url + "/nowhere")[0] == 404
+    assert "log filter changed" in broker.log_text()
+
+    out = subprocess.run([str(broker_binary()), "status", "--admin-address", f"127.0.0.1:{broker.admin_port}"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("shardlog "), out.stdout
+    assert "SHARD" in out.stdout and "LOG-DIR" in out.stdout
+    assert re.search(rf"^{topic}\s", out.stdout, re.M) or doc["partitions"] > 10, out.stdout
+    down = subprocess.run([str(broker_binary()), "status", "--admin-address", "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
+    assert down.returncode == 1 and "cannot connect" in down.stderr
