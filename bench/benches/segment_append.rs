@@ -103,58 +103,5 @@ fn segment_append(c: &mut Criterion) {
     group.finish();
 }
 
-/// The produce path with and without its metrics: the request probe (timer and per-API
-/// histogram) and the partition's byte and record counters, exactly the calls the broker makes
-/// per produce request, around an in-memory append (CRC check, offset assignment, batch cache,
-/// pending-write queue). The disk is left out on purpose: its noise would hide a difference of a
-/// few percent. Small (1 KiB) batches make the metrics' share as large as it gets. The log is
-/// replaced every `APPENDS_PER_LOG` appends, outside the timed part, to bound memory.
-fn produce_path_metrics(c: &mut Criterion) {
-    const APPENDS_PER_LOG: u64 = 20_000;
-    let value = vec![b'v'; 1000];
-    let template = build_batch(0, 1_700_000_000_000, &[(Some(&b"key"[..]), Some(&value[..]))]);
-    let mut group = c.benchmark_group("produce_path_metrics");
-    group.throughput(Throughput::Bytes(template.len() as u64));
-    for metrics in [false, true] {
-        let template = template.clone();
-        group.bench_function(if metrics { "on" } else { "off" }, move |b| {
-            let template = template.clone();
-            b.iter_custom(move |iters| {
-                let template = template.clone();
-                glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-                    .spawn(move || async move {
-                        let requests = shardlog_engine::handlers::probe::RequestProbe::default();
-                        let mut elapsed = Duration::ZERO;
-                        let mut done = 0;
-                        while done < iters {
-                            let dir = tempfile::tempdir().expect("temp dir");
-                            let mut cfg = config();
-                            cfg.cache_bytes = usize::MAX;
-                            let p = Partition::new("bench".into(), 0, PartitionLog::open(dir.path(), cfg).expect("open"));
-                            let n = (iters - done).min(APPENDS_PER_LOG);
-                            let start = Instant::now();
-                            for _ in 0..n {
-                                let request_started = Instant::now();
-                                let info = p.append(BytesMut::from(&template[..]), 0).expect("append");
-                                if metrics {
-                                    p.probe.bytes_in.add(template.len() as u64);
-                                    p.probe.records_in.add((info.last_offset - info.base_offset + 1) as u64);
-                                    requests.record(0, request_started.elapsed().as_micros() as u64);
-                                }
-                            }
-                            elapsed += start.elapsed();
-                            done += n;
-                        }
-                        elapsed
-                    })
-                    .expect("executor")
-                    .join()
-                    .expect("bench body")
-            })
-        });
-    }
-    group.finish();
-}
-
-criterion_group!(benches, segment_append, produce_path_metrics);
+criterion_group!(benches, segment_append);
 criterion_main!(benches);

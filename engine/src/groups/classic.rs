@@ -998,6 +998,31 @@ impl GroupCoordinator {
         r
     }
 
+    /// Deletes every group's committed offsets for topics that were deleted (or re-created
+    /// under a new id), with tombstones, as Kafka does; a re-created topic starts with none.
+    pub async fn forget_topics(&self, shard: &Rc<Shard>, topics: &[String]) {
+        let affected: Vec<(String, Vec<(String, i32)>)> = self
+            .groups
+            .borrow()
+            .iter()
+            .map(|(id, g)| (id.clone(), g.offsets.keys().filter(|(t, _)| topics.contains(t)).cloned().collect::<Vec<_>>()))
+            .filter(|(_, keys)| !keys.is_empty())
+            .collect();
+        for (group_id, keys) in affected {
+            let tombstones: Vec<(Vec<u8>, Option<Vec<u8>>)> = keys.iter().map(|(t, p)| (offsets::encode_key(&group_id, t, *p), None)).collect();
+            if let Err(code) = self.append_durably(shard, &group_id, &tombstones).await {
+                tracing::error!(group = %group_id, code, "cannot delete the committed offsets of deleted topics");
+                continue;
+            }
+            if let Some(g) = self.groups.borrow_mut().get_mut(&group_id) {
+                for k in &keys {
+                    g.offsets.remove(k);
+                }
+            }
+            tracing::info!(group = %group_id, offsets = keys.len(), "deleted committed offsets of deleted topics");
+        }
+    }
+
     /// Every committed offset this coordinator holds: (group, topic, partition, offset).
     pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
         let groups = self.groups.borrow();

@@ -96,7 +96,9 @@ pub fn respond<R: Encodable>(header: &RequestHeader, body: &R) -> Response {
 }
 
 pub async fn handle(shard: Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Response {
-    let started = std::time::Instant::now();
+    // The TSC through quanta: a few nanoseconds a read, against tens for the system clock,
+    // which matters at millions of requests per second.
+    let started = quanta::Instant::now();
     let api_key = request::peek_key_version_correlation(&frame).map(|(k, _, _)| k);
     let response = handle_request(&shard, frame, peer).await;
     if let (Some(key), true) = (api_key, shard.config.metrics_enabled) {

@@ -160,15 +160,43 @@ fn claim_listener_ports(config: &mut BrokerConfig) -> Result<()> {
             listener.advertised_port = port;
             continue;
         }
-        if let Some(owner) = find_listening_socket(listener.bind) {
-            anyhow::bail!("cannot listen on {} ({}): {owner} is already listening there; is another broker running?", listener.bind, listener.name);
+        // A socket of a broker that was just killed can linger in LISTEN for a few
+        // milliseconds while the kernel tears down its io_uring; one that no live process owns
+        // is waited out (bounded), one that a process owns is another broker.
+        let deadline = std::time::Instant::now() + LINGERING_LISTENER_WAIT;
+        while let Some((owner, inode)) = find_listening_socket(listener.bind) {
+            if socket_has_owner(inode) || std::time::Instant::now() >= deadline {
+                anyhow::bail!("cannot listen on {} ({}): {owner} is already listening there; is another broker running?", listener.bind, listener.name);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
     Ok(())
 }
 
-/// A socket in LISTEN state that would share `addr`, from /proc/net/tcp and tcp6.
-fn find_listening_socket(addr: std::net::SocketAddr) -> Option<String> {
+/// How long to wait for the listening socket of a dead process to disappear.
+const LINGERING_LISTENER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether any process has the socket with this inode open.
+fn socket_has_owner(inode: u64) -> bool {
+    let target = format!("socket:[{inode}]");
+    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
+    for p in procs.flatten() {
+        if !p.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// A socket in LISTEN state that would share `addr`, from /proc/net/tcp and tcp6, with its inode.
+fn find_listening_socket(addr: std::net::SocketAddr) -> Option<(String, u64)> {
     const TCP_LISTEN: &str = "0A";
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else { continue };
@@ -191,7 +219,8 @@ fn find_listening_socket(addr: std::net::SocketAddr) -> Option<String> {
                 std::net::IpAddr::V6(_) => false,
             };
             if wildcard || same || addr.ip().is_unspecified() {
-                return Some(format!("a socket ({table} {})", fields[1]));
+                let inode = fields.get(9).and_then(|f| f.parse().ok()).unwrap_or(0);
+                return Some((format!("a socket ({table} {})", fields[1]), inode));
             }
         }
     }

@@ -209,6 +209,10 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) {
             }
         }
     }
+    let gone: Vec<String> = old.topics.iter().filter(|(name, t)| meta.topics.get(*name).is_none_or(|n| n.id != t.id)).map(|(name, _)| name.clone()).collect();
     *shard.metadata.borrow_mut() = Rc::new(meta);
     shard.metadata_changed.notify_all();
+    if !gone.is_empty() && !old.cluster_id.is_empty() {
+        shard.groups.forget_topics(shard, &gone).await;
+    }
 }

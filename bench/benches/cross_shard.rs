@@ -1,0 +1,189 @@
+//! The cross-shard hop: a request to a partition owned by another shard travels over glommio's
+//! channel mesh and its reply comes back the same way (`engine/src/shard/router.rs`).
+//!
+//! Two glommio executors, one thread each, joined by a full mesh of two peers. Peer 0 drives;
+//! peer 1 answers. Three cases through the broker's own `Router` and `spawn_receivers` (a
+//! pending-reply table, a oneshot per call, one task per request on the receiving side), with a
+//! handler that answers at once, so that only the hop is measured:
+//! - `WaitForAppend` with a deadline already past, answered `Woken` (a small request);
+//! - `Produce` carrying a 16 KiB record batch as `Bytes` (moved, not copied), answered with a
+//!   produce outcome;
+//! - 64 small calls in flight at once (the way a fetch or produce spanning many partitions on
+//!   the other shard is split and merged).
+//!
+//! And as a baseline, the raw mesh with a `u64`: one in flight, and 64 in flight.
+//!
+//! Both executors use `Placement::Unbound`: on a 2-vCPU machine the kernel decides whether they
+//! share a core. An idle executor parks in io_uring and is woken through an eventfd, which is
+//! part of the hop's price when the peer has nothing else to do. Each criterion batch starts
+//! fresh executors (not timed), so one batch never inherits another's queues.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use futures::channel::mpsc;
+use futures::StreamExt;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+use shardlog_engine::shard::messages::{Envelope, ProduceOutcome, ShardReply, ShardRequest};
+use shardlog_engine::shard::router::{spawn_receivers, Router};
+
+/// As the broker's mesh: room for many calls in flight per peer.
+const MESH_CHANNEL_CAPACITY: usize = 1024;
+/// Calls in flight at once in the pipelined cases; below the channel capacity, so that no send
+/// waits for room.
+const IN_FLIGHT: usize = 64;
+const DRIVER: usize = 0;
+const ANSWERER: usize = 1;
+const BATCH_BYTES: usize = 16 * 1024;
+/// Spin time of the spinning baseline: longer than a round trip, so neither side parks.
+const SPIN: Duration = Duration::from_micros(500);
+
+#[derive(Clone, Copy)]
+enum Case {
+    Small,
+    Produce,
+    Pipelined,
+}
+
+fn request(case: Case, batch: &Bytes) -> ShardRequest {
+    match case {
+        Case::Small | Case::Pipelined => ShardRequest::WaitForAppend { topic: String::from("bench"), partition: 0, offset: 0, deadline_ms: 0 },
+        Case::Produce => ShardRequest::Produce { topic: String::from("bench"), partition: 0, records: batch.clone(), acks: 1 },
+    }
+}
+
+/// The answering shard's handler: replies at once, without touching storage.
+async fn answer(request: ShardRequest, stop: mpsc::UnboundedSender<()>) -> ShardReply {
+    match request {
+        ShardRequest::WaitForAppend { .. } => ShardReply::Woken,
+        ShardRequest::Produce { records, .. } => ShardReply::Produce(ProduceOutcome {
+            error_code: 0,
+            base_offset: records.len() as i64,
+            log_append_time_ms: -1,
+            log_start_offset: 0,
+            error_message: None,
+        }),
+        ShardRequest::Shutdown => {
+            let _ = stop.unbounded_send(());
+            ShardReply::ShutdownDone
+        }
+        other => panic!("unexpected request in the bench: {other:?}"),
+    }
+}
+
+/// Runs `iters` iterations of `case` through the Router on two fresh executors and returns the
+/// time the driver spent in them.
+fn router_run(case: Case, iters: u64) -> Duration {
+    let mesh: MeshBuilder<Envelope, _> = MeshBuilder::full(2, MESH_CHANNEL_CAPACITY);
+    let peers: Vec<_> = (0..2)
+        .map(|_| {
+            let mesh = mesh.clone();
+            LocalExecutorBuilder::new(Placement::Unbound)
+                .spawn(move || async move {
+                    let (senders, receivers) = mesh.join().await.expect("join the mesh");
+                    let router = Rc::new(Router::new(senders));
+                    let (stop_tx, mut stop_rx) = mpsc::unbounded();
+                    spawn_receivers(router.clone(), receivers, move |request| answer(request, stop_tx.clone()));
+                    if router.shard_id == ANSWERER {
+                        stop_rx.next().await;
+                        // The Shutdown reply is sent by the task that ran the handler; let it
+                        // finish before this executor goes away.
+                        glommio::timer::sleep(Duration::from_millis(5)).await;
+                        return None;
+                    }
+                    let batch = Bytes::from(vec![b'v'; BATCH_BYTES]);
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        match case {
+                            Case::Small | Case::Produce => {
+                                let reply = router.call(ANSWERER, request(case, &batch)).await.expect("reply");
+                                debug_assert!(matches!(reply, ShardReply::Woken | ShardReply::Produce(_)));
+                            }
+                            Case::Pipelined => {
+                                let calls = (0..IN_FLIGHT).map(|_| router.call(ANSWERER, request(case, &batch)));
+                                for reply in futures::future::join_all(calls).await {
+                                    reply.expect("reply");
+                                }
+                            }
+                        }
+                    }
+                    let elapsed = started.elapsed();
+                    assert!(matches!(router.call(ANSWERER, ShardRequest::Shutdown).await, Ok(ShardReply::ShutdownDone)));
+                    Some(elapsed)
+                })
+                .expect("executor (glommio needs io_uring and about 512 KiB of memlock)")
+        })
+        .collect();
+    peers.into_iter().filter_map(|p| p.join().expect("executor thread")).next().expect("the driver's time")
+}
+
+/// The raw mesh: `u64`s echoed by the answerer; `u64::MAX` stops it. `in_flight` messages are
+/// sent before the replies are read.
+fn raw_run(in_flight: usize, spin_before_park: Option<Duration>, iters: u64) -> Duration {
+    const STOP: u64 = u64::MAX;
+    let mesh: MeshBuilder<u64, _> = MeshBuilder::full(2, MESH_CHANNEL_CAPACITY);
+    let peers: Vec<_> = (0..2)
+        .map(|_| {
+            let mesh = mesh.clone();
+            let mut builder = LocalExecutorBuilder::new(Placement::Unbound);
+            if let Some(spin) = spin_before_park {
+                builder = builder.spin_before_park(spin);
+            }
+            builder
+                .spawn(move || async move {
+                    let (senders, receivers) = mesh.join().await.expect("join the mesh");
+                    if senders.peer_id() == ANSWERER {
+                        while let Ok(Some(n)) = receivers.recv_from(DRIVER).await {
+                            if n == STOP {
+                                break;
+                            }
+                            senders.send_to(DRIVER, n).await.expect("echo");
+                        }
+                        return None;
+                    }
+                    let started = Instant::now();
+                    for i in 0..iters {
+                        for j in 0..in_flight as u64 {
+                            senders.send_to(ANSWERER, i * in_flight as u64 + j).await.expect("send");
+                        }
+                        for j in 0..in_flight as u64 {
+                            let n = receivers.recv_from(ANSWERER).await.expect("receive").expect("open");
+                            debug_assert_eq!(n, i * in_flight as u64 + j);
+                        }
+                    }
+                    let elapsed = started.elapsed();
+                    senders.send_to(ANSWERER, STOP).await.expect("stop");
+                    Some(elapsed)
+                })
+                .expect("executor (glommio needs io_uring and about 512 KiB of memlock)")
+        })
+        .collect();
+    peers.into_iter().filter_map(|p| p.join().expect("executor thread")).next().expect("the driver's time")
+}
+
+fn cross_shard(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cross_shard_router");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("round_trip/wait_for_append", |b| b.iter_custom(|iters| router_run(Case::Small, iters)));
+    group.bench_function(format!("round_trip/produce_{BATCH_BYTES}B"), |b| b.iter_custom(|iters| router_run(Case::Produce, iters)));
+    group.throughput(Throughput::Elements(IN_FLIGHT as u64));
+    group.bench_function(format!("pipelined/{IN_FLIGHT}_in_flight"), |b| b.iter_custom(|iters| router_run(Case::Pipelined, iters)));
+    group.finish();
+
+    let mut group = c.benchmark_group("cross_shard_raw_mesh");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("round_trip/u64", |b| b.iter_custom(|iters| raw_run(1, None, iters)));
+    // What the hop costs when neither side parks: the executors spin for a while before they
+    // sleep in io_uring, so a message finds its peer awake. The broker does not spin (it would
+    // burn the cores it shares with interrupts and, here, with everything else).
+    group.bench_function(format!("round_trip/u64_spin_before_park_{}us", SPIN.as_micros()), |b| b.iter_custom(|iters| raw_run(1, Some(SPIN), iters)));
+    group.throughput(Throughput::Elements(IN_FLIGHT as u64));
+    group.bench_function(format!("pipelined/{IN_FLIGHT}_in_flight"), |b| b.iter_custom(|iters| raw_run(IN_FLIGHT, None, iters)));
+    group.finish();
+}
+
+criterion_group!(benches, cross_shard);
+criterion_main!(benches);
