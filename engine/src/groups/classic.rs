@@ -141,6 +141,10 @@ pub(super) struct Group {
     /// The first rebalance of an empty group waits this long for more members.
     initial_delay_until_ms: Option<u64>,
     pub(super) offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// Since when the group has had no members (classic or KIP-848), in ms; None while it has
+    /// some. Offsets expire `offsets.retention.minutes` after the later of this and their commit
+    /// (KIP-211: a group's offsets live as long as it has members).
+    empty_since_ms: Option<u64>,
 }
 
 impl Group {
@@ -158,7 +162,12 @@ impl Group {
             rebalance_deadline_ms: 0,
             initial_delay_until_ms: None,
             offsets: BTreeMap::new(),
+            empty_since_ms: Some(now_ms()),
         }
+    }
+
+    fn has_members(&self) -> bool {
+        !self.members.is_empty() || self.consumer.as_ref().is_some_and(|c| !c.members.is_empty())
     }
 
     /// A classic group that has members (so a KIP-848 member may not take the id over).
@@ -788,6 +797,13 @@ impl GroupCoordinator {
     fn tick(&self) {
         let now = now_ms();
         let mut groups = self.groups.borrow_mut();
+        for group in groups.values_mut() {
+            match (group.has_members(), group.empty_since_ms) {
+                (true, Some(_)) => group.empty_since_ms = None,
+                (false, None) => group.empty_since_ms = Some(now),
+                _ => {}
+            }
+        }
         for (group_id, group) in groups.iter_mut() {
             group.pending_members.retain(|_, deadline| *deadline > now);
             // A member waiting in JoinGroup is alive: only check the others.
@@ -1113,11 +1129,16 @@ impl GroupCoordinator {
             .groups
             .borrow()
             .iter()
-            .filter(|(_, g)| g.state == GroupState::Empty && g.members.is_empty())
-            .map(|(id, g)| {
-                let old: Vec<(String, i32)> =
-                    g.offsets.iter().filter(|(_, c)| c.commit_timestamp_ms + self.config.offsets_retention_ms <= now).map(|(k, _)| k.clone()).collect();
-                (id.clone(), old)
+            .filter(|(_, g)| !g.has_members())
+            .filter_map(|(id, g)| {
+                let empty_since = g.empty_since_ms? as i64;
+                let old: Vec<(String, i32)> = g
+                    .offsets
+                    .iter()
+                    .filter(|(_, c)| c.commit_timestamp_ms.max(empty_since) + self.config.offsets_retention_ms <= now)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                Some((id.clone(), old))
             })
             .filter(|(_, old)| !old.is_empty())
             .collect();
@@ -1131,7 +1152,7 @@ impl GroupCoordinator {
                 for k in &keys {
                     g.offsets.remove(k);
                 }
-                if g.offsets.is_empty() && g.members.is_empty() {
+                if g.offsets.is_empty() && !g.has_members() {
                     groups.remove(&group_id);
                 }
             }
