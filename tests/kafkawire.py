@@ -20,9 +20,15 @@ PRODUCE = 0
 FETCH = 1
 LIST_OFFSETS = 2
 METADATA = 3
+OFFSET_COMMIT = 8
+OFFSET_FETCH = 9
+JOIN_GROUP = 11
+HEARTBEAT = 12
+SYNC_GROUP = 14
 API_VERSIONS = 18
 CREATE_TOPICS = 19
 DELETE_TOPICS = 20
+INIT_PRODUCER_ID = 22
 CREATE_PARTITIONS = 37
 DESCRIBE_CLUSTER = 60
 
@@ -30,7 +36,14 @@ DESCRIBE_CLUSTER = 60
 NONE = 0
 CORRUPT_MESSAGE = 2
 UNKNOWN_TOPIC_OR_PARTITION = 3
+ILLEGAL_GENERATION = 22
+INCONSISTENT_GROUP_PROTOCOL = 23
+UNKNOWN_MEMBER_ID = 25
+REBALANCE_IN_PROGRESS = 27
 UNSUPPORTED_VERSION = 35
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+INVALID_PRODUCER_EPOCH = 47
+MEMBER_ID_REQUIRED = 79
 
 # Compression codec ids in RecordBatch attributes (bits 0-2).
 CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
@@ -176,6 +189,88 @@ def list_offsets_v1_request(correlation_id: int, topic: str, partition: int, tim
     return frame(request_header(LIST_OFFSETS, 1, correlation_id) + body)
 
 
+def init_producer_id_v0_request(correlation_id: int, transaction_timeout_ms: int = 60_000) -> bytes:
+    """An idempotent (not transactional) producer asking for its id: null transactional id."""
+    body = string(None) + i32(transaction_timeout_ms)
+    return frame(request_header(INIT_PRODUCER_ID, 0, correlation_id) + body)
+
+
+def join_group_v5_request(
+    correlation_id: int,
+    group: str,
+    member_id: str,
+    protocol_type: str,
+    protocols: list[tuple[str, bytes]],
+    session_timeout_ms: int = 30_000,
+    rebalance_timeout_ms: int = 30_000,
+    group_instance_id: str | None = None,
+) -> bytes:
+    body = (
+        string(group)
+        + i32(session_timeout_ms)
+        + i32(rebalance_timeout_ms)
+        + string(member_id)
+        + string(group_instance_id)
+        + string(protocol_type)
+        + array([string(name) + kbytes(metadata) for name, metadata in protocols])
+    )
+    return frame(request_header(JOIN_GROUP, 5, correlation_id) + body)
+
+
+def sync_group_v3_request(correlation_id: int, group: str, generation: int, member_id: str, assignments: list[tuple[str, bytes]], group_instance_id: str | None = None) -> bytes:
+    body = string(group) + i32(generation) + string(member_id) + string(group_instance_id) + array([string(m) + kbytes(a) for m, a in assignments])
+    return frame(request_header(SYNC_GROUP, 3, correlation_id) + body)
+
+
+def heartbeat_v3_request(correlation_id: int, group: str, generation: int, member_id: str, group_instance_id: str | None = None) -> bytes:
+    body = string(group) + i32(generation) + string(member_id) + string(group_instance_id)
+    return frame(request_header(HEARTBEAT, 3, correlation_id) + body)
+
+
+def offset_commit_v2_request(correlation_id: int, group: str, generation: int, member_id: str, offsets: list[tuple[str, int, int]], metadata: str | None = "") -> bytes:
+    """offsets: [(topic, partition, offset)]; generation -1 and member "" for a commit from
+    outside any group generation."""
+    by_topic: dict[str, list[bytes]] = {}
+    for topic, partition, offset in offsets:
+        by_topic.setdefault(topic, []).append(i32(partition) + i64(offset) + string(metadata))
+    topics = array([string(t) + array(ps) for t, ps in by_topic.items()])
+    body = string(group) + i32(generation) + string(member_id) + i64(-1) + topics  # retention -1: the broker's
+    return frame(request_header(OFFSET_COMMIT, 2, correlation_id) + body)
+
+
+def compact_array(items: list[bytes]) -> bytes:
+    return uvarint(len(items) + 1) + b"".join(items)
+
+
+def offset_commit_v8_request(correlation_id: int, group: str, generation: int, member_id: str, offsets: list[tuple[str, int, int]], metadata: str | None = "") -> bytes:
+    """The flexible version (compact strings and arrays, tagged fields)."""
+    by_topic: dict[str, list[bytes]] = {}
+    for topic, partition, offset in offsets:
+        by_topic.setdefault(topic, []).append(i32(partition) + i64(offset) + i32(-1) + compact_string(metadata) + TAGGED_FIELDS_EMPTY)
+    topics = compact_array([compact_string(t) + compact_array(ps) + TAGGED_FIELDS_EMPTY for t, ps in by_topic.items()])
+    body = compact_string(group) + i32(generation) + compact_string(member_id) + compact_string(None) + topics + TAGGED_FIELDS_EMPTY
+    return frame(request_header(OFFSET_COMMIT, 8, correlation_id, flexible=True) + body)
+
+
+def offset_fetch_v1_request(correlation_id: int, group: str, partitions: list[tuple[str, int]]) -> bytes:
+    by_topic: dict[str, list[bytes]] = {}
+    for topic, partition in partitions:
+        by_topic.setdefault(topic, []).append(i32(partition))
+    body = string(group) + array([string(t) + array(ps) for t, ps in by_topic.items()])
+    return frame(request_header(OFFSET_FETCH, 1, correlation_id) + body)
+
+
+def consumer_subscription(topics: list[str]) -> bytes:
+    """The consumer protocol's subscription (version 0): JoinGroup metadata for protocol type
+    "consumer"."""
+    return i16(0) + array([string(t) for t in topics]) + kbytes(b"")
+
+
+def consumer_assignment(partitions: dict[str, list[int]]) -> bytes:
+    """The consumer protocol's assignment (version 0): SyncGroup assignment bytes."""
+    return i16(0) + array([string(t) + array([i32(p) for p in ps]) for t, ps in partitions.items()]) + kbytes(b"")
+
+
 # ---------------------------------------------------------------------------------------------
 # RecordBatch v2.
 
@@ -187,17 +282,25 @@ def record(offset_delta: int, key: bytes | None, value: bytes | None, timestamp_
     return varint(len(body)) + body
 
 
-def record_batch(records: list[tuple[bytes | None, bytes | None]], base_timestamp: int = 1_700_000_000_000, base_offset: int = 0) -> bytes:
-    """A valid, uncompressed RecordBatch v2 with a correct CRC-32C."""
+def record_batch(
+    records: list[tuple[bytes | None, bytes | None]],
+    base_timestamp: int = 1_700_000_000_000,
+    base_offset: int = 0,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+) -> bytes:
+    """A valid, uncompressed RecordBatch v2 with a correct CRC-32C. With a producer id, epoch
+    and base sequence it is an idempotent producer's batch."""
     encoded = b"".join(record(i, k, v) for i, (k, v) in enumerate(records))
     after_crc = (
         i16(0)  # attributes: no compression, CreateTime, not transactional
         + i32(len(records) - 1)  # last offset delta
         + i64(base_timestamp)
         + i64(base_timestamp)  # max timestamp
-        + i64(-1)  # producer id
-        + i16(-1)  # producer epoch
-        + i32(-1)  # base sequence
+        + i64(producer_id)
+        + i16(producer_epoch)
+        + i32(base_sequence)
         + i32(len(records))
         + encoded
     )
@@ -333,6 +436,89 @@ def parse_produce_v3(body: bytes) -> list[tuple[str, int, int, int]]:
             out.append((topic, partition, error, base_offset))
     r.i32()  # throttle time
     return out
+
+
+@dataclass
+class JoinGroupResponse:
+    error_code: int
+    generation: int
+    protocol_name: str | None
+    leader: str
+    member_id: str
+    members: list[tuple[str, str | None, bytes]]  # (member id, group instance id, metadata)
+
+
+def parse_join_group_v5(body: bytes) -> JoinGroupResponse:
+    r = Reader(body)
+    r.i32()  # throttle time
+    error, generation, protocol_name, leader, member_id = r.i16(), r.i32(), r.string(), r.string(), r.string()
+    members = [(r.string(), r.string(), r.kbytes() or b"") for _ in range(r.i32())]
+    return JoinGroupResponse(error, generation, protocol_name, leader, member_id, members)
+
+
+def parse_sync_group_v3(body: bytes) -> tuple[int, bytes]:
+    """(error_code, assignment)"""
+    r = Reader(body)
+    r.i32()  # throttle time
+    return r.i16(), r.kbytes() or b""
+
+
+def parse_heartbeat_v3(body: bytes) -> int:
+    r = Reader(body)
+    r.i32()  # throttle time
+    return r.i16()
+
+
+def parse_offset_commit_v2(body: bytes) -> dict[tuple[str, int], int]:
+    """{(topic, partition): error_code}"""
+    r = Reader(body)
+    out = {}
+    for _ in range(r.i32()):
+        topic = r.string()
+        for _ in range(r.i32()):
+            partition = r.i32()
+            out[(topic, partition)] = r.i16()
+    return out
+
+
+def parse_offset_commit_v8(body: bytes) -> dict[tuple[str, int], int]:
+    """{(topic, partition): error_code}; body starts with the response header's tagged fields."""
+    r = Reader(body)
+    r.skip_tagged_fields()  # response header v1
+    r.i32()  # throttle time
+    out = {}
+
+    def compact_string() -> str:
+        n = r.uvarint() - 1
+        return r.take(n).decode()
+
+    for _ in range(r.uvarint() - 1):
+        topic = compact_string()
+        for _ in range(r.uvarint() - 1):
+            partition = r.i32()
+            out[(topic, partition)] = r.i16()
+            r.skip_tagged_fields()
+        r.skip_tagged_fields()
+    return out
+
+
+def parse_offset_fetch_v1(body: bytes) -> dict[tuple[str, int], tuple[int, str | None, int]]:
+    """{(topic, partition): (committed offset, metadata, error_code)}; offset -1 when none."""
+    r = Reader(body)
+    out = {}
+    for _ in range(r.i32()):
+        topic = r.string()
+        for _ in range(r.i32()):
+            partition, offset, metadata, error = r.i32(), r.i64(), r.string(), r.i16()
+            out[(topic, partition)] = (offset, metadata, error)
+    return out
+
+
+def parse_init_producer_id_v0(body: bytes) -> tuple[int, int, int]:
+    """(error_code, producer_id, producer_epoch)"""
+    r = Reader(body)
+    r.i32()  # throttle time
+    return r.i16(), r.i64(), r.i16()
 
 
 @dataclass

@@ -46,6 +46,9 @@ enum Command {
     Group(admin::GroupCommand),
     /// The broker's cluster, shards, disks and busiest partitions, from its admin listener.
     Status(admin::status::StatusArgs),
+    /// Host tuning: check and apply OS settings, probe disks (iotune), show the core layout.
+    #[command(subcommand)]
+    Tune(admin::tune::TuneCommand),
 }
 
 fn main() {
@@ -53,6 +56,7 @@ fn main() {
     match cli.command {
         Some(Command::Group(command)) => std::process::exit(admin::run_group(command)),
         Some(Command::Status(args)) => std::process::exit(admin::status::run(args)),
+        Some(Command::Tune(command)) => std::process::exit(admin::tune::run(command)),
         None => {}
     }
     shardlog_engine::logging::init(cli.log_format);

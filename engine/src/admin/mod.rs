@@ -6,12 +6,14 @@
 //!   functions that turn the answers into rows.
 //! - `assignment`: the consumer protocol's assignment bytes, decoded defensively.
 //! - `table`: aligned plain-text tables.
+//! - `tune`: `shardlog tune ...`, the arguments of the host-tuning tools in `shardlog-tuning`.
 
 pub mod assignment;
 pub mod client;
 pub mod group;
 pub mod status;
 pub mod table;
+pub mod tune;
 
 use std::io::{self, Write};
 
