@@ -36,7 +36,8 @@ fn config() -> LogConfig {
         index_interval_bytes: 4096,
         message_max_bytes: 1 << 20,
         log_append_time: false,
-        flush_interval_ms: 0,
+        flush_window_us: 0,
+        write_bytes_max: 4 << 20,
         cache_bytes: usize::MAX,
     }
 }

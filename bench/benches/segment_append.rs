@@ -20,7 +20,8 @@ fn config() -> LogConfig {
         index_interval_bytes: 4096,
         message_max_bytes: 1 << 20,
         log_append_time: false,
-        flush_interval_ms: 0,
+        flush_window_us: 0,
+        write_bytes_max: 4 << 20,
         cache_bytes: 8 << 20,
     }
 }
@@ -77,7 +78,7 @@ fn segment_append(c: &mut Criterion) {
                 .spawn(move || async move {
                     let dir = tempfile::tempdir().expect("temp dir");
                     let mut cfg = config();
-                    cfg.flush_interval_ms = 5;
+                    cfg.flush_window_us = 5_000;
                     let p = Partition::new("bench".into(), 0, PartitionLog::open(dir.path(), cfg).expect("open"));
                     p.start_flusher();
                     let template = batch();

@@ -19,6 +19,14 @@ pub struct Listener {
     pub advertised_port: u16,
 }
 
+/// Engine settings for one disk, from `shardlog tune iotune`'s measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSettings {
+    pub write_bytes_max: usize,
+    pub group_commit_window_us: u64,
+    pub writes_in_flight_max: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// `node.id`: the broker id given to clients.
@@ -55,6 +63,12 @@ pub struct BrokerConfig {
     pub connection_requests_inflight_max: usize,
     /// `--cores`: the CPUs that run shards, one shard each.
     pub cores: Vec<usize>,
+    /// `shardlog.io.properties.file`: disk limits measured by `shardlog tune iotune`. Without
+    /// it, `io-properties.toml` in the first log directory is used if present.
+    pub io_properties_file: Option<PathBuf>,
+    /// Per log directory (same order as `log_dirs`): settings taken from the io-properties
+    /// file, or None for the defaults.
+    pub disk_settings: Vec<Option<DiskSettings>>,
     /// `admin.listeners`: the HTTP admin listener (metrics, health, status, log level);
     /// None disables it.
     pub admin_listener: Option<SocketAddr>,
@@ -86,6 +100,8 @@ impl Default for BrokerConfig {
             fetch_watchers_max: 4096,
             connection_requests_inflight_max: 16,
             cores: Vec::new(),
+            io_properties_file: None,
+            disk_settings: Vec::new(),
             admin_listener: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             metrics_enabled: true,
             groups: crate::groups::classic::GroupConfig::default(),
@@ -120,7 +136,56 @@ impl BrokerConfig {
             Some(list) => parse_core_list(list)?,
             None => available_cores()?,
         };
+        config.load_io_properties()?;
         Ok(config)
+    }
+
+    /// Reads the io-properties file, if there is one, and logs what each log directory gets.
+    fn load_io_properties(&mut self) -> Result<()> {
+        let path = match &self.io_properties_file {
+            Some(p) => p.clone(),
+            None => {
+                let default = self.log_dirs[0].join("io-properties.toml");
+                if !default.exists() {
+                    self.disk_settings = vec![None; self.log_dirs.len()];
+                    return Ok(());
+                }
+                default
+            }
+        };
+        let props = shardlog_tuning::read_io_properties(&path)
+            .with_context(|| format!("reading the io-properties file {} (made by `shardlog tune iotune`)", path.display()))?;
+        self.disk_settings = self
+            .log_dirs
+            .iter()
+            .map(|dir| {
+                let disk = props.disk_for(dir);
+                match disk {
+                    Some(d) => {
+                        let s = DiskSettings {
+                            write_bytes_max: d.engine.write_buffer_bytes as usize,
+                            group_commit_window_us: d.engine.group_commit_window_us,
+                            writes_in_flight_max: d.engine.writes_in_flight_max,
+                        };
+                        tracing::info!(
+                            log_dir = %dir.display(),
+                            io_properties = %path.display(),
+                            write_bytes_max = s.write_bytes_max,
+                            group_commit_window_us = s.group_commit_window_us,
+                            writes_in_flight_max = s.writes_in_flight_max,
+                            "disk settings from iotune: DMA writes of up to write_bytes_max, acks=0/1 flush window of group_commit_window_us \
+                             (replacing log.flush.interval.ms); writes_in_flight_max is recorded but each partition writes one buffer at a time today"
+                        );
+                        Some(s)
+                    }
+                    None => {
+                        tracing::warn!(log_dir = %dir.display(), io_properties = %path.display(), "no measurements for this log directory in the io-properties file; using defaults (run `shardlog tune iotune --dir` for it)");
+                        None
+                    }
+                }
+            })
+            .collect();
+        Ok(())
     }
 
     pub fn from_properties(properties: &BTreeMap<String, String>) -> Result<BrokerConfig> {
@@ -170,6 +235,7 @@ impl BrokerConfig {
                 "offsets.retention.minutes" => c.groups.offsets_retention_ms = (at_least(value, key, 1)? * 60_000) as i64,
                 "offsets.retention.check.interval.ms" => c.groups.offsets_retention_check_interval_ms = at_least(value, key, 1)?,
                 "offset.metadata.max.bytes" => c.groups.offset_metadata_bytes_max = at_least(value, key, 0)? as usize,
+                "shardlog.io.properties.file" => c.io_properties_file = Some(PathBuf::from(value)),
                 "admin.listeners" => c.admin_listener = parse_admin_listener(value)?,
                 "shardlog.metrics.enabled" => c.metrics_enabled = value.parse().with_context(context)?,
                 "offsets.topic.num.partitions" => c.offsets_topic_partitions = positive(value, key)?,

@@ -148,15 +148,17 @@ pub fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: i64) -
     }
 }
 
-pub fn log_config(shard: &Shard) -> LogConfig {
+pub fn log_config(shard: &Shard, log_dir: usize) -> LogConfig {
     let c = &shard.config;
+    let disk = c.disk_settings.get(log_dir).copied().flatten();
     LogConfig {
         segment_bytes: c.log_segment_bytes,
         roll_ms: c.log_roll_ms,
         index_interval_bytes: c.log_index_interval_bytes,
         message_max_bytes: c.message_max_bytes,
         log_append_time: c.log_append_time,
-        flush_interval_ms: c.log_flush_interval_ms,
+        flush_window_us: disk.map(|d| d.group_commit_window_us).unwrap_or(c.log_flush_interval_ms * 1000),
+        write_bytes_max: disk.map(|d| d.write_bytes_max).unwrap_or(crate::storage::log::WRITE_BYTES_MAX_DEFAULT),
         cache_bytes: c.cache_partition_bytes,
     }
 }
@@ -197,7 +199,7 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) {
                 continue;
             }
             let dir = shard.config.log_dirs[placement.log_dir].join(format!("{name}-{i}"));
-            match PartitionLog::open(&dir, log_config(shard)) {
+            match PartitionLog::open(&dir, log_config(shard, placement.log_dir)) {
                 Ok(log) => {
                     let p = Partition::new(name.clone(), i as i32, log);
                     p.start_flusher();

@@ -33,8 +33,9 @@ use crate::notify::Notify;
 
 /// O_DIRECT writes are aligned to this many bytes (a page, which also covers 512-byte devices).
 pub const WRITE_ALIGNMENT_BYTES: u64 = 4096;
-/// Largest single DMA write; a larger flush is split into writes of this size.
-pub const WRITE_BYTES_MAX: usize = 4 << 20;
+/// Largest single DMA write by default (a larger flush is split into writes of this size);
+/// `shardlog tune iotune` measures a better value per disk.
+pub const WRITE_BYTES_MAX_DEFAULT: usize = 4 << 20;
 /// Segments are preallocated (fallocate, keeping the file size) this much at a time as they
 /// grow: XFS and ext4 then lay them out contiguously, without reserving a whole segment of
 /// disk for a partition that may stay small.
@@ -51,7 +52,11 @@ pub struct LogConfig {
     pub index_interval_bytes: u64,
     pub message_max_bytes: usize,
     pub log_append_time: bool,
-    pub flush_interval_ms: u64,
+    /// Group-commit window for acks=0/1 data, in µs (`log.flush.interval.ms`, or the disk's
+    /// measured window from the io-properties file).
+    pub flush_window_us: u64,
+    /// Largest single DMA write.
+    pub write_bytes_max: usize,
     pub cache_bytes: usize,
 }
 
@@ -673,7 +678,7 @@ impl Flusher {
             let urgent = partition.durable_wanted.notified();
             let (has_pending, waiters, interval) = {
                 let log = partition.log.borrow();
-                (!log.pending.is_empty(), log.durable_waiters, log.config.flush_interval_ms)
+                (!log.pending.is_empty(), log.durable_waiters, log.config.flush_window_us)
             };
             if !has_pending {
                 if partition.closed.get() {
@@ -684,7 +689,7 @@ impl Flusher {
             }
             if waiters == 0 && interval > 0 && !partition.closed.get() {
                 // Group-commit window for acks=0/1 data; an acks=all request cuts it short.
-                let sleep = glommio::timer::sleep(Duration::from_millis(interval));
+                let sleep = glommio::timer::sleep(Duration::from_micros(interval));
                 futures_lite::future::or(sleep, urgent).await;
             }
             let batch: Vec<Pending> = partition.log.borrow_mut().pending.drain(..).collect();
@@ -735,13 +740,14 @@ impl Flusher {
                 }
             }
         }
+        let write_bytes_max = partition.log.borrow().config.write_bytes_max.max(WRITE_ALIGNMENT_BYTES as usize);
         let aligned_start = align_down(start);
         assert_eq!(aligned_start + self.tail.len() as u64, start, "tail page must end where the new bytes start");
         let mut data = std::mem::take(&mut self.tail);
         data.extend_from_slice(bytes);
         let mut written = 0usize;
         while written < data.len() {
-            let chunk = (data.len() - written).min(WRITE_BYTES_MAX);
+            let chunk = (data.len() - written).min(write_bytes_max);
             let padded = (chunk as u64).div_ceil(WRITE_ALIGNMENT_BYTES) * WRITE_ALIGNMENT_BYTES;
             let mut buffer = file.alloc_dma_buffer(padded as usize);
             let slice = buffer.as_bytes_mut();
