@@ -30,16 +30,7 @@ const ROUNDS: usize = 41;
 const APPENDS_PER_ROUND: usize = 20_000;
 
 fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 1 << 30,
-        roll_ms: u64::MAX / 2,
-        index_interval_bytes: 4096,
-        message_max_bytes: 1 << 20,
-        log_append_time: false,
-        flush_window_us: 0,
-        write_bytes_max: 4 << 20,
-        cache_bytes: usize::MAX,
-    }
+    LogConfig { cache_bytes: usize::MAX, ..LogConfig::default() }
 }
 
 const PRODUCE_VERSION: i16 = 9;

@@ -14,16 +14,7 @@ const BATCH_RECORDS: usize = 16;
 const VALUE_BYTES: usize = 1024;
 
 fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 256 << 20,
-        roll_ms: u64::MAX / 2,
-        index_interval_bytes: 4096,
-        message_max_bytes: 1 << 20,
-        log_append_time: false,
-        flush_window_us: 0,
-        write_bytes_max: 4 << 20,
-        cache_bytes: 8 << 20,
-    }
+    LogConfig { segment_bytes: 256 << 20, ..LogConfig::default() }
 }
 
 fn batch() -> Vec<u8> {

@@ -1,5 +1,5 @@
-//! Plain-text tables: a header row, then rows, left-aligned columns two spaces apart. The same
-//! shape as the engine's admin tables (this crate cannot use the engine's, which depends on it).
+//! Plain-text tables: a header row, then rows, left-aligned columns two spaces apart, like
+//! Kafka's command-line tools print them. The engine's admin commands use this one too.
 
 /// Columns are separated by this many spaces.
 const COLUMN_GAP: usize = 2;
@@ -36,7 +36,8 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// `value` with its control characters escaped.
+/// `value` with its control characters escaped (`\n`, `\u{1b}`): values come from clients and
+/// files, and must not be able to move the cursor or forge table lines on a terminal.
 pub fn printable(value: &str) -> String {
     value.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }

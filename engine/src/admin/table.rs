@@ -1,52 +1,7 @@
-//! Plain-text tables: a header row, then rows, left-aligned columns two spaces apart, like
-//! Kafka's command-line tools print them.
+//! Plain-text tables for the admin commands, like Kafka's command-line tools print them: the
+//! renderer is the tuning crate's (one implementation for every `shardlog` subcommand).
 
-/// Columns are separated by this many spaces.
-const COLUMN_GAP: usize = 2;
-
-/// What an absent value prints as, so that every row has the same number of
-/// whitespace-separated fields.
-pub const NONE: &str = "-";
-
-/// Renders `header` and `rows` as aligned lines, each ending in a newline. The last column is not
-/// padded, so no line has trailing spaces. Values are made printable (see [`printable`]) and an
-/// empty value prints as [`NONE`].
-pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
-    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-    let rows: Vec<Vec<String>> =
-        rows.iter().map(|row| row.iter().map(|cell| if cell.is_empty() { NONE.to_string() } else { printable(cell) }).collect()).collect();
-    let columns = header.len();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        assert_eq!(row.len(), columns, "every row has one cell per header column");
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
-            line.push_str(cell);
-            if i + 1 < columns {
-                let pad = width - cell.chars().count() + COLUMN_GAP;
-                line.push_str(&" ".repeat(pad));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-/// `value` with its control characters escaped (`\n`, `\u{1b}`). Client ids, hosts and group ids
-/// come from clients, and must not be able to move the cursor or forge table lines on a terminal.
-pub fn printable(value: &str) -> String {
-    if !value.chars().any(char::is_control) {
-        return value.to_string();
-    }
-    value.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
-}
+pub use shardlog_tuning::table::{printable, render, NONE};
 
 /// An optional value as a cell: the value, or [`NONE`].
 pub fn cell<T: ToString>(value: Option<T>) -> String {

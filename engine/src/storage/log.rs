@@ -60,6 +60,23 @@ pub struct LogConfig {
     pub cache_bytes: usize,
 }
 
+impl Default for LogConfig {
+    /// Kafka's defaults where it has them (1 GiB segments, 7-day roll, 4 KiB index interval,
+    /// 1 MiB batches), with no flush window and an 8 MiB tail cache: for tests and benches.
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            roll_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            message_max_bytes: 1 << 20,
+            log_append_time: false,
+            flush_window_us: 0,
+            write_bytes_max: WRITE_BYTES_MAX_DEFAULT,
+            cache_bytes: 8 << 20,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
     #[error("corrupt record batch: {0}")]

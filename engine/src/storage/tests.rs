@@ -13,16 +13,7 @@ use super::log::{LogConfig, Partition, PartitionLog, ReadPiece, CLEAN_SHUTDOWN_F
 use super::segment;
 
 fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 1 << 20,
-        roll_ms: u64::MAX / 2,
-        index_interval_bytes: 4096,
-        message_max_bytes: 1 << 20,
-        log_append_time: false,
-        flush_window_us: 0,
-        write_bytes_max: 4 << 20,
-        cache_bytes: 1 << 20,
-    }
+    LogConfig { segment_bytes: 1 << 20, cache_bytes: 1 << 20, ..LogConfig::default() }
 }
 
 fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
