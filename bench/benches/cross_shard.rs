@@ -13,10 +13,13 @@
 //!
 //! And as a baseline, the raw mesh with a `u64`: one in flight, and 64 in flight.
 //!
-//! Both executors use `Placement::Unbound`: on a 2-vCPU machine the kernel decides whether they
-//! share a core. An idle executor parks in io_uring and is woken through an eventfd, which is
-//! part of the hop's price when the peer has nothing else to do. Each criterion batch starts
-//! fresh executors (not timed), so one batch never inherits another's queues.
+//! The executors use `Placement::Unbound` (the kernel decides where they run) unless a case
+//! says otherwise; the raw round trip is also measured pinned to CPUs 0 and 1, as the broker
+//! runs, and pinned with `spin_before_park`. An idle executor parks in io_uring and is woken
+//! through an eventfd: that wake-up is most of the hop's price when the peer has nothing else
+//! to do, which the spinning case shows. Each criterion batch starts fresh executors (not
+//! timed), so one batch never inherits another's queues. The pinned cases are skipped with
+//! fewer than 2 CPUs.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -40,6 +43,37 @@ const ANSWERER: usize = 1;
 const BATCH_BYTES: usize = 16 * 1024;
 /// Spin time of the spinning baseline: longer than a round trip, so neither side parks.
 const SPIN: Duration = Duration::from_micros(500);
+
+/// How the two executors of the raw-mesh baseline are placed.
+#[derive(Clone, Copy)]
+enum Setup {
+    /// `Placement::Unbound`, as every other case here.
+    Unbound,
+    /// Pinned to CPUs 0 and 1, as the broker pins its shards (`--cores`).
+    Pinned,
+    /// Pinned, and spinning for `SPIN` before parking in io_uring, so that a message finds
+    /// its peer awake (glommio spins only when pinned). The broker does not spin: it would burn
+    /// cores it shares with interrupts and, on this machine, with everything else.
+    PinnedSpinning,
+}
+
+impl Setup {
+    fn name(self) -> String {
+        match self {
+            Setup::Unbound => String::from("unbound"),
+            Setup::Pinned => String::from("pinned"),
+            Setup::PinnedSpinning => format!("pinned_spin_before_park_{}us", SPIN.as_micros()),
+        }
+    }
+
+    fn builder(self, cpu: usize) -> LocalExecutorBuilder {
+        match self {
+            Setup::Unbound => LocalExecutorBuilder::new(Placement::Unbound),
+            Setup::Pinned => LocalExecutorBuilder::new(Placement::Fixed(cpu)),
+            Setup::PinnedSpinning => LocalExecutorBuilder::new(Placement::Fixed(cpu)).spin_before_park(SPIN),
+        }
+    }
+}
 
 #[derive(Clone, Copy)]
 enum Case {
@@ -122,17 +156,14 @@ fn router_run(case: Case, iters: u64) -> Duration {
 
 /// The raw mesh: `u64`s echoed by the answerer; `u64::MAX` stops it. `in_flight` messages are
 /// sent before the replies are read.
-fn raw_run(in_flight: usize, spin_before_park: Option<Duration>, iters: u64) -> Duration {
+fn raw_run(in_flight: usize, setup: Setup, iters: u64) -> Duration {
     const STOP: u64 = u64::MAX;
     let mesh: MeshBuilder<u64, _> = MeshBuilder::full(2, MESH_CHANNEL_CAPACITY);
     let peers: Vec<_> = (0..2)
-        .map(|_| {
+        .map(|cpu| {
             let mesh = mesh.clone();
-            let mut builder = LocalExecutorBuilder::new(Placement::Unbound);
-            if let Some(spin) = spin_before_park {
-                builder = builder.spin_before_park(spin);
-            }
-            builder
+            setup
+                .builder(cpu)
                 .spawn(move || async move {
                     let (senders, receivers) = mesh.join().await.expect("join the mesh");
                     if senders.peer_id() == ANSWERER {
@@ -175,13 +206,14 @@ fn cross_shard(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("cross_shard_raw_mesh");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("round_trip/u64", |b| b.iter_custom(|iters| raw_run(1, None, iters)));
-    // What the hop costs when neither side parks: the executors spin for a while before they
-    // sleep in io_uring, so a message finds its peer awake. The broker does not spin (it would
-    // burn the cores it shares with interrupts and, here, with everything else).
-    group.bench_function(format!("round_trip/u64_spin_before_park_{}us", SPIN.as_micros()), |b| b.iter_custom(|iters| raw_run(1, Some(SPIN), iters)));
+    // The pinned cases need CPUs 0 and 1.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let setups: &[Setup] = if cpus >= 2 { &[Setup::Unbound, Setup::Pinned, Setup::PinnedSpinning] } else { &[Setup::Unbound] };
+    for &setup in setups {
+        group.bench_function(format!("round_trip/u64/{}", setup.name()), |b| b.iter_custom(|iters| raw_run(1, setup, iters)));
+    }
     group.throughput(Throughput::Elements(IN_FLIGHT as u64));
-    group.bench_function(format!("pipelined/{IN_FLIGHT}_in_flight"), |b| b.iter_custom(|iters| raw_run(IN_FLIGHT, None, iters)));
+    group.bench_function(format!("pipelined/{IN_FLIGHT}_in_flight/unbound"), |b| b.iter_custom(|iters| raw_run(IN_FLIGHT, Setup::Unbound, iters)));
     group.finish();
 }
 
