@@ -121,18 +121,8 @@ pub fn parse_header(bytes: &[u8], position: usize, verify_crc: bool) -> Result<B
             return Err(BatchError::CorruptCrc { position, stored, computed });
         }
     }
-    let header = BatchHeader {
-        base_offset: i64_at(bytes, 0),
-        size_bytes,
-        attributes: i16_at(bytes, OFFSET_ATTRIBUTES),
-        last_offset_delta: i32_at(bytes, OFFSET_LAST_OFFSET_DELTA),
-        base_timestamp: i64_at(bytes, OFFSET_BASE_TIMESTAMP),
-        max_timestamp: i64_at(bytes, OFFSET_MAX_TIMESTAMP),
-        producer_id: i64_at(bytes, OFFSET_PRODUCER_ID),
-        producer_epoch: i16_at(bytes, OFFSET_PRODUCER_EPOCH),
-        base_sequence: i32_at(bytes, OFFSET_BASE_SEQUENCE),
-        records_count: i32_at(bytes, OFFSET_RECORDS_COUNT),
-    };
+    let fixed: &[u8; BATCH_HEADER_BYTES] = bytes[..BATCH_HEADER_BYTES].try_into().expect("length checked above");
+    let header = parse_header_unchecked(fixed, i64_at(bytes, 0), size_bytes);
     if header.compression() > 4 {
         return Err(BatchError::UnknownCompression { position, codec: header.compression() });
     }

@@ -977,11 +977,7 @@ impl GroupCoordinator {
                     .members
                     .values()
                     .map(|m| {
-                        let mut dm = DescribedGroupMember::default();
-                        dm.member_id = str_bytes(&m.member_id);
-                        dm.group_instance_id = m.instance_id.as_deref().map(str_bytes);
-                        dm.client_id = str_bytes(&m.client_id);
-                        dm.client_host = str_bytes(&m.client_host);
+                        let mut dm = described_member(&m.member_id, m.instance_id.as_deref(), &m.client_id, &m.client_host);
                         dm.member_assignment = super::consumer::encode_consumer_protocol_assignment(&m.assigned, meta);
                         dm
                     })
@@ -996,11 +992,7 @@ impl GroupCoordinator {
                     .members
                     .values()
                     .map(|m| {
-                        let mut dm = DescribedGroupMember::default();
-                        dm.member_id = str_bytes(&m.member_id);
-                        dm.group_instance_id = m.instance_id.as_deref().map(str_bytes);
-                        dm.client_id = str_bytes(&m.client_id);
-                        dm.client_host = str_bytes(&m.client_host);
+                        let mut dm = described_member(&m.member_id, m.instance_id.as_deref(), &m.client_id, &m.client_host);
                         dm.member_metadata = m.protocols.iter().find(|(n, _)| *n == chosen).map(|(_, md)| md.clone()).unwrap_or_default();
                         dm.member_assignment = m.assignment.clone();
                         let _ = &m.protocol_type;
@@ -1159,6 +1151,16 @@ impl GroupCoordinator {
             tracing::info!(group = %group_id, offsets = keys.len(), "expired committed offsets of an empty group");
         }
     }
+}
+
+/// A DescribeGroups member with the fields both kinds of group share.
+fn described_member(member_id: &str, instance_id: Option<&str>, client_id: &str, client_host: &str) -> DescribedGroupMember {
+    let mut dm = DescribedGroupMember::default();
+    dm.member_id = str_bytes(member_id);
+    dm.group_instance_id = instance_id.map(str_bytes);
+    dm.client_id = str_bytes(client_id);
+    dm.client_host = str_bytes(client_host);
+    dm
 }
 
 fn select_protocol(group: &Group) -> Option<String> {

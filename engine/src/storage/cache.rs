@@ -53,8 +53,9 @@ impl BatchCache {
     }
 
     /// Batches from the one holding `offset`, until adding one more would pass `max_bytes`
-    /// (the first is always included, as Kafka does, so a large batch still makes progress).
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Vec<Bytes> {
+    /// (the first is always included, as Kafka does, so a large batch still makes progress),
+    /// each with the number of offsets it spans.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Vec<(Bytes, u64)> {
         let start = self.batches.partition_point(|b| b.last_offset < offset);
         let mut out = Vec::new();
         let mut total = 0;
@@ -63,7 +64,7 @@ impl BatchCache {
                 break;
             }
             total += batch.bytes.len();
-            out.push(batch.bytes.clone());
+            out.push((batch.bytes.clone(), (batch.last_offset - batch.base_offset + 1) as u64));
         }
         out
     }
@@ -94,6 +95,7 @@ mod tests {
         cache.push(batch(5, 9, 100));
         cache.push(batch(10, 10, 100));
         assert_eq!(cache.read(7, 150).len(), 1);
+        assert_eq!(cache.read(7, 150)[0].1, 5, "offsets 5..=9");
         assert_eq!(cache.read(7, 200).len(), 2);
         assert_eq!(cache.read(0, 1).len(), 1, "first batch always included");
         assert!(cache.read(11, 1000).is_empty());

@@ -432,11 +432,9 @@ impl PartitionLog {
             return Ok(result);
         }
         if self.cache.first_offset().is_some_and(|first| first <= offset) {
-            for bytes in self.cache.read(offset, max_bytes) {
+            for (bytes, records) in self.cache.read(offset, max_bytes) {
                 result.bytes += bytes.len();
-                if let Some(h) = batch::peek_offset_and_size(&bytes).and_then(|_| batch::parse_header(&bytes, 0, false).ok()) {
-                    result.records += h.last_offset_delta as u64 + 1;
-                }
+                result.records += records;
                 result.pieces.push(ReadPiece::Memory(bytes));
             }
             return Ok(result);

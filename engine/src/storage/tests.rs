@@ -32,6 +32,18 @@ fn open(dir: &Path, config: LogConfig) -> Rc<Partition> {
     p
 }
 
+/// (position, header) of each valid batch at the start of a segment file's bytes, up to the
+/// first invalid one (the zero padding of O_DIRECT writes, a torn or corrupt batch).
+fn whole_batches(bytes: &[u8]) -> Vec<(usize, shardlog_protocol::batch::BatchHeader)> {
+    let mut out = Vec::new();
+    let mut end = 0;
+    while let Ok(h) = shardlog_protocol::batch::parse_header(&bytes[end..], end, true) {
+        out.push((end, h));
+        end += h.size_bytes;
+    }
+    out
+}
+
 /// Reads every byte of the log from `offset` by following reads until the end.
 fn read_all_bytes(p: &Partition, mut offset: i64) -> Vec<u8> {
     let mut out = Vec::new();
@@ -150,14 +162,7 @@ fn crash_recovery_truncates_a_torn_tail() {
     });
     let log_file = segment::log_path(&path, 0);
     // A torn write: half of a new batch at the end of the file.
-    let valid_len = {
-        let bytes = std::fs::read(&log_file).unwrap();
-        let mut end = 0;
-        while let Ok(h) = shardlog_protocol::batch::parse_header(&bytes[end..], end, true) {
-            end += h.size_bytes;
-        }
-        end
-    };
+    let valid_len = whole_batches(&std::fs::read(&log_file).unwrap()).last().map_or(0, |(position, h)| position + h.size_bytes);
     let torn = batch_of(100, 5);
     let f = std::fs::OpenOptions::new().write(true).open(&log_file).unwrap();
     f.write_all_at(&torn[..torn.len() / 2], valid_len as u64).unwrap();
@@ -195,16 +200,7 @@ fn crash_recovery_stops_at_a_corrupt_batch() {
     // Flip a byte inside the 6th batch: recovery keeps the first five.
     let log_file = segment::log_path(&path, 0);
     let mut bytes = std::fs::read(&log_file).unwrap();
-    let headers = {
-        let mut hs = Vec::new();
-        let mut end = 0;
-        while let Ok(h) = shardlog_protocol::batch::parse_header(&bytes[end..], end, true) {
-            hs.push((end, h));
-            end += h.size_bytes;
-        }
-        hs
-    };
-    let (position, h) = headers[5];
+    let (position, h) = whole_batches(&bytes)[5];
     bytes[position + h.size_bytes - 3] ^= 0x55;
     std::fs::write(&log_file, &bytes).unwrap();
     let p3 = path.clone();
