@@ -103,7 +103,10 @@ class Broker:
         self.port = free_port()
         # Every broker gets its own admin listener (metrics, health), so that brokers of
         # different tests, or one a developer runs on the default 9644, never collide.
+        # The kernel may hand out the same free port twice in a row.
         self.admin_port = free_port()
+        while self.admin_port == self.port:
+            self.admin_port = free_port()
         config = {"admin.listeners": f"127.0.0.1:{self.admin_port}", **(config or {})}
         self.config_path: Path | None = workdir / "broker.properties"
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))

@@ -137,7 +137,21 @@ impl BrokerConfig {
             None => available_cores()?,
         };
         config.load_io_properties()?;
+        config.check_admin_listener()?;
         Ok(config)
+    }
+
+    /// The Kafka listeners bind with SO_REUSEPORT, so an admin listener on one of their
+    /// addresses would silently take a share of the Kafka connections.
+    fn check_admin_listener(&self) -> Result<()> {
+        let Some(admin) = self.admin_listener else { return Ok(()) };
+        for l in &self.listeners {
+            let overlaps = l.bind.ip() == admin.ip() || l.bind.ip().is_unspecified() || admin.ip().is_unspecified();
+            if admin.port() != 0 && l.bind.port() == admin.port() && overlaps {
+                bail!("admin.listeners={admin} overlaps the Kafka listener {}://{}: give the admin listener its own port", l.name, l.bind);
+            }
+        }
+        Ok(())
     }
 
     /// Reads the io-properties file, if there is one, and logs what each log directory gets.
@@ -446,6 +460,17 @@ mod tests {
         assert_eq!(l[0].advertised_port, 29092);
         assert!(parse_listeners("SSL://:9093", None).is_err());
         assert!(BrokerConfig::from_properties(&parse_properties("num.partitions=0")).is_err());
+    }
+
+    #[test]
+    fn admin_listener_must_not_share_a_kafka_port() {
+        let c = BrokerConfig::from_properties(&parse_properties("listeners=PLAINTEXT://127.0.0.1:19092\nadmin.listeners=127.0.0.1:19092")).unwrap();
+        let err = c.check_admin_listener().unwrap_err().to_string();
+        assert!(err.contains("overlaps the Kafka listener"), "{err}");
+        let c = BrokerConfig::from_properties(&parse_properties("listeners=PLAINTEXT://:19092\nadmin.listeners=127.0.0.1:19092")).unwrap();
+        assert!(c.check_admin_listener().is_err());
+        let c = BrokerConfig::from_properties(&parse_properties("listeners=PLAINTEXT://127.0.0.1:19092\nadmin.listeners=127.0.0.1:19644")).unwrap();
+        c.check_admin_listener().unwrap();
     }
 
     #[test]

@@ -29,9 +29,21 @@ const SHARD_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Partitions listed in /v1/status as the busiest.
 const TOP_PARTITIONS: usize = 10;
 
+/// Binds without SO_REUSEPORT (glommio's `TcpListener::bind` sets it), so that a port another
+/// socket holds, a Kafka listener included, is refused instead of shared.
+fn bind_exclusive(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?; // a restart must not wait out TIME-WAIT connections
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    // SAFETY: the fd is a bound, listening TCP socket that nothing else owns.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
+
 pub fn start(shard: &Rc<Shard>, started: Instant) {
     let Some(addr) = shard.config.admin_listener else { return };
-    let listener = match TcpListener::bind(addr) {
+    let listener = match bind_exclusive(addr) {
         Ok(l) => l,
         Err(e) => {
             // Not fatal: the Kafka listeners are what clients need. Say so loudly.
