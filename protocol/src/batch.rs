@@ -184,6 +184,47 @@ pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 /// Builds a v2 batch of uncompressed records: for tests, benches and the load generator.
 /// Each record is `(key, value)`; timestamps are all `timestamp_ms`.
 pub fn build_batch(base_offset: i64, timestamp_ms: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
+    build_producer_batch(base_offset, timestamp_ms, records, &BatchProducer::NONE)
+}
+
+/// The producer fields of a batch the broker writes itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchProducer {
+    pub attributes: i16,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl BatchProducer {
+    pub const NONE: BatchProducer = BatchProducer { attributes: 0, producer_id: -1, producer_epoch: -1, base_sequence: -1 };
+}
+
+/// Control record types (the key's second field), as Kafka's `ControlRecordType`.
+pub const CONTROL_TYPE_ABORT: i16 = 0;
+pub const CONTROL_TYPE_COMMIT: i16 = 1;
+
+/// A transaction marker: a control batch of one record whose key is (version 0, type) and
+/// whose value is (version 0, coordinator epoch), as Kafka's `EndTransactionMarker`.
+pub fn build_control_batch(timestamp_ms: i64, producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32) -> Vec<u8> {
+    let kind = if commit { CONTROL_TYPE_COMMIT } else { CONTROL_TYPE_ABORT };
+    let mut key = [0u8; 4];
+    key[2..].copy_from_slice(&kind.to_be_bytes());
+    let mut value = [0u8; 6];
+    value[2..].copy_from_slice(&coordinator_epoch.to_be_bytes());
+    let producer = BatchProducer { attributes: ATTRIBUTE_TRANSACTIONAL | ATTRIBUTE_CONTROL, producer_id, producer_epoch, base_sequence: -1 };
+    build_producer_batch(0, timestamp_ms, &[(Some(&key), Some(&value))], &producer)
+}
+
+/// The control type of a control batch's record (commit or abort), None if it is not one.
+pub fn control_type(batch_bytes: &[u8]) -> Option<i16> {
+    let record = *records(batch_bytes)?.first()?;
+    let key = record.key?;
+    (key.len() >= 4).then(|| i16::from_be_bytes([key[2], key[3]]))
+}
+
+/// Builds a v2 batch of uncompressed records with the given producer fields.
+pub fn build_producer_batch(base_offset: i64, timestamp_ms: i64, records: &[KeyValue<'_>], producer: &BatchProducer) -> Vec<u8> {
     let mut body = Vec::new();
     for (delta, (key, value)) in records.iter().enumerate() {
         let mut record = Vec::new();
@@ -214,13 +255,13 @@ pub fn build_batch(base_offset: i64, timestamp_ms: i64, records: &[KeyValue<'_>]
     batch.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
     batch.push(2); // magic
     batch.extend_from_slice(&0u32.to_be_bytes()); // crc, set below
-    batch.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    batch.extend_from_slice(&producer.attributes.to_be_bytes());
     batch.extend_from_slice(&(records.len().saturating_sub(1) as i32).to_be_bytes());
     batch.extend_from_slice(&timestamp_ms.to_be_bytes());
     batch.extend_from_slice(&timestamp_ms.to_be_bytes());
-    batch.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-    batch.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-    batch.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    batch.extend_from_slice(&producer.producer_id.to_be_bytes());
+    batch.extend_from_slice(&producer.producer_epoch.to_be_bytes());
+    batch.extend_from_slice(&producer.base_sequence.to_be_bytes());
     batch.extend_from_slice(&(records.len() as i32).to_be_bytes());
     batch.extend_from_slice(&body);
     let crc = crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]);
@@ -300,6 +341,21 @@ fn put_varlong(out: &mut Vec<u8>, value: i64) {
         }
         out.push((zigzag as u8 & 0x7f) | 0x80);
         zigzag >>= 7;
+    }
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+
+    #[test]
+    fn control_batches_round_trip() {
+        let b = build_control_batch(5, 42, 3, true, 7);
+        let h = parse_header(&b, 0, true).unwrap();
+        assert!(h.is_control() && h.is_transactional());
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence, h.records_count), (42, 3, -1, 1));
+        assert_eq!(control_type(&b), Some(CONTROL_TYPE_COMMIT));
+        assert_eq!(control_type(&build_control_batch(5, 42, 3, false, 7)), Some(CONTROL_TYPE_ABORT));
     }
 }
 

@@ -128,6 +128,13 @@ pub enum RequestBody {
     ConsumerGroupHeartbeat(m::ConsumerGroupHeartbeatRequest),
     ConsumerGroupDescribe(m::ConsumerGroupDescribeRequest),
     InitProducerId(m::InitProducerIdRequest),
+    AddPartitionsToTxn(m::AddPartitionsToTxnRequest),
+    AddOffsetsToTxn(m::AddOffsetsToTxnRequest),
+    EndTxn(m::EndTxnRequest),
+    TxnOffsetCommit(m::TxnOffsetCommitRequest),
+    DescribeProducers(m::DescribeProducersRequest),
+    DescribeTransactions(m::DescribeTransactionsRequest),
+    ListTransactions(m::ListTransactionsRequest),
 }
 
 /// Validates and decodes the body of a request whose header is `header`.
@@ -167,6 +174,15 @@ pub fn decode_body(header: &RequestHeader, frame: &Bytes) -> Result<RequestBody,
             RequestBody::ConsumerGroupDescribe(m::ConsumerGroupDescribeRequest::decode(&mut buf, api_version).map_err(undecodable)?)
         }
         ApiKey::InitProducerId => RequestBody::InitProducerId(m::InitProducerIdRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::AddPartitionsToTxn => RequestBody::AddPartitionsToTxn(m::AddPartitionsToTxnRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::AddOffsetsToTxn => RequestBody::AddOffsetsToTxn(m::AddOffsetsToTxnRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::EndTxn => RequestBody::EndTxn(m::EndTxnRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::TxnOffsetCommit => RequestBody::TxnOffsetCommit(m::TxnOffsetCommitRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::DescribeProducers => RequestBody::DescribeProducers(m::DescribeProducersRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::DescribeTransactions => {
+            RequestBody::DescribeTransactions(m::DescribeTransactionsRequest::decode(&mut buf, api_version).map_err(undecodable)?)
+        }
+        ApiKey::ListTransactions => RequestBody::ListTransactions(m::ListTransactionsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
         _ => return Err(RequestError::Undecodable { api_key, api_version, reason: String::from("no decoder for this api") }),
     })
 }

@@ -160,6 +160,7 @@ const BYTES: Kind = Kind::Bytes;
 const RECORDS: Kind = Kind::Bytes;
 const ARRAY_INT32: Kind = Kind::Array(Element::Fixed(4));
 const ARRAY_STRING: Kind = Kind::Array(Element::String);
+const ARRAY_INT64: Kind = Kind::Array(Element::Fixed(8));
 
 const fn array(schema: &'static Struct) -> Kind {
     Kind::Array(Element::Struct(schema))
@@ -250,6 +251,10 @@ static APIS: &[Api] = &[
     Api::new(19, "2-7", "5+", &CREATE_TOPICS),
     Api::new(20, "1-6", "4+", &DELETE_TOPICS),
     Api::new(22, "0-4", "2+", &INIT_PRODUCER_ID),
+    Api::new(24, "0-3", "3+", &ADD_PARTITIONS_TO_TXN),
+    Api::new(25, "0-4", "3+", &ADD_OFFSETS_TO_TXN),
+    Api::new(26, "0-4", "3+", &END_TXN),
+    Api::new(28, "0-4", "3+", &TXN_OFFSET_COMMIT),
     Api::new(32, "1-4", "4+", &DESCRIBE_CONFIGS),
     Api::new(33, "0-2", "2+", &ALTER_CONFIGS),
     Api::new(36, "0-2", "2+", &SASL_AUTHENTICATE),
@@ -258,6 +263,9 @@ static APIS: &[Api] = &[
     Api::new(44, "0-1", "1+", &INCREMENTAL_ALTER_CONFIGS),
     Api::new(47, "0", "none", &OFFSET_DELETE),
     Api::new(60, "0-1", "0+", &DESCRIBE_CLUSTER),
+    Api::new(61, "0", "0+", &DESCRIBE_PRODUCERS),
+    Api::new(65, "0", "0+", &DESCRIBE_TRANSACTIONS),
+    Api::new(66, "0-2", "0+", &LIST_TRANSACTIONS),
     Api::new(68, "0-1", "0+", &CONSUMER_GROUP_HEARTBEAT),
     Api::new(69, "0-1", "0+", &CONSUMER_GROUP_DESCRIBE),
 ];
@@ -548,6 +556,78 @@ static INIT_PRODUCER_ID: Struct = plain_struct!("InitProducerIdRequest" {
     "TransactionTimeoutMs": INT32, "0+";
     "ProducerId": INT64, "3+";
     "ProducerEpoch": INT16, "3+";
+});
+
+// AddPartitionsToTxn (24): versions 4+ are the broker-to-broker batch form, not declared.
+static ADD_PARTITIONS_TO_TXN: Struct = plain_struct!("AddPartitionsToTxnRequest" {
+    "TransactionalId": STRING, "0-3";
+    "ProducerId": INT64, "0-3";
+    "ProducerEpoch": INT16, "0-3";
+    "Topics": array(&ADD_PARTITIONS_TO_TXN_TOPIC), "0-3";
+});
+static ADD_PARTITIONS_TO_TXN_TOPIC: Struct = plain_struct!("AddPartitionsToTxnTopic" {
+    "Name": STRING, "0+";
+    "Partitions": ARRAY_INT32, "0+";
+});
+
+// AddOffsetsToTxn (25)
+static ADD_OFFSETS_TO_TXN: Struct = plain_struct!("AddOffsetsToTxnRequest" {
+    "TransactionalId": STRING, "0+";
+    "ProducerId": INT64, "0+";
+    "ProducerEpoch": INT16, "0+";
+    "GroupId": STRING, "0+";
+});
+
+// EndTxn (26)
+static END_TXN: Struct = plain_struct!("EndTxnRequest" {
+    "TransactionalId": STRING, "0+";
+    "ProducerId": INT64, "0+";
+    "ProducerEpoch": INT16, "0+";
+    "Committed": BOOL, "0+";
+});
+
+// TxnOffsetCommit (28)
+static TXN_OFFSET_COMMIT: Struct = plain_struct!("TxnOffsetCommitRequest" {
+    "TransactionalId": STRING, "0+";
+    "GroupId": STRING, "0+";
+    "ProducerId": INT64, "0+";
+    "ProducerEpoch": INT16, "0+";
+    "GenerationId": INT32, "3+";
+    "MemberId": STRING, "3+";
+    "GroupInstanceId": STRING, "3+", nullable "3+";
+    "Topics": array(&TXN_OFFSET_COMMIT_TOPIC), "0+";
+});
+static TXN_OFFSET_COMMIT_TOPIC: Struct = plain_struct!("TxnOffsetCommitRequestTopic" {
+    "Name": STRING, "0+";
+    "Partitions": array(&TXN_OFFSET_COMMIT_PARTITION), "0+";
+});
+static TXN_OFFSET_COMMIT_PARTITION: Struct = plain_struct!("TxnOffsetCommitRequestPartition" {
+    "PartitionIndex": INT32, "0+";
+    "CommittedOffset": INT64, "0+";
+    "CommittedLeaderEpoch": INT32, "2+";
+    "CommittedMetadata": STRING, "0+", nullable "0+";
+});
+
+// DescribeProducers (61)
+static DESCRIBE_PRODUCERS: Struct = plain_struct!("DescribeProducersRequest" {
+    "Topics": array(&DESCRIBE_PRODUCERS_TOPIC), "0+";
+});
+static DESCRIBE_PRODUCERS_TOPIC: Struct = plain_struct!("TopicRequest" {
+    "Name": STRING, "0+";
+    "PartitionIndexes": ARRAY_INT32, "0+";
+});
+
+// DescribeTransactions (65)
+static DESCRIBE_TRANSACTIONS: Struct = plain_struct!("DescribeTransactionsRequest" {
+    "TransactionalIds": ARRAY_STRING, "0+";
+});
+
+// ListTransactions (66)
+static LIST_TRANSACTIONS: Struct = plain_struct!("ListTransactionsRequest" {
+    "StateFilters": ARRAY_STRING, "0+";
+    "ProducerIdFilters": ARRAY_INT64, "0+";
+    "DurationFilter": INT64, "1+";
+    "TransactionalIdPattern": STRING, "2+", nullable "2+";
 });
 
 // DescribeConfigs (32)

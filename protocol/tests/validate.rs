@@ -23,6 +23,10 @@ use kafka_protocol::messages::{
     JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
     ProduceRequest, ProducerId, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TopicName, TransactionalId,
 };
+use kafka_protocol::messages::{
+    add_partitions_to_txn_request, describe_producers_request, txn_offset_commit_request, AddOffsetsToTxnRequest, AddPartitionsToTxnRequest,
+    DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest, ListTransactionsRequest, TxnOffsetCommitRequest,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use shardlog_protocol::validate::{has_schema, validate_request_body, ValidationError};
 
@@ -98,6 +102,10 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (19, 2, 7),
     (20, 1, 6),
     (22, 0, 4),
+    (24, 0, 3),
+    (25, 0, 4),
+    (26, 0, 4),
+    (28, 0, 4),
     (32, 1, 4),
     (33, 0, 2),
     (36, 0, 2),
@@ -106,6 +114,9 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (44, 0, 1),
     (47, 0, 0),
     (60, 0, 1),
+    (61, 0, 0),
+    (65, 0, 0),
+    (66, 0, 2),
     (68, 0, 1),
     (69, 0, 1),
 ];
@@ -144,6 +155,13 @@ fn decode_body(api_key: i16, version: i16, body: &[u8]) -> Result<usize, String>
         19 => CreateTopicsRequest,
         20 => DeleteTopicsRequest,
         22 => InitProducerIdRequest,
+        24 => AddPartitionsToTxnRequest,
+        25 => AddOffsetsToTxnRequest,
+        26 => EndTxnRequest,
+        28 => TxnOffsetCommitRequest,
+        61 => DescribeProducersRequest,
+        65 => DescribeTransactionsRequest,
+        66 => ListTransactionsRequest,
         32 => DescribeConfigsRequest,
         33 => AlterConfigsRequest,
         36 => SaslAuthenticateRequest,
@@ -547,6 +565,73 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                     AlterConfigsResource::default().with_resource_type(4).with_resource_name(s("1")),
                 ])
                 .with_validate_only(false);
+            encode(&request, v)
+        }
+        24 => {
+            use add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+            let request = AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(s("txn-1")))
+                .with_v3_and_below_producer_id(ProducerId(77))
+                .with_v3_and_below_producer_epoch(2)
+                .with_v3_and_below_topics(vec![
+                    AddPartitionsToTxnTopic::default().with_name(topic("orders")).with_partitions(vec![0, 1, 2]),
+                    AddPartitionsToTxnTopic::default().with_name(topic("payments")),
+                ]);
+            encode(&request, v)
+        }
+        25 => encode(
+            &AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("txn-1")))
+                .with_producer_id(ProducerId(77))
+                .with_producer_epoch(2)
+                .with_group_id(group("group-1")),
+            v,
+        ),
+        26 => encode(
+            &EndTxnRequest::default().with_transactional_id(TransactionalId(s("txn-1"))).with_producer_id(ProducerId(77)).with_producer_epoch(2).with_committed(true),
+            v,
+        ),
+        28 => {
+            use txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
+            let partition = |index| {
+                let mut p = TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(index)
+                    .with_committed_offset(500)
+                    .with_committed_metadata((!nulls).then(|| s("meta")));
+                if v >= 2 {
+                    p = p.with_committed_leader_epoch(4);
+                }
+                p
+            };
+            let mut request = TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(s("txn-1")))
+                .with_group_id(group("group-1"))
+                .with_producer_id(ProducerId(77))
+                .with_producer_epoch(2)
+                .with_topics(vec![TxnOffsetCommitRequestTopic::default().with_name(topic("orders")).with_partitions(vec![partition(0), partition(3)])]);
+            if v >= 3 {
+                request = request.with_generation_id(5).with_member_id(s("member-1")).with_group_instance_id((!nulls).then(|| s("instance-1")));
+            }
+            encode(&request, v)
+        }
+        61 => {
+            use describe_producers_request::TopicRequest;
+            let request = DescribeProducersRequest::default().with_topics(vec![
+                TopicRequest::default().with_name(topic("orders")).with_partition_indexes(vec![0, 1]),
+                TopicRequest::default().with_name(topic("payments")),
+            ]);
+            encode(&request, v)
+        }
+        65 => encode(&DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s("txn-1")), TransactionalId(s("txn-2"))]), v),
+        66 => {
+            let mut request =
+                ListTransactionsRequest::default().with_state_filters(vec![s("Ongoing")]).with_producer_id_filters(vec![ProducerId(77), ProducerId(78)]);
+            if v >= 1 {
+                request = request.with_duration_filter(60_000);
+            }
+            if v >= 2 {
+                request = request.with_transactional_id_pattern((!nulls).then(|| s("txn-.*")));
+            }
             encode(&request, v)
         }
         47 => {
