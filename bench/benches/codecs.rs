@@ -145,6 +145,7 @@ fn fetch_topics<T>(records: impl Fn(i32) -> Vec<Chunk<T>>) -> Vec<FetchTopicData
             high_watermark: 2_000_000,
             last_stable_offset: 2_000_000,
             log_start_offset: 0,
+            aborted_transactions: None,
             records: records(i),
         })
         .collect();

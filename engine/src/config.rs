@@ -76,6 +76,8 @@ pub struct BrokerConfig {
     pub metrics_enabled: bool,
     /// Consumer-group settings (`group.*`, `offsets.*`).
     pub groups: crate::groups::classic::GroupConfig,
+    /// Transaction coordinator settings (`transaction.*`).
+    pub txn: crate::txn::TxnConfig,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed at its creation.
     pub offsets_topic_partitions: i32,
 }
@@ -105,6 +107,7 @@ impl Default for BrokerConfig {
             admin_listener: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             metrics_enabled: true,
             groups: crate::groups::classic::GroupConfig::default(),
+            txn: crate::txn::TxnConfig::default(),
             offsets_topic_partitions: 50,
         }
     }
@@ -253,6 +256,9 @@ impl BrokerConfig {
                 "admin.listeners" => c.admin_listener = parse_admin_listener(value)?,
                 "shardlog.metrics.enabled" => c.metrics_enabled = value.parse().with_context(context)?,
                 "offsets.topic.num.partitions" => c.offsets_topic_partitions = positive(value, key)?,
+                "transaction.max.timeout.ms" => c.txn.timeout_ms_max = positive(value, key)?,
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms" => c.txn.abort_check_interval_ms = positive(value, key)? as u64,
+                "transaction.state.log.num.partitions" => c.txn.state_partitions = positive(value, key)?,
                 "default.replication.factor" | "offsets.topic.replication.factor" | "transaction.state.log.replication.factor" => {
                     if value != "1" {
                         bail!("{key}={value}: shardlog is a single-node broker, so only 1 is valid");

@@ -179,9 +179,7 @@ pub fn decode_body(header: &RequestHeader, frame: &Bytes) -> Result<RequestBody,
         ApiKey::EndTxn => RequestBody::EndTxn(m::EndTxnRequest::decode(&mut buf, api_version).map_err(undecodable)?),
         ApiKey::TxnOffsetCommit => RequestBody::TxnOffsetCommit(m::TxnOffsetCommitRequest::decode(&mut buf, api_version).map_err(undecodable)?),
         ApiKey::DescribeProducers => RequestBody::DescribeProducers(m::DescribeProducersRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::DescribeTransactions => {
-            RequestBody::DescribeTransactions(m::DescribeTransactionsRequest::decode(&mut buf, api_version).map_err(undecodable)?)
-        }
+        ApiKey::DescribeTransactions => RequestBody::DescribeTransactions(m::DescribeTransactionsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
         ApiKey::ListTransactions => RequestBody::ListTransactions(m::ListTransactionsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
         _ => return Err(RequestError::Undecodable { api_key, api_version, reason: String::from("no decoder for this api") }),
     })

@@ -43,6 +43,9 @@ pub struct FetchPartitionData<T> {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// (producer id, first offset) of the aborted transactions in the range read, for
+    /// read_committed fetches; None (null) for read_uncommitted.
+    pub aborted_transactions: Option<Vec<(i64, i64)>>,
     /// Record-batch bytes as pieces; their lengths add up to the records field.
     pub records: Vec<Chunk<T>>,
 }
@@ -129,11 +132,17 @@ pub fn encode_fetch_response<T>(
             if version >= 5 {
                 w.current.put_i64(partition.log_start_offset);
             }
-            // aborted_transactions: null (no transactions are aborted in read_uncommitted).
-            if flexible {
-                w.uvarint(0);
-            } else {
-                w.current.put_i32(-1);
+            match &partition.aborted_transactions {
+                None if flexible => w.uvarint(0),
+                None => w.current.put_i32(-1),
+                Some(aborted) => {
+                    w.array_len(flexible, aborted.len());
+                    for &(producer_id, first_offset) in aborted {
+                        w.current.put_i64(producer_id);
+                        w.current.put_i64(first_offset);
+                        w.no_tagged_fields(flexible);
+                    }
+                }
             }
             if version >= 11 {
                 w.current.put_i32(-1); // preferred_read_replica
@@ -201,9 +210,18 @@ mod tests {
                         high_watermark: 6,
                         last_stable_offset: 6,
                         log_start_offset: 0,
+                        aborted_transactions: Some(vec![(77, 2), (78, 4)]),
                         records: vec![Chunk::Bytes(batch.slice(0..10)), Chunk::External { len: batch.len() - 10, source: batch.slice(10..) }],
                     },
-                    FetchPartitionData { partition_index: 1, error_code: 1, high_watermark: 0, last_stable_offset: 0, log_start_offset: 0, records: vec![] },
+                    FetchPartitionData {
+                        partition_index: 1,
+                        error_code: 1,
+                        high_watermark: 0,
+                        last_stable_offset: 0,
+                        log_start_offset: 0,
+                        aborted_transactions: None,
+                        records: vec![],
+                    },
                 ],
             }];
             let bytes = flatten(encode_fetch_response(9, version, 0, 0, 0, topics));
@@ -213,6 +231,9 @@ mod tests {
             let decoded = FetchResponse::decode(&mut body, version).unwrap();
             let p = &decoded.responses[0].partitions;
             assert_eq!(p[0].records.as_ref().unwrap(), &batch, "version {version}");
+            let aborted: Vec<(i64, i64)> = p[0].aborted_transactions.iter().flatten().map(|a| (a.producer_id.0, a.first_offset)).collect();
+            assert_eq!(aborted, vec![(77, 2), (78, 4)], "version {version}");
+            assert!(p[1].aborted_transactions.is_none());
             assert_eq!(p[1].error_code, 1);
             assert_eq!(p[1].records.as_ref().unwrap().len(), 0);
             assert!(body.is_empty(), "trailing bytes in version {version}");

@@ -12,6 +12,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
+    add_partitions_to_txn_request, describe_producers_request, txn_offset_commit_request, AddOffsetsToTxnRequest, AddPartitionsToTxnRequest,
+    DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest, ListTransactionsRequest, TxnOffsetCommitRequest,
+};
+use kafka_protocol::messages::{
     alter_configs_request, create_partitions_request, create_topics_request, delete_topics_request, describe_configs_request, fetch_request,
     incremental_alter_configs_request, join_group_request, leave_group_request, list_offsets_request, metadata_request, offset_commit_request,
     offset_delete_request, offset_fetch_request, produce_request, sync_group_request,
@@ -22,10 +26,6 @@ use kafka_protocol::messages::{
     DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
     JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
     ProduceRequest, ProducerId, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TopicName, TransactionalId,
-};
-use kafka_protocol::messages::{
-    add_partitions_to_txn_request, describe_producers_request, txn_offset_commit_request, AddOffsetsToTxnRequest, AddPartitionsToTxnRequest,
-    DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest, ListTransactionsRequest, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use shardlog_protocol::validate::{has_schema, validate_request_body, ValidationError};
@@ -588,7 +588,11 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
             v,
         ),
         26 => encode(
-            &EndTxnRequest::default().with_transactional_id(TransactionalId(s("txn-1"))).with_producer_id(ProducerId(77)).with_producer_epoch(2).with_committed(true),
+            &EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("txn-1")))
+                .with_producer_id(ProducerId(77))
+                .with_producer_epoch(2)
+                .with_committed(true),
             v,
         ),
         28 => {

@@ -231,9 +231,20 @@ pub fn parse_subscription_topics(mut metadata: &[u8]) -> Vec<String> {
 
 pub struct GroupCoordinator {
     pub(super) groups: RefCell<HashMap<String, Group>>,
+    /// Offsets committed inside open transactions, by (offsets partition, producer id): the
+    /// commit marker applies them, the abort marker drops them.
+    txn_offsets: RefCell<HashMap<(i32, i64), Vec<PendingTxnOffset>>>,
     next_member: Cell<u64>,
     pub config: GroupConfig,
     ticker_started: Cell<bool>,
+}
+
+#[derive(Debug, Clone)]
+struct PendingTxnOffset {
+    group: String,
+    topic: String,
+    partition: i32,
+    committed: CommittedOffset,
 }
 
 fn join_error(code: i16, member_id: &str) -> JoinGroupResponse {
@@ -252,7 +263,13 @@ fn sync_error(code: i16) -> SyncGroupResponse {
 
 impl GroupCoordinator {
     pub fn new(config: GroupConfig) -> GroupCoordinator {
-        GroupCoordinator { groups: RefCell::new(HashMap::new()), next_member: Cell::new(1), config, ticker_started: Cell::new(false) }
+        GroupCoordinator {
+            groups: RefCell::new(HashMap::new()),
+            txn_offsets: RefCell::new(HashMap::new()),
+            next_member: Cell::new(1),
+            config,
+            ticker_started: Cell::new(false),
+        }
     }
 
     fn new_member_id(&self, client_id: &str) -> String {
@@ -270,37 +287,21 @@ impl GroupCoordinator {
         let partitions: Vec<Rc<Partition>> = shard.partitions.borrow().iter().filter(|((t, _), _)| t == OFFSETS_TOPIC).map(|(_, p)| p.clone()).collect();
         let mut loaded = 0usize;
         for p in partitions {
-            let mut offset = p.log.borrow().log_start_offset();
-            loop {
-                let read = match p.log.borrow().read(offset, 1 << 20) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(partition = p.partition, error = ?e, "cannot replay committed offsets");
-                        break;
-                    }
-                };
-                if read.bytes == 0 {
-                    break;
+            crate::internal_log::replay(&p, |h, bytes| {
+                if h.is_control() {
+                    let commit = shardlog_protocol::batch::control_type(bytes) == Some(shardlog_protocol::batch::CONTROL_TYPE_COMMIT);
+                    self.complete_txn(p.partition, h.producer_id, commit);
+                    return;
                 }
-                let bytes = match collect_pieces(read.pieces) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::error!(partition = p.partition, error = %e, "cannot read committed offsets");
-                        break;
+                for r in shardlog_protocol::batch::records(bytes).unwrap_or_default() {
+                    loaded += 1;
+                    if h.is_transactional() {
+                        self.stage_txn_record(p.partition, h.producer_id, r.key, r.value);
+                    } else {
+                        self.apply_record(r.key, r.value);
                     }
-                };
-                let mut rest = &bytes[..];
-                while let Ok(h) = shardlog_protocol::batch::parse_header(rest, 0, false) {
-                    if let Some(records) = shardlog_protocol::batch::records(&rest[..h.size_bytes]) {
-                        for r in records {
-                            loaded += 1;
-                            self.apply_record(r.key, r.value);
-                        }
-                    }
-                    offset = h.last_offset() + 1;
-                    rest = &rest[h.size_bytes..];
                 }
-            }
+            });
         }
         if loaded > 0 {
             tracing::info!(shard = shard.id, records = loaded, groups = self.groups.borrow().len(), "committed offsets loaded");
@@ -309,6 +310,30 @@ impl GroupCoordinator {
             let shard = shard.clone();
             glommio::spawn_local(async move { ticker(shard).await }).detach();
         }
+    }
+
+    /// A record of a transactional offset commit, held until its transaction's marker.
+    fn stage_txn_record(&self, offsets_partition: i32, producer_id: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let Some((group, topic, partition)) = key.and_then(offsets::decode_key) else { return };
+        let Some(committed) = value.and_then(offsets::decode_value) else { return };
+        self.txn_offsets.borrow_mut().entry((offsets_partition, producer_id)).or_default().push(PendingTxnOffset { group, topic, partition, committed });
+    }
+
+    /// A transaction marker reached an offsets partition: apply (commit) or drop (abort) the
+    /// offsets the producer committed in it.
+    pub fn complete_txn(&self, offsets_partition: i32, producer_id: i64, commit: bool) {
+        let Some(pending) = self.txn_offsets.borrow_mut().remove(&(offsets_partition, producer_id)) else { return };
+        if !commit {
+            return;
+        }
+        let mut groups = self.groups.borrow_mut();
+        for p in pending {
+            groups.entry(p.group).or_insert_with(Group::new).offsets.insert((p.topic, p.partition), p.committed);
+        }
+    }
+
+    fn has_pending_txn_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.txn_offsets.borrow().values().flatten().any(|p| p.group == group && p.topic == topic && p.partition == partition)
     }
 
     fn apply_record(&self, key: Option<&[u8]>, value: Option<&[u8]>) {
@@ -340,9 +365,19 @@ impl GroupCoordinator {
             GroupCall::Commit { group, generation, member_id, instance_id, offsets } => {
                 GroupReply::Commit(self.commit(shard, &group, generation, &member_id, instance_id.as_deref(), offsets).await)
             }
-            GroupCall::Fetch { group, topics } => {
-                let (code, list) = self.fetch_offsets(shard, &group, topics);
+            GroupCall::Fetch { group, topics, require_stable } => {
+                let (code, mut list) = self.fetch_offsets(shard, &group, topics);
+                if require_stable {
+                    for f in list.iter_mut().filter(|f| f.error_code == ec::NONE) {
+                        if self.has_pending_txn_offset(&group, &f.topic, f.partition) {
+                            f.error_code = ec::UNSTABLE_OFFSET_COMMIT;
+                        }
+                    }
+                }
                 GroupReply::Fetch(code, list)
+            }
+            GroupCall::TxnCommit { group, producer_id, producer_epoch, generation, member_id, instance_id, offsets } => {
+                GroupReply::Commit(self.txn_commit(shard, &group, producer_id, producer_epoch, generation, &member_id, instance_id.as_deref(), offsets).await)
             }
             GroupCall::Describe { group } => {
                 let meta = shard.metadata.borrow().clone();
@@ -833,7 +868,84 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         entries: Vec<CommitEntry>,
     ) -> Vec<i16> {
-        let group_error = {
+        let group_error = self.commit_error(group_id, generation, member_id, instance_id);
+        if let Some(code) = group_error {
+            return vec![code; entries.len()];
+        }
+        let (mut codes, records) = self.commit_records(shard, group_id, &entries);
+        if records.is_empty() {
+            return codes;
+        }
+        let kv: Vec<(Vec<u8>, Option<Vec<u8>>)> = records.iter().map(|(_, k, v, _)| (k.clone(), v.clone())).collect();
+        if let Err(code) = self.append_durably(shard, group_id, &kv).await {
+            for (i, _, _, _) in &records {
+                codes[*i] = code;
+            }
+            return codes;
+        }
+        let mut groups = self.groups.borrow_mut();
+        let group = groups.entry(group_id.to_string()).or_insert_with(Group::new);
+        for (i, _, _, committed) in records {
+            group.offsets.insert((entries[i].topic.clone(), entries[i].partition), committed);
+        }
+        codes
+    }
+
+    /// TxnOffsetCommit: the offsets are written as a transactional batch of the producer, and
+    /// take effect when the commit marker reaches this offsets partition.
+    #[allow(clippy::too_many_arguments)]
+    async fn txn_commit(
+        &self,
+        shard: &Rc<Shard>,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        entries: Vec<CommitEntry>,
+    ) -> Vec<i16> {
+        // Before v3 the request carries no member: Kafka then skips the generation check.
+        if generation >= 0 || !member_id.is_empty() {
+            if let Some(code) = self.commit_error(group_id, generation, member_id, instance_id) {
+                return vec![code; entries.len()];
+            }
+        } else if group_id.is_empty() {
+            return vec![INVALID_GROUP_ID; entries.len()];
+        }
+        let (mut codes, records) = self.commit_records(shard, group_id, &entries);
+        if records.is_empty() {
+            return codes;
+        }
+        let partition_count = shard.metadata.borrow().topics.get(OFFSETS_TOPIC).map(|t| t.partitions.len()).unwrap_or(0);
+        let index = offsets::partition_for(group_id, partition_count);
+        let Some(p) = shard.local_partition(OFFSETS_TOPIC, index) else { return vec![COORDINATOR_NOT_AVAILABLE; entries.len()] };
+        let kv: Vec<shardlog_protocol::batch::KeyValue> = records.iter().map(|(_, k, v, _)| (Some(&k[..]), v.as_deref())).collect();
+        let producer = shardlog_protocol::batch::BatchProducer {
+            attributes: shardlog_protocol::batch::ATTRIBUTE_TRANSACTIONAL,
+            producer_id,
+            producer_epoch,
+            base_sequence: -1,
+        };
+        let batch = shardlog_protocol::batch::build_producer_batch(0, now_ms() as i64, &kv, &producer);
+        if let Err(code) = crate::internal_log::append_durably(&p, &batch, crate::storage::log::AppendOrigin::Coordinator).await {
+            let code = if code == crate::storage::producer_state::INVALID_PRODUCER_EPOCH { ec::PRODUCER_FENCED } else { code };
+            for (i, _, _, _) in &records {
+                codes[*i] = code;
+            }
+            return codes;
+        }
+        let mut pending = self.txn_offsets.borrow_mut();
+        let list = pending.entry((index, producer_id)).or_default();
+        for (i, _, _, committed) in records {
+            list.push(PendingTxnOffset { group: group_id.to_string(), topic: entries[i].topic.clone(), partition: entries[i].partition, committed });
+        }
+        codes
+    }
+
+    /// Why the member may not commit for the group now, if it may not.
+    fn commit_error(&self, group_id: &str, generation: i32, member_id: &str, instance_id: Option<&str>) -> Option<i16> {
+        {
             let mut groups = self.groups.borrow_mut();
             if group_id.is_empty() {
                 Some(INVALID_GROUP_ID)
@@ -864,10 +976,17 @@ impl GroupCoordinator {
                     },
                 }
             }
-        };
-        if let Some(code) = group_error {
-            return vec![code; entries.len()];
         }
+    }
+
+    /// The records of a commit, with a per-entry error code for those that cannot be committed.
+    #[allow(clippy::type_complexity)]
+    fn commit_records(
+        &self,
+        shard: &Rc<Shard>,
+        group_id: &str,
+        entries: &[CommitEntry],
+    ) -> (Vec<i16>, Vec<(usize, Vec<u8>, Option<Vec<u8>>, CommittedOffset)>) {
         let now = now_ms() as i64;
         let mut codes = vec![ec::NONE; entries.len()];
         let mut records = Vec::new();
@@ -885,22 +1004,7 @@ impl GroupCoordinator {
                 CommittedOffset { offset: e.offset, leader_epoch: e.leader_epoch, metadata: e.metadata.clone().unwrap_or_default(), commit_timestamp_ms: now };
             records.push((i, offsets::encode_key(group_id, &e.topic, e.partition), Some(offsets::encode_value(&committed)), committed));
         }
-        if records.is_empty() {
-            return codes;
-        }
-        let kv: Vec<(Vec<u8>, Option<Vec<u8>>)> = records.iter().map(|(_, k, v, _)| (k.clone(), v.clone())).collect();
-        if let Err(code) = self.append_durably(shard, group_id, &kv).await {
-            for (i, _, _, _) in &records {
-                codes[*i] = code;
-            }
-            return codes;
-        }
-        let mut groups = self.groups.borrow_mut();
-        let group = groups.entry(group_id.to_string()).or_insert_with(Group::new);
-        for (i, _, _, committed) in records {
-            group.offsets.insert((entries[i].topic.clone(), entries[i].partition), committed);
-        }
-        codes
+        (codes, records)
     }
 
     /// Appends records to the group's offsets partition and waits for the fdatasync.
@@ -1178,22 +1282,6 @@ fn select_protocol(group: &Group) -> Option<String> {
     }
     let best = votes.iter().map(|(n, _)| *n).max()?;
     votes.iter().find(|(n, _)| *n == best).map(|(_, c)| (*c).clone())
-}
-
-fn collect_pieces(pieces: Vec<crate::storage::log::ReadPiece>) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let mut out = Vec::new();
-    for piece in pieces {
-        match piece {
-            crate::storage::log::ReadPiece::Memory(b) => out.extend_from_slice(&b),
-            crate::storage::log::ReadPiece::File { file, position, len } => {
-                let start = out.len();
-                out.resize(start + len, 0);
-                file.read_exact_at(&mut out[start..], position)?;
-            }
-        }
-    }
-    Ok(out)
 }
 
 async fn ticker(shard: Rc<Shard>) {

@@ -24,18 +24,67 @@ use crate::shard::Shard;
 /// A group request as it travels to the coordinator shard.
 #[derive(Debug)]
 pub enum GroupCall {
-    Join { request: JoinGroupRequest, version: i16, client_id: String, client_host: String },
-    Sync { request: SyncGroupRequest, version: i16 },
-    Heartbeat { request: HeartbeatRequest },
-    Leave { request: LeaveGroupRequest, version: i16 },
-    Commit { group: String, generation: i32, member_id: String, instance_id: Option<String>, offsets: Vec<CommitEntry> },
-    Fetch { group: String, topics: Option<Vec<(String, Vec<i32>)>> },
-    Describe { group: String },
+    Join {
+        request: JoinGroupRequest,
+        version: i16,
+        client_id: String,
+        client_host: String,
+    },
+    Sync {
+        request: SyncGroupRequest,
+        version: i16,
+    },
+    Heartbeat {
+        request: HeartbeatRequest,
+    },
+    Leave {
+        request: LeaveGroupRequest,
+        version: i16,
+    },
+    Commit {
+        group: String,
+        generation: i32,
+        member_id: String,
+        instance_id: Option<String>,
+        offsets: Vec<CommitEntry>,
+    },
+    /// `require_stable`: partitions with a transactional commit still pending answer
+    /// UNSTABLE_OFFSET_COMMIT (KIP-447), so the consumer retries instead of reading an offset
+    /// the transaction is about to move.
+    Fetch {
+        group: String,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
+    },
+    /// TxnOffsetCommit: offsets written as part of a transaction, applied by its commit marker.
+    TxnCommit {
+        group: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        generation: i32,
+        member_id: String,
+        instance_id: Option<String>,
+        offsets: Vec<CommitEntry>,
+    },
+    Describe {
+        group: String,
+    },
     List,
-    Delete { group: String },
-    OffsetDelete { group: String, partitions: Vec<(String, i32)> },
-    ConsumerHeartbeat { request: kafka_protocol::messages::ConsumerGroupHeartbeatRequest, client_id: String, client_host: String },
-    ConsumerDescribe { group: String },
+    Delete {
+        group: String,
+    },
+    OffsetDelete {
+        group: String,
+        partitions: Vec<(String, i32)>,
+    },
+    ConsumerHeartbeat {
+        request: kafka_protocol::messages::ConsumerGroupHeartbeatRequest,
+        client_id: String,
+        client_host: String,
+    },
+    ConsumerDescribe {
+        group: String,
+    },
 }
 
 #[derive(Debug, Clone)]

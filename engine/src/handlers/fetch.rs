@@ -34,16 +34,19 @@ struct Wanted {
 }
 
 fn empty_outcome(code: i16) -> ReadOutcome {
-    ReadOutcome { error_code: code, pieces: Vec::new(), bytes: 0, high_watermark: -1, log_start_offset: -1 }
+    ReadOutcome { error_code: code, pieces: Vec::new(), bytes: 0, high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, aborted: None }
 }
 
-async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted]) -> Vec<ReadOutcome> {
+/// Fetch's isolation_level: 1 is read_committed.
+const READ_COMMITTED: i8 = 1;
+
+async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], read_committed: bool) -> Vec<ReadOutcome> {
     let calls = wanted.iter().map(|w| {
         let shard = shard.clone();
         let (topic, partition, offset, max_bytes, owner) = (w.topic.clone(), w.partition, w.offset, w.max_bytes, w.owner);
         async move {
             let Some(owner) = owner else { return empty_outcome(ec::UNKNOWN_TOPIC_OR_PARTITION) };
-            match shard.dispatch(owner, ShardRequest::Read { topic, partition, offset, max_bytes }).await {
+            match shard.dispatch(owner, ShardRequest::Read { topic, partition, offset, max_bytes, read_committed }).await {
                 ShardReply::Read(o) => o,
                 _ => empty_outcome(ec::UNKNOWN_SERVER_ERROR),
             }
@@ -76,7 +79,8 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
     let response_max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
     let min_bytes = request.min_bytes.max(0) as usize;
     let deadline_ms = now_ms() + request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64;
-    let mut outcomes = read_all(shard, &wanted).await;
+    let read_committed = request.isolation_level == READ_COMMITTED;
+    let mut outcomes = read_all(shard, &wanted, read_committed).await;
     loop {
         let bytes: usize = outcomes.iter().map(|o| o.bytes).sum();
         let errors = outcomes.iter().any(|o| o.error_code != ec::NONE);
@@ -93,8 +97,8 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
             .filter_map(|(w, o)| {
                 let owner = w.owner?;
                 let shard = shard.clone();
-                let seen_end = o.high_watermark.max(w.offset);
-                let request = ShardRequest::WaitForAppend { topic: w.topic.clone(), partition: w.partition, offset: seen_end, deadline_ms };
+                let seen_end = if read_committed { o.last_stable_offset } else { o.high_watermark }.max(w.offset);
+                let request = ShardRequest::WaitForAppend { topic: w.topic.clone(), partition: w.partition, offset: seen_end, deadline_ms, read_committed };
                 Some(Box::pin(async move {
                     shard.dispatch(owner, request).await;
                 }))
@@ -112,7 +116,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
             sleep,
         )
         .await;
-        outcomes = read_all(shard, &wanted).await;
+        outcomes = read_all(shard, &wanted, read_committed).await;
     }
     // Apply the response byte limit in request order; the first partition with data always
     // gets its first batch, so a batch larger than the limit still makes progress.
@@ -135,8 +139,9 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
             partition_index: w.partition,
             error_code: o.error_code,
             high_watermark: o.high_watermark,
-            last_stable_offset: o.high_watermark,
+            last_stable_offset: o.last_stable_offset,
             log_start_offset: o.log_start_offset,
+            aborted_transactions: o.aborted,
             records,
         };
         match topics.last_mut() {

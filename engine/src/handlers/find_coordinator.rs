@@ -1,5 +1,5 @@
-//! FindCoordinator (key 10): this broker coordinates every group. Transaction coordinators
-//! are not available until transactions are implemented.
+//! FindCoordinator (key 10): this broker coordinates every group and every transactional id,
+//! once the internal topic that holds their state exists.
 
 use std::rc::Rc;
 
@@ -14,12 +14,26 @@ use super::{respond, str_bytes, Response};
 use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FindCoordinatorRequest) -> Response {
     let listener = &shard.config.listeners[0];
-    let offsets_ready = shard.metadata.borrow().topics.contains_key(crate::groups::offsets::OFFSETS_TOPIC);
-    let code = if request.key_type != KEY_TYPE_GROUP || !offsets_ready { COORDINATOR_NOT_AVAILABLE } else { ec::NONE };
-    let message = (code != ec::NONE).then(|| str_bytes("transaction coordinators are not available yet"));
+    let state_topic = match request.key_type {
+        KEY_TYPE_GROUP => Some(crate::groups::offsets::OFFSETS_TOPIC),
+        KEY_TYPE_TRANSACTION => Some(crate::txn::TRANSACTION_STATE_TOPIC),
+        _ => None,
+    };
+    let ready = state_topic.is_some_and(|t| shard.metadata.borrow().topics.contains_key(t));
+    let code = match (state_topic, ready) {
+        (None, _) => ec::INVALID_REQUEST,
+        (Some(_), false) => COORDINATOR_NOT_AVAILABLE,
+        (Some(_), true) => ec::NONE,
+    };
+    let message = match code {
+        ec::NONE => None,
+        ec::INVALID_REQUEST => Some(str_bytes("unknown coordinator key type")),
+        _ => Some(str_bytes("the coordinator is starting; retry")),
+    };
     let mut r = FindCoordinatorResponse::default();
     if header.api_version >= 4 {
         r.coordinators = request

@@ -1,7 +1,7 @@
-//! InitProducerId (key 22): a producer id and epoch for an idempotent producer. Each call gets a
-//! new id with epoch 0, as Kafka gives producers without a transactional id; ids come from the
-//! controller shard, which reserves them in persisted blocks so they are never reused.
-//! Transactional ids are refused until transactions are implemented.
+//! InitProducerId (key 22): a producer id and epoch. Without a transactional id each call gets a
+//! new id with epoch 0, as Kafka gives idempotent producers; ids come from the controller
+//! shard, which reserves them in persisted blocks so they are never reused. With one, the
+//! transaction coordinator keeps the id and bumps its epoch, fencing earlier producers.
 
 use std::rc::Rc;
 
@@ -10,17 +10,34 @@ use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
-use super::groups_common::COORDINATOR_NOT_AVAILABLE;
 use super::{respond, Response};
 use crate::shard::messages::{ControllerRequest, ShardReply, ShardRequest};
 use crate::shard::{Shard, CONTROLLER_SHARD};
+use crate::txn::{TxnCall, TxnReply};
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: InitProducerIdRequest) -> Response {
     let mut r = InitProducerIdResponse::default();
     r.producer_id = ProducerId(-1);
     r.producer_epoch = -1;
-    if request.transactional_id.is_some() {
-        r.error_code = COORDINATOR_NOT_AVAILABLE;
+    if let Some(id) = &request.transactional_id {
+        if id.0.is_empty() {
+            r.error_code = ec::INVALID_REQUEST;
+            return respond(header, &r);
+        }
+        let (producer_id, producer_epoch) = if header.api_version >= 3 { (request.producer_id.0, request.producer_epoch) } else { (-1, -1) };
+        let call = TxnCall::InitProducerId { transactional_id: id.0.to_string(), timeout_ms: request.transaction_timeout_ms, producer_id, producer_epoch };
+        match crate::txn::call(shard, &id.0, call).await {
+            Ok(TxnReply::ProducerId { error_code, producer_id, producer_epoch }) => {
+                r.error_code = error_code;
+                r.producer_id = ProducerId(producer_id);
+                r.producer_epoch = producer_epoch;
+            }
+            Ok(_) => r.error_code = ec::UNKNOWN_SERVER_ERROR,
+            Err(code) => r.error_code = code,
+        }
+        if header.api_version < 4 && r.error_code == ec::PRODUCER_FENCED {
+            r.error_code = ec::INVALID_PRODUCER_EPOCH;
+        }
         return respond(header, &r);
     }
     match shard.dispatch(CONTROLLER_SHARD, ShardRequest::Controller(ControllerRequest::AllocateProducerId)).await {

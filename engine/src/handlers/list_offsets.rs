@@ -15,6 +15,8 @@ use crate::shard::Shard;
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListOffsetsRequest) -> Response {
     let version = header.api_version;
     let mut r = ListOffsetsResponse::default();
+    // isolation_level 1 (read_committed, v2+): "latest" is the last stable offset.
+    let read_committed = version >= 2 && request.isolation_level == 1;
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let calls = topic.partitions.iter().map(|p| {
@@ -33,7 +35,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListOffs
                     out.timestamp = -1;
                     return out;
                 };
-                match shard.dispatch(owner, ShardRequest::ListOffset { topic: name, partition: index, timestamp }).await {
+                match shard.dispatch(owner, ShardRequest::ListOffset { topic: name, partition: index, timestamp, read_committed }).await {
                     ShardReply::ListOffset(code, offset, ts) => {
                         out.error_code = code;
                         out.offset = offset;

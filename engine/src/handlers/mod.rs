@@ -3,6 +3,8 @@
 //! API's handler. Bad input gets a Kafka error where the protocol has one, or a closed
 //! connection, and always a log line naming the peer and what was wrong.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -12,6 +14,9 @@ pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_groups;
+pub mod describe_producers;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod groups_common;
@@ -21,6 +26,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -28,6 +34,7 @@ pub mod offset_fetch;
 pub mod probe;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -77,6 +84,13 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
 ];
 
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
@@ -169,6 +183,13 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Re
         RequestBody::InitProducerId(r) => init_producer_id::handle(&shard, &header, r).await,
         RequestBody::ConsumerGroupHeartbeat(r) => consumer_group_heartbeat::handle(&shard, &header, r, peer).await,
         RequestBody::ConsumerGroupDescribe(r) => consumer_group_describe::handle(&shard, &header, r).await,
+        RequestBody::AddPartitionsToTxn(r) => add_partitions_to_txn::handle(&shard, &header, r).await,
+        RequestBody::AddOffsetsToTxn(r) => add_offsets_to_txn::handle(&shard, &header, r).await,
+        RequestBody::EndTxn(r) => end_txn::handle(&shard, &header, r).await,
+        RequestBody::TxnOffsetCommit(r) => txn_offset_commit::handle(&shard, &header, r).await,
+        RequestBody::DescribeProducers(r) => describe_producers::handle(&shard, &header, r).await,
+        RequestBody::DescribeTransactions(r) => describe_transactions::handle(&shard, &header, r).await,
+        RequestBody::ListTransactions(r) => list_transactions::handle(&shard, &header, r).await,
     }
 }
 

@@ -14,8 +14,8 @@ use super::{respond, str_bytes, topic_name, Response};
 use crate::groups::{FetchedOffset, GroupCall, GroupReply};
 use crate::shard::Shard;
 
-async fn fetch(shard: &Rc<Shard>, group: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> (i16, Vec<FetchedOffset>) {
-    match group_call(shard, group, GroupCall::Fetch { group: group.to_string(), topics }).await {
+async fn fetch(shard: &Rc<Shard>, group: &str, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> (i16, Vec<FetchedOffset>) {
+    match group_call(shard, group, GroupCall::Fetch { group: group.to_string(), topics, require_stable }).await {
         Ok(GroupReply::Fetch(code, list)) => (code, list),
         _ => (COORDINATOR_NOT_AVAILABLE, Vec::new()),
     }
@@ -27,7 +27,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetFe
     if version >= 8 {
         for g in &request.groups {
             let topics = g.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
-            let (code, list) = fetch(shard, &g.group_id.0, topics).await;
+            let (code, list) = fetch(shard, &g.group_id.0, topics, request.require_stable).await;
             let mut rg = OffsetFetchResponseGroup::default();
             rg.group_id = GroupId(g.group_id.0.clone());
             rg.error_code = code;
@@ -53,7 +53,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetFe
         return respond(header, &r);
     }
     let topics = request.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
-    let (code, list) = fetch(shard, &request.group_id.0, topics).await;
+    let (code, list) = fetch(shard, &request.group_id.0, topics, version >= 7 && request.require_stable).await;
     if version >= 2 {
         r.error_code = code;
     }

@@ -28,8 +28,6 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceR
                 Some(failed(ec::INVALID_REQUIRED_ACKS, None))
             } else if crate::shard::controller::is_internal_topic(&name) {
                 Some(failed(ec::INVALID_TOPIC_EXCEPTION, Some(String::from("clients cannot produce to internal topics"))))
-            } else if request.transactional_id.is_some() {
-                Some(failed(ec::UNSUPPORTED_VERSION, Some(String::from("transactional produce is not supported yet"))))
             } else {
                 None
             };

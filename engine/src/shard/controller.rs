@@ -82,6 +82,14 @@ pub async fn bootstrap(shard: &Rc<Shard>) -> Result<()> {
         meta.version += 1;
         tracing::info!(partitions, "created the internal topic {}", crate::groups::offsets::OFFSETS_TOPIC);
     }
+    if !meta.topics.contains_key(crate::txn::TRANSACTION_STATE_TOPIC) {
+        let partitions = shard.config.txn.state_partitions as usize;
+        let placed = meta.place(partitions, shard.shard_count(), shard.config.log_dirs.len());
+        let configs = BTreeMap::from([(String::from("cleanup.policy"), String::from("compact"))]);
+        meta.topics.insert(crate::txn::TRANSACTION_STATE_TOPIC.to_string(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
+        meta.version += 1;
+        tracing::info!(partitions, "created the internal topic {}", crate::txn::TRANSACTION_STATE_TOPIC);
+    }
     if meta.repair_placement(shard.shard_count(), shard.config.log_dirs.len()) {
         meta.version += 1;
         tracing::info!("placement table adjusted to {} shards and {} log directories", shard.shard_count(), shard.config.log_dirs.len());
@@ -218,7 +226,7 @@ pub async fn handle(shard: Rc<Shard>, request: ControllerRequest) -> ShardReply 
 
 /// Topics the broker keeps for itself.
 pub fn is_internal_topic(name: &str) -> bool {
-    name == crate::groups::offsets::OFFSETS_TOPIC
+    name == crate::groups::offsets::OFFSETS_TOPIC || name == crate::txn::TRANSACTION_STATE_TOPIC
 }
 
 fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, validate_only: bool) -> Result<(), (i16, String)> {

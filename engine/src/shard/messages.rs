@@ -10,12 +10,21 @@ use crate::storage::log::ReadPiece;
 pub enum ShardRequest {
     /// Append to a partition this shard owns; `acks` -1 waits for the group-commit fdatasync.
     Produce { topic: String, partition: i32, records: Bytes, acks: i16 },
-    /// Read from a partition this shard owns.
-    Read { topic: String, partition: i32, offset: i64, max_bytes: usize },
-    /// Reply when the partition's log end offset passes `offset`, or at `deadline_ms`.
-    WaitForAppend { topic: String, partition: i32, offset: i64, deadline_ms: u64 },
-    /// ListOffsets for one partition: -2 earliest, -1 latest, otherwise a timestamp.
-    ListOffset { topic: String, partition: i32, timestamp: i64 },
+    /// Read from a partition this shard owns; read_committed reads stop at the last stable
+    /// offset.
+    Read { topic: String, partition: i32, offset: i64, max_bytes: usize, read_committed: bool },
+    /// Reply when the partition's log end offset (last stable offset, for read_committed)
+    /// passes `offset`, or at `deadline_ms`.
+    WaitForAppend { topic: String, partition: i32, offset: i64, deadline_ms: u64, read_committed: bool },
+    /// ListOffsets for one partition: -2 earliest, -1 latest (the last stable offset for
+    /// read_committed), otherwise a timestamp.
+    ListOffset { topic: String, partition: i32, timestamp: i64, read_committed: bool },
+    /// A transaction marker for a partition this shard owns, from the transaction coordinator.
+    TxnMarker { topic: String, partition: i32, producer_id: i64, producer_epoch: i16, commit: bool },
+    /// A transaction request, for the transactional id's coordinator shard.
+    Txn(Box<crate::txn::TxnCall>),
+    /// The active producers of a partition this shard owns (DescribeProducers).
+    DescribeProducers { topic: String, partition: i32 },
     /// Controller to shard: adopt this metadata (open new partitions, drop deleted ones).
     ApplyMetadata(Box<ClusterMetadata>),
     /// Shard to controller.
@@ -69,7 +78,22 @@ pub struct ReadOutcome {
     pub pieces: Vec<ReadPiece>,
     pub bytes: usize,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// For read_committed reads: (producer id, first offset) of aborted transactions that
+    /// overlap what was read.
+    pub aborted: Option<Vec<(i64, i64)>>,
+}
+
+/// One producer of a partition, as DescribeProducers reports it.
+#[derive(Debug, Clone)]
+pub struct ProducerInfo {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp_ms: i64,
+    pub coordinator_epoch: i32,
+    pub current_txn_start_offset: i64,
 }
 
 #[derive(Debug)]
@@ -83,6 +107,11 @@ pub enum ShardReply {
     /// Per topic: (name, error code, message).
     Controller(Vec<(String, i16, Option<String>)>),
     Group(crate::groups::GroupReply),
+    Txn(Box<crate::txn::TxnReply>),
+    /// An error code (NONE for success).
+    Code(i16),
+    /// (error code, producers)
+    Producers(i16, Vec<ProducerInfo>),
     /// A producer id, or -1 with the error code.
     ProducerId(i64, i16),
     Snapshot(Box<super::probe::ShardSnapshot>),

@@ -44,6 +44,8 @@ pub struct Shard {
     pub controller: Option<controller::Controller>,
     /// Coordinator of the consumer groups whose offsets partition this shard owns.
     pub groups: Rc<crate::groups::GroupCoordinator>,
+    /// Coordinator of the transactional ids whose `__transaction_state` partition this shard owns.
+    pub txns: Rc<crate::txn::TxnCoordinator>,
     pub shutting_down: Cell<bool>,
     /// Requests served by this shard's connections, per API.
     pub request_probe: crate::handlers::probe::RequestProbe,
@@ -244,6 +246,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::ch
         router: router.clone(),
         controller,
         groups: Rc::new(crate::groups::GroupCoordinator::new(config.groups.clone())),
+        txns: Rc::new(crate::txn::TxnCoordinator::new(config.txn.clone())),
         shutting_down: Cell::new(false),
         request_probe: Default::default(),
         shard_probe: Default::default(),
@@ -262,6 +265,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::ch
         }
     }
     shard.groups.load(&shard);
+    shard.txns.load(&shard);
     probe::start_lag_probe(&shard);
     let listeners = crate::net::listen(&shard)?;
     tracing::info!(shard = id, partitions = shard.partitions.borrow().len(), "shard ready");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use shardlog_protocol::error_code as ec;
 
-use super::messages::{ProduceOutcome, ReadOutcome, ShardReply, ShardRequest};
+use super::messages::{ProduceOutcome, ProducerInfo, ReadOutcome, ShardReply, ShardRequest};
 use super::Shard;
 use crate::metadata::ClusterMetadata;
 use crate::storage::log::{now_ms, AppendError, LogConfig, Partition, PartitionLog, ReadError};
@@ -15,14 +15,28 @@ use crate::storage::log::{now_ms, AppendError, LogConfig, Partition, PartitionLo
 pub async fn handle(shard: Rc<Shard>, request: ShardRequest) -> ShardReply {
     match request {
         ShardRequest::Produce { topic, partition, records, acks } => ShardReply::Produce(produce(&shard, &topic, partition, records, acks).await),
-        ShardRequest::Read { topic, partition, offset, max_bytes } => ShardReply::Read(read(&shard, &topic, partition, offset, max_bytes)),
-        ShardRequest::WaitForAppend { topic, partition, offset, deadline_ms } => {
-            wait_for_append(&shard, &topic, partition, offset, deadline_ms).await;
+        ShardRequest::Read { topic, partition, offset, max_bytes, read_committed } => {
+            ShardReply::Read(read(&shard, &topic, partition, offset, max_bytes, read_committed))
+        }
+        ShardRequest::WaitForAppend { topic, partition, offset, deadline_ms, read_committed } => {
+            wait_for_append(&shard, &topic, partition, offset, deadline_ms, read_committed).await;
             ShardReply::Woken
         }
-        ShardRequest::ListOffset { topic, partition, timestamp } => {
-            let (code, offset, ts) = list_offset(&shard, &topic, partition, timestamp);
+        ShardRequest::ListOffset { topic, partition, timestamp, read_committed } => {
+            let (code, offset, ts) = list_offset(&shard, &topic, partition, timestamp, read_committed);
             ShardReply::ListOffset(code, offset, ts)
+        }
+        ShardRequest::TxnMarker { topic, partition, producer_id, producer_epoch, commit } => {
+            ShardReply::Code(write_marker(&shard, &topic, partition, producer_id, producer_epoch, commit).await)
+        }
+        ShardRequest::Txn(call) => {
+            // The coordinator dispatches markers back through here: box to break the cycle.
+            let coordinator: std::pin::Pin<Box<dyn std::future::Future<Output = crate::txn::TxnReply>>> = Box::pin(crate::txn::handle(shard, *call));
+            ShardReply::Txn(Box::new(coordinator.await))
+        }
+        ShardRequest::DescribeProducers { topic, partition } => {
+            let (code, producers) = describe_producers(&shard, &topic, partition);
+            ShardReply::Producers(code, producers)
         }
         ShardRequest::ApplyMetadata(meta) => {
             apply_metadata(&shard, *meta).await;
@@ -51,6 +65,7 @@ pub async fn produce(shard: &Shard, topic: &str, partition: i32, records: bytes:
                 AppendError::Empty => ec::INVALID_RECORD,
                 AppendError::Offline(_) => ec::KAFKA_STORAGE_ERROR,
                 AppendError::Producer { error_code, .. } => *error_code,
+                AppendError::ControlFromClient => ec::INVALID_RECORD,
             };
             tracing::warn!(topic, partition, error = %e, "produce rejected");
             outcome.error_message = Some(e.to_string());
@@ -75,20 +90,26 @@ pub async fn produce(shard: &Shard, topic: &str, partition: i32, records: bytes:
     outcome
 }
 
-pub fn read(shard: &Shard, topic: &str, partition: i32, offset: i64, max_bytes: usize) -> ReadOutcome {
-    let mut outcome = ReadOutcome { error_code: ec::NONE, pieces: Vec::new(), bytes: 0, high_watermark: -1, log_start_offset: -1 };
+pub fn read(shard: &Shard, topic: &str, partition: i32, offset: i64, max_bytes: usize, read_committed: bool) -> ReadOutcome {
+    let mut outcome =
+        ReadOutcome { error_code: ec::NONE, pieces: Vec::new(), bytes: 0, high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, aborted: None };
     let Some(p) = shard.local_partition(topic, partition) else {
         outcome.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;
         return outcome;
     };
     let log = p.log.borrow();
     outcome.high_watermark = log.high_watermark();
+    outcome.last_stable_offset = log.last_stable_offset();
     outcome.log_start_offset = log.log_start_offset();
-    match log.read(offset, max_bytes) {
+    let end_offset = if read_committed { outcome.last_stable_offset } else { log.log_end_offset() };
+    match log.read_up_to(offset, max_bytes, end_offset) {
         Ok(r) => {
             if shard.config.metrics_enabled {
                 p.probe.bytes_out.add(r.bytes as u64);
                 p.probe.records_out.add(r.records);
+            }
+            if read_committed {
+                outcome.aborted = Some(log.aborted_txns_between(offset, r.end_offset).iter().map(|a| (a.producer_id, a.first_offset)).collect());
             }
             outcome.pieces = r.pieces;
             outcome.bytes = r.bytes;
@@ -104,14 +125,22 @@ pub fn read(shard: &Shard, topic: &str, partition: i32, offset: i64, max_bytes: 
 
 /// Returns when the partition's log end offset passes `offset`, at `deadline_ms`, or at once
 /// when too many fetches already wait on it (the caller then simply answers with what it has).
-pub async fn wait_for_append(shard: &Shard, topic: &str, partition: i32, offset: i64, deadline_ms: u64) {
+pub async fn wait_for_append(shard: &Shard, topic: &str, partition: i32, offset: i64, deadline_ms: u64, read_committed: bool) {
     let Some(p) = shard.local_partition(topic, partition) else { return };
     if p.appended.waiters() >= shard.config.fetch_watchers_max {
         return;
     }
     loop {
         let notified = p.appended.notified();
-        if p.log.borrow().log_end_offset() > offset || shard.shutting_down.get() {
+        let end = {
+            let log = p.log.borrow();
+            if read_committed {
+                log.last_stable_offset()
+            } else {
+                log.log_end_offset()
+            }
+        };
+        if end > offset || shard.shutting_down.get() {
             return;
         }
         let now = now_ms();
@@ -129,11 +158,12 @@ pub async fn wait_for_append(shard: &Shard, topic: &str, partition: i32, offset:
     }
 }
 
-pub fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: i64) -> (i16, i64, i64) {
+pub fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: i64, read_committed: bool) -> (i16, i64, i64) {
     let Some(p) = shard.local_partition(topic, partition) else { return (ec::UNKNOWN_TOPIC_OR_PARTITION, -1, -1) };
     let log = p.log.borrow();
     match timestamp {
         -2 => (ec::NONE, log.log_start_offset(), -1),
+        -1 if read_committed => (ec::NONE, log.last_stable_offset(), -1),
         -1 => (ec::NONE, log.log_end_offset(), -1),
         // -3: max timestamp (KIP-734); answered as latest until max-timestamp tracking lands.
         ts if ts < 0 => (ec::NONE, log.log_end_offset(), -1),
@@ -146,6 +176,48 @@ pub fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: i64) -
             }
         },
     }
+}
+
+/// Writes a commit or abort marker and waits until it is durable. Markers in an offsets
+/// partition also settle the transaction's pending offset commits.
+pub async fn write_marker(shard: &Rc<Shard>, topic: &str, partition: i32, producer_id: i64, producer_epoch: i16, commit: bool) -> i16 {
+    let Some(p) = shard.local_partition(topic, partition) else { return ec::UNKNOWN_TOPIC_OR_PARTITION };
+    let info = match p.append_marker(producer_id, producer_epoch, commit, crate::txn::COORDINATOR_EPOCH, now_ms()) {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::warn!(topic, partition, producer_id, error = %e, "transaction marker rejected");
+            return match e {
+                AppendError::Producer { error_code, .. } => error_code,
+                _ => ec::KAFKA_STORAGE_ERROR,
+            };
+        }
+    };
+    if let Err(why) = p.wait_durable(info.last_offset).await {
+        tracing::error!(topic, partition, error = %why, "transaction marker not durable");
+        return ec::KAFKA_STORAGE_ERROR;
+    }
+    if topic == crate::groups::offsets::OFFSETS_TOPIC {
+        shard.groups.complete_txn(partition, producer_id, commit);
+    }
+    ec::NONE
+}
+
+pub fn describe_producers(shard: &Shard, topic: &str, partition: i32) -> (i16, Vec<ProducerInfo>) {
+    let Some(p) = shard.local_partition(topic, partition) else { return (ec::UNKNOWN_TOPIC_OR_PARTITION, Vec::new()) };
+    let log = p.log.borrow();
+    let producers = log
+        .producer_state()
+        .iter()
+        .map(|(producer_id, e)| ProducerInfo {
+            producer_id,
+            producer_epoch: e.epoch,
+            last_sequence: e.batches.back().map(|b| b.last_sequence).unwrap_or(-1),
+            last_timestamp_ms: e.last_timestamp_ms,
+            coordinator_epoch: e.coordinator_epoch,
+            current_txn_start_offset: e.current_txn_first_offset.unwrap_or(-1),
+        })
+        .collect();
+    (ec::NONE, producers)
 }
 
 pub fn log_config(shard: &Shard, log_dir: usize) -> LogConfig {

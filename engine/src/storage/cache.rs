@@ -56,15 +56,20 @@ impl BatchCache {
     /// (the first is always included, as Kafka does, so a large batch still makes progress),
     /// each with the number of offsets it spans.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Vec<(Bytes, u64)> {
+        self.read_until(offset, max_bytes, i64::MAX).into_iter().map(|(bytes, records, _)| (bytes, records)).collect()
+    }
+
+    /// As `read`, but only batches that start below `end_offset`; each with its last offset.
+    pub fn read_until(&self, offset: i64, max_bytes: usize, end_offset: i64) -> Vec<(Bytes, u64, i64)> {
         let start = self.batches.partition_point(|b| b.last_offset < offset);
         let mut out = Vec::new();
         let mut total = 0;
         for batch in self.batches.range(start..) {
-            if !out.is_empty() && total + batch.bytes.len() > max_bytes {
+            if batch.base_offset >= end_offset || (!out.is_empty() && total + batch.bytes.len() > max_bytes) {
                 break;
             }
             total += batch.bytes.len();
-            out.push((batch.bytes.clone(), (batch.last_offset - batch.base_offset + 1) as u64));
+            out.push((batch.bytes.clone(), (batch.last_offset - batch.base_offset + 1) as u64, batch.last_offset));
         }
         out
     }

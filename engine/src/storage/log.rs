@@ -27,8 +27,9 @@ use shardlog_protocol::batch::{self, BatchError, BatchHeader};
 
 use super::cache::{BatchCache, CachedBatch};
 use super::index::{OffsetIndex, TimeIndex};
-use super::producer_state::{ProducerState, SequenceCheck};
+use super::producer_state::{AbortedTxn, ProducerState, SequenceCheck};
 use super::segment::{self, Segment};
+use super::txn_index;
 use crate::notify::Notify;
 
 /// O_DIRECT writes are aligned to this many bytes (a page, which also covers 512-byte devices).
@@ -89,6 +90,21 @@ pub enum AppendError {
     Offline(String),
     #[error("{message}")]
     Producer { error_code: i16, message: String },
+    #[error("control batches are written by the transaction coordinator, not by clients")]
+    ControlFromClient,
+}
+
+/// Who appends: a client's produce request is checked in full; the broker's own writes
+/// (transaction markers, transactional offset commits) carry no sequence numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    Client,
+    Coordinator,
+    /// A commit or abort marker, with the coordinator epoch that wrote it.
+    Marker {
+        commit: bool,
+        coordinator_epoch: i32,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -135,6 +151,8 @@ pub struct ReadResult {
     pub records: u64,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    /// One past the last offset of the batches read (the fetch offset when nothing was read).
+    pub end_offset: i64,
 }
 
 struct Pending {
@@ -161,6 +179,12 @@ pub struct PartitionLog {
     producers: ProducerState,
     /// Producer state as of a segment roll, for the flusher to write next to the new segment.
     pending_snapshot: Option<(i64, ProducerState)>,
+    /// Open transactions by first offset (→ producer id): the smallest bounds the last
+    /// stable offset.
+    open_txns: std::collections::BTreeMap<i64, i64>,
+    /// Aborted transactions in offset order of their markers, also kept per segment in
+    /// `.txnindex` files (Kafka's format).
+    aborted_txns: Vec<AbortedTxn>,
 }
 
 /// A partition as its owner shard holds it.
@@ -199,6 +223,15 @@ impl PartitionLog {
     pub fn high_watermark(&self) -> i64 {
         // A single replica: everything appended is committed, as with Kafka at RF=1.
         self.next_offset
+    }
+    /// The last stable offset: below it, every transaction is decided (committed or aborted).
+    pub fn last_stable_offset(&self) -> i64 {
+        self.open_txns.keys().next().copied().unwrap_or(self.high_watermark()).min(self.high_watermark())
+    }
+    /// Aborted transactions that overlap `from..to`, for a read_committed fetch.
+    pub fn aborted_txns_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let start = self.aborted_txns.partition_point(|a| a.last_offset < from);
+        self.aborted_txns[start..].iter().filter(|a| a.first_offset < to).copied().collect()
     }
     pub fn durable_offset(&self) -> i64 {
         self.durable_offset
@@ -291,7 +324,9 @@ impl PartitionLog {
         }
         let log_start_offset = segments.first().map(|s| s.base_offset).unwrap_or(0);
         let next_offset = segments.last().map(|s| s.next_offset).unwrap_or(0);
-        let producers = recover_producer_state(dir, &segments, log_start_offset, next_offset)?;
+        let mut aborted_txns = txn_index::load_all(dir, segments.iter().map(|s| s.base_offset));
+        let producers = recover_producer_state(dir, &segments, log_start_offset, next_offset, &mut aborted_txns)?;
+        let open_txns = producers.open_transactions().collect();
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             config,
@@ -305,6 +340,8 @@ impl PartitionLog {
             durable_waiters: 0,
             producers,
             pending_snapshot: None,
+            open_txns,
+            aborted_txns,
         })
     }
 
@@ -315,7 +352,20 @@ impl PartitionLog {
     /// Appends the batches in `records` (whole v2 batches, as a producer sent them): checks
     /// every CRC, assigns offsets, stamps LogAppendTime if configured. Memory only; the flusher
     /// makes it durable.
-    pub fn append(&mut self, mut records: BytesMut, now: u64) -> Result<AppendInfo, AppendError> {
+    pub fn append(&mut self, records: BytesMut, now: u64) -> Result<AppendInfo, AppendError> {
+        self.append_from(records, now, AppendOrigin::Client)
+    }
+
+    /// Appends a commit or abort marker for `producer_id`, closing its open transaction here.
+    pub fn append_marker(&mut self, producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32, now: u64) -> Result<AppendInfo, AppendError> {
+        self.producers
+            .check_marker(producer_id, epoch)
+            .map_err(|message| AppendError::Producer { error_code: super::producer_state::INVALID_PRODUCER_EPOCH, message })?;
+        let marker = batch::build_control_batch(now as i64, producer_id, epoch, commit, coordinator_epoch);
+        self.append_from(BytesMut::from(&marker[..]), now, AppendOrigin::Marker { commit, coordinator_epoch })
+    }
+
+    pub fn append_from(&mut self, mut records: BytesMut, now: u64, origin: AppendOrigin) -> Result<AppendInfo, AppendError> {
         if let Some(why) = &self.failed {
             return Err(AppendError::Offline(why.clone()));
         }
@@ -326,10 +376,23 @@ impl PartitionLog {
         if let Some(h) = headers.iter().find(|h| h.size_bytes > self.config.message_max_bytes) {
             return Err(AppendError::TooLarge { size: h.size_bytes, max: self.config.message_max_bytes });
         }
+        if origin == AppendOrigin::Client && headers.iter().any(|h| h.is_control()) {
+            return Err(AppendError::ControlFromClient);
+        }
         // Idempotent producers: check every batch's epoch and sequence before anything changes.
         let mut in_request: std::collections::HashMap<i64, (i16, i32)> = std::collections::HashMap::new();
         for (i, h) in headers.iter().enumerate() {
-            if h.producer_id < 0 {
+            if h.producer_id >= 0 && origin == AppendOrigin::Coordinator {
+                // The coordinator's transactional writes have no sequence, but a fenced epoch
+                // is still refused.
+                if let Some(entry) = self.producers.entry(h.producer_id).filter(|e| h.producer_epoch < e.epoch) {
+                    return Err(AppendError::Producer {
+                        error_code: super::producer_state::INVALID_PRODUCER_EPOCH,
+                        message: format!("producer {} epoch {} is older than the current epoch {}", h.producer_id, h.producer_epoch, entry.epoch),
+                    });
+                }
+            }
+            if h.producer_id < 0 || origin != AppendOrigin::Client {
                 continue;
             }
             match in_request.get(&h.producer_id) {
@@ -377,7 +440,7 @@ impl PartitionLog {
             let assigned =
                 BatchHeader { base_offset: offset, max_timestamp: if self.config.log_append_time { now as i64 } else { header.max_timestamp }, ..*header };
             self.maybe_roll(&assigned, now);
-            self.producers.record(&assigned);
+            self.track_producer(&assigned, origin);
             let seg = self.segments.last_mut().expect("maybe_roll leaves an active segment");
             let position = seg.size_bytes;
             seg.record_batch(&assigned, self.config.index_interval_bytes);
@@ -396,6 +459,47 @@ impl PartitionLog {
             self.cache.push(CachedBatch { base_offset: offset, last_offset: assigned.last_offset(), max_timestamp: assigned.max_timestamp, bytes: frozen });
         }
         Ok(AppendInfo { base_offset, last_offset: self.next_offset - 1, log_append_time_ms, log_start_offset: self.log_start_offset, duplicate: false })
+    }
+
+    /// Producer and transaction state for a batch being appended at its final offset.
+    fn track_producer(&mut self, header: &BatchHeader, origin: AppendOrigin) {
+        if header.producer_id < 0 {
+            return;
+        }
+        if let AppendOrigin::Marker { commit, coordinator_epoch } = origin {
+            let outcome = self.producers.record_marker(header, coordinator_epoch);
+            let Some(first_offset) = outcome.closed_txn_first_offset else { return };
+            self.open_txns.remove(&first_offset);
+            if !commit {
+                let aborted = AbortedTxn {
+                    producer_id: header.producer_id,
+                    first_offset,
+                    last_offset: header.base_offset,
+                    last_stable_offset: self.last_stable_offset(),
+                };
+                self.record_aborted(aborted);
+            }
+            return;
+        }
+        self.producers.record(header);
+        if header.is_transactional() {
+            if let Some(first) = self.producers.entry(header.producer_id).and_then(|e| e.current_txn_first_offset) {
+                self.open_txns.insert(first, header.producer_id);
+            }
+        }
+    }
+
+    fn record_aborted(&mut self, aborted: AbortedTxn) {
+        if self.aborted_txns.last().is_some_and(|last| last.last_offset >= aborted.last_offset) {
+            return; // already known (recovery replays markers that the index holds)
+        }
+        self.aborted_txns.push(aborted);
+        let segment_base = self.segments.iter().rev().find(|s| s.base_offset <= aborted.last_offset).map(|s| s.base_offset).unwrap_or(0);
+        // Not synced here: the segment's seal fsyncs it, and recovery rebuilds entries of
+        // markers after the last producer snapshot from the log itself.
+        if let Err(e) = txn_index::append(&self.dir, segment_base, &aborted) {
+            tracing::error!(dir = %self.dir.display(), error = %format!("{e:#}"), "cannot write the aborted-transaction index; it is rebuilt on restart");
+        }
     }
 
     fn maybe_roll(&mut self, header: &BatchHeader, now: u64) {
@@ -421,18 +525,26 @@ impl PartitionLog {
 
     /// Reads from `offset` up to about `max_bytes` (at least one whole batch if there is one).
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, ReadError> {
+        self.read_up_to(offset, max_bytes, self.next_offset)
+    }
+
+    /// As `read`, but only batches that start below `end_offset` (the last stable offset for
+    /// a read_committed fetch; a transaction's batches never straddle it).
+    pub fn read_up_to(&self, offset: i64, max_bytes: usize, end_offset: i64) -> Result<ReadResult, ReadError> {
         if let Some(why) = &self.failed {
             return Err(ReadError::Storage(why.clone()));
         }
         if offset < self.log_start_offset || offset > self.next_offset {
             return Err(ReadError::OffsetOutOfRange { log_start_offset: self.log_start_offset, log_end_offset: self.next_offset });
         }
-        let mut result = ReadResult { high_watermark: self.high_watermark(), log_start_offset: self.log_start_offset, ..Default::default() };
-        if offset == self.next_offset {
+        let mut result =
+            ReadResult { high_watermark: self.high_watermark(), log_start_offset: self.log_start_offset, end_offset: offset, ..Default::default() };
+        if offset >= end_offset {
             return Ok(result);
         }
         if self.cache.first_offset().is_some_and(|first| first <= offset) {
-            for (bytes, records) in self.cache.read(offset, max_bytes) {
+            for (bytes, records, last_offset) in self.cache.read_until(offset, max_bytes, end_offset) {
+                result.end_offset = last_offset + 1;
                 result.bytes += bytes.len();
                 result.records += records;
                 result.pieces.push(ReadPiece::Memory(bytes));
@@ -451,13 +563,18 @@ impl PartitionLog {
             };
             let found = seg.find_position(offset).map_err(|e| ReadError::Storage(format!("{e:#}")))?;
             let Some((start, first)) = found else { break };
+            if first.base_offset >= end_offset {
+                break;
+            }
             let mut end = start + first.size_bytes as u64;
             result.records += first.last_offset_delta as u64 + 1;
+            result.end_offset = first.last_offset() + 1;
             while end < seg.written_bytes {
                 match seg.header_at(end).map_err(|e| ReadError::Storage(format!("{e:#}")))? {
-                    Some(h) if (end - start) as usize + h.size_bytes <= max_bytes => {
+                    Some(h) if (end - start) as usize + h.size_bytes <= max_bytes && h.base_offset < end_offset => {
                         end += h.size_bytes as u64;
                         result.records += h.last_offset_delta as u64 + 1;
+                        result.end_offset = h.last_offset() + 1;
                     }
                     _ => break,
                 }
@@ -526,8 +643,16 @@ fn exact_record(batch_bytes: &[u8], timestamp: i64) -> Option<(i64, i64)> {
     None
 }
 
-/// Rebuilds idempotent-producer state: the newest snapshot, then the batches after it.
-fn recover_producer_state(dir: &Path, segments: &[Segment], log_start_offset: i64, next_offset: i64) -> Result<ProducerState> {
+/// Rebuilds idempotent-producer and transaction state: the newest snapshot, then the batches
+/// after it. Abort markers after the snapshot whose entries the `.txnindex` files lack (they
+/// are synced only when their segment is sealed) are added back, to memory and to the file.
+fn recover_producer_state(
+    dir: &Path,
+    segments: &[Segment],
+    log_start_offset: i64,
+    next_offset: i64,
+    aborted_txns: &mut Vec<AbortedTxn>,
+) -> Result<ProducerState> {
     let (from, mut state) = ProducerState::load_latest_snapshot(dir, next_offset).unwrap_or((log_start_offset, ProducerState::default()));
     for seg in segments.iter().filter(|s| s.next_offset > from) {
         let mut position = match seg.find_position(from)? {
@@ -536,11 +661,29 @@ fn recover_producer_state(dir: &Path, segments: &[Segment], log_start_offset: i6
         };
         while let Some(h) = seg.header_at(position)? {
             if h.base_offset >= from {
-                state.record(&h);
+                if h.is_control() && h.producer_id >= 0 {
+                    let file = seg.read_file.as_ref().expect("header_at needs the file");
+                    let mut bytes = vec![0u8; h.size_bytes];
+                    std::os::unix::fs::FileExt::read_exact_at(&**file, &mut bytes, position)?;
+                    let outcome = state.record_marker(&h, -1);
+                    let abort = batch::control_type(&bytes) == Some(batch::CONTROL_TYPE_ABORT);
+                    if let (true, Some(first_offset)) = (abort, outcome.closed_txn_first_offset) {
+                        let known = aborted_txns.iter().any(|a| a.last_offset == h.base_offset);
+                        if !known {
+                            let lso = state.open_transactions().map(|(first, _)| first).min().unwrap_or(h.base_offset + 1);
+                            let entry = AbortedTxn { producer_id: h.producer_id, first_offset, last_offset: h.base_offset, last_stable_offset: lso };
+                            txn_index::append(dir, seg.base_offset, &entry)?;
+                            aborted_txns.push(entry);
+                        }
+                    }
+                } else {
+                    state.record(&h);
+                }
             }
             position += h.size_bytes as u64;
         }
     }
+    aborted_txns.sort_by_key(|a| a.last_offset);
     Ok(state)
 }
 
@@ -600,7 +743,18 @@ impl Partition {
     }
 
     pub fn append(&self, records: BytesMut, now: u64) -> Result<AppendInfo, AppendError> {
-        let info = self.log.borrow_mut().append(records, now)?;
+        self.append_from(records, now, AppendOrigin::Client)
+    }
+
+    pub fn append_from(&self, records: BytesMut, now: u64, origin: AppendOrigin) -> Result<AppendInfo, AppendError> {
+        let info = self.log.borrow_mut().append_from(records, now, origin)?;
+        self.appended.notify_all();
+        self.flush_wanted.notify_all();
+        Ok(info)
+    }
+
+    pub fn append_marker(&self, producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32, now: u64) -> Result<AppendInfo, AppendError> {
+        let info = self.log.borrow_mut().append_marker(producer_id, epoch, commit, coordinator_epoch, now)?;
         self.appended.notify_all();
         self.flush_wanted.notify_all();
         Ok(info)
@@ -802,6 +956,7 @@ impl Flusher {
                 (seg.index.clone(), seg.time_index.clone(), seg.next_offset)
             };
             write_indexes(&dir, old_base, &index, &time_index, next_offset)?;
+            txn_index::sync(&dir, old_base)?;
             File::open(segment::log_path(&dir, old_base))?.sync_all()?;
         }
         let path = segment::log_path(&dir, segment_base);

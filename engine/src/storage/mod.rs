@@ -6,6 +6,7 @@ pub mod log;
 pub mod probe;
 pub mod producer_state;
 pub mod segment;
+pub mod txn_index;
 
 #[cfg(test)]
 mod tests;

