@@ -23,6 +23,7 @@ import confluent_kafka
 import pytest
 
 import clients
+import kafkawire as kw
 
 DEADLINE_S = 120.0
 
@@ -268,6 +269,80 @@ def test_broker_kill9_after_commit_keeps_it_committed(broker):
     assert len(consume_all(broker.bootstrap, topic, 2, "read_uncommitted")) == 50
 
 
+# --- DescribeTransactions (65), ListTransactions (66), DescribeProducers (61): flexible v0 ---
+
+def _compact_str(r: kw.Reader) -> str | None:
+    n = r.uvarint() - 1
+    return None if n < 0 else r.take(n).decode()
+
+
+def _skip_tags(r: kw.Reader) -> None:
+    for _ in range(r.uvarint()):
+        r.uvarint()
+        r.take(r.uvarint())
+
+
+def describe_transactions(conn: kw.Connection, ids: list[str]) -> dict[str, tuple[int, str, int, list[tuple[str, list[int]]]]]:
+    """{id: (error, state, producer id, [(topic, partitions)])}"""
+    def build(cid):
+        return kw.frame(kw.request_header(65, 0, cid, flexible=True) + kw.compact_array([kw.compact_string(i) for i in ids]) + kw.TAGGED_FIELDS_EMPTY)
+    r = kw.Reader(conn.request(build))
+    _skip_tags(r)
+    r.i32()  # throttle
+    out = {}
+    for _ in range(r.uvarint() - 1):
+        error, txn_id, state = r.i16(), _compact_str(r), _compact_str(r)
+        r.i32(), r.i64()  # timeout, start time
+        producer_id, _epoch = r.i64(), r.i16()
+        topics = []
+        for _ in range(r.uvarint() - 1):
+            topic = _compact_str(r)
+            topics.append((topic, [r.i32() for _ in range(r.uvarint() - 1)]))
+            _skip_tags(r)
+        _skip_tags(r)
+        out[txn_id] = (error, state, producer_id, topics)
+    return out
+
+
+def list_transactions(conn: kw.Connection, states: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(unknown state filters, {id: state})"""
+    def build(cid):
+        return kw.frame(kw.request_header(66, 0, cid, flexible=True) + kw.compact_array([kw.compact_string(st) for st in states]) + kw.compact_array([]) + kw.TAGGED_FIELDS_EMPTY)
+    r = kw.Reader(conn.request(build))
+    _skip_tags(r)
+    r.i32()
+    assert r.i16() == kw.NONE
+    unknown = [_compact_str(r) for _ in range(r.uvarint() - 1)]
+    listed = {}
+    for _ in range(r.uvarint() - 1):
+        txn_id, _producer_id, state = _compact_str(r), r.i64(), _compact_str(r)
+        _skip_tags(r)
+        listed[txn_id] = state
+    return unknown, listed
+
+
+def describe_producers(conn: kw.Connection, topic: str, partition: int) -> tuple[int, list[tuple[int, int]]]:
+    """(error, [(producer id, current transaction start offset)])"""
+    def build(cid):
+        t = kw.compact_string(topic) + kw.compact_array([kw.i32(partition)]) + kw.TAGGED_FIELDS_EMPTY
+        return kw.frame(kw.request_header(61, 0, cid, flexible=True) + kw.compact_array([t]) + kw.TAGGED_FIELDS_EMPTY)
+    r = kw.Reader(conn.request(build))
+    _skip_tags(r)
+    r.i32()
+    assert r.uvarint() - 1 == 1
+    assert _compact_str(r) == topic
+    assert r.uvarint() - 1 == 1
+    assert r.i32() == partition
+    error = r.i16()
+    _compact_str(r)
+    producers = []
+    for _ in range(r.uvarint() - 1):
+        producer_id, _epoch, _seq, _ts, _coordinator_epoch, txn_start = r.i64(), r.i32(), r.i32(), r.i64(), r.i32(), r.i64()
+        _skip_tags(r)
+        producers.append((producer_id, txn_start))
+    return error, producers
+
+
 def test_transaction_admin_apis(broker):
     topic = "txn-admin"
     clients.create_topic(broker.bootstrap, topic, 2)
@@ -275,14 +350,28 @@ def test_transaction_admin_apis(broker):
     producer.begin_transaction()
     producer.produce(topic, value=b"x", partition=1)
     producer.flush(30)
-    from confluent_kafka.admin import AdminClient
-    admin = AdminClient(clients.rdkafka(broker.bootstrap))
-    listed = admin.list_transactions().result(30) if hasattr(admin, "list_transactions") else None
-    if listed is not None:
-        ids = {t.transactional_id: t for t in listed.valid}
-        assert "txn-admin-1" in ids
-    described = admin.describe_transactions(["txn-admin-1"]).get("txn-admin-1") if hasattr(admin, "describe_transactions") else None
-    if described is not None:
-        d = described.result(30)
-        assert str(d.state).endswith("ONGOING") or "Ongoing" in str(d.state), d.state
-    producer.commit_transaction(60)
+    with kw.Connection(broker.port) as conn:
+        described = describe_transactions(conn, ["txn-admin-1", "no-such-txn"])
+        error, state, producer_id, topics = described["txn-admin-1"]
+        assert (error, state, topics) == (kw.NONE, "Ongoing", [(topic, [1])])
+        assert described["no-such-txn"][0] == 105  # TRANSACTIONAL_ID_NOT_FOUND
+        unknown, listed = list_transactions(conn, ["Ongoing", "Bogus"])
+        assert unknown == ["Bogus"] and listed == {"txn-admin-1": "Ongoing"}
+        error, producers = describe_producers(conn, topic, 1)
+        assert error == kw.NONE and producers == [(producer_id, 0)], producers
+        producer.commit_transaction(60)
+        assert describe_transactions(conn, ["txn-admin-1"])["txn-admin-1"][1] == "CompleteCommit"
+        assert list_transactions(conn, ["Ongoing"])[1] == {}
+        assert describe_producers(conn, topic, 1)[1] == [(producer_id, -1)]
+
+
+def test_clients_cannot_write_control_batches(broker):
+    topic = "txn-control"
+    clients.create_topic(broker.bootstrap, topic, 1)
+    batch = bytearray(kw.record_batch([(b"\0\0\0\1", b"\0\0\0\0\0\0")], producer_id=5, producer_epoch=0, base_sequence=-1))
+    batch[21:23] = kw.i16(0x30)  # transactional | control
+    batch[17:21] = kw.u32(kw.crc32c(bytes(batch[21:])))
+    with kw.Connection(broker.port) as conn:
+        [(_, _, error, _)] = kw.parse_produce_v3(conn.request(kw.produce_v3_request, topic, 0, bytes(batch)))
+        assert error == 87  # INVALID_RECORD
+    assert "control batches are written by the transaction coordinator" in broker.log_text()

@@ -285,3 +285,69 @@ fn write_file_for_clean_marker_helper() {
     let log = PartitionLog::open(dir.path(), config()).unwrap();
     assert_eq!(log.log_end_offset(), 0);
 }
+
+fn txn_batch(producer_id: i64, epoch: i16, sequence: i32, values: &[&str]) -> BytesMut {
+    let records: Vec<shardlog_protocol::batch::KeyValue> = values.iter().map(|v| (None, Some(v.as_bytes()))).collect();
+    let producer = shardlog_protocol::batch::BatchProducer {
+        attributes: shardlog_protocol::batch::ATTRIBUTE_TRANSACTIONAL,
+        producer_id,
+        producer_epoch: epoch,
+        base_sequence: sequence,
+    };
+    BytesMut::from(&shardlog_protocol::batch::build_producer_batch(0, 1_000, &records, &producer)[..])
+}
+
+/// Offsets of the batches a read_committed reader gets (up to the LSO), and the aborted list.
+fn committed_view(p: &Partition) -> (i64, Vec<(i64, i64)>) {
+    let log = p.log.borrow();
+    let lso = log.last_stable_offset();
+    let mut end = 0;
+    loop {
+        let r = log.read_up_to(end, 1 << 20, lso).unwrap();
+        if r.bytes == 0 {
+            break;
+        }
+        end = r.end_offset;
+    }
+    (end, log.aborted_txns_between(0, end).iter().map(|a| (a.producer_id, a.first_offset)).collect())
+}
+
+#[test]
+fn transactions_bound_the_lso_and_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let p2 = path.clone();
+    run(move || async move {
+        let p = open(&p2, config());
+        p.append(batch_of(0, 2), 10).unwrap(); // offsets 0-1, not transactional
+        p.append(txn_batch(7, 0, 0, &["a", "b"]), 10).unwrap(); // 2-3, producer 7 opens a txn
+        p.append(txn_batch(8, 0, 0, &["c"]), 10).unwrap(); // 4, producer 8 opens a txn
+        assert_eq!(p.log.borrow().last_stable_offset(), 2, "the first open transaction bounds the LSO");
+        let abort = p.append_marker(7, 0, false, 0, 10).unwrap(); // 5: abort 7
+        assert_eq!(abort.base_offset, 5);
+        assert_eq!(p.log.borrow().last_stable_offset(), 4, "producer 8 still open");
+        assert!(p.append(shardlog_protocol::batch::build_control_batch(1, 8, 0, true, 0).as_slice().into(), 10).is_err(), "clients cannot write markers");
+        assert!(p.append_marker(8, -1, true, 0, 10).is_err(), "a marker from a fenced epoch is refused");
+        let commit = p.append_marker(8, 0, true, 0, 10).unwrap(); // 6: commit 8
+        assert_eq!(p.log.borrow().last_stable_offset(), 7);
+        assert_eq!(committed_view(&p), (7, vec![(7, 2)]));
+        p.append(txn_batch(9, 0, 0, &["d"]), 10).unwrap(); // 7: producer 9 open at the crash
+        let last = p.append(txn_batch(7, 1, 0, &["e"]), 10).unwrap(); // 8: producer 7, new epoch, open
+        p.wait_durable(last.last_offset.max(commit.last_offset)).await.unwrap();
+        // No close: the process dies here; the .txnindex entry was never synced.
+    });
+    let p3 = path.clone();
+    run(move || async move {
+        let p = open(&p3, config());
+        assert_eq!(p.log.borrow().last_stable_offset(), 7, "open transactions are recovered from the log");
+        assert_eq!(committed_view(&p), (7, vec![(7, 2)]), "the aborted transaction is still known");
+        p.append_marker(9, 0, false, 0, 10).unwrap(); // 9
+        p.append_marker(7, 1, true, 0, 10).unwrap(); // 10
+        assert_eq!(p.log.borrow().last_stable_offset(), 11);
+        assert_eq!(committed_view(&p), (11, vec![(7, 2), (9, 7)]));
+        p.close(true).await.unwrap();
+        let p = open(&p3, config());
+        assert_eq!(committed_view(&p), (11, vec![(7, 2), (9, 7)]), "after a clean restart, from the index and the snapshot");
+        p.close(true).await.unwrap();
+    });
+}
