@@ -47,10 +47,17 @@ GROUP_APIS = {
 }
 
 PRODUCER_APIS = {
-    22: (0, 4),  # InitProducerId (idempotent producers)
+    22: (0, 4),  # InitProducerId (idempotent and transactional producers)
+    24: (0, 3),  # AddPartitionsToTxn (4+ is the broker-to-broker form)
+    25: (0, 4),  # AddOffsetsToTxn
+    26: (0, 4),  # EndTxn
+    28: (0, 4),  # TxnOffsetCommit
+    61: (0, 0),  # DescribeProducers
+    65: (0, 0),  # DescribeTransactions
+    66: (0, 2),  # ListTransactions
 }
 
-# Everything shardlog advertises. Not yet: transactions, SASL, ACLs, configs.
+# Everything shardlog advertises. Not yet: SASL, ACLs, configs.
 EXPECTED_APIS = {**CORE_APIS, **GROUP_APIS, **PRODUCER_APIS}
 
 

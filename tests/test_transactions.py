@@ -115,6 +115,28 @@ def test_committed_visible_aborted_hidden(broker):
     assert sorted(got) == seen_committed
 
 
+def test_kafka_python_transactional_producer(broker):
+    """A second implementation on the producing side: kafka-python's transactional producer."""
+    from kafka import KafkaProducer
+    topic = "txn-kafka-python"
+    clients.create_topic(broker.bootstrap, topic, 2)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id="txn-kp-1", enable_idempotence=True)
+    producer.init_transactions()
+    for round_ in range(4):
+        producer.begin_transaction()
+        for i in range(20):
+            producer.send(topic, value=f"kp{round_}-{i}".encode(), partition=i % 2)
+        producer.flush()
+        if round_ % 2 == 0:
+            producer.commit_transaction()
+        else:
+            producer.abort_transaction()
+    producer.close()
+    committed = sorted(f"kp{r}-{i}".encode() for r in (0, 2) for i in range(20))
+    assert values(consume_all(broker.bootstrap, topic, 2, "read_committed")) == committed
+    assert len(consume_all(broker.bootstrap, topic, 2, "read_uncommitted")) == 80
+
+
 def test_consume_transform_produce_commits_offsets_with_output(broker):
     source, sink, group = "txn-source", "txn-sink", "txn-pipeline"
     clients.create_topic(broker.bootstrap, source, 2)
