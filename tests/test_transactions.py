@@ -271,6 +271,52 @@ def test_broker_kill9_mid_transaction_resolves_whole(broker):
     assert seen == sorted([f"committed-{i}".encode() for i in range(60)] + [b"final"])
 
 
+def _commit_forever(bootstrap: str, topic: str, acked_path: str) -> None:
+    """Transaction n writes n to each of three partitions and commits; after each commit
+    returns, n is appended to acked_path."""
+    producer = txn_producer(bootstrap, "txn-storm-1", **{"message.timeout.ms": 10_000, "transaction.timeout.ms": 10_000})
+    with open(acked_path, "a") as acked:
+        for n in range(1_000_000):
+            producer.begin_transaction()
+            for p in range(3):
+                producer.produce(topic, value=str(n).encode(), partition=p)
+            producer.commit_transaction(30)
+            acked.write(f"{n}\n")
+            acked.flush()
+
+
+def test_broker_kill9_during_commits_resolves_every_transaction_whole(broker, tmp_path):
+    """kill -9 while transactions commit back to back, so the crash can land between the
+    coordinator's PrepareCommit and its markers: after the restart every transaction is
+    visible on all three partitions or on none, and every acknowledged commit is visible."""
+    topic = "txn-storm"
+    clients.create_topic(broker.bootstrap, topic, 3)
+    acked_path = tmp_path / "acked"
+    acked_path.write_text("")
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=_commit_forever, args=(broker.bootstrap, topic, str(acked_path)))
+    child.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(acked_path.read_text().split()) < 30 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(acked_path.read_text().split()) >= 30, "the committing producer made no progress"
+        broker.kill9()
+    finally:
+        child.kill()
+        child.join(10)
+    acked = {int(n) for n in acked_path.read_text().split()}
+    broker.start()
+    # A new producer with the id resolves whatever the old one left (fencing it).
+    txn_producer(broker.bootstrap, "txn-storm-1").flush(10)
+    by_txn: dict[int, set[int]] = {}
+    for partition, _, value in consume_all(broker.bootstrap, topic, 3, "read_committed"):
+        by_txn.setdefault(int(value), set()).add(partition)
+    half = {n: parts for n, parts in by_txn.items() if parts != {0, 1, 2}}
+    assert not half, f"transactions visible on only some partitions: {dict(list(half.items())[:5])}"
+    assert acked <= set(by_txn), f"acknowledged commits missing after kill -9: {sorted(acked - set(by_txn))[:10]}"
+
+
 def test_broker_kill9_after_commit_keeps_it_committed(broker):
     topic = "txn-crash-commit"
     clients.create_topic(broker.bootstrap, topic, 2)
