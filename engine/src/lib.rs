@@ -7,6 +7,7 @@
 //! (`shardlog_protocol`), handler (`handlers::*`), owner shard (`shard::router`), partition log
 //! (`storage::log`), segment (`storage::segment`), disk.
 pub mod admin;
+pub mod authorizer;
 pub mod config;
 pub mod groups;
 pub mod handlers;

@@ -41,6 +41,9 @@ pub struct ClusterMetadata {
     /// blocks and persists only the end of the current block.
     #[serde(default)]
     pub producer_id_block_end: i64,
+    /// Kafka ACLs (CreateAcls, DeleteAcls), enforced when an authorizer is configured.
+    #[serde(default)]
+    pub acls: crate::authorizer::AclSet,
 }
 
 /// Kafka's rule for topic names: 1 to 249 characters of ASCII letters, digits, '.', '_', '-',
@@ -60,7 +63,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 
 impl ClusterMetadata {
     pub fn new(cluster_id: String) -> ClusterMetadata {
-        ClusterMetadata { cluster_id, version: 1, topics: BTreeMap::new(), producer_id_block_end: 0 }
+        ClusterMetadata { cluster_id, version: 1, topics: BTreeMap::new(), producer_id_block_end: 0, acls: Default::default() }
     }
 
     pub fn path(meta_dir: &Path) -> PathBuf {
