@@ -57,8 +57,14 @@ PRODUCER_APIS = {
     66: (0, 2),  # ListTransactions
 }
 
-# Everything shardlog advertises. Not yet: SASL, ACLs, configs.
-EXPECTED_APIS = {**CORE_APIS, **GROUP_APIS, **PRODUCER_APIS}
+SECURITY_APIS = {
+    29: (1, 3),  # DescribeAcls
+    30: (1, 3),  # CreateAcls
+    31: (1, 3),  # DeleteAcls
+}
+
+# Everything shardlog advertises. Not yet: SASL, configs.
+EXPECTED_APIS = {**CORE_APIS, **GROUP_APIS, **PRODUCER_APIS, **SECURITY_APIS}
 
 
 def test_api_versions_advertises_exactly_the_served_set(broker):

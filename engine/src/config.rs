@@ -78,6 +78,8 @@ pub struct BrokerConfig {
     pub groups: crate::groups::classic::GroupConfig,
     /// Transaction coordinator settings (`transaction.*`).
     pub txn: crate::txn::TxnConfig,
+    /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
+    pub authorizer: crate::authorizer::AuthorizerConfig,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed at its creation.
     pub offsets_topic_partitions: i32,
 }
@@ -108,6 +110,7 @@ impl Default for BrokerConfig {
             metrics_enabled: true,
             groups: crate::groups::classic::GroupConfig::default(),
             txn: crate::txn::TxnConfig::default(),
+            authorizer: crate::authorizer::AuthorizerConfig::default(),
             offsets_topic_partitions: 50,
         }
     }
@@ -256,6 +259,11 @@ impl BrokerConfig {
                 "admin.listeners" => c.admin_listener = parse_admin_listener(value)?,
                 "shardlog.metrics.enabled" => c.metrics_enabled = value.parse().with_context(context)?,
                 "offsets.topic.num.partitions" => c.offsets_topic_partitions = positive(value, key)?,
+                // Any authorizer class turns ACL enforcement on (Kafka's AclAuthorizer and
+                // StandardAuthorizer have the same semantics); empty turns it off.
+                "authorizer.class.name" => c.authorizer.enabled = !value.trim().is_empty(),
+                "super.users" => c.authorizer.super_users = crate::authorizer::AuthorizerConfig::parse_super_users(value),
+                "allow.everyone.if.no.acl.found" => c.authorizer.allow_everyone_if_no_acl_found = value.parse().with_context(context)?,
                 "transaction.max.timeout.ms" => c.txn.timeout_ms_max = positive(value, key)?,
                 "transaction.abort.timed.out.transaction.cleanup.interval.ms" => c.txn.abort_check_interval_ms = positive(value, key)? as u64,
                 "transaction.state.log.num.partitions" => c.txn.state_partitions = positive(value, key)?,

@@ -44,6 +44,9 @@ enum Command {
     /// Consumer groups of a running broker: list them, describe one.
     #[command(subcommand)]
     Group(admin::GroupCommand),
+    /// Kafka ACLs of a running broker: add, list, remove (as kafka-acls.sh).
+    #[command(subcommand)]
+    Acl(admin::AclCommand),
     /// The broker's cluster, shards, disks and busiest partitions, from its admin listener.
     Status(admin::status::StatusArgs),
     /// Host tuning: check and apply OS settings, probe disks (iotune), show the core layout.
@@ -55,6 +58,7 @@ fn main() {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Group(command)) => std::process::exit(admin::run_group(command)),
+        Some(Command::Acl(command)) => std::process::exit(admin::run_acl(command)),
         Some(Command::Status(args)) => std::process::exit(admin::status::run(args)),
         Some(Command::Tune(command)) => std::process::exit(admin::tune::run(command)),
         None => {}

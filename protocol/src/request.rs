@@ -135,6 +135,9 @@ pub enum RequestBody {
     DescribeProducers(m::DescribeProducersRequest),
     DescribeTransactions(m::DescribeTransactionsRequest),
     ListTransactions(m::ListTransactionsRequest),
+    DescribeAcls(m::DescribeAclsRequest),
+    CreateAcls(m::CreateAclsRequest),
+    DeleteAcls(m::DeleteAclsRequest),
 }
 
 /// Validates and decodes the body of a request whose header is `header`.
@@ -181,6 +184,9 @@ pub fn decode_body(header: &RequestHeader, frame: &Bytes) -> Result<RequestBody,
         ApiKey::DescribeProducers => RequestBody::DescribeProducers(m::DescribeProducersRequest::decode(&mut buf, api_version).map_err(undecodable)?),
         ApiKey::DescribeTransactions => RequestBody::DescribeTransactions(m::DescribeTransactionsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
         ApiKey::ListTransactions => RequestBody::ListTransactions(m::ListTransactionsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::DescribeAcls => RequestBody::DescribeAcls(m::DescribeAclsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::CreateAcls => RequestBody::CreateAcls(m::CreateAclsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::DeleteAcls => RequestBody::DeleteAcls(m::DeleteAclsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
         _ => return Err(RequestError::Undecodable { api_key, api_version, reason: String::from("no decoder for this api") }),
     })
 }

@@ -255,6 +255,9 @@ static APIS: &[Api] = &[
     Api::new(25, "0-4", "3+", &ADD_OFFSETS_TO_TXN),
     Api::new(26, "0-4", "3+", &END_TXN),
     Api::new(28, "0-4", "3+", &TXN_OFFSET_COMMIT),
+    Api::new(29, "1-3", "2+", &DESCRIBE_ACLS),
+    Api::new(30, "1-3", "2+", &CREATE_ACLS),
+    Api::new(31, "1-3", "2+", &DELETE_ACLS),
     Api::new(32, "1-4", "4+", &DESCRIBE_CONFIGS),
     Api::new(33, "0-2", "2+", &ALTER_CONFIGS),
     Api::new(36, "0-2", "2+", &SASL_AUTHENTICATE),
@@ -606,6 +609,45 @@ static TXN_OFFSET_COMMIT_PARTITION: Struct = plain_struct!("TxnOffsetCommitReque
     "CommittedOffset": INT64, "0+";
     "CommittedLeaderEpoch": INT32, "2+";
     "CommittedMetadata": STRING, "0+", nullable "0+";
+});
+
+// DescribeAcls (29): v0, without pattern types, is gone from Kafka 4.
+static DESCRIBE_ACLS: Struct = plain_struct!("DescribeAclsRequest" {
+    "ResourceTypeFilter": INT8, "0+";
+    "ResourceNameFilter": STRING, "0+", nullable "0+";
+    "PatternTypeFilter": INT8, "1+";
+    "PrincipalFilter": STRING, "0+", nullable "0+";
+    "HostFilter": STRING, "0+", nullable "0+";
+    "Operation": INT8, "0+";
+    "PermissionType": INT8, "0+";
+});
+
+// CreateAcls (30)
+static CREATE_ACLS: Struct = plain_struct!("CreateAclsRequest" {
+    "Creations": array(&CREATE_ACLS_CREATION), "0+";
+});
+static CREATE_ACLS_CREATION: Struct = plain_struct!("AclCreation" {
+    "ResourceType": INT8, "0+";
+    "ResourceName": STRING, "0+";
+    "ResourcePatternType": INT8, "1+";
+    "Principal": STRING, "0+";
+    "Host": STRING, "0+";
+    "Operation": INT8, "0+";
+    "PermissionType": INT8, "0+";
+});
+
+// DeleteAcls (31)
+static DELETE_ACLS: Struct = plain_struct!("DeleteAclsRequest" {
+    "Filters": array(&DELETE_ACLS_FILTER), "0+";
+});
+static DELETE_ACLS_FILTER: Struct = plain_struct!("DeleteAclsFilter" {
+    "ResourceTypeFilter": INT8, "0+";
+    "ResourceNameFilter": STRING, "0+", nullable "0+";
+    "PatternTypeFilter": INT8, "1+";
+    "PrincipalFilter": STRING, "0+", nullable "0+";
+    "HostFilter": STRING, "0+", nullable "0+";
+    "Operation": INT8, "0+";
+    "PermissionType": INT8, "0+";
 });
 
 // DescribeProducers (61)

@@ -12,8 +12,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    add_partitions_to_txn_request, describe_producers_request, txn_offset_commit_request, AddOffsetsToTxnRequest, AddPartitionsToTxnRequest,
-    DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest, ListTransactionsRequest, TxnOffsetCommitRequest,
+    add_partitions_to_txn_request, create_acls_request, delete_acls_request, describe_producers_request, txn_offset_commit_request, AddOffsetsToTxnRequest,
+    AddPartitionsToTxnRequest, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest, DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest,
+    ListTransactionsRequest, TxnOffsetCommitRequest,
 };
 use kafka_protocol::messages::{
     alter_configs_request, create_partitions_request, create_topics_request, delete_topics_request, describe_configs_request, fetch_request,
@@ -106,6 +107,9 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (25, 0, 4),
     (26, 0, 4),
     (28, 0, 4),
+    (29, 1, 3),
+    (30, 1, 3),
+    (31, 1, 3),
     (32, 1, 4),
     (33, 0, 2),
     (36, 0, 2),
@@ -159,6 +163,9 @@ fn decode_body(api_key: i16, version: i16, body: &[u8]) -> Result<usize, String>
         25 => AddOffsetsToTxnRequest,
         26 => EndTxnRequest,
         28 => TxnOffsetCommitRequest,
+        29 => DescribeAclsRequest,
+        30 => CreateAclsRequest,
+        31 => DeleteAclsRequest,
         61 => DescribeProducersRequest,
         65 => DescribeTransactionsRequest,
         66 => ListTransactionsRequest,
@@ -617,6 +624,43 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                 request = request.with_generation_id(5).with_member_id(s("member-1")).with_group_instance_id((!nulls).then(|| s("instance-1")));
             }
             encode(&request, v)
+        }
+        29 => encode(
+            &DescribeAclsRequest::default()
+                .with_resource_type_filter(2)
+                .with_resource_name_filter((!nulls).then(|| s("orders")))
+                .with_pattern_type_filter(3)
+                .with_principal_filter((!nulls).then(|| s("User:alice")))
+                .with_host_filter((!nulls).then(|| s("*")))
+                .with_operation(3)
+                .with_permission_type(3),
+            v,
+        ),
+        30 => {
+            use create_acls_request::AclCreation;
+            let creation = |name| {
+                AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(name))
+                    .with_resource_pattern_type(4)
+                    .with_principal(s("User:alice"))
+                    .with_host(s("*"))
+                    .with_operation(4)
+                    .with_permission_type(3)
+            };
+            encode(&CreateAclsRequest::default().with_creations(vec![creation("orders"), creation("logs-")]), v)
+        }
+        31 => {
+            use delete_acls_request::DeleteAclsFilter;
+            let filter = DeleteAclsFilter::default()
+                .with_resource_type_filter(1)
+                .with_resource_name_filter((!nulls).then(|| s("orders")))
+                .with_pattern_type_filter(2)
+                .with_principal_filter((!nulls).then(|| s("User:alice")))
+                .with_host_filter(None)
+                .with_operation(1)
+                .with_permission_type(1);
+            encode(&DeleteAclsRequest::default().with_filters(vec![filter.clone(), filter]), v)
         }
         61 => {
             use describe_producers_request::TopicRequest;

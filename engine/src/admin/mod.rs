@@ -8,6 +8,7 @@
 //! - `table`: aligned plain-text tables.
 //! - `tune`: `shardlog tune ...`, the arguments of the host-tuning tools in `shardlog-tuning`.
 
+pub mod acl;
 pub mod assignment;
 pub mod client;
 pub mod group;
@@ -17,7 +18,23 @@ pub mod tune;
 
 use std::io::{self, Write};
 
+pub use acl::AclCommand;
 pub use group::GroupCommand;
+
+/// Runs a `shardlog acl ...` command and returns the process exit code.
+pub fn run_acl(command: AclCommand) -> i32 {
+    let mut out = io::stdout().lock();
+    match acl::run(command, &mut out).and_then(|code| {
+        out.flush()?;
+        Ok(code)
+    }) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("shardlog: {e:#}");
+            1
+        }
+    }
+}
 
 /// Runs a `shardlog group ...` command and returns the process exit code: 0 on success, 1 on an
 /// error (printed to stderr) or when the group does not exist.

@@ -91,7 +91,9 @@ impl ResourceType {
         }
     }
     pub fn parse(s: &str) -> Option<ResourceType> {
-        [Self::Topic, Self::Group, Self::Cluster, Self::TransactionalId, Self::DelegationToken, Self::User].into_iter().find(|t| t.name().eq_ignore_ascii_case(s))
+        [Self::Topic, Self::Group, Self::Cluster, Self::TransactionalId, Self::DelegationToken, Self::User]
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s))
     }
 }
 

@@ -59,7 +59,8 @@ fn oracle(set: &AclSet, c: &AuthorizerConfig, principal: &str, host: &str, op: O
     if on_resource.is_empty() {
         return c.allow_everyone_if_no_acl_found;
     }
-    let mine: Vec<&&AclBinding> = on_resource.iter().filter(|a| [principal, "User:*"].contains(&a.principal.as_str()) && [host, "*"].contains(&a.host.as_str())).collect();
+    let mine: Vec<&&AclBinding> =
+        on_resource.iter().filter(|a| [principal, "User:*"].contains(&a.principal.as_str()) && [host, "*"].contains(&a.host.as_str())).collect();
     let denied = mine.iter().any(|a| a.permission == Deny && [op, All].contains(&a.operation));
     let granted_ops = |a: &AclBinding| -> Vec<Operation> {
         match a.operation {
@@ -76,7 +77,8 @@ fn oracle(set: &AclSet, c: &AuthorizerConfig, principal: &str, host: &str, op: O
 fn matrix_matches_the_rules_with_no_unauthorized_success() {
     let principals = ["User:alice", "User:bob", "User:admin", "User:eve"];
     let hosts = ["10.0.0.1", "10.0.0.2"];
-    let resources = [(Topic, "orders"), (Topic, "orders-eu"), (Topic, "logs"), (Group, "g1"), (Group, "orders"), (Cluster, "kafka-cluster"), (TransactionalId, "tx-1")];
+    let resources =
+        [(Topic, "orders"), (Topic, "orders-eu"), (Topic, "logs"), (Group, "g1"), (Group, "orders"), (Cluster, "kafka-cluster"), (TransactionalId, "tx-1")];
     let mut set = AclSet::default();
     set.acls.insert(acl(Topic, "orders", Prefixed, "User:alice", "*", Write, Allow));
     set.acls.insert(acl(Topic, "orders-eu", Literal, "User:alice", "10.0.0.2", Write, Deny));

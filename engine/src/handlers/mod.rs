@@ -8,10 +8,13 @@ pub mod add_partitions_to_txn;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_groups;
 pub mod describe_producers;
@@ -91,6 +94,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
@@ -190,6 +196,9 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Re
         RequestBody::DescribeProducers(r) => describe_producers::handle(&shard, &header, r).await,
         RequestBody::DescribeTransactions(r) => describe_transactions::handle(&shard, &header, r).await,
         RequestBody::ListTransactions(r) => list_transactions::handle(&shard, &header, r).await,
+        RequestBody::DescribeAcls(r) => describe_acls::handle(&shard, &header, r),
+        RequestBody::CreateAcls(r) => create_acls::handle(&shard, &header, r).await,
+        RequestBody::DeleteAcls(r) => delete_acls::handle(&shard, &header, r).await,
     }
 }
 

@@ -161,7 +161,39 @@ pub async fn handle(shard: Rc<Shard>, request: ControllerRequest) -> ShardReply 
         controller.next_producer_id.set(id + 1);
         return ShardReply::ProducerId(id, ec::NONE);
     }
+    if let ControllerRequest::DeleteAcls { filters } = &request {
+        let deleted: Vec<Vec<crate::authorizer::AclBinding>> =
+            filters.iter().map(|f| meta.acls.acls.iter().filter(|a| f.matches(a)).cloned().collect()).collect();
+        if deleted.iter().all(|d| d.is_empty()) {
+            return ShardReply::AclsDeleted(Ok(deleted));
+        }
+        for acl in deleted.iter().flatten() {
+            meta.acls.acls.remove(acl);
+        }
+        meta.version += 1;
+        if let Err(e) = meta.persist(&shard.meta_dir()) {
+            let msg = format!("persisting metadata failed: {e:#}");
+            tracing::error!(error = %msg, "ACL deletion not applied");
+            return ShardReply::AclsDeleted(Err((ec::KAFKA_STORAGE_ERROR, msg)));
+        }
+        tracing::info!(deleted = deleted.iter().map(Vec::len).sum::<usize>(), "ACLs deleted");
+        broadcast(&shard, meta).await;
+        return ShardReply::AclsDeleted(Ok(deleted));
+    }
     match request {
+        ControllerRequest::CreateAcls { acls } => {
+            for acl in acls {
+                let name = format!("{} {} {}", acl.principal, acl.operation.name(), acl.resource_name);
+                if meta.acls.acls.len() >= crate::authorizer::ACLS_MAX && !meta.acls.acls.contains(&acl) {
+                    results.push((name, ec::INVALID_REQUEST, Some(format!("the broker keeps at most {} ACLs", crate::authorizer::ACLS_MAX))));
+                    continue;
+                }
+                tracing::info!(acl = ?acl, "ACL created");
+                changed |= meta.acls.acls.insert(acl);
+                results.push((name, ec::NONE, None));
+            }
+        }
+        ControllerRequest::DeleteAcls { .. } => unreachable!("answered above"),
         ControllerRequest::CreateTopics { topics, validate_only } => {
             for topic in topics {
                 let outcome = create_topic(&shard, &mut meta, &topic, validate_only);

@@ -52,6 +52,14 @@ pub enum ControllerRequest {
     },
     /// A new producer id for an idempotent producer.
     AllocateProducerId,
+    /// CreateAcls: bindings already validated by the handler.
+    CreateAcls {
+        acls: Vec<crate::authorizer::AclBinding>,
+    },
+    /// DeleteAcls: every ACL that matches a filter goes; the reply lists them per filter.
+    DeleteAcls {
+        filters: Vec<crate::authorizer::AclFilter>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +122,8 @@ pub enum ShardReply {
     Producers(i16, Vec<ProducerInfo>),
     /// A producer id, or -1 with the error code.
     ProducerId(i64, i16),
+    /// The ACLs DeleteAcls removed, per filter; or why nothing changed.
+    AclsDeleted(Result<Vec<Vec<crate::authorizer::AclBinding>>, (i16, String)>),
     Snapshot(Box<super::probe::ShardSnapshot>),
     ShutdownDone,
 }

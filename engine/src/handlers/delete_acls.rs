@@ -1,0 +1,76 @@
+//! DeleteAcls (key 31, v1-3): every ACL that matches one of the filters is removed; the
+//! answer lists them per filter.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::delete_acls_response::{DeleteAclsFilterResult, DeleteAclsMatchingAcl};
+use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse};
+use shardlog_protocol::error_code as ec;
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::{respond, str_bytes, Response};
+use crate::authorizer::AclFilter;
+use crate::shard::messages::{ControllerRequest, ShardReply, ShardRequest};
+use crate::shard::{Shard, CONTROLLER_SHARD};
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteAclsRequest) -> Response {
+    let filters: Vec<AclFilter> = request
+        .filters
+        .iter()
+        .map(|f| AclFilter {
+            resource_type: f.resource_type_filter,
+            resource_name: f.resource_name_filter.as_ref().map(|s| s.to_string()),
+            pattern_type: f.pattern_type_filter,
+            principal: f.principal_filter.as_ref().map(|s| s.to_string()),
+            host: f.host_filter.as_ref().map(|s| s.to_string()),
+            operation: f.operation,
+            permission: f.permission_type,
+        })
+        .collect();
+    let invalid: Vec<Option<String>> = filters.iter().map(|f| f.validate().err()).collect();
+    let valid: Vec<AclFilter> = filters.iter().zip(&invalid).filter(|(_, bad)| bad.is_none()).map(|(f, _)| f.clone()).collect();
+    let outcome = if valid.is_empty() {
+        Ok(Vec::new())
+    } else {
+        match shard.dispatch(CONTROLLER_SHARD, ShardRequest::Controller(ControllerRequest::DeleteAcls { filters: valid })).await {
+            ShardReply::AclsDeleted(outcome) => outcome,
+            _ => Err((ec::UNKNOWN_SERVER_ERROR, String::from("the controller did not answer"))),
+        }
+    };
+    let mut deleted = match &outcome {
+        Ok(lists) => lists.clone().into_iter(),
+        Err(_) => Vec::new().into_iter(),
+    };
+    let mut r = DeleteAclsResponse::default();
+    for bad in invalid {
+        let mut result = DeleteAclsFilterResult::default();
+        result.error_message = None;
+        match (bad, &outcome) {
+            (Some(why), _) => {
+                result.error_code = ec::INVALID_REQUEST;
+                result.error_message = Some(str_bytes(&why));
+            }
+            (None, Err((code, why))) => {
+                result.error_code = *code;
+                result.error_message = Some(str_bytes(why));
+            }
+            (None, Ok(_)) => {
+                for acl in deleted.next().unwrap_or_default() {
+                    let mut m = DeleteAclsMatchingAcl::default();
+                    m.error_message = None;
+                    m.resource_type = acl.resource_type as i8;
+                    m.resource_name = str_bytes(&acl.resource_name);
+                    m.pattern_type = acl.pattern_type as i8;
+                    m.principal = str_bytes(&acl.principal);
+                    m.host = str_bytes(&acl.host);
+                    m.operation = acl.operation as i8;
+                    m.permission_type = acl.permission as i8;
+                    result.matching_acls.push(m);
+                }
+            }
+        }
+        r.filter_results.push(result);
+    }
+    respond(header, &r)
+}
