@@ -485,9 +485,10 @@ mod tests {
             }
         });
         let config = ClientConfig { timeout: Duration::from_millis(500), ..ClientConfig::default() };
-        let started = Instant::now();
+        // Per-read timeouts would keep reading until the peer gives up after 3 s and fail with
+        // a closed connection; the request deadline fails it with a timeout instead. (No
+        // wall-clock assertion: the error says which bound fired.)
         let e = Client::connect(&address.to_string(), config).err().expect("the peer never finishes");
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
         assert!(format!("{e:#}").contains("timed out after 500 ms reading the response to ApiVersions"), "{e:#}");
         server.join().unwrap();
     }
