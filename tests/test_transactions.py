@@ -443,3 +443,34 @@ def test_clients_cannot_write_control_batches(broker):
         [(_, _, error, _)] = kw.parse_produce_v3(conn.request(kw.produce_v3_request, topic, 0, bytes(batch)))
         assert error == 87  # INVALID_RECORD
     assert "control batches are written by the transaction coordinator" in broker.log_text()
+
+
+def test_stray_transactional_batch_cannot_open_a_hanging_transaction(broker):
+    """KIP-890: a transactional batch for a partition that is not in the producer's ongoing
+    transaction (a late retry after the transaction ended, say) is refused, so it cannot hold
+    the last stable offset back forever."""
+    topic = "txn-stray"
+    clients.create_topic(broker.bootstrap, topic, 2)
+    producer = txn_producer(broker.bootstrap, "txn-stray-1")
+    producer.begin_transaction()
+    producer.produce(topic, value=b"ok", partition=0)
+    producer.commit_transaction(60)
+    with kw.Connection(broker.port) as conn:
+        _, _, producer_id, _ = describe_transactions(conn, ["txn-stray-1"])["txn-stray-1"]
+        epoch = 0
+        batch = bytearray(kw.record_batch([(None, b"stray")], producer_id=producer_id, producer_epoch=epoch, base_sequence=0))
+        batch[21:23] = kw.i16(0x10)  # transactional
+        batch[17:21] = kw.u32(kw.crc32c(bytes(batch[21:])))
+
+        def produce(cid, transactional_id):
+            partitions = kw.array([kw.i32(1) + kw.kbytes(bytes(batch))])
+            body = kw.string(transactional_id) + kw.i16(-1) + kw.i32(30_000) + kw.array([kw.string(topic) + partitions])
+            return kw.frame(kw.request_header(0, 3, cid) + body)
+
+        [(_, _, error, _)] = kw.parse_produce_v3(conn.request(produce, "txn-stray-1"))
+        assert error == 48, f"INVALID_TXN_STATE expected, got {error}"  # the partition is not in a transaction
+        [(_, _, error, _)] = kw.parse_produce_v3(conn.request(produce, None))
+        assert error == 87, "a transactional batch without the transactional id is INVALID_RECORD"
+    # Nothing was appended: read_committed consumers are not held back.
+    assert values(consume_all(broker.bootstrap, topic, 2, "read_committed")) == [b"ok"]
+    assert len(consume_all(broker.bootstrap, topic, 2, "read_uncommitted")) == 1

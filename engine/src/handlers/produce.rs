@@ -34,8 +34,10 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceR
             work.push((name.clone(), p.index, p.records.clone(), outcome));
         }
     }
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
     let calls = work.into_iter().map(|(name, index, records, outcome)| {
         let shard = shard.clone();
+        let transactional_id = transactional_id.clone();
         async move {
             if let Some(o) = outcome {
                 return (name, index, o);
@@ -46,7 +48,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceR
             let Some(owner) = shard.owner(&name, index) else {
                 return (name, index, failed(ec::UNKNOWN_TOPIC_OR_PARTITION, None));
             };
-            let reply = shard.dispatch(owner, ShardRequest::Produce { topic: name.clone(), partition: index, records, acks }).await;
+            let reply = shard.dispatch(owner, ShardRequest::Produce { topic: name.clone(), partition: index, records, acks, transactional_id }).await;
             let o = match reply {
                 ShardReply::Produce(o) => o,
                 _ => failed(ec::UNKNOWN_SERVER_ERROR, Some(String::from("owner shard unavailable"))),

@@ -9,7 +9,9 @@ use crate::storage::log::ReadPiece;
 #[derive(Debug)]
 pub enum ShardRequest {
     /// Append to a partition this shard owns; `acks` -1 waits for the group-commit fdatasync.
-    Produce { topic: String, partition: i32, records: Bytes, acks: i16 },
+    /// A transactional producer's first batch in a partition is verified with its coordinator
+    /// (KIP-890): the partition must be in the producer's ongoing transaction.
+    Produce { topic: String, partition: i32, records: Bytes, acks: i16, transactional_id: Option<String> },
     /// Read from a partition this shard owns; read_committed reads stop at the last stable
     /// offset.
     Read { topic: String, partition: i32, offset: i64, max_bytes: usize, read_committed: bool },

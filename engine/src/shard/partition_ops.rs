@@ -14,7 +14,9 @@ use crate::storage::log::{now_ms, AppendError, LogConfig, Partition, PartitionLo
 
 pub async fn handle(shard: Rc<Shard>, request: ShardRequest) -> ShardReply {
     match request {
-        ShardRequest::Produce { topic, partition, records, acks } => ShardReply::Produce(produce(&shard, &topic, partition, records, acks).await),
+        ShardRequest::Produce { topic, partition, records, acks, transactional_id } => {
+            ShardReply::Produce(produce(&shard, &topic, partition, records, acks, transactional_id.as_deref()).await)
+        }
         ShardRequest::Read { topic, partition, offset, max_bytes, read_committed } => {
             ShardReply::Read(read(&shard, &topic, partition, offset, max_bytes, read_committed))
         }
@@ -49,12 +51,18 @@ pub async fn handle(shard: Rc<Shard>, request: ShardRequest) -> ShardReply {
     }
 }
 
-pub async fn produce(shard: &Shard, topic: &str, partition: i32, records: bytes::Bytes, acks: i16) -> ProduceOutcome {
+pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: bytes::Bytes, acks: i16, transactional_id: Option<&str>) -> ProduceOutcome {
     let mut outcome = ProduceOutcome { error_code: ec::NONE, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, error_message: None };
     let Some(p) = shard.local_partition(topic, partition) else {
         outcome.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;
         return outcome;
     };
+    if let Err((code, message)) = verify_transaction(shard, &p, &records, transactional_id).await {
+        tracing::warn!(topic, partition, error = %message, "transactional produce refused");
+        outcome.error_code = code;
+        outcome.error_message = Some(message);
+        return outcome;
+    }
     // The one copy on the produce path: from the request buffer into the log's own buffer.
     let info = match p.append(BytesMut::from(&records[..]), now_ms()) {
         Ok(info) => info,
@@ -88,6 +96,58 @@ pub async fn produce(shard: &Shard, topic: &str, partition: i32, records: bytes:
     outcome.log_append_time_ms = info.log_append_time_ms;
     outcome.log_start_offset = info.log_start_offset;
     outcome
+}
+
+/// Verification rounds before a produce that keeps racing with markers is refused.
+const VERIFY_ROUNDS_MAX: usize = 3;
+
+/// KIP-890: the first transactional batch of a producer in a partition opens a transaction
+/// there, which only a marker closes. So that a late or stray batch (after its transaction
+/// ended, or for a partition never added to it) cannot leave a transaction open forever and
+/// hold the last stable offset back, the coordinator must confirm that the partition is in the
+/// producer's ongoing transaction. If a marker for the producer lands here meanwhile, the
+/// answer may be stale: ask again.
+async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], transactional_id: Option<&str>) -> Result<(), (i16, String)> {
+    let Ok(header) = shardlog_protocol::batch::parse_header(records, 0, false) else { return Ok(()) }; // append reports it
+                                                                                                       // Control batches from a client are refused by the append itself.
+    if !header.is_transactional() || header.is_control() || header.producer_id < 0 {
+        return Ok(());
+    }
+    let Some(transactional_id) = transactional_id else {
+        return Err((ec::INVALID_RECORD, String::from("transactional batches need the producer's transactional id in the produce request")));
+    };
+    for _ in 0..VERIFY_ROUNDS_MAX {
+        let (open_here, markers_before) = {
+            let log = p.log.borrow();
+            let entry = log.producer_state().entry(header.producer_id);
+            (entry.is_some_and(|e| e.current_txn_first_offset.is_some() && e.epoch == header.producer_epoch), p.markers_written.get())
+        };
+        if open_here {
+            return Ok(());
+        }
+        let call = crate::txn::TxnCall::Verify {
+            transactional_id: transactional_id.to_string(),
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            partition: (p.topic.clone(), p.partition),
+        };
+        let code = match crate::txn::call(shard, transactional_id, call).await {
+            Ok(crate::txn::TxnReply::Code(code)) => code,
+            Ok(_) => ec::UNKNOWN_SERVER_ERROR,
+            Err(code) => code,
+        };
+        if code != ec::NONE {
+            let code = if code == ec::PRODUCER_FENCED { ec::INVALID_PRODUCER_EPOCH } else { code };
+            return Err((
+                code,
+                format!("producer {} (transactional id {transactional_id:?}) has no ongoing transaction with this partition", header.producer_id),
+            ));
+        }
+        if p.markers_written.get() == markers_before {
+            return Ok(());
+        }
+    }
+    Err((ec::CONCURRENT_TRANSACTIONS, String::from("the transaction ended while its batch was being verified; retry")))
 }
 
 pub fn read(shard: &Shard, topic: &str, partition: i32, offset: i64, max_bytes: usize, read_committed: bool) -> ReadOutcome {

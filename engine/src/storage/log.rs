@@ -202,6 +202,8 @@ pub struct Partition {
     flusher_done: Notify,
     flusher_running: Cell<bool>,
     closed: Cell<bool>,
+    /// Transaction markers appended so far (producers verifying a transaction watch it).
+    pub markers_written: Cell<u64>,
     pub probe: super::probe::PartitionProbe,
 }
 
@@ -738,6 +740,7 @@ impl Partition {
             flusher_done: Notify::default(),
             flusher_running: Cell::new(false),
             closed: Cell::new(false),
+            markers_written: Cell::new(0),
             probe: Default::default(),
         })
     }
@@ -755,6 +758,7 @@ impl Partition {
 
     pub fn append_marker(&self, producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32, now: u64) -> Result<AppendInfo, AppendError> {
         let info = self.log.borrow_mut().append_marker(producer_id, epoch, commit, coordinator_epoch, now)?;
+        self.markers_written.set(self.markers_written.get() + 1);
         self.appended.notify_all();
         self.flush_wanted.notify_all();
         Ok(info)

@@ -119,6 +119,17 @@ impl TxnCoordinator {
             TxnCall::EndTxn { transactional_id, producer_id, producer_epoch, commit } => {
                 TxnReply::Code(self.end_txn(shard, &transactional_id, producer_id, producer_epoch, commit).await.err().unwrap_or(ec::NONE))
             }
+            TxnCall::Verify { transactional_id, producer_id, producer_epoch, partition } => {
+                let code = match self.txns.borrow().get(&transactional_id) {
+                    None => ec::INVALID_PRODUCER_ID_MAPPING,
+                    Some(m) => match check_producer(m, producer_id, producer_epoch) {
+                        Err(code) => code,
+                        Ok(()) if m.state == TxnState::Ongoing && m.partitions.contains(&partition) => ec::NONE,
+                        Ok(()) => ec::INVALID_TXN_STATE,
+                    },
+                };
+                TxnReply::Code(code)
+            }
             TxnCall::Describe { transactional_id } => TxnReply::Describe(self.describe(&transactional_id).ok_or(ec::TRANSACTIONAL_ID_NOT_FOUND)),
             TxnCall::List { states, producer_ids, duration_ms, pattern } => {
                 let now = now_ms() as i64;

@@ -32,11 +32,41 @@ pub const COORDINATOR_EPOCH: i32 = 0;
 /// A transaction request as it travels to the coordinator shard.
 #[derive(Debug, Clone)]
 pub enum TxnCall {
-    InitProducerId { transactional_id: String, timeout_ms: i32, producer_id: i64, producer_epoch: i16 },
-    AddPartitions { transactional_id: String, producer_id: i64, producer_epoch: i16, partitions: Vec<(String, i32)> },
-    EndTxn { transactional_id: String, producer_id: i64, producer_epoch: i16, commit: bool },
-    Describe { transactional_id: String },
-    List { states: Vec<String>, producer_ids: Vec<i64>, duration_ms: i64, pattern: Option<String> },
+    InitProducerId {
+        transactional_id: String,
+        timeout_ms: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+    },
+    AddPartitions {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<(String, i32)>,
+    },
+    EndTxn {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+    },
+    /// Is `partition` in this producer's ongoing transaction? (KIP-890 verification of a
+    /// transactional produce.)
+    Verify {
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        partition: (String, i32),
+    },
+    Describe {
+        transactional_id: String,
+    },
+    List {
+        states: Vec<String>,
+        producer_ids: Vec<i64>,
+        duration_ms: i64,
+        pattern: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -76,7 +106,10 @@ pub fn coordinator_shard(shard: &Shard, transactional_id: &str) -> Option<usize>
 /// code to answer with when there is no coordinator.
 pub async fn call(shard: &Rc<Shard>, transactional_id: &str, call: TxnCall) -> Result<TxnReply, i16> {
     let Some(owner) = coordinator_shard(shard, transactional_id) else { return Err(ec::COORDINATOR_NOT_AVAILABLE) };
-    match shard.dispatch(owner, ShardRequest::Txn(Box::new(call))).await {
+    // Produce verification calls this from inside the shard's request handler: box the
+    // dispatch to break the future's recursion.
+    let reply: std::pin::Pin<Box<dyn std::future::Future<Output = ShardReply>>> = Box::pin(shard.dispatch(owner, ShardRequest::Txn(Box::new(call))));
+    match reply.await {
         ShardReply::Txn(reply) => Ok(*reply),
         _ => Err(ec::COORDINATOR_NOT_AVAILABLE),
     }
