@@ -15,5 +15,6 @@ pub mod metadata;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod security;
 pub mod shard;
 pub mod storage;

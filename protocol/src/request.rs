@@ -128,6 +128,10 @@ pub enum RequestBody {
     ConsumerGroupHeartbeat(m::ConsumerGroupHeartbeatRequest),
     ConsumerGroupDescribe(m::ConsumerGroupDescribeRequest),
     InitProducerId(m::InitProducerIdRequest),
+    SaslHandshake(m::SaslHandshakeRequest),
+    SaslAuthenticate(m::SaslAuthenticateRequest),
+    DescribeUserScramCredentials(m::DescribeUserScramCredentialsRequest),
+    AlterUserScramCredentials(m::AlterUserScramCredentialsRequest),
 }
 
 /// Validates and decodes the body of a request whose header is `header`.
@@ -167,6 +171,14 @@ pub fn decode_body(header: &RequestHeader, frame: &Bytes) -> Result<RequestBody,
             RequestBody::ConsumerGroupDescribe(m::ConsumerGroupDescribeRequest::decode(&mut buf, api_version).map_err(undecodable)?)
         }
         ApiKey::InitProducerId => RequestBody::InitProducerId(m::InitProducerIdRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::SaslHandshake => RequestBody::SaslHandshake(m::SaslHandshakeRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::SaslAuthenticate => RequestBody::SaslAuthenticate(m::SaslAuthenticateRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::DescribeUserScramCredentials => {
+            RequestBody::DescribeUserScramCredentials(m::DescribeUserScramCredentialsRequest::decode(&mut buf, api_version).map_err(undecodable)?)
+        }
+        ApiKey::AlterUserScramCredentials => {
+            RequestBody::AlterUserScramCredentials(m::AlterUserScramCredentialsRequest::decode(&mut buf, api_version).map_err(undecodable)?)
+        }
         _ => return Err(RequestError::Undecodable { api_key, api_version, reason: String::from("no decoder for this api") }),
     })
 }

@@ -15,8 +15,9 @@ use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FindCoordinatorRequest) -> Response {
-    let listener = &shard.config.listeners[0];
+pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FindCoordinatorRequest, listener: usize) -> Response {
+    // The listener the request came in on: a client is sent back to the same kind of port.
+    let listener = &shard.config.listeners[listener];
     let offsets_ready = shard.metadata.borrow().topics.contains_key(crate::groups::offsets::OFFSETS_TOPIC);
     let code = if request.key_type != KEY_TYPE_GROUP || !offsets_ready { COORDINATOR_NOT_AVAILABLE } else { ec::NONE };
     let message = (code != ec::NONE).then(|| str_bytes("transaction coordinators are not available yet"));

@@ -3,6 +3,7 @@
 //! API's handler. Bad input gets a Kafka error where the protocol has one, or a closed
 //! connection, and always a log line naming the peer and what was wrong.
 
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -12,6 +13,7 @@ pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_groups;
+pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod groups_common;
@@ -27,9 +29,10 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod probe;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -40,6 +43,7 @@ use shardlog_protocol::request::{self, RequestBody, RequestError, RequestHeader}
 use shardlog_protocol::response::{encode_response, Chunk};
 
 use crate::net::FileRange;
+use crate::security::Session;
 use crate::shard::Shard;
 
 /// What the connection does with a handled request.
@@ -50,6 +54,8 @@ pub enum Response {
     Nothing,
     /// Close the connection after the responses before this one.
     Close(String),
+    /// Send these chunks, then close the connection (a failed authentication).
+    FrameThenClose(Vec<Chunk<FileRange>>, String),
 }
 
 /// The APIs and versions this broker serves, and advertises in ApiVersions: exactly these.
@@ -77,6 +83,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
@@ -95,12 +105,12 @@ pub fn respond<R: Encodable>(header: &RequestHeader, body: &R) -> Response {
     }
 }
 
-pub async fn handle(shard: Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Response {
+pub async fn handle(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>) -> Response {
     // The TSC through quanta: a few nanoseconds a read, against tens for the system clock,
     // which matters at millions of requests per second.
     let started = quanta::Instant::now();
     let api_key = request::peek_key_version_correlation(&frame).map(|(k, _, _)| k);
-    let response = handle_request(&shard, frame, peer).await;
+    let response = handle_request(&shard, frame, &session).await;
     if let (Some(key), true) = (api_key, shard.config.metrics_enabled) {
         if supported_versions(key).is_some() {
             shard.request_probe.record(key, started.elapsed().as_micros() as u64);
@@ -109,8 +119,9 @@ pub async fn handle(shard: Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Respons
     response
 }
 
-async fn handle_request(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Response {
+async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session) -> Response {
     let shard = shard.clone();
+    let peer = session.peer;
     let header = match request::parse_header(&frame) {
         Ok(h) => h,
         Err(e) => {
@@ -147,15 +158,15 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Re
     tracing::trace!(%peer, api_key = header.api_key, version = header.api_version, correlation_id = header.correlation_id, "request");
     match body {
         RequestBody::ApiVersions(_) => api_versions::handle(&header),
-        RequestBody::Metadata(r) => metadata::handle(&shard, &header, r).await,
+        RequestBody::Metadata(r) => metadata::handle(&shard, &header, r, session.listener).await,
         RequestBody::Produce(r) => produce::handle(&shard, &header, r).await,
         RequestBody::Fetch(r) => fetch::handle(&shard, &header, r).await,
         RequestBody::ListOffsets(r) => list_offsets::handle(&shard, &header, r).await,
         RequestBody::CreateTopics(r) => create_topics::handle(&shard, &header, r).await,
         RequestBody::DeleteTopics(r) => delete_topics::handle(&shard, &header, r).await,
         RequestBody::CreatePartitions(r) => create_partitions::handle(&shard, &header, r).await,
-        RequestBody::DescribeCluster(r) => describe_cluster::handle(&shard, &header, r),
-        RequestBody::FindCoordinator(r) => find_coordinator::handle(&shard, &header, r),
+        RequestBody::DescribeCluster(r) => describe_cluster::handle(&shard, &header, r, session.listener),
+        RequestBody::FindCoordinator(r) => find_coordinator::handle(&shard, &header, r, session.listener),
         RequestBody::JoinGroup(r) => join_group::handle(&shard, &header, r, peer).await,
         RequestBody::SyncGroup(r) => sync_group::handle(&shard, &header, r).await,
         RequestBody::Heartbeat(r) => heartbeat::handle(&shard, &header, r).await,
@@ -169,6 +180,10 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Re
         RequestBody::InitProducerId(r) => init_producer_id::handle(&shard, &header, r).await,
         RequestBody::ConsumerGroupHeartbeat(r) => consumer_group_heartbeat::handle(&shard, &header, r, peer).await,
         RequestBody::ConsumerGroupDescribe(r) => consumer_group_describe::handle(&shard, &header, r).await,
+        RequestBody::SaslHandshake(r) => sasl_handshake::handle(&shard, &header, r, session),
+        RequestBody::SaslAuthenticate(r) => sasl_authenticate::handle(&shard, &header, r, session),
+        RequestBody::DescribeUserScramCredentials(r) => describe_user_scram_credentials::handle(&shard, &header, r),
+        RequestBody::AlterUserScramCredentials(r) => alter_user_scram_credentials::handle(&shard, &header, r),
     }
 }
 
