@@ -197,3 +197,221 @@ def test_certificates_are_reloaded_when_the_keystore_file_changes(broker_factory
         assert time.monotonic() < deadline, "the broker kept serving the old certificate"
         time.sleep(0.2)
     assert b.wait_for_log(r"new connections use the reloaded certificates", since)
+
+
+# --- SASL ---------------------------------------------------------------------------------------
+
+def sasl_ssl_config(pki, mechanisms: str, **extra) -> dict:
+    return {
+        **ssl_config(pki),
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms": mechanisms,
+        "listener.name.sasl_ssl.plain.sasl.jaas.config":
+            f'org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="{ALICE_PASSWORD}" user_bob="bob-pw";',
+        **extra,
+    }
+
+
+def sasl_client(pki, port: int, mechanism: str, user: str, password: str, **extra) -> dict:
+    return tls_client(pki, port, **{
+        "security.protocol": "SASL_SSL", "sasl.mechanisms": mechanism, "sasl.username": user, "sasl.password": password, **extra,
+    })
+
+
+def shardlog_user(*args: str, password: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(broker_binary()), "user", *args], input=(password + "\n").encode() if password else None, capture_output=True, timeout=60)
+
+
+def test_sasl_ssl_plain_accepts_the_right_password_and_rejects_others(broker_factory, pki):
+    b = broker_factory(config=sasl_ssl_config(pki, "PLAIN"), extra_listeners=["SASL_SSL"])
+    port = b.extra_ports["SASL_SSL"]
+    clients.create_topic(b.bootstrap, "plain", 1)
+    produce(sasl_client(pki, port, "PLAIN", "alice", ALICE_PASSWORD), "plain", [b"hello over SASL_SSL"])
+    assert b.wait_for_log(r"SASL authentication succeeded.*principal=User:alice.*mechanism=PLAIN", 0)
+
+    since = b.log_size()
+    auth_fails(sasl_client(pki, port, "PLAIN", "alice", "wrong-password"))
+    auth_fails(sasl_client(pki, port, "PLAIN", "mallory", "whatever"))
+    failures = b.wait_for_log(r"SASL authentication failed", since)
+    assert any("alice" in l for l in failures) and any("mallory" in l for l in failures), failures
+    # A mechanism the listener does not enable is refused at the handshake.
+    auth_fails(sasl_client(pki, port, "SCRAM-SHA-256", "alice", ALICE_PASSWORD))
+    assert b.wait_for_log(r"SASL mechanism not enabled on this listener", since)
+
+    b.assert_alive()
+    assert consume(sasl_client(pki, port, "PLAIN", "bob", "bob-pw"), "plain", 1) == [b"hello over SASL_SSL"]
+    log = b.log_text()
+    assert ALICE_PASSWORD not in log and "wrong-password" not in log
+
+
+def test_scram_users_from_the_cli_authenticate_and_persist(broker_factory, pki):
+    b = broker_factory(config=sasl_ssl_config(pki, "SCRAM-SHA-256,SCRAM-SHA-512"), extra_listeners=["SASL_SSL"])
+    port = b.extra_ports["SASL_SSL"]
+    done = shardlog_user("create", "alice", "--bootstrap-server", b.bootstrap, password=ALICE_PASSWORD)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "user alice: created" in done.stdout.decode()
+    done = shardlog_user("create", "carol", "--mechanism", "SCRAM-SHA-512", "--iterations", "8192", "--bootstrap-server", b.bootstrap, password="carol-pw")
+    assert done.returncode == 0, done.stderr.decode()
+    listed = shardlog_user("list", "--bootstrap-server", b.bootstrap)
+    assert listed.returncode == 0, listed.stderr.decode()
+    rows = [line.split() for line in listed.stdout.decode().splitlines()]
+    assert rows == [["USER", "MECHANISM", "ITERATIONS"], ["alice", "SCRAM-SHA-256", "4096"], ["alice", "SCRAM-SHA-512", "4096"], ["carol", "SCRAM-SHA-512", "8192"]], rows
+
+    clients.create_topic(b.bootstrap, "scram", 1)
+    produce(sasl_client(pki, port, "SCRAM-SHA-256", "alice", ALICE_PASSWORD), "scram", [b"sha-256"])
+    produce(sasl_client(pki, port, "SCRAM-SHA-512", "alice", ALICE_PASSWORD), "scram", [b"sha-512"])
+    assert consume(sasl_client(pki, port, "SCRAM-SHA-512", "carol", "carol-pw"), "scram", 2) == [b"sha-256", b"sha-512"]
+
+    since = b.log_size()
+    auth_fails(sasl_client(pki, port, "SCRAM-SHA-256", "alice", "wrong-password"))
+    auth_fails(sasl_client(pki, port, "SCRAM-SHA-256", "nobody", "x"))
+    auth_fails(sasl_client(pki, port, "SCRAM-SHA-256", "carol", "carol-pw"))  # carol has only SHA-512
+    assert len(b.wait_for_log(r"SASL authentication failed", since)) >= 3, b.log_tail()
+    b.assert_alive()
+
+    # kafka-python, a second implementation of the client side of SCRAM and TLS.
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=f"127.0.0.1:{port}", security_protocol="SASL_SSL", ssl_cafile=str(pki.ca.path),
+                             sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="alice", sasl_plain_password=ALICE_PASSWORD,
+                             group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        consumer.assign([TopicPartition("scram", 0)])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while len(got) < 2 and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=1000).values():
+                got.extend(r.value for r in records)
+        assert got == [b"sha-256", b"sha-512"]
+    finally:
+        consumer.close()
+
+    # Credentials survive a restart, and are stored without the password.
+    b.restart()
+    stored = (b.data_dir / "__shardlog_meta" / "scram-credentials.json").read_text()
+    assert ALICE_PASSWORD not in stored and "alice" in stored
+    produce(sasl_client(pki, port, "SCRAM-SHA-256", "alice", ALICE_PASSWORD), "scram", [b"after restart"])
+
+    done = shardlog_user("delete", "alice", "--bootstrap-server", b.bootstrap)
+    assert done.returncode == 0, done.stderr.decode()
+    auth_fails(sasl_client(pki, port, "SCRAM-SHA-256", "alice", ALICE_PASSWORD))
+    done = shardlog_user("delete", "alice", "--bootstrap-server", b.bootstrap)
+    assert done.returncode == 1 and "RESOURCE_NOT_FOUND" in (done.stdout + done.stderr).decode(), done
+    assert ALICE_PASSWORD not in b.log_text()
+
+
+def test_oauthbearer_accepts_signed_tokens_and_rejects_expired_and_foreign_ones(broker_factory, pki, tmp_path):
+    signer = JwtSigner(tmp_path)
+    config = sasl_ssl_config(pki, "OAUTHBEARER", **{
+        "sasl.oauthbearer.expected.issuer": ISSUER,
+        "sasl.oauthbearer.expected.audience": AUDIENCE,
+        "shardlog.sasl.oauthbearer.jwt.public.key.location": str(signer.public_key_path),
+        "sasl.oauthbearer.clock.skew.seconds": 0,
+    })
+    b = broker_factory(config=config, extra_listeners=["SASL_SSL"])
+    port = b.extra_ports["SASL_SSL"]
+
+    def oauth_client(make_token) -> dict:
+        return tls_client(pki, port, **{"security.protocol": "SASL_SSL", "sasl.mechanisms": "OAUTHBEARER", "oauth_cb": lambda _cfg: make_token()})
+
+    clients.create_topic(b.bootstrap, "oauth", 1)
+    produce(oauth_client(lambda: signer.token("dave", ISSUER, AUDIENCE)), "oauth", [b"token ok"])
+    assert b.wait_for_log(r"SASL authentication succeeded.*principal=User:dave.*mechanism=OAUTHBEARER", 0)
+
+    since = b.log_size()
+    expired = signer.token("dave", ISSUER, AUDIENCE, lifetime_s=-60)
+    auth_fails(oauth_client(lambda: (expired[0], time.time() + 60)))
+    auth_fails(oauth_client(lambda: signer.token("dave", "https://other.issuer", AUDIENCE)))
+    other = JwtSigner(tmp_path / "..")  # a key the broker does not trust
+    auth_fails(oauth_client(lambda: other.token("dave", ISSUER, AUDIENCE)))
+    reasons = " ".join(b.wait_for_log(r"SASL authentication failed", since))
+    assert "ExpiredSignature" in reasons and "InvalidIssuer" in reasons and "InvalidSignature" in reasons, reasons
+    b.assert_alive()
+    assert consume(oauth_client(lambda: signer.token("erin", ISSUER, AUDIENCE)), "oauth", 1) == [b"token ok"]
+
+
+# --- limits before authentication, and re-authentication (KIP-368) ------------------------------
+
+def sasl_plaintext_config(**extra) -> dict:
+    return {
+        "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": 'x required user_alice="pw";',
+        **extra,
+    }
+
+
+def plain_login(c: kw.Connection, user: str, password: str) -> tuple[int, str | None, int]:
+    code, mechanisms = parse_sasl_handshake_v1(c.request(sasl_handshake_v1, "PLAIN"))
+    assert code == 0 and mechanisms == ["PLAIN"], (code, mechanisms)
+    code, message, _, lifetime = parse_sasl_authenticate_v1(c.request(sasl_authenticate_v1, b"\0" + user.encode() + b"\0" + password.encode()))
+    return code, message, lifetime
+
+
+def test_only_sasl_requests_before_authentication_and_an_authentication_deadline(broker_factory):
+    b = broker_factory(config=sasl_plaintext_config(**{"shardlog.authentication.timeout.ms": 1000}), extra_listeners=["SASL_PLAINTEXT"])
+    port = b.extra_ports["SASL_PLAINTEXT"]
+    since = b.log_size()
+    with kw.Connection(port) as c:
+        assert c.api_versions(0).error_code == 0  # allowed before authentication
+        c.send(kw.metadata_v1_request(c.correlation_id(), None))
+        with pytest.raises(kw.Closed):
+            c.recv_frame()
+    assert b.wait_for_log(r"request before SASL authentication finished", since)
+
+    # Silent clients are cut off at the deadline.
+    with kw.Connection(port) as c:
+        with pytest.raises(kw.Closed):
+            c.recv_frame(timeout_s=20)
+    assert b.wait_for_log(r"not authenticated within shardlog.authentication.timeout.ms", since)
+
+    # A wrong password gets SASL_AUTHENTICATION_FAILED, then the connection closes.
+    with kw.Connection(port) as c:
+        code, message, _ = plain_login(c, "alice", "nope")
+        assert code == 58 and "PLAIN" in (message or ""), (code, message)
+        with pytest.raises(kw.Closed):
+            c.recv_frame()
+    # An oversized token is refused before any mechanism sees it.
+    b2 = broker_factory(config=sasl_plaintext_config(**{"listener.name.sasl_plaintext.sasl.server.max.receive.size": 64}), extra_listeners=["SASL_PLAINTEXT"])
+    with kw.Connection(b2.extra_ports["SASL_PLAINTEXT"]) as c:
+        code, _, _ = plain_login(c, "alice", "x" * 100)
+        assert code == 58
+    assert b2.wait_for_log(r"SASL token larger than sasl.server.max.receive.size", 0)
+    b.assert_alive()
+    b2.assert_alive()
+
+
+def test_session_lifetime_and_expired_sessions_are_closed(broker_factory):
+    b = broker_factory(config=sasl_plaintext_config(**{"connections.max.reauth.ms": 1500}), extra_listeners=["SASL_PLAINTEXT"])
+    port = b.extra_ports["SASL_PLAINTEXT"]
+    with kw.Connection(port) as c:
+        code, _, lifetime = plain_login(c, "alice", "pw")
+        assert code == 0 and lifetime == 1500
+        _, topics = kw.parse_metadata_v1(c.request(kw.metadata_v1_request, None))
+        # Re-authentication renews the session.
+        code, _, lifetime = plain_login(c, "alice", "pw")
+        assert code == 0 and lifetime == 1500
+        since = b.log_size()
+        time.sleep(2.0)  # past the session lifetime, without re-authenticating
+        c.send(kw.metadata_v1_request(c.correlation_id(), None))
+        with pytest.raises(kw.Closed):
+            c.recv_frame()
+    assert b.wait_for_log(r"SASL session expired without re-authentication", since)
+    assert b.wait_for_log(r"reauthentication=true", 0)
+
+
+def test_librdkafka_reauthenticates_before_the_session_expires(broker_factory, pki):
+    b = broker_factory(config=sasl_ssl_config(pki, "PLAIN", **{"connections.max.reauth.ms": 2000}), extra_listeners=["SASL_SSL"])
+    port = b.extra_ports["SASL_SSL"]
+    clients.create_topic(b.bootstrap, "reauth", 1)
+    producer = confluent_kafka.Producer({**sasl_client(pki, port, "PLAIN", "alice", ALICE_PASSWORD), "acks": "all", "enable.idempotence": False})
+    errors: list = []
+    sent = 0
+    deadline = time.monotonic() + 60
+    # Keep producing until the broker has seen a re-authentication on a live connection.
+    while not b.wait_for_log(r"SASL authentication succeeded.*reauthentication=true", 0, timeout_s=0.2):
+        assert time.monotonic() < deadline, "librdkafka never re-authenticated"
+        producer.produce("reauth", f"v{sent}".encode(), on_delivery=lambda err, _m: errors.append(err) if err else None)
+        sent += 1
+        producer.flush(10)
+    producer.produce("reauth", b"last", on_delivery=lambda err, _m: errors.append(err) if err else None)
+    assert producer.flush(30) == 0 and not errors, errors
+    assert not b.wait_for_log(r"SASL session expired", 0, timeout_s=0.1)

@@ -113,7 +113,9 @@ pub fn run(command: UserCommand, out: &mut dyn Write) -> Result<i32> {
         UserCommand::List { connection } => {
             let mut client = connection.connect_client()?;
             let version = client.version(ApiKey::DescribeUserScramCredentials)?;
-            let response = client.send(&DescribeUserScramCredentialsRequest::default(), version)?;
+            let mut request = DescribeUserScramCredentialsRequest::default();
+            request.users = None;
+            let response = client.send(&request, version)?;
             if response.error_code != 0 {
                 bail!("the broker refused to list users: {}", error_name(response.error_code));
             }

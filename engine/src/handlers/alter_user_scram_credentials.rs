@@ -19,16 +19,18 @@ use crate::shard::Shard;
 const SALT_BYTES_MAX: usize = 1024;
 
 pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: AlterUserScramCredentialsRequest) -> Response {
-    // Kafka rejects a request that names a user twice: every change of that user fails.
-    let mut mentions: HashMap<String, usize> = HashMap::new();
-    for name in request.deletions.iter().map(|d| &d.name).chain(request.upsertions.iter().map(|u| &u.name)) {
-        *mentions.entry(name.to_string()).or_default() += 1;
+    // Kafka rejects a request that changes one credential (user and mechanism) twice: every
+    // change of that user fails.
+    let mut mentions: HashMap<(String, i8), usize> = HashMap::new();
+    for key in request.deletions.iter().map(|d| (d.name.to_string(), d.mechanism)).chain(request.upsertions.iter().map(|u| (u.name.to_string(), u.mechanism))) {
+        *mentions.entry(key).or_default() += 1;
     }
+    let duplicated: std::collections::HashSet<String> = mentions.iter().filter(|(_, &n)| n > 1).map(|((user, _), _)| user.clone()).collect();
     let mut results: Vec<(String, Option<(i16, String)>)> = Vec::new();
     let mut changes = Vec::new();
     let mut change_users = Vec::new();
     let check = |user: &str, mechanism: i8| -> Result<ScramMechanism, (i16, String)> {
-        if mentions.get(user).copied().unwrap_or(0) > 1 {
+        if duplicated.contains(user) {
             return Err((ec::DUPLICATE_RESOURCE, format!("A user credential cannot be altered twice in the same request: {user}")));
         }
         if user.is_empty() || user.len() > USER_NAME_BYTES_MAX {

@@ -13,7 +13,8 @@ use super::{respond, str_bytes, Response};
 use crate::shard::Shard;
 
 pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeUserScramCredentialsRequest) -> Response {
-    let names: Option<Vec<String>> = request.users.map(|users| users.iter().map(|u| u.name.to_string()).collect());
+    // Null or empty: every user, as Kafka answers.
+    let names: Option<Vec<String>> = request.users.filter(|u| !u.is_empty()).map(|users| users.iter().map(|u| u.name.to_string()).collect());
     let mut r = DescribeUserScramCredentialsResponse::default();
     if let Some(names) = &names {
         let mut seen = std::collections::HashSet::new();

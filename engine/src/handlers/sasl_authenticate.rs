@@ -43,7 +43,7 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: SaslAuthentica
             respond(header, &r)
         }
         Step::Failed(reason) => {
-            tracing::warn!(%peer, mechanism = mechanism.name(), reason = %reason, "SASL authentication failed; closing the connection");
+            tracing::warn!(%peer, mechanism = %mechanism.name(), reason = %reason, "SASL authentication failed; closing the connection");
             let message = format!("Authentication failed during authentication due to invalid credentials with SASL mechanism {}", mechanism.name());
             failed(header, ec::SASL_AUTHENTICATION_FAILED, &message)
         }
@@ -60,7 +60,7 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: SaslAuthentica
             session.set_authenticated();
             session.mechanism.set(Some(mechanism));
             session.authentications.set(session.authentications.get() + 1);
-            tracing::info!(%peer, principal = %principal, mechanism = mechanism.name(), reauthentication, session_lifetime_ms = lifetime_ms, "SASL authentication succeeded");
+            tracing::info!(%peer, principal = %principal, mechanism = %mechanism.name(), reauthentication, session_lifetime_ms = lifetime_ms, "SASL authentication succeeded");
             let mut r = SaslAuthenticateResponse::default();
             r.auth_bytes = Bytes::from(out);
             if header.api_version >= 1 {

@@ -33,7 +33,7 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: SaslHandshakeR
             return close_with(header, ec::ILLEGAL_SASL_STATE, enabled, "re-authentication with SaslHandshake v0");
         }
         if session.mechanism.get() != Some(mechanism) {
-            tracing::warn!(%peer, mechanism = mechanism.name(), "closing connection: re-authentication must use the mechanism of the first authentication");
+            tracing::warn!(%peer, mechanism = %mechanism.name(), "closing connection: re-authentication must use the mechanism of the first authentication");
             return close_with(header, ec::ILLEGAL_SASL_STATE, enabled, "re-authentication with another mechanism");
         }
     }
@@ -44,7 +44,7 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: SaslHandshakeR
     match sasl.server.start(mechanism) {
         Ok(exchange) => *session.sasl.borrow_mut() = SaslState::Exchanging(exchange),
         Err(e) => {
-            tracing::error!(%peer, mechanism = mechanism.name(), error = %e, "closing connection: cannot start the SASL exchange");
+            tracing::error!(%peer, mechanism = %mechanism.name(), error = %e, "closing connection: cannot start the SASL exchange");
             return close_with(header, ec::UNSUPPORTED_SASL_MECHANISM, enabled, "cannot start the SASL exchange");
         }
     }
