@@ -50,8 +50,15 @@ PRODUCER_APIS = {
     22: (0, 4),  # InitProducerId (idempotent producers)
 }
 
-# Everything shardlog advertises. Not yet: transactions, SASL, ACLs, configs.
-EXPECTED_APIS = {**CORE_APIS, **GROUP_APIS, **PRODUCER_APIS}
+SECURITY_APIS = {
+    17: (0, 1),  # SaslHandshake
+    36: (0, 2),  # SaslAuthenticate (v1+: session lifetime, KIP-368)
+    50: (0, 0),  # DescribeUserScramCredentials
+    51: (0, 0),  # AlterUserScramCredentials
+}
+
+# Everything shardlog advertises. Not yet: transactions, ACLs, configs.
+EXPECTED_APIS = {**CORE_APIS, **GROUP_APIS, **PRODUCER_APIS, **SECURITY_APIS}
 
 
 def test_api_versions_advertises_exactly_the_served_set(broker):
