@@ -415,3 +415,30 @@ def test_librdkafka_reauthenticates_before_the_session_expires(broker_factory, p
     producer.produce("reauth", b"last", on_delivery=lambda err, _m: errors.append(err) if err else None)
     assert producer.flush(30) == 0 and not errors, errors
     assert not b.wait_for_log(r"SASL session expired", 0, timeout_s=0.1)
+
+
+def test_scram_credentials_through_the_confluent_admin_client(broker_factory, pki):
+    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialDeletion, UserScramCredentialUpsertion
+
+    b = broker_factory(config=sasl_ssl_config(pki, "SCRAM-SHA-512"), extra_listeners=["SASL_SSL"])
+    port = b.extra_ports["SASL_SSL"]
+    admin = AdminClient(clients.rdkafka(b.bootstrap))
+    upsert = UserScramCredentialUpsertion("frank", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 10000), b"frank-pw", b"frank-salt")
+    for future in admin.alter_user_scram_credentials([upsert]).values():
+        future.result(timeout=30)
+    described = {u: f.result(timeout=30) for u, f in admin.describe_user_scram_credentials(["frank"]).items()}
+    infos = described["frank"].scram_credential_infos
+    assert [(i.mechanism, i.iterations) for i in infos] == [(ScramMechanism.SCRAM_SHA_512, 10000)]
+
+    clients.create_topic(b.bootstrap, "admin-scram", 1)
+    produce(sasl_client(pki, port, "SCRAM-SHA-512", "frank", "frank-pw"), "admin-scram", [b"via admin client"])
+
+    # Out-of-range iterations and a missing credential are refused with Kafka's errors.
+    bad = UserScramCredentialUpsertion("gina", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 100), b"pw")
+    with pytest.raises(confluent_kafka.KafkaException, match="UNACCEPTABLE_CREDENTIAL|Iterations"):
+        for future in admin.alter_user_scram_credentials([bad]).values():
+            future.result(timeout=30)
+    gone = UserScramCredentialDeletion("gina", ScramMechanism.SCRAM_SHA_256)
+    with pytest.raises(confluent_kafka.KafkaException, match="RESOURCE_NOT_FOUND|does not exist"):
+        for future in admin.alter_user_scram_credentials([gone]).values():
+            future.result(timeout=30)
