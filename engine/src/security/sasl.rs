@@ -232,3 +232,86 @@ fn describe_error(e: &SessionError) -> String {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::scram::{Change, ScramCredential};
+    use rsasl::prelude::SASLClient;
+
+    fn server() -> SaslServer {
+        let scram = Arc::new(ScramStore::default());
+        for mechanism in [ScramMechanism::Sha256, ScramMechanism::Sha512] {
+            let salted = mechanism.salted_password(b"scram-pw", b"pepper", 4096);
+            let (stored_key, server_key) = mechanism.derive(&salted);
+            let credential = ScramCredential { iterations: 4096, salt: b"pepper".to_vec(), stored_key, server_key };
+            assert!(scram.alter(vec![Change::Upsert { user: "alice".into(), mechanism, credential }])[0].is_none());
+        }
+        let plain =
+            PlainUsers::from_jaas(r#"org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="plain-pw" user_bob="b\"q";"#).unwrap();
+        SaslServer::new(plain, scram, None).unwrap()
+    }
+
+    /// Runs a whole exchange with rsasl's client and returns the server's verdict.
+    fn login(server: &SaslServer, mechanism: Mechanism, user: &str, password: &str) -> Result<Authenticated, String> {
+        let config = SASLConfig::with_credentials(None, user.to_string(), password.to_string()).unwrap();
+        let name = Mechname::parse(mechanism.name().as_bytes()).unwrap();
+        let mut client = SASLClient::new(config).start_suggested(&[name]).unwrap();
+        let mut exchange = server.start(mechanism).unwrap();
+        let mut to_server = Vec::new();
+        client.step(None, &mut to_server).unwrap();
+        for _ in 0..4 {
+            match exchange.step(&to_server) {
+                Step::Continue(to_client) => {
+                    to_server.clear();
+                    client.step(Some(&to_client), &mut to_server).map_err(|e| e.to_string())?;
+                }
+                Step::Done(_, user) => return Ok(user),
+                Step::Failed(reason) => return Err(reason),
+            }
+        }
+        Err(String::from("no verdict after 4 steps"))
+    }
+
+    #[test]
+    fn plain_checks_the_configured_passwords() {
+        let s = server();
+        assert_eq!(login(&s, Mechanism::Plain, "alice", "plain-pw").unwrap().user, "alice");
+        assert_eq!(login(&s, Mechanism::Plain, "bob", "b\"q").unwrap().user, "bob");
+        assert!(login(&s, Mechanism::Plain, "alice", "plain-px").is_err());
+        assert!(login(&s, Mechanism::Plain, "carol", "plain-pw").is_err());
+    }
+
+    #[test]
+    fn scram_checks_the_stored_keys() {
+        let s = server();
+        for m in [Mechanism::ScramSha256, Mechanism::ScramSha512] {
+            assert_eq!(login(&s, m, "alice", "scram-pw").unwrap().user, "alice");
+            assert!(login(&s, m, "alice", "wrong").is_err());
+            assert!(login(&s, m, "nobody", "scram-pw").is_err());
+        }
+    }
+
+    #[test]
+    fn garbage_tokens_fail_without_panicking() {
+        let s = server();
+        for m in [Mechanism::Plain, Mechanism::ScramSha256, Mechanism::ScramSha512] {
+            for token in [&b""[..], b"\0", b"\0\0\0\0", b"n,,n=,r=", b"p=abc", &[0xff; 64]] {
+                let mut exchange = s.start(m).unwrap();
+                match exchange.step(token) {
+                    Step::Done(_, user) => panic!("{m:?} accepted {token:?} as {user:?}"),
+                    Step::Continue(_) | Step::Failed(_) => {}
+                }
+            }
+        }
+        // OAUTHBEARER without a validator refuses everything.
+        let mut exchange = s.start(Mechanism::OAuthBearer).unwrap();
+        assert!(matches!(exchange.step(b"n,,\x01auth=Bearer x.y.z\x01\x01"), Step::Failed(_)));
+    }
+
+    #[test]
+    fn jaas_without_quotes_is_an_error() {
+        assert!(PlainUsers::from_jaas("x required user_alice=secret;").is_err());
+        assert!(PlainUsers::from_jaas("x required;").unwrap().is_empty());
+    }
+}

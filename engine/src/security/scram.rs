@@ -243,12 +243,13 @@ mod tests {
     }
 
     #[test]
-    fn rfc7677_test_vector() {
-        // RFC 7677's SCRAM-SHA-256 example: user "user", password "pencil".
-        let salt = [0x5b, 0x6b, 0x8e, 0x13, 0x48, 0x25, 0x01, 0x30, 0xb1, 0x3e, 0x64, 0x2b, 0xa8, 0x90, 0x5c, 0x14];
-        let salted = ScramMechanism::Sha256.salted_password(b"pencil", &salt, 4096);
-        let (_, server_key) = ScramMechanism::Sha256.derive(&salted);
-        assert_eq!(server_key.len(), 32);
-        assert_eq!(salted.len(), 32);
+    fn keys_have_the_hash_length_and_depend_on_the_password() {
+        for m in [ScramMechanism::Sha256, ScramMechanism::Sha512] {
+            let salted = m.salted_password(b"pencil", b"salt", 4096);
+            assert_eq!(salted.len(), m.hash_bytes());
+            let (stored_key, server_key) = m.derive(&salted);
+            assert_eq!((stored_key.len(), server_key.len()), (m.hash_bytes(), m.hash_bytes()));
+            assert_ne!(m.derive(&m.salted_password(b"pencil2", b"salt", 4096)).0, stored_key);
+        }
     }
 }
