@@ -95,8 +95,15 @@ class Broker:
     """One shardlog process at a time on a fixed port and data directory: it can be stopped,
     killed and started again on the same data."""
 
-    def __init__(self, workdir: Path, config: dict[str, object] | None = None, env: dict[str, str] | None = None):
+    def __init__(self, workdir: Path, config: dict[str, object] | None = None, env: dict[str, str] | None = None, extra_listeners: list[str] | None = None):
         self.workdir = workdir
+        # Listeners beside PLAINTEXT (e.g. ["SSL", "SASL_SSL"]), each on its own free port.
+        self.extra_ports: dict[str, int] = {}
+        for name in extra_listeners or []:
+            port = free_port()
+            while port in self.extra_ports.values():
+                port = free_port()
+            self.extra_ports[name] = port
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = workdir / "data"
         self.log_path = workdir / "broker.log"
@@ -137,7 +144,8 @@ class Broker:
 
     def start(self) -> "Broker":
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
-        cmd = [str(broker_binary()), "--data-dir", str(self.data_dir), "--listeners", f"PLAINTEXT://{self.bootstrap}", "--cores", shard_cores()]
+        listeners = ",".join([f"PLAINTEXT://{self.bootstrap}"] + [f"{n}://127.0.0.1:{p}" for n, p in self.extra_ports.items()])
+        cmd = [str(broker_binary()), "--data-dir", str(self.data_dir), "--listeners", listeners, "--cores", shard_cores()]
         if self.config_path:
             cmd += ["--config", str(self.config_path)]
         self.starts += 1
@@ -273,8 +281,8 @@ def broker_factory(request, tmp_path):
     made: list[Broker] = []
     request.node._shardlog_brokers = made
 
-    def make(config: dict[str, object] | None = None, env: dict[str, str] | None = None, start: bool = True) -> Broker:
-        b = Broker(tmp_path / f"broker{len(made)}", config=config, env=env)
+    def make(config: dict[str, object] | None = None, env: dict[str, str] | None = None, start: bool = True, extra_listeners: list[str] | None = None) -> Broker:
+        b = Broker(tmp_path / f"broker{len(made)}", config=config, env=env, extra_listeners=extra_listeners)
         made.append(b)
         if start:
             b.start()

@@ -61,9 +61,13 @@ SECURITY_APIS = {
     29: (1, 3),  # DescribeAcls
     30: (1, 3),  # CreateAcls
     31: (1, 3),  # DeleteAcls
+    17: (0, 1),  # SaslHandshake
+    36: (0, 2),  # SaslAuthenticate (v1+: session lifetime, KIP-368)
+    50: (0, 0),  # DescribeUserScramCredentials
+    51: (0, 0),  # AlterUserScramCredentials
 }
 
-# Everything shardlog advertises. Not yet: SASL, configs.
+# Everything shardlog advertises. Not yet: configs.
 EXPECTED_APIS = {**CORE_APIS, **GROUP_APIS, **PRODUCER_APIS, **SECURITY_APIS}
 
 

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-/// The one listener kind served today; TLS and SASL listeners come with the security work.
+/// A Kafka listener: `NAME://host:port`, with its security protocol from the name or from
+/// `listener.security.protocol.map` (its TLS and SASL settings are in `BrokerConfig::security`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
     pub name: String,
@@ -17,6 +18,7 @@ pub struct Listener {
     /// Host and port that clients are told to connect to (Metadata, FindCoordinator).
     pub advertised_host: String,
     pub advertised_port: u16,
+    pub security_protocol: crate::security::SecurityProtocol,
 }
 
 /// Engine settings for one disk, from `shardlog tune iotune`'s measurements.
@@ -82,6 +84,9 @@ pub struct BrokerConfig {
     pub authorizer: crate::authorizer::AuthorizerConfig,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed at its creation.
     pub offsets_topic_partitions: i32,
+    /// TLS and SASL per listener, and the SCRAM credential store (`ssl.*`, `sasl.*`,
+    /// `listener.name.<l>.*`; see `security::settings`).
+    pub security: crate::security::SecurityConfig,
 }
 
 impl Default for BrokerConfig {
@@ -112,6 +117,7 @@ impl Default for BrokerConfig {
             txn: crate::txn::TxnConfig::default(),
             authorizer: crate::authorizer::AuthorizerConfig::default(),
             offsets_topic_partitions: 50,
+            security: crate::security::SecurityConfig::default(),
         }
     }
 }
@@ -272,12 +278,15 @@ impl BrokerConfig {
                         bail!("{key}={value}: shardlog is a single-node broker, so only 1 is valid");
                     }
                 }
+                k if crate::security::settings::is_security_property(k) => {} // per listener, below
                 other => tracing::warn!(property = other, "ignoring unknown configuration property"),
             }
         }
+        let map = crate::security::settings::parse_protocol_map(properties.get("listener.security.protocol.map").map(String::as_str))?;
         if let Some(listeners) = properties.get("listeners") {
-            c.listeners = parse_listeners(listeners, advertised.as_deref())?;
+            c.listeners = parse_listeners_with_map(listeners, advertised.as_deref(), &map)?;
         }
+        c.security = crate::security::SecurityConfig::from_properties(properties, &c.listeners)?;
         Ok(c)
     }
 }
@@ -367,9 +376,20 @@ pub fn parse_properties(text: &str) -> BTreeMap<String, String> {
 }
 
 pub fn parse_listeners(text: &str, advertised: Option<&str>) -> Result<Vec<Listener>> {
+    parse_listeners_with_map(text, advertised, &crate::security::settings::parse_protocol_map(None)?)
+}
+
+pub fn parse_listeners_with_map(text: &str, advertised: Option<&str>, map: &BTreeMap<String, crate::security::SecurityProtocol>) -> Result<Vec<Listener>> {
     let mut listeners: Vec<Listener> = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        listeners.push(parse_listener(item, None)?);
+        let listener = parse_listener(item, Some(map))?;
+        if listeners.iter().any(|l| l.name == listener.name) {
+            bail!("listener name {} appears twice in listeners; each listener needs its own name", listener.name);
+        }
+        if listeners.iter().any(|l| l.bind.port() == listener.bind.port() && listener.bind.port() != 0) {
+            bail!("listeners {item:?}: port {} is used by another listener", listener.bind.port());
+        }
+        listeners.push(listener);
     }
     if listeners.is_empty() {
         bail!("listeners is empty: give at least one, such as PLAINTEXT://127.0.0.1:9092");
@@ -386,11 +406,13 @@ pub fn parse_listeners(text: &str, advertised: Option<&str>) -> Result<Vec<Liste
     Ok(listeners)
 }
 
-pub fn parse_listener(item: &str, _map: Option<&str>) -> Result<Listener> {
+pub fn parse_listener(item: &str, map: Option<&BTreeMap<String, crate::security::SecurityProtocol>>) -> Result<Listener> {
     let (name, rest) = item.split_once("://").with_context(|| format!("listener {item:?} must look like PLAINTEXT://host:port"))?;
-    if name != "PLAINTEXT" {
-        bail!("listener {item:?}: only PLAINTEXT listeners are supported so far (TLS and SASL are not implemented yet)");
+    let security_protocol = match map {
+        Some(map) => map.get(name).copied(),
+        None => crate::security::SecurityProtocol::parse(name),
     }
+    .with_context(|| format!("listener {item:?}: {name} is not a security protocol; map it with listener.security.protocol.map={name}:SSL (or PLAINTEXT, SASL_PLAINTEXT, SASL_SSL)"))?;
     let (host, port) = rest.rsplit_once(':').with_context(|| format!("listener {item:?} has no port"))?;
     let port: u16 = port.parse().with_context(|| format!("listener {item:?} has a bad port"))?;
     let bind_host = if host.is_empty() { "0.0.0.0" } else { host.trim_start_matches('[').trim_end_matches(']') };
@@ -400,7 +422,7 @@ pub fn parse_listener(item: &str, _map: Option<&str>) -> Result<Listener> {
         .next()
         .with_context(|| format!("listener {item:?}: {bind_host} has no address"))?;
     let advertised_host = if host.is_empty() || host == "0.0.0.0" { "127.0.0.1".to_string() } else { host.to_string() };
-    Ok(Listener { name: name.to_string(), bind, advertised_host, advertised_port: port })
+    Ok(Listener { name: name.to_string(), bind, advertised_host, advertised_port: port, security_protocol })
 }
 
 /// `0,1`, `0-3`, `0-3,8-11`.
@@ -472,7 +494,19 @@ mod tests {
         assert_eq!(l[0].bind.port(), 19092);
         assert_eq!(l[0].advertised_host, "broker.example");
         assert_eq!(l[0].advertised_port, 29092);
-        assert!(parse_listeners("SSL://:9093", None).is_err());
+        assert!(parse_listeners("CLIENT://:9093", None).is_err());
+        assert!(parse_listeners("PLAINTEXT://:9093,PLAINTEXT://:9094", None).is_err());
+        let c = BrokerConfig::from_properties(&parse_properties(
+            "listeners=PLAINTEXT://:19092,CLIENT://:19093\nlistener.security.protocol.map=CLIENT:SASL_PLAINTEXT\n\
+             listener.name.client.sasl.enabled.mechanisms=SCRAM-SHA-256\nconnections.max.reauth.ms=5000",
+        ))
+        .unwrap();
+        assert_eq!(c.listeners[1].security_protocol, crate::security::SecurityProtocol::SaslPlaintext);
+        assert_eq!(c.security.listeners[1].sasl.as_ref().unwrap().reauth_ms, 5000);
+        assert!(c.security.listeners[0].sasl.is_none());
+        // A SASL listener without mechanisms, and an SSL listener without a keystore, are errors.
+        assert!(BrokerConfig::from_properties(&parse_properties("listeners=SASL_PLAINTEXT://:19093")).is_err());
+        assert!(BrokerConfig::from_properties(&parse_properties("listeners=SSL://:19093")).is_err());
         assert!(BrokerConfig::from_properties(&parse_properties("num.partitions=0")).is_err());
     }
 

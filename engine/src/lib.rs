@@ -17,6 +17,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod security;
 pub mod shard;
 pub mod storage;
 pub mod txn;

@@ -52,6 +52,9 @@ enum Command {
     /// Host tuning: check and apply OS settings, probe disks (iotune), show the core layout.
     #[command(subcommand)]
     Tune(admin::tune::TuneCommand),
+    /// SCRAM users of a running broker: create (password from stdin or --password-file), delete, list.
+    #[command(subcommand)]
+    User(admin::user::UserCommand),
 }
 
 fn main() {
@@ -61,6 +64,7 @@ fn main() {
         Some(Command::Acl(command)) => std::process::exit(admin::run_acl(command)),
         Some(Command::Status(args)) => std::process::exit(admin::status::run(args)),
         Some(Command::Tune(command)) => std::process::exit(admin::tune::run(command)),
+        Some(Command::User(command)) => std::process::exit(admin::run_user(command)),
         None => {}
     }
     shardlog_engine::logging::init(cli.log_format);

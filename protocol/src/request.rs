@@ -138,6 +138,10 @@ pub enum RequestBody {
     DescribeAcls(m::DescribeAclsRequest),
     CreateAcls(m::CreateAclsRequest),
     DeleteAcls(m::DeleteAclsRequest),
+    SaslHandshake(m::SaslHandshakeRequest),
+    SaslAuthenticate(m::SaslAuthenticateRequest),
+    DescribeUserScramCredentials(m::DescribeUserScramCredentialsRequest),
+    AlterUserScramCredentials(m::AlterUserScramCredentialsRequest),
 }
 
 /// Validates and decodes the body of a request whose header is `header`.
@@ -187,6 +191,14 @@ pub fn decode_body(header: &RequestHeader, frame: &Bytes) -> Result<RequestBody,
         ApiKey::DescribeAcls => RequestBody::DescribeAcls(m::DescribeAclsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
         ApiKey::CreateAcls => RequestBody::CreateAcls(m::CreateAclsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
         ApiKey::DeleteAcls => RequestBody::DeleteAcls(m::DeleteAclsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::SaslHandshake => RequestBody::SaslHandshake(m::SaslHandshakeRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::SaslAuthenticate => RequestBody::SaslAuthenticate(m::SaslAuthenticateRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::DescribeUserScramCredentials => {
+            RequestBody::DescribeUserScramCredentials(m::DescribeUserScramCredentialsRequest::decode(&mut buf, api_version).map_err(undecodable)?)
+        }
+        ApiKey::AlterUserScramCredentials => {
+            RequestBody::AlterUserScramCredentials(m::AlterUserScramCredentialsRequest::decode(&mut buf, api_version).map_err(undecodable)?)
+        }
         _ => return Err(RequestError::Undecodable { api_key, api_version, reason: String::from("no decoder for this api") }),
     })
 }

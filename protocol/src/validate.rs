@@ -265,6 +265,8 @@ static APIS: &[Api] = &[
     Api::new(42, "0-2", "2+", &DELETE_GROUPS),
     Api::new(44, "0-1", "1+", &INCREMENTAL_ALTER_CONFIGS),
     Api::new(47, "0", "none", &OFFSET_DELETE),
+    Api::new(50, "0", "0+", &DESCRIBE_USER_SCRAM_CREDENTIALS),
+    Api::new(51, "0", "0+", &ALTER_USER_SCRAM_CREDENTIALS),
     Api::new(60, "0-1", "0+", &DESCRIBE_CLUSTER),
     Api::new(61, "0", "0+", &DESCRIBE_PRODUCERS),
     Api::new(65, "0", "0+", &DESCRIBE_TRANSACTIONS),
@@ -468,6 +470,31 @@ static CONSUMER_GROUP_HEARTBEAT_TOPIC: Struct = plain_struct!("TopicPartitions" 
 static CONSUMER_GROUP_DESCRIBE: Struct = plain_struct!("ConsumerGroupDescribeRequest" {
     "GroupIds": ARRAY_STRING, "0+";
     "IncludeAuthorizedOperations": BOOL, "0+";
+});
+
+// DescribeUserScramCredentials (50)
+static DESCRIBE_USER_SCRAM_CREDENTIALS: Struct = plain_struct!("DescribeUserScramCredentialsRequest" {
+    "Users": array(&DESCRIBE_USER_SCRAM_CREDENTIALS_USER), "0+", nullable "0+";
+});
+static DESCRIBE_USER_SCRAM_CREDENTIALS_USER: Struct = plain_struct!("UserName" {
+    "Name": STRING, "0+";
+});
+
+// AlterUserScramCredentials (51)
+static ALTER_USER_SCRAM_CREDENTIALS: Struct = plain_struct!("AlterUserScramCredentialsRequest" {
+    "Deletions": array(&SCRAM_CREDENTIAL_DELETION), "0+";
+    "Upsertions": array(&SCRAM_CREDENTIAL_UPSERTION), "0+";
+});
+static SCRAM_CREDENTIAL_DELETION: Struct = plain_struct!("ScramCredentialDeletion" {
+    "Name": STRING, "0+";
+    "Mechanism": INT8, "0+";
+});
+static SCRAM_CREDENTIAL_UPSERTION: Struct = plain_struct!("ScramCredentialUpsertion" {
+    "Name": STRING, "0+";
+    "Mechanism": INT8, "0+";
+    "Iterations": INT32, "0+";
+    "Salt": BYTES, "0+";
+    "SaltedPassword": BYTES, "0+";
 });
 
 // LeaveGroup (13)

@@ -117,6 +117,8 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (42, 0, 2),
     (44, 0, 1),
     (47, 0, 0),
+    (50, 0, 0),
+    (51, 0, 0),
     (60, 0, 1),
     (61, 0, 0),
     (65, 0, 0),
@@ -176,6 +178,8 @@ fn decode_body(api_key: i16, version: i16, body: &[u8]) -> Result<usize, String>
         42 => DeleteGroupsRequest,
         44 => IncrementalAlterConfigsRequest,
         47 => OffsetDeleteRequest,
+        50 => kafka_protocol::messages::DescribeUserScramCredentialsRequest,
+        51 => kafka_protocol::messages::AlterUserScramCredentialsRequest,
         60 => DescribeClusterRequest,
         68 => ConsumerGroupHeartbeatRequest,
         69 => ConsumerGroupDescribeRequest,
@@ -689,6 +693,23 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                 OffsetDeleteRequestTopic::default().with_name(topic("orders")).with_partitions(vec![partition(0), partition(1)]),
                 OffsetDeleteRequestTopic::default().with_name(topic("payments")),
             ]);
+            encode(&request, v)
+        }
+        50 => {
+            use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+            let users = (!nulls).then(|| vec![UserName::default().with_name(s("alice")), UserName::default().with_name(s("bob"))]);
+            encode(&kafka_protocol::messages::DescribeUserScramCredentialsRequest::default().with_users(users), v)
+        }
+        51 => {
+            use kafka_protocol::messages::alter_user_scram_credentials_request::{ScramCredentialDeletion, ScramCredentialUpsertion};
+            let request = kafka_protocol::messages::AlterUserScramCredentialsRequest::default()
+                .with_deletions(vec![ScramCredentialDeletion::default().with_name(s("bob")).with_mechanism(2)])
+                .with_upsertions(vec![ScramCredentialUpsertion::default()
+                    .with_name(s("alice"))
+                    .with_mechanism(1)
+                    .with_iterations(4096)
+                    .with_salt(bytes(b"salt"))
+                    .with_salted_password(bytes(&[7u8; 32]))]);
             encode(&request, v)
         }
         60 => {

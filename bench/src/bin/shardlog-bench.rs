@@ -86,6 +86,9 @@ struct RunArgs {
     /// No progress line on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// Connect with TLS (an SSL listener), trusting the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -119,6 +122,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 
 fn run_command(args: RunArgs) -> Result<ExitCode> {
     let mut workload = Workload::from_file(&args.workload)?;
+    if let Some(ca) = &args.tls_ca {
+        shardlog_bench::loadgen::net::enable_tls(ca)?;
+    }
     if let Some(rate) = &args.rate {
         workload.rate = parse_rate(rate)?;
     }

@@ -26,6 +26,39 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 pub const CLIENT_ID: &str = "shardlog-bench";
+
+/// Set by `--tls-ca`: every connection then speaks TLS, trusting that CA.
+static TLS: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+
+/// Makes every later connection use TLS, verifying the broker against the CA certificates in
+/// the PEM file `ca`.
+pub fn enable_tls(ca: &std::path::Path) -> Result<()> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).with_context(|| format!("cannot read the CA file {}", ca.display()))? {
+        roots.add(cert.with_context(|| format!("{}: certificate PEM does not parse", ca.display()))?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config =
+        rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?.with_root_certificates(roots).with_no_client_auth();
+    TLS.set(Arc::new(config)).map_err(|_| anyhow!("TLS is already configured"))
+}
+
+type BoxedRead = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+type BoxedWrite = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+/// The two halves of a connection, through TLS when `enable_tls` was called.
+async fn open(address: &str, stream: TcpStream) -> Result<(BoxedRead, BoxedWrite)> {
+    let Some(config) = TLS.get() else {
+        let (read, write) = stream.into_split();
+        return Ok((Box::new(read), Box::new(write)));
+    };
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
+    let name = rustls_pki_types::ServerName::try_from(host.to_string()).with_context(|| format!("{host} is not a valid TLS server name"))?;
+    let tls = tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream).await.with_context(|| format!("TLS handshake with {address} failed"))?;
+    let (read, write) = tokio::io::split(tls);
+    Ok((Box::new(read), Box::new(write)))
+}
 /// Connect and first-exchange timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest response frame accepted: the default `socket.request.max.bytes`. A larger length
@@ -110,7 +143,8 @@ impl Connection {
             .map_err(|_| anyhow!("timed out connecting to {address}"))?
             .with_context(|| format!("cannot connect to {address}; is the broker running?"))?;
         stream.set_nodelay(true)?;
-        let (read, write) = stream.into_split();
+        let (read, write) =
+            tokio::time::timeout(CONNECT_TIMEOUT, open(address, stream)).await.map_err(|_| anyhow!("TLS handshake with {address} timed out"))??;
         let (tx, rx) = mpsc::unbounded_channel();
         let closed = Arc::new(AtomicBool::new(false));
         let pending: PendingQueue = Arc::default();
@@ -242,12 +276,7 @@ pub fn encode_request<T: Encodable>(key: ApiKey, version: i16, correlation_id: i
     Ok(frame.freeze())
 }
 
-async fn write_loop(
-    mut socket: BufWriter<tokio::net::tcp::OwnedWriteHalf>,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
-    pending: PendingQueue,
-    closed: Arc<AtomicBool>,
-) {
+async fn write_loop(mut socket: BufWriter<BoxedWrite>, mut rx: mpsc::UnboundedReceiver<Outgoing>, pending: PendingQueue, closed: Arc<AtomicBool>) {
     let mut written_waiters = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
@@ -305,7 +334,7 @@ fn fail_pending(pending: &PendingQueue, why: &str) {
     }
 }
 
-async fn read_loop(mut socket: BufReader<tokio::net::tcp::OwnedReadHalf>, pending: PendingQueue, closed: Arc<AtomicBool>, address: String) {
+async fn read_loop(mut socket: BufReader<BoxedRead>, pending: PendingQueue, closed: Arc<AtomicBool>, address: String) {
     let why = loop {
         let length = match socket.read_i32().await {
             Ok(n) => n,

@@ -76,6 +76,10 @@ pub struct ConnectionArgs {
 }
 
 impl ConnectionArgs {
+    pub fn connect_client(&self) -> Result<Client> {
+        self.connect()
+    }
+
     pub fn connect(&self) -> Result<Client> {
         let config = ClientConfig { timeout: Duration::from_millis(self.timeout_ms), ..ClientConfig::default() };
         Client::connect(&self.bootstrap_server, config)

@@ -15,6 +15,7 @@ pub mod group;
 pub mod status;
 pub mod table;
 pub mod tune;
+pub mod user;
 
 use std::io::{self, Write};
 
@@ -51,6 +52,21 @@ pub fn run_group(command: GroupCommand) -> i32 {
         Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => 0,
         Err(e) => {
             let _ = writeln!(err, "shardlog: {e:#}");
+            1
+        }
+    }
+}
+
+/// Runs a `shardlog user ...` command and returns the process exit code.
+pub fn run_user(command: user::UserCommand) -> i32 {
+    let mut out = io::stdout().lock();
+    match user::run(command, &mut out).and_then(|code| {
+        out.flush()?;
+        Ok(code)
+    }) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "shardlog: {e:#}");
             1
         }
     }

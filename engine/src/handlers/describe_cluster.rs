@@ -10,8 +10,9 @@ use shardlog_protocol::request::RequestHeader;
 use super::{respond, str_bytes, Response};
 use crate::shard::Shard;
 
-pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeClusterRequest) -> Response {
-    let listener = &shard.config.listeners[0];
+pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeClusterRequest, listener: usize) -> Response {
+    // The listener the request came in on: a client is sent back to the same kind of port.
+    let listener = &shard.config.listeners[listener];
     let mut r = DescribeClusterResponse::default();
     r.cluster_id = str_bytes(&shard.metadata.borrow().cluster_id);
     r.controller_id = BrokerId(shard.config.node_id);

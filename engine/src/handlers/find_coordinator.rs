@@ -16,8 +16,9 @@ use crate::shard::Shard;
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FindCoordinatorRequest) -> Response {
-    let listener = &shard.config.listeners[0];
+pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FindCoordinatorRequest, listener: usize) -> Response {
+    // The listener the request came in on: a client is sent back to the same kind of port.
+    let listener = &shard.config.listeners[listener];
     let state_topic = match request.key_type {
         KEY_TYPE_GROUP => Some(crate::groups::offsets::OFFSETS_TOPIC),
         KEY_TYPE_TRANSACTION => Some(crate::txn::TRANSACTION_STATE_TOPIC),

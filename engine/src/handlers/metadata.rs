@@ -13,7 +13,7 @@ use crate::metadata::validate_topic_name;
 use crate::shard::messages::{ControllerRequest, NewTopic};
 use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: MetadataRequest) -> Response {
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: MetadataRequest, listener: usize) -> Response {
     // v0 uses an empty list for "all topics"; later versions use null. From v10 a topic may be
     // named by id alone (KIP-516), as KIP-848 consumers do after an assignment.
     let mut unknown_ids = Vec::new();
@@ -55,7 +55,8 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Metadata
     }
     let meta = shard.metadata.borrow().clone();
     let node = BrokerId(shard.config.node_id);
-    let listener = &shard.config.listeners[0];
+    // The listener the request came in on: a client is sent back to the same kind of port.
+    let listener = &shard.config.listeners[listener];
     let mut r = MetadataResponse::default();
     let mut broker = MetadataResponseBroker::default();
     broker.node_id = node;

@@ -5,6 +5,7 @@
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -19,6 +20,7 @@ pub mod describe_cluster;
 pub mod describe_groups;
 pub mod describe_producers;
 pub mod describe_transactions;
+pub mod describe_user_scram_credentials;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
@@ -36,10 +38,11 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod probe;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 pub mod txn_offset_commit;
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -50,6 +53,7 @@ use shardlog_protocol::request::{self, RequestBody, RequestError, RequestHeader}
 use shardlog_protocol::response::{encode_response, Chunk};
 
 use crate::net::FileRange;
+use crate::security::Session;
 use crate::shard::Shard;
 
 /// What the connection does with a handled request.
@@ -60,6 +64,8 @@ pub enum Response {
     Nothing,
     /// Close the connection after the responses before this one.
     Close(String),
+    /// Send these chunks, then close the connection (a failed authentication).
+    FrameThenClose(Vec<Chunk<FileRange>>, String),
 }
 
 /// The APIs and versions this broker serves, and advertises in ApiVersions: exactly these.
@@ -97,6 +103,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
@@ -115,12 +125,12 @@ pub fn respond<R: Encodable>(header: &RequestHeader, body: &R) -> Response {
     }
 }
 
-pub async fn handle(shard: Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Response {
+pub async fn handle(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>) -> Response {
     // The TSC through quanta: a few nanoseconds a read, against tens for the system clock,
     // which matters at millions of requests per second.
     let started = quanta::Instant::now();
     let api_key = request::peek_key_version_correlation(&frame).map(|(k, _, _)| k);
-    let response = handle_request(&shard, frame, peer).await;
+    let response = handle_request(&shard, frame, &session).await;
     if let (Some(key), true) = (api_key, shard.config.metrics_enabled) {
         if supported_versions(key).is_some() {
             shard.request_probe.record(key, started.elapsed().as_micros() as u64);
@@ -129,8 +139,9 @@ pub async fn handle(shard: Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Respons
     response
 }
 
-async fn handle_request(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Response {
+async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session) -> Response {
     let shard = shard.clone();
+    let peer = session.peer;
     let header = match request::parse_header(&frame) {
         Ok(h) => h,
         Err(e) => {
@@ -167,15 +178,15 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Re
     tracing::trace!(%peer, api_key = header.api_key, version = header.api_version, correlation_id = header.correlation_id, "request");
     match body {
         RequestBody::ApiVersions(_) => api_versions::handle(&header),
-        RequestBody::Metadata(r) => metadata::handle(&shard, &header, r).await,
+        RequestBody::Metadata(r) => metadata::handle(&shard, &header, r, session.listener).await,
         RequestBody::Produce(r) => produce::handle(&shard, &header, r).await,
         RequestBody::Fetch(r) => fetch::handle(&shard, &header, r).await,
         RequestBody::ListOffsets(r) => list_offsets::handle(&shard, &header, r).await,
         RequestBody::CreateTopics(r) => create_topics::handle(&shard, &header, r).await,
         RequestBody::DeleteTopics(r) => delete_topics::handle(&shard, &header, r).await,
         RequestBody::CreatePartitions(r) => create_partitions::handle(&shard, &header, r).await,
-        RequestBody::DescribeCluster(r) => describe_cluster::handle(&shard, &header, r),
-        RequestBody::FindCoordinator(r) => find_coordinator::handle(&shard, &header, r),
+        RequestBody::DescribeCluster(r) => describe_cluster::handle(&shard, &header, r, session.listener),
+        RequestBody::FindCoordinator(r) => find_coordinator::handle(&shard, &header, r, session.listener),
         RequestBody::JoinGroup(r) => join_group::handle(&shard, &header, r, peer).await,
         RequestBody::SyncGroup(r) => sync_group::handle(&shard, &header, r).await,
         RequestBody::Heartbeat(r) => heartbeat::handle(&shard, &header, r).await,
@@ -199,6 +210,10 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Re
         RequestBody::DescribeAcls(r) => describe_acls::handle(&shard, &header, r),
         RequestBody::CreateAcls(r) => create_acls::handle(&shard, &header, r).await,
         RequestBody::DeleteAcls(r) => delete_acls::handle(&shard, &header, r).await,
+        RequestBody::SaslHandshake(r) => sasl_handshake::handle(&shard, &header, r, session),
+        RequestBody::SaslAuthenticate(r) => sasl_authenticate::handle(&shard, &header, r, session),
+        RequestBody::DescribeUserScramCredentials(r) => describe_user_scram_credentials::handle(&shard, &header, r),
+        RequestBody::AlterUserScramCredentials(r) => alter_user_scram_credentials::handle(&shard, &header, r),
     }
 }
 

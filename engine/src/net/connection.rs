@@ -1,32 +1,121 @@
 //! One client connection: a reader that turns frames into handler tasks, and a writer that sends
 //! their responses in request order. Up to `queued.max.requests` requests run at once per
 //! connection (clients pipeline produce requests, and group commit batches their fdatasyncs).
+//!
+//! Security: on an SSL or SASL_SSL listener the connection first completes a TLS handshake
+//! (rustls); on a SASL listener only ApiVersions, SaslHandshake and SaslAuthenticate are served
+//! until authentication succeeds, and any other request closes the connection, as in Kafka.
+//! SASL requests are handled in the reader, one at a time and in order, because each one moves
+//! the connection's authentication state. A connection that has not finished the handshake and
+//! the authentication within `shardlog.authentication.timeout.ms` is closed.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures::io::WriteHalf;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
+use kafka_protocol::messages::ApiKey;
 use shardlog_protocol::frame::{request_length, FRAME_LENGTH_BYTES};
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::peek_key_version_correlation;
 use shardlog_protocol::response::Chunk;
 
 use super::sendfile;
 use crate::handlers::{self, Response};
+use crate::security::{principal, Session, ANONYMOUS};
 use crate::shard::Shard;
 
 /// Bytes read per step while receiving a frame: a client that announces a large frame but
 /// sends little costs only what it actually sent.
 const READ_STEP_BYTES: usize = 64 << 10;
 
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+type TlsStream = futures_rustls::server::TlsStream<TcpStream>;
+
+/// The sending half of a connection: zero-copy capable on plaintext, encrypting on TLS.
+enum Writer {
+    Plain(TcpStream),
+    Tls(WriteHalf<TlsStream>),
+}
+
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, listener: usize) {
     let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
     }
+    let security = &shard.config.security.listeners[listener];
+    let listener_name = shard.config.listeners[listener].name.clone();
+    let session = Rc::new(Session::new(listener, peer, ANONYMOUS.to_string(), security.sasl.is_none()));
+    let tls_ready = Rc::new(Cell::new(security.tls.is_none()));
+    // The deadline for the TLS handshake and SASL authentication; it shuts the socket down,
+    // which ends the reader, the handshake, or both.
+    let watchdog = (!tls_ready.get() || !session.is_authenticated()).then(|| {
+        let (session, tls_ready, fd) = (session.clone(), tls_ready.clone(), stream.as_raw_fd());
+        let timeout_ms = security.authentication_timeout_ms;
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(Duration::from_millis(timeout_ms)).await;
+            if !tls_ready.get() || !session.is_authenticated() {
+                tracing::warn!(peer = %session.peer, timeout_ms, tls_done = tls_ready.get(), "closing connection: not authenticated within shardlog.authentication.timeout.ms");
+                // SAFETY: the connection task cancels this watchdog before its socket is closed,
+                // so fd is still the connection's socket here.
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            }
+        })
+        .detach()
+    });
+    match &security.tls {
+        None => serve_plaintext(&shard, stream, session).await,
+        Some(tls) => {
+            let acceptor = futures_rustls::TlsAcceptor::from(tls.config());
+            match acceptor.accept(stream).await {
+                Ok(stream) => {
+                    tls_ready.set(true);
+                    if let Some(cert) = stream.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                        match principal::subject_name(cert) {
+                            Ok(subject) if security.sasl.is_none() => {
+                                let principal = format!("User:{}", tls.settings.mapping.apply(&subject));
+                                tracing::debug!(%peer, subject = %subject, principal = %principal, "TLS client authenticated by certificate");
+                                session.set_principal(principal);
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(%peer, error = %format!("{e:#}"), "closing connection: client certificate subject unreadable");
+                                if let Some(w) = watchdog {
+                                    w.cancel();
+                                }
+                                return;
+                            }
+                        }
+                    }
+                    tracing::debug!(%peer, listener = %listener_name, principal = %session.principal(), "TLS handshake done");
+                    let fd = stream.get_ref().0.as_raw_fd();
+                    let (reader, writer) = futures::io::AsyncReadExt::split(stream);
+                    run(&shard, reader, Writer::Tls(writer), fd, session).await;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        %peer,
+                        listener = %listener_name,
+                        error = %e,
+                        "closing connection: TLS handshake failed (a plaintext client on a TLS port, an untrusted or missing client certificate, or no common TLS version)"
+                    );
+                }
+            }
+        }
+    }
+    if let Some(w) = watchdog {
+        w.cancel();
+    }
+}
+
+async fn serve_plaintext(shard: &Rc<Shard>, stream: TcpStream, session: Rc<Session>) {
+    let peer = session.peer;
     // A second handle on the same socket for the writer, so reading and writing never wait on
     // each other. SAFETY: dup returns a new descriptor that only the writer's stream owns.
     let writer_fd = unsafe { libc::dup(stream.as_raw_fd()) };
@@ -37,9 +126,16 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     // SAFETY: writer_fd is a fresh, valid socket descriptor owned by nothing else.
     let writer = unsafe { TcpStream::from_raw_fd(writer_fd) };
     sendfile::limit_blocking(writer_fd);
+    let fd = stream.as_raw_fd();
+    run(shard, stream, Writer::Plain(writer), fd, session).await;
+}
+
+/// The reader loop; `fd` is the socket, shut down when the writer stops so the reader wakes.
+async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Writer, fd: i32, session: Rc<Session>) {
+    let peer = session.peer;
+    let sasl = shard.config.security.listeners[session.listener].sasl.is_some();
     let (tx, rx) = local_channel::new_bounded::<JoinHandle<Response>>(shard.config.connection_requests_inflight_max);
-    let writer_task = glommio::spawn_local(write_loop(shard.clone(), writer, rx, peer)).detach();
-    let mut reader = stream;
+    let writer_task = glommio::spawn_local(write_loop(shard.clone(), writer, rx, peer, fd)).detach();
     let max = shard.config.socket_request_max_bytes;
     tracing::debug!(%peer, shard = shard.id, "connection opened");
     loop {
@@ -70,46 +166,98 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         if failed {
             break;
         }
-        let task = glommio::spawn_local(handlers::handle(shard.clone(), frame.freeze(), peer)).detach();
-        if tx.send(task).await.is_err() {
+        let api_key = peek_key_version_correlation(&frame).map(|(k, _, _)| k).unwrap_or(-1);
+        let is_sasl_request = api_key == ApiKey::SaslHandshake as i16 || api_key == ApiKey::SaslAuthenticate as i16;
+        if sasl && !is_sasl_request {
+            if !session.is_authenticated() && api_key != ApiKey::ApiVersions as i16 {
+                tracing::warn!(
+                    %peer,
+                    api_key,
+                    "closing connection: request before SASL authentication finished (only ApiVersions, SaslHandshake and SaslAuthenticate are allowed until then)"
+                );
+                break;
+            }
+            if session.is_expired(Instant::now()) {
+                tracing::info!(%peer, principal = %session.principal(), "closing connection: the SASL session expired without re-authentication (connections.max.reauth.ms)");
+                break;
+            }
+        }
+        let (task, close_after) = if is_sasl_request {
+            // In order, before the next frame is read: the next request depends on the outcome.
+            let response = handlers::handle(shard.clone(), frame.freeze(), session.clone()).await;
+            let close_after = matches!(response, Response::Close(_) | Response::FrameThenClose(..));
+            (glommio::spawn_local(async move { response }).detach(), close_after)
+        } else {
+            (glommio::spawn_local(handlers::handle(shard.clone(), frame.freeze(), session.clone())).detach(), false)
+        };
+        if tx.send(task).await.is_err() || close_after {
             break;
         }
     }
     drop(tx);
     let _ = writer_task.await;
-    let _ = reader.shutdown(std::net::Shutdown::Both).await;
+    // SAFETY: fd is this connection's socket, still open (the reader owns it).
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
-async fn write_loop(shard: Rc<Shard>, mut writer: TcpStream, rx: local_channel::LocalReceiver<JoinHandle<Response>>, peer: SocketAddr) {
+async fn write_loop(shard: Rc<Shard>, mut writer: Writer, rx: local_channel::LocalReceiver<JoinHandle<Response>>, peer: SocketAddr, fd: i32) {
     while let Some(task) = rx.recv().await {
         let Some(response) = task.await else { break };
-        match response {
-            Response::Nothing => {}
+        let (chunks, close) = match response {
+            Response::Nothing => continue,
             Response::Close(reason) => {
                 tracing::debug!(%peer, %reason, "closing connection");
                 break;
             }
-            Response::Frame(chunks) => {
-                if let Err(e) = write_chunks(&shard, &mut writer, chunks).await {
-                    tracing::debug!(%peer, error = %e, "write failed; closing connection");
-                    break;
-                }
-            }
+            Response::Frame(chunks) => (chunks, None),
+            Response::FrameThenClose(chunks, reason) => (chunks, Some(reason)),
+        };
+        if let Err(e) = write_chunks(&shard, &mut writer, chunks).await {
+            tracing::debug!(%peer, error = %e, "write failed; closing connection");
+            break;
+        }
+        if let Some(reason) = close {
+            tracing::debug!(%peer, %reason, "closing connection");
+            break;
         }
     }
     // Wake the reader: it sees end of stream and stops.
-    let _ = writer.shutdown(std::net::Shutdown::Both).await;
-}
-
-async fn write_chunks(shard: &Shard, writer: &mut TcpStream, chunks: Vec<Chunk<super::FileRange>>) -> std::io::Result<()> {
-    for chunk in chunks {
-        match chunk {
-            Chunk::Bytes(bytes) => writer.write_all(&bytes).await?,
-            Chunk::External { len, source } => {
-                writer.flush().await?;
-                sendfile::send_file_range(shard, writer, &source, len).await?;
-            }
+    match &mut writer {
+        Writer::Plain(w) => {
+            let _ = w.shutdown(std::net::Shutdown::Both).await;
+        }
+        Writer::Tls(w) => {
+            // close_notify, then the socket itself, which the reader half still holds.
+            let _ = w.close().await;
+            // SAFETY: fd is this connection's socket, kept open by the reader half.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
         }
     }
-    writer.flush().await
+}
+
+async fn write_chunks(shard: &Shard, writer: &mut Writer, chunks: Vec<Chunk<super::FileRange>>) -> std::io::Result<()> {
+    match writer {
+        Writer::Plain(w) => {
+            for chunk in chunks {
+                match chunk {
+                    Chunk::Bytes(bytes) => w.write_all(&bytes).await?,
+                    Chunk::External { len, source } => {
+                        w.flush().await?;
+                        sendfile::send_file_range(shard, w, &source, len).await?;
+                    }
+                }
+            }
+            w.flush().await
+        }
+        Writer::Tls(w) => {
+            // No zero-copy through TLS: segment bytes are read and encrypted like any others.
+            for chunk in chunks {
+                match chunk {
+                    Chunk::Bytes(bytes) => w.write_all(&bytes).await?,
+                    Chunk::External { len, source } => sendfile::copy_file_range(w, &source, source.position, len).await?,
+                }
+            }
+            w.flush().await
+        }
+    }
 }

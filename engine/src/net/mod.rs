@@ -37,7 +37,7 @@ impl Drop for Listeners {
 
 pub fn listen(shard: &Rc<Shard>) -> Result<Listeners> {
     let mut tasks = Vec::new();
-    for listener in &shard.config.listeners {
+    for (index, listener) in shard.config.listeners.iter().enumerate() {
         let socket = TcpListener::bind(listener.bind)
             .map_err(std::io::Error::from)
             .with_context(|| format!("cannot listen on {} ({}): is another broker running there?", listener.bind, listener.name))?;
@@ -50,7 +50,7 @@ pub fn listen(shard: &Rc<Shard>) -> Result<Listeners> {
                         shard.shard_probe.connections_accepted.inc();
                         glommio::spawn_local(async move {
                             shard.shard_probe.connections_open.set(shard.shard_probe.connections_open.get() + 1);
-                            connection::serve(shard.clone(), stream).await;
+                            connection::serve(shard.clone(), stream, index).await;
                             shard.shard_probe.connections_open.set(shard.shard_probe.connections_open.get() - 1);
                         })
                         .detach();

@@ -9,7 +9,7 @@
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
-use futures_lite::AsyncWriteExt;
+use futures_lite::{AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use super::FileRange;
@@ -61,8 +61,16 @@ pub async fn send_file_range(shard: &Shard, writer: &mut TcpStream, range: &File
         }
     }
     // The socket is full: send the rest through glommio, which waits for room.
-    let mut position = offset as u64;
-    let mut buffer = vec![0u8; FALLBACK_CHUNK_BYTES.min((end - position) as usize)];
+    let position = offset as u64;
+    copy_file_range(writer, range, position, (end - position) as usize).await
+}
+
+/// Reads `len` bytes of the segment file from `position` and writes them: the path for
+/// sockets that cannot take sendfile (TLS, or a full socket buffer).
+pub async fn copy_file_range<W: AsyncWrite + Unpin>(writer: &mut W, range: &FileRange, position: u64, len: usize) -> std::io::Result<()> {
+    let end = position + len as u64;
+    let mut position = position;
+    let mut buffer = vec![0u8; FALLBACK_CHUNK_BYTES.min(len)];
     while position < end {
         let n = ((end - position) as usize).min(buffer.len());
         range.file.read_exact_at(&mut buffer[..n], position)?;

@@ -109,6 +109,8 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     }
     let mut config = config;
     claim_listener_ports(&mut config)?;
+    // One SCRAM store for every shard, read before any listener accepts.
+    config.security.scram.load(&meta_dir(&config))?;
     let config = Arc::new(config);
     let mesh: MeshBuilder<Envelope, _> = MeshBuilder::full(config.cores.len(), MESH_CHANNEL_CAPACITY);
     let mut handles = Vec::new();

@@ -133,7 +133,7 @@ impl TxnCoordinator {
             TxnCall::Describe { transactional_id } => TxnReply::Describe(self.describe(&transactional_id).ok_or(ec::TRANSACTIONAL_ID_NOT_FOUND)),
             TxnCall::List { states, producer_ids, duration_ms, pattern } => {
                 let now = now_ms() as i64;
-                let pattern = match pattern.as_deref().filter(|p| !p.is_empty()).map(regex_lite::Regex::new) {
+                let pattern = match pattern.as_deref().filter(|p| !p.is_empty()).map(regex::Regex::new) {
                     Some(Ok(re)) => Some(re),
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "ListTransactions pattern does not compile; nothing matches");
