@@ -2,8 +2,8 @@
 confluent-kafka's and kafka-python's admin clients and `shardlog acl`, with Kafka's filter
 semantics, validation, and persistence across kill -9.
 
-(Enforcement needs authenticated principals: the authorization matrix of the rules themselves
-is the unit test in engine/src/authorizer/tests.rs.)
+(Enforcement with authenticated principals is test_authorization.py; the rules matrix is the
+unit test in engine/src/authorizer/tests.rs.)
 """
 
 from __future__ import annotations

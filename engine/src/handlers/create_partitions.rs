@@ -9,14 +9,18 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{call_controller, respond, str_bytes, topic_name, Response};
+use crate::authorizer::check::{Authz, TOPIC_AUTHORIZATION_FAILED};
+use crate::authorizer::Operation;
 use crate::shard::messages::ControllerRequest;
 use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreatePartitionsRequest) -> Response {
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreatePartitionsRequest, authz: &Authz<'_>) -> Response {
     let mut results = Vec::new();
     let mut topics = Vec::new();
     for t in &request.topics {
-        if t.assignments.is_some() {
+        if !authz.topic(Operation::Alter, &t.name) {
+            results.push((t.name.0.to_string(), TOPIC_AUTHORIZATION_FAILED, Some(String::from("not authorized to alter this topic"))));
+        } else if t.assignments.is_some() {
             results.push((
                 t.name.0.to_string(),
                 ec::INVALID_REPLICA_ASSIGNMENT,

@@ -9,14 +9,21 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{call_controller, respond, str_bytes, topic_name, Response};
+use crate::authorizer::check::{Authz, CLUSTER, TOPIC_AUTHORIZATION_FAILED};
+use crate::authorizer::{Operation, ResourceType};
 use crate::shard::messages::{ControllerRequest, NewTopic};
 use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreateTopicsRequest) -> Response {
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreateTopicsRequest, authz: &Authz<'_>) -> Response {
     let mut topics = Vec::new();
     let mut early = Vec::new();
     for t in &request.topics {
         let name = t.name.0.to_string();
+        // CREATE on the cluster covers every topic; otherwise CREATE on the topic itself.
+        if !authz.may_see(Operation::Create, ResourceType::Cluster, CLUSTER) && !authz.topic(Operation::Create, &name) {
+            early.push((name, TOPIC_AUTHORIZATION_FAILED, Some(String::from("not authorized to create this topic"))));
+            continue;
+        }
         if !t.assignments.is_empty() {
             early.push((name, ec::INVALID_REPLICA_ASSIGNMENT, Some(String::from("Manual replica assignment is not supported by this single-node broker."))));
             continue;

@@ -9,18 +9,24 @@ use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::{group_call, COORDINATOR_NOT_AVAILABLE};
 use super::{respond, Response};
+use crate::authorizer::check::{Authz, GROUP_AUTHORIZATION_FAILED};
+use crate::authorizer::Operation;
 use crate::groups::{GroupCall, GroupReply};
 use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteGroupsRequest) -> Response {
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteGroupsRequest, authz: &Authz<'_>) -> Response {
     let mut r = DeleteGroupsResponse::default();
     for group in &request.groups_names {
         let name = group.0.to_string();
         let mut result = DeletableGroupResult::default();
         result.group_id = GroupId(group.0.clone());
-        result.error_code = match group_call(shard, &name, GroupCall::Delete { group: name.clone() }).await {
-            Ok(GroupReply::Delete(code)) => code,
-            _ => COORDINATOR_NOT_AVAILABLE,
+        result.error_code = if !authz.group(Operation::Delete, &name) {
+            GROUP_AUTHORIZATION_FAILED
+        } else {
+            match group_call(shard, &name, GroupCall::Delete { group: name.clone() }).await {
+                Ok(GroupReply::Delete(code)) => code,
+                _ => COORDINATOR_NOT_AVAILABLE,
+            }
         };
         r.results.push(result);
     }

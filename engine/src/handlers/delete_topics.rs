@@ -9,10 +9,12 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{call_controller, respond, str_bytes, topic_name, Response};
+use crate::authorizer::check::{Authz, TOPIC_AUTHORIZATION_FAILED};
+use crate::authorizer::Operation;
 use crate::shard::messages::ControllerRequest;
 use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteTopicsRequest) -> Response {
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteTopicsRequest, authz: &Authz<'_>) -> Response {
     let meta = shard.metadata.borrow().clone();
     let mut names: Vec<String> = request.topic_names.iter().map(|n| n.0.to_string()).collect();
     let mut unknown_ids = Vec::new();
@@ -25,8 +27,10 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteTo
             },
         }
     }
+    let (names, denied): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| authz.topic(Operation::Delete, n));
     let ids: std::collections::HashMap<String, uuid::Uuid> = names.iter().filter_map(|n| meta.topics.get(n).map(|t| (n.clone(), t.id))).collect();
-    let results = if names.is_empty() { Vec::new() } else { call_controller(shard, ControllerRequest::DeleteTopics { names }).await };
+    let mut results = if names.is_empty() { Vec::new() } else { call_controller(shard, ControllerRequest::DeleteTopics { names }).await };
+    results.extend(denied.into_iter().map(|n| (n, TOPIC_AUTHORIZATION_FAILED, Some(String::from("not authorized to delete this topic")))));
     let mut r = DeleteTopicsResponse::default();
     for (name, code, message) in results {
         let mut t = DeletableTopicResult::default();

@@ -9,13 +9,23 @@ use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::{group_call, COORDINATOR_NOT_AVAILABLE};
 use super::{respond, Response};
+use crate::authorizer::check::{Authz, GROUP_AUTHORIZATION_FAILED};
+use crate::authorizer::Operation;
 use crate::groups::{GroupCall, GroupReply};
 use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeGroupsRequest) -> Response {
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeGroupsRequest, authz: &Authz<'_>) -> Response {
     let mut r = DescribeGroupsResponse::default();
     for group in &request.groups {
         let name = group.0.to_string();
+        if !authz.group(Operation::Describe, &name) {
+            let mut g = DescribedGroup::default();
+            g.group_id = GroupId(group.0.clone());
+            g.error_code = GROUP_AUTHORIZATION_FAILED;
+            g.authorized_operations = i32::MIN;
+            r.groups.push(g);
+            continue;
+        }
         match group_call(shard, &name, GroupCall::Describe { group: name.clone() }).await {
             Ok(GroupReply::Describe(d)) => {
                 for mut g in d.groups {

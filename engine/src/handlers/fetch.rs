@@ -16,6 +16,8 @@ use shardlog_protocol::request::RequestHeader;
 use shardlog_protocol::response::{encode_fetch_response, Chunk, FetchPartitionData, FetchTopicData};
 
 use super::Response;
+use crate::authorizer::check::{Authz, TOPIC_AUTHORIZATION_FAILED};
+use crate::authorizer::Operation;
 use crate::net::FileRange;
 use crate::shard::messages::{ReadOutcome, ShardReply, ShardRequest};
 use crate::shard::Shard;
@@ -31,6 +33,8 @@ struct Wanted {
     offset: i64,
     max_bytes: usize,
     owner: Option<usize>,
+    /// READ on the topic was denied.
+    denied: bool,
 }
 
 fn empty_outcome(code: i16) -> ReadOutcome {
@@ -44,7 +48,11 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], read_committed: bool) ->
     let calls = wanted.iter().map(|w| {
         let shard = shard.clone();
         let (topic, partition, offset, max_bytes, owner) = (w.topic.clone(), w.partition, w.offset, w.max_bytes, w.owner);
+        let denied = w.denied;
         async move {
+            if denied {
+                return empty_outcome(TOPIC_AUTHORIZATION_FAILED);
+            }
             let Some(owner) = owner else { return empty_outcome(ec::UNKNOWN_TOPIC_OR_PARTITION) };
             match shard.dispatch(owner, ShardRequest::Read { topic, partition, offset, max_bytes, read_committed }).await {
                 ShardReply::Read(o) => o,
@@ -55,7 +63,7 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], read_committed: bool) ->
     futures::future::join_all(calls).await
 }
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchRequest) -> Response {
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchRequest, authz: &Authz<'_>) -> Response {
     let version = header.api_version;
     if version >= 7 && request.session_id != 0 {
         tracing::debug!(session_id = request.session_id, "fetch session not found (sessions are not kept)");
@@ -65,6 +73,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
     let mut wanted = Vec::new();
     for t in &request.topics {
         let topic = t.topic.0.to_string();
+        let denied = !authz.topic(Operation::Read, &topic);
         for p in &t.partitions {
             let owner = shard.owner(&topic, p.partition);
             wanted.push(Wanted {
@@ -73,6 +82,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
                 offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as usize,
                 owner,
+                denied,
             });
         }
     }

@@ -11,12 +11,14 @@ use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::COORDINATOR_NOT_AVAILABLE;
 use super::{respond, str_bytes, Response};
+use crate::authorizer::check::{Authz, GROUP_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
+use crate::authorizer::Operation;
 use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FindCoordinatorRequest, listener: usize) -> Response {
+pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FindCoordinatorRequest, listener: usize, authz: &Authz<'_>) -> Response {
     // The listener the request came in on: a client is sent back to the same kind of port.
     let listener = &shard.config.listeners[listener];
     let state_topic = match request.key_type {
@@ -35,6 +37,18 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FindCoordinato
         ec::INVALID_REQUEST => Some(str_bytes("unknown coordinator key type")),
         _ => Some(str_bytes("the coordinator is starting; retry")),
     };
+    // DESCRIBE on the group or transactional id the client looks for.
+    let denied = |key: &str| -> Option<i16> {
+        match request.key_type {
+            KEY_TYPE_GROUP if !authz.group(Operation::Describe, key) => Some(GROUP_AUTHORIZATION_FAILED),
+            KEY_TYPE_TRANSACTION if !authz.transactional_id(Operation::Describe, key) => Some(TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+            _ => None,
+        }
+    };
+    let keyed = |key: &str| match denied(key) {
+        Some(refused) => (refused, None),
+        None => (code, message.clone()),
+    };
     let mut r = FindCoordinatorResponse::default();
     if header.api_version >= 4 {
         r.coordinators = request
@@ -43,8 +57,9 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FindCoordinato
             .map(|key| {
                 let mut c = Coordinator::default();
                 c.key = key.clone();
+                let (code, message) = keyed(key);
                 c.error_code = code;
-                c.error_message = message.clone();
+                c.error_message = message;
                 if code == ec::NONE {
                     c.node_id = BrokerId(shard.config.node_id);
                     c.host = str_bytes(&listener.advertised_host);
@@ -57,6 +72,7 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FindCoordinato
             })
             .collect();
     } else {
+        let (code, message) = keyed(&request.key);
         r.error_code = code;
         if header.api_version >= 1 {
             r.error_message = message;

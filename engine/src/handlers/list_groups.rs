@@ -9,16 +9,23 @@ use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::all_shards;
 use super::{respond, str_bytes, Response};
+use crate::authorizer::check::{Authz, CLUSTER};
+use crate::authorizer::{Operation, ResourceType};
 use crate::groups::{GroupCall, GroupReply};
 use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListGroupsRequest) -> Response {
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListGroupsRequest, authz: &Authz<'_>) -> Response {
     let states: Vec<String> = request.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let mut r = ListGroupsResponse::default();
+    let see_all = authz.may_see(Operation::Describe, ResourceType::Cluster, CLUSTER);
     for reply in all_shards(shard, || GroupCall::List).await {
         let GroupReply::List(groups) = reply else { continue };
         for g in groups {
             if !states.is_empty() && !states.contains(&g.state.to_lowercase()) {
+                continue;
+            }
+            // Only the groups the principal may describe (DESCRIBE on the cluster sees all).
+            if !see_all && !authz.may_see(Operation::Describe, ResourceType::Group, &g.group_id) {
                 continue;
             }
             let mut lg = ListedGroup::default();

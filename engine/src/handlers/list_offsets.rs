@@ -9,16 +9,19 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{respond, Response};
+use crate::authorizer::check::{Authz, TOPIC_AUTHORIZATION_FAILED};
+use crate::authorizer::Operation;
 use crate::shard::messages::{ShardReply, ShardRequest};
 use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListOffsetsRequest) -> Response {
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListOffsetsRequest, authz: &Authz<'_>) -> Response {
     let version = header.api_version;
     let mut r = ListOffsetsResponse::default();
     // isolation_level 1 (read_committed, v2+): "latest" is the last stable offset.
     let read_committed = version >= 2 && request.isolation_level == 1;
     for topic in request.topics {
         let name = topic.name.0.to_string();
+        let denied = !authz.topic(Operation::Describe, &name);
         let calls = topic.partitions.iter().map(|p| {
             let shard = shard.clone();
             let name = name.clone();
@@ -28,6 +31,12 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListOffs
                 out.partition_index = index;
                 if version >= 4 {
                     out.leader_epoch = 0;
+                }
+                if denied {
+                    out.error_code = TOPIC_AUTHORIZATION_FAILED;
+                    out.offset = -1;
+                    out.timestamp = -1;
+                    return out;
                 }
                 let Some(owner) = shard.owner(&name, index) else {
                     out.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;

@@ -9,6 +9,8 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{respond, str_bytes, Response};
+use crate::authorizer::check::Authz;
+use crate::authorizer::{Operation, ResourceType};
 use crate::shard::messages::{ShardReply, ShardRequest};
 use crate::shard::Shard;
 use crate::txn::{TxnCall, TxnReply};
@@ -16,7 +18,7 @@ use crate::txn::{TxnCall, TxnReply};
 /// The states Kafka's ListTransactions knows; other filters are reported back as unknown.
 const KNOWN_STATES: &[&str] = &["Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort", "Dead", "PrepareEpochFence"];
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListTransactionsRequest) -> Response {
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListTransactionsRequest, authz: &Authz<'_>) -> Response {
     let states: Vec<String> = request.state_filters.iter().map(|s| s.to_string()).collect();
     let call = TxnCall::List {
         states: states.clone(),
@@ -40,6 +42,10 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListTran
     let mut r = ListTransactionsResponse::default();
     r.unknown_state_filters = states.iter().filter(|s| !KNOWN_STATES.contains(&s.as_str())).map(|s| str_bytes(s)).collect();
     for d in futures::future::join_all(calls).await.into_iter().flatten() {
+        // Only the transactional ids the principal may describe.
+        if !authz.may_see(Operation::Describe, ResourceType::TransactionalId, &d.transactional_id) {
+            continue;
+        }
         let mut t = TransactionState::default();
         t.transactional_id = TransactionalId(str_bytes(&d.transactional_id));
         t.producer_id = ProducerId(d.producer_id);

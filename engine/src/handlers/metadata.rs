@@ -9,11 +9,13 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{call_controller, respond, str_bytes, topic_name, Response};
+use crate::authorizer::check::{Authz, CLUSTER, TOPIC_AUTHORIZATION_FAILED};
+use crate::authorizer::{Operation, ResourceType};
 use crate::metadata::validate_topic_name;
 use crate::shard::messages::{ControllerRequest, NewTopic};
 use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: MetadataRequest, listener: usize) -> Response {
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: MetadataRequest, listener: usize, authz: &Authz<'_>) -> Response {
     // v0 uses an empty list for "all topics"; later versions use null. From v10 a topic may be
     // named by id alone (KIP-516), as KIP-848 consumers do after an assignment.
     let mut unknown_ids = Vec::new();
@@ -42,6 +44,8 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Metadata
             names
                 .iter()
                 .filter(|n| !meta.topics.contains_key(*n) && validate_topic_name(n).is_ok())
+                // Auto-creation needs CREATE on the cluster or on the topic, as in Kafka.
+                .filter(|n| authz.may_see(Operation::Create, ResourceType::Cluster, CLUSTER) || authz.topic(Operation::Create, n))
                 .map(|n| NewTopic { name: n.clone(), partitions: -1, replication_factor: -1, configs: Vec::new() })
                 .collect()
         };
@@ -68,8 +72,20 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Metadata
     }
     r.controller_id = node;
     r.cluster_authorized_operations = i32::MIN;
-    let names: Vec<String> = requested.unwrap_or_else(|| meta.topics.keys().cloned().collect());
+    // Listing all topics shows only those the principal may describe; a named topic it may not
+    // describe is TOPIC_AUTHORIZATION_FAILED.
+    let all = requested.is_none();
+    let names: Vec<String> =
+        requested.unwrap_or_else(|| meta.topics.keys().filter(|n| authz.may_see(Operation::Describe, ResourceType::Topic, n)).cloned().collect());
     for name in names {
+        if !all && !authz.topic(Operation::Describe, &name) {
+            let mut t = MetadataResponseTopic::default();
+            t.name = Some(topic_name(&name));
+            t.error_code = TOPIC_AUTHORIZATION_FAILED;
+            t.topic_authorized_operations = i32::MIN;
+            r.topics.push(t);
+            continue;
+        }
         let mut t = MetadataResponseTopic::default();
         t.name = Some(topic_name(&name));
         t.topic_authorized_operations = i32::MIN;

@@ -52,6 +52,7 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::{self, RequestBody, RequestError, RequestHeader};
 use shardlog_protocol::response::{encode_response, Chunk};
 
+use crate::authorizer::check::Authz;
 use crate::net::FileRange;
 use crate::security::Session;
 use crate::shard::Shard;
@@ -176,26 +177,30 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session) -> R
         }
     };
     tracing::trace!(%peer, api_key = header.api_key, version = header.api_version, correlation_id = header.correlation_id, "request");
+    let authz = Authz::new(&shard, session);
+    if let Some(response) = whole_request_denial(&authz, &header, &body) {
+        return response;
+    }
     match body {
         RequestBody::ApiVersions(_) => api_versions::handle(&header),
-        RequestBody::Metadata(r) => metadata::handle(&shard, &header, r, session.listener).await,
-        RequestBody::Produce(r) => produce::handle(&shard, &header, r).await,
-        RequestBody::Fetch(r) => fetch::handle(&shard, &header, r).await,
-        RequestBody::ListOffsets(r) => list_offsets::handle(&shard, &header, r).await,
-        RequestBody::CreateTopics(r) => create_topics::handle(&shard, &header, r).await,
-        RequestBody::DeleteTopics(r) => delete_topics::handle(&shard, &header, r).await,
-        RequestBody::CreatePartitions(r) => create_partitions::handle(&shard, &header, r).await,
+        RequestBody::Metadata(r) => metadata::handle(&shard, &header, r, session.listener, &authz).await,
+        RequestBody::Produce(r) => produce::handle(&shard, &header, r, &authz).await,
+        RequestBody::Fetch(r) => fetch::handle(&shard, &header, r, &authz).await,
+        RequestBody::ListOffsets(r) => list_offsets::handle(&shard, &header, r, &authz).await,
+        RequestBody::CreateTopics(r) => create_topics::handle(&shard, &header, r, &authz).await,
+        RequestBody::DeleteTopics(r) => delete_topics::handle(&shard, &header, r, &authz).await,
+        RequestBody::CreatePartitions(r) => create_partitions::handle(&shard, &header, r, &authz).await,
         RequestBody::DescribeCluster(r) => describe_cluster::handle(&shard, &header, r, session.listener),
-        RequestBody::FindCoordinator(r) => find_coordinator::handle(&shard, &header, r, session.listener),
+        RequestBody::FindCoordinator(r) => find_coordinator::handle(&shard, &header, r, session.listener, &authz),
         RequestBody::JoinGroup(r) => join_group::handle(&shard, &header, r, peer).await,
         RequestBody::SyncGroup(r) => sync_group::handle(&shard, &header, r).await,
         RequestBody::Heartbeat(r) => heartbeat::handle(&shard, &header, r).await,
         RequestBody::LeaveGroup(r) => leave_group::handle(&shard, &header, r).await,
-        RequestBody::OffsetCommit(r) => offset_commit::handle(&shard, &header, r).await,
-        RequestBody::OffsetFetch(r) => offset_fetch::handle(&shard, &header, r).await,
-        RequestBody::ListGroups(r) => list_groups::handle(&shard, &header, r).await,
-        RequestBody::DescribeGroups(r) => describe_groups::handle(&shard, &header, r).await,
-        RequestBody::DeleteGroups(r) => delete_groups::handle(&shard, &header, r).await,
+        RequestBody::OffsetCommit(r) => offset_commit::handle(&shard, &header, r, &authz).await,
+        RequestBody::OffsetFetch(r) => offset_fetch::handle(&shard, &header, r, &authz).await,
+        RequestBody::ListGroups(r) => list_groups::handle(&shard, &header, r, &authz).await,
+        RequestBody::DescribeGroups(r) => describe_groups::handle(&shard, &header, r, &authz).await,
+        RequestBody::DeleteGroups(r) => delete_groups::handle(&shard, &header, r, &authz).await,
         RequestBody::OffsetDelete(r) => offset_delete::handle(&shard, &header, r).await,
         RequestBody::InitProducerId(r) => init_producer_id::handle(&shard, &header, r).await,
         RequestBody::ConsumerGroupHeartbeat(r) => consumer_group_heartbeat::handle(&shard, &header, r, peer).await,
@@ -206,7 +211,7 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session) -> R
         RequestBody::TxnOffsetCommit(r) => txn_offset_commit::handle(&shard, &header, r).await,
         RequestBody::DescribeProducers(r) => describe_producers::handle(&shard, &header, r).await,
         RequestBody::DescribeTransactions(r) => describe_transactions::handle(&shard, &header, r).await,
-        RequestBody::ListTransactions(r) => list_transactions::handle(&shard, &header, r).await,
+        RequestBody::ListTransactions(r) => list_transactions::handle(&shard, &header, r, &authz).await,
         RequestBody::DescribeAcls(r) => describe_acls::handle(&shard, &header, r),
         RequestBody::CreateAcls(r) => create_acls::handle(&shard, &header, r).await,
         RequestBody::DeleteAcls(r) => delete_acls::handle(&shard, &header, r).await,
@@ -214,6 +219,200 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session) -> R
         RequestBody::SaslAuthenticate(r) => sasl_authenticate::handle(&shard, &header, r, session),
         RequestBody::DescribeUserScramCredentials(r) => describe_user_scram_credentials::handle(&shard, &header, r),
         RequestBody::AlterUserScramCredentials(r) => alter_user_scram_credentials::handle(&shard, &header, r),
+    }
+}
+
+/// Requests whose every part needs one permission get the API's error response here when the
+/// principal lacks it (Kafka's checks: READ on the group for group membership, WRITE on the
+/// transactional id for transactions, the cluster for cluster-wide operations). APIs with
+/// per-topic or per-group answers check inside their handlers.
+fn whole_request_denial(authz: &Authz<'_>, header: &RequestHeader, body: &RequestBody) -> Option<Response> {
+    use crate::authorizer::check::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
+    use crate::authorizer::check::{CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED, GROUP_AUTHORIZATION_FAILED as GROUP_DENIED};
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    macro_rules! deny {
+        ($response:ty, $code:expr $(, $field:ident = $value:expr)*) => {{
+            let mut r = <$response>::default();
+            r.error_code = $code;
+            $(r.$field = $value;)*
+            Some(respond(header, &r))
+        }};
+    }
+    match body {
+        RequestBody::JoinGroup(r) if !authz.group(Read, &r.group_id) => deny!(m::JoinGroupResponse, GROUP_DENIED, generation_id = -1),
+        RequestBody::SyncGroup(r) if !authz.group(Read, &r.group_id) => deny!(m::SyncGroupResponse, GROUP_DENIED),
+        RequestBody::Heartbeat(r) if !authz.group(Read, &r.group_id) => deny!(m::HeartbeatResponse, GROUP_DENIED),
+        RequestBody::LeaveGroup(r) if !authz.group(Read, &r.group_id) => deny!(m::LeaveGroupResponse, GROUP_DENIED),
+        RequestBody::ConsumerGroupHeartbeat(r) if !authz.group(Read, &r.group_id) => deny!(m::ConsumerGroupHeartbeatResponse, GROUP_DENIED),
+        RequestBody::DescribeCluster(_) if !authz.cluster(Describe) => deny!(m::DescribeClusterResponse, CLUSTER_DENIED),
+        RequestBody::DescribeAcls(_) if !authz.cluster(Describe) => deny!(m::DescribeAclsResponse, CLUSTER_DENIED),
+        RequestBody::CreateAcls(r) if !authz.cluster(Alter) => {
+            let mut response = m::CreateAclsResponse::default();
+            response.results = r
+                .creations
+                .iter()
+                .map(|_| {
+                    let mut result = m::create_acls_response::AclCreationResult::default();
+                    result.error_code = CLUSTER_DENIED;
+                    result.error_message = None;
+                    result
+                })
+                .collect();
+            Some(respond(header, &response))
+        }
+        RequestBody::DeleteAcls(r) if !authz.cluster(Alter) => {
+            let mut response = m::DeleteAclsResponse::default();
+            response.filter_results = r
+                .filters
+                .iter()
+                .map(|_| {
+                    let mut result = m::delete_acls_response::DeleteAclsFilterResult::default();
+                    result.error_code = CLUSTER_DENIED;
+                    result.error_message = None;
+                    result
+                })
+                .collect();
+            Some(respond(header, &response))
+        }
+        RequestBody::DescribeUserScramCredentials(_) if !authz.cluster(Describe) => deny!(m::DescribeUserScramCredentialsResponse, CLUSTER_DENIED),
+        RequestBody::AlterUserScramCredentials(r) if !authz.cluster(Alter) => {
+            let mut response = m::AlterUserScramCredentialsResponse::default();
+            let users = r.deletions.iter().map(|d| d.name.clone()).chain(r.upsertions.iter().map(|u| u.name.clone()));
+            response.results = users
+                .map(|user| {
+                    let mut result = m::alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default();
+                    result.user = user;
+                    result.error_code = CLUSTER_DENIED;
+                    result.error_message = None;
+                    result
+                })
+                .collect();
+            Some(respond(header, &response))
+        }
+        RequestBody::InitProducerId(r) => {
+            let allowed = match &r.transactional_id {
+                Some(id) => authz.transactional_id(Write, id),
+                // KIP-679: WRITE on any topic also allows idempotent produce.
+                None => authz.may_see(IdempotentWrite, crate::authorizer::ResourceType::Cluster, crate::authorizer::check::CLUSTER) || authz.writes_any_topic(),
+            };
+            if allowed {
+                return None;
+            }
+            let code = if r.transactional_id.is_some() { TXN_DENIED } else { CLUSTER_DENIED };
+            deny!(m::InitProducerIdResponse, code, producer_id = m::ProducerId(-1), producer_epoch = -1)
+        }
+        RequestBody::EndTxn(r) if !authz.transactional_id(Write, &r.transactional_id) => deny!(m::EndTxnResponse, TXN_DENIED),
+        RequestBody::AddPartitionsToTxn(r) => {
+            let txn_ok = authz.transactional_id(Write, &r.v3_and_below_transactional_id);
+            let denied_topics: Vec<bool> = r.v3_and_below_topics.iter().map(|t| !txn_ok || !authz.topic(Write, &t.name)).collect();
+            if denied_topics.iter().all(|d| !d) {
+                return None;
+            }
+            // Kafka: the denied partitions get their error, the others OPERATION_NOT_ATTEMPTED.
+            let mut response = m::AddPartitionsToTxnResponse::default();
+            for (t, denied) in r.v3_and_below_topics.iter().zip(denied_topics) {
+                let mut topic = m::add_partitions_to_txn_response::AddPartitionsToTxnTopicResult::default();
+                topic.name = t.name.clone();
+                let code = match (txn_ok, denied) {
+                    (false, _) => TXN_DENIED,
+                    (true, true) => crate::authorizer::check::TOPIC_AUTHORIZATION_FAILED,
+                    (true, false) => shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED,
+                };
+                for p in &t.partitions {
+                    let mut result = m::add_partitions_to_txn_response::AddPartitionsToTxnPartitionResult::default();
+                    result.partition_index = *p;
+                    result.partition_error_code = code;
+                    topic.results_by_partition.push(result);
+                }
+                response.results_by_topic_v3_and_below.push(topic);
+            }
+            Some(respond(header, &response))
+        }
+        RequestBody::TxnOffsetCommit(r) => {
+            let code = if !authz.transactional_id(Write, &r.transactional_id) {
+                TXN_DENIED
+            } else if !authz.group(Read, &r.group_id) {
+                GROUP_DENIED
+            } else if r.topics.iter().any(|t| !authz.topic(Read, &t.name)) {
+                crate::authorizer::check::TOPIC_AUTHORIZATION_FAILED
+            } else {
+                return None;
+            };
+            let mut response = m::TxnOffsetCommitResponse::default();
+            for t in &r.topics {
+                let mut topic = m::txn_offset_commit_response::TxnOffsetCommitResponseTopic::default();
+                topic.name = t.name.clone();
+                for p in &t.partitions {
+                    let mut result = m::txn_offset_commit_response::TxnOffsetCommitResponsePartition::default();
+                    result.partition_index = p.partition_index;
+                    result.error_code = code;
+                    topic.partitions.push(result);
+                }
+                response.topics.push(topic);
+            }
+            Some(respond(header, &response))
+        }
+        RequestBody::OffsetDelete(r) if !authz.group(Delete, &r.group_id) => deny!(m::OffsetDeleteResponse, GROUP_DENIED),
+        RequestBody::OffsetDelete(r) if r.topics.iter().any(|t| !authz.topic(Read, &t.name)) => {
+            deny!(m::OffsetDeleteResponse, crate::authorizer::check::TOPIC_AUTHORIZATION_FAILED)
+        }
+        RequestBody::ConsumerGroupDescribe(r) if r.group_ids.iter().any(|g| !authz.group(Describe, g)) => {
+            let mut response = m::ConsumerGroupDescribeResponse::default();
+            for g in &r.group_ids {
+                let mut d = m::consumer_group_describe_response::DescribedGroup::default();
+                d.group_id = g.clone();
+                d.error_code = if authz.may_see(Describe, crate::authorizer::ResourceType::Group, g) {
+                    shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
+                } else {
+                    GROUP_DENIED
+                };
+                d.error_message = None;
+                response.groups.push(d);
+            }
+            Some(respond(header, &response))
+        }
+        RequestBody::DescribeProducers(r) if r.topics.iter().any(|t| !authz.topic(Read, &t.name)) => {
+            let mut response = m::DescribeProducersResponse::default();
+            for t in &r.topics {
+                let mut topic = m::describe_producers_response::TopicResponse::default();
+                topic.name = t.name.clone();
+                let code = if authz.may_see(Read, crate::authorizer::ResourceType::Topic, &t.name) {
+                    shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
+                } else {
+                    crate::authorizer::check::TOPIC_AUTHORIZATION_FAILED
+                };
+                for p in &t.partition_indexes {
+                    let mut result = m::describe_producers_response::PartitionResponse::default();
+                    result.partition_index = *p;
+                    result.error_code = code;
+                    result.error_message = None;
+                    topic.partitions.push(result);
+                }
+                response.topics.push(topic);
+            }
+            Some(respond(header, &response))
+        }
+        RequestBody::DescribeTransactions(r) if r.transactional_ids.iter().any(|id| !authz.transactional_id(Describe, id)) => {
+            let mut response = m::DescribeTransactionsResponse::default();
+            for id in &r.transactional_ids {
+                let mut state = m::describe_transactions_response::TransactionState::default();
+                state.transactional_id = id.clone();
+                state.producer_id = m::ProducerId(-1);
+                state.producer_epoch = -1;
+                state.transaction_start_time_ms = -1;
+                state.error_code = if authz.may_see(Describe, crate::authorizer::ResourceType::TransactionalId, id) {
+                    shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
+                } else {
+                    TXN_DENIED
+                };
+                response.transaction_states.push(state);
+            }
+            Some(respond(header, &response))
+        }
+        RequestBody::AddOffsetsToTxn(r) if !authz.transactional_id(Write, &r.transactional_id) => deny!(m::AddOffsetsToTxnResponse, TXN_DENIED),
+        RequestBody::AddOffsetsToTxn(r) if !authz.group(Read, &r.group_id) => deny!(m::AddOffsetsToTxnResponse, GROUP_DENIED),
+        _ => None,
     }
 }
 

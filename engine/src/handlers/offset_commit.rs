@@ -9,10 +9,12 @@ use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::{group_call, COORDINATOR_NOT_AVAILABLE};
 use super::{respond, Response};
+use crate::authorizer::check::{Authz, GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
+use crate::authorizer::Operation;
 use crate::groups::{CommitEntry, GroupCall, GroupReply};
 use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetCommitRequest) -> Response {
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetCommitRequest, authz: &Authz<'_>) -> Response {
     let group = request.group_id.0.to_string();
     let mut entries = Vec::new();
     for t in &request.topics {
@@ -26,6 +28,22 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetCo
             });
         }
     }
+    // READ on the group for all, READ on each topic for its partitions; denied ones are not sent.
+    let group_ok = authz.group(Operation::Read, &group);
+    let denied: Vec<Option<i16>> = entries
+        .iter()
+        .map(|e| {
+            if !group_ok {
+                Some(GROUP_AUTHORIZATION_FAILED)
+            } else if !authz.topic(Operation::Read, &e.topic) {
+                Some(TOPIC_AUTHORIZATION_FAILED)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let all_entries = entries;
+    let entries: Vec<CommitEntry> = all_entries.iter().zip(&denied).filter(|(_, d)| d.is_none()).map(|(e, _)| e.clone()).collect();
     let call = GroupCall::Commit {
         group: group.clone(),
         generation: request.generation_id_or_member_epoch,
@@ -33,10 +51,16 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetCo
         instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
         offsets: entries.clone(),
     };
-    let codes = match group_call(shard, &group, call).await {
-        Ok(GroupReply::Commit(codes)) => codes,
-        _ => vec![COORDINATOR_NOT_AVAILABLE; entries.len()],
+    let sent_codes = if entries.is_empty() {
+        Vec::new()
+    } else {
+        match group_call(shard, &group, call).await {
+            Ok(GroupReply::Commit(codes)) => codes,
+            _ => vec![COORDINATOR_NOT_AVAILABLE; entries.len()],
+        }
     };
+    let mut sent = sent_codes.into_iter();
+    let codes: Vec<i16> = denied.iter().map(|d| d.unwrap_or_else(|| sent.next().unwrap_or(COORDINATOR_NOT_AVAILABLE))).collect();
     let mut r = OffsetCommitResponse::default();
     let mut i = 0;
     for t in &request.topics {

@@ -11,6 +11,8 @@ use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::{group_call, COORDINATOR_NOT_AVAILABLE};
 use super::{respond, str_bytes, topic_name, Response};
+use crate::authorizer::check::{Authz, GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
+use crate::authorizer::{Operation, ResourceType};
 use crate::groups::{FetchedOffset, GroupCall, GroupReply};
 use crate::shard::Shard;
 
@@ -21,13 +23,32 @@ async fn fetch(shard: &Rc<Shard>, group: &str, topics: Option<Vec<(String, Vec<i
     }
 }
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetFetchRequest) -> Response {
+/// Committed offsets of topics the principal may not describe are not shown.
+fn hide_topics(authz: &Authz<'_>, list: Vec<FetchedOffset>) -> Vec<FetchedOffset> {
+    list.into_iter()
+        .map(|mut f| {
+            if !authz.may_see(Operation::Describe, ResourceType::Topic, &f.topic) {
+                f.offset = -1;
+                f.metadata = None;
+                f.error_code = TOPIC_AUTHORIZATION_FAILED;
+            }
+            f
+        })
+        .collect()
+}
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetFetchRequest, authz: &Authz<'_>) -> Response {
     let version = header.api_version;
     let mut r = OffsetFetchResponse::default();
     if version >= 8 {
         for g in &request.groups {
             let topics = g.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
-            let (code, list) = fetch(shard, &g.group_id.0, topics, request.require_stable).await;
+            let (code, list) = if authz.group(Operation::Describe, &g.group_id) {
+                fetch(shard, &g.group_id.0, topics, request.require_stable).await
+            } else {
+                (GROUP_AUTHORIZATION_FAILED, Vec::new())
+            };
+            let list = hide_topics(authz, list);
             let mut rg = OffsetFetchResponseGroup::default();
             rg.group_id = GroupId(g.group_id.0.clone());
             rg.error_code = code;
@@ -53,7 +74,12 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetFe
         return respond(header, &r);
     }
     let topics = request.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
-    let (code, list) = fetch(shard, &request.group_id.0, topics, version >= 7 && request.require_stable).await;
+    let (code, list) = if authz.group(Operation::Describe, &request.group_id) {
+        fetch(shard, &request.group_id.0, topics, version >= 7 && request.require_stable).await
+    } else {
+        (GROUP_AUTHORIZATION_FAILED, Vec::new())
+    };
+    let list = hide_topics(authz, list);
     if version >= 2 {
         r.error_code = code;
     }

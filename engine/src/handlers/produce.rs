@@ -10,6 +10,8 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{respond, str_bytes, Response};
+use crate::authorizer::check::{Authz, TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
+use crate::authorizer::Operation;
 use crate::shard::messages::{ProduceOutcome, ShardReply, ShardRequest};
 use crate::shard::Shard;
 
@@ -17,8 +19,9 @@ fn failed(code: i16, message: Option<String>) -> ProduceOutcome {
     ProduceOutcome { error_code: code, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, error_message: message }
 }
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceRequest) -> Response {
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceRequest, authz: &Authz<'_>) -> Response {
     let acks = request.acks;
+    let transactional_ok = request.transactional_id.as_ref().is_none_or(|id| authz.transactional_id(Operation::Write, id));
     let acks_valid = matches!(acks, -1..=1);
     let mut work = Vec::new();
     for topic in &request.topic_data {
@@ -26,6 +29,10 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceR
         for p in &topic.partition_data {
             let outcome: Option<ProduceOutcome> = if !acks_valid {
                 Some(failed(ec::INVALID_REQUIRED_ACKS, None))
+            } else if !transactional_ok {
+                Some(failed(TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None))
+            } else if !authz.topic(Operation::Write, &name) {
+                Some(failed(TOPIC_AUTHORIZATION_FAILED, None))
             } else if crate::shard::controller::is_internal_topic(&name) {
                 Some(failed(ec::INVALID_TOPIC_EXCEPTION, Some(String::from("clients cannot produce to internal topics"))))
             } else {
