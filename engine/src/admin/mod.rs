@@ -22,33 +22,18 @@ use std::io::{self, Write};
 pub use acl::AclCommand;
 pub use group::GroupCommand;
 
-/// Runs a `shardlog acl ...` command and returns the process exit code.
-pub fn run_acl(command: AclCommand) -> i32 {
-    let mut out = io::stdout().lock();
-    match acl::run(command, &mut out).and_then(|code| {
-        out.flush()?;
-        Ok(code)
-    }) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("shardlog: {e:#}");
-            1
-        }
-    }
-}
-
-/// Runs a `shardlog group ...` command and returns the process exit code: 0 on success, 1 on an
-/// error (printed to stderr) or when the group does not exist.
-pub fn run_group(command: GroupCommand) -> i32 {
+/// Runs a command that prints to stdout, and turns its outcome into the process exit code: its
+/// own code, or 1 after printing the error to stderr. A reader that left early (`shardlog group
+/// list | head -1`) is not an error.
+fn exit_code(run: impl FnOnce(&mut dyn Write, &mut dyn Write) -> anyhow::Result<i32>) -> i32 {
     let mut out = io::stdout().lock();
     let mut err = io::stderr().lock();
-    let result = group::run(command, &mut out, &mut err).and_then(|code| {
+    let result = run(&mut out, &mut err).and_then(|code| {
         out.flush()?;
         Ok(code)
     });
     match result {
         Ok(code) => code,
-        // `shardlog group list | head -1`: the reader left, which is not an error.
         Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) => 0,
         Err(e) => {
             let _ = writeln!(err, "shardlog: {e:#}");
@@ -57,17 +42,18 @@ pub fn run_group(command: GroupCommand) -> i32 {
     }
 }
 
+/// Runs a `shardlog acl ...` command and returns the process exit code.
+pub fn run_acl(command: AclCommand) -> i32 {
+    exit_code(|out, _| acl::run(command, out))
+}
+
+/// Runs a `shardlog group ...` command and returns the process exit code: 0 on success, 1 on an
+/// error (printed to stderr) or when the group does not exist.
+pub fn run_group(command: GroupCommand) -> i32 {
+    exit_code(|out, err| group::run(command, out, err))
+}
+
 /// Runs a `shardlog user ...` command and returns the process exit code.
 pub fn run_user(command: user::UserCommand) -> i32 {
-    let mut out = io::stdout().lock();
-    match user::run(command, &mut out).and_then(|code| {
-        out.flush()?;
-        Ok(code)
-    }) {
-        Ok(code) => code,
-        Err(e) => {
-            let _ = writeln!(io::stderr(), "shardlog: {e:#}");
-            1
-        }
-    }
+    exit_code(|out, _| user::run(command, out))
 }

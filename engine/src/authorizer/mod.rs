@@ -269,6 +269,27 @@ pub struct AclFilter {
 }
 
 impl AclFilter {
+    /// A filter from the wire fields DescribeAcls and DeleteAcls share.
+    pub fn from_wire(
+        resource_type: i8,
+        resource_name: Option<&str>,
+        pattern_type: i8,
+        principal: Option<&str>,
+        host: Option<&str>,
+        operation: i8,
+        permission: i8,
+    ) -> AclFilter {
+        AclFilter {
+            resource_type,
+            resource_name: resource_name.map(String::from),
+            pattern_type,
+            principal: principal.map(String::from),
+            host: host.map(String::from),
+            operation,
+            permission,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         let ok_type = self.resource_type == ANY || ResourceType::from_id(self.resource_type).is_some();
         let ok_pattern = self.pattern_type == ANY || self.pattern_type == PATTERN_MATCH || PatternType::from_id(self.pattern_type).is_some();

@@ -18,14 +18,16 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteAc
     let filters: Vec<AclFilter> = request
         .filters
         .iter()
-        .map(|f| AclFilter {
-            resource_type: f.resource_type_filter,
-            resource_name: f.resource_name_filter.as_ref().map(|s| s.to_string()),
-            pattern_type: f.pattern_type_filter,
-            principal: f.principal_filter.as_ref().map(|s| s.to_string()),
-            host: f.host_filter.as_ref().map(|s| s.to_string()),
-            operation: f.operation,
-            permission: f.permission_type,
+        .map(|f| {
+            AclFilter::from_wire(
+                f.resource_type_filter,
+                f.resource_name_filter.as_deref(),
+                f.pattern_type_filter,
+                f.principal_filter.as_deref(),
+                f.host_filter.as_deref(),
+                f.operation,
+                f.permission_type,
+            )
         })
         .collect();
     let invalid: Vec<Option<String>> = filters.iter().map(|f| f.validate().err()).collect();

@@ -13,15 +13,15 @@ use crate::authorizer::AclFilter;
 use crate::shard::Shard;
 
 pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeAclsRequest) -> Response {
-    let filter = AclFilter {
-        resource_type: request.resource_type_filter,
-        resource_name: request.resource_name_filter.as_ref().map(|s| s.to_string()),
-        pattern_type: request.pattern_type_filter,
-        principal: request.principal_filter.as_ref().map(|s| s.to_string()),
-        host: request.host_filter.as_ref().map(|s| s.to_string()),
-        operation: request.operation,
-        permission: request.permission_type,
-    };
+    let filter = AclFilter::from_wire(
+        request.resource_type_filter,
+        request.resource_name_filter.as_deref(),
+        request.pattern_type_filter,
+        request.principal_filter.as_deref(),
+        request.host_filter.as_deref(),
+        request.operation,
+        request.permission_type,
+    );
     let mut r = DescribeAclsResponse::default();
     r.error_message = None; // the crate's default is Some(""); Kafka sends null on success
     if let Err(why) = filter.validate() {

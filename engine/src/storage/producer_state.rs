@@ -157,16 +157,7 @@ impl ProducerState {
         if header.producer_id < 0 {
             return;
         }
-        if !self.producers.contains_key(&header.producer_id) && self.producers.len() >= PRODUCERS_MAX {
-            self.forget_oldest();
-        }
-        let entry = self.producers.entry(header.producer_id).or_insert(ProducerEntry {
-            epoch: header.producer_epoch,
-            batches: VecDeque::new(),
-            last_timestamp_ms: -1,
-            current_txn_first_offset: None,
-            coordinator_epoch: -1,
-        });
+        let entry = self.entry_or_new(header.producer_id, header.producer_epoch);
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
@@ -202,16 +193,7 @@ impl ProducerState {
     /// Records a transaction marker (a control batch at `header.base_offset`): it closes the
     /// producer's open transaction, and a newer epoch fences the older one's writes.
     pub fn record_marker(&mut self, header: &BatchHeader, coordinator_epoch: i32) -> MarkerOutcome {
-        if !self.producers.contains_key(&header.producer_id) && self.producers.len() >= PRODUCERS_MAX {
-            self.forget_oldest();
-        }
-        let entry = self.producers.entry(header.producer_id).or_insert(ProducerEntry {
-            epoch: header.producer_epoch,
-            batches: VecDeque::new(),
-            last_timestamp_ms: -1,
-            current_txn_first_offset: None,
-            coordinator_epoch,
-        });
+        let entry = self.entry_or_new(header.producer_id, header.producer_epoch);
         if header.producer_epoch > entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
@@ -228,6 +210,21 @@ impl ProducerState {
 
     pub fn iter(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> + '_ {
         self.producers.iter().map(|(id, e)| (*id, e))
+    }
+
+    /// The producer's entry, created at `epoch` if it is new (forgetting the least recently
+    /// active producer beyond PRODUCERS_MAX).
+    fn entry_or_new(&mut self, producer_id: i64, epoch: i16) -> &mut ProducerEntry {
+        if !self.producers.contains_key(&producer_id) && self.producers.len() >= PRODUCERS_MAX {
+            self.forget_oldest();
+        }
+        self.producers.entry(producer_id).or_insert(ProducerEntry {
+            epoch,
+            batches: VecDeque::new(),
+            last_timestamp_ms: -1,
+            current_txn_first_offset: None,
+            coordinator_epoch: -1,
+        })
     }
 
     fn forget_oldest(&mut self) {
