@@ -50,8 +50,16 @@ PRODUCER_APIS = {
     22: (0, 4),  # InitProducerId (idempotent producers)
 }
 
-# Everything shardlog advertises. Not yet: transactions, SASL, ACLs, configs.
-EXPECTED_APIS = {**CORE_APIS, **GROUP_APIS, **PRODUCER_APIS}
+CONFIG_APIS = {
+    32: (1, 4),  # DescribeConfigs
+    33: (0, 2),  # AlterConfigs
+    44: (0, 1),  # IncrementalAlterConfigs
+    21: (0, 2),  # DeleteRecords
+    35: (1, 4),  # DescribeLogDirs
+}
+
+# Everything shardlog advertises. Not yet: transactions, SASL, ACLs.
+EXPECTED_APIS = {**CORE_APIS, **GROUP_APIS, **PRODUCER_APIS, **CONFIG_APIS}
 
 
 def test_api_versions_advertises_exactly_the_served_set(broker):

@@ -78,6 +78,9 @@ pub struct BrokerConfig {
     pub groups: crate::groups::classic::GroupConfig,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed at its creation.
     pub offsets_topic_partitions: i32,
+    /// Every property as the configuration file (and flags) gave it: the STATIC_BROKER_CONFIG
+    /// level of DescribeConfigs, and the broker defaults of topic configs (`topic_config`).
+    pub properties: BTreeMap<String, String>,
 }
 
 impl Default for BrokerConfig {
@@ -106,6 +109,7 @@ impl Default for BrokerConfig {
             metrics_enabled: true,
             groups: crate::groups::classic::GroupConfig::default(),
             offsets_topic_partitions: 50,
+            properties: BTreeMap::new(),
         }
     }
 }
@@ -258,12 +262,15 @@ impl BrokerConfig {
                         bail!("{key}={value}: shardlog is a single-node broker, so only 1 is valid");
                     }
                 }
+                "log.retention.check.interval.ms" => drop(at_least(value, key, 1)?),
+                k if crate::topic_config::broker_synonym(k).is_some() => crate::topic_config::validate_broker_static(k, value).map_err(anyhow::Error::msg)?,
                 other => tracing::warn!(property = other, "ignoring unknown configuration property"),
             }
         }
         if let Some(listeners) = properties.get("listeners") {
             c.listeners = parse_listeners(listeners, advertised.as_deref())?;
         }
+        c.properties = properties.clone();
         Ok(c)
     }
 }

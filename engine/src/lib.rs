@@ -17,3 +17,4 @@ pub mod net;
 pub mod notify;
 pub mod shard;
 pub mod storage;
+pub mod topic_config;

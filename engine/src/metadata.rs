@@ -41,6 +41,12 @@ pub struct ClusterMetadata {
     /// blocks and persists only the end of the current block.
     #[serde(default)]
     pub producer_id_block_end: i64,
+    /// Dynamic configs of this broker (AlterConfigs on BROKER resource "<node.id>").
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, String>,
+    /// Cluster-wide dynamic broker defaults (AlterConfigs on BROKER resource "").
+    #[serde(default)]
+    pub broker_default_configs: BTreeMap<String, String>,
 }
 
 /// Kafka's rule for topic names: 1 to 249 characters of ASCII letters, digits, '.', '_', '-',
@@ -60,7 +66,14 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 
 impl ClusterMetadata {
     pub fn new(cluster_id: String) -> ClusterMetadata {
-        ClusterMetadata { cluster_id, version: 1, topics: BTreeMap::new(), producer_id_block_end: 0 }
+        ClusterMetadata {
+            cluster_id,
+            version: 1,
+            topics: BTreeMap::new(),
+            producer_id_block_end: 0,
+            broker_configs: BTreeMap::new(),
+            broker_default_configs: BTreeMap::new(),
+        }
     }
 
     pub fn path(meta_dir: &Path) -> PathBuf {

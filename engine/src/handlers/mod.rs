@@ -3,19 +3,24 @@
 //! API's handler. Bad input gets a Kafka error where the protocol has one, or a closed
 //! connection, and always a log line naming the peer and what was wrong.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
+pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod groups_common;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
@@ -77,6 +82,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
@@ -169,6 +179,11 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, peer: SocketAddr) -> Re
         RequestBody::InitProducerId(r) => init_producer_id::handle(&shard, &header, r).await,
         RequestBody::ConsumerGroupHeartbeat(r) => consumer_group_heartbeat::handle(&shard, &header, r, peer).await,
         RequestBody::ConsumerGroupDescribe(r) => consumer_group_describe::handle(&shard, &header, r).await,
+        RequestBody::DescribeConfigs(r) => describe_configs::handle(&shard, &header, r),
+        RequestBody::AlterConfigs(r) => alter_configs::handle(&shard, &header, r).await,
+        RequestBody::IncrementalAlterConfigs(r) => incremental_alter_configs::handle(&shard, &header, r).await,
+        RequestBody::DeleteRecords(r) => delete_records::handle(&shard, &header, r).await,
+        RequestBody::DescribeLogDirs(r) => describe_log_dirs::handle(&shard, &header, r).await,
     }
 }
 

@@ -45,7 +45,7 @@ pub const PRODUCER_SNAPSHOTS_KEPT: usize = 2;
 /// Marker written on clean shutdown: the active segment's size and indexes can be trusted.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".shardlog-clean-shutdown";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     pub segment_bytes: u64,
     pub roll_ms: u64,
@@ -58,6 +58,12 @@ pub struct LogConfig {
     /// Largest single DMA write.
     pub write_bytes_max: usize,
     pub cache_bytes: usize,
+    /// `retention.ms`: sealed segments whose newest record is older are deleted; -1: never.
+    pub retention_ms: i64,
+    /// `retention.bytes`: oldest sealed segments are deleted while the log is larger; -1: never.
+    pub retention_bytes: i64,
+    /// `cleanup.policy` contains `delete`: time and size retention apply.
+    pub cleanup_delete: bool,
 }
 
 impl Default for LogConfig {
@@ -73,6 +79,9 @@ impl Default for LogConfig {
             flush_window_us: 0,
             write_bytes_max: WRITE_BYTES_MAX_DEFAULT,
             cache_bytes: 8 << 20,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            cleanup_delete: true,
         }
     }
 }
@@ -146,12 +155,13 @@ struct Pending {
 
 pub struct PartitionLog {
     pub dir: PathBuf,
-    config: LogConfig,
-    segments: Vec<Segment>,
-    log_start_offset: i64,
+    pub(super) config: LogConfig,
+    pub(super) segments: Vec<Segment>,
+    /// Raised by retention and DeleteRecords, persisted in `log-start-offset-checkpoint`.
+    pub(super) log_start_offset: i64,
     next_offset: i64,
     /// Every offset below this has been fdatasynced.
-    durable_offset: i64,
+    pub(super) durable_offset: i64,
     pending: VecDeque<Pending>,
     cache: BatchCache,
     failed: Option<String>,
@@ -289,8 +299,10 @@ impl PartitionLog {
             std::fs::remove_file(&clean_marker)?;
             sync_dir(dir)?;
         }
-        let log_start_offset = segments.first().map(|s| s.base_offset).unwrap_or(0);
         let next_offset = segments.last().map(|s| s.next_offset).unwrap_or(0);
+        // DeleteRecords may have moved the log start into the first segment.
+        let first_base = segments.first().map(|s| s.base_offset).unwrap_or(0);
+        let log_start_offset = super::retention::read_log_start_checkpoint(dir).map_or(first_base, |c| c.max(first_base)).min(next_offset.max(first_base));
         let producers = recover_producer_state(dir, &segments, log_start_offset, next_offset)?;
         Ok(PartitionLog {
             dir: dir.to_path_buf(),

@@ -5,6 +5,7 @@ pub mod index;
 pub mod log;
 pub mod probe;
 pub mod producer_state;
+pub mod retention;
 pub mod segment;
 
 #[cfg(test)]
