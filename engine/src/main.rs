@@ -49,6 +49,9 @@ enum Command {
     /// Host tuning: check and apply OS settings, probe disks (iotune), show the core layout.
     #[command(subcommand)]
     Tune(admin::tune::TuneCommand),
+    /// Topics of a running broker: create, list, describe, alter-config, delete.
+    #[command(subcommand)]
+    Topic(admin::topic::TopicCommand),
 }
 
 fn main() {
@@ -57,6 +60,7 @@ fn main() {
         Some(Command::Group(command)) => std::process::exit(admin::run_group(command)),
         Some(Command::Status(args)) => std::process::exit(admin::status::run(args)),
         Some(Command::Tune(command)) => std::process::exit(admin::tune::run(command)),
+        Some(Command::Topic(command)) => std::process::exit(admin::topic::run_topic(command)),
         None => {}
     }
     shardlog_engine::logging::init(cli.log_format);

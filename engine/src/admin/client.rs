@@ -35,8 +35,19 @@ pub const CLIENT_ID: &str = "shardlog-admin";
 /// - OffsetFetch starts at 2 because v1 cannot ask for all of a group's offsets (null topics),
 ///   and stops at 9 because v10 names topics by id only.
 /// - DescribeGroups v6 answers GROUP_ID_NOT_FOUND for an unknown group; the caller handles it.
-pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] =
-    &[(ApiKey::ApiVersions, 0, 4), (ApiKey::ListGroups, 0, 5), (ApiKey::DescribeGroups, 0, 6), (ApiKey::OffsetFetch, 2, 9), (ApiKey::ListOffsets, 1, 10)];
+pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::OffsetFetch, 2, 9),
+    (ApiKey::ListOffsets, 1, 10),
+    // `shardlog topic`
+    (ApiKey::Metadata, 1, 12),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+];
 
 /// UNSUPPORTED_VERSION: the broker's answer to an ApiVersions version it does not know, sent as
 /// a v0 body so that any client can read it.

@@ -76,7 +76,7 @@ pub struct ConnectionArgs {
 }
 
 impl ConnectionArgs {
-    fn connect(&self) -> Result<Client> {
+    pub(crate) fn connect(&self) -> Result<Client> {
         let config = ClientConfig { timeout: Duration::from_millis(self.timeout_ms), ..ClientConfig::default() };
         Client::connect(&self.bootstrap_server, config)
     }

@@ -13,6 +13,7 @@ pub mod client;
 pub mod group;
 pub mod status;
 pub mod table;
+pub mod topic;
 pub mod tune;
 
 use std::io::{self, Write};

@@ -73,7 +73,7 @@ pub async fn bootstrap(shard: &Rc<Shard>) -> Result<()> {
 }
 
 /// Kafka prints cluster ids as URL-safe base64 of a UUID, without padding.
-fn base64_uuid(id: uuid::Uuid) -> String {
+pub fn base64_uuid(id: uuid::Uuid) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes = id.as_bytes();
     let mut out = String::new();
