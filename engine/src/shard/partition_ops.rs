@@ -141,7 +141,8 @@ pub fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: i64) -
         // -3: max timestamp (KIP-734); answered as latest until max-timestamp tracking lands.
         ts if ts < 0 => (ec::NONE, log.log_end_offset(), -1),
         ts => match log.offset_for_timestamp(ts) {
-            Ok(Some((offset, found_ts))) => (ec::NONE, offset, found_ts),
+            // DeleteRecords may have moved the start into the segment the timestamp points at.
+            Ok(Some((offset, found_ts))) => (ec::NONE, offset.max(log.log_start_offset()), found_ts),
             Ok(None) => (ec::NONE, -1, -1),
             Err(e) => {
                 tracing::error!(topic, partition, error = %format!("{e:#}"), "timestamp lookup failed");

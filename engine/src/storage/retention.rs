@@ -136,4 +136,70 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join(LOG_START_OFFSET_CHECKPOINT_FILE)).unwrap();
         assert_eq!(text, "0\n1\norders 3 1234\n");
     }
+
+    fn batch_of(first_value: usize, count: usize) -> bytes::BytesMut {
+        let values: Vec<Vec<u8>> = (first_value..first_value + count).map(|i| format!("value-{i:08}").into_bytes()).collect();
+        let records: Vec<shardlog_protocol::batch::KeyValue> = values.iter().map(|v| (Some(&b"key"[..]), Some(&v[..]))).collect();
+        bytes::BytesMut::from(&shardlog_protocol::batch::build_batch(0, 1_000 + first_value as i64, &records)[..])
+    }
+
+    /// Retention by size, bounded per pass; a reader that holds a deleted segment still reads
+    /// it; DeleteRecords moves the start and refuses offsets past the high watermark.
+    #[test]
+    fn segments_go_whole_and_readers_keep_theirs() {
+        use std::os::unix::fs::FileExt;
+
+        use crate::storage::log::{now_ms, Partition, ReadError, ReadPiece};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(move || async move {
+                // Every batch gets a segment of its own, and nothing stays cached after a flush.
+                let config = LogConfig { segment_bytes: 100, cache_bytes: 0, retention_ms: -1, retention_bytes: -1, ..LogConfig::default() };
+                let p = Partition::new("t".into(), 0, PartitionLog::open(&path, config.clone()).unwrap());
+                p.start_flusher();
+                let mut last = 0;
+                for i in 0..8 {
+                    last = p.append(batch_of(i * 5, 5), now_ms()).unwrap().last_offset;
+                }
+                p.wait_durable(last).await.unwrap();
+                // Once the last segment is durable the one before it is sealed too.
+                let segments = p.log.borrow().segment_count();
+                assert_eq!(segments, 8);
+                assert_eq!(p.log.borrow().expired_segments(now_ms(), 64), 0, "retention -1 keeps everything");
+
+                let held = p.log.borrow().read(0, 1 << 20).unwrap();
+                let Some(ReadPiece::File { file, position, len }) = held.pieces.first().cloned() else { panic!("expected a file read: {held:?}") };
+
+                // Every sealed segment breaks retention.bytes=0, but one pass takes at most 3.
+                p.log.borrow_mut().set_config(LogConfig { retention_bytes: 0, ..config.clone() });
+                assert_eq!(p.log.borrow().expired_segments(now_ms(), 3), 3);
+                assert_eq!(p.log.borrow().expired_segments(now_ms(), 64), 7, "never the active segment");
+                let files = p.log.borrow_mut().remove_oldest_segments(3);
+                assert_eq!(files.len(), 9);
+                for f in &files {
+                    std::fs::remove_file(f).unwrap();
+                }
+                assert_eq!(p.log.borrow().log_start_offset(), 15);
+                assert!(matches!(p.log.borrow().read(0, 1 << 20), Err(ReadError::OffsetOutOfRange { .. })));
+
+                // The reader's descriptor still reads the deleted segment's batch.
+                let mut bytes = vec![0u8; len];
+                file.read_exact_at(&mut bytes, position).unwrap();
+                let headers = shardlog_protocol::batch::parse_all(&bytes, true).unwrap();
+                assert_eq!(headers[0].base_offset, 0);
+
+                // DeleteRecords: past the high watermark is refused; -1 means the high watermark.
+                let end = p.log.borrow().high_watermark();
+                assert_eq!(p.log.borrow_mut().delete_records(end + 1), Err(DeleteRecordsError::OffsetOutOfRange { high_watermark: end }));
+                assert_eq!(p.log.borrow_mut().delete_records(22), Ok(22));
+                assert_eq!(p.log.borrow_mut().delete_records(3), Ok(22), "the log start never moves down");
+                assert_eq!(p.log.borrow_mut().delete_records(-1), Ok(end));
+                p.close(true).await.unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
 }
