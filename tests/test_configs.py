@@ -234,3 +234,18 @@ def test_broker_configs_describe_and_dynamic_alter(broker_factory):
     with pytest.raises(KafkaException) as exc:
         rd_incremental(broker.bootstrap, "1", [ConfigEntry("log.segment.bytes", "3", incremental_operation=AlterConfigOpType.SET)], ResourceType.BROKER)
     assert exc.value.args[0].code() == INVALID_CONFIG
+
+
+def test_create_topics_answers_with_the_topics_configs(broker):
+    from kafka.admin import NewTopic as KpNewTopic
+
+    admin = kafka_python_admin(broker.bootstrap)
+    try:
+        response = admin.create_topics([KpNewTopic("with-configs", 1, 1, topic_configs={"retention.ms": "5000"})])
+    finally:
+        admin.close()
+    [topic] = response["topics"]
+    assert topic["error_code"] == 0, topic
+    assert topic["configs"]["retention.ms"]["value"] == "5000"
+    assert topic["configs"]["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+    assert topic["configs"]["segment.bytes"]["config_source"] == "DEFAULT_CONFIG"
