@@ -50,20 +50,20 @@ pub fn start(shard: &Rc<Shard>) {
 
 /// One retention pass over one partition; returns the segments deleted.
 pub async fn enforce_retention(p: &Partition) -> usize {
-    let (files, log_start_offset, dir) = {
+    let (files, log_start_offset) = {
         let mut log = p.log.borrow_mut();
         let count = log.expired_segments(now_ms(), RETENTION_SEGMENTS_PER_PASS_MAX);
         if count == 0 {
             return 0;
         }
         let files = log.remove_oldest_segments(count);
-        (files, log.log_start_offset(), log.dir.clone())
+        (files, log.log_start_offset())
     };
     let segments = files.len() / 3;
     tracing::info!(topic = %p.topic, partition = p.partition, segments, log_start_offset, "retention: deleting old segments");
     // The checkpoint first: after a crash between the two, recovery takes the larger of the
     // checkpoint and the first segment left.
-    if let Err(e) = retention::write_log_start_checkpoint(&dir, &p.topic, p.partition, log_start_offset) {
+    if let Err(e) = persist_log_start(p).await {
         tracing::error!(topic = %p.topic, partition = p.partition, error = %format!("{e:#}"), "cannot write the log start offset checkpoint");
     }
     for file in files {
@@ -80,14 +80,33 @@ pub async fn enforce_retention(p: &Partition) -> usize {
     segments
 }
 
+thread_local! {
+    /// One checkpoint write at a time per shard, so that the file never goes back to an older
+    /// log start offset when two writes race.
+    static CHECKPOINT_WRITES: Rc<glommio::sync::Semaphore> = Rc::new(glommio::sync::Semaphore::new(1));
+}
+
+/// Writes the partition's current log start offset to its checkpoint, on glommio's blocking
+/// thread pool: the fsyncs must not stall the shard's requests.
+async fn persist_log_start(p: &Partition) -> anyhow::Result<()> {
+    let serial = CHECKPOINT_WRITES.with(Rc::clone);
+    let _permit = serial.acquire_permit(1).await.map_err(|e| anyhow::anyhow!("checkpoint semaphore: {e}"))?;
+    let (dir, offset) = {
+        let log = p.log.borrow();
+        (log.dir.clone(), log.log_start_offset())
+    };
+    let (topic, partition) = (p.topic.clone(), p.partition);
+    glommio::executor().spawn_blocking(move || retention::write_log_start_checkpoint(&dir, &topic, partition, offset)).await
+}
+
 /// DeleteRecords for a partition this shard owns.
 pub async fn delete_records(shard: &Rc<Shard>, topic: &str, partition: i32, offset: i64) -> ShardReply {
     let Some(p) = shard.local_partition(topic, partition) else {
         return ShardReply::DeleteRecords(ec::UNKNOWN_TOPIC_OR_PARTITION, -1, None);
     };
     let outcome = p.log.borrow_mut().delete_records(offset);
-    let (low_watermark, dir) = match outcome {
-        Ok(low) => (low, p.log.borrow().dir.clone()),
+    let low_watermark = match outcome {
+        Ok(low) => low,
         Err(DeleteRecordsError::OffsetOutOfRange { high_watermark }) => {
             let message = format!(
                 "Cannot delete records of {topic}-{partition} below offset {offset}: it must be between 0 and the high watermark {high_watermark}, or -1"
@@ -96,7 +115,7 @@ pub async fn delete_records(shard: &Rc<Shard>, topic: &str, partition: i32, offs
         }
         Err(DeleteRecordsError::Offline(why)) => return ShardReply::DeleteRecords(ec::KAFKA_STORAGE_ERROR, -1, Some(why)),
     };
-    if let Err(e) = retention::write_log_start_checkpoint(&dir, topic, partition, low_watermark) {
+    if let Err(e) = persist_log_start(&p).await {
         let why = format!("{e:#}");
         tracing::error!(topic, partition, error = %why, "cannot persist the log start offset");
         return ShardReply::DeleteRecords(ec::KAFKA_STORAGE_ERROR, -1, Some(why));
