@@ -187,3 +187,14 @@ def test_delete_records_kafka_python(broker):
     assert result[TopicPartition(topic, 0)]["low_watermark"] == 15, result
     assert earliest(broker.port, topic) == 15
     assert latest(broker.port, topic) == 20
+
+
+def test_delete_records_refuses_internal_topics(broker):
+    admin = AdminClient(clients.rdkafka(broker.bootstrap))
+    [future] = admin.delete_records([confluent_kafka.TopicPartition("__consumer_offsets", 0, 0)]).values()
+    try:
+        future.result(timeout=60)
+        raise AssertionError("DeleteRecords on __consumer_offsets succeeded")
+    except confluent_kafka.KafkaException as e:
+        # INVALID_TOPIC_EXCEPTION, as Kafka answers for its internal topics.
+        assert e.args[0].code() == confluent_kafka.KafkaError.TOPIC_EXCEPTION, e

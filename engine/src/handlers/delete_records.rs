@@ -24,6 +24,12 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteRe
                 let mut out = DeleteRecordsPartitionResult::default();
                 out.partition_index = index;
                 out.low_watermark = -1;
+                // Kafka refuses DeleteRecords on its internal topics: their records are the
+                // broker's own state.
+                if crate::shard::controller::is_internal_topic(&name) {
+                    out.error_code = ec::INVALID_TOPIC_EXCEPTION;
+                    return out;
+                }
                 let Some(owner) = shard.owner(&name, index) else {
                     out.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;
                     return out;
