@@ -122,7 +122,7 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         default: "86400000",
         kind: Kind::Long { min: 0 },
         synonyms: &[("log.cleaner.delete.retention.ms", 1)],
-        applied: false,
+        applied: true,
         doc: "How long tombstones are kept in compacted topics.",
     },
     TopicConfigDef {
@@ -186,7 +186,7 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         default: "0.5",
         kind: Kind::Double { min: 0.0, max: 1.0 },
         synonyms: &[("log.cleaner.min.cleanable.ratio", 1)],
-        applied: false,
+        applied: true,
         doc: "The share of uncompacted log that starts a compaction.",
     },
     TopicConfigDef {
@@ -194,7 +194,7 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         default: "0",
         kind: Kind::Long { min: 0 },
         synonyms: &[("log.cleaner.min.compaction.lag.ms", 1)],
-        applied: false,
+        applied: true,
         doc: "The shortest time a record stays uncompacted.",
     },
     TopicConfigDef {
@@ -537,6 +537,9 @@ pub struct ResolvedTopicConfig {
     pub max_message_bytes: usize,
     pub log_append_time: bool,
     pub index_interval_bytes: u64,
+    pub delete_retention_ms: i64,
+    pub min_compaction_lag_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 /// The effective value of one topic config, as a string.
@@ -573,6 +576,9 @@ pub fn resolve(config: &BrokerConfig, meta: &ClusterMetadata, overrides: &BTreeM
         max_message_bytes: long("max.message.bytes").max(0) as usize,
         log_append_time: get("message.timestamp.type") == "LogAppendTime",
         index_interval_bytes: long("index.interval.bytes").max(0) as u64,
+        delete_retention_ms: long("delete.retention.ms"),
+        min_compaction_lag_ms: long("min.compaction.lag.ms"),
+        min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
     }
 }
 

@@ -12,6 +12,7 @@ use shardlog_protocol::error_code as ec;
 
 use super::messages::ShardReply;
 use super::Shard;
+use crate::storage::compaction;
 use crate::storage::log::{now_ms, Partition};
 use crate::storage::retention::{self, DeleteRecordsError};
 
@@ -35,7 +36,10 @@ pub fn start(shard: &Rc<Shard>) {
                 }
                 let partitions: Vec<Rc<Partition>> = shard.partitions.borrow().values().cloned().collect();
                 for p in partitions {
-                    enforce_retention(&p).await;
+                    let serial = PARTITION_MAINTENANCE.with(Rc::clone);
+                    let Ok(_permit) = serial.acquire_permit(1).await else { break };
+                    enforce_retention_locked(&p).await;
+                    compact(&p).await;
                     glommio::yield_if_needed().await;
                 }
             }
@@ -50,6 +54,29 @@ pub fn start(shard: &Rc<Shard>) {
 
 /// One retention pass over one partition; returns the segments deleted.
 pub async fn enforce_retention(p: &Partition) -> usize {
+    let serial = PARTITION_MAINTENANCE.with(Rc::clone);
+    let Ok(_permit) = serial.acquire_permit(1).await else { return 0 };
+    enforce_retention_locked(p).await
+}
+
+/// One compaction pass over one partition, if its configs and dirty ratio call for one. The
+/// reading and rewriting runs on glommio's blocking pool; only the swap runs on the shard.
+async fn compact(p: &Partition) {
+    let plan = p.log.borrow().compaction_plan(now_ms());
+    let Some(plan) = plan else { return };
+    let job = plan.clone();
+    let outcome = glommio::executor().spawn_blocking(move || compaction::compact_segments(&job)).await;
+    let installed = outcome.and_then(|done| p.log.borrow_mut().install_compacted(&plan, done));
+    match installed {
+        Ok(0) => {}
+        Ok(records_removed) => {
+            tracing::info!(topic = %p.topic, partition = p.partition, segments = plan.segments.len(), records_removed, "compacted")
+        }
+        Err(e) => tracing::error!(topic = %p.topic, partition = p.partition, error = %format!("{e:#}"), "compaction failed; the segments stay as they were"),
+    }
+}
+
+async fn enforce_retention_locked(p: &Partition) -> usize {
     let (files, log_start_offset) = {
         let mut log = p.log.borrow_mut();
         let count = log.expired_segments(now_ms(), RETENTION_SEGMENTS_PER_PASS_MAX);
@@ -81,6 +108,9 @@ pub async fn enforce_retention(p: &Partition) -> usize {
 }
 
 thread_local! {
+    /// One retention or compaction pass at a time per shard: a compaction rewrites files that
+    /// retention (DeleteRecords) could otherwise delete under it.
+    static PARTITION_MAINTENANCE: Rc<glommio::sync::Semaphore> = Rc::new(glommio::sync::Semaphore::new(1));
     /// One checkpoint write at a time per shard, so that the file never goes back to an older
     /// log start offset when two writes race.
     static CHECKPOINT_WRITES: Rc<glommio::sync::Semaphore> = Rc::new(glommio::sync::Semaphore::new(1));

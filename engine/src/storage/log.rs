@@ -45,7 +45,7 @@ pub const PRODUCER_SNAPSHOTS_KEPT: usize = 2;
 /// Marker written on clean shutdown: the active segment's size and indexes can be trusted.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".shardlog-clean-shutdown";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     pub segment_bytes: u64,
     pub roll_ms: u64,
@@ -64,6 +64,14 @@ pub struct LogConfig {
     pub retention_bytes: i64,
     /// `cleanup.policy` contains `delete`: time and size retention apply.
     pub cleanup_delete: bool,
+    /// `cleanup.policy` contains `compact`: sealed segments keep the latest record per key.
+    pub cleanup_compact: bool,
+    /// `delete.retention.ms`: how long compaction keeps tombstones.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: segments with newer records are not compacted.
+    pub min_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the share of never-compacted bytes that starts a compaction.
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl Default for LogConfig {
@@ -82,6 +90,10 @@ impl Default for LogConfig {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             cleanup_delete: true,
+            cleanup_compact: false,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }
@@ -162,8 +174,11 @@ pub struct PartitionLog {
     next_offset: i64,
     /// Every offset below this has been fdatasynced.
     pub(super) durable_offset: i64,
+    /// Compaction has cleaned the log below this offset (in memory: after a restart the first
+    /// pass compacts everything again, which changes nothing but costs a read).
+    pub(super) cleaner_offset: i64,
     pending: VecDeque<Pending>,
-    cache: BatchCache,
+    pub(super) cache: BatchCache,
     failed: Option<String>,
     /// acks=all requests waiting: while any do, the flusher does not wait for more data.
     durable_waiters: usize,
@@ -311,6 +326,7 @@ impl PartitionLog {
             log_start_offset,
             next_offset,
             durable_offset: next_offset,
+            cleaner_offset: 0,
             pending: VecDeque::new(),
             cache: BatchCache::default(),
             failed: None,
@@ -462,7 +478,8 @@ impl PartitionLog {
                 None => break,
             };
             let found = seg.find_position(offset).map_err(|e| ReadError::Storage(format!("{e:#}")))?;
-            let Some((start, first)) = found else { break };
+            // A compacted segment may hold nothing at or after `offset`: try the next one.
+            let Some((start, first)) = found else { continue };
             let mut end = start + first.size_bytes as u64;
             result.records += first.last_offset_delta as u64 + 1;
             while end < seg.written_bytes {
@@ -575,7 +592,7 @@ fn load_indexes(dir: &Path, base: i64, file_bytes: u64) -> Option<(OffsetIndex, 
     Some((index, time_index, next_offset, max_timestamp))
 }
 
-fn write_indexes(dir: &Path, base: i64, index: &OffsetIndex, time_index: &TimeIndex, next_offset: i64) -> Result<()> {
+pub(super) fn write_indexes(dir: &Path, base: i64, index: &OffsetIndex, time_index: &TimeIndex, next_offset: i64) -> Result<()> {
     let mut bytes = index.to_bytes();
     bytes.extend_from_slice(&next_offset.to_be_bytes());
     write_synced(&segment::index_path(dir, base), &bytes)?;
