@@ -151,8 +151,12 @@ pub async fn delete_records(shard: &Rc<Shard>, topic: &str, partition: i32, offs
         return ShardReply::DeleteRecords(ec::KAFKA_STORAGE_ERROR, -1, Some(why));
     }
     tracing::info!(topic, partition, log_start_offset = low_watermark, "DeleteRecords moved the log start offset");
-    // Whole segments below the new start go now rather than at the next retention pass.
-    enforce_retention(&p).await;
+    // Whole segments below the new start go now rather than at the next retention pass, without
+    // holding up the answer (a compaction pass may hold the partition's maintenance for a while).
+    glommio::spawn_local(async move {
+        enforce_retention(&p).await;
+    })
+    .detach();
     ShardReply::DeleteRecords(ec::NONE, low_watermark, None)
 }
 
