@@ -307,10 +307,17 @@ fn invalid(value: &str, name: &str, why: &str) -> String {
     format!("Invalid value {value} for configuration {name}: {why}")
 }
 
+/// The longest config value accepted: every known config is a number, a name or a short list,
+/// and values are kept in the cluster metadata that every change rewrites and broadcasts.
+pub const CONFIG_VALUE_BYTES_MAX: usize = 256;
+
 /// Checks `value` against `kind`; `factor` scales a minimum given in the topic config's unit
 /// to a synonym's unit.
 fn check(name: &str, value: &str, kind: Kind, factor: i64) -> Result<(), String> {
     let value = value.trim();
+    if value.len() > CONFIG_VALUE_BYTES_MAX {
+        return Err(format!("Invalid value for configuration {name}: {} bytes is longer than the {CONFIG_VALUE_BYTES_MAX} accepted", value.len()));
+    }
     match kind {
         Kind::Long { min } | Kind::Int { min } => {
             let parsed: i64 = value.parse().map_err(|_| invalid(value, name, "Not a number of type LONG or INT"))?;
@@ -342,6 +349,9 @@ fn check(name: &str, value: &str, kind: Kind, factor: i64) -> Result<(), String>
             let items: Vec<&str> = value.split(',').map(str::trim).collect();
             if let Some(bad) = items.iter().find(|i| !options.contains(i)) {
                 return Err(invalid(value, name, &format!("Invalid value {bad:?}; each item must be one of: {}", options.join(", "))));
+            }
+            if let Some((_, dup)) = items.iter().enumerate().find(|(i, item)| items[..*i].contains(item)) {
+                return Err(invalid(value, name, &format!("Configuration '{name}' values must not be duplicated ({dup})")));
             }
         }
     }
@@ -654,6 +664,8 @@ mod tests {
         assert!(validate_topic_config("segment.bytes", "3000000000").is_err(), "INT overflow");
         assert!(validate_topic_config("cleanup.policy", "compact,delete").is_ok());
         assert!(validate_topic_config("cleanup.policy", "shred").is_err());
+        assert!(validate_topic_config("cleanup.policy", "delete,delete").is_err());
+        assert!(validate_topic_config("retention.ms", &format!("{}1", "0".repeat(CONFIG_VALUE_BYTES_MAX))).is_err());
         assert!(validate_topic_config("min.cleanable.dirty.ratio", "1.5").is_err());
         assert!(validate_topic_config("message.timestamp.type", "LogAppendTime").is_ok());
         assert_eq!(validate_topic_config("no.such", "1").unwrap_err(), "Unknown topic config name: no.such");
