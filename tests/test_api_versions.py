@@ -67,8 +67,16 @@ SECURITY_APIS = {
     51: (0, 0),  # AlterUserScramCredentials
 }
 
-# Everything shardlog advertises. Not yet: configs.
-EXPECTED_APIS = {**CORE_APIS, **GROUP_APIS, **PRODUCER_APIS, **SECURITY_APIS}
+CONFIG_APIS = {
+    32: (1, 4),  # DescribeConfigs
+    33: (0, 2),  # AlterConfigs
+    44: (0, 1),  # IncrementalAlterConfigs
+    21: (0, 2),  # DeleteRecords
+    35: (1, 4),  # DescribeLogDirs
+}
+
+# Everything shardlog advertises.
+EXPECTED_APIS = {**CORE_APIS, **GROUP_APIS, **PRODUCER_APIS, **SECURITY_APIS, **CONFIG_APIS}
 
 
 def test_api_versions_advertises_exactly_the_served_set(broker):

@@ -87,6 +87,9 @@ pub struct BrokerConfig {
     /// TLS and SASL per listener, and the SCRAM credential store (`ssl.*`, `sasl.*`,
     /// `listener.name.<l>.*`; see `security::settings`).
     pub security: crate::security::SecurityConfig,
+    /// Every property as the configuration file (and flags) gave it: the STATIC_BROKER_CONFIG
+    /// level of DescribeConfigs, and the broker defaults of topic configs (`topic_config`).
+    pub properties: BTreeMap<String, String>,
 }
 
 impl Default for BrokerConfig {
@@ -118,6 +121,7 @@ impl Default for BrokerConfig {
             authorizer: crate::authorizer::AuthorizerConfig::default(),
             offsets_topic_partitions: 50,
             security: crate::security::SecurityConfig::default(),
+            properties: BTreeMap::new(),
         }
     }
 }
@@ -279,6 +283,8 @@ impl BrokerConfig {
                     }
                 }
                 k if crate::security::settings::is_security_property(k) => {} // per listener, below
+                "log.retention.check.interval.ms" => drop(at_least(value, key, 1)?),
+                k if crate::topic_config::broker_synonym(k).is_some() => crate::topic_config::validate_broker_static(k, value).map_err(anyhow::Error::msg)?,
                 other => tracing::warn!(property = other, "ignoring unknown configuration property"),
             }
         }
@@ -287,6 +293,7 @@ impl BrokerConfig {
             c.listeners = parse_listeners_with_map(listeners, advertised.as_deref(), &map)?;
         }
         c.security = crate::security::SecurityConfig::from_properties(properties, &c.listeners)?;
+        c.properties = properties.clone();
         Ok(c)
     }
 }

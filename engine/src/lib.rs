@@ -20,4 +20,5 @@ pub mod notify;
 pub mod security;
 pub mod shard;
 pub mod storage;
+pub mod topic_config;
 pub mod txn;

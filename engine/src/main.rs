@@ -55,6 +55,9 @@ enum Command {
     /// SCRAM users of a running broker: create (password from stdin or --password-file), delete, list.
     #[command(subcommand)]
     User(admin::user::UserCommand),
+    /// Topics of a running broker: create, list, describe, alter-config, delete.
+    #[command(subcommand)]
+    Topic(admin::topic::TopicCommand),
 }
 
 fn main() {
@@ -65,6 +68,7 @@ fn main() {
         Some(Command::Status(args)) => std::process::exit(admin::status::run(args)),
         Some(Command::Tune(command)) => std::process::exit(admin::tune::run(command)),
         Some(Command::User(command)) => std::process::exit(admin::run_user(command)),
+        Some(Command::Topic(command)) => std::process::exit(admin::topic::run_topic(command)),
         None => {}
     }
     shardlog_engine::logging::init(cli.log_format);

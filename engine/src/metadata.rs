@@ -44,6 +44,12 @@ pub struct ClusterMetadata {
     /// Kafka ACLs (CreateAcls, DeleteAcls), enforced when an authorizer is configured.
     #[serde(default)]
     pub acls: crate::authorizer::AclSet,
+    /// Dynamic configs of this broker (AlterConfigs on BROKER resource "<node.id>").
+    #[serde(default)]
+    pub broker_configs: BTreeMap<String, String>,
+    /// Cluster-wide dynamic broker defaults (AlterConfigs on BROKER resource "").
+    #[serde(default)]
+    pub broker_default_configs: BTreeMap<String, String>,
 }
 
 /// Kafka's rule for topic names: 1 to 249 characters of ASCII letters, digits, '.', '_', '-',
@@ -63,7 +69,15 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 
 impl ClusterMetadata {
     pub fn new(cluster_id: String) -> ClusterMetadata {
-        ClusterMetadata { cluster_id, version: 1, topics: BTreeMap::new(), producer_id_block_end: 0, acls: Default::default() }
+        ClusterMetadata {
+            cluster_id,
+            version: 1,
+            topics: BTreeMap::new(),
+            producer_id_block_end: 0,
+            broker_configs: BTreeMap::new(),
+            broker_default_configs: BTreeMap::new(),
+            acls: Default::default(),
+        }
     }
 
     pub fn path(meta_dir: &Path) -> PathBuf {

@@ -142,6 +142,11 @@ pub enum RequestBody {
     SaslAuthenticate(m::SaslAuthenticateRequest),
     DescribeUserScramCredentials(m::DescribeUserScramCredentialsRequest),
     AlterUserScramCredentials(m::AlterUserScramCredentialsRequest),
+    DescribeConfigs(m::DescribeConfigsRequest),
+    AlterConfigs(m::AlterConfigsRequest),
+    IncrementalAlterConfigs(m::IncrementalAlterConfigsRequest),
+    DeleteRecords(m::DeleteRecordsRequest),
+    DescribeLogDirs(m::DescribeLogDirsRequest),
 }
 
 /// Validates and decodes the body of a request whose header is `header`.
@@ -199,6 +204,13 @@ pub fn decode_body(header: &RequestHeader, frame: &Bytes) -> Result<RequestBody,
         ApiKey::AlterUserScramCredentials => {
             RequestBody::AlterUserScramCredentials(m::AlterUserScramCredentialsRequest::decode(&mut buf, api_version).map_err(undecodable)?)
         }
+        ApiKey::DescribeConfigs => RequestBody::DescribeConfigs(m::DescribeConfigsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::AlterConfigs => RequestBody::AlterConfigs(m::AlterConfigsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::IncrementalAlterConfigs => {
+            RequestBody::IncrementalAlterConfigs(m::IncrementalAlterConfigsRequest::decode(&mut buf, api_version).map_err(undecodable)?)
+        }
+        ApiKey::DeleteRecords => RequestBody::DeleteRecords(m::DeleteRecordsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
+        ApiKey::DescribeLogDirs => RequestBody::DescribeLogDirs(m::DescribeLogDirsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
         _ => return Err(RequestError::Undecodable { api_key, api_version, reason: String::from("no decoder for this api") }),
     })
 }

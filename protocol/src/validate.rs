@@ -273,6 +273,8 @@ static APIS: &[Api] = &[
     Api::new(66, "0-2", "0+", &LIST_TRANSACTIONS),
     Api::new(68, "0-1", "0+", &CONSUMER_GROUP_HEARTBEAT),
     Api::new(69, "0-1", "0+", &CONSUMER_GROUP_DESCRIBE),
+    Api::new(21, "0-2", "2+", &DELETE_RECORDS),
+    Api::new(35, "1-4", "2+", &DESCRIBE_LOG_DIRS),
 ];
 
 fn find_api(api_key: i16) -> Option<&'static Api> {
@@ -709,6 +711,29 @@ static DESCRIBE_CONFIGS_RESOURCE: Struct = plain_struct!("DescribeConfigsResourc
     "ResourceType": INT8, "0+";
     "ResourceName": STRING, "0+";
     "ConfigurationKeys": ARRAY_STRING, "0+", nullable "0+";
+});
+
+// DeleteRecords (21)
+static DELETE_RECORDS: Struct = plain_struct!("DeleteRecordsRequest" {
+    "Topics": array(&DELETE_RECORDS_TOPIC), "0+";
+    "TimeoutMs": INT32, "0+";
+});
+static DELETE_RECORDS_TOPIC: Struct = plain_struct!("DeleteRecordsTopic" {
+    "Name": STRING, "0+";
+    "Partitions": array(&DELETE_RECORDS_PARTITION), "0+";
+});
+static DELETE_RECORDS_PARTITION: Struct = plain_struct!("DeleteRecordsPartition" {
+    "PartitionIndex": INT32, "0+";
+    "Offset": INT64, "0+";
+});
+
+// DescribeLogDirs (35)
+static DESCRIBE_LOG_DIRS: Struct = plain_struct!("DescribeLogDirsRequest" {
+    "Topics": array(&DESCRIBE_LOG_DIRS_TOPIC), "0+", nullable "0+";
+});
+static DESCRIBE_LOG_DIRS_TOPIC: Struct = plain_struct!("DescribableLogDirTopic" {
+    "Topic": STRING, "0+";
+    "Partitions": ARRAY_INT32, "0+";
 });
 
 // AlterConfigs (33)

@@ -28,6 +28,7 @@ use kafka_protocol::messages::{
     JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
     ProduceRequest, ProducerId, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TopicName, TransactionalId,
 };
+use kafka_protocol::messages::{delete_records_request, describe_log_dirs_request, DeleteRecordsRequest, DescribeLogDirsRequest};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use shardlog_protocol::validate::{has_schema, validate_request_body, ValidationError};
 
@@ -125,6 +126,8 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (66, 0, 2),
     (68, 0, 1),
     (69, 0, 1),
+    (21, 0, 2),
+    (35, 1, 4),
 ];
 
 fn declared_versions() -> impl Iterator<Item = (i16, i16)> {
@@ -183,6 +186,8 @@ fn decode_body(api_key: i16, version: i16, body: &[u8]) -> Result<usize, String>
         60 => DescribeClusterRequest,
         68 => ConsumerGroupHeartbeatRequest,
         69 => ConsumerGroupDescribeRequest,
+        21 => DeleteRecordsRequest,
+        35 => DescribeLogDirsRequest,
     };
     decoded.map(|()| buf.remaining()).map_err(|error| error.to_string())
 }
@@ -747,6 +752,25 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
         69 => {
             let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![group("g1"), group("g2")]).with_include_authorized_operations(true);
             encode(&request, v)
+        }
+        21 => {
+            use delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+            let partition = |index, offset| DeleteRecordsPartition::default().with_partition_index(index).with_offset(offset);
+            let request = DeleteRecordsRequest::default()
+                .with_topics(vec![
+                    DeleteRecordsTopic::default().with_name(topic("orders")).with_partitions(vec![partition(0, 10), partition(1, -1)]),
+                    DeleteRecordsTopic::default().with_name(topic("payments")),
+                ])
+                .with_timeout_ms(30_000);
+            encode(&request, v)
+        }
+        35 => {
+            use describe_log_dirs_request::DescribableLogDirTopic;
+            let topics = vec![
+                DescribableLogDirTopic::default().with_topic(topic("orders")).with_partitions(vec![0, 1]),
+                DescribableLogDirTopic::default().with_topic(topic("payments")),
+            ];
+            encode(&DescribeLogDirsRequest::default().with_topics((!nulls).then_some(topics)), v)
         }
         _ => panic!("no sample for api key {api_key}"),
     }

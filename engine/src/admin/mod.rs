@@ -14,6 +14,7 @@ pub mod client;
 pub mod group;
 pub mod status;
 pub mod table;
+pub mod topic;
 pub mod tune;
 pub mod user;
 

@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
@@ -62,8 +62,27 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreateTo
                 t.replication_factor = if code == ec::NONE { 1 } else { -1 };
             }
         }
-        t.configs = Some(Vec::new());
+        // The configs the topic ended up with (Kafka sends them from v5, for every topic it
+        // created or would create).
+        let overrides = meta.topics.get(&name).filter(|_| code == ec::NONE).map(|t| t.configs.clone()).unwrap_or_else(|| requested_configs(&request, &name));
+        let described = if code == ec::NONE { crate::topic_config::describe_topic(&shard.config, &meta, &overrides) } else { Vec::new() };
+        t.configs = Some(described.into_iter().map(created_config).collect());
         r.topics.push(t);
     }
     respond(header, &r)
+}
+
+fn requested_configs(request: &CreateTopicsRequest, name: &str) -> std::collections::BTreeMap<String, String> {
+    let asked = request.topics.iter().find(|t| t.name.0.as_str() == name);
+    asked.map(|t| t.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()).unwrap_or_default())).collect()).unwrap_or_default()
+}
+
+fn created_config(c: crate::topic_config::DescribedConfig) -> CreatableTopicConfigs {
+    let mut out = CreatableTopicConfigs::default();
+    out.name = str_bytes(&c.name);
+    out.value = c.value.as_deref().map(str_bytes);
+    out.read_only = c.read_only;
+    out.config_source = c.source as i8;
+    out.is_sensitive = false;
+    out
 }

@@ -5,6 +5,7 @@
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod consumer_group_describe;
@@ -14,10 +15,13 @@ pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_acls;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_acls;
 pub mod describe_cluster;
+pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_transactions;
 pub mod describe_user_scram_credentials;
@@ -26,6 +30,7 @@ pub mod fetch;
 pub mod find_coordinator;
 pub mod groups_common;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
@@ -108,6 +113,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
@@ -219,6 +229,11 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session) -> R
         RequestBody::SaslAuthenticate(r) => sasl_authenticate::handle(&shard, &header, r, session),
         RequestBody::DescribeUserScramCredentials(r) => describe_user_scram_credentials::handle(&shard, &header, r),
         RequestBody::AlterUserScramCredentials(r) => alter_user_scram_credentials::handle(&shard, &header, r),
+        RequestBody::DescribeConfigs(r) => describe_configs::handle(&shard, &header, r),
+        RequestBody::AlterConfigs(r) => alter_configs::handle(&shard, &header, r).await,
+        RequestBody::IncrementalAlterConfigs(r) => incremental_alter_configs::handle(&shard, &header, r).await,
+        RequestBody::DeleteRecords(r) => delete_records::handle(&shard, &header, r).await,
+        RequestBody::DescribeLogDirs(r) => describe_log_dirs::handle(&shard, &header, r).await,
     }
 }
 
@@ -303,6 +318,63 @@ fn whole_request_denial(authz: &Authz<'_>, header: &RequestHeader, body: &Reques
             deny!(m::InitProducerIdResponse, code, producer_id = m::ProducerId(-1), producer_epoch = -1)
         }
         RequestBody::EndTxn(r) if !authz.transactional_id(Write, &r.transactional_id) => deny!(m::EndTxnResponse, TXN_DENIED),
+        // Configs: DESCRIBE_CONFIGS / ALTER_CONFIGS on each topic, or on the cluster for the
+        // broker (resource type 4). A request with any resource denied is refused whole.
+        RequestBody::DescribeConfigs(r) if r.resources.iter().any(|res| !config_allowed(authz, DescribeConfigs, res.resource_type, &res.resource_name)) => {
+            let mut response = m::DescribeConfigsResponse::default();
+            for res in &r.resources {
+                let mut result = m::describe_configs_response::DescribeConfigsResult::default();
+                result.resource_type = res.resource_type;
+                result.resource_name = res.resource_name.clone();
+                result.error_code = config_denied_code(res.resource_type);
+                result.error_message = None;
+                response.results.push(result);
+            }
+            Some(respond(header, &response))
+        }
+        RequestBody::AlterConfigs(r) if r.resources.iter().any(|res| !config_allowed(authz, AlterConfigs, res.resource_type, &res.resource_name)) => {
+            let mut response = m::AlterConfigsResponse::default();
+            for res in &r.resources {
+                let mut result = m::alter_configs_response::AlterConfigsResourceResponse::default();
+                result.resource_type = res.resource_type;
+                result.resource_name = res.resource_name.clone();
+                result.error_code = config_denied_code(res.resource_type);
+                result.error_message = None;
+                response.responses.push(result);
+            }
+            Some(respond(header, &response))
+        }
+        RequestBody::IncrementalAlterConfigs(r)
+            if r.resources.iter().any(|res| !config_allowed(authz, AlterConfigs, res.resource_type, &res.resource_name)) =>
+        {
+            let mut response = m::IncrementalAlterConfigsResponse::default();
+            for res in &r.resources {
+                let mut result = m::incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+                result.resource_type = res.resource_type;
+                result.resource_name = res.resource_name.clone();
+                result.error_code = config_denied_code(res.resource_type);
+                result.error_message = None;
+                response.responses.push(result);
+            }
+            Some(respond(header, &response))
+        }
+        RequestBody::DeleteRecords(r) if r.topics.iter().any(|t| !authz.topic(Delete, &t.name)) => {
+            let mut response = m::DeleteRecordsResponse::default();
+            for t in &r.topics {
+                let mut topic = m::delete_records_response::DeleteRecordsTopicResult::default();
+                topic.name = t.name.clone();
+                for p in &t.partitions {
+                    let mut result = m::delete_records_response::DeleteRecordsPartitionResult::default();
+                    result.partition_index = p.partition_index;
+                    result.low_watermark = -1;
+                    result.error_code = crate::authorizer::check::TOPIC_AUTHORIZATION_FAILED;
+                    topic.partitions.push(result);
+                }
+                response.topics.push(topic);
+            }
+            Some(respond(header, &response))
+        }
+        RequestBody::DescribeLogDirs(_) if !authz.cluster(Describe) => deny!(m::DescribeLogDirsResponse, CLUSTER_DENIED),
         RequestBody::AddPartitionsToTxn(r) => {
             let txn_ok = authz.transactional_id(Write, &r.v3_and_below_transactional_id);
             let denied_topics: Vec<bool> = r.v3_and_below_topics.iter().map(|t| !txn_ok || !authz.topic(Write, &t.name)).collect();
@@ -413,6 +485,21 @@ fn whole_request_denial(authz: &Authz<'_>, header: &RequestHeader, body: &Reques
         RequestBody::AddOffsetsToTxn(r) if !authz.transactional_id(Write, &r.transactional_id) => deny!(m::AddOffsetsToTxnResponse, TXN_DENIED),
         RequestBody::AddOffsetsToTxn(r) if !authz.group(Read, &r.group_id) => deny!(m::AddOffsetsToTxnResponse, GROUP_DENIED),
         _ => None,
+    }
+}
+
+/// Config resource types: 2 topic, 4 broker (and 8 broker logger), checked on the cluster.
+fn config_allowed(authz: &Authz<'_>, operation: crate::authorizer::Operation, resource_type: i8, name: &str) -> bool {
+    match resource_type {
+        2 => authz.topic(operation, name),
+        _ => authz.cluster(operation),
+    }
+}
+
+fn config_denied_code(resource_type: i8) -> i16 {
+    match resource_type {
+        2 => crate::authorizer::check::TOPIC_AUTHORIZATION_FAILED,
+        _ => crate::authorizer::check::CLUSTER_AUTHORIZATION_FAILED,
     }
 }
 

@@ -15,30 +15,6 @@ use crate::metadata::{validate_topic_name, ClusterMetadata, TopicMetadata};
 /// Upper bound on partitions per topic, so that one request cannot create millions of files.
 pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
 
-/// Topic configs accepted at creation; the storage engine applies broker-wide values until
-/// per-topic configs are implemented, so only these names are accepted and stored.
-const TOPIC_CONFIG_NAMES: &[&str] = &[
-    "cleanup.policy",
-    "compression.type",
-    "delete.retention.ms",
-    "max.message.bytes",
-    "message.timestamp.type",
-    "min.insync.replicas",
-    "retention.bytes",
-    "retention.ms",
-    "segment.bytes",
-    "segment.ms",
-    "min.compaction.lag.ms",
-    "max.compaction.lag.ms",
-    "min.cleanable.dirty.ratio",
-    "unclean.leader.election.enable",
-    "flush.messages",
-    "flush.ms",
-    "index.interval.bytes",
-    "segment.index.bytes",
-    "message.timestamp.difference.max.ms",
-];
-
 /// Producer ids reserved (and persisted) at a time.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
@@ -105,7 +81,7 @@ pub async fn bootstrap(shard: &Rc<Shard>) -> Result<()> {
 }
 
 /// Kafka prints cluster ids as URL-safe base64 of a UUID, without padding.
-fn base64_uuid(id: uuid::Uuid) -> String {
+pub fn base64_uuid(id: uuid::Uuid) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes = id.as_bytes();
     let mut out = String::new();
@@ -243,6 +219,11 @@ pub async fn handle(shard: Rc<Shard>, request: ControllerRequest) -> ShardReply 
             }
         }
         ControllerRequest::AllocateProducerId => unreachable!("answered above"),
+        ControllerRequest::AlterConfigs { resources, validate_only } => {
+            let (altered, c) = super::config_ops::alter(&shard, &mut meta, &resources, validate_only);
+            results.extend(altered);
+            changed |= c;
+        }
     }
     if changed {
         meta.version += 1;
@@ -275,11 +256,11 @@ fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, val
     }
     let mut configs = BTreeMap::new();
     for (k, v) in &topic.configs {
-        if !TOPIC_CONFIG_NAMES.contains(&k.as_str()) {
-            return Err((ec::INVALID_CONFIG, format!("Unknown topic config name: {k}")));
+        if configs.insert(k.clone(), v.clone()).is_some() {
+            return Err((ec::INVALID_REQUEST, format!("Error due to duplicate config keys: {k}")));
         }
-        configs.insert(k.clone(), v.clone());
     }
+    crate::topic_config::validate_topic_configs(&configs).map_err(|m| (ec::INVALID_CONFIG, m))?;
     if validate_only {
         return Ok(());
     }

@@ -37,6 +37,11 @@ pub enum ShardRequest {
     Snapshot,
     /// Close every partition cleanly.
     Shutdown,
+    /// DeleteRecords for one partition: raise its log start offset to `offset` (-1: the high
+    /// watermark).
+    DeleteRecords { topic: String, partition: i32, offset: i64 },
+    /// Sizes of the partitions this shard owns, for DescribeLogDirs.
+    LogDirSizes,
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +67,24 @@ pub enum ControllerRequest {
     DeleteAcls {
         filters: Vec<crate::authorizer::AclFilter>,
     },
+    /// AlterConfigs and IncrementalAlterConfigs: one result per resource, in order.
+    AlterConfigs {
+        resources: Vec<ConfigAlteration>,
+        validate_only: bool,
+    },
+}
+
+/// Config changes for one resource (a topic, or the broker).
+#[derive(Debug, Clone)]
+pub struct ConfigAlteration {
+    /// Kafka's resource type: 2 topic, 4 broker.
+    pub resource_type: i8,
+    pub resource_name: String,
+    /// AlterConfigs replaces every config of the resource with `ops` (all SET);
+    /// IncrementalAlterConfigs applies them one by one.
+    pub incremental: bool,
+    /// (name, operation: 0 set, 1 delete, 2 append, 3 subtract, value)
+    pub ops: Vec<(String, i8, Option<String>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +151,10 @@ pub enum ShardReply {
     AclsDeleted(Result<Vec<Vec<crate::authorizer::AclBinding>>, (i16, String)>),
     Snapshot(Box<super::probe::ShardSnapshot>),
     ShutdownDone,
+    /// (error code, low watermark, error message)
+    DeleteRecords(i16, i64, Option<String>),
+    /// Per partition: (topic, partition, log directory index, bytes).
+    LogDirSizes(Vec<(String, i32, usize, u64)>),
 }
 
 pub enum Envelope {

@@ -2,7 +2,9 @@
 //! gives it, serves the connections the kernel hands it (SO_REUSEPORT), and forwards work for
 //! other shards' partitions over the channel mesh.
 
+pub mod config_ops;
 pub mod controller;
+pub mod maintenance;
 pub mod messages;
 pub mod partition_ops;
 pub mod probe;
@@ -269,6 +271,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::ch
     shard.groups.load(&shard);
     shard.txns.load(&shard);
     probe::start_lag_probe(&shard);
+    maintenance::start(&shard);
     let listeners = crate::net::listen(&shard)?;
     tracing::info!(shard = id, partitions = shard.partitions.borrow().len(), "shard ready");
     if is_controller {

@@ -11,6 +11,7 @@ use super::messages::{ProduceOutcome, ProducerInfo, ReadOutcome, ShardReply, Sha
 use super::Shard;
 use crate::metadata::ClusterMetadata;
 use crate::storage::log::{now_ms, AppendError, LogConfig, Partition, PartitionLog, ReadError};
+use crate::topic_config::ResolvedTopicConfig;
 
 pub async fn handle(shard: Rc<Shard>, request: ShardRequest) -> ShardReply {
     match request {
@@ -48,6 +49,8 @@ pub async fn handle(shard: Rc<Shard>, request: ShardRequest) -> ShardReply {
         ShardRequest::Group(call) => ShardReply::Group(crate::groups::handle(shard, *call).await),
         ShardRequest::Snapshot => ShardReply::Snapshot(Box::new(super::probe::snapshot(&shard))),
         ShardRequest::Shutdown => ShardReply::ShutdownDone,
+        ShardRequest::DeleteRecords { topic, partition, offset } => super::maintenance::delete_records(&shard, &topic, partition, offset).await,
+        ShardRequest::LogDirSizes => ShardReply::LogDirSizes(super::maintenance::log_dir_sizes(&shard)),
     }
 }
 
@@ -228,7 +231,8 @@ pub fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: i64, r
         // -3: max timestamp (KIP-734); answered as latest until max-timestamp tracking lands.
         ts if ts < 0 => (ec::NONE, log.log_end_offset(), -1),
         ts => match log.offset_for_timestamp(ts) {
-            Ok(Some((offset, found_ts))) => (ec::NONE, offset, found_ts),
+            // DeleteRecords may have moved the start into the segment the timestamp points at.
+            Ok(Some((offset, found_ts))) => (ec::NONE, offset.max(log.log_start_offset()), found_ts),
             Ok(None) => (ec::NONE, -1, -1),
             Err(e) => {
                 tracing::error!(topic, partition, error = %format!("{e:#}"), "timestamp lookup failed");
@@ -280,15 +284,24 @@ pub fn describe_producers(shard: &Shard, topic: &str, partition: i32) -> (i16, V
     (ec::NONE, producers)
 }
 
-pub fn log_config(shard: &Shard, log_dir: usize) -> LogConfig {
+/// The storage settings of a partition in `log_dir` of a topic with `topic` configs (resolved
+/// from the topic's overrides and the broker's defaults, see `topic_config`).
+pub fn log_config(shard: &Shard, log_dir: usize, topic: &ResolvedTopicConfig) -> LogConfig {
     let c = &shard.config;
     let disk = c.disk_settings.get(log_dir).copied().flatten();
     LogConfig {
-        segment_bytes: c.log_segment_bytes,
-        roll_ms: c.log_roll_ms,
-        index_interval_bytes: c.log_index_interval_bytes,
-        message_max_bytes: c.message_max_bytes,
-        log_append_time: c.log_append_time,
+        segment_bytes: topic.segment_bytes,
+        roll_ms: topic.segment_ms,
+        index_interval_bytes: topic.index_interval_bytes,
+        message_max_bytes: topic.max_message_bytes,
+        log_append_time: topic.log_append_time,
+        retention_ms: topic.retention_ms,
+        retention_bytes: topic.retention_bytes,
+        cleanup_delete: topic.cleanup_delete,
+        cleanup_compact: topic.cleanup_compact,
+        delete_retention_ms: topic.delete_retention_ms,
+        min_compaction_lag_ms: topic.min_compaction_lag_ms,
+        min_cleanable_dirty_ratio: topic.min_cleanable_dirty_ratio,
         flush_window_us: disk.map(|d| d.group_commit_window_us).unwrap_or(c.log_flush_interval_ms * 1000),
         write_bytes_max: disk.map(|d| d.write_bytes_max).unwrap_or(crate::storage::log::WRITE_BYTES_MAX_DEFAULT),
         cache_bytes: c.cache_partition_bytes,
@@ -322,16 +335,23 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) {
         }
     }
     for (name, topic) in &meta.topics {
+        let resolved = crate::topic_config::resolve(&shard.config, &meta, &topic.configs);
         for (i, placement) in topic.partitions.iter().enumerate() {
             if placement.shard != shard.id {
                 continue;
             }
             let key = (name.clone(), i as i32);
-            if shard.partitions.borrow().contains_key(&key) {
+            let config = log_config(shard, placement.log_dir, &resolved);
+            if let Some(p) = shard.partitions.borrow().get(&key) {
+                // Configs changed by AlterConfigs take effect at once, without a restart.
+                let mut log = p.log.borrow_mut();
+                if log.config() != &config {
+                    log.set_config(config);
+                }
                 continue;
             }
             let dir = shard.config.log_dirs[placement.log_dir].join(format!("{name}-{i}"));
-            match PartitionLog::open(&dir, log_config(shard, placement.log_dir)) {
+            match PartitionLog::open(&dir, config) {
                 Ok(log) => {
                     let p = Partition::new(name.clone(), i as i32, log);
                     p.start_flusher();

@@ -44,6 +44,18 @@ impl BatchCache {
         }
     }
 
+    /// Drops the batches that end below `offset` (deleted or compacted: the segment files hold
+    /// what reads should see). The caller makes sure they are durable.
+    pub fn drop_below(&mut self, offset: i64) {
+        while let Some(front) = self.batches.front() {
+            if front.last_offset >= offset {
+                break;
+            }
+            self.bytes -= front.bytes.len();
+            self.batches.pop_front();
+        }
+    }
+
     pub fn first_offset(&self) -> Option<i64> {
         self.batches.front().map(|b| b.base_offset)
     }

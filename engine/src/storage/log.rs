@@ -46,7 +46,7 @@ pub const PRODUCER_SNAPSHOTS_KEPT: usize = 2;
 /// Marker written on clean shutdown: the active segment's size and indexes can be trusted.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".shardlog-clean-shutdown";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     pub segment_bytes: u64,
     pub roll_ms: u64,
@@ -59,6 +59,20 @@ pub struct LogConfig {
     /// Largest single DMA write.
     pub write_bytes_max: usize,
     pub cache_bytes: usize,
+    /// `retention.ms`: sealed segments whose newest record is older are deleted; -1: never.
+    pub retention_ms: i64,
+    /// `retention.bytes`: oldest sealed segments are deleted while the log is larger; -1: never.
+    pub retention_bytes: i64,
+    /// `cleanup.policy` contains `delete`: time and size retention apply.
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` contains `compact`: sealed segments keep the latest record per key.
+    pub cleanup_compact: bool,
+    /// `delete.retention.ms`: how long compaction keeps tombstones.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: segments with newer records are not compacted.
+    pub min_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the share of never-compacted bytes that starts a compaction.
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl Default for LogConfig {
@@ -74,6 +88,13 @@ impl Default for LogConfig {
             flush_window_us: 0,
             write_bytes_max: WRITE_BYTES_MAX_DEFAULT,
             cache_bytes: 8 << 20,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }
@@ -164,14 +185,18 @@ struct Pending {
 
 pub struct PartitionLog {
     pub dir: PathBuf,
-    config: LogConfig,
-    segments: Vec<Segment>,
-    log_start_offset: i64,
+    pub(super) config: LogConfig,
+    pub(super) segments: Vec<Segment>,
+    /// Raised by retention and DeleteRecords, persisted in `log-start-offset-checkpoint`.
+    pub(super) log_start_offset: i64,
     next_offset: i64,
     /// Every offset below this has been fdatasynced.
-    durable_offset: i64,
+    pub(super) durable_offset: i64,
+    /// Compaction has cleaned the log below this offset (in memory: after a restart the first
+    /// pass compacts everything again, which changes nothing but costs a read).
+    pub(super) cleaner_offset: i64,
     pending: VecDeque<Pending>,
-    cache: BatchCache,
+    pub(super) cache: BatchCache,
     failed: Option<String>,
     /// acks=all requests waiting: while any do, the flusher does not wait for more data.
     durable_waiters: usize,
@@ -324,8 +349,10 @@ impl PartitionLog {
             std::fs::remove_file(&clean_marker)?;
             sync_dir(dir)?;
         }
-        let log_start_offset = segments.first().map(|s| s.base_offset).unwrap_or(0);
         let next_offset = segments.last().map(|s| s.next_offset).unwrap_or(0);
+        // DeleteRecords may have moved the log start into the first segment.
+        let first_base = segments.first().map(|s| s.base_offset).unwrap_or(0);
+        let log_start_offset = super::retention::read_log_start_checkpoint(dir).map_or(first_base, |c| c.max(first_base)).min(next_offset.max(first_base));
         let mut aborted_txns = txn_index::load_all(dir, segments.iter().map(|s| s.base_offset));
         let producers = recover_producer_state(dir, &segments, log_start_offset, next_offset, &mut aborted_txns)?;
         let open_txns = producers.open_transactions().collect();
@@ -336,6 +363,7 @@ impl PartitionLog {
             log_start_offset,
             next_offset,
             durable_offset: next_offset,
+            cleaner_offset: 0,
             pending: VecDeque::new(),
             cache: BatchCache::default(),
             failed: None,
@@ -564,7 +592,8 @@ impl PartitionLog {
                 None => break,
             };
             let found = seg.find_position(offset).map_err(|e| ReadError::Storage(format!("{e:#}")))?;
-            let Some((start, first)) = found else { break };
+            // A compacted segment may hold nothing at or after `offset`: try the next one.
+            let Some((start, first)) = found else { continue };
             if first.base_offset >= end_offset {
                 break;
             }
@@ -708,7 +737,7 @@ fn load_indexes(dir: &Path, base: i64, file_bytes: u64) -> Option<(OffsetIndex, 
     Some((index, time_index, next_offset, max_timestamp))
 }
 
-fn write_indexes(dir: &Path, base: i64, index: &OffsetIndex, time_index: &TimeIndex, next_offset: i64) -> Result<()> {
+pub(super) fn write_indexes(dir: &Path, base: i64, index: &OffsetIndex, time_index: &TimeIndex, next_offset: i64) -> Result<()> {
     let mut bytes = index.to_bytes();
     bytes.extend_from_slice(&next_offset.to_be_bytes());
     write_synced(&segment::index_path(dir, base), &bytes)?;

@@ -1,10 +1,12 @@
 //! Storage: partition logs made of segments, indexes, the batch cache and group commit.
 //! Nothing here knows about Kafka requests; it deals in record batches and offsets.
 pub mod cache;
+pub mod compaction;
 pub mod index;
 pub mod log;
 pub mod probe;
 pub mod producer_state;
+pub mod retention;
 pub mod segment;
 pub mod txn_index;
 

@@ -1,0 +1,53 @@
+//! AlterConfigs (key 33): replaces every config of a topic or of the broker, through the
+//! controller, which validates, persists and broadcasts the change.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+use shardlog_protocol::error_code as ec;
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::{call_controller, respond, str_bytes, Response};
+use crate::shard::messages::{ConfigAlteration, ControllerRequest};
+use crate::shard::Shard;
+use crate::topic_config::OP_SET;
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: AlterConfigsRequest) -> Response {
+    let resources: Vec<ConfigAlteration> = request
+        .resources
+        .iter()
+        .map(|r| ConfigAlteration {
+            resource_type: r.resource_type,
+            resource_name: r.resource_name.to_string(),
+            incremental: false,
+            ops: r.configs.iter().map(|c| (c.name.to_string(), OP_SET, c.value.as_ref().map(|v| v.to_string()))).collect(),
+        })
+        .collect();
+    let results = alter(shard, resources, request.validate_only).await;
+    let mut response = AlterConfigsResponse::default();
+    for (r, (code, message)) in request.resources.iter().zip(results) {
+        let mut out = AlterConfigsResourceResponse::default();
+        out.resource_type = r.resource_type;
+        out.resource_name = r.resource_name.clone();
+        out.error_code = code;
+        out.error_message = message.as_deref().map(str_bytes);
+        response.responses.push(out);
+    }
+    respond(header, &response)
+}
+
+/// Sends the changes to the controller; one (error code, message) per resource, in order.
+pub async fn alter(shard: &Rc<Shard>, resources: Vec<ConfigAlteration>, validate_only: bool) -> Vec<(i16, Option<String>)> {
+    let count = resources.len();
+    if count == 0 {
+        return Vec::new();
+    }
+    let results = call_controller(shard, ControllerRequest::AlterConfigs { resources, validate_only }).await;
+    if results.len() != count {
+        let why = results.first().and_then(|r| r.2.clone()).unwrap_or_else(|| String::from("the controller did not answer"));
+        return vec![(ec::UNKNOWN_SERVER_ERROR, Some(why)); count];
+    }
+    results.into_iter().map(|(_, code, message)| (code, message)).collect()
+}

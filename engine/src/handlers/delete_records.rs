@@ -1,0 +1,56 @@
+//! DeleteRecords (key 21): moves each partition's log start offset up, on its owner shard.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use shardlog_protocol::error_code as ec;
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::{respond, Response};
+use crate::shard::messages::{ShardReply, ShardRequest};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteRecordsRequest) -> Response {
+    let mut response = DeleteRecordsResponse::default();
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let calls = topic.partitions.iter().map(|p| {
+            let shard = shard.clone();
+            let name = name.clone();
+            let (index, offset) = (p.partition_index, p.offset);
+            async move {
+                let mut out = DeleteRecordsPartitionResult::default();
+                out.partition_index = index;
+                out.low_watermark = -1;
+                // Kafka refuses DeleteRecords on its internal topics: their records are the
+                // broker's own state.
+                if crate::shard::controller::is_internal_topic(&name) {
+                    out.error_code = ec::INVALID_TOPIC_EXCEPTION;
+                    return out;
+                }
+                let Some(owner) = shard.owner(&name, index) else {
+                    out.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;
+                    return out;
+                };
+                match shard.dispatch(owner, ShardRequest::DeleteRecords { topic: name.clone(), partition: index, offset }).await {
+                    ShardReply::DeleteRecords(code, low_watermark, message) => {
+                        if let Some(m) = message {
+                            tracing::info!(topic = %name, partition = index, error = %m, "DeleteRecords refused");
+                        }
+                        out.error_code = code;
+                        out.low_watermark = low_watermark;
+                    }
+                    _ => out.error_code = ec::UNKNOWN_SERVER_ERROR,
+                }
+                out
+            }
+        });
+        let mut t = DeleteRecordsTopicResult::default();
+        t.name = topic.name.clone();
+        t.partitions = futures::future::join_all(calls).await;
+        response.topics.push(t);
+    }
+    respond(header, &response)
+}

@@ -1,0 +1,92 @@
+//! DescribeConfigs (key 32): topic and broker configs with their values, sources and (when
+//! asked) synonyms, answered from this shard's copy of the metadata.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use shardlog_protocol::error_code as ec;
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::{respond, str_bytes, Response};
+use crate::metadata::validate_topic_name;
+use crate::shard::Shard;
+use crate::topic_config::{self as tc, ConfigSource, DescribedConfig, RESOURCE_BROKER, RESOURCE_TOPIC};
+
+pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeConfigsRequest) -> Response {
+    let version = header.api_version;
+    let meta = shard.metadata.borrow().clone();
+    let mut response = DescribeConfigsResponse::default();
+    for resource in &request.resources {
+        let name = resource.resource_name.to_string();
+        let mut result = DescribeConfigsResult::default();
+        result.resource_type = resource.resource_type;
+        result.resource_name = resource.resource_name.clone();
+        let described = match resource.resource_type {
+            RESOURCE_TOPIC => match (validate_topic_name(&name), meta.topics.get(&name)) {
+                (Err(why), _) => Err((ec::INVALID_TOPIC_EXCEPTION, why)),
+                (Ok(()), None) => Err((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("Topic {name} does not exist."))),
+                (Ok(()), Some(topic)) => Ok(tc::describe_topic(&shard.config, &meta, &topic.configs)),
+            },
+            RESOURCE_BROKER if name.is_empty() => Ok(meta
+                .broker_default_configs
+                .iter()
+                .map(|(k, v)| DescribedConfig {
+                    name: k.clone(),
+                    value: Some(v.clone()),
+                    source: ConfigSource::DynamicDefaultBroker,
+                    read_only: false,
+                    config_type: tc::ConfigType::String,
+                    doc: "",
+                    synonyms: vec![(k.clone(), v.clone(), ConfigSource::DynamicDefaultBroker)],
+                })
+                .collect()),
+            RESOURCE_BROKER if name == shard.config.node_id.to_string() => Ok(tc::describe_broker(&shard.config, &meta)),
+            RESOURCE_BROKER => {
+                Err((ec::INVALID_REQUEST, format!("Unexpected broker id, expected {} or empty string, but received {name}", shard.config.node_id)))
+            }
+            other => Err((ec::INVALID_REQUEST, format!("Describing configs of resource type {other} is not supported; use TOPIC (2) or BROKER (4)."))),
+        };
+        match described {
+            Ok(configs) => {
+                let wanted = resource.configuration_keys.as_ref();
+                for c in configs.into_iter().filter(|c| wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == c.name))) {
+                    result.configs.push(entry(c, version, request.include_synonyms, request.include_documentation));
+                }
+            }
+            Err((code, message)) => {
+                tracing::debug!(resource_type = resource.resource_type, resource = %name, error = %message, "DescribeConfigs error");
+                result.error_code = code;
+                result.error_message = Some(str_bytes(&message));
+            }
+        }
+        response.results.push(result);
+    }
+    respond(header, &response)
+}
+
+fn entry(c: DescribedConfig, version: i16, include_synonyms: bool, include_documentation: bool) -> DescribeConfigsResourceResult {
+    let mut e = DescribeConfigsResourceResult::default();
+    e.name = str_bytes(&c.name);
+    e.value = c.value.as_deref().map(str_bytes);
+    e.read_only = c.read_only;
+    e.is_sensitive = false;
+    e.config_source = c.source as i8;
+    if include_synonyms {
+        for (name, value, source) in &c.synonyms {
+            let mut s = DescribeConfigsSynonym::default();
+            s.name = str_bytes(name);
+            s.value = Some(str_bytes(value));
+            s.source = *source as i8;
+            e.synonyms.push(s);
+        }
+    }
+    if version >= 3 {
+        e.config_type = c.config_type as i8;
+        if include_documentation && !c.doc.is_empty() {
+            e.documentation = Some(str_bytes(c.doc));
+        }
+    }
+    e
+}

@@ -1,0 +1,82 @@
+//! DescribeLogDirs (key 35): every log directory with the partitions in it and their sizes,
+//! gathered from every shard, and (v4) the directory's filesystem size and free space.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_log_dirs_response::{DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic};
+use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
+use shardlog_protocol::error_code as ec;
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::request::RequestHeader;
+
+use super::{respond, str_bytes, topic_name, Response};
+use crate::shard::messages::{ShardReply, ShardRequest};
+use crate::shard::Shard;
+
+pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeLogDirsRequest) -> Response {
+    let calls = (0..shard.shard_count()).map(|s| {
+        let shard = shard.clone();
+        async move {
+            match shard.dispatch(s, ShardRequest::LogDirSizes).await {
+                ShardReply::LogDirSizes(sizes) => sizes,
+                _ => Vec::new(),
+            }
+        }
+    });
+    let sizes: Vec<(String, i32, usize, u64)> = futures::future::join_all(calls).await.into_iter().flatten().collect();
+    let wanted = |topic: &str, partition: i32| match &request.topics {
+        None => true,
+        Some(topics) => topics.iter().any(|t| t.topic.0.as_str() == topic && t.partitions.contains(&partition)),
+    };
+    // log dir -> topic -> (partition, bytes)
+    let mut per_dir: Vec<BTreeMap<String, Vec<(i32, u64)>>> = vec![BTreeMap::new(); shard.config.log_dirs.len()];
+    for (topic, partition, dir, bytes) in sizes {
+        if dir < per_dir.len() && wanted(&topic, partition) {
+            per_dir[dir].entry(topic).or_default().push((partition, bytes));
+        }
+    }
+    let mut response = DescribeLogDirsResponse::default();
+    for (i, topics) in per_dir.into_iter().enumerate() {
+        let path = &shard.config.log_dirs[i];
+        let mut result = DescribeLogDirsResult::default();
+        result.error_code = ec::NONE;
+        let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        result.log_dir = str_bytes(&absolute.display().to_string());
+        for (name, mut partitions) in topics {
+            partitions.sort_unstable();
+            let mut t = DescribeLogDirsTopic::default();
+            t.name = topic_name(&name);
+            for (index, bytes) in partitions {
+                let mut p = DescribeLogDirsPartition::default();
+                p.partition_index = index;
+                p.partition_size = bytes as i64;
+                p.offset_lag = 0;
+                p.is_future_key = false;
+                t.partitions.push(p);
+            }
+            result.topics.push(t);
+        }
+        if header.api_version >= 4 {
+            let (total, usable) = filesystem_bytes(&absolute).unwrap_or((-1, -1));
+            result.total_bytes = total;
+            result.usable_bytes = usable;
+        }
+        response.results.push(result);
+    }
+    respond(header, &response)
+}
+
+/// Total and available bytes of the filesystem holding `path`.
+fn filesystem_bytes(path: &std::path::Path) -> Option<(i64, i64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs is plain data, and the call writes at most one statvfs into it; c_path is
+    // a NUL-terminated string that outlives the call.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    let block = stat.f_frsize as i64;
+    Some((stat.f_blocks as i64 * block, stat.f_bavail as i64 * block))
+}

@@ -1,0 +1,119 @@
+//! AlterConfigs and IncrementalAlterConfigs on the controller: validate every change against
+//! Kafka's rules, then change the topic's overrides or the dynamic broker configs in the cluster
+//! metadata, which the controller persists and broadcasts (so the change survives a restart and
+//! every shard applies it at once).
+
+use std::collections::BTreeMap;
+
+use shardlog_protocol::error_code as ec;
+
+use super::messages::ConfigAlteration;
+use super::Shard;
+use crate::metadata::ClusterMetadata;
+use crate::topic_config::{self as tc, RESOURCE_BROKER, RESOURCE_TOPIC};
+
+/// Per resource (name, error code, message), and whether the metadata changed.
+pub fn alter(shard: &Shard, meta: &mut ClusterMetadata, resources: &[ConfigAlteration], validate_only: bool) -> (Vec<(String, i16, Option<String>)>, bool) {
+    let mut results = Vec::with_capacity(resources.len());
+    let mut changed = false;
+    for r in resources {
+        let outcome = match r.resource_type {
+            RESOURCE_TOPIC => alter_topic(meta, r, validate_only),
+            RESOURCE_BROKER => alter_broker(shard, meta, r, validate_only),
+            other => Err((ec::INVALID_REQUEST, format!("Altering configs of resource type {other} is not supported; use TOPIC (2) or BROKER (4)."))),
+        };
+        match outcome {
+            Ok(c) => {
+                changed |= c;
+                results.push((r.resource_name.clone(), ec::NONE, None));
+            }
+            Err((code, message)) => {
+                tracing::info!(resource_type = r.resource_type, resource = %r.resource_name, error = %message, "config change refused");
+                results.push((r.resource_name.clone(), code, Some(message)));
+            }
+        }
+    }
+    (results, changed)
+}
+
+/// The new map after `r`'s changes: AlterConfigs replaces everything, IncrementalAlterConfigs
+/// edits what is there.
+fn changed_map(
+    current: &BTreeMap<String, String>,
+    r: &ConfigAlteration,
+    kind_of: impl Fn(&str) -> Option<tc::Kind>,
+) -> Result<BTreeMap<String, String>, (i16, String)> {
+    let mut next = if r.incremental { current.clone() } else { BTreeMap::new() };
+    if !r.incremental && r.ops.iter().any(|(_, op, _)| *op != tc::OP_SET) {
+        return Err((ec::INVALID_REQUEST, String::from("AlterConfigs only sets values")));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some((name, _, _)) = r.ops.iter().find(|(name, _, _)| !seen.insert(name.as_str())) {
+        return Err((ec::INVALID_REQUEST, format!("Error due to duplicate config keys: {name}")));
+    }
+    tc::apply_incremental(&mut next, &r.ops, kind_of).map_err(|(request, m)| (if request { ec::INVALID_REQUEST } else { ec::INVALID_CONFIG }, m))?;
+    Ok(next)
+}
+
+fn alter_topic(meta: &mut ClusterMetadata, r: &ConfigAlteration, validate_only: bool) -> Result<bool, (i16, String)> {
+    let Some(topic) = meta.topics.get_mut(&r.resource_name) else {
+        return Err((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("Topic {} does not exist.", r.resource_name)));
+    };
+    for (name, _, _) in &r.ops {
+        if tc::topic_def(name).is_none() {
+            return Err((ec::INVALID_CONFIG, format!("Unknown topic config name: {name}")));
+        }
+    }
+    let next = changed_map(&topic.configs, r, |n| tc::topic_def(n).map(|d| d.kind))?;
+    tc::validate_topic_configs(&next).map_err(|m| (ec::INVALID_CONFIG, m))?;
+    if validate_only || next == topic.configs {
+        return Ok(false);
+    }
+    tracing::info!(topic = %r.resource_name, configs = ?next, "topic configs changed");
+    topic.configs = next;
+    Ok(true)
+}
+
+fn alter_broker(shard: &Shard, meta: &mut ClusterMetadata, r: &ConfigAlteration, validate_only: bool) -> Result<bool, (i16, String)> {
+    let node = shard.config.node_id.to_string();
+    let cluster_default = r.resource_name.is_empty();
+    if !cluster_default && r.resource_name != node {
+        return Err((ec::INVALID_REQUEST, format!("Unexpected broker id, expected {node} or empty string, but received {}", r.resource_name)));
+    }
+    for (name, op, value) in &r.ops {
+        let checked = match (op, value) {
+            (&tc::OP_DELETE, _) | (_, None) => {
+                if tc::broker_dynamic(name) {
+                    Ok(())
+                } else {
+                    tc::validate_broker_dynamic(name, "").map(|_| ())
+                }
+            }
+            (_, Some(v)) if *op == tc::OP_SET => tc::validate_broker_dynamic(name, v),
+            // APPEND and SUBTRACT: the name must be dynamic; the result is checked below.
+            _ => {
+                if tc::broker_dynamic(name) {
+                    Ok(())
+                } else {
+                    tc::validate_broker_dynamic(name, "").map(|_| ())
+                }
+            }
+        };
+        checked.map_err(|(request, m)| (if request { ec::INVALID_REQUEST } else { ec::INVALID_CONFIG }, m))?;
+    }
+    let current = if cluster_default { &meta.broker_default_configs } else { &meta.broker_configs };
+    let next = changed_map(current, r, |n| tc::broker_synonym(n).map(|(d, _)| d.kind))?;
+    for (k, v) in &next {
+        tc::validate_broker_dynamic(k, v).map_err(|(request, m)| (if request { ec::INVALID_REQUEST } else { ec::INVALID_CONFIG }, m))?;
+    }
+    if validate_only || &next == current {
+        return Ok(false);
+    }
+    tracing::info!(broker = %r.resource_name, configs = ?next, "dynamic broker configs changed");
+    if cluster_default {
+        meta.broker_default_configs = next;
+    } else {
+        meta.broker_configs = next;
+    }
+    Ok(true)
+}

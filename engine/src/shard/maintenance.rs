@@ -1,0 +1,175 @@
+//! Background work on the partitions a shard owns, in the shard's "maintenance" task queue:
+//! glommio gives that queue a tenth of the data path's shares, so retention never holds up
+//! produce and fetch for long, and each pass does a bounded amount of work.
+//!
+//! Also DeleteRecords and the partition sizes for DescribeLogDirs, which touch the same state.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::{Latency, Shares};
+use shardlog_protocol::error_code as ec;
+
+use super::messages::ShardReply;
+use super::Shard;
+use crate::storage::compaction;
+use crate::storage::log::{now_ms, Partition};
+use crate::storage::retention::{self, DeleteRecordsError};
+
+/// Shares of the maintenance queue; the default queue, where requests run, has 1000.
+pub const MAINTENANCE_SHARES: usize = 100;
+/// Segments one partition may lose in one retention pass; the rest wait for the next pass.
+pub const RETENTION_SEGMENTS_PER_PASS_MAX: usize = 64;
+
+/// Starts the retention loop: every `log.retention.check.interval.ms`, each partition of this
+/// shard drops the segments its configs no longer keep.
+pub fn start(shard: &Rc<Shard>) {
+    let queue = glommio::executor().create_task_queue(Shares::Static(MAINTENANCE_SHARES), Latency::NotImportant, "maintenance");
+    let interval = Duration::from_millis(crate::topic_config::retention_check_interval_ms(&shard.config));
+    let shard = shard.clone();
+    let task = glommio::spawn_local_into(
+        async move {
+            loop {
+                glommio::timer::sleep(interval).await;
+                if shard.shutting_down.get() {
+                    break;
+                }
+                let partitions: Vec<Rc<Partition>> = shard.partitions.borrow().values().cloned().collect();
+                for p in partitions {
+                    let serial = PARTITION_MAINTENANCE.with(Rc::clone);
+                    let Ok(_permit) = serial.acquire_permit(1).await else { break };
+                    enforce_retention_locked(&p).await;
+                    compact(&p).await;
+                    glommio::yield_if_needed().await;
+                }
+            }
+        },
+        queue,
+    );
+    match task {
+        Ok(t) => drop(t.detach()),
+        Err(e) => tracing::error!(error = %e, "cannot start the retention task; old segments will not be deleted"),
+    }
+}
+
+/// One retention pass over one partition; returns the segments deleted.
+pub async fn enforce_retention(p: &Partition) -> usize {
+    let serial = PARTITION_MAINTENANCE.with(Rc::clone);
+    let Ok(_permit) = serial.acquire_permit(1).await else { return 0 };
+    enforce_retention_locked(p).await
+}
+
+/// One compaction pass over one partition, if its configs and dirty ratio call for one. The
+/// reading and rewriting runs on glommio's blocking pool; only the swap runs on the shard.
+async fn compact(p: &Partition) {
+    let plan = p.log.borrow().compaction_plan(now_ms());
+    let Some(plan) = plan else { return };
+    let job = plan.clone();
+    let outcome = glommio::executor().spawn_blocking(move || compaction::compact_segments(&job)).await;
+    let installed = outcome.and_then(|done| p.log.borrow_mut().install_compacted(&plan, done));
+    match installed {
+        Ok(0) => {}
+        Ok(records_removed) => {
+            tracing::info!(topic = %p.topic, partition = p.partition, segments = plan.segments.len(), records_removed, "compacted")
+        }
+        Err(e) => tracing::error!(topic = %p.topic, partition = p.partition, error = %format!("{e:#}"), "compaction failed; the segments stay as they were"),
+    }
+}
+
+async fn enforce_retention_locked(p: &Partition) -> usize {
+    let (files, log_start_offset) = {
+        let mut log = p.log.borrow_mut();
+        let count = log.expired_segments(now_ms(), RETENTION_SEGMENTS_PER_PASS_MAX);
+        if count == 0 {
+            return 0;
+        }
+        let files = log.remove_oldest_segments(count);
+        (files, log.log_start_offset())
+    };
+    let segments = files.len() / 3;
+    tracing::info!(topic = %p.topic, partition = p.partition, segments, log_start_offset, "retention: deleting old segments");
+    // The checkpoint first: after a crash between the two, recovery takes the larger of the
+    // checkpoint and the first segment left.
+    if let Err(e) = persist_log_start(p).await {
+        tracing::error!(topic = %p.topic, partition = p.partition, error = %format!("{e:#}"), "cannot write the log start offset checkpoint");
+    }
+    for file in files {
+        match glommio::io::remove(&file).await {
+            Ok(()) => {}
+            Err(e) => {
+                let e = std::io::Error::from(e);
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(file = %file.display(), error = %e, "cannot delete a segment file");
+                }
+            }
+        }
+    }
+    segments
+}
+
+thread_local! {
+    /// One retention or compaction pass at a time per shard: a compaction rewrites files that
+    /// retention (DeleteRecords) could otherwise delete under it.
+    static PARTITION_MAINTENANCE: Rc<glommio::sync::Semaphore> = Rc::new(glommio::sync::Semaphore::new(1));
+    /// One checkpoint write at a time per shard, so that the file never goes back to an older
+    /// log start offset when two writes race.
+    static CHECKPOINT_WRITES: Rc<glommio::sync::Semaphore> = Rc::new(glommio::sync::Semaphore::new(1));
+}
+
+/// Writes the partition's current log start offset to its checkpoint, on glommio's blocking
+/// thread pool: the fsyncs must not stall the shard's requests.
+async fn persist_log_start(p: &Partition) -> anyhow::Result<()> {
+    let serial = CHECKPOINT_WRITES.with(Rc::clone);
+    let _permit = serial.acquire_permit(1).await.map_err(|e| anyhow::anyhow!("checkpoint semaphore: {e}"))?;
+    let (dir, offset) = {
+        let log = p.log.borrow();
+        (log.dir.clone(), log.log_start_offset())
+    };
+    let (topic, partition) = (p.topic.clone(), p.partition);
+    glommio::executor().spawn_blocking(move || retention::write_log_start_checkpoint(&dir, &topic, partition, offset)).await
+}
+
+/// DeleteRecords for a partition this shard owns.
+pub async fn delete_records(shard: &Rc<Shard>, topic: &str, partition: i32, offset: i64) -> ShardReply {
+    let Some(p) = shard.local_partition(topic, partition) else {
+        return ShardReply::DeleteRecords(ec::UNKNOWN_TOPIC_OR_PARTITION, -1, None);
+    };
+    let outcome = p.log.borrow_mut().delete_records(offset);
+    let low_watermark = match outcome {
+        Ok(low) => low,
+        Err(DeleteRecordsError::OffsetOutOfRange { high_watermark }) => {
+            let message = format!(
+                "Cannot delete records of {topic}-{partition} below offset {offset}: it must be between 0 and the high watermark {high_watermark}, or -1"
+            );
+            return ShardReply::DeleteRecords(ec::OFFSET_OUT_OF_RANGE, -1, Some(message));
+        }
+        Err(DeleteRecordsError::Offline(why)) => return ShardReply::DeleteRecords(ec::KAFKA_STORAGE_ERROR, -1, Some(why)),
+    };
+    if let Err(e) = persist_log_start(&p).await {
+        let why = format!("{e:#}");
+        tracing::error!(topic, partition, error = %why, "cannot persist the log start offset");
+        return ShardReply::DeleteRecords(ec::KAFKA_STORAGE_ERROR, -1, Some(why));
+    }
+    tracing::info!(topic, partition, log_start_offset = low_watermark, "DeleteRecords moved the log start offset");
+    // Whole segments below the new start go now rather than at the next retention pass, without
+    // holding up the answer (a compaction pass may hold the partition's maintenance for a while).
+    glommio::spawn_local(async move {
+        enforce_retention(&p).await;
+    })
+    .detach();
+    ShardReply::DeleteRecords(ec::NONE, low_watermark, None)
+}
+
+/// (topic, partition, log directory index, bytes) for every partition of this shard.
+pub fn log_dir_sizes(shard: &Shard) -> Vec<(String, i32, usize, u64)> {
+    let meta = shard.metadata.borrow().clone();
+    shard
+        .partitions
+        .borrow()
+        .iter()
+        .map(|((topic, partition), p)| {
+            let log_dir = meta.topics.get(topic).and_then(|t| t.partitions.get(*partition as usize)).map(|pl| pl.log_dir).unwrap_or(0);
+            (topic.clone(), *partition, log_dir, p.log.borrow().size_bytes())
+        })
+        .collect()
+}

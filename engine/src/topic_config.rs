@@ -1,0 +1,728 @@
+//! Topic and broker configs with Kafka's names, defaults, validation and sources.
+//!
+//! A topic config's value comes from the first of these that has it (Kafka's order):
+//! the topic's own override (DYNAMIC_TOPIC_CONFIG), a dynamic config of this broker
+//! (DYNAMIC_BROKER_CONFIG), the cluster-wide dynamic broker default
+//! (DYNAMIC_DEFAULT_BROKER_CONFIG), the broker's properties file (STATIC_BROKER_CONFIG), and
+//! Kafka's default (DEFAULT_CONFIG). At each broker level a topic config is set through its
+//! broker synonyms (`retention.ms` through `log.retention.ms`, `log.retention.minutes` or
+//! `log.retention.hours`, in that order).
+//!
+//! Topic overrides and dynamic broker configs live in the cluster metadata, so they persist and
+//! reach every shard with it; `resolve` turns them into the values the storage engine uses.
+
+use std::collections::BTreeMap;
+
+use crate::config::BrokerConfig;
+use crate::metadata::ClusterMetadata;
+
+/// Kafka's `ConfigResource.Type` values on the wire.
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+pub const RESOURCE_BROKER_LOGGER: i8 = 8;
+
+/// Kafka's `DescribeConfigsResponse.ConfigSource`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum ConfigSource {
+    DynamicTopic = 1,
+    DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
+    StaticBroker = 4,
+    Default = 5,
+}
+
+/// Kafka's `ConfigDef.Type`, as DescribeConfigs v3+ reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    Double = 6,
+    List = 7,
+}
+
+/// How a value is checked (Kafka's validators for the same keys).
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Long {
+        min: i64,
+    },
+    Int {
+        min: i64,
+    },
+    Double {
+        min: f64,
+        max: f64,
+    },
+    Boolean,
+    Choice(&'static [&'static str]),
+    /// A comma-separated list of these values.
+    List(&'static [&'static str]),
+}
+
+impl Kind {
+    fn config_type(self) -> ConfigType {
+        match self {
+            Kind::Long { .. } => ConfigType::Long,
+            Kind::Int { .. } => ConfigType::Int,
+            Kind::Double { .. } => ConfigType::Double,
+            Kind::Boolean => ConfigType::Boolean,
+            Kind::Choice(_) => ConfigType::String,
+            Kind::List(_) => ConfigType::List,
+        }
+    }
+}
+
+/// One topic config: its Kafka default, validator, and broker synonyms with the factor that
+/// turns the synonym's unit into the topic config's (hours to milliseconds: 3 600 000).
+#[derive(Debug)]
+pub struct TopicConfigDef {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub kind: Kind,
+    /// Most specific first. Only a synonym with factor 1 may be changed dynamically (Kafka
+    /// makes `log.retention.ms` dynamic, not `log.retention.hours`).
+    pub synonyms: &'static [(&'static str, i64)],
+    /// Whether the storage engine acts on it today; the others are accepted, stored and
+    /// described, as Kafka clients expect, but have no effect on a single-node broker.
+    pub applied: bool,
+    pub doc: &'static str,
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+const HOUR_MS: i64 = 3_600_000;
+const MINUTE_MS: i64 = 60_000;
+
+pub const CLEANUP_DELETE: &str = "delete";
+pub const CLEANUP_COMPACT: &str = "compact";
+
+/// The topic configs this broker knows, with Kafka's defaults.
+pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    TopicConfigDef {
+        name: "cleanup.policy",
+        default: "delete",
+        kind: Kind::List(&[CLEANUP_DELETE, CLEANUP_COMPACT]),
+        synonyms: &[("log.cleanup.policy", 1)],
+        applied: true,
+        doc: "delete: drop old segments by retention.ms and retention.bytes; compact: keep the latest record per key.",
+    },
+    TopicConfigDef {
+        name: "compression.type",
+        default: "producer",
+        kind: Kind::Choice(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
+        synonyms: &[("compression.type", 1)],
+        applied: false,
+        doc: "Batches are stored as the producer compressed them; shardlog does not recompress.",
+    },
+    TopicConfigDef {
+        name: "delete.retention.ms",
+        default: "86400000",
+        kind: Kind::Long { min: 0 },
+        synonyms: &[("log.cleaner.delete.retention.ms", 1)],
+        applied: true,
+        doc: "How long tombstones are kept in compacted topics.",
+    },
+    TopicConfigDef {
+        name: "flush.messages",
+        default: LONG_MAX,
+        kind: Kind::Long { min: 1 },
+        synonyms: &[("log.flush.interval.messages", 1)],
+        applied: false,
+        doc: "shardlog's group commit fdatasyncs within log.flush.interval.ms, whatever this says.",
+    },
+    TopicConfigDef {
+        name: "flush.ms",
+        default: LONG_MAX,
+        kind: Kind::Long { min: 0 },
+        synonyms: &[],
+        applied: false,
+        doc: "shardlog's group commit fdatasyncs within log.flush.interval.ms, whatever this says.",
+    },
+    TopicConfigDef {
+        name: "index.interval.bytes",
+        default: "4096",
+        kind: Kind::Int { min: 0 },
+        synonyms: &[("log.index.interval.bytes", 1)],
+        applied: true,
+        doc: "Bytes of log between two offset-index entries.",
+    },
+    TopicConfigDef {
+        name: "max.compaction.lag.ms",
+        default: LONG_MAX,
+        kind: Kind::Long { min: 1 },
+        synonyms: &[("log.cleaner.max.compaction.lag.ms", 1)],
+        applied: false,
+        doc: "The longest a record may stay uncompacted.",
+    },
+    TopicConfigDef {
+        name: "max.message.bytes",
+        default: "1048588",
+        kind: Kind::Int { min: 0 },
+        synonyms: &[("message.max.bytes", 1)],
+        applied: true,
+        doc: "The largest record batch the topic accepts.",
+    },
+    TopicConfigDef {
+        name: "message.timestamp.difference.max.ms",
+        default: LONG_MAX,
+        kind: Kind::Long { min: 0 },
+        synonyms: &[("log.message.timestamp.difference.max.ms", 1)],
+        applied: false,
+        doc: "Deprecated in Kafka; accepted and not enforced.",
+    },
+    TopicConfigDef {
+        name: "message.timestamp.type",
+        default: "CreateTime",
+        kind: Kind::Choice(&["CreateTime", "LogAppendTime"]),
+        synonyms: &[("log.message.timestamp.type", 1)],
+        applied: true,
+        doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's clock.",
+    },
+    TopicConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        default: "0.5",
+        kind: Kind::Double { min: 0.0, max: 1.0 },
+        synonyms: &[("log.cleaner.min.cleanable.ratio", 1)],
+        applied: true,
+        doc: "The share of uncompacted log that starts a compaction.",
+    },
+    TopicConfigDef {
+        name: "min.compaction.lag.ms",
+        default: "0",
+        kind: Kind::Long { min: 0 },
+        synonyms: &[("log.cleaner.min.compaction.lag.ms", 1)],
+        applied: true,
+        doc: "The shortest time a record stays uncompacted.",
+    },
+    TopicConfigDef {
+        name: "min.insync.replicas",
+        default: "1",
+        kind: Kind::Int { min: 1 },
+        synonyms: &[("min.insync.replicas", 1)],
+        applied: false,
+        doc: "A single-node broker always has exactly one in-sync replica.",
+    },
+    TopicConfigDef {
+        name: "retention.bytes",
+        default: "-1",
+        kind: Kind::Long { min: i64::MIN },
+        synonyms: &[("log.retention.bytes", 1)],
+        applied: true,
+        doc: "Largest size of a partition before its oldest segments are deleted; -1: no limit.",
+    },
+    TopicConfigDef {
+        name: "retention.ms",
+        default: "604800000",
+        kind: Kind::Long { min: -1 },
+        synonyms: &[("log.retention.ms", 1), ("log.retention.minutes", MINUTE_MS), ("log.retention.hours", HOUR_MS)],
+        applied: true,
+        doc: "How long a segment is kept after its newest record; -1: forever.",
+    },
+    TopicConfigDef {
+        name: "segment.bytes",
+        default: "1073741824",
+        kind: Kind::Int { min: 14 },
+        synonyms: &[("log.segment.bytes", 1)],
+        applied: true,
+        doc: "The size at which a segment is rolled.",
+    },
+    TopicConfigDef {
+        name: "segment.index.bytes",
+        default: "10485760",
+        kind: Kind::Int { min: 4 },
+        synonyms: &[("log.index.size.max.bytes", 1)],
+        applied: false,
+        doc: "Indexes grow as needed here; accepted for compatibility.",
+    },
+    TopicConfigDef {
+        name: "segment.ms",
+        default: "604800000",
+        kind: Kind::Long { min: 1 },
+        synonyms: &[("log.roll.ms", 1), ("log.roll.hours", HOUR_MS)],
+        applied: true,
+        doc: "The age at which a segment is rolled even if it is not full.",
+    },
+    TopicConfigDef {
+        name: "unclean.leader.election.enable",
+        default: "false",
+        kind: Kind::Boolean,
+        synonyms: &[("unclean.leader.election.enable", 1)],
+        applied: false,
+        doc: "A single-node broker has no other replica to elect.",
+    },
+];
+
+/// Broker configs that DescribeConfigs reports and AlterConfigs refuses to change (they need a
+/// restart), besides the read-only synonyms of topic configs.
+const BROKER_STATIC_NAMES: &[&str] = &[
+    "node.id",
+    "broker.id",
+    "log.dirs",
+    "num.partitions",
+    "auto.create.topics.enable",
+    "socket.request.max.bytes",
+    "log.retention.check.interval.ms",
+    "log.flush.interval.ms",
+    "offsets.topic.num.partitions",
+];
+
+/// Defaults of `BROKER_STATIC_NAMES`, as `BrokerConfig::default()` has them.
+fn static_default(name: &str) -> Option<String> {
+    let d = BrokerConfig::default();
+    Some(match name {
+        "node.id" | "broker.id" => d.node_id.to_string(),
+        "log.dirs" => String::from("./data"),
+        "num.partitions" => d.num_partitions.to_string(),
+        "auto.create.topics.enable" => d.auto_create_topics_enable.to_string(),
+        "socket.request.max.bytes" => d.socket_request_max_bytes.to_string(),
+        "log.retention.check.interval.ms" => RETENTION_CHECK_INTERVAL_MS_DEFAULT.to_string(),
+        "log.flush.interval.ms" => d.log_flush_interval_ms.to_string(),
+        "offsets.topic.num.partitions" => d.offsets_topic_partitions.to_string(),
+        _ => return None,
+    })
+}
+
+/// `log.retention.check.interval.ms`: Kafka's default is 5 minutes.
+pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;
+
+pub fn topic_def(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// The topic config a broker property sets, with the synonym's unit factor.
+pub fn broker_synonym(name: &str) -> Option<(&'static TopicConfigDef, i64)> {
+    TOPIC_CONFIGS.iter().find_map(|d| d.synonyms.iter().find(|(s, _)| *s == name).map(|&(_, factor)| (d, factor)))
+}
+
+/// Whether AlterConfigs may change this broker config at run time.
+pub fn broker_dynamic(name: &str) -> bool {
+    broker_synonym(name).is_some_and(|(_, factor)| factor == 1)
+}
+
+/// Kafka's message for a value its validator rejects.
+fn invalid(value: &str, name: &str, why: &str) -> String {
+    format!("Invalid value {value} for configuration {name}: {why}")
+}
+
+/// The longest config value accepted: every known config is a number, a name or a short list,
+/// and values are kept in the cluster metadata that every change rewrites and broadcasts.
+pub const CONFIG_VALUE_BYTES_MAX: usize = 256;
+
+/// Checks `value` against `kind`; `factor` scales a minimum given in the topic config's unit
+/// to a synonym's unit.
+fn check(name: &str, value: &str, kind: Kind, factor: i64) -> Result<(), String> {
+    let value = value.trim();
+    if value.len() > CONFIG_VALUE_BYTES_MAX {
+        return Err(format!("Invalid value for configuration {name}: {} bytes is longer than the {CONFIG_VALUE_BYTES_MAX} accepted", value.len()));
+    }
+    match kind {
+        Kind::Long { min } | Kind::Int { min } => {
+            let parsed: i64 = value.parse().map_err(|_| invalid(value, name, "Not a number of type LONG or INT"))?;
+            if matches!(kind, Kind::Int { .. }) && i32::try_from(parsed).is_err() {
+                return Err(invalid(value, name, "Not a number of type INT"));
+            }
+            let min = if min == i64::MIN || min <= 0 { min } else { (min + factor - 1) / factor };
+            if parsed < min {
+                return Err(invalid(value, name, &format!("Value must be at least {min}")));
+            }
+        }
+        Kind::Double { min, max } => {
+            let parsed: f64 = value.parse().map_err(|_| invalid(value, name, "Not a number of type DOUBLE"))?;
+            if !(min..=max).contains(&parsed) {
+                return Err(invalid(value, name, &format!("Value must be between {min} and {max}")));
+            }
+        }
+        Kind::Boolean => {
+            if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") {
+                return Err(invalid(value, name, "Expected value to be either true or false"));
+            }
+        }
+        Kind::Choice(options) => {
+            if !options.contains(&value) {
+                return Err(invalid(value, name, &format!("String must be one of: {}", options.join(", "))));
+            }
+        }
+        Kind::List(options) => {
+            let items: Vec<&str> = value.split(',').map(str::trim).collect();
+            if let Some(bad) = items.iter().find(|i| !options.contains(i)) {
+                return Err(invalid(value, name, &format!("Invalid value {bad:?}; each item must be one of: {}", options.join(", "))));
+            }
+            if let Some((_, dup)) = items.iter().enumerate().find(|(i, item)| items[..*i].contains(item)) {
+                return Err(invalid(value, name, &format!("Configuration '{name}' values must not be duplicated ({dup})")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Validates one topic config override (CreateTopics, AlterConfigs).
+pub fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
+    let def = topic_def(name).ok_or_else(|| format!("Unknown topic config name: {name}"))?;
+    check(name, value, def.kind, 1)
+}
+
+/// Validates a whole set of topic overrides, including the checks that span two configs.
+pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), String> {
+    for (k, v) in configs {
+        validate_topic_config(k, v)?;
+    }
+    if let (Some(min), Some(max)) = (configs.get("min.compaction.lag.ms"), configs.get("max.compaction.lag.ms")) {
+        let (min, max): (i64, i64) = (min.trim().parse().unwrap_or(0), max.trim().parse().unwrap_or(i64::MAX));
+        if min > max {
+            return Err(format!("conflict topic config setting min.compaction.lag.ms ({min}) > max.compaction.lag.ms ({max})"));
+        }
+    }
+    Ok(())
+}
+
+/// Validates a broker config for a dynamic change: unknown and read-only names are refused
+/// with INVALID_REQUEST's message, bad values with INVALID_CONFIG's.
+pub fn validate_broker_dynamic(name: &str, value: &str) -> Result<(), (bool, String)> {
+    let Some((def, factor)) = broker_synonym(name) else {
+        if BROKER_STATIC_NAMES.contains(&name) || static_default(name).is_some() {
+            return Err((true, format!("Cannot update these configs dynamically: Set({name})")));
+        }
+        return Err((true, format!("Unknown broker config name: {name}")));
+    };
+    if factor != 1 {
+        return Err((true, format!("Cannot update these configs dynamically: Set({name})")));
+    }
+    check(name, value, def.kind, factor).map_err(|m| (false, m))
+}
+
+/// Validates a broker property from the properties file, if it is a topic config's synonym.
+pub fn validate_broker_static(name: &str, value: &str) -> Result<(), String> {
+    match broker_synonym(name) {
+        Some((def, factor)) => check(name, value, def.kind, factor),
+        None => Ok(()),
+    }
+}
+
+/// One config with its value, where it came from, and (for DescribeConfigs with synonyms) every
+/// level that sets it, most specific first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribedConfig {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: ConfigSource,
+    pub read_only: bool,
+    pub config_type: ConfigType,
+    pub doc: &'static str,
+    pub synonyms: Vec<(String, String, ConfigSource)>,
+}
+
+/// The broker levels, most specific first: (source, properties).
+fn broker_levels<'a>(config: &'a BrokerConfig, meta: &'a ClusterMetadata) -> [(ConfigSource, &'a BTreeMap<String, String>); 3] {
+    [
+        (ConfigSource::DynamicBroker, &meta.broker_configs),
+        (ConfigSource::DynamicDefaultBroker, &meta.broker_default_configs),
+        (ConfigSource::StaticBroker, &config.properties),
+    ]
+}
+
+/// Every broker level that sets `def`, as (synonym name, value in the synonym's unit, source,
+/// value in the topic config's unit), most specific first; then the default.
+fn broker_chain(def: &TopicConfigDef, config: &BrokerConfig, meta: &ClusterMetadata) -> Vec<(String, String, ConfigSource, String)> {
+    let mut out = Vec::new();
+    for (source, props) in broker_levels(config, meta) {
+        for &(synonym, factor) in def.synonyms {
+            if let Some(v) = props.get(synonym) {
+                out.push((synonym.to_string(), v.trim().to_string(), source, scale(v.trim(), factor)));
+            }
+        }
+    }
+    let (default_name, default_value) = match def.synonyms.last() {
+        Some(&(synonym, factor)) if factor > 1 => (synonym.to_string(), scale_down(def.default, factor)),
+        Some(&(synonym, _)) => (synonym.to_string(), def.default.to_string()),
+        None => (def.name.to_string(), def.default.to_string()),
+    };
+    out.push((default_name, default_value, ConfigSource::Default, def.default.to_string()));
+    out
+}
+
+fn scale(value: &str, factor: i64) -> String {
+    if factor == 1 {
+        return value.to_string();
+    }
+    value.parse::<i64>().map(|v| v.saturating_mul(factor).to_string()).unwrap_or_else(|_| value.to_string())
+}
+
+fn scale_down(value: &str, factor: i64) -> String {
+    value.parse::<i64>().map(|v| (v / factor).to_string()).unwrap_or_else(|_| value.to_string())
+}
+
+/// The effective value of every topic config of `topic`, for DescribeConfigs.
+pub fn describe_topic(config: &BrokerConfig, meta: &ClusterMetadata, overrides: &BTreeMap<String, String>) -> Vec<DescribedConfig> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|def| {
+            let mut synonyms = Vec::new();
+            if let Some(v) = overrides.get(def.name) {
+                synonyms.push((def.name.to_string(), v.clone(), ConfigSource::DynamicTopic));
+            }
+            let chain = broker_chain(def, config, meta);
+            synonyms.extend(chain.iter().map(|(n, v, s, _)| (n.clone(), v.clone(), *s)));
+            let (value, source) = match overrides.get(def.name) {
+                Some(v) => (v.clone(), ConfigSource::DynamicTopic),
+                None => (chain[0].3.clone(), chain[0].2),
+            };
+            DescribedConfig {
+                name: def.name.to_string(),
+                value: Some(value),
+                source,
+                read_only: false,
+                config_type: def.kind.config_type(),
+                doc: def.doc,
+                synonyms,
+            }
+        })
+        .collect()
+}
+
+/// The broker's configs, for DescribeConfigs on a BROKER resource: the synonyms of topic
+/// configs (dynamic where Kafka makes them dynamic), then a few static ones.
+pub fn describe_broker(config: &BrokerConfig, meta: &ClusterMetadata) -> Vec<DescribedConfig> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for def in TOPIC_CONFIGS {
+        for &(synonym, factor) in def.synonyms {
+            if !seen.insert(synonym) {
+                continue;
+            }
+            let mut synonyms: Vec<(String, String, ConfigSource)> = Vec::new();
+            for (source, props) in broker_levels(config, meta) {
+                if let Some(v) = props.get(synonym) {
+                    synonyms.push((synonym.to_string(), v.trim().to_string(), source));
+                }
+            }
+            let default = if factor > 1 { scale_down(def.default, factor) } else { def.default.to_string() };
+            synonyms.push((synonym.to_string(), default, ConfigSource::Default));
+            let (_, value, source) = synonyms[0].clone();
+            out.push(DescribedConfig {
+                name: synonym.to_string(),
+                value: Some(value),
+                source,
+                read_only: factor != 1,
+                config_type: if factor > 1 { ConfigType::Int } else { def.kind.config_type() },
+                doc: def.doc,
+                synonyms,
+            });
+        }
+    }
+    for &name in BROKER_STATIC_NAMES {
+        let (value, source) = match config.properties.get(name) {
+            Some(v) => (v.clone(), ConfigSource::StaticBroker),
+            None => (static_default(name).unwrap_or_default(), ConfigSource::Default),
+        };
+        let value = match name {
+            "node.id" | "broker.id" => config.node_id.to_string(),
+            "log.dirs" => config.log_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(","),
+            _ => value,
+        };
+        out.push(DescribedConfig {
+            name: name.to_string(),
+            synonyms: vec![(name.to_string(), value.clone(), source)],
+            value: Some(value),
+            source,
+            read_only: true,
+            config_type: ConfigType::String,
+            doc: "",
+        });
+    }
+    out
+}
+
+/// The values the storage engine uses for one topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedTopicConfig {
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub segment_bytes: u64,
+    pub segment_ms: u64,
+    pub cleanup_delete: bool,
+    pub cleanup_compact: bool,
+    pub max_message_bytes: usize,
+    pub log_append_time: bool,
+    pub index_interval_bytes: u64,
+    pub delete_retention_ms: i64,
+    pub min_compaction_lag_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
+}
+
+/// The effective value of one topic config, as a string.
+fn effective(def: &TopicConfigDef, config: &BrokerConfig, meta: &ClusterMetadata, overrides: &BTreeMap<String, String>) -> String {
+    match overrides.get(def.name) {
+        Some(v) => v.trim().to_string(),
+        None => broker_chain(def, config, meta).swap_remove(0).3,
+    }
+}
+
+/// Resolves a topic's configs. Values were validated when they were set; should one still not
+/// parse (a hand-edited metadata file), Kafka's default is used and a warning logged.
+pub fn resolve(config: &BrokerConfig, meta: &ClusterMetadata, overrides: &BTreeMap<String, String>) -> ResolvedTopicConfig {
+    let get = |name: &str| -> String {
+        let def = topic_def(name).expect("known config");
+        let value = effective(def, config, meta, overrides);
+        match check(name, &value, def.kind, 1) {
+            Ok(()) => value,
+            Err(why) => {
+                tracing::warn!(config = name, error = %why, "using Kafka's default instead");
+                def.default.to_string()
+            }
+        }
+    };
+    let long = |name: &str| get(name).parse::<i64>().unwrap_or(0);
+    let policy = get("cleanup.policy");
+    ResolvedTopicConfig {
+        retention_ms: long("retention.ms"),
+        retention_bytes: long("retention.bytes"),
+        segment_bytes: long("segment.bytes").max(14) as u64,
+        segment_ms: long("segment.ms").max(1) as u64,
+        cleanup_delete: policy.split(',').any(|p| p.trim() == CLEANUP_DELETE),
+        cleanup_compact: policy.split(',').any(|p| p.trim() == CLEANUP_COMPACT),
+        max_message_bytes: long("max.message.bytes").max(0) as usize,
+        log_append_time: get("message.timestamp.type") == "LogAppendTime",
+        index_interval_bytes: long("index.interval.bytes").max(0) as u64,
+        delete_retention_ms: long("delete.retention.ms"),
+        min_compaction_lag_ms: long("min.compaction.lag.ms"),
+        min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
+    }
+}
+
+/// `log.retention.check.interval.ms` from the properties file.
+pub fn retention_check_interval_ms(config: &BrokerConfig) -> u64 {
+    config.properties.get("log.retention.check.interval.ms").and_then(|v| v.trim().parse().ok()).unwrap_or(RETENTION_CHECK_INTERVAL_MS_DEFAULT)
+}
+
+/// IncrementalAlterConfigs operations.
+pub const OP_SET: i8 = 0;
+pub const OP_DELETE: i8 = 1;
+pub const OP_APPEND: i8 = 2;
+pub const OP_SUBTRACT: i8 = 3;
+
+/// Applies IncrementalAlterConfigs operations to `current`. APPEND and SUBTRACT work on list
+/// configs only, as in Kafka; the errors are INVALID_CONFIG (false) or INVALID_REQUEST (true).
+pub fn apply_incremental(
+    current: &mut BTreeMap<String, String>,
+    ops: &[(String, i8, Option<String>)],
+    kind_of: impl Fn(&str) -> Option<Kind>,
+) -> Result<(), (bool, String)> {
+    for (name, op, value) in ops {
+        if *op != OP_DELETE && value.is_none() {
+            return Err((true, format!("Null value not supported for : {name}")));
+        }
+        match *op {
+            OP_SET => {
+                current.insert(name.clone(), value.clone().expect("checked above"));
+            }
+            OP_DELETE => {
+                current.remove(name);
+            }
+            OP_APPEND | OP_SUBTRACT => {
+                let Some(Kind::List(_)) = kind_of(name) else {
+                    return Err((true, format!("Config value append/subtract is not allowed for config key {name} which is not a list")));
+                };
+                let value = value.clone().expect("checked above");
+                let default = topic_def(name).or_else(|| broker_synonym(name).map(|(d, _)| d)).map(|d| d.default).unwrap_or("");
+                let base = current.get(name).cloned().unwrap_or_else(|| default.to_string());
+                let mut items: Vec<String> = base.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                for v in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    if *op == OP_APPEND {
+                        if !items.iter().any(|i| i == v) {
+                            items.push(v.to_string());
+                        }
+                    } else {
+                        items.retain(|i| i != v);
+                    }
+                }
+                current.insert(name.clone(), items.join(","));
+            }
+            other => return Err((true, format!("Unknown config operation {other} for {name}"))),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(props: &[(&str, &str)]) -> BrokerConfig {
+        let map: BTreeMap<String, String> = props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        BrokerConfig::from_properties(&map).unwrap()
+    }
+
+    #[test]
+    fn validation_follows_kafka() {
+        assert!(validate_topic_config("retention.ms", "-1").is_ok());
+        assert_eq!(validate_topic_config("retention.ms", "-2").unwrap_err(), "Invalid value -2 for configuration retention.ms: Value must be at least -1");
+        assert!(validate_topic_config("retention.ms", "abc").is_err());
+        assert!(validate_topic_config("segment.bytes", "13").is_err());
+        assert!(validate_topic_config("segment.bytes", "3000000000").is_err(), "INT overflow");
+        assert!(validate_topic_config("cleanup.policy", "compact,delete").is_ok());
+        assert!(validate_topic_config("cleanup.policy", "shred").is_err());
+        assert!(validate_topic_config("cleanup.policy", "delete,delete").is_err());
+        assert!(validate_topic_config("retention.ms", &format!("{}1", "0".repeat(CONFIG_VALUE_BYTES_MAX))).is_err());
+        assert!(validate_topic_config("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(validate_topic_config("message.timestamp.type", "LogAppendTime").is_ok());
+        assert_eq!(validate_topic_config("no.such", "1").unwrap_err(), "Unknown topic config name: no.such");
+        let conflict = BTreeMap::from([("min.compaction.lag.ms".to_string(), "10".to_string()), ("max.compaction.lag.ms".to_string(), "5".to_string())]);
+        assert!(validate_topic_configs(&conflict).is_err());
+    }
+
+    #[test]
+    fn sources_in_kafkas_order() {
+        let config = broker(&[("log.retention.hours", "24"), ("log.segment.bytes", "1048576")]);
+        let mut meta = ClusterMetadata::new("c".into());
+        let none = BTreeMap::new();
+        let r = resolve(&config, &meta, &none);
+        assert_eq!(r.retention_ms, 24 * HOUR_MS);
+        assert_eq!(r.segment_bytes, 1 << 20);
+        let d = describe_topic(&config, &meta, &none);
+        let retention = d.iter().find(|c| c.name == "retention.ms").unwrap();
+        assert_eq!((retention.value.as_deref(), retention.source), (Some("86400000"), ConfigSource::StaticBroker));
+        assert_eq!(retention.synonyms.last().unwrap(), &("log.retention.hours".to_string(), "168".to_string(), ConfigSource::Default));
+
+        meta.broker_default_configs.insert("log.retention.ms".into(), "5000".into());
+        assert_eq!(resolve(&config, &meta, &none).retention_ms, 5000);
+        meta.broker_configs.insert("log.retention.ms".into(), "6000".into());
+        assert_eq!(resolve(&config, &meta, &none).retention_ms, 6000);
+        let topic = BTreeMap::from([("retention.ms".to_string(), "7000".to_string())]);
+        assert_eq!(resolve(&config, &meta, &topic).retention_ms, 7000);
+        let d = describe_topic(&config, &meta, &topic);
+        let retention = d.iter().find(|c| c.name == "retention.ms").unwrap();
+        let sources: Vec<ConfigSource> = retention.synonyms.iter().map(|s| s.2).collect();
+        assert_eq!(
+            sources,
+            [ConfigSource::DynamicTopic, ConfigSource::DynamicBroker, ConfigSource::DynamicDefaultBroker, ConfigSource::StaticBroker, ConfigSource::Default]
+        );
+        let unset = d.iter().find(|c| c.name == "delete.retention.ms").unwrap();
+        assert_eq!((unset.value.as_deref(), unset.source), (Some("86400000"), ConfigSource::Default));
+    }
+
+    #[test]
+    fn broker_dynamic_configs() {
+        assert!(validate_broker_dynamic("log.retention.ms", "1000").is_ok());
+        assert!(!validate_broker_dynamic("log.retention.ms", "-5").unwrap_err().0);
+        assert!(validate_broker_dynamic("log.retention.hours", "1").unwrap_err().0);
+        assert!(validate_broker_dynamic("log.dirs", "/x").unwrap_err().0);
+        assert!(validate_broker_static("log.retention.hours", "x").is_err());
+    }
+
+    #[test]
+    fn incremental_operations() {
+        let mut current = BTreeMap::from([("retention.ms".to_string(), "1".to_string())]);
+        let kind = |n: &str| topic_def(n).map(|d| d.kind);
+        apply_incremental(&mut current, &[("cleanup.policy".into(), OP_APPEND, Some("compact".into()))], kind).unwrap();
+        assert_eq!(current["cleanup.policy"], "delete,compact");
+        apply_incremental(&mut current, &[("cleanup.policy".into(), OP_SUBTRACT, Some("delete".into()))], kind).unwrap();
+        assert_eq!(current["cleanup.policy"], "compact");
+        apply_incremental(&mut current, &[("retention.ms".into(), OP_DELETE, None)], kind).unwrap();
+        assert!(!current.contains_key("retention.ms"));
+        assert!(apply_incremental(&mut current, &[("retention.ms".into(), OP_APPEND, Some("5".into()))], kind).is_err());
+        assert!(apply_incremental(&mut current, &[("retention.ms".into(), OP_SET, None)], kind).is_err());
+    }
+}
