@@ -27,6 +27,10 @@ def main() -> None:
         commit_interval=0.5,
         # A killed run's member must leave the group quickly for the next run to take over.
         consumer_extra_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500},
+        # A fixed transactional id: a restarted pipeline fences the killed one and aborts the
+        # transaction it left open (quixstreams picks a random id per run otherwise, and the
+        # open transaction would hold the output back until transaction.timeout.ms).
+        producer_extra_config={"transactional.id": "eos-pipeline", "transaction.timeout.ms": 15000},
     )
     source_topic = app.topic(source, value_deserializer="json")
     sink_topic = app.topic(sink, value_serializer="json")

@@ -49,16 +49,16 @@ def test_quixstreams_exactly_once_survives_a_kill(broker, tmp_path):
     assert producer.flush(30) == 0
     log_path = tmp_path / "quix.log"
 
-    # First run: slow (20 ms a record), killed once some output is committed.
-    first = run_pipeline(broker.bootstrap, log_path, sleep_ms=20, idle_s=30)
+    # First run: slow (50 ms a record, 20 s in all), killed once some output is in the log.
+    first = run_pipeline(broker.bootstrap, log_path, sleep_ms=50, idle_s=30)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and first.poll() is None:
-            if consume_all(broker.bootstrap, "eos-out", 2, "read_committed"):
+            written = sum(high for _, high in clients.confluent_watermarks(broker.bootstrap, "eos-out", 2).values())
+            if written >= 40:
                 break
-            time.sleep(0.5)
+            time.sleep(0.2)
         assert first.poll() is None, f"the pipeline exited early:\n{log_path.read_text(errors='replace')[-3000:]}"
-        time.sleep(1.0)  # let it get into the middle of a transaction
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(30)
