@@ -71,6 +71,9 @@ def test_compaction_keeps_the_latest_record_of_each_key(broker_factory):
     offsets = [r.offset for r in records]
     assert offsets == sorted(set(offsets))
     assert len(records) < produced
+    from test_retention import metric
+
+    assert metric(broker, "shardlog_partition_records_compacted_total", topic) >= produced - len(records)
     # Reading the whole log still gives every key's latest value, and k0 stays deleted.
     final: dict[bytes, bytes | None] = {}
     for r in records:

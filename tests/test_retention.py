@@ -63,6 +63,17 @@ def segment_files(broker, topic: str) -> list[str]:
     return sorted(p.name for p in (Path(broker.data_dir) / f"{topic}-0").glob("*.log"))
 
 
+def metric(broker, name: str, topic: str) -> float:
+    """The value of a per-partition metric of partition 0 of `topic`, from /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(broker.admin_url + "/metrics", timeout=30) as response:
+        text = response.read().decode()
+    line = f'{name}{{topic="{topic}",partition="0"}} '
+    [value] = [float(l.removeprefix(line)) for l in text.splitlines() if l.startswith(line)]
+    return value
+
+
 def wait_until(condition, what: str):
     deadline = time.monotonic() + WAIT_S
     while True:
@@ -98,6 +109,8 @@ def test_time_retention_drops_old_segments_and_moves_earliest(broker_factory):
     start = earliest(broker.port, topic)
     assert start == int(after[0].removesuffix(".log"))
     assert 0 < start < end
+    assert metric(broker, "shardlog_partition_segments_deleted_total", topic) == len(before) - 1
+    assert metric(broker, "shardlog_partition_log_start_offset", topic) == start
     assert latest(broker.port, topic) == end
     assert fetch_error(broker.port, topic, 0) == OFFSET_OUT_OF_RANGE
     assert fetch_error(broker.port, topic, start) == 0

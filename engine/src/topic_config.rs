@@ -154,7 +154,7 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         default: LONG_MAX,
         kind: Kind::Long { min: 1 },
         synonyms: &[("log.cleaner.max.compaction.lag.ms", 1)],
-        applied: false,
+        applied: true,
         doc: "The longest a record may stay uncompacted.",
     },
     TopicConfigDef {
@@ -550,6 +550,7 @@ pub struct ResolvedTopicConfig {
     pub delete_retention_ms: i64,
     pub min_compaction_lag_ms: i64,
     pub min_cleanable_dirty_ratio: f64,
+    pub max_compaction_lag_ms: i64,
 }
 
 /// The effective value of one topic config, as a string.
@@ -589,6 +590,7 @@ pub fn resolve(config: &BrokerConfig, meta: &ClusterMetadata, overrides: &BTreeM
         delete_retention_ms: long("delete.retention.ms"),
         min_compaction_lag_ms: long("min.compaction.lag.ms"),
         min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
+        max_compaction_lag_ms: long("max.compaction.lag.ms"),
     }
 }
 

@@ -70,6 +70,7 @@ async fn compact(p: &Partition) {
     match installed {
         Ok(0) => {}
         Ok(records_removed) => {
+            p.probe.records_compacted.add(records_removed);
             tracing::info!(topic = %p.topic, partition = p.partition, segments = plan.segments.len(), records_removed, "compacted")
         }
         Err(e) => tracing::error!(topic = %p.topic, partition = p.partition, error = %format!("{e:#}"), "compaction failed; the segments stay as they were"),
@@ -87,6 +88,7 @@ async fn enforce_retention_locked(p: &Partition) -> usize {
         (files, log.log_start_offset())
     };
     let segments = files.len() / 3;
+    p.probe.segments_deleted.add(segments as u64);
     tracing::info!(topic = %p.topic, partition = p.partition, segments, log_start_offset, "retention: deleting old segments");
     // The checkpoint first: after a crash between the two, recovery takes the larger of the
     // checkpoint and the first segment left.

@@ -87,6 +87,10 @@ impl PartitionLog {
         let lag_limit_ms = (now_ms as i64).saturating_sub(c.min_compaction_lag_ms);
         let mut segments = Vec::new();
         let (mut total, mut dirty) = (0u64, 0u64);
+        // `max.compaction.lag.ms`, judged by each dirty segment's newest record: a record may
+        // therefore wait up to its segment's time span longer than the lag.
+        let overdue_before_ms = (now_ms as i64).saturating_sub(c.max_compaction_lag_ms);
+        let mut overdue = false;
         for seg in self.segments.iter().take(self.segments.len().saturating_sub(1)) {
             if seg.next_offset >= self.durable_offset || seg.max_timestamp > lag_limit_ms || total + seg.size_bytes > COMPACTION_BYTES_PER_PASS_MAX {
                 break;
@@ -94,6 +98,7 @@ impl PartitionLog {
             total += seg.size_bytes;
             if seg.next_offset > self.cleaner_offset {
                 dirty += seg.size_bytes;
+                overdue |= seg.max_timestamp < overdue_before_ms;
             }
             segments.push(PlannedSegment {
                 base_offset: seg.base_offset,
@@ -102,7 +107,7 @@ impl PartitionLog {
                 size_bytes: seg.size_bytes,
             });
         }
-        if dirty == 0 || (dirty as f64) < c.min_cleanable_dirty_ratio * total as f64 {
+        if dirty == 0 || ((dirty as f64) < c.min_cleanable_dirty_ratio * total as f64 && !overdue) {
             return None;
         }
         Some(CompactionPlan {
@@ -396,11 +401,24 @@ mod tests {
                 p.log.borrow_mut().install_compacted(&plan, outcome).unwrap();
                 assert_eq!(read_all(&p), kept(&[(2, "a", Some("2")), (3, "c", Some("1")), (5, "z", Some("1"))]));
                 assert!(p.log.borrow().compaction_plan(now_ms()).is_none(), "nothing dirty is left");
+
+                // A little new dirt is below the dirty ratio, until it is older than
+                // max.compaction.lag.ms.
+                p.log.borrow_mut().set_config(LogConfig { delete_retention_ms: 0, min_cleanable_dirty_ratio: 0.99, ..config.clone() });
+                p.append(batch(&[("c", Some("2"))]), now_ms()).unwrap(); // 6, sealing 5
+                let last = p.append(batch(&[("y", Some("1"))]), now_ms()).unwrap().last_offset; // 7, sealing 6
+                p.wait_durable(last).await.unwrap();
+                assert!(p.log.borrow().compaction_plan(now_ms()).is_none(), "dirty share under min.cleanable.dirty.ratio");
+                p.log.borrow_mut().set_config(LogConfig { delete_retention_ms: 0, min_cleanable_dirty_ratio: 0.99, max_compaction_lag_ms: 0, ..config });
+                let plan = p.log.borrow().compaction_plan(now_ms()).expect("overdue by max.compaction.lag.ms");
+                let outcome = compact_segments(&plan).unwrap();
+                assert_eq!(p.log.borrow_mut().install_compacted(&plan, outcome).unwrap(), 1, "c=1 goes");
+                assert_eq!(read_all(&p), kept(&[(2, "a", Some("2")), (5, "z", Some("1")), (6, "c", Some("2")), (7, "y", Some("1"))]));
                 p.close(true).await.unwrap();
 
                 // The compacted log reads the same after a restart.
                 let reopened = Partition::new("t".into(), 0, PartitionLog::open(&path, LogConfig::default()).unwrap());
-                assert_eq!(read_all(&reopened), kept(&[(2, "a", Some("2")), (3, "c", Some("1")), (5, "z", Some("1"))]));
+                assert_eq!(read_all(&reopened), kept(&[(2, "a", Some("2")), (5, "z", Some("1")), (6, "c", Some("2")), (7, "y", Some("1"))]));
             })
             .unwrap()
             .join()

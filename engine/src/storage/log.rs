@@ -73,6 +73,9 @@ pub struct LogConfig {
     pub min_compaction_lag_ms: i64,
     /// `min.cleanable.dirty.ratio`: the share of never-compacted bytes that starts a compaction.
     pub min_cleanable_dirty_ratio: f64,
+    /// `max.compaction.lag.ms`: a segment whose newest record is older is compacted whatever
+    /// the dirty ratio.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -95,6 +98,7 @@ impl Default for LogConfig {
             delete_retention_ms: 24 * 3600 * 1000,
             min_compaction_lag_ms: 0,
             min_cleanable_dirty_ratio: 0.5,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }

@@ -13,4 +13,8 @@ pub struct PartitionProbe {
     pub fsync_us: Histogram,
     /// Bytes made durable by one fdatasync (one group commit).
     pub commit_bytes: Histogram,
+    /// Segments deleted by retention (time, size, or below the log start offset).
+    pub segments_deleted: Counter,
+    /// Records compaction removed.
+    pub records_compacted: Counter,
 }
