@@ -12,6 +12,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 pub const METADATA_FILE: &str = "cluster-metadata.json";
+/// A log directory with less free space than this gets no new partitions while another has more.
+pub const LOG_DIR_FREE_BYTES_MIN: u64 = 1 << 30;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PartitionPlacement {
@@ -125,11 +127,25 @@ impl ClusterMetadata {
 
     /// Places `count` new partitions on the least-loaded shards and log directories.
     pub fn place(&self, count: usize, shards: usize, log_dirs: usize) -> Vec<PartitionPlacement> {
+        self.place_by_space(count, shards, &vec![None; log_dirs])
+    }
+
+    /// New partitions for `count` indexes, with each log directory's free bytes (None where
+    /// unknown): shards by partition count; directories by partition count among those with at
+    /// least [`LOG_DIR_FREE_BYTES_MIN`] free (all of them if none has), more free space first
+    /// on a tie.
+    pub fn place_by_space(&self, count: usize, shards: usize, free_bytes: &[Option<u64>]) -> Vec<PartitionPlacement> {
+        let log_dirs = free_bytes.len().max(1);
         let (mut per_shard, mut per_dir) = self.load_counts(shards, log_dirs);
+        let roomy: Vec<usize> = (0..free_bytes.len()).filter(|&d| free_bytes[d].is_none_or(|f| f >= LOG_DIR_FREE_BYTES_MIN)).collect();
+        let candidates: Vec<usize> = if roomy.is_empty() { (0..log_dirs).collect() } else { roomy };
         (0..count)
             .map(|_| {
                 let shard = argmin(&per_shard);
-                let log_dir = argmin(&per_dir);
+                let log_dir = *candidates
+                    .iter()
+                    .min_by_key(|&&d| (per_dir[d], std::cmp::Reverse(free_bytes.get(d).copied().flatten().unwrap_or(0)), d))
+                    .expect("at least one log directory");
                 per_shard[shard] += 1;
                 per_dir[log_dir] += 1;
                 PartitionPlacement { shard, log_dir }
@@ -161,6 +177,22 @@ impl ClusterMetadata {
         }
         changed
     }
+}
+
+#[cfg(test)]
+#[test]
+fn placement_prefers_fewer_partitions_then_more_free_space_and_skips_full_directories() {
+    let meta = ClusterMetadata::new("c".into());
+    let gib = 1u64 << 30;
+    // Equal counts: the directory with more free space first, then alternate by count.
+    let dirs: Vec<usize> = meta.place_by_space(4, 2, &[Some(5 * gib), Some(50 * gib)]).iter().map(|p| p.log_dir).collect();
+    assert_eq!(dirs, vec![1, 0, 1, 0]);
+    // A directory below the free-space floor gets nothing while another has room.
+    let dirs: Vec<usize> = meta.place_by_space(3, 2, &[Some(gib / 2), Some(50 * gib)]).iter().map(|p| p.log_dir).collect();
+    assert_eq!(dirs, vec![1, 1, 1]);
+    // Every directory full: placement by partition count still works.
+    let dirs: Vec<usize> = meta.place_by_space(2, 1, &[Some(0), Some(0)]).iter().map(|p| p.log_dir).collect();
+    assert_eq!(dirs, vec![0, 1]);
 }
 
 fn argmin(counts: &[usize]) -> usize {

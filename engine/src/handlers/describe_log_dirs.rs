@@ -69,14 +69,5 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Describe
 
 /// Total and available bytes of the filesystem holding `path`.
 fn filesystem_bytes(path: &std::path::Path) -> Option<(i64, i64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs is plain data, and the call writes at most one statvfs into it; c_path is
-    // a NUL-terminated string that outlives the call.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return None;
-    }
-    let block = stat.f_frsize as i64;
-    Some((stat.f_blocks as i64 * block, stat.f_bavail as i64 * block))
+    crate::storage::disk::filesystem_bytes(path).map(|(total, free)| (total as i64, free as i64))
 }

@@ -199,14 +199,7 @@ fn resident_memory_bytes() -> u64 {
 }
 
 fn free_bytes(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs fills the struct for a NUL-terminated path.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
-        return None;
-    }
-    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+    crate::storage::disk::filesystem_bytes(dir).map(|(_, free)| free)
 }
 
 async fn route(shard: &Rc<Shard>, request: Request, started: Instant) -> (u16, &'static str, String) {

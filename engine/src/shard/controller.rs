@@ -52,7 +52,7 @@ pub async fn bootstrap(shard: &Rc<Shard>) -> Result<()> {
     };
     if !meta.topics.contains_key(crate::groups::offsets::OFFSETS_TOPIC) {
         let partitions = shard.config.offsets_topic_partitions as usize;
-        let placed = meta.place(partitions, shard.shard_count(), shard.config.log_dirs.len());
+        let placed = meta.place_by_space(partitions, shard.shard_count(), &log_dir_free_bytes(shard));
         let configs = BTreeMap::from([(String::from("cleanup.policy"), String::from("compact"))]);
         meta.topics.insert(crate::groups::offsets::OFFSETS_TOPIC.to_string(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
         meta.version += 1;
@@ -60,7 +60,7 @@ pub async fn bootstrap(shard: &Rc<Shard>) -> Result<()> {
     }
     if !meta.topics.contains_key(crate::txn::TRANSACTION_STATE_TOPIC) {
         let partitions = shard.config.txn.state_partitions as usize;
-        let placed = meta.place(partitions, shard.shard_count(), shard.config.log_dirs.len());
+        let placed = meta.place_by_space(partitions, shard.shard_count(), &log_dir_free_bytes(shard));
         let configs = BTreeMap::from([(String::from("cleanup.policy"), String::from("compact"))]);
         meta.topics.insert(crate::txn::TRANSACTION_STATE_TOPIC.to_string(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
         meta.version += 1;
@@ -204,7 +204,7 @@ pub async fn handle(shard: Rc<Shard>, request: ControllerRequest) -> ShardReply 
                     }
                     Some(n) => {
                         if !validate_only {
-                            let placed = meta.place((count - n) as usize, shard.shard_count(), shard.config.log_dirs.len());
+                            let placed = meta.place_by_space((count - n) as usize, shard.shard_count(), &log_dir_free_bytes(&shard));
                             meta.topics.get_mut(&name).expect("exists").partitions.extend(placed);
                             changed = true;
                             tracing::info!(topic = %name, from = n, to = count, "adding partitions");
@@ -237,6 +237,11 @@ pub async fn handle(shard: Rc<Shard>, request: ControllerRequest) -> ShardReply 
     ShardReply::Controller(results)
 }
 
+/// Free bytes of each log directory's filesystem, for placing new partitions.
+fn log_dir_free_bytes(shard: &Shard) -> Vec<Option<u64>> {
+    shard.config.log_dirs.iter().map(|d| crate::storage::disk::filesystem_bytes(d).map(|(_, free)| free)).collect()
+}
+
 /// Topics the broker keeps for itself.
 pub fn is_internal_topic(name: &str) -> bool {
     name == crate::groups::offsets::OFFSETS_TOPIC || name == crate::txn::TRANSACTION_STATE_TOPIC
@@ -264,7 +269,7 @@ fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, val
     if validate_only {
         return Ok(());
     }
-    let placed = meta.place(partitions as usize, shard.shard_count(), shard.config.log_dirs.len());
+    let placed = meta.place_by_space(partitions as usize, shard.shard_count(), &log_dir_free_bytes(shard));
     tracing::info!(topic = %topic.name, partitions, "creating topic");
     meta.topics.insert(topic.name.clone(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
     Ok(())

@@ -2,6 +2,7 @@
 //! Nothing here knows about Kafka requests; it deals in record batches and offsets.
 pub mod cache;
 pub mod compaction;
+pub mod disk;
 pub mod index;
 pub mod log;
 pub mod probe;
