@@ -260,6 +260,11 @@ def test_sasl_ssl_plain_accepts_the_right_password_and_rejects_others(broker_fac
 
     b.assert_alive()
     assert consume(sasl_client(pki, port, "PLAIN", "bob", "bob-pw"), "plain", 1) == [b"hello over SASL_SSL"]
+    # kcat (Debian's librdkafka 2.0.2) over SASL_SSL with PLAIN.
+    done = kcat("-b", f"127.0.0.1:{port}", "-X", "security.protocol=SASL_SSL", "-X", f"ssl.ca.location={pki.ca.path}", "-X", "sasl.mechanisms=PLAIN",
+                "-X", "sasl.username=alice", "-X", f"sasl.password={ALICE_PASSWORD}", "-C", "-t", "plain", "-e", "-q")
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().splitlines() == ["hello over SASL_SSL"]
     log = b.log_text()
     assert ALICE_PASSWORD not in log and "wrong-password" not in log
 
@@ -281,6 +286,11 @@ def test_scram_users_from_the_cli_authenticate_and_persist(broker_factory, pki):
     produce(sasl_client(pki, port, "SCRAM-SHA-256", "alice", ALICE_PASSWORD), "scram", [b"sha-256"])
     produce(sasl_client(pki, port, "SCRAM-SHA-512", "alice", ALICE_PASSWORD), "scram", [b"sha-512"])
     assert consume(sasl_client(pki, port, "SCRAM-SHA-512", "carol", "carol-pw"), "scram", 2) == [b"sha-256", b"sha-512"]
+
+    # Not kcat: Debian's librdkafka 2.0.2 repeats its own nonce in the SCRAM client-final
+    # message (r=<client nonce><client nonce><server nonce>), which Kafka's server tolerates
+    # (it only checks the end of the nonce) and rsasl, following RFC 5802, refuses. See the
+    # README's known limits; kcat is covered with PLAIN over SASL_SSL.
 
     since = b.log_size()
     auth_fails(sasl_client(pki, port, "SCRAM-SHA-256", "alice", "wrong-password"))
