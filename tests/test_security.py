@@ -172,6 +172,27 @@ def test_mtls_principal_from_certificate_and_untrusted_certificates_are_rejected
     assert consume(good, "mtls", 1) == [b"from alice"]
 
 
+def test_requested_client_auth_accepts_clients_with_and_without_certificates(broker_factory, pki):
+    config = ssl_config(pki, **{"ssl.truststore.location": str(pki.ca.path), "ssl.client.auth": "requested"})
+    b = broker_factory(config=config, extra_listeners=["SSL"], env={"SHARDLOG_LOG": "info,shardlog_engine::net::connection=debug"})
+    port = b.extra_ports["SSL"]
+    clients.create_topic(b.bootstrap, "requested", 1)
+    produce(tls_client(pki, port), "requested", [b"anonymous"])
+    with_cert = tls_client(pki, port, **{"ssl.certificate.location": str(pki.alice_cert), "ssl.key.location": str(pki.alice_key)})
+    assert consume(with_cert, "requested", 1) == [b"anonymous"]
+    done = b.wait_for_log(r"TLS handshake done", 0)
+    assert any("principal=User:ANONYMOUS" in l for l in done), done
+    # Without mapping rules the principal is the whole subject, RFC 2253 style.
+    assert any("principal=User:CN=Alice,OU=eng,O=shardlog-tests" in l for l in done), done
+    # A certificate from a CA the broker does not trust never yields its subject: the client
+    # (told which CAs the broker accepts) sends none and is served as ANONYMOUS.
+    since = b.log_size()
+    rogue = tls_client(pki, port, **{"ssl.certificate.location": str(pki.rogue_cert), "ssl.key.location": str(pki.rogue_key)})
+    assert consume(rogue, "requested", 1) == [b"anonymous"]
+    done = b.wait_for_log(r"TLS handshake done", since)
+    assert done and all("principal=User:ANONYMOUS" in l for l in done), done
+
+
 def test_certificates_are_reloaded_when_the_keystore_file_changes(broker_factory, pki, tmp_path):
     keystore = tmp_path / "live.keystore.pem"
     keystore.write_bytes(pki.server_keystore.read_bytes())
@@ -239,6 +260,11 @@ def test_sasl_ssl_plain_accepts_the_right_password_and_rejects_others(broker_fac
 
     b.assert_alive()
     assert consume(sasl_client(pki, port, "PLAIN", "bob", "bob-pw"), "plain", 1) == [b"hello over SASL_SSL"]
+    # kcat (Debian's librdkafka 2.0.2) over SASL_SSL with PLAIN.
+    done = kcat("-b", f"127.0.0.1:{port}", "-X", "security.protocol=SASL_SSL", "-X", f"ssl.ca.location={pki.ca.path}", "-X", "sasl.mechanisms=PLAIN",
+                "-X", "sasl.username=alice", "-X", f"sasl.password={ALICE_PASSWORD}", "-C", "-t", "plain", "-e", "-q")
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().splitlines() == ["hello over SASL_SSL"]
     log = b.log_text()
     assert ALICE_PASSWORD not in log and "wrong-password" not in log
 
@@ -260,6 +286,11 @@ def test_scram_users_from_the_cli_authenticate_and_persist(broker_factory, pki):
     produce(sasl_client(pki, port, "SCRAM-SHA-256", "alice", ALICE_PASSWORD), "scram", [b"sha-256"])
     produce(sasl_client(pki, port, "SCRAM-SHA-512", "alice", ALICE_PASSWORD), "scram", [b"sha-512"])
     assert consume(sasl_client(pki, port, "SCRAM-SHA-512", "carol", "carol-pw"), "scram", 2) == [b"sha-256", b"sha-512"]
+
+    # Not kcat: Debian's librdkafka 2.0.2 repeats its own nonce in the SCRAM client-final
+    # message (r=<client nonce><client nonce><server nonce>), which Kafka's server tolerates
+    # (it only checks the end of the nonce) and rsasl, following RFC 5802, refuses. See the
+    # README's known limits; kcat is covered with PLAIN over SASL_SSL.
 
     since = b.log_size()
     auth_fails(sasl_client(pki, port, "SCRAM-SHA-256", "alice", "wrong-password"))
@@ -369,12 +400,19 @@ def test_only_sasl_requests_before_authentication_and_an_authentication_deadline
         assert code == 58 and "PLAIN" in (message or ""), (code, message)
         with pytest.raises(kw.Closed):
             c.recv_frame()
-    # An oversized token is refused before any mechanism sees it.
+    # Before authentication, frames are bounded by sasl.server.max.receive.size: an oversized
+    # token closes the connection before any mechanism sees it.
     b2 = broker_factory(config=sasl_plaintext_config(**{"listener.name.sasl_plaintext.sasl.server.max.receive.size": 64}), extra_listeners=["SASL_PLAINTEXT"])
     with kw.Connection(b2.extra_ports["SASL_PLAINTEXT"]) as c:
-        code, _, _ = plain_login(c, "alice", "x" * 100)
-        assert code == 58
-    assert b2.wait_for_log(r"SASL token larger than sasl.server.max.receive.size", 0)
+        code, mechanisms = parse_sasl_handshake_v1(c.request(sasl_handshake_v1, "PLAIN"))
+        assert code == 0
+        c.send(sasl_authenticate_v1(c.correlation_id(), b"\0alice\0" + b"x" * 100))
+        with pytest.raises(kw.Closed):
+            c.recv_frame()
+    assert b2.wait_for_log(r"bad frame length before authentication", 0)
+    with kw.Connection(b2.extra_ports["SASL_PLAINTEXT"]) as c:
+        code, _, _ = plain_login(c, "alice", "pw")
+        assert code == 0
     b.assert_alive()
     b2.assert_alive()
 

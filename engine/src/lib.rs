@@ -5,7 +5,8 @@
 //! (`metadata`), and the storage engine (`storage`: segments, indexes, batch cache and group
 //! commit). The data path reads top to bottom: socket (`net::connection`), frame and request
 //! (`shardlog_protocol`), handler (`handlers::*`), owner shard (`shard::router`), partition log
-//! (`storage::log`), segment (`storage::segment`), disk.
+//! (`storage::log`), segment (`storage::segment`), disk. `security` holds what a listener needs
+//! before the first request: TLS, SASL, SCRAM credentials and the connection's principal.
 pub mod admin;
 pub mod authorizer;
 pub mod config;

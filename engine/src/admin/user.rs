@@ -22,8 +22,9 @@ use super::group::ConnectionArgs;
 use super::table::{self, printable};
 use crate::security::scram::{ScramMechanism, ITERATIONS_MAX, ITERATIONS_MIN};
 
-/// Salt length, as Kafka's ScramFormatter uses.
-const SALT_BYTES: usize = 32;
+/// Salt: 26 random base-36 characters (about 134 bits), the form Kafka's ScramFormatter uses,
+/// so that credentials made here look like those made by Kafka's tools.
+const SALT_CHARS: usize = 26;
 /// Longest password accepted from a file or standard input.
 const PASSWORD_BYTES_MAX: usize = 4096;
 
@@ -187,8 +188,17 @@ fn read_password(file: Option<&std::path::Path>) -> Result<String> {
 
 fn random_salt() -> Result<Vec<u8>> {
     use ring::rand::SecureRandom;
-    let mut salt = vec![0u8; SALT_BYTES];
-    ring::rand::SystemRandom::new().fill(&mut salt).map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
+    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut salt = Vec::with_capacity(SALT_CHARS);
+    let mut byte = [0u8; 1];
+    let random = ring::rand::SystemRandom::new();
+    while salt.len() < SALT_CHARS {
+        random.fill(&mut byte).map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
+        // Rejection sampling keeps the characters uniform: 252 = 7 * 36.
+        if byte[0] < 252 {
+            salt.push(ALPHABET[(byte[0] % 36) as usize]);
+        }
+    }
     Ok(salt)
 }
 

@@ -80,7 +80,7 @@ fn session_lifetime_ms(reauth_ms: u64, credential_expires_ms: Option<i64>) -> i6
     let mut lifetime = reauth_ms.min(i64::MAX as u64) as i64;
     if let Some(expires) = credential_expires_ms {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        lifetime = lifetime.min((expires - now).max(1));
+        lifetime = lifetime.min(expires.saturating_sub(now).max(1));
     }
     lifetime
 }

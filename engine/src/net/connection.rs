@@ -136,9 +136,15 @@ async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Wri
     let sasl = shard.config.security.listeners[session.listener].sasl.is_some();
     let (tx, rx) = local_channel::new_bounded::<JoinHandle<Response>>(shard.config.connection_requests_inflight_max);
     let writer_task = glommio::spawn_local(write_loop(shard.clone(), writer, rx, peer, fd)).detach();
-    let max = shard.config.socket_request_max_bytes;
+    let max_authenticated = shard.config.socket_request_max_bytes;
+    // Before authentication a frame may be no larger than a SASL token may be (Kafka bounds
+    // unauthenticated receives by sasl.server.max.receive.size too), so an anonymous client
+    // cannot make the broker hold a request of socket.request.max.bytes.
+    let max_unauthenticated =
+        shard.config.security.listeners[session.listener].sasl.as_ref().map_or(max_authenticated, |s| s.token_bytes_max.min(max_authenticated));
     tracing::debug!(%peer, shard = shard.id, "connection opened");
     loop {
+        let max = if session.is_authenticated() { max_authenticated } else { max_unauthenticated };
         let mut prefix = [0u8; FRAME_LENGTH_BYTES];
         if let Err(e) = reader.read_exact(&mut prefix).await {
             tracing::debug!(%peer, error = %e, "connection closed");
@@ -147,7 +153,11 @@ async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Wri
         let length = match request_length(prefix, max) {
             Ok(n) => n,
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing connection: bad frame length");
+                if session.is_authenticated() {
+                    tracing::warn!(%peer, error = %e, "closing connection: bad frame length");
+                } else {
+                    tracing::warn!(%peer, error = %e, max, "closing connection: bad frame length before authentication (bounded by sasl.server.max.receive.size)");
+                }
                 break;
             }
         };

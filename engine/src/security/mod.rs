@@ -9,6 +9,13 @@
 //! - `scram`: stored SCRAM credentials (salted and hashed), persisted beside the cluster metadata.
 //! - `oauth`: the JWT validator behind OAUTHBEARER.
 //! - `session`: what a connection knows about itself: listener, principal, authentication state.
+//!
+//! Why here and not in the sans-io protocol crate (where DESIGN.md puts SASL and TLS
+//! configuration): the SASL callback reads the process-wide SCRAM store that the broker
+//! persists, and the TLS acceptor re-reads certificate files on accept. The mechanisms
+//! themselves are rsasl's, which is sans-io already; the pure parts here (principal mapping,
+//! subject names) have no engine dependency and can move to `protocol` when something else
+//! needs them.
 
 pub mod oauth;
 pub mod principal;

@@ -52,7 +52,7 @@ impl OAuthValidator {
         let Some(user) = user else {
             return Err(format!("the token has no {:?} claim naming the user", self.sub_claim));
         };
-        let expires_ms = data.claims.get("exp").and_then(|v| v.as_i64()).map(|s| s.saturating_mul(1000));
+        let expires_ms = data.claims.get("exp").and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))).map(|s| s.saturating_mul(1000));
         Ok(Authenticated { user: user.to_string(), credential_expires_ms: expires_ms })
     }
 }

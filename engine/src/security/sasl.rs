@@ -5,6 +5,13 @@
 //! `plain.sasl.jaas.config`, stored SCRAM keys from [`ScramStore`], and the JWT validator for
 //! OAUTHBEARER. The outcome of an exchange is an [`Authenticated`] user or a reason for the
 //! failure; the reason is logged and never holds a password or a token.
+//!
+//! One known incompatibility, kept rather than worked around: librdkafka before 2.x sends
+//! `r=<client nonce><client nonce><server nonce>` in its SCRAM client-final message. Kafka's
+//! server only checks that the nonce ends with the server-first nonce and so accepts it; rsasl
+//! checks the nonce exactly as RFC 5802 asks and fails the exchange. Accepting it would mean
+//! computing the proof over the client's own message, which rsasl's server does not offer, and
+//! hand-rolling SCRAM is what this module avoids.
 
 use std::collections::HashMap;
 use std::sync::Arc;

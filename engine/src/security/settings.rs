@@ -76,6 +76,54 @@ pub fn is_security_property(key: &str) -> bool {
         || matches!(key, "listener.security.protocol.map" | "connections.max.reauth.ms" | "shardlog.authentication.timeout.ms" | "plain.sasl.jaas.config")
 }
 
+/// Every security key this broker reads (after an optional `listener.name.<l>.` prefix).
+/// Anything else under the security prefixes is logged: a misspelt
+/// `sasl.oauthbearer.expected.issuer` must not silently turn a check off.
+const KNOWN_KEYS: &[&str] = &[
+    "listener.security.protocol.map",
+    "ssl.keystore.type",
+    "ssl.keystore.location",
+    "ssl.keystore.certificate.chain",
+    "ssl.keystore.key",
+    "ssl.key.password",
+    "ssl.truststore.type",
+    "ssl.truststore.location",
+    "ssl.truststore.certificates",
+    "ssl.client.auth",
+    "ssl.principal.mapping.rules",
+    "ssl.enabled.protocols",
+    "sasl.enabled.mechanisms",
+    "plain.sasl.jaas.config",
+    "sasl.server.max.receive.size",
+    "connections.max.reauth.ms",
+    "sasl.oauthbearer.expected.issuer",
+    "sasl.oauthbearer.expected.audience",
+    "sasl.oauthbearer.sub.claim.name",
+    "sasl.oauthbearer.clock.skew.seconds",
+    "shardlog.sasl.oauthbearer.jwt.public.key.location",
+    "shardlog.authentication.timeout.ms",
+];
+
+/// Security keys that are misspelt, unsupported, or prefixed with an unknown listener name.
+pub fn unknown_security_keys<'a>(properties: &'a BTreeMap<String, String>, listeners: &[Listener]) -> Vec<&'a str> {
+    let names: Vec<String> = listeners.iter().map(|l| format!("listener.name.{}.", l.name.to_lowercase())).collect();
+    properties
+        .keys()
+        .filter(|k| is_security_property(k))
+        .filter(|k| {
+            let key = match k.strip_prefix("listener.name.") {
+                Some(_) => match names.iter().find(|prefix| k.starts_with(prefix.as_str())) {
+                    Some(prefix) => &k[prefix.len()..],
+                    None => return true,
+                },
+                None => k.as_str(),
+            };
+            !KNOWN_KEYS.contains(&key)
+        })
+        .map(String::as_str)
+        .collect()
+}
+
 /// The SASL side of one listener.
 pub struct SaslSettings {
     pub mechanisms: Vec<Mechanism>,
@@ -159,6 +207,9 @@ impl Lookup<'_> {
 
 impl SecurityConfig {
     pub fn from_properties(properties: &BTreeMap<String, String>, listeners: &[Listener]) -> Result<SecurityConfig> {
+        for key in unknown_security_keys(properties, listeners) {
+            tracing::warn!(property = key, "ignoring unknown security property (misspelt, not supported, or for a listener that is not in listeners)");
+        }
         let scram = Arc::new(ScramStore::default());
         let mut out = Vec::new();
         for listener in listeners {
@@ -285,4 +336,29 @@ fn sasl_settings(lookup: &Lookup, scram: &Arc<ScramStore>) -> Result<SaslSetting
     };
     let server = SaslServer::new(plain_users, scram.clone(), oauth)?;
     Ok(SaslSettings { mechanisms, server, token_bytes_max, reauth_ms })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_security_keys_are_reported() {
+        let listeners = crate::config::parse_listeners("PLAINTEXT://:19092,SASL_SSL://:19093", None).unwrap();
+        let properties: BTreeMap<String, String> = [
+            "ssl.keystore.location",
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms",
+            "sasl.oauthbearer.expected.isuer",
+            "listener.name.other.ssl.client.auth",
+            "ssl.keystore.password",
+            "num.partitions",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), String::from("x")))
+        .collect();
+        assert_eq!(
+            unknown_security_keys(&properties, &listeners),
+            vec!["listener.name.other.ssl.client.auth", "sasl.oauthbearer.expected.isuer", "ssl.keystore.password"]
+        );
+    }
 }
