@@ -309,7 +309,8 @@ fn whole_request_denial(authz: &Authz<'_>, header: &RequestHeader, body: &Reques
             let allowed = match &r.transactional_id {
                 Some(id) => authz.transactional_id(Write, id),
                 // KIP-679: WRITE on any topic also allows idempotent produce.
-                None => authz.may_see(IdempotentWrite, crate::authorizer::ResourceType::Cluster, crate::authorizer::check::CLUSTER) || authz.writes_any_topic(),
+                // (The cluster check comes last so that a refusal is audited.)
+                None => authz.writes_any_topic() || authz.cluster(IdempotentWrite),
             };
             if allowed {
                 return None;
