@@ -84,7 +84,9 @@ enum Case {
 
 fn request(case: Case, batch: &Bytes) -> ShardRequest {
     match case {
-        Case::Small | Case::Pipelined => ShardRequest::WaitForAppend { topic: String::from("bench"), partition: 0, offset: 0, deadline_ms: 0 },
+        Case::Small | Case::Pipelined => {
+            ShardRequest::WaitForAppend { topic: String::from("bench"), partition: 0, offset: 0, deadline_ms: 0, read_committed: false }
+        }
         Case::Produce => ShardRequest::Produce { topic: String::from("bench"), partition: 0, records: batch.clone(), acks: 1, transactional_id: None },
     }
 }

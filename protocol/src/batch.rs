@@ -272,14 +272,17 @@ pub fn build_producer_batch(base_offset: i64, timestamp_ms: i64, records: &[KeyV
 /// One record of an uncompressed batch, borrowed from the batch bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordView<'a> {
+    /// The whole encoded record, its length prefix included (for rewriting a batch with some
+    /// of its records, as compaction does).
+    pub encoded: &'a [u8],
     pub offset: i64,
     pub timestamp: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
 }
 
-/// The records of one uncompressed v2 batch (headers are skipped). For the broker's own internal
-/// logs, whose batches it writes itself; returns None on anything malformed or compressed.
+/// The records of one uncompressed v2 batch (headers are skipped), or None if it is compressed
+/// or malformed (a record overrunning the batch, or bytes left after the last one).
 pub fn records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
     let header = parse_header(batch, 0, false).ok()?;
     if header.compression() != 0 {
@@ -289,10 +292,12 @@ pub fn records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
     // Each record takes at least 7 bytes, which bounds the vector by the batch size.
     let mut out = Vec::with_capacity((header.records_count.max(0) as usize).min(rest.len() / 7 + 1));
     for _ in 0..header.records_count {
+        let before = rest;
         let length = get_varlong(&mut rest)?;
         if length < 0 || length as usize > rest.len() {
             return None;
         }
+        let encoded = &before[..before.len() - rest.len() + length as usize];
         let (mut record, tail) = rest.split_at(length as usize);
         rest = tail;
         record = record.get(1..)?;
@@ -300,9 +305,9 @@ pub fn records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
         let offset_delta = get_varlong(&mut record)?;
         let key = get_nullable_bytes(&mut record)?;
         let value = get_nullable_bytes(&mut record)?;
-        out.push(RecordView { offset: header.base_offset + offset_delta, timestamp: header.base_timestamp + timestamp_delta, key, value });
+        out.push(RecordView { encoded, offset: header.base_offset + offset_delta, timestamp: header.base_timestamp + timestamp_delta, key, value });
     }
-    Some(out)
+    rest.is_empty().then_some(out)
 }
 
 fn get_nullable_bytes<'a>(buf: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {

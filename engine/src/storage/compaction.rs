@@ -34,9 +34,6 @@ use super::segment::{self, ScanResult};
 pub const COMPACTION_BYTES_PER_PASS_MAX: u64 = 256 << 20;
 /// Distinct keys one pass remembers; a pass that would need more compacts nothing and says so.
 pub const COMPACTION_KEYS_MAX: usize = 1 << 20;
-/// The smallest encoded record: length, attributes, timestamp delta, offset delta, key length,
-/// value length and header count, one byte each.
-const RECORD_BYTES_MIN: usize = 7;
 
 /// Byte offsets of v2 batch header fields.
 const OFFSET_BATCH_LENGTH: usize = 8;
@@ -157,45 +154,11 @@ struct RawRecord<'a> {
 /// The records of `batch` if it is one compaction may rewrite: uncompressed, not transactional
 /// or control, and well formed. None keeps the batch whole.
 fn raw_records<'a>(batch: &'a [u8], header: &batch::BatchHeader) -> Option<Vec<RawRecord<'a>>> {
-    if header.compression() != 0 || header.is_control() || header.is_transactional() || header.records_count < 0 {
+    if header.is_control() || header.is_transactional() {
         return None;
     }
-    let body = &batch[BATCH_HEADER_BYTES..header.size_bytes];
-    if header.records_count as usize > body.len() / RECORD_BYTES_MIN {
-        return None;
-    }
-    let mut out = Vec::with_capacity(header.records_count as usize);
-    let mut rest = body;
-    for _ in 0..header.records_count {
-        let before = rest;
-        let length = batch::get_varlong(&mut rest)?;
-        if length < 0 || length as usize > rest.len() {
-            return None;
-        }
-        let prefix = before.len() - rest.len();
-        let (mut record, tail) = rest.split_at(length as usize);
-        rest = tail;
-        record = record.get(1..)?; // attributes
-        batch::get_varlong(&mut record)?; // timestamp delta
-        let offset_delta = batch::get_varlong(&mut record)?;
-        let key = nullable_bytes(&mut record)?;
-        let value = nullable_bytes(&mut record)?;
-        out.push(RawRecord { bytes: &before[..prefix + length as usize], offset: header.base_offset + offset_delta, key, tombstone: value.is_none() });
-    }
-    rest.is_empty().then_some(out)
-}
-
-fn nullable_bytes<'a>(buf: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
-    let length = batch::get_varlong(buf)?;
-    if length < 0 {
-        return Some(None);
-    }
-    if length as usize > buf.len() {
-        return None;
-    }
-    let (bytes, rest) = buf.split_at(length as usize);
-    *buf = rest;
-    Some(Some(bytes))
+    let records = batch::records(batch)?;
+    Some(records.into_iter().map(|r| RawRecord { bytes: r.encoded, offset: r.offset, key: r.key, tombstone: r.value.is_none() }).collect())
 }
 
 /// Every batch of a segment's bytes: (header, bytes). The segment was checked batch by batch
