@@ -523,6 +523,19 @@ impl PartitionLog {
         }
     }
 
+    /// Retention removed the segments below `offset`: their aborted transactions go from
+    /// memory, and the `.txnindex` files of those segments (only segments with an abort marker
+    /// have one, so this is rare and small) from the disk.
+    pub(super) fn forget_aborted_txns_below(&mut self, offset: i64) {
+        let gone = self.aborted_txns.partition_point(|a| a.last_offset < offset);
+        if gone == 0 {
+            return;
+        }
+        let first_kept_segment = self.segments.first().map(|s| s.base_offset).unwrap_or(offset);
+        txn_index::remove_below(&self.dir, first_kept_segment);
+        self.aborted_txns.drain(..gone);
+    }
+
     fn record_aborted(&mut self, aborted: AbortedTxn) {
         if self.aborted_txns.last().is_some_and(|last| last.last_offset >= aborted.last_offset) {
             return; // already known (recovery replays markers that the index holds)

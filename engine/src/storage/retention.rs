@@ -81,6 +81,7 @@ impl PartitionLog {
         if let Some(first) = self.segments.first() {
             self.log_start_offset = self.log_start_offset.max(first.base_offset);
         }
+        self.forget_aborted_txns_below(self.log_start_offset);
         // Durable (the removed segments were), and below the log start: no read wants them.
         self.cache.drop_below(self.log_start_offset);
         files

@@ -56,6 +56,20 @@ pub fn sync(dir: &Path, base_offset: i64) -> Result<()> {
     }
 }
 
+/// Deletes the index files of segments that start below `base_offset` (retention removed them).
+pub fn remove_below(dir: &Path, base_offset: i64) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(base) = name.to_str().and_then(|n| n.strip_suffix(".txnindex")).and_then(|b| b.parse::<i64>().ok()) else { continue };
+        if base < base_offset {
+            if let Err(e) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(file = %entry.path().display(), error = %e, "cannot delete an aborted-transaction index");
+            }
+        }
+    }
+}
+
 /// Every entry of the given segments, in marker order.
 pub fn load_all(dir: &Path, segment_bases: impl Iterator<Item = i64>) -> Vec<AbortedTxn> {
     let mut out = Vec::new();
@@ -87,5 +101,8 @@ mod tests {
         let mut f = std::fs::OpenOptions::new().append(true).open(path(dir.path(), 0)).unwrap();
         f.write_all(&[0, 0, 1, 2]).unwrap(); // torn entry
         assert_eq!(load_all(dir.path(), [0i64, 100].into_iter()), vec![a, b]);
+        append(dir.path(), 100, &b).unwrap();
+        remove_below(dir.path(), 100);
+        assert!(!path(dir.path(), 0).exists() && path(dir.path(), 100).exists());
     }
 }
