@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::channel::oneshot;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -1017,13 +1017,8 @@ impl GroupCoordinator {
         };
         let records: Vec<shardlog_protocol::batch::KeyValue> = kv.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
         let batch = build_batch(0, now_ms() as i64, &records);
-        let info = p.append(BytesMut::from(&batch[..]), now_ms()).map_err(|e| {
-            tracing::error!(group = group_id, error = %e, "cannot append committed offsets");
-            ec::KAFKA_STORAGE_ERROR
-        })?;
-        p.wait_durable(info.last_offset).await.map_err(|why| {
-            tracing::error!(group = group_id, error = %why, "committed offsets not durable");
-            ec::KAFKA_STORAGE_ERROR
+        crate::internal_log::append_durably(&p, &batch, crate::storage::log::AppendOrigin::Client).await.map(drop).inspect_err(|code| {
+            tracing::error!(group = group_id, code, "committed offsets not stored");
         })
     }
 

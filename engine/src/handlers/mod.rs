@@ -254,6 +254,21 @@ fn whole_request_denial(authz: &Authz<'_>, header: &RequestHeader, body: &Reques
             Some(respond(header, &r))
         }};
     }
+    // One refusal per config resource, whatever the config API's response type.
+    macro_rules! deny_configs {
+        ($request:expr, $response:ty, $result:ty, $list:ident) => {{
+            let mut response = <$response>::default();
+            for res in &$request.resources {
+                let mut result = <$result>::default();
+                result.resource_type = res.resource_type;
+                result.resource_name = res.resource_name.clone();
+                result.error_code = config_denied_code(res.resource_type);
+                result.error_message = None;
+                response.$list.push(result);
+            }
+            Some(respond(header, &response))
+        }};
+    }
     match body {
         RequestBody::JoinGroup(r) if !authz.group(Read, &r.group_id) => deny!(m::JoinGroupResponse, GROUP_DENIED, generation_id = -1),
         RequestBody::SyncGroup(r) if !authz.group(Read, &r.group_id) => deny!(m::SyncGroupResponse, GROUP_DENIED),
@@ -322,42 +337,15 @@ fn whole_request_denial(authz: &Authz<'_>, header: &RequestHeader, body: &Reques
         // Configs: DESCRIBE_CONFIGS / ALTER_CONFIGS on each topic, or on the cluster for the
         // broker (resource type 4). A request with any resource denied is refused whole.
         RequestBody::DescribeConfigs(r) if r.resources.iter().any(|res| !config_allowed(authz, DescribeConfigs, res.resource_type, &res.resource_name)) => {
-            let mut response = m::DescribeConfigsResponse::default();
-            for res in &r.resources {
-                let mut result = m::describe_configs_response::DescribeConfigsResult::default();
-                result.resource_type = res.resource_type;
-                result.resource_name = res.resource_name.clone();
-                result.error_code = config_denied_code(res.resource_type);
-                result.error_message = None;
-                response.results.push(result);
-            }
-            Some(respond(header, &response))
+            deny_configs!(r, m::DescribeConfigsResponse, m::describe_configs_response::DescribeConfigsResult, results)
         }
         RequestBody::AlterConfigs(r) if r.resources.iter().any(|res| !config_allowed(authz, AlterConfigs, res.resource_type, &res.resource_name)) => {
-            let mut response = m::AlterConfigsResponse::default();
-            for res in &r.resources {
-                let mut result = m::alter_configs_response::AlterConfigsResourceResponse::default();
-                result.resource_type = res.resource_type;
-                result.resource_name = res.resource_name.clone();
-                result.error_code = config_denied_code(res.resource_type);
-                result.error_message = None;
-                response.responses.push(result);
-            }
-            Some(respond(header, &response))
+            deny_configs!(r, m::AlterConfigsResponse, m::alter_configs_response::AlterConfigsResourceResponse, responses)
         }
         RequestBody::IncrementalAlterConfigs(r)
             if r.resources.iter().any(|res| !config_allowed(authz, AlterConfigs, res.resource_type, &res.resource_name)) =>
         {
-            let mut response = m::IncrementalAlterConfigsResponse::default();
-            for res in &r.resources {
-                let mut result = m::incremental_alter_configs_response::AlterConfigsResourceResponse::default();
-                result.resource_type = res.resource_type;
-                result.resource_name = res.resource_name.clone();
-                result.error_code = config_denied_code(res.resource_type);
-                result.error_message = None;
-                response.responses.push(result);
-            }
-            Some(respond(header, &response))
+            deny_configs!(r, m::IncrementalAlterConfigsResponse, m::incremental_alter_configs_response::AlterConfigsResourceResponse, responses)
         }
         RequestBody::DeleteRecords(r) if r.topics.iter().any(|t| !authz.topic(Delete, &t.name)) => {
             let mut response = m::DeleteRecordsResponse::default();
