@@ -79,7 +79,7 @@ def wait_for_partitions(bootstrap: str, topic: str, partitions: int, timeout_s: 
         time.sleep(0.1)
 
 
-def confluent_consume(bootstrap: str, topic: str, end_offsets: dict[int, int]) -> list[Rec]:
+def confluent_consume(bootstrap: str, topic: str, end_offsets: dict[int, int], **extra) -> list[Rec]:
     """Reads every partition from offset 0 up to end_offsets[partition]."""
     consumer = confluent_kafka.Consumer(rdkafka(
         bootstrap,
@@ -88,6 +88,7 @@ def confluent_consume(bootstrap: str, topic: str, end_offsets: dict[int, int]) -
             "enable.auto.commit": False,
             "enable.partition.eof": False,
             "fetch.max.bytes": 8 << 20,
+            **extra,
         },
     ))
     try:

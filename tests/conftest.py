@@ -106,6 +106,8 @@ class Broker:
             self.extra_ports[name] = port
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = workdir / "data"
+        # Several log directories (JBOD) instead of data_dir, when a test sets them.
+        self.log_dirs: list[Path] | None = None
         self.log_path = workdir / "broker.log"
         self.port = free_port()
         # Every broker gets its own admin listener (metrics, health), so that brokers of
@@ -145,7 +147,8 @@ class Broker:
     def start(self) -> "Broker":
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
         listeners = ",".join([f"PLAINTEXT://{self.bootstrap}"] + [f"{n}://127.0.0.1:{p}" for n, p in self.extra_ports.items()])
-        cmd = [str(broker_binary()), "--data-dir", str(self.data_dir), "--listeners", listeners, "--cores", shard_cores()]
+        data = ",".join(str(d) for d in self.log_dirs) if self.log_dirs else str(self.data_dir)
+        cmd = [str(broker_binary()), "--data-dir", data, "--listeners", listeners, "--cores", shard_cores()]
         if self.config_path:
             cmd += ["--config", str(self.config_path)]
         self.starts += 1

@@ -19,12 +19,17 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Describe
         let shard = shard.clone();
         async move {
             match shard.dispatch(s, ShardRequest::LogDirSizes).await {
-                ShardReply::LogDirSizes(sizes) => sizes,
-                _ => Vec::new(),
+                ShardReply::LogDirSizes(sizes, failed) => (sizes, failed),
+                _ => (Vec::new(), Vec::new()),
             }
         }
     });
-    let sizes: Vec<(String, i32, usize, u64)> = futures::future::join_all(calls).await.into_iter().flatten().collect();
+    let mut sizes: Vec<(String, i32, usize, u64)> = Vec::new();
+    let mut failed: BTreeMap<usize, String> = BTreeMap::new();
+    for (s, f) in futures::future::join_all(calls).await {
+        sizes.extend(s);
+        failed.extend(f);
+    }
     let wanted = |topic: &str, partition: i32| match &request.topics {
         None => true,
         Some(topics) => topics.iter().any(|t| t.topic.0.as_str() == topic && t.partitions.contains(&partition)),
@@ -40,7 +45,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Describe
     for (i, topics) in per_dir.into_iter().enumerate() {
         let path = &shard.config.log_dirs[i];
         let mut result = DescribeLogDirsResult::default();
-        result.error_code = ec::NONE;
+        result.error_code = if failed.contains_key(&i) { ec::KAFKA_STORAGE_ERROR } else { ec::NONE };
         let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
         result.log_dir = str_bytes(&absolute.display().to_string());
         for (name, mut partitions) in topics {
@@ -57,7 +62,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Describe
             }
             result.topics.push(t);
         }
-        if header.api_version >= 4 {
+        if header.api_version >= 4 && !failed.contains_key(&i) {
             let (total, usable) = filesystem_bytes(&absolute).unwrap_or((-1, -1));
             result.total_bytes = total;
             result.usable_bytes = usable;

@@ -239,7 +239,15 @@ pub async fn handle(shard: Rc<Shard>, request: ControllerRequest) -> ShardReply 
 
 /// Free bytes of each log directory's filesystem, for placing new partitions.
 fn log_dir_free_bytes(shard: &Shard) -> Vec<Option<u64>> {
-    shard.config.log_dirs.iter().map(|d| crate::storage::disk::filesystem_bytes(d).map(|(_, free)| free)).collect()
+    // A failed directory counts as full: it gets new partitions only if every directory is.
+    let free = |(i, d): (usize, &std::path::PathBuf)| {
+        if shard.log_dirs.is_failed(i) {
+            Some(0)
+        } else {
+            crate::storage::disk::filesystem_bytes(d).map(|(_, free)| free)
+        }
+    };
+    shard.config.log_dirs.iter().enumerate().map(free).collect()
 }
 
 /// Topics the broker keeps for itself.

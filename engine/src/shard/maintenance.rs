@@ -25,6 +25,7 @@ pub const RETENTION_SEGMENTS_PER_PASS_MAX: usize = 64;
 /// shard drops the segments its configs no longer keep.
 pub fn start(shard: &Rc<Shard>) {
     let queue = glommio::executor().create_task_queue(Shares::Static(MAINTENANCE_SHARES), Latency::NotImportant, "maintenance");
+    super::log_dirs::start(shard, queue);
     let interval = Duration::from_millis(crate::topic_config::retention_check_interval_ms(&shard.config));
     let shard = shard.clone();
     let task = glommio::spawn_local_into(

@@ -42,6 +42,8 @@ pub enum ShardRequest {
     DeleteRecords { topic: String, partition: i32, offset: i64 },
     /// Sizes of the partitions this shard owns, for DescribeLogDirs.
     LogDirSizes,
+    /// Another shard found log directory `dir` failed: take its partitions here offline too.
+    LogDirFailed { dir: usize, why: String },
 }
 
 #[derive(Debug, Clone)]
@@ -153,8 +155,9 @@ pub enum ShardReply {
     ShutdownDone,
     /// (error code, low watermark, error message)
     DeleteRecords(i16, i64, Option<String>),
-    /// Per partition: (topic, partition, log directory index, bytes).
-    LogDirSizes(Vec<(String, i32, usize, u64)>),
+    /// Per partition: (topic, partition, log directory index, bytes); then the failed log
+    /// directories (index, why).
+    LogDirSizes(Vec<(String, i32, usize, u64)>, Vec<(usize, String)>),
 }
 
 pub enum Envelope {

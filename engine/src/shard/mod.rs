@@ -4,6 +4,7 @@
 
 pub mod config_ops;
 pub mod controller;
+pub mod log_dirs;
 pub mod maintenance;
 pub mod messages;
 pub mod partition_ops;
@@ -56,6 +57,8 @@ pub struct Shard {
     /// Zero-copy sends from this shard (a probe: sendfile calls and bytes).
     pub sendfile_calls: Cell<u64>,
     pub sendfile_bytes: Cell<u64>,
+    /// Which log directories failed, as this shard knows.
+    pub log_dirs: log_dirs::LogDirHealth,
 }
 
 impl Shard {
@@ -256,6 +259,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::ch
         shard_probe: Default::default(),
         sendfile_calls: Cell::new(0),
         sendfile_bytes: Cell::new(0),
+        log_dirs: log_dirs::LogDirHealth::new(&config.log_dirs),
     });
     let handler_shard = shard.clone();
     router::spawn_receivers(router, receivers, move |request| partition_ops::handle(handler_shard.clone(), request));

@@ -50,7 +50,11 @@ pub async fn handle(shard: Rc<Shard>, request: ShardRequest) -> ShardReply {
         ShardRequest::Snapshot => ShardReply::Snapshot(Box::new(super::probe::snapshot(&shard))),
         ShardRequest::Shutdown => ShardReply::ShutdownDone,
         ShardRequest::DeleteRecords { topic, partition, offset } => super::maintenance::delete_records(&shard, &topic, partition, offset).await,
-        ShardRequest::LogDirSizes => ShardReply::LogDirSizes(super::maintenance::log_dir_sizes(&shard)),
+        ShardRequest::LogDirSizes => ShardReply::LogDirSizes(super::maintenance::log_dir_sizes(&shard), shard.log_dirs.failed()),
+        ShardRequest::LogDirFailed { dir, why } => {
+            super::log_dirs::fail(&shard, dir, &why, false).await;
+            ShardReply::Applied
+        }
     }
 }
 
@@ -74,11 +78,16 @@ pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: by
                 AppendError::Corrupt(_) => ec::CORRUPT_MESSAGE,
                 AppendError::TooLarge { .. } => ec::MESSAGE_TOO_LARGE,
                 AppendError::Empty => ec::INVALID_RECORD,
-                AppendError::Offline(_) => ec::KAFKA_STORAGE_ERROR,
+                AppendError::Offline(_) | AppendError::DiskFull(_) => ec::KAFKA_STORAGE_ERROR,
                 AppendError::Producer { error_code, .. } => *error_code,
                 AppendError::ControlFromClient => ec::INVALID_RECORD,
             };
-            tracing::warn!(topic, partition, error = %e, "produce rejected");
+            if matches!(e, AppendError::Offline(_) | AppendError::DiskFull(_)) {
+                // The partition said why once, when it went offline or its disk filled up.
+                tracing::debug!(topic, partition, error = %e, "produce rejected");
+            } else {
+                tracing::warn!(topic, partition, error = %e, "produce rejected");
+            }
             outcome.error_message = Some(e.to_string());
             return outcome;
         }

@@ -45,6 +45,17 @@ pub const PREALLOCATE_STEP_BYTES: u64 = 32 << 20;
 pub const PRODUCER_SNAPSHOTS_KEPT: usize = 2;
 /// Marker written on clean shutdown: the active segment's size and indexes can be trusted.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".shardlog-clean-shutdown";
+/// How often a flusher whose directory is full tries its write again.
+pub const DISK_FULL_RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Whether `e` says the filesystem is full (ENOSPC) or a quota is spent (EDQUOT): a condition
+/// that ends when space is freed, unlike an I/O error.
+pub fn is_out_of_space(e: &anyhow::Error) -> bool {
+    e.chain().filter_map(|cause| cause.downcast_ref::<std::io::Error>()).any(|io| {
+        matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+            || matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+    })
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
@@ -113,6 +124,8 @@ pub enum AppendError {
     Empty,
     #[error("partition is offline after a storage error: {0}")]
     Offline(String),
+    #[error("{0}")]
+    DiskFull(String),
     #[error("{message}")]
     Producer { error_code: i16, message: String },
     #[error("control batches are written by the transaction coordinator, not by clients")]
@@ -201,7 +214,10 @@ pub struct PartitionLog {
     pub(super) cleaner_offset: i64,
     pending: VecDeque<Pending>,
     pub(super) cache: BatchCache,
+    /// A storage error (EIO, a vanished directory): the partition stays offline until restart.
     failed: Option<String>,
+    /// The directory is full: appends are refused until the flusher's retry gets through.
+    disk_full: Option<String>,
     /// acks=all requests waiting: while any do, the flusher does not wait for more data.
     durable_waiters: usize,
     /// Idempotent producers' epochs and recent sequences.
@@ -269,6 +285,9 @@ impl PartitionLog {
     }
     pub fn failed(&self) -> Option<&str> {
         self.failed.as_deref()
+    }
+    pub fn disk_full(&self) -> Option<&str> {
+        self.disk_full.as_deref()
     }
     pub fn segment_count(&self) -> usize {
         self.segments.len()
@@ -371,6 +390,7 @@ impl PartitionLog {
             pending: VecDeque::new(),
             cache: BatchCache::default(),
             failed: None,
+            disk_full: None,
             durable_waiters: 0,
             producers,
             pending_snapshot: None,
@@ -402,6 +422,9 @@ impl PartitionLog {
     pub fn append_from(&mut self, mut records: BytesMut, now: u64, origin: AppendOrigin) -> Result<AppendInfo, AppendError> {
         if let Some(why) = &self.failed {
             return Err(AppendError::Offline(why.clone()));
+        }
+        if let Some(why) = &self.disk_full {
+            return Err(AppendError::DiskFull(why.clone()));
         }
         let headers = batch::parse_all(&records, true).map_err(AppendError::Corrupt)?;
         if headers.is_empty() {
@@ -825,6 +848,11 @@ impl Partition {
                 if log.durable_offset > last_offset {
                     break Ok(());
                 }
+                if let Some(why) = &log.disk_full {
+                    // The records stay queued and are written once space is freed, like a
+                    // write that timed out: an idempotent producer's retry is deduplicated.
+                    break Err(why.clone());
+                }
                 if self.closed.get() && !self.flusher_running.get() {
                     break Err(String::from("partition closed before the write was durable"));
                 }
@@ -833,6 +861,20 @@ impl Partition {
         };
         self.log.borrow_mut().durable_waiters -= 1;
         result
+    }
+
+    /// Takes the partition offline for good (until a restart): its directory failed. Appends,
+    /// reads and waiting producers get the error; the flusher stops.
+    pub fn take_offline(&self, why: &str) {
+        let mut log = self.log.borrow_mut();
+        if log.failed.is_none() {
+            tracing::error!(topic = %self.topic, partition = self.partition, error = %why, "partition is offline");
+            log.failed = Some(why.to_string());
+        }
+        drop(log);
+        self.durable.notify_all();
+        self.appended.notify_all();
+        self.flush_wanted.notify_all();
     }
 
     /// Starts the flusher on the current shard.
@@ -844,7 +886,7 @@ impl Partition {
             if let Err(e) = flusher.run(&partition).await {
                 let why = format!("{e:#}");
                 tracing::error!(topic = %partition.topic, partition = partition.partition, error = %why, "storage error: partition is offline");
-                partition.log.borrow_mut().failed = Some(why);
+                partition.log.borrow_mut().failed.get_or_insert(why);
             }
             partition.flusher_running.set(false);
             partition.durable.notify_all();
@@ -881,6 +923,14 @@ impl Partition {
     }
 }
 
+/// A flush that failed: the error, the queued writes it did not reach, and whether trying them
+/// again may work (a write or a fallocate that found the disk full; never a failed fdatasync).
+struct FlushFailure {
+    error: anyhow::Error,
+    unwritten: VecDeque<Pending>,
+    retryable: bool,
+}
+
 /// The flusher's own state: the open DMA file of the segment being written, and the bytes of its
 /// last partial page, which the next write must rewrite because O_DIRECT writes whole pages.
 struct Flusher {
@@ -893,6 +943,10 @@ struct Flusher {
 impl Flusher {
     async fn run(&mut self, partition: &Partition) -> Result<()> {
         loop {
+            if partition.log.borrow().failed.is_some() {
+                // Taken offline (its directory failed): nothing more is written here.
+                return Ok(());
+            }
             let wanted = partition.flush_wanted.notified();
             let urgent = partition.durable_wanted.notified();
             let (has_pending, waiters, interval) = {
@@ -911,24 +965,41 @@ impl Flusher {
                 let sleep = glommio::timer::sleep(Duration::from_micros(interval));
                 futures_lite::future::or(sleep, urgent).await;
             }
-            let batch: Vec<Pending> = partition.log.borrow_mut().pending.drain(..).collect();
-            let commit_bytes: usize = batch.iter().map(|p| p.bytes.len()).sum();
-            let mut end_offset = None;
-            for item in batch {
-                self.write(partition, item.segment_base, item.start_position, &item.bytes).await?;
-                end_offset = Some(item.end_offset);
-            }
-            if let Some((_, file)) = &self.active {
-                let started = std::time::Instant::now();
-                file.fdatasync().await.map_err(std::io::Error::from).context("fdatasync of the active segment")?;
-                partition.probe.fsync_us.record(started.elapsed().as_micros() as u64);
-                partition.probe.commit_bytes.record(commit_bytes as u64);
-            }
-            if let Some(end) = end_offset {
-                let mut log = partition.log.borrow_mut();
-                log.durable_offset = end;
-                let (cache_max, keep_from) = (log.config.cache_bytes, end);
-                log.cache.evict(cache_max, keep_from);
+            let batch: VecDeque<Pending> = partition.log.borrow_mut().pending.drain(..).collect();
+            match self.commit(partition, batch).await {
+                Ok(end_offset) => {
+                    let mut log = partition.log.borrow_mut();
+                    if let Some(end) = end_offset {
+                        log.durable_offset = end;
+                        let (cache_max, keep_from) = (log.config.cache_bytes, end);
+                        log.cache.evict(cache_max, keep_from);
+                    }
+                    if log.disk_full.take().is_some() {
+                        tracing::info!(topic = %partition.topic, partition = partition.partition, "space was freed: the partition writes again");
+                    }
+                }
+                Err(failure) if failure.retryable && is_out_of_space(&failure.error) => {
+                    // Nothing is lost or corrupted: the bytes not written go back to the front
+                    // of the queue and are written, at the same positions, once space is freed.
+                    {
+                        let mut log = partition.log.borrow_mut();
+                        for item in failure.unwritten.into_iter().rev() {
+                            log.pending.push_front(item);
+                        }
+                        let dir = log.dir.parent().map(|d| d.display().to_string()).unwrap_or_default();
+                        if log.disk_full.is_none() {
+                            tracing::error!(topic = %partition.topic, partition = partition.partition, log_dir = %dir, error = %format!("{:#}", failure.error),
+                                "log directory is full: produce to this partition fails with KAFKA_STORAGE_ERROR until space is freed");
+                        }
+                        log.disk_full = Some(format!("log directory {dir} is full ({:#}); free space there and produce resumes", failure.error));
+                    }
+                    partition.durable.notify_all();
+                    if partition.closed.get() {
+                        return Err(failure.error.context("shutting down with a full log directory"));
+                    }
+                    glommio::timer::sleep(DISK_FULL_RETRY_INTERVAL).await;
+                }
+                Err(failure) => return Err(failure.error),
             }
             partition.durable.notify_all();
         }
@@ -942,6 +1013,28 @@ impl Flusher {
         Ok(())
     }
 
+    /// Writes `batch` and fdatasyncs it; returns the end offset now durable.
+    async fn commit(&mut self, partition: &Partition, mut batch: VecDeque<Pending>) -> Result<Option<i64>, FlushFailure> {
+        let commit_bytes: usize = batch.iter().map(|p| p.bytes.len()).sum();
+        let mut end_offset = None;
+        while let Some(item) = batch.pop_front() {
+            if let Err(error) = self.write(partition, item.segment_base, item.start_position, &item.bytes).await {
+                batch.push_front(item);
+                return Err(FlushFailure { error, unwritten: batch, retryable: true });
+            }
+            end_offset = Some(item.end_offset);
+        }
+        if let Some((_, file)) = &self.active {
+            let started = std::time::Instant::now();
+            // A failed fdatasync is never retried: the kernel may have dropped the dirty pages.
+            let synced = file.fdatasync().await.map_err(std::io::Error::from).context("fdatasync of the active segment");
+            synced.map_err(|error| FlushFailure { error, unwritten: VecDeque::new(), retryable: false })?;
+            partition.probe.fsync_us.record(started.elapsed().as_micros() as u64);
+            partition.probe.commit_bytes.record(commit_bytes as u64);
+        }
+        Ok(end_offset)
+    }
+
     async fn write(&mut self, partition: &Partition, segment_base: i64, start: u64, bytes: &[u8]) -> Result<()> {
         if self.active.as_ref().map(|(b, _)| *b) != Some(segment_base) {
             self.switch_segment(partition, segment_base, start).await?;
@@ -953,6 +1046,9 @@ impl Flusher {
             let target = end.div_ceil(PREALLOCATE_STEP_BYTES).saturating_mul(PREALLOCATE_STEP_BYTES).min(segment_bytes.max(end));
             match file.pre_allocate(target, true).await.map_err(std::io::Error::from) {
                 Ok(()) => self.preallocated_bytes = target,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) || e.kind() == std::io::ErrorKind::StorageFull => {
+                    return Err(anyhow::Error::new(e).context(format!("preallocating {target} bytes of segment {segment_base}")));
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "fallocate not supported here; segments are not preallocated");
                     self.preallocated_bytes = u64::MAX;
@@ -963,7 +1059,27 @@ impl Flusher {
         let aligned_start = align_down(start);
         assert_eq!(aligned_start + self.tail.len() as u64, start, "tail page must end where the new bytes start");
         let mut data = std::mem::take(&mut self.tail);
+        let tail_len = data.len();
         data.extend_from_slice(bytes);
+        let result = self.write_pages(&data, aligned_start, segment_base, write_bytes_max).await;
+        if let Err(e) = result {
+            // A retry rewrites the same pages from the same tail.
+            data.truncate(tail_len);
+            self.tail = data;
+            return Err(e);
+        }
+        let tail_start = (align_down(end) - aligned_start) as usize;
+        self.tail = data[tail_start..].to_vec();
+        let mut log = partition.log.borrow_mut();
+        if let Some(seg) = log.segments.iter_mut().find(|s| s.base_offset == segment_base) {
+            seg.written_bytes = seg.written_bytes.max(end);
+        }
+        Ok(())
+    }
+
+    /// Writes `data` from the page-aligned `aligned_start`, in DMA buffers of whole pages.
+    async fn write_pages(&self, data: &[u8], aligned_start: u64, segment_base: i64, write_bytes_max: usize) -> Result<()> {
+        let (_, file) = self.active.as_ref().expect("switch_segment opened it");
         let mut written = 0usize;
         while written < data.len() {
             let chunk = (data.len() - written).min(write_bytes_max);
@@ -983,23 +1099,19 @@ impl Flusher {
             }
             written += chunk;
         }
-        let tail_start = (align_down(end) - aligned_start) as usize;
-        self.tail = data[tail_start..].to_vec();
-        let mut log = partition.log.borrow_mut();
-        if let Some(seg) = log.segments.iter_mut().find(|s| s.base_offset == segment_base) {
-            seg.written_bytes = seg.written_bytes.max(end);
-        }
         Ok(())
     }
 
     /// Seals the previous segment (if any) and opens `segment_base` for writing.
     async fn switch_segment(&mut self, partition: &Partition, segment_base: i64, start: u64) -> Result<()> {
         let dir = partition.log.borrow().dir.clone();
-        if let Some((old_base, old)) = self.active.take() {
+        if let Some((old_base, old)) = &self.active {
+            // Sealing is repeatable: if a step fails (a full disk), the segment stays active
+            // and the next attempt starts over.
+            let old_base = *old_base;
             let size = segment_size(partition, old_base);
             old.fdatasync().await.map_err(std::io::Error::from)?;
             old.truncate(size).await.map_err(std::io::Error::from).context("truncating a sealed segment")?;
-            old.close().await.map_err(std::io::Error::from)?;
             let (index, time_index, next_offset) = {
                 let log = partition.log.borrow();
                 let seg = log.segments.iter().find(|s| s.base_offset == old_base).expect("sealed segment exists");
@@ -1008,6 +1120,9 @@ impl Flusher {
             write_indexes(&dir, old_base, &index, &time_index, next_offset)?;
             txn_index::sync(&dir, old_base)?;
             File::open(segment::log_path(&dir, old_base))?.sync_all()?;
+            if let Some((_, old)) = self.active.take() {
+                old.close().await.map_err(std::io::Error::from)?;
+            }
         }
         let path = segment::log_path(&dir, segment_base);
         let existed = path.exists();
@@ -1038,7 +1153,11 @@ impl Flusher {
         }
         let snapshot = partition.log.borrow_mut().pending_snapshot.take();
         if let Some((offset, state)) = snapshot {
-            state.write_snapshot(&dir, offset)?;
+            if let Err(e) = state.write_snapshot(&dir, offset) {
+                // Kept for the next attempt unless a newer roll replaced it meanwhile.
+                partition.log.borrow_mut().pending_snapshot.get_or_insert((offset, state));
+                return Err(e);
+            }
             ProducerState::prune_snapshots(&dir, PRODUCER_SNAPSHOTS_KEPT);
         }
         let read_file = Arc::new(File::open(&path)?);
