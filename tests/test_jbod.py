@@ -3,7 +3,7 @@ takes only its own partitions offline.
 
 - A directory that vanishes (here: renamed away, as after an unmount) fails whole: produce to its
   partitions gets KAFKA_STORAGE_ERROR, DescribeLogDirs reports it, the other directories keep
-  serving. Runs anywhere.
+  serving; a restart without it keeps its partitions offline rather than empty. Runs anywhere.
 - On three XFS filesystems on loop devices (skipped, saying why, where the machine cannot make
   them): one filled to ENOSPC refuses produce to its partitions only, corrupts nothing, loses no
   acknowledged record, and serves again once space is freed; one shut down by XFS (every I/O then
@@ -179,8 +179,22 @@ def test_vanished_log_dir_takes_only_its_partitions_offline(broker_factory, tmp_
     verify(broker.bootstrap, topic, everything, kept)
     broker.assert_alive()
 
+    # A restart without the directory (an empty mount point) keeps its partitions offline
+    # instead of serving them as empty logs.
+    broker.kill9()
+    broker.start()
+    assert "log directory starts offline" in broker.run_log(), broker.log_tail()
+    restarted = produce(broker.bootstrap, topic, "restarted", 5, list(range(PARTITIONS)), retries=0, **{"message.timeout.ms": 10_000})
+    for p in lost:
+        assert p not in restarted.acked and set(restarted.errors[p]) == {KafkaError.KAFKA_STORAGE_ERROR}, (p, restarted.errors.get(p))
+    for p in kept:
+        assert p not in restarted.errors and len(restarted.acked[p]) == 5, (p, restarted.errors.get(p))
+    everything.add(restarted)
+    assert not any(dirs[2].iterdir()), "nothing is written into the stand-in directory"
+
     # Put the directory back and restart: every acknowledged record of every partition is there.
     broker.kill9()
+    dirs[2].rmdir()
     os.rename(tmp_path / "d2.gone", dirs[2])
     broker.start()
     verify(broker.bootstrap, topic, everything, list(range(PARTITIONS)))

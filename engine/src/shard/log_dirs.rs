@@ -13,13 +13,59 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use crate::config::BrokerConfig;
+use crate::metadata::ClusterMetadata;
 
 use super::messages::{ShardReply, ShardRequest};
 use super::Shard;
 
 /// How often each shard checks that its log directories are still the ones it opened.
 pub const LOG_DIR_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Directories found unusable before the shards started, by [`check_at_start`].
+static OFFLINE_AT_START: OnceLock<Vec<(usize, String)>> = OnceLock::new();
+
+/// Creates the log directories, and finds those that start offline: one that cannot be created,
+/// or one where the metadata places partitions but none of their directories is there (an empty
+/// mount point: the disk is not mounted). Serving those as empty logs would hide the data; Kafka
+/// starts such a directory offline too. The first directory holds the cluster metadata, so it
+/// must work.
+pub fn check_at_start(config: &BrokerConfig) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let placed = ClusterMetadata::load(&super::meta_dir(config)).ok().flatten();
+    let mut offline = Vec::new();
+    for (i, dir) in config.log_dirs.iter().enumerate() {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            if i == 0 {
+                return Err(e).with_context(|| format!("cannot create log directory {} (it holds the cluster metadata)", dir.display()));
+            }
+            offline.push((i, format!("cannot create it: {e}")));
+            continue;
+        }
+        let Some(meta) = &placed else { continue };
+        let mut expected = 0usize;
+        let mut found = 0usize;
+        for (name, topic) in &meta.topics {
+            for (p, placement) in topic.partitions.iter().enumerate() {
+                if placement.log_dir == i {
+                    expected += 1;
+                    found += usize::from(dir.join(format!("{name}-{p}")).is_dir());
+                }
+            }
+        }
+        if i > 0 && expected > 0 && found == 0 {
+            offline.push((i, format!("none of the {expected} partitions placed here is in it (is its filesystem mounted?)")));
+        }
+    }
+    for (i, why) in &offline {
+        tracing::error!(log_dir = %config.log_dirs[*i].display(), error = %why, "log directory starts offline: its partitions answer KAFKA_STORAGE_ERROR; fix it and restart");
+    }
+    let _ = OFFLINE_AT_START.set(offline);
+    Ok(())
+}
 
 /// What a shard knows of its log directories: their identity when it started, and the failed.
 pub struct LogDirHealth {
@@ -33,8 +79,13 @@ fn identity(dir: &Path) -> Option<(u64, u64)> {
 }
 
 impl LogDirHealth {
+    /// A directory that cannot be read now starts failed.
     pub fn new(dirs: &[std::path::PathBuf]) -> LogDirHealth {
-        LogDirHealth { identity: dirs.iter().map(|d| identity(d)).collect(), failed: RefCell::new(BTreeMap::new()) }
+        let identity: Vec<Option<(u64, u64)>> = dirs.iter().map(|d| identity(d)).collect();
+        let mut failed: BTreeMap<usize, String> =
+            identity.iter().enumerate().filter(|(_, id)| id.is_none()).map(|(i, _)| (i, String::from("the directory could not be read at start"))).collect();
+        failed.extend(OFFLINE_AT_START.get().into_iter().flatten().cloned());
+        LogDirHealth { identity, failed: RefCell::new(failed) }
     }
 
     /// The failed directories (by index in `log.dirs`) and why.

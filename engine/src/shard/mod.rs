@@ -80,6 +80,18 @@ impl Shard {
         t.partitions.get(partition as usize).map(|p| p.shard)
     }
 
+    /// The error for a partition this shard does not hold: KAFKA_STORAGE_ERROR if the metadata
+    /// places it here (its log could not be opened, e.g. in a failed log directory), otherwise
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn absent_partition_error(&self, topic: &str, partition: i32) -> i16 {
+        use shardlog_protocol::error_code as ec;
+        if self.owner(topic, partition) == Some(self.id) {
+            ec::KAFKA_STORAGE_ERROR
+        } else {
+            ec::UNKNOWN_TOPIC_OR_PARTITION
+        }
+    }
+
     pub fn local_partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
         self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
     }
@@ -109,9 +121,7 @@ pub static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 
 /// Starts one executor per core in `config.cores` and blocks until they all stop.
 pub fn run(config: BrokerConfig) -> Result<()> {
-    for dir in &config.log_dirs {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create log directory {}", dir.display()))?;
-    }
+    log_dirs::check_at_start(&config)?;
     let mut config = config;
     claim_listener_ports(&mut config)?;
     // One SCRAM store for every shard, read before any listener accepts.

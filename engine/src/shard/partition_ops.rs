@@ -61,7 +61,7 @@ pub async fn handle(shard: Rc<Shard>, request: ShardRequest) -> ShardReply {
 pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: bytes::Bytes, acks: i16, transactional_id: Option<&str>) -> ProduceOutcome {
     let mut outcome = ProduceOutcome { error_code: ec::NONE, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, error_message: None };
     let Some(p) = shard.local_partition(topic, partition) else {
-        outcome.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;
+        outcome.error_code = shard.absent_partition_error(topic, partition);
         return outcome;
     };
     if let Err((code, message)) = verify_transaction(shard, &p, &records, transactional_id).await {
@@ -166,7 +166,7 @@ pub fn read(shard: &Shard, topic: &str, partition: i32, offset: i64, max_bytes: 
     let mut outcome =
         ReadOutcome { error_code: ec::NONE, pieces: Vec::new(), bytes: 0, high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, aborted: None };
     let Some(p) = shard.local_partition(topic, partition) else {
-        outcome.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;
+        outcome.error_code = shard.absent_partition_error(topic, partition);
         return outcome;
     };
     let log = p.log.borrow();
@@ -231,7 +231,7 @@ pub async fn wait_for_append(shard: &Shard, topic: &str, partition: i32, offset:
 }
 
 pub fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: i64, read_committed: bool) -> (i16, i64, i64) {
-    let Some(p) = shard.local_partition(topic, partition) else { return (ec::UNKNOWN_TOPIC_OR_PARTITION, -1, -1) };
+    let Some(p) = shard.local_partition(topic, partition) else { return (shard.absent_partition_error(topic, partition), -1, -1) };
     let log = p.log.borrow();
     match timestamp {
         -2 => (ec::NONE, log.log_start_offset(), -1),
@@ -254,7 +254,7 @@ pub fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: i64, r
 /// Writes a commit or abort marker and waits until it is durable. Markers in an offsets
 /// partition also settle the transaction's pending offset commits.
 pub async fn write_marker(shard: &Rc<Shard>, topic: &str, partition: i32, producer_id: i64, producer_epoch: i16, commit: bool) -> i16 {
-    let Some(p) = shard.local_partition(topic, partition) else { return ec::UNKNOWN_TOPIC_OR_PARTITION };
+    let Some(p) = shard.local_partition(topic, partition) else { return shard.absent_partition_error(topic, partition) };
     let info = match p.append_marker(producer_id, producer_epoch, commit, crate::txn::COORDINATOR_EPOCH, now_ms()) {
         Ok(info) => info,
         Err(e) => {
@@ -276,7 +276,7 @@ pub async fn write_marker(shard: &Rc<Shard>, topic: &str, partition: i32, produc
 }
 
 pub fn describe_producers(shard: &Shard, topic: &str, partition: i32) -> (i16, Vec<ProducerInfo>) {
-    let Some(p) = shard.local_partition(topic, partition) else { return (ec::UNKNOWN_TOPIC_OR_PARTITION, Vec::new()) };
+    let Some(p) = shard.local_partition(topic, partition) else { return (shard.absent_partition_error(topic, partition), Vec::new()) };
     let log = p.log.borrow();
     let producers = log
         .producer_state()
@@ -358,6 +358,11 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) {
                 if log.config() != &config {
                     log.set_config(config);
                 }
+                continue;
+            }
+            if shard.log_dirs.is_failed(placement.log_dir) {
+                // Never recreate it elsewhere (e.g. on the root filesystem under a lost mount).
+                tracing::debug!(topic = %name, partition = i, log_dir = placement.log_dir, "partition not opened: its log directory is offline");
                 continue;
             }
             let dir = shard.config.log_dirs[placement.log_dir].join(format!("{name}-{i}"));
