@@ -65,6 +65,8 @@ pub struct BrokerConfig {
     pub connection_requests_inflight_max: usize,
     /// `--cores`: the CPUs that run shards, one shard each.
     pub cores: Vec<usize>,
+    /// `shardlog.cores` from the config file (a CPU list, or `auto`); `--cores` overrides it.
+    pub cores_spec: Option<String>,
     /// `shardlog.io.properties.file`: disk limits measured by `shardlog tune iotune`. Without
     /// it, `io-properties.toml` in the first log directory is used if present.
     pub io_properties_file: Option<PathBuf>,
@@ -112,6 +114,7 @@ impl Default for BrokerConfig {
             fetch_watchers_max: 4096,
             connection_requests_inflight_max: 16,
             cores: Vec::new(),
+            cores_spec: None,
             io_properties_file: None,
             disk_settings: Vec::new(),
             admin_listener: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
@@ -148,7 +151,8 @@ impl BrokerConfig {
             properties.insert("listeners".into(), listeners.clone());
         }
         let mut config = BrokerConfig::from_properties(&properties)?;
-        config.cores = match &overrides.cores {
+        config.cores = match overrides.cores.as_deref().or(config.cores_spec.as_deref()) {
+            Some("auto") => automatic_cores()?,
             Some(list) => parse_core_list(list)?,
             None => available_cores()?,
         };
@@ -204,7 +208,7 @@ impl BrokerConfig {
                             group_commit_window_us = s.group_commit_window_us,
                             writes_in_flight_max = s.writes_in_flight_max,
                             "disk settings from iotune: DMA writes of up to write_bytes_max, acks=0/1 flush window of group_commit_window_us \
-                             (replacing log.flush.interval.ms); writes_in_flight_max is recorded but each partition writes one buffer at a time today"
+                             (replacing log.flush.interval.ms), and up to writes_in_flight_max DMA writes at once per flush"
                         );
                         Some(s)
                     }
@@ -266,6 +270,7 @@ impl BrokerConfig {
                 "offsets.retention.check.interval.ms" => c.groups.offsets_retention_check_interval_ms = at_least(value, key, 1)?,
                 "offset.metadata.max.bytes" => c.groups.offset_metadata_bytes_max = at_least(value, key, 0)? as usize,
                 "shardlog.io.properties.file" => c.io_properties_file = Some(PathBuf::from(value)),
+                "shardlog.cores" => c.cores_spec = Some(value.trim().to_string()),
                 "admin.listeners" => c.admin_listener = parse_admin_listener(value)?,
                 "shardlog.metrics.enabled" => c.metrics_enabled = value.parse().with_context(context)?,
                 "offsets.topic.num.partitions" => c.offsets_topic_partitions = positive(value, key)?,
@@ -460,6 +465,22 @@ pub fn parse_core_list(text: &str) -> Result<Vec<usize>> {
 }
 
 /// The CPUs this process may run on (its affinity mask).
+/// `--cores auto`: the layout `shardlog tune layout` prints (on a machine of 8 CPUs or more, one
+/// physical core per NUMA node is left to interrupts and housekeeping), within the CPUs this
+/// process may run on.
+pub fn automatic_cores() -> Result<Vec<usize>> {
+    let allowed = available_cores()?;
+    let topology = shardlog_tuning::topology::read_topology(&shardlog_tuning::sysfs::SysFs::host()).context("reading the CPU topology for --cores auto")?;
+    let layout = shardlog_tuning::layout::choose_layout(&topology, None)?;
+    let cores: Vec<usize> = layout.shard_cpus.iter().copied().filter(|c| allowed.contains(c)).collect();
+    if cores.is_empty() {
+        tracing::warn!(layout = ?layout.shard_cpus, allowed = ?allowed, "--cores auto: none of the layout's shard CPUs is in this process's affinity mask; using every allowed CPU");
+        return Ok(allowed);
+    }
+    tracing::info!(shard_cpus = ?cores, housekeeping_cpus = ?layout.housekeeping_cpus, reason = %layout.reason, "--cores auto");
+    Ok(cores)
+}
+
 pub fn available_cores() -> Result<Vec<usize>> {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most size_of::<cpu_set_t>() bytes.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -482,6 +503,22 @@ mod tests {
         assert_eq!(c.log_dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(c.num_partitions, 8);
         assert!(!c.auto_create_topics_enable);
+    }
+
+    #[test]
+    fn cores_from_the_file_auto_and_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("b.properties");
+        let first = available_cores().unwrap()[0];
+        std::fs::write(&file, format!("shardlog.cores={first}\nadmin.listeners=\n")).unwrap();
+        let load = |cores: Option<&str>| {
+            BrokerConfig::load(&Overrides { data_dir: None, listeners: None, cores: cores.map(String::from), config_file: Some(file.clone()) }).unwrap().cores
+        };
+        assert_eq!(load(None), vec![first]);
+        // The flag wins over the file.
+        assert_eq!(load(Some("auto")), automatic_cores().unwrap());
+        let auto = automatic_cores().unwrap();
+        assert!(!auto.is_empty() && auto.iter().all(|c| available_cores().unwrap().contains(c)), "{auto:?}");
     }
 
     #[test]

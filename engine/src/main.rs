@@ -27,7 +27,8 @@ struct Cli {
     /// Listeners, Kafka syntax: PLAINTEXT://127.0.0.1:9092[,...]. Default: PLAINTEXT://127.0.0.1:9092
     #[arg(long, value_name = "LISTENERS")]
     listeners: Option<String>,
-    /// Cores that run shards, one shard per core: "0,1" or "0-3". Default: every core this process may use.
+    /// Cores that run shards, one shard per core: "0,1", "0-3", or "auto" (the layout `shardlog tune layout`
+    /// prints). Default: `shardlog.cores` from the config file, else every core this process may use.
     #[arg(long, value_name = "LIST")]
     cores: Option<String>,
     /// Configuration file: Java properties, or TOML if it ends in .toml. Flags override it.

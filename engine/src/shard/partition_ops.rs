@@ -314,6 +314,7 @@ pub fn log_config(shard: &Shard, log_dir: usize, topic: &ResolvedTopicConfig) ->
         max_compaction_lag_ms: topic.max_compaction_lag_ms,
         flush_window_us: disk.map(|d| d.group_commit_window_us).unwrap_or(c.log_flush_interval_ms * 1000),
         write_bytes_max: disk.map(|d| d.write_bytes_max).unwrap_or(crate::storage::log::WRITE_BYTES_MAX_DEFAULT),
+        writes_in_flight_max: disk.map(|d| d.writes_in_flight_max as usize).unwrap_or(crate::storage::log::WRITES_IN_FLIGHT_DEFAULT),
         cache_bytes: c.cache_partition_bytes,
     }
 }

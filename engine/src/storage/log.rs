@@ -37,6 +37,9 @@ pub const WRITE_ALIGNMENT_BYTES: u64 = 4096;
 /// Largest single DMA write by default (a larger flush is split into writes of this size);
 /// `shardlog tune iotune` measures a better value per disk.
 pub const WRITE_BYTES_MAX_DEFAULT: usize = 4 << 20;
+/// DMA writes a flush larger than one write keeps in flight by default; `shardlog tune iotune`
+/// measures the disk's best queue depth.
+pub const WRITES_IN_FLIGHT_DEFAULT: usize = 4;
 /// Segments are preallocated (fallocate, keeping the file size) this much at a time as they
 /// grow: XFS and ext4 then lay them out contiguously, without reserving a whole segment of
 /// disk for a partition that may stay small.
@@ -69,6 +72,8 @@ pub struct LogConfig {
     pub flush_window_us: u64,
     /// Largest single DMA write.
     pub write_bytes_max: usize,
+    /// DMA writes one flush keeps in flight at once.
+    pub writes_in_flight_max: usize,
     pub cache_bytes: usize,
     /// `retention.ms`: sealed segments whose newest record is older are deleted; -1: never.
     pub retention_ms: i64,
@@ -101,6 +106,7 @@ impl Default for LogConfig {
             log_append_time: false,
             flush_window_us: 0,
             write_bytes_max: WRITE_BYTES_MAX_DEFAULT,
+            writes_in_flight_max: WRITES_IN_FLIGHT_DEFAULT,
             cache_bytes: 8 << 20,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
@@ -1055,13 +1061,16 @@ impl Flusher {
                 }
             }
         }
-        let write_bytes_max = partition.log.borrow().config.write_bytes_max.max(WRITE_ALIGNMENT_BYTES as usize);
+        let (write_bytes_max, in_flight_max) = {
+            let config = &partition.log.borrow().config;
+            (config.write_bytes_max.max(WRITE_ALIGNMENT_BYTES as usize), config.writes_in_flight_max)
+        };
         let aligned_start = align_down(start);
         assert_eq!(aligned_start + self.tail.len() as u64, start, "tail page must end where the new bytes start");
         let mut data = std::mem::take(&mut self.tail);
         let tail_len = data.len();
         data.extend_from_slice(bytes);
-        let result = self.write_pages(&data, aligned_start, segment_base, write_bytes_max).await;
+        let result = self.write_pages(&data, aligned_start, segment_base, write_bytes_max, in_flight_max).await;
         if let Err(e) = result {
             // A retry rewrites the same pages from the same tail.
             data.truncate(tail_len);
@@ -1078,10 +1087,12 @@ impl Flusher {
     }
 
     /// Writes `data` from the page-aligned `aligned_start`, in DMA buffers of whole pages.
-    async fn write_pages(&self, data: &[u8], aligned_start: u64, segment_base: i64, write_bytes_max: usize) -> Result<()> {
+    async fn write_pages(&self, data: &[u8], aligned_start: u64, segment_base: i64, write_bytes_max: usize, in_flight_max: usize) -> Result<()> {
+        use futures::stream::{StreamExt, TryStreamExt};
         let (_, file) = self.active.as_ref().expect("switch_segment opened it");
-        let mut written = 0usize;
-        while written < data.len() {
+        // Up to `in_flight_max` DMA writes at once (the disk's measured queue depth); each
+        // allocates its buffer only when it starts, so memory stays bounded by that many buffers.
+        let write_one = |written: usize| async move {
             let chunk = (data.len() - written).min(write_bytes_max);
             let padded = (chunk as u64).div_ceil(WRITE_ALIGNMENT_BYTES) * WRITE_ALIGNMENT_BYTES;
             let mut buffer = file.alloc_dma_buffer(padded as usize);
@@ -1097,9 +1108,9 @@ impl Flusher {
             if n < padded as usize {
                 bail!("short write of segment {segment_base}: {n} of {padded} bytes at byte {position}");
             }
-            written += chunk;
-        }
-        Ok(())
+            Ok(())
+        };
+        futures::stream::iter((0..data.len()).step_by(write_bytes_max)).map(write_one).buffer_unordered(in_flight_max.max(1)).try_collect::<()>().await
     }
 
     /// Seals the previous segment (if any) and opens `segment_base` for writing.

@@ -147,6 +147,33 @@ fn reopen_after_clean_close_keeps_everything_and_serves_from_file() {
 }
 
 #[test]
+fn a_flush_split_into_concurrent_writes_lands_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut cfg = config();
+    cfg.write_bytes_max = 4096; // every page its own DMA write
+    cfg.writes_in_flight_max = 8;
+    cfg.flush_window_us = 50_000; // let appends pile up into one large flush
+    cfg.cache_bytes = 0;
+    run(move || async move {
+        let p = open(&path, cfg.clone());
+        let mut last = 0;
+        for i in 0..300 {
+            last = p.append(batch_of(i * 10, 10), 10).unwrap().last_offset;
+        }
+        p.wait_durable(last).await.unwrap();
+        let before = read_all_bytes(&p, 0);
+        assert_eq!(parse_all(&before, true).unwrap().len(), 300);
+        // A crash now (no clean close): recovery scans the file the concurrent writes made.
+        drop(p);
+        let p = open(&path, cfg);
+        assert_eq!(p.log.borrow().log_end_offset(), 3000);
+        assert_eq!(read_all_bytes(&p, 0), before);
+        p.close(true).await.unwrap();
+    });
+}
+
+#[test]
 fn crash_recovery_truncates_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
