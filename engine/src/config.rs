@@ -78,6 +78,10 @@ pub struct BrokerConfig {
     pub admin_listener: Option<SocketAddr>,
     /// `shardlog.metrics.enabled`: counts on the produce and fetch paths.
     pub metrics_enabled: bool,
+    /// `shardlog.spin.before.park.us`: how long an idle shard keeps polling before it sleeps
+    /// in io_uring (0: sleeps at once). Spinning trades idle CPU for the ~0.1 ms it takes to
+    /// wake a sleeping shard (a cross-shard hop to an idle shard; bench/results criterion).
+    pub spin_before_park_us: u64,
     /// Consumer-group settings (`group.*`, `offsets.*`).
     pub groups: crate::groups::classic::GroupConfig,
     /// Transaction coordinator settings (`transaction.*`).
@@ -119,6 +123,7 @@ impl Default for BrokerConfig {
             disk_settings: Vec::new(),
             admin_listener: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             metrics_enabled: true,
+            spin_before_park_us: 0,
             groups: crate::groups::classic::GroupConfig::default(),
             txn: crate::txn::TxnConfig::default(),
             authorizer: crate::authorizer::AuthorizerConfig::default(),
@@ -273,6 +278,12 @@ impl BrokerConfig {
                 "shardlog.cores" => c.cores_spec = Some(value.trim().to_string()),
                 "admin.listeners" => c.admin_listener = parse_admin_listener(value)?,
                 "shardlog.metrics.enabled" => c.metrics_enabled = value.parse().with_context(context)?,
+                "shardlog.spin.before.park.us" => {
+                    c.spin_before_park_us = at_least(value, key, 0)?;
+                    if c.spin_before_park_us > SPIN_BEFORE_PARK_US_MAX {
+                        bail!("{key} must be at most {SPIN_BEFORE_PARK_US_MAX} (µs), not {value}: past that a shard only burns CPU");
+                    }
+                }
                 "offsets.topic.num.partitions" => c.offsets_topic_partitions = positive(value, key)?,
                 // Any authorizer class turns ACL enforcement on (Kafka's AclAuthorizer and
                 // StandardAuthorizer have the same semantics); empty turns it off.
@@ -468,6 +479,9 @@ pub fn parse_core_list(text: &str) -> Result<Vec<usize>> {
 /// `--cores auto`: the layout `shardlog tune layout` prints (on a machine of 8 CPUs or more, one
 /// physical core per NUMA node is left to interrupts and housekeeping), within the CPUs this
 /// process may run on.
+/// Bound on `shardlog.spin.before.park.us`: past a few milliseconds spinning only burns CPU.
+pub const SPIN_BEFORE_PARK_US_MAX: u64 = 10_000;
+
 pub fn automatic_cores() -> Result<Vec<usize>> {
     let allowed = available_cores()?;
     let topology = shardlog_tuning::topology::read_topology(&shardlog_tuning::sysfs::SysFs::host()).context("reading the CPU topology for --cores auto")?;

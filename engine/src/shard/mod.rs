@@ -132,8 +132,11 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     for &core in &config.cores {
         let mesh = mesh.clone();
         let config = config.clone();
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
-            .name(&format!("shard-{core}"))
+        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(core)).name(&format!("shard-{core}"));
+        if config.spin_before_park_us > 0 {
+            builder = builder.spin_before_park(Duration::from_micros(config.spin_before_park_us));
+        }
+        let handle = builder
             .spawn(move || async move {
                 if let Err(e) = run_shard((*config).clone(), mesh).await {
                     tracing::error!(error = %format!("{e:#}"), "shard failed");
