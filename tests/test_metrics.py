@@ -97,6 +97,11 @@ def test_metrics_count_what_clients_did(broker):
 def test_health_status_and_log_level(broker):
     topic = "status-topic"
     clients.create_topic(broker.bootstrap, topic, 2)
+    # Traffic to partition 1 only: it must rank first among the top partitions; partition 0 has none.
+    producer = clients.confluent_producer(broker.bootstrap, **{"compression.type": "none"})
+    for i in range(50):
+        producer.produce(topic, value=b"s" * VALUE_BYTES, partition=1)
+    assert producer.flush(60) == 0
     status, body = http(broker.admin_url + "/v1/health")
     assert status == 200, body
     assert json.loads(body)["ready"] is True
@@ -108,6 +113,11 @@ def test_health_status_and_log_level(broker):
     assert len(doc["shards"]) >= 1
     assert sum(s["partitions"] for s in doc["shards"]) == doc["partitions"]
     assert doc["disks"] and doc["disks"][0]["partitions"] == doc["partitions"]
+    top = doc["top_partitions"]
+    assert top and (top[0]["topic"], top[0]["partition"]) == (topic, 1), top
+    assert top[0]["records_in"] == 50 and top[0]["bytes_in"] >= 50 * VALUE_BYTES, top
+    assert all(p["bytes_in"] + p["bytes_out"] > 0 for p in top), top
+    assert (topic, 0) not in [(p["topic"], p["partition"]) for p in top], top
 
     status, body = http(broker.admin_url + "/v1/log-level", "PUT", b"debug")
     assert status == 200, body
@@ -121,6 +131,9 @@ def test_health_status_and_log_level(broker):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("shardlog "), out.stdout
     assert "SHARD" in out.stdout and "LOG-DIR" in out.stdout
-    assert re.search(rf"^{topic}\s", out.stdout, re.M) or doc["partitions"] > 10, out.stdout
+    top_rows = out.stdout.split("top partitions by bytes in and out")[1].splitlines()
+    assert re.match(rf"^{topic}\s+1\s", top_rows[2]), out.stdout  # the first row after the header
+    assert not any(re.match(rf"^{topic}\s+0\s", row) for row in top_rows), out.stdout
+    assert not any(row.startswith("__") for row in top_rows), out.stdout
     down = subprocess.run([str(broker_binary()), "status", "--admin-address", "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
     assert down.returncode == 1 and "cannot connect" in down.stderr
