@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
 import urllib.request
 
 import confluent_kafka
 
 import clients
+import kafkawire
 from conftest import broker_binary
 
 PARTITIONS = 3
@@ -137,3 +139,87 @@ def test_health_status_and_log_level(broker):
     assert not any(row.startswith("__") for row in top_rows), out.stdout
     down = subprocess.run([str(broker_binary()), "status", "--admin-address", "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
     assert down.returncode == 1 and "cannot connect" in down.stderr
+
+
+def partition_value(text: str, name: str, topic: str, partition: int) -> float:
+    return samples(text, name).get((("partition", str(partition)), ("topic", topic)), 0)
+
+
+def test_metrics_move_while_a_producer_runs(broker):
+    """Scrapes while a producer runs in the background: first in steps (the producer waits, flushed,
+    at the end of each), where the counters that are exact move by exactly what was produced or
+    fetched; then freely, where every scrape sees counters that only grow, up to the exact total."""
+    topic = "metrics-live"
+    clients.create_topic(broker.bootstrap, topic, 2)
+    steps, per_step, free_records = 3, 200, 2_000
+    total = steps * per_step + free_records
+    step_done, scraped, free_running = threading.Event(), threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def produce() -> None:
+        producer = clients.confluent_producer(broker.bootstrap, **{"compression.type": "none", "acks": "all", "linger.ms": 5})
+        try:
+            for _ in range(steps):
+                for i in range(per_step):
+                    producer.produce(topic, value=b"m" * VALUE_BYTES, partition=i % 2)
+                assert producer.flush(60) == 0
+                step_done.set()
+                assert scraped.wait(60), "the test side did not scrape"
+                scraped.clear()
+            free_running.set()
+            for i in range(free_records):
+                producer.produce(topic, value=b"f" * VALUE_BYTES, partition=i % 2)
+                producer.poll(0)
+            assert producer.flush(60) == 0
+        except BaseException as e:  # reported by the test thread
+            failures.append(e)
+            step_done.set()
+            free_running.set()
+
+    def scrape() -> str:
+        status, text = http(broker.admin_url + "/metrics")
+        assert status == 200
+        return text
+
+    before = scrape()
+    produce_requests = samples(before, "shardlog_requests_total").get((("api", "Produce"),), 0)
+    producer_thread = threading.Thread(target=produce, daemon=True)
+    producer_thread.start()
+    for step in range(1, steps + 1):
+        assert step_done.wait(60), "the producer did not finish its step"
+        step_done.clear()
+        assert not failures, failures
+        now = scrape()
+        # Exact: every record was acknowledged (acks=all) before this scrape, and nothing else writes the topic.
+        assert topic_sum(now, "shardlog_partition_records_in_total", topic) == step * per_step
+        assert topic_sum(now, "shardlog_partition_log_end_offset", topic) == step * per_step
+        assert topic_sum(now, "shardlog_partition_high_watermark", topic) == step * per_step
+        assert topic_sum(now, "shardlog_partition_bytes_in_total", topic) >= step * per_step * VALUE_BYTES
+        requests_now = samples(now, "shardlog_requests_total")[(("api", "Produce"),)]
+        assert requests_now > produce_requests, "a step's produce requests were not counted"
+        produce_requests = requests_now
+        if step == 1:
+            # One raw fetch of partition 0 with room for everything: out counts move by exactly what it returned.
+            with kafkawire.Connection(broker.port) as conn:
+                [fp] = kafkawire.parse_fetch_v4(conn.request(kafkawire.fetch_v4_request, topic, 0, 0))
+            fetched = scrape()
+            batches = kafkawire.parse_batches(fp.records)
+            assert sum(b.record_count for b in batches) == per_step // 2
+            assert partition_value(fetched, "shardlog_partition_records_out_total", topic, 0) - partition_value(now, "shardlog_partition_records_out_total", topic, 0) == per_step // 2
+            assert partition_value(fetched, "shardlog_partition_bytes_out_total", topic, 0) - partition_value(now, "shardlog_partition_bytes_out_total", topic, 0) == len(fp.records)
+            assert partition_value(fetched, "shardlog_partition_records_out_total", topic, 1) == partition_value(now, "shardlog_partition_records_out_total", topic, 1)
+        scraped.set()
+
+    # Free running: scrapes while the producer sends; the counts never go back and never pass the total.
+    assert free_running.wait(60)
+    seen = [steps * per_step]
+    while producer_thread.is_alive() or len(seen) < 3:
+        seen.append(topic_sum(scrape(), "shardlog_partition_records_in_total", topic))
+        if not producer_thread.is_alive() and seen[-1] == total:
+            break
+    producer_thread.join(60)
+    assert not failures, failures
+    seen.append(topic_sum(scrape(), "shardlog_partition_records_in_total", topic))
+    assert seen == sorted(seen), f"records_in went backwards: {seen}"
+    assert seen[-1] == total and max(seen) == total, seen
+    broker.assert_alive()
