@@ -89,3 +89,52 @@ def test_restart_right_after_clean_stop_with_clients_connected(broker):
     finally:
         for conn in clients_connected:
             conn.close()
+
+
+IO_PROPERTIES = """\
+# As `shardlog tune iotune` writes it (tuning/README.md), for the broker's data directory.
+version = 1
+generated_by = "e2e"
+generated_at_unix_s = 0
+[[disks]]
+dir = "{dir}"
+test_file_bytes = 1048576
+duration_ms = 1
+[disks.measured]
+write_seq_bytes_per_s = 1000000000
+write_seq_block_bytes = 1048576
+read_seq_bytes_per_s = 1000000000
+read_random_4k_iops = 1000
+read_random_queue_depth = 1
+fdatasync_latency_us_p50 = 1000
+fdatasync_latency_us_p99 = 1000
+fdatasync_latency_us_p999 = 1000
+fdatasync_latency_us_max = 1000
+fdatasync_samples = 1
+[disks.engine]
+write_buffer_bytes = 262144
+writes_in_flight_max = 2
+group_commit_window_us = 700
+"""
+
+
+def test_iotune_file_in_the_data_dir_is_read_at_start(broker_factory):
+    broker = broker_factory(start=False)
+    broker.data_dir.mkdir(parents=True, exist_ok=True)
+    (broker.data_dir / "io-properties.toml").write_text(IO_PROPERTIES.format(dir=broker.data_dir))
+    broker.start()
+    [line] = [l for l in broker.log_text().splitlines() if "disk settings from iotune" in l]
+    assert "write_bytes_max=262144" in line and "group_commit_window_us=700" in line and str(broker.data_dir) in line, line
+    # The broker writes with those settings.
+    clients.create_topic(broker.bootstrap, "iotune", 1)
+    producer = clients.confluent_producer(broker.bootstrap, acks="all")
+    for i in range(1000):
+        producer.produce("iotune", value=b"%d" % i)
+    assert producer.flush(60) == 0
+    assert clients.confluent_watermarks(broker.bootstrap, "iotune", 1)[0] == (0, 1000)
+
+    # A damaged file stops the broker with a message naming it.
+    broker.stop()
+    (broker.data_dir / "io-properties.toml").write_text("version = 1\n")
+    out = subprocess.run([str(broker_binary()), "--data-dir", str(broker.data_dir), "--listeners", f"PLAINTEXT://{broker.bootstrap}", "--cores", shard_cores()], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "io-properties.toml" in out.stderr and "shardlog tune iotune" in out.stderr, out.stderr

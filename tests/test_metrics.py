@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
 import urllib.request
 
 import confluent_kafka
 
 import clients
+import kafkawire
 from conftest import broker_binary
 
 PARTITIONS = 3
@@ -97,6 +99,11 @@ def test_metrics_count_what_clients_did(broker):
 def test_health_status_and_log_level(broker):
     topic = "status-topic"
     clients.create_topic(broker.bootstrap, topic, 2)
+    # Traffic to partition 1 only: it must rank first among the top partitions; partition 0 has none.
+    producer = clients.confluent_producer(broker.bootstrap, **{"compression.type": "none"})
+    for i in range(50):
+        producer.produce(topic, value=b"s" * VALUE_BYTES, partition=1)
+    assert producer.flush(60) == 0
     status, body = http(broker.admin_url + "/v1/health")
     assert status == 200, body
     assert json.loads(body)["ready"] is True
@@ -108,6 +115,11 @@ def test_health_status_and_log_level(broker):
     assert len(doc["shards"]) >= 1
     assert sum(s["partitions"] for s in doc["shards"]) == doc["partitions"]
     assert doc["disks"] and doc["disks"][0]["partitions"] == doc["partitions"]
+    top = doc["top_partitions"]
+    assert top and (top[0]["topic"], top[0]["partition"]) == (topic, 1), top
+    assert top[0]["records_in"] == 50 and top[0]["bytes_in"] >= 50 * VALUE_BYTES, top
+    assert all(p["bytes_in"] + p["bytes_out"] > 0 for p in top), top
+    assert (topic, 0) not in [(p["topic"], p["partition"]) for p in top], top
 
     status, body = http(broker.admin_url + "/v1/log-level", "PUT", b"debug")
     assert status == 200, body
@@ -121,6 +133,93 @@ def test_health_status_and_log_level(broker):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("shardlog "), out.stdout
     assert "SHARD" in out.stdout and "LOG-DIR" in out.stdout
-    assert re.search(rf"^{topic}\s", out.stdout, re.M) or doc["partitions"] > 10, out.stdout
+    top_rows = out.stdout.split("top partitions by bytes in and out")[1].splitlines()
+    assert re.match(rf"^{topic}\s+1\s", top_rows[2]), out.stdout  # the first row after the header
+    assert not any(re.match(rf"^{topic}\s+0\s", row) for row in top_rows), out.stdout
+    assert not any(row.startswith("__") for row in top_rows), out.stdout
     down = subprocess.run([str(broker_binary()), "status", "--admin-address", "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
     assert down.returncode == 1 and "cannot connect" in down.stderr
+
+
+def partition_value(text: str, name: str, topic: str, partition: int) -> float:
+    return samples(text, name).get((("partition", str(partition)), ("topic", topic)), 0)
+
+
+def test_metrics_move_while_a_producer_runs(broker):
+    """Scrapes while a producer runs in the background: first in steps (the producer waits, flushed,
+    at the end of each), where the counters that are exact move by exactly what was produced or
+    fetched; then freely, where every scrape sees counters that only grow, up to the exact total."""
+    topic = "metrics-live"
+    clients.create_topic(broker.bootstrap, topic, 2)
+    steps, per_step, free_records = 3, 200, 2_000
+    total = steps * per_step + free_records
+    step_done, scraped, free_running = threading.Event(), threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def produce() -> None:
+        producer = clients.confluent_producer(broker.bootstrap, **{"compression.type": "none", "acks": "all", "linger.ms": 5})
+        try:
+            for _ in range(steps):
+                for i in range(per_step):
+                    producer.produce(topic, value=b"m" * VALUE_BYTES, partition=i % 2)
+                assert producer.flush(60) == 0
+                step_done.set()
+                assert scraped.wait(60), "the test side did not scrape"
+                scraped.clear()
+            free_running.set()
+            for i in range(free_records):
+                producer.produce(topic, value=b"f" * VALUE_BYTES, partition=i % 2)
+                producer.poll(0)
+            assert producer.flush(60) == 0
+        except BaseException as e:  # reported by the test thread
+            failures.append(e)
+            step_done.set()
+            free_running.set()
+
+    def scrape() -> str:
+        status, text = http(broker.admin_url + "/metrics")
+        assert status == 200
+        return text
+
+    before = scrape()
+    produce_requests = samples(before, "shardlog_requests_total").get((("api", "Produce"),), 0)
+    producer_thread = threading.Thread(target=produce, daemon=True)
+    producer_thread.start()
+    for step in range(1, steps + 1):
+        assert step_done.wait(60), "the producer did not finish its step"
+        step_done.clear()
+        assert not failures, failures
+        now = scrape()
+        # Exact: every record was acknowledged (acks=all) before this scrape, and nothing else writes the topic.
+        assert topic_sum(now, "shardlog_partition_records_in_total", topic) == step * per_step
+        assert topic_sum(now, "shardlog_partition_log_end_offset", topic) == step * per_step
+        assert topic_sum(now, "shardlog_partition_high_watermark", topic) == step * per_step
+        assert topic_sum(now, "shardlog_partition_bytes_in_total", topic) >= step * per_step * VALUE_BYTES
+        requests_now = samples(now, "shardlog_requests_total")[(("api", "Produce"),)]
+        assert requests_now > produce_requests, "a step's produce requests were not counted"
+        produce_requests = requests_now
+        if step == 1:
+            # One raw fetch of partition 0 with room for everything: out counts move by exactly what it returned.
+            with kafkawire.Connection(broker.port) as conn:
+                [fp] = kafkawire.parse_fetch_v4(conn.request(kafkawire.fetch_v4_request, topic, 0, 0))
+            fetched = scrape()
+            batches = kafkawire.parse_batches(fp.records)
+            assert sum(b.record_count for b in batches) == per_step // 2
+            assert partition_value(fetched, "shardlog_partition_records_out_total", topic, 0) - partition_value(now, "shardlog_partition_records_out_total", topic, 0) == per_step // 2
+            assert partition_value(fetched, "shardlog_partition_bytes_out_total", topic, 0) - partition_value(now, "shardlog_partition_bytes_out_total", topic, 0) == len(fp.records)
+            assert partition_value(fetched, "shardlog_partition_records_out_total", topic, 1) == partition_value(now, "shardlog_partition_records_out_total", topic, 1)
+        scraped.set()
+
+    # Free running: scrapes while the producer sends; the counts never go back and never pass the total.
+    assert free_running.wait(60)
+    seen = [steps * per_step]
+    while producer_thread.is_alive() or len(seen) < 3:
+        seen.append(topic_sum(scrape(), "shardlog_partition_records_in_total", topic))
+        if not producer_thread.is_alive() and seen[-1] == total:
+            break
+    producer_thread.join(60)
+    assert not failures, failures
+    seen.append(topic_sum(scrape(), "shardlog_partition_records_in_total", topic))
+    assert seen == sorted(seen), f"records_in went backwards: {seen}"
+    assert seen[-1] == total and max(seen) == total, seen
+    broker.assert_alive()

@@ -586,4 +586,67 @@ mod tests {
         assert!(parse_core_list("100000").is_err());
         assert!(parse_core_list("3-1").is_err());
     }
+
+    /// An io-properties file as `shardlog tune iotune` writes it, measuring only `dir`.
+    fn iotune_file(path: &Path, dir: &Path, engine: shardlog_tuning::EngineSettings) {
+        let measured = shardlog_tuning::Measured {
+            write_seq_bytes_per_s: 1_000_000_000,
+            write_seq_block_bytes: 1 << 20,
+            read_seq_bytes_per_s: 2_000_000_000,
+            read_random_4k_iops: 50_000,
+            read_random_queue_depth: 16,
+            fdatasync_latency_us_p50: 1_000,
+            fdatasync_latency_us_p99: 3_000,
+            fdatasync_latency_us_p999: 7_000,
+            fdatasync_latency_us_max: 9_000,
+            fdatasync_samples: 1_000,
+            write_seq_by_queue_depth: Vec::new(),
+        };
+        let disk = shardlog_tuning::DiskProperties {
+            dir: dir.to_path_buf(),
+            device: None,
+            filesystem: None,
+            test_file_bytes: 64 << 20,
+            duration_ms: 1_000,
+            measured,
+            engine,
+        };
+        let props = shardlog_tuning::IoProperties { version: 1, generated_by: "test".into(), generated_at_unix_s: 1, disks: vec![disk] };
+        shardlog_tuning::write_io_properties(path, &props).unwrap();
+    }
+
+    #[test]
+    fn iotune_settings_are_read_back_per_log_dir() {
+        let root = tempfile::tempdir().unwrap();
+        let (d0, d1) = (root.path().join("d0"), root.path().join("d1"));
+        std::fs::create_dir_all(&d0).unwrap();
+        std::fs::create_dir_all(&d1).unwrap();
+        let engine = shardlog_tuning::EngineSettings { write_buffer_bytes: 256 << 10, writes_in_flight_max: 4, group_commit_window_us: 700 };
+        let want = Some(DiskSettings { write_bytes_max: 256 << 10, group_commit_window_us: 700, writes_in_flight_max: 4 });
+        let log_dirs = format!("log.dirs={},{}", d0.display(), d1.display());
+
+        // No file: no settings.
+        let mut c = BrokerConfig::from_properties(&parse_properties(&log_dirs)).unwrap();
+        c.load_io_properties().unwrap();
+        assert_eq!(c.disk_settings, vec![None, None]);
+
+        // The default place, io-properties.toml in the first log dir; a log dir it does not measure gets defaults.
+        iotune_file(&d0.join("io-properties.toml"), &d0, engine);
+        let mut c = BrokerConfig::from_properties(&parse_properties(&log_dirs)).unwrap();
+        c.load_io_properties().unwrap();
+        assert_eq!(c.disk_settings, vec![want, None]);
+
+        // shardlog.io.properties.file names another file, which wins over the default one.
+        let elsewhere = root.path().join("measured.toml");
+        iotune_file(&elsewhere, &d1, engine);
+        let mut c = BrokerConfig::from_properties(&parse_properties(&format!("{log_dirs}\nshardlog.io.properties.file={}", elsewhere.display()))).unwrap();
+        c.load_io_properties().unwrap();
+        assert_eq!(c.disk_settings, vec![None, want]);
+
+        // A damaged file is an error that names it.
+        std::fs::write(&elsewhere, "version = 1\n").unwrap();
+        let mut c = BrokerConfig::from_properties(&parse_properties(&format!("{log_dirs}\nshardlog.io.properties.file={}", elsewhere.display()))).unwrap();
+        let err = format!("{:#}", c.load_io_properties().unwrap_err());
+        assert!(err.contains("measured.toml") && err.contains("shardlog tune iotune"), "{err}");
+    }
 }

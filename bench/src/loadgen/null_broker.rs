@@ -58,6 +58,17 @@ pub struct Faults {
     /// Flip one value byte of every Nth stored batch's last record and fix up the batch CRC,
     /// so that only the record's own checksum can tell (0: never).
     pub corrupt_every_nth_batch: u64,
+    /// Answer every Nth produce request with KAFKA_STORAGE_ERROR for each of its partitions,
+    /// storing none of it (0: never).
+    pub refuse_every_nth_produce: u64,
+    /// Close the connection on every Nth produce request instead of answering it, storing none
+    /// of it; the answers to earlier requests go out first (0: never).
+    pub drop_connection_every_nth_produce: u64,
+}
+
+/// Whether the `seen`th event is one of every `n`th (`n` = 0: never).
+fn every_nth(n: u64, seen: u64) -> bool {
+    n > 0 && seen.is_multiple_of(n)
 }
 
 #[derive(Default)]
@@ -79,6 +90,7 @@ struct Shared {
     state: Mutex<State>,
     appended: Notify,
     batches_seen: AtomicU64,
+    produce_requests_seen: AtomicU64,
     stored_bytes: AtomicU64,
 }
 
@@ -99,6 +111,7 @@ impl NullBroker {
             state: Mutex::default(),
             appended: Notify::new(),
             batches_seen: AtomicU64::new(0),
+            produce_requests_seen: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(0),
         });
         tokio::spawn(async move {
@@ -128,8 +141,14 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> Result<()> {
         }
         let mut frame = BytesMut::zeroed(length as usize);
         read.read_exact(&mut frame).await?;
-        if let Some(response) = handle(frame.freeze(), &shared).await? {
-            write.write_all(&response).await?;
+        match handle(frame.freeze(), &shared).await {
+            Ok(Some(response)) => write.write_all(&response).await?,
+            Ok(None) => {}
+            Err(e) => {
+                // Answers already made go out before the connection closes.
+                write.flush().await?;
+                return Err(e);
+            }
         }
         // Flush only when no further request is already buffered: pipelined requests get their
         // answers in one write.
@@ -223,8 +242,12 @@ async fn handle(mut frame: Bytes, shared: &Shared) -> Result<Option<Bytes>> {
         }
         ApiKey::Produce => {
             let request = ProduceRequest::decode(&mut frame, version)?;
+            let seen = shared.produce_requests_seen.fetch_add(1, Ordering::Relaxed) + 1;
+            if every_nth(shared.faults.drop_connection_every_nth_produce, seen) {
+                return Err(anyhow!("fault injected: closing the connection at produce request {seen}"));
+            }
             let acks = request.acks;
-            let response = produce(request, shared);
+            let response = produce(request, shared, every_nth(shared.faults.refuse_every_nth_produce, seen));
             shared.appended.notify_waiters();
             if acks == 0 {
                 return Ok(None);
@@ -270,7 +293,9 @@ async fn handle(mut frame: Bytes, shared: &Shared) -> Result<Option<Bytes>> {
     Ok(Some(encoded))
 }
 
-fn produce(request: ProduceRequest, shared: &Shared) -> ProduceResponse {
+/// Appends the request's batches (checking each one's CRC), or, when `refuse`, stores none of
+/// them and answers KAFKA_STORAGE_ERROR.
+fn produce(request: ProduceRequest, shared: &Shared, refuse: bool) -> ProduceResponse {
     let mut response = ProduceResponse::default();
     let mut state = shared.state.lock().expect("state lock");
     for t in request.topic_data {
@@ -285,6 +310,7 @@ fn produce(request: ProduceRequest, shared: &Shared) -> ProduceResponse {
             match (partition, batch::parse_all(&records, true)) {
                 (None, _) => answer.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
                 (Some(_), Err(_)) => answer.error_code = error_code::CORRUPT_MESSAGE,
+                (Some(_), Ok(_)) if refuse => answer.error_code = error_code::KAFKA_STORAGE_ERROR,
                 (Some(_), Ok(_)) if shared.store && shared.stored_bytes.load(Ordering::Relaxed) > STORE_BYTES_MAX => {
                     answer.error_code = error_code::KAFKA_STORAGE_ERROR
                 }
@@ -298,11 +324,11 @@ fn produce(request: ProduceRequest, shared: &Shared) -> ProduceResponse {
                         let last = base + header.last_offset_delta as i64;
                         partition.next_offset = last + 1;
                         let seen = shared.batches_seen.fetch_add(1, Ordering::Relaxed) + 1;
-                        if !shared.store || (shared.faults.lose_every_nth_batch > 0 && seen.is_multiple_of(shared.faults.lose_every_nth_batch)) {
+                        if !shared.store || every_nth(shared.faults.lose_every_nth_batch, seen) {
                             continue;
                         }
                         batch::set_base_offset(&mut bytes, base);
-                        if shared.faults.corrupt_every_nth_batch > 0 && seen.is_multiple_of(shared.faults.corrupt_every_nth_batch) {
+                        if every_nth(shared.faults.corrupt_every_nth_batch, seen) {
                             corrupt_last_value(&mut bytes, header.size_bytes);
                         }
                         shared.stored_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);

@@ -565,6 +565,30 @@ mod tests {
     }
 
     #[test]
+    fn counts_are_honest_when_produce_requests_fail() {
+        // Every 7th produce request is refused with an error code, every 10th loses its
+        // connection (the producer reconnects); both fail their records, and nothing is stored.
+        let faults = Faults { refuse_every_nth_produce: 7, drop_connection_every_nth_produce: 10, ..Faults::default() };
+        let r = run_against(faults, small());
+        let c = &r.counts;
+        assert_eq!(c.sent_records, 3000, "{c:?}");
+        assert_eq!(c.sent_records, c.acked_records + c.failed_records, "{c:?}");
+        assert!(c.failed_records > 0 && c.acked_records > 0, "{c:?}");
+        assert!(c.failed_requests >= 2, "{c:?}");
+        let first_error = c.first_produce_error.as_deref().unwrap_or_default();
+        assert!(first_error.contains("KAFKA_STORAGE_ERROR") || first_error.contains("closed"), "{first_error}");
+        // What failed was not stored, so the readers see exactly what was acknowledged.
+        for consumer in &c.consumers {
+            assert_eq!((consumer.valid_records, consumer.corrupt_records, consumer.duplicate_or_reordered), (c.acked_records, 0, 0), "{c:?}");
+            assert!(consumer.gap_records <= c.failed_records, "{c:?}");
+            assert!(consumer.caught_up);
+        }
+        assert!(r.books.ok, "{:?}", r.books);
+        assert!(r.books.warnings.iter().any(|w| w.contains("records failed")), "{:?}", r.books);
+        assert_eq!(r.produce_latency.count, c.acked_records, "only acknowledged records have a produce latency");
+    }
+
+    #[test]
     fn keyed_compressed_max_rate_runs_balance() {
         let workload = Workload {
             key_distribution: KeyDistribution::RoundRobin,

@@ -110,10 +110,8 @@ pub fn format_status(v: &serde_json::Value) -> String {
         .collect();
     out += "\n";
     out += &render_table(&["LOG-DIR", "PARTITIONS", "SIZE-BYTES", "FREE-BYTES", "OFFLINE"], &rows);
-    let rows: Vec<Vec<String>> = v["top_partitions"]
-        .as_array()
-        .unwrap_or(&empty)
-        .iter()
+    let rows: Vec<Vec<String>> = top_partitions(v)
+        .into_iter()
         .map(|p| {
             vec![s(&p["topic"]), s(&p["partition"]), s(&p["bytes_in"]), s(&p["bytes_out"]), s(&p["records_in"]), s(&p["records_out"]), s(&p["log_end_offset"])]
         })
@@ -121,6 +119,19 @@ pub fn format_status(v: &serde_json::Value) -> String {
     out += "\ntop partitions by bytes in and out\n";
     out += &render_table(&["TOPIC", "PARTITION", "BYTES-IN", "BYTES-OUT", "RECORDS-IN", "RECORDS-OUT", "LOG-END-OFFSET"], &rows);
     out
+}
+
+/// Bytes in plus bytes out of one `top_partitions` entry.
+fn traffic_bytes(p: &serde_json::Value) -> u64 {
+    p["bytes_in"].as_u64().unwrap_or(0).saturating_add(p["bytes_out"].as_u64().unwrap_or(0))
+}
+
+/// The partitions worth showing, busiest first: those with no bytes in or out are left out, because a
+/// broker (an older one included) may list idle partitions such as an unused `__consumer_offsets`.
+fn top_partitions(v: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut top: Vec<&serde_json::Value> = v["top_partitions"].as_array().map(|a| a.iter().filter(|p| traffic_bytes(p) > 0).collect()).unwrap_or_default();
+    top.sort_by_key(|p| std::cmp::Reverse(traffic_bytes(p)));
+    top
 }
 
 #[cfg(test)]
@@ -141,5 +152,21 @@ mod tests {
         assert!(text.contains("/d"), "{text}");
         assert!(text.contains("TOPIC"), "{text}");
         assert!(text.lines().any(|l| l.starts_with('t') && l.contains("50")), "{text}");
+    }
+
+    #[test]
+    fn top_partitions_are_ranked_by_traffic_and_idle_ones_left_out() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"top_partitions":[
+            {"topic":"__consumer_offsets","partition":0,"bytes_in":0,"bytes_out":0,"records_in":0,"records_out":0,"log_end_offset":0},
+            {"topic":"quiet","partition":1,"bytes_in":10,"bytes_out":0,"records_in":1,"records_out":0,"log_end_offset":1},
+            {"topic":"busy","partition":2,"bytes_in":500,"bytes_out":700,"records_in":9,"records_out":9,"log_end_offset":9}]}"#,
+        )
+        .unwrap();
+        let text = format_status(&v);
+        assert!(!text.contains("__consumer_offsets"), "{text}");
+        let busy = text.find("busy").expect("busy is listed");
+        let quiet = text.find("quiet").expect("quiet is listed");
+        assert!(busy < quiet, "the busiest partition comes first: {text}");
     }
 }

@@ -70,6 +70,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
         let chunks = encode_fetch_response::<FileRange>(header.correlation_id, version, 0, ec::FETCH_SESSION_ID_NOT_FOUND, 0, Vec::new());
         return Response::Frame(chunks);
     }
+    let response_max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
     let mut wanted = Vec::new();
     for t in &request.topics {
         let topic = t.topic.0.to_string();
@@ -80,13 +81,14 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
                 topic: topic.clone(),
                 partition: p.partition,
                 offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes.max(0) as usize,
+                // No partition reads past the response limit either (Kafka reads each at most what
+                // is left of it): one batch larger than both still comes back, more than one does not.
+                max_bytes: (p.partition_max_bytes.max(0) as usize).min(response_max_bytes),
                 owner,
                 denied,
             });
         }
     }
-    let response_max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
     let min_bytes = request.min_bytes.max(0) as usize;
     let deadline_ms = now_ms() + request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64;
     let read_committed = request.isolation_level == READ_COMMITTED;

@@ -270,8 +270,10 @@ async fn status(shard: &Rc<Shard>, started: Instant) -> serde_json::Value {
         })
         .collect();
     partitions.sort_by_key(|p| std::cmp::Reverse(p.bytes_in + p.bytes_out));
+    // Partitions with no traffic (an idle __consumer_offsets, say) would only crowd the busy ones out.
     let top: Vec<serde_json::Value> = partitions
         .iter()
+        .filter(|p| p.bytes_in + p.bytes_out > 0)
         .take(TOP_PARTITIONS)
         .map(|p| {
             json!({

@@ -371,6 +371,13 @@ impl PartitionLog {
             seg.written_bytes = seg.size_bytes;
             seg.read_file = Some(Arc::new(File::open(&path)?));
             seg.sealed = i < last;
+            // `log.roll.ms` counts from the first batch's timestamp, as in Kafka, so a restart does
+            // not make the active segment young again. No timestamp, or one ahead of now: from now.
+            if i == last {
+                if let Some(first) = seg.header_at(0)?.filter(|h| h.max_timestamp >= 0) {
+                    seg.created_ms = seg.created_ms.min(first.max_timestamp as u64);
+                }
+            }
             segments.push(seg);
         }
         // A torn tail may leave an empty segment after sealed ones; it stays the active segment.

@@ -37,7 +37,7 @@ pub struct Segment {
     pub time_index: TimeIndex,
     pub bytes_since_index_entry: u64,
     pub max_timestamp: i64,
-    /// Wall-clock time the segment was opened for appends, for `log.roll.ms`.
+    /// When the segment was opened for appends (after a restart: its first batch's timestamp), for `log.roll.ms`.
     pub created_ms: u64,
     /// A plain (buffered) descriptor for reads: pread for headers, sendfile for catch-up reads.
     pub read_file: Option<Arc<File>>,

@@ -378,3 +378,58 @@ fn transactions_bound_the_lso_and_survive_a_crash() {
         p.close(true).await.unwrap();
     });
 }
+
+fn batch_at(timestamp_ms: u64) -> BytesMut {
+    BytesMut::from(&build_batch(0, timestamp_ms as i64, &[(Some(&b"key"[..]), Some(&b"value"[..]))])[..])
+}
+
+#[test]
+fn segments_roll_after_roll_ms() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut cfg = config();
+    cfg.roll_ms = 1_000;
+    run(move || async move {
+        let p = open(&path, cfg);
+        let t0 = 1_800_000_000_000;
+        let mut counts = Vec::new();
+        for now in [t0, t0 + 999, t0 + 1_000, t0 + 1_999, t0 + 2_000, t0 + 5_000] {
+            let last = p.append(batch_at(now), now).unwrap().last_offset;
+            p.wait_durable(last).await.unwrap();
+            counts.push(p.log.borrow().segment_count());
+        }
+        // A segment takes appends for roll_ms after it was opened, then the next append starts a new one.
+        assert_eq!(counts, vec![1, 1, 2, 2, 3, 4]);
+        assert_eq!(p.log.borrow().log_end_offset(), 6);
+        p.close(true).await.unwrap();
+    });
+}
+
+#[test]
+fn a_reopened_active_segment_keeps_its_age_from_its_first_batch() {
+    let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let hour_ms = 3_600_000;
+    for (first_batch_age_ms, rolls) in [(2 * hour_ms, true), (0, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let mut cfg = config();
+        cfg.roll_ms = hour_ms;
+        let (path2, cfg2) = (path.clone(), cfg.clone());
+        run(move || async move {
+            let written = now_ms() - first_batch_age_ms;
+            let p = open(&path2, cfg2);
+            let last = p.append(batch_at(written), written).unwrap().last_offset;
+            p.wait_durable(last).await.unwrap();
+            p.close(true).await.unwrap();
+        });
+        // A restart does not make the active segment young again: its age counts from its first batch's timestamp, as in Kafka.
+        run(move || async move {
+            let p = open(&path, cfg);
+            let now = now_ms();
+            let last = p.append(batch_at(now), now).unwrap().last_offset;
+            p.wait_durable(last).await.unwrap();
+            assert_eq!(p.log.borrow().segment_count(), if rolls { 2 } else { 1 }, "first batch {first_batch_age_ms} ms old, roll_ms {hour_ms}");
+            p.close(true).await.unwrap();
+        });
+    }
+}
