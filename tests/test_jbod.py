@@ -16,7 +16,10 @@ client reads DescribeLogDirs.
 from __future__ import annotations
 
 import errno
+import json
 import os
+import urllib.error
+import urllib.request
 import shutil
 import subprocess
 import time
@@ -135,6 +138,15 @@ def describe_log_dirs(bootstrap: str) -> dict[str, int]:
     return {d["log_dir"]: d["error_code"] for d in per_broker["log_dirs"]}
 
 
+def health(broker) -> tuple[int, dict]:
+    """GET /v1/health on the admin listener: (HTTP status, body)."""
+    try:
+        with urllib.request.urlopen(f"{broker.admin_url}/v1/health", timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
 def wait_for(condition, what: str):
     deadline = time.monotonic() + WAIT_S
     while True:
@@ -177,6 +189,8 @@ def test_vanished_log_dir_takes_only_its_partitions_offline(broker_factory, tmp_
     assert errors[str(dirs[2].resolve())] == KafkaError.KAFKA_STORAGE_ERROR, errors
     assert errors[str(dirs[0].resolve())] == 0 and errors[str(dirs[1].resolve())] == 0, errors
     verify(broker.bootstrap, topic, everything, kept)
+    status, body = health(broker)
+    assert status == 503 and any(f"log directory {dirs[2]} is offline" in r for r in body["reasons"]), (status, body)
     broker.assert_alive()
 
     # A restart without the directory (an empty mount point) keeps its partitions offline
@@ -267,6 +281,8 @@ def test_full_and_failed_xfs_dirs_isolate_their_partitions(broker_factory, xfs_d
     for p in others:
         assert p not in during.errors and len(during.acked[p]) == 3000, (p, during.errors.get(p))
     assert broker.wait_for_log(r"log directory is full", since, timeout_s=WAIT_S)
+    status, body = health(broker)
+    assert status == 503 and any("is full" in r for r in body["reasons"]), (status, body)
     broker.assert_alive()
 
     # Space freed: the full partitions write again, by themselves.
@@ -276,6 +292,7 @@ def test_full_and_failed_xfs_dirs_isolate_their_partitions(broker_factory, xfs_d
     after = produce(broker.bootstrap, topic, "after", 100, list(range(PARTITIONS)))
     assert not after.errors, after.errors
     everything.add(after)
+    assert health(broker) == (200, {"ready": True, "reasons": []})
     records = verify(broker.bootstrap, topic, everything, list(range(PARTITIONS)))
 
     # Nothing on disk is corrupt: a restart recovers exactly the same log.

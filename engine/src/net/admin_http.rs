@@ -212,9 +212,17 @@ async fn route(shard: &Rc<Shard>, request: Request, started: Instant) -> (u16, &
         ("GET", "/v1/health") => {
             let (snapshots, silent) = gather(shard).await;
             let mut reasons: Vec<String> = silent.iter().map(|id| format!("shard {id} did not answer within {SHARD_ANSWER_TIMEOUT:?}")).collect();
+            let failed_dirs: std::collections::BTreeMap<&str, &str> =
+                snapshots.iter().flat_map(|s| s.failed_log_dirs.iter().map(|(d, why)| (d.as_str(), why.as_str()))).collect();
+            for (dir, why) in &failed_dirs {
+                reasons.push(format!("log directory {dir} is offline: {why}"));
+            }
             for s in &snapshots {
-                for p in s.partitions.iter().filter(|p| p.offline) {
+                for p in s.partitions.iter().filter(|p| p.offline && !failed_dirs.contains_key(p.log_dir.as_str())) {
                     reasons.push(format!("partition {}-{} is offline after a storage error (log dir {})", p.topic, p.partition, p.log_dir));
+                }
+                for p in s.partitions.iter().filter(|p| p.disk_full) {
+                    reasons.push(format!("partition {}-{} refuses writes: log directory {} is full", p.topic, p.partition, p.log_dir));
                 }
             }
             let ready = reasons.is_empty();

@@ -55,6 +55,8 @@ pub struct PartitionSnapshot {
     pub log_start_offset: i64,
     pub size_bytes: u64,
     pub offline: bool,
+    /// Its log directory is full: appends are refused until space is freed.
+    pub disk_full: bool,
     pub fsync_us: HistogramData,
     pub commit_bytes: HistogramData,
     pub segments_deleted: u64,
@@ -82,6 +84,8 @@ pub struct ShardSnapshot {
     pub pending_write_bytes: u64,
     pub sendfile_calls: u64,
     pub sendfile_bytes: u64,
+    /// Log directories this shard knows failed: (path, why).
+    pub failed_log_dirs: Vec<(String, String)>,
 }
 
 fn thread_cpu_us() -> (u64, u64) {
@@ -115,6 +119,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
             log_start_offset: log.log_start_offset(),
             size_bytes: log.size_bytes(),
             offline: log.failed().is_some(),
+            disk_full: log.disk_full().is_some(),
             fsync_us: p.probe.fsync_us.snapshot(),
             commit_bytes: p.probe.commit_bytes.snapshot(),
             segments_deleted: p.probe.segments_deleted.get(),
@@ -141,6 +146,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         pending_write_bytes,
         sendfile_calls: shard.sendfile_calls.get(),
         sendfile_bytes: shard.sendfile_bytes.get(),
+        failed_log_dirs: shard.log_dirs.failed().into_iter().map(|(i, why)| (shard.config.log_dirs[i].display().to_string(), why)).collect(),
     }
 }
 
@@ -184,6 +190,13 @@ pub fn render(snapshots: &[ShardSnapshot], listener: &str, uptime: Duration, rss
                 Kind::Gauge,
                 labels,
                 if p.offline { 1.0 } else { 0.0 },
+            );
+            e.value(
+                "shardlog_partition_disk_full",
+                "1 while the partition's log directory is full and appends are refused.",
+                Kind::Gauge,
+                vec![("topic", p.topic.clone()), ("partition", p.partition.to_string())],
+                if p.disk_full { 1.0 } else { 0.0 },
             );
             let disk = vec![("log_dir", p.log_dir.clone())];
             e.histogram("shardlog_fsync_latency_seconds", "fdatasync latency of segment writes, per log directory.", disk.clone(), &p.fsync_us, 1e-6);
@@ -261,6 +274,7 @@ mod tests {
             pending_write_bytes: 0,
             sendfile_calls: 0,
             sendfile_bytes: 0,
+            failed_log_dirs: Vec::new(),
         };
         let mut other = empty.clone();
         other.shard = 1;
@@ -279,6 +293,7 @@ mod tests {
             log_start_offset: 0,
             size_bytes: 10,
             offline: false,
+            disk_full: false,
             fsync_us: HistogramData::default(),
             commit_bytes: HistogramData::default(),
             segments_deleted: 4,
