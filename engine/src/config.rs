@@ -90,6 +90,12 @@ pub struct BrokerConfig {
     /// Every property as the configuration file (and flags) gave it: the STATIC_BROKER_CONFIG
     /// level of DescribeConfigs, and the broker defaults of topic configs (`topic_config`).
     pub properties: BTreeMap<String, String>,
+    /// `log.cleaner.enable`: compaction of `cleanup.policy=compact` topics runs (Kafka's default,
+    /// true). Off, compacted topics keep every record.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.io.max.bytes.per.second`: the cleaner's reads plus writes, all partitions
+    /// together. Kafka's default, Double.MaxValue, is no bound; so is anything from 1e15 up.
+    pub log_cleaner_io_max_bytes_per_second: f64,
 }
 
 impl Default for BrokerConfig {
@@ -122,6 +128,8 @@ impl Default for BrokerConfig {
             offsets_topic_partitions: 50,
             security: crate::security::SecurityConfig::default(),
             properties: BTreeMap::new(),
+            log_cleaner_enable: true,
+            log_cleaner_io_max_bytes_per_second: f64::MAX,
         }
     }
 }
@@ -284,6 +292,13 @@ impl BrokerConfig {
                 }
                 k if crate::security::settings::is_security_property(k) => {} // per listener, below
                 "log.retention.check.interval.ms" => drop(at_least(value, key, 1)?),
+                "log.cleaner.enable" => c.log_cleaner_enable = value.parse().with_context(context)?,
+                "log.cleaner.io.max.bytes.per.second" => {
+                    c.log_cleaner_io_max_bytes_per_second = match value.trim().parse::<f64>() {
+                        Ok(rate) if rate >= 1.0 => rate,
+                        _ => bail!("log.cleaner.io.max.bytes.per.second={value}: give a number of bytes per second, at least 1 (1.7976931348623157E308, the default, is no bound)"),
+                    }
+                }
                 k if crate::topic_config::broker_synonym(k).is_some() => crate::topic_config::validate_broker_static(k, value).map_err(anyhow::Error::msg)?,
                 other => tracing::warn!(property = other, "ignoring unknown configuration property"),
             }

@@ -24,6 +24,7 @@ pub const RETENTION_SEGMENTS_PER_PASS_MAX: usize = 64;
 /// Starts the retention loop: every `log.retention.check.interval.ms`, each partition of this
 /// shard drops the segments its configs no longer keep.
 pub fn start(shard: &Rc<Shard>) {
+    CLEANER_THROTTLE.get_or_init(|| compaction::IoThrottle::new(shard.config.log_cleaner_io_max_bytes_per_second));
     let queue = glommio::executor().create_task_queue(Shares::Static(MAINTENANCE_SHARES), Latency::NotImportant, "maintenance");
     let interval = Duration::from_millis(crate::topic_config::retention_check_interval_ms(&shard.config));
     let shard = shard.clone();
@@ -39,7 +40,9 @@ pub fn start(shard: &Rc<Shard>) {
                     let serial = PARTITION_MAINTENANCE.with(Rc::clone);
                     let Ok(_permit) = serial.acquire_permit(1).await else { break };
                     enforce_retention_locked(&p).await;
-                    compact(&p).await;
+                    if shard.config.log_cleaner_enable {
+                        compact(&p).await;
+                    }
                     glommio::yield_if_needed().await;
                 }
             }
@@ -50,6 +53,13 @@ pub fn start(shard: &Rc<Shard>) {
         Ok(t) => drop(t.detach()),
         Err(e) => tracing::error!(error = %e, "cannot start the retention task; old segments will not be deleted"),
     }
+}
+
+/// `log.cleaner.io.max.bytes.per.second`, for the compactions of every shard together.
+static CLEANER_THROTTLE: std::sync::OnceLock<compaction::IoThrottle> = std::sync::OnceLock::new();
+
+fn cleaner_throttle() -> &'static compaction::IoThrottle {
+    CLEANER_THROTTLE.get_or_init(compaction::IoThrottle::unlimited)
 }
 
 /// One retention pass over one partition; returns the segments deleted.
@@ -65,7 +75,7 @@ async fn compact(p: &Partition) {
     let plan = p.log.borrow().compaction_plan(now_ms());
     let Some(plan) = plan else { return };
     let job = plan.clone();
-    let outcome = glommio::executor().spawn_blocking(move || compaction::compact_segments(&job)).await;
+    let outcome = glommio::executor().spawn_blocking(move || compaction::compact_segments(&job, cleaner_throttle())).await;
     let installed = outcome.and_then(|done| p.log.borrow_mut().install_compacted(&plan, done));
     match installed {
         Ok(0) => {}

@@ -290,6 +290,7 @@ impl PartitionLog {
     /// bounded by one segment, not by the size of the log.
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating partition directory {}", dir.display()))?;
+        super::compaction::finish_interrupted(dir)?;
         let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = clean_marker.exists();
         let mut bases = Vec::new();
@@ -534,6 +535,12 @@ impl PartitionLog {
         let first_kept_segment = self.segments.first().map(|s| s.base_offset).unwrap_or(offset);
         txn_index::remove_below(&self.dir, first_kept_segment);
         self.aborted_txns.drain(..gone);
+    }
+
+    /// Compaction removed the abort markers at these offsets (and their transactions' data
+    /// before them): read_committed fetches must no longer be told of those transactions.
+    pub(super) fn forget_aborted_txns(&mut self, marker_offsets: &[i64]) {
+        self.aborted_txns.retain(|a| !marker_offsets.contains(&a.last_offset));
     }
 
     fn record_aborted(&mut self, aborted: AbortedTxn) {
