@@ -76,7 +76,17 @@ async fn compact(p: &Partition) {
     let Some(plan) = plan else { return };
     let job = plan.clone();
     let outcome = glommio::executor().spawn_blocking(move || compaction::compact_segments(&job, cleaner_throttle())).await;
+    let cleaned_before = p.log.borrow().cleaner_offset();
     let installed = outcome.and_then(|done| p.log.borrow_mut().install_compacted(&plan, done));
+    let cleaned_now = p.log.borrow().cleaner_offset();
+    if installed.is_ok() && cleaned_now != cleaned_before {
+        let (dir, topic, partition) = (plan.dir.clone(), p.topic.clone(), p.partition);
+        let written = glommio::executor().spawn_blocking(move || compaction::write_cleaner_checkpoint(&dir, &topic, partition, cleaned_now)).await;
+        if let Err(e) = written {
+            // Only costs a re-read of the clean part after a restart.
+            tracing::warn!(topic = %p.topic, partition = p.partition, error = %format!("{e:#}"), "cannot write the cleaner-offset-checkpoint");
+        }
+    }
     match installed {
         Ok(0) => {}
         Ok(records_removed) => {

@@ -137,6 +137,11 @@ impl PartitionLog {
         })
     }
 
+    /// Compaction has cleaned the log below this offset.
+    pub fn cleaner_offset(&self) -> i64 {
+        self.cleaner_offset
+    }
+
     /// Swaps in segments that `compact_segments` rewrote. A segment that retention deleted
     /// meanwhile is skipped. Returns the records removed.
     pub fn install_compacted(&mut self, plan: &CompactionPlan, outcome: CompactionOutcome) -> Result<u64> {
@@ -591,6 +596,34 @@ fn replace_segment(
     Ok(CompactedSegment { base_offset: seg.base_offset, scan, records_removed: removed, aborted_markers_removed })
 }
 
+/// Where a partition's cleaner progress survives restarts (Kafka's name; Kafka keeps one per log
+/// directory, here the owner shard is the only writer of each partition's, as with
+/// `log-start-offset-checkpoint`), in Kafka's checkpoint format.
+pub const CLEANER_OFFSET_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
+
+/// The offset below which the partition in `dir` was last found clean, if recorded.
+pub fn read_cleaner_checkpoint(dir: &Path) -> Option<i64> {
+    let text = std::fs::read_to_string(dir.join(CLEANER_OFFSET_CHECKPOINT_FILE)).ok()?;
+    let mut lines = text.lines();
+    if lines.next()?.trim() != "0" || lines.next()?.trim() != "1" {
+        tracing::warn!(dir = %dir.display(), "ignoring a cleaner-offset-checkpoint in an unknown format; the next pass compacts the whole log");
+        return None;
+    }
+    lines.next()?.split_whitespace().last()?.parse().ok()
+}
+
+/// Writes the cleaner checkpoint durably (temporary file, fsync, rename, fsync of the directory).
+/// Blocking: run it off the shard.
+pub fn write_cleaner_checkpoint(dir: &Path, topic: &str, partition: i32, offset: i64) -> Result<()> {
+    let path = dir.join(CLEANER_OFFSET_CHECKPOINT_FILE);
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(format!("0\n1\n{topic} {partition} {offset}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    sync_dir(dir)
+}
+
 /// Extension of a compacted segment before it replaces the segment.
 const CLEANED_EXTENSION: &str = "log.cleaned";
 /// Extension of a segment's rewritten aborted-transaction index before it replaces the index.
@@ -844,9 +877,13 @@ mod tests {
                 assert_eq!(read_all(&p), kept(&[(2, "a", Some("2")), (5, "z", Some("1")), (6, "c", Some("2")), (7, "y", Some("1"))]));
                 p.close(true).await.unwrap();
 
-                // The compacted log reads the same after a restart.
+                // The compacted log reads the same after a restart, and with the cleaner's
+                // checkpoint (written by the maintenance loop) the first pass does not read it all again.
+                write_cleaner_checkpoint(&path, "t", 0, p.log.borrow().cleaner_offset()).unwrap();
                 let reopened = Partition::new("t".into(), 0, PartitionLog::open(&path, LogConfig::default()).unwrap());
                 assert_eq!(read_all(&reopened), kept(&[(2, "a", Some("2")), (5, "z", Some("1")), (6, "c", Some("2")), (7, "y", Some("1"))]));
+                assert_eq!(reopened.log.borrow().cleaner_offset(), 7);
+                assert!(reopened.log.borrow().compaction_plan(now_ms()).is_none(), "nothing dirty after a restart");
             })
             .unwrap()
             .join()

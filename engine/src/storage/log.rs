@@ -196,8 +196,7 @@ pub struct PartitionLog {
     next_offset: i64,
     /// Every offset below this has been fdatasynced.
     pub(super) durable_offset: i64,
-    /// Compaction has cleaned the log below this offset (in memory: after a restart the first
-    /// pass compacts everything again, which changes nothing but costs a read).
+    /// Compaction has cleaned the log below this offset, persisted in `cleaner-offset-checkpoint`.
     pub(super) cleaner_offset: i64,
     pending: VecDeque<Pending>,
     pub(super) cache: BatchCache,
@@ -368,7 +367,7 @@ impl PartitionLog {
             log_start_offset,
             next_offset,
             durable_offset: next_offset,
-            cleaner_offset: 0,
+            cleaner_offset: super::compaction::read_cleaner_checkpoint(dir).unwrap_or(0).clamp(0, next_offset),
             pending: VecDeque::new(),
             cache: BatchCache::default(),
             failed: None,
