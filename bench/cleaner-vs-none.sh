@@ -35,13 +35,12 @@ PROPS
     local rc=0
     target/release/shardlog-bench run bench/workloads/compacted-keys.toml -b "127.0.0.1:$PORT" --topic "$TOPIC" -q \
         -o "$OUT/$mode-$round.json" > "$OUT/bench-$mode-$round.txt" 2>&1 || rc=$?
-    local compacted
-    compacted=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v t="$TOPIC" 'index($0, "shardlog_partition_records_compacted_total{topic=\"" t "\"") == 1 {s += $2} END {print s + 0}')
-    local passes
-    passes=$(grep -c "compacted topic=$TOPIC" "$OUT/broker-$mode-$round.log" || true)
-    local size
-    size=$(du -sk "$data/$TOPIC"-* 2>/dev/null | awk '{s += $1} END {print s + 0}')
+    # (Each of these may fail without ending the script: the cleaner renames files under du.)
+    local compacted passes size
+    compacted=$(curl -s -m 10 "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v t="$TOPIC" 'index($0, "shardlog_partition_records_compacted_total{topic=\"" t "\"") == 1 {s += $2} END {print s + 0}' || true)
     kill "$broker"; wait "$broker" || true
+    passes=$(grep -c "compacted topic=$TOPIC" "$OUT/broker-$mode-$round.log" || true)
+    size=$( (du -sk "$data/$TOPIC"-* 2>/dev/null || true) | awk '{s += $1} END {print s + 0}')
     python3 - "$OUT/$mode-$round.json" "$mode" "$round" "$rc" "$compacted" "$passes" "$size" <<'PY'
 import json, sys
 path, mode, round_, rc, compacted, passes, size = sys.argv[1:]

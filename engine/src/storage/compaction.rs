@@ -4,7 +4,8 @@
 //! A pass has three steps. On the shard, `compaction_plan` picks the oldest sealed, durable
 //! segments whose records are all older than `min.compaction.lag.ms` and below the last stable
 //! offset, when the share of bytes not compacted yet reaches `min.cleanable.dirty.ratio`, up to
-//! [`COMPACTION_BYTES_PER_PASS_MAX`]. Off the shard (glommio's blocking pool), `compact_segments`
+//! [`COMPACTION_BYTES_PER_PASS_MAX`]. Off the shard (a cleaner thread at nice 19, started by
+//! `shard::maintenance`), `compact_segments`
 //! reads them twice, once for the transactions and the latest offset of each key and once to
 //! write each segment's surviving batches to a new file, which then replaces the old one (old
 //! index files removed first, so a crash in between leaves a segment whose indexes are
@@ -420,13 +421,8 @@ pub fn compact_segments(plan: &CompactionPlan, throttle: &IoThrottle) -> Result<
                 }
                 continue;
             }
-            let body = match body(batch_bytes, &header) {
-                Ok(body) => body,
-                Err(why) => {
-                    kept_whole.note(header.base_offset, why);
-                    continue;
-                }
-            };
+            // A batch that does not open counts no keys (pass two keeps it whole, and says so).
+            let Ok(body) = body(batch_bytes, &header) else { continue };
             let Ok(records) = raw_records(&header, &body.bytes) else { continue };
             for r in records {
                 let Some(key) = r.key else { continue };
@@ -662,7 +658,7 @@ pub fn finish_interrupted(dir: &Path) -> Result<()> {
 
 /// Bounds the cleaner's file I/O to `log.cleaner.io.max.bytes.per.second`, shared by every
 /// compaction of the process (as Kafka's throttler is shared by its cleaner threads). Each step
-/// books its bytes on a timeline and sleeps (on the blocking pool, never on a shard) until
+/// books its bytes on a timeline and sleeps (on the cleaner thread, never on a shard) until
 /// its turn comes, so the rate holds over any window longer than one step.
 pub struct IoThrottle {
     bytes_per_second: f64,
