@@ -550,4 +550,22 @@ mod tests {
         assert!(parse_core_list("100000").is_err());
         assert!(parse_core_list("3-1").is_err());
     }
+
+    #[test]
+    fn log_cleaner_properties() {
+        let c = BrokerConfig::from_properties(&BTreeMap::new()).unwrap();
+        assert!(c.log_cleaner_enable);
+        assert_eq!(c.log_cleaner_io_max_bytes_per_second, f64::MAX);
+        let props = parse_properties("log.cleaner.enable=false\nlog.cleaner.io.max.bytes.per.second=1048576\n");
+        let c = BrokerConfig::from_properties(&props).unwrap();
+        assert!(!c.log_cleaner_enable);
+        assert_eq!(c.log_cleaner_io_max_bytes_per_second, 1048576.0);
+        let kafka_default = parse_properties("log.cleaner.io.max.bytes.per.second=1.7976931348623157E308\n");
+        assert_eq!(BrokerConfig::from_properties(&kafka_default).unwrap().log_cleaner_io_max_bytes_per_second, f64::MAX);
+        for bad in ["0", "-5", "fast", "NaN"] {
+            let props = parse_properties(&format!("log.cleaner.io.max.bytes.per.second={bad}\n"));
+            let e = BrokerConfig::from_properties(&props).unwrap_err().to_string();
+            assert!(e.contains("at least 1"), "{bad}: {e}");
+        }
+    }
 }
