@@ -248,4 +248,32 @@ mod tests {
         assert!(decompress(Codec::Snappy { xerial: false }, &lying, 1 << 20).is_err());
         assert_eq!(Codec::of(5, &[]), Err(DecompressError::UnknownCodec(5)));
     }
+
+    #[test]
+    fn random_bytes_and_mutated_frames_never_panic() {
+        // A small deterministic fuzz (fuzz/fuzz_targets/batch_decompress.rs runs the real one).
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let data = sample();
+        for codec in ALL {
+            let compressed = compress(codec, &data[..4096]).unwrap();
+            for _ in 0..300 {
+                let mut input = if next() % 2 == 0 { compressed.clone() } else { (0..next() % 300).map(|_| next() as u8).collect() };
+                for _ in 0..(next() % 4) {
+                    if !input.is_empty() {
+                        let at = (next() as usize) % input.len();
+                        input[at] = next() as u8;
+                    }
+                }
+                if let Ok(out) = decompress(codec, &input, 8192) {
+                    assert!(out.len() <= 8192);
+                }
+            }
+        }
+    }
 }
