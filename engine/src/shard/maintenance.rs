@@ -98,6 +98,9 @@ async fn compact(p: &Partition) {
     let Some(plan) = plan else { return };
     let job = plan.clone();
     let outcome = on_cleaner_thread(move || compaction::compact_segments(&job, cleaner_throttle())).await.and_then(|r| r);
+    if let Ok(done) = &outcome {
+        p.probe.compaction_batches_kept_whole.add(done.batches_kept_whole);
+    }
     let cleaned_before = p.log.borrow().cleaner_offset();
     let installed = outcome.and_then(|done| p.log.borrow_mut().install_compacted(&plan, done));
     let cleaned_now = p.log.borrow().cleaner_offset();

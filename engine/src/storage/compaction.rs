@@ -81,6 +81,8 @@ pub struct CompactionOutcome {
     /// The first segment that kept a tombstone only because it is younger than
     /// `delete.retention.ms`: it stays dirty, so a later pass drops the tombstone.
     pub dirty_from: Option<i64>,
+    /// Batches kept whole because they could not be opened.
+    pub batches_kept_whole: u64,
 }
 
 /// A segment rewritten by `compact_segments`, already in place on disk.
@@ -511,6 +513,7 @@ pub fn compact_segments(plan: &CompactionPlan, throttle: &IoThrottle) -> Result<
         }
         out.segments.push(replace_segment(plan, seg, &rewritten, removed, aborted_markers_removed, throttle)?);
     }
+    out.batches_kept_whole = kept_whole.count;
     if let Some((base_offset, why)) = kept_whole.first {
         tracing::warn!(dir = %plan.dir.display(), batches = kept_whole.count, first_base_offset = base_offset, first_reason = %why, "compaction kept batches whole that it could not open");
     }
@@ -985,7 +988,11 @@ mod tests {
             let last = p.append(batch(&[("z", Some("1"))]), now_ms()).unwrap().last_offset; // 6, active
             p.wait_durable(last).await.unwrap();
             let before = read_batches(&p);
-            assert_eq!(compact_now(&p), 1, "only b=2 goes: the unopened batches count no keys and lose none");
+            let plan = p.log.borrow().compaction_plan(now_ms()).unwrap();
+            let outcome = compact_segments(&plan, &IoThrottle::unlimited()).unwrap();
+            assert_eq!(outcome.batches_kept_whole, 2);
+            let removed = p.log.borrow_mut().install_compacted(&plan, outcome).unwrap();
+            assert_eq!(removed, 1, "only b=2 goes: the unopened batches count no keys and lose none");
             let after = read_batches(&p);
             assert_eq!(after[0].1, before[0].1, "the bomb is kept byte for byte");
             assert_eq!(after[1].1, before[1].1, "the garbage is kept byte for byte");
