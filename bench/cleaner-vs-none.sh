@@ -3,6 +3,7 @@
 # with log.cleaner.enable=false: alternating rounds, a fresh broker and data directory each.
 #
 #   bench/cleaner-vs-none.sh [ROUNDS] [OUT_DIR]      (defaults: 3, /tmp/cleaner-vs-none)
+#   CLEANER_IO_MAX_BYTES_PER_SECOND=2097152 bench/cleaner-vs-none.sh 1 /tmp/cvn-throttled   (a rate bound)
 #
 # Needs target/release/shardlog and target/release/shardlog-bench. Each run: start the broker
 # (2 shards), create the compacted topic (segment.bytes 256 KiB, min.cleanable.dirty.ratio 0.01,
@@ -25,6 +26,7 @@ run_one() { # mode round
 log.retention.check.interval.ms=500
 admin.listeners=127.0.0.1:$ADMIN_PORT
 log.cleaner.enable=$([ "$mode" = cleaner ] && echo true || echo false)
+${CLEANER_IO_MAX_BYTES_PER_SECOND:+log.cleaner.io.max.bytes.per.second=$CLEANER_IO_MAX_BYTES_PER_SECOND}
 PROPS
     target/release/shardlog --data-dir "$data" --listeners "PLAINTEXT://127.0.0.1:$PORT" --config "$props" > "$OUT/broker-$mode-$round.log" 2>&1 &
     local broker=$!
