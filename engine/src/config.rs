@@ -96,6 +96,12 @@ pub struct BrokerConfig {
     /// Every property as the configuration file (and flags) gave it: the STATIC_BROKER_CONFIG
     /// level of DescribeConfigs, and the broker defaults of topic configs (`topic_config`).
     pub properties: BTreeMap<String, String>,
+    /// `log.cleaner.enable`: compaction of `cleanup.policy=compact` topics runs (Kafka's default,
+    /// true). Off, compacted topics keep every record.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.io.max.bytes.per.second`: the cleaner's reads plus writes, all partitions
+    /// together. Kafka's default, Double.MaxValue, is no bound; so is anything from 1e15 up.
+    pub log_cleaner_io_max_bytes_per_second: f64,
 }
 
 impl Default for BrokerConfig {
@@ -130,6 +136,8 @@ impl Default for BrokerConfig {
             offsets_topic_partitions: 50,
             security: crate::security::SecurityConfig::default(),
             properties: BTreeMap::new(),
+            log_cleaner_enable: true,
+            log_cleaner_io_max_bytes_per_second: f64::MAX,
         }
     }
 }
@@ -300,6 +308,13 @@ impl BrokerConfig {
                 }
                 k if crate::security::settings::is_security_property(k) => {} // per listener, below
                 "log.retention.check.interval.ms" => drop(at_least(value, key, 1)?),
+                "log.cleaner.enable" => c.log_cleaner_enable = value.parse().with_context(context)?,
+                "log.cleaner.io.max.bytes.per.second" => {
+                    c.log_cleaner_io_max_bytes_per_second = match value.trim().parse::<f64>() {
+                        Ok(rate) if rate >= 1.0 => rate,
+                        _ => bail!("log.cleaner.io.max.bytes.per.second={value}: give a number of bytes per second, at least 1 (1.7976931348623157E308, the default, is no bound)"),
+                    }
+                }
                 k if crate::topic_config::broker_synonym(k).is_some() => crate::topic_config::validate_broker_static(k, value).map_err(anyhow::Error::msg)?,
                 other => tracing::warn!(property = other, "ignoring unknown configuration property"),
             }
@@ -648,5 +663,23 @@ mod tests {
         let mut c = BrokerConfig::from_properties(&parse_properties(&format!("{log_dirs}\nshardlog.io.properties.file={}", elsewhere.display()))).unwrap();
         let err = format!("{:#}", c.load_io_properties().unwrap_err());
         assert!(err.contains("measured.toml") && err.contains("shardlog tune iotune"), "{err}");
+    }
+
+    #[test]
+    fn log_cleaner_properties() {
+        let c = BrokerConfig::from_properties(&BTreeMap::new()).unwrap();
+        assert!(c.log_cleaner_enable);
+        assert_eq!(c.log_cleaner_io_max_bytes_per_second, f64::MAX);
+        let props = parse_properties("log.cleaner.enable=false\nlog.cleaner.io.max.bytes.per.second=1048576\n");
+        let c = BrokerConfig::from_properties(&props).unwrap();
+        assert!(!c.log_cleaner_enable);
+        assert_eq!(c.log_cleaner_io_max_bytes_per_second, 1048576.0);
+        let kafka_default = parse_properties("log.cleaner.io.max.bytes.per.second=1.7976931348623157E308\n");
+        assert_eq!(BrokerConfig::from_properties(&kafka_default).unwrap().log_cleaner_io_max_bytes_per_second, f64::MAX);
+        for bad in ["0", "-5", "fast", "NaN"] {
+            let props = parse_properties(&format!("log.cleaner.io.max.bytes.per.second={bad}\n"));
+            let e = BrokerConfig::from_properties(&props).unwrap_err().to_string();
+            assert!(e.contains("at least 1"), "{bad}: {e}");
+        }
     }
 }

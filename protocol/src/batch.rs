@@ -14,16 +14,18 @@
 pub const BATCH_HEADER_BYTES: usize = 61;
 /// `base_offset` and `batch_length`: the part of the header outside `batch_length`.
 pub const BATCH_LOG_OVERHEAD_BYTES: usize = 12;
-const OFFSET_MAGIC: usize = 16;
-const OFFSET_CRC: usize = 17;
-const OFFSET_ATTRIBUTES: usize = 21;
-const OFFSET_LAST_OFFSET_DELTA: usize = 23;
-const OFFSET_BASE_TIMESTAMP: usize = 27;
-const OFFSET_MAX_TIMESTAMP: usize = 35;
-const OFFSET_PRODUCER_ID: usize = 43;
-const OFFSET_PRODUCER_EPOCH: usize = 51;
-const OFFSET_BASE_SEQUENCE: usize = 53;
-const OFFSET_RECORDS_COUNT: usize = 57;
+/// Byte offsets of the header fields (see the layout above).
+pub const OFFSET_BATCH_LENGTH: usize = 8;
+pub const OFFSET_MAGIC: usize = 16;
+pub const OFFSET_CRC: usize = 17;
+pub const OFFSET_ATTRIBUTES: usize = 21;
+pub const OFFSET_LAST_OFFSET_DELTA: usize = 23;
+pub const OFFSET_BASE_TIMESTAMP: usize = 27;
+pub const OFFSET_MAX_TIMESTAMP: usize = 35;
+pub const OFFSET_PRODUCER_ID: usize = 43;
+pub const OFFSET_PRODUCER_EPOCH: usize = 51;
+pub const OFFSET_BASE_SEQUENCE: usize = 53;
+pub const OFFSET_RECORDS_COUNT: usize = 57;
 
 /// Attribute bits.
 pub const ATTRIBUTE_COMPRESSION_MASK: i16 = 0x07;
@@ -288,7 +290,14 @@ pub fn records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
     if header.compression() != 0 {
         return None;
     }
-    let mut rest = &batch[BATCH_HEADER_BYTES..header.size_bytes];
+    records_of(&header, &batch[BATCH_HEADER_BYTES..header.size_bytes])
+}
+
+/// The records in `body`, the (uncompressed or already decompressed) records section of the
+/// batch whose header is `header`; None if malformed. `header.records_count` is not trusted:
+/// the records must fill `body` exactly.
+pub fn records_of<'a>(header: &BatchHeader, body: &'a [u8]) -> Option<Vec<RecordView<'a>>> {
+    let mut rest = body;
     // Each record takes at least 7 bytes, which bounds the vector by the batch size.
     let mut out = Vec::with_capacity((header.records_count.max(0) as usize).min(rest.len() / 7 + 1));
     for _ in 0..header.records_count {
@@ -308,6 +317,22 @@ pub fn records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
         out.push(RecordView { encoded, offset: header.base_offset + offset_delta, timestamp: header.base_timestamp + timestamp_delta, key, value });
     }
     rest.is_empty().then_some(out)
+}
+
+/// `batch` (whose first `BATCH_HEADER_BYTES` are kept: offsets, timestamps, producer fields,
+/// attributes) with `body` as its records section, holding `records_count` records: a new
+/// batch length, record count and CRC-32C. The caller encodes `body` with the codec the
+/// attributes name.
+pub fn rebuild_batch(batch: &[u8], body: &[u8], records_count: i32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + body.len());
+    out.extend_from_slice(&batch[..BATCH_HEADER_BYTES]);
+    out.extend_from_slice(body);
+    let length = (out.len() - BATCH_LOG_OVERHEAD_BYTES) as i32;
+    out[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    out[OFFSET_RECORDS_COUNT..OFFSET_RECORDS_COUNT + 4].copy_from_slice(&records_count.to_be_bytes());
+    let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
+    out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    out
 }
 
 fn get_nullable_bytes<'a>(buf: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {

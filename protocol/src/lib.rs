@@ -5,6 +5,7 @@
 //! encoder that leaves record bytes to the caller, for zero-copy sends). Everything here works
 //! on byte slices, so it can be unit-tested and fuzzed without a runtime.
 pub mod batch;
+pub mod compression;
 pub mod frame;
 pub mod request;
 pub mod response;

@@ -24,6 +24,7 @@ pub const RETENTION_SEGMENTS_PER_PASS_MAX: usize = 64;
 /// Starts the retention loop: every `log.retention.check.interval.ms`, each partition of this
 /// shard drops the segments its configs no longer keep.
 pub fn start(shard: &Rc<Shard>) {
+    CLEANER_THROTTLE.get_or_init(|| compaction::IoThrottle::new(shard.config.log_cleaner_io_max_bytes_per_second));
     let queue = glommio::executor().create_task_queue(Shares::Static(MAINTENANCE_SHARES), Latency::NotImportant, "maintenance");
     super::log_dirs::start(shard, queue);
     let interval = Duration::from_millis(crate::topic_config::retention_check_interval_ms(&shard.config));
@@ -40,7 +41,9 @@ pub fn start(shard: &Rc<Shard>) {
                     let serial = PARTITION_MAINTENANCE.with(Rc::clone);
                     let Ok(_permit) = serial.acquire_permit(1).await else { break };
                     enforce_retention_locked(&p).await;
-                    compact(&p).await;
+                    if shard.config.log_cleaner_enable {
+                        compact(&p).await;
+                    }
                     glommio::yield_if_needed().await;
                 }
             }
@@ -53,6 +56,35 @@ pub fn start(shard: &Rc<Shard>) {
     }
 }
 
+/// Niceness of the cleaner's threads: the kernel gives them only the CPU time that the shards
+/// (nice 0) leave, so a compaction pass slows down under load instead of delaying requests.
+pub const CLEANER_THREAD_NICE: i32 = 19;
+
+/// Runs one compaction job on a thread of its own at [`CLEANER_THREAD_NICE`] (glommio's blocking
+/// pool would run it at the shards' priority, and its threads serve other blocking work, so
+/// they cannot be reniced for it). A thread per pass costs microseconds against a pass's
+/// milliseconds; passes are one at a time per shard.
+async fn on_cleaner_thread<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    let (done, result) = futures::channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("log-cleaner".into())
+        .spawn(move || {
+            // SAFETY: setpriority has no memory effects; on Linux, PRIO_PROCESS with 0 renices the
+            // calling thread only. A failure leaves it at the normal priority, which is only slower.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, CLEANER_THREAD_NICE) };
+            drop(done.send(job()));
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start a log cleaner thread: {e}"))?;
+    result.await.map_err(|_| anyhow::anyhow!("the log cleaner thread ended without a result (it panicked; see the log)"))
+}
+
+/// `log.cleaner.io.max.bytes.per.second`, for the compactions of every shard together.
+static CLEANER_THROTTLE: std::sync::OnceLock<compaction::IoThrottle> = std::sync::OnceLock::new();
+
+fn cleaner_throttle() -> &'static compaction::IoThrottle {
+    CLEANER_THROTTLE.get_or_init(compaction::IoThrottle::unlimited)
+}
+
 /// One retention pass over one partition; returns the segments deleted.
 pub async fn enforce_retention(p: &Partition) -> usize {
     let serial = PARTITION_MAINTENANCE.with(Rc::clone);
@@ -61,13 +93,26 @@ pub async fn enforce_retention(p: &Partition) -> usize {
 }
 
 /// One compaction pass over one partition, if its configs and dirty ratio call for one. The
-/// reading and rewriting runs on glommio's blocking pool; only the swap runs on the shard.
+/// reading and rewriting runs on a low-priority cleaner thread; only the swap runs on the shard.
 async fn compact(p: &Partition) {
     let plan = p.log.borrow().compaction_plan(now_ms());
     let Some(plan) = plan else { return };
     let job = plan.clone();
-    let outcome = glommio::executor().spawn_blocking(move || compaction::compact_segments(&job)).await;
+    let outcome = on_cleaner_thread(move || compaction::compact_segments(&job, cleaner_throttle())).await.and_then(|r| r);
+    if let Ok(done) = &outcome {
+        p.probe.compaction_batches_kept_whole.add(done.batches_kept_whole);
+    }
+    let cleaned_before = p.log.borrow().cleaner_offset();
     let installed = outcome.and_then(|done| p.log.borrow_mut().install_compacted(&plan, done));
+    let cleaned_now = p.log.borrow().cleaner_offset();
+    if installed.is_ok() && cleaned_now != cleaned_before {
+        let (dir, topic, partition) = (plan.dir.clone(), p.topic.clone(), p.partition);
+        let written = glommio::executor().spawn_blocking(move || compaction::write_cleaner_checkpoint(&dir, &topic, partition, cleaned_now)).await;
+        if let Err(e) = written {
+            // Only costs a re-read of the clean part after a restart.
+            tracing::warn!(topic = %p.topic, partition = p.partition, error = %format!("{e:#}"), "cannot write the cleaner-offset-checkpoint");
+        }
+    }
     match installed {
         Ok(0) => {}
         Ok(records_removed) => {

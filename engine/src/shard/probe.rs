@@ -61,6 +61,7 @@ pub struct PartitionSnapshot {
     pub commit_bytes: HistogramData,
     pub segments_deleted: u64,
     pub records_compacted: u64,
+    pub compaction_batches_kept_whole: u64,
 }
 
 /// Everything one shard reports; `Send`, so it can cross the mesh.
@@ -124,6 +125,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
             commit_bytes: p.probe.commit_bytes.snapshot(),
             segments_deleted: p.probe.segments_deleted.get(),
             records_compacted: p.probe.records_compacted.get(),
+            compaction_batches_kept_whole: p.probe.compaction_batches_kept_whole.get(),
         });
     }
     let (cpu_user_us, cpu_system_us) = thread_cpu_us();
@@ -184,6 +186,13 @@ pub fn render(snapshots: &[ShardSnapshot], listener: &str, uptime: Duration, rss
             e.value("shardlog_partition_size_bytes", "Bytes in the partition's segments.", Kind::Gauge, labels.clone(), p.size_bytes as f64);
             e.value("shardlog_partition_segments_deleted_total", "Segments deleted by retention.", Kind::Counter, labels.clone(), p.segments_deleted as f64);
             e.value("shardlog_partition_records_compacted_total", "Records removed by compaction.", Kind::Counter, labels.clone(), p.records_compacted as f64);
+            e.value(
+                "shardlog_partition_compaction_batches_kept_whole_total",
+                "Batches compaction kept whole because it could not open them (malformed, or too large decompressed), per pass.",
+                Kind::Counter,
+                labels.clone(),
+                p.compaction_batches_kept_whole as f64,
+            );
             e.value(
                 "shardlog_partition_offline",
                 "1 if the partition is offline after a storage error.",
@@ -298,12 +307,14 @@ mod tests {
             commit_bytes: HistogramData::default(),
             segments_deleted: 4,
             records_compacted: 0,
+            compaction_batches_kept_whole: 3,
         });
         let text = render(&[empty, other], "PLAINTEXT", Duration::from_secs(5), 0);
         assert!(text.contains("shardlog_group_lag{group=\"g\",topic=\"t\",partition=\"0\"} 60"), "{text}");
         assert!(text.contains("shardlog_requests_total{api=\"Produce\"} 3"), "{text}");
         assert!(text.contains("shardlog_shard_cpu_seconds_total{shard=\"0\",mode=\"user\"} 1.5"), "{text}");
         assert!(text.contains("shardlog_partition_records_in_total{topic=\"t\",partition=\"0\"} 2"), "{text}");
+        assert!(text.contains("shardlog_partition_compaction_batches_kept_whole_total{topic=\"t\",partition=\"0\"} 3"), "{text}");
         assert!(text.contains("shardlog_partition_segments_deleted_total{topic=\"t\",partition=\"0\"} 4"), "{text}");
     }
 }

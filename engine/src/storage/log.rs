@@ -215,8 +215,7 @@ pub struct PartitionLog {
     next_offset: i64,
     /// Every offset below this has been fdatasynced.
     pub(super) durable_offset: i64,
-    /// Compaction has cleaned the log below this offset (in memory: after a restart the first
-    /// pass compacts everything again, which changes nothing but costs a read).
+    /// Compaction has cleaned the log below this offset, persisted in `cleaner-offset-checkpoint`.
     pub(super) cleaner_offset: i64,
     pending: VecDeque<Pending>,
     pub(super) cache: BatchCache,
@@ -315,6 +314,7 @@ impl PartitionLog {
     /// bounded by one segment, not by the size of the log.
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating partition directory {}", dir.display()))?;
+        super::compaction::finish_interrupted(dir)?;
         let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = clean_marker.exists();
         let mut bases = Vec::new();
@@ -399,7 +399,7 @@ impl PartitionLog {
             log_start_offset,
             next_offset,
             durable_offset: next_offset,
-            cleaner_offset: 0,
+            cleaner_offset: super::compaction::read_cleaner_checkpoint(dir).unwrap_or(0).clamp(0, next_offset),
             pending: VecDeque::new(),
             cache: BatchCache::default(),
             failed: None,
@@ -570,6 +570,12 @@ impl PartitionLog {
         let first_kept_segment = self.segments.first().map(|s| s.base_offset).unwrap_or(offset);
         txn_index::remove_below(&self.dir, first_kept_segment);
         self.aborted_txns.drain(..gone);
+    }
+
+    /// Compaction removed the abort markers at these offsets (and their transactions' data
+    /// before them): read_committed fetches must no longer be told of those transactions.
+    pub(super) fn forget_aborted_txns(&mut self, marker_offsets: &[i64]) {
+        self.aborted_txns.retain(|a| !marker_offsets.contains(&a.last_offset));
     }
 
     fn record_aborted(&mut self, aborted: AbortedTxn) {

@@ -17,4 +17,7 @@ pub struct PartitionProbe {
     pub segments_deleted: Counter,
     /// Records compaction removed.
     pub records_compacted: Counter,
+    /// Batches compaction kept whole because it could not open them (malformed, or past
+    /// `COMPACTION_BATCH_DECOMPRESSED_MAX` decompressed); counted once per pass that met them.
+    pub compaction_batches_kept_whole: Counter,
 }
