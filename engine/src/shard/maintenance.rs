@@ -105,6 +105,11 @@ async fn compact(p: &Partition) {
     let cleaned_before = p.log.borrow().cleaner_offset();
     let installed = outcome.and_then(|done| p.log.borrow_mut().install_compacted(&plan, done));
     let cleaned_now = p.log.borrow().cleaner_offset();
+    let retired = p.log.borrow_mut().take_retired_files();
+    if !retired.is_empty() {
+        // The last close of a replaced file frees its blocks: not on the shard's thread.
+        let _ = glommio::executor().spawn_blocking(move || drop(retired)).await;
+    }
     if installed.is_ok() && cleaned_now != cleaned_before {
         let (dir, topic, partition) = (plan.dir.clone(), p.topic.clone(), p.partition);
         let written = glommio::executor().spawn_blocking(move || compaction::write_cleaner_checkpoint(&dir, &topic, partition, cleaned_now)).await;

@@ -158,7 +158,9 @@ impl PartitionLog {
             seg.size_bytes = done.scan.valid_bytes;
             seg.written_bytes = done.scan.valid_bytes;
             seg.bytes_since_index_entry = done.scan.bytes_since_index_entry;
-            seg.read_file = Some(Arc::new(file));
+            if let Some(old) = seg.read_file.replace(Arc::new(file)) {
+                self.retired_files.push(old);
+            }
             removed += done.records_removed;
             if !done.aborted_markers_removed.is_empty() {
                 self.forget_aborted_txns(&done.aborted_markers_removed);

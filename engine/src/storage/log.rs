@@ -235,6 +235,9 @@ pub struct PartitionLog {
     /// Aborted transactions in offset order of their markers, also kept per segment in
     /// `.txnindex` files (Kafka's format).
     aborted_txns: Vec<AbortedTxn>,
+    /// Descriptors of segment files that compaction replaced: closing the last one frees the
+    /// old file's blocks, which can take a while, so they are closed off the shard.
+    pub(super) retired_files: Vec<Arc<File>>,
 }
 
 /// A partition as its owner shard holds it.
@@ -293,6 +296,10 @@ impl PartitionLog {
     }
     pub fn disk_full(&self) -> Option<&str> {
         self.disk_full.as_deref()
+    }
+    /// Segment files compaction replaced, for the caller to close off the shard.
+    pub fn take_retired_files(&mut self) -> Vec<Arc<File>> {
+        std::mem::take(&mut self.retired_files)
     }
     pub fn segment_count(&self) -> usize {
         self.segments.len()
@@ -404,6 +411,7 @@ impl PartitionLog {
             cache: BatchCache::default(),
             failed: None,
             disk_full: None,
+            retired_files: Vec::new(),
             durable_waiters: 0,
             producers,
             pending_snapshot: None,
