@@ -33,6 +33,18 @@ class Rec:
     timestamp: int
 
 
+def wait_until(condition, what: str, timeout_s: float = 90.0):
+    """Calls condition() every 0.2 s until it returns something true, and returns that; fails the
+    test after timeout_s, a generous bound that is never what a test asserts."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
 # --- librdkafka (confluent-kafka) -----------------------------------------------------------
 
 # librdkafka logs through Python logging, so pytest captures its lines with the test that made

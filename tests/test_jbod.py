@@ -30,7 +30,7 @@ import pytest
 from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from clients import confluent_consume, rdkafka, wait_for_partitions
+from clients import confluent_consume, rdkafka, wait_for_partitions, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 JBOD_SCRIPT = REPO / "scripts" / "jbod-xfs"
@@ -104,6 +104,16 @@ def produce(bootstrap: str, topic: str, phase: str, per_partition: int, partitio
     return out
 
 
+def assert_isolated(produced: Produced, offline: list[int], serving: list[int], per_partition: int) -> None:
+    """Every write to an offline partition failed with KAFKA_STORAGE_ERROR, every write to the
+    serving ones was acknowledged."""
+    for p in offline:
+        assert p not in produced.acked, f"partition {p} in the failed directory acknowledged a write"
+        assert set(produced.errors[p]) == {KafkaError.KAFKA_STORAGE_ERROR}, (p, produced.errors[p])
+    for p in serving:
+        assert p not in produced.errors and len(produced.acked[p]) == per_partition, (p, produced.errors.get(p))
+
+
 def verify(bootstrap: str, topic: str, produced: Produced, partitions: list[int]) -> list:
     """Every acknowledged record is in the log at its acknowledged offset, exactly once, and the
     log holds nothing that was not sent (CRCs checked by librdkafka)."""
@@ -147,16 +157,6 @@ def health(broker) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
-def wait_for(condition, what: str):
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        result = condition()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 def test_vanished_log_dir_takes_only_its_partitions_offline(broker_factory, tmp_path):
     dirs = [tmp_path / f"d{i}" for i in range(3)]
     broker = broker_factory(start=False)
@@ -178,11 +178,7 @@ def test_vanished_log_dir_takes_only_its_partitions_offline(broker_factory, tmp_
     assert broker.wait_for_log(r"log directory failed", since, timeout_s=WAIT_S), broker.log_tail()
 
     during = produce(broker.bootstrap, topic, "during", 20, list(range(PARTITIONS)), retries=0, **{"message.timeout.ms": 10_000})
-    for p in lost:
-        assert p not in during.acked, f"partition {p} in the vanished directory acknowledged a write"
-        assert set(during.errors[p]) == {KafkaError.KAFKA_STORAGE_ERROR}, during.errors[p]
-    for p in kept:
-        assert len(during.acked.get(p, {})) == 20 and p not in during.errors, (p, during.errors.get(p))
+    assert_isolated(during, lost, kept, 20)
     everything.add(during)
 
     errors = describe_log_dirs(broker.bootstrap)
@@ -199,10 +195,7 @@ def test_vanished_log_dir_takes_only_its_partitions_offline(broker_factory, tmp_
     broker.start()
     assert "log directory starts offline" in broker.run_log(), broker.log_tail()
     restarted = produce(broker.bootstrap, topic, "restarted", 5, list(range(PARTITIONS)), retries=0, **{"message.timeout.ms": 10_000})
-    for p in lost:
-        assert p not in restarted.acked and set(restarted.errors[p]) == {KafkaError.KAFKA_STORAGE_ERROR}, (p, restarted.errors.get(p))
-    for p in kept:
-        assert p not in restarted.errors and len(restarted.acked[p]) == 5, (p, restarted.errors.get(p))
+    assert_isolated(restarted, lost, kept, 5)
     everything.add(restarted)
     assert not any(dirs[2].iterdir()), "nothing is written into the stand-in directory"
 
@@ -305,13 +298,10 @@ def test_full_and_failed_xfs_dirs_isolate_their_partitions(broker_factory, xfs_d
     since = broker.log_size()
     subprocess.run(["xfs_io", "-x", "-c", "shutdown", str(dirs[2])], check=True)
     eio = produce(broker.bootstrap, topic, "eio", 20, list(range(PARTITIONS)), retries=0, **{"message.timeout.ms": 10_000})
-    for p in failing:
-        assert p not in eio.acked and set(eio.errors[p]) == {KafkaError.KAFKA_STORAGE_ERROR}, (p, eio.errors.get(p))
-    for p in serving:
-        assert p not in eio.errors and len(eio.acked[p]) == 20, (p, eio.errors.get(p))
+    assert_isolated(eio, failing, serving, 20)
     everything.add(eio)
     assert broker.wait_for_log(r"log directory failed", since, timeout_s=WAIT_S)
-    errors = wait_for(lambda: (e := describe_log_dirs(broker.bootstrap)) and e.get(str(dirs[2])) == KafkaError.KAFKA_STORAGE_ERROR and e, "DescribeLogDirs to report the failed directory")
+    errors = wait_until(lambda: (e := describe_log_dirs(broker.bootstrap)) and e.get(str(dirs[2])) == KafkaError.KAFKA_STORAGE_ERROR and e, "DescribeLogDirs to report the failed directory")
     assert errors[str(dirs[0])] == 0 and errors[str(dirs[1])] == 0, errors
     verify(broker.bootstrap, topic, everything, serving)
     broker.assert_alive()

@@ -14,10 +14,10 @@ import confluent_kafka
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 import clients
+from clients import wait_until
 import kafkawire as kw
 
 OFFSET_OUT_OF_RANGE = 1
-WAIT_S = 90.0
 # Retention passes every 200 ms, so the tests do not wait for Kafka's 5 minutes.
 FAST_RETENTION = {"log.retention.check.interval.ms": "200"}
 
@@ -72,16 +72,6 @@ def metric(broker, name: str, topic: str) -> float:
     line = f'{name}{{topic="{topic}",partition="0"}} '
     [value] = [float(l.removeprefix(line)) for l in text.splitlines() if l.startswith(line)]
     return value
-
-
-def wait_until(condition, what: str):
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_time_retention_drops_old_segments_and_moves_earliest(broker_factory):

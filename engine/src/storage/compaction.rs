@@ -604,25 +604,12 @@ pub const CLEANER_OFFSET_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 
 /// The offset below which the partition in `dir` was last found clean, if recorded.
 pub fn read_cleaner_checkpoint(dir: &Path) -> Option<i64> {
-    let text = std::fs::read_to_string(dir.join(CLEANER_OFFSET_CHECKPOINT_FILE)).ok()?;
-    let mut lines = text.lines();
-    if lines.next()?.trim() != "0" || lines.next()?.trim() != "1" {
-        tracing::warn!(dir = %dir.display(), "ignoring a cleaner-offset-checkpoint in an unknown format; the next pass compacts the whole log");
-        return None;
-    }
-    lines.next()?.split_whitespace().last()?.parse().ok()
+    super::checkpoint::read(dir, CLEANER_OFFSET_CHECKPOINT_FILE)
 }
 
-/// Writes the cleaner checkpoint durably (temporary file, fsync, rename, fsync of the directory).
-/// Blocking: run it off the shard.
+/// Writes the cleaner checkpoint durably (blocking: run it off the shard).
 pub fn write_cleaner_checkpoint(dir: &Path, topic: &str, partition: i32, offset: i64) -> Result<()> {
-    let path = dir.join(CLEANER_OFFSET_CHECKPOINT_FILE);
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(format!("0\n1\n{topic} {partition} {offset}\n").as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    sync_dir(dir)
+    super::checkpoint::write(dir, CLEANER_OFFSET_CHECKPOINT_FILE, topic, partition, offset)
 }
 
 /// Extension of a compacted segment before it replaces the segment.

@@ -1,6 +1,7 @@
 //! Storage: partition logs made of segments, indexes, the batch cache and group commit.
 //! Nothing here knows about Kafka requests; it deals in record batches and offsets.
 pub mod cache;
+pub mod checkpoint;
 pub mod compaction;
 pub mod disk;
 pub mod index;

@@ -15,12 +15,11 @@
 //! such file per log directory; here each partition's owner shard writes its own, so shards
 //! never coordinate over a shared file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::log::{sync_dir, LogConfig, PartitionLog};
+use super::log::{LogConfig, PartitionLog};
 use super::segment;
 
 pub const LOG_START_OFFSET_CHECKPOINT_FILE: &str = "log-start-offset-checkpoint";
@@ -105,25 +104,12 @@ impl PartitionLog {
 
 /// The log start offset recorded for the partition in `dir`, if any.
 pub fn read_log_start_checkpoint(dir: &Path) -> Option<i64> {
-    let text = std::fs::read_to_string(dir.join(LOG_START_OFFSET_CHECKPOINT_FILE)).ok()?;
-    let mut lines = text.lines();
-    let (version, count) = (lines.next()?.trim(), lines.next()?.trim());
-    if version != "0" || count != "1" {
-        tracing::warn!(dir = %dir.display(), "ignoring a log-start-offset-checkpoint in an unknown format");
-        return None;
-    }
-    lines.next()?.split_whitespace().last()?.parse().ok()
+    super::checkpoint::read(dir, LOG_START_OFFSET_CHECKPOINT_FILE)
 }
 
-/// Writes the checkpoint durably: a temporary file, fsync, rename, fsync of the directory.
+/// Writes the log start offset checkpoint durably (blocking).
 pub fn write_log_start_checkpoint(dir: &Path, topic: &str, partition: i32, offset: i64) -> Result<()> {
-    let path = dir.join(LOG_START_OFFSET_CHECKPOINT_FILE);
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(format!("0\n1\n{topic} {partition} {offset}\n").as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    sync_dir(dir)
+    super::checkpoint::write(dir, LOG_START_OFFSET_CHECKPOINT_FILE, topic, partition, offset)
 }
 
 #[cfg(test)]
