@@ -426,7 +426,7 @@ mod tests {
             }
         }
         names.sort();
-        assert_eq!(names, ["catchup", "fanout-4", "half-1k-acks-all", "many-partitions-1000", "max-1k-acks-all", "small-100b"]);
+        assert_eq!(names, ["catchup", "compacted-keys", "fanout-4", "half-1k-acks-all", "many-partitions-1000", "max-1k-acks-all", "small-100b"]);
     }
 
     #[test]
