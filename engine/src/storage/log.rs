@@ -260,6 +260,17 @@ pub struct Partition {
     pub probe: super::probe::PartitionProbe,
 }
 
+/// How long `seg` has taken appends, for `log.roll.ms`, as Kafka counts it: from its first
+/// batch's timestamp to the timestamp of the batch being appended, or by the clock since the
+/// segment was opened when its first batch has no timestamp.
+fn roll_age_ms(seg: &Segment, header: &BatchHeader, now: u64) -> i64 {
+    if seg.first_batch_timestamp >= 0 {
+        header.max_timestamp.saturating_sub(seg.first_batch_timestamp)
+    } else {
+        now.saturating_sub(seg.created_ms) as i64
+    }
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -379,10 +390,10 @@ impl PartitionLog {
             seg.read_file = Some(Arc::new(File::open(&path)?));
             seg.sealed = i < last;
             // `log.roll.ms` counts from the first batch's timestamp, as in Kafka, so a restart does
-            // not make the active segment young again. No timestamp, or one ahead of now: from now.
+            // not make the active segment young again.
             if i == last {
-                if let Some(first) = seg.header_at(0)?.filter(|h| h.max_timestamp >= 0) {
-                    seg.created_ms = seg.created_ms.min(first.max_timestamp as u64);
+                if let Some(first) = seg.header_at(0)? {
+                    seg.first_batch_timestamp = first.max_timestamp;
                 }
             }
             segments.push(seg);
@@ -605,7 +616,7 @@ impl PartitionLog {
             Some(seg) => {
                 seg.size_bytes > 0
                     && (seg.size_bytes + header.size_bytes as u64 > self.config.segment_bytes
-                        || now.saturating_sub(seg.created_ms) >= self.config.roll_ms
+                        || roll_age_ms(seg, header, now) >= self.config.roll_ms as i64
                         || header.last_offset() - seg.base_offset > u32::MAX as i64 / 2)
             }
         };

@@ -37,8 +37,11 @@ pub struct Segment {
     pub time_index: TimeIndex,
     pub bytes_since_index_entry: u64,
     pub max_timestamp: i64,
-    /// When the segment was opened for appends (after a restart: its first batch's timestamp), for `log.roll.ms`.
+    /// Wall-clock time the segment was opened for appends, for `log.roll.ms` when its first
+    /// batch has no timestamp.
     pub created_ms: u64,
+    /// The max timestamp of the segment's first batch (-1: none yet): `log.roll.ms` counts from it.
+    pub first_batch_timestamp: i64,
     /// A plain (buffered) descriptor for reads: pread for headers, sendfile for catch-up reads.
     pub read_file: Option<Arc<File>>,
     /// Sealed segments are complete: file truncated to size, indexes written and fsynced.
@@ -57,6 +60,7 @@ impl Segment {
             bytes_since_index_entry: 0,
             max_timestamp: -1,
             created_ms: now_ms,
+            first_batch_timestamp: -1,
             read_file: None,
             sealed: false,
         }
@@ -66,6 +70,9 @@ impl Segment {
     pub fn record_batch(&mut self, header: &BatchHeader, index_interval_bytes: u64) {
         let position = self.size_bytes;
         let relative = (header.base_offset - self.base_offset) as u32;
+        if self.size_bytes == 0 {
+            self.first_batch_timestamp = header.max_timestamp;
+        }
         if self.size_bytes == 0 || self.bytes_since_index_entry >= index_interval_bytes {
             if position > 0 {
                 self.index.push(relative, position as u32);
