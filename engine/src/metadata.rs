@@ -70,6 +70,12 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 }
 
 impl ClusterMetadata {
+    /// Where partition `partition` of `topic` lives, or None if the topic or partition does not
+    /// exist.
+    pub fn placement(&self, topic: &str, partition: i32) -> Option<&PartitionPlacement> {
+        self.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?)
+    }
+
     pub fn new(cluster_id: String) -> ClusterMetadata {
         ClusterMetadata {
             cluster_id,

@@ -139,7 +139,7 @@ async fn check(shard: &Rc<Shard>) {
         .iter()
         .filter_map(|((topic, partition), p)| {
             let why = p.log.borrow().failed()?.to_string();
-            let dir = meta.topics.get(topic)?.partitions.get(*partition as usize)?.log_dir;
+            let dir = meta.placement(topic, *partition)?.log_dir;
             Some((dir, format!("partition {topic}-{partition} failed: {why}")))
         })
         .collect();
@@ -162,7 +162,7 @@ pub async fn fail(shard: &Rc<Shard>, dir: usize, why: &str, tell_others: bool) {
         .partitions
         .borrow()
         .iter()
-        .filter(|((topic, partition), _)| meta.topics.get(topic).and_then(|t| t.partitions.get(*partition as usize)).is_some_and(|pl| pl.log_dir == dir))
+        .filter(|((topic, partition), _)| meta.placement(topic, *partition).is_some_and(|pl| pl.log_dir == dir))
         .map(|(_, p)| p.clone())
         .collect();
     tracing::error!(

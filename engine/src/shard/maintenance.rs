@@ -221,7 +221,7 @@ pub fn log_dir_sizes(shard: &Shard) -> Vec<(String, i32, usize, u64)> {
         .borrow()
         .iter()
         .map(|((topic, partition), p)| {
-            let log_dir = meta.topics.get(topic).and_then(|t| t.partitions.get(*partition as usize)).map(|pl| pl.log_dir).unwrap_or(0);
+            let log_dir = meta.placement(topic, *partition).map(|pl| pl.log_dir).unwrap_or(0);
             (topic.clone(), *partition, log_dir, p.log.borrow().size_bytes())
         })
         .collect()

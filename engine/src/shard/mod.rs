@@ -72,12 +72,7 @@ impl Shard {
 
     /// The owner shard of a partition, or None if the topic or partition does not exist.
     pub fn owner(&self, topic: &str, partition: i32) -> Option<usize> {
-        let meta = self.metadata.borrow();
-        let t = meta.topics.get(topic)?;
-        if partition < 0 {
-            return None;
-        }
-        t.partitions.get(partition as usize).map(|p| p.shard)
+        self.metadata.borrow().placement(topic, partition).map(|p| p.shard)
     }
 
     /// The error for a partition this shard does not hold: KAFKA_STORAGE_ERROR if the metadata

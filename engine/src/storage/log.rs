@@ -54,10 +54,12 @@ pub const DISK_FULL_RETRY_INTERVAL: Duration = Duration::from_millis(500);
 /// Whether `e` says the filesystem is full (ENOSPC) or a quota is spent (EDQUOT): a condition
 /// that ends when space is freed, unlike an I/O error.
 pub fn is_out_of_space(e: &anyhow::Error) -> bool {
-    e.chain().filter_map(|cause| cause.downcast_ref::<std::io::Error>()).any(|io| {
-        matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-            || matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
-    })
+    e.chain().filter_map(|cause| cause.downcast_ref::<std::io::Error>()).any(io_out_of_space)
+}
+
+fn io_out_of_space(io: &std::io::Error) -> bool {
+    matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1084,7 +1086,7 @@ impl Flusher {
             let target = end.div_ceil(PREALLOCATE_STEP_BYTES).saturating_mul(PREALLOCATE_STEP_BYTES).min(segment_bytes.max(end));
             match file.pre_allocate(target, true).await.map_err(std::io::Error::from) {
                 Ok(()) => self.preallocated_bytes = target,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) || e.kind() == std::io::ErrorKind::StorageFull => {
+                Err(e) if io_out_of_space(&e) => {
                     return Err(anyhow::Error::new(e).context(format!("preallocating {target} bytes of segment {segment_base}")));
                 }
                 Err(e) => {
