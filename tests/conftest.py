@@ -126,6 +126,9 @@ class Broker:
         self.proc: subprocess.Popen | None = None
         self.run_log_start = 0  # byte offset in broker.log where the current run began
         self.starts = 0
+        # A cgroup's `cgroup.procs` file the broker joins before it runs (e.g. to throttle its
+        # disk writes), when a test sets it.
+        self.cgroup_procs: Path | None = None
 
     # --- addresses --------------------------------------------------------------------------
 
@@ -156,7 +159,14 @@ class Broker:
             log.write(f"----- e2e: start #{self.starts}: {' '.join(cmd)}\n".encode())
             log.flush()
             self.run_log_start = log.tell()
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env, cwd=self.workdir, preexec_fn=_die_with_parent)
+            cgroup_procs = self.cgroup_procs
+
+            def before_exec() -> None:
+                _die_with_parent()
+                if cgroup_procs is not None:
+                    cgroup_procs.write_text(str(os.getpid()))
+
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env, cwd=self.workdir, preexec_fn=before_exec)
         self._wait_ready()
         return self
 

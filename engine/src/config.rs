@@ -63,6 +63,19 @@ pub struct BrokerConfig {
     pub fetch_watchers_max: usize,
     /// `queued.max.requests`: requests in flight per connection (pipelining bound).
     pub connection_requests_inflight_max: usize,
+    /// `queued.max.request.bytes`: request bytes read and not yet answered, for the whole
+    /// broker (each shard gets an equal share); None (-1) is no bound, as in Kafka.
+    pub queued_max_request_bytes: Option<usize>,
+    /// `shardlog.dirty.shard.bytes`: bytes appended to one shard's partitions and not yet
+    /// durable. A produce that would pass it waits for the flushers (back-pressure).
+    pub dirty_shard_bytes: usize,
+    /// `max.connections`: open client connections, all listeners and shards together. At the
+    /// limit, new connections wait in the listen backlog until one closes, as in Kafka.
+    pub max_connections: usize,
+    /// `max.connections.per.ip` and `max.connections.per.ip.overrides`: a connection past its
+    /// address's limit is closed at once, as in Kafka.
+    pub max_connections_per_ip: usize,
+    pub max_connections_per_ip_overrides: BTreeMap<std::net::IpAddr, usize>,
     /// `--cores`: the CPUs that run shards, one shard each.
     pub cores: Vec<usize>,
     /// `shardlog.cores` from the config file (a CPU list, or `auto`); `--cores` overrides it.
@@ -123,6 +136,11 @@ impl Default for BrokerConfig {
             cache_partition_bytes: 8 << 20,
             fetch_watchers_max: 4096,
             connection_requests_inflight_max: 16,
+            queued_max_request_bytes: Some(QUEUED_MAX_REQUEST_BYTES_DEFAULT),
+            dirty_shard_bytes: DIRTY_SHARD_BYTES_DEFAULT,
+            max_connections: MAX_CONNECTIONS_DEFAULT,
+            max_connections_per_ip: i32::MAX as usize,
+            max_connections_per_ip_overrides: BTreeMap::new(),
             cores: Vec::new(),
             cores_spec: None,
             io_properties_file: None,
@@ -275,6 +293,17 @@ impl BrokerConfig {
                 "shardlog.cache.partition.bytes" => c.cache_partition_bytes = at_least(value, key, 0)? as usize,
                 "shardlog.fetch.long.poll.watchers.max" => c.fetch_watchers_max = at_least(value, key, 1)? as usize,
                 "queued.max.requests" => c.connection_requests_inflight_max = at_least(value, key, 1)? as usize,
+                "queued.max.request.bytes" => {
+                    c.queued_max_request_bytes = match value.parse::<i64>() {
+                        Ok(-1) => None,
+                        Ok(n) if n > 0 => Some(n as usize),
+                        _ => bail!("{key} must be a positive number of bytes, or -1 for no bound, not {value:?}"),
+                    }
+                }
+                "shardlog.dirty.shard.bytes" => c.dirty_shard_bytes = at_least(value, key, 1)? as usize,
+                "max.connections" => c.max_connections = at_least(value, key, 1)? as usize,
+                "max.connections.per.ip" => c.max_connections_per_ip = at_least(value, key, 1)? as usize,
+                "max.connections.per.ip.overrides" => c.max_connections_per_ip_overrides = parse_connection_overrides(value)?,
                 "group.min.session.timeout.ms" => c.groups.session_timeout_ms_min = positive(value, key)?,
                 "group.max.session.timeout.ms" => c.groups.session_timeout_ms_max = positive(value, key)?,
                 "group.initial.rebalance.delay.ms" => c.groups.initial_rebalance_delay_ms = at_least(value, key, 0)?,
@@ -327,6 +356,52 @@ impl BrokerConfig {
         c.properties = properties.clone();
         Ok(c)
     }
+}
+
+/// Default `queued.max.request.bytes`. Kafka's is -1 (no bound); shardlog bounds every queue,
+/// and this is several full produce requests per shard on a small machine.
+pub const QUEUED_MAX_REQUEST_BYTES_DEFAULT: usize = 512 << 20;
+/// Default `shardlog.dirty.shard.bytes`: far more than a disk writes between two group commits
+/// (a fast NVMe disk takes this in about a tenth of a second), so it binds only when the disk
+/// falls behind the network.
+pub const DIRTY_SHARD_BYTES_DEFAULT: usize = 128 << 20;
+/// Default `max.connections`. Kafka's is 2^31-1; shardlog bounds it so that a connection storm
+/// cannot exhaust file descriptors and memory (each connection holds buffers and a task).
+pub const MAX_CONNECTIONS_DEFAULT: usize = 10_000;
+
+impl BrokerConfig {
+    /// One shard's share of `queued.max.request.bytes` (usize::MAX when unbounded).
+    pub fn queued_request_bytes_per_shard(&self) -> usize {
+        match self.queued_max_request_bytes {
+            None => usize::MAX,
+            Some(total) => (total / self.cores.len().max(1)).max(1),
+        }
+    }
+}
+
+/// `max.connections.per.ip.overrides`: `host:count` pairs, comma-separated, as in Kafka. Hosts
+/// are resolved once, at start.
+fn parse_connection_overrides(value: &str) -> Result<BTreeMap<std::net::IpAddr, usize>> {
+    let mut out = BTreeMap::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((host, count)) = entry.rsplit_once(':') else {
+            bail!("max.connections.per.ip.overrides entry {entry:?} is not HOST:COUNT");
+        };
+        let count: usize = count.trim().parse().with_context(|| format!("max.connections.per.ip.overrides entry {entry:?}: the count is not a number"))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let ips: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => (host, 0)
+                .to_socket_addrs()
+                .with_context(|| format!("max.connections.per.ip.overrides: cannot resolve host {host:?}"))?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        for ip in ips {
+            out.insert(ip, count);
+        }
+    }
+    Ok(out)
 }
 
 /// `127.0.0.1:9644` or `http://127.0.0.1:9644`; empty disables the admin listener.
@@ -532,6 +607,25 @@ mod tests {
         assert_eq!(c.log_dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(c.num_partitions, 8);
         assert!(!c.auto_create_topics_enable);
+    }
+
+    #[test]
+    fn memory_and_connection_bounds_take_kafkas_names_and_split_over_shards() {
+        let props = parse_properties(
+            "queued.max.request.bytes=1000\nshardlog.dirty.shard.bytes=4096\nmax.connections=7\nmax.connections.per.ip=3\nmax.connections.per.ip.overrides=127.0.0.1:5,[::1]:9\n",
+        );
+        let mut c = BrokerConfig::from_properties(&props).unwrap();
+        c.cores = vec![0, 1, 2, 3];
+        assert_eq!(c.queued_request_bytes_per_shard(), 250, "Kafka's broker-wide bound, an equal share per shard");
+        assert_eq!((c.dirty_shard_bytes, c.max_connections, c.max_connections_per_ip), (4096, 7, 3));
+        assert_eq!(c.max_connections_per_ip_overrides.get(&"127.0.0.1".parse().unwrap()), Some(&5));
+        assert_eq!(c.max_connections_per_ip_overrides.get(&"::1".parse().unwrap()), Some(&9));
+        let unbounded = BrokerConfig::from_properties(&parse_properties("queued.max.request.bytes=-1\n")).unwrap();
+        assert_eq!(unbounded.queued_request_bytes_per_shard(), usize::MAX, "-1 is no bound, as in Kafka");
+        assert!(BrokerConfig::from_properties(&parse_properties("queued.max.request.bytes=0\n")).is_err());
+        assert!(BrokerConfig::from_properties(&parse_properties("max.connections.per.ip.overrides=nocount\n")).is_err());
+        let defaults = BrokerConfig::default();
+        assert!(defaults.queued_max_request_bytes.is_some() && defaults.dirty_shard_bytes > 0, "bounded by default");
     }
 
     #[test]

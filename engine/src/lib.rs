@@ -9,6 +9,7 @@
 //! before the first request: TLS, SASL, SCRAM credentials and the connection's principal.
 pub mod admin;
 pub mod authorizer;
+pub mod budget;
 pub mod config;
 pub mod groups;
 pub mod handlers;

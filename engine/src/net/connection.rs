@@ -2,6 +2,10 @@
 //! their responses in request order. Up to `queued.max.requests` requests run at once per
 //! connection (clients pipeline produce requests, and group commit batches their fdatasyncs).
 //!
+//! Memory: every frame is counted against the shard's request budget (`queued.max.request.bytes`)
+//! from before its body is read until it is answered; while that budget is spent the reader
+//! waits, so an overloaded shard stops reading sockets instead of growing.
+//!
 //! Security: on an SSL or SASL_SSL listener the connection first completes a TLS handshake
 //! (rustls); on a SASL listener only ApiVersions, SaslHandshake and SaslAuthenticate are served
 //! until authentication succeeds, and any other request closes the connection, as in Kafka.
@@ -161,6 +165,10 @@ async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Wri
                 break;
             }
         };
+        // queued.max.request.bytes: while the shard holds its share of unanswered request
+        // bytes, this connection reads nothing more (its socket buffer fills and TCP slows the
+        // client down), as Kafka mutes a channel when its memory pool is spent.
+        let permit = shard.request_budget.acquire(length).await;
         let mut frame = BytesMut::with_capacity(length.min(READ_STEP_BYTES));
         let mut failed = false;
         while frame.len() < length {
@@ -195,10 +203,19 @@ async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Wri
         let (task, close_after) = if is_sasl_request {
             // In order, before the next frame is read: the next request depends on the outcome.
             let response = handlers::handle(shard.clone(), frame.freeze(), session.clone()).await;
+            drop(permit);
             let close_after = matches!(response, Response::Close(_) | Response::FrameThenClose(..));
             (glommio::spawn_local(async move { response }).detach(), close_after)
         } else {
-            (glommio::spawn_local(handlers::handle(shard.clone(), frame.freeze(), session.clone())).detach(), false)
+            let handled = handlers::handle(shard.clone(), frame.freeze(), session.clone());
+            let task = glommio::spawn_local(async move {
+                let response = handled.await;
+                // The request's bytes are released once it is answered; a fetch response's
+                // own bytes are bounded by the fetch's max_bytes, not by this budget.
+                drop(permit);
+                response
+            });
+            (task.detach(), false)
         };
         if tx.send(task).await.is_err() || close_after {
             break;

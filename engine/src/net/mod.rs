@@ -3,6 +3,7 @@
 
 pub mod admin_http;
 pub mod connection;
+pub mod limits;
 pub mod sendfile;
 
 use std::fs::File;
@@ -21,6 +22,9 @@ pub struct FileRange {
     pub file: Arc<File>,
     pub position: u64,
 }
+
+/// How often a shard's acceptor looks again while the broker is at `max.connections`.
+const FULL_RECHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Listener tasks of a shard; dropping them stops accepting.
 pub struct Listeners {
@@ -43,15 +47,49 @@ pub fn listen(shard: &Rc<Shard>) -> Result<Listeners> {
             .with_context(|| format!("cannot listen on {} ({}): is another broker running there?", listener.bind, listener.name))?;
         let shard = shard.clone();
         let handle = glommio::spawn_local(async move {
+            let mut said_full = false;
             loop {
+                // At max.connections, leave new connections in the listen backlog until one
+                // closes, as Kafka's acceptor does. The count is shared by every shard, so
+                // this looks again after a short while rather than waiting for a signal.
+                if shard.connection_limits.full() {
+                    if !said_full {
+                        tracing::warn!(
+                            max_connections = shard.connection_limits.max_connections(),
+                            "max.connections reached: new connections wait until one closes"
+                        );
+                        said_full = true;
+                    }
+                    glommio::timer::sleep(FULL_RECHECK_INTERVAL).await;
+                    continue;
+                }
+                said_full = false;
                 match socket.accept().await {
                     Ok(stream) => {
+                        let peer_ip = stream.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+                        // Another shard may have taken the last slot while this one waited in
+                        // accept: this connection then waits unserved, like those still in the
+                        // backlog, until a slot frees.
+                        let slot = loop {
+                            match shard.connection_limits.try_open(peer_ip) {
+                                Ok(slot) => break Some(slot),
+                                Err(limits::Refused::Broker { .. }) => glommio::timer::sleep(FULL_RECHECK_INTERVAL).await,
+                                Err(refused) => {
+                                    shard.shard_probe.connections_refused.inc();
+                                    tracing::info!(peer = %peer_ip, listener = %shard.config.listeners[index].name, limit = ?refused,
+                                        "closing a new connection: it is over max.connections.per.ip (or its override)");
+                                    break None;
+                                }
+                            }
+                        };
+                        let Some(slot) = slot else { continue };
                         let shard = shard.clone();
                         shard.shard_probe.connections_accepted.inc();
                         glommio::spawn_local(async move {
                             shard.shard_probe.connections_open.set(shard.shard_probe.connections_open.get() + 1);
                             connection::serve(shard.clone(), stream, index).await;
                             shard.shard_probe.connections_open.set(shard.shard_probe.connections_open.get() - 1);
+                            drop(slot);
                         })
                         .detach();
                     }

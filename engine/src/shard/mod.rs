@@ -23,6 +23,7 @@ use anyhow::{Context, Result};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
 
+use crate::budget::ByteBudget;
 use crate::config::BrokerConfig;
 use crate::metadata::ClusterMetadata;
 use crate::notify::Notify;
@@ -59,6 +60,14 @@ pub struct Shard {
     pub sendfile_bytes: Cell<u64>,
     /// Which log directories failed, as this shard knows.
     pub log_dirs: log_dirs::LogDirHealth,
+    /// Bytes appended to this shard's partitions and not yet durable
+    /// (`shardlog.dirty.shard.bytes`): a produce waits while it is spent.
+    pub dirty_budget: Rc<ByteBudget>,
+    /// Request bytes read by this shard's connections and not yet answered (its share of
+    /// `queued.max.request.bytes`): connections stop reading while it is spent.
+    pub request_budget: Rc<ByteBudget>,
+    /// `max.connections` and `max.connections.per.ip`, counted over every shard.
+    pub connection_limits: Arc<crate::net::limits::ConnectionLimits>,
 }
 
 impl Shard {
@@ -123,17 +132,19 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     config.security.scram.load(&meta_dir(&config))?;
     let config = Arc::new(config);
     let mesh: MeshBuilder<Envelope, _> = MeshBuilder::full(config.cores.len(), MESH_CHANNEL_CAPACITY);
+    let connection_limits = Arc::new(crate::net::limits::ConnectionLimits::new(&config));
     let mut handles = Vec::new();
     for &core in &config.cores {
         let mesh = mesh.clone();
         let config = config.clone();
+        let connection_limits = connection_limits.clone();
         let mut builder = LocalExecutorBuilder::new(Placement::Fixed(core)).name(&format!("shard-{core}"));
         if config.spin_before_park_us > 0 {
             builder = builder.spin_before_park(Duration::from_micros(config.spin_before_park_us));
         }
         let handle = builder
             .spawn(move || async move {
-                if let Err(e) = run_shard((*config).clone(), mesh).await {
+                if let Err(e) = run_shard((*config).clone(), mesh, connection_limits).await {
                     tracing::error!(error = %format!("{e:#}"), "shard failed");
                     SHUTDOWN.store(true, Ordering::SeqCst);
                     return Err(e);
@@ -244,7 +255,11 @@ fn find_listening_socket(addr: std::net::SocketAddr) -> Option<(String, u64)> {
     None
 }
 
-async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>) -> Result<()> {
+async fn run_shard(
+    config: BrokerConfig,
+    mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+    connection_limits: Arc<crate::net::limits::ConnectionLimits>,
+) -> Result<()> {
     let started = std::time::Instant::now();
     let (senders, receivers) = mesh.join().await.map_err(|_| anyhow::anyhow!("joining the shard mesh failed"))?;
     let router = Rc::new(Router::new(senders));
@@ -268,6 +283,9 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, glommio::ch
         sendfile_calls: Cell::new(0),
         sendfile_bytes: Cell::new(0),
         log_dirs: log_dirs::LogDirHealth::new(&config.log_dirs),
+        dirty_budget: ByteBudget::new(config.dirty_shard_bytes),
+        request_budget: ByteBudget::new(config.queued_request_bytes_per_shard()),
+        connection_limits,
     });
     let handler_shard = shard.clone();
     router::spawn_receivers(router, receivers, move |request| partition_ops::handle(handler_shard.clone(), request));

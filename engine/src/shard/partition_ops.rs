@@ -70,6 +70,12 @@ pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: by
         outcome.error_message = Some(message);
         return outcome;
     }
+    // Back-pressure: while the shard's appended-but-not-durable bytes are at their budget
+    // (a disk slower than the network), the produce waits here. Its connection then holds its
+    // in-flight requests and stops reading the socket, so producers slow down to the disk's pace.
+    let dirty_budget = p.log.borrow().dirty_budget().clone();
+    dirty_budget.wait_for_room(records.len()).await;
+    // No await from here to the append: the room seen above is still there.
     // The one copy on the produce path: from the request buffer into the log's own buffer.
     let info = match p.append(BytesMut::from(&records[..]), now_ms()) {
         Ok(info) => info,
@@ -368,7 +374,8 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) {
             }
             let dir = shard.config.log_dirs[placement.log_dir].join(format!("{name}-{i}"));
             match PartitionLog::open(&dir, config) {
-                Ok(log) => {
+                Ok(mut log) => {
+                    log.set_dirty_budget(shard.dirty_budget.clone());
                     let p = Partition::new(name.clone(), i as i32, log);
                     p.start_flusher();
                     shard.partitions.borrow_mut().insert(key, p);

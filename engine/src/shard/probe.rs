@@ -17,6 +17,8 @@ const STALL_THRESHOLD_MS: u64 = 10;
 pub struct ShardProbe {
     pub connections_open: Cell<i64>,
     pub connections_accepted: Counter,
+    /// Connections closed at once for being over max.connections.per.ip (or its override).
+    pub connections_refused: Counter,
     pub authentication_failures: Counter,
     pub scheduling_lag_us: Histogram,
     pub stalls: Counter,
@@ -87,6 +89,31 @@ pub struct ShardSnapshot {
     pub sendfile_bytes: u64,
     /// Log directories this shard knows failed: (path, why).
     pub failed_log_dirs: Vec<(String, String)>,
+    pub connections_refused: u64,
+    /// Appended bytes not yet durable (`shardlog.dirty.shard.bytes`).
+    pub dirty_budget: BudgetSnapshot,
+    /// Request bytes read and not yet answered (`queued.max.request.bytes`).
+    pub request_budget: BudgetSnapshot,
+}
+
+/// One of a shard's byte budgets (`crate::budget`).
+#[derive(Debug, Clone, Default)]
+pub struct BudgetSnapshot {
+    pub used_bytes: u64,
+    pub bytes_max: u64,
+    pub used_bytes_peak: u64,
+    pub waits: u64,
+}
+
+impl BudgetSnapshot {
+    fn of(budget: &crate::budget::ByteBudget) -> BudgetSnapshot {
+        BudgetSnapshot {
+            used_bytes: budget.used_bytes() as u64,
+            bytes_max: budget.bytes_max().min(u64::MAX as usize) as u64,
+            used_bytes_peak: budget.used_bytes_peak() as u64,
+            waits: budget.waits(),
+        }
+    }
 }
 
 fn thread_cpu_us() -> (u64, u64) {
@@ -149,6 +176,9 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         sendfile_calls: shard.sendfile_calls.get(),
         sendfile_bytes: shard.sendfile_bytes.get(),
         failed_log_dirs: shard.log_dirs.failed().into_iter().map(|(i, why)| (shard.config.log_dirs[i].display().to_string(), why)).collect(),
+        connections_refused: shard.shard_probe.connections_refused.get(),
+        dirty_budget: BudgetSnapshot::of(&shard.dirty_budget),
+        request_budget: BudgetSnapshot::of(&shard.request_budget),
     }
 }
 
@@ -224,6 +254,27 @@ pub fn render(snapshots: &[ShardSnapshot], listener: &str, uptime: Duration, rss
         e.value("shardlog_connections", "Open client connections.", Kind::Gauge, conn.clone(), s.connections_open as f64);
         e.value("shardlog_connections_accepted_total", "Client connections accepted.", Kind::Counter, conn.clone(), s.connections_accepted as f64);
         e.value("shardlog_authentication_failures_total", "Failed client authentications.", Kind::Counter, conn, s.authentication_failures as f64);
+        e.value(
+            "shardlog_connections_refused_total",
+            "New connections closed at once for being over max.connections.per.ip (or its override).",
+            Kind::Counter,
+            shard_label(s),
+            s.connections_refused as f64,
+        );
+        for (name, b) in [("dirty", &s.dirty_budget), ("queued_requests", &s.request_budget)] {
+            let labels = vec![("shard", s.shard.to_string()), ("budget", name.to_string())];
+            let help = "A shard's byte budget: dirty (appended, not yet durable; shardlog.dirty.shard.bytes) or queued_requests (read, not yet answered; queued.max.request.bytes).";
+            e.value("shardlog_shard_budget_used_bytes", help, Kind::Gauge, labels.clone(), b.used_bytes as f64);
+            e.value("shardlog_shard_budget_limit_bytes", help, Kind::Gauge, labels.clone(), b.bytes_max as f64);
+            e.value("shardlog_shard_budget_used_bytes_peak", help, Kind::Gauge, labels.clone(), b.used_bytes_peak as f64);
+            e.value(
+                "shardlog_shard_budget_waits_total",
+                "Times work waited for room in a shard's byte budget (back-pressure).",
+                Kind::Counter,
+                labels,
+                b.waits as f64,
+            );
+        }
         e.histogram(
             "shardlog_shard_scheduling_lag_seconds",
             "How late a 10 ms timer fires on the shard: time the task queue made it wait.",
@@ -240,9 +291,10 @@ pub fn render(snapshots: &[ShardSnapshot], listener: &str, uptime: Duration, rss
         e.value("shardlog_shard_cpu_seconds_total", "CPU time of the shard's thread.", Kind::Counter, cpu, s.cpu_system_us as f64 / 1e6);
         let mut mem = shard_label(s);
         mem.push(("kind", "batch_cache".into()));
-        e.value("shardlog_shard_memory_bytes", "Memory held by the shard's batch caches and pending writes.", Kind::Gauge, mem.clone(), s.cache_bytes as f64);
+        let help = "Memory held by the shard's batch caches; pending_writes is the part queued for the flushers (the same buffers, not held twice).";
+        e.value("shardlog_shard_memory_bytes", help, Kind::Gauge, mem.clone(), s.cache_bytes as f64);
         mem[1].1 = "pending_writes".into();
-        e.value("shardlog_shard_memory_bytes", "Memory held by the shard's batch caches and pending writes.", Kind::Gauge, mem, s.pending_write_bytes as f64);
+        e.value("shardlog_shard_memory_bytes", help, Kind::Gauge, mem, s.pending_write_bytes as f64);
         e.value("shardlog_sendfile_calls_total", "sendfile(2) calls for zero-copy reads.", Kind::Counter, shard_label(s), s.sendfile_calls as f64);
         e.value("shardlog_sendfile_bytes_total", "Bytes sent with sendfile(2).", Kind::Counter, shard_label(s), s.sendfile_bytes as f64);
     }
@@ -284,6 +336,9 @@ mod tests {
             sendfile_calls: 0,
             sendfile_bytes: 0,
             failed_log_dirs: Vec::new(),
+            connections_refused: 0,
+            dirty_budget: BudgetSnapshot { used_bytes: 7, bytes_max: 100, used_bytes_peak: 9, waits: 2 },
+            request_budget: BudgetSnapshot::default(),
         };
         let mut other = empty.clone();
         other.shard = 1;
@@ -316,5 +371,7 @@ mod tests {
         assert!(text.contains("shardlog_partition_records_in_total{topic=\"t\",partition=\"0\"} 2"), "{text}");
         assert!(text.contains("shardlog_partition_compaction_batches_kept_whole_total{topic=\"t\",partition=\"0\"} 3"), "{text}");
         assert!(text.contains("shardlog_partition_segments_deleted_total{topic=\"t\",partition=\"0\"} 4"), "{text}");
+        assert!(text.contains("shardlog_shard_budget_waits_total{shard=\"0\",budget=\"dirty\"} 2"), "{text}");
+        assert!(text.contains("shardlog_shard_budget_used_bytes_peak{shard=\"0\",budget=\"dirty\"} 9"), "{text}");
     }
 }

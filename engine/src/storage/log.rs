@@ -30,6 +30,7 @@ use super::index::{OffsetIndex, TimeIndex};
 use super::producer_state::{AbortedTxn, ProducerState, SequenceCheck};
 use super::segment::{self, Segment};
 use super::txn_index;
+use crate::budget::ByteBudget;
 use crate::notify::Notify;
 
 /// O_DIRECT writes are aligned to this many bytes (a page, which also covers 512-byte devices).
@@ -201,10 +202,14 @@ pub struct ReadResult {
     pub end_offset: i64,
 }
 
+/// Appended bytes for the flusher: consecutive batches of one segment. The batches are the
+/// cache's own buffers (reference-counted), so queueing them copies nothing and a dirty byte is
+/// held in memory once.
 struct Pending {
     segment_base: i64,
     start_position: u64,
-    bytes: BytesMut,
+    batches: Vec<Bytes>,
+    len: usize,
     end_offset: i64,
 }
 
@@ -220,6 +225,10 @@ pub struct PartitionLog {
     /// Compaction has cleaned the log below this offset, persisted in `cleaner-offset-checkpoint`.
     pub(super) cleaner_offset: i64,
     pending: VecDeque<Pending>,
+    /// Appended bytes not yet durable, by the offset that ends them: charged to the shard's
+    /// dirty budget at append, released when the fdatasync covers them.
+    unsynced: VecDeque<(i64, usize)>,
+    dirty_budget: Rc<ByteBudget>,
     pub(super) cache: BatchCache,
     /// A storage error (EIO, a vanished directory): the partition stays offline until restart.
     failed: Option<String>,
@@ -322,7 +331,46 @@ impl PartitionLog {
     }
     /// Appended bytes not yet handed to the flusher.
     pub fn pending_bytes(&self) -> usize {
-        self.pending.iter().map(|p| p.bytes.len()).sum()
+        self.pending.iter().map(|p| p.len).sum()
+    }
+    /// Appended bytes not yet durable (charged to the dirty budget).
+    pub fn unsynced_bytes(&self) -> usize {
+        self.unsynced.iter().map(|(_, bytes)| bytes).sum()
+    }
+    /// Charges this log's appends to `budget` (the owner shard's) from now on. Called before
+    /// the first append.
+    pub fn set_dirty_budget(&mut self, budget: Rc<ByteBudget>) {
+        assert!(self.unsynced.is_empty(), "the dirty budget is set before anything is appended");
+        self.dirty_budget = budget;
+    }
+    pub fn dirty_budget(&self) -> &Rc<ByteBudget> {
+        &self.dirty_budget
+    }
+
+    /// Everything below `end_offset` is durable: the budget gets its bytes back.
+    fn mark_durable(&mut self, end_offset: i64) {
+        self.durable_offset = end_offset;
+        let mut released = 0;
+        while let Some(&(end, bytes)) = self.unsynced.front() {
+            if end > end_offset {
+                break;
+            }
+            released += bytes;
+            self.unsynced.pop_front();
+        }
+        self.dirty_budget.release(released);
+        let (cache_max, keep_from) = (self.config.cache_bytes, end_offset);
+        self.cache.evict(cache_max, keep_from);
+    }
+
+    /// The partition failed for good: what was queued will never be written, so its memory
+    /// and its share of the budget go (the cache keeps serving nothing: reads fail too).
+    fn fail(&mut self, why: String) {
+        self.failed.get_or_insert(why);
+        self.pending.clear();
+        self.cache.clear();
+        let held: usize = self.unsynced.drain(..).map(|(_, bytes)| bytes).sum();
+        self.dirty_budget.release(held);
     }
     pub fn size_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.size_bytes).sum()
@@ -421,6 +469,8 @@ impl PartitionLog {
             durable_offset: next_offset,
             cleaner_offset: super::compaction::read_cleaner_checkpoint(dir).unwrap_or(0).clamp(0, next_offset),
             pending: VecDeque::new(),
+            unsynced: VecDeque::new(),
+            dirty_budget: ByteBudget::unbounded(),
             cache: BatchCache::default(),
             failed: None,
             disk_full: None,
@@ -538,15 +588,19 @@ impl PartitionLog {
             let segment_base = seg.base_offset;
             self.next_offset = assigned.last_offset() + 1;
             let frozen = batch_bytes.freeze();
+            let len = frozen.len();
             match self.pending.back_mut() {
-                Some(p) if p.segment_base == segment_base && p.start_position + p.bytes.len() as u64 == position => {
-                    p.bytes.extend_from_slice(&frozen);
+                Some(p) if p.segment_base == segment_base && p.start_position + p.len as u64 == position => {
+                    p.batches.push(frozen.clone());
+                    p.len += len;
                     p.end_offset = self.next_offset;
                 }
                 _ => {
-                    self.pending.push_back(Pending { segment_base, start_position: position, bytes: BytesMut::from(&frozen[..]), end_offset: self.next_offset })
+                    self.pending.push_back(Pending { segment_base, start_position: position, batches: vec![frozen.clone()], len, end_offset: self.next_offset })
                 }
             }
+            self.unsynced.push_back((self.next_offset, len));
+            self.dirty_budget.charge(len);
             self.cache.push(CachedBatch { base_offset: offset, last_offset: assigned.last_offset(), max_timestamp: assigned.max_timestamp, bytes: frozen });
         }
         Ok(AppendInfo { base_offset, last_offset: self.next_offset - 1, log_append_time_ms, log_start_offset: self.log_start_offset, duplicate: false })
@@ -726,6 +780,15 @@ impl PartitionLog {
             }
         }
         Ok(None)
+    }
+}
+
+impl Drop for PartitionLog {
+    /// A deleted partition, or one closed before its last bytes were durable, gives its share
+    /// of the shard's dirty budget back.
+    fn drop(&mut self) {
+        let held: usize = self.unsynced.drain(..).map(|(_, bytes)| bytes).sum();
+        self.dirty_budget.release(held);
     }
 }
 
@@ -909,7 +972,7 @@ impl Partition {
         let mut log = self.log.borrow_mut();
         if log.failed.is_none() {
             tracing::error!(topic = %self.topic, partition = self.partition, error = %why, "partition is offline");
-            log.failed = Some(why.to_string());
+            log.fail(why.to_string());
         }
         drop(log);
         self.durable.notify_all();
@@ -926,7 +989,7 @@ impl Partition {
             if let Err(e) = flusher.run(&partition).await {
                 let why = format!("{e:#}");
                 tracing::error!(topic = %partition.topic, partition = partition.partition, error = %why, "storage error: partition is offline");
-                partition.log.borrow_mut().failed.get_or_insert(why);
+                partition.log.borrow_mut().fail(why);
             }
             partition.flusher_running.set(false);
             partition.durable.notify_all();
@@ -1010,9 +1073,7 @@ impl Flusher {
                 Ok(end_offset) => {
                     let mut log = partition.log.borrow_mut();
                     if let Some(end) = end_offset {
-                        log.durable_offset = end;
-                        let (cache_max, keep_from) = (log.config.cache_bytes, end);
-                        log.cache.evict(cache_max, keep_from);
+                        log.mark_durable(end);
                     }
                     if log.disk_full.take().is_some() {
                         tracing::info!(topic = %partition.topic, partition = partition.partition, "space was freed: the partition writes again");
@@ -1055,10 +1116,10 @@ impl Flusher {
 
     /// Writes `batch` and fdatasyncs it; returns the end offset now durable.
     async fn commit(&mut self, partition: &Partition, mut batch: VecDeque<Pending>) -> Result<Option<i64>, FlushFailure> {
-        let commit_bytes: usize = batch.iter().map(|p| p.bytes.len()).sum();
+        let commit_bytes: usize = batch.iter().map(|p| p.len).sum();
         let mut end_offset = None;
         while let Some(item) = batch.pop_front() {
-            if let Err(error) = self.write(partition, item.segment_base, item.start_position, &item.bytes).await {
+            if let Err(error) = self.write(partition, item.segment_base, item.start_position, &item.batches, item.len).await {
                 batch.push_front(item);
                 return Err(FlushFailure { error, unwritten: batch, retryable: true });
             }
@@ -1075,12 +1136,12 @@ impl Flusher {
         Ok(end_offset)
     }
 
-    async fn write(&mut self, partition: &Partition, segment_base: i64, start: u64, bytes: &[u8]) -> Result<()> {
+    async fn write(&mut self, partition: &Partition, segment_base: i64, start: u64, batches: &[Bytes], len: usize) -> Result<()> {
         if self.active.as_ref().map(|(b, _)| *b) != Some(segment_base) {
             self.switch_segment(partition, segment_base, start).await?;
         }
         let (_, file) = self.active.as_ref().expect("switch_segment opened it");
-        let end = start + bytes.len() as u64;
+        let end = start + len as u64;
         if end > self.preallocated_bytes && self.preallocated_bytes < u64::MAX {
             let segment_bytes = partition.log.borrow().config.segment_bytes;
             let target = end.div_ceil(PREALLOCATE_STEP_BYTES).saturating_mul(PREALLOCATE_STEP_BYTES).min(segment_bytes.max(end));
@@ -1103,7 +1164,10 @@ impl Flusher {
         assert_eq!(aligned_start + self.tail.len() as u64, start, "tail page must end where the new bytes start");
         let mut data = std::mem::take(&mut self.tail);
         let tail_len = data.len();
-        data.extend_from_slice(bytes);
+        data.reserve(len);
+        for batch in batches {
+            data.extend_from_slice(batch);
+        }
         let result = self.write_pages(&data, aligned_start, segment_base, write_bytes_max, in_flight_max).await;
         if let Err(e) = result {
             // A retry rewrites the same pages from the same tail.

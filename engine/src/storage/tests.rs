@@ -433,3 +433,49 @@ fn a_reopened_active_segment_keeps_its_age_from_its_first_batch() {
         });
     }
 }
+
+#[test]
+fn appends_charge_the_dirty_budget_until_their_fdatasync_releases_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let budget = crate::budget::ByteBudget::new(1 << 20);
+        let mut log = PartitionLog::open(&path, config()).expect("open");
+        log.set_dirty_budget(budget.clone());
+        let p = Partition::new("t".into(), 0, log);
+        // Not started yet: nothing can become durable, so every appended byte stays charged.
+        let first = batch_of(0, 3);
+        let second = batch_of(3, 2);
+        let appended = first.len() + second.len();
+        p.append(first, 10).unwrap();
+        let last = p.append(second, 10).unwrap().last_offset;
+        assert_eq!(budget.used_bytes(), appended);
+        assert_eq!(p.log.borrow().unsynced_bytes(), appended);
+        p.start_flusher();
+        p.wait_durable(last).await.unwrap();
+        assert_eq!(budget.used_bytes(), 0, "the fdatasync that covers the batches gives their bytes back");
+        assert_eq!(budget.used_bytes_peak(), appended);
+        // A duplicate of an idempotent batch, or a refused one, charges nothing.
+        assert!(p.append(BytesMut::from(&b"not a batch"[..]), 10).is_err());
+        assert_eq!(budget.used_bytes(), 0);
+        p.close(true).await.unwrap();
+    });
+}
+
+#[test]
+fn a_dropped_partition_gives_back_what_it_never_made_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let budget = crate::budget::ByteBudget::new(1 << 20);
+        let mut log = PartitionLog::open(&path, config()).expect("open");
+        log.set_dirty_budget(budget.clone());
+        let p = Partition::new("t".into(), 0, log);
+        p.append(batch_of(0, 3), 10).unwrap();
+        assert!(budget.used_bytes() > 0);
+        p.take_offline("test: the directory failed");
+        assert_eq!(budget.used_bytes(), 0, "an offline partition never writes its queue: its bytes are released");
+        drop(p);
+        assert_eq!(budget.used_bytes(), 0);
+    });
+}
