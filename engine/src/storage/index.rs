@@ -34,6 +34,14 @@ impl OffsetIndex {
         }
     }
 
+    /// The last entry whose position is in `after_position..=up_to_position` and whose
+    /// relative offset is at most `relative_offset_max`: a batch boundary a read can jump to
+    /// without reading the headers of the batches before it.
+    pub fn last_boundary(&self, after_position: u64, up_to_position: u64, relative_offset_max: u32) -> Option<(u32, u32)> {
+        let end = self.entries.partition_point(|&(o, p)| (p as u64) <= up_to_position && o <= relative_offset_max);
+        self.entries[..end].last().copied().filter(|&(_, p)| p as u64 >= after_position)
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -246,6 +246,8 @@ pub struct PartitionLog {
     /// Aborted transactions in offset order of their markers, also kept per segment in
     /// `.txnindex` files (Kafka's format).
     aborted_txns: Vec<AbortedTxn>,
+    /// `.txnindex` entries (segment base offset, entry) for the flusher to write.
+    txn_index_queue: Vec<(i64, AbortedTxn)>,
     /// Descriptors of segment files that compaction replaced: closing the last one frees the
     /// old file's blocks, which can take a while, so they are closed off the shard.
     pub(super) retired_files: Vec<Arc<File>>,
@@ -480,6 +482,7 @@ impl PartitionLog {
             pending_snapshot: None,
             open_txns,
             aborted_txns,
+            txn_index_queue: Vec::new(),
         })
     }
 
@@ -659,11 +662,10 @@ impl PartitionLog {
         }
         self.aborted_txns.push(aborted);
         let segment_base = self.segments.iter().rev().find(|s| s.base_offset <= aborted.last_offset).map(|s| s.base_offset).unwrap_or(0);
-        // Not synced here: the segment's seal fsyncs it, and recovery rebuilds entries of
-        // markers after the last producer snapshot from the log itself.
-        if let Err(e) = txn_index::append(&self.dir, segment_base, &aborted) {
-            tracing::error!(dir = %self.dir.display(), error = %format!("{e:#}"), "cannot write the aborted-transaction index; it is rebuilt on restart");
-        }
+        // Written by the flusher, off the shard, before it writes the marker itself; synced when
+        // the segment is sealed. Recovery rebuilds entries of markers after the last producer
+        // snapshot from the log itself, so one lost in a crash costs nothing.
+        self.txn_index_queue.push((segment_base, aborted));
     }
 
     fn maybe_roll(&mut self, header: &BatchHeader, now: u64) {
@@ -734,6 +736,19 @@ impl PartitionLog {
             let mut end = start + first.size_bytes as u64;
             result.records += first.last_offset_delta as u64 + 1;
             result.end_offset = first.last_offset() + 1;
+            // Jump with the offset index: its entries are batch boundaries with their base
+            // offsets, so every batch before one is whole and starts below it. The headers of
+            // the batches jumped over are never read (one pread each, and their pages were
+            // written with O_DIRECT, so not cached); only the last few, up to the limit, are.
+            let limit = (start + max_bytes as u64).min(seg.written_bytes);
+            let relative_offset_max = (end_offset - seg.base_offset).clamp(0, u32::MAX as i64) as u32;
+            if let Some((relative, position)) = seg.index.last_boundary(end, limit, relative_offset_max) {
+                let boundary_offset = seg.base_offset + relative as i64;
+                // Offsets spanned, for the metrics (a compacted range counts its gaps).
+                result.records += (boundary_offset - result.end_offset).max(0) as u64;
+                result.end_offset = boundary_offset;
+                end = position as u64;
+            }
             while end < seg.written_bytes {
                 match seg.header_at(end).map_err(|e| ReadError::Storage(format!("{e:#}")))? {
                     Some(h) if (end - start) as usize + h.size_bytes <= max_bytes && h.base_offset < end_offset => {
@@ -1117,6 +1132,15 @@ impl Flusher {
     /// Writes `batch` and fdatasyncs it; returns the end offset now durable.
     async fn commit(&mut self, partition: &Partition, mut batch: VecDeque<Pending>) -> Result<Option<i64>, FlushFailure> {
         let commit_bytes: usize = batch.iter().map(|p| p.len).sum();
+        let entries = std::mem::take(&mut partition.log.borrow_mut().txn_index_queue);
+        if !entries.is_empty() {
+            // Before the segment that holds their markers can be sealed (its seal syncs them).
+            let dir = partition.log.borrow().dir.clone();
+            let written = off_shard(move || entries.iter().try_for_each(|(segment_base, entry)| txn_index::append(&dir, *segment_base, entry))).await;
+            if let Err(e) = written {
+                tracing::error!(topic = %partition.topic, partition = partition.partition, error = %format!("{e:#}"), "cannot write the aborted-transaction index; it is rebuilt on restart");
+            }
+        }
         let mut end_offset = None;
         while let Some(item) = batch.pop_front() {
             if let Err(error) = self.write(partition, item.segment_base, item.start_position, &item.batches, item.len).await {
@@ -1226,9 +1250,15 @@ impl Flusher {
                 let seg = log.segments.iter().find(|s| s.base_offset == old_base).expect("sealed segment exists");
                 (seg.index.clone(), seg.time_index.clone(), seg.next_offset)
             };
-            write_indexes(&dir, old_base, &index, &time_index, next_offset)?;
-            txn_index::sync(&dir, old_base)?;
-            File::open(segment::log_path(&dir, old_base))?.sync_all()?;
+            // Three files written and four fsyncs: tens of milliseconds on a busy disk, which
+            // would stall every partition and connection of the shard if done on its thread.
+            let seal_dir = dir.clone();
+            off_shard(move || {
+                write_indexes(&seal_dir, old_base, &index, &time_index, next_offset)?;
+                txn_index::sync(&seal_dir, old_base)?;
+                File::open(segment::log_path(&seal_dir, old_base))?.sync_all().context("fsync of a sealed segment's size")
+            })
+            .await?;
             if let Some((_, old)) = self.active.take() {
                 old.close().await.map_err(std::io::Error::from)?;
             }
@@ -1245,7 +1275,8 @@ impl Flusher {
             .with_context(|| format!("opening {} with O_DIRECT (log.dirs must be on a filesystem with O_DIRECT, such as XFS or ext4)", path.display()))?;
         self.preallocated_bytes = 0;
         if !existed {
-            sync_dir(&dir)?;
+            let new_dir = dir.clone();
+            off_shard(move || sync_dir(&new_dir)).await?;
         }
         self.tail.clear();
         let aligned = align_down(start);
@@ -1262,12 +1293,20 @@ impl Flusher {
         }
         let snapshot = partition.log.borrow_mut().pending_snapshot.take();
         if let Some((offset, state)) = snapshot {
-            if let Err(e) = state.write_snapshot(&dir, offset) {
+            let snapshot_dir = dir.clone();
+            let written = off_shard(move || match state.write_snapshot(&snapshot_dir, offset) {
+                Ok(()) => {
+                    ProducerState::prune_snapshots(&snapshot_dir, PRODUCER_SNAPSHOTS_KEPT);
+                    Ok(Ok(()))
+                }
+                Err(e) => Ok(Err((e, state))),
+            })
+            .await?;
+            if let Err((e, state)) = written {
                 // Kept for the next attempt unless a newer roll replaced it meanwhile.
                 partition.log.borrow_mut().pending_snapshot.get_or_insert((offset, state));
                 return Err(e);
             }
-            ProducerState::prune_snapshots(&dir, PRODUCER_SNAPSHOTS_KEPT);
         }
         let read_file = Arc::new(File::open(&path)?);
         if let Some(seg) = partition.log.borrow_mut().segments.iter_mut().find(|s| s.base_offset == segment_base) {
@@ -1276,6 +1315,13 @@ impl Flusher {
         self.active = Some((segment_base, file));
         Ok(())
     }
+}
+
+/// Runs blocking file work (buffered writes, fsyncs of small files and directories) on the
+/// executor's blocking pool, so that it never stalls the shard's other partitions and
+/// connections.
+async fn off_shard<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    glommio::executor().spawn_blocking(work).await
 }
 
 fn segment_size(partition: &Partition, base: i64) -> u64 {

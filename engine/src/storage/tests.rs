@@ -479,3 +479,48 @@ fn a_dropped_partition_gives_back_what_it_never_made_durable() {
         assert_eq!(budget.used_bytes(), 0);
     });
 }
+
+/// The bytes of one read from a segment file.
+fn file_bytes(r: &super::log::ReadResult) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in &r.pieces {
+        let ReadPiece::File { file, position, len } = piece else { panic!("file read expected") };
+        let mut buf = vec![0u8; *len];
+        file.read_exact_at(&mut buf, *position).unwrap();
+        out.extend_from_slice(&buf);
+    }
+    out
+}
+
+#[test]
+fn cold_reads_jump_with_the_offset_index_and_keep_to_whole_batches_and_their_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut cfg = config();
+    cfg.cache_bytes = 0; // reads after the flush come from the file
+    cfg.index_interval_bytes = 1; // an index entry at every batch: every boundary can be jumped to
+    run(move || async move {
+        let p = open(&path, cfg.clone());
+        let mut last = 0;
+        for i in 0..200 {
+            last = p.append(batch_of(i * 5, 5), 10).unwrap().last_offset;
+        }
+        p.wait_durable(last).await.unwrap();
+        let batch_bytes = batch_of(0, 5).len();
+        for (offset, max_bytes, end_offset) in [(0, 10 * batch_bytes, 1000), (7, 10 * batch_bytes + 3, 1000), (0, 1 << 20, 333), (12, 1, 1000)] {
+            let r = p.log.borrow().read_up_to(offset, max_bytes, end_offset).unwrap();
+            let bytes = file_bytes(&r);
+            let headers = parse_all(&bytes, true).expect("whole, valid batches only");
+            assert_eq!(bytes.len(), r.bytes);
+            assert!(headers[0].base_offset <= offset && headers[0].last_offset() >= offset, "starts at the batch holding {offset}");
+            assert!(bytes.len() <= max_bytes.max(batch_bytes), "{} bytes for max_bytes {max_bytes}", bytes.len());
+            assert!(headers.iter().all(|h| h.base_offset < end_offset), "nothing at or past end offset {end_offset}");
+            let next = headers.last().unwrap().last_offset() + 1;
+            assert_eq!(r.end_offset, next, "end offset of the read");
+            // As full as the limits allow: the next batch would pass one of them.
+            let full = bytes.len() + batch_bytes > max_bytes || next >= end_offset;
+            assert!(full, "read of {offset}/{max_bytes}/{end_offset} stopped early at {next}");
+        }
+        p.close(true).await.unwrap();
+    });
+}
