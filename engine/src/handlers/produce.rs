@@ -1,4 +1,4 @@
-//! Produce (key 0): split by owner shard, append, wait for the group commit when acks=all,
+//! Produce (key 0): split by owner shard (one message per owner, with all of its partitions), append, wait for the group commit when acks=all,
 //! and merge the per-partition results back in request order.
 
 use std::rc::Rc;
@@ -14,6 +14,10 @@ use crate::authorizer::check::{Authz, TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_
 use crate::authorizer::Operation;
 use crate::shard::messages::{ProduceOutcome, ShardReply, ShardRequest};
 use crate::shard::Shard;
+
+/// The partitions of a request for one owner shard: (owner, their positions in the request,
+/// (topic, partition, records) of each).
+type OwnerBatch = (usize, Vec<usize>, Vec<(String, i32, bytes::Bytes)>);
 
 fn failed(code: i16, message: Option<String>) -> ProduceOutcome {
     ProduceOutcome { error_code: code, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, error_message: message }
@@ -42,28 +46,48 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceR
         }
     }
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
-    let calls = work.into_iter().map(|(name, index, records, outcome)| {
+    // One message per owner shard with all of its partitions, in request order.
+    let mut outcomes: Vec<Option<ProduceOutcome>> = Vec::with_capacity(work.len());
+    let mut by_owner: Vec<OwnerBatch> = Vec::new();
+    for (i, (name, index, records, outcome)) in work.iter().enumerate() {
+        let owner = shard.owner(name, *index);
+        let ready = match (outcome, records, owner) {
+            (Some(o), _, _) => Some(o.clone()),
+            (None, None, _) => Some(failed(ec::INVALID_RECORD, Some(String::from("null record set")))),
+            (None, Some(_), None) => Some(failed(ec::UNKNOWN_TOPIC_OR_PARTITION, None)),
+            (None, Some(records), Some(owner)) => {
+                let group = match by_owner.iter().position(|(o, _, _)| *o == owner) {
+                    Some(g) => g,
+                    None => {
+                        by_owner.push((owner, Vec::new(), Vec::new()));
+                        by_owner.len() - 1
+                    }
+                };
+                by_owner[group].1.push(i);
+                by_owner[group].2.push((name.clone(), *index, records.clone()));
+                None
+            }
+        };
+        outcomes.push(ready);
+    }
+    let calls = by_owner.into_iter().map(|(owner, positions, partitions)| {
         let shard = shard.clone();
         let transactional_id = transactional_id.clone();
         async move {
-            if let Some(o) = outcome {
-                return (name, index, o);
-            }
-            let Some(records) = records else {
-                return (name, index, failed(ec::INVALID_RECORD, Some(String::from("null record set"))));
+            let count = partitions.len();
+            let reply = shard.dispatch(owner, ShardRequest::Produce { partitions, acks, transactional_id }).await;
+            let replied = match reply {
+                ShardReply::Produce(o) if o.len() == count => o,
+                ShardReply::Produce(o) => unreachable!("owner shard {owner} answered {} of {count} partitions", o.len()),
+                _ => vec![failed(ec::UNKNOWN_SERVER_ERROR, Some(format!("owner shard {owner} unavailable"))); count],
             };
-            let Some(owner) = shard.owner(&name, index) else {
-                return (name, index, failed(ec::UNKNOWN_TOPIC_OR_PARTITION, None));
-            };
-            let reply = shard.dispatch(owner, ShardRequest::Produce { topic: name.clone(), partition: index, records, acks, transactional_id }).await;
-            let o = match reply {
-                ShardReply::Produce(o) => o,
-                _ => failed(ec::UNKNOWN_SERVER_ERROR, Some(String::from("owner shard unavailable"))),
-            };
-            (name, index, o)
+            positions.into_iter().zip(replied).collect::<Vec<_>>()
         }
     });
-    let results = futures::future::join_all(calls).await;
+    for (i, o) in futures::future::join_all(calls).await.into_iter().flatten() {
+        outcomes[i] = Some(o);
+    }
+    let results = work.into_iter().zip(outcomes).map(|((name, index, _, _), o)| (name, index, o.expect("every partition has an outcome")));
     if acks == 0 {
         return Response::Nothing;
     }

@@ -8,10 +8,12 @@ use crate::storage::log::ReadPiece;
 
 #[derive(Debug)]
 pub enum ShardRequest {
-    /// Append to a partition this shard owns; `acks` -1 waits for the group-commit fdatasync.
-    /// A transactional producer's first batch in a partition is verified with its coordinator
-    /// (KIP-890): the partition must be in the producer's ongoing transaction.
-    Produce { topic: String, partition: i32, records: Bytes, acks: i16, transactional_id: Option<String> },
+    /// Append to partitions this shard owns: every partition of one produce request that this
+    /// shard owns, in request order, so a request costs one message per owner shard, not one
+    /// per partition. `acks` -1 waits for the group-commit fdatasync. A transactional
+    /// producer's first batch in a partition is verified with its coordinator (KIP-890): the
+    /// partition must be in the producer's ongoing transaction.
+    Produce { partitions: Vec<(String, i32, Bytes)>, acks: i16, transactional_id: Option<String> },
     /// Read from a partition this shard owns; read_committed reads stop at the last stable
     /// offset.
     Read { topic: String, partition: i32, offset: i64, max_bytes: usize, read_committed: bool },
@@ -133,7 +135,8 @@ pub struct ProducerInfo {
 
 #[derive(Debug)]
 pub enum ShardReply {
-    Produce(ProduceOutcome),
+    /// One outcome per partition of the request, in its order.
+    Produce(Vec<ProduceOutcome>),
     Read(ReadOutcome),
     Woken,
     /// (error code, offset, timestamp)

@@ -15,8 +15,12 @@ use crate::topic_config::ResolvedTopicConfig;
 
 pub async fn handle(shard: Rc<Shard>, request: ShardRequest) -> ShardReply {
     match request {
-        ShardRequest::Produce { topic, partition, records, acks, transactional_id } => {
-            ShardReply::Produce(produce(&shard, &topic, partition, records, acks, transactional_id.as_deref()).await)
+        ShardRequest::Produce { partitions, acks, transactional_id } => {
+            // join_all polls the appends in request order, so each reaches its partition (and
+            // the dirty budget's line) in that order: pipelined requests keep their offsets' order.
+            let appends =
+                partitions.iter().map(|(topic, partition, records)| produce(&shard, topic, *partition, records.clone(), acks, transactional_id.as_deref()));
+            ShardReply::Produce(futures::future::join_all(appends).await)
         }
         ShardRequest::Read { topic, partition, offset, max_bytes, read_committed } => {
             ShardReply::Read(read(&shard, &topic, partition, offset, max_bytes, read_committed))
