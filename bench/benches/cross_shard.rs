@@ -5,11 +5,11 @@
 //! peer 1 answers. Three cases through the broker's own `Router` and `spawn_receivers` (a
 //! pending-reply table, a oneshot per call, one task per request on the receiving side), with a
 //! handler that answers at once, so that only the hop is measured:
-//! - `WaitForAppend` with a deadline already past, answered `Woken` (a small request);
+//! - `Snapshot`, a request with no payload, answered `Applied` at once (a small request; until
+//!   2026-12-03 this was `WaitForAppend`, which the per-owner Fetch replaced);
 //! - `Produce` carrying a 16 KiB record batch as `Bytes` (moved, not copied), answered with a
 //!   produce outcome;
-//! - 64 small calls in flight at once (the way a fetch or produce spanning many partitions on
-//!   the other shard is split and merged).
+//! - 64 small calls in flight at once (many connections' requests for the other shard at once).
 //!
 //! And as a baseline, the raw mesh with a `u64`: one in flight, and 64 in flight.
 //!
@@ -84,24 +84,28 @@ enum Case {
 
 fn request(case: Case, batch: &Bytes) -> ShardRequest {
     match case {
-        Case::Small | Case::Pipelined => {
-            ShardRequest::WaitForAppend { topic: String::from("bench"), partition: 0, offset: 0, deadline_ms: 0, read_committed: false }
-        }
-        Case::Produce => ShardRequest::Produce { topic: String::from("bench"), partition: 0, records: batch.clone(), acks: 1, transactional_id: None },
+        // A request with no payload, answered at once.
+        Case::Small | Case::Pipelined => ShardRequest::Snapshot,
+        Case::Produce => ShardRequest::Produce { partitions: vec![(String::from("bench"), 0, batch.clone())], acks: 1, transactional_id: None },
     }
 }
 
 /// The answering shard's handler: replies at once, without touching storage.
 async fn answer(request: ShardRequest, stop: mpsc::UnboundedSender<()>) -> ShardReply {
     match request {
-        ShardRequest::WaitForAppend { .. } => ShardReply::Woken,
-        ShardRequest::Produce { records, .. } => ShardReply::Produce(ProduceOutcome {
-            error_code: 0,
-            base_offset: records.len() as i64,
-            log_append_time_ms: -1,
-            log_start_offset: 0,
-            error_message: None,
-        }),
+        ShardRequest::Snapshot => ShardReply::Applied,
+        ShardRequest::Produce { partitions, .. } => ShardReply::Produce(
+            partitions
+                .iter()
+                .map(|(_, _, records)| ProduceOutcome {
+                    error_code: 0,
+                    base_offset: records.len() as i64,
+                    log_append_time_ms: -1,
+                    log_start_offset: 0,
+                    error_message: None,
+                })
+                .collect(),
+        ),
         ShardRequest::Shutdown => {
             let _ = stop.unbounded_send(());
             ShardReply::ShutdownDone
@@ -136,7 +140,7 @@ fn router_run(case: Case, iters: u64) -> Duration {
                         match case {
                             Case::Small | Case::Produce => {
                                 let reply = router.call(ANSWERER, request(case, &batch)).await.expect("reply");
-                                debug_assert!(matches!(reply, ShardReply::Woken | ShardReply::Produce(_)));
+                                debug_assert!(matches!(reply, ShardReply::Applied | ShardReply::Produce(_)));
                             }
                             Case::Pipelined => {
                                 let calls = (0..IN_FLIGHT).map(|_| router.call(ANSWERER, request(case, &batch)));
@@ -200,7 +204,7 @@ fn raw_run(in_flight: usize, setup: Setup, iters: u64) -> Duration {
 fn cross_shard(c: &mut Criterion) {
     let mut group = c.benchmark_group("cross_shard_router");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("round_trip/wait_for_append", |b| b.iter_custom(|iters| router_run(Case::Small, iters)));
+    group.bench_function("round_trip/small", |b| b.iter_custom(|iters| router_run(Case::Small, iters)));
     group.bench_function(format!("round_trip/produce_{BATCH_BYTES}B"), |b| b.iter_custom(|iters| router_run(Case::Produce, iters)));
     group.throughput(Throughput::Elements(IN_FLIGHT as u64));
     group.bench_function(format!("pipelined/{IN_FLIGHT}_in_flight"), |b| b.iter_custom(|iters| router_run(Case::Pipelined, iters)));

@@ -1,5 +1,7 @@
 //! Fetch (key 1): reads from the owner shards, long polling up to `max_wait_ms` for `min_bytes`,
-//! within the response and per-partition byte limits. Records from the batch cache are sent
+//! within the response and per-partition byte limits. Each owner shard gets one message per
+//! round with all of its partitions and waits for appends itself; a fetch whose partitions all
+//! live on one shard is one message and one answer however long it polls. Records from the batch cache are sent
 //! from memory; older records are sent from the segment file with sendfile.
 //!
 //! Incremental fetch sessions (KIP-227) are refused the way the protocol allows: a request for a
@@ -7,7 +9,6 @@
 //! a request naming a session id gets FETCH_SESSION_ID_NOT_FOUND.
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use kafka_protocol::messages::FetchRequest;
 use shardlog_protocol::error_code as ec;
@@ -19,7 +20,7 @@ use super::Response;
 use crate::authorizer::check::{Authz, TOPIC_AUTHORIZATION_FAILED};
 use crate::authorizer::Operation;
 use crate::net::FileRange;
-use crate::shard::messages::{ReadOutcome, ShardReply, ShardRequest};
+use crate::shard::messages::{FetchPartition, ReadOutcome, ShardReply, ShardRequest};
 use crate::shard::Shard;
 use crate::storage::log::{now_ms, ReadPiece};
 
@@ -27,6 +28,7 @@ use crate::storage::log::{now_ms, ReadPiece};
 /// requests well before this (request.timeout.ms defaults to 30 s).
 pub const FETCH_WAIT_MS_MAX: i32 = 300_000;
 
+#[derive(Clone)]
 struct Wanted {
     topic: String,
     partition: i32,
@@ -44,23 +46,57 @@ fn empty_outcome(code: i16) -> ReadOutcome {
 /// Fetch's isolation_level: 1 is read_committed.
 const READ_COMMITTED: i8 = 1;
 
-async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], read_committed: bool) -> Vec<ReadOutcome> {
-    let calls = wanted.iter().map(|w| {
+/// One round: every owner shard reads its partitions of the request (one message each), and
+/// waits there until its own part reaches `min_bytes[owner]` or the deadline. Outcomes come back
+/// in request order.
+async fn fetch_round(shard: &Rc<Shard>, wanted: &[Wanted], read_committed: bool, min_bytes: impl Fn(usize) -> usize, deadline_ms: u64) -> Vec<ReadOutcome> {
+    let mut outcomes: Vec<Option<ReadOutcome>> = wanted
+        .iter()
+        .map(|w| match (w.denied, w.owner) {
+            (true, _) => Some(empty_outcome(TOPIC_AUTHORIZATION_FAILED)),
+            (false, None) => Some(empty_outcome(ec::UNKNOWN_TOPIC_OR_PARTITION)),
+            (false, Some(_)) => None,
+        })
+        .collect();
+    let calls = owners(wanted).into_iter().map(|(owner, positions)| {
         let shard = shard.clone();
-        let (topic, partition, offset, max_bytes, owner) = (w.topic.clone(), w.partition, w.offset, w.max_bytes, w.owner);
-        let denied = w.denied;
+        let partitions: Vec<FetchPartition> = positions
+            .iter()
+            .map(|&i| FetchPartition {
+                topic: wanted[i].topic.clone(),
+                partition: wanted[i].partition,
+                offset: wanted[i].offset,
+                max_bytes: wanted[i].max_bytes,
+            })
+            .collect();
+        let request = ShardRequest::Fetch { partitions, read_committed, min_bytes: min_bytes(owner), deadline_ms };
         async move {
-            if denied {
-                return empty_outcome(TOPIC_AUTHORIZATION_FAILED);
-            }
-            let Some(owner) = owner else { return empty_outcome(ec::UNKNOWN_TOPIC_OR_PARTITION) };
-            match shard.dispatch(owner, ShardRequest::Read { topic, partition, offset, max_bytes, read_committed }).await {
-                ShardReply::Read(o) => o,
-                _ => empty_outcome(ec::UNKNOWN_SERVER_ERROR),
-            }
+            let count = positions.len();
+            let replied = match shard.dispatch(owner, request).await {
+                ShardReply::Fetch(o) if o.len() == count => o,
+                ShardReply::Fetch(o) => unreachable!("owner shard {owner} answered {} of {count} partitions", o.len()),
+                _ => (0..count).map(|_| empty_outcome(ec::UNKNOWN_SERVER_ERROR)).collect(),
+            };
+            positions.into_iter().zip(replied).collect::<Vec<_>>()
         }
     });
-    futures::future::join_all(calls).await
+    for (i, o) in futures::future::join_all(calls).await.into_iter().flatten() {
+        outcomes[i] = Some(o);
+    }
+    outcomes.into_iter().map(|o| o.expect("every partition has an outcome")).collect()
+}
+
+/// The owner shards of the readable partitions, each with their positions in the request.
+fn owners(wanted: &[Wanted]) -> Vec<(usize, Vec<usize>)> {
+    let mut out: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (i, w) in wanted.iter().enumerate() {
+        let Some(owner) = w.owner.filter(|_| !w.denied) else { continue };
+        match out.iter_mut().find(|(o, _)| *o == owner) {
+            Some((_, positions)) => positions.push(i),
+            None => out.push((owner, vec![i])),
+        }
+    }
+    out
 }
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchRequest, authz: &Authz<'_>) -> Response {
@@ -92,44 +128,41 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
     let min_bytes = request.min_bytes.max(0) as usize;
     let deadline_ms = now_ms() + request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64;
     let read_committed = request.isolation_level == READ_COMMITTED;
-    let mut outcomes = read_all(shard, &wanted, read_committed).await;
-    loop {
-        let bytes: usize = outcomes.iter().map(|o| o.bytes).sum();
-        let errors = outcomes.iter().any(|o| o.error_code != ec::NONE);
-        if bytes >= min_bytes.max(1) || errors || now_ms() >= deadline_ms || wanted.is_empty() || shard.shutting_down.get() {
-            break;
+    let owner_count = owners(&wanted).len();
+    let outcomes = if owner_count <= 1 {
+        // One owner (the common case): it long-polls by itself and answers once.
+        fetch_round(shard, &wanted, read_committed, |_| min_bytes, deadline_ms).await
+    } else {
+        // min_bytes counts over every owner: read everywhere at once; while short, let each owner
+        // wait for more than it had, and read everywhere again when the first one has it.
+        let mut outcomes = fetch_round(shard, &wanted, read_committed, |_| 0, 0).await;
+        loop {
+            let bytes: usize = outcomes.iter().map(|o| o.bytes).sum();
+            let errors = outcomes.iter().any(|o| o.error_code != ec::NONE);
+            if bytes >= min_bytes.max(1) || errors || now_ms() >= deadline_ms || shard.shutting_down.get() {
+                break outcomes;
+            }
+            let mut had = std::collections::HashMap::new();
+            for (w, o) in wanted.iter().zip(&outcomes) {
+                if let Some(owner) = w.owner {
+                    *had.entry(owner).or_insert(0usize) += o.bytes;
+                }
+            }
+            let waits = owners(&wanted)
+                .into_iter()
+                .map(|(owner, positions)| {
+                    let only: Vec<Wanted> = positions.iter().map(|&i| wanted[i].clone()).collect();
+                    let more = had.get(&owner).copied().unwrap_or(0) + 1;
+                    let shard = shard.clone();
+                    Box::pin(async move {
+                        fetch_round(&shard, &only, read_committed, |_| more, deadline_ms).await;
+                    })
+                })
+                .collect::<Vec<_>>();
+            futures::future::select_all(waits).await;
+            outcomes = fetch_round(shard, &wanted, read_committed, |_| 0, 0).await;
         }
-        // Wait until any partition gets new data, or the deadline.
-        // Wait for an append after what this read saw (the log end offset it reported), not
-        // merely past the fetch offset: otherwise a partition with data below min_bytes would
-        // wake us at once, and the loop would spin the shard until the deadline.
-        let waits = wanted
-            .iter()
-            .zip(&outcomes)
-            .filter_map(|(w, o)| {
-                let owner = w.owner?;
-                let shard = shard.clone();
-                let seen_end = if read_committed { o.last_stable_offset } else { o.high_watermark }.max(w.offset);
-                let request = ShardRequest::WaitForAppend { topic: w.topic.clone(), partition: w.partition, offset: seen_end, deadline_ms, read_committed };
-                Some(Box::pin(async move {
-                    shard.dispatch(owner, request).await;
-                }))
-            })
-            .collect::<Vec<_>>();
-        if waits.is_empty() {
-            break;
-        }
-        let any = futures::future::select_all(waits);
-        let sleep = glommio::timer::sleep(Duration::from_millis(deadline_ms.saturating_sub(now_ms())));
-        futures_lite::future::or(
-            async {
-                any.await;
-            },
-            sleep,
-        )
-        .await;
-        outcomes = read_all(shard, &wanted, read_committed).await;
-    }
+    };
     // Apply the response byte limit in request order; the first partition with data always
     // gets its first batch, so a batch larger than the limit still makes progress.
     let mut budget = response_max_bytes;

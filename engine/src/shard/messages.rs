@@ -14,12 +14,12 @@ pub enum ShardRequest {
     /// producer's first batch in a partition is verified with its coordinator (KIP-890): the
     /// partition must be in the producer's ongoing transaction.
     Produce { partitions: Vec<(String, i32, Bytes)>, acks: i16, transactional_id: Option<String> },
-    /// Read from a partition this shard owns; read_committed reads stop at the last stable
-    /// offset.
-    Read { topic: String, partition: i32, offset: i64, max_bytes: usize, read_committed: bool },
-    /// Reply when the partition's log end offset (last stable offset, for read_committed)
-    /// passes `offset`, or at `deadline_ms`.
-    WaitForAppend { topic: String, partition: i32, offset: i64, deadline_ms: u64, read_committed: bool },
+    /// Read from partitions this shard owns (every partition of one fetch request that it owns,
+    /// in request order); read_committed reads stop at the last stable offset. While what was
+    /// read comes to fewer than `min_bytes` and `deadline_ms` has not passed, the owner waits
+    /// here for an append to any of them and reads again: one message per owner shard, one
+    /// answer, however long the poll.
+    Fetch { partitions: Vec<FetchPartition>, read_committed: bool, min_bytes: usize, deadline_ms: u64 },
     /// ListOffsets for one partition: -2 earliest, -1 latest (the last stable offset for
     /// read_committed), otherwise a timestamp.
     ListOffset { topic: String, partition: i32, timestamp: i64, read_committed: bool },
@@ -109,6 +109,15 @@ pub struct ProduceOutcome {
     pub error_message: Option<String>,
 }
 
+/// One partition of a Fetch for its owner shard.
+#[derive(Debug, Clone)]
+pub struct FetchPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub max_bytes: usize,
+}
+
 #[derive(Debug)]
 pub struct ReadOutcome {
     pub error_code: i16,
@@ -137,8 +146,8 @@ pub struct ProducerInfo {
 pub enum ShardReply {
     /// One outcome per partition of the request, in its order.
     Produce(Vec<ProduceOutcome>),
-    Read(ReadOutcome),
-    Woken,
+    /// One outcome per partition of the Fetch, in its order.
+    Fetch(Vec<ReadOutcome>),
     /// (error code, offset, timestamp)
     ListOffset(i16, i64, i64),
     Applied,

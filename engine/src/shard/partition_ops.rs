@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use shardlog_protocol::error_code as ec;
 
-use super::messages::{ProduceOutcome, ProducerInfo, ReadOutcome, ShardReply, ShardRequest};
+use super::messages::{FetchPartition, ProduceOutcome, ProducerInfo, ReadOutcome, ShardReply, ShardRequest};
 use super::Shard;
 use crate::metadata::ClusterMetadata;
 use crate::storage::log::{now_ms, AppendError, LogConfig, Partition, PartitionLog, ReadError};
@@ -22,12 +22,8 @@ pub async fn handle(shard: Rc<Shard>, request: ShardRequest) -> ShardReply {
                 partitions.iter().map(|(topic, partition, records)| produce(&shard, topic, *partition, records.clone(), acks, transactional_id.as_deref()));
             ShardReply::Produce(futures::future::join_all(appends).await)
         }
-        ShardRequest::Read { topic, partition, offset, max_bytes, read_committed } => {
-            ShardReply::Read(read(&shard, &topic, partition, offset, max_bytes, read_committed))
-        }
-        ShardRequest::WaitForAppend { topic, partition, offset, deadline_ms, read_committed } => {
-            wait_for_append(&shard, &topic, partition, offset, deadline_ms, read_committed).await;
-            ShardReply::Woken
+        ShardRequest::Fetch { partitions, read_committed, min_bytes, deadline_ms } => {
+            ShardReply::Fetch(fetch(&shard, &partitions, read_committed, min_bytes, deadline_ms).await)
         }
         ShardRequest::ListOffset { topic, partition, timestamp, read_committed } => {
             let (code, offset, ts) = list_offset(&shard, &topic, partition, timestamp, read_committed);
@@ -205,34 +201,27 @@ pub fn read(shard: &Shard, topic: &str, partition: i32, offset: i64, max_bytes: 
     outcome
 }
 
-/// Returns when the partition's log end offset passes `offset`, at `deadline_ms`, or at once
-/// when too many fetches already wait on it (the caller then simply answers with what it has).
-pub async fn wait_for_append(shard: &Shard, topic: &str, partition: i32, offset: i64, deadline_ms: u64, read_committed: bool) {
-    let Some(p) = shard.local_partition(topic, partition) else { return };
-    if p.appended.waiters() >= shard.config.fetch_watchers_max {
-        return;
-    }
+/// Reads `partitions`; while they come to fewer than `min_bytes` in all, none failed and the
+/// deadline is ahead, waits for an append to any of them (or the deadline) and reads again.
+/// A partition with too many fetches already waiting on it (`shardlog.fetch.long.poll.watchers.max`)
+/// ends the wait at once: the caller answers with what there is.
+pub async fn fetch(shard: &Shard, partitions: &[FetchPartition], read_committed: bool, min_bytes: usize, deadline_ms: u64) -> Vec<ReadOutcome> {
+    let held: Vec<Option<Rc<Partition>>> = partitions.iter().map(|f| shard.local_partition(&f.topic, f.partition)).collect();
     loop {
-        let notified = p.appended.notified();
-        let end = {
-            let log = p.log.borrow();
-            if read_committed {
-                log.last_stable_offset()
-            } else {
-                log.log_end_offset()
-            }
-        };
-        if end > offset || shard.shutting_down.get() {
-            return;
-        }
+        // Subscribed before reading, so an append between the read and the wait is not missed.
+        let appended: Vec<_> = held.iter().flatten().map(|p| p.appended.notified()).collect();
+        let outcomes: Vec<ReadOutcome> = partitions.iter().map(|f| read(shard, &f.topic, f.partition, f.offset, f.max_bytes, read_committed)).collect();
+        let bytes: usize = outcomes.iter().map(|o| o.bytes).sum();
+        let failed = outcomes.iter().any(|o| o.error_code != ec::NONE);
         let now = now_ms();
-        if now >= deadline_ms {
-            return;
+        let crowded = held.iter().flatten().any(|p| p.appended.waiters() >= shard.config.fetch_watchers_max);
+        if bytes >= min_bytes.max(1) || failed || now >= deadline_ms || appended.is_empty() || crowded || shard.shutting_down.get() {
+            return outcomes;
         }
         let sleep = glommio::timer::sleep(Duration::from_millis(deadline_ms - now));
         futures_lite::future::or(
             async {
-                notified.await;
+                futures::future::select_all(appended).await;
             },
             sleep,
         )
