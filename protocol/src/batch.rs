@@ -47,6 +47,8 @@ pub enum BatchError {
     InvalidOffsetDelta { position: usize, delta: i32, count: i32 },
     #[error("record batch at byte {position} uses compression codec {codec}, which Kafka does not define")]
     UnknownCompression { position: usize, codec: i16 },
+    #[error("record batch at byte {position} has base_offset {base_offset} and last_offset_delta {delta}: its last offset does not fit in an i64")]
+    OffsetOverflow { position: usize, base_offset: i64, delta: i32 },
 }
 
 /// The fields of one batch header that the broker acts on.
@@ -132,6 +134,12 @@ pub fn parse_header(bytes: &[u8], position: usize, verify_crc: bool) -> Result<B
     // and its offsets must cover its records.
     if header.last_offset_delta < 0 || header.records_count < 0 || (header.records_count > 0 && header.last_offset_delta < header.records_count - 1) {
         return Err(BatchError::InvalidOffsetDelta { position, delta: header.last_offset_delta, count: header.records_count });
+    }
+    // base_offset is outside the CRC, so a torn or hostile one passes every check above; its
+    // last offset would then wrap (or panic in a debug build) wherever `last_offset()` is used,
+    // segment recovery included.
+    if header.base_offset.checked_add(header.last_offset_delta as i64).is_none() {
+        return Err(BatchError::OffsetOverflow { position, base_offset: header.base_offset, delta: header.last_offset_delta });
     }
     Ok(header)
 }
@@ -453,6 +461,21 @@ mod tests {
         assert_eq!(records[2].value, None);
         assert_eq!(records[2].offset, 2);
         assert!(super::records(&batch[..batch.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn rejects_a_last_offset_past_i64_max() {
+        // Found by the batch_parse fuzz target: base_offset is not covered by the CRC.
+        let mut batch = sample();
+        set_base_offset(&mut batch, i64::MAX - 2);
+        assert_eq!(parse_header(&batch, 0, true).unwrap().last_offset(), i64::MAX);
+        set_base_offset(&mut batch, i64::MAX - 1);
+        let overflow = BatchError::OffsetOverflow { position: 0, base_offset: i64::MAX - 1, delta: 2 };
+        assert_eq!(parse_header(&batch, 0, true), Err(overflow.clone()));
+        assert_eq!(parse_header(&batch, 0, false), Err(overflow));
+        let mut two = sample();
+        two.extend_from_slice(&batch);
+        assert!(matches!(parse_all(&two, true), Err(BatchError::OffsetOverflow { position, .. }) if position == batch.len()));
     }
 
     #[test]

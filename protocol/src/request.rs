@@ -5,7 +5,7 @@
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{self as m, ApiKey};
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::protocol::{Decodable, Message, VersionRange};
 
 use crate::validate::{validate_request_body, ValidationError};
 
@@ -102,117 +102,99 @@ fn read_uvarint(buf: &mut &[u8]) -> Option<u32> {
     None
 }
 
-/// Requests the broker understands, decoded.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RequestBody {
-    Produce(m::ProduceRequest),
-    Fetch(m::FetchRequest),
-    ListOffsets(m::ListOffsetsRequest),
-    Metadata(m::MetadataRequest),
-    ApiVersions(m::ApiVersionsRequest),
-    CreateTopics(m::CreateTopicsRequest),
-    DeleteTopics(m::DeleteTopicsRequest),
-    CreatePartitions(m::CreatePartitionsRequest),
-    DescribeCluster(m::DescribeClusterRequest),
-    FindCoordinator(m::FindCoordinatorRequest),
-    JoinGroup(m::JoinGroupRequest),
-    SyncGroup(m::SyncGroupRequest),
-    Heartbeat(m::HeartbeatRequest),
-    LeaveGroup(m::LeaveGroupRequest),
-    OffsetCommit(m::OffsetCommitRequest),
-    OffsetFetch(m::OffsetFetchRequest),
-    ListGroups(m::ListGroupsRequest),
-    DescribeGroups(m::DescribeGroupsRequest),
-    DeleteGroups(m::DeleteGroupsRequest),
-    OffsetDelete(m::OffsetDeleteRequest),
-    ConsumerGroupHeartbeat(m::ConsumerGroupHeartbeatRequest),
-    ConsumerGroupDescribe(m::ConsumerGroupDescribeRequest),
-    InitProducerId(m::InitProducerIdRequest),
-    AddPartitionsToTxn(m::AddPartitionsToTxnRequest),
-    AddOffsetsToTxn(m::AddOffsetsToTxnRequest),
-    EndTxn(m::EndTxnRequest),
-    TxnOffsetCommit(m::TxnOffsetCommitRequest),
-    DescribeProducers(m::DescribeProducersRequest),
-    DescribeTransactions(m::DescribeTransactionsRequest),
-    ListTransactions(m::ListTransactionsRequest),
-    DescribeAcls(m::DescribeAclsRequest),
-    CreateAcls(m::CreateAclsRequest),
-    DeleteAcls(m::DeleteAclsRequest),
-    SaslHandshake(m::SaslHandshakeRequest),
-    SaslAuthenticate(m::SaslAuthenticateRequest),
-    DescribeUserScramCredentials(m::DescribeUserScramCredentialsRequest),
-    AlterUserScramCredentials(m::AlterUserScramCredentialsRequest),
-    DescribeConfigs(m::DescribeConfigsRequest),
-    AlterConfigs(m::AlterConfigsRequest),
-    IncrementalAlterConfigs(m::IncrementalAlterConfigsRequest),
-    DeleteRecords(m::DeleteRecordsRequest),
-    DescribeLogDirs(m::DescribeLogDirsRequest),
+/// The one table of request bodies this crate decodes: the `RequestBody` enum, the decoder
+/// behind it and [`has_decoder`] are all generated from it, so the broker, the validator's tests
+/// and the fuzz targets cannot drift apart. Each name is both the `ApiKey` variant and the
+/// `RequestBody` variant; the type is `kafka-protocol`'s message.
+macro_rules! request_bodies {
+    ($($api:ident => $message:ident,)*) => {
+        /// Requests the broker understands, decoded.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum RequestBody {
+            $($api(m::$message),)*
+        }
+
+        /// The versions `kafka-protocol` decodes for `api_key`, None if it is not in the table.
+        fn decoder_versions(api_key: i16) -> Option<VersionRange> {
+            match ApiKey::try_from(api_key).ok()? {
+                $(ApiKey::$api => Some(<m::$message as Message>::VERSIONS),)*
+                _ => None,
+            }
+        }
+
+        /// Decodes `body` with `kafka-protocol` and leaves it after the last byte read. It does
+        /// not validate: anything from the wire goes through [`decode_body`], because the
+        /// decoder sizes vectors from counts it reads.
+        pub fn decode_request_body(api_key: i16, api_version: i16, body: &mut Bytes) -> Result<RequestBody, RequestError> {
+            let undecodable = |e: anyhow::Error| RequestError::Undecodable { api_key, api_version, reason: e.to_string() };
+            match ApiKey::try_from(api_key) {
+                $(Ok(ApiKey::$api) => m::$message::decode(body, api_version).map(RequestBody::$api).map_err(undecodable),)*
+                _ => Err(RequestError::Undecodable { api_key, api_version, reason: String::from("no decoder for this api") }),
+            }
+        }
+
+        #[cfg(test)]
+        const DECODED_APIS: &[ApiKey] = &[$(ApiKey::$api),*];
+    };
+}
+
+request_bodies! {
+    Produce => ProduceRequest,
+    Fetch => FetchRequest,
+    ListOffsets => ListOffsetsRequest,
+    Metadata => MetadataRequest,
+    ApiVersions => ApiVersionsRequest,
+    CreateTopics => CreateTopicsRequest,
+    DeleteTopics => DeleteTopicsRequest,
+    CreatePartitions => CreatePartitionsRequest,
+    DescribeCluster => DescribeClusterRequest,
+    FindCoordinator => FindCoordinatorRequest,
+    JoinGroup => JoinGroupRequest,
+    SyncGroup => SyncGroupRequest,
+    Heartbeat => HeartbeatRequest,
+    LeaveGroup => LeaveGroupRequest,
+    OffsetCommit => OffsetCommitRequest,
+    OffsetFetch => OffsetFetchRequest,
+    ListGroups => ListGroupsRequest,
+    DescribeGroups => DescribeGroupsRequest,
+    DeleteGroups => DeleteGroupsRequest,
+    OffsetDelete => OffsetDeleteRequest,
+    ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
+    ConsumerGroupDescribe => ConsumerGroupDescribeRequest,
+    InitProducerId => InitProducerIdRequest,
+    AddPartitionsToTxn => AddPartitionsToTxnRequest,
+    AddOffsetsToTxn => AddOffsetsToTxnRequest,
+    EndTxn => EndTxnRequest,
+    TxnOffsetCommit => TxnOffsetCommitRequest,
+    DescribeProducers => DescribeProducersRequest,
+    DescribeTransactions => DescribeTransactionsRequest,
+    ListTransactions => ListTransactionsRequest,
+    DescribeAcls => DescribeAclsRequest,
+    CreateAcls => CreateAclsRequest,
+    DeleteAcls => DeleteAclsRequest,
+    SaslHandshake => SaslHandshakeRequest,
+    SaslAuthenticate => SaslAuthenticateRequest,
+    DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+    AlterUserScramCredentials => AlterUserScramCredentialsRequest,
+    DescribeConfigs => DescribeConfigsRequest,
+    AlterConfigs => AlterConfigsRequest,
+    IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
+    DeleteRecords => DeleteRecordsRequest,
+    DescribeLogDirs => DescribeLogDirsRequest,
+}
+
+/// True when the table has a decoder for this api key and `kafka-protocol` decodes this version.
+pub fn has_decoder(api_key: i16, api_version: i16) -> bool {
+    decoder_versions(api_key).is_some_and(|versions| versions.min <= api_version && api_version <= versions.max)
 }
 
 /// Validates and decodes the body of a request whose header is `header`.
 /// The caller has already checked that the version is one it serves.
 pub fn decode_body(header: &RequestHeader, frame: &Bytes) -> Result<RequestBody, RequestError> {
     let (api_key, api_version) = (header.api_key, header.api_version);
-    let body = frame.slice(header.header_bytes..);
+    let mut body = frame.slice(header.header_bytes..);
     validate_request_body(api_key, api_version, &body).map_err(|source| RequestError::InvalidBody { api_key, api_version, source })?;
-    let mut buf = body;
-    let undecodable = |e: anyhow::Error| RequestError::Undecodable { api_key, api_version, reason: e.to_string() };
-    let key = ApiKey::try_from(api_key).map_err(|_| RequestError::UnknownApiKey { api_key, correlation_id: header.correlation_id })?;
-    Ok(match key {
-        ApiKey::Produce => RequestBody::Produce(m::ProduceRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::Fetch => RequestBody::Fetch(m::FetchRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::ListOffsets => RequestBody::ListOffsets(m::ListOffsetsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::Metadata => RequestBody::Metadata(m::MetadataRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::ApiVersions => RequestBody::ApiVersions(m::ApiVersionsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::CreateTopics => RequestBody::CreateTopics(m::CreateTopicsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::DeleteTopics => RequestBody::DeleteTopics(m::DeleteTopicsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::CreatePartitions => RequestBody::CreatePartitions(m::CreatePartitionsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::DescribeCluster => RequestBody::DescribeCluster(m::DescribeClusterRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::FindCoordinator => RequestBody::FindCoordinator(m::FindCoordinatorRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::JoinGroup => RequestBody::JoinGroup(m::JoinGroupRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::SyncGroup => RequestBody::SyncGroup(m::SyncGroupRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::Heartbeat => RequestBody::Heartbeat(m::HeartbeatRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::LeaveGroup => RequestBody::LeaveGroup(m::LeaveGroupRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::OffsetCommit => RequestBody::OffsetCommit(m::OffsetCommitRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::OffsetFetch => RequestBody::OffsetFetch(m::OffsetFetchRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::ListGroups => RequestBody::ListGroups(m::ListGroupsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::DescribeGroups => RequestBody::DescribeGroups(m::DescribeGroupsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::DeleteGroups => RequestBody::DeleteGroups(m::DeleteGroupsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::OffsetDelete => RequestBody::OffsetDelete(m::OffsetDeleteRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::ConsumerGroupHeartbeat => {
-            RequestBody::ConsumerGroupHeartbeat(m::ConsumerGroupHeartbeatRequest::decode(&mut buf, api_version).map_err(undecodable)?)
-        }
-        ApiKey::ConsumerGroupDescribe => {
-            RequestBody::ConsumerGroupDescribe(m::ConsumerGroupDescribeRequest::decode(&mut buf, api_version).map_err(undecodable)?)
-        }
-        ApiKey::InitProducerId => RequestBody::InitProducerId(m::InitProducerIdRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::AddPartitionsToTxn => RequestBody::AddPartitionsToTxn(m::AddPartitionsToTxnRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::AddOffsetsToTxn => RequestBody::AddOffsetsToTxn(m::AddOffsetsToTxnRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::EndTxn => RequestBody::EndTxn(m::EndTxnRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::TxnOffsetCommit => RequestBody::TxnOffsetCommit(m::TxnOffsetCommitRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::DescribeProducers => RequestBody::DescribeProducers(m::DescribeProducersRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::DescribeTransactions => RequestBody::DescribeTransactions(m::DescribeTransactionsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::ListTransactions => RequestBody::ListTransactions(m::ListTransactionsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::DescribeAcls => RequestBody::DescribeAcls(m::DescribeAclsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::CreateAcls => RequestBody::CreateAcls(m::CreateAclsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::DeleteAcls => RequestBody::DeleteAcls(m::DeleteAclsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::SaslHandshake => RequestBody::SaslHandshake(m::SaslHandshakeRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::SaslAuthenticate => RequestBody::SaslAuthenticate(m::SaslAuthenticateRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::DescribeUserScramCredentials => {
-            RequestBody::DescribeUserScramCredentials(m::DescribeUserScramCredentialsRequest::decode(&mut buf, api_version).map_err(undecodable)?)
-        }
-        ApiKey::AlterUserScramCredentials => {
-            RequestBody::AlterUserScramCredentials(m::AlterUserScramCredentialsRequest::decode(&mut buf, api_version).map_err(undecodable)?)
-        }
-        ApiKey::DescribeConfigs => RequestBody::DescribeConfigs(m::DescribeConfigsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::AlterConfigs => RequestBody::AlterConfigs(m::AlterConfigsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::IncrementalAlterConfigs => {
-            RequestBody::IncrementalAlterConfigs(m::IncrementalAlterConfigsRequest::decode(&mut buf, api_version).map_err(undecodable)?)
-        }
-        ApiKey::DeleteRecords => RequestBody::DeleteRecords(m::DeleteRecordsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        ApiKey::DescribeLogDirs => RequestBody::DescribeLogDirs(m::DescribeLogDirsRequest::decode(&mut buf, api_version).map_err(undecodable)?),
-        _ => return Err(RequestError::Undecodable { api_key, api_version, reason: String::from("no decoder for this api") }),
-    })
+    decode_request_body(api_key, api_version, &mut body)
 }
 
 /// Header then body, for fuzzing and tests.
@@ -220,4 +202,43 @@ pub fn decode_request(frame: Bytes) -> Result<(RequestHeader, RequestBody), Requ
     let header = parse_header(&frame)?;
     let body = decode_body(&header, &frame)?;
     Ok((header, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate;
+
+    #[test]
+    fn every_version_the_validator_accepts_has_a_decoder() {
+        let mut checked = 0;
+        for (api_key, api_version) in validate::schema_versions() {
+            assert!(has_decoder(api_key, api_version), "api key {api_key} v{api_version} validates, but the table has no decoder for it");
+            checked += 1;
+        }
+        // A validator with no schemas would pass the loop above without checking anything.
+        assert!(checked > 100, "only {checked} versions");
+        assert!(!has_decoder(ApiKey::Fetch as i16, 10_000));
+        assert!(!has_decoder(-1, 0));
+    }
+
+    #[test]
+    fn every_decoder_in_the_table_has_a_schema() {
+        // A decoder without a schema is dead code: `decode_body` rejects its requests unread.
+        for &api in DECODED_APIS {
+            assert!(validate::schema_versions().any(|(api_key, _)| api_key == api as i16), "{api:?} decodes, but the validator has no schema for it");
+        }
+    }
+
+    #[test]
+    fn decodes_through_the_table_and_leaves_the_rest() {
+        // ApiVersions v3: compact strings for the client's software name and version, no tags.
+        let mut body = Bytes::from_static(b"\x03ab\x021\x00trailing");
+        let decoded = decode_request_body(ApiKey::ApiVersions as i16, 3, &mut body).unwrap();
+        let RequestBody::ApiVersions(request) = decoded else { panic!("{decoded:?}") };
+        assert_eq!(&*request.client_software_name, "ab");
+        assert_eq!(&body[..], b"trailing");
+        assert!(decode_request_body(ApiKey::ApiVersions as i16, 3, &mut Bytes::from_static(b"\x03a")).is_err());
+        assert!(decode_request_body(-1, 0, &mut Bytes::new()).is_err());
+    }
 }

@@ -62,6 +62,12 @@ pub fn has_schema(api_key: i16, api_version: i16) -> bool {
     find_api(api_key).is_some_and(|api| api.versions.contains(api_version))
 }
 
+/// Every (api key, version) with a schema, so that a test can hold each one against the
+/// request decoder table (`request::has_decoder`).
+pub fn schema_versions() -> impl Iterator<Item = (i16, i16)> {
+    APIS.iter().flat_map(|api| (api.versions.min..=api.versions.max).map(move |version| (api.key, version)))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Schema language
 // ---------------------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ use kafka_protocol::messages::{
     ProduceRequest, ProducerId, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TopicName, TransactionalId,
 };
 use kafka_protocol::messages::{delete_records_request, describe_log_dirs_request, DeleteRecordsRequest, DescribeLogDirsRequest};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use shardlog_protocol::request::decode_request_body;
 use shardlog_protocol::validate::{has_schema, validate_request_body, ValidationError};
 
 // ---------------------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ const ALLOCATION_BYTES_PER_BODY_BYTE: usize = 64;
 const ALLOCATION_BYTES_SLACK: usize = 4096;
 
 // ---------------------------------------------------------------------------------------------
-// Declared versions and kafka-protocol's decoders.
+// Declared versions, and decoding.
 // ---------------------------------------------------------------------------------------------
 
 /// (api key, lowest, highest version) that the validator must declare, and no others.
@@ -134,62 +135,11 @@ fn declared_versions() -> impl Iterator<Item = (i16, i16)> {
     DECLARED.iter().flat_map(|&(key, low, high)| (low..=high).map(move |version| (key, version)))
 }
 
-/// Decodes `body` with kafka-protocol; on success returns how many bytes it left unread.
+/// Decodes `body` through the crate's one decoder table; on success returns how many bytes it
+/// left unread.
 fn decode_body(api_key: i16, version: i16, body: &[u8]) -> Result<usize, String> {
     let mut buf = Bytes::copy_from_slice(body);
-    macro_rules! decode {
-        ($($key:literal => $message:ty,)*) => {
-            match api_key {
-                $($key => <$message as Decodable>::decode(&mut buf, version).map(drop),)*
-                _ => panic!("no decoder for api key {api_key}"),
-            }
-        };
-    }
-    let decoded = decode! {
-        0 => ProduceRequest,
-        1 => FetchRequest,
-        2 => ListOffsetsRequest,
-        3 => MetadataRequest,
-        8 => OffsetCommitRequest,
-        9 => OffsetFetchRequest,
-        10 => FindCoordinatorRequest,
-        11 => JoinGroupRequest,
-        12 => HeartbeatRequest,
-        13 => LeaveGroupRequest,
-        14 => SyncGroupRequest,
-        15 => DescribeGroupsRequest,
-        16 => ListGroupsRequest,
-        17 => SaslHandshakeRequest,
-        18 => ApiVersionsRequest,
-        19 => CreateTopicsRequest,
-        20 => DeleteTopicsRequest,
-        22 => InitProducerIdRequest,
-        24 => AddPartitionsToTxnRequest,
-        25 => AddOffsetsToTxnRequest,
-        26 => EndTxnRequest,
-        28 => TxnOffsetCommitRequest,
-        29 => DescribeAclsRequest,
-        30 => CreateAclsRequest,
-        31 => DeleteAclsRequest,
-        61 => DescribeProducersRequest,
-        65 => DescribeTransactionsRequest,
-        66 => ListTransactionsRequest,
-        32 => DescribeConfigsRequest,
-        33 => AlterConfigsRequest,
-        36 => SaslAuthenticateRequest,
-        37 => CreatePartitionsRequest,
-        42 => DeleteGroupsRequest,
-        44 => IncrementalAlterConfigsRequest,
-        47 => OffsetDeleteRequest,
-        50 => kafka_protocol::messages::DescribeUserScramCredentialsRequest,
-        51 => kafka_protocol::messages::AlterUserScramCredentialsRequest,
-        60 => DescribeClusterRequest,
-        68 => ConsumerGroupHeartbeatRequest,
-        69 => ConsumerGroupDescribeRequest,
-        21 => DeleteRecordsRequest,
-        35 => DescribeLogDirsRequest,
-    };
-    decoded.map(|()| buf.remaining()).map_err(|error| error.to_string())
+    decode_request_body(api_key, version, &mut buf).map(|_| buf.remaining()).map_err(|error| error.to_string())
 }
 
 /// Decodes and returns (bytes left or error, largest single allocation while decoding).
