@@ -434,15 +434,20 @@ fn a_reopened_active_segment_keeps_its_age_from_its_first_batch() {
     }
 }
 
+/// A partition charging a 1 MiB dirty budget, its flusher not started.
+fn unstarted_with_budget(path: &Path) -> (Rc<Partition>, Rc<crate::budget::ByteBudget>) {
+    let budget = crate::budget::ByteBudget::new(1 << 20);
+    let mut log = PartitionLog::open(path, config()).expect("open");
+    log.set_dirty_budget(budget.clone());
+    (Partition::new("t".into(), 0, log), budget)
+}
+
 #[test]
 fn appends_charge_the_dirty_budget_until_their_fdatasync_releases_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let budget = crate::budget::ByteBudget::new(1 << 20);
-        let mut log = PartitionLog::open(&path, config()).expect("open");
-        log.set_dirty_budget(budget.clone());
-        let p = Partition::new("t".into(), 0, log);
+        let (p, budget) = unstarted_with_budget(&path);
         // Not started yet: nothing can become durable, so every appended byte stays charged.
         let first = batch_of(0, 3);
         let second = batch_of(3, 2);
@@ -455,7 +460,7 @@ fn appends_charge_the_dirty_budget_until_their_fdatasync_releases_it() {
         p.wait_durable(last).await.unwrap();
         assert_eq!(budget.used_bytes(), 0, "the fdatasync that covers the batches gives their bytes back");
         assert_eq!(budget.used_bytes_peak(), appended);
-        // A duplicate of an idempotent batch, or a refused one, charges nothing.
+        // A refused batch charges nothing.
         assert!(p.append(BytesMut::from(&b"not a batch"[..]), 10).is_err());
         assert_eq!(budget.used_bytes(), 0);
         p.close(true).await.unwrap();
@@ -467,10 +472,7 @@ fn a_dropped_partition_gives_back_what_it_never_made_durable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
-        let budget = crate::budget::ByteBudget::new(1 << 20);
-        let mut log = PartitionLog::open(&path, config()).expect("open");
-        log.set_dirty_budget(budget.clone());
-        let p = Partition::new("t".into(), 0, log);
+        let (p, budget) = unstarted_with_budget(&path);
         p.append(batch_of(0, 3), 10).unwrap();
         assert!(budget.used_bytes() > 0);
         p.take_offline("test: the directory failed");
