@@ -4,7 +4,9 @@
 //! in blocking mode (glommio's io_uring sends do not care), but with a 1 ms SO_SNDTIMEO, so a
 //! sendfile to a client whose socket buffer is full returns within a millisecond instead of
 //! stalling the shard. Whatever sendfile could not send is then read and written the ordinary
-//! way, through glommio, which waits for the socket without blocking anyone.
+//! way, through glommio, which waits for the socket without blocking anyone; its file reads run
+//! on the blocking pool. (sendfile itself still reads the file on the shard's thread: a page
+//! that is not cached makes it wait for the disk.)
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
@@ -73,7 +75,15 @@ pub async fn copy_file_range<W: AsyncWrite + Unpin>(writer: &mut W, range: &File
     let mut buffer = vec![0u8; FALLBACK_CHUNK_BYTES.min(len)];
     while position < end {
         let n = ((end - position) as usize).min(buffer.len());
-        range.file.read_exact_at(&mut buffer[..n], position)?;
+        // The read goes to the blocking pool: segment pages written with O_DIRECT are not in
+        // the page cache, so it may wait for the disk, which must not stall the shard.
+        let file = range.file.clone();
+        buffer = glommio::executor()
+            .spawn_blocking(move || {
+                let mut buffer = buffer;
+                file.read_exact_at(&mut buffer[..n], position).map(|()| buffer)
+            })
+            .await?;
         writer.write_all(&buffer[..n]).await?;
         position += n as u64;
     }
