@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::Parser;
 use shardlog_engine::admin::client::{Client, ClientConfig};
+use shardlog_protocol::error_code::{MEMBER_ID_REQUIRED, REBALANCE_IN_PROGRESS};
 use shardlog_protocol::kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use shardlog_protocol::kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use shardlog_protocol::kafka_protocol::messages::{GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest};
@@ -26,8 +27,6 @@ const JOIN_VERSION: i16 = 5;
 const SYNC_VERSION: i16 = 3;
 const HEARTBEAT_VERSION: i16 = 3;
 const LEAVE_VERSION: i16 = 2;
-const MEMBER_ID_REQUIRED: i16 = 79;
-const REBALANCE_IN_PROGRESS: i16 = 27;
 const SESSION_TIMEOUT_MS: i32 = 30_000;
 const REBALANCE_TIMEOUT_MS: i32 = 60_000;
 

@@ -10,10 +10,10 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{ApiKey, BrokerId, CreateTopicsRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use shardlog_protocol::error_code;
+use shardlog_protocol::error_code::{self, error_name};
 use shardlog_protocol::kafka_protocol;
 
-use super::net::{error_name, Connection};
+use super::net::Connection;
 
 /// How long to wait for a new topic's partitions to get leaders.
 const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(60);

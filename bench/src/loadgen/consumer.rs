@@ -13,11 +13,11 @@ use anyhow::{anyhow, Result};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use shardlog_protocol::error_code;
+use shardlog_protocol::error_code::{self, error_name};
 use shardlog_protocol::kafka_protocol;
 
 use super::cluster::{list_offsets, TopicLayout};
-use super::net::{error_name, Connection};
+use super::net::Connection;
 use super::producer::unix_now_ns;
 use super::record::{read_batches, read_value, ReadRecord};
 use super::stats::{add, note_error, ConsumerCounters, LatencyRecorder};

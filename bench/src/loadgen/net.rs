@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use shardlog_protocol::error_code::{error_name, UNSUPPORTED_VERSION};
 use shardlog_protocol::kafka_protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
@@ -76,27 +76,6 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 9),
 ];
-
-const UNSUPPORTED_VERSION: i16 = 35;
-
-/// A Kafka error code as Kafka names it: `NOT_LEADER_OR_FOLLOWER (6)`.
-pub fn error_name(code: i16) -> String {
-    match ResponseError::try_from_code(code) {
-        None => format!("NONE ({code})"),
-        Some(ResponseError::Unknown(_)) => format!("unknown error code {code}"),
-        Some(e) => {
-            let camel = format!("{e:?}");
-            let mut out = String::new();
-            for (i, c) in camel.chars().enumerate() {
-                if c.is_ascii_uppercase() && i > 0 {
-                    out.push('_');
-                }
-                out.push(c.to_ascii_uppercase());
-            }
-            format!("{out} ({code})")
-        }
-    }
-}
 
 /// For each API the client speaks, the highest version both sides speak, or None.
 pub fn negotiate(broker: &[(i16, i16, i16)]) -> Vec<(ApiKey, Option<i16>)> {
@@ -391,11 +370,5 @@ mod tests {
         assert_eq!(get(ApiKey::Fetch), Some(12));
         assert_eq!(get(ApiKey::ListOffsets), None);
         assert_eq!(get(ApiKey::Metadata), None);
-    }
-
-    #[test]
-    fn error_names_read_like_kafkas() {
-        assert_eq!(error_name(6), "NOT_LEADER_OR_FOLLOWER (6)");
-        assert_eq!(error_name(36), "TOPIC_ALREADY_EXISTS (36)");
     }
 }

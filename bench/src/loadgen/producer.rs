@@ -20,10 +20,11 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use shardlog_protocol::error_code::error_name;
 use shardlog_protocol::kafka_protocol;
 
 use super::cluster::TopicLayout;
-use super::net::{error_name, Connection};
+use super::net::Connection;
 use super::record::{partition_for_key, payload_source, write_value, BatchBuilder, Rng, ValueHeader};
 use super::schedule::Schedule;
 use super::stats::{add, note_error, LatencyRecorder, ProducerCounters};

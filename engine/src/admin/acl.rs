@@ -8,9 +8,9 @@ use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::{ApiKey, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest};
 use kafka_protocol::protocol::StrBytes;
+use shardlog_protocol::error_code::error_name;
 use shardlog_protocol::kafka_protocol;
 
-use super::client::error_name;
 use super::group::ConnectionArgs;
 use super::table::{self, printable};
 use crate::authorizer::{Operation, PatternType, Permission, ResourceType, ANY, PATTERN_MATCH};

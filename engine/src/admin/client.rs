@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{Buf, Bytes};
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use shardlog_protocol::error_code::{error_name, UNSUPPORTED_VERSION};
 use shardlog_protocol::kafka_protocol;
 
 /// How long a connect, a write or a read may take before the command gives up.
@@ -53,10 +53,6 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
-
-/// UNSUPPORTED_VERSION: the broker's answer to an ApiVersions version it does not know, sent as
-/// a v0 body so that any client can read it.
-const UNSUPPORTED_VERSION: i16 = 35;
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -103,32 +99,6 @@ pub fn negotiate(client: &[(ApiKey, i16, i16)], broker: &[(i16, i16, i16)]) -> V
             (key, outcome)
         })
         .collect()
-}
-
-/// A Kafka error code as Kafka names it, with the number: `COORDINATOR_NOT_AVAILABLE (15)`.
-pub fn error_name(code: i16) -> String {
-    match ResponseError::try_from_code(code) {
-        None => "NONE (0)".to_string(),
-        Some(ResponseError::Unknown(_)) => format!("unknown error code {code}"),
-        Some(e) => format!("{} ({code})", screaming_snake_case(&e.to_string())),
-    }
-}
-
-/// Whether Kafka says a request that failed with `code` may succeed if sent again.
-pub fn is_retriable(code: i16) -> bool {
-    ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable())
-}
-
-/// `CoordinatorNotAvailable` -> `COORDINATOR_NOT_AVAILABLE`.
-fn screaming_snake_case(camel: &str) -> String {
-    let mut out = String::with_capacity(camel.len() + 8);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
 }
 
 pub struct Client {
@@ -414,17 +384,6 @@ mod tests {
         let client = &[(ApiKey::ListOffsets, 1, 3)];
         let broker = &[(ApiKey::ListOffsets as i16, 4, 7)];
         assert_eq!(negotiate(client, broker), vec![(ApiKey::ListOffsets, Negotiated::NoCommonVersion(4, 7))]);
-    }
-
-    #[test]
-    fn error_names_follow_kafka() {
-        assert_eq!(error_name(15), "COORDINATOR_NOT_AVAILABLE (15)");
-        assert_eq!(error_name(69), "GROUP_ID_NOT_FOUND (69)");
-        assert_eq!(error_name(-1), "UNKNOWN_SERVER_ERROR (-1)");
-        assert_eq!(error_name(0), "NONE (0)");
-        assert_eq!(error_name(9999), "unknown error code 9999");
-        assert!(is_retriable(14));
-        assert!(!is_retriable(69));
     }
 
     #[test]

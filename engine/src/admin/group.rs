@@ -18,14 +18,12 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, DescribeGroupsRequest, GroupId, ListGroupsRequest, ListOffsetsRequest, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use shardlog_protocol::error_code::{error_name, is_retriable, GROUP_ID_NOT_FOUND};
 use shardlog_protocol::kafka_protocol;
 
 use super::assignment::decode_assignment;
-use super::client::{error_name, is_retriable, Client, ClientConfig};
+use super::client::{Client, ClientConfig};
 use super::table::{self, cell, printable};
-
-/// The broker's answer when a group does not exist (DescribeGroups v6+, OffsetFetch).
-const GROUP_ID_NOT_FOUND: i16 = 69;
 
 /// ListOffsets timestamp that asks for the log end offset.
 const LATEST_TIMESTAMP: i64 = -1;

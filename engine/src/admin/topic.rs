@@ -20,9 +20,10 @@ use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use shardlog_protocol::error_code::error_name;
 use shardlog_protocol::kafka_protocol;
 
-use super::client::{error_name, Client};
+use super::client::Client;
 use super::group::ConnectionArgs;
 use super::table::printable;
 

@@ -15,9 +15,9 @@ use kafka_protocol::messages::alter_user_scram_credentials_request::{ScramCreden
 use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
 use kafka_protocol::messages::{AlterUserScramCredentialsRequest, ApiKey, DescribeUserScramCredentialsRequest};
 use kafka_protocol::protocol::StrBytes;
+use shardlog_protocol::error_code::error_name;
 use shardlog_protocol::kafka_protocol;
 
-use super::client::error_name;
 use super::group::ConnectionArgs;
 use super::table::{self, printable};
 use crate::security::scram::{ScramMechanism, ITERATIONS_MAX, ITERATIONS_MIN};

@@ -7,10 +7,6 @@ use super::{Decision, Operation, ResourceType};
 use crate::security::session::Session;
 use crate::shard::Shard;
 
-pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
-pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
-pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
-pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 /// The name of the cluster resource.
 pub const CLUSTER: &str = "kafka-cluster";
 

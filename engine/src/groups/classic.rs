@@ -32,21 +32,6 @@ use crate::handlers::str_bytes;
 use crate::shard::Shard;
 use crate::storage::log::{now_ms, Partition};
 
-pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-pub const ILLEGAL_GENERATION: i16 = 22;
-pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-pub const INVALID_GROUP_ID: i16 = 24;
-pub const UNKNOWN_MEMBER_ID: i16 = 25;
-pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-pub const REBALANCE_IN_PROGRESS: i16 = 27;
-pub const NON_EMPTY_GROUP: i16 = 68;
-pub const GROUP_ID_NOT_FOUND: i16 = 69;
-pub const MEMBER_ID_REQUIRED: i16 = 79;
-pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
-pub const FENCED_INSTANCE_ID: i16 = 82;
-pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
-
 /// How often the ticker checks sessions and rebalance deadlines.
 const TICK_MS: u64 = 100;
 
@@ -404,11 +389,11 @@ impl GroupCoordinator {
         let group_id = request.group_id.0.to_string();
         let member_id = request.member_id.to_string();
         if group_id.is_empty() {
-            return join_error(INVALID_GROUP_ID, &member_id);
+            return join_error(ec::INVALID_GROUP_ID, &member_id);
         }
         let session_timeout_ms = request.session_timeout_ms;
         if session_timeout_ms < self.config.session_timeout_ms_min || session_timeout_ms > self.config.session_timeout_ms_max {
-            return join_error(INVALID_SESSION_TIMEOUT, &member_id);
+            return join_error(ec::INVALID_SESSION_TIMEOUT, &member_id);
         }
         let rebalance_timeout_ms = if version >= 1 { request.rebalance_timeout_ms } else { session_timeout_ms };
         let protocol_type = request.protocol_type.to_string();
@@ -419,26 +404,26 @@ impl GroupCoordinator {
             let mut groups = self.groups.borrow_mut();
             let group = groups.entry(group_id.clone()).or_insert_with(Group::new);
             if group.state == GroupState::Dead {
-                return join_error(COORDINATOR_NOT_AVAILABLE, &member_id);
+                return join_error(ec::COORDINATOR_NOT_AVAILABLE, &member_id);
             }
             if group.consumer.as_ref().is_some_and(|cg| !cg.members.is_empty()) {
                 // A KIP-848 consumer group: classic members cannot join it.
-                return join_error(INCONSISTENT_GROUP_PROTOCOL, &member_id);
+                return join_error(ec::INCONSISTENT_GROUP_PROTOCOL, &member_id);
             }
             // The protocol type must match the group's, and the group must share a protocol.
             if protocol_type.is_empty() || protocols.is_empty() {
-                return join_error(INCONSISTENT_GROUP_PROTOCOL, &member_id);
+                return join_error(ec::INCONSISTENT_GROUP_PROTOCOL, &member_id);
             }
             if !group.members.is_empty() {
                 if group.protocol_type.as_deref() != Some(protocol_type.as_str()) {
-                    return join_error(INCONSISTENT_GROUP_PROTOCOL, &member_id);
+                    return join_error(ec::INCONSISTENT_GROUP_PROTOCOL, &member_id);
                 }
                 let shared = protocols
                     .iter()
                     .any(|(name, _)| group.members.values().filter(|m| m.member_id != member_id).all(|m| m.protocols.iter().any(|(n, _)| n == name)));
                 let others = group.members.values().filter(|m| m.member_id != member_id).count();
                 if others > 0 && !shared {
-                    return join_error(INCONSISTENT_GROUP_PROTOCOL, &member_id);
+                    return join_error(ec::INCONSISTENT_GROUP_PROTOCOL, &member_id);
                 }
             }
             let mut member_id = member_id;
@@ -449,10 +434,10 @@ impl GroupCoordinator {
                         let new_id = self.new_member_id(&client_id);
                         let mut old = group.members.remove(&old_id).expect("static member is a member");
                         if let Some(w) = old.join_waiter.take() {
-                            let _ = w.send(join_error(FENCED_INSTANCE_ID, &old_id));
+                            let _ = w.send(join_error(ec::FENCED_INSTANCE_ID, &old_id));
                         }
                         if let Some(w) = old.sync_waiter.take() {
-                            let _ = w.send(sync_error(FENCED_INSTANCE_ID));
+                            let _ = w.send(sync_error(ec::FENCED_INSTANCE_ID));
                         }
                         let unchanged = old.protocols == protocols;
                         old.member_id = new_id.clone();
@@ -483,27 +468,27 @@ impl GroupCoordinator {
                     }
                 }
                 if group.members.len() >= self.config.group_size_max {
-                    return join_error(GROUP_MAX_SIZE_REACHED, "");
+                    return join_error(ec::GROUP_MAX_SIZE_REACHED, "");
                 }
                 let new_id = self.new_member_id(&client_id);
                 if version >= 4 && instance_id.is_none() {
                     // KIP-394: the client must come back with this id.
                     group.pending_members.insert(new_id.clone(), now + session_timeout_ms as u64);
-                    return join_error(MEMBER_ID_REQUIRED, &new_id);
+                    return join_error(ec::MEMBER_ID_REQUIRED, &new_id);
                 }
                 member_id = new_id;
             } else if !group.members.contains_key(&member_id) {
                 if group.pending_members.remove(&member_id).is_none() {
-                    return join_error(UNKNOWN_MEMBER_ID, &member_id);
+                    return join_error(ec::UNKNOWN_MEMBER_ID, &member_id);
                 }
             } else if let Some(instance) = &instance_id {
                 if group.static_members.get(instance) != Some(&member_id) {
-                    return join_error(FENCED_INSTANCE_ID, &member_id);
+                    return join_error(ec::FENCED_INSTANCE_ID, &member_id);
                 }
             }
             let is_new = !group.members.contains_key(&member_id);
             if is_new && group.members.len() >= self.config.group_size_max {
-                return join_error(GROUP_MAX_SIZE_REACHED, &member_id);
+                return join_error(ec::GROUP_MAX_SIZE_REACHED, &member_id);
             }
             let (tx, rx) = oneshot::channel();
             let changed = match group.members.get_mut(&member_id) {
@@ -552,7 +537,7 @@ impl GroupCoordinator {
             }
             let m = group.members.get_mut(&member_id).expect("member exists");
             if let Some(old) = m.join_waiter.replace(tx) {
-                let _ = old.send(join_error(REBALANCE_IN_PROGRESS, &member_id));
+                let _ = old.send(join_error(ec::REBALANCE_IN_PROGRESS, &member_id));
             }
             m.join_version = version;
             if group.state != GroupState::PreparingRebalance {
@@ -565,7 +550,7 @@ impl GroupCoordinator {
             self.maybe_complete_join(group, now);
             (rx, member_id)
         };
-        rx.await.unwrap_or_else(|_| join_error(UNKNOWN_MEMBER_ID, &waiting_id))
+        rx.await.unwrap_or_else(|_| join_error(ec::UNKNOWN_MEMBER_ID, &waiting_id))
     }
 
     fn prepare_rebalance(&self, group_id: &str, group: &mut Group, now: u64) {
@@ -580,7 +565,7 @@ impl GroupCoordinator {
         group.state = GroupState::PreparingRebalance;
         for m in group.members.values_mut() {
             if let Some(w) = m.sync_waiter.take() {
-                let _ = w.send(sync_error(REBALANCE_IN_PROGRESS));
+                let _ = w.send(sync_error(ec::REBALANCE_IN_PROGRESS));
             }
         }
         tracing::info!(group = group_id, generation = group.generation, members = group.members.len(), "preparing to rebalance");
@@ -666,10 +651,10 @@ impl GroupCoordinator {
                 }
             }
             if let Some(w) = m.join_waiter.take() {
-                let _ = w.send(join_error(UNKNOWN_MEMBER_ID, member_id));
+                let _ = w.send(join_error(ec::UNKNOWN_MEMBER_ID, member_id));
             }
             if let Some(w) = m.sync_waiter.take() {
-                let _ = w.send(sync_error(UNKNOWN_MEMBER_ID));
+                let _ = w.send(sync_error(ec::UNKNOWN_MEMBER_ID));
             }
         }
         if group.leader.as_deref() == Some(member_id) {
@@ -682,26 +667,26 @@ impl GroupCoordinator {
         let member_id = request.member_id.to_string();
         let rx = {
             let mut groups = self.groups.borrow_mut();
-            let Some(group) = groups.get_mut(&group_id) else { return sync_error(UNKNOWN_MEMBER_ID) };
-            let Some(member) = group.members.get(&member_id) else { return sync_error(UNKNOWN_MEMBER_ID) };
+            let Some(group) = groups.get_mut(&group_id) else { return sync_error(ec::UNKNOWN_MEMBER_ID) };
+            let Some(member) = group.members.get(&member_id) else { return sync_error(ec::UNKNOWN_MEMBER_ID) };
             if let Some(instance) = &request.group_instance_id {
                 if member.instance_id.as_deref() != Some(instance.as_str()) {
-                    return sync_error(FENCED_INSTANCE_ID);
+                    return sync_error(ec::FENCED_INSTANCE_ID);
                 }
             }
             if request.generation_id != group.generation {
-                return sync_error(ILLEGAL_GENERATION);
+                return sync_error(ec::ILLEGAL_GENERATION);
             }
             if version >= 5 {
                 let type_ok = request.protocol_type.as_ref().is_none_or(|t| Some(t.as_str()) == group.protocol_type.as_deref());
                 let name_ok = request.protocol_name.as_ref().is_none_or(|n| Some(n.as_str()) == group.protocol_name.as_deref());
                 if !type_ok || !name_ok {
-                    return sync_error(INCONSISTENT_GROUP_PROTOCOL);
+                    return sync_error(ec::INCONSISTENT_GROUP_PROTOCOL);
                 }
             }
             match group.state {
-                GroupState::Empty | GroupState::Dead => return sync_error(UNKNOWN_MEMBER_ID),
-                GroupState::PreparingRebalance => return sync_error(REBALANCE_IN_PROGRESS),
+                GroupState::Empty | GroupState::Dead => return sync_error(ec::UNKNOWN_MEMBER_ID),
+                GroupState::PreparingRebalance => return sync_error(ec::REBALANCE_IN_PROGRESS),
                 GroupState::Stable => return self.sync_response(group, &member_id, version),
                 GroupState::CompletingRebalance => {}
             }
@@ -709,7 +694,7 @@ impl GroupCoordinator {
             if let Some(m) = group.members.get_mut(&member_id) {
                 m.last_heartbeat_ms = now_ms();
                 if let Some(old) = m.sync_waiter.replace(tx) {
-                    let _ = old.send(sync_error(REBALANCE_IN_PROGRESS));
+                    let _ = old.send(sync_error(ec::REBALANCE_IN_PROGRESS));
                 }
             }
             if group.leader.as_deref() == Some(member_id.as_str()) {
@@ -730,7 +715,7 @@ impl GroupCoordinator {
             }
             rx
         };
-        rx.await.unwrap_or_else(|_| sync_error(REBALANCE_IN_PROGRESS))
+        rx.await.unwrap_or_else(|_| sync_error(ec::REBALANCE_IN_PROGRESS))
     }
 
     fn sync_response(&self, group: &Group, member_id: &str, version: i16) -> SyncGroupResponse {
@@ -745,20 +730,20 @@ impl GroupCoordinator {
 
     fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str, instance_id: Option<&str>) -> i16 {
         let mut groups = self.groups.borrow_mut();
-        let Some(group) = groups.get_mut(group_id) else { return UNKNOWN_MEMBER_ID };
-        let Some(member) = group.members.get_mut(member_id) else { return UNKNOWN_MEMBER_ID };
+        let Some(group) = groups.get_mut(group_id) else { return ec::UNKNOWN_MEMBER_ID };
+        let Some(member) = group.members.get_mut(member_id) else { return ec::UNKNOWN_MEMBER_ID };
         if let Some(instance) = instance_id {
             if member.instance_id.as_deref() != Some(instance) {
-                return FENCED_INSTANCE_ID;
+                return ec::FENCED_INSTANCE_ID;
             }
         }
         if generation != group.generation {
-            return ILLEGAL_GENERATION;
+            return ec::ILLEGAL_GENERATION;
         }
         member.last_heartbeat_ms = now_ms();
         match group.state {
-            GroupState::PreparingRebalance => REBALANCE_IN_PROGRESS,
-            GroupState::Empty | GroupState::Dead => UNKNOWN_MEMBER_ID,
+            GroupState::PreparingRebalance => ec::REBALANCE_IN_PROGRESS,
+            GroupState::Empty | GroupState::Dead => ec::UNKNOWN_MEMBER_ID,
             _ => ec::NONE,
         }
     }
@@ -768,7 +753,7 @@ impl GroupCoordinator {
         let mut r = LeaveGroupResponse::default();
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups.get_mut(&group_id) else {
-            r.error_code = UNKNOWN_MEMBER_ID;
+            r.error_code = ec::UNKNOWN_MEMBER_ID;
             return r;
         };
         let leaving: Vec<(String, Option<String>)> = if version >= 3 {
@@ -785,8 +770,8 @@ impl GroupCoordinator {
                 _ => member_id.clone(),
             };
             let code = match group.members.get(&id) {
-                None => UNKNOWN_MEMBER_ID,
-                Some(m) if instance.is_some() && m.instance_id != instance => FENCED_INSTANCE_ID,
+                None => ec::UNKNOWN_MEMBER_ID,
+                Some(m) if instance.is_some() && m.instance_id != instance => ec::FENCED_INSTANCE_ID,
                 Some(_) => {
                     self.remove_member(group, &id);
                     removed_any = true;
@@ -911,7 +896,7 @@ impl GroupCoordinator {
                 return vec![code; entries.len()];
             }
         } else if group_id.is_empty() {
-            return vec![INVALID_GROUP_ID; entries.len()];
+            return vec![ec::INVALID_GROUP_ID; entries.len()];
         }
         let (mut codes, records) = self.commit_records(shard, group_id, &entries);
         if records.is_empty() {
@@ -919,7 +904,7 @@ impl GroupCoordinator {
         }
         let partition_count = shard.metadata.borrow().topics.get(OFFSETS_TOPIC).map(|t| t.partitions.len()).unwrap_or(0);
         let index = offsets::partition_for(group_id, partition_count);
-        let Some(p) = shard.local_partition(OFFSETS_TOPIC, index) else { return vec![COORDINATOR_NOT_AVAILABLE; entries.len()] };
+        let Some(p) = shard.local_partition(OFFSETS_TOPIC, index) else { return vec![ec::COORDINATOR_NOT_AVAILABLE; entries.len()] };
         let kv: Vec<shardlog_protocol::batch::KeyValue> = records.iter().map(|(_, k, v, _)| (Some(&k[..]), v.as_deref())).collect();
         let producer = shardlog_protocol::batch::BatchProducer {
             attributes: shardlog_protocol::batch::ATTRIBUTE_TRANSACTIONAL,
@@ -929,7 +914,7 @@ impl GroupCoordinator {
         };
         let batch = shardlog_protocol::batch::build_producer_batch(0, now_ms() as i64, &kv, &producer);
         if let Err(code) = crate::internal_log::append_durably(&p, &batch, crate::storage::log::AppendOrigin::Coordinator).await {
-            let code = if code == crate::storage::producer_state::INVALID_PRODUCER_EPOCH { ec::PRODUCER_FENCED } else { code };
+            let code = if code == ec::INVALID_PRODUCER_EPOCH { ec::PRODUCER_FENCED } else { code };
             for (i, _, _, _) in &records {
                 codes[*i] = code;
             }
@@ -948,27 +933,27 @@ impl GroupCoordinator {
         {
             let mut groups = self.groups.borrow_mut();
             if group_id.is_empty() {
-                Some(INVALID_GROUP_ID)
+                Some(ec::INVALID_GROUP_ID)
             } else {
                 match groups.get_mut(group_id) {
                     None if generation < 0 => {
                         groups.insert(group_id.to_string(), Group::new());
                         None
                     }
-                    None => Some(ILLEGAL_GENERATION),
+                    None => Some(ec::ILLEGAL_GENERATION),
                     Some(g) if g.consumer.is_some() => GroupCoordinator::consumer_commit_error(g.consumer.as_ref().expect("checked"), member_id, generation),
                     Some(g) if generation < 0 && member_id.is_empty() => {
                         if g.members.is_empty() {
                             None
                         } else {
-                            Some(UNKNOWN_MEMBER_ID)
+                            Some(ec::UNKNOWN_MEMBER_ID)
                         }
                     }
                     Some(g) => match g.members.get_mut(member_id) {
-                        None => Some(UNKNOWN_MEMBER_ID),
-                        Some(m) if instance_id.is_some() && m.instance_id.as_deref() != instance_id => Some(FENCED_INSTANCE_ID),
-                        Some(_) if generation != g.generation => Some(ILLEGAL_GENERATION),
-                        Some(_) if g.state == GroupState::CompletingRebalance => Some(REBALANCE_IN_PROGRESS),
+                        None => Some(ec::UNKNOWN_MEMBER_ID),
+                        Some(m) if instance_id.is_some() && m.instance_id.as_deref() != instance_id => Some(ec::FENCED_INSTANCE_ID),
+                        Some(_) if generation != g.generation => Some(ec::ILLEGAL_GENERATION),
+                        Some(_) if g.state == GroupState::CompletingRebalance => Some(ec::REBALANCE_IN_PROGRESS),
                         Some(m) => {
                             m.last_heartbeat_ms = now_ms();
                             None
@@ -997,7 +982,7 @@ impl GroupCoordinator {
                 continue;
             }
             if e.metadata.as_ref().is_some_and(|m| m.len() > self.config.offset_metadata_bytes_max) {
-                codes[i] = OFFSET_METADATA_TOO_LARGE;
+                codes[i] = ec::OFFSET_METADATA_TOO_LARGE;
                 continue;
             }
             let committed =
@@ -1013,7 +998,7 @@ impl GroupCoordinator {
         let index = offsets::partition_for(group_id, partition_count);
         let Some(p) = shard.local_partition(OFFSETS_TOPIC, index) else {
             tracing::error!(group = group_id, partition = index, "offsets partition is not on this shard");
-            return Err(COORDINATOR_NOT_AVAILABLE);
+            return Err(ec::COORDINATOR_NOT_AVAILABLE);
         };
         let records: Vec<shardlog_protocol::batch::KeyValue> = kv.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
         let batch = build_batch(0, now_ms() as i64, &records);
@@ -1158,9 +1143,9 @@ impl GroupCoordinator {
         let keys: Vec<(String, i32)> = {
             let groups = self.groups.borrow();
             match groups.get(group_id) {
-                None => return GROUP_ID_NOT_FOUND,
+                None => return ec::GROUP_ID_NOT_FOUND,
                 Some(g) if !g.members.is_empty() || g.state != GroupState::Empty || g.consumer.as_ref().is_some_and(|c| !c.members.is_empty()) => {
-                    return NON_EMPTY_GROUP
+                    return ec::NON_EMPTY_GROUP
                 }
                 Some(g) => g.offsets.keys().cloned().collect(),
             }
@@ -1180,7 +1165,7 @@ impl GroupCoordinator {
         let subscribed = {
             let groups = self.groups.borrow();
             match groups.get(group_id) {
-                None => return (GROUP_ID_NOT_FOUND, vec![ec::NONE; partitions.len()]),
+                None => return (ec::GROUP_ID_NOT_FOUND, vec![ec::NONE; partitions.len()]),
                 Some(g) => g.subscribed_topics(),
             }
         };
@@ -1191,7 +1176,7 @@ impl GroupCoordinator {
             if !exists {
                 codes.push(ec::UNKNOWN_TOPIC_OR_PARTITION);
             } else if subscribed.contains(topic) {
-                codes.push(GROUP_SUBSCRIBED_TO_TOPIC);
+                codes.push(ec::GROUP_SUBSCRIBED_TO_TOPIC);
             } else {
                 codes.push(ec::NONE);
                 tombstones.push((offsets::encode_key(group_id, topic, *partition), None));

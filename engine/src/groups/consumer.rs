@@ -20,14 +20,10 @@ use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
 use uuid::Uuid;
 
-use super::classic::{GroupCoordinator, GROUP_ID_NOT_FOUND, UNKNOWN_MEMBER_ID};
+use super::classic::GroupCoordinator;
 use crate::handlers::str_bytes;
 use crate::metadata::ClusterMetadata;
 use crate::storage::log::now_ms;
-
-pub const FENCED_MEMBER_EPOCH: i16 = 110;
-pub const UNRELEASED_INSTANCE_ID: i16 = 111;
-pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
 
 const LEAVE_EPOCH: i32 = -1;
 const STATIC_LEAVE_EPOCH: i32 = -2;
@@ -232,7 +228,7 @@ impl GroupCoordinator {
         }
         if let Some(assignor) = &request.server_assignor {
             if !ASSIGNORS.contains(&assignor.as_str()) {
-                return heartbeat_error(UNSUPPORTED_ASSIGNOR, &format!("server assignor {assignor} is not supported; use one of {ASSIGNORS:?}"));
+                return heartbeat_error(ec::UNSUPPORTED_ASSIGNOR, &format!("server assignor {assignor} is not supported; use one of {ASSIGNORS:?}"));
             }
         }
         let now = now_ms();
@@ -240,7 +236,7 @@ impl GroupCoordinator {
         let group = groups.entry(group_id.clone()).or_insert_with(super::classic::Group::new);
         if group.consumer.is_none() {
             if group.is_classic_in_use() {
-                return heartbeat_error(GROUP_ID_NOT_FOUND, &format!("Group {group_id} is a classic group with members, not a consumer group."));
+                return heartbeat_error(ec::GROUP_ID_NOT_FOUND, &format!("Group {group_id} is a classic group with members, not a consumer group."));
             }
             group.consumer = Some(ConsumerGroup::default());
         }
@@ -298,10 +294,10 @@ impl GroupCoordinator {
             }
             _ => {
                 let Some(member) = cg.members.get_mut(&member_id) else {
-                    return heartbeat_error(UNKNOWN_MEMBER_ID, &format!("Member {member_id} is not a member of group {group_id}."));
+                    return heartbeat_error(ec::UNKNOWN_MEMBER_ID, &format!("Member {member_id} is not a member of group {group_id}."));
                 };
                 if epoch != member.epoch && epoch != member.previous_epoch {
-                    return heartbeat_error(FENCED_MEMBER_EPOCH, &format!("Member epoch {epoch} is not the current epoch {}.", member.epoch));
+                    return heartbeat_error(ec::FENCED_MEMBER_EPOCH, &format!("Member epoch {epoch} is not the current epoch {}.", member.epoch));
                 }
                 member.last_heartbeat_ms = now;
                 if request.rebalance_timeout_ms > 0 {
@@ -372,7 +368,7 @@ impl GroupCoordinator {
         d.group_id = GroupId(str_bytes(group_id));
         d.authorized_operations = i32::MIN;
         let Some(cg) = groups.get(group_id).and_then(|g| g.consumer.as_ref()) else {
-            d.error_code = GROUP_ID_NOT_FOUND;
+            d.error_code = ec::GROUP_ID_NOT_FOUND;
             d.error_message = Some(str_bytes(&format!("Group {group_id} not found.")));
             d.group_state = str_bytes("Dead");
             return d;
@@ -420,11 +416,11 @@ impl GroupCoordinator {
     /// classic generation.
     pub(super) fn consumer_commit_error(cg: &ConsumerGroup, member_id: &str, epoch: i32) -> Option<i16> {
         if member_id.is_empty() && epoch < 0 {
-            return if cg.members.is_empty() { None } else { Some(UNKNOWN_MEMBER_ID) };
+            return if cg.members.is_empty() { None } else { Some(ec::UNKNOWN_MEMBER_ID) };
         }
         match cg.members.get(member_id) {
-            None => Some(UNKNOWN_MEMBER_ID),
-            Some(m) if epoch != m.epoch && epoch != m.previous_epoch => Some(super::classic::ILLEGAL_GENERATION),
+            None => Some(ec::UNKNOWN_MEMBER_ID),
+            Some(m) if epoch != m.epoch && epoch != m.previous_epoch => Some(ec::ILLEGAL_GENERATION),
             Some(_) => None,
         }
     }

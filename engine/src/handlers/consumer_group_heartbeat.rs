@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
+use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
-use super::groups_common::{group_call, COORDINATOR_NOT_AVAILABLE};
+use super::groups_common::group_call;
 use super::{respond, Response};
 use crate::groups::{GroupCall, GroupReply};
 use crate::shard::Shard;

@@ -4,12 +4,12 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
-use shardlog_protocol::error_code as ec;
+use shardlog_protocol::error_code::{self as ec, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{call_controller, respond, str_bytes, topic_name, Response};
-use crate::authorizer::check::{Authz, TOPIC_AUTHORIZATION_FAILED};
+use crate::authorizer::check::Authz;
 use crate::authorizer::Operation;
 use crate::shard::messages::ControllerRequest;
 use crate::shard::Shard;

@@ -4,12 +4,13 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
+use shardlog_protocol::error_code::{COORDINATOR_NOT_AVAILABLE, GROUP_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
-use super::groups_common::{group_call, COORDINATOR_NOT_AVAILABLE};
+use super::groups_common::group_call;
 use super::{respond, Response};
-use crate::authorizer::check::{Authz, GROUP_AUTHORIZATION_FAILED};
+use crate::authorizer::check::Authz;
 use crate::authorizer::Operation;
 use crate::groups::{GroupCall, GroupReply};
 use crate::shard::Shard;

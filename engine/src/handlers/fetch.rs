@@ -11,13 +11,13 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::FetchRequest;
-use shardlog_protocol::error_code as ec;
+use shardlog_protocol::error_code::{self as ec, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 use shardlog_protocol::response::{encode_fetch_response, Chunk, FetchPartitionData, FetchTopicData};
 
 use super::Response;
-use crate::authorizer::check::{Authz, TOPIC_AUTHORIZATION_FAILED};
+use crate::authorizer::check::Authz;
 use crate::authorizer::Operation;
 use crate::net::FileRange;
 use crate::shard::messages::{FetchPartition, ReadOutcome, ShardReply, ShardRequest};

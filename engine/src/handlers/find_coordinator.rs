@@ -5,13 +5,12 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
-use shardlog_protocol::error_code as ec;
+use shardlog_protocol::error_code::{self as ec, COORDINATOR_NOT_AVAILABLE, GROUP_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
-use super::groups_common::COORDINATOR_NOT_AVAILABLE;
 use super::{respond, str_bytes, Response};
-use crate::authorizer::check::{Authz, GROUP_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
+use crate::authorizer::check::Authz;
 use crate::authorizer::Operation;
 use crate::shard::Shard;
 

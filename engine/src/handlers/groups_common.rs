@@ -2,11 +2,11 @@
 
 use std::rc::Rc;
 
+use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
+
 use crate::groups::{self, GroupCall, GroupReply};
 use crate::shard::messages::{ShardReply, ShardRequest};
 use crate::shard::Shard;
-
-pub const COORDINATOR_NOT_AVAILABLE: i16 = crate::groups::classic::COORDINATOR_NOT_AVAILABLE;
 
 /// Runs `call` on the coordinator shard of `group`; Err carries the Kafka error code.
 pub async fn group_call(shard: &Rc<Shard>, group: &str, call: GroupCall) -> Result<GroupReply, i16> {

@@ -21,7 +21,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: JoinGrou
         Ok(GroupReply::Join(r)) => r,
         Ok(_) | Err(_) => {
             let mut r = JoinGroupResponse::default();
-            r.error_code = super::groups_common::COORDINATOR_NOT_AVAILABLE;
+            r.error_code = shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
             r.generation_id = -1;
             r.member_id = member_id;
             r

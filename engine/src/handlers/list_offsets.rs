@@ -4,12 +4,12 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use shardlog_protocol::error_code as ec;
+use shardlog_protocol::error_code::{self as ec, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{respond, Response};
-use crate::authorizer::check::{Authz, TOPIC_AUTHORIZATION_FAILED};
+use crate::authorizer::check::Authz;
 use crate::authorizer::Operation;
 use crate::shard::messages::{ShardReply, ShardRequest};
 use crate::shard::Shard;

@@ -4,12 +4,12 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
-use shardlog_protocol::error_code as ec;
+use shardlog_protocol::error_code::{self as ec, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{call_controller, respond, str_bytes, topic_name, Response};
-use crate::authorizer::check::{Authz, CLUSTER, TOPIC_AUTHORIZATION_FAILED};
+use crate::authorizer::check::{Authz, CLUSTER};
 use crate::authorizer::{Operation, ResourceType};
 use crate::metadata::validate_topic_name;
 use crate::shard::messages::{ControllerRequest, NewTopic};

@@ -242,10 +242,10 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session) -> R
 /// transactional id for transactions, the cluster for cluster-wide operations). APIs with
 /// per-topic or per-group answers check inside their handlers.
 fn whole_request_denial(authz: &Authz<'_>, header: &RequestHeader, body: &RequestBody) -> Option<Response> {
-    use crate::authorizer::check::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
-    use crate::authorizer::check::{CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED, GROUP_AUTHORIZATION_FAILED as GROUP_DENIED};
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
+    use shardlog_protocol::error_code::{CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED, GROUP_AUTHORIZATION_FAILED as GROUP_DENIED};
     macro_rules! deny {
         ($response:ty, $code:expr $(, $field:ident = $value:expr)*) => {{
             let mut r = <$response>::default();
@@ -356,7 +356,7 @@ fn whole_request_denial(authz: &Authz<'_>, header: &RequestHeader, body: &Reques
                     let mut result = m::delete_records_response::DeleteRecordsPartitionResult::default();
                     result.partition_index = p.partition_index;
                     result.low_watermark = -1;
-                    result.error_code = crate::authorizer::check::TOPIC_AUTHORIZATION_FAILED;
+                    result.error_code = shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED;
                     topic.partitions.push(result);
                 }
                 response.topics.push(topic);
@@ -377,7 +377,7 @@ fn whole_request_denial(authz: &Authz<'_>, header: &RequestHeader, body: &Reques
                 topic.name = t.name.clone();
                 let code = match (txn_ok, denied) {
                     (false, _) => TXN_DENIED,
-                    (true, true) => crate::authorizer::check::TOPIC_AUTHORIZATION_FAILED,
+                    (true, true) => shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED,
                     (true, false) => shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED,
                 };
                 for p in &t.partitions {
@@ -396,7 +396,7 @@ fn whole_request_denial(authz: &Authz<'_>, header: &RequestHeader, body: &Reques
             } else if !authz.group(Read, &r.group_id) {
                 GROUP_DENIED
             } else if r.topics.iter().any(|t| !authz.topic(Read, &t.name)) {
-                crate::authorizer::check::TOPIC_AUTHORIZATION_FAILED
+                shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED
             } else {
                 return None;
             };
@@ -416,7 +416,7 @@ fn whole_request_denial(authz: &Authz<'_>, header: &RequestHeader, body: &Reques
         }
         RequestBody::OffsetDelete(r) if !authz.group(Delete, &r.group_id) => deny!(m::OffsetDeleteResponse, GROUP_DENIED),
         RequestBody::OffsetDelete(r) if r.topics.iter().any(|t| !authz.topic(Read, &t.name)) => {
-            deny!(m::OffsetDeleteResponse, crate::authorizer::check::TOPIC_AUTHORIZATION_FAILED)
+            deny!(m::OffsetDeleteResponse, shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED)
         }
         RequestBody::ConsumerGroupDescribe(r) if r.group_ids.iter().any(|g| !authz.group(Describe, g)) => {
             let mut response = m::ConsumerGroupDescribeResponse::default();
@@ -441,7 +441,7 @@ fn whole_request_denial(authz: &Authz<'_>, header: &RequestHeader, body: &Reques
                 let code = if authz.may_see(Read, crate::authorizer::ResourceType::Topic, &t.name) {
                     shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
                 } else {
-                    crate::authorizer::check::TOPIC_AUTHORIZATION_FAILED
+                    shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED
                 };
                 for p in &t.partition_indexes {
                     let mut result = m::describe_producers_response::PartitionResponse::default();
@@ -487,8 +487,8 @@ fn config_allowed(authz: &Authz<'_>, operation: crate::authorizer::Operation, re
 
 fn config_denied_code(resource_type: i8) -> i16 {
     match resource_type {
-        2 => crate::authorizer::check::TOPIC_AUTHORIZATION_FAILED,
-        _ => crate::authorizer::check::CLUSTER_AUTHORIZATION_FAILED,
+        2 => shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED,
+        _ => shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED,
     }
 }
 

@@ -6,12 +6,13 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse};
+use shardlog_protocol::error_code::{COORDINATOR_NOT_AVAILABLE, GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
-use super::groups_common::{group_call, COORDINATOR_NOT_AVAILABLE};
+use super::groups_common::group_call;
 use super::{respond, str_bytes, topic_name, Response};
-use crate::authorizer::check::{Authz, GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
+use crate::authorizer::check::Authz;
 use crate::authorizer::{Operation, ResourceType};
 use crate::groups::{FetchedOffset, GroupCall, GroupReply};
 use crate::shard::Shard;

@@ -5,12 +5,12 @@ use std::rc::Rc;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use shardlog_protocol::error_code as ec;
+use shardlog_protocol::error_code::{self as ec, TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{respond, str_bytes, Response};
-use crate::authorizer::check::{Authz, TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
+use crate::authorizer::check::Authz;
 use crate::authorizer::Operation;
 use crate::shard::messages::{ProduceOutcome, ShardReply, ShardRequest};
 use crate::shard::Shard;

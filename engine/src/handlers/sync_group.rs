@@ -3,10 +3,11 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
-use super::groups_common::{group_call, COORDINATOR_NOT_AVAILABLE};
+use super::groups_common::group_call;
 use super::{respond, Response};
 use crate::groups::{GroupCall, GroupReply};
 use crate::shard::Shard;
