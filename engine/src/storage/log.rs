@@ -501,7 +501,7 @@ impl PartitionLog {
     pub fn append_marker(&mut self, producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32, now: u64) -> Result<AppendInfo, AppendError> {
         self.producers
             .check_marker(producer_id, epoch)
-            .map_err(|message| AppendError::Producer { error_code: super::producer_state::INVALID_PRODUCER_EPOCH, message })?;
+            .map_err(|message| AppendError::Producer { error_code: shardlog_protocol::error_code::INVALID_PRODUCER_EPOCH, message })?;
         let marker = batch::build_control_batch(now as i64, producer_id, epoch, commit, coordinator_epoch);
         self.append_from(BytesMut::from(&marker[..]), now, AppendOrigin::Marker { commit, coordinator_epoch })
     }
@@ -531,7 +531,7 @@ impl PartitionLog {
                 // is still refused.
                 if let Some(entry) = self.producers.entry(h.producer_id).filter(|e| h.producer_epoch < e.epoch) {
                     return Err(AppendError::Producer {
-                        error_code: super::producer_state::INVALID_PRODUCER_EPOCH,
+                        error_code: shardlog_protocol::error_code::INVALID_PRODUCER_EPOCH,
                         message: format!("producer {} epoch {} is older than the current epoch {}", h.producer_id, h.producer_epoch, entry.epoch),
                     });
                 }
@@ -544,7 +544,7 @@ impl PartitionLog {
                     let expected = if last == i32::MAX { 0 } else { last + 1 };
                     if h.producer_epoch != epoch || h.base_sequence != expected {
                         return Err(AppendError::Producer {
-                            error_code: super::producer_state::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                            error_code: shardlog_protocol::error_code::OUT_OF_ORDER_SEQUENCE_NUMBER,
                             message: format!("producer {} batch {i} has sequence {}, expected {expected}", h.producer_id, h.base_sequence),
                         });
                     }
@@ -562,7 +562,7 @@ impl PartitionLog {
                     }
                     SequenceCheck::Duplicate(_) => {
                         return Err(AppendError::Producer {
-                            error_code: super::producer_state::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                            error_code: shardlog_protocol::error_code::OUT_OF_ORDER_SEQUENCE_NUMBER,
                             message: format!("producer {} resent one batch of a multi-batch request", h.producer_id),
                         })
                     }

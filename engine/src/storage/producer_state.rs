@@ -20,9 +20,7 @@ pub const BATCHES_RETAINED: usize = 5;
 /// Producers remembered per partition; the least recently active are forgotten beyond this.
 pub const PRODUCERS_MAX: usize = 100_000;
 
-// Visible to the rest of storage because log.rs names them as `super::producer_state::…`; once
-// log.rs imports them from protocol's table itself this can become a private import.
-pub(super) use shardlog_protocol::error_code::{INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER};
+use shardlog_protocol::error_code::{INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchRecord {
