@@ -271,3 +271,22 @@ def test_fetch_out_of_range_and_at_the_end(broker):
             fp = fetch(offset)
             assert fp.error_code == 1, f"OFFSET_OUT_OF_RANGE (1) expected for offset {offset}, got {fp.error_code}"
             assert fp.records == b""
+
+
+def test_raw_fetch_with_a_failing_partition_is_answered_without_waiting(broker):
+    """A partition that fails (here: one that does not exist) answers the whole fetch at once,
+    as in Kafka, even when another partition of it could long-poll on an empty log."""
+    topic = "long-poll-error"
+    clients.create_topic(broker.bootstrap, topic, 1)
+    partitions = kafkawire.array([kafkawire.i32(p) + kafkawire.i64(0) + kafkawire.i32(1 << 20) for p in (0, 7)])
+    body = kafkawire.i32(-1) + kafkawire.i32(LONG_WAIT_MS) + kafkawire.i32(1) + kafkawire.i32(50 << 20) + kafkawire.i8(0)
+    body += kafkawire.array([kafkawire.string(topic) + partitions])
+    with kafkawire.Connection(broker.port, timeout_s=60) as conn:
+        cid = conn.correlation_id()
+        conn.send(kafkawire.frame(kafkawire.request_header(kafkawire.FETCH, 4, cid) + body))
+        # Bounded below max_wait: an answer only after the long poll expired fails here.
+        got, response = conn.recv_frame(timeout_s=PRODUCE_BOUND_S)
+        assert got == cid
+        by_partition = {fp.partition: fp for fp in kafkawire.parse_fetch_v4(response)}
+        assert by_partition[7].error_code == kafkawire.UNKNOWN_TOPIC_OR_PARTITION
+        assert by_partition[0].error_code == kafkawire.NONE and not by_partition[0].records

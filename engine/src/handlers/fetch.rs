@@ -129,8 +129,12 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
     let deadline_ms = now_ms() + request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64;
     let read_committed = request.isolation_level == READ_COMMITTED;
     let owner_count = owners(&wanted).len();
+    // A partition that fails here already (READ denied, unknown) answers the fetch at once, as
+    // any error does, so the owners are not left to wait.
+    let failed_here = wanted.iter().any(|w| w.denied || w.owner.is_none());
     let outcomes = if owner_count <= 1 {
         // One owner (the common case): it long-polls by itself and answers once.
+        let (min_bytes, deadline_ms) = if failed_here { (0, 0) } else { (min_bytes, deadline_ms) };
         fetch_round(shard, &wanted, read_committed, |_| min_bytes, deadline_ms).await
     } else {
         // min_bytes counts over every owner: read everywhere at once; while short, let each owner
