@@ -1,8 +1,8 @@
 //! Fetch (key 1): reads from the owner shards, long polling up to `max_wait_ms` for `min_bytes`,
 //! within the response and per-partition byte limits. Each owner shard gets one message per
 //! round with all of its partitions and waits for appends itself; a fetch whose partitions all
-//! live on one shard is one message and one answer however long it polls. Records from the batch cache are sent
-//! from memory; older records are sent from the segment file with sendfile.
+//! live on one shard is one message and one answer however long it polls. Records from the
+//! batch cache are sent from memory; older records are sent from the segment file with sendfile.
 //!
 //! Incremental fetch sessions (KIP-227) are refused the way the protocol allows: a request for a
 //! new session gets session id 0 ("no session"), so clients keep sending full fetch requests;
@@ -16,7 +16,7 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 use shardlog_protocol::response::{encode_fetch_response, Chunk, FetchPartitionData, FetchTopicData};
 
-use super::Response;
+use super::{group_by_owner, Response};
 use crate::authorizer::check::Authz;
 use crate::authorizer::Operation;
 use crate::net::FileRange;
@@ -88,15 +88,7 @@ async fn fetch_round(shard: &Rc<Shard>, wanted: &[Wanted], read_committed: bool,
 
 /// The owner shards of the readable partitions, each with their positions in the request.
 fn owners(wanted: &[Wanted]) -> Vec<(usize, Vec<usize>)> {
-    let mut out: Vec<(usize, Vec<usize>)> = Vec::new();
-    for (i, w) in wanted.iter().enumerate() {
-        let Some(owner) = w.owner.filter(|_| !w.denied) else { continue };
-        match out.iter_mut().find(|(o, _)| *o == owner) {
-            Some((_, positions)) => positions.push(i),
-            None => out.push((owner, vec![i])),
-        }
-    }
-    out
+    group_by_owner(wanted.iter().map(|w| w.owner.filter(|_| !w.denied)))
 }
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchRequest, authz: &Authz<'_>) -> Response {
@@ -128,11 +120,11 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
     let min_bytes = request.min_bytes.max(0) as usize;
     let deadline_ms = now_ms() + request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64;
     let read_committed = request.isolation_level == READ_COMMITTED;
-    let owner_count = owners(&wanted).len();
+    let groups = owners(&wanted);
     // A partition that fails here already (READ denied, unknown) answers the fetch at once, as
     // any error does, so the owners are not left to wait.
     let failed_here = wanted.iter().any(|w| w.denied || w.owner.is_none());
-    let outcomes = if owner_count <= 1 {
+    let outcomes = if groups.len() <= 1 {
         // One owner (the common case): it long-polls by itself and answers once.
         let (min_bytes, deadline_ms) = if failed_here { (0, 0) } else { (min_bytes, deadline_ms) };
         fetch_round(shard, &wanted, read_committed, |_| min_bytes, deadline_ms).await
@@ -146,17 +138,12 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
             if bytes >= min_bytes.max(1) || errors || now_ms() >= deadline_ms || shard.shutting_down.get() {
                 break outcomes;
             }
-            let mut had = std::collections::HashMap::new();
-            for (w, o) in wanted.iter().zip(&outcomes) {
-                if let Some(owner) = w.owner {
-                    *had.entry(owner).or_insert(0usize) += o.bytes;
-                }
-            }
-            let waits = owners(&wanted)
-                .into_iter()
-                .map(|(owner, positions)| {
+            let waits = groups
+                .iter()
+                .map(|(_, positions)| {
                     let only: Vec<Wanted> = positions.iter().map(|&i| wanted[i].clone()).collect();
-                    let more = had.get(&owner).copied().unwrap_or(0) + 1;
+                    // More than this owner had: it answers once its own part grew.
+                    let more = positions.iter().map(|&i| outcomes[i].bytes).sum::<usize>() + 1;
                     let shard = shard.clone();
                     Box::pin(async move {
                         fetch_round(&shard, &only, read_committed, |_| more, deadline_ms).await;

@@ -504,10 +504,35 @@ pub async fn call_controller(shard: &Rc<Shard>, request: crate::shard::messages:
     }
 }
 
+/// The positions of a request's partitions grouped by owner shard (None: nothing to send, the
+/// partition is answered here), owners in order of first appearance and positions in request
+/// order: produce and fetch send one message per owner shard, not one per partition.
+pub fn group_by_owner(owners: impl IntoIterator<Item = Option<usize>>) -> Vec<(usize, Vec<usize>)> {
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (position, owner) in owners.into_iter().enumerate() {
+        let Some(owner) = owner else { continue };
+        match groups.iter_mut().find(|(o, _)| *o == owner) {
+            Some((_, positions)) => positions.push(position),
+            None => groups.push((owner, vec![position])),
+        }
+    }
+    groups
+}
+
 pub fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.to_string())
 }
 
 pub fn topic_name(s: &str) -> kafka_protocol::messages::TopicName {
     kafka_protocol::messages::TopicName(str_bytes(s))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn partitions_group_by_owner_in_request_order() {
+        let groups = super::group_by_owner([Some(1), None, Some(0), Some(1), Some(0), None]);
+        assert_eq!(groups, vec![(1, vec![0, 3]), (0, vec![2, 4])]);
+        assert!(super::group_by_owner([None, None]).is_empty());
+    }
 }

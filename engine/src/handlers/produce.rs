@@ -1,5 +1,6 @@
-//! Produce (key 0): split by owner shard (one message per owner, with all of its partitions), append, wait for the group commit when acks=all,
-//! and merge the per-partition results back in request order.
+//! Produce (key 0): split by owner shard (one message per owner, with all of its partitions),
+//! append, wait for the group commit when acks=all, and merge the per-partition results back in
+//! request order.
 
 use std::rc::Rc;
 
@@ -9,15 +10,11 @@ use shardlog_protocol::error_code::{self as ec, TOPIC_AUTHORIZATION_FAILED, TRAN
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, str_bytes, Response};
+use super::{group_by_owner, respond, str_bytes, Response};
 use crate::authorizer::check::Authz;
 use crate::authorizer::Operation;
 use crate::shard::messages::{ProduceOutcome, ShardReply, ShardRequest};
 use crate::shard::Shard;
-
-/// The partitions of a request for one owner shard: (owner, their positions in the request,
-/// (topic, partition, records) of each).
-type OwnerBatch = (usize, Vec<usize>, Vec<(String, i32, bytes::Bytes)>);
 
 fn failed(code: i16, message: Option<String>) -> ProduceOutcome {
     ProduceOutcome { error_code: code, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, error_message: message }
@@ -46,31 +43,28 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceR
         }
     }
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
-    // One message per owner shard with all of its partitions, in request order.
+    // Answered here, or sent to the owner shard (one message per owner, in request order).
     let mut outcomes: Vec<Option<ProduceOutcome>> = Vec::with_capacity(work.len());
-    let mut by_owner: Vec<OwnerBatch> = Vec::new();
-    for (i, (name, index, records, outcome)) in work.iter().enumerate() {
+    let mut owners = Vec::with_capacity(work.len());
+    for (name, index, records, outcome) in &work {
         let owner = shard.owner(name, *index);
-        let ready = match (outcome, records, owner) {
-            (Some(o), _, _) => Some(o.clone()),
-            (None, None, _) => Some(failed(ec::INVALID_RECORD, Some(String::from("null record set")))),
-            (None, Some(_), None) => Some(failed(ec::UNKNOWN_TOPIC_OR_PARTITION, None)),
-            (None, Some(records), Some(owner)) => {
-                let group = match by_owner.iter().position(|(o, _, _)| *o == owner) {
-                    Some(g) => g,
-                    None => {
-                        by_owner.push((owner, Vec::new(), Vec::new()));
-                        by_owner.len() - 1
-                    }
-                };
-                by_owner[group].1.push(i);
-                by_owner[group].2.push((name.clone(), *index, records.clone()));
-                None
-            }
+        let (ready, send_to) = match (outcome, records, owner) {
+            (Some(o), _, _) => (Some(o.clone()), None),
+            (None, None, _) => (Some(failed(ec::INVALID_RECORD, Some(String::from("null record set")))), None),
+            (None, Some(_), None) => (Some(failed(ec::UNKNOWN_TOPIC_OR_PARTITION, None)), None),
+            (None, Some(_), Some(owner)) => (None, Some(owner)),
         };
         outcomes.push(ready);
+        owners.push(send_to);
     }
-    let calls = by_owner.into_iter().map(|(owner, positions, partitions)| {
+    let calls = group_by_owner(owners).into_iter().map(|(owner, positions)| {
+        let partitions: Vec<(String, i32, bytes::Bytes)> = positions
+            .iter()
+            .map(|&i| {
+                let (name, index, records, _) = &work[i];
+                (name.clone(), *index, records.clone().expect("only partitions with records are sent"))
+            })
+            .collect();
         let shard = shard.clone();
         let transactional_id = transactional_id.clone();
         async move {

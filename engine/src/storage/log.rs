@@ -371,6 +371,11 @@ impl PartitionLog {
         self.failed.get_or_insert(why);
         self.pending.clear();
         self.cache.clear();
+        self.release_unsynced();
+    }
+
+    /// Gives the budget back every byte still charged: they will never be written here.
+    fn release_unsynced(&mut self) {
         let held: usize = self.unsynced.drain(..).map(|(_, bytes)| bytes).sum();
         self.dirty_budget.release(held);
     }
@@ -802,8 +807,7 @@ impl Drop for PartitionLog {
     /// A deleted partition, or one closed before its last bytes were durable, gives its share
     /// of the shard's dirty budget back.
     fn drop(&mut self) {
-        let held: usize = self.unsynced.drain(..).map(|(_, bytes)| bytes).sum();
-        self.dirty_budget.release(held);
+        self.release_unsynced();
     }
 }
 
