@@ -9,8 +9,10 @@
 //! before the first request: TLS, SASL, SCRAM credentials and the connection's principal.
 pub mod admin;
 pub mod authorizer;
+pub mod broker;
 pub mod budget;
 pub mod config;
+pub mod controller;
 pub mod groups;
 pub mod handlers;
 pub mod internal_log;

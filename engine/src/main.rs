@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use shardlog_engine::admin;
+use shardlog_engine::broker;
 use shardlog_engine::config::{BrokerConfig, Overrides};
-use shardlog_engine::shard;
 
 /// A Kafka-compatible streaming broker: thread-per-core, io_uring storage.
 #[derive(Parser, Debug)]
@@ -89,8 +89,8 @@ fn run(cli: Cli) -> Result<()> {
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         if let Some(signal) = signals.forever().next() {
             tracing::info!(signal, "shutting down cleanly");
-            shard::SHUTDOWN.store(true, Ordering::SeqCst);
+            broker::SHUTDOWN.store(true, Ordering::SeqCst);
         }
     })?;
-    shard::run(config)
+    broker::run(config)
 }

@@ -11,6 +11,37 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+/// The internal topics: committed offsets of consumer groups, and transaction state. The broker
+/// creates them, and their partitions place the group and transaction coordinators.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+
+/// Topics the broker keeps for itself.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC
+}
+
+/// Kafka prints cluster ids as URL-safe base64 of a UUID, without padding.
+pub fn base64_uuid(id: uuid::Uuid) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = id.as_bytes();
+    let mut out = String::new();
+    let mut bits = 0u32;
+    let mut nbits = 0;
+    for &b in bytes {
+        bits = (bits << 8) | b as u32;
+        nbits += 8;
+        while nbits >= 6 {
+            nbits -= 6;
+            out.push(ALPHABET[((bits >> nbits) & 63) as usize] as char);
+        }
+    }
+    if nbits > 0 {
+        out.push(ALPHABET[((bits << (6 - nbits)) & 63) as usize] as char);
+    }
+    out
+}
+
 pub const METADATA_FILE: &str = "cluster-metadata.json";
 /// A log directory with less free space than this gets no new partitions while another has more.
 pub const LOG_DIR_FREE_BYTES_MIN: u64 = 1 << 30;

@@ -358,7 +358,7 @@ fn describe_lines(metadata: &MetadataResponse, name: &str, entries: &[DescribeCo
     let mut partitions: Vec<_> = topic.partitions.iter().collect();
     partitions.sort_by_key(|p| p.partition_index);
     let replication = partitions.first().map(|p| p.replica_nodes.len()).unwrap_or(0);
-    let id = crate::shard::controller::base64_uuid(topic.topic_id);
+    let id = crate::metadata::base64_uuid(topic.topic_id);
     let name = printable(name);
     let mut out =
         format!("Topic: {name}\tTopicId: {id}\tPartitionCount: {}\tReplicationFactor: {replication}\tConfigs: {}\n", partitions.len(), overrides(entries));

@@ -14,8 +14,6 @@
 //! The ACLs are part of the cluster metadata: the controller shard changes and persists them,
 //! and every shard checks against its own read-only copy, so checks take no lock.
 
-pub mod check;
-
 use serde::{Deserialize, Serialize};
 
 /// Kafka's ResourceType ids.

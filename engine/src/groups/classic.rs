@@ -268,7 +268,7 @@ impl GroupCoordinator {
 
     /// Replays the `__consumer_offsets` partitions this shard owns into memory, and starts
     /// the ticker. Called once the shard has its partitions.
-    pub fn load(&self, shard: &Rc<Shard>) {
+    pub fn load(self: &Rc<Self>, shard: &Rc<Shard>) {
         let partitions: Vec<Rc<Partition>> = shard.partitions.borrow().iter().filter(|((t, _), _)| t == OFFSETS_TOPIC).map(|(_, p)| p.clone()).collect();
         let mut loaded = 0usize;
         for p in partitions {
@@ -292,8 +292,8 @@ impl GroupCoordinator {
             tracing::info!(shard = shard.id, records = loaded, groups = self.groups.borrow().len(), "committed offsets loaded");
         }
         if !self.ticker_started.replace(true) {
-            let shard = shard.clone();
-            glommio::spawn_local(async move { ticker(shard).await }).detach();
+            let (coordinator, shard) = (self.clone(), shard.clone());
+            glommio::spawn_local(async move { ticker(coordinator, shard).await }).detach();
         }
     }
 
@@ -1264,17 +1264,17 @@ fn select_protocol(group: &Group) -> Option<String> {
     votes.iter().find(|(n, _)| *n == best).map(|(_, c)| (*c).clone())
 }
 
-async fn ticker(shard: Rc<Shard>) {
+async fn ticker(groups: Rc<GroupCoordinator>, shard: Rc<Shard>) {
     let mut since_retention_check = 0u64;
     while !shard.shutting_down.get() {
         glommio::timer::sleep(Duration::from_millis(TICK_MS)).await;
-        shard.groups.tick();
+        groups.tick();
         let meta = shard.metadata.borrow().clone();
-        shard.groups.tick_consumer_groups(&meta);
+        groups.tick_consumer_groups(&meta);
         since_retention_check += TICK_MS;
-        if since_retention_check >= shard.groups.config.offsets_retention_check_interval_ms {
+        if since_retention_check >= groups.config.offsets_retention_check_interval_ms {
             since_retention_check = 0;
-            shard.groups.expire_offsets(&shard).await;
+            groups.expire_offsets(&shard).await;
         }
     }
 }

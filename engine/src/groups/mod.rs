@@ -138,7 +138,18 @@ pub fn coordinator_shard(shard: &Shard, group: &str) -> Option<usize> {
     topic.partitions.get(partition as usize).map(|p| p.shard)
 }
 
-pub async fn handle(shard: Rc<Shard>, call: GroupCall) -> GroupReply {
-    let coordinator = shard.groups.clone();
-    coordinator.handle(&shard, call).await
+impl crate::shard::router::ShardCall for GroupCall {
+    type Reply = GroupReply;
+}
+
+/// Creates this shard's group coordinator and registers it for the group calls routed here.
+/// Once the shard has its partitions, [`GroupCoordinator::load`] replays them.
+pub fn start(shard: &Rc<Shard>, config: classic::GroupConfig) -> Rc<GroupCoordinator> {
+    let coordinator = Rc::new(GroupCoordinator::new(config));
+    let (c, s) = (coordinator.clone(), Rc::downgrade(shard));
+    shard.router.serve(move |call: GroupCall| {
+        let (c, shard) = (c.clone(), s.upgrade().expect("the shard outlives its router"));
+        async move { c.handle(&shard, call).await }
+    });
+    coordinator
 }

@@ -5,7 +5,7 @@
 //! Value (version 3): offset i64, leader epoch i32, metadata string, commit timestamp i64.
 //! A null value is a tombstone: the offset was deleted or expired.
 
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub use crate::metadata::OFFSETS_TOPIC;
 const KEY_VERSION_OFFSET: i16 = 1;
 const VALUE_VERSION: i16 = 3;
 

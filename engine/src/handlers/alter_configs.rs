@@ -10,7 +10,7 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{call_controller, respond, str_bytes, Response};
-use crate::shard::messages::{ConfigAlteration, ControllerRequest};
+use crate::controller::{ConfigAlteration, ControllerRequest};
 use crate::shard::Shard;
 use crate::topic_config::OP_SET;
 

@@ -11,7 +11,7 @@ use shardlog_protocol::request::RequestHeader;
 
 use super::{call_controller, respond, str_bytes, Response};
 use crate::authorizer::AclBinding;
-use crate::shard::messages::ControllerRequest;
+use crate::controller::ControllerRequest;
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreateAclsRequest) -> Response {

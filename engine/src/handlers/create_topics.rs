@@ -9,9 +9,9 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{call_controller, respond, str_bytes, topic_name, Response};
-use crate::authorizer::check::{Authz, CLUSTER};
 use crate::authorizer::{Operation, ResourceType};
-use crate::shard::messages::{ControllerRequest, NewTopic};
+use crate::controller::{ControllerRequest, NewTopic};
+use crate::handlers::authz::{Authz, CLUSTER};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreateTopicsRequest, authz: &Authz<'_>) -> Response {

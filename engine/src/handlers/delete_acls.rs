@@ -11,8 +11,8 @@ use shardlog_protocol::request::RequestHeader;
 
 use super::{respond, str_bytes, Response};
 use crate::authorizer::AclFilter;
-use crate::shard::messages::{ControllerRequest, ShardReply, ShardRequest};
-use crate::shard::{Shard, CONTROLLER_SHARD};
+use crate::controller::{DeleteAcls, CONTROLLER_SHARD};
+use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteAclsRequest) -> Response {
     let filters: Vec<AclFilter> = request
@@ -35,10 +35,10 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteAc
     let outcome = if valid.is_empty() {
         Ok(Vec::new())
     } else {
-        match shard.dispatch(CONTROLLER_SHARD, ShardRequest::Controller(ControllerRequest::DeleteAcls { filters: valid })).await {
-            ShardReply::AclsDeleted(outcome) => outcome,
-            _ => Err((ec::UNKNOWN_SERVER_ERROR, String::from("the controller did not answer"))),
-        }
+        shard
+            .call(CONTROLLER_SHARD, DeleteAcls { filters: valid })
+            .await
+            .unwrap_or_else(|e| Err((ec::COORDINATOR_NOT_AVAILABLE, format!("the controller did not answer: {e}"))))
     };
     let mut deleted = match &outcome {
         Ok(lists) => lists.clone().into_iter(),

@@ -10,9 +10,9 @@ use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::group_call;
 use super::{respond, Response};
-use crate::authorizer::check::Authz;
 use crate::authorizer::Operation;
 use crate::groups::{GroupCall, GroupReply};
+use crate::handlers::authz::Authz;
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteGroupsRequest, authz: &Authz<'_>) -> Response {

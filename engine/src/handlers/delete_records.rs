@@ -9,7 +9,7 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{respond, Response};
-use crate::shard::messages::{ShardReply, ShardRequest};
+use crate::shard::messages::DeleteRecords;
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteRecordsRequest) -> Response {
@@ -26,7 +26,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteRe
                 out.low_watermark = -1;
                 // Kafka refuses DeleteRecords on its internal topics: their records are the
                 // broker's own state.
-                if crate::shard::controller::is_internal_topic(&name) {
+                if crate::controller::is_internal_topic(&name) {
                     out.error_code = ec::INVALID_TOPIC_EXCEPTION;
                     return out;
                 }
@@ -34,15 +34,18 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteRe
                     out.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;
                     return out;
                 };
-                match shard.dispatch(owner, ShardRequest::DeleteRecords { topic: name.clone(), partition: index, offset }).await {
-                    ShardReply::DeleteRecords(code, low_watermark, message) => {
-                        if let Some(m) = message {
+                match shard.call(owner, DeleteRecords { topic: name.clone(), partition: index, offset }).await {
+                    Ok(deleted) => {
+                        if let Some(m) = deleted.error_message {
                             tracing::info!(topic = %name, partition = index, error = %m, "DeleteRecords refused");
                         }
-                        out.error_code = code;
-                        out.low_watermark = low_watermark;
+                        out.error_code = deleted.error_code;
+                        out.low_watermark = deleted.low_watermark;
                     }
-                    _ => out.error_code = ec::UNKNOWN_SERVER_ERROR,
+                    Err(e) => {
+                        tracing::warn!(topic = %name, partition = index, error = %e, "DeleteRecords not delivered to the partition's shard");
+                        out.error_code = ec::NOT_LEADER_OR_FOLLOWER;
+                    }
                 }
                 out
             }

@@ -9,9 +9,9 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{call_controller, respond, str_bytes, topic_name, Response};
-use crate::authorizer::check::Authz;
 use crate::authorizer::Operation;
-use crate::shard::messages::ControllerRequest;
+use crate::controller::ControllerRequest;
+use crate::handlers::authz::Authz;
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteTopicsRequest, authz: &Authz<'_>) -> Response {

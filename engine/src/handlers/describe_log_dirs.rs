@@ -11,16 +11,19 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{respond, str_bytes, topic_name, Response};
-use crate::shard::messages::{ShardReply, ShardRequest};
+use crate::shard::messages::LogDirSizes;
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeLogDirsRequest) -> Response {
     let calls = (0..shard.shard_count()).map(|s| {
         let shard = shard.clone();
         async move {
-            match shard.dispatch(s, ShardRequest::LogDirSizes).await {
-                ShardReply::LogDirSizes(sizes, failed) => (sizes, failed),
-                _ => (Vec::new(), Vec::new()),
+            match shard.call(s, LogDirSizes).await {
+                Ok(usage) => (usage.partitions, usage.failed),
+                Err(e) => {
+                    tracing::warn!(shard = s, error = %e, "a shard did not report its log directory usage");
+                    (Vec::new(), Vec::new())
+                }
             }
         }
     });

@@ -10,7 +10,7 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{respond, Response};
-use crate::shard::messages::{ShardReply, ShardRequest};
+use crate::shard::messages::DescribeProducers;
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeProducersRequest) -> Response {
@@ -27,8 +27,8 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Describe
                     out.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;
                     return out;
                 };
-                match shard.dispatch(owner, ShardRequest::DescribeProducers { topic: name, partition: index }).await {
-                    ShardReply::Producers(code, producers) => {
+                match shard.call(owner, DescribeProducers { topic: name, partition: index }).await {
+                    Ok((code, producers)) => {
                         out.error_code = code;
                         out.active_producers = producers
                             .into_iter()
@@ -44,7 +44,10 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Describe
                             })
                             .collect();
                     }
-                    _ => out.error_code = ec::UNKNOWN_SERVER_ERROR,
+                    Err(e) => {
+                        tracing::warn!(partition = index, error = %e, "DescribeProducers not delivered to the partition's shard");
+                        out.error_code = ec::NOT_LEADER_OR_FOLLOWER;
+                    }
                 }
                 out
             }

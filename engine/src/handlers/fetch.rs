@@ -17,12 +17,12 @@ use shardlog_protocol::request::RequestHeader;
 use shardlog_protocol::response::{encode_fetch_response, Chunk, FetchPartitionData, FetchTopicData};
 
 use super::{group_by_owner, Response};
-use crate::authorizer::check::Authz;
 use crate::authorizer::Operation;
-use crate::net::FileRange;
-use crate::shard::messages::{FetchPartition, ReadOutcome, ShardReply, ShardRequest};
+use crate::handlers::authz::Authz;
+use crate::shard::messages::{Fetch, FetchPartition, ReadOutcome};
 use crate::shard::Shard;
 use crate::storage::log::{now_ms, ReadPiece};
+use crate::storage::FileRange;
 
 /// Longest long poll we honour (5 minutes), whatever the client asks; clients time out their
 /// requests well before this (request.timeout.ms defaults to 30 s).
@@ -69,13 +69,18 @@ async fn fetch_round(shard: &Rc<Shard>, wanted: &[Wanted], read_committed: bool,
                 max_bytes: wanted[i].max_bytes,
             })
             .collect();
-        let request = ShardRequest::Fetch { partitions, read_committed, min_bytes: min_bytes(owner), deadline_ms };
+        let request = Fetch { partitions, read_committed, min_bytes: min_bytes(owner), deadline_ms };
         async move {
             let count = positions.len();
-            let replied = match shard.dispatch(owner, request).await {
-                ShardReply::Fetch(o) if o.len() == count => o,
-                ShardReply::Fetch(o) => unreachable!("owner shard {owner} answered {} of {count} partitions", o.len()),
-                _ => (0..count).map(|_| empty_outcome(ec::UNKNOWN_SERVER_ERROR)).collect(),
+            let replied = match shard.call(owner, request).await {
+                Ok(o) => {
+                    assert_eq!(o.len(), count, "owner shard {owner} answered {} of {count} partitions", o.len());
+                    o
+                }
+                Err(e) => {
+                    tracing::warn!(shard = owner, error = %e, "fetch not delivered to the partitions' shard");
+                    (0..count).map(|_| empty_outcome(ec::NOT_LEADER_OR_FOLLOWER)).collect()
+                }
             };
             positions.into_iter().zip(replied).collect::<Vec<_>>()
         }

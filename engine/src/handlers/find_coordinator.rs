@@ -10,8 +10,8 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{respond, str_bytes, Response};
-use crate::authorizer::check::Authz;
 use crate::authorizer::Operation;
+use crate::handlers::authz::Authz;
 use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;

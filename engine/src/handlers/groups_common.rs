@@ -5,19 +5,15 @@ use std::rc::Rc;
 use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
 
 use crate::groups::{self, GroupCall, GroupReply};
-use crate::shard::messages::{ShardReply, ShardRequest};
 use crate::shard::Shard;
 
 /// Runs `call` on the coordinator shard of `group`; Err carries the Kafka error code.
 pub async fn group_call(shard: &Rc<Shard>, group: &str, call: GroupCall) -> Result<GroupReply, i16> {
     let Some(owner) = groups::coordinator_shard(shard, group) else { return Err(COORDINATOR_NOT_AVAILABLE) };
-    if owner == shard.id {
-        return Ok(groups::handle(shard.clone(), call).await);
-    }
-    match shard.router.call(owner, ShardRequest::Group(Box::new(call))).await {
-        Ok(ShardReply::Group(reply)) => Ok(reply),
-        Ok(_) | Err(_) => Err(COORDINATOR_NOT_AVAILABLE),
-    }
+    shard.call(owner, call).await.map_err(|e| {
+        tracing::warn!(group, error = %e, "group coordinator unreachable");
+        COORDINATOR_NOT_AVAILABLE
+    })
 }
 
 /// Runs `call` on every shard (ListGroups).
@@ -26,12 +22,11 @@ pub async fn all_shards(shard: &Rc<Shard>, make: impl Fn() -> GroupCall) -> Vec<
         let shard = shard.clone();
         let call = make();
         async move {
-            if owner == shard.id {
-                Some(groups::handle(shard.clone(), call).await)
-            } else {
-                match shard.router.call(owner, ShardRequest::Group(Box::new(call))).await {
-                    Ok(ShardReply::Group(reply)) => Some(reply),
-                    _ => None,
+            match shard.call(owner, call).await {
+                Ok(reply) => Some(reply),
+                Err(e) => {
+                    tracing::warn!(shard = owner, error = %e, "a group coordinator did not answer");
+                    None
                 }
             }
         }

@@ -9,7 +9,7 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{respond, str_bytes, Response};
-use crate::shard::messages::ConfigAlteration;
+use crate::controller::ConfigAlteration;
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: IncrementalAlterConfigsRequest) -> Response {

@@ -11,8 +11,8 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{respond, Response};
-use crate::shard::messages::{ControllerRequest, ShardReply, ShardRequest};
-use crate::shard::{Shard, CONTROLLER_SHARD};
+use crate::controller::{AllocateProducerId, CONTROLLER_SHARD};
+use crate::shard::Shard;
 use crate::txn::{TxnCall, TxnReply};
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: InitProducerIdRequest) -> Response {
@@ -40,14 +40,17 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: InitProd
         }
         return respond(header, &r);
     }
-    match shard.dispatch(CONTROLLER_SHARD, ShardRequest::Controller(ControllerRequest::AllocateProducerId)).await {
-        ShardReply::ProducerId(id, code) if code == ec::NONE => {
+    match shard.call(CONTROLLER_SHARD, AllocateProducerId).await {
+        Ok(Ok(id)) => {
             r.producer_id = ProducerId(id);
             r.producer_epoch = 0;
             tracing::debug!(producer_id = id, client_id = %header.client_id_lossy(), "producer id allocated");
         }
-        ShardReply::ProducerId(_, code) => r.error_code = code,
-        _ => r.error_code = ec::UNKNOWN_SERVER_ERROR,
+        Ok(Err(code)) => r.error_code = code,
+        Err(e) => {
+            tracing::warn!(error = %e, "the controller did not allocate a producer id");
+            r.error_code = ec::COORDINATOR_NOT_AVAILABLE;
+        }
     }
     respond(header, &r)
 }

@@ -9,9 +9,9 @@ use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::all_shards;
 use super::{respond, str_bytes, Response};
-use crate::authorizer::check::{Authz, CLUSTER};
 use crate::authorizer::{Operation, ResourceType};
 use crate::groups::{GroupCall, GroupReply};
+use crate::handlers::authz::{Authz, CLUSTER};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListGroupsRequest, authz: &Authz<'_>) -> Response {

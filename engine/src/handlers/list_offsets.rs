@@ -9,9 +9,9 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{respond, Response};
-use crate::authorizer::check::Authz;
 use crate::authorizer::Operation;
-use crate::shard::messages::{ShardReply, ShardRequest};
+use crate::handlers::authz::Authz;
+use crate::shard::messages::ListOffset;
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListOffsetsRequest, authz: &Authz<'_>) -> Response {
@@ -44,13 +44,16 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListOffs
                     out.timestamp = -1;
                     return out;
                 };
-                match shard.dispatch(owner, ShardRequest::ListOffset { topic: name, partition: index, timestamp, read_committed }).await {
-                    ShardReply::ListOffset(code, offset, ts) => {
-                        out.error_code = code;
-                        out.offset = offset;
-                        out.timestamp = ts;
+                match shard.call(owner, ListOffset { topic: name, partition: index, timestamp, read_committed }).await {
+                    Ok(listed) => {
+                        out.error_code = listed.error_code;
+                        out.offset = listed.offset;
+                        out.timestamp = listed.timestamp;
                     }
-                    _ => out.error_code = ec::UNKNOWN_SERVER_ERROR,
+                    Err(e) => {
+                        tracing::warn!(partition = index, error = %e, "ListOffsets not delivered to the partition's shard");
+                        out.error_code = ec::NOT_LEADER_OR_FOLLOWER;
+                    }
                 }
                 out
             }

@@ -9,9 +9,8 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{respond, str_bytes, Response};
-use crate::authorizer::check::Authz;
 use crate::authorizer::{Operation, ResourceType};
-use crate::shard::messages::{ShardReply, ShardRequest};
+use crate::handlers::authz::Authz;
 use crate::shard::Shard;
 use crate::txn::{TxnCall, TxnReply};
 
@@ -30,12 +29,13 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListTran
         let shard = shard.clone();
         let call = call.clone();
         async move {
-            match shard.dispatch(owner, ShardRequest::Txn(Box::new(call))).await {
-                ShardReply::Txn(reply) => match *reply {
-                    TxnReply::List(list) => list,
-                    _ => Vec::new(),
-                },
-                _ => Vec::new(),
+            match shard.call(owner, call).await {
+                Ok(TxnReply::List(list)) => list,
+                Ok(other) => unreachable!("List is answered with a list, not {other:?}"),
+                Err(e) => {
+                    tracing::warn!(shard = owner, error = %e, "a transaction coordinator did not list its transactions");
+                    Vec::new()
+                }
             }
         }
     });

@@ -9,10 +9,10 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{call_controller, respond, str_bytes, topic_name, Response};
-use crate::authorizer::check::{Authz, CLUSTER};
 use crate::authorizer::{Operation, ResourceType};
+use crate::controller::{ControllerRequest, NewTopic};
+use crate::handlers::authz::{Authz, CLUSTER};
 use crate::metadata::validate_topic_name;
-use crate::shard::messages::{ControllerRequest, NewTopic};
 use crate::shard::Shard;
 
 pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: MetadataRequest, listener: usize, authz: &Authz<'_>) -> Response {
@@ -94,7 +94,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Metadata
                 if header.api_version >= 10 {
                     t.topic_id = topic.id;
                 }
-                t.is_internal = crate::shard::controller::is_internal_topic(&name);
+                t.is_internal = crate::controller::is_internal_topic(&name);
                 t.partitions = (0..topic.partitions.len() as i32)
                     .map(|i| {
                         let mut p = MetadataResponsePartition::default();

@@ -8,6 +8,7 @@ pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
+pub mod authz;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_acls;
@@ -57,10 +58,10 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::{self, RequestBody, RequestError, RequestHeader};
 use shardlog_protocol::response::{encode_response, Chunk};
 
-use crate::authorizer::check::Authz;
-use crate::net::FileRange;
+use crate::handlers::authz::Authz;
 use crate::security::Session;
 use crate::shard::Shard;
+use crate::storage::FileRange;
 
 /// What the connection does with a handled request.
 pub enum Response {
@@ -144,7 +145,7 @@ pub async fn handle(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>) -> Res
     let response = handle_request(&shard, frame, &session).await;
     if let (Some(key), true) = (api_key, shard.config.metrics_enabled) {
         if supported_versions(key).is_some() {
-            shard.request_probe.record(key, started.elapsed().as_micros() as u64);
+            probe::record(key, started.elapsed().as_micros() as u64);
         }
     }
     response
@@ -493,12 +494,12 @@ fn config_denied_code(resource_type: i8) -> i16 {
 }
 
 /// Sends a controller request to shard 0 and returns its per-topic results.
-pub async fn call_controller(shard: &Rc<Shard>, request: crate::shard::messages::ControllerRequest) -> Vec<(String, i16, Option<String>)> {
-    use crate::shard::messages::{ShardReply, ShardRequest};
-    match shard.dispatch(crate::shard::CONTROLLER_SHARD, ShardRequest::Controller(request)).await {
-        ShardReply::Controller(results) => results,
-        other => {
-            tracing::error!(reply = ?other, "unexpected controller reply");
+pub async fn call_controller(shard: &Rc<Shard>, request: crate::controller::ControllerRequest) -> Vec<(String, i16, Option<String>)> {
+    match shard.call(crate::controller::CONTROLLER_SHARD, request).await {
+        Ok(results) => results,
+        Err(e) => {
+            // Callers answer each item they sent that has no result as not done.
+            tracing::error!(error = %e, "the controller did not answer");
             Vec::new()
         }
     }

@@ -12,9 +12,9 @@ use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::group_call;
 use super::{respond, str_bytes, topic_name, Response};
-use crate::authorizer::check::Authz;
 use crate::authorizer::{Operation, ResourceType};
 use crate::groups::{FetchedOffset, GroupCall, GroupReply};
+use crate::handlers::authz::Authz;
 use crate::shard::Shard;
 
 async fn fetch(shard: &Rc<Shard>, group: &str, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> (i16, Vec<FetchedOffset>) {

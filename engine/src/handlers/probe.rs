@@ -31,3 +31,20 @@ impl RequestProbe {
         self.per_api.borrow().iter().enumerate().filter(|(_, (c, _))| *c > 0).map(|(k, (c, h))| (k as i16, *c, h.clone())).collect()
     }
 }
+
+thread_local! {
+    /// This shard's request probe. Each shard is one executor pinned to one thread, so a
+    /// thread-local is shard-local: the connection loop records here without a handle
+    /// threaded through every layer.
+    static REQUESTS: RequestProbe = RequestProbe::default();
+}
+
+/// Records one request served by this shard.
+pub fn record(api_key: i16, latency_us: u64) {
+    REQUESTS.with(|p| p.record(api_key, latency_us));
+}
+
+/// This shard's requests so far (see [`RequestProbe::snapshot`]).
+pub fn snapshot() -> Vec<(i16, u64, HistogramData)> {
+    REQUESTS.with(RequestProbe::snapshot)
+}

@@ -11,9 +11,9 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
 use super::{group_by_owner, respond, str_bytes, Response};
-use crate::authorizer::check::Authz;
 use crate::authorizer::Operation;
-use crate::shard::messages::{ProduceOutcome, ShardReply, ShardRequest};
+use crate::handlers::authz::Authz;
+use crate::shard::messages::{Produce, ProduceOutcome};
 use crate::shard::Shard;
 
 fn failed(code: i16, message: Option<String>) -> ProduceOutcome {
@@ -34,7 +34,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceR
                 Some(failed(TRANSACTIONAL_ID_AUTHORIZATION_FAILED, None))
             } else if !authz.topic(Operation::Write, &name) {
                 Some(failed(TOPIC_AUTHORIZATION_FAILED, None))
-            } else if crate::shard::controller::is_internal_topic(&name) {
+            } else if crate::controller::is_internal_topic(&name) {
                 Some(failed(ec::INVALID_TOPIC_EXCEPTION, Some(String::from("clients cannot produce to internal topics"))))
             } else {
                 None
@@ -69,11 +69,13 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceR
         let transactional_id = transactional_id.clone();
         async move {
             let count = partitions.len();
-            let reply = shard.dispatch(owner, ShardRequest::Produce { partitions, acks, transactional_id }).await;
-            let replied = match reply {
-                ShardReply::Produce(o) if o.len() == count => o,
-                ShardReply::Produce(o) => unreachable!("owner shard {owner} answered {} of {count} partitions", o.len()),
-                _ => vec![failed(ec::UNKNOWN_SERVER_ERROR, Some(format!("owner shard {owner} unavailable"))); count],
+            let replied = match shard.call(owner, Produce { partitions, acks, transactional_id }).await {
+                Ok(o) => {
+                    assert_eq!(o.len(), count, "owner shard {owner} answered {} of {count} partitions", o.len());
+                    o
+                }
+                // Retriable: the client refreshes its metadata and sends again.
+                Err(e) => vec![failed(ec::NOT_LEADER_OR_FOLLOWER, Some(e.to_string())); count],
             };
             positions.into_iter().zip(replied).collect::<Vec<_>>()
         }

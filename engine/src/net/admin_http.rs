@@ -14,7 +14,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use serde_json::json;
 
-use crate::shard::messages::{ShardReply, ShardRequest};
+use crate::shard::messages::Snapshot;
 use crate::shard::probe::{self, ShardSnapshot};
 use crate::shard::Shard;
 
@@ -166,17 +166,14 @@ async fn gather(shard: &Rc<Shard>) -> (Vec<ShardSnapshot>, Vec<usize>) {
     let calls = (0..shard.shard_count()).map(|id| {
         let shard = shard.clone();
         async move {
-            if id == shard.id {
-                return (id, Some(probe::snapshot(&shard)));
-            }
-            let call = async { shard.router.call(id, ShardRequest::Snapshot).await.ok() };
+            let call = async { shard.call(id, Snapshot).await.ok() };
             let timeout = async {
                 glommio::timer::sleep(SHARD_ANSWER_TIMEOUT).await;
                 None
             };
             match futures_lite::future::or(call, timeout).await {
-                Some(ShardReply::Snapshot(s)) => (id, Some(*s)),
-                _ => (id, None),
+                Some(s) => (id, Some(*s)),
+                None => (id, None),
             }
         }
     });

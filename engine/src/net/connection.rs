@@ -262,7 +262,7 @@ async fn write_loop(shard: Rc<Shard>, mut writer: Writer, rx: local_channel::Loc
     }
 }
 
-async fn write_chunks(shard: &Shard, writer: &mut Writer, chunks: Vec<Chunk<super::FileRange>>) -> std::io::Result<()> {
+async fn write_chunks(shard: &Shard, writer: &mut Writer, chunks: Vec<Chunk<crate::storage::FileRange>>) -> std::io::Result<()> {
     match writer {
         Writer::Plain(w) => {
             for chunk in chunks {

@@ -6,7 +6,6 @@ pub mod connection;
 pub mod limits;
 pub mod sendfile;
 
-use std::fs::File;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -15,13 +14,6 @@ use glommio::net::TcpListener;
 use glommio::task::JoinHandle;
 
 use crate::shard::Shard;
-
-/// A byte range of a segment file, to be sent with sendfile.
-#[derive(Debug, Clone)]
-pub struct FileRange {
-    pub file: Arc<File>,
-    pub position: u64,
-}
 
 /// How often a shard's acceptor looks again while the broker is at `max.connections`.
 const FULL_RECHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
@@ -39,25 +31,25 @@ impl Drop for Listeners {
     }
 }
 
-pub fn listen(shard: &Rc<Shard>) -> Result<Listeners> {
+/// Starts this shard's listeners. `limits` (`max.connections`, `max.connections.per.ip`) is
+/// shared by every shard.
+pub fn listen(shard: &Rc<Shard>, limits: Arc<limits::ConnectionLimits>) -> Result<Listeners> {
     let mut tasks = Vec::new();
     for (index, listener) in shard.config.listeners.iter().enumerate() {
         let socket = TcpListener::bind(listener.bind)
             .map_err(std::io::Error::from)
             .with_context(|| format!("cannot listen on {} ({}): is another broker running there?", listener.bind, listener.name))?;
         let shard = shard.clone();
+        let limits = limits.clone();
         let handle = glommio::spawn_local(async move {
             let mut said_full = false;
             loop {
                 // At max.connections, leave new connections in the listen backlog until one
                 // closes, as Kafka's acceptor does. The count is shared by every shard, so
                 // this looks again after a short while rather than waiting for a signal.
-                if shard.connection_limits.full() {
+                if limits.full() {
                     if !said_full {
-                        tracing::warn!(
-                            max_connections = shard.connection_limits.max_connections(),
-                            "max.connections reached: new connections wait until one closes"
-                        );
+                        tracing::warn!(max_connections = limits.max_connections(), "max.connections reached: new connections wait until one closes");
                         said_full = true;
                     }
                     glommio::timer::sleep(FULL_RECHECK_INTERVAL).await;
@@ -71,7 +63,7 @@ pub fn listen(shard: &Rc<Shard>) -> Result<Listeners> {
                         // accept: this connection then waits unserved, like those still in the
                         // backlog, until a slot frees.
                         let slot = loop {
-                            match shard.connection_limits.try_open(peer_ip) {
+                            match limits.try_open(peer_ip) {
                                 Ok(slot) => break Some(slot),
                                 Err(limits::Refused::Broker { .. }) => glommio::timer::sleep(FULL_RECHECK_INTERVAL).await,
                                 Err(refused) => {

@@ -14,8 +14,8 @@ use std::os::unix::fs::FileExt;
 use futures_lite::{AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use super::FileRange;
 use crate::shard::Shard;
+use crate::storage::FileRange;
 
 /// How long one sendfile may block on a full socket buffer.
 const SENDFILE_BLOCK_US_MAX: libc::suseconds_t = 1000;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::config::BrokerConfig;
 use crate::metadata::ClusterMetadata;
 
-use super::messages::{ShardReply, ShardRequest};
+use super::messages::LogDirFailed;
 use super::Shard;
 
 /// How often each shard checks that its log directories are still the ones it opened.
@@ -178,8 +178,7 @@ pub async fn fail(shard: &Rc<Shard>, dir: usize, why: &str, tell_others: bool) {
     }
     if tell_others {
         for other in (0..shard.shard_count()).filter(|&s| s != shard.id) {
-            let request = ShardRequest::LogDirFailed { dir, why: why.to_string() };
-            if let Ok(ShardReply::Applied) = shard.router.call(other, request).await {
+            if shard.router.call(other, LogDirFailed { dir, why: why.to_string() }).await.is_ok() {
                 continue;
             }
             tracing::warn!(shard = other, log_dir = %path, "a shard did not confirm the failed log directory; it finds out on its own check");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use glommio::{Latency, Shares};
 use shardlog_protocol::error_code as ec;
 
-use super::messages::ShardReply;
+use super::messages::RecordsDeleted;
 use super::Shard;
 use crate::storage::compaction;
 use crate::storage::log::{now_ms, Partition};
@@ -183,9 +183,9 @@ async fn persist_log_start(p: &Partition) -> anyhow::Result<()> {
 }
 
 /// DeleteRecords for a partition this shard owns.
-pub async fn delete_records(shard: &Rc<Shard>, topic: &str, partition: i32, offset: i64) -> ShardReply {
+pub async fn delete_records(shard: &Rc<Shard>, topic: &str, partition: i32, offset: i64) -> RecordsDeleted {
     let Some(p) = shard.local_partition(topic, partition) else {
-        return ShardReply::DeleteRecords(ec::UNKNOWN_TOPIC_OR_PARTITION, -1, None);
+        return RecordsDeleted { error_code: ec::UNKNOWN_TOPIC_OR_PARTITION, low_watermark: -1, error_message: None };
     };
     let outcome = p.log.borrow_mut().delete_records(offset);
     let low_watermark = match outcome {
@@ -194,14 +194,14 @@ pub async fn delete_records(shard: &Rc<Shard>, topic: &str, partition: i32, offs
             let message = format!(
                 "Cannot delete records of {topic}-{partition} below offset {offset}: it must be between 0 and the high watermark {high_watermark}, or -1"
             );
-            return ShardReply::DeleteRecords(ec::OFFSET_OUT_OF_RANGE, -1, Some(message));
+            return RecordsDeleted { error_code: ec::OFFSET_OUT_OF_RANGE, low_watermark: -1, error_message: Some(message) };
         }
-        Err(DeleteRecordsError::Offline(why)) => return ShardReply::DeleteRecords(ec::KAFKA_STORAGE_ERROR, -1, Some(why)),
+        Err(DeleteRecordsError::Offline(why)) => return RecordsDeleted { error_code: ec::KAFKA_STORAGE_ERROR, low_watermark: -1, error_message: Some(why) },
     };
     if let Err(e) = persist_log_start(&p).await {
         let why = format!("{e:#}");
         tracing::error!(topic, partition, error = %why, "cannot persist the log start offset");
-        return ShardReply::DeleteRecords(ec::KAFKA_STORAGE_ERROR, -1, Some(why));
+        return RecordsDeleted { error_code: ec::KAFKA_STORAGE_ERROR, low_watermark: -1, error_message: Some(why) };
     }
     tracing::info!(topic, partition, log_start_offset = low_watermark, "DeleteRecords moved the log start offset");
     // Whole segments below the new start go now rather than at the next retention pass, without
@@ -210,7 +210,7 @@ pub async fn delete_records(shard: &Rc<Shard>, topic: &str, partition: i32, offs
         enforce_retention(&p).await;
     })
     .detach();
-    ShardReply::DeleteRecords(ec::NONE, low_watermark, None)
+    RecordsDeleted { error_code: ec::NONE, low_watermark, error_message: None }
 }
 
 /// (topic, partition, log directory index, bytes) for every partition of this shard.

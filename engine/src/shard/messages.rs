@@ -6,98 +6,152 @@ use bytes::Bytes;
 use crate::metadata::ClusterMetadata;
 use crate::storage::log::ReadPiece;
 
+use super::router::ShardCall;
+
+/// Append to partitions this shard owns: every partition of one produce request that this
+/// shard owns, in request order, so a request costs one message per owner shard, not one per
+/// partition. `acks` -1 waits for the group-commit fdatasync. A transactional producer's first
+/// batch in a partition is verified with its coordinator (KIP-890): the partition must be in
+/// the producer's ongoing transaction. One outcome per partition, in request order.
 #[derive(Debug)]
-pub enum ShardRequest {
-    /// Append to partitions this shard owns: every partition of one produce request that this
-    /// shard owns, in request order, so a request costs one message per owner shard, not one
-    /// per partition. `acks` -1 waits for the group-commit fdatasync. A transactional
-    /// producer's first batch in a partition is verified with its coordinator (KIP-890): the
-    /// partition must be in the producer's ongoing transaction.
-    Produce { partitions: Vec<(String, i32, Bytes)>, acks: i16, transactional_id: Option<String> },
-    /// Read from partitions this shard owns (every partition of one fetch request that it owns,
-    /// in request order); read_committed reads stop at the last stable offset. While what was
-    /// read comes to fewer than `min_bytes` and `deadline_ms` has not passed, the owner waits
-    /// here for an append to any of them and reads again: one message per owner shard, one
-    /// answer, however long the poll.
-    Fetch { partitions: Vec<FetchPartition>, read_committed: bool, min_bytes: usize, deadline_ms: u64 },
-    /// ListOffsets for one partition: -2 earliest, -1 latest (the last stable offset for
-    /// read_committed), otherwise a timestamp.
-    ListOffset { topic: String, partition: i32, timestamp: i64, read_committed: bool },
-    /// A transaction marker for a partition this shard owns, from the transaction coordinator.
-    TxnMarker { topic: String, partition: i32, producer_id: i64, producer_epoch: i16, commit: bool },
-    /// A transaction request, for the transactional id's coordinator shard.
-    Txn(Box<crate::txn::TxnCall>),
-    /// The active producers of a partition this shard owns (DescribeProducers).
-    DescribeProducers { topic: String, partition: i32 },
-    /// Controller to shard: adopt this metadata (open new partitions, drop deleted ones).
-    ApplyMetadata(Box<ClusterMetadata>),
-    /// Shard to controller.
-    Controller(ControllerRequest),
-    /// A consumer-group request, for the group's coordinator shard.
-    Group(Box<crate::groups::GroupCall>),
-    /// This shard's metrics and status, for the admin listener.
-    Snapshot,
-    /// Close every partition cleanly.
-    Shutdown,
-    /// DeleteRecords for one partition: raise its log start offset to `offset` (-1: the high
-    /// watermark).
-    DeleteRecords { topic: String, partition: i32, offset: i64 },
-    /// Sizes of the partitions this shard owns, for DescribeLogDirs.
-    LogDirSizes,
-    /// Another shard found log directory `dir` failed: take its partitions here offline too.
-    LogDirFailed { dir: usize, why: String },
+pub struct Produce {
+    pub partitions: Vec<(String, i32, Bytes)>,
+    pub acks: i16,
+    pub transactional_id: Option<String>,
 }
 
-#[derive(Debug, Clone)]
-pub enum ControllerRequest {
-    CreateTopics {
-        topics: Vec<NewTopic>,
-        validate_only: bool,
-    },
-    DeleteTopics {
-        names: Vec<String>,
-    },
-    CreatePartitions {
-        topics: Vec<(String, i32)>,
-        validate_only: bool,
-    },
-    /// A new producer id for an idempotent producer.
-    AllocateProducerId,
-    /// CreateAcls: bindings already validated by the handler.
-    CreateAcls {
-        acls: Vec<crate::authorizer::AclBinding>,
-    },
-    /// DeleteAcls: every ACL that matches a filter goes; the reply lists them per filter.
-    DeleteAcls {
-        filters: Vec<crate::authorizer::AclFilter>,
-    },
-    /// AlterConfigs and IncrementalAlterConfigs: one result per resource, in order.
-    AlterConfigs {
-        resources: Vec<ConfigAlteration>,
-        validate_only: bool,
-    },
+impl ShardCall for Produce {
+    type Reply = Vec<ProduceOutcome>;
 }
 
-/// Config changes for one resource (a topic, or the broker).
-#[derive(Debug, Clone)]
-pub struct ConfigAlteration {
-    /// Kafka's resource type: 2 topic, 4 broker.
-    pub resource_type: i8,
-    pub resource_name: String,
-    /// AlterConfigs replaces every config of the resource with `ops` (all SET);
-    /// IncrementalAlterConfigs applies them one by one.
-    pub incremental: bool,
-    /// (name, operation: 0 set, 1 delete, 2 append, 3 subtract, value)
-    pub ops: Vec<(String, i8, Option<String>)>,
+/// Read from partitions this shard owns (every partition of one fetch request that it owns, in
+/// request order); read_committed reads stop at the last stable offset. While what was read
+/// comes to fewer than `min_bytes` and `deadline_ms` has not passed, the owner waits there for
+/// an append to any of them and reads again: one message per owner shard, one answer, however
+/// long the poll. One outcome per partition, in request order.
+#[derive(Debug)]
+pub struct Fetch {
+    pub partitions: Vec<FetchPartition>,
+    pub read_committed: bool,
+    pub min_bytes: usize,
+    pub deadline_ms: u64,
 }
 
-#[derive(Debug, Clone)]
-pub struct NewTopic {
-    pub name: String,
-    /// -1: `num.partitions`.
-    pub partitions: i32,
-    pub replication_factor: i16,
-    pub configs: Vec<(String, String)>,
+impl ShardCall for Fetch {
+    type Reply = Vec<ReadOutcome>;
+}
+
+/// ListOffsets for one partition: -2 earliest, -1 latest (the last stable offset for
+/// read_committed), otherwise a timestamp.
+#[derive(Debug)]
+pub struct ListOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub timestamp: i64,
+    pub read_committed: bool,
+}
+
+#[derive(Debug)]
+pub struct ListedOffset {
+    pub error_code: i16,
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+impl ShardCall for ListOffset {
+    type Reply = ListedOffset;
+}
+
+/// A transaction marker for a partition this shard owns, from the transaction coordinator.
+/// Answers an error code (NONE for success).
+#[derive(Debug)]
+pub struct TxnMarker {
+    pub topic: String,
+    pub partition: i32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    /// The coordinator's epoch, recorded in the marker.
+    pub coordinator_epoch: i32,
+}
+
+impl ShardCall for TxnMarker {
+    type Reply = i16;
+}
+
+/// The active producers of a partition this shard owns (DescribeProducers).
+#[derive(Debug)]
+pub struct DescribeProducers {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl ShardCall for DescribeProducers {
+    /// (error code, producers)
+    type Reply = (i16, Vec<ProducerInfo>);
+}
+
+/// Controller to shard: adopt this metadata (open new partitions, drop deleted ones).
+#[derive(Debug)]
+pub struct ApplyMetadata(pub Box<ClusterMetadata>);
+
+impl ShardCall for ApplyMetadata {
+    type Reply = ();
+}
+
+/// This shard's metrics and status, for the admin listener.
+#[derive(Debug)]
+pub struct Snapshot;
+
+impl ShardCall for Snapshot {
+    type Reply = Box<super::probe::ShardSnapshot>;
+}
+
+/// DeleteRecords for one partition: raise its log start offset to `offset` (-1: the high
+/// watermark).
+#[derive(Debug)]
+pub struct DeleteRecords {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug)]
+pub struct RecordsDeleted {
+    pub error_code: i16,
+    pub low_watermark: i64,
+    pub error_message: Option<String>,
+}
+
+impl ShardCall for DeleteRecords {
+    type Reply = RecordsDeleted;
+}
+
+/// Sizes of the partitions this shard owns, for DescribeLogDirs.
+#[derive(Debug)]
+pub struct LogDirSizes;
+
+#[derive(Debug)]
+pub struct LogDirUsage {
+    /// Per partition: (topic, partition, log directory index, bytes).
+    pub partitions: Vec<(String, i32, usize, u64)>,
+    /// The failed log directories: (index, why).
+    pub failed: Vec<(usize, String)>,
+}
+
+impl ShardCall for LogDirSizes {
+    type Reply = LogDirUsage;
+}
+
+/// Another shard found log directory `dir` failed: take its partitions here offline too.
+#[derive(Debug)]
+pub struct LogDirFailed {
+    pub dir: usize,
+    pub why: String,
+}
+
+impl ShardCall for LogDirFailed {
+    type Reply = ();
 }
 
 #[derive(Debug, Clone)]
@@ -140,39 +194,4 @@ pub struct ProducerInfo {
     pub last_timestamp_ms: i64,
     pub coordinator_epoch: i32,
     pub current_txn_start_offset: i64,
-}
-
-#[derive(Debug)]
-pub enum ShardReply {
-    /// One outcome per partition of the request, in its order.
-    Produce(Vec<ProduceOutcome>),
-    /// One outcome per partition of the Fetch, in its order.
-    Fetch(Vec<ReadOutcome>),
-    /// (error code, offset, timestamp)
-    ListOffset(i16, i64, i64),
-    Applied,
-    /// Per topic: (name, error code, message).
-    Controller(Vec<(String, i16, Option<String>)>),
-    Group(crate::groups::GroupReply),
-    Txn(Box<crate::txn::TxnReply>),
-    /// An error code (NONE for success).
-    Code(i16),
-    /// (error code, producers)
-    Producers(i16, Vec<ProducerInfo>),
-    /// A producer id, or -1 with the error code.
-    ProducerId(i64, i16),
-    /// The ACLs DeleteAcls removed, per filter; or why nothing changed.
-    AclsDeleted(Result<Vec<Vec<crate::authorizer::AclBinding>>, (i16, String)>),
-    Snapshot(Box<super::probe::ShardSnapshot>),
-    ShutdownDone,
-    /// (error code, low watermark, error message)
-    DeleteRecords(i16, i64, Option<String>),
-    /// Per partition: (topic, partition, log directory index, bytes); then the failed log
-    /// directories (index, why).
-    LogDirSizes(Vec<(String, i32, usize, u64)>, Vec<(usize, String)>),
-}
-
-pub enum Envelope {
-    Request { id: u64, from: usize, request: ShardRequest },
-    Reply { id: u64, reply: ShardReply },
 }

@@ -7,55 +7,69 @@ use std::time::Duration;
 use bytes::BytesMut;
 use shardlog_protocol::error_code as ec;
 
-use super::messages::{FetchPartition, ProduceOutcome, ProducerInfo, ReadOutcome, ShardReply, ShardRequest};
-use super::Shard;
+use super::messages::{
+    DeleteRecords, DescribeProducers, Fetch, FetchPartition, ListOffset, ListedOffset, LogDirFailed, LogDirSizes, LogDirUsage, Produce, ProduceOutcome,
+    ProducerInfo, ReadOutcome, TxnMarker,
+};
+use super::{Shard, TxnVerification};
 use crate::metadata::ClusterMetadata;
 use crate::storage::log::{now_ms, AppendError, LogConfig, Partition, PartitionLog, ReadError};
 use crate::topic_config::ResolvedTopicConfig;
 
-pub async fn handle(shard: Rc<Shard>, request: ShardRequest) -> ShardReply {
-    match request {
-        ShardRequest::Produce { partitions, acks, transactional_id } => {
+/// Registers on this shard's router the calls it answers for the partitions it owns. Transaction
+/// markers, metadata changes and snapshots involve the coordinators too: `broker` registers
+/// those, around [`write_marker`], [`apply_metadata`] and [`super::probe::snapshot`].
+pub fn serve(shard: &Rc<Shard>) {
+    // Weak: the router these services live in belongs to the shard.
+    let weak = Rc::downgrade(shard);
+    let router = &shard.router;
+    let s = weak.clone();
+    router.serve(move |call: Produce| {
+        let shard = s.upgrade().expect("the shard outlives its router");
+        async move {
             // join_all polls the appends in request order, so each reaches its partition (and
-            // the dirty budget's line) in that order: pipelined requests keep their offsets' order.
-            let appends =
-                partitions.iter().map(|(topic, partition, records)| produce(&shard, topic, *partition, records.clone(), acks, transactional_id.as_deref()));
-            ShardReply::Produce(futures::future::join_all(appends).await)
+            // the dirty budget's line) in that order: pipelined requests keep their offsets'
+            // order.
+            let appends = call
+                .partitions
+                .iter()
+                .map(|(topic, partition, records)| produce(&shard, topic, *partition, records.clone(), call.acks, call.transactional_id.as_deref()));
+            futures::future::join_all(appends).await
         }
-        ShardRequest::Fetch { partitions, read_committed, min_bytes, deadline_ms } => {
-            ShardReply::Fetch(fetch(&shard, &partitions, read_committed, min_bytes, deadline_ms).await)
-        }
-        ShardRequest::ListOffset { topic, partition, timestamp, read_committed } => {
-            let (code, offset, ts) = list_offset(&shard, &topic, partition, timestamp, read_committed);
-            ShardReply::ListOffset(code, offset, ts)
-        }
-        ShardRequest::TxnMarker { topic, partition, producer_id, producer_epoch, commit } => {
-            ShardReply::Code(write_marker(&shard, &topic, partition, producer_id, producer_epoch, commit).await)
-        }
-        ShardRequest::Txn(call) => {
-            // The coordinator dispatches markers back through here: box to break the cycle.
-            let coordinator: std::pin::Pin<Box<dyn std::future::Future<Output = crate::txn::TxnReply>>> = Box::pin(crate::txn::handle(shard, *call));
-            ShardReply::Txn(Box::new(coordinator.await))
-        }
-        ShardRequest::DescribeProducers { topic, partition } => {
-            let (code, producers) = describe_producers(&shard, &topic, partition);
-            ShardReply::Producers(code, producers)
-        }
-        ShardRequest::ApplyMetadata(meta) => {
-            apply_metadata(&shard, *meta).await;
-            ShardReply::Applied
-        }
-        ShardRequest::Controller(request) => super::controller::handle(shard, request).await,
-        ShardRequest::Group(call) => ShardReply::Group(crate::groups::handle(shard, *call).await),
-        ShardRequest::Snapshot => ShardReply::Snapshot(Box::new(super::probe::snapshot(&shard))),
-        ShardRequest::Shutdown => ShardReply::ShutdownDone,
-        ShardRequest::DeleteRecords { topic, partition, offset } => super::maintenance::delete_records(&shard, &topic, partition, offset).await,
-        ShardRequest::LogDirSizes => ShardReply::LogDirSizes(super::maintenance::log_dir_sizes(&shard), shard.log_dirs.failed()),
-        ShardRequest::LogDirFailed { dir, why } => {
-            super::log_dirs::fail(&shard, dir, &why, false).await;
-            ShardReply::Applied
-        }
-    }
+    });
+    let s = weak.clone();
+    router.serve(move |call: Fetch| {
+        let shard = s.upgrade().expect("the shard outlives its router");
+        async move { fetch(&shard, &call.partitions, call.read_committed, call.min_bytes, call.deadline_ms).await }
+    });
+    let s = weak.clone();
+    router.serve(move |call: ListOffset| {
+        let shard = s.upgrade().expect("the shard outlives its router");
+        let (error_code, offset, timestamp) = list_offset(&shard, &call.topic, call.partition, call.timestamp, call.read_committed);
+        async move { ListedOffset { error_code, offset, timestamp } }
+    });
+    let s = weak.clone();
+    router.serve(move |call: DescribeProducers| {
+        let shard = s.upgrade().expect("the shard outlives its router");
+        let reply = describe_producers(&shard, &call.topic, call.partition);
+        async move { reply }
+    });
+    let s = weak.clone();
+    router.serve(move |call: DeleteRecords| {
+        let shard = s.upgrade().expect("the shard outlives its router");
+        async move { super::maintenance::delete_records(&shard, &call.topic, call.partition, call.offset).await }
+    });
+    let s = weak.clone();
+    router.serve(move |_: LogDirSizes| {
+        let shard = s.upgrade().expect("the shard outlives its router");
+        let usage = LogDirUsage { partitions: super::maintenance::log_dir_sizes(&shard), failed: shard.log_dirs.failed() };
+        async move { usage }
+    });
+    let s = weak;
+    router.serve(move |call: LogDirFailed| {
+        let shard = s.upgrade().expect("the shard outlives its router");
+        async move { super::log_dirs::fail(&shard, call.dir, &call.why, false).await }
+    });
 }
 
 pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: bytes::Bytes, acks: i16, transactional_id: Option<&str>) -> ProduceOutcome {
@@ -143,16 +157,16 @@ async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], tr
         if open_here {
             return Ok(());
         }
-        let call = crate::txn::TxnCall::Verify {
+        let verification = TxnVerification {
             transactional_id: transactional_id.to_string(),
             producer_id: header.producer_id,
             producer_epoch: header.producer_epoch,
-            partition: (p.topic.clone(), p.partition),
+            topic: p.topic.clone(),
+            partition: p.partition,
         };
-        let code = match crate::txn::call(shard, transactional_id, call).await {
-            Ok(crate::txn::TxnReply::Code(code)) => code,
-            Ok(_) => ec::UNKNOWN_SERVER_ERROR,
-            Err(code) => code,
+        let code = match shard.txn_verifier.get() {
+            Some(verify) => verify(verification).await,
+            None => ec::COORDINATOR_NOT_AVAILABLE,
         };
         if code != ec::NONE {
             let code = if code == ec::PRODUCER_FENCED { ec::INVALID_PRODUCER_EPOCH } else { code };
@@ -252,9 +266,12 @@ pub fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: i64, r
 
 /// Writes a commit or abort marker and waits until it is durable. Markers in an offsets
 /// partition also settle the transaction's pending offset commits.
-pub async fn write_marker(shard: &Rc<Shard>, topic: &str, partition: i32, producer_id: i64, producer_epoch: i16, commit: bool) -> i16 {
+/// Appends a transaction marker and waits for it to be durable; answers an error code.
+pub async fn write_marker(shard: &Rc<Shard>, marker: &TxnMarker) -> i16 {
+    let TxnMarker { topic, partition, producer_id, producer_epoch, commit, coordinator_epoch } = marker;
+    let (topic, partition, producer_id, producer_epoch, commit) = (topic.as_str(), *partition, *producer_id, *producer_epoch, *commit);
     let Some(p) = shard.local_partition(topic, partition) else { return shard.absent_partition_error(topic, partition) };
-    let info = match p.append_marker(producer_id, producer_epoch, commit, crate::txn::COORDINATOR_EPOCH, now_ms()) {
+    let info = match p.append_marker(producer_id, producer_epoch, commit, *coordinator_epoch, now_ms()) {
         Ok(info) => info,
         Err(e) => {
             tracing::warn!(topic, partition, producer_id, error = %e, "transaction marker rejected");
@@ -267,9 +284,6 @@ pub async fn write_marker(shard: &Rc<Shard>, topic: &str, partition: i32, produc
     if let Err(why) = p.wait_durable(info.last_offset).await {
         tracing::error!(topic, partition, error = %why, "transaction marker not durable");
         return ec::KAFKA_STORAGE_ERROR;
-    }
-    if topic == crate::groups::offsets::OFFSETS_TOPIC {
-        shard.groups.complete_txn(partition, producer_id, commit);
     }
     ec::NONE
 }
@@ -320,7 +334,10 @@ pub fn log_config(shard: &Shard, log_dir: usize, topic: &ResolvedTopicConfig) ->
 
 /// Adopts new metadata: opens the partitions this shard now owns, closes and deletes the ones
 /// whose topic is gone (or was recreated under a new id).
-pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) {
+/// Adopts `meta`: opens partitions placed here, closes (and deletes the files of) those that are
+/// gone, applies changed configs. Answers the topics deleted since the previous metadata, for
+/// the coordinators to forget.
+pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<String> {
     let old = shard.metadata.borrow().clone();
     let mut to_remove = Vec::new();
     for key in shard.partitions.borrow().keys() {
@@ -382,7 +399,9 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) {
     let gone: Vec<String> = old.topics.iter().filter(|(name, t)| meta.topics.get(*name).is_none_or(|n| n.id != t.id)).map(|(name, _)| name.clone()).collect();
     *shard.metadata.borrow_mut() = Rc::new(meta);
     shard.metadata_changed.notify_all();
-    if !gone.is_empty() && !old.cluster_id.is_empty() {
-        shard.groups.forget_topics(shard, &gone).await;
+    if old.cluster_id.is_empty() {
+        // The first metadata a shard takes: nothing was deleted.
+        return Vec::new();
     }
+    gone
 }

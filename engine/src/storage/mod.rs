@@ -14,3 +14,10 @@ pub mod txn_index;
 
 #[cfg(test)]
 mod tests;
+
+/// A byte range of a segment file, for the network to send with sendfile (zero copy).
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    pub file: std::sync::Arc<std::fs::File>,
+    pub position: u64,
+}

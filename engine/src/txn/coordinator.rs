@@ -12,8 +12,9 @@ use shardlog_protocol::error_code as ec;
 
 use super::state_log::{self, TxnMetadata, TxnState, TRANSACTION_STATE_TOPIC, TXN_PARTITIONS_MAX};
 use super::{TxnCall, TxnDescription, TxnReply};
-use crate::shard::messages::{ControllerRequest, ShardReply, ShardRequest};
-use crate::shard::{Shard, CONTROLLER_SHARD};
+use crate::controller::{AllocateProducerId, CONTROLLER_SHARD};
+use crate::shard::messages::TxnMarker;
+use crate::shard::Shard;
 use crate::storage::log::{now_ms, AppendOrigin};
 
 #[derive(Debug, Clone)]
@@ -80,7 +81,7 @@ impl TxnCoordinator {
 
     /// Replays the `__transaction_state` partitions this shard owns, then starts the ticker,
     /// which at once finishes transactions that were decided but not completed before a crash.
-    pub fn load(&self, shard: &Rc<Shard>) {
+    pub fn load(self: &Rc<Self>, shard: &Rc<Shard>) {
         let partitions: Vec<_> = shard.partitions.borrow().iter().filter(|((t, _), _)| t == TRANSACTION_STATE_TOPIC).map(|(_, p)| p.clone()).collect();
         for p in partitions {
             crate::internal_log::replay(&p, |_, bytes| {
@@ -98,8 +99,8 @@ impl TxnCoordinator {
             tracing::info!(shard = shard.id, transactional_ids = self.txns.borrow().len(), open, "transaction state loaded");
         }
         if !self.ticker_started.replace(true) {
-            let shard = shard.clone();
-            glommio::spawn_local(async move { ticker(shard).await }).detach();
+            let (coordinator, shard) = (self.clone(), shard.clone());
+            glommio::spawn_local(async move { ticker(coordinator, shard).await }).detach();
         }
     }
 
@@ -161,11 +162,10 @@ impl TxnCoordinator {
     }
 
     async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, i16> {
-        match shard.dispatch(CONTROLLER_SHARD, ShardRequest::Controller(ControllerRequest::AllocateProducerId)).await {
-            ShardReply::ProducerId(id, code) if code == ec::NONE => Ok(id),
-            ShardReply::ProducerId(_, code) => Err(code),
-            _ => Err(ec::UNKNOWN_SERVER_ERROR),
-        }
+        shard.call(CONTROLLER_SHARD, AllocateProducerId).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the controller did not allocate a producer id");
+            Err(ec::COORDINATOR_NOT_AVAILABLE)
+        })
     }
 
     async fn init_producer_id(&self, shard: &Rc<Shard>, id: &str, timeout_ms: i32, producer_id: i64, producer_epoch: i16) -> Result<(i64, i16), i16> {
@@ -304,15 +304,22 @@ impl TxnCoordinator {
         let writes = m.partitions.iter().map(|(topic, partition)| {
             let shard = shard.clone();
             let (topic, partition) = (topic.clone(), *partition);
-            let request = ShardRequest::TxnMarker { topic: topic.clone(), partition, producer_id: m.producer_id, producer_epoch: m.producer_epoch, commit };
+            let marker = TxnMarker {
+                topic: topic.clone(),
+                partition,
+                producer_id: m.producer_id,
+                producer_epoch: m.producer_epoch,
+                commit,
+                coordinator_epoch: super::COORDINATOR_EPOCH,
+            };
             async move {
                 let code = match shard.owner(&topic, partition) {
                     // The topic was deleted: nothing left to mark.
                     None => ec::NONE,
-                    Some(owner) => match shard.dispatch(owner, request).await {
-                        ShardReply::Code(code) => code,
-                        _ => ec::UNKNOWN_SERVER_ERROR,
-                    },
+                    Some(owner) => shard.call(owner, marker).await.unwrap_or_else(|e| {
+                        tracing::warn!(topic = %topic, partition, error = %e, "transaction marker not delivered");
+                        ec::COORDINATOR_NOT_AVAILABLE
+                    }),
                 };
                 (topic, partition, code)
             }
@@ -392,18 +399,18 @@ fn describe(id: &str, m: &TxnMetadata) -> TxnDescription {
     }
 }
 
-async fn ticker(shard: Rc<Shard>) {
+async fn ticker(txns: Rc<TxnCoordinator>, shard: Rc<Shard>) {
     // Decided transactions left incomplete by a crash are finished at once, not after the
     // first interval (their markers let read_committed consumers progress).
-    shard.txns.tick(&shard, false).await;
+    txns.tick(&shard, false).await;
     let mut since_timeout_check_ms = 0;
     while !shard.shutting_down.get() {
         glommio::timer::sleep(Duration::from_millis(MARKER_RETRY_MS)).await;
         since_timeout_check_ms += MARKER_RETRY_MS;
-        let check_timeouts = since_timeout_check_ms >= shard.txns.config.abort_check_interval_ms;
+        let check_timeouts = since_timeout_check_ms >= txns.config.abort_check_interval_ms;
         if check_timeouts {
             since_timeout_check_ms = 0;
         }
-        shard.txns.tick(&shard, check_timeouts).await;
+        txns.tick(&shard, check_timeouts).await;
     }
 }

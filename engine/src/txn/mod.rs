@@ -23,8 +23,7 @@ use shardlog_protocol::error_code as ec;
 pub use coordinator::{TxnConfig, TxnCoordinator};
 pub use state_log::TRANSACTION_STATE_TOPIC;
 
-use crate::shard::messages::{ShardReply, ShardRequest};
-use crate::shard::Shard;
+use crate::shard::{Shard, TxnVerification};
 
 /// Markers carry the coordinator epoch; a single broker is always coordinator epoch 0.
 pub const COORDINATOR_EPOCH: i32 = 0;
@@ -102,20 +101,48 @@ pub fn coordinator_shard(shard: &Shard, transactional_id: &str) -> Option<usize>
     topic.partitions.get(partition as usize).map(|p| p.shard)
 }
 
-/// Sends `call` to the coordinator of `transactional_id` and returns its reply, or the error
-/// code to answer with when there is no coordinator.
-pub async fn call(shard: &Rc<Shard>, transactional_id: &str, call: TxnCall) -> Result<TxnReply, i16> {
-    let Some(owner) = coordinator_shard(shard, transactional_id) else { return Err(ec::COORDINATOR_NOT_AVAILABLE) };
-    // Produce verification calls this from inside the shard's request handler: box the
-    // dispatch to break the future's recursion.
-    let reply: std::pin::Pin<Box<dyn std::future::Future<Output = ShardReply>>> = Box::pin(shard.dispatch(owner, ShardRequest::Txn(Box::new(call))));
-    match reply.await {
-        ShardReply::Txn(reply) => Ok(*reply),
-        _ => Err(ec::COORDINATOR_NOT_AVAILABLE),
-    }
+impl crate::shard::router::ShardCall for TxnCall {
+    type Reply = TxnReply;
 }
 
-pub async fn handle(shard: Rc<Shard>, call: TxnCall) -> TxnReply {
-    let coordinator = shard.txns.clone();
-    coordinator.handle(&shard, call).await
+/// Sends `call` to the coordinator of `transactional_id` and returns its reply, or the error
+/// code to answer with when there is no coordinator.
+pub async fn call(shard: &Shard, transactional_id: &str, call: TxnCall) -> Result<TxnReply, i16> {
+    let Some(owner) = coordinator_shard(shard, transactional_id) else { return Err(ec::COORDINATOR_NOT_AVAILABLE) };
+    shard.call(owner, call).await.map_err(|e| {
+        tracing::warn!(transactional_id, error = %e, "transaction coordinator unreachable");
+        ec::COORDINATOR_NOT_AVAILABLE
+    })
+}
+
+/// Creates this shard's transaction coordinator, registers it for the transaction calls routed
+/// here, and gives the shard its KIP-890 verifier (which asks the producer's coordinator,
+/// wherever it is). Once the shard has its partitions, [`TxnCoordinator::load`] replays them.
+pub fn start(shard: &Rc<Shard>, config: TxnConfig) -> Rc<TxnCoordinator> {
+    let coordinator = Rc::new(TxnCoordinator::new(config));
+    let (c, s) = (coordinator.clone(), Rc::downgrade(shard));
+    shard.router.serve(move |call: TxnCall| {
+        let (c, shard) = (c.clone(), s.upgrade().expect("the shard outlives its router"));
+        async move { c.handle(&shard, call).await }
+    });
+    let s = Rc::downgrade(shard);
+    let verifier: crate::shard::TxnVerifier = Rc::new(move |v: TxnVerification| {
+        let shard = s.upgrade().expect("the shard outlives its verifier");
+        Box::pin(async move {
+            let transactional_id = v.transactional_id.clone();
+            let verify = TxnCall::Verify {
+                transactional_id: v.transactional_id,
+                producer_id: v.producer_id,
+                producer_epoch: v.producer_epoch,
+                partition: (v.topic, v.partition),
+            };
+            match call(&shard, &transactional_id, verify).await {
+                Ok(TxnReply::Code(code)) => code,
+                Ok(other) => unreachable!("Verify is answered with a code, not {other:?}"),
+                Err(code) => code,
+            }
+        })
+    });
+    assert!(shard.txn_verifier.set(verifier).is_ok(), "one transaction coordinator per shard");
+    coordinator
 }

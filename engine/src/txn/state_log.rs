@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+pub use crate::metadata::TRANSACTION_STATE_TOPIC;
 const KEY_VERSION: i16 = 0;
 const VALUE_VERSION: i16 = 0;
 /// Partitions one transaction may touch, so that a damaged record cannot ask for an

@@ -3,7 +3,7 @@
 //! principal, host, operation and resource, except where a request only lists what the
 //! principal may see (Metadata without topics, ListGroups), as Kafka does.
 
-use super::{Decision, Operation, ResourceType};
+use crate::authorizer::{Decision, Operation, ResourceType};
 use crate::security::session::Session;
 use crate::shard::Shard;
 

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use shardlog_protocol::error_code as ec;
 
-use super::messages::ConfigAlteration;
-use super::Shard;
+use super::ConfigAlteration;
 use crate::metadata::ClusterMetadata;
+use crate::shard::Shard;
 use crate::topic_config::{self as tc, RESOURCE_BROKER, RESOURCE_TOPIC};
 
 /// Per resource (name, error code, message), and whether the metadata changed.
