@@ -223,3 +223,40 @@ def test_metrics_move_while_a_producer_runs(broker):
     assert seen == sorted(seen), f"records_in went backwards: {seen}"
     assert seen[-1] == total and max(seen) == total, seen
     broker.assert_alive()
+
+
+def test_pipelined_produces_append_in_the_order_sent(broker):
+    """An idempotent librdkafka producer keeps five produce requests in flight on a connection,
+    and relies on the broker appending each partition's batches in the order they were sent.
+    Small batches to partitions of both shards (so some requests cross the mesh): every record
+    reads back at an offset in send order, and the broker's own check on every produce answer
+    (shardlog_produce_order_violations_total) found nothing out of order."""
+    topic = "pipelined-order"
+    partitions, records = 4, 6_000
+    clients.create_topic(broker.bootstrap, topic, partitions)
+    before = samples(http(broker.admin_url + "/metrics")[1], "shardlog_requests_total").get((("api", "Produce"),), 0)
+    producer = clients.confluent_producer(broker.bootstrap, **{
+        "enable.idempotence": True,
+        "max.in.flight.requests.per.connection": 5,
+        "acks": "all",
+        "linger.ms": 0,
+        "batch.size": 2_048,
+        "compression.type": "none",
+    })
+    sent: dict[int, list[bytes]] = {p: [] for p in range(partitions)}
+    for i in range(records):
+        value = b"%08d" % i + b"o" * 200
+        producer.produce(topic, value=value, partition=i % partitions)
+        sent[i % partitions].append(value)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    read = clients.confluent_consume(broker.bootstrap, topic, {p: len(sent[p]) for p in range(partitions)})
+    for p in range(partitions):
+        got = [r.value for r in sorted(read) if r.partition == p]
+        assert got == sent[p], f"partition {p}: records read back out of send order"
+    text = http(broker.admin_url + "/metrics")[1]
+    produce_requests = samples(text, "shardlog_requests_total")[(("api", "Produce"),)] - before
+    assert produce_requests >= 50, f"only {produce_requests} produce requests: the test did not pipeline"
+    violations = samples(text, "shardlog_produce_order_violations_total")
+    assert violations, "the broker does not report its produce-order check"
+    assert sum(violations.values()) == 0

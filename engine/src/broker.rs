@@ -265,6 +265,7 @@ fn serve_composed_calls(shard: &Rc<Shard>, groups: &Rc<GroupCoordinator>) {
         let (shard, groups) = (s.upgrade().expect("the shard outlives its router"), g.clone());
         let mut snapshot = probe::snapshot(&shard);
         snapshot.requests = crate::handlers::probe::snapshot();
+        snapshot.produce_order_violations = crate::handlers::probe::produce_order_violations();
         snapshot.committed = groups.committed_offsets();
         async move { Box::new(snapshot) }
     });

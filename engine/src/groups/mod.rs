@@ -131,8 +131,7 @@ pub enum GroupReply {
 }
 
 /// The shard that coordinates `group`, or None before the offsets topic exists.
-pub fn coordinator_shard(shard: &Shard, group: &str) -> Option<usize> {
-    let meta = shard.metadata.borrow();
+pub fn coordinator_shard(meta: &crate::metadata::ClusterMetadata, group: &str) -> Option<usize> {
     let topic = meta.topics.get(offsets::OFFSETS_TOPIC)?;
     let partition = offsets::partition_for(group, topic.partitions.len());
     topic.partitions.get(partition as usize).map(|p| p.shard)

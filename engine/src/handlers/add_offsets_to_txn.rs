@@ -1,21 +1,21 @@
 //! AddOffsetsToTxn (key 25): the producer will commit a group's offsets in its transaction,
 //! so the group's `__consumer_offsets` partition joins the transaction.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, Response};
+use super::{respond, Context, Response};
 use crate::groups::offsets::{partition_for, OFFSETS_TOPIC};
-use crate::shard::Shard;
 use crate::txn::{TxnCall, TxnReply};
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: AddOffsetsToTxnRequest) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: AddOffsetsToTxnRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let mut r = AddOffsetsToTxnResponse::default();
-    let offsets_partitions = shard.metadata.borrow().topics.get(OFFSETS_TOPIC).map(|t| t.partitions.len());
+    let offsets_partitions = ctx.metadata().topics.get(OFFSETS_TOPIC).map(|t| t.partitions.len());
     let Some(count) = offsets_partitions else {
         r.error_code = ec::COORDINATOR_NOT_AVAILABLE;
         return respond(header, &r);
@@ -28,10 +28,26 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: AddOffse
         producer_epoch: request.producer_epoch,
         partitions: vec![(OFFSETS_TOPIC.to_string(), partition)],
     };
-    r.error_code = match crate::txn::call(shard, &id, call).await {
+    r.error_code = match super::txn_call(ctx, &id, call).await {
         Ok(TxnReply::Partitions(codes)) => codes.first().copied().unwrap_or(ec::UNKNOWN_SERVER_ERROR),
         Ok(_) => ec::UNKNOWN_SERVER_ERROR,
         Err(code) => code,
     };
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &AddOffsetsToTxnRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED as GROUP_DENIED;
+    use shardlog_protocol::error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
+    if !authz.transactional_id(Write, &r.transactional_id) {
+        return deny!(header, m::AddOffsetsToTxnResponse, TXN_DENIED);
+    }
+    if !authz.group(Read, &r.group_id) {
+        return deny!(header, m::AddOffsetsToTxnResponse, GROUP_DENIED);
+    }
+    None
 }

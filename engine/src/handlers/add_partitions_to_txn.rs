@@ -2,18 +2,18 @@
 //! write in its transaction, so that the coordinator writes their markers when it ends.
 //! Versions 4+ are the broker-to-broker batch form and are not served.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult};
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, Response};
-use crate::shard::Shard;
+use super::{respond, Context, Response};
 use crate::txn::{TxnCall, TxnReply};
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: AddPartitionsToTxnRequest) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: AddPartitionsToTxnRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let partitions: Vec<(String, i32)> =
         request.v3_and_below_topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), *p))).collect();
     let id = request.v3_and_below_transactional_id.0.to_string();
@@ -23,7 +23,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: AddParti
         producer_epoch: request.v3_and_below_producer_epoch,
         partitions: partitions.clone(),
     };
-    let codes = match crate::txn::call(shard, &id, call).await {
+    let codes = match super::txn_call(ctx, &id, call).await {
         Ok(TxnReply::Partitions(codes)) => codes,
         Ok(_) => vec![shardlog_protocol::error_code::UNKNOWN_SERVER_ERROR; partitions.len()],
         Err(code) => vec![code; partitions.len()],
@@ -44,4 +44,36 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: AddParti
         }
     }
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &AddPartitionsToTxnRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
+    let txn_ok = authz.transactional_id(Write, &r.v3_and_below_transactional_id);
+    let denied_topics: Vec<bool> = r.v3_and_below_topics.iter().map(|t| !txn_ok || !authz.topic(Write, &t.name)).collect();
+    if denied_topics.iter().all(|d| !d) {
+        return None;
+    }
+    // Kafka: the denied partitions get their error, the others OPERATION_NOT_ATTEMPTED.
+    let mut response = m::AddPartitionsToTxnResponse::default();
+    for (t, denied) in r.v3_and_below_topics.iter().zip(denied_topics) {
+        let mut topic = m::add_partitions_to_txn_response::AddPartitionsToTxnTopicResult::default();
+        topic.name = t.name.clone();
+        let code = match (txn_ok, denied) {
+            (false, _) => TXN_DENIED,
+            (true, true) => shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED,
+            (true, false) => shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED,
+        };
+        for p in &t.partitions {
+            let mut result = m::add_partitions_to_txn_response::AddPartitionsToTxnPartitionResult::default();
+            result.partition_index = *p;
+            result.partition_error_code = code;
+            topic.results_by_partition.push(result);
+        }
+        response.results_by_topic_v3_and_below.push(topic);
+    }
+    Some(respond(header, &response))
 }

@@ -3,22 +3,23 @@
 //! only the stored and server keys derived from it (see `security::scram`).
 
 use std::collections::HashMap;
-use std::rc::Rc;
 
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::{AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, str_bytes, Response};
+use super::{respond, str_bytes, Context, Response};
 use crate::security::scram::{Change, ScramCredential, ScramMechanism, ITERATIONS_MAX, ITERATIONS_MIN, USER_NAME_BYTES_MAX};
-use crate::shard::Shard;
 
 /// Bound on the salt a client may send.
 const SALT_BYTES_MAX: usize = 1024;
 
-pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: AlterUserScramCredentialsRequest) -> Response {
+pub fn handle(ctx: &Context<'_>, request: AlterUserScramCredentialsRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     // Kafka rejects a request that changes one credential (user and mechanism) twice: every
     // change of that user fails.
     let mut mentions: HashMap<(String, i8), usize> = HashMap::new();
@@ -73,7 +74,7 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: AlterUserScram
         }
     }
     if !changes.is_empty() {
-        let outcomes = shard.config.security.scram.alter(changes);
+        let outcomes = ctx.config().security.scram.alter(changes);
         for (user, outcome) in change_users.into_iter().zip(outcomes) {
             if outcome.is_none() {
                 tracing::info!(user = %user, "SCRAM credential changed");
@@ -95,4 +96,29 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: AlterUserScram
         })
         .collect();
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &AlterUserScramCredentialsRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
+    if !authz.cluster(Alter) {
+        return {
+            let mut response = m::AlterUserScramCredentialsResponse::default();
+            let users = r.deletions.iter().map(|d| d.name.clone()).chain(r.upsertions.iter().map(|u| u.name.clone()));
+            response.results = users
+                .map(|user| {
+                    let mut result = m::alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default();
+                    result.user = user;
+                    result.error_code = CLUSTER_DENIED;
+                    result.error_message = None;
+                    result
+                })
+                .collect();
+            Some(respond(header, &response))
+        };
+    }
+    None
 }

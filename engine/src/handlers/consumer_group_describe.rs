@@ -1,24 +1,24 @@
 //! ConsumerGroupDescribe (key 69): members, epochs, and current and target assignments of
 //! KIP-848 consumer groups.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId};
 use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::group_call;
-use super::{respond, Response};
+use super::{respond, Context, Response};
 use crate::groups::{GroupCall, GroupReply};
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ConsumerGroupDescribeRequest) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: ConsumerGroupDescribeRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let mut r = ConsumerGroupDescribeResponse::default();
     for group in &request.group_ids {
         let name = group.0.to_string();
-        match group_call(shard, &name, GroupCall::ConsumerDescribe { group: name.clone() }).await {
+        match group_call(ctx, &name, GroupCall::ConsumerDescribe { group: name.clone() }).await {
             Ok(GroupReply::ConsumerDescribe(d)) => r.groups.push(*d),
             _ => {
                 let mut d = DescribedGroup::default();
@@ -29,4 +29,30 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Consumer
         }
     }
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &ConsumerGroupDescribeRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED as GROUP_DENIED;
+    if r.group_ids.iter().any(|g| !authz.group(Describe, g)) {
+        return {
+            let mut response = m::ConsumerGroupDescribeResponse::default();
+            for g in &r.group_ids {
+                let mut d = m::consumer_group_describe_response::DescribedGroup::default();
+                d.group_id = g.clone();
+                d.error_code = if authz.may_see(Describe, crate::authorizer::ResourceType::Group, g) {
+                    shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
+                } else {
+                    GROUP_DENIED
+                };
+                d.error_message = None;
+                response.groups.push(d);
+            }
+            Some(respond(header, &response))
+        };
+    }
+    None
 }

@@ -1,23 +1,23 @@
 //! ConsumerGroupHeartbeat (key 68): the KIP-848 consumer group protocol, with the assignment
 //! computed by the coordinator.
 
-use std::net::SocketAddr;
-use std::rc::Rc;
-
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::group_call;
-use super::{respond, Response};
+use super::{respond, Context, Response};
 use crate::groups::{GroupCall, GroupReply};
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ConsumerGroupHeartbeatRequest, peer: SocketAddr) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: ConsumerGroupHeartbeatRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
+    let peer = ctx.session.peer;
     let group = request.group_id.0.to_string();
     let call = GroupCall::ConsumerHeartbeat { request, client_id: header.client_id_lossy(), client_host: format!("/{}", peer.ip()) };
-    let r = match group_call(shard, &group, call).await {
+    let r = match group_call(ctx, &group, call).await {
         Ok(GroupReply::ConsumerHeartbeat(r)) => *r,
         _ => {
             let mut r = ConsumerGroupHeartbeatResponse::default();
@@ -27,4 +27,16 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Consumer
         }
     };
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &ConsumerGroupHeartbeatRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED as GROUP_DENIED;
+    if !authz.group(Read, &r.group_id) {
+        return deny!(header, m::ConsumerGroupHeartbeatResponse, GROUP_DENIED);
+    }
+    None
 }

@@ -1,27 +1,27 @@
 //! CreateAcls (key 30, v1-3): validated bindings go to the controller, which persists them in
 //! the cluster metadata and gives every shard the new set.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{call_controller, respond, str_bytes, Response};
+use super::{call_controller, respond, str_bytes, Context, Response};
 use crate::authorizer::AclBinding;
 use crate::controller::ControllerRequest;
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreateAclsRequest) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: CreateAclsRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let parsed: Vec<Result<AclBinding, String>> = request
         .creations
         .iter()
         .map(|c| AclBinding::from_wire(c.resource_type, &c.resource_name, c.resource_pattern_type, &c.principal, &c.host, c.operation, c.permission_type))
         .collect();
     let valid: Vec<AclBinding> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
-    let mut stored = if valid.is_empty() { Vec::new() } else { call_controller(shard, ControllerRequest::CreateAcls { acls: valid }).await }.into_iter();
+    let mut stored = if valid.is_empty() { Vec::new() } else { call_controller(ctx, ControllerRequest::CreateAcls { acls: valid }).await }.into_iter();
     let mut r = CreateAclsResponse::default();
     for p in parsed {
         let mut result = AclCreationResult::default();
@@ -41,4 +41,29 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreateAc
         r.results.push(result);
     }
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &CreateAclsRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
+    if !authz.cluster(Alter) {
+        return {
+            let mut response = m::CreateAclsResponse::default();
+            response.results = r
+                .creations
+                .iter()
+                .map(|_| {
+                    let mut result = m::create_acls_response::AclCreationResult::default();
+                    result.error_code = CLUSTER_DENIED;
+                    result.error_message = None;
+                    result
+                })
+                .collect();
+            Some(respond(header, &response))
+        };
+    }
+    None
 }

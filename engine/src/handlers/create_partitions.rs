@@ -1,20 +1,17 @@
 //! CreatePartitions (key 37), through the controller shard.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use shardlog_protocol::error_code::{self as ec, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{call_controller, respond, str_bytes, topic_name, Response};
+use super::{call_controller, respond, str_bytes, topic_name, Context, Response};
 use crate::authorizer::Operation;
 use crate::controller::ControllerRequest;
-use crate::handlers::authz::Authz;
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreatePartitionsRequest, authz: &Authz<'_>) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: CreatePartitionsRequest) -> Response {
+    let header = ctx.header;
+    let authz = &ctx.authz;
     let mut results = Vec::new();
     let mut topics = Vec::new();
     for t in &request.topics {
@@ -31,7 +28,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreatePa
         }
     }
     if !topics.is_empty() {
-        results.extend(call_controller(shard, ControllerRequest::CreatePartitions { topics, validate_only: request.validate_only }).await);
+        results.extend(call_controller(ctx, ControllerRequest::CreatePartitions { topics, validate_only: request.validate_only }).await);
     }
     let mut r = CreatePartitionsResponse::default();
     for (name, code, message) in results {

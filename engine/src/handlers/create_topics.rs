@@ -1,20 +1,18 @@
 //! CreateTopics (key 19), through the controller shard.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use shardlog_protocol::error_code::{self as ec, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{call_controller, respond, str_bytes, topic_name, Response};
+use super::{call_controller, respond, str_bytes, topic_name, Context, Response};
 use crate::authorizer::{Operation, ResourceType};
 use crate::controller::{ControllerRequest, NewTopic};
-use crate::handlers::authz::{Authz, CLUSTER};
-use crate::shard::Shard;
+use crate::handlers::authz::CLUSTER;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreateTopicsRequest, authz: &Authz<'_>) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: CreateTopicsRequest) -> Response {
+    let header = ctx.header;
+    let authz = &ctx.authz;
     let mut topics = Vec::new();
     let mut early = Vec::new();
     for t in &request.topics {
@@ -33,9 +31,9 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreateTo
     }
     let mut results = early;
     if !topics.is_empty() {
-        results.extend(call_controller(shard, ControllerRequest::CreateTopics { topics, validate_only: request.validate_only }).await);
+        results.extend(call_controller(ctx, ControllerRequest::CreateTopics { topics, validate_only: request.validate_only }).await);
     }
-    let meta = shard.metadata.borrow().clone();
+    let meta = ctx.metadata();
     let mut r = CreateTopicsResponse::default();
     for (name, code, message) in results {
         let mut t = CreatableTopicResult::default();
@@ -58,14 +56,14 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: CreateTo
             }
             None => {
                 let asked = request.topics.iter().find(|x| x.name.0.as_str() == name);
-                t.num_partitions = asked.map(|a| if a.num_partitions == -1 { shard.config.num_partitions } else { a.num_partitions }).unwrap_or(-1);
+                t.num_partitions = asked.map(|a| if a.num_partitions == -1 { ctx.config().num_partitions } else { a.num_partitions }).unwrap_or(-1);
                 t.replication_factor = if code == ec::NONE { 1 } else { -1 };
             }
         }
         // The configs the topic ended up with (Kafka sends them from v5, for every topic it
         // created or would create).
         let overrides = meta.topics.get(&name).filter(|_| code == ec::NONE).map(|t| t.configs.clone()).unwrap_or_else(|| requested_configs(&request, &name));
-        let described = if code == ec::NONE { crate::topic_config::describe_topic(&shard.config, &meta, &overrides) } else { Vec::new() };
+        let described = if code == ec::NONE { crate::topic_config::describe_topic(ctx.config(), &meta, &overrides) } else { Vec::new() };
         t.configs = Some(described.into_iter().map(created_config).collect());
         r.topics.push(t);
     }

@@ -1,20 +1,20 @@
 //! DeleteAcls (key 31, v1-3): every ACL that matches one of the filters is removed; the
 //! answer lists them per filter.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::delete_acls_response::{DeleteAclsFilterResult, DeleteAclsMatchingAcl};
 use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, str_bytes, Response};
+use super::{respond, str_bytes, Context, Response};
 use crate::authorizer::AclFilter;
 use crate::controller::{DeleteAcls, CONTROLLER_SHARD};
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteAclsRequest) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: DeleteAclsRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let filters: Vec<AclFilter> = request
         .filters
         .iter()
@@ -35,8 +35,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteAc
     let outcome = if valid.is_empty() {
         Ok(Vec::new())
     } else {
-        shard
-            .call(CONTROLLER_SHARD, DeleteAcls { filters: valid })
+        ctx.call(CONTROLLER_SHARD, DeleteAcls { filters: valid })
             .await
             .unwrap_or_else(|e| Err((ec::COORDINATOR_NOT_AVAILABLE, format!("the controller did not answer: {e}"))))
     };
@@ -75,4 +74,29 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteAc
         r.filter_results.push(result);
     }
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &DeleteAclsRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
+    if !authz.cluster(Alter) {
+        return {
+            let mut response = m::DeleteAclsResponse::default();
+            response.filter_results = r
+                .filters
+                .iter()
+                .map(|_| {
+                    let mut result = m::delete_acls_response::DeleteAclsFilterResult::default();
+                    result.error_code = CLUSTER_DENIED;
+                    result.error_message = None;
+                    result
+                })
+                .collect();
+            Some(respond(header, &response))
+        };
+    }
+    None
 }

@@ -1,21 +1,18 @@
 //! DeleteGroups (key 42): deletes empty groups and their committed offsets.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupId};
 use shardlog_protocol::error_code::{COORDINATOR_NOT_AVAILABLE, GROUP_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::group_call;
-use super::{respond, Response};
+use super::{respond, Context, Response};
 use crate::authorizer::Operation;
 use crate::groups::{GroupCall, GroupReply};
-use crate::handlers::authz::Authz;
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteGroupsRequest, authz: &Authz<'_>) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: DeleteGroupsRequest) -> Response {
+    let header = ctx.header;
+    let authz = &ctx.authz;
     let mut r = DeleteGroupsResponse::default();
     for group in &request.groups_names {
         let name = group.0.to_string();
@@ -24,7 +21,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteGr
         result.error_code = if !authz.group(Operation::Delete, &name) {
             GROUP_AUTHORIZATION_FAILED
         } else {
-            match group_call(shard, &name, GroupCall::Delete { group: name.clone() }).await {
+            match group_call(ctx, &name, GroupCall::Delete { group: name.clone() }).await {
                 Ok(GroupReply::Delete(code)) => code,
                 _ => COORDINATOR_NOT_AVAILABLE,
             }

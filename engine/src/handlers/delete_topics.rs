@@ -1,21 +1,18 @@
 //! DeleteTopics (key 20), through the controller shard. Deletes by name, or by topic id (v6+).
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use shardlog_protocol::error_code::{self as ec, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{call_controller, respond, str_bytes, topic_name, Response};
+use super::{call_controller, respond, str_bytes, topic_name, Context, Response};
 use crate::authorizer::Operation;
 use crate::controller::ControllerRequest;
-use crate::handlers::authz::Authz;
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteTopicsRequest, authz: &Authz<'_>) -> Response {
-    let meta = shard.metadata.borrow().clone();
+pub async fn handle(ctx: &Context<'_>, request: DeleteTopicsRequest) -> Response {
+    let header = ctx.header;
+    let authz = &ctx.authz;
+    let meta = ctx.metadata();
     let mut names: Vec<String> = request.topic_names.iter().map(|n| n.0.to_string()).collect();
     let mut unknown_ids = Vec::new();
     for state in &request.topics {
@@ -29,7 +26,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DeleteTo
     }
     let (names, denied): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| authz.topic(Operation::Delete, n));
     let ids: std::collections::HashMap<String, uuid::Uuid> = names.iter().filter_map(|n| meta.topics.get(n).map(|t| (n.clone(), t.id))).collect();
-    let mut results = if names.is_empty() { Vec::new() } else { call_controller(shard, ControllerRequest::DeleteTopics { names }).await };
+    let mut results = if names.is_empty() { Vec::new() } else { call_controller(ctx, ControllerRequest::DeleteTopics { names }).await };
     results.extend(denied.into_iter().map(|n| (n, TOPIC_AUTHORIZATION_FAILED, Some(String::from("not authorized to delete this topic")))));
     let mut r = DeleteTopicsResponse::default();
     for (name, code, message) in results {

@@ -1,18 +1,18 @@
 //! DescribeAcls (key 29, v1-3): the ACLs that match a filter, grouped by resource pattern.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use kafka_protocol::messages::{DescribeAclsRequest, DescribeAclsResponse};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, str_bytes, Response};
+use super::{respond, str_bytes, Context, Response};
 use crate::authorizer::AclFilter;
-use crate::shard::Shard;
 
-pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeAclsRequest) -> Response {
+pub fn handle(ctx: &Context<'_>, request: DescribeAclsRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let filter = AclFilter::from_wire(
         request.resource_type_filter,
         request.resource_name_filter.as_deref(),
@@ -30,7 +30,7 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeAclsRe
         r.error_message = Some(str_bytes(&why));
         return respond(header, &r);
     }
-    let meta = shard.metadata.borrow().clone();
+    let meta = ctx.metadata();
     for acl in meta.acls.acls.iter().filter(|a| filter.matches(a)) {
         let mut d = AclDescription::default();
         d.principal = str_bytes(&acl.principal);
@@ -53,4 +53,16 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeAclsRe
         }
     }
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &DescribeAclsRequest) -> Option<Response> {
+    let (authz, header, _r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
+    if !authz.cluster(Describe) {
+        return deny!(header, m::DescribeAclsResponse, CLUSTER_DENIED);
+    }
+    None
 }

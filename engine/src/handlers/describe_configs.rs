@@ -1,22 +1,22 @@
 //! DescribeConfigs (key 32): topic and broker configs with their values, sources and (when
 //! asked) synonyms, answered from this shard's copy of the metadata.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, str_bytes, Response};
+use super::{respond, str_bytes, Context, Response};
 use crate::metadata::validate_topic_name;
-use crate::shard::Shard;
 use crate::topic_config::{self as tc, ConfigSource, DescribedConfig, RESOURCE_BROKER, RESOURCE_TOPIC};
 
-pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeConfigsRequest) -> Response {
+pub fn handle(ctx: &Context<'_>, request: DescribeConfigsRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let version = header.api_version;
-    let meta = shard.metadata.borrow().clone();
+    let meta = ctx.metadata();
     let mut response = DescribeConfigsResponse::default();
     for resource in &request.resources {
         let name = resource.resource_name.to_string();
@@ -27,7 +27,7 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeConfig
             RESOURCE_TOPIC => match (validate_topic_name(&name), meta.topics.get(&name)) {
                 (Err(why), _) => Err((ec::INVALID_TOPIC_EXCEPTION, why)),
                 (Ok(()), None) => Err((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("Topic {name} does not exist."))),
-                (Ok(()), Some(topic)) => Ok(tc::describe_topic(&shard.config, &meta, &topic.configs)),
+                (Ok(()), Some(topic)) => Ok(tc::describe_topic(ctx.config(), &meta, &topic.configs)),
             },
             RESOURCE_BROKER if name.is_empty() => Ok(meta
                 .broker_default_configs
@@ -42,9 +42,9 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeConfig
                     synonyms: vec![(k.clone(), v.clone(), ConfigSource::DynamicDefaultBroker)],
                 })
                 .collect()),
-            RESOURCE_BROKER if name == shard.config.node_id.to_string() => Ok(tc::describe_broker(&shard.config, &meta)),
+            RESOURCE_BROKER if name == ctx.config().node_id.to_string() => Ok(tc::describe_broker(ctx.config(), &meta)),
             RESOURCE_BROKER => {
-                Err((ec::INVALID_REQUEST, format!("Unexpected broker id, expected {} or empty string, but received {name}", shard.config.node_id)))
+                Err((ec::INVALID_REQUEST, format!("Unexpected broker id, expected {} or empty string, but received {name}", ctx.config().node_id)))
             }
             other => Err((ec::INVALID_REQUEST, format!("Describing configs of resource type {other} is not supported; use TOPIC (2) or BROKER (4)."))),
         };
@@ -89,4 +89,16 @@ fn entry(c: DescribedConfig, version: i16, include_synonyms: bool, include_docum
         }
     }
     e
+}
+
+/// DESCRIBE_CONFIGS / ALTER_CONFIGS on each topic, or on the cluster for the broker (resource
+/// type 4): a request with any resource denied is refused whole, as Kafka does.
+fn denial(ctx: &Context<'_>, request: &DescribeConfigsRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    if r.resources.iter().any(|res| !super::config_allowed(authz, DescribeConfigs, res.resource_type, &res.resource_name)) {
+        return deny_configs!(header, r, m::DescribeConfigsResponse, m::describe_configs_response::DescribeConfigsResult, results);
+    }
+    None
 }

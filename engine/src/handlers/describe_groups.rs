@@ -1,21 +1,18 @@
 //! DescribeGroups (key 15): state, protocol, members and assignments of each group.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
 use shardlog_protocol::error_code::{COORDINATOR_NOT_AVAILABLE, GROUP_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::group_call;
-use super::{respond, Response};
+use super::{respond, Context, Response};
 use crate::authorizer::Operation;
 use crate::groups::{GroupCall, GroupReply};
-use crate::handlers::authz::Authz;
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeGroupsRequest, authz: &Authz<'_>) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: DescribeGroupsRequest) -> Response {
+    let header = ctx.header;
+    let authz = &ctx.authz;
     let mut r = DescribeGroupsResponse::default();
     for group in &request.groups {
         let name = group.0.to_string();
@@ -27,7 +24,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Describe
             r.groups.push(g);
             continue;
         }
-        match group_call(shard, &name, GroupCall::Describe { group: name.clone() }).await {
+        match group_call(ctx, &name, GroupCall::Describe { group: name.clone() }).await {
             Ok(GroupReply::Describe(d)) => {
                 for mut g in d.groups {
                     if header.api_version < 4 {

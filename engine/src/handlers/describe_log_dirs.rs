@@ -2,28 +2,26 @@
 //! gathered from every shard, and (v4) the directory's filesystem size and free space.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
 use kafka_protocol::messages::describe_log_dirs_response::{DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic};
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, str_bytes, topic_name, Response};
+use super::{respond, str_bytes, topic_name, Context, Response};
 use crate::shard::messages::LogDirSizes;
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeLogDirsRequest) -> Response {
-    let calls = (0..shard.shard_count()).map(|s| {
-        let shard = shard.clone();
-        async move {
-            match shard.call(s, LogDirSizes).await {
-                Ok(usage) => (usage.partitions, usage.failed),
-                Err(e) => {
-                    tracing::warn!(shard = s, error = %e, "a shard did not report its log directory usage");
-                    (Vec::new(), Vec::new())
-                }
+pub async fn handle(ctx: &Context<'_>, request: DescribeLogDirsRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
+    let calls = (0..ctx.shard_count()).map(|s| async move {
+        match ctx.call(s, LogDirSizes).await {
+            Ok(usage) => (usage.partitions, usage.failed),
+            Err(e) => {
+                tracing::warn!(shard = s, error = %e, "a shard did not report its log directory usage");
+                (Vec::new(), Vec::new())
             }
         }
     });
@@ -38,7 +36,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Describe
         Some(topics) => topics.iter().any(|t| t.topic.0.as_str() == topic && t.partitions.contains(&partition)),
     };
     // log dir -> topic -> (partition, bytes)
-    let mut per_dir: Vec<BTreeMap<String, Vec<(i32, u64)>>> = vec![BTreeMap::new(); shard.config.log_dirs.len()];
+    let mut per_dir: Vec<BTreeMap<String, Vec<(i32, u64)>>> = vec![BTreeMap::new(); ctx.config().log_dirs.len()];
     for (topic, partition, dir, bytes) in sizes {
         if dir < per_dir.len() && wanted(&topic, partition) {
             per_dir[dir].entry(topic).or_default().push((partition, bytes));
@@ -46,7 +44,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Describe
     }
     let mut response = DescribeLogDirsResponse::default();
     for (i, topics) in per_dir.into_iter().enumerate() {
-        let path = &shard.config.log_dirs[i];
+        let path = &ctx.config().log_dirs[i];
         let mut result = DescribeLogDirsResult::default();
         result.error_code = if failed.contains_key(&i) { ec::KAFKA_STORAGE_ERROR } else { ec::NONE };
         let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
@@ -78,4 +76,16 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Describe
 /// Total and available bytes of the filesystem holding `path`.
 fn filesystem_bytes(path: &std::path::Path) -> Option<(i64, i64)> {
     crate::storage::disk::filesystem_bytes(path).map(|(total, free)| (total as i64, free as i64))
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &DescribeLogDirsRequest) -> Option<Response> {
+    let (authz, header, _r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
+    if !authz.cluster(Describe) {
+        return deny!(header, m::DescribeLogDirsResponse, CLUSTER_DENIED);
+    }
+    None
 }

@@ -1,20 +1,19 @@
 //! DescribeTransactions (key 65): the coordinator's view of transactional ids.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
 use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, str_bytes, topic_name, Response};
-use crate::shard::Shard;
+use super::{respond, str_bytes, topic_name, Context, Response};
 use crate::txn::{TxnCall, TxnReply};
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeTransactionsRequest) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: DescribeTransactionsRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let calls = request.transactional_ids.iter().map(|id| {
-        let shard = shard.clone();
         let id = id.clone();
         async move {
             let mut state = TransactionState::default();
@@ -22,7 +21,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Describe
             state.producer_id = ProducerId(-1);
             state.producer_epoch = -1;
             state.transaction_start_time_ms = -1;
-            let reply = crate::txn::call(&shard, &id.0, TxnCall::Describe { transactional_id: id.0.to_string() }).await;
+            let reply = super::txn_call(ctx, &id.0, TxnCall::Describe { transactional_id: id.0.to_string() }).await;
             match reply {
                 Ok(TxnReply::Describe(Ok(d))) => {
                     state.transaction_state = str_bytes(d.state);
@@ -51,4 +50,32 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Describe
     let mut r = DescribeTransactionsResponse::default();
     r.transaction_states = futures::future::join_all(calls).await;
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &DescribeTransactionsRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
+    if r.transactional_ids.iter().any(|id| !authz.transactional_id(Describe, id)) {
+        return {
+            let mut response = m::DescribeTransactionsResponse::default();
+            for id in &r.transactional_ids {
+                let mut state = m::describe_transactions_response::TransactionState::default();
+                state.transactional_id = id.clone();
+                state.producer_id = m::ProducerId(-1);
+                state.producer_epoch = -1;
+                state.transaction_start_time_ms = -1;
+                state.error_code = if authz.may_see(Describe, crate::authorizer::ResourceType::TransactionalId, id) {
+                    shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
+                } else {
+                    TXN_DENIED
+                };
+                response.transaction_states.push(state);
+            }
+            Some(respond(header, &response))
+        };
+    }
+    None
 }

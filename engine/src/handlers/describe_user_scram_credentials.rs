@@ -1,18 +1,18 @@
 //! DescribeUserScramCredentials (key 50): which SCRAM mechanisms each user has, and with how
 //! many iterations. Never the salt or the keys.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::describe_user_scram_credentials_response::{CredentialInfo, DescribeUserScramCredentialsResult};
 use kafka_protocol::messages::{DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, str_bytes, Response};
-use crate::shard::Shard;
+use super::{respond, str_bytes, Context, Response};
 
-pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeUserScramCredentialsRequest) -> Response {
+pub fn handle(ctx: &Context<'_>, request: DescribeUserScramCredentialsRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     // Null or empty: every user, as Kafka answers.
     let names: Option<Vec<String>> = request.users.filter(|u| !u.is_empty()).map(|users| users.iter().map(|u| u.name.to_string()).collect());
     let mut r = DescribeUserScramCredentialsResponse::default();
@@ -24,8 +24,8 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeUserSc
             return respond(header, &r);
         }
     }
-    r.results = shard
-        .config
+    r.results = ctx
+        .config()
         .security
         .scram
         .describe(names.as_deref())
@@ -54,4 +54,16 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: DescribeUserSc
         })
         .collect();
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &DescribeUserScramCredentialsRequest) -> Option<Response> {
+    let (authz, header, _r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
+    if !authz.cluster(Describe) {
+        return deny!(header, m::DescribeUserScramCredentialsResponse, CLUSTER_DENIED);
+    }
+    None
 }

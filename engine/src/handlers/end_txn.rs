@@ -1,23 +1,23 @@
 //! EndTxn (key 26): commit or abort the producer's transaction. Answered once the decision is
 //! durable and the markers are written.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, Response};
-use crate::shard::Shard;
+use super::{respond, Context, Response};
 use crate::txn::{TxnCall, TxnReply};
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: EndTxnRequest) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: EndTxnRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let id = request.transactional_id.0.to_string();
     let call =
         TxnCall::EndTxn { transactional_id: id.clone(), producer_id: request.producer_id.0, producer_epoch: request.producer_epoch, commit: request.committed };
     let mut r = EndTxnResponse::default();
-    r.error_code = match crate::txn::call(shard, &id, call).await {
+    r.error_code = match super::txn_call(ctx, &id, call).await {
         Ok(TxnReply::Code(code)) => code,
         Ok(_) => ec::UNKNOWN_SERVER_ERROR,
         Err(code) => code,
@@ -27,4 +27,16 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: EndTxnRe
         r.error_code = ec::INVALID_PRODUCER_EPOCH;
     }
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &EndTxnRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
+    if !authz.transactional_id(Write, &r.transactional_id) {
+        return deny!(header, m::EndTxnResponse, TXN_DENIED);
+    }
+    None
 }

@@ -8,19 +8,14 @@
 //! new session gets session id 0 ("no session"), so clients keep sending full fetch requests;
 //! a request naming a session id gets FETCH_SESSION_ID_NOT_FOUND.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::FetchRequest;
 use shardlog_protocol::error_code::{self as ec, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 use shardlog_protocol::response::{encode_fetch_response, Chunk, FetchPartitionData, FetchTopicData};
 
-use super::{group_by_owner, Response};
+use super::{group_by_owner, Context, Response};
 use crate::authorizer::Operation;
-use crate::handlers::authz::Authz;
 use crate::shard::messages::{Fetch, FetchPartition, ReadOutcome};
-use crate::shard::Shard;
 use crate::storage::log::{now_ms, ReadPiece};
 use crate::storage::FileRange;
 
@@ -49,7 +44,7 @@ const READ_COMMITTED: i8 = 1;
 /// One round: every owner shard reads its partitions of the request (one message each), and
 /// waits there until its own part reaches `min_bytes[owner]` or the deadline. Outcomes come back
 /// in request order.
-async fn fetch_round(shard: &Rc<Shard>, wanted: &[Wanted], read_committed: bool, min_bytes: impl Fn(usize) -> usize, deadline_ms: u64) -> Vec<ReadOutcome> {
+async fn fetch_round(ctx: &Context<'_>, wanted: &[Wanted], read_committed: bool, min_bytes: impl Fn(usize) -> usize, deadline_ms: u64) -> Vec<ReadOutcome> {
     let mut outcomes: Vec<Option<ReadOutcome>> = wanted
         .iter()
         .map(|w| match (w.denied, w.owner) {
@@ -59,7 +54,6 @@ async fn fetch_round(shard: &Rc<Shard>, wanted: &[Wanted], read_committed: bool,
         })
         .collect();
     let calls = owners(wanted).into_iter().map(|(owner, positions)| {
-        let shard = shard.clone();
         let partitions: Vec<FetchPartition> = positions
             .iter()
             .map(|&i| FetchPartition {
@@ -72,7 +66,7 @@ async fn fetch_round(shard: &Rc<Shard>, wanted: &[Wanted], read_committed: bool,
         let request = Fetch { partitions, read_committed, min_bytes: min_bytes(owner), deadline_ms };
         async move {
             let count = positions.len();
-            let replied = match shard.call(owner, request).await {
+            let replied = match ctx.call(owner, request).await {
                 Ok(o) => {
                     assert_eq!(o.len(), count, "owner shard {owner} answered {} of {count} partitions", o.len());
                     o
@@ -96,7 +90,9 @@ fn owners(wanted: &[Wanted]) -> Vec<(usize, Vec<usize>)> {
     group_by_owner(wanted.iter().map(|w| w.owner.filter(|_| !w.denied)))
 }
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchRequest, authz: &Authz<'_>) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Response {
+    let header = ctx.header;
+    let authz = &ctx.authz;
     let version = header.api_version;
     if version >= 7 && request.session_id != 0 {
         tracing::debug!(session_id = request.session_id, "fetch session not found (sessions are not kept)");
@@ -109,7 +105,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
         let topic = t.topic.0.to_string();
         let denied = !authz.topic(Operation::Read, &topic);
         for p in &t.partitions {
-            let owner = shard.owner(&topic, p.partition);
+            let owner = ctx.owner(&topic, p.partition);
             wanted.push(Wanted {
                 topic: topic.clone(),
                 partition: p.partition,
@@ -132,15 +128,15 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
     let outcomes = if groups.len() <= 1 {
         // One owner (the common case): it long-polls by itself and answers once.
         let (min_bytes, deadline_ms) = if failed_here { (0, 0) } else { (min_bytes, deadline_ms) };
-        fetch_round(shard, &wanted, read_committed, |_| min_bytes, deadline_ms).await
+        fetch_round(ctx, &wanted, read_committed, |_| min_bytes, deadline_ms).await
     } else {
         // min_bytes counts over every owner: read everywhere at once; while short, let each owner
         // wait for more than it had, and read everywhere again when the first one has it.
-        let mut outcomes = fetch_round(shard, &wanted, read_committed, |_| 0, 0).await;
+        let mut outcomes = fetch_round(ctx, &wanted, read_committed, |_| 0, 0).await;
         loop {
             let bytes: usize = outcomes.iter().map(|o| o.bytes).sum();
             let errors = outcomes.iter().any(|o| o.error_code != ec::NONE);
-            if bytes >= min_bytes.max(1) || errors || now_ms() >= deadline_ms || shard.shutting_down.get() {
+            if bytes >= min_bytes.max(1) || errors || now_ms() >= deadline_ms || ctx.shutting_down() {
                 break outcomes;
             }
             let waits = groups
@@ -149,14 +145,13 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FetchReq
                     let only: Vec<Wanted> = positions.iter().map(|&i| wanted[i].clone()).collect();
                     // More than this owner had: it answers once its own part grew.
                     let more = positions.iter().map(|&i| outcomes[i].bytes).sum::<usize>() + 1;
-                    let shard = shard.clone();
                     Box::pin(async move {
-                        fetch_round(&shard, &only, read_committed, |_| more, deadline_ms).await;
+                        fetch_round(ctx, &only, read_committed, |_| more, deadline_ms).await;
                     })
                 })
                 .collect::<Vec<_>>();
             futures::future::select_all(waits).await;
-            outcomes = fetch_round(shard, &wanted, read_committed, |_| 0, 0).await;
+            outcomes = fetch_round(ctx, &wanted, read_committed, |_| 0, 0).await;
         }
     };
     // Apply the response byte limit in request order; the first partition with data always

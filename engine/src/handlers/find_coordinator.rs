@@ -1,31 +1,29 @@
 //! FindCoordinator (key 10): this broker coordinates every group and every transactional id,
 //! once the internal topic that holds their state exists.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use shardlog_protocol::error_code::{self as ec, COORDINATOR_NOT_AVAILABLE, GROUP_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, str_bytes, Response};
+use super::{respond, str_bytes, Context, Response};
 use crate::authorizer::Operation;
-use crate::handlers::authz::Authz;
-use crate::shard::Shard;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FindCoordinatorRequest, listener: usize, authz: &Authz<'_>) -> Response {
+pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Response {
+    let header = ctx.header;
+    let authz = &ctx.authz;
+    let listener = ctx.session.listener;
     // The listener the request came in on: a client is sent back to the same kind of port.
-    let listener = &shard.config.listeners[listener];
+    let listener = &ctx.config().listeners[listener];
     let state_topic = match request.key_type {
         KEY_TYPE_GROUP => Some(crate::groups::offsets::OFFSETS_TOPIC),
         KEY_TYPE_TRANSACTION => Some(crate::txn::TRANSACTION_STATE_TOPIC),
         _ => None,
     };
-    let ready = state_topic.is_some_and(|t| shard.metadata.borrow().topics.contains_key(t));
+    let ready = state_topic.is_some_and(|t| ctx.metadata().topics.contains_key(t));
     let code = match (state_topic, ready) {
         (None, _) => ec::INVALID_REQUEST,
         (Some(_), false) => COORDINATOR_NOT_AVAILABLE,
@@ -60,7 +58,7 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FindCoordinato
                 c.error_code = code;
                 c.error_message = message;
                 if code == ec::NONE {
-                    c.node_id = BrokerId(shard.config.node_id);
+                    c.node_id = BrokerId(ctx.config().node_id);
                     c.host = str_bytes(&listener.advertised_host);
                     c.port = listener.advertised_port as i32;
                 } else {
@@ -77,7 +75,7 @@ pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: FindCoordinato
             r.error_message = message;
         }
         if code == ec::NONE {
-            r.node_id = BrokerId(shard.config.node_id);
+            r.node_id = BrokerId(ctx.config().node_id);
             r.host = str_bytes(&listener.advertised_host);
             r.port = listener.advertised_port as i32;
         } else {

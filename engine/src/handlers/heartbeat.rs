@@ -1,23 +1,35 @@
 //! Heartbeat (key 12): keeps a member's session alive and tells it when to rejoin.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::group_call;
-use super::{respond, Response};
+use super::{respond, Context, Response};
 use crate::groups::{GroupCall, GroupReply};
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: HeartbeatRequest) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: HeartbeatRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let group = request.group_id.0.to_string();
     let mut r = HeartbeatResponse::default();
-    r.error_code = match group_call(shard, &group, GroupCall::Heartbeat { request }).await {
+    r.error_code = match group_call(ctx, &group, GroupCall::Heartbeat { request }).await {
         Ok(GroupReply::Heartbeat(code)) => code,
         _ => COORDINATOR_NOT_AVAILABLE,
     };
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &HeartbeatRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED as GROUP_DENIED;
+    if !authz.group(Read, &r.group_id) {
+        return deny!(header, m::HeartbeatResponse, GROUP_DENIED);
+    }
+    None
 }

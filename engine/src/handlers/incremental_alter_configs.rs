@@ -1,18 +1,18 @@
 //! IncrementalAlterConfigs (key 44): SET, DELETE, APPEND and SUBTRACT single configs of a topic
 //! or of the broker, through the controller.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, str_bytes, Response};
+use super::{respond, str_bytes, Context, Response};
 use crate::controller::ConfigAlteration;
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: IncrementalAlterConfigsRequest) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: IncrementalAlterConfigsRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let resources: Vec<ConfigAlteration> = request
         .resources
         .iter()
@@ -23,7 +23,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Incremen
             ops: r.configs.iter().map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string()))).collect(),
         })
         .collect();
-    let results = super::alter_configs::alter(shard, resources, request.validate_only).await;
+    let results = super::alter_configs::alter(ctx, resources, request.validate_only).await;
     let mut response = IncrementalAlterConfigsResponse::default();
     for (r, (code, message)) in request.resources.iter().zip(results) {
         let mut out = AlterConfigsResourceResponse::default();
@@ -34,4 +34,18 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Incremen
         response.responses.push(out);
     }
     respond(header, &response)
+}
+
+/// DESCRIBE_CONFIGS / ALTER_CONFIGS on each topic, or on the cluster for the broker (resource
+/// type 4): a request with any resource denied is refused whole, as Kafka does.
+fn denial(ctx: &Context<'_>, request: &IncrementalAlterConfigsRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    if r.resources.iter().any(|res| !super::config_allowed(authz, AlterConfigs, res.resource_type, &res.resource_name)) {
+        return {
+            deny_configs!(header, r, m::IncrementalAlterConfigsResponse, m::incremental_alter_configs_response::AlterConfigsResourceResponse, responses)
+        };
+    }
+    None
 }

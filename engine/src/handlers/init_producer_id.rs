@@ -3,19 +3,19 @@
 //! shard, which reserves them in persisted blocks so they are never reused. With one, the
 //! transaction coordinator keeps the id and bumps its epoch, fencing earlier producers.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, Response};
+use super::{respond, Context, Response};
 use crate::controller::{AllocateProducerId, CONTROLLER_SHARD};
-use crate::shard::Shard;
 use crate::txn::{TxnCall, TxnReply};
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: InitProducerIdRequest) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: InitProducerIdRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let mut r = InitProducerIdResponse::default();
     r.producer_id = ProducerId(-1);
     r.producer_epoch = -1;
@@ -26,7 +26,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: InitProd
         }
         let (producer_id, producer_epoch) = if header.api_version >= 3 { (request.producer_id.0, request.producer_epoch) } else { (-1, -1) };
         let call = TxnCall::InitProducerId { transactional_id: id.0.to_string(), timeout_ms: request.transaction_timeout_ms, producer_id, producer_epoch };
-        match crate::txn::call(shard, &id.0, call).await {
+        match super::txn_call(ctx, &id.0, call).await {
             Ok(TxnReply::ProducerId { error_code, producer_id, producer_epoch }) => {
                 r.error_code = error_code;
                 r.producer_id = ProducerId(producer_id);
@@ -40,7 +40,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: InitProd
         }
         return respond(header, &r);
     }
-    match shard.call(CONTROLLER_SHARD, AllocateProducerId).await {
+    match ctx.call(CONTROLLER_SHARD, AllocateProducerId).await {
         Ok(Ok(id)) => {
             r.producer_id = ProducerId(id);
             r.producer_epoch = 0;
@@ -53,4 +53,24 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: InitProd
         }
     }
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &InitProducerIdRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
+    use shardlog_protocol::error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
+    let allowed = match &r.transactional_id {
+        Some(id) => authz.transactional_id(Write, id),
+        // KIP-679: WRITE on any topic also allows idempotent produce.
+        // (The cluster check comes last so that a refusal is audited.)
+        None => authz.writes_any_topic() || authz.cluster(IdempotentWrite),
+    };
+    if allowed {
+        return None;
+    }
+    let code = if r.transactional_id.is_some() { TXN_DENIED } else { CLUSTER_DENIED };
+    deny!(header, m::InitProducerIdResponse, code, producer_id = m::ProducerId(-1), producer_epoch = -1)
 }

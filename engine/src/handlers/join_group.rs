@@ -1,23 +1,23 @@
 //! JoinGroup (key 11), answered by the group's coordinator shard once the rebalance's join
 //! phase completes.
 
-use std::net::SocketAddr;
-use std::rc::Rc;
-
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::group_call;
-use super::{respond, Response};
+use super::{respond, Context, Response};
 use crate::groups::{GroupCall, GroupReply};
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: JoinGroupRequest, peer: SocketAddr) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: JoinGroupRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
+    let peer = ctx.session.peer;
     let group = request.group_id.0.to_string();
     let member_id = request.member_id.clone();
     let call = GroupCall::Join { request, version: header.api_version, client_id: header.client_id_lossy(), client_host: format!("/{}", peer.ip()) };
-    let r = match group_call(shard, &group, call).await {
+    let r = match group_call(ctx, &group, call).await {
         Ok(GroupReply::Join(r)) => r,
         Ok(_) | Err(_) => {
             let mut r = JoinGroupResponse::default();
@@ -37,4 +37,16 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: JoinGrou
         }
     }
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &JoinGroupRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED as GROUP_DENIED;
+    if !authz.group(Read, &r.group_id) {
+        return deny!(header, m::JoinGroupResponse, GROUP_DENIED, generation_id = -1);
+    }
+    None
 }

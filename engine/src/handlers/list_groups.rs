@@ -1,24 +1,22 @@
 //! ListGroups (key 16): groups from every shard's coordinator, filtered by state (v4+).
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::all_shards;
-use super::{respond, str_bytes, Response};
+use super::{respond, str_bytes, Context, Response};
 use crate::authorizer::{Operation, ResourceType};
 use crate::groups::{GroupCall, GroupReply};
-use crate::handlers::authz::{Authz, CLUSTER};
-use crate::shard::Shard;
+use crate::handlers::authz::CLUSTER;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListGroupsRequest, authz: &Authz<'_>) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: ListGroupsRequest) -> Response {
+    let header = ctx.header;
+    let authz = &ctx.authz;
     let states: Vec<String> = request.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let mut r = ListGroupsResponse::default();
     let see_all = authz.may_see(Operation::Describe, ResourceType::Cluster, CLUSTER);
-    for reply in all_shards(shard, || GroupCall::List).await {
+    for reply in all_shards(ctx, || GroupCall::List).await {
         let GroupReply::List(groups) = reply else { continue };
         for g in groups {
             if !states.is_empty() && !states.contains(&g.state.to_lowercase()) {

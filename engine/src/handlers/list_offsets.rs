@@ -1,20 +1,17 @@
 //! ListOffsets (key 2): earliest (-2), latest (-1), or the first offset at a timestamp.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use shardlog_protocol::error_code::{self as ec, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, Response};
+use super::{respond, Context, Response};
 use crate::authorizer::Operation;
-use crate::handlers::authz::Authz;
 use crate::shard::messages::ListOffset;
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListOffsetsRequest, authz: &Authz<'_>) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: ListOffsetsRequest) -> Response {
+    let header = ctx.header;
+    let authz = &ctx.authz;
     let version = header.api_version;
     let mut r = ListOffsetsResponse::default();
     // isolation_level 1 (read_committed, v2+): "latest" is the last stable offset.
@@ -23,7 +20,6 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListOffs
         let name = topic.name.0.to_string();
         let denied = !authz.topic(Operation::Describe, &name);
         let calls = topic.partitions.iter().map(|p| {
-            let shard = shard.clone();
             let name = name.clone();
             let (index, timestamp) = (p.partition_index, p.timestamp);
             async move {
@@ -38,13 +34,13 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListOffs
                     out.timestamp = -1;
                     return out;
                 }
-                let Some(owner) = shard.owner(&name, index) else {
+                let Some(owner) = ctx.owner(&name, index) else {
                     out.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;
                     out.offset = -1;
                     out.timestamp = -1;
                     return out;
                 };
-                match shard.call(owner, ListOffset { topic: name, partition: index, timestamp, read_committed }).await {
+                match ctx.call(owner, ListOffset { topic: name, partition: index, timestamp, read_committed }).await {
                     Ok(listed) => {
                         out.error_code = listed.error_code;
                         out.offset = listed.offset;

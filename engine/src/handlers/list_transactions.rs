@@ -1,23 +1,20 @@
 //! ListTransactions (key 66): the transactional ids of every coordinator shard, filtered by
 //! state, producer id, duration (v1+) and id pattern (v2+).
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::list_transactions_response::TransactionState;
 use kafka_protocol::messages::{ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, str_bytes, Response};
+use super::{respond, str_bytes, Context, Response};
 use crate::authorizer::{Operation, ResourceType};
-use crate::handlers::authz::Authz;
-use crate::shard::Shard;
 use crate::txn::{TxnCall, TxnReply};
 
 /// The states Kafka's ListTransactions knows; other filters are reported back as unknown.
 const KNOWN_STATES: &[&str] = &["Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort", "Dead", "PrepareEpochFence"];
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListTransactionsRequest, authz: &Authz<'_>) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: ListTransactionsRequest) -> Response {
+    let header = ctx.header;
+    let authz = &ctx.authz;
     let states: Vec<String> = request.state_filters.iter().map(|s| s.to_string()).collect();
     let call = TxnCall::List {
         states: states.clone(),
@@ -25,11 +22,10 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ListTran
         duration_ms: if header.api_version >= 1 { request.duration_filter } else { -1 },
         pattern: if header.api_version >= 2 { request.transactional_id_pattern.as_ref().map(|p| p.to_string()) } else { None },
     };
-    let calls = (0..shard.shard_count()).map(|owner| {
-        let shard = shard.clone();
+    let calls = (0..ctx.shard_count()).map(|owner| {
         let call = call.clone();
         async move {
-            match shard.call(owner, call).await {
+            match ctx.call(owner, call).await {
                 Ok(TxnReply::List(list)) => list,
                 Ok(other) => unreachable!("List is answered with a list, not {other:?}"),
                 Err(e) => {

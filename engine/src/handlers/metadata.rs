@@ -1,21 +1,20 @@
 //! Metadata (key 3): brokers, topics and partition leaders, with topic auto-creation.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use shardlog_protocol::error_code::{self as ec, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{call_controller, respond, str_bytes, topic_name, Response};
+use super::{call_controller, respond, str_bytes, topic_name, Context, Response};
 use crate::authorizer::{Operation, ResourceType};
 use crate::controller::{ControllerRequest, NewTopic};
-use crate::handlers::authz::{Authz, CLUSTER};
+use crate::handlers::authz::CLUSTER;
 use crate::metadata::validate_topic_name;
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: MetadataRequest, listener: usize, authz: &Authz<'_>) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
+    let header = ctx.header;
+    let authz = &ctx.authz;
+    let listener = ctx.session.listener;
     // v0 uses an empty list for "all topics"; later versions use null. From v10 a topic may be
     // named by id alone (KIP-516), as KIP-848 consumers do after an assignment.
     let mut unknown_ids = Vec::new();
@@ -23,7 +22,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Metadata
         None => None,
         Some(t) if t.is_empty() && header.api_version == 0 => None,
         Some(t) => {
-            let meta = shard.metadata.borrow();
+            let meta = ctx.metadata();
             let mut names = Vec::new();
             for topic in t {
                 match topic.name {
@@ -40,7 +39,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Metadata
     let allow_auto_create = header.api_version < 4 || request.allow_auto_topic_creation;
     if let Some(names) = &requested {
         let missing: Vec<NewTopic> = {
-            let meta = shard.metadata.borrow();
+            let meta = ctx.metadata();
             names
                 .iter()
                 .filter(|n| !meta.topics.contains_key(*n) && validate_topic_name(n).is_ok())
@@ -49,18 +48,18 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: Metadata
                 .map(|n| NewTopic { name: n.clone(), partitions: -1, replication_factor: -1, configs: Vec::new() })
                 .collect()
         };
-        if !missing.is_empty() && allow_auto_create && shard.config.auto_create_topics_enable {
-            for (name, code, msg) in call_controller(shard, ControllerRequest::CreateTopics { topics: missing, validate_only: false }).await {
+        if !missing.is_empty() && allow_auto_create && ctx.config().auto_create_topics_enable {
+            for (name, code, msg) in call_controller(ctx, ControllerRequest::CreateTopics { topics: missing, validate_only: false }).await {
                 if code != ec::NONE && code != ec::TOPIC_ALREADY_EXISTS {
                     tracing::warn!(topic = %name, code, message = ?msg, "auto-creating topic failed");
                 }
             }
         }
     }
-    let meta = shard.metadata.borrow().clone();
-    let node = BrokerId(shard.config.node_id);
+    let meta = ctx.metadata();
+    let node = BrokerId(ctx.config().node_id);
     // The listener the request came in on: a client is sent back to the same kind of port.
-    let listener = &shard.config.listeners[listener];
+    let listener = &ctx.config().listeners[listener];
     let mut r = MetadataResponse::default();
     let mut broker = MetadataResponseBroker::default();
     broker.node_id = node;

@@ -1,7 +1,36 @@
 //! One module per Kafka API. `handle` turns one request frame into its response: it checks the
 //! API key and version against what we advertise, validates and decodes the body, and calls the
-//! API's handler. Bad input gets a Kafka error where the protocol has one, or a closed
-//! connection, and always a log line naming the peer and what was wrong.
+//! API's handler with a [`Context`]. Each handler authorizes its own request first (Kafka's
+//! checks for that API, in its `denial`), then does its work through calls to the shards that
+//! own its partitions or coordinators. Bad input gets a Kafka error where the protocol has one,
+//! or a closed connection, and always a log line naming the peer and what was wrong.
+
+/// The API's response with `$code` as its top-level error (and the given fields set), for a
+/// request refused whole by authorization.
+macro_rules! deny {
+    ($header:expr, $response:ty, $code:expr $(, $field:ident = $value:expr)*) => {{
+        let mut r = <$response>::default();
+        r.error_code = $code;
+        $(r.$field = $value;)*
+        Some($crate::handlers::respond($header, &r))
+    }};
+}
+
+/// One refusal per config resource, whatever the config API's response type.
+macro_rules! deny_configs {
+    ($header:expr, $request:expr, $response:ty, $result:ty, $list:ident) => {{
+        let mut response = <$response>::default();
+        for res in &$request.resources {
+            let mut result = <$result>::default();
+            result.resource_type = res.resource_type;
+            result.resource_name = res.resource_name.clone();
+            result.error_code = $crate::handlers::config_denied_code(res.resource_type);
+            result.error_message = None;
+            response.$list.push(result);
+        }
+        Some($crate::handlers::respond($header, &response))
+    }};
+}
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
@@ -58,9 +87,81 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::{self, RequestBody, RequestError, RequestHeader};
 use shardlog_protocol::response::{encode_response, Chunk};
 
-use crate::handlers::authz::Authz;
+use crate::config::BrokerConfig;
+use crate::metadata::ClusterMetadata;
 use crate::security::Session;
+use crate::shard::router::{CallError, ShardCall};
 use crate::shard::Shard;
+use authz::Authz;
+
+/// What a handler sees of the broker: its request's header and connection, the authorizer for
+/// its principal, the configuration, the metadata image, and calls to shards. Nothing else of
+/// the shard it runs on: partitions are reached only through calls to their owner shards, so a
+/// handler works the same wherever the partition lives.
+pub struct Context<'a> {
+    shard: &'a Shard,
+    pub header: &'a RequestHeader,
+    pub session: &'a Session,
+    pub authz: Authz<'a>,
+    /// What the handlers keep per connection, and this request's place in the connection's
+    /// order (requests are numbered as they are read).
+    pub connection: &'a ConnectionState,
+    pub request_seq: u64,
+}
+
+/// What the handlers keep per connection.
+#[derive(Debug, Default)]
+pub struct ConnectionState {
+    /// Produce order per partition, checked on every answer (see `produce::check_order`).
+    pub produce_order: std::cell::RefCell<produce::ProduceOrder>,
+    next_request_seq: std::cell::Cell<u64>,
+}
+
+impl ConnectionState {
+    /// Numbers a request as it is read, before it is handled.
+    pub fn next_request_seq(&self) -> u64 {
+        let seq = self.next_request_seq.get();
+        self.next_request_seq.set(seq + 1);
+        seq
+    }
+}
+
+impl<'a> Context<'a> {
+    pub fn new(shard: &'a Shard, header: &'a RequestHeader, session: &'a Session, connection: &'a ConnectionState, request_seq: u64) -> Context<'a> {
+        Context { shard, header, session, authz: Authz::new(shard, session), connection, request_seq }
+    }
+
+    pub fn config(&self) -> &'a BrokerConfig {
+        &self.shard.config
+    }
+
+    /// This shard's copy of the cluster metadata, as of now.
+    pub fn metadata(&self) -> Rc<ClusterMetadata> {
+        self.shard.metadata.borrow().clone()
+    }
+
+    pub fn shard_id(&self) -> usize {
+        self.shard.id
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shard.shard_count()
+    }
+
+    /// The owner shard of a partition, or None if the topic or partition does not exist.
+    pub fn owner(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.shard.owner(topic, partition)
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shard.shutting_down.get()
+    }
+
+    /// Runs `call` on shard `to` (this one or another) and waits for its reply.
+    pub async fn call<C: ShardCall>(&self, to: usize, call: C) -> Result<C::Reply, CallError> {
+        self.shard.call(to, call).await
+    }
+}
 use crate::storage::FileRange;
 
 /// What the connection does with a handled request.
@@ -137,12 +238,13 @@ pub fn respond<R: Encodable>(header: &RequestHeader, body: &R) -> Response {
     }
 }
 
-pub async fn handle(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>) -> Response {
+/// Handles request number `request_seq` of a connection (see [`ConnectionState::next_request_seq`]).
+pub async fn handle(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>, connection: Rc<ConnectionState>, request_seq: u64) -> Response {
     // The TSC through quanta: a few nanoseconds a read, against tens for the system clock,
     // which matters at millions of requests per second.
     let started = quanta::Instant::now();
     let api_key = request::peek_key_version_correlation(&frame).map(|(k, _, _)| k);
-    let response = handle_request(&shard, frame, &session).await;
+    let response = handle_request(&shard, frame, &session, &connection, request_seq).await;
     if let (Some(key), true) = (api_key, shard.config.metrics_enabled) {
         if supported_versions(key).is_some() {
             probe::record(key, started.elapsed().as_micros() as u64);
@@ -151,7 +253,7 @@ pub async fn handle(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>) -> Res
     response
 }
 
-async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session) -> Response {
+async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, connection: &ConnectionState, request_seq: u64) -> Response {
     let shard = shard.clone();
     let peer = session.peer;
     let header = match request::parse_header(&frame) {
@@ -188,305 +290,62 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session) -> R
         }
     };
     tracing::trace!(%peer, api_key = header.api_key, version = header.api_version, correlation_id = header.correlation_id, "request");
-    let authz = Authz::new(&shard, session);
-    if let Some(response) = whole_request_denial(&authz, &header, &body) {
-        return response;
-    }
+    let ctx = Context::new(&shard, &header, session, connection, request_seq);
     match body {
         RequestBody::ApiVersions(_) => api_versions::handle(&header),
-        RequestBody::Metadata(r) => metadata::handle(&shard, &header, r, session.listener, &authz).await,
-        RequestBody::Produce(r) => produce::handle(&shard, &header, r, &authz).await,
-        RequestBody::Fetch(r) => fetch::handle(&shard, &header, r, &authz).await,
-        RequestBody::ListOffsets(r) => list_offsets::handle(&shard, &header, r, &authz).await,
-        RequestBody::CreateTopics(r) => create_topics::handle(&shard, &header, r, &authz).await,
-        RequestBody::DeleteTopics(r) => delete_topics::handle(&shard, &header, r, &authz).await,
-        RequestBody::CreatePartitions(r) => create_partitions::handle(&shard, &header, r, &authz).await,
-        RequestBody::DescribeCluster(r) => describe_cluster::handle(&shard, &header, r, session.listener),
-        RequestBody::FindCoordinator(r) => find_coordinator::handle(&shard, &header, r, session.listener, &authz),
-        RequestBody::JoinGroup(r) => join_group::handle(&shard, &header, r, peer).await,
-        RequestBody::SyncGroup(r) => sync_group::handle(&shard, &header, r).await,
-        RequestBody::Heartbeat(r) => heartbeat::handle(&shard, &header, r).await,
-        RequestBody::LeaveGroup(r) => leave_group::handle(&shard, &header, r).await,
-        RequestBody::OffsetCommit(r) => offset_commit::handle(&shard, &header, r, &authz).await,
-        RequestBody::OffsetFetch(r) => offset_fetch::handle(&shard, &header, r, &authz).await,
-        RequestBody::ListGroups(r) => list_groups::handle(&shard, &header, r, &authz).await,
-        RequestBody::DescribeGroups(r) => describe_groups::handle(&shard, &header, r, &authz).await,
-        RequestBody::DeleteGroups(r) => delete_groups::handle(&shard, &header, r, &authz).await,
-        RequestBody::OffsetDelete(r) => offset_delete::handle(&shard, &header, r).await,
-        RequestBody::InitProducerId(r) => init_producer_id::handle(&shard, &header, r).await,
-        RequestBody::ConsumerGroupHeartbeat(r) => consumer_group_heartbeat::handle(&shard, &header, r, peer).await,
-        RequestBody::ConsumerGroupDescribe(r) => consumer_group_describe::handle(&shard, &header, r).await,
-        RequestBody::AddPartitionsToTxn(r) => add_partitions_to_txn::handle(&shard, &header, r).await,
-        RequestBody::AddOffsetsToTxn(r) => add_offsets_to_txn::handle(&shard, &header, r).await,
-        RequestBody::EndTxn(r) => end_txn::handle(&shard, &header, r).await,
-        RequestBody::TxnOffsetCommit(r) => txn_offset_commit::handle(&shard, &header, r).await,
-        RequestBody::DescribeProducers(r) => describe_producers::handle(&shard, &header, r).await,
-        RequestBody::DescribeTransactions(r) => describe_transactions::handle(&shard, &header, r).await,
-        RequestBody::ListTransactions(r) => list_transactions::handle(&shard, &header, r, &authz).await,
-        RequestBody::DescribeAcls(r) => describe_acls::handle(&shard, &header, r),
-        RequestBody::CreateAcls(r) => create_acls::handle(&shard, &header, r).await,
-        RequestBody::DeleteAcls(r) => delete_acls::handle(&shard, &header, r).await,
-        RequestBody::SaslHandshake(r) => sasl_handshake::handle(&shard, &header, r, session),
-        RequestBody::SaslAuthenticate(r) => sasl_authenticate::handle(&shard, &header, r, session),
-        RequestBody::DescribeUserScramCredentials(r) => describe_user_scram_credentials::handle(&shard, &header, r),
-        RequestBody::AlterUserScramCredentials(r) => alter_user_scram_credentials::handle(&shard, &header, r),
-        RequestBody::DescribeConfigs(r) => describe_configs::handle(&shard, &header, r),
-        RequestBody::AlterConfigs(r) => alter_configs::handle(&shard, &header, r).await,
-        RequestBody::IncrementalAlterConfigs(r) => incremental_alter_configs::handle(&shard, &header, r).await,
-        RequestBody::DeleteRecords(r) => delete_records::handle(&shard, &header, r).await,
-        RequestBody::DescribeLogDirs(r) => describe_log_dirs::handle(&shard, &header, r).await,
-    }
-}
-
-/// Requests whose every part needs one permission get the API's error response here when the
-/// principal lacks it (Kafka's checks: READ on the group for group membership, WRITE on the
-/// transactional id for transactions, the cluster for cluster-wide operations). APIs with
-/// per-topic or per-group answers check inside their handlers.
-fn whole_request_denial(authz: &Authz<'_>, header: &RequestHeader, body: &RequestBody) -> Option<Response> {
-    use crate::authorizer::Operation::*;
-    use kafka_protocol::messages as m;
-    use shardlog_protocol::error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
-    use shardlog_protocol::error_code::{CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED, GROUP_AUTHORIZATION_FAILED as GROUP_DENIED};
-    macro_rules! deny {
-        ($response:ty, $code:expr $(, $field:ident = $value:expr)*) => {{
-            let mut r = <$response>::default();
-            r.error_code = $code;
-            $(r.$field = $value;)*
-            Some(respond(header, &r))
-        }};
-    }
-    // One refusal per config resource, whatever the config API's response type.
-    macro_rules! deny_configs {
-        ($request:expr, $response:ty, $result:ty, $list:ident) => {{
-            let mut response = <$response>::default();
-            for res in &$request.resources {
-                let mut result = <$result>::default();
-                result.resource_type = res.resource_type;
-                result.resource_name = res.resource_name.clone();
-                result.error_code = config_denied_code(res.resource_type);
-                result.error_message = None;
-                response.$list.push(result);
-            }
-            Some(respond(header, &response))
-        }};
-    }
-    match body {
-        RequestBody::JoinGroup(r) if !authz.group(Read, &r.group_id) => deny!(m::JoinGroupResponse, GROUP_DENIED, generation_id = -1),
-        RequestBody::SyncGroup(r) if !authz.group(Read, &r.group_id) => deny!(m::SyncGroupResponse, GROUP_DENIED),
-        RequestBody::Heartbeat(r) if !authz.group(Read, &r.group_id) => deny!(m::HeartbeatResponse, GROUP_DENIED),
-        RequestBody::LeaveGroup(r) if !authz.group(Read, &r.group_id) => deny!(m::LeaveGroupResponse, GROUP_DENIED),
-        RequestBody::ConsumerGroupHeartbeat(r) if !authz.group(Read, &r.group_id) => deny!(m::ConsumerGroupHeartbeatResponse, GROUP_DENIED),
-        RequestBody::DescribeCluster(_) if !authz.cluster(Describe) => deny!(m::DescribeClusterResponse, CLUSTER_DENIED),
-        RequestBody::DescribeAcls(_) if !authz.cluster(Describe) => deny!(m::DescribeAclsResponse, CLUSTER_DENIED),
-        RequestBody::CreateAcls(r) if !authz.cluster(Alter) => {
-            let mut response = m::CreateAclsResponse::default();
-            response.results = r
-                .creations
-                .iter()
-                .map(|_| {
-                    let mut result = m::create_acls_response::AclCreationResult::default();
-                    result.error_code = CLUSTER_DENIED;
-                    result.error_message = None;
-                    result
-                })
-                .collect();
-            Some(respond(header, &response))
-        }
-        RequestBody::DeleteAcls(r) if !authz.cluster(Alter) => {
-            let mut response = m::DeleteAclsResponse::default();
-            response.filter_results = r
-                .filters
-                .iter()
-                .map(|_| {
-                    let mut result = m::delete_acls_response::DeleteAclsFilterResult::default();
-                    result.error_code = CLUSTER_DENIED;
-                    result.error_message = None;
-                    result
-                })
-                .collect();
-            Some(respond(header, &response))
-        }
-        RequestBody::DescribeUserScramCredentials(_) if !authz.cluster(Describe) => deny!(m::DescribeUserScramCredentialsResponse, CLUSTER_DENIED),
-        RequestBody::AlterUserScramCredentials(r) if !authz.cluster(Alter) => {
-            let mut response = m::AlterUserScramCredentialsResponse::default();
-            let users = r.deletions.iter().map(|d| d.name.clone()).chain(r.upsertions.iter().map(|u| u.name.clone()));
-            response.results = users
-                .map(|user| {
-                    let mut result = m::alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default();
-                    result.user = user;
-                    result.error_code = CLUSTER_DENIED;
-                    result.error_message = None;
-                    result
-                })
-                .collect();
-            Some(respond(header, &response))
-        }
-        RequestBody::InitProducerId(r) => {
-            let allowed = match &r.transactional_id {
-                Some(id) => authz.transactional_id(Write, id),
-                // KIP-679: WRITE on any topic also allows idempotent produce.
-                // (The cluster check comes last so that a refusal is audited.)
-                None => authz.writes_any_topic() || authz.cluster(IdempotentWrite),
-            };
-            if allowed {
-                return None;
-            }
-            let code = if r.transactional_id.is_some() { TXN_DENIED } else { CLUSTER_DENIED };
-            deny!(m::InitProducerIdResponse, code, producer_id = m::ProducerId(-1), producer_epoch = -1)
-        }
-        RequestBody::EndTxn(r) if !authz.transactional_id(Write, &r.transactional_id) => deny!(m::EndTxnResponse, TXN_DENIED),
-        // Configs: DESCRIBE_CONFIGS / ALTER_CONFIGS on each topic, or on the cluster for the
-        // broker (resource type 4). A request with any resource denied is refused whole.
-        RequestBody::DescribeConfigs(r) if r.resources.iter().any(|res| !config_allowed(authz, DescribeConfigs, res.resource_type, &res.resource_name)) => {
-            deny_configs!(r, m::DescribeConfigsResponse, m::describe_configs_response::DescribeConfigsResult, results)
-        }
-        RequestBody::AlterConfigs(r) if r.resources.iter().any(|res| !config_allowed(authz, AlterConfigs, res.resource_type, &res.resource_name)) => {
-            deny_configs!(r, m::AlterConfigsResponse, m::alter_configs_response::AlterConfigsResourceResponse, responses)
-        }
-        RequestBody::IncrementalAlterConfigs(r)
-            if r.resources.iter().any(|res| !config_allowed(authz, AlterConfigs, res.resource_type, &res.resource_name)) =>
-        {
-            deny_configs!(r, m::IncrementalAlterConfigsResponse, m::incremental_alter_configs_response::AlterConfigsResourceResponse, responses)
-        }
-        RequestBody::DeleteRecords(r) if r.topics.iter().any(|t| !authz.topic(Delete, &t.name)) => {
-            let mut response = m::DeleteRecordsResponse::default();
-            for t in &r.topics {
-                let mut topic = m::delete_records_response::DeleteRecordsTopicResult::default();
-                topic.name = t.name.clone();
-                for p in &t.partitions {
-                    let mut result = m::delete_records_response::DeleteRecordsPartitionResult::default();
-                    result.partition_index = p.partition_index;
-                    result.low_watermark = -1;
-                    result.error_code = shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED;
-                    topic.partitions.push(result);
-                }
-                response.topics.push(topic);
-            }
-            Some(respond(header, &response))
-        }
-        RequestBody::DescribeLogDirs(_) if !authz.cluster(Describe) => deny!(m::DescribeLogDirsResponse, CLUSTER_DENIED),
-        RequestBody::AddPartitionsToTxn(r) => {
-            let txn_ok = authz.transactional_id(Write, &r.v3_and_below_transactional_id);
-            let denied_topics: Vec<bool> = r.v3_and_below_topics.iter().map(|t| !txn_ok || !authz.topic(Write, &t.name)).collect();
-            if denied_topics.iter().all(|d| !d) {
-                return None;
-            }
-            // Kafka: the denied partitions get their error, the others OPERATION_NOT_ATTEMPTED.
-            let mut response = m::AddPartitionsToTxnResponse::default();
-            for (t, denied) in r.v3_and_below_topics.iter().zip(denied_topics) {
-                let mut topic = m::add_partitions_to_txn_response::AddPartitionsToTxnTopicResult::default();
-                topic.name = t.name.clone();
-                let code = match (txn_ok, denied) {
-                    (false, _) => TXN_DENIED,
-                    (true, true) => shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED,
-                    (true, false) => shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED,
-                };
-                for p in &t.partitions {
-                    let mut result = m::add_partitions_to_txn_response::AddPartitionsToTxnPartitionResult::default();
-                    result.partition_index = *p;
-                    result.partition_error_code = code;
-                    topic.results_by_partition.push(result);
-                }
-                response.results_by_topic_v3_and_below.push(topic);
-            }
-            Some(respond(header, &response))
-        }
-        RequestBody::TxnOffsetCommit(r) => {
-            let code = if !authz.transactional_id(Write, &r.transactional_id) {
-                TXN_DENIED
-            } else if !authz.group(Read, &r.group_id) {
-                GROUP_DENIED
-            } else if r.topics.iter().any(|t| !authz.topic(Read, &t.name)) {
-                shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED
-            } else {
-                return None;
-            };
-            let mut response = m::TxnOffsetCommitResponse::default();
-            for t in &r.topics {
-                let mut topic = m::txn_offset_commit_response::TxnOffsetCommitResponseTopic::default();
-                topic.name = t.name.clone();
-                for p in &t.partitions {
-                    let mut result = m::txn_offset_commit_response::TxnOffsetCommitResponsePartition::default();
-                    result.partition_index = p.partition_index;
-                    result.error_code = code;
-                    topic.partitions.push(result);
-                }
-                response.topics.push(topic);
-            }
-            Some(respond(header, &response))
-        }
-        RequestBody::OffsetDelete(r) if !authz.group(Delete, &r.group_id) => deny!(m::OffsetDeleteResponse, GROUP_DENIED),
-        RequestBody::OffsetDelete(r) if r.topics.iter().any(|t| !authz.topic(Read, &t.name)) => {
-            deny!(m::OffsetDeleteResponse, shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED)
-        }
-        RequestBody::ConsumerGroupDescribe(r) if r.group_ids.iter().any(|g| !authz.group(Describe, g)) => {
-            let mut response = m::ConsumerGroupDescribeResponse::default();
-            for g in &r.group_ids {
-                let mut d = m::consumer_group_describe_response::DescribedGroup::default();
-                d.group_id = g.clone();
-                d.error_code = if authz.may_see(Describe, crate::authorizer::ResourceType::Group, g) {
-                    shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
-                } else {
-                    GROUP_DENIED
-                };
-                d.error_message = None;
-                response.groups.push(d);
-            }
-            Some(respond(header, &response))
-        }
-        RequestBody::DescribeProducers(r) if r.topics.iter().any(|t| !authz.topic(Read, &t.name)) => {
-            let mut response = m::DescribeProducersResponse::default();
-            for t in &r.topics {
-                let mut topic = m::describe_producers_response::TopicResponse::default();
-                topic.name = t.name.clone();
-                let code = if authz.may_see(Read, crate::authorizer::ResourceType::Topic, &t.name) {
-                    shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
-                } else {
-                    shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED
-                };
-                for p in &t.partition_indexes {
-                    let mut result = m::describe_producers_response::PartitionResponse::default();
-                    result.partition_index = *p;
-                    result.error_code = code;
-                    result.error_message = None;
-                    topic.partitions.push(result);
-                }
-                response.topics.push(topic);
-            }
-            Some(respond(header, &response))
-        }
-        RequestBody::DescribeTransactions(r) if r.transactional_ids.iter().any(|id| !authz.transactional_id(Describe, id)) => {
-            let mut response = m::DescribeTransactionsResponse::default();
-            for id in &r.transactional_ids {
-                let mut state = m::describe_transactions_response::TransactionState::default();
-                state.transactional_id = id.clone();
-                state.producer_id = m::ProducerId(-1);
-                state.producer_epoch = -1;
-                state.transaction_start_time_ms = -1;
-                state.error_code = if authz.may_see(Describe, crate::authorizer::ResourceType::TransactionalId, id) {
-                    shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
-                } else {
-                    TXN_DENIED
-                };
-                response.transaction_states.push(state);
-            }
-            Some(respond(header, &response))
-        }
-        RequestBody::AddOffsetsToTxn(r) if !authz.transactional_id(Write, &r.transactional_id) => deny!(m::AddOffsetsToTxnResponse, TXN_DENIED),
-        RequestBody::AddOffsetsToTxn(r) if !authz.group(Read, &r.group_id) => deny!(m::AddOffsetsToTxnResponse, GROUP_DENIED),
-        _ => None,
+        RequestBody::Metadata(r) => metadata::handle(&ctx, r).await,
+        RequestBody::Produce(r) => produce::handle(&ctx, r).await,
+        RequestBody::Fetch(r) => fetch::handle(&ctx, r).await,
+        RequestBody::ListOffsets(r) => list_offsets::handle(&ctx, r).await,
+        RequestBody::CreateTopics(r) => create_topics::handle(&ctx, r).await,
+        RequestBody::DeleteTopics(r) => delete_topics::handle(&ctx, r).await,
+        RequestBody::CreatePartitions(r) => create_partitions::handle(&ctx, r).await,
+        RequestBody::DescribeCluster(r) => describe_cluster::handle(&ctx, r),
+        RequestBody::FindCoordinator(r) => find_coordinator::handle(&ctx, r),
+        RequestBody::JoinGroup(r) => join_group::handle(&ctx, r).await,
+        RequestBody::SyncGroup(r) => sync_group::handle(&ctx, r).await,
+        RequestBody::Heartbeat(r) => heartbeat::handle(&ctx, r).await,
+        RequestBody::LeaveGroup(r) => leave_group::handle(&ctx, r).await,
+        RequestBody::OffsetCommit(r) => offset_commit::handle(&ctx, r).await,
+        RequestBody::OffsetFetch(r) => offset_fetch::handle(&ctx, r).await,
+        RequestBody::ListGroups(r) => list_groups::handle(&ctx, r).await,
+        RequestBody::DescribeGroups(r) => describe_groups::handle(&ctx, r).await,
+        RequestBody::DeleteGroups(r) => delete_groups::handle(&ctx, r).await,
+        RequestBody::OffsetDelete(r) => offset_delete::handle(&ctx, r).await,
+        RequestBody::InitProducerId(r) => init_producer_id::handle(&ctx, r).await,
+        RequestBody::ConsumerGroupHeartbeat(r) => consumer_group_heartbeat::handle(&ctx, r).await,
+        RequestBody::ConsumerGroupDescribe(r) => consumer_group_describe::handle(&ctx, r).await,
+        RequestBody::AddPartitionsToTxn(r) => add_partitions_to_txn::handle(&ctx, r).await,
+        RequestBody::AddOffsetsToTxn(r) => add_offsets_to_txn::handle(&ctx, r).await,
+        RequestBody::EndTxn(r) => end_txn::handle(&ctx, r).await,
+        RequestBody::TxnOffsetCommit(r) => txn_offset_commit::handle(&ctx, r).await,
+        RequestBody::DescribeProducers(r) => describe_producers::handle(&ctx, r).await,
+        RequestBody::DescribeTransactions(r) => describe_transactions::handle(&ctx, r).await,
+        RequestBody::ListTransactions(r) => list_transactions::handle(&ctx, r).await,
+        RequestBody::DescribeAcls(r) => describe_acls::handle(&ctx, r),
+        RequestBody::CreateAcls(r) => create_acls::handle(&ctx, r).await,
+        RequestBody::DeleteAcls(r) => delete_acls::handle(&ctx, r).await,
+        RequestBody::SaslHandshake(r) => sasl_handshake::handle(&ctx, r),
+        RequestBody::SaslAuthenticate(r) => sasl_authenticate::handle(&ctx, r),
+        RequestBody::DescribeUserScramCredentials(r) => describe_user_scram_credentials::handle(&ctx, r),
+        RequestBody::AlterUserScramCredentials(r) => alter_user_scram_credentials::handle(&ctx, r),
+        RequestBody::DescribeConfigs(r) => describe_configs::handle(&ctx, r),
+        RequestBody::AlterConfigs(r) => alter_configs::handle(&ctx, r).await,
+        RequestBody::IncrementalAlterConfigs(r) => incremental_alter_configs::handle(&ctx, r).await,
+        RequestBody::DeleteRecords(r) => delete_records::handle(&ctx, r).await,
+        RequestBody::DescribeLogDirs(r) => describe_log_dirs::handle(&ctx, r).await,
     }
 }
 
 /// Config resource types: 2 topic, 4 broker (and 8 broker logger), checked on the cluster.
-fn config_allowed(authz: &Authz<'_>, operation: crate::authorizer::Operation, resource_type: i8, name: &str) -> bool {
+pub(crate) fn config_allowed(authz: &Authz<'_>, operation: crate::authorizer::Operation, resource_type: i8, name: &str) -> bool {
     match resource_type {
         2 => authz.topic(operation, name),
         _ => authz.cluster(operation),
     }
 }
 
-fn config_denied_code(resource_type: i8) -> i16 {
+pub(crate) fn config_denied_code(resource_type: i8) -> i16 {
     match resource_type {
         2 => shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED,
         _ => shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED,
@@ -494,8 +353,8 @@ fn config_denied_code(resource_type: i8) -> i16 {
 }
 
 /// Sends a controller request to shard 0 and returns its per-topic results.
-pub async fn call_controller(shard: &Rc<Shard>, request: crate::controller::ControllerRequest) -> Vec<(String, i16, Option<String>)> {
-    match shard.call(crate::controller::CONTROLLER_SHARD, request).await {
+pub async fn call_controller(ctx: &Context<'_>, request: crate::controller::ControllerRequest) -> Vec<(String, i16, Option<String>)> {
+    match ctx.call(crate::controller::CONTROLLER_SHARD, request).await {
         Ok(results) => results,
         Err(e) => {
             // Callers answer each item they sent that has no result as not done.
@@ -503,6 +362,18 @@ pub async fn call_controller(shard: &Rc<Shard>, request: crate::controller::Cont
             Vec::new()
         }
     }
+}
+
+/// Sends `call` to the coordinator of `transactional_id` and returns its reply, or the error
+/// code to answer with when there is no coordinator.
+pub async fn txn_call(ctx: &Context<'_>, transactional_id: &str, call: crate::txn::TxnCall) -> Result<crate::txn::TxnReply, i16> {
+    let Some(owner) = crate::txn::coordinator_shard(&ctx.metadata(), transactional_id) else {
+        return Err(shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE);
+    };
+    ctx.call(owner, call).await.map_err(|e| {
+        tracing::warn!(transactional_id, error = %e, "transaction coordinator unreachable");
+        shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE
+    })
 }
 
 /// The positions of a request's partitions grouped by owner shard (None: nothing to send, the

@@ -1,21 +1,18 @@
 //! OffsetCommit (key 8): appended to `__consumer_offsets` and acknowledged after its fdatasync.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use shardlog_protocol::error_code::{COORDINATOR_NOT_AVAILABLE, GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::group_call;
-use super::{respond, Response};
+use super::{respond, Context, Response};
 use crate::authorizer::Operation;
 use crate::groups::{CommitEntry, GroupCall, GroupReply};
-use crate::handlers::authz::Authz;
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetCommitRequest, authz: &Authz<'_>) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: OffsetCommitRequest) -> Response {
+    let header = ctx.header;
+    let authz = &ctx.authz;
     let group = request.group_id.0.to_string();
     let mut entries = Vec::new();
     for t in &request.topics {
@@ -55,7 +52,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetCo
     let sent_codes = if entries.is_empty() {
         Vec::new()
     } else {
-        match group_call(shard, &group, call).await {
+        match group_call(ctx, &group, call).await {
             Ok(GroupReply::Commit(codes)) => codes,
             _ => vec![COORDINATOR_NOT_AVAILABLE; entries.len()],
         }

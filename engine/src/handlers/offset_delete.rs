@@ -1,25 +1,25 @@
 //! OffsetDelete (key 47): deletes a group's committed offsets for partitions it no longer
 //! subscribes to.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::group_call;
-use super::{respond, Response};
+use super::{respond, Context, Response};
 use crate::groups::{GroupCall, GroupReply};
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetDeleteRequest) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: OffsetDeleteRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let group = request.group_id.0.to_string();
     let partitions: Vec<(String, i32)> =
         request.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index))).collect();
     let count = partitions.len();
-    let (code, codes) = match group_call(shard, &group, GroupCall::OffsetDelete { group: group.clone(), partitions }).await {
+    let (code, codes) = match group_call(ctx, &group, GroupCall::OffsetDelete { group: group.clone(), partitions }).await {
         Ok(GroupReply::OffsetDelete(code, codes)) => (code, codes),
         _ => (COORDINATOR_NOT_AVAILABLE, vec![COORDINATOR_NOT_AVAILABLE; count]),
     };
@@ -39,4 +39,19 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetDe
         r.topics.push(rt);
     }
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &OffsetDeleteRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED as GROUP_DENIED;
+    if !authz.group(Delete, &r.group_id) {
+        return deny!(header, m::OffsetDeleteResponse, GROUP_DENIED);
+    }
+    if r.topics.iter().any(|t| !authz.topic(Read, &t.name)) {
+        return deny!(header, m::OffsetDeleteResponse, shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED);
+    }
+    None
 }

@@ -1,24 +1,20 @@
 //! OffsetFetch (key 9): committed offsets of one group (v1-7) or several (v8+).
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse};
 use shardlog_protocol::error_code::{COORDINATOR_NOT_AVAILABLE, GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::group_call;
-use super::{respond, str_bytes, topic_name, Response};
+use super::{respond, str_bytes, topic_name, Context, Response};
 use crate::authorizer::{Operation, ResourceType};
 use crate::groups::{FetchedOffset, GroupCall, GroupReply};
 use crate::handlers::authz::Authz;
-use crate::shard::Shard;
 
-async fn fetch(shard: &Rc<Shard>, group: &str, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> (i16, Vec<FetchedOffset>) {
-    match group_call(shard, group, GroupCall::Fetch { group: group.to_string(), topics, require_stable }).await {
+async fn fetch(ctx: &Context<'_>, group: &str, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> (i16, Vec<FetchedOffset>) {
+    match group_call(ctx, group, GroupCall::Fetch { group: group.to_string(), topics, require_stable }).await {
         Ok(GroupReply::Fetch(code, list)) => (code, list),
         _ => (COORDINATOR_NOT_AVAILABLE, Vec::new()),
     }
@@ -38,14 +34,16 @@ fn hide_topics(authz: &Authz<'_>, list: Vec<FetchedOffset>) -> Vec<FetchedOffset
         .collect()
 }
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetFetchRequest, authz: &Authz<'_>) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: OffsetFetchRequest) -> Response {
+    let header = ctx.header;
+    let authz = &ctx.authz;
     let version = header.api_version;
     let mut r = OffsetFetchResponse::default();
     if version >= 8 {
         for g in &request.groups {
             let topics = g.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
             let (code, list) = if authz.group(Operation::Describe, &g.group_id) {
-                fetch(shard, &g.group_id.0, topics, request.require_stable).await
+                fetch(ctx, &g.group_id.0, topics, request.require_stable).await
             } else {
                 (GROUP_AUTHORIZATION_FAILED, Vec::new())
             };
@@ -76,7 +74,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: OffsetFe
     }
     let topics = request.topics.as_ref().map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
     let (code, list) = if authz.group(Operation::Describe, &request.group_id) {
-        fetch(shard, &request.group_id.0, topics, version >= 7 && request.require_stable).await
+        fetch(ctx, &request.group_id.0, topics, version >= 7 && request.require_stable).await
     } else {
         (GROUP_AUTHORIZATION_FAILED, Vec::new())
     };

@@ -37,6 +37,16 @@ thread_local! {
     /// thread-local is shard-local: the connection loop records here without a handle
     /// threaded through every layer.
     static REQUESTS: RequestProbe = RequestProbe::default();
+    static PRODUCE_ORDER_VIOLATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a broken produce-order invariant (a bug; see `produce::check_order`).
+pub fn produce_order_violated() {
+    PRODUCE_ORDER_VIOLATIONS.with(|c| c.set(c.get() + 1));
+}
+
+pub fn produce_order_violations() -> u64 {
+    PRODUCE_ORDER_VIOLATIONS.with(std::cell::Cell::get)
 }
 
 /// Records one request served by this shard.

@@ -2,25 +2,22 @@
 //! append, wait for the group commit when acks=all, and merge the per-partition results back in
 //! request order.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use shardlog_protocol::error_code::{self as ec, TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
-use super::{group_by_owner, respond, str_bytes, Response};
+use super::{group_by_owner, respond, str_bytes, Context, Response};
 use crate::authorizer::Operation;
-use crate::handlers::authz::Authz;
 use crate::shard::messages::{Produce, ProduceOutcome};
-use crate::shard::Shard;
 
 fn failed(code: i16, message: Option<String>) -> ProduceOutcome {
-    ProduceOutcome { error_code: code, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, error_message: message }
+    ProduceOutcome { error_code: code, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, error_message: message, duplicate: false }
 }
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceRequest, authz: &Authz<'_>) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
+    let header = ctx.header;
+    let authz = &ctx.authz;
     let acks = request.acks;
     let transactional_ok = request.transactional_id.as_ref().is_none_or(|id| authz.transactional_id(Operation::Write, id));
     let acks_valid = matches!(acks, -1..=1);
@@ -47,7 +44,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceR
     let mut outcomes: Vec<Option<ProduceOutcome>> = Vec::with_capacity(work.len());
     let mut owners = Vec::with_capacity(work.len());
     for (name, index, records, outcome) in &work {
-        let owner = shard.owner(name, *index);
+        let owner = ctx.owner(name, *index);
         let (ready, send_to) = match (outcome, records, owner) {
             (Some(o), _, _) => (Some(o.clone()), None),
             (None, None, _) => (Some(failed(ec::INVALID_RECORD, Some(String::from("null record set")))), None),
@@ -65,11 +62,10 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceR
                 (name.clone(), *index, records.clone().expect("only partitions with records are sent"))
             })
             .collect();
-        let shard = shard.clone();
         let transactional_id = transactional_id.clone();
         async move {
             let count = partitions.len();
-            let replied = match shard.call(owner, Produce { partitions, acks, transactional_id }).await {
+            let replied = match ctx.call(owner, Produce { partitions, acks, transactional_id }).await {
                 Ok(o) => {
                     assert_eq!(o.len(), count, "owner shard {owner} answered {} of {count} partitions", o.len());
                     o
@@ -83,23 +79,24 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceR
     for (i, o) in futures::future::join_all(calls).await.into_iter().flatten() {
         outcomes[i] = Some(o);
     }
-    let results = work.into_iter().zip(outcomes).map(|((name, index, _, _), o)| (name, index, o.expect("every partition has an outcome")));
+    let results: Vec<_> = work.into_iter().zip(outcomes).map(|((name, index, _, _), o)| (name, index, o.expect("every partition has an outcome"))).collect();
+    check_order(ctx, &results);
     if acks == 0 {
         return Response::Nothing;
     }
     let mut r = ProduceResponse::default();
-    for (name, index, outcome) in results {
-        let position = match r.responses.iter().position(|t: &TopicProduceResponse| t.name.0.as_str() == name) {
+    for (name, index, outcome) in &results {
+        let position = match r.responses.iter().position(|t: &TopicProduceResponse| t.name.0.as_str() == name.as_str()) {
             Some(i) => i,
             None => {
                 let mut t = TopicProduceResponse::default();
-                t.name = super::topic_name(&name);
+                t.name = super::topic_name(name);
                 r.responses.push(t);
                 r.responses.len() - 1
             }
         };
         let mut p = PartitionProduceResponse::default();
-        p.index = index;
+        p.index = *index;
         p.error_code = outcome.error_code;
         p.base_offset = outcome.base_offset;
         p.log_append_time_ms = outcome.log_append_time_ms;
@@ -112,4 +109,83 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: ProduceR
         r.responses[position].partition_responses.push(p);
     }
     respond(header, &r)
+}
+
+/// Invariant: pipelined produce requests on one connection append to each partition in the
+/// order they were sent (idempotent producers with up to five requests in flight rely on it).
+/// Nothing enforces it but the order of the steps in between: requests are spawned in the order
+/// read, a partition's owner receives one shard's calls in the order sent (the mesh is FIFO),
+/// and appends wait for dirty-budget room in line (FIFO). So it is checked here, on every
+/// answer: a violation is a bug, logged and counted (`shardlog_produce_order_violations_total`),
+/// and fatal in debug builds.
+fn check_order(ctx: &Context<'_>, results: &[(String, i32, ProduceOutcome)]) {
+    let mut order = ctx.connection.produce_order.borrow_mut();
+    for (topic, partition, outcome) in results {
+        if outcome.error_code != ec::NONE || outcome.duplicate || outcome.base_offset < 0 {
+            continue;
+        }
+        if let Err(earlier) = order.record(topic, *partition, ctx.request_seq, outcome.base_offset) {
+            super::probe::produce_order_violated();
+            tracing::error!(
+                topic,
+                partition,
+                request = ctx.request_seq,
+                base_offset = outcome.base_offset,
+                earlier_request = earlier.0,
+                earlier_base_offset = earlier.1,
+                "BUG: pipelined produce requests on one connection were appended out of order"
+            );
+            debug_assert!(false, "produce order violated on {topic}-{partition}");
+        }
+    }
+}
+
+/// Partitions per connection whose produce order is tracked; past it the table starts over (a
+/// bound on memory, at the cost of the checks across that moment).
+pub const PRODUCE_ORDER_PARTITIONS_MAX: usize = 1024;
+
+/// Per connection: for each partition, the latest produce request (by the order it was read)
+/// that appended to it, and where.
+#[derive(Debug, Default)]
+pub struct ProduceOrder {
+    last: std::collections::HashMap<(String, i32), (u64, i64)>,
+}
+
+impl ProduceOrder {
+    /// Records that request `seq` appended at `base_offset`. Err with the earlier (request,
+    /// base offset) when the two contradict: a later request must append later.
+    pub fn record(&mut self, topic: &str, partition: i32, seq: u64, base_offset: i64) -> Result<(), (u64, i64)> {
+        let key = (topic.to_string(), partition);
+        if let Some(&(seq0, base0)) = self.last.get(&key) {
+            if (seq > seq0 && base_offset <= base0) || (seq < seq0 && base_offset >= base0) {
+                return Err((seq0, base0));
+            }
+            if seq < seq0 {
+                return Ok(());
+            }
+        } else if self.last.len() >= PRODUCE_ORDER_PARTITIONS_MAX {
+            self.last.clear();
+        }
+        self.last.insert(key, (seq, base_offset));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProduceOrder;
+
+    #[test]
+    fn a_later_request_must_append_later() {
+        let mut order = ProduceOrder::default();
+        assert!(order.record("t", 0, 1, 100).is_ok());
+        assert!(order.record("t", 0, 3, 120).is_ok());
+        // Answers may arrive out of request order; the offsets must agree with the requests'.
+        assert!(order.record("t", 0, 2, 110).is_ok());
+        assert_eq!(order.record("t", 0, 4, 115), Err((3, 120)));
+        assert_eq!(order.record("t", 0, 2, 130), Err((3, 120)));
+        // Other partitions are tracked apart.
+        assert!(order.record("t", 1, 5, 0).is_ok());
+        assert!(order.record("u", 0, 6, 7).is_ok());
+    }
 }

@@ -4,7 +4,6 @@
 //! after that without re-authenticating. A failure is answered with
 //! SASL_AUTHENTICATION_FAILED and the connection is closed, as Kafka does.
 
-use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -13,15 +12,15 @@ use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, str_bytes, Response};
+use super::{respond, str_bytes, Context, Response};
 use crate::security::sasl::Step;
 use crate::security::session::SaslState;
-use crate::security::Session;
-use crate::shard::Shard;
 
-pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: SaslAuthenticateRequest, session: &Session) -> Response {
+pub fn handle(ctx: &Context<'_>, request: SaslAuthenticateRequest) -> Response {
+    let header = ctx.header;
+    let session = ctx.session;
     let peer = session.peer;
-    let Some(sasl) = &shard.config.security.listeners[session.listener].sasl else {
+    let Some(sasl) = &ctx.config().security.listeners[session.listener].sasl else {
         tracing::warn!(%peer, "closing connection: SaslAuthenticate on a listener without SASL");
         return failed(header, ec::ILLEGAL_SASL_STATE, "SaslAuthenticate on a listener that does not use SASL");
     };

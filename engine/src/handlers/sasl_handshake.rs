@@ -2,22 +2,20 @@
 //! mechanisms and start the exchange. Also the first step of a re-authentication (KIP-368),
 //! which must keep the mechanism of the first authentication.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::RequestHeader;
 
-use super::{respond, str_bytes, Response};
+use super::{respond, str_bytes, Context, Response};
 use crate::security::sasl::Mechanism;
 use crate::security::session::SaslState;
-use crate::security::Session;
-use crate::shard::Shard;
 
-pub fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: SaslHandshakeRequest, session: &Session) -> Response {
+pub fn handle(ctx: &Context<'_>, request: SaslHandshakeRequest) -> Response {
+    let header = ctx.header;
+    let session = ctx.session;
     let peer = session.peer;
-    let Some(sasl) = &shard.config.security.listeners[session.listener].sasl else {
+    let Some(sasl) = &ctx.config().security.listeners[session.listener].sasl else {
         tracing::warn!(%peer, "closing connection: SaslHandshake on a listener without SASL");
         return close_with(header, ec::ILLEGAL_SASL_STATE, Vec::new(), "SaslHandshake on a listener that does not use SASL");
     };

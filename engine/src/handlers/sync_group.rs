@@ -1,20 +1,20 @@
 //! SyncGroup (key 14): the leader hands in the assignment; every member gets its share.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::group_call;
-use super::{respond, Response};
+use super::{respond, Context, Response};
 use crate::groups::{GroupCall, GroupReply};
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: SyncGroupRequest) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: SyncGroupRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let group = request.group_id.0.to_string();
-    let r = match group_call(shard, &group, GroupCall::Sync { request, version: header.api_version }).await {
+    let r = match group_call(ctx, &group, GroupCall::Sync { request, version: header.api_version }).await {
         Ok(GroupReply::Sync(r)) => r,
         _ => {
             let mut r = SyncGroupResponse::default();
@@ -23,4 +23,16 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: SyncGrou
         }
     };
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &SyncGroupRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED as GROUP_DENIED;
+    if !authz.group(Read, &r.group_id) {
+        return deny!(header, m::SyncGroupResponse, GROUP_DENIED);
+    }
+    None
 }

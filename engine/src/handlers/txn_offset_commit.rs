@@ -2,20 +2,20 @@
 //! `__consumer_offsets` as the producer's transactional records and count only once the
 //! transaction commits.
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
-use shardlog_protocol::request::RequestHeader;
 
 use super::groups_common::group_call;
-use super::{respond, Response};
+use super::{respond, Context, Response};
 use crate::groups::{CommitEntry, GroupCall, GroupReply};
-use crate::shard::Shard;
 
-pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: TxnOffsetCommitRequest) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: TxnOffsetCommitRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
     let group = request.group_id.0.to_string();
     let entries: Vec<CommitEntry> = request
         .topics
@@ -39,7 +39,7 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: TxnOffse
         instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
         offsets: entries.clone(),
     };
-    let mut codes = match group_call(shard, &group, call).await {
+    let mut codes = match group_call(ctx, &group, call).await {
         Ok(GroupReply::Commit(codes)) => codes,
         _ => vec![ec::COORDINATOR_NOT_AVAILABLE; entries.len()],
     };
@@ -62,4 +62,35 @@ pub async fn handle(shard: &Rc<Shard>, header: &RequestHeader, request: TxnOffse
         r.topics.push(rt);
     }
     respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &TxnOffsetCommitRequest) -> Option<Response> {
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED as GROUP_DENIED;
+    use shardlog_protocol::error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
+    let code = if !authz.transactional_id(Write, &r.transactional_id) {
+        TXN_DENIED
+    } else if !authz.group(Read, &r.group_id) {
+        GROUP_DENIED
+    } else if r.topics.iter().any(|t| !authz.topic(Read, &t.name)) {
+        shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED
+    } else {
+        return None;
+    };
+    let mut response = m::TxnOffsetCommitResponse::default();
+    for t in &r.topics {
+        let mut topic = m::txn_offset_commit_response::TxnOffsetCommitResponseTopic::default();
+        topic.name = t.name.clone();
+        for p in &t.partitions {
+            let mut result = m::txn_offset_commit_response::TxnOffsetCommitResponsePartition::default();
+            result.partition_index = p.partition_index;
+            result.error_code = code;
+            topic.partitions.push(result);
+        }
+        response.topics.push(topic);
+    }
+    Some(respond(header, &response))
 }

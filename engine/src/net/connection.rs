@@ -147,6 +147,7 @@ async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Wri
     let max_unauthenticated =
         shard.config.security.listeners[session.listener].sasl.as_ref().map_or(max_authenticated, |s| s.token_bytes_max.min(max_authenticated));
     tracing::debug!(%peer, shard = shard.id, "connection opened");
+    let state = Rc::new(handlers::ConnectionState::default());
     loop {
         let max = if session.is_authenticated() { max_authenticated } else { max_unauthenticated };
         let mut prefix = [0u8; FRAME_LENGTH_BYTES];
@@ -202,12 +203,12 @@ async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Wri
         }
         let (task, close_after) = if is_sasl_request {
             // In order, before the next frame is read: the next request depends on the outcome.
-            let response = handlers::handle(shard.clone(), frame.freeze(), session.clone()).await;
+            let response = handlers::handle(shard.clone(), frame.freeze(), session.clone(), state.clone(), state.next_request_seq()).await;
             drop(permit);
             let close_after = matches!(response, Response::Close(_) | Response::FrameThenClose(..));
             (glommio::spawn_local(async move { response }).detach(), close_after)
         } else {
-            let handled = handlers::handle(shard.clone(), frame.freeze(), session.clone());
+            let handled = handlers::handle(shard.clone(), frame.freeze(), session.clone(), state.clone(), state.next_request_seq());
             let task = glommio::spawn_local(async move {
                 let response = handled.await;
                 // The request's bytes are released once it is answered; a fetch response's

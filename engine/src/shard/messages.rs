@@ -161,6 +161,8 @@ pub struct ProduceOutcome {
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
     pub error_message: Option<String>,
+    /// A retried batch found already in the log: `base_offset` is where it was appended first.
+    pub duplicate: bool,
 }
 
 /// One partition of a Fetch for its owner shard.

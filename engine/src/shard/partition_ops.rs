@@ -73,7 +73,8 @@ pub fn serve(shard: &Rc<Shard>) {
 }
 
 pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: bytes::Bytes, acks: i16, transactional_id: Option<&str>) -> ProduceOutcome {
-    let mut outcome = ProduceOutcome { error_code: ec::NONE, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, error_message: None };
+    let mut outcome =
+        ProduceOutcome { error_code: ec::NONE, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, error_message: None, duplicate: false };
     let Some(p) = shard.local_partition(topic, partition) else {
         outcome.error_code = shard.absent_partition_error(topic, partition);
         return outcome;
@@ -125,6 +126,7 @@ pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: by
         p.probe.records_in.add((info.last_offset - info.base_offset + 1) as u64);
     }
     outcome.base_offset = info.base_offset;
+    outcome.duplicate = info.duplicate;
     outcome.log_append_time_ms = info.log_append_time_ms;
     outcome.log_start_offset = info.log_start_offset;
     outcome

@@ -73,6 +73,8 @@ pub struct ShardSnapshot {
     pub requests: Vec<(i16, u64, HistogramData)>,
     pub partitions: Vec<PartitionSnapshot>,
     pub committed: Vec<(String, String, i32, i64)>,
+    /// Pipelined produces found appended out of order (a bug; filled in by the handlers).
+    pub produce_order_violations: u64,
     pub cross_shard_calls: u64,
     pub cross_shard_latency_us: HistogramData,
     pub connections_open: i64,
@@ -162,6 +164,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         requests: Vec::new(),
         partitions,
         committed: Vec::new(),
+        produce_order_violations: 0,
         cross_shard_calls: shard.router.calls.get(),
         cross_shard_latency_us: shard.router.call_latency_us.snapshot(),
         connections_open: shard.shard_probe.connections_open.get(),
@@ -262,6 +265,13 @@ pub fn render(snapshots: &[ShardSnapshot], listener: &str, uptime: Duration, rss
             shard_label(s),
             s.connections_refused as f64,
         );
+        e.value(
+            "shardlog_produce_order_violations_total",
+            "Pipelined produce requests of one connection found appended to a partition out of the order they were sent. Always 0 unless the broker has a bug.",
+            Kind::Counter,
+            shard_label(s),
+            s.produce_order_violations as f64,
+        );
         for (name, b) in [("dirty", &s.dirty_budget), ("queued_requests", &s.request_budget)] {
             let labels = vec![("shard", s.shard.to_string()), ("budget", name.to_string())];
             let help = "A shard's byte budget: dirty (appended, not yet durable; shardlog.dirty.shard.bytes) or queued_requests (read, not yet answered; queued.max.request.bytes).";
@@ -338,6 +348,7 @@ mod tests {
             sendfile_bytes: 0,
             failed_log_dirs: Vec::new(),
             connections_refused: 0,
+            produce_order_violations: 0,
             dirty_budget: BudgetSnapshot { used_bytes: 7, bytes_max: 100, used_bytes_peak: 9, waits: 2 },
             request_budget: BudgetSnapshot::default(),
         };

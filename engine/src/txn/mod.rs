@@ -94,8 +94,7 @@ pub enum TxnReply {
 }
 
 /// The shard that coordinates `transactional_id`, or None before the state topic exists.
-pub fn coordinator_shard(shard: &Shard, transactional_id: &str) -> Option<usize> {
-    let meta = shard.metadata.borrow();
+pub fn coordinator_shard(meta: &crate::metadata::ClusterMetadata, transactional_id: &str) -> Option<usize> {
     let topic = meta.topics.get(TRANSACTION_STATE_TOPIC)?;
     let partition = crate::groups::offsets::partition_for(transactional_id, topic.partitions.len());
     topic.partitions.get(partition as usize).map(|p| p.shard)
@@ -108,7 +107,7 @@ impl crate::shard::router::ShardCall for TxnCall {
 /// Sends `call` to the coordinator of `transactional_id` and returns its reply, or the error
 /// code to answer with when there is no coordinator.
 pub async fn call(shard: &Shard, transactional_id: &str, call: TxnCall) -> Result<TxnReply, i16> {
-    let Some(owner) = coordinator_shard(shard, transactional_id) else { return Err(ec::COORDINATOR_NOT_AVAILABLE) };
+    let Some(owner) = coordinator_shard(&shard.metadata.borrow(), transactional_id) else { return Err(ec::COORDINATOR_NOT_AVAILABLE) };
     shard.call(owner, call).await.map_err(|e| {
         tracing::warn!(transactional_id, error = %e, "transaction coordinator unreachable");
         ec::COORDINATOR_NOT_AVAILABLE
