@@ -9,7 +9,8 @@ use std::rc::Rc;
 use bytes::BytesMut;
 use shardlog_protocol::batch::{build_batch, parse_all};
 
-use super::log::{LogConfig, Partition, PartitionLog, ReadPiece, CLEAN_SHUTDOWN_FILE};
+use super::log::{LogConfig, Partition, PartitionLog, ReadPiece};
+use super::recovery::CLEAN_SHUTDOWN_FILE;
 use super::segment;
 
 fn config() -> LogConfig {
