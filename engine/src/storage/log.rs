@@ -22,14 +22,14 @@ use bytes::{Bytes, BytesMut};
 use shardlog_protocol::batch::{self, BatchError, BatchHeader};
 
 use super::cache::{BatchCache, CachedBatch};
-use super::producer_state::{AbortedTxn, ProducerState, SequenceCheck};
+use super::producer_state::{AbortedTxn, ProducerError, ProducerState, SequenceCheck};
 use super::recovery::RecoveredLog;
 use super::segment::Segment;
 use super::txn_index;
 use crate::budget::ByteBudget;
 
 // The handle and the flusher moved out of this file; callers keep their `storage::log::` paths.
-pub use super::partition::Partition;
+pub use super::partition::{DurableError, Partition};
 
 /// Largest single DMA write by default (a larger flush is split into writes of this size);
 /// `shardlog tune iotune` measures a better value per disk.
@@ -100,6 +100,8 @@ impl Default for LogConfig {
     }
 }
 
+/// Why an append is refused. Storage names what failed; the layer that answers the client
+/// chooses the protocol's error code for it (`shard::partition_ops::append_error_code`).
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
     #[error("corrupt record batch: {0}")]
@@ -108,12 +110,14 @@ pub enum AppendError {
     TooLarge { size: usize, max: usize },
     #[error("empty record set")]
     Empty,
+    /// A storage error took the partition offline until a restart; the text is its cause.
     #[error("partition is offline after a storage error: {0}")]
     Offline(String),
+    /// The log directory is full; the text says which and what to do.
     #[error("{0}")]
     DiskFull(String),
-    #[error("{message}")]
-    Producer { error_code: i16, message: String },
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
     #[error("control batches are written by the transaction coordinator, not by clients")]
     ControlFromClient,
 }
@@ -424,9 +428,7 @@ impl PartitionLog {
 
     /// Appends a commit or abort marker for `producer_id`, closing its open transaction here.
     pub fn append_marker(&mut self, producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32, now: u64) -> Result<AppendInfo, AppendError> {
-        self.producers
-            .check_marker(producer_id, epoch)
-            .map_err(|message| AppendError::Producer { error_code: shardlog_protocol::error_code::INVALID_PRODUCER_EPOCH, message })?;
+        self.producers.check_marker(producer_id, epoch)?;
         let marker = batch::build_control_batch(now as i64, producer_id, epoch, commit, coordinator_epoch);
         self.append_from(BytesMut::from(&marker[..]), now, AppendOrigin::Marker { commit, coordinator_epoch })
     }
@@ -455,10 +457,7 @@ impl PartitionLog {
                 // The coordinator's transactional writes have no sequence, but a fenced epoch
                 // is still refused.
                 if let Some(entry) = self.producers.entry(h.producer_id).filter(|e| h.producer_epoch < e.epoch) {
-                    return Err(AppendError::Producer {
-                        error_code: shardlog_protocol::error_code::INVALID_PRODUCER_EPOCH,
-                        message: format!("producer {} epoch {} is older than the current epoch {}", h.producer_id, h.producer_epoch, entry.epoch),
-                    });
+                    return Err(ProducerError::FencedEpoch { producer_id: h.producer_id, epoch: h.producer_epoch, current_epoch: entry.epoch }.into());
                 }
             }
             if h.producer_id < 0 || origin != AppendOrigin::Client {
@@ -468,10 +467,9 @@ impl PartitionLog {
                 Some(&(epoch, last)) => {
                     let expected = if last == i32::MAX { 0 } else { last + 1 };
                     if h.producer_epoch != epoch || h.base_sequence != expected {
-                        return Err(AppendError::Producer {
-                            error_code: shardlog_protocol::error_code::OUT_OF_ORDER_SEQUENCE_NUMBER,
-                            message: format!("producer {} batch {i} has sequence {}, expected {expected}", h.producer_id, h.base_sequence),
-                        });
+                        return Err(
+                            ProducerError::OutOfOrderInRequest { producer_id: h.producer_id, batch_index: i, sequence: h.base_sequence, expected }.into()
+                        );
                     }
                 }
                 None => match self.producers.check(h) {
@@ -485,13 +483,8 @@ impl PartitionLog {
                             duplicate: true,
                         });
                     }
-                    SequenceCheck::Duplicate(_) => {
-                        return Err(AppendError::Producer {
-                            error_code: shardlog_protocol::error_code::OUT_OF_ORDER_SEQUENCE_NUMBER,
-                            message: format!("producer {} resent one batch of a multi-batch request", h.producer_id),
-                        })
-                    }
-                    SequenceCheck::Reject { error_code, message } => return Err(AppendError::Producer { error_code, message }),
+                    SequenceCheck::Duplicate(_) => return Err(ProducerError::DuplicateInMultiBatchRequest { producer_id: h.producer_id }.into()),
+                    SequenceCheck::Reject(e) => return Err(e.into()),
                 },
             }
             let last = (h.base_sequence as i64 + h.last_offset_delta as i64) % (i32::MAX as i64 + 1);

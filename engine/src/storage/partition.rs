@@ -16,6 +16,21 @@ use super::recovery::CLEAN_SHUTDOWN_FILE;
 use super::segment::write_indexes;
 use crate::notify::Notify;
 
+/// Why an acks=all write did not become durable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurableError {
+    /// The partition went offline after a storage error: the write never will be durable here.
+    #[error("{0}")]
+    Offline(String),
+    /// The log directory is full. The records stay queued and are written once space is freed,
+    /// as after a write that timed out: an idempotent producer's retry is deduplicated.
+    #[error("{0}")]
+    DiskFull(String),
+    /// The partition was closed (shutdown, deletion) before the flusher reached the write.
+    #[error("partition closed before the write was durable")]
+    Closed,
+}
+
 /// A partition as its owner shard holds it.
 pub struct Partition {
     pub topic: String,
@@ -77,7 +92,7 @@ impl Partition {
     }
 
     /// Waits until every offset up to `last_offset` is fdatasynced (acks=all).
-    pub async fn wait_durable(&self, last_offset: i64) -> Result<(), String> {
+    pub async fn wait_durable(&self, last_offset: i64) -> Result<(), DurableError> {
         self.log.borrow_mut().add_durable_waiter();
         self.flush_wanted.notify_all();
         self.durable_wanted.notify_all();
@@ -86,7 +101,7 @@ impl Partition {
             {
                 let log = self.log.borrow();
                 if let Some(why) = log.failed() {
-                    break Err(why.to_string());
+                    break Err(DurableError::Offline(why.to_string()));
                 }
                 if log.durable_offset() > last_offset {
                     break Ok(());
@@ -94,10 +109,10 @@ impl Partition {
                 if let Some(why) = log.disk_full() {
                     // The records stay queued and are written once space is freed, like a
                     // write that timed out: an idempotent producer's retry is deduplicated.
-                    break Err(why.to_string());
+                    break Err(DurableError::DiskFull(why.to_string()));
                 }
                 if self.closed.get() && !self.flusher_running.get() {
-                    break Err(String::from("partition closed before the write was durable"));
+                    break Err(DurableError::Closed);
                 }
             }
             notified.await;
