@@ -165,9 +165,14 @@ impl ReadPiece {
     }
 }
 
-#[derive(Debug)]
+/// Why a read is refused.
+#[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    /// Below the log start (retention, DeleteRecords) or past the log end.
+    #[error("offset out of range: the log holds offsets {log_start_offset} to {log_end_offset}")]
     OffsetOutOfRange { log_start_offset: i64, log_end_offset: i64 },
+    /// The partition is offline, or a segment file could not be read; the text says which.
+    #[error("{0}")]
     Storage(String),
 }
 
