@@ -28,7 +28,8 @@ use super::segment::Segment;
 use super::txn_index;
 use crate::budget::ByteBudget;
 
-// The handle and the flusher moved out of this file; callers keep their `storage::log::` paths.
+// The handle is defined in partition.rs; re-exported so that the layers above find every type of
+// the log's interface under `storage::log`.
 pub use super::partition::{DurableError, Partition};
 
 /// Largest single DMA write by default (a larger flush is split into writes of this size);
