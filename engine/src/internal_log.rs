@@ -73,7 +73,7 @@ pub async fn append_durably(p: &Rc<Partition>, batch_bytes: &[u8], origin: Appen
     let info = p.append_from(BytesMut::from(batch_bytes), now_ms(), origin).map_err(|e| {
         tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "cannot append to an internal log");
         match e {
-            crate::storage::log::AppendError::Producer { error_code, .. } => error_code,
+            crate::storage::log::AppendError::Producer(e) => crate::shard::partition_ops::producer_error_code(&e),
             _ => ec::KAFKA_STORAGE_ERROR,
         }
     })?;

@@ -95,14 +95,7 @@ pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: by
     let info = match p.append(BytesMut::from(&records[..]), now_ms()) {
         Ok(info) => info,
         Err(e) => {
-            outcome.error_code = match &e {
-                AppendError::Corrupt(_) => ec::CORRUPT_MESSAGE,
-                AppendError::TooLarge { .. } => ec::MESSAGE_TOO_LARGE,
-                AppendError::Empty => ec::INVALID_RECORD,
-                AppendError::Offline(_) | AppendError::DiskFull(_) => ec::KAFKA_STORAGE_ERROR,
-                AppendError::Producer { error_code, .. } => *error_code,
-                AppendError::ControlFromClient => ec::INVALID_RECORD,
-            };
+            outcome.error_code = append_error_code(&e);
             if matches!(e, AppendError::Offline(_) | AppendError::DiskFull(_)) {
                 // The partition said why once, when it went offline or its disk filled up.
                 tracing::debug!(topic, partition, error = %e, "produce rejected");
@@ -117,7 +110,7 @@ pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: by
         // A duplicate's original may still be in flight to the disk: wait for it too.
         if let Err(why) = p.wait_durable(info.last_offset).await {
             outcome.error_code = ec::KAFKA_STORAGE_ERROR;
-            outcome.error_message = Some(why);
+            outcome.error_message = Some(why.to_string());
             return outcome;
         }
     }
@@ -278,7 +271,7 @@ pub async fn write_marker(shard: &Rc<Shard>, marker: &TxnMarker) -> i16 {
         Err(e) => {
             tracing::warn!(topic, partition, producer_id, error = %e, "transaction marker rejected");
             return match e {
-                AppendError::Producer { error_code, .. } => error_code,
+                AppendError::Producer(e) => producer_error_code(&e),
                 _ => ec::KAFKA_STORAGE_ERROR,
             };
         }
@@ -406,4 +399,132 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
         return Vec::new();
     }
     gone
+}
+
+/// The Kafka error code that answers a produce storage refused. Storage names what failed; the
+/// protocol's codes are chosen here, by the layer that answers the client.
+pub fn append_error_code(e: &AppendError) -> i16 {
+    match e {
+        AppendError::Corrupt(_) => ec::CORRUPT_MESSAGE,
+        AppendError::TooLarge { .. } => ec::MESSAGE_TOO_LARGE,
+        AppendError::Empty => ec::INVALID_RECORD,
+        AppendError::Offline(_) | AppendError::DiskFull(_) => ec::KAFKA_STORAGE_ERROR,
+        AppendError::Producer(e) => producer_error_code(e),
+        AppendError::ControlFromClient => ec::INVALID_RECORD,
+    }
+}
+
+/// The Kafka error code for a producer's batch or marker that storage refused: a fenced epoch
+/// is INVALID_PRODUCER_EPOCH, and every break in the sequence is OUT_OF_ORDER_SEQUENCE_NUMBER.
+pub fn producer_error_code(e: &crate::storage::producer_state::ProducerError) -> i16 {
+    use crate::storage::producer_state::ProducerError as P;
+    match e {
+        P::FencedEpoch { .. } | P::FencedMarker { .. } => ec::INVALID_PRODUCER_EPOCH,
+        P::NewEpochNotAtZero { .. } | P::OutOfOrderSequence { .. } | P::OutOfOrderInRequest { .. } | P::DuplicateInMultiBatchRequest { .. } => {
+            ec::OUT_OF_ORDER_SEQUENCE_NUMBER
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use shardlog_protocol::batch::{self, BatchProducer};
+    use shardlog_protocol::error_code as ec;
+
+    use super::{append_error_code, producer_error_code};
+    use crate::storage::log::{AppendError, AppendOrigin, LogConfig, Partition, PartitionLog};
+    use crate::storage::producer_state::ProducerError;
+
+    fn open(dir: &std::path::Path) -> PartitionLog {
+        PartitionLog::open(dir, LogConfig { message_max_bytes: 1 << 10, ..LogConfig::default() }).expect("open")
+    }
+
+    /// An idempotent producer's batch of `records` records from `sequence`.
+    fn idempotent(producer_id: i64, epoch: i16, sequence: i32, records: usize) -> BytesMut {
+        let records: Vec<batch::KeyValue> = (0..records).map(|_| (None, Some(&b"v"[..]))).collect();
+        let producer = BatchProducer { attributes: 0, producer_id, producer_epoch: epoch, base_sequence: sequence };
+        BytesMut::from(&batch::build_producer_batch(0, 1_000, &records, &producer)[..])
+    }
+
+    /// The code a client gets for `records` appended to `log`, and what storage said.
+    fn refused(log: &mut PartitionLog, records: BytesMut, origin: AppendOrigin) -> (i16, AppendError) {
+        let e = log.append_from(records, 10, origin).expect_err("refused");
+        (append_error_code(&e), e)
+    }
+
+    #[test]
+    fn an_out_of_order_sequence_is_out_of_order_sequence_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        log.append(idempotent(7, 0, 0, 3), 10).unwrap();
+        let (code, e) = refused(&mut log, idempotent(7, 0, 5, 1), AppendOrigin::Client);
+        assert_eq!(code, ec::OUT_OF_ORDER_SEQUENCE_NUMBER);
+        assert!(matches!(e, AppendError::Producer(ProducerError::OutOfOrderSequence { producer_id: 7, sequence: 5, expected: 3 })), "{e:?}");
+        assert_eq!(e.to_string(), "producer 7 sent sequence 5, expected 3", "the client's error message is storage's");
+        // A new epoch must start at 0.
+        let (code, e) = refused(&mut log, idempotent(7, 1, 4, 1), AppendOrigin::Client);
+        assert_eq!(code, ec::OUT_OF_ORDER_SEQUENCE_NUMBER);
+        assert!(matches!(e, AppendError::Producer(ProducerError::NewEpochNotAtZero { epoch: 1, sequence: 4, .. })), "{e:?}");
+    }
+
+    #[test]
+    fn breaks_in_sequence_within_one_request_are_out_of_order_sequence_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        let mut gap = idempotent(8, 0, 0, 2);
+        gap.extend_from_slice(&idempotent(8, 0, 3, 1));
+        let (code, e) = refused(&mut log, gap, AppendOrigin::Client);
+        assert_eq!(code, ec::OUT_OF_ORDER_SEQUENCE_NUMBER);
+        assert!(matches!(e, AppendError::Producer(ProducerError::OutOfOrderInRequest { batch_index: 1, sequence: 3, expected: 2, .. })), "{e:?}");
+        assert_eq!(log.log_end_offset(), 0, "nothing of a refused request is appended");
+        // One batch of a multi-batch request is a retry: the request is refused, not deduplicated.
+        log.append(idempotent(8, 0, 0, 1), 10).unwrap();
+        let mut retry = idempotent(8, 0, 0, 1);
+        retry.extend_from_slice(&idempotent(8, 0, 1, 1));
+        let (code, e) = refused(&mut log, retry, AppendOrigin::Client);
+        assert_eq!(code, ec::OUT_OF_ORDER_SEQUENCE_NUMBER);
+        assert!(matches!(e, AppendError::Producer(ProducerError::DuplicateInMultiBatchRequest { producer_id: 8 })), "{e:?}");
+    }
+
+    #[test]
+    fn a_fenced_epoch_is_invalid_producer_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        log.append(idempotent(9, 2, 0, 1), 10).unwrap();
+        let (code, e) = refused(&mut log, idempotent(9, 1, 1, 1), AppendOrigin::Client);
+        assert_eq!(code, ec::INVALID_PRODUCER_EPOCH);
+        assert!(matches!(e, AppendError::Producer(ProducerError::FencedEpoch { epoch: 1, current_epoch: 2, .. })), "{e:?}");
+        // The coordinator's own writes carry no sequence, but a fenced epoch is still refused.
+        let (code, e) = refused(&mut log, idempotent(9, 1, -1, 1), AppendOrigin::Coordinator);
+        assert_eq!(code, ec::INVALID_PRODUCER_EPOCH);
+        assert!(matches!(e, AppendError::Producer(ProducerError::FencedEpoch { .. })), "{e:?}");
+        // So is a marker.
+        let e = log.append_marker(9, 1, true, 0, 10).expect_err("fenced marker");
+        assert!(matches!(e, AppendError::Producer(ProducerError::FencedMarker { epoch: 1, current_epoch: 2, .. })), "{e:?}");
+        assert_eq!(append_error_code(&e), ec::INVALID_PRODUCER_EPOCH);
+        let AppendError::Producer(producer) = &e else { unreachable!() };
+        assert_eq!(producer_error_code(producer), ec::INVALID_PRODUCER_EPOCH, "write_marker and internal logs map it alike");
+    }
+
+    #[test]
+    fn refused_batches_map_to_their_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        let mut corrupt = idempotent(-1, -1, -1, 1);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xff; // outside the header, inside the CRC
+        assert_eq!(refused(&mut log, corrupt, AppendOrigin::Client).0, ec::CORRUPT_MESSAGE);
+        assert_eq!(refused(&mut log, idempotent(-1, -1, -1, 200), AppendOrigin::Client).0, ec::MESSAGE_TOO_LARGE);
+        assert_eq!(refused(&mut log, BytesMut::new(), AppendOrigin::Client).0, ec::INVALID_RECORD);
+        let marker = BytesMut::from(&batch::build_control_batch(10, 9, 0, true, 0)[..]);
+        let (code, e) = refused(&mut log, marker, AppendOrigin::Client);
+        assert!(matches!(e, AppendError::ControlFromClient), "{e:?}");
+        assert_eq!(code, ec::INVALID_RECORD);
+        let p = Partition::new("t".into(), 0, log);
+        p.take_offline("test: the directory failed");
+        let e = p.append(idempotent(-1, -1, -1, 1), 10).expect_err("offline");
+        assert!(matches!(e, AppendError::Offline(_)), "{e:?}");
+        assert_eq!(append_error_code(&e), ec::KAFKA_STORAGE_ERROR);
+    }
 }

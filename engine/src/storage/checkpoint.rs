@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::log::sync_dir;
+use super::disk::sync_dir;
 
 /// The offset recorded in `dir/file`, if the file is there and in the known format.
 pub fn read(dir: &Path, file: &str) -> Option<i64> {

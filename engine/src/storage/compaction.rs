@@ -37,8 +37,9 @@ use anyhow::{Context, Result};
 use shardlog_protocol::batch::{self, BATCH_HEADER_BYTES};
 use shardlog_protocol::compression::{self, Codec};
 
-use super::log::{sync_dir, write_indexes, PartitionLog};
-use super::segment::{self, ScanResult};
+use super::disk::sync_dir;
+use super::log::PartitionLog;
+use super::segment::{self, write_indexes, ScanResult};
 use super::txn_index;
 
 /// Bytes of segments one compaction pass reads (twice). A longer log is compacted a prefix at a

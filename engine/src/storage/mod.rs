@@ -1,13 +1,20 @@
 //! Storage: partition logs made of segments, indexes, the batch cache and group commit.
-//! Nothing here knows about Kafka requests; it deals in record batches and offsets.
+//! Nothing here knows about Kafka requests; it deals in record batches and offsets, and its
+//! errors say what failed, leaving the protocol's error codes to the layers above.
+//!
+//! A partition's log is `log` (state, append, read); `recovery` opens it from its files;
+//! `partition` is the handle its owner shard holds; `flusher` makes its appends durable.
 pub mod cache;
 pub mod checkpoint;
 pub mod compaction;
 pub mod disk;
+mod flusher;
 pub mod index;
 pub mod log;
+pub mod partition;
 pub mod probe;
 pub mod producer_state;
+pub mod recovery;
 pub mod retention;
 pub mod segment;
 pub mod txn_index;

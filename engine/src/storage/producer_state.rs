@@ -2,8 +2,9 @@
 //! five batches it wrote (Kafka keeps five, matching `max.in.flight.requests.per.connection`).
 //!
 //! A retried batch (same producer, epoch and sequence range as one of those five) is not
-//! appended again: the producer gets the original offsets back. A sequence gap is
-//! OUT_OF_ORDER_SEQUENCE_NUMBER, an older epoch is INVALID_PRODUCER_EPOCH.
+//! appended again: the producer gets the original offsets back. A sequence gap or an older
+//! epoch is refused with a `ProducerError` that says which; the layer that answers the client
+//! turns it into a protocol error code.
 //!
 //! The state survives restarts: a snapshot is written next to each segment when it is sealed
 //! (and at clean shutdown), and recovery replays the batches after the newest snapshot.
@@ -19,8 +20,6 @@ use shardlog_protocol::batch::BatchHeader;
 pub const BATCHES_RETAINED: usize = 5;
 /// Producers remembered per partition; the least recently active are forgotten beyond this.
 pub const PRODUCERS_MAX: usize = 100_000;
-
-use shardlog_protocol::error_code::{INVALID_PRODUCER_EPOCH, OUT_OF_ORDER_SEQUENCE_NUMBER};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchRecord {
@@ -71,10 +70,34 @@ pub enum SequenceCheck {
     Append,
     /// A retry of a batch already in the log, at these offsets.
     Duplicate(BatchRecord),
-    Reject {
-        error_code: i16,
-        message: String,
-    },
+    Reject(ProducerError),
+}
+
+/// Why a producer's batch, or a transaction marker for it, is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProducerError {
+    /// The batch's epoch is older than the producer's current one: a newer instance of the
+    /// producer (or the transaction coordinator) fenced it.
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current_epoch}")]
+    FencedEpoch { producer_id: i64, epoch: i16, current_epoch: i16 },
+    /// A commit or abort marker written with an epoch older than the producer's current one.
+    #[error("marker for producer {producer_id} has epoch {epoch}, older than the current {current_epoch}")]
+    FencedMarker { producer_id: i64, epoch: i16, current_epoch: i16 },
+    /// A new epoch's first batch must start its sequences again at 0.
+    #[error("producer {producer_id} starts epoch {epoch} at sequence {sequence}, not 0")]
+    NewEpochNotAtZero { producer_id: i64, epoch: i16, sequence: i32 },
+    /// The batch does not follow the last one the partition holds from the producer (a gap, or
+    /// a retry of a batch no longer remembered).
+    #[error("producer {producer_id} sent sequence {sequence}, expected {expected}")]
+    OutOfOrderSequence { producer_id: i64, sequence: i32, expected: i32 },
+    /// Within one request, a batch that does not follow the producer's previous batch in it
+    /// (by sequence, or by epoch).
+    #[error("producer {producer_id} batch {batch_index} has sequence {sequence}, expected {expected}")]
+    OutOfOrderInRequest { producer_id: i64, batch_index: usize, sequence: i32, expected: i32 },
+    /// A retry of one batch of a request that carried several: only a retried request of a
+    /// single batch is answered with the original offsets.
+    #[error("producer {producer_id} resent one batch of a multi-batch request")]
+    DuplicateInMultiBatchRequest { producer_id: i64 },
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,18 +145,20 @@ impl ProducerState {
             return SequenceCheck::Append;
         };
         if header.producer_epoch < entry.epoch {
-            return SequenceCheck::Reject {
-                error_code: INVALID_PRODUCER_EPOCH,
-                message: format!("producer {} epoch {} is older than the current epoch {}", header.producer_id, header.producer_epoch, entry.epoch),
-            };
+            return SequenceCheck::Reject(ProducerError::FencedEpoch {
+                producer_id: header.producer_id,
+                epoch: header.producer_epoch,
+                current_epoch: entry.epoch,
+            });
         }
         if header.producer_epoch > entry.epoch {
             // A new epoch starts its sequences again at 0.
             if header.base_sequence != 0 {
-                return SequenceCheck::Reject {
-                    error_code: OUT_OF_ORDER_SEQUENCE_NUMBER,
-                    message: format!("producer {} starts epoch {} at sequence {}, not 0", header.producer_id, header.producer_epoch, header.base_sequence),
-                };
+                return SequenceCheck::Reject(ProducerError::NewEpochNotAtZero {
+                    producer_id: header.producer_id,
+                    epoch: header.producer_epoch,
+                    sequence: header.base_sequence,
+                });
             }
             return SequenceCheck::Append;
         }
@@ -143,10 +168,7 @@ impl ProducerState {
         }
         let expected = entry.batches.back().map(|b| next_sequence(b.last_sequence)).unwrap_or(0);
         if header.base_sequence != expected {
-            return SequenceCheck::Reject {
-                error_code: OUT_OF_ORDER_SEQUENCE_NUMBER,
-                message: format!("producer {} sent sequence {}, expected {expected}", header.producer_id, header.base_sequence),
-            };
+            return SequenceCheck::Reject(ProducerError::OutOfOrderSequence { producer_id: header.producer_id, sequence: header.base_sequence, expected });
         }
         SequenceCheck::Append
     }
@@ -182,9 +204,9 @@ impl ProducerState {
 
     /// Checks a transaction marker before it is appended: a marker from an older epoch than
     /// the producer's is refused (the coordinator fenced that epoch already).
-    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), String> {
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ProducerError> {
         match self.producers.get(&producer_id) {
-            Some(entry) if epoch < entry.epoch => Err(format!("marker for producer {producer_id} has epoch {epoch}, older than the current {}", entry.epoch)),
+            Some(entry) if epoch < entry.epoch => Err(ProducerError::FencedMarker { producer_id, epoch, current_epoch: entry.epoch }),
             _ => Ok(()),
         }
     }
@@ -316,10 +338,10 @@ mod tests {
             SequenceCheck::Duplicate(b) => assert_eq!((b.first_offset, b.last_offset), (100, 102)),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(s.check(&header(7, 0, 9, 1, -1)), SequenceCheck::Reject { error_code: OUT_OF_ORDER_SEQUENCE_NUMBER, .. }));
-        assert!(matches!(s.check(&header(7, -1, 5, 1, -1)), SequenceCheck::Reject { error_code: INVALID_PRODUCER_EPOCH, .. }));
+        assert!(matches!(s.check(&header(7, 0, 9, 1, -1)), SequenceCheck::Reject(ProducerError::OutOfOrderSequence { sequence: 9, expected: 5, .. })));
+        assert!(matches!(s.check(&header(7, -1, 5, 1, -1)), SequenceCheck::Reject(ProducerError::FencedEpoch { epoch: -1, current_epoch: 0, .. })));
         assert_eq!(s.check(&header(7, 1, 0, 1, -1)), SequenceCheck::Append, "a new epoch restarts at 0");
-        assert!(matches!(s.check(&header(7, 1, 4, 1, -1)), SequenceCheck::Reject { .. }));
+        assert!(matches!(s.check(&header(7, 1, 4, 1, -1)), SequenceCheck::Reject(ProducerError::NewEpochNotAtZero { epoch: 1, sequence: 4, .. })));
         assert_eq!(s.check(&header(-1, -1, -1, 1, -1)), SequenceCheck::Append, "non-idempotent batches pass");
     }
 
@@ -330,10 +352,8 @@ mod tests {
             s.record(&header(1, 0, i, 1, i as i64));
         }
         assert_eq!(s.entry(1).unwrap().batches.len(), BATCHES_RETAINED);
-        assert_eq!(
-            s.check(&header(1, 0, 0, 1, -1)),
-            SequenceCheck::Reject { error_code: OUT_OF_ORDER_SEQUENCE_NUMBER, message: "producer 1 sent sequence 0, expected 8".into() }
-        );
+        assert_eq!(s.check(&header(1, 0, 0, 1, -1)), SequenceCheck::Reject(ProducerError::OutOfOrderSequence { producer_id: 1, sequence: 0, expected: 8 }));
+        assert_eq!(ProducerError::OutOfOrderSequence { producer_id: 1, sequence: 0, expected: 8 }.to_string(), "producer 1 sent sequence 0, expected 8");
         let mut w = ProducerState::default();
         w.record(&header(2, 0, i32::MAX - 1, 2, 0));
         assert_eq!(w.check(&header(2, 0, 0, 1, -1)), SequenceCheck::Append, "sequence wraps to 0 after i32::MAX");

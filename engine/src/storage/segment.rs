@@ -1,8 +1,8 @@
 //! One segment of a partition log: `<base offset>.log` with its `.index` and `.timeindex`.
 //!
 //! A segment knows its logical size (everything appended), how much of it has reached the file,
-//! and its indexes. The file I/O of appends is done by the partition's flusher (see `log.rs`);
-//! this file holds the bookkeeping and the recovery scan.
+//! and its indexes. The file I/O of appends is done by the partition's flusher (see `flusher.rs`);
+//! this file holds the bookkeeping, the recovery scan, and the index files' format.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -13,6 +13,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use shardlog_protocol::batch::{self, BatchHeader, BATCH_HEADER_BYTES};
 
+use super::disk::write_synced;
 use super::index::{OffsetIndex, TimeIndex};
 
 pub fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
@@ -213,4 +214,35 @@ fn read_fully(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// Writes a segment's offset and time indexes durably, the offset index followed by its
+/// trailer (see `load_indexes`). Blocking: the flusher runs it off the shard.
+pub(super) fn write_indexes(dir: &Path, base: i64, index: &OffsetIndex, time_index: &TimeIndex, next_offset: i64) -> Result<()> {
+    let mut bytes = index.to_bytes();
+    bytes.extend_from_slice(&next_offset.to_be_bytes());
+    write_synced(&index_path(dir, base), &bytes)?;
+    write_synced(&time_index_path(dir, base), &time_index.to_bytes())?;
+    Ok(())
+}
+
+/// A segment's offset and time indexes as `write_indexes` left them, with its next offset and
+/// max timestamp; None if they are missing or damaged (recovery then rebuilds them by a scan).
+pub(super) fn load_indexes(dir: &Path, base: i64, file_bytes: u64) -> Option<(OffsetIndex, TimeIndex, i64, i64)> {
+    let index = std::fs::read(index_path(dir, base)).ok()?;
+    let time_index = std::fs::read(time_index_path(dir, base)).ok()?;
+    // The offset index file ends with an 8-byte trailer holding the segment's next offset, so
+    // a sealed segment need not be read to learn where it ends. Kafka tools ignore it.
+    if index.len() < 8 {
+        return None;
+    }
+    let (entries, trailer) = index.split_at(index.len() - 8);
+    let next_offset = i64::from_be_bytes(trailer.try_into().ok()?);
+    let index = OffsetIndex::from_bytes(entries, file_bytes.max(1)).map_err(|e| tracing::warn!(base, error = %e, "offset index damaged; rebuilding")).ok()?;
+    let time_index = TimeIndex::from_bytes(&time_index).map_err(|e| tracing::warn!(base, error = %e, "time index damaged; rebuilding")).ok()?;
+    if next_offset < base {
+        return None;
+    }
+    let max_timestamp = time_index.max_timestamp().unwrap_or(-1);
+    Some((index, time_index, next_offset, max_timestamp))
 }

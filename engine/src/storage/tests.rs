@@ -9,7 +9,8 @@ use std::rc::Rc;
 use bytes::BytesMut;
 use shardlog_protocol::batch::{build_batch, parse_all};
 
-use super::log::{LogConfig, Partition, PartitionLog, ReadPiece, CLEAN_SHUTDOWN_FILE};
+use super::log::{DurableError, LogConfig, Partition, PartitionLog, ReadPiece};
+use super::recovery::CLEAN_SHUTDOWN_FILE;
 use super::segment;
 
 fn config() -> LogConfig {
@@ -524,5 +525,23 @@ fn cold_reads_jump_with_the_offset_index_and_keep_to_whole_batches_and_their_lim
             assert!(full, "read of {offset}/{max_bytes}/{end_offset} stopped early at {next}");
         }
         p.close(true).await.unwrap();
+    });
+}
+
+#[test]
+fn acks_all_waits_say_why_a_write_will_not_be_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        // Never started: the flusher will not reach the write, so closing ends the wait.
+        let (p, _budget) = unstarted_with_budget(&path.join("closed"));
+        let last = p.append(batch_of(0, 1), 10).unwrap().last_offset;
+        p.close(false).await.unwrap();
+        assert_eq!(p.wait_durable(last).await, Err(DurableError::Closed));
+        // Offline: the queued write is dropped, and the wait says why.
+        let (p, _budget) = unstarted_with_budget(&path.join("offline"));
+        let last = p.append(batch_of(0, 1), 10).unwrap().last_offset;
+        p.take_offline("test: the directory failed");
+        assert_eq!(p.wait_durable(last).await, Err(DurableError::Offline("test: the directory failed".into())));
     });
 }

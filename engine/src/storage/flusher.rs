@@ -1,0 +1,334 @@
+//! The group-commit flusher: one task per partition that makes appended bytes durable.
+//!
+//! It drains the log's pending-write queue, writes page-aligned buffers with O_DIRECT through
+//! io_uring (glommio DMA files), rewriting the partial tail page each time, then issues one
+//! fdatasync for everything it wrote. Every acks=all request waiting on an offset that fdatasync
+//! covered is released together (group commit). While one flush runs, new appends queue up for
+//! the next one. It also rolls segments (sealing the old one's file and indexes) and writes the
+//! producer snapshots and `.txnindex` entries the log queued; the blocking parts of that work
+//! run on the executor's blocking pool, never on the shard's thread.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use glommio::io::{DmaFile, OpenOptions};
+
+use super::disk::sync_dir;
+use super::log::{Pending, PRODUCER_SNAPSHOTS_KEPT};
+use super::partition::Partition;
+use super::producer_state::ProducerState;
+use super::segment::{self, write_indexes};
+use super::txn_index;
+
+/// O_DIRECT writes are aligned to this many bytes (a page, which also covers 512-byte devices).
+pub const WRITE_ALIGNMENT_BYTES: u64 = 4096;
+/// Segments are preallocated (fallocate, keeping the file size) this much at a time as they
+/// grow: XFS and ext4 then lay them out contiguously, without reserving a whole segment of
+/// disk for a partition that may stay small.
+pub const PREALLOCATE_STEP_BYTES: u64 = 32 << 20;
+/// How often a flusher whose directory is full tries its write again.
+pub const DISK_FULL_RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Whether `e` says the filesystem is full (ENOSPC) or a quota is spent (EDQUOT): a condition
+/// that ends when space is freed, unlike an I/O error.
+pub fn is_out_of_space(e: &anyhow::Error) -> bool {
+    e.chain().filter_map(|cause| cause.downcast_ref::<std::io::Error>()).any(io_out_of_space)
+}
+
+fn io_out_of_space(io: &std::io::Error) -> bool {
+    matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+}
+
+fn align_down(v: u64) -> u64 {
+    v & !(WRITE_ALIGNMENT_BYTES - 1)
+}
+
+/// A flush that failed: the error, the queued writes it did not reach, and whether trying them
+/// again may work (a write or a fallocate that found the disk full; never a failed fdatasync).
+struct FlushFailure {
+    error: anyhow::Error,
+    unwritten: VecDeque<Pending>,
+    retryable: bool,
+}
+
+/// The flusher's own state: the open DMA file of the segment being written, and the bytes of its
+/// last partial page, which the next write must rewrite because O_DIRECT writes whole pages.
+#[derive(Default)]
+pub(super) struct Flusher {
+    active: Option<(i64, DmaFile)>,
+    tail: Vec<u8>,
+    /// Bytes of the active segment covered by fallocate.
+    preallocated_bytes: u64,
+}
+
+impl Flusher {
+    pub(super) async fn run(&mut self, partition: &Partition) -> Result<()> {
+        loop {
+            if partition.log.borrow().failed().is_some() {
+                // Taken offline (its directory failed): nothing more is written here.
+                return Ok(());
+            }
+            let wanted = partition.flush_wanted.notified();
+            let urgent = partition.durable_wanted.notified();
+            let (has_pending, waiters, interval) = {
+                let log = partition.log.borrow();
+                (log.has_pending(), log.durable_waiters(), log.config.flush_window_us)
+            };
+            if !has_pending {
+                if partition.closed.get() {
+                    break;
+                }
+                wanted.await;
+                continue;
+            }
+            if waiters == 0 && interval > 0 && !partition.closed.get() {
+                // Group-commit window for acks=0/1 data; an acks=all request cuts it short.
+                let sleep = glommio::timer::sleep(Duration::from_micros(interval));
+                futures_lite::future::or(sleep, urgent).await;
+            }
+            let batch = partition.log.borrow_mut().take_pending();
+            match self.commit(partition, batch).await {
+                Ok(end_offset) => {
+                    let mut log = partition.log.borrow_mut();
+                    if let Some(end) = end_offset {
+                        log.mark_durable(end);
+                    }
+                    if log.clear_disk_full() {
+                        tracing::info!(topic = %partition.topic, partition = partition.partition, "space was freed: the partition writes again");
+                    }
+                }
+                Err(failure) if failure.retryable && is_out_of_space(&failure.error) => {
+                    // Nothing is lost or corrupted: the bytes not written go back to the front
+                    // of the queue and are written, at the same positions, once space is freed.
+                    {
+                        let mut log = partition.log.borrow_mut();
+                        log.requeue_pending(failure.unwritten);
+                        let dir = log.dir.parent().map(|d| d.display().to_string()).unwrap_or_default();
+                        if log.disk_full().is_none() {
+                            tracing::error!(topic = %partition.topic, partition = partition.partition, log_dir = %dir, error = %format!("{:#}", failure.error),
+                                "log directory is full: produce to this partition fails with KAFKA_STORAGE_ERROR until space is freed");
+                        }
+                        log.set_disk_full(format!("log directory {dir} is full ({:#}); free space there and produce resumes", failure.error));
+                    }
+                    partition.durable.notify_all();
+                    if partition.closed.get() {
+                        return Err(failure.error.context("shutting down with a full log directory"));
+                    }
+                    glommio::timer::sleep(DISK_FULL_RETRY_INTERVAL).await;
+                }
+                Err(failure) => return Err(failure.error),
+            }
+            partition.durable.notify_all();
+        }
+        // Shutdown: seal the active segment's file at its logical size.
+        if let Some((base, file)) = self.active.take() {
+            let size = segment_size(partition, base);
+            file.truncate(size).await.map_err(std::io::Error::from).context("truncating the active segment to its size")?;
+            file.fdatasync().await.map_err(std::io::Error::from)?;
+            file.close().await.map_err(std::io::Error::from)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `batch` and fdatasyncs it; returns the end offset now durable.
+    async fn commit(&mut self, partition: &Partition, mut batch: VecDeque<Pending>) -> Result<Option<i64>, FlushFailure> {
+        let commit_bytes: usize = batch.iter().map(|p| p.len).sum();
+        let entries = partition.log.borrow_mut().take_txn_index_queue();
+        if !entries.is_empty() {
+            // Before the segment that holds their markers can be sealed (its seal syncs them).
+            let dir = partition.log.borrow().dir.clone();
+            let written = off_shard(move || entries.iter().try_for_each(|(segment_base, entry)| txn_index::append(&dir, *segment_base, entry))).await;
+            if let Err(e) = written {
+                tracing::error!(topic = %partition.topic, partition = partition.partition, error = %format!("{e:#}"), "cannot write the aborted-transaction index; it is rebuilt on restart");
+            }
+        }
+        let mut end_offset = None;
+        while let Some(item) = batch.pop_front() {
+            if let Err(error) = self.write(partition, item.segment_base, item.start_position, &item.batches, item.len).await {
+                batch.push_front(item);
+                return Err(FlushFailure { error, unwritten: batch, retryable: true });
+            }
+            end_offset = Some(item.end_offset);
+        }
+        if let Some((_, file)) = &self.active {
+            let started = std::time::Instant::now();
+            // A failed fdatasync is never retried: the kernel may have dropped the dirty pages.
+            let synced = file.fdatasync().await.map_err(std::io::Error::from).context("fdatasync of the active segment");
+            synced.map_err(|error| FlushFailure { error, unwritten: VecDeque::new(), retryable: false })?;
+            partition.probe.fsync_us.record(started.elapsed().as_micros() as u64);
+            partition.probe.commit_bytes.record(commit_bytes as u64);
+        }
+        Ok(end_offset)
+    }
+
+    async fn write(&mut self, partition: &Partition, segment_base: i64, start: u64, batches: &[Bytes], len: usize) -> Result<()> {
+        if self.active.as_ref().map(|(b, _)| *b) != Some(segment_base) {
+            self.switch_segment(partition, segment_base, start).await?;
+        }
+        let (_, file) = self.active.as_ref().expect("switch_segment opened it");
+        let end = start + len as u64;
+        if end > self.preallocated_bytes && self.preallocated_bytes < u64::MAX {
+            let segment_bytes = partition.log.borrow().config.segment_bytes;
+            let target = end.div_ceil(PREALLOCATE_STEP_BYTES).saturating_mul(PREALLOCATE_STEP_BYTES).min(segment_bytes.max(end));
+            match file.pre_allocate(target, true).await.map_err(std::io::Error::from) {
+                Ok(()) => self.preallocated_bytes = target,
+                Err(e) if io_out_of_space(&e) => {
+                    return Err(anyhow::Error::new(e).context(format!("preallocating {target} bytes of segment {segment_base}")));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "fallocate not supported here; segments are not preallocated");
+                    self.preallocated_bytes = u64::MAX;
+                }
+            }
+        }
+        let (write_bytes_max, in_flight_max) = {
+            let config = &partition.log.borrow().config;
+            (config.write_bytes_max.max(WRITE_ALIGNMENT_BYTES as usize), config.writes_in_flight_max)
+        };
+        let aligned_start = align_down(start);
+        assert_eq!(aligned_start + self.tail.len() as u64, start, "tail page must end where the new bytes start");
+        let mut data = std::mem::take(&mut self.tail);
+        let tail_len = data.len();
+        data.reserve(len);
+        for batch in batches {
+            data.extend_from_slice(batch);
+        }
+        let result = self.write_pages(&data, aligned_start, segment_base, write_bytes_max, in_flight_max).await;
+        if let Err(e) = result {
+            // A retry rewrites the same pages from the same tail.
+            data.truncate(tail_len);
+            self.tail = data;
+            return Err(e);
+        }
+        let tail_start = (align_down(end) - aligned_start) as usize;
+        self.tail = data[tail_start..].to_vec();
+        let mut log = partition.log.borrow_mut();
+        if let Some(seg) = log.segments.iter_mut().find(|s| s.base_offset == segment_base) {
+            seg.written_bytes = seg.written_bytes.max(end);
+        }
+        Ok(())
+    }
+
+    /// Writes `data` from the page-aligned `aligned_start`, in DMA buffers of whole pages.
+    async fn write_pages(&self, data: &[u8], aligned_start: u64, segment_base: i64, write_bytes_max: usize, in_flight_max: usize) -> Result<()> {
+        use futures::stream::{StreamExt, TryStreamExt};
+        let (_, file) = self.active.as_ref().expect("switch_segment opened it");
+        // Up to `in_flight_max` DMA writes at once (the disk's measured queue depth); each
+        // allocates its buffer only when it starts, so memory stays bounded by that many buffers.
+        let write_one = |written: usize| async move {
+            let chunk = (data.len() - written).min(write_bytes_max);
+            let padded = (chunk as u64).div_ceil(WRITE_ALIGNMENT_BYTES) * WRITE_ALIGNMENT_BYTES;
+            let mut buffer = file.alloc_dma_buffer(padded as usize);
+            let slice = buffer.as_bytes_mut();
+            slice[..chunk].copy_from_slice(&data[written..written + chunk]);
+            slice[chunk..].fill(0);
+            let position = aligned_start + written as u64;
+            let n = file
+                .write_at(buffer, position)
+                .await
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("writing {padded} bytes at byte {position} of segment {segment_base}"))?;
+            if n < padded as usize {
+                bail!("short write of segment {segment_base}: {n} of {padded} bytes at byte {position}");
+            }
+            Ok(())
+        };
+        futures::stream::iter((0..data.len()).step_by(write_bytes_max)).map(write_one).buffer_unordered(in_flight_max.max(1)).try_collect::<()>().await
+    }
+
+    /// Seals the previous segment (if any) and opens `segment_base` for writing.
+    async fn switch_segment(&mut self, partition: &Partition, segment_base: i64, start: u64) -> Result<()> {
+        let dir = partition.log.borrow().dir.clone();
+        if let Some((old_base, old)) = &self.active {
+            // Sealing is repeatable: if a step fails (a full disk), the segment stays active
+            // and the next attempt starts over.
+            let old_base = *old_base;
+            let size = segment_size(partition, old_base);
+            old.fdatasync().await.map_err(std::io::Error::from)?;
+            old.truncate(size).await.map_err(std::io::Error::from).context("truncating a sealed segment")?;
+            let (index, time_index, next_offset) = {
+                let log = partition.log.borrow();
+                let seg = log.segments.iter().find(|s| s.base_offset == old_base).expect("sealed segment exists");
+                (seg.index.clone(), seg.time_index.clone(), seg.next_offset)
+            };
+            // Three files written and four fsyncs: tens of milliseconds on a busy disk, which
+            // would stall every partition and connection of the shard if done on its thread.
+            let seal_dir = dir.clone();
+            off_shard(move || {
+                write_indexes(&seal_dir, old_base, &index, &time_index, next_offset)?;
+                txn_index::sync(&seal_dir, old_base)?;
+                File::open(segment::log_path(&seal_dir, old_base))?.sync_all().context("fsync of a sealed segment's size")
+            })
+            .await?;
+            if let Some((_, old)) = self.active.take() {
+                old.close().await.map_err(std::io::Error::from)?;
+            }
+        }
+        let path = segment::log_path(&dir, segment_base);
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .read(true)
+            .dma_open(&path)
+            .await
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("opening {} with O_DIRECT (log.dirs must be on a filesystem with O_DIRECT, such as XFS or ext4)", path.display()))?;
+        self.preallocated_bytes = 0;
+        if !existed {
+            let new_dir = dir.clone();
+            off_shard(move || sync_dir(&new_dir)).await?;
+        }
+        self.tail.clear();
+        let aligned = align_down(start);
+        if aligned < start {
+            let read = file
+                .read_at_aligned(aligned, WRITE_ALIGNMENT_BYTES as usize)
+                .await
+                .map_err(std::io::Error::from)
+                .context("reading the tail page of the active segment")?;
+            if read.len() < (start - aligned) as usize {
+                bail!("segment {segment_base} is shorter than its recovered size");
+            }
+            self.tail.extend_from_slice(&read[..(start - aligned) as usize]);
+        }
+        let snapshot = partition.log.borrow_mut().take_pending_snapshot();
+        if let Some((offset, state)) = snapshot {
+            let snapshot_dir = dir.clone();
+            let written = off_shard(move || match state.write_snapshot(&snapshot_dir, offset) {
+                Ok(()) => {
+                    ProducerState::prune_snapshots(&snapshot_dir, PRODUCER_SNAPSHOTS_KEPT);
+                    Ok(Ok(()))
+                }
+                Err(e) => Ok(Err((e, state))),
+            })
+            .await?;
+            if let Err((e, state)) = written {
+                partition.log.borrow_mut().restore_pending_snapshot(offset, state);
+                return Err(e);
+            }
+        }
+        let read_file = Arc::new(File::open(&path)?);
+        if let Some(seg) = partition.log.borrow_mut().segments.iter_mut().find(|s| s.base_offset == segment_base) {
+            seg.read_file = Some(read_file);
+        }
+        self.active = Some((segment_base, file));
+        Ok(())
+    }
+}
+
+/// Runs blocking file work (buffered writes, fsyncs of small files and directories) on the
+/// executor's blocking pool, so that it never stalls the shard's other partitions and
+/// connections.
+async fn off_shard<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    glommio::executor().spawn_blocking(work).await
+}
+
+fn segment_size(partition: &Partition, base: i64) -> u64 {
+    partition.log.borrow().segments.iter().find(|s| s.base_offset == base).map(|s| s.size_bytes).unwrap_or(0)
+}

@@ -1,0 +1,181 @@
+//! A partition as its owner shard holds it: the log behind a RefCell (one shard, one thread),
+//! the notifications that wake long-polling fetches and acks=all producers, and the partition's
+//! life: appends that wake the flusher, waits for durability, close, and taking it offline.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use anyhow::Result;
+use bytes::BytesMut;
+
+use super::disk::{sync_dir, write_synced};
+use super::flusher::Flusher;
+use super::log::{AppendError, AppendInfo, AppendOrigin, PartitionLog, PRODUCER_SNAPSHOTS_KEPT};
+use super::producer_state::ProducerState;
+use super::recovery::CLEAN_SHUTDOWN_FILE;
+use super::segment::write_indexes;
+use crate::notify::Notify;
+
+/// Why an acks=all write did not become durable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurableError {
+    /// The partition went offline after a storage error: the write never will be durable here.
+    #[error("{0}")]
+    Offline(String),
+    /// The log directory is full. The records stay queued and are written once space is freed,
+    /// as after a write that timed out: an idempotent producer's retry is deduplicated.
+    #[error("{0}")]
+    DiskFull(String),
+    /// The partition was closed (shutdown, deletion) before the flusher reached the write.
+    #[error("partition closed before the write was durable")]
+    Closed,
+}
+
+/// A partition as its owner shard holds it.
+pub struct Partition {
+    pub topic: String,
+    pub partition: i32,
+    pub log: RefCell<PartitionLog>,
+    /// Fires after every append: wakes long-polling fetches.
+    pub appended: Notify,
+    /// Fires after every flush (and on failure): wakes acks=all producers.
+    pub durable: Notify,
+    /// Fires after every append, on close and when taken offline: wakes the flusher.
+    pub(super) flush_wanted: Notify,
+    /// Fires when an acks=all request starts waiting: ends the flush window early.
+    pub(super) durable_wanted: Notify,
+    /// Fires when the flusher task ends: `close` waits for it.
+    pub(super) flusher_done: Notify,
+    pub(super) flusher_running: Cell<bool>,
+    /// Set by `close`: the flusher writes what is queued and stops.
+    pub(super) closed: Cell<bool>,
+    /// Transaction markers appended so far (producers verifying a transaction watch it).
+    pub markers_written: Cell<u64>,
+    pub probe: super::probe::PartitionProbe,
+}
+
+impl Partition {
+    pub fn new(topic: String, partition: i32, log: PartitionLog) -> Rc<Partition> {
+        Rc::new(Partition {
+            topic,
+            partition,
+            log: RefCell::new(log),
+            appended: Notify::default(),
+            durable: Notify::default(),
+            flush_wanted: Notify::default(),
+            durable_wanted: Notify::default(),
+            flusher_done: Notify::default(),
+            flusher_running: Cell::new(false),
+            closed: Cell::new(false),
+            markers_written: Cell::new(0),
+            probe: Default::default(),
+        })
+    }
+
+    pub fn append(&self, records: BytesMut, now: u64) -> Result<AppendInfo, AppendError> {
+        self.append_from(records, now, AppendOrigin::Client)
+    }
+
+    pub fn append_from(&self, records: BytesMut, now: u64, origin: AppendOrigin) -> Result<AppendInfo, AppendError> {
+        let info = self.log.borrow_mut().append_from(records, now, origin)?;
+        self.appended.notify_all();
+        self.flush_wanted.notify_all();
+        Ok(info)
+    }
+
+    pub fn append_marker(&self, producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32, now: u64) -> Result<AppendInfo, AppendError> {
+        let info = self.log.borrow_mut().append_marker(producer_id, epoch, commit, coordinator_epoch, now)?;
+        self.markers_written.set(self.markers_written.get() + 1);
+        self.appended.notify_all();
+        self.flush_wanted.notify_all();
+        Ok(info)
+    }
+
+    /// Waits until every offset up to `last_offset` is fdatasynced (acks=all).
+    pub async fn wait_durable(&self, last_offset: i64) -> Result<(), DurableError> {
+        self.log.borrow_mut().add_durable_waiter();
+        self.flush_wanted.notify_all();
+        self.durable_wanted.notify_all();
+        let result = loop {
+            let notified = self.durable.notified();
+            {
+                let log = self.log.borrow();
+                if let Some(why) = log.failed() {
+                    break Err(DurableError::Offline(why.to_string()));
+                }
+                if log.durable_offset() > last_offset {
+                    break Ok(());
+                }
+                if let Some(why) = log.disk_full() {
+                    // The records stay queued and are written once space is freed, like a
+                    // write that timed out: an idempotent producer's retry is deduplicated.
+                    break Err(DurableError::DiskFull(why.to_string()));
+                }
+                if self.closed.get() && !self.flusher_running.get() {
+                    break Err(DurableError::Closed);
+                }
+            }
+            notified.await;
+        };
+        self.log.borrow_mut().remove_durable_waiter();
+        result
+    }
+
+    /// Takes the partition offline for good (until a restart): its directory failed. Appends,
+    /// reads and waiting producers get the error; the flusher stops.
+    pub fn take_offline(&self, why: &str) {
+        let mut log = self.log.borrow_mut();
+        if log.failed().is_none() {
+            tracing::error!(topic = %self.topic, partition = self.partition, error = %why, "partition is offline");
+            log.fail(why.to_string());
+        }
+        drop(log);
+        self.durable.notify_all();
+        self.appended.notify_all();
+        self.flush_wanted.notify_all();
+    }
+
+    /// Starts the flusher on the current shard.
+    pub fn start_flusher(self: &Rc<Self>) {
+        self.flusher_running.set(true);
+        let partition = self.clone();
+        glommio::spawn_local(async move {
+            if let Err(e) = Flusher::default().run(&partition).await {
+                let why = format!("{e:#}");
+                tracing::error!(topic = %partition.topic, partition = partition.partition, error = %why, "storage error: partition is offline");
+                partition.log.borrow_mut().fail(why);
+            }
+            partition.flusher_running.set(false);
+            partition.durable.notify_all();
+            partition.flusher_done.notify_all();
+        })
+        .detach();
+    }
+
+    /// Flushes everything, seals the active segment's indexes, and marks a clean shutdown.
+    pub async fn close(&self, clean: bool) -> Result<()> {
+        self.closed.set(true);
+        self.flush_wanted.notify_all();
+        while self.flusher_running.get() {
+            let done = self.flusher_done.notified();
+            if !self.flusher_running.get() {
+                break;
+            }
+            done.await;
+        }
+        let log = self.log.borrow();
+        // The marker vouches that the files hold everything the indexes describe: never write
+        // it while appends that arrived after the flusher stopped are still only in memory.
+        if log.failed().is_some() || !clean || log.has_pending() {
+            return Ok(());
+        }
+        if let Some(seg) = log.segments.last() {
+            write_indexes(&log.dir, seg.base_offset, &seg.index, &seg.time_index, seg.next_offset)?;
+        }
+        log.producer_state().write_snapshot(&log.dir, log.log_end_offset())?;
+        ProducerState::prune_snapshots(&log.dir, PRODUCER_SNAPSHOTS_KEPT);
+        write_synced(&log.dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        sync_dir(&log.dir)?;
+        Ok(())
+    }
+}
