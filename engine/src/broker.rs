@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::runtime::{self, Executor, Full, MeshBuilder, Placement};
 use anyhow::{Context, Result};
-use glommio::channels::channel_mesh::{Full, MeshBuilder};
-use glommio::{LocalExecutorBuilder, Placement};
 use shardlog_protocol::error_code as ec;
 
 use crate::budget::ByteBudget;
@@ -45,7 +44,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         let mesh = mesh.clone();
         let config = config.clone();
         let connection_limits = connection_limits.clone();
-        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(core)).name(&format!("shard-{core}"));
+        let mut builder = Executor::new(Placement::Fixed(core)).name(&format!("shard-{core}"));
         if config.spin_before_park_us > 0 {
             builder = builder.spin_before_park(Duration::from_micros(config.spin_before_park_us));
         }
@@ -213,7 +212,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
         tracing::info!(listeners = ?l, shards = shard.shard_count(), log_dirs = ?config.log_dirs, "shardlog is ready");
     }
     while !SHUTDOWN.load(Ordering::SeqCst) {
-        glommio::timer::sleep(Duration::from_millis(100)).await;
+        runtime::sleep(Duration::from_millis(100)).await;
     }
     shard.shutting_down.set(true);
     drop(listeners);
@@ -231,7 +230,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
         "shard stopped"
     );
     // Give peers time to finish their replies to us before the mesh goes away.
-    glommio::timer::sleep(Duration::from_millis(200)).await;
+    runtime::sleep(Duration::from_millis(200)).await;
     Ok(())
 }
 

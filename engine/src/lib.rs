@@ -21,6 +21,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod runtime;
 pub mod security;
 pub mod shard;
 pub mod storage;

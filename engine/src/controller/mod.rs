@@ -7,8 +7,8 @@ pub mod config_ops;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use crate::runtime::Semaphore;
 use anyhow::Result;
-use glommio::sync::Semaphore;
 use shardlog_protocol::error_code as ec;
 
 use crate::metadata::{validate_topic_name, ClusterMetadata, TopicMetadata};

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use crate::config::BrokerConfig;
 use crate::metadata::ClusterMetadata;
+use crate::runtime;
 
 use super::messages::LogDirFailed;
 use super::Shard;
@@ -100,12 +101,12 @@ impl LogDirHealth {
 
 /// Starts the check: every [`LOG_DIR_CHECK_INTERVAL`], a directory that is gone or replaced, or
 /// that holds a partition whose writes failed, fails whole.
-pub fn start(shard: &Rc<Shard>, queue: glommio::TaskQueueHandle) {
+pub fn start(shard: &Rc<Shard>, queue: runtime::TaskQueueHandle) {
     let shard = shard.clone();
-    let task = glommio::spawn_local_into(
+    let task = runtime::spawn_into(
         async move {
             while !shard.shutting_down.get() {
-                glommio::timer::sleep(LOG_DIR_CHECK_INTERVAL).await;
+                runtime::sleep(LOG_DIR_CHECK_INTERVAL).await;
                 check(&shard).await;
             }
         },

@@ -7,11 +7,11 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use glommio::{Latency, Shares};
 use shardlog_protocol::error_code as ec;
 
 use super::messages::RecordsDeleted;
 use super::Shard;
+use crate::runtime;
 use crate::storage::compaction;
 use crate::storage::log::{now_ms, Partition};
 use crate::storage::retention::{self, DeleteRecordsError};
@@ -25,14 +25,14 @@ pub const RETENTION_SEGMENTS_PER_PASS_MAX: usize = 64;
 /// shard drops the segments its configs no longer keep.
 pub fn start(shard: &Rc<Shard>) {
     CLEANER_THROTTLE.get_or_init(|| compaction::IoThrottle::new(shard.config.log_cleaner_io_max_bytes_per_second));
-    let queue = glommio::executor().create_task_queue(Shares::Static(MAINTENANCE_SHARES), Latency::NotImportant, "maintenance");
+    let queue = runtime::maintenance_queue(MAINTENANCE_SHARES, "maintenance");
     super::log_dirs::start(shard, queue);
     let interval = Duration::from_millis(crate::topic_config::retention_check_interval_ms(&shard.config));
     let shard = shard.clone();
-    let task = glommio::spawn_local_into(
+    let task = runtime::spawn_into(
         async move {
             loop {
-                glommio::timer::sleep(interval).await;
+                runtime::sleep(interval).await;
                 if shard.shutting_down.get() {
                     break;
                 }
@@ -44,7 +44,7 @@ pub fn start(shard: &Rc<Shard>) {
                     if shard.config.log_cleaner_enable {
                         compact(&p).await;
                     }
-                    glommio::yield_if_needed().await;
+                    runtime::yield_if_needed().await;
                 }
             }
         },
@@ -108,11 +108,11 @@ async fn compact(p: &Partition) {
     let retired = p.log.borrow_mut().take_retired_files();
     if !retired.is_empty() {
         // The last close of a replaced file frees its blocks: not on the shard's thread.
-        let _ = glommio::executor().spawn_blocking(move || drop(retired)).await;
+        let _ = runtime::spawn_blocking(move || drop(retired)).await;
     }
     if installed.is_ok() && cleaned_now != cleaned_before {
         let (dir, topic, partition) = (plan.dir.clone(), p.topic.clone(), p.partition);
-        let written = glommio::executor().spawn_blocking(move || compaction::write_cleaner_checkpoint(&dir, &topic, partition, cleaned_now)).await;
+        let written = runtime::spawn_blocking(move || compaction::write_cleaner_checkpoint(&dir, &topic, partition, cleaned_now)).await;
         if let Err(e) = written {
             // Only costs a re-read of the clean part after a restart.
             tracing::warn!(topic = %p.topic, partition = p.partition, error = %format!("{e:#}"), "cannot write the cleaner-offset-checkpoint");
@@ -147,10 +147,9 @@ async fn enforce_retention_locked(p: &Partition) -> usize {
         tracing::error!(topic = %p.topic, partition = p.partition, error = %format!("{e:#}"), "cannot write the log start offset checkpoint");
     }
     for file in files {
-        match glommio::io::remove(&file).await {
+        match runtime::remove_file(&file).await {
             Ok(()) => {}
             Err(e) => {
-                let e = std::io::Error::from(e);
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(file = %file.display(), error = %e, "cannot delete a segment file");
                 }
@@ -163,10 +162,10 @@ async fn enforce_retention_locked(p: &Partition) -> usize {
 thread_local! {
     /// One retention or compaction pass at a time per shard: a compaction rewrites files that
     /// retention (DeleteRecords) could otherwise delete under it.
-    static PARTITION_MAINTENANCE: Rc<glommio::sync::Semaphore> = Rc::new(glommio::sync::Semaphore::new(1));
+    static PARTITION_MAINTENANCE: Rc<runtime::Semaphore> = Rc::new(runtime::Semaphore::new(1));
     /// One checkpoint write at a time per shard, so that the file never goes back to an older
     /// log start offset when two writes race.
-    static CHECKPOINT_WRITES: Rc<glommio::sync::Semaphore> = Rc::new(glommio::sync::Semaphore::new(1));
+    static CHECKPOINT_WRITES: Rc<runtime::Semaphore> = Rc::new(runtime::Semaphore::new(1));
 }
 
 /// Writes the partition's current log start offset to its checkpoint, on glommio's blocking
@@ -179,7 +178,7 @@ async fn persist_log_start(p: &Partition) -> anyhow::Result<()> {
         (log.dir.clone(), log.log_start_offset())
     };
     let (topic, partition) = (p.topic.clone(), p.partition);
-    glommio::executor().spawn_blocking(move || retention::write_log_start_checkpoint(&dir, &topic, partition, offset)).await
+    runtime::spawn_blocking(move || retention::write_log_start_checkpoint(&dir, &topic, partition, offset)).await
 }
 
 /// DeleteRecords for a partition this shard owns.
@@ -206,7 +205,7 @@ pub async fn delete_records(shard: &Rc<Shard>, topic: &str, partition: i32, offs
     tracing::info!(topic, partition, log_start_offset = low_watermark, "DeleteRecords moved the log start offset");
     // Whole segments below the new start go now rather than at the next retention pass, without
     // holding up the answer (a compaction pass may hold the partition's maintenance for a while).
-    glommio::spawn_local(async move {
+    runtime::spawn(async move {
         enforce_retention(&p).await;
     })
     .detach();

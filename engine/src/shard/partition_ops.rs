@@ -13,6 +13,7 @@ use super::messages::{
 };
 use super::{Shard, TxnVerification};
 use crate::metadata::ClusterMetadata;
+use crate::runtime;
 use crate::storage::log::{now_ms, AppendError, LogConfig, Partition, PartitionLog, ReadError};
 use crate::topic_config::ResolvedTopicConfig;
 
@@ -227,7 +228,7 @@ pub async fn fetch(shard: &Shard, partitions: &[FetchPartition], read_committed:
         if bytes >= min_bytes.max(1) || failed || now >= deadline_ms || appended.is_empty() || crowded || shard.shutting_down.get() {
             return outcomes;
         }
-        let sleep = glommio::timer::sleep(Duration::from_millis(deadline_ms - now));
+        let sleep = runtime::sleep(Duration::from_millis(deadline_ms - now));
         futures_lite::future::or(
             async {
                 futures::future::select_all(appended).await;

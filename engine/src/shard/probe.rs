@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::metrics::{Counter, Exposition, Histogram, HistogramData, Kind};
+use crate::runtime;
 use crate::shard::Shard;
 
 /// The scheduling-lag probe sleeps this long and measures how late it wakes.
@@ -28,11 +29,11 @@ pub struct ShardProbe {
 /// shows up as lag here (and as a stall above the threshold).
 pub fn start_lag_probe(shard: &Rc<Shard>) {
     let shard = shard.clone();
-    glommio::spawn_local(async move {
+    runtime::spawn(async move {
         let interval = Duration::from_millis(LAG_PROBE_INTERVAL_MS);
         while !shard.shutting_down.get() {
             let started = Instant::now();
-            glommio::timer::sleep(interval).await;
+            runtime::sleep(interval).await;
             let late = started.elapsed().saturating_sub(interval);
             shard.shard_probe.scheduling_lag_us.record(late.as_micros() as u64);
             if late > Duration::from_millis(STALL_THRESHOLD_MS) {
@@ -172,7 +173,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         authentication_failures: shard.shard_probe.authentication_failures.get(),
         scheduling_lag_us: shard.shard_probe.scheduling_lag_us.snapshot(),
         stalls: shard.shard_probe.stalls.get(),
-        tasks_executed: glommio::executor().executor_stats().tasks_executed(),
+        tasks_executed: runtime::tasks_executed(),
         cpu_user_us,
         cpu_system_us,
         cache_bytes,

@@ -16,8 +16,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
+use crate::runtime::{self, Receivers, Senders};
 use futures::channel::oneshot;
-use glommio::channels::channel_mesh::{Receivers, Senders};
 
 use crate::budget::{BudgetPermit, ByteBudget};
 
@@ -169,12 +169,12 @@ impl Drop for PendingGuard<'_> {
 pub fn spawn_receivers(router: Rc<Router>, mut receivers: Receivers<Envelope>) {
     for (peer, stream) in receivers.streams() {
         let router = router.clone();
-        glommio::spawn_local(async move {
+        runtime::spawn(async move {
             while let Some(envelope) = stream.recv().await {
                 match envelope {
                     Envelope::Request { id, from, call_type, call_name, call } => {
                         let router = router.clone();
-                        glommio::spawn_local(async move {
+                        runtime::spawn(async move {
                             let reply = match router.service(call_type) {
                                 Some(service) => Ok(service(call).await),
                                 None => {
@@ -198,8 +198,7 @@ pub fn spawn_receivers(router: Rc<Router>, mut receivers: Receivers<Envelope>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use glommio::channels::channel_mesh::MeshBuilder;
-    use glommio::{LocalExecutorBuilder, Placement};
+    use crate::runtime::{Executor, MeshBuilder, Placement};
 
     #[derive(Debug)]
     struct Double(u64);
@@ -221,7 +220,7 @@ mod tests {
         let handles: Vec<_> = (0..2)
             .map(|_| {
                 let mesh = mesh.clone();
-                LocalExecutorBuilder::new(Placement::Unbound)
+                Executor::new(Placement::Unbound)
                     .spawn(move || async move {
                         let (senders, receivers) = mesh.join().await.unwrap();
                         let router = Rc::new(Router::new(senders));
@@ -237,7 +236,7 @@ mod tests {
                         let greeting = router.call(1, Greet("shard")).await;
                         let refused = router.call(0, Greet("shard")).await;
                         // Stay up until the peer has made its calls too.
-                        glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
+                        runtime::sleep(std::time::Duration::from_millis(200)).await;
                         (greeting.map_err(|e| e.to_string()), refused.map_err(|e| e.to_string()), router.calls.get())
                     })
                     .unwrap()

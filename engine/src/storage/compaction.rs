@@ -758,7 +758,7 @@ mod tests {
     {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        crate::runtime::Executor::new(crate::runtime::Placement::Unbound)
             .spawn(move || async move {
                 let p = Partition::new("t".into(), 0, PartitionLog::open(&path, config.clone()).unwrap());
                 p.start_flusher();
@@ -816,7 +816,7 @@ mod tests {
     fn latest_per_key_with_offsets_kept_and_tombstones_after_their_horizon() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        crate::runtime::Executor::new(crate::runtime::Placement::Unbound)
             .spawn(move || async move {
                 let config = LogConfig {
                     segment_bytes: 100,

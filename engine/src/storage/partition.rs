@@ -15,6 +15,7 @@ use super::producer_state::ProducerState;
 use super::recovery::CLEAN_SHUTDOWN_FILE;
 use super::segment::write_indexes;
 use crate::notify::Notify;
+use crate::runtime;
 
 /// Why an acks=all write did not become durable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,7 +140,7 @@ impl Partition {
     pub fn start_flusher(self: &Rc<Self>) {
         self.flusher_running.set(true);
         let partition = self.clone();
-        glommio::spawn_local(async move {
+        runtime::spawn(async move {
             if let Err(e) = Flusher::default().run(&partition).await {
                 let why = format!("{e:#}");
                 tracing::error!(topic = %partition.topic, partition = partition.partition, error = %why, "storage error: partition is offline");

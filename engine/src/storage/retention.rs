@@ -142,7 +142,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        crate::runtime::Executor::new(crate::runtime::Placement::Unbound)
             .spawn(move || async move {
                 // Every batch gets a segment of its own, and nothing stays cached after a flush.
                 let config = LogConfig { segment_bytes: 100, cache_bytes: 0, retention_ms: -1, retention_bytes: -1, ..LogConfig::default() };

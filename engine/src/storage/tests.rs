@@ -18,7 +18,7 @@ fn config() -> LogConfig {
 }
 
 fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).spawn(move || async move { f().await }).expect("executor").join().expect("test body");
+    crate::runtime::Executor::new(crate::runtime::Placement::Unbound).spawn(move || async move { f().await }).expect("executor").join().expect("test body");
 }
 
 fn batch_of(first_value: usize, count: usize) -> BytesMut {

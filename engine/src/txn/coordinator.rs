@@ -13,6 +13,7 @@ use shardlog_protocol::error_code as ec;
 use super::state_log::{self, TxnMetadata, TxnState, TRANSACTION_STATE_TOPIC, TXN_PARTITIONS_MAX};
 use super::{TxnCall, TxnDescription, TxnReply};
 use crate::controller::{AllocateProducerId, CONTROLLER_SHARD};
+use crate::runtime;
 use crate::shard::messages::TxnMarker;
 use crate::shard::Shard;
 use crate::storage::log::{now_ms, AppendOrigin};
@@ -100,7 +101,7 @@ impl TxnCoordinator {
         }
         if !self.ticker_started.replace(true) {
             let (coordinator, shard) = (self.clone(), shard.clone());
-            glommio::spawn_local(async move { ticker(coordinator, shard).await }).detach();
+            runtime::spawn(async move { ticker(coordinator, shard).await }).detach();
         }
     }
 
@@ -405,7 +406,7 @@ async fn ticker(txns: Rc<TxnCoordinator>, shard: Rc<Shard>) {
     txns.tick(&shard, false).await;
     let mut since_timeout_check_ms = 0;
     while !shard.shutting_down.get() {
-        glommio::timer::sleep(Duration::from_millis(MARKER_RETRY_MS)).await;
+        runtime::sleep(Duration::from_millis(MARKER_RETRY_MS)).await;
         since_timeout_check_ms += MARKER_RETRY_MS;
         let check_timeouts = since_timeout_check_ms >= txns.config.abort_check_interval_ms;
         if check_timeouts {

@@ -1,0 +1,56 @@
+//! The runtime: the one module above the storage flusher and `net/` that names glommio, the
+//! thread-per-core io_uring executor shardlog runs on. Everything else spawns, sleeps, waits on
+//! the blocking pool, builds executors and the shard mesh, and makes task queues through here,
+//! so moving to another io_uring runtime touches this module, `storage/flusher.rs` (DMA file
+//! writes) and `net/` (sockets), and nothing else.
+//!
+//! What it offers:
+//! - tasks: [`spawn`] (a local task on this shard), [`spawn_into`] (in a task queue),
+//!   [`yield_if_needed`]; task queues with shares ([`maintenance_queue`]);
+//! - time: [`sleep`];
+//! - the blocking pool, for system calls that may wait on the disk: [`spawn_blocking`];
+//! - executors pinned to cores ([`Executor`], [`Placement`]) and the channel mesh between them
+//!   ([`MeshBuilder`], [`Senders`], [`Receivers`]);
+//! - shard-local synchronisation: [`Semaphore`];
+//! - files: [`remove_file`];
+//! - the executor's own counters: [`tasks_executed`].
+
+use std::future::Future;
+
+pub use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
+pub use glommio::sync::Semaphore;
+pub use glommio::task::JoinHandle;
+pub use glommio::timer::sleep;
+pub use glommio::{yield_if_needed, LocalExecutorBuilder as Executor, Placement, Task, TaskQueueHandle};
+
+/// Spawns `future` as a task of this shard (never another thread).
+pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) -> Task<T> {
+    glommio::spawn_local(future)
+}
+
+/// Spawns `future` in task queue `queue` of this shard.
+pub fn spawn_into<T: 'static>(future: impl Future<Output = T> + 'static, queue: TaskQueueHandle) -> std::io::Result<Task<T>> {
+    glommio::spawn_local_into(future, queue).map_err(std::io::Error::from)
+}
+
+/// Runs `work` on the executor's blocking thread pool, so that a system call that may wait on
+/// the disk (fsync, a cold pread, a directory sync) does not stall the shard.
+pub async fn spawn_blocking<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> R {
+    glommio::executor().spawn_blocking(work).await
+}
+
+/// A task queue for background work (retention, compaction, log-directory checks) with
+/// `shares` of the CPU against the data path's default queue, and no latency requirement.
+pub fn maintenance_queue(shares: usize, name: &str) -> TaskQueueHandle {
+    glommio::executor().create_task_queue(glommio::Shares::Static(shares), glommio::Latency::NotImportant, name)
+}
+
+/// Removes a file through io_uring.
+pub async fn remove_file(path: &std::path::Path) -> std::io::Result<()> {
+    glommio::io::remove(path).await.map_err(std::io::Error::from)
+}
+
+/// Tasks this shard's executor has run.
+pub fn tasks_executed() -> u64 {
+    glommio::executor().executor_stats().tasks_executed()
+}
