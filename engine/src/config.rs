@@ -98,7 +98,7 @@ pub struct BrokerConfig {
     /// Consumer-group settings (`group.*`, `offsets.*`).
     pub groups: crate::groups::classic::GroupConfig,
     /// Transaction coordinator settings (`transaction.*`).
-    pub txn: crate::txn::TxnConfig,
+    pub txn: TxnConfig,
     /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
     pub authorizer: crate::authorizer::AuthorizerConfig,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`, fixed at its creation.
@@ -149,7 +149,7 @@ impl Default for BrokerConfig {
             metrics_enabled: true,
             spin_before_park_us: 0,
             groups: crate::groups::classic::GroupConfig::default(),
-            txn: crate::txn::TxnConfig::default(),
+            txn: TxnConfig::default(),
             authorizer: crate::authorizer::AuthorizerConfig::default(),
             offsets_topic_partitions: 50,
             security: crate::security::SecurityConfig::default(),
@@ -594,6 +594,24 @@ pub fn available_cores() -> Result<Vec<usize>> {
     }
     // SAFETY: CPU_ISSET reads the set initialised above, for indexes below CPU_SETSIZE.
     Ok((0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect())
+}
+
+/// The transaction coordinator's settings.
+#[derive(Debug, Clone)]
+pub struct TxnConfig {
+    /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a producer may ask for.
+    pub timeout_ms_max: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    pub abort_check_interval_ms: u64,
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state`, fixed at its
+    /// creation.
+    pub state_partitions: i32,
+}
+
+impl Default for TxnConfig {
+    fn default() -> Self {
+        TxnConfig { timeout_ms_max: 900_000, abort_check_interval_ms: 10_000, state_partitions: 50 }
+    }
 }
 
 #[cfg(test)]

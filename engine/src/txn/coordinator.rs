@@ -18,22 +18,7 @@ use crate::shard::messages::TxnMarker;
 use crate::shard::Shard;
 use crate::storage::log::{now_ms, AppendOrigin};
 
-#[derive(Debug, Clone)]
-pub struct TxnConfig {
-    /// `transaction.max.timeout.ms`: the longest `transaction.timeout.ms` a producer may ask for.
-    pub timeout_ms_max: i32,
-    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
-    pub abort_check_interval_ms: u64,
-    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state`, fixed at its
-    /// creation.
-    pub state_partitions: i32,
-}
-
-impl Default for TxnConfig {
-    fn default() -> Self {
-        TxnConfig { timeout_ms_max: 900_000, abort_check_interval_ms: 10_000, state_partitions: 50 }
-    }
-}
+pub use crate::config::TxnConfig;
 
 /// Epochs at or above this get a fresh producer id instead of a bump (Kafka does the same, so
 /// that the epoch never overflows).
