@@ -7,7 +7,7 @@ use shardlog_protocol::kafka_protocol;
 
 use super::{respond, Context, Response};
 use crate::groups::offsets::{partition_for, OFFSETS_TOPIC};
-use crate::txn::{TxnCall, TxnReply};
+use crate::txn::AddPartitions;
 
 pub async fn handle(ctx: &Context<'_>, request: AddOffsetsToTxnRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -22,15 +22,17 @@ pub async fn handle(ctx: &Context<'_>, request: AddOffsetsToTxnRequest) -> Respo
     };
     let id = request.transactional_id.0.to_string();
     let partition = partition_for(&request.group_id.0, count);
-    let call = TxnCall::AddPartitions {
+    let call = AddPartitions {
         transactional_id: id.clone(),
         producer_id: request.producer_id.0,
         producer_epoch: request.producer_epoch,
         partitions: vec![(OFFSETS_TOPIC.to_string(), partition)],
     };
     r.error_code = match super::txn_call(ctx, &id, call).await {
-        Ok(TxnReply::Partitions(codes)) => codes.first().copied().unwrap_or(ec::UNKNOWN_SERVER_ERROR),
-        Ok(_) => ec::UNKNOWN_SERVER_ERROR,
+        Ok(codes) => {
+            assert_eq!(codes.len(), 1, "one code per partition");
+            codes[0]
+        }
         Err(code) => code,
     };
     respond(header, &r)

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResp
 use shardlog_protocol::kafka_protocol;
 
 use super::{respond, Context, Response};
-use crate::txn::{TxnCall, TxnReply};
+use crate::txn::AddPartitions;
 
 pub async fn handle(ctx: &Context<'_>, request: AddPartitionsToTxnRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -17,15 +17,14 @@ pub async fn handle(ctx: &Context<'_>, request: AddPartitionsToTxnRequest) -> Re
     let partitions: Vec<(String, i32)> =
         request.v3_and_below_topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), *p))).collect();
     let id = request.v3_and_below_transactional_id.0.to_string();
-    let call = TxnCall::AddPartitions {
+    let call = AddPartitions {
         transactional_id: id.clone(),
         producer_id: request.v3_and_below_producer_id.0,
         producer_epoch: request.v3_and_below_producer_epoch,
         partitions: partitions.clone(),
     };
     let codes = match super::txn_call(ctx, &id, call).await {
-        Ok(TxnReply::Partitions(codes)) => codes,
-        Ok(_) => vec![shardlog_protocol::error_code::UNKNOWN_SERVER_ERROR; partitions.len()],
+        Ok(codes) => codes,
         Err(code) => vec![code; partitions.len()],
     };
     let mut r = AddPartitionsToTxnResponse::default();

@@ -2,11 +2,10 @@
 
 use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
 use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId};
-use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
 
 use super::{respond, str_bytes, topic_name, Context, Response};
-use crate::txn::{TxnCall, TxnReply};
+use crate::txn::Describe;
 
 pub async fn handle(ctx: &Context<'_>, request: DescribeTransactionsRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -21,9 +20,9 @@ pub async fn handle(ctx: &Context<'_>, request: DescribeTransactionsRequest) -> 
             state.producer_id = ProducerId(-1);
             state.producer_epoch = -1;
             state.transaction_start_time_ms = -1;
-            let reply = super::txn_call(ctx, &id.0, TxnCall::Describe { transactional_id: id.0.to_string() }).await;
+            let reply = super::txn_call(ctx, &id.0, Describe { transactional_id: id.0.to_string() }).await;
             match reply {
-                Ok(TxnReply::Describe(Ok(d))) => {
+                Ok(Ok(d)) => {
                     state.transaction_state = str_bytes(d.state);
                     state.transaction_timeout_ms = d.timeout_ms;
                     state.transaction_start_time_ms = d.start_ms;
@@ -41,8 +40,7 @@ pub async fn handle(ctx: &Context<'_>, request: DescribeTransactionsRequest) -> 
                         }
                     }
                 }
-                Ok(TxnReply::Describe(Err(code))) | Err(code) => state.error_code = code,
-                Ok(_) => state.error_code = ec::UNKNOWN_SERVER_ERROR,
+                Ok(Err(code)) | Err(code) => state.error_code = code,
             }
             state
         }

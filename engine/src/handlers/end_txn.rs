@@ -6,7 +6,7 @@ use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
 
 use super::{respond, Context, Response};
-use crate::txn::{TxnCall, TxnReply};
+use crate::txn::EndTxn;
 
 pub async fn handle(ctx: &Context<'_>, request: EndTxnRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -14,13 +14,10 @@ pub async fn handle(ctx: &Context<'_>, request: EndTxnRequest) -> Response {
     }
     let header = ctx.header;
     let id = request.transactional_id.0.to_string();
-    let call =
-        TxnCall::EndTxn { transactional_id: id.clone(), producer_id: request.producer_id.0, producer_epoch: request.producer_epoch, commit: request.committed };
+    let call = EndTxn { transactional_id: id.clone(), producer_id: request.producer_id.0, producer_epoch: request.producer_epoch, commit: request.committed };
     let mut r = EndTxnResponse::default();
     r.error_code = match super::txn_call(ctx, &id, call).await {
-        Ok(TxnReply::Code(code)) => code,
-        Ok(_) => ec::UNKNOWN_SERVER_ERROR,
-        Err(code) => code,
+        Ok(code) | Err(code) => code,
     };
     // Before v2 clients know only INVALID_PRODUCER_EPOCH for a fenced producer.
     if header.api_version < 2 && r.error_code == ec::PRODUCER_FENCED {

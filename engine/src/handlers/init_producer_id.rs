@@ -9,7 +9,7 @@ use shardlog_protocol::kafka_protocol;
 
 use super::{respond, Context, Response};
 use crate::controller::{AllocateProducerId, CONTROLLER_SHARD};
-use crate::txn::{TxnCall, TxnReply};
+use crate::txn::InitProducerId;
 
 pub async fn handle(ctx: &Context<'_>, request: InitProducerIdRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -25,15 +25,13 @@ pub async fn handle(ctx: &Context<'_>, request: InitProducerIdRequest) -> Respon
             return respond(header, &r);
         }
         let (producer_id, producer_epoch) = if header.api_version >= 3 { (request.producer_id.0, request.producer_epoch) } else { (-1, -1) };
-        let call = TxnCall::InitProducerId { transactional_id: id.0.to_string(), timeout_ms: request.transaction_timeout_ms, producer_id, producer_epoch };
+        let call = InitProducerId { transactional_id: id.0.to_string(), timeout_ms: request.transaction_timeout_ms, producer_id, producer_epoch };
         match super::txn_call(ctx, &id.0, call).await {
-            Ok(TxnReply::ProducerId { error_code, producer_id, producer_epoch }) => {
-                r.error_code = error_code;
+            Ok(Ok((producer_id, producer_epoch))) => {
                 r.producer_id = ProducerId(producer_id);
                 r.producer_epoch = producer_epoch;
             }
-            Ok(_) => r.error_code = ec::UNKNOWN_SERVER_ERROR,
-            Err(code) => r.error_code = code,
+            Ok(Err(code)) | Err(code) => r.error_code = code,
         }
         if header.api_version < 4 && r.error_code == ec::PRODUCER_FENCED {
             r.error_code = ec::INVALID_PRODUCER_EPOCH;

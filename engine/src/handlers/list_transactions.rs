@@ -7,7 +7,7 @@ use shardlog_protocol::kafka_protocol;
 
 use super::{respond, str_bytes, Context, Response};
 use crate::authorizer::{Operation, ResourceType};
-use crate::txn::{TxnCall, TxnReply};
+use crate::txn::List;
 
 /// The states Kafka's ListTransactions knows; other filters are reported back as unknown.
 const KNOWN_STATES: &[&str] = &["Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort", "Dead", "PrepareEpochFence"];
@@ -16,7 +16,7 @@ pub async fn handle(ctx: &Context<'_>, request: ListTransactionsRequest) -> Resp
     let header = ctx.header;
     let authz = &ctx.authz;
     let states: Vec<String> = request.state_filters.iter().map(|s| s.to_string()).collect();
-    let call = TxnCall::List {
+    let call = List {
         states: states.clone(),
         producer_ids: request.producer_id_filters.iter().map(|p| p.0).collect(),
         duration_ms: if header.api_version >= 1 { request.duration_filter } else { -1 },
@@ -26,8 +26,7 @@ pub async fn handle(ctx: &Context<'_>, request: ListTransactionsRequest) -> Resp
         let call = call.clone();
         async move {
             match ctx.call(owner, call).await {
-                Ok(TxnReply::List(list)) => list,
-                Ok(other) => unreachable!("List is answered with a list, not {other:?}"),
+                Ok(list) => list,
                 Err(e) => {
                     tracing::warn!(shard = owner, error = %e, "a transaction coordinator did not list its transactions");
                     Vec::new()

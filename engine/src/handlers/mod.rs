@@ -366,7 +366,7 @@ pub async fn call_controller(ctx: &Context<'_>, request: crate::controller::Cont
 
 /// Sends `call` to the coordinator of `transactional_id` and returns its reply, or the error
 /// code to answer with when there is no coordinator.
-pub async fn txn_call(ctx: &Context<'_>, transactional_id: &str, call: crate::txn::TxnCall) -> Result<crate::txn::TxnReply, i16> {
+pub async fn txn_call<C: ShardCall>(ctx: &Context<'_>, transactional_id: &str, call: C) -> Result<C::Reply, i16> {
     let Some(owner) = crate::txn::coordinator_shard(&ctx.metadata(), transactional_id) else {
         return Err(shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE);
     };

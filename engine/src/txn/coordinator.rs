@@ -11,7 +11,7 @@ use shardlog_protocol::batch::{build_producer_batch, BatchProducer};
 use shardlog_protocol::error_code as ec;
 
 use super::state_log::{self, TxnMetadata, TxnState, TRANSACTION_STATE_TOPIC, TXN_PARTITIONS_MAX};
-use super::{TxnCall, TxnDescription, TxnReply};
+use super::TxnDescription;
 use crate::controller::{AllocateProducerId, CONTROLLER_SHARD};
 use crate::runtime;
 use crate::shard::messages::TxnMarker;
@@ -90,60 +90,40 @@ impl TxnCoordinator {
         }
     }
 
-    pub async fn handle(&self, shard: &Rc<Shard>, call: TxnCall) -> TxnReply {
-        match call {
-            TxnCall::InitProducerId { transactional_id, timeout_ms, producer_id, producer_epoch } => {
-                let (error_code, producer_id, producer_epoch) =
-                    match self.init_producer_id(shard, &transactional_id, timeout_ms, producer_id, producer_epoch).await {
-                        Ok((id, epoch)) => (ec::NONE, id, epoch),
-                        Err(code) => (code, -1, -1),
-                    };
-                TxnReply::ProducerId { error_code, producer_id, producer_epoch }
-            }
-            TxnCall::AddPartitions { transactional_id, producer_id, producer_epoch, partitions } => {
-                TxnReply::Partitions(self.add_partitions(shard, &transactional_id, producer_id, producer_epoch, &partitions).await)
-            }
-            TxnCall::EndTxn { transactional_id, producer_id, producer_epoch, commit } => {
-                TxnReply::Code(self.end_txn(shard, &transactional_id, producer_id, producer_epoch, commit).await.err().unwrap_or(ec::NONE))
-            }
-            TxnCall::Verify { transactional_id, producer_id, producer_epoch, partition } => {
-                let code = match self.txns.borrow().get(&transactional_id) {
-                    None => ec::INVALID_PRODUCER_ID_MAPPING,
-                    Some(m) => match check_producer(m, producer_id, producer_epoch) {
-                        Err(code) => code,
-                        Ok(()) if m.state == TxnState::Ongoing && m.partitions.contains(&partition) => ec::NONE,
-                        Ok(()) => ec::INVALID_TXN_STATE,
-                    },
-                };
-                TxnReply::Code(code)
-            }
-            TxnCall::Describe { transactional_id } => TxnReply::Describe(self.describe(&transactional_id).ok_or(ec::TRANSACTIONAL_ID_NOT_FOUND)),
-            TxnCall::List { states, producer_ids, duration_ms, pattern } => {
-                let now = now_ms() as i64;
-                let pattern = match pattern.as_deref().filter(|p| !p.is_empty()).map(regex::Regex::new) {
-                    Some(Ok(re)) => Some(re),
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "ListTransactions pattern does not compile; nothing matches");
-                        return TxnReply::List(Vec::new());
-                    }
-                    None => None,
-                };
-                let list = self
-                    .txns
-                    .borrow()
-                    .iter()
-                    .filter(|(_, m)| states.is_empty() || states.iter().any(|s| s == m.state.name()))
-                    .filter(|(_, m)| producer_ids.is_empty() || producer_ids.contains(&m.producer_id))
-                    .filter(|(_, m)| duration_ms < 0 || (m.start_ms >= 0 && now - m.start_ms >= duration_ms))
-                    .filter(|(id, _)| pattern.as_ref().is_none_or(|re| re.is_match(id)))
-                    .map(|(id, m)| describe(id, m))
-                    .collect();
-                TxnReply::List(list)
-            }
+    /// KIP-890: an error code, NONE when the partition is in the producer's ongoing transaction.
+    pub(super) fn verify(&self, call: &super::Verify) -> i16 {
+        match self.txns.borrow().get(&call.transactional_id) {
+            None => ec::INVALID_PRODUCER_ID_MAPPING,
+            Some(m) => match check_producer(m, call.producer_id, call.producer_epoch) {
+                Err(code) => code,
+                Ok(()) if m.state == TxnState::Ongoing && m.partitions.contains(&call.partition) => ec::NONE,
+                Ok(()) => ec::INVALID_TXN_STATE,
+            },
         }
     }
 
-    fn describe(&self, id: &str) -> Option<TxnDescription> {
+    pub(super) fn list(&self, call: &super::List) -> Vec<TxnDescription> {
+        let now = now_ms() as i64;
+        let pattern = match call.pattern.as_deref().filter(|p| !p.is_empty()).map(regex::Regex::new) {
+            Some(Ok(re)) => Some(re),
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "ListTransactions pattern does not compile; nothing matches");
+                return Vec::new();
+            }
+            None => None,
+        };
+        self.txns
+            .borrow()
+            .iter()
+            .filter(|(_, m)| call.states.is_empty() || call.states.iter().any(|s| s == m.state.name()))
+            .filter(|(_, m)| call.producer_ids.is_empty() || call.producer_ids.contains(&m.producer_id))
+            .filter(|(_, m)| call.duration_ms < 0 || (m.start_ms >= 0 && now - m.start_ms >= call.duration_ms))
+            .filter(|(id, _)| pattern.as_ref().is_none_or(|re| re.is_match(id)))
+            .map(|(id, m)| describe(id, m))
+            .collect()
+    }
+
+    pub(super) fn describe(&self, id: &str) -> Option<TxnDescription> {
         self.txns.borrow().get(id).map(|m| describe(id, m))
     }
 
@@ -154,7 +134,14 @@ impl TxnCoordinator {
         })
     }
 
-    async fn init_producer_id(&self, shard: &Rc<Shard>, id: &str, timeout_ms: i32, producer_id: i64, producer_epoch: i16) -> Result<(i64, i16), i16> {
+    pub(super) async fn init_producer_id(
+        &self,
+        shard: &Rc<Shard>,
+        id: &str,
+        timeout_ms: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<(i64, i16), i16> {
         if timeout_ms <= 0 || timeout_ms > self.config.timeout_ms_max {
             return Err(ec::INVALID_TRANSACTION_TIMEOUT);
         }
@@ -212,7 +199,7 @@ impl TxnCoordinator {
         Ok(out)
     }
 
-    async fn add_partitions(&self, shard: &Rc<Shard>, id: &str, producer_id: i64, producer_epoch: i16, partitions: &[(String, i32)]) -> Vec<i16> {
+    pub(super) async fn add_partitions(&self, shard: &Rc<Shard>, id: &str, producer_id: i64, producer_epoch: i16, partitions: &[(String, i32)]) -> Vec<i16> {
         let all = |code| vec![code; partitions.len()];
         let Some(_busy) = self.try_busy(id) else { return all(ec::CONCURRENT_TRANSACTIONS) };
         let Some(mut m) = self.txns.borrow().get(id).cloned() else { return all(ec::INVALID_PRODUCER_ID_MAPPING) };
@@ -250,7 +237,7 @@ impl TxnCoordinator {
         all(ec::NONE)
     }
 
-    async fn end_txn(&self, shard: &Rc<Shard>, id: &str, producer_id: i64, producer_epoch: i16, commit: bool) -> Result<(), i16> {
+    pub(super) async fn end_txn(&self, shard: &Rc<Shard>, id: &str, producer_id: i64, producer_epoch: i16, commit: bool) -> Result<(), i16> {
         let Some(_busy) = self.try_busy(id) else { return Err(ec::CONCURRENT_TRANSACTIONS) };
         let Some(mut m) = self.txns.borrow().get(id).cloned() else { return Err(ec::INVALID_PRODUCER_ID_MAPPING) };
         check_producer(&m, producer_id, producer_epoch)?;

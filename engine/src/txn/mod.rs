@@ -23,49 +23,90 @@ use shardlog_protocol::error_code as ec;
 pub use coordinator::{TxnConfig, TxnCoordinator};
 pub use state_log::TRANSACTION_STATE_TOPIC;
 
+use crate::shard::router::ShardCall;
 use crate::shard::{Shard, TxnVerification};
 
 /// Markers carry the coordinator epoch; a single broker is always coordinator epoch 0.
 pub const COORDINATOR_EPOCH: i32 = 0;
 
-/// A transaction request as it travels to the coordinator shard.
+// The calls the transaction coordinator answers, each with its reply type. They travel to the
+// coordinator shard of their transactional id (see [`call`]).
+
+/// InitProducerId with a transactional id: the producer id and epoch, or the error code.
 #[derive(Debug, Clone)]
-pub enum TxnCall {
-    InitProducerId {
-        transactional_id: String,
-        timeout_ms: i32,
-        producer_id: i64,
-        producer_epoch: i16,
-    },
-    AddPartitions {
-        transactional_id: String,
-        producer_id: i64,
-        producer_epoch: i16,
-        partitions: Vec<(String, i32)>,
-    },
-    EndTxn {
-        transactional_id: String,
-        producer_id: i64,
-        producer_epoch: i16,
-        commit: bool,
-    },
-    /// Is `partition` in this producer's ongoing transaction? (KIP-890 verification of a
-    /// transactional produce.)
-    Verify {
-        transactional_id: String,
-        producer_id: i64,
-        producer_epoch: i16,
-        partition: (String, i32),
-    },
-    Describe {
-        transactional_id: String,
-    },
-    List {
-        states: Vec<String>,
-        producer_ids: Vec<i64>,
-        duration_ms: i64,
-        pattern: Option<String>,
-    },
+pub struct InitProducerId {
+    pub transactional_id: String,
+    pub timeout_ms: i32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
+impl ShardCall for InitProducerId {
+    type Reply = Result<(i64, i16), i16>;
+}
+
+/// AddPartitionsToTxn (and AddOffsetsToTxn, for the offsets partition): one code per partition,
+/// in request order.
+#[derive(Debug, Clone)]
+pub struct AddPartitions {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub partitions: Vec<(String, i32)>,
+}
+
+impl ShardCall for AddPartitions {
+    type Reply = Vec<i16>;
+}
+
+/// EndTxn: an error code (NONE once the outcome is decided and logged).
+#[derive(Debug, Clone)]
+pub struct EndTxn {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+}
+
+impl ShardCall for EndTxn {
+    type Reply = i16;
+}
+
+/// Is `partition` in this producer's ongoing transaction? (KIP-890 verification of a
+/// transactional produce.) An error code, NONE for yes.
+#[derive(Debug, Clone)]
+pub struct Verify {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub partition: (String, i32),
+}
+
+impl ShardCall for Verify {
+    type Reply = i16;
+}
+
+/// DescribeTransactions for one id.
+#[derive(Debug, Clone)]
+pub struct Describe {
+    pub transactional_id: String,
+}
+
+impl ShardCall for Describe {
+    type Reply = Result<TxnDescription, i16>;
+}
+
+/// ListTransactions on one coordinator shard.
+#[derive(Debug, Clone)]
+pub struct List {
+    pub states: Vec<String>,
+    pub producer_ids: Vec<i64>,
+    pub duration_ms: i64,
+    pub pattern: Option<String>,
+}
+
+impl ShardCall for List {
+    type Reply = Vec<TxnDescription>;
 }
 
 #[derive(Debug, Clone)]
@@ -79,20 +120,6 @@ pub struct TxnDescription {
     pub partitions: Vec<(String, i32)>,
 }
 
-#[derive(Debug)]
-pub enum TxnReply {
-    ProducerId {
-        error_code: i16,
-        producer_id: i64,
-        producer_epoch: i16,
-    },
-    /// Per partition, in request order.
-    Partitions(Vec<i16>),
-    Code(i16),
-    Describe(Result<TxnDescription, i16>),
-    List(Vec<TxnDescription>),
-}
-
 /// The shard that coordinates `transactional_id`, or None before the state topic exists.
 pub fn coordinator_shard(meta: &crate::metadata::ClusterMetadata, transactional_id: &str) -> Option<usize> {
     let topic = meta.topics.get(TRANSACTION_STATE_TOPIC)?;
@@ -100,13 +127,9 @@ pub fn coordinator_shard(meta: &crate::metadata::ClusterMetadata, transactional_
     topic.partitions.get(partition as usize).map(|p| p.shard)
 }
 
-impl crate::shard::router::ShardCall for TxnCall {
-    type Reply = TxnReply;
-}
-
 /// Sends `call` to the coordinator of `transactional_id` and returns its reply, or the error
 /// code to answer with when there is no coordinator.
-pub async fn call(shard: &Shard, transactional_id: &str, call: TxnCall) -> Result<TxnReply, i16> {
+pub async fn call<C: ShardCall>(shard: &Shard, transactional_id: &str, call: C) -> Result<C::Reply, i16> {
     let Some(owner) = coordinator_shard(&shard.metadata.borrow(), transactional_id) else { return Err(ec::COORDINATOR_NOT_AVAILABLE) };
     shard.call(owner, call).await.map_err(|e| {
         tracing::warn!(transactional_id, error = %e, "transaction coordinator unreachable");
@@ -120,26 +143,47 @@ pub async fn call(shard: &Shard, transactional_id: &str, call: TxnCall) -> Resul
 pub fn start(shard: &Rc<Shard>, config: TxnConfig) -> Rc<TxnCoordinator> {
     let coordinator = Rc::new(TxnCoordinator::new(config));
     let (c, s) = (coordinator.clone(), Rc::downgrade(shard));
-    shard.router.serve(move |call: TxnCall| {
+    shard.router.serve(move |call: InitProducerId| {
         let (c, shard) = (c.clone(), s.upgrade().expect("the shard outlives its router"));
-        async move { c.handle(&shard, call).await }
+        async move { c.init_producer_id(&shard, &call.transactional_id, call.timeout_ms, call.producer_id, call.producer_epoch).await }
+    });
+    let (c, s) = (coordinator.clone(), Rc::downgrade(shard));
+    shard.router.serve(move |call: AddPartitions| {
+        let (c, shard) = (c.clone(), s.upgrade().expect("the shard outlives its router"));
+        async move { c.add_partitions(&shard, &call.transactional_id, call.producer_id, call.producer_epoch, &call.partitions).await }
+    });
+    let (c, s) = (coordinator.clone(), Rc::downgrade(shard));
+    shard.router.serve(move |call: EndTxn| {
+        let (c, shard) = (c.clone(), s.upgrade().expect("the shard outlives its router"));
+        async move { c.end_txn(&shard, &call.transactional_id, call.producer_id, call.producer_epoch, call.commit).await.err().unwrap_or(ec::NONE) }
+    });
+    let c = coordinator.clone();
+    shard.router.serve(move |call: Verify| {
+        let code = c.verify(&call);
+        async move { code }
+    });
+    let c = coordinator.clone();
+    shard.router.serve(move |call: Describe| {
+        let described = c.describe(&call.transactional_id).ok_or(ec::TRANSACTIONAL_ID_NOT_FOUND);
+        async move { described }
+    });
+    let c = coordinator.clone();
+    shard.router.serve(move |call: List| {
+        let listed = c.list(&call);
+        async move { listed }
     });
     let s = Rc::downgrade(shard);
     let verifier: crate::shard::TxnVerifier = Rc::new(move |v: TxnVerification| {
         let shard = s.upgrade().expect("the shard outlives its verifier");
         Box::pin(async move {
             let transactional_id = v.transactional_id.clone();
-            let verify = TxnCall::Verify {
+            let verify = Verify {
                 transactional_id: v.transactional_id,
                 producer_id: v.producer_id,
                 producer_epoch: v.producer_epoch,
                 partition: (v.topic, v.partition),
             };
-            match call(&shard, &transactional_id, verify).await {
-                Ok(TxnReply::Code(code)) => code,
-                Ok(other) => unreachable!("Verify is answered with a code, not {other:?}"),
-                Err(code) => code,
-            }
+            call(&shard, &transactional_id, verify).await.unwrap_or_else(|code| code)
         })
     });
     assert!(shard.txn_verifier.set(verifier).is_ok(), "one transaction coordinator per shard");
