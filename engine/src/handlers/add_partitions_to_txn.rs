@@ -47,10 +47,10 @@ pub async fn handle(ctx: &Context<'_>, request: AddPartitionsToTxnRequest) -> Re
 
 /// The request refused whole, with Kafka's error, when the principal lacks what it needs.
 fn denial(ctx: &Context<'_>, request: &AddPartitionsToTxnRequest) -> Option<Response> {
-    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
     use shardlog_protocol::error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     let txn_ok = authz.transactional_id(Write, &r.v3_and_below_transactional_id);
     let denied_topics: Vec<bool> = r.v3_and_below_topics.iter().map(|t| !txn_ok || !authz.topic(Write, &t.name)).collect();
     if denied_topics.iter().all(|d| !d) {

@@ -55,9 +55,9 @@ pub async fn alter(ctx: &Context<'_>, resources: Vec<ConfigAlteration>, validate
 /// DESCRIBE_CONFIGS / ALTER_CONFIGS on each topic, or on the cluster for the broker (resource
 /// type 4): a request with any resource denied is refused whole, as Kafka does.
 fn denial(ctx: &Context<'_>, request: &AlterConfigsRequest) -> Option<Response> {
-    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if r.resources.iter().any(|res| !super::config_allowed(authz, AlterConfigs, res.resource_type, &res.resource_name)) {
         return deny_configs!(header, r, m::AlterConfigsResponse, m::alter_configs_response::AlterConfigsResourceResponse, responses);
     }

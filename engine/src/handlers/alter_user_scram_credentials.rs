@@ -100,25 +100,23 @@ pub fn handle(ctx: &Context<'_>, request: AlterUserScramCredentialsRequest) -> R
 
 /// The request refused whole, with Kafka's error, when the principal lacks what it needs.
 fn denial(ctx: &Context<'_>, request: &AlterUserScramCredentialsRequest) -> Option<Response> {
-    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
     use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if !authz.cluster(Alter) {
-        return {
-            let mut response = m::AlterUserScramCredentialsResponse::default();
-            let users = r.deletions.iter().map(|d| d.name.clone()).chain(r.upsertions.iter().map(|u| u.name.clone()));
-            response.results = users
-                .map(|user| {
-                    let mut result = m::alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default();
-                    result.user = user;
-                    result.error_code = CLUSTER_DENIED;
-                    result.error_message = None;
-                    result
-                })
-                .collect();
-            Some(respond(header, &response))
-        };
+        let mut response = m::AlterUserScramCredentialsResponse::default();
+        let users = r.deletions.iter().map(|d| d.name.clone()).chain(r.upsertions.iter().map(|u| u.name.clone()));
+        response.results = users
+            .map(|user| {
+                let mut result = m::alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default();
+                result.user = user;
+                result.error_code = CLUSTER_DENIED;
+                result.error_message = None;
+                result
+            })
+            .collect();
+        return Some(respond(header, &response));
     }
     None
 }

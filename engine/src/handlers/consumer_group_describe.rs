@@ -33,26 +33,24 @@ pub async fn handle(ctx: &Context<'_>, request: ConsumerGroupDescribeRequest) ->
 
 /// The request refused whole, with Kafka's error, when the principal lacks what it needs.
 fn denial(ctx: &Context<'_>, request: &ConsumerGroupDescribeRequest) -> Option<Response> {
-    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
     use shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED as GROUP_DENIED;
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if r.group_ids.iter().any(|g| !authz.group(Describe, g)) {
-        return {
-            let mut response = m::ConsumerGroupDescribeResponse::default();
-            for g in &r.group_ids {
-                let mut d = m::consumer_group_describe_response::DescribedGroup::default();
-                d.group_id = g.clone();
-                d.error_code = if authz.may_see(Describe, crate::authorizer::ResourceType::Group, g) {
-                    shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
-                } else {
-                    GROUP_DENIED
-                };
-                d.error_message = None;
-                response.groups.push(d);
-            }
-            Some(respond(header, &response))
-        };
+        let mut response = m::ConsumerGroupDescribeResponse::default();
+        for g in &r.group_ids {
+            let mut d = m::consumer_group_describe_response::DescribedGroup::default();
+            d.group_id = g.clone();
+            d.error_code = if authz.may_see(Describe, crate::authorizer::ResourceType::Group, g) {
+                shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
+            } else {
+                GROUP_DENIED
+            };
+            d.error_message = None;
+            response.groups.push(d);
+        }
+        return Some(respond(header, &response));
     }
     None
 }

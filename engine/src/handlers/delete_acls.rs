@@ -78,25 +78,23 @@ pub async fn handle(ctx: &Context<'_>, request: DeleteAclsRequest) -> Response {
 
 /// The request refused whole, with Kafka's error, when the principal lacks what it needs.
 fn denial(ctx: &Context<'_>, request: &DeleteAclsRequest) -> Option<Response> {
-    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
     use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if !authz.cluster(Alter) {
-        return {
-            let mut response = m::DeleteAclsResponse::default();
-            response.filter_results = r
-                .filters
-                .iter()
-                .map(|_| {
-                    let mut result = m::delete_acls_response::DeleteAclsFilterResult::default();
-                    result.error_code = CLUSTER_DENIED;
-                    result.error_message = None;
-                    result
-                })
-                .collect();
-            Some(respond(header, &response))
-        };
+        let mut response = m::DeleteAclsResponse::default();
+        response.filter_results = r
+            .filters
+            .iter()
+            .map(|_| {
+                let mut result = m::delete_acls_response::DeleteAclsFilterResult::default();
+                result.error_code = CLUSTER_DENIED;
+                result.error_message = None;
+                result
+            })
+            .collect();
+        return Some(respond(header, &response));
     }
     None
 }

@@ -59,26 +59,24 @@ pub async fn handle(ctx: &Context<'_>, request: DeleteRecordsRequest) -> Respons
 
 /// The request refused whole, with Kafka's error, when the principal lacks what it needs.
 fn denial(ctx: &Context<'_>, request: &DeleteRecordsRequest) -> Option<Response> {
-    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if r.topics.iter().any(|t| !authz.topic(Delete, &t.name)) {
-        return {
-            let mut response = m::DeleteRecordsResponse::default();
-            for t in &r.topics {
-                let mut topic = m::delete_records_response::DeleteRecordsTopicResult::default();
-                topic.name = t.name.clone();
-                for p in &t.partitions {
-                    let mut result = m::delete_records_response::DeleteRecordsPartitionResult::default();
-                    result.partition_index = p.partition_index;
-                    result.low_watermark = -1;
-                    result.error_code = shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED;
-                    topic.partitions.push(result);
-                }
-                response.topics.push(topic);
+        let mut response = m::DeleteRecordsResponse::default();
+        for t in &r.topics {
+            let mut topic = m::delete_records_response::DeleteRecordsTopicResult::default();
+            topic.name = t.name.clone();
+            for p in &t.partitions {
+                let mut result = m::delete_records_response::DeleteRecordsPartitionResult::default();
+                result.partition_index = p.partition_index;
+                result.low_watermark = -1;
+                result.error_code = shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED;
+                topic.partitions.push(result);
             }
-            Some(respond(header, &response))
-        };
+            response.topics.push(topic);
+        }
+        return Some(respond(header, &response));
     }
     None
 }

@@ -94,9 +94,9 @@ fn entry(c: DescribedConfig, version: i16, include_synonyms: bool, include_docum
 /// DESCRIBE_CONFIGS / ALTER_CONFIGS on each topic, or on the cluster for the broker (resource
 /// type 4): a request with any resource denied is refused whole, as Kafka does.
 fn denial(ctx: &Context<'_>, request: &DescribeConfigsRequest) -> Option<Response> {
-    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if r.resources.iter().any(|res| !super::config_allowed(authz, DescribeConfigs, res.resource_type, &res.resource_name)) {
         return deny_configs!(header, r, m::DescribeConfigsResponse, m::describe_configs_response::DescribeConfigsResult, results);
     }

@@ -61,31 +61,29 @@ pub async fn handle(ctx: &Context<'_>, request: DescribeProducersRequest) -> Res
 
 /// The request refused whole, with Kafka's error, when the principal lacks what it needs.
 fn denial(ctx: &Context<'_>, request: &DescribeProducersRequest) -> Option<Response> {
-    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if r.topics.iter().any(|t| !authz.topic(Read, &t.name)) {
-        return {
-            let mut response = m::DescribeProducersResponse::default();
-            for t in &r.topics {
-                let mut topic = m::describe_producers_response::TopicResponse::default();
-                topic.name = t.name.clone();
-                let code = if authz.may_see(Read, crate::authorizer::ResourceType::Topic, &t.name) {
-                    shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
-                } else {
-                    shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED
-                };
-                for p in &t.partition_indexes {
-                    let mut result = m::describe_producers_response::PartitionResponse::default();
-                    result.partition_index = *p;
-                    result.error_code = code;
-                    result.error_message = None;
-                    topic.partitions.push(result);
-                }
-                response.topics.push(topic);
+        let mut response = m::DescribeProducersResponse::default();
+        for t in &r.topics {
+            let mut topic = m::describe_producers_response::TopicResponse::default();
+            topic.name = t.name.clone();
+            let code = if authz.may_see(Read, crate::authorizer::ResourceType::Topic, &t.name) {
+                shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
+            } else {
+                shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED
+            };
+            for p in &t.partition_indexes {
+                let mut result = m::describe_producers_response::PartitionResponse::default();
+                result.partition_index = *p;
+                result.error_code = code;
+                result.error_message = None;
+                topic.partitions.push(result);
             }
-            Some(respond(header, &response))
-        };
+            response.topics.push(topic);
+        }
+        return Some(respond(header, &response));
     }
     None
 }

@@ -52,28 +52,26 @@ pub async fn handle(ctx: &Context<'_>, request: DescribeTransactionsRequest) -> 
 
 /// The request refused whole, with Kafka's error, when the principal lacks what it needs.
 fn denial(ctx: &Context<'_>, request: &DescribeTransactionsRequest) -> Option<Response> {
-    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
     use shardlog_protocol::error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if r.transactional_ids.iter().any(|id| !authz.transactional_id(Describe, id)) {
-        return {
-            let mut response = m::DescribeTransactionsResponse::default();
-            for id in &r.transactional_ids {
-                let mut state = m::describe_transactions_response::TransactionState::default();
-                state.transactional_id = id.clone();
-                state.producer_id = m::ProducerId(-1);
-                state.producer_epoch = -1;
-                state.transaction_start_time_ms = -1;
-                state.error_code = if authz.may_see(Describe, crate::authorizer::ResourceType::TransactionalId, id) {
-                    shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
-                } else {
-                    TXN_DENIED
-                };
-                response.transaction_states.push(state);
-            }
-            Some(respond(header, &response))
-        };
+        let mut response = m::DescribeTransactionsResponse::default();
+        for id in &r.transactional_ids {
+            let mut state = m::describe_transactions_response::TransactionState::default();
+            state.transactional_id = id.clone();
+            state.producer_id = m::ProducerId(-1);
+            state.producer_epoch = -1;
+            state.transaction_start_time_ms = -1;
+            state.error_code = if authz.may_see(Describe, crate::authorizer::ResourceType::TransactionalId, id) {
+                shardlog_protocol::error_code::OPERATION_NOT_ATTEMPTED
+            } else {
+                TXN_DENIED
+            };
+            response.transaction_states.push(state);
+        }
+        return Some(respond(header, &response));
     }
     None
 }

@@ -28,10 +28,10 @@ pub async fn handle(ctx: &Context<'_>, request: EndTxnRequest) -> Response {
 
 /// The request refused whole, with Kafka's error, when the principal lacks what it needs.
 fn denial(ctx: &Context<'_>, request: &EndTxnRequest) -> Option<Response> {
-    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
     use shardlog_protocol::error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if !authz.transactional_id(Write, &r.transactional_id) {
         return deny!(header, m::EndTxnResponse, TXN_DENIED);
     }

@@ -39,13 +39,11 @@ pub async fn handle(ctx: &Context<'_>, request: IncrementalAlterConfigsRequest) 
 /// DESCRIBE_CONFIGS / ALTER_CONFIGS on each topic, or on the cluster for the broker (resource
 /// type 4): a request with any resource denied is refused whole, as Kafka does.
 fn denial(ctx: &Context<'_>, request: &IncrementalAlterConfigsRequest) -> Option<Response> {
-    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if r.resources.iter().any(|res| !super::config_allowed(authz, AlterConfigs, res.resource_type, &res.resource_name)) {
-        return {
-            deny_configs!(header, r, m::IncrementalAlterConfigsResponse, m::incremental_alter_configs_response::AlterConfigsResourceResponse, responses)
-        };
+        return deny_configs!(header, r, m::IncrementalAlterConfigsResponse, m::incremental_alter_configs_response::AlterConfigsResourceResponse, responses);
     }
     None
 }

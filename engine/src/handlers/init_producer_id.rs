@@ -55,11 +55,11 @@ pub async fn handle(ctx: &Context<'_>, request: InitProducerIdRequest) -> Respon
 
 /// The request refused whole, with Kafka's error, when the principal lacks what it needs.
 fn denial(ctx: &Context<'_>, request: &InitProducerIdRequest) -> Option<Response> {
-    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
     use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
     use shardlog_protocol::error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     let allowed = match &r.transactional_id {
         Some(id) => authz.transactional_id(Write, id),
         // KIP-679: WRITE on any topic also allows idempotent produce.

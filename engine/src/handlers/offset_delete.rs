@@ -43,10 +43,10 @@ pub async fn handle(ctx: &Context<'_>, request: OffsetDeleteRequest) -> Response
 
 /// The request refused whole, with Kafka's error, when the principal lacks what it needs.
 fn denial(ctx: &Context<'_>, request: &OffsetDeleteRequest) -> Option<Response> {
-    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
     use shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED as GROUP_DENIED;
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if !authz.group(Delete, &r.group_id) {
         return deny!(header, m::OffsetDeleteResponse, GROUP_DENIED);
     }

@@ -66,11 +66,11 @@ pub async fn handle(ctx: &Context<'_>, request: TxnOffsetCommitRequest) -> Respo
 
 /// The request refused whole, with Kafka's error, when the principal lacks what it needs.
 fn denial(ctx: &Context<'_>, request: &TxnOffsetCommitRequest) -> Option<Response> {
-    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;
     use shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED as GROUP_DENIED;
     use shardlog_protocol::error_code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED as TXN_DENIED;
+    let (authz, header, r) = (&ctx.authz, ctx.header, request);
     let code = if !authz.transactional_id(Write, &r.transactional_id) {
         TXN_DENIED
     } else if !authz.group(Read, &r.group_id) {
