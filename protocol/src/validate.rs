@@ -1,4 +1,5 @@
-//! Schema-driven validation of request bodies, run before `kafka-protocol` decodes them.
+//! Schema-driven validation of request bodies (and, in `responses`, of the response bodies
+//! that our clients read), run before `kafka-protocol` decodes them.
 //!
 //! Why: `kafka-protocol` 0.18 decodes arrays with `Vec::with_capacity(n)`, where `n` is a count
 //! read off the wire, so a handful of hostile bytes can ask for terabytes and abort the broker.
@@ -20,6 +21,10 @@
 //! - Unsigned varints are read the way the decoder reads them (at most five bytes); a fifth byte
 //!   with its continuation bit set is rejected, as Java Kafka does, because the decoder would stop
 //!   there and read the rest as the next field.
+
+mod responses;
+
+pub use responses::{has_response_schema, response_schema_versions, validate_response_body};
 
 /// The deepest nesting the walker follows, counting each struct and each array as one level.
 /// The deepest schema here, CreateTopics (topics → assignments → broker ids), needs 6; the bound
