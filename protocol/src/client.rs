@@ -49,8 +49,8 @@ const REQUEST_CORRELATION_ID_OFFSET: usize = FRAME_LENGTH_BYTES + 2 + 2;
 /// lists the versions the broker serves, so a second try at one of those is the last.
 pub const API_VERSIONS_TRIES_MAX: u32 = 2;
 
-/// Spare room [`FrameReader::read_buffer`] keeps for the next read.
-const READ_BYTES_MIN: usize = 64 * 1024;
+/// Spare room [`FrameReader::read_buffer`] keeps for the next read, unless told otherwise.
+pub const READ_BYTES_MIN_DEFAULT: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
@@ -478,11 +478,18 @@ impl ResponseFrame {
 pub struct FrameReader {
     buffer: BytesMut,
     frame_bytes_max: usize,
+    read_bytes_min: usize,
 }
 
 impl FrameReader {
     pub fn new(frame_bytes_max: usize) -> FrameReader {
-        FrameReader { buffer: BytesMut::with_capacity(READ_BYTES_MIN), frame_bytes_max }
+        FrameReader::with_read_bytes_min(frame_bytes_max, READ_BYTES_MIN_DEFAULT)
+    }
+
+    /// A reader whose [`FrameReader::read_buffer`] always has room for `read_bytes_min` bytes:
+    /// larger reads mean fewer syscalls for a stream of many small answers.
+    pub fn with_read_bytes_min(frame_bytes_max: usize, read_bytes_min: usize) -> FrameReader {
+        FrameReader { buffer: BytesMut::with_capacity(read_bytes_min), frame_bytes_max, read_bytes_min }
     }
 
     /// Appends bytes read from the connection.
@@ -492,8 +499,8 @@ impl FrameReader {
 
     /// The buffer to read into directly (`read_buf`), with room for at least one more read.
     pub fn read_buffer(&mut self) -> &mut BytesMut {
-        if self.buffer.capacity() - self.buffer.len() < READ_BYTES_MIN {
-            self.buffer.reserve(READ_BYTES_MIN);
+        if self.buffer.capacity() - self.buffer.len() < self.read_bytes_min {
+            self.buffer.reserve(self.read_bytes_min);
         }
         &mut self.buffer
     }
