@@ -41,7 +41,7 @@ pub enum ValidationError {
     UnknownVersion { api_key: i16, version: i16 },
     #[error("request body truncated at byte {offset} while reading {field}")]
     Truncated { offset: usize, field: &'static str },
-    #[error("{field} at byte {offset}: count or length {value} exceeds the {remaining} bytes left in the request")]
+    #[error("{field} at byte {offset}: count or length {value} exceeds the {remaining} bytes left in the body")]
     CountTooLarge { offset: usize, field: &'static str, value: i64, remaining: usize },
     #[error("{field} at byte {offset}: invalid value {value}")]
     Invalid { offset: usize, field: &'static str, value: i64 },
