@@ -1,4 +1,5 @@
-//! Schema-driven validation of request bodies, run before `kafka-protocol` decodes them.
+//! Schema-driven validation of request bodies (and, in `responses`, of the response bodies
+//! that our clients read), run before `kafka-protocol` decodes them.
 //!
 //! Why: `kafka-protocol` 0.18 decodes arrays with `Vec::with_capacity(n)`, where `n` is a count
 //! read off the wire, so a handful of hostile bytes can ask for terabytes and abort the broker.
@@ -21,6 +22,10 @@
 //!   with its continuation bit set is rejected, as Java Kafka does, because the decoder would stop
 //!   there and read the rest as the next field.
 
+mod responses;
+
+pub use responses::{has_response_schema, response_schema_versions, validate_response_body};
+
 /// The deepest nesting the walker follows, counting each struct and each array as one level.
 /// The deepest schema here, CreateTopics (topics → assignments → broker ids), needs 6; the bound
 /// exists so that a schema mistake can never turn into unbounded recursion. A unit test checks
@@ -36,7 +41,7 @@ pub enum ValidationError {
     UnknownVersion { api_key: i16, version: i16 },
     #[error("request body truncated at byte {offset} while reading {field}")]
     Truncated { offset: usize, field: &'static str },
-    #[error("{field} at byte {offset}: count or length {value} exceeds the {remaining} bytes left in the request")]
+    #[error("{field} at byte {offset}: count or length {value} exceeds the {remaining} bytes left in the body")]
     CountTooLarge { offset: usize, field: &'static str, value: i64, remaining: usize },
     #[error("{field} at byte {offset}: invalid value {value}")]
     Invalid { offset: usize, field: &'static str, value: i64 },

@@ -1,27 +1,32 @@
 //! An async Kafka connection that pipelines requests.
 //!
-//! A request is encoded and queued when it is made, so requests go out in the order they were
-//! made (the order matters: two produce requests for one partition must reach the broker in
-//! order). A writer task writes queued frames, several per flush when they pile up; a reader task
-//! reads response frames and hands each to the request at the head of the pending queue, after
-//! checking the correlation id (Kafka answers a connection's requests in order). A produce with
-//! acks=0 gets no answer, so it is complete once written.
+//! The protocol (ApiVersions negotiation, correlation ids, the requests in flight, framing,
+//! response headers, checked decoding) is `shardlog_protocol::client`, shared with the admin CLI;
+//! this file owns the socket and the tasks. A request is encoded when it is made, outside any
+//! lock, then numbered and tracked by the connection's [`ClientCore`] and queued under one lock,
+//! so requests go out in the order they were made (the order matters: two produce requests for
+//! one partition must reach the broker in order) and the core expects their answers in that
+//! order. A writer task writes queued frames, several per flush when they pile up; a reader task
+//! feeds what it reads to a [`FrameReader`] and hands each whole frame to the core, which matches
+//! it to its request (Kafka answers a connection's requests in order). A produce with acks=0 gets
+//! no answer, so it is complete once written.
 //!
-//! How many requests are outstanding is up to the caller (the producer's `max_in_flight`).
+//! How many requests are outstanding is up to the caller (the producer's `max_in_flight`), within
+//! [`IN_FLIGHT_MAX`].
 
-use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use shardlog_protocol::error_code::{error_name, UNSUPPORTED_VERSION};
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+use kafka_protocol::protocol::{Encodable, Request};
+use shardlog_protocol::client::{self as core, ClientCore, ClientError, FrameReader, Negotiation, RequestFrame, ResponseFrame, Versions};
+use shardlog_protocol::error_code::error_name;
 use shardlog_protocol::kafka_protocol;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -63,7 +68,9 @@ async fn open(address: &str, stream: TcpStream) -> Result<(BoxedRead, BoxedWrite
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest response frame accepted: the default `socket.request.max.bytes`. A larger length
 /// prefix means a confused peer, not an answer.
-pub const RESPONSE_BYTES_MAX: usize = 100 * 1024 * 1024;
+pub const RESPONSE_BYTES_MAX: usize = core::RESPONSE_BYTES_MAX_DEFAULT;
+/// Requests in flight on one connection: above the workload's `max_in_flight` bound (1000).
+pub const IN_FLIGHT_MAX: usize = core::IN_FLIGHT_MAX_DEFAULT;
 const SOCKET_BUFFER_BYTES: usize = 256 * 1024;
 
 /// The versions this client speaks: (key, min, max). The tops stop where Kafka starts naming
@@ -77,41 +84,27 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListOffsets, 1, 9),
 ];
 
-/// For each API the client speaks, the highest version both sides speak, or None.
-pub fn negotiate(broker: &[(i16, i16, i16)]) -> Vec<(ApiKey, Option<i16>)> {
-    CLIENT_VERSIONS
-        .iter()
-        .map(|&(key, client_min, client_max)| {
-            let version = broker.iter().find(|(k, _, _)| *k == key as i16).and_then(|&(_, broker_min, broker_max)| {
-                let v = client_max.min(broker_max);
-                (v >= client_min.max(broker_min)).then_some(v)
-            });
-            (key, version)
-        })
-        .collect()
-}
+/// Where a request's answer goes: the frame matched to it, or why it will not come.
+type Reply = oneshot::Sender<Result<ResponseFrame>>;
 
 struct Outgoing {
     frame: Bytes,
-    pending: Option<Pending>,
     /// For a request with no response (acks=0 produce): told when the frame is written.
-    written: Option<oneshot::Sender<Result<Bytes>>>,
+    written: Option<oneshot::Sender<Result<()>>>,
 }
 
-struct Pending {
-    correlation_id: i32,
-    header_version: i16,
-    reply: oneshot::Sender<Result<Bytes>>,
+/// What the caller's tasks, the writer and the reader share, under one lock.
+struct Shared {
+    core: ClientCore<Reply>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
 }
-
-type PendingQueue = Arc<Mutex<VecDeque<Pending>>>;
 
 pub struct Connection {
     address: String,
-    outgoing: mpsc::UnboundedSender<Outgoing>,
-    correlation_id: AtomicI32,
+    shared: Arc<Mutex<Shared>>,
+    /// Set (under the lock) when the reader or the writer fails: no request is tracked after.
     closed: Arc<AtomicBool>,
-    versions: Vec<(ApiKey, Option<i16>)>,
+    versions: Option<Versions>,
 }
 
 impl Connection {
@@ -126,10 +119,18 @@ impl Connection {
             tokio::time::timeout(CONNECT_TIMEOUT, open(address, stream)).await.map_err(|_| anyhow!("TLS handshake with {address} timed out"))??;
         let (tx, rx) = mpsc::unbounded_channel();
         let closed = Arc::new(AtomicBool::new(false));
-        let pending: PendingQueue = Arc::default();
-        tokio::spawn(write_loop(BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write), rx, pending.clone(), closed.clone()));
-        tokio::spawn(read_loop(BufReader::with_capacity(SOCKET_BUFFER_BYTES, read), pending, closed.clone(), address.to_string()));
-        let mut connection = Connection { address: address.to_string(), outgoing: tx, correlation_id: AtomicI32::new(0), closed, versions: Vec::new() };
+        let core = ClientCore::new(core::ClientConfig {
+            client_id: CLIENT_ID.to_string(),
+            software_name: CLIENT_ID,
+            software_version: env!("CARGO_PKG_VERSION"),
+            versions: CLIENT_VERSIONS,
+            in_flight_max: IN_FLIGHT_MAX,
+            response_bytes_max: RESPONSE_BYTES_MAX,
+        });
+        let shared = Arc::new(Mutex::new(Shared { core, outgoing: tx }));
+        tokio::spawn(write_loop(BufWriter::with_capacity(SOCKET_BUFFER_BYTES, write), rx, shared.clone(), closed.clone()));
+        tokio::spawn(read_loop(read, shared.clone(), closed.clone(), address.to_string()));
+        let mut connection = Connection { address: address.to_string(), shared, closed, versions: None };
         tokio::time::timeout(CONNECT_TIMEOUT, connection.negotiate_versions())
             .await
             .map_err(|_| anyhow!("{address} did not answer ApiVersions within {CONNECT_TIMEOUT:?}; is it a Kafka broker?"))??;
@@ -146,8 +147,8 @@ impl Connection {
 
     /// The negotiated version of `key`.
     pub fn version(&self, key: ApiKey) -> Result<i16> {
-        match self.versions.iter().find(|(k, _)| *k == key) {
-            Some((_, Some(v))) => Ok(*v),
+        match self.versions.as_ref().map(|versions| versions.version(key)) {
+            Some(Ok(v)) => Ok(v),
             _ => {
                 let (min, max) = CLIENT_VERSIONS.iter().find(|(k, _, _)| *k == key).map_or((0, 0), |&(_, a, b)| (a, b));
                 bail!("the broker at {} serves no version of {key:?} in {min}..={max}", self.address)
@@ -156,27 +157,39 @@ impl Connection {
     }
 
     async fn negotiate_versions(&mut self) -> Result<()> {
-        let mut version = 3;
-        for _ in 0..2 {
-            let mut request = ApiVersionsRequest::default();
-            if version >= 3 {
-                request.client_software_name = StrBytes::from_static_str(CLIENT_ID);
-                request.client_software_version = StrBytes::from_static_str(env!("CARGO_PKG_VERSION"));
+        let mut version = self.lock().core.api_versions_version_first();
+        loop {
+            let (reply, answer) = oneshot::channel();
+            let queued = {
+                let mut shared = self.lock();
+                let frame = shared.core.request_api_versions(version, reply).map_err(|e| anyhow!("{e}"))?;
+                shared.outgoing.send(Outgoing { frame, written: None }).is_ok()
+            };
+            if !queued {
+                bail!("the connection to {} is closed", self.address);
             }
-            let mut body = self.send_frame(ApiKey::ApiVersions, version, &request, true)?.await?;
-            // A broker that does not know `version` answers with a v0 body.
-            let decode_version = if body.len() >= 2 && i16::from_be_bytes([body[0], body[1]]) == UNSUPPORTED_VERSION { 0 } else { version };
-            let response = ApiVersionsResponse::decode(&mut body, decode_version)
-                .map_err(|e| anyhow!("cannot decode ApiVersions from {}: {e:#}; is it a Kafka broker?", self.address))?;
-            let broker: Vec<(i16, i16, i16)> = response.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
-            self.versions = negotiate(&broker);
-            match response.error_code {
-                0 => return Ok(()),
-                UNSUPPORTED_VERSION => version = self.version(ApiKey::ApiVersions)?,
-                code => bail!("{} refused ApiVersions: {}", self.address, error_name(code)),
+            let response = answer
+                .await
+                .map_err(|_| anyhow!("the connection to {} closed before the ApiVersions answer came", self.address))??
+                .decode::<ApiVersionsRequest>()
+                .map_err(|e| anyhow!("cannot decode ApiVersions from {}: {e}; is it a Kafka broker?", self.address))?;
+            let outcome = {
+                let mut shared = self.shared.lock().expect("connection lock");
+                let outcome = shared.core.receive_api_versions(&response, version);
+                self.versions = shared.core.versions().cloned();
+                outcome
+            };
+            match outcome {
+                Ok(Negotiation::Done) => return Ok(()),
+                Ok(Negotiation::Retry(v)) => version = v,
+                Err(ClientError::ApiVersionsRefused { error_code, .. }) => bail!("{} refused ApiVersions: {}", self.address, error_name(error_code)),
+                Err(_) => bail!("{} and this tool have no ApiVersions version in common", self.address),
             }
         }
-        bail!("{} and this tool have no ApiVersions version in common", self.address)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().expect("connection lock")
     }
 
     /// Encodes and queues `request` now; the returned future resolves to the decoded answer.
@@ -185,15 +198,17 @@ impl Connection {
         R::Response: Send + 'static,
     {
         let key = ApiKey::try_from(R::KEY).map_err(|()| anyhow!("unknown api key {}", R::KEY))?;
-        let body = self.send_frame(key, version, request, true)?;
+        let frame = RequestFrame::encode(request, version, CLIENT_ID).map_err(|e| anyhow!("{e}"))?;
+        let (reply, answer) = oneshot::channel();
+        let queued = self.queue(frame, Some(reply), None);
         let address = self.address.clone();
         Ok(async move {
-            let mut body = body.await?;
-            let response = R::Response::decode(&mut body, version).map_err(|e| anyhow!("cannot decode the {key:?} v{version} answer from {address}: {e:#}"))?;
-            if body.has_remaining() {
-                bail!("the {key:?} v{version} answer from {address} has {} bytes left over", body.remaining());
-            }
-            Ok(response)
+            queued?;
+            let response = answer.await.map_err(|_| anyhow!("the connection to {address} closed before the {key:?} answer came"))??;
+            response.decode::<R>().map_err(|e| match e {
+                ClientError::TrailingBytes { count, .. } => anyhow!("the {key:?} v{version} answer from {address} has {count} bytes left over"),
+                e => anyhow!("cannot decode the {key:?} v{version} answer from {address}: {e}"),
+            })
         })
     }
 
@@ -201,8 +216,14 @@ impl Connection {
     /// resolves once it is written.
     pub fn send_no_response<R: Request + Encodable>(&self, request: &R, version: i16) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
         let key = ApiKey::try_from(R::KEY).map_err(|()| anyhow!("unknown api key {}", R::KEY))?;
-        let written = self.send_frame(key, version, request, false)?;
-        Ok(async move { written.await.map(|_| ()) })
+        let frame = RequestFrame::encode(request, version, CLIENT_ID).map_err(|e| anyhow!("{e}"))?;
+        let (written, done) = oneshot::channel();
+        let queued = self.queue(frame, None, Some(written));
+        let address = self.address.clone();
+        Ok(async move {
+            queued?;
+            done.await.map_err(|_| anyhow!("the connection to {address} closed before the {key:?} request was written"))?
+        })
     }
 
     /// Sends one request and waits for its answer: for the setup steps.
@@ -213,73 +234,43 @@ impl Connection {
         self.send(request, version)?.await
     }
 
-    fn send_frame<T: Encodable>(
-        &self,
-        key: ApiKey,
-        version: i16,
-        body: &T,
-        expects_response: bool,
-    ) -> Result<impl Future<Output = Result<Bytes>> + Send + 'static> {
-        let correlation_id = self.correlation_id.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        let frame = encode_request(key, version, correlation_id, body)?;
-        let (tx, rx) = oneshot::channel();
-        let outgoing = if expects_response {
-            Outgoing { frame, pending: Some(Pending { correlation_id, header_version: key.response_header_version(version), reply: tx }), written: None }
-        } else {
-            Outgoing { frame, pending: None, written: Some(tx) }
+    /// Numbers `frame`, tracks it when an answer is expected, and queues it for the writer, all
+    /// under the lock, so that frames are written in the order the core expects their answers.
+    fn queue(&self, frame: RequestFrame, reply: Option<Reply>, written: Option<oneshot::Sender<Result<()>>>) -> Result<()> {
+        let mut shared = self.lock();
+        if self.is_closed() {
+            bail!("the connection to {} is closed", self.address);
+        }
+        let frame = match reply {
+            Some(reply) => shared.core.start(frame, reply).map_err(|(e, _)| anyhow!("{e}"))?,
+            None => shared.core.start_without_response(frame),
         };
-        let queued = !self.is_closed() && self.outgoing.send(outgoing).is_ok();
-        let address = self.address.clone();
-        Ok(async move {
-            if !queued {
-                bail!("the connection to {address} is closed");
-            }
-            rx.await.map_err(|_| anyhow!("the connection to {address} closed before the {key:?} answer came"))?
-        })
+        if shared.outgoing.send(Outgoing { frame, written }).is_err() {
+            bail!("the connection to {} is closed", self.address);
+        }
+        Ok(())
     }
 }
 
-/// One request frame: 4-byte length, header (v1 or v2 as the API and version want), body.
-pub fn encode_request<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Result<Bytes> {
-    let mut header = RequestHeader::default();
-    header.request_api_key = key as i16;
-    header.request_api_version = version;
-    header.correlation_id = correlation_id;
-    header.client_id = Some(StrBytes::from_static_str(CLIENT_ID));
-    let mut frame = BytesMut::with_capacity(64);
-    frame.extend_from_slice(&[0; 4]);
-    header.encode(&mut frame, key.request_header_version(version)).map_err(|e| anyhow!("cannot encode the {key:?} v{version} header: {e:#}"))?;
-    body.encode(&mut frame, version).map_err(|e| anyhow!("cannot encode the {key:?} v{version} request: {e:#}"))?;
-    let length = i32::try_from(frame.len() - 4).context("request above 2 GiB")?;
-    frame[..4].copy_from_slice(&length.to_be_bytes());
-    Ok(frame.freeze())
+/// Marks the connection closed and fails every request in flight with `why`.
+fn fail_in_flight(shared: &Mutex<Shared>, closed: &AtomicBool, why: &str) {
+    let replies: Vec<Reply> = {
+        let mut shared = shared.lock().expect("connection lock");
+        closed.store(true, Ordering::Relaxed);
+        shared.core.drain().collect()
+    };
+    for reply in replies {
+        let _ = reply.send(Err(anyhow!("{why}")));
+    }
 }
 
-async fn write_loop(mut socket: BufWriter<BoxedWrite>, mut rx: mpsc::UnboundedReceiver<Outgoing>, pending: PendingQueue, closed: Arc<AtomicBool>) {
+async fn write_loop(mut socket: BufWriter<BoxedWrite>, mut rx: mpsc::UnboundedReceiver<Outgoing>, shared: Arc<Mutex<Shared>>, closed: Arc<AtomicBool>) {
     let mut written_waiters = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         let mut result = Ok(());
         // Write every frame that is queued, then flush once: one syscall for a burst.
         while let Some(outgoing) = next.take() {
-            if let Some(p) = outgoing.pending {
-                // Checked under the lock the reader closes under, so no request is queued after
-                // the reader has failed the queue (it would wait forever).
-                let refused = {
-                    let mut queue = pending.lock().expect("pending lock");
-                    if closed.load(Ordering::Relaxed) {
-                        Some(p)
-                    } else {
-                        queue.push_back(p);
-                        None
-                    }
-                };
-                if let Some(p) = refused {
-                    let _ = p.reply.send(Err(anyhow!("the connection is closed")));
-                    next = rx.try_recv().ok();
-                    continue;
-                }
-            }
             if let Some(w) = outgoing.written {
                 written_waiters.push(w);
             }
@@ -293,68 +284,45 @@ async fn write_loop(mut socket: BufWriter<BoxedWrite>, mut rx: mpsc::UnboundedRe
             result = socket.flush().await;
         }
         if let Err(e) = result {
-            closed.store(true, Ordering::Relaxed);
             for w in written_waiters.drain(..) {
                 let _ = w.send(Err(anyhow!("write failed: {e}")));
             }
-            fail_pending(&pending, &format!("write failed: {e}"));
+            fail_in_flight(&shared, &closed, &format!("write failed: {e}"));
             return;
         }
         for w in written_waiters.drain(..) {
-            let _ = w.send(Ok(Bytes::new()));
+            let _ = w.send(Ok(()));
         }
     }
 }
 
-fn fail_pending(pending: &PendingQueue, why: &str) {
-    let drained: Vec<Pending> = pending.lock().expect("pending lock").drain(..).collect();
-    for p in drained {
-        let _ = p.reply.send(Err(anyhow!("{why}")));
-    }
-}
-
-async fn read_loop(mut socket: BufReader<BoxedRead>, pending: PendingQueue, closed: Arc<AtomicBool>, address: String) {
-    let why = loop {
-        let length = match socket.read_i32().await {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break format!("{address} closed the connection"),
+async fn read_loop(mut socket: BoxedRead, shared: Arc<Mutex<Shared>>, closed: Arc<AtomicBool>, address: String) {
+    let mut frames = FrameReader::with_read_bytes_min(RESPONSE_BYTES_MAX, SOCKET_BUFFER_BYTES);
+    let why = 'read: loop {
+        loop {
+            let frame = match frames.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(ClientError::FrameLength { length, max }) => {
+                    break 'read format!("{address} sent a response frame of {length} bytes, outside 4..={max}");
+                }
+                Err(e) => break 'read format!("{address}: {e}"),
+            };
+            let received = shared.lock().expect("connection lock").core.receive(frame);
+            match received {
+                Ok((response, reply)) => {
+                    let _ = reply.send(Ok(response));
+                }
+                Err(e) => break 'read format!("{address}: {e}"),
+            }
+        }
+        match socket.read_buf(frames.read_buffer()).await {
+            Ok(0) => break format!("{address} closed the connection"),
+            Ok(_) => {}
             Err(e) => break format!("reading from {address}: {e}"),
-        };
-        if length < 4 || length as usize > RESPONSE_BYTES_MAX {
-            break format!("{address} sent a response frame of {length} bytes, outside 4..={RESPONSE_BYTES_MAX}");
-        }
-        let mut frame = BytesMut::zeroed(length as usize);
-        if let Err(e) = socket.read_exact(&mut frame).await {
-            break format!("reading from {address}: {e}");
-        }
-        let mut frame = frame.freeze();
-        let Some(p) = pending.lock().expect("pending lock").pop_front() else {
-            break format!("{address} sent a response to no request");
-        };
-        match ResponseHeader::decode(&mut frame, p.header_version) {
-            Ok(header) if header.correlation_id == p.correlation_id => {
-                let _ = p.reply.send(Ok(frame));
-            }
-            Ok(header) => {
-                let why = format!("{address} answered correlation id {} where {} was next", header.correlation_id, p.correlation_id);
-                let _ = p.reply.send(Err(anyhow!("{why}")));
-                break why;
-            }
-            Err(e) => {
-                let why = format!("cannot decode a response header from {address}: {e:#}");
-                let _ = p.reply.send(Err(anyhow!("{why}")));
-                break why;
-            }
         }
     };
-    let drained: Vec<Pending> = {
-        let mut queue = pending.lock().expect("pending lock");
-        closed.store(true, Ordering::Relaxed);
-        queue.drain(..).collect()
-    };
-    for p in drained {
-        let _ = p.reply.send(Err(anyhow!("{why}")));
-    }
+    fail_in_flight(&shared, &closed, &why);
 }
 
 #[cfg(test)]
@@ -362,13 +330,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_client_version_has_a_response_schema() {
+        for &(key, min, max) in CLIENT_VERSIONS {
+            for version in min..=max {
+                assert!(shardlog_protocol::validate::has_response_schema(key as i16, version), "{key:?} v{version}");
+            }
+        }
+    }
+
+    #[test]
     fn negotiation_picks_the_highest_common_version() {
-        let broker = [(ApiKey::Produce as i16, 0, 9), (ApiKey::Fetch as i16, 4, 17), (ApiKey::ListOffsets as i16, 10, 12)];
-        let n = negotiate(&broker);
-        let get = |key| n.iter().find(|(k, _)| *k == key).unwrap().1;
-        assert_eq!(get(ApiKey::Produce), Some(9));
-        assert_eq!(get(ApiKey::Fetch), Some(12));
-        assert_eq!(get(ApiKey::ListOffsets), None);
-        assert_eq!(get(ApiKey::Metadata), None);
+        let broker = vec![(ApiKey::Produce as i16, 0, 9), (ApiKey::Fetch as i16, 4, 17), (ApiKey::ListOffsets as i16, 10, 12)];
+        let versions = Versions::new(CLIENT_VERSIONS, broker);
+        assert_eq!(versions.version(ApiKey::Produce).ok(), Some(9));
+        assert_eq!(versions.version(ApiKey::Fetch).ok(), Some(12));
+        assert!(versions.version(ApiKey::ListOffsets).is_err());
+        assert!(versions.version(ApiKey::Metadata).is_err());
     }
 }

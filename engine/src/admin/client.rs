@@ -1,20 +1,23 @@
 //! A small blocking Kafka client: one `std::net::TcpStream`, one request in flight at a time.
 //!
 //! It is all the admin commands need: they send a handful of requests and print the answers, so
-//! an async runtime would only add weight. On connect it asks the broker for its ApiVersions and,
-//! for each API in [`CLIENT_VERSIONS`], picks the highest version both sides speak. Every wait is
-//! bounded by one timeout (the connect, and each request from its write to the last byte of its
-//! response), and every response by [`ClientConfig::response_bytes_max`].
+//! an async runtime would only add weight. The protocol itself (ApiVersions negotiation, framing,
+//! correlation ids, response headers, checked decoding) is `shardlog_protocol::client`, shared
+//! with the load generator; this file owns the socket. On connect it asks the broker for its
+//! ApiVersions and, for each API in [`CLIENT_VERSIONS`], picks the highest version both sides
+//! speak. Every wait is bounded by one timeout (the connect, and each request from its write to
+//! the last byte of its response), and every response by [`ClientConfig::response_bytes_max`].
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use bytes::{Buf, Bytes};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use shardlog_protocol::error_code::{error_name, UNSUPPORTED_VERSION};
+use anyhow::{anyhow, bail, Result};
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+use kafka_protocol::protocol::Request;
+use shardlog_protocol::client::{self as core, ClientCore, ClientError, FrameReader, Negotiation, ResponseFrame};
+use shardlog_protocol::error_code::error_name;
 use shardlog_protocol::kafka_protocol;
 
 /// How long a connect, a write or a read may take before the command gives up.
@@ -23,14 +26,20 @@ pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// The largest response accepted: the broker's own `socket.request.max.bytes` default. An admin
 /// response (a few groups, a few thousand partitions) is far smaller; a larger length prefix
 /// means a confused peer (not Kafka, or a desynchronised stream), not a real answer.
-pub const RESPONSE_BYTES_MAX_DEFAULT: usize = 100 * 1024 * 1024;
+pub const RESPONSE_BYTES_MAX_DEFAULT: usize = core::RESPONSE_BYTES_MAX_DEFAULT;
 
 /// The client id sent in every request header; brokers log it.
 pub const CLIENT_ID: &str = "shardlog-admin";
 
+/// Requests in flight: the commands wait for each answer before sending the next request.
+const IN_FLIGHT_MAX: usize = 1;
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
 /// The versions this client speaks, per API: (key, min, max). The code that builds each request
 /// and reads each response handles every version in its range; a unit test encodes every request
-/// at every version listed here.
+/// at every version listed here, and one checks that each version has a response schema.
 ///
 /// - OffsetFetch starts at 2 because v1 cannot ask for all of a group's offsets (null topics),
 ///   and stops at 9 because v10 names topics by id only.
@@ -68,48 +77,14 @@ impl Default for ClientConfig {
     }
 }
 
-/// What the negotiation found for one API of [`CLIENT_VERSIONS`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Negotiated {
-    /// The highest version both sides speak.
-    Version(i16),
-    /// The broker serves the API, but no version in common: (broker min, broker max).
-    NoCommonVersion(i16, i16),
-    /// The broker does not advertise the API at all.
-    NotServed,
-}
-
-/// For each API in `client`, the highest version that `client` and `broker` (key, min, max)
-/// both speak. Pure, so that it can be tested without a broker.
-pub fn negotiate(client: &[(ApiKey, i16, i16)], broker: &[(i16, i16, i16)]) -> Vec<(ApiKey, Negotiated)> {
-    client
-        .iter()
-        .map(|&(key, client_min, client_max)| {
-            let outcome = match broker.iter().find(|(k, _, _)| *k == key as i16) {
-                None => Negotiated::NotServed,
-                Some(&(_, broker_min, broker_max)) => {
-                    let version = client_max.min(broker_max);
-                    if version >= client_min.max(broker_min) {
-                        Negotiated::Version(version)
-                    } else {
-                        Negotiated::NoCommonVersion(broker_min, broker_max)
-                    }
-                }
-            };
-            (key, outcome)
-        })
-        .collect()
-}
-
 pub struct Client {
     stream: TcpStream,
     /// The server as the user named it, for messages.
     server: String,
     config: ClientConfig,
-    correlation_id: i32,
-    versions: Vec<(ApiKey, Negotiated)>,
-    /// The broker's ApiVersions answer: (key, min, max).
-    broker_versions: Vec<(i16, i16, i16)>,
+    core: ClientCore<()>,
+    frames: FrameReader,
+    read_chunk: Vec<u8>,
 }
 
 impl Client {
@@ -124,8 +99,16 @@ impl Client {
         for server in servers {
             match connect_one(server, config.timeout) {
                 Ok(stream) => {
-                    let mut client =
-                        Client { stream, server: server.to_string(), config, correlation_id: 0, versions: Vec::new(), broker_versions: Vec::new() };
+                    let core = ClientCore::new(core::ClientConfig {
+                        client_id: config.client_id.clone(),
+                        software_name: CLIENT_ID,
+                        software_version: env!("CARGO_PKG_VERSION"),
+                        versions: CLIENT_VERSIONS,
+                        in_flight_max: IN_FLIGHT_MAX,
+                        response_bytes_max: config.response_bytes_max,
+                    });
+                    let frames = FrameReader::new(config.response_bytes_max);
+                    let mut client = Client { stream, server: server.to_string(), config, core, frames, read_chunk: vec![0; READ_CHUNK_BYTES] };
                     client.negotiate_versions()?;
                     return Ok(client);
                 }
@@ -154,22 +137,21 @@ impl Client {
 
     /// The version to use for `key`, or an error that says why there is none.
     pub fn version(&self, key: ApiKey) -> Result<i16> {
-        let (client_min, client_max) = CLIENT_VERSIONS.iter().find(|(k, _, _)| *k == key).map(|&(_, min, max)| (min, max)).unwrap_or((-1, -1));
-        match self.versions.iter().find(|(k, _)| *k == key).map(|(_, n)| *n) {
-            Some(Negotiated::Version(v)) => Ok(v),
-            Some(Negotiated::NoCommonVersion(min, max)) => Err(anyhow!(
-                "the broker at {} serves {key:?} versions {min}-{max}, and this tool speaks {client_min}-{client_max}: no version in common",
+        self.core.version(key).map_err(|e| match e {
+            ClientError::NoCommonVersion { api, broker_min, broker_max, client_min, client_max } => anyhow!(
+                "the broker at {} serves {api:?} versions {broker_min}-{broker_max}, and this tool speaks {client_min}-{client_max}: no version in common",
                 self.server
-            )),
-            Some(Negotiated::NotServed) => Err(anyhow!("the broker at {} does not serve {key:?} (it is not in its ApiVersions answer)", self.server)),
-            None => Err(anyhow!("this tool does not speak {key:?} (programming error: it is missing from CLIENT_VERSIONS)")),
-        }
+            ),
+            ClientError::NotServed { api } => anyhow!("the broker at {} does not serve {api:?} (it is not in its ApiVersions answer)", self.server),
+            ClientError::NotSpoken { .. } => anyhow!("this tool does not speak {key:?} (programming error: it is missing from CLIENT_VERSIONS)"),
+            other => anyhow!("{other}"),
+        })
     }
 
     /// The versions (min, max) the broker advertised for `key`, for any API, including those
     /// outside [`CLIENT_VERSIONS`].
     pub fn broker_versions(&self, key: ApiKey) -> Option<(i16, i16)> {
-        self.broker_versions.iter().find(|(k, _, _)| *k == key as i16).map(|&(_, min, max)| (min, max))
+        self.core.versions().and_then(|versions| versions.broker_versions(key))
     }
 
     /// Sends `request` encoded at `version` and decodes the answer at the same version. The
@@ -177,79 +159,74 @@ impl Client {
     /// where the caller knows the broker (a benchmark against shardlog, say).
     pub fn send<R: Request>(&mut self, request: &R, version: i16) -> Result<R::Response> {
         let key = api_key::<R>()?;
-        let mut body = self.round_trip(key, version, request)?;
-        let response =
-            R::Response::decode(&mut body, version).map_err(|e| anyhow!("cannot decode the {key:?} v{version} response from {}: {e:#}", self.server))?;
-        if body.has_remaining() {
-            bail!(
-                "the {key:?} v{version} response from {} has {} bytes left over after decoding: not a response this tool understands",
-                self.server,
-                body.remaining()
-            );
-        }
-        Ok(response)
+        let frame = self.core.request(request, version, ()).map_err(|e| anyhow!("{e}"))?;
+        let response = self.round_trip(key, version, frame)?;
+        response.decode::<R>().map_err(|e| self.decode_error(e, key, version))
     }
 
     /// Asks the broker which versions it serves, and keeps the best version of each API.
     fn negotiate_versions(&mut self) -> Result<()> {
-        let mut version = CLIENT_VERSIONS.iter().find(|(k, _, _)| *k == ApiKey::ApiVersions).map_or(0, |&(_, _, max)| max);
-        // At most two tries: the first answer, even a refusal, lists the versions the broker serves.
-        for _ in 0..2 {
-            let response = self.api_versions(version)?;
-            self.broker_versions = response.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
-            self.versions = negotiate(CLIENT_VERSIONS, &self.broker_versions);
-            match response.error_code {
-                0 => return Ok(()),
-                UNSUPPORTED_VERSION => match self.version(ApiKey::ApiVersions) {
-                    Ok(v) if v != version => version = v,
-                    Ok(_) | Err(_) => break,
-                },
-                code => bail!("the broker at {} refused ApiVersions v{version}: {}", self.server, error_name(code)),
+        let mut version = self.core.api_versions_version_first();
+        // At most `API_VERSIONS_TRIES_MAX` tries: the first answer, even a refusal, lists the
+        // versions the broker serves.
+        loop {
+            let frame = self.core.request_api_versions(version, ()).map_err(|e| anyhow!("{e}"))?;
+            let response = self
+                .round_trip(ApiKey::ApiVersions, version, frame)?
+                .decode::<ApiVersionsRequest>()
+                .map_err(|e| anyhow!("cannot decode the ApiVersions response from {}: {e}; is it a Kafka broker?", self.server))?;
+            match self.core.receive_api_versions(&response, version) {
+                Ok(Negotiation::Done) => return Ok(()),
+                Ok(Negotiation::Retry(v)) => version = v,
+                Err(ClientError::ApiVersionsRefused { version, error_code }) => {
+                    bail!("the broker at {} refused ApiVersions v{version}: {}", self.server, error_name(error_code))
+                }
+                Err(_) => bail!("the broker at {} and this tool have no ApiVersions version in common; is it a Kafka broker?", self.server),
             }
         }
-        bail!("the broker at {} and this tool have no ApiVersions version in common; is it a Kafka broker?", self.server)
     }
 
-    fn api_versions(&mut self, version: i16) -> Result<ApiVersionsResponse> {
-        let request = api_versions_request(version);
-        let mut body = self.round_trip(ApiKey::ApiVersions, version, &request)?;
-        // A broker that does not know `version` answers with a v0 body (error code first in every
-        // version), so look at the error code before choosing how to decode.
-        let decode_version = if body.len() >= 2 && i16::from_be_bytes([body[0], body[1]]) == UNSUPPORTED_VERSION { 0 } else { version };
-        ApiVersionsResponse::decode(&mut body, decode_version)
-            .map_err(|e| anyhow!("cannot decode the ApiVersions v{decode_version} response from {}: {e:#}; is it a Kafka broker?", self.server))
+    /// Writes one request frame and reads its response frame, matched to the request.
+    fn round_trip(&mut self, key: ApiKey, version: i16, frame: Bytes) -> Result<ResponseFrame> {
+        let result = self.write_and_read(key, version, frame);
+        if result.is_err() {
+            // The stream is out of step (or gone): forget the request, so that a later one is not
+            // matched against it.
+            self.core.drain().for_each(drop);
+        }
+        result
     }
 
-    /// Writes one request frame and reads its response frame; returns the body after the header.
-    fn round_trip<T: Encodable>(&mut self, key: ApiKey, version: i16, body: &T) -> Result<Bytes> {
-        self.correlation_id = self.correlation_id.wrapping_add(1);
-        let correlation_id = self.correlation_id;
-        let frame = encode_request(key, version, correlation_id, &self.config.client_id, body)?;
+    fn write_and_read(&mut self, key: ApiKey, version: i16, frame: Bytes) -> Result<ResponseFrame> {
         // One deadline for the whole exchange, so that a peer that trickles bytes cannot stretch
         // the per-read timeout into an endless wait.
         let deadline = Instant::now() + self.config.timeout;
         self.stream.set_write_timeout(Some(self.config.timeout)).map_err(|e| self.io_error(e, key, version, "sending"))?;
         self.stream.write_all(&frame).map_err(|e| self.io_error(e, key, version, "sending"))?;
+        loop {
+            match self.frames.next_frame() {
+                Ok(Some(frame)) => {
+                    let (response, ()) = self.core.receive(frame).map_err(|e| anyhow!("the {key:?} v{version} response from {}: {e}", self.server))?;
+                    return Ok(response);
+                }
+                Ok(None) => {}
+                Err(ClientError::FrameLength { length, max }) => {
+                    bail!("the {key:?} v{version} response from {} claims {length} bytes, outside 4..={max}: is it a Kafka broker?", self.server)
+                }
+                Err(e) => bail!("the {key:?} v{version} response from {}: {e}", self.server),
+            }
+            let read = read_some_by(&mut self.stream, &mut self.read_chunk, deadline).map_err(|e| self.io_error(e, key, version, "reading the response to"))?;
+            self.frames.push(&self.read_chunk[..read]);
+        }
+    }
 
-        let mut length_prefix = [0u8; 4];
-        read_exact_by(&mut self.stream, &mut length_prefix, deadline).map_err(|e| self.io_error(e, key, version, "reading the response to"))?;
-        let length = i32::from_be_bytes(length_prefix);
-        if length < 4 || length as usize > self.config.response_bytes_max {
-            bail!(
-                "the {key:?} v{version} response from {} claims {length} bytes, outside 4..={}: is it a Kafka broker?",
-                self.server,
-                self.config.response_bytes_max
-            );
+    fn decode_error(&self, e: ClientError, key: ApiKey, version: i16) -> anyhow::Error {
+        match e {
+            ClientError::TrailingBytes { count, .. } => {
+                anyhow!("the {key:?} v{version} response from {} has {count} bytes left over after decoding: not a response this tool understands", self.server)
+            }
+            e => anyhow!("cannot decode the {key:?} v{version} response from {}: {e}", self.server),
         }
-        let mut frame = vec![0u8; length as usize];
-        read_exact_by(&mut self.stream, &mut frame, deadline).map_err(|e| self.io_error(e, key, version, "reading the response to"))?;
-        let mut frame = Bytes::from(frame);
-        let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))
-            .map_err(|e| anyhow!("cannot decode the {key:?} v{version} response header from {}: {e:#}", self.server))?;
-        if header.correlation_id != correlation_id {
-            bail!("the {key:?} response from {} carries correlation id {}, expected {correlation_id}", self.server, header.correlation_id);
-        }
-        Ok(frame)
     }
 
     fn io_error(&self, e: io::Error, key: ApiKey, version: i16, doing: &str) -> anyhow::Error {
@@ -267,9 +244,10 @@ impl Client {
     }
 }
 
-/// `read_exact`, but giving up with `TimedOut` once `deadline` has passed.
-fn read_exact_by(stream: &mut TcpStream, mut buf: &mut [u8], deadline: Instant) -> io::Result<()> {
-    while !buf.is_empty() {
+/// One `read` into `buf`, giving up with `TimedOut` once `deadline` has passed; a closed
+/// connection is `UnexpectedEof`.
+fn read_some_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
@@ -277,12 +255,11 @@ fn read_exact_by(stream: &mut TcpStream, mut buf: &mut [u8], deadline: Instant) 
         stream.set_read_timeout(Some(left))?;
         match stream.read(buf) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => buf = &mut buf[n..],
+            Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(())
 }
 
 fn api_key<R: Request>() -> Result<ApiKey> {
@@ -335,77 +312,25 @@ fn connect_error_text(e: &io::Error) -> String {
     }
 }
 
-/// One request frame: 4-byte length, header (v1 or v2, as the API and version want), body.
-pub fn encode_request<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, client_id: &str, body: &T) -> Result<Vec<u8>> {
-    let mut header = RequestHeader::default();
-    header.request_api_key = key as i16;
-    header.request_api_version = version;
-    header.correlation_id = correlation_id;
-    header.client_id = Some(StrBytes::from_string(client_id.to_string()));
-    let mut frame = vec![0u8; 4];
-    header.encode(&mut frame, key.request_header_version(version)).map_err(|e| anyhow!("cannot encode the {key:?} v{version} request header: {e:#}"))?;
-    body.encode(&mut frame, version).map_err(|e| anyhow!("cannot encode the {key:?} v{version} request: {e:#}"))?;
-    let length = i32::try_from(frame.len() - 4).context("request larger than 2 GiB")?;
-    frame[..4].copy_from_slice(&length.to_be_bytes());
-    Ok(frame)
-}
-
-pub fn api_versions_request(version: i16) -> ApiVersionsRequest {
-    let mut r = ApiVersionsRequest::default();
-    if version >= 3 {
-        // KIP-511: brokers check these against [a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?
-        r.client_software_name = StrBytes::from_static_str(CLIENT_ID);
-        r.client_software_version = StrBytes::from_static_str(env!("CARGO_PKG_VERSION"));
-    }
-    r
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn negotiate_picks_the_highest_common_version() {
-        let client = &[(ApiKey::ListGroups, 0, 5), (ApiKey::OffsetFetch, 2, 9), (ApiKey::ListOffsets, 1, 10), (ApiKey::DescribeGroups, 0, 6)];
-        let broker = &[(ApiKey::ListGroups as i16, 0, 4), (ApiKey::OffsetFetch as i16, 0, 1), (ApiKey::ListOffsets as i16, 1, 12)];
-        assert_eq!(
-            negotiate(client, broker),
-            vec![
-                (ApiKey::ListGroups, Negotiated::Version(4)),
-                (ApiKey::OffsetFetch, Negotiated::NoCommonVersion(0, 1)),
-                (ApiKey::ListOffsets, Negotiated::Version(10)),
-                (ApiKey::DescribeGroups, Negotiated::NotServed),
-            ]
-        );
-    }
-
-    #[test]
-    fn negotiate_handles_a_broker_range_above_the_client() {
-        let client = &[(ApiKey::ListOffsets, 1, 3)];
-        let broker = &[(ApiKey::ListOffsets as i16, 4, 7)];
-        assert_eq!(negotiate(client, broker), vec![(ApiKey::ListOffsets, Negotiated::NoCommonVersion(4, 7))]);
-    }
-
-    #[test]
-    fn request_frames_carry_length_header_and_body() {
-        // ApiVersions v3 uses a v2 (flexible) request header.
-        let frame = encode_request(ApiKey::ApiVersions, 3, 7, "c", &api_versions_request(3)).unwrap();
-        let length = i32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
-        assert_eq!(length, frame.len() - 4);
-        let mut rest = Bytes::from(frame[4..].to_vec());
-        let header = RequestHeader::decode(&mut rest, 2).unwrap();
-        assert_eq!((header.request_api_key, header.request_api_version, header.correlation_id), (18, 3, 7));
-        assert_eq!(header.client_id.as_deref(), Some("c"));
-        let body = ApiVersionsRequest::decode(&mut rest, 3).unwrap();
-        assert_eq!(body.client_software_name.as_str(), CLIENT_ID);
-        assert!(!rest.has_remaining());
+    fn every_client_version_has_a_response_schema() {
+        // A version without one would be refused after the broker answered it.
+        for &(key, min, max) in CLIENT_VERSIONS {
+            for version in min..=max {
+                assert!(shardlog_protocol::validate::has_response_schema(key as i16, version), "{key:?} v{version}");
+            }
+        }
     }
 
     #[test]
     fn api_versions_requests_encode_at_every_client_version() {
         let (_, min, max) = CLIENT_VERSIONS.iter().find(|(k, _, _)| *k == ApiKey::ApiVersions).copied().unwrap();
         for version in min..=max {
-            encode_request(ApiKey::ApiVersions, version, 1, CLIENT_ID, &api_versions_request(version)).unwrap();
+            core::encode_request(&core::api_versions_request(version, CLIENT_ID, "1.0"), version, 1, CLIENT_ID).unwrap();
         }
     }
 

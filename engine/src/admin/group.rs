@@ -494,7 +494,9 @@ mod tests {
     };
     use kafka_protocol::protocol::Encodable;
 
-    use super::super::client::{encode_request, CLIENT_VERSIONS};
+    use shardlog_protocol::client::encode_request;
+
+    use super::super::client::CLIENT_VERSIONS;
     use super::*;
 
     fn s(v: &str) -> StrBytes {
@@ -656,21 +658,21 @@ mod tests {
     #[test]
     fn every_request_encodes_at_every_version_the_client_speaks() {
         for v in versions(ApiKey::OffsetFetch) {
-            encode_request(ApiKey::OffsetFetch, v, 1, "c", &offset_fetch_request(v, "g")).unwrap_or_else(|e| panic!("OffsetFetch v{v}: {e:#}"));
+            encode_request(&offset_fetch_request(v, "g"), v, 1, "c").unwrap_or_else(|e| panic!("OffsetFetch v{v}: {e:#}"));
         }
         let partitions: BTreeSet<TopicPartition> = [("a".to_string(), 0), ("a".to_string(), 1), ("b".to_string(), 0)].into();
         for v in versions(ApiKey::ListOffsets) {
             let request = list_offsets_request(v, &partitions, 5000);
             assert_eq!(request.topics.len(), 2);
-            encode_request(ApiKey::ListOffsets, v, 1, "c", &request).unwrap_or_else(|e| panic!("ListOffsets v{v}: {e:#}"));
+            encode_request(&request, v, 1, "c").unwrap_or_else(|e| panic!("ListOffsets v{v}: {e:#}"));
         }
         for v in versions(ApiKey::ListGroups) {
-            encode_request(ApiKey::ListGroups, v, 1, "c", &ListGroupsRequest::default()).unwrap();
+            encode_request(&ListGroupsRequest::default(), v, 1, "c").unwrap();
         }
         for v in versions(ApiKey::DescribeGroups) {
             let mut request = DescribeGroupsRequest::default();
             request.groups = vec![GroupId(s("g"))];
-            encode_request(ApiKey::DescribeGroups, v, 1, "c", &request).unwrap();
+            encode_request(&request, v, 1, "c").unwrap();
         }
     }
 

@@ -1,7 +1,9 @@
 //! Admin command-line tools (`shardlog group ...`): a small blocking Kafka client that talks to
 //! a running broker over its listener, like Kafka's own scripts do.
 //!
-//! - `client`: the blocking client (framing, headers, ApiVersions negotiation, timeouts, bounds).
+//! - `client`: the blocking client: the socket, timeouts and messages around the protocol core it
+//!   shares with the load generator (`shardlog_protocol::client`: framing, headers, ApiVersions
+//!   negotiation, correlation ids, checked decoding).
 //! - `group`: `group list` and `group describe`, split into the requests they send and pure
 //!   functions that turn the answers into rows.
 //! - `assignment`: the consumer protocol's assignment bytes, decoded defensively.
