@@ -5,8 +5,8 @@
 //! peer 1 answers. Three cases through the broker's own `Router` and `spawn_receivers` (a
 //! pending-reply table, a oneshot per call, one task per request on the receiving side), with a
 //! handler that answers at once, so that only the hop is measured:
-//! - `Snapshot`, a request with no payload, answered `Applied` at once (a small request; until
-//!   2026-12-03 this was `WaitForAppend`, which the per-owner Fetch replaced);
+//! - `Ping`, a call with no payload, answered at once (a small request; until 2026-12-03 this was
+//!   `WaitForAppend`, then `Snapshot`, before calls became typed);
 //! - `Produce` carrying a 16 KiB record batch as `Bytes` (moved, not copied), answered with a
 //!   produce outcome;
 //! - 64 small calls in flight at once (many connections' requests for the other shard at once).
@@ -30,8 +30,8 @@ use futures::channel::mpsc;
 use futures::StreamExt;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorBuilder, Placement};
-use shardlog_engine::shard::messages::{Envelope, ProduceOutcome, ShardReply, ShardRequest};
-use shardlog_engine::shard::router::{spawn_receivers, Router};
+use shardlog_engine::shard::messages::{Produce, ProduceOutcome};
+use shardlog_engine::shard::router::{spawn_receivers, Envelope, Router, ShardCall};
 
 /// As the broker's mesh: room for many calls in flight per peer.
 const MESH_CHANNEL_CAPACITY: usize = 1024;
@@ -82,36 +82,42 @@ enum Case {
     Pipelined,
 }
 
-fn request(case: Case, batch: &Bytes) -> ShardRequest {
-    match case {
-        // A request with no payload, answered at once.
-        Case::Small | Case::Pipelined => ShardRequest::Snapshot,
-        Case::Produce => ShardRequest::Produce { partitions: vec![(String::from("bench"), 0, batch.clone())], acks: 1, transactional_id: None },
-    }
+/// A call with no payload, answered at once.
+struct Ping;
+impl ShardCall for Ping {
+    type Reply = ();
 }
 
-/// The answering shard's handler: replies at once, without touching storage.
-async fn answer(request: ShardRequest, stop: mpsc::UnboundedSender<()>) -> ShardReply {
-    match request {
-        ShardRequest::Snapshot => ShardReply::Applied,
-        ShardRequest::Produce { partitions, .. } => ShardReply::Produce(
-            partitions
-                .iter()
-                .map(|(_, _, records)| ProduceOutcome {
-                    error_code: 0,
-                    base_offset: records.len() as i64,
-                    log_append_time_ms: -1,
-                    log_start_offset: 0,
-                    error_message: None,
-                })
-                .collect(),
-        ),
-        ShardRequest::Shutdown => {
-            let _ = stop.unbounded_send(());
-            ShardReply::ShutdownDone
-        }
-        other => panic!("unexpected request in the bench: {other:?}"),
-    }
+/// Stops the answering executor.
+struct Stop;
+impl ShardCall for Stop {
+    type Reply = ();
+}
+
+fn produce(batch: &Bytes) -> Produce {
+    Produce { partitions: vec![(String::from("bench"), 0, batch.clone())], acks: 1, transactional_id: None }
+}
+
+/// The answering shard's services: they reply at once, without touching storage.
+fn serve(router: &Router, stop: mpsc::UnboundedSender<()>) {
+    router.serve(|_: Ping| async {});
+    router.serve(|call: Produce| async move {
+        call.partitions
+            .iter()
+            .map(|(_, _, records)| ProduceOutcome {
+                error_code: 0,
+                base_offset: records.len() as i64,
+                log_append_time_ms: -1,
+                log_start_offset: 0,
+                error_message: None,
+                duplicate: false,
+            })
+            .collect::<Vec<_>>()
+    });
+    router.serve(move |_: Stop| {
+        let _ = stop.unbounded_send(());
+        async {}
+    });
 }
 
 /// Runs `iters` iterations of `case` through the Router on two fresh executors and returns the
@@ -126,10 +132,11 @@ fn router_run(case: Case, iters: u64) -> Duration {
                     let (senders, receivers) = mesh.join().await.expect("join the mesh");
                     let router = Rc::new(Router::new(senders));
                     let (stop_tx, mut stop_rx) = mpsc::unbounded();
-                    spawn_receivers(router.clone(), receivers, move |request| answer(request, stop_tx.clone()));
+                    serve(&router, stop_tx);
+                    spawn_receivers(router.clone(), receivers);
                     if router.shard_id == ANSWERER {
                         stop_rx.next().await;
-                        // The Shutdown reply is sent by the task that ran the handler; let it
+                        // The Stop reply is sent by the task that ran the service; let it
                         // finish before this executor goes away.
                         glommio::timer::sleep(Duration::from_millis(5)).await;
                         return None;
@@ -138,12 +145,13 @@ fn router_run(case: Case, iters: u64) -> Duration {
                     let started = Instant::now();
                     for _ in 0..iters {
                         match case {
-                            Case::Small | Case::Produce => {
-                                let reply = router.call(ANSWERER, request(case, &batch)).await.expect("reply");
-                                debug_assert!(matches!(reply, ShardReply::Applied | ShardReply::Produce(_)));
+                            Case::Small => router.call(ANSWERER, Ping).await.expect("reply"),
+                            Case::Produce => {
+                                let outcomes = router.call(ANSWERER, produce(&batch)).await.expect("reply");
+                                debug_assert_eq!(outcomes.len(), 1);
                             }
                             Case::Pipelined => {
-                                let calls = (0..IN_FLIGHT).map(|_| router.call(ANSWERER, request(case, &batch)));
+                                let calls = (0..IN_FLIGHT).map(|_| router.call(ANSWERER, Ping));
                                 for reply in futures::future::join_all(calls).await {
                                     reply.expect("reply");
                                 }
@@ -151,7 +159,7 @@ fn router_run(case: Case, iters: u64) -> Duration {
                         }
                     }
                     let elapsed = started.elapsed();
-                    assert!(matches!(router.call(ANSWERER, ShardRequest::Shutdown).await, Ok(ShardReply::ShutdownDone)));
+                    router.call(ANSWERER, Stop).await.expect("the answerer stops");
                     Some(elapsed)
                 })
                 .expect("executor (glommio needs io_uring and about 512 KiB of memlock)")
