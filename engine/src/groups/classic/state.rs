@@ -901,5 +901,8 @@ pub fn parse_subscription_topics(mut metadata: &[u8]) -> Vec<String> {
     out
 }
 
+// By path, so that tools which reach this file through the fuzz target's `#[path]` (rustfmt)
+// find the tests where rustc does.
 #[cfg(test)]
+#[path = "state/tests.rs"]
 mod tests;
