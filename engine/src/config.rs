@@ -96,7 +96,7 @@ pub struct BrokerConfig {
     /// wake a sleeping shard (a cross-shard hop to an idle shard; bench/results criterion).
     pub spin_before_park_us: u64,
     /// Consumer-group settings (`group.*`, `offsets.*`).
-    pub groups: crate::groups::classic::GroupConfig,
+    pub groups: GroupConfig,
     /// Transaction coordinator settings (`transaction.*`).
     pub txn: TxnConfig,
     /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
@@ -148,7 +148,7 @@ impl Default for BrokerConfig {
             admin_listener: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             metrics_enabled: true,
             spin_before_park_us: 0,
-            groups: crate::groups::classic::GroupConfig::default(),
+            groups: GroupConfig::default(),
             txn: TxnConfig::default(),
             authorizer: crate::authorizer::AuthorizerConfig::default(),
             offsets_topic_partitions: 50,
@@ -594,6 +594,41 @@ pub fn available_cores() -> Result<Vec<usize>> {
     }
     // SAFETY: CPU_ISSET reads the set initialised above, for indexes below CPU_SETSIZE.
     Ok((0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) }).collect())
+}
+
+/// Group settings, with Kafka's names and defaults.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// `group.min.session.timeout.ms`
+    pub session_timeout_ms_min: i32,
+    /// `group.max.session.timeout.ms`
+    pub session_timeout_ms_max: i32,
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits
+    /// for more members.
+    pub initial_rebalance_delay_ms: u64,
+    /// `group.max.size`
+    pub group_size_max: usize,
+    /// `offsets.retention.minutes`, in ms: offsets of an empty group expire this long after
+    /// their last commit.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`
+    pub offsets_retention_check_interval_ms: u64,
+    /// `offset.metadata.max.bytes`
+    pub offset_metadata_bytes_max: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            session_timeout_ms_min: 6_000,
+            session_timeout_ms_max: 1_800_000,
+            initial_rebalance_delay_ms: 3_000,
+            group_size_max: 10_000,
+            offsets_retention_ms: 7 * 24 * 3600 * 1000,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_bytes_max: 4096,
+        }
+    }
 }
 
 /// The transaction coordinator's settings.

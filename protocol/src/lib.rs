@@ -14,6 +14,7 @@ pub mod error_code;
 pub mod frame;
 pub mod request;
 pub mod response;
+pub mod strings;
 pub mod validate;
 
 pub use kafka_protocol;

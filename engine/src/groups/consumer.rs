@@ -18,10 +18,10 @@ use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, To
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, TopicName};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::strings::str_bytes;
 use uuid::Uuid;
 
 use super::classic::GroupCoordinator;
-use crate::handlers::str_bytes;
 use crate::metadata::ClusterMetadata;
 use crate::storage::log::now_ms;
 

@@ -1,6 +1,15 @@
 //! Consumer groups: the coordinator of the classic group protocol (JoinGroup, SyncGroup,
 //! Heartbeat, LeaveGroup) and committed offsets.
 //!
+//! - `classic::state`: the classic protocol's state machine, with no I/O (events and a time in,
+//!   effects out); `classic`: the coordinator that drives it and owns every group of the shard.
+//! - `consumer`: the KIP-848 consumer protocol (ConsumerGroupHeartbeat).
+//! - `offset_store`: committing, fetching, deleting and expiring offsets; `offsets`: the formats
+//!   of their `__consumer_offsets` records.
+//! - `responses`: the wire responses, built from what the state machines answer.
+//!
+//! Nothing here imports `handlers`, which sit above: the layers only call downwards.
+//!
 //! A group belongs to the shard that owns its `__consumer_offsets` partition (Kafka's mapping:
 //! the Java hash of the group id, modulo the partition count), so that its offset commits are
 //! appended to a local log and made durable by the same group commit as any produce with
@@ -8,7 +17,9 @@
 
 pub mod classic;
 pub mod consumer;
+pub mod offset_store;
 pub mod offsets;
+pub mod responses;
 
 use std::rc::Rc;
 

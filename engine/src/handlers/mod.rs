@@ -391,13 +391,9 @@ pub fn group_by_owner(owners: impl IntoIterator<Item = Option<usize>>) -> Vec<(u
     groups
 }
 
-pub fn str_bytes(s: &str) -> kafka_protocol::protocol::StrBytes {
-    kafka_protocol::protocol::StrBytes::from_string(s.to_string())
-}
-
-pub fn topic_name(s: &str) -> kafka_protocol::messages::TopicName {
-    kafka_protocol::messages::TopicName(str_bytes(s))
-}
+/// The string helpers live in the protocol crate, so that the group coordinator (below the
+/// handlers) can use them too; re-exported so that every handler keeps its `super::str_bytes`.
+pub use shardlog_protocol::strings::{str_bytes, topic_name};
 
 #[cfg(test)]
 mod tests {
