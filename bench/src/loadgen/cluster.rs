@@ -163,8 +163,25 @@ async fn create_topic(bootstrap: &Connection, metadata: &MetadataResponse, topic
 }
 
 /// Offsets of `partitions` (all led by the broker behind `connection`) at `timestamp`
-/// ([`OFFSET_LATEST`] or [`OFFSET_EARLIEST`]), by partition index.
+/// ([`OFFSET_LATEST`] or [`OFFSET_EARLIEST`]), by partition index. A retriable error (a broker
+/// that has not taken up the leadership Metadata already reports, as Kafka right after
+/// CreateTopics answers NOT_LEADER_OR_FOLLOWER) is asked again, until [`TOPIC_READY_TIMEOUT`].
 pub async fn list_offsets(connection: &Connection, topic: &str, partitions: &[i32], timestamp: i64) -> Result<BTreeMap<i32, i64>> {
+    let deadline = Instant::now() + TOPIC_READY_TIMEOUT;
+    loop {
+        match list_offsets_once(connection, topic, partitions, timestamp).await? {
+            Ok(offsets) => return Ok(offsets),
+            Err((partition, code)) if error_code::is_retriable(code) && Instant::now() < deadline => {
+                eprintln!("note: ListOffsets {topic}-{partition}: {} (retriable); asking again", error_name(code));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err((partition, code)) => bail!("ListOffsets {topic}-{partition} at {}: {}", connection.address(), error_name(code)),
+        }
+    }
+}
+
+/// One ListOffsets round: the offsets, or the first partition's error (partition, code).
+async fn list_offsets_once(connection: &Connection, topic: &str, partitions: &[i32], timestamp: i64) -> Result<Result<BTreeMap<i32, i64>, (i32, i16)>> {
     let version = connection.version(ApiKey::ListOffsets)?;
     let mut request = ListOffsetsRequest::default();
     request.replica_id = BrokerId(-1);
@@ -185,7 +202,7 @@ pub async fn list_offsets(connection: &Connection, topic: &str, partitions: &[i3
     for t in &response.topics {
         for p in &t.partitions {
             if p.error_code != error_code::NONE {
-                bail!("ListOffsets {topic}-{} at {}: {}", p.partition_index, connection.address(), error_name(p.error_code));
+                return Ok(Err((p.partition_index, p.error_code)));
             }
             out.insert(p.partition_index, p.offset);
         }
@@ -195,5 +212,5 @@ pub async fn list_offsets(connection: &Connection, topic: &str, partitions: &[i3
             bail!("ListOffsets at {} left out partition {topic}-{index}", connection.address());
         }
     }
-    Ok(out)
+    Ok(Ok(out))
 }
