@@ -17,6 +17,7 @@
 //! subject names) have no engine dependency and can move to `protocol` when something else
 //! needs them.
 
+pub mod listeners;
 pub mod oauth;
 pub mod principal;
 pub mod sasl;

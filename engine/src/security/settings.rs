@@ -27,12 +27,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
+use super::listeners::Listener;
 use super::oauth::OAuthValidator;
 use super::principal::PrincipalMappingRules;
 use super::sasl::{Mechanism, PlainUsers, SaslServer};
 use super::scram::ScramStore;
 use super::tls::{ClientAuth, TlsAcceptor, TlsSettings};
-use crate::config::Listener;
 
 /// Kafka's default for `sasl.server.max.receive.size`: the largest SASL token a client may send.
 pub const SASL_TOKEN_BYTES_MAX_DEFAULT: usize = 524_288;
@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn unknown_security_keys_are_reported() {
-        let listeners = crate::config::parse_listeners("PLAINTEXT://:19092,SASL_SSL://:19093", None).unwrap();
+        let listeners = crate::security::listeners::parse_listeners("PLAINTEXT://:19092,SASL_SSL://:19093", None).unwrap();
         let properties: BTreeMap<String, String> = [
             "ssl.keystore.location",
             "listener.name.sasl_ssl.sasl.enabled.mechanisms",
