@@ -192,6 +192,8 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
     router::spawn_receivers(router, receivers);
 
     let _controller = if is_controller {
+        // Controller::start registers its calls before its first await, so before any receiver
+        // task spawned above has run: no controller call can find it missing.
         Some(Controller::start(&shard).await?)
     } else {
         // Wait for the controller's first metadata broadcast.
