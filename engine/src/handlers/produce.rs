@@ -120,11 +120,14 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
 /// and fatal in debug builds.
 fn check_order(ctx: &Context<'_>, results: &[(String, i32, ProduceOutcome)]) {
     let mut order = ctx.connection.produce_order.borrow_mut();
+    let meta = ctx.metadata();
     for (topic, partition, outcome) in results {
         if outcome.error_code != ec::NONE || outcome.duplicate || outcome.base_offset < 0 {
             continue;
         }
-        if let Err(earlier) = order.record(topic, *partition, ctx.request_seq, outcome.base_offset) {
+        // By topic id: a topic deleted and created again starts its offsets over.
+        let Some(topic_id) = meta.topics.get(topic).map(|t| t.id) else { continue };
+        if let Err(earlier) = order.record(topic_id, *partition, ctx.request_seq, outcome.base_offset) {
             super::probe::produce_order_violated();
             tracing::error!(
                 topic,
@@ -148,14 +151,14 @@ pub const PRODUCE_ORDER_PARTITIONS_MAX: usize = 1024;
 /// that appended to it, and where.
 #[derive(Debug, Default)]
 pub struct ProduceOrder {
-    last: std::collections::HashMap<(String, i32), (u64, i64)>,
+    last: std::collections::HashMap<(uuid::Uuid, i32), (u64, i64)>,
 }
 
 impl ProduceOrder {
     /// Records that request `seq` appended at `base_offset`. Err with the earlier (request,
     /// base offset) when the two contradict: a later request must append later.
-    pub fn record(&mut self, topic: &str, partition: i32, seq: u64, base_offset: i64) -> Result<(), (u64, i64)> {
-        let key = (topic.to_string(), partition);
+    pub fn record(&mut self, topic_id: uuid::Uuid, partition: i32, seq: u64, base_offset: i64) -> Result<(), (u64, i64)> {
+        let key = (topic_id, partition);
         if let Some(&(seq0, base0)) = self.last.get(&key) {
             if (seq > seq0 && base_offset <= base0) || (seq < seq0 && base_offset >= base0) {
                 return Err((seq0, base0));
@@ -177,15 +180,17 @@ mod tests {
 
     #[test]
     fn a_later_request_must_append_later() {
+        let (t, u) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
         let mut order = ProduceOrder::default();
-        assert!(order.record("t", 0, 1, 100).is_ok());
-        assert!(order.record("t", 0, 3, 120).is_ok());
+        assert!(order.record(t, 0, 1, 100).is_ok());
+        assert!(order.record(t, 0, 3, 120).is_ok());
         // Answers may arrive out of request order; the offsets must agree with the requests'.
-        assert!(order.record("t", 0, 2, 110).is_ok());
-        assert_eq!(order.record("t", 0, 4, 115), Err((3, 120)));
-        assert_eq!(order.record("t", 0, 2, 130), Err((3, 120)));
-        // Other partitions are tracked apart.
-        assert!(order.record("t", 1, 5, 0).is_ok());
-        assert!(order.record("u", 0, 6, 7).is_ok());
+        assert!(order.record(t, 0, 2, 110).is_ok());
+        assert_eq!(order.record(t, 0, 4, 115), Err((3, 120)));
+        assert_eq!(order.record(t, 0, 2, 130), Err((3, 120)));
+        // Other partitions, and a topic created again under the same name (a new id), are
+        // tracked apart.
+        assert!(order.record(t, 1, 5, 0).is_ok());
+        assert!(order.record(u, 0, 6, 0).is_ok());
     }
 }
