@@ -240,9 +240,9 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
 /// on an offsets partition applies the offsets committed in that transaction; deleted topics'
 /// committed offsets are forgotten; a snapshot carries the request and group metrics.
 fn serve_composed_calls(shard: &Rc<Shard>, groups: &Rc<GroupCoordinator>) {
-    let (s, g) = (Rc::downgrade(shard), groups.clone());
-    shard.router.serve(move |marker: TxnMarker| {
-        let (shard, groups) = (s.upgrade().expect("the shard outlives its router"), g.clone());
+    let g = groups.clone();
+    shard.serve(move |shard, marker: TxnMarker| {
+        let groups = g.clone();
         async move {
             let code = partition_ops::write_marker(&shard, &marker).await;
             if code == ec::NONE && marker.topic == crate::groups::offsets::OFFSETS_TOPIC {
@@ -251,9 +251,9 @@ fn serve_composed_calls(shard: &Rc<Shard>, groups: &Rc<GroupCoordinator>) {
             code
         }
     });
-    let (s, g) = (Rc::downgrade(shard), groups.clone());
-    shard.router.serve(move |ApplyMetadata(meta): ApplyMetadata| {
-        let (shard, groups) = (s.upgrade().expect("the shard outlives its router"), g.clone());
+    let g = groups.clone();
+    shard.serve(move |shard, ApplyMetadata(meta): ApplyMetadata| {
+        let groups = g.clone();
         async move {
             let gone = partition_ops::apply_metadata(&shard, *meta).await;
             if !gone.is_empty() {
@@ -261,9 +261,9 @@ fn serve_composed_calls(shard: &Rc<Shard>, groups: &Rc<GroupCoordinator>) {
             }
         }
     });
-    let (s, g) = (Rc::downgrade(shard), groups.clone());
-    shard.router.serve(move |_: Snapshot| {
-        let (shard, groups) = (s.upgrade().expect("the shard outlives its router"), g.clone());
+    let g = groups.clone();
+    shard.serve(move |shard, _: Snapshot| {
+        let groups = g.clone();
         let mut snapshot = probe::snapshot(&shard);
         snapshot.requests = crate::handlers::probe::snapshot();
         snapshot.produce_order_violations = crate::handlers::probe::produce_order_violations();

@@ -156,9 +156,9 @@ impl crate::shard::router::ShardCall for GroupCall {
 /// Once the shard has its partitions, [`GroupCoordinator::load`] replays them.
 pub fn start(shard: &Rc<Shard>, config: classic::GroupConfig) -> Rc<GroupCoordinator> {
     let coordinator = Rc::new(GroupCoordinator::new(config));
-    let (c, s) = (coordinator.clone(), Rc::downgrade(shard));
-    shard.router.serve(move |call: GroupCall| {
-        let (c, shard) = (c.clone(), s.upgrade().expect("the shard outlives its router"));
+    let c = coordinator.clone();
+    shard.serve(move |shard, call: GroupCall| {
+        let c = c.clone();
         async move { c.handle(&shard, call).await }
     });
     coordinator

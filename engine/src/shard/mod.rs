@@ -75,6 +75,18 @@ impl Shard {
         self.router.shard_count()
     }
 
+    /// Registers on this shard's router the service for calls of type `C`; `handler` gets the
+    /// shard with each call. The shard is held weakly, since the router belongs to it.
+    pub fn serve<C, F, Fut>(self: &Rc<Self>, handler: F)
+    where
+        C: router::ShardCall,
+        F: Fn(Rc<Shard>, C) -> Fut + 'static,
+        Fut: std::future::Future<Output = C::Reply> + 'static,
+    {
+        let shard = Rc::downgrade(self);
+        self.router.serve(move |call: C| handler(shard.upgrade().expect("the shard outlives its router"), call));
+    }
+
     /// Runs `call` on shard `to`: here, or over the mesh (see [`router::Router::call`]).
     pub async fn call<C: router::ShardCall>(&self, to: usize, call: C) -> Result<C::Reply, router::CallError> {
         self.router.call(to, call).await

@@ -21,12 +21,7 @@ use crate::topic_config::ResolvedTopicConfig;
 /// markers, metadata changes and snapshots involve the coordinators too: `broker` registers
 /// those, around [`write_marker`], [`apply_metadata`] and [`super::probe::snapshot`].
 pub fn serve(shard: &Rc<Shard>) {
-    // Weak: the router these services live in belongs to the shard.
-    let weak = Rc::downgrade(shard);
-    let router = &shard.router;
-    let s = weak.clone();
-    router.serve(move |call: Produce| {
-        let shard = s.upgrade().expect("the shard outlives its router");
+    shard.serve(|shard, call: Produce| {
         async move {
             // join_all polls the appends in request order, so each reaches its partition (and
             // the dirty budget's line) in that order: pipelined requests keep their offsets'
@@ -38,39 +33,21 @@ pub fn serve(shard: &Rc<Shard>) {
             futures::future::join_all(appends).await
         }
     });
-    let s = weak.clone();
-    router.serve(move |call: Fetch| {
-        let shard = s.upgrade().expect("the shard outlives its router");
-        async move { fetch(&shard, &call.partitions, call.read_committed, call.min_bytes, call.deadline_ms).await }
-    });
-    let s = weak.clone();
-    router.serve(move |call: ListOffset| {
-        let shard = s.upgrade().expect("the shard outlives its router");
+    shard.serve(|shard, call: Fetch| async move { fetch(&shard, &call.partitions, call.read_committed, call.min_bytes, call.deadline_ms).await });
+    shard.serve(|shard, call: ListOffset| {
         let (error_code, offset, timestamp) = list_offset(&shard, &call.topic, call.partition, call.timestamp, call.read_committed);
         async move { ListedOffset { error_code, offset, timestamp } }
     });
-    let s = weak.clone();
-    router.serve(move |call: DescribeProducers| {
-        let shard = s.upgrade().expect("the shard outlives its router");
+    shard.serve(|shard, call: DescribeProducers| {
         let reply = describe_producers(&shard, &call.topic, call.partition);
         async move { reply }
     });
-    let s = weak.clone();
-    router.serve(move |call: DeleteRecords| {
-        let shard = s.upgrade().expect("the shard outlives its router");
-        async move { super::maintenance::delete_records(&shard, &call.topic, call.partition, call.offset).await }
-    });
-    let s = weak.clone();
-    router.serve(move |_: LogDirSizes| {
-        let shard = s.upgrade().expect("the shard outlives its router");
+    shard.serve(|shard, call: DeleteRecords| async move { super::maintenance::delete_records(&shard, &call.topic, call.partition, call.offset).await });
+    shard.serve(|shard, _: LogDirSizes| {
         let usage = LogDirUsage { partitions: super::maintenance::log_dir_sizes(&shard), failed: shard.log_dirs.failed() };
         async move { usage }
     });
-    let s = weak;
-    router.serve(move |call: LogDirFailed| {
-        let shard = s.upgrade().expect("the shard outlives its router");
-        async move { super::log_dirs::fail(&shard, call.dir, &call.why, false).await }
-    });
+    shard.serve(|shard, call: LogDirFailed| async move { super::log_dirs::fail(&shard, call.dir, &call.why, false).await });
 }
 
 pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: bytes::Bytes, acks: i16, transactional_id: Option<&str>) -> ProduceOutcome {

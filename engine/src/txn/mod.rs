@@ -142,19 +142,19 @@ pub async fn call<C: ShardCall>(shard: &Shard, transactional_id: &str, call: C) 
 /// wherever it is). Once the shard has its partitions, [`TxnCoordinator::load`] replays them.
 pub fn start(shard: &Rc<Shard>, config: TxnConfig) -> Rc<TxnCoordinator> {
     let coordinator = Rc::new(TxnCoordinator::new(config));
-    let (c, s) = (coordinator.clone(), Rc::downgrade(shard));
-    shard.router.serve(move |call: InitProducerId| {
-        let (c, shard) = (c.clone(), s.upgrade().expect("the shard outlives its router"));
+    let c = coordinator.clone();
+    shard.serve(move |shard, call: InitProducerId| {
+        let c = c.clone();
         async move { c.init_producer_id(&shard, &call.transactional_id, call.timeout_ms, call.producer_id, call.producer_epoch).await }
     });
-    let (c, s) = (coordinator.clone(), Rc::downgrade(shard));
-    shard.router.serve(move |call: AddPartitions| {
-        let (c, shard) = (c.clone(), s.upgrade().expect("the shard outlives its router"));
+    let c = coordinator.clone();
+    shard.serve(move |shard, call: AddPartitions| {
+        let c = c.clone();
         async move { c.add_partitions(&shard, &call.transactional_id, call.producer_id, call.producer_epoch, &call.partitions).await }
     });
-    let (c, s) = (coordinator.clone(), Rc::downgrade(shard));
-    shard.router.serve(move |call: EndTxn| {
-        let (c, shard) = (c.clone(), s.upgrade().expect("the shard outlives its router"));
+    let c = coordinator.clone();
+    shard.serve(move |shard, call: EndTxn| {
+        let c = c.clone();
         async move { c.end_txn(&shard, &call.transactional_id, call.producer_id, call.producer_epoch, call.commit).await.err().unwrap_or(ec::NONE) }
     });
     let c = coordinator.clone();
