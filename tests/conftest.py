@@ -129,6 +129,8 @@ class Broker:
         # A cgroup's `cgroup.procs` file the broker joins before it runs (e.g. to throttle its
         # disk writes), when a test sets it.
         self.cgroup_procs: Path | None = None
+        # The CPUs that run shards ("0": one shard), when a test sets them.
+        self.cores: str | None = None
 
     # --- addresses --------------------------------------------------------------------------
 
@@ -148,10 +150,18 @@ class Broker:
     # --- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> "Broker":
+        self.launch()
+        self._wait_ready()
+        return self
+
+    def launch(self) -> "Broker":
+        """Starts the process without waiting for it to be ready: the nodes of a cluster wait
+        for each other (their metadata quorum), so they are launched together and then
+        waited for with `wait_ready`."""
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
         listeners = ",".join([f"PLAINTEXT://{self.bootstrap}"] + [f"{n}://127.0.0.1:{p}" for n, p in self.extra_ports.items()])
         data = ",".join(str(d) for d in self.log_dirs) if self.log_dirs else str(self.data_dir)
-        cmd = [str(broker_binary()), "--data-dir", data, "--listeners", listeners, "--cores", shard_cores()]
+        cmd = [str(broker_binary()), "--data-dir", data, "--listeners", listeners, "--cores", self.cores or shard_cores()]
         if self.config_path:
             cmd += ["--config", str(self.config_path)]
         self.starts += 1
@@ -167,6 +177,9 @@ class Broker:
                     cgroup_procs.write_text(str(os.getpid()))
 
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env, cwd=self.workdir, preexec_fn=before_exec)
+        return self
+
+    def wait_ready(self) -> "Broker":
         self._wait_ready()
         return self
 
@@ -294,8 +307,8 @@ def broker_factory(request, tmp_path):
     made: list[Broker] = []
     request.node._shardlog_brokers = made
 
-    def make(config: dict[str, object] | None = None, env: dict[str, str] | None = None, start: bool = True, extra_listeners: list[str] | None = None) -> Broker:
-        b = Broker(tmp_path / f"broker{len(made)}", config=config, env=env, extra_listeners=extra_listeners)
+    def make(config: dict[str, object] | None = None, env: dict[str, str] | None = None, start: bool = True, extra_listeners: list[str] | None = None, workdir: Path | None = None) -> Broker:
+        b = Broker(workdir or tmp_path / f"broker{len(made)}", config=config, env=env, extra_listeners=extra_listeners)
         made.append(b)
         if start:
             b.start()

@@ -148,3 +148,42 @@ def test_recreated_topic_starts_empty(broker):
     broker.kill9()
     broker.start()
     assert clients.confluent_watermarks(broker.bootstrap, "again", 2) == {0: (0, 1), 1: (0, 0)}
+
+
+def test_a_data_directory_from_before_the_metadata_log_starts_with_its_topics_and_records(broker):
+    """Versions before the metadata quorum kept the whole image in cluster-metadata.json, with
+    no replicas and no applied index, and had no quorum.log. Such a directory must start with
+    every topic, partition placement and record, and its image is written to the new log."""
+    import json
+
+    clients.create_topic(broker.bootstrap, "kept", 4)
+    producer = clients.confluent_producer(broker.bootstrap, acks="all")
+    for i in range(200):
+        producer.produce("kept", value=f"v{i}".encode(), partition=i % 4)
+    assert producer.flush(30) == 0
+    broker.stop()
+    meta_dir = broker.data_dir / "__shardlog_meta"
+    image = json.loads((meta_dir / "cluster-metadata.json").read_text())
+    placement = [(p["shard"], p["log_dir"]) for p in image["topics"]["kept"]["partitions"]]
+    # Turn it into what the earlier version wrote.
+    image.pop("applied_index")
+    for topic in image["topics"].values():
+        for p in topic["partitions"]:
+            for key in ("hosted", "replicas", "isr", "leader", "leader_epoch", "partition_epoch"):
+                p.pop(key)
+    (meta_dir / "cluster-metadata.json").write_text(json.dumps(image))
+    (meta_dir / "quorum.log").unlink()
+
+    broker.start()
+    after = json.loads((meta_dir / "cluster-metadata.json").read_text())
+    assert after["cluster_id"] == image["cluster_id"]
+    assert after["topics"]["kept"]["id"] == image["topics"]["kept"]["id"]
+    assert [(p["shard"], p["log_dir"]) for p in after["topics"]["kept"]["partitions"]] == placement
+    assert all(p["replicas"] == [1] and p["leader"] == 1 for p in after["topics"]["kept"]["partitions"])
+    assert after["applied_index"] > 0
+    records = clients.confluent_consume(broker.bootstrap, "kept", {p: 50 for p in range(4)})
+    assert sorted(r.value for r in records) == sorted(f"v{i}".encode() for i in range(200))
+    # And the new log alone rebuilds it: a second restart replays nothing twice.
+    broker.restart()
+    again = json.loads((meta_dir / "cluster-metadata.json").read_text())
+    assert again["topics"] == after["topics"]

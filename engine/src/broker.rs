@@ -191,7 +191,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
     serve_composed_calls(&shard, &groups);
     router::spawn_receivers(router, receivers);
 
-    let _controller = if is_controller {
+    let controller = if is_controller {
         // Controller::start registers its calls before its first await, so before any receiver
         // task spawned above has run: no controller call can find it missing.
         Some(Controller::start(&shard).await?)
@@ -209,7 +209,8 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
     let listeners = crate::net::listen(&shard, connection_limits)?;
     tracing::info!(shard = id, partitions = shard.partitions.borrow().len(), "shard ready");
     if is_controller {
-        crate::net::admin_http::start(&shard, started);
+        let quorum = controller.as_ref().expect("shard 0 runs the controller").quorum_handle();
+        crate::net::admin_http::start(&shard, crate::net::admin_http::Sources { started, quorum });
         let l: Vec<String> = config.listeners.iter().map(|l| format!("{}://{}", l.name, l.bind)).collect();
         tracing::info!(listeners = ?l, shards = shard.shard_count(), log_dirs = ?config.log_dirs, "shardlog is ready");
     }

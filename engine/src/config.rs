@@ -105,6 +105,73 @@ pub struct BrokerConfig {
     /// `log.cleaner.io.max.bytes.per.second`: the cleaner's reads plus writes, all partitions
     /// together. Kafka's default, Double.MaxValue, is no bound; so is anything from 1e15 up.
     pub log_cleaner_io_max_bytes_per_second: f64,
+    /// The metadata quorum: `process.roles`, `controller.quorum.*`, `controller.listener.names`.
+    pub quorum: QuorumConfig,
+}
+
+/// One voter of the metadata quorum, as `controller.quorum.voters` names it (`id@host:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    pub node_id: i32,
+    /// Where its controller listener is (host:port).
+    pub address: String,
+}
+
+/// The KRaft settings shardlog honours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumConfig {
+    /// `process.roles` includes `broker`: this node serves clients and holds partitions.
+    pub broker: bool,
+    /// `process.roles` includes `controller`: this node is a voter of the metadata quorum.
+    pub controller: bool,
+    /// `controller.quorum.voters`. Empty: a quorum of this node alone (the embedded default, a
+    /// one-node cluster), which needs no controller listener.
+    pub voters: Vec<QuorumVoter>,
+    /// `controller.listener.names`: listeners that carry the quorum's traffic, not clients'.
+    pub controller_listener_names: Vec<String>,
+    /// `controller.quorum.fetch.timeout.ms`: how long a voter goes without hearing from the
+    /// leader before it stands for election.
+    pub fetch_timeout_ms: u64,
+    /// `controller.quorum.election.timeout.ms`: the spread of the random wait before standing
+    /// (so that voters rarely stand at once, and a split vote is retried after it).
+    pub election_timeout_ms: u64,
+}
+
+impl Default for QuorumConfig {
+    fn default() -> Self {
+        // Kafka's defaults.
+        QuorumConfig {
+            broker: true,
+            controller: true,
+            voters: Vec::new(),
+            controller_listener_names: Vec::new(),
+            fetch_timeout_ms: 2000,
+            election_timeout_ms: 1000,
+        }
+    }
+}
+
+/// Parses `controller.quorum.voters`: `1@host:port,2@host:port`.
+pub fn parse_quorum_voters(value: &str) -> Result<Vec<QuorumVoter>> {
+    let mut voters: Vec<QuorumVoter> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, address) = item.split_once('@').with_context(|| format!("controller.quorum.voters entry {item:?} must be ID@HOST:PORT"))?;
+        let node_id: i32 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n >= 0)
+            .with_context(|| format!("controller.quorum.voters entry {item:?}: {id:?} is not a node id (0 or more)"))?;
+        let (host, port) = address.rsplit_once(':').with_context(|| format!("controller.quorum.voters entry {item:?} has no port"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            bail!("controller.quorum.voters entry {item:?}: {address:?} is not HOST:PORT");
+        }
+        if voters.iter().any(|v| v.node_id == node_id) {
+            bail!("controller.quorum.voters names node {node_id} twice");
+        }
+        voters.push(QuorumVoter { node_id, address: address.to_string() });
+    }
+    Ok(voters)
 }
 
 impl Default for BrokerConfig {
@@ -146,6 +213,7 @@ impl Default for BrokerConfig {
             properties: BTreeMap::new(),
             log_cleaner_enable: true,
             log_cleaner_io_max_bytes_per_second: f64::MAX,
+            quorum: QuorumConfig::default(),
         }
     }
 }
@@ -252,6 +320,21 @@ impl BrokerConfig {
             match key.as_str() {
                 "node.id" | "broker.id" => c.node_id = value.parse().with_context(context)?,
                 "cluster.id" => c.cluster_id = Some(value.to_string()),
+                "process.roles" => {
+                    let roles: Vec<&str> = value.split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
+                    if let Some(bad) = roles.iter().find(|r| !matches!(**r, "broker" | "controller")) {
+                        bail!("process.roles={value}: {bad:?} is not a role; give broker, controller, or both");
+                    }
+                    if roles.is_empty() {
+                        bail!("process.roles is empty: give broker, controller, or both");
+                    }
+                    c.quorum.broker = roles.contains(&"broker");
+                    c.quorum.controller = roles.contains(&"controller");
+                }
+                "controller.quorum.voters" => c.quorum.voters = parse_quorum_voters(value)?,
+                "controller.listener.names" => c.quorum.controller_listener_names = value.split(',').map(str::trim).filter(|n| !n.is_empty()).map(String::from).collect(),
+                "controller.quorum.fetch.timeout.ms" => c.quorum.fetch_timeout_ms = positive(value, key)? as u64,
+                "controller.quorum.election.timeout.ms" => c.quorum.election_timeout_ms = positive(value, key)? as u64,
                 "log.dirs" | "log.dir" => {
                     c.log_dirs = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
                     if c.log_dirs.is_empty() {
@@ -338,13 +421,62 @@ impl BrokerConfig {
                 other => tracing::warn!(property = other, "ignoring unknown configuration property"),
             }
         }
-        let map = crate::security::settings::parse_protocol_map(properties.get("listener.security.protocol.map").map(String::as_str))?;
+        let mut map = crate::security::settings::parse_protocol_map(properties.get("listener.security.protocol.map").map(String::as_str))?;
+        // As in Kafka, a controller listener missing from the map is PLAINTEXT.
+        for name in &c.quorum.controller_listener_names {
+            map.entry(name.clone()).or_insert(crate::security::SecurityProtocol::Plaintext);
+        }
         if let Some(listeners) = properties.get("listeners") {
             c.listeners = parse_listeners_with_map(listeners, advertised.as_deref(), &map)?;
         }
         c.security = crate::security::SecurityConfig::from_properties(properties, &c.listeners)?;
         c.properties = properties.clone();
+        c.check_quorum()?;
         Ok(c)
+    }
+}
+
+impl BrokerConfig {
+    /// The quorum settings must agree with each other and with the listeners.
+    fn check_quorum(&self) -> Result<()> {
+        let q = &self.quorum;
+        if !q.broker {
+            bail!("process.roles=controller: a controller-only node is not supported yet; use process.roles=broker,controller");
+        }
+        if q.voters.is_empty() {
+            return Ok(());
+        }
+        if !q.controller {
+            bail!("process.roles=broker with controller.quorum.voters: a broker-only node is not supported yet; use process.roles=broker,controller");
+        }
+        if !q.voters.iter().any(|v| v.node_id == self.node_id) {
+            let ids: Vec<i32> = q.voters.iter().map(|v| v.node_id).collect();
+            bail!("node.id={} is not among controller.quorum.voters {ids:?}: a controller must be a voter (check node.id and the voter list)", self.node_id);
+        }
+        let Some(name) = q.controller_listener_names.first() else {
+            bail!("controller.quorum.voters is set but controller.listener.names is not: name the listener the quorum uses (e.g. CONTROLLER, listed in listeners)");
+        };
+        if !self.listeners.iter().any(|l| &l.name == name) {
+            bail!("controller.listener.names={name}, but listeners has no listener of that name");
+        }
+        if self.listeners.iter().any(|l| &l.name == name && l.security_protocol != crate::security::SecurityProtocol::Plaintext) {
+            bail!("controller listener {name} must be PLAINTEXT for now (TLS between controllers is not supported yet)");
+        }
+        if self.listeners.iter().all(|l| q.controller_listener_names.contains(&l.name)) {
+            bail!("every listener is a controller listener: add one for clients (e.g. PLAINTEXT://:9092)");
+        }
+        Ok(())
+    }
+
+    /// The listeners that serve Kafka clients (all but the controller listeners).
+    pub fn client_listeners(&self) -> impl Iterator<Item = &Listener> {
+        self.listeners.iter().filter(|l| !self.quorum.controller_listener_names.contains(&l.name))
+    }
+
+    /// This node's controller listener, when it is part of a quorum of several.
+    pub fn controller_listener(&self) -> Option<&Listener> {
+        let name = self.quorum.controller_listener_names.first()?;
+        self.listeners.iter().find(|l| &l.name == name).filter(|_| !self.quorum.voters.is_empty())
     }
 }
 
@@ -646,6 +778,31 @@ mod tests {
         assert_eq!(c.num_partitions, 3);
         assert_eq!(c.log_dirs.len(), 2);
         assert_eq!(c.log_segment_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn quorum_settings_parse_and_contradictions_are_refused() {
+        let base = "listeners=PLAINTEXT://:19092,CONTROLLER://:19093\ncontroller.listener.names=CONTROLLER\n";
+        let c = BrokerConfig::from_properties(&parse_properties(&format!(
+            "{base}node.id=2\nprocess.roles=broker,controller\ncontroller.quorum.voters=1@a:9093, 2@b:9093,3@c:9093\ncontroller.quorum.fetch.timeout.ms=500\n"
+        )))
+        .unwrap();
+        assert_eq!(c.quorum.voters.iter().map(|v| (v.node_id, v.address.as_str())).collect::<Vec<_>>(), vec![(1, "a:9093"), (2, "b:9093"), (3, "c:9093")]);
+        assert_eq!(c.quorum.fetch_timeout_ms, 500);
+        assert_eq!(c.client_listeners().map(|l| l.name.as_str()).collect::<Vec<_>>(), vec!["PLAINTEXT"]);
+        assert_eq!(c.controller_listener().map(|l| l.bind.port()), Some(19093));
+        // The defaults: a quorum of this node alone, with no controller listener.
+        let d = BrokerConfig::from_properties(&parse_properties("")).unwrap();
+        assert!(d.quorum.voters.is_empty() && d.quorum.broker && d.quorum.controller && d.controller_listener().is_none());
+        for bad in [
+            format!("{base}node.id=4\ncontroller.quorum.voters=1@a:9093,2@b:9093\n"),
+            format!("listeners=PLAINTEXT://:19092\nnode.id=1\ncontroller.quorum.voters=1@a:9093\n"),
+            format!("{base}node.id=1\ncontroller.quorum.voters=1@a:9093,1@b:9093\n"),
+            format!("{base}node.id=1\ncontroller.quorum.voters=1@a\n"),
+            format!("{base}process.roles=broker,admin\n"),
+        ] {
+            assert!(BrokerConfig::from_properties(&parse_properties(&bad)).is_err(), "accepted: {bad}");
+        }
     }
 
     #[test]

@@ -13,11 +13,13 @@
 //!   ([`MeshBuilder`], [`Senders`], [`Receivers`]);
 //! - shard-local synchronisation: [`Semaphore`];
 //! - files: [`remove_file`];
+//! - TCP for the brokers' own links (the metadata quorum): [`TcpListener`], [`TcpStream`];
 //! - the executor's own counters: [`tasks_executed`].
 
 use std::future::Future;
 
 pub use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
+pub use glommio::net::{TcpListener, TcpStream};
 pub use glommio::sync::Semaphore;
 pub use glommio::task::JoinHandle;
 pub use glommio::timer::sleep;

@@ -92,6 +92,9 @@ error_codes! {
     RESOURCE_NOT_FOUND = 91,
     DUPLICATE_RESOURCE = 92,
     UNACCEPTABLE_CREDENTIAL = 93,
+
+    // The cluster and its metadata quorum.
+    NOT_CONTROLLER = 41,
 }
 
 /// A Kafka error code as Kafka names it, with the number: `COORDINATOR_NOT_AVAILABLE (15)`.

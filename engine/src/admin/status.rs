@@ -88,6 +88,26 @@ pub fn format_status(v: &serde_json::Value) -> String {
         s(&v["partitions"]),
         v["listeners"].as_array().map(|l| l.iter().map(s).collect::<Vec<_>>().join(",")).unwrap_or_default()
     );
+    let q = &v["quorum"];
+    if q.is_object() {
+        let voters = q["voters"]
+            .as_array()
+            .filter(|a| !a.is_empty())
+            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+            .unwrap_or_else(|| String::from("this node alone"));
+        out += &format!(
+            "metadata quorum: leader {}, term {}, committed {}, applied {}, voters {}\n",
+            s(&q["leader"]),
+            s(&q["term"]),
+            s(&q["commit_index"]),
+            s(&q["applied_index"]),
+            voters
+        );
+        if let Some(progress) = q["voter_progress"].as_array().filter(|a| !a.is_empty()) {
+            let rows: Vec<Vec<String>> = progress.iter().map(|p| vec![s(&p["node_id"]), s(&p["log_end_index"])]).collect();
+            out += &render_table(&["VOTER", "LOG-END-INDEX"], &rows);
+        }
+    }
     let empty = Vec::new();
     let rows: Vec<Vec<String>> = v["shards"]
         .as_array()

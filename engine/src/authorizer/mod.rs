@@ -255,7 +255,7 @@ impl AclBinding {
 /// A DescribeAcls / DeleteAcls filter, with Kafka's wildcards: ANY (1) for enums, None for
 /// strings; pattern type MATCH (2) selects every pattern that would apply to the named
 /// resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AclFilter {
     pub resource_type: i8,
     pub resource_name: Option<String>,

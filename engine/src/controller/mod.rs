@@ -3,24 +3,30 @@
 //! answering. Other shards reach it with the calls below, served by [`Controller::serve`].
 
 pub mod config_ops;
+pub mod quorum;
 
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 use crate::runtime::Semaphore;
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
 use shardlog_protocol::error_code as ec;
 
-use crate::metadata::{validate_topic_name, ClusterMetadata, TopicMetadata};
+use crate::metadata::records::{self, MetadataRecord};
+use crate::metadata::{validate_topic_name, BrokerEndpoint, BrokerRegistration, ClusterMetadata, PartitionPlacement, TopicMetadata};
 use crate::shard::messages::ApplyMetadata;
 use crate::shard::router::ShardCall;
 use crate::shard::Shard;
+use quorum::{ProposeError, Quorum};
 
 /// The shard that runs the controller.
 pub const CONTROLLER_SHARD: usize = 0;
 
 /// A metadata change: one result per topic, ACL or config resource, in request order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControllerRequest {
     CreateTopics {
         topics: Vec<NewTopic>,
@@ -45,7 +51,7 @@ pub enum ControllerRequest {
 }
 
 /// Config changes for one resource (a topic, or the broker).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConfigAlteration {
     /// Kafka's resource type: 2 topic, 4 broker.
     pub resource_type: i8,
@@ -57,13 +63,30 @@ pub struct ConfigAlteration {
     pub ops: Vec<(String, i8, Option<String>)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewTopic {
     pub name: String,
     /// -1: `num.partitions`.
     pub partitions: i32,
     pub replication_factor: i16,
     pub configs: Vec<(String, String)>,
+}
+
+impl ControllerRequest {
+    /// The name of each item, in request order, as its result names it.
+    fn names(&self) -> Vec<String> {
+        match self {
+            ControllerRequest::CreateTopics { topics, .. } => topics.iter().map(|t| t.name.clone()).collect(),
+            ControllerRequest::DeleteTopics { names } => names.clone(),
+            ControllerRequest::CreatePartitions { topics, .. } => topics.iter().map(|(n, _)| n.clone()).collect(),
+            ControllerRequest::CreateAcls { acls } => acls.iter().map(acl_name).collect(),
+            ControllerRequest::AlterConfigs { resources, .. } => resources.iter().map(|r| r.resource_name.clone()).collect(),
+        }
+    }
+}
+
+fn acl_name(acl: &crate::authorizer::AclBinding) -> String {
+    format!("{} {} {}", acl.principal, acl.operation.name(), acl.resource_name)
 }
 
 impl ShardCall for ControllerRequest {
@@ -100,21 +123,82 @@ pub struct Controller {
     shard: Rc<Shard>,
     /// One metadata change at a time.
     serial: Semaphore,
-    /// The next producer id to hand out, and the end of the reserved block.
-    next_producer_id: std::cell::Cell<i64>,
-    producer_id_block_end: std::cell::Cell<i64>,
+    /// The next producer id to hand out, the end of the reserved block, and the quorum term
+    /// they belong to (a new leader starts after the last block any leader reserved).
+    next_producer_id: Cell<i64>,
+    producer_id_block_end: Cell<i64>,
+    producer_ids_term: Cell<u64>,
+    /// This node's metadata view: every committed record applied, and where this node keeps
+    /// its replicas. Shards get copies of it.
+    view: RefCell<ClusterMetadata>,
+    quorum: OnceCell<Rc<Quorum>>,
+    /// The term in which this node last wrote the records every cluster needs (cluster id,
+    /// internal topics); once per term it leads.
+    bootstrapped_term: Cell<u64>,
 }
 
+/// How long a metadata change waits for a leader of the quorum (an election in progress)
+/// before it is answered NOT_CONTROLLER.
+fn leader_wait(shard: &Shard) -> Duration {
+    Duration::from_millis(shard.config.quorum.fetch_timeout_ms + shard.config.quorum.election_timeout_ms)
+}
+
+/// A controller call sent on to the active controller by a node that is not it.
+#[derive(Debug, Serialize, Deserialize)]
+enum Forwarded {
+    Change(ControllerRequest),
+    AllocateProducerId,
+    DeleteAcls(Vec<crate::authorizer::AclFilter>),
+    RegisterBroker(BrokerRegistration),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum ForwardedReply {
+    Change(Vec<(String, i16, Option<String>)>),
+    ProducerId(Result<i64, i16>),
+    DeleteAcls(Result<Vec<Vec<crate::authorizer::AclBinding>>, (i16, String)>),
+    Registered(Result<(), (i16, String)>),
+}
+
+/// Where a controller call is answered.
+enum Route {
+    /// This node is the ready leader.
+    Here,
+    /// Node `n` leads: forward to it.
+    There(i32),
+    /// No leader known within the wait.
+    Nowhere(i16, String),
+}
+
+/// How long a forwarded call waits for the active controller's answer.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+/// Between attempts to register with the controller.
+const REGISTRATION_RETRY: Duration = Duration::from_millis(300);
+
+/// How often a node that waits for the quorum says so.
+const QUORUM_WAIT_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
 impl Controller {
-    /// Bootstraps the metadata (see [`Controller::bootstrap`]) and registers the controller's
-    /// calls on this shard's router.
+    /// Loads this node's metadata view, starts the metadata quorum, registers the controller's
+    /// calls on this shard's router, and returns once the metadata log has written the view.
     pub async fn start(shard: &Rc<Shard>) -> Result<Rc<Controller>> {
         assert_eq!(shard.id, CONTROLLER_SHARD, "the controller runs on shard {CONTROLLER_SHARD}");
+        let dir = shard.meta_dir();
+        let mut view = ClusterMetadata::load(&dir)?.unwrap_or_else(|| ClusterMetadata::new(String::new()));
+        if view.repair_placement(shard.shard_count(), shard.config.log_dirs.len()) {
+            view.version += 1;
+            tracing::info!("placement table adjusted to {} shards and {} log directories", shard.shard_count(), shard.config.log_dirs.len());
+            view.persist(&dir)?;
+        }
         let controller = Rc::new(Controller {
             shard: shard.clone(),
             serial: Semaphore::new(1),
-            next_producer_id: std::cell::Cell::new(0),
-            producer_id_block_end: std::cell::Cell::new(0),
+            next_producer_id: Cell::new(0),
+            producer_id_block_end: Cell::new(0),
+            producer_ids_term: Cell::new(0),
+            view: RefCell::new(view.clone()),
+            quorum: OnceCell::new(),
+            bootstrapped_term: Cell::new(0),
         });
         let c = controller.clone();
         shard.router.serve(move |request: ControllerRequest| {
@@ -131,49 +215,303 @@ impl Controller {
             let c = c.clone();
             async move { c.delete_acls(request).await }
         });
-        controller.bootstrap().await?;
+        if !view.cluster_id.is_empty() {
+            broadcast(shard, view.clone()).await;
+        }
+        let applier: Rc<dyn quorum::Applier> = Rc::new(ViewApplier(Rc::downgrade(&controller)));
+        let listen = shard.config.controller_listener().map(|l| l.bind);
+        let q = Quorum::start(&dir, shard.config.node_id, shard.config.cluster_id.clone(), &shard.config.quorum, listen, view.applied_index, applier)?;
+        let c = Rc::downgrade(&controller);
+        q.set_forward_handler(Rc::new(move |from, request| {
+            let c = c.clone();
+            Box::pin(async move {
+                match c.upgrade() {
+                    Some(c) => c.answer_forwarded(from, request).await,
+                    None => Vec::new(),
+                }
+            })
+        }));
+        let _ = controller.quorum.set(q);
+        let c = Rc::downgrade(&controller);
+        crate::runtime::spawn(async move { lead(c).await }).detach();
+        let c = controller.clone();
+        crate::runtime::spawn(async move { c.register().await }).detach();
+        controller.wait_for_cluster().await;
         Ok(controller)
     }
 
-    /// Loads (or creates) the metadata, repairs placement for the current shard count, persists
-    /// it, and gives it to every shard.
-    async fn bootstrap(&self) -> Result<()> {
-        let shard = &self.shard;
-        let dir = shard.meta_dir();
-        let mut meta = match ClusterMetadata::load(&dir)? {
-            Some(m) => m,
-            None => {
-                let id = shard.config.cluster_id.clone().unwrap_or_else(|| base64_uuid(uuid::Uuid::new_v4()));
-                tracing::info!(cluster_id = %id, "new cluster: no metadata found");
-                ClusterMetadata::new(id)
+    /// The metadata quorum, for status reports.
+    pub fn quorum_handle(&self) -> Rc<Quorum> {
+        self.quorum().clone()
+    }
+
+    fn quorum(&self) -> &Rc<Quorum> {
+        self.quorum.get().expect("the quorum starts with the controller")
+    }
+
+    /// Waits until the view has been written by the metadata log at least once (a new node,
+    /// or one whose image predates the log), saying now and then what it waits for.
+    async fn wait_for_cluster(&self) {
+        let mut last_report = std::time::Instant::now();
+        while self.view.borrow().applied_index == 0 || self.view.borrow().cluster_id.is_empty() {
+            let changed = self.quorum().status_changed.notified();
+            futures::select! {
+                _ = futures::FutureExt::fuse(changed) => {}
+                _ = futures::FutureExt::fuse(crate::runtime::sleep(Duration::from_millis(200))) => {}
+            }
+            if last_report.elapsed() >= QUORUM_WAIT_REPORT_INTERVAL {
+                let status = self.quorum().status();
+                tracing::info!(leader = ?status.leader, term = status.term, voters = ?self.shard.config.quorum.voters.iter().map(|v| v.node_id).collect::<Vec<_>>(), "waiting for the metadata quorum to elect a leader and write the cluster's first records");
+                last_report = std::time::Instant::now();
+            }
+        }
+    }
+
+    /// Applies committed records to the view, persists it, and gives it to every shard.
+    async fn apply_records(&self, index: u64, batch: Vec<MetadataRecord>) -> Result<()> {
+        let mut view = self.view.borrow().clone();
+        let placer = LocalPlacer(&self.shard);
+        for record in &batch {
+            // A record the image cannot take is a bug or a damaged log: skip it, loudly, rather
+            // than stop applying the rest of the cluster's metadata.
+            if let Err(e) = records::apply(&mut view, record, &placer) {
+                tracing::error!(index, error = %e, record = ?record, "metadata record not applied");
+            }
+        }
+        view.version += 1;
+        view.applied_index = index;
+        let dir = self.shard.meta_dir();
+        let persisted = view.clone();
+        crate::runtime::spawn_blocking(move || persisted.persist(&dir)).await?;
+        *self.view.borrow_mut() = view.clone();
+        broadcast(&self.shard, view).await;
+        Ok(())
+    }
+
+    /// Where a call should be answered: here if this node is the ready leader, else the
+    /// leader it knows, waiting (bounded) through an election.
+    async fn route(&self) -> Route {
+        let quorum = self.quorum();
+        let me = self.shard.config.node_id;
+        let mut status = quorum.status();
+        if !status.ready_leader && status.leader.is_none_or(|l| l == me) {
+            status = quorum.wait_for_leader(leader_wait(&self.shard)).await;
+        }
+        match status.leader {
+            _ if status.ready_leader => Route::Here,
+            Some(leader) if leader != me => Route::There(leader),
+            _ => Route::Nowhere(
+                ec::NOT_CONTROLLER,
+                String::from("the metadata quorum has no leader (an election is in progress, or too few controllers are up)"),
+            ),
+        }
+    }
+
+    async fn forward(&self, leader: i32, call: Forwarded) -> Result<ForwardedReply, (i16, String)> {
+        let request = serde_json::to_vec(&call).expect("forwarded calls serialize");
+        let answer = self
+            .quorum()
+            .forward(leader, request, FORWARD_TIMEOUT)
+            .await
+            .map_err(|e| (ec::NOT_CONTROLLER, format!("the active controller, node {leader}, did not answer: {e}")))?;
+        serde_json::from_slice(&answer).map_err(|e| (ec::UNKNOWN_SERVER_ERROR, format!("the active controller's answer does not decode: {e}")))
+    }
+
+    /// Answers a call another node forwarded; never forwards it again (the sender picked
+    /// this node as the leader; if it no longer is, the answer says NOT_CONTROLLER).
+    async fn answer_forwarded(&self, from: i32, request: Vec<u8>) -> Vec<u8> {
+        let reply = match serde_json::from_slice::<Forwarded>(&request) {
+            Ok(Forwarded::Change(r)) => ForwardedReply::Change(self.change_here(r).await),
+            Ok(Forwarded::AllocateProducerId) => ForwardedReply::ProducerId(self.allocate_producer_id_here().await),
+            Ok(Forwarded::DeleteAcls(filters)) => ForwardedReply::DeleteAcls(self.delete_acls_here(DeleteAcls { filters }).await),
+            Ok(Forwarded::RegisterBroker(r)) => ForwardedReply::Registered(self.register_broker_here(r).await),
+            Err(e) => {
+                tracing::warn!(from, error = %e, "a forwarded controller call does not decode: ignored (nodes of different versions?)");
+                ForwardedReply::Registered(Err((ec::INVALID_REQUEST, format!("undecodable forwarded call: {e}"))))
             }
         };
-        if !meta.topics.contains_key(crate::metadata::OFFSETS_TOPIC) {
-            let partitions = shard.config.offsets_topic_partitions as usize;
-            let placed = meta.place_by_space(partitions, shard.shard_count(), &log_dir_free_bytes(shard));
-            let configs = BTreeMap::from([(String::from("cleanup.policy"), String::from("compact"))]);
-            meta.topics.insert(crate::metadata::OFFSETS_TOPIC.to_string(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
-            meta.version += 1;
-            tracing::info!(partitions, "created the internal topic {}", crate::metadata::OFFSETS_TOPIC);
+        serde_json::to_vec(&reply).expect("replies serialize")
+    }
+
+    /// This node's registration: how clients reach it.
+    fn registration(&self) -> BrokerRegistration {
+        let config = &self.shard.config;
+        BrokerRegistration {
+            node_id: config.node_id,
+            incarnation_id: uuid::Uuid::new_v4(),
+            endpoints: config
+                .client_listeners()
+                .map(|l| BrokerEndpoint { listener: l.name.clone(), host: l.advertised_host.clone(), port: l.advertised_port })
+                .collect(),
+            rack: config.properties.get("broker.rack").cloned(),
         }
-        if !meta.topics.contains_key(crate::metadata::TRANSACTION_STATE_TOPIC) {
-            let partitions = shard.config.txn.state_partitions as usize;
-            let placed = meta.place_by_space(partitions, shard.shard_count(), &log_dir_free_bytes(shard));
-            let configs = BTreeMap::from([(String::from("cleanup.policy"), String::from("compact"))]);
-            meta.topics.insert(crate::metadata::TRANSACTION_STATE_TOPIC.to_string(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
-            meta.version += 1;
-            tracing::info!(partitions, "created the internal topic {}", crate::metadata::TRANSACTION_STATE_TOPIC);
+    }
+
+    async fn register_broker_here(&self, registration: BrokerRegistration) -> Result<(), (i16, String)> {
+        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
+        self.ensure_ready().await?;
+        let old = self.view.borrow().clone();
+        let mut new = old.clone();
+        tracing::info!(node_id = registration.node_id, endpoints = ?registration.endpoints, "broker registered");
+        new.brokers.insert(registration.node_id, registration);
+        self.commit(&old, &new).await
+    }
+
+    /// Registers this node with the active controller, retrying until it is done.
+    async fn register(&self) {
+        let registration = self.registration();
+        loop {
+            let outcome = match self.route().await {
+                Route::Here => self.register_broker_here(registration.clone()).await,
+                Route::There(leader) => match self.forward(leader, Forwarded::RegisterBroker(registration.clone())).await {
+                    Ok(ForwardedReply::Registered(r)) => r,
+                    Ok(other) => Err((ec::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
+                    Err(e) => Err(e),
+                },
+                Route::Nowhere(code, msg) => Err((code, msg)),
+            };
+            match outcome {
+                Ok(()) => return,
+                Err((code, msg)) => tracing::debug!(code, error = %msg, "registration with the controller not done yet; retrying"),
+            }
+            crate::runtime::sleep(REGISTRATION_RETRY).await;
         }
-        if meta.repair_placement(shard.shard_count(), shard.config.log_dirs.len()) {
-            meta.version += 1;
-            tracing::info!("placement table adjusted to {} shards and {} log directories", shard.shard_count(), shard.config.log_dirs.len());
+    }
+
+    /// Waits (bounded) until this node may change metadata: the quorum's ready leader, whose
+    /// first records of its term (see [`Controller::bootstrap`]) are in, so that nothing is
+    /// recorded before a new cluster's id and internal topics.
+    async fn ensure_ready(&self) -> Result<(), (i16, String)> {
+        self.ensure_leader().await?;
+        let deadline = std::time::Instant::now() + leader_wait(&self.shard);
+        loop {
+            let status = self.quorum().status();
+            if !status.ready_leader {
+                return Err((ec::NOT_CONTROLLER, String::from("this node stopped leading the metadata quorum")));
+            }
+            if self.bootstrapped_term.get() == status.term {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err((ec::NOT_CONTROLLER, String::from("the active controller is still writing its first records; retry")));
+            }
+            crate::runtime::sleep(Duration::from_millis(20)).await;
         }
-        // Ids of the last block may have been handed out before a crash: start after it.
-        self.next_producer_id.set(meta.producer_id_block_end);
-        self.producer_id_block_end.set(meta.producer_id_block_end);
-        meta.persist(&dir)?;
-        broadcast(shard, meta).await;
-        Ok(())
+    }
+
+    /// Waits (bounded) until this node leads the quorum and has applied every earlier term.
+    async fn ensure_leader(&self) -> Result<(), (i16, String)> {
+        let quorum = self.quorum();
+        let status = if quorum.status().ready_leader { quorum.status() } else { quorum.wait_for_leader(leader_wait(&self.shard)).await };
+        if status.ready_leader {
+            return Ok(());
+        }
+        let msg = match status.leader {
+            Some(leader) => format!("node {} is not the active controller; node {leader} is", self.shard.config.node_id),
+            None => String::from("the metadata quorum has no leader (an election is in progress, or too few controllers are up)"),
+        };
+        Err((ec::NOT_CONTROLLER, msg))
+    }
+
+    /// Proposes the records that turn `old` into `new`, and waits for them to be applied here.
+    async fn commit(&self, old: &ClusterMetadata, new: &ClusterMetadata) -> Result<(), (i16, String)> {
+        let records = records::diff(old, new, self.shard.config.node_id);
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.quorum().propose(records).await.map_err(|e| {
+            tracing::warn!(error = %e, "metadata change not committed");
+            let code = if e == ProposeError::Failed { ec::KAFKA_STORAGE_ERROR } else { ec::NOT_CONTROLLER };
+            (code, format!("metadata change not committed: {e}"))
+        })
+    }
+
+    /// The records a cluster needs before anything else: its id, the internal topics, and,
+    /// from a node whose image predates the metadata log, everything that image holds.
+    async fn bootstrap(&self) -> Result<(), (i16, String)> {
+        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
+        self.ensure_leader().await?;
+        let shard = &self.shard;
+        let view = self.view.borrow().clone();
+        // An image never recorded in the log (a new cluster, or one from before the log) is
+        // written out whole.
+        let old = if view.applied_index == 0 { ClusterMetadata::new(String::new()) } else { view.clone() };
+        let mut new = view;
+        if new.cluster_id.is_empty() {
+            new.cluster_id = shard.config.cluster_id.clone().unwrap_or_else(|| base64_uuid(uuid::Uuid::new_v4()));
+            tracing::info!(cluster_id = %new.cluster_id, "new cluster: no metadata found");
+        }
+        for (topic, partitions) in [
+            (crate::metadata::OFFSETS_TOPIC, shard.config.offsets_topic_partitions as usize),
+            (crate::metadata::TRANSACTION_STATE_TOPIC, shard.config.txn.state_partitions as usize),
+        ] {
+            if !new.topics.contains_key(topic) {
+                let placed = new.place_by_space(partitions, shard.shard_count(), &log_dir_free_bytes(shard));
+                let configs = BTreeMap::from([(String::from("cleanup.policy"), String::from("compact"))]);
+                new.topics.insert(topic.to_string(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
+                tracing::info!(partitions, "creating the internal topic {topic}");
+            }
+        }
+        self.commit(&old, &new).await
+    }
+
+    /// Producer ids are handed out from blocks the metadata log reserves; a new leader starts
+    /// after the last block reserved by anyone.
+    fn producer_ids_for_term(&self) {
+        let term = self.quorum().status().term;
+        if self.producer_ids_term.get() != term {
+            let end = self.view.borrow().producer_id_block_end;
+            self.next_producer_id.set(end);
+            self.producer_id_block_end.set(end);
+            self.producer_ids_term.set(term);
+        }
+    }
+}
+
+/// Applies the quorum's committed records through the controller, while it lives.
+struct ViewApplier(Weak<Controller>);
+
+impl quorum::Applier for ViewApplier {
+    fn apply(&self, index: u64, records: Vec<MetadataRecord>) -> futures::future::LocalBoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            match self.0.upgrade() {
+                Some(c) => c.apply_records(index, records).await,
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+/// Places this node's new replicas on its shards and log directories.
+struct LocalPlacer<'a>(&'a Shard);
+
+impl records::LocalNode for LocalPlacer<'_> {
+    fn node_id(&self) -> i32 {
+        self.0.config.node_id
+    }
+    fn place(&self, view: &ClusterMetadata) -> PartitionPlacement {
+        view.place_by_space(1, self.0.shard_count(), &log_dir_free_bytes(self.0)).remove(0)
+    }
+}
+
+/// Whenever this node becomes the ready leader, writes what the cluster needs first.
+async fn lead(controller: Weak<Controller>) {
+    loop {
+        let Some(c) = controller.upgrade() else { return };
+        let status = c.quorum().status();
+        if status.ready_leader && c.bootstrapped_term.get() != status.term {
+            match c.bootstrap().await {
+                Ok(()) => c.bootstrapped_term.set(status.term),
+                Err((code, msg)) => tracing::warn!(code, error = %msg, "writing the cluster's first metadata records failed; trying again"),
+            }
+        }
+        let quorum = c.quorum().clone();
+        drop(c);
+        let changed = quorum.status_changed.notified();
+        futures::select! {
+            _ = futures::FutureExt::fuse(changed) => {}
+            _ = futures::FutureExt::fuse(crate::runtime::sleep(Duration::from_millis(500))) => {}
+        }
     }
 }
 
@@ -200,28 +538,51 @@ async fn broadcast(shard: &Rc<Shard>, meta: ClusterMetadata) {
 
 impl Controller {
     async fn allocate_producer_id(&self) -> Result<i64, i16> {
+        match self.route().await {
+            Route::Here => self.allocate_producer_id_here().await,
+            Route::There(leader) => match self.forward(leader, Forwarded::AllocateProducerId).await {
+                Ok(ForwardedReply::ProducerId(r)) => r,
+                _ => Err(ec::COORDINATOR_NOT_AVAILABLE),
+            },
+            Route::Nowhere(..) => Err(ec::COORDINATOR_NOT_AVAILABLE),
+        }
+    }
+
+    async fn allocate_producer_id_here(&self) -> Result<i64, i16> {
         let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
-        let shard = &self.shard;
+        self.ensure_ready().await.map_err(|_| ec::COORDINATOR_NOT_AVAILABLE)?;
+        self.producer_ids_for_term();
         let id = self.next_producer_id.get();
         if id >= self.producer_id_block_end.get() {
-            let mut meta = (**shard.metadata.borrow()).clone();
-            meta.producer_id_block_end = id + PRODUCER_ID_BLOCK;
-            meta.version += 1;
-            if let Err(e) = meta.persist(&shard.meta_dir()) {
-                tracing::error!(error = %format!("{e:#}"), "cannot persist the producer id block");
-                return Err(ec::KAFKA_STORAGE_ERROR);
+            let old = self.view.borrow().clone();
+            let mut new = old.clone();
+            new.producer_id_block_end = id + PRODUCER_ID_BLOCK;
+            if let Err((code, msg)) = self.commit(&old, &new).await {
+                tracing::error!(error = %msg, "cannot reserve a block of producer ids");
+                return Err(if code == ec::NOT_CONTROLLER { ec::COORDINATOR_NOT_AVAILABLE } else { code });
             }
-            self.producer_id_block_end.set(meta.producer_id_block_end);
-            broadcast(shard, meta).await;
+            self.producer_id_block_end.set(new.producer_id_block_end);
         }
         self.next_producer_id.set(id + 1);
         Ok(id)
     }
 
     async fn delete_acls(&self, request: DeleteAcls) -> Result<Vec<Vec<crate::authorizer::AclBinding>>, (i16, String)> {
+        match self.route().await {
+            Route::Here => self.delete_acls_here(request).await,
+            Route::There(leader) => match self.forward(leader, Forwarded::DeleteAcls(request.filters)).await? {
+                ForwardedReply::DeleteAcls(r) => r,
+                other => Err((ec::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
+            },
+            Route::Nowhere(code, msg) => Err((code, msg)),
+        }
+    }
+
+    async fn delete_acls_here(&self, request: DeleteAcls) -> Result<Vec<Vec<crate::authorizer::AclBinding>>, (i16, String)> {
         let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
-        let shard = &self.shard;
-        let mut meta = (**shard.metadata.borrow()).clone();
+        self.ensure_ready().await?;
+        let old = self.view.borrow().clone();
+        let mut meta = old.clone();
         let deleted: Vec<Vec<crate::authorizer::AclBinding>> =
             request.filters.iter().map(|f| meta.acls.acls.iter().filter(|a| f.matches(a)).cloned().collect()).collect();
         if deleted.iter().all(|d| d.is_empty()) {
@@ -230,27 +591,41 @@ impl Controller {
         for acl in deleted.iter().flatten() {
             meta.acls.acls.remove(acl);
         }
-        meta.version += 1;
-        if let Err(e) = meta.persist(&shard.meta_dir()) {
-            let msg = format!("persisting metadata failed: {e:#}");
-            tracing::error!(error = %msg, "ACL deletion not applied");
-            return Err((ec::KAFKA_STORAGE_ERROR, msg));
-        }
+        self.commit(&old, &meta).await?;
         tracing::info!(deleted = deleted.iter().map(Vec::len).sum::<usize>(), "ACLs deleted");
-        broadcast(shard, meta).await;
         Ok(deleted)
     }
 
     async fn change(&self, request: ControllerRequest) -> Vec<(String, i16, Option<String>)> {
+        let fail = |names: Vec<String>, code: i16, msg: String| names.into_iter().map(|n| (n, code, Some(msg.clone()))).collect();
+        match self.route().await {
+            Route::Here => self.change_here(request).await,
+            Route::There(leader) => {
+                let names = request.names();
+                match self.forward(leader, Forwarded::Change(request)).await {
+                    Ok(ForwardedReply::Change(results)) => results,
+                    Ok(other) => fail(names, ec::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}")),
+                    Err((code, msg)) => fail(names, code, msg),
+                }
+            }
+            Route::Nowhere(code, msg) => fail(request.names(), code, msg),
+        }
+    }
+
+    async fn change_here(&self, request: ControllerRequest) -> Vec<(String, i16, Option<String>)> {
         let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
         let shard = &self.shard;
-        let mut meta = (**shard.metadata.borrow()).clone();
+        if let Err((code, msg)) = self.ensure_ready().await {
+            return request.names().into_iter().map(|n| (n, code, Some(msg.clone()))).collect();
+        }
+        let old = self.view.borrow().clone();
+        let mut meta = old.clone();
         let mut results = Vec::new();
         let mut changed = false;
         match request {
             ControllerRequest::CreateAcls { acls } => {
                 for acl in acls {
-                    let name = format!("{} {} {}", acl.principal, acl.operation.name(), acl.resource_name);
+                    let name = acl_name(&acl);
                     if meta.acls.acls.len() >= crate::authorizer::ACLS_MAX && !meta.acls.acls.contains(&acl) {
                         results.push((name, ec::INVALID_REQUEST, Some(format!("the broker keeps at most {} ACLs", crate::authorizer::ACLS_MAX))));
                         continue;
@@ -296,7 +671,8 @@ impl Controller {
                         }
                         Some(n) => {
                             if !validate_only {
-                                let placed = meta.place_by_space((count - n) as usize, shard.shard_count(), &log_dir_free_bytes(shard));
+                                let mut placed = meta.place_by_space((count - n) as usize, shard.shard_count(), &log_dir_free_bytes(shard));
+                                assign_replicas(&meta, &meta.topics[&name].partitions, &mut placed, shard.config.node_id);
                                 meta.topics.get_mut(&name).expect("exists").partitions.extend(placed);
                                 changed = true;
                                 tracing::info!(topic = %name, from = n, to = count, "adding partitions");
@@ -317,15 +693,39 @@ impl Controller {
             }
         }
         if changed {
-            meta.version += 1;
-            if let Err(e) = meta.persist(&shard.meta_dir()) {
-                let msg = format!("persisting metadata failed: {e:#}");
-                tracing::error!(error = %msg, "metadata change not applied");
-                return results.into_iter().map(|(n, _, _)| (n, ec::KAFKA_STORAGE_ERROR, Some(msg.clone()))).collect();
+            if let Err((code, msg)) = self.commit(&old, &meta).await {
+                return results.into_iter().map(|(n, _, _)| (n, code, Some(msg.clone()))).collect();
             }
-            broadcast(shard, meta).await;
         }
         results
+    }
+}
+
+/// Chooses the broker of each new partition of a topic (one replica until replication
+/// lands): the registered broker with the fewest partitions of this topic, then with the
+/// fewest partitions in all, then the lowest node id, so a topic spreads evenly whatever the
+/// cluster already holds. With no broker registered yet (a new cluster's first records), this
+/// node. `siblings`: the topic's existing partitions.
+fn assign_replicas(meta: &ClusterMetadata, siblings: &[PartitionPlacement], placed: &mut [PartitionPlacement], this_node: i32) {
+    let mut load: BTreeMap<i32, (usize, usize)> = meta.brokers.keys().map(|&id| (id, (0, 0))).collect();
+    if load.is_empty() {
+        load.insert(this_node, (0, 0));
+    }
+    for p in meta.topics.values().flat_map(|t| &t.partitions) {
+        if let Some((_, total)) = load.get_mut(&p.leader) {
+            *total += 1;
+        }
+    }
+    for p in siblings {
+        if let Some((in_topic, _)) = load.get_mut(&p.leader) {
+            *in_topic += 1;
+        }
+    }
+    for p in placed {
+        let (&broker, (in_topic, total)) = load.iter_mut().min_by_key(|(id, (in_topic, total))| (*in_topic, *total, **id)).expect("at least one broker");
+        *in_topic += 1;
+        *total += 1;
+        (p.replicas, p.isr, p.leader) = (vec![broker], vec![broker], broker);
     }
 }
 
@@ -366,7 +766,8 @@ fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, val
     if validate_only {
         return Ok(());
     }
-    let placed = meta.place_by_space(partitions as usize, shard.shard_count(), &log_dir_free_bytes(shard));
+    let mut placed = meta.place_by_space(partitions as usize, shard.shard_count(), &log_dir_free_bytes(shard));
+    assign_replicas(meta, &[], &mut placed, shard.config.node_id);
     tracing::info!(topic = %topic.name, partitions, "creating topic");
     meta.topics.insert(topic.name.clone(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
     Ok(())

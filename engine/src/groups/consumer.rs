@@ -454,7 +454,7 @@ mod tests {
     fn meta_with(topics: &[(&str, usize)]) -> ClusterMetadata {
         let mut meta = ClusterMetadata::new("c".into());
         for (i, (name, count)) in topics.iter().enumerate() {
-            let partitions = vec![PartitionPlacement { shard: 0, log_dir: 0 }; *count];
+            let partitions = vec![PartitionPlacement::local(0, 0); *count];
             meta.topics.insert(name.to_string(), TopicMetadata { id: Uuid::from_u128(i as u128 + 1), partitions, configs: Default::default() });
         }
         meta

@@ -145,7 +145,7 @@ pub enum GroupReply {
 pub fn coordinator_shard(meta: &crate::metadata::ClusterMetadata, group: &str) -> Option<usize> {
     let topic = meta.topics.get(offsets::OFFSETS_TOPIC)?;
     let partition = offsets::partition_for(group, topic.partitions.len());
-    topic.partitions.get(partition as usize).map(|p| p.shard)
+    topic.partitions.get(partition as usize).filter(|p| p.hosted).map(|p| p.shard)
 }
 
 impl crate::shard::router::ShardCall for GroupCall {

@@ -1,4 +1,5 @@
-//! DescribeCluster (key 60): this broker is the whole cluster and its controller.
+//! DescribeCluster (key 60): the registered brokers. As in KRaft, the controller id given to
+//! clients is a broker (this one), which forwards what only the active controller does.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -11,18 +12,22 @@ pub fn handle(ctx: &Context<'_>, request: DescribeClusterRequest) -> Response {
         return denied;
     }
     let header = ctx.header;
-    let listener = ctx.session.listener;
-    // The listener the request came in on: a client is sent back to the same kind of port.
-    let listener = &ctx.config().listeners[listener];
     let mut r = DescribeClusterResponse::default();
     r.cluster_id = str_bytes(&ctx.metadata().cluster_id);
     r.controller_id = BrokerId(ctx.config().node_id);
     r.endpoint_type = request.endpoint_type;
-    let mut b = DescribeClusterBroker::default();
-    b.broker_id = BrokerId(ctx.config().node_id);
-    b.host = str_bytes(&listener.advertised_host);
-    b.port = listener.advertised_port as i32;
-    r.brokers = vec![b];
+    r.brokers = ctx
+        .brokers()
+        .into_iter()
+        .map(|broker| {
+            let mut b = DescribeClusterBroker::default();
+            b.broker_id = BrokerId(broker.node_id);
+            b.host = str_bytes(&broker.host);
+            b.port = broker.port as i32;
+            b.rack = broker.rack.as_deref().map(str_bytes);
+            b
+        })
+        .collect();
     r.cluster_authorized_operations = i32::MIN;
     respond(header, &r)
 }

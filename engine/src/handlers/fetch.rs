@@ -49,7 +49,7 @@ async fn fetch_round(ctx: &Context<'_>, wanted: &[Wanted], read_committed: bool,
         .iter()
         .map(|w| match (w.denied, w.owner) {
             (true, _) => Some(empty_outcome(TOPIC_AUTHORIZATION_FAILED)),
-            (false, None) => Some(empty_outcome(ec::UNKNOWN_TOPIC_OR_PARTITION)),
+            (false, None) => Some(empty_outcome(ctx.absent_partition_error(&w.topic, w.partition))),
             (false, Some(_)) => None,
         })
         .collect();

@@ -1,5 +1,6 @@
-//! FindCoordinator (key 10): this broker coordinates every group and every transactional id,
-//! once the internal topic that holds their state exists.
+//! FindCoordinator (key 10): the coordinator of a group or transactional id is the broker that
+//! leads the partition of the internal topic that holds its state (`__consumer_offsets` or
+//! `__transaction_state`, chosen by the key's hash), once that topic exists.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -15,9 +16,6 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Response {
     let header = ctx.header;
     let authz = &ctx.authz;
-    let listener = ctx.session.listener;
-    // The listener the request came in on: a client is sent back to the same kind of port.
-    let listener = &ctx.config().listeners[listener];
     let state_topic = match request.key_type {
         KEY_TYPE_GROUP => Some(crate::groups::offsets::OFFSETS_TOPIC),
         KEY_TYPE_TRANSACTION => Some(crate::txn::TRANSACTION_STATE_TOPIC),
@@ -42,9 +40,20 @@ pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Response {
             _ => None,
         }
     };
+    // The broker leading the key's state partition, on this request's listener.
+    let coordinator = |key: &str| -> Option<super::BrokerAddress> {
+        let topic = state_topic?;
+        let partitions = ctx.metadata().topics.get(topic)?.partitions.len();
+        let partition = crate::groups::offsets::partition_for(key, partitions);
+        ctx.broker(ctx.partition_leader(topic, partition)?)
+    };
     let keyed = |key: &str| match denied(key) {
-        Some(refused) => (refused, None),
-        None => (code, message.clone()),
+        Some(refused) => (refused, None, None),
+        None if code == ec::NONE => match coordinator(key) {
+            Some(address) => (code, None, Some(address)),
+            None => (COORDINATOR_NOT_AVAILABLE, Some(str_bytes("the coordinator's broker is not registered yet; retry")), None),
+        },
+        None => (code, message.clone(), None),
     };
     let mut r = FindCoordinatorResponse::default();
     if header.api_version >= 4 {
@@ -54,13 +63,13 @@ pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Response {
             .map(|key| {
                 let mut c = Coordinator::default();
                 c.key = key.clone();
-                let (code, message) = keyed(key);
+                let (code, message, address) = keyed(key);
                 c.error_code = code;
                 c.error_message = message;
-                if code == ec::NONE {
-                    c.node_id = BrokerId(ctx.config().node_id);
-                    c.host = str_bytes(&listener.advertised_host);
-                    c.port = listener.advertised_port as i32;
+                if let Some(address) = address {
+                    c.node_id = BrokerId(address.node_id);
+                    c.host = str_bytes(&address.host);
+                    c.port = address.port as i32;
                 } else {
                     c.node_id = BrokerId(-1);
                     c.port = -1;
@@ -69,15 +78,15 @@ pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Response {
             })
             .collect();
     } else {
-        let (code, message) = keyed(&request.key);
+        let (code, message, address) = keyed(&request.key);
         r.error_code = code;
         if header.api_version >= 1 {
             r.error_message = message;
         }
-        if code == ec::NONE {
-            r.node_id = BrokerId(ctx.config().node_id);
-            r.host = str_bytes(&listener.advertised_host);
-            r.port = listener.advertised_port as i32;
+        if let Some(address) = address {
+            r.node_id = BrokerId(address.node_id);
+            r.host = str_bytes(&address.host);
+            r.port = address.port as i32;
         } else {
             r.node_id = BrokerId(-1);
             r.port = -1;

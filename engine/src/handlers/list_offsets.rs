@@ -35,7 +35,7 @@ pub async fn handle(ctx: &Context<'_>, request: ListOffsetsRequest) -> Response 
                     return out;
                 }
                 let Some(owner) = ctx.owner(&name, index) else {
-                    out.error_code = ec::UNKNOWN_TOPIC_OR_PARTITION;
+                    out.error_code = ctx.absent_partition_error(&name, index);
                     out.offset = -1;
                     out.timestamp = -1;
                     return out;

@@ -14,7 +14,6 @@ use crate::metadata::validate_topic_name;
 pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
     let header = ctx.header;
     let authz = &ctx.authz;
-    let listener = ctx.session.listener;
     // v0 uses an empty list for "all topics"; later versions use null. From v10 a topic may be
     // named by id alone (KIP-516), as KIP-848 consumers do after an assignment.
     let mut unknown_ids = Vec::new();
@@ -58,14 +57,19 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
     }
     let meta = ctx.metadata();
     let node = BrokerId(ctx.config().node_id);
-    // The listener the request came in on: a client is sent back to the same kind of port.
-    let listener = &ctx.config().listeners[listener];
     let mut r = MetadataResponse::default();
-    let mut broker = MetadataResponseBroker::default();
-    broker.node_id = node;
-    broker.host = str_bytes(&listener.advertised_host);
-    broker.port = listener.advertised_port as i32;
-    r.brokers = vec![broker];
+    r.brokers = ctx
+        .brokers()
+        .into_iter()
+        .map(|b| {
+            let mut broker = MetadataResponseBroker::default();
+            broker.node_id = BrokerId(b.node_id);
+            broker.host = str_bytes(&b.host);
+            broker.port = b.port as i32;
+            broker.rack = b.rack.as_deref().map(str_bytes);
+            broker
+        })
+        .collect();
     if header.api_version >= 2 {
         r.cluster_id = Some(str_bytes(&meta.cluster_id));
     }
@@ -94,16 +98,29 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
                     t.topic_id = topic.id;
                 }
                 t.is_internal = crate::controller::is_internal_topic(&name);
-                t.partitions = (0..topic.partitions.len() as i32)
-                    .map(|i| {
+                t.partitions = topic
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, placement)| {
                         let mut p = MetadataResponsePartition::default();
-                        p.partition_index = i;
-                        p.leader_id = node;
+                        p.partition_index = i as i32;
+                        // A partition recorded before replicas were is this node's alone.
+                        let (leader, replicas, isr) = if placement.replicas.is_empty() {
+                            (node, vec![node], vec![node])
+                        } else {
+                            (
+                                BrokerId(placement.leader),
+                                placement.replicas.iter().map(|&r| BrokerId(r)).collect(),
+                                placement.isr.iter().map(|&r| BrokerId(r)).collect(),
+                            )
+                        };
+                        p.leader_id = leader;
                         if header.api_version >= 7 {
-                            p.leader_epoch = 0;
+                            p.leader_epoch = placement.leader_epoch;
                         }
-                        p.replica_nodes = vec![node];
-                        p.isr_nodes = vec![node];
+                        p.replica_nodes = replicas;
+                        p.isr_nodes = isr;
                         p
                     })
                     .collect();

@@ -126,7 +126,60 @@ impl ConnectionState {
     }
 }
 
+/// A broker as a client is told of it, on the listener the request came in on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub node_id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
 impl<'a> Context<'a> {
+    /// Every registered broker with a listener of the name this request came in on, by node
+    /// id; this node is always among them (before its registration is committed, too).
+    pub fn brokers(&self) -> Vec<BrokerAddress> {
+        let config = self.config();
+        let listener = &config.listeners[self.session.listener];
+        let meta = self.metadata();
+        let mut out: Vec<BrokerAddress> = meta
+            .brokers
+            .values()
+            .filter_map(|b| {
+                let e = b.endpoint(&listener.name)?;
+                Some(BrokerAddress { node_id: b.node_id, host: e.host.clone(), port: e.port, rack: b.rack.clone() })
+            })
+            .collect();
+        if !out.iter().any(|b| b.node_id == config.node_id) {
+            let rack = config.properties.get("broker.rack").cloned();
+            out.push(BrokerAddress { node_id: config.node_id, host: listener.advertised_host.clone(), port: listener.advertised_port, rack });
+        }
+        out.sort_by_key(|b| b.node_id);
+        out
+    }
+
+    pub fn broker(&self, node_id: i32) -> Option<BrokerAddress> {
+        self.brokers().into_iter().find(|b| b.node_id == node_id)
+    }
+
+    /// The leader of a partition (None: no such partition). A partition recorded before
+    /// replicas were (an image from a single-node version) is this node's.
+    pub fn partition_leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        let meta = self.metadata();
+        let p = meta.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?)?;
+        Some(if p.replicas.is_empty() { self.config().node_id } else { p.leader })
+    }
+
+    /// The error for a partition no shard of this node serves: NOT_LEADER_OR_FOLLOWER when
+    /// another broker has it (the client looks up its leader again), else
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn absent_partition_error(&self, topic: &str, partition: i32) -> i16 {
+        match self.partition_leader(topic, partition) {
+            Some(leader) if leader != self.config().node_id => shardlog_protocol::error_code::NOT_LEADER_OR_FOLLOWER,
+            _ => shardlog_protocol::error_code::UNKNOWN_TOPIC_OR_PARTITION,
+        }
+    }
+
     pub fn new(shard: &'a Shard, header: &'a RequestHeader, session: &'a Session, connection: &'a ConnectionState, request_seq: u64) -> Context<'a> {
         Context { shard, header, session, authz: Authz::new(shard, session), connection, request_seq }
     }

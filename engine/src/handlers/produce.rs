@@ -48,7 +48,7 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
         let (ready, send_to) = match (outcome, records, owner) {
             (Some(o), _, _) => (Some(o.clone()), None),
             (None, None, _) => (Some(failed(ec::INVALID_RECORD, Some(String::from("null record set")))), None),
-            (None, Some(_), None) => (Some(failed(ec::UNKNOWN_TOPIC_OR_PARTITION, None)), None),
+            (None, Some(_), None) => (Some(failed(ctx.absent_partition_error(name, *index), None)), None),
             (None, Some(_), Some(owner)) => (None, Some(owner)),
         };
         outcomes.push(ready);

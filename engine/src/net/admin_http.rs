@@ -41,7 +41,15 @@ fn bind_exclusive(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
-pub fn start(shard: &Rc<Shard>, started: Instant) {
+/// What the admin listener reports besides the shards: when the process started, and the
+/// metadata quorum as this node sees it.
+#[derive(Clone)]
+pub struct Sources {
+    pub started: Instant,
+    pub quorum: Rc<crate::controller::quorum::Quorum>,
+}
+
+pub fn start(shard: &Rc<Shard>, sources: Sources) {
     let Some(addr) = shard.config.admin_listener else { return };
     let listener = match bind_exclusive(addr) {
         Ok(l) => l,
@@ -58,10 +66,11 @@ pub fn start(shard: &Rc<Shard>, started: Instant) {
             match listener.accept().await {
                 Ok(stream) => {
                     let shard = shard.clone();
+                    let sources = sources.clone();
                     glommio::spawn_local(async move {
                         let served = futures_lite::future::or(
                             async {
-                                serve(&shard, stream, started).await;
+                                serve(&shard, stream, &sources).await;
                                 Some(())
                             },
                             async {
@@ -140,10 +149,10 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, (u16, String)> 
     }
 }
 
-async fn serve(shard: &Rc<Shard>, mut stream: TcpStream, started: Instant) {
+async fn serve(shard: &Rc<Shard>, mut stream: TcpStream, sources: &Sources) {
     let (status, content_type, body) = match read_request(&mut stream).await {
         Err((status, message)) => (status, "text/plain", message + "\n"),
-        Ok(request) => route(shard, request, started).await,
+        Ok(request) => route(shard, request, sources).await,
     };
     let reason = match status {
         200 => "OK",
@@ -199,12 +208,12 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     crate::storage::disk::filesystem_bytes(dir).map(|(_, free)| free)
 }
 
-async fn route(shard: &Rc<Shard>, request: Request, started: Instant) -> (u16, &'static str, String) {
+async fn route(shard: &Rc<Shard>, request: Request, sources: &Sources) -> (u16, &'static str, String) {
     let listener = shard.config.listeners.first().map(|l| l.name.clone()).unwrap_or_default();
     match (request.method.as_str(), request.path.as_str()) {
         ("GET", "/metrics") => {
             let (snapshots, _) = gather(shard).await;
-            (200, "text/plain; version=0.0.4", probe::render(&snapshots, &listener, started.elapsed(), resident_memory_bytes()))
+            (200, "text/plain; version=0.0.4", probe::render(&snapshots, &listener, sources.started.elapsed(), resident_memory_bytes()))
         }
         ("GET", "/v1/health") => {
             let (snapshots, silent) = gather(shard).await;
@@ -225,7 +234,7 @@ async fn route(shard: &Rc<Shard>, request: Request, started: Instant) -> (u16, &
             let ready = reasons.is_empty();
             (if ready { 200 } else { 503 }, "application/json", json!({ "ready": ready, "reasons": reasons }).to_string() + "\n")
         }
-        ("GET", "/v1/status") => (200, "application/json", status(shard, started).await.to_string() + "\n"),
+        ("GET", "/v1/status") => (200, "application/json", status(shard, sources).await.to_string() + "\n"),
         ("GET", "/v1/log-level") => (200, "application/json", json!({ "filter": crate::logging::current_filter() }).to_string() + "\n"),
         ("PUT" | "POST", "/v1/log-level") => {
             let from_query = request.query.as_deref().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("level=")).map(str::to_string));
@@ -240,7 +249,19 @@ async fn route(shard: &Rc<Shard>, request: Request, started: Instant) -> (u16, &
     }
 }
 
-async fn status(shard: &Rc<Shard>, started: Instant) -> serde_json::Value {
+fn quorum_json(status: &crate::controller::quorum::QuorumStatus, config: &crate::config::QuorumConfig) -> serde_json::Value {
+    let voters: Vec<i32> = if config.voters.is_empty() { Vec::new() } else { config.voters.iter().map(|v| v.node_id).collect() };
+    json!({
+        "leader": status.leader,
+        "term": status.term,
+        "commit_index": status.commit_index,
+        "applied_index": status.applied_index,
+        "voters": voters,
+        "voter_progress": status.voter_progress.iter().map(|(id, matched)| json!({"node_id": id, "log_end_index": matched})).collect::<Vec<_>>(),
+    })
+}
+
+async fn status(shard: &Rc<Shard>, sources: &Sources) -> serde_json::Value {
     let (snapshots, silent) = gather(shard).await;
     let meta = shard.metadata.borrow().clone();
     let mut partitions: Vec<&probe::PartitionSnapshot> = snapshots.iter().flat_map(|s| s.partitions.iter()).collect();
@@ -291,7 +312,8 @@ async fn status(shard: &Rc<Shard>, started: Instant) -> serde_json::Value {
         "version": env!("CARGO_PKG_VERSION"),
         "node_id": shard.config.node_id,
         "cluster_id": meta.cluster_id,
-        "uptime_seconds": started.elapsed().as_secs(),
+        "uptime_seconds": sources.started.elapsed().as_secs(),
+        "quorum": quorum_json(&sources.quorum.status(), &shard.config.quorum),
         "listeners": shard.config.listeners.iter().map(|l| format!("{}://{}", l.name, l.bind)).collect::<Vec<_>>(),
         "shards": shards,
         "silent_shards": silent,

@@ -35,7 +35,8 @@ impl Drop for Listeners {
 /// shared by every shard.
 pub fn listen(shard: &Rc<Shard>, limits: Arc<limits::ConnectionLimits>) -> Result<Listeners> {
     let mut tasks = Vec::new();
-    for (index, listener) in shard.config.listeners.iter().enumerate() {
+    let quorum_listeners = &shard.config.quorum.controller_listener_names;
+    for (index, listener) in shard.config.listeners.iter().enumerate().filter(|(_, l)| !quorum_listeners.contains(&l.name)) {
         let socket = TcpListener::bind(listener.bind)
             .map_err(std::io::Error::from)
             .with_context(|| format!("cannot listen on {} ({}): is another broker running there?", listener.bind, listener.name))?;

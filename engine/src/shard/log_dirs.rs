@@ -51,7 +51,7 @@ pub fn check_at_start(config: &BrokerConfig) -> anyhow::Result<()> {
         let mut found = 0usize;
         for (name, topic) in &meta.topics {
             for (p, placement) in topic.partitions.iter().enumerate() {
-                if placement.log_dir == i {
+                if placement.hosted && placement.log_dir == i {
                     expected += 1;
                     found += usize::from(dir.join(format!("{name}-{p}")).is_dir());
                 }

@@ -315,7 +315,7 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
     let mut to_remove = Vec::new();
     for key in shard.partitions.borrow().keys() {
         let keep = match (meta.topics.get(&key.0), old.topics.get(&key.0)) {
-            (Some(new), Some(prev)) => new.id == prev.id && new.partitions.get(key.1 as usize).is_some_and(|p| p.shard == shard.id),
+            (Some(new), Some(prev)) => new.id == prev.id && new.partitions.get(key.1 as usize).is_some_and(|p| p.hosted && p.shard == shard.id),
             _ => false,
         };
         if !keep {
@@ -337,7 +337,7 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
     for (name, topic) in &meta.topics {
         let resolved = crate::topic_config::resolve(&shard.config, &meta, &topic.configs);
         for (i, placement) in topic.partitions.iter().enumerate() {
-            if placement.shard != shard.id {
+            if !placement.hosted || placement.shard != shard.id {
                 continue;
             }
             let key = (name.clone(), i as i32);

@@ -124,7 +124,7 @@ pub struct TxnDescription {
 pub fn coordinator_shard(meta: &crate::metadata::ClusterMetadata, transactional_id: &str) -> Option<usize> {
     let topic = meta.topics.get(TRANSACTION_STATE_TOPIC)?;
     let partition = crate::groups::offsets::partition_for(transactional_id, topic.partitions.len());
-    topic.partitions.get(partition as usize).map(|p| p.shard)
+    topic.partitions.get(partition as usize).filter(|p| p.hosted).map(|p| p.shard)
 }
 
 /// Sends `call` to the coordinator of `transactional_id` and returns its reply, or the error

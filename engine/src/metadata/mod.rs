@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+pub mod records;
+
 /// The internal topics: committed offsets of consumer groups, and transaction state. The broker
 /// creates them, and their partitions place the group and transaction coordinators.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -46,12 +48,57 @@ pub const METADATA_FILE: &str = "cluster-metadata.json";
 /// A log directory with less free space than this gets no new partitions while another has more.
 pub const LOG_DIR_FREE_BYTES_MIN: u64 = 1 << 30;
 
+/// One partition as this node sees it: where the cluster keeps it (replicas, leader, epochs:
+/// replicated by the metadata log) and, when this node holds a replica, where (shard and log
+/// directory: this node's own choice, which no other node knows).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PartitionPlacement {
-    /// The owner shard.
+    /// The owner shard, when `hosted`.
     pub shard: usize,
-    /// Index into `log.dirs`.
+    /// Index into `log.dirs`, when `hosted`.
     pub log_dir: usize,
+    /// Whether this node holds a replica. An image written before brokers were clustered has
+    /// every partition here.
+    #[serde(default = "hosted_by_default")]
+    pub hosted: bool,
+    /// Broker ids holding a replica, the preferred leader first. Empty in an image written
+    /// before replicas were recorded: then this node is the only one.
+    #[serde(default)]
+    pub replicas: Vec<i32>,
+    /// In-sync replicas.
+    #[serde(default)]
+    pub isr: Vec<i32>,
+    /// The leader's broker id, or [`records::NO_LEADER`].
+    #[serde(default = "no_leader")]
+    pub leader: i32,
+    #[serde(default)]
+    pub leader_epoch: i32,
+    #[serde(default)]
+    pub partition_epoch: i32,
+}
+
+fn hosted_by_default() -> bool {
+    true
+}
+
+fn no_leader() -> i32 {
+    records::NO_LEADER
+}
+
+impl PartitionPlacement {
+    /// A partition of this node alone (replicas are filled in when it is recorded).
+    pub fn local(shard: usize, log_dir: usize) -> PartitionPlacement {
+        PartitionPlacement {
+            shard,
+            log_dir,
+            hosted: true,
+            replicas: Vec::new(),
+            isr: Vec::new(),
+            leader: records::NO_LEADER,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -83,6 +130,40 @@ pub struct ClusterMetadata {
     /// Cluster-wide dynamic broker defaults (AlterConfigs on BROKER resource "").
     #[serde(default)]
     pub broker_default_configs: BTreeMap<String, String>,
+    /// Registered brokers, by node id (RegisterBrokerRecord): where clients reach each.
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
+    /// The metadata log's index of the last record in this image (0: none yet, or an image
+    /// from before the metadata log).
+    #[serde(default)]
+    pub applied_index: u64,
+}
+
+/// A broker as it registered with the controller: how clients reach it, per listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    pub node_id: i32,
+    /// A new one at every start, so that a restart is told from a second process that claims
+    /// the same node id.
+    pub incarnation_id: uuid::Uuid,
+    pub endpoints: Vec<BrokerEndpoint>,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BrokerEndpoint {
+    /// The listener's name (PLAINTEXT, SASL_SSL, ...): a client is sent to the listener of the
+    /// same name it asked on.
+    pub listener: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerRegistration {
+    pub fn endpoint(&self, listener: &str) -> Option<&BrokerEndpoint> {
+        self.endpoints.iter().find(|e| e.listener == listener)
+    }
 }
 
 /// Kafka's rule for topic names: 1 to 249 characters of ASCII letters, digits, '.', '_', '-',
@@ -104,7 +185,7 @@ impl ClusterMetadata {
     /// Where partition `partition` of `topic` lives, or None if the topic or partition does not
     /// exist.
     pub fn placement(&self, topic: &str, partition: i32) -> Option<&PartitionPlacement> {
-        self.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?)
+        self.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?).filter(|p| p.hosted)
     }
 
     pub fn new(cluster_id: String) -> ClusterMetadata {
@@ -116,6 +197,8 @@ impl ClusterMetadata {
             broker_configs: BTreeMap::new(),
             broker_default_configs: BTreeMap::new(),
             acls: Default::default(),
+            brokers: BTreeMap::new(),
+            applied_index: 0,
         }
     }
 
@@ -150,7 +233,7 @@ impl ClusterMetadata {
         let mut per_shard = vec![0; shards];
         let mut per_dir = vec![0; log_dirs];
         for topic in self.topics.values() {
-            for p in &topic.partitions {
+            for p in topic.partitions.iter().filter(|p| p.hosted) {
                 if p.shard < shards {
                     per_shard[p.shard] += 1;
                 }
@@ -185,7 +268,7 @@ impl ClusterMetadata {
                     .expect("at least one log directory");
                 per_shard[shard] += 1;
                 per_dir[log_dir] += 1;
-                PartitionPlacement { shard, log_dir }
+                PartitionPlacement::local(shard, log_dir)
             })
             .collect()
     }
@@ -198,11 +281,12 @@ impl ClusterMetadata {
         for name in names {
             for i in 0..self.topics[&name].partitions.len() {
                 let p = self.topics[&name].partitions[i].clone();
-                if p.shard >= shards || p.log_dir >= log_dirs {
+                if p.hosted && (p.shard >= shards || p.log_dir >= log_dirs) {
                     let (per_shard, per_dir) = self.load_counts(shards, log_dirs);
                     let fixed = PartitionPlacement {
                         shard: if p.shard >= shards { argmin(&per_shard) } else { p.shard },
                         log_dir: if p.log_dir >= log_dirs { argmin(&per_dir) } else { p.log_dir },
+                        ..p.clone()
                     };
                     if p.log_dir >= log_dirs {
                         tracing::warn!(topic = %name, partition = i, "log directory {} is no longer in log.dirs; partition starts empty in directory {}", p.log_dir, fixed.log_dir);

@@ -1,0 +1,451 @@
+//! The metadata quorum: the controllers' Raft group, on raft-rs (TiKV's Raft: a sans-io state
+//! machine fed ticks, messages and proposals, that hands back what to persist, send and
+//! apply). One task on the controller shard drives it and is the only one that touches it;
+//! everything else talks to that task through bounded queues.
+//!
+//! The log's entries are batches of metadata records ([`crate::metadata::records`]), proposed
+//! by the leader (the active controller) only; every voter applies the committed ones in order
+//! through the [`Applier`] it was started with.
+
+pub mod log_store;
+pub mod transport;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::FutureExt;
+use raft::prelude::{Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+use serde::{Deserialize, Serialize};
+
+use crate::config::QuorumConfig;
+use crate::metadata::records::MetadataRecord;
+use crate::notify::Notify;
+use log_store::LogStore;
+
+/// How often raft-rs's clock ticks; the quorum's timeouts are counted in ticks.
+pub const TICK: Duration = Duration::from_millis(50);
+/// Messages from other voters waiting for the driver. Raft tolerates lost messages (they are
+/// sent again), so past this bound new ones are dropped rather than queued.
+pub const QUORUM_INBOX_MESSAGES_MAX: usize = 4096;
+/// The largest append raft-rs sends in one message.
+const RAFT_MESSAGE_BYTES_MAX: u64 = 1 << 20;
+/// Appends in flight to one follower.
+const RAFT_INFLIGHT_MESSAGES_MAX: usize = 256;
+
+/// raft-rs ids start at 1 (0 means none); Kafka node ids start at 0.
+pub fn raft_id(node_id: i32) -> u64 {
+    node_id as u64 + 1
+}
+
+pub fn node_id(raft_id: u64) -> i32 {
+    raft_id as i32 - 1
+}
+
+/// A committed batch of records, as stored in an entry.
+#[derive(Debug, Serialize, Deserialize)]
+struct Batch {
+    /// (node id, sequence) of the proposal, so that the proposer knows its own batch.
+    proposal: (i32, u64),
+    records: Vec<MetadataRecord>,
+}
+
+/// Applies committed records, in log order, to this node's metadata (and persists them:
+/// after `apply` returns, the batch at `index` is never given again after a restart).
+pub trait Applier {
+    fn apply(&self, index: u64, records: Vec<MetadataRecord>) -> futures::future::LocalBoxFuture<'_, Result<()>>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    #[error("this node is not the active controller")]
+    NotLeader,
+    #[error("the metadata quorum lost its leader before the change was committed")]
+    LeaderLost,
+    #[error("the metadata log cannot be written on this node")]
+    Failed,
+}
+
+/// What DescribeQuorum and `shardlog status` show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuorumStatus {
+    pub leader: Option<i32>,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    /// Whether this node is the leader and has applied everything of the terms before its
+    /// own: only then may it work out changes from its image.
+    pub ready_leader: bool,
+    /// Per voter (leader only): the last index known to be in its log.
+    pub voter_progress: Vec<(i32, u64)>,
+}
+
+pub struct Quorum {
+    pub node_id: i32,
+    inbox: RefCell<VecDeque<Message>>,
+    proposals: RefCell<VecDeque<(u64, Vec<u8>)>>,
+    waiters: RefCell<HashMap<u64, futures::channel::oneshot::Sender<Result<(), ProposeError>>>>,
+    next_proposal: Cell<u64>,
+    wake: Notify,
+    status: RefCell<QuorumStatus>,
+    /// Signalled whenever the status changes.
+    pub status_changed: Notify,
+    dropped_messages: Cell<u64>,
+    failed: Cell<bool>,
+    peers: transport::Peers,
+    /// Answers requests other nodes forward to this one (set by the controller).
+    forward_handler: RefCell<Option<ForwardHandler>>,
+    forwarded_in_flight: Cell<usize>,
+    /// Requests this node forwarded, waiting for their answers.
+    forward_waiters: RefCell<HashMap<u64, futures::channel::oneshot::Sender<Vec<u8>>>>,
+    next_forward: Cell<u64>,
+}
+
+/// Answers one forwarded request: (the asking node, the request) to the answer.
+pub type ForwardHandler = Rc<dyn Fn(i32, Vec<u8>) -> futures::future::LocalBoxFuture<'static, Vec<u8>>>;
+
+/// Requests forwarded to this node and not yet answered; past this, new ones are dropped and
+/// their senders time out (they are retried by the clients behind them).
+pub const FORWARDED_IN_FLIGHT_MAX: usize = 256;
+
+impl Quorum {
+    /// Opens the metadata log in `dir`, starts the driver and (with other voters) the
+    /// transport. `applied_index`: the last index already in this node's image.
+    pub fn start(
+        dir: &std::path::Path,
+        node_id: i32,
+        cluster_id: Option<String>,
+        config: &QuorumConfig,
+        listen: Option<std::net::SocketAddr>,
+        applied_index: u64,
+        applier: Rc<dyn Applier>,
+    ) -> Result<Rc<Quorum>> {
+        let voters: Vec<u64> = if config.voters.is_empty() { vec![raft_id(node_id)] } else { config.voters.iter().map(|v| raft_id(v.node_id)).collect() };
+        let store = LogStore::open(dir, &voters)?;
+        let last_index = raft::Storage::last_index(&store.storage()).context("reading the metadata log")?;
+        if applied_index > last_index {
+            anyhow::bail!(
+                "the metadata image was applied up to index {applied_index} but the metadata log in {} ends at {last_index}: \
+                 was the quorum.log file removed? Restore it, or remove cluster-metadata.json's applied_index to rebuild from the quorum",
+                dir.display()
+            );
+        }
+        // The commit index is persisted with the hard state, which may lag what this node
+        // applied (raft-rs hands back later commits without a new hard state): whatever was
+        // applied was committed.
+        {
+            let storage = store.storage();
+            let mut core = storage.wl();
+            let commit = core.hard_state().commit.max(applied_index);
+            core.mut_hard_state().commit = commit;
+        }
+        let election_ticks_min = (config.fetch_timeout_ms / TICK.as_millis() as u64).max(2) as usize;
+        let election_ticks_spread = (config.election_timeout_ms / TICK.as_millis() as u64).max(1) as usize;
+        let raft_config = raft::Config {
+            id: raft_id(node_id),
+            election_tick: election_ticks_min,
+            heartbeat_tick: (election_ticks_min / 4).max(1),
+            min_election_tick: election_ticks_min,
+            max_election_tick: election_ticks_min + election_ticks_spread,
+            applied: applied_index,
+            max_size_per_msg: RAFT_MESSAGE_BYTES_MAX,
+            max_inflight_msgs: RAFT_INFLIGHT_MESSAGES_MAX,
+            // A voter cut off from the others steps down rather than believe it still leads,
+            // and must win a pre-vote before it disturbs a healthy leader on its return.
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        let logger = slog::Logger::root(TracingDrain, slog::o!());
+        let mut node = RawNode::new(&raft_config, store.storage(), &logger).context("starting the metadata quorum")?;
+        let quorum = Rc::new(Quorum {
+            node_id,
+            inbox: RefCell::new(VecDeque::new()),
+            proposals: RefCell::new(VecDeque::new()),
+            waiters: RefCell::new(HashMap::new()),
+            next_proposal: Cell::new(1),
+            wake: Notify::default(),
+            status: RefCell::new(QuorumStatus { applied_index, ..Default::default() }),
+            status_changed: Notify::default(),
+            dropped_messages: Cell::new(0),
+            failed: Cell::new(false),
+            peers: transport::Peers::default(),
+            forward_handler: RefCell::new(None),
+            forwarded_in_flight: Cell::new(0),
+            forward_waiters: RefCell::new(HashMap::new()),
+            next_forward: Cell::new(1),
+        });
+        if voters.len() == 1 {
+            // A quorum of one: no one else to wait for.
+            node.campaign().context("electing the only controller")?;
+        } else {
+            transport::start(&quorum, node_id, cluster_id, &config.voters, listen.context("a quorum of several needs a controller listener")?)?;
+        }
+        let q = quorum.clone();
+        crate::runtime::spawn(async move {
+            if let Err(e) = q.drive(node, store, applier).await {
+                tracing::error!(error = %format!("{e:#}"), "the metadata quorum stopped on this node: it no longer votes or applies metadata; fix the cause and restart it");
+                q.failed.set(true);
+                q.fail_waiters(ProposeError::Failed);
+            }
+        })
+        .detach();
+        Ok(quorum)
+    }
+
+    pub fn status(&self) -> QuorumStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Takes a message from another voter.
+    pub fn receive(&self, message: Message) {
+        let mut inbox = self.inbox.borrow_mut();
+        if inbox.len() >= QUORUM_INBOX_MESSAGES_MAX {
+            self.dropped_messages.set(self.dropped_messages.get() + 1);
+            return;
+        }
+        inbox.push_back(message);
+        drop(inbox);
+        self.wake.notify_all();
+    }
+
+    pub fn set_forward_handler(&self, handler: ForwardHandler) {
+        *self.forward_handler.borrow_mut() = Some(handler);
+    }
+
+    /// Sends `request` to node `to` (the active controller) and waits up to `timeout` for its
+    /// answer.
+    pub async fn forward(&self, to: i32, request: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, ProposeError> {
+        let id = self.next_forward.get();
+        self.next_forward.set(id + 1);
+        let (tx, rx) = futures::channel::oneshot::channel();
+        self.forward_waiters.borrow_mut().insert(id, tx);
+        let mut frame = id.to_be_bytes().to_vec();
+        frame.extend_from_slice(&request);
+        self.peers.send_frame(raft_id(to), transport::FRAME_FORWARD, frame);
+        let answer = futures::select! {
+            answer = rx.fuse() => answer.map_err(|_| ProposeError::LeaderLost),
+            _ = crate::runtime::sleep(timeout).fuse() => Err(ProposeError::LeaderLost),
+        };
+        self.forward_waiters.borrow_mut().remove(&id);
+        answer
+    }
+
+    fn on_forward(self: &Rc<Self>, from: i32, id: u64, request: Vec<u8>) {
+        let Some(handler) = self.forward_handler.borrow().clone() else { return };
+        if self.forwarded_in_flight.get() >= FORWARDED_IN_FLIGHT_MAX {
+            tracing::warn!(from, limit = FORWARDED_IN_FLIGHT_MAX, "too many forwarded metadata requests in flight: dropping one (its sender will retry)");
+            return;
+        }
+        self.forwarded_in_flight.set(self.forwarded_in_flight.get() + 1);
+        let quorum = self.clone();
+        crate::runtime::spawn(async move {
+            let answer = handler(from, request).await;
+            let mut frame = id.to_be_bytes().to_vec();
+            frame.extend_from_slice(&answer);
+            quorum.peers.send_frame(raft_id(from), transport::FRAME_FORWARD_REPLY, frame);
+            quorum.forwarded_in_flight.set(quorum.forwarded_in_flight.get() - 1);
+        })
+        .detach();
+    }
+
+    fn on_forward_reply(&self, id: u64, answer: Vec<u8>) {
+        if let Some(tx) = self.forward_waiters.borrow_mut().remove(&id) {
+            let _ = tx.send(answer);
+        }
+    }
+
+    /// Appends `records` to the metadata log; resolves once they are committed and applied on
+    /// this node. Only the ready leader may propose.
+    pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<(), ProposeError> {
+        if self.failed.get() {
+            return Err(ProposeError::Failed);
+        }
+        if !self.status.borrow().ready_leader {
+            return Err(ProposeError::NotLeader);
+        }
+        let seq = self.next_proposal.get();
+        self.next_proposal.set(seq + 1);
+        let data = serde_json::to_vec(&Batch { proposal: (self.node_id, seq), records }).expect("records serialize");
+        let (tx, rx) = futures::channel::oneshot::channel();
+        self.waiters.borrow_mut().insert(seq, tx);
+        self.proposals.borrow_mut().push_back((seq, data));
+        self.wake.notify_all();
+        rx.await.unwrap_or(Err(ProposeError::LeaderLost))
+    }
+
+    /// Waits until this node is the ready leader or knows another leader, up to `timeout`.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> QuorumStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let changed = self.status_changed.notified();
+            let status = self.status();
+            if status.ready_leader || (status.leader.is_some() && status.leader != Some(self.node_id)) {
+                return status;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return status;
+            }
+            futures::select! {
+                _ = changed.fuse() => {}
+                _ = crate::runtime::sleep(left).fuse() => {}
+            }
+        }
+    }
+
+    fn fail_waiters(&self, error: ProposeError) {
+        for (_, tx) in self.waiters.borrow_mut().drain() {
+            let _ = tx.send(Err(error));
+        }
+        self.proposals.borrow_mut().clear();
+    }
+
+    async fn drive(&self, mut node: RawNode<raft::storage::MemStorage>, store: LogStore, applier: Rc<dyn Applier>) -> Result<()> {
+        let mut next_tick = Instant::now() + TICK;
+        let mut applied_term_current = false;
+        loop {
+            let woken = self.wake.notified();
+            let now = Instant::now();
+            if now >= next_tick {
+                node.tick();
+                next_tick = now + TICK;
+            }
+            let messages: Vec<Message> = self.inbox.borrow_mut().drain(..).collect();
+            for m in messages {
+                // A stale or misdirected message is dropped, as raft expects of a network.
+                if let Err(e) = node.step(m) {
+                    tracing::debug!(error = %e, "metadata quorum message dropped");
+                }
+            }
+            let proposals: Vec<(u64, Vec<u8>)> = self.proposals.borrow_mut().drain(..).collect();
+            for (seq, data) in proposals {
+                // Only the leader proposes: it worked the change out from an image with every
+                // committed record. (raft-rs would forward a follower's proposal to the leader,
+                // which must not take a change made from a stale image.)
+                let outcome = if node.raft.state == StateRole::Leader {
+                    node.propose(vec![], data).map_err(|e| e.to_string())
+                } else {
+                    Err(String::from("no longer the leader"))
+                };
+                if let Err(e) = outcome {
+                    tracing::warn!(error = %e, "metadata change not proposed");
+                    if let Some(tx) = self.waiters.borrow_mut().remove(&seq) {
+                        let _ = tx.send(Err(ProposeError::NotLeader));
+                    }
+                }
+            }
+            if node.has_ready() {
+                self.handle_ready(&mut node, &store, &*applier, &mut applied_term_current).await?;
+            }
+            self.publish_status(&node, applied_term_current);
+            futures::select! {
+                _ = woken.fuse() => {}
+                _ = crate::runtime::sleep(next_tick.saturating_duration_since(Instant::now())).fuse() => {}
+            }
+        }
+    }
+
+    async fn handle_ready(
+        &self,
+        node: &mut RawNode<raft::storage::MemStorage>,
+        store: &LogStore,
+        applier: &dyn Applier,
+        applied_term_current: &mut bool,
+    ) -> Result<()> {
+        let mut ready = node.ready();
+        if let Some(ss) = ready.ss() {
+            if ss.raft_state != StateRole::Leader {
+                // Proposals of a leader that stepped down may or may not commit; their callers
+                // learn it now, and a retry goes to the new leader.
+                self.fail_waiters(ProposeError::LeaderLost);
+            }
+            *applied_term_current = false;
+            tracing::info!(leader = ?(ss.leader_id != 0).then(|| node_id(ss.leader_id)), role = ?ss.raft_state, term = node.raft.term, "metadata quorum role changed");
+        }
+        // The leader may send before it persists (Raft's thesis, 10.2.1); followers may not.
+        self.peers.send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            anyhow::bail!("received a metadata snapshot, which this version does not take (the log is never compacted)");
+        }
+        let committed = ready.take_committed_entries();
+        self.apply_entries(node, committed, applier, applied_term_current).await?;
+        let bytes = store.stage(ready.entries(), ready.hs())?;
+        store.sync(bytes).await?;
+        self.peers.send(ready.take_persisted_messages());
+        let mut light = node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            store.set_commit(commit);
+        }
+        self.peers.send(light.take_messages());
+        let committed = light.take_committed_entries();
+        self.apply_entries(node, committed, applier, applied_term_current).await?;
+        node.advance_apply();
+        Ok(())
+    }
+
+    async fn apply_entries(
+        &self,
+        node: &RawNode<raft::storage::MemStorage>,
+        entries: Vec<Entry>,
+        applier: &dyn Applier,
+        applied_term_current: &mut bool,
+    ) -> Result<()> {
+        for entry in entries {
+            if entry.term == node.raft.term {
+                *applied_term_current = true;
+            }
+            if entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty() {
+                let batch: Batch = serde_json::from_slice(&entry.data).with_context(|| format!("metadata log entry {} is damaged", entry.index))?;
+                applier.apply(entry.index, batch.records).await?;
+                if batch.proposal.0 == self.node_id {
+                    if let Some(tx) = self.waiters.borrow_mut().remove(&batch.proposal.1) {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+            }
+            self.status.borrow_mut().applied_index = entry.index;
+        }
+        Ok(())
+    }
+
+    fn publish_status(&self, node: &RawNode<raft::storage::MemStorage>, applied_term_current: bool) {
+        let raft = &node.raft;
+        let leader = (raft.leader_id != 0).then(|| node_id(raft.leader_id));
+        let is_leader = raft.state == StateRole::Leader;
+        let voter_progress = if is_leader { raft.prs().iter().map(|(id, pr)| (node_id(*id), pr.matched)).collect() } else { Vec::new() };
+        let next = QuorumStatus {
+            leader,
+            term: raft.term,
+            commit_index: raft.raft_log.committed,
+            applied_index: self.status.borrow().applied_index,
+            ready_leader: is_leader && applied_term_current,
+            voter_progress,
+        };
+        if *self.status.borrow() != next {
+            *self.status.borrow_mut() = next;
+            self.status_changed.notify_all();
+        }
+    }
+}
+
+/// raft-rs logs through slog; this passes its lines to tracing.
+struct TracingDrain;
+
+impl slog::Drain for TracingDrain {
+    type Ok = ();
+    type Err = slog::Never;
+    fn log(&self, record: &slog::Record<'_>, _: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        let message = record.msg().to_string();
+        match record.level() {
+            slog::Level::Critical | slog::Level::Error => tracing::error!(target: "raft", "{message}"),
+            slog::Level::Warning => tracing::warn!(target: "raft", "{message}"),
+            slog::Level::Info => tracing::debug!(target: "raft", "{message}"),
+            _ => tracing::trace!(target: "raft", "{message}"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,320 @@
+//! The metadata log's records: what the controller quorum replicates, one change per entity, as
+//! KRaft's `__cluster_metadata` has them (TopicRecord, PartitionRecord, ConfigRecord,
+//! AccessControlEntryRecord, ProducerIdsRecord, ...).
+//!
+//! The active controller works out a change on a copy of the image ([`ClusterMetadata`]) and
+//! [`diff`] turns it into records; every node, the active controller included, then applies the
+//! committed records in log order with [`apply`]. The image a node keeps is its *view*: the
+//! replicated state plus where this node put its own replicas (shard and log directory), which
+//! no record carries, because each broker has its own cores and disks.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{BrokerRegistration, ClusterMetadata, PartitionPlacement, TopicMetadata};
+use crate::authorizer::AclBinding;
+
+/// Kafka's "no leader" in a partition's leader field.
+pub const NO_LEADER: i32 = -1;
+
+/// One change to the cluster metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum MetadataRecord {
+    /// The cluster's id; the first record of a new metadata log.
+    ClusterId {
+        cluster_id: String,
+    },
+    /// A new topic (its partitions follow as [`MetadataRecord::Partition`] records).
+    Topic {
+        name: String,
+        topic_id: uuid::Uuid,
+        configs: BTreeMap<String, String>,
+    },
+    /// A partition's replica set, leader and epochs: a new partition, or a change to one.
+    Partition {
+        topic_id: uuid::Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    },
+    RemoveTopic {
+        topic_id: uuid::Uuid,
+    },
+    /// Every per-topic override of a topic, replacing the ones before.
+    TopicConfigs {
+        topic_id: uuid::Uuid,
+        configs: BTreeMap<String, String>,
+    },
+    /// Dynamic broker configs: of one broker (`broker`), or the cluster-wide defaults (None).
+    BrokerConfigs {
+        broker: Option<i32>,
+        configs: BTreeMap<String, String>,
+    },
+    AccessControlEntry {
+        acl: AclBinding,
+    },
+    RemoveAccessControlEntry {
+        acl: AclBinding,
+    },
+    /// Producer ids below `block_end` may have been handed out.
+    ProducerIds {
+        block_end: i64,
+    },
+    /// A broker registered (at its start), replacing an earlier registration of its node id.
+    RegisterBroker {
+        registration: BrokerRegistration,
+    },
+}
+
+/// What applying records needs to know about the node it runs on.
+pub trait LocalNode {
+    fn node_id(&self) -> i32;
+    /// Shard and log directory for a new replica of this node (the view tells what is placed).
+    fn place(&self, view: &ClusterMetadata) -> PartitionPlacement;
+}
+
+/// The records that turn `old` into `new`, ignoring what is local to a node (shard and log
+/// directory of each replica).
+pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata, node_id: i32) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    if old.cluster_id != new.cluster_id {
+        records.push(MetadataRecord::ClusterId { cluster_id: new.cluster_id.clone() });
+    }
+    for (name, topic) in &old.topics {
+        if new.topics.get(name).is_none_or(|t| t.id != topic.id) {
+            records.push(MetadataRecord::RemoveTopic { topic_id: topic.id });
+        }
+    }
+    for (name, topic) in &new.topics {
+        let before = old.topics.get(name).filter(|t| t.id == topic.id);
+        match before {
+            None => records.push(MetadataRecord::Topic { name: name.clone(), topic_id: topic.id, configs: topic.configs.clone() }),
+            Some(b) if b.configs != topic.configs => records.push(MetadataRecord::TopicConfigs { topic_id: topic.id, configs: topic.configs.clone() }),
+            Some(_) => {}
+        }
+        for (i, p) in topic.partitions.iter().enumerate() {
+            let unchanged = before.and_then(|b| b.partitions.get(i)).is_some_and(|b| same_replication(b, p));
+            if !unchanged {
+                records.push(partition_record(topic.id, i as i32, p, node_id));
+            }
+        }
+    }
+    if old.broker_configs != new.broker_configs {
+        records.push(MetadataRecord::BrokerConfigs { broker: Some(node_id), configs: new.broker_configs.clone() });
+    }
+    if old.broker_default_configs != new.broker_default_configs {
+        records.push(MetadataRecord::BrokerConfigs { broker: None, configs: new.broker_default_configs.clone() });
+    }
+    for acl in old.acls.acls.difference(&new.acls.acls) {
+        records.push(MetadataRecord::RemoveAccessControlEntry { acl: acl.clone() });
+    }
+    for acl in new.acls.acls.difference(&old.acls.acls) {
+        records.push(MetadataRecord::AccessControlEntry { acl: acl.clone() });
+    }
+    if old.producer_id_block_end != new.producer_id_block_end {
+        records.push(MetadataRecord::ProducerIds { block_end: new.producer_id_block_end });
+    }
+    for (id, registration) in &new.brokers {
+        if old.brokers.get(id) != Some(registration) {
+            records.push(MetadataRecord::RegisterBroker { registration: registration.clone() });
+        }
+    }
+    records
+}
+
+fn same_replication(a: &PartitionPlacement, b: &PartitionPlacement) -> bool {
+    (&a.replicas, &a.isr, a.leader, a.leader_epoch, a.partition_epoch) == (&b.replicas, &b.isr, b.leader, b.leader_epoch, b.partition_epoch)
+}
+
+/// A partition written before replicas were recorded (an image from a single-node version) is
+/// this node's alone.
+fn partition_record(topic_id: uuid::Uuid, partition: i32, p: &PartitionPlacement, node_id: i32) -> MetadataRecord {
+    let (replicas, isr, leader) = if p.replicas.is_empty() { (vec![node_id], vec![node_id], node_id) } else { (p.replicas.clone(), p.isr.clone(), p.leader) };
+    MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch }
+}
+
+/// Why a record could not be applied: the log and the image disagree, which is a bug or a
+/// damaged log, never a client's doing.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("record names topic id {0}, which the metadata image does not have")]
+    UnknownTopic(uuid::Uuid),
+    #[error("partition record for {topic} partition {partition} skips partitions (the topic has {count})")]
+    PartitionGap { topic: String, partition: i32, count: usize },
+}
+
+/// Applies one committed record to this node's view.
+pub fn apply(view: &mut ClusterMetadata, record: &MetadataRecord, node: &dyn LocalNode) -> Result<(), ApplyError> {
+    match record {
+        MetadataRecord::ClusterId { cluster_id } => view.cluster_id = cluster_id.clone(),
+        MetadataRecord::Topic { name, topic_id, configs } => match view.topics.get_mut(name) {
+            // The image already has it (a node that wrote its image before the metadata log
+            // replays the records of that image): keep where its partitions are.
+            Some(topic) if topic.id == *topic_id => topic.configs = configs.clone(),
+            _ => {
+                view.topics.insert(name.clone(), TopicMetadata { id: *topic_id, partitions: Vec::new(), configs: configs.clone() });
+            }
+        },
+        MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch, partition_epoch } => {
+            let hosted = replicas.contains(&node.node_id());
+            let name = topic_name(view, *topic_id)?;
+            let count = view.topics[&name].partitions.len();
+            let index = usize::try_from(*partition).unwrap_or(usize::MAX);
+            if index > count {
+                return Err(ApplyError::PartitionGap { topic: name, partition: *partition, count });
+            }
+            let local = match view.topics[&name].partitions.get(index) {
+                Some(existing) if existing.hosted && hosted => (existing.shard, existing.log_dir),
+                _ if hosted => {
+                    let p = node.place(view);
+                    (p.shard, p.log_dir)
+                }
+                _ => (0, 0),
+            };
+            let placement = PartitionPlacement {
+                shard: local.0,
+                log_dir: local.1,
+                hosted,
+                replicas: replicas.clone(),
+                isr: isr.clone(),
+                leader: *leader,
+                leader_epoch: *leader_epoch,
+                partition_epoch: *partition_epoch,
+            };
+            let partitions = &mut view.topics.get_mut(&name).expect("found above").partitions;
+            if index == count {
+                partitions.push(placement);
+            } else {
+                partitions[index] = placement;
+            }
+        }
+        MetadataRecord::RemoveTopic { topic_id } => {
+            let name = topic_name(view, *topic_id)?;
+            view.topics.remove(&name);
+        }
+        MetadataRecord::TopicConfigs { topic_id, configs } => {
+            let name = topic_name(view, *topic_id)?;
+            view.topics.get_mut(&name).expect("found above").configs = configs.clone();
+        }
+        MetadataRecord::BrokerConfigs { broker: None, configs } => view.broker_default_configs = configs.clone(),
+        MetadataRecord::BrokerConfigs { broker: Some(id), configs } => {
+            if *id == node.node_id() {
+                view.broker_configs = configs.clone();
+            }
+        }
+        MetadataRecord::AccessControlEntry { acl } => {
+            view.acls.acls.insert(acl.clone());
+        }
+        MetadataRecord::RemoveAccessControlEntry { acl } => {
+            view.acls.acls.remove(acl);
+        }
+        MetadataRecord::ProducerIds { block_end } => view.producer_id_block_end = *block_end,
+        MetadataRecord::RegisterBroker { registration } => {
+            view.brokers.insert(registration.node_id, registration.clone());
+        }
+    }
+    Ok(())
+}
+
+fn topic_name(view: &ClusterMetadata, topic_id: uuid::Uuid) -> Result<String, ApplyError> {
+    view.topics.iter().find(|(_, t)| t.id == topic_id).map(|(n, _)| n.clone()).ok_or(ApplyError::UnknownTopic(topic_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Node {
+        id: i32,
+        shards: usize,
+    }
+
+    impl LocalNode for Node {
+        fn node_id(&self) -> i32 {
+            self.id
+        }
+        fn place(&self, view: &ClusterMetadata) -> PartitionPlacement {
+            view.place(1, self.shards, 1).remove(0)
+        }
+    }
+
+    fn replayed(old: &ClusterMetadata, new: &ClusterMetadata, node: &Node) -> ClusterMetadata {
+        let mut view = old.clone();
+        for r in diff(old, new, node.id) {
+            apply(&mut view, &r, node).unwrap();
+        }
+        view
+    }
+
+    fn replication_only(m: &ClusterMetadata) -> ClusterMetadata {
+        let mut m = m.clone();
+        for t in m.topics.values_mut() {
+            for p in &mut t.partitions {
+                (p.shard, p.log_dir) = (0, 0);
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn applying_the_diff_gives_the_new_image() {
+        let node = Node { id: 1, shards: 2 };
+        let old = ClusterMetadata::new("c".into());
+        let mut new = old.clone();
+        let mut placed = new.place(3, 2, 1);
+        for p in &mut placed {
+            (p.replicas, p.isr, p.leader) = (vec![1], vec![1], 1);
+        }
+        new.topics
+            .insert("t".into(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs: BTreeMap::from([("retention.ms".into(), "5".into())]) });
+        new.producer_id_block_end = 1000;
+        new.broker_default_configs.insert("log.retention.ms".into(), "9".into());
+        let view = replayed(&old, &new, &node);
+        assert_eq!(replication_only(&view), replication_only(&new));
+        assert!(view.topics["t"].partitions.iter().all(|p| p.hosted));
+        // Removing and growing: a topic deleted, another recreated under the same name.
+        let mut newer = view.clone();
+        newer.topics.get_mut("t").unwrap().id = uuid::Uuid::new_v4();
+        newer.topics.get_mut("t").unwrap().partitions.truncate(1);
+        let again = replayed(&view, &newer, &node);
+        assert_eq!(replication_only(&again), replication_only(&newer));
+        assert!(diff(&again, &newer, 1).is_empty());
+    }
+
+    #[test]
+    fn replicas_of_other_brokers_are_not_hosted_and_a_legacy_image_becomes_this_nodes() {
+        let node = Node { id: 2, shards: 1 };
+        let mut view = ClusterMetadata::new("c".into());
+        let id = uuid::Uuid::new_v4();
+        apply(&mut view, &MetadataRecord::Topic { name: "t".into(), topic_id: id, configs: BTreeMap::new() }, &node).unwrap();
+        let p = |partition, replicas: Vec<i32>| MetadataRecord::Partition {
+            topic_id: id,
+            partition,
+            isr: replicas.clone(),
+            leader: replicas[0],
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        };
+        apply(&mut view, &p(0, vec![1]), &node).unwrap();
+        apply(&mut view, &p(1, vec![2]), &node).unwrap();
+        assert!(!view.topics["t"].partitions[0].hosted && view.topics["t"].partitions[1].hosted);
+        assert!(view.placement("t", 0).is_none() && view.placement("t", 1).is_some());
+        assert!(matches!(apply(&mut view, &p(5, vec![2]), &node), Err(ApplyError::PartitionGap { .. })));
+        // An image from before replicas were recorded: its partitions are given to this node.
+        let mut legacy = ClusterMetadata::new("c".into());
+        legacy.topics.insert("old".into(), TopicMetadata { id, partitions: legacy.place(2, 1, 1), configs: BTreeMap::new() });
+        for p in &mut legacy.topics.get_mut("old").unwrap().partitions {
+            p.replicas.clear();
+        }
+        let records = diff(&legacy, &legacy, 7);
+        assert!(records.is_empty(), "an unchanged image needs no records: {records:?}");
+        let records = diff(&ClusterMetadata::new("c".into()), &legacy, 7);
+        assert!(records.iter().any(|r| matches!(r, MetadataRecord::Partition { replicas, leader: 7, .. } if replicas == &vec![7])));
+    }
+}

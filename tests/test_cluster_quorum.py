@@ -1,0 +1,176 @@
+"""The metadata quorum: three real shardlog processes, each a broker and a controller
+(`process.roles=broker,controller`), replicate their metadata through Raft.
+
+Each node runs one shard and short quorum timeouts from its configuration, so that elections
+take a second, not the defaults' several.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import clients
+import kafkawire
+from clients import wait_until
+
+NOT_LEADER_OR_FOLLOWER = 6
+
+CLUSTER_ID = "c2hhcmRsb2ctdGVzdC0x"
+INTERNAL_TOPICS = 2
+
+
+def status(broker) -> dict:
+    with urllib.request.urlopen(broker.admin_url + "/v1/status", timeout=5) as r:
+        return json.load(r)
+
+
+def make_cluster(broker_factory, count: int = 3, cluster_ids: list[str] | None = None):
+    """Launches `count` combined nodes (node ids 1..count) that name each other as voters, and
+    waits for all of them."""
+    nodes = [broker_factory(start=False, extra_listeners=["CONTROLLER"]) for _ in range(count)]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{n.extra_ports['CONTROLLER']}" for i, n in enumerate(nodes))
+    for i, n in enumerate(nodes):
+        config = {
+            "admin.listeners": f"127.0.0.1:{n.admin_port}",
+            "node.id": i + 1,
+            "process.roles": "broker,controller",
+            "controller.quorum.voters": voters,
+            "controller.listener.names": "CONTROLLER",
+            "cluster.id": (cluster_ids or [CLUSTER_ID] * count)[i],
+            "controller.quorum.fetch.timeout.ms": 600,
+            "controller.quorum.election.timeout.ms": 400,
+            "offsets.topic.num.partitions": 3,
+            "transaction.state.log.num.partitions": 3,
+        }
+        n.config_path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
+        n.cores = str(sorted(os.sched_getaffinity(0))[0])
+    return nodes
+
+
+def leader_of(nodes, other_than: int | None = None) -> int:
+    """The node id every running node names as the quorum's leader (waits until they agree,
+    and, with `other_than`, until they name another)."""
+    def agreed():
+        leaders = {status(n)["quorum"]["leader"] for n in nodes if n.is_alive()}
+        leader = leaders.pop() if len(leaders) == 1 else None
+        return leader if leader not in (None, other_than) else None
+    return wait_until(agreed, "the nodes to agree on one quorum leader", timeout_s=30)
+
+
+def create_topic(node, name: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)], operation_timeout=10)
+    futures[name].result(timeout=30)
+
+
+def wait_converged(nodes, topics: int) -> None:
+    """Every running node has applied the same metadata, with `topics` topics."""
+    def same():
+        seen = [status(n) for n in nodes if n.is_alive()]
+        return all(s["topics"] == topics for s in seen) and len({s["quorum"]["applied_index"] for s in seen}) == 1
+    wait_until(same, f"every node to apply the same metadata with {topics} topics", timeout_s=30)
+
+
+def wait_brokers(nodes) -> None:
+    """Every node has registered: a client asking any running node sees all of them."""
+    want = {i + 1 for i, n in enumerate(nodes) if n.is_alive()}
+    for n in nodes:
+        if n.is_alive():
+            admin = AdminClient({"bootstrap.servers": n.bootstrap})
+            wait_until(lambda: set(admin.list_topics(timeout=10).brokers) >= want, f"node {n.bootstrap} to list brokers {want}", timeout_s=30)
+
+
+def test_three_nodes_spread_a_topic_and_two_clients_round_trip_through_one_address(broker_factory):
+    nodes = make_cluster(broker_factory)
+    for n in nodes:
+        n.launch()
+    for n in nodes:
+        n.wait_ready()
+    leader = leader_of(nodes)
+    assert leader in (1, 2, 3)
+    terms = {status(n)["quorum"]["term"] for n in nodes}
+    assert len(terms) == 1, f"nodes disagree on the term: {terms}"
+    assert {status(n)["cluster_id"] for n in nodes} == {CLUSTER_ID}
+    wait_brokers(nodes)
+    # Created through a node that is not the active controller: it forwards the request.
+    follower = next(n for i, n in enumerate(nodes) if i + 1 != leader)
+    create_topic(follower, "orders", 12)
+    wait_converged(nodes, INTERNAL_TOPICS + 1)
+    progress = status(nodes[leader - 1])["quorum"]["voter_progress"]
+    assert sorted(p["node_id"] for p in progress) == [1, 2, 3]
+    # One replica per partition (until replication): 4 partitions on each broker, and the data
+    # directories say so.
+    held = {i + 1: sorted(int(p.name.rsplit("-", 1)[1]) for p in n.data_dir.iterdir() if p.name.startswith("orders-")) for i, n in enumerate(nodes)}
+    assert sorted(len(v) for v in held.values()) == [4, 4, 4], held
+    assert sorted(sum(held.values(), [])) == list(range(12))
+    md = AdminClient({"bootstrap.servers": follower.bootstrap}).list_topics(topic="orders", timeout=10)
+    assert {p: md.topics["orders"].partitions[p].leader for p in range(12)} == {p: node for node, ps in held.items() for p in ps}
+
+    # Two independent clients, each given one node's address only.
+    bootstrap = nodes[0].bootstrap
+    producer = clients.confluent_producer(bootstrap, **{"enable.idempotence": True, "acks": "all"})
+    for i in range(1200):
+        producer.produce("orders", key=f"k{i}".encode(), value=f"v{i}".encode(), partition=i % 12)
+    assert producer.flush(60) == 0
+    kafka_python = clients.kafka_python_consume(nodes[2].bootstrap, "orders", 12)
+    assert sorted(r.value for r in kafka_python) == sorted(f"v{i}".encode() for i in range(1200))
+    librdkafka = clients.confluent_consume(bootstrap, "orders", {p: 100 for p in range(12)})
+    assert sorted((r.partition, r.offset) for r in librdkafka) == sorted((p, o) for p in range(12) for o in range(100))
+    # A produce sent to a broker that does not lead the partition is told so.
+    not_leader = next(i + 1 for i in range(3) if 0 not in held[i + 1])
+    with kafkawire.Connection(nodes[not_leader - 1].port) as conn:
+        body = conn.request(kafkawire.produce_v3_request, "orders", 0, kafkawire.record_batch([(None, b"x")]), acks=1)
+    [(_, _, code, _)] = kafkawire.parse_produce_v3(body)
+    assert code == NOT_LEADER_OR_FOLLOWER
+
+
+def test_killing_the_active_controller_elects_another_that_loses_no_topic(broker_factory):
+    nodes = make_cluster(broker_factory)
+    for n in nodes:
+        n.launch()
+    for n in nodes:
+        n.wait_ready()
+    first = leader_of(nodes)
+    create_topic(nodes[first - 1], "before-kill", 2)
+    wait_converged(nodes, INTERNAL_TOPICS + 1)
+    nodes[first - 1].kill9()
+    second = leader_of(nodes, other_than=first)
+    create_topic(nodes[second - 1], "after-kill", 2)
+    wait_converged(nodes, INTERNAL_TOPICS + 2)
+    # The killed node comes back as a follower and catches up on what it missed.
+    nodes[first - 1].start()
+    wait_converged(nodes, INTERNAL_TOPICS + 2)
+    assert leader_of(nodes) == second
+    # A whole-cluster restart keeps every topic.
+    for n in nodes:
+        n.stop()
+    for n in nodes:
+        n.launch()
+    for n in nodes:
+        n.wait_ready()
+    leader_of(nodes)
+    wait_converged(nodes, INTERNAL_TOPICS + 2)
+
+
+def test_a_node_of_another_cluster_is_refused_and_changes_nothing(broker_factory):
+    nodes = make_cluster(broker_factory, cluster_ids=[CLUSTER_ID, CLUSTER_ID, "b3RoZXItY2x1c3Rlcg"])
+    good, stranger = nodes[:2], nodes[2]
+    offsets = [n.log_size() for n in good]
+    for n in nodes:
+        n.launch()
+    for n in good:
+        n.wait_ready()
+    leader = leader_of(good)
+    create_topic(good[leader - 1], "only-ours", 1)
+    wait_converged(good, INTERNAL_TOPICS + 1)
+    refused = [n.wait_for_log("refused a metadata quorum connection from a node of another cluster", since, timeout_s=15) for n, since in zip(good, offsets)]
+    assert all(refused), "each node of the cluster must log the refusal"
+    # The stranger never joins: it has no leader and no cluster metadata of ours.
+    assert stranger.is_alive()
+    assert "shardlog is ready" not in stranger.run_log()
+    assert {status(n)["quorum"]["term"] for n in good} == {status(good[0])["quorum"]["term"]}
