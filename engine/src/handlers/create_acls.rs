@@ -50,18 +50,7 @@ fn denial(ctx: &Context<'_>, request: &CreateAclsRequest) -> Option<Response> {
     use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
     let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if !authz.cluster(Alter) {
-        let mut response = m::CreateAclsResponse::default();
-        response.results = r
-            .creations
-            .iter()
-            .map(|_| {
-                let mut result = m::create_acls_response::AclCreationResult::default();
-                result.error_code = CLUSTER_DENIED;
-                result.error_message = None;
-                result
-            })
-            .collect();
-        return Some(respond(header, &response));
+        return deny_each!(header, m::CreateAclsResponse, results, m::create_acls_response::AclCreationResult, r.creations.iter(), CLUSTER_DENIED);
     }
     None
 }

@@ -16,6 +16,28 @@ macro_rules! deny {
     }};
 }
 
+/// One refusal per item of a batch request (ACL creations, ACL filters, SCRAM users), whatever
+/// the API's result type: each result in the response's `$list` gets `$code` and no message,
+/// and the fields given after `|item|` are set from its item.
+macro_rules! deny_each {
+    ($header:expr, $response:ty, $list:ident, $result:ty, $items:expr, $code:expr $(, |$item:ident| $($field:ident = $value:expr),+)?) => {{
+        let mut response = <$response>::default();
+        response.$list = $items
+            .map(|_item| {
+                let mut result = <$result>::default();
+                result.error_code = $code;
+                result.error_message = None;
+                $(
+                    let $item = _item;
+                    $(result.$field = $value;)+
+                )?
+                result
+            })
+            .collect();
+        Some($crate::handlers::respond($header, &response))
+    }};
+}
+
 /// One refusal per config resource, whatever the config API's response type.
 macro_rules! deny_configs {
     ($header:expr, $request:expr, $response:ty, $result:ty, $list:ident) => {{
