@@ -28,7 +28,9 @@ pub async fn handle(ctx: &Context<'_>, request: CreateAclsRequest) -> Response {
         result.error_message = None;
         match p {
             Ok(_) => {
-                let (_, code, message) = stored.next().unwrap_or_default();
+                // No result: the controller did not answer, so the ACL may not be stored.
+                let (_, code, message) =
+                    stored.next().unwrap_or_else(|| (String::new(), ec::UNKNOWN_SERVER_ERROR, Some("the controller did not answer".into())));
                 result.error_code = code;
                 result.error_message = message.as_deref().map(str_bytes);
             }
