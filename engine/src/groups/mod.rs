@@ -30,7 +30,12 @@ use shardlog_protocol::kafka_protocol;
 
 pub use classic::GroupCoordinator;
 
+use crate::coordinator::Coordinator;
 use crate::shard::Shard;
+
+/// Groups are found by their `__consumer_offsets` partition: callers reach a group's
+/// coordinator with [`crate::coordinator::coordinator_call`] and this.
+pub const COORDINATOR: Coordinator = Coordinator { name: "group", state_topic: offsets::OFFSETS_TOPIC };
 
 /// A group request as it travels to the coordinator shard.
 #[derive(Debug)]
@@ -139,13 +144,6 @@ pub enum GroupReply {
     OffsetDelete(i16, Vec<i16>),
     ConsumerHeartbeat(Box<kafka_protocol::messages::ConsumerGroupHeartbeatResponse>),
     ConsumerDescribe(Box<kafka_protocol::messages::consumer_group_describe_response::DescribedGroup>),
-}
-
-/// The shard that coordinates `group`, or None before the offsets topic exists.
-pub fn coordinator_shard(meta: &crate::metadata::ClusterMetadata, group: &str) -> Option<usize> {
-    let topic = meta.topics.get(offsets::OFFSETS_TOPIC)?;
-    let partition = offsets::partition_for(group, topic.partitions.len());
-    topic.partitions.get(partition as usize).map(|p| p.shard)
 }
 
 impl crate::shard::router::ShardCall for GroupCall {

@@ -1,17 +1,11 @@
 //! Routing of consumer-group requests to the group's coordinator shard.
 
-use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
-
 use super::Context;
 use crate::groups::{self, GroupCall, GroupReply};
 
 /// Runs `call` on the coordinator shard of `group`; Err carries the Kafka error code.
 pub async fn group_call(ctx: &Context<'_>, group: &str, call: GroupCall) -> Result<GroupReply, i16> {
-    let Some(owner) = groups::coordinator_shard(&ctx.metadata(), group) else { return Err(COORDINATOR_NOT_AVAILABLE) };
-    ctx.call(owner, call).await.map_err(|e| {
-        tracing::warn!(group, error = %e, "group coordinator unreachable");
-        COORDINATOR_NOT_AVAILABLE
-    })
+    ctx.coordinator_call(groups::COORDINATOR, group, call).await
 }
 
 /// Runs `call` on every shard (ListGroups).

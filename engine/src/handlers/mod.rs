@@ -110,6 +110,7 @@ use shardlog_protocol::request::{self, RequestBody, RequestError, RequestHeader}
 use shardlog_protocol::response::{encode_response, Chunk};
 
 use crate::config::BrokerConfig;
+use crate::coordinator::Coordinator;
 use crate::metadata::ClusterMetadata;
 use crate::security::Session;
 use crate::shard::router::{CallError, ShardCall};
@@ -182,6 +183,12 @@ impl<'a> Context<'a> {
     /// Runs `call` on shard `to` (this one or another) and waits for its reply.
     pub async fn call<C: ShardCall>(&self, to: usize, call: C) -> Result<C::Reply, CallError> {
         self.shard.call(to, call).await
+    }
+
+    /// Runs `call` on the shard that coordinates `key` (a group id, a transactional id); Err is
+    /// the code to answer with when there is no coordinator to ask.
+    pub async fn coordinator_call<C: ShardCall>(&self, coordinator: Coordinator, key: &str, call: C) -> Result<C::Reply, i16> {
+        crate::coordinator::coordinator_call(self.shard, coordinator, key, call).await
     }
 }
 use crate::storage::FileRange;
@@ -384,18 +391,6 @@ pub async fn call_controller(ctx: &Context<'_>, request: crate::controller::Cont
             Vec::new()
         }
     }
-}
-
-/// Sends `call` to the coordinator of `transactional_id` and returns its reply, or the error
-/// code to answer with when there is no coordinator.
-pub async fn txn_call<C: ShardCall>(ctx: &Context<'_>, transactional_id: &str, call: C) -> Result<C::Reply, i16> {
-    let Some(owner) = crate::txn::coordinator_shard(&ctx.metadata(), transactional_id) else {
-        return Err(shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE);
-    };
-    ctx.call(owner, call).await.map_err(|e| {
-        tracing::warn!(transactional_id, error = %e, "transaction coordinator unreachable");
-        shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE
-    })
 }
 
 /// The positions of a request's partitions grouped by owner shard (None: nothing to send, the
