@@ -80,7 +80,6 @@ pub mod describe_user_scram_credentials;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
-pub mod groups_common;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
@@ -189,6 +188,21 @@ impl<'a> Context<'a> {
     /// the code to answer with when there is no coordinator to ask.
     pub async fn coordinator_call<C: ShardCall>(&self, coordinator: Coordinator, key: &str, call: C) -> Result<C::Reply, i16> {
         crate::coordinator::coordinator_call(self.shard, coordinator, key, call).await
+    }
+
+    /// Runs a call on every shard at once (ListGroups, ListTransactions: each shard's
+    /// coordinator knows only its own keys) and returns the replies of those that answered.
+    pub async fn call_every_shard<C: ShardCall>(&self, make: impl Fn() -> C) -> Vec<C::Reply> {
+        let calls = (0..self.shard_count()).map(|to| {
+            let call = make();
+            async move {
+                self.call(to, call)
+                    .await
+                    .inspect_err(|e| tracing::warn!(shard = to, call = std::any::type_name::<C>(), error = %e, "a shard did not answer"))
+                    .ok()
+            }
+        });
+        futures::future::join_all(calls).await.into_iter().flatten().collect()
     }
 }
 use crate::storage::FileRange;
