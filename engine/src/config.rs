@@ -796,7 +796,7 @@ mod tests {
         assert!(d.quorum.voters.is_empty() && d.quorum.broker && d.quorum.controller && d.controller_listener().is_none());
         for bad in [
             format!("{base}node.id=4\ncontroller.quorum.voters=1@a:9093,2@b:9093\n"),
-            format!("listeners=PLAINTEXT://:19092\nnode.id=1\ncontroller.quorum.voters=1@a:9093\n"),
+            "listeners=PLAINTEXT://:19092\nnode.id=1\ncontroller.quorum.voters=1@a:9093\n".to_string(),
             format!("{base}node.id=1\ncontroller.quorum.voters=1@a:9093,1@b:9093\n"),
             format!("{base}node.id=1\ncontroller.quorum.voters=1@a\n"),
             format!("{base}process.roles=broker,admin\n"),

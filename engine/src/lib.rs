@@ -13,6 +13,7 @@ pub mod broker;
 pub mod budget;
 pub mod config;
 pub mod controller;
+pub mod coordinator;
 pub mod groups;
 pub mod handlers;
 pub mod internal_log;

@@ -172,7 +172,7 @@ impl GroupCoordinator {
             return codes;
         }
         let partition_count = shard.metadata.borrow().topics.get(OFFSETS_TOPIC).map(|t| t.partitions.len()).unwrap_or(0);
-        let index = offsets::partition_for(group_id, partition_count);
+        let index = crate::coordinator::partition_for(group_id, partition_count);
         let Some(p) = shard.local_partition(OFFSETS_TOPIC, index) else { return vec![ec::COORDINATOR_NOT_AVAILABLE; entries.len()] };
         let kv: Vec<shardlog_protocol::batch::KeyValue> = records.iter().map(|r| (Some(&r.key[..]), r.value.as_deref())).collect();
         let producer = shardlog_protocol::batch::BatchProducer {
@@ -251,7 +251,7 @@ impl GroupCoordinator {
     /// Appends records to the group's offsets partition and waits for the fdatasync.
     async fn append_durably(&self, shard: &Rc<Shard>, group_id: &str, kv: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), i16> {
         let partition_count = shard.metadata.borrow().topics.get(OFFSETS_TOPIC).map(|t| t.partitions.len()).unwrap_or(0);
-        let index = offsets::partition_for(group_id, partition_count);
+        let index = crate::coordinator::partition_for(group_id, partition_count);
         let Some(p) = shard.local_partition(OFFSETS_TOPIC, index) else {
             tracing::error!(group = group_id, partition = index, "offsets partition is not on this shard");
             return Err(ec::COORDINATOR_NOT_AVAILABLE);

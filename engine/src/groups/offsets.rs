@@ -85,19 +85,6 @@ pub fn decode_value(mut value: &[u8]) -> Option<CommittedOffset> {
     Some(CommittedOffset { offset, leader_epoch, metadata, commit_timestamp_ms })
 }
 
-/// Java's `String.hashCode`, which Kafka uses to map a group to its offsets partition.
-pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
-}
-
-/// The `__consumer_offsets` partition of a group, as Kafka computes it.
-pub fn partition_for(group: &str, partitions: usize) -> i32 {
-    let h = java_string_hash(group);
-    // Kafka's Utils.abs: Integer.MIN_VALUE maps to 0.
-    let abs = if h == i32::MIN { 0 } else { h.abs() };
-    (abs as usize % partitions.max(1)) as i32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,13 +95,5 @@ mod tests {
         assert_eq!(decode_value(&encode_value(&c)), Some(c));
         assert_eq!(decode_key(&encode_key("g", "t", 7)), Some(("g".into(), "t".into(), 7)));
         assert_eq!(decode_key(&[0, 1, 0]), None);
-    }
-
-    #[test]
-    fn java_hash_matches_known_values() {
-        assert_eq!(java_string_hash(""), 0);
-        assert_eq!(java_string_hash("a"), 97);
-        assert_eq!(java_string_hash("hello"), 99162322);
-        assert_eq!(partition_for("hello", 50), 99162322 % 50);
     }
 }

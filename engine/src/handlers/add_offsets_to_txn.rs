@@ -6,8 +6,8 @@ use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
 
 use super::{respond, Context, Response};
-use crate::groups::offsets::{partition_for, OFFSETS_TOPIC};
-use crate::txn::AddPartitions;
+use crate::groups::{self, offsets::OFFSETS_TOPIC};
+use crate::txn::{self, AddPartitions};
 
 pub async fn handle(ctx: &Context<'_>, request: AddOffsetsToTxnRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -15,20 +15,18 @@ pub async fn handle(ctx: &Context<'_>, request: AddOffsetsToTxnRequest) -> Respo
     }
     let header = ctx.header;
     let mut r = AddOffsetsToTxnResponse::default();
-    let offsets_partitions = ctx.metadata().topics.get(OFFSETS_TOPIC).map(|t| t.partitions.len());
-    let Some(count) = offsets_partitions else {
+    let Some(partition) = groups::COORDINATOR.partition(&ctx.metadata(), &request.group_id.0) else {
         r.error_code = ec::COORDINATOR_NOT_AVAILABLE;
         return respond(header, &r);
     };
     let id = request.transactional_id.0.to_string();
-    let partition = partition_for(&request.group_id.0, count);
     let call = AddPartitions {
         transactional_id: id.clone(),
         producer_id: request.producer_id.0,
         producer_epoch: request.producer_epoch,
         partitions: vec![(OFFSETS_TOPIC.to_string(), partition)],
     };
-    r.error_code = match super::txn_call(ctx, &id, call).await {
+    r.error_code = match ctx.coordinator_call(txn::COORDINATOR, &id, call).await {
         Ok(codes) => {
             assert_eq!(codes.len(), 1, "one code per partition");
             codes[0]

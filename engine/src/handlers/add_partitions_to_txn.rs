@@ -7,7 +7,7 @@ use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResp
 use shardlog_protocol::kafka_protocol;
 
 use super::{respond, Context, Response};
-use crate::txn::AddPartitions;
+use crate::txn::{AddPartitions, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: AddPartitionsToTxnRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -23,7 +23,7 @@ pub async fn handle(ctx: &Context<'_>, request: AddPartitionsToTxnRequest) -> Re
         producer_epoch: request.v3_and_below_producer_epoch,
         partitions: partitions.clone(),
     };
-    let codes = match super::txn_call(ctx, &id, call).await {
+    let codes = match ctx.coordinator_call(COORDINATOR, &id, call).await {
         Ok(codes) => codes,
         Err(code) => vec![code; partitions.len()],
     };

@@ -105,18 +105,9 @@ fn denial(ctx: &Context<'_>, request: &AlterUserScramCredentialsRequest) -> Opti
     use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
     let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if !authz.cluster(Alter) {
-        let mut response = m::AlterUserScramCredentialsResponse::default();
         let users = r.deletions.iter().map(|d| d.name.clone()).chain(r.upsertions.iter().map(|u| u.name.clone()));
-        response.results = users
-            .map(|user| {
-                let mut result = m::alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default();
-                result.user = user;
-                result.error_code = CLUSTER_DENIED;
-                result.error_message = None;
-                result
-            })
-            .collect();
-        return Some(respond(header, &response));
+        use m::alter_user_scram_credentials_response::AlterUserScramCredentialsResult as UserResult;
+        return deny_each!(header, m::AlterUserScramCredentialsResponse, results, UserResult, users, CLUSTER_DENIED, |name| user = name);
     }
     None
 }

@@ -3,12 +3,10 @@
 
 use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId};
-use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
 use shardlog_protocol::kafka_protocol;
 
-use super::groups_common::group_call;
 use super::{respond, Context, Response};
-use crate::groups::{GroupCall, GroupReply};
+use crate::groups::{ConsumerGroupDescribe, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: ConsumerGroupDescribeRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -18,12 +16,12 @@ pub async fn handle(ctx: &Context<'_>, request: ConsumerGroupDescribeRequest) ->
     let mut r = ConsumerGroupDescribeResponse::default();
     for group in &request.group_ids {
         let name = group.0.to_string();
-        match group_call(ctx, &name, GroupCall::ConsumerDescribe { group: name.clone() }).await {
-            Ok(GroupReply::ConsumerDescribe(d)) => r.groups.push(*d),
-            _ => {
+        match ctx.coordinator_call(COORDINATOR, &name, ConsumerGroupDescribe { group: name.clone() }).await {
+            Ok(d) => r.groups.push(d),
+            Err(code) => {
                 let mut d = DescribedGroup::default();
                 d.group_id = GroupId(group.0.clone());
-                d.error_code = COORDINATOR_NOT_AVAILABLE;
+                d.error_code = code;
                 r.groups.push(d);
             }
         }

@@ -2,12 +2,10 @@
 //! computed by the coordinator.
 
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
-use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
 use shardlog_protocol::kafka_protocol;
 
-use super::groups_common::group_call;
 use super::{respond, Context, Response};
-use crate::groups::{GroupCall, GroupReply};
+use crate::groups::{ConsumerGroupHeartbeat, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: ConsumerGroupHeartbeatRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -16,12 +14,12 @@ pub async fn handle(ctx: &Context<'_>, request: ConsumerGroupHeartbeatRequest) -
     let header = ctx.header;
     let peer = ctx.session.peer;
     let group = request.group_id.0.to_string();
-    let call = GroupCall::ConsumerHeartbeat { request, client_id: header.client_id_lossy(), client_host: format!("/{}", peer.ip()) };
-    let r = match group_call(ctx, &group, call).await {
-        Ok(GroupReply::ConsumerHeartbeat(r)) => *r,
-        _ => {
+    let call = ConsumerGroupHeartbeat { request, client_id: header.client_id_lossy(), client_host: format!("/{}", peer.ip()) };
+    let r = match ctx.coordinator_call(COORDINATOR, &group, call).await {
+        Ok(r) => r,
+        Err(code) => {
             let mut r = ConsumerGroupHeartbeatResponse::default();
-            r.error_code = COORDINATOR_NOT_AVAILABLE;
+            r.error_code = code;
             r.member_epoch = -1;
             r
         }

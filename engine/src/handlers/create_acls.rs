@@ -28,7 +28,9 @@ pub async fn handle(ctx: &Context<'_>, request: CreateAclsRequest) -> Response {
         result.error_message = None;
         match p {
             Ok(_) => {
-                let (_, code, message) = stored.next().unwrap_or_default();
+                // No result: the controller did not answer, so the ACL may not be stored.
+                let (_, code, message) =
+                    stored.next().unwrap_or_else(|| (String::new(), ec::UNKNOWN_SERVER_ERROR, Some("the controller did not answer".into())));
                 result.error_code = code;
                 result.error_message = message.as_deref().map(str_bytes);
             }
@@ -50,18 +52,7 @@ fn denial(ctx: &Context<'_>, request: &CreateAclsRequest) -> Option<Response> {
     use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
     let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if !authz.cluster(Alter) {
-        let mut response = m::CreateAclsResponse::default();
-        response.results = r
-            .creations
-            .iter()
-            .map(|_| {
-                let mut result = m::create_acls_response::AclCreationResult::default();
-                result.error_code = CLUSTER_DENIED;
-                result.error_message = None;
-                result
-            })
-            .collect();
-        return Some(respond(header, &response));
+        return deny_each!(header, m::CreateAclsResponse, results, m::create_acls_response::AclCreationResult, r.creations.iter(), CLUSTER_DENIED);
     }
     None
 }

@@ -83,18 +83,7 @@ fn denial(ctx: &Context<'_>, request: &DeleteAclsRequest) -> Option<Response> {
     use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
     let (authz, header, r) = (&ctx.authz, ctx.header, request);
     if !authz.cluster(Alter) {
-        let mut response = m::DeleteAclsResponse::default();
-        response.filter_results = r
-            .filters
-            .iter()
-            .map(|_| {
-                let mut result = m::delete_acls_response::DeleteAclsFilterResult::default();
-                result.error_code = CLUSTER_DENIED;
-                result.error_message = None;
-                result
-            })
-            .collect();
-        return Some(respond(header, &response));
+        return deny_each!(header, m::DeleteAclsResponse, filter_results, m::delete_acls_response::DeleteAclsFilterResult, r.filters.iter(), CLUSTER_DENIED);
     }
     None
 }

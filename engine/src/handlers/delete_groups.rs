@@ -2,13 +2,12 @@
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupId};
-use shardlog_protocol::error_code::{COORDINATOR_NOT_AVAILABLE, GROUP_AUTHORIZATION_FAILED};
+use shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED;
 use shardlog_protocol::kafka_protocol;
 
-use super::groups_common::group_call;
 use super::{respond, Context, Response};
 use crate::authorizer::Operation;
-use crate::groups::{GroupCall, GroupReply};
+use crate::groups::{DeleteGroup, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: DeleteGroupsRequest) -> Response {
     let header = ctx.header;
@@ -21,9 +20,8 @@ pub async fn handle(ctx: &Context<'_>, request: DeleteGroupsRequest) -> Response
         result.error_code = if !authz.group(Operation::Delete, &name) {
             GROUP_AUTHORIZATION_FAILED
         } else {
-            match group_call(ctx, &name, GroupCall::Delete { group: name.clone() }).await {
-                Ok(GroupReply::Delete(code)) => code,
-                _ => COORDINATOR_NOT_AVAILABLE,
+            match ctx.coordinator_call(COORDINATOR, &name, DeleteGroup { group: name.clone() }).await {
+                Ok(code) | Err(code) => code,
             }
         };
         r.results.push(result);

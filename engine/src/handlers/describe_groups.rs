@@ -2,13 +2,12 @@
 
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
-use shardlog_protocol::error_code::{COORDINATOR_NOT_AVAILABLE, GROUP_AUTHORIZATION_FAILED};
+use shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED;
 use shardlog_protocol::kafka_protocol;
 
-use super::groups_common::group_call;
 use super::{respond, Context, Response};
 use crate::authorizer::Operation;
-use crate::groups::{GroupCall, GroupReply};
+use crate::groups::{DescribeGroup, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: DescribeGroupsRequest) -> Response {
     let header = ctx.header;
@@ -24,8 +23,8 @@ pub async fn handle(ctx: &Context<'_>, request: DescribeGroupsRequest) -> Respon
             r.groups.push(g);
             continue;
         }
-        match group_call(ctx, &name, GroupCall::Describe { group: name.clone() }).await {
-            Ok(GroupReply::Describe(d)) => {
+        match ctx.coordinator_call(COORDINATOR, &name, DescribeGroup { group: name.clone() }).await {
+            Ok(d) => {
                 for mut g in d.groups {
                     if header.api_version < 4 {
                         for m in &mut g.members {
@@ -38,10 +37,10 @@ pub async fn handle(ctx: &Context<'_>, request: DescribeGroupsRequest) -> Respon
                     r.groups.push(g);
                 }
             }
-            _ => {
+            Err(code) => {
                 let mut g = DescribedGroup::default();
                 g.group_id = GroupId(group.0.clone());
-                g.error_code = COORDINATOR_NOT_AVAILABLE;
+                g.error_code = code;
                 r.groups.push(g);
             }
         }

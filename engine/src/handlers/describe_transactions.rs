@@ -5,7 +5,7 @@ use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactions
 use shardlog_protocol::kafka_protocol;
 
 use super::{respond, str_bytes, topic_name, Context, Response};
-use crate::txn::Describe;
+use crate::txn::{Describe, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: DescribeTransactionsRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -20,7 +20,7 @@ pub async fn handle(ctx: &Context<'_>, request: DescribeTransactionsRequest) -> 
             state.producer_id = ProducerId(-1);
             state.producer_epoch = -1;
             state.transaction_start_time_ms = -1;
-            let reply = super::txn_call(ctx, &id.0, Describe { transactional_id: id.0.to_string() }).await;
+            let reply = ctx.coordinator_call(COORDINATOR, &id.0, Describe { transactional_id: id.0.to_string() }).await;
             match reply {
                 Ok(Ok(d)) => {
                     state.transaction_state = str_bytes(d.state);

@@ -6,7 +6,7 @@ use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
 
 use super::{respond, Context, Response};
-use crate::txn::EndTxn;
+use crate::txn::{EndTxn, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: EndTxnRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -16,7 +16,7 @@ pub async fn handle(ctx: &Context<'_>, request: EndTxnRequest) -> Response {
     let id = request.transactional_id.0.to_string();
     let call = EndTxn { transactional_id: id.clone(), producer_id: request.producer_id.0, producer_epoch: request.producer_epoch, commit: request.committed };
     let mut r = EndTxnResponse::default();
-    r.error_code = match super::txn_call(ctx, &id, call).await {
+    r.error_code = match ctx.coordinator_call(COORDINATOR, &id, call).await {
         Ok(code) | Err(code) => code,
     };
     // Before v2 clients know only INVALID_PRODUCER_EPOCH for a fenced producer.

@@ -44,7 +44,7 @@ pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Response {
     let coordinator = |key: &str| -> Option<super::BrokerAddress> {
         let topic = state_topic?;
         let partitions = ctx.metadata().topics.get(topic)?.partitions.len();
-        let partition = crate::groups::offsets::partition_for(key, partitions);
+        let partition = crate::coordinator::partition_for(key, partitions);
         ctx.broker(ctx.partition_leader(topic, partition)?)
     };
     let keyed = |key: &str| match denied(key) {

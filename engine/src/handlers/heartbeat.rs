@@ -1,12 +1,10 @@
 //! Heartbeat (key 12): keeps a member's session alive and tells it when to rejoin.
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
-use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
 use shardlog_protocol::kafka_protocol;
 
-use super::groups_common::group_call;
 use super::{respond, Context, Response};
-use crate::groups::{GroupCall, GroupReply};
+use crate::groups::{Heartbeat, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: HeartbeatRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -15,9 +13,8 @@ pub async fn handle(ctx: &Context<'_>, request: HeartbeatRequest) -> Response {
     let header = ctx.header;
     let group = request.group_id.0.to_string();
     let mut r = HeartbeatResponse::default();
-    r.error_code = match group_call(ctx, &group, GroupCall::Heartbeat { request }).await {
-        Ok(GroupReply::Heartbeat(code)) => code,
-        _ => COORDINATOR_NOT_AVAILABLE,
+    r.error_code = match ctx.coordinator_call(COORDINATOR, &group, Heartbeat { request }).await {
+        Ok(code) | Err(code) => code,
     };
     respond(header, &r)
 }

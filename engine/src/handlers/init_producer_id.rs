@@ -9,7 +9,7 @@ use shardlog_protocol::kafka_protocol;
 
 use super::{respond, Context, Response};
 use crate::controller::{AllocateProducerId, CONTROLLER_SHARD};
-use crate::txn::InitProducerId;
+use crate::txn::{InitProducerId, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: InitProducerIdRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -26,7 +26,7 @@ pub async fn handle(ctx: &Context<'_>, request: InitProducerIdRequest) -> Respon
         }
         let (producer_id, producer_epoch) = if header.api_version >= 3 { (request.producer_id.0, request.producer_epoch) } else { (-1, -1) };
         let call = InitProducerId { transactional_id: id.0.to_string(), timeout_ms: request.transaction_timeout_ms, producer_id, producer_epoch };
-        match super::txn_call(ctx, &id.0, call).await {
+        match ctx.coordinator_call(COORDINATOR, &id.0, call).await {
             Ok(Ok((producer_id, producer_epoch))) => {
                 r.producer_id = ProducerId(producer_id);
                 r.producer_epoch = producer_epoch;

@@ -4,9 +4,8 @@
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use shardlog_protocol::kafka_protocol;
 
-use super::groups_common::group_call;
 use super::{respond, Context, Response};
-use crate::groups::{GroupCall, GroupReply};
+use crate::groups::{JoinGroup, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: JoinGroupRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -16,12 +15,12 @@ pub async fn handle(ctx: &Context<'_>, request: JoinGroupRequest) -> Response {
     let peer = ctx.session.peer;
     let group = request.group_id.0.to_string();
     let member_id = request.member_id.clone();
-    let call = GroupCall::Join { request, version: header.api_version, client_id: header.client_id_lossy(), client_host: format!("/{}", peer.ip()) };
-    let r = match group_call(ctx, &group, call).await {
-        Ok(GroupReply::Join(r)) => r,
-        Ok(_) | Err(_) => {
+    let call = JoinGroup { request, version: header.api_version, client_id: header.client_id_lossy(), client_host: format!("/{}", peer.ip()) };
+    let r = match ctx.coordinator_call(COORDINATOR, &group, call).await {
+        Ok(r) => r,
+        Err(code) => {
             let mut r = JoinGroupResponse::default();
-            r.error_code = shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
+            r.error_code = code;
             r.generation_id = -1;
             r.member_id = member_id;
             r

@@ -1,12 +1,10 @@
 //! LeaveGroup (key 13): members leave (v3+: several at once, static members by instance id).
 
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
-use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
 use shardlog_protocol::kafka_protocol;
 
-use super::groups_common::group_call;
 use super::{respond, Context, Response};
-use crate::groups::{GroupCall, GroupReply};
+use crate::groups::{LeaveGroup, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: LeaveGroupRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -14,11 +12,11 @@ pub async fn handle(ctx: &Context<'_>, request: LeaveGroupRequest) -> Response {
     }
     let header = ctx.header;
     let group = request.group_id.0.to_string();
-    let mut r = match group_call(ctx, &group, GroupCall::Leave { request, version: header.api_version }).await {
-        Ok(GroupReply::Leave(r)) => r,
-        _ => {
+    let mut r = match ctx.coordinator_call(COORDINATOR, &group, LeaveGroup { request, version: header.api_version }).await {
+        Ok(r) => r,
+        Err(code) => {
             let mut r = LeaveGroupResponse::default();
-            r.error_code = COORDINATOR_NOT_AVAILABLE;
+            r.error_code = code;
             r
         }
     };

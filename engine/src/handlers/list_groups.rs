@@ -4,10 +4,9 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use shardlog_protocol::kafka_protocol;
 
-use super::groups_common::all_shards;
 use super::{respond, str_bytes, Context, Response};
 use crate::authorizer::{Operation, ResourceType};
-use crate::groups::{GroupCall, GroupReply};
+use crate::groups::ListGroups;
 use crate::handlers::authz::CLUSTER;
 
 pub async fn handle(ctx: &Context<'_>, request: ListGroupsRequest) -> Response {
@@ -16,8 +15,7 @@ pub async fn handle(ctx: &Context<'_>, request: ListGroupsRequest) -> Response {
     let states: Vec<String> = request.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let mut r = ListGroupsResponse::default();
     let see_all = authz.may_see(Operation::Describe, ResourceType::Cluster, CLUSTER);
-    for reply in all_shards(ctx, || GroupCall::List).await {
-        let GroupReply::List(groups) = reply else { continue };
+    for groups in ctx.call_every_shard(|| ListGroups).await {
         for g in groups {
             if !states.is_empty() && !states.contains(&g.state.to_lowercase()) {
                 continue;

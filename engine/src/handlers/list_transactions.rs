@@ -22,21 +22,9 @@ pub async fn handle(ctx: &Context<'_>, request: ListTransactionsRequest) -> Resp
         duration_ms: if header.api_version >= 1 { request.duration_filter } else { -1 },
         pattern: if header.api_version >= 2 { request.transactional_id_pattern.as_ref().map(|p| p.to_string()) } else { None },
     };
-    let calls = (0..ctx.shard_count()).map(|owner| {
-        let call = call.clone();
-        async move {
-            match ctx.call(owner, call).await {
-                Ok(list) => list,
-                Err(e) => {
-                    tracing::warn!(shard = owner, error = %e, "a transaction coordinator did not list its transactions");
-                    Vec::new()
-                }
-            }
-        }
-    });
     let mut r = ListTransactionsResponse::default();
     r.unknown_state_filters = states.iter().filter(|s| !KNOWN_STATES.contains(&s.as_str())).map(|s| str_bytes(s)).collect();
-    for d in futures::future::join_all(calls).await.into_iter().flatten() {
+    for d in ctx.call_every_shard(|| call.clone()).await.into_iter().flatten() {
         // Only the transactional ids the principal may describe.
         if !authz.may_see(Operation::Describe, ResourceType::TransactionalId, &d.transactional_id) {
             continue;

@@ -16,6 +16,28 @@ macro_rules! deny {
     }};
 }
 
+/// One refusal per item of a batch request (ACL creations, ACL filters, SCRAM users), whatever
+/// the API's result type: each result in the response's `$list` gets `$code` and no message,
+/// and the fields given after `|item|` are set from its item.
+macro_rules! deny_each {
+    ($header:expr, $response:ty, $list:ident, $result:ty, $items:expr, $code:expr $(, |$item:ident| $($field:ident = $value:expr),+)?) => {{
+        let mut response = <$response>::default();
+        response.$list = $items
+            .map(|_item| {
+                let mut result = <$result>::default();
+                result.error_code = $code;
+                result.error_message = None;
+                $(
+                    let $item = _item;
+                    $(result.$field = $value;)+
+                )?
+                result
+            })
+            .collect();
+        Some($crate::handlers::respond($header, &response))
+    }};
+}
+
 /// One refusal per config resource, whatever the config API's response type.
 macro_rules! deny_configs {
     ($header:expr, $request:expr, $response:ty, $result:ty, $list:ident) => {{
@@ -58,7 +80,6 @@ pub mod describe_user_scram_credentials;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
-pub mod groups_common;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
@@ -88,6 +109,7 @@ use shardlog_protocol::request::{self, RequestBody, RequestError, RequestHeader}
 use shardlog_protocol::response::{encode_response, Chunk};
 
 use crate::config::BrokerConfig;
+use crate::coordinator::Coordinator;
 use crate::metadata::ClusterMetadata;
 use crate::security::Session;
 use crate::shard::router::{CallError, ShardCall};
@@ -213,6 +235,27 @@ impl<'a> Context<'a> {
     /// Runs `call` on shard `to` (this one or another) and waits for its reply.
     pub async fn call<C: ShardCall>(&self, to: usize, call: C) -> Result<C::Reply, CallError> {
         self.shard.call(to, call).await
+    }
+
+    /// Runs `call` on the shard that coordinates `key` (a group id, a transactional id); Err is
+    /// the code to answer with when there is no coordinator to ask.
+    pub async fn coordinator_call<C: ShardCall>(&self, coordinator: Coordinator, key: &str, call: C) -> Result<C::Reply, i16> {
+        crate::coordinator::coordinator_call(self.shard, coordinator, key, call).await
+    }
+
+    /// Runs a call on every shard at once (ListGroups, ListTransactions: each shard's
+    /// coordinator knows only its own keys) and returns the replies of those that answered.
+    pub async fn call_every_shard<C: ShardCall>(&self, make: impl Fn() -> C) -> Vec<C::Reply> {
+        let calls = (0..self.shard_count()).map(|to| {
+            let call = make();
+            async move {
+                self.call(to, call)
+                    .await
+                    .inspect_err(|e| tracing::warn!(shard = to, call = std::any::type_name::<C>(), error = %e, "a shard did not answer"))
+                    .ok()
+            }
+        });
+        futures::future::join_all(calls).await.into_iter().flatten().collect()
     }
 }
 use crate::storage::FileRange;
@@ -415,18 +458,6 @@ pub async fn call_controller(ctx: &Context<'_>, request: crate::controller::Cont
             Vec::new()
         }
     }
-}
-
-/// Sends `call` to the coordinator of `transactional_id` and returns its reply, or the error
-/// code to answer with when there is no coordinator.
-pub async fn txn_call<C: ShardCall>(ctx: &Context<'_>, transactional_id: &str, call: C) -> Result<C::Reply, i16> {
-    let Some(owner) = crate::txn::coordinator_shard(&ctx.metadata(), transactional_id) else {
-        return Err(shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE);
-    };
-    ctx.call(owner, call).await.map_err(|e| {
-        tracing::warn!(transactional_id, error = %e, "transaction coordinator unreachable");
-        shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE
-    })
 }
 
 /// The positions of a request's partitions grouped by owner shard (None: nothing to send, the

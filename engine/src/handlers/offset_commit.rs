@@ -2,13 +2,12 @@
 
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
-use shardlog_protocol::error_code::{COORDINATOR_NOT_AVAILABLE, GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
+use shardlog_protocol::error_code::{GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
 
-use super::groups_common::group_call;
 use super::{respond, Context, Response};
 use crate::authorizer::Operation;
-use crate::groups::{CommitEntry, GroupCall, GroupReply};
+use crate::groups::{CommitEntry, OffsetCommit, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: OffsetCommitRequest) -> Response {
     let header = ctx.header;
@@ -40,35 +39,34 @@ pub async fn handle(ctx: &Context<'_>, request: OffsetCommitRequest) -> Response
             }
         })
         .collect();
-    let all_entries = entries;
-    let entries: Vec<CommitEntry> = all_entries.iter().zip(&denied).filter(|(_, d)| d.is_none()).map(|(e, _)| e.clone()).collect();
-    let call = GroupCall::Commit {
+    let entries: Vec<CommitEntry> = entries.into_iter().zip(&denied).filter(|(_, d)| d.is_none()).map(|(e, _)| e).collect();
+    let sent_count = entries.len();
+    let call = OffsetCommit {
         group: group.clone(),
         generation: request.generation_id_or_member_epoch,
         member_id: request.member_id.to_string(),
         instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
-        offsets: entries.clone(),
+        offsets: entries,
     };
-    let sent_codes = if entries.is_empty() {
+    let sent_codes = if sent_count == 0 {
         Vec::new()
     } else {
-        match group_call(ctx, &group, call).await {
-            Ok(GroupReply::Commit(codes)) => codes,
-            _ => vec![COORDINATOR_NOT_AVAILABLE; entries.len()],
+        match ctx.coordinator_call(COORDINATOR, &group, call).await {
+            Ok(codes) => codes,
+            Err(code) => vec![code; sent_count],
         }
     };
+    assert_eq!(sent_codes.len(), sent_count, "the coordinator answers one code per offset sent");
     let mut sent = sent_codes.into_iter();
-    let codes: Vec<i16> = denied.iter().map(|d| d.unwrap_or_else(|| sent.next().unwrap_or(COORDINATOR_NOT_AVAILABLE))).collect();
+    let mut codes = denied.into_iter().map(|d| d.unwrap_or_else(|| sent.next().expect("one code per offset sent")));
     let mut r = OffsetCommitResponse::default();
-    let mut i = 0;
     for t in &request.topics {
         let mut rt = OffsetCommitResponseTopic::default();
         rt.name = t.name.clone();
         for p in &t.partitions {
             let mut rp = OffsetCommitResponsePartition::default();
             rp.partition_index = p.partition_index;
-            rp.error_code = codes.get(i).copied().unwrap_or(COORDINATOR_NOT_AVAILABLE);
-            i += 1;
+            rp.error_code = codes.next().expect("one code per partition of the request");
             rt.partitions.push(rp);
         }
         r.topics.push(rt);

@@ -3,12 +3,10 @@
 
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
-use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
 use shardlog_protocol::kafka_protocol;
 
-use super::groups_common::group_call;
 use super::{respond, Context, Response};
-use crate::groups::{GroupCall, GroupReply};
+use crate::groups::{OffsetDelete, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: OffsetDeleteRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -19,21 +17,22 @@ pub async fn handle(ctx: &Context<'_>, request: OffsetDeleteRequest) -> Response
     let partitions: Vec<(String, i32)> =
         request.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index))).collect();
     let count = partitions.len();
-    let (code, codes) = match group_call(ctx, &group, GroupCall::OffsetDelete { group: group.clone(), partitions }).await {
-        Ok(GroupReply::OffsetDelete(code, codes)) => (code, codes),
-        _ => (COORDINATOR_NOT_AVAILABLE, vec![COORDINATOR_NOT_AVAILABLE; count]),
+    let (code, codes) = match ctx.coordinator_call(COORDINATOR, &group, OffsetDelete { group: group.clone(), partitions }).await {
+        Ok(reply) => reply,
+        Err(code) => (code, vec![code; count]),
     };
+    assert_eq!(codes.len(), count, "the coordinator answers one code per partition");
     let mut r = OffsetDeleteResponse::default();
     r.error_code = code;
-    let mut i = 0;
+    let mut codes = codes.into_iter();
     for t in &request.topics {
         let mut rt = OffsetDeleteResponseTopic::default();
         rt.name = t.name.clone();
         for p in &t.partitions {
             let mut rp = OffsetDeleteResponsePartition::default();
             rp.partition_index = p.partition_index;
-            rp.error_code = if code != 0 { code } else { codes.get(i).copied().unwrap_or(0) };
-            i += 1;
+            let partition_code = codes.next().expect("one code per partition of the request");
+            rp.error_code = if code != 0 { code } else { partition_code };
             rt.partitions.push(rp);
         }
         r.topics.push(rt);

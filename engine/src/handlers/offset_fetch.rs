@@ -4,20 +4,17 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse};
-use shardlog_protocol::error_code::{COORDINATOR_NOT_AVAILABLE, GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
+use shardlog_protocol::error_code::{GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED};
 use shardlog_protocol::kafka_protocol;
 
-use super::groups_common::group_call;
 use super::{respond, str_bytes, topic_name, Context, Response};
 use crate::authorizer::{Operation, ResourceType};
-use crate::groups::{FetchedOffset, GroupCall, GroupReply};
+use crate::groups::{FetchedOffset, OffsetFetch, COORDINATOR};
 use crate::handlers::authz::Authz;
 
 async fn fetch(ctx: &Context<'_>, group: &str, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> (i16, Vec<FetchedOffset>) {
-    match group_call(ctx, group, GroupCall::Fetch { group: group.to_string(), topics, require_stable }).await {
-        Ok(GroupReply::Fetch(code, list)) => (code, list),
-        _ => (COORDINATOR_NOT_AVAILABLE, Vec::new()),
-    }
+    let call = OffsetFetch { group: group.to_string(), topics, require_stable };
+    ctx.coordinator_call(COORDINATOR, group, call).await.unwrap_or_else(|code| (code, Vec::new()))
 }
 
 /// Committed offsets of topics the principal may not describe are not shown.

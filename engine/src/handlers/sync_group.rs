@@ -1,12 +1,10 @@
 //! SyncGroup (key 14): the leader hands in the assignment; every member gets its share.
 
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
-use shardlog_protocol::error_code::COORDINATOR_NOT_AVAILABLE;
 use shardlog_protocol::kafka_protocol;
 
-use super::groups_common::group_call;
 use super::{respond, Context, Response};
-use crate::groups::{GroupCall, GroupReply};
+use crate::groups::{SyncGroup, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: SyncGroupRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -14,11 +12,11 @@ pub async fn handle(ctx: &Context<'_>, request: SyncGroupRequest) -> Response {
     }
     let header = ctx.header;
     let group = request.group_id.0.to_string();
-    let r = match group_call(ctx, &group, GroupCall::Sync { request, version: header.api_version }).await {
-        Ok(GroupReply::Sync(r)) => r,
-        _ => {
+    let r = match ctx.coordinator_call(COORDINATOR, &group, SyncGroup { request, version: header.api_version }).await {
+        Ok(r) => r,
+        Err(code) => {
             let mut r = SyncGroupResponse::default();
-            r.error_code = COORDINATOR_NOT_AVAILABLE;
+            r.error_code = code;
             r
         }
     };

@@ -7,9 +7,8 @@ use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
 
-use super::groups_common::group_call;
 use super::{respond, Context, Response};
-use crate::groups::{CommitEntry, GroupCall, GroupReply};
+use crate::groups::{CommitEntry, TxnOffsetCommit, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: TxnOffsetCommitRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -30,19 +29,21 @@ pub async fn handle(ctx: &Context<'_>, request: TxnOffsetCommitRequest) -> Respo
             })
         })
         .collect();
-    let call = GroupCall::TxnCommit {
+    let count = entries.len();
+    let call = TxnOffsetCommit {
         group: group.clone(),
         producer_id: request.producer_id.0,
         producer_epoch: request.producer_epoch,
         generation: if header.api_version >= 3 { request.generation_id } else { -1 },
         member_id: request.member_id.to_string(),
         instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
-        offsets: entries.clone(),
+        offsets: entries,
     };
-    let mut codes = match group_call(ctx, &group, call).await {
-        Ok(GroupReply::Commit(codes)) => codes,
-        _ => vec![ec::COORDINATOR_NOT_AVAILABLE; entries.len()],
+    let mut codes = match ctx.coordinator_call(COORDINATOR, &group, call).await {
+        Ok(codes) => codes,
+        Err(code) => vec![code; count],
     };
+    assert_eq!(codes.len(), count, "the coordinator answers one code per offset");
     if header.api_version < 2 {
         for code in codes.iter_mut().filter(|c| **c == ec::PRODUCER_FENCED) {
             *code = ec::INVALID_PRODUCER_EPOCH;
@@ -56,7 +57,7 @@ pub async fn handle(ctx: &Context<'_>, request: TxnOffsetCommitRequest) -> Respo
         for p in &t.partitions {
             let mut rp = TxnOffsetCommitResponsePartition::default();
             rp.partition_index = p.partition_index;
-            rp.error_code = codes.next().unwrap_or(ec::COORDINATOR_NOT_AVAILABLE);
+            rp.error_code = codes.next().expect("one code per partition of the request");
             rt.partitions.push(rp);
         }
         r.topics.push(rt);

@@ -317,7 +317,7 @@ impl TxnCoordinator {
     /// Logs the state of `id` durably in its `__transaction_state` partition.
     async fn persist(&self, shard: &Rc<Shard>, id: &str, m: &TxnMetadata) -> Result<(), i16> {
         let partition_count = shard.metadata.borrow().topics.get(TRANSACTION_STATE_TOPIC).map(|t| t.partitions.len()).unwrap_or(0);
-        let index = crate::groups::offsets::partition_for(id, partition_count);
+        let index = crate::coordinator::partition_for(id, partition_count);
         let Some(p) = shard.local_partition(TRANSACTION_STATE_TOPIC, index) else {
             tracing::error!(transactional_id = id, partition = index, "transaction state partition is not on this shard");
             return Err(ec::NOT_COORDINATOR);

@@ -23,14 +23,19 @@ use shardlog_protocol::error_code as ec;
 pub use coordinator::{TxnConfig, TxnCoordinator};
 pub use state_log::TRANSACTION_STATE_TOPIC;
 
+use crate::coordinator::{coordinator_call, Coordinator};
 use crate::shard::router::ShardCall;
 use crate::shard::{Shard, TxnVerification};
 
 /// Markers carry the coordinator epoch; a single broker is always coordinator epoch 0.
 pub const COORDINATOR_EPOCH: i32 = 0;
 
+/// Transactional ids are found by their `__transaction_state` partition: callers reach an id's
+/// coordinator with [`crate::coordinator::coordinator_call`] and this.
+pub const COORDINATOR: Coordinator = Coordinator { name: "transaction", state_topic: TRANSACTION_STATE_TOPIC };
+
 // The calls the transaction coordinator answers, each with its reply type. They travel to the
-// coordinator shard of their transactional id (see [`call`]).
+// coordinator shard of their transactional id (see [`COORDINATOR`]).
 
 /// InitProducerId with a transactional id: the producer id and epoch, or the error code.
 #[derive(Debug, Clone)]
@@ -120,23 +125,6 @@ pub struct TxnDescription {
     pub partitions: Vec<(String, i32)>,
 }
 
-/// The shard that coordinates `transactional_id`, or None before the state topic exists.
-pub fn coordinator_shard(meta: &crate::metadata::ClusterMetadata, transactional_id: &str) -> Option<usize> {
-    let topic = meta.topics.get(TRANSACTION_STATE_TOPIC)?;
-    let partition = crate::groups::offsets::partition_for(transactional_id, topic.partitions.len());
-    topic.partitions.get(partition as usize).filter(|p| p.hosted).map(|p| p.shard)
-}
-
-/// Sends `call` to the coordinator of `transactional_id` and returns its reply, or the error
-/// code to answer with when there is no coordinator.
-pub async fn call<C: ShardCall>(shard: &Shard, transactional_id: &str, call: C) -> Result<C::Reply, i16> {
-    let Some(owner) = coordinator_shard(&shard.metadata.borrow(), transactional_id) else { return Err(ec::COORDINATOR_NOT_AVAILABLE) };
-    shard.call(owner, call).await.map_err(|e| {
-        tracing::warn!(transactional_id, error = %e, "transaction coordinator unreachable");
-        ec::COORDINATOR_NOT_AVAILABLE
-    })
-}
-
 /// Creates this shard's transaction coordinator, registers it for the transaction calls routed
 /// here, and gives the shard its KIP-890 verifier (which asks the producer's coordinator,
 /// wherever it is). Once the shard has its partitions, [`TxnCoordinator::load`] replays them.
@@ -183,7 +171,7 @@ pub fn start(shard: &Rc<Shard>, config: TxnConfig) -> Rc<TxnCoordinator> {
                 producer_epoch: v.producer_epoch,
                 partition: (v.topic, v.partition),
             };
-            call(&shard, &transactional_id, verify).await.unwrap_or_else(|code| code)
+            coordinator_call(&shard, COORDINATOR, &transactional_id, verify).await.unwrap_or_else(|code| code)
         })
     });
     assert!(shard.txn_verifier.set(verifier).is_ok(), "one transaction coordinator per shard");

@@ -24,7 +24,7 @@ use shardlog_protocol::kafka_protocol;
 
 use super::offsets::CommittedOffset;
 use super::responses;
-use super::{GroupCall, GroupReply, ListedGroupInfo};
+use super::ListedGroupInfo;
 use crate::runtime;
 use crate::shard::Shard;
 use crate::storage::log::now_ms;
@@ -173,44 +173,7 @@ impl GroupCoordinator {
         }
     }
 
-    pub async fn handle(&self, shard: &Rc<Shard>, call: GroupCall) -> GroupReply {
-        match call {
-            GroupCall::Join { request, version, client_id, client_host } => GroupReply::Join(self.join(request, version, client_id, client_host).await),
-            GroupCall::Sync { request, version } => GroupReply::Sync(self.sync(request, version).await),
-            GroupCall::Heartbeat { request } => GroupReply::Heartbeat(self.heartbeat(&request)),
-            GroupCall::Leave { request, version } => GroupReply::Leave(self.leave(request, version)),
-            GroupCall::Commit { group, generation, member_id, instance_id, offsets } => {
-                GroupReply::Commit(self.commit(shard, &group, generation, &member_id, instance_id.as_deref(), offsets).await)
-            }
-            GroupCall::Fetch { group, topics, require_stable } => {
-                let (code, list) = self.fetch_offsets(shard, &group, topics, require_stable);
-                GroupReply::Fetch(code, list)
-            }
-            GroupCall::TxnCommit { group, producer_id, producer_epoch, generation, member_id, instance_id, offsets } => {
-                GroupReply::Commit(self.txn_commit(shard, &group, producer_id, producer_epoch, generation, &member_id, instance_id.as_deref(), offsets).await)
-            }
-            GroupCall::Describe { group } => {
-                let meta = shard.metadata.borrow().clone();
-                GroupReply::Describe(Box::new(self.describe(&meta, &group)))
-            }
-            GroupCall::List => GroupReply::List(self.list()),
-            GroupCall::ConsumerHeartbeat { request, client_id, client_host } => {
-                let meta = shard.metadata.borrow().clone();
-                GroupReply::ConsumerHeartbeat(Box::new(self.consumer_heartbeat(&meta, request, client_id, client_host)))
-            }
-            GroupCall::ConsumerDescribe { group } => {
-                let meta = shard.metadata.borrow().clone();
-                GroupReply::ConsumerDescribe(Box::new(self.consumer_describe(&meta, &group)))
-            }
-            GroupCall::Delete { group } => GroupReply::Delete(self.delete(shard, &group).await),
-            GroupCall::OffsetDelete { group, partitions } => {
-                let (code, list) = self.offset_delete(shard, &group, partitions).await;
-                GroupReply::OffsetDelete(code, list)
-            }
-        }
-    }
-
-    async fn join(&self, request: JoinGroupRequest, version: i16, client_id: String, client_host: String) -> JoinGroupResponse {
+    pub(in crate::groups) async fn join(&self, request: JoinGroupRequest, version: i16, client_id: String, client_host: String) -> JoinGroupResponse {
         let group_id = request.group_id.0.to_string();
         let member_id = request.member_id.to_string();
         if group_id.is_empty() {
@@ -247,7 +210,7 @@ impl GroupCoordinator {
         rx.await.unwrap_or_else(|_| responses::join_error(ec::UNKNOWN_MEMBER_ID, &member_id))
     }
 
-    async fn sync(&self, request: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+    pub(in crate::groups) async fn sync(&self, request: SyncGroupRequest, version: i16) -> SyncGroupResponse {
         let group_id = request.group_id.0.to_string();
         let (waiter, rx) = self.waiters.sync();
         let event = SyncRequest {
@@ -272,13 +235,13 @@ impl GroupCoordinator {
         rx.await.unwrap_or_else(|_| responses::sync_error(ec::REBALANCE_IN_PROGRESS))
     }
 
-    fn heartbeat(&self, request: &HeartbeatRequest) -> i16 {
+    pub(in crate::groups) fn heartbeat(&self, request: &HeartbeatRequest) -> i16 {
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups.get_mut(request.group_id.0.as_str()) else { return ec::UNKNOWN_MEMBER_ID };
         group.classic.heartbeat(request.generation_id, &request.member_id, request.group_instance_id.as_deref(), now_ms())
     }
 
-    fn leave(&self, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    pub(in crate::groups) fn leave(&self, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
         let group_id = request.group_id.0.to_string();
         let leaving: Vec<(String, Option<String>)> = if version >= 3 {
             request.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|s| s.to_string()))).collect()
@@ -314,12 +277,12 @@ impl GroupCoordinator {
         }
     }
 
-    fn describe(&self, meta: &crate::metadata::ClusterMetadata, group_id: &str) -> DescribeGroupsResponse {
+    pub(in crate::groups) fn describe(&self, meta: &crate::metadata::ClusterMetadata, group_id: &str) -> DescribeGroupsResponse {
         let groups = self.groups.borrow();
         responses::describe(meta, group_id, groups.get(group_id))
     }
 
-    fn list(&self) -> Vec<ListedGroupInfo> {
+    pub(in crate::groups) fn list(&self) -> Vec<ListedGroupInfo> {
         self.groups.borrow().iter().filter(|(_, g)| g.classic.state() != GroupState::Dead).map(|(id, g)| responses::listed(id, g)).collect()
     }
 
