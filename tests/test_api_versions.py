@@ -75,8 +75,12 @@ CONFIG_APIS = {
     35: (1, 4),  # DescribeLogDirs
 }
 
+CLUSTER_APIS = {
+    55: (0, 2),  # DescribeQuorum (served and checked in test_cluster_quorum.py)
+}
+
 # Everything shardlog advertises.
-EXPECTED_APIS = {**CORE_APIS, **GROUP_APIS, **PRODUCER_APIS, **SECURITY_APIS, **CONFIG_APIS}
+EXPECTED_APIS = {**CORE_APIS, **GROUP_APIS, **PRODUCER_APIS, **SECURITY_APIS, **CONFIG_APIS, **CLUSTER_APIS}
 
 
 def test_api_versions_advertises_exactly_the_served_set(broker):

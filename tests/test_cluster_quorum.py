@@ -129,6 +129,72 @@ def test_three_nodes_spread_a_topic_and_two_clients_round_trip_through_one_addre
     assert code == NOT_LEADER_OR_FOLLOWER
 
 
+DESCRIBE_QUORUM = 55
+
+
+def describe_quorum(node, version: int) -> dict:
+    """DescribeQuorum for __cluster_metadata-0 on the wire (flexible from v0), as
+    kafka-metadata-quorum.sh sends it; returns the partition's fields."""
+    body = (
+        kafkawire.uvarint(2)  # one topic (compact array: length + 1)
+        + kafkawire.compact_string("__cluster_metadata")
+        + kafkawire.uvarint(2)  # one partition
+        + kafkawire.i32(0)
+        + kafkawire.TAGGED_FIELDS_EMPTY
+        + kafkawire.TAGGED_FIELDS_EMPTY
+        + kafkawire.TAGGED_FIELDS_EMPTY
+    )
+    with kafkawire.Connection(node.port) as conn:
+        raw = conn.request(lambda cid: kafkawire.frame(kafkawire.request_header(DESCRIBE_QUORUM, version, cid, flexible=True) + body))
+    r = kafkawire.Reader(raw)
+    r.skip_tagged_fields()  # response header v1
+    out = {"error_code": r.i16()}
+    if version >= 2:
+        length = r.uvarint()
+        if length > 0:
+            r.take(length - 1)  # error message
+    assert r.uvarint() == 2, "one topic"
+    name_length = r.uvarint()
+    assert r.take(name_length - 1) == b"__cluster_metadata"
+    assert r.uvarint() == 2, "one partition"
+    out["partition"] = r.i32()
+    out["partition_error"] = r.i16()
+    if version >= 2:
+        length = r.uvarint()
+        if length > 0:
+            r.take(length - 1)
+    out["leader"], out["epoch"], out["high_watermark"] = r.i32(), r.i32(), r.i64()
+    voters = []
+    for _ in range(r.uvarint() - 1):
+        replica = r.i32()
+        if version >= 2:
+            r.take(16)  # directory id
+        log_end = r.i64()
+        if version >= 1:
+            r.i64(), r.i64()
+        r.skip_tagged_fields()
+        voters.append((replica, log_end))
+    out["voters"] = voters
+    return out
+
+
+def test_describe_quorum_names_the_active_controller_from_any_node(broker_factory):
+    nodes = make_cluster(broker_factory)
+    for n in nodes:
+        n.launch()
+    for n in nodes:
+        n.wait_ready()
+    leader = leader_of(nodes)
+    wait_converged(nodes, INTERNAL_TOPICS)
+    for n in nodes:
+        for version in (0, 1, 2):
+            d = describe_quorum(n, version)
+            assert (d["error_code"], d["partition_error"]) == (0, 0), d
+            assert d["leader"] == leader and d["epoch"] == status(n)["quorum"]["term"], d
+            assert sorted(v[0] for v in d["voters"]) == [1, 2, 3], d
+            assert d["high_watermark"] >= 1 and dict(d["voters"])[leader] >= d["high_watermark"], d
+
+
 def test_killing_the_active_controller_elects_another_that_loses_no_topic(broker_factory):
     nodes = make_cluster(broker_factory)
     for n in nodes:

@@ -148,6 +148,7 @@ request_bodies! {
     DeleteTopics => DeleteTopicsRequest,
     CreatePartitions => CreatePartitionsRequest,
     DescribeCluster => DescribeClusterRequest,
+    DescribeQuorum => DescribeQuorumRequest,
     FindCoordinator => FindCoordinatorRequest,
     JoinGroup => JoinGroupRequest,
     SyncGroup => SyncGroupRequest,

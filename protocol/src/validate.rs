@@ -278,6 +278,7 @@ static APIS: &[Api] = &[
     Api::new(47, "0", "none", &OFFSET_DELETE),
     Api::new(50, "0", "0+", &DESCRIBE_USER_SCRAM_CREDENTIALS),
     Api::new(51, "0", "0+", &ALTER_USER_SCRAM_CREDENTIALS),
+    Api::new(55, "0-2", "0+", &DESCRIBE_QUORUM),
     Api::new(60, "0-1", "0+", &DESCRIBE_CLUSTER),
     Api::new(61, "0", "0+", &DESCRIBE_PRODUCERS),
     Api::new(65, "0", "0+", &DESCRIBE_TRANSACTIONS),
@@ -813,6 +814,18 @@ static OFFSET_DELETE_TOPIC: Struct = plain_struct!("OffsetDeleteRequestTopic" {
     "Partitions": array(&OFFSET_DELETE_PARTITION), "0+";
 });
 static OFFSET_DELETE_PARTITION: Struct = plain_struct!("OffsetDeleteRequestPartition" {
+    "PartitionIndex": INT32, "0+";
+});
+
+// DescribeQuorum (55)
+static DESCRIBE_QUORUM: Struct = plain_struct!("DescribeQuorumRequest" {
+    "Topics": array(&DESCRIBE_QUORUM_TOPIC), "0+";
+});
+static DESCRIBE_QUORUM_TOPIC: Struct = plain_struct!("TopicData" {
+    "TopicName": STRING, "0+";
+    "Partitions": array(&DESCRIBE_QUORUM_PARTITION), "0+";
+});
+static DESCRIBE_QUORUM_PARTITION: Struct = plain_struct!("PartitionData" {
     "PartitionIndex": INT32, "0+";
 });
 

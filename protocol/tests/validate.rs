@@ -121,6 +121,7 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (47, 0, 0),
     (50, 0, 0),
     (51, 0, 0),
+    (55, 0, 2),
     (60, 0, 1),
     (61, 0, 0),
     (65, 0, 0),
@@ -665,6 +666,13 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                     .with_iterations(4096)
                     .with_salt(bytes(b"salt"))
                     .with_salted_password(bytes(&[7u8; 32]))]);
+            encode(&request, v)
+        }
+        55 => {
+            use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+            let request = kafka_protocol::messages::DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+                .with_topic_name(topic("__cluster_metadata"))
+                .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
             encode(&request, v)
         }
         60 => {

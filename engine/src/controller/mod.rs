@@ -113,6 +113,28 @@ impl ShardCall for DeleteAcls {
     type Reply = Result<Vec<Vec<crate::authorizer::AclBinding>>, (i16, String)>;
 }
 
+/// DescribeQuorum: the metadata quorum as its leader sees it.
+#[derive(Debug)]
+pub struct DescribeQuorum;
+
+/// The metadata quorum as its leader sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuorumDescription {
+    pub leader: i32,
+    /// The Raft term: KRaft's leader epoch.
+    pub term: u64,
+    /// The commit index: KRaft's high watermark.
+    pub high_watermark: u64,
+    /// (node id, last index known in its log), every voter.
+    pub voters: Vec<(i32, u64)>,
+    /// (node id, controller listener address), every voter.
+    pub endpoints: Vec<(i32, String)>,
+}
+
+impl ShardCall for DescribeQuorum {
+    type Reply = Result<QuorumDescription, (i16, String)>;
+}
+
 /// Upper bound on partitions per topic, so that one request cannot create millions of files.
 pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
 
@@ -150,6 +172,7 @@ enum Forwarded {
     AllocateProducerId,
     DeleteAcls(Vec<crate::authorizer::AclFilter>),
     RegisterBroker(BrokerRegistration),
+    DescribeQuorum,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -158,6 +181,7 @@ enum ForwardedReply {
     ProducerId(Result<i64, i16>),
     DeleteAcls(Result<Vec<Vec<crate::authorizer::AclBinding>>, (i16, String)>),
     Registered(Result<(), (i16, String)>),
+    Quorum(Result<QuorumDescription, (i16, String)>),
 }
 
 /// Where a controller call is answered.
@@ -209,6 +233,11 @@ impl Controller {
         shard.router.serve(move |_: AllocateProducerId| {
             let c = c.clone();
             async move { c.allocate_producer_id().await }
+        });
+        let c = controller.clone();
+        shard.router.serve(move |_: DescribeQuorum| {
+            let c = c.clone();
+            async move { c.describe_quorum().await }
         });
         let c = controller.clone();
         shard.router.serve(move |request: DeleteAcls| {
@@ -325,12 +354,40 @@ impl Controller {
             Ok(Forwarded::AllocateProducerId) => ForwardedReply::ProducerId(self.allocate_producer_id_here().await),
             Ok(Forwarded::DeleteAcls(filters)) => ForwardedReply::DeleteAcls(self.delete_acls_here(DeleteAcls { filters }).await),
             Ok(Forwarded::RegisterBroker(r)) => ForwardedReply::Registered(self.register_broker_here(r).await),
+            Ok(Forwarded::DescribeQuorum) => ForwardedReply::Quorum(self.describe_quorum_here()),
             Err(e) => {
                 tracing::warn!(from, error = %e, "a forwarded controller call does not decode: ignored (nodes of different versions?)");
                 ForwardedReply::Registered(Err((ec::INVALID_REQUEST, format!("undecodable forwarded call: {e}"))))
             }
         };
         serde_json::to_vec(&reply).expect("replies serialize")
+    }
+
+    async fn describe_quorum(&self) -> Result<QuorumDescription, (i16, String)> {
+        match self.route().await {
+            Route::Here => self.describe_quorum_here(),
+            Route::There(leader) => match self.forward(leader, Forwarded::DescribeQuorum).await? {
+                ForwardedReply::Quorum(r) => r,
+                other => Err((ec::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
+            },
+            Route::Nowhere(code, msg) => Err((code, msg)),
+        }
+    }
+
+    fn describe_quorum_here(&self) -> Result<QuorumDescription, (i16, String)> {
+        let status = self.quorum().status();
+        if !status.ready_leader {
+            return Err((ec::NOT_LEADER_OR_FOLLOWER, String::from("this node no longer leads the metadata quorum")));
+        }
+        let config = &self.shard.config;
+        let endpoints = if config.quorum.voters.is_empty() {
+            config.controller_listener().map(|l| vec![(config.node_id, l.bind.to_string())]).unwrap_or_default()
+        } else {
+            config.quorum.voters.iter().map(|v| (v.node_id, v.address.clone())).collect()
+        };
+        let mut voters = status.voter_progress.clone();
+        voters.sort();
+        Ok(QuorumDescription { leader: config.node_id, term: status.term, high_watermark: status.commit_index, voters, endpoints })
     }
 
     /// This node's registration: how clients reach it.
