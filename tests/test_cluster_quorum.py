@@ -44,6 +44,8 @@ def make_cluster(broker_factory, count: int = 3, cluster_ids: list[str] | None =
             "cluster.id": (cluster_ids or [CLUSTER_ID] * count)[i],
             "controller.quorum.fetch.timeout.ms": 600,
             "controller.quorum.election.timeout.ms": 400,
+            "broker.heartbeat.interval.ms": 200,
+            "broker.session.timeout.ms": 1500,
             "offsets.topic.num.partitions": 3,
             "transaction.state.log.num.partitions": 3,
         }
@@ -240,3 +242,39 @@ def test_a_node_of_another_cluster_is_refused_and_changes_nothing(broker_factory
     assert stranger.is_alive()
     assert "shardlog is ready" not in stranger.run_log()
     assert {status(n)["quorum"]["term"] for n in good} == {status(good[0])["quorum"]["term"]}
+
+
+def test_a_silent_broker_is_fenced_leads_nothing_and_returns_when_it_heartbeats(broker_factory):
+    nodes = make_cluster(broker_factory)
+    for n in nodes:
+        n.launch()
+    for n in nodes:
+        n.wait_ready()
+    leader = leader_of(nodes)
+    wait_brokers(nodes)
+    create_topic(nodes[leader - 1], "fenced", 6)
+    wait_converged(nodes, INTERNAL_TOPICS + 1)
+    victim = next(i + 1 for i in range(3) if i + 1 != leader)
+    admin = AdminClient({"bootstrap.servers": nodes[leader - 1].bootstrap})
+    led = sorted(p for p, pm in admin.list_topics(topic="fenced", timeout=10).topics["fenced"].partitions.items() if pm.leader == victim)
+    assert len(led) == 2, led
+    nodes[victim - 1].kill9()
+
+    def fenced():
+        md = admin.list_topics(topic="fenced", timeout=10)
+        partitions = md.topics["fenced"].partitions
+        return victim not in md.brokers and all(partitions[p].leader == -1 for p in led)
+    wait_until(fenced, f"node {victim} to be fenced and its partitions {led} left without a leader", timeout_s=30)
+    # The others still lead theirs.
+    partitions = admin.list_topics(topic="fenced", timeout=10).topics["fenced"].partitions
+    assert all(pm.leader in (1, 2, 3) for p, pm in partitions.items() if p not in led)
+    nodes[victim - 1].start()
+
+    def back():
+        md = admin.list_topics(topic="fenced", timeout=10)
+        return victim in md.brokers and all(md.topics["fenced"].partitions[p].leader == victim for p in led)
+    wait_until(back, f"node {victim} to register again and lead {led}", timeout_s=30)
+    producer = clients.confluent_producer(nodes[leader - 1].bootstrap)
+    for p in led:
+        producer.produce("fenced", value=b"after", partition=p)
+    assert producer.flush(30) == 0

@@ -135,6 +135,11 @@ pub struct QuorumConfig {
     /// `controller.quorum.election.timeout.ms`: the spread of the random wait before standing
     /// (so that voters rarely stand at once, and a split vote is retried after it).
     pub election_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`: how often a broker tells the active controller it lives.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced (it leads
+    /// nothing and is not listed to clients) until it heartbeats again.
+    pub broker_session_timeout_ms: u64,
 }
 
 impl Default for QuorumConfig {
@@ -147,6 +152,8 @@ impl Default for QuorumConfig {
             controller_listener_names: Vec::new(),
             fetch_timeout_ms: 2000,
             election_timeout_ms: 1000,
+            broker_heartbeat_interval_ms: 2000,
+            broker_session_timeout_ms: 9000,
         }
     }
 }
@@ -335,6 +342,8 @@ impl BrokerConfig {
                 "controller.listener.names" => c.quorum.controller_listener_names = value.split(',').map(str::trim).filter(|n| !n.is_empty()).map(String::from).collect(),
                 "controller.quorum.fetch.timeout.ms" => c.quorum.fetch_timeout_ms = positive(value, key)? as u64,
                 "controller.quorum.election.timeout.ms" => c.quorum.election_timeout_ms = positive(value, key)? as u64,
+                "broker.heartbeat.interval.ms" => c.quorum.broker_heartbeat_interval_ms = positive(value, key)? as u64,
+                "broker.session.timeout.ms" => c.quorum.broker_session_timeout_ms = positive(value, key)? as u64,
                 "log.dirs" | "log.dir" => {
                     c.log_dirs = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
                     if c.log_dirs.is_empty() {
@@ -440,6 +449,13 @@ impl BrokerConfig {
     /// The quorum settings must agree with each other and with the listeners.
     fn check_quorum(&self) -> Result<()> {
         let q = &self.quorum;
+        if q.broker_session_timeout_ms <= q.broker_heartbeat_interval_ms {
+            bail!(
+                "broker.session.timeout.ms={} must be longer than broker.heartbeat.interval.ms={}, or every broker is fenced between two heartbeats",
+                q.broker_session_timeout_ms,
+                q.broker_heartbeat_interval_ms
+            );
+        }
         if !q.broker {
             bail!("process.roles=controller: a controller-only node is not supported yet; use process.roles=broker,controller");
         }

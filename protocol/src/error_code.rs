@@ -95,6 +95,7 @@ error_codes! {
 
     // The cluster and its metadata quorum.
     NOT_CONTROLLER = 41,
+    STALE_BROKER_EPOCH = 77,
 }
 
 /// A Kafka error code as Kafka names it, with the number: `COORDINATOR_NOT_AVAILABLE (15)`.

@@ -157,6 +157,11 @@ pub struct Controller {
     /// The term in which this node last wrote the records every cluster needs (cluster id,
     /// internal topics); once per term it leads.
     bootstrapped_term: Cell<u64>,
+    /// While this node leads: when each broker last heartbeat, and the term these times are
+    /// of (a new leader gives every broker a full session from its first look).
+    heartbeats: RefCell<(u64, std::collections::HashMap<i32, std::time::Instant>)>,
+    /// This node's registration, once the controller has it.
+    registered: RefCell<Option<BrokerRegistration>>,
 }
 
 /// How long a metadata change waits for a leader of the quorum (an election in progress)
@@ -173,6 +178,7 @@ enum Forwarded {
     DeleteAcls(Vec<crate::authorizer::AclFilter>),
     RegisterBroker(BrokerRegistration),
     DescribeQuorum,
+    Heartbeat { node_id: i32, incarnation_id: uuid::Uuid },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -182,6 +188,7 @@ enum ForwardedReply {
     DeleteAcls(Result<Vec<Vec<crate::authorizer::AclBinding>>, (i16, String)>),
     Registered(Result<(), (i16, String)>),
     Quorum(Result<QuorumDescription, (i16, String)>),
+    Heartbeat(Result<(), (i16, String)>),
 }
 
 /// Where a controller call is answered.
@@ -223,6 +230,8 @@ impl Controller {
             view: RefCell::new(view.clone()),
             quorum: OnceCell::new(),
             bootstrapped_term: Cell::new(0),
+            heartbeats: RefCell::new((0, std::collections::HashMap::new())),
+            registered: RefCell::new(None),
         });
         let c = controller.clone();
         shard.router.serve(move |request: ControllerRequest| {
@@ -263,8 +272,8 @@ impl Controller {
         let _ = controller.quorum.set(q);
         let c = Rc::downgrade(&controller);
         crate::runtime::spawn(async move { lead(c).await }).detach();
-        let c = controller.clone();
-        crate::runtime::spawn(async move { c.register().await }).detach();
+        let c = Rc::downgrade(&controller);
+        crate::runtime::spawn(async move { keep_registered(c).await }).detach();
         controller.wait_for_cluster().await;
         Ok(controller)
     }
@@ -355,6 +364,7 @@ impl Controller {
             Ok(Forwarded::DeleteAcls(filters)) => ForwardedReply::DeleteAcls(self.delete_acls_here(DeleteAcls { filters }).await),
             Ok(Forwarded::RegisterBroker(r)) => ForwardedReply::Registered(self.register_broker_here(r).await),
             Ok(Forwarded::DescribeQuorum) => ForwardedReply::Quorum(self.describe_quorum_here()),
+            Ok(Forwarded::Heartbeat { node_id, incarnation_id }) => ForwardedReply::Heartbeat(self.heartbeat_here(node_id, incarnation_id).await),
             Err(e) => {
                 tracing::warn!(from, error = %e, "a forwarded controller call does not decode: ignored (nodes of different versions?)");
                 ForwardedReply::Registered(Err((ec::INVALID_REQUEST, format!("undecodable forwarded call: {e}"))))
@@ -401,6 +411,7 @@ impl Controller {
                 .map(|l| BrokerEndpoint { listener: l.name.clone(), host: l.advertised_host.clone(), port: l.advertised_port })
                 .collect(),
             rack: config.properties.get("broker.rack").cloned(),
+            fenced: false,
         }
     }
 
@@ -410,8 +421,81 @@ impl Controller {
         let old = self.view.borrow().clone();
         let mut new = old.clone();
         tracing::info!(node_id = registration.node_id, endpoints = ?registration.endpoints, "broker registered");
-        new.brokers.insert(registration.node_id, registration);
-        self.commit(&old, &new).await
+        let node_id = registration.node_id;
+        new.brokers.insert(node_id, registration);
+        // A broker fenced while it was down leads its partitions again.
+        set_fenced(&mut new, node_id, false);
+        self.commit(&old, &new).await?;
+        self.heartbeat_times().insert(node_id, std::time::Instant::now());
+        Ok(())
+    }
+
+    /// A broker's heartbeat, at the active controller: notes it, and unfences the broker if
+    /// it was fenced. A broker the controller does not know under this incarnation is told to
+    /// register again (STALE_BROKER_EPOCH).
+    async fn heartbeat_here(&self, node_id: i32, incarnation_id: uuid::Uuid) -> Result<(), (i16, String)> {
+        self.ensure_ready().await?;
+        let fenced = match self.view.borrow().brokers.get(&node_id) {
+            Some(b) if b.incarnation_id == incarnation_id => b.fenced,
+            _ => return Err((ec::STALE_BROKER_EPOCH, format!("node {node_id} is not registered under this incarnation; register again"))),
+        };
+        self.heartbeat_times().insert(node_id, std::time::Instant::now());
+        if fenced {
+            let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
+            let old = self.view.borrow().clone();
+            let mut new = old.clone();
+            set_fenced(&mut new, node_id, false);
+            tracing::info!(node_id, "broker heartbeats again: unfenced, its partitions led by it again");
+            self.commit(&old, &new).await?;
+        }
+        Ok(())
+    }
+
+    /// The heartbeat times of the current term.
+    fn heartbeat_times(&self) -> std::cell::RefMut<'_, std::collections::HashMap<i32, std::time::Instant>> {
+        let term = self.quorum().status().term;
+        let mut heartbeats = self.heartbeats.borrow_mut();
+        if heartbeats.0 != term {
+            *heartbeats = (term, std::collections::HashMap::new());
+        }
+        std::cell::RefMut::map(heartbeats, |h| &mut h.1)
+    }
+
+    /// At the active controller: fences every broker not heard from for
+    /// `broker.session.timeout.ms` (each gets a full session from this leader's first look).
+    async fn fence_silent_brokers(&self) {
+        let session = Duration::from_millis(self.shard.config.quorum.broker_session_timeout_ms);
+        let now = std::time::Instant::now();
+        let silent: Vec<i32> = {
+            let view = self.view.borrow();
+            let mut times = self.heartbeat_times();
+            view.brokers
+                .values()
+                .filter(|b| !b.fenced)
+                .filter(|b| now.duration_since(*times.entry(b.node_id).or_insert(now)) > session)
+                .map(|b| b.node_id)
+                .collect()
+        };
+        if silent.is_empty() {
+            return;
+        }
+        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
+        if self.ensure_ready().await.is_err() {
+            return;
+        }
+        let old = self.view.borrow().clone();
+        let mut new = old.clone();
+        for id in &silent {
+            tracing::warn!(
+                node_id = id,
+                session_timeout_ms = session.as_millis() as u64,
+                "broker not heard from within broker.session.timeout.ms: fenced, its partitions have no leader until it returns"
+            );
+            set_fenced(&mut new, *id, true);
+        }
+        if let Err((code, msg)) = self.commit(&old, &new).await {
+            tracing::warn!(code, error = %msg, "fencing silent brokers failed; trying again");
+        }
     }
 
     /// Registers this node with the active controller, retrying until it is done.
@@ -428,7 +512,10 @@ impl Controller {
                 Route::Nowhere(code, msg) => Err((code, msg)),
             };
             match outcome {
-                Ok(()) => return,
+                Ok(()) => {
+                    *self.registered.borrow_mut() = Some(registration);
+                    return;
+                }
                 Err((code, msg)) => tracing::debug!(code, error = %msg, "registration with the controller not done yet; retrying"),
             }
             crate::runtime::sleep(REGISTRATION_RETRY).await;
@@ -551,7 +638,62 @@ impl records::LocalNode for LocalPlacer<'_> {
     }
 }
 
-/// Whenever this node becomes the ready leader, writes what the cluster needs first.
+/// Fences or unfences broker `node_id` in `view`: a fenced broker leads nothing (its partitions
+/// get no leader, in a new leader epoch), and an unfenced one leads again those of its
+/// partitions that have no leader and name it first.
+fn set_fenced(view: &mut ClusterMetadata, node_id: i32, fenced: bool) {
+    let Some(b) = view.brokers.get_mut(&node_id) else { return };
+    b.fenced = fenced;
+    for p in view.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
+        let change = if fenced { p.leader == node_id } else { p.leader == records::NO_LEADER && p.replicas.first() == Some(&node_id) };
+        if change {
+            p.leader = if fenced { records::NO_LEADER } else { node_id };
+            p.leader_epoch += 1;
+            p.partition_epoch += 1;
+        }
+    }
+}
+
+/// Registers this node, then heartbeats every `broker.heartbeat.interval.ms`; registers again
+/// when the controller no longer knows it.
+async fn keep_registered(controller: Weak<Controller>) {
+    let interval = match controller.upgrade() {
+        Some(c) => Duration::from_millis(c.shard.config.quorum.broker_heartbeat_interval_ms),
+        None => return,
+    };
+    loop {
+        let Some(c) = controller.upgrade() else { return };
+        let registration = c.registered.borrow().clone();
+        match registration {
+            None => c.register().await,
+            Some(r) => {
+                let outcome = match c.route().await {
+                    Route::Here => c.heartbeat_here(r.node_id, r.incarnation_id).await,
+                    Route::There(leader) => match c.forward(leader, Forwarded::Heartbeat { node_id: r.node_id, incarnation_id: r.incarnation_id }).await {
+                        Ok(ForwardedReply::Heartbeat(r)) => r,
+                        Ok(other) => Err((ec::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
+                        Err(e) => Err(e),
+                    },
+                    Route::Nowhere(code, msg) => Err((code, msg)),
+                };
+                match outcome {
+                    Ok(()) => {}
+                    Err((ec::STALE_BROKER_EPOCH, msg)) => {
+                        tracing::info!(error = %msg, "registering with the controller again");
+                        *c.registered.borrow_mut() = None;
+                        continue;
+                    }
+                    Err((code, msg)) => tracing::debug!(code, error = %msg, "heartbeat not delivered"),
+                }
+            }
+        }
+        drop(c);
+        crate::runtime::sleep(interval).await;
+    }
+}
+
+/// Whenever this node becomes the ready leader, writes what the cluster needs first; while it
+/// leads, fences brokers that stopped heartbeating.
 async fn lead(controller: Weak<Controller>) {
     loop {
         let Some(c) = controller.upgrade() else { return };
@@ -561,6 +703,9 @@ async fn lead(controller: Weak<Controller>) {
                 Ok(()) => c.bootstrapped_term.set(status.term),
                 Err((code, msg)) => tracing::warn!(code, error = %msg, "writing the cluster's first metadata records failed; trying again"),
             }
+        }
+        if status.ready_leader && c.bootstrapped_term.get() == status.term {
+            c.fence_silent_brokers().await;
         }
         let quorum = c.quorum().clone();
         drop(c);
@@ -764,7 +909,7 @@ impl Controller {
 /// cluster already holds. With no broker registered yet (a new cluster's first records), this
 /// node. `siblings`: the topic's existing partitions.
 fn assign_replicas(meta: &ClusterMetadata, siblings: &[PartitionPlacement], placed: &mut [PartitionPlacement], this_node: i32) {
-    let mut load: BTreeMap<i32, (usize, usize)> = meta.brokers.keys().map(|&id| (id, (0, 0))).collect();
+    let mut load: BTreeMap<i32, (usize, usize)> = meta.brokers.values().filter(|b| !b.fenced).map(|b| (b.node_id, (0, 0))).collect();
     if load.is_empty() {
         load.insert(this_node, (0, 0));
     }

@@ -116,6 +116,9 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
                             )
                         };
                         p.leader_id = leader;
+                        if leader.0 == crate::metadata::records::NO_LEADER {
+                            p.error_code = ec::LEADER_NOT_AVAILABLE;
+                        }
                         if header.api_version >= 7 {
                             p.leader_epoch = placement.leader_epoch;
                         }

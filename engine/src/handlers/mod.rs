@@ -168,6 +168,7 @@ impl<'a> Context<'a> {
         let mut out: Vec<BrokerAddress> = meta
             .brokers
             .values()
+            .filter(|b| !b.fenced)
             .filter_map(|b| {
                 let e = b.endpoint(&listener.name)?;
                 Some(BrokerAddress { node_id: b.node_id, host: e.host.clone(), port: e.port, rack: b.rack.clone() })

@@ -149,6 +149,10 @@ pub struct BrokerRegistration {
     pub endpoints: Vec<BrokerEndpoint>,
     /// `broker.rack`.
     pub rack: Option<String>,
+    /// Not heard from for `broker.session.timeout.ms`: leads nothing, and is not listed to
+    /// clients, until it heartbeats again.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

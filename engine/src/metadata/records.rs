@@ -69,6 +69,11 @@ pub enum MetadataRecord {
     RegisterBroker {
         registration: BrokerRegistration,
     },
+    /// A broker missed its session (`fenced`), or heartbeats again.
+    BrokerFencing {
+        node_id: i32,
+        fenced: bool,
+    },
 }
 
 /// What applying records needs to know about the node it runs on.
@@ -120,8 +125,12 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata, node_id: i32) -> Vec<M
         records.push(MetadataRecord::ProducerIds { block_end: new.producer_id_block_end });
     }
     for (id, registration) in &new.brokers {
-        if old.brokers.get(id) != Some(registration) {
-            records.push(MetadataRecord::RegisterBroker { registration: registration.clone() });
+        match old.brokers.get(id) {
+            Some(before) if before == registration => {}
+            Some(before) if BrokerRegistration { fenced: registration.fenced, ..before.clone() } == *registration => {
+                records.push(MetadataRecord::BrokerFencing { node_id: *id, fenced: registration.fenced })
+            }
+            _ => records.push(MetadataRecord::RegisterBroker { registration: registration.clone() }),
         }
     }
     records
@@ -216,6 +225,11 @@ pub fn apply(view: &mut ClusterMetadata, record: &MetadataRecord, node: &dyn Loc
         MetadataRecord::ProducerIds { block_end } => view.producer_id_block_end = *block_end,
         MetadataRecord::RegisterBroker { registration } => {
             view.brokers.insert(registration.node_id, registration.clone());
+        }
+        MetadataRecord::BrokerFencing { node_id, fenced } => {
+            if let Some(b) = view.brokers.get_mut(node_id) {
+                b.fenced = *fenced;
+            }
         }
     }
     Ok(())

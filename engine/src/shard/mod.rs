@@ -96,9 +96,11 @@ impl Shard {
         meta_dir(&self.config)
     }
 
-    /// The owner shard of a partition, or None if the topic or partition does not exist.
+    /// The owner shard of a partition this node leads, or None if the topic or partition
+    /// does not exist, or another broker leads it (or none does: its broker is fenced).
     pub fn owner(&self, topic: &str, partition: i32) -> Option<usize> {
-        self.metadata.borrow().placement(topic, partition).map(|p| p.shard)
+        let node_id = self.config.node_id;
+        self.metadata.borrow().placement(topic, partition).filter(|p| p.replicas.is_empty() || p.leader == node_id).map(|p| p.shard)
     }
 
     /// The error for a partition this shard does not hold: KAFKA_STORAGE_ERROR if the metadata
