@@ -12,10 +12,11 @@
 //! - executors pinned to cores ([`Executor`], [`Placement`]) and the channel mesh between them
 //!   ([`MeshBuilder`], [`Senders`], [`Receivers`]);
 //! - shard-local synchronisation: [`Semaphore`];
-//! - files: [`remove_file`];
+//! - files: [`read_at`] (buffered reads through io_uring), [`remove_file`];
 //! - the executor's own counters: [`tasks_executed`].
 
 use std::future::Future;
+use std::os::fd::{AsFd, FromRawFd, IntoRawFd};
 
 pub use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 pub use glommio::sync::Semaphore;
@@ -43,6 +44,30 @@ pub async fn spawn_blocking<R: Send + 'static>(work: impl FnOnce() -> R + Send +
 /// `shares` of the CPU against the data path's default queue, and no latency requirement.
 pub fn maintenance_queue(shares: usize, name: &str) -> TaskQueueHandle {
     glommio::executor().create_task_queue(glommio::Shares::Static(shares), glommio::Latency::NotImportant, name)
+}
+
+/// Reads up to `len` bytes of `file` from `position` through io_uring, into the page cache and
+/// from it, fewer only at the end of the file. A page that is not cached makes this task wait
+/// for the disk, not the shard. Buffered rather than O_DIRECT (glommio's DMA reads) on purpose:
+/// the pages read here (batch headers, file bytes for TLS) are usually sent next by sendfile or
+/// read again by another fetch, which then find them cached.
+pub async fn read_at(file: &std::fs::File, position: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    // glommio's file owns and closes its descriptor: give it a duplicate, so that `file` (shared
+    // with fetches on other shards) stays open whatever happens to this read.
+    let descriptor = file.as_fd().try_clone_to_owned()?;
+    // SAFETY: the descriptor is a fresh duplicate that nothing else owns; the BufferedFile takes
+    // it over and closes it.
+    let reader = unsafe { glommio::io::BufferedFile::from_raw_fd(descriptor.into_raw_fd()) };
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let got = reader.read_at(position + out.len() as u64, len - out.len()).await.map_err(std::io::Error::from)?;
+        if got.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&got);
+    }
+    reader.close().await.map_err(std::io::Error::from)?;
+    Ok(out)
 }
 
 /// Removes a file through io_uring.
