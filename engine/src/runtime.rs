@@ -9,8 +9,9 @@
 //!   [`yield_if_needed`]; task queues with shares ([`maintenance_queue`]);
 //! - time: [`sleep`];
 //! - the blocking pool, for system calls that may wait on the disk: [`spawn_blocking`];
-//! - executors pinned to cores ([`Executor`], [`Placement`]) and the channel mesh between them
-//!   ([`MeshBuilder`], [`Senders`], [`Receivers`]);
+//! - executors pinned to cores, each with its blocking pool ([`shard_executor`], [`Executor`],
+//!   [`Placement`]), and the channel mesh between them ([`MeshBuilder`], [`Senders`],
+//!   [`Receivers`]);
 //! - shard-local synchronisation: [`Semaphore`];
 //! - files: [`read_at`] (buffered reads through io_uring), [`remove_file`];
 //! - the executor's own counters: [`tasks_executed`].
@@ -23,6 +24,21 @@ pub use glommio::sync::Semaphore;
 pub use glommio::task::JoinHandle;
 pub use glommio::timer::sleep;
 pub use glommio::{yield_if_needed, LocalExecutorBuilder as Executor, Placement, Task, TaskQueueHandle};
+
+/// Threads in each shard's blocking pool, all on the shard's core (they mostly sleep in system
+/// calls). More than one, so that one slow job does not hold back the others queued behind
+/// it: a segment seal's fsyncs take tens of milliseconds at this disk's p99.9, and a new
+/// segment takes no writes until its predecessor is sealed, while a cold read's sendfile waits
+/// on the disk too. Each job is bounded by its caller (one seal, one step of a sendfile).
+pub const BLOCKING_THREADS_PER_SHARD: usize = 4;
+
+/// An executor pinned to `core`, with a blocking pool of [`BLOCKING_THREADS_PER_SHARD`] threads
+/// on the same core.
+pub fn shard_executor(core: usize, name: &str) -> std::io::Result<Executor> {
+    let cpu = glommio::CpuSet::online().map_err(std::io::Error::from)?.filter(|l| l.cpu == core);
+    let pool = glommio::PoolPlacement::Custom(vec![cpu; BLOCKING_THREADS_PER_SHARD]);
+    Ok(Executor::new(Placement::Fixed(core)).name(name).blocking_thread_pool_placement(pool))
+}
 
 /// Spawns `future` as a task of this shard (never another thread).
 pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) -> Task<T> {
