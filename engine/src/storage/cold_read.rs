@@ -157,6 +157,8 @@ impl ColdRead {
                     // base offset is past it), or is that batch when compaction left a gap.
                     let found_by = seg.index.next_after(relative).map_or(seg.written_bytes, |(_, p)| p as u64);
                     self.phase = Phase::Find { segment_base: seg.base_offset, file, position: position as u64, found_by, written_bytes: seg.written_bytes };
+                    // The window holds another segment's bytes, if any: not this file's.
+                    self.window = Window::default();
                 }
                 Phase::Find { segment_base, file, position, found_by, written_bytes } => {
                     if *position + BATCH_HEADER_BYTES as u64 > *written_bytes {
