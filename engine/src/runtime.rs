@@ -27,7 +27,7 @@ pub use glommio::{yield_if_needed, LocalExecutorBuilder as Executor, Placement, 
 
 /// Threads in each shard's blocking pool, all on the shard's core (they mostly sleep in system
 /// calls). More than one, so that one slow job does not hold back the others queued behind
-/// it: a segment seal's fsyncs take tens of milliseconds at this disk's p99.9, and a new
+/// it: a segment seal's fsyncs take tens of milliseconds at a busy disk's p99.9, and a new
 /// segment takes no writes until its predecessor is sealed, while a cold read's sendfile waits
 /// on the disk too. Each job is bounded by its caller (one seal, one step of a sendfile).
 pub const BLOCKING_THREADS_PER_SHARD: usize = 4;
