@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::runtime::{self, Executor, Full, MeshBuilder, Placement};
+use crate::runtime::{self, Full, MeshBuilder};
 use anyhow::{Context, Result};
 use shardlog_protocol::error_code as ec;
 
@@ -44,7 +44,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         let mesh = mesh.clone();
         let config = config.clone();
         let connection_limits = connection_limits.clone();
-        let mut builder = Executor::new(Placement::Fixed(core)).name(&format!("shard-{core}"));
+        let mut builder = runtime::shard_executor(core, &format!("shard-{core}")).with_context(|| format!("cannot lay out the executor of core {core}"))?;
         if config.spin_before_park_us > 0 {
             builder = builder.spin_before_park(Duration::from_micros(config.spin_before_park_us));
         }

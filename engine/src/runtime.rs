@@ -9,14 +9,16 @@
 //!   [`yield_if_needed`]; task queues with shares ([`maintenance_queue`]);
 //! - time: [`sleep`];
 //! - the blocking pool, for system calls that may wait on the disk: [`spawn_blocking`];
-//! - executors pinned to cores ([`Executor`], [`Placement`]) and the channel mesh between them
-//!   ([`MeshBuilder`], [`Senders`], [`Receivers`]);
+//! - executors pinned to cores, each with its blocking pool ([`shard_executor`], [`Executor`],
+//!   [`Placement`]), and the channel mesh between them ([`MeshBuilder`], [`Senders`],
+//!   [`Receivers`]);
 //! - shard-local synchronisation: [`Semaphore`];
-//! - files: [`remove_file`];
+//! - files: [`read_at`] (buffered reads through io_uring), [`remove_file`];
 //! - TCP for the brokers' own links (the metadata quorum): [`TcpListener`], [`TcpStream`];
 //! - the executor's own counters: [`tasks_executed`].
 
 use std::future::Future;
+use std::os::fd::{AsFd, FromRawFd, IntoRawFd};
 
 pub use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 pub use glommio::net::{TcpListener, TcpStream};
@@ -24,6 +26,21 @@ pub use glommio::sync::Semaphore;
 pub use glommio::task::JoinHandle;
 pub use glommio::timer::sleep;
 pub use glommio::{yield_if_needed, LocalExecutorBuilder as Executor, Placement, Task, TaskQueueHandle};
+
+/// Threads in each shard's blocking pool, all on the shard's core (they mostly sleep in system
+/// calls). More than one, so that one slow job does not hold back the others queued behind
+/// it: a segment seal's fsyncs take tens of milliseconds at a busy disk's p99.9, and a new
+/// segment takes no writes until its predecessor is sealed, while a cold read's sendfile waits
+/// on the disk too. Each job is bounded by its caller (one seal, one step of a sendfile).
+pub const BLOCKING_THREADS_PER_SHARD: usize = 4;
+
+/// An executor pinned to `core`, with a blocking pool of [`BLOCKING_THREADS_PER_SHARD`] threads
+/// on the same core.
+pub fn shard_executor(core: usize, name: &str) -> std::io::Result<Executor> {
+    let cpu = glommio::CpuSet::online().map_err(std::io::Error::from)?.filter(|l| l.cpu == core);
+    let pool = glommio::PoolPlacement::Custom(vec![cpu; BLOCKING_THREADS_PER_SHARD]);
+    Ok(Executor::new(Placement::Fixed(core)).name(name).blocking_thread_pool_placement(pool))
+}
 
 /// Spawns `future` as a task of this shard (never another thread).
 pub fn spawn<T: 'static>(future: impl Future<Output = T> + 'static) -> Task<T> {
@@ -45,6 +62,30 @@ pub async fn spawn_blocking<R: Send + 'static>(work: impl FnOnce() -> R + Send +
 /// `shares` of the CPU against the data path's default queue, and no latency requirement.
 pub fn maintenance_queue(shares: usize, name: &str) -> TaskQueueHandle {
     glommio::executor().create_task_queue(glommio::Shares::Static(shares), glommio::Latency::NotImportant, name)
+}
+
+/// Reads up to `len` bytes of `file` from `position` through io_uring, into the page cache and
+/// from it, fewer only at the end of the file. A page that is not cached makes this task wait
+/// for the disk, not the shard. Buffered rather than O_DIRECT (glommio's DMA reads) on purpose:
+/// the pages read here (batch headers, file bytes for TLS) are usually sent next by sendfile or
+/// read again by another fetch, which then find them cached.
+pub async fn read_at(file: &std::fs::File, position: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    // glommio's file owns and closes its descriptor: give it a duplicate, so that `file` (shared
+    // with fetches on other shards) stays open whatever happens to this read.
+    let descriptor = file.as_fd().try_clone_to_owned()?;
+    // SAFETY: the descriptor is a fresh duplicate that nothing else owns; the BufferedFile takes
+    // it over and closes it.
+    let reader = unsafe { glommio::io::BufferedFile::from_raw_fd(descriptor.into_raw_fd()) };
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let got = reader.read_at(position + out.len() as u64, len - out.len()).await.map_err(std::io::Error::from)?;
+        if got.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&got);
+    }
+    reader.close().await.map_err(std::io::Error::from)?;
+    Ok(out)
 }
 
 /// Removes a file through io_uring.

@@ -1,26 +1,44 @@
 //! Zero-copy sends of segment data: sendfile(2) from the segment file to the socket.
 //!
-//! glommio has no sendfile, so this calls it directly on the socket descriptor. The socket stays
-//! in blocking mode (glommio's io_uring sends do not care), but with a 1 ms SO_SNDTIMEO, so a
-//! sendfile to a client whose socket buffer is full returns within a millisecond instead of
-//! stalling the shard. Whatever sendfile could not send is then read and written the ordinary
-//! way, through glommio, which waits for the socket without blocking anyone; its file reads run
-//! on the blocking pool. (sendfile itself still reads the file on the shard's thread: a page
-//! that is not cached makes it wait for the disk.)
+//! glommio has no sendfile (nor splice), so it is called directly, on the blocking pool: the
+//! segment pages were written with O_DIRECT and are usually not cached, so a sendfile waits for
+//! the disk, which on the shard's thread would stall every partition and connection of the
+//! shard. How that stays safe with the reactor:
+//! - The job gets its own duplicate of the socket descriptor and its own handle on the file, so
+//!   both stay open until it ends, even if the connection's task is dropped meanwhile (the
+//!   descriptor number can then not be reused under it for another file).
+//! - Only the connection's writer task writes to the socket, one response after the other, and
+//!   it waits for the job: no other bytes can come between the ones the job sends. The reader
+//!   task only reads, which does not interfere.
+//! - The socket stays in blocking mode (glommio's own sends use MSG_DONTWAIT and do not care),
+//!   with a 1 ms SO_SNDTIMEO: a job blocks at most that long on a full socket buffer, then hands
+//!   back what it sent. The writer then waits for room the way glommio does, through io_uring,
+//!   by writing the next few KiB the ordinary way, and goes back to sendfile. A slow client
+//!   therefore costs a pool thread at most a millisecond at a time, and only a small share of
+//!   the bytes loses zero copy.
+//! - Partial sends are the normal case: sendfile advances the file offset by what it sent, the
+//!   job loops until its step is sent, and the next job starts where the last one stopped.
 
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 use futures_lite::{AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::runtime;
 use crate::shard::Shard;
 use crate::storage::FileRange;
 
 /// How long one sendfile may block on a full socket buffer.
 const SENDFILE_BLOCK_US_MAX: libc::suseconds_t = 1000;
-/// Bytes per fallback read when the socket cannot take more at once.
-const FALLBACK_CHUNK_BYTES: usize = 256 << 10;
+/// Bytes one blocking-pool job sends at most: the pool is shared with other connections and
+/// with segment seals, which queue behind a job, so a large range is sent in several.
+const SENDFILE_JOB_BYTES_MAX: u64 = 1 << 20;
+/// Bytes written the ordinary way (read, then written through glommio) when the socket was
+/// full, to wait for room without holding a pool thread.
+const ROOM_WAIT_BYTES: usize = 16 << 10;
+/// Bytes per read when a range is copied rather than sent with sendfile (TLS).
+const COPY_CHUNK_BYTES: usize = 256 << 10;
 
 pub fn limit_blocking(fd: i32) {
     let timeout = libc::timeval { tv_sec: 0, tv_usec: SENDFILE_BLOCK_US_MAX };
@@ -35,57 +53,138 @@ pub fn limit_blocking(fd: i32) {
         )
     };
     if rc != 0 {
-        tracing::warn!(error = %std::io::Error::last_os_error(), "SO_SNDTIMEO not set; sendfile may block on slow clients");
+        tracing::warn!(error = %std::io::Error::last_os_error(), "SO_SNDTIMEO not set; sendfile may block a pool thread on slow clients");
     }
+}
+
+/// What one blocking-pool job did.
+struct JobOutcome {
+    /// The socket descriptor, handed back for the next job.
+    socket: OwnedFd,
+    sent_bytes: u64,
+    calls: u64,
+    end: JobEnd,
+}
+
+enum JobEnd {
+    /// Everything the job was given went out.
+    Sent,
+    /// The socket buffer stayed full for SENDFILE_BLOCK_US_MAX.
+    SocketFull,
+    Failed(std::io::Error),
+}
+
+/// Sends `file` bytes `position..end` to `socket` with sendfile, blocking this (pool) thread.
+fn send_blocking(socket: OwnedFd, file: &std::fs::File, position: u64, end: u64) -> JobOutcome {
+    let mut offset = position as libc::off_t;
+    let mut outcome = JobOutcome { socket, sent_bytes: 0, calls: 0, end: JobEnd::Sent };
+    while (offset as u64) < end {
+        let remaining = (end - offset as u64) as usize;
+        // SAFETY: both descriptors are open for the duration of the call (the job owns them);
+        // `offset` is a valid pointer that sendfile advances by the bytes it sent.
+        let sent = unsafe { libc::sendfile(outcome.socket.as_raw_fd(), file.as_raw_fd(), &mut offset, remaining) };
+        outcome.calls += 1;
+        if sent > 0 {
+            outcome.sent_bytes += sent as u64;
+            continue;
+        }
+        if sent == 0 {
+            let short = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment file shorter than the range to send");
+            outcome.end = JobEnd::Failed(short);
+            return outcome;
+        }
+        let error = std::io::Error::last_os_error();
+        match error.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) => outcome.end = JobEnd::SocketFull,
+            _ => outcome.end = JobEnd::Failed(error),
+        }
+        return outcome;
+    }
+    outcome
 }
 
 pub async fn send_file_range(shard: &Shard, writer: &mut TcpStream, range: &FileRange, len: usize) -> std::io::Result<()> {
-    let socket = writer.as_raw_fd();
-    let mut offset = range.position as libc::off_t;
+    // SAFETY: the writer's descriptor is open while `writer` is borrowed, which outlasts this
+    // borrow; the jobs get a duplicate of their own.
+    let mut socket = unsafe { BorrowedFd::borrow_raw(writer.as_raw_fd()) }.try_clone_to_owned()?;
     let end = range.position + len as u64;
-    while (offset as u64) < end {
-        let remaining = (end - offset as u64) as usize;
-        // SAFETY: both descriptors are open for the duration of the call; `offset` is a valid
-        // pointer that sendfile advances by the bytes it sent.
-        let sent = unsafe { libc::sendfile(socket, range.file.as_raw_fd(), &mut offset, remaining) };
-        shard.sendfile_calls.set(shard.sendfile_calls.get() + 1);
-        if sent > 0 {
-            shard.sendfile_bytes.set(shard.sendfile_bytes.get() + sent as u64);
-            continue;
-        }
-        let error = std::io::Error::last_os_error();
-        if sent == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment file shorter than the range to send"));
-        }
-        match error.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EINTR) => break,
-            _ => return Err(error),
+    let mut position = range.position;
+    while position < end {
+        let (file, step_end) = (Arc::clone(&range.file), end.min(position + SENDFILE_JOB_BYTES_MAX));
+        let job = runtime::spawn_blocking(move || send_blocking(socket, &file, position, step_end)).await;
+        socket = job.socket;
+        position += job.sent_bytes;
+        shard.sendfile_calls.set(shard.sendfile_calls.get() + job.calls);
+        shard.sendfile_bytes.set(shard.sendfile_bytes.get() + job.sent_bytes);
+        match job.end {
+            JobEnd::Sent => {}
+            JobEnd::Failed(error) => return Err(error),
+            JobEnd::SocketFull => {
+                // The socket is full: wait for room through glommio, which polls for it.
+                let n = ((end - position) as usize).min(ROOM_WAIT_BYTES);
+                copy_file_range(writer, range, position, n).await?;
+                position += n as u64;
+            }
         }
     }
-    // The socket is full: send the rest through glommio, which waits for room.
-    let position = offset as u64;
-    copy_file_range(writer, range, position, (end - position) as usize).await
+    Ok(())
 }
 
 /// Reads `len` bytes of the segment file from `position` and writes them: the path for
-/// sockets that cannot take sendfile (TLS, or a full socket buffer).
+/// sockets that cannot take sendfile (TLS), and for waiting until a full socket has room.
 pub async fn copy_file_range<W: AsyncWrite + Unpin>(writer: &mut W, range: &FileRange, position: u64, len: usize) -> std::io::Result<()> {
     let end = position + len as u64;
     let mut position = position;
-    let mut buffer = vec![0u8; FALLBACK_CHUNK_BYTES.min(len)];
     while position < end {
-        let n = ((end - position) as usize).min(buffer.len());
-        // The read goes to the blocking pool: segment pages written with O_DIRECT are not in
-        // the page cache, so it may wait for the disk, which must not stall the shard.
-        let file = range.file.clone();
-        buffer = glommio::executor()
-            .spawn_blocking(move || {
-                let mut buffer = buffer;
-                file.read_exact_at(&mut buffer[..n], position).map(|()| buffer)
-            })
-            .await?;
-        writer.write_all(&buffer[..n]).await?;
+        let n = ((end - position) as usize).min(COPY_CHUNK_BYTES);
+        // Through io_uring: segment pages written with O_DIRECT are not in the page cache, so
+        // the read may wait for the disk, which must not stall the shard.
+        let bytes = runtime::read_at(&range.file, position, n).await?;
+        if bytes.len() < n {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment file shorter than the range to send"));
+        }
+        writer.write_all(&bytes).await?;
         position += n as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    #[test]
+    fn a_job_stops_at_a_full_socket_with_what_it_sent_and_the_next_goes_on_from_there() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let sender = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut receiver, _) = listener.accept().unwrap();
+        limit_blocking(sender.as_raw_fd());
+        let data: Vec<u8> = (0..32u32 << 20).map(|i| (i.wrapping_mul(7) % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        let (start, end) = (100u64, data.len() as u64);
+
+        // Nobody reads yet: the job fills the socket's buffers, waits its millisecond and stops.
+        let first = send_blocking(sender.into(), &file, start, end);
+        assert!(matches!(first.end, JobEnd::SocketFull), "32 MiB do not fit in a loopback socket's buffers");
+        assert!(first.sent_bytes > 0 && first.sent_bytes < end - start, "sent {} bytes", first.sent_bytes);
+
+        let expected = data[start as usize..].to_vec();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            receiver.read_to_end(&mut got).unwrap();
+            got
+        });
+        let (mut socket, mut position) = (first.socket, start + first.sent_bytes);
+        while position < end {
+            let job = send_blocking(socket, &file, position, end);
+            assert!(!matches!(job.end, JobEnd::Failed(_)), "no error while the peer reads");
+            (socket, position) = (job.socket, position + job.sent_bytes);
+        }
+        drop(socket);
+        assert!(reader.join().unwrap() == expected, "every byte once, in order");
+    }
 }

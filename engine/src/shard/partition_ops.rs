@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures::StreamExt;
 use shardlog_protocol::error_code as ec;
 
 use super::messages::{
@@ -155,25 +156,35 @@ async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], tr
     Err((ec::CONCURRENT_TRANSACTIONS, String::from("the transaction ended while its batch was being verified; retry")))
 }
 
-pub fn read(shard: &Shard, topic: &str, partition: i32, offset: i64, max_bytes: usize, read_committed: bool) -> ReadOutcome {
+/// Reads one partition for a fetch. A cold read waits for the disk in this task only: the
+/// shard serves others meanwhile, and the log may change before it ends (the read keeps to the
+/// segment file it started in).
+pub async fn read(shard: &Shard, topic: &str, partition: i32, offset: i64, max_bytes: usize, read_committed: bool) -> ReadOutcome {
     let mut outcome =
         ReadOutcome { error_code: ec::NONE, pieces: Vec::new(), bytes: 0, high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, aborted: None };
     let Some(p) = shard.local_partition(topic, partition) else {
         outcome.error_code = shard.absent_partition_error(topic, partition);
         return outcome;
     };
-    let log = p.log.borrow();
-    outcome.high_watermark = log.high_watermark();
-    outcome.last_stable_offset = log.last_stable_offset();
-    outcome.log_start_offset = log.log_start_offset();
-    let end_offset = if read_committed { outcome.last_stable_offset } else { log.log_end_offset() };
-    match log.read_up_to(offset, max_bytes, end_offset) {
+    let end_offset = {
+        let log = p.log.borrow();
+        outcome.high_watermark = log.high_watermark();
+        outcome.last_stable_offset = log.last_stable_offset();
+        outcome.log_start_offset = log.log_start_offset();
+        if read_committed {
+            outcome.last_stable_offset
+        } else {
+            log.log_end_offset()
+        }
+    };
+    match p.read_up_to(offset, max_bytes, end_offset).await {
         Ok(r) => {
             if shard.config.metrics_enabled {
                 p.probe.bytes_out.add(r.bytes as u64);
                 p.probe.records_out.add(r.records);
             }
             if read_committed {
+                let log = p.log.borrow();
                 outcome.aborted = Some(log.aborted_txns_between(offset, r.end_offset).iter().map(|a| (a.producer_id, a.first_offset)).collect());
             }
             outcome.pieces = r.pieces;
@@ -188,6 +199,11 @@ pub fn read(shard: &Shard, topic: &str, partition: i32, offset: i64, max_bytes: 
     outcome
 }
 
+/// Partitions of one fetch read at once. Reads from the cache end at their first poll; cold
+/// ones each hold a header window (up to `cold_read::HEADER_WINDOW_BYTES_MAX`) while the disk
+/// answers, and a fetch may name thousands of partitions.
+const FETCH_READS_IN_FLIGHT_MAX: usize = 16;
+
 /// Reads `partitions`; while they come to fewer than `min_bytes` in all, none failed and the
 /// deadline is ahead, waits for an append to any of them (or the deadline) and reads again.
 /// A partition with too many fetches already waiting on it (`shardlog.fetch.long.poll.watchers.max`)
@@ -197,7 +213,11 @@ pub async fn fetch(shard: &Shard, partitions: &[FetchPartition], read_committed:
     loop {
         // Subscribed before reading, so an append between the read and the wait is not missed.
         let appended: Vec<_> = held.iter().flatten().map(|p| p.appended.notified()).collect();
-        let outcomes: Vec<ReadOutcome> = partitions.iter().map(|f| read(shard, &f.topic, f.partition, f.offset, f.max_bytes, read_committed)).collect();
+        let outcomes: Vec<ReadOutcome> = futures::stream::iter(partitions)
+            .map(|f| read(shard, &f.topic, f.partition, f.offset, f.max_bytes, read_committed))
+            .buffered(FETCH_READS_IN_FLIGHT_MAX)
+            .collect()
+            .await;
         let bytes: usize = outcomes.iter().map(|o| o.bytes).sum();
         let failed = outcomes.iter().any(|o| o.error_code != ec::NONE);
         let now = now_ms();

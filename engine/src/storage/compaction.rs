@@ -788,6 +788,34 @@ mod tests {
         p.log.borrow_mut().install_compacted(&plan, outcome).unwrap()
     }
 
+    #[test]
+    fn a_read_from_an_offset_compacted_away_at_a_segments_end_goes_on_in_the_next_segment() {
+        // Two batches fit in a segment, a third rolls it.
+        let batch_bytes = batch(&[("a", Some("1"))]).len() as u64;
+        let config = LogConfig { segment_bytes: 2 * batch_bytes + batch_bytes / 2, ..compacted_config() };
+        with_partition(config, |p, _, _| async move {
+            p.append(batch(&[("a", Some("1"))]), now_ms()).unwrap(); // 0
+            p.append(batch(&[("b", Some("1"))]), now_ms()).unwrap(); // 1, the same segment
+            p.append(batch(&[("b", Some("2"))]), now_ms()).unwrap(); // 2, a new segment
+            p.append(batch(&[("c", Some("1"))]), now_ms()).unwrap(); // 3
+            let last = p.append(batch(&[("d", Some("1"))]), now_ms()).unwrap().last_offset; // 4, active
+            p.wait_durable(last).await.unwrap();
+            assert_eq!(compact_now(&p), 1, "b=1 goes, and its batch with it");
+            // The first segment still spans offset 1 but holds nothing at or after it: the read
+            // walks it to its end and starts over in the next segment's file.
+            let blocking = p.log.borrow().read(1, 1 << 20).unwrap();
+            let uring = p.read_up_to(1, 1 << 20, i64::MAX).await.unwrap();
+            for r in [blocking, uring] {
+                let ReadPiece::File { file, position, len } = &r.pieces[0] else { panic!("a file read") };
+                let mut bytes = vec![0u8; *len];
+                std::os::unix::fs::FileExt::read_exact_at(&**file, &mut bytes, *position).unwrap();
+                let offsets: Vec<i64> = batch::parse_all(&bytes, true).unwrap().iter().map(|h| h.base_offset).collect();
+                assert_eq!(offsets[0], 2, "from the batch after the gap, in the next segment");
+            }
+            p.close(true).await.unwrap();
+        });
+    }
+
     /// `records` as one batch compressed with `codec` by kafka-protocol's codecs (as a client
     /// would), or uncompressed for None.
     fn compressed_batch(codec: i16, records: &[(&str, Option<&str>)]) -> Vec<u8> {

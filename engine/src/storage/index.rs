@@ -34,6 +34,12 @@ impl OffsetIndex {
         }
     }
 
+    /// The first entry with a relative offset above `relative_offset`: the batch holding that
+    /// offset starts before the entry's batch (or is it, where compaction left a gap).
+    pub fn next_after(&self, relative_offset: u32) -> Option<(u32, u32)> {
+        self.entries.get(self.entries.partition_point(|&(o, _)| o <= relative_offset)).copied()
+    }
+
     /// The last entry whose position is in `after_position..=up_to_position` and whose
     /// relative offset is at most `relative_offset_max`: a batch boundary a read can jump to
     /// without reading the headers of the batches before it.

@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use shardlog_protocol::batch::{self, BatchError, BatchHeader};
 
 use super::cache::{BatchCache, CachedBatch};
+use super::cold_read::{ColdRead, Step};
 use super::producer_state::{AbortedTxn, ProducerError, ProducerState, SequenceCheck};
 use super::recovery::RecoveredLog;
 use super::segment::Segment;
@@ -187,6 +188,15 @@ pub struct ReadResult {
     pub log_start_offset: i64,
     /// One past the last offset of the batches read (the fetch offset when nothing was read).
     pub end_offset: i64,
+}
+
+/// How a read starts (`PartitionLog::start_read`).
+#[derive(Debug)]
+pub enum ReadStart {
+    /// Answered from memory, or with nothing.
+    Done(ReadResult),
+    /// From a segment file: the caller drives it to its end, reading the file as it asks.
+    Cold(ColdRead),
 }
 
 /// Appended bytes for the flusher: consecutive batches of one segment. The batches are the
@@ -614,13 +624,36 @@ impl PartitionLog {
     }
 
     /// Reads from `offset` up to about `max_bytes` (at least one whole batch if there is one).
+    /// Blocking: see `read_up_to`.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, ReadError> {
         self.read_up_to(offset, max_bytes, self.next_offset)
     }
 
     /// As `read`, but only batches that start below `end_offset` (the last stable offset for
     /// a read_committed fetch; a transaction's batches never straddle it).
+    ///
+    /// Blocking: a cold read's batch headers are read with `pread` on this thread, so this is
+    /// for startup (replaying the broker's own logs) and tests. The fetch path uses
+    /// `Partition::read_up_to`, which reads them through io_uring.
     pub fn read_up_to(&self, offset: i64, max_bytes: usize, end_offset: i64) -> Result<ReadResult, ReadError> {
+        let mut cold = match self.start_read(offset, max_bytes, end_offset)? {
+            ReadStart::Done(result) => return Ok(result),
+            ReadStart::Cold(cold) => cold,
+        };
+        loop {
+            match cold.step(self)? {
+                Step::Done(result) => return Ok(result),
+                Step::Read(read) => {
+                    let bytes = read.read_blocking().map_err(|e| ReadError::Storage(format!("reading batch headers at byte {}: {e}", read.position)))?;
+                    cold.fill(&read, bytes)?;
+                }
+            }
+        }
+    }
+
+    /// Starts a read: answered at once from the batch cache (or with nothing), or a cold read
+    /// from a segment file whose ends are still to be found (see `cold_read`).
+    pub fn start_read(&self, offset: i64, max_bytes: usize, end_offset: i64) -> Result<ReadStart, ReadError> {
         if let Some(why) = &self.failed {
             return Err(ReadError::Storage(why.clone()));
         }
@@ -630,7 +663,7 @@ impl PartitionLog {
         let mut result =
             ReadResult { high_watermark: self.high_watermark(), log_start_offset: self.log_start_offset, end_offset: offset, ..Default::default() };
         if offset >= end_offset {
-            return Ok(result);
+            return Ok(ReadStart::Done(result));
         }
         if self.cache.first_offset().is_some_and(|first| first <= offset) {
             for (bytes, records, last_offset) in self.cache.read_until(offset, max_bytes, end_offset) {
@@ -639,56 +672,10 @@ impl PartitionLog {
                 result.records += records;
                 result.pieces.push(ReadPiece::Memory(bytes));
             }
-            return Ok(result);
+            return Ok(ReadStart::Done(result));
         }
         // Older than the cache: a byte range of one segment file, sent with sendfile.
-        let i = self.segments.partition_point(|s| s.base_offset <= offset).saturating_sub(1);
-        for seg in &self.segments[i..] {
-            if seg.next_offset <= offset {
-                continue;
-            }
-            let file = match &seg.read_file {
-                Some(f) => f.clone(),
-                None => break,
-            };
-            let found = seg.find_position(offset).map_err(|e| ReadError::Storage(format!("{e:#}")))?;
-            // A compacted segment may hold nothing at or after `offset`: try the next one.
-            let Some((start, first)) = found else { continue };
-            if first.base_offset >= end_offset {
-                break;
-            }
-            let mut end = start + first.size_bytes as u64;
-            result.records += first.last_offset_delta as u64 + 1;
-            result.end_offset = first.last_offset() + 1;
-            // Jump with the offset index: its entries are batch boundaries with their base
-            // offsets, so every batch before one is whole and starts below it. The headers of
-            // the batches jumped over are never read (one pread each, and their pages were
-            // written with O_DIRECT, so not cached); only the last few, up to the limit, are.
-            let limit = (start + max_bytes as u64).min(seg.written_bytes);
-            let relative_offset_max = (end_offset - seg.base_offset).clamp(0, u32::MAX as i64) as u32;
-            if let Some((relative, position)) = seg.index.last_boundary(end, limit, relative_offset_max) {
-                let boundary_offset = seg.base_offset + relative as i64;
-                // Offsets spanned, for the metrics (a compacted range counts its gaps).
-                result.records += (boundary_offset - result.end_offset).max(0) as u64;
-                result.end_offset = boundary_offset;
-                end = position as u64;
-            }
-            while end < seg.written_bytes {
-                match seg.header_at(end).map_err(|e| ReadError::Storage(format!("{e:#}")))? {
-                    Some(h) if (end - start) as usize + h.size_bytes <= max_bytes && h.base_offset < end_offset => {
-                        end += h.size_bytes as u64;
-                        result.records += h.last_offset_delta as u64 + 1;
-                        result.end_offset = h.last_offset() + 1;
-                    }
-                    _ => break,
-                }
-            }
-            let len = (end - start) as usize;
-            result.bytes += len;
-            result.pieces.push(ReadPiece::File { file, position: start, len });
-            break;
-        }
-        Ok(result)
+        Ok(ReadStart::Cold(ColdRead::new(offset, max_bytes, end_offset, result)))
     }
 
     /// The first offset whose batch holds a timestamp at or after `timestamp`, with that

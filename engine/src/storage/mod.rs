@@ -2,10 +2,12 @@
 //! Nothing here knows about Kafka requests; it deals in record batches and offsets, and its
 //! errors say what failed, leaving the protocol's error codes to the layers above.
 //!
-//! A partition's log is `log` (state, append, read); `recovery` opens it from its files;
-//! `partition` is the handle its owner shard holds; `flusher` makes its appends durable.
+//! A partition's log is `log` (state, append, read); `cold_read` finds the byte range of a read
+//! older than the cache without blocking; `recovery` opens a log from its files; `partition` is
+//! the handle its owner shard holds; `flusher` makes its appends durable.
 pub mod cache;
 pub mod checkpoint;
+pub mod cold_read;
 pub mod compaction;
 pub mod disk;
 mod flusher;

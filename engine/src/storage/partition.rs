@@ -1,6 +1,7 @@
 //! A partition as its owner shard holds it: the log behind a RefCell (one shard, one thread),
 //! the notifications that wake long-polling fetches and acks=all producers, and the partition's
-//! life: appends that wake the flusher, waits for durability, close, and taking it offline.
+//! life: appends that wake the flusher, reads that do not block the shard, waits for
+//! durability, close, and taking it offline.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -8,9 +9,10 @@ use std::rc::Rc;
 use anyhow::Result;
 use bytes::BytesMut;
 
+use super::cold_read::Step;
 use super::disk::{sync_dir, write_synced};
 use super::flusher::Flusher;
-use super::log::{AppendError, AppendInfo, AppendOrigin, PartitionLog, PRODUCER_SNAPSHOTS_KEPT};
+use super::log::{AppendError, AppendInfo, AppendOrigin, PartitionLog, ReadError, ReadResult, ReadStart, PRODUCER_SNAPSHOTS_KEPT};
 use super::producer_state::ProducerState;
 use super::recovery::CLEAN_SHUTDOWN_FILE;
 use super::segment::write_indexes;
@@ -90,6 +92,29 @@ impl Partition {
         self.appended.notify_all();
         self.flush_wanted.notify_all();
         Ok(info)
+    }
+
+    /// Reads from `offset` up to about `max_bytes` (at least one whole batch if there is one) of
+    /// the batches that start below `end_offset`, without holding the shard: the batch headers
+    /// of a cold read come through io_uring, and the log is borrowed only between those reads.
+    pub async fn read_up_to(&self, offset: i64, max_bytes: usize, end_offset: i64) -> Result<ReadResult, ReadError> {
+        let start = self.log.borrow().start_read(offset, max_bytes, end_offset)?;
+        let mut cold = match start {
+            ReadStart::Done(result) => return Ok(result),
+            ReadStart::Cold(cold) => cold,
+        };
+        loop {
+            let step = cold.step(&self.log.borrow())?;
+            match step {
+                Step::Done(result) => return Ok(result),
+                Step::Read(read) => {
+                    let bytes = runtime::read_at(&read.file, read.position, read.len)
+                        .await
+                        .map_err(|e| ReadError::Storage(format!("reading batch headers at byte {} of a segment file: {e}", read.position)))?;
+                    cold.fill(&read, bytes)?;
+                }
+            }
+        }
     }
 
     /// Waits until every offset up to `last_offset` is fdatasynced (acks=all).

@@ -545,3 +545,148 @@ fn acks_all_waits_say_why_a_write_will_not_be_durable() {
         assert_eq!(p.wait_durable(last).await, Err(DurableError::Offline("test: the directory failed".into())));
     });
 }
+
+/// A cold read driven by hand with blocking reads, as `PartitionLog::read_up_to` does, with the
+/// number of reads of the file it took.
+fn cold_read_counting(log: &PartitionLog, offset: i64, max_bytes: usize, end_offset: i64) -> (super::log::ReadResult, usize) {
+    use super::cold_read::Step;
+    use super::log::ReadStart;
+    let mut cold = match log.start_read(offset, max_bytes, end_offset).unwrap() {
+        ReadStart::Done(r) => return (r, 0),
+        ReadStart::Cold(cold) => cold,
+    };
+    let mut reads = 0;
+    loop {
+        match cold.step(log).unwrap() {
+            Step::Done(r) => return (r, reads),
+            Step::Read(read) => {
+                reads += 1;
+                cold.fill(&read, read.read_blocking().unwrap()).unwrap();
+            }
+        }
+    }
+}
+
+/// The file ranges of a read, to compare two reads.
+fn file_ranges(r: &super::log::ReadResult) -> Vec<(u64, usize)> {
+    r.pieces
+        .iter()
+        .map(|p| match p {
+            ReadPiece::File { position, len, .. } => (*position, *len),
+            ReadPiece::Memory(_) => panic!("file read expected"),
+        })
+        .collect()
+}
+
+/// Checks a read from the file against the batches of the log: it starts at the batch holding
+/// `offset`, holds whole batches only, and is as full as `max_bytes` allows.
+fn assert_full_cold_read(r: &super::log::ReadResult, offset: i64, max_bytes: usize, end_offset: i64) {
+    let bytes = file_bytes(r);
+    let headers = parse_all(&bytes, true).expect("whole, valid batches only");
+    assert_eq!(bytes.len(), r.bytes);
+    assert!(headers[0].base_offset <= offset && headers[0].last_offset() >= offset, "starts at the batch holding {offset}");
+    assert!(bytes.len() <= max_bytes.max(headers[0].size_bytes), "{} bytes for max_bytes {max_bytes}", bytes.len());
+    let next = headers.last().unwrap().last_offset() + 1;
+    assert_eq!(r.end_offset, next, "end offset of the read");
+    assert!(headers.iter().all(|h| h.base_offset < end_offset), "nothing at or past end offset {end_offset}");
+}
+
+#[test]
+fn cold_reads_take_the_headers_of_each_end_in_one_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut cfg = config();
+    cfg.cache_bytes = 0; // reads after the flush come from the file
+    cfg.index_interval_bytes = 4096; // Kafka's default: some 20 small batches between entries
+    run(move || async move {
+        let p = open(&path, cfg.clone());
+        let mut last = 0;
+        for i in 0..3000 {
+            last = p.append(batch_of(i * 5, 5), 10).unwrap().last_offset;
+        }
+        p.wait_durable(last).await.unwrap();
+        let batch_bytes = batch_of(0, 5).len();
+        assert!(4096 / batch_bytes >= 10, "many batches between index entries: {batch_bytes} bytes each");
+        {
+            let log = p.log.borrow();
+            for (offset, max_bytes) in [(0, 64 << 10), (777, 100 << 10), (4321, 1 << 20), (9000, 10 * batch_bytes), (14_990, 1 << 20)] {
+                let (r, reads) = cold_read_counting(&log, offset, max_bytes, i64::MAX);
+                assert_full_cold_read(&r, offset, max_bytes, i64::MAX);
+                // One pread per header walked would be some 20 at each end.
+                assert!(reads <= 2, "read of {offset}/{max_bytes} took {reads} reads of the file");
+                // As full as the limits allow: the next batch would pass max_bytes, or there is none.
+                assert!(r.bytes + batch_bytes > max_bytes || r.end_offset == 15_000, "read of {offset}/{max_bytes} stopped early at {}", r.end_offset);
+            }
+        }
+        p.close(true).await.unwrap();
+    });
+}
+
+#[test]
+fn cold_reads_through_io_uring_find_what_blocking_reads_find() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut cfg = config();
+    cfg.cache_bytes = 0;
+    cfg.segment_bytes = 64 << 10; // several segments: reads end at a segment's end
+    run(move || async move {
+        let p = open(&path, cfg.clone());
+        let mut last = 0;
+        for i in 0..2000 {
+            last = p.append(batch_of(i * 3, 3), 10).unwrap().last_offset;
+        }
+        p.wait_durable(last).await.unwrap();
+        for offset in [0, 1, 500, 2999, 3000, 5998] {
+            for max_bytes in [1, 300, 5000, 70_000] {
+                for end_offset in [offset + 1, 4000, 6000] {
+                    let blocking = p.log.borrow().read_up_to(offset, max_bytes, end_offset).unwrap();
+                    let uring = p.read_up_to(offset, max_bytes, end_offset).await.unwrap();
+                    assert_eq!(file_ranges(&uring), file_ranges(&blocking), "read of {offset}/{max_bytes}/{end_offset}");
+                    assert_eq!((uring.end_offset, uring.records, uring.bytes), (blocking.end_offset, blocking.records, blocking.bytes));
+                    if uring.bytes > 0 {
+                        assert_full_cold_read(&uring, offset, max_bytes, end_offset);
+                    }
+                }
+            }
+        }
+        p.close(true).await.unwrap();
+    });
+}
+
+#[test]
+fn a_cold_read_keeps_to_its_file_when_its_segment_goes_between_reads() {
+    use super::cold_read::Step;
+    use super::log::ReadStart;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut cfg = config();
+    cfg.cache_bytes = 0;
+    run(move || async move {
+        let p = open(&path, cfg.clone());
+        let mut last = 0;
+        for i in 0..1000 {
+            last = p.append(batch_of(i * 5, 5), 10).unwrap().last_offset;
+        }
+        p.wait_durable(last).await.unwrap();
+        let (offset, max_bytes) = (1234, 50_000);
+        let expected = p.log.borrow().read_up_to(offset, max_bytes, i64::MAX).unwrap();
+        {
+            let log = p.log.borrow();
+            let ReadStart::Cold(mut cold) = log.start_read(offset, max_bytes, i64::MAX).unwrap() else { panic!("a cold read") };
+            let Step::Read(read) = cold.step(&log).unwrap() else { panic!("the first step reads the file") };
+            cold.fill(&read, read.read_blocking().unwrap()).unwrap();
+            // Meanwhile retention (or compaction) took the segment away: an empty log stands for it.
+            let gone = PartitionLog::open(&path.join("elsewhere"), cfg.clone()).unwrap();
+            let result = loop {
+                match cold.step(&gone).unwrap() {
+                    Step::Done(r) => break r,
+                    Step::Read(read) => cold.fill(&read, read.read_blocking().unwrap()).unwrap(),
+                }
+            };
+            // Without the segment's index it walks every header, and finds the same range.
+            assert_eq!(file_ranges(&result), file_ranges(&expected));
+            assert_eq!((result.end_offset, result.records), (expected.end_offset, expected.records));
+        }
+        p.close(true).await.unwrap();
+    });
+}
