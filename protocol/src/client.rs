@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{self as m, ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
 use crate::error_code::{error_name, NONE, UNSUPPORTED_VERSION};
@@ -467,6 +467,72 @@ impl ResponseFrame {
     }
 }
 
+/// The one table of the APIs whose answers this crate's clients check and decode: the
+/// [`ResponseBody`] enum, [`ResponseFrame::decode_body`] and [`RequestFrame::with_defaults`]
+/// are generated from it, and a unit test holds it to the response validator's schemas (both
+/// ways), so that a schema added there cannot be left out of the fuzz target that uses these.
+/// Each name is the `ApiKey` variant and the `ResponseBody` variant; the type is
+/// `kafka-protocol`'s request, whose `Response` is what is decoded.
+macro_rules! response_decoders {
+    ($($api:ident => $request:ident,)*) => {
+        /// A response decoded for an API known only at run time (the fuzz target, tests); the
+        /// clients decode the type they asked for with [`ResponseFrame::decode`].
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum ResponseBody {
+            $($api(<m::$request as Request>::Response),)*
+        }
+
+        impl ResponseFrame {
+            /// [`ResponseFrame::decode`] as the response to the API this frame was matched to.
+            /// An API outside the table is refused as the validator refuses it.
+            pub fn decode_body(self) -> Result<ResponseBody, ClientError> {
+                match self.api {
+                    $(ApiKey::$api => self.decode::<m::$request>().map(ResponseBody::$api),)*
+                    api => Err(ClientError::InvalidBody { api, version: self.version, source: ValidationError::UnknownApi(api as i16) }),
+                }
+            }
+        }
+
+        impl RequestFrame {
+            /// A request for `api` at `version` with every field at its default: something to
+            /// start on a [`ClientCore`] so that it expects an answer of that API and version.
+            pub fn with_defaults(api: ApiKey, version: i16, client_id: &str) -> Result<RequestFrame, ClientError> {
+                match api {
+                    $(ApiKey::$api => RequestFrame::encode(&m::$request::default(), version, client_id),)*
+                    api => Err(ClientError::NotSpoken { api }),
+                }
+            }
+        }
+
+        #[cfg(test)]
+        const RESPONSE_DECODED_APIS: &[ApiKey] = &[$(ApiKey::$api),*];
+    };
+}
+
+response_decoders! {
+    Produce => ProduceRequest,
+    Fetch => FetchRequest,
+    ListOffsets => ListOffsetsRequest,
+    Metadata => MetadataRequest,
+    OffsetFetch => OffsetFetchRequest,
+    JoinGroup => JoinGroupRequest,
+    Heartbeat => HeartbeatRequest,
+    LeaveGroup => LeaveGroupRequest,
+    SyncGroup => SyncGroupRequest,
+    DescribeGroups => DescribeGroupsRequest,
+    ListGroups => ListGroupsRequest,
+    ApiVersions => ApiVersionsRequest,
+    CreateTopics => CreateTopicsRequest,
+    DeleteTopics => DeleteTopicsRequest,
+    DescribeAcls => DescribeAclsRequest,
+    CreateAcls => CreateAclsRequest,
+    DeleteAcls => DeleteAclsRequest,
+    DescribeConfigs => DescribeConfigsRequest,
+    IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
+    DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+    AlterUserScramCredentials => AlterUserScramCredentialsRequest,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Framing a byte stream
 // ---------------------------------------------------------------------------------------------
@@ -820,5 +886,23 @@ mod tests {
             assert_eq!(e, ClientError::FrameLength { length: i64::from(length), max: 1024 });
         }
         assert_eq!(ClientError::FrameLength { length: 2147483647, max: 1024 }.to_string(), "response frame claims 2147483647 bytes, outside 4..=1024");
+    }
+
+    #[test]
+    fn the_response_table_covers_exactly_the_validators_schemas() {
+        let schemas: std::collections::BTreeSet<i16> = crate::validate::response_schema_versions().map(|(key, _)| key).collect();
+        let table: std::collections::BTreeSet<i16> = RESPONSE_DECODED_APIS.iter().map(|&api| api as i16).collect();
+        assert_eq!(table, schemas);
+        for (key, version) in crate::validate::response_schema_versions() {
+            let api = ApiKey::try_from(key).unwrap();
+            let request = RequestFrame::with_defaults(api, version, "t").unwrap_or_else(|e| panic!("{api:?} v{version}: {e}"));
+            assert_eq!((request.api(), request.version()), (api, version));
+            // An empty body is refused for being cut short, never for want of a decoder.
+            let e = ResponseFrame { correlation_id: 1, api, version, body: Bytes::new() }.decode_body().unwrap_err();
+            assert!(!matches!(e, ClientError::InvalidBody { source: ValidationError::UnknownApi(_), .. }), "{api:?} v{version}: {e}");
+        }
+        let e = ResponseFrame { correlation_id: 1, api: ApiKey::EndTxn, version: 0, body: Bytes::new() }.decode_body().unwrap_err();
+        assert_eq!(e, ClientError::InvalidBody { api: ApiKey::EndTxn, version: 0, source: ValidationError::UnknownApi(26) });
+        assert_eq!(RequestFrame::with_defaults(ApiKey::EndTxn, 0, "t").unwrap_err(), ClientError::NotSpoken { api: ApiKey::EndTxn });
     }
 }

@@ -537,14 +537,17 @@ mod tests {
         Ok(cursor.position)
     }
 
-    fn check<R: Encodable + Decodable + Debug + PartialEq>(api_key: i16, version: i16, response: &R) {
+    /// Checks `response` against its schema and the crate's decoder; returns its encoded body.
+    fn check<R: Encodable + Decodable + Debug + PartialEq>(api_key: i16, version: i16, response: &R) -> Bytes {
         let mut bytes = BytesMut::new();
         response.encode(&mut bytes, version).unwrap_or_else(|e| panic!("api {api_key} v{version}: the test response does not encode: {e:#}"));
         let walked = walked_bytes(api_key, version, &bytes).unwrap_or_else(|e| panic!("api {api_key} v{version}: {e}"));
         assert_eq!(walked, bytes.len(), "api {api_key} v{version}: the schema reads {walked} of the {} bytes", bytes.len());
         validate_response_body(api_key, version, &bytes).unwrap();
-        let mut body = bytes.freeze();
+        let bytes = bytes.freeze();
+        let mut body = bytes.clone();
         R::decode(&mut body, version).unwrap();
+        bytes
     }
 
     fn produce(version: i16) -> ProduceResponse {
@@ -905,11 +908,11 @@ mod tests {
         response
     }
 
-    #[test]
-    fn every_schema_reads_exactly_what_the_crate_writes_at_every_version() {
-        let mut checked = 0;
+    /// The test response of every (api key, version) with a schema, checked, and its body.
+    fn checked_test_responses() -> Vec<(i16, i16, Bytes)> {
+        let mut checked = Vec::new();
         for (api_key, v) in response_schema_versions() {
-            match ApiKey::try_from(api_key).unwrap() {
+            let body = match ApiKey::try_from(api_key).unwrap() {
                 ApiKey::Produce => check(api_key, v, &produce(v)),
                 ApiKey::Fetch => check(api_key, v, &fetch(v)),
                 ApiKey::ListOffsets => check(api_key, v, &list_offsets(v)),
@@ -932,10 +935,36 @@ mod tests {
                 ApiKey::DescribeUserScramCredentials => check(api_key, v, &describe_user_scram_credentials()),
                 ApiKey::AlterUserScramCredentials => check(api_key, v, &alter_user_scram_credentials()),
                 other => panic!("{other:?} has a response schema but no test response"),
-            }
-            checked += 1;
+            };
+            checked.push((api_key, v, body));
         }
+        checked
+    }
+
+    #[test]
+    fn every_schema_reads_exactly_what_the_crate_writes_at_every_version() {
+        let checked = checked_test_responses().len();
         assert!(checked > 100, "only {checked} versions");
+    }
+
+    /// Seeds for the `client_response` fuzz target: api key, api version, then the response as
+    /// a broker sends it after the length prefix (response header with correlation id 1, the
+    /// first id a client core gives, then the body). Run by hand, never committed:
+    /// `SHARDLOG_FUZZ_SEEDS=fuzz/corpus/client_response cargo test -p shardlog-protocol --lib -- --ignored write_client_response_fuzz_seeds`
+    #[test]
+    #[ignore = "writes files: run by hand with SHARDLOG_FUZZ_SEEDS set"]
+    fn write_client_response_fuzz_seeds() {
+        let dir = std::path::PathBuf::from(std::env::var("SHARDLOG_FUZZ_SEEDS").expect("SHARDLOG_FUZZ_SEEDS names the seed folder"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (api_key, version, body) in checked_test_responses() {
+            let mut seed = BytesMut::new();
+            seed.extend_from_slice(&api_key.to_be_bytes());
+            seed.extend_from_slice(&version.to_be_bytes());
+            let header_version = ApiKey::try_from(api_key).unwrap().response_header_version(version);
+            ResponseHeader::default().with_correlation_id(1).encode(&mut seed, header_version).unwrap();
+            seed.extend_from_slice(&body);
+            std::fs::write(dir.join(format!("seed-{api_key}-v{version}")), &seed).unwrap();
+        }
     }
 
     #[test]
