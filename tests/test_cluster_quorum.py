@@ -54,6 +54,17 @@ def make_cluster(broker_factory, count: int = 3, cluster_ids: list[str] | None =
     return nodes
 
 
+def start_cluster(broker_factory, **kwargs):
+    """make_cluster, with every node launched together (they wait for each other's quorum) and
+    then waited for."""
+    nodes = make_cluster(broker_factory, **kwargs)
+    for n in nodes:
+        n.launch()
+    for n in nodes:
+        n.wait_ready()
+    return nodes
+
+
 def leader_of(nodes, other_than: int | None = None) -> int:
     """The node id every running node names as the quorum's leader (waits until they agree,
     and, with `other_than`, until they name another)."""
@@ -88,11 +99,7 @@ def wait_brokers(nodes) -> None:
 
 
 def test_three_nodes_spread_a_topic_and_two_clients_round_trip_through_one_address(broker_factory):
-    nodes = make_cluster(broker_factory)
-    for n in nodes:
-        n.launch()
-    for n in nodes:
-        n.wait_ready()
+    nodes = start_cluster(broker_factory)
     leader = leader_of(nodes)
     assert leader in (1, 2, 3)
     terms = {status(n)["quorum"]["term"] for n in nodes}
@@ -181,11 +188,7 @@ def describe_quorum(node, version: int) -> dict:
 
 
 def test_describe_quorum_names_the_active_controller_from_any_node(broker_factory):
-    nodes = make_cluster(broker_factory)
-    for n in nodes:
-        n.launch()
-    for n in nodes:
-        n.wait_ready()
+    nodes = start_cluster(broker_factory)
     leader = leader_of(nodes)
     wait_converged(nodes, INTERNAL_TOPICS)
     for n in nodes:
@@ -198,11 +201,7 @@ def test_describe_quorum_names_the_active_controller_from_any_node(broker_factor
 
 
 def test_killing_the_active_controller_elects_another_that_loses_no_topic(broker_factory):
-    nodes = make_cluster(broker_factory)
-    for n in nodes:
-        n.launch()
-    for n in nodes:
-        n.wait_ready()
+    nodes = start_cluster(broker_factory)
     first = leader_of(nodes)
     create_topic(nodes[first - 1], "before-kill", 2)
     wait_converged(nodes, INTERNAL_TOPICS + 1)
@@ -245,11 +244,7 @@ def test_a_node_of_another_cluster_is_refused_and_changes_nothing(broker_factory
 
 
 def test_a_silent_broker_is_fenced_leads_nothing_and_returns_when_it_heartbeats(broker_factory):
-    nodes = make_cluster(broker_factory)
-    for n in nodes:
-        n.launch()
-    for n in nodes:
-        n.wait_ready()
+    nodes = start_cluster(broker_factory)
     leader = leader_of(nodes)
     wait_brokers(nodes)
     create_topic(nodes[leader - 1], "fenced", 6)
