@@ -449,6 +449,9 @@ impl BrokerConfig {
     /// The quorum settings must agree with each other and with the listeners.
     fn check_quorum(&self) -> Result<()> {
         let q = &self.quorum;
+        if self.node_id < 0 {
+            bail!("node.id={} is negative: give each node an id of 0 or more, unique in the cluster", self.node_id);
+        }
         if q.broker_session_timeout_ms <= q.broker_heartbeat_interval_ms {
             bail!(
                 "broker.session.timeout.ms={} must be longer than broker.heartbeat.interval.ms={}, or every broker is fenced between two heartbeats",
@@ -816,6 +819,8 @@ mod tests {
             format!("{base}node.id=1\ncontroller.quorum.voters=1@a:9093,1@b:9093\n"),
             format!("{base}node.id=1\ncontroller.quorum.voters=1@a\n"),
             format!("{base}process.roles=broker,admin\n"),
+            String::from("node.id=-1\n"),
+            String::from("broker.heartbeat.interval.ms=5000\nbroker.session.timeout.ms=5000\n"),
         ] {
             assert!(BrokerConfig::from_properties(&parse_properties(&bad)).is_err(), "accepted: {bad}");
         }
