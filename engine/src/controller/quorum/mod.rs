@@ -81,6 +81,9 @@ pub struct QuorumStatus {
     pub ready_leader: bool,
     /// Per voter (leader only): the last index known to be in its log.
     pub voter_progress: Vec<(i32, u64)>,
+    /// Messages from other voters dropped because the inbox was full
+    /// ([`QUORUM_INBOX_MESSAGES_MAX`]), since start.
+    pub dropped_messages: u64,
 }
 
 pub struct Quorum {
@@ -197,7 +200,7 @@ impl Quorum {
     }
 
     pub fn status(&self) -> QuorumStatus {
-        self.status.borrow().clone()
+        QuorumStatus { dropped_messages: self.dropped_messages.get(), ..self.status.borrow().clone() }
     }
 
     /// Takes a message from another voter.
@@ -424,6 +427,8 @@ impl Quorum {
             applied_index: self.status.borrow().applied_index,
             ready_leader: is_leader && applied_term_current,
             voter_progress,
+            // Filled in by `status()`; kept out of the stored status so a drop is no change.
+            dropped_messages: 0,
         };
         if *self.status.borrow() != next {
             *self.status.borrow_mut() = next;
