@@ -1,0 +1,91 @@
+"""Shared by the cluster tests: start real combined (broker and controller) shardlog nodes
+that name each other as voters, and wait for what they agree on."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from clients import wait_until
+
+NOT_LEADER_OR_FOLLOWER = 6
+
+CLUSTER_ID = "c2hhcmRsb2ctdGVzdC0x"
+INTERNAL_TOPICS = 2
+
+
+def status(broker) -> dict:
+    with urllib.request.urlopen(broker.admin_url + "/v1/status", timeout=5) as r:
+        return json.load(r)
+
+
+def make_cluster(broker_factory, count: int = 3, cluster_ids: list[str] | None = None):
+    """Launches `count` combined nodes (node ids 1..count) that name each other as voters, and
+    waits for all of them."""
+    nodes = [broker_factory(start=False, extra_listeners=["CONTROLLER"]) for _ in range(count)]
+    voters = ",".join(f"{i + 1}@127.0.0.1:{n.extra_ports['CONTROLLER']}" for i, n in enumerate(nodes))
+    for i, n in enumerate(nodes):
+        config = {
+            "admin.listeners": f"127.0.0.1:{n.admin_port}",
+            "node.id": i + 1,
+            "process.roles": "broker,controller",
+            "controller.quorum.voters": voters,
+            "controller.listener.names": "CONTROLLER",
+            "cluster.id": (cluster_ids or [CLUSTER_ID] * count)[i],
+            "controller.quorum.fetch.timeout.ms": 600,
+            "controller.quorum.election.timeout.ms": 400,
+            "broker.heartbeat.interval.ms": 200,
+            "broker.session.timeout.ms": 1500,
+            "offsets.topic.num.partitions": 3,
+            "transaction.state.log.num.partitions": 3,
+        }
+        n.config_path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
+        n.cores = str(sorted(os.sched_getaffinity(0))[0])
+    return nodes
+
+
+def start_cluster(broker_factory, **kwargs):
+    """make_cluster, with every node launched together (they wait for each other's quorum) and
+    then waited for."""
+    nodes = make_cluster(broker_factory, **kwargs)
+    for n in nodes:
+        n.launch()
+    for n in nodes:
+        n.wait_ready()
+    return nodes
+
+
+def leader_of(nodes, other_than: int | None = None) -> int:
+    """The node id every running node names as the quorum's leader (waits until they agree,
+    and, with `other_than`, until they name another)."""
+    def agreed():
+        leaders = {status(n)["quorum"]["leader"] for n in nodes if n.is_alive()}
+        leader = leaders.pop() if len(leaders) == 1 else None
+        return leader if leader not in (None, other_than) else None
+    return wait_until(agreed, "the nodes to agree on one quorum leader", timeout_s=30)
+
+
+def create_topic(node, name: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)], operation_timeout=10)
+    futures[name].result(timeout=30)
+
+
+def wait_converged(nodes, topics: int) -> None:
+    """Every running node has applied the same metadata, with `topics` topics."""
+    def same():
+        seen = [status(n) for n in nodes if n.is_alive()]
+        return all(s["topics"] == topics for s in seen) and len({s["quorum"]["applied_index"] for s in seen}) == 1
+    wait_until(same, f"every node to apply the same metadata with {topics} topics", timeout_s=30)
+
+
+def wait_brokers(nodes) -> None:
+    """Every node has registered: a client asking any running node sees all of them."""
+    want = {i + 1 for i, n in enumerate(nodes) if n.is_alive()}
+    for n in nodes:
+        if n.is_alive():
+            admin = AdminClient({"bootstrap.servers": n.bootstrap})
+            wait_until(lambda: set(admin.list_topics(timeout=10).brokers) >= want, f"node {n.bootstrap} to list brokers {want}", timeout_s=30)
