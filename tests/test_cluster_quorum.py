@@ -190,3 +190,56 @@ def test_a_silent_broker_is_fenced_leads_nothing_and_returns_when_it_heartbeats(
     for p in led:
         producer.produce("fenced", value=b"after", partition=p)
     assert producer.flush(30) == 0
+
+
+def test_a_voter_behind_the_compacted_metadata_log_catches_up_from_a_snapshot(broker_factory):
+    """With a tiny snapshot threshold the leader compacts its metadata log while a voter is
+    down; on its return that voter is sent a snapshot, which creates what it missed and deletes
+    what was deleted meanwhile. Every node then restarts from its compacted log."""
+    nodes = make_cluster(broker_factory)
+    for n in nodes:
+        with open(n.config_path, "a") as f:
+            f.write("metadata.log.max.record.bytes.between.snapshots=2048\n")
+    for n in nodes:
+        n.launch()
+    for n in nodes:
+        n.wait_ready()
+    leader = leader_of(nodes)
+    create_topic(nodes[leader - 1], "doomed", 6)
+    wait_converged(nodes, INTERNAL_TOPICS + 1)
+    lagging = next(i + 1 for i in range(3) if i + 1 != leader)
+    behind = nodes[lagging - 1]
+    assert any(p.name.startswith("doomed-") for p in behind.data_dir.iterdir()), "6 partitions over 3 nodes: 2 are on each"
+    left_at = status(behind)["quorum"]["applied_index"]
+    behind.kill9()
+    admin = AdminClient({"bootstrap.servers": nodes[leader - 1].bootstrap})
+    admin.delete_topics(["doomed"])["doomed"].result(timeout=30)
+    for i in range(8):
+        create_topic(nodes[leader - 1], f"snap-{i}", 3)
+    wait_until(lambda: status(nodes[leader - 1])["quorum"]["snapshot_index"] > left_at, "the leader to compact its metadata log past the stopped voter", timeout_s=30)
+    since = behind.log_size()
+    behind.start()
+    assert behind.wait_for_log("installing a metadata snapshot from the active controller", since, timeout_s=30)
+    wait_converged(nodes, INTERNAL_TOPICS + 8)
+    assert status(behind)["quorum"]["snapshot_index"] > left_at
+    # What the snapshot brought is real on disk: the deleted topic's partitions are gone, and
+    # the new topics' partitions this node leads exist.
+    wait_until(lambda: not any(p.name.startswith("doomed-") for p in behind.data_dir.iterdir()), "the deleted topic's partitions to leave the returning node's disk", timeout_s=30)
+    md = AdminClient({"bootstrap.servers": behind.bootstrap}).list_topics(timeout=10)
+    led = sorted((t, p) for t in md.topics if t.startswith("snap-") for p, pm in md.topics[t].partitions.items() if pm.leader == lagging)
+    assert led, "the returning node leads some of the new partitions"
+    producer = clients.confluent_producer(behind.bootstrap, acks="all")
+    for t, p in led:
+        producer.produce(t, value=b"after the snapshot", partition=p)
+    assert producer.flush(30) == 0
+    held = {p.name for p in behind.data_dir.iterdir()}
+    assert all(f"{t}-{p}" in held for t, p in led), (led, held)
+    # Every node starts again from its compacted log.
+    for n in nodes:
+        n.stop()
+    for n in nodes:
+        n.launch()
+    for n in nodes:
+        n.wait_ready()
+    leader_of(nodes)
+    wait_converged(nodes, INTERNAL_TOPICS + 8)

@@ -140,6 +140,9 @@ pub struct QuorumConfig {
     /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced (it leads
     /// nothing and is not listed to clients) until it heartbeats again.
     pub broker_session_timeout_ms: u64,
+    /// `metadata.log.max.record.bytes.between.snapshots`: once this many bytes were appended
+    /// to the metadata log since its last snapshot, the log is compacted into a new one.
+    pub snapshot_bytes: u64,
 }
 
 impl Default for QuorumConfig {
@@ -154,6 +157,7 @@ impl Default for QuorumConfig {
             election_timeout_ms: 1000,
             broker_heartbeat_interval_ms: 2000,
             broker_session_timeout_ms: 9000,
+            snapshot_bytes: 20 << 20,
         }
     }
 }
@@ -344,6 +348,7 @@ impl BrokerConfig {
                 "controller.quorum.election.timeout.ms" => c.quorum.election_timeout_ms = positive(value, key)? as u64,
                 "broker.heartbeat.interval.ms" => c.quorum.broker_heartbeat_interval_ms = positive(value, key)? as u64,
                 "broker.session.timeout.ms" => c.quorum.broker_session_timeout_ms = positive(value, key)? as u64,
+                "metadata.log.max.record.bytes.between.snapshots" => c.quorum.snapshot_bytes = at_least(value, key, 1)?,
                 "log.dirs" | "log.dir" => {
                     c.log_dirs = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
                     if c.log_dirs.is_empty() {

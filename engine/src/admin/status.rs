@@ -96,11 +96,12 @@ pub fn format_status(v: &serde_json::Value) -> String {
             .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
             .unwrap_or_else(|| String::from("this node alone"));
         out += &format!(
-            "metadata quorum: leader {}, term {}, committed {}, applied {}, voters {}\n",
+            "metadata quorum: leader {}, term {}, committed {}, applied {}, snapshot {}, voters {}\n",
             s(&q["leader"]),
             s(&q["term"]),
             s(&q["commit_index"]),
             s(&q["applied_index"]),
+            s(&q["snapshot_index"]),
             voters
         );
         if let Some(progress) = q["voter_progress"].as_array().filter(|a| !a.is_empty()) {

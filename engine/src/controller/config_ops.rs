@@ -75,11 +75,17 @@ fn alter_topic(meta: &mut ClusterMetadata, r: &ConfigAlteration, validate_only: 
 }
 
 fn alter_broker(shard: &Shard, meta: &mut ClusterMetadata, r: &ConfigAlteration, validate_only: bool) -> Result<bool, (i16, String)> {
-    let node = shard.config.node_id.to_string();
-    let cluster_default = r.resource_name.is_empty();
-    if !cluster_default && r.resource_name != node {
-        return Err((ec::INVALID_REQUEST, format!("Unexpected broker id, expected {node} or empty string, but received {}", r.resource_name)));
-    }
+    let this = shard.config.node_id;
+    // A broker's own configs: the request reached the active controller through that broker,
+    // or it names a broker that registered.
+    let target = if r.resource_name.is_empty() {
+        None
+    } else {
+        match r.resource_name.parse::<i32>() {
+            Ok(id) if id == this || meta.brokers.contains_key(&id) => Some(id),
+            _ => return Err((ec::INVALID_REQUEST, format!("Unexpected broker id, expected {this} or empty string, but received {}", r.resource_name))),
+        }
+    };
     for (name, op, value) in &r.ops {
         let checked = match (op, value) {
             (&tc::OP_DELETE, _) | (_, None) => {
@@ -101,7 +107,12 @@ fn alter_broker(shard: &Shard, meta: &mut ClusterMetadata, r: &ConfigAlteration,
         };
         checked.map_err(|(request, m)| (if request { ec::INVALID_REQUEST } else { ec::INVALID_CONFIG }, m))?;
     }
-    let current = if cluster_default { &meta.broker_default_configs } else { &meta.broker_configs };
+    let empty = BTreeMap::new();
+    let current = match target {
+        None => &meta.broker_default_configs,
+        Some(id) if id == this => &meta.broker_configs,
+        Some(id) => meta.other_broker_configs.get(&id).unwrap_or(&empty),
+    };
     let next = changed_map(current, r, |n| tc::broker_synonym(n).map(|(d, _)| d.kind))?;
     for (k, v) in &next {
         tc::validate_broker_dynamic(k, v).map_err(|(request, m)| (if request { ec::INVALID_REQUEST } else { ec::INVALID_CONFIG }, m))?;
@@ -110,10 +121,15 @@ fn alter_broker(shard: &Shard, meta: &mut ClusterMetadata, r: &ConfigAlteration,
         return Ok(false);
     }
     tracing::info!(broker = %r.resource_name, configs = ?next, "dynamic broker configs changed");
-    if cluster_default {
-        meta.broker_default_configs = next;
-    } else {
-        meta.broker_configs = next;
+    match target {
+        None => meta.broker_default_configs = next,
+        Some(id) if id == this => meta.broker_configs = next,
+        Some(id) if next.is_empty() => {
+            meta.other_broker_configs.remove(&id);
+        }
+        Some(id) => {
+            meta.other_broker_configs.insert(id, next);
+        }
     }
     Ok(true)
 }

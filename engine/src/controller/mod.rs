@@ -11,7 +11,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use crate::runtime::Semaphore;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use shardlog_protocol::error_code as ec;
 
@@ -624,6 +624,44 @@ impl quorum::Applier for ViewApplier {
             }
         })
     }
+
+    fn snapshot(&self) -> Result<(u64, Vec<u8>)> {
+        let c = self.0.upgrade().context("the controller stopped")?;
+        let image = portable_image(&c.view.borrow(), c.shard.config.node_id);
+        Ok((image.applied_index, serde_json::to_vec(&image)?))
+    }
+
+    fn install(&self, index: u64, data: Vec<u8>) -> futures::future::LocalBoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let Some(c) = self.0.upgrade() else { return Ok(()) };
+            let image: ClusterMetadata = serde_json::from_slice(&data).context("a metadata snapshot that does not decode")?;
+            let node_id = c.shard.config.node_id;
+            let target = local_image(image, node_id);
+            // The snapshot is applied as the records that turn this node's view into it, so
+            // that its own replicas keep their shards and directories, and everything that
+            // follows a record (new partitions, deleted topics) happens as for any other.
+            let records = records::diff(&c.view.borrow(), &target, node_id);
+            tracing::info!(index, records = records.len(), topics = target.topics.len(), "metadata snapshot installed");
+            c.apply_records(index, records).await
+        })
+    }
+}
+
+/// The image as a snapshot carries it: this node's own broker configs filed under its id, as
+/// every other broker's are.
+fn portable_image(view: &ClusterMetadata, node_id: i32) -> ClusterMetadata {
+    let mut image = view.clone();
+    let own = std::mem::take(&mut image.broker_configs);
+    if !own.is_empty() {
+        image.other_broker_configs.insert(node_id, own);
+    }
+    image
+}
+
+/// A snapshot's image as node `node_id` keeps it (the inverse of [`portable_image`]).
+fn local_image(mut image: ClusterMetadata, node_id: i32) -> ClusterMetadata {
+    image.broker_configs = image.other_broker_configs.remove(&node_id).unwrap_or_default();
+    image
 }
 
 /// Places this node's new replicas on its shards and log directories.

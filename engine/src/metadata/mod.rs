@@ -127,6 +127,10 @@ pub struct ClusterMetadata {
     /// Dynamic configs of this broker (AlterConfigs on BROKER resource "<node.id>").
     #[serde(default)]
     pub broker_configs: BTreeMap<String, String>,
+    /// Dynamic configs of the other brokers, by node id: kept so that a snapshot of this image
+    /// gives every broker its own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other_broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
     /// Cluster-wide dynamic broker defaults (AlterConfigs on BROKER resource "").
     #[serde(default)]
     pub broker_default_configs: BTreeMap<String, String>,
@@ -199,6 +203,7 @@ impl ClusterMetadata {
             topics: BTreeMap::new(),
             producer_id_block_end: 0,
             broker_configs: BTreeMap::new(),
+            other_broker_configs: BTreeMap::new(),
             broker_default_configs: BTreeMap::new(),
             acls: Default::default(),
             brokers: BTreeMap::new(),

@@ -112,6 +112,12 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata, node_id: i32) -> Vec<M
     if old.broker_configs != new.broker_configs {
         records.push(MetadataRecord::BrokerConfigs { broker: Some(node_id), configs: new.broker_configs.clone() });
     }
+    for id in old.other_broker_configs.keys().chain(new.other_broker_configs.keys()).collect::<std::collections::BTreeSet<_>>() {
+        let configs = new.other_broker_configs.get(id).cloned().unwrap_or_default();
+        if *id != node_id && old.other_broker_configs.get(id).cloned().unwrap_or_default() != configs {
+            records.push(MetadataRecord::BrokerConfigs { broker: Some(*id), configs });
+        }
+    }
     if old.broker_default_configs != new.broker_default_configs {
         records.push(MetadataRecord::BrokerConfigs { broker: None, configs: new.broker_default_configs.clone() });
     }
@@ -214,6 +220,10 @@ pub fn apply(view: &mut ClusterMetadata, record: &MetadataRecord, node: &dyn Loc
         MetadataRecord::BrokerConfigs { broker: Some(id), configs } => {
             if *id == node.node_id() {
                 view.broker_configs = configs.clone();
+            } else if configs.is_empty() {
+                view.other_broker_configs.remove(id);
+            } else {
+                view.other_broker_configs.insert(*id, configs.clone());
             }
         }
         MetadataRecord::AccessControlEntry { acl } => {
@@ -288,6 +298,8 @@ mod tests {
             .insert("t".into(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs: BTreeMap::from([("retention.ms".into(), "5".into())]) });
         new.producer_id_block_end = 1000;
         new.broker_default_configs.insert("log.retention.ms".into(), "9".into());
+        // Another broker's own configs are kept too (a snapshot carries them to it).
+        new.other_broker_configs.insert(2, BTreeMap::from([("log.cleaner.threads".into(), "2".into())]));
         let view = replayed(&old, &new, &node);
         assert_eq!(replication_only(&view), replication_only(&new));
         assert!(view.topics["t"].partitions.iter().all(|p| p.hosted));

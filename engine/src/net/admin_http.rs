@@ -256,6 +256,7 @@ fn quorum_json(status: &crate::controller::quorum::QuorumStatus, config: &crate:
         "term": status.term,
         "commit_index": status.commit_index,
         "applied_index": status.applied_index,
+        "snapshot_index": status.snapshot_index,
         "voters": voters,
         "dropped_messages": status.dropped_messages,
         "voter_progress": status.voter_progress.iter().map(|(id, matched)| json!({"node_id": id, "log_end_index": matched})).collect::<Vec<_>>(),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::FutureExt;
-use raft::prelude::{Entry, EntryType, Message};
+use raft::prelude::{Entry, EntryType, Message, Snapshot};
 use raft::{RawNode, StateRole};
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,49 @@ struct Batch {
 /// after `apply` returns, the batch at `index` is never given again after a restart).
 pub trait Applier {
     fn apply(&self, index: u64, records: Vec<MetadataRecord>) -> futures::future::LocalBoxFuture<'_, Result<()>>;
+    /// The image as applied so far, encoded for a snapshot, and the index it was applied to.
+    fn snapshot(&self) -> Result<(u64, Vec<u8>)>;
+    /// Replaces the image with a snapshot's (`data`, as [`Applier::snapshot`] encodes it) at
+    /// `index`, and persists it.
+    fn install(&self, index: u64, data: Vec<u8>) -> futures::future::LocalBoxFuture<'_, Result<()>>;
+}
+
+/// What raft-rs reads: the log in memory, and snapshots of the applied image (sent to a voter
+/// that is behind the log's start).
+struct QuorumStorage {
+    log: raft::storage::MemStorage,
+    applier: Rc<dyn Applier>,
+}
+
+impl raft::Storage for QuorumStorage {
+    fn initial_state(&self) -> raft::Result<raft::RaftState> {
+        self.log.initial_state()
+    }
+    fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, context: raft::GetEntriesContext) -> raft::Result<Vec<Entry>> {
+        self.log.entries(low, high, max_size, context)
+    }
+    fn term(&self, index: u64) -> raft::Result<u64> {
+        self.log.term(index)
+    }
+    fn first_index(&self) -> raft::Result<u64> {
+        self.log.first_index()
+    }
+    fn last_index(&self) -> raft::Result<u64> {
+        self.log.last_index()
+    }
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let unavailable = || raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable);
+        let (index, data) = self.applier.snapshot().map_err(|e| {
+            tracing::warn!(error = %format!("{e:#}"), "no metadata snapshot for a lagging voter (it is asked for again)");
+            unavailable()
+        })?;
+        if index < request_index || index == 0 {
+            return Err(unavailable());
+        }
+        let snapshot = image_snapshot(&self.log, index, data)?;
+        tracing::info!(to = node_id(to), index, bytes = snapshot.data.len(), "sending a metadata snapshot to a voter behind the log's start");
+        Ok(snapshot)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +127,8 @@ pub struct QuorumStatus {
     /// Messages from other voters dropped because the inbox was full
     /// ([`QUORUM_INBOX_MESSAGES_MAX`]), since start.
     pub dropped_messages: u64,
+    /// The index of this node's latest metadata snapshot (the log starts after it); 0: none.
+    pub snapshot_index: u64,
 }
 
 pub struct Quorum {
@@ -128,6 +173,10 @@ impl Quorum {
     ) -> Result<Rc<Quorum>> {
         let voters: Vec<u64> = if config.voters.is_empty() { vec![raft_id(node_id)] } else { config.voters.iter().map(|v| raft_id(v.node_id)).collect() };
         let store = LogStore::open(dir, &voters)?;
+        // A snapshot newer than the image: the node stopped between writing the one and the
+        // other. The driver installs it before anything else.
+        let install = store.take_opened_snapshot().filter(|s| s.get_metadata().index > applied_index);
+        let applied_index = applied_index.max(store.snapshot_index());
         let last_index = raft::Storage::last_index(&store.storage()).context("reading the metadata log")?;
         if applied_index > last_index {
             anyhow::bail!(
@@ -163,7 +212,8 @@ impl Quorum {
             ..Default::default()
         };
         let logger = slog::Logger::root(TracingDrain, slog::o!());
-        let mut node = RawNode::new(&raft_config, store.storage(), &logger).context("starting the metadata quorum")?;
+        let storage = QuorumStorage { log: store.storage(), applier: applier.clone() };
+        let mut node = RawNode::new(&raft_config, storage, &logger).context("starting the metadata quorum")?;
         let quorum = Rc::new(Quorum {
             node_id,
             inbox: RefCell::new(VecDeque::new()),
@@ -171,7 +221,7 @@ impl Quorum {
             waiters: RefCell::new(HashMap::new()),
             next_proposal: Cell::new(1),
             wake: Notify::default(),
-            status: RefCell::new(QuorumStatus { applied_index, ..Default::default() }),
+            status: RefCell::new(QuorumStatus { applied_index, snapshot_index: store.snapshot_index(), ..Default::default() }),
             status_changed: Notify::default(),
             dropped_messages: Cell::new(0),
             failed: Cell::new(false),
@@ -188,8 +238,17 @@ impl Quorum {
             transport::start(&quorum, node_id, cluster_id, &config.voters, listen.context("a quorum of several needs a controller listener")?)?;
         }
         let q = quorum.clone();
+        let snapshot_bytes = config.snapshot_bytes;
         crate::runtime::spawn(async move {
-            if let Err(e) = q.drive(node, store, applier).await {
+            let outcome = async {
+                if let Some(s) = install {
+                    let index = s.get_metadata().index;
+                    tracing::info!(index, "the metadata image is older than the log's snapshot: installing the snapshot");
+                    applier.install(index, s.data.to_vec()).await.context("installing the metadata log's snapshot")?;
+                }
+                q.drive(node, store, applier, snapshot_bytes).await
+            };
+            if let Err(e) = outcome.await {
                 tracing::error!(error = %format!("{e:#}"), "the metadata quorum stopped on this node: it no longer votes or applies metadata; fix the cause and restart it");
                 q.failed.set(true);
                 q.fail_waiters(ProposeError::Failed);
@@ -307,7 +366,7 @@ impl Quorum {
         self.proposals.borrow_mut().clear();
     }
 
-    async fn drive(&self, mut node: RawNode<raft::storage::MemStorage>, store: LogStore, applier: Rc<dyn Applier>) -> Result<()> {
+    async fn drive(&self, mut node: RawNode<QuorumStorage>, store: LogStore, applier: Rc<dyn Applier>, snapshot_bytes: u64) -> Result<()> {
         let mut next_tick = Instant::now() + TICK;
         let mut applied_term_current = false;
         loop {
@@ -344,7 +403,10 @@ impl Quorum {
             if node.has_ready() {
                 self.handle_ready(&mut node, &store, &*applier, &mut applied_term_current).await?;
             }
-            self.publish_status(&node, applied_term_current);
+            if store.bytes_since_snapshot() >= snapshot_bytes {
+                compact(&node, &store, &*applier).await;
+            }
+            self.publish_status(&node, &store, applied_term_current);
             futures::select! {
                 _ = woken.fuse() => {}
                 _ = crate::runtime::sleep(next_tick.saturating_duration_since(Instant::now())).fuse() => {}
@@ -352,13 +414,7 @@ impl Quorum {
         }
     }
 
-    async fn handle_ready(
-        &self,
-        node: &mut RawNode<raft::storage::MemStorage>,
-        store: &LogStore,
-        applier: &dyn Applier,
-        applied_term_current: &mut bool,
-    ) -> Result<()> {
+    async fn handle_ready(&self, node: &mut RawNode<QuorumStorage>, store: &LogStore, applier: &dyn Applier, applied_term_current: &mut bool) -> Result<()> {
         let mut ready = node.ready();
         if let Some(ss) = ready.ss() {
             if ss.raft_state != StateRole::Leader {
@@ -372,7 +428,14 @@ impl Quorum {
         // The leader may send before it persists (Raft's thesis, 10.2.1); followers may not.
         self.peers.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
-            anyhow::bail!("received a metadata snapshot, which this version does not take (the log is never compacted)");
+            // The leader's log starts after this node's end: its image replaces ours. The image
+            // is written first, so that a crash in between leaves an image at or past the log.
+            let snapshot = ready.snapshot().clone();
+            let index = snapshot.get_metadata().index;
+            tracing::info!(index, bytes = snapshot.data.len(), "installing a metadata snapshot from the active controller");
+            applier.install(index, snapshot.data.to_vec()).await.context("installing a metadata snapshot")?;
+            store.install(snapshot).await.context("writing a metadata snapshot to the log")?;
+            self.status.borrow_mut().applied_index = index;
         }
         let committed = ready.take_committed_entries();
         self.apply_entries(node, committed, applier, applied_term_current).await?;
@@ -390,13 +453,7 @@ impl Quorum {
         Ok(())
     }
 
-    async fn apply_entries(
-        &self,
-        node: &RawNode<raft::storage::MemStorage>,
-        entries: Vec<Entry>,
-        applier: &dyn Applier,
-        applied_term_current: &mut bool,
-    ) -> Result<()> {
+    async fn apply_entries(&self, node: &RawNode<QuorumStorage>, entries: Vec<Entry>, applier: &dyn Applier, applied_term_current: &mut bool) -> Result<()> {
         for entry in entries {
             if entry.term == node.raft.term {
                 *applied_term_current = true;
@@ -415,7 +472,7 @@ impl Quorum {
         Ok(())
     }
 
-    fn publish_status(&self, node: &RawNode<raft::storage::MemStorage>, applied_term_current: bool) {
+    fn publish_status(&self, node: &RawNode<QuorumStorage>, store: &LogStore, applied_term_current: bool) {
         let raft = &node.raft;
         let leader = (raft.leader_id != 0).then(|| node_id(raft.leader_id));
         let is_leader = raft.state == StateRole::Leader;
@@ -429,10 +486,47 @@ impl Quorum {
             voter_progress,
             // Filled in by `status()`; kept out of the stored status so a drop is no change.
             dropped_messages: 0,
+            snapshot_index: store.snapshot_index(),
         };
         if *self.status.borrow() != next {
             *self.status.borrow_mut() = next;
             self.status_changed.notify_all();
+        }
+    }
+}
+
+/// A snapshot of the image `data`, applied up to `index` of `log`.
+fn image_snapshot(log: &raft::storage::MemStorage, index: u64, data: Vec<u8>) -> raft::Result<Snapshot> {
+    use raft::Storage as _;
+    let mut snapshot = Snapshot { data: data.into(), ..Default::default() };
+    let meta = snapshot.mut_metadata();
+    meta.index = index;
+    meta.term = log.term(index)?;
+    meta.set_conf_state(log.initial_state()?.conf_state);
+    Ok(snapshot)
+}
+
+/// Compacts the metadata log into a snapshot of the applied image. A failure leaves the old
+/// log whole; it is tried again after as many more bytes.
+async fn compact(node: &RawNode<QuorumStorage>, store: &LogStore, applier: &dyn Applier) {
+    let outcome = async {
+        let (index, data) = applier.snapshot()?;
+        if index <= store.snapshot_index() {
+            return Ok(None);
+        }
+        let snapshot = image_snapshot(&node.store().log, index, data)?;
+        let bytes = snapshot.data.len();
+        store.compact(snapshot).await?;
+        anyhow::Ok(Some((index, bytes)))
+    };
+    match outcome.await {
+        Ok(Some((index, bytes))) => {
+            tracing::info!(index, image_bytes = bytes, "metadata log compacted: a snapshot of the image replaces the entries up to its index")
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "compacting the metadata log failed; the log is kept whole and compaction is tried again later");
+            store.postpone_compaction();
         }
     }
 }
