@@ -74,12 +74,22 @@ fn alter_topic(meta: &mut ClusterMetadata, r: &ConfigAlteration, validate_only: 
     Ok(true)
 }
 
+/// A broker's dynamic configs, or (resource name "") the cluster-wide defaults. This runs on
+/// the active controller, which may be another node than the broker named: any registered
+/// broker's configs are changed here.
 fn alter_broker(shard: &Shard, meta: &mut ClusterMetadata, r: &ConfigAlteration, validate_only: bool) -> Result<bool, (i16, String)> {
-    let node = shard.config.node_id.to_string();
-    let cluster_default = r.resource_name.is_empty();
-    if !cluster_default && r.resource_name != node {
-        return Err((ec::INVALID_REQUEST, format!("Unexpected broker id, expected {node} or empty string, but received {}", r.resource_name)));
-    }
+    let this_node = shard.config.node_id;
+    let target = match r.resource_name.as_str() {
+        "" => None,
+        name => match name.parse::<i32>() {
+            Ok(id) if id == this_node || meta.brokers.contains_key(&id) => Some(id),
+            _ => {
+                let known: Vec<i32> =
+                    meta.brokers.keys().copied().chain(std::iter::once(this_node)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+                return Err((ec::INVALID_REQUEST, format!("Unexpected broker id, expected one of {known:?} or empty string, but received {name}")));
+            }
+        },
+    };
     for (name, op, value) in &r.ops {
         let checked = match (op, value) {
             (&tc::OP_DELETE, _) | (_, None) => {
@@ -101,19 +111,26 @@ fn alter_broker(shard: &Shard, meta: &mut ClusterMetadata, r: &ConfigAlteration,
         };
         checked.map_err(|(request, m)| (if request { ec::INVALID_REQUEST } else { ec::INVALID_CONFIG }, m))?;
     }
-    let current = if cluster_default { &meta.broker_default_configs } else { &meta.broker_configs };
-    let next = changed_map(current, r, |n| tc::broker_synonym(n).map(|(d, _)| d.kind))?;
+    let current = match target {
+        None => meta.broker_default_configs.clone(),
+        Some(id) => meta.broker_configs_by_node(this_node).remove(&id).unwrap_or_default(),
+    };
+    let next = changed_map(&current, r, |n| tc::broker_synonym(n).map(|(d, _)| d.kind))?;
     for (k, v) in &next {
         tc::validate_broker_dynamic(k, v).map_err(|(request, m)| (if request { ec::INVALID_REQUEST } else { ec::INVALID_CONFIG }, m))?;
     }
-    if validate_only || &next == current {
+    if validate_only || next == current {
         return Ok(false);
     }
     tracing::info!(broker = %r.resource_name, configs = ?next, "dynamic broker configs changed");
-    if cluster_default {
-        meta.broker_default_configs = next;
-    } else {
-        meta.broker_configs = next;
+    match target {
+        None => meta.broker_default_configs = next,
+        Some(id) => {
+            if id == this_node {
+                meta.broker_configs = next.clone();
+            }
+            meta.broker_configs_by_node.insert(id, next);
+        }
     }
     Ok(true)
 }

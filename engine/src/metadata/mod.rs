@@ -127,6 +127,11 @@ pub struct ClusterMetadata {
     /// Dynamic configs of this broker (AlterConfigs on BROKER resource "<node.id>").
     #[serde(default)]
     pub broker_configs: BTreeMap<String, String>,
+    /// Dynamic configs of every broker, by node id, as the metadata log records them: the
+    /// active controller changes any broker's (the client sends a broker's change to that
+    /// broker, which forwards it), so it must know every broker's current ones.
+    #[serde(default)]
+    pub broker_configs_by_node: BTreeMap<i32, BTreeMap<String, String>>,
     /// Cluster-wide dynamic broker defaults (AlterConfigs on BROKER resource "").
     #[serde(default)]
     pub broker_default_configs: BTreeMap<String, String>,
@@ -199,11 +204,23 @@ impl ClusterMetadata {
             topics: BTreeMap::new(),
             producer_id_block_end: 0,
             broker_configs: BTreeMap::new(),
+            broker_configs_by_node: BTreeMap::new(),
             broker_default_configs: BTreeMap::new(),
             acls: Default::default(),
             brokers: BTreeMap::new(),
             applied_index: 0,
         }
+    }
+
+    /// Every broker's dynamic configs, by node id (none empty). An image from before they were
+    /// all kept holds only its own node's (`this_node`), in `broker_configs`.
+    pub fn broker_configs_by_node(&self, this_node: i32) -> BTreeMap<i32, BTreeMap<String, String>> {
+        let mut all = self.broker_configs_by_node.clone();
+        if !self.broker_configs.is_empty() {
+            all.entry(this_node).or_insert_with(|| self.broker_configs.clone());
+        }
+        all.retain(|_, configs| !configs.is_empty());
+        all
     }
 
     pub fn path(meta_dir: &Path) -> PathBuf {

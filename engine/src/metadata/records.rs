@@ -109,8 +109,12 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata, node_id: i32) -> Vec<M
             }
         }
     }
-    if old.broker_configs != new.broker_configs {
-        records.push(MetadataRecord::BrokerConfigs { broker: Some(node_id), configs: new.broker_configs.clone() });
+    let (old_brokers, new_brokers) = (old.broker_configs_by_node(node_id), new.broker_configs_by_node(node_id));
+    for id in old_brokers.keys().chain(new_brokers.keys()).collect::<std::collections::BTreeSet<_>>() {
+        let configs = new_brokers.get(id).cloned().unwrap_or_default();
+        if old_brokers.get(id) != new_brokers.get(id) {
+            records.push(MetadataRecord::BrokerConfigs { broker: Some(*id), configs });
+        }
     }
     if old.broker_default_configs != new.broker_default_configs {
         records.push(MetadataRecord::BrokerConfigs { broker: None, configs: new.broker_default_configs.clone() });
@@ -212,6 +216,11 @@ pub fn apply(view: &mut ClusterMetadata, record: &MetadataRecord, node: &dyn Loc
         }
         MetadataRecord::BrokerConfigs { broker: None, configs } => view.broker_default_configs = configs.clone(),
         MetadataRecord::BrokerConfigs { broker: Some(id), configs } => {
+            if configs.is_empty() {
+                view.broker_configs_by_node.remove(id);
+            } else {
+                view.broker_configs_by_node.insert(*id, configs.clone());
+            }
             if *id == node.node_id() {
                 view.broker_configs = configs.clone();
             }
@@ -298,6 +307,37 @@ mod tests {
         let again = replayed(&view, &newer, &node);
         assert_eq!(replication_only(&again), replication_only(&newer));
         assert!(diff(&again, &newer, 1).is_empty());
+    }
+
+    #[test]
+    fn every_brokers_dynamic_configs_are_recorded_and_each_node_runs_with_its_own() {
+        let (leader, other) = (Node { id: 1, shards: 1 }, Node { id: 2, shards: 1 });
+        let old = ClusterMetadata::new("c".into());
+        // The active controller (node 1) changes node 2's configs.
+        let mut new = old.clone();
+        let two = BTreeMap::from([("log.retention.ms".to_string(), "2000".to_string())]);
+        new.broker_configs_by_node.insert(2, two.clone());
+        let records = diff(&old, &new, leader.id);
+        assert!(matches!(&records[..], [MetadataRecord::BrokerConfigs { broker: Some(2), .. }]), "{records:?}");
+        let (mut at_leader, mut at_other) = (old.clone(), old.clone());
+        for r in &records {
+            apply(&mut at_leader, r, &leader).unwrap();
+            apply(&mut at_other, r, &other).unwrap();
+        }
+        assert!(at_leader.broker_configs.is_empty(), "node 1 runs with its own configs, not node 2's");
+        assert_eq!(at_other.broker_configs, two);
+        assert_eq!(at_leader.broker_configs_by_node, at_other.broker_configs_by_node);
+        assert!(diff(&at_leader, &new, leader.id).is_empty());
+        // Cleared: an empty set is recorded, and node 2 runs without them.
+        for r in &diff(&at_leader, &old, leader.id) {
+            apply(&mut at_other, r, &other).unwrap();
+        }
+        assert!(at_other.broker_configs.is_empty() && at_other.broker_configs_by_node.is_empty());
+        // An image from before every broker's were kept: its own configs are its node's.
+        let mut legacy = old.clone();
+        legacy.broker_configs = BTreeMap::from([("log.retention.ms".to_string(), "1".to_string())]);
+        assert!(matches!(&diff(&old, &legacy, 7)[..], [MetadataRecord::BrokerConfigs { broker: Some(7), .. }]));
+        assert!(diff(&legacy, &legacy, 7).is_empty());
     }
 
     #[test]
