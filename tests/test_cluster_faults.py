@@ -78,6 +78,14 @@ def assert_one_leader_per_term(nodes, seen: set[tuple[int, int]] = frozenset()) 
     return leaders
 
 
+FENCED = re.compile(r"fenced, its partitions have no leader until it returns node_id=(\d+)")
+
+
+def fenced_in_logs(nodes) -> set[int]:
+    """The brokers any node, as active controller, ever fenced."""
+    return {int(node_id) for n in nodes for node_id in FENCED.findall(n.log_text())}
+
+
 def partition_dirs(nodes, topic: str) -> list[int]:
     """The partitions of `topic` that have a directory on some node's disk, one entry per
     directory."""
@@ -180,6 +188,10 @@ def test_killing_the_active_controller_while_topics_are_created_loses_no_acknowl
         wait_until(lambda: len(creator.acked) >= acked_at_kill + 10, "ten more topics created after the kill", timeout_s=180)
     finally:
         creator.stop()
+    # The new active controller fences the dead broker, and only it: the survivors' heartbeats,
+    # not held by a forward to the dead controller, reach the new one in time.
+    wait_until(lambda: first in fenced_in_logs(nodes), f"node {first} to be fenced", timeout_s=60)
+    assert fenced_in_logs(nodes) == {first}, "a live broker was fenced after the failover (its partitions lost their leader)"
     assert not creator.unexpected, f"a first try was answered TOPIC_ALREADY_EXISTS: {creator.unexpected}"
     assert second != first
     print(f"killed node {first}, node {second} leads; {len(creator.acked)} topics acknowledged ({acked_at_kill} before the kill, "
@@ -330,6 +342,8 @@ def test_a_cut_off_active_controller_changes_nothing_and_the_majority_goes_on(br
     # The same ids and placements everywhere.
     images = [image(n) for n in nodes]
     assert len({json.dumps({t: replication(m) for t, m in i["topics"].items()}, sort_keys=True) for i in images}) == 1
+    # The new active controller fenced the cut-off broker, and no other.
+    assert fenced_in_logs([nodes[i - 1] for i in majority]) == {first}
     terms = assert_one_leader_per_term(nodes, {(term, leader) for _, term, leader in seen.seen})
     assert any(second in ls for ls in terms.values()) and len(terms) >= 2, terms
     # The healed node serves clients again: all three brokers listed by it.
