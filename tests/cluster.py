@@ -22,14 +22,18 @@ def status(broker) -> dict:
         return json.load(r)
 
 
-def make_cluster(broker_factory, count: int = 3, cluster_ids: list[str] | None = None):
-    """Launches `count` combined nodes (node ids 1..count) that name each other as voters, and
-    waits for all of them."""
+def make_cluster(broker_factory, count: int = 3, cluster_ids: list[str] | None = None, hosts: list[str] | None = None, netns: list[str] | None = None):
+    """Makes (does not launch) `count` combined nodes (node ids 1..count) that name each other
+    as voters. `hosts` and `netns`: per node, the address it listens on and the network
+    namespace it runs in (default: loopback, this namespace)."""
     nodes = [broker_factory(start=False, extra_listeners=["CONTROLLER"]) for _ in range(count)]
-    voters = ",".join(f"{i + 1}@127.0.0.1:{n.extra_ports['CONTROLLER']}" for i, n in enumerate(nodes))
+    for i, n in enumerate(nodes):
+        n.host = (hosts or [n.host] * count)[i]
+        n.netns = (netns or [None] * count)[i]
+    voters = ",".join(f"{i + 1}@{n.host}:{n.extra_ports['CONTROLLER']}" for i, n in enumerate(nodes))
     for i, n in enumerate(nodes):
         config = {
-            "admin.listeners": f"127.0.0.1:{n.admin_port}",
+            "admin.listeners": f"{n.host}:{n.admin_port}",
             "node.id": i + 1,
             "process.roles": "broker,controller",
             "controller.quorum.voters": voters,

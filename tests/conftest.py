@@ -55,9 +55,11 @@ def shard_cores() -> str:
     return ",".join(str(c) for c in cores)
 
 
-def listening_socket_inodes(port: int) -> set[str]:
+def listening_socket_inodes(port: int, net_dir: str = "/proc/net") -> set[str]:
+    """The listening sockets on `port` in the network namespace whose /proc net directory is
+    `net_dir` (ours by default; `/proc/<pid>/net` is that process's)."""
     inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for table in (f"{net_dir}/tcp", f"{net_dir}/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except FileNotFoundError:
@@ -131,16 +133,21 @@ class Broker:
         self.cgroup_procs: Path | None = None
         # The CPUs that run shards ("0": one shard), when a test sets them.
         self.cores: str | None = None
+        # The address every listener binds and advertises; and the network namespace
+        # (`ip netns`) the broker runs in, when a test puts it in one (it then starts it with
+        # `ip netns exec`, and this process cannot reach it: see test_cluster_faults.py).
+        self.host = "127.0.0.1"
+        self.netns: str | None = None
 
     # --- addresses --------------------------------------------------------------------------
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        return f"http://{self.host}:{self.admin_port}"
 
     @property
     def pid(self) -> int:
@@ -159,11 +166,15 @@ class Broker:
         for each other (their metadata quorum), so they are launched together and then
         waited for with `wait_ready`."""
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
-        listeners = ",".join([f"PLAINTEXT://{self.bootstrap}"] + [f"{n}://127.0.0.1:{p}" for n, p in self.extra_ports.items()])
+        listeners = ",".join([f"PLAINTEXT://{self.bootstrap}"] + [f"{n}://{self.host}:{p}" for n, p in self.extra_ports.items()])
         data = ",".join(str(d) for d in self.log_dirs) if self.log_dirs else str(self.data_dir)
         cmd = [str(broker_binary()), "--data-dir", data, "--listeners", listeners, "--cores", self.cores or shard_cores()]
         if self.config_path:
             cmd += ["--config", str(self.config_path)]
+        if self.netns:
+            # `ip netns exec` execs the broker in place: the process (and its pid) is the
+            # broker's, so kill9 and the death signal below still reach it.
+            cmd = ["ip", "netns", "exec", self.netns] + cmd
         self.starts += 1
         with open(self.log_path, "ab") as log:
             log.write(f"----- e2e: start #{self.starts}: {' '.join(cmd)}\n".encode())
@@ -189,18 +200,23 @@ class Broker:
             if self.proc.poll() is not None:
                 raise AssertionError(f"broker exited with status {self.proc.returncode} before it was ready\n{self.log_tail()}")
             if READY_LINE in self.run_log():
-                try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
-                    break
-                except OSError:
-                    pass
+                if self.netns:
+                    # Out of our reach: its listening socket, in its namespace, is the sign.
+                    if listening_socket_inodes(self.port, f"/proc/{self.pid}/net") & process_socket_inodes(self.pid):
+                        break
+                else:
+                    try:
+                        socket.create_connection((self.host, self.port), timeout=2).close()
+                        break
+                    except OSError:
+                        pass
             if time.monotonic() > deadline:
                 self.kill9()
                 raise AssertionError(f"broker not ready after {START_TIMEOUT_S}s\n{self.log_tail()}")
             time.sleep(0.05)
         # Every listening socket on our port must be ours: with SO_REUSEPORT a foreign
         # process on the same port would silently take half of the connections.
-        foreign = listening_socket_inodes(self.port) - process_socket_inodes(self.pid)
+        foreign = listening_socket_inodes(self.port, f"/proc/{self.pid}/net") - process_socket_inodes(self.pid)
         if foreign:
             self.kill9()
             raise AssertionError(f"another process also listens on port {self.port}; test results would be meaningless")

@@ -279,7 +279,10 @@ impl Quorum {
     }
 
     /// Sends `request` to node `to` (the active controller) and waits up to `timeout` for its
-    /// answer.
+    /// answer, or until this node no longer knows `to` as the leader (it died or lost an
+    /// election: its answer may never come). The caller then tries the new leader at once: a
+    /// broker's heartbeat held for `timeout` by a dead controller would get it fenced by the
+    /// new one.
     pub async fn forward(&self, to: i32, request: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, ProposeError> {
         let id = self.next_forward.get();
         self.next_forward.set(id + 1);
@@ -288,9 +291,19 @@ impl Quorum {
         let mut frame = id.to_be_bytes().to_vec();
         frame.extend_from_slice(&request);
         self.peers.send_frame(raft_id(to), transport::FRAME_FORWARD, frame);
+        let leader_moved = async {
+            loop {
+                let changed = self.status_changed.notified();
+                if self.status.borrow().leader != Some(to) {
+                    return;
+                }
+                changed.await;
+            }
+        };
         let answer = futures::select! {
             answer = rx.fuse() => answer.map_err(|_| ProposeError::LeaderLost),
             _ = crate::runtime::sleep(timeout).fuse() => Err(ProposeError::LeaderLost),
+            _ = leader_moved.fuse() => Err(ProposeError::LeaderLost),
         };
         self.forward_waiters.borrow_mut().remove(&id);
         answer
