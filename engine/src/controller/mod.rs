@@ -410,7 +410,7 @@ impl Controller {
                 .client_listeners()
                 .map(|l| BrokerEndpoint { listener: l.name.clone(), host: l.advertised_host.clone(), port: l.advertised_port })
                 .collect(),
-            rack: config.properties.get("broker.rack").cloned(),
+            rack: config.broker_rack.clone(),
             fenced: false,
         }
     }
