@@ -162,6 +162,10 @@ pub struct Controller {
     heartbeats: RefCell<(u64, std::collections::HashMap<i32, std::time::Instant>)>,
     /// This node's registration, once the controller has it.
     registered: RefCell<Option<BrokerRegistration>>,
+    /// At the active controller: the last refused registration logged, per node id (the
+    /// incarnation, and when), so that a node retrying is not logged at every retry. One entry
+    /// per registered node id at most.
+    refusals_reported: RefCell<std::collections::HashMap<i32, (uuid::Uuid, std::time::Instant)>>,
 }
 
 /// How long a metadata change waits for a leader of the quorum (an election in progress)
@@ -232,6 +236,7 @@ impl Controller {
             bootstrapped_term: Cell::new(0),
             heartbeats: RefCell::new((0, std::collections::HashMap::new())),
             registered: RefCell::new(None),
+            refusals_reported: RefCell::new(std::collections::HashMap::new()),
         });
         let c = controller.clone();
         shard.router.serve(move |request: ControllerRequest| {
@@ -419,9 +424,29 @@ impl Controller {
         let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
         self.ensure_ready().await?;
         let old = self.view.borrow().clone();
-        let mut new = old.clone();
-        tracing::info!(node_id = registration.node_id, endpoints = ?registration.endpoints, "broker registered");
         let node_id = registration.node_id;
+        if let Some(existing) = old.brokers.get(&node_id) {
+            let session = Duration::from_millis(self.shard.config.quorum.broker_session_timeout_ms);
+            let now = std::time::Instant::now();
+            // As in fence_silent_brokers, a broker this leader has not looked at yet gets a
+            // full session from now.
+            let last_heard = *self.heartbeat_times().entry(node_id).or_insert(now);
+            if let Some(reason) = duplicate_registration(existing, &registration, last_heard, session, now) {
+                // Once per refused incarnation (it retries every REGISTRATION_RETRY), and again
+                // now and then while the refusals go on.
+                let mut refusals = self.refusals_reported.borrow_mut();
+                let due = refusals
+                    .get(&node_id)
+                    .is_none_or(|(incarnation, at)| *incarnation != registration.incarnation_id || now.duration_since(*at) >= QUORUM_WAIT_REPORT_INTERVAL);
+                if due {
+                    refusals.insert(node_id, (registration.incarnation_id, now));
+                    tracing::warn!(node_id, refused_incarnation = %registration.incarnation_id, "refused a broker registration (DUPLICATE_BROKER_REGISTRATION): {reason}");
+                }
+                return Err((ec::DUPLICATE_BROKER_REGISTRATION, reason));
+            }
+        }
+        let mut new = old.clone();
+        tracing::info!(node_id, incarnation = %registration.incarnation_id, rack = ?registration.rack, endpoints = ?registration.endpoints, "broker registered");
         new.brokers.insert(node_id, registration);
         // A broker fenced while it was down leads its partitions again.
         set_fenced(&mut new, node_id, false);
@@ -501,6 +526,7 @@ impl Controller {
     /// Registers this node with the active controller, retrying until it is done.
     async fn register(&self) {
         let registration = self.registration();
+        let mut last_refusal_report = None;
         loop {
             let outcome = match self.route().await {
                 Route::Here => self.register_broker_here(registration.clone()).await,
@@ -515,6 +541,17 @@ impl Controller {
                 Ok(()) => {
                     *self.registered.borrow_mut() = Some(registration);
                     return;
+                }
+                Err((ec::DUPLICATE_BROKER_REGISTRATION, msg)) => {
+                    // Once at first, then now and then: the wait lasts up to a session.
+                    if last_refusal_report.is_none_or(|t: std::time::Instant| t.elapsed() >= QUORUM_WAIT_REPORT_INTERVAL) {
+                        tracing::warn!(
+                            node_id = registration.node_id,
+                            incarnation = %registration.incarnation_id,
+                            "the controller refused this node's registration (DUPLICATE_BROKER_REGISTRATION: {msg}); retrying until that registration's session lapses"
+                        );
+                        last_refusal_report = Some(std::time::Instant::now());
+                    }
                 }
                 Err((code, msg)) => tracing::debug!(code, error = %msg, "registration with the controller not done yet; retrying"),
             }
@@ -624,6 +661,36 @@ impl quorum::Applier for ViewApplier {
             }
         })
     }
+}
+
+/// Why a registration of `registration.node_id` must be refused while `existing` holds that
+/// node id, or None: as in Kafka, another incarnation is refused while the registered one's
+/// session is live (not fenced, and heard from within `session`; a leader counts its first
+/// look at a broker as hearing from it). A node restarted after kill -9 therefore waits until the controller fences
+/// its previous incarnation; the same incarnation may register again (a retry).
+fn duplicate_registration(
+    existing: &BrokerRegistration,
+    registration: &BrokerRegistration,
+    last_heard: std::time::Instant,
+    session: Duration,
+    now: std::time::Instant,
+) -> Option<String> {
+    if existing.incarnation_id == registration.incarnation_id || existing.fenced {
+        return None;
+    }
+    let silent_for = now.saturating_duration_since(last_heard);
+    if silent_for > session {
+        return None;
+    }
+    Some(format!(
+        "node {} is already registered under incarnation {}, whose session is live (heard from {} ms ago, broker.session.timeout.ms={}): \
+         is another process running with node.id={}?",
+        registration.node_id,
+        existing.incarnation_id,
+        silent_for.as_millis(),
+        session.as_millis(),
+        registration.node_id
+    ))
 }
 
 /// Places this node's new replicas on its shards and log directories.
@@ -977,10 +1044,32 @@ fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, val
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::time::Instant;
+
     #[test]
     fn cluster_id_is_22_chars_of_url_safe_base64() {
         let id = super::base64_uuid(uuid::Uuid::nil());
         assert_eq!(id, "AAAAAAAAAAAAAAAAAAAAAA");
         assert_eq!(super::base64_uuid(uuid::Uuid::new_v4()).len(), 22);
+    }
+
+    fn broker(node_id: i32, rack: Option<&str>) -> BrokerRegistration {
+        BrokerRegistration { node_id, incarnation_id: uuid::Uuid::new_v4(), endpoints: Vec::new(), rack: rack.map(String::from), fenced: false }
+    }
+
+    #[test]
+    fn another_incarnation_is_refused_only_while_the_registered_session_lives() {
+        let session = Duration::from_millis(1500);
+        let now = Instant::now();
+        let existing = broker(2, None);
+        let newcomer = BrokerRegistration { incarnation_id: uuid::Uuid::new_v4(), ..existing.clone() };
+        let reason = duplicate_registration(&existing, &newcomer, now - Duration::from_millis(200), session, now).expect("refused");
+        assert!(reason.contains("node 2") && reason.contains(&existing.incarnation_id.to_string()), "{reason}");
+        // The same incarnation again (a retry), a lapsed session, or a fenced broker: accepted.
+        assert_eq!(duplicate_registration(&existing, &existing.clone(), now, session, now), None);
+        assert_eq!(duplicate_registration(&existing, &newcomer, now - Duration::from_millis(1600), session, now), None);
+        let fenced = BrokerRegistration { fenced: true, ..existing.clone() };
+        assert_eq!(duplicate_registration(&fenced, &newcomer, now, session, now), None);
     }
 }
