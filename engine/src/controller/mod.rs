@@ -3,6 +3,7 @@
 //! answering. Other shards reach it with the calls below, served by [`Controller::serve`].
 
 pub mod config_ops;
+pub mod placement;
 pub mod quorum;
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -971,11 +972,23 @@ impl Controller {
 }
 
 /// Chooses the broker of each new partition of a topic (one replica until replication
-/// lands): the registered broker with the fewest partitions of this topic, then with the
-/// fewest partitions in all, then the lowest node id, so a topic spreads evenly whatever the
-/// cluster already holds. With no broker registered yet (a new cluster's first records), this
-/// node. `siblings`: the topic's existing partitions.
+/// lands). When every registered (unfenced) broker has a `broker.rack`, Kafka's rack-aware
+/// assignment (see [`placement`]): leaders rotate over a rack-alternated broker list, starting,
+/// for a new topic, at the broker that leads the fewest partitions, and continuing the topic's
+/// rotation for added partitions. Otherwise the registered broker with the fewest partitions
+/// of this topic, then with the fewest partitions in all, then the lowest node id, so a topic
+/// spreads evenly whatever the cluster already holds. With no broker registered yet (a new
+/// cluster's first records), this node. `siblings`: the topic's existing partitions.
 fn assign_replicas(meta: &ClusterMetadata, siblings: &[PartitionPlacement], placed: &mut [PartitionPlacement], this_node: i32) {
+    let live: Vec<&BrokerRegistration> = meta.brokers.values().filter(|b| !b.fenced).collect();
+    let racks: Vec<(i32, String)> = live.iter().filter_map(|b| b.rack.clone().map(|r| (b.node_id, r))).collect();
+    if !live.is_empty() && racks.len() == live.len() {
+        assign_rack_aware(meta, &racks, siblings, placed);
+        return;
+    }
+    if !racks.is_empty() {
+        tracing::warn!(with_rack = racks.len(), brokers = live.len(), "only some brokers have broker.rack: placing partitions without regard to racks");
+    }
     let mut load: BTreeMap<i32, (usize, usize)> = meta.brokers.values().filter(|b| !b.fenced).map(|b| (b.node_id, (0, 0))).collect();
     if load.is_empty() {
         load.insert(this_node, (0, 0));
@@ -995,6 +1008,31 @@ fn assign_replicas(meta: &ClusterMetadata, siblings: &[PartitionPlacement], plac
         *in_topic += 1;
         *total += 1;
         (p.replicas, p.isr, p.leader) = (vec![broker], vec![broker], broker);
+    }
+}
+
+/// [`assign_replicas`] when every broker has a rack: one replica per partition for now.
+fn assign_rack_aware(meta: &ClusterMetadata, racks: &[(i32, String)], siblings: &[PartitionPlacement], placed: &mut [PartitionPlacement]) {
+    let arranged = placement::rack_alternated_brokers(racks);
+    let position = |id: i32| arranged.iter().position(|&b| b == id);
+    // Added partitions continue where the topic's partition 0 started (as Kafka's
+    // addPartitions does); a new topic starts at the broker leading the fewest partitions, so
+    // that topics of few partitions do not all pile onto the list's first broker.
+    let start = match siblings.first().and_then(|p| p.replicas.first()).and_then(|&id| position(id)) {
+        Some(start) => start,
+        None => {
+            let mut led: BTreeMap<i32, usize> = arranged.iter().map(|&id| (id, 0)).collect();
+            for p in meta.topics.values().flat_map(|t| &t.partitions) {
+                if let Some(n) = led.get_mut(&p.leader) {
+                    *n += 1;
+                }
+            }
+            (0..arranged.len()).min_by_key(|&i| (led[&arranged[i]], i)).expect("at least one broker")
+        }
+    };
+    let assignment = placement::assign_rack_aware(racks, 1, placed.len(), siblings.len(), start);
+    for (p, replicas) in placed.iter_mut().zip(assignment) {
+        (p.leader, p.isr, p.replicas) = (replicas[0], replicas.clone(), replicas);
     }
 }
 
@@ -1071,5 +1109,40 @@ mod tests {
         assert_eq!(duplicate_registration(&existing, &newcomer, now - Duration::from_millis(1600), session, now), None);
         let fenced = BrokerRegistration { fenced: true, ..existing.clone() };
         assert_eq!(duplicate_registration(&fenced, &newcomer, now, session, now), None);
+    }
+
+    /// A view with `brokers` registered and a topic `t` of `partitions` placed by
+    /// [`assign_replicas`]; returns the leaders.
+    fn place(brokers: &[BrokerRegistration], partitions: usize) -> Vec<i32> {
+        let mut meta = ClusterMetadata::new(String::from("c"));
+        for b in brokers {
+            meta.brokers.insert(b.node_id, b.clone());
+        }
+        let mut placed: Vec<PartitionPlacement> = (0..partitions).map(|_| PartitionPlacement::local(0, 0)).collect();
+        assign_replicas(&meta, &[], &mut placed, 1);
+        assert!(placed.iter().all(|p| p.replicas == vec![p.leader] && p.isr == p.replicas));
+        placed.iter().map(|p| p.leader).collect()
+    }
+
+    fn count(leaders: &[i32], of: impl Fn(i32) -> bool) -> usize {
+        leaders.iter().filter(|&&l| of(l)).count()
+    }
+
+    #[test]
+    fn with_racks_partitions_follow_the_rack_alternated_list_balanced_per_broker() {
+        let leaders = place(&[broker(1, Some("a")), broker(2, Some("a")), broker(3, Some("b"))], 12);
+        assert_eq!(&leaders[..3], &[1, 3, 2]);
+        assert_eq!([1, 2, 3].map(|b| count(&leaders, |l| l == b)), [4, 4, 4]);
+        assert_eq!((count(&leaders, |l| l != 3), count(&leaders, |l| l == 3)), (8, 4));
+        // Fenced brokers get nothing; three racks of one broker each alternate strictly.
+        let fenced = BrokerRegistration { fenced: true, ..broker(4, Some("a")) };
+        let leaders = place(&[broker(1, Some("x")), broker(2, Some("y")), broker(3, Some("z")), fenced], 7);
+        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3, 1]);
+    }
+
+    #[test]
+    fn without_a_rack_on_every_broker_placement_ignores_racks() {
+        let leaders = place(&[broker(1, Some("a")), broker(2, Some("a")), broker(3, None)], 6);
+        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
     }
 }
