@@ -22,9 +22,10 @@ def status(broker) -> dict:
         return json.load(r)
 
 
-def make_cluster(broker_factory, count: int = 3, cluster_ids: list[str] | None = None):
-    """Launches `count` combined nodes (node ids 1..count) that name each other as voters, and
-    waits for all of them."""
+def make_cluster(broker_factory, count: int = 3, cluster_ids: list[str] | None = None, extra_config: list[dict] | None = None):
+    """Makes `count` combined nodes (node ids 1..count) that name each other as voters, without
+    starting them. `extra_config`: per node, properties added to (or replacing) the defaults
+    below, e.g. `broker.rack`."""
     nodes = [broker_factory(start=False, extra_listeners=["CONTROLLER"]) for _ in range(count)]
     voters = ",".join(f"{i + 1}@127.0.0.1:{n.extra_ports['CONTROLLER']}" for i, n in enumerate(nodes))
     for i, n in enumerate(nodes):
@@ -41,6 +42,7 @@ def make_cluster(broker_factory, count: int = 3, cluster_ids: list[str] | None =
             "broker.session.timeout.ms": 1500,
             "offsets.topic.num.partitions": 3,
             "transaction.state.log.num.partitions": 3,
+            **((extra_config or [{}] * count)[i]),
         }
         n.config_path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
         n.cores = str(sorted(os.sched_getaffinity(0))[0])
@@ -80,6 +82,13 @@ def wait_converged(nodes, topics: int) -> None:
         seen = [status(n) for n in nodes if n.is_alive()]
         return all(s["topics"] == topics for s in seen) and len({s["quorum"]["applied_index"] for s in seen}) == 1
     wait_until(same, f"every node to apply the same metadata with {topics} topics", timeout_s=30)
+
+
+def write_config(node, changes: dict) -> None:
+    """Sets (or replaces) properties in a node's configuration file, for its next start."""
+    lines = [line for line in node.config_path.read_text().splitlines() if line.split("=", 1)[0] not in changes]
+    lines += [f"{k}={v}" for k, v in changes.items()]
+    node.config_path.write_text("".join(line + "\n" for line in lines))
 
 
 def wait_brokers(nodes) -> None:
