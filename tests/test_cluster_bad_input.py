@@ -193,3 +193,20 @@ def test_partitions_spread_over_racks_as_kafka_assigns_them(broker_factory):
     assert all(owner[p + 1] == following[owner[p]] for p in range(11)), owner
     md = AdminClient({"bootstrap.servers": nodes[1].bootstrap}).list_topics(topic="racked", timeout=10)
     assert {p: md.topics["racked"].partitions[p].leader for p in range(12)} == owner
+
+
+def test_a_single_node_restarted_after_kill9_registers_again_at_once(broker_factory):
+    # The active controller registering itself is not checked against its own previous
+    # incarnation: a one-node broker must not wait out a session and then fence itself.
+    node = broker_factory()
+    wait_until(lambda: 1 in registered(node), "the node to register", timeout_s=30)
+    first = registered(node)[1]["incarnation_id"]
+    node.kill9()
+    node.start()
+
+    def again():
+        b = registered(node).get(1)
+        return b is not None and b["incarnation_id"] != first and not b["fenced"]
+    wait_until(again, "the restarted node to register under a new incarnation", timeout_s=30)
+    log = node.run_log()
+    assert "DUPLICATE_BROKER_REGISTRATION" not in log and "fenced" not in log, log

@@ -206,6 +206,15 @@ enum Route {
     Nowhere(i16, String),
 }
 
+/// Where a registration comes from, at the active controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registrant {
+    /// This process: the active controller registers its own node.
+    ThisProcess,
+    /// Another node, over the quorum's links.
+    Forwarded,
+}
+
 /// How long a forwarded call waits for the active controller's answer.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 /// Between attempts to register with the controller.
@@ -368,7 +377,7 @@ impl Controller {
             Ok(Forwarded::Change(r)) => ForwardedReply::Change(self.change_here(r).await),
             Ok(Forwarded::AllocateProducerId) => ForwardedReply::ProducerId(self.allocate_producer_id_here().await),
             Ok(Forwarded::DeleteAcls(filters)) => ForwardedReply::DeleteAcls(self.delete_acls_here(DeleteAcls { filters }).await),
-            Ok(Forwarded::RegisterBroker(r)) => ForwardedReply::Registered(self.register_broker_here(r).await),
+            Ok(Forwarded::RegisterBroker(r)) => ForwardedReply::Registered(self.register_broker_here(r, Registrant::Forwarded).await),
             Ok(Forwarded::DescribeQuorum) => ForwardedReply::Quorum(self.describe_quorum_here()),
             Ok(Forwarded::Heartbeat { node_id, incarnation_id }) => ForwardedReply::Heartbeat(self.heartbeat_here(node_id, incarnation_id).await),
             Err(e) => {
@@ -421,12 +430,17 @@ impl Controller {
         }
     }
 
-    async fn register_broker_here(&self, registration: BrokerRegistration) -> Result<(), (i16, String)> {
+    async fn register_broker_here(&self, registration: BrokerRegistration, registrant: Registrant) -> Result<(), (i16, String)> {
         let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
         self.ensure_ready().await?;
         let old = self.view.borrow().clone();
         let node_id = registration.node_id;
-        if let Some(existing) = old.brokers.get(&node_id) {
+        // The active controller registering itself needs no check: it won its election as
+        // voter node_id, so no other process of that id can be live (two would be one voter
+        // twice). This keeps a restarted single-node broker, or a restarted node that leads,
+        // from waiting out its own previous incarnation's session and then fencing it.
+        let checked = registrant == Registrant::Forwarded;
+        if let Some(existing) = old.brokers.get(&node_id).filter(|_| checked) {
             let session = Duration::from_millis(self.shard.config.quorum.broker_session_timeout_ms);
             let now = std::time::Instant::now();
             // As in fence_silent_brokers, a broker this leader has not looked at yet gets a
@@ -530,7 +544,7 @@ impl Controller {
         let mut last_refusal_report = None;
         loop {
             let outcome = match self.route().await {
-                Route::Here => self.register_broker_here(registration.clone()).await,
+                Route::Here => self.register_broker_here(registration.clone(), Registrant::ThisProcess).await,
                 Route::There(leader) => match self.forward(leader, Forwarded::RegisterBroker(registration.clone())).await {
                     Ok(ForwardedReply::Registered(r)) => r,
                     Ok(other) => Err((ec::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
