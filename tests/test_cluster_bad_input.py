@@ -5,7 +5,8 @@ a controller, with one shard and the short quorum timeouts of `cluster.make_clus
   is not where that voter's entry of controller.quorum.voters says.
 - A node restarted after kill -9 registers under a new incarnation: the controller refuses it
   (DUPLICATE_BROKER_REGISTRATION) while the previous incarnation's session lives, and accepts
-  it once that session lapses and the controller fences it.
+  it once that session lapses and the controller fences it. The active controller registering
+  itself (a one-node broker restarted) is not held back.
 - A node whose controller.quorum.voters differs from the quorum's is refused at the quorum hello,
   on both sides, and never gets the cluster's metadata; malformed hellos are refused too.
 - With broker.rack set, a topic's partitions are placed as Kafka's rack-aware assignment does.
