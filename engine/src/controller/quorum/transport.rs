@@ -177,7 +177,8 @@ pub fn start(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, vote
 async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>) {
     let mut backoff = RECONNECT_BACKOFF_MIN;
     let mut said_down = false;
-    // The last refusal logged, so that a voter refusing every reconnect is logged once.
+    // The last refusal logged, so that a voter refusing every reconnect is logged once (until
+    // a connection it accepted closes).
     let mut said_refused: Option<String> = None;
     loop {
         let stream = match TcpStream::connect(voter.address.as_str()).await {
@@ -226,7 +227,11 @@ async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>) {
                                 // A refusal lasts until someone fixes a configuration.
                                 backoff = RECONNECT_BACKOFF_MAX;
                             }
-                            None => tracing::debug!(voter = voter.node_id, "metadata quorum connection closed by the voter; reconnecting"),
+                            None => {
+                                tracing::debug!(voter = voter.node_id, "metadata quorum connection closed by the voter; reconnecting");
+                                // It took the hello; a later refusal is news again.
+                                said_refused = None;
+                            }
                         }
                         crate::runtime::sleep(backoff).await;
                         break;
