@@ -22,10 +22,18 @@ def status(broker) -> dict:
         return json.load(r)
 
 
-def make_cluster(broker_factory, count: int = 3, cluster_ids: list[str] | None = None, hosts: list[str] | None = None, netns: list[str] | None = None):
+def make_cluster(
+    broker_factory,
+    count: int = 3,
+    cluster_ids: list[str] | None = None,
+    hosts: list[str] | None = None,
+    netns: list[str] | None = None,
+    extra_config: list[dict] | None = None,
+):
     """Makes (does not launch) `count` combined nodes (node ids 1..count) that name each other
     as voters. `hosts` and `netns`: per node, the address it listens on and the network
-    namespace it runs in (default: loopback, this namespace)."""
+    namespace it runs in (default: loopback, this namespace). `extra_config`: per node,
+    properties added to (or replacing) the defaults below, e.g. `broker.rack`."""
     nodes = [broker_factory(start=False, extra_listeners=["CONTROLLER"]) for _ in range(count)]
     for i, n in enumerate(nodes):
         n.host = (hosts or [n.host] * count)[i]
@@ -45,6 +53,7 @@ def make_cluster(broker_factory, count: int = 3, cluster_ids: list[str] | None =
             "broker.session.timeout.ms": 1500,
             "offsets.topic.num.partitions": 3,
             "transaction.state.log.num.partitions": 3,
+            **((extra_config or [{}] * count)[i]),
         }
         n.config_path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
         n.cores = str(sorted(os.sched_getaffinity(0))[0])
@@ -84,6 +93,13 @@ def wait_converged(nodes, topics: int) -> None:
         seen = [status(n) for n in nodes if n.is_alive()]
         return all(s["topics"] == topics for s in seen) and len({s["quorum"]["applied_index"] for s in seen}) == 1
     wait_until(same, f"every node to apply the same metadata with {topics} topics", timeout_s=30)
+
+
+def write_config(node, changes: dict) -> None:
+    """Sets (or replaces) properties in a node's configuration file, for its next start."""
+    lines = [line for line in node.config_path.read_text().splitlines() if line.split("=", 1)[0] not in changes]
+    lines += [f"{k}={v}" for k, v in changes.items()]
+    node.config_path.write_text("".join(line + "\n" for line in lines))
 
 
 def wait_brokers(nodes) -> None:

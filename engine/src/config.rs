@@ -107,7 +107,13 @@ pub struct BrokerConfig {
     pub log_cleaner_io_max_bytes_per_second: f64,
     /// The metadata quorum: `process.roles`, `controller.quorum.*`, `controller.listener.names`.
     pub quorum: QuorumConfig,
+    /// `broker.rack`: the rack (or zone) this broker is in, carried in its registration so that
+    /// the controller spreads a topic's partitions and replicas over racks. None: no rack.
+    pub broker_rack: Option<String>,
 }
+
+/// The longest `broker.rack`: it travels in every registration record.
+pub const BROKER_RACK_BYTES_MAX: usize = 255;
 
 /// One voter of the metadata quorum, as `controller.quorum.voters` names it (`id@host:port`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,6 +231,7 @@ impl Default for BrokerConfig {
             log_cleaner_enable: true,
             log_cleaner_io_max_bytes_per_second: f64::MAX,
             quorum: QuorumConfig::default(),
+            broker_rack: None,
         }
     }
 }
@@ -349,6 +356,13 @@ impl BrokerConfig {
                 "broker.heartbeat.interval.ms" => c.quorum.broker_heartbeat_interval_ms = positive(value, key)? as u64,
                 "broker.session.timeout.ms" => c.quorum.broker_session_timeout_ms = positive(value, key)? as u64,
                 "metadata.log.max.record.bytes.between.snapshots" => c.quorum.snapshot_bytes = at_least(value, key, 1)?,
+                "broker.rack" => {
+                    if value.len() > BROKER_RACK_BYTES_MAX {
+                        bail!("broker.rack is {} bytes; give a rack name of at most {BROKER_RACK_BYTES_MAX}", value.len());
+                    }
+                    // As in Kafka, an empty value is no rack.
+                    c.broker_rack = Some(value.to_string()).filter(|r| !r.is_empty());
+                }
                 "log.dirs" | "log.dir" => {
                     c.log_dirs = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
                     if c.log_dirs.is_empty() {
@@ -488,6 +502,37 @@ impl BrokerConfig {
         }
         if self.listeners.iter().all(|l| q.controller_listener_names.contains(&l.name)) {
             bail!("every listener is a controller listener: add one for clients (e.g. PLAINTEXT://:9092)");
+        }
+        self.check_own_voter_entry()
+    }
+
+    /// A voter's controller listener must be where its own entry of controller.quorum.voters
+    /// says: the other voters reach node.id there. This is also what keeps a second process
+    /// from taking a running voter's node id: it would have to listen on the same address,
+    /// which the listener-port check at start refuses.
+    fn check_own_voter_entry(&self) -> Result<()> {
+        let Some(own) = self.quorum.voters.iter().find(|v| v.node_id == self.node_id) else { return Ok(()) };
+        let Some(listener) = self.controller_listener() else { return Ok(()) };
+        let (host, port) = own.address.rsplit_once(':').expect("parse_quorum_voters checked HOST:PORT");
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port_matches = port.parse::<u16>().is_ok_and(|p| p == listener.bind.port());
+        // A host name is not resolved here; an IP address must be the listener's, unless the
+        // listener binds every address.
+        let host_matches = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => listener.bind.ip().is_unspecified() || listener.bind.ip() == ip,
+            Err(_) => true,
+        };
+        if !(port_matches && host_matches) {
+            bail!(
+                "node.id={} is voter {}@{} in controller.quorum.voters, but its controller listener {} binds {}: they must agree \
+                 (is node.id right? another node may already be node {})",
+                self.node_id,
+                own.node_id,
+                own.address,
+                listener.name,
+                listener.bind,
+                self.node_id
+            );
         }
         Ok(())
     }
@@ -808,13 +853,21 @@ mod tests {
     fn quorum_settings_parse_and_contradictions_are_refused() {
         let base = "listeners=PLAINTEXT://:19092,CONTROLLER://:19093\ncontroller.listener.names=CONTROLLER\n";
         let c = BrokerConfig::from_properties(&parse_properties(&format!(
-            "{base}node.id=2\nprocess.roles=broker,controller\ncontroller.quorum.voters=1@a:9093, 2@b:9093,3@c:9093\ncontroller.quorum.fetch.timeout.ms=500\n"
+            "{base}node.id=2\nprocess.roles=broker,controller\ncontroller.quorum.voters=1@a:9093, 2@b:19093,3@c:9093\ncontroller.quorum.fetch.timeout.ms=500\n"
         )))
         .unwrap();
-        assert_eq!(c.quorum.voters.iter().map(|v| (v.node_id, v.address.as_str())).collect::<Vec<_>>(), vec![(1, "a:9093"), (2, "b:9093"), (3, "c:9093")]);
+        assert_eq!(c.quorum.voters.iter().map(|v| (v.node_id, v.address.as_str())).collect::<Vec<_>>(), vec![(1, "a:9093"), (2, "b:19093"), (3, "c:9093")]);
         assert_eq!(c.quorum.fetch_timeout_ms, 500);
         assert_eq!(c.client_listeners().map(|l| l.name.as_str()).collect::<Vec<_>>(), vec!["PLAINTEXT"]);
         assert_eq!(c.controller_listener().map(|l| l.bind.port()), Some(19093));
+        assert_eq!(c.broker_rack, None);
+        // The own entry may name the host by name, or by the IP the listener binds.
+        for ok in ["2@b:19093", "2@127.0.0.1:19093"] {
+            let text = format!("{base}node.id=2\nbroker.rack=rack-a\ncontroller.quorum.voters=1@a:9093,{ok}\n");
+            let c = BrokerConfig::from_properties(&parse_properties(&text)).unwrap();
+            assert_eq!(c.broker_rack.as_deref(), Some("rack-a"));
+        }
+        assert_eq!(BrokerConfig::from_properties(&parse_properties("broker.rack=\n")).unwrap().broker_rack, None);
         // The defaults: a quorum of this node alone, with no controller listener.
         let d = BrokerConfig::from_properties(&parse_properties("")).unwrap();
         assert!(d.quorum.voters.is_empty() && d.quorum.broker && d.quorum.controller && d.controller_listener().is_none());
@@ -826,6 +879,11 @@ mod tests {
             format!("{base}process.roles=broker,admin\n"),
             String::from("node.id=-1\n"),
             String::from("broker.heartbeat.interval.ms=5000\nbroker.session.timeout.ms=5000\n"),
+            // This node's own voter entry names another port, or another IP, than its
+            // controller listener binds.
+            format!("{base}node.id=1\ncontroller.quorum.voters=1@127.0.0.1:9093,2@127.0.0.1:19093\n"),
+            "listeners=PLAINTEXT://:19092,CONTROLLER://127.0.0.2:19093\ncontroller.listener.names=CONTROLLER\nnode.id=1\ncontroller.quorum.voters=1@127.0.0.1:19093\n".to_string(),
+            format!("broker.rack={}\n", "r".repeat(BROKER_RACK_BYTES_MAX + 1)),
         ] {
             assert!(BrokerConfig::from_properties(&parse_properties(&bad)).is_err(), "accepted: {bad}");
         }

@@ -96,6 +96,7 @@ error_codes! {
     // The cluster and its metadata quorum.
     NOT_CONTROLLER = 41,
     STALE_BROKER_EPOCH = 77,
+    DUPLICATE_BROKER_REGISTRATION = 101,
 }
 
 /// A Kafka error code as Kafka names it, with the number: `COORDINATOR_NOT_AVAILABLE (15)`.

@@ -3,6 +3,7 @@
 //! answering. Other shards reach it with the calls below, served by [`Controller::serve`].
 
 pub mod config_ops;
+pub mod placement;
 pub mod quorum;
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -162,6 +163,10 @@ pub struct Controller {
     heartbeats: RefCell<(u64, std::collections::HashMap<i32, std::time::Instant>)>,
     /// This node's registration, once the controller has it.
     registered: RefCell<Option<BrokerRegistration>>,
+    /// At the active controller: the last refused registration logged, per node id (the
+    /// incarnation, and when), so that a node retrying is not logged at every retry. One entry
+    /// per registered node id at most.
+    refusals_reported: RefCell<std::collections::HashMap<i32, (uuid::Uuid, std::time::Instant)>>,
 }
 
 /// How long a metadata change waits for a leader of the quorum (an election in progress)
@@ -201,6 +206,15 @@ enum Route {
     Nowhere(i16, String),
 }
 
+/// Where a registration comes from, at the active controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registrant {
+    /// This process: the active controller registers its own node.
+    ThisProcess,
+    /// Another node, over the quorum's links.
+    Forwarded,
+}
+
 /// How long a forwarded call waits for the active controller's answer.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 /// Between attempts to register with the controller.
@@ -232,6 +246,7 @@ impl Controller {
             bootstrapped_term: Cell::new(0),
             heartbeats: RefCell::new((0, std::collections::HashMap::new())),
             registered: RefCell::new(None),
+            refusals_reported: RefCell::new(std::collections::HashMap::new()),
         });
         let c = controller.clone();
         shard.router.serve(move |request: ControllerRequest| {
@@ -362,7 +377,7 @@ impl Controller {
             Ok(Forwarded::Change(r)) => ForwardedReply::Change(self.change_here(r).await),
             Ok(Forwarded::AllocateProducerId) => ForwardedReply::ProducerId(self.allocate_producer_id_here().await),
             Ok(Forwarded::DeleteAcls(filters)) => ForwardedReply::DeleteAcls(self.delete_acls_here(DeleteAcls { filters }).await),
-            Ok(Forwarded::RegisterBroker(r)) => ForwardedReply::Registered(self.register_broker_here(r).await),
+            Ok(Forwarded::RegisterBroker(r)) => ForwardedReply::Registered(self.register_broker_here(r, Registrant::Forwarded).await),
             Ok(Forwarded::DescribeQuorum) => ForwardedReply::Quorum(self.describe_quorum_here()),
             Ok(Forwarded::Heartbeat { node_id, incarnation_id }) => ForwardedReply::Heartbeat(self.heartbeat_here(node_id, incarnation_id).await),
             Err(e) => {
@@ -410,18 +425,43 @@ impl Controller {
                 .client_listeners()
                 .map(|l| BrokerEndpoint { listener: l.name.clone(), host: l.advertised_host.clone(), port: l.advertised_port })
                 .collect(),
-            rack: config.properties.get("broker.rack").cloned(),
+            rack: config.broker_rack.clone(),
             fenced: false,
         }
     }
 
-    async fn register_broker_here(&self, registration: BrokerRegistration) -> Result<(), (i16, String)> {
+    async fn register_broker_here(&self, registration: BrokerRegistration, registrant: Registrant) -> Result<(), (i16, String)> {
         let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
         self.ensure_ready().await?;
         let old = self.view.borrow().clone();
-        let mut new = old.clone();
-        tracing::info!(node_id = registration.node_id, endpoints = ?registration.endpoints, "broker registered");
         let node_id = registration.node_id;
+        // The active controller registering itself needs no check: it won its election as
+        // voter node_id, so no other process of that id can be live (two would be one voter
+        // twice). This keeps a restarted single-node broker, or a restarted node that leads,
+        // from waiting out its own previous incarnation's session and then fencing it.
+        let checked = registrant == Registrant::Forwarded;
+        if let Some(existing) = old.brokers.get(&node_id).filter(|_| checked) {
+            let session = Duration::from_millis(self.shard.config.quorum.broker_session_timeout_ms);
+            let now = std::time::Instant::now();
+            // As in fence_silent_brokers, a broker this leader has not looked at yet gets a
+            // full session from now.
+            let last_heard = *self.heartbeat_times().entry(node_id).or_insert(now);
+            if let Some(reason) = duplicate_registration(existing, &registration, last_heard, session, now) {
+                // Once per refused incarnation (it retries every REGISTRATION_RETRY), and again
+                // now and then while the refusals go on.
+                let mut refusals = self.refusals_reported.borrow_mut();
+                let due = refusals
+                    .get(&node_id)
+                    .is_none_or(|(incarnation, at)| *incarnation != registration.incarnation_id || now.duration_since(*at) >= QUORUM_WAIT_REPORT_INTERVAL);
+                if due {
+                    refusals.insert(node_id, (registration.incarnation_id, now));
+                    tracing::warn!(node_id, refused_incarnation = %registration.incarnation_id, "refused a broker registration (DUPLICATE_BROKER_REGISTRATION): {reason}");
+                }
+                return Err((ec::DUPLICATE_BROKER_REGISTRATION, reason));
+            }
+        }
+        let mut new = old.clone();
+        tracing::info!(node_id, incarnation = %registration.incarnation_id, rack = ?registration.rack, endpoints = ?registration.endpoints, "broker registered");
         new.brokers.insert(node_id, registration);
         // A broker fenced while it was down leads its partitions again.
         set_fenced(&mut new, node_id, false);
@@ -501,9 +541,10 @@ impl Controller {
     /// Registers this node with the active controller, retrying until it is done.
     async fn register(&self) {
         let registration = self.registration();
+        let mut last_refusal_report = None;
         loop {
             let outcome = match self.route().await {
-                Route::Here => self.register_broker_here(registration.clone()).await,
+                Route::Here => self.register_broker_here(registration.clone(), Registrant::ThisProcess).await,
                 Route::There(leader) => match self.forward(leader, Forwarded::RegisterBroker(registration.clone())).await {
                     Ok(ForwardedReply::Registered(r)) => r,
                     Ok(other) => Err((ec::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
@@ -515,6 +556,17 @@ impl Controller {
                 Ok(()) => {
                     *self.registered.borrow_mut() = Some(registration);
                     return;
+                }
+                Err((ec::DUPLICATE_BROKER_REGISTRATION, msg)) => {
+                    // Once at first, then now and then: the wait lasts up to a session.
+                    if last_refusal_report.is_none_or(|t: std::time::Instant| t.elapsed() >= QUORUM_WAIT_REPORT_INTERVAL) {
+                        tracing::warn!(
+                            node_id = registration.node_id,
+                            incarnation = %registration.incarnation_id,
+                            "the controller refused this node's registration (DUPLICATE_BROKER_REGISTRATION: {msg}); retrying until that registration's session lapses"
+                        );
+                        last_refusal_report = Some(std::time::Instant::now());
+                    }
                 }
                 Err((code, msg)) => tracing::debug!(code, error = %msg, "registration with the controller not done yet; retrying"),
             }
@@ -662,6 +714,36 @@ fn portable_image(view: &ClusterMetadata, node_id: i32) -> ClusterMetadata {
 fn local_image(mut image: ClusterMetadata, node_id: i32) -> ClusterMetadata {
     image.broker_configs = image.other_broker_configs.remove(&node_id).unwrap_or_default();
     image
+}
+
+/// Why a registration of `registration.node_id` must be refused while `existing` holds that
+/// node id, or None: as in Kafka, another incarnation is refused while the registered one's
+/// session is live (not fenced, and heard from within `session`; a leader counts its first
+/// look at a broker as hearing from it). A node restarted after kill -9 therefore waits until the controller fences
+/// its previous incarnation; the same incarnation may register again (a retry).
+fn duplicate_registration(
+    existing: &BrokerRegistration,
+    registration: &BrokerRegistration,
+    last_heard: std::time::Instant,
+    session: Duration,
+    now: std::time::Instant,
+) -> Option<String> {
+    if existing.incarnation_id == registration.incarnation_id || existing.fenced {
+        return None;
+    }
+    let silent_for = now.saturating_duration_since(last_heard);
+    if silent_for > session {
+        return None;
+    }
+    Some(format!(
+        "node {} is already registered under incarnation {}, whose session is live (heard from {} ms ago, broker.session.timeout.ms={}): \
+         is another process running with node.id={}?",
+        registration.node_id,
+        existing.incarnation_id,
+        silent_for.as_millis(),
+        session.as_millis(),
+        registration.node_id
+    ))
 }
 
 /// Places this node's new replicas on its shards and log directories.
@@ -942,11 +1024,23 @@ impl Controller {
 }
 
 /// Chooses the broker of each new partition of a topic (one replica until replication
-/// lands): the registered broker with the fewest partitions of this topic, then with the
-/// fewest partitions in all, then the lowest node id, so a topic spreads evenly whatever the
-/// cluster already holds. With no broker registered yet (a new cluster's first records), this
-/// node. `siblings`: the topic's existing partitions.
+/// lands). When every registered (unfenced) broker has a `broker.rack`, Kafka's rack-aware
+/// assignment (see [`placement`]): leaders rotate over a rack-alternated broker list, starting,
+/// for a new topic, at the broker that leads the fewest partitions, and continuing the topic's
+/// rotation for added partitions. Otherwise the registered broker with the fewest partitions
+/// of this topic, then with the fewest partitions in all, then the lowest node id, so a topic
+/// spreads evenly whatever the cluster already holds. With no broker registered yet (a new
+/// cluster's first records), this node. `siblings`: the topic's existing partitions.
 fn assign_replicas(meta: &ClusterMetadata, siblings: &[PartitionPlacement], placed: &mut [PartitionPlacement], this_node: i32) {
+    let live: Vec<&BrokerRegistration> = meta.brokers.values().filter(|b| !b.fenced).collect();
+    let racks: Vec<(i32, String)> = live.iter().filter_map(|b| b.rack.clone().map(|r| (b.node_id, r))).collect();
+    if !live.is_empty() && racks.len() == live.len() {
+        assign_rack_aware(meta, &racks, siblings, placed);
+        return;
+    }
+    if !racks.is_empty() {
+        tracing::warn!(with_rack = racks.len(), brokers = live.len(), "only some brokers have broker.rack: placing partitions without regard to racks");
+    }
     let mut load: BTreeMap<i32, (usize, usize)> = meta.brokers.values().filter(|b| !b.fenced).map(|b| (b.node_id, (0, 0))).collect();
     if load.is_empty() {
         load.insert(this_node, (0, 0));
@@ -966,6 +1060,31 @@ fn assign_replicas(meta: &ClusterMetadata, siblings: &[PartitionPlacement], plac
         *in_topic += 1;
         *total += 1;
         (p.replicas, p.isr, p.leader) = (vec![broker], vec![broker], broker);
+    }
+}
+
+/// [`assign_replicas`] when every broker has a rack: one replica per partition for now.
+fn assign_rack_aware(meta: &ClusterMetadata, racks: &[(i32, String)], siblings: &[PartitionPlacement], placed: &mut [PartitionPlacement]) {
+    let arranged = placement::rack_alternated_brokers(racks);
+    let position = |id: i32| arranged.iter().position(|&b| b == id);
+    // Added partitions continue where the topic's partition 0 started (as Kafka's
+    // addPartitions does); a new topic starts at the broker leading the fewest partitions, so
+    // that topics of few partitions do not all pile onto the list's first broker.
+    let start = match siblings.first().and_then(|p| p.replicas.first()).and_then(|&id| position(id)) {
+        Some(start) => start,
+        None => {
+            let mut led: BTreeMap<i32, usize> = arranged.iter().map(|&id| (id, 0)).collect();
+            for p in meta.topics.values().flat_map(|t| &t.partitions) {
+                if let Some(n) = led.get_mut(&p.leader) {
+                    *n += 1;
+                }
+            }
+            (0..arranged.len()).min_by_key(|&i| (led[&arranged[i]], i)).expect("at least one broker")
+        }
+    };
+    let assignment = placement::assign_rack_aware(racks, 1, placed.len(), siblings.len(), start);
+    for (p, replicas) in placed.iter_mut().zip(assignment) {
+        (p.leader, p.isr, p.replicas) = (replicas[0], replicas.clone(), replicas);
     }
 }
 
@@ -1015,10 +1134,67 @@ fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, val
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::time::Instant;
+
     #[test]
     fn cluster_id_is_22_chars_of_url_safe_base64() {
         let id = super::base64_uuid(uuid::Uuid::nil());
         assert_eq!(id, "AAAAAAAAAAAAAAAAAAAAAA");
         assert_eq!(super::base64_uuid(uuid::Uuid::new_v4()).len(), 22);
+    }
+
+    fn broker(node_id: i32, rack: Option<&str>) -> BrokerRegistration {
+        BrokerRegistration { node_id, incarnation_id: uuid::Uuid::new_v4(), endpoints: Vec::new(), rack: rack.map(String::from), fenced: false }
+    }
+
+    #[test]
+    fn another_incarnation_is_refused_only_while_the_registered_session_lives() {
+        let session = Duration::from_millis(1500);
+        let now = Instant::now();
+        let existing = broker(2, None);
+        let newcomer = BrokerRegistration { incarnation_id: uuid::Uuid::new_v4(), ..existing.clone() };
+        let reason = duplicate_registration(&existing, &newcomer, now - Duration::from_millis(200), session, now).expect("refused");
+        assert!(reason.contains("node 2") && reason.contains(&existing.incarnation_id.to_string()), "{reason}");
+        // The same incarnation again (a retry), a lapsed session, or a fenced broker: accepted.
+        assert_eq!(duplicate_registration(&existing, &existing.clone(), now, session, now), None);
+        assert_eq!(duplicate_registration(&existing, &newcomer, now - Duration::from_millis(1600), session, now), None);
+        let fenced = BrokerRegistration { fenced: true, ..existing.clone() };
+        assert_eq!(duplicate_registration(&fenced, &newcomer, now, session, now), None);
+    }
+
+    /// A view with `brokers` registered and a topic `t` of `partitions` placed by
+    /// [`assign_replicas`]; returns the leaders.
+    fn place(brokers: &[BrokerRegistration], partitions: usize) -> Vec<i32> {
+        let mut meta = ClusterMetadata::new(String::from("c"));
+        for b in brokers {
+            meta.brokers.insert(b.node_id, b.clone());
+        }
+        let mut placed: Vec<PartitionPlacement> = (0..partitions).map(|_| PartitionPlacement::local(0, 0)).collect();
+        assign_replicas(&meta, &[], &mut placed, 1);
+        assert!(placed.iter().all(|p| p.replicas == vec![p.leader] && p.isr == p.replicas));
+        placed.iter().map(|p| p.leader).collect()
+    }
+
+    fn count(leaders: &[i32], of: impl Fn(i32) -> bool) -> usize {
+        leaders.iter().filter(|&&l| of(l)).count()
+    }
+
+    #[test]
+    fn with_racks_partitions_follow_the_rack_alternated_list_balanced_per_broker() {
+        let leaders = place(&[broker(1, Some("a")), broker(2, Some("a")), broker(3, Some("b"))], 12);
+        assert_eq!(&leaders[..3], &[1, 3, 2]);
+        assert_eq!([1, 2, 3].map(|b| count(&leaders, |l| l == b)), [4, 4, 4]);
+        assert_eq!((count(&leaders, |l| l != 3), count(&leaders, |l| l == 3)), (8, 4));
+        // Fenced brokers get nothing; three racks of one broker each alternate strictly.
+        let fenced = BrokerRegistration { fenced: true, ..broker(4, Some("a")) };
+        let leaders = place(&[broker(1, Some("x")), broker(2, Some("y")), broker(3, Some("z")), fenced], 7);
+        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3, 1]);
+    }
+
+    #[test]
+    fn without_a_rack_on_every_broker_placement_ignores_racks() {
+        let leaders = place(&[broker(1, Some("a")), broker(2, Some("a")), broker(3, None)], 6);
+        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
     }
 }

@@ -4,7 +4,7 @@
 //! - `GET /metrics`: Prometheus text exposition of every shard's probes.
 //! - `GET /v1/health`: 200 `{"ready":true}`, or 503 with the reasons (a shard that does not
 //!   answer, an offline partition).
-//! - `GET /v1/status`: version, uptime, cluster, shards, partitions, disks, busiest partitions.
+//! - `GET /v1/status`: version, uptime, cluster, registered brokers, shards, partitions, disks, busiest partitions.
 //! - `GET|PUT /v1/log-level`: read or replace the log filter (body or `?level=`).
 
 use std::rc::Rc;
@@ -320,6 +320,12 @@ async fn status(shard: &Rc<Shard>, sources: &Sources) -> serde_json::Value {
         "shards": shards,
         "silent_shards": silent,
         "topics": meta.topics.len(),
+        // The registered brokers as this node's metadata has them.
+        "brokers": meta
+            .brokers
+            .values()
+            .map(|b| json!({"node_id": b.node_id, "incarnation_id": b.incarnation_id.to_string(), "rack": b.rack, "fenced": b.fenced}))
+            .collect::<Vec<_>>(),
         "partitions": partitions.len(),
         "disks": disks,
         "top_partitions": top,

@@ -2,11 +2,17 @@
 //! listener, and the connections the others open to this node's.
 //!
 //! Frames are `[u32 length][u8 kind][payload]` (big-endian). A connection opens with a hello
-//! (JSON: the sender's node id and cluster id), after which every frame is a raft-rs message
-//! (protobuf), a request forwarded to the active controller, or the answer to one (`[u64 id]`
-//! then the controller's own encoding). Each link carries one direction: an answer goes back
-//! on the answering node's own link to the asker. A hello from a node that is not a voter, or from another cluster, closes the
-//! connection with a log line, and nothing it sends reaches raft.
+//! (JSON: the sender's node id, cluster id and `controller.quorum.voters`), after which every
+//! frame is a raft-rs message (protobuf), a request forwarded to the active controller, or the
+//! answer to one (`[u64 id]` then the controller's own encoding). Each link carries one
+//! direction: an answer goes back on the answering node's own link to the asker.
+//!
+//! A hello from a node that is not a voter, from another cluster, or with another voter list
+//! (the quorum's membership is static, so every voter must name the same voters) closes the
+//! connection with a log line, and nothing the sender sends reaches raft. So does a hello that
+//! is malformed or over its bound. A refused hello is answered with one refusal frame (JSON:
+//! the reason and the receiver's voters) before the close, so that the sender logs both lists
+//! too; a sender reads nothing else from its link.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -28,8 +34,14 @@ const FRAME_HELLO: u8 = 1;
 const FRAME_RAFT: u8 = 2;
 pub const FRAME_FORWARD: u8 = 3;
 pub const FRAME_FORWARD_REPLY: u8 = 4;
-/// The largest hello: a node id and a cluster id.
-const HELLO_BYTES_MAX: usize = 4096;
+/// The only frame a receiver sends back on a link: why it refused the hello, before it closes.
+const FRAME_REFUSED: u8 = 5;
+/// The largest hello (and refusal): a node id, a cluster id and the voter list, which a quorum
+/// of a few voters keeps far below this.
+const HELLO_BYTES_MAX: usize = 64 * 1024;
+/// After a refusal: how long, and how many bytes, to read what the sender still sends.
+const REFUSED_DRAIN_WAIT: Duration = Duration::from_millis(500);
+const REFUSED_DRAIN_BYTES_MAX: usize = 4 << 20;
 /// Messages queued for one voter while the connection to it is down or slow. Raft sends again
 /// what is lost, so the oldest go first past this bound.
 pub const PEER_QUEUE_MESSAGES_MAX: usize = 1024;
@@ -43,6 +55,29 @@ const INCOMING_CONNECTIONS_MAX: usize = 64;
 struct Hello {
     node_id: i32,
     cluster_id: Option<String>,
+    /// The sender's `controller.quorum.voters`: (node id, host:port).
+    voters: Vec<(i32, String)>,
+}
+
+/// Why a receiver closed a link at its hello.
+#[derive(Debug, Serialize, Deserialize)]
+struct Refusal {
+    reason: String,
+    /// The receiver's `controller.quorum.voters`.
+    voters: Vec<(i32, String)>,
+}
+
+/// A voter list as the hello carries it, in node id order (the order of
+/// `controller.quorum.voters` does not matter).
+fn voter_list(voters: &[QuorumVoter]) -> Vec<(i32, String)> {
+    let mut list: Vec<(i32, String)> = voters.iter().map(|v| (v.node_id, v.address.clone())).collect();
+    list.sort();
+    list
+}
+
+/// `1@host:port,2@host:port`, for log lines.
+fn voters_text(voters: &[(i32, String)]) -> String {
+    voters.iter().map(|(id, address)| format!("{id}@{address}")).collect::<Vec<_>>().join(",")
 }
 
 enum Outgoing {
@@ -96,13 +131,20 @@ pub fn start(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, vote
     for voter in voters.iter().filter(|v| v.node_id != node_id) {
         let queue = Rc::new(PeerQueue { messages: RefCell::new(VecDeque::new()), ready: Notify::default() });
         quorum.peers.queues.borrow_mut().insert(raft_id(voter.node_id), queue.clone());
-        let hello = serde_json::to_vec(&Hello { node_id, cluster_id: cluster_id.clone() }).expect("hello serializes");
+        let hello = serde_json::to_vec(&Hello { node_id, cluster_id: cluster_id.clone(), voters: voter_list(voters) }).expect("hello serializes");
+        if hello.len() + 1 > HELLO_BYTES_MAX {
+            bail!(
+                "controller.quorum.voters makes a quorum hello of {} bytes, over the bound of {HELLO_BYTES_MAX}: name fewer voters, or shorter hosts",
+                hello.len()
+            );
+        }
         crate::runtime::spawn(send_loop(voter.clone(), queue, hello)).detach();
     }
-    let voter_ids: Vec<i32> = voters.iter().map(|v| v.node_id).collect();
+    let voters = Rc::new(voter_list(voters));
     let quorum = Rc::downgrade(quorum);
     crate::runtime::spawn(async move {
         let open = Rc::new(std::cell::Cell::new(0usize));
+        let reports = Rc::new(RefusalReports::default());
         loop {
             let stream = match listener.accept().await {
                 Ok(s) => s,
@@ -117,10 +159,10 @@ pub fn start(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, vote
                 continue;
             }
             open.set(open.get() + 1);
-            let (quorum, voter_ids, cluster_id, open) = (quorum.clone(), voter_ids.clone(), cluster_id.clone(), open.clone());
+            let (quorum, voters, cluster_id, open, reports) = (quorum.clone(), voters.clone(), cluster_id.clone(), open.clone(), reports.clone());
             crate::runtime::spawn(async move {
                 let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                if let Err(e) = receive_loop(stream, &quorum, node_id, &voter_ids, cluster_id.as_deref()).await {
+                if let Err(e) = receive_loop(stream, &quorum, node_id, &voters, cluster_id.as_deref(), &peer, &reports).await {
                     tracing::info!(peer = %peer, error = %format!("{e:#}"), "metadata quorum connection closed");
                 }
                 open.set(open.get() - 1);
@@ -135,8 +177,11 @@ pub fn start(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, vote
 async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>) {
     let mut backoff = RECONNECT_BACKOFF_MIN;
     let mut said_down = false;
+    // The last refusal logged, so that a voter refusing every reconnect is logged once (until
+    // a connection it accepted closes).
+    let mut said_refused: Option<String> = None;
     loop {
-        let mut stream = match TcpStream::connect(voter.address.as_str()).await {
+        let stream = match TcpStream::connect(voter.address.as_str()).await {
             Ok(s) => s,
             Err(e) => {
                 if !said_down {
@@ -153,17 +198,47 @@ async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>) {
             tracing::info!(voter = voter.node_id, address = %voter.address, "reached metadata quorum voter");
         }
         said_down = false;
-        backoff = RECONNECT_BACKOFF_MIN;
-        if write_frame(&mut stream, FRAME_HELLO, &hello).await.is_err() {
+        let (reader, mut writer) = stream.split();
+        if write_frame(&mut writer, FRAME_HELLO, &hello).await.is_err() {
             continue;
         }
+        // The receiver sends nothing back unless it refuses the hello; then it closes.
+        let closed = futures::FutureExt::fuse(read_refusal(reader));
+        futures::pin_mut!(closed);
         loop {
             let ready = queue.ready.notified();
             let batch: Vec<Outgoing> = queue.messages.borrow_mut().drain(..).collect();
             if batch.is_empty() {
-                ready.await;
-                continue;
+                futures::select! {
+                    _ = futures::FutureExt::fuse(ready) => continue,
+                    refusal = closed => {
+                        match refusal {
+                            Some(refusal) => {
+                                if said_refused.as_deref() != Some(refusal.reason.as_str()) {
+                                    tracing::warn!(
+                                        voter = voter.node_id,
+                                        address = %voter.address,
+                                        their_voters = %voters_text(&refusal.voters),
+                                        "metadata quorum voter refused this node's connection: {}",
+                                        refusal.reason
+                                    );
+                                    said_refused = Some(refusal.reason);
+                                }
+                                // A refusal lasts until someone fixes a configuration.
+                                backoff = RECONNECT_BACKOFF_MAX;
+                            }
+                            None => {
+                                tracing::debug!(voter = voter.node_id, "metadata quorum connection closed by the voter; reconnecting");
+                                // It took the hello; a later refusal is news again.
+                                said_refused = None;
+                            }
+                        }
+                        crate::runtime::sleep(backoff).await;
+                        break;
+                    }
+                }
             }
+            backoff = RECONNECT_BACKOFF_MIN;
             let mut out = Vec::new();
             for item in &batch {
                 let (kind, bytes) = match item {
@@ -182,7 +257,7 @@ async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>) {
                     tracing::error!(bytes = bytes.len(), "a metadata quorum message is over the frame bound; dropped");
                 }
             }
-            if stream.write_all(&out).await.is_err() {
+            if writer.write_all(&out).await.is_err() {
                 // Lost with the connection; raft sends again what matters.
                 break;
             }
@@ -196,13 +271,13 @@ fn push_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-async fn write_frame(stream: &mut TcpStream, kind: u8, payload: &[u8]) -> std::io::Result<()> {
+async fn write_frame(stream: &mut (impl futures::AsyncWrite + Unpin), kind: u8, payload: &[u8]) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(payload.len() + 5);
     push_frame(&mut out, kind, payload);
     stream.write_all(&out).await
 }
 
-async fn read_frame(stream: &mut TcpStream, bytes_max: usize) -> Result<(u8, Vec<u8>)> {
+async fn read_frame(stream: &mut (impl futures::AsyncRead + Unpin), bytes_max: usize) -> Result<(u8, Vec<u8>)> {
     let mut head = [0u8; 4];
     stream.read_exact(&mut head).await.context("reading a frame length")?;
     let length = u32::from_be_bytes(head) as usize;
@@ -216,26 +291,126 @@ async fn read_frame(stream: &mut TcpStream, bytes_max: usize) -> Result<(u8, Vec
     Ok((kind, body))
 }
 
-async fn receive_loop(mut stream: TcpStream, quorum: &Weak<Quorum>, node_id: i32, voters: &[i32], cluster_id: Option<&str>) -> Result<()> {
-    let (kind, payload) = read_frame(&mut stream, HELLO_BYTES_MAX).await?;
-    if kind != FRAME_HELLO {
-        bail!("the first frame is of kind {kind}, not a hello: refusing the connection");
+/// Waits until the receiver closes the link; returns its refusal, if it sent one.
+async fn read_refusal(mut reader: impl futures::AsyncRead + Unpin) -> Option<Refusal> {
+    match read_frame(&mut reader, HELLO_BYTES_MAX).await {
+        Ok((FRAME_REFUSED, payload)) => serde_json::from_slice(&payload).ok(),
+        _ => None,
     }
-    let hello: Hello = serde_json::from_slice(&payload).context("the hello is not valid JSON")?;
-    if !voters.contains(&hello.node_id) || hello.node_id == node_id {
-        tracing::warn!(from = hello.node_id, voters = ?voters, "refused a metadata quorum connection from a node that is not another voter: check controller.quorum.voters on both");
-        bail!("node {} is not another voter", hello.node_id);
+}
+
+/// The first frame of an incoming link, which must be a well-formed hello.
+async fn read_hello(stream: &mut TcpStream) -> Result<Hello> {
+    let (kind, payload) = read_frame(stream, HELLO_BYTES_MAX).await?;
+    if kind != FRAME_HELLO {
+        bail!("the first frame is of kind {kind}, not a hello");
+    }
+    serde_json::from_slice(&payload).context("the hello does not decode (not a shardlog controller of this version?)")
+}
+
+/// Why this node refuses `hello`, or None: what to check (for the log line), and the details.
+fn refusal_reason(hello: &Hello, node_id: i32, voters: &[(i32, String)], cluster_id: Option<&str>) -> Option<(&'static str, String)> {
+    if !voters.iter().any(|(id, _)| *id == hello.node_id) || hello.node_id == node_id {
+        return Some((
+            "refused a metadata quorum connection from a node that is not another voter: check controller.quorum.voters on both",
+            format!("node {} is not another voter of this node's controller.quorum.voters {}", hello.node_id, voters_text(voters)),
+        ));
     }
     if let (Some(theirs), Some(ours)) = (hello.cluster_id.as_deref(), cluster_id) {
         if theirs != ours {
-            tracing::warn!(
-                from = hello.node_id,
-                their_cluster_id = theirs,
-                cluster_id = ours,
-                "refused a metadata quorum connection from a node of another cluster: check cluster.id"
-            );
-            bail!("node {} belongs to cluster {theirs}", hello.node_id);
+            return Some((
+                "refused a metadata quorum connection from a node of another cluster: check cluster.id",
+                format!("node {} belongs to cluster {theirs}, this node to {ours}", hello.node_id),
+            ));
         }
+    }
+    let mut theirs = hello.voters.clone();
+    theirs.sort();
+    if theirs != voters {
+        let what = "refused a metadata quorum connection from a node whose controller.quorum.voters differs: every voter must name the same voters";
+        return Some((
+            what,
+            format!(
+                "the voter lists differ: node {} has controller.quorum.voters={}, node {node_id} has {}",
+                hello.node_id,
+                voters_text(&theirs),
+                voters_text(voters)
+            ),
+        ));
+    }
+    None
+}
+
+/// Refusals logged lately, so that a misconfigured node that reconnects every second is
+/// logged once per interval, not once per connection.
+#[derive(Default)]
+struct RefusalReports {
+    last: RefCell<HashMap<String, std::time::Instant>>,
+}
+
+/// How often one refusal, the same reason for the same node, is logged again.
+const REFUSAL_REPORT_INTERVAL: Duration = Duration::from_secs(30);
+/// Distinct refusals remembered; past this the memory starts again (and logs again).
+const REFUSAL_REPORTS_MAX: usize = 64;
+
+impl RefusalReports {
+    /// Whether to log this refusal now.
+    fn due(&self, reason: &str) -> bool {
+        let mut last = self.last.borrow_mut();
+        let now = std::time::Instant::now();
+        if last.get(reason).is_some_and(|t| now.duration_since(*t) < REFUSAL_REPORT_INTERVAL) {
+            return false;
+        }
+        if last.len() >= REFUSAL_REPORTS_MAX {
+            last.clear();
+        }
+        last.insert(reason.to_string(), now);
+        true
+    }
+}
+
+async fn receive_loop(
+    mut stream: TcpStream,
+    quorum: &Weak<Quorum>,
+    node_id: i32,
+    voters: &[(i32, String)],
+    cluster_id: Option<&str>,
+    peer: &str,
+    reports: &RefusalReports,
+) -> Result<()> {
+    let hello = match read_hello(&mut stream).await {
+        Ok(hello) => hello,
+        Err(e) => {
+            tracing::warn!(peer, error = %format!("{e:#}"), "refused a metadata quorum connection whose hello is malformed or too large");
+            bail!("bad hello");
+        }
+    };
+    if let Some((what, reason)) = refusal_reason(&hello, node_id, voters, cluster_id) {
+        if reports.due(&reason) {
+            tracing::warn!(peer, from = hello.node_id, their_cluster_id = ?hello.cluster_id, "{what}: {reason}");
+        }
+        let refusal = serde_json::to_vec(&Refusal { reason: reason.clone(), voters: voters.to_vec() }).expect("refusal serializes");
+        // Best effort: the sender logs it; the close says the rest. Unread bytes at the close
+        // would make it a reset, which can discard the refusal on the sender's side, so what
+        // the sender sent after its hello is read and dropped until it hangs up (bounded).
+        if write_frame(&mut stream, FRAME_REFUSED, &refusal).await.is_ok() {
+            let _ = stream.shutdown(std::net::Shutdown::Write).await;
+            let drain = async {
+                let mut buffer = vec![0u8; 16 * 1024];
+                let mut drained = 0;
+                while drained < REFUSED_DRAIN_BYTES_MAX {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => drained += n,
+                    }
+                }
+            };
+            futures::select! {
+                _ = futures::FutureExt::fuse(drain) => {}
+                _ = futures::FutureExt::fuse(crate::runtime::sleep(REFUSED_DRAIN_WAIT)) => {}
+            }
+        }
+        bail!("{reason}");
     }
     let from = raft_id(hello.node_id);
     loop {
@@ -263,5 +438,45 @@ async fn receive_loop(mut stream: TcpStream, quorum: &Weak<Quorum>, node_id: i32
         }
         let Some(quorum) = quorum.upgrade() else { return Ok(()) };
         quorum.receive(message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn voters(list: &[(i32, &str)]) -> Vec<(i32, String)> {
+        list.iter().map(|(id, a)| (*id, a.to_string())).collect()
+    }
+
+    fn hello(node_id: i32, cluster_id: Option<&str>, list: &[(i32, &str)]) -> Hello {
+        Hello { node_id, cluster_id: cluster_id.map(String::from), voters: voters(list) }
+    }
+
+    #[test]
+    fn a_hello_is_refused_unless_it_names_the_same_voters_in_any_order() {
+        let ours = voters(&[(1, "h:1"), (2, "h:2"), (3, "h:3")]);
+        let accept = |h: &Hello| refusal_reason(h, 1, &ours, Some("c"));
+        assert_eq!(accept(&hello(2, Some("c"), &[(3, "h:3"), (2, "h:2"), (1, "h:1")])), None);
+        assert_eq!(accept(&hello(3, None, &[(1, "h:1"), (2, "h:2"), (3, "h:3")])), None);
+        let (what, reason) = accept(&hello(2, Some("c"), &[(1, "h:1"), (2, "h:2"), (3, "h:3"), (4, "h:4")])).expect("refused");
+        assert!(what.contains("controller.quorum.voters differs"));
+        assert!(reason.contains("1@h:1,2@h:2,3@h:3,4@h:4") && reason.contains("node 1 has 1@h:1,2@h:2,3@h:3"), "{reason}");
+        assert!(accept(&hello(2, Some("c"), &[(1, "h:1"), (2, "other:2"), (3, "h:3")])).is_some());
+        assert!(accept(&hello(2, Some("d"), &[(1, "h:1"), (2, "h:2"), (3, "h:3")])).expect("refused").0.contains("another cluster"));
+        assert!(accept(&hello(4, Some("c"), &[(1, "h:1"), (2, "h:2"), (3, "h:3")])).expect("refused").0.contains("not another voter"));
+        assert!(accept(&hello(1, Some("c"), &[(1, "h:1"), (2, "h:2"), (3, "h:3")])).expect("refused").0.contains("not another voter"));
+    }
+
+    #[test]
+    fn refusals_are_logged_once_per_interval() {
+        let reports = RefusalReports::default();
+        assert!(reports.due("a"));
+        assert!(!reports.due("a"));
+        assert!(reports.due("b"));
+        for i in 0..2 * REFUSAL_REPORTS_MAX {
+            reports.due(&i.to_string());
+        }
+        assert!(reports.last.borrow().len() <= REFUSAL_REPORTS_MAX);
     }
 }
