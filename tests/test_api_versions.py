@@ -77,6 +77,7 @@ CONFIG_APIS = {
 
 CLUSTER_APIS = {
     55: (0, 2),  # DescribeQuorum (served and checked in test_cluster_quorum.py)
+    27: (1, 1),  # WriteTxnMarkers, broker to broker (v0 left Kafka 4.0; test_cluster_transactions.py)
 }
 
 # Everything shardlog advertises.

@@ -531,6 +531,7 @@ response_decoders! {
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
     DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
     AlterUserScramCredentials => AlterUserScramCredentialsRequest,
+    WriteTxnMarkers => WriteTxnMarkersRequest,
 }
 
 // ---------------------------------------------------------------------------------------------

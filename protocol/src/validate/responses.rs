@@ -47,6 +47,7 @@ static RESPONSE_APIS: &[Api] = &[
     Api::new(18, "0-4", "3+", &API_VERSIONS_RESPONSE),
     Api::new(19, "2-7", "5+", &CREATE_TOPICS_RESPONSE),
     Api::new(20, "1-6", "4+", &DELETE_TOPICS_RESPONSE),
+    Api::new(27, "1", "1+", &WRITE_TXN_MARKERS_RESPONSE),
     Api::new(29, "1-3", "2+", &DESCRIBE_ACLS_RESPONSE),
     Api::new(30, "1-3", "2+", &CREATE_ACLS_RESPONSE),
     Api::new(31, "1-3", "2+", &DELETE_ACLS_RESPONSE),
@@ -472,6 +473,23 @@ static DESCRIBE_CONFIGS_SYNONYM: Struct = response_struct!("DescribeConfigsSynon
     "Source": INT8, "1+";
 });
 
+// WriteTxnMarkers (27): what the transaction coordinator reads from another broker.
+static WRITE_TXN_MARKERS_RESPONSE: Struct = response_struct!("WriteTxnMarkersResponse" {
+    "Markers": array(&WRITE_TXN_MARKERS_MARKER_RESULT), "0+";
+});
+static WRITE_TXN_MARKERS_MARKER_RESULT: Struct = response_struct!("WritableTxnMarkerResult" {
+    "ProducerId": INT64, "0+";
+    "Topics": array(&WRITE_TXN_MARKERS_TOPIC_RESULT), "0+";
+});
+static WRITE_TXN_MARKERS_TOPIC_RESULT: Struct = response_struct!("WritableTxnMarkerTopicResult" {
+    "Name": STRING, "0+";
+    "Partitions": array(&WRITE_TXN_MARKERS_PARTITION_RESULT), "0+";
+});
+static WRITE_TXN_MARKERS_PARTITION_RESULT: Struct = response_struct!("WritableTxnMarkerPartitionResult" {
+    "PartitionIndex": INT32, "0+";
+    "ErrorCode": INT16, "0+";
+});
+
 // IncrementalAlterConfigs (44)
 static INCREMENTAL_ALTER_CONFIGS_RESPONSE: Struct = response_struct!("IncrementalAlterConfigsResponse" {
     "ThrottleTimeMs": INT32, "0+";
@@ -886,6 +904,22 @@ mod tests {
         response
     }
 
+    fn write_txn_markers() -> WriteTxnMarkersResponse {
+        use write_txn_markers_response::*;
+        let mut partition = WritableTxnMarkerPartitionResult::default();
+        partition.partition_index = 3;
+        partition.error_code = 6;
+        let mut topic = WritableTxnMarkerTopicResult::default();
+        topic.name = TopicName(s("t"));
+        topic.partitions = vec![partition];
+        let mut marker = WritableTxnMarkerResult::default();
+        marker.producer_id = ProducerId(7);
+        marker.topics = vec![topic];
+        let mut response = WriteTxnMarkersResponse::default();
+        response.markers = vec![marker];
+        response
+    }
+
     fn describe_user_scram_credentials() -> DescribeUserScramCredentialsResponse {
         use describe_user_scram_credentials_response::*;
         let mut info = CredentialInfo::default();
@@ -932,6 +966,7 @@ mod tests {
                 ApiKey::DeleteAcls => check(api_key, v, &delete_acls()),
                 ApiKey::DescribeConfigs => check(api_key, v, &describe_configs()),
                 ApiKey::IncrementalAlterConfigs => check(api_key, v, &incremental_alter_configs()),
+                ApiKey::WriteTxnMarkers => check(api_key, v, &write_txn_markers()),
                 ApiKey::DescribeUserScramCredentials => check(api_key, v, &describe_user_scram_credentials()),
                 ApiKey::AlterUserScramCredentials => check(api_key, v, &alter_user_scram_credentials()),
                 other => panic!("{other:?} has a response schema but no test response"),
