@@ -9,7 +9,9 @@
 //!
 //! Ending a transaction: the coordinator logs PrepareCommit (or PrepareAbort) durably, which
 //! decides the outcome; then writes a commit (or abort) marker to every partition in the
-//! transaction, each on its owner shard; then logs CompleteCommit (CompleteAbort). A crash
+//! transaction, each on its owner shard, or, for a partition another broker leads, in a
+//! WriteTxnMarkers request to that broker (`crate::inter_broker`); then logs CompleteCommit
+//! (CompleteAbort). A crash
 //! between the two finds the Prepare record on restart and writes the markers again, so a
 //! transaction always resolves whole.
 
@@ -171,9 +173,25 @@ pub fn start(shard: &Rc<Shard>, config: TxnConfig) -> Rc<TxnCoordinator> {
                 producer_epoch: v.producer_epoch,
                 partition: (v.topic, v.partition),
             };
+            if coordinator_elsewhere(&shard, &transactional_id) {
+                // KIP-890's check across brokers (AddPartitionsToTxn v4, verifyOnly) is not
+                // served yet: the batch is taken as brokers before KIP-890 took it, on the
+                // producer's word that it added the partition to its transaction.
+                tracing::debug!(transactional_id, "transaction coordinator on another broker: batch not verified");
+                return ec::NONE;
+            }
             coordinator_call(&shard, COORDINATOR, &transactional_id, verify).await.unwrap_or_else(|code| code)
         })
     });
     assert!(shard.txn_verifier.set(verifier).is_ok(), "one transaction coordinator per shard");
     coordinator
+}
+
+/// Whether another broker (one that is known) leads the `__transaction_state` partition of
+/// `transactional_id`.
+fn coordinator_elsewhere(shard: &Shard, transactional_id: &str) -> bool {
+    let meta = shard.metadata.borrow();
+    let Some(index) = COORDINATOR.partition(&meta, transactional_id) else { return false };
+    let placement = meta.topics.get(TRANSACTION_STATE_TOPIC).and_then(|t| t.partitions.get(index as usize));
+    placement.is_some_and(|p| !p.replicas.is_empty() && p.leader != shard.config.node_id && p.leader != crate::metadata::records::NO_LEADER)
 }
