@@ -5,7 +5,9 @@ The transaction coordinator of a transactional id lives on the broker that leads
 partition of the group whose offsets it commits, are led by any broker. The coordinator writes
 the markers of the partitions it leads itself and sends the others to their leaders in
 WriteTxnMarkers requests (Kafka's inter-broker API, key 27). Without them a read_committed
-consumer of a partition led elsewhere would stall at the transaction's start forever.
+consumer of a partition led elsewhere would stall at the transaction's start forever. The
+leader of a partition verifies a producer's first transactional batch with the producer's
+coordinator (KIP-890), on another broker in AddPartitionsToTxn v4 with verifyOnly.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from confluent_kafka.admin import AdminClient
 
 import kafkawire as kw
 from cluster import INTERNAL_TOPICS, NOT_LEADER_OR_FOLLOWER, create_topic, leader_of, start_cluster, wait_brokers, wait_converged
-from test_transactions import consume_all, txn_producer
+from test_transactions import consume_all, describe_transactions, txn_producer
 
+ADD_PARTITIONS_TO_TXN = 24
 WRITE_TXN_MARKERS = 27
+INVALID_TXN_STATE = 48
 UNKNOWN_TOPIC_OR_PARTITION = 3
 CLUSTER_AUTHORIZATION_FAILED = 31
 PARTITIONS = 6
@@ -71,6 +75,37 @@ def parse_write_txn_markers(body: bytes) -> dict[tuple[str, int], int]:
 def write_txn_markers(port: int, partitions: dict[str, list[int]]) -> dict[tuple[str, int], int]:
     with kw.Connection(port) as conn:
         return parse_write_txn_markers(conn.request(write_txn_markers_request, 4242, 0, False, partitions))
+
+
+def verify_only_request(correlation_id: int, transactional_id: str, producer_id: int, epoch: int, topic: str, partitions: list[int]) -> bytes:
+    """AddPartitionsToTxn v4 with verifyOnly, as a partition leader sends it to a coordinator."""
+    topics = [kw.compact_string(topic) + kw.uvarint(len(partitions) + 1) + b"".join(kw.i32(p) for p in partitions) + kw.TAGGED_FIELDS_EMPTY]
+    transaction = kw.compact_string(transactional_id) + kw.i64(producer_id) + kw.i16(epoch) + kw.i8(1) + kw.compact_array(topics) + kw.TAGGED_FIELDS_EMPTY
+    body = kw.compact_array([transaction]) + kw.TAGGED_FIELDS_EMPTY
+    return kw.frame(kw.request_header(ADD_PARTITIONS_TO_TXN, 4, correlation_id, flexible=True) + body)
+
+
+def top_level_error_v4(body: bytes) -> int:
+    r = kw.Reader(body)
+    r.skip_tagged_fields()  # response header v1
+    r.i32()  # throttle time
+    return r.i16()
+
+
+def stray_produce(conn: kw.Connection, topic: str, partition: int, transactional_id: str, producer_id: int) -> int:
+    """A transactional batch for a partition the producer did not add to a transaction; its
+    error code."""
+    batch = bytearray(kw.record_batch([(None, b"stray")], producer_id=producer_id, producer_epoch=0, base_sequence=0))
+    batch[21:23] = kw.i16(0x10)  # transactional
+    batch[17:21] = kw.u32(kw.crc32c(bytes(batch[21:])))
+
+    def produce(cid):
+        partitions = kw.array([kw.i32(partition) + kw.kbytes(bytes(batch))])
+        body = kw.string(transactional_id) + kw.i16(-1) + kw.i32(30_000) + kw.array([kw.string(topic) + partitions])
+        return kw.frame(kw.request_header(0, 3, cid) + body)
+
+    [(_, _, error, _)] = kw.parse_produce_v3(conn.request(produce))
+    return error
 
 
 def test_transactions_over_partitions_led_by_every_broker(broker_factory):
@@ -143,11 +178,26 @@ def test_transactions_over_partitions_led_by_every_broker(broker_factory):
     codes = write_txn_markers(nodes[0].port, {topic: led_elsewhere, "no-such-topic": [0]})
     assert codes == {**{(topic, p): NOT_LEADER_OR_FOLLOWER for p in led_elsewhere}, ("no-such-topic", 0): UNKNOWN_TOPIC_OR_PARTITION}
 
+    # KIP-890 across brokers: a stray transactional batch sent to the leader of a partition,
+    # on another broker than the producer's coordinator, is verified there (AddPartitionsToTxn
+    # v4, verifyOnly) and refused, so it cannot open a transaction no marker would close.
+    with kw.Connection(nodes[txn_leader - 1].port) as conn:
+        _, state, producer_id, _ = describe_transactions(conn, [transactional_id])[transactional_id]
+    assert state == "CompleteCommit"
+    stray_partition = next(p for p, leader in partition_leaders.items() if leader != txn_leader)
+    with kw.Connection(nodes[partition_leaders[stray_partition] - 1].port) as conn:
+        assert stray_produce(conn, topic, stray_partition, transactional_id, producer_id) == INVALID_TXN_STATE
+    # Nothing was appended.
+    assert len(consume_all(reader, topic, PARTITIONS, "read_uncommitted", group="spread-reader")) == len(everything)
 
-def test_write_txn_markers_needs_cluster_action(broker_factory):
-    """With an authorizer, a client without CLUSTER_ACTION on the cluster writes no marker."""
+
+def test_broker_to_broker_apis_need_cluster_action(broker_factory):
+    """With an authorizer, a client without CLUSTER_ACTION on the cluster writes no marker and
+    verifies no transaction."""
     broker = broker_factory(config={"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "super.users": "User:admin"})
     # A PLAINTEXT client is User:ANONYMOUS, and no ACL lets it in.
     codes = write_txn_markers(broker.port, {"__consumer_offsets": [0, 1]})
     assert codes == {("__consumer_offsets", 0): CLUSTER_AUTHORIZATION_FAILED, ("__consumer_offsets", 1): CLUSTER_AUTHORIZATION_FAILED}
+    with kw.Connection(broker.port) as conn:
+        assert top_level_error_v4(conn.request(verify_only_request, "some-txn", 1, 0, "t", [0])) == CLUSTER_AUTHORIZATION_FAILED
     assert "CLUSTER_ACTION" in broker.run_log()

@@ -1,5 +1,6 @@
 //! The client one broker uses to send Kafka requests to another (today: the transaction
-//! coordinator's WriteTxnMarkers to the leaders of the partitions it does not lead).
+//! coordinator's WriteTxnMarkers to the leaders of the partitions it does not lead, and a
+//! partition leader's KIP-890 verification, AddPartitionsToTxn v4+, to a producer's coordinator).
 //!
 //! It sits below the coordinators and knows nothing of them, of the handlers or of the
 //! metadata: the caller names the broker (its node id) and the address to reach it at. The
@@ -50,7 +51,7 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 pub const CLIENT_ID: &str = "shardlog-inter-broker";
 
 /// The APIs this client speaks: (key, min, max).
-pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[(ApiKey::ApiVersions, 0, 4), (ApiKey::WriteTxnMarkers, 1, 1)];
+pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[(ApiKey::ApiVersions, 0, 4), (ApiKey::WriteTxnMarkers, 1, 1), (ApiKey::AddPartitionsToTxn, 4, 5)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum InterBrokerError {

@@ -532,6 +532,7 @@ response_decoders! {
     DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
     AlterUserScramCredentials => AlterUserScramCredentialsRequest,
     WriteTxnMarkers => WriteTxnMarkersRequest,
+    AddPartitionsToTxn => AddPartitionsToTxnRequest,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (19, 2, 7),
     (20, 1, 6),
     (22, 0, 4),
-    (24, 0, 3),
+    (24, 0, 5),
     (25, 0, 4),
     (26, 0, 4),
     (27, 1, 1),
@@ -534,6 +534,21 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                 ])
                 .with_validate_only(false);
             encode(&request, v)
+        }
+        24 if v >= 4 => {
+            use add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
+            let transaction = |id: &'static str, verify_only| {
+                AddPartitionsToTxnTransaction::default()
+                    .with_transactional_id(TransactionalId(s(id)))
+                    .with_producer_id(ProducerId(77))
+                    .with_producer_epoch(2)
+                    .with_verify_only(verify_only)
+                    .with_topics(vec![
+                        AddPartitionsToTxnTopic::default().with_name(topic("orders")).with_partitions(vec![0, 1, 2]),
+                        AddPartitionsToTxnTopic::default().with_name(topic("payments")),
+                    ])
+            };
+            encode(&AddPartitionsToTxnRequest::default().with_transactions(vec![transaction("txn-1", true), transaction("txn-2", false)]), v)
         }
         24 => {
             use add_partitions_to_txn_request::AddPartitionsToTxnTopic;

@@ -7,8 +7,10 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
+use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
 use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
-use kafka_protocol::messages::{ProducerId, WriteTxnMarkersRequest};
+use kafka_protocol::messages::{AddPartitionsToTxnRequest, ProducerId, TransactionalId, WriteTxnMarkersRequest};
+use kafka_protocol::protocol::StrBytes;
 use shardlog_protocol::batch::{build_producer_batch, BatchProducer};
 use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
@@ -410,6 +412,51 @@ impl TxnCoordinator {
                 (topic, partition, code)
             })
             .collect()
+    }
+
+    /// KIP-890 verification with the coordinator of `call`'s transactional id on broker
+    /// `broker`: AddPartitionsToTxn v4+ with verifyOnly, as Kafka's partition leaders send it.
+    /// An error code, NONE when the partition is in the producer's ongoing transaction.
+    pub(super) async fn verify_on(&self, shard: &Rc<Shard>, broker: i32, call: super::Verify) -> i16 {
+        let address = match inter_broker_address(shard, broker) {
+            Ok(address) => address,
+            Err(why) => {
+                tracing::error!(broker, transactional_id = %call.transactional_id, "cannot verify a transactional batch with its coordinator: {why}");
+                return ec::COORDINATOR_NOT_AVAILABLE;
+            }
+        };
+        let (topic, partition) = call.partition;
+        let mut asked = AddPartitionsToTxnTopic::default();
+        asked.name = topic_name(&topic);
+        asked.partitions = vec![partition];
+        let mut transaction = AddPartitionsToTxnTransaction::default();
+        transaction.transactional_id = TransactionalId(StrBytes::from_string(call.transactional_id.clone()));
+        transaction.producer_id = ProducerId(call.producer_id);
+        transaction.producer_epoch = call.producer_epoch;
+        transaction.verify_only = true;
+        transaction.topics = vec![asked];
+        let mut request = AddPartitionsToTxnRequest::default();
+        request.transactions = vec![transaction];
+        let response = match self.inter_broker.send(broker, &address, &request).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::warn!(broker, %address, error = %e, "AddPartitionsToTxn (verify) to the transaction coordinator failed");
+                return ec::COORDINATOR_NOT_AVAILABLE;
+            }
+        };
+        if response.error_code != ec::NONE {
+            return response.error_code;
+        }
+        response
+            .results_by_transaction
+            .iter()
+            .filter(|r| r.transactional_id.0.as_str() == call.transactional_id)
+            .flat_map(|r| r.topic_results.iter().filter(|t| t.name.0.as_str() == topic))
+            .flat_map(|t| t.results_by_partition.iter())
+            .find(|p| p.partition_index == partition)
+            .map(|p| p.partition_error_code)
+            // An answer that leaves the partition out has not verified it.
+            .unwrap_or(ec::UNKNOWN_SERVER_ERROR)
     }
 
     /// Logs the state of `id` durably in its `__transaction_state` partition.

@@ -163,8 +163,10 @@ pub fn start(shard: &Rc<Shard>, config: TxnConfig) -> Rc<TxnCoordinator> {
         async move { listed }
     });
     let s = Rc::downgrade(shard);
+    let c = Rc::downgrade(&coordinator);
     let verifier: crate::shard::TxnVerifier = Rc::new(move |v: TxnVerification| {
         let shard = s.upgrade().expect("the shard outlives its verifier");
+        let coordinator = c.upgrade().expect("the coordinator outlives its verifier");
         Box::pin(async move {
             let transactional_id = v.transactional_id.clone();
             let verify = Verify {
@@ -173,25 +175,23 @@ pub fn start(shard: &Rc<Shard>, config: TxnConfig) -> Rc<TxnCoordinator> {
                 producer_epoch: v.producer_epoch,
                 partition: (v.topic, v.partition),
             };
-            if coordinator_elsewhere(&shard, &transactional_id) {
-                // KIP-890's check across brokers (AddPartitionsToTxn v4, verifyOnly) is not
-                // served yet: the batch is taken as brokers before KIP-890 took it, on the
-                // producer's word that it added the partition to its transaction.
-                tracing::debug!(transactional_id, "transaction coordinator on another broker: batch not verified");
-                return ec::NONE;
+            match coordinator_broker_elsewhere(&shard, &transactional_id) {
+                // Kafka's partition leaders ask the producer's coordinator on its broker, in
+                // AddPartitionsToTxn v4+ with verifyOnly.
+                Some(broker) => coordinator.verify_on(&shard, broker, verify).await,
+                None => coordinator_call(&shard, COORDINATOR, &transactional_id, verify).await.unwrap_or_else(|code| code),
             }
-            coordinator_call(&shard, COORDINATOR, &transactional_id, verify).await.unwrap_or_else(|code| code)
         })
     });
     assert!(shard.txn_verifier.set(verifier).is_ok(), "one transaction coordinator per shard");
     coordinator
 }
 
-/// Whether another broker (one that is known) leads the `__transaction_state` partition of
-/// `transactional_id`.
-fn coordinator_elsewhere(shard: &Shard, transactional_id: &str) -> bool {
+/// The broker that leads the `__transaction_state` partition of `transactional_id`, when it is
+/// another one (None: this one, or none yet).
+fn coordinator_broker_elsewhere(shard: &Shard, transactional_id: &str) -> Option<i32> {
     let meta = shard.metadata.borrow();
-    let Some(index) = COORDINATOR.partition(&meta, transactional_id) else { return false };
-    let placement = meta.topics.get(TRANSACTION_STATE_TOPIC).and_then(|t| t.partitions.get(index as usize));
-    placement.is_some_and(|p| !p.replicas.is_empty() && p.leader != shard.config.node_id && p.leader != crate::metadata::records::NO_LEADER)
+    let index = COORDINATOR.partition(&meta, transactional_id)?;
+    let p = meta.topics.get(TRANSACTION_STATE_TOPIC)?.partitions.get(index as usize)?;
+    (!p.replicas.is_empty() && p.leader != shard.config.node_id && p.leader != crate::metadata::records::NO_LEADER).then_some(p.leader)
 }
