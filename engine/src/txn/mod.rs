@@ -11,9 +11,8 @@
 //! decides the outcome; then writes a commit (or abort) marker to every partition in the
 //! transaction, each on its owner shard, or, for a partition another broker leads, in a
 //! WriteTxnMarkers request to that broker (`crate::inter_broker`); then logs CompleteCommit
-//! (CompleteAbort). A crash
-//! between the two finds the Prepare record on restart and writes the markers again, so a
-//! transaction always resolves whole.
+//! (CompleteAbort). A crash between the two finds the Prepare record on restart and writes the
+//! markers again, so a transaction always resolves whole.
 
 pub mod coordinator;
 pub mod state_log;
