@@ -48,7 +48,7 @@ GROUP_APIS = {
 
 PRODUCER_APIS = {
     22: (0, 4),  # InitProducerId (idempotent and transactional producers)
-    24: (0, 3),  # AddPartitionsToTxn (4+ is the broker-to-broker form)
+    24: (0, 5),  # AddPartitionsToTxn (4+ is the broker-to-broker form: test_cluster_transactions.py)
     25: (0, 4),  # AddOffsetsToTxn
     26: (0, 4),  # EndTxn
     28: (0, 4),  # TxnOffsetCommit
@@ -77,6 +77,7 @@ CONFIG_APIS = {
 
 CLUSTER_APIS = {
     55: (0, 2),  # DescribeQuorum (served and checked in test_cluster_quorum.py)
+    27: (1, 1),  # WriteTxnMarkers, broker to broker (v0 left Kafka 4.0; test_cluster_transactions.py)
 }
 
 # Everything shardlog advertises.

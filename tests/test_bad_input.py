@@ -165,6 +165,7 @@ CASES = [
     Case("fetch-topic-count-huge", lambda: kw.frame(header(kw.FETCH, 4) + kw.i32(-1) + kw.i32(0) + kw.i32(1) + kw.i32(1 << 20) + kw.i8(0) + kw.i32(HUGE)), fetch_error),
     Case("list-offsets-topic-count-huge", lambda: kw.frame(header(kw.LIST_OFFSETS, 1) + kw.i32(-1) + kw.i32(HUGE))),
     Case("create-topics-count-huge", lambda: kw.frame(header(kw.CREATE_TOPICS, 0) + kw.i32(HUGE))),
+    Case("write-txn-markers-v1-marker-count-huge", lambda: kw.frame(kw.request_header(27, 1, 7, flexible=True) + kw.uvarint(0xFFFFFFFF) + kw.TAGGED_FIELDS_EMPTY)),
     # e. unknown API keys and unsupported versions
     Case("unknown-api-key-999", lambda: kw.frame(header(999, 0))),
     Case("metadata-v99", lambda: kw.frame(header(kw.METADATA, 99) + kw.i32(-1))),
@@ -188,7 +189,7 @@ def test_bad_request_is_refused_and_logged(broker, case):
 
 # Real Kafka API keys, most of them far from being served; the test uses the first one the
 # broker does not advertise.
-KAFKA_API_KEYS_NOT_YET_SERVED = [34, 38, 43, 45, 48, 23, 27, 4, 5, 6, 7]  # AlterReplicaLogDirs, delegation tokens, ElectLeaders, reassignments, quotas, broker-to-broker APIs
+KAFKA_API_KEYS_NOT_YET_SERVED = [34, 38, 43, 45, 48, 23, 4, 5, 6, 7]  # AlterReplicaLogDirs, delegation tokens, ElectLeaders, reassignments, quotas, broker-to-broker APIs
 
 
 def test_known_but_unserved_api_is_refused(broker):

@@ -102,6 +102,9 @@ pub struct BrokerConfig {
     /// `log.cleaner.enable`: compaction of `cleanup.policy=compact` topics runs (Kafka's default,
     /// true). Off, compacted topics keep every record.
     pub log_cleaner_enable: bool,
+    /// `inter.broker.listener.name`: the listener this broker reaches other brokers on
+    /// (transaction markers). None: the first client listener (see [`Self::inter_broker_listener`]).
+    pub inter_broker_listener_name: Option<String>,
     /// `log.cleaner.io.max.bytes.per.second`: the cleaner's reads plus writes, all partitions
     /// together. Kafka's default, Double.MaxValue, is no bound; so is anything from 1e15 up.
     pub log_cleaner_io_max_bytes_per_second: f64,
@@ -229,6 +232,7 @@ impl Default for BrokerConfig {
             security: crate::security::SecurityConfig::default(),
             properties: BTreeMap::new(),
             log_cleaner_enable: true,
+            inter_broker_listener_name: None,
             log_cleaner_io_max_bytes_per_second: f64::MAX,
             quorum: QuorumConfig::default(),
             broker_rack: None,
@@ -438,6 +442,7 @@ impl BrokerConfig {
                 }
                 k if crate::security::settings::is_security_property(k) => {} // per listener, below
                 "log.retention.check.interval.ms" => drop(at_least(value, key, 1)?),
+                "inter.broker.listener.name" => c.inter_broker_listener_name = Some(value.trim().to_string()),
                 "log.cleaner.enable" => c.log_cleaner_enable = value.parse().with_context(context)?,
                 "log.cleaner.io.max.bytes.per.second" => {
                     c.log_cleaner_io_max_bytes_per_second = match value.trim().parse::<f64>() {
@@ -460,6 +465,9 @@ impl BrokerConfig {
         c.security = crate::security::SecurityConfig::from_properties(properties, &c.listeners)?;
         c.properties = properties.clone();
         c.check_quorum()?;
+        if let (Some(name), None) = (&c.inter_broker_listener_name, c.inter_broker_listener()) {
+            bail!("inter.broker.listener.name={name}, but listeners has no client listener of that name");
+        }
         Ok(c)
     }
 }
@@ -540,6 +548,18 @@ impl BrokerConfig {
     /// The listeners that serve Kafka clients (all but the controller listeners).
     pub fn client_listeners(&self) -> impl Iterator<Item = &Listener> {
         self.listeners.iter().filter(|l| !self.quorum.controller_listener_names.contains(&l.name))
+    }
+
+    /// The listener other brokers are reached on: `inter.broker.listener.name`, or else the
+    /// first client listener, which every broker registers first (Kafka's default is the
+    /// PLAINTEXT listener, through `security.inter.broker.protocol`). Brokers of one cluster
+    /// name their listeners alike, so this broker's listener of that name says how to reach
+    /// the others' (its security protocol, too).
+    pub fn inter_broker_listener(&self) -> Option<&Listener> {
+        match &self.inter_broker_listener_name {
+            Some(name) => self.client_listeners().find(|l| &l.name == name),
+            None => self.client_listeners().next(),
+        }
     }
 
     /// This node's controller listener, when it is part of a quorum of several.
@@ -991,6 +1011,21 @@ mod tests {
         let mut c = BrokerConfig::from_properties(&parse_properties(&format!("{log_dirs}\nshardlog.io.properties.file={}", elsewhere.display()))).unwrap();
         let err = format!("{:#}", c.load_io_properties().unwrap_err());
         assert!(err.contains("measured.toml") && err.contains("shardlog tune iotune"), "{err}");
+    }
+
+    #[test]
+    fn inter_broker_listener_is_named_or_the_first_client_listener() {
+        let base = "listeners=CONTROLLER://:19093,INTERNAL://:19094,EXTERNAL://:19092\ncontroller.listener.names=CONTROLLER\n\
+                    listener.security.protocol.map=CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT\n";
+        let c = BrokerConfig::from_properties(&parse_properties(base)).unwrap();
+        assert_eq!(c.inter_broker_listener().map(|l| l.name.as_str()), Some("INTERNAL"));
+        let c = BrokerConfig::from_properties(&parse_properties(&format!("{base}inter.broker.listener.name=EXTERNAL\n"))).unwrap();
+        assert_eq!(c.inter_broker_listener().map(|l| l.name.as_str()), Some("EXTERNAL"));
+        // The controller listener is not a broker's, and a name no listener has is refused.
+        for name in ["CONTROLLER", "NOPE"] {
+            let err = BrokerConfig::from_properties(&parse_properties(&format!("{base}inter.broker.listener.name={name}\n"))).unwrap_err();
+            assert!(format!("{err:#}").contains("inter.broker.listener.name"), "{err:#}");
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! (`shardlog_protocol`), handler (`handlers::*`), owner shard (`shard::router`), partition log
 //! (`storage::log`), segment (`storage::segment`), disk. `security` holds what a listener needs
 //! before the first request: TLS, SASL, SCRAM credentials and the connection's principal.
+//! `inter_broker` is the client one broker uses to send requests to another (transaction
+//! markers), below the coordinators that use it.
 pub mod admin;
 pub mod authorizer;
 pub mod broker;
@@ -16,6 +18,7 @@ pub mod controller;
 pub mod coordinator;
 pub mod groups;
 pub mod handlers;
+pub mod inter_broker;
 pub mod internal_log;
 pub mod logging;
 pub mod metadata;

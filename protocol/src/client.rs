@@ -531,6 +531,8 @@ response_decoders! {
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
     DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
     AlterUserScramCredentials => AlterUserScramCredentialsRequest,
+    WriteTxnMarkers => WriteTxnMarkersRequest,
+    AddPartitionsToTxn => AddPartitionsToTxnRequest,
 }
 
 // ---------------------------------------------------------------------------------------------

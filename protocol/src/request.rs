@@ -167,6 +167,7 @@ request_bodies! {
     AddOffsetsToTxn => AddOffsetsToTxnRequest,
     EndTxn => EndTxnRequest,
     TxnOffsetCommit => TxnOffsetCommitRequest,
+    WriteTxnMarkers => WriteTxnMarkersRequest,
     DescribeProducers => DescribeProducersRequest,
     DescribeTransactions => DescribeTransactionsRequest,
     ListTransactions => ListTransactionsRequest,

@@ -262,9 +262,10 @@ static APIS: &[Api] = &[
     Api::new(19, "2-7", "5+", &CREATE_TOPICS),
     Api::new(20, "1-6", "4+", &DELETE_TOPICS),
     Api::new(22, "0-4", "2+", &INIT_PRODUCER_ID),
-    Api::new(24, "0-3", "3+", &ADD_PARTITIONS_TO_TXN),
+    Api::new(24, "0-5", "3+", &ADD_PARTITIONS_TO_TXN),
     Api::new(25, "0-4", "3+", &ADD_OFFSETS_TO_TXN),
     Api::new(26, "0-4", "3+", &END_TXN),
+    Api::new(27, "1", "1+", &WRITE_TXN_MARKERS),
     Api::new(28, "0-4", "3+", &TXN_OFFSET_COMMIT),
     Api::new(29, "1-3", "2+", &DESCRIBE_ACLS),
     Api::new(30, "1-3", "2+", &CREATE_ACLS),
@@ -602,12 +603,21 @@ static INIT_PRODUCER_ID: Struct = plain_struct!("InitProducerIdRequest" {
     "ProducerEpoch": INT16, "3+";
 });
 
-// AddPartitionsToTxn (24): versions 4+ are the broker-to-broker batch form, not declared.
+// AddPartitionsToTxn (24): versions 4+ are the broker-to-broker batch form (KIP-890's
+// verification by a partition leader).
 static ADD_PARTITIONS_TO_TXN: Struct = plain_struct!("AddPartitionsToTxnRequest" {
+    "Transactions": array(&ADD_PARTITIONS_TO_TXN_TRANSACTION), "4+";
     "TransactionalId": STRING, "0-3";
     "ProducerId": INT64, "0-3";
     "ProducerEpoch": INT16, "0-3";
     "Topics": array(&ADD_PARTITIONS_TO_TXN_TOPIC), "0-3";
+});
+static ADD_PARTITIONS_TO_TXN_TRANSACTION: Struct = plain_struct!("AddPartitionsToTxnTransaction" {
+    "TransactionalId": STRING, "4+";
+    "ProducerId": INT64, "4+";
+    "ProducerEpoch": INT16, "4+";
+    "VerifyOnly": BOOL, "4+";
+    "Topics": array(&ADD_PARTITIONS_TO_TXN_TOPIC), "4+";
 });
 static ADD_PARTITIONS_TO_TXN_TOPIC: Struct = plain_struct!("AddPartitionsToTxnTopic" {
     "Name": STRING, "0+";
@@ -815,6 +825,23 @@ static OFFSET_DELETE_TOPIC: Struct = plain_struct!("OffsetDeleteRequestTopic" {
 });
 static OFFSET_DELETE_PARTITION: Struct = plain_struct!("OffsetDeleteRequestPartition" {
     "PartitionIndex": INT32, "0+";
+});
+
+// WriteTxnMarkers (27): broker to broker. Version 0 was removed in Kafka 4.0, and
+// kafka-protocol 0.18 decodes version 1 only.
+static WRITE_TXN_MARKERS: Struct = plain_struct!("WriteTxnMarkersRequest" {
+    "Markers": array(&WRITE_TXN_MARKERS_MARKER), "0+";
+});
+static WRITE_TXN_MARKERS_MARKER: Struct = plain_struct!("WritableTxnMarker" {
+    "ProducerId": INT64, "0+";
+    "ProducerEpoch": INT16, "0+";
+    "TransactionResult": BOOL, "0+";
+    "Topics": array(&WRITE_TXN_MARKERS_TOPIC), "0+";
+    "CoordinatorEpoch": INT32, "0+";
+});
+static WRITE_TXN_MARKERS_TOPIC: Struct = plain_struct!("WritableTxnMarkerTopic" {
+    "Name": STRING, "0+";
+    "PartitionIndexes": ARRAY_INT32, "0+";
 });
 
 // DescribeQuorum (55)

@@ -105,9 +105,10 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (19, 2, 7),
     (20, 1, 6),
     (22, 0, 4),
-    (24, 0, 3),
+    (24, 0, 5),
     (25, 0, 4),
     (26, 0, 4),
+    (27, 1, 1),
     (28, 0, 4),
     (29, 1, 3),
     (30, 1, 3),
@@ -534,6 +535,21 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                 .with_validate_only(false);
             encode(&request, v)
         }
+        24 if v >= 4 => {
+            use add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
+            let transaction = |id: &'static str, verify_only| {
+                AddPartitionsToTxnTransaction::default()
+                    .with_transactional_id(TransactionalId(s(id)))
+                    .with_producer_id(ProducerId(77))
+                    .with_producer_epoch(2)
+                    .with_verify_only(verify_only)
+                    .with_topics(vec![
+                        AddPartitionsToTxnTopic::default().with_name(topic("orders")).with_partitions(vec![0, 1, 2]),
+                        AddPartitionsToTxnTopic::default().with_name(topic("payments")),
+                    ])
+            };
+            encode(&AddPartitionsToTxnRequest::default().with_transactions(vec![transaction("txn-1", true), transaction("txn-2", false)]), v)
+        }
         24 => {
             use add_partitions_to_txn_request::AddPartitionsToTxnTopic;
             let request = AddPartitionsToTxnRequest::default()
@@ -674,6 +690,21 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                 .with_topic_name(topic("__cluster_metadata"))
                 .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
             encode(&request, v)
+        }
+        27 => {
+            use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+            let marker = |commit| {
+                WritableTxnMarker::default()
+                    .with_producer_id(kafka_protocol::messages::ProducerId(7))
+                    .with_producer_epoch(3)
+                    .with_transaction_result(commit)
+                    .with_topics(vec![
+                        WritableTxnMarkerTopic::default().with_name(topic("orders")).with_partition_indexes(vec![0, 5]),
+                        WritableTxnMarkerTopic::default().with_name(topic("__consumer_offsets")).with_partition_indexes(vec![2]),
+                    ])
+                    .with_coordinator_epoch(1)
+            };
+            encode(&kafka_protocol::messages::WriteTxnMarkersRequest::default().with_markers(vec![marker(true), marker(false)]), v)
         }
         60 => {
             let mut request = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);

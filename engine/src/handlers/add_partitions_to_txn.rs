@@ -1,15 +1,20 @@
-//! AddPartitionsToTxn (key 24, v0-3): the producer announces the partitions it is about to
+//! AddPartitionsToTxn (key 24): v0-3, the producer announces the partitions it is about to
 //! write in its transaction, so that the coordinator writes their markers when it ends.
-//! Versions 4+ are the broker-to-broker batch form and are not served.
+//! v4-5, the broker-to-broker batch form: a partition leader on another broker asks whether a
+//! producer's partition is in its ongoing transaction (`verify_only`, KIP-890), or adds
+//! partitions on a producer's behalf; it needs CLUSTER_ACTION, as in Kafka.
 
-use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult};
+use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult};
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
 use shardlog_protocol::kafka_protocol;
 
 use super::{respond, Context, Response};
-use crate::txn::{AddPartitions, COORDINATOR};
+use crate::txn::{AddPartitions, Verify, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: AddPartitionsToTxnRequest) -> Response {
+    if ctx.header.api_version >= 4 {
+        return handle_transactions(ctx, request).await;
+    }
     if let Some(denied) = denial(ctx, &request) {
         return denied;
     }
@@ -28,21 +33,60 @@ pub async fn handle(ctx: &Context<'_>, request: AddPartitionsToTxnRequest) -> Re
         Err(code) => vec![code; partitions.len()],
     };
     let mut r = AddPartitionsToTxnResponse::default();
+    r.results_by_topic_v3_and_below = topic_results(partitions, codes);
+    respond(header, &r)
+}
+
+/// v4+: several transactions, each verified or added by its coordinator.
+async fn handle_transactions(ctx: &Context<'_>, request: AddPartitionsToTxnRequest) -> Response {
+    if !ctx.authz.cluster(crate::authorizer::Operation::ClusterAction) {
+        let mut r = AddPartitionsToTxnResponse::default();
+        r.error_code = shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED;
+        return respond(ctx.header, &r);
+    }
+    let results = request.transactions.iter().map(|t| async move {
+        let id = t.transactional_id.0.to_string();
+        let partitions: Vec<(String, i32)> = t.topics.iter().flat_map(|topic| topic.partitions.iter().map(move |p| (topic.name.0.to_string(), *p))).collect();
+        let codes = if t.verify_only {
+            let checks = partitions.iter().map(|partition| {
+                let call =
+                    Verify { transactional_id: id.clone(), producer_id: t.producer_id.0, producer_epoch: t.producer_epoch, partition: partition.clone() };
+                async { ctx.coordinator_call(COORDINATOR, &id, call).await.unwrap_or_else(|code| code) }
+            });
+            futures::future::join_all(checks).await
+        } else {
+            let call =
+                AddPartitions { transactional_id: id.clone(), producer_id: t.producer_id.0, producer_epoch: t.producer_epoch, partitions: partitions.clone() };
+            ctx.coordinator_call(COORDINATOR, &id, call).await.unwrap_or_else(|code| vec![code; partitions.len()])
+        };
+        let mut result = AddPartitionsToTxnResult::default();
+        result.transactional_id = t.transactional_id.clone();
+        result.topic_results = topic_results(partitions, codes);
+        result
+    });
+    let mut r = AddPartitionsToTxnResponse::default();
+    r.results_by_transaction = futures::future::join_all(results).await;
+    respond(ctx.header, &r)
+}
+
+/// Per-partition codes grouped by topic, topics in order of first appearance.
+fn topic_results(partitions: Vec<(String, i32)>, codes: Vec<i16>) -> Vec<AddPartitionsToTxnTopicResult> {
+    let mut out: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
     for ((topic, partition), code) in partitions.into_iter().zip(codes) {
         let mut result = AddPartitionsToTxnPartitionResult::default();
         result.partition_index = partition;
         result.partition_error_code = code;
-        match r.results_by_topic_v3_and_below.iter_mut().find(|t| t.name.0.as_str() == topic) {
+        match out.iter_mut().find(|t| t.name.0.as_str() == topic) {
             Some(t) => t.results_by_partition.push(result),
             None => {
                 let mut t = AddPartitionsToTxnTopicResult::default();
                 t.name = super::topic_name(&topic);
                 t.results_by_partition.push(result);
-                r.results_by_topic_v3_and_below.push(t);
+                out.push(t);
             }
         }
     }
-    respond(header, &r)
+    out
 }
 
 /// The request refused whole, with Kafka's error, when the principal lacks what it needs.

@@ -99,6 +99,7 @@ pub mod sasl_authenticate;
 pub mod sasl_handshake;
 pub mod sync_group;
 pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 use std::rc::Rc;
 
@@ -300,10 +301,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
-    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::AddOffsetsToTxn, 0, 4),
     (ApiKey::EndTxn, 0, 4),
     (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
@@ -419,6 +421,7 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, conn
         RequestBody::AddOffsetsToTxn(r) => add_offsets_to_txn::handle(&ctx, r).await,
         RequestBody::EndTxn(r) => end_txn::handle(&ctx, r).await,
         RequestBody::TxnOffsetCommit(r) => txn_offset_commit::handle(&ctx, r).await,
+        RequestBody::WriteTxnMarkers(r) => write_txn_markers::handle(&ctx, r).await,
         RequestBody::DescribeProducers(r) => describe_producers::handle(&ctx, r).await,
         RequestBody::DescribeTransactions(r) => describe_transactions::handle(&ctx, r).await,
         RequestBody::ListTransactions(r) => list_transactions::handle(&ctx, r).await,

@@ -7,13 +7,23 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
+use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
+use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+use kafka_protocol::messages::{AddPartitionsToTxnRequest, ProducerId, TransactionalId, WriteTxnMarkersRequest};
+use kafka_protocol::protocol::StrBytes;
 use shardlog_protocol::batch::{build_producer_batch, BatchProducer};
 use shardlog_protocol::error_code as ec;
+use shardlog_protocol::kafka_protocol;
+use shardlog_protocol::strings::topic_name;
 
 use super::state_log::{self, TxnMetadata, TxnState, TRANSACTION_STATE_TOPIC, TXN_PARTITIONS_MAX};
 use super::TxnDescription;
 use crate::controller::{AllocateProducerId, CONTROLLER_SHARD};
+use crate::inter_broker::InterBrokerClient;
+use crate::metadata::records::NO_LEADER;
+use crate::metadata::ClusterMetadata;
 use crate::runtime;
+use crate::security::SecurityProtocol;
 use crate::shard::messages::TxnMarker;
 use crate::shard::Shard;
 use crate::storage::log::{now_ms, AppendOrigin};
@@ -33,6 +43,8 @@ pub struct TxnCoordinator {
     /// which clients retry, so that state changes of one id never interleave.
     busy: RefCell<HashSet<String>>,
     ticker_started: Cell<bool>,
+    /// This shard's connections to the brokers that lead partitions of its transactions.
+    inter_broker: InterBrokerClient,
 }
 
 struct Busy<'a> {
@@ -58,7 +70,13 @@ fn check_producer(m: &TxnMetadata, producer_id: i64, producer_epoch: i16) -> Res
 
 impl TxnCoordinator {
     pub fn new(config: TxnConfig) -> TxnCoordinator {
-        TxnCoordinator { config, txns: RefCell::new(HashMap::new()), busy: RefCell::new(HashSet::new()), ticker_started: Cell::new(false) }
+        TxnCoordinator {
+            config,
+            txns: RefCell::new(HashMap::new()),
+            busy: RefCell::new(HashSet::new()),
+            ticker_started: Cell::new(false),
+            inter_broker: InterBrokerClient::new(),
+        }
     }
 
     fn try_busy(&self, id: &str) -> Option<Busy<'_>> {
@@ -273,31 +291,51 @@ impl TxnCoordinator {
 
     /// Writes the markers of a decided transaction and logs its completion. None if a marker
     /// could not be written (the transaction stays in its Prepare state, for a retry).
+    ///
+    /// A partition this broker leads gets its marker from its owner shard; those led by other
+    /// brokers get theirs in one WriteTxnMarkers request per broker, as Kafka's coordinator
+    /// sends them. A partition of a deleted topic needs none; one without a leader, or whose
+    /// leader does not answer, fails the attempt.
     async fn complete(&self, shard: &Rc<Shard>, id: &str, mut m: TxnMetadata, commit: bool) -> Option<TxnMetadata> {
-        let writes = m.partitions.iter().map(|(topic, partition)| {
-            let shard = shard.clone();
-            let (topic, partition) = (topic.clone(), *partition);
-            let marker = TxnMarker {
-                topic: topic.clone(),
-                partition,
-                producer_id: m.producer_id,
-                producer_epoch: m.producer_epoch,
-                commit,
-                coordinator_epoch: super::COORDINATOR_EPOCH,
-            };
-            async move {
-                let code = match shard.owner(&topic, partition) {
-                    // The topic was deleted: nothing left to mark.
-                    None => ec::NONE,
-                    Some(owner) => shard.call(owner, marker).await.unwrap_or_else(|e| {
-                        tracing::warn!(topic = %topic, partition, error = %e, "transaction marker not delivered");
-                        ec::COORDINATOR_NOT_AVAILABLE
-                    }),
-                };
-                (topic, partition, code)
+        let routes: Vec<MarkerRoute> = {
+            let meta = shard.metadata.borrow();
+            m.partitions.iter().map(|(topic, partition)| marker_route(&meta, shard.config.node_id, topic, *partition)).collect()
+        };
+        let marker = |topic: &str, partition: i32| TxnMarker {
+            topic: topic.to_string(),
+            partition,
+            producer_id: m.producer_id,
+            producer_epoch: m.producer_epoch,
+            commit,
+            coordinator_epoch: super::COORDINATOR_EPOCH,
+        };
+        let mut local = Vec::new();
+        let mut remote: Vec<(i32, Vec<(String, i32)>)> = Vec::new();
+        let mut results: Vec<(String, i32, i16)> = Vec::new();
+        for ((topic, partition), route) in m.partitions.iter().zip(routes) {
+            match route {
+                MarkerRoute::Deleted => {}
+                MarkerRoute::Failed(code) => results.push((topic.clone(), *partition, code)),
+                MarkerRoute::Local(owner) => {
+                    let (shard, call, topic, partition) = (shard.clone(), marker(topic, *partition), topic.clone(), *partition);
+                    local.push(async move {
+                        let code = shard.call(owner, call).await.unwrap_or_else(|e| {
+                            tracing::warn!(topic = %topic, partition, error = %e, "transaction marker not delivered");
+                            ec::COORDINATOR_NOT_AVAILABLE
+                        });
+                        vec![(topic, partition, code)]
+                    });
+                }
+                MarkerRoute::Remote(leader) => match remote.iter_mut().find(|(l, _)| *l == leader) {
+                    Some((_, partitions)) => partitions.push((topic.clone(), *partition)),
+                    None => remote.push((leader, vec![(topic.clone(), *partition)])),
+                },
             }
-        });
-        let results = futures::future::join_all(writes).await;
+        }
+        let remote =
+            remote.into_iter().map(|(leader, partitions)| self.write_remote_markers(shard, leader, m.producer_id, m.producer_epoch, commit, partitions));
+        let (local, remote) = futures::future::join(futures::future::join_all(local), futures::future::join_all(remote)).await;
+        results.extend(local.into_iter().chain(remote).flatten());
         let failed: Vec<_> = results.iter().filter(|(_, _, code)| *code != ec::NONE).collect();
         if !failed.is_empty() {
             tracing::warn!(transactional_id = id, commit, failed = ?failed, "transaction markers not all written; will retry");
@@ -312,6 +350,113 @@ impl TxnCoordinator {
         self.txns.borrow_mut().insert(id.to_string(), m.clone());
         tracing::debug!(transactional_id = id, commit, "transaction completed");
         Some(m)
+    }
+
+    /// The markers of one transaction for the partitions broker `leader` leads, in one
+    /// WriteTxnMarkers request; answers each partition's code.
+    async fn write_remote_markers(
+        &self,
+        shard: &Rc<Shard>,
+        leader: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        partitions: Vec<(String, i32)>,
+    ) -> Vec<(String, i32, i16)> {
+        let all = |partitions: Vec<(String, i32)>, code: i16| partitions.into_iter().map(|(t, p)| (t, p, code)).collect();
+        let address = match inter_broker_address(shard, leader) {
+            Ok(address) => address,
+            Err(why) => {
+                tracing::error!(broker = leader, partitions = partitions.len(), "cannot send transaction markers to the partitions' leader: {why}");
+                return all(partitions, ec::BROKER_NOT_AVAILABLE);
+            }
+        };
+        let mut marker = WritableTxnMarker::default();
+        marker.producer_id = ProducerId(producer_id);
+        marker.producer_epoch = producer_epoch;
+        marker.transaction_result = commit;
+        marker.coordinator_epoch = super::COORDINATOR_EPOCH;
+        for (topic, partition) in &partitions {
+            match marker.topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+                Some(t) => t.partition_indexes.push(*partition),
+                None => {
+                    let mut t = WritableTxnMarkerTopic::default();
+                    t.name = topic_name(topic);
+                    t.partition_indexes.push(*partition);
+                    marker.topics.push(t);
+                }
+            }
+        }
+        let mut request = WriteTxnMarkersRequest::default();
+        request.markers.push(marker);
+        let response = match self.inter_broker.send(leader, &address, &request).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::warn!(broker = leader, %address, error = %e, "WriteTxnMarkers to the partitions' leader failed");
+                return all(partitions, ec::BROKER_NOT_AVAILABLE);
+            }
+        };
+        partitions
+            .into_iter()
+            .map(|(topic, partition)| {
+                let code = response
+                    .markers
+                    .iter()
+                    .filter(|r| r.producer_id.0 == producer_id)
+                    .flat_map(|r| r.topics.iter().filter(|t| t.name.0.as_str() == topic))
+                    .flat_map(|t| t.partitions.iter())
+                    .find(|p| p.partition_index == partition)
+                    .map(|p| p.error_code)
+                    // An answer that leaves a partition out has not written its marker.
+                    .unwrap_or(ec::UNKNOWN_SERVER_ERROR);
+                (topic, partition, code)
+            })
+            .collect()
+    }
+
+    /// KIP-890 verification with the coordinator of `call`'s transactional id on broker
+    /// `broker`: AddPartitionsToTxn v4+ with verifyOnly, as Kafka's partition leaders send it.
+    /// An error code, NONE when the partition is in the producer's ongoing transaction.
+    pub(super) async fn verify_on(&self, shard: &Rc<Shard>, broker: i32, call: super::Verify) -> i16 {
+        let address = match inter_broker_address(shard, broker) {
+            Ok(address) => address,
+            Err(why) => {
+                tracing::error!(broker, transactional_id = %call.transactional_id, "cannot verify a transactional batch with its coordinator: {why}");
+                return ec::COORDINATOR_NOT_AVAILABLE;
+            }
+        };
+        let (topic, partition) = call.partition;
+        let mut asked = AddPartitionsToTxnTopic::default();
+        asked.name = topic_name(&topic);
+        asked.partitions = vec![partition];
+        let mut transaction = AddPartitionsToTxnTransaction::default();
+        transaction.transactional_id = TransactionalId(StrBytes::from_string(call.transactional_id.clone()));
+        transaction.producer_id = ProducerId(call.producer_id);
+        transaction.producer_epoch = call.producer_epoch;
+        transaction.verify_only = true;
+        transaction.topics = vec![asked];
+        let mut request = AddPartitionsToTxnRequest::default();
+        request.transactions = vec![transaction];
+        let response = match self.inter_broker.send(broker, &address, &request).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::warn!(broker, %address, error = %e, "AddPartitionsToTxn (verify) to the transaction coordinator failed");
+                return ec::COORDINATOR_NOT_AVAILABLE;
+            }
+        };
+        if response.error_code != ec::NONE {
+            return response.error_code;
+        }
+        response
+            .results_by_transaction
+            .iter()
+            .filter(|r| r.transactional_id.0.as_str() == call.transactional_id)
+            .flat_map(|r| r.topic_results.iter().filter(|t| t.name.0.as_str() == topic))
+            .flat_map(|t| t.results_by_partition.iter())
+            .find(|p| p.partition_index == partition)
+            .map(|p| p.partition_error_code)
+            // An answer that leaves the partition out has not verified it.
+            .unwrap_or(ec::UNKNOWN_SERVER_ERROR)
     }
 
     /// Logs the state of `id` durably in its `__transaction_state` partition.
@@ -360,6 +505,50 @@ impl TxnCoordinator {
     }
 }
 
+/// Where the marker of one partition of a transaction goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MarkerRoute {
+    /// The topic is gone (deleted, or recreated smaller): nothing left to mark.
+    Deleted,
+    /// This broker leads it: its owner shard writes the marker.
+    Local(usize),
+    /// Broker `n` leads it: a WriteTxnMarkers request there.
+    Remote(i32),
+    /// No marker can be written now (no leader, or led here but not hosted): this error.
+    Failed(i16),
+}
+
+fn marker_route(meta: &ClusterMetadata, node_id: i32, topic: &str, partition: i32) -> MarkerRoute {
+    let Some(p) = meta.topics.get(topic).and_then(|t| t.partitions.get(usize::try_from(partition).ok()?)) else {
+        return MarkerRoute::Deleted;
+    };
+    // A partition recorded before replicas were is this node's alone.
+    let leader = if p.replicas.is_empty() { node_id } else { p.leader };
+    match leader {
+        l if l == node_id && p.hosted => MarkerRoute::Local(p.shard),
+        l if l == node_id => MarkerRoute::Failed(ec::NOT_LEADER_OR_FOLLOWER),
+        NO_LEADER => MarkerRoute::Failed(ec::LEADER_NOT_AVAILABLE),
+        l => MarkerRoute::Remote(l),
+    }
+}
+
+/// host:port of broker `node_id`'s inter-broker listener, or why there is none to use.
+fn inter_broker_address(shard: &Shard, node_id: i32) -> Result<String, String> {
+    let Some(listener) = shard.config.inter_broker_listener() else {
+        return Err(String::from("this broker has no client listener to reach other brokers on"));
+    };
+    if listener.security_protocol != SecurityProtocol::Plaintext {
+        return Err(format!(
+            "the inter-broker listener {} is {:?}, and TLS and SASL between brokers are not supported yet (set inter.broker.listener.name to a PLAINTEXT listener)",
+            listener.name, listener.security_protocol
+        ));
+    }
+    let meta = shard.metadata.borrow();
+    let Some(broker) = meta.brokers.get(&node_id) else { return Err(format!("broker {node_id} is not registered")) };
+    let Some(endpoint) = broker.endpoint(&listener.name) else { return Err(format!("broker {node_id} has no {} listener", listener.name)) };
+    Ok(format!("{}:{}", endpoint.host, endpoint.port))
+}
+
 fn describe(id: &str, m: &TxnMetadata) -> TxnDescription {
     TxnDescription {
         transactional_id: id.to_string(),
@@ -385,5 +574,38 @@ async fn ticker(txns: Rc<TxnCoordinator>, shard: Rc<Shard>) {
             since_timeout_check_ms = 0;
         }
         txns.tick(&shard, check_timeouts).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{PartitionPlacement, TopicMetadata};
+
+    #[test]
+    fn each_marker_goes_to_its_partition_leader() {
+        let placed = |leader: i32, hosted: bool, shard: usize| PartitionPlacement {
+            shard,
+            log_dir: 0,
+            hosted,
+            replicas: vec![1, 2, 3],
+            isr: vec![1, 2, 3],
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        };
+        let mut meta = ClusterMetadata::new(String::from("c"));
+        let partitions = vec![placed(1, true, 2), placed(2, false, 0), placed(NO_LEADER, false, 0), placed(1, false, 0), PartitionPlacement::local(3, 0)];
+        meta.topics.insert(String::from("t"), TopicMetadata { id: uuid::Uuid::nil(), partitions, configs: Default::default() });
+        let route = |partition| marker_route(&meta, 1, "t", partition);
+        assert_eq!(route(0), MarkerRoute::Local(2));
+        assert_eq!(route(1), MarkerRoute::Remote(2), "led by another broker: a WriteTxnMarkers request, not 'nothing to mark'");
+        assert_eq!(route(2), MarkerRoute::Failed(ec::LEADER_NOT_AVAILABLE));
+        assert_eq!(route(3), MarkerRoute::Failed(ec::NOT_LEADER_OR_FOLLOWER));
+        // Recorded before replicas were: this node's alone.
+        assert_eq!(route(4), MarkerRoute::Local(3));
+        assert_eq!(route(5), MarkerRoute::Deleted);
+        assert_eq!(route(-1), MarkerRoute::Deleted);
+        assert_eq!(marker_route(&meta, 1, "gone", 0), MarkerRoute::Deleted);
     }
 }

@@ -9,9 +9,10 @@
 //!
 //! Ending a transaction: the coordinator logs PrepareCommit (or PrepareAbort) durably, which
 //! decides the outcome; then writes a commit (or abort) marker to every partition in the
-//! transaction, each on its owner shard; then logs CompleteCommit (CompleteAbort). A crash
-//! between the two finds the Prepare record on restart and writes the markers again, so a
-//! transaction always resolves whole.
+//! transaction, each on its owner shard, or, for a partition another broker leads, in a
+//! WriteTxnMarkers request to that broker (`crate::inter_broker`); then logs CompleteCommit
+//! (CompleteAbort). A crash between the two finds the Prepare record on restart and writes the
+//! markers again, so a transaction always resolves whole.
 
 pub mod coordinator;
 pub mod state_log;
@@ -161,8 +162,10 @@ pub fn start(shard: &Rc<Shard>, config: TxnConfig) -> Rc<TxnCoordinator> {
         async move { listed }
     });
     let s = Rc::downgrade(shard);
+    let c = Rc::downgrade(&coordinator);
     let verifier: crate::shard::TxnVerifier = Rc::new(move |v: TxnVerification| {
         let shard = s.upgrade().expect("the shard outlives its verifier");
+        let coordinator = c.upgrade().expect("the coordinator outlives its verifier");
         Box::pin(async move {
             let transactional_id = v.transactional_id.clone();
             let verify = Verify {
@@ -171,9 +174,23 @@ pub fn start(shard: &Rc<Shard>, config: TxnConfig) -> Rc<TxnCoordinator> {
                 producer_epoch: v.producer_epoch,
                 partition: (v.topic, v.partition),
             };
-            coordinator_call(&shard, COORDINATOR, &transactional_id, verify).await.unwrap_or_else(|code| code)
+            match coordinator_broker_elsewhere(&shard, &transactional_id) {
+                // Kafka's partition leaders ask the producer's coordinator on its broker, in
+                // AddPartitionsToTxn v4+ with verifyOnly.
+                Some(broker) => coordinator.verify_on(&shard, broker, verify).await,
+                None => coordinator_call(&shard, COORDINATOR, &transactional_id, verify).await.unwrap_or_else(|code| code),
+            }
         })
     });
     assert!(shard.txn_verifier.set(verifier).is_ok(), "one transaction coordinator per shard");
     coordinator
+}
+
+/// The broker that leads the `__transaction_state` partition of `transactional_id`, when it is
+/// another one (None: this one, or none yet).
+fn coordinator_broker_elsewhere(shard: &Shard, transactional_id: &str) -> Option<i32> {
+    let meta = shard.metadata.borrow();
+    let index = COORDINATOR.partition(&meta, transactional_id)?;
+    let p = meta.topics.get(TRANSACTION_STATE_TOPIC)?.partitions.get(index as usize)?;
+    (!p.replicas.is_empty() && p.leader != shard.config.node_id && p.leader != crate::metadata::records::NO_LEADER).then_some(p.leader)
 }

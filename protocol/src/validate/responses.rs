@@ -47,6 +47,8 @@ static RESPONSE_APIS: &[Api] = &[
     Api::new(18, "0-4", "3+", &API_VERSIONS_RESPONSE),
     Api::new(19, "2-7", "5+", &CREATE_TOPICS_RESPONSE),
     Api::new(20, "1-6", "4+", &DELETE_TOPICS_RESPONSE),
+    Api::new(24, "4-5", "3+", &ADD_PARTITIONS_TO_TXN_RESPONSE),
+    Api::new(27, "1", "1+", &WRITE_TXN_MARKERS_RESPONSE),
     Api::new(29, "1-3", "2+", &DESCRIBE_ACLS_RESPONSE),
     Api::new(30, "1-3", "2+", &CREATE_ACLS_RESPONSE),
     Api::new(31, "1-3", "2+", &DELETE_ACLS_RESPONSE),
@@ -472,6 +474,44 @@ static DESCRIBE_CONFIGS_SYNONYM: Struct = response_struct!("DescribeConfigsSynon
     "Source": INT8, "1+";
 });
 
+// AddPartitionsToTxn (24), the broker-to-broker versions: what a partition leader reads when
+// it verifies a transactional batch with the producer's coordinator on another broker.
+static ADD_PARTITIONS_TO_TXN_RESPONSE: Struct = response_struct!("AddPartitionsToTxnResponse" {
+    "ThrottleTimeMs": INT32, "0+";
+    "ErrorCode": INT16, "4+";
+    "ResultsByTransaction": array(&ADD_PARTITIONS_TO_TXN_RESULT), "4+";
+    "ResultsByTopicV3AndBelow": array(&ADD_PARTITIONS_TO_TXN_TOPIC_RESULT), "0-3";
+});
+static ADD_PARTITIONS_TO_TXN_RESULT: Struct = response_struct!("AddPartitionsToTxnResult" {
+    "TransactionalId": STRING, "4+";
+    "TopicResults": array(&ADD_PARTITIONS_TO_TXN_TOPIC_RESULT), "4+";
+});
+static ADD_PARTITIONS_TO_TXN_TOPIC_RESULT: Struct = response_struct!("AddPartitionsToTxnTopicResult" {
+    "Name": STRING, "0+";
+    "ResultsByPartition": array(&ADD_PARTITIONS_TO_TXN_PARTITION_RESULT), "0+";
+});
+static ADD_PARTITIONS_TO_TXN_PARTITION_RESULT: Struct = response_struct!("AddPartitionsToTxnPartitionResult" {
+    "PartitionIndex": INT32, "0+";
+    "PartitionErrorCode": INT16, "0+";
+});
+
+// WriteTxnMarkers (27): what the transaction coordinator reads from another broker.
+static WRITE_TXN_MARKERS_RESPONSE: Struct = response_struct!("WriteTxnMarkersResponse" {
+    "Markers": array(&WRITE_TXN_MARKERS_MARKER_RESULT), "0+";
+});
+static WRITE_TXN_MARKERS_MARKER_RESULT: Struct = response_struct!("WritableTxnMarkerResult" {
+    "ProducerId": INT64, "0+";
+    "Topics": array(&WRITE_TXN_MARKERS_TOPIC_RESULT), "0+";
+});
+static WRITE_TXN_MARKERS_TOPIC_RESULT: Struct = response_struct!("WritableTxnMarkerTopicResult" {
+    "Name": STRING, "0+";
+    "Partitions": array(&WRITE_TXN_MARKERS_PARTITION_RESULT), "0+";
+});
+static WRITE_TXN_MARKERS_PARTITION_RESULT: Struct = response_struct!("WritableTxnMarkerPartitionResult" {
+    "PartitionIndex": INT32, "0+";
+    "ErrorCode": INT16, "0+";
+});
+
 // IncrementalAlterConfigs (44)
 static INCREMENTAL_ALTER_CONFIGS_RESPONSE: Struct = response_struct!("IncrementalAlterConfigsResponse" {
     "ThrottleTimeMs": INT32, "0+";
@@ -886,6 +926,39 @@ mod tests {
         response
     }
 
+    fn add_partitions_to_txn() -> AddPartitionsToTxnResponse {
+        use add_partitions_to_txn_response::*;
+        let mut partition = AddPartitionsToTxnPartitionResult::default();
+        partition.partition_index = 2;
+        partition.partition_error_code = 48;
+        let mut topic = AddPartitionsToTxnTopicResult::default();
+        topic.name = TopicName(s("t"));
+        topic.results_by_partition = vec![partition];
+        let mut result = AddPartitionsToTxnResult::default();
+        result.transactional_id = TransactionalId(s("txn"));
+        result.topic_results = vec![topic];
+        let mut response = AddPartitionsToTxnResponse::default();
+        response.error_code = 0;
+        response.results_by_transaction = vec![result];
+        response
+    }
+
+    fn write_txn_markers() -> WriteTxnMarkersResponse {
+        use write_txn_markers_response::*;
+        let mut partition = WritableTxnMarkerPartitionResult::default();
+        partition.partition_index = 3;
+        partition.error_code = 6;
+        let mut topic = WritableTxnMarkerTopicResult::default();
+        topic.name = TopicName(s("t"));
+        topic.partitions = vec![partition];
+        let mut marker = WritableTxnMarkerResult::default();
+        marker.producer_id = ProducerId(7);
+        marker.topics = vec![topic];
+        let mut response = WriteTxnMarkersResponse::default();
+        response.markers = vec![marker];
+        response
+    }
+
     fn describe_user_scram_credentials() -> DescribeUserScramCredentialsResponse {
         use describe_user_scram_credentials_response::*;
         let mut info = CredentialInfo::default();
@@ -932,6 +1005,8 @@ mod tests {
                 ApiKey::DeleteAcls => check(api_key, v, &delete_acls()),
                 ApiKey::DescribeConfigs => check(api_key, v, &describe_configs()),
                 ApiKey::IncrementalAlterConfigs => check(api_key, v, &incremental_alter_configs()),
+                ApiKey::WriteTxnMarkers => check(api_key, v, &write_txn_markers()),
+                ApiKey::AddPartitionsToTxn => check(api_key, v, &add_partitions_to_txn()),
                 ApiKey::DescribeUserScramCredentials => check(api_key, v, &describe_user_scram_credentials()),
                 ApiKey::AlterUserScramCredentials => check(api_key, v, &alter_user_scram_credentials()),
                 other => panic!("{other:?} has a response schema but no test response"),

@@ -1,0 +1,211 @@
+//! The client one broker uses to send Kafka requests to another (today: the transaction
+//! coordinator's WriteTxnMarkers to the leaders of the partitions it does not lead, and a
+//! partition leader's KIP-890 verification, AddPartitionsToTxn v4+, to a producer's coordinator).
+//!
+//! It sits below the coordinators and knows nothing of them, of the handlers or of the
+//! metadata: the caller names the broker (its node id) and the address to reach it at. The
+//! protocol (ApiVersions negotiation, correlation ids, framing, checked decoding) is
+//! `shardlog_protocol::client`, which the admin CLI and the load generator share; this module
+//! owns the sockets, through `crate::runtime`.
+//!
+//! One connection per target broker per shard, opened on first use and negotiated once, with one
+//! request on it at a time: the requests are rare (one per transaction and broker) and small,
+//! so pipelining would buy nothing and cost a reader task per connection. Every bound is named:
+//! [`CONNECTIONS_MAX`] brokers per shard, [`REQUESTS_WAITING_MAX`] requests waiting for one
+//! broker, [`REQUEST_TIMEOUT`] for the connect, the negotiation and the round trip together,
+//! [`RESPONSE_BYTES_MAX`] per answer. A request that fails or times out closes its connection
+//! (the stream may be out of step), and the next request opens a new one: the caller retries.
+//! PLAINTEXT only: TLS and SASL between brokers are not supported yet, and the caller refuses
+//! them before calling here.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{AsyncReadExt, AsyncWriteExt};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+use kafka_protocol::protocol::Request;
+use shardlog_protocol::client::{self as core, ClientCore, ClientError, FrameReader, Negotiation};
+use shardlog_protocol::kafka_protocol;
+
+use crate::runtime::{self, Semaphore, TcpStream};
+
+/// Brokers one shard keeps a connection to. A cluster larger than this would need a pool that
+/// closes idle connections; until then a request to one more broker fails (and is retried).
+pub const CONNECTIONS_MAX: usize = 64;
+/// Requests waiting for their turn on one broker's connection. The transaction coordinator
+/// sends at most one per transaction being completed, so more means the broker is stuck.
+pub const REQUESTS_WAITING_MAX: usize = 128;
+/// The connect, the ApiVersions negotiation (on a new connection) and the round trip, together.
+/// A marker waits for the leader's fdatasync, which takes milliseconds; this is far above that
+/// and below the transaction timeouts clients use.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest answer accepted. A WriteTxnMarkers answer is a few bytes per partition.
+pub const RESPONSE_BYTES_MAX: usize = 8 << 20;
+/// Bytes read from the socket at a time.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// The client id in every request header; the other broker logs it.
+pub const CLIENT_ID: &str = "shardlog-inter-broker";
+
+/// The APIs this client speaks: (key, min, max).
+pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[(ApiKey::ApiVersions, 0, 4), (ApiKey::WriteTxnMarkers, 1, 1), (ApiKey::AddPartitionsToTxn, 4, 5)];
+
+#[derive(Debug, thiserror::Error)]
+pub enum InterBrokerError {
+    #[error("this shard already has connections to {CONNECTIONS_MAX} brokers")]
+    TooManyConnections,
+    #[error("{REQUESTS_WAITING_MAX} requests are already waiting for broker {0}")]
+    TooManyWaiting(i32),
+    #[error("no answer within {REQUEST_TIMEOUT:?}")]
+    TimedOut,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the broker closed the connection")]
+    Closed,
+    #[error("{0}")]
+    Protocol(#[from] ClientError),
+}
+
+/// An open, negotiated connection.
+struct Connection {
+    stream: TcpStream,
+    /// host:port it was opened to: a broker that moves gets a new connection.
+    address: String,
+    core: ClientCore<()>,
+    frames: FrameReader,
+}
+
+/// What this shard keeps for one broker.
+struct Peer {
+    /// One request at a time on the connection.
+    turn: Semaphore,
+    waiting: Cell<usize>,
+    /// None until the first request, and after a failed one.
+    connection: RefCell<Option<Connection>>,
+}
+
+/// Decrements a count when dropped, however the request ends.
+struct Waiting<'a>(&'a Cell<usize>);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// One shard's connections to the other brokers.
+#[derive(Default)]
+pub struct InterBrokerClient {
+    peers: RefCell<HashMap<i32, Rc<Peer>>>,
+}
+
+impl InterBrokerClient {
+    pub fn new() -> InterBrokerClient {
+        InterBrokerClient::default()
+    }
+
+    fn peer(&self, node_id: i32) -> Result<Rc<Peer>, InterBrokerError> {
+        let mut peers = self.peers.borrow_mut();
+        if let Some(peer) = peers.get(&node_id) {
+            return Ok(peer.clone());
+        }
+        if peers.len() >= CONNECTIONS_MAX {
+            return Err(InterBrokerError::TooManyConnections);
+        }
+        let peer = Rc::new(Peer { turn: Semaphore::new(1), waiting: Cell::new(0), connection: RefCell::new(None) });
+        peers.insert(node_id, peer.clone());
+        Ok(peer)
+    }
+
+    /// Sends `request` to broker `node_id` at `address` (host:port, PLAINTEXT) at the version
+    /// negotiated with it, and decodes its answer.
+    pub async fn send<R: Request>(&self, node_id: i32, address: &str, request: &R) -> Result<R::Response, InterBrokerError> {
+        let peer = self.peer(node_id)?;
+        if peer.waiting.get() >= REQUESTS_WAITING_MAX {
+            return Err(InterBrokerError::TooManyWaiting(node_id));
+        }
+        peer.waiting.set(peer.waiting.get() + 1);
+        let _waiting = Waiting(&peer.waiting);
+        let _turn = peer.turn.acquire_permit(1).await.expect("the semaphore is never closed");
+        // Taken out for the round trip and put back only after a whole answer: a request that
+        // fails, times out or is dropped half way leaves no stream behind that is out of step.
+        let kept = peer.connection.borrow_mut().take().filter(|c| c.address == address);
+        let exchange = async {
+            let mut connection = match kept {
+                Some(c) => c,
+                None => connect(node_id, address).await?,
+            };
+            let response = round_trip::<R>(&mut connection, request).await?;
+            Ok::<_, InterBrokerError>((connection, response))
+        };
+        match within(REQUEST_TIMEOUT, exchange).await {
+            Some(Ok((connection, response))) => {
+                *peer.connection.borrow_mut() = Some(connection);
+                Ok(response)
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(InterBrokerError::TimedOut),
+        }
+    }
+}
+
+/// `work`, or None if it takes longer than `limit` (it is then dropped).
+async fn within<T>(limit: Duration, work: impl Future<Output = T>) -> Option<T> {
+    let work = std::pin::pin!(work);
+    let timer = std::pin::pin!(runtime::sleep(limit));
+    match futures::future::select(work, timer).await {
+        futures::future::Either::Left((out, _)) => Some(out),
+        futures::future::Either::Right(_) => None,
+    }
+}
+
+async fn connect(node_id: i32, address: &str) -> Result<Connection, InterBrokerError> {
+    let stream = TcpStream::connect(address).await.map_err(std::io::Error::from)?;
+    // Small requests that wait for their answer: Nagle would only delay them.
+    let _ = stream.set_nodelay(true);
+    let core = ClientCore::new(core::ClientConfig {
+        client_id: CLIENT_ID.to_string(),
+        software_name: CLIENT_ID,
+        software_version: env!("CARGO_PKG_VERSION"),
+        versions: CLIENT_VERSIONS,
+        in_flight_max: 1,
+        response_bytes_max: RESPONSE_BYTES_MAX,
+    });
+    let mut connection =
+        Connection { stream, address: address.to_string(), core, frames: FrameReader::with_read_bytes_min(RESPONSE_BYTES_MAX, READ_CHUNK_BYTES) };
+    let mut version = connection.core.api_versions_version_first();
+    loop {
+        let frame = connection.core.request_api_versions(version, ())?;
+        let response = exchange(&mut connection, frame).await?.decode::<ApiVersionsRequest>()?;
+        match connection.core.receive_api_versions(&response, version)? {
+            Negotiation::Done => break,
+            Negotiation::Retry(v) => version = v,
+        }
+    }
+    tracing::debug!(node_id, address, "connected to broker");
+    Ok(connection)
+}
+
+async fn round_trip<R: Request>(connection: &mut Connection, request: &R) -> Result<R::Response, InterBrokerError> {
+    let frame = connection.core.request_negotiated(request, ())?;
+    Ok(exchange(connection, frame).await?.decode::<R>()?)
+}
+
+/// Writes one request frame and reads the answer matched to it.
+async fn exchange(connection: &mut Connection, frame: Bytes) -> Result<core::ResponseFrame, InterBrokerError> {
+    connection.stream.write_all(&frame).await?;
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    loop {
+        if let Some(frame) = connection.frames.next_frame()? {
+            return Ok(connection.core.receive(frame)?.0);
+        }
+        let read = connection.stream.read(&mut chunk).await?;
+        if read == 0 {
+            return Err(InterBrokerError::Closed);
+        }
+        connection.frames.push(&chunk[..read]);
+    }
+}
