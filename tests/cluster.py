@@ -71,6 +71,18 @@ def start_cluster(broker_factory, **kwargs):
     return nodes
 
 
+def restart_cluster(nodes, kill: bool = False) -> int:
+    """Stops every node (SIGKILL with `kill`), starts them all again, and returns the leader
+    they agree on."""
+    for n in nodes:
+        n.kill9() if kill else n.stop()
+    for n in nodes:
+        n.launch()
+    for n in nodes:
+        n.wait_ready()
+    return leader_of(nodes)
+
+
 def leader_of(nodes, other_than: int | None = None) -> int:
     """The node id every running node names as the quorum's leader (waits until they agree,
     and, with `other_than`, until they name another)."""

@@ -28,7 +28,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
 import clients
 import netns
 from clients import wait_until
-from cluster import INTERNAL_TOPICS, leader_of, make_cluster, start_cluster, status, wait_brokers, wait_converged
+from cluster import INTERNAL_TOPICS, leader_of, make_cluster, restart_cluster, start_cluster, status, wait_brokers, wait_converged
 
 INTERNAL = {"__consumer_offsets", "__transaction_state"}
 
@@ -442,13 +442,7 @@ def check_everything(nodes, delivered: list[tuple[int, int, bytes]], offsets: di
 
 
 def restart_all(nodes, kill: bool) -> None:
-    for n in nodes:
-        n.kill9() if kill else n.stop()
-    for n in nodes:
-        n.launch()
-    for n in nodes:
-        n.wait_ready()
-    leader_of(nodes)
+    restart_cluster(nodes, kill)
     wait_converged(nodes, INTERNAL_TOPICS + 2)
     wait_brokers(nodes)
 

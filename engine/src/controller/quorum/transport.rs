@@ -14,7 +14,7 @@
 //! the reason and the receiver's voters) before the close, so that the sender logs both lists
 //! too; a sender reads nothing else from its link.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -42,7 +42,7 @@ const HELLO_BYTES_MAX: usize = 64 * 1024;
 /// After a refusal: how long, and how many bytes, to read what the sender still sends.
 const REFUSED_DRAIN_WAIT: Duration = Duration::from_millis(500);
 const REFUSED_DRAIN_BYTES_MAX: usize = 4 << 20;
-/// Messages queued for one voter while the connection to it is down or slow. Raft sends again
+/// Messages queued for one voter (forwarded calls also while it is down; raft messages only while it is up). Raft sends again
 /// what is lost, so the oldest go first past this bound.
 pub const PEER_QUEUE_MESSAGES_MAX: usize = 1024;
 /// Waits between attempts to reach a voter that is down.
@@ -88,6 +88,18 @@ enum Outgoing {
 struct PeerQueue {
     messages: RefCell<VecDeque<Outgoing>>,
     ready: Notify,
+    /// Whether a connection to the voter is up. Raft messages for a voter that is down are
+    /// dropped rather than kept for its return: delivered late, old appends would stand in for
+    /// what the leader now has (a snapshot, once its log is compacted), and raft sends again
+    /// what is lost.
+    connected: Cell<bool>,
+}
+
+impl PeerQueue {
+    fn disconnected(&self) {
+        self.connected.set(false);
+        self.messages.borrow_mut().retain(|m| !matches!(m, Outgoing::Raft(_)));
+    }
 }
 
 /// Outgoing queues, one per other voter, by raft id.
@@ -114,6 +126,9 @@ impl Peers {
             tracing::debug!(to, "metadata quorum message for an unknown voter dropped");
             return;
         };
+        if matches!(item, Outgoing::Raft(_)) && !q.connected.get() {
+            return;
+        }
         let mut pending = q.messages.borrow_mut();
         if pending.len() >= PEER_QUEUE_MESSAGES_MAX {
             pending.pop_front();
@@ -129,7 +144,7 @@ pub fn start(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, vote
         .map_err(std::io::Error::from)
         .with_context(|| format!("cannot listen for the metadata quorum on {listen}: is another node there?"))?;
     for voter in voters.iter().filter(|v| v.node_id != node_id) {
-        let queue = Rc::new(PeerQueue { messages: RefCell::new(VecDeque::new()), ready: Notify::default() });
+        let queue = Rc::new(PeerQueue { messages: RefCell::new(VecDeque::new()), ready: Notify::default(), connected: Cell::new(false) });
         quorum.peers.queues.borrow_mut().insert(raft_id(voter.node_id), queue.clone());
         let hello = serde_json::to_vec(&Hello { node_id, cluster_id: cluster_id.clone(), voters: voter_list(voters) }).expect("hello serializes");
         if hello.len() + 1 > HELLO_BYTES_MAX {
@@ -181,6 +196,7 @@ async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>) {
     // a connection it accepted closes).
     let mut said_refused: Option<String> = None;
     loop {
+        queue.disconnected();
         let stream = match TcpStream::connect(voter.address.as_str()).await {
             Ok(s) => s,
             Err(e) => {
@@ -202,6 +218,7 @@ async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>) {
         if write_frame(&mut writer, FRAME_HELLO, &hello).await.is_err() {
             continue;
         }
+        queue.connected.set(true);
         // The receiver sends nothing back unless it refuses the hello; then it closes.
         let closed = futures::FutureExt::fuse(read_refusal(reader));
         futures::pin_mut!(closed);
