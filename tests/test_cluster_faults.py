@@ -332,6 +332,10 @@ def test_a_cut_off_active_controller_changes_nothing_and_the_majority_goes_on(br
     majority_status = seen.statuses()
     assert all(majority_status[i]["topics"] == INTERNAL_TOPICS + 3 for i in majority)
 
+    # The new active controller fences the cut-off broker once its session lapses; healed
+    # sooner, the broker would heartbeat in time and never be fenced.
+    majority_nodes = [nodes[i - 1] for i in majority]
+    wait_until(lambda: first in fenced_in_logs(majority_nodes), f"node {first} to be fenced by the majority", timeout_s=60)
     network.heal(first)
     statuses = seen.converged(INTERNAL_TOPICS + 3)
     assert {s["quorum"]["leader"] for s in statuses.values()} == {second}
@@ -343,7 +347,7 @@ def test_a_cut_off_active_controller_changes_nothing_and_the_majority_goes_on(br
     images = [image(n) for n in nodes]
     assert len({json.dumps({t: replication(m) for t, m in i["topics"].items()}, sort_keys=True) for i in images}) == 1
     # The new active controller fenced the cut-off broker, and no other.
-    assert fenced_in_logs([nodes[i - 1] for i in majority]) == {first}
+    assert fenced_in_logs(majority_nodes) == {first}, "a broker of the majority was fenced"
     terms = assert_one_leader_per_term(nodes, {(term, leader) for _, term, leader in seen.seen})
     assert any(second in ls for ls in terms.values()) and len(terms) >= 2, terms
     # The healed node serves clients again: all three brokers listed by it.
