@@ -90,7 +90,8 @@ impl LogStore {
         self.bytes_since_snapshot.get()
     }
 
-    /// After a failed compaction: the next is tried once as many bytes again were written.
+    /// After a compaction that failed or had nothing new to take: the next is tried once as
+    /// many bytes again were written.
     pub fn postpone_compaction(&self) {
         self.bytes_since_snapshot.set(0);
     }

@@ -536,7 +536,9 @@ async fn compact(node: &RawNode<QuorumStorage>, store: &LogStore, applier: &dyn 
         Ok(Some((index, bytes))) => {
             tracing::info!(index, image_bytes = bytes, "metadata log compacted: a snapshot of the image replaces the entries up to its index")
         }
-        Ok(None) => {}
+        // Nothing applied since the last snapshot (the bytes were hard states and empty
+        // entries): wait for as many bytes again rather than encode the image on every turn.
+        Ok(None) => store.postpone_compaction(),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "compacting the metadata log failed; the log is kept whole and compaction is tried again later");
             store.postpone_compaction();
