@@ -190,14 +190,7 @@ def test_a_voter_behind_the_compacted_metadata_log_catches_up_from_a_snapshot(br
     """With a tiny snapshot threshold the leader compacts its metadata log while a voter is
     down; on its return that voter is sent a snapshot, which creates what it missed and deletes
     what was deleted meanwhile. Every node then restarts from its compacted log."""
-    nodes = make_cluster(broker_factory)
-    for n in nodes:
-        with open(n.config_path, "a") as f:
-            f.write("metadata.log.max.record.bytes.between.snapshots=2048\n")
-    for n in nodes:
-        n.launch()
-    for n in nodes:
-        n.wait_ready()
+    nodes = start_cluster(broker_factory, extra_config=[{"metadata.log.max.record.bytes.between.snapshots": 2048}] * 3)
     leader = leader_of(nodes)
     wait_brokers(nodes)
     create_topic(nodes[leader - 1], "doomed", 6)
