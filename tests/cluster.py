@@ -1,5 +1,6 @@
-"""Shared by the cluster tests: start real combined (broker and controller) shardlog nodes
-that name each other as voters, and wait for what they agree on."""
+"""Shared by the cluster tests: start real shardlog nodes (combined broker and controller by
+default; broker-only or controller-only with `roles`) that name the controllers as voters,
+and wait for what they agree on."""
 
 from __future__ import annotations
 
@@ -29,21 +30,28 @@ def make_cluster(
     hosts: list[str] | None = None,
     netns: list[str] | None = None,
     extra_config: list[dict] | None = None,
+    roles: list[str] | None = None,
 ):
-    """Makes (does not launch) `count` combined nodes (node ids 1..count) that name each other
-    as voters. `hosts` and `netns`: per node, the address it listens on and the network
-    namespace it runs in (default: loopback, this namespace). `extra_config`: per node,
-    properties added to (or replacing) the defaults below, e.g. `broker.rack`."""
-    nodes = [broker_factory(start=False, extra_listeners=["CONTROLLER"]) for _ in range(count)]
+    """Makes (does not launch) `count` nodes (node ids 1..count); those with the controller
+    role (all, by default: combined nodes) are the voters. `hosts` and `netns`: per node, the
+    address it listens on and the network namespace it runs in (default: loopback, this
+    namespace). `extra_config`: per node, properties added to (or replacing) the defaults
+    below, e.g. `broker.rack`. `roles`: per node, its `process.roles`. A broker-only node has
+    no controller listener, and a controller-only node no Kafka listener, as in Kafka."""
+    roles = roles or ["broker,controller"] * count
+    nodes = [broker_factory(start=False, extra_listeners=["CONTROLLER"] if "controller" in roles[i] else []) for i in range(count)]
     for i, n in enumerate(nodes):
         n.host = (hosts or [n.host] * count)[i]
         n.netns = (netns or [None] * count)[i]
-    voters = ",".join(f"{i + 1}@{n.host}:{n.extra_ports['CONTROLLER']}" for i, n in enumerate(nodes))
+        n.node_id = i + 1
+        n.roles = roles[i]
+        n.kafka_listener = "broker" in roles[i]
+    voters = ",".join(f"{i + 1}@{n.host}:{n.extra_ports['CONTROLLER']}" for i, n in enumerate(nodes) if "controller" in roles[i])
     for i, n in enumerate(nodes):
         config = {
             "admin.listeners": f"{n.host}:{n.admin_port}",
             "node.id": i + 1,
-            "process.roles": "broker,controller",
+            "process.roles": roles[i],
             "controller.quorum.voters": voters,
             "controller.listener.names": "CONTROLLER",
             "cluster.id": (cluster_ids or [CLUSTER_ID] * count)[i],
@@ -114,10 +122,15 @@ def write_config(node, changes: dict) -> None:
     node.config_path.write_text("".join(line + "\n" for line in lines))
 
 
+def is_broker(node) -> bool:
+    return "broker" in getattr(node, "roles", "broker")
+
+
 def wait_brokers(nodes) -> None:
-    """Every node has registered: a client asking any running node sees all of them."""
-    want = {i + 1 for i, n in enumerate(nodes) if n.is_alive()}
+    """Every node with the broker role has registered: a client asking any running broker
+    sees all of them."""
+    want = {i + 1 for i, n in enumerate(nodes) if n.is_alive() and is_broker(n)}
     for n in nodes:
-        if n.is_alive():
+        if n.is_alive() and is_broker(n):
             admin = AdminClient({"bootstrap.servers": n.bootstrap})
             wait_until(lambda: set(admin.list_topics(timeout=10).brokers) >= want, f"node {n.bootstrap} to list brokers {want}", timeout_s=30)

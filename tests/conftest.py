@@ -138,6 +138,9 @@ class Broker:
         # `ip netns exec`, and this process cannot reach it: see test_cluster_faults.py).
         self.host = "127.0.0.1"
         self.netns: str | None = None
+        # False for a controller-only node (`process.roles=controller`), which serves no
+        # clients: it gets no PLAINTEXT listener, and is ready when its admin listener answers.
+        self.kafka_listener = True
 
     # --- addresses --------------------------------------------------------------------------
 
@@ -166,7 +169,8 @@ class Broker:
         for each other (their metadata quorum), so they are launched together and then
         waited for with `wait_ready`."""
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
-        listeners = ",".join([f"PLAINTEXT://{self.bootstrap}"] + [f"{n}://{self.host}:{p}" for n, p in self.extra_ports.items()])
+        kafka = [f"PLAINTEXT://{self.bootstrap}"] if self.kafka_listener else []
+        listeners = ",".join(kafka + [f"{n}://{self.host}:{p}" for n, p in self.extra_ports.items()])
         data = ",".join(str(d) for d in self.log_dirs) if self.log_dirs else str(self.data_dir)
         cmd = [str(broker_binary()), "--data-dir", data, "--listeners", listeners, "--cores", self.cores or shard_cores()]
         if self.config_path:
@@ -196,17 +200,18 @@ class Broker:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
+        port = self.port if self.kafka_listener else self.admin_port
         while True:
             if self.proc.poll() is not None:
                 raise AssertionError(f"broker exited with status {self.proc.returncode} before it was ready\n{self.log_tail()}")
             if READY_LINE in self.run_log():
                 if self.netns:
                     # Out of our reach: its listening socket, in its namespace, is the sign.
-                    if listening_socket_inodes(self.port, f"/proc/{self.pid}/net") & process_socket_inodes(self.pid):
+                    if listening_socket_inodes(port, f"/proc/{self.pid}/net") & process_socket_inodes(self.pid):
                         break
                 else:
                     try:
-                        socket.create_connection((self.host, self.port), timeout=2).close()
+                        socket.create_connection((self.host, port), timeout=2).close()
                         break
                     except OSError:
                         pass
@@ -216,10 +221,10 @@ class Broker:
             time.sleep(0.05)
         # Every listening socket on our port must be ours: with SO_REUSEPORT a foreign
         # process on the same port would silently take half of the connections.
-        foreign = listening_socket_inodes(self.port, f"/proc/{self.pid}/net") - process_socket_inodes(self.pid)
+        foreign = listening_socket_inodes(port, f"/proc/{self.pid}/net") - process_socket_inodes(self.pid)
         if foreign:
             self.kill9()
-            raise AssertionError(f"another process also listens on port {self.port}; test results would be meaningless")
+            raise AssertionError(f"another process also listens on port {port}; test results would be meaningless")
 
     def stop(self, expect_clean_exit: bool = True) -> str:
         """SIGTERM and wait. Returns the log text of the run that just ended."""

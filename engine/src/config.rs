@@ -486,29 +486,71 @@ impl BrokerConfig {
                 q.broker_heartbeat_interval_ms
             );
         }
-        if !q.broker {
-            bail!("process.roles=controller: a controller-only node is not supported yet; use process.roles=broker,controller");
+        if !q.broker && !q.controller {
+            bail!("process.roles names no role: give broker, controller, or both");
         }
         if q.voters.is_empty() {
+            if !(q.broker && q.controller) {
+                let role = if q.broker { "broker" } else { "controller" };
+                bail!(
+                    "process.roles={role} needs controller.quorum.voters: a {role}-only node belongs to a quorum of controllers \
+                     (name them, e.g. 1@host:9093); without voters a node is its own one-node cluster and must be broker,controller"
+                );
+            }
             return Ok(());
         }
+        let ids: Vec<i32> = q.voters.iter().map(|v| v.node_id).collect();
+        let is_voter = ids.contains(&self.node_id);
+        // Kafka's rules (KafkaConfig.validateValues): a controller is a voter and listens on
+        // the controller listener; a broker-only node is neither, and reaches the quorum on
+        // the voters' controller listener, named so that it knows which of their listeners
+        // that is.
+        let Some(name) = q.controller_listener_names.first() else {
+            bail!(
+                "controller.quorum.voters is set but controller.listener.names is not: name the listener the quorum uses (e.g. CONTROLLER{})",
+                if q.controller { ", listed in listeners" } else { ", as the controllers name it" }
+            );
+        };
+        let listens_on_it = self.listeners.iter().any(|l| &l.name == name);
         if !q.controller {
-            bail!("process.roles=broker with controller.quorum.voters: a broker-only node is not supported yet; use process.roles=broker,controller");
+            if is_voter {
+                bail!(
+                    "node.id={} is among controller.quorum.voters {ids:?}, but process.roles=broker: a broker-only node is not a voter; \
+                     give it a node.id of its own, or make it process.roles=broker,controller",
+                    self.node_id
+                );
+            }
+            if listens_on_it {
+                bail!(
+                    "controller.listener.names={name} appears in listeners, but process.roles=broker: a broker-only node does not listen \
+                     for the quorum; remove {name} from listeners"
+                );
+            }
+            if self.client_listeners().next().is_none() {
+                bail!("process.roles=broker, but listeners has no listener for clients: add one (e.g. PLAINTEXT://:9092)");
+            }
+            return Ok(());
         }
-        if !q.voters.iter().any(|v| v.node_id == self.node_id) {
-            let ids: Vec<i32> = q.voters.iter().map(|v| v.node_id).collect();
+        if !is_voter {
             bail!("node.id={} is not among controller.quorum.voters {ids:?}: a controller must be a voter (check node.id and the voter list)", self.node_id);
         }
-        let Some(name) = q.controller_listener_names.first() else {
-            bail!("controller.quorum.voters is set but controller.listener.names is not: name the listener the quorum uses (e.g. CONTROLLER, listed in listeners)");
-        };
-        if !self.listeners.iter().any(|l| &l.name == name) {
-            bail!("controller.listener.names={name}, but listeners has no listener of that name");
+        if !listens_on_it {
+            bail!("controller.listener.names={name}, but listeners has no listener of that name: a controller listens for the quorum there");
         }
         if self.listeners.iter().any(|l| &l.name == name && l.security_protocol != crate::security::SecurityProtocol::Plaintext) {
             bail!("controller listener {name} must be PLAINTEXT for now (TLS between controllers is not supported yet)");
         }
-        if self.listeners.iter().all(|l| q.controller_listener_names.contains(&l.name)) {
+        if !q.broker {
+            if let Some(other) = self.client_listeners().next() {
+                bail!(
+                    "listeners has {} ({}), but process.roles=controller: a controller-only node serves no clients, so its listeners \
+                     may only be the controller listener {name}; remove {}, or make the node process.roles=broker,controller",
+                    other.name,
+                    other.bind,
+                    other.name
+                );
+            }
+        } else if self.client_listeners().next().is_none() {
             bail!("every listener is a controller listener: add one for clients (e.g. PLAINTEXT://:9092)");
         }
         self.check_own_voter_entry()

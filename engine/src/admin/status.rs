@@ -79,9 +79,10 @@ fn s(v: &serde_json::Value) -> String {
 /// The status document as text: a summary line, then shards, disks and top partitions.
 pub fn format_status(v: &serde_json::Value) -> String {
     let mut out = format!(
-        "shardlog {} node {} cluster {}: up {} s, {} topics, {} partitions, listeners {}\n",
+        "shardlog {} node {}{} cluster {}: up {} s, {} topics, {} partitions, listeners {}\n",
         s(&v["version"]),
         s(&v["node_id"]),
+        v["roles"].as_array().map(|r| format!(" ({})", r.iter().map(s).collect::<Vec<_>>().join(","))).unwrap_or_default(),
         s(&v["cluster_id"]),
         s(&v["uptime_seconds"]),
         s(&v["topics"]),

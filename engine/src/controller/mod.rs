@@ -272,8 +272,14 @@ impl Controller {
             broadcast(shard, view.clone()).await;
         }
         let applier: Rc<dyn quorum::Applier> = Rc::new(ViewApplier(Rc::downgrade(&controller)));
-        let listen = shard.config.controller_listener().map(|l| l.bind);
-        let q = Quorum::start(&dir, shard.config.node_id, shard.config.cluster_id.clone(), &shard.config.quorum, listen, view.applied_index, applier)?;
+        let config = &shard.config;
+        let q = if config.quorum.controller {
+            let listen = config.controller_listener().map(|l| l.bind);
+            Quorum::start(&dir, config.node_id, config.cluster_id.clone(), &config.quorum, listen, view.applied_index, applier)?
+        } else {
+            // A broker-only node: no vote, no log of its own; it fetches what the voters commit.
+            Quorum::start_observer(config.node_id, config.cluster_id.clone(), &config.quorum, view.applied_index, applier)?
+        };
         let c = Rc::downgrade(&controller);
         q.set_forward_handler(Rc::new(move |from, request| {
             let c = c.clone();
@@ -287,8 +293,12 @@ impl Controller {
         let _ = controller.quorum.set(q);
         let c = Rc::downgrade(&controller);
         crate::runtime::spawn(async move { lead(c).await }).detach();
-        let c = Rc::downgrade(&controller);
-        crate::runtime::spawn(async move { keep_registered(c).await }).detach();
+        if shard.config.quorum.broker {
+            // A controller-only node is no broker: it never registers, so it is offered no
+            // partitions and listed to no client.
+            let c = Rc::downgrade(&controller);
+            crate::runtime::spawn(async move { keep_registered(c).await }).detach();
+        }
         controller.wait_for_cluster().await;
         Ok(controller)
     }
@@ -641,8 +651,14 @@ impl Controller {
             (crate::metadata::OFFSETS_TOPIC, shard.config.offsets_topic_partitions as usize),
             (crate::metadata::TRANSACTION_STATE_TOPIC, shard.config.txn.state_partitions as usize),
         ] {
-            if !new.topics.contains_key(topic) {
-                let placed = new.place_by_space(partitions, shard.shard_count(), &log_dir_free_bytes(shard));
+            // A controller-only node holds no partitions: they go to the live brokers, once
+            // there are some (see `lead`).
+            let placeable = shard.config.quorum.broker || no_broker_to_place_on(shard, &new).is_ok();
+            if !new.topics.contains_key(topic) && placeable {
+                let mut placed = new.place_by_space(partitions, shard.shard_count(), &log_dir_free_bytes(shard));
+                if !shard.config.quorum.broker {
+                    assign_replicas(&new, &[], &mut placed, shard.config.node_id);
+                }
                 let configs = BTreeMap::from([(String::from("cleanup.policy"), String::from("compact"))]);
                 new.topics.insert(topic.to_string(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
                 tracing::info!(partitions, "creating the internal topic {topic}");
@@ -818,7 +834,12 @@ async fn lead(controller: Weak<Controller>) {
     loop {
         let Some(c) = controller.upgrade() else { return };
         let status = c.quorum().status();
-        if status.ready_leader && c.bootstrapped_term.get() != status.term {
+        // A controller-only leader writes the internal topics once brokers are live to take them.
+        let internal_topics_waiting = || {
+            let view = c.view.borrow();
+            !c.shard.config.quorum.broker && !view.topics.contains_key(crate::metadata::OFFSETS_TOPIC) && no_broker_to_place_on(&c.shard, &view).is_ok()
+        };
+        if status.ready_leader && (c.bootstrapped_term.get() != status.term || internal_topics_waiting()) {
             match c.bootstrap().await {
                 Ok(()) => c.bootstrapped_term.set(status.term),
                 Err((code, msg)) => tracing::warn!(code, error = %msg, "writing the cluster's first metadata records failed; trying again"),
@@ -991,6 +1012,7 @@ impl Controller {
                         Some(_) if count > TOPIC_PARTITIONS_MAX => {
                             Err((ec::INVALID_PARTITIONS, format!("{count} partitions exceeds the limit of {TOPIC_PARTITIONS_MAX}")))
                         }
+                        Some(_) if no_broker_to_place_on(shard, &meta).is_err() => no_broker_to_place_on(shard, &meta),
                         Some(n) => {
                             if !validate_only {
                                 let mut placed = meta.place_by_space((count - n) as usize, shard.shard_count(), &log_dir_free_bytes(shard));
@@ -1088,6 +1110,20 @@ fn assign_rack_aware(meta: &ClusterMetadata, racks: &[(i32, String)], siblings: 
     }
 }
 
+/// A controller-only active controller cannot fall back on itself when no broker is live, as a
+/// combined one does: it holds no partitions. Kafka's answer then is INVALID_REPLICATION_FACTOR.
+fn no_broker_to_place_on(shard: &Shard, meta: &ClusterMetadata) -> Result<(), (i16, String)> {
+    if shard.config.quorum.broker || meta.brokers.values().any(|b| !b.fenced) {
+        return Ok(());
+    }
+    Err((
+        ec::INVALID_REPLICATION_FACTOR,
+        String::from(
+            "Unable to replicate the partition 1 time(s): The target replication factor of 1 cannot be reached because only 0 broker(s) are registered.",
+        ),
+    ))
+}
+
 /// Free bytes of each log directory's filesystem, for placing new partitions.
 fn log_dir_free_bytes(shard: &Shard) -> Vec<Option<u64>> {
     // A failed directory counts as full: it gets new partitions only if every directory is.
@@ -1122,6 +1158,7 @@ fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, val
         }
     }
     crate::topic_config::validate_topic_configs(&configs).map_err(|m| (ec::INVALID_CONFIG, m))?;
+    no_broker_to_place_on(shard, meta)?;
     if validate_only {
         return Ok(());
     }

@@ -310,9 +310,13 @@ async fn status(shard: &Rc<Shard>, sources: &Sources) -> serde_json::Value {
             })
         })
         .collect();
+    let roles: Vec<&str> =
+        [("broker", shard.config.quorum.broker), ("controller", shard.config.quorum.controller)].iter().filter(|r| r.1).map(|r| r.0).collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "node_id": shard.config.node_id,
+        // `process.roles`: a broker-only node observes the quorum rather than votes in it.
+        "roles": roles,
         "cluster_id": meta.cluster_id,
         "uptime_seconds": sources.started.elapsed().as_secs(),
         "quorum": quorum_json(&sources.quorum.status(), &shard.config.quorum),

@@ -5,9 +5,11 @@
 //!
 //! The log's entries are batches of metadata records ([`crate::metadata::records`]), proposed
 //! by the leader (the active controller) only; every voter applies the committed ones in order
-//! through the [`Applier`] it was started with.
+//! through the [`Applier`] it was started with. A broker-only node is no voter: it observes
+//! the log, fetching the committed entries from a voter ([`observer`]).
 
 pub mod log_store;
+pub mod observer;
 pub mod transport;
 
 use std::cell::{Cell, RefCell};
@@ -150,6 +152,16 @@ pub struct Quorum {
     /// Requests this node forwarded, waiting for their answers.
     forward_waiters: RefCell<HashMap<u64, futures::channel::oneshot::Sender<Vec<u8>>>>,
     next_forward: Cell<u64>,
+    /// Whether this node observes the log rather than votes (a broker-only node).
+    pub observer: bool,
+    /// What observers fetch, at a voter: its log (a handle on the driver's), and its image for
+    /// an observer behind the log's start. None on an observer.
+    log: Option<raft::storage::MemStorage>,
+    applier: Rc<dyn Applier>,
+    fetches_in_flight: Cell<usize>,
+    /// `controller.quorum.fetch.timeout.ms`: how long an observer waits for a voter's answer
+    /// beyond the time the voter may hold its fetch.
+    fetch_timeout_ms: u64,
 }
 
 /// Answers one forwarded request: (the asking node, the request) to the answer.
@@ -230,12 +242,22 @@ impl Quorum {
             forwarded_in_flight: Cell::new(0),
             forward_waiters: RefCell::new(HashMap::new()),
             next_forward: Cell::new(1),
+            observer: false,
+            log: Some(store.storage()),
+            applier: applier.clone(),
+            fetches_in_flight: Cell::new(0),
+            fetch_timeout_ms: config.fetch_timeout_ms,
         });
         if voters.len() == 1 {
             // A quorum of one: no one else to wait for.
             node.campaign().context("electing the only controller")?;
-        } else {
-            transport::start(&quorum, node_id, cluster_id, &config.voters, listen.context("a quorum of several needs a controller listener")?)?;
+        }
+        // A named quorum listens even when this node is its only voter: broker-only nodes
+        // fetch the metadata log there.
+        if let Some(listen) = listen {
+            transport::start(&quorum, node_id, cluster_id, &config.voters, listen)?;
+        } else if voters.len() > 1 {
+            anyhow::bail!("a quorum of several needs a controller listener");
         }
         let q = quorum.clone();
         let snapshot_bytes = config.snapshot_bytes;
@@ -255,6 +277,42 @@ impl Quorum {
             }
         })
         .detach();
+        Ok(quorum)
+    }
+
+    /// Starts a broker-only node's view of the metadata log: no raft member and no log of its
+    /// own; it fetches committed entries from the voters of `config` ([`observer`]) from
+    /// `applied_index + 1` on, and applies them through `applier`.
+    pub fn start_observer(node_id: i32, cluster_id: Option<String>, config: &QuorumConfig, applied_index: u64, applier: Rc<dyn Applier>) -> Result<Rc<Quorum>> {
+        anyhow::ensure!(!config.voters.is_empty(), "an observer needs controller.quorum.voters");
+        let quorum = Rc::new(Quorum {
+            node_id,
+            inbox: RefCell::new(VecDeque::new()),
+            proposals: RefCell::new(VecDeque::new()),
+            waiters: RefCell::new(HashMap::new()),
+            next_proposal: Cell::new(1),
+            wake: Notify::default(),
+            status: RefCell::new(QuorumStatus { applied_index, ..Default::default() }),
+            status_changed: Notify::default(),
+            dropped_messages: Cell::new(0),
+            failed: Cell::new(false),
+            peers: transport::Peers::default(),
+            forward_handler: RefCell::new(None),
+            forwarded_in_flight: Cell::new(0),
+            forward_waiters: RefCell::new(HashMap::new()),
+            next_forward: Cell::new(1),
+            observer: true,
+            log: None,
+            applier: applier.clone(),
+            fetches_in_flight: Cell::new(0),
+            fetch_timeout_ms: config.fetch_timeout_ms,
+        });
+        transport::start_observer(&quorum, node_id, cluster_id, &config.voters)?;
+        // The voter holds a fetch with nothing new up to half the fetch timeout: news arrives
+        // at once, and a dead voter is noticed within the timeout.
+        let wait = Duration::from_millis((config.fetch_timeout_ms / 2).max(1));
+        let voters: Vec<i32> = config.voters.iter().map(|v| v.node_id).collect();
+        crate::runtime::spawn(quorum.clone().observe(voters, wait, applier)).detach();
         Ok(quorum)
     }
 
@@ -284,17 +342,23 @@ impl Quorum {
     /// broker's heartbeat held for `timeout` by a dead controller would get it fenced by the
     /// new one.
     pub async fn forward(&self, to: i32, request: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, ProposeError> {
+        self.request(to, transport::FRAME_FORWARD, request, timeout, true).await
+    }
+
+    /// Sends a request frame of `kind` to node `to` and waits up to `timeout` for its answer;
+    /// with `to_leader`, only while `to` is the leader this node knows (see [`Quorum::forward`]).
+    async fn request(&self, to: i32, kind: u8, request: Vec<u8>, timeout: Duration, to_leader: bool) -> Result<Vec<u8>, ProposeError> {
         let id = self.next_forward.get();
         self.next_forward.set(id + 1);
         let (tx, rx) = futures::channel::oneshot::channel();
         self.forward_waiters.borrow_mut().insert(id, tx);
         let mut frame = id.to_be_bytes().to_vec();
         frame.extend_from_slice(&request);
-        self.peers.send_frame(raft_id(to), transport::FRAME_FORWARD, frame);
+        self.peers.send_frame(raft_id(to), kind, frame);
         let leader_moved = async {
             loop {
                 let changed = self.status_changed.notified();
-                if self.status.borrow().leader != Some(to) {
+                if to_leader && self.status.borrow().leader != Some(to) {
                     return;
                 }
                 changed.await;
@@ -327,6 +391,7 @@ impl Quorum {
         .detach();
     }
 
+    /// The answer to a request this node sent (a forwarded call, or an observer's fetch).
     fn on_forward_reply(&self, id: u64, answer: Vec<u8>) {
         if let Some(tx) = self.forward_waiters.borrow_mut().remove(&id) {
             let _ = tx.send(answer);

@@ -12,7 +12,15 @@
 //! connection with a log line, and nothing the sender sends reaches raft. So does a hello that
 //! is malformed or over its bound. A refused hello is answered with one refusal frame (JSON:
 //! the reason and the receiver's voters) before the close, so that the sender logs both lists
-//! too; a sender reads nothing else from its link.
+//! too; a voter reads nothing else from its link.
+//!
+//! A broker-only node (an observer, see [`super::observer`]) opens the same links to every
+//! voter, with `observer` set in its hello; it has no controller listener, so a voter answers
+//! it on the observer's own link: fetches of the metadata log and forwarded calls go one way,
+//! their answers the other. An observer's hello is refused if its node id is a voter's, and,
+//! like a voter's, if it names another cluster or other voters. A frame from an observer that
+//! is not a fetch or a forwarded call, or a fetch that does not decode, closes its link with a
+//! log line.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -34,8 +42,11 @@ const FRAME_HELLO: u8 = 1;
 const FRAME_RAFT: u8 = 2;
 pub const FRAME_FORWARD: u8 = 3;
 pub const FRAME_FORWARD_REPLY: u8 = 4;
-/// The only frame a receiver sends back on a link: why it refused the hello, before it closes.
+/// What a voter sends back on a voter's link: why it refused the hello, before it closes.
 const FRAME_REFUSED: u8 = 5;
+/// An observer's fetch of the metadata log (`[u64 id]` then JSON), and the answer.
+pub const FRAME_FETCH: u8 = 6;
+pub const FRAME_FETCH_REPLY: u8 = 7;
 /// The largest hello (and refusal): a node id, a cluster id and the voter list, which a quorum
 /// of a few voters keeps far below this.
 const HELLO_BYTES_MAX: usize = 64 * 1024;
@@ -48,8 +59,9 @@ pub const PEER_QUEUE_MESSAGES_MAX: usize = 1024;
 /// Waits between attempts to reach a voter that is down.
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// Open incoming quorum connections: a few per voter (reconnects overlap old ones).
-const INCOMING_CONNECTIONS_MAX: usize = 64;
+/// Open incoming quorum connections: a few per voter and per broker-only node (reconnects
+/// overlap old ones).
+const INCOMING_CONNECTIONS_MAX: usize = 512;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Hello {
@@ -57,6 +69,9 @@ struct Hello {
     cluster_id: Option<String>,
     /// The sender's `controller.quorum.voters`: (node id, host:port).
     voters: Vec<(i32, String)>,
+    /// A broker-only node, which fetches the log rather than votes.
+    #[serde(default)]
+    observer: bool,
 }
 
 /// Why a receiver closed a link at its hello.
@@ -96,6 +111,10 @@ struct PeerQueue {
 }
 
 impl PeerQueue {
+    fn new(connected: bool) -> Rc<PeerQueue> {
+        Rc::new(PeerQueue { messages: RefCell::new(VecDeque::new()), ready: Notify::default(), connected: Cell::new(connected) })
+    }
+
     fn disconnected(&self) {
         self.connected.set(false);
         self.messages.borrow_mut().retain(|m| !matches!(m, Outgoing::Raft(_)));
@@ -115,9 +134,28 @@ impl Peers {
         }
     }
 
-    /// Sends a frame of `kind` to voter `to` (a raft id).
+    /// Sends a frame of `kind` to node `to` (a raft id): a voter, or an observer linked here.
     pub fn send_frame(&self, to: u64, kind: u8, payload: Vec<u8>) {
         self.enqueue(to, Outgoing::Frame(kind, payload));
+    }
+
+    /// Whether a link to node `to` (a raft id) is up.
+    pub fn connected(&self, to: u64) -> bool {
+        self.queues.borrow().get(&to).is_some_and(|q| q.connected.get())
+    }
+
+    /// The queue of an observer's link, replacing any of an earlier link of the same node.
+    fn attach(&self, to: u64) -> Rc<PeerQueue> {
+        let queue = PeerQueue::new(true);
+        self.queues.borrow_mut().insert(to, queue.clone());
+        queue
+    }
+
+    fn detach(&self, to: u64, queue: &Rc<PeerQueue>) {
+        let mut queues = self.queues.borrow_mut();
+        if queues.get(&to).is_some_and(|q| Rc::ptr_eq(q, queue)) {
+            queues.remove(&to);
+        }
     }
 
     fn enqueue(&self, to: u64, item: Outgoing) {
@@ -143,18 +181,7 @@ pub fn start(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, vote
     let listener = TcpListener::bind(listen)
         .map_err(std::io::Error::from)
         .with_context(|| format!("cannot listen for the metadata quorum on {listen}: is another node there?"))?;
-    for voter in voters.iter().filter(|v| v.node_id != node_id) {
-        let queue = Rc::new(PeerQueue { messages: RefCell::new(VecDeque::new()), ready: Notify::default(), connected: Cell::new(false) });
-        quorum.peers.queues.borrow_mut().insert(raft_id(voter.node_id), queue.clone());
-        let hello = serde_json::to_vec(&Hello { node_id, cluster_id: cluster_id.clone(), voters: voter_list(voters) }).expect("hello serializes");
-        if hello.len() + 1 > HELLO_BYTES_MAX {
-            bail!(
-                "controller.quorum.voters makes a quorum hello of {} bytes, over the bound of {HELLO_BYTES_MAX}: name fewer voters, or shorter hosts",
-                hello.len()
-            );
-        }
-        crate::runtime::spawn(send_loop(voter.clone(), queue, hello)).detach();
-    }
+    connect(quorum, node_id, cluster_id.clone(), voters, false)?;
     let voters = Rc::new(voter_list(voters));
     let quorum = Rc::downgrade(quorum);
     crate::runtime::spawn(async move {
@@ -189,7 +216,29 @@ pub fn start(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, vote
     Ok(())
 }
 
-async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>) {
+/// An observer's links: to every voter, none from them.
+pub fn start_observer(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, voters: &[QuorumVoter]) -> Result<()> {
+    connect(quorum, node_id, cluster_id, voters, true)
+}
+
+/// Starts a link to every other voter.
+fn connect(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, voters: &[QuorumVoter], observer: bool) -> Result<()> {
+    for voter in voters.iter().filter(|v| v.node_id != node_id) {
+        let queue = PeerQueue::new(false);
+        quorum.peers.queues.borrow_mut().insert(raft_id(voter.node_id), queue.clone());
+        let hello = serde_json::to_vec(&Hello { node_id, cluster_id: cluster_id.clone(), voters: voter_list(voters), observer }).expect("hello serializes");
+        if hello.len() + 1 > HELLO_BYTES_MAX {
+            bail!(
+                "controller.quorum.voters makes a quorum hello of {} bytes, over the bound of {HELLO_BYTES_MAX}: name fewer voters, or shorter hosts",
+                hello.len()
+            );
+        }
+        crate::runtime::spawn(send_loop(voter.clone(), queue, hello, Rc::downgrade(quorum))).detach();
+    }
+    Ok(())
+}
+
+async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>, quorum: Weak<Quorum>) {
     let mut backoff = RECONNECT_BACKOFF_MIN;
     let mut said_down = false;
     // The last refusal logged, so that a voter refusing every reconnect is logged once (until
@@ -219,8 +268,9 @@ async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>) {
             continue;
         }
         queue.connected.set(true);
-        // The receiver sends nothing back unless it refuses the hello; then it closes.
-        let closed = futures::FutureExt::fuse(read_refusal(reader));
+        // A voter sends nothing back unless it refuses the hello (then it closes), or answers
+        // an observer.
+        let closed = futures::FutureExt::fuse(read_back(reader, &quorum, voter.node_id));
         futures::pin_mut!(closed);
         loop {
             let ready = queue.ready.notified();
@@ -308,11 +358,23 @@ async fn read_frame(stream: &mut (impl futures::AsyncRead + Unpin), bytes_max: u
     Ok((kind, body))
 }
 
-/// Waits until the receiver closes the link; returns its refusal, if it sent one.
-async fn read_refusal(mut reader: impl futures::AsyncRead + Unpin) -> Option<Refusal> {
-    match read_frame(&mut reader, HELLO_BYTES_MAX).await {
-        Ok((FRAME_REFUSED, payload)) => serde_json::from_slice(&payload).ok(),
-        _ => None,
+/// Reads what the receiver of a link sends back (answers, to an observer) until it closes the
+/// link; returns its refusal, if it sent one.
+async fn read_back(mut reader: impl futures::AsyncRead + Unpin, quorum: &Weak<Quorum>, voter: i32) -> Option<Refusal> {
+    loop {
+        match read_frame(&mut reader, QUORUM_FRAME_BYTES_MAX).await {
+            Ok((FRAME_REFUSED, payload)) if payload.len() < HELLO_BYTES_MAX => return serde_json::from_slice(&payload).ok(),
+            Ok((FRAME_FORWARD_REPLY | FRAME_FETCH_REPLY, payload)) if payload.len() >= 8 => {
+                let id = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
+                let Some(quorum) = quorum.upgrade() else { return None };
+                quorum.on_forward_reply(id, payload[8..].to_vec());
+            }
+            Ok((kind, payload)) => {
+                tracing::warn!(voter, kind, bytes = payload.len(), "a metadata quorum voter sent a frame this node does not expect: closing the link");
+                return None;
+            }
+            Err(_) => return None,
+        }
     }
 }
 
@@ -327,7 +389,14 @@ async fn read_hello(stream: &mut TcpStream) -> Result<Hello> {
 
 /// Why this node refuses `hello`, or None: what to check (for the log line), and the details.
 fn refusal_reason(hello: &Hello, node_id: i32, voters: &[(i32, String)], cluster_id: Option<&str>) -> Option<(&'static str, String)> {
-    if !voters.iter().any(|(id, _)| *id == hello.node_id) || hello.node_id == node_id {
+    let is_voter = voters.iter().any(|(id, _)| *id == hello.node_id);
+    if hello.observer && is_voter {
+        return Some((
+            "refused a metadata quorum connection from a broker-only node whose node.id is a voter's: check node.id and controller.quorum.voters",
+            format!("node {} says it is a broker-only node, but it is a voter of controller.quorum.voters {}", hello.node_id, voters_text(voters)),
+        ));
+    }
+    if !hello.observer && (!is_voter || hello.node_id == node_id) {
         return Some((
             "refused a metadata quorum connection from a node that is not another voter: check controller.quorum.voters on both",
             format!("node {} is not another voter of this node's controller.quorum.voters {}", hello.node_id, voters_text(voters)),
@@ -429,6 +498,11 @@ async fn receive_loop(
         }
         bail!("{reason}");
     }
+    if hello.observer {
+        let Some(q) = quorum.upgrade() else { return Ok(()) };
+        tracing::info!(peer, observer = hello.node_id, "a broker-only node follows the metadata log from here");
+        return serve_observer(stream, &q, hello.node_id).await;
+    }
     let from = raft_id(hello.node_id);
     loop {
         let (kind, payload) = read_frame(&mut stream, QUORUM_FRAME_BYTES_MAX).await?;
@@ -458,6 +532,72 @@ async fn receive_loop(
     }
 }
 
+/// An observer's link, at a voter: its fetches and forwarded calls come in, the answers go
+/// back on the same connection. Ends when the link closes or the observer misbehaves.
+async fn serve_observer(stream: TcpStream, quorum: &Rc<Quorum>, observer: i32) -> Result<()> {
+    let (mut reader, writer) = stream.split();
+    let queue = quorum.peers.attach(raft_id(observer));
+    let requests = async {
+        loop {
+            let (kind, payload) = read_frame(&mut reader, QUORUM_FRAME_BYTES_MAX).await?;
+            let misbehaved = if kind != FRAME_FETCH && kind != FRAME_FORWARD {
+                Some(format!("a frame of kind {kind}, which is neither a fetch nor a forwarded call"))
+            } else if payload.len() < 8 {
+                Some(format!("a frame of {} bytes, shorter than its id", payload.len()))
+            } else {
+                let id = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
+                let body = payload[8..].to_vec();
+                if kind == FRAME_FORWARD {
+                    quorum.on_forward(observer, id, body);
+                    None
+                } else {
+                    match serde_json::from_slice::<super::observer::FetchRequest>(&body) {
+                        Ok(request) => {
+                            quorum.on_fetch(observer, id, request);
+                            None
+                        }
+                        Err(e) => Some(format!("a metadata fetch that does not decode ({e})")),
+                    }
+                }
+            };
+            if let Some(what) = misbehaved {
+                tracing::warn!(observer, "broker-only node {observer} sent {what}: closing its metadata link");
+                bail!("broker-only node {observer} sent {what}");
+            }
+        }
+    };
+    let outcome = futures::select! {
+        r = futures::FutureExt::fuse(requests) => r,
+        r = futures::FutureExt::fuse(write_loop(writer, queue.clone())) => r,
+    };
+    quorum.peers.detach(raft_id(observer), &queue);
+    outcome
+}
+
+/// Writes what is queued for an observer onto its link, until the link fails.
+async fn write_loop(mut writer: impl futures::AsyncWrite + Unpin, queue: Rc<PeerQueue>) -> Result<()> {
+    loop {
+        let ready = queue.ready.notified();
+        let batch: Vec<Outgoing> = queue.messages.borrow_mut().drain(..).collect();
+        if batch.is_empty() {
+            ready.await;
+            continue;
+        }
+        let mut out = Vec::new();
+        for item in batch {
+            // Only frames go to an observer: it takes no part in raft.
+            if let Outgoing::Frame(kind, bytes) = item {
+                if bytes.len() < QUORUM_FRAME_BYTES_MAX {
+                    push_frame(&mut out, kind, &bytes);
+                } else {
+                    tracing::error!(bytes = bytes.len(), "an answer to a broker-only node is over the frame bound; dropped");
+                }
+            }
+        }
+        writer.write_all(&out).await.context("writing to a broker-only node")?;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,7 +607,7 @@ mod tests {
     }
 
     fn hello(node_id: i32, cluster_id: Option<&str>, list: &[(i32, &str)]) -> Hello {
-        Hello { node_id, cluster_id: cluster_id.map(String::from), voters: voters(list) }
+        Hello { node_id, cluster_id: cluster_id.map(String::from), voters: voters(list), observer: false }
     }
 
     #[test]

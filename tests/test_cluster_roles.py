@@ -1,0 +1,138 @@
+"""KRaft's roles: broker-only nodes (`process.roles=broker`), which observe the metadata log
+without voting, and controller-only nodes (`process.roles=controller`), which vote but hold no
+partitions and serve no clients. Real processes, one shard each, short quorum timeouts."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+import clients
+from clients import wait_until
+from cluster import INTERNAL_TOPICS, create_topic, leader_of, start_cluster, status, wait_brokers, wait_converged
+from test_cluster_quorum import describe_quorum
+
+
+def held_partitions(node, topic: str) -> list[int]:
+    return sorted(int(p.name.rsplit("-", 1)[1]) for p in node.data_dir.iterdir() if p.name.startswith(f"{topic}-"))
+
+
+def topics_seen_by(node) -> set[str]:
+    return set(AdminClient({"bootstrap.servers": node.bootstrap}).list_topics(timeout=10).topics)
+
+
+def test_a_broker_only_node_serves_partitions_follows_leader_changes_and_catches_up_after_a_restart(broker_factory):
+    nodes = start_cluster(broker_factory, count=4, roles=["broker,controller"] * 3 + ["broker"])
+    observer = nodes[3]
+    assert status(observer)["roles"] == ["broker"]
+    leader = leader_of(nodes)
+    assert leader in (1, 2, 3), "a broker-only node never leads the quorum"
+    wait_brokers(nodes)
+    # Created through the broker-only node: it forwards the request to the active controller.
+    create_topic(observer, "orders", 12)
+    wait_converged(nodes, INTERNAL_TOPICS + 1)
+    held = {n.node_id: held_partitions(n, "orders") for n in nodes}
+    assert sorted(len(v) for v in held.values()) == [3, 3, 3, 3], held
+    md = AdminClient({"bootstrap.servers": observer.bootstrap}).list_topics(topic="orders", timeout=10)
+    assert set(md.brokers) == {1, 2, 3, 4}
+    assert {p: md.topics["orders"].partitions[p].leader for p in range(12)} == {p: node for node, ps in held.items() for p in ps}
+
+    # Real clients through the broker-only node's address alone.
+    producer = clients.confluent_producer(observer.bootstrap, acks="all")
+    for i in range(1200):
+        producer.produce("orders", key=f"k{i}".encode(), value=f"value-{i}".encode(), partition=i % 12)
+    assert producer.flush(60) == 0
+    consumed = clients.kafka_python_consume(observer.bootstrap, "orders", 12)
+    assert sorted(r.value for r in consumed) == sorted(f"value-{i}".encode() for i in range(1200))
+    # Its own partitions' records are in its own data directory.
+    for p in held[4]:
+        log = (observer.data_dir / f"orders-{p}" / "00000000000000000000.log").read_bytes()
+        missing = [i for i in range(p, 1200, 12) if f"value-{i}".encode() not in log]
+        assert not missing, f"records of partition {p} missing from the broker-only node's log: {missing[:5]}"
+
+    # The active controller dies: the broker-only node follows the new one, and a topic
+    # created through it after the failover exists everywhere.
+    nodes[leader - 1].kill9()
+    second = leader_of(nodes, other_than=leader)
+    assert status(observer)["quorum"]["leader"] == second
+    create_topic(observer, "after-failover", 4)
+    wait_converged(nodes, INTERNAL_TOPICS + 2)
+    assert "after-failover" in topics_seen_by(observer)
+
+    # Restarted, it fetches only what is new from its applied index, including a topic
+    # created while it was down.
+    applied = status(observer)["quorum"]["applied_index"]
+    observer.stop()
+    create_topic(nodes[second - 1], "while-down", 2)
+    since = observer.log_size()
+    observer.start()
+    [line] = observer.wait_for_log("observing the metadata log", since)
+    from_index = int(re.search(r"from_index=(\d+)", line).group(1))
+    assert from_index > 1 and from_index <= applied + 1, line
+    wait_converged(nodes, INTERNAL_TOPICS + 3)
+    wait_until(lambda: "while-down" in topics_seen_by(observer), "the restarted broker-only node to list the topic created while it was down", timeout_s=30)
+    # It registers again and still serves its partitions.
+    wait_brokers(nodes)
+    producer = clients.confluent_producer(observer.bootstrap, acks="all")
+    for p in held[4]:
+        producer.produce("orders", value=b"after the restart", partition=p)
+    assert producer.flush(30) == 0
+
+
+def test_a_broker_only_node_behind_the_compacted_log_is_sent_a_snapshot(broker_factory):
+    snapshots = {"metadata.log.max.record.bytes.between.snapshots": 2048}
+    nodes = start_cluster(broker_factory, count=4, roles=["broker,controller"] * 3 + ["broker"], extra_config=[snapshots] * 4)
+    observer = nodes[3]
+    leader = leader_of(nodes)
+    wait_brokers(nodes)
+    create_topic(nodes[leader - 1], "doomed", 8)
+    wait_converged(nodes, INTERNAL_TOPICS + 1)
+    assert held_partitions(observer, "doomed"), "8 partitions over 4 brokers: 2 are on each"
+    observer.kill9()
+    admin = AdminClient({"bootstrap.servers": nodes[leader - 1].bootstrap})
+    admin.delete_topics(["doomed"])["doomed"].result(timeout=30)
+    left_at = status(nodes[leader - 1])["quorum"]["applied_index"]
+    for i in range(8):
+        create_topic(nodes[leader - 1], f"snap-{i}", 3)
+    wait_until(lambda: status(nodes[leader - 1])["quorum"]["snapshot_index"] >= left_at, "the leader to compact its metadata log past the stopped observer", timeout_s=30)
+    since = observer.log_size()
+    observer.start()
+    assert observer.wait_for_log("installing a metadata snapshot from the quorum", since, timeout_s=30)
+    wait_converged(nodes, INTERNAL_TOPICS + 8)
+    wait_until(lambda: not held_partitions(observer, "doomed"), "the deleted topic's partitions to leave the broker-only node's disk", timeout_s=30)
+    assert {f"snap-{i}" for i in range(8)} <= topics_seen_by(observer)
+
+
+def test_a_controller_only_node_votes_but_holds_no_partitions_and_is_no_broker(broker_factory):
+    nodes = start_cluster(broker_factory, count=3, roles=["controller", "broker", "broker"])
+    controller, brokers = nodes[0], nodes[1:]
+    assert leader_of(nodes) == 1
+    wait_brokers(nodes)
+    create_topic(brokers[0], "spread", 12)
+    wait_converged(nodes, INTERNAL_TOPICS + 1)
+    held = {n.node_id: held_partitions(n, "spread") for n in nodes}
+    assert held[1] == [] and sorted(len(held[b]) for b in (2, 3)) == [6, 6], held
+    # Nothing at all on the controller's disk: neither the topic nor the internal topics.
+    assert not [p.name for p in controller.data_dir.iterdir() if re.fullmatch(r".+-\d+", p.name)]
+    for b in brokers:
+        md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10)
+        assert set(md.brokers) == {2, 3}, md.brokers
+        leaders = {pm.leader for t in md.topics.values() for pm in t.partitions.values()}
+        assert leaders <= {2, 3}, leaders
+        d = describe_quorum(b, 2)
+        assert (d["error_code"], d["partition_error"], d["leader"]) == (0, 0, 1), d
+        assert [v[0] for v in d["voters"]] == [1], d
+    assert [b["node_id"] for b in status(controller)["brokers"]] == [2, 3]
+    assert status(controller)["roles"] == ["controller"]
+    # Kafka clients never reach it: it has no Kafka listener.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((controller.host, controller.port), timeout=2).close()
+    producer = clients.confluent_producer(brokers[1].bootstrap, acks="all")
+    for i in range(120):
+        producer.produce("spread", value=f"v{i}".encode(), partition=i % 12)
+    assert producer.flush(30) == 0
+    consumed = clients.kafka_python_consume(brokers[0].bootstrap, "spread", 12)
+    assert sorted(r.value for r in consumed) == sorted(f"v{i}".encode() for i in range(120))
