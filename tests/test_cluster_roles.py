@@ -4,15 +4,17 @@ partitions and serve no clients. Real processes, one shard each, short quorum ti
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+import struct
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
 import clients
 from clients import wait_until
-from cluster import INTERNAL_TOPICS, create_topic, leader_of, start_cluster, status, wait_brokers, wait_converged
+from cluster import CLUSTER_ID, INTERNAL_TOPICS, create_topic, leader_of, start_cluster, status, wait_brokers, wait_converged
 from test_cluster_quorum import describe_quorum
 
 
@@ -136,3 +138,82 @@ def test_a_controller_only_node_votes_but_holds_no_partitions_and_is_no_broker(b
     assert producer.flush(30) == 0
     consumed = clients.kafka_python_consume(brokers[0].bootstrap, "spread", 12)
     assert sorted(r.value for r in consumed) == sorted(f"v{i}".encode() for i in range(120))
+
+
+def frame(kind: int, payload: bytes) -> bytes:
+    return struct.pack(">IB", len(payload) + 1, kind) + payload
+
+
+def read_frame(s: socket.socket) -> tuple[int, bytes] | None:
+    """One quorum frame, or None once the voter closed the link."""
+    def exactly(n: int) -> bytes | None:
+        data = b""
+        while len(data) < n:
+            try:
+                chunk = s.recv(n - len(data))
+            except ConnectionResetError:
+                return None
+            if not chunk:
+                return None
+            data += chunk
+        return data
+    head = exactly(5)
+    if head is None:
+        return None
+    length, kind = struct.unpack(">IB", head)
+    return kind, exactly(length - 1)
+
+
+FRAME_HELLO, FRAME_RAFT, FRAME_REFUSED, FRAME_FETCH, FRAME_FETCH_REPLY = 1, 2, 5, 6, 7
+
+
+def test_an_observer_link_answers_bounded_fetches_and_closes_on_hostile_frames(broker_factory):
+    nodes = start_cluster(broker_factory, count=2, roles=["controller", "broker"])
+    controller = nodes[0]
+    wait_brokers(nodes)
+    wait_converged(nodes, INTERNAL_TOPICS)
+    port = controller.extra_ports["CONTROLLER"]
+    voters = [[1, f"{controller.host}:{port}"]]
+
+    def link(node_id: int) -> socket.socket:
+        s = socket.create_connection((controller.host, port), timeout=10)
+        hello = {"node_id": node_id, "cluster_id": CLUSTER_ID, "voters": voters, "observer": True}
+        s.sendall(frame(FRAME_HELLO, json.dumps(hello).encode()))
+        return s
+
+    before = status(controller)["quorum"]
+    since = controller.log_size()
+    # A fetch of at most one byte still gets one entry (the bound never stalls the log), from
+    # the index asked for, with the leader named.
+    with link(9) as s:
+        # Entry 1 is the leader's empty first entry; the cluster's first records follow.
+        s.sendall(frame(FRAME_FETCH, struct.pack(">Q", 77) + json.dumps({"from_index": 2, "wait_ms": 0, "bytes_max": 1}).encode()))
+        kind, payload = read_frame(s)
+        assert kind == FRAME_FETCH_REPLY and struct.unpack(">Q", payload[:8])[0] == 77
+        reply = json.loads(payload[8:])
+        assert reply["leader"] == 1 and reply["commit_index"] >= before["applied_index"], reply
+        assert [e["index"] for e in reply["entries"]] == [2], reply
+        assert reply["entries"][0]["records"][0] == {"type": "ClusterId", "cluster_id": CLUSTER_ID}, reply
+    # Hostile frames close the link with a log line; the controller carries on.
+    with link(9) as s:
+        s.sendall(frame(FRAME_FETCH, struct.pack(">Q", 1) + b"{not json"))
+        assert read_frame(s) is None
+    with link(9) as s:
+        s.sendall(frame(FRAME_RAFT, b"\x00" * 16))
+        assert read_frame(s) is None
+    with link(9) as s:
+        s.sendall(frame(FRAME_FETCH, b"\x01\x02"))
+        assert read_frame(s) is None
+    assert controller.wait_for_log("broker-only node 9 sent a metadata fetch that does not decode", since)
+    assert controller.wait_for_log("broker-only node 9 sent a frame of kind 2", since)
+    assert controller.wait_for_log("broker-only node 9 sent a frame of 2 bytes, shorter than its id", since)
+    # An observer claiming a voter's node id is refused at its hello.
+    with link(1) as s:
+        kind, payload = read_frame(s)
+        assert kind == FRAME_REFUSED and "it is a voter" in json.loads(payload)["reason"], payload
+    assert controller.is_alive() and nodes[1].is_alive()
+    after = status(controller)["quorum"]
+    assert (after["leader"], after["term"]) == (before["leader"], before["term"])
+    # The real broker-only node's link was never disturbed: it still follows the log.
+    create_topic(nodes[1], "still-following", 1)
+    wait_converged(nodes, INTERNAL_TOPICS + 1)

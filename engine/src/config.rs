@@ -952,6 +952,36 @@ mod tests {
     }
 
     #[test]
+    fn broker_only_and_controller_only_nodes_follow_kafkas_rules() {
+        let parse = |text: &str| BrokerConfig::from_properties(&parse_properties(text));
+        let voters = "controller.quorum.voters=1@127.0.0.1:19093\ncontroller.listener.names=CONTROLLER\n";
+        // A broker-only node: not a voter, and without the controller listener it reaches the
+        // voters on.
+        let broker = parse(&format!("{voters}process.roles=broker\nnode.id=4\nlisteners=PLAINTEXT://:19092\n")).unwrap();
+        assert!(broker.quorum.broker && !broker.quorum.controller);
+        assert!(broker.controller_listener().is_none());
+        assert_eq!(broker.client_listeners().map(|l| l.name.as_str()).collect::<Vec<_>>(), vec!["PLAINTEXT"]);
+        // A controller-only node: a voter whose only listener is the controller listener.
+        let controller = parse(&format!("{voters}process.roles=controller\nnode.id=1\nlisteners=CONTROLLER://127.0.0.1:19093\n")).unwrap();
+        assert!(!controller.quorum.broker && controller.quorum.controller);
+        assert_eq!(controller.controller_listener().map(|l| l.bind.port()), Some(19093));
+        assert_eq!(controller.client_listeners().count(), 0);
+        for (bad, says) in [
+            (format!("{voters}process.roles=broker\nnode.id=1\nlisteners=PLAINTEXT://:19092\n"), "a broker-only node is not a voter"),
+            (format!("{voters}process.roles=broker\nnode.id=4\nlisteners=PLAINTEXT://:19092,CONTROLLER://:19094\n"), "does not listen"),
+            (String::from("controller.quorum.voters=1@127.0.0.1:19093\nprocess.roles=broker\nnode.id=4\n"), "controller.listener.names is not"),
+            (String::from("process.roles=broker\nnode.id=4\n"), "needs controller.quorum.voters"),
+            (String::from("process.roles=controller\nnode.id=1\n"), "needs controller.quorum.voters"),
+            (format!("{voters}process.roles=controller\nnode.id=2\nlisteners=CONTROLLER://127.0.0.1:19093\n"), "a controller must be a voter"),
+            (format!("{voters}process.roles=controller\nnode.id=1\nlisteners=PLAINTEXT://:19092\n"), "no listener of that name"),
+            (format!("{voters}process.roles=controller\nnode.id=1\nlisteners=PLAINTEXT://:19092,CONTROLLER://127.0.0.1:19093\n"), "serves no clients"),
+        ] {
+            let err = format!("{:#}", parse(&bad).expect_err(&bad));
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn listeners_parse_and_reject_unsupported() {
         let l = parse_listeners("PLAINTEXT://:19092", Some("PLAINTEXT://broker.example:29092")).unwrap();
         assert_eq!(l[0].bind.port(), 19092);

@@ -626,6 +626,22 @@ mod tests {
     }
 
     #[test]
+    fn an_observer_is_accepted_only_under_a_node_id_of_its_own_with_the_same_voters_and_cluster() {
+        let ours = voters(&[(1, "h:1"), (2, "h:2"), (3, "h:3")]);
+        let observer = |node_id: i32, cluster_id: &str, list: &[(i32, &str)]| Hello { observer: true, ..hello(node_id, Some(cluster_id), list) };
+        let accept = |h: &Hello| refusal_reason(h, 1, &ours, Some("c"));
+        assert_eq!(accept(&observer(7, "c", &[(3, "h:3"), (1, "h:1"), (2, "h:2")])), None);
+        assert!(accept(&observer(2, "c", &[(1, "h:1"), (2, "h:2"), (3, "h:3")])).expect("refused").1.contains("it is a voter"));
+        assert!(accept(&observer(7, "d", &[(1, "h:1"), (2, "h:2"), (3, "h:3")])).expect("refused").0.contains("another cluster"));
+        assert!(accept(&observer(7, "c", &[(1, "h:1"), (2, "h:2")])).expect("refused").0.contains("voters differs"));
+        // The same node id without the observer flag is no voter, and refused.
+        assert!(accept(&hello(7, Some("c"), &[(1, "h:1"), (2, "h:2"), (3, "h:3")])).is_some());
+        // A hello of an older version, without the flag, is a voter's.
+        let old: Hello = serde_json::from_str(r#"{"node_id":2,"cluster_id":"c","voters":[[1,"h:1"],[2,"h:2"],[3,"h:3"]]}"#).unwrap();
+        assert!(!old.observer && accept(&old).is_none());
+    }
+
+    #[test]
     fn refusals_are_logged_once_per_interval() {
         let reports = RefusalReports::default();
         assert!(reports.due("a"));
