@@ -90,17 +90,20 @@ def describe_quorum(node, version: int) -> dict:
         if length > 0:
             r.take(length - 1)
     out["leader"], out["epoch"], out["high_watermark"] = r.i32(), r.i32(), r.i64()
-    voters = []
-    for _ in range(r.uvarint() - 1):
-        replica = r.i32()
-        if version >= 2:
-            r.take(16)  # directory id
-        log_end = r.i64()
-        if version >= 1:
-            r.i64(), r.i64()
-        r.skip_tagged_fields()
-        voters.append((replica, log_end))
-    out["voters"] = voters
+    def replicas() -> list[tuple[int, int]]:
+        out = []
+        for _ in range(r.uvarint() - 1):
+            replica = r.i32()
+            if version >= 2:
+                r.take(16)  # directory id
+            log_end = r.i64()
+            if version >= 1:
+                r.i64(), r.i64()
+            r.skip_tagged_fields()
+            out.append((replica, log_end))
+        return out
+    out["voters"] = replicas()
+    out["observers"] = replicas()
     return out
 
 

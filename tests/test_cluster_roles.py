@@ -41,6 +41,10 @@ def test_a_broker_only_node_serves_partitions_follows_leader_changes_and_catches
     md = AdminClient({"bootstrap.servers": observer.bootstrap}).list_topics(topic="orders", timeout=10)
     assert set(md.brokers) == {1, 2, 3, 4}
     assert {p: md.topics["orders"].partitions[p].leader for p in range(12)} == {p: node for node, ps in held.items() for p in ps}
+    # DescribeQuorum through it: three voters, and it as the observer.
+    d = describe_quorum(observer, 2)
+    assert (d["error_code"], d["leader"]) == (0, leader), d
+    assert sorted(v[0] for v in d["voters"]) == [1, 2, 3] and [o[0] for o in d["observers"]] == [4], d
 
     # Real clients through the broker-only node's address alone.
     producer = clients.confluent_producer(observer.bootstrap, acks="all")
@@ -127,6 +131,8 @@ def test_a_controller_only_node_votes_but_holds_no_partitions_and_is_no_broker(b
         d = describe_quorum(b, 2)
         assert (d["error_code"], d["partition_error"], d["leader"]) == (0, 0, 1), d
         assert [v[0] for v in d["voters"]] == [1], d
+        # The broker-only nodes are the quorum's observers, as in Kafka.
+        assert sorted(o[0] for o in d["observers"]) == [2, 3], d
     assert [b["node_id"] for b in status(controller)["brokers"]] == [2, 3]
     assert status(controller)["roles"] == ["controller"]
     # Kafka clients never reach it: it has no Kafka listener.

@@ -130,6 +130,10 @@ pub struct QuorumDescription {
     pub voters: Vec<(i32, u64)>,
     /// (node id, controller listener address), every voter.
     pub endpoints: Vec<(i32, String)>,
+    /// (node id, last index it fetched, when it last fetched in ms since the epoch), every
+    /// broker-only node that fetched from this leader lately.
+    #[serde(default)]
+    pub observers: Vec<(i32, u64, i64)>,
 }
 
 impl ShardCall for DescribeQuorum {
@@ -422,7 +426,8 @@ impl Controller {
         };
         let mut voters = status.voter_progress.clone();
         voters.sort();
-        Ok(QuorumDescription { leader: config.node_id, term: status.term, high_watermark: status.commit_index, voters, endpoints })
+        let observers = self.quorum().observers();
+        Ok(QuorumDescription { leader: config.node_id, term: status.term, high_watermark: status.commit_index, voters, endpoints, observers })
     }
 
     /// This node's registration: how clients reach it.

@@ -56,6 +56,18 @@ pub async fn handle(ctx: &Context<'_>, request: DescribeQuorumRequest) -> Respon
                                 v
                             })
                             .collect();
+                        p.observers = d
+                            .observers
+                            .iter()
+                            .map(|(id, log_end, fetched_ms)| {
+                                let mut o = ReplicaState::default();
+                                o.replica_id = BrokerId(*id);
+                                o.log_end_offset = *log_end as i64;
+                                o.last_fetch_timestamp = *fetched_ms;
+                                o.last_caught_up_timestamp = -1;
+                                o
+                            })
+                            .collect();
                     }
                     Err((code, msg)) => {
                         p.error_code = *code;

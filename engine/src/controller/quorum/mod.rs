@@ -159,6 +159,9 @@ pub struct Quorum {
     log: Option<raft::storage::MemStorage>,
     applier: Rc<dyn Applier>,
     fetches_in_flight: Cell<usize>,
+    /// At a voter: the observers that fetched from it, by node id: the last index each had
+    /// (the fetch's index less one) and when it asked. Bounded by [`observer::OBSERVERS_TRACKED_MAX`].
+    observed: RefCell<std::collections::BTreeMap<i32, (u64, std::time::SystemTime)>>,
     /// `controller.quorum.fetch.timeout.ms`: how long an observer waits for a voter's answer
     /// beyond the time the voter may hold its fetch.
     fetch_timeout_ms: u64,
@@ -246,6 +249,7 @@ impl Quorum {
             log: Some(store.storage()),
             applier: applier.clone(),
             fetches_in_flight: Cell::new(0),
+            observed: RefCell::new(std::collections::BTreeMap::new()),
             fetch_timeout_ms: config.fetch_timeout_ms,
         });
         if voters.len() == 1 {
@@ -305,6 +309,7 @@ impl Quorum {
             log: None,
             applier: applier.clone(),
             fetches_in_flight: Cell::new(0),
+            observed: RefCell::new(std::collections::BTreeMap::new()),
             fetch_timeout_ms: config.fetch_timeout_ms,
         });
         transport::start_observer(&quorum, node_id, cluster_id, &config.voters)?;

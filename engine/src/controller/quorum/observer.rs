@@ -33,6 +33,11 @@ pub const OBSERVER_FETCH_WAIT_MS_MAX: u64 = 5_000;
 /// Fetches a voter answers at once; past this, new ones are dropped with a log line and their
 /// observers time out and ask again.
 pub const OBSERVER_FETCHES_IN_FLIGHT_MAX: usize = 256;
+/// Observers a voter remembers for DescribeQuorum; past this, those heard from longest ago go.
+pub const OBSERVERS_TRACKED_MAX: usize = 1024;
+/// An observer not heard from for this long is no longer reported (it stopped, or fetches from
+/// another voter).
+const OBSERVER_FORGOTTEN_AFTER: Duration = Duration::from_secs(60);
 /// After a fetch that got no answer: the wait before asking the next voter.
 const OBSERVER_RETRY: Duration = Duration::from_millis(100);
 
@@ -86,6 +91,13 @@ impl Quorum {
             return;
         }
         self.fetches_in_flight.set(self.fetches_in_flight.get() + 1);
+        let mut observed = self.observed.borrow_mut();
+        if observed.len() >= OBSERVERS_TRACKED_MAX && !observed.contains_key(&from) {
+            let oldest = observed.iter().min_by_key(|(_, (_, at))| *at).map(|(id, _)| *id).expect("not empty");
+            observed.remove(&oldest);
+        }
+        observed.insert(from, (request.from_index.saturating_sub(1), std::time::SystemTime::now()));
+        drop(observed);
         let quorum = self.clone();
         crate::runtime::spawn(async move {
             let reply = quorum.answer_fetch(from, &request).await;
@@ -95,6 +107,19 @@ impl Quorum {
             quorum.fetches_in_flight.set(quorum.fetches_in_flight.get() - 1);
         })
         .detach();
+    }
+
+    /// The observers heard from lately: (node id, last index it had, when it fetched in ms
+    /// since the epoch), for DescribeQuorum.
+    pub fn observers(&self) -> Vec<(i32, u64, i64)> {
+        let now = std::time::SystemTime::now();
+        let ms = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(-1, |d| d.as_millis() as i64);
+        self.observed
+            .borrow()
+            .iter()
+            .filter(|(_, (_, at))| now.duration_since(*at).unwrap_or_default() < OBSERVER_FORGOTTEN_AFTER)
+            .map(|(id, (index, at))| (*id, *index, ms(*at)))
+            .collect()
     }
 
     async fn answer_fetch(&self, from: i32, request: &FetchRequest) -> FetchReply {

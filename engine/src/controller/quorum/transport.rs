@@ -366,7 +366,7 @@ async fn read_back(mut reader: impl futures::AsyncRead + Unpin, quorum: &Weak<Qu
             Ok((FRAME_REFUSED, payload)) if payload.len() < HELLO_BYTES_MAX => return serde_json::from_slice(&payload).ok(),
             Ok((FRAME_FORWARD_REPLY | FRAME_FETCH_REPLY, payload)) if payload.len() >= 8 => {
                 let id = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
-                let Some(quorum) = quorum.upgrade() else { return None };
+                let quorum = quorum.upgrade()?;
                 quorum.on_forward_reply(id, payload[8..].to_vec());
             }
             Ok((kind, payload)) => {
