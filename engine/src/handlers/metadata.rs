@@ -74,7 +74,13 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
         r.cluster_id = Some(str_bytes(&meta.cluster_id));
     }
     r.controller_id = node;
-    r.cluster_authorized_operations = i32::MIN;
+    // Asked for from v8 (the cluster's only up to v10); i32::MIN means "not asked".
+    let topic_operations = header.api_version >= 8 && request.include_topic_authorized_operations;
+    r.cluster_authorized_operations = if (8..=10).contains(&header.api_version) && request.include_cluster_authorized_operations {
+        authz.authorized_operations(ResourceType::Cluster, CLUSTER)
+    } else {
+        i32::MIN
+    };
     // Listing all topics shows only those the principal may describe; a named topic it may not
     // describe is TOPIC_AUTHORIZATION_FAILED.
     let all = requested.is_none();
@@ -94,6 +100,9 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
         t.topic_authorized_operations = i32::MIN;
         match meta.topics.get(&name) {
             Some(topic) => {
+                if topic_operations {
+                    t.topic_authorized_operations = authz.authorized_operations(ResourceType::Topic, &name);
+                }
                 if header.api_version >= 10 {
                     t.topic_id = topic.id;
                 }
