@@ -221,6 +221,8 @@ pub struct ListedGroupInfo {
     pub group_id: String,
     pub protocol_type: String,
     pub state: String,
+    /// Kafka's group type (ListGroups v5): `consumer` for KIP-848 groups, `classic` otherwise.
+    pub group_type: &'static str,
 }
 
 /// Creates this shard's group coordinator and registers it for the group calls routed here.
