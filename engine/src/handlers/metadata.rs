@@ -44,7 +44,7 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
                 .filter(|n| !meta.topics.contains_key(*n) && validate_topic_name(n).is_ok())
                 // Auto-creation needs CREATE on the cluster or on the topic, as in Kafka.
                 .filter(|n| authz.may_see(Operation::Create, ResourceType::Cluster, CLUSTER) || authz.topic(Operation::Create, n))
-                .map(|n| NewTopic { name: n.clone(), partitions: -1, replication_factor: -1, configs: Vec::new() })
+                .map(|n| NewTopic { name: n.clone(), partitions: -1, replication_factor: -1, configs: Vec::new(), assignments: Vec::new() })
                 .collect()
         };
         if !missing.is_empty() && allow_auto_create && ctx.config().auto_create_topics_enable {
