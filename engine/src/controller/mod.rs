@@ -40,6 +40,12 @@ pub enum ControllerRequest {
         topics: Vec<NewPartitions>,
         validate_only: bool,
     },
+    /// `__consumer_offsets` or `__transaction_state`, when a coordinator is first needed: created
+    /// once (asking again when it exists succeeds) with `partitions` spread over the live brokers.
+    CreateInternalTopic {
+        name: String,
+        partitions: i32,
+    },
     /// CreateAcls: bindings already validated by the handler.
     CreateAcls {
         acls: Vec<crate::authorizer::AclBinding>,
@@ -93,6 +99,7 @@ impl ControllerRequest {
             ControllerRequest::CreateTopics { topics, .. } => topics.iter().map(|t| t.name.clone()).collect(),
             ControllerRequest::DeleteTopics { names } => names.clone(),
             ControllerRequest::CreatePartitions { topics, .. } => topics.iter().map(|t| t.name.clone()).collect(),
+            ControllerRequest::CreateInternalTopic { name, .. } => vec![name.clone()],
             ControllerRequest::CreateAcls { acls } => acls.iter().map(acl_name).collect(),
             ControllerRequest::AlterConfigs { resources, .. } => resources.iter().map(|r| r.resource_name.clone()).collect(),
         }
@@ -159,6 +166,9 @@ pub struct Controller {
     shard: Rc<Shard>,
     /// One metadata change at a time.
     serial: Semaphore,
+    /// One request to create an internal topic at a time from this node: the requests that
+    /// wait behind it find the topic created.
+    internal_topic_creation: Semaphore,
     /// The next producer id to hand out, the end of the reserved block, and the quorum term
     /// they belong to (a new leader starts after the last block any leader reserved).
     next_producer_id: Cell<i64>,
@@ -251,6 +261,7 @@ impl Controller {
         let controller = Rc::new(Controller {
             shard: shard.clone(),
             serial: Semaphore::new(1),
+            internal_topic_creation: Semaphore::new(1),
             next_producer_id: Cell::new(0),
             producer_id_block_end: Cell::new(0),
             producer_ids_term: Cell::new(0),
@@ -589,7 +600,7 @@ impl Controller {
 
     /// Waits (bounded) until this node may change metadata: the quorum's ready leader, whose
     /// first records of its term (see [`Controller::bootstrap`]) are in, so that nothing is
-    /// recorded before a new cluster's id and internal topics.
+    /// recorded before a new cluster's id.
     async fn ensure_ready(&self) -> Result<(), (i16, String)> {
         self.ensure_leader().await?;
         let deadline = std::time::Instant::now() + leader_wait(&self.shard);
@@ -635,8 +646,11 @@ impl Controller {
         })
     }
 
-    /// The records a cluster needs before anything else: its id, the internal topics, and,
-    /// from a node whose image predates the metadata log, everything that image holds.
+    /// The records a cluster needs before anything else: its id and, from a node whose image
+    /// predates the metadata log, everything that image holds (internal topics included). A
+    /// new cluster's internal topics are created later, when a coordinator is first needed
+    /// (see [`crate::coordinator::ensure_state_topic`]): by then the brokers have registered,
+    /// and the topics' partitions, and so the coordinators, spread over them.
     async fn bootstrap(&self) -> Result<(), (i16, String)> {
         let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
         self.ensure_leader().await?;
@@ -649,17 +663,6 @@ impl Controller {
         if new.cluster_id.is_empty() {
             new.cluster_id = shard.config.cluster_id.clone().unwrap_or_else(|| base64_uuid(uuid::Uuid::new_v4()));
             tracing::info!(cluster_id = %new.cluster_id, "new cluster: no metadata found");
-        }
-        for (topic, partitions) in [
-            (crate::metadata::OFFSETS_TOPIC, shard.config.offsets_topic_partitions as usize),
-            (crate::metadata::TRANSACTION_STATE_TOPIC, shard.config.txn.state_partitions as usize),
-        ] {
-            if !new.topics.contains_key(topic) {
-                let placed = new.place_by_space(partitions, shard.shard_count(), &log_dir_free_bytes(shard));
-                let configs = BTreeMap::from([(String::from("cleanup.policy"), String::from("compact"))]);
-                new.topics.insert(topic.to_string(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
-                tracing::info!(partitions, "creating the internal topic {topic}");
-            }
         }
         self.commit(&old, &new).await
     }
@@ -933,6 +936,18 @@ impl Controller {
 
     async fn change(&self, request: ControllerRequest) -> Vec<(String, i16, Option<String>)> {
         let fail = |names: Vec<String>, code: i16, msg: String| names.into_iter().map(|n| (n, code, Some(msg.clone()))).collect();
+        // Every coordinator request of a new cluster asks for its internal topic: one request
+        // from this node goes to the active controller, and those behind it find the topic.
+        let _creating = match &request {
+            ControllerRequest::CreateInternalTopic { name, .. } => {
+                let permit = self.internal_topic_creation.acquire_permit(1).await.expect("semaphore never closes");
+                if self.view.borrow().topics.contains_key(name) {
+                    return vec![(name.clone(), ec::NONE, None)];
+                }
+                Some(permit)
+            }
+            _ => None,
+        };
         match self.route().await {
             Route::Here => self.change_here(request).await,
             Route::There(leader) => {
@@ -1002,6 +1017,24 @@ impl Controller {
                         Err((code, msg)) => (topic.name, code, Some(msg)),
                     });
                 }
+            }
+            ControllerRequest::CreateInternalTopic { name, partitions } => {
+                let outcome = if meta.topics.contains_key(&name) {
+                    // Another broker's request created it first.
+                    Ok(())
+                } else if !is_internal_topic(&name) {
+                    Err((ec::INVALID_REQUEST, format!("{name} is not an internal topic")))
+                } else {
+                    let configs = vec![(String::from("cleanup.policy"), String::from("compact"))];
+                    let topic = NewTopic { name: name.clone(), partitions, replication_factor: -1, configs, assignments: Vec::new() };
+                    let created = create_topic(shard, &mut meta, &topic, false);
+                    changed |= created.is_ok();
+                    created
+                };
+                results.push(match outcome {
+                    Ok(()) => (name, ec::NONE, None),
+                    Err((code, msg)) => (name, code, Some(msg)),
+                });
             }
             ControllerRequest::AlterConfigs { resources, validate_only } => {
                 let (altered, c) = config_ops::alter(shard, &mut meta, &resources, validate_only);
