@@ -39,7 +39,8 @@ use crate::shard::Shard;
 
 /// Groups are found by their `__consumer_offsets` partition: callers reach a group's
 /// coordinator with [`crate::coordinator::coordinator_call`] and this.
-pub const COORDINATOR: Coordinator = Coordinator { name: "group", state_topic: offsets::OFFSETS_TOPIC };
+pub const COORDINATOR: Coordinator =
+    Coordinator { name: "group", state_topic: offsets::OFFSETS_TOPIC, configured_partitions: |config| config.offsets_topic_partitions };
 
 // The calls the group coordinator answers, one per operation, each with its reply type. They
 // travel to the coordinator shard of their group (see [`COORDINATOR`]).

@@ -246,6 +246,12 @@ impl<'a> Context<'a> {
         crate::coordinator::coordinator_call(self.shard, coordinator, key, call).await
     }
 
+    /// Whether a coordinator's state topic exists, after having the active controller create
+    /// it when it does not (see [`crate::coordinator::ensure_state_topic`]).
+    pub async fn ensure_state_topic(&self, coordinator: Coordinator) -> bool {
+        crate::coordinator::ensure_state_topic(self.shard, coordinator).await
+    }
+
     /// Runs a call on every shard at once (ListGroups, ListTransactions: each shard's
     /// coordinator knows only its own keys) and returns the replies of those that answered.
     pub async fn call_every_shard<C: ShardCall>(&self, make: impl Fn() -> C) -> Vec<C::Reply> {
@@ -403,7 +409,7 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, conn
         RequestBody::CreatePartitions(r) => create_partitions::handle(&ctx, r).await,
         RequestBody::DescribeCluster(r) => describe_cluster::handle(&ctx, r),
         RequestBody::DescribeQuorum(r) => describe_quorum::handle(&ctx, r).await,
-        RequestBody::FindCoordinator(r) => find_coordinator::handle(&ctx, r),
+        RequestBody::FindCoordinator(r) => find_coordinator::handle(&ctx, r).await,
         RequestBody::JoinGroup(r) => join_group::handle(&ctx, r).await,
         RequestBody::SyncGroup(r) => sync_group::handle(&ctx, r).await,
         RequestBody::Heartbeat(r) => heartbeat::handle(&ctx, r).await,
