@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.request
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import kafkawire as kw
 from clients import wait_until
 
 NOT_LEADER_OR_FOLLOWER = 6
+COORDINATOR_NOT_AVAILABLE = 15
+KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION = 0, 1
 
 CLUSTER_ID = "c2hhcmRsb2ctdGVzdC0x"
-INTERNAL_TOPICS = 2
 
 
 def status(broker) -> dict:
@@ -134,3 +137,25 @@ def wait_brokers(nodes) -> None:
         if n.is_alive() and is_broker(n):
             admin = AdminClient({"bootstrap.servers": n.bootstrap})
             wait_until(lambda: set(admin.list_topics(timeout=10).brokers) >= want, f"node {n.bootstrap} to list brokers {want}", timeout_s=30)
+
+
+def find_coordinator(port: int, key: str, key_type: int, timeout_s: float = 60) -> int:
+    """The node id of the coordinator of `key` (a group id, or a transactional id with
+    KEY_TYPE_TRANSACTION), asking the broker on `port` until it names one. The first request for
+    a kind of coordinator has its internal topic created (`__consumer_offsets`,
+    `__transaction_state`), spread over the registered brokers; until this broker has it the
+    answer is COORDINATOR_NOT_AVAILABLE, which clients retry."""
+    def request(correlation_id: int) -> bytes:
+        return kw.frame(kw.request_header(10, 1, correlation_id) + kw.string(key) + kw.i8(key_type))
+
+    deadline = time.monotonic() + timeout_s
+    with kw.Connection(port) as conn:
+        while True:
+            r = kw.Reader(conn.request(request))
+            r.i32()  # throttle time
+            error, message, node_id = r.i16(), r.string(), r.i32()
+            if error == 0:
+                return node_id
+            assert error == COORDINATOR_NOT_AVAILABLE, (error, message)
+            assert time.monotonic() < deadline, f"no coordinator for {key}: {message}"
+            time.sleep(0.1)

@@ -161,3 +161,45 @@ def test_real_client_is_refused_then_allowed_once_an_acl_exists(secured):
         future.result(30)
     assert produce_error(port, "eve", "secret") is None, "the new ACL takes effect without a restart"
     assert produce_error(port, "admin", "secret") is None, "super users need no ACL"
+
+
+TOPIC_OPERATIONS = {"READ", "WRITE", "CREATE", "DESCRIBE", "DELETE", "ALTER", "DESCRIBE_CONFIGS", "ALTER_CONFIGS"}
+CLUSTER_OPERATIONS = {"CREATE", "CLUSTER_ACTION", "DESCRIBE_CONFIGS", "ALTER_CONFIGS", "IDEMPOTENT_WRITE", "ALTER", "DESCRIBE"}
+GROUP_OPERATIONS = {"READ", "DESCRIBE", "DELETE"}
+
+
+def authorized_operations(admin: AdminClient, topic: str, group: str | None) -> tuple[set[str], set[str] | None, set[str] | None]:
+    """What Metadata (describe_topics), DescribeCluster and DescribeGroups answer when the
+    client asks for its authorized operations (None where the principal may not describe)."""
+    names = lambda ops: None if ops is None else {op.name for op in ops}  # noqa: E731
+    [future] = admin.describe_topics(confluent_kafka.TopicCollection([topic]), include_authorized_operations=True).values()
+    topic_ops = names(future.result(30).authorized_operations)
+    try:
+        cluster_ops = names(admin.describe_cluster(include_authorized_operations=True).result(30).authorized_operations)
+    except confluent_kafka.KafkaException:
+        cluster_ops = None
+    group_ops = None
+    if group is not None:
+        [future] = admin.describe_consumer_groups([group], include_authorized_operations=True).values()
+        group_ops = names(future.result(30).authorized_operations)
+    return topic_ops, cluster_ops, group_ops
+
+
+def test_authorized_operations_follow_the_acls(secured):
+    """Metadata, DescribeCluster and DescribeGroups answer include_*_authorized_operations with
+    what the ACLs let the principal do (a READ or WRITE grant implies DESCRIBE, as in Kafka),
+    from the operations Kafka defines for each kind of resource."""
+    _, port = secured
+    assert authorized_operations(AdminClient(sasl(port, "admin")), "orders", "g-alice") == (TOPIC_OPERATIONS, CLUSTER_OPERATIONS, GROUP_OPERATIONS)
+    alice = authorized_operations(AdminClient(sasl(port, "alice")), "orders-eu", "g-alice")
+    assert alice == ({"READ", "WRITE", "DESCRIBE"}, None, {"READ", "DESCRIBE"}), alice
+    bob = authorized_operations(AdminClient(sasl(port, "bob")), "secret", "g-bob")
+    assert bob == ({"READ", "DESCRIBE"}, None, {"READ", "DESCRIBE"}), bob
+
+
+def test_authorized_operations_without_an_authorizer_are_all_of_them(broker):
+    """With no authorizer every principal may do everything: Kafka answers every operation the
+    resource supports (not the "not asked" sentinel that gave librdkafka an empty list)."""
+    admin = AdminClient(clients.rdkafka(broker.bootstrap))
+    clients.create_topic(broker.bootstrap, "ops", 1)
+    assert authorized_operations(admin, "ops", "some-group") == (TOPIC_OPERATIONS, CLUSTER_OPERATIONS, GROUP_OPERATIONS)

@@ -21,7 +21,7 @@ import struct
 from confluent_kafka.admin import AdminClient
 
 from clients import wait_until
-from cluster import INTERNAL_TOPICS, create_topic, leader_of, make_cluster, start_cluster, status, wait_brokers, wait_converged, write_config
+from cluster import create_topic, leader_of, make_cluster, start_cluster, status, wait_brokers, wait_converged, write_config
 from conftest import READY_LINE, free_port
 
 
@@ -46,7 +46,7 @@ def test_a_second_process_with_a_voters_node_id_is_refused_at_start_and_changes_
     nodes = start_cluster(broker_factory)
     leader = leader_of(nodes)
     wait_brokers(nodes)
-    wait_converged(nodes, INTERNAL_TOPICS)
+    wait_converged(nodes, 0)
     before = [(registered(n), quorum_view(n)) for n in nodes]
     assert sorted(before[0][0]) == [1, 2, 3]
     # Node 2's configuration (same node.id, same voters) on its own ports: its controller
@@ -95,7 +95,7 @@ def test_a_restarted_node_is_refused_while_its_previous_session_lives_then_regis
         return b is not None and b["incarnation_id"] != first["incarnation_id"] and not b["fenced"]
     wait_until(accepted, f"node {victim} to register again once its previous session lapsed", timeout_s=session_ms / 1000 + 30)
     assert controller.wait_for_log(rf"node_id={victim}.*fenced|fenced.*node_id={victim}", since, timeout_s=1), "the previous incarnation was not fenced first"
-    wait_converged(nodes, INTERNAL_TOPICS)
+    wait_converged(nodes, 0)
     assert {n: b["incarnation_id"] for n, b in registered(nodes[victim - 1]).items()} == {n: b["incarnation_id"] for n, b in registered(controller).items()}
 
 
@@ -132,7 +132,7 @@ def test_a_node_whose_voter_list_differs_is_refused_and_gets_no_metadata(broker_
     leader = leader_of(good)
     wait_brokers(good)
     create_topic(good[leader - 1], "only-ours", 1)
-    wait_converged(good, INTERNAL_TOPICS + 1)
+    wait_converged(good, 1)
     before = [quorum_view(n) for n in good]
     offsets = [n.log_size() for n in good]
     stranger.launch()
@@ -179,7 +179,7 @@ def test_partitions_spread_over_racks_as_kafka_assigns_them(broker_factory):
     wait_brokers(nodes)
     wait_until(lambda: {i: b["rack"] for i, b in registered(nodes[leader - 1]).items()} == racks, "every broker registered with its rack", timeout_s=30)
     create_topic(nodes[0], "racked", 12)
-    wait_converged(nodes, INTERNAL_TOPICS + 1)
+    wait_converged(nodes, 1)
     held = {i + 1: sorted(int(p.name.rsplit("-", 1)[1]) for p in n.data_dir.iterdir() if p.name.startswith("racked-")) for i, n in enumerate(nodes)}
     assert sorted(sum(held.values(), [])) == list(range(12)), held
     owner = {p: node for node, ps in held.items() for p in ps}

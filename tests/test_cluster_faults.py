@@ -28,7 +28,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
 import clients
 import netns
 from clients import wait_until
-from cluster import INTERNAL_TOPICS, leader_of, make_cluster, restart_cluster, start_cluster, status, wait_brokers, wait_converged
+from cluster import leader_of, make_cluster, restart_cluster, start_cluster, status, wait_brokers, wait_converged
 
 INTERNAL = {"__consumer_offsets", "__transaction_state"}
 
@@ -211,7 +211,7 @@ def test_killing_the_active_controller_while_topics_are_created_loses_no_acknowl
     nodes[first - 1].start()
     images = wait_settled(nodes)
     assert check_created_topics(images, creator) == ids
-    assert len(images) == 3 and {s["topics"] for s in (status(n) for n in nodes)} == {INTERNAL_TOPICS + len(ids)}
+    assert len(images) == 3 and {s["topics"] for s in (status(n) for n in nodes)} == {len(ids)}
     assert leader_of(nodes) == second
     terms = assert_one_leader_per_term(nodes)
     assert {first, second} <= set().union(*terms.values()), terms
@@ -307,11 +307,11 @@ def test_a_cut_off_active_controller_changes_nothing_and_the_majority_goes_on(br
         n.wait_ready()
     seen = Observer(nodes, network.agents)
     first = seen.leader([1, 2, 3])
-    seen.converged(INTERNAL_TOPICS)
+    seen.converged(0)
     majority = [i for i in (1, 2, 3) if i != first]
     via = network.agents[majority[0] - 1]
     assert via.call("create_topic", timeout_s=30, bootstrap=nodes[majority[0] - 1].bootstrap, name="before-cut", partitions=3) == "created"
-    seen.converged(INTERNAL_TOPICS + 1)
+    seen.converged(1)
 
     network.cut(first)
     isolated = network.agents[first - 1]
@@ -328,16 +328,16 @@ def test_a_cut_off_active_controller_changes_nothing_and_the_majority_goes_on(br
     cut_off = seen.status(first)
     assert cut_off is not None, "the cut-off node's status is still readable inside its namespace"
     assert cut_off["quorum"]["leader"] != first, f"the cut-off node still claims to lead: {cut_off['quorum']}"
-    assert cut_off["topics"] == INTERNAL_TOPICS + 1, "the cut-off node applied a change it could not have had committed"
+    assert cut_off["topics"] == 1, "the cut-off node applied a change it could not have had committed"
     majority_status = seen.statuses()
-    assert all(majority_status[i]["topics"] == INTERNAL_TOPICS + 3 for i in majority)
+    assert all(majority_status[i]["topics"] == 3 for i in majority)
 
     # The new active controller fences the cut-off broker once its session lapses; healed
     # sooner, the broker would heartbeat in time and never be fenced.
     majority_nodes = [nodes[i - 1] for i in majority]
     wait_until(lambda: first in fenced_in_logs(majority_nodes), f"node {first} to be fenced by the majority", timeout_s=60)
     network.heal(first)
-    statuses = seen.converged(INTERNAL_TOPICS + 3)
+    statuses = seen.converged(3)
     assert {s["quorum"]["leader"] for s in statuses.values()} == {second}
     for i in (1, 2, 3):
         md = network.agents[i - 1].call("metadata", timeout_s=30, bootstrap=nodes[i - 1].bootstrap)
@@ -358,6 +358,8 @@ def test_a_cut_off_active_controller_changes_nothing_and_the_majority_goes_on(br
 # --- 3. restart the whole cluster --------------------------------------------------------------
 
 RESTART_PARTITIONS = 12
+# "events", "quiet", and the __consumer_offsets that the groups' first commits had created.
+RESTART_TOPICS = 3
 GROUPS = ("restart-g1", "restart-g2")
 
 
@@ -447,7 +449,7 @@ def check_everything(nodes, delivered: list[tuple[int, int, bytes]], offsets: di
 
 def restart_all(nodes, kill: bool) -> None:
     restart_cluster(nodes, kill)
-    wait_converged(nodes, INTERNAL_TOPICS + 2)
+    wait_converged(nodes, RESTART_TOPICS)
     wait_brokers(nodes)
 
 

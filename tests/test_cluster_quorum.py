@@ -12,7 +12,7 @@ from confluent_kafka.admin import AdminClient
 import clients
 import kafkawire
 from clients import wait_until
-from cluster import CLUSTER_ID, INTERNAL_TOPICS, NOT_LEADER_OR_FOLLOWER, create_topic, leader_of, make_cluster, restart_cluster, start_cluster, status, wait_brokers, wait_converged
+from cluster import CLUSTER_ID, NOT_LEADER_OR_FOLLOWER, create_topic, leader_of, make_cluster, restart_cluster, start_cluster, status, wait_brokers, wait_converged
 
 
 def test_three_nodes_spread_a_topic_and_two_clients_round_trip_through_one_address(broker_factory):
@@ -26,7 +26,7 @@ def test_three_nodes_spread_a_topic_and_two_clients_round_trip_through_one_addre
     # Created through a node that is not the active controller: it forwards the request.
     follower = next(n for i, n in enumerate(nodes) if i + 1 != leader)
     create_topic(follower, "orders", 12)
-    wait_converged(nodes, INTERNAL_TOPICS + 1)
+    wait_converged(nodes, 1)
     progress = status(nodes[leader - 1])["quorum"]["voter_progress"]
     assert sorted(p["node_id"] for p in progress) == [1, 2, 3]
     # One replica per partition (until replication): 4 partitions on each broker, and the data
@@ -110,7 +110,7 @@ def describe_quorum(node, version: int) -> dict:
 def test_describe_quorum_names_the_active_controller_from_any_node(broker_factory):
     nodes = start_cluster(broker_factory)
     leader = leader_of(nodes)
-    wait_converged(nodes, INTERNAL_TOPICS)
+    wait_converged(nodes, 0)
     for n in nodes:
         for version in (0, 1, 2):
             d = describe_quorum(n, version)
@@ -124,18 +124,18 @@ def test_killing_the_active_controller_elects_another_that_loses_no_topic(broker
     nodes = start_cluster(broker_factory)
     first = leader_of(nodes)
     create_topic(nodes[first - 1], "before-kill", 2)
-    wait_converged(nodes, INTERNAL_TOPICS + 1)
+    wait_converged(nodes, 1)
     nodes[first - 1].kill9()
     second = leader_of(nodes, other_than=first)
     create_topic(nodes[second - 1], "after-kill", 2)
-    wait_converged(nodes, INTERNAL_TOPICS + 2)
+    wait_converged(nodes, 2)
     # The killed node comes back as a follower and catches up on what it missed.
     nodes[first - 1].start()
-    wait_converged(nodes, INTERNAL_TOPICS + 2)
+    wait_converged(nodes, 2)
     assert leader_of(nodes) == second
     # A whole-cluster restart keeps every topic.
     restart_cluster(nodes)
-    wait_converged(nodes, INTERNAL_TOPICS + 2)
+    wait_converged(nodes, 2)
 
 
 def test_a_node_of_another_cluster_is_refused_and_changes_nothing(broker_factory):
@@ -148,7 +148,7 @@ def test_a_node_of_another_cluster_is_refused_and_changes_nothing(broker_factory
         n.wait_ready()
     leader = leader_of(good)
     create_topic(good[leader - 1], "only-ours", 1)
-    wait_converged(good, INTERNAL_TOPICS + 1)
+    wait_converged(good, 1)
     refused = [n.wait_for_log("refused a metadata quorum connection from a node of another cluster", since, timeout_s=15) for n, since in zip(good, offsets)]
     assert all(refused), "each node of the cluster must log the refusal"
     # The stranger never joins: it has no leader and no cluster metadata of ours.
@@ -162,7 +162,7 @@ def test_a_silent_broker_is_fenced_leads_nothing_and_returns_when_it_heartbeats(
     leader = leader_of(nodes)
     wait_brokers(nodes)
     create_topic(nodes[leader - 1], "fenced", 6)
-    wait_converged(nodes, INTERNAL_TOPICS + 1)
+    wait_converged(nodes, 1)
     victim = next(i + 1 for i in range(3) if i + 1 != leader)
     admin = AdminClient({"bootstrap.servers": nodes[leader - 1].bootstrap})
     led = sorted(p for p, pm in admin.list_topics(topic="fenced", timeout=10).topics["fenced"].partitions.items() if pm.leader == victim)
@@ -197,7 +197,7 @@ def test_a_voter_behind_the_compacted_metadata_log_catches_up_from_a_snapshot(br
     leader = leader_of(nodes)
     wait_brokers(nodes)
     create_topic(nodes[leader - 1], "doomed", 6)
-    wait_converged(nodes, INTERNAL_TOPICS + 1)
+    wait_converged(nodes, 1)
     lagging = next(i + 1 for i in range(3) if i + 1 != leader)
     behind = nodes[lagging - 1]
     assert any(p.name.startswith("doomed-") for p in behind.data_dir.iterdir()), "6 partitions over 3 nodes: 2 are on each"
@@ -213,7 +213,7 @@ def test_a_voter_behind_the_compacted_metadata_log_catches_up_from_a_snapshot(br
     since = behind.log_size()
     behind.start()
     assert behind.wait_for_log("installing a metadata snapshot from the active controller", since, timeout_s=30)
-    wait_converged(nodes, INTERNAL_TOPICS + 8)
+    wait_converged(nodes, 8)
     assert status(behind)["quorum"]["snapshot_index"] >= left_at
     # What the snapshot brought is real on disk: the deleted topic's partitions are gone, and
     # the new topics' partitions this node leads exist.
@@ -229,4 +229,4 @@ def test_a_voter_behind_the_compacted_metadata_log_catches_up_from_a_snapshot(br
     assert all(f"{t}-{p}" in held for t, p in led), (led, held)
     # Every node starts again from its compacted log.
     restart_cluster(nodes)
-    wait_converged(nodes, INTERNAL_TOPICS + 8)
+    wait_converged(nodes, 8)

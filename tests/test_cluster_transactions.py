@@ -16,7 +16,7 @@ import confluent_kafka
 from confluent_kafka.admin import AdminClient
 
 import kafkawire as kw
-from cluster import INTERNAL_TOPICS, NOT_LEADER_OR_FOLLOWER, create_topic, leader_of, start_cluster, wait_brokers, wait_converged
+from cluster import KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION, NOT_LEADER_OR_FOLLOWER, create_topic, find_coordinator, leader_of, start_cluster, wait_brokers, wait_converged
 from test_transactions import consume_all, describe_transactions, txn_producer
 
 ADD_PARTITIONS_TO_TXN = 24
@@ -114,20 +114,21 @@ def test_transactions_over_partitions_led_by_every_broker(broker_factory):
     wait_brokers(nodes)
     topic = "txn-spread"
     create_topic(nodes[0], topic, PARTITIONS)
-    wait_converged(nodes, INTERNAL_TOPICS + 1)
+    wait_converged(nodes, 1)
     bootstrap = nodes[0].bootstrap
     partition_leaders = leaders(bootstrap, topic)
     assert set(partition_leaders.values()) == {1, 2, 3}, f"the partitions should be spread over every broker: {partition_leaders}"
 
     # A group whose offsets partition another broker leads than the transaction coordinator,
-    # when there is one, so that the offsets' marker crosses brokers too. (Today the first
-    # active controller creates the internal topics before the other brokers register, so
-    # they all live on one broker and the offsets' marker stays local.)
+    # so that the offsets' marker crosses brokers too. The internal topics are created by the
+    # first lookups, spread over the three brokers.
     transactional_id = "spread-producer"
-    txn_leader = leaders(bootstrap, "__transaction_state")[coordinator_partition(transactional_id, 3)]
+    txn_leader = find_coordinator(nodes[0].port, transactional_id, KEY_TYPE_TRANSACTION)
+    assert txn_leader == leaders(bootstrap, "__transaction_state")[coordinator_partition(transactional_id, 3)]
+    find_coordinator(nodes[0].port, "spread-group", KEY_TYPE_GROUP)
     offsets_leaders = leaders(bootstrap, "__consumer_offsets")
     groups = [f"spread-group-{i}" for i in range(20)]
-    group = next((g for g in groups if offsets_leaders[coordinator_partition(g, 3)] != txn_leader), groups[0])
+    group = next(g for g in groups if offsets_leaders[coordinator_partition(g, 3)] != txn_leader)
 
     producer = txn_producer(bootstrap, transactional_id)
     committed: dict[int, list[bytes]] = {p: [] for p in range(PARTITIONS)}

@@ -220,3 +220,30 @@ def test_aborted_transactions_disappear_after_cleaning(broker_factory):
     assert len(markers) < 8
     broker.restart()
     assert consume_all(broker.bootstrap, topic, 1, "read_uncommitted") == seen
+
+
+@pytest.mark.parametrize("codec", ["none", "lz4"])
+def test_a_compacted_topic_refuses_records_without_a_key(broker, codec):
+    """Compaction keeps the latest record per key, so Kafka refuses a keyless record in a
+    compacted topic with INVALID_RECORD (librdkafka's test 0011); keyed records and tombstones
+    are appended, and nothing of the refused batch is."""
+    import confluent_kafka
+
+    topic = f"compacted-keys-{codec}"
+    admin = AdminClient(clients.rdkafka(broker.bootstrap))
+    admin.create_topics([NewTopic(topic, 1, config={"cleanup.policy": "compact"})])[topic].result(30)
+    producer = confluent_kafka.Producer(clients.rdkafka(broker.bootstrap, **{"compression.type": codec, "linger.ms": 0, "acks": "all"}))
+    results = []
+
+    def send(key, value):
+        producer.produce(topic, key=key, value=value, on_delivery=lambda err, msg: results.append((key, err)))
+        producer.flush(30)
+
+    send(b"k1", b"v1")
+    send(None, b"no key")
+    send(b"k1", None)
+    assert [k for k, err in results if err is None] == [b"k1", b"k1"], results
+    [(key, err)] = [(k, e) for k, e in results if e is not None]
+    assert key is None and err.code() == confluent_kafka.KafkaError.INVALID_RECORD, err
+    assert latest(broker.port, topic) == 2, "the keyless record was appended"
+    assert broker.wait_for_log(r"produce to a compacted topic refused.*without key", since=0)

@@ -135,3 +135,33 @@ def test_offset_delete_removes_one_partition_and_refuses_a_subscribed_topic(brok
     assert committed(broker.bootstrap, "simple", [(subscribed, 0), (subscribed, 1)]) == {(subscribed, 0): -1001, (subscribed, 1): 6}
     assert committed(broker.bootstrap, "subscriber", [(subscribed, 0), (other, 0)]) == {(subscribed, 0): 2, (other, 0): -1001}
     broker.assert_alive()
+
+
+def test_list_groups_by_type_tells_classic_from_consumer_groups(broker_factory):
+    """ListGroups v5 (KIP-848): each group's type, and the types filter that
+    `kafka-consumer-groups.sh --list --type` sends."""
+    from confluent_kafka import ConsumerGroupType
+
+    broker = broker_factory(config={"group.initial.rebalance.delay.ms": 0})
+    topic = "admin-group-types"
+    clients.create_topic(broker.bootstrap, topic, 2)
+    classic = live_member(broker.bootstrap, "typed-classic", topic)
+    modern = confluent_kafka.Consumer(clients.rdkafka(broker.bootstrap, **{"group.id": "typed-consumer", "group.protocol": "consumer", "auto.offset.reset": "earliest"}))
+    modern.subscribe([topic])
+    try:
+        deadline = time.monotonic() + GROUP_DEADLINE_S
+        while not modern.assignment():
+            assert time.monotonic() < deadline, "the KIP-848 member got no assignment"
+            modern.poll(0.2)
+        admin = AdminClient(clients.rdkafka(broker.bootstrap))
+
+        def listed(**filters):
+            groups = admin.list_consumer_groups(request_timeout=30, **filters).result(timeout=60).valid
+            return {g.group_id: g.type for g in groups if g.group_id.startswith("typed-")}
+
+        assert listed() == {"typed-classic": ConsumerGroupType.CLASSIC, "typed-consumer": ConsumerGroupType.CONSUMER}
+        assert listed(types={ConsumerGroupType.CLASSIC}) == {"typed-classic": ConsumerGroupType.CLASSIC}
+        assert listed(types={ConsumerGroupType.CONSUMER}) == {"typed-consumer": ConsumerGroupType.CONSUMER}
+    finally:
+        classic.close()
+        modern.close()

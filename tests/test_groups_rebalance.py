@@ -276,3 +276,39 @@ def test_static_member_restarted_within_session_timeout_keeps_its_partitions(bro
     assert broker_view_matches(broker.bootstrap, group, {"a": start["a"], "b": start["b"]})
     for m in (a2, b):
         assert m.close() == 0, m.log_tail()
+
+
+def test_a_second_static_member_with_the_same_instance_id_fences_the_first(broker_factory, member_factory):
+    """Two live consumers under one group.instance.id (librdkafka's test 0102): the one that
+    joins second takes the slot, and the first is told FENCED_INSTANCE_ID, a fatal error, rather
+    than UNKNOWN_MEMBER_ID, which would send it to rejoin and take the slot back, the two
+    evicting each other in turn."""
+    broker = broker_factory(config=BROKER_CONFIG)
+    topic = "rebalance-static-fenced"
+    group = "static-fenced"
+    clients.create_topic(broker.bootstrap, topic, PARTITIONS)
+    config = {**CONFLUENT_MEMBER, "group.instance.id": "instance-x"}
+
+    def member(name):
+        return member_factory(name, client="confluent", bootstrap=broker.bootstrap, topic=topic, group=group, client_id=f"member-{name}", config=config)
+
+    first = member("first")
+    wait_for(lambda: settled_and_stable(broker.bootstrap, group, [first]), "the first static member to hold every partition", REBALANCE_DEADLINE_S, [first])
+    log_mark = broker.log_size()
+
+    second = member("second")
+
+    def fenced():
+        errors = [ev["error"] for ev in first.events() if ev["e"] == "consume_error"]
+        return [e for e in errors if "fenced" in e.lower() or "FENCED_INSTANCE_ID" in e] or None
+
+    got = wait_for(fenced, "the first member to be told it was fenced", REBALANCE_DEADLINE_S, [first, second])
+    assert "fatal" in got[0].lower(), f"the fencing error is not fatal for librdkafka: {got[0]}"
+    wait_for(lambda: settled_and_stable(broker.bootstrap, group, [second]), "the second member to hold every partition", REBALANCE_DEADLINE_S, [first, second])
+    # The slot changed hands once: the fenced member never came back for it.
+    rejoins = broker.wait_for_log(r"static member rejoined.*instance=instance-x", since=log_mark, timeout_s=0)
+    assert len(rejoins) == 1, f"the slot changed hands {len(rejoins)} times: {rejoins}"
+    assert second.member_id() and second.member_id() in rejoins[0], f"the slot went to another member than the second: {rejoins[0]}"
+    desc = describe_classic_group(broker.bootstrap, group)
+    assert [(m.client_id, m.group_instance_id) for m in desc.members] == [("member-second", "instance-x")], desc.members
+    assert second.close() == 0, second.log_tail()

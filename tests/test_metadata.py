@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import confluent_kafka
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
@@ -161,10 +162,18 @@ def test_a_data_directory_from_before_the_metadata_log_starts_with_its_topics_an
     for i in range(200):
         producer.produce("kept", value=f"v{i}".encode(), partition=i % 4)
     assert producer.flush(30) == 0
+    # Committed offsets, in the __consumer_offsets that the commit had created.
+    offsets = [confluent_kafka.TopicPartition("kept", p, 10 + p) for p in range(4)]
+    group = confluent_kafka.Consumer(clients.rdkafka(broker.bootstrap, **{"group.id": "kept-group", "enable.auto.commit": False}))
+    try:
+        group.commit(offsets=offsets, asynchronous=False)
+    finally:
+        group.close()
     broker.stop()
     meta_dir = broker.data_dir / "__shardlog_meta"
     image = json.loads((meta_dir / "cluster-metadata.json").read_text())
     placement = [(p["shard"], p["log_dir"]) for p in image["topics"]["kept"]["partitions"]]
+    offsets_placement = [(p["shard"], p["log_dir"]) for p in image["topics"]["__consumer_offsets"]["partitions"]]
     # Turn it into what the earlier version wrote.
     image.pop("applied_index")
     for topic in image["topics"].values():
@@ -183,6 +192,15 @@ def test_a_data_directory_from_before_the_metadata_log_starts_with_its_topics_an
     assert after["applied_index"] > 0
     records = clients.confluent_consume(broker.bootstrap, "kept", {p: 50 for p in range(4)})
     assert sorted(r.value for r in records) == sorted(f"v{i}".encode() for i in range(200))
+    # The internal topic stays where it was, with the group's offsets.
+    assert [(p["shard"], p["log_dir"]) for p in after["topics"]["__consumer_offsets"]["partitions"]] == offsets_placement
+    assert after["topics"]["__consumer_offsets"]["id"] == image["topics"]["__consumer_offsets"]["id"]
+    group = confluent_kafka.Consumer(clients.rdkafka(broker.bootstrap, **{"group.id": "kept-group", "enable.auto.commit": False}))
+    try:
+        committed = group.committed([confluent_kafka.TopicPartition("kept", p) for p in range(4)], timeout=30)
+    finally:
+        group.close()
+    assert {tp.partition: tp.offset for tp in committed} == {p: 10 + p for p in range(4)}
     # And the new log alone rebuilds it: a second restart replays nothing twice.
     broker.restart()
     again = json.loads((meta_dir / "cluster-metadata.json").read_text())

@@ -198,6 +198,9 @@ def test_delete_records_kafka_python(broker):
 
 def test_delete_records_refuses_internal_topics(broker):
     admin = AdminClient(clients.rdkafka(broker.bootstrap))
+    # The offsets topic exists once a group coordinator has been looked for, as in Kafka.
+    [group] = admin.describe_consumer_groups(["some-group"]).values()
+    group.result(timeout=60)
     [future] = admin.delete_records([confluent_kafka.TopicPartition("__consumer_offsets", 0, 0)]).values()
     try:
         future.result(timeout=60)

@@ -5,9 +5,18 @@
 //! (Kafka's mapping, [`partition_for`]), so that the coordinator's state changes are appended
 //! to a local log. This module sits with the coordinators, above `shard`: `groups`, `txn` and
 //! the handlers use it, and it names neither coordinator (each passes its own [`Coordinator`]).
+//!
+//! The state topics are created as Kafka creates them: when a coordinator is first needed
+//! (FindCoordinator, or any call to a coordinator), by asking the active controller, which
+//! spreads their partitions over the live brokers. Until then they do not exist, and
+//! coordinator calls are answered COORDINATOR_NOT_AVAILABLE.
+
+use std::time::Duration;
 
 use shardlog_protocol::error_code as ec;
 
+use crate::config::BrokerConfig;
+use crate::controller::{ControllerRequest, CONTROLLER_SHARD};
 use crate::metadata::ClusterMetadata;
 use crate::shard::router::ShardCall;
 use crate::shard::Shard;
@@ -19,6 +28,9 @@ pub struct Coordinator {
     pub name: &'static str,
     /// `__consumer_offsets`, `__transaction_state`.
     pub state_topic: &'static str,
+    /// The partitions the state topic is created with (`offsets.topic.num.partitions`,
+    /// `transaction.state.log.num.partitions`).
+    pub configured_partitions: fn(&BrokerConfig) -> i32,
 }
 
 impl Coordinator {
@@ -35,14 +47,65 @@ impl Coordinator {
     }
 }
 
+/// How long a request that had the state topic created waits for this node to apply it,
+/// before it is answered COORDINATOR_NOT_AVAILABLE (and the client retries).
+const STATE_TOPIC_APPLY_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether the coordinator's state topic exists, after asking the active controller to create
+/// it when it does not (as Kafka's brokers do when a coordinator is first looked for). The
+/// controller creates it once however many ask: the others find it there. False when it could
+/// not be created, or this node has not applied it within [`STATE_TOPIC_APPLY_WAIT`]; the
+/// caller answers COORDINATOR_NOT_AVAILABLE, which clients retry.
+pub async fn ensure_state_topic(shard: &Shard, coordinator: Coordinator) -> bool {
+    let exists = || shard.metadata.borrow().topics.contains_key(coordinator.state_topic);
+    if exists() {
+        return true;
+    }
+    let request =
+        ControllerRequest::CreateInternalTopic { name: coordinator.state_topic.to_string(), partitions: (coordinator.configured_partitions)(&shard.config) };
+    match shard.call(CONTROLLER_SHARD, request).await {
+        Ok(results) => {
+            for (name, code, message) in results.into_iter().filter(|(_, code, _)| *code != ec::NONE) {
+                tracing::warn!(topic = %name, code, message = ?message, "creating the {} coordinator's internal topic failed; clients retry", coordinator.name);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "the controller shard did not answer a request to create {}", coordinator.state_topic),
+    }
+    // Created at the active controller: this node may apply it a moment later.
+    let deadline = std::time::Instant::now() + STATE_TOPIC_APPLY_WAIT;
+    while !exists() {
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let changed = shard.metadata_changed.notified();
+        futures::select! {
+            _ = futures::FutureExt::fuse(changed) => {}
+            _ = futures::FutureExt::fuse(crate::runtime::sleep(deadline - now)) => {}
+        }
+    }
+    true
+}
+
 /// Runs `call` on the shard that coordinates `key` and returns its reply. Err is the code to
-/// answer the client with when there is no coordinator to ask (the state topic does not exist
-/// yet, or the shard did not answer): COORDINATOR_NOT_AVAILABLE, which clients retry after
-/// finding the coordinator again.
+/// answer the client with when there is no coordinator to ask here: COORDINATOR_NOT_AVAILABLE
+/// while the state topic is being created or the shard did not answer, NOT_COORDINATOR when
+/// another broker leads the key's partition. Clients retry both after finding the coordinator
+/// again.
 pub async fn coordinator_call<C: ShardCall>(shard: &Shard, coordinator: Coordinator, key: &str, call: C) -> Result<C::Reply, i16> {
+    if !ensure_state_topic(shard, coordinator).await {
+        return Err(ec::COORDINATOR_NOT_AVAILABLE);
+    }
     // The metadata is read before the await: the borrow must not be held across it.
-    let owner = coordinator.shard(&shard.metadata.borrow(), key);
-    let Some(owner) = owner else { return Err(ec::COORDINATOR_NOT_AVAILABLE) };
+    let owner = {
+        let meta = shard.metadata.borrow();
+        coordinator.partition(&meta, key).map(|_| coordinator.shard(&meta, key))
+    };
+    let owner = match owner {
+        None => return Err(ec::COORDINATOR_NOT_AVAILABLE),
+        Some(None) => return Err(ec::NOT_COORDINATOR),
+        Some(Some(owner)) => owner,
+    };
     shard.call(owner, call).await.map_err(|e| {
         tracing::warn!(coordinator = coordinator.name, key, error = %e, "coordinator unreachable");
         ec::COORDINATOR_NOT_AVAILABLE

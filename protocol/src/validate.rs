@@ -256,7 +256,7 @@ static APIS: &[Api] = &[
     Api::new(13, "0-5", "4+", &LEAVE_GROUP),
     Api::new(14, "0-5", "4+", &SYNC_GROUP),
     Api::new(15, "0-5", "5+", &DESCRIBE_GROUPS),
-    Api::new(16, "0-4", "3+", &LIST_GROUPS),
+    Api::new(16, "0-5", "3+", &LIST_GROUPS),
     Api::new(17, "0-1", "none", &SASL_HANDSHAKE),
     Api::new(18, "0-4", "3+", &API_VERSIONS),
     Api::new(19, "2-7", "5+", &CREATE_TOPICS),

@@ -99,7 +99,7 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (13, 0, 5),
     (14, 0, 5),
     (15, 0, 5),
-    (16, 0, 4),
+    (16, 0, 5),
     (17, 0, 1),
     (18, 0, 4),
     (19, 2, 7),
@@ -424,6 +424,9 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
             let mut request = ListGroupsRequest::default();
             if v >= 4 {
                 request = request.with_states_filter(vec![s("Stable"), s("Empty")]);
+            }
+            if v >= 5 {
+                request = request.with_types_filter(vec![s("classic"), s("consumer")]);
             }
             encode(&request, v)
         }

@@ -90,6 +90,20 @@ impl ResourceType {
             User => "User",
         }
     }
+    /// The operations an ACL on this kind of resource can grant (Kafka's
+    /// `AclEntry.supportedOperations`): what "authorized operations" in Metadata,
+    /// DescribeCluster and DescribeGroups answers are chosen from.
+    pub fn supported_operations(self) -> &'static [Operation] {
+        use Operation::*;
+        match self {
+            ResourceType::Topic => &[Read, Write, Create, Describe, Delete, Alter, DescribeConfigs, AlterConfigs],
+            ResourceType::Group => &[Read, Describe, Delete],
+            ResourceType::Cluster => &[Create, ClusterAction, DescribeConfigs, AlterConfigs, IdempotentWrite, Alter, Describe],
+            ResourceType::TransactionalId => &[Describe, Write],
+            ResourceType::DelegationToken => &[Describe],
+            ResourceType::User => &[CreateTokens, DescribeTokens],
+        }
+    }
     pub fn parse(s: &str) -> Option<ResourceType> {
         [Self::Topic, Self::Group, Self::Cluster, Self::TransactionalId, Self::DelegationToken, Self::User]
             .into_iter()

@@ -37,8 +37,14 @@ pub enum ControllerRequest {
         names: Vec<String>,
     },
     CreatePartitions {
-        topics: Vec<(String, i32)>,
+        topics: Vec<NewPartitions>,
         validate_only: bool,
+    },
+    /// `__consumer_offsets` or `__transaction_state`, when a coordinator is first needed: created
+    /// once (asking again when it exists succeeds) with `partitions` spread over the live brokers.
+    CreateInternalTopic {
+        name: String,
+        partitions: i32,
     },
     /// CreateAcls: bindings already validated by the handler.
     CreateAcls {
@@ -71,6 +77,19 @@ pub struct NewTopic {
     pub partitions: i32,
     pub replication_factor: i16,
     pub configs: Vec<(String, String)>,
+    /// An explicit replica assignment: (partition, broker ids), as the request lists them.
+    /// Empty: the controller places the partitions.
+    #[serde(default)]
+    pub assignments: Vec<(i32, Vec<i32>)>,
+}
+
+/// CreatePartitions for one topic: the new partition count, and optionally the brokers of each
+/// new partition, in partition order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewPartitions {
+    pub name: String,
+    pub count: i32,
+    pub assignments: Option<Vec<Vec<i32>>>,
 }
 
 impl ControllerRequest {
@@ -79,7 +98,8 @@ impl ControllerRequest {
         match self {
             ControllerRequest::CreateTopics { topics, .. } => topics.iter().map(|t| t.name.clone()).collect(),
             ControllerRequest::DeleteTopics { names } => names.clone(),
-            ControllerRequest::CreatePartitions { topics, .. } => topics.iter().map(|(n, _)| n.clone()).collect(),
+            ControllerRequest::CreatePartitions { topics, .. } => topics.iter().map(|t| t.name.clone()).collect(),
+            ControllerRequest::CreateInternalTopic { name, .. } => vec![name.clone()],
             ControllerRequest::CreateAcls { acls } => acls.iter().map(acl_name).collect(),
             ControllerRequest::AlterConfigs { resources, .. } => resources.iter().map(|r| r.resource_name.clone()).collect(),
         }
@@ -150,6 +170,9 @@ pub struct Controller {
     shard: Rc<Shard>,
     /// One metadata change at a time.
     serial: Semaphore,
+    /// One request to create an internal topic at a time from this node: the requests that
+    /// wait behind it find the topic created.
+    internal_topic_creation: Semaphore,
     /// The next producer id to hand out, the end of the reserved block, and the quorum term
     /// they belong to (a new leader starts after the last block any leader reserved).
     next_producer_id: Cell<i64>,
@@ -242,6 +265,7 @@ impl Controller {
         let controller = Rc::new(Controller {
             shard: shard.clone(),
             serial: Semaphore::new(1),
+            internal_topic_creation: Semaphore::new(1),
             next_producer_id: Cell::new(0),
             producer_id_block_end: Cell::new(0),
             producer_ids_term: Cell::new(0),
@@ -591,7 +615,7 @@ impl Controller {
 
     /// Waits (bounded) until this node may change metadata: the quorum's ready leader, whose
     /// first records of its term (see [`Controller::bootstrap`]) are in, so that nothing is
-    /// recorded before a new cluster's id and internal topics.
+    /// recorded before a new cluster's id.
     async fn ensure_ready(&self) -> Result<(), (i16, String)> {
         self.ensure_leader().await?;
         let deadline = std::time::Instant::now() + leader_wait(&self.shard);
@@ -637,8 +661,11 @@ impl Controller {
         })
     }
 
-    /// The records a cluster needs before anything else: its id, the internal topics, and,
-    /// from a node whose image predates the metadata log, everything that image holds.
+    /// The records a cluster needs before anything else: its id and, from a node whose image
+    /// predates the metadata log, everything that image holds (internal topics included). A
+    /// new cluster's internal topics are created later, when a coordinator is first needed
+    /// (see [`crate::coordinator::ensure_state_topic`]): by then the brokers have registered,
+    /// and the topics' partitions, and so the coordinators, spread over them.
     async fn bootstrap(&self) -> Result<(), (i16, String)> {
         let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
         self.ensure_leader().await?;
@@ -651,23 +678,6 @@ impl Controller {
         if new.cluster_id.is_empty() {
             new.cluster_id = shard.config.cluster_id.clone().unwrap_or_else(|| base64_uuid(uuid::Uuid::new_v4()));
             tracing::info!(cluster_id = %new.cluster_id, "new cluster: no metadata found");
-        }
-        for (topic, partitions) in [
-            (crate::metadata::OFFSETS_TOPIC, shard.config.offsets_topic_partitions as usize),
-            (crate::metadata::TRANSACTION_STATE_TOPIC, shard.config.txn.state_partitions as usize),
-        ] {
-            // A controller-only node holds no partitions: they go to the live brokers, once
-            // there are some (see `lead`).
-            let placeable = shard.config.quorum.broker || no_broker_to_place_on(shard, &new).is_ok();
-            if !new.topics.contains_key(topic) && placeable {
-                let mut placed = new.place_by_space(partitions, shard.shard_count(), &log_dir_free_bytes(shard));
-                if !shard.config.quorum.broker {
-                    assign_replicas(&new, &[], &mut placed, shard.config.node_id);
-                }
-                let configs = BTreeMap::from([(String::from("cleanup.policy"), String::from("compact"))]);
-                new.topics.insert(topic.to_string(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
-                tracing::info!(partitions, "creating the internal topic {topic}");
-            }
         }
         self.commit(&old, &new).await
     }
@@ -839,12 +849,7 @@ async fn lead(controller: Weak<Controller>) {
     loop {
         let Some(c) = controller.upgrade() else { return };
         let status = c.quorum().status();
-        // A controller-only leader writes the internal topics once brokers are live to take them.
-        let internal_topics_waiting = || {
-            let view = c.view.borrow();
-            !c.shard.config.quorum.broker && !view.topics.contains_key(crate::metadata::OFFSETS_TOPIC) && no_broker_to_place_on(&c.shard, &view).is_ok()
-        };
-        if status.ready_leader && (c.bootstrapped_term.get() != status.term || internal_topics_waiting()) {
+        if status.ready_leader && c.bootstrapped_term.get() != status.term {
             match c.bootstrap().await {
                 Ok(()) => c.bootstrapped_term.set(status.term),
                 Err((code, msg)) => tracing::warn!(code, error = %msg, "writing the cluster's first metadata records failed; trying again"),
@@ -946,6 +951,18 @@ impl Controller {
 
     async fn change(&self, request: ControllerRequest) -> Vec<(String, i16, Option<String>)> {
         let fail = |names: Vec<String>, code: i16, msg: String| names.into_iter().map(|n| (n, code, Some(msg.clone()))).collect();
+        // Every coordinator request of a new cluster asks for its internal topic: one request
+        // from this node goes to the active controller, and those behind it find the topic.
+        let _creating = match &request {
+            ControllerRequest::CreateInternalTopic { name, .. } => {
+                let permit = self.internal_topic_creation.acquire_permit(1).await.expect("semaphore never closes");
+                if self.view.borrow().topics.contains_key(name) {
+                    return vec![(name.clone(), ec::NONE, None)];
+                }
+                Some(permit)
+            }
+            _ => None,
+        };
         match self.route().await {
             Route::Here => self.change_here(request).await,
             Route::There(leader) => {
@@ -1007,33 +1024,32 @@ impl Controller {
                 }
             }
             ControllerRequest::CreatePartitions { topics, validate_only } => {
-                for (name, count) in topics {
-                    let current = meta.topics.get(&name).map(|t| t.partitions.len() as i32);
-                    let outcome = match current {
-                        None => Err((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name} does not exist"))),
-                        Some(n) if count <= n => {
-                            Err((ec::INVALID_PARTITIONS, format!("topic {name} has {n} partitions; the new count {count} must be larger")))
-                        }
-                        Some(_) if count > TOPIC_PARTITIONS_MAX => {
-                            Err((ec::INVALID_PARTITIONS, format!("{count} partitions exceeds the limit of {TOPIC_PARTITIONS_MAX}")))
-                        }
-                        Some(_) if no_broker_to_place_on(shard, &meta).is_err() => no_broker_to_place_on(shard, &meta),
-                        Some(n) => {
-                            if !validate_only {
-                                let mut placed = meta.place_by_space((count - n) as usize, shard.shard_count(), &log_dir_free_bytes(shard));
-                                assign_replicas(&meta, &meta.topics[&name].partitions, &mut placed, shard.config.node_id);
-                                meta.topics.get_mut(&name).expect("exists").partitions.extend(placed);
-                                changed = true;
-                                tracing::info!(topic = %name, from = n, to = count, "adding partitions");
-                            }
-                            Ok(())
-                        }
-                    };
+                for topic in topics {
+                    let outcome = create_partitions(shard, &mut meta, &topic, validate_only);
+                    changed |= outcome.is_ok() && !validate_only;
                     results.push(match outcome {
-                        Ok(()) => (name, ec::NONE, None),
-                        Err((code, msg)) => (name, code, Some(msg)),
+                        Ok(()) => (topic.name, ec::NONE, None),
+                        Err((code, msg)) => (topic.name, code, Some(msg)),
                     });
                 }
+            }
+            ControllerRequest::CreateInternalTopic { name, partitions } => {
+                let outcome = if meta.topics.contains_key(&name) {
+                    // Another broker's request created it first.
+                    Ok(())
+                } else if !is_internal_topic(&name) {
+                    Err((ec::INVALID_REQUEST, format!("{name} is not an internal topic")))
+                } else {
+                    let configs = vec![(String::from("cleanup.policy"), String::from("compact"))];
+                    let topic = NewTopic { name: name.clone(), partitions, replication_factor: -1, configs, assignments: Vec::new() };
+                    let created = create_topic(shard, &mut meta, &topic, false);
+                    changed |= created.is_ok();
+                    created
+                };
+                results.push(match outcome {
+                    Ok(()) => (name, ec::NONE, None),
+                    Err((code, msg)) => (name, code, Some(msg)),
+                });
             }
             ControllerRequest::AlterConfigs { resources, validate_only } => {
                 let (altered, c) = config_ops::alter(shard, &mut meta, &resources, validate_only);
@@ -1149,11 +1165,16 @@ fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, val
     if meta.topics.contains_key(&topic.name) {
         return Err((ec::TOPIC_ALREADY_EXISTS, format!("Topic '{}' already exists.", topic.name)));
     }
-    let partitions = if topic.partitions == -1 { shard.config.num_partitions } else { topic.partitions };
+    let manual = if topic.assignments.is_empty() { None } else { Some(manual_assignment(meta, topic)?) };
+    let partitions = match &manual {
+        Some(brokers) => brokers.len() as i32,
+        None if topic.partitions == -1 => shard.config.num_partitions,
+        None => topic.partitions,
+    };
     if partitions <= 0 || partitions > TOPIC_PARTITIONS_MAX {
         return Err((ec::INVALID_PARTITIONS, format!("Number of partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, not {partitions}.")));
     }
-    if topic.replication_factor != -1 && topic.replication_factor != 1 {
+    if manual.is_none() && topic.replication_factor != -1 && topic.replication_factor != 1 {
         return Err((ec::INVALID_REPLICATION_FACTOR, format!("Replication factor {} is larger than the 1 available broker.", topic.replication_factor)));
     }
     let mut configs = BTreeMap::new();
@@ -1168,9 +1189,127 @@ fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, val
         return Ok(());
     }
     let mut placed = meta.place_by_space(partitions as usize, shard.shard_count(), &log_dir_free_bytes(shard));
-    assign_replicas(meta, &[], &mut placed, shard.config.node_id);
-    tracing::info!(topic = %topic.name, partitions, "creating topic");
+    match manual {
+        Some(brokers) => place_on(&mut placed, &brokers),
+        None => assign_replicas(meta, &[], &mut placed, shard.config.node_id),
+    }
+    tracing::info!(topic = %topic.name, partitions, manual_assignment = !topic.assignments.is_empty(), "creating topic");
     meta.topics.insert(topic.name.clone(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
+    Ok(())
+}
+
+/// CreatePartitions for one topic: the new partitions placed by [`assign_replicas`], or on the
+/// brokers the request names.
+fn create_partitions(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewPartitions, validate_only: bool) -> Result<(), (i16, String)> {
+    let (name, count) = (&topic.name, topic.count);
+    let Some(n) = meta.topics.get(name).map(|t| t.partitions.len() as i32) else {
+        return Err((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name} does not exist")));
+    };
+    if count <= n {
+        return Err((ec::INVALID_PARTITIONS, format!("topic {name} has {n} partitions; the new count {count} must be larger")));
+    }
+    if count > TOPIC_PARTITIONS_MAX {
+        return Err((ec::INVALID_PARTITIONS, format!("{count} partitions exceeds the limit of {TOPIC_PARTITIONS_MAX}")));
+    }
+    let additional = (count - n) as usize;
+    let manual = match &topic.assignments {
+        None => None,
+        Some(assignments) => {
+            if assignments.len() != additional {
+                return Err((
+                    ec::INVALID_REPLICA_ASSIGNMENT,
+                    format!("Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.", assignments.len()),
+                ));
+            }
+            // The topic's replication factor: one replica until replication lands.
+            for (i, replicas) in assignments.iter().enumerate() {
+                validate_manual_replicas(meta, n + i as i32, replicas, Some(1))?;
+            }
+            Some(assignments.iter().map(|replicas| replicas[0]).collect::<Vec<i32>>())
+        }
+    };
+    no_broker_to_place_on(shard, meta)?;
+    if validate_only {
+        return Ok(());
+    }
+    let mut placed = meta.place_by_space(additional, shard.shard_count(), &log_dir_free_bytes(shard));
+    match manual {
+        Some(brokers) => place_on(&mut placed, &brokers),
+        None => assign_replicas(meta, &meta.topics[name].partitions, &mut placed, shard.config.node_id),
+    }
+    meta.topics.get_mut(name).expect("exists").partitions.extend(placed);
+    tracing::info!(topic = %name, from = n, to = count, manual_assignment = topic.assignments.is_some(), "adding partitions");
+    Ok(())
+}
+
+/// Puts each partition on its broker (one replica, which leads).
+fn place_on(placed: &mut [PartitionPlacement], brokers: &[i32]) {
+    for (p, &broker) in placed.iter_mut().zip(brokers) {
+        (p.replicas, p.isr, p.leader) = (vec![broker], vec![broker], broker);
+    }
+}
+
+/// The broker of each partition of a CreateTopics explicit assignment, in partition order,
+/// after Kafka's checks (its controller's, with its error codes and messages) and shardlog's
+/// own: one replica per partition until replication lands.
+fn manual_assignment(meta: &ClusterMetadata, topic: &NewTopic) -> Result<Vec<i32>, (i16, String)> {
+    if topic.replication_factor != -1 {
+        return Err((ec::INVALID_REQUEST, String::from("A manual partition assignment was specified, but replication factor was not set to -1.")));
+    }
+    if topic.partitions != -1 {
+        return Err((ec::INVALID_REQUEST, String::from("A manual partition assignment was specified, but numPartitions was not set to -1.")));
+    }
+    if topic.assignments.len() > TOPIC_PARTITIONS_MAX as usize {
+        return Err((ec::INVALID_PARTITIONS, format!("Number of partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, not {}.", topic.assignments.len())));
+    }
+    let mut by_partition: BTreeMap<i32, &[i32]> = BTreeMap::new();
+    let mut replication_factor = None;
+    for (partition, replicas) in &topic.assignments {
+        if by_partition.contains_key(partition) {
+            return Err((ec::INVALID_REPLICA_ASSIGNMENT, format!("Found multiple manual partition assignments for partition {partition}")));
+        }
+        validate_manual_replicas(meta, *partition, replicas, replication_factor)?;
+        replication_factor = Some(replicas.len());
+        by_partition.insert(*partition, replicas);
+    }
+    if !by_partition.keys().copied().eq(0..by_partition.len() as i32) {
+        return Err((ec::INVALID_REPLICA_ASSIGNMENT, String::from("partitions should be a consecutive 0-based integer sequence")));
+    }
+    if let Some(n) = replication_factor.filter(|&n| n > 1) {
+        return Err((
+            ec::INVALID_REPLICATION_FACTOR,
+            format!("The manual partition assignment names {n} replicas per partition, but shardlog does not replicate partitions yet: name one broker for each partition."),
+        ));
+    }
+    Ok(by_partition.into_values().map(|replicas| replicas[0]).collect())
+}
+
+/// Kafka's checks of one partition's manual replica list: not empty, registered brokers, none
+/// twice, as many as the other partitions have, and at least one broker not fenced.
+fn validate_manual_replicas(meta: &ClusterMetadata, partition: i32, replicas: &[i32], replication_factor: Option<usize>) -> Result<(), (i16, String)> {
+    let refuse = |msg: String| Err((ec::INVALID_REPLICA_ASSIGNMENT, msg));
+    if replicas.is_empty() {
+        return refuse(String::from("The manual partition assignment includes an empty replica list."));
+    }
+    let mut sorted = replicas.to_vec();
+    sorted.sort_unstable();
+    for (i, id) in sorted.iter().enumerate() {
+        if !meta.brokers.contains_key(id) {
+            return refuse(format!("The manual partition assignment includes broker {id}, but no such broker is registered."));
+        }
+        if i > 0 && sorted[i - 1] == *id {
+            return refuse(format!("The manual partition assignment includes the broker {id} more than once."));
+        }
+    }
+    if let Some(n) = replication_factor.filter(|&n| n != sorted.len()) {
+        return refuse(format!(
+            "The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {n} replica(s).",
+            sorted.len()
+        ));
+    }
+    if replicas.iter().all(|id| meta.brokers[id].fenced) {
+        return refuse(format!("All brokers specified in the manual partition assignment for partition {partition} are fenced or in controlled shutdown."));
+    }
     Ok(())
 }
 
@@ -1232,6 +1371,47 @@ mod tests {
         let fenced = BrokerRegistration { fenced: true, ..broker(4, Some("a")) };
         let leaders = place(&[broker(1, Some("x")), broker(2, Some("y")), broker(3, Some("z")), fenced], 7);
         assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3, 1]);
+    }
+
+    fn assigned(assignments: &[(i32, &[i32])], partitions: i32, replication_factor: i16) -> Result<Vec<i32>, (i16, String)> {
+        let mut meta = ClusterMetadata::new(String::from("c"));
+        for b in [broker(1, None), broker(2, None), BrokerRegistration { fenced: true, ..broker(3, None) }] {
+            meta.brokers.insert(b.node_id, b);
+        }
+        let assignments = assignments.iter().map(|(p, r)| (*p, r.to_vec())).collect();
+        let topic = NewTopic { name: String::from("t"), partitions, replication_factor, configs: Vec::new(), assignments };
+        manual_assignment(&meta, &topic)
+    }
+
+    #[test]
+    fn a_manual_assignment_names_one_registered_broker_per_partition() {
+        // In any order: the brokers come back in partition order.
+        assert_eq!(assigned(&[(1, &[2]), (0, &[1]), (2, &[2])], -1, -1), Ok(vec![1, 2, 2]));
+        let refused = |a: &[(i32, &[i32])], partitions, rf| assigned(a, partitions, rf).expect_err("refused");
+        let (code, msg) = refused(&[(0, &[1])], 1, -1);
+        assert_eq!(code, ec::INVALID_REQUEST, "{msg}");
+        assert!(msg.contains("numPartitions"), "{msg}");
+        assert_eq!(refused(&[(0, &[1])], -1, 1).0, ec::INVALID_REQUEST);
+        let (code, msg) = refused(&[(0, &[1]), (1, &[7])], -1, -1);
+        assert_eq!(code, ec::INVALID_REPLICA_ASSIGNMENT);
+        assert!(msg.contains("broker 7") && msg.contains("no such broker is registered"), "{msg}");
+        let (code, msg) = refused(&[(0, &[1]), (0, &[2])], -1, -1);
+        assert_eq!(code, ec::INVALID_REPLICA_ASSIGNMENT);
+        assert!(msg.contains("multiple manual partition assignments for partition 0"), "{msg}");
+        let (code, msg) = refused(&[(0, &[1]), (2, &[2])], -1, -1);
+        assert_eq!(code, ec::INVALID_REPLICA_ASSIGNMENT);
+        assert!(msg.contains("consecutive 0-based"), "{msg}");
+        assert_eq!(refused(&[(0, &[])], -1, -1).0, ec::INVALID_REPLICA_ASSIGNMENT);
+        assert_eq!(refused(&[(0, &[2, 2])], -1, -1).0, ec::INVALID_REPLICA_ASSIGNMENT);
+        assert_eq!(refused(&[(0, &[1]), (1, &[1, 2])], -1, -1).0, ec::INVALID_REPLICA_ASSIGNMENT);
+        // A fenced broker alone cannot lead its partition.
+        let (code, msg) = refused(&[(0, &[3])], -1, -1);
+        assert_eq!(code, ec::INVALID_REPLICA_ASSIGNMENT);
+        assert!(msg.contains("fenced"), "{msg}");
+        // Valid, but more than one replica: not until replication lands.
+        let (code, msg) = refused(&[(0, &[1, 2]), (1, &[2, 1])], -1, -1);
+        assert_eq!(code, ec::INVALID_REPLICATION_FACTOR);
+        assert!(msg.contains("does not replicate"), "{msg}");
     }
 
     #[test]

@@ -39,7 +39,8 @@ use crate::shard::Shard;
 
 /// Groups are found by their `__consumer_offsets` partition: callers reach a group's
 /// coordinator with [`crate::coordinator::coordinator_call`] and this.
-pub const COORDINATOR: Coordinator = Coordinator { name: "group", state_topic: offsets::OFFSETS_TOPIC };
+pub const COORDINATOR: Coordinator =
+    Coordinator { name: "group", state_topic: offsets::OFFSETS_TOPIC, configured_partitions: |config| config.offsets_topic_partitions };
 
 // The calls the group coordinator answers, one per operation, each with its reply type. They
 // travel to the coordinator shard of their group (see [`COORDINATOR`]).
@@ -221,6 +222,8 @@ pub struct ListedGroupInfo {
     pub group_id: String,
     pub protocol_type: String,
     pub state: String,
+    /// Kafka's group type (ListGroups v5): `consumer` for KIP-848 groups, `classic` otherwise.
+    pub group_type: &'static str,
 }
 
 /// Creates this shard's group coordinator and registers it for the group calls routed here.

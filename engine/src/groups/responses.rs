@@ -158,11 +158,17 @@ fn described_member(member_id: &str, instance_id: Option<&str>, client_id: &str,
 /// ListGroups' entry for one group.
 pub(in crate::groups) fn listed(group_id: &str, group: &Group) -> ListedGroupInfo {
     match &group.consumer {
-        Some(cg) => ListedGroupInfo { group_id: group_id.to_string(), protocol_type: String::from("consumer"), state: cg.state_name().to_string() },
+        Some(cg) => ListedGroupInfo {
+            group_id: group_id.to_string(),
+            protocol_type: String::from("consumer"),
+            state: cg.state_name().to_string(),
+            group_type: "consumer",
+        },
         None => ListedGroupInfo {
             group_id: group_id.to_string(),
             protocol_type: group.classic.protocol_type().unwrap_or_default().to_string(),
             state: group.classic.state().name().to_string(),
+            group_type: "classic",
         },
     }
 }

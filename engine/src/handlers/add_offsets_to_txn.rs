@@ -15,7 +15,10 @@ pub async fn handle(ctx: &Context<'_>, request: AddOffsetsToTxnRequest) -> Respo
     }
     let header = ctx.header;
     let mut r = AddOffsetsToTxnResponse::default();
-    let Some(partition) = groups::COORDINATOR.partition(&ctx.metadata(), &request.group_id.0) else {
+    // The group's offsets partition must exist before the transaction can name it: a producer
+    // may send offsets for a group no consumer has looked up yet.
+    let exists = ctx.ensure_state_topic(groups::COORDINATOR).await;
+    let Some(partition) = groups::COORDINATOR.partition(&ctx.metadata(), &request.group_id.0).filter(|_| exists) else {
         r.error_code = ec::COORDINATOR_NOT_AVAILABLE;
         return respond(header, &r);
     };

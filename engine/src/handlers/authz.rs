@@ -44,6 +44,14 @@ impl<'a> Authz<'a> {
         self.decide(operation, resource_type, name, false)
     }
 
+    /// The operations of its kind the principal may do on the resource, as Kafka's 32-bit
+    /// field (bit n for AclOperation n); every one of them when no authorizer is configured.
+    /// Not audited: the client asked what it may do, it did not try.
+    pub fn authorized_operations(&self, resource_type: ResourceType, name: &str) -> i32 {
+        let allowed = resource_type.supported_operations().iter().filter(|&&op| self.may_see(op, resource_type, name));
+        allowed.fold(0, |bits, &op| bits | (1 << op as i32))
+    }
+
     /// WRITE on at least one existing topic (KIP-679: enough for an idempotent producer).
     pub fn writes_any_topic(&self) -> bool {
         let topics: Vec<String> = self.shard.metadata.borrow().topics.keys().cloned().collect();

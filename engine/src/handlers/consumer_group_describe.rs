@@ -17,7 +17,14 @@ pub async fn handle(ctx: &Context<'_>, request: ConsumerGroupDescribeRequest) ->
     for group in &request.group_ids {
         let name = group.0.to_string();
         match ctx.coordinator_call(COORDINATOR, &name, ConsumerGroupDescribe { group: name.clone() }).await {
-            Ok(d) => r.groups.push(d),
+            Ok(mut d) => {
+                d.authorized_operations = if request.include_authorized_operations {
+                    ctx.authz.authorized_operations(crate::authorizer::ResourceType::Group, &name)
+                } else {
+                    i32::MIN
+                };
+                r.groups.push(d);
+            }
             Err(code) => {
                 let mut d = DescribedGroup::default();
                 d.group_id = GroupId(group.0.clone());

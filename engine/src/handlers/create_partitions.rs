@@ -2,12 +2,12 @@
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
-use shardlog_protocol::error_code::{self as ec, TOPIC_AUTHORIZATION_FAILED};
+use shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED;
 use shardlog_protocol::kafka_protocol;
 
 use super::{call_controller, respond, str_bytes, topic_name, Context, Response};
 use crate::authorizer::Operation;
-use crate::controller::ControllerRequest;
+use crate::controller::{ControllerRequest, NewPartitions};
 
 pub async fn handle(ctx: &Context<'_>, request: CreatePartitionsRequest) -> Response {
     let header = ctx.header;
@@ -17,14 +17,9 @@ pub async fn handle(ctx: &Context<'_>, request: CreatePartitionsRequest) -> Resp
     for t in &request.topics {
         if !authz.topic(Operation::Alter, &t.name) {
             results.push((t.name.0.to_string(), TOPIC_AUTHORIZATION_FAILED, Some(String::from("not authorized to alter this topic"))));
-        } else if t.assignments.is_some() {
-            results.push((
-                t.name.0.to_string(),
-                ec::INVALID_REPLICA_ASSIGNMENT,
-                Some(String::from("Manual replica assignment is not supported by this single-node broker.")),
-            ));
         } else {
-            topics.push((t.name.0.to_string(), t.count));
+            let assignments = t.assignments.as_ref().map(|a| a.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect());
+            topics.push(NewPartitions { name: t.name.0.to_string(), count: t.count, assignments });
         }
     }
     if !topics.is_empty() {

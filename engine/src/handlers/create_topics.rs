@@ -22,12 +22,9 @@ pub async fn handle(ctx: &Context<'_>, request: CreateTopicsRequest) -> Response
             early.push((name, TOPIC_AUTHORIZATION_FAILED, Some(String::from("not authorized to create this topic"))));
             continue;
         }
-        if !t.assignments.is_empty() {
-            early.push((name, ec::INVALID_REPLICA_ASSIGNMENT, Some(String::from("Manual replica assignment is not supported by this single-node broker."))));
-            continue;
-        }
         let configs = t.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()).unwrap_or_default())).collect();
-        topics.push(NewTopic { name, partitions: t.num_partitions, replication_factor: t.replication_factor, configs });
+        let assignments = t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
+        topics.push(NewTopic { name, partitions: t.num_partitions, replication_factor: t.replication_factor, configs, assignments });
     }
     let mut results = early;
     if !topics.is_empty() {
@@ -56,7 +53,13 @@ pub async fn handle(ctx: &Context<'_>, request: CreateTopicsRequest) -> Response
             }
             None => {
                 let asked = request.topics.iter().find(|x| x.name.0.as_str() == name);
-                t.num_partitions = asked.map(|a| if a.num_partitions == -1 { ctx.config().num_partitions } else { a.num_partitions }).unwrap_or(-1);
+                t.num_partitions = asked
+                    .map(|a| match a.num_partitions {
+                        -1 if !a.assignments.is_empty() => a.assignments.len() as i32,
+                        -1 => ctx.config().num_partitions,
+                        n => n,
+                    })
+                    .unwrap_or(-1);
                 t.replication_factor = if code == ec::NONE { 1 } else { -1 };
             }
         }

@@ -28,7 +28,11 @@ pub fn handle(ctx: &Context<'_>, request: DescribeClusterRequest) -> Response {
             b
         })
         .collect();
-    r.cluster_authorized_operations = i32::MIN;
+    r.cluster_authorized_operations = if request.include_cluster_authorized_operations {
+        ctx.authz.authorized_operations(crate::authorizer::ResourceType::Cluster, crate::handlers::authz::CLUSTER)
+    } else {
+        i32::MIN
+    };
     respond(header, &r)
 }
 

@@ -6,7 +6,7 @@ use shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED;
 use shardlog_protocol::kafka_protocol;
 
 use super::{respond, Context, Response};
-use crate::authorizer::Operation;
+use crate::authorizer::{Operation, ResourceType};
 use crate::groups::{DescribeGroup, COORDINATOR};
 
 pub async fn handle(ctx: &Context<'_>, request: DescribeGroupsRequest) -> Response {
@@ -31,9 +31,11 @@ pub async fn handle(ctx: &Context<'_>, request: DescribeGroupsRequest) -> Respon
                             m.group_instance_id = None;
                         }
                     }
-                    if header.api_version < 3 {
-                        g.authorized_operations = i32::MIN;
-                    }
+                    g.authorized_operations = if header.api_version >= 3 && request.include_authorized_operations {
+                        authz.authorized_operations(ResourceType::Group, &name)
+                    } else {
+                        i32::MIN
+                    };
                     r.groups.push(g);
                 }
             }

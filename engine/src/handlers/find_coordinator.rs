@@ -1,6 +1,8 @@
 //! FindCoordinator (key 10): the coordinator of a group or transactional id is the broker that
 //! leads the partition of the internal topic that holds its state (`__consumer_offsets` or
-//! `__transaction_state`, chosen by the key's hash), once that topic exists.
+//! `__transaction_state`, chosen by the key's hash). The first request for a coordinator of a
+//! kind has that topic created, as Kafka does: its partitions spread over the live brokers, so
+//! the coordinators do too; until this broker has it, the answer is COORDINATOR_NOT_AVAILABLE.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -13,25 +15,15 @@ use crate::authorizer::Operation;
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Response {
+pub async fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Response {
     let header = ctx.header;
     let authz = &ctx.authz;
-    let state_topic = match request.key_type {
-        KEY_TYPE_GROUP => Some(crate::groups::offsets::OFFSETS_TOPIC),
-        KEY_TYPE_TRANSACTION => Some(crate::txn::TRANSACTION_STATE_TOPIC),
+    let coordinator_kind = match request.key_type {
+        KEY_TYPE_GROUP => Some(crate::groups::COORDINATOR),
+        KEY_TYPE_TRANSACTION => Some(crate::txn::COORDINATOR),
         _ => None,
     };
-    let ready = state_topic.is_some_and(|t| ctx.metadata().topics.contains_key(t));
-    let code = match (state_topic, ready) {
-        (None, _) => ec::INVALID_REQUEST,
-        (Some(_), false) => COORDINATOR_NOT_AVAILABLE,
-        (Some(_), true) => ec::NONE,
-    };
-    let message = match code {
-        ec::NONE => None,
-        ec::INVALID_REQUEST => Some(str_bytes("unknown coordinator key type")),
-        _ => Some(str_bytes("the coordinator is starting; retry")),
-    };
+    let state_topic = coordinator_kind.map(|c| c.state_topic);
     // DESCRIBE on the group or transactional id the client looks for.
     let denied = |key: &str| -> Option<i16> {
         match request.key_type {
@@ -46,6 +38,23 @@ pub fn handle(ctx: &Context<'_>, request: FindCoordinatorRequest) -> Response {
         let partitions = ctx.metadata().topics.get(topic)?.partitions.len();
         let partition = crate::coordinator::partition_for(key, partitions);
         ctx.broker(ctx.partition_leader(topic, partition)?)
+    };
+    // As in Kafka, only a request with a key the principal may describe has the topic created.
+    let keys: Vec<&str> = if header.api_version >= 4 { request.coordinator_keys.iter().map(|k| &**k).collect() } else { vec![&*request.key] };
+    let ready = match coordinator_kind {
+        Some(kind) if keys.iter().any(|k| denied(k).is_none()) => ctx.ensure_state_topic(kind).await,
+        Some(kind) => ctx.metadata().topics.contains_key(kind.state_topic),
+        None => false,
+    };
+    let code = match (state_topic, ready) {
+        (None, _) => ec::INVALID_REQUEST,
+        (Some(_), false) => COORDINATOR_NOT_AVAILABLE,
+        (Some(_), true) => ec::NONE,
+    };
+    let message = match code {
+        ec::NONE => None,
+        ec::INVALID_REQUEST => Some(str_bytes("unknown coordinator key type")),
+        _ => Some(str_bytes("the coordinator's internal topic is being created; retry")),
     };
     let keyed = |key: &str| match denied(key) {
         Some(refused) => (refused, None, None),

@@ -44,9 +44,18 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
                 .filter(|n| !meta.topics.contains_key(*n) && validate_topic_name(n).is_ok())
                 // Auto-creation needs CREATE on the cluster or on the topic, as in Kafka.
                 .filter(|n| authz.may_see(Operation::Create, ResourceType::Cluster, CLUSTER) || authz.topic(Operation::Create, n))
-                .map(|n| NewTopic { name: n.clone(), partitions: -1, replication_factor: -1, configs: Vec::new() })
+                .map(|n| NewTopic { name: n.clone(), partitions: -1, replication_factor: -1, configs: Vec::new(), assignments: Vec::new() })
                 .collect()
         };
+        // An internal topic is created as its coordinator has it created, with its own
+        // partition count and configs (Kafka's AutoTopicCreationManager does the same).
+        let (internal, missing): (Vec<NewTopic>, Vec<NewTopic>) = missing.into_iter().partition(|t| crate::controller::is_internal_topic(&t.name));
+        if allow_auto_create && ctx.config().auto_create_topics_enable {
+            for t in internal {
+                let kind = if t.name == crate::groups::COORDINATOR.state_topic { crate::groups::COORDINATOR } else { crate::txn::COORDINATOR };
+                ctx.ensure_state_topic(kind).await;
+            }
+        }
         if !missing.is_empty() && allow_auto_create && ctx.config().auto_create_topics_enable {
             for (name, code, msg) in call_controller(ctx, ControllerRequest::CreateTopics { topics: missing, validate_only: false }).await {
                 if code != ec::NONE && code != ec::TOPIC_ALREADY_EXISTS {
@@ -74,7 +83,13 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
         r.cluster_id = Some(str_bytes(&meta.cluster_id));
     }
     r.controller_id = node;
-    r.cluster_authorized_operations = i32::MIN;
+    // Asked for from v8 (the cluster's only up to v10); i32::MIN means "not asked".
+    let topic_operations = header.api_version >= 8 && request.include_topic_authorized_operations;
+    r.cluster_authorized_operations = if (8..=10).contains(&header.api_version) && request.include_cluster_authorized_operations {
+        authz.authorized_operations(ResourceType::Cluster, CLUSTER)
+    } else {
+        i32::MIN
+    };
     // Listing all topics shows only those the principal may describe; a named topic it may not
     // describe is TOPIC_AUTHORIZATION_FAILED.
     let all = requested.is_none();
@@ -94,6 +109,9 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
         t.topic_authorized_operations = i32::MIN;
         match meta.topics.get(&name) {
             Some(topic) => {
+                if topic_operations {
+                    t.topic_authorized_operations = authz.authorized_operations(ResourceType::Topic, &name);
+                }
                 if header.api_version >= 10 {
                     t.topic_id = topic.id;
                 }

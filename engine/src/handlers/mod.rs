@@ -246,6 +246,12 @@ impl<'a> Context<'a> {
         crate::coordinator::coordinator_call(self.shard, coordinator, key, call).await
     }
 
+    /// Whether a coordinator's state topic exists, after having the active controller create
+    /// it when it does not (see [`crate::coordinator::ensure_state_topic`]).
+    pub async fn ensure_state_topic(&self, coordinator: Coordinator) -> bool {
+        crate::coordinator::ensure_state_topic(self.shard, coordinator).await
+    }
+
     /// Runs a call on every shard at once (ListGroups, ListTransactions: each shard's
     /// coordinator knows only its own keys) and returns the replies of those that answered.
     pub async fn call_every_shard<C: ShardCall>(&self, make: impl Fn() -> C) -> Vec<C::Reply> {
@@ -294,7 +300,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::LeaveGroup, 0, 5),
     (ApiKey::OffsetCommit, 2, 8),
     (ApiKey::OffsetFetch, 1, 8),
-    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
@@ -403,7 +409,7 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, conn
         RequestBody::CreatePartitions(r) => create_partitions::handle(&ctx, r).await,
         RequestBody::DescribeCluster(r) => describe_cluster::handle(&ctx, r),
         RequestBody::DescribeQuorum(r) => describe_quorum::handle(&ctx, r).await,
-        RequestBody::FindCoordinator(r) => find_coordinator::handle(&ctx, r),
+        RequestBody::FindCoordinator(r) => find_coordinator::handle(&ctx, r).await,
         RequestBody::JoinGroup(r) => join_group::handle(&ctx, r).await,
         RequestBody::SyncGroup(r) => sync_group::handle(&ctx, r).await,
         RequestBody::Heartbeat(r) => heartbeat::handle(&ctx, r).await,

@@ -12,7 +12,15 @@ use crate::authorizer::Operation;
 use crate::shard::messages::{Produce, ProduceOutcome};
 
 fn failed(code: i16, message: Option<String>) -> ProduceOutcome {
-    ProduceOutcome { error_code: code, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, error_message: message, duplicate: false }
+    ProduceOutcome {
+        error_code: code,
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+        error_message: message,
+        duplicate: false,
+        record_errors: Vec::new(),
+    }
 }
 
 pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
@@ -105,6 +113,16 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
         }
         if header.api_version >= 8 {
             p.error_message = outcome.error_message.as_deref().map(str_bytes);
+            p.record_errors = outcome
+                .record_errors
+                .iter()
+                .map(|(index, message)| {
+                    let mut e = kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage::default();
+                    e.batch_index = *index;
+                    e.batch_index_error_message = Some(str_bytes(message));
+                    e
+                })
+                .collect();
         }
         r.responses[position].partition_responses.push(p);
     }

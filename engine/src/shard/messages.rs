@@ -163,6 +163,8 @@ pub struct ProduceOutcome {
     pub error_message: Option<String>,
     /// A retried batch found already in the log: `base_offset` is where it was appended first.
     pub duplicate: bool,
+    /// Kafka's per-record errors: (index of the record in its batch, why it was refused).
+    pub record_errors: Vec<(i32, String)>,
 }
 
 /// One partition of a Fetch for its owner shard.

@@ -52,8 +52,15 @@ pub fn serve(shard: &Rc<Shard>) {
 }
 
 pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: bytes::Bytes, acks: i16, transactional_id: Option<&str>) -> ProduceOutcome {
-    let mut outcome =
-        ProduceOutcome { error_code: ec::NONE, base_offset: -1, log_append_time_ms: -1, log_start_offset: -1, error_message: None, duplicate: false };
+    let mut outcome = ProduceOutcome {
+        error_code: ec::NONE,
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+        error_message: None,
+        duplicate: false,
+        record_errors: Vec::new(),
+    };
     let Some(p) = shard.local_partition(topic, partition) else {
         outcome.error_code = shard.absent_partition_error(topic, partition);
         return outcome;
@@ -63,6 +70,15 @@ pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: by
         outcome.error_code = code;
         outcome.error_message = Some(message);
         return outcome;
+    }
+    if p.log.borrow().config().cleanup_compact {
+        if let Err((message, record_errors)) = keyless_records(&records) {
+            tracing::warn!(topic, partition, error = %message, "produce to a compacted topic refused");
+            outcome.error_code = ec::INVALID_RECORD;
+            outcome.error_message = Some(format!("{message} in topic partition {topic}-{partition}."));
+            outcome.record_errors = record_errors;
+            return outcome;
+        }
     }
     // Back-pressure: while the shard's appended-but-not-durable bytes are at their budget
     // (a disk slower than the network), the produce waits here. Its connection then holds its
@@ -102,6 +118,44 @@ pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: by
     outcome.log_append_time_ms = info.log_append_time_ms;
     outcome.log_start_offset = info.log_start_offset;
     outcome
+}
+
+/// Kafka's check of a produce to a compacted topic: compaction keeps the latest record per
+/// key, so a record without one is refused (INVALID_RECORD), with the index within its batch
+/// of each such record, as Kafka's `record_errors` give them. Compressed batches are
+/// decompressed for it, at most [`COMPACTION_BATCH_DECOMPRESSED_MAX`] bytes each (what
+/// compaction itself can read). A batch that does not parse is left to the append, which says
+/// what is wrong with it.
+fn keyless_records(records: &[u8]) -> Result<(), (String, Vec<(i32, String)>)> {
+    use crate::storage::compaction::COMPACTION_BATCH_DECOMPRESSED_MAX;
+    use shardlog_protocol::batch::{self, BATCH_HEADER_BYTES};
+    use shardlog_protocol::compression::{self, Codec};
+    const MESSAGE: &str = "Compacted topic cannot accept message without key";
+    let mut position = 0;
+    let mut errors = Vec::new();
+    while position < records.len() {
+        let Ok(header) = batch::parse_header(&records[position..], position, false) else { return Ok(()) };
+        let section = &records[position + BATCH_HEADER_BYTES..position + header.size_bytes];
+        position += header.size_bytes;
+        if header.is_control() {
+            continue;
+        }
+        let body = match Codec::of(header.attributes, section) {
+            Ok(Codec::None) => std::borrow::Cow::Borrowed(section),
+            Ok(codec) => match compression::decompress(codec, section, COMPACTION_BATCH_DECOMPRESSED_MAX) {
+                Ok(body) => std::borrow::Cow::Owned(body),
+                Err(e) => return Err((format!("{MESSAGE}, and a {} batch's keys could not be checked ({e})", codec.name()), Vec::new())),
+            },
+            Err(e) => return Err((format!("{MESSAGE}, and a batch's keys could not be checked ({e})"), Vec::new())),
+        };
+        let Some(views) = batch::records_of(&header, &body) else { return Ok(()) };
+        errors.extend(views.iter().enumerate().filter(|(_, r)| r.key.is_none()).map(|(i, _)| (i as i32, String::from(MESSAGE))));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err((String::from(MESSAGE), errors))
+    }
 }
 
 /// Verification rounds before a produce that keeps racing with markers is refused.
@@ -430,7 +484,7 @@ mod tests {
     use shardlog_protocol::batch::{self, BatchProducer};
     use shardlog_protocol::error_code as ec;
 
-    use super::{append_error_code, producer_error_code};
+    use super::{append_error_code, keyless_records, producer_error_code};
     use crate::storage::log::{AppendError, AppendOrigin, LogConfig, Partition, PartitionLog};
     use crate::storage::producer_state::ProducerError;
 
@@ -443,6 +497,22 @@ mod tests {
         let records: Vec<batch::KeyValue> = (0..records).map(|_| (None, Some(&b"v"[..]))).collect();
         let producer = BatchProducer { attributes: 0, producer_id, producer_epoch: epoch, base_sequence: sequence };
         BytesMut::from(&batch::build_producer_batch(0, 1_000, &records, &producer)[..])
+    }
+
+    #[test]
+    fn a_compacted_topic_refuses_each_record_without_a_key_by_its_index() {
+        let keyed = batch::build_batch(0, 1_000, &[(Some(&b"k"[..]), Some(&b"v"[..]))]);
+        assert_eq!(keyless_records(&keyed), Ok(()));
+        let mixed = batch::build_batch(0, 1_000, &[(Some(&b"k"[..]), Some(&b"v"[..])), (None, Some(&b"v"[..])), (Some(&b"k"[..]), None), (None, None)]);
+        let (message, errors) = keyless_records(&mixed).expect_err("keyless records");
+        assert_eq!(message, "Compacted topic cannot accept message without key");
+        assert_eq!(errors.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 3], "a tombstone with a key is fine");
+        // A second batch in the request is checked too.
+        let mut two = keyed.clone();
+        two.extend_from_slice(&batch::build_batch(1, 1_000, &[(None, Some(&b"v"[..]))]));
+        assert_eq!(keyless_records(&two).expect_err("keyless").1.len(), 1);
+        // What does not parse is the append's to refuse, with its own error.
+        assert_eq!(keyless_records(&keyed[..20]), Ok(()));
     }
 
     /// The code a client gets for `records` appended to `log`, and what storage said.

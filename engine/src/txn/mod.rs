@@ -33,7 +33,8 @@ pub const COORDINATOR_EPOCH: i32 = 0;
 
 /// Transactional ids are found by their `__transaction_state` partition: callers reach an id's
 /// coordinator with [`crate::coordinator::coordinator_call`] and this.
-pub const COORDINATOR: Coordinator = Coordinator { name: "transaction", state_topic: TRANSACTION_STATE_TOPIC };
+pub const COORDINATOR: Coordinator =
+    Coordinator { name: "transaction", state_topic: TRANSACTION_STATE_TOPIC, configured_partitions: |config| config.txn.state_partitions };
 
 // The calls the transaction coordinator answers, each with its reply type. They travel to the
 // coordinator shard of their transactional id (see [`COORDINATOR`]).

@@ -297,6 +297,22 @@ impl ClassicGroup {
         self.static_members.get(instance_id).map(String::as_str)
     }
 
+    /// Kafka's check of a request from `member_id` that names `instance_id`: an instance id now
+    /// held by another member id means a newer incarnation took the slot, and this one is
+    /// fenced (FENCED_INSTANCE_ID, fatal for the client). Checked before the member id itself,
+    /// so that a replaced static member is told it was fenced rather than UNKNOWN_MEMBER_ID,
+    /// which would send it to rejoin and take the slot back.
+    fn member_error(&self, member_id: &str, instance_id: Option<&str>) -> Option<i16> {
+        if let Some(instance) = instance_id {
+            match self.static_members.get(instance) {
+                None => return Some(ec::UNKNOWN_MEMBER_ID),
+                Some(holder) if holder != member_id => return Some(ec::FENCED_INSTANCE_ID),
+                Some(_) => {}
+            }
+        }
+        (!self.members.contains_key(member_id)).then_some(ec::UNKNOWN_MEMBER_ID)
+    }
+
     /// Ids handed out with MEMBER_ID_REQUIRED that have not joined yet.
     pub fn pending_member_count(&self) -> usize {
         self.pending_members.len()
@@ -431,16 +447,11 @@ impl ClassicGroup {
                 return;
             }
             member_id = new_id;
-        } else if !self.members.contains_key(&member_id) {
-            if self.pending_members.remove(&member_id).is_none() {
-                effects.push(join_error(waiter, ec::UNKNOWN_MEMBER_ID, &member_id));
-                return;
-            }
-        } else if let Some(instance) = &instance_id {
-            if self.static_members.get(instance) != Some(&member_id) {
-                effects.push(join_error(waiter, ec::FENCED_INSTANCE_ID, &member_id));
-                return;
-            }
+        } else if self.pending_members.contains_key(&member_id) && !self.members.contains_key(&member_id) {
+            self.pending_members.remove(&member_id);
+        } else if let Some(code) = self.member_error(&member_id, instance_id.as_deref()) {
+            effects.push(join_error(waiter, code, &member_id));
+            return;
         }
         let is_new = !self.members.contains_key(&member_id);
         if is_new && self.members.len() >= limits.group_size_max {
@@ -617,15 +628,9 @@ impl ClassicGroup {
 
     fn sync_into(&mut self, request: SyncRequest, now: u64, effects: &mut Vec<Effect>) {
         let SyncRequest { waiter, version, member_id, instance_id, generation, protocol_type, protocol_name, assignments } = request;
-        let Some(member) = self.members.get(&member_id) else {
-            effects.push(sync_error(waiter, ec::UNKNOWN_MEMBER_ID));
+        if let Some(code) = self.member_error(&member_id, instance_id.as_deref()) {
+            effects.push(sync_error(waiter, code));
             return;
-        };
-        if let Some(instance) = &instance_id {
-            if member.instance_id.as_deref() != Some(instance.as_str()) {
-                effects.push(sync_error(waiter, ec::FENCED_INSTANCE_ID));
-                return;
-            }
         }
         if generation != self.generation {
             effects.push(sync_error(waiter, ec::ILLEGAL_GENERATION));
@@ -689,12 +694,10 @@ impl ClassicGroup {
 
     /// Heartbeat: its error code (NONE when all is well).
     pub fn heartbeat(&mut self, generation: i32, member_id: &str, instance_id: Option<&str>, now_ms: u64) -> i16 {
-        let Some(member) = self.members.get_mut(member_id) else { return ec::UNKNOWN_MEMBER_ID };
-        if let Some(instance) = instance_id {
-            if member.instance_id.as_deref() != Some(instance) {
-                return ec::FENCED_INSTANCE_ID;
-            }
+        if let Some(code) = self.member_error(member_id, instance_id) {
+            return code;
         }
+        let member = self.members.get_mut(member_id).expect("member_error checked it is a member");
         if generation != self.generation {
             return ec::ILLEGAL_GENERATION;
         }
@@ -718,10 +721,9 @@ impl ClassicGroup {
                 (Some(i), true) => self.static_members.get(i).cloned().unwrap_or_default(),
                 _ => member_id.clone(),
             };
-            let code = match self.members.get(&id) {
-                None => ec::UNKNOWN_MEMBER_ID,
-                Some(m) if instance.is_some() && m.instance_id != *instance => ec::FENCED_INSTANCE_ID,
-                Some(_) => {
+            let code = match self.member_error(&id, instance.as_deref()) {
+                Some(code) => code,
+                None => {
                     self.remove_member(&id, &mut effects);
                     removed_any = true;
                     effects.push(Effect::Note(Note::MemberRemoved { member_id: id, cause: RemovalCause::Left }));
@@ -761,9 +763,11 @@ impl ClassicGroup {
         if generation < 0 && member_id.is_empty() {
             return if self.members.is_empty() { None } else { Some(ec::UNKNOWN_MEMBER_ID) };
         }
+        if let Some(code) = self.member_error(member_id, instance_id) {
+            return Some(code);
+        }
         match self.members.get_mut(member_id) {
             None => Some(ec::UNKNOWN_MEMBER_ID),
-            Some(m) if instance_id.is_some() && m.instance_id.as_deref() != instance_id => Some(ec::FENCED_INSTANCE_ID),
             Some(_) if generation != self.generation => Some(ec::ILLEGAL_GENERATION),
             Some(_) if self.state == GroupState::CompletingRebalance => Some(ec::REBALANCE_IN_PROGRESS),
             Some(m) => {

@@ -381,11 +381,23 @@ fn a_static_member_rejoins_without_a_rebalance_and_fences_its_old_self() {
     let (s, effects) = h.sync(&j.member_id, 1, &[], 5_100);
     assert_eq!(assignment(&effects, s), Bytes::from("kept"));
 
-    // The old incarnation is fenced out.
-    assert_eq!(h.group.heartbeat(1, &old, None, 5_200), ec::UNKNOWN_MEMBER_ID);
-    assert_eq!(h.group.heartbeat(1, &j.member_id, Some("instance-2"), 5_200), ec::FENCED_INSTANCE_ID);
-    let (w, effects) = h.join_with(&j.member_id, Some("instance-other"), &["range"], 5_300);
+    // The old incarnation is fenced out: whatever it sends under its instance id is answered
+    // FENCED_INSTANCE_ID (fatal for the client), not UNKNOWN_MEMBER_ID, which would send it to
+    // rejoin and take the slot back (librdkafka's test 0102).
+    assert_eq!(h.group.heartbeat(1, &old, Some("instance-1"), 5_200), ec::FENCED_INSTANCE_ID);
+    assert_eq!(h.group.commit_error(1, &old, Some("instance-1"), 5_200), Some(ec::FENCED_INSTANCE_ID));
+    let (w, effects) = h.join_with(&old, Some("instance-1"), &["range"], 5_200);
     assert_eq!(join_error_code(&effects, w), ec::FENCED_INSTANCE_ID);
+    let (codes, _) = h.group.leave(&h.limits, &[(old.clone(), Some(String::from("instance-1")))], 5_200);
+    assert_eq!(codes, vec![ec::FENCED_INSTANCE_ID]);
+    assert_eq!(h.group.static_member("instance-1"), Some(j.member_id.as_str()), "the fenced incarnation's requests change nothing");
+    // Without an instance id it is just an unknown member; an instance id the group does not
+    // know is one too (Kafka's validateMember).
+    assert_eq!(h.group.heartbeat(1, &old, None, 5_200), ec::UNKNOWN_MEMBER_ID);
+    assert_eq!(h.group.heartbeat(1, &j.member_id, Some("instance-2"), 5_200), ec::UNKNOWN_MEMBER_ID);
+    let (w, effects) = h.join_with(&j.member_id, Some("instance-other"), &["range"], 5_300);
+    assert_eq!(join_error_code(&effects, w), ec::UNKNOWN_MEMBER_ID);
+    assert_eq!(h.group.heartbeat(1, &j.member_id, Some("instance-1"), 5_300), ec::NONE);
 
     // With other protocols, the rejoin rebalances.
     let (w, effects) = h.join_with("", Some("instance-1"), &["roundrobin", "range"], 6_000);
