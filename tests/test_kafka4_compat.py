@@ -1,15 +1,18 @@
 """What Kafka 4.x's tools found answered differently from Kafka (issue 16), checked with real
-clients: ListOffsets MAX_TIMESTAMP. (The index files' byte layout, which Kafka's
-kafka-dump-log.sh reads, is checked by the storage unit tests, as no Kafka distribution is at
-hand here.)
+clients: ListOffsets MAX_TIMESTAMP, the `flush.ms` topic config's broker synonym, and config
+names Kafka accepts. (KIP-684's ssl.client.auth is in test_security.py, ACLs without an authorizer in
+test_acls.py; the index files' byte layout, which Kafka's kafka-dump-log.sh reads, is checked
+by the storage unit tests, as no Kafka distribution is at hand here.)
 """
 
 from __future__ import annotations
 
 import time
 
-from confluent_kafka import TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource, NewTopic, OffsetSpec,
+                                   ResourceType)
 
 import clients
 
@@ -64,3 +67,61 @@ def test_list_offsets_max_timestamp_names_the_first_record_with_the_largest_time
     # A new maximum moves the answer.
     produce_with_timestamps(broker.bootstrap, [base + 100])
     assert list_offset(broker.bootstrap, OffsetSpec.max_timestamp()) == (len(timestamps), base + 100)
+
+
+def test_flush_ms_takes_log_flush_interval_ms_as_its_broker_synonym(broker_factory):
+    broker = broker_factory(config={"log.flush.interval.ms": 3})
+    clients.create_topic(broker.bootstrap, "flushy", 1)
+    admin = AdminClient(clients.rdkafka(broker.bootstrap))
+    resource = ConfigResource(ResourceType.TOPIC, "flushy")
+    configs = admin.describe_configs([resource], request_timeout=30)[resource].result(30)
+    flush = configs["flush.ms"]
+    assert (flush.value, ConfigSource(flush.source)) == ("3", ConfigSource.STATIC_BROKER_CONFIG)
+    assert [(s.name, s.value) for s in flush.synonyms.values()][0] == ("log.flush.interval.ms", "3")
+
+
+def test_every_kafka_topic_config_is_accepted_and_unknown_ones_are_refused(broker):
+    """Kafka 4's topic configs that do nothing here (file.delete.delay.ms, librdkafka's test
+    0077) are stored and described, saying so; a name Kafka does not know is INVALID_CONFIG."""
+    admin = AdminClient(clients.rdkafka(broker.bootstrap))
+    admin.create_topics([NewTopic("kafka-keys", 1, 1, config={"file.delete.delay.ms": "5000", "preallocate": "true"})])["kafka-keys"].result(60)
+    resource = ConfigResource(ResourceType.TOPIC, "kafka-keys")
+    configs = admin.describe_configs([resource], request_timeout=30)[resource].result(30)
+    assert (configs["file.delete.delay.ms"].value, ConfigSource(configs["file.delete.delay.ms"].source)) == ("5000", ConfigSource.DYNAMIC_TOPIC_CONFIG)
+    assert configs["preallocate"].value == "true"
+    assert configs["segment.jitter.ms"].value == "0"
+    unknown = ConfigResource(ResourceType.TOPIC, "kafka-keys", incremental_configs=[ConfigEntry("file.delete.delay.mss", "1", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException) as refused:
+        admin.incremental_alter_configs([unknown])[unknown].result(30)
+    assert refused.value.args[0].code() == KafkaError.INVALID_CONFIG and "file.delete.delay.mss" in refused.value.args[0].str()
+
+
+def test_kafkas_dynamic_broker_configs_are_stored_and_unknown_ones_refused(broker):
+    """`sasl.kerberos.min.time.before.relogin` and the like, which Kafka changes at run time,
+    are stored and described (DescribeConfigs' documentation says they have no effect here: the
+    unit test in topic_config.rs checks it, as neither client here asks for documentation);
+    unknown names are INVALID_CONFIG naming the key."""
+    admin = AdminClient(clients.rdkafka(broker.bootstrap))
+    change = [ConfigEntry("sasl.kerberos.min.time.before.relogin", "120000", incremental_operation=AlterConfigOpType.SET)]
+    resource = ConfigResource(ResourceType.BROKER, "1", incremental_configs=change)
+    admin.incremental_alter_configs([resource])[resource].result(30)
+    described = admin.describe_configs([ConfigResource(ResourceType.BROKER, "1")], request_timeout=30)
+    configs = list(described.values())[0].result(30)
+    relogin = configs["sasl.kerberos.min.time.before.relogin"]
+    assert (relogin.value, ConfigSource(relogin.source)) == ("120000", ConfigSource.DYNAMIC_BROKER_CONFIG)
+
+    # kafka-python sees it too, and it survives a restart (it is in the cluster metadata).
+    broker.restart()
+    from kafka.admin import ConfigResource as KpConfigResource, ConfigResourceType, KafkaAdminClient
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        described = kp.describe_configs([KpConfigResource(ConfigResourceType.BROKER, "1")], config_filter="all")
+    finally:
+        kp.close()
+    entry = described["broker"]["1"]["sasl.kerberos.min.time.before.relogin"]
+    assert (entry["value"], entry["config_source"]) == ("120000", "DYNAMIC_BROKER_CONFIG"), entry
+
+    bad = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[ConfigEntry("sasl.kerberos.min.time.before.relogon", "1", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException) as refused:
+        admin.incremental_alter_configs([bad])[bad].result(30)
+    assert refused.value.args[0].code() == KafkaError.INVALID_CONFIG and "relogon" in refused.value.args[0].str()
