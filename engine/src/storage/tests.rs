@@ -795,7 +795,7 @@ fn sealed_index_files_hold_kafkas_entries_and_nothing_else() {
         // .index: 8-byte big-endian (relative offset, position) entries, every one at a batch
         // boundary past the first, and the file is exactly its entries (Kafka trims sealed indexes).
         let index = std::fs::read(segment::index_path(&path, base)).unwrap();
-        assert!(!index.is_empty() && index.len() % 8 == 0, "segment {base}: {} bytes", index.len());
+        assert!(!index.is_empty() && index.len().is_multiple_of(8), "segment {base}: {} bytes", index.len());
         let mut previous = (0u32, 0u32);
         for entry in index.chunks_exact(8) {
             let relative = u32::from_be_bytes(entry[..4].try_into().unwrap());
@@ -810,7 +810,7 @@ fn sealed_index_files_hold_kafkas_entries_and_nothing_else() {
         // of a batch with that max timestamp, rising; the last is the segment's max timestamp and
         // the first batch that reached it, as Kafka appends at roll.
         let time_index = std::fs::read(segment::time_index_path(&path, base)).unwrap();
-        assert!(!time_index.is_empty() && time_index.len() % 12 == 0, "segment {base}: {} bytes", time_index.len());
+        assert!(!time_index.is_empty() && time_index.len().is_multiple_of(12), "segment {base}: {} bytes", time_index.len());
         let entries: Vec<(i64, i64)> = time_index
             .chunks_exact(12)
             .map(|e| (i64::from_be_bytes(e[..8].try_into().unwrap()), base + u32::from_be_bytes(e[8..].try_into().unwrap()) as i64))
