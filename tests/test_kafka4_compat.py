@@ -69,6 +69,33 @@ def test_list_offsets_max_timestamp_names_the_first_record_with_the_largest_time
     assert list_offset(broker.bootstrap, OffsetSpec.max_timestamp()) == (len(timestamps), base + 100)
 
 
+def test_list_offsets_max_timestamp_read_committed_waits_for_the_transaction(broker):
+    """As Kafka: a read_committed MAX_TIMESTAMP answer must be below the last stable offset, so
+    a record in an open transaction is not named until the transaction commits."""
+    from confluent_kafka import IsolationLevel, Producer
+    clients.create_topic(broker.bootstrap, TOPIC, 1)
+    # Ahead of the broker's clock: the commit marker, stamped with it, counts too (as in Kafka)
+    # and must not be the largest.
+    base = int(time.time() * 1000) + 600_000
+    produce_with_timestamps(broker.bootstrap, [base])
+    producer = Producer(clients.rdkafka(broker.bootstrap, **{"transactional.id": "max-ts-txn"}))
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(TOPIC, value=b"in a transaction", timestamp=base + 10)
+    assert producer.flush(30) == 0
+
+    def max_timestamp(isolation: IsolationLevel) -> tuple[int, int]:
+        admin = AdminClient(clients.rdkafka(broker.bootstrap))
+        tp = TopicPartition(TOPIC, 0)
+        info = admin.list_offsets({tp: OffsetSpec.max_timestamp()}, isolation_level=isolation, request_timeout=30)[tp].result(30)
+        return info.offset, info.timestamp
+
+    assert max_timestamp(IsolationLevel.READ_UNCOMMITTED) == (1, base + 10)
+    assert max_timestamp(IsolationLevel.READ_COMMITTED) == (-1, -1)
+    producer.commit_transaction(30)
+    assert max_timestamp(IsolationLevel.READ_COMMITTED) == (1, base + 10)
+
+
 def test_flush_ms_takes_log_flush_interval_ms_as_its_broker_synonym(broker_factory):
     broker = broker_factory(config={"log.flush.interval.ms": 3})
     clients.create_topic(broker.bootstrap, "flushy", 1)
