@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient, ResourcePatternType,
                                    ResourceType)
 
@@ -23,6 +25,16 @@ def shardlog_acl(*args: str, bootstrap: str) -> subprocess.CompletedProcess:
 
 def described(admin: AdminClient, flt: AclBindingFilter) -> set[tuple]:
     return {(b.restype, b.name, b.resource_pattern_type, b.principal, b.host, b.operation, b.permission_type) for b in admin.describe_acls(flt).result(30)}
+
+
+# ACLs are managed only where an authorizer is configured (elsewhere Kafka answers
+# SECURITY_DISABLED); the anonymous PLAINTEXT client is a super user so that it may manage them.
+AUTHORIZER = {"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "super.users": "User:ANONYMOUS"}
+
+
+@pytest.fixture
+def broker(broker_factory):
+    return broker_factory(config=AUTHORIZER)
 
 
 ANY_FILTER = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY)
@@ -97,3 +109,30 @@ def test_shardlog_acl_cli(broker):
                            bootstrap=broker.bootstrap)
     assert removed.returncode == 0 and "removed 1 ACL(s)" in removed.stdout, removed.stderr
     assert len(shardlog_acl("list", bootstrap=broker.bootstrap).stdout.splitlines()) == 2
+
+
+def test_acls_without_an_authorizer_answer_security_disabled(broker_factory):
+    """As Kafka: with no authorizer.class.name, DescribeAcls, CreateAcls and DeleteAcls answer
+    SECURITY_DISABLED rather than an empty list (kafka-acls.sh --list then says so)."""
+    from confluent_kafka import KafkaError, KafkaException
+    from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, KafkaAdminClient, ResourcePatternFilter
+    from kafka.admin import ResourceType as KResourceType
+    from kafka.errors import SecurityDisabledError
+    plain = broker_factory()
+    # librdkafka does not surface DescribeAcls' top-level error code; kafka-python does.
+    kp = KafkaAdminClient(bootstrap_servers=plain.bootstrap)
+    try:
+        with pytest.raises(SecurityDisabledError):
+            kp.describe_acls(ACLFilter(None, None, ACLOperation.ANY, ACLPermissionType.ANY, ResourcePatternFilter(KResourceType.ANY, None, ACLResourcePatternType.ANY)))
+    finally:
+        kp.close()
+    admin = AdminClient(clients.rdkafka(plain.bootstrap))
+    binding = AclBinding(ResourceType.TOPIC, "orders", ResourcePatternType.LITERAL, "User:alice", "*", AclOperation.READ, AclPermissionType.ALLOW)
+    for call in (lambda: [f.result(30) for f in admin.create_acls([binding]).values()], lambda: [f.result(30) for f in admin.delete_acls([ANY_FILTER]).values()]):
+        with pytest.raises(KafkaException) as refused:
+            call()
+        assert refused.value.args[0].code() == KafkaError.SECURITY_DISABLED, refused.value
+    for request in ("DescribeAcls", "CreateAcls", "DeleteAcls"):
+        assert f"{request} refused: no authorizer.class.name is set" in plain.log_text()
+    listed = shardlog_acl("list", bootstrap=plain.bootstrap)
+    assert listed.returncode != 0 and "SECURITY_DISABLED" in listed.stderr, (listed.stdout, listed.stderr)

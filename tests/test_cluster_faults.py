@@ -454,7 +454,9 @@ def restart_all(nodes, kill: bool) -> None:
 
 
 def test_a_whole_cluster_restart_keeps_topics_configs_acls_offsets_and_records(broker_factory):
-    nodes = start_cluster(broker_factory)
+    # ACLs are kept only with an authorizer; the anonymous clients here are super users.
+    authorizer = {"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "super.users": "User:ANONYMOUS"}
+    nodes = start_cluster(broker_factory, extra_config=[authorizer] * 3)
     leader = leader_of(nodes)
     wait_brokers(nodes)
     follower = next(n for i, n in enumerate(nodes) if i + 1 != leader)

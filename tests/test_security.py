@@ -238,6 +238,31 @@ def sasl_client(pki, port: int, mechanism: str, user: str, password: str, **extr
     })
 
 
+def test_broker_wide_ssl_client_auth_applies_to_ssl_listeners_only(broker_factory, pki):
+    """KIP-684: `ssl.client.auth` alone requires certificates on SSL listeners; a SASL_SSL
+    listener authenticates by SASL and wants certificates only if
+    `listener.name.<listener>.ssl.client.auth` says so."""
+    trust = {"ssl.truststore.location": str(pki.ca.path), "ssl.client.auth": "required"}
+    b = broker_factory(config=sasl_ssl_config(pki, "PLAIN", **trust), extra_listeners=["SSL", "SASL_SSL"])
+    clients.create_topic(b.bootstrap, "kip684", 1)
+    produce(sasl_client(pki, b.extra_ports["SASL_SSL"], "PLAIN", "alice", ALICE_PASSWORD), "kip684", [b"no client certificate"])
+    since = b.log_size()
+    auth_fails(tls_client(pki, b.extra_ports["SSL"]))  # the SSL listener still requires one
+    assert b.wait_for_log(r"TLS handshake failed", since)
+
+    per_listener = broker_factory(config=sasl_ssl_config(pki, "PLAIN", **{**trust, "listener.name.sasl_ssl.ssl.client.auth": "required"}),
+                                  extra_listeners=["SASL_SSL"])
+    port = per_listener.extra_ports["SASL_SSL"]
+    clients.create_topic(per_listener.bootstrap, "kip684", 1)
+    since = per_listener.log_size()
+    auth_fails(sasl_client(pki, port, "PLAIN", "alice", ALICE_PASSWORD))
+    assert per_listener.wait_for_log(r"TLS handshake failed", since)
+    with_cert = sasl_client(pki, port, "PLAIN", "alice", ALICE_PASSWORD,
+                            **{"ssl.certificate.location": str(pki.alice_cert), "ssl.key.location": str(pki.alice_key)})
+    produce(with_cert, "kip684", [b"with a client certificate"])
+    assert consume(with_cert, "kip684", 1) == [b"with a client certificate"]
+
+
 def shardlog_user(*args: str, password: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(broker_binary()), "user", *args], input=(password + "\n").encode() if password else None, capture_output=True, timeout=60)
 

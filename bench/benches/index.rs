@@ -79,7 +79,7 @@ fn time_index_bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements(u64::from(entries)));
         group.bench_function(format!("push/{entries}_entries"), |b| b.iter(|| time_index(black_box(entries))));
         let index = time_index(entries);
-        assert_eq!(index.max_timestamp(), Some(TIMESTAMP_BASE_MS + i64::from(entries) * 3));
+        assert_eq!(index.last().map(|(t, _)| t), Some(TIMESTAMP_BASE_MS + i64::from(entries) * 3));
         let keys: Vec<i64> = targets(u64::from(entries) * 3 + 6, 0x2545_f491_4f6c_dd1d).into_iter().map(|k| TIMESTAMP_BASE_MS + k as i64).collect();
         group.throughput(Throughput::Elements(1));
         group.bench_function(format!("scan_start/{entries}_entries"), |b| {

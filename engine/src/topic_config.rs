@@ -61,6 +61,8 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// A comma-separated list of these values.
     List(&'static [&'static str]),
+    /// Replicas to throttle: `*`, or a comma-separated list of `partition:broker`.
+    ReplicaList,
 }
 
 impl Kind {
@@ -71,7 +73,7 @@ impl Kind {
             Kind::Double { .. } => ConfigType::Double,
             Kind::Boolean => ConfigType::Boolean,
             Kind::Choice(_) => ConfigType::String,
-            Kind::List(_) => ConfigType::List,
+            Kind::List(_) | Kind::ReplicaList => ConfigType::List,
         }
     }
 }
@@ -110,6 +112,22 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         doc: "delete: drop old segments by retention.ms and retention.bytes; compact: keep the latest record per key.",
     },
     TopicConfigDef {
+        name: "compression.gzip.level",
+        default: "-1",
+        kind: Kind::Int { min: -1 },
+        synonyms: &[("compression.gzip.level", 1)],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: batches are stored as the producer compressed them.",
+    },
+    TopicConfigDef {
+        name: "compression.lz4.level",
+        default: "9",
+        kind: Kind::Int { min: 1 },
+        synonyms: &[("compression.lz4.level", 1)],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: batches are stored as the producer compressed them.",
+    },
+    TopicConfigDef {
         name: "compression.type",
         default: "producer",
         kind: Kind::Choice(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
@@ -118,12 +136,28 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         doc: "Batches are stored as the producer compressed them; shardlog does not recompress.",
     },
     TopicConfigDef {
+        name: "compression.zstd.level",
+        default: "3",
+        kind: Kind::Int { min: -131072 },
+        synonyms: &[("compression.zstd.level", 1)],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: batches are stored as the producer compressed them.",
+    },
+    TopicConfigDef {
         name: "delete.retention.ms",
         default: "86400000",
         kind: Kind::Long { min: 0 },
         synonyms: &[("log.cleaner.delete.retention.ms", 1)],
         applied: true,
         doc: "How long tombstones are kept in compacted topics.",
+    },
+    TopicConfigDef {
+        name: "file.delete.delay.ms",
+        default: "60000",
+        kind: Kind::Long { min: 0 },
+        synonyms: &[("log.segment.delete.delay.ms", 1)],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: a deleted segment's file is removed once no read holds it.",
     },
     TopicConfigDef {
         name: "flush.messages",
@@ -137,9 +171,19 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         name: "flush.ms",
         default: LONG_MAX,
         kind: Kind::Long { min: 0 },
-        synonyms: &[],
+        // Kafka's synonyms; shardlog reads log.flush.interval.ms at start only (its group
+        // commit interval), so it stays read-only here (see `broker_dynamic`).
+        synonyms: &[("log.flush.interval.ms", 1), ("log.flush.scheduler.interval.ms", 1)],
         applied: false,
         doc: "shardlog's group commit fdatasyncs within log.flush.interval.ms, whatever this says.",
+    },
+    TopicConfigDef {
+        name: "follower.replication.throttled.replicas",
+        default: "",
+        kind: Kind::ReplicaList,
+        synonyms: &[],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: replication is not throttled.",
     },
     TopicConfigDef {
         name: "index.interval.bytes",
@@ -148,6 +192,30 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         synonyms: &[("log.index.interval.bytes", 1)],
         applied: true,
         doc: "Bytes of log between two offset-index entries.",
+    },
+    TopicConfigDef {
+        name: "leader.replication.throttled.replicas",
+        default: "",
+        kind: Kind::ReplicaList,
+        synonyms: &[],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: replication is not throttled.",
+    },
+    TopicConfigDef {
+        name: "local.retention.bytes",
+        default: "-2",
+        kind: Kind::Long { min: -2 },
+        synonyms: &[("log.local.retention.bytes", 1)],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: there is no tiered storage, so retention.bytes applies.",
+    },
+    TopicConfigDef {
+        name: "local.retention.ms",
+        default: "-2",
+        kind: Kind::Long { min: -2 },
+        synonyms: &[("log.local.retention.ms", 1)],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: there is no tiered storage, so retention.ms applies.",
     },
     TopicConfigDef {
         name: "max.compaction.lag.ms",
@@ -164,6 +232,22 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         synonyms: &[("message.max.bytes", 1)],
         applied: true,
         doc: "The largest record batch the topic accepts.",
+    },
+    TopicConfigDef {
+        name: "message.timestamp.after.max.ms",
+        default: LONG_MAX,
+        kind: Kind::Long { min: 0 },
+        synonyms: &[("log.message.timestamp.after.max.ms", 1)],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: timestamps are not checked against the broker's clock.",
+    },
+    TopicConfigDef {
+        name: "message.timestamp.before.max.ms",
+        default: LONG_MAX,
+        kind: Kind::Long { min: 0 },
+        synonyms: &[("log.message.timestamp.before.max.ms", 1)],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: timestamps are not checked against the broker's clock.",
     },
     TopicConfigDef {
         name: "message.timestamp.difference.max.ms",
@@ -206,6 +290,38 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         doc: "A single-node broker always has exactly one in-sync replica.",
     },
     TopicConfigDef {
+        name: "preallocate",
+        default: "false",
+        kind: Kind::Boolean,
+        synonyms: &[("log.preallocate", 1)],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: segment files grow as they are written.",
+    },
+    TopicConfigDef {
+        name: "remote.log.copy.disable",
+        default: "false",
+        kind: Kind::Boolean,
+        synonyms: &[],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: there is no tiered storage.",
+    },
+    TopicConfigDef {
+        name: "remote.log.delete.on.disable",
+        default: "false",
+        kind: Kind::Boolean,
+        synonyms: &[],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: there is no tiered storage.",
+    },
+    TopicConfigDef {
+        name: "remote.storage.enable",
+        default: "false",
+        kind: Kind::Boolean,
+        synonyms: &[],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: there is no tiered storage.",
+    },
+    TopicConfigDef {
         name: "retention.bytes",
         default: "-1",
         kind: Kind::Long { min: i64::MIN },
@@ -236,6 +352,14 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         synonyms: &[("log.index.size.max.bytes", 1)],
         applied: false,
         doc: "Indexes grow as needed here; accepted for compatibility.",
+    },
+    TopicConfigDef {
+        name: "segment.jitter.ms",
+        default: "0",
+        kind: Kind::Long { min: 0 },
+        synonyms: &[("log.roll.jitter.ms", 1), ("log.roll.jitter.hours", HOUR_MS)],
+        applied: false,
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: segments roll at segment.ms exactly.",
     },
     TopicConfigDef {
         name: "segment.ms",
@@ -269,6 +393,106 @@ const BROKER_STATIC_NAMES: &[&str] = &[
     "offsets.topic.num.partitions",
 ];
 
+/// Broker configs that Kafka 4 changes at run time (its `DynamicBrokerConfig.AllDynamicConfigs`,
+/// less the topic configs' synonyms above and the listeners themselves) and shardlog has no
+/// use for: AlterConfigs stores them and DescribeConfigs reports them, as Kafka's tools and
+/// clients expect, but they change nothing here. The listener ones may also carry a
+/// `listener.name.<listener>.` prefix, and the keystore and truststore ones must (as in Kafka).
+const KAFKA_DYNAMIC_BROKER_CONFIGS_UNUSED: &[&str] = &[
+    // The log cleaner and thread pools.
+    "log.cleaner.threads",
+    "log.cleaner.dedupe.buffer.size",
+    "log.cleaner.io.buffer.load.factor",
+    "log.cleaner.io.buffer.size",
+    "log.cleaner.io.max.bytes.per.second",
+    "log.cleaner.backoff.ms",
+    "num.io.threads",
+    "num.replica.fetchers",
+    "num.recovery.threads.per.data.dir",
+    "background.threads",
+    "metric.reporters",
+    "config.providers",
+    // Connections.
+    "max.connections.per.ip",
+    "max.connections.per.ip.overrides",
+    // Producer state.
+    "producer.id.expiration.ms",
+    "transaction.partition.verification.enable",
+    // Tiered storage.
+    "remote.log.index.file.cache.total.size.bytes",
+    "remote.fetch.max.wait.ms",
+    "remote.log.manager.copy.max.bytes.per.second",
+    "remote.log.manager.fetch.max.bytes.per.second",
+    "remote.list.offsets.request.timeout.ms",
+    "remote.log.manager.copier.thread.pool.size",
+    "remote.log.manager.expiration.thread.pool.size",
+    "remote.log.reader.threads",
+];
+
+/// Kafka's dynamic listener configs (`DynamicListenerConfig`), with or without a listener prefix.
+const KAFKA_DYNAMIC_LISTENER_CONFIGS_UNUSED: &[&str] = &[
+    "principal.builder.class",
+    "ssl.protocol",
+    "ssl.provider",
+    "ssl.cipher.suites",
+    "ssl.enabled.protocols",
+    "ssl.keymanager.algorithm",
+    "ssl.trustmanager.algorithm",
+    "ssl.endpoint.identification.algorithm",
+    "ssl.secure.random.implementation",
+    "ssl.client.auth",
+    "ssl.engine.factory.class",
+    "sasl.mechanism.inter.broker.protocol",
+    "sasl.jaas.config",
+    "sasl.enabled.mechanisms",
+    "sasl.kerberos.service.name",
+    "sasl.kerberos.kinit.cmd",
+    "sasl.kerberos.ticket.renew.window.factor",
+    "sasl.kerberos.ticket.renew.jitter",
+    "sasl.kerberos.min.time.before.relogin",
+    "sasl.kerberos.principal.to.local.rules",
+    "sasl.login.refresh.window.factor",
+    "sasl.login.refresh.window.jitter",
+    "sasl.login.refresh.min.period.seconds",
+    "sasl.login.refresh.buffer.seconds",
+    "max.connections",
+    "max.connection.creation.rate",
+    "num.network.threads",
+];
+
+/// Kafka's keystore and truststore configs, dynamic only with a listener prefix.
+const KAFKA_DYNAMIC_LISTENER_ONLY_CONFIGS_UNUSED: &[&str] = &[
+    "ssl.keystore.type",
+    "ssl.keystore.location",
+    "ssl.keystore.password",
+    "ssl.key.password",
+    "ssl.truststore.type",
+    "ssl.truststore.location",
+    "ssl.truststore.password",
+    "ssl.keystore.key",
+    "ssl.keystore.certificate.chain",
+    "ssl.truststore.certificates",
+];
+
+/// What DescribeConfigs says of the configs in the tables above.
+const UNUSED_BROKER_CONFIG_DOC: &str =
+    "Accepted and stored for compatibility with Kafka; it has no effect on shardlog, which reads its listener, TLS and SASL settings from its properties file at start.";
+
+/// Whether `name` is a dynamic broker config of Kafka's that shardlog stores without using it.
+pub fn broker_config_without_effect(name: &str) -> bool {
+    if KAFKA_DYNAMIC_BROKER_CONFIGS_UNUSED.contains(&name) || KAFKA_DYNAMIC_LISTENER_CONFIGS_UNUSED.contains(&name) {
+        return true;
+    }
+    // listener.name.<listener>.<config>, or .<mechanism>.<config> for the SASL login ones.
+    let Some(rest) = name.strip_prefix("listener.name.") else { return false };
+    let Some((listener, key)) = rest.split_once('.') else { return false };
+    let key = match key.split_once('.') {
+        Some((mechanism, k)) if mechanism.starts_with("scram-") || ["plain", "gssapi", "oauthbearer"].contains(&mechanism) => k,
+        _ => key,
+    };
+    !listener.is_empty() && (KAFKA_DYNAMIC_LISTENER_CONFIGS_UNUSED.contains(&key) || KAFKA_DYNAMIC_LISTENER_ONLY_CONFIGS_UNUSED.contains(&key))
+}
+
 /// Defaults of `BROKER_STATIC_NAMES`, as `BrokerConfig::default()` has them.
 fn static_default(name: &str) -> Option<String> {
     let d = BrokerConfig::default();
@@ -298,8 +522,10 @@ pub fn broker_synonym(name: &str) -> Option<(&'static TopicConfigDef, i64)> {
 }
 
 /// Whether AlterConfigs may change this broker config at run time.
+/// As in Kafka, only a topic config's first synonym is (`DynamicLogConfig`), and none that
+/// shardlog reads only at start.
 pub fn broker_dynamic(name: &str) -> bool {
-    broker_synonym(name).is_some_and(|(_, factor)| factor == 1)
+    !BROKER_STATIC_NAMES.contains(&name) && broker_synonym(name).is_some_and(|(def, _)| def.synonyms[0].0 == name)
 }
 
 /// Kafka's message for a value its validator rejects.
@@ -345,6 +571,16 @@ fn check(name: &str, value: &str, kind: Kind, factor: i64) -> Result<(), String>
                 return Err(invalid(value, name, &format!("String must be one of: {}", options.join(", "))));
             }
         }
+        Kind::ReplicaList => {
+            let is_replica = |item: &str| item.split_once(':').is_some_and(|(p, b)| p.trim().parse::<u32>().is_ok() && b.trim().parse::<u32>().is_ok());
+            if !value.is_empty() && value != "*" && !value.split(',').all(is_replica) {
+                return Err(invalid(
+                    value,
+                    name,
+                    "must be the literal '*' or a list of replicas in the following format: [partitionId]:[brokerId],[partitionId]:[brokerId],...",
+                ));
+            }
+        }
         Kind::List(options) => {
             let items: Vec<&str> = value.split(',').map(str::trim).collect();
             if let Some(bad) = items.iter().find(|i| !options.contains(i)) {
@@ -381,13 +617,28 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<(), 
 /// Validates a broker config for a dynamic change: unknown and read-only names are refused
 /// with INVALID_REQUEST's message, bad values with INVALID_CONFIG's.
 pub fn validate_broker_dynamic(name: &str, value: &str) -> Result<(), (bool, String)> {
+    if BROKER_STATIC_NAMES.contains(&name) {
+        return Err((true, format!("Cannot update these configs dynamically: Set({name})")));
+    }
+    if KAFKA_DYNAMIC_LISTENER_ONLY_CONFIGS_UNUSED.contains(&name) {
+        return Err((true, format!("These security configs can be dynamically updated only per-listener using the listener prefix: Set({name})")));
+    }
+    if broker_config_without_effect(name) {
+        if value.trim().len() > CONFIG_VALUE_BYTES_MAX {
+            return Err((
+                false,
+                format!("Invalid value for configuration {name}: {} bytes is longer than the {CONFIG_VALUE_BYTES_MAX} accepted", value.trim().len()),
+            ));
+        }
+        return Ok(());
+    }
     let Some((def, factor)) = broker_synonym(name) else {
-        if BROKER_STATIC_NAMES.contains(&name) || static_default(name).is_some() {
+        if static_default(name).is_some() {
             return Err((true, format!("Cannot update these configs dynamically: Set({name})")));
         }
-        return Err((true, format!("Unknown broker config name: {name}")));
+        return Err((false, format!("Unknown broker config name: {name}: Kafka defines no dynamic broker config by that name")));
     };
-    if factor != 1 {
+    if !broker_dynamic(name) {
         return Err((true, format!("Cannot update these configs dynamically: Set({name})")));
     }
     check(name, value, def.kind, factor).map_err(|m| (false, m))
@@ -486,7 +737,8 @@ pub fn describe_topic(config: &BrokerConfig, meta: &ClusterMetadata, overrides: 
 /// configs (dynamic where Kafka makes them dynamic), then a few static ones.
 pub fn describe_broker(config: &BrokerConfig, meta: &ClusterMetadata) -> Vec<DescribedConfig> {
     let mut out = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
+    // A synonym that is also a static broker config is described once, as the static one.
+    let mut seen: std::collections::BTreeSet<&str> = BROKER_STATIC_NAMES.iter().copied().collect();
     for def in TOPIC_CONFIGS {
         for &(synonym, factor) in def.synonyms {
             if !seen.insert(synonym) {
@@ -505,12 +757,31 @@ pub fn describe_broker(config: &BrokerConfig, meta: &ClusterMetadata) -> Vec<Des
                 name: synonym.to_string(),
                 value: Some(value),
                 source,
-                read_only: factor != 1,
+                read_only: !broker_dynamic(synonym),
                 config_type: if factor > 1 { ConfigType::Int } else { def.kind.config_type() },
                 doc: def.doc,
                 synonyms,
             });
         }
+    }
+    // Kafka's dynamic configs that are stored here without effect, where one is set.
+    let mut unused: BTreeMap<&str, Vec<(String, String, ConfigSource)>> = BTreeMap::new();
+    for (source, props) in broker_levels(config, meta).into_iter().take(2) {
+        for (k, v) in props.iter().filter(|(k, _)| broker_config_without_effect(k)) {
+            unused.entry(k.as_str()).or_default().push((k.clone(), v.clone(), source));
+        }
+    }
+    for (name, synonyms) in unused {
+        let (_, value, source) = synonyms[0].clone();
+        out.push(DescribedConfig {
+            name: name.to_string(),
+            value: Some(value),
+            source,
+            read_only: false,
+            config_type: ConfigType::String,
+            doc: UNUSED_BROKER_CONFIG_DOC,
+            synonyms,
+        });
     }
     for &name in BROKER_STATIC_NAMES {
         let (value, source) = match config.properties.get(name) {
@@ -712,6 +983,78 @@ mod tests {
         assert!(validate_broker_dynamic("log.retention.hours", "1").unwrap_err().0);
         assert!(validate_broker_dynamic("log.dirs", "/x").unwrap_err().0);
         assert!(validate_broker_static("log.retention.hours", "x").is_err());
+    }
+
+    #[test]
+    fn synonyms_are_kafkas() {
+        // Kafka's ServerTopicConfigSynonyms, for the topic configs shardlog knows.
+        let kafka: &[(&str, &[&str])] = &[
+            ("cleanup.policy", &["log.cleanup.policy"]),
+            ("compression.type", &["compression.type"]),
+            ("delete.retention.ms", &["log.cleaner.delete.retention.ms"]),
+            ("flush.messages", &["log.flush.interval.messages"]),
+            ("flush.ms", &["log.flush.interval.ms", "log.flush.scheduler.interval.ms"]),
+            ("index.interval.bytes", &["log.index.interval.bytes"]),
+            ("max.compaction.lag.ms", &["log.cleaner.max.compaction.lag.ms"]),
+            ("max.message.bytes", &["message.max.bytes"]),
+            ("message.timestamp.type", &["log.message.timestamp.type"]),
+            ("min.cleanable.dirty.ratio", &["log.cleaner.min.cleanable.ratio"]),
+            ("min.compaction.lag.ms", &["log.cleaner.min.compaction.lag.ms"]),
+            ("min.insync.replicas", &["min.insync.replicas"]),
+            ("retention.bytes", &["log.retention.bytes"]),
+            ("retention.ms", &["log.retention.ms", "log.retention.minutes", "log.retention.hours"]),
+            ("segment.bytes", &["log.segment.bytes"]),
+            ("segment.index.bytes", &["log.index.size.max.bytes"]),
+            ("segment.ms", &["log.roll.ms", "log.roll.hours"]),
+            ("unclean.leader.election.enable", &["unclean.leader.election.enable"]),
+        ];
+        for (name, synonyms) in kafka {
+            let ours: Vec<&str> = topic_def(name).unwrap().synonyms.iter().map(|s| s.0).collect();
+            assert_eq!(&ours, synonyms, "{name}");
+        }
+        // flush.ms falls back to log.flush.interval.ms from the properties file, as in Kafka.
+        let config = broker(&[("log.flush.interval.ms", "7")]);
+        let meta = ClusterMetadata::new("c".into());
+        let d = describe_topic(&config, &meta, &BTreeMap::new());
+        let flush = d.iter().find(|c| c.name == "flush.ms").unwrap();
+        assert_eq!((flush.value.as_deref(), flush.source), (Some("7"), ConfigSource::StaticBroker));
+        assert_eq!(flush.synonyms[0], ("log.flush.interval.ms".to_string(), "7".to_string(), ConfigSource::StaticBroker));
+        // Only a first synonym changes at run time; log.flush.interval.ms is read at start here.
+        assert!(validate_broker_dynamic("log.flush.interval.ms", "5").unwrap_err().0);
+        assert!(validate_broker_dynamic("log.flush.scheduler.interval.ms", "5").unwrap_err().0);
+        let b = describe_broker(&config, &meta);
+        assert_eq!(b.iter().filter(|c| c.name == "log.flush.interval.ms").count(), 1, "described once");
+    }
+
+    #[test]
+    fn kafkas_other_configs_are_accepted_without_effect_and_unknown_ones_refused() {
+        assert!(validate_topic_config("file.delete.delay.ms", "1000").is_ok());
+        assert!(validate_topic_config("file.delete.delay.ms", "-1").is_err());
+        assert!(validate_topic_config("leader.replication.throttled.replicas", "0:1,1:2").is_ok());
+        assert!(validate_topic_config("leader.replication.throttled.replicas", "*").is_ok());
+        assert!(validate_topic_config("leader.replication.throttled.replicas", "zero").is_err());
+        assert!(!topic_def("file.delete.delay.ms").unwrap().applied);
+        for name in [
+            "sasl.kerberos.min.time.before.relogin",
+            "listener.name.sasl_ssl.ssl.client.auth",
+            "listener.name.l.scram-sha-256.sasl.jaas.config",
+            "num.io.threads",
+        ] {
+            assert!(validate_broker_dynamic(name, "60000").is_ok(), "{name}");
+        }
+        // As Kafka: keystores change only per listener; configs read at start are refused as such.
+        assert!(validate_broker_dynamic("ssl.keystore.location", "/k").unwrap_err().0);
+        assert!(validate_broker_dynamic("listener.name.ssl.ssl.keystore.location", "/k").is_ok());
+        let (request, message) = validate_broker_dynamic("no.such.broker.config", "1").unwrap_err();
+        assert!(!request && message.contains("no.such.broker.config"), "{message}");
+
+        let config = broker(&[]);
+        let mut meta = ClusterMetadata::new("c".into());
+        meta.broker_configs.insert("sasl.kerberos.min.time.before.relogin".into(), "60000".into());
+        let described = describe_broker(&config, &meta);
+        let stored = described.iter().find(|c| c.name == "sasl.kerberos.min.time.before.relogin").unwrap();
+        assert_eq!((stored.value.as_deref(), stored.source), (Some("60000"), ConfigSource::DynamicBroker));
+        assert!(stored.doc.contains("no effect"));
     }
 
     #[test]

@@ -15,6 +15,17 @@ pub async fn handle(ctx: &Context<'_>, request: CreateAclsRequest) -> Response {
         return denied;
     }
     let header = ctx.header;
+    if !ctx.config().authorizer.enabled {
+        tracing::info!("CreateAcls refused: no authorizer.class.name is set, so ACLs are neither kept nor enforced");
+        let mut r = CreateAclsResponse::default();
+        for _ in &request.creations {
+            let mut result = AclCreationResult::default();
+            result.error_code = ec::SECURITY_DISABLED;
+            result.error_message = Some(str_bytes(super::describe_acls::NO_AUTHORIZER));
+            r.results.push(result);
+        }
+        return respond(header, &r);
+    }
     let parsed: Vec<Result<AclBinding, String>> = request
         .creations
         .iter()

@@ -15,6 +15,17 @@ pub async fn handle(ctx: &Context<'_>, request: DeleteAclsRequest) -> Response {
         return denied;
     }
     let header = ctx.header;
+    if !ctx.config().authorizer.enabled {
+        tracing::info!("DeleteAcls refused: no authorizer.class.name is set, so ACLs are neither kept nor enforced");
+        let mut r = DeleteAclsResponse::default();
+        for _ in &request.filters {
+            let mut result = DeleteAclsFilterResult::default();
+            result.error_code = ec::SECURITY_DISABLED;
+            result.error_message = Some(str_bytes(super::describe_acls::NO_AUTHORIZER));
+            r.filter_results.push(result);
+        }
+        return respond(header, &r);
+    }
     let filters: Vec<AclFilter> = request
         .filters
         .iter()

@@ -8,11 +8,22 @@ use shardlog_protocol::kafka_protocol;
 use super::{respond, str_bytes, Context, Response};
 use crate::authorizer::AclFilter;
 
+/// Kafka's message when ACLs are managed on a broker without an authorizer (SECURITY_DISABLED),
+/// with what to do about it.
+pub const NO_AUTHORIZER: &str = "No Authorizer is configured: set authorizer.class.name to manage ACLs";
+
 pub fn handle(ctx: &Context<'_>, request: DescribeAclsRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
         return denied;
     }
     let header = ctx.header;
+    let mut r = DescribeAclsResponse::default();
+    if !ctx.config().authorizer.enabled {
+        tracing::info!("DescribeAcls refused: no authorizer.class.name is set, so ACLs are neither kept nor enforced");
+        r.error_code = ec::SECURITY_DISABLED;
+        r.error_message = Some(str_bytes(NO_AUTHORIZER));
+        return respond(header, &r);
+    }
     let filter = AclFilter::from_wire(
         request.resource_type_filter,
         request.resource_name_filter.as_deref(),
@@ -22,7 +33,6 @@ pub fn handle(ctx: &Context<'_>, request: DescribeAclsRequest) -> Response {
         request.operation,
         request.permission_type,
     );
-    let mut r = DescribeAclsResponse::default();
     r.error_message = None; // the crate's default is Some(""); Kafka sends null on success
     if let Err(why) = filter.validate() {
         tracing::debug!(error = %why, "DescribeAcls with an invalid filter");

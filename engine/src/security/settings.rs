@@ -195,6 +195,11 @@ impl Lookup<'_> {
         self.properties.get(&format!("{}{key}", self.prefix)).or_else(|| self.properties.get(key)).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
+    /// Reads `listener.name.<l>.<key>` only.
+    fn get_prefixed(&self, key: &str) -> Option<&str> {
+        self.properties.get(&format!("{}{key}", self.prefix)).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
     /// The name to quote in error messages.
     fn name(&self, key: &str) -> String {
         if self.properties.contains_key(&format!("{}{key}", self.prefix)) {
@@ -228,12 +233,12 @@ fn listener_security(listener: &Listener, lookup: &Lookup, scram: &Arc<ScramStor
         }
         None => AUTHENTICATION_TIMEOUT_MS_DEFAULT,
     };
-    let tls = if protocol.uses_tls() { Some(TlsAcceptor::new(tls_settings(lookup)?, &listener.name)?) } else { None };
+    let tls = if protocol.uses_tls() { Some(TlsAcceptor::new(tls_settings(lookup, protocol)?, &listener.name)?) } else { None };
     let sasl = if protocol.uses_sasl() { Some(sasl_settings(lookup, scram)?) } else { None };
     Ok(ListenerSecurity { protocol, tls, sasl, authentication_timeout_ms })
 }
 
-fn tls_settings(lookup: &Lookup) -> Result<TlsSettings> {
+fn tls_settings(lookup: &Lookup, protocol: SecurityProtocol) -> Result<TlsSettings> {
     for key in ["ssl.keystore.type", "ssl.truststore.type"] {
         if let Some(t) = lookup.get(key) {
             if !t.eq_ignore_ascii_case("PEM") {
@@ -256,7 +261,14 @@ fn tls_settings(lookup: &Lookup) -> Result<TlsSettings> {
         (None, None) => None,
         _ => bail!("give either ssl.truststore.location or ssl.truststore.certificates, not both"),
     };
-    let client_auth = match lookup.get("ssl.client.auth").unwrap_or("none") {
+    // KIP-684: the broker-wide ssl.client.auth is for SSL listeners; a SASL_SSL listener
+    // authenticates clients by SASL and asks for certificates only when its own
+    // listener.name.<l>.ssl.client.auth says so.
+    let client_auth_setting = match protocol {
+        SecurityProtocol::SaslSsl => lookup.get_prefixed("ssl.client.auth"),
+        _ => lookup.get("ssl.client.auth"),
+    };
+    let client_auth = match client_auth_setting.unwrap_or("none") {
         "required" => ClientAuth::Required,
         "requested" => ClientAuth::Requested,
         "none" => ClientAuth::None,
@@ -264,8 +276,9 @@ fn tls_settings(lookup: &Lookup) -> Result<TlsSettings> {
     };
     if client_auth != ClientAuth::None && truststore.is_none() {
         bail!(
-            "ssl.client.auth={} needs ssl.truststore.location: the CA certificates that client certificates must chain to",
-            lookup.get("ssl.client.auth").unwrap_or("")
+            "{}={} needs ssl.truststore.location: the CA certificates that client certificates must chain to",
+            lookup.name("ssl.client.auth"),
+            client_auth_setting.unwrap_or("")
         );
     }
     let mut tls12 = false;
@@ -341,6 +354,26 @@ fn sasl_settings(lookup: &Lookup, scram: &Arc<ScramStore>) -> Result<SaslSetting
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_wide_ssl_client_auth_is_for_ssl_listeners_only() {
+        let properties = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            let mut p: BTreeMap<String, String> =
+                [("ssl.keystore.location", "/k.pem"), ("ssl.truststore.location", "/ca.pem")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            p.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            p
+        };
+        let client_auth = |props: &BTreeMap<String, String>, listener: &str, protocol: SecurityProtocol| {
+            let lookup = Lookup { properties: props, prefix: format!("listener.name.{listener}.") };
+            tls_settings(&lookup, protocol).unwrap().client_auth
+        };
+        let broker_wide = properties(&[("ssl.client.auth", "required")]);
+        assert_eq!(client_auth(&broker_wide, "ssl", SecurityProtocol::Ssl), ClientAuth::Required);
+        assert_eq!(client_auth(&broker_wide, "sasl_ssl", SecurityProtocol::SaslSsl), ClientAuth::None, "KIP-684");
+        let per_listener = properties(&[("ssl.client.auth", "required"), ("listener.name.sasl_ssl.ssl.client.auth", "requested")]);
+        assert_eq!(client_auth(&per_listener, "sasl_ssl", SecurityProtocol::SaslSsl), ClientAuth::Requested);
+        assert_eq!(client_auth(&per_listener, "ssl", SecurityProtocol::Ssl), ClientAuth::Required);
+    }
 
     #[test]
     fn unknown_security_keys_are_reported() {

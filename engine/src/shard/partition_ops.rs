@@ -16,6 +16,7 @@ use super::{Shard, TxnVerification};
 use crate::metadata::ClusterMetadata;
 use crate::runtime;
 use crate::storage::log::{now_ms, AppendError, LogConfig, Partition, PartitionLog, ReadError};
+use crate::storage::max_timestamp::MaxTimestampLookup;
 use crate::topic_config::ResolvedTopicConfig;
 
 /// Registers on this shard's router the calls it answers for the partitions it owns. Transaction
@@ -35,9 +36,9 @@ pub fn serve(shard: &Rc<Shard>) {
         }
     });
     shard.serve(|shard, call: Fetch| async move { fetch(&shard, &call.partitions, call.read_committed, call.min_bytes, call.deadline_ms).await });
-    shard.serve(|shard, call: ListOffset| {
-        let (error_code, offset, timestamp) = list_offset(&shard, &call.topic, call.partition, call.timestamp, call.read_committed);
-        async move { ListedOffset { error_code, offset, timestamp } }
+    shard.serve(|shard, call: ListOffset| async move {
+        let (error_code, offset, timestamp) = list_offset(&shard, &call.topic, call.partition, call.timestamp, call.read_committed).await;
+        ListedOffset { error_code, offset, timestamp }
     });
     shard.serve(|shard, call: DescribeProducers| {
         let reply = describe_producers(&shard, &call.topic, call.partition);
@@ -290,14 +291,33 @@ pub async fn fetch(shard: &Shard, partitions: &[FetchPartition], read_committed:
     }
 }
 
-pub fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: i64, read_committed: bool) -> (i16, i64, i64) {
+/// ListOffsets' MAX_TIMESTAMP spec (KIP-734, ListOffsets v7).
+const MAX_TIMESTAMP: i64 = -3;
+
+pub async fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: i64, read_committed: bool) -> (i16, i64, i64) {
     let Some(p) = shard.local_partition(topic, partition) else { return (shard.absent_partition_error(topic, partition), -1, -1) };
+    if timestamp == MAX_TIMESTAMP {
+        let lookup = p.log.borrow().max_timestamp_lookup();
+        return match lookup {
+            MaxTimestampLookup::Nothing => (ec::NONE, -1, -1),
+            // The batch may have to be read from its file (and decompressed): not on the shard.
+            MaxTimestampLookup::Read(read) => match runtime::spawn_blocking(move || read.run()).await {
+                // As Kafka, only an offset a consumer at this isolation level may read (below the
+                // last stable offset for read_committed).
+                Ok((offset, _)) if read_committed && offset >= p.log.borrow().last_stable_offset() => (ec::NONE, -1, -1),
+                Ok((offset, found_ts)) => (ec::NONE, offset, found_ts),
+                Err(e) => {
+                    tracing::error!(topic, partition, error = %format!("{e:#}"), "max timestamp lookup failed");
+                    (ec::KAFKA_STORAGE_ERROR, -1, -1)
+                }
+            },
+        };
+    }
     let log = p.log.borrow();
     match timestamp {
         -2 => (ec::NONE, log.log_start_offset(), -1),
         -1 if read_committed => (ec::NONE, log.last_stable_offset(), -1),
         -1 => (ec::NONE, log.log_end_offset(), -1),
-        // -3: max timestamp (KIP-734); answered as latest until max-timestamp tracking lands.
         ts if ts < 0 => (ec::NONE, log.log_end_offset(), -1),
         ts => match log.offset_for_timestamp(ts) {
             // DeleteRecords may have moved the start into the segment the timestamp points at.

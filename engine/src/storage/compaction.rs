@@ -156,6 +156,9 @@ impl PartitionLog {
             let file = std::fs::File::open(&path).with_context(|| format!("opening compacted segment {}", path.display()))?;
             seg.index = done.scan.index;
             seg.time_index = done.scan.time_index;
+            // The record that held the max timestamp may be gone; the old max stays for
+            // retention (which Kafka also bases on the segment as it was written).
+            seg.offset_of_max_timestamp = if done.scan.max_timestamp == seg.max_timestamp { done.scan.offset_of_max_timestamp } else { -1 };
             seg.size_bytes = done.scan.valid_bytes;
             seg.written_bytes = done.scan.valid_bytes;
             seg.bytes_since_index_entry = done.scan.bytes_since_index_entry;
@@ -593,7 +596,7 @@ fn replace_segment(
     if !aborted_markers_removed.is_empty() {
         std::fs::rename(&txn_index_cleaned, &txn_index).with_context(|| format!("renaming {} to {}", txn_index_cleaned.display(), txn_index.display()))?;
     }
-    write_indexes(&plan.dir, seg.base_offset, &scan.index, &scan.time_index, seg.next_offset)?;
+    write_indexes(&plan.dir, seg.base_offset, &scan.index, &scan.time_index)?;
     sync_dir(&plan.dir)?;
     Ok(CompactedSegment { base_offset: seg.base_offset, scan, records_removed: removed, aborted_markers_removed })
 }

@@ -251,16 +251,16 @@ impl Flusher {
             let size = segment_size(partition, old_base);
             old.fdatasync().await.map_err(std::io::Error::from)?;
             old.truncate(size).await.map_err(std::io::Error::from).context("truncating a sealed segment")?;
-            let (index, time_index, next_offset) = {
+            let (index, time_index) = {
                 let log = partition.log.borrow();
                 let seg = log.segments.iter().find(|s| s.base_offset == old_base).expect("sealed segment exists");
-                (seg.index.clone(), seg.time_index.clone(), seg.next_offset)
+                (seg.index.clone(), seg.time_index.clone())
             };
             // Three files written and four fsyncs: tens of milliseconds on a busy disk, which
             // would stall every partition and connection of the shard if done on its thread.
             let seal_dir = dir.clone();
             off_shard(move || {
-                write_indexes(&seal_dir, old_base, &index, &time_index, next_offset)?;
+                write_indexes(&seal_dir, old_base, &index, &time_index)?;
                 txn_index::sync(&seal_dir, old_base)?;
                 File::open(segment::log_path(&seal_dir, old_base))?.sync_all().context("fsync of a sealed segment's size")
             })

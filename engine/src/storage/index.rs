@@ -114,8 +114,10 @@ impl TimeIndex {
         }
     }
 
-    pub fn max_timestamp(&self) -> Option<i64> {
-        self.entries.last().map(|&(t, _)| t)
+    /// The last entry: the segment's max timestamp and the relative offset of the batch that
+    /// first reached it.
+    pub fn last(&self) -> Option<(i64, u32)> {
+        self.entries.last().copied()
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

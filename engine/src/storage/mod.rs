@@ -13,6 +13,7 @@ pub mod disk;
 mod flusher;
 pub mod index;
 pub mod log;
+pub mod max_timestamp;
 pub mod partition;
 pub mod probe;
 pub mod producer_state;

@@ -196,7 +196,7 @@ impl Partition {
             return Ok(());
         }
         if let Some(seg) = log.segments.last() {
-            write_indexes(&log.dir, seg.base_offset, &seg.index, &seg.time_index, seg.next_offset)?;
+            write_indexes(&log.dir, seg.base_offset, &seg.index, &seg.time_index)?;
         }
         log.producer_state().write_snapshot(&log.dir, log.log_end_offset())?;
         ProducerState::prune_snapshots(&log.dir, PRODUCER_SNAPSHOTS_KEPT);

@@ -59,15 +59,18 @@ impl PartitionLog {
             let path = segment::log_path(dir, base);
             let file_bytes = std::fs::metadata(&path)?.len();
             let trusted = i < last || clean;
-            let loaded = if trusted { load_indexes(dir, base, file_bytes) } else { None };
+            let read_file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            let next_base = bases.get(i + 1).copied();
+            let loaded = if trusted { load_indexes(dir, base, &read_file, file_bytes, next_base) } else { None };
             let mut seg = Segment::new(base, now_ms());
             match loaded {
-                Some((index, time_index, next_offset, max_timestamp)) => {
-                    seg.index = index;
-                    seg.time_index = time_index;
+                Some(l) => {
+                    seg.index = l.index;
+                    seg.time_index = l.time_index;
                     seg.size_bytes = file_bytes;
-                    seg.next_offset = next_offset;
-                    seg.max_timestamp = max_timestamp;
+                    seg.next_offset = l.next_offset;
+                    seg.max_timestamp = l.max_timestamp;
+                    seg.offset_of_max_timestamp = l.offset_of_max_timestamp;
                     seg.bytes_since_index_entry = config.index_interval_bytes; // next append adds an entry
                 }
                 None => {
@@ -87,14 +90,15 @@ impl PartitionLog {
                     seg.size_bytes = scan.valid_bytes;
                     seg.next_offset = scan.next_offset;
                     seg.max_timestamp = scan.max_timestamp;
+                    seg.offset_of_max_timestamp = scan.offset_of_max_timestamp;
                     seg.bytes_since_index_entry = scan.bytes_since_index_entry;
                     if i < last {
-                        write_indexes(dir, base, &seg.index, &seg.time_index, seg.next_offset)?;
+                        write_indexes(dir, base, &seg.index, &seg.time_index)?;
                     }
                 }
             }
             seg.written_bytes = seg.size_bytes;
-            seg.read_file = Some(Arc::new(File::open(&path)?));
+            seg.read_file = Some(Arc::new(read_file));
             seg.sealed = i < last;
             // `log.roll.ms` counts from the first batch's timestamp, as in Kafka, so a restart does
             // not make the active segment young again.

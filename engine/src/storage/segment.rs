@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use shardlog_protocol::batch::{self, BatchHeader, BATCH_HEADER_BYTES};
 
 use super::disk::write_synced;
-use super::index::{OffsetIndex, TimeIndex};
+use super::index::{OffsetIndex, TimeIndex, OFFSET_ENTRY_BYTES};
 
 pub fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{base_offset:020}.log"))
@@ -38,6 +38,9 @@ pub struct Segment {
     pub time_index: TimeIndex,
     pub bytes_since_index_entry: u64,
     pub max_timestamp: i64,
+    /// The last offset of the first batch that reached `max_timestamp` (-1: none), as Kafka's
+    /// `offsetOfMaxTimestampSoFar`: ListOffsets MAX_TIMESTAMP reads that batch.
+    pub offset_of_max_timestamp: i64,
     /// Wall-clock time the segment was opened for appends, for `log.roll.ms` when its first
     /// batch has no timestamp.
     pub created_ms: u64,
@@ -60,6 +63,7 @@ impl Segment {
             time_index: TimeIndex::default(),
             bytes_since_index_entry: 0,
             max_timestamp: -1,
+            offset_of_max_timestamp: -1,
             created_ms: now_ms,
             first_batch_timestamp: -1,
             read_file: None,
@@ -83,6 +87,7 @@ impl Segment {
         let timestamp = header.max_timestamp;
         if timestamp > self.max_timestamp {
             self.max_timestamp = timestamp;
+            self.offset_of_max_timestamp = header.last_offset();
             self.time_index.push_if_greater(timestamp, (header.last_offset() - self.base_offset) as u32);
         }
         self.bytes_since_index_entry += header.size_bytes as u64;
@@ -142,6 +147,7 @@ pub struct ScanResult {
     pub time_index: TimeIndex,
     pub bytes_since_index_entry: u64,
     pub max_timestamp: i64,
+    pub offset_of_max_timestamp: i64,
     /// Why the scan stopped before the end of the file, if it did.
     pub stopped_because: Option<String>,
 }
@@ -201,6 +207,7 @@ pub fn scan(path: &Path, base_offset: i64, index_interval_bytes: u64) -> Result<
         time_index: segment.time_index,
         bytes_since_index_entry: segment.bytes_since_index_entry,
         max_timestamp: segment.max_timestamp,
+        offset_of_max_timestamp: segment.offset_of_max_timestamp,
         stopped_because,
     })
 }
@@ -216,33 +223,88 @@ fn read_fully(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
     Ok(filled)
 }
 
-/// Writes a segment's offset and time indexes durably, the offset index followed by its
-/// trailer (see `load_indexes`). Blocking: the flusher runs it off the shard.
-pub(super) fn write_indexes(dir: &Path, base: i64, index: &OffsetIndex, time_index: &TimeIndex, next_offset: i64) -> Result<()> {
-    let mut bytes = index.to_bytes();
-    bytes.extend_from_slice(&next_offset.to_be_bytes());
-    write_synced(&index_path(dir, base), &bytes)?;
+/// Writes a segment's offset and time indexes durably, in Kafka's formats and nothing else:
+/// `kafka-dump-log.sh` reads them, and Kafka trims a sealed segment's index files to their
+/// entries, as these are. Blocking: the flusher runs it off the shard.
+pub(super) fn write_indexes(dir: &Path, base: i64, index: &OffsetIndex, time_index: &TimeIndex) -> Result<()> {
+    write_synced(&index_path(dir, base), &index.to_bytes())?;
     write_synced(&time_index_path(dir, base), &time_index.to_bytes())?;
     Ok(())
 }
 
-/// A segment's offset and time indexes as `write_indexes` left them, with its next offset and
-/// max timestamp; None if they are missing or damaged (recovery then rebuilds them by a scan).
-pub(super) fn load_indexes(dir: &Path, base: i64, file_bytes: u64) -> Option<(OffsetIndex, TimeIndex, i64, i64)> {
-    let index = std::fs::read(index_path(dir, base)).ok()?;
+/// A segment's indexes as `write_indexes` left them, with what recovery learns from them.
+pub(super) struct LoadedIndexes {
+    pub index: OffsetIndex,
+    pub time_index: TimeIndex,
+    pub next_offset: i64,
+    pub max_timestamp: i64,
+    pub offset_of_max_timestamp: i64,
+}
+
+/// Loads a segment's offset and time indexes; None if they are missing or damaged (recovery
+/// then rebuilds them by a scan). The segment's next offset is not in them: a sealed segment
+/// ends where the next one begins (`next_base`), and the active one (None) where its last
+/// batch ends, found by reading the headers after its last index entries (a bounded walk).
+///
+/// Earlier shardlog versions wrote an 8-byte trailer after the offset index's entries, holding the
+/// segment's next offset. It is recognized by being exactly that offset and dropped; a real
+/// entry that happened to read as the next offset would only cost the index one entry.
+pub(super) fn load_indexes(dir: &Path, base: i64, log_file: &File, file_bytes: u64, next_base: Option<i64>) -> Option<LoadedIndexes> {
+    let raw = std::fs::read(index_path(dir, base)).ok()?;
     let time_index = std::fs::read(time_index_path(dir, base)).ok()?;
-    // The offset index file ends with an 8-byte trailer holding the segment's next offset, so
-    // a sealed segment need not be read to learn where it ends. Kafka tools ignore it.
-    if index.len() < 8 {
+    if !raw.len().is_multiple_of(OFFSET_ENTRY_BYTES) {
+        tracing::warn!(base, bytes = raw.len(), "offset index damaged (not whole entries); rebuilding");
         return None;
     }
-    let (entries, trailer) = index.split_at(index.len() - 8);
-    let next_offset = i64::from_be_bytes(trailer.try_into().ok()?);
-    let index = OffsetIndex::from_bytes(entries, file_bytes.max(1)).map_err(|e| tracing::warn!(base, error = %e, "offset index damaged; rebuilding")).ok()?;
-    let time_index = TimeIndex::from_bytes(&time_index).map_err(|e| tracing::warn!(base, error = %e, "time index damaged; rebuilding")).ok()?;
+    let next_offset = match next_base {
+        Some(next) => next,
+        None => {
+            // The walk starts at the entry before the last one: in a file with the old trailer
+            // the last 8 bytes are not an entry.
+            let entries = raw.len() / OFFSET_ENTRY_BYTES;
+            let from = match entries.checked_sub(2) {
+                Some(i) => u32::from_be_bytes(raw[i * OFFSET_ENTRY_BYTES + 4..i * OFFSET_ENTRY_BYTES + 8].try_into().expect("4 bytes")) as u64,
+                None => 0,
+            };
+            match end_offset_after(log_file, from, file_bytes) {
+                Some(Some(next)) => next,
+                Some(None) => base,
+                None => {
+                    tracing::warn!(base, "the active segment's batches do not end at its file's end; rebuilding its indexes");
+                    return None;
+                }
+            }
+        }
+    };
     if next_offset < base {
         return None;
     }
-    let max_timestamp = time_index.max_timestamp().unwrap_or(-1);
-    Some((index, time_index, next_offset, max_timestamp))
+    let entries = match raw.len().checked_sub(OFFSET_ENTRY_BYTES) {
+        Some(cut) if i64::from_be_bytes(raw[cut..].try_into().expect("8 bytes")) == next_offset => &raw[..cut],
+        _ => &raw[..],
+    };
+    let index = OffsetIndex::from_bytes(entries, file_bytes.max(1)).map_err(|e| tracing::warn!(base, error = %e, "offset index damaged; rebuilding")).ok()?;
+    let time_index = TimeIndex::from_bytes(&time_index).map_err(|e| tracing::warn!(base, error = %e, "time index damaged; rebuilding")).ok()?;
+    let (max_timestamp, offset_of_max_timestamp) = time_index.last().map_or((-1, -1), |(t, relative)| (t, base + relative as i64));
+    Some(LoadedIndexes { index, time_index, next_offset, max_timestamp, offset_of_max_timestamp })
+}
+
+/// The offset after the last batch of the file, walking batch headers from `position` (a batch
+/// boundary): Some(None) if no batch starts there, None if the batches do not end exactly at
+/// `file_bytes`.
+fn end_offset_after(file: &File, mut position: u64, file_bytes: u64) -> Option<Option<i64>> {
+    let mut next = None;
+    let mut overhead = [0u8; batch::BATCH_LOG_OVERHEAD_BYTES];
+    while position < file_bytes {
+        file.read_exact_at(&mut overhead, position).ok()?;
+        let (base, size) = batch::peek_offset_and_size(&overhead)?;
+        if size < BATCH_HEADER_BYTES as i64 || position + size as u64 > file_bytes {
+            return None;
+        }
+        let mut header = [0u8; BATCH_HEADER_BYTES];
+        file.read_exact_at(&mut header, position).ok()?;
+        next = Some(batch::parse_header_unchecked(&header, base, size as usize).last_offset() + 1);
+        position += size as u64;
+    }
+    Some(next)
 }

@@ -690,3 +690,191 @@ fn a_cold_read_keeps_to_its_file_when_its_segment_goes_between_reads() {
         p.close(true).await.unwrap();
     });
 }
+
+/// A batch with one record per entry of `deltas`, each stamped `base_ts + delta`, as a producer
+/// whose records carry their own timestamps writes it (build_batch stamps them all alike).
+fn batch_with_deltas(base_ts: i64, deltas: &[u8]) -> BytesMut {
+    use shardlog_protocol::batch::{rebuild_batch, BATCH_HEADER_BYTES, OFFSET_MAX_TIMESTAMP};
+    let values: Vec<Vec<u8>> = deltas.iter().map(|d| format!("v{d:02}").into_bytes()).collect();
+    let records: Vec<shardlog_protocol::batch::KeyValue> = values.iter().map(|v| (None, Some(&v[..]))).collect();
+    let mut bytes = build_batch(0, base_ts, &records);
+    let mut position = BATCH_HEADER_BYTES;
+    for &delta in deltas {
+        // Small records: a one-byte zigzag length, the attributes, then the timestamp delta.
+        assert!(delta < 64 && bytes[position] < 128);
+        let length = bytes[position] as usize / 2;
+        bytes[position + 2] = delta * 2;
+        position += 1 + length;
+    }
+    let max = base_ts + *deltas.iter().max().unwrap() as i64;
+    bytes[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8].copy_from_slice(&max.to_be_bytes());
+    let body = bytes[BATCH_HEADER_BYTES..].to_vec();
+    BytesMut::from(&rebuild_batch(&bytes, &body, deltas.len() as i32)[..])
+}
+
+/// What ListOffsets MAX_TIMESTAMP answers for the log: (offset, timestamp), or None.
+fn max_timestamp_answer(p: &Partition) -> Option<(i64, i64)> {
+    match p.log.borrow().max_timestamp_lookup() {
+        super::max_timestamp::MaxTimestampLookup::Nothing => None,
+        super::max_timestamp::MaxTimestampLookup::Read(read) => Some(read.run().expect("batch read")),
+    }
+}
+
+/// Segment base offsets in a partition directory, oldest first.
+fn segment_bases(dir: &Path) -> Vec<i64> {
+    let mut bases: Vec<i64> =
+        std::fs::read_dir(dir).unwrap().filter_map(|e| e.unwrap().file_name().to_string_lossy().strip_suffix(".log").and_then(|s| s.parse().ok())).collect();
+    bases.sort_unstable();
+    bases
+}
+
+#[test]
+fn max_timestamp_is_the_first_record_with_the_largest_timestamp_from_memory_files_and_after_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut cfg = config();
+    cfg.segment_bytes = 200; // about two batches a segment
+    let (path2, cfg2) = (path.clone(), cfg.clone());
+    run(move || async move {
+        let p = open(&path2, cfg2.clone());
+        assert_eq!(max_timestamp_answer(&p), None, "an empty log has no max timestamp");
+        // Offsets 0-2, 3-5, 6-8, 9-11: the largest timestamp, 5_040, is first reached by offset
+        // 4 (not by the batch's last offset 5, nor by the later batch 9-11 that also has it).
+        for (base_ts, deltas) in [(5_000, [3, 0, 1]), (5_000, [20, 40, 40]), (4_000, [0, 1, 2]), (5_040, [0, 0, 0])] {
+            let last = p.append(batch_with_deltas(base_ts, &deltas), 10).unwrap().last_offset;
+            p.wait_durable(last).await.unwrap();
+        }
+        assert!(p.log.borrow().segment_count() >= 2, "the batches spread over segments");
+        assert_eq!(max_timestamp_answer(&p), Some((4, 5_040)), "from the cache");
+        p.log.borrow_mut().cache.clear();
+        assert_eq!(max_timestamp_answer(&p), Some((4, 5_040)), "from the segment file");
+        p.close(true).await.unwrap();
+
+        let p = open(&path2, cfg2.clone());
+        assert_eq!(max_timestamp_answer(&p), Some((4, 5_040)), "from the time index after a clean restart");
+        // A new maximum in the active segment.
+        let last = p.append(batch_with_deltas(6_000, &[0, 7, 7]), 10).unwrap().last_offset;
+        p.wait_durable(last).await.unwrap();
+        assert_eq!(max_timestamp_answer(&p), Some((13, 6_007)));
+        p.close(true).await.unwrap();
+    });
+    // After a crash the active segment is scanned, the sealed ones read from their time indexes.
+    std::fs::remove_file(path.join(CLEAN_SHUTDOWN_FILE)).unwrap();
+    run(move || async move {
+        let p = open(&path, cfg);
+        assert_eq!(max_timestamp_answer(&p), Some((13, 6_007)));
+        p.close(true).await.unwrap();
+    });
+}
+
+#[test]
+fn sealed_index_files_hold_kafkas_entries_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut cfg = config();
+    cfg.segment_bytes = 1500;
+    cfg.index_interval_bytes = 300;
+    let (path2, cfg2) = (path.clone(), cfg);
+    run(move || async move {
+        let p = open(&path2, cfg2);
+        let mut last = 0;
+        for i in 0..60u8 {
+            // Timestamps that rise and fall, so that the time index skips some batches.
+            last = p.append(batch_with_deltas(10_000 + (i as i64 % 7) * 100 + i as i64, &[i % 5, 4, 1]), 10).unwrap().last_offset;
+        }
+        p.wait_durable(last).await.unwrap();
+        p.close(true).await.unwrap();
+    });
+    let bases = segment_bases(&path);
+    assert!(bases.len() >= 3, "{bases:?}");
+    for (i, &base) in bases[..bases.len() - 1].iter().enumerate() {
+        let log = std::fs::read(segment::log_path(&path, base)).unwrap();
+        let batches = whole_batches(&log);
+        assert_eq!(batches.iter().map(|(_, h)| h.size_bytes).sum::<usize>(), log.len(), "a sealed segment is whole batches");
+        assert_eq!(batches.last().unwrap().1.last_offset() + 1, bases[i + 1]);
+        // .index: 8-byte big-endian (relative offset, position) entries, every one at a batch
+        // boundary past the first, and the file is exactly its entries (Kafka trims sealed indexes).
+        let index = std::fs::read(segment::index_path(&path, base)).unwrap();
+        assert!(!index.is_empty() && index.len().is_multiple_of(8), "segment {base}: {} bytes", index.len());
+        let mut previous = (0u32, 0u32);
+        for entry in index.chunks_exact(8) {
+            let relative = u32::from_be_bytes(entry[..4].try_into().unwrap());
+            let position = u32::from_be_bytes(entry[4..].try_into().unwrap());
+            assert!(relative > previous.0 && position > previous.1, "segment {base}: entries rise: {previous:?} then {:?}", (relative, position));
+            let (_, h) =
+                batches.iter().find(|(at, _)| *at == position as usize).unwrap_or_else(|| panic!("segment {base}: entry at byte {position} is no batch"));
+            assert_eq!(h.base_offset, base + relative as i64);
+            previous = (relative, position);
+        }
+        // .timeindex: 12-byte (timestamp, relative offset) entries, each naming the last offset
+        // of a batch with that max timestamp, rising; the last is the segment's max timestamp and
+        // the first batch that reached it, as Kafka appends at roll.
+        let time_index = std::fs::read(segment::time_index_path(&path, base)).unwrap();
+        assert!(!time_index.is_empty() && time_index.len().is_multiple_of(12), "segment {base}: {} bytes", time_index.len());
+        let entries: Vec<(i64, i64)> = time_index
+            .chunks_exact(12)
+            .map(|e| (i64::from_be_bytes(e[..8].try_into().unwrap()), base + u32::from_be_bytes(e[8..].try_into().unwrap()) as i64))
+            .collect();
+        for pair in entries.windows(2) {
+            assert!(pair[1].0 > pair[0].0 && pair[1].1 > pair[0].1, "segment {base}: {pair:?}");
+        }
+        for &(timestamp, offset) in &entries {
+            assert!(
+                batches.iter().any(|(_, h)| h.last_offset() == offset && h.max_timestamp == timestamp),
+                "segment {base}: ({timestamp}, {offset}) names no batch"
+            );
+        }
+        let max = batches.iter().map(|(_, h)| h.max_timestamp).max().unwrap();
+        let first_at_max = batches.iter().find(|(_, h)| h.max_timestamp == max).unwrap().1.last_offset();
+        assert_eq!(*entries.last().unwrap(), (max, first_at_max), "segment {base}");
+    }
+}
+
+#[test]
+fn index_files_with_the_old_next_offset_trailer_are_read_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut cfg = config();
+    cfg.segment_bytes = 4 << 10;
+    cfg.index_interval_bytes = 300;
+    cfg.cache_bytes = 0;
+    let (path2, cfg2) = (path.clone(), cfg.clone());
+    let written = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), Vec::new())));
+    let written2 = written.clone();
+    run(move || async move {
+        let p = open(&path2, cfg2);
+        let mut last = 0;
+        for i in 0..60 {
+            last = p.append(batch_of(i * 3, 3), 10).unwrap().last_offset;
+        }
+        p.wait_durable(last).await.unwrap();
+        let indexes: Vec<_> = p.log.borrow().segments.iter().map(|s| s.index.clone()).collect();
+        *written2.lock().unwrap() = (read_all_bytes(&p, 0), indexes);
+        p.close(true).await.unwrap();
+    });
+    // The format earlier versions wrote: each index followed by the segment's next offset.
+    let bases = segment_bases(&path);
+    for (i, &base) in bases.iter().enumerate() {
+        let next = bases.get(i + 1).copied().unwrap_or(180);
+        let mut f = std::fs::OpenOptions::new().append(true).open(segment::index_path(&path, base)).unwrap();
+        f.write_all(&next.to_be_bytes()).unwrap();
+    }
+    for crash in [false, true] {
+        let (path3, cfg3, written3) = (path.clone(), cfg.clone(), written.clone());
+        if crash {
+            std::fs::remove_file(path.join(CLEAN_SHUTDOWN_FILE)).unwrap();
+        }
+        run(move || async move {
+            let p = open(&path3, cfg3);
+            let (bytes, indexes) = written3.lock().unwrap().clone();
+            assert_eq!(p.log.borrow().log_end_offset(), 180, "crash: {crash}");
+            // The trailers were recognized, not taken for entries (nor the indexes rebuilt).
+            let loaded: Vec<_> = p.log.borrow().segments.iter().map(|s| s.index.clone()).collect();
+            assert_eq!(loaded, indexes, "crash: {crash}");
+            assert_eq!(read_all_bytes(&p, 0), bytes, "crash: {crash}");
+            let r = p.log.borrow().read(100, 1).unwrap();
+            assert_eq!(parse_all(&file_bytes(&r), true).unwrap()[0].base_offset, 99);
+            p.close(true).await.unwrap();
+        });
+    }
+}
