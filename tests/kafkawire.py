@@ -409,6 +409,11 @@ class Reader:
 class ApiVersionsResponse:
     error_code: int
     apis: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # v3+ (tagged fields): {feature: (min, max)}, the finalized features' epoch (-1 when the
+    # response has none), and {feature: (min level, max level)}.
+    supported_features: dict[str, tuple[int, int]] = field(default_factory=dict)
+    finalized_features_epoch: int = -1
+    finalized_features: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def parse_api_versions(body: bytes, version: int) -> ApiVersionsResponse:
@@ -422,7 +427,27 @@ def parse_api_versions(body: bytes, version: int) -> ApiVersionsResponse:
         if version >= 3:
             r.skip_tagged_fields()
         apis[key] = (lo, hi)
-    return ApiVersionsResponse(error_code, apis)
+    response = ApiVersionsResponse(error_code, apis)
+    if version < 3 or r.remaining() == 0:
+        return response
+    r.i32()  # throttle_time_ms
+    for _ in range(r.uvarint()):
+        tag, size = r.uvarint(), r.uvarint()
+        field_bytes = Reader(r.take(size))
+        if tag == 0:  # SupportedFeatures: [name, min_version, max_version]
+            for _ in range(field_bytes.uvarint() - 1):
+                name = field_bytes.take(field_bytes.uvarint() - 1).decode()
+                response.supported_features[name] = (field_bytes.i16(), field_bytes.i16())
+                field_bytes.skip_tagged_fields()
+        elif tag == 1:  # FinalizedFeaturesEpoch
+            response.finalized_features_epoch = field_bytes.i64()
+        elif tag == 2:  # FinalizedFeatures: [name, max_version_level, min_version_level]
+            for _ in range(field_bytes.uvarint() - 1):
+                name = field_bytes.take(field_bytes.uvarint() - 1).decode()
+                max_level, min_level = field_bytes.i16(), field_bytes.i16()
+                response.finalized_features[name] = (min_level, max_level)
+                field_bytes.skip_tagged_fields()
+    return response
 
 
 def parse_produce_v3(body: bytes) -> list[tuple[str, int, int, int]]:

@@ -369,6 +369,9 @@ impl Controller {
                 tracing::error!(index, error = %e, record = ?record, "metadata record not applied");
             }
         }
+        if view.finalized_features != self.view.borrow().finalized_features {
+            view.finalized_features_epoch = i64::try_from(index).unwrap_or(i64::MAX);
+        }
         view.version += 1;
         view.applied_index = index;
         let dir = self.shard.meta_dir();
@@ -678,6 +681,12 @@ impl Controller {
         if new.cluster_id.is_empty() {
             new.cluster_id = shard.config.cluster_id.clone().unwrap_or_else(|| base64_uuid(uuid::Uuid::new_v4()));
             tracing::info!(cluster_id = %new.cluster_id, "new cluster: no metadata found");
+        }
+        // metadata.version is finalized in every cluster that has feature levels: without it
+        // this is a new cluster, or one from before they were recorded, which gets the defaults.
+        if !new.finalized_features.contains_key(crate::metadata::features::METADATA_VERSION) {
+            new.finalized_features = crate::metadata::features::bootstrap_levels();
+            tracing::info!(levels = ?new.finalized_features, "finalizing the default feature levels");
         }
         self.commit(&old, &new).await
     }

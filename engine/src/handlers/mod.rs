@@ -399,7 +399,7 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, conn
     tracing::trace!(%peer, api_key = header.api_key, version = header.api_version, correlation_id = header.correlation_id, "request");
     let ctx = Context::new(&shard, &header, session, connection, request_seq);
     match body {
-        RequestBody::ApiVersions(_) => api_versions::handle(&header),
+        RequestBody::ApiVersions(_) => api_versions::handle(&ctx),
         RequestBody::Metadata(r) => metadata::handle(&ctx, r).await,
         RequestBody::Produce(r) => produce::handle(&ctx, r).await,
         RequestBody::Fetch(r) => fetch::handle(&ctx, r).await,

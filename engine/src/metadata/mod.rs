@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+pub mod features;
 pub mod records;
 
 /// The internal topics: committed offsets of consumer groups, and transaction state. The broker
@@ -141,6 +142,20 @@ pub struct ClusterMetadata {
     /// from before the metadata log).
     #[serde(default)]
     pub applied_index: u64,
+    /// Finalized feature levels (KIP-584) by Kafka's feature names; a feature at level 0 is
+    /// absent, as in Kafka. Empty in an image from before features were recorded, until the
+    /// active controller writes the defaults (see [`features::bootstrap_levels`]).
+    #[serde(default)]
+    pub finalized_features: BTreeMap<String, i16>,
+    /// The metadata log index of the record that last changed `finalized_features`: the
+    /// epoch ApiVersions reports, which only grows, so a client tells the newer of two
+    /// answers. -1 while none is recorded, as Kafka answers then.
+    #[serde(default = "no_features_epoch")]
+    pub finalized_features_epoch: i64,
+}
+
+fn no_features_epoch() -> i64 {
+    -1
 }
 
 /// A broker as it registered with the controller: how clients reach it, per listener.
@@ -208,6 +223,8 @@ impl ClusterMetadata {
             acls: Default::default(),
             brokers: BTreeMap::new(),
             applied_index: 0,
+            finalized_features: BTreeMap::new(),
+            finalized_features_epoch: no_features_epoch(),
         }
     }
 
@@ -355,6 +372,18 @@ mod tests {
         meta.topics.insert("t".into(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: meta.place(3, 2, 1), configs: BTreeMap::new() });
         meta.persist(dir.path()).unwrap();
         assert_eq!(ClusterMetadata::load(dir.path()).unwrap(), Some(meta));
+    }
+
+    #[test]
+    fn an_image_from_before_feature_levels_loads_with_none_finalized() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut old = serde_json::to_value(ClusterMetadata::new("abc".into())).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        assert!(fields.remove("finalized_features").is_some() && fields.remove("finalized_features_epoch").is_some());
+        std::fs::write(ClusterMetadata::path(dir.path()), serde_json::to_vec(&old).unwrap()).unwrap();
+        let loaded = ClusterMetadata::load(dir.path()).unwrap().unwrap();
+        assert!(loaded.finalized_features.is_empty());
+        assert_eq!(loaded.finalized_features_epoch, -1);
     }
 
     #[test]

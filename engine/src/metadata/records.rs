@@ -74,6 +74,12 @@ pub enum MetadataRecord {
         node_id: i32,
         fenced: bool,
     },
+    /// A feature's finalized level (Kafka's FeatureLevelRecord); level 0 takes it out of the
+    /// finalized set.
+    FeatureLevel {
+        name: String,
+        level: i16,
+    },
 }
 
 /// What applying records needs to know about the node it runs on.
@@ -137,6 +143,12 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata, node_id: i32) -> Vec<M
                 records.push(MetadataRecord::BrokerFencing { node_id: *id, fenced: registration.fenced })
             }
             _ => records.push(MetadataRecord::RegisterBroker { registration: registration.clone() }),
+        }
+    }
+    for name in old.finalized_features.keys().chain(new.finalized_features.keys()).collect::<std::collections::BTreeSet<_>>() {
+        let level = new.finalized_features.get(name).copied().unwrap_or(0);
+        if old.finalized_features.get(name).copied().unwrap_or(0) != level {
+            records.push(MetadataRecord::FeatureLevel { name: name.clone(), level });
         }
     }
     records
@@ -241,6 +253,13 @@ pub fn apply(view: &mut ClusterMetadata, record: &MetadataRecord, node: &dyn Loc
                 b.fenced = *fenced;
             }
         }
+        MetadataRecord::FeatureLevel { name, level } => {
+            if *level == 0 {
+                view.finalized_features.remove(name);
+            } else {
+                view.finalized_features.insert(name.clone(), *level);
+            }
+        }
     }
     Ok(())
 }
@@ -310,6 +329,21 @@ mod tests {
         let again = replayed(&view, &newer, &node);
         assert_eq!(replication_only(&again), replication_only(&newer));
         assert!(diff(&again, &newer, 1).is_empty());
+    }
+
+    #[test]
+    fn feature_levels_are_recorded_and_level_zero_leaves_the_finalized_set() {
+        let node = Node { id: 1, shards: 1 };
+        let old = ClusterMetadata::new("c".into());
+        let mut new = old.clone();
+        new.finalized_features = crate::metadata::features::bootstrap_levels();
+        let view = replayed(&old, &new, &node);
+        assert_eq!(view.finalized_features, new.finalized_features);
+        let mut lower = view.clone();
+        lower.finalized_features.remove("group.version");
+        let records = diff(&view, &lower, 1);
+        assert_eq!(records, vec![MetadataRecord::FeatureLevel { name: "group.version".into(), level: 0 }]);
+        assert_eq!(replayed(&view, &lower, &node).finalized_features, lower.finalized_features);
     }
 
     #[test]

@@ -1,0 +1,84 @@
+"""Feature versions (KIP-584) in ApiVersions v3+: what `kafka-features.sh describe` and Kafka 4
+clients read. The supported ranges claim only what shardlog does, and the finalized levels are
+cluster metadata: recorded in the metadata log, the same on every node, kept across restarts.
+
+confluent_kafka's AdminClient has no describe_features, so these tests send ApiVersions
+themselves (kafkawire) and decode its tagged feature fields.
+"""
+
+from __future__ import annotations
+
+import json
+
+import kafkawire as kw
+from clients import wait_until
+from cluster import start_cluster, restart_cluster
+
+# What shardlog supports (engine/src/metadata/features.rs says why each range is what it is).
+SUPPORTED = {
+    "metadata.version": (22, 22),  # 4.0-IV0
+    "kraft.version": (0, 0),
+    "group.version": (1, 1),  # KIP-848 consumer groups
+    "transaction.version": (0, 0),
+    "eligible.leader.replicas.version": (0, 0),
+}
+# Level-0 features are not in the finalized set, as in Kafka.
+FINALIZED = {"metadata.version": (22, 22), "group.version": (1, 1)}
+
+UPDATE_FEATURES = 57
+
+
+def features(port: int, version: int = 3) -> kw.ApiVersionsResponse:
+    """The first answer that carries finalized features (a node answers before its controller
+    has applied the cluster's first records)."""
+    def answered():
+        with kw.Connection(port) as conn:
+            response = conn.api_versions(version)
+        assert response.error_code == kw.NONE
+        return response if response.finalized_features_epoch >= 0 else None
+    return wait_until(answered, f"ApiVersions v{version} on port {port} to carry finalized features", timeout_s=30)
+
+
+def test_api_versions_carries_supported_and_finalized_features_and_keeps_them_across_a_restart(broker):
+    v3, v4 = features(broker.port, 3), features(broker.port, 4)
+    for response in (v3, v4):
+        assert response.supported_features == SUPPORTED
+        assert response.finalized_features == FINALIZED
+    assert v3.finalized_features_epoch == v4.finalized_features_epoch
+    # Versions before 3 have no place for features.
+    with kw.Connection(broker.port) as conn:
+        v2 = conn.api_versions(2)
+    assert v2.error_code == kw.NONE and not v2.supported_features and v2.finalized_features_epoch == -1
+    # Every level is a single one, so UpdateFeatures could change nothing: not advertised.
+    assert UPDATE_FEATURES not in v3.apis
+
+    # The epoch is the metadata log index that last changed a level: a restart changes none.
+    broker.restart()
+    again = features(broker.port)
+    assert again.finalized_features == FINALIZED
+    assert again.finalized_features_epoch == v3.finalized_features_epoch
+
+
+def test_a_data_dir_from_before_feature_levels_starts_and_gets_the_defaults(broker):
+    epoch = features(broker.port).finalized_features_epoch
+    broker.stop()
+    # The image as a version without feature levels wrote it.
+    [image_path] = list(broker.data_dir.rglob("cluster-metadata.json"))
+    image = json.loads(image_path.read_text())
+    del image["finalized_features"], image["finalized_features_epoch"]
+    image_path.write_text(json.dumps(image))
+    broker.start()
+    after = features(broker.port)
+    assert after.finalized_features == FINALIZED
+    # Written again by the controller as new records, so the epoch moved on.
+    assert after.finalized_features_epoch > epoch
+
+
+def test_every_node_of_a_cluster_reports_the_same_finalized_levels_and_epoch(broker_factory):
+    nodes = start_cluster(broker_factory)
+    seen = [features(n.port) for n in nodes]
+    assert all(s.finalized_features == FINALIZED and s.supported_features == SUPPORTED for s in seen)
+    epochs = {s.finalized_features_epoch for s in seen}
+    assert len(epochs) == 1, f"nodes disagree on the finalized features' epoch: {epochs}"
+    restart_cluster(nodes)
+    assert {features(n.port).finalized_features_epoch for n in nodes} == epochs
