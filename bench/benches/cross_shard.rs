@@ -111,6 +111,7 @@ fn serve(router: &Router, stop: mpsc::UnboundedSender<()>) {
                 log_start_offset: 0,
                 error_message: None,
                 duplicate: false,
+                record_errors: Vec::new(),
             })
             .collect::<Vec<_>>()
     });
