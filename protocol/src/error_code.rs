@@ -30,6 +30,8 @@ error_codes! {
     MESSAGE_TOO_LARGE = 10,
     INVALID_TOPIC_EXCEPTION = 17,
     RECORD_LIST_TOO_LARGE = 18,
+    NOT_ENOUGH_REPLICAS = 19,
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20,
     INVALID_REQUIRED_ACKS = 21,
     INVALID_TIMESTAMP = 32,
     UNSUPPORTED_VERSION = 35,
@@ -141,8 +143,32 @@ mod tests {
         assert_eq!(error_name(9999), "unknown error code 9999");
         assert_eq!(error_name(6), "NOT_LEADER_OR_FOLLOWER (6)");
         assert_eq!(error_name(36), "TOPIC_ALREADY_EXISTS (36)");
-        assert!(is_retriable(14));
         assert!(!is_retriable(69));
+    }
+
+    /// The errors Kafka's `Errors` enum backs with a `RetriableException`, which clients (the
+    /// load generator among them) ask again on; and some it does not.
+    #[test]
+    fn retriable_follows_kafka() {
+        for code in [
+            NOT_LEADER_OR_FOLLOWER,
+            LEADER_NOT_AVAILABLE,
+            UNKNOWN_TOPIC_OR_PARTITION,
+            REQUEST_TIMED_OUT,
+            NOT_ENOUGH_REPLICAS,
+            NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+            COORDINATOR_NOT_AVAILABLE,
+            NOT_COORDINATOR,
+            14, // COORDINATOR_LOAD_IN_PROGRESS
+            NOT_CONTROLLER,
+            KAFKA_STORAGE_ERROR,
+            CORRUPT_MESSAGE,
+        ] {
+            assert!(is_retriable(code), "{}", error_name(code));
+        }
+        for code in [NONE, UNKNOWN_SERVER_ERROR, TOPIC_ALREADY_EXISTS, MESSAGE_TOO_LARGE, INVALID_PARTITIONS, TOPIC_AUTHORIZATION_FAILED, GROUP_ID_NOT_FOUND] {
+            assert!(!is_retriable(code), "{}", error_name(code));
+        }
     }
 
     /// A mistyped number would still round-trip as `Unknown`, or as a neighbour's code; checking

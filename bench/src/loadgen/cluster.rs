@@ -2,7 +2,7 @@
 //! Metadata, create the topic if it is missing, and read partition end offsets with ListOffsets.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -14,9 +14,8 @@ use shardlog_protocol::error_code::{self, error_name};
 use shardlog_protocol::kafka_protocol;
 
 use super::net::Connection;
+use super::retry::{Retry, DEFAULT_POLICY, RETRY_BOUND};
 
-/// How long to wait for a new topic's partitions to get leaders.
-const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const CREATE_TOPICS_TIMEOUT_MS: i32 = 30_000;
 
 /// LATEST_TIMESTAMP and EARLIEST_TIMESTAMP in ListOffsets.
@@ -80,52 +79,103 @@ async fn metadata(connection: &Connection, topic: &str) -> Result<MetadataRespon
 }
 
 /// Makes sure `topic` exists (creating it with `partitions` if it does not) and that every
-/// partition has a leader; returns where each partition lives.
+/// partition has a leader; returns where each partition lives. While the topic is missing or a
+/// partition has no leader (a new topic's leadership propagating, a retriable CreateTopics
+/// error), it asks again with the [`super::retry`] backoff, within its bound.
 pub async fn prepare_topic(connection: &Connection, topic: &str, partitions: u32, replication_factor: i16) -> Result<TopicLayout> {
-    let deadline = Instant::now() + TOPIC_READY_TIMEOUT;
+    let mut retry = Retry::new(DEFAULT_POLICY, Instant::now());
     let mut created = false;
     loop {
         let response = metadata(connection, topic).await?;
-        let brokers: BTreeMap<i32, String> = response.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
         let t = response.topics.first().ok_or_else(|| anyhow!("Metadata from {} has no entry for topic {topic}", connection.address()))?;
-        let ready = match t.error_code {
-            error_code::NONE => {
-                let mut leaders = vec![-1; t.partitions.len()];
-                let mut ready = !t.partitions.is_empty();
-                for p in &t.partitions {
-                    let index = p.partition_index as usize;
-                    if index >= leaders.len() {
-                        bail!("Metadata lists partition {index} of {topic}, which has {} partitions", leaders.len());
+        // What is still missing, said for the note and for the error at the bound.
+        let waiting = match t.error_code {
+            error_code::NONE => match layout_of(&response, topic)? {
+                Ok(layout) => {
+                    if layout.leaders.len() != partitions as usize {
+                        eprintln!(
+                            "note: topic {topic} exists with {} partitions; the workload asks for {partitions}; using {}",
+                            layout.leaders.len(),
+                            layout.leaders.len()
+                        );
                     }
-                    if p.error_code != error_code::NONE || p.leader_id.0 < 0 || !brokers.contains_key(&p.leader_id.0) {
-                        ready = false;
-                    }
-                    leaders[index] = p.leader_id.0;
+                    return Ok(layout);
                 }
-                ready.then_some(leaders)
-            }
+                Err(waiting) => waiting,
+            },
             error_code::UNKNOWN_TOPIC_OR_PARTITION if !created => {
-                create_topic(connection, &response, topic, partitions, replication_factor).await?;
-                created = true;
-                None
+                match create_topic(connection, &response, topic, partitions, replication_factor).await? {
+                    Ok(()) => {
+                        created = true;
+                        // Metadata may lag the creation on this broker: ask again at once.
+                        continue;
+                    }
+                    Err(why) => why,
+                }
             }
-            error_code::UNKNOWN_TOPIC_OR_PARTITION | error_code::LEADER_NOT_AVAILABLE => None,
-            code => bail!("Metadata for topic {topic}: {}", error_name(code)),
+            code if error_code::is_retriable(code) => format!("Metadata at {} for topic {topic}: {}", connection.address(), error_name(code)),
+            code => bail!("Metadata at {} for topic {topic}: {}", connection.address(), error_name(code)),
         };
-        if let Some(leaders) = ready {
-            if leaders.len() != partitions as usize {
-                eprintln!("note: topic {topic} exists with {} partitions; the workload asks for {partitions}; using {}", leaders.len(), leaders.len());
-            }
-            return Ok(TopicLayout { topic: topic.to_string(), brokers, leaders });
+        let Some(delay) = retry.next_delay(Instant::now()) else {
+            bail!("gave up after {} retries over {RETRY_BOUND:?}: {waiting}", retry.attempts());
+        };
+        if retry.attempts() > 1 {
+            eprintln!("note: {waiting}; asking again in {delay:?} (retry {})", retry.attempts());
         }
-        if Instant::now() > deadline {
-            bail!("topic {topic} has partitions without a leader after {TOPIC_READY_TIMEOUT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(delay).await;
     }
 }
 
-async fn create_topic(bootstrap: &Connection, metadata: &MetadataResponse, topic: &str, partitions: u32, replication_factor: i16) -> Result<()> {
+/// The topic's layout from a Metadata answer that has no topic-level error, or what is missing:
+/// a partition without a leader, or whose leader is not in the broker list.
+fn layout_of(response: &MetadataResponse, topic: &str) -> Result<Result<TopicLayout, String>> {
+    let brokers: BTreeMap<i32, String> = response.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
+    let t = &response.topics[0];
+    if t.partitions.is_empty() {
+        return Ok(Err(format!("Metadata lists no partitions of topic {topic}")));
+    }
+    let mut leaders = vec![-1; t.partitions.len()];
+    let mut missing = None;
+    for p in &t.partitions {
+        let index = p.partition_index as usize;
+        if index >= leaders.len() {
+            bail!("Metadata lists partition {index} of {topic}, which has {} partitions", leaders.len());
+        }
+        if p.error_code != error_code::NONE {
+            missing.get_or_insert_with(|| format!("Metadata for partition {topic}-{index}: {}", error_name(p.error_code)));
+        } else if p.leader_id.0 < 0 {
+            missing.get_or_insert_with(|| format!("partition {topic}-{index} has no leader yet"));
+        } else if !brokers.contains_key(&p.leader_id.0) {
+            missing.get_or_insert_with(|| format!("partition {topic}-{index} is led by broker {}, which Metadata does not list", p.leader_id.0));
+        }
+        leaders[index] = p.leader_id.0;
+    }
+    Ok(match missing {
+        Some(why) => Err(why),
+        None => Ok(TopicLayout { topic: topic.to_string(), brokers, leaders }),
+    })
+}
+
+/// The partition leaders as the broker behind `connection` sees them now, for a producer that
+/// was told NOT_LEADER_OR_FOLLOWER; what is missing when a partition has no leader.
+pub async fn refresh_layout(connection: &Connection, topic: &str) -> Result<Result<TopicLayout, String>> {
+    let response = metadata(connection, topic).await?;
+    let t = response.topics.first().ok_or_else(|| anyhow!("Metadata from {} has no entry for topic {topic}", connection.address()))?;
+    if t.error_code != error_code::NONE {
+        return Ok(Err(format!("Metadata at {} for topic {topic}: {}", connection.address(), error_name(t.error_code))));
+    }
+    layout_of(&response, topic)
+}
+
+/// CreateTopics at the controller when it can be reached, else at `bootstrap`; a retriable error
+/// comes back as what to say about it, for the caller to ask again.
+async fn create_topic(
+    bootstrap: &Connection,
+    metadata: &MetadataResponse,
+    topic: &str,
+    partitions: u32,
+    replication_factor: i16,
+) -> Result<Result<(), String>> {
     // Old brokers take CreateTopics only at the controller; newer ones forward it from any broker.
     let controller = metadata.brokers.iter().find(|b| b.node_id == metadata.controller_id).map(|b| format!("{}:{}", b.host, b.port));
     let other;
@@ -151,6 +201,9 @@ async fn create_topic(bootstrap: &Connection, metadata: &MetadataResponse, topic
     for result in &response.topics {
         match result.error_code {
             error_code::NONE | error_code::TOPIC_ALREADY_EXISTS => {}
+            code if error_code::is_retriable(code) => {
+                return Ok(Err(format!("CreateTopics {topic} at {}: {}", connection.address(), error_name(code))));
+            }
             code => bail!(
                 "CreateTopics {topic} ({partitions} partitions, replication factor {replication_factor}) at {}: {}{}",
                 connection.address(),
@@ -159,24 +212,29 @@ async fn create_topic(bootstrap: &Connection, metadata: &MetadataResponse, topic
             ),
         }
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Offsets of `partitions` (all led by the broker behind `connection`) at `timestamp`
 /// ([`OFFSET_LATEST`] or [`OFFSET_EARLIEST`]), by partition index. A retriable error (a broker
 /// that has not taken up the leadership Metadata already reports, as Kafka right after
-/// CreateTopics answers NOT_LEADER_OR_FOLLOWER) is asked again, until [`TOPIC_READY_TIMEOUT`].
+/// CreateTopics answers NOT_LEADER_OR_FOLLOWER) is asked again with the [`super::retry`] backoff.
 pub async fn list_offsets(connection: &Connection, topic: &str, partitions: &[i32], timestamp: i64) -> Result<BTreeMap<i32, i64>> {
-    let deadline = Instant::now() + TOPIC_READY_TIMEOUT;
+    let mut retry = Retry::new(DEFAULT_POLICY, Instant::now());
     loop {
-        match list_offsets_once(connection, topic, partitions, timestamp).await? {
+        let (partition, code) = match list_offsets_once(connection, topic, partitions, timestamp).await? {
             Ok(offsets) => return Ok(offsets),
-            Err((partition, code)) if error_code::is_retriable(code) && Instant::now() < deadline => {
-                eprintln!("note: ListOffsets {topic}-{partition}: {} (retriable); asking again", error_name(code));
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err((partition, code)) => bail!("ListOffsets {topic}-{partition} at {}: {}", connection.address(), error_name(code)),
+            Err(failure) => failure,
+        };
+        let what = format!("ListOffsets {topic}-{partition} at {}: {}", connection.address(), error_name(code));
+        if !error_code::is_retriable(code) {
+            bail!("{what}");
         }
+        let Some(delay) = retry.next_delay(Instant::now()) else {
+            bail!("{what}, still after {} retries over {RETRY_BOUND:?}", retry.attempts());
+        };
+        eprintln!("note: {what} (retriable); asking again in {delay:?} (retry {})", retry.attempts());
+        tokio::time::sleep(delay).await;
     }
 }
 

@@ -20,6 +20,7 @@ use super::cluster::{list_offsets, TopicLayout};
 use super::net::Connection;
 use super::producer::unix_now_ns;
 use super::record::{read_batches, read_value, ReadRecord};
+use super::retry::{Retry, DEFAULT_POLICY, RETRY_BOUND};
 use super::stats::{add, note_error, ConsumerCounters, LatencyRecorder};
 
 /// Long-poll wait: short enough to notice the end of a run quickly.
@@ -28,7 +29,9 @@ const FETCH_MAX_WAIT_MS: i32 = 500;
 const FETCH_BYTES_MAX: i32 = 50 * 1024 * 1024;
 const FETCH_PARTITION_BYTES_MAX: i32 = 1024 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
-/// After this many fetch failures in a row a broker's reader gives up.
+/// After this many fetch failures in a row (lost connections, timeouts, errors Kafka does not
+/// call retriable) a broker's reader gives up; retriable errors are asked again within the
+/// [`super::retry`] bound instead.
 const FETCH_FAILURES_MAX: u32 = 10;
 
 /// Where a consumer starts.
@@ -57,6 +60,12 @@ struct PartitionReader {
     next_sequence: Vec<u64>,
     /// A corrupt batch stopped the reading of this partition.
     dead: bool,
+    /// Since its first retriable error in a row: the partition is left out of fetches until
+    /// `retry_at`.
+    retry: Option<Retry>,
+    retry_at: Option<Instant>,
+    /// Its retriable error outlasted the retry bound: it is no longer read, and not caught up.
+    gave_up: bool,
 }
 
 /// The reader of one consumer for the partitions that one broker leads.
@@ -93,7 +102,16 @@ pub async fn connect(
         let offsets: BTreeMap<i32, i64> = list_offsets(&connection, &layout.topic, &indexes, timestamp).await?;
         let partitions = indexes
             .iter()
-            .map(|&index| PartitionReader { index, fetch_offset: offsets[&index], high_watermark: -1, next_sequence: vec![0; producers as usize], dead: false })
+            .map(|&index| PartitionReader {
+                index,
+                fetch_offset: offsets[&index],
+                high_watermark: -1,
+                next_sequence: vec![0; producers as usize],
+                dead: false,
+                retry: None,
+                retry_at: None,
+                gave_up: false,
+            })
             .collect();
         readers.push(BrokerReader {
             run_id,
@@ -119,14 +137,22 @@ impl BrokerReader {
     pub async fn run(mut self, stop: Arc<StopSignal>) -> bool {
         let version = self.connection.version(ApiKey::Fetch).expect("checked at connect");
         let mut failures = 0;
+        let mut retry: Option<Retry> = None;
         loop {
-            if stop.abandon.load(Ordering::Relaxed) || self.partitions.iter().all(|p| p.dead) {
+            if stop.abandon.load(Ordering::Relaxed) || self.partitions.iter().all(|p| p.dead || p.gave_up) {
                 return false;
             }
             // Read the flag before the fetch: a high watermark in an answer to a fetch sent after
             // the producers finished covers everything they wrote.
             let final_round = stop.producers_done.load(Ordering::Relaxed);
-            let request = self.fetch_request();
+            let now = Instant::now();
+            let request = self.fetch_request(now);
+            if request.topics[0].partitions.is_empty() {
+                // Every partition still readable waits for its retry.
+                let at = self.partitions.iter().filter_map(|p| p.retry_at).min().unwrap_or(now);
+                tokio::time::sleep_until(at.into()).await;
+                continue;
+            }
             let sent = Instant::now();
             let answer = match self.connection.send(&request, version) {
                 Ok(f) => tokio::time::timeout(FETCH_TIMEOUT, f).await.unwrap_or_else(|_| Err(anyhow!("no answer within {FETCH_TIMEOUT:?}"))),
@@ -134,6 +160,17 @@ impl BrokerReader {
             };
             let response = match answer {
                 Ok(r) if r.error_code == error_code::NONE => r,
+                Ok(r) if error_code::is_retriable(r.error_code) => {
+                    let what = format!("Fetch from {}: {}", self.connection.address(), error_name(r.error_code));
+                    let retry = retry.get_or_insert_with(|| Retry::new(DEFAULT_POLICY, Instant::now()));
+                    let Some(delay) = retry.next_delay(Instant::now()) else {
+                        self.fetch_failed(&format!("{what}, still after {} retries over {RETRY_BOUND:?}", retry.attempts()));
+                        return false;
+                    };
+                    eprintln!("note: {what} (retriable); asking again in {delay:?} (retry {})", retry.attempts());
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
                 Ok(r) => {
                     self.fetch_failed(&format!("Fetch: {}", error_name(r.error_code)));
                     failures += 1;
@@ -153,6 +190,7 @@ impl BrokerReader {
                 }
             };
             failures = 0;
+            retry = None;
             let now_unix_ns = unix_now_ns();
             for topic in &response.responses {
                 if topic.topic != self.topic {
@@ -162,8 +200,8 @@ impl BrokerReader {
                     self.partition_answer(p, now_unix_ns);
                 }
             }
-            if final_round && self.partitions.iter().all(|p| p.dead || (p.high_watermark >= 0 && p.fetch_offset >= p.high_watermark)) {
-                return true;
+            if final_round && self.partitions.iter().all(|p| p.dead || p.gave_up || (p.high_watermark >= 0 && p.fetch_offset >= p.high_watermark)) {
+                return !self.partitions.iter().any(|p| p.gave_up);
             }
             // A broker that answers an empty fetch at once (no long polling) is not hammered.
             if sent.elapsed() < Duration::from_millis(1)
@@ -179,13 +217,13 @@ impl BrokerReader {
         note_error(&self.counters.first_error, || why.to_string());
     }
 
-    fn fetch_request(&self) -> FetchRequest {
+    fn fetch_request(&self, now: Instant) -> FetchRequest {
         let mut topic = FetchTopic::default();
         topic.topic = self.topic.clone();
         topic.partitions = self
             .partitions
             .iter()
-            .filter(|p| !p.dead)
+            .filter(|p| !p.dead && !p.gave_up && p.retry_at.is_none_or(|at| at <= now))
             .map(|p| {
                 let mut f = FetchPartition::default();
                 f.partition = p.index;
@@ -205,7 +243,25 @@ impl BrokerReader {
     fn partition_answer(&mut self, answer: &kafka_protocol::messages::fetch_response::PartitionData, now_unix_ns: u64) {
         let Some(position) = self.partitions.iter().position(|p| p.index == answer.partition_index) else { return };
         if answer.error_code != error_code::NONE {
-            self.fetch_failed(&format!("Fetch {}-{}: {}", self.topic.0, answer.partition_index, error_name(answer.error_code)));
+            let what = format!("Fetch {}-{} at {}: {}", self.topic.0, answer.partition_index, self.connection.address(), error_name(answer.error_code));
+            if !error_code::is_retriable(answer.error_code) {
+                self.fetch_failed(&what);
+                return;
+            }
+            let now = Instant::now();
+            let reader = &mut self.partitions[position];
+            let retry = reader.retry.get_or_insert_with(|| Retry::new(DEFAULT_POLICY, now));
+            match retry.next_delay(now) {
+                Some(delay) => {
+                    eprintln!("note: {what} (retriable); asking again in {delay:?} (retry {})", retry.attempts());
+                    reader.retry_at = Some(now + delay);
+                }
+                None => {
+                    let why = format!("{what}, still after {} retries over {RETRY_BOUND:?}", retry.attempts());
+                    reader.gave_up = true;
+                    self.fetch_failed(&why);
+                }
+            }
             return;
         }
         let run_id = self.run_id;
@@ -213,6 +269,8 @@ impl BrokerReader {
         let from_unix_ns = self.record_e2e_from_unix_ns;
         let counters = &self.counters;
         let reader = &mut self.partitions[position];
+        reader.retry = None;
+        reader.retry_at = None;
         reader.high_watermark = answer.high_watermark;
         let Some(records) = &answer.records else { return };
         let mut tally = Tally::default();

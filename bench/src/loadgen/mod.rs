@@ -6,7 +6,7 @@
 //! checksum in the value ([`record`]), batches it, and sends it over a pipelined [`net`]
 //! connection to the leader that [`cluster`] found; [`consumer`] reads it back and checks it;
 //! [`stats`] keeps the histograms and counters; [`run`] drives one workload ([`workload`]) and
-//! checks the books; [`result`] is the JSON file, [`report`] the HTML page, [`compare`] the
+//! checks the books; [`retry`] says when to ask a broker again; [`result`] is the JSON file, [`report`] the HTML page, [`compare`] the
 //! side-by-side table; [`null_broker`] is an in-memory broker for `--dry-run` and the tests.
 pub mod cluster;
 pub mod compare;
@@ -17,6 +17,7 @@ pub mod producer;
 pub mod record;
 pub mod report;
 pub mod result;
+pub mod retry;
 pub mod run;
 pub mod schedule;
 pub mod stats;

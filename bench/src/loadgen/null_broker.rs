@@ -64,6 +64,9 @@ pub struct Faults {
     /// Close the connection on every Nth produce request instead of answering it, storing none
     /// of it; the answers to earlier requests go out first (0: never).
     pub drop_connection_every_nth_produce: u64,
+    /// Answer every Nth produce request with NOT_LEADER_OR_FOLLOWER for each of its
+    /// partitions, storing none of it, as a broker does while leadership moves (0: never).
+    pub not_leader_every_nth_produce: u64,
 }
 
 /// Whether the `seen`th event is one of every `n`th (`n` = 0: never).
@@ -247,7 +250,14 @@ async fn handle(mut frame: Bytes, shared: &Shared) -> Result<Option<Bytes>> {
                 return Err(anyhow!("fault injected: closing the connection at produce request {seen}"));
             }
             let acks = request.acks;
-            let response = produce(request, shared, every_nth(shared.faults.refuse_every_nth_produce, seen));
+            let refuse = if every_nth(shared.faults.refuse_every_nth_produce, seen) {
+                error_code::KAFKA_STORAGE_ERROR
+            } else if every_nth(shared.faults.not_leader_every_nth_produce, seen) {
+                error_code::NOT_LEADER_OR_FOLLOWER
+            } else {
+                error_code::NONE
+            };
+            let response = produce(request, shared, refuse);
             shared.appended.notify_waiters();
             if acks == 0 {
                 return Ok(None);
@@ -293,9 +303,9 @@ async fn handle(mut frame: Bytes, shared: &Shared) -> Result<Option<Bytes>> {
     Ok(Some(encoded))
 }
 
-/// Appends the request's batches (checking each one's CRC), or, when `refuse`, stores none of
-/// them and answers KAFKA_STORAGE_ERROR.
-fn produce(request: ProduceRequest, shared: &Shared, refuse: bool) -> ProduceResponse {
+/// Appends the request's batches (checking each one's CRC), or, when `refuse` is an error code,
+/// stores none of them and answers it.
+fn produce(request: ProduceRequest, shared: &Shared, refuse: i16) -> ProduceResponse {
     let mut response = ProduceResponse::default();
     let mut state = shared.state.lock().expect("state lock");
     for t in request.topic_data {
@@ -310,7 +320,7 @@ fn produce(request: ProduceRequest, shared: &Shared, refuse: bool) -> ProduceRes
             match (partition, batch::parse_all(&records, true)) {
                 (None, _) => answer.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
                 (Some(_), Err(_)) => answer.error_code = error_code::CORRUPT_MESSAGE,
-                (Some(_), Ok(_)) if refuse => answer.error_code = error_code::KAFKA_STORAGE_ERROR,
+                (Some(_), Ok(_)) if refuse != error_code::NONE => answer.error_code = refuse,
                 (Some(_), Ok(_)) if shared.store && shared.stored_bytes.load(Ordering::Relaxed) > STORE_BYTES_MAX => {
                     answer.error_code = error_code::KAFKA_STORAGE_ERROR
                 }

@@ -2,10 +2,16 @@
 //! client's accumulator (`batch_bytes`, `linger_ms`, a sticky partitioner for keyless records),
 //! and keeps up to `max_in_flight` produce requests outstanding per broker connection.
 //!
-//! The books: every record generated is counted as sent when its request is queued, then as
-//! acknowledged or failed exactly once when the answer (or the error, or the timeout) comes.
-//! Nothing is retried: a retry would make the latency of a failure look like a success and could
-//! write duplicates, which the consumers would then (rightly) report.
+//! The books: every record generated is counted as sent when its request is first queued, then
+//! as acknowledged or failed exactly once when the answer (or the error, or the timeout) comes.
+//! A batch the broker says it did not append for a retriable reason (NOT_LEADER_OR_FOLLOWER
+//! after a leadership move, NOT_ENOUGH_REPLICAS: [`produce_retriable`]) is sent again with the
+//! [`super::retry`] backoff, to the leader a fresh Metadata names, and counts as acknowledged
+//! only then, its latency running from its intended send time across the retries. Its partition
+//! sends nothing else until the batches in flight before it have answered, so a retry does not
+//! overtake them. Nothing else is retried: a timeout or a lost connection may have appended the
+//! batch, and sending it again would write duplicates, which the consumers would (rightly)
+//! report.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -20,12 +26,13 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use shardlog_protocol::error_code::error_name;
+use shardlog_protocol::error_code::{self, error_name};
 use shardlog_protocol::kafka_protocol;
 
-use super::cluster::TopicLayout;
+use super::cluster::{refresh_layout, TopicLayout};
 use super::net::Connection;
 use super::record::{partition_for_key, payload_source, write_value, BatchBuilder, Rng, ValueHeader};
+use super::retry::{needs_metadata, produce_retriable, Retry, DEFAULT_POLICY, RETRY_BOUND};
 use super::schedule::Schedule;
 use super::stats::{add, note_error, LatencyRecorder, ProducerCounters};
 use super::workload::{KeyDistribution, Rate, Workload};
@@ -81,10 +88,14 @@ struct OpenBatch {
 }
 
 struct ClosedBatch {
+    /// Its place in the partition's order, so that a batch sent again goes back where it was.
+    number: u64,
     bytes: Bytes,
     intended_ns: Vec<u64>,
     payload_bytes: u64,
     uncompressed_bytes: usize,
+    /// Set at its first retriable failure.
+    retry: Option<Retry>,
 }
 
 struct PartitionState {
@@ -92,8 +103,14 @@ struct PartitionState {
     /// Position in `brokers`.
     broker: usize,
     next_sequence: u64,
+    next_batch_number: u64,
     open: Option<OpenBatch>,
     closed: VecDeque<ClosedBatch>,
+    /// Batches of this partition in requests not yet answered.
+    in_flight: usize,
+    /// A batch waits to be sent again: nothing goes out for the partition before this instant,
+    /// nor while batches sent before the failed one are still in flight.
+    retry_at: Option<Instant>,
 }
 
 struct BrokerState {
@@ -105,11 +122,10 @@ struct BrokerState {
     drain_from: usize,
 }
 
-/// A batch in a request, for the books when the answer comes.
+/// A batch in a request: for the books when the answer comes, and to send it again.
 struct SentBatch {
     partition: i32,
-    intended_ns: Vec<u64>,
-    payload_bytes: u64,
+    batch: ClosedBatch,
 }
 
 struct Completion {
@@ -138,6 +154,8 @@ pub struct Producer {
     counters: Arc<ProducerCounters>,
     latency: Arc<LatencyRecorder>,
     stop: Arc<AtomicBool>,
+    /// A broker said it does not lead a partition: ask Metadata before sending again.
+    refresh_leaders: bool,
 }
 
 impl Producer {
@@ -167,8 +185,19 @@ impl Producer {
             }
         }
         partitions.sort_unstable();
-        let partitions: Vec<PartitionState> =
-            partitions.into_iter().map(|(index, broker)| PartitionState { index, broker, next_sequence: 0, open: None, closed: VecDeque::new() }).collect();
+        let partitions: Vec<PartitionState> = partitions
+            .into_iter()
+            .map(|(index, broker)| PartitionState {
+                index,
+                broker,
+                next_sequence: 0,
+                next_batch_number: 0,
+                open: None,
+                closed: VecDeque::new(),
+                in_flight: 0,
+                retry_at: None,
+            })
+            .collect();
         let schedule = match (plan, workload.rate) {
             (Plan::Timed { .. }, Rate::PerSecond(rate)) => Some(Schedule::new(rate, workload.producers, id)),
             _ => None,
@@ -194,6 +223,7 @@ impl Producer {
             latency,
             stop,
             workload,
+            refresh_leaders: false,
         })
     }
 
@@ -228,6 +258,9 @@ impl Producer {
             // Take every answer that is already there before generating more.
             while let Some(Some(done)) = futures::FutureExt::now_or_never(in_flight.next()) {
                 self.complete(done);
+            }
+            if self.refresh_leaders {
+                self.refresh_leaders().await;
             }
         }
         if let (Plan::Timed { end_ns, .. }, Some(schedule)) = (self.plan, self.schedule) {
@@ -343,11 +376,16 @@ impl Producer {
                 return;
             }
         };
-        self.partitions[partition].closed.push_back(ClosedBatch {
+        let state = &mut self.partitions[partition];
+        let number = state.next_batch_number;
+        state.next_batch_number += 1;
+        state.closed.push_back(ClosedBatch {
+            number,
             bytes,
             intended_ns: open.intended_ns,
             payload_bytes: open.payload_bytes,
             uncompressed_bytes,
+            retry: None,
         });
     }
 
@@ -356,6 +394,9 @@ impl Producer {
         let closed_loop = self.schedule.is_none();
         self.brokers[broker].partitions.iter().any(|&p| {
             let state = &self.partitions[p];
+            if state.held(now) {
+                return false;
+            }
             !state.closed.is_empty()
                 || state.open.as_ref().is_some_and(|b| b.builder.records() > 0 && (flushing || closed_loop || now.duration_since(b.created) >= linger))
         })
@@ -380,8 +421,14 @@ impl Producer {
         let count = self.brokers[broker].partitions.len();
         let start = self.brokers[broker].drain_from;
         let mut sticky_drained = false;
+        let now = Instant::now();
+        let mut first_sends = 0;
         for k in 0..count {
             let p = self.brokers[broker].partitions[(start + k) % count];
+            if self.partitions[p].held(now) {
+                continue;
+            }
+            self.partitions[p].retry_at = None;
             if self.partitions[p].closed.is_empty() && self.partitions[p].open.as_ref().is_some_and(|b| b.builder.records() > 0) {
                 self.close_open_batch(p);
                 sticky_drained |= p == self.sticky;
@@ -396,11 +443,15 @@ impl Producer {
             let batch = state.closed.pop_front().expect("front exists");
             request_bytes += batch.bytes.len();
             self.buffered_bytes -= batch.uncompressed_bytes;
+            state.in_flight += 1;
+            if batch.retry.is_none() {
+                first_sends += batch.intended_ns.len() as u64;
+            }
             let mut partition_data = PartitionProduceData::default();
             partition_data.index = state.index;
-            partition_data.records = Some(batch.bytes);
+            partition_data.records = Some(batch.bytes.clone());
             data.push(partition_data);
-            batches.push(SentBatch { partition: state.index, intended_ns: batch.intended_ns, payload_bytes: batch.payload_bytes });
+            batches.push(SentBatch { partition: state.index, batch });
             self.brokers[broker].drain_from = (start + k + 1) % count;
         }
         if sticky_drained && self.workload.key_distribution == KeyDistribution::None {
@@ -409,8 +460,7 @@ impl Producer {
         if batches.is_empty() {
             return None;
         }
-        let records: u64 = batches.iter().map(|b| b.intended_ns.len() as u64).sum();
-        add(&self.counters.sent_records, records);
+        add(&self.counters.sent_records, first_sends);
         add(&self.counters.requests, 1);
         add(&self.counters.sent_batch_bytes, request_bytes as u64);
         let mut topic_data = TopicProduceData::default();
@@ -455,18 +505,25 @@ impl Producer {
         Ok(connection)
     }
 
-    /// The broker cannot be reached: every record buffered for it is sent and failed.
+    /// The broker cannot be reached: every record buffered for it is sent and failed (those
+    /// waiting for a retry were counted as sent the first time).
     fn fail_buffered(&mut self, broker: usize, why: &str) {
         let partitions = self.brokers[broker].partitions.clone();
         let mut failed = 0;
+        let mut never_sent = 0;
         for p in partitions {
             self.close_open_batch(p);
+            self.partitions[p].retry_at = None;
             for batch in self.partitions[p].closed.drain(..) {
-                failed += batch.intended_ns.len() as u64;
+                let n = batch.intended_ns.len() as u64;
+                failed += n;
+                if batch.retry.is_none() {
+                    never_sent += n;
+                }
                 self.buffered_bytes -= batch.uncompressed_bytes;
             }
         }
-        add(&self.counters.sent_records, failed);
+        add(&self.counters.sent_records, never_sent);
         add(&self.counters.failed_records, failed);
         add(&self.counters.failed_requests, 1);
         note_error(&self.counters.first_error, || why.to_string());
@@ -474,6 +531,11 @@ impl Producer {
 
     fn complete(&mut self, done: Completion) {
         self.brokers[done.broker].in_flight -= 1;
+        for sent in &done.batches {
+            if let Some(p) = self.partition_position(sent.partition) {
+                self.partitions[p].in_flight -= 1;
+            }
+        }
         let now = Instant::now();
         let now_ns = self.clock.elapsed_ns(now);
         let warmup_end_ns = match self.plan {
@@ -487,18 +549,26 @@ impl Producer {
         let mut request_failed = false;
         match &done.answer {
             Err(e) => {
-                failed_records = done.batches.iter().map(|b| b.intended_ns.len() as u64).sum();
+                failed_records = done.batches.iter().map(|b| b.batch.intended_ns.len() as u64).sum();
                 request_failed = true;
                 note_error(&self.counters.first_error, || format!("produce to {}: {e:#}", self.brokers[done.broker].address));
             }
             Ok(answer) => {
-                for batch in &done.batches {
+                let address = self.brokers[done.broker].address.clone();
+                for SentBatch { partition, mut batch } in done.batches {
                     let error = match answer {
                         None => None, // acks=0: written is all there is to know
-                        Some(response) => match partition_error(response, &self.topic, batch.partition) {
-                            Some(0) => None,
-                            Some(code) => Some(error_name(code)),
-                            None => Some("the answer does not mention this partition".to_string()),
+                        Some(response) => match partition_error(response, &self.topic, partition) {
+                            Some(error_code::NONE) => None,
+                            Some(code) if produce_retriable(code) => match self.retry_later(&address, partition, code, &mut batch, now) {
+                                Ok(()) => {
+                                    self.requeue(partition, batch);
+                                    continue;
+                                }
+                                Err(why) => Some(why),
+                            },
+                            Some(code) => Some(format!("produce to {}-{} at {address}: {}", self.topic.0, partition, error_name(code))),
+                            None => Some(format!("produce to {}-{} at {address}: the answer does not mention this partition", self.topic.0, partition)),
                         },
                     };
                     match error {
@@ -510,7 +580,7 @@ impl Producer {
                         Some(why) => {
                             failed_records += batch.intended_ns.len() as u64;
                             request_failed = true;
-                            note_error(&self.counters.first_error, || format!("produce to {}-{}: {why}", self.topic.0, batch.partition));
+                            note_error(&self.counters.first_error, || why);
                         }
                     }
                 }
@@ -527,8 +597,101 @@ impl Producer {
         }
     }
 
+    fn partition_position(&self, index: i32) -> Option<usize> {
+        self.partitions.binary_search_by_key(&index, |p| p.index).ok()
+    }
+
+    /// After a retriable produce error at `now`: whether `batch` may be sent again (its retry
+    /// bound not spent), noting why on stderr; else the error that fails it, naming the broker,
+    /// the request, the partition and the error.
+    fn retry_later(&mut self, address: &str, partition: i32, code: i16, batch: &mut ClosedBatch, now: Instant) -> Result<(), String> {
+        let what = format!("produce to {}-{partition} at {address}: {}", self.topic.0, error_name(code));
+        let retry = batch.retry.get_or_insert_with(|| Retry::new(DEFAULT_POLICY, now));
+        let Some(delay) = retry.next_delay(now) else {
+            return Err(format!("{what}, still after {} retries over {RETRY_BOUND:?}", retry.attempts()));
+        };
+        let p = self.partition_position(partition).expect("a partition this producer sent");
+        let state = &mut self.partitions[p];
+        // One note per partition and burst: the batches pipelined behind the first failed too.
+        if state.retry_at.is_none() {
+            let refresh = if needs_metadata(code) { "after a Metadata refresh, " } else { "" };
+            eprintln!("note: {what} (retriable); sending again {refresh}in {delay:?} (retry {})", retry.attempts());
+        }
+        let at = now + delay;
+        state.retry_at = Some(state.retry_at.map_or(at, |t| t.max(at)));
+        self.refresh_leaders |= needs_metadata(code);
+        Ok(())
+    }
+
+    /// Puts a batch to send again back in its partition's queue, in its place.
+    fn requeue(&mut self, partition: i32, batch: ClosedBatch) {
+        let p = self.partition_position(partition).expect("a partition this producer sent");
+        self.buffered_bytes += batch.uncompressed_bytes;
+        let closed = &mut self.partitions[p].closed;
+        let at = closed.partition_point(|b| b.number < batch.number);
+        closed.insert(at, batch);
+    }
+
+    /// Asks Metadata (at any broker this producer knows) who leads each partition now, and moves
+    /// partitions whose leader changed to that broker, connecting to it when first used.
+    async fn refresh_leaders(&mut self) {
+        self.refresh_leaders = false;
+        let mut failures = Vec::new();
+        let mut layout = None;
+        for broker in 0..self.brokers.len() {
+            let connection = match self.connection(broker).await {
+                Ok(c) => c,
+                Err(e) => {
+                    failures.push(format!("{e:#}"));
+                    continue;
+                }
+            };
+            match refresh_layout(&connection, &self.topic.0).await {
+                Ok(Ok(l)) => {
+                    layout = Some(l);
+                    break;
+                }
+                Ok(Err(missing)) => failures.push(missing),
+                Err(e) => failures.push(format!("{e:#}")),
+            }
+        }
+        // Without a fresh layout the partitions stay where they were; their retries fail again
+        // and ask again, until their bound.
+        let Some(layout) = layout else {
+            eprintln!("note: Metadata refresh for {} did not name every leader ({}); retrying where they were", self.topic.0, failures.join("; "));
+            return;
+        };
+        for p in 0..self.partitions.len() {
+            let index = self.partitions[p].index;
+            let Some(address) = layout.leaders.get(index as usize).and_then(|&leader| layout.address(leader).ok()) else { continue };
+            let old = self.partitions[p].broker;
+            if self.brokers[old].address == address {
+                continue;
+            }
+            let new = match self.brokers.iter().position(|b| b.address == address) {
+                Some(b) => b,
+                None => {
+                    self.brokers.push(BrokerState { address: address.to_string(), connection: None, in_flight: 0, partitions: Vec::new(), drain_from: 0 });
+                    self.brokers.len() - 1
+                }
+            };
+            eprintln!("note: {}-{index} moved from {} to {address}", self.topic.0, self.brokers[old].address);
+            let old_state = &mut self.brokers[old];
+            old_state.partitions.retain(|&q| q != p);
+            old_state.drain_from = old_state.drain_from.checked_rem(old_state.partitions.len()).unwrap_or(0);
+            self.brokers[new].partitions.push(p);
+            self.partitions[p].broker = new;
+        }
+    }
+
     fn next_wake(&self, now: Instant, generating: bool) -> Instant {
         let mut wake = now + IDLE_WAKE;
+        // A partition's retry is due (if nothing it sent before is still in flight).
+        for state in &self.partitions {
+            if let (Some(at), 0) = (state.retry_at, state.in_flight) {
+                wake = wake.min(at);
+            }
+        }
         if let (true, Some(schedule)) = (generating, self.schedule) {
             if self.buffered_bytes < self.workload.buffer_bytes {
                 wake = wake.min(self.clock.instant(schedule.intended_ns(self.generated)));
@@ -545,6 +708,13 @@ impl Producer {
             }
         }
         wake.max(now)
+    }
+}
+
+impl PartitionState {
+    /// Whether a retry keeps this partition from sending now.
+    fn held(&self, now: Instant) -> bool {
+        self.retry_at.is_some_and(|at| now < at || self.in_flight > 0)
     }
 }
 

@@ -589,6 +589,21 @@ mod tests {
     }
 
     #[test]
+    fn batches_refused_as_not_leader_are_sent_again_and_all_acknowledged() {
+        // One request in flight, so that the refused batch has nothing behind it to overtake.
+        let faults = Faults { not_leader_every_nth_produce: 5, ..Faults::default() };
+        let r = run_against(faults, Workload { max_in_flight: 1, ..small() });
+        let c = &r.counts;
+        assert_eq!((c.sent_records, c.acked_records, c.failed_records, c.failed_requests), (3000, 3000, 0, 0), "{c:?}");
+        for consumer in &c.consumers {
+            assert_eq!((consumer.valid_records, consumer.gap_records, consumer.duplicate_or_reordered), (3000, 0, 0), "{c:?}");
+            assert!(consumer.caught_up);
+        }
+        assert!(r.books.ok, "{:?}", r.books);
+        assert_eq!(r.produce_latency.count, 3000);
+    }
+
+    #[test]
     fn keyed_compressed_max_rate_runs_balance() {
         let workload = Workload {
             key_distribution: KeyDistribution::RoundRobin,
