@@ -7,8 +7,6 @@ bounds, and in effect: ConsumerGroupHeartbeat tells a member of the group the gr
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
@@ -17,6 +15,7 @@ import clients
 import kafkawire as kw
 
 INVALID_CONFIG = 40
+GROUP_AUTHORIZATION_FAILED = 30
 CONSUMER_GROUP_HEARTBEAT = 68
 # The broker's bounds are widened so that the test's values differ from every default.
 BROKER_CONFIG = {"group.consumer.max.heartbeat.interval.ms": "20000", "group.consumer.heartbeat.interval.ms": "6000"}
@@ -153,17 +152,9 @@ def test_group_session_timeout_fences_a_silent_member(broker_factory):
         [future] = admin.describe_consumer_groups([group], request_timeout=30).values()
         return len(future.result(timeout=60).members)
 
-    assert wait_until(lambda: members() == 0, 30.0), "the silent member outlived its group's session timeout"
+    # 30 s is below the broker's 45 s: only the group's 1.5 s can have removed the member.
+    clients.wait_until(lambda: members() == 0, "the silent member to be removed after its group's session timeout", timeout_s=30)
 
-
-def wait_until(condition, deadline_s: float) -> bool:
-    """Polls condition until it holds or deadline_s passes (a bound on a hang, not a measurement)."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 def test_legacy_alter_configs_replaces_a_groups_configs(broker_factory):
@@ -183,3 +174,41 @@ def test_legacy_alter_configs_replaces_a_groups_configs(broker_factory):
     assert response == {"group": {group: "OK"}}, response
     configs = kp_describe(broker.bootstrap, group)
     assert (configs["consumer.session.timeout.ms"]["value"], configs["consumer.session.timeout.ms"]["config_source"]) == ("50000", "DYNAMIC_GROUP_CONFIG")
+
+
+def test_group_configs_need_describe_and_alter_configs_on_the_group(broker_factory):
+    """DESCRIBE_CONFIGS and ALTER_CONFIGS are checked on the GROUP resource, as Kafka does:
+    READ on the group is not enough (GROUP_AUTHORIZATION_FAILED), a grant on the group is."""
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType
+
+    from test_authorization import config as secured_config, sasl
+
+    broker = broker_factory(config=secured_config(), extra_listeners=["SASL_PLAINTEXT"])
+    port = broker.extra_ports["SASL_PLAINTEXT"]
+    group = "g-alice"
+    admin = AdminClient(sasl(port, "admin"))
+    alice = AdminClient(sasl(port, "alice"))
+
+    def grant(operation):
+        binding = AclBinding(ResourceType.GROUP, group, ResourcePatternType.LITERAL, "User:alice", "*", operation, AclPermissionType.ALLOW)
+        for future in admin.create_acls([binding]).values():
+            assert future.result(30) is None
+
+    def describe():
+        [future] = alice.describe_configs([ConfigResource(ResourceType.GROUP, group)]).values()
+        return future.result(timeout=60)
+
+    def alter():
+        entry = ConfigEntry("consumer.session.timeout.ms", "50000", incremental_operation=AlterConfigOpType.SET)
+        [future] = alice.incremental_alter_configs([ConfigResource(ResourceType.GROUP, group, incremental_configs=[entry])]).values()
+        return future.result(timeout=60)
+
+    grant(AclOperation.READ)
+    for call in (describe, alter):
+        with pytest.raises(KafkaException) as exc:
+            call()
+        assert exc.value.args[0].code() == GROUP_AUTHORIZATION_FAILED, exc.value
+    grant(AclOperation.ALTER_CONFIGS)
+    alter()
+    grant(AclOperation.DESCRIBE_CONFIGS)
+    assert describe()["consumer.session.timeout.ms"].value == "50000"
