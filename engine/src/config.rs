@@ -925,6 +925,21 @@ mod tests {
     }
 
     #[test]
+    fn kip848_group_defaults_must_lie_within_their_bounds() {
+        let c = BrokerConfig::from_properties(&parse_properties("group.consumer.heartbeat.interval.ms=7000\ngroup.consumer.max.session.timeout.ms=90000\n"))
+            .unwrap();
+        assert_eq!((c.groups.consumer_heartbeat_interval_ms, c.groups.consumer_session_timeout_ms_max), (7000, 90_000));
+        for bad in [
+            "group.consumer.heartbeat.interval.ms=20000\n",
+            "group.consumer.session.timeout.ms=1000\n",
+            "group.consumer.min.session.timeout.ms=70000\n",
+            "group.consumer.min.heartbeat.interval.ms=1000\ngroup.consumer.min.session.timeout.ms=1000\ngroup.consumer.heartbeat.interval.ms=3000\ngroup.consumer.session.timeout.ms=3000\n",
+        ] {
+            assert!(BrokerConfig::from_properties(&parse_properties(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn memory_and_connection_bounds_take_kafkas_names_and_split_over_shards() {
         let props = parse_properties(
             "queued.max.request.bytes=1000\nshardlog.dirty.shard.bytes=4096\nmax.connections=7\nmax.connections.per.ip=3\nmax.connections.per.ip.overrides=127.0.0.1:5,[::1]:9\n",
