@@ -411,6 +411,12 @@ impl BrokerConfig {
                 "max.connections.per.ip.overrides" => c.max_connections_per_ip_overrides = parse_connection_overrides(value)?,
                 "group.min.session.timeout.ms" => c.groups.session_timeout_ms_min = positive(value, key)?,
                 "group.max.session.timeout.ms" => c.groups.session_timeout_ms_max = positive(value, key)?,
+                "group.consumer.session.timeout.ms" => c.groups.consumer_session_timeout_ms = positive(value, key)?,
+                "group.consumer.min.session.timeout.ms" => c.groups.consumer_session_timeout_ms_min = positive(value, key)?,
+                "group.consumer.max.session.timeout.ms" => c.groups.consumer_session_timeout_ms_max = positive(value, key)?,
+                "group.consumer.heartbeat.interval.ms" => c.groups.consumer_heartbeat_interval_ms = positive(value, key)?,
+                "group.consumer.min.heartbeat.interval.ms" => c.groups.consumer_heartbeat_interval_ms_min = positive(value, key)?,
+                "group.consumer.max.heartbeat.interval.ms" => c.groups.consumer_heartbeat_interval_ms_max = positive(value, key)?,
                 "group.initial.rebalance.delay.ms" => c.groups.initial_rebalance_delay_ms = at_least(value, key, 0)?,
                 "group.max.size" => c.groups.group_size_max = at_least(value, key, 1)? as usize,
                 "offsets.retention.minutes" => c.groups.offsets_retention_ms = (at_least(value, key, 1)? * 60_000) as i64,
@@ -463,6 +469,7 @@ impl BrokerConfig {
             c.listeners = parse_listeners_with_map(listeners, advertised.as_deref(), &map)?;
         }
         c.security = crate::security::SecurityConfig::from_properties(properties, &c.listeners)?;
+        c.groups.check_consumer_bounds()?;
         c.properties = properties.clone();
         c.check_quorum()?;
         if let (Some(name), None) = (&c.inter_broker_listener_name, c.inter_broker_listener()) {
@@ -806,6 +813,19 @@ pub struct GroupConfig {
     pub session_timeout_ms_min: i32,
     /// `group.max.session.timeout.ms`
     pub session_timeout_ms_max: i32,
+    /// `group.consumer.session.timeout.ms`: when a silent KIP-848 member is fenced, unless its
+    /// group sets `consumer.session.timeout.ms`.
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.min.session.timeout.ms` / `group.consumer.max.session.timeout.ms`: the
+    /// bounds of a group's `consumer.session.timeout.ms`.
+    pub consumer_session_timeout_ms_min: i32,
+    pub consumer_session_timeout_ms_max: i32,
+    /// `group.consumer.heartbeat.interval.ms`: the interval ConsumerGroupHeartbeat asks members
+    /// to heartbeat at, unless the group sets `consumer.heartbeat.interval.ms`.
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.min.heartbeat.interval.ms` / `group.consumer.max.heartbeat.interval.ms`
+    pub consumer_heartbeat_interval_ms_min: i32,
+    pub consumer_heartbeat_interval_ms_max: i32,
     /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group waits
     /// for more members.
     pub initial_rebalance_delay_ms: u64,
@@ -825,12 +845,51 @@ impl Default for GroupConfig {
         GroupConfig {
             session_timeout_ms_min: 6_000,
             session_timeout_ms_max: 1_800_000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_session_timeout_ms_min: 45_000,
+            consumer_session_timeout_ms_max: 60_000,
+            consumer_heartbeat_interval_ms: 5_000,
+            consumer_heartbeat_interval_ms_min: 5_000,
+            consumer_heartbeat_interval_ms_max: 15_000,
             initial_rebalance_delay_ms: 3_000,
             group_size_max: 10_000,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_bytes_max: 4096,
         }
+    }
+}
+
+impl GroupConfig {
+    /// The KIP-848 defaults must lie within their bounds, and members must be told to heartbeat
+    /// more often than they are fenced for silence (Kafka refuses such a config at start too).
+    fn check_consumer_bounds(&self) -> Result<()> {
+        let checks = [
+            ("group.consumer.session.timeout.ms", self.consumer_session_timeout_ms, self.consumer_session_timeout_ms_min, self.consumer_session_timeout_ms_max),
+            (
+                "group.consumer.heartbeat.interval.ms",
+                self.consumer_heartbeat_interval_ms,
+                self.consumer_heartbeat_interval_ms_min,
+                self.consumer_heartbeat_interval_ms_max,
+            ),
+        ];
+        for (key, value, min, max) in checks {
+            let (min_key, max_key) = (key.replacen("consumer.", "consumer.min.", 1), key.replacen("consumer.", "consumer.max.", 1));
+            if min > max {
+                bail!("{min_key}={min} is above {max_key}={max}: give a minimum no larger than the maximum");
+            }
+            if value < min || value > max {
+                bail!("{key}={value} must lie within {min_key}={min} and {max_key}={max}");
+            }
+        }
+        if self.consumer_heartbeat_interval_ms >= self.consumer_session_timeout_ms {
+            bail!(
+                "group.consumer.heartbeat.interval.ms={} must be below group.consumer.session.timeout.ms={}, or members are fenced between heartbeats",
+                self.consumer_heartbeat_interval_ms,
+                self.consumer_session_timeout_ms
+            );
+        }
+        Ok(())
     }
 }
 
@@ -863,6 +922,21 @@ mod tests {
         assert_eq!(c.log_dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(c.num_partitions, 8);
         assert!(!c.auto_create_topics_enable);
+    }
+
+    #[test]
+    fn kip848_group_defaults_must_lie_within_their_bounds() {
+        let c = BrokerConfig::from_properties(&parse_properties("group.consumer.heartbeat.interval.ms=7000\ngroup.consumer.max.session.timeout.ms=90000\n"))
+            .unwrap();
+        assert_eq!((c.groups.consumer_heartbeat_interval_ms, c.groups.consumer_session_timeout_ms_max), (7000, 90_000));
+        for bad in [
+            "group.consumer.heartbeat.interval.ms=20000\n",
+            "group.consumer.session.timeout.ms=1000\n",
+            "group.consumer.min.session.timeout.ms=70000\n",
+            "group.consumer.min.heartbeat.interval.ms=1000\ngroup.consumer.min.session.timeout.ms=1000\ngroup.consumer.heartbeat.interval.ms=3000\ngroup.consumer.session.timeout.ms=3000\n",
+        ] {
+            assert!(BrokerConfig::from_properties(&parse_properties(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

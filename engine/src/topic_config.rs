@@ -20,6 +20,7 @@ use crate::metadata::ClusterMetadata;
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 pub const RESOURCE_BROKER_LOGGER: i8 = 8;
+pub const RESOURCE_GROUP: i8 = 32;
 
 /// Kafka's `DescribeConfigsResponse.ConfigSource`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub enum ConfigSource {
     DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
+    /// A group's own config (DYNAMIC_GROUP_CONFIG).
+    Group = 8,
 }
 
 /// Kafka's `ConfigDef.Type`, as DescribeConfigs v3+ reports it.

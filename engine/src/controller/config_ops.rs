@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use shardlog_protocol::error_code as ec;
 
 use super::ConfigAlteration;
+use crate::groups::configs as gc;
 use crate::metadata::ClusterMetadata;
 use crate::shard::Shard;
-use crate::topic_config::{self as tc, RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::topic_config::{self as tc, RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
 
 /// Per resource (name, error code, message), and whether the metadata changed.
 pub fn alter(shard: &Shard, meta: &mut ClusterMetadata, resources: &[ConfigAlteration], validate_only: bool) -> (Vec<(String, i16, Option<String>)>, bool) {
@@ -20,7 +21,10 @@ pub fn alter(shard: &Shard, meta: &mut ClusterMetadata, resources: &[ConfigAlter
         let outcome = match r.resource_type {
             RESOURCE_TOPIC => alter_topic(meta, r, validate_only),
             RESOURCE_BROKER => alter_broker(shard, meta, r, validate_only),
-            other => Err((ec::INVALID_REQUEST, format!("Altering configs of resource type {other} is not supported; use TOPIC (2) or BROKER (4)."))),
+            RESOURCE_GROUP => alter_group(shard, meta, r, validate_only),
+            other => {
+                Err((ec::INVALID_REQUEST, format!("Altering configs of resource type {other} is not supported; use TOPIC (2), BROKER (4) or GROUP (32).")))
+            }
         };
         match outcome {
             Ok(c) => {
@@ -71,6 +75,31 @@ fn alter_topic(meta: &mut ClusterMetadata, r: &ConfigAlteration, validate_only: 
     }
     tracing::info!(topic = %r.resource_name, configs = ?next, "topic configs changed");
     topic.configs = next;
+    Ok(true)
+}
+
+/// A group's configs may be set before the group exists (Kafka keeps them by name); they are
+/// checked against this controller's `group.consumer.*` bounds.
+fn alter_group(shard: &Shard, meta: &mut ClusterMetadata, r: &ConfigAlteration, validate_only: bool) -> Result<bool, (i16, String)> {
+    if r.resource_name.is_empty() {
+        return Err((ec::INVALID_REQUEST, String::from("Group name must not be empty")));
+    }
+    if let Some((name, _, _)) = r.ops.iter().find(|(name, _, _)| !gc::is_group_config(name)) {
+        return Err((ec::INVALID_CONFIG, format!("Unknown group config name: {name}; a group has {:?}", gc::GROUP_CONFIG_NAMES)));
+    }
+    let empty = BTreeMap::new();
+    let current = meta.group_configs.get(&r.resource_name).unwrap_or(&empty);
+    let next = changed_map(current, r, gc::kind)?;
+    gc::validate(&shard.config.groups, &next).map_err(|m| (ec::INVALID_CONFIG, m))?;
+    if validate_only || &next == current {
+        return Ok(false);
+    }
+    tracing::info!(group = %r.resource_name, configs = ?next, "group configs changed");
+    if next.is_empty() {
+        meta.group_configs.remove(&r.resource_name);
+    } else {
+        meta.group_configs.insert(r.resource_name.clone(), next);
+    }
     Ok(true)
 }
 

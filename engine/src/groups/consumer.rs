@@ -8,8 +8,10 @@
 //!   revoke what it must give up (its epoch stays), and only once it reports those revoked does
 //!   it move to the new epoch and receive new partitions, and then only partitions that no other
 //!   member still owns. So a partition never has two owners.
-//! - A member that misses `group.consumer.session.timeout.ms` is removed; one that does not
-//!   revoke within its rebalance timeout is fenced.
+//! - A member that misses its group's `consumer.session.timeout.ms` (by default the broker's
+//!   `group.consumer.session.timeout.ms`) is removed; one that does not revoke within its
+//!   rebalance timeout is fenced. Members are told to heartbeat at the group's
+//!   `consumer.heartbeat.interval.ms` (by default `group.consumer.heartbeat.interval.ms`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -29,11 +31,6 @@ const LEAVE_EPOCH: i32 = -1;
 const STATIC_LEAVE_EPOCH: i32 = -2;
 pub const ASSIGNOR_NAME: &str = "uniform";
 const ASSIGNORS: &[&str] = &["uniform", "range"];
-
-/// `group.consumer.session.timeout.ms` and `group.consumer.heartbeat.interval.ms` (Kafka's
-/// defaults).
-pub const SESSION_TIMEOUT_MS: u64 = 45_000;
-pub const HEARTBEAT_INTERVAL_MS: i32 = 5_000;
 
 type TopicAssignment = BTreeMap<Uuid, BTreeSet<i32>>;
 
@@ -232,6 +229,8 @@ impl GroupCoordinator {
             }
         }
         let now = now_ms();
+        // Read at every heartbeat, so that a changed group config reaches members at once.
+        let (_, heartbeat_interval_ms) = super::configs::effective(&self.config, meta.group_configs.get(&group_id));
         let mut groups = self.groups.borrow_mut();
         let group = groups.entry(group_id.clone()).or_insert_with(super::classic::Group::new);
         if group.consumer.is_none() {
@@ -289,7 +288,7 @@ impl GroupCoordinator {
                 let mut r = ConsumerGroupHeartbeatResponse::default();
                 r.member_id = Some(str_bytes(&member_id));
                 r.member_epoch = epoch;
-                r.heartbeat_interval_ms = HEARTBEAT_INTERVAL_MS;
+                r.heartbeat_interval_ms = heartbeat_interval_ms;
                 return r;
             }
             _ => {
@@ -335,7 +334,7 @@ impl GroupCoordinator {
         let mut r = ConsumerGroupHeartbeatResponse::default();
         r.member_id = Some(str_bytes(&member_id));
         r.member_epoch = member.epoch;
-        r.heartbeat_interval_ms = HEARTBEAT_INTERVAL_MS;
+        r.heartbeat_interval_ms = heartbeat_interval_ms;
         r.assignment = assignment.as_ref().map(to_wire);
         r
     }
@@ -346,11 +345,13 @@ impl GroupCoordinator {
         let mut groups = self.groups.borrow_mut();
         for (group_id, group) in groups.iter_mut() {
             let Some(cg) = group.consumer.as_mut() else { continue };
+            let (session_timeout_ms, _) = super::configs::effective(&self.config, meta.group_configs.get(group_id));
+            let session_timeout_ms = session_timeout_ms.max(1) as u64;
             let expired: Vec<String> = cg
                 .members
                 .values()
                 .filter(|m| {
-                    now.saturating_sub(m.last_heartbeat_ms) > SESSION_TIMEOUT_MS
+                    now.saturating_sub(m.last_heartbeat_ms) > session_timeout_ms
                         || m.revoking_since_ms.is_some_and(|t| now.saturating_sub(t) > m.rebalance_timeout_ms.max(1))
                 })
                 .map(|m| m.member_id.clone())

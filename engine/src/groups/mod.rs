@@ -16,6 +16,7 @@
 //! acks=all. Other shards forward group requests there over the mesh.
 
 pub mod classic;
+pub mod configs;
 pub mod consumer;
 pub mod offset_store;
 pub mod offsets;

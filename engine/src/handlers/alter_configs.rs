@@ -1,4 +1,4 @@
-//! AlterConfigs (key 33): replaces every config of a topic or of the broker, through the
+//! AlterConfigs (key 33): replaces every config of a topic, the broker or a group, through the
 //! controller, which validates, persists and broadcasts the change.
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
@@ -52,8 +52,8 @@ pub async fn alter(ctx: &Context<'_>, resources: Vec<ConfigAlteration>, validate
     results.into_iter().map(|(_, code, message)| (code, message)).collect()
 }
 
-/// DESCRIBE_CONFIGS / ALTER_CONFIGS on each topic, or on the cluster for the broker (resource
-/// type 4): a request with any resource denied is refused whole, as Kafka does.
+/// ALTER_CONFIGS on each topic or group, or on the cluster for the broker (resource type 4): a
+/// request with any resource denied is refused whole, as Kafka does.
 fn denial(ctx: &Context<'_>, request: &AlterConfigsRequest) -> Option<Response> {
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;

@@ -1,4 +1,4 @@
-//! DescribeConfigs (key 32): topic and broker configs with their values, sources and (when
+//! DescribeConfigs (key 32): topic, broker and group configs with their values, sources and (when
 //! asked) synonyms, answered from this shard's copy of the metadata.
 
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
@@ -8,7 +8,7 @@ use shardlog_protocol::kafka_protocol;
 
 use super::{respond, str_bytes, Context, Response};
 use crate::metadata::validate_topic_name;
-use crate::topic_config::{self as tc, ConfigSource, DescribedConfig, RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::topic_config::{self as tc, ConfigSource, DescribedConfig, RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
 
 pub fn handle(ctx: &Context<'_>, request: DescribeConfigsRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -46,7 +46,11 @@ pub fn handle(ctx: &Context<'_>, request: DescribeConfigsRequest) -> Response {
             RESOURCE_BROKER => {
                 Err((ec::INVALID_REQUEST, format!("Unexpected broker id, expected {} or empty string, but received {name}", ctx.config().node_id)))
             }
-            other => Err((ec::INVALID_REQUEST, format!("Describing configs of resource type {other} is not supported; use TOPIC (2) or BROKER (4)."))),
+            RESOURCE_GROUP if name.is_empty() => Err((ec::INVALID_REQUEST, String::from("Group name must not be empty"))),
+            RESOURCE_GROUP => Ok(crate::groups::configs::describe(&ctx.config().groups, &ctx.config().properties, meta.group_configs.get(&name))),
+            other => {
+                Err((ec::INVALID_REQUEST, format!("Describing configs of resource type {other} is not supported; use TOPIC (2), BROKER (4) or GROUP (32).")))
+            }
         };
         match described {
             Ok(configs) => {
@@ -91,8 +95,8 @@ fn entry(c: DescribedConfig, version: i16, include_synonyms: bool, include_docum
     e
 }
 
-/// DESCRIBE_CONFIGS / ALTER_CONFIGS on each topic, or on the cluster for the broker (resource
-/// type 4): a request with any resource denied is refused whole, as Kafka does.
+/// DESCRIBE_CONFIGS on each topic or group, or on the cluster for the broker (resource type 4):
+/// a request with any resource denied is refused whole, as Kafka does.
 fn denial(ctx: &Context<'_>, request: &DescribeConfigsRequest) -> Option<Response> {
     use crate::authorizer::Operation::*;
     use kafka_protocol::messages as m;

@@ -450,6 +450,7 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, conn
 pub(crate) fn config_allowed(authz: &Authz<'_>, operation: crate::authorizer::Operation, resource_type: i8, name: &str) -> bool {
     match resource_type {
         2 => authz.topic(operation, name),
+        crate::topic_config::RESOURCE_GROUP => authz.group(operation, name),
         _ => authz.cluster(operation),
     }
 }
@@ -457,6 +458,7 @@ pub(crate) fn config_allowed(authz: &Authz<'_>, operation: crate::authorizer::Op
 pub(crate) fn config_denied_code(resource_type: i8) -> i16 {
     match resource_type {
         2 => shardlog_protocol::error_code::TOPIC_AUTHORIZATION_FAILED,
+        crate::topic_config::RESOURCE_GROUP => shardlog_protocol::error_code::GROUP_AUTHORIZATION_FAILED,
         _ => shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED,
     }
 }

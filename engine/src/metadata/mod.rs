@@ -135,6 +135,10 @@ pub struct ClusterMetadata {
     /// Cluster-wide dynamic broker defaults (AlterConfigs on BROKER resource "").
     #[serde(default)]
     pub broker_default_configs: BTreeMap<String, String>,
+    /// Dynamic group configs (KIP-848: `consumer.session.timeout.ms`, ...), by group id: set
+    /// whether or not the group exists, as in Kafka.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Registered brokers, by node id (RegisterBrokerRecord): where clients reach each.
     #[serde(default)]
     pub brokers: BTreeMap<i32, BrokerRegistration>,
@@ -220,6 +224,7 @@ impl ClusterMetadata {
             broker_configs: BTreeMap::new(),
             other_broker_configs: BTreeMap::new(),
             broker_default_configs: BTreeMap::new(),
+            group_configs: BTreeMap::new(),
             acls: Default::default(),
             brokers: BTreeMap::new(),
             applied_index: 0,

@@ -55,6 +55,12 @@ pub enum MetadataRecord {
         broker: Option<i32>,
         configs: BTreeMap<String, String>,
     },
+    /// Every dynamic config of a group, replacing the ones before (none: the group has no
+    /// overrides left).
+    GroupConfigs {
+        group: String,
+        configs: BTreeMap<String, String>,
+    },
     AccessControlEntry {
         acl: AclBinding,
     },
@@ -126,6 +132,12 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata, node_id: i32) -> Vec<M
     }
     if old.broker_default_configs != new.broker_default_configs {
         records.push(MetadataRecord::BrokerConfigs { broker: None, configs: new.broker_default_configs.clone() });
+    }
+    for group in old.group_configs.keys().chain(new.group_configs.keys()).collect::<std::collections::BTreeSet<_>>() {
+        let configs = new.group_configs.get(group).cloned().unwrap_or_default();
+        if old.group_configs.get(group).cloned().unwrap_or_default() != configs {
+            records.push(MetadataRecord::GroupConfigs { group: group.clone(), configs });
+        }
     }
     for acl in old.acls.acls.difference(&new.acls.acls) {
         records.push(MetadataRecord::RemoveAccessControlEntry { acl: acl.clone() });
@@ -238,6 +250,13 @@ pub fn apply(view: &mut ClusterMetadata, record: &MetadataRecord, node: &dyn Loc
                 view.other_broker_configs.insert(*id, configs.clone());
             }
         }
+        MetadataRecord::GroupConfigs { group, configs } => {
+            if configs.is_empty() {
+                view.group_configs.remove(group);
+            } else {
+                view.group_configs.insert(group.clone(), configs.clone());
+            }
+        }
         MetadataRecord::AccessControlEntry { acl } => {
             view.acls.acls.insert(acl.clone());
         }
@@ -319,8 +338,13 @@ mod tests {
         new.broker_default_configs.insert("log.retention.ms".into(), "9".into());
         // Another broker's own configs are kept too (a snapshot carries them to it).
         new.other_broker_configs.insert(2, BTreeMap::from([("log.cleaner.threads".into(), "2".into())]));
+        new.group_configs.insert("g".into(), BTreeMap::from([("consumer.heartbeat.interval.ms".into(), "6000".into())]));
         let view = replayed(&old, &new, &node);
         assert_eq!(replication_only(&view), replication_only(&new));
+        // A group whose last override is deleted leaves no empty entry behind.
+        let mut cleared = view.clone();
+        cleared.group_configs.clear();
+        assert_eq!(replayed(&view, &cleared, &node).group_configs, BTreeMap::new());
         assert!(view.topics["t"].partitions.iter().all(|p| p.hosted));
         // Removing and growing: a topic deleted, another recreated under the same name.
         let mut newer = view.clone();
