@@ -229,29 +229,13 @@ impl Quorum {
         let logger = slog::Logger::root(TracingDrain, slog::o!());
         let storage = QuorumStorage { log: store.storage(), applier: applier.clone() };
         let mut node = RawNode::new(&raft_config, storage, &logger).context("starting the metadata quorum")?;
-        let quorum = Rc::new(Quorum {
+        let quorum = Quorum::new(
             node_id,
-            inbox: RefCell::new(VecDeque::new()),
-            proposals: RefCell::new(VecDeque::new()),
-            waiters: RefCell::new(HashMap::new()),
-            next_proposal: Cell::new(1),
-            wake: Notify::default(),
-            status: RefCell::new(QuorumStatus { applied_index, snapshot_index: store.snapshot_index(), ..Default::default() }),
-            status_changed: Notify::default(),
-            dropped_messages: Cell::new(0),
-            failed: Cell::new(false),
-            peers: transport::Peers::default(),
-            forward_handler: RefCell::new(None),
-            forwarded_in_flight: Cell::new(0),
-            forward_waiters: RefCell::new(HashMap::new()),
-            next_forward: Cell::new(1),
-            observer: false,
-            log: Some(store.storage()),
-            applier: applier.clone(),
-            fetches_in_flight: Cell::new(0),
-            observed: RefCell::new(std::collections::BTreeMap::new()),
-            fetch_timeout_ms: config.fetch_timeout_ms,
-        });
+            QuorumStatus { applied_index, snapshot_index: store.snapshot_index(), ..Default::default() },
+            Some(store.storage()),
+            applier.clone(),
+            config,
+        );
         if voters.len() == 1 {
             // A quorum of one: no one else to wait for.
             node.campaign().context("electing the only controller")?;
@@ -284,19 +268,16 @@ impl Quorum {
         Ok(quorum)
     }
 
-    /// Starts a broker-only node's view of the metadata log: no raft member and no log of its
-    /// own; it fetches committed entries from the voters of `config` ([`observer`]) from
-    /// `applied_index + 1` on, and applies them through `applier`.
-    pub fn start_observer(node_id: i32, cluster_id: Option<String>, config: &QuorumConfig, applied_index: u64, applier: Rc<dyn Applier>) -> Result<Rc<Quorum>> {
-        anyhow::ensure!(!config.voters.is_empty(), "an observer needs controller.quorum.voters");
-        let quorum = Rc::new(Quorum {
+    /// A voter's quorum (with its raft log) or an observer's (`log` None), before anything runs.
+    fn new(node_id: i32, status: QuorumStatus, log: Option<raft::storage::MemStorage>, applier: Rc<dyn Applier>, config: &QuorumConfig) -> Rc<Quorum> {
+        Rc::new(Quorum {
             node_id,
             inbox: RefCell::new(VecDeque::new()),
             proposals: RefCell::new(VecDeque::new()),
             waiters: RefCell::new(HashMap::new()),
             next_proposal: Cell::new(1),
             wake: Notify::default(),
-            status: RefCell::new(QuorumStatus { applied_index, ..Default::default() }),
+            status: RefCell::new(status),
             status_changed: Notify::default(),
             dropped_messages: Cell::new(0),
             failed: Cell::new(false),
@@ -305,13 +286,21 @@ impl Quorum {
             forwarded_in_flight: Cell::new(0),
             forward_waiters: RefCell::new(HashMap::new()),
             next_forward: Cell::new(1),
-            observer: true,
-            log: None,
-            applier: applier.clone(),
+            observer: log.is_none(),
+            log,
+            applier,
             fetches_in_flight: Cell::new(0),
             observed: RefCell::new(std::collections::BTreeMap::new()),
             fetch_timeout_ms: config.fetch_timeout_ms,
-        });
+        })
+    }
+
+    /// Starts a broker-only node's view of the metadata log: no raft member and no log of its
+    /// own; it fetches committed entries from the voters of `config` ([`observer`]) from
+    /// `applied_index + 1` on, and applies them through `applier`.
+    pub fn start_observer(node_id: i32, cluster_id: Option<String>, config: &QuorumConfig, applied_index: u64, applier: Rc<dyn Applier>) -> Result<Rc<Quorum>> {
+        anyhow::ensure!(!config.voters.is_empty(), "an observer needs controller.quorum.voters");
+        let quorum = Quorum::new(node_id, QuorumStatus { applied_index, ..Default::default() }, None, applier.clone(), config);
         transport::start_observer(&quorum, node_id, cluster_id, &config.voters)?;
         // The voter holds a fetch with nothing new up to half the fetch timeout: news arrives
         // at once, and a dead voter is noticed within the timeout.
