@@ -31,16 +31,19 @@ DELETE_TOPICS = 20
 INIT_PRODUCER_ID = 22
 CREATE_PARTITIONS = 37
 DESCRIBE_CLUSTER = 60
+DESCRIBE_TOPIC_PARTITIONS = 75
 
 # Error codes used by the tests.
 NONE = 0
 CORRUPT_MESSAGE = 2
 UNKNOWN_TOPIC_OR_PARTITION = 3
+INVALID_TOPIC_EXCEPTION = 17
 ILLEGAL_GENERATION = 22
 INCONSISTENT_GROUP_PROTOCOL = 23
 UNKNOWN_MEMBER_ID = 25
 REBALANCE_IN_PROGRESS = 27
 UNSUPPORTED_VERSION = 35
+INVALID_REQUEST = 42
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
 MEMBER_ID_REQUIRED = 79
@@ -608,6 +611,76 @@ def parse_metadata_v1(body: bytes) -> tuple[list[tuple[int, str, int]], dict[str
 
 # ---------------------------------------------------------------------------------------------
 # A raw connection.
+
+def describe_topic_partitions_v0_request(correlation_id: int, topics: list[str], limit: int, cursor: tuple[str, int] | None = None,
+                                         cursor_presence: int | None = None) -> bytes:
+    """`cursor_presence` overrides the cursor's presence byte (1 present, -1 null), to send one
+    no decoder agrees on."""
+    body = compact_array([compact_string(t) + TAGGED_FIELDS_EMPTY for t in topics]) + i32(limit)
+    if cursor is None:
+        body += i8(-1 if cursor_presence is None else cursor_presence)
+    else:
+        body += i8(1 if cursor_presence is None else cursor_presence) + compact_string(cursor[0]) + i32(cursor[1]) + TAGGED_FIELDS_EMPTY
+    body += TAGGED_FIELDS_EMPTY
+    return frame(request_header(DESCRIBE_TOPIC_PARTITIONS, 0, correlation_id, flexible=True) + body)
+
+
+@dataclass
+class DescribedPartition:
+    error_code: int
+    index: int
+    leader: int
+    leader_epoch: int
+    replicas: list[int]
+    isr: list[int]
+    offline: list[int]
+
+
+@dataclass
+class DescribedTopic:
+    error_code: int
+    name: str | None
+    topic_id: bytes
+    is_internal: bool
+    partitions: list[DescribedPartition]
+    authorized_operations: int
+
+
+def parse_describe_topic_partitions_v0(body: bytes) -> tuple[list[DescribedTopic], tuple[str, int] | None]:
+    """(topics, next cursor) of a DescribeTopicPartitions v0 response (after the correlation id)."""
+    r = Reader(body)
+    r.skip_tagged_fields()  # response header v1
+
+    def compact_str() -> str | None:
+        n = r.uvarint()
+        return None if n == 0 else r.take(n - 1).decode()
+
+    def int32s() -> list[int]:
+        n = r.uvarint()
+        return [] if n == 0 else [r.i32() for _ in range(n - 1)]
+
+    r.i32()  # throttle time
+    topics = []
+    for _ in range(r.uvarint() - 1):
+        error, name, topic_id, internal = r.i16(), compact_str(), r.take(16), r.i8() != 0
+        partitions = []
+        for _ in range(r.uvarint() - 1):
+            p = DescribedPartition(r.i16(), r.i32(), r.i32(), r.i32(), int32s(), int32s(), [])
+            int32s()  # eligible leader replicas
+            int32s()  # last known ELR
+            p.offline = int32s()
+            r.skip_tagged_fields()
+            partitions.append(p)
+        topics.append(DescribedTopic(error, name, topic_id, internal, partitions, r.i32()))
+        r.skip_tagged_fields()
+    cursor = None
+    if r.i8() == 1:
+        cursor = (compact_str(), r.i32())
+        r.skip_tagged_fields()
+    r.skip_tagged_fields()
+    assert r.remaining() == 0, f"{r.remaining()} bytes after the response"
+    return topics, cursor
+
 
 class Closed(Exception):
     """The broker closed the connection (EOF or reset)."""

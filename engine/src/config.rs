@@ -32,6 +32,9 @@ pub struct BrokerConfig {
     pub num_partitions: i32,
     /// `auto.create.topics.enable`.
     pub auto_create_topics_enable: bool,
+    /// `max.request.partition.size.limit`: the most partitions one DescribeTopicPartitions
+    /// answer describes (the client pages through the rest).
+    pub max_request_partition_size_limit: i32,
     /// `log.segment.bytes`.
     pub log_segment_bytes: u64,
     /// `log.roll.ms` (or `log.roll.hours`): roll a segment this old even if it is not full.
@@ -203,6 +206,7 @@ impl Default for BrokerConfig {
             listeners: vec![parse_listener("PLAINTEXT://127.0.0.1:9092", None).expect("default listener")],
             num_partitions: 1,
             auto_create_topics_enable: true,
+            max_request_partition_size_limit: 2000,
             log_segment_bytes: 1 << 30,
             log_roll_ms: 7 * 24 * 3600 * 1000,
             log_index_interval_bytes: 4096,
@@ -377,6 +381,7 @@ impl BrokerConfig {
                 "advertised.listeners" => advertised = Some(value.to_string()),
                 "num.partitions" => c.num_partitions = positive(value, key)?,
                 "auto.create.topics.enable" => c.auto_create_topics_enable = value.parse().with_context(context)?,
+                "max.request.partition.size.limit" => c.max_request_partition_size_limit = positive(value, key)?,
                 "log.segment.bytes" => c.log_segment_bytes = at_least(value, key, 14)?,
                 "log.roll.ms" => c.log_roll_ms = at_least(value, key, 1)?,
                 "log.roll.hours" => {

@@ -183,6 +183,7 @@ request_bodies! {
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
     DeleteRecords => DeleteRecordsRequest,
     DescribeLogDirs => DescribeLogDirsRequest,
+    DescribeTopicPartitions => DescribeTopicPartitionsRequest,
 }
 
 /// True when the table has a decoder for this api key and `kafka-protocol` decodes this version.

@@ -140,6 +140,9 @@ enum Kind {
     Bytes,
     Array(Element),
     Struct(&'static Struct),
+    /// A struct Kafka's JSON marks `"nullableVersions"`: a presence byte (-1 null, 1 present),
+    /// then the struct.
+    NullableStruct(&'static Struct),
 }
 
 /// The element of an array. Array elements are never null, and Kafka has no arrays of arrays.
@@ -286,6 +289,7 @@ static APIS: &[Api] = &[
     Api::new(66, "0-2", "0+", &LIST_TRANSACTIONS),
     Api::new(68, "0-1", "0+", &CONSUMER_GROUP_HEARTBEAT),
     Api::new(69, "0-1", "0+", &CONSUMER_GROUP_DESCRIBE),
+    Api::new(75, "0", "0+", &DESCRIBE_TOPIC_PARTITIONS),
     Api::new(21, "0-2", "2+", &DELETE_RECORDS),
     Api::new(35, "1-4", "2+", &DESCRIBE_LOG_DIRS),
 ];
@@ -863,6 +867,20 @@ static DESCRIBE_CLUSTER: Struct = plain_struct!("DescribeClusterRequest" {
     "IncludeFencedBrokers": BOOL, "2+";
 });
 
+// DescribeTopicPartitions (75)
+static DESCRIBE_TOPIC_PARTITIONS: Struct = plain_struct!("DescribeTopicPartitionsRequest" {
+    "Topics": array(&DESCRIBE_TOPIC_PARTITIONS_TOPIC), "0+";
+    "ResponsePartitionLimit": INT32, "0+";
+    "Cursor": Kind::NullableStruct(&DESCRIBE_TOPIC_PARTITIONS_CURSOR), "0+";
+});
+static DESCRIBE_TOPIC_PARTITIONS_TOPIC: Struct = plain_struct!("TopicRequest" {
+    "Name": STRING, "0+";
+});
+static DESCRIBE_TOPIC_PARTITIONS_CURSOR: Struct = plain_struct!("Cursor" {
+    "TopicName": STRING, "0+";
+    "PartitionIndex": INT32, "0+";
+});
+
 // ---------------------------------------------------------------------------------------------
 // Walker
 // ---------------------------------------------------------------------------------------------
@@ -995,6 +1013,13 @@ fn walk_value(cursor: &mut Cursor<'_>, kind: Kind, field: &'static str, nullable
             }
             Ok(())
         }
+        // Kafka's Java decoder reads any negative presence byte as null and kafka-protocol's
+        // reads anything but 1 as null: only a byte both read alike passes.
+        Kind::NullableStruct(schema) => match cursor.read_fixed::<1>(field)?[0] as i8 {
+            -1 => Ok(()),
+            1 => walk_struct(cursor, schema, context, depth + 1),
+            other => Err(ValidationError::Invalid { offset, field, value: i64::from(other) }),
+        },
         Kind::Struct(schema) => walk_struct(cursor, schema, context, depth + 1),
     }
 }
@@ -1053,6 +1078,8 @@ fn min_encoded_size(kind: Kind, context: Context, depth: usize) -> Option<usize>
         Kind::Fixed(size) => Some(size),
         Kind::String => Some(prefix_size(false)),
         Kind::Bytes | Kind::Array(_) => Some(prefix_size(true)),
+        // A null struct is its presence byte alone.
+        Kind::NullableStruct(_) => Some(1),
         Kind::Struct(schema) => {
             let mut total = usize::from(context.flexible);
             for field in schema.fields {
@@ -1074,7 +1101,7 @@ mod tests {
         match kind {
             Kind::Fixed(_) | Kind::String | Kind::Bytes => 0,
             Kind::Array(element) => 1 + nesting_depth(element.kind()),
-            Kind::Struct(schema) => {
+            Kind::Struct(schema) | Kind::NullableStruct(schema) => {
                 let fields = schema.fields.iter().map(|field| nesting_depth(field.kind));
                 let tagged = schema.tagged.iter().map(|tagged| nesting_depth(tagged.field.kind));
                 1 + fields.chain(tagged).max().unwrap_or(0)

@@ -129,6 +129,7 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (66, 0, 2),
     (68, 0, 1),
     (69, 0, 1),
+    (75, 0, 0),
     (21, 0, 2),
     (35, 1, 4),
 ];
@@ -716,6 +717,15 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
             }
             encode(&request, v)
         }
+        75 => {
+            use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+            let topics = vec![TopicRequest::default().with_name(topic("orders")), TopicRequest::default().with_name(topic("payments"))];
+            let cursor = (!nulls).then(|| Cursor::default().with_topic_name(topic("orders")).with_partition_index(3));
+            encode(
+                &kafka_protocol::messages::DescribeTopicPartitionsRequest::default().with_topics(topics).with_response_partition_limit(100).with_cursor(cursor),
+                v,
+            )
+        }
         68 => {
             use consumer_group_heartbeat_request::TopicPartitions;
             let mut request = ConsumerGroupHeartbeatRequest::default()
@@ -1103,4 +1113,24 @@ fn allocation_tracking_sees_what_the_decoder_would_allocate() {
     let (result, largest_allocation) = decode_measured(3, 1, &body);
     assert!(result.is_err());
     assert!(largest_allocation >= 100_000, "{largest_allocation}");
+}
+
+#[test]
+fn nullable_struct_presence_byte_is_checked() {
+    // DescribeTopicPartitions v0: an empty compact topic array, the partition limit, the
+    // cursor's presence byte, then the body's empty tagged fields.
+    let body = |presence: u8| {
+        let mut b = vec![1u8];
+        b.extend_from_slice(&100i32.to_be_bytes());
+        b.push(presence);
+        b.push(0);
+        b
+    };
+    assert_eq!(validate_request_body(75, 0, &body(0xff)), Ok(()));
+    assert_eq!(decode_body(75, 0, &body(0xff)), Ok(0));
+    // Java reads 0x80 as null and 2 as present, kafka-protocol reads both as null.
+    for presence in [0u8, 2, 0x80] {
+        let result = validate_request_body(75, 0, &body(presence));
+        assert!(matches!(result, Err(ValidationError::Invalid { field: "DescribeTopicPartitionsRequest.Cursor", .. })), "presence {presence}: {result:?}");
+    }
 }

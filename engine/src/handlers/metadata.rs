@@ -9,7 +9,7 @@ use super::{call_controller, respond, str_bytes, topic_name, Context, Response};
 use crate::authorizer::{Operation, ResourceType};
 use crate::controller::{ControllerRequest, NewTopic};
 use crate::handlers::authz::CLUSTER;
-use crate::metadata::validate_topic_name;
+use crate::metadata::{validate_topic_name, PartitionPlacement};
 
 pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
     let header = ctx.header;
@@ -67,8 +67,9 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
     let meta = ctx.metadata();
     let node = BrokerId(ctx.config().node_id);
     let mut r = MetadataResponse::default();
-    r.brokers = ctx
-        .brokers()
+    let brokers = ctx.brokers();
+    let online: Vec<i32> = brokers.iter().map(|b| b.node_id).collect();
+    r.brokers = brokers
         .into_iter()
         .map(|b| {
             let mut broker = MetadataResponseBroker::default();
@@ -121,27 +122,21 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
                     .iter()
                     .enumerate()
                     .map(|(i, placement)| {
+                        let state = partition_state(placement, node.0, &online);
                         let mut p = MetadataResponsePartition::default();
                         p.partition_index = i as i32;
-                        // A partition recorded before replicas were is this node's alone.
-                        let (leader, replicas, isr) = if placement.replicas.is_empty() {
-                            (node, vec![node], vec![node])
-                        } else {
-                            (
-                                BrokerId(placement.leader),
-                                placement.replicas.iter().map(|&r| BrokerId(r)).collect(),
-                                placement.isr.iter().map(|&r| BrokerId(r)).collect(),
-                            )
-                        };
-                        p.leader_id = leader;
-                        if leader.0 == crate::metadata::records::NO_LEADER {
+                        p.leader_id = BrokerId(state.leader);
+                        if state.leader == crate::metadata::records::NO_LEADER {
                             p.error_code = ec::LEADER_NOT_AVAILABLE;
                         }
                         if header.api_version >= 7 {
-                            p.leader_epoch = placement.leader_epoch;
+                            p.leader_epoch = state.leader_epoch;
                         }
-                        p.replica_nodes = replicas;
-                        p.isr_nodes = isr;
+                        p.replica_nodes = state.replicas.into_iter().map(BrokerId).collect();
+                        p.isr_nodes = state.isr.into_iter().map(BrokerId).collect();
+                        if header.api_version >= 5 {
+                            p.offline_replicas = state.offline.into_iter().map(BrokerId).collect();
+                        }
                         p
                     })
                     .collect();
@@ -160,4 +155,29 @@ pub async fn handle(ctx: &Context<'_>, request: MetadataRequest) -> Response {
         r.topics.push(t);
     }
     respond(header, &r)
+}
+
+/// A partition as Metadata and DescribeTopicPartitions describe it.
+pub(super) struct PartitionState {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// Replicas on a broker that is not registered, is fenced, or has no listener of the
+    /// request's name (`online` lists the others), as Kafka counts them.
+    pub offline: Vec<i32>,
+}
+
+pub(super) fn partition_state(placement: &PartitionPlacement, node: i32, online: &[i32]) -> PartitionState {
+    // A partition recorded before replicas were is this node's alone.
+    if placement.replicas.is_empty() {
+        return PartitionState { leader: node, leader_epoch: placement.leader_epoch, replicas: vec![node], isr: vec![node], offline: Vec::new() };
+    }
+    PartitionState {
+        leader: placement.leader,
+        leader_epoch: placement.leader_epoch,
+        replicas: placement.replicas.clone(),
+        isr: placement.isr.clone(),
+        offline: placement.replicas.iter().copied().filter(|r| !online.contains(r)).collect(),
+    }
 }

@@ -76,6 +76,7 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod describe_transactions;
 pub mod describe_user_scram_credentials;
 pub mod end_txn;
@@ -292,6 +293,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 9),
@@ -408,6 +410,7 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, conn
         RequestBody::DeleteTopics(r) => delete_topics::handle(&ctx, r).await,
         RequestBody::CreatePartitions(r) => create_partitions::handle(&ctx, r).await,
         RequestBody::DescribeCluster(r) => describe_cluster::handle(&ctx, r),
+        RequestBody::DescribeTopicPartitions(r) => describe_topic_partitions::handle(&ctx, r),
         RequestBody::DescribeQuorum(r) => describe_quorum::handle(&ctx, r).await,
         RequestBody::FindCoordinator(r) => find_coordinator::handle(&ctx, r).await,
         RequestBody::JoinGroup(r) => join_group::handle(&ctx, r).await,

@@ -1061,7 +1061,7 @@ mod tests {
             match kind {
                 Kind::Fixed(_) | Kind::String | Kind::Bytes => 0,
                 Kind::Array(element) => 1 + depth(element.kind()),
-                Kind::Struct(schema) => {
+                Kind::Struct(schema) | Kind::NullableStruct(schema) => {
                     1 + schema.fields.iter().map(|f| depth(f.kind)).chain(schema.tagged.iter().map(|t| depth(t.field.kind))).max().unwrap_or(0)
                 }
             }
