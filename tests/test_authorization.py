@@ -165,7 +165,8 @@ def test_real_client_is_refused_then_allowed_once_an_acl_exists(secured):
 
 TOPIC_OPERATIONS = {"READ", "WRITE", "CREATE", "DESCRIBE", "DELETE", "ALTER", "DESCRIBE_CONFIGS", "ALTER_CONFIGS"}
 CLUSTER_OPERATIONS = {"CREATE", "CLUSTER_ACTION", "DESCRIBE_CONFIGS", "ALTER_CONFIGS", "IDEMPOTENT_WRITE", "ALTER", "DESCRIBE"}
-GROUP_OPERATIONS = {"READ", "DESCRIBE", "DELETE"}
+# Kafka 4 added the group configs' operations (KIP-848's group configs live on the group).
+GROUP_OPERATIONS = {"READ", "DESCRIBE", "DELETE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS"}
 
 
 def authorized_operations(admin: AdminClient, topic: str, group: str | None) -> tuple[set[str], set[str] | None, set[str] | None]:

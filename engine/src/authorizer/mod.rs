@@ -97,7 +97,8 @@ impl ResourceType {
         use Operation::*;
         match self {
             ResourceType::Topic => &[Read, Write, Create, Describe, Delete, Alter, DescribeConfigs, AlterConfigs],
-            ResourceType::Group => &[Read, Describe, Delete],
+            // Group configs (KIP-848) are described and altered on the group, as in Kafka 4.
+            ResourceType::Group => &[Read, Describe, Delete, DescribeConfigs, AlterConfigs],
             ResourceType::Cluster => &[Create, ClusterAction, DescribeConfigs, AlterConfigs, IdempotentWrite, Alter, Describe],
             ResourceType::TransactionalId => &[Describe, Write],
             ResourceType::DelegationToken => &[Describe],
