@@ -86,6 +86,12 @@ pub enum MetadataRecord {
         name: String,
         level: i16,
     },
+    /// The voters of a dynamic metadata quorum (Kafka's VotersRecord, kraft.version 1), by
+    /// node id with the address of each one's controller listener: the whole set, replacing
+    /// the one before.
+    QuorumVoters {
+        voters: Vec<(i32, String)>,
+    },
 }
 
 /// What applying records needs to know about the node it runs on.
@@ -162,6 +168,9 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata, node_id: i32) -> Vec<M
         if old.finalized_features.get(name).copied().unwrap_or(0) != level {
             records.push(MetadataRecord::FeatureLevel { name: name.clone(), level });
         }
+    }
+    if old.quorum_voters != new.quorum_voters {
+        records.push(MetadataRecord::QuorumVoters { voters: new.quorum_voters.clone() });
     }
     records
 }
@@ -279,6 +288,7 @@ pub fn apply(view: &mut ClusterMetadata, record: &MetadataRecord, node: &dyn Loc
                 view.finalized_features.insert(name.clone(), *level);
             }
         }
+        MetadataRecord::QuorumVoters { voters } => view.quorum_voters = voters.clone(),
     }
     Ok(())
 }
