@@ -366,6 +366,26 @@ mod tests {
     }
 
     #[test]
+    fn a_dynamic_quorums_voter_set_is_one_record_that_replaces_the_set_before() {
+        let node = Node { id: 1, shards: 1 };
+        let old = ClusterMetadata::new("c".into());
+        let mut new = old.clone();
+        new.quorum_voters = vec![(1, "h:1".into()), (2, "h:2".into())];
+        assert_eq!(diff(&old, &new, 1), vec![MetadataRecord::QuorumVoters { voters: new.quorum_voters.clone() }]);
+        let view = replayed(&old, &new, &node);
+        assert_eq!(view.quorum_voters, new.quorum_voters);
+        let mut fewer = view.clone();
+        fewer.quorum_voters.pop();
+        assert_eq!(replayed(&view, &fewer, &node).quorum_voters, vec![(1, "h:1".to_string())]);
+        assert!(diff(&fewer, &fewer, 1).is_empty());
+        // An image written before the field (or of a static quorum) has no voter set.
+        let mut json = serde_json::to_value(&old).unwrap();
+        assert!(json.as_object_mut().unwrap().remove("quorum_voters").is_none(), "an empty set is not written");
+        let loaded: ClusterMetadata = serde_json::from_value(json).unwrap();
+        assert!(loaded.quorum_voters.is_empty());
+    }
+
+    #[test]
     fn feature_levels_are_recorded_and_level_zero_leaves_the_finalized_set() {
         let node = Node { id: 1, shards: 1 };
         let old = ClusterMetadata::new("c".into());
