@@ -17,7 +17,7 @@ from cluster import start_cluster, restart_cluster
 # What shardlog supports (engine/src/metadata/features.rs says why each range is what it is).
 SUPPORTED = {
     "metadata.version": (22, 22),  # 4.0-IV0
-    "kraft.version": (0, 0),
+    "kraft.version": (0, 1),  # 1: a dynamic quorum (KIP-853), finalized only by one
     "group.version": (1, 1),  # KIP-848 consumer groups
     "transaction.version": (0, 0),
     "eligible.leader.replicas.version": (0, 0),

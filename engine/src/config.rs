@@ -137,8 +137,16 @@ pub struct QuorumConfig {
     /// `process.roles` includes `controller`: this node is a voter of the metadata quorum.
     pub controller: bool,
     /// `controller.quorum.voters`. Empty: a quorum of this node alone (the embedded default, a
-    /// one-node cluster), which needs no controller listener.
+    /// one-node cluster), which needs no controller listener, or a dynamic quorum found
+    /// through `bootstrap_servers`.
     pub voters: Vec<QuorumVoter>,
+    /// `controller.quorum.bootstrap.servers` (KIP-853): controller listeners (`host:port`) to
+    /// ask for the quorum's voters when `controller.quorum.voters` is not set. The voter set
+    /// then lives in the metadata log (Kafka's kraft.version 1), not in the configuration.
+    pub bootstrap_servers: Vec<String>,
+    /// Set at start, not by configuration: `voters` were found (in the metadata log, from
+    /// `shardlog format`, or through the bootstrap servers) for a dynamic quorum.
+    pub voters_found: bool,
     /// `controller.listener.names`: listeners that carry the quorum's traffic, not clients'.
     pub controller_listener_names: Vec<String>,
     /// `controller.quorum.fetch.timeout.ms`: how long a voter goes without hearing from the
@@ -157,6 +165,15 @@ pub struct QuorumConfig {
     pub snapshot_bytes: u64,
 }
 
+impl QuorumConfig {
+    /// Whether the voter set is dynamic (KIP-853): named by no configuration, but found
+    /// through `controller.quorum.bootstrap.servers` and kept in the metadata log. As in
+    /// Kafka, `controller.quorum.voters` wins when both are set.
+    pub fn dynamic(&self) -> bool {
+        self.voters_found || (self.voters.is_empty() && !self.bootstrap_servers.is_empty())
+    }
+}
+
 impl Default for QuorumConfig {
     fn default() -> Self {
         // Kafka's defaults.
@@ -164,6 +181,8 @@ impl Default for QuorumConfig {
             broker: true,
             controller: true,
             voters: Vec::new(),
+            bootstrap_servers: Vec::new(),
+            voters_found: false,
             controller_listener_names: Vec::new(),
             fetch_timeout_ms: 2000,
             election_timeout_ms: 1000,
@@ -195,6 +214,23 @@ pub fn parse_quorum_voters(value: &str) -> Result<Vec<QuorumVoter>> {
         voters.push(QuorumVoter { node_id, address: address.to_string() });
     }
     Ok(voters)
+}
+
+/// Parses `controller.quorum.bootstrap.servers`: `host:port,host:port`.
+pub fn parse_bootstrap_servers(value: &str) -> Result<Vec<String>> {
+    let mut servers: Vec<String> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (host, port) = item.rsplit_once(':').with_context(|| format!("controller.quorum.bootstrap.servers entry {item:?} must be HOST:PORT"))?;
+        if host.is_empty() || host.contains('@') || port.parse::<u16>().is_err() {
+            bail!(
+                "controller.quorum.bootstrap.servers entry {item:?} is not HOST:PORT (node ids are not named here: the voters are found through these servers)"
+            );
+        }
+        if !servers.iter().any(|s| s == item) {
+            servers.push(item.to_string());
+        }
+    }
+    Ok(servers)
 }
 
 impl Default for BrokerConfig {
@@ -358,6 +394,7 @@ impl BrokerConfig {
                     c.quorum.controller = roles.contains(&"controller");
                 }
                 "controller.quorum.voters" => c.quorum.voters = parse_quorum_voters(value)?,
+                "controller.quorum.bootstrap.servers" => c.quorum.bootstrap_servers = parse_bootstrap_servers(value)?,
                 "controller.listener.names" => c.quorum.controller_listener_names = value.split(',').map(str::trim).filter(|n| !n.is_empty()).map(String::from).collect(),
                 "controller.quorum.fetch.timeout.ms" => c.quorum.fetch_timeout_ms = positive(value, key)? as u64,
                 "controller.quorum.election.timeout.ms" => c.quorum.election_timeout_ms = positive(value, key)? as u64,
@@ -501,25 +538,29 @@ impl BrokerConfig {
         if !q.broker && !q.controller {
             bail!("process.roles names no role: give broker, controller, or both");
         }
-        if q.voters.is_empty() {
+        if q.voters.is_empty() && q.bootstrap_servers.is_empty() {
             if !(q.broker && q.controller) {
                 let role = if q.broker { "broker" } else { "controller" };
                 bail!(
-                    "process.roles={role} needs controller.quorum.voters: a {role}-only node belongs to a quorum of controllers \
-                     (name them, e.g. 1@host:9093); without voters a node is its own one-node cluster and must be broker,controller"
+                    "process.roles={role} needs controller.quorum.voters or controller.quorum.bootstrap.servers: a {role}-only node \
+                     belongs to a quorum of controllers (name them, e.g. 1@host:9093, or give controllers to ask, e.g. host:9093); \
+                     without either a node is its own one-node cluster and must be broker,controller"
                 );
             }
             return Ok(());
         }
+        let dynamic = q.dynamic();
         let ids: Vec<i32> = q.voters.iter().map(|v| v.node_id).collect();
         let is_voter = ids.contains(&self.node_id);
+        let quorum_key = if dynamic { "controller.quorum.bootstrap.servers" } else { "controller.quorum.voters" };
         // Kafka's rules (KafkaConfig.validateValues): a controller is a voter and listens on
         // the controller listener; a broker-only node is neither, and reaches the quorum on
         // the voters' controller listener, named so that it knows which of their listeners
-        // that is.
+        // that is. With a dynamic quorum, whether a controller is a voter is the metadata
+        // log's business (see `shardlog format`), not the configuration's.
         let Some(name) = q.controller_listener_names.first() else {
             bail!(
-                "controller.quorum.voters is set but controller.listener.names is not: name the listener the quorum uses (e.g. CONTROLLER{})",
+                "{quorum_key} is set but controller.listener.names is not: name the listener the quorum uses (e.g. CONTROLLER{})",
                 if q.controller { ", listed in listeners" } else { ", as the controllers name it" }
             );
         };
@@ -543,7 +584,7 @@ impl BrokerConfig {
             }
             return Ok(());
         }
-        if !is_voter {
+        if !is_voter && !dynamic {
             bail!("node.id={} is not among controller.quorum.voters {ids:?}: a controller must be a voter (check node.id and the voter list)", self.node_id);
         }
         if !listens_on_it {
@@ -619,7 +660,7 @@ impl BrokerConfig {
     /// This node's controller listener, when it is part of a quorum of several.
     pub fn controller_listener(&self) -> Option<&Listener> {
         let name = self.quorum.controller_listener_names.first()?;
-        self.listeners.iter().find(|l| &l.name == name).filter(|_| !self.quorum.voters.is_empty())
+        self.listeners.iter().find(|l| &l.name == name).filter(|_| !self.quorum.voters.is_empty() || self.quorum.dynamic())
     }
 }
 
@@ -1054,6 +1095,32 @@ mod tests {
             (format!("{voters}process.roles=controller\nnode.id=2\nlisteners=CONTROLLER://127.0.0.1:19093\n"), "a controller must be a voter"),
             (format!("{voters}process.roles=controller\nnode.id=1\nlisteners=PLAINTEXT://:19092\n"), "no listener of that name"),
             (format!("{voters}process.roles=controller\nnode.id=1\nlisteners=PLAINTEXT://:19092,CONTROLLER://127.0.0.1:19093\n"), "serves no clients"),
+        ] {
+            let err = format!("{:#}", parse(&bad).expect_err(&bad));
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn bootstrap_servers_name_a_dynamic_quorum_with_kafkas_rules() {
+        let parse = |text: &str| BrokerConfig::from_properties(&parse_properties(text));
+        let dynamic = "controller.quorum.bootstrap.servers=127.0.0.1:19093, 127.0.0.1:19094\ncontroller.listener.names=CONTROLLER\n";
+        // A controller of a dynamic quorum need not be named anywhere: the log says who votes.
+        let controller = parse(&format!("{dynamic}process.roles=controller\nnode.id=7\nlisteners=CONTROLLER://127.0.0.1:19095\n")).unwrap();
+        assert_eq!(controller.quorum.bootstrap_servers, vec!["127.0.0.1:19093", "127.0.0.1:19094"]);
+        assert!(controller.quorum.dynamic() && controller.controller_listener().is_some());
+        let broker = parse(&format!("{dynamic}process.roles=broker\nnode.id=4\nlisteners=PLAINTEXT://:19092\n")).unwrap();
+        assert!(broker.quorum.dynamic() && broker.controller_listener().is_none());
+        // As in Kafka, static voters win when both are set.
+        let both =
+            parse(&format!("{dynamic}controller.quorum.voters=1@127.0.0.1:19093\nprocess.roles=broker\nnode.id=4\nlisteners=PLAINTEXT://:19092\n")).unwrap();
+        assert!(!both.quorum.dynamic());
+        for (bad, says) in [
+            (String::from("controller.quorum.bootstrap.servers=127.0.0.1:19093\nprocess.roles=broker\nnode.id=4\n"), "controller.listener.names is not"),
+            (String::from("controller.quorum.bootstrap.servers=1@127.0.0.1:19093\n"), "is not HOST:PORT"),
+            (String::from("controller.quorum.bootstrap.servers=127.0.0.1\n"), "must be HOST:PORT"),
+            (format!("{dynamic}process.roles=controller\nnode.id=1\nlisteners=PLAINTEXT://:19092\n"), "no listener of that name"),
+            (format!("{dynamic}process.roles=broker\nnode.id=4\nlisteners=PLAINTEXT://:19092,CONTROLLER://:19096\n"), "does not listen"),
         ] {
             let err = format!("{:#}", parse(&bad).expect_err(&bad));
             assert!(err.contains(says), "{bad}: {err}");

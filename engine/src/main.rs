@@ -59,6 +59,48 @@ enum Command {
     /// Topics of a running broker: create, list, describe, alter-config, delete.
     #[command(subcommand)]
     Topic(admin::topic::TopicCommand),
+    /// Names the first voters of a dynamic quorum (`controller.quorum.bootstrap.servers`) in a
+    /// controller's metadata directory, as `kafka-storage.sh format` does; run before its first start.
+    Format(FormatArgs),
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group = clap::ArgGroup::new("voters").args(["standalone", "initial_controllers", "no_initial_controllers"]))]
+struct FormatArgs {
+    /// The node's configuration file (as given to the broker).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (sets `log.dirs`), as given to the broker.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Listeners, as given to the broker: the controller listener is this node's quorum address.
+    #[arg(long, value_name = "LISTENERS")]
+    listeners: Option<String>,
+    /// This controller is the quorum's only voter.
+    #[arg(long)]
+    standalone: bool,
+    /// The quorum's first voters, this node among them: ID@HOST:PORT[:DIRECTORY_ID],...
+    #[arg(long, value_name = "LIST")]
+    initial_controllers: Option<String>,
+    /// This controller joins a running quorum: it observes the log until it is added as a voter.
+    #[arg(long)]
+    no_initial_controllers: bool,
+    /// A directory that is already formatted is left as it is, and that is no error.
+    #[arg(long)]
+    ignore_formatted: bool,
+}
+
+fn format(args: FormatArgs) -> Result<String> {
+    use shardlog_engine::controller::quorum::bootstrap;
+    let overrides = Overrides { data_dir: args.data_dir, listeners: args.listeners, config_file: args.config, ..Default::default() };
+    let config = BrokerConfig::load(&overrides)?;
+    let mode = match (args.standalone, args.initial_controllers, args.no_initial_controllers) {
+        (true, _, _) => Some(bootstrap::FormatMode::Standalone),
+        (_, Some(list), _) => Some(bootstrap::FormatMode::InitialControllers(bootstrap::parse_initial_controllers(&list)?)),
+        (_, _, true) => Some(bootstrap::FormatMode::NoInitialControllers),
+        _ => None,
+    };
+    bootstrap::format(&config, &shardlog_engine::shard::meta_dir(&config), mode, args.ignore_formatted)
 }
 
 fn main() {
@@ -70,6 +112,16 @@ fn main() {
         Some(Command::Tune(command)) => std::process::exit(admin::tune::run(command)),
         Some(Command::User(command)) => std::process::exit(admin::run_user(command)),
         Some(Command::Topic(command)) => std::process::exit(admin::topic::run_topic(command)),
+        Some(Command::Format(args)) => match format(args) {
+            Ok(said) => {
+                println!("{said}");
+                std::process::exit(0)
+            }
+            Err(e) => {
+                eprintln!("shardlog format: {e:#}");
+                std::process::exit(1)
+            }
+        },
         None => {}
     }
     shardlog_engine::logging::init(cli.log_format);

@@ -301,12 +301,39 @@ impl Controller {
         }
         let applier: Rc<dyn quorum::Applier> = Rc::new(ViewApplier(Rc::downgrade(&controller)));
         let config = &shard.config;
-        let q = if config.quorum.controller {
+        let mut quorum_config = config.quorum.clone();
+        let votes = if quorum_config.dynamic() {
+            // KIP-853: a controller starts from the voters its log (or `shardlog format`) names;
+            // one that joins a running quorum, and a broker-only node, ask the bootstrap servers.
+            let known = if config.quorum.controller { quorum::bootstrap::start_voters(&dir, config.node_id, &view.quorum_voters)? } else { None };
+            let voters = match known {
+                Some(voters) => voters,
+                None => quorum::transport::discover(&quorum_config.bootstrap_servers, config.node_id, config.cluster_id.clone())
+                    .await
+                    .voters
+                    .into_iter()
+                    .map(|(node_id, address)| crate::config::QuorumVoter { node_id, address })
+                    .collect(),
+            };
+            quorum_config.voters = voters;
+            quorum_config.voters_found = true;
+            let votes = config.quorum.controller && quorum_config.voters.iter().any(|v| v.node_id == config.node_id);
+            if config.quorum.controller && !votes {
+                tracing::info!(
+                    voters = ?quorum_config.voters.iter().map(|v| v.node_id).collect::<Vec<_>>(),
+                    "this controller is not a voter of the metadata quorum: it observes the metadata log until it is added as one"
+                );
+            }
+            votes
+        } else {
+            config.quorum.controller
+        };
+        let q = if votes {
             let listen = config.controller_listener().map(|l| l.bind);
-            Quorum::start(&dir, config.node_id, config.cluster_id.clone(), &config.quorum, listen, view.applied_index, applier)?
+            Quorum::start(&dir, config.node_id, config.cluster_id.clone(), &quorum_config, listen, view.applied_index, applier)?
         } else {
             // A broker-only node: no vote, no log of its own; it fetches what the voters commit.
-            Quorum::start_observer(config.node_id, config.cluster_id.clone(), &config.quorum, view.applied_index, applier)?
+            Quorum::start_observer(config.node_id, config.cluster_id.clone(), &quorum_config, view.applied_index, applier)?
         };
         let c = Rc::downgrade(&controller);
         q.set_forward_handler(Rc::new(move |from, request| {
@@ -446,7 +473,9 @@ impl Controller {
             return Err((ec::NOT_LEADER_OR_FOLLOWER, String::from("this node no longer leads the metadata quorum")));
         }
         let config = &self.shard.config;
-        let endpoints = if config.quorum.voters.is_empty() {
+        let endpoints = if self.quorum().dynamic {
+            self.view.borrow().quorum_voters.clone()
+        } else if config.quorum.voters.is_empty() {
             config.controller_listener().map(|l| vec![(config.node_id, l.bind.to_string())]).unwrap_or_default()
         } else {
             config.quorum.voters.iter().map(|v| (v.node_id, v.address.clone())).collect()
@@ -687,6 +716,18 @@ impl Controller {
         if !new.finalized_features.contains_key(crate::metadata::features::METADATA_VERSION) {
             new.finalized_features = crate::metadata::features::bootstrap_levels();
             tracing::info!(levels = ?new.finalized_features, "finalizing the default feature levels");
+        }
+        let quorum = self.quorum();
+        if quorum.dynamic {
+            // The voter set goes into the log (Kafka's VotersRecord at kraft.version 1) once, from
+            // what the first leader started with; from then on the log's set is the quorum's.
+            if new.quorum_voters.is_empty() {
+                let mut voters: Vec<(i32, String)> = quorum.voters.iter().map(|v| (v.node_id, v.address.clone())).collect();
+                voters.sort();
+                tracing::info!(voters = ?voters, "recording the dynamic quorum's voters in the metadata log");
+                new.quorum_voters = voters;
+            }
+            new.finalized_features.insert(crate::metadata::features::KRAFT_VERSION.to_string(), 1);
         }
         self.commit(&old, &new).await
     }

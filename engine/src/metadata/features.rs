@@ -4,9 +4,10 @@
 //! or consumer picks protocols by the finalized levels: so each range below claims only what
 //! shardlog really does.
 //!
-//! Every range is a single level: shardlog has no switch that turns any of these behaviours
-//! on or off, so no other level would be true. That is also why UpdateFeatures is not served:
-//! it could change nothing.
+//! Every range but kraft.version's is a single level: shardlog has no switch that turns any of
+//! these behaviours on or off, so no other level would be true. kraft.version is 0 or 1 by how
+//! the quorum is named (static voters or bootstrap servers), which is settled when the cluster
+//! is created. That is why UpdateFeatures is not served: it could change nothing.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +22,7 @@ pub struct Feature {
 }
 
 pub const METADATA_VERSION: &str = "metadata.version";
+pub const KRAFT_VERSION: &str = "kraft.version";
 
 /// Kafka 4.0's features, in Kafka's order.
 pub const SUPPORTED_FEATURES: &[Feature] = &[
@@ -29,9 +31,10 @@ pub const SUPPORTED_FEATURES: &[Feature] = &[
     // do: 4.0-IV1 eligible leader replicas (KIP-966), 4.0-IV2 the transaction.version records
     // (KIP-890), 4.0-IV3 builds on both.
     Feature { name: METADATA_VERSION, level_min: 22, level_max: 22, level_default: 22 },
-    // 1 is the dynamic controller quorum (KIP-853, voters added and removed at run time);
-    // shardlog's quorum is the static `controller.quorum.voters`.
-    Feature { name: "kraft.version", level_min: 0, level_max: 0, level_default: 0 },
+    // 1 is the dynamic controller quorum (KIP-853): the voter set kept in the metadata log,
+    // found through `controller.quorum.bootstrap.servers`. A cluster with one finalizes it; a
+    // static `controller.quorum.voters` (and the one-node default) stays at 0, as in Kafka.
+    Feature { name: KRAFT_VERSION, level_min: 0, level_max: 1, level_default: 0 },
     // 1 is the KIP-848 consumer group protocol (ConsumerGroupHeartbeat), which shardlog serves
     // and cannot turn off.
     Feature { name: "group.version", level_min: 1, level_max: 1, level_default: 1 },

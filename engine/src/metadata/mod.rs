@@ -151,6 +151,11 @@ pub struct ClusterMetadata {
     /// active controller writes the defaults (see [`features::bootstrap_levels`]).
     #[serde(default)]
     pub finalized_features: BTreeMap<String, i16>,
+    /// A dynamic quorum's voters (KIP-853), by node id with each one's controller listener
+    /// (`host:port`): where a restarted controller finds the quorum, and what DescribeQuorum
+    /// lists. Empty with a static `controller.quorum.voters` or the one-node default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quorum_voters: Vec<(i32, String)>,
     /// The metadata log index of the record that last changed `finalized_features`: the
     /// epoch ApiVersions reports, which only grows, so a client tells the newer of two
     /// answers. -1 while none is recorded, as Kafka answers then.
@@ -229,6 +234,7 @@ impl ClusterMetadata {
             brokers: BTreeMap::new(),
             applied_index: 0,
             finalized_features: BTreeMap::new(),
+            quorum_voters: Vec::new(),
             finalized_features_epoch: no_features_epoch(),
         }
     }

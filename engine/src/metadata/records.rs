@@ -86,6 +86,12 @@ pub enum MetadataRecord {
         name: String,
         level: i16,
     },
+    /// The voters of a dynamic metadata quorum (Kafka's VotersRecord, kraft.version 1), by
+    /// node id with the address of each one's controller listener: the whole set, replacing
+    /// the one before.
+    QuorumVoters {
+        voters: Vec<(i32, String)>,
+    },
 }
 
 /// What applying records needs to know about the node it runs on.
@@ -162,6 +168,9 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata, node_id: i32) -> Vec<M
         if old.finalized_features.get(name).copied().unwrap_or(0) != level {
             records.push(MetadataRecord::FeatureLevel { name: name.clone(), level });
         }
+    }
+    if old.quorum_voters != new.quorum_voters {
+        records.push(MetadataRecord::QuorumVoters { voters: new.quorum_voters.clone() });
     }
     records
 }
@@ -279,6 +288,7 @@ pub fn apply(view: &mut ClusterMetadata, record: &MetadataRecord, node: &dyn Loc
                 view.finalized_features.insert(name.clone(), *level);
             }
         }
+        MetadataRecord::QuorumVoters { voters } => view.quorum_voters = voters.clone(),
     }
     Ok(())
 }
@@ -353,6 +363,26 @@ mod tests {
         let again = replayed(&view, &newer, &node);
         assert_eq!(replication_only(&again), replication_only(&newer));
         assert!(diff(&again, &newer, 1).is_empty());
+    }
+
+    #[test]
+    fn a_dynamic_quorums_voter_set_is_one_record_that_replaces_the_set_before() {
+        let node = Node { id: 1, shards: 1 };
+        let old = ClusterMetadata::new("c".into());
+        let mut new = old.clone();
+        new.quorum_voters = vec![(1, "h:1".into()), (2, "h:2".into())];
+        assert_eq!(diff(&old, &new, 1), vec![MetadataRecord::QuorumVoters { voters: new.quorum_voters.clone() }]);
+        let view = replayed(&old, &new, &node);
+        assert_eq!(view.quorum_voters, new.quorum_voters);
+        let mut fewer = view.clone();
+        fewer.quorum_voters.pop();
+        assert_eq!(replayed(&view, &fewer, &node).quorum_voters, vec![(1, "h:1".to_string())]);
+        assert!(diff(&fewer, &fewer, 1).is_empty());
+        // An image written before the field (or of a static quorum) has no voter set.
+        let mut json = serde_json::to_value(&old).unwrap();
+        assert!(json.as_object_mut().unwrap().remove("quorum_voters").is_none(), "an empty set is not written");
+        let loaded: ClusterMetadata = serde_json::from_value(json).unwrap();
+        assert!(loaded.quorum_voters.is_empty());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! through the [`Applier`] it was started with. A broker-only node is no voter: it observes
 //! the log, fetching the committed entries from a voter ([`observer`]).
 
+pub mod bootstrap;
 pub mod log_store;
 pub mod observer;
 pub mod transport;
@@ -165,6 +166,11 @@ pub struct Quorum {
     /// `controller.quorum.fetch.timeout.ms`: how long an observer waits for a voter's answer
     /// beyond the time the voter may hold its fetch.
     fetch_timeout_ms: u64,
+    /// The voters this node started with: `controller.quorum.voters`, or a dynamic quorum's
+    /// (found at start); empty for the one-node default.
+    pub voters: Vec<crate::config::QuorumVoter>,
+    /// Whether the voter set is dynamic (KIP-853): kept in the metadata log, not configured.
+    pub dynamic: bool,
 }
 
 /// Answers one forwarded request: (the asking node, the request) to the answer.
@@ -292,6 +298,8 @@ impl Quorum {
             fetches_in_flight: Cell::new(0),
             observed: RefCell::new(std::collections::BTreeMap::new()),
             fetch_timeout_ms: config.fetch_timeout_ms,
+            voters: config.voters.clone(),
+            dynamic: config.dynamic(),
         })
     }
 

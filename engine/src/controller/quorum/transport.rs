@@ -21,6 +21,11 @@
 //! like a voter's, if it names another cluster or other voters. A frame from an observer that
 //! is not a fetch or a forwarded call, or a fetch that does not decode, closes its link with a
 //! log line.
+//!
+//! With a dynamic quorum (`controller.quorum.bootstrap.servers`, KIP-853) a node that does not
+//! know the voters yet opens a link to a bootstrap server with `discover` set in its hello; the
+//! voter answers with one frame (its node id, its voters with their addresses, the leader it
+//! knows) and closes. Only a hello from another cluster is refused there.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -47,6 +52,8 @@ const FRAME_REFUSED: u8 = 5;
 /// An observer's fetch of the metadata log (`[u64 id]` then JSON), and the answer.
 pub const FRAME_FETCH: u8 = 6;
 pub const FRAME_FETCH_REPLY: u8 = 7;
+/// A voter's answer to a discovering hello ([`Discovered`], JSON).
+const FRAME_DISCOVERED: u8 = 8;
 /// The largest hello (and refusal): a node id, a cluster id and the voter list, which a quorum
 /// of a few voters keeps far below this.
 const HELLO_BYTES_MAX: usize = 64 * 1024;
@@ -72,6 +79,19 @@ struct Hello {
     /// A broker-only node, which fetches the log rather than votes.
     #[serde(default)]
     observer: bool,
+    /// A node that asks for the quorum's voters (through `controller.quorum.bootstrap.servers`)
+    /// and hangs up: answered with one [`Discovered`] frame.
+    #[serde(default)]
+    discover: bool,
+}
+
+/// The answer to a discovering hello: who answered, the voters it knows (node id and
+/// controller listener) and the leader it knows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Discovered {
+    pub node_id: i32,
+    pub voters: Vec<(i32, String)>,
+    pub leader: Option<i32>,
 }
 
 /// Why a receiver closed a link at its hello.
@@ -226,7 +246,8 @@ fn connect(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, voters
     for voter in voters.iter().filter(|v| v.node_id != node_id) {
         let queue = PeerQueue::new(false);
         quorum.peers.queues.borrow_mut().insert(raft_id(voter.node_id), queue.clone());
-        let hello = serde_json::to_vec(&Hello { node_id, cluster_id: cluster_id.clone(), voters: voter_list(voters), observer }).expect("hello serializes");
+        let hello = serde_json::to_vec(&Hello { node_id, cluster_id: cluster_id.clone(), voters: voter_list(voters), observer, discover: false })
+            .expect("hello serializes");
         if hello.len() + 1 > HELLO_BYTES_MAX {
             bail!(
                 "controller.quorum.voters makes a quorum hello of {} bytes, over the bound of {HELLO_BYTES_MAX}: name fewer voters, or shorter hosts",
@@ -402,13 +423,8 @@ fn refusal_reason(hello: &Hello, node_id: i32, voters: &[(i32, String)], cluster
             format!("node {} is not another voter of this node's controller.quorum.voters {}", hello.node_id, voters_text(voters)),
         ));
     }
-    if let (Some(theirs), Some(ours)) = (hello.cluster_id.as_deref(), cluster_id) {
-        if theirs != ours {
-            return Some((
-                "refused a metadata quorum connection from a node of another cluster: check cluster.id",
-                format!("node {} belongs to cluster {theirs}, this node to {ours}", hello.node_id),
-            ));
-        }
+    if let Some(refused) = cluster_refusal(hello, cluster_id) {
+        return Some(refused);
     }
     let mut theirs = hello.voters.clone();
     theirs.sort();
@@ -425,6 +441,71 @@ fn refusal_reason(hello: &Hello, node_id: i32, voters: &[(i32, String)], cluster
         ));
     }
     None
+}
+
+/// Why this node refuses a hello from another cluster, or None.
+fn cluster_refusal(hello: &Hello, cluster_id: Option<&str>) -> Option<(&'static str, String)> {
+    match (hello.cluster_id.as_deref(), cluster_id) {
+        (Some(theirs), Some(ours)) if theirs != ours => Some((
+            "refused a metadata quorum connection from a node of another cluster: check cluster.id",
+            format!("node {} belongs to cluster {theirs}, this node to {ours}", hello.node_id),
+        )),
+        _ => None,
+    }
+}
+
+/// How long one bootstrap server gets to answer a discovering hello.
+const DISCOVERY_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
+/// Asks `bootstrap` servers (`controller.quorum.bootstrap.servers`), one after the other and
+/// again until one answers, for the quorum's voters. A server that is down or refuses is
+/// logged once, and the next one asked.
+pub async fn discover(bootstrap: &[String], node_id: i32, cluster_id: Option<String>) -> Discovered {
+    let hello = serde_json::to_vec(&Hello { node_id, cluster_id, voters: Vec::new(), observer: false, discover: true }).expect("hello serializes");
+    let mut said: HashMap<&str, String> = HashMap::new();
+    let mut backoff = RECONNECT_BACKOFF_MIN;
+    loop {
+        for server in bootstrap {
+            let attempt = async {
+                let mut stream = TcpStream::connect(server.as_str()).await.map_err(std::io::Error::from).context("connecting")?;
+                write_frame(&mut stream, FRAME_HELLO, &hello).await.context("sending the hello")?;
+                match read_frame(&mut stream, HELLO_BYTES_MAX).await? {
+                    (FRAME_DISCOVERED, payload) => serde_json::from_slice::<Discovered>(&payload).context("the answer does not decode"),
+                    (FRAME_REFUSED, payload) => {
+                        let refusal: Refusal = serde_json::from_slice(&payload).context("the refusal does not decode")?;
+                        bail!("refused: {}", refusal.reason)
+                    }
+                    (kind, _) => bail!("answered with a frame of kind {kind}: not a shardlog controller of this version?"),
+                }
+            };
+            let outcome = futures::select! {
+                r = futures::FutureExt::fuse(attempt) => r,
+                _ = futures::FutureExt::fuse(crate::runtime::sleep(DISCOVERY_ANSWER_WAIT)) => Err(anyhow::anyhow!("no answer within {DISCOVERY_ANSWER_WAIT:?}")),
+            };
+            match outcome {
+                Ok(found) if !found.voters.is_empty() => {
+                    tracing::info!(server = %server, answered_by = found.node_id, voters = %voters_text(&found.voters), leader = ?found.leader, "found the metadata quorum through controller.quorum.bootstrap.servers");
+                    return found;
+                }
+                Ok(found) => {
+                    let why = format!("node {} knows no voters yet", found.node_id);
+                    if said.get(server.as_str()) != Some(&why) {
+                        tracing::info!(server = %server, "asking controller.quorum.bootstrap.servers for the quorum's voters: {why}; asking again");
+                        said.insert(server, why);
+                    }
+                }
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    if said.get(server.as_str()) != Some(&why) {
+                        tracing::info!(server = %server, error = %why, "a controller.quorum.bootstrap.servers entry did not say who the voters are; asking the next one");
+                        said.insert(server, why);
+                    }
+                }
+            }
+        }
+        crate::runtime::sleep(backoff).await;
+        backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+    }
 }
 
 /// Refusals logged lately, so that a misconfigured node that reconnects every second is
@@ -471,7 +552,8 @@ async fn receive_loop(
             bail!("bad hello");
         }
     };
-    if let Some((what, reason)) = refusal_reason(&hello, node_id, voters, cluster_id) {
+    let refused = if hello.discover { cluster_refusal(&hello, cluster_id) } else { refusal_reason(&hello, node_id, voters, cluster_id) };
+    if let Some((what, reason)) = refused {
         if reports.due(&reason) {
             tracing::warn!(peer, from = hello.node_id, their_cluster_id = ?hello.cluster_id, "{what}: {reason}");
         }
@@ -497,6 +579,13 @@ async fn receive_loop(
             }
         }
         bail!("{reason}");
+    }
+    if hello.discover {
+        let Some(q) = quorum.upgrade() else { return Ok(()) };
+        let answer = Discovered { node_id, voters: voters.to_vec(), leader: q.status().leader };
+        tracing::debug!(peer, from = hello.node_id, "node asked for the metadata quorum's voters");
+        write_frame(&mut stream, FRAME_DISCOVERED, &serde_json::to_vec(&answer).expect("discovery answers serialize")).await?;
+        return Ok(());
     }
     if hello.observer {
         let Some(q) = quorum.upgrade() else { return Ok(()) };
@@ -607,7 +696,7 @@ mod tests {
     }
 
     fn hello(node_id: i32, cluster_id: Option<&str>, list: &[(i32, &str)]) -> Hello {
-        Hello { node_id, cluster_id: cluster_id.map(String::from), voters: voters(list), observer: false }
+        Hello { node_id, cluster_id: cluster_id.map(String::from), voters: voters(list), observer: false, discover: false }
     }
 
     #[test]
