@@ -147,6 +147,17 @@ impl Flusher {
                 tracing::error!(topic = %partition.topic, partition = partition.partition, error = %format!("{e:#}"), "cannot write the aborted-transaction index; it is rebuilt on restart");
             }
         }
+        let checkpoint = partition.log.borrow_mut().take_epoch_checkpoint();
+        if let Some(text) = checkpoint {
+            // Before the batches of a new epoch reach the segment file: recovery then trusts
+            // the file to name the epoch of every batch it finds.
+            let dir = partition.log.borrow().dir.clone();
+            if let Err(error) = off_shard(move || super::leader_epoch::write(&dir, &text)).await {
+                partition.log.borrow_mut().epoch_checkpoint_failed();
+                let error = error.context("writing leader-epoch-checkpoint");
+                return Err(FlushFailure { error, unwritten: batch, retryable: true });
+            }
+        }
         let mut end_offset = None;
         while let Some(item) = batch.pop_front() {
             if let Err(error) = self.write(partition, item.segment_base, item.start_position, &item.batches, item.len).await {

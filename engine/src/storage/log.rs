@@ -23,6 +23,7 @@ use shardlog_protocol::batch::{self, BatchError, BatchHeader};
 
 use super::cache::{BatchCache, CachedBatch};
 use super::cold_read::{ColdRead, Step};
+use super::leader_epoch::LeaderEpochCache;
 use super::producer_state::{AbortedTxn, ProducerError, ProducerState, SequenceCheck};
 use super::recovery::RecoveredLog;
 use super::segment::Segment;
@@ -248,6 +249,12 @@ pub struct PartitionLog {
     /// Descriptors of segment files that compaction replaced: closing the last one frees the
     /// old file's blocks, which can take a while, so they are closed off the shard.
     pub(super) retired_files: Vec<Arc<File>>,
+    /// The leader epoch appends are stamped with: the partition's current one in the metadata.
+    leader_epoch: i32,
+    /// The first offset of every epoch in the log, kept in `leader-epoch-checkpoint`.
+    epochs: LeaderEpochCache,
+    /// The cache changed since the flusher last wrote the checkpoint.
+    epochs_dirty: bool,
 }
 
 /// How long `seg` has taken appends, for `log.roll.ms`, as Kafka counts it: from its first
@@ -358,7 +365,7 @@ impl PartitionLog {
 
     /// The log as recovery found it on disk: everything in it is durable, nothing is pending.
     pub(super) fn from_recovered(dir: PathBuf, config: LogConfig, recovered: RecoveredLog) -> PartitionLog {
-        let RecoveredLog { segments, log_start_offset, next_offset, cleaner_offset, producers, aborted_txns } = recovered;
+        let RecoveredLog { segments, log_start_offset, next_offset, cleaner_offset, producers, aborted_txns, epochs } = recovered;
         let open_txns = producers.open_transactions().collect();
         PartitionLog {
             dir,
@@ -381,6 +388,9 @@ impl PartitionLog {
             open_txns,
             aborted_txns,
             txn_index_queue: Vec::new(),
+            leader_epoch: 0,
+            epochs,
+            epochs_dirty: false,
         }
     }
 
@@ -433,6 +443,39 @@ impl PartitionLog {
 
     pub fn producer_state(&self) -> &ProducerState {
         &self.producers
+    }
+
+    /// The leader epoch this log's appends are stamped with.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+    /// The partition's leader epoch changed in the metadata: later appends carry the new one.
+    pub fn set_leader_epoch(&mut self, epoch: i32) {
+        self.leader_epoch = epoch;
+    }
+    pub fn leader_epochs(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+    /// OffsetForLeaderEpoch: the largest epoch at or below `epoch` and where it ended here
+    /// (Kafka's `endOffsetFor`; the latest epoch ends at the log end).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.next_offset)
+    }
+    /// The log start moved up (retention, DeleteRecords): so does the first epoch's start.
+    /// The checkpoint follows with the next flush; until then recovery cuts it the same way.
+    pub(super) fn epochs_truncated_from_start(&mut self) {
+        if self.epochs.truncate_from_start(self.log_start_offset) {
+            self.epochs_dirty = true;
+        }
+    }
+    /// The checkpoint's text if the cache changed since the last one was written, for the
+    /// flusher to write before the batches of a new epoch.
+    pub(super) fn take_epoch_checkpoint(&mut self) -> Option<String> {
+        std::mem::take(&mut self.epochs_dirty).then(|| self.epochs.to_checkpoint())
+    }
+    /// A checkpoint that could not be written is written again by the next flush.
+    pub(super) fn epoch_checkpoint_failed(&mut self) {
+        self.epochs_dirty = true;
     }
 
     /// Appends the batches in `records` (whole v2 batches, as a producer sent them): checks
@@ -512,11 +555,21 @@ impl PartitionLog {
             let mut batch_bytes = records.split_to(header.size_bytes);
             let offset = self.next_offset;
             batch::set_base_offset(&mut batch_bytes, offset);
+            // Whatever a producer put there (-1 usually), the batch carries the epoch of the
+            // leader that appended it: followers and OffsetForLeaderEpoch rely on it.
+            batch::set_partition_leader_epoch(&mut batch_bytes, self.leader_epoch);
             if self.config.log_append_time {
                 batch::set_log_append_time(&mut batch_bytes, header.size_bytes, now as i64);
             }
-            let assigned =
-                BatchHeader { base_offset: offset, max_timestamp: if self.config.log_append_time { now as i64 } else { header.max_timestamp }, ..*header };
+            let assigned = BatchHeader {
+                base_offset: offset,
+                partition_leader_epoch: self.leader_epoch,
+                max_timestamp: if self.config.log_append_time { now as i64 } else { header.max_timestamp },
+                ..*header
+            };
+            if self.epochs.assign(self.leader_epoch, offset) {
+                self.epochs_dirty = true;
+            }
             self.maybe_roll(&assigned, now);
             self.track_producer(&assigned, origin);
             let seg = self.segments.last_mut().expect("maybe_roll leaves an active segment");
