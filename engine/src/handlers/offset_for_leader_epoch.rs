@@ -31,11 +31,15 @@ pub async fn handle(ctx: &Context<'_>, request: OffsetForLeaderEpochRequest) -> 
                 (false, Some(_)) => None,
             });
             owners.push(owner);
-            queries.push(EpochQuery { topic: name.clone(), partition: p.partition, current_leader_epoch: p.current_leader_epoch, leader_epoch: p.leader_epoch });
+            queries.push(EpochQuery {
+                topic: name.clone(),
+                partition: p.partition,
+                current_leader_epoch: p.current_leader_epoch,
+                leader_epoch: p.leader_epoch,
+            });
         }
     }
-    let mut answers: Vec<EpochEnd> =
-        early.iter().map(|code| EpochEnd { error_code: code.unwrap_or(ec::NONE), leader_epoch: -1, end_offset: -1 }).collect();
+    let mut answers: Vec<EpochEnd> = early.iter().map(|code| EpochEnd { error_code: code.unwrap_or(ec::NONE), leader_epoch: -1, end_offset: -1 }).collect();
     let calls = group_by_owner(owners).into_iter().map(|(owner, positions)| {
         let partitions = positions.iter().map(|&i| queries[i].clone()).collect();
         async move {

@@ -9,8 +9,8 @@ use futures::StreamExt;
 use shardlog_protocol::error_code as ec;
 
 use super::messages::{
-    DeleteRecords, DescribeProducers, EpochEnd, EpochEndOffsets, EpochQuery, Fetch, FetchPartition, ListOffset, ListedOffset, LogDirFailed, LogDirSizes, LogDirUsage, Produce, ProduceOutcome,
-    ProducerInfo, ReadOutcome, TxnMarker,
+    DeleteRecords, DescribeProducers, EpochEnd, EpochEndOffsets, EpochQuery, Fetch, FetchPartition, ListOffset, ListedOffset, LogDirFailed, LogDirSizes,
+    LogDirUsage, Produce, ProduceOutcome, ProducerInfo, ReadOutcome, TxnMarker,
 };
 use super::{Shard, TxnVerification};
 use crate::metadata::ClusterMetadata;
@@ -47,7 +47,11 @@ pub fn serve(shard: &Rc<Shard>) {
             Some(p) if offset >= 0 && error_code == ec::NONE => {
                 let log = p.log.borrow();
                 let epochs = log.leader_epochs();
-                if offset >= log.log_end_offset() { epochs.latest_epoch() } else { epochs.epoch_for_offset(offset) }
+                if offset >= log.log_end_offset() {
+                    epochs.latest_epoch()
+                } else {
+                    epochs.epoch_for_offset(offset)
+                }
             }
             _ => None,
         };
@@ -312,11 +316,8 @@ pub async fn fetch(shard: &Shard, partitions: &[FetchPartition], read_committed:
     loop {
         // Subscribed before reading, so an append between the read and the wait is not missed.
         let appended: Vec<_> = held.iter().flatten().map(|p| p.appended.notified()).collect();
-        let outcomes: Vec<ReadOutcome> = futures::stream::iter(partitions)
-            .map(|f| read(shard, f, read_committed))
-            .buffered(FETCH_READS_IN_FLIGHT_MAX)
-            .collect()
-            .await;
+        let outcomes: Vec<ReadOutcome> =
+            futures::stream::iter(partitions).map(|f| read(shard, f, read_committed)).buffered(FETCH_READS_IN_FLIGHT_MAX).collect().await;
         let bytes: usize = outcomes.iter().map(|o| o.bytes).sum();
         let failed = outcomes.iter().any(|o| o.error_code != ec::NONE);
         let now = now_ms();
