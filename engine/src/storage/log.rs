@@ -26,7 +26,7 @@ use super::cold_read::{ColdRead, Step};
 use super::leader_epoch::LeaderEpochCache;
 use super::producer_state::{AbortedTxn, ProducerError, ProducerState, SequenceCheck};
 use super::recovery::RecoveredLog;
-use super::segment::Segment;
+use super::segment::{self, Segment};
 use super::txn_index;
 use crate::budget::ByteBudget;
 
@@ -255,6 +255,22 @@ pub struct PartitionLog {
     epochs: LeaderEpochCache,
     /// The cache changed since the flusher last wrote the checkpoint.
     epochs_dirty: bool,
+    /// Times the log end was cut (`truncate_to`): the flusher drops its open segment file and
+    /// tail page when this moves, and reopens them at the new end.
+    truncations: u64,
+}
+
+/// Why `truncate_to` refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TruncateError {
+    #[error("cannot truncate to offset {offset}: the log holds offsets {log_start_offset} to {log_end_offset}")]
+    OutOfRange { offset: i64, log_start_offset: i64, log_end_offset: i64 },
+    #[error("cannot truncate while appends are not yet durable (durable up to {durable_offset}, log end {log_end_offset}); wait for them first")]
+    NotDurable { durable_offset: i64, log_end_offset: i64 },
+    #[error("partition is offline after a storage error: {0}")]
+    Offline(String),
+    #[error("truncating the log failed, the partition must go offline: {0:#}")]
+    Storage(anyhow::Error),
 }
 
 /// How long `seg` has taken appends, for `log.roll.ms`, as Kafka counts it: from its first
@@ -391,7 +407,103 @@ impl PartitionLog {
             leader_epoch: 0,
             epochs,
             epochs_dirty: false,
+            truncations: 0,
         }
+    }
+
+    pub(super) fn truncations(&self) -> u64 {
+        self.truncations
+    }
+
+    /// Cuts the log end back to `offset` (a follower dropping what the new leader does not
+    /// have): segments wholly at or after it go, the segment holding it is cut at the batch
+    /// that holds it (so the log ends at that batch's base offset, at most `offset`), and the
+    /// indexes, producer and transaction state, leader epochs and cache follow. Answers the
+    /// new log end.
+    ///
+    /// Everything appended must be durable first (the flusher idle: nothing pending, nothing
+    /// unsynced). Blocking, and bounded by one segment: the cut is done on the files, and the
+    /// log is then reopened from them with the recovery that a crash would run (the last
+    /// segment scanned, producer state from the newest snapshot at or below the new end). The
+    /// caller keeps compaction off the partition meanwhile.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<i64, TruncateError> {
+        if let Some(why) = &self.failed {
+            return Err(TruncateError::Offline(why.clone()));
+        }
+        if offset < self.log_start_offset || offset > self.next_offset {
+            return Err(TruncateError::OutOfRange { offset, log_start_offset: self.log_start_offset, log_end_offset: self.next_offset });
+        }
+        if offset == self.next_offset {
+            return Ok(offset);
+        }
+        if !self.pending.is_empty() || !self.unsynced.is_empty() || self.durable_offset != self.next_offset {
+            return Err(TruncateError::NotDurable { durable_offset: self.durable_offset, log_end_offset: self.next_offset });
+        }
+        self.cut_files(offset).map_err(TruncateError::Storage)?;
+        let reopened = PartitionLog::open(&self.dir, self.config.clone()).map_err(TruncateError::Storage)?;
+        let budget = self.dirty_budget.clone();
+        let retired = std::mem::take(&mut self.retired_files);
+        let (leader_epoch, truncations, waiters) = (self.leader_epoch, self.truncations + 1, self.durable_waiters);
+        *self = reopened;
+        self.dirty_budget = budget;
+        self.retired_files = retired;
+        self.leader_epoch = leader_epoch;
+        self.truncations = truncations;
+        self.durable_waiters = waiters;
+        Ok(self.next_offset)
+    }
+
+    /// The file half of `truncate_to`: what recovery then reads is the truncated log.
+    fn cut_files(&self, offset: i64) -> Result<()> {
+        use anyhow::Context;
+        let dir = &self.dir;
+        let holder = self.segments.iter().rposition(|s| s.base_offset <= offset).unwrap_or(0);
+        let seg = &self.segments[holder];
+        // The batch holding `offset` starts the cut (None: the segment ends before it).
+        let (cut_position, new_end) = match seg.find_position(offset)? {
+            Some((position, header)) => (position, header.base_offset),
+            None => (seg.size_bytes, seg.next_offset),
+        };
+        for later in &self.segments[holder + 1..] {
+            for path in [
+                segment::log_path(dir, later.base_offset),
+                segment::index_path(dir, later.base_offset),
+                segment::time_index_path(dir, later.base_offset),
+                txn_index::path(dir, later.base_offset),
+            ] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+                }
+            }
+        }
+        let path = segment::log_path(dir, seg.base_offset);
+        let f = std::fs::OpenOptions::new().write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+        f.set_len(cut_position).with_context(|| format!("truncating {} to {cut_position} bytes", path.display()))?;
+        f.sync_all()?;
+        // The segment is the last now: recovery rebuilds its indexes from the file.
+        for stale in [segment::index_path(dir, seg.base_offset), segment::time_index_path(dir, seg.base_offset)] {
+            let _ = std::fs::remove_file(stale);
+        }
+        // Aborted transactions whose markers were cut go from the segment's `.txnindex`.
+        let kept: Vec<AbortedTxn> = txn_index::load_all(dir, std::iter::once(seg.base_offset)).into_iter().filter(|a| a.last_offset < new_end).collect();
+        let _ = std::fs::remove_file(txn_index::path(dir, seg.base_offset));
+        for entry in &kept {
+            txn_index::append(dir, seg.base_offset, entry)?;
+        }
+        // Producer snapshots describe batches up to their offset: those past the cut are wrong.
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name();
+            let snapshot = name.to_str().and_then(|n| n.strip_suffix(".producers")).and_then(|o| o.parse::<i64>().ok());
+            if snapshot.is_some_and(|o| o > new_end) {
+                std::fs::remove_file(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+        let mut epochs = self.epochs.clone();
+        epochs.truncate_from_end(new_end);
+        super::leader_epoch::write(dir, &epochs.to_checkpoint())?;
+        super::disk::sync_dir(dir)
     }
 
     // What the partition handle and its flusher do to the log, and nothing more: they see the
