@@ -29,6 +29,7 @@ API_VERSIONS = 18
 CREATE_TOPICS = 19
 DELETE_TOPICS = 20
 INIT_PRODUCER_ID = 22
+OFFSET_FOR_LEADER_EPOCH = 23
 CREATE_PARTITIONS = 37
 DESCRIBE_CLUSTER = 60
 DESCRIBE_TOPIC_PARTITIONS = 75
@@ -38,6 +39,7 @@ NONE = 0
 CORRUPT_MESSAGE = 2
 UNKNOWN_TOPIC_OR_PARTITION = 3
 INVALID_TOPIC_EXCEPTION = 17
+NOT_LEADER_OR_FOLLOWER = 6
 ILLEGAL_GENERATION = 22
 INCONSISTENT_GROUP_PROTOCOL = 23
 UNKNOWN_MEMBER_ID = 25
@@ -46,6 +48,8 @@ UNSUPPORTED_VERSION = 35
 INVALID_REQUEST = 42
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
+FENCED_LEADER_EPOCH = 74
+UNKNOWN_LEADER_EPOCH = 75
 MEMBER_ID_REQUIRED = 79
 
 # Compression codec ids in RecordBatch attributes (bits 0-2).
@@ -190,6 +194,57 @@ def list_offsets_v1_request(correlation_id: int, topic: str, partition: int, tim
     partitions = array([i32(partition) + i64(timestamp)])
     body = i32(-1) + array([string(topic) + partitions])
     return frame(request_header(LIST_OFFSETS, 1, correlation_id) + body)
+
+
+def offset_for_leader_epoch_request(correlation_id: int, version: int, topics: list[tuple[str, list[tuple[int, int, int]]]], replica_id: int = -1) -> bytes:
+    """OffsetForLeaderEpoch v2-v4; topics: [(topic, [(partition, current_leader_epoch,
+    leader_epoch)])]. v3+ carries replica_id (-1 for a consumer); v4 is flexible."""
+    flexible = version >= 4
+    arr = compact_array if flexible else array
+    tag = TAGGED_FIELDS_EMPTY if flexible else b""
+    body = i32(replica_id) if version >= 3 else b""
+    body += arr([
+        (compact_string(t) if flexible else string(t)) + arr([i32(p) + i32(current) + i32(epoch) + tag for p, current, epoch in parts]) + tag
+        for t, parts in topics
+    ])
+    return frame(request_header(OFFSET_FOR_LEADER_EPOCH, version, correlation_id, flexible=flexible) + body + tag)
+
+
+def parse_offset_for_leader_epoch(body: bytes, version: int) -> dict[tuple[str, int], tuple[int, int, int]]:
+    """{(topic, partition): (error code, leader epoch, end offset)}."""
+    r = Reader(body)
+    flexible = version >= 4
+    if flexible:
+        r.skip_tagged_fields()  # response header v1
+    r.i32()  # throttle time
+
+    def count() -> int:
+        return r.uvarint() - 1 if flexible else r.i32()
+
+    out = {}
+    for _ in range(count()):
+        topic = r.take(r.uvarint() - 1).decode() if flexible else r.string()
+        for _ in range(count()):
+            error, partition, epoch, end = r.i16(), r.i32(), r.i32(), r.i64()
+            if flexible:
+                r.skip_tagged_fields()
+            out[(topic, partition)] = (error, epoch, end)
+        if flexible:
+            r.skip_tagged_fields()
+    return out
+
+
+def batch_leader_epochs(records: bytes) -> list[tuple[int, int]]:
+    """[(base offset, partition leader epoch)] of the whole batches in a records field."""
+    out = []
+    pos = 0
+    while pos + 61 <= len(records):
+        base_offset, length, epoch = struct.unpack_from(">qii", records, pos)
+        if pos + 12 + length > len(records):
+            break
+        out.append((base_offset, epoch))
+        pos += 12 + length
+    return out
 
 
 def init_producer_id_v0_request(correlation_id: int, transaction_timeout_ms: int = 60_000) -> bytes:

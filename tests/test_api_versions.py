@@ -79,6 +79,7 @@ CLUSTER_APIS = {
     55: (0, 2),  # DescribeQuorum (served and checked in test_cluster_quorum.py)
     27: (1, 1),  # WriteTxnMarkers, broker to broker (v0 left Kafka 4.0; test_cluster_transactions.py)
     75: (0, 0),  # DescribeTopicPartitions (test_describe_topic_partitions.py)
+    23: (2, 4),  # OffsetForLeaderEpoch (v0-1 left Kafka 4.0; every version in test_leader_epochs.py)
 }
 
 # Everything shardlog advertises.

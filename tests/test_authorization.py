@@ -102,6 +102,11 @@ def test_authorization_matrix_has_no_unauthorized_success(secured):
                 # describe: ListOffsets v1
                 [(_, _, code, _, _)] = kw.parse_list_offsets_v1(c.request(kw.list_offsets_v1_request, topic, 0, -1))
                 outcomes.append((user, "describe", topic, code != TOPIC_AUTHORIZATION_FAILED, code))
+                # describe: OffsetForLeaderEpoch v3 (a consumer's truncation check; a broker
+                # without CLUSTER_ACTION is a consumer here)
+                answers = kw.parse_offset_for_leader_epoch(c.request(kw.offset_for_leader_epoch_request, 3, [(topic, [(0, -1, 0)])], replica_id=1), 3)
+                code = answers[(topic, 0)][0]
+                outcomes.append((user, "describe", topic, code != TOPIC_AUTHORIZATION_FAILED, code))
     wrong = [(u, op, t, got, code) for u, op, t, got, code in outcomes if got != expected(u, op, t)]
     assert not wrong, f"decisions that differ from Kafka's rules: {wrong}"
     unauthorized = [o for o in outcomes if o[3] and not expected(o[0], o[1], o[2])]

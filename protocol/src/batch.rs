@@ -16,6 +16,7 @@ pub const BATCH_HEADER_BYTES: usize = 61;
 pub const BATCH_LOG_OVERHEAD_BYTES: usize = 12;
 /// Byte offsets of the header fields (see the layout above).
 pub const OFFSET_BATCH_LENGTH: usize = 8;
+pub const OFFSET_PARTITION_LEADER_EPOCH: usize = 12;
 pub const OFFSET_MAGIC: usize = 16;
 pub const OFFSET_CRC: usize = 17;
 pub const OFFSET_ATTRIBUTES: usize = 21;
@@ -57,6 +58,8 @@ pub struct BatchHeader {
     pub base_offset: i64,
     /// Bytes of the whole batch, including the 12-byte log overhead.
     pub size_bytes: usize,
+    /// The leader epoch the batch was appended in (-1 from a producer: the broker stamps it).
+    pub partition_leader_epoch: i32,
     pub attributes: i16,
     pub last_offset_delta: i32,
     pub base_timestamp: i64,
@@ -150,6 +153,7 @@ pub fn parse_header_unchecked(bytes: &[u8; BATCH_HEADER_BYTES], base_offset: i64
     BatchHeader {
         base_offset,
         size_bytes,
+        partition_leader_epoch: i32_at(bytes, OFFSET_PARTITION_LEADER_EPOCH),
         attributes: i16_at(bytes, OFFSET_ATTRIBUTES),
         last_offset_delta: i32_at(bytes, OFFSET_LAST_OFFSET_DELTA),
         base_timestamp: i64_at(bytes, OFFSET_BASE_TIMESTAMP),
@@ -176,6 +180,13 @@ pub fn parse_all(bytes: &[u8], verify_crc: bool) -> Result<Vec<BatchHeader>, Bat
 /// Rewrites the base offset. The base offset is outside the CRC, so the CRC stays valid.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Stamps the leader epoch the batch is appended in. Like the base offset it is outside the
+/// CRC (which covers the attributes onward), so the CRC stays valid, as in Kafka's
+/// `DefaultRecordBatch.setPartitionLeaderEpoch`.
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[OFFSET_PARTITION_LEADER_EPOCH..OFFSET_PARTITION_LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
 /// Marks the batch as LogAppendTime with `timestamp_ms` as its max timestamp, as Kafka does,
@@ -435,6 +446,16 @@ mod tests {
         let header = parse_header(&batch, 0, true).unwrap();
         assert_eq!(header.max_timestamp, 7_777);
         assert_ne!(header.attributes & ATTRIBUTE_LOG_APPEND_TIME, 0);
+    }
+
+    #[test]
+    fn leader_epoch_stamp_is_outside_the_crc() {
+        let mut batch = sample();
+        set_partition_leader_epoch(&mut batch, 7);
+        // Still valid: Kafka's CRC-32C starts at the attributes, after the leader epoch.
+        assert_eq!(parse_header(&batch, 0, true).unwrap().partition_leader_epoch, 7);
+        set_partition_leader_epoch(&mut batch, -1);
+        assert_eq!(parse_header(&batch, 0, true).unwrap().partition_leader_epoch, -1);
     }
 
     #[test]

@@ -182,6 +182,7 @@ request_bodies! {
     AlterConfigs => AlterConfigsRequest,
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
     DeleteRecords => DeleteRecordsRequest,
+    OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
     DescribeLogDirs => DescribeLogDirsRequest,
     DescribeTopicPartitions => DescribeTopicPartitionsRequest,
 }

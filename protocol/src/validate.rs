@@ -265,6 +265,7 @@ static APIS: &[Api] = &[
     Api::new(19, "2-7", "5+", &CREATE_TOPICS),
     Api::new(20, "1-6", "4+", &DELETE_TOPICS),
     Api::new(22, "0-4", "2+", &INIT_PRODUCER_ID),
+    Api::new(23, "2-4", "4+", &OFFSET_FOR_LEADER_EPOCH),
     Api::new(24, "0-5", "3+", &ADD_PARTITIONS_TO_TXN),
     Api::new(25, "0-4", "3+", &ADD_OFFSETS_TO_TXN),
     Api::new(26, "0-4", "3+", &END_TXN),
@@ -737,6 +738,21 @@ static DESCRIBE_CONFIGS_RESOURCE: Struct = plain_struct!("DescribeConfigsResourc
     "ResourceType": INT8, "0+";
     "ResourceName": STRING, "0+";
     "ConfigurationKeys": ARRAY_STRING, "0+", nullable "0+";
+});
+
+// OffsetForLeaderEpoch (23); versions 0 and 1 are gone from Kafka 4 (KIP-896).
+static OFFSET_FOR_LEADER_EPOCH: Struct = plain_struct!("OffsetForLeaderEpochRequest" {
+    "ReplicaId": INT32, "3+";
+    "Topics": array(&OFFSET_FOR_LEADER_TOPIC), "0+";
+});
+static OFFSET_FOR_LEADER_TOPIC: Struct = plain_struct!("OffsetForLeaderTopic" {
+    "Topic": STRING, "0+";
+    "Partitions": array(&OFFSET_FOR_LEADER_PARTITION), "0+";
+});
+static OFFSET_FOR_LEADER_PARTITION: Struct = plain_struct!("OffsetForLeaderPartition" {
+    "Partition": INT32, "0+";
+    "CurrentLeaderEpoch": INT32, "2+";
+    "LeaderEpoch": INT32, "0+";
 });
 
 // DeleteRecords (21)

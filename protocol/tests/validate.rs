@@ -29,6 +29,7 @@ use kafka_protocol::messages::{
     ProduceRequest, ProducerId, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TopicName, TransactionalId,
 };
 use kafka_protocol::messages::{delete_records_request, describe_log_dirs_request, DeleteRecordsRequest, DescribeLogDirsRequest};
+use kafka_protocol::messages::{offset_for_leader_epoch_request, OffsetForLeaderEpochRequest};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use shardlog_protocol::request::decode_request_body;
 use shardlog_protocol::validate::{has_schema, validate_request_body, ValidationError};
@@ -131,6 +132,7 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (69, 0, 1),
     (75, 0, 0),
     (21, 0, 2),
+    (23, 2, 4),
     (35, 1, 4),
 ];
 
@@ -764,6 +766,16 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                     DeleteRecordsTopic::default().with_name(topic("payments")),
                 ])
                 .with_timeout_ms(30_000);
+            encode(&request, v)
+        }
+        23 => {
+            use offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+            let partition =
+                |index, current, epoch| OffsetForLeaderPartition::default().with_partition(index).with_current_leader_epoch(current).with_leader_epoch(epoch);
+            let request = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(if v >= 3 { 2 } else { -2 })).with_topics(vec![
+                OffsetForLeaderTopic::default().with_topic(topic("orders")).with_partitions(vec![partition(0, 3, 2), partition(1, -1, 0)]),
+                OffsetForLeaderTopic::default().with_topic(topic("payments")),
+            ]);
             encode(&request, v)
         }
         35 => {

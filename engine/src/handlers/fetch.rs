@@ -29,6 +29,7 @@ struct Wanted {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    current_leader_epoch: i32,
     owner: Option<usize>,
     /// READ on the topic was denied.
     denied: bool,
@@ -61,6 +62,7 @@ async fn fetch_round(ctx: &Context<'_>, wanted: &[Wanted], read_committed: bool,
                 partition: wanted[i].partition,
                 offset: wanted[i].offset,
                 max_bytes: wanted[i].max_bytes,
+                current_leader_epoch: wanted[i].current_leader_epoch,
             })
             .collect();
         let request = Fetch { partitions, read_committed, min_bytes: min_bytes(owner), deadline_ms };
@@ -113,6 +115,8 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Response {
                 // No partition reads past the response limit either (Kafka reads each at most what
                 // is left of it): one batch larger than both still comes back, more than one does not.
                 max_bytes: (p.partition_max_bytes.max(0) as usize).min(response_max_bytes),
+                // v9+ (KIP-320); the decoder leaves -1 (none) for older versions.
+                current_leader_epoch: p.current_leader_epoch,
                 owner,
                 denied,
             });

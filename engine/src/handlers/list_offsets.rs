@@ -21,13 +21,10 @@ pub async fn handle(ctx: &Context<'_>, request: ListOffsetsRequest) -> Response 
         let denied = !authz.topic(Operation::Describe, &name);
         let calls = topic.partitions.iter().map(|p| {
             let name = name.clone();
-            let (index, timestamp) = (p.partition_index, p.timestamp);
+            let (index, timestamp, current_leader_epoch) = (p.partition_index, p.timestamp, p.current_leader_epoch);
             async move {
                 let mut out = ListOffsetsPartitionResponse::default();
                 out.partition_index = index;
-                if version >= 4 {
-                    out.leader_epoch = 0;
-                }
                 if denied {
                     out.error_code = TOPIC_AUTHORIZATION_FAILED;
                     out.offset = -1;
@@ -40,11 +37,14 @@ pub async fn handle(ctx: &Context<'_>, request: ListOffsetsRequest) -> Response 
                     out.timestamp = -1;
                     return out;
                 };
-                match ctx.call(owner, ListOffset { topic: name, partition: index, timestamp, read_committed }).await {
+                match ctx.call(owner, ListOffset { topic: name, partition: index, timestamp, read_committed, current_leader_epoch }).await {
                     Ok(listed) => {
                         out.error_code = listed.error_code;
                         out.offset = listed.offset;
                         out.timestamp = listed.timestamp;
+                        if version >= 4 {
+                            out.leader_epoch = listed.leader_epoch;
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(partition = index, error = %e, "ListOffsets not delivered to the partition's shard");

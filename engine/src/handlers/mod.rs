@@ -94,6 +94,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod probe;
 pub mod produce;
 pub mod sasl_authenticate;
@@ -328,6 +329,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DeleteRecords, 0, 2),
+    // Versions 0 and 1 are gone from Kafka 4 (KIP-896); its clients ask v2+.
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
@@ -445,6 +448,7 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, conn
         RequestBody::AlterConfigs(r) => alter_configs::handle(&ctx, r).await,
         RequestBody::IncrementalAlterConfigs(r) => incremental_alter_configs::handle(&ctx, r).await,
         RequestBody::DeleteRecords(r) => delete_records::handle(&ctx, r).await,
+        RequestBody::OffsetForLeaderEpoch(r) => offset_for_leader_epoch::handle(&ctx, r).await,
         RequestBody::DescribeLogDirs(r) => describe_log_dirs::handle(&ctx, r).await,
     }
 }

@@ -49,6 +49,8 @@ pub struct ListOffset {
     pub partition: i32,
     pub timestamp: i64,
     pub read_committed: bool,
+    /// The client's view of the leader epoch (-1: none), checked as Kafka does.
+    pub current_leader_epoch: i32,
 }
 
 #[derive(Debug)]
@@ -56,10 +58,40 @@ pub struct ListedOffset {
     pub error_code: i16,
     pub offset: i64,
     pub timestamp: i64,
+    /// The leader epoch of the batch holding `offset` (-1 when unknown).
+    pub leader_epoch: i32,
 }
 
 impl ShardCall for ListOffset {
     type Reply = ListedOffset;
+}
+
+/// OffsetForLeaderEpoch for partitions this shard leads, in request order: where each asked
+/// epoch ended in the log.
+#[derive(Debug)]
+pub struct EpochEndOffsets {
+    pub partitions: Vec<EpochQuery>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EpochQuery {
+    pub topic: String,
+    pub partition: i32,
+    /// The asker's view of the leader epoch (-1: none).
+    pub current_leader_epoch: i32,
+    pub leader_epoch: i32,
+}
+
+/// (error code, the largest epoch at or below the asked one, its end offset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEnd {
+    pub error_code: i16,
+    pub leader_epoch: i32,
+    pub end_offset: i64,
+}
+
+impl ShardCall for EpochEndOffsets {
+    type Reply = Vec<EpochEnd>;
 }
 
 /// A transaction marker for a partition this shard owns, from the transaction coordinator.
@@ -174,6 +206,8 @@ pub struct FetchPartition {
     pub partition: i32,
     pub offset: i64,
     pub max_bytes: usize,
+    /// The client's view of the leader epoch (-1: none), checked as Kafka does.
+    pub current_leader_epoch: i32,
 }
 
 #[derive(Debug)]

@@ -115,6 +115,23 @@ impl Shard {
         }
     }
 
+    /// Kafka's check of a request's `current_leader_epoch` against the partition's: NONE when
+    /// they agree or the client sent none (-1), FENCED_LEADER_EPOCH when the client's is older
+    /// (it refreshes its metadata), UNKNOWN_LEADER_EPOCH when newer (this broker has not seen
+    /// the change yet: the client retries).
+    pub fn check_leader_epoch(&self, topic: &str, partition: i32, current_leader_epoch: i32) -> i16 {
+        use shardlog_protocol::error_code as ec;
+        if current_leader_epoch < 0 {
+            return ec::NONE;
+        }
+        let Some(ours) = self.metadata.borrow().placement(topic, partition).map(|p| p.leader_epoch) else { return ec::NONE };
+        match current_leader_epoch.cmp(&ours) {
+            std::cmp::Ordering::Less => ec::FENCED_LEADER_EPOCH,
+            std::cmp::Ordering::Greater => ec::UNKNOWN_LEADER_EPOCH,
+            std::cmp::Ordering::Equal => ec::NONE,
+        }
+    }
+
     pub fn local_partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
         self.partitions.borrow().get(&(topic.to_string(), partition)).cloned()
     }

@@ -9,8 +9,8 @@ use futures::StreamExt;
 use shardlog_protocol::error_code as ec;
 
 use super::messages::{
-    DeleteRecords, DescribeProducers, Fetch, FetchPartition, ListOffset, ListedOffset, LogDirFailed, LogDirSizes, LogDirUsage, Produce, ProduceOutcome,
-    ProducerInfo, ReadOutcome, TxnMarker,
+    DeleteRecords, DescribeProducers, EpochEnd, EpochEndOffsets, EpochQuery, Fetch, FetchPartition, ListOffset, ListedOffset, LogDirFailed, LogDirSizes,
+    LogDirUsage, Produce, ProduceOutcome, ProducerInfo, ReadOutcome, TxnMarker,
 };
 use super::{Shard, TxnVerification};
 use crate::metadata::ClusterMetadata;
@@ -37,8 +37,29 @@ pub fn serve(shard: &Rc<Shard>) {
     });
     shard.serve(|shard, call: Fetch| async move { fetch(&shard, &call.partitions, call.read_committed, call.min_bytes, call.deadline_ms).await });
     shard.serve(|shard, call: ListOffset| async move {
+        let error_code = shard.check_leader_epoch(&call.topic, call.partition, call.current_leader_epoch);
+        if error_code != ec::NONE {
+            return ListedOffset { error_code, offset: -1, timestamp: -1, leader_epoch: -1 };
+        }
         let (error_code, offset, timestamp) = list_offset(&shard, &call.topic, call.partition, call.timestamp, call.read_committed).await;
-        ListedOffset { error_code, offset, timestamp }
+        // The epoch of the batch at the offset found, as Kafka answers it (v4+).
+        let leader_epoch = match shard.local_partition(&call.topic, call.partition) {
+            Some(p) if offset >= 0 && error_code == ec::NONE => {
+                let log = p.log.borrow();
+                let epochs = log.leader_epochs();
+                if offset >= log.log_end_offset() {
+                    epochs.latest_epoch()
+                } else {
+                    epochs.epoch_for_offset(offset)
+                }
+            }
+            _ => None,
+        };
+        ListedOffset { error_code, offset, timestamp, leader_epoch: leader_epoch.unwrap_or(-1) }
+    });
+    shard.serve(|shard, call: EpochEndOffsets| {
+        let reply: Vec<EpochEnd> = call.partitions.iter().map(|q| epoch_end_offset(&shard, q)).collect();
+        async move { reply }
     });
     shard.serve(|shard, call: DescribeProducers| {
         let reply = describe_producers(&shard, &call.topic, call.partition);
@@ -211,16 +232,43 @@ async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], tr
     Err((ec::CONCURRENT_TRANSACTIONS, String::from("the transaction ended while its batch was being verified; retry")))
 }
 
+/// OffsetForLeaderEpoch for one partition this shard leads (Kafka's
+/// `Partition.lastOffsetForLeaderEpoch`): the largest epoch at or below the asked one and
+/// where it ended; an epoch the log does not know answers NONE with -1 and -1.
+pub fn epoch_end_offset(shard: &Shard, q: &EpochQuery) -> EpochEnd {
+    let mut out = EpochEnd { error_code: ec::NONE, leader_epoch: -1, end_offset: -1 };
+    let Some(p) = shard.local_partition(&q.topic, q.partition) else {
+        out.error_code = shard.absent_partition_error(&q.topic, q.partition);
+        return out;
+    };
+    out.error_code = shard.check_leader_epoch(&q.topic, q.partition, q.current_leader_epoch);
+    if out.error_code != ec::NONE {
+        return out;
+    }
+    let log = p.log.borrow();
+    if log.failed().is_some() {
+        out.error_code = ec::KAFKA_STORAGE_ERROR;
+        return out;
+    }
+    (out.leader_epoch, out.end_offset) = log.end_offset_for_epoch(q.leader_epoch);
+    out
+}
+
 /// Reads one partition for a fetch. A cold read waits for the disk in this task only: the
 /// shard serves others meanwhile, and the log may change before it ends (the read keeps to the
 /// segment file it started in).
-pub async fn read(shard: &Shard, topic: &str, partition: i32, offset: i64, max_bytes: usize, read_committed: bool) -> ReadOutcome {
+pub async fn read(shard: &Shard, f: &FetchPartition, read_committed: bool) -> ReadOutcome {
+    let (topic, partition, offset, max_bytes) = (f.topic.as_str(), f.partition, f.offset, f.max_bytes);
     let mut outcome =
         ReadOutcome { error_code: ec::NONE, pieces: Vec::new(), bytes: 0, high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, aborted: None };
     let Some(p) = shard.local_partition(topic, partition) else {
         outcome.error_code = shard.absent_partition_error(topic, partition);
         return outcome;
     };
+    outcome.error_code = shard.check_leader_epoch(topic, partition, f.current_leader_epoch);
+    if outcome.error_code != ec::NONE {
+        return outcome;
+    }
     let end_offset = {
         let log = p.log.borrow();
         outcome.high_watermark = log.high_watermark();
@@ -268,11 +316,8 @@ pub async fn fetch(shard: &Shard, partitions: &[FetchPartition], read_committed:
     loop {
         // Subscribed before reading, so an append between the read and the wait is not missed.
         let appended: Vec<_> = held.iter().flatten().map(|p| p.appended.notified()).collect();
-        let outcomes: Vec<ReadOutcome> = futures::stream::iter(partitions)
-            .map(|f| read(shard, &f.topic, f.partition, f.offset, f.max_bytes, read_committed))
-            .buffered(FETCH_READS_IN_FLIGHT_MAX)
-            .collect()
-            .await;
+        let outcomes: Vec<ReadOutcome> =
+            futures::stream::iter(partitions).map(|f| read(shard, f, read_committed)).buffered(FETCH_READS_IN_FLIGHT_MAX).collect().await;
         let bytes: usize = outcomes.iter().map(|o| o.bytes).sum();
         let failed = outcomes.iter().any(|o| o.error_code != ec::NONE);
         let now = now_ms();
@@ -442,6 +487,7 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
                 if log.config() != &config {
                     log.set_config(config);
                 }
+                log.set_leader_epoch(placement.leader_epoch);
                 continue;
             }
             if shard.log_dirs.is_failed(placement.log_dir) {
@@ -453,6 +499,7 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
             match PartitionLog::open(&dir, config) {
                 Ok(mut log) => {
                     log.set_dirty_budget(shard.dirty_budget.clone());
+                    log.set_leader_epoch(placement.leader_epoch);
                     let p = Partition::new(name.clone(), i as i32, log);
                     p.start_flusher();
                     shard.partitions.borrow_mut().insert(key, p);

@@ -64,6 +64,8 @@ pub(super) struct Flusher {
     tail: Vec<u8>,
     /// Bytes of the active segment covered by fallocate.
     preallocated_bytes: u64,
+    /// The log's truncation count when the active file was opened.
+    truncations: u64,
 }
 
 impl Flusher {
@@ -147,6 +149,17 @@ impl Flusher {
                 tracing::error!(topic = %partition.topic, partition = partition.partition, error = %format!("{e:#}"), "cannot write the aborted-transaction index; it is rebuilt on restart");
             }
         }
+        let checkpoint = partition.log.borrow_mut().take_epoch_checkpoint();
+        if let Some(text) = checkpoint {
+            // Before the batches of a new epoch reach the segment file: recovery then trusts
+            // the file to name the epoch of every batch it finds.
+            let dir = partition.log.borrow().dir.clone();
+            if let Err(error) = off_shard(move || super::leader_epoch::write(&dir, &text)).await {
+                partition.log.borrow_mut().epoch_checkpoint_failed();
+                let error = error.context("writing leader-epoch-checkpoint");
+                return Err(FlushFailure { error, unwritten: batch, retryable: true });
+            }
+        }
         let mut end_offset = None;
         while let Some(item) = batch.pop_front() {
             if let Err(error) = self.write(partition, item.segment_base, item.start_position, &item.batches, item.len).await {
@@ -167,6 +180,16 @@ impl Flusher {
     }
 
     async fn write(&mut self, partition: &Partition, segment_base: i64, start: u64, batches: &[Bytes], len: usize) -> Result<()> {
+        let truncations = partition.log.borrow().truncations();
+        if truncations != self.truncations {
+            // The log end was cut under the open file: its tail page and preallocation are
+            // stale, and the segment it names may be gone. Reopen at the new end, unsealed.
+            self.truncations = truncations;
+            if let Some((_, file)) = self.active.take() {
+                file.close().await.map_err(std::io::Error::from)?;
+            }
+            self.tail.clear();
+        }
         if self.active.as_ref().map(|(b, _)| *b) != Some(segment_base) {
             self.switch_segment(partition, segment_base, start).await?;
         }
@@ -287,11 +310,11 @@ impl Flusher {
         self.tail.clear();
         let aligned = align_down(start);
         if aligned < start {
-            let read = file
-                .read_at_aligned(aligned, WRITE_ALIGNMENT_BYTES as usize)
-                .await
-                .map_err(std::io::Error::from)
-                .context("reading the tail page of the active segment")?;
+            // A buffered read: after `truncate_to` (a buffered set_len, then the recovery scan)
+            // an O_DIRECT read of this page through io_uring was refused with EOPNOTSUPP; the
+            // buffered one reads the same bytes in every case.
+            let buffered = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            let read = crate::runtime::read_at(&buffered, aligned, (start - aligned) as usize).await.context("reading the tail page of the active segment")?;
             if read.len() < (start - aligned) as usize {
                 bail!("segment {segment_base} is shorter than its recovered size");
             }

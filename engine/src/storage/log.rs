@@ -23,9 +23,10 @@ use shardlog_protocol::batch::{self, BatchError, BatchHeader};
 
 use super::cache::{BatchCache, CachedBatch};
 use super::cold_read::{ColdRead, Step};
+use super::leader_epoch::LeaderEpochCache;
 use super::producer_state::{AbortedTxn, ProducerError, ProducerState, SequenceCheck};
 use super::recovery::RecoveredLog;
-use super::segment::Segment;
+use super::segment::{self, Segment};
 use super::txn_index;
 use crate::budget::ByteBudget;
 
@@ -248,6 +249,28 @@ pub struct PartitionLog {
     /// Descriptors of segment files that compaction replaced: closing the last one frees the
     /// old file's blocks, which can take a while, so they are closed off the shard.
     pub(super) retired_files: Vec<Arc<File>>,
+    /// The leader epoch appends are stamped with: the partition's current one in the metadata.
+    leader_epoch: i32,
+    /// The first offset of every epoch in the log, kept in `leader-epoch-checkpoint`.
+    epochs: LeaderEpochCache,
+    /// The cache changed since the flusher last wrote the checkpoint.
+    epochs_dirty: bool,
+    /// Times the log end was cut (`truncate_to`): the flusher drops its open segment file and
+    /// tail page when this moves, and reopens them at the new end.
+    truncations: u64,
+}
+
+/// Why `truncate_to` refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TruncateError {
+    #[error("cannot truncate to offset {offset}: the log holds offsets {log_start_offset} to {log_end_offset}")]
+    OutOfRange { offset: i64, log_start_offset: i64, log_end_offset: i64 },
+    #[error("cannot truncate while appends are not yet durable (durable up to {durable_offset}, log end {log_end_offset}); wait for them first")]
+    NotDurable { durable_offset: i64, log_end_offset: i64 },
+    #[error("partition is offline after a storage error: {0}")]
+    Offline(String),
+    #[error("truncating the log failed, the partition must go offline: {0:#}")]
+    Storage(anyhow::Error),
 }
 
 /// How long `seg` has taken appends, for `log.roll.ms`, as Kafka counts it: from its first
@@ -358,7 +381,7 @@ impl PartitionLog {
 
     /// The log as recovery found it on disk: everything in it is durable, nothing is pending.
     pub(super) fn from_recovered(dir: PathBuf, config: LogConfig, recovered: RecoveredLog) -> PartitionLog {
-        let RecoveredLog { segments, log_start_offset, next_offset, cleaner_offset, producers, aborted_txns } = recovered;
+        let RecoveredLog { segments, log_start_offset, next_offset, cleaner_offset, producers, aborted_txns, epochs } = recovered;
         let open_txns = producers.open_transactions().collect();
         PartitionLog {
             dir,
@@ -381,7 +404,106 @@ impl PartitionLog {
             open_txns,
             aborted_txns,
             txn_index_queue: Vec::new(),
+            leader_epoch: 0,
+            epochs,
+            epochs_dirty: false,
+            truncations: 0,
         }
+    }
+
+    pub(super) fn truncations(&self) -> u64 {
+        self.truncations
+    }
+
+    /// Cuts the log end back to `offset` (a follower dropping what the new leader does not
+    /// have): segments wholly at or after it go, the segment holding it is cut at the batch
+    /// that holds it (so the log ends at that batch's base offset, at most `offset`), and the
+    /// indexes, producer and transaction state, leader epochs and cache follow. Answers the
+    /// new log end.
+    ///
+    /// Everything appended must be durable first (the flusher idle: nothing pending, nothing
+    /// unsynced). Blocking, and bounded by one segment: the cut is done on the files, and the
+    /// log is then reopened from them with the recovery that a crash would run (the last
+    /// segment scanned, producer state from the newest snapshot at or below the new end). The
+    /// caller keeps compaction off the partition meanwhile.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<i64, TruncateError> {
+        if let Some(why) = &self.failed {
+            return Err(TruncateError::Offline(why.clone()));
+        }
+        if offset < self.log_start_offset || offset > self.next_offset {
+            return Err(TruncateError::OutOfRange { offset, log_start_offset: self.log_start_offset, log_end_offset: self.next_offset });
+        }
+        if offset == self.next_offset {
+            return Ok(offset);
+        }
+        if !self.pending.is_empty() || !self.unsynced.is_empty() || self.durable_offset != self.next_offset {
+            return Err(TruncateError::NotDurable { durable_offset: self.durable_offset, log_end_offset: self.next_offset });
+        }
+        self.cut_files(offset).map_err(TruncateError::Storage)?;
+        let reopened = PartitionLog::open(&self.dir, self.config.clone()).map_err(TruncateError::Storage)?;
+        let budget = self.dirty_budget.clone();
+        let retired = std::mem::take(&mut self.retired_files);
+        let (leader_epoch, truncations, waiters) = (self.leader_epoch, self.truncations + 1, self.durable_waiters);
+        *self = reopened;
+        self.dirty_budget = budget;
+        self.retired_files = retired;
+        self.leader_epoch = leader_epoch;
+        self.truncations = truncations;
+        self.durable_waiters = waiters;
+        Ok(self.next_offset)
+    }
+
+    /// The file half of `truncate_to`: what recovery then reads is the truncated log.
+    fn cut_files(&self, offset: i64) -> Result<()> {
+        use anyhow::Context;
+        let dir = &self.dir;
+        let holder = self.segments.iter().rposition(|s| s.base_offset <= offset).unwrap_or(0);
+        let seg = &self.segments[holder];
+        // The batch holding `offset` starts the cut (None: the segment ends before it).
+        let (cut_position, new_end) = match seg.find_position(offset)? {
+            Some((position, header)) => (position, header.base_offset),
+            None => (seg.size_bytes, seg.next_offset),
+        };
+        for later in &self.segments[holder + 1..] {
+            for path in [
+                segment::log_path(dir, later.base_offset),
+                segment::index_path(dir, later.base_offset),
+                segment::time_index_path(dir, later.base_offset),
+                txn_index::path(dir, later.base_offset),
+            ] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+                }
+            }
+        }
+        let path = segment::log_path(dir, seg.base_offset);
+        let f = std::fs::OpenOptions::new().write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+        f.set_len(cut_position).with_context(|| format!("truncating {} to {cut_position} bytes", path.display()))?;
+        f.sync_all()?;
+        // The segment is the last now: recovery rebuilds its indexes from the file.
+        for stale in [segment::index_path(dir, seg.base_offset), segment::time_index_path(dir, seg.base_offset)] {
+            let _ = std::fs::remove_file(stale);
+        }
+        // Aborted transactions whose markers were cut go from the segment's `.txnindex`.
+        let kept: Vec<AbortedTxn> = txn_index::load_all(dir, std::iter::once(seg.base_offset)).into_iter().filter(|a| a.last_offset < new_end).collect();
+        let _ = std::fs::remove_file(txn_index::path(dir, seg.base_offset));
+        for entry in &kept {
+            txn_index::append(dir, seg.base_offset, entry)?;
+        }
+        // Producer snapshots describe batches up to their offset: those past the cut are wrong.
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name();
+            let snapshot = name.to_str().and_then(|n| n.strip_suffix(".producers")).and_then(|o| o.parse::<i64>().ok());
+            if snapshot.is_some_and(|o| o > new_end) {
+                std::fs::remove_file(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+        let mut epochs = self.epochs.clone();
+        epochs.truncate_from_end(new_end);
+        super::leader_epoch::write(dir, &epochs.to_checkpoint())?;
+        super::disk::sync_dir(dir)
     }
 
     // What the partition handle and its flusher do to the log, and nothing more: they see the
@@ -433,6 +555,39 @@ impl PartitionLog {
 
     pub fn producer_state(&self) -> &ProducerState {
         &self.producers
+    }
+
+    /// The leader epoch this log's appends are stamped with.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+    /// The partition's leader epoch changed in the metadata: later appends carry the new one.
+    pub fn set_leader_epoch(&mut self, epoch: i32) {
+        self.leader_epoch = epoch;
+    }
+    pub fn leader_epochs(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+    /// OffsetForLeaderEpoch: the largest epoch at or below `epoch` and where it ended here
+    /// (Kafka's `endOffsetFor`; the latest epoch ends at the log end).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.next_offset)
+    }
+    /// The log start moved up (retention, DeleteRecords): so does the first epoch's start.
+    /// The checkpoint follows with the next flush; until then recovery cuts it the same way.
+    pub(super) fn epochs_truncated_from_start(&mut self) {
+        if self.epochs.truncate_from_start(self.log_start_offset) {
+            self.epochs_dirty = true;
+        }
+    }
+    /// The checkpoint's text if the cache changed since the last one was written, for the
+    /// flusher to write before the batches of a new epoch.
+    pub(super) fn take_epoch_checkpoint(&mut self) -> Option<String> {
+        std::mem::take(&mut self.epochs_dirty).then(|| self.epochs.to_checkpoint())
+    }
+    /// A checkpoint that could not be written is written again by the next flush.
+    pub(super) fn epoch_checkpoint_failed(&mut self) {
+        self.epochs_dirty = true;
     }
 
     /// Appends the batches in `records` (whole v2 batches, as a producer sent them): checks
@@ -512,11 +667,21 @@ impl PartitionLog {
             let mut batch_bytes = records.split_to(header.size_bytes);
             let offset = self.next_offset;
             batch::set_base_offset(&mut batch_bytes, offset);
+            // Whatever a producer put there (-1 usually), the batch carries the epoch of the
+            // leader that appended it: followers and OffsetForLeaderEpoch rely on it.
+            batch::set_partition_leader_epoch(&mut batch_bytes, self.leader_epoch);
             if self.config.log_append_time {
                 batch::set_log_append_time(&mut batch_bytes, header.size_bytes, now as i64);
             }
-            let assigned =
-                BatchHeader { base_offset: offset, max_timestamp: if self.config.log_append_time { now as i64 } else { header.max_timestamp }, ..*header };
+            let assigned = BatchHeader {
+                base_offset: offset,
+                partition_leader_epoch: self.leader_epoch,
+                max_timestamp: if self.config.log_append_time { now as i64 } else { header.max_timestamp },
+                ..*header
+            };
+            if self.epochs.assign(self.leader_epoch, offset) {
+                self.epochs_dirty = true;
+            }
             self.maybe_roll(&assigned, now);
             self.track_producer(&assigned, origin);
             let seg = self.segments.last_mut().expect("maybe_roll leaves an active segment");

@@ -12,6 +12,7 @@ pub mod compaction;
 pub mod disk;
 mod flusher;
 pub mod index;
+pub mod leader_epoch;
 pub mod log;
 pub mod max_timestamp;
 pub mod partition;

@@ -313,6 +313,7 @@ mod tests {
         BatchHeader {
             base_offset,
             size_bytes: 100,
+            partition_leader_epoch: 0,
             attributes: 0,
             last_offset_delta: records - 1,
             base_timestamp: 0,

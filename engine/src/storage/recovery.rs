@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use shardlog_protocol::batch;
 
 use super::disk::sync_dir;
+use super::leader_epoch::{self, LeaderEpochCache};
 use super::log::{now_ms, LogConfig, PartitionLog};
 use super::producer_state::{AbortedTxn, ProducerState};
 use super::segment::{self, load_indexes, write_indexes, Segment};
@@ -30,6 +31,7 @@ pub(super) struct RecoveredLog {
     pub(super) cleaner_offset: i64,
     pub(super) producers: ProducerState,
     pub(super) aborted_txns: Vec<AbortedTxn>,
+    pub(super) epochs: LeaderEpochCache,
 }
 
 impl PartitionLog {
@@ -121,7 +123,8 @@ impl PartitionLog {
         let mut aborted_txns = txn_index::load_all(dir, segments.iter().map(|s| s.base_offset));
         let producers = recover_producer_state(dir, &segments, log_start_offset, next_offset, &mut aborted_txns)?;
         let cleaner_offset = super::compaction::read_cleaner_checkpoint(dir).unwrap_or(0).clamp(0, next_offset);
-        let recovered = RecoveredLog { segments, log_start_offset, next_offset, cleaner_offset, producers, aborted_txns };
+        let epochs = recover_leader_epochs(dir, &segments, log_start_offset, next_offset)?;
+        let recovered = RecoveredLog { segments, log_start_offset, next_offset, cleaner_offset, producers, aborted_txns, epochs };
         Ok(PartitionLog::from_recovered(dir.to_path_buf(), config, recovered))
     }
 }
@@ -168,4 +171,35 @@ fn recover_producer_state(
     }
     aborted_txns.sort_by_key(|a| a.last_offset);
     Ok(state)
+}
+
+/// The leader epoch cache: the checkpoint, cut to the recovered log (the flusher writes it
+/// before the batches it describes, so it may run ahead of a torn tail, never behind); or, when
+/// it is missing (a log from before epochs were kept) or damaged, rebuilt from every batch
+/// header, and written back.
+fn recover_leader_epochs(dir: &Path, segments: &[Segment], log_start_offset: i64, next_offset: i64) -> Result<LeaderEpochCache> {
+    let (mut epochs, mut changed) = match leader_epoch::read(dir) {
+        Ok(Some(epochs)) => (epochs, false),
+        found => {
+            if let Err(why) = &found {
+                tracing::warn!(dir = %dir.display(), error = %why, "leader-epoch-checkpoint is damaged; rebuilding it from the log");
+            }
+            let mut epochs = LeaderEpochCache::default();
+            for seg in segments {
+                let mut position = 0;
+                while let Some(h) = seg.header_at(position)? {
+                    epochs.assign(h.partition_leader_epoch, h.base_offset);
+                    position += h.size_bytes as u64;
+                }
+            }
+            // A new partition has nothing to record; its first flush writes the file.
+            (epochs, next_offset > 0 || found.is_err())
+        }
+    };
+    changed |= epochs.truncate_from_end(next_offset);
+    changed |= epochs.truncate_from_start(log_start_offset);
+    if changed {
+        leader_epoch::write(dir, &epochs.to_checkpoint())?;
+    }
+    Ok(epochs)
 }

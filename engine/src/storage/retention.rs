@@ -81,6 +81,7 @@ impl PartitionLog {
             self.log_start_offset = self.log_start_offset.max(first.base_offset);
         }
         self.forget_aborted_txns_below(self.log_start_offset);
+        self.epochs_truncated_from_start();
         // Durable (the removed segments were), and below the log start: no read wants them.
         self.cache.drop_below(self.log_start_offset);
         files
@@ -98,6 +99,7 @@ impl PartitionLog {
             return Err(DeleteRecordsError::OffsetOutOfRange { high_watermark });
         }
         self.log_start_offset = self.log_start_offset.max(offset);
+        self.epochs_truncated_from_start();
         Ok(self.log_start_offset)
     }
 }

@@ -878,3 +878,139 @@ fn index_files_with_the_old_next_offset_trailer_are_read_without_loss() {
         });
     }
 }
+
+fn epoch_checkpoint(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(super::leader_epoch::LEADER_EPOCH_CHECKPOINT_FILE)).unwrap()
+}
+
+#[test]
+fn appends_carry_the_leader_epoch_and_the_checkpoint_follows_before_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let p2 = path.clone();
+    run(move || async move {
+        let p = open(&p2, config());
+        p.append(batch_of(0, 5), 10).unwrap();
+        p.log.borrow_mut().set_leader_epoch(3);
+        let last = p.append(batch_of(5, 5), 10).unwrap().last_offset;
+        p.wait_durable(last).await.unwrap();
+        assert_eq!(epoch_checkpoint(&p2), "0\n2\n0 0\n3 5\n", "written by the flush that wrote the epoch's first batch");
+        assert_eq!(p.log.borrow().end_offset_for_epoch(0), (0, 5));
+        assert_eq!(p.log.borrow().end_offset_for_epoch(3), (3, 10));
+        // No close: a crash.
+    });
+    let epochs: Vec<(i64, i32)> =
+        whole_batches(&std::fs::read(segment::log_path(&path, 0)).unwrap()).iter().map(|(_, h)| (h.base_offset, h.partition_leader_epoch)).collect();
+    assert_eq!(epochs, vec![(0, 0), (5, 3)], "the epoch is stamped in the stored batch header");
+    // As if a flush wrote the checkpoint for a new epoch and the process died before the data.
+    super::leader_epoch::write(&path, "0\n3\n0 0\n3 5\n4 10\n").unwrap();
+    let p3 = path.clone();
+    run(move || async move {
+        let p = open(&p3, config());
+        assert_eq!(p.log.borrow().log_end_offset(), 10);
+        assert_eq!(epoch_checkpoint(&p3), "0\n2\n0 0\n3 5\n", "epochs past the recovered log end are cut");
+        assert_eq!(p.log.borrow().end_offset_for_epoch(4), (-1, -1));
+        p.close(true).await.unwrap();
+    });
+}
+
+#[test]
+fn a_missing_or_damaged_epoch_checkpoint_is_rebuilt_from_the_batch_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let p2 = path.clone();
+    let small = LogConfig { segment_bytes: 2048, ..config() };
+    let c2 = small.clone();
+    run(move || async move {
+        let p = open(&p2, c2);
+        let mut last = 0;
+        for i in 0..30 {
+            p.log.borrow_mut().set_leader_epoch(i as i32 / 10 * 2);
+            last = p.append(batch_of(i * 5, 5), 10).unwrap().last_offset;
+        }
+        p.wait_durable(last).await.unwrap();
+        p.close(true).await.unwrap();
+    });
+    let want = "0\n3\n0 0\n2 50\n4 100\n";
+    assert_eq!(epoch_checkpoint(&path), want);
+    assert!(std::fs::read_dir(&path).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log")).count() > 2, "several segments");
+    for damage in [None, Some("0\n3\n0 0\n"), Some("junk")] {
+        let file = path.join(super::leader_epoch::LEADER_EPOCH_CHECKPOINT_FILE);
+        match damage {
+            None => std::fs::remove_file(&file).unwrap(),
+            Some(text) => std::fs::write(&file, text).unwrap(),
+        }
+        let (p3, c3) = (path.clone(), small.clone());
+        run(move || async move {
+            let p = open(&p3, c3);
+            assert_eq!(p.log.borrow().end_offset_for_epoch(2), (2, 100));
+            p.close(true).await.unwrap();
+        });
+        assert_eq!(epoch_checkpoint(&path), want, "rebuilt after {damage:?}");
+    }
+    // DeleteRecords moves the first epoch's start with the log start; recovery does the same.
+    let (p4, c4) = (path.clone(), small.clone());
+    run(move || async move {
+        let p = open(&p4, c4.clone());
+        p.log.borrow_mut().delete_records(60).unwrap();
+        assert_eq!(p.log.borrow().leader_epochs().to_checkpoint(), "0\n2\n2 60\n4 100\n");
+        crate::storage::retention::write_log_start_checkpoint(&p4, "t", 0, 60).unwrap();
+        p.close(true).await.unwrap();
+        let p = open(&p4, c4);
+        assert_eq!(p.log.borrow().leader_epochs().to_checkpoint(), "0\n2\n2 60\n4 100\n");
+        p.close(true).await.unwrap();
+    });
+}
+
+#[test]
+fn truncate_to_cuts_segments_indexes_epochs_and_takes_appends_at_the_new_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let small = LogConfig { segment_bytes: 2048, ..config() };
+    let (p2, c2) = (path.clone(), small.clone());
+    run(move || async move {
+        let p = open(&p2, c2.clone());
+        let mut last = 0;
+        for i in 0..30 {
+            p.log.borrow_mut().set_leader_epoch(i as i32 / 10);
+            last = p.append(batch_of(i * 5, 5), 10).unwrap().last_offset;
+        }
+        assert!(matches!(p.log.borrow_mut().truncate_to(100), Err(super::log::TruncateError::NotDurable { .. })), "appends still in flight");
+        p.wait_durable(last).await.unwrap();
+        let segments_before = p.log.borrow().segment_count();
+        assert!(segments_before >= 3, "{segments_before} segments");
+        assert!(matches!(p.log.borrow_mut().truncate_to(151), Err(super::log::TruncateError::OutOfRange { .. })));
+        // 73 is inside the batch 70..74: the log ends where that batch started.
+        assert_eq!(p.log.borrow_mut().truncate_to(73).unwrap(), 70);
+        {
+            let log = p.log.borrow();
+            assert_eq!(log.log_end_offset(), 70);
+            assert!(log.segment_count() < segments_before);
+            assert_eq!(log.leader_epochs().to_checkpoint(), "0\n2\n0 0\n1 50\n");
+            assert_eq!(log.end_offset_for_epoch(1), (1, 70));
+        }
+        assert_eq!(epoch_checkpoint(&p2), "0\n2\n0 0\n1 50\n");
+        assert_eq!(parse_all(&read_all_bytes(&p, 0), true).unwrap().len(), 14);
+        assert!(matches!(p.log.borrow().read(70, 1 << 16), Ok(r) if r.bytes == 0));
+        // A new leader's epoch writes on from the cut, through the same flusher.
+        p.log.borrow_mut().set_leader_epoch(5);
+        let next = p.append(batch_of(1000, 5), 10).unwrap();
+        assert_eq!(next.base_offset, 70);
+        p.wait_durable(next.last_offset).await.unwrap();
+        assert_eq!(p.log.borrow_mut().truncate_to(70).unwrap(), 70, "back to a batch boundary");
+        let next = p.append(batch_of(2000, 5), 10).unwrap();
+        assert_eq!(next.base_offset, 70);
+        p.wait_durable(next.last_offset).await.unwrap();
+        p.close(true).await.unwrap();
+        let p = open(&p2, c2);
+        let log_bytes = read_all_bytes(&p, 0);
+        let headers = parse_all(&log_bytes, true).unwrap();
+        assert_eq!(headers.len(), 15);
+        assert_eq!(headers.iter().map(|h| h.base_offset).collect::<Vec<_>>(), (0..75).step_by(5).collect::<Vec<_>>(), "offsets contiguous");
+        assert_eq!(headers.last().unwrap().partition_leader_epoch, 5);
+        assert_eq!(p.log.borrow().leader_epochs().to_checkpoint(), "0\n3\n0 0\n1 50\n5 70\n");
+        let last = p.append(batch_of(3000, 5), 10).unwrap();
+        assert_eq!(last.base_offset, 75);
+        p.close(true).await.unwrap();
+    });
+}
