@@ -183,6 +183,8 @@ request_bodies! {
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest,
     DeleteRecords => DeleteRecordsRequest,
     DescribeLogDirs => DescribeLogDirsRequest,
+    DescribeClientQuotas => DescribeClientQuotasRequest,
+    AlterClientQuotas => AlterClientQuotasRequest,
 }
 
 /// True when the table has a decoder for this api key and `kafka-protocol` decodes this version.

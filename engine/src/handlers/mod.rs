@@ -56,6 +56,7 @@ macro_rules! deny_configs {
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
@@ -70,6 +71,7 @@ pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -113,6 +115,7 @@ use shardlog_protocol::response::{encode_response, Chunk};
 use crate::config::BrokerConfig;
 use crate::coordinator::Coordinator;
 use crate::metadata::ClusterMetadata;
+use crate::quota::manager::QuotaType;
 use crate::security::Session;
 use crate::shard::router::{CallError, ShardCall};
 use crate::shard::Shard;
@@ -131,6 +134,8 @@ pub struct Context<'a> {
     /// order (requests are numbered as they are read).
     pub connection: &'a ConnectionState,
     pub request_seq: u64,
+    /// The request's size on the wire, frame length included: what a produce quota counts.
+    pub request_bytes: usize,
 }
 
 /// What the handlers keep per connection.
@@ -139,6 +144,10 @@ pub struct ConnectionState {
     /// Produce order per partition, checked on every answer (see `produce::check_order`).
     pub produce_order: std::cell::RefCell<produce::ProduceOrder>,
     next_request_seq: std::cell::Cell<u64>,
+    /// Until when a client over its quota is muted: no further request of the connection is
+    /// handled before then (KIP-219: the broker answers at once with the throttle time, then
+    /// reads nothing more from the client for that long).
+    muted_until: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl ConnectionState {
@@ -147,6 +156,25 @@ impl ConnectionState {
         let seq = self.next_request_seq.get();
         self.next_request_seq.set(seq + 1);
         seq
+    }
+
+    /// Mutes the connection for `ms` from now (a longer mute already set stays).
+    pub fn mute_for(&self, ms: u64) {
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+        if self.muted_until.get().is_none_or(|u| u < until) {
+            self.muted_until.set(Some(until));
+        }
+    }
+
+    /// How long the connection stays muted from now (None: it is not).
+    pub fn muted_for(&self) -> Option<std::time::Duration> {
+        let until = self.muted_until.get()?;
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            self.muted_until.set(None);
+            return None;
+        }
+        Some(left)
     }
 }
 
@@ -206,7 +234,37 @@ impl<'a> Context<'a> {
     }
 
     pub fn new(shard: &'a Shard, header: &'a RequestHeader, session: &'a Session, connection: &'a ConnectionState, request_seq: u64) -> Context<'a> {
-        Context { shard, header, session, authz: Authz::new(shard, session), connection, request_seq }
+        Context { shard, header, session, authz: Authz::new(shard, session), connection, request_seq, request_bytes: 0 }
+    }
+
+    /// The byte-rate quota of this request's client for `quota_type`, if it has one.
+    pub fn byte_quota(&self, quota_type: QuotaType) -> Option<crate::quota::Resolved> {
+        let meta = self.metadata();
+        if meta.client_quotas.is_empty() {
+            return None;
+        }
+        let client_id = self.header.client_id.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        meta.client_quotas.resolve(quota_type.key(), crate::quota::user_of(&self.session.principal()), &client_id)
+    }
+
+    /// Counts `bytes` against the client's quota on this shard. Over it: the throttle time, and
+    /// the connection is muted for that long.
+    pub fn record_quota(&self, quota_type: QuotaType, quota: &crate::quota::Resolved, bytes: usize) -> u64 {
+        let window = self.config().quota_window;
+        let now = crate::quota::manager::now_ms();
+        let throttle = crate::quota::manager::with(|m| m.record(window, quota_type, &quota.user_tag, &quota.client_tag, quota.bound, bytes as f64, now));
+        if throttle > 0 {
+            tracing::debug!(peer = %self.session.peer, user = %quota.user_tag, client_id = %quota.client_tag, quota = quota_type.name(), bound = quota.bound, throttle_ms = throttle, "client over its quota: throttled");
+            self.connection.mute_for(throttle);
+        }
+        throttle
+    }
+
+    /// Takes back what [`Self::record_quota`] counted (a throttled fetch sends no data).
+    pub fn unrecord_quota(&self, quota_type: QuotaType, quota: &crate::quota::Resolved, bytes: usize) {
+        let window = self.config().quota_window;
+        let now = crate::quota::manager::now_ms();
+        crate::quota::manager::with(|m| m.unrecord(window, quota_type, &quota.user_tag, &quota.client_tag, bytes as f64, now));
     }
 
     pub fn config(&self) -> &'a BrokerConfig {
@@ -327,6 +385,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
@@ -397,7 +457,8 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, conn
         }
     };
     tracing::trace!(%peer, api_key = header.api_key, version = header.api_version, correlation_id = header.correlation_id, "request");
-    let ctx = Context::new(&shard, &header, session, connection, request_seq);
+    let mut ctx = Context::new(&shard, &header, session, connection, request_seq);
+    ctx.request_bytes = frame.len() + shardlog_protocol::frame::FRAME_LENGTH_BYTES;
     match body {
         RequestBody::ApiVersions(_) => api_versions::handle(&ctx),
         RequestBody::Metadata(r) => metadata::handle(&ctx, r).await,
@@ -443,6 +504,8 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, conn
         RequestBody::IncrementalAlterConfigs(r) => incremental_alter_configs::handle(&ctx, r).await,
         RequestBody::DeleteRecords(r) => delete_records::handle(&ctx, r).await,
         RequestBody::DescribeLogDirs(r) => describe_log_dirs::handle(&ctx, r).await,
+        RequestBody::DescribeClientQuotas(r) => describe_client_quotas::handle(&ctx, r),
+        RequestBody::AlterClientQuotas(r) => alter_client_quotas::handle(&ctx, r).await,
     }
 }
 

@@ -156,6 +156,9 @@ pub struct ClusterMetadata {
     /// answers. -1 while none is recorded, as Kafka answers then.
     #[serde(default = "no_features_epoch")]
     pub finalized_features_epoch: i64,
+    /// Client quotas (AlterClientQuotas), by entity.
+    #[serde(default, skip_serializing_if = "crate::quota::ClientQuotas::is_empty")]
+    pub client_quotas: crate::quota::ClientQuotas,
 }
 
 fn no_features_epoch() -> i64 {
@@ -230,6 +233,7 @@ impl ClusterMetadata {
             applied_index: 0,
             finalized_features: BTreeMap::new(),
             finalized_features_epoch: no_features_epoch(),
+            client_quotas: Default::default(),
         }
     }
 

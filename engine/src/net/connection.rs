@@ -185,6 +185,11 @@ async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Wri
         if failed {
             break;
         }
+        // A client over its quota is muted: nothing more of it is handled until the throttle
+        // time has passed (KIP-219), and its socket buffer fills meanwhile.
+        if let Some(left) = state.muted_for() {
+            glommio::timer::sleep(left).await;
+        }
         let api_key = peek_key_version_correlation(&frame).map(|(k, _, _)| k).unwrap_or(-1);
         let is_sasl_request = api_key == ApiKey::SaslHandshake as i16 || api_key == ApiKey::SaslAuthenticate as i16;
         if sasl && !is_sasl_request {
