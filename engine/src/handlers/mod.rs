@@ -134,8 +134,9 @@ pub struct Context<'a> {
     /// order (requests are numbered as they are read).
     pub connection: &'a ConnectionState,
     pub request_seq: u64,
-    /// The request's size on the wire, frame length included: what a produce quota counts.
-    pub request_bytes: usize,
+    /// The throttle time this request earned against the client's producer_byte_rate when it
+    /// was read (see [`admit`]); 0 for other requests.
+    pub produce_throttle_ms: u64,
 }
 
 /// What the handlers keep per connection.
@@ -234,7 +235,7 @@ impl<'a> Context<'a> {
     }
 
     pub fn new(shard: &'a Shard, header: &'a RequestHeader, session: &'a Session, connection: &'a ConnectionState, request_seq: u64) -> Context<'a> {
-        Context { shard, header, session, authz: Authz::new(shard, session), connection, request_seq, request_bytes: 0 }
+        Context { shard, header, session, authz: Authz::new(shard, session), connection, request_seq, produce_throttle_ms: 0 }
     }
 
     /// The byte-rate quota of this request's client for `quota_type`, if it has one.
@@ -250,21 +251,14 @@ impl<'a> Context<'a> {
     /// Counts `bytes` against the client's quota on this shard. Over it: the throttle time, and
     /// the connection is muted for that long.
     pub fn record_quota(&self, quota_type: QuotaType, quota: &crate::quota::Resolved, bytes: usize) -> u64 {
-        let window = self.config().quota_window;
-        let now = crate::quota::manager::now_ms();
-        let throttle = crate::quota::manager::with(|m| m.record(window, quota_type, &quota.user_tag, &quota.client_tag, quota.bound, bytes as f64, now));
-        if throttle > 0 {
-            tracing::debug!(peer = %self.session.peer, user = %quota.user_tag, client_id = %quota.client_tag, quota = quota_type.name(), bound = quota.bound, throttle_ms = throttle, "client over its quota: throttled");
-            self.connection.mute_for(throttle);
-        }
-        throttle
+        record_quota(&self.shard.config, self.session, self.connection, quota_type, quota, bytes)
     }
 
     /// Takes back what [`Self::record_quota`] counted (a throttled fetch sends no data).
     pub fn unrecord_quota(&self, quota_type: QuotaType, quota: &crate::quota::Resolved, bytes: usize) {
         let window = self.config().quota_window;
         let now = crate::quota::manager::now_ms();
-        crate::quota::manager::with(|m| m.unrecord(window, quota_type, &quota.user_tag, &quota.client_tag, bytes as f64, now));
+        crate::quota::manager::with(|m| m.unrecord(window, quota_type, quota, bytes as f64, now));
     }
 
     pub fn config(&self) -> &'a BrokerConfig {
@@ -405,13 +399,60 @@ pub fn respond<R: Encodable>(header: &RequestHeader, body: &R) -> Response {
     }
 }
 
-/// Handles request number `request_seq` of a connection (see [`ConnectionState::next_request_seq`]).
-pub async fn handle(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>, connection: Rc<ConnectionState>, request_seq: u64) -> Response {
+fn record_quota(
+    config: &BrokerConfig,
+    session: &Session,
+    connection: &ConnectionState,
+    quota_type: QuotaType,
+    quota: &crate::quota::Resolved,
+    bytes: usize,
+) -> u64 {
+    let now = crate::quota::manager::now_ms();
+    let throttle = crate::quota::manager::with(|m| m.record(config.quota_window, quota_type, quota, bytes as f64, now));
+    if throttle > 0 {
+        tracing::debug!(peer = %session.peer, user = %quota.user_tag, client_id = %quota.client_tag, quota = quota_type.name(), bound = quota.bound, throttle_ms = throttle, "client over its quota: throttled");
+        connection.mute_for(throttle);
+    }
+    throttle
+}
+
+/// Counts a Produce request against the client's producer_byte_rate as it is read, before it
+/// is handled, and returns its throttle time. Kafka handles one request of a connection at a
+/// time and counts it before reading the next; here a pipelining client has several handled at
+/// once, so counting at read time is what lets the next one find the connection muted. Kafka
+/// counts the whole request (`request.sizeInBytes`), appended or not.
+pub fn admit(shard: &Shard, frame: &Bytes, session: &Session, connection: &ConnectionState) -> u64 {
+    if request::peek_key_version_correlation(frame).is_none_or(|(key, _, _)| key != ApiKey::Produce as i16) {
+        return 0;
+    }
+    let meta = shard.metadata.borrow().clone();
+    if meta.client_quotas.is_empty() {
+        return 0;
+    }
+    // A header that does not parse closes the connection when the request is handled.
+    let Ok(header) = request::parse_header(frame) else { return 0 };
+    let client_id = header.client_id.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    let Some(quota) = meta.client_quotas.resolve(QuotaType::Produce.key(), crate::quota::user_of(&session.principal()), &client_id) else {
+        return 0;
+    };
+    record_quota(&shard.config, session, connection, QuotaType::Produce, &quota, frame.len() + shardlog_protocol::frame::FRAME_LENGTH_BYTES)
+}
+
+/// Handles request number `request_seq` of a connection (see [`ConnectionState::next_request_seq`]);
+/// `produce_throttle_ms` is what [`admit`] answered for it.
+pub async fn handle(
+    shard: Rc<Shard>,
+    frame: Bytes,
+    session: Rc<Session>,
+    connection: Rc<ConnectionState>,
+    request_seq: u64,
+    produce_throttle_ms: u64,
+) -> Response {
     // The TSC through quanta: a few nanoseconds a read, against tens for the system clock,
     // which matters at millions of requests per second.
     let started = quanta::Instant::now();
     let api_key = request::peek_key_version_correlation(&frame).map(|(k, _, _)| k);
-    let response = handle_request(&shard, frame, &session, &connection, request_seq).await;
+    let response = handle_request(&shard, frame, &session, &connection, request_seq, produce_throttle_ms).await;
     if let (Some(key), true) = (api_key, shard.config.metrics_enabled) {
         if supported_versions(key).is_some() {
             probe::record(key, started.elapsed().as_micros() as u64);
@@ -420,7 +461,14 @@ pub async fn handle(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>, connec
     response
 }
 
-async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, connection: &ConnectionState, request_seq: u64) -> Response {
+async fn handle_request(
+    shard: &Rc<Shard>,
+    frame: Bytes,
+    session: &Session,
+    connection: &ConnectionState,
+    request_seq: u64,
+    produce_throttle_ms: u64,
+) -> Response {
     let shard = shard.clone();
     let peer = session.peer;
     let header = match request::parse_header(&frame) {
@@ -458,7 +506,7 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, conn
     };
     tracing::trace!(%peer, api_key = header.api_key, version = header.api_version, correlation_id = header.correlation_id, "request");
     let mut ctx = Context::new(&shard, &header, session, connection, request_seq);
-    ctx.request_bytes = frame.len() + shardlog_protocol::frame::FRAME_LENGTH_BYTES;
+    ctx.produce_throttle_ms = produce_throttle_ms;
     match body {
         RequestBody::ApiVersions(_) => api_versions::handle(&ctx),
         RequestBody::Metadata(r) => metadata::handle(&ctx, r).await,

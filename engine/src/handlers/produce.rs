@@ -9,7 +9,6 @@ use shardlog_protocol::kafka_protocol;
 
 use super::{group_by_owner, respond, str_bytes, Context, Response};
 use crate::authorizer::Operation;
-use crate::quota::manager::QuotaType;
 use crate::shard::messages::{Produce, ProduceOutcome};
 
 /// Produce versions whose clients back off by the throttle time themselves (KIP-219).
@@ -93,10 +92,9 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
     }
     let results: Vec<_> = work.into_iter().zip(outcomes).map(|((name, index, _, _), o)| (name, index, o.expect("every partition has an outcome"))).collect();
     check_order(ctx, &results);
-    // Kafka counts the whole request against producer_byte_rate, appended or not, once it is
-    // handled; the client is answered at once (the connection muted for the throttle time).
-    let quota = ctx.byte_quota(QuotaType::Produce);
-    let throttle_ms = quota.as_ref().map_or(0, |q| ctx.record_quota(QuotaType::Produce, q, ctx.request_bytes));
+    // Counted against producer_byte_rate when it was read (`handlers::admit`); the client is
+    // answered at once, the connection muted for the throttle time.
+    let throttle_ms = ctx.produce_throttle_ms;
     if acks == 0 {
         return Response::Nothing;
     }

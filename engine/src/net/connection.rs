@@ -208,12 +208,14 @@ async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Wri
         }
         let (task, close_after) = if is_sasl_request {
             // In order, before the next frame is read: the next request depends on the outcome.
-            let response = handlers::handle(shard.clone(), frame.freeze(), session.clone(), state.clone(), state.next_request_seq()).await;
+            let response = handlers::handle(shard.clone(), frame.freeze(), session.clone(), state.clone(), state.next_request_seq(), 0).await;
             drop(permit);
             let close_after = matches!(response, Response::Close(_) | Response::FrameThenClose(..));
             (glommio::spawn_local(async move { response }).detach(), close_after)
         } else {
-            let handled = handlers::handle(shard.clone(), frame.freeze(), session.clone(), state.clone(), state.next_request_seq());
+            let frame = frame.freeze();
+            let produce_throttle_ms = handlers::admit(shard, &frame, &session, &state);
+            let handled = handlers::handle(shard.clone(), frame, session.clone(), state.clone(), state.next_request_seq(), produce_throttle_ms);
             let task = glommio::spawn_local(async move {
                 let response = handled.await;
                 // The request's bytes are released once it is answered; a fetch response's

@@ -12,6 +12,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use super::Resolved;
+
 /// Clients measured at most per shard and quota type; past it the least recently seen entry
 /// goes (its client starts a fresh measurement when it returns).
 pub const TRACKED_CLIENTS_MAX: usize = 10_000;
@@ -163,8 +165,9 @@ pub struct QuotaManager {
 impl QuotaManager {
     /// Records `value` for the tags and answers the throttle time: 0 while within `bound`.
     /// The value stays recorded either way, as Kafka's sensor keeps it.
-    pub fn record(&mut self, config: WindowConfig, quota_type: QuotaType, user: &str, client_id: &str, bound: f64, value: f64, now_ms: u64) -> u64 {
-        let key = (quota_type, user.to_string(), client_id.to_string());
+    pub fn record(&mut self, config: WindowConfig, quota_type: QuotaType, quota: &Resolved, value: f64, now_ms: u64) -> u64 {
+        let bound = quota.bound;
+        let key = (quota_type, quota.user_tag.clone(), quota.client_tag.clone());
         if !self.tracked.contains_key(&key) {
             self.make_room(quota_type, now_ms);
             *self.counts.entry(quota_type).or_default() += 1;
@@ -184,8 +187,8 @@ impl QuotaManager {
 
     /// Takes back a recorded value: a throttled fetch is answered without its data (Kafka
     /// unrecords it too, since nothing was sent).
-    pub fn unrecord(&mut self, config: WindowConfig, quota_type: QuotaType, user: &str, client_id: &str, value: f64, now_ms: u64) {
-        if let Some(t) = self.tracked.get_mut(&(quota_type, user.to_string(), client_id.to_string())) {
+    pub fn unrecord(&mut self, config: WindowConfig, quota_type: QuotaType, quota: &Resolved, value: f64, now_ms: u64) {
+        if let Some(t) = self.tracked.get_mut(&(quota_type, quota.user_tag.clone(), quota.client_tag.clone())) {
             t.rate.record(config, -value, now_ms);
         }
     }
@@ -266,6 +269,10 @@ mod tests {
 
     const CONFIG: WindowConfig = WindowConfig { samples: 11, window_ms: 1000 };
 
+    fn quota(user: &str, client_id: &str, bound: f64) -> Resolved {
+        Resolved { bound, user_tag: user.into(), client_tag: client_id.into() }
+    }
+
     #[test]
     fn a_new_rate_is_taken_over_all_windows_but_one() {
         let mut r = Rate::new(0);
@@ -301,31 +308,31 @@ mod tests {
     fn recording_over_the_bound_throttles_and_counts_per_entity() {
         let mut m = QuotaManager::default();
         // 10 windows * 100 B/s = 1000 bytes fit.
-        assert_eq!(m.record(CONFIG, QuotaType::Produce, "u", "c", 100.0, 1000.0, 0), 0);
-        let throttle = m.record(CONFIG, QuotaType::Produce, "u", "c", 100.0, 1000.0, 0);
+        assert_eq!(m.record(CONFIG, QuotaType::Produce, &quota("u", "c", 100.0), 1000.0, 0), 0);
+        let throttle = m.record(CONFIG, QuotaType::Produce, &quota("u", "c", 100.0), 1000.0, 0);
         // 2000 bytes over 10 s: 200 B/s against 100, so 10 s of silence.
         assert_eq!(throttle, 10_000);
         // Another client has its own measurement.
-        assert_eq!(m.record(CONFIG, QuotaType::Produce, "u", "other", 100.0, 500.0, 0), 0);
+        assert_eq!(m.record(CONFIG, QuotaType::Produce, &quota("u", "other", 100.0), 500.0, 0), 0);
         let stats = m.throttle_stats();
         assert_eq!(stats.len(), 1);
         assert_eq!((stats[0].user.as_str(), stats[0].client_id.as_str(), stats[0].throttle_ms_total, stats[0].throttled), ("u", "c", 10_000, 1));
         // A fetch answered without data takes its bytes back.
-        assert!(m.record(CONFIG, QuotaType::Fetch, "u", "c", 100.0, 5000.0, 2) > 0);
-        m.unrecord(CONFIG, QuotaType::Fetch, "u", "c", 5000.0, 2);
-        assert_eq!(m.record(CONFIG, QuotaType::Fetch, "u", "c", 100.0, 10.0, 3), 0);
+        assert!(m.record(CONFIG, QuotaType::Fetch, &quota("u", "c", 100.0), 5000.0, 2) > 0);
+        m.unrecord(CONFIG, QuotaType::Fetch, &quota("u", "c", 100.0), 5000.0, 2);
+        assert_eq!(m.record(CONFIG, QuotaType::Fetch, &quota("u", "c", 100.0), 10.0, 3), 0);
     }
 
     #[test]
     fn tracked_clients_are_bounded() {
         let mut m = QuotaManager::default();
         for i in 0..TRACKED_CLIENTS_MAX + 5 {
-            m.record(CONFIG, QuotaType::Fetch, "", &i.to_string(), 1e9, 1.0, i as u64);
+            m.record(CONFIG, QuotaType::Fetch, &quota("", &i.to_string(), 1e9), 1.0, i as u64);
         }
         assert_eq!(m.tracked(), TRACKED_CLIENTS_MAX);
         // Idle entries go first when room is needed.
         let late = IDLE_EXPIRY_MS + TRACKED_CLIENTS_MAX as u64 + 10;
-        m.record(CONFIG, QuotaType::Fetch, "", "new", 1e9, 1.0, late);
+        m.record(CONFIG, QuotaType::Fetch, &quota("", "new", 1e9), 1.0, late);
         assert_eq!(m.tracked(), 1);
     }
 }
