@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from clients import wait_until
 from cluster import create_topic, restart_cluster, start_cluster, wait_brokers
-from test_quotas import NONE, QUOTA_CONFIG, Quotas, entity, key, produce_all
+from test_quotas import NONE, QUOTA_BYTES, QUOTA_CONFIG, Quotas, entity, key, produce_all
 
 
 def described(node) -> dict:
@@ -22,11 +22,11 @@ def described(node) -> dict:
 def test_quotas_reach_every_broker_and_survive_a_cluster_restart(broker_factory):
     nodes = start_cluster(broker_factory, extra_config=[QUOTA_CONFIG] * 3)
     wait_brokers(nodes)
-    want = {key(client_id="slow-producer"): {"producer_byte_rate": 50_000.0}}
+    want = {key(client_id="slow-producer"): {"producer_byte_rate": float(QUOTA_BYTES)}}
     # Altered through the last node: a follower of the quorum forwards it to the leader.
     q = Quotas(nodes[-1].port)
     try:
-        assert [c for _, c, _ in q.alter([(entity(client_id="slow-producer"), {"producer_byte_rate": 50_000})])] == [NONE]
+        assert [c for _, c, _ in q.alter([(entity(client_id="slow-producer"), {"producer_byte_rate": QUOTA_BYTES})])] == [NONE]
     finally:
         q.close()
     for n in nodes:

@@ -194,6 +194,8 @@ def test_quotas_survive_a_restart(broker):
 
 RECORDS = 300
 VALUE = b"x" * 1000
+# The byte rate of the throttled clients: well below what any client does on a loaded machine.
+QUOTA_BYTES = 25_000
 
 
 def metric_samples(url: str, name: str) -> dict[tuple, float]:
@@ -241,8 +243,9 @@ def test_a_producer_over_its_quota_is_throttled_and_delivers_everything(broker_f
     clients.create_topic(broker.bootstrap, topic, 1)
     q = Quotas(broker.port)
     try:
-        # 50 KB/s: the 300 KB produced is far more than the windows hold at that rate.
-        assert [c for _, c, _ in q.alter([(entity(client_id="slow-producer"), {"producer_byte_rate": 50_000})])] == [NONE]
+        # 25 KB/s: the 300 KB produced is far more than the windows hold at that rate (two
+        # windows' worth, 50 KB), so the client is throttled unless it cannot even send 25 KB/s.
+        assert [c for _, c, _ in q.alter([(entity(client_id="slow-producer"), {"producer_byte_rate": QUOTA_BYTES})])] == [NONE]
     finally:
         q.close()
     unthrottled = produce_all(broker.bootstrap, topic, "free-producer")
@@ -291,7 +294,7 @@ def test_a_consumer_over_its_quota_is_throttled_and_reads_everything(broker_fact
     try:
         # The default user with this client id: each user's "slow-consumer" is measured apart
         # (the anonymous user here); other client ids have no quota.
-        assert [c for _, c, _ in q.alter([(entity(user=None, client_id="slow-consumer"), {"consumer_byte_rate": 50_000})])] == [NONE]
+        assert [c for _, c, _ in q.alter([(entity(user=None, client_id="slow-consumer"), {"consumer_byte_rate": QUOTA_BYTES})])] == [NONE]
     finally:
         q.close()
     results = {}
