@@ -314,3 +314,41 @@ def test_a_consumer_over_its_quota_is_throttled_and_reads_everything(broker_fact
     assert not any(t > 0 for t in free_throttles), free_throttles
     fetched = metric_samples(broker.admin_url, "shardlog_quota_throttled_responses_total")
     assert fetched.get((("client_id", "slow-consumer"), ("quota", "fetch"), ("user", "ANONYMOUS")), 0) > 0, fetched
+
+
+# --- Kafka's own CLI --------------------------------------------------------------------------
+
+
+def kafka_configs() -> str:
+    import os
+    from pathlib import Path
+
+    home = os.environ.get("KAFKA_HOME")
+    tool = Path(home) / "bin" / "kafka-configs.sh" if home else None
+    if tool is None or not tool.is_file():
+        pytest.skip("no Kafka distribution: set KAFKA_HOME to one (bin/kafka-configs.sh) to run Kafka's own kafka-configs.sh against shardlog")
+    return str(tool)
+
+
+def test_kafka_configs_sets_and_describes_user_and_client_quotas(broker):
+    import subprocess
+
+    tool = kafka_configs()
+
+    def run(*args: str) -> str:
+        done = subprocess.run([tool, "--bootstrap-server", broker.bootstrap, *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run("--alter", "--entity-type", "users", "--entity-name", "alice", "--add-config", "producer_byte_rate=1024,consumer_byte_rate=2048")
+    run("--alter", "--entity-type", "clients", "--entity-default", "--add-config", "request_percentage=50")
+    assert "producer_byte_rate=1024.0" in run("--describe", "--entity-type", "users", "--entity-name", "alice")
+    assert "request_percentage=50.0" in run("--describe", "--entity-type", "clients", "--entity-default")
+    q = Quotas(broker.port)
+    try:
+        assert q.describe()[2] == {
+            key(user="alice"): {"producer_byte_rate": 1024.0, "consumer_byte_rate": 2048.0},
+            key(client_id=None): {"request_percentage": 50.0},
+        }
+    finally:
+        q.close()
