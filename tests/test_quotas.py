@@ -352,3 +352,38 @@ def test_kafka_configs_sets_and_describes_user_and_client_quotas(broker):
         }
     finally:
         q.close()
+
+
+def api_versions_answered(port: int, source: str) -> bool:
+    """Connects from `source`, sends ApiVersions v0: True when answered, False when the broker
+    closes the connection instead."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0)) as s:
+        s.sendall(kw.api_versions_request(0, 1))
+        try:
+            return len(s.recv(4)) == 4
+        except ConnectionResetError:
+            return False
+
+
+def test_connection_creation_rate_closes_new_connections_of_an_address_over_its_quota(broker_factory):
+    broker = broker_factory(config=QUOTA_CONFIG)
+    q = Quotas(broker.port)
+    try:
+        # 2 connections/s over windows spanning 2 s: 4 at once fit, then about one each 0.5 s.
+        assert [c for _, c, _ in q.alter([(entity(ip="127.0.0.1"), {"connection_creation_rate": 2})])] == [NONE]
+    finally:
+        q.close()
+    answered = [api_versions_answered(broker.port, "127.0.0.1") for _ in range(4)]
+    assert answered == [True] * 4
+    # Connecting faster than 2/s from then on is refused soon (each attempt takes milliseconds;
+    # the bound only keeps a broken broker from looping forever).
+    for attempt in range(40):
+        if not api_versions_answered(broker.port, "127.0.0.1"):
+            break
+    else:
+        raise AssertionError("40 connections in a row from 127.0.0.1 were served over a quota of 2 per second")
+    # Another address has no quota (the ip entity is 127.0.0.1's alone).
+    assert all(api_versions_answered(broker.port, "127.0.0.2") for _ in range(8))
+    broker.assert_alive()

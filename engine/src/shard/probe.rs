@@ -265,7 +265,7 @@ pub fn render(snapshots: &[ShardSnapshot], listener: &str, uptime: Duration, rss
         e.value("shardlog_authentication_failures_total", "Failed client authentications.", Kind::Counter, conn, s.authentication_failures as f64);
         e.value(
             "shardlog_connections_refused_total",
-            "New connections closed at once for being over max.connections.per.ip (or its override).",
+            "New connections closed for being over max.connections.per.ip (or its override), or over their address's connection_creation_rate quota.",
             Kind::Counter,
             shard_label(s),
             s.connections_refused as f64,
