@@ -73,6 +73,8 @@ CONFIG_APIS = {
     44: (0, 1),  # IncrementalAlterConfigs
     21: (0, 2),  # DeleteRecords
     35: (1, 4),  # DescribeLogDirs
+    48: (0, 1),  # DescribeClientQuotas
+    49: (0, 1),  # AlterClientQuotas
 }
 
 CLUSTER_APIS = {

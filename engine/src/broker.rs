@@ -268,6 +268,7 @@ fn serve_composed_calls(shard: &Rc<Shard>, groups: &Rc<GroupCoordinator>) {
         let mut snapshot = probe::snapshot(&shard);
         snapshot.requests = crate::handlers::probe::snapshot();
         snapshot.produce_order_violations = crate::handlers::probe::produce_order_violations();
+        snapshot.quota_throttles = crate::quota::manager::with(|m| m.throttle_stats());
         snapshot.committed = groups.committed_offsets();
         async move { Box::new(snapshot) }
     });

@@ -116,7 +116,15 @@ pub struct BrokerConfig {
     /// `broker.rack`: the rack (or zone) this broker is in, carried in its registration so that
     /// the controller spreads a topic's partitions and replicas over racks. None: no rack.
     pub broker_rack: Option<String>,
+    /// `quota.window.num` and `quota.window.size.seconds`: client quotas are measured over
+    /// this many samples of this long each.
+    pub quota_window: crate::quota::manager::WindowConfig,
 }
+
+/// Bounds on `quota.window.num` and `quota.window.size.seconds` (Kafka has none): each
+/// measured client keeps one sample per window, and a window beyond a day measures nothing.
+pub const QUOTA_WINDOW_NUM_MAX: u64 = 1000;
+pub const QUOTA_WINDOW_SECONDS_MAX: u64 = 86_400;
 
 /// The longest `broker.rack`: it travels in every registration record.
 pub const BROKER_RACK_BYTES_MAX: usize = 255;
@@ -253,6 +261,7 @@ impl Default for BrokerConfig {
             cache_partition_bytes: 8 << 20,
             fetch_watchers_max: 4096,
             connection_requests_inflight_max: 16,
+            quota_window: Default::default(),
             queued_max_request_bytes: Some(QUEUED_MAX_REQUEST_BYTES_DEFAULT),
             dirty_shard_bytes: DIRTY_SHARD_BYTES_DEFAULT,
             max_connections: MAX_CONNECTIONS_DEFAULT,
@@ -440,6 +449,8 @@ impl BrokerConfig {
                 "shardlog.cache.partition.bytes" => c.cache_partition_bytes = at_least(value, key, 0)? as usize,
                 "shardlog.fetch.long.poll.watchers.max" => c.fetch_watchers_max = at_least(value, key, 1)? as usize,
                 "queued.max.requests" => c.connection_requests_inflight_max = at_least(value, key, 1)? as usize,
+                "quota.window.num" => c.quota_window.samples = at_least(value, key, 1)?.min(QUOTA_WINDOW_NUM_MAX) as usize,
+                "quota.window.size.seconds" => c.quota_window.window_ms = at_least(value, key, 1)?.min(QUOTA_WINDOW_SECONDS_MAX) * 1000,
                 "queued.max.request.bytes" => {
                     c.queued_max_request_bytes = match value.parse::<i64>() {
                         Ok(-1) => None,

@@ -25,6 +25,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod quota;
 pub mod runtime;
 pub mod security;
 pub mod shard;

@@ -185,6 +185,8 @@ request_bodies! {
     OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
     DescribeLogDirs => DescribeLogDirsRequest,
     DescribeTopicPartitions => DescribeTopicPartitionsRequest,
+    DescribeClientQuotas => DescribeClientQuotasRequest,
+    AlterClientQuotas => AlterClientQuotasRequest,
 }
 
 /// True when the table has a decoder for this api key and `kafka-protocol` decodes this version.

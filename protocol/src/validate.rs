@@ -169,6 +169,7 @@ const INT32: Kind = Kind::Fixed(4);
 const INT64: Kind = Kind::Fixed(8);
 const BOOL: Kind = Kind::Fixed(1);
 const UUID: Kind = Kind::Fixed(16);
+const FLOAT64: Kind = Kind::Fixed(8);
 const STRING: Kind = Kind::String;
 const BYTES: Kind = Kind::Bytes;
 const RECORDS: Kind = Kind::Bytes;
@@ -293,6 +294,8 @@ static APIS: &[Api] = &[
     Api::new(75, "0", "0+", &DESCRIBE_TOPIC_PARTITIONS),
     Api::new(21, "0-2", "2+", &DELETE_RECORDS),
     Api::new(35, "1-4", "2+", &DESCRIBE_LOG_DIRS),
+    Api::new(48, "0-1", "1+", &DESCRIBE_CLIENT_QUOTAS),
+    Api::new(49, "0-1", "1+", &ALTER_CLIENT_QUOTAS),
 ];
 
 fn find_api(api_key: i16) -> Option<&'static Api> {
@@ -776,6 +779,36 @@ static DESCRIBE_LOG_DIRS: Struct = plain_struct!("DescribeLogDirsRequest" {
 static DESCRIBE_LOG_DIRS_TOPIC: Struct = plain_struct!("DescribableLogDirTopic" {
     "Topic": STRING, "0+";
     "Partitions": ARRAY_INT32, "0+";
+});
+
+// DescribeClientQuotas (48)
+static DESCRIBE_CLIENT_QUOTAS: Struct = plain_struct!("DescribeClientQuotasRequest" {
+    "Components": array(&DESCRIBE_CLIENT_QUOTAS_COMPONENT), "0+";
+    "Strict": BOOL, "0+";
+});
+static DESCRIBE_CLIENT_QUOTAS_COMPONENT: Struct = plain_struct!("ComponentData" {
+    "EntityType": STRING, "0+";
+    "MatchType": INT8, "0+";
+    "Match": STRING, "0+", nullable "0+";
+});
+
+// AlterClientQuotas (49)
+static ALTER_CLIENT_QUOTAS: Struct = plain_struct!("AlterClientQuotasRequest" {
+    "Entries": array(&ALTER_CLIENT_QUOTAS_ENTRY), "0+";
+    "ValidateOnly": BOOL, "0+";
+});
+static ALTER_CLIENT_QUOTAS_ENTRY: Struct = plain_struct!("EntryData" {
+    "Entity": array(&ALTER_CLIENT_QUOTAS_ENTITY), "0+";
+    "Ops": array(&ALTER_CLIENT_QUOTAS_OP), "0+";
+});
+static ALTER_CLIENT_QUOTAS_ENTITY: Struct = plain_struct!("EntityData" {
+    "EntityType": STRING, "0+";
+    "EntityName": STRING, "0+", nullable "0+";
+});
+static ALTER_CLIENT_QUOTAS_OP: Struct = plain_struct!("OpData" {
+    "Key": STRING, "0+";
+    "Value": FLOAT64, "0+";
+    "Remove": BOOL, "0+";
 });
 
 // AlterConfigs (33)

@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest, DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest,
     ListTransactionsRequest, TxnOffsetCommitRequest,
 };
+use kafka_protocol::messages::{alter_client_quotas_request, describe_client_quotas_request, AlterClientQuotasRequest, DescribeClientQuotasRequest};
 use kafka_protocol::messages::{
     alter_configs_request, create_partitions_request, create_topics_request, delete_topics_request, describe_configs_request, fetch_request,
     incremental_alter_configs_request, join_group_request, leave_group_request, list_offsets_request, metadata_request, offset_commit_request,
@@ -134,6 +135,8 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (21, 0, 2),
     (23, 2, 4),
     (35, 1, 4),
+    (48, 0, 1),
+    (49, 0, 1),
 ];
 
 fn declared_versions() -> impl Iterator<Item = (i16, i16)> {
@@ -785,6 +788,27 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                 DescribableLogDirTopic::default().with_topic(topic("payments")),
             ];
             encode(&DescribeLogDirsRequest::default().with_topics((!nulls).then_some(topics)), v)
+        }
+        48 => {
+            use describe_client_quotas_request::ComponentData;
+            let component = |t: &'static str, m: i8, name: Option<&'static str>| {
+                ComponentData::default().with_entity_type(StrBytes::from_static_str(t)).with_match_type(m).with_match(name.map(StrBytes::from_static_str))
+            };
+            let components = if nulls { vec![component("user", 1, None)] } else { vec![component("user", 0, Some("alice")), component("client-id", 2, None)] };
+            encode(&DescribeClientQuotasRequest::default().with_components(components).with_strict(true), v)
+        }
+        49 => {
+            use alter_client_quotas_request::{EntityData, EntryData, OpData};
+            let name = if nulls { None } else { Some(StrBytes::from_static_str("alice")) };
+            let entity = vec![
+                EntityData::default().with_entity_type(StrBytes::from_static_str("user")).with_entity_name(name),
+                EntityData::default().with_entity_type(StrBytes::from_static_str("client-id")).with_entity_name(Some(StrBytes::from_static_str("app"))),
+            ];
+            let ops = vec![
+                OpData::default().with_key(StrBytes::from_static_str("producer_byte_rate")).with_value(1024.0),
+                OpData::default().with_key(StrBytes::from_static_str("consumer_byte_rate")).with_remove(true),
+            ];
+            encode(&AlterClientQuotasRequest::default().with_entries(vec![EntryData::default().with_entity(entity).with_ops(ops)]).with_validate_only(true), v)
         }
         _ => panic!("no sample for api key {api_key}"),
     }

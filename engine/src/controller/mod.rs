@@ -55,6 +55,26 @@ pub enum ControllerRequest {
         resources: Vec<ConfigAlteration>,
         validate_only: bool,
     },
+    /// AlterClientQuotas: alterations already validated by the handler; one result per entry.
+    AlterClientQuotas {
+        entries: Vec<QuotaAlteration>,
+        validate_only: bool,
+    },
+}
+
+/// The quota changes of one client quota entity: (key, Some(value) to set, None to remove).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuotaAlteration {
+    pub entity: crate::quota::QuotaEntity,
+    pub ops: Vec<(String, Option<f64>)>,
+}
+
+impl QuotaAlteration {
+    /// How results and logs name the entity: `user=alice,client-id=<default>`.
+    pub fn name(&self) -> String {
+        let parts: Vec<String> = self.entity.components().iter().map(|(t, n)| format!("{t}={}", n.to_wire().unwrap_or("<default>"))).collect();
+        parts.join(",")
+    }
 }
 
 /// Config changes for one resource (a topic, or the broker).
@@ -102,6 +122,7 @@ impl ControllerRequest {
             ControllerRequest::CreateInternalTopic { name, .. } => vec![name.clone()],
             ControllerRequest::CreateAcls { acls } => acls.iter().map(acl_name).collect(),
             ControllerRequest::AlterConfigs { resources, .. } => resources.iter().map(|r| r.resource_name.clone()).collect(),
+            ControllerRequest::AlterClientQuotas { entries, .. } => entries.iter().map(QuotaAlteration::name).collect(),
         }
     }
 }
@@ -1105,6 +1126,34 @@ impl Controller {
                 let (altered, c) = config_ops::alter(shard, &mut meta, &resources, validate_only);
                 results.extend(altered);
                 changed |= c;
+            }
+            ControllerRequest::AlterClientQuotas { entries, validate_only } => {
+                for alteration in entries {
+                    let name = alteration.name();
+                    let quotas = &mut meta.client_quotas.entries;
+                    let mut values = quotas.get(&alteration.entity).cloned().unwrap_or_default();
+                    for (key, value) in &alteration.ops {
+                        match value {
+                            Some(v) => values.insert(key.clone(), crate::quota::QuotaValue(*v)),
+                            None => values.remove(key),
+                        };
+                    }
+                    if !quotas.contains_key(&alteration.entity) && !values.is_empty() && quotas.len() >= crate::quota::ENTITIES_MAX {
+                        let why = format!("the cluster keeps quotas for at most {} entities; remove some first", crate::quota::ENTITIES_MAX);
+                        results.push((name, ec::INVALID_REQUEST, Some(why)));
+                        continue;
+                    }
+                    if !validate_only && quotas.get(&alteration.entity).cloned().unwrap_or_default() != values {
+                        tracing::info!(entity = %name, quotas = ?values, "client quotas altered");
+                        if values.is_empty() {
+                            quotas.remove(&alteration.entity);
+                        } else {
+                            quotas.insert(alteration.entity.clone(), values);
+                        }
+                        changed = true;
+                    }
+                    results.push((name, ec::NONE, None));
+                }
             }
         }
         if changed {

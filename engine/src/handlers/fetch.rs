@@ -15,6 +15,7 @@ use shardlog_protocol::response::{encode_fetch_response, Chunk, FetchPartitionDa
 
 use super::{group_by_owner, Context, Response};
 use crate::authorizer::Operation;
+use crate::quota::manager::QuotaType;
 use crate::shard::messages::{Fetch, FetchPartition, ReadOutcome};
 use crate::storage::log::{now_ms, ReadPiece};
 use crate::storage::FileRange;
@@ -101,7 +102,15 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Response {
         let chunks = encode_fetch_response::<FileRange>(header.correlation_id, version, 0, ec::FETCH_SESSION_ID_NOT_FOUND, 0, Vec::new());
         return Response::Frame(chunks);
     }
-    let response_max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
+    let mut response_max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
+    // Followers are not held to client quotas, as in Kafka.
+    let quota = if request.replica_id.0 >= 0 { None } else { ctx.byte_quota(QuotaType::Fetch) };
+    if let Some(q) = &quota {
+        // One response takes no more than the quota windows hold (Kafka's
+        // getMaxValueInQuotaWindow), so one fetch cannot take many windows' worth.
+        let window_bytes = crate::quota::manager::QuotaManager::max_value_in_window(ctx.config().quota_window, q.bound);
+        response_max_bytes = response_max_bytes.min(window_bytes.max(1.0) as usize);
+    }
     let mut wanted = Vec::new();
     for t in &request.topics {
         let topic = t.topic.0.to_string();
@@ -189,5 +198,29 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Response {
             _ => topics.push(FetchTopicData { name: w.topic, partitions: vec![data] }),
         }
     }
-    Response::Frame(encode_fetch_response(header.correlation_id, version, 0, ec::NONE, 0, topics))
+    let chunks = encode_fetch_response(header.correlation_id, version, 0, ec::NONE, 0, topics);
+    let Some(q) = quota else { return Response::Frame(chunks) };
+    let size: usize = chunks
+        .iter()
+        .map(|c| match c {
+            Chunk::Bytes(b) => b.len(),
+            Chunk::External { len, .. } => *len,
+        })
+        .sum();
+    let throttle_ms = ctx.record_quota(QuotaType::Fetch, &q, size);
+    if throttle_ms == 0 {
+        return Response::Frame(chunks);
+    }
+    // Over the quota: answered with the throttle time and no data, and the bytes not sent are
+    // taken back from the measurement, as Kafka does.
+    ctx.unrecord_quota(QuotaType::Fetch, &q, size);
+    if version < CLIENT_THROTTLES_FROM_VERSION {
+        // Before KIP-219 the client does not hold back by itself: the broker delays the answer.
+        glommio::timer::sleep(std::time::Duration::from_millis(throttle_ms)).await;
+    }
+    let throttle = throttle_ms.min(i32::MAX as u64) as i32;
+    Response::Frame(encode_fetch_response::<FileRange>(header.correlation_id, version, throttle, ec::NONE, 0, Vec::new()))
 }
+
+/// Fetch versions whose clients back off by the throttle time themselves (KIP-219).
+const CLIENT_THROTTLES_FROM_VERSION: i16 = 8;

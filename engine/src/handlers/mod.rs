@@ -56,6 +56,7 @@ macro_rules! deny_configs {
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
@@ -70,6 +71,7 @@ pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -115,6 +117,7 @@ use shardlog_protocol::response::{encode_response, Chunk};
 use crate::config::BrokerConfig;
 use crate::coordinator::Coordinator;
 use crate::metadata::ClusterMetadata;
+use crate::quota::manager::QuotaType;
 use crate::security::Session;
 use crate::shard::router::{CallError, ShardCall};
 use crate::shard::Shard;
@@ -133,6 +136,9 @@ pub struct Context<'a> {
     /// order (requests are numbered as they are read).
     pub connection: &'a ConnectionState,
     pub request_seq: u64,
+    /// The throttle time this request earned against the client's producer_byte_rate when it
+    /// was read (see [`admit`]); 0 for other requests.
+    pub produce_throttle_ms: u64,
 }
 
 /// What the handlers keep per connection.
@@ -141,6 +147,10 @@ pub struct ConnectionState {
     /// Produce order per partition, checked on every answer (see `produce::check_order`).
     pub produce_order: std::cell::RefCell<produce::ProduceOrder>,
     next_request_seq: std::cell::Cell<u64>,
+    /// Until when a client over its quota is muted: no further request of the connection is
+    /// handled before then (KIP-219: the broker answers at once with the throttle time, then
+    /// reads nothing more from the client for that long).
+    muted_until: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl ConnectionState {
@@ -149,6 +159,25 @@ impl ConnectionState {
         let seq = self.next_request_seq.get();
         self.next_request_seq.set(seq + 1);
         seq
+    }
+
+    /// Mutes the connection for `ms` from now (a longer mute already set stays).
+    pub fn mute_for(&self, ms: u64) {
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+        if self.muted_until.get().is_none_or(|u| u < until) {
+            self.muted_until.set(Some(until));
+        }
+    }
+
+    /// How long the connection stays muted from now (None: it is not).
+    pub fn muted_for(&self) -> Option<std::time::Duration> {
+        let until = self.muted_until.get()?;
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            self.muted_until.set(None);
+            return None;
+        }
+        Some(left)
     }
 }
 
@@ -208,7 +237,30 @@ impl<'a> Context<'a> {
     }
 
     pub fn new(shard: &'a Shard, header: &'a RequestHeader, session: &'a Session, connection: &'a ConnectionState, request_seq: u64) -> Context<'a> {
-        Context { shard, header, session, authz: Authz::new(shard, session), connection, request_seq }
+        Context { shard, header, session, authz: Authz::new(shard, session), connection, request_seq, produce_throttle_ms: 0 }
+    }
+
+    /// The byte-rate quota of this request's client for `quota_type`, if it has one.
+    pub fn byte_quota(&self, quota_type: QuotaType) -> Option<crate::quota::Resolved> {
+        let meta = self.metadata();
+        if meta.client_quotas.is_empty() {
+            return None;
+        }
+        let client_id = self.header.client_id.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        meta.client_quotas.resolve(quota_type.key(), crate::quota::user_of(&self.session.principal()), &client_id)
+    }
+
+    /// Counts `bytes` against the client's quota on this shard. Over it: the throttle time, and
+    /// the connection is muted for that long.
+    pub fn record_quota(&self, quota_type: QuotaType, quota: &crate::quota::Resolved, bytes: usize) -> u64 {
+        record_quota(&self.shard.config, self.session, self.connection, quota_type, quota, bytes)
+    }
+
+    /// Takes back what [`Self::record_quota`] counted (a throttled fetch sends no data).
+    pub fn unrecord_quota(&self, quota_type: QuotaType, quota: &crate::quota::Resolved, bytes: usize) {
+        let window = self.config().quota_window;
+        let now = crate::quota::manager::now_ms();
+        crate::quota::manager::with(|m| m.unrecord(window, quota_type, quota, bytes as f64, now));
     }
 
     pub fn config(&self) -> &'a BrokerConfig {
@@ -332,6 +384,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     // Versions 0 and 1 are gone from Kafka 4 (KIP-896); its clients ask v2+.
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
@@ -350,13 +404,60 @@ pub fn respond<R: Encodable>(header: &RequestHeader, body: &R) -> Response {
     }
 }
 
-/// Handles request number `request_seq` of a connection (see [`ConnectionState::next_request_seq`]).
-pub async fn handle(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>, connection: Rc<ConnectionState>, request_seq: u64) -> Response {
+fn record_quota(
+    config: &BrokerConfig,
+    session: &Session,
+    connection: &ConnectionState,
+    quota_type: QuotaType,
+    quota: &crate::quota::Resolved,
+    bytes: usize,
+) -> u64 {
+    let now = crate::quota::manager::now_ms();
+    let throttle = crate::quota::manager::with(|m| m.record(config.quota_window, quota_type, quota, bytes as f64, now));
+    if throttle > 0 {
+        tracing::debug!(peer = %session.peer, user = %quota.user_tag, client_id = %quota.client_tag, quota = quota_type.name(), bound = quota.bound, throttle_ms = throttle, "client over its quota: throttled");
+        connection.mute_for(throttle);
+    }
+    throttle
+}
+
+/// Counts a Produce request against the client's producer_byte_rate as it is read, before it
+/// is handled, and returns its throttle time. Kafka handles one request of a connection at a
+/// time and counts it before reading the next; here a pipelining client has several handled at
+/// once, so counting at read time is what lets the next one find the connection muted. Kafka
+/// counts the whole request (`request.sizeInBytes`), appended or not.
+pub fn admit(shard: &Shard, frame: &Bytes, session: &Session, connection: &ConnectionState) -> u64 {
+    if request::peek_key_version_correlation(frame).is_none_or(|(key, _, _)| key != ApiKey::Produce as i16) {
+        return 0;
+    }
+    let meta = shard.metadata.borrow().clone();
+    if meta.client_quotas.is_empty() {
+        return 0;
+    }
+    // A header that does not parse closes the connection when the request is handled.
+    let Ok(header) = request::parse_header(frame) else { return 0 };
+    let client_id = header.client_id.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    let Some(quota) = meta.client_quotas.resolve(QuotaType::Produce.key(), crate::quota::user_of(&session.principal()), &client_id) else {
+        return 0;
+    };
+    record_quota(&shard.config, session, connection, QuotaType::Produce, &quota, frame.len() + shardlog_protocol::frame::FRAME_LENGTH_BYTES)
+}
+
+/// Handles request number `request_seq` of a connection (see [`ConnectionState::next_request_seq`]);
+/// `produce_throttle_ms` is what [`admit`] answered for it.
+pub async fn handle(
+    shard: Rc<Shard>,
+    frame: Bytes,
+    session: Rc<Session>,
+    connection: Rc<ConnectionState>,
+    request_seq: u64,
+    produce_throttle_ms: u64,
+) -> Response {
     // The TSC through quanta: a few nanoseconds a read, against tens for the system clock,
     // which matters at millions of requests per second.
     let started = quanta::Instant::now();
     let api_key = request::peek_key_version_correlation(&frame).map(|(k, _, _)| k);
-    let response = handle_request(&shard, frame, &session, &connection, request_seq).await;
+    let response = handle_request(&shard, frame, &session, &connection, request_seq, produce_throttle_ms).await;
     if let (Some(key), true) = (api_key, shard.config.metrics_enabled) {
         if supported_versions(key).is_some() {
             probe::record(key, started.elapsed().as_micros() as u64);
@@ -365,7 +466,14 @@ pub async fn handle(shard: Rc<Shard>, frame: Bytes, session: Rc<Session>, connec
     response
 }
 
-async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, connection: &ConnectionState, request_seq: u64) -> Response {
+async fn handle_request(
+    shard: &Rc<Shard>,
+    frame: Bytes,
+    session: &Session,
+    connection: &ConnectionState,
+    request_seq: u64,
+    produce_throttle_ms: u64,
+) -> Response {
     let shard = shard.clone();
     let peer = session.peer;
     let header = match request::parse_header(&frame) {
@@ -402,7 +510,8 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, conn
         }
     };
     tracing::trace!(%peer, api_key = header.api_key, version = header.api_version, correlation_id = header.correlation_id, "request");
-    let ctx = Context::new(&shard, &header, session, connection, request_seq);
+    let mut ctx = Context::new(&shard, &header, session, connection, request_seq);
+    ctx.produce_throttle_ms = produce_throttle_ms;
     match body {
         RequestBody::ApiVersions(_) => api_versions::handle(&ctx),
         RequestBody::Metadata(r) => metadata::handle(&ctx, r).await,
@@ -450,6 +559,8 @@ async fn handle_request(shard: &Rc<Shard>, frame: Bytes, session: &Session, conn
         RequestBody::DeleteRecords(r) => delete_records::handle(&ctx, r).await,
         RequestBody::OffsetForLeaderEpoch(r) => offset_for_leader_epoch::handle(&ctx, r).await,
         RequestBody::DescribeLogDirs(r) => describe_log_dirs::handle(&ctx, r).await,
+        RequestBody::DescribeClientQuotas(r) => describe_client_quotas::handle(&ctx, r),
+        RequestBody::AlterClientQuotas(r) => alter_client_quotas::handle(&ctx, r).await,
     }
 }
 

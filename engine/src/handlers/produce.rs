@@ -11,6 +11,9 @@ use super::{group_by_owner, respond, str_bytes, Context, Response};
 use crate::authorizer::Operation;
 use crate::shard::messages::{Produce, ProduceOutcome};
 
+/// Produce versions whose clients back off by the throttle time themselves (KIP-219).
+const CLIENT_THROTTLES_FROM_VERSION: i16 = 6;
+
 fn failed(code: i16, message: Option<String>) -> ProduceOutcome {
     ProduceOutcome {
         error_code: code,
@@ -89,10 +92,18 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
     }
     let results: Vec<_> = work.into_iter().zip(outcomes).map(|((name, index, _, _), o)| (name, index, o.expect("every partition has an outcome"))).collect();
     check_order(ctx, &results);
+    // Counted against producer_byte_rate when it was read (`handlers::admit`); the client is
+    // answered at once, the connection muted for the throttle time.
+    let throttle_ms = ctx.produce_throttle_ms;
     if acks == 0 {
         return Response::Nothing;
     }
+    if throttle_ms > 0 && header.api_version < CLIENT_THROTTLES_FROM_VERSION {
+        // Before KIP-219 the client does not hold back by itself: the broker delays the answer.
+        glommio::timer::sleep(std::time::Duration::from_millis(throttle_ms)).await;
+    }
     let mut r = ProduceResponse::default();
+    r.throttle_time_ms = throttle_ms.min(i32::MAX as u64) as i32;
     for (name, index, outcome) in &results {
         let position = match r.responses.iter().position(|t: &TopicProduceResponse| t.name.0.as_str() == name.as_str()) {
             Some(i) => i,

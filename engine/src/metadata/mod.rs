@@ -161,6 +161,9 @@ pub struct ClusterMetadata {
     /// answers. -1 while none is recorded, as Kafka answers then.
     #[serde(default = "no_features_epoch")]
     pub finalized_features_epoch: i64,
+    /// Client quotas (AlterClientQuotas), by entity.
+    #[serde(default, skip_serializing_if = "crate::quota::ClientQuotas::is_empty")]
+    pub client_quotas: crate::quota::ClientQuotas,
 }
 
 fn no_features_epoch() -> i64 {
@@ -236,6 +239,7 @@ impl ClusterMetadata {
             finalized_features: BTreeMap::new(),
             quorum_voters: Vec::new(),
             finalized_features_epoch: no_features_epoch(),
+            client_quotas: Default::default(),
         }
     }
 

@@ -92,6 +92,12 @@ pub enum MetadataRecord {
     QuorumVoters {
         voters: Vec<(i32, String)>,
     },
+    /// Every quota of one client quota entity, replacing the ones before (none: the entity
+    /// has no quota left).
+    ClientQuota {
+        entity: crate::quota::QuotaEntity,
+        values: BTreeMap<String, crate::quota::QuotaValue>,
+    },
 }
 
 /// What applying records needs to know about the node it runs on.
@@ -171,6 +177,13 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata, node_id: i32) -> Vec<M
     }
     if old.quorum_voters != new.quorum_voters {
         records.push(MetadataRecord::QuorumVoters { voters: new.quorum_voters.clone() });
+    }
+    let (old_quotas, new_quotas) = (&old.client_quotas.entries, &new.client_quotas.entries);
+    for entity in old_quotas.keys().chain(new_quotas.keys()).collect::<std::collections::BTreeSet<_>>() {
+        let values = new_quotas.get(entity).cloned().unwrap_or_default();
+        if old_quotas.get(entity).cloned().unwrap_or_default() != values {
+            records.push(MetadataRecord::ClientQuota { entity: entity.clone(), values });
+        }
     }
     records
 }
@@ -289,6 +302,13 @@ pub fn apply(view: &mut ClusterMetadata, record: &MetadataRecord, node: &dyn Loc
             }
         }
         MetadataRecord::QuorumVoters { voters } => view.quorum_voters = voters.clone(),
+        MetadataRecord::ClientQuota { entity, values } => {
+            if values.is_empty() {
+                view.client_quotas.entries.remove(entity);
+            } else {
+                view.client_quotas.entries.insert(entity.clone(), values.clone());
+            }
+        }
     }
     Ok(())
 }
@@ -349,12 +369,18 @@ mod tests {
         // Another broker's own configs are kept too (a snapshot carries them to it).
         new.other_broker_configs.insert(2, BTreeMap::from([("log.cleaner.threads".into(), "2".into())]));
         new.group_configs.insert("g".into(), BTreeMap::from([("consumer.heartbeat.interval.ms".into(), "6000".into())]));
+        let alice = crate::quota::QuotaEntity { user: Some(crate::quota::EntityName::Named("alice".into())), ..Default::default() };
+        new.client_quotas.entries.insert(alice, BTreeMap::from([(crate::quota::PRODUCER_BYTE_RATE.into(), crate::quota::QuotaValue(1024.0))]));
         let view = replayed(&old, &new, &node);
         assert_eq!(replication_only(&view), replication_only(&new));
         // A group whose last override is deleted leaves no empty entry behind.
         let mut cleared = view.clone();
         cleared.group_configs.clear();
         assert_eq!(replayed(&view, &cleared, &node).group_configs, BTreeMap::new());
+        // So does an entity whose last quota is removed.
+        let mut unquoted = view.clone();
+        unquoted.client_quotas.entries.clear();
+        assert!(replayed(&view, &unquoted, &node).client_quotas.is_empty());
         assert!(view.topics["t"].partitions.iter().all(|p| p.hosted));
         // Removing and growing: a topic deleted, another recreated under the same name.
         let mut newer = view.clone();

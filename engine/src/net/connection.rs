@@ -185,6 +185,11 @@ async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Wri
         if failed {
             break;
         }
+        // A client over its quota is muted: nothing more of it is handled until the throttle
+        // time has passed (KIP-219), and its socket buffer fills meanwhile.
+        if let Some(left) = state.muted_for() {
+            glommio::timer::sleep(left).await;
+        }
         let api_key = peek_key_version_correlation(&frame).map(|(k, _, _)| k).unwrap_or(-1);
         let is_sasl_request = api_key == ApiKey::SaslHandshake as i16 || api_key == ApiKey::SaslAuthenticate as i16;
         if sasl && !is_sasl_request {
@@ -203,12 +208,14 @@ async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Wri
         }
         let (task, close_after) = if is_sasl_request {
             // In order, before the next frame is read: the next request depends on the outcome.
-            let response = handlers::handle(shard.clone(), frame.freeze(), session.clone(), state.clone(), state.next_request_seq()).await;
+            let response = handlers::handle(shard.clone(), frame.freeze(), session.clone(), state.clone(), state.next_request_seq(), 0).await;
             drop(permit);
             let close_after = matches!(response, Response::Close(_) | Response::FrameThenClose(..));
             (glommio::spawn_local(async move { response }).detach(), close_after)
         } else {
-            let handled = handlers::handle(shard.clone(), frame.freeze(), session.clone(), state.clone(), state.next_request_seq());
+            let frame = frame.freeze();
+            let produce_throttle_ms = handlers::admit(shard, &frame, &session, &state);
+            let handled = handlers::handle(shard.clone(), frame, session.clone(), state.clone(), state.next_request_seq(), produce_throttle_ms);
             let task = glommio::spawn_local(async move {
                 let response = handled.await;
                 // The request's bytes are released once it is answered; a fetch response's

@@ -60,6 +60,27 @@ pub fn listen(shard: &Rc<Shard>, limits: Arc<limits::ConnectionLimits>) -> Resul
                 match socket.accept().await {
                     Ok(stream) => {
                         let peer_ip = stream.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+                        let quota = {
+                            let meta = shard.metadata.borrow();
+                            if meta.client_quotas.is_empty() {
+                                None
+                            } else {
+                                meta.client_quotas.ip_connection_rate(&peer_ip)
+                            }
+                        };
+                        if let Err(throttle_ms) = limits.count_creation(peer_ip, quota, shard.config.quota_window, crate::quota::manager::now_ms()) {
+                            shard.shard_probe.connections_refused.inc();
+                            tracing::info!(peer = %peer_ip, listener = %shard.config.listeners[index].name, throttle_ms,
+                                "closing a new connection after its throttle time: the address is over its connection_creation_rate quota");
+                            // Closed after the throttle time, not at once, so that the client
+                            // does not reconnect straight away (KIP-612).
+                            glommio::spawn_local(async move {
+                                glommio::timer::sleep(std::time::Duration::from_millis(throttle_ms)).await;
+                                drop(stream);
+                            })
+                            .detach();
+                            continue;
+                        }
                         // Another shard may have taken the last slot while this one waited in
                         // accept: this connection then waits unserved, like those still in the
                         // backlog, until a slot frees.

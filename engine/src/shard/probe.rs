@@ -97,6 +97,9 @@ pub struct ShardSnapshot {
     pub dirty_budget: BudgetSnapshot,
     /// Request bytes read and not yet answered (`queued.max.request.bytes`).
     pub request_budget: BudgetSnapshot,
+    /// Client quota entities this shard throttled, with their totals (filled in by the
+    /// handlers' quota manager).
+    pub quota_throttles: Vec<crate::quota::manager::ThrottleStats>,
 }
 
 /// One of a shard's byte budgets (`crate::budget`).
@@ -184,6 +187,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         connections_refused: shard.shard_probe.connections_refused.get(),
         dirty_budget: BudgetSnapshot::of(&shard.dirty_budget),
         request_budget: BudgetSnapshot::of(&shard.request_budget),
+        quota_throttles: Vec::new(),
     }
 }
 
@@ -261,7 +265,7 @@ pub fn render(snapshots: &[ShardSnapshot], listener: &str, uptime: Duration, rss
         e.value("shardlog_authentication_failures_total", "Failed client authentications.", Kind::Counter, conn, s.authentication_failures as f64);
         e.value(
             "shardlog_connections_refused_total",
-            "New connections closed at once for being over max.connections.per.ip (or its override).",
+            "New connections closed for being over max.connections.per.ip (or its override), or over their address's connection_creation_rate quota.",
             Kind::Counter,
             shard_label(s),
             s.connections_refused as f64,
@@ -309,6 +313,25 @@ pub fn render(snapshots: &[ShardSnapshot], listener: &str, uptime: Duration, rss
         e.value("shardlog_shard_memory_bytes", help, Kind::Gauge, mem, s.pending_write_bytes as f64);
         e.value("shardlog_sendfile_calls_total", "sendfile(2) calls for zero-copy reads.", Kind::Counter, shard_label(s), s.sendfile_calls as f64);
         e.value("shardlog_sendfile_bytes_total", "Bytes sent with sendfile(2).", Kind::Counter, shard_label(s), s.sendfile_bytes as f64);
+        for t in &s.quota_throttles {
+            // Kafka's quota metric tags: the user and client id the quota is measured under
+            // (empty where the quota is not of that component).
+            let labels = vec![("quota", t.quota_type.name().to_string()), ("user", t.user.clone()), ("client_id", t.client_id.clone())];
+            e.value(
+                "shardlog_quota_throttle_time_ms_total",
+                "Throttle time given to clients over a client quota, per quota type and entity (entities tracked now).",
+                Kind::Counter,
+                labels.clone(),
+                t.throttle_ms_total as f64,
+            );
+            e.value(
+                "shardlog_quota_throttled_responses_total",
+                "Responses that carried a throttle time, per quota type and entity (entities tracked now).",
+                Kind::Counter,
+                labels,
+                t.throttled as f64,
+            );
+        }
     }
     for s in snapshots {
         for (group, topic, partition, committed) in &s.committed {
@@ -352,6 +375,13 @@ mod tests {
             produce_order_violations: 0,
             dirty_budget: BudgetSnapshot { used_bytes: 7, bytes_max: 100, used_bytes_peak: 9, waits: 2 },
             request_budget: BudgetSnapshot::default(),
+            quota_throttles: vec![crate::quota::manager::ThrottleStats {
+                quota_type: crate::quota::manager::QuotaType::Produce,
+                user: "alice".into(),
+                client_id: String::new(),
+                throttle_ms_total: 1200,
+                throttled: 3,
+            }],
         };
         let mut other = empty.clone();
         other.shard = 1;
@@ -386,5 +416,7 @@ mod tests {
         assert!(text.contains("shardlog_partition_segments_deleted_total{topic=\"t\",partition=\"0\"} 4"), "{text}");
         assert!(text.contains("shardlog_shard_budget_waits_total{shard=\"0\",budget=\"dirty\"} 2"), "{text}");
         assert!(text.contains("shardlog_shard_budget_used_bytes_peak{shard=\"0\",budget=\"dirty\"} 9"), "{text}");
+        // Each shard's throttling of one entity adds up.
+        assert!(text.contains("shardlog_quota_throttle_time_ms_total{quota=\"produce\",user=\"alice\",client_id=\"\"} 2400"), "{text}");
     }
 }
