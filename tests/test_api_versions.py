@@ -20,7 +20,7 @@ import kafkawire as kw
 CORE_APIS = {
     kw.PRODUCE: (3, 9),
     kw.FETCH: (4, 12),
-    kw.LIST_OFFSETS: (1, 7),
+    kw.LIST_OFFSETS: (1, 10),
     kw.METADATA: (0, 12),
     kw.API_VERSIONS: (0, 4),
     kw.CREATE_TOPICS: (2, 7),

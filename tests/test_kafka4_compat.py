@@ -96,6 +96,33 @@ def test_list_offsets_max_timestamp_read_committed_waits_for_the_transaction(bro
     assert max_timestamp(IsolationLevel.READ_COMMITTED) == (1, base + 10)
 
 
+def test_list_offsets_v8_to_v10_earliest_local_and_latest_tiered(broker):
+    """ListOffsets v8 (KIP-405) and v9 (KIP-1005), as Kafka answers them without tiered storage:
+    EARLIEST_LOCAL (-4) is the log start offset, which DeleteRecords moves, and LATEST_TIERED
+    (-5) is offset -1. v10 only adds a timeout for remote lookups."""
+    from kafka.protocol.consumer import ListOffsetsRequest, ListOffsetsResponse
+
+    from test_api_versions import Client
+
+    clients.create_topic(broker.bootstrap, TOPIC, 1)
+    produce_with_timestamps(broker.bootstrap, [1_000 + i for i in range(20)])
+    admin = AdminClient(clients.rdkafka(broker.bootstrap))
+    [deleted] = admin.delete_records([TopicPartition(TOPIC, 0, 7)]).values()
+    assert deleted.result(30).low_watermark == 7
+
+    c = Client(broker.port)
+    try:
+        for version in (8, 9, 10):
+            R = ListOffsetsRequest[version]
+            fields = {"timeout_ms": 5_000} if version >= 10 else {}
+            parts = [R.ListOffsetsTopic.ListOffsetsPartition(partition_index=0, current_leader_epoch=-1, timestamp=ts) for ts in (-2, -4, -5, -1)]
+            r = c.call(ListOffsetsRequest, ListOffsetsResponse, version, replica_id=-1, isolation_level=0, topics=[R.ListOffsetsTopic(name=TOPIC, partitions=parts)], **fields)
+            got = [(p.error_code, p.offset, p.timestamp) for t in r.topics for p in t.partitions]
+            assert got == [(0, 7, -1), (0, 7, -1), (0, -1, -1), (0, 20, -1)], f"v{version}: earliest, earliest local, latest tiered, latest"
+    finally:
+        c.close()
+
+
 def test_flush_ms_takes_log_flush_interval_ms_as_its_broker_synonym(broker_factory):
     broker = broker_factory(config={"log.flush.interval.ms": 3})
     clients.create_topic(broker.bootstrap, "flushy", 1)

@@ -250,7 +250,7 @@ macro_rules! plain_struct {
 static APIS: &[Api] = &[
     Api::new(0, "3-9", "9+", &PRODUCE),
     Api::new(1, "4-12", "12+", &FETCH),
-    Api::new(2, "1-7", "6+", &LIST_OFFSETS),
+    Api::new(2, "1-10", "6+", &LIST_OFFSETS),
     Api::new(3, "0-12", "9+", &METADATA),
     Api::new(8, "2-8", "8+", &OFFSET_COMMIT),
     Api::new(9, "1-8", "6+", &OFFSET_FETCH),

@@ -91,7 +91,7 @@ const ALLOCATION_BYTES_SLACK: usize = 4096;
 const DECLARED: &[(i16, i16, i16)] = &[
     (0, 3, 9),
     (1, 4, 12),
-    (2, 1, 7),
+    (2, 1, 10),
     (3, 0, 12),
     (8, 2, 8),
     (9, 1, 8),

@@ -338,6 +338,10 @@ pub async fn fetch(shard: &Shard, partitions: &[FetchPartition], read_committed:
 
 /// ListOffsets' MAX_TIMESTAMP spec (KIP-734, ListOffsets v7).
 const MAX_TIMESTAMP: i64 = -3;
+/// EARLIEST_LOCAL_TIMESTAMP (KIP-405, v8): the first offset kept on local disk.
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+/// LATEST_TIERED_TIMESTAMP (KIP-1005, v9): the last offset in remote storage.
+const LATEST_TIERED_TIMESTAMP: i64 = -5;
 
 pub async fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: i64, read_committed: bool) -> (i16, i64, i64) {
     let Some(p) = shard.local_partition(topic, partition) else { return (shard.absent_partition_error(topic, partition), -1, -1) };
@@ -360,7 +364,10 @@ pub async fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: 
     }
     let log = p.log.borrow();
     match timestamp {
-        -2 => (ec::NONE, log.log_start_offset(), -1),
+        // Nothing is tiered, so the local log starts where the log does, and no offset is in
+        // remote storage: Kafka answers these the same way when remote storage is off.
+        -2 | EARLIEST_LOCAL_TIMESTAMP => (ec::NONE, log.log_start_offset(), -1),
+        LATEST_TIERED_TIMESTAMP => (ec::NONE, -1, -1),
         -1 if read_committed => (ec::NONE, log.last_stable_offset(), -1),
         -1 => (ec::NONE, log.log_end_offset(), -1),
         ts if ts < 0 => (ec::NONE, log.log_end_offset(), -1),
