@@ -112,13 +112,17 @@ pub struct ColdRead {
     result: ReadResult,
     phase: Phase,
     window: Window,
+    /// The read jumped to an index entry and has not read the header there yet:
+    /// `result.end_offset` is the entry's offset (the last of the batch at the jump's end), an
+    /// upper bound until that header says where the batches read end.
+    boundary_unread: bool,
 }
 
 impl ColdRead {
     /// A read from `offset` of up to about `max_bytes` (at least one whole batch), of batches that
     /// start below `end_offset`; `result` holds what the read answers besides the bytes.
     pub(super) fn new(offset: i64, max_bytes: usize, end_offset: i64, result: ReadResult) -> ColdRead {
-        ColdRead { offset, max_bytes, end_offset, result, phase: Phase::Choose { after_segment: None }, window: Window::default() }
+        ColdRead { offset, max_bytes, end_offset, result, phase: Phase::Choose { after_segment: None }, window: Window::default(), boundary_unread: false }
     }
 
     /// Hands over the bytes of the read that the last step asked for.
@@ -153,8 +157,8 @@ impl ColdRead {
                     let Some(file) = seg.read_file.clone() else { return Ok(self.finish()) };
                     let relative = (self.offset - seg.base_offset).clamp(0, u32::MAX as i64) as u32;
                     let (_, position) = seg.index.lookup(relative);
-                    // The batch holding the offset starts before the next entry's batch (whose
-                    // base offset is past it), or is that batch when compaction left a gap.
+                    // The batch holding the offset is the next entry's batch (which holds an
+                    // offset past it) or one before it: the header window reaches that far.
                     let found_by = seg.index.next_after(relative).map_or(seg.written_bytes, |(_, p)| p as u64);
                     self.phase = Phase::Find { segment_base: seg.base_offset, file, position: position as u64, found_by, written_bytes: seg.written_bytes };
                     // The window holds another segment's bytes, if any: not this file's.
@@ -182,8 +186,15 @@ impl ColdRead {
                     }
                     self.phase = self.found(log, segment_base, file, start, written_bytes, &header);
                 }
-                Phase::Extend { file, start, end, limit, .. } if *end + BATCH_HEADER_BYTES as u64 > *limit => {
-                    // A batch from `end` would not fit: its header alone passes the limit.
+                Phase::Extend { file, start, end, limit, written_bytes } if *end + BATCH_HEADER_BYTES as u64 > *limit => {
+                    // A batch from `end` would not fit: its header alone passes the limit. Its
+                    // base offset is where the read ends, if the jump left that unknown.
+                    if self.boundary_unread && *end + BATCH_HEADER_BYTES as u64 <= *written_bytes {
+                        let Some(header) = self.window.header_at(*end)? else {
+                            return Ok(Step::Read(WindowRead { file: file.clone(), position: *end, len: BATCH_HEADER_BYTES }));
+                        };
+                        settle_boundary(&mut self.boundary_unread, &mut self.result, &header);
+                    }
                     let piece = ReadPiece::File { file: file.clone(), position: *start, len: (*end - *start) as usize };
                     return Ok(self.finish_with(piece));
                 }
@@ -193,6 +204,7 @@ impl ColdRead {
                         return Ok(Step::Read(WindowRead { file: file.clone(), position: *end, len }));
                     };
                     let batch_end = *end + header.size_bytes as u64;
+                    settle_boundary(&mut self.boundary_unread, &mut self.result, &header);
                     if batch_end > *written_bytes || batch_end - *start > self.max_bytes as u64 || header.base_offset >= self.end_offset {
                         let piece = ReadPiece::File { file: file.clone(), position: *start, len: (*end - *start) as usize };
                         return Ok(self.finish_with(piece));
@@ -207,7 +219,7 @@ impl ColdRead {
 
     /// The batch `first` at `start` holds the fetch offset: it is read whole, and the read jumps
     /// with the offset index towards its byte limit (every batch before an index entry is whole
-    /// and starts below the entry's offset, so the headers jumped over are never read).
+    /// and ends below the entry's offset, so the headers jumped over are never read).
     fn found(&mut self, log: &PartitionLog, segment_base: i64, file: Arc<File>, start: u64, written_bytes: u64, first: &BatchHeader) -> Phase {
         let mut end = start + first.size_bytes as u64;
         self.result.records += first.last_offset_delta as u64 + 1;
@@ -221,10 +233,14 @@ impl ColdRead {
         if let Some(seg) = same_segment {
             let relative_offset_max = (self.end_offset - seg.base_offset).clamp(0, u32::MAX as i64) as u32;
             if let Some((relative, position)) = seg.index.last_boundary(end, limit, relative_offset_max) {
+                // The entry names the last offset of the batch at `position`: the batches
+                // jumped over end before it. Where exactly is known once that batch's header is
+                // read (`boundary_unread`); the records count for the metrics (a compacted range
+                // counts its gaps) is corrected then too.
                 let boundary_offset = seg.base_offset + relative as i64;
-                // Offsets spanned, for the metrics (a compacted range counts its gaps).
                 self.result.records += (boundary_offset - self.result.end_offset).max(0) as u64;
                 self.result.end_offset = boundary_offset;
+                self.boundary_unread = true;
                 end = position as u64;
             }
         }
@@ -240,5 +256,15 @@ impl ColdRead {
         self.result.bytes += piece.len();
         self.result.pieces.push(piece);
         self.finish()
+    }
+}
+
+/// `header` is the batch's at the index entry the read jumped to: the batches before it end
+/// below its base offset, not at the entry's offset.
+fn settle_boundary(boundary_unread: &mut bool, result: &mut ReadResult, header: &BatchHeader) {
+    if std::mem::take(boundary_unread) {
+        let overstated = (result.end_offset - header.base_offset).max(0) as u64;
+        result.records = result.records.saturating_sub(overstated);
+        result.end_offset = header.base_offset;
     }
 }

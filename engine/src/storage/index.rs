@@ -1,8 +1,12 @@
 //! Offset and time indexes, in Kafka's on-disk formats.
 //!
 //! `.index`: 8-byte entries, (relative offset u32, file position u32), big-endian, sparse: one
-//! entry every `log.index.interval.bytes` of log. `.timeindex`: 12-byte entries, (timestamp i64,
-//! relative offset u32), added when a batch raises the segment's max timestamp.
+//! entry every `log.index.interval.bytes` of log, naming the last offset of the batch that
+//! starts at the position, as Kafka writes them. Files written by shardlog before 0.1's
+//! Kafka-exact indexes name the batch's base offset instead; every lookup here only relies on
+//! "the batch at the position holds the entry's offset", which both kinds satisfy, so old
+//! files are read as they are. `.timeindex`: 12-byte entries, (timestamp i64, relative offset
+//! u32), added when a batch raises the segment's max timestamp.
 //! Indexes live in memory while a segment is active and are written when it is sealed or the
 //! broker shuts down cleanly; after a crash, the active segment's indexes are rebuilt by scanning.
 
@@ -24,7 +28,9 @@ impl OffsetIndex {
         self.entries.push((relative_offset, position));
     }
 
-    /// The entry with the largest relative offset at or below `relative_offset`, or (0, 0).
+    /// The entry with the largest relative offset at or below `relative_offset`, or (0, 0):
+    /// the batch at its position starts at or below `relative_offset`, so a scan from there
+    /// finds it.
     pub fn lookup(&self, relative_offset: u32) -> (u32, u32) {
         let i = self.entries.partition_point(|&(o, _)| o <= relative_offset);
         if i == 0 {
@@ -35,14 +41,15 @@ impl OffsetIndex {
     }
 
     /// The first entry with a relative offset above `relative_offset`: the batch holding that
-    /// offset starts before the entry's batch (or is it, where compaction left a gap).
+    /// offset is the entry's batch or one before it.
     pub fn next_after(&self, relative_offset: u32) -> Option<(u32, u32)> {
         self.entries.get(self.entries.partition_point(|&(o, _)| o <= relative_offset)).copied()
     }
 
     /// The last entry whose position is in `after_position..=up_to_position` and whose
     /// relative offset is at most `relative_offset_max`: a batch boundary a read can jump to
-    /// without reading the headers of the batches before it.
+    /// without reading the headers of the batches before it (they all end below the entry's
+    /// offset).
     pub fn last_boundary(&self, after_position: u64, up_to_position: u64, relative_offset_max: u32) -> Option<(u32, u32)> {
         let end = self.entries.partition_point(|&(o, p)| (p as u64) <= up_to_position && o <= relative_offset_max);
         self.entries[..end].last().copied().filter(|&(_, p)| p as u64 >= after_position)

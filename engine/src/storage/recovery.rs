@@ -73,7 +73,8 @@ impl PartitionLog {
                     seg.next_offset = l.next_offset;
                     seg.max_timestamp = l.max_timestamp;
                     seg.offset_of_max_timestamp = l.offset_of_max_timestamp;
-                    seg.bytes_since_index_entry = config.index_interval_bytes; // next append adds an entry
+                    seg.bytes_since_index_entry = config.index_interval_bytes.saturating_add(1);
+                    // next append adds an entry
                 }
                 None => {
                     let scan = segment::scan(&path, base, config.index_interval_bytes)?;

@@ -74,14 +74,14 @@ impl Segment {
     /// Bookkeeping for one batch appended at `position` (= the old `size_bytes`).
     pub fn record_batch(&mut self, header: &BatchHeader, index_interval_bytes: u64) {
         let position = self.size_bytes;
-        let relative = (header.base_offset - self.base_offset) as u32;
         if self.size_bytes == 0 {
             self.first_batch_timestamp = header.max_timestamp;
         }
-        if self.size_bytes == 0 || self.bytes_since_index_entry >= index_interval_bytes {
-            if position > 0 {
-                self.index.push(relative, position as u32);
-            }
+        // As Kafka's LogSegment.append: an entry names the batch's last offset and where the
+        // batch starts, once more than the interval has been written since the last entry, so
+        // that kafka-dump-log finds each entry's offset at the end of the batch it points at.
+        if self.size_bytes > 0 && self.bytes_since_index_entry > index_interval_bytes {
+            self.index.push((header.last_offset() - self.base_offset) as u32, position as u32);
             self.bytes_since_index_entry = 0;
         }
         let timestamp = header.max_timestamp;
