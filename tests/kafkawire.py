@@ -689,6 +689,9 @@ class DescribedPartition:
     replicas: list[int]
     isr: list[int]
     offline: list[int]
+    # KIP-966's eligible leader replicas and last known ELR: None where the wire says null.
+    elr: list[int] | None = None
+    last_known_elr: list[int] | None = None
 
 
 @dataclass
@@ -711,8 +714,11 @@ def parse_describe_topic_partitions_v0(body: bytes) -> tuple[list[DescribedTopic
         return None if n == 0 else r.take(n - 1).decode()
 
     def int32s() -> list[int]:
+        return nullable_int32s() or []
+
+    def nullable_int32s() -> list[int] | None:
         n = r.uvarint()
-        return [] if n == 0 else [r.i32() for _ in range(n - 1)]
+        return None if n == 0 else [r.i32() for _ in range(n - 1)]
 
     r.i32()  # throttle time
     topics = []
@@ -721,8 +727,8 @@ def parse_describe_topic_partitions_v0(body: bytes) -> tuple[list[DescribedTopic
         partitions = []
         for _ in range(r.uvarint() - 1):
             p = DescribedPartition(r.i16(), r.i32(), r.i32(), r.i32(), int32s(), int32s(), [])
-            int32s()  # eligible leader replicas
-            int32s()  # last known ELR
+            p.elr = nullable_int32s()
+            p.last_known_elr = nullable_int32s()
             p.offline = int32s()
             r.skip_tagged_fields()
             partitions.append(p)

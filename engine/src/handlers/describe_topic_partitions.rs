@@ -87,9 +87,11 @@ pub fn handle(ctx: &Context<'_>, request: DescribeTopicPartitionsRequest) -> Res
                 p.replica_nodes = state.replicas.into_iter().map(BrokerId).collect();
                 p.isr_nodes = state.isr.into_iter().map(BrokerId).collect();
                 p.offline_replicas = state.offline.into_iter().map(BrokerId).collect();
-                // Eligible leader replicas (KIP-966) are not kept: eligible.leader.replicas.version is 0.
-                p.eligible_leader_replicas = None;
-                p.last_known_elr = None;
+                // Eligible leader replicas (KIP-966) are not kept (eligible.leader.replicas.version
+                // is 0): empty lists, as Kafka sends then, never null, which Kafka's admin client
+                // does not expect.
+                p.eligible_leader_replicas = Some(Vec::new());
+                p.last_known_elr = Some(Vec::new());
                 p
             })
             .collect();
