@@ -32,6 +32,7 @@ INIT_PRODUCER_ID = 22
 OFFSET_FOR_LEADER_EPOCH = 23
 CREATE_PARTITIONS = 37
 DESCRIBE_CLUSTER = 60
+UNREGISTER_BROKER = 64
 DESCRIBE_TOPIC_PARTITIONS = 75
 
 # Error codes used by the tests.
@@ -666,6 +667,23 @@ def parse_metadata_v1(body: bytes) -> tuple[list[tuple[int, str, int]], dict[str
 
 # ---------------------------------------------------------------------------------------------
 # A raw connection.
+
+def unregister_broker_v0_request(correlation_id: int, broker_id: int) -> bytes:
+    return frame(request_header(UNREGISTER_BROKER, 0, correlation_id, flexible=True) + i32(broker_id) + TAGGED_FIELDS_EMPTY)
+
+
+def parse_unregister_broker_v0(body: bytes) -> tuple[int, str | None]:
+    """(error code, error message) of an UnregisterBroker v0 response (after the correlation id)."""
+    r = Reader(body)
+    r.skip_tagged_fields()  # response header v1
+    r.i32()  # throttle time
+    error = r.i16()
+    n = r.uvarint()
+    message = None if n == 0 else r.take(n - 1).decode()
+    r.skip_tagged_fields()
+    assert r.remaining() == 0, f"{r.remaining()} bytes after the response"
+    return error, message
+
 
 def describe_topic_partitions_v0_request(correlation_id: int, topics: list[str], limit: int, cursor: tuple[str, int] | None = None,
                                          cursor_presence: int | None = None) -> bytes:

@@ -314,6 +314,12 @@ def test_kafka_features_and_metadata_quorum_on_one_node(broker, tmp_path):
     cluster_id = ok(kafka_tool("kafka-cluster", "cluster-id", "--bootstrap-server", b, tmp_path=tmp_path)).strip()
     assert cluster_id == f"Cluster ID: {st['ClusterId']}"
     assert len(st["ClusterId"]) == 22
+    # kafka-cluster.sh unregister: an unknown id is refused with Kafka's error; the broker
+    # itself, unregistered while it runs, registers again at its next heartbeat.
+    refused = kafka_tool("kafka-cluster", "unregister", "--bootstrap-server", b, "--id", "7", tmp_path=tmp_path)
+    assert refused.returncode != 0 and "BrokerIdNotRegisteredException" in refused.stdout, refused.stdout
+    assert ok(kafka_tool("kafka-cluster", "unregister", "--bootstrap-server", b, "--id", "1", tmp_path=tmp_path)).strip() == "Broker 1 is no longer registered."
+    clients.wait_until(lambda: "registering with the controller again" in broker.log_text(), "the broker to register again")
 
     replication = ok(kafka_tool("kafka-metadata-quorum", "--bootstrap-server", b, "describe", "--replication", tmp_path=tmp_path)).splitlines()
     assert replication[0].split() == ["NodeId", "DirectoryId", "LogEndOffset", "Lag", "LastFetchTimestamp", "LastCaughtUpTimestamp", "Status"]

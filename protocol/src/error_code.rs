@@ -103,6 +103,7 @@ error_codes! {
     NOT_CONTROLLER = 41,
     STALE_BROKER_EPOCH = 77,
     DUPLICATE_BROKER_REGISTRATION = 101,
+    BROKER_ID_NOT_REGISTERED = 102,
 }
 
 /// A Kafka error code as Kafka names it, with the number: `COORDINATOR_NOT_AVAILABLE (15)`.

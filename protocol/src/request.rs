@@ -187,6 +187,7 @@ request_bodies! {
     DescribeTopicPartitions => DescribeTopicPartitionsRequest,
     DescribeClientQuotas => DescribeClientQuotasRequest,
     AlterClientQuotas => AlterClientQuotasRequest,
+    UnregisterBroker => UnregisterBrokerRequest,
 }
 
 /// True when the table has a decoder for this api key and `kafka-protocol` decodes this version.

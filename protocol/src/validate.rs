@@ -296,6 +296,7 @@ static APIS: &[Api] = &[
     Api::new(35, "1-4", "2+", &DESCRIBE_LOG_DIRS),
     Api::new(48, "0-1", "1+", &DESCRIBE_CLIENT_QUOTAS),
     Api::new(49, "0-1", "1+", &ALTER_CLIENT_QUOTAS),
+    Api::new(64, "0", "0+", &UNREGISTER_BROKER),
 ];
 
 fn find_api(api_key: i16) -> Option<&'static Api> {
@@ -914,6 +915,11 @@ static DESCRIBE_CLUSTER: Struct = plain_struct!("DescribeClusterRequest" {
     "IncludeClusterAuthorizedOperations": BOOL, "0+";
     "EndpointType": INT8, "1+";
     "IncludeFencedBrokers": BOOL, "2+";
+});
+
+// UnregisterBroker (64)
+static UNREGISTER_BROKER: Struct = plain_struct!("UnregisterBrokerRequest" {
+    "BrokerId": INT32, "0+";
 });
 
 // DescribeTopicPartitions (75)

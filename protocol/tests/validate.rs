@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::UnregisterBrokerRequest;
 use kafka_protocol::messages::{
     add_partitions_to_txn_request, create_acls_request, delete_acls_request, describe_producers_request, txn_offset_commit_request, AddOffsetsToTxnRequest,
     AddPartitionsToTxnRequest, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest, DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest,
@@ -137,6 +138,7 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (35, 1, 4),
     (48, 0, 1),
     (49, 0, 1),
+    (64, 0, 0),
 ];
 
 fn declared_versions() -> impl Iterator<Item = (i16, i16)> {
@@ -810,6 +812,7 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
             ];
             encode(&AlterClientQuotasRequest::default().with_entries(vec![EntryData::default().with_entity(entity).with_ops(ops)]).with_validate_only(true), v)
         }
+        64 => encode(&UnregisterBrokerRequest::default().with_broker_id(BrokerId(3)), v),
         _ => panic!("no sample for api key {api_key}"),
     }
 }

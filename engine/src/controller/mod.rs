@@ -60,6 +60,10 @@ pub enum ControllerRequest {
         entries: Vec<QuotaAlteration>,
         validate_only: bool,
     },
+    /// UnregisterBroker: the broker's registration goes, and with it its leadership.
+    UnregisterBroker {
+        node_id: i32,
+    },
 }
 
 /// The quota changes of one client quota entity: (key, Some(value) to set, None to remove).
@@ -123,6 +127,7 @@ impl ControllerRequest {
             ControllerRequest::CreateAcls { acls } => acls.iter().map(acl_name).collect(),
             ControllerRequest::AlterConfigs { resources, .. } => resources.iter().map(|r| r.resource_name.clone()).collect(),
             ControllerRequest::AlterClientQuotas { entries, .. } => entries.iter().map(QuotaAlteration::name).collect(),
+            ControllerRequest::UnregisterBroker { node_id } => vec![format!("broker {node_id}")],
         }
     }
 }
@@ -211,6 +216,10 @@ pub struct Controller {
     heartbeats: RefCell<(u64, std::collections::HashMap<i32, std::time::Instant>)>,
     /// This node's registration, once the controller has it.
     registered: RefCell<Option<BrokerRegistration>>,
+    /// This process's incarnation, as Kafka's broker keeps one per start: registering again
+    /// (after an UnregisterBroker, or a controller that lost it) is the same process, and the
+    /// controller can tell it from another process with the same node id.
+    incarnation_id: uuid::Uuid,
     /// At the active controller: the last refused registration logged, per node id (the
     /// incarnation, and when), so that a node retrying is not logged at every retry. One entry
     /// per registered node id at most.
@@ -295,6 +304,7 @@ impl Controller {
             bootstrapped_term: Cell::new(0),
             heartbeats: RefCell::new((0, std::collections::HashMap::new())),
             registered: RefCell::new(None),
+            incarnation_id: uuid::Uuid::new_v4(),
             refusals_reported: RefCell::new(std::collections::HashMap::new()),
         });
         let c = controller.clone();
@@ -512,7 +522,7 @@ impl Controller {
         let config = &self.shard.config;
         BrokerRegistration {
             node_id: config.node_id,
-            incarnation_id: uuid::Uuid::new_v4(),
+            incarnation_id: self.incarnation_id,
             endpoints: config
                 .client_listeners()
                 .map(|l| BrokerEndpoint { listener: l.name.clone(), host: l.advertised_host.clone(), port: l.advertised_port })
@@ -1153,6 +1163,21 @@ impl Controller {
                         changed = true;
                     }
                     results.push((name, ec::NONE, None));
+                }
+            }
+            ControllerRequest::UnregisterBroker { node_id } => {
+                let name = format!("broker {node_id}");
+                if meta.brokers.contains_key(&node_id) {
+                    // As Kafka's ReplicationControlManager.unregisterBroker: it leads nothing
+                    // (a new leader epoch for what it led), then its registration goes.
+                    set_fenced(&mut meta, node_id, true);
+                    meta.brokers.remove(&node_id);
+                    self.heartbeat_times().remove(&node_id);
+                    tracing::info!(node_id, "broker unregistered: its partitions have no leader on it until it registers again");
+                    changed = true;
+                    results.push((name, ec::NONE, None));
+                } else {
+                    results.push((name, ec::BROKER_ID_NOT_REGISTERED, Some(format!("Broker ID {node_id} is not currently registered"))));
                 }
             }
         }

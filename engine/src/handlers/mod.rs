@@ -103,6 +103,7 @@ pub mod sasl_authenticate;
 pub mod sasl_handshake;
 pub mod sync_group;
 pub mod txn_offset_commit;
+pub mod unregister_broker;
 pub mod write_txn_markers;
 
 use std::rc::Rc;
@@ -386,6 +387,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    (ApiKey::UnregisterBroker, 0, 0),
 ];
 
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
@@ -561,6 +563,7 @@ async fn handle_request(
         RequestBody::DescribeLogDirs(r) => describe_log_dirs::handle(&ctx, r).await,
         RequestBody::DescribeClientQuotas(r) => describe_client_quotas::handle(&ctx, r),
         RequestBody::AlterClientQuotas(r) => alter_client_quotas::handle(&ctx, r).await,
+        RequestBody::UnregisterBroker(r) => unregister_broker::handle(&ctx, r).await,
     }
 }
 

@@ -75,6 +75,10 @@ pub enum MetadataRecord {
     RegisterBroker {
         registration: BrokerRegistration,
     },
+    /// A broker's registration taken out (UnregisterBroker; Kafka's UnregisterBrokerRecord).
+    UnregisterBroker {
+        node_id: i32,
+    },
     /// A broker missed its session (`fenced`), or heartbeats again.
     BrokerFencing {
         node_id: i32,
@@ -159,6 +163,9 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata, node_id: i32) -> Vec<M
     }
     if old.producer_id_block_end != new.producer_id_block_end {
         records.push(MetadataRecord::ProducerIds { block_end: new.producer_id_block_end });
+    }
+    for id in old.brokers.keys().filter(|id| !new.brokers.contains_key(id)) {
+        records.push(MetadataRecord::UnregisterBroker { node_id: *id });
     }
     for (id, registration) in &new.brokers {
         match old.brokers.get(id) {
@@ -289,6 +296,9 @@ pub fn apply(view: &mut ClusterMetadata, record: &MetadataRecord, node: &dyn Loc
         MetadataRecord::RegisterBroker { registration } => {
             view.brokers.insert(registration.node_id, registration.clone());
         }
+        MetadataRecord::UnregisterBroker { node_id } => {
+            view.brokers.remove(node_id);
+        }
         MetadataRecord::BrokerFencing { node_id, fenced } => {
             if let Some(b) = view.brokers.get_mut(node_id) {
                 b.fenced = *fenced;
@@ -409,6 +419,32 @@ mod tests {
         assert!(json.as_object_mut().unwrap().remove("quorum_voters").is_none(), "an empty set is not written");
         let loaded: ClusterMetadata = serde_json::from_value(json).unwrap();
         assert!(loaded.quorum_voters.is_empty());
+    }
+
+    #[test]
+    fn an_unregistered_broker_is_one_record_after_its_partitions_lost_it_as_leader() {
+        let node = Node { id: 1, shards: 1 };
+        let registration = |node_id| BrokerRegistration { node_id, incarnation_id: uuid::Uuid::new_v4(), endpoints: Vec::new(), rack: None, fenced: true };
+        let mut old = ClusterMetadata::new("c".into());
+        old.brokers.insert(1, registration(1));
+        old.brokers.insert(2, registration(2));
+        let mut placed = old.place(1, 1, 1);
+        (placed[0].replicas, placed[0].isr, placed[0].leader) = (vec![2], vec![2], 2);
+        old.topics.insert("t".into(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs: BTreeMap::new() });
+        let mut new = old.clone();
+        new.brokers.remove(&2);
+        let p = &mut new.topics.get_mut("t").unwrap().partitions[0];
+        (p.leader, p.leader_epoch, p.partition_epoch) = (NO_LEADER, p.leader_epoch + 1, p.partition_epoch + 1);
+        let records = diff(&old, &new, 1);
+        assert!(matches!(records[0], MetadataRecord::Partition { leader: NO_LEADER, .. }), "{records:?}");
+        assert_eq!(records[1..], [MetadataRecord::UnregisterBroker { node_id: 2 }]);
+        let view = replayed(&old, &new, &node);
+        assert_eq!(view.brokers.keys().copied().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(view.topics["t"].partitions[0].leader, NO_LEADER);
+        // Applying it again (a replay past a snapshot) changes nothing.
+        let mut again = view.clone();
+        apply(&mut again, &records[1], &node).unwrap();
+        assert_eq!(again, view);
     }
 
     #[test]
