@@ -358,3 +358,66 @@ fn uniform_spreads_evenly_and_is_sticky() {
     let total: usize = next.values().map(|a| a.get(&id).map_or(0, |s| s.len())).sum();
     assert_eq!(total, 6);
 }
+
+#[test]
+fn a_static_member_that_left_rejoins_under_a_new_id_and_waits_for_what_others_hold() {
+    let mut h = Harness::new(&[("t", 2)]);
+    let join_static = |h: &mut Harness, member_id: &str, now: u64| {
+        let mut request = h.request(member_id, 0);
+        request.subscribed_topic_names = Some(vec!["t".into()]);
+        request.instance_id = Some("i1".into());
+        Harness::told(h.send(request, now).answer)
+    };
+    let a = join_static(&mut h, "a", 0);
+    assert_eq!(a.assignment, Some(parts(&[0, 1])));
+    h.join("b", &["t"], 0);
+    // a leaves for now (epoch -2): as any leave here, it is removed and its partitions freed.
+    let request = h.request("a", STATIC_LEAVE_EPOCH);
+    assert_eq!(Harness::told(h.send(request, 10).answer).epoch, STATIC_LEAVE_EPOCH);
+    assert!(h.group.member("a").is_none());
+    let b = Harness::told(h.heartbeat("b", 2, &parts(&[]), 20));
+    assert_eq!((b.epoch, b.assignment), (3, Some(parts(&[0, 1]))));
+    // It comes back under its instance id with a new member id: a new epoch, and nothing until
+    // b has revoked its share.
+    let a2 = join_static(&mut h, "a2", 30);
+    assert_eq!((a2.epoch, a2.assignment), (4, Some(parts(&[]))));
+    let a2_target = h.group.target("a2").cloned().expect("a target");
+    assert_eq!(a2_target[&topic_id(0)].len(), 1);
+    let b = Harness::told(h.heartbeat("b", 3, &parts(&[0, 1]), 40));
+    assert_eq!(b.epoch, 3, "b keeps its epoch while it revokes");
+    let b_keeps = b.assignment.expect("a revocation");
+    assert!(Harness::told(h.heartbeat("a2", 4, &parts(&[]), 50)).assignment.is_none(), "a2 waits for b");
+    assert_eq!(Harness::told(h.heartbeat("b", 3, &b_keeps, 60)).epoch, 4);
+    assert_eq!(Harness::told(h.heartbeat("a2", 4, &parts(&[]), 70)).assignment, Some(a2_target));
+    assert_eq!(h.group.state_name(), "Stable");
+    // A heartbeat of the old incarnation is refused.
+    assert_eq!(error_code(&h.heartbeat("a", 1, &parts(&[]), 80)), ec::UNKNOWN_MEMBER_ID);
+}
+
+#[test]
+fn only_a_changed_subscription_bumps_the_group_epoch() {
+    let mut h = Harness::new(&[("t", 2), ("u", 2)]);
+    h.join("a", &["t"], 0);
+    let mut request = h.request("a", 1);
+    request.subscribed_topic_names = Some(vec!["t".into()]);
+    assert_eq!(Harness::told(h.send(request, 10).answer).epoch, 1, "the same subscription again");
+    assert_eq!(h.group.epoch(), 1);
+    // A topic that does not exist counts once it does.
+    let mut request = h.request("a", 1);
+    request.subscribed_topic_names = Some(vec!["t".into(), "missing".into()]);
+    assert_eq!(Harness::told(h.send(request, 20).answer).epoch, 2);
+    assert_eq!(Harness::told(h.heartbeat("a", 2, &parts(&[0, 1]), 30)).epoch, 2);
+    h.topics.insert("missing".into(), (topic_id(5), 1));
+    let told = Harness::told(h.heartbeat("a", 2, &parts(&[0, 1]), 40));
+    assert_eq!(told.epoch, 3);
+    assert_eq!(told.assignment.expect("the new topic")[&topic_id(5)], BTreeSet::from([0]));
+    // Dropping a topic: the member is told to give it up at once, at the new epoch.
+    let mut request = h.request("a", 3);
+    request.subscribed_topic_names = Some(vec!["missing".into()]);
+    let told = Harness::told(h.send(request, 50).answer);
+    assert_eq!(h.group.epoch(), 4);
+    assert_eq!(told.epoch, 3, "still revoking");
+    assert_eq!(told.assignment, Some(TopicAssignment::from([(topic_id(5), BTreeSet::from([0]))])));
+    let told = Harness::told(h.heartbeat("a", 3, &TopicAssignment::from([(topic_id(5), BTreeSet::from([0]))]), 60));
+    assert_eq!((told.epoch, told.assignment), (4, None));
+}
