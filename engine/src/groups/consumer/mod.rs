@@ -70,7 +70,8 @@ impl GroupCoordinator {
             owned: request.topic_partitions.as_ref().map(|owned| owned.iter().map(|t| (t.topic_id, t.partitions.iter().copied().collect())).collect()),
             client_id,
             client_host,
-            member_id_fresh: Uuid::new_v4().to_string(),
+            // Drawn only for a join without an id, the one heartbeat that uses it.
+            member_id_fresh: if request.member_epoch == 0 && request.member_id.is_empty() { Uuid::new_v4().to_string() } else { String::new() },
         };
         let outcome = cg.heartbeat(&timeouts, meta, event, now);
         drop(groups);
