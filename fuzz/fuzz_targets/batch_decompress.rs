@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let header = BatchHeader {
         base_offset: 0,
         size_bytes: 0,
+        partition_leader_epoch: -1,
         attributes: 0,
         last_offset_delta: i32::MAX,
         base_timestamp: 0,

@@ -15,7 +15,9 @@ use libfuzzer_sys::fuzz_target;
 use shardlog_protocol::batch::{self, BatchError, BatchHeader, BatchProducer, KeyValue};
 use shardlog_protocol::batch::{ATTRIBUTE_COMPRESSION_MASK, ATTRIBUTE_CONTROL, ATTRIBUTE_LOG_APPEND_TIME, ATTRIBUTE_TRANSACTIONAL};
 use shardlog_protocol::batch::{BATCH_HEADER_BYTES, BATCH_LOG_OVERHEAD_BYTES};
-use shardlog_protocol::batch::{OFFSET_ATTRIBUTES, OFFSET_BATCH_LENGTH, OFFSET_CRC, OFFSET_LAST_OFFSET_DELTA, OFFSET_MAGIC, OFFSET_RECORDS_COUNT};
+use shardlog_protocol::batch::{
+    OFFSET_ATTRIBUTES, OFFSET_BATCH_LENGTH, OFFSET_CRC, OFFSET_LAST_OFFSET_DELTA, OFFSET_MAGIC, OFFSET_PARTITION_LEADER_EPOCH, OFFSET_RECORDS_COUNT,
+};
 
 /// Bounds that keep one execution short; more batches or records find nothing new.
 const BATCHES_MAX: usize = 6;
@@ -74,6 +76,7 @@ fn check_headers(bytes: &[u8], headers: &[BatchHeader], verify_crc: bool) {
         let batch_bytes = &bytes[position..position + header.size_bytes];
         assert_eq!(header.base_offset, i64_at(batch_bytes, 0));
         assert_eq!(header.size_bytes as i64, i32_at(batch_bytes, OFFSET_BATCH_LENGTH) as i64 + BATCH_LOG_OVERHEAD_BYTES as i64);
+        assert_eq!(header.partition_leader_epoch, i32_at(batch_bytes, OFFSET_PARTITION_LEADER_EPOCH));
         assert_eq!(batch_bytes[OFFSET_MAGIC], MAGIC_V2);
         assert!(header.compression() <= CODEC_MAX, "codec {}", header.compression());
         assert!(header.records_count >= 0 && header.last_offset_delta >= 0, "{header:?}");
@@ -168,6 +171,8 @@ fn producer_batch(input: &mut Unstructured<'_>) -> Result<(Vec<u8>, BatchHeader)
     let mut header = BatchHeader {
         base_offset,
         size_bytes: batch_bytes.len(),
+        // What `build_producer_batch` writes: a producer's batch carries no leader epoch yet.
+        partition_leader_epoch: 0,
         attributes: producer.attributes,
         last_offset_delta,
         base_timestamp: timestamp_ms,
@@ -219,6 +224,7 @@ fn opaque_batch(input: &mut Unstructured<'_>) -> Result<(Vec<u8>, BatchHeader)> 
     let header = BatchHeader {
         base_offset,
         size_bytes: batch_bytes.len(),
+        partition_leader_epoch,
         attributes,
         last_offset_delta,
         base_timestamp,
@@ -259,8 +265,13 @@ fn damage(input: &mut Unstructured<'_>, mut bytes: Vec<u8>, expected: &[BatchHea
                 }
                 // batch_length: the walker reframes the rest; only the contract holds.
                 8..12 => {}
-                // partition_leader_epoch: outside the CRC, and the walker does not read it.
-                12..16 => assert_eq!((checked, unchecked), (Ok(expected.to_vec()), Ok(expected.to_vec()))),
+                // partition_leader_epoch: outside the CRC (the leader stamps it), so no check sees
+                // it; the header says what the bytes now hold.
+                12..16 => {
+                    let mut stamped = expected.to_vec();
+                    stamped[index].partition_leader_epoch = i32_at(&bytes, start + OFFSET_PARTITION_LEADER_EPOCH);
+                    assert_eq!((checked, unchecked), (Ok(stamped.clone()), Ok(stamped)));
+                }
                 16 => assert!(matches!(checked, Err(BatchError::UnsupportedMagic { position, .. }) if position == start), "{checked:?}"),
                 // The CRC field or what it covers: CRC-32C catches every single-byte change.
                 _ => assert!(matches!(checked, Err(BatchError::CorruptCrc { position, .. }) if position == start), "{checked:?}"),

@@ -3,7 +3,8 @@
 //!
 //! - `classic::state`: the classic protocol's state machine, with no I/O (events and a time in,
 //!   effects out); `classic`: the coordinator that drives it and owns every group of the shard.
-//! - `consumer`: the KIP-848 consumer protocol (ConsumerGroupHeartbeat).
+//! - `consumer::state`: the KIP-848 consumer protocol's state machine (ConsumerGroupHeartbeat),
+//!   with no I/O either; `consumer`: its driver.
 //! - `offset_store`: committing, fetching, deleting and expiring offsets; `offsets`: the formats
 //!   of their `__consumer_offsets` records.
 //! - `responses`: the wire responses, built from what the state machines answer.

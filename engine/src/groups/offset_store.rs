@@ -216,7 +216,7 @@ impl GroupCoordinator {
             }
             None => Some(ec::ILLEGAL_GENERATION),
             Some(g) => match &g.consumer {
-                Some(cg) => GroupCoordinator::consumer_commit_error(cg, member_id, generation),
+                Some(cg) => cg.commit_error(member_id, generation),
                 None => g.classic.commit_error(generation, member_id, instance_id, now_ms()),
             },
         }

@@ -2,15 +2,23 @@
 //! version rules of each message live here and nowhere else, so that the state machines deal
 //! in plain data.
 
+use std::collections::{BTreeSet, HashMap};
+
+use kafka_protocol::messages::consumer_group_describe_response as consumer_describe;
+use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
-use kafka_protocol::messages::{DescribeGroupsResponse, GroupId, JoinGroupResponse, LeaveGroupResponse, SyncGroupResponse};
+use kafka_protocol::messages::{
+    ConsumerGroupHeartbeatResponse, DescribeGroupsResponse, GroupId, JoinGroupResponse, LeaveGroupResponse, SyncGroupResponse, TopicName,
+};
 use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::strings::str_bytes;
+use uuid::Uuid;
 
 use super::classic::state::{GroupState, JoinAnswer, SyncAnswer};
 use super::classic::Group;
+use super::consumer::state::{ConsumerGroup, HeartbeatAnswer, TopicAssignment, ASSIGNOR_NAME};
 use super::ListedGroupInfo;
 use crate::metadata::ClusterMetadata;
 
@@ -112,13 +120,12 @@ pub(in crate::groups) fn describe(meta: &ClusterMetadata, group_id: &str, group:
             let cg = g.consumer.as_ref().expect("checked");
             d.group_state = str_bytes(cg.state_name());
             d.protocol_type = str_bytes("consumer");
-            d.protocol_data = str_bytes(super::consumer::ASSIGNOR_NAME);
+            d.protocol_data = str_bytes(ASSIGNOR_NAME);
             d.members = cg
-                .members
-                .values()
+                .members()
                 .map(|m| {
                     let mut dm = described_member(&m.member_id, m.instance_id.as_deref(), &m.client_id, &m.client_host);
-                    dm.member_assignment = super::consumer::encode_consumer_protocol_assignment(&m.assigned, meta);
+                    dm.member_assignment = encode_consumer_protocol_assignment(&m.assigned, meta);
                     dm
                 })
                 .collect();
@@ -173,6 +180,108 @@ pub(in crate::groups) fn listed(group_id: &str, group: &Group) -> ListedGroupInf
     }
 }
 
+/// ConsumerGroupHeartbeat. An error carries member epoch -1 and no member id, as Kafka's does.
+pub fn consumer_heartbeat(answer: HeartbeatAnswer) -> ConsumerGroupHeartbeatResponse {
+    let mut r = ConsumerGroupHeartbeatResponse::default();
+    match answer {
+        HeartbeatAnswer::Error { code, message } => {
+            r.error_code = code;
+            r.error_message = Some(str_bytes(&message));
+            r.member_epoch = -1;
+        }
+        HeartbeatAnswer::Member { member_id, member_epoch, heartbeat_interval_ms, assignment } => {
+            r.member_id = Some(str_bytes(&member_id));
+            r.member_epoch = member_epoch;
+            r.heartbeat_interval_ms = heartbeat_interval_ms;
+            r.assignment = assignment.as_ref().map(heartbeat_assignment);
+        }
+    }
+    r
+}
+
+fn heartbeat_assignment(assignment: &TopicAssignment) -> Assignment {
+    let mut a = Assignment::default();
+    a.topic_partitions = assignment
+        .iter()
+        .map(|(id, ps)| {
+            let mut tp = TopicPartitions::default();
+            tp.topic_id = *id;
+            tp.partitions = ps.iter().copied().collect();
+            tp
+        })
+        .collect();
+    a
+}
+
+/// ConsumerGroupDescribe for one group (None: not a consumer group, or none at all).
+pub(in crate::groups) fn consumer_describe(meta: &ClusterMetadata, group_id: &str, group: Option<&ConsumerGroup>) -> consumer_describe::DescribedGroup {
+    let mut d = consumer_describe::DescribedGroup::default();
+    d.group_id = GroupId(str_bytes(group_id));
+    d.authorized_operations = i32::MIN;
+    let Some(cg) = group else {
+        d.error_code = shardlog_protocol::error_code::GROUP_ID_NOT_FOUND;
+        d.error_message = Some(str_bytes(&format!("Group {group_id} not found.")));
+        d.group_state = str_bytes("Dead");
+        return d;
+    };
+    let names: HashMap<Uuid, &String> = meta.topics.iter().map(|(n, t)| (t.id, n)).collect();
+    let wire = |a: &TopicAssignment| {
+        let mut out = consumer_describe::Assignment::default();
+        out.topic_partitions = a
+            .iter()
+            .map(|(id, ps)| {
+                let mut tp = consumer_describe::TopicPartitions::default();
+                tp.topic_id = *id;
+                tp.topic_name = TopicName(str_bytes(names.get(id).map(|s| s.as_str()).unwrap_or("")));
+                tp.partitions = ps.iter().copied().collect();
+                tp
+            })
+            .collect();
+        out
+    };
+    d.group_state = str_bytes(cg.state_name());
+    d.group_epoch = cg.epoch();
+    d.assignment_epoch = cg.assignment_epoch();
+    d.assignor_name = str_bytes(ASSIGNOR_NAME);
+    d.members = cg
+        .members()
+        .map(|m| {
+            let mut dm = consumer_describe::Member::default();
+            dm.member_id = str_bytes(&m.member_id);
+            dm.instance_id = m.instance_id.as_deref().map(str_bytes);
+            dm.rack_id = m.rack_id.as_deref().map(str_bytes);
+            dm.member_epoch = m.epoch;
+            dm.client_id = str_bytes(&m.client_id);
+            dm.client_host = str_bytes(&m.client_host);
+            dm.subscribed_topic_names = m.subscribed.iter().map(|t| TopicName(str_bytes(t))).collect();
+            dm.assignment = wire(&m.assigned);
+            dm.target_assignment = wire(cg.target(&m.member_id).unwrap_or(&TopicAssignment::new()));
+            dm
+        })
+        .collect();
+    d
+}
+
+/// A consumer-protocol assignment (version 0) for DescribeGroups of a consumer group, so that
+/// classic tools can show it.
+pub fn encode_consumer_protocol_assignment(assignment: &TopicAssignment, meta: &ClusterMetadata) -> bytes::Bytes {
+    let names: HashMap<Uuid, &String> = meta.topics.iter().map(|(n, t)| (t.id, n)).collect();
+    let mut out = Vec::new();
+    out.extend_from_slice(&0i16.to_be_bytes());
+    let topics: Vec<(&String, &BTreeSet<i32>)> = assignment.iter().filter_map(|(id, ps)| names.get(id).map(|n| (*n, ps))).collect();
+    out.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+    for (name, ps) in topics {
+        out.extend_from_slice(&(name.len() as i16).to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(ps.len() as i32).to_be_bytes());
+        for p in ps {
+            out.extend_from_slice(&p.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    bytes::Bytes::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -224,5 +333,20 @@ mod tests {
         assert_eq!(v3.members[1].error_code, ec::UNKNOWN_MEMBER_ID);
         let v0 = leave(0, &leaving[..1], &[ec::UNKNOWN_MEMBER_ID]);
         assert_eq!((v0.error_code, v0.members.len()), (ec::UNKNOWN_MEMBER_ID, 0));
+    }
+
+    #[test]
+    fn consumer_heartbeat_answers_carry_kafkas_fields() {
+        let refused = consumer_heartbeat(HeartbeatAnswer::Error { code: ec::FENCED_MEMBER_EPOCH, message: "stale".into() });
+        assert_eq!((refused.error_code, refused.member_epoch), (ec::FENCED_MEMBER_EPOCH, -1));
+        assert_eq!((refused.member_id.as_deref(), refused.error_message.as_deref()), (None, Some("stale")));
+        let topic = Uuid::from_u128(7);
+        let assignment = TopicAssignment::from([(topic, BTreeSet::from([2, 0]))]);
+        let answer = |assignment| HeartbeatAnswer::Member { member_id: "m".into(), member_epoch: 4, heartbeat_interval_ms: 5000, assignment };
+        let r = consumer_heartbeat(answer(Some(assignment)));
+        assert_eq!((r.error_code, r.member_id.as_deref(), r.member_epoch, r.heartbeat_interval_ms), (ec::NONE, Some("m"), 4, 5000));
+        let sent = r.assignment.expect("an assignment");
+        assert_eq!((sent.topic_partitions[0].topic_id, sent.topic_partitions[0].partitions.clone()), (topic, vec![0, 2]));
+        assert!(consumer_heartbeat(answer(None)).assignment.is_none(), "an unchanged assignment is not sent");
     }
 }

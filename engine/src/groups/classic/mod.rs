@@ -4,9 +4,9 @@
 //! The driver reads the clock, turns requests into the state machine's events, and carries out
 //! the effects that come back: a JoinGroup or SyncGroup that must wait holds a oneshot receiver
 //! under a [`Waiter`] name until an effect answers it, and one ticker task per shard brings
-//! every group whose next deadline passed up to date (session and rebalance timeouts; the
-//! KIP-848 groups of `consumer` and offset expiry ride the same ticker). Committed offsets are
-//! in `offset_store`, wire responses in `responses`.
+//! every group whose next deadline passed up to date (session and rebalance timeouts, of the
+//! classic groups and of the KIP-848 groups of `consumer`; offset expiry rides the same
+//! ticker). Committed offsets are in `offset_store`, wire responses in `responses`.
 
 pub mod state;
 
@@ -25,14 +25,16 @@ use shardlog_protocol::kafka_protocol;
 use super::offsets::CommittedOffset;
 use super::responses;
 use super::ListedGroupInfo;
+use crate::metadata::ClusterMetadata;
 use crate::runtime;
 use crate::shard::Shard;
 use crate::storage::log::now_ms;
 pub use state::{parse_subscription_topics, ClassicGroup, ClassicLimits, GroupState, Waiter};
 use state::{Effect, JoinRequest, Note, RemovalCause, SyncRequest};
 
-/// How often the ticker runs at the least: the KIP-848 groups and the offset-retention check
-/// have no deadlines of their own, and a request may set a deadline while the ticker sleeps.
+/// How often the ticker runs at the least: the offset-retention check has no deadline of its
+/// own, a request may set a deadline while the ticker sleeps, and a changed group config moves
+/// the KIP-848 groups' deadlines without waking it.
 const TICK_MS: u64 = 100;
 
 /// How soon the ticker runs at the most: a deadline that falls sooner waits this long, so that
@@ -72,7 +74,7 @@ impl Group {
     }
 
     pub(in crate::groups) fn has_members(&self) -> bool {
-        self.classic.has_members() || self.consumer.as_ref().is_some_and(|c| !c.members.is_empty())
+        self.classic.has_members() || self.consumer.as_ref().is_some_and(|c| c.has_members())
     }
 
     /// A classic group that has members (so a KIP-848 member may not take the id over).
@@ -83,17 +85,7 @@ impl Group {
     /// Topics the members subscribe to (consumer protocol), for OffsetDelete and lag.
     pub(in crate::groups) fn subscribed_topics(&self) -> Vec<String> {
         match &self.consumer {
-            Some(cg) => {
-                let mut topics: Vec<String> = Vec::new();
-                for m in cg.members.values() {
-                    for t in &m.subscribed {
-                        if !topics.contains(t) {
-                            topics.push(t.clone());
-                        }
-                    }
-                }
-                topics
-            }
+            Some(cg) => cg.subscribed_topic_names(),
             None => self.classic.subscribed_topics(),
         }
     }
@@ -199,7 +191,7 @@ impl GroupCoordinator {
         let effects = {
             let mut groups = self.groups.borrow_mut();
             let group = groups.entry(group_id.clone()).or_insert_with(Group::new);
-            if group.consumer.as_ref().is_some_and(|cg| !cg.members.is_empty()) {
+            if group.consumer.as_ref().is_some_and(|cg| cg.has_members()) {
                 // A KIP-848 consumer group: classic members cannot join it.
                 self.waiters.joins.borrow_mut().remove(&waiter);
                 return responses::join_error(ec::INCONSISTENT_GROUP_PROTOCOL, &member_id);
@@ -277,7 +269,7 @@ impl GroupCoordinator {
         }
     }
 
-    pub(in crate::groups) fn describe(&self, meta: &crate::metadata::ClusterMetadata, group_id: &str) -> DescribeGroupsResponse {
+    pub(in crate::groups) fn describe(&self, meta: &ClusterMetadata, group_id: &str) -> DescribeGroupsResponse {
         let groups = self.groups.borrow();
         responses::describe(meta, group_id, groups.get(group_id))
     }
@@ -286,9 +278,11 @@ impl GroupCoordinator {
         self.groups.borrow().iter().filter(|(_, g)| g.classic.state() != GroupState::Dead).map(|(id, g)| responses::listed(id, g)).collect()
     }
 
-    /// Brings every group whose deadline passed up to date; returns the next deadline, if any.
-    fn tick(&self, now: u64) -> Option<u64> {
+    /// Brings every group whose deadline passed up to date, classic and KIP-848; returns the
+    /// next deadline, if any.
+    fn tick(&self, meta: &ClusterMetadata, now: u64) -> Option<u64> {
         let mut due: Vec<(String, Vec<Effect>)> = Vec::new();
+        let mut notes: Vec<(String, Vec<super::consumer::state::Note>)> = Vec::new();
         let mut next: Option<u64> = None;
         {
             let mut groups = self.groups.borrow_mut();
@@ -304,13 +298,28 @@ impl GroupCoordinator {
                         due.push((group_id.clone(), effects));
                     }
                 }
-                if let Some(d) = group.classic.next_deadline_ms() {
+                let mut consumer_deadline = None;
+                if let Some(cg) = group.consumer.as_mut() {
+                    // Resolved at every tick, so that a changed group config applies at once.
+                    let timeouts = self.consumer_timeouts(meta, group_id);
+                    if cg.next_deadline_ms(&timeouts).is_some_and(|d| d <= now) {
+                        let removed = cg.tick(&timeouts, meta, now);
+                        if !removed.is_empty() {
+                            notes.push((group_id.clone(), removed));
+                        }
+                    }
+                    consumer_deadline = cg.next_deadline_ms(&timeouts);
+                }
+                for d in [group.classic.next_deadline_ms(), consumer_deadline].into_iter().flatten() {
                     next = Some(next.map_or(d, |n| n.min(d)));
                 }
             }
         }
         for (group_id, effects) in due {
             self.execute(&group_id, effects);
+        }
+        for (group_id, notes) in notes {
+            super::consumer::log_notes(&group_id, notes);
         }
         next
     }
@@ -340,11 +349,10 @@ fn log_note(group_id: &str, note: Note) {
 async fn ticker(groups: Rc<GroupCoordinator>, shard: Rc<Shard>) {
     let mut since_retention_check_ms = 0u64;
     while !shard.shutting_down.get() {
-        let before = now_ms();
-        let next = groups.tick(before);
         let meta = shard.metadata.borrow().clone();
-        groups.tick_consumer_groups(&meta);
-        // Wake for the next classic deadline, or TICK_MS from now, whichever is sooner.
+        let before = now_ms();
+        let next = groups.tick(&meta, before);
+        // Wake for the next deadline, or TICK_MS from now, whichever is sooner.
         let sleep_ms = next.map_or(TICK_MS, |d| d.saturating_sub(before)).clamp(TICK_MS_MIN, TICK_MS);
         runtime::sleep(Duration::from_millis(sleep_ms)).await;
         since_retention_check_ms += sleep_ms;
