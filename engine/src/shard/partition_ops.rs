@@ -521,7 +521,12 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
                 continue;
             }
             let dir = shard.config.log_dirs[placement.log_dir].join(format!("{name}-{i}"));
-            match PartitionLog::open(&dir, config) {
+            // Recovery reads the partition's files on the blocking pool, not on the shard.
+            match PartitionLog::open_off_shard(dir.clone(), config).await {
+                Ok(_) if shard.partitions.borrow().contains_key(&key) => {
+                    // Opened meanwhile by an overlapping metadata update: one log per partition.
+                    tracing::warn!(topic = %name, partition = i, "partition opened twice at once; keeping the first");
+                }
                 Ok(mut log) => {
                     log.set_dirty_budget(shard.dirty_budget.clone());
                     log.set_leader_epoch(placement.leader_epoch);

@@ -175,6 +175,33 @@ fn a_flush_split_into_concurrent_writes_lands_whole() {
 }
 
 #[test]
+fn a_log_opened_off_the_shard_recovers_what_a_blocking_open_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut cfg = config();
+    cfg.segment_bytes = 4 << 10; // several segments
+    run(move || async move {
+        let p = open(&path, cfg.clone());
+        let mut last = 0;
+        for i in 0..100 {
+            last = p.append(batch_of(i * 3, 3), 10).unwrap().last_offset;
+        }
+        p.wait_durable(last).await.unwrap();
+        let written = read_all_bytes(&p, 0);
+        p.close(true).await.unwrap();
+        let log = PartitionLog::open_off_shard(path.clone(), cfg.clone()).await.unwrap();
+        assert!(log.segment_count() > 3, "several segments");
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, last + 1));
+        let p = Partition::new("t".into(), 0, log);
+        p.start_flusher();
+        assert_eq!(read_all_bytes(&p, 0), written);
+        // It takes appends where the blocking open would have.
+        assert_eq!(p.append(batch_of(0, 1), 10).unwrap().base_offset, last + 1);
+        p.close(true).await.unwrap();
+    });
+}
+
+#[test]
 fn crash_recovery_truncates_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
