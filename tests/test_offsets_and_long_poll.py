@@ -208,6 +208,39 @@ def test_list_offsets_earliest_latest_and_by_timestamp(broker):
     check_list_offsets(broker, topic, timestamps)
 
 
+def test_list_offsets_by_timestamp_finds_the_record_inside_a_compressed_batch(broker):
+    """As Kafka's searchForTimestamp: a compressed batch is opened, and the answer is its first
+    record (in offset order; a producer's timestamps need not rise) at or after the timestamp,
+    with that record's timestamp, not the batch's first offset and max timestamp."""
+    from confluent_kafka.admin import AdminClient, OffsetSpec
+
+    topic = "offsets-compressed"
+    clients.create_topic(broker.bootstrap, topic, 1)
+    timestamps = [BASE_TS + d for d in (0, 40, 10, 30, 20, 50, 60, 45)]
+    producer = clients.confluent_producer(broker.bootstrap, **{"compression.type": "lz4", "linger.ms": 200, "max.in.flight.requests.per.connection": 1})
+    for i, ts in enumerate(timestamps):
+        producer.produce(topic, value=b"v%d" % i + b"x" * 200, timestamp=ts)  # compressible: librdkafka sends uncompressed otherwise
+    assert producer.flush(30) == 0
+    with kafkawire.Connection(broker.port) as conn:
+        [fp] = kafkawire.parse_fetch_v4(conn.request(kafkawire.fetch_v4_request, topic, 0, 0))
+    assert [(b.record_count, b.codec) for b in kafkawire.parse_batches(fp.records)] == [(len(timestamps), kafkawire.CODEC_IDS["lz4"])], "one lz4 batch"
+
+    def lookup(target: int) -> tuple[int, int]:
+        admin = AdminClient(clients.rdkafka(broker.bootstrap))
+        tp = confluent_kafka.TopicPartition(topic, 0)
+        info = admin.list_offsets({tp: OffsetSpec.for_timestamp(target)}, request_timeout=30)[tp].result(30)
+        return info.offset, info.timestamp
+
+    def check() -> None:
+        for target in [BASE_TS - 1, BASE_TS, BASE_TS + 5, BASE_TS + 25, BASE_TS + 41, BASE_TS + 46, BASE_TS + 60, BASE_TS + 61]:
+            want = expected_offset(timestamps, target)
+            assert lookup(target) == ((-1, -1) if want is None else (want, timestamps[want])), f"timestamp {target}"
+
+    check()  # from the batch cache
+    broker.restart()
+    check()  # from the segment file
+
+
 def test_list_offsets_on_empty_partition(broker):
     topic = "offsets-empty"
     clients.create_topic(broker.bootstrap, topic, 1)

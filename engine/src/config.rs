@@ -100,7 +100,8 @@ pub struct BrokerConfig {
     /// `listener.name.<l>.*`; see `security::settings`).
     pub security: crate::security::SecurityConfig,
     /// Every property as the configuration file (and flags) gave it: the STATIC_BROKER_CONFIG
-    /// level of DescribeConfigs, and the broker defaults of topic configs (`topic_config`).
+    /// level of DescribeConfigs, and the broker defaults of topic configs (`topic_config` reads
+    /// them; this module checks them against `topic_config_table`, a leaf, not `topic_config`).
     pub properties: BTreeMap<String, String>,
     /// `log.cleaner.enable`: compaction of `cleanup.policy=compact` topics runs (Kafka's default,
     /// true). Off, compacted topics keep every record.
@@ -509,7 +510,7 @@ impl BrokerConfig {
                         _ => bail!("log.cleaner.io.max.bytes.per.second={value}: give a number of bytes per second, at least 1 (1.7976931348623157E308, the default, is no bound)"),
                     }
                 }
-                k if crate::topic_config::broker_synonym(k).is_some() => crate::topic_config::validate_broker_static(k, value).map_err(anyhow::Error::msg)?,
+                k if crate::topic_config_table::broker_synonym(k).is_some() => crate::topic_config_table::validate_broker_static(k, value).map_err(anyhow::Error::msg)?,
                 other => tracing::warn!(property = other, "ignoring unknown configuration property"),
             }
         }

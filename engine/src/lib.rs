@@ -31,4 +31,5 @@ pub mod security;
 pub mod shard;
 pub mod storage;
 pub mod topic_config;
+pub mod topic_config_table;
 pub mod txn;

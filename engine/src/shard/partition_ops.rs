@@ -17,6 +17,7 @@ use crate::metadata::ClusterMetadata;
 use crate::runtime;
 use crate::storage::log::{now_ms, AppendError, LogConfig, Partition, PartitionLog, ReadError};
 use crate::storage::max_timestamp::MaxTimestampLookup;
+use crate::storage::timestamp_lookup::TimestampLookup;
 use crate::topic_config::ResolvedTopicConfig;
 
 /// Registers on this shard's router the calls it answers for the partitions it owns. Transaction
@@ -371,15 +372,39 @@ pub async fn list_offset(shard: &Shard, topic: &str, partition: i32, timestamp: 
         -1 if read_committed => (ec::NONE, log.last_stable_offset(), -1),
         -1 => (ec::NONE, log.log_end_offset(), -1),
         ts if ts < 0 => (ec::NONE, log.log_end_offset(), -1),
-        ts => match log.offset_for_timestamp(ts) {
-            // DeleteRecords may have moved the start into the segment the timestamp points at.
-            Ok(Some((offset, found_ts))) => (ec::NONE, offset.max(log.log_start_offset()), found_ts),
-            Ok(None) => (ec::NONE, -1, -1),
-            Err(e) => {
-                tracing::error!(topic, partition, error = %format!("{e:#}"), "timestamp lookup failed");
-                (ec::KAFKA_STORAGE_ERROR, -1, -1)
+        ts => {
+            drop(log);
+            match offset_for_timestamp(&p, ts).await {
+                // DeleteRecords may have moved the start into the batch found since the lookup.
+                Ok(Some((offset, found_ts))) => (ec::NONE, offset.max(p.log.borrow().log_start_offset()), found_ts),
+                Ok(None) => (ec::NONE, -1, -1),
+                Err(e) => {
+                    tracing::error!(topic, partition, error = %format!("{e:#}"), "timestamp lookup failed");
+                    (ec::KAFKA_STORAGE_ERROR, -1, -1)
+                }
             }
-        },
+        }
+    }
+}
+
+/// The first offset at or after `timestamp` and its timestamp: the log names the work each
+/// segment needs, and that work (batch headers that are not in the page cache, as segments are
+/// written with O_DIRECT; decompressing the batch found) runs on the blocking pool, so the shard
+/// goes on serving meanwhile.
+async fn offset_for_timestamp(p: &Partition, timestamp: i64) -> anyhow::Result<Option<(i64, i64)>> {
+    let mut after_segment = None;
+    // Bounded by the partition's segments: each step looks only past the one before.
+    loop {
+        let lookup = p.log.borrow().timestamp_lookup(timestamp, after_segment);
+        match lookup {
+            TimestampLookup::Done(answer) => return Ok(answer),
+            TimestampLookup::Read(read) => {
+                after_segment = Some(read.segment_base());
+                if let Some(answer) = runtime::spawn_blocking(move || read.run()).await? {
+                    return Ok(Some(answer));
+                }
+            }
+        }
     }
 }
 
@@ -503,7 +528,12 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
                 continue;
             }
             let dir = shard.config.log_dirs[placement.log_dir].join(format!("{name}-{i}"));
-            match PartitionLog::open(&dir, config) {
+            // Recovery reads the partition's files on the blocking pool, not on the shard.
+            match PartitionLog::open_off_shard(dir.clone(), config).await {
+                Ok(_) if shard.partitions.borrow().contains_key(&key) => {
+                    // Opened meanwhile by an overlapping metadata update: one log per partition.
+                    tracing::warn!(topic = %name, partition = i, "partition opened twice at once; keeping the first");
+                }
                 Ok(mut log) => {
                     log.set_dirty_budget(shard.dirty_budget.clone());
                     log.set_leader_epoch(placement.leader_epoch);

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+#[derive(Debug, Clone)]
 pub struct CachedBatch {
     pub base_offset: i64,
     pub last_offset: i64,

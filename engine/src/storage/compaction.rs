@@ -89,6 +89,8 @@ pub struct CompactionOutcome {
 /// A segment rewritten by `compact_segments`, already in place on disk.
 pub struct CompactedSegment {
     pub base_offset: i64,
+    /// The new file, opened for reads here, off the shard: the shard only swaps it in.
+    pub file: std::fs::File,
     pub scan: ScanResult,
     pub records_removed: u64,
     /// Offsets of the abort markers removed: their aborted-transaction entries go too.
@@ -151,9 +153,11 @@ impl PartitionLog {
     pub fn install_compacted(&mut self, plan: &CompactionPlan, outcome: CompactionOutcome) -> Result<u64> {
         let mut removed = 0;
         for done in outcome.segments {
-            let Some(seg) = self.segments.iter_mut().find(|s| s.base_offset == done.base_offset) else { continue };
-            let path = segment::log_path(&self.dir, done.base_offset);
-            let file = std::fs::File::open(&path).with_context(|| format!("opening compacted segment {}", path.display()))?;
+            let Some(seg) = self.segments.iter_mut().find(|s| s.base_offset == done.base_offset) else {
+                // Its file is deleted: the last close frees its blocks, off the shard too.
+                self.retired_files.push(Arc::new(done.file));
+                continue;
+            };
             seg.index = done.scan.index;
             seg.time_index = done.scan.time_index;
             // The record that held the max timestamp may be gone; the old max stays for
@@ -162,7 +166,7 @@ impl PartitionLog {
             seg.size_bytes = done.scan.valid_bytes;
             seg.written_bytes = done.scan.valid_bytes;
             seg.bytes_since_index_entry = done.scan.bytes_since_index_entry;
-            if let Some(old) = seg.read_file.replace(Arc::new(file)) {
+            if let Some(old) = seg.read_file.replace(Arc::new(done.file)) {
                 self.retired_files.push(old);
             }
             removed += done.records_removed;
@@ -598,7 +602,8 @@ fn replace_segment(
     }
     write_indexes(&plan.dir, seg.base_offset, &scan.index, &scan.time_index)?;
     sync_dir(&plan.dir)?;
-    Ok(CompactedSegment { base_offset: seg.base_offset, scan, records_removed: removed, aborted_markers_removed })
+    let file = std::fs::File::open(&path).with_context(|| format!("opening compacted segment {}", path.display()))?;
+    Ok(CompactedSegment { base_offset: seg.base_offset, file, scan, records_removed: removed, aborted_markers_removed })
 }
 
 /// Where a partition's cleaner progress survives restarts (Kafka's name; Kafka keeps one per log
@@ -815,6 +820,32 @@ mod tests {
                 let offsets: Vec<i64> = batch::parse_all(&bytes, true).unwrap().iter().map(|h| h.base_offset).collect();
                 assert_eq!(offsets[0], 2, "from the batch after the gap, in the next segment");
             }
+            p.close(true).await.unwrap();
+        });
+    }
+
+    #[test]
+    fn compacted_files_are_opened_off_the_shard_and_closed_off_it_when_not_installed() {
+        with_partition(compacted_config(), |p, path, _| async move {
+            p.append(batch(&[("a", Some("1"))]), now_ms()).unwrap(); // 0
+            p.append(batch(&[("a", Some("2"))]), now_ms()).unwrap(); // 1
+            p.append(batch(&[("b", Some("1"))]), now_ms()).unwrap(); // 2
+            let last = p.append(batch(&[("c", Some("1"))]), now_ms()).unwrap().last_offset; // 3, active
+            p.wait_durable(last).await.unwrap();
+            let plan = p.log.borrow().compaction_plan(now_ms()).expect("dirty sealed segments");
+            let outcome = compact_segments(&plan, &IoThrottle::unlimited()).unwrap();
+            let rewritten: Vec<i64> = outcome.segments.iter().map(|s| s.base_offset).collect();
+            assert!(rewritten.contains(&0), "a=1 goes: {rewritten:?}");
+            // Retention takes the first segment between the pass and its install.
+            let _ = p.log.borrow_mut().remove_oldest_segments(1);
+            let inode = |file: &std::fs::File| std::os::unix::fs::MetadataExt::ino(&file.metadata().unwrap());
+            let new_first = std::fs::metadata(segment::log_path(&path, 0)).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+            p.log.borrow_mut().install_compacted(&plan, outcome).unwrap();
+            // Every descriptor to close is handed back: the old file of each segment installed,
+            // and the new file of the one retention took, never closed on the shard.
+            let retired = p.log.borrow_mut().take_retired_files();
+            assert_eq!(retired.len(), rewritten.len());
+            assert!(retired.iter().any(|f| inode(f) == new_first), "the new file of the segment retention took");
             p.close(true).await.unwrap();
         });
     }

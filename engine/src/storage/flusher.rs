@@ -292,8 +292,12 @@ impl Flusher {
                 old.close().await.map_err(std::io::Error::from)?;
             }
         }
+        // Opening a file is a path walk and an inode read that can wait on the disk, and a new
+        // file's directory entry is made durable by an fsync of the directory: the DMA file is
+        // opened through io_uring, everything else on the blocking pool, never on the shard.
         let path = segment::log_path(&dir, segment_base);
-        let existed = path.exists();
+        let probed = path.clone();
+        let existed = off_shard(move || Ok(probed.try_exists()?)).await.with_context(|| format!("looking for {}", path.display()))?;
         let file = OpenOptions::new()
             .create(true)
             .write(true)
@@ -303,18 +307,23 @@ impl Flusher {
             .map_err(std::io::Error::from)
             .with_context(|| format!("opening {} with O_DIRECT (log.dirs must be on a filesystem with O_DIRECT, such as XFS or ext4)", path.display()))?;
         self.preallocated_bytes = 0;
-        if !existed {
-            let new_dir = dir.clone();
-            off_shard(move || sync_dir(&new_dir)).await?;
-        }
+        // A plain (buffered) descriptor for reads: the tail page below, pread of batch headers
+        // and sendfile for catch-up reads.
+        let (new_dir, read_path) = (dir.clone(), path.clone());
+        let read_file = off_shard(move || {
+            if !existed {
+                sync_dir(&new_dir)?;
+            }
+            File::open(&read_path).with_context(|| format!("opening {}", read_path.display()))
+        })
+        .await?;
         self.tail.clear();
         let aligned = align_down(start);
         if aligned < start {
             // A buffered read: after `truncate_to` (a buffered set_len, then the recovery scan)
             // an O_DIRECT read of this page through io_uring was refused with EOPNOTSUPP; the
             // buffered one reads the same bytes in every case.
-            let buffered = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-            let read = crate::runtime::read_at(&buffered, aligned, (start - aligned) as usize).await.context("reading the tail page of the active segment")?;
+            let read = crate::runtime::read_at(&read_file, aligned, (start - aligned) as usize).await.context("reading the tail page of the active segment")?;
             if read.len() < (start - aligned) as usize {
                 bail!("segment {segment_base} is shorter than its recovered size");
             }
@@ -336,7 +345,7 @@ impl Flusher {
                 return Err(e);
             }
         }
-        let read_file = Arc::new(File::open(&path)?);
+        let read_file = Arc::new(read_file);
         if let Some(seg) = partition.log.borrow_mut().segments.iter_mut().find(|s| s.base_offset == segment_base) {
             seg.read_file = Some(read_file);
         }

@@ -842,36 +842,6 @@ impl PartitionLog {
         // Older than the cache: a byte range of one segment file, sent with sendfile.
         Ok(ReadStart::Cold(ColdRead::new(offset, max_bytes, end_offset, result)))
     }
-
-    /// The first offset whose batch holds a timestamp at or after `timestamp`, with that
-    /// batch's max timestamp. Uncompressed batches are resolved to the exact record.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
-        for seg in &self.segments {
-            if seg.max_timestamp < timestamp || seg.next_offset == seg.base_offset {
-                continue;
-            }
-            let from = seg.base_offset + seg.time_index.scan_start(timestamp) as i64;
-            if let Some(cached) = self.cache.find_timestamp(timestamp, from) {
-                if self.cache.first_offset().is_some_and(|f| f <= from) {
-                    return Ok(Some(exact_record(&cached.bytes, timestamp).unwrap_or((cached.base_offset, cached.max_timestamp))));
-                }
-            }
-            let Some((mut position, _)) = seg.find_position(from)? else { continue };
-            while let Some(h) = seg.header_at(position)? {
-                if h.max_timestamp >= timestamp {
-                    let file = seg.read_file.as_ref().expect("header_at needs the file");
-                    let mut bytes = vec![0u8; h.size_bytes];
-                    std::os::unix::fs::FileExt::read_exact_at(&**file, &mut bytes, position)?;
-                    return Ok(Some(exact_record(&bytes, timestamp).unwrap_or((h.base_offset, h.max_timestamp))));
-                }
-                position += h.size_bytes as u64;
-            }
-            if let Some(cached) = self.cache.find_timestamp(timestamp, from) {
-                return Ok(Some(exact_record(&cached.bytes, timestamp).unwrap_or((cached.base_offset, cached.max_timestamp))));
-            }
-        }
-        Ok(None)
-    }
 }
 
 impl Drop for PartitionLog {
@@ -880,29 +850,4 @@ impl Drop for PartitionLog {
     fn drop(&mut self) {
         self.release_unsynced();
     }
-}
-
-/// For an uncompressed batch, the first record with a timestamp at or after `timestamp`.
-fn exact_record(batch_bytes: &[u8], timestamp: i64) -> Option<(i64, i64)> {
-    let header = batch::parse_header(batch_bytes, 0, false).ok()?;
-    if header.compression() != 0 || header.attributes & batch::ATTRIBUTE_LOG_APPEND_TIME != 0 {
-        return None;
-    }
-    let mut rest = &batch_bytes[batch::BATCH_HEADER_BYTES..header.size_bytes];
-    for _ in 0..header.records_count {
-        let length = batch::get_varlong(&mut rest)?;
-        if length < 0 || length as usize > rest.len() {
-            return None;
-        }
-        let (mut record, tail) = rest.split_at(length as usize);
-        rest = tail;
-        record = record.get(1..)?; // attributes
-        let timestamp_delta = batch::get_varlong(&mut record)?;
-        let offset_delta = batch::get_varlong(&mut record)?;
-        let record_timestamp = header.base_timestamp + timestamp_delta;
-        if record_timestamp >= timestamp {
-            return Some((header.base_offset + offset_delta, record_timestamp));
-        }
-    }
-    None
 }

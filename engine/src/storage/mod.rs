@@ -3,8 +3,9 @@
 //! errors say what failed, leaving the protocol's error codes to the layers above.
 //!
 //! A partition's log is `log` (state, append, read); `cold_read` finds the byte range of a read
-//! older than the cache without blocking; `recovery` opens a log from its files; `partition` is
-//! the handle its owner shard holds; `flusher` makes its appends durable.
+//! older than the cache, and `timestamp_lookup` the answer to a ListOffsets by timestamp,
+//! without blocking; `recovery` opens a log from its files; `partition` is the handle its owner
+//! shard holds; `flusher` makes its appends durable.
 pub mod cache;
 pub mod checkpoint;
 pub mod cold_read;
@@ -21,6 +22,7 @@ pub mod producer_state;
 pub mod recovery;
 pub mod retention;
 pub mod segment;
+pub mod timestamp_lookup;
 pub mod txn_index;
 
 #[cfg(test)]

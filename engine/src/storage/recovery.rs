@@ -7,7 +7,7 @@
 //! segment, not by the size of the log.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -39,7 +39,26 @@ impl PartitionLog {
     /// trusted (their indexes reloaded, or rebuilt if damaged); the active segment is scanned
     /// batch by batch, CRC-checked, and truncated after its last valid batch. Work is therefore
     /// bounded by one segment, not by the size of the log.
+    ///
+    /// Blocking: it lists, opens and reads files. For startup tools and tests; a shard opens a
+    /// partition with [`PartitionLog::open_off_shard`].
     pub fn open(dir: &Path, config: LogConfig) -> Result<PartitionLog> {
+        let recovered = Self::recover(dir, &config)?;
+        Ok(PartitionLog::from_recovered(dir.to_path_buf(), config, recovered))
+    }
+
+    /// As [`PartitionLog::open`], with the file work on the blocking pool: opening a partition's
+    /// segments (a directory listing, an open and index reads per segment, a scan of the active
+    /// one after a crash) waits on the disk, which on the shard's thread would stall every
+    /// partition and connection of the shard.
+    pub async fn open_off_shard(dir: PathBuf, config: LogConfig) -> Result<PartitionLog> {
+        let (recover_dir, recover_config) = (dir.clone(), config.clone());
+        let recovered = crate::runtime::spawn_blocking(move || Self::recover(&recover_dir, &recover_config)).await?;
+        Ok(PartitionLog::from_recovered(dir, config, recovered))
+    }
+
+    /// What a partition's files hold, recovered: the blocking half of opening a log.
+    fn recover(dir: &Path, config: &LogConfig) -> Result<RecoveredLog> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating partition directory {}", dir.display()))?;
         super::compaction::finish_interrupted(dir)?;
         let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
@@ -125,8 +144,7 @@ impl PartitionLog {
         let producers = recover_producer_state(dir, &segments, log_start_offset, next_offset, &mut aborted_txns)?;
         let cleaner_offset = super::compaction::read_cleaner_checkpoint(dir).unwrap_or(0).clamp(0, next_offset);
         let epochs = recover_leader_epochs(dir, &segments, log_start_offset, next_offset)?;
-        let recovered = RecoveredLog { segments, log_start_offset, next_offset, cleaner_offset, producers, aborted_txns, epochs };
-        Ok(PartitionLog::from_recovered(dir.to_path_buf(), config, recovered))
+        Ok(RecoveredLog { segments, log_start_offset, next_offset, cleaner_offset, producers, aborted_txns, epochs })
     }
 }
 

@@ -96,46 +96,51 @@ impl Segment {
     }
 
     /// Finds the file position of the batch that holds `offset`, reading batch headers from
-    /// the file after the nearest index entry. Returns None past the written end.
+    /// the file after the nearest index entry. Returns None past the written end. Blocking.
     pub fn find_position(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
-        let file = match &self.read_file {
-            Some(f) => f,
-            None => return Ok(None),
-        };
+        let Some(file) = &self.read_file else { return Ok(None) };
         let relative = (offset - self.base_offset).max(0) as u32;
         let (_, position) = self.index.lookup(relative);
-        let mut position = position as u64;
-        let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
-        while position + BATCH_HEADER_BYTES as u64 <= self.written_bytes {
-            file.read_exact_at(&mut header_bytes, position).with_context(|| format!("reading batch header at byte {position}"))?;
-            let (base, size) = batch::peek_offset_and_size(&header_bytes).expect("12 bytes");
-            let header = batch::parse_header_unchecked(&header_bytes, base, size as usize);
-            if header.last_offset() >= offset {
-                return Ok(Some((position, header)));
-            }
-            position += size as u64;
-        }
-        let _ = &mut position;
-        Ok(None)
+        find_position_in(file, position as u64, offset, self.written_bytes)
     }
 
-    /// Reads the header of the batch at `position`, if a whole one was written there.
+    /// Reads the header of the batch at `position`, if a whole one was written there. Blocking.
     pub fn header_at(&self, position: u64) -> Result<Option<BatchHeader>> {
-        let file = match &self.read_file {
-            Some(f) => f,
-            None => return Ok(None),
-        };
-        if position + BATCH_HEADER_BYTES as u64 > self.written_bytes {
-            return Ok(None);
-        }
-        let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
-        file.read_exact_at(&mut header_bytes, position)?;
-        let (base, size) = batch::peek_offset_and_size(&header_bytes).expect("12 bytes");
-        if position + size as u64 > self.written_bytes {
-            return Ok(None);
-        }
-        Ok(Some(batch::parse_header_unchecked(&header_bytes, base, size as usize)))
+        let Some(file) = &self.read_file else { return Ok(None) };
+        header_in(file, position, self.written_bytes)
     }
+}
+
+/// The file position and header of the batch that holds `offset`, walking batch headers from
+/// `position` (a batch boundary at or before it) within the first `written_bytes` of `file`.
+/// None past the written end. Blocking: a `pread` per header.
+pub fn find_position_in(file: &File, mut position: u64, offset: i64, written_bytes: u64) -> Result<Option<(u64, BatchHeader)>> {
+    let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
+    while position + BATCH_HEADER_BYTES as u64 <= written_bytes {
+        file.read_exact_at(&mut header_bytes, position).with_context(|| format!("reading batch header at byte {position}"))?;
+        let (base, size) = batch::peek_offset_and_size(&header_bytes).expect("12 bytes");
+        let header = batch::parse_header_unchecked(&header_bytes, base, size as usize);
+        if header.last_offset() >= offset {
+            return Ok(Some((position, header)));
+        }
+        position += size as u64;
+    }
+    Ok(None)
+}
+
+/// The header of the batch at `position` of `file`, if a whole batch lies there within the
+/// first `written_bytes`. Blocking: one `pread`.
+pub fn header_in(file: &File, position: u64, written_bytes: u64) -> Result<Option<BatchHeader>> {
+    if position + BATCH_HEADER_BYTES as u64 > written_bytes {
+        return Ok(None);
+    }
+    let mut header_bytes = [0u8; BATCH_HEADER_BYTES];
+    file.read_exact_at(&mut header_bytes, position)?;
+    let (base, size) = batch::peek_offset_and_size(&header_bytes).expect("12 bytes");
+    if position + size as u64 > written_bytes {
+        return Ok(None);
+    }
+    Ok(Some(batch::parse_header_unchecked(&header_bytes, base, size as usize)))
 }
 
 /// What a recovery scan of one segment file found.

@@ -175,6 +175,33 @@ fn a_flush_split_into_concurrent_writes_lands_whole() {
 }
 
 #[test]
+fn a_log_opened_off_the_shard_recovers_what_a_blocking_open_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut cfg = config();
+    cfg.segment_bytes = 4 << 10; // several segments
+    run(move || async move {
+        let p = open(&path, cfg.clone());
+        let mut last = 0;
+        for i in 0..100 {
+            last = p.append(batch_of(i * 3, 3), 10).unwrap().last_offset;
+        }
+        p.wait_durable(last).await.unwrap();
+        let written = read_all_bytes(&p, 0);
+        p.close(true).await.unwrap();
+        let log = PartitionLog::open_off_shard(path.clone(), cfg.clone()).await.unwrap();
+        assert!(log.segment_count() > 3, "several segments");
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, last + 1));
+        let p = Partition::new("t".into(), 0, log);
+        p.start_flusher();
+        assert_eq!(read_all_bytes(&p, 0), written);
+        // It takes appends where the blocking open would have.
+        assert_eq!(p.append(batch_of(0, 1), 10).unwrap().base_offset, last + 1);
+        p.close(true).await.unwrap();
+    });
+}
+
+#[test]
 fn crash_recovery_truncates_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
@@ -710,6 +737,118 @@ fn batch_with_deltas(base_ts: i64, deltas: &[u8]) -> BytesMut {
     bytes[OFFSET_MAX_TIMESTAMP..OFFSET_MAX_TIMESTAMP + 8].copy_from_slice(&max.to_be_bytes());
     let body = bytes[BATCH_HEADER_BYTES..].to_vec();
     BytesMut::from(&rebuild_batch(&bytes, &body, deltas.len() as i32)[..])
+}
+
+#[test]
+fn timestamp_lookups_name_the_file_walk_and_find_what_a_scan_of_every_record_finds() {
+    use super::timestamp_lookup::TimestampLookup;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut cfg = config();
+    cfg.cache_bytes = 0; // every batch is cold once written
+    cfg.segment_bytes = 4 << 10; // several segments
+    run(move || async move {
+        let p = open(&path, cfg.clone());
+        // Batch i holds offsets 4i..4i+3, stamped 10 000 + 10i + {0, 2, 4, 6}.
+        const BATCHES: i64 = 300;
+        let mut last = 0;
+        for i in 0..BATCHES {
+            last = p.append(batch_with_deltas(10_000 + 10 * i, &[0, 2, 4, 6]), 10).unwrap().last_offset;
+        }
+        p.wait_durable(last).await.unwrap();
+        assert!(segment_bases(&path).len() > 3, "several segments");
+        let scan = |timestamp: i64| (0..BATCHES * 4).map(|o| (o, 10_000 + 10 * (o / 4) + 2 * (o % 4))).find(|&(_, t)| t >= timestamp);
+        for timestamp in [0, 10_000, 10_001, 10_006, 10_007, 11_234, 11_239, 12_995, 12_996, 12_997, 20_000] {
+            assert_eq!(p.log.borrow().offset_for_timestamp(timestamp).unwrap(), scan(timestamp), "timestamp {timestamp}");
+        }
+        // The shard's step reads no file: for a cold segment it names the walk to do, which finds
+        // the answer through the segment's descriptor, even once retention has removed its files.
+        let TimestampLookup::Read(read) = p.log.borrow().timestamp_lookup(11_234, None) else { panic!("a cold segment needs a walk") };
+        let walked = read.segment_base();
+        assert!(walked > 0 && walked < *segment_bases(&path).last().unwrap(), "a sealed segment past the first");
+        for file in [segment::log_path(&path, walked), segment::index_path(&path, walked), segment::time_index_path(&path, walked)] {
+            std::fs::remove_file(file).unwrap();
+        }
+        assert_eq!(read.run().unwrap(), scan(11_234));
+        p.close(true).await.unwrap();
+    });
+}
+
+/// `batch` with its records section compressed with `codec`, as a producer sends it.
+fn compressed(batch: &[u8], codec: shardlog_protocol::compression::Codec) -> BytesMut {
+    use shardlog_protocol::batch::{parse_header, rebuild_batch, BATCH_HEADER_BYTES, OFFSET_ATTRIBUTES};
+    let header = parse_header(batch, 0, false).unwrap();
+    let mut bytes = batch.to_vec();
+    bytes[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&(header.attributes | codec.attribute()).to_be_bytes());
+    let body = shardlog_protocol::compression::compress(codec, &batch[BATCH_HEADER_BYTES..]).unwrap();
+    BytesMut::from(&rebuild_batch(&bytes, &body, header.records_count)[..])
+}
+
+#[test]
+fn timestamps_are_found_to_the_record_in_compressed_batches_and_never_below_the_log_start() {
+    use super::timestamp_lookup::TimestampLookup;
+    use shardlog_protocol::compression::Codec;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let p = open(&path, config());
+        // Offsets 0-3 (compressed), 4-7, 8-10 (compressed).
+        let batches = [
+            compressed(&batch_with_deltas(1_000, &[0, 2, 4, 6]), Codec::Lz4),
+            batch_with_deltas(2_000, &[0, 2, 4, 6]),
+            compressed(&batch_with_deltas(3_000, &[0, 5, 10]), Codec::Gzip),
+        ];
+        let mut last = 0;
+        for batch in batches {
+            last = p.append(batch, 10).unwrap().last_offset;
+        }
+        p.wait_durable(last).await.unwrap();
+        // As Kafka's searchForTimestamp: the first record at or after the timestamp, compressed
+        // or not, with its own timestamp.
+        let expected = [(0, Some((0, 1_000))), (1_003, Some((2, 1_004))), (2_001, Some((5, 2_002))), (3_001, Some((9, 3_005))), (3_011, None)];
+        for (timestamp, answer) in expected {
+            assert_eq!(p.log.borrow().offset_for_timestamp(timestamp).unwrap(), answer, "timestamp {timestamp} from the cache");
+        }
+        // From the cache, an uncompressed batch is answered on the shard; a compressed one is
+        // decompressed off it.
+        assert!(matches!(p.log.borrow().timestamp_lookup(2_001, None), TimestampLookup::Done(Some((5, 2_002)))));
+        assert!(matches!(p.log.borrow().timestamp_lookup(1_003, None), TimestampLookup::Read(_)));
+        p.log.borrow_mut().cache.clear();
+        for (timestamp, answer) in expected {
+            assert!(matches!(p.log.borrow().timestamp_lookup(timestamp, None), TimestampLookup::Read(_) | TimestampLookup::Done(None)));
+            assert_eq!(p.log.borrow().offset_for_timestamp(timestamp).unwrap(), answer, "timestamp {timestamp} from the file");
+        }
+        // DeleteRecords into the middle of a batch: records below the log start are not answers.
+        p.log.borrow_mut().delete_records(6).unwrap();
+        assert_eq!(p.log.borrow().offset_for_timestamp(0).unwrap(), Some((6, 2_004)));
+        assert_eq!(p.log.borrow().offset_for_timestamp(1_003).unwrap(), Some((6, 2_004)));
+        assert_eq!(p.log.borrow().offset_for_timestamp(2_005).unwrap(), Some((7, 2_006)));
+        p.log.borrow_mut().delete_records(9).unwrap();
+        assert_eq!(p.log.borrow().offset_for_timestamp(3_000).unwrap(), Some((9, 3_005)), "inside a compressed batch");
+        p.close(true).await.unwrap();
+    });
+}
+
+#[test]
+fn with_log_append_time_a_timestamp_finds_the_first_record_of_the_batch_stamped_at_or_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut cfg = config();
+    cfg.log_append_time = true;
+    run(move || async move {
+        let p = open(&path, cfg);
+        // The records' own timestamps (1 000 to 1 004) are not what Kafka answers with.
+        p.append(batch_with_deltas(1_000, &[0, 2, 4]), 5_000).unwrap();
+        let last = p.append(batch_with_deltas(1_000, &[0, 2, 4]), 6_000).unwrap().last_offset;
+        p.wait_durable(last).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(p.log.borrow().offset_for_timestamp(1_002).unwrap(), Some((0, 5_000)));
+            assert_eq!(p.log.borrow().offset_for_timestamp(5_500).unwrap(), Some((3, 6_000)));
+            assert_eq!(p.log.borrow().offset_for_timestamp(6_001).unwrap(), None);
+            p.log.borrow_mut().cache.clear(); // then from the file
+        }
+        p.close(true).await.unwrap();
+    });
 }
 
 /// What ListOffsets MAX_TIMESTAMP answers for the log: (offset, timestamp), or None.
