@@ -11,9 +11,13 @@ from __future__ import annotations
 import subprocess
 
 import kafkawire
+from clients import wait_until
 from conftest import broker_binary
-from cluster import create_topic, leader_of, make_cluster, restart_cluster, status, wait_converged
+from cluster import CLUSTER_ID, create_topic, leader_of, make_cluster, restart_cluster, status, wait_converged
 from test_cluster_quorum import describe_quorum
+
+ADD_RAFT_VOTER, REMOVE_RAFT_VOTER = 80, 81
+REQUEST_TIMED_OUT, NOT_CONTROLLER, INVALID_REQUEST, INCONSISTENT_CLUSTER_ID, DUPLICATE_VOTER, VOTER_NOT_FOUND = 7, 41, 42, 104, 126, 127
 
 
 def dynamic_cluster(broker_factory, count: int, bootstrap: list[int], roles: list[str] | None = None):
@@ -151,3 +155,104 @@ def test_format_and_start_refuse_what_kafka_refuses(broker_factory):
     broker.config_path.write_text("".join(line + "\n" for line in lines + ["controller.quorum.bootstrap.servers=1@127.0.0.1:9093"]))
     done = shardlog_format(broker)
     assert done.returncode != 0 and "is not HOST:PORT" in done.stderr, done.stderr
+
+
+def raft_voter_call(node, api_key: int, voter_id: int, listener: tuple[str, int] | None = None, timeout_ms: int = 10_000,
+                    cluster_id: str | None = CLUSTER_ID) -> tuple[int, str | None]:
+    """AddRaftVoter v0 (with `listener`, the new voter's controller listener) or RemoveRaftVoter
+    v0 on the wire, as kafka-metadata-quorum.sh add-controller / remove-controller send them;
+    returns (error code, error message)."""
+    body = kafkawire.compact_string(cluster_id)
+    if api_key == ADD_RAFT_VOTER:
+        body += kafkawire.i32(timeout_ms)
+    body += kafkawire.i32(voter_id) + bytes(16)  # the voter's directory id (none)
+    if api_key == ADD_RAFT_VOTER:
+        host, port = listener
+        body += kafkawire.uvarint(2) + kafkawire.compact_string("CONTROLLER") + kafkawire.compact_string(host)
+        body += port.to_bytes(2, "big") + kafkawire.TAGGED_FIELDS_EMPTY
+    body += kafkawire.TAGGED_FIELDS_EMPTY
+    with kafkawire.Connection(node.port) as conn:
+        raw = conn.request(lambda cid: kafkawire.frame(kafkawire.request_header(api_key, 0, cid, flexible=True) + body))
+    r = kafkawire.Reader(raw)
+    r.skip_tagged_fields()  # response header v1
+    r.i32()  # throttle time
+    code = r.i16()
+    length = r.uvarint()
+    message = r.take(length - 1).decode() if length else None
+    r.skip_tagged_fields()
+    assert r.remaining() == 0
+    return code, message
+
+
+def add_voter(via, voter) -> None:
+    """Adds `voter` through node `via`, retrying while the quorum says to (REQUEST_TIMED_OUT:
+    the new voter is not caught up yet, or a change is still committing; NOT_CONTROLLER: `via`
+    does not know the leader at the moment), as Kafka's admin client does."""
+    listener = (voter.host, voter.extra_ports["CONTROLLER"])
+    retried = []
+    def added():
+        code, message = raft_voter_call(via, ADD_RAFT_VOTER, voter.node_id, listener)
+        # An attempt whose answer was lost (the leader changed under it) may have gone in.
+        if code == DUPLICATE_VOTER and retried:
+            return True
+        assert code in (0, REQUEST_TIMED_OUT, NOT_CONTROLLER), (code, message)
+        retried.append(code)
+        return code == 0
+    wait_until(added, f"node {voter.node_id} to be added as a voter", timeout_s=60)
+
+
+def voters_and_observers(node) -> tuple[list[int], list[int]]:
+    d = describe_quorum(node, 2)
+    assert (d["error_code"], d["partition_error"]) == (0, 0), d
+    return sorted(v[0] for v in d["voters"]), sorted(o[0] for o in d["observers"])
+
+
+def test_controllers_are_added_and_removed_as_voters_through_raft_and_the_set_survives_a_restart(broker_factory):
+    nodes = dynamic_cluster(broker_factory, 3, bootstrap=[1], roles=["broker,controller", "broker,controller", "controller"])
+    first, second, third = nodes
+    format_ok(first, "--standalone")
+    for n in (second, third):
+        format_ok(n, "--no-initial-controllers")
+    for n in nodes:
+        n.launch()
+    for n in nodes:
+        n.wait_ready()
+    assert leader_of(nodes) == 1
+    wait_until(lambda: voters_and_observers(first) == ([1], [2, 3]), "nodes 2 and 3 to observe the log", timeout_s=30)
+
+    # Added through the active controller, then through a node that forwards to it.
+    add_voter(first, second)
+    assert voters_and_observers(first) == ([1, 2], [3])
+    add_voter(second, third)
+    assert voters_and_observers(second)[0] == [1, 2, 3]
+    wait_until(lambda: "joins raft" in third.run_log(), "node 3 to learn it was added")
+    # What Kafka refuses, it refuses with Kafka's errors.
+    code, message = raft_voter_call(first, ADD_RAFT_VOTER, 2, (second.host, second.extra_ports["CONTROLLER"]))
+    assert code == DUPLICATE_VOTER, message
+    assert raft_voter_call(first, REMOVE_RAFT_VOTER, 9)[0] == VOTER_NOT_FOUND
+    assert raft_voter_call(first, REMOVE_RAFT_VOTER, 3, cluster_id="c29tZS1vdGhlci1jbHVzdGVy")[0] == INCONSISTENT_CLUSTER_ID
+    assert raft_voter_call(first, ADD_RAFT_VOTER, 9, ("", 0))[0] == INVALID_REQUEST
+    code, message = raft_voter_call(first, ADD_RAFT_VOTER, 9, ("127.0.0.1", 1), timeout_ms=500)
+    assert code == REQUEST_TIMED_OUT and "does not fetch" in message, message
+
+    # The added voters vote: with node 1 gone, they elect one of themselves and take changes.
+    first.kill9()
+    leader = leader_of(nodes, other_than=1)
+    assert leader in (2, 3)
+    create_topic(second, "after-kill", 2)
+    first.start()
+    wait_converged(nodes, 1)
+
+    # The voter that does not lead is removed; the quorum goes on with the other two.
+    gone = 5 - leader
+    code, message = raft_voter_call(first, REMOVE_RAFT_VOTER, gone)
+    assert code == 0, message
+    assert voters_and_observers(first)[0] == sorted({1, 2, 3} - {gone})
+    create_topic(first, "after-remove", 2)
+
+    # The voter set is in the metadata log: after every node is killed and started again, it is
+    # the same, and the removed controller follows the log as an observer.
+    restart_cluster(nodes, kill=True)
+    wait_converged(nodes, 2)
+    assert voters_and_observers(first)[0] == sorted({1, 2, 3} - {gone})
+    wait_until(lambda: gone in voters_and_observers(first)[1], f"node {gone} to fetch from the leader as an observer")

@@ -118,6 +118,11 @@ def test_describe_quorum_names_the_active_controller_from_any_node(broker_factor
             assert d["leader"] == leader and d["epoch"] == status(n)["quorum"]["term"], d
             assert sorted(v[0] for v in d["voters"]) == [1, 2, 3], d
             assert d["high_watermark"] >= 1 and dict(d["voters"])[leader] >= d["high_watermark"], d
+    # Static voters (kraft.version 0) are not changed at run time, as Kafka refuses it.
+    from test_cluster_dynamic_quorum import ADD_RAFT_VOTER, REMOVE_RAFT_VOTER, raft_voter_call
+    UNSUPPORTED_VERSION = 35
+    assert raft_voter_call(nodes[0], ADD_RAFT_VOTER, 7, ("127.0.0.1", 1))[0] == UNSUPPORTED_VERSION
+    assert raft_voter_call(nodes[1], REMOVE_RAFT_VOTER, leader)[0] == UNSUPPORTED_VERSION
 
 
 def test_killing_the_active_controller_elects_another_that_loses_no_topic(broker_factory):

@@ -104,6 +104,9 @@ error_codes! {
     STALE_BROKER_EPOCH = 77,
     DUPLICATE_BROKER_REGISTRATION = 101,
     BROKER_ID_NOT_REGISTERED = 102,
+    INCONSISTENT_CLUSTER_ID = 104,
+    DUPLICATE_VOTER = 126,
+    VOTER_NOT_FOUND = 127,
 }
 
 /// A Kafka error code as Kafka names it, with the number: `COORDINATOR_NOT_AVAILABLE (15)`.

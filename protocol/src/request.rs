@@ -149,6 +149,8 @@ request_bodies! {
     CreatePartitions => CreatePartitionsRequest,
     DescribeCluster => DescribeClusterRequest,
     DescribeQuorum => DescribeQuorumRequest,
+    AddRaftVoter => AddRaftVoterRequest,
+    RemoveRaftVoter => RemoveRaftVoterRequest,
     FindCoordinator => FindCoordinatorRequest,
     JoinGroup => JoinGroupRequest,
     SyncGroup => SyncGroupRequest,

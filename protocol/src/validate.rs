@@ -297,6 +297,8 @@ static APIS: &[Api] = &[
     Api::new(48, "0-1", "1+", &DESCRIBE_CLIENT_QUOTAS),
     Api::new(49, "0-1", "1+", &ALTER_CLIENT_QUOTAS),
     Api::new(64, "0", "0+", &UNREGISTER_BROKER),
+    Api::new(80, "0", "0+", &ADD_RAFT_VOTER),
+    Api::new(81, "0", "0+", &REMOVE_RAFT_VOTER),
 ];
 
 fn find_api(api_key: i16) -> Option<&'static Api> {
@@ -908,6 +910,25 @@ static DESCRIBE_QUORUM_TOPIC: Struct = plain_struct!("TopicData" {
 });
 static DESCRIBE_QUORUM_PARTITION: Struct = plain_struct!("PartitionData" {
     "PartitionIndex": INT32, "0+";
+});
+
+// AddRaftVoter (80), RemoveRaftVoter (81): KIP-853's voter changes.
+static ADD_RAFT_VOTER: Struct = plain_struct!("AddRaftVoterRequest" {
+    "ClusterId": STRING, "0+", nullable "0+";
+    "TimeoutMs": INT32, "0+";
+    "VoterId": INT32, "0+";
+    "VoterDirectoryId": UUID, "0+";
+    "Listeners": array(&ADD_RAFT_VOTER_LISTENER), "0+";
+});
+static ADD_RAFT_VOTER_LISTENER: Struct = plain_struct!("Listener" {
+    "Name": STRING, "0+";
+    "Host": STRING, "0+";
+    "Port": INT16, "0+";
+});
+static REMOVE_RAFT_VOTER: Struct = plain_struct!("RemoveRaftVoterRequest" {
+    "ClusterId": STRING, "0+", nullable "0+";
+    "VoterId": INT32, "0+";
+    "VoterDirectoryId": UUID, "0+";
 });
 
 // DescribeCluster (60)

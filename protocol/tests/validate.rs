@@ -139,6 +139,8 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (48, 0, 1),
     (49, 0, 1),
     (64, 0, 0),
+    (80, 0, 0),
+    (81, 0, 0),
 ];
 
 fn declared_versions() -> impl Iterator<Item = (i16, i16)> {
@@ -700,6 +702,23 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
             let request = kafka_protocol::messages::DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
                 .with_topic_name(topic("__cluster_metadata"))
                 .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+            encode(&request, v)
+        }
+        80 => {
+            use kafka_protocol::messages::add_raft_voter_request::Listener;
+            let request = kafka_protocol::messages::AddRaftVoterRequest::default()
+                .with_cluster_id((!nulls).then(|| s("MkU3OEVBNTcwNTJENDM2Qg")))
+                .with_timeout_ms(30_000)
+                .with_voter_id(4)
+                .with_voter_directory_id(uuid::Uuid::from_u128(7))
+                .with_listeners(vec![Listener::default().with_name(s("CONTROLLER")).with_host(s("127.0.0.1")).with_port(19093)]);
+            encode(&request, v)
+        }
+        81 => {
+            let request = kafka_protocol::messages::RemoveRaftVoterRequest::default()
+                .with_cluster_id((!nulls).then(|| s("MkU3OEVBNTcwNTJENDM2Qg")))
+                .with_voter_id(4)
+                .with_voter_directory_id(uuid::Uuid::from_u128(7));
             encode(&request, v)
         }
         27 => {

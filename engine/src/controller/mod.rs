@@ -186,6 +186,43 @@ impl ShardCall for DescribeQuorum {
     type Reply = Result<QuorumDescription, (i16, String)>;
 }
 
+/// AddRaftVoter and RemoveRaftVoter (KIP-853): a change of a dynamic quorum's voter set,
+/// answered by the active controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeVoters {
+    /// The request's cluster id, checked against this cluster's when given.
+    pub cluster_id: Option<String>,
+    pub change: VoterCall,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum VoterCall {
+    /// Add `node_id`, reached for the quorum at `address` (its controller listener); wait up
+    /// to `timeout_ms` for the change to commit.
+    Add {
+        node_id: i32,
+        address: String,
+        timeout_ms: u64,
+    },
+    Remove {
+        node_id: i32,
+    },
+}
+
+impl ShardCall for ChangeVoters {
+    type Reply = Result<(), (i16, String)>;
+}
+
+/// A voter change that passed Kafka's checks: raft's change, the new set (sorted), and what it
+/// does, for messages.
+type CheckedVoterChange = (quorum::VoterChange, Vec<(i32, String)>, String);
+
+/// The longest AddRaftVoter waits for a new voter to be caught up, and for the change to
+/// commit, whatever its TimeoutMs says: with a commit's wait past it (`leader_wait`), under
+/// [`FORWARD_TIMEOUT`], so that a node that forwarded the request gets the active
+/// controller's answer.
+const VOTER_CHANGE_WAIT_MAX: Duration = Duration::from_secs(10);
+
 /// Upper bound on partitions per topic, so that one request cannot create millions of files.
 pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
 
@@ -241,6 +278,7 @@ enum Forwarded {
     RegisterBroker(BrokerRegistration),
     DescribeQuorum,
     Heartbeat { node_id: i32, incarnation_id: uuid::Uuid },
+    ChangeVoters(ChangeVoters),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -251,6 +289,7 @@ enum ForwardedReply {
     Registered(Result<(), (i16, String)>),
     Quorum(Result<QuorumDescription, (i16, String)>),
     Heartbeat(Result<(), (i16, String)>),
+    Voters(Result<(), (i16, String)>),
 }
 
 /// Where a controller call is answered.
@@ -323,6 +362,11 @@ impl Controller {
             async move { c.describe_quorum().await }
         });
         let c = controller.clone();
+        shard.router.serve(move |call: ChangeVoters| {
+            let c = c.clone();
+            async move { c.change_voters(call).await }
+        });
+        let c = controller.clone();
         shard.router.serve(move |request: DeleteAcls| {
             let c = c.clone();
             async move { c.delete_acls(request).await }
@@ -363,8 +407,15 @@ impl Controller {
             let listen = config.controller_listener().map(|l| l.bind);
             Quorum::start(&dir, config.node_id, config.cluster_id.clone(), &quorum_config, listen, view.applied_index, applier)?
         } else {
-            // A broker-only node: no vote, no log of its own; it fetches what the voters commit.
-            Quorum::start_observer(config.node_id, config.cluster_id.clone(), &quorum_config, view.applied_index, applier)?
+            // A broker-only node: no vote, no log of its own; it fetches what the voters commit. So
+            // does a dynamic quorum's controller until it is added as a voter.
+            let promote = if config.quorum.controller && quorum_config.dynamic() {
+                let listen = config.controller_listener().map(|l| l.bind).context("a controller of a dynamic quorum needs its controller listener")?;
+                Some((dir.clone(), listen))
+            } else {
+                None
+            };
+            Quorum::start_observer(config.node_id, config.cluster_id.clone(), &quorum_config, view.applied_index, applier, promote)?
         };
         let c = Rc::downgrade(&controller);
         q.set_forward_handler(Rc::new(move |from, request| {
@@ -479,6 +530,7 @@ impl Controller {
             Ok(Forwarded::RegisterBroker(r)) => ForwardedReply::Registered(self.register_broker_here(r, Registrant::Forwarded).await),
             Ok(Forwarded::DescribeQuorum) => ForwardedReply::Quorum(self.describe_quorum_here()),
             Ok(Forwarded::Heartbeat { node_id, incarnation_id }) => ForwardedReply::Heartbeat(self.heartbeat_here(node_id, incarnation_id).await),
+            Ok(Forwarded::ChangeVoters(call)) => ForwardedReply::Voters(self.change_voters_here(call).await),
             Err(e) => {
                 tracing::warn!(from, error = %e, "a forwarded controller call does not decode: ignored (nodes of different versions?)");
                 ForwardedReply::Registered(Err((ec::INVALID_REQUEST, format!("undecodable forwarded call: {e}"))))
@@ -513,7 +565,8 @@ impl Controller {
         };
         let mut voters = status.voter_progress.clone();
         voters.sort();
-        let observers = self.quorum().observers();
+        // A controller added as a voter fetched as an observer until then: it is listed once.
+        let observers = self.quorum().observers().into_iter().filter(|(id, _, _)| !voters.iter().any(|(v, _)| v == id)).collect();
         Ok(QuorumDescription { leader: config.node_id, term: status.term, high_watermark: status.commit_index, voters, endpoints, observers })
     }
 
@@ -753,7 +806,7 @@ impl Controller {
             // The voter set goes into the log (Kafka's VotersRecord at kraft.version 1) once, from
             // what the first leader started with; from then on the log's set is the quorum's.
             if new.quorum_voters.is_empty() {
-                let mut voters: Vec<(i32, String)> = quorum.voters.iter().map(|v| (v.node_id, v.address.clone())).collect();
+                let mut voters: Vec<(i32, String)> = quorum.voters().iter().map(|v| (v.node_id, v.address.clone())).collect();
                 voters.sort();
                 tracing::info!(voters = ?voters, "recording the dynamic quorum's voters in the metadata log");
                 new.quorum_voters = voters;
@@ -793,6 +846,10 @@ impl quorum::Applier for ViewApplier {
         let c = self.0.upgrade().context("the controller stopped")?;
         let image = portable_image(&c.view.borrow(), c.shard.config.node_id);
         Ok((image.applied_index, serde_json::to_vec(&image)?))
+    }
+
+    fn voters(&self) -> Vec<(i32, String)> {
+        self.0.upgrade().map(|c| c.view.borrow().quorum_voters.clone()).unwrap_or_default()
     }
 
     fn install(&self, index: u64, data: Vec<u8>) -> futures::future::LocalBoxFuture<'_, Result<()>> {
@@ -951,6 +1008,11 @@ async fn lead(controller: Weak<Controller>) {
 
 pub use crate::metadata::base64_uuid;
 
+/// `1@host:port,2@host:port`, for messages.
+fn voters_text(voters: &[(i32, String)]) -> String {
+    voters.iter().map(|(id, address)| format!("{id}@{address}")).collect::<Vec<_>>().join(",")
+}
+
 /// Gives `meta` to every shard, this one last (so that this shard's answer to the change comes
 /// after every shard has it).
 async fn broadcast(shard: &Rc<Shard>, meta: ClusterMetadata) {
@@ -971,6 +1033,137 @@ async fn broadcast(shard: &Rc<Shard>, meta: ClusterMetadata) {
 }
 
 impl Controller {
+    async fn change_voters(&self, call: ChangeVoters) -> Result<(), (i16, String)> {
+        match self.route().await {
+            Route::Here => self.change_voters_here(call).await,
+            Route::There(leader) => match self.forward(leader, Forwarded::ChangeVoters(call)).await? {
+                ForwardedReply::Voters(r) => r,
+                other => Err((ec::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
+            },
+            Route::Nowhere(code, msg) => Err((code, msg)),
+        }
+    }
+
+    /// KIP-853's voter changes at the active controller, with the checks of Kafka's
+    /// AddVoterHandler and RemoveVoterHandler, carried out by raft-rs's configuration change
+    /// (one voter in or out, committed by the new set's majority). The new set is recorded in
+    /// the same entry (the QuorumVoters record), so the image and raft change together.
+    async fn change_voters_here(&self, call: ChangeVoters) -> Result<(), (i16, String)> {
+        let wait = match &call.change {
+            VoterCall::Add { timeout_ms, .. } => Duration::from_millis(*timeout_ms).min(VOTER_CHANGE_WAIT_MAX),
+            VoterCall::Remove { .. } => leader_wait(&self.shard),
+        };
+        let deadline = std::time::Instant::now() + wait;
+        self.ensure_ready().await?;
+        self.check_voter_change(&call)?;
+        if let VoterCall::Add { node_id, .. } = &call.change {
+            // Kafka refuses a voter that is not caught up, so that it does not hold back the
+            // commit of everything after the change. It is waited for here up to the request's
+            // timeout (what KAFKA-17147 proposes), outside the serial section: other metadata
+            // changes go on meanwhile.
+            self.wait_caught_up(*node_id, wait).await?;
+        }
+        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
+        self.ensure_ready().await?;
+        // Checked again: another change may have gone in while the new voter was waited for.
+        let (change, voters, what) = self.check_voter_change(&call)?;
+        let quorum = self.quorum().clone();
+        tracing::info!(voters = %voters_text(&voters), "metadata quorum voter change: {what}");
+        // What is left of the request's time, and at least what a commit takes with a leader.
+        let wait = deadline.saturating_duration_since(std::time::Instant::now()).max(leader_wait(&self.shard));
+        let proposed = quorum.propose_voter_change(change, vec![MetadataRecord::QuorumVoters { voters }]);
+        let outcome = futures::select! {
+            r = futures::FutureExt::fuse(proposed) => r,
+            _ = futures::FutureExt::fuse(crate::runtime::sleep(wait)) => {
+                return Err((ec::REQUEST_TIMED_OUT, format!("the voter change ({what}) did not commit within {} ms", wait.as_millis())));
+            }
+        };
+        outcome.map_err(|e| match e {
+            ProposeError::VoterChangePending => (ec::REQUEST_TIMED_OUT, e.to_string()),
+            ProposeError::Failed => (ec::KAFKA_STORAGE_ERROR, e.to_string()),
+            _ => (ec::NOT_CONTROLLER, format!("the voter change was not committed: {e}")),
+        })
+    }
+
+    /// The checks of Kafka's AddVoterHandler and RemoveVoterHandler against the committed
+    /// voter set: the raft change, the new set (sorted), and what it does, for messages.
+    fn check_voter_change(&self, call: &ChangeVoters) -> Result<CheckedVoterChange, (i16, String)> {
+        let quorum = self.quorum();
+        let view = self.view.borrow();
+        if let Some(theirs) = call.cluster_id.as_deref().filter(|id| !id.is_empty()) {
+            if theirs != view.cluster_id {
+                return Err((ec::INCONSISTENT_CLUSTER_ID, format!("the request is for cluster {theirs}, this is cluster {}", view.cluster_id)));
+            }
+        }
+        let kraft_version = view.finalized_features.get(crate::metadata::features::KRAFT_VERSION).copied().unwrap_or(0);
+        if !quorum.dynamic || kraft_version < 1 {
+            return Err((
+                ec::UNSUPPORTED_VERSION,
+                format!(
+                    "the cluster does not support changing voters: kraft.version is {kraft_version} (a static controller.quorum.voters; \
+                     a dynamic quorum is set up with controller.quorum.bootstrap.servers and shardlog format)"
+                ),
+            ));
+        }
+        if quorum.status().voter_change_pending {
+            return Err((ec::REQUEST_TIMED_OUT, String::from("a previous voter change is still being committed: retry")));
+        }
+        let mut voters = view.quorum_voters.clone();
+        let (change, what) = match &call.change {
+            VoterCall::Add { node_id, address, .. } => {
+                if voters.iter().any(|(id, _)| id == node_id) {
+                    return Err((ec::DUPLICATE_VOTER, format!("node {node_id} is already a voter of {}", voters_text(&voters))));
+                }
+                voters.push((*node_id, address.clone()));
+                (quorum::VoterChange::Add(*node_id), format!("adding node {node_id} at {address}"))
+            }
+            VoterCall::Remove { node_id } => {
+                if !voters.iter().any(|(id, _)| id == node_id) {
+                    return Err((ec::VOTER_NOT_FOUND, format!("node {node_id} is not a voter of {}", voters_text(&voters))));
+                }
+                if voters.len() == 1 {
+                    return Err((ec::VOTER_NOT_FOUND, format!("node {node_id} is the only voter: a quorum cannot lose its last voter")));
+                }
+                voters.retain(|(id, _)| id != node_id);
+                (quorum::VoterChange::Remove(*node_id), format!("removing node {node_id}"))
+            }
+        };
+        voters.sort();
+        Ok((change, voters, what))
+    }
+
+    /// Waits (bounded by `wait`) until node `node_id` is a controller that observes the log
+    /// from this leader and has everything committed, as Kafka checks a new voter is caught
+    /// up before it counts in the majority; REQUEST_TIMED_OUT if it does not get there.
+    async fn wait_caught_up(&self, node_id: i32, wait: Duration) -> Result<(), (i16, String)> {
+        let quorum = self.quorum();
+        let deadline = std::time::Instant::now() + wait;
+        // A caught-up observer's fetch waits here at most half the fetch timeout before it is
+        // answered and sent again.
+        let fresh_ms = self.shard.config.quorum.fetch_timeout_ms as u128;
+        loop {
+            let changed = quorum.status_changed.notified();
+            let commit = quorum.status().commit_index;
+            let why = match quorum.observer_state(node_id) {
+                None => format!("node {node_id} does not fetch the metadata log from the active controller (is it running, started with controller.quorum.bootstrap.servers and formatted with --no-initial-controllers?)"),
+                Some((_, _, false)) => format!("node {node_id} observes the metadata log but is not a controller (process.roles has no controller)"),
+                Some((_, at, _)) if at.elapsed().map_or(u128::MAX, |d| d.as_millis()) > fresh_ms => {
+                    format!("node {node_id} has not fetched the metadata log for over controller.quorum.fetch.timeout.ms={fresh_ms}")
+                }
+                Some((index, _, _)) if index < commit => format!("node {node_id} is behind: it has index {index}, the log is committed to {commit}"),
+                Some(_) => return Ok(()),
+            };
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err((ec::REQUEST_TIMED_OUT, format!("not adding the voter: {why}")));
+            }
+            futures::select! {
+                _ = futures::FutureExt::fuse(changed) => {}
+                _ = futures::FutureExt::fuse(crate::runtime::sleep(left.min(Duration::from_millis(50)))) => {}
+            }
+        }
+    }
+
     async fn allocate_producer_id(&self) -> Result<i64, i16> {
         match self.route().await {
             Route::Here => self.allocate_producer_id_here().await,

@@ -56,6 +56,7 @@ macro_rules! deny_configs {
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod add_raft_voter;
 pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod alter_user_scram_credentials;
@@ -99,6 +100,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod probe;
 pub mod produce;
+pub mod remove_raft_voter;
 pub mod sasl_authenticate;
 pub mod sasl_handshake;
 pub mod sync_group;
@@ -349,6 +351,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::AddRaftVoter, 0, 0),
+    (ApiKey::RemoveRaftVoter, 0, 0),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -526,6 +530,8 @@ async fn handle_request(
         RequestBody::DescribeCluster(r) => describe_cluster::handle(&ctx, r),
         RequestBody::DescribeTopicPartitions(r) => describe_topic_partitions::handle(&ctx, r),
         RequestBody::DescribeQuorum(r) => describe_quorum::handle(&ctx, r).await,
+        RequestBody::AddRaftVoter(r) => add_raft_voter::handle(&ctx, r).await,
+        RequestBody::RemoveRaftVoter(r) => remove_raft_voter::handle(&ctx, r).await,
         RequestBody::FindCoordinator(r) => find_coordinator::handle(&ctx, r).await,
         RequestBody::JoinGroup(r) => join_group::handle(&ctx, r).await,
         RequestBody::SyncGroup(r) => sync_group::handle(&ctx, r).await,

@@ -7,6 +7,12 @@
 //! by the leader (the active controller) only; every voter applies the committed ones in order
 //! through the [`Applier`] it was started with. A broker-only node is no voter: it observes
 //! the log, fetching the committed entries from a voter ([`observer`]).
+//!
+//! A dynamic quorum (KIP-853) changes its voters with raft-rs's own configuration change: one
+//! voter in or out per ConfChangeV2 entry, whose context carries the QuorumVoters record of the
+//! new set, so that raft's configuration and the image's voter set change at the same index. A
+//! controller formatted to join observes the log until an applied change names it, then starts
+//! as a raft member ([`VoterChange`], `become_voter`).
 
 pub mod bootstrap;
 pub mod log_store;
@@ -20,11 +26,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::FutureExt;
-use raft::prelude::{Entry, EntryType, Message, Snapshot};
+use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot};
 use raft::{RawNode, StateRole};
 use serde::{Deserialize, Serialize};
 
-use crate::config::QuorumConfig;
+use crate::config::{QuorumConfig, QuorumVoter};
 use crate::metadata::records::MetadataRecord;
 use crate::notify::Notify;
 use log_store::LogStore;
@@ -56,6 +62,57 @@ struct Batch {
     records: Vec<MetadataRecord>,
 }
 
+/// The batch an entry carries: a normal entry's data, or a voter change's context (the voter
+/// change and the QuorumVoters record that names the new set commit as one entry). None for an
+/// entry with no records (a new leader's first entry).
+fn entry_batch(entry: &Entry) -> Result<Option<Batch>> {
+    let bytes = match entry.get_entry_type() {
+        EntryType::EntryNormal => &entry.data,
+        EntryType::EntryConfChangeV2 | EntryType::EntryConfChange => &entry.context,
+    };
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_slice(bytes).map(Some).with_context(|| format!("metadata log entry {} is damaged", entry.index))
+}
+
+/// A change of the voter set (KIP-853's AddRaftVoter and RemoveRaftVoter), by node id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoterChange {
+    Add(i32),
+    Remove(i32),
+}
+
+impl VoterChange {
+    /// raft-rs's form: one voter in or out, a simple change (no joint consensus), which raft
+    /// allows one at a time.
+    fn conf_change(self) -> ConfChangeV2 {
+        let (change_type, id) = match self {
+            VoterChange::Add(id) => (ConfChangeType::AddNode, id),
+            VoterChange::Remove(id) => (ConfChangeType::RemoveNode, id),
+        };
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(change_type);
+        single.node_id = raft_id(id);
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(vec![single].into());
+        cc
+    }
+}
+
+/// A proposal waiting for the driver: its sequence number, its batch, and the voter change it
+/// makes, if any.
+type Proposal = (u64, Vec<u8>, Option<VoterChange>);
+
+/// What a controller that observes the log (formatted to join a running quorum) needs to
+/// become a voter once the quorum adds it.
+struct Promotion {
+    dir: std::path::PathBuf,
+    cluster_id: Option<String>,
+    config: QuorumConfig,
+    listen: std::net::SocketAddr,
+}
+
 /// Applies committed records, in log order, to this node's metadata (and persists them:
 /// after `apply` returns, the batch at `index` is never given again after a restart).
 pub trait Applier {
@@ -65,6 +122,8 @@ pub trait Applier {
     /// Replaces the image with a snapshot's (`data`, as [`Applier::snapshot`] encodes it) at
     /// `index`, and persists it.
     fn install(&self, index: u64, data: Vec<u8>) -> futures::future::LocalBoxFuture<'_, Result<()>>;
+    /// The voter set the applied image names (a dynamic quorum's QuorumVoters record).
+    fn voters(&self) -> Vec<(i32, String)>;
 }
 
 /// What raft-rs reads: the log in memory, and snapshots of the applied image (sent to a voter
@@ -113,6 +172,8 @@ pub enum ProposeError {
     LeaderLost,
     #[error("the metadata log cannot be written on this node")]
     Failed,
+    #[error("a change of the voter set is still being applied")]
+    VoterChangePending,
 }
 
 /// What DescribeQuorum and `shardlog status` show.
@@ -132,12 +193,14 @@ pub struct QuorumStatus {
     pub dropped_messages: u64,
     /// The index of this node's latest metadata snapshot (the log starts after it); 0: none.
     pub snapshot_index: u64,
+    /// At the leader: a voter change is proposed and not yet applied (raft takes one at a time).
+    pub voter_change_pending: bool,
 }
 
 pub struct Quorum {
     pub node_id: i32,
     inbox: RefCell<VecDeque<Message>>,
-    proposals: RefCell<VecDeque<(u64, Vec<u8>)>>,
+    proposals: RefCell<VecDeque<Proposal>>,
     waiters: RefCell<HashMap<u64, futures::channel::oneshot::Sender<Result<(), ProposeError>>>>,
     next_proposal: Cell<u64>,
     wake: Notify,
@@ -153,22 +216,34 @@ pub struct Quorum {
     /// Requests this node forwarded, waiting for their answers.
     forward_waiters: RefCell<HashMap<u64, futures::channel::oneshot::Sender<Vec<u8>>>>,
     next_forward: Cell<u64>,
-    /// Whether this node observes the log rather than votes (a broker-only node).
-    pub observer: bool,
+    /// Whether this node observes the log rather than votes (a broker-only node, or a
+    /// controller not yet added as a voter).
+    observer: Cell<bool>,
     /// What observers fetch, at a voter: its log (a handle on the driver's), and its image for
     /// an observer behind the log's start. None on an observer.
-    log: Option<raft::storage::MemStorage>,
+    log: RefCell<Option<raft::storage::MemStorage>>,
     applier: Rc<dyn Applier>,
     fetches_in_flight: Cell<usize>,
     /// At a voter: the observers that fetched from it, by node id: the last index each had
     /// (the fetch's index less one) and when it asked. Bounded by [`observer::OBSERVERS_TRACKED_MAX`].
     observed: RefCell<std::collections::BTreeMap<i32, (u64, std::time::SystemTime)>>,
+    /// At a voter: the observers linked here that are controllers (may become voters), by node
+    /// id, with how many links each has open. Bounded by the quorum's incoming connections.
+    controller_observers: RefCell<HashMap<i32, usize>>,
+    /// On a controller that observes (formatted to join a running quorum): how to become a
+    /// voter. Taken when it does.
+    promotion: RefCell<Option<Promotion>>,
     /// `controller.quorum.fetch.timeout.ms`: how long an observer waits for a voter's answer
     /// beyond the time the voter may hold its fetch.
     fetch_timeout_ms: u64,
-    /// The voters this node started with: `controller.quorum.voters`, or a dynamic quorum's
-    /// (found at start); empty for the one-node default.
-    pub voters: Vec<crate::config::QuorumVoter>,
+    /// The cluster id the transport's hellos carry.
+    cluster_id: RefCell<Option<String>>,
+    /// On a voter that joined after observing the log: the index its image was applied to
+    /// when raft started filling its empty log. Entries up to it are in the image already.
+    image_ahead_through: Cell<u64>,
+    /// The voters: `controller.quorum.voters`, or a dynamic quorum's (found at start, then as
+    /// the committed voter changes name them); empty for the one-node default.
+    voters: RefCell<Vec<QuorumVoter>>,
     /// Whether the voter set is dynamic (KIP-853): kept in the metadata log, not configured.
     pub dynamic: bool,
 }
@@ -192,19 +267,56 @@ impl Quorum {
         applied_index: u64,
         applier: Rc<dyn Applier>,
     ) -> Result<Rc<Quorum>> {
-        let voters: Vec<u64> = if config.voters.is_empty() { vec![raft_id(node_id)] } else { config.voters.iter().map(|v| raft_id(v.node_id)).collect() };
+        let quorum = Quorum::new(node_id, QuorumStatus { applied_index, ..Default::default() }, applier, config);
+        quorum.start_member(dir, cluster_id, config, listen)?;
+        Ok(quorum)
+    }
+
+    /// Opens the log and starts the raft member, its transport and its driver.
+    fn start_member(
+        self: &Rc<Self>,
+        dir: &std::path::Path,
+        cluster_id: Option<String>,
+        config: &QuorumConfig,
+        listen: Option<std::net::SocketAddr>,
+    ) -> Result<()> {
+        let node_id = self.node_id;
+        let voter_list = self.voters.borrow().clone();
+        let voters: Vec<u64> = if voter_list.is_empty() { vec![raft_id(node_id)] } else { voter_list.iter().map(|v| raft_id(v.node_id)).collect() };
         let store = LogStore::open(dir, &voters)?;
+        let image_index = self.status.borrow().applied_index;
         // A snapshot newer than the image: the node stopped between writing the one and the
         // other. The driver installs it before anything else.
-        let install = store.take_opened_snapshot().filter(|s| s.get_metadata().index > applied_index);
-        let applied_index = applied_index.max(store.snapshot_index());
+        let install = store.take_opened_snapshot().filter(|s| s.get_metadata().index > image_index);
         let last_index = raft::Storage::last_index(&store.storage()).context("reading the metadata log")?;
+        // A controller formatted to join a dynamic quorum and added as a voter: its image is
+        // ahead of a log it never had (it observed the log until then). Its hard state is empty,
+        // so it never voted nor acknowledged an entry: raft fills its log from the leader's, and
+        // the entries its image already has change raft's configuration only (see
+        // `apply_entries`). It starts with the image's voters, itself among them, so replaying
+        // the log's voter changes on that set ends at the same set. Any other image ahead of its
+        // log is a lost log, refused below.
+        let joining = self.dynamic
+            && image_index > 0
+            && install.is_none()
+            && last_index == 0
+            && store.snapshot_index() == 0
+            && *store.storage().rl().hard_state() == raft::prelude::HardState::default()
+            && bootstrap::read(dir).ok().flatten().is_some_and(|f| f.initial_voters.is_empty());
+        let applied_index = if joining { 0 } else { image_index.max(store.snapshot_index()) };
+        self.image_ahead_through.set(if joining { image_index } else { 0 });
         if applied_index > last_index {
             anyhow::bail!(
                 "the metadata image was applied up to index {applied_index} but the metadata log in {} ends at {last_index}: \
                  was the quorum.log file removed? Restore it, or remove cluster-metadata.json's applied_index to rebuild from the quorum",
                 dir.display()
             );
+        }
+        if self.dynamic && install.is_none() && image_index > 0 {
+            // A dynamic quorum's configuration is the one of the applied index: the image's
+            // voter set, which changes in the same entries as raft's (see `apply_entries`) and
+            // is persisted with the image. The log's snapshot may be older.
+            store.storage().wl().set_conf_state(ConfState::from((voters.clone(), vec![])));
         }
         // The commit index is persisted with the hard state, which may lag what this node
         // applied (raft-rs hands back later commits without a new hard state): whatever was
@@ -233,15 +345,17 @@ impl Quorum {
             ..Default::default()
         };
         let logger = slog::Logger::root(TracingDrain, slog::o!());
+        let applier = self.applier.clone();
         let storage = QuorumStorage { log: store.storage(), applier: applier.clone() };
         let mut node = RawNode::new(&raft_config, storage, &logger).context("starting the metadata quorum")?;
-        let quorum = Quorum::new(
-            node_id,
-            QuorumStatus { applied_index, snapshot_index: store.snapshot_index(), ..Default::default() },
-            Some(store.storage()),
-            applier.clone(),
-            config,
-        );
+        {
+            let mut status = self.status.borrow_mut();
+            status.snapshot_index = store.snapshot_index();
+            status.applied_index = image_index.max(applied_index);
+        }
+        *self.log.borrow_mut() = Some(store.storage());
+        self.observer.set(false);
+        *self.cluster_id.borrow_mut() = cluster_id.clone();
         if voters.len() == 1 {
             // A quorum of one: no one else to wait for.
             node.campaign().context("electing the only controller")?;
@@ -249,11 +363,11 @@ impl Quorum {
         // A named quorum listens even when this node is its only voter: broker-only nodes
         // fetch the metadata log there.
         if let Some(listen) = listen {
-            transport::start(&quorum, node_id, cluster_id, &config.voters, listen)?;
+            transport::start(self, node_id, cluster_id, &voter_list, listen)?;
         } else if voters.len() > 1 {
             anyhow::bail!("a quorum of several needs a controller listener");
         }
-        let q = quorum.clone();
+        let q = self.clone();
         let snapshot_bytes = config.snapshot_bytes;
         crate::runtime::spawn(async move {
             let outcome = async {
@@ -271,11 +385,11 @@ impl Quorum {
             }
         })
         .detach();
-        Ok(quorum)
+        Ok(())
     }
 
-    /// A voter's quorum (with its raft log) or an observer's (`log` None), before anything runs.
-    fn new(node_id: i32, status: QuorumStatus, log: Option<raft::storage::MemStorage>, applier: Rc<dyn Applier>, config: &QuorumConfig) -> Rc<Quorum> {
+    /// A quorum that observes (no raft log) until `start_member`, before anything runs.
+    fn new(node_id: i32, status: QuorumStatus, applier: Rc<dyn Applier>, config: &QuorumConfig) -> Rc<Quorum> {
         Rc::new(Quorum {
             node_id,
             inbox: RefCell::new(VecDeque::new()),
@@ -292,30 +406,90 @@ impl Quorum {
             forwarded_in_flight: Cell::new(0),
             forward_waiters: RefCell::new(HashMap::new()),
             next_forward: Cell::new(1),
-            observer: log.is_none(),
-            log,
+            observer: Cell::new(true),
+            log: RefCell::new(None),
             applier,
             fetches_in_flight: Cell::new(0),
             observed: RefCell::new(std::collections::BTreeMap::new()),
+            controller_observers: RefCell::new(HashMap::new()),
+            promotion: RefCell::new(None),
+            cluster_id: RefCell::new(None),
+            image_ahead_through: Cell::new(0),
             fetch_timeout_ms: config.fetch_timeout_ms,
-            voters: config.voters.clone(),
+            voters: RefCell::new(config.voters.clone()),
             dynamic: config.dynamic(),
         })
     }
 
     /// Starts a broker-only node's view of the metadata log: no raft member and no log of its
     /// own; it fetches committed entries from the voters of `config` ([`observer`]) from
-    /// `applied_index + 1` on, and applies them through `applier`.
-    pub fn start_observer(node_id: i32, cluster_id: Option<String>, config: &QuorumConfig, applied_index: u64, applier: Rc<dyn Applier>) -> Result<Rc<Quorum>> {
+    /// `applied_index + 1` on, and applies them through `applier`. `promote`: on a controller
+    /// of a dynamic quorum that is not a voter yet, its metadata directory and controller
+    /// listener, with which it becomes one once a committed voter change names it.
+    pub fn start_observer(
+        node_id: i32,
+        cluster_id: Option<String>,
+        config: &QuorumConfig,
+        applied_index: u64,
+        applier: Rc<dyn Applier>,
+        promote: Option<(std::path::PathBuf, std::net::SocketAddr)>,
+    ) -> Result<Rc<Quorum>> {
         anyhow::ensure!(!config.voters.is_empty(), "an observer needs controller.quorum.voters");
-        let quorum = Quorum::new(node_id, QuorumStatus { applied_index, ..Default::default() }, None, applier.clone(), config);
+        let quorum = Quorum::new(node_id, QuorumStatus { applied_index, ..Default::default() }, applier.clone(), config);
+        *quorum.cluster_id.borrow_mut() = cluster_id.clone();
+        if let Some((dir, listen)) = promote {
+            *quorum.promotion.borrow_mut() = Some(Promotion { dir, cluster_id: cluster_id.clone(), config: config.clone(), listen });
+        }
         transport::start_observer(&quorum, node_id, cluster_id, &config.voters)?;
         // The voter holds a fetch with nothing new up to half the fetch timeout: news arrives
         // at once, and a dead voter is noticed within the timeout.
         let wait = Duration::from_millis((config.fetch_timeout_ms / 2).max(1));
-        let voters: Vec<i32> = config.voters.iter().map(|v| v.node_id).collect();
-        crate::runtime::spawn(quorum.clone().observe(voters, wait, applier)).detach();
+        crate::runtime::spawn(quorum.clone().observe(wait, applier)).detach();
         Ok(quorum)
+    }
+
+    /// Whether this node observes the log rather than votes.
+    pub fn observer(&self) -> bool {
+        self.observer.get()
+    }
+
+    /// The voters as this node last learned them (node id, controller listener).
+    pub fn voters(&self) -> Vec<QuorumVoter> {
+        self.voters.borrow().clone()
+    }
+
+    /// Takes the voter set an applied image names (dynamic quorums): links follow it, and a
+    /// controller that observes becomes a voter when it is named.
+    fn follow_voters(self: &Rc<Self>, image_voters: Vec<(i32, String)>) {
+        if !self.dynamic || image_voters.is_empty() {
+            return;
+        }
+        let voters: Vec<QuorumVoter> = image_voters.into_iter().map(|(node_id, address)| QuorumVoter { node_id, address }).collect();
+        if *self.voters.borrow() == voters {
+            return;
+        }
+        tracing::info!(voters = ?voters.iter().map(|v| v.node_id).collect::<Vec<_>>(), "the metadata quorum's voter set changed");
+        *self.voters.borrow_mut() = voters.clone();
+        transport::follow_voters(self, &voters);
+    }
+
+    /// On an observing controller: whether the applied voter set names it.
+    fn promoted(&self) -> bool {
+        self.promotion.borrow().is_some() && self.voters.borrow().iter().any(|v| v.node_id == self.node_id)
+    }
+
+    /// An observing controller the quorum added as a voter: it drops its observer links and
+    /// starts as a raft member with no log of its own, which the leader fills from its log or
+    /// a snapshot (see `start_member`). Its image is already caught up: AddRaftVoter waits for
+    /// that before the change, as Kafka does, so the new voter does not hold back commits.
+    fn become_voter(self: &Rc<Self>) -> Result<()> {
+        let Some(p) = self.promotion.borrow_mut().take() else { return Ok(()) };
+        tracing::info!(
+            voters = ?self.voters.borrow().iter().map(|v| v.node_id).collect::<Vec<_>>(),
+            "this controller was added to the metadata quorum's voters: it stops observing and joins raft"
+        );
+        self.peers.stop_all();
+        self.start_member(&p.dir, p.cluster_id, &p.config, Some(p.listen))
     }
 
     pub fn status(&self) -> QuorumStatus {
@@ -403,6 +577,20 @@ impl Quorum {
     /// Appends `records` to the metadata log; resolves once they are committed and applied on
     /// this node. Only the ready leader may propose.
     pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<(), ProposeError> {
+        self.propose_change(records, None).await
+    }
+
+    /// Proposes a change of the voter set with `records` (the QuorumVoters record naming the
+    /// new set) in the same entry; resolves once it is committed and applied on this node.
+    /// One at a time: while one is pending, VoterChangePending.
+    pub async fn propose_voter_change(&self, change: VoterChange, records: Vec<MetadataRecord>) -> Result<(), ProposeError> {
+        if self.status.borrow().voter_change_pending {
+            return Err(ProposeError::VoterChangePending);
+        }
+        self.propose_change(records, Some(change)).await
+    }
+
+    async fn propose_change(&self, records: Vec<MetadataRecord>, change: Option<VoterChange>) -> Result<(), ProposeError> {
         if self.failed.get() {
             return Err(ProposeError::Failed);
         }
@@ -414,7 +602,7 @@ impl Quorum {
         let data = serde_json::to_vec(&Batch { proposal: (self.node_id, seq), records }).expect("records serialize");
         let (tx, rx) = futures::channel::oneshot::channel();
         self.waiters.borrow_mut().insert(seq, tx);
-        self.proposals.borrow_mut().push_back((seq, data));
+        self.proposals.borrow_mut().push_back((seq, data, change));
         self.wake.notify_all();
         rx.await.unwrap_or(Err(ProposeError::LeaderLost))
     }
@@ -446,7 +634,7 @@ impl Quorum {
         self.proposals.borrow_mut().clear();
     }
 
-    async fn drive(&self, mut node: RawNode<QuorumStorage>, store: LogStore, applier: Rc<dyn Applier>, snapshot_bytes: u64) -> Result<()> {
+    async fn drive(self: &Rc<Self>, mut node: RawNode<QuorumStorage>, store: LogStore, applier: Rc<dyn Applier>, snapshot_bytes: u64) -> Result<()> {
         let mut next_tick = Instant::now() + TICK;
         let mut applied_term_current = false;
         loop {
@@ -463,20 +651,22 @@ impl Quorum {
                     tracing::debug!(error = %e, "metadata quorum message dropped");
                 }
             }
-            let proposals: Vec<(u64, Vec<u8>)> = self.proposals.borrow_mut().drain(..).collect();
-            for (seq, data) in proposals {
+            let proposals: Vec<Proposal> = self.proposals.borrow_mut().drain(..).collect();
+            for (seq, data, change) in proposals {
                 // Only the leader proposes: it worked the change out from an image with every
                 // committed record. (raft-rs would forward a follower's proposal to the leader,
                 // which must not take a change made from a stale image.)
-                let outcome = if node.raft.state == StateRole::Leader {
-                    node.propose(vec![], data).map_err(|e| e.to_string())
-                } else {
-                    Err(String::from("no longer the leader"))
+                let outcome = match change {
+                    _ if node.raft.state != StateRole::Leader => Err((ProposeError::NotLeader, String::from("no longer the leader"))),
+                    None => node.propose(vec![], data).map_err(|e| (ProposeError::NotLeader, e.to_string())),
+                    // raft-rs would turn a second change into an empty entry, never resolved.
+                    Some(_) if node.raft.has_pending_conf() => Err((ProposeError::VoterChangePending, String::from("a voter change is pending"))),
+                    Some(change) => node.propose_conf_change(data, change.conf_change()).map_err(|e| (ProposeError::NotLeader, e.to_string())),
                 };
-                if let Err(e) = outcome {
+                if let Err((error, e)) = outcome {
                     tracing::warn!(error = %e, "metadata change not proposed");
                     if let Some(tx) = self.waiters.borrow_mut().remove(&seq) {
-                        let _ = tx.send(Err(ProposeError::NotLeader));
+                        let _ = tx.send(Err(error));
                     }
                 }
             }
@@ -494,7 +684,13 @@ impl Quorum {
         }
     }
 
-    async fn handle_ready(&self, node: &mut RawNode<QuorumStorage>, store: &LogStore, applier: &dyn Applier, applied_term_current: &mut bool) -> Result<()> {
+    async fn handle_ready(
+        self: &Rc<Self>,
+        node: &mut RawNode<QuorumStorage>,
+        store: &LogStore,
+        applier: &dyn Applier,
+        applied_term_current: &mut bool,
+    ) -> Result<()> {
         let mut ready = node.ready();
         if let Some(ss) = ready.ss() {
             if ss.raft_state != StateRole::Leader {
@@ -516,9 +712,12 @@ impl Quorum {
             applier.install(index, snapshot.data.to_vec()).await.context("installing a metadata snapshot")?;
             store.install(snapshot).await.context("writing a metadata snapshot to the log")?;
             self.status.borrow_mut().applied_index = index;
+            // The image is the snapshot's now: every entry after it is new to it.
+            self.image_ahead_through.set(0);
+            self.follow_voters(applier.voters());
         }
         let committed = ready.take_committed_entries();
-        self.apply_entries(node, committed, applier, applied_term_current).await?;
+        self.apply_entries(node, store, committed, applier, applied_term_current).await?;
         let bytes = store.stage(ready.entries(), ready.hs())?;
         store.sync(bytes).await?;
         self.peers.send(ready.take_persisted_messages());
@@ -528,26 +727,62 @@ impl Quorum {
         }
         self.peers.send(light.take_messages());
         let committed = light.take_committed_entries();
-        self.apply_entries(node, committed, applier, applied_term_current).await?;
+        self.apply_entries(node, store, committed, applier, applied_term_current).await?;
         node.advance_apply();
         Ok(())
     }
 
-    async fn apply_entries(&self, node: &RawNode<QuorumStorage>, entries: Vec<Entry>, applier: &dyn Applier, applied_term_current: &mut bool) -> Result<()> {
+    async fn apply_entries(
+        self: &Rc<Self>,
+        node: &mut RawNode<QuorumStorage>,
+        store: &LogStore,
+        entries: Vec<Entry>,
+        applier: &dyn Applier,
+        applied_term_current: &mut bool,
+    ) -> Result<()> {
         for entry in entries {
             if entry.term == node.raft.term {
                 *applied_term_current = true;
             }
-            if entry.get_entry_type() == EntryType::EntryNormal && !entry.data.is_empty() {
-                let batch: Batch = serde_json::from_slice(&entry.data).with_context(|| format!("metadata log entry {} is damaged", entry.index))?;
-                applier.apply(entry.index, batch.records).await?;
-                if batch.proposal.0 == self.node_id {
-                    if let Some(tx) = self.waiters.borrow_mut().remove(&batch.proposal.1) {
-                        let _ = tx.send(Ok(()));
+            let voter_change = matches!(entry.get_entry_type(), EntryType::EntryConfChangeV2 | EntryType::EntryConfChange);
+            if voter_change {
+                // raft's configuration and the image's QuorumVoters record change at the same
+                // index: the image (persisted by the applier) is what a restart starts from.
+                // Only V2 changes are proposed (see `VoterChange`).
+                let cc = <ConfChangeV2 as protobuf::Message>::parse_from_bytes(&entry.data)
+                    .with_context(|| format!("metadata log entry {} holds a voter change that does not decode", entry.index))?;
+                let conf_state = node.apply_conf_change(&cc).with_context(|| format!("applying the voter change of metadata log entry {}", entry.index))?;
+                tracing::info!(index = entry.index, voters = ?conf_state.voters.iter().map(|id| node_id(*id)).collect::<Vec<_>>(), "metadata quorum voter change applied");
+                store.storage().wl().set_conf_state(conf_state.clone());
+                if node.raft.state == StateRole::Leader && !conf_state.voters.contains(&raft_id(self.node_id)) {
+                    // A leader removed from the voters hands over, as Kafka's resigns: to the
+                    // voter furthest along.
+                    let next = node.raft.prs().iter().filter(|(id, _)| conf_state.voters.contains(id)).max_by_key(|(_, pr)| pr.matched).map(|(id, _)| *id);
+                    if let Some(next) = next {
+                        tracing::info!(to = node_id(next), "this leader was removed from the voters: handing leadership over");
+                        node.transfer_leader(next);
                     }
                 }
             }
-            self.status.borrow_mut().applied_index = entry.index;
+            // A voter that joined after observing has these records in its image already.
+            let in_image = entry.index <= self.image_ahead_through.get();
+            let mut proposed_here = None;
+            if let Some(batch) = entry_batch(&entry)?.filter(|_| !in_image) {
+                applier.apply(entry.index, batch.records).await?;
+                proposed_here = (batch.proposal.0 == self.node_id).then_some(batch.proposal.1);
+            }
+            let mut status = self.status.borrow_mut();
+            status.applied_index = status.applied_index.max(entry.index);
+            drop(status);
+            if voter_change {
+                // Published before the change's proposer hears it applied, so that what it
+                // answers next (DescribeQuorum, another change) sees the new set.
+                self.publish_status(node, store, *applied_term_current);
+                self.follow_voters(applier.voters());
+            }
+            if let Some(tx) = proposed_here.and_then(|seq| self.waiters.borrow_mut().remove(&seq)) {
+                let _ = tx.send(Ok(()));
+            }
         }
         Ok(())
     }
@@ -567,6 +802,9 @@ impl Quorum {
             // Filled in by `status()`; kept out of the stored status so a drop is no change.
             dropped_messages: 0,
             snapshot_index: store.snapshot_index(),
+            // raft-rs counts a change pending until the driver advances its applied index, at
+            // the end of a turn; this node's applied index moves with each entry.
+            voter_change_pending: is_leader && raft.pending_conf_index > self.status.borrow().applied_index,
         };
         if *self.status.borrow() != next {
             *self.status.borrow_mut() = next;
@@ -628,5 +866,57 @@ impl slog::Drain for TracingDrain {
             _ => tracing::trace!(target: "raft", "{message}"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn voters_after(start: &[i32], changes: &[VoterChange]) -> Vec<i32> {
+        let me = start[0];
+        let storage = raft::storage::MemStorage::new_with_conf_state(ConfState::from((start.iter().map(|id| raft_id(*id)).collect::<Vec<_>>(), vec![])));
+        let config = raft::Config { id: raft_id(me), ..Default::default() };
+        let mut node = RawNode::new(&config, storage, &slog::Logger::root(slog::Discard, slog::o!())).unwrap();
+        let mut voters = Vec::new();
+        for change in changes {
+            voters = node.apply_conf_change(&change.conf_change()).unwrap().voters;
+        }
+        voters.sort();
+        voters.into_iter().map(node_id).collect()
+    }
+
+    #[test]
+    fn a_voter_change_is_one_simple_raft_change() {
+        assert_eq!(voters_after(&[1, 2], &[VoterChange::Add(3)]), vec![1, 2, 3]);
+        assert_eq!(voters_after(&[1, 2, 3], &[VoterChange::Remove(2)]), vec![1, 3]);
+        let cc = VoterChange::Add(0).conf_change();
+        assert_eq!((cc.changes.len(), cc.changes[0].node_id, cc.changes[0].get_change_type()), (1, 1, ConfChangeType::AddNode));
+    }
+
+    #[test]
+    fn replaying_the_logs_voter_changes_on_the_set_they_led_to_ends_at_that_set() {
+        // A controller that joined after observing starts with the image's voters (itself among
+        // them) and an empty log; raft then gives it every entry, voter changes included.
+        // Started from {1, 2}: 2 joins, 3 joins, 1 leaves, 4 joins -> {2, 3, 4}.
+        let history = [VoterChange::Add(2), VoterChange::Add(3), VoterChange::Remove(1), VoterChange::Add(4)];
+        assert_eq!(voters_after(&[1], &history), vec![2, 3, 4]);
+        assert_eq!(voters_after(&[4, 2, 3], &history), vec![2, 3, 4]);
+    }
+
+    #[test]
+    fn a_voter_changes_records_ride_in_its_context() {
+        let batch = Batch { proposal: (1, 7), records: vec![MetadataRecord::QuorumVoters { voters: vec![(1, "h:1".into())] }] };
+        let bytes = serde_json::to_vec(&batch).unwrap();
+        let mut normal = Entry { index: 3, data: bytes.clone().into(), ..Default::default() };
+        assert_eq!(entry_batch(&normal).unwrap().unwrap().proposal, (1, 7));
+        normal.data = Vec::<u8>::new().into();
+        assert!(entry_batch(&normal).unwrap().is_none());
+        let mut change = Entry { index: 4, context: bytes.into(), ..Default::default() };
+        change.set_entry_type(EntryType::EntryConfChangeV2);
+        change.data = protobuf::Message::write_to_bytes(&VoterChange::Add(2).conf_change()).unwrap().into();
+        assert_eq!(entry_batch(&change).unwrap().unwrap().records.len(), 1);
+        change.context = b"{".to_vec().into();
+        assert!(entry_batch(&change).is_err());
     }
 }

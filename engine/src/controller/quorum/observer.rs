@@ -122,8 +122,16 @@ impl Quorum {
             .collect()
     }
 
+    /// At a voter: observer `node_id` as this node last heard from it: the last index it had,
+    /// when it fetched, and whether it is a controller linked here now (a node that may be
+    /// added as a voter). None: no fetch from it here lately.
+    pub fn observer_state(&self, node_id: i32) -> Option<(u64, std::time::SystemTime, bool)> {
+        let (index, at) = *self.observed.borrow().get(&node_id)?;
+        Some((index, at, self.controller_observers.borrow().get(&node_id).is_some_and(|links| *links > 0)))
+    }
+
     async fn answer_fetch(&self, from: i32, request: &FetchRequest) -> FetchReply {
-        let Some(log) = self.log.as_ref() else { return FetchReply::default() };
+        let Some(log) = self.log.borrow().clone() else { return FetchReply::default() };
         // Entries this node has in its log and knows committed: a follower may know a commit
         // before it has stored the entries.
         let committed = || self.status().commit_index.min(log.last_index().unwrap_or(0));
@@ -171,15 +179,11 @@ impl Quorum {
             }
         };
         for entry in entries {
-            let records = if entry.data.is_empty() {
-                Vec::new()
-            } else {
-                match serde_json::from_slice::<Batch>(&entry.data) {
-                    Ok(batch) => batch.records,
-                    Err(e) => {
-                        tracing::error!(index = entry.index, error = %e, "a metadata log entry does not decode: not sent to an observer");
-                        break;
-                    }
+            let records = match super::entry_batch(&entry) {
+                Ok(batch) => batch.map(|b: Batch| b.records).unwrap_or_default(),
+                Err(e) => {
+                    tracing::error!(index = entry.index, error = %format!("{e:#}"), "a metadata log entry does not decode: not sent to an observer");
+                    break;
                 }
             };
             reply.entries.push(FetchedEntry { index: entry.index, records });
@@ -188,12 +192,27 @@ impl Quorum {
     }
 
     /// On a broker-only node: fetches and applies committed metadata, forever.
-    pub(super) async fn observe(self: Rc<Self>, voters: Vec<i32>, wait: Duration, applier: Rc<dyn Applier>) {
+    pub(super) async fn observe(self: Rc<Self>, wait: Duration, applier: Rc<dyn Applier>) {
         let mut next_index = self.status.borrow().applied_index + 1;
-        tracing::info!(from_index = next_index, voters = ?voters, "observing the metadata log: fetching committed entries from the voters");
+        tracing::info!(from_index = next_index, voters = ?self.voters.borrow().iter().map(|v| v.node_id).collect::<Vec<_>>(), "observing the metadata log: fetching committed entries from the voters");
         let mut turn = 0usize;
         loop {
-            let target = self.status.borrow().leader.unwrap_or_else(|| {
+            if self.promoted() {
+                // Added as a voter: from here on raft brings this node the log.
+                if let Err(e) = self.become_voter() {
+                    tracing::error!(error = %format!("{e:#}"), "this controller was added as a voter but could not start as one: it no longer applies metadata; fix the cause and restart it");
+                    self.failed.set(true);
+                }
+                return;
+            }
+            // The voters as the log names them now (a dynamic quorum's change); none known (a
+            // broken image) falls back to waiting.
+            let voters: Vec<i32> = self.voters.borrow().iter().map(|v| v.node_id).collect();
+            if voters.is_empty() {
+                crate::runtime::sleep(OBSERVER_RETRY).await;
+                continue;
+            }
+            let target = self.status.borrow().leader.filter(|l| voters.contains(l)).unwrap_or_else(|| {
                 turn = turn.wrapping_add(1);
                 voters[turn % voters.len()]
             });
@@ -223,7 +242,9 @@ impl Quorum {
             // A voter that knows no leader (an election) or another one sends the next fetch
             // elsewhere.
             self.set_observed_leader(reply.leader, Some((reply.term, reply.commit_index)));
-            if let Err(e) = self.take(&mut next_index, reply, &*applier).await {
+            let taken = self.take(&mut next_index, reply, &*applier).await;
+            self.follow_voters(applier.voters());
+            if let Err(e) = taken {
                 tracing::error!(error = %format!("{e:#}"), "the metadata fetched from the quorum could not be applied on this node; fetching again");
                 crate::runtime::sleep(OBSERVER_RETRY).await;
             }

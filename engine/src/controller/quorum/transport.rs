@@ -22,6 +22,12 @@
 //! is not a fetch or a forwarded call, or a fetch that does not decode, closes its link with a
 //! log line.
 //!
+//! With a dynamic quorum the voter set changes at run time (AddRaftVoter, RemoveRaftVoter), so
+//! nodes may for a moment name different voters: there a hello is refused only when it names
+//! another cluster, or this node's own id. Links follow the committed voter set: a node opens
+//! one to each new voter and closes the one to a voter removed. An observer's hello says
+//! whether it is a controller (one the leader may add as a voter).
+//!
 //! With a dynamic quorum (`controller.quorum.bootstrap.servers`, KIP-853) a node that does not
 //! know the voters yet opens a link to a bootstrap server with `discover` set in its hello; the
 //! voter answers with one frame (its node id, its voters with their addresses, the leader it
@@ -83,6 +89,9 @@ struct Hello {
     /// and hangs up: answered with one [`Discovered`] frame.
     #[serde(default)]
     discover: bool,
+    /// An observer that is a controller (of a dynamic quorum, not yet a voter).
+    #[serde(default)]
+    controller: bool,
 }
 
 /// The answer to a discovering hello: who answered, the voters it knows (node id and
@@ -128,11 +137,20 @@ struct PeerQueue {
     /// what the leader now has (a snapshot, once its log is compacted), and raft sends again
     /// what is lost.
     connected: Cell<bool>,
+    /// The voter left the voter set (or this node stopped observing): the link closes.
+    stopped: Cell<bool>,
 }
 
 impl PeerQueue {
     fn new(connected: bool) -> Rc<PeerQueue> {
-        Rc::new(PeerQueue { messages: RefCell::new(VecDeque::new()), ready: Notify::default(), connected: Cell::new(connected) })
+        Rc::new(PeerQueue { messages: RefCell::new(VecDeque::new()), ready: Notify::default(), connected: Cell::new(connected), stopped: Cell::new(false) })
+    }
+
+    fn stop(&self) {
+        self.stopped.set(true);
+        self.disconnected();
+        self.messages.borrow_mut().clear();
+        self.ready.notify_all();
     }
 
     fn disconnected(&self) {
@@ -141,10 +159,11 @@ impl PeerQueue {
     }
 }
 
-/// Outgoing queues, one per other voter, by raft id.
+/// Outgoing queues, one per other voter, by raft id, and those of the observers' links here.
 #[derive(Default)]
 pub struct Peers {
     queues: RefCell<HashMap<u64, Rc<PeerQueue>>>,
+    observers: RefCell<HashMap<u64, Rc<PeerQueue>>>,
 }
 
 impl Peers {
@@ -167,20 +186,38 @@ impl Peers {
     /// The queue of an observer's link, replacing any of an earlier link of the same node.
     fn attach(&self, to: u64) -> Rc<PeerQueue> {
         let queue = PeerQueue::new(true);
-        self.queues.borrow_mut().insert(to, queue.clone());
+        self.observers.borrow_mut().insert(to, queue.clone());
         queue
     }
 
     fn detach(&self, to: u64, queue: &Rc<PeerQueue>) {
-        let mut queues = self.queues.borrow_mut();
+        let mut queues = self.observers.borrow_mut();
         if queues.get(&to).is_some_and(|q| Rc::ptr_eq(q, queue)) {
             queues.remove(&to);
         }
     }
 
+    /// Closes the link to `to` (a raft id): a voter removed from the set.
+    fn stop(&self, to: u64) {
+        if let Some(q) = self.queues.borrow_mut().remove(&to) {
+            q.stop();
+        }
+    }
+
+    /// Closes every outgoing link: an observer that becomes a voter opens them again as one.
+    pub fn stop_all(&self) {
+        for (_, q) in self.queues.borrow_mut().drain() {
+            q.stop();
+        }
+    }
+
     fn enqueue(&self, to: u64, item: Outgoing) {
+        // Answers to an observer go back on its own link (it may have no listener); everything
+        // else on this node's link to the voter.
+        let reply = matches!(item, Outgoing::Frame(FRAME_FORWARD_REPLY | FRAME_FETCH_REPLY, _));
+        let observer = if reply { self.observers.borrow().get(&to).cloned() } else { None };
         let queues = self.queues.borrow();
-        let Some(q) = queues.get(&to) else {
+        let Some(q) = observer.as_ref().or_else(|| queues.get(&to)) else {
             tracing::debug!(to, "metadata quorum message for an unknown voter dropped");
             return;
         };
@@ -241,12 +278,31 @@ pub fn start_observer(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<Stri
     connect(quorum, node_id, cluster_id, voters, true)
 }
 
-/// Starts a link to every other voter.
+/// Follows a change of the voter set: opens a link to each new voter, closes the links to
+/// those removed.
+pub fn follow_voters(quorum: &Rc<Quorum>, voters: &[QuorumVoter]) {
+    let keep: std::collections::HashSet<u64> = voters.iter().map(|v| raft_id(v.node_id)).collect();
+    let gone: Vec<u64> = quorum.peers.queues.borrow().keys().copied().filter(|id| !keep.contains(id)).collect();
+    for id in gone {
+        tracing::info!(voter = super::node_id(id), "closing the link to a node no longer a voter");
+        quorum.peers.stop(id);
+    }
+    let cluster_id = quorum.cluster_id.borrow().clone();
+    if let Err(e) = connect(quorum, quorum.node_id, cluster_id, voters, quorum.observer()) {
+        tracing::error!(error = %format!("{e:#}"), "cannot link to the new voters");
+    }
+}
+
+/// Starts a link to every other voter that has none.
 fn connect(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, voters: &[QuorumVoter], observer: bool) -> Result<()> {
+    let controller = quorum.promotion.borrow().is_some();
     for voter in voters.iter().filter(|v| v.node_id != node_id) {
+        if quorum.peers.queues.borrow().contains_key(&raft_id(voter.node_id)) {
+            continue;
+        }
         let queue = PeerQueue::new(false);
         quorum.peers.queues.borrow_mut().insert(raft_id(voter.node_id), queue.clone());
-        let hello = serde_json::to_vec(&Hello { node_id, cluster_id: cluster_id.clone(), voters: voter_list(voters), observer, discover: false })
+        let hello = serde_json::to_vec(&Hello { node_id, cluster_id: cluster_id.clone(), voters: voter_list(voters), observer, discover: false, controller })
             .expect("hello serializes");
         if hello.len() + 1 > HELLO_BYTES_MAX {
             bail!(
@@ -266,6 +322,9 @@ async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>, quo
     // a connection it accepted closes).
     let mut said_refused: Option<String> = None;
     loop {
+        if queue.stopped.get() {
+            return;
+        }
         queue.disconnected();
         let stream = match TcpStream::connect(voter.address.as_str()).await {
             Ok(s) => s,
@@ -295,6 +354,9 @@ async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>, quo
         futures::pin_mut!(closed);
         loop {
             let ready = queue.ready.notified();
+            if queue.stopped.get() {
+                return;
+            }
             let batch: Vec<Outgoing> = queue.messages.borrow_mut().drain(..).collect();
             if batch.is_empty() {
                 futures::select! {
@@ -461,7 +523,8 @@ const DISCOVERY_ANSWER_WAIT: Duration = Duration::from_secs(2);
 /// again until one answers, for the quorum's voters. A server that is down or refuses is
 /// logged once, and the next one asked.
 pub async fn discover(bootstrap: &[String], node_id: i32, cluster_id: Option<String>) -> Discovered {
-    let hello = serde_json::to_vec(&Hello { node_id, cluster_id, voters: Vec::new(), observer: false, discover: true }).expect("hello serializes");
+    let hello =
+        serde_json::to_vec(&Hello { node_id, cluster_id, voters: Vec::new(), observer: false, discover: true, controller: false }).expect("hello serializes");
     let mut said: HashMap<&str, String> = HashMap::new();
     let mut backoff = RECONNECT_BACKOFF_MIN;
     loop {
@@ -552,7 +615,19 @@ async fn receive_loop(
             bail!("bad hello");
         }
     };
-    let refused = if hello.discover { cluster_refusal(&hello, cluster_id) } else { refusal_reason(&hello, node_id, voters, cluster_id) };
+    // A dynamic quorum's voters change, and nodes learn each change at their own pace: only the
+    // cluster (and a node claiming this one's id) is checked.
+    let dynamic = quorum.upgrade().is_some_and(|q| q.dynamic);
+    let current: Vec<(i32, String)> = match quorum.upgrade() {
+        Some(q) if dynamic => voter_list(&q.voters()),
+        _ => voters.to_vec(),
+    };
+    let voters = &current[..];
+    let refused = if hello.discover || (dynamic && hello.node_id != node_id) {
+        cluster_refusal(&hello, cluster_id)
+    } else {
+        refusal_reason(&hello, node_id, voters, cluster_id)
+    };
     if let Some((what, reason)) = refused {
         if reports.due(&reason) {
             tracing::warn!(peer, from = hello.node_id, their_cluster_id = ?hello.cluster_id, "{what}: {reason}");
@@ -589,8 +664,21 @@ async fn receive_loop(
     }
     if hello.observer {
         let Some(q) = quorum.upgrade() else { return Ok(()) };
-        tracing::info!(peer, observer = hello.node_id, "a broker-only node follows the metadata log from here");
-        return serve_observer(stream, &q, hello.node_id).await;
+        tracing::info!(peer, observer = hello.node_id, controller = hello.controller, "an observer follows the metadata log from here");
+        if hello.controller {
+            *q.controller_observers.borrow_mut().entry(hello.node_id).or_default() += 1;
+        }
+        let served = serve_observer(stream, &q, hello.node_id).await;
+        if hello.controller {
+            let mut links = q.controller_observers.borrow_mut();
+            if let Some(n) = links.get_mut(&hello.node_id) {
+                *n -= 1;
+                if *n == 0 {
+                    links.remove(&hello.node_id);
+                }
+            }
+        }
+        return served;
     }
     let from = raft_id(hello.node_id);
     loop {
@@ -696,7 +784,7 @@ mod tests {
     }
 
     fn hello(node_id: i32, cluster_id: Option<&str>, list: &[(i32, &str)]) -> Hello {
-        Hello { node_id, cluster_id: cluster_id.map(String::from), voters: voters(list), observer: false, discover: false }
+        Hello { node_id, cluster_id: cluster_id.map(String::from), voters: voters(list), observer: false, discover: false, controller: false }
     }
 
     #[test]

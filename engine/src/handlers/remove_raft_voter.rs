@@ -1,0 +1,41 @@
+//! RemoveRaftVoter (key 81): removes a controller from a dynamic quorum's voters (KIP-853,
+//! `kafka-metadata-quorum.sh remove-controller`), through the active controller as
+//! AddRaftVoter is. A leader removed hands leadership to another voter.
+
+use kafka_protocol::messages::{RemoveRaftVoterRequest, RemoveRaftVoterResponse};
+use shardlog_protocol::error_code as ec;
+use shardlog_protocol::kafka_protocol;
+
+use super::{respond, str_bytes, Context, Response};
+use crate::controller::{ChangeVoters, VoterCall, CONTROLLER_SHARD};
+
+pub async fn handle(ctx: &Context<'_>, request: RemoveRaftVoterRequest) -> Response {
+    if let Some(denied) = denial(ctx, &request) {
+        return denied;
+    }
+    let header = ctx.header;
+    let mut r = RemoveRaftVoterResponse::default();
+    let call =
+        ChangeVoters { cluster_id: request.cluster_id.as_ref().map(|id| id.as_str().to_string()), change: VoterCall::Remove { node_id: request.voter_id } };
+    let outcome = match ctx.call(CONTROLLER_SHARD, call).await {
+        Ok(outcome) => outcome,
+        Err(e) => Err((ec::NOT_CONTROLLER, format!("the controller shard did not answer: {e}"))),
+    };
+    if let Err((code, msg)) = outcome {
+        r.error_code = code;
+        r.error_message = Some(str_bytes(&msg));
+    }
+    respond(header, &r)
+}
+
+/// The request refused whole, with Kafka's error, when the principal lacks what it needs.
+fn denial(ctx: &Context<'_>, request: &RemoveRaftVoterRequest) -> Option<Response> {
+    let (authz, header, _r) = (&ctx.authz, ctx.header, request);
+    use crate::authorizer::Operation::*;
+    use kafka_protocol::messages as m;
+    use shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED as CLUSTER_DENIED;
+    if !authz.cluster(Alter) {
+        return deny!(header, m::RemoveRaftVoterResponse, CLUSTER_DENIED);
+    }
+    None
+}
