@@ -33,6 +33,7 @@ OFFSET_FOR_LEADER_EPOCH = 23
 CREATE_PARTITIONS = 37
 DESCRIBE_CLUSTER = 60
 UNREGISTER_BROKER = 64
+ELECT_LEADERS = 43
 DESCRIBE_TOPIC_PARTITIONS = 75
 
 # Error codes used by the tests.
@@ -683,6 +684,41 @@ def parse_unregister_broker_v0(body: bytes) -> tuple[int, str | None]:
     r.skip_tagged_fields()
     assert r.remaining() == 0, f"{r.remaining()} bytes after the response"
     return error, message
+
+
+def elect_leaders_v2_request(correlation_id: int, election_type: int, partitions: dict[str, list[int]] | None) -> bytes:
+    """ElectLeaders v2 (flexible); `partitions` None asks for every partition."""
+    if partitions is None:
+        topics = uvarint(0)
+    else:
+        topics = uvarint(len(partitions) + 1) + b"".join(
+            compact_string(t) + uvarint(len(ps) + 1) + b"".join(i32(p) for p in ps) + TAGGED_FIELDS_EMPTY for t, ps in partitions.items())
+    body = i8(election_type) + topics + i32(30_000) + TAGGED_FIELDS_EMPTY
+    return frame(request_header(ELECT_LEADERS, 2, correlation_id, flexible=True) + body)
+
+
+def parse_elect_leaders_v2(body: bytes) -> tuple[int, dict[tuple[str, int], tuple[int, str | None]]]:
+    """(top-level error, {(topic, partition): (error, message)}) of an ElectLeaders v2 response."""
+    r = Reader(body)
+    r.skip_tagged_fields()  # response header v1
+
+    def compact_str() -> str | None:
+        n = r.uvarint()
+        return None if n == 0 else r.take(n - 1).decode()
+
+    r.i32()  # throttle time
+    error = r.i16()
+    results = {}
+    for _ in range(r.uvarint() - 1):
+        topic = compact_str()
+        for _ in range(r.uvarint() - 1):
+            partition, code, message = r.i32(), r.i16(), compact_str()
+            r.skip_tagged_fields()
+            results[(topic, partition)] = (code, message)
+        r.skip_tagged_fields()
+    r.skip_tagged_fields()
+    assert r.remaining() == 0, f"{r.remaining()} bytes after the response"
+    return error, results
 
 
 def describe_topic_partitions_v0_request(correlation_id: int, topics: list[str], limit: int, cursor: tuple[str, int] | None = None,

@@ -82,7 +82,8 @@ CLUSTER_APIS = {
     27: (1, 1),  # WriteTxnMarkers, broker to broker (v0 left Kafka 4.0; test_cluster_transactions.py)
     75: (0, 0),  # DescribeTopicPartitions (test_describe_topic_partitions.py)
     23: (2, 4),  # OffsetForLeaderEpoch (v0-1 left Kafka 4.0; every version in test_leader_epochs.py)
-    64: (0, 0),  # UnregisterBroker (test_cluster_unregister.py)
+    64: (0, 0),  # UnregisterBroker (test_cluster_broker_admin.py)
+    43: (0, 2),  # ElectLeaders (test_cluster_broker_admin.py)
     80: (0, 0),  # AddRaftVoter (KIP-853; test_cluster_dynamic_quorum.py)
     81: (0, 0),  # RemoveRaftVoter (KIP-853; test_cluster_dynamic_quorum.py)
 }

@@ -314,6 +314,13 @@ def test_kafka_features_and_metadata_quorum_on_one_node(broker, tmp_path):
     cluster_id = ok(kafka_tool("kafka-cluster", "cluster-id", "--bootstrap-server", b, tmp_path=tmp_path)).strip()
     assert cluster_id == f"Cluster ID: {st['ClusterId']}"
     assert len(st["ClusterId"]) == 22
+    # kafka-leader-election.sh: every partition already led by its preferred replica, so
+    # nothing is elected (and, for every partition, nothing is listed, as with Kafka).
+    clients.create_topic(b, "elect", 2)
+    elected = ok(kafka_tool("kafka-leader-election", "--bootstrap-server", b, "--election-type", "unclean", "--topic", "elect", "--partition", "1", tmp_path=tmp_path))
+    assert elected.strip() == "Valid replica already elected for partitions elect-1", elected
+    assert ok(kafka_tool("kafka-leader-election", "--bootstrap-server", b, "--election-type", "preferred", "--all-topic-partitions", tmp_path=tmp_path)).strip() == ""
+
     # kafka-cluster.sh unregister: an unknown id is refused with Kafka's error; the broker
     # itself, unregistered while it runs, registers again at its next heartbeat.
     refused = kafka_tool("kafka-cluster", "unregister", "--bootstrap-server", b, "--id", "7", tmp_path=tmp_path)

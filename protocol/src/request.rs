@@ -190,6 +190,7 @@ request_bodies! {
     DescribeClientQuotas => DescribeClientQuotasRequest,
     AlterClientQuotas => AlterClientQuotasRequest,
     UnregisterBroker => UnregisterBrokerRequest,
+    ElectLeaders => ElectLeadersRequest,
 }
 
 /// True when the table has a decoder for this api key and `kafka-protocol` decodes this version.

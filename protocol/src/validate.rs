@@ -299,6 +299,7 @@ static APIS: &[Api] = &[
     Api::new(64, "0", "0+", &UNREGISTER_BROKER),
     Api::new(80, "0", "0+", &ADD_RAFT_VOTER),
     Api::new(81, "0", "0+", &REMOVE_RAFT_VOTER),
+    Api::new(43, "0-2", "2+", &ELECT_LEADERS),
 ];
 
 fn find_api(api_key: i16) -> Option<&'static Api> {
@@ -936,6 +937,17 @@ static DESCRIBE_CLUSTER: Struct = plain_struct!("DescribeClusterRequest" {
     "IncludeClusterAuthorizedOperations": BOOL, "0+";
     "EndpointType": INT8, "1+";
     "IncludeFencedBrokers": BOOL, "2+";
+});
+
+// ElectLeaders (43)
+static ELECT_LEADERS: Struct = plain_struct!("ElectLeadersRequest" {
+    "ElectionType": INT8, "1+";
+    "TopicPartitions": array(&ELECT_LEADERS_TOPIC), "0+", nullable "0+";
+    "TimeoutMs": INT32, "0+";
+});
+static ELECT_LEADERS_TOPIC: Struct = plain_struct!("TopicPartitions" {
+    "Topic": STRING, "0+";
+    "PartitionId": ARRAY_INT32, "0+";
 });
 
 // UnregisterBroker (64)

@@ -11,7 +11,6 @@ use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::messages::UnregisterBrokerRequest;
 use kafka_protocol::messages::{
     add_partitions_to_txn_request, create_acls_request, delete_acls_request, describe_producers_request, txn_offset_commit_request, AddOffsetsToTxnRequest,
     AddPartitionsToTxnRequest, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest, DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest,
@@ -31,6 +30,7 @@ use kafka_protocol::messages::{
     ProduceRequest, ProducerId, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TopicName, TransactionalId,
 };
 use kafka_protocol::messages::{delete_records_request, describe_log_dirs_request, DeleteRecordsRequest, DescribeLogDirsRequest};
+use kafka_protocol::messages::{elect_leaders_request, ElectLeadersRequest, UnregisterBrokerRequest};
 use kafka_protocol::messages::{offset_for_leader_epoch_request, OffsetForLeaderEpochRequest};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use shardlog_protocol::request::decode_request_body;
@@ -141,6 +141,7 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (64, 0, 0),
     (80, 0, 0),
     (81, 0, 0),
+    (43, 0, 2),
 ];
 
 fn declared_versions() -> impl Iterator<Item = (i16, i16)> {
@@ -832,6 +833,17 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
             encode(&AlterClientQuotasRequest::default().with_entries(vec![EntryData::default().with_entity(entity).with_ops(ops)]).with_validate_only(true), v)
         }
         64 => encode(&UnregisterBrokerRequest::default().with_broker_id(BrokerId(3)), v),
+        43 => {
+            use elect_leaders_request::TopicPartitions;
+            let topics = vec![
+                TopicPartitions::default().with_topic(topic("orders")).with_partitions(vec![0, 2]),
+                TopicPartitions::default().with_topic(topic("payments")),
+            ];
+            encode(
+                &ElectLeadersRequest::default().with_election_type(i8::from(v >= 1)).with_topic_partitions((!nulls).then_some(topics)).with_timeout_ms(30_000),
+                v,
+            )
+        }
         _ => panic!("no sample for api key {api_key}"),
     }
 }

@@ -64,7 +64,17 @@ pub enum ControllerRequest {
     UnregisterBroker {
         node_id: i32,
     },
+    /// ElectLeaders: a leader election (0 preferred, 1 unclean) for each (topic, partition),
+    /// one result each, named `topic-partition`.
+    ElectLeaders {
+        election_type: i8,
+        partitions: Vec<(String, i32)>,
+    },
 }
+
+/// ElectLeaders' election types (KIP-460).
+pub const ELECTION_PREFERRED: i8 = 0;
+pub const ELECTION_UNCLEAN: i8 = 1;
 
 /// The quota changes of one client quota entity: (key, Some(value) to set, None to remove).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,6 +138,7 @@ impl ControllerRequest {
             ControllerRequest::AlterConfigs { resources, .. } => resources.iter().map(|r| r.resource_name.clone()).collect(),
             ControllerRequest::AlterClientQuotas { entries, .. } => entries.iter().map(QuotaAlteration::name).collect(),
             ControllerRequest::UnregisterBroker { node_id } => vec![format!("broker {node_id}")],
+            ControllerRequest::ElectLeaders { partitions, .. } => partitions.iter().map(|(t, p)| format!("{t}-{p}")).collect(),
         }
     }
 }
@@ -943,6 +954,44 @@ fn set_fenced(view: &mut ClusterMetadata, node_id: i32, fenced: bool) {
     }
 }
 
+/// One partition's leader election, as Kafka's ReplicationControlManager.electLeader: the new
+/// leader, or why there is none. Preferred: the first replica, when it is registered, not
+/// fenced and in the ISR. Unclean: only for a partition without a leader, an ISR member that
+/// is live, else any live replica (which then is the whole ISR: it may lack acknowledged
+/// records, the trade `unclean.leader.election.enable` makes). Either bumps the leader epoch.
+fn elect_leader(meta: &mut ClusterMetadata, topic: &str, partition: i32, election_type: i8) -> Result<i32, (i16, Option<String>)> {
+    let live: Vec<i32> = meta.brokers.values().filter(|b| !b.fenced).map(|b| b.node_id).collect();
+    let Some(t) = meta.topics.get_mut(topic) else { return Err((ec::UNKNOWN_TOPIC_OR_PARTITION, Some(format!("No such topic as {topic}")))) };
+    let Some(p) = usize::try_from(partition).ok().and_then(|i| t.partitions.get_mut(i)) else {
+        return Err((ec::UNKNOWN_TOPIC_OR_PARTITION, Some(format!("No such partition as {topic}-{partition}"))));
+    };
+    let leader = match election_type {
+        ELECTION_PREFERRED => {
+            let preferred = p.replicas.first().copied();
+            if preferred == Some(p.leader) {
+                return Err((ec::ELECTION_NOT_NEEDED, None));
+            }
+            preferred.filter(|r| live.contains(r) && p.isr.contains(r)).ok_or((ec::PREFERRED_LEADER_NOT_AVAILABLE, None))?
+        }
+        ELECTION_UNCLEAN => {
+            if p.leader != records::NO_LEADER {
+                return Err((ec::ELECTION_NOT_NEEDED, None));
+            }
+            let in_isr = p.isr.iter().copied().find(|r| live.contains(r));
+            let leader = in_isr.or_else(|| p.replicas.iter().copied().find(|r| live.contains(r))).ok_or((ec::ELIGIBLE_LEADERS_NOT_AVAILABLE, None))?;
+            if in_isr.is_none() {
+                p.isr = vec![leader];
+            }
+            leader
+        }
+        other => return Err((ec::INVALID_REQUEST, Some(format!("unknown election type {other}: 0 is preferred, 1 unclean")))),
+    };
+    p.leader = leader;
+    p.leader_epoch += 1;
+    p.partition_epoch += 1;
+    Ok(leader)
+}
+
 /// Registers this node, then heartbeats every `broker.heartbeat.interval.ms`; registers again
 /// when the controller no longer knows it.
 async fn keep_registered(controller: Weak<Controller>) {
@@ -1373,6 +1422,19 @@ impl Controller {
                     results.push((name, ec::BROKER_ID_NOT_REGISTERED, Some(format!("Broker ID {node_id} is not currently registered"))));
                 }
             }
+            ControllerRequest::ElectLeaders { election_type, partitions } => {
+                for (topic, partition) in partitions {
+                    let outcome = elect_leader(&mut meta, &topic, partition, election_type);
+                    changed |= outcome.is_ok();
+                    results.push(match outcome {
+                        Ok(leader) => {
+                            tracing::info!(topic = %topic, partition, leader, election_type, "leader elected");
+                            (format!("{topic}-{partition}"), ec::NONE, None)
+                        }
+                        Err((code, msg)) => (format!("{topic}-{partition}"), code, msg),
+                    });
+                }
+            }
         }
         if changed {
             if let Err((code, msg)) = self.commit(&old, &meta).await {
@@ -1644,6 +1706,53 @@ mod tests {
 
     fn broker(node_id: i32, rack: Option<&str>) -> BrokerRegistration {
         BrokerRegistration { node_id, incarnation_id: uuid::Uuid::new_v4(), endpoints: Vec::new(), rack: rack.map(String::from), fenced: false }
+    }
+
+    /// One topic "t" with a partition per (replicas, isr, leader).
+    fn with_partitions(brokers: &[BrokerRegistration], partitions: &[(&[i32], &[i32], i32)]) -> ClusterMetadata {
+        let mut meta = ClusterMetadata::new("c".into());
+        meta.brokers = brokers.iter().map(|b| (b.node_id, b.clone())).collect();
+        let mut placed = meta.place(partitions.len(), 1, 1);
+        for (p, (replicas, isr, leader)) in placed.iter_mut().zip(partitions) {
+            (p.replicas, p.isr, p.leader) = (replicas.to_vec(), isr.to_vec(), *leader);
+        }
+        meta.topics.insert("t".into(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs: BTreeMap::new() });
+        meta
+    }
+
+    #[test]
+    fn elections_give_kafkas_answers_and_bump_the_leader_epoch_only_when_they_elect() {
+        let fenced = BrokerRegistration { fenced: true, ..broker(3, None) };
+        let mut meta = with_partitions(
+            &[broker(1, None), broker(2, None), fenced],
+            &[
+                (&[1, 2], &[1, 2], 1),               // led by its preferred replica
+                (&[1, 2], &[1, 2], 2),               // preferred replica live and in sync
+                (&[3, 1], &[3, 1], 1),               // preferred replica fenced
+                (&[2, 1], &[1], 1),                  // preferred replica out of sync
+                (&[3], &[3], records::NO_LEADER),    // its only replica fenced
+                (&[3, 2], &[3], records::NO_LEADER), // no live ISR member, a live replica
+            ],
+        );
+        let epoch = |m: &ClusterMetadata, p: usize| m.topics["t"].partitions[p].leader_epoch;
+        let elect = |m: &mut ClusterMetadata, p: i32, kind: i8| elect_leader(m, "t", p, kind).map_err(|(code, _)| code);
+        assert_eq!(elect(&mut meta, 0, ELECTION_PREFERRED), Err(ec::ELECTION_NOT_NEEDED));
+        assert_eq!(elect(&mut meta, 1, ELECTION_PREFERRED), Ok(1));
+        assert_eq!((meta.topics["t"].partitions[1].leader, epoch(&meta, 1)), (1, 1));
+        assert_eq!(elect(&mut meta, 2, ELECTION_PREFERRED), Err(ec::PREFERRED_LEADER_NOT_AVAILABLE));
+        assert_eq!(elect(&mut meta, 3, ELECTION_PREFERRED), Err(ec::PREFERRED_LEADER_NOT_AVAILABLE));
+        assert_eq!(epoch(&meta, 2) + epoch(&meta, 3), 0, "no election, no new epoch");
+        // Unclean: only a partition with no leader, and then any live replica.
+        assert_eq!(elect(&mut meta, 0, ELECTION_UNCLEAN), Err(ec::ELECTION_NOT_NEEDED));
+        assert_eq!(elect(&mut meta, 4, ELECTION_UNCLEAN), Err(ec::ELIGIBLE_LEADERS_NOT_AVAILABLE));
+        assert_eq!(elect(&mut meta, 5, ELECTION_UNCLEAN), Ok(2));
+        let p = &meta.topics["t"].partitions[5];
+        assert_eq!((p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch), (2, vec![2], 1, 1), "the unclean leader is the whole ISR");
+        // What is not there, and election types Kafka does not have.
+        assert_eq!(elect(&mut meta, 6, ELECTION_PREFERRED), Err(ec::UNKNOWN_TOPIC_OR_PARTITION));
+        assert_eq!(elect(&mut meta, -1, ELECTION_PREFERRED), Err(ec::UNKNOWN_TOPIC_OR_PARTITION));
+        assert_eq!(elect_leader(&mut meta, "nope", 0, ELECTION_PREFERRED).map_err(|(c, _)| c), Err(ec::UNKNOWN_TOPIC_OR_PARTITION));
+        assert_eq!(elect(&mut meta, 0, 2), Err(ec::INVALID_REQUEST));
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod describe_transactions;
 pub mod describe_user_scram_credentials;
+pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
@@ -392,6 +393,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::UnregisterBroker, 0, 0),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
@@ -570,6 +572,7 @@ async fn handle_request(
         RequestBody::DescribeClientQuotas(r) => describe_client_quotas::handle(&ctx, r),
         RequestBody::AlterClientQuotas(r) => alter_client_quotas::handle(&ctx, r).await,
         RequestBody::UnregisterBroker(r) => unregister_broker::handle(&ctx, r).await,
+        RequestBody::ElectLeaders(r) => elect_leaders::handle(&ctx, r).await,
     }
 }
 
