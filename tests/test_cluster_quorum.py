@@ -90,6 +90,8 @@ def describe_quorum(node, version: int) -> dict:
         if length > 0:
             r.take(length - 1)
     out["leader"], out["epoch"], out["high_watermark"] = r.i32(), r.i32(), r.i64()
+    times = {}
+
     def replicas() -> list[tuple[int, int]]:
         out = []
         for _ in range(r.uvarint() - 1):
@@ -98,11 +100,12 @@ def describe_quorum(node, version: int) -> dict:
                 r.take(16)  # directory id
             log_end = r.i64()
             if version >= 1:
-                r.i64(), r.i64()
+                times[replica] = (r.i64(), r.i64())  # last fetch, last caught up
             r.skip_tagged_fields()
             out.append((replica, log_end))
         return out
     out["voters"] = replicas()
+    out["voter_times"] = dict(times)
     out["observers"] = replicas()
     return out
 
@@ -118,6 +121,12 @@ def test_describe_quorum_names_the_active_controller_from_any_node(broker_factor
             assert d["leader"] == leader and d["epoch"] == status(n)["quorum"]["term"], d
             assert sorted(v[0] for v in d["voters"]) == [1, 2, 3], d
             assert d["high_watermark"] >= 1 and dict(d["voters"])[leader] >= d["high_watermark"], d
+    # From v1, when each voter last fetched (answered the leader) and last had its whole log:
+    # known for every voter once the followers answered this leader (-1 is "unknown").
+    def all_timed():
+        times = describe_quorum(nodes[0], 1)["voter_times"]
+        return sorted(times) == [1, 2, 3] and all(fetched > 0 and caught_up > 0 for fetched, caught_up in times.values())
+    wait_until(all_timed, "every voter's last fetch and caught-up times to be known")
     # Static voters (kraft.version 0) are not changed at run time, as Kafka refuses it.
     from test_cluster_dynamic_quorum import ADD_RAFT_VOTER, REMOVE_RAFT_VOTER, raft_voter_call
     UNSUPPORTED_VERSION = 35

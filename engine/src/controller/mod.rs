@@ -187,6 +187,9 @@ pub struct QuorumDescription {
     pub voters: Vec<(i32, u64)>,
     /// (node id, controller listener address), every voter.
     pub endpoints: Vec<(i32, String)>,
+    /// (node id, last fetch, last caught up, in ms since the epoch; -1 unknown), every voter.
+    #[serde(default)]
+    pub voter_times: Vec<(i32, i64, i64)>,
     /// (node id, last index it fetched, when it last fetched in ms since the epoch), every
     /// broker-only node that fetched from this leader lately.
     #[serde(default)]
@@ -578,7 +581,8 @@ impl Controller {
         voters.sort();
         // A controller added as a voter fetched as an observer until then: it is listed once.
         let observers = self.quorum().observers().into_iter().filter(|(id, _, _)| !voters.iter().any(|(v, _)| v == id)).collect();
-        Ok(QuorumDescription { leader: config.node_id, term: status.term, high_watermark: status.commit_index, voters, endpoints, observers })
+        let voter_times = self.quorum().voter_times();
+        Ok(QuorumDescription { leader: config.node_id, term: status.term, high_watermark: status.commit_index, voters, endpoints, observers, voter_times })
     }
 
     /// This node's registration: how clients reach it.

@@ -49,10 +49,11 @@ pub async fn handle(ctx: &Context<'_>, request: DescribeQuorumRequest) -> Respon
                                 let mut v = ReplicaState::default();
                                 v.replica_id = BrokerId(*id);
                                 v.log_end_offset = *log_end as i64;
-                                // Not tracked per fetch here (raft-rs does not time them): -1 is
-                                // Kafka's "unknown".
-                                v.last_fetch_timestamp = -1;
-                                v.last_caught_up_timestamp = -1;
+                                // The leader's view of the voter's last append or heartbeat
+                                // answer; -1, Kafka's "unknown", before the first of this term.
+                                let times = d.voter_times.iter().find(|(v, _, _)| v == id);
+                                v.last_fetch_timestamp = times.map_or(-1, |t| t.1);
+                                v.last_caught_up_timestamp = times.map_or(-1, |t| t.2);
                                 v
                             })
                             .collect();

@@ -227,6 +227,10 @@ pub struct Quorum {
     /// At a voter: the observers that fetched from it, by node id: the last index each had
     /// (the fetch's index less one) and when it asked. Bounded by [`observer::OBSERVERS_TRACKED_MAX`].
     observed: RefCell<std::collections::BTreeMap<i32, (u64, std::time::SystemTime)>>,
+    /// While this node leads: per voter, when it last answered an append or heartbeat (a
+    /// KRaft fetch) and when it last had the leader's whole log, in ms since the epoch, for
+    /// DescribeQuorum. The term they are of: a new leader starts with none. One entry per voter.
+    voter_times: RefCell<(u64, HashMap<i32, (i64, i64)>)>,
     /// At a voter: the observers linked here that are controllers (may become voters), by node
     /// id, with how many links each has open. Bounded by the quorum's incoming connections.
     controller_observers: RefCell<HashMap<i32, usize>>,
@@ -411,6 +415,7 @@ impl Quorum {
             applier,
             fetches_in_flight: Cell::new(0),
             observed: RefCell::new(std::collections::BTreeMap::new()),
+            voter_times: RefCell::new((0, HashMap::new())),
             controller_observers: RefCell::new(HashMap::new()),
             promotion: RefCell::new(None),
             cluster_id: RefCell::new(None),
@@ -646,9 +651,13 @@ impl Quorum {
             }
             let messages: Vec<Message> = self.inbox.borrow_mut().drain(..).collect();
             for m in messages {
+                let answered = matches!(m.get_msg_type(), raft::prelude::MessageType::MsgAppendResponse | raft::prelude::MessageType::MsgHeartbeatResponse);
+                let from = m.from;
                 // A stale or misdirected message is dropped, as raft expects of a network.
                 if let Err(e) = node.step(m) {
                     tracing::debug!(error = %e, "metadata quorum message dropped");
+                } else if answered && node.raft.state == StateRole::Leader {
+                    self.note_voter_answer(&node, from);
                 }
             }
             let proposals: Vec<Proposal> = self.proposals.borrow_mut().drain(..).collect();
@@ -787,6 +796,40 @@ impl Quorum {
         Ok(())
     }
 
+    /// Voter `from` answered the leader: it fetched now, and is caught up if it has the whole
+    /// log (Kafka's LastFetchTimestamp and LastCaughtUpTimestamp).
+    fn note_voter_answer(&self, node: &RawNode<QuorumStorage>, from: u64) {
+        let Some(progress) = node.raft.prs().get(from) else { return };
+        let now = epoch_ms(std::time::SystemTime::now());
+        let caught_up = progress.matched >= node.raft.raft_log.last_index();
+        let mut times = self.voter_times.borrow_mut();
+        if times.0 != node.raft.term {
+            *times = (node.raft.term, HashMap::new());
+        }
+        let entry = times.1.entry(node_id(from)).or_insert((-1, -1));
+        entry.0 = now;
+        if caught_up {
+            entry.1 = now;
+        }
+    }
+
+    /// At the leader, for DescribeQuorum: (node id, last fetch, last caught up) in ms since the
+    /// epoch, -1 where unknown; the leader itself has both now, as in Kafka.
+    pub fn voter_times(&self) -> Vec<(i32, i64, i64)> {
+        let status = self.status();
+        let now = epoch_ms(std::time::SystemTime::now());
+        let times = self.voter_times.borrow();
+        status
+            .voter_progress
+            .iter()
+            .map(|(id, _)| match times.1.get(id) {
+                _ if *id == self.node_id => (*id, now, now),
+                Some((fetched, caught_up)) if times.0 == status.term => (*id, *fetched, *caught_up),
+                _ => (*id, -1, -1),
+            })
+            .collect()
+    }
+
     fn publish_status(&self, node: &RawNode<QuorumStorage>, store: &LogStore, applied_term_current: bool) {
         let raft = &node.raft;
         let leader = (raft.leader_id != 0).then(|| node_id(raft.leader_id));
@@ -867,6 +910,11 @@ impl slog::Drain for TracingDrain {
         }
         Ok(())
     }
+}
+
+/// Milliseconds since the Unix epoch, -1 for a clock before it.
+fn epoch_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(-1, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

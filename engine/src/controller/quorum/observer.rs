@@ -113,12 +113,11 @@ impl Quorum {
     /// since the epoch), for DescribeQuorum.
     pub fn observers(&self) -> Vec<(i32, u64, i64)> {
         let now = std::time::SystemTime::now();
-        let ms = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(-1, |d| d.as_millis() as i64);
         self.observed
             .borrow()
             .iter()
             .filter(|(_, (_, at))| now.duration_since(*at).unwrap_or_default() < OBSERVER_FORGOTTEN_AFTER)
-            .map(|(id, (index, at))| (*id, *index, ms(*at)))
+            .map(|(id, (index, at))| (*id, *index, super::epoch_ms(*at)))
             .collect()
     }
 
