@@ -499,7 +499,10 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
             let _ = p.close(false).await;
             let dir = p.log.borrow().dir.clone();
             if !meta.topics.contains_key(&key.0) || meta.topics[&key.0].id != old.topics.get(&key.0).map(|t| t.id).unwrap_or_default() {
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                // The rename is awaited before the topic's new partitions open below, so a
+                // topic recreated under the same name gets a fresh directory that the late
+                // removal cannot touch.
+                if let Err(e) = crate::storage::deletion::remove_partition_dir(dir.clone()).await {
                     tracing::error!(dir = %dir.display(), error = %e, "removing a deleted partition's directory failed");
                 }
             }
