@@ -295,6 +295,8 @@ pub async fn read(shard: &Shard, f: &FetchPartition, read_committed: bool) -> Re
             outcome.bytes = r.bytes;
         }
         Err(ReadError::OffsetOutOfRange { .. }) => outcome.error_code = ec::OFFSET_OUT_OF_RANGE,
+        // Only a follower's log is cut, and only briefly: the client retries.
+        Err(ReadError::Truncating(_)) => outcome.error_code = ec::NOT_LEADER_OR_FOLLOWER,
         Err(ReadError::Storage(why)) => {
             tracing::error!(topic, partition, error = %why, "read failed");
             outcome.error_code = ec::KAFKA_STORAGE_ERROR;
@@ -570,6 +572,8 @@ pub fn append_error_code(e: &AppendError) -> i16 {
         AppendError::Offline(_) | AppendError::DiskFull(_) => ec::KAFKA_STORAGE_ERROR,
         AppendError::Producer(e) => producer_error_code(e),
         AppendError::ControlFromClient => ec::INVALID_RECORD,
+        // Only a follower's log is cut: the client should find the leader.
+        AppendError::Truncating(_) => ec::NOT_LEADER_OR_FOLLOWER,
     }
 }
 
