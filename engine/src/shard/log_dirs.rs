@@ -33,7 +33,8 @@ static OFFLINE_AT_START: OnceLock<Vec<(usize, String)>> = OnceLock::new();
 /// or one where the metadata places partitions but none of their directories is there (an empty
 /// mount point: the disk is not mounted). Serving those as empty logs would hide the data; Kafka
 /// starts such a directory offline too. The first directory holds the cluster metadata, so it
-/// must work.
+/// must work. Also removes what deleted partitions left (their removal runs in the background,
+/// which a stop cuts short).
 pub fn check_at_start(config: &BrokerConfig) -> anyhow::Result<()> {
     use anyhow::Context;
     let placed = ClusterMetadata::load(&super::meta_dir(config)).ok().flatten();
@@ -46,6 +47,7 @@ pub fn check_at_start(config: &BrokerConfig) -> anyhow::Result<()> {
             offline.push((i, format!("cannot create it: {e}")));
             continue;
         }
+        crate::storage::deletion::remove_leftovers(dir);
         let Some(meta) = &placed else { continue };
         let mut expected = 0usize;
         let mut found = 0usize;

@@ -295,6 +295,8 @@ pub async fn read(shard: &Shard, f: &FetchPartition, read_committed: bool) -> Re
             outcome.bytes = r.bytes;
         }
         Err(ReadError::OffsetOutOfRange { .. }) => outcome.error_code = ec::OFFSET_OUT_OF_RANGE,
+        // Only a follower's log is cut, and only briefly: the client retries.
+        Err(ReadError::Truncating(_)) => outcome.error_code = ec::NOT_LEADER_OR_FOLLOWER,
         Err(ReadError::Storage(why)) => {
             tracing::error!(topic, partition, error = %why, "read failed");
             outcome.error_code = ec::KAFKA_STORAGE_ERROR;
@@ -499,7 +501,10 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
             let _ = p.close(false).await;
             let dir = p.log.borrow().dir.clone();
             if !meta.topics.contains_key(&key.0) || meta.topics[&key.0].id != old.topics.get(&key.0).map(|t| t.id).unwrap_or_default() {
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                // The rename is awaited before the topic's new partitions open below, so a
+                // topic recreated under the same name gets a fresh directory that the late
+                // removal cannot touch.
+                if let Err(e) = crate::storage::deletion::remove_partition_dir(dir.clone()).await {
                     tracing::error!(dir = %dir.display(), error = %e, "removing a deleted partition's directory failed");
                 }
             }
@@ -567,6 +572,8 @@ pub fn append_error_code(e: &AppendError) -> i16 {
         AppendError::Offline(_) | AppendError::DiskFull(_) => ec::KAFKA_STORAGE_ERROR,
         AppendError::Producer(e) => producer_error_code(e),
         AppendError::ControlFromClient => ec::INVALID_RECORD,
+        // Only a follower's log is cut: the client should find the leader.
+        AppendError::Truncating(_) => ec::NOT_LEADER_OR_FOLLOWER,
     }
 }
 

@@ -144,6 +144,10 @@ impl ColdRead {
     /// between steps it may have grown, rolled, or lost or replaced segments (retention,
     /// compaction), and the walk keeps to the file it started in, which stays readable.
     pub fn step(&mut self, log: &PartitionLog) -> Result<Step, ReadError> {
+        // A cut in flight shortens the file this walk reads: nothing is read until it is done.
+        if let Some(to) = log.truncating() {
+            return Err(ReadError::Truncating(to));
+        }
         loop {
             match &mut self.phase {
                 Phase::Choose { after_segment } => {

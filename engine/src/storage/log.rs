@@ -123,6 +123,10 @@ pub enum AppendError {
     Producer(#[from] ProducerError),
     #[error("control batches are written by the transaction coordinator, not by clients")]
     ControlFromClient,
+    /// The log end is being cut back (`Partition::truncate_to`): a follower's log, which takes
+    /// no appends until the cut is done.
+    #[error("the log is being truncated to offset {0}")]
+    Truncating(i64),
 }
 
 /// Who appends: a client's produce request is checked in full; the broker's own writes
@@ -177,6 +181,10 @@ pub enum ReadError {
     /// The partition is offline, or a segment file could not be read; the text says which.
     #[error("{0}")]
     Storage(String),
+    /// The log end is being cut back (`Partition::truncate_to`): which batches stay is not
+    /// known until the cut is done, so nothing is read meanwhile.
+    #[error("the log is being truncated to offset {0}")]
+    Truncating(i64),
 }
 
 #[derive(Debug, Default)]
@@ -258,6 +266,9 @@ pub struct PartitionLog {
     /// Times the log end was cut (`truncate_to`): the flusher drops its open segment file and
     /// tail page when this moves, and reopens them at the new end.
     truncations: u64,
+    /// The offset a cut in flight truncates to (`truncate_to`, whose file work runs on the
+    /// blocking pool): until it is done, appends and reads are refused.
+    truncating: Option<i64>,
 }
 
 /// Why `truncate_to` refused.
@@ -269,8 +280,90 @@ pub enum TruncateError {
     NotDurable { durable_offset: i64, log_end_offset: i64 },
     #[error("partition is offline after a storage error: {0}")]
     Offline(String),
+    #[error("the log is already being truncated to offset {0}")]
+    InProgress(i64),
     #[error("truncating the log failed, the partition must go offline: {0:#}")]
     Storage(anyhow::Error),
+}
+
+/// The file work of a cut (`Partition::truncate_to`), taken from the log by
+/// `PartitionLog::begin_truncate` to run on the blocking pool: the segment holding the cut
+/// offset and those after it, and the leader epochs to cut.
+pub(super) struct TruncateCut {
+    dir: PathBuf,
+    config: LogConfig,
+    offset: i64,
+    /// The segment holding `offset`.
+    base_offset: i64,
+    read_file: Option<Arc<File>>,
+    /// A batch boundary at or before `offset` (from the segment's offset index).
+    search_from: u64,
+    written_bytes: u64,
+    size_bytes: u64,
+    next_offset: i64,
+    /// The segments wholly after `offset`, which go.
+    later_bases: Vec<i64>,
+    epochs: LeaderEpochCache,
+}
+
+impl TruncateCut {
+    /// Cuts the files, then recovers the log from them. Blocking: a pread per batch header
+    /// from the index entry to the cut, fsyncs, removals; bounded by one segment.
+    pub(super) fn run(self) -> Result<RecoveredLog> {
+        self.cut_files()?;
+        PartitionLog::recover(&self.dir, &self.config)
+    }
+
+    /// What recovery then reads is the truncated log.
+    fn cut_files(&self) -> Result<()> {
+        use anyhow::Context;
+        let dir = &self.dir;
+        // The batch holding `offset` starts the cut (None: the segment ends before it).
+        let found = match &self.read_file {
+            Some(file) => segment::find_position_in(file, self.search_from, self.offset, self.written_bytes)?,
+            None => None,
+        };
+        let (cut_position, new_end) = match found {
+            Some((position, header)) => (position, header.base_offset),
+            None => (self.size_bytes, self.next_offset),
+        };
+        for &later in &self.later_bases {
+            for path in [segment::log_path(dir, later), segment::index_path(dir, later), segment::time_index_path(dir, later), txn_index::path(dir, later)] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+                }
+            }
+        }
+        let base = self.base_offset;
+        let path = segment::log_path(dir, base);
+        let f = std::fs::OpenOptions::new().write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+        f.set_len(cut_position).with_context(|| format!("truncating {} to {cut_position} bytes", path.display()))?;
+        f.sync_all()?;
+        // The segment is the last now: recovery rebuilds its indexes from the file.
+        for stale in [segment::index_path(dir, base), segment::time_index_path(dir, base)] {
+            let _ = std::fs::remove_file(stale);
+        }
+        // Aborted transactions whose markers were cut go from the segment's `.txnindex`.
+        let kept: Vec<AbortedTxn> = txn_index::load_all(dir, std::iter::once(base)).into_iter().filter(|a| a.last_offset < new_end).collect();
+        let _ = std::fs::remove_file(txn_index::path(dir, base));
+        for entry in &kept {
+            txn_index::append(dir, base, entry)?;
+        }
+        // Producer snapshots describe batches up to their offset: those past the cut are wrong.
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name();
+            let snapshot = name.to_str().and_then(|n| n.strip_suffix(".producers")).and_then(|o| o.parse::<i64>().ok());
+            if snapshot.is_some_and(|o| o > new_end) {
+                std::fs::remove_file(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+        let mut epochs = self.epochs.clone();
+        epochs.truncate_from_end(new_end);
+        super::leader_epoch::write(dir, &epochs.to_checkpoint())?;
+        super::disk::sync_dir(dir)
+    }
 }
 
 /// How long `seg` has taken appends, for `log.roll.ms`, as Kafka counts it: from its first
@@ -408,39 +501,73 @@ impl PartitionLog {
             epochs,
             epochs_dirty: false,
             truncations: 0,
+            truncating: None,
         }
     }
 
     pub(super) fn truncations(&self) -> u64 {
         self.truncations
     }
+    /// The offset a cut in flight truncates to, if one is.
+    pub(super) fn truncating(&self) -> Option<i64> {
+        self.truncating
+    }
 
-    /// Cuts the log end back to `offset` (a follower dropping what the new leader does not
-    /// have): segments wholly at or after it go, the segment holding it is cut at the batch
-    /// that holds it (so the log ends at that batch's base offset, at most `offset`), and the
-    /// indexes, producer and transaction state, leader epochs and cache follow. Answers the
-    /// new log end.
+    /// Starts cutting the log end back to `offset` (a follower dropping what the new leader
+    /// does not have), the in-memory half of `Partition::truncate_to`: checks the cut, and
+    /// refuses appends and reads until [`finish_truncate`](Self::finish_truncate). Answers the
+    /// file work to run on the blocking pool, or the log end when there is nothing to cut.
     ///
     /// Everything appended must be durable first (the flusher idle: nothing pending, nothing
-    /// unsynced). Blocking, and bounded by one segment: the cut is done on the files, and the
-    /// log is then reopened from them with the recovery that a crash would run (the last
-    /// segment scanned, producer state from the newest snapshot at or below the new end). The
-    /// caller keeps compaction off the partition meanwhile.
-    pub fn truncate_to(&mut self, offset: i64) -> Result<i64, TruncateError> {
+    /// unsynced). The caller keeps compaction off the partition meanwhile.
+    pub(super) fn begin_truncate(&mut self, offset: i64) -> Result<Result<TruncateCut, i64>, TruncateError> {
         if let Some(why) = &self.failed {
             return Err(TruncateError::Offline(why.clone()));
+        }
+        if let Some(to) = self.truncating {
+            return Err(TruncateError::InProgress(to));
         }
         if offset < self.log_start_offset || offset > self.next_offset {
             return Err(TruncateError::OutOfRange { offset, log_start_offset: self.log_start_offset, log_end_offset: self.next_offset });
         }
         if offset == self.next_offset {
-            return Ok(offset);
+            return Ok(Err(offset));
         }
         if !self.pending.is_empty() || !self.unsynced.is_empty() || self.durable_offset != self.next_offset {
             return Err(TruncateError::NotDurable { durable_offset: self.durable_offset, log_end_offset: self.next_offset });
         }
-        self.cut_files(offset).map_err(TruncateError::Storage)?;
-        let reopened = PartitionLog::open(&self.dir, self.config.clone()).map_err(TruncateError::Storage)?;
+        let holder = self.segments.iter().rposition(|s| s.base_offset <= offset).unwrap_or(0);
+        let seg = &self.segments[holder];
+        let relative = (offset - seg.base_offset).max(0) as u32;
+        let cut = TruncateCut {
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            offset,
+            base_offset: seg.base_offset,
+            read_file: seg.read_file.clone(),
+            search_from: seg.index.lookup(relative).1 as u64,
+            written_bytes: seg.written_bytes,
+            size_bytes: seg.size_bytes,
+            next_offset: seg.next_offset,
+            later_bases: self.segments[holder + 1..].iter().map(|s| s.base_offset).collect(),
+            epochs: self.epochs.clone(),
+        };
+        // The flusher writes the epoch checkpoint and `.txnindex` entries only with batches,
+        // and the refused appends keep those away until the cut is done: the cut writes the
+        // checkpoint of the truncated epochs alone.
+        self.truncating = Some(offset);
+        Ok(Ok(cut))
+    }
+
+    /// Ends a cut [`begin_truncate`](Self::begin_truncate) started: the log is reopened from
+    /// the files `cut` left, with the recovery that a crash would run (the last segment
+    /// scanned, producer state from the newest snapshot at or below the new end). Answers the
+    /// new log end. On an error the log is as before the cut, which the error says to take
+    /// offline.
+    pub(super) fn finish_truncate(&mut self, recovered: Result<RecoveredLog>) -> Result<i64, TruncateError> {
+        self.truncating = None;
+        let recovered = recovered.map_err(TruncateError::Storage)?;
+        let reopened = PartitionLog::from_recovered(self.dir.clone(), self.config.clone(), recovered);
         let budget = self.dirty_budget.clone();
         let retired = std::mem::take(&mut self.retired_files);
         let (leader_epoch, truncations, waiters) = (self.leader_epoch, self.truncations + 1, self.durable_waiters);
@@ -451,59 +578,6 @@ impl PartitionLog {
         self.truncations = truncations;
         self.durable_waiters = waiters;
         Ok(self.next_offset)
-    }
-
-    /// The file half of `truncate_to`: what recovery then reads is the truncated log.
-    fn cut_files(&self, offset: i64) -> Result<()> {
-        use anyhow::Context;
-        let dir = &self.dir;
-        let holder = self.segments.iter().rposition(|s| s.base_offset <= offset).unwrap_or(0);
-        let seg = &self.segments[holder];
-        // The batch holding `offset` starts the cut (None: the segment ends before it).
-        let (cut_position, new_end) = match seg.find_position(offset)? {
-            Some((position, header)) => (position, header.base_offset),
-            None => (seg.size_bytes, seg.next_offset),
-        };
-        for later in &self.segments[holder + 1..] {
-            for path in [
-                segment::log_path(dir, later.base_offset),
-                segment::index_path(dir, later.base_offset),
-                segment::time_index_path(dir, later.base_offset),
-                txn_index::path(dir, later.base_offset),
-            ] {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
-                }
-            }
-        }
-        let path = segment::log_path(dir, seg.base_offset);
-        let f = std::fs::OpenOptions::new().write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
-        f.set_len(cut_position).with_context(|| format!("truncating {} to {cut_position} bytes", path.display()))?;
-        f.sync_all()?;
-        // The segment is the last now: recovery rebuilds its indexes from the file.
-        for stale in [segment::index_path(dir, seg.base_offset), segment::time_index_path(dir, seg.base_offset)] {
-            let _ = std::fs::remove_file(stale);
-        }
-        // Aborted transactions whose markers were cut go from the segment's `.txnindex`.
-        let kept: Vec<AbortedTxn> = txn_index::load_all(dir, std::iter::once(seg.base_offset)).into_iter().filter(|a| a.last_offset < new_end).collect();
-        let _ = std::fs::remove_file(txn_index::path(dir, seg.base_offset));
-        for entry in &kept {
-            txn_index::append(dir, seg.base_offset, entry)?;
-        }
-        // Producer snapshots describe batches up to their offset: those past the cut are wrong.
-        for entry in std::fs::read_dir(dir)?.flatten() {
-            let name = entry.file_name();
-            let snapshot = name.to_str().and_then(|n| n.strip_suffix(".producers")).and_then(|o| o.parse::<i64>().ok());
-            if snapshot.is_some_and(|o| o > new_end) {
-                std::fs::remove_file(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
-            }
-        }
-        let mut epochs = self.epochs.clone();
-        epochs.truncate_from_end(new_end);
-        super::leader_epoch::write(dir, &epochs.to_checkpoint())?;
-        super::disk::sync_dir(dir)
     }
 
     // What the partition handle and its flusher do to the log, and nothing more: they see the
@@ -607,6 +681,9 @@ impl PartitionLog {
     pub fn append_from(&mut self, mut records: BytesMut, now: u64, origin: AppendOrigin) -> Result<AppendInfo, AppendError> {
         if let Some(why) = &self.failed {
             return Err(AppendError::Offline(why.clone()));
+        }
+        if let Some(offset) = self.truncating {
+            return Err(AppendError::Truncating(offset));
         }
         if let Some(why) = &self.disk_full {
             return Err(AppendError::DiskFull(why.clone()));
@@ -821,6 +898,9 @@ impl PartitionLog {
     pub fn start_read(&self, offset: i64, max_bytes: usize, end_offset: i64) -> Result<ReadStart, ReadError> {
         if let Some(why) = &self.failed {
             return Err(ReadError::Storage(why.clone()));
+        }
+        if let Some(to) = self.truncating {
+            return Err(ReadError::Truncating(to));
         }
         if offset < self.log_start_offset || offset > self.next_offset {
             return Err(ReadError::OffsetOutOfRange { log_start_offset: self.log_start_offset, log_end_offset: self.next_offset });

@@ -5,11 +5,13 @@
 //! A partition's log is `log` (state, append, read); `cold_read` finds the byte range of a read
 //! older than the cache, and `timestamp_lookup` the answer to a ListOffsets by timestamp,
 //! without blocking; `recovery` opens a log from its files; `partition` is the handle its owner
-//! shard holds; `flusher` makes its appends durable.
+//! shard holds; `flusher` makes its appends durable; `deletion` removes a deleted partition's
+//! directory off the shard.
 pub mod cache;
 pub mod checkpoint;
 pub mod cold_read;
 pub mod compaction;
+pub mod deletion;
 pub mod disk;
 mod flusher;
 pub mod index;

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use super::cold_read::Step;
 use super::disk::{sync_dir, write_synced};
 use super::flusher::Flusher;
-use super::log::{AppendError, AppendInfo, AppendOrigin, PartitionLog, ReadError, ReadResult, ReadStart, PRODUCER_SNAPSHOTS_KEPT};
+use super::log::{AppendError, AppendInfo, AppendOrigin, PartitionLog, ReadError, ReadResult, ReadStart, TruncateError, PRODUCER_SNAPSHOTS_KEPT};
 use super::producer_state::ProducerState;
 use super::recovery::CLEAN_SHUTDOWN_FILE;
 use super::segment::write_indexes;
@@ -115,6 +115,28 @@ impl Partition {
                 }
             }
         }
+    }
+
+    /// Cuts the log end back to `offset` (a follower dropping what the new leader does not
+    /// have): segments wholly at or after it go, the segment holding it is cut at the batch
+    /// that holds it (so the log ends at that batch's base offset, at most `offset`), and the
+    /// indexes, producer and transaction state, leader epochs and cache follow. Answers the
+    /// new log end.
+    ///
+    /// Everything appended must be durable first (`TruncateError::NotDurable` otherwise). The
+    /// file work (a pread per batch header to find the cut, set_len and fsyncs, removals, the
+    /// checkpoint, the recovery that a crash would run) is bounded by one segment and runs on
+    /// the blocking pool, not the shard; until it is done the log refuses appends and reads
+    /// (`AppendError::Truncating`, `ReadError::Truncating`), so nothing of the cut range is
+    /// served and nothing lands at the old end. The caller keeps compaction off the partition
+    /// meanwhile.
+    pub async fn truncate_to(&self, offset: i64) -> Result<i64, TruncateError> {
+        let cut = match self.log.borrow_mut().begin_truncate(offset)? {
+            Ok(cut) => cut,
+            Err(log_end_offset) => return Ok(log_end_offset),
+        };
+        let recovered = runtime::spawn_blocking(move || cut.run()).await;
+        self.log.borrow_mut().finish_truncate(recovered)
     }
 
     /// Waits until every offset up to `last_offset` is fdatasynced (acks=all).

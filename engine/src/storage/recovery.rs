@@ -58,7 +58,7 @@ impl PartitionLog {
     }
 
     /// What a partition's files hold, recovered: the blocking half of opening a log.
-    fn recover(dir: &Path, config: &LogConfig) -> Result<RecoveredLog> {
+    pub(super) fn recover(dir: &Path, config: &LogConfig) -> Result<RecoveredLog> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating partition directory {}", dir.display()))?;
         super::compaction::finish_interrupted(dir)?;
         let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);

@@ -1119,13 +1119,19 @@ fn truncate_to_cuts_segments_indexes_epochs_and_takes_appends_at_the_new_end() {
             p.log.borrow_mut().set_leader_epoch(i as i32 / 10);
             last = p.append(batch_of(i * 5, 5), 10).unwrap().last_offset;
         }
-        assert!(matches!(p.log.borrow_mut().truncate_to(100), Err(super::log::TruncateError::NotDurable { .. })), "appends still in flight");
+        assert!(matches!(p.truncate_to(100).await, Err(super::log::TruncateError::NotDurable { .. })), "appends still in flight");
         p.wait_durable(last).await.unwrap();
         let segments_before = p.log.borrow().segment_count();
         assert!(segments_before >= 3, "{segments_before} segments");
-        assert!(matches!(p.log.borrow_mut().truncate_to(151), Err(super::log::TruncateError::OutOfRange { .. })));
+        assert!(matches!(p.truncate_to(151).await, Err(super::log::TruncateError::OutOfRange { .. })));
         // 73 is inside the batch 70..74: the log ends where that batch started.
-        assert_eq!(p.log.borrow_mut().truncate_to(73).unwrap(), 70);
+        let mut cut = Box::pin(p.truncate_to(73));
+        assert!(futures::poll!(&mut cut).is_pending(), "the file work runs on the blocking pool");
+        // Meanwhile the cut range is not served and nothing lands at the old end.
+        assert!(matches!(p.append(batch_of(500, 5), 10), Err(super::log::AppendError::Truncating(73))));
+        assert!(matches!(p.read_up_to(0, 1 << 16, i64::MAX).await, Err(super::log::ReadError::Truncating(73))));
+        assert!(matches!(p.truncate_to(60).await, Err(super::log::TruncateError::InProgress(73))));
+        assert_eq!(cut.await.unwrap(), 70);
         {
             let log = p.log.borrow();
             assert_eq!(log.log_end_offset(), 70);
@@ -1141,7 +1147,7 @@ fn truncate_to_cuts_segments_indexes_epochs_and_takes_appends_at_the_new_end() {
         let next = p.append(batch_of(1000, 5), 10).unwrap();
         assert_eq!(next.base_offset, 70);
         p.wait_durable(next.last_offset).await.unwrap();
-        assert_eq!(p.log.borrow_mut().truncate_to(70).unwrap(), 70, "back to a batch boundary");
+        assert_eq!(p.truncate_to(70).await.unwrap(), 70, "back to a batch boundary");
         let next = p.append(batch_of(2000, 5), 10).unwrap();
         assert_eq!(next.base_offset, 70);
         p.wait_durable(next.last_offset).await.unwrap();
