@@ -230,7 +230,7 @@ pub struct Quorum {
     /// While this node leads: per voter, when it last answered an append or heartbeat (a
     /// KRaft fetch) and when it last had the leader's whole log, in ms since the epoch, for
     /// DescribeQuorum. The term they are of: a new leader starts with none. One entry per voter.
-    voter_times: RefCell<(u64, HashMap<i32, (i64, i64)>)>,
+    voter_times: RefCell<(u64, VoterTimes)>,
     /// At a voter: the observers linked here that are controllers (may become voters), by node
     /// id, with how many links each has open. Bounded by the quorum's incoming connections.
     controller_observers: RefCell<HashMap<i32, usize>>,
@@ -911,6 +911,9 @@ impl slog::Drain for TracingDrain {
         Ok(())
     }
 }
+
+/// Per voter: (last fetch, last caught up) in ms since the epoch.
+type VoterTimes = HashMap<i32, (i64, i64)>;
 
 /// Milliseconds since the Unix epoch, -1 for a clock before it.
 fn epoch_ms(t: std::time::SystemTime) -> i64 {
