@@ -17,9 +17,26 @@ use shardlog_protocol::compression::{self, Codec};
 
 use super::log::PartitionLog;
 
-/// The most a batch is decompressed to when looking for its record with the max timestamp;
-/// past it the answer names the batch's last offset, as Kafka's shallow offset would.
+/// The most a batch is decompressed to when looking for a record in it (the one with the max
+/// timestamp, or the first at a timestamp); past it the answer names the batch, as Kafka's
+/// shallow offsets would.
 const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
+
+/// `f` of the header and records of one whole batch (decompressed, up to
+/// [`DECOMPRESSED_BYTES_MAX`]); None if the batch cannot be read that far.
+pub(super) fn with_records<T>(batch_bytes: &[u8], f: impl FnOnce(&batch::BatchHeader, &[batch::RecordView<'_>]) -> T) -> Option<T> {
+    let header = batch::parse_header(batch_bytes, 0, false).ok()?;
+    let section = batch_bytes.get(BATCH_HEADER_BYTES..header.size_bytes)?;
+    let decompressed;
+    let body = if header.compression() == 0 {
+        section
+    } else {
+        decompressed = compression::decompress(Codec::of(header.attributes, section).ok()?, section, DECOMPRESSED_BYTES_MAX).ok()?;
+        &decompressed[..]
+    };
+    let records = batch::records_of(&header, body)?;
+    Some(f(&header, &records))
+}
 
 /// What the log found for a MAX_TIMESTAMP lookup.
 pub enum MaxTimestampLookup {
@@ -112,18 +129,10 @@ fn read_batch(file: &File, mut position: u64, written_bytes: u64, offset: i64) -
 /// The offset of the batch's first record whose timestamp is `timestamp` (with LogAppendTime,
 /// every record has the batch's: the first record), as Kafka's `offsetOfMaxTimestamp`.
 fn first_record_with(batch_bytes: &[u8], timestamp: i64) -> Option<i64> {
-    let header = batch::parse_header(batch_bytes, 0, false).ok()?;
-    let section = batch_bytes.get(BATCH_HEADER_BYTES..header.size_bytes)?;
-    let decompressed;
-    let body = if header.compression() == 0 {
-        section
-    } else {
-        decompressed = compression::decompress(Codec::of(header.attributes, section).ok()?, section, DECOMPRESSED_BYTES_MAX).ok()?;
-        &decompressed[..]
-    };
-    let records = batch::records_of(&header, body)?;
-    if header.attributes & batch::ATTRIBUTE_LOG_APPEND_TIME != 0 {
-        return records.first().map(|r| r.offset);
-    }
-    records.iter().find(|r| r.timestamp == timestamp).map(|r| r.offset)
+    with_records(batch_bytes, |header, records| {
+        if header.attributes & batch::ATTRIBUTE_LOG_APPEND_TIME != 0 {
+            return records.first().map(|r| r.offset);
+        }
+        records.iter().find(|r| r.timestamp == timestamp).map(|r| r.offset)
+    })?
 }

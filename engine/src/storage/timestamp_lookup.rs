@@ -20,16 +20,11 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use shardlog_protocol::batch::{self, BATCH_HEADER_BYTES};
-use shardlog_protocol::compression::{self, Codec};
+use shardlog_protocol::batch;
 
 use super::cache::CachedBatch;
 use super::log::PartitionLog;
 use super::segment;
-
-/// The most a compressed batch is decompressed to when looking for its record; past it the
-/// answer names the batch (its base offset and max timestamp), as a shallow search would.
-const DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 
 /// What the log can say about a timestamp without reading a file.
 #[derive(Debug)]
@@ -184,20 +179,12 @@ fn shallow(base_offset: i64, max_timestamp: i64, start_offset: i64) -> (i64, i64
 /// `timestamp`, with that timestamp, as Kafka's `FileRecords.searchForTimestamp` finds it:
 /// Some(None) if the batch has none, None if it cannot be opened.
 fn search_batch(batch_bytes: &[u8], timestamp: i64, start_offset: i64) -> Option<Option<(i64, i64)>> {
-    let header = batch::parse_header(batch_bytes, 0, false).ok()?;
-    let section = batch_bytes.get(BATCH_HEADER_BYTES..header.size_bytes)?;
-    let decompressed;
-    let body = if header.compression() == 0 {
-        section
-    } else {
-        decompressed = compression::decompress(Codec::of(header.attributes, section).ok()?, section, DECOMPRESSED_BYTES_MAX).ok()?;
-        &decompressed[..]
-    };
-    let records = batch::records_of(&header, body)?;
-    let log_append_time = header.attributes & batch::ATTRIBUTE_LOG_APPEND_TIME != 0;
-    Some(records.iter().filter(|r| r.offset >= start_offset).find_map(|r| {
-        // With LogAppendTime a record's timestamp is the batch's (Kafka's `Record.timestamp`).
-        let record_timestamp = if log_append_time { header.max_timestamp } else { r.timestamp };
-        (record_timestamp >= timestamp).then_some((r.offset, record_timestamp))
-    }))
+    super::max_timestamp::with_records(batch_bytes, |header, records| {
+        let log_append_time = header.attributes & batch::ATTRIBUTE_LOG_APPEND_TIME != 0;
+        records.iter().filter(|r| r.offset >= start_offset).find_map(|r| {
+            // With LogAppendTime a record's timestamp is the batch's (Kafka's `Record.timestamp`).
+            let record_timestamp = if log_append_time { header.max_timestamp } else { r.timestamp };
+            (record_timestamp >= timestamp).then_some((r.offset, record_timestamp))
+        })
+    })
 }
