@@ -134,12 +134,20 @@ def test_size_retention_keeps_the_log_under_retention_bytes(broker_factory):
         return sizes[(topic, 0)]
 
     wait_until(lambda: earliest(broker.port, topic) > 0 and partition_size() <= 10000 + 4096, "size retention")
-    files = segment_files(broker, topic)
-    on_disk = sum((Path(broker.data_dir) / f"{topic}-0" / f).stat().st_size for f in files)
+
     # DescribeLogDirs reports the log's bytes; the file of the active segment may end in the
-    # zero padding of its last O_DIRECT page.
-    size = partition_size()
-    assert size <= on_disk < size + 4096, (size, on_disk)
+    # zero padding of its last O_DIRECT page. A segment leaves the log first and its files are
+    # unlinked after, off the shard (as Kafka deletes them asynchronously), so the files on
+    # disk come down to the log's size a moment later.
+    def on_disk_matches_the_log():
+        files = segment_files(broker, topic)
+        try:
+            on_disk = sum((Path(broker.data_dir) / f"{topic}-0" / f).stat().st_size for f in files)
+        except FileNotFoundError:
+            return None  # unlinked between the listing and its size: look again
+        size = partition_size()
+        return (files, size) if size <= on_disk < size + 4096 else None
+    files, size = wait_until(on_disk_matches_the_log, "the files of removed segments to be unlinked")
     # Whole segments only: without its oldest segment the log would be under retention.bytes.
     oldest = (Path(broker.data_dir) / f"{topic}-0" / files[0]).stat().st_size
     assert size - oldest < 10000, (size, oldest, files)
