@@ -52,15 +52,20 @@ pub async fn handle(ctx: &Context<'_>, request: AddRaftVoterRequest) -> Response
             timeout_ms: u64::try_from(request.timeout_ms).unwrap_or(0),
         },
     };
-    let outcome = match ctx.call(CONTROLLER_SHARD, call).await {
-        Ok(outcome) => outcome,
-        Err(e) => Err((ec::NOT_CONTROLLER, format!("the controller shard did not answer: {e}"))),
-    };
-    if let Err((code, msg)) = outcome {
+    if let Err((code, msg)) = change_voters(ctx, call).await {
         r.error_code = code;
         r.error_message = Some(str_bytes(&msg));
     }
     respond(header, &r)
+}
+
+/// Asks the active controller (through this node's controller shard) for a voter change:
+/// Kafka's error and why, where it was not made. RemoveRaftVoter asks the same way.
+pub(super) async fn change_voters(ctx: &Context<'_>, call: ChangeVoters) -> Result<(), (i16, String)> {
+    match ctx.call(CONTROLLER_SHARD, call).await {
+        Ok(outcome) => outcome,
+        Err(e) => Err((ec::NOT_CONTROLLER, format!("the controller shard did not answer: {e}"))),
+    }
 }
 
 /// The request refused whole, with Kafka's error, when the principal lacks what it needs.

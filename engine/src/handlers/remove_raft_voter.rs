@@ -3,11 +3,10 @@
 //! AddRaftVoter is. A leader removed hands leadership to another voter.
 
 use kafka_protocol::messages::{RemoveRaftVoterRequest, RemoveRaftVoterResponse};
-use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
 
 use super::{respond, str_bytes, Context, Response};
-use crate::controller::{ChangeVoters, VoterCall, CONTROLLER_SHARD};
+use crate::controller::{ChangeVoters, VoterCall};
 
 pub async fn handle(ctx: &Context<'_>, request: RemoveRaftVoterRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -17,11 +16,7 @@ pub async fn handle(ctx: &Context<'_>, request: RemoveRaftVoterRequest) -> Respo
     let mut r = RemoveRaftVoterResponse::default();
     let call =
         ChangeVoters { cluster_id: request.cluster_id.as_ref().map(|id| id.as_str().to_string()), change: VoterCall::Remove { node_id: request.voter_id } };
-    let outcome = match ctx.call(CONTROLLER_SHARD, call).await {
-        Ok(outcome) => outcome,
-        Err(e) => Err((ec::NOT_CONTROLLER, format!("the controller shard did not answer: {e}"))),
-    };
-    if let Err((code, msg)) = outcome {
+    if let Err((code, msg)) = super::add_raft_voter::change_voters(ctx, call).await {
         r.error_code = code;
         r.error_message = Some(str_bytes(&msg));
     }
