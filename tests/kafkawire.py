@@ -184,10 +184,12 @@ def produce_v3_request(correlation_id: int, topic: str, partition: int, records:
     return frame(request_header(PRODUCE, 3, correlation_id) + body)
 
 
-def fetch_v4_request(correlation_id: int, topic: str, partition: int, offset: int, max_wait_ms: int = 0, min_bytes: int = 1, max_bytes: int = 50 << 20, partition_max_bytes: int = 10 << 20) -> bytes:
+def fetch_v4_request(correlation_id: int, topic: str, partition: int, offset: int, max_wait_ms: int = 0, min_bytes: int = 1, max_bytes: int = 50 << 20,
+                     partition_max_bytes: int = 10 << 20, replica_id: int = -1) -> bytes:
+    """A consumer's fetch, or with `replica_id` a follower broker's."""
     partitions = array([i32(partition) + i64(offset) + i32(partition_max_bytes)])
     topics = array([string(topic) + partitions])
-    body = i32(-1) + i32(max_wait_ms) + i32(min_bytes) + i32(max_bytes) + i8(0) + topics
+    body = i32(replica_id) + i32(max_wait_ms) + i32(min_bytes) + i32(max_bytes) + i8(0) + topics
     return frame(request_header(FETCH, 4, correlation_id) + body)
 
 

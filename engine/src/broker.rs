@@ -174,6 +174,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
         metadata: RefCell::new(Rc::new(ClusterMetadata::new(String::new()))),
         metadata_changed: Notify::default(),
         partitions: RefCell::new(HashMap::new()),
+        leaders: RefCell::new(HashMap::new()),
         router: router.clone(),
         shutting_down: Cell::new(false),
         txn_verifier: Default::default(),
@@ -206,6 +207,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
     txns.load(&shard);
     probe::start_lag_probe(&shard);
     maintenance::start(&shard);
+    crate::replication::start(&shard);
     let listeners = crate::net::listen(&shard, connection_limits)?;
     tracing::info!(shard = id, partitions = shard.partitions.borrow().len(), "shard ready");
     if is_controller {

@@ -114,6 +114,8 @@ pub struct BrokerConfig {
     pub log_cleaner_io_max_bytes_per_second: f64,
     /// The metadata quorum: `process.roles`, `controller.quorum.*`, `controller.listener.names`.
     pub quorum: QuorumConfig,
+    /// How followers copy their leaders' logs (Kafka's `replica.*` settings).
+    pub replication: ReplicationConfig,
     /// `broker.rack`: the rack (or zone) this broker is in, carried in its registration so that
     /// the controller spreads a topic's partitions and replicas over racks. None: no rack.
     pub broker_rack: Option<String>,
@@ -172,6 +174,28 @@ pub struct QuorumConfig {
     /// `metadata.log.max.record.bytes.between.snapshots`: once this many bytes were appended
     /// to the metadata log since its last snapshot, the log is compacted into a new one.
     pub snapshot_bytes: u64,
+}
+
+/// How followers copy their leaders' logs, with Kafka's names and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    /// `replica.fetch.wait.max.ms`: how long a leader holds a follower's fetch for new data.
+    pub fetch_wait_max_ms: u64,
+    /// `replica.fetch.max.bytes`: bytes asked per partition in one fetch (a larger batch still
+    /// comes whole).
+    pub fetch_max_bytes: usize,
+    /// `replica.fetch.response.max.bytes`: bytes asked per fetch in all.
+    pub fetch_response_max_bytes: usize,
+    /// `replica.fetch.backoff.ms`: the pause after a failed fetch.
+    pub fetch_backoff_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up for this long leaves the ISR.
+    pub lag_time_max_ms: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig { fetch_wait_max_ms: 500, fetch_max_bytes: 1 << 20, fetch_response_max_bytes: 10 << 20, fetch_backoff_ms: 1000, lag_time_max_ms: 30_000 }
+    }
 }
 
 impl QuorumConfig {
@@ -285,6 +309,7 @@ impl Default for BrokerConfig {
             inter_broker_listener_name: None,
             log_cleaner_io_max_bytes_per_second: f64::MAX,
             quorum: QuorumConfig::default(),
+            replication: ReplicationConfig::default(),
             broker_rack: None,
         }
     }
@@ -411,6 +436,11 @@ impl BrokerConfig {
                 "broker.heartbeat.interval.ms" => c.quorum.broker_heartbeat_interval_ms = positive(value, key)? as u64,
                 "broker.session.timeout.ms" => c.quorum.broker_session_timeout_ms = positive(value, key)? as u64,
                 "metadata.log.max.record.bytes.between.snapshots" => c.quorum.snapshot_bytes = at_least(value, key, 1)?,
+                "replica.fetch.wait.max.ms" => c.replication.fetch_wait_max_ms = at_least(value, key, 0)?,
+                "replica.fetch.max.bytes" => c.replication.fetch_max_bytes = at_least(value, key, 1)? as usize,
+                "replica.fetch.response.max.bytes" => c.replication.fetch_response_max_bytes = at_least(value, key, 1)? as usize,
+                "replica.fetch.backoff.ms" => c.replication.fetch_backoff_ms = at_least(value, key, 0)?,
+                "replica.lag.time.max.ms" => c.replication.lag_time_max_ms = at_least(value, key, 1)?,
                 "broker.rack" => {
                     if value.len() > BROKER_RACK_BYTES_MAX {
                         bail!("broker.rack is {} bytes; give a rack name of at most {BROKER_RACK_BYTES_MAX}", value.len());

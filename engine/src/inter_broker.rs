@@ -1,6 +1,8 @@
-//! The client one broker uses to send Kafka requests to another (today: the transaction
-//! coordinator's WriteTxnMarkers to the leaders of the partitions it does not lead, and a
-//! partition leader's KIP-890 verification, AddPartitionsToTxn v4+, to a producer's coordinator).
+//! The client one broker uses to send Kafka requests to another: the transaction
+//! coordinator's WriteTxnMarkers to the leaders of the partitions it does not lead, a
+//! partition leader's KIP-890 verification (AddPartitionsToTxn v4+) to a producer's
+//! coordinator, and a follower's replica Fetch and OffsetForLeaderEpoch to its leader (each
+//! replica fetcher with a client of its own, since its long polls would hold the connection).
 //!
 //! It sits below the coordinators and knows nothing of them, of the handlers or of the
 //! metadata: the caller names the broker (its node id) and the address to reach it at. The
@@ -51,7 +53,16 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 pub const CLIENT_ID: &str = "shardlog-inter-broker";
 
 /// The APIs this client speaks: (key, min, max).
-pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[(ApiKey::ApiVersions, 0, 4), (ApiKey::WriteTxnMarkers, 1, 1), (ApiKey::AddPartitionsToTxn, 4, 5)];
+/// Replica fetches are Fetch v12 (topics by name, the replica id in the body, the follower's
+/// last fetched epoch) and OffsetForLeaderEpoch v3+ (with the replica id): what every shardlog
+/// broker serves.
+pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::AddPartitionsToTxn, 4, 5),
+    (ApiKey::Fetch, 12, 12),
+    (ApiKey::OffsetForLeaderEpoch, 3, 4),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum InterBrokerError {
@@ -97,14 +108,26 @@ impl Drop for Waiting<'_> {
 }
 
 /// One shard's connections to the other brokers.
-#[derive(Default)]
 pub struct InterBrokerClient {
     peers: RefCell<HashMap<i32, Rc<Peer>>>,
+    response_bytes_max: usize,
+}
+
+impl Default for InterBrokerClient {
+    fn default() -> Self {
+        InterBrokerClient::new()
+    }
 }
 
 impl InterBrokerClient {
     pub fn new() -> InterBrokerClient {
-        InterBrokerClient::default()
+        InterBrokerClient::with_response_bytes_max(RESPONSE_BYTES_MAX)
+    }
+
+    /// A client whose answers may be up to `response_bytes_max` bytes (a replica fetcher's,
+    /// sized by `replica.fetch.response.max.bytes`).
+    pub fn with_response_bytes_max(response_bytes_max: usize) -> InterBrokerClient {
+        InterBrokerClient { peers: RefCell::new(HashMap::new()), response_bytes_max }
     }
 
     fn peer(&self, node_id: i32) -> Result<Rc<Peer>, InterBrokerError> {
@@ -136,7 +159,7 @@ impl InterBrokerClient {
         let exchange = async {
             let mut connection = match kept {
                 Some(c) => c,
-                None => connect(node_id, address).await?,
+                None => connect(node_id, address, self.response_bytes_max).await?,
             };
             let response = round_trip::<R>(&mut connection, request).await?;
             Ok::<_, InterBrokerError>((connection, response))
@@ -162,7 +185,7 @@ async fn within<T>(limit: Duration, work: impl Future<Output = T>) -> Option<T> 
     }
 }
 
-async fn connect(node_id: i32, address: &str) -> Result<Connection, InterBrokerError> {
+async fn connect(node_id: i32, address: &str, response_bytes_max: usize) -> Result<Connection, InterBrokerError> {
     let stream = TcpStream::connect(address).await.map_err(std::io::Error::from)?;
     // Small requests that wait for their answer: Nagle would only delay them.
     let _ = stream.set_nodelay(true);
@@ -172,10 +195,10 @@ async fn connect(node_id: i32, address: &str) -> Result<Connection, InterBrokerE
         software_version: env!("CARGO_PKG_VERSION"),
         versions: CLIENT_VERSIONS,
         in_flight_max: 1,
-        response_bytes_max: RESPONSE_BYTES_MAX,
+        response_bytes_max,
     });
     let mut connection =
-        Connection { stream, address: address.to_string(), core, frames: FrameReader::with_read_bytes_min(RESPONSE_BYTES_MAX, READ_CHUNK_BYTES) };
+        Connection { stream, address: address.to_string(), core, frames: FrameReader::with_read_bytes_min(response_bytes_max, READ_CHUNK_BYTES) };
     let mut version = connection.core.api_versions_version_first();
     loop {
         let frame = connection.core.request_api_versions(version, ())?;

@@ -8,7 +8,8 @@
 //! (`storage::log`), segment (`storage::segment`), disk. `security` holds what a listener needs
 //! before the first request: TLS, SASL, SCRAM credentials and the connection's principal.
 //! `inter_broker` is the client one broker uses to send requests to another (transaction
-//! markers), below the coordinators that use it.
+//! markers, replica fetches), below the coordinators and `replication` (followers' fetchers,
+//! leaders' ISR changes) that use it.
 pub mod admin;
 pub mod authorizer;
 pub mod broker;
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod quota;
+pub mod replication;
 pub mod runtime;
 pub mod security;
 pub mod shard;

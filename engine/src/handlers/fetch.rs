@@ -46,7 +46,14 @@ const READ_COMMITTED: i8 = 1;
 /// One round: every owner shard reads its partitions of the request (one message each), and
 /// waits there until its own part reaches `min_bytes[owner]` or the deadline. Outcomes come back
 /// in request order.
-async fn fetch_round(ctx: &Context<'_>, wanted: &[Wanted], read_committed: bool, min_bytes: impl Fn(usize) -> usize, deadline_ms: u64) -> Vec<ReadOutcome> {
+async fn fetch_round(
+    ctx: &Context<'_>,
+    wanted: &[Wanted],
+    read_committed: bool,
+    replica_id: i32,
+    min_bytes: impl Fn(usize) -> usize,
+    deadline_ms: u64,
+) -> Vec<ReadOutcome> {
     let mut outcomes: Vec<Option<ReadOutcome>> = wanted
         .iter()
         .map(|w| match (w.denied, w.owner) {
@@ -66,7 +73,7 @@ async fn fetch_round(ctx: &Context<'_>, wanted: &[Wanted], read_committed: bool,
                 current_leader_epoch: wanted[i].current_leader_epoch,
             })
             .collect();
-        let request = Fetch { partitions, read_committed, min_bytes: min_bytes(owner), deadline_ms };
+        let request = Fetch { partitions, read_committed, min_bytes: min_bytes(owner), deadline_ms, replica_id };
         async move {
             let count = positions.len();
             let replied = match ctx.call(owner, request).await {
@@ -103,8 +110,13 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Response {
         return Response::Frame(chunks);
     }
     let mut response_max_bytes = if request.max_bytes <= 0 { usize::MAX } else { request.max_bytes as usize };
+    // A follower's fetch (Fetch v4-12 name the replica in the body): it reads up to the log end,
+    // not the high watermark, and its offsets advance the high watermark. A broker acts for the
+    // cluster: CLUSTER_ACTION, not READ on each topic, as Kafka authorizes it.
+    let replica_id = request.replica_id.0.max(-1);
+    let replica_denied = replica_id >= 0 && !authz.cluster(Operation::ClusterAction);
     // Followers are not held to client quotas, as in Kafka.
-    let quota = if request.replica_id.0 >= 0 { None } else { ctx.byte_quota(QuotaType::Fetch) };
+    let quota = if replica_id >= 0 { None } else { ctx.byte_quota(QuotaType::Fetch) };
     if let Some(q) = &quota {
         // One response takes no more than the quota windows hold (Kafka's
         // getMaxValueInQuotaWindow), so one fetch cannot take many windows' worth.
@@ -114,7 +126,7 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Response {
     let mut wanted = Vec::new();
     for t in &request.topics {
         let topic = t.topic.0.to_string();
-        let denied = !authz.topic(Operation::Read, &topic);
+        let denied = if replica_id >= 0 { replica_denied } else { !authz.topic(Operation::Read, &topic) };
         for p in &t.partitions {
             let owner = ctx.owner(&topic, p.partition);
             wanted.push(Wanted {
@@ -141,11 +153,11 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Response {
     let outcomes = if groups.len() <= 1 {
         // One owner (the common case): it long-polls by itself and answers once.
         let (min_bytes, deadline_ms) = if failed_here { (0, 0) } else { (min_bytes, deadline_ms) };
-        fetch_round(ctx, &wanted, read_committed, |_| min_bytes, deadline_ms).await
+        fetch_round(ctx, &wanted, read_committed, replica_id, |_| min_bytes, deadline_ms).await
     } else {
         // min_bytes counts over every owner: read everywhere at once; while short, let each owner
         // wait for more than it had, and read everywhere again when the first one has it.
-        let mut outcomes = fetch_round(ctx, &wanted, read_committed, |_| 0, 0).await;
+        let mut outcomes = fetch_round(ctx, &wanted, read_committed, replica_id, |_| 0, 0).await;
         loop {
             let bytes: usize = outcomes.iter().map(|o| o.bytes).sum();
             let errors = outcomes.iter().any(|o| o.error_code != ec::NONE);
@@ -159,12 +171,12 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Response {
                     // More than this owner had: it answers once its own part grew.
                     let more = positions.iter().map(|&i| outcomes[i].bytes).sum::<usize>() + 1;
                     Box::pin(async move {
-                        fetch_round(ctx, &only, read_committed, |_| more, deadline_ms).await;
+                        fetch_round(ctx, &only, read_committed, replica_id, |_| more, deadline_ms).await;
                     })
                 })
                 .collect::<Vec<_>>();
             futures::future::select_all(waits).await;
-            outcomes = fetch_round(ctx, &wanted, read_committed, |_| 0, 0).await;
+            outcomes = fetch_round(ctx, &wanted, read_committed, replica_id, |_| 0, 0).await;
         }
     };
     // Apply the response byte limit in request order; the first partition with data always

@@ -51,6 +51,7 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
         }
     }
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
+    let timeout_ms = request.timeout_ms.max(0) as u64;
     // Answered here, or sent to the owner shard (one message per owner, in request order).
     let mut outcomes: Vec<Option<ProduceOutcome>> = Vec::with_capacity(work.len());
     let mut owners = Vec::with_capacity(work.len());
@@ -76,7 +77,7 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
         let transactional_id = transactional_id.clone();
         async move {
             let count = partitions.len();
-            let replied = match ctx.call(owner, Produce { partitions, acks, transactional_id }).await {
+            let replied = match ctx.call(owner, Produce { partitions, acks, timeout_ms, transactional_id }).await {
                 Ok(o) => {
                     assert_eq!(o.len(), count, "owner shard {owner} answered {} of {count} partitions", o.len());
                     o

@@ -17,6 +17,8 @@ use super::router::ShardCall;
 pub struct Produce {
     pub partitions: Vec<(String, i32, Bytes)>,
     pub acks: i16,
+    /// How long an acks=all write may wait for the in-sync replicas (the request's timeout).
+    pub timeout_ms: u64,
     pub transactional_id: Option<String>,
 }
 
@@ -35,6 +37,8 @@ pub struct Fetch {
     pub read_committed: bool,
     pub min_bytes: usize,
     pub deadline_ms: u64,
+    /// The fetching follower's node id (a replica fetch), or -1 for a consumer.
+    pub replica_id: i32,
 }
 
 impl ShardCall for Fetch {

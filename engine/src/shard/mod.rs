@@ -8,6 +8,7 @@ pub mod maintenance;
 pub mod messages;
 pub mod partition_ops;
 pub mod probe;
+pub mod replicas;
 pub mod router;
 
 use std::cell::{Cell, RefCell};
@@ -51,6 +52,9 @@ pub struct Shard {
     pub metadata: RefCell<Rc<ClusterMetadata>>,
     pub metadata_changed: Notify,
     pub partitions: RefCell<HashMap<TopicPartition, Rc<Partition>>>,
+    /// The partitions this shard leads that have other replicas: what it knows of their
+    /// followers (kept by `partition_ops::apply_metadata` and replica fetches).
+    pub leaders: RefCell<HashMap<TopicPartition, replicas::LeaderReplicas>>,
     pub router: Rc<Router>,
     pub shutting_down: Cell<bool>,
     /// Set once at boot (see [`TxnVerifier`]); until then transactional batches are refused.
@@ -130,6 +134,23 @@ impl Shard {
             std::cmp::Ordering::Greater => ec::UNKNOWN_LEADER_EPOCH,
             std::cmp::Ordering::Equal => ec::NONE,
         }
+    }
+
+    /// host:port of broker `node_id`'s inter-broker listener, or why there is none to use.
+    pub fn inter_broker_address(&self, node_id: i32) -> Result<String, String> {
+        let Some(listener) = self.config.inter_broker_listener() else {
+            return Err(String::from("this broker has no client listener to reach other brokers on"));
+        };
+        if listener.security_protocol != crate::security::SecurityProtocol::Plaintext {
+            return Err(format!(
+                "the inter-broker listener {} is {:?}, and TLS and SASL between brokers are not supported yet (set inter.broker.listener.name to a PLAINTEXT listener)",
+                listener.name, listener.security_protocol
+            ));
+        }
+        let meta = self.metadata.borrow();
+        let Some(broker) = meta.brokers.get(&node_id) else { return Err(format!("broker {node_id} is not registered")) };
+        let Some(endpoint) = broker.endpoint(&listener.name) else { return Err(format!("broker {node_id} has no {} listener", listener.name)) };
+        Ok(format!("{}:{}", endpoint.host, endpoint.port))
     }
 
     pub fn local_partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {

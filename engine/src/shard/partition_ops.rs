@@ -12,6 +12,7 @@ use super::messages::{
     DeleteRecords, DescribeProducers, EpochEnd, EpochEndOffsets, EpochQuery, Fetch, FetchPartition, ListOffset, ListedOffset, LogDirFailed, LogDirSizes,
     LogDirUsage, Produce, ProduceOutcome, ProducerInfo, ReadOutcome, TxnMarker,
 };
+use super::replicas::LeaderReplicas;
 use super::{Shard, TxnVerification};
 use crate::metadata::ClusterMetadata;
 use crate::runtime;
@@ -29,14 +30,13 @@ pub fn serve(shard: &Rc<Shard>) {
             // join_all polls the appends in request order, so each reaches its partition (and
             // the dirty budget's line) in that order: pipelined requests keep their offsets'
             // order.
-            let appends = call
-                .partitions
-                .iter()
-                .map(|(topic, partition, records)| produce(&shard, topic, *partition, records.clone(), call.acks, call.transactional_id.as_deref()));
+            let appends = call.partitions.iter().map(|(topic, partition, records)| {
+                produce(&shard, topic, *partition, records.clone(), call.acks, call.timeout_ms, call.transactional_id.as_deref())
+            });
             futures::future::join_all(appends).await
         }
     });
-    shard.serve(|shard, call: Fetch| async move { fetch(&shard, &call.partitions, call.read_committed, call.min_bytes, call.deadline_ms).await });
+    shard.serve(|shard, call: Fetch| async move { fetch(&shard, &call.partitions, call.read_committed, call.replica_id, call.min_bytes, call.deadline_ms).await });
     shard.serve(|shard, call: ListOffset| async move {
         let error_code = shard.check_leader_epoch(&call.topic, call.partition, call.current_leader_epoch);
         if error_code != ec::NONE {
@@ -74,7 +74,15 @@ pub fn serve(shard: &Rc<Shard>) {
     shard.serve(|shard, call: LogDirFailed| async move { super::log_dirs::fail(&shard, call.dir, &call.why, false).await });
 }
 
-pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: bytes::Bytes, acks: i16, transactional_id: Option<&str>) -> ProduceOutcome {
+pub async fn produce(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    records: bytes::Bytes,
+    acks: i16,
+    timeout_ms: u64,
+    transactional_id: Option<&str>,
+) -> ProduceOutcome {
     let mut outcome = ProduceOutcome {
         error_code: ec::NONE,
         base_offset: -1,
@@ -88,6 +96,16 @@ pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: by
         outcome.error_code = shard.absent_partition_error(topic, partition);
         return outcome;
     };
+    if shard.owner(topic, partition) != Some(shard.id) {
+        // A follower's copy (the leadership moved since the client's metadata).
+        outcome.error_code = ec::NOT_LEADER_OR_FOLLOWER;
+        return outcome;
+    }
+    if acks == -1 && shard.leaders.borrow().get(&(topic.to_string(), partition)).is_some_and(|l| l.under_min_isr()) {
+        outcome.error_code = ec::NOT_ENOUGH_REPLICAS;
+        outcome.error_message = Some(format!("the in-sync replicas of {topic}-{partition} are fewer than min.insync.replicas"));
+        return outcome;
+    }
     if let Err((code, message)) = verify_transaction(shard, &p, &records, transactional_id).await {
         tracing::warn!(topic, partition, error = %message, "transactional produce refused");
         outcome.error_code = code;
@@ -131,6 +149,11 @@ pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: by
             outcome.error_message = Some(why.to_string());
             return outcome;
         }
+        if let Err((code, message)) = wait_replicated(shard, &p, info.last_offset, timeout_ms).await {
+            outcome.error_code = code;
+            outcome.error_message = Some(message);
+            return outcome;
+        }
     }
     if !info.duplicate && shard.config.metrics_enabled {
         p.probe.bytes_in.add(records.len() as u64);
@@ -141,6 +164,57 @@ pub async fn produce(shard: &Rc<Shard>, topic: &str, partition: i32, records: by
     outcome.log_append_time_ms = info.log_append_time_ms;
     outcome.log_start_offset = info.log_start_offset;
     outcome
+}
+
+/// acks=all on a partition with other replicas: waits until the high watermark passes
+/// `last_offset`, i.e. every in-sync replica holds the write durably (followers report their
+/// fdatasynced log end). Refused as Kafka does when the ISR shrinks below
+/// `min.insync.replicas` meanwhile (NOT_ENOUGH_REPLICAS_AFTER_APPEND), when this broker stops
+/// leading (NOT_LEADER_OR_FOLLOWER), or after the request's timeout (REQUEST_TIMED_OUT); in
+/// each case the record may still become committed, and an idempotent producer's retry is
+/// deduplicated.
+async fn wait_replicated(shard: &Shard, p: &Partition, last_offset: i64, timeout_ms: u64) -> Result<(), (i16, String)> {
+    let key = (p.topic.clone(), p.partition);
+    let deadline = runtime::sleep(Duration::from_millis(timeout_ms));
+    let mut deadline = std::pin::pin!(deadline);
+    loop {
+        let changed = p.replicated.notified();
+        let metadata = shard.metadata_changed.notified();
+        if p.log.borrow().high_watermark() > last_offset {
+            return Ok(());
+        }
+        if shard.owner(&p.topic, p.partition) != Some(shard.id) {
+            return Err((ec::NOT_LEADER_OR_FOLLOWER, format!("this broker stopped leading {}-{} before the write was replicated", p.topic, p.partition)));
+        }
+        match shard.leaders.borrow().get(&key) {
+            // The partition has no other replica (any more): its own durable copy is all.
+            None if !p.log.borrow().is_replicated() => return Ok(()),
+            Some(l) if l.under_min_isr() => {
+                return Err((
+                    ec::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                    format!("the in-sync replicas of {}-{} fell below min.insync.replicas before the write was replicated", p.topic, p.partition),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(why) = p.log.borrow().failed() {
+            return Err((ec::KAFKA_STORAGE_ERROR, why.to_string()));
+        }
+        let timed_out = futures_lite::future::or(
+            async {
+                futures_lite::future::or(changed, metadata).await;
+                false
+            },
+            async {
+                (&mut deadline).await;
+                true
+            },
+        )
+        .await;
+        if timed_out {
+            return Err((ec::REQUEST_TIMED_OUT, format!("the in-sync replicas of {}-{} did not all hold the write within {timeout_ms} ms", p.topic, p.partition)));
+        }
+    }
 }
 
 /// Kafka's check of a produce to a compacted topic: compaction keeps the latest record per
@@ -258,7 +332,7 @@ pub fn epoch_end_offset(shard: &Shard, q: &EpochQuery) -> EpochEnd {
 /// Reads one partition for a fetch. A cold read waits for the disk in this task only: the
 /// shard serves others meanwhile, and the log may change before it ends (the read keeps to the
 /// segment file it started in).
-pub async fn read(shard: &Shard, f: &FetchPartition, read_committed: bool) -> ReadOutcome {
+pub async fn read(shard: &Shard, f: &FetchPartition, read_committed: bool, replica_id: i32) -> ReadOutcome {
     let (topic, partition, offset, max_bytes) = (f.topic.as_str(), f.partition, f.offset, f.max_bytes);
     let mut outcome =
         ReadOutcome { error_code: ec::NONE, pieces: Vec::new(), bytes: 0, high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, aborted: None };
@@ -270,15 +344,23 @@ pub async fn read(shard: &Shard, f: &FetchPartition, read_committed: bool) -> Re
     if outcome.error_code != ec::NONE {
         return outcome;
     }
+    if shard.owner(topic, partition) != Some(shard.id) {
+        // A follower's copy: only the leader serves fetches.
+        outcome.error_code = ec::NOT_LEADER_OR_FOLLOWER;
+        return outcome;
+    }
     let end_offset = {
         let log = p.log.borrow();
         outcome.high_watermark = log.high_watermark();
         outcome.last_stable_offset = log.last_stable_offset();
         outcome.log_start_offset = log.log_start_offset();
-        if read_committed {
+        if replica_id >= 0 {
+            // A follower copies the whole log; what it holds moves the high watermark.
+            log.log_end_offset()
+        } else if read_committed {
             outcome.last_stable_offset
         } else {
-            log.log_end_offset()
+            outcome.high_watermark
         }
     };
     match p.read_up_to(offset, max_bytes, end_offset).await {
@@ -314,13 +396,39 @@ const FETCH_READS_IN_FLIGHT_MAX: usize = 16;
 /// deadline is ahead, waits for an append to any of them (or the deadline) and reads again.
 /// A partition with too many fetches already waiting on it (`shardlog.fetch.long.poll.watchers.max`)
 /// ends the wait at once: the caller answers with what there is.
-pub async fn fetch(shard: &Shard, partitions: &[FetchPartition], read_committed: bool, min_bytes: usize, deadline_ms: u64) -> Vec<ReadOutcome> {
+pub async fn fetch(shard: &Shard, partitions: &[FetchPartition], read_committed: bool, replica_id: i32, min_bytes: usize, deadline_ms: u64) -> Vec<ReadOutcome> {
     let held: Vec<Option<Rc<Partition>>> = partitions.iter().map(|f| shard.local_partition(&f.topic, f.partition)).collect();
+    let mut refused: Vec<Option<i16>> = vec![None; partitions.len()];
+    if replica_id >= 0 {
+        // The follower's fetch offset is what it holds durably: recorded once, on arrival (a
+        // long poll then waits for more), as Kafka's `updateFollowerFetchState`.
+        for (i, (f, p)) in partitions.iter().zip(&held).enumerate() {
+            if let Some(p) = p {
+                refused[i] = follower_fetched(shard, p, f, replica_id).err();
+            }
+        }
+    }
     loop {
         // Subscribed before reading, so an append between the read and the wait is not missed.
         let appended: Vec<_> = held.iter().flatten().map(|p| p.appended.notified()).collect();
-        let outcomes: Vec<ReadOutcome> =
-            futures::stream::iter(partitions).map(|f| read(shard, f, read_committed)).buffered(FETCH_READS_IN_FLIGHT_MAX).collect().await;
+        let outcomes: Vec<ReadOutcome> = futures::stream::iter(partitions.iter().zip(&refused))
+            .map(|(f, refused)| async move {
+                match refused {
+                    Some(code) => ReadOutcome {
+                        error_code: *code,
+                        pieces: Vec::new(),
+                        bytes: 0,
+                        high_watermark: -1,
+                        last_stable_offset: -1,
+                        log_start_offset: -1,
+                        aborted: None,
+                    },
+                    None => read(shard, f, read_committed, replica_id).await,
+                }
+            })
+            .buffered(FETCH_READS_IN_FLIGHT_MAX)
+            .collect()
+            .await;
         let bytes: usize = outcomes.iter().map(|o| o.bytes).sum();
         let failed = outcomes.iter().any(|o| o.error_code != ec::NONE);
         let now = now_ms();
@@ -337,6 +445,35 @@ pub async fn fetch(shard: &Shard, partitions: &[FetchPartition], read_committed:
         )
         .await;
     }
+}
+
+/// A replica fetch from `replica_id` for `f` at the leader: records the follower's log end and
+/// moves the high watermark. Refused (NOT_LEADER_OR_FOLLOWER) when that broker is not one of
+/// the partition's replicas, as Kafka does: it may not move anything here.
+fn follower_fetched(shard: &Shard, p: &Partition, f: &FetchPartition, replica_id: i32) -> Result<(), i16> {
+    let key = (f.topic.clone(), f.partition);
+    let mut leaders = shard.leaders.borrow_mut();
+    let Some(leader) = leaders.get_mut(&key) else {
+        // Not led here with other replicas: the read answers whatever applies (unknown
+        // partition, not the leader, a fenced epoch).
+        return match shard.metadata.borrow().placement(&f.topic, f.partition) {
+            Some(placement) if placement.replicas.contains(&replica_id) => Ok(()),
+            Some(_) => Err(ec::NOT_LEADER_OR_FOLLOWER),
+            None => Ok(()),
+        };
+    };
+    let log_end_offset = p.log.borrow().log_end_offset();
+    if f.offset > log_end_offset || f.offset < 0 {
+        // Beyond the leader's log: the read answers OFFSET_OUT_OF_RANGE, and it moves nothing.
+        return Ok(());
+    }
+    if leader.follower_fetched(replica_id, f.offset, log_end_offset, now_ms()).is_err() {
+        tracing::warn!(topic = %f.topic, partition = f.partition, replica_id, "replica fetch from a broker that is not a replica of the partition");
+        return Err(ec::NOT_LEADER_OR_FOLLOWER);
+    }
+    drop(leaders);
+    refresh_high_watermark(shard, p);
+    Ok(())
 }
 
 /// ListOffsets' MAX_TIMESTAMP spec (KIP-734, ListOffsets v7).
@@ -410,13 +547,20 @@ async fn offset_for_timestamp(p: &Partition, timestamp: i64) -> anyhow::Result<O
     }
 }
 
-/// Writes a commit or abort marker and waits until it is durable. Markers in an offsets
-/// partition also settle the transaction's pending offset commits.
-/// Appends a transaction marker and waits for it to be durable; answers an error code.
+/// How long a transaction marker waits for the in-sync replicas (as a produce's default
+/// `request.timeout.ms`); the coordinator then retries it.
+const MARKER_REPLICATION_TIMEOUT_MS: u64 = 30_000;
+
+/// Writes a commit or abort marker and waits until it is durable (and replicated); answers an
+/// error code. Markers in an offsets partition also settle the transaction's pending offset
+/// commits (the caller's part).
 pub async fn write_marker(shard: &Rc<Shard>, marker: &TxnMarker) -> i16 {
     let TxnMarker { topic, partition, producer_id, producer_epoch, commit, coordinator_epoch } = marker;
     let (topic, partition, producer_id, producer_epoch, commit) = (topic.as_str(), *partition, *producer_id, *producer_epoch, *commit);
     let Some(p) = shard.local_partition(topic, partition) else { return shard.absent_partition_error(topic, partition) };
+    if shard.owner(topic, partition) != Some(shard.id) {
+        return ec::NOT_LEADER_OR_FOLLOWER;
+    }
     let info = match p.append_marker(producer_id, producer_epoch, commit, *coordinator_epoch, now_ms()) {
         Ok(info) => info,
         Err(e) => {
@@ -430,6 +574,11 @@ pub async fn write_marker(shard: &Rc<Shard>, marker: &TxnMarker) -> i16 {
     if let Err(why) = p.wait_durable(info.last_offset).await {
         tracing::error!(topic, partition, error = %why, "transaction marker not durable");
         return ec::KAFKA_STORAGE_ERROR;
+    }
+    // A marker is written as acks=all: on every in-sync replica before the coordinator moves on.
+    if let Err((code, why)) = wait_replicated(shard, &p, info.last_offset, MARKER_REPLICATION_TIMEOUT_MS).await {
+        tracing::warn!(topic, partition, error = %why, "transaction marker not replicated yet; the coordinator retries");
+        return code;
     }
     ec::NONE
 }
@@ -496,6 +645,7 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
         }
     }
     for key in to_remove {
+        shard.leaders.borrow_mut().remove(&key);
         let p = shard.partitions.borrow_mut().remove(&key);
         if let Some(p) = p {
             let _ = p.close(false).await;
@@ -512,19 +662,24 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
     }
     for (name, topic) in &meta.topics {
         let resolved = crate::topic_config::resolve(&shard.config, &meta, &topic.configs);
+        let min_insync_replicas = resolved.min_insync_replicas.max(1) as usize;
         for (i, placement) in topic.partitions.iter().enumerate() {
             if !placement.hosted || placement.shard != shard.id {
                 continue;
             }
             let key = (name.clone(), i as i32);
             let config = log_config(shard, placement.log_dir, &resolved);
-            if let Some(p) = shard.partitions.borrow().get(&key) {
+            let held = shard.partitions.borrow().get(&key).cloned();
+            if let Some(p) = held {
                 // Configs changed by AlterConfigs take effect at once, without a restart.
-                let mut log = p.log.borrow_mut();
-                if log.config() != &config {
-                    log.set_config(config);
+                {
+                    let mut log = p.log.borrow_mut();
+                    if log.config() != &config {
+                        log.set_config(config);
+                    }
+                    log.set_leader_epoch(placement.leader_epoch);
                 }
-                log.set_leader_epoch(placement.leader_epoch);
+                sync_replication(shard, &p, placement, min_insync_replicas);
                 continue;
             }
             if shard.log_dirs.is_failed(placement.log_dir) {
@@ -542,9 +697,16 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
                 Ok(mut log) => {
                     log.set_dirty_budget(shard.dirty_budget.clone());
                     log.set_leader_epoch(placement.leader_epoch);
+                    if placement.replicas.len() > 1 {
+                        // Nothing is known to be committed until the replicas have been heard
+                        // from (Kafka keeps a checkpoint; shardlog starts at the log start).
+                        let start = log.log_start_offset();
+                        log.set_replicated_high_watermark(Some(start));
+                    }
                     let p = Partition::new(name.clone(), i as i32, log);
                     p.start_flusher();
-                    shard.partitions.borrow_mut().insert(key, p);
+                    shard.partitions.borrow_mut().insert(key, p.clone());
+                    sync_replication(shard, &p, placement, min_insync_replicas);
                 }
                 Err(e) => {
                     tracing::error!(topic = %name, partition = i, dir = %dir.display(), error = %format!("{e:#}"), "cannot open partition; it stays offline")
@@ -562,6 +724,52 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
     gone
 }
 
+/// Keeps a hosted partition's replication state in step with its placement: the leader's view
+/// of its followers (started afresh in a new leader epoch), and the high watermark. Wakes the
+/// acks=all writes waiting on it, whose ISR or leadership may have changed.
+fn sync_replication(shard: &Shard, p: &Partition, placement: &crate::metadata::PartitionPlacement, min_insync_replicas: usize) {
+    let key = (p.topic.clone(), p.partition);
+    let node_id = shard.config.node_id;
+    if placement.replicas.len() <= 1 {
+        shard.leaders.borrow_mut().remove(&key);
+        p.set_replicated_high_watermark(None);
+    } else if placement.leader == node_id {
+        let now = now_ms();
+        let mut leaders = shard.leaders.borrow_mut();
+        match leaders.get_mut(&key) {
+            Some(l) if l.leader_epoch == placement.leader_epoch => l.update(placement.partition_epoch, placement.replicas.clone(), placement.isr.clone(), now),
+            _ => {
+                let hw = p.log.borrow().high_watermark();
+                let l = LeaderReplicas::new(node_id, placement.leader_epoch, placement.partition_epoch, placement.replicas.clone(), placement.isr.clone(), hw, now);
+                leaders.insert(key.clone(), l);
+            }
+        }
+        let leader = leaders.get_mut(&key).expect("inserted above");
+        leader.min_insync_replicas = min_insync_replicas;
+        drop(leaders);
+        refresh_high_watermark(shard, p);
+    } else {
+        shard.leaders.borrow_mut().remove(&key);
+        // A follower keeps the high watermark it knew; its fetcher moves it to the leader's.
+        let hw = p.log.borrow().high_watermark();
+        p.set_replicated_high_watermark(Some(hw));
+    }
+    p.replicated.notify_all();
+}
+
+/// The leader's high watermark after its log or ISR changed: the smallest log end of the ISR,
+/// or the whole log while the leader is the only member (as Kafka's, with ISR = {leader}).
+pub fn refresh_high_watermark(shard: &Shard, p: &Partition) {
+    let key = (p.topic.clone(), p.partition);
+    let mut leaders = shard.leaders.borrow_mut();
+    let Some(leader) = leaders.get_mut(&key) else { return };
+    let log_end_offset = p.log.borrow().log_end_offset();
+    let hw = leader.high_watermark(log_end_offset);
+    let alone = leader.isr.iter().all(|&r| r == leader.node_id);
+    drop(leaders);
+    p.set_replicated_high_watermark(if alone { None } else { Some(hw) });
+}
+
 /// The Kafka error code that answers a produce storage refused. Storage names what failed; the
 /// protocol's codes are chosen here, by the layer that answers the client.
 pub fn append_error_code(e: &AppendError) -> i16 {
@@ -574,6 +782,8 @@ pub fn append_error_code(e: &AppendError) -> i16 {
         AppendError::ControlFromClient => ec::INVALID_RECORD,
         // Only a follower's log is cut: the client should find the leader.
         AppendError::Truncating(_) => ec::NOT_LEADER_OR_FOLLOWER,
+        // Only a follower's copy of its leader's batches: never a client's.
+        AppendError::NotAtLogEnd { .. } => ec::NOT_LEADER_OR_FOLLOWER,
     }
 }
 

@@ -127,6 +127,10 @@ pub enum AppendError {
     /// no appends until the cut is done.
     #[error("the log is being truncated to offset {0}")]
     Truncating(i64),
+    /// A follower's copy of the leader's batches does not continue its log (the leader's
+    /// answer was for another fetch offset, or the log was cut meanwhile).
+    #[error("replicated batch at offset {base_offset} does not start at the log end {log_end_offset}")]
+    NotAtLogEnd { base_offset: i64, log_end_offset: i64 },
 }
 
 /// Who appends: a client's produce request is checked in full; the broker's own writes
@@ -135,6 +139,8 @@ pub enum AppendError {
 pub enum AppendOrigin {
     Client,
     Coordinator,
+    /// A follower's copy of a batch its leader appended.
+    Replication,
     /// A commit or abort marker, with the coordinator epoch that wrote it.
     Marker {
         commit: bool,
@@ -269,6 +275,10 @@ pub struct PartitionLog {
     /// The offset a cut in flight truncates to (`truncate_to`, whose file work runs on the
     /// blocking pool): until it is done, appends and reads are refused.
     truncating: Option<i64>,
+    /// The high watermark replication allows, for a partition with other replicas: on the
+    /// leader the smallest log end of the in-sync followers, on a follower the leader's. None
+    /// for a partition of one replica, whose every appended offset is committed.
+    replicated_high_watermark: Option<i64>,
 }
 
 /// Why `truncate_to` refused.
@@ -390,7 +400,19 @@ impl PartitionLog {
     }
     pub fn high_watermark(&self) -> i64 {
         // A single replica: everything appended is committed, as with Kafka at RF=1.
-        self.next_offset
+        self.replicated_high_watermark.map_or(self.next_offset, |hw| hw.clamp(self.log_start_offset, self.next_offset))
+    }
+    /// Sets the high watermark replication allows (see `replicated_high_watermark`); None
+    /// makes every appended offset committed again (the partition has one replica). Answers
+    /// whether the high watermark moved.
+    pub fn set_replicated_high_watermark(&mut self, hw: Option<i64>) -> bool {
+        let before = self.high_watermark();
+        self.replicated_high_watermark = hw;
+        self.high_watermark() != before
+    }
+    /// Whether the high watermark is replication's (the partition has other replicas).
+    pub fn is_replicated(&self) -> bool {
+        self.replicated_high_watermark.is_some()
     }
     /// The last stable offset: below it, every transaction is decided (committed or aborted).
     pub fn last_stable_offset(&self) -> i64 {
@@ -502,6 +524,7 @@ impl PartitionLog {
             epochs_dirty: false,
             truncations: 0,
             truncating: None,
+            replicated_high_watermark: None,
         }
     }
 
@@ -571,7 +594,9 @@ impl PartitionLog {
         let budget = self.dirty_budget.clone();
         let retired = std::mem::take(&mut self.retired_files);
         let (leader_epoch, truncations, waiters) = (self.leader_epoch, self.truncations + 1, self.durable_waiters);
+        let hw = self.replicated_high_watermark;
         *self = reopened;
+        self.replicated_high_watermark = hw;
         self.dirty_budget = budget;
         self.retired_files = retired;
         self.leader_epoch = leader_epoch;
@@ -756,33 +781,81 @@ impl PartitionLog {
                 max_timestamp: if self.config.log_append_time { now as i64 } else { header.max_timestamp },
                 ..*header
             };
-            if self.epochs.assign(self.leader_epoch, offset) {
-                self.epochs_dirty = true;
-            }
-            self.maybe_roll(&assigned, now);
-            self.track_producer(&assigned, origin);
-            let seg = self.segments.last_mut().expect("maybe_roll leaves an active segment");
-            let position = seg.size_bytes;
-            seg.record_batch(&assigned, self.config.index_interval_bytes);
-            let segment_base = seg.base_offset;
-            self.next_offset = assigned.last_offset() + 1;
-            let frozen = batch_bytes.freeze();
-            let len = frozen.len();
-            match self.pending.back_mut() {
-                Some(p) if p.segment_base == segment_base && p.start_position + p.len as u64 == position => {
-                    p.batches.push(frozen.clone());
-                    p.len += len;
-                    p.end_offset = self.next_offset;
-                }
-                _ => {
-                    self.pending.push_back(Pending { segment_base, start_position: position, batches: vec![frozen.clone()], len, end_offset: self.next_offset })
-                }
-            }
-            self.unsynced.push_back((self.next_offset, len));
-            self.dirty_budget.charge(len);
-            self.cache.push(CachedBatch { base_offset: offset, last_offset: assigned.last_offset(), max_timestamp: assigned.max_timestamp, bytes: frozen });
+            self.push_batch(assigned, batch_bytes.freeze(), now, origin);
         }
         Ok(AppendInfo { base_offset, last_offset: self.next_offset - 1, log_append_time_ms, log_start_offset: self.log_start_offset, duplicate: false })
+    }
+
+    /// Appends a follower's copy of the leader's batches (whole v2 batches as the leader's
+    /// fetch answer carried them): their offsets, leader epochs and timestamps are kept, and
+    /// the first must start at this log's end. Producer and transaction state follow the
+    /// batches, as recovery rebuilds them, without the checks a producer's own batches get:
+    /// the leader made them.
+    pub fn append_replicated(&mut self, mut records: BytesMut, now: u64) -> Result<AppendInfo, AppendError> {
+        if let Some(why) = &self.failed {
+            return Err(AppendError::Offline(why.clone()));
+        }
+        if let Some(offset) = self.truncating {
+            return Err(AppendError::Truncating(offset));
+        }
+        if let Some(why) = &self.disk_full {
+            return Err(AppendError::DiskFull(why.clone()));
+        }
+        let headers = batch::parse_all(&records, true).map_err(AppendError::Corrupt)?;
+        if headers.is_empty() {
+            return Err(AppendError::Empty);
+        }
+        let mut expected = self.next_offset;
+        for h in &headers {
+            if h.base_offset != expected || h.last_offset_delta < 0 {
+                return Err(AppendError::NotAtLogEnd { base_offset: h.base_offset, log_end_offset: expected });
+            }
+            expected = h.last_offset() + 1;
+        }
+        let base_offset = self.next_offset;
+        for header in &headers {
+            let batch_bytes = records.split_to(header.size_bytes);
+            let origin = if header.is_control() {
+                let commit = batch::control_type(&batch_bytes) == Some(batch::CONTROL_TYPE_COMMIT);
+                // The coordinator epoch is not needed to replay a marker (recovery passes -1 too).
+                AppendOrigin::Marker { commit, coordinator_epoch: -1 }
+            } else {
+                AppendOrigin::Replication
+            };
+            self.push_batch(*header, batch_bytes.freeze(), now, origin);
+        }
+        Ok(AppendInfo { base_offset, last_offset: self.next_offset - 1, log_append_time_ms: -1, log_start_offset: self.log_start_offset, duplicate: false })
+    }
+
+    /// Puts one batch at its final offset (in `header` and already in `frozen`): the epoch
+    /// cache, a roll if due, producer state, the segment's indexes, the flusher's queue, the
+    /// dirty budget and the cache.
+    fn push_batch(&mut self, assigned: BatchHeader, frozen: Bytes, now: u64, origin: AppendOrigin) {
+        let offset = assigned.base_offset;
+        if self.epochs.assign(assigned.partition_leader_epoch, offset) {
+            self.epochs_dirty = true;
+        }
+        self.maybe_roll(&assigned, now);
+        self.track_producer(&assigned, origin);
+        let seg = self.segments.last_mut().expect("maybe_roll leaves an active segment");
+        let position = seg.size_bytes;
+        seg.record_batch(&assigned, self.config.index_interval_bytes);
+        let segment_base = seg.base_offset;
+        self.next_offset = assigned.last_offset() + 1;
+        let len = frozen.len();
+        match self.pending.back_mut() {
+            Some(p) if p.segment_base == segment_base && p.start_position + p.len as u64 == position => {
+                p.batches.push(frozen.clone());
+                p.len += len;
+                p.end_offset = self.next_offset;
+            }
+            _ => {
+                self.pending.push_back(Pending { segment_base, start_position: position, batches: vec![frozen.clone()], len, end_offset: self.next_offset })
+            }
+        }
+        self.unsynced.push_back((self.next_offset, len));
+        self.dirty_budget.charge(len);
+        self.cache.push(CachedBatch { base_offset: offset, last_offset: assigned.last_offset(), max_timestamp: assigned.max_timestamp, bytes: frozen });
     }
 
     /// Producer and transaction state for a batch being appended at its final offset.

@@ -43,6 +43,9 @@ pub struct Partition {
     pub appended: Notify,
     /// Fires after every flush (and on failure): wakes acks=all producers.
     pub durable: Notify,
+    /// Fires when the replicated high watermark moves or the in-sync replicas change: wakes
+    /// acks=all producers waiting for the followers.
+    pub replicated: Notify,
     /// Fires after every append, on close and when taken offline: wakes the flusher.
     pub(super) flush_wanted: Notify,
     /// Fires when an acks=all request starts waiting: ends the flush window early.
@@ -65,6 +68,7 @@ impl Partition {
             log: RefCell::new(log),
             appended: Notify::default(),
             durable: Notify::default(),
+            replicated: Notify::default(),
             flush_wanted: Notify::default(),
             durable_wanted: Notify::default(),
             flusher_done: Notify::default(),
@@ -84,6 +88,23 @@ impl Partition {
         self.appended.notify_all();
         self.flush_wanted.notify_all();
         Ok(info)
+    }
+
+    /// Appends a follower's copy of the leader's batches (`PartitionLog::append_replicated`).
+    pub fn append_replicated(&self, records: BytesMut, now: u64) -> Result<AppendInfo, AppendError> {
+        let info = self.log.borrow_mut().append_replicated(records, now)?;
+        self.appended.notify_all();
+        self.flush_wanted.notify_all();
+        Ok(info)
+    }
+
+    /// Sets the high watermark replication allows; a move wakes long-polling fetches (they
+    /// read up to it) and acks=all producers.
+    pub fn set_replicated_high_watermark(&self, hw: Option<i64>) {
+        if self.log.borrow_mut().set_replicated_high_watermark(hw) {
+            self.appended.notify_all();
+            self.replicated.notify_all();
+        }
     }
 
     pub fn append_marker(&self, producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32, now: u64) -> Result<AppendInfo, AppendError> {

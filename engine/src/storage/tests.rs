@@ -1164,3 +1164,69 @@ fn truncate_to_cuts_segments_indexes_epochs_and_takes_appends_at_the_new_end() {
         p.close(true).await.unwrap();
     });
 }
+
+/// A leader's log as the follower fetches it: every batch from `offset` on, whole.
+fn leader_bytes(leader: &PartitionLog, offset: i64) -> BytesMut {
+    let r = leader.read(offset, 1 << 20).unwrap();
+    let mut out = BytesMut::new();
+    for piece in r.pieces {
+        match piece {
+            ReadPiece::Memory(b) => out.extend_from_slice(&b),
+            ReadPiece::File { .. } => panic!("the leader's batches are cached"),
+        }
+    }
+    out
+}
+
+#[test]
+fn a_follower_copies_the_leaders_batches_as_they_are() {
+    let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut leader = PartitionLog::open(leader_dir.path(), config()).unwrap();
+    leader.set_leader_epoch(3);
+    leader.append(batch_of(0, 2), 10).unwrap(); // 0-1
+    leader.append(txn_batch(7, 0, 0, &["a"]), 10).unwrap(); // 2, producer 7 opens a txn
+    leader.set_leader_epoch(5);
+    leader.append(batch_of(2, 3), 10).unwrap(); // 3-5
+    leader.append_marker(7, 0, false, 0, 10).unwrap(); // 6: abort 7
+    let mut follower = PartitionLog::open(follower_dir.path(), config()).unwrap();
+    // Its own epoch is not stamped on what it copies.
+    follower.set_leader_epoch(99);
+    let all = leader_bytes(&leader, 0);
+    // Batches that do not start at the follower's log end are refused, and nothing changes.
+    let later = leader_bytes(&leader, 3);
+    assert!(matches!(
+        follower.append_replicated(later, 10),
+        Err(super::log::AppendError::NotAtLogEnd { base_offset: 3, log_end_offset: 0 })
+    ));
+    assert_eq!(follower.log_end_offset(), 0);
+    let info = follower.append_replicated(all.clone(), 10).unwrap();
+    assert_eq!((info.base_offset, info.last_offset, follower.log_end_offset()), (0, 6, 7));
+    assert_eq!(leader_bytes(&follower, 0), all, "the same bytes: offsets, epochs, CRCs");
+    assert_eq!(follower.leader_epochs().entries(), leader.leader_epochs().entries());
+    assert_eq!(follower.end_offset_for_epoch(3), (3, 3));
+    // Producer and transaction state follow: the abort is known to read_committed readers.
+    assert_eq!(follower.aborted_txns_between(0, 7).iter().map(|a| (a.producer_id, a.first_offset)).collect::<Vec<_>>(), vec![(7, 2)]);
+    assert_eq!(follower.last_stable_offset(), 7);
+    // A corrupt copy is refused.
+    let mut corrupt = leader_bytes(&leader, 3);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    assert!(matches!(follower.append_replicated(corrupt, 10), Err(super::log::AppendError::Corrupt(_))));
+}
+
+#[test]
+fn the_replicated_high_watermark_bounds_what_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config()).unwrap();
+    log.append(batch_of(0, 5), 10).unwrap();
+    assert_eq!(log.high_watermark(), 5, "one replica: everything appended is committed");
+    assert!(log.set_replicated_high_watermark(Some(2)));
+    assert_eq!((log.high_watermark(), log.last_stable_offset()), (2, 2));
+    assert!(!log.set_replicated_high_watermark(Some(2)), "no move");
+    // Never past the log end.
+    log.set_replicated_high_watermark(Some(50));
+    assert_eq!(log.high_watermark(), 5);
+    assert!(log.is_replicated());
+    log.set_replicated_high_watermark(None);
+    assert!(!log.is_replicated());
+}

@@ -23,7 +23,6 @@ use crate::inter_broker::InterBrokerClient;
 use crate::metadata::records::NO_LEADER;
 use crate::metadata::ClusterMetadata;
 use crate::runtime;
-use crate::security::SecurityProtocol;
 use crate::shard::messages::TxnMarker;
 use crate::shard::Shard;
 use crate::storage::log::{now_ms, AppendOrigin};
@@ -364,7 +363,7 @@ impl TxnCoordinator {
         partitions: Vec<(String, i32)>,
     ) -> Vec<(String, i32, i16)> {
         let all = |partitions: Vec<(String, i32)>, code: i16| partitions.into_iter().map(|(t, p)| (t, p, code)).collect();
-        let address = match inter_broker_address(shard, leader) {
+        let address = match shard.inter_broker_address(leader) {
             Ok(address) => address,
             Err(why) => {
                 tracing::error!(broker = leader, partitions = partitions.len(), "cannot send transaction markers to the partitions' leader: {why}");
@@ -418,7 +417,7 @@ impl TxnCoordinator {
     /// `broker`: AddPartitionsToTxn v4+ with verifyOnly, as Kafka's partition leaders send it.
     /// An error code, NONE when the partition is in the producer's ongoing transaction.
     pub(super) async fn verify_on(&self, shard: &Rc<Shard>, broker: i32, call: super::Verify) -> i16 {
-        let address = match inter_broker_address(shard, broker) {
+        let address = match shard.inter_broker_address(broker) {
             Ok(address) => address,
             Err(why) => {
                 tracing::error!(broker, transactional_id = %call.transactional_id, "cannot verify a transactional batch with its coordinator: {why}");
@@ -530,23 +529,6 @@ fn marker_route(meta: &ClusterMetadata, node_id: i32, topic: &str, partition: i3
         NO_LEADER => MarkerRoute::Failed(ec::LEADER_NOT_AVAILABLE),
         l => MarkerRoute::Remote(l),
     }
-}
-
-/// host:port of broker `node_id`'s inter-broker listener, or why there is none to use.
-fn inter_broker_address(shard: &Shard, node_id: i32) -> Result<String, String> {
-    let Some(listener) = shard.config.inter_broker_listener() else {
-        return Err(String::from("this broker has no client listener to reach other brokers on"));
-    };
-    if listener.security_protocol != SecurityProtocol::Plaintext {
-        return Err(format!(
-            "the inter-broker listener {} is {:?}, and TLS and SASL between brokers are not supported yet (set inter.broker.listener.name to a PLAINTEXT listener)",
-            listener.name, listener.security_protocol
-        ));
-    }
-    let meta = shard.metadata.borrow();
-    let Some(broker) = meta.brokers.get(&node_id) else { return Err(format!("broker {node_id} is not registered")) };
-    let Some(endpoint) = broker.endpoint(&listener.name) else { return Err(format!("broker {node_id} has no {} listener", listener.name)) };
-    Ok(format!("{}:{}", endpoint.host, endpoint.port))
 }
 
 fn describe(id: &str, m: &TxnMetadata) -> TxnDescription {
