@@ -41,7 +41,9 @@ pub enum ControllerRequest {
         validate_only: bool,
     },
     /// `__consumer_offsets` or `__transaction_state`, when a coordinator is first needed: created
-    /// once (asking again when it exists succeeds) with `partitions` spread over the live brokers.
+    /// once (asking again when it exists succeeds) with `partitions` spread over the live
+    /// brokers, each with the topic's configured replication factor (or fewer replicas, one per
+    /// live broker, when fewer are live).
     CreateInternalTopic {
         name: String,
         partitions: i32,
@@ -1368,7 +1370,8 @@ impl Controller {
                     Err((ec::INVALID_REQUEST, format!("{name} is not an internal topic")))
                 } else {
                     let configs = vec![(String::from("cleanup.policy"), String::from("compact"))];
-                    let topic = NewTopic { name: name.clone(), partitions, replication_factor: -1, configs, assignments: Vec::new() };
+                    let replication_factor = internal_topic_replication_factor(&shard.config, &meta, &name);
+                    let topic = NewTopic { name: name.clone(), partitions, replication_factor, configs, assignments: Vec::new() };
                     let created = create_topic(shard, &mut meta, &topic, false);
                     changed |= created.is_ok();
                     created
@@ -1449,48 +1452,90 @@ impl Controller {
     }
 }
 
-/// Chooses the broker of each new partition of a topic (one replica until replication
-/// lands). When every registered (unfenced) broker has a `broker.rack`, Kafka's rack-aware
+/// Chooses the replicas of each new partition of a topic, `replication_factor` each (no more
+/// than there are live brokers: the caller checked), the leader first and every replica in the
+/// ISR. When every registered (unfenced) broker has a `broker.rack`, Kafka's rack-aware
 /// assignment (see [`placement`]): leaders rotate over a rack-alternated broker list, starting,
 /// for a new topic, at the broker that leads the fewest partitions, and continuing the topic's
-/// rotation for added partitions. Otherwise the registered broker with the fewest partitions
-/// of this topic, then with the fewest partitions in all, then the lowest node id, so a topic
-/// spreads evenly whatever the cluster already holds. With no broker registered yet (a new
-/// cluster's first records), this node. `siblings`: the topic's existing partitions.
-fn assign_replicas(meta: &ClusterMetadata, siblings: &[PartitionPlacement], placed: &mut [PartitionPlacement], this_node: i32) {
+/// rotation for added partitions; followers spread over the racks. Otherwise the leader is the
+/// live broker that leads the fewest partitions of this topic, then the fewest in all, then
+/// the lowest node id, so a topic's leaders spread evenly whatever the cluster already holds;
+/// its followers are the other live brokers with the fewest replicas of this topic, then the
+/// fewest in all, then the nearest after the leader in node id order, so replica counts stay
+/// balanced too. With no broker registered yet (a new cluster's first records), this node.
+/// `siblings`: the topic's existing partitions.
+fn assign_replicas(meta: &ClusterMetadata, siblings: &[PartitionPlacement], placed: &mut [PartitionPlacement], this_node: i32, replication_factor: usize) {
     let live: Vec<&BrokerRegistration> = meta.brokers.values().filter(|b| !b.fenced).collect();
     let racks: Vec<(i32, String)> = live.iter().filter_map(|b| b.rack.clone().map(|r| (b.node_id, r))).collect();
     if !live.is_empty() && racks.len() == live.len() {
-        assign_rack_aware(meta, &racks, siblings, placed);
+        assign_rack_aware(meta, &racks, siblings, placed, replication_factor);
         return;
     }
     if !racks.is_empty() {
         tracing::warn!(with_rack = racks.len(), brokers = live.len(), "only some brokers have broker.rack: placing partitions without regard to racks");
     }
-    let mut load: BTreeMap<i32, (usize, usize)> = meta.brokers.values().filter(|b| !b.fenced).map(|b| (b.node_id, (0, 0))).collect();
+    let mut load: BTreeMap<i32, BrokerLoad> = live.iter().map(|b| (b.node_id, BrokerLoad::default())).collect();
     if load.is_empty() {
-        load.insert(this_node, (0, 0));
+        load.insert(this_node, BrokerLoad::default());
     }
     for p in meta.topics.values().flat_map(|t| &t.partitions) {
-        if let Some((_, total)) = load.get_mut(&p.leader) {
-            *total += 1;
+        if let Some(l) = load.get_mut(&p.leader) {
+            l.leaders += 1;
+        }
+        for r in &p.replicas {
+            if let Some(l) = load.get_mut(r) {
+                l.replicas += 1;
+            }
         }
     }
     for p in siblings {
-        if let Some((in_topic, _)) = load.get_mut(&p.leader) {
-            *in_topic += 1;
+        if let Some(l) = load.get_mut(&p.leader) {
+            l.leaders_in_topic += 1;
+        }
+        for r in &p.replicas {
+            if let Some(l) = load.get_mut(r) {
+                l.replicas_in_topic += 1;
+            }
         }
     }
+    let ids: Vec<i32> = load.keys().copied().collect();
+    let followers = replication_factor.clamp(1, ids.len()) - 1;
     for p in placed {
-        let (&broker, (in_topic, total)) = load.iter_mut().min_by_key(|(id, (in_topic, total))| (*in_topic, *total, **id)).expect("at least one broker");
-        *in_topic += 1;
-        *total += 1;
-        (p.replicas, p.isr, p.leader) = (vec![broker], vec![broker], broker);
+        let leader = *load.iter().min_by_key(|(id, l)| (l.leaders_in_topic, l.leaders, **id)).expect("at least one broker").0;
+        let at = ids.iter().position(|&id| id == leader).expect("the leader is a live broker");
+        // Ties go to the brokers just after the leader, so that equal loads rotate the
+        // followers with the leaders rather than piling them on the lowest ids.
+        let mut others: Vec<(usize, i32)> = (1..ids.len()).map(|d| (d, ids[(at + d) % ids.len()])).collect();
+        others.sort_by_key(|&(distance, id)| (load[&id].replicas_in_topic, load[&id].replicas, distance));
+        let replicas: Vec<i32> = std::iter::once(leader).chain(others.into_iter().take(followers).map(|(_, id)| id)).collect();
+        let l = load.get_mut(&leader).expect("live");
+        (l.leaders_in_topic, l.leaders) = (l.leaders_in_topic + 1, l.leaders + 1);
+        for r in &replicas {
+            let l = load.get_mut(r).expect("live");
+            (l.replicas_in_topic, l.replicas) = (l.replicas_in_topic + 1, l.replicas + 1);
+        }
+        (p.leader, p.isr, p.replicas) = (leader, replicas.clone(), replicas);
     }
 }
 
-/// [`assign_replicas`] when every broker has a rack: one replica per partition for now.
-fn assign_rack_aware(meta: &ClusterMetadata, racks: &[(i32, String)], siblings: &[PartitionPlacement], placed: &mut [PartitionPlacement]) {
+/// What a broker holds, for placing new partitions: partitions led and replicas, of the topic
+/// being placed and in all.
+#[derive(Debug, Default, Clone, Copy)]
+struct BrokerLoad {
+    leaders_in_topic: usize,
+    leaders: usize,
+    replicas_in_topic: usize,
+    replicas: usize,
+}
+
+/// [`assign_replicas`] when every broker has a rack.
+fn assign_rack_aware(
+    meta: &ClusterMetadata,
+    racks: &[(i32, String)],
+    siblings: &[PartitionPlacement],
+    placed: &mut [PartitionPlacement],
+    replication_factor: usize,
+) {
     let arranged = placement::rack_alternated_brokers(racks);
     let position = |id: i32| arranged.iter().position(|&b| b == id);
     // Added partitions continue where the topic's partition 0 started (as Kafka's
@@ -1508,24 +1553,57 @@ fn assign_rack_aware(meta: &ClusterMetadata, racks: &[(i32, String)], siblings: 
             (0..arranged.len()).min_by_key(|&i| (led[&arranged[i]], i)).expect("at least one broker")
         }
     };
-    let assignment = placement::assign_rack_aware(racks, 1, placed.len(), siblings.len(), start);
+    let assignment = placement::assign_rack_aware(racks, replication_factor, placed.len(), siblings.len(), start);
     for (p, replicas) in placed.iter_mut().zip(assignment) {
         (p.leader, p.isr, p.replicas) = (replicas[0], replicas.clone(), replicas);
     }
 }
 
-/// A controller-only active controller cannot fall back on itself when no broker is live, as a
-/// combined one does: it holds no partitions. Kafka's answer then is INVALID_REPLICATION_FACTOR.
-fn no_broker_to_place_on(shard: &Shard, meta: &ClusterMetadata) -> Result<(), (i16, String)> {
-    if shard.config.quorum.broker || meta.brokers.values().any(|b| !b.fenced) {
+/// How many brokers new replicas can go on: the registered, unfenced ones. A combined node
+/// with none registered yet (a new cluster's first records) places on itself; a
+/// controller-only one holds no partitions, and has none.
+fn brokers_available(meta: &ClusterMetadata, this_node_is_broker: bool) -> usize {
+    let live = meta.brokers.values().filter(|b| !b.fenced).count();
+    if live == 0 && this_node_is_broker {
+        1
+    } else {
+        live
+    }
+}
+
+/// Kafka's refusal of a replication factor the live brokers cannot hold (its replica placer's
+/// InvalidReplicationFactorException), with its message.
+fn check_replication_factor(meta: &ClusterMetadata, this_node_is_broker: bool, replication_factor: usize) -> Result<(), (i16, String)> {
+    let available = brokers_available(meta, this_node_is_broker);
+    if replication_factor <= available {
         return Ok(());
     }
     Err((
         ec::INVALID_REPLICATION_FACTOR,
-        String::from(
-            "Unable to replicate the partition 1 time(s): The target replication factor of 1 cannot be reached because only 0 broker(s) are registered.",
+        format!(
+            "Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {available} broker(s) are registered."
         ),
     ))
+}
+
+/// The replication factor of a CreateTopics request: -1 is `default.replication.factor`, and
+/// anything else must be positive (Kafka's check and message).
+fn requested_replication_factor(requested: i16, default: i16) -> Result<usize, (i16, String)> {
+    match requested {
+        -1 => Ok(default.max(1) as usize),
+        n if n > 0 => Ok(n as usize),
+        _ => Err((ec::INVALID_REPLICATION_FACTOR, String::from("Replication factor must be larger than 0, or -1 to use the default value."))),
+    }
+}
+
+/// The replication factor an internal topic is created with: its configured factor, or every
+/// live broker when there are fewer (as Kafka does for a cluster still being started), so
+/// that the coordinators of a small cluster come up.
+fn internal_topic_replication_factor(config: &crate::config::BrokerConfig, meta: &ClusterMetadata, name: &str) -> i16 {
+    let configured =
+        if name == crate::metadata::OFFSETS_TOPIC { config.offsets_topic_replication_factor } else { config.transaction_state_log_replication_factor };
+    let available = i16::try_from(brokers_available(meta, config.quorum.broker)).unwrap_or(i16::MAX);
+    configured.min(available).max(1)
 }
 
 /// Free bytes of each log directory's filesystem, for placing new partitions.
@@ -1550,16 +1628,17 @@ fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, val
     }
     let manual = if topic.assignments.is_empty() { None } else { Some(manual_assignment(meta, topic)?) };
     let partitions = match &manual {
-        Some(brokers) => brokers.len() as i32,
+        Some(assignments) => assignments.len() as i32,
         None if topic.partitions == -1 => shard.config.num_partitions,
         None => topic.partitions,
     };
     if partitions <= 0 || partitions > TOPIC_PARTITIONS_MAX {
         return Err((ec::INVALID_PARTITIONS, format!("Number of partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, not {partitions}.")));
     }
-    if manual.is_none() && topic.replication_factor != -1 && topic.replication_factor != 1 {
-        return Err((ec::INVALID_REPLICATION_FACTOR, format!("Replication factor {} is larger than the 1 available broker.", topic.replication_factor)));
-    }
+    let replication_factor = match &manual {
+        Some(assignments) => assignments[0].len(),
+        None => requested_replication_factor(topic.replication_factor, shard.config.default_replication_factor)?,
+    };
     let mut configs = BTreeMap::new();
     for (k, v) in &topic.configs {
         if configs.insert(k.clone(), v.clone()).is_some() {
@@ -1567,27 +1646,33 @@ fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, val
         }
     }
     crate::topic_config::validate_topic_configs(&configs).map_err(|m| (ec::INVALID_CONFIG, m))?;
-    no_broker_to_place_on(shard, meta)?;
+    if manual.is_none() {
+        check_replication_factor(meta, shard.config.quorum.broker, replication_factor)?;
+    }
     if validate_only {
         return Ok(());
     }
     let mut placed = meta.place_by_space(partitions as usize, shard.shard_count(), &log_dir_free_bytes(shard));
     match manual {
-        Some(brokers) => place_on(&mut placed, &brokers),
-        None => assign_replicas(meta, &[], &mut placed, shard.config.node_id),
+        Some(assignments) => place_on(meta, &mut placed, &assignments),
+        None => assign_replicas(meta, &[], &mut placed, shard.config.node_id, replication_factor),
     }
-    tracing::info!(topic = %topic.name, partitions, manual_assignment = !topic.assignments.is_empty(), "creating topic");
+    tracing::info!(topic = %topic.name, partitions, replication_factor, manual_assignment = !topic.assignments.is_empty(), "creating topic");
     meta.topics.insert(topic.name.clone(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
     Ok(())
 }
 
-/// CreatePartitions for one topic: the new partitions placed by [`assign_replicas`], or on the
-/// brokers the request names.
+/// CreatePartitions for one topic: the new partitions, with as many replicas as the topic's
+/// partition 0 has (Kafka's rule), placed by [`assign_replicas`] or on the brokers the
+/// request names.
 fn create_partitions(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewPartitions, validate_only: bool) -> Result<(), (i16, String)> {
     let (name, count) = (&topic.name, topic.count);
-    let Some(n) = meta.topics.get(name).map(|t| t.partitions.len() as i32) else {
+    let Some(existing) = meta.topics.get(name) else {
         return Err((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name} does not exist")));
     };
+    let n = existing.partitions.len() as i32;
+    // A partition recorded before replicas were (an image from a single-node version) has one.
+    let replication_factor = existing.partitions.first().map_or(1, |p| p.replicas.len().max(1));
     if count <= n {
         return Err((ec::INVALID_PARTITIONS, format!("topic {name} has {n} partitions; the new count {count} must be larger")));
     }
@@ -1595,47 +1680,45 @@ fn create_partitions(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewParti
         return Err((ec::INVALID_PARTITIONS, format!("{count} partitions exceeds the limit of {TOPIC_PARTITIONS_MAX}")));
     }
     let additional = (count - n) as usize;
-    let manual = match &topic.assignments {
-        None => None,
-        Some(assignments) => {
-            if assignments.len() != additional {
-                return Err((
-                    ec::INVALID_REPLICA_ASSIGNMENT,
-                    format!("Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.", assignments.len()),
-                ));
-            }
-            // The topic's replication factor: one replica until replication lands.
-            for (i, replicas) in assignments.iter().enumerate() {
-                validate_manual_replicas(meta, n + i as i32, replicas, Some(1))?;
-            }
-            Some(assignments.iter().map(|replicas| replicas[0]).collect::<Vec<i32>>())
+    if let Some(assignments) = &topic.assignments {
+        if assignments.len() != additional {
+            return Err((
+                ec::INVALID_REPLICA_ASSIGNMENT,
+                format!("Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.", assignments.len()),
+            ));
         }
-    };
-    no_broker_to_place_on(shard, meta)?;
+        for (i, replicas) in assignments.iter().enumerate() {
+            validate_manual_replicas(meta, n + i as i32, replicas, Some(replication_factor))?;
+        }
+    } else {
+        check_replication_factor(meta, shard.config.quorum.broker, replication_factor)?;
+    }
     if validate_only {
         return Ok(());
     }
     let mut placed = meta.place_by_space(additional, shard.shard_count(), &log_dir_free_bytes(shard));
-    match manual {
-        Some(brokers) => place_on(&mut placed, &brokers),
-        None => assign_replicas(meta, &meta.topics[name].partitions, &mut placed, shard.config.node_id),
+    match &topic.assignments {
+        Some(assignments) => place_on(meta, &mut placed, assignments),
+        None => assign_replicas(meta, &meta.topics[name].partitions, &mut placed, shard.config.node_id, replication_factor),
     }
     meta.topics.get_mut(name).expect("exists").partitions.extend(placed);
-    tracing::info!(topic = %name, from = n, to = count, manual_assignment = topic.assignments.is_some(), "adding partitions");
+    tracing::info!(topic = %name, from = n, to = count, replication_factor, manual_assignment = topic.assignments.is_some(), "adding partitions");
     Ok(())
 }
 
-/// Puts each partition on its broker (one replica, which leads).
-fn place_on(placed: &mut [PartitionPlacement], brokers: &[i32]) {
-    for (p, &broker) in placed.iter_mut().zip(brokers) {
-        (p.replicas, p.isr, p.leader) = (vec![broker], vec![broker], broker);
+/// Puts each partition on the replicas a manual assignment names, as Kafka's controller does:
+/// the ISR is the replicas that are not fenced, and the first of them leads (the assignment
+/// was checked to have one).
+fn place_on(meta: &ClusterMetadata, placed: &mut [PartitionPlacement], assignments: &[Vec<i32>]) {
+    for (p, replicas) in placed.iter_mut().zip(assignments) {
+        let isr: Vec<i32> = replicas.iter().copied().filter(|id| meta.brokers.get(id).is_some_and(|b| !b.fenced)).collect();
+        (p.leader, p.isr, p.replicas) = (isr.first().copied().unwrap_or(records::NO_LEADER), isr, replicas.clone());
     }
 }
 
-/// The broker of each partition of a CreateTopics explicit assignment, in partition order,
-/// after Kafka's checks (its controller's, with its error codes and messages) and shardlog's
-/// own: one replica per partition until replication lands.
-fn manual_assignment(meta: &ClusterMetadata, topic: &NewTopic) -> Result<Vec<i32>, (i16, String)> {
+/// The replicas of each partition of a CreateTopics explicit assignment, in partition order,
+/// after Kafka's checks (its controller's, with its error codes and messages).
+fn manual_assignment(meta: &ClusterMetadata, topic: &NewTopic) -> Result<Vec<Vec<i32>>, (i16, String)> {
     if topic.replication_factor != -1 {
         return Err((ec::INVALID_REQUEST, String::from("A manual partition assignment was specified, but replication factor was not set to -1.")));
     }
@@ -1658,13 +1741,7 @@ fn manual_assignment(meta: &ClusterMetadata, topic: &NewTopic) -> Result<Vec<i32
     if !by_partition.keys().copied().eq(0..by_partition.len() as i32) {
         return Err((ec::INVALID_REPLICA_ASSIGNMENT, String::from("partitions should be a consecutive 0-based integer sequence")));
     }
-    if let Some(n) = replication_factor.filter(|&n| n > 1) {
-        return Err((
-            ec::INVALID_REPLICATION_FACTOR,
-            format!("The manual partition assignment names {n} replicas per partition, but shardlog does not replicate partitions yet: name one broker for each partition."),
-        ));
-    }
-    Ok(by_partition.into_values().map(|replicas| replicas[0]).collect())
+    Ok(by_partition.into_values().map(<[i32]>::to_vec).collect())
 }
 
 /// Kafka's checks of one partition's manual replica list: not empty, registered brokers, none
@@ -1775,16 +1852,92 @@ mod tests {
     }
 
     /// A view with `brokers` registered and a topic `t` of `partitions` placed by
-    /// [`assign_replicas`]; returns the leaders.
+    /// [`assign_replicas`] with one replica each; returns the leaders.
     fn place(brokers: &[BrokerRegistration], partitions: usize) -> Vec<i32> {
+        let placed = place_replicated(brokers, partitions, 1);
+        assert!(placed.iter().all(|p| p.replicas == vec![p.leader]));
+        placed.iter().map(|p| p.leader).collect()
+    }
+
+    /// [`place`] with `replication_factor` replicas each: the partitions, each checked to have
+    /// that many distinct replicas, led by the first, all in the ISR.
+    fn place_replicated(brokers: &[BrokerRegistration], partitions: usize, replication_factor: usize) -> Vec<PartitionPlacement> {
         let mut meta = ClusterMetadata::new(String::from("c"));
         for b in brokers {
             meta.brokers.insert(b.node_id, b.clone());
         }
         let mut placed: Vec<PartitionPlacement> = (0..partitions).map(|_| PartitionPlacement::local(0, 0)).collect();
-        assign_replicas(&meta, &[], &mut placed, 1);
-        assert!(placed.iter().all(|p| p.replicas == vec![p.leader] && p.isr == p.replicas));
-        placed.iter().map(|p| p.leader).collect()
+        assign_replicas(&meta, &[], &mut placed, 1, replication_factor);
+        for p in &placed {
+            let distinct: std::collections::BTreeSet<i32> = p.replicas.iter().copied().collect();
+            assert_eq!(distinct.len(), replication_factor, "{:?}", p.replicas);
+            assert!(p.leader == p.replicas[0] && p.isr == p.replicas && (p.leader_epoch, p.partition_epoch) == (0, 0), "{p:?}");
+        }
+        placed
+    }
+
+    /// How many of `placed`'s replicas (`leaders`: leaders) each broker of `brokers` holds.
+    fn per_broker(placed: &[PartitionPlacement], brokers: &[i32], leaders: bool) -> Vec<usize> {
+        let held = |id: i32| placed.iter().filter(|p| if leaders { p.leader == id } else { p.replicas.contains(&id) }).count();
+        brokers.iter().map(|&id| held(id)).collect()
+    }
+
+    #[test]
+    fn replicas_spread_over_the_live_brokers_with_balanced_leaders_and_replica_counts() {
+        let placed = place_replicated(&[broker(1, None), broker(2, None), broker(3, None)], 6, 3);
+        assert_eq!(per_broker(&placed, &[1, 2, 3], true), vec![2, 2, 2]);
+        assert_eq!(per_broker(&placed, &[1, 2, 3], false), vec![6, 6, 6]);
+        // Fewer replicas than brokers: the followers rotate with the leaders.
+        let brokers: Vec<BrokerRegistration> = (1..=4).map(|id| broker(id, None)).collect();
+        let placed = place_replicated(&brokers, 8, 2);
+        assert_eq!(per_broker(&placed, &[1, 2, 3, 4], true), vec![2, 2, 2, 2]);
+        assert_eq!(per_broker(&placed, &[1, 2, 3, 4], false), vec![4, 4, 4, 4]);
+        let placed = place_replicated(&brokers[..3], 3, 2);
+        assert_eq!(placed.iter().map(|p| p.replicas.clone()).collect::<Vec<_>>(), vec![vec![1, 2], vec![2, 3], vec![3, 1]]);
+        // A fenced broker holds nothing.
+        let fenced = BrokerRegistration { fenced: true, ..broker(4, None) };
+        let placed = place_replicated(&[broker(1, None), broker(2, None), broker(3, None), fenced], 6, 3);
+        assert_eq!(per_broker(&placed, &[4], false), vec![0]);
+        // With racks, each replica of a partition in its own rack.
+        let racks = [broker(1, Some("a")), broker(2, Some("b")), broker(3, Some("c")), broker(4, Some("a")), broker(5, Some("b")), broker(6, Some("c"))];
+        let placed = place_replicated(&racks, 12, 3);
+        for p in &placed {
+            let in_racks: std::collections::BTreeSet<i32> = p.replicas.iter().map(|id| id % 3).collect();
+            assert_eq!(in_racks.len(), 3, "{:?}", p.replicas);
+        }
+        assert_eq!(per_broker(&placed, &[1, 2, 3, 4, 5, 6], true), vec![2; 6]);
+        assert_eq!(per_broker(&placed, &[1, 2, 3, 4, 5, 6], false), vec![6; 6]);
+    }
+
+    #[test]
+    fn a_replication_factor_needs_as_many_live_brokers_and_minus_one_is_the_default() {
+        let mut meta = ClusterMetadata::new(String::from("c"));
+        for b in [broker(1, None), broker(2, None), BrokerRegistration { fenced: true, ..broker(3, None) }] {
+            meta.brokers.insert(b.node_id, b);
+        }
+        assert_eq!(check_replication_factor(&meta, true, 2), Ok(()));
+        let (code, msg) = check_replication_factor(&meta, true, 3).expect_err("two live brokers");
+        assert_eq!(code, ec::INVALID_REPLICATION_FACTOR);
+        assert_eq!(
+            msg,
+            "Unable to replicate the partition 3 time(s): The target replication factor of 3 cannot be reached because only 2 broker(s) are registered."
+        );
+        // Before any broker registered, a combined node places on itself; a controller-only
+        // node has nowhere to place.
+        let empty = ClusterMetadata::new(String::from("c"));
+        assert_eq!(check_replication_factor(&empty, true, 1), Ok(()));
+        assert!(check_replication_factor(&empty, true, 2).is_err());
+        assert!(check_replication_factor(&empty, false, 1).expect_err("none").1.contains("only 0 broker(s)"));
+        assert_eq!(requested_replication_factor(-1, 3), Ok(3));
+        assert_eq!(requested_replication_factor(2, 1), Ok(2));
+        for bad in [0, -2] {
+            assert_eq!(requested_replication_factor(bad, 1).map_err(|(code, _)| code), Err(ec::INVALID_REPLICATION_FACTOR));
+        }
+        // The internal topics: their configured factor, or every live broker when fewer.
+        let config = crate::config::BrokerConfig { offsets_topic_replication_factor: 3, transaction_state_log_replication_factor: 1, ..Default::default() };
+        assert_eq!(internal_topic_replication_factor(&config, &meta, crate::metadata::OFFSETS_TOPIC), 2);
+        assert_eq!(internal_topic_replication_factor(&config, &meta, crate::metadata::TRANSACTION_STATE_TOPIC), 1);
+        assert_eq!(internal_topic_replication_factor(&config, &empty, crate::metadata::OFFSETS_TOPIC), 1);
     }
 
     fn count(leaders: &[i32], of: impl Fn(i32) -> bool) -> usize {
@@ -1803,7 +1956,7 @@ mod tests {
         assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3, 1]);
     }
 
-    fn assigned(assignments: &[(i32, &[i32])], partitions: i32, replication_factor: i16) -> Result<Vec<i32>, (i16, String)> {
+    fn assigned(assignments: &[(i32, &[i32])], partitions: i32, replication_factor: i16) -> Result<Vec<Vec<i32>>, (i16, String)> {
         let mut meta = ClusterMetadata::new(String::from("c"));
         for b in [broker(1, None), broker(2, None), BrokerRegistration { fenced: true, ..broker(3, None) }] {
             meta.brokers.insert(b.node_id, b);
@@ -1814,9 +1967,9 @@ mod tests {
     }
 
     #[test]
-    fn a_manual_assignment_names_one_registered_broker_per_partition() {
-        // In any order: the brokers come back in partition order.
-        assert_eq!(assigned(&[(1, &[2]), (0, &[1]), (2, &[2])], -1, -1), Ok(vec![1, 2, 2]));
+    fn a_manual_assignment_names_registered_brokers_for_each_partition() {
+        // In any order: the replicas come back in partition order.
+        assert_eq!(assigned(&[(1, &[2]), (0, &[1]), (2, &[2])], -1, -1), Ok(vec![vec![1], vec![2], vec![2]]));
         let refused = |a: &[(i32, &[i32])], partitions, rf| assigned(a, partitions, rf).expect_err("refused");
         let (code, msg) = refused(&[(0, &[1])], 1, -1);
         assert_eq!(code, ec::INVALID_REQUEST, "{msg}");
@@ -1838,10 +1991,18 @@ mod tests {
         let (code, msg) = refused(&[(0, &[3])], -1, -1);
         assert_eq!(code, ec::INVALID_REPLICA_ASSIGNMENT);
         assert!(msg.contains("fenced"), "{msg}");
-        // Valid, but more than one replica: not until replication lands.
-        let (code, msg) = refused(&[(0, &[1, 2]), (1, &[2, 1])], -1, -1);
-        assert_eq!(code, ec::INVALID_REPLICATION_FACTOR);
-        assert!(msg.contains("does not replicate"), "{msg}");
+        // Several replicas each, as long as every partition has as many.
+        assert_eq!(assigned(&[(0, &[1, 2]), (1, &[2, 1])], -1, -1), Ok(vec![vec![1, 2], vec![2, 1]]));
+        // A fenced replica is no leader and not in sync; the first live one leads.
+        let assignment = assigned(&[(0, &[3, 2, 1]), (1, &[1, 3, 2])], -1, -1).expect("one live replica suffices");
+        let mut meta = ClusterMetadata::new(String::from("c"));
+        for b in [broker(1, None), broker(2, None), BrokerRegistration { fenced: true, ..broker(3, None) }] {
+            meta.brokers.insert(b.node_id, b);
+        }
+        let mut placed: Vec<PartitionPlacement> = (0..2).map(|_| PartitionPlacement::local(0, 0)).collect();
+        place_on(&meta, &mut placed, &assignment);
+        let state: Vec<(Vec<i32>, Vec<i32>, i32)> = placed.iter().map(|p| (p.replicas.clone(), p.isr.clone(), p.leader)).collect();
+        assert_eq!(state, vec![(vec![3, 2, 1], vec![2, 1], 2), (vec![1, 3, 2], vec![1, 2], 1)]);
     }
 
     #[test]
