@@ -634,9 +634,19 @@ impl Controller {
         }
         let mut new = old.clone();
         tracing::info!(node_id, incarnation = %registration.incarnation_id, rack = ?registration.rack, endpoints = ?registration.endpoints, "broker registered");
+        let restarted = old.brokers.get(&node_id).is_some_and(|b| b.incarnation_id != registration.incarnation_id);
+        if restarted {
+            // A new process of the node may lack what the last one had not made durable: it
+            // leaves the ISRs it shares (the partition leaders add it back once it has caught
+            // up), as if fenced first.
+            set_fenced(&mut new, node_id, true);
+        }
         new.brokers.insert(node_id, registration);
         // A broker fenced while it was down leads its partitions again.
         set_fenced(&mut new, node_id, false);
+        if restarted {
+            keep_epochs_where_unchanged(&old, &mut new);
+        }
         self.commit(&old, &new).await?;
         self.heartbeat_times().insert(node_id, std::time::Instant::now());
         Ok(())
@@ -944,20 +954,61 @@ impl records::LocalNode for LocalPlacer<'_> {
     }
 }
 
-/// Fences or unfences broker `node_id` in `view`: a fenced broker leads nothing (its partitions
-/// get no leader, in a new leader epoch), and an unfenced one leads again those of its
-/// partitions that have no leader and name it first.
+/// Fences or unfences broker `node_id` in `view`, as Kafka's ReplicationControlManager
+/// handles a broker fenced or unfenced. A fenced broker leaves the ISR of every partition
+/// whose ISR has another member (the last member stays: any other leader would need an
+/// unclean election), and leads nothing: a partition it led goes to the first replica that is
+/// in the new ISR and live, or has no leader. An unfenced broker leads the partitions without
+/// a leader whose ISR names it, but joins no ISR: the partition leader adds it (AlterPartition)
+/// once it has caught up. A new leader bumps the leader epoch, and any change of leader or ISR
+/// the partition epoch.
 fn set_fenced(view: &mut ClusterMetadata, node_id: i32, fenced: bool) {
     let Some(b) = view.brokers.get_mut(&node_id) else { return };
     b.fenced = fenced;
+    let live: std::collections::BTreeSet<i32> = view.brokers.values().filter(|b| !b.fenced).map(|b| b.node_id).collect();
     for p in view.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
-        let change = if fenced { p.leader == node_id } else { p.leader == records::NO_LEADER && p.replicas.first() == Some(&node_id) };
-        if change {
-            p.leader = if fenced { records::NO_LEADER } else { node_id };
+        let (leader, isr) = if fenced {
+            if p.leader != node_id && !p.isr.contains(&node_id) {
+                continue;
+            }
+            let isr: Vec<i32> = if p.isr.len() > 1 { p.isr.iter().copied().filter(|&r| r != node_id).collect() } else { p.isr.clone() };
+            let leader = if p.leader == node_id { isr_leader(&p.replicas, &isr, &live) } else { p.leader };
+            (leader, isr)
+        } else {
+            if p.leader != records::NO_LEADER || !p.isr.contains(&node_id) {
+                continue;
+            }
+            (isr_leader(&p.replicas, &p.isr, &live), p.isr.clone())
+        };
+        if leader == p.leader && isr == p.isr {
+            continue;
+        }
+        if leader != p.leader {
             p.leader_epoch += 1;
-            p.partition_epoch += 1;
+        }
+        (p.leader, p.isr) = (leader, isr);
+        p.partition_epoch += 1;
+    }
+}
+
+/// Partitions whose leader and ISR are what they were in `old` keep their epochs: a fence and
+/// unfence in one change (a broker's new incarnation) that left them as they were is no
+/// change for them.
+fn keep_epochs_where_unchanged(old: &ClusterMetadata, new: &mut ClusterMetadata) {
+    for (name, topic) in new.topics.iter_mut() {
+        let Some(before) = old.topics.get(name).filter(|t| t.id == topic.id) else { continue };
+        for (p, b) in topic.partitions.iter_mut().zip(&before.partitions) {
+            if (p.leader, &p.isr) == (b.leader, &b.isr) {
+                (p.leader_epoch, p.partition_epoch) = (b.leader_epoch, b.partition_epoch);
+            }
         }
     }
+}
+
+/// The leader a partition gets from its ISR: the first replica, in replica order, that is in
+/// the ISR and live; else none.
+fn isr_leader(replicas: &[i32], isr: &[i32], live: &std::collections::BTreeSet<i32>) -> i32 {
+    replicas.iter().copied().find(|r| isr.contains(r) && live.contains(r)).unwrap_or(records::NO_LEADER)
 }
 
 /// One partition's leader election, as Kafka's ReplicationControlManager.electLeader: the new
@@ -1834,6 +1885,54 @@ mod tests {
         assert_eq!(elect(&mut meta, -1, ELECTION_PREFERRED), Err(ec::UNKNOWN_TOPIC_OR_PARTITION));
         assert_eq!(elect_leader(&mut meta, "nope", 0, ELECTION_PREFERRED).map_err(|(c, _)| c), Err(ec::UNKNOWN_TOPIC_OR_PARTITION));
         assert_eq!(elect(&mut meta, 0, 2), Err(ec::INVALID_REQUEST));
+    }
+
+    /// (leader, isr, leader epoch, partition epoch) of each partition of "t".
+    fn states(meta: &ClusterMetadata) -> Vec<(i32, Vec<i32>, i32, i32)> {
+        meta.topics["t"].partitions.iter().map(|p| (p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch)).collect()
+    }
+
+    #[test]
+    fn fencing_shrinks_isrs_to_their_last_member_and_moves_leadership_within_them() {
+        const NONE: i32 = records::NO_LEADER;
+        let mut meta = with_partitions(
+            &[broker(1, None), broker(2, None), broker(3, None)],
+            &[
+                (&[1, 2, 3], &[1, 2, 3], 1), // led by 1, two others in sync
+                (&[2, 1, 3], &[2, 1], 2),    // 1 a follower in sync
+                (&[1], &[1], 1),             // 1 alone
+                (&[3, 1], &[3], 3),          // 1 a follower out of sync: untouched
+            ],
+        );
+        set_fenced(&mut meta, 1, true);
+        assert_eq!(
+            states(&meta),
+            vec![(2, vec![2, 3], 1, 1), (2, vec![2], 0, 1), (NONE, vec![1], 1, 1), (3, vec![3], 0, 0)],
+            "the next replica in the ISR leads; a follower leaves the ISR in the same leader epoch; the last ISR member stays"
+        );
+        set_fenced(&mut meta, 2, true);
+        assert_eq!(states(&meta), vec![(3, vec![3], 2, 2), (NONE, vec![2], 1, 2), (NONE, vec![1], 1, 1), (3, vec![3], 0, 0)]);
+        // Unfenced: it leads again where it is the ISR, and joins no ISR on its own.
+        set_fenced(&mut meta, 1, false);
+        assert_eq!(states(&meta), vec![(3, vec![3], 2, 2), (NONE, vec![2], 1, 2), (1, vec![1], 2, 2), (3, vec![3], 0, 0)]);
+        set_fenced(&mut meta, 2, false);
+        assert_eq!(states(&meta), vec![(3, vec![3], 2, 2), (2, vec![2], 2, 3), (1, vec![1], 2, 2), (3, vec![3], 0, 0)]);
+        // Fencing a broker in no ISR and leading nothing changes no partition.
+        let before = states(&meta);
+        set_fenced(&mut meta, 1, false);
+        set_fenced(&mut meta, 2, true);
+        set_fenced(&mut meta, 2, false);
+        assert_eq!(states(&meta)[0], before[0]);
+    }
+
+    #[test]
+    fn a_new_incarnation_leaves_shared_isrs_and_keeps_the_epochs_of_what_it_had_alone() {
+        let old = with_partitions(&[broker(1, None), broker(2, None)], &[(&[1, 2], &[1, 2], 1), (&[1], &[1], 1), (&[2, 1], &[2, 1], 2)]);
+        let mut new = old.clone();
+        set_fenced(&mut new, 1, true);
+        set_fenced(&mut new, 1, false);
+        keep_epochs_where_unchanged(&old, &mut new);
+        assert_eq!(states(&new), vec![(2, vec![2], 1, 1), (1, vec![1], 0, 0), (2, vec![2], 0, 1)]);
     }
 
     #[test]
