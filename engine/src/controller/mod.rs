@@ -229,6 +229,39 @@ impl ShardCall for ChangeVoters {
     type Reply = Result<(), (i16, String)>;
 }
 
+/// AlterPartition (KIP-497, as Kafka's ReplicationControlManager answers it): a partition
+/// leader asks for a new ISR, under the leader and partition epochs it knows. Any node may
+/// call it; it goes to the active controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartition {
+    pub topic: String,
+    pub partition: i32,
+    /// The broker asking: the partition's leader.
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
+}
+
+/// A partition's leader, ISR and epochs, as the metadata log has them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+impl PartitionState {
+    fn of(p: &PartitionPlacement) -> PartitionState {
+        PartitionState { leader: p.leader, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch, isr: p.isr.clone() }
+    }
+}
+
+impl ShardCall for AlterPartition {
+    type Reply = Result<PartitionState, (i16, String)>;
+}
+
 /// A voter change that passed Kafka's checks: raft's change, the new set (sorted), and what it
 /// does, for messages.
 type CheckedVoterChange = (quorum::VoterChange, Vec<(i32, String)>, String);
@@ -295,6 +328,7 @@ enum Forwarded {
     DescribeQuorum,
     Heartbeat { node_id: i32, incarnation_id: uuid::Uuid },
     ChangeVoters(ChangeVoters),
+    AlterPartition(AlterPartition),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -306,6 +340,7 @@ enum ForwardedReply {
     Quorum(Result<QuorumDescription, (i16, String)>),
     Heartbeat(Result<(), (i16, String)>),
     Voters(Result<(), (i16, String)>),
+    AlterPartition(Result<PartitionState, (i16, String)>),
 }
 
 /// Where a controller call is answered.
@@ -381,6 +416,11 @@ impl Controller {
         shard.router.serve(move |call: ChangeVoters| {
             let c = c.clone();
             async move { c.change_voters(call).await }
+        });
+        let c = controller.clone();
+        shard.router.serve(move |change: AlterPartition| {
+            let c = c.clone();
+            async move { c.alter_partition(change).await }
         });
         let c = controller.clone();
         shard.router.serve(move |request: DeleteAcls| {
@@ -547,6 +587,7 @@ impl Controller {
             Ok(Forwarded::DescribeQuorum) => ForwardedReply::Quorum(self.describe_quorum_here()),
             Ok(Forwarded::Heartbeat { node_id, incarnation_id }) => ForwardedReply::Heartbeat(self.heartbeat_here(node_id, incarnation_id).await),
             Ok(Forwarded::ChangeVoters(call)) => ForwardedReply::Voters(self.change_voters_here(call).await),
+            Ok(Forwarded::AlterPartition(change)) => ForwardedReply::AlterPartition(self.alter_partition_here(change).await),
             Err(e) => {
                 tracing::warn!(from, error = %e, "a forwarded controller call does not decode: ignored (nodes of different versions?)");
                 ForwardedReply::Registered(Err((ec::INVALID_REQUEST, format!("undecodable forwarded call: {e}"))))
@@ -1011,6 +1052,67 @@ fn isr_leader(replicas: &[i32], isr: &[i32], live: &std::collections::BTreeSet<i
     replicas.iter().copied().find(|r| isr.contains(r) && live.contains(r)).unwrap_or(records::NO_LEADER)
 }
 
+/// An AlterPartition's checks, in the order and with the error codes of Kafka's
+/// ReplicationControlManager.validateAlterPartitionData, then the change: the new ISR in a new
+/// partition epoch (the leader epoch stays). An epoch ahead of the controller's means the
+/// asker heard from a newer controller (NOT_CONTROLLER, to look for it); one behind, that the
+/// asker is stale. An ISR equal (as a set) to the current one changes nothing and answers the
+/// current state.
+fn alter_isr(meta: &mut ClusterMetadata, change: &AlterPartition) -> Result<PartitionState, (i16, String)> {
+    let (topic, partition) = (&change.topic, change.partition);
+    let name = format!("{topic}-{partition}");
+    let live: std::collections::BTreeMap<i32, bool> = meta.brokers.values().map(|b| (b.node_id, !b.fenced)).collect();
+    let Some(p) = meta.topics.get_mut(topic).and_then(|t| usize::try_from(partition).ok().and_then(|i| t.partitions.get_mut(i))) else {
+        return Err((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("No such partition as {name}")));
+    };
+    if change.leader_epoch > p.leader_epoch || change.partition_epoch > p.partition_epoch {
+        return Err((
+            ec::NOT_CONTROLLER,
+            format!(
+                "{name}: the request's leader epoch {} and partition epoch {} are ahead of the controller's {} and {}",
+                change.leader_epoch, change.partition_epoch, p.leader_epoch, p.partition_epoch
+            ),
+        ));
+    }
+    if change.leader_epoch < p.leader_epoch {
+        return Err((ec::FENCED_LEADER_EPOCH, format!("{name}: the current leader epoch is {}, not {}", p.leader_epoch, change.leader_epoch)));
+    }
+    if change.leader_id != p.leader {
+        return Err((ec::INVALID_REQUEST, format!("{name}: node {} asked to change the ISR, but node {} leads", change.leader_id, p.leader)));
+    }
+    if change.partition_epoch < p.partition_epoch {
+        return Err((ec::INVALID_UPDATE_VERSION, format!("{name}: the current partition epoch is {}, not {}", p.partition_epoch, change.partition_epoch)));
+    }
+    let mut sorted = change.new_isr.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != change.new_isr.len() || !sorted.iter().all(|r| p.replicas.contains(r)) {
+        return Err((ec::INVALID_REQUEST, format!("{name}: the ISR {:?} is not a set of the replicas {:?}", change.new_isr, p.replicas)));
+    }
+    if !change.new_isr.contains(&p.leader) {
+        return Err((ec::INVALID_REQUEST, format!("{name}: the ISR {:?} does not include the leader, node {}", change.new_isr, p.leader)));
+    }
+    let ineligible: Vec<String> = change
+        .new_isr
+        .iter()
+        .filter_map(|r| match live.get(r) {
+            None => Some(format!("{r} (not registered)")),
+            Some(false) => Some(format!("{r} (fenced)")),
+            Some(true) => None,
+        })
+        .collect();
+    if !ineligible.is_empty() {
+        return Err((ec::INELIGIBLE_REPLICA, format!("{name}: the ISR {:?} names ineligible replicas: {}", change.new_isr, ineligible.join(", "))));
+    }
+    let mut current = p.isr.clone();
+    current.sort_unstable();
+    if current != sorted {
+        p.isr = change.new_isr.clone();
+        p.partition_epoch += 1;
+    }
+    Ok(PartitionState::of(p))
+}
+
 /// One partition's leader election, as Kafka's ReplicationControlManager.electLeader: the new
 /// leader, or why there is none. Preferred: the first replica, when it is registered, not
 /// fenced and in the ISR. Unclean: only for a partition without a leader, an ISR member that
@@ -1139,6 +1241,33 @@ async fn broadcast(shard: &Rc<Shard>, meta: ClusterMetadata) {
 }
 
 impl Controller {
+    /// A partition leader's ISR change (AlterPartition), committed through the metadata quorum
+    /// by the active controller, wherever it is asked: the partition's state after it, or
+    /// Kafka's error code and why.
+    pub async fn alter_partition(&self, change: AlterPartition) -> Result<PartitionState, (i16, String)> {
+        match self.route().await {
+            Route::Here => self.alter_partition_here(change).await,
+            Route::There(leader) => match self.forward(leader, Forwarded::AlterPartition(change)).await? {
+                ForwardedReply::AlterPartition(r) => r,
+                other => Err((ec::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
+            },
+            Route::Nowhere(code, msg) => Err((code, msg)),
+        }
+    }
+
+    async fn alter_partition_here(&self, change: AlterPartition) -> Result<PartitionState, (i16, String)> {
+        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
+        self.ensure_ready().await?;
+        let old = self.view.borrow().clone();
+        let mut new = old.clone();
+        let state = alter_isr(&mut new, &change)?;
+        if new != old {
+            tracing::info!(topic = %change.topic, partition = change.partition, leader = change.leader_id, isr = ?state.isr, partition_epoch = state.partition_epoch, "ISR changed");
+            self.commit(&old, &new).await?;
+        }
+        Ok(state)
+    }
+
     async fn change_voters(&self, call: ChangeVoters) -> Result<(), (i16, String)> {
         match self.route().await {
             Route::Here => self.change_voters_here(call).await,
@@ -1933,6 +2062,56 @@ mod tests {
         set_fenced(&mut new, 1, false);
         keep_epochs_where_unchanged(&old, &mut new);
         assert_eq!(states(&new), vec![(2, vec![2], 1, 1), (1, vec![1], 0, 0), (2, vec![2], 0, 1)]);
+    }
+
+    #[test]
+    fn alter_partition_gives_kafkas_answers_in_kafkas_order() {
+        let fenced = BrokerRegistration { fenced: true, ..broker(4, None) };
+        let mut meta = with_partitions(&[broker(1, None), broker(2, None), broker(3, None), fenced], &[(&[1, 2, 3, 4, 5], &[1], 1)]);
+        {
+            let p = &mut meta.topics.get_mut("t").unwrap().partitions[0];
+            (p.leader_epoch, p.partition_epoch) = (2, 5);
+        }
+        let change = |leader_id, leader_epoch, partition_epoch, new_isr: &[i32]| AlterPartition {
+            topic: String::from("t"),
+            partition: 0,
+            leader_id,
+            leader_epoch,
+            partition_epoch,
+            new_isr: new_isr.to_vec(),
+        };
+        let code = |m: &mut ClusterMetadata, c: AlterPartition| alter_isr(m, &c).map_err(|(code, _)| code);
+        let unknown = AlterPartition { partition: 1, ..change(1, 2, 5, &[1, 2]) };
+        assert_eq!(code(&mut meta, unknown), Err(ec::UNKNOWN_TOPIC_OR_PARTITION));
+        assert_eq!(code(&mut meta, AlterPartition { topic: String::from("nope"), ..change(1, 2, 5, &[1]) }), Err(ec::UNKNOWN_TOPIC_OR_PARTITION));
+        assert_eq!(code(&mut meta, AlterPartition { partition: -1, ..change(1, 2, 5, &[1]) }), Err(ec::UNKNOWN_TOPIC_OR_PARTITION));
+        assert_eq!(code(&mut meta, change(1, 3, 5, &[1, 2])), Err(ec::NOT_CONTROLLER), "a leader epoch from a newer controller");
+        assert_eq!(code(&mut meta, change(1, 2, 6, &[1, 2])), Err(ec::NOT_CONTROLLER), "a partition epoch from a newer controller");
+        assert_eq!(code(&mut meta, change(1, 1, 5, &[1, 2])), Err(ec::FENCED_LEADER_EPOCH));
+        assert_eq!(code(&mut meta, change(2, 2, 5, &[1, 2])), Err(ec::INVALID_REQUEST), "not the leader");
+        assert_eq!(code(&mut meta, change(1, 2, 4, &[1, 2])), Err(ec::INVALID_UPDATE_VERSION));
+        for isr in [&[][..], &[1, 6], &[1, 1], &[2, 3]] {
+            assert_eq!(code(&mut meta, change(1, 2, 5, isr)), Err(ec::INVALID_REQUEST), "{isr:?}");
+        }
+        let (c, msg) = alter_isr(&mut meta, &change(1, 2, 5, &[1, 2, 4])).expect_err("fenced");
+        assert_eq!(c, ec::INELIGIBLE_REPLICA);
+        assert!(msg.contains("4 (fenced)"), "{msg}");
+        let (c, msg) = alter_isr(&mut meta, &change(1, 2, 5, &[1, 5])).expect_err("unregistered");
+        assert_eq!(c, ec::INELIGIBLE_REPLICA);
+        assert!(msg.contains("5 (not registered)"), "{msg}");
+        assert_eq!(states(&meta), vec![(1, vec![1], 2, 5)], "nothing changed by a refusal");
+        // Accepted: a new partition epoch, the same leader epoch.
+        let state = alter_isr(&mut meta, &change(1, 2, 5, &[1, 3, 2])).expect("valid");
+        assert_eq!(state, PartitionState { leader: 1, leader_epoch: 2, partition_epoch: 6, isr: vec![1, 3, 2] });
+        assert_eq!(states(&meta), vec![(1, vec![1, 3, 2], 2, 6)]);
+        // The same ISR again (in any order): the current state, no change.
+        let before = meta.clone();
+        assert_eq!(alter_isr(&mut meta, &change(1, 2, 6, &[2, 1, 3])), Ok(state.clone()));
+        assert_eq!(meta, before);
+        // The request that led to it, sent again: its partition epoch is now stale.
+        assert_eq!(code(&mut meta, change(1, 2, 5, &[1, 3, 2])), Err(ec::INVALID_UPDATE_VERSION));
+        // A shrink.
+        assert_eq!(alter_isr(&mut meta, &change(1, 2, 6, &[1])).map(|s| (s.isr, s.partition_epoch)), Ok((vec![1], 7)));
     }
 
     #[test]
