@@ -1807,6 +1807,11 @@ fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, val
         return Err((ec::TOPIC_ALREADY_EXISTS, format!("Topic '{}' already exists.", topic.name)));
     }
     let manual = if topic.assignments.is_empty() { None } else { Some(manual_assignment(meta, topic)?) };
+    // Kafka checks the replication factor before the partition count.
+    let replication_factor = match &manual {
+        Some(assignments) => assignments.first().map_or(1, Vec::len),
+        None => requested_replication_factor(topic.replication_factor, shard.config.default_replication_factor)?,
+    };
     let partitions = match &manual {
         Some(assignments) => assignments.len() as i32,
         None if topic.partitions == -1 => shard.config.num_partitions,
@@ -1815,10 +1820,6 @@ fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, val
     if partitions <= 0 || partitions > TOPIC_PARTITIONS_MAX {
         return Err((ec::INVALID_PARTITIONS, format!("Number of partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, not {partitions}.")));
     }
-    let replication_factor = match &manual {
-        Some(assignments) => assignments[0].len(),
-        None => requested_replication_factor(topic.replication_factor, shard.config.default_replication_factor)?,
-    };
     let mut configs = BTreeMap::new();
     for (k, v) in &topic.configs {
         if configs.insert(k.clone(), v.clone()).is_some() {
