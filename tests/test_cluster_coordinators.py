@@ -20,6 +20,7 @@ import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 import kafkawire as kw
+from clients import wait_until
 from cluster import KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION, find_coordinator, leader_of, restart_cluster, start_cluster, wait_brokers
 from test_cluster_transactions import coordinator_partition, leaders
 from test_transactions import consume_all, describe_transactions, txn_producer
@@ -233,8 +234,10 @@ def test_explicit_replica_assignments_place_partitions_on_the_named_brokers(brok
 
     code, message = refused(admin.create_topics([NewTopic("unknown-broker", num_partitions=2, replica_assignment=[[1], [7]])])["unknown-broker"])
     assert code == INVALID_REPLICA_ASSIGNMENT and "broker 7" in message, message
-    code, message = refused(admin.create_topics([NewTopic("replicated", num_partitions=1, replica_assignment=[[1, 2]])])["replicated"])
-    assert code == INVALID_REPLICATION_FACTOR and "does not replicate" in message, message
+    # Several replicas a partition: the first leads, and every replica's broker holds it.
+    admin.create_topics([NewTopic("replicated", num_partitions=1, replica_assignment=[[1, 2]])])["replicated"].result(timeout=30)
+    assert leaders(bootstrap, "replicated") == {0: 1}
+    wait_until(lambda: hosts(nodes, "replicated", 0) == [1, 2], "both replicas' brokers hold replicated-0", timeout_s=30)
     code, message = refused(admin.create_partitions([NewPartitions("placed", 8, replica_assignment=[[1]])])["placed"])
     assert code == INVALID_REPLICA_ASSIGNMENT and "2 additional partition(s)" in message, message
 
@@ -250,6 +253,8 @@ def test_explicit_replica_assignments_place_partitions_on_the_named_brokers(brok
     assert code == INVALID_REQUEST and "replication factor" in message, message
     code, message = create_topic_raw(port, "same-broker-twice", -1, -1, [(0, [2, 2])])
     assert code == INVALID_REPLICA_ASSIGNMENT and "more than once" in message, message
+    code, message = create_topic_raw(port, "too-many", 1, 4, [])
+    assert code == INVALID_REPLICATION_FACTOR and "only 3 broker(s) are registered" in message, message
     # Nothing refused was created, and the placed topic is as it was.
-    assert not topic_names(bootstrap) & {"unknown-broker", "replicated", "gap", "twice", "both", "both-rf", "same-broker-twice"}
+    assert not topic_names(bootstrap) & {"unknown-broker", "gap", "twice", "both", "both-rf", "same-broker-twice", "too-many"}
     assert len(leaders(bootstrap, "placed")) == 6

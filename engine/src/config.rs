@@ -30,6 +30,15 @@ pub struct BrokerConfig {
     pub listeners: Vec<Listener>,
     /// `num.partitions`: partitions of an auto-created topic, and the CreateTopics default.
     pub num_partitions: i32,
+    /// `default.replication.factor`: replicas of each partition of an auto-created topic, and
+    /// the CreateTopics default (replication factor -1).
+    pub default_replication_factor: i16,
+    /// `offsets.topic.replication.factor` and `transaction.state.log.replication.factor`:
+    /// replicas of each partition of `__consumer_offsets` and `__transaction_state`, fixed at
+    /// their creation. Kafka's default is 3; a cluster with fewer live brokers when the topic
+    /// is created gets one replica per live broker.
+    pub offsets_topic_replication_factor: i16,
+    pub transaction_state_log_replication_factor: i16,
     /// `auto.create.topics.enable`.
     pub auto_create_topics_enable: bool,
     /// `max.request.partition.size.limit`: the most partitions one DescribeTopicPartitions
@@ -274,6 +283,9 @@ impl Default for BrokerConfig {
             log_dirs: vec![PathBuf::from("./data")],
             listeners: vec![parse_listener("PLAINTEXT://127.0.0.1:9092", None).expect("default listener")],
             num_partitions: 1,
+            default_replication_factor: 1,
+            offsets_topic_replication_factor: 3,
+            transaction_state_log_replication_factor: 3,
             auto_create_topics_enable: true,
             max_request_partition_size_limit: 2000,
             log_segment_bytes: 1 << 30,
@@ -525,11 +537,9 @@ impl BrokerConfig {
                 "transaction.max.timeout.ms" => c.txn.timeout_ms_max = positive(value, key)?,
                 "transaction.abort.timed.out.transaction.cleanup.interval.ms" => c.txn.abort_check_interval_ms = positive(value, key)? as u64,
                 "transaction.state.log.num.partitions" => c.txn.state_partitions = positive(value, key)?,
-                "default.replication.factor" | "offsets.topic.replication.factor" | "transaction.state.log.replication.factor" => {
-                    if value != "1" {
-                        bail!("{key}={value}: shardlog is a single-node broker, so only 1 is valid");
-                    }
-                }
+                "default.replication.factor" => c.default_replication_factor = replication_factor(value, key)?,
+                "offsets.topic.replication.factor" => c.offsets_topic_replication_factor = replication_factor(value, key)?,
+                "transaction.state.log.replication.factor" => c.transaction_state_log_replication_factor = replication_factor(value, key)?,
                 k if crate::security::settings::is_security_property(k) => {} // per listener, below
                 "log.retention.check.interval.ms" => drop(at_least(value, key, 1)?),
                 "inter.broker.listener.name" => c.inter_broker_listener_name = Some(value.trim().to_string()),
@@ -773,6 +783,14 @@ fn positive(value: &str, key: &str) -> Result<i32> {
     }
 }
 
+/// A replication factor: a partition's replicas are counted in Kafka's INT16 field.
+fn replication_factor(value: &str, key: &str) -> Result<i16> {
+    match value.trim().parse::<i16>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("{key} must be a positive integer of at most {}, not {value:?}", i16::MAX),
+    }
+}
+
 fn at_least(value: &str, key: &str, min: u64) -> Result<u64> {
     match value.parse::<u64>() {
         Ok(n) if n >= min => Ok(n),
@@ -1010,6 +1028,21 @@ mod tests {
         assert_eq!(c.log_dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(c.num_partitions, 8);
         assert!(!c.auto_create_topics_enable);
+    }
+
+    #[test]
+    fn replication_factors_take_any_positive_value_with_kafkas_defaults() {
+        let c = BrokerConfig::from_properties(&BTreeMap::new()).unwrap();
+        assert_eq!((c.default_replication_factor, c.offsets_topic_replication_factor, c.transaction_state_log_replication_factor), (1, 3, 3));
+        let props = parse_properties("default.replication.factor=3\noffsets.topic.replication.factor=2\ntransaction.state.log.replication.factor=5\n");
+        let c = BrokerConfig::from_properties(&props).unwrap();
+        assert_eq!((c.default_replication_factor, c.offsets_topic_replication_factor, c.transaction_state_log_replication_factor), (3, 2, 5));
+        for bad in ["default.replication.factor=0\n", "offsets.topic.replication.factor=-1\n", "transaction.state.log.replication.factor=40000\n"] {
+            assert!(BrokerConfig::from_properties(&parse_properties(bad)).is_err(), "{bad}");
+        }
+        // A broker-level default of a topic config, checked as the topic config is.
+        assert!(BrokerConfig::from_properties(&parse_properties("min.insync.replicas=2\n")).is_ok());
+        assert!(BrokerConfig::from_properties(&parse_properties("min.insync.replicas=0\n")).is_err());
     }
 
     #[test]

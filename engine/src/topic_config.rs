@@ -381,6 +381,9 @@ pub struct ResolvedTopicConfig {
     pub min_compaction_lag_ms: i64,
     pub min_cleanable_dirty_ratio: f64,
     pub max_compaction_lag_ms: i64,
+    /// `min.insync.replicas`: an acks=all produce to a partition whose ISR is smaller is
+    /// refused with NOT_ENOUGH_REPLICAS.
+    pub min_insync_replicas: i32,
 }
 
 /// The effective value of one topic config, as a string.
@@ -421,6 +424,7 @@ pub fn resolve(config: &BrokerConfig, meta: &ClusterMetadata, overrides: &BTreeM
         min_compaction_lag_ms: long("min.compaction.lag.ms"),
         min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
         max_compaction_lag_ms: long("max.compaction.lag.ms"),
+        min_insync_replicas: i32::try_from(long("min.insync.replicas")).unwrap_or(i32::MAX).max(1),
     }
 }
 
@@ -534,6 +538,21 @@ mod tests {
         );
         let unset = d.iter().find(|c| c.name == "delete.retention.ms").unwrap();
         assert_eq!((unset.value.as_deref(), unset.source), (Some("86400000"), ConfigSource::Default));
+    }
+
+    #[test]
+    fn min_insync_replicas_resolves_from_the_topic_then_the_broker_levels() {
+        let none = BTreeMap::new();
+        let mut meta = ClusterMetadata::new("c".into());
+        assert_eq!(resolve(&broker(&[]), &meta, &none).min_insync_replicas, 1, "Kafka's default");
+        let config = broker(&[("min.insync.replicas", "2")]);
+        assert_eq!(resolve(&config, &meta, &none).min_insync_replicas, 2);
+        meta.broker_default_configs.insert("min.insync.replicas".into(), "3".into());
+        assert_eq!(resolve(&config, &meta, &none).min_insync_replicas, 3);
+        let topic = BTreeMap::from([("min.insync.replicas".to_string(), "1".to_string())]);
+        assert_eq!(resolve(&config, &meta, &topic).min_insync_replicas, 1);
+        assert!(topic_def("min.insync.replicas").unwrap().applied);
+        assert!(validate_topic_config("min.insync.replicas", "0").is_err());
     }
 
     #[test]

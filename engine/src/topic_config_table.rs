@@ -65,7 +65,7 @@ pub struct TopicConfigDef {
     /// makes `log.retention.ms` dynamic, not `log.retention.hours`).
     pub synonyms: &'static [(&'static str, i64)],
     /// Whether the storage engine acts on it today; the others are accepted, stored and
-    /// described, as Kafka clients expect, but have no effect on a single-node broker.
+    /// described, as Kafka clients expect, but have no effect on shardlog.
     pub applied: bool,
     pub doc: &'static str,
 }
@@ -262,8 +262,8 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         default: "1",
         kind: Kind::Int { min: 1 },
         synonyms: &[("min.insync.replicas", 1)],
-        applied: false,
-        doc: "A single-node broker always has exactly one in-sync replica.",
+        applied: true,
+        doc: "The fewest in-sync replicas (the leader included) a partition needs to take an acks=all produce: with fewer, it is refused with NOT_ENOUGH_REPLICAS.",
     },
     TopicConfigDef {
         name: "preallocate",
@@ -351,7 +351,7 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         kind: Kind::Boolean,
         synonyms: &[("unclean.leader.election.enable", 1)],
         applied: false,
-        doc: "A single-node broker has no other replica to elect.",
+        doc: "The controller never elects a leader outside the ISR on its own; an unclean election is asked for with ElectLeaders (election type unclean).",
     },
 ];
 

@@ -104,6 +104,10 @@ error_codes! {
     STALE_BROKER_EPOCH = 77,
     DUPLICATE_BROKER_REGISTRATION = 101,
 
+    // Partition replication (AlterPartition).
+    INVALID_UPDATE_VERSION = 95,
+    INELIGIBLE_REPLICA = 107,
+
     // Leader elections (ElectLeaders).
     PREFERRED_LEADER_NOT_AVAILABLE = 80,
     ELIGIBLE_LEADERS_NOT_AVAILABLE = 83,

@@ -41,7 +41,9 @@ pub enum ControllerRequest {
         validate_only: bool,
     },
     /// `__consumer_offsets` or `__transaction_state`, when a coordinator is first needed: created
-    /// once (asking again when it exists succeeds) with `partitions` spread over the live brokers.
+    /// once (asking again when it exists succeeds) with `partitions` spread over the live
+    /// brokers, each with the topic's configured replication factor (or fewer replicas, one per
+    /// live broker, when fewer are live).
     CreateInternalTopic {
         name: String,
         partitions: i32,
@@ -227,6 +229,39 @@ impl ShardCall for ChangeVoters {
     type Reply = Result<(), (i16, String)>;
 }
 
+/// AlterPartition (KIP-497, as Kafka's ReplicationControlManager answers it): a partition
+/// leader asks for a new ISR, under the leader and partition epochs it knows. Any node may
+/// call it; it goes to the active controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartition {
+    pub topic: String,
+    pub partition: i32,
+    /// The broker asking: the partition's leader.
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
+}
+
+/// A partition's leader, ISR and epochs, as the metadata log has them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+impl PartitionState {
+    fn of(p: &PartitionPlacement) -> PartitionState {
+        PartitionState { leader: p.leader, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch, isr: p.isr.clone() }
+    }
+}
+
+impl ShardCall for AlterPartition {
+    type Reply = Result<PartitionState, (i16, String)>;
+}
+
 /// A voter change that passed Kafka's checks: raft's change, the new set (sorted), and what it
 /// does, for messages.
 type CheckedVoterChange = (quorum::VoterChange, Vec<(i32, String)>, String);
@@ -293,6 +328,7 @@ enum Forwarded {
     DescribeQuorum,
     Heartbeat { node_id: i32, incarnation_id: uuid::Uuid },
     ChangeVoters(ChangeVoters),
+    AlterPartition(AlterPartition),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -304,6 +340,7 @@ enum ForwardedReply {
     Quorum(Result<QuorumDescription, (i16, String)>),
     Heartbeat(Result<(), (i16, String)>),
     Voters(Result<(), (i16, String)>),
+    AlterPartition(Result<PartitionState, (i16, String)>),
 }
 
 /// Where a controller call is answered.
@@ -379,6 +416,11 @@ impl Controller {
         shard.router.serve(move |call: ChangeVoters| {
             let c = c.clone();
             async move { c.change_voters(call).await }
+        });
+        let c = controller.clone();
+        shard.router.serve(move |change: AlterPartition| {
+            let c = c.clone();
+            async move { c.alter_partition(change).await }
         });
         let c = controller.clone();
         shard.router.serve(move |request: DeleteAcls| {
@@ -545,6 +587,7 @@ impl Controller {
             Ok(Forwarded::DescribeQuorum) => ForwardedReply::Quorum(self.describe_quorum_here()),
             Ok(Forwarded::Heartbeat { node_id, incarnation_id }) => ForwardedReply::Heartbeat(self.heartbeat_here(node_id, incarnation_id).await),
             Ok(Forwarded::ChangeVoters(call)) => ForwardedReply::Voters(self.change_voters_here(call).await),
+            Ok(Forwarded::AlterPartition(change)) => ForwardedReply::AlterPartition(self.alter_partition_here(change).await),
             Err(e) => {
                 tracing::warn!(from, error = %e, "a forwarded controller call does not decode: ignored (nodes of different versions?)");
                 ForwardedReply::Registered(Err((ec::INVALID_REQUEST, format!("undecodable forwarded call: {e}"))))
@@ -632,9 +675,19 @@ impl Controller {
         }
         let mut new = old.clone();
         tracing::info!(node_id, incarnation = %registration.incarnation_id, rack = ?registration.rack, endpoints = ?registration.endpoints, "broker registered");
+        let restarted = old.brokers.get(&node_id).is_some_and(|b| b.incarnation_id != registration.incarnation_id);
+        if restarted {
+            // A new process of the node may lack what the last one had not made durable: it
+            // leaves the ISRs it shares (the partition leaders add it back once it has caught
+            // up), as if fenced first.
+            set_fenced(&mut new, node_id, true);
+        }
         new.brokers.insert(node_id, registration);
         // A broker fenced while it was down leads its partitions again.
         set_fenced(&mut new, node_id, false);
+        if restarted {
+            keep_epochs_where_unchanged(&old, &mut new);
+        }
         self.commit(&old, &new).await?;
         self.heartbeat_times().insert(node_id, std::time::Instant::now());
         Ok(())
@@ -942,20 +995,122 @@ impl records::LocalNode for LocalPlacer<'_> {
     }
 }
 
-/// Fences or unfences broker `node_id` in `view`: a fenced broker leads nothing (its partitions
-/// get no leader, in a new leader epoch), and an unfenced one leads again those of its
-/// partitions that have no leader and name it first.
+/// Fences or unfences broker `node_id` in `view`, as Kafka's ReplicationControlManager
+/// handles a broker fenced or unfenced. A fenced broker leaves the ISR of every partition
+/// whose ISR has another member (the last member stays: any other leader would need an
+/// unclean election), and leads nothing: a partition it led goes to the first replica that is
+/// in the new ISR and live, or has no leader. An unfenced broker leads the partitions without
+/// a leader whose ISR names it, but joins no ISR: the partition leader adds it (AlterPartition)
+/// once it has caught up. A new leader bumps the leader epoch, and any change of leader or ISR
+/// the partition epoch.
 fn set_fenced(view: &mut ClusterMetadata, node_id: i32, fenced: bool) {
     let Some(b) = view.brokers.get_mut(&node_id) else { return };
     b.fenced = fenced;
+    let live: std::collections::BTreeSet<i32> = view.brokers.values().filter(|b| !b.fenced).map(|b| b.node_id).collect();
     for p in view.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
-        let change = if fenced { p.leader == node_id } else { p.leader == records::NO_LEADER && p.replicas.first() == Some(&node_id) };
-        if change {
-            p.leader = if fenced { records::NO_LEADER } else { node_id };
+        let (leader, isr) = if fenced {
+            if p.leader != node_id && !p.isr.contains(&node_id) {
+                continue;
+            }
+            let isr: Vec<i32> = if p.isr.len() > 1 { p.isr.iter().copied().filter(|&r| r != node_id).collect() } else { p.isr.clone() };
+            let leader = if p.leader == node_id { isr_leader(&p.replicas, &isr, &live) } else { p.leader };
+            (leader, isr)
+        } else {
+            if p.leader != records::NO_LEADER || !p.isr.contains(&node_id) {
+                continue;
+            }
+            (isr_leader(&p.replicas, &p.isr, &live), p.isr.clone())
+        };
+        if leader == p.leader && isr == p.isr {
+            continue;
+        }
+        if leader != p.leader {
             p.leader_epoch += 1;
-            p.partition_epoch += 1;
+        }
+        (p.leader, p.isr) = (leader, isr);
+        p.partition_epoch += 1;
+    }
+}
+
+/// Partitions whose leader and ISR are what they were in `old` keep their epochs: a fence and
+/// unfence in one change (a broker's new incarnation) that left them as they were is no
+/// change for them.
+fn keep_epochs_where_unchanged(old: &ClusterMetadata, new: &mut ClusterMetadata) {
+    for (name, topic) in new.topics.iter_mut() {
+        let Some(before) = old.topics.get(name).filter(|t| t.id == topic.id) else { continue };
+        for (p, b) in topic.partitions.iter_mut().zip(&before.partitions) {
+            if (p.leader, &p.isr) == (b.leader, &b.isr) {
+                (p.leader_epoch, p.partition_epoch) = (b.leader_epoch, b.partition_epoch);
+            }
         }
     }
+}
+
+/// The leader a partition gets from its ISR: the first replica, in replica order, that is in
+/// the ISR and live; else none.
+fn isr_leader(replicas: &[i32], isr: &[i32], live: &std::collections::BTreeSet<i32>) -> i32 {
+    replicas.iter().copied().find(|r| isr.contains(r) && live.contains(r)).unwrap_or(records::NO_LEADER)
+}
+
+/// An AlterPartition's checks, in the order and with the error codes of Kafka's
+/// ReplicationControlManager.validateAlterPartitionData, then the change: the new ISR in a new
+/// partition epoch (the leader epoch stays). An epoch ahead of the controller's means the
+/// asker heard from a newer controller (NOT_CONTROLLER, to look for it); one behind, that the
+/// asker is stale. An ISR equal (as a set) to the current one changes nothing and answers the
+/// current state.
+fn alter_isr(meta: &mut ClusterMetadata, change: &AlterPartition) -> Result<PartitionState, (i16, String)> {
+    let (topic, partition) = (&change.topic, change.partition);
+    let name = format!("{topic}-{partition}");
+    let live: std::collections::BTreeMap<i32, bool> = meta.brokers.values().map(|b| (b.node_id, !b.fenced)).collect();
+    let Some(p) = meta.topics.get_mut(topic).and_then(|t| usize::try_from(partition).ok().and_then(|i| t.partitions.get_mut(i))) else {
+        return Err((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("No such partition as {name}")));
+    };
+    if change.leader_epoch > p.leader_epoch || change.partition_epoch > p.partition_epoch {
+        return Err((
+            ec::NOT_CONTROLLER,
+            format!(
+                "{name}: the request's leader epoch {} and partition epoch {} are ahead of the controller's {} and {}",
+                change.leader_epoch, change.partition_epoch, p.leader_epoch, p.partition_epoch
+            ),
+        ));
+    }
+    if change.leader_epoch < p.leader_epoch {
+        return Err((ec::FENCED_LEADER_EPOCH, format!("{name}: the current leader epoch is {}, not {}", p.leader_epoch, change.leader_epoch)));
+    }
+    if change.leader_id != p.leader {
+        return Err((ec::INVALID_REQUEST, format!("{name}: node {} asked to change the ISR, but node {} leads", change.leader_id, p.leader)));
+    }
+    if change.partition_epoch < p.partition_epoch {
+        return Err((ec::INVALID_UPDATE_VERSION, format!("{name}: the current partition epoch is {}, not {}", p.partition_epoch, change.partition_epoch)));
+    }
+    let mut sorted = change.new_isr.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != change.new_isr.len() || !sorted.iter().all(|r| p.replicas.contains(r)) {
+        return Err((ec::INVALID_REQUEST, format!("{name}: the ISR {:?} is not a set of the replicas {:?}", change.new_isr, p.replicas)));
+    }
+    if !change.new_isr.contains(&p.leader) {
+        return Err((ec::INVALID_REQUEST, format!("{name}: the ISR {:?} does not include the leader, node {}", change.new_isr, p.leader)));
+    }
+    let ineligible: Vec<String> = change
+        .new_isr
+        .iter()
+        .filter_map(|r| match live.get(r) {
+            None => Some(format!("{r} (not registered)")),
+            Some(false) => Some(format!("{r} (fenced)")),
+            Some(true) => None,
+        })
+        .collect();
+    if !ineligible.is_empty() {
+        return Err((ec::INELIGIBLE_REPLICA, format!("{name}: the ISR {:?} names ineligible replicas: {}", change.new_isr, ineligible.join(", "))));
+    }
+    let mut current = p.isr.clone();
+    current.sort_unstable();
+    if current != sorted {
+        p.isr = change.new_isr.clone();
+        p.partition_epoch += 1;
+    }
+    Ok(PartitionState::of(p))
 }
 
 /// One partition's leader election, as Kafka's ReplicationControlManager.electLeader: the new
@@ -1086,6 +1241,33 @@ async fn broadcast(shard: &Rc<Shard>, meta: ClusterMetadata) {
 }
 
 impl Controller {
+    /// A partition leader's ISR change (AlterPartition), committed through the metadata quorum
+    /// by the active controller, wherever it is asked: the partition's state after it, or
+    /// Kafka's error code and why.
+    pub async fn alter_partition(&self, change: AlterPartition) -> Result<PartitionState, (i16, String)> {
+        match self.route().await {
+            Route::Here => self.alter_partition_here(change).await,
+            Route::There(leader) => match self.forward(leader, Forwarded::AlterPartition(change)).await? {
+                ForwardedReply::AlterPartition(r) => r,
+                other => Err((ec::UNKNOWN_SERVER_ERROR, format!("unexpected answer {other:?}"))),
+            },
+            Route::Nowhere(code, msg) => Err((code, msg)),
+        }
+    }
+
+    async fn alter_partition_here(&self, change: AlterPartition) -> Result<PartitionState, (i16, String)> {
+        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
+        self.ensure_ready().await?;
+        let old = self.view.borrow().clone();
+        let mut new = old.clone();
+        let state = alter_isr(&mut new, &change)?;
+        if new != old {
+            tracing::info!(topic = %change.topic, partition = change.partition, leader = change.leader_id, isr = ?state.isr, partition_epoch = state.partition_epoch, "ISR changed");
+            self.commit(&old, &new).await?;
+        }
+        Ok(state)
+    }
+
     async fn change_voters(&self, call: ChangeVoters) -> Result<(), (i16, String)> {
         match self.route().await {
             Route::Here => self.change_voters_here(call).await,
@@ -1368,7 +1550,8 @@ impl Controller {
                     Err((ec::INVALID_REQUEST, format!("{name} is not an internal topic")))
                 } else {
                     let configs = vec![(String::from("cleanup.policy"), String::from("compact"))];
-                    let topic = NewTopic { name: name.clone(), partitions, replication_factor: -1, configs, assignments: Vec::new() };
+                    let replication_factor = internal_topic_replication_factor(&shard.config, &meta, &name);
+                    let topic = NewTopic { name: name.clone(), partitions, replication_factor, configs, assignments: Vec::new() };
                     let created = create_topic(shard, &mut meta, &topic, false);
                     changed |= created.is_ok();
                     created
@@ -1449,48 +1632,90 @@ impl Controller {
     }
 }
 
-/// Chooses the broker of each new partition of a topic (one replica until replication
-/// lands). When every registered (unfenced) broker has a `broker.rack`, Kafka's rack-aware
+/// Chooses the replicas of each new partition of a topic, `replication_factor` each (no more
+/// than there are live brokers: the caller checked), the leader first and every replica in the
+/// ISR. When every registered (unfenced) broker has a `broker.rack`, Kafka's rack-aware
 /// assignment (see [`placement`]): leaders rotate over a rack-alternated broker list, starting,
 /// for a new topic, at the broker that leads the fewest partitions, and continuing the topic's
-/// rotation for added partitions. Otherwise the registered broker with the fewest partitions
-/// of this topic, then with the fewest partitions in all, then the lowest node id, so a topic
-/// spreads evenly whatever the cluster already holds. With no broker registered yet (a new
-/// cluster's first records), this node. `siblings`: the topic's existing partitions.
-fn assign_replicas(meta: &ClusterMetadata, siblings: &[PartitionPlacement], placed: &mut [PartitionPlacement], this_node: i32) {
+/// rotation for added partitions; followers spread over the racks. Otherwise the leader is the
+/// live broker that leads the fewest partitions of this topic, then the fewest in all, then
+/// the lowest node id, so a topic's leaders spread evenly whatever the cluster already holds;
+/// its followers are the other live brokers with the fewest replicas of this topic, then the
+/// fewest in all, then the nearest after the leader in node id order, so replica counts stay
+/// balanced too. With no broker registered yet (a new cluster's first records), this node.
+/// `siblings`: the topic's existing partitions.
+fn assign_replicas(meta: &ClusterMetadata, siblings: &[PartitionPlacement], placed: &mut [PartitionPlacement], this_node: i32, replication_factor: usize) {
     let live: Vec<&BrokerRegistration> = meta.brokers.values().filter(|b| !b.fenced).collect();
     let racks: Vec<(i32, String)> = live.iter().filter_map(|b| b.rack.clone().map(|r| (b.node_id, r))).collect();
     if !live.is_empty() && racks.len() == live.len() {
-        assign_rack_aware(meta, &racks, siblings, placed);
+        assign_rack_aware(meta, &racks, siblings, placed, replication_factor);
         return;
     }
     if !racks.is_empty() {
         tracing::warn!(with_rack = racks.len(), brokers = live.len(), "only some brokers have broker.rack: placing partitions without regard to racks");
     }
-    let mut load: BTreeMap<i32, (usize, usize)> = meta.brokers.values().filter(|b| !b.fenced).map(|b| (b.node_id, (0, 0))).collect();
+    let mut load: BTreeMap<i32, BrokerLoad> = live.iter().map(|b| (b.node_id, BrokerLoad::default())).collect();
     if load.is_empty() {
-        load.insert(this_node, (0, 0));
+        load.insert(this_node, BrokerLoad::default());
     }
     for p in meta.topics.values().flat_map(|t| &t.partitions) {
-        if let Some((_, total)) = load.get_mut(&p.leader) {
-            *total += 1;
+        if let Some(l) = load.get_mut(&p.leader) {
+            l.leaders += 1;
+        }
+        for r in &p.replicas {
+            if let Some(l) = load.get_mut(r) {
+                l.replicas += 1;
+            }
         }
     }
     for p in siblings {
-        if let Some((in_topic, _)) = load.get_mut(&p.leader) {
-            *in_topic += 1;
+        if let Some(l) = load.get_mut(&p.leader) {
+            l.leaders_in_topic += 1;
+        }
+        for r in &p.replicas {
+            if let Some(l) = load.get_mut(r) {
+                l.replicas_in_topic += 1;
+            }
         }
     }
+    let ids: Vec<i32> = load.keys().copied().collect();
+    let followers = replication_factor.clamp(1, ids.len()) - 1;
     for p in placed {
-        let (&broker, (in_topic, total)) = load.iter_mut().min_by_key(|(id, (in_topic, total))| (*in_topic, *total, **id)).expect("at least one broker");
-        *in_topic += 1;
-        *total += 1;
-        (p.replicas, p.isr, p.leader) = (vec![broker], vec![broker], broker);
+        let leader = *load.iter().min_by_key(|(id, l)| (l.leaders_in_topic, l.leaders, **id)).expect("at least one broker").0;
+        let at = ids.iter().position(|&id| id == leader).expect("the leader is a live broker");
+        // Ties go to the brokers just after the leader, so that equal loads rotate the
+        // followers with the leaders rather than piling them on the lowest ids.
+        let mut others: Vec<(usize, i32)> = (1..ids.len()).map(|d| (d, ids[(at + d) % ids.len()])).collect();
+        others.sort_by_key(|&(distance, id)| (load[&id].replicas_in_topic, load[&id].replicas, distance));
+        let replicas: Vec<i32> = std::iter::once(leader).chain(others.into_iter().take(followers).map(|(_, id)| id)).collect();
+        let l = load.get_mut(&leader).expect("live");
+        (l.leaders_in_topic, l.leaders) = (l.leaders_in_topic + 1, l.leaders + 1);
+        for r in &replicas {
+            let l = load.get_mut(r).expect("live");
+            (l.replicas_in_topic, l.replicas) = (l.replicas_in_topic + 1, l.replicas + 1);
+        }
+        (p.leader, p.isr, p.replicas) = (leader, replicas.clone(), replicas);
     }
 }
 
-/// [`assign_replicas`] when every broker has a rack: one replica per partition for now.
-fn assign_rack_aware(meta: &ClusterMetadata, racks: &[(i32, String)], siblings: &[PartitionPlacement], placed: &mut [PartitionPlacement]) {
+/// What a broker holds, for placing new partitions: partitions led and replicas, of the topic
+/// being placed and in all.
+#[derive(Debug, Default, Clone, Copy)]
+struct BrokerLoad {
+    leaders_in_topic: usize,
+    leaders: usize,
+    replicas_in_topic: usize,
+    replicas: usize,
+}
+
+/// [`assign_replicas`] when every broker has a rack.
+fn assign_rack_aware(
+    meta: &ClusterMetadata,
+    racks: &[(i32, String)],
+    siblings: &[PartitionPlacement],
+    placed: &mut [PartitionPlacement],
+    replication_factor: usize,
+) {
     let arranged = placement::rack_alternated_brokers(racks);
     let position = |id: i32| arranged.iter().position(|&b| b == id);
     // Added partitions continue where the topic's partition 0 started (as Kafka's
@@ -1508,24 +1733,57 @@ fn assign_rack_aware(meta: &ClusterMetadata, racks: &[(i32, String)], siblings: 
             (0..arranged.len()).min_by_key(|&i| (led[&arranged[i]], i)).expect("at least one broker")
         }
     };
-    let assignment = placement::assign_rack_aware(racks, 1, placed.len(), siblings.len(), start);
+    let assignment = placement::assign_rack_aware(racks, replication_factor, placed.len(), siblings.len(), start);
     for (p, replicas) in placed.iter_mut().zip(assignment) {
         (p.leader, p.isr, p.replicas) = (replicas[0], replicas.clone(), replicas);
     }
 }
 
-/// A controller-only active controller cannot fall back on itself when no broker is live, as a
-/// combined one does: it holds no partitions. Kafka's answer then is INVALID_REPLICATION_FACTOR.
-fn no_broker_to_place_on(shard: &Shard, meta: &ClusterMetadata) -> Result<(), (i16, String)> {
-    if shard.config.quorum.broker || meta.brokers.values().any(|b| !b.fenced) {
+/// How many brokers new replicas can go on: the registered, unfenced ones. A combined node
+/// with none registered yet (a new cluster's first records) places on itself; a
+/// controller-only one holds no partitions, and has none.
+fn brokers_available(meta: &ClusterMetadata, this_node_is_broker: bool) -> usize {
+    let live = meta.brokers.values().filter(|b| !b.fenced).count();
+    if live == 0 && this_node_is_broker {
+        1
+    } else {
+        live
+    }
+}
+
+/// Kafka's refusal of a replication factor the live brokers cannot hold (its replica placer's
+/// InvalidReplicationFactorException), with its message.
+fn check_replication_factor(meta: &ClusterMetadata, this_node_is_broker: bool, replication_factor: usize) -> Result<(), (i16, String)> {
+    let available = brokers_available(meta, this_node_is_broker);
+    if replication_factor <= available {
         return Ok(());
     }
     Err((
         ec::INVALID_REPLICATION_FACTOR,
-        String::from(
-            "Unable to replicate the partition 1 time(s): The target replication factor of 1 cannot be reached because only 0 broker(s) are registered.",
+        format!(
+            "Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {available} broker(s) are registered."
         ),
     ))
+}
+
+/// The replication factor of a CreateTopics request: -1 is `default.replication.factor`, and
+/// anything else must be positive (Kafka's check and message).
+fn requested_replication_factor(requested: i16, default: i16) -> Result<usize, (i16, String)> {
+    match requested {
+        -1 => Ok(default.max(1) as usize),
+        n if n > 0 => Ok(n as usize),
+        _ => Err((ec::INVALID_REPLICATION_FACTOR, String::from("Replication factor must be larger than 0, or -1 to use the default value."))),
+    }
+}
+
+/// The replication factor an internal topic is created with: its configured factor, or every
+/// live broker when there are fewer (as Kafka does for a cluster still being started), so
+/// that the coordinators of a small cluster come up.
+fn internal_topic_replication_factor(config: &crate::config::BrokerConfig, meta: &ClusterMetadata, name: &str) -> i16 {
+    let configured =
+        if name == crate::metadata::OFFSETS_TOPIC { config.offsets_topic_replication_factor } else { config.transaction_state_log_replication_factor };
+    let available = i16::try_from(brokers_available(meta, config.quorum.broker)).unwrap_or(i16::MAX);
+    configured.min(available).max(1)
 }
 
 /// Free bytes of each log directory's filesystem, for placing new partitions.
@@ -1549,16 +1807,18 @@ fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, val
         return Err((ec::TOPIC_ALREADY_EXISTS, format!("Topic '{}' already exists.", topic.name)));
     }
     let manual = if topic.assignments.is_empty() { None } else { Some(manual_assignment(meta, topic)?) };
+    // Kafka checks the replication factor before the partition count.
+    let replication_factor = match &manual {
+        Some(assignments) => assignments.first().map_or(1, Vec::len),
+        None => requested_replication_factor(topic.replication_factor, shard.config.default_replication_factor)?,
+    };
     let partitions = match &manual {
-        Some(brokers) => brokers.len() as i32,
+        Some(assignments) => assignments.len() as i32,
         None if topic.partitions == -1 => shard.config.num_partitions,
         None => topic.partitions,
     };
     if partitions <= 0 || partitions > TOPIC_PARTITIONS_MAX {
         return Err((ec::INVALID_PARTITIONS, format!("Number of partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, not {partitions}.")));
-    }
-    if manual.is_none() && topic.replication_factor != -1 && topic.replication_factor != 1 {
-        return Err((ec::INVALID_REPLICATION_FACTOR, format!("Replication factor {} is larger than the 1 available broker.", topic.replication_factor)));
     }
     let mut configs = BTreeMap::new();
     for (k, v) in &topic.configs {
@@ -1567,27 +1827,33 @@ fn create_topic(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewTopic, val
         }
     }
     crate::topic_config::validate_topic_configs(&configs).map_err(|m| (ec::INVALID_CONFIG, m))?;
-    no_broker_to_place_on(shard, meta)?;
+    if manual.is_none() {
+        check_replication_factor(meta, shard.config.quorum.broker, replication_factor)?;
+    }
     if validate_only {
         return Ok(());
     }
     let mut placed = meta.place_by_space(partitions as usize, shard.shard_count(), &log_dir_free_bytes(shard));
     match manual {
-        Some(brokers) => place_on(&mut placed, &brokers),
-        None => assign_replicas(meta, &[], &mut placed, shard.config.node_id),
+        Some(assignments) => place_on(meta, &mut placed, &assignments),
+        None => assign_replicas(meta, &[], &mut placed, shard.config.node_id, replication_factor),
     }
-    tracing::info!(topic = %topic.name, partitions, manual_assignment = !topic.assignments.is_empty(), "creating topic");
+    tracing::info!(topic = %topic.name, partitions, replication_factor, manual_assignment = !topic.assignments.is_empty(), "creating topic");
     meta.topics.insert(topic.name.clone(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs });
     Ok(())
 }
 
-/// CreatePartitions for one topic: the new partitions placed by [`assign_replicas`], or on the
-/// brokers the request names.
+/// CreatePartitions for one topic: the new partitions, with as many replicas as the topic's
+/// partition 0 has (Kafka's rule), placed by [`assign_replicas`] or on the brokers the
+/// request names.
 fn create_partitions(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewPartitions, validate_only: bool) -> Result<(), (i16, String)> {
     let (name, count) = (&topic.name, topic.count);
-    let Some(n) = meta.topics.get(name).map(|t| t.partitions.len() as i32) else {
+    let Some(existing) = meta.topics.get(name) else {
         return Err((ec::UNKNOWN_TOPIC_OR_PARTITION, format!("topic {name} does not exist")));
     };
+    let n = existing.partitions.len() as i32;
+    // A partition recorded before replicas were (an image from a single-node version) has one.
+    let replication_factor = existing.partitions.first().map_or(1, |p| p.replicas.len().max(1));
     if count <= n {
         return Err((ec::INVALID_PARTITIONS, format!("topic {name} has {n} partitions; the new count {count} must be larger")));
     }
@@ -1595,47 +1861,45 @@ fn create_partitions(shard: &Shard, meta: &mut ClusterMetadata, topic: &NewParti
         return Err((ec::INVALID_PARTITIONS, format!("{count} partitions exceeds the limit of {TOPIC_PARTITIONS_MAX}")));
     }
     let additional = (count - n) as usize;
-    let manual = match &topic.assignments {
-        None => None,
-        Some(assignments) => {
-            if assignments.len() != additional {
-                return Err((
-                    ec::INVALID_REPLICA_ASSIGNMENT,
-                    format!("Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.", assignments.len()),
-                ));
-            }
-            // The topic's replication factor: one replica until replication lands.
-            for (i, replicas) in assignments.iter().enumerate() {
-                validate_manual_replicas(meta, n + i as i32, replicas, Some(1))?;
-            }
-            Some(assignments.iter().map(|replicas| replicas[0]).collect::<Vec<i32>>())
+    if let Some(assignments) = &topic.assignments {
+        if assignments.len() != additional {
+            return Err((
+                ec::INVALID_REPLICA_ASSIGNMENT,
+                format!("Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.", assignments.len()),
+            ));
         }
-    };
-    no_broker_to_place_on(shard, meta)?;
+        for (i, replicas) in assignments.iter().enumerate() {
+            validate_manual_replicas(meta, n + i as i32, replicas, Some(replication_factor))?;
+        }
+    } else {
+        check_replication_factor(meta, shard.config.quorum.broker, replication_factor)?;
+    }
     if validate_only {
         return Ok(());
     }
     let mut placed = meta.place_by_space(additional, shard.shard_count(), &log_dir_free_bytes(shard));
-    match manual {
-        Some(brokers) => place_on(&mut placed, &brokers),
-        None => assign_replicas(meta, &meta.topics[name].partitions, &mut placed, shard.config.node_id),
+    match &topic.assignments {
+        Some(assignments) => place_on(meta, &mut placed, assignments),
+        None => assign_replicas(meta, &meta.topics[name].partitions, &mut placed, shard.config.node_id, replication_factor),
     }
     meta.topics.get_mut(name).expect("exists").partitions.extend(placed);
-    tracing::info!(topic = %name, from = n, to = count, manual_assignment = topic.assignments.is_some(), "adding partitions");
+    tracing::info!(topic = %name, from = n, to = count, replication_factor, manual_assignment = topic.assignments.is_some(), "adding partitions");
     Ok(())
 }
 
-/// Puts each partition on its broker (one replica, which leads).
-fn place_on(placed: &mut [PartitionPlacement], brokers: &[i32]) {
-    for (p, &broker) in placed.iter_mut().zip(brokers) {
-        (p.replicas, p.isr, p.leader) = (vec![broker], vec![broker], broker);
+/// Puts each partition on the replicas a manual assignment names, as Kafka's controller does:
+/// the ISR is the replicas that are not fenced, and the first of them leads (the assignment
+/// was checked to have one).
+fn place_on(meta: &ClusterMetadata, placed: &mut [PartitionPlacement], assignments: &[Vec<i32>]) {
+    for (p, replicas) in placed.iter_mut().zip(assignments) {
+        let isr: Vec<i32> = replicas.iter().copied().filter(|id| meta.brokers.get(id).is_some_and(|b| !b.fenced)).collect();
+        (p.leader, p.isr, p.replicas) = (isr.first().copied().unwrap_or(records::NO_LEADER), isr, replicas.clone());
     }
 }
 
-/// The broker of each partition of a CreateTopics explicit assignment, in partition order,
-/// after Kafka's checks (its controller's, with its error codes and messages) and shardlog's
-/// own: one replica per partition until replication lands.
-fn manual_assignment(meta: &ClusterMetadata, topic: &NewTopic) -> Result<Vec<i32>, (i16, String)> {
+/// The replicas of each partition of a CreateTopics explicit assignment, in partition order,
+/// after Kafka's checks (its controller's, with its error codes and messages).
+fn manual_assignment(meta: &ClusterMetadata, topic: &NewTopic) -> Result<Vec<Vec<i32>>, (i16, String)> {
     if topic.replication_factor != -1 {
         return Err((ec::INVALID_REQUEST, String::from("A manual partition assignment was specified, but replication factor was not set to -1.")));
     }
@@ -1658,13 +1922,7 @@ fn manual_assignment(meta: &ClusterMetadata, topic: &NewTopic) -> Result<Vec<i32
     if !by_partition.keys().copied().eq(0..by_partition.len() as i32) {
         return Err((ec::INVALID_REPLICA_ASSIGNMENT, String::from("partitions should be a consecutive 0-based integer sequence")));
     }
-    if let Some(n) = replication_factor.filter(|&n| n > 1) {
-        return Err((
-            ec::INVALID_REPLICATION_FACTOR,
-            format!("The manual partition assignment names {n} replicas per partition, but shardlog does not replicate partitions yet: name one broker for each partition."),
-        ));
-    }
-    Ok(by_partition.into_values().map(|replicas| replicas[0]).collect())
+    Ok(by_partition.into_values().map(<[i32]>::to_vec).collect())
 }
 
 /// Kafka's checks of one partition's manual replica list: not empty, registered brokers, none
@@ -1759,6 +2017,104 @@ mod tests {
         assert_eq!(elect(&mut meta, 0, 2), Err(ec::INVALID_REQUEST));
     }
 
+    /// (leader, isr, leader epoch, partition epoch) of each partition of "t".
+    fn states(meta: &ClusterMetadata) -> Vec<(i32, Vec<i32>, i32, i32)> {
+        meta.topics["t"].partitions.iter().map(|p| (p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch)).collect()
+    }
+
+    #[test]
+    fn fencing_shrinks_isrs_to_their_last_member_and_moves_leadership_within_them() {
+        const NONE: i32 = records::NO_LEADER;
+        let mut meta = with_partitions(
+            &[broker(1, None), broker(2, None), broker(3, None)],
+            &[
+                (&[1, 2, 3], &[1, 2, 3], 1), // led by 1, two others in sync
+                (&[2, 1, 3], &[2, 1], 2),    // 1 a follower in sync
+                (&[1], &[1], 1),             // 1 alone
+                (&[3, 1], &[3], 3),          // 1 a follower out of sync: untouched
+            ],
+        );
+        set_fenced(&mut meta, 1, true);
+        assert_eq!(
+            states(&meta),
+            vec![(2, vec![2, 3], 1, 1), (2, vec![2], 0, 1), (NONE, vec![1], 1, 1), (3, vec![3], 0, 0)],
+            "the next replica in the ISR leads; a follower leaves the ISR in the same leader epoch; the last ISR member stays"
+        );
+        set_fenced(&mut meta, 2, true);
+        assert_eq!(states(&meta), vec![(3, vec![3], 2, 2), (NONE, vec![2], 1, 2), (NONE, vec![1], 1, 1), (3, vec![3], 0, 0)]);
+        // Unfenced: it leads again where it is the ISR, and joins no ISR on its own.
+        set_fenced(&mut meta, 1, false);
+        assert_eq!(states(&meta), vec![(3, vec![3], 2, 2), (NONE, vec![2], 1, 2), (1, vec![1], 2, 2), (3, vec![3], 0, 0)]);
+        set_fenced(&mut meta, 2, false);
+        assert_eq!(states(&meta), vec![(3, vec![3], 2, 2), (2, vec![2], 2, 3), (1, vec![1], 2, 2), (3, vec![3], 0, 0)]);
+        // Fencing a broker in no ISR and leading nothing changes no partition.
+        let before = states(&meta);
+        set_fenced(&mut meta, 1, false);
+        set_fenced(&mut meta, 2, true);
+        set_fenced(&mut meta, 2, false);
+        assert_eq!(states(&meta)[0], before[0]);
+    }
+
+    #[test]
+    fn a_new_incarnation_leaves_shared_isrs_and_keeps_the_epochs_of_what_it_had_alone() {
+        let old = with_partitions(&[broker(1, None), broker(2, None)], &[(&[1, 2], &[1, 2], 1), (&[1], &[1], 1), (&[2, 1], &[2, 1], 2)]);
+        let mut new = old.clone();
+        set_fenced(&mut new, 1, true);
+        set_fenced(&mut new, 1, false);
+        keep_epochs_where_unchanged(&old, &mut new);
+        assert_eq!(states(&new), vec![(2, vec![2], 1, 1), (1, vec![1], 0, 0), (2, vec![2], 0, 1)]);
+    }
+
+    #[test]
+    fn alter_partition_gives_kafkas_answers_in_kafkas_order() {
+        let fenced = BrokerRegistration { fenced: true, ..broker(4, None) };
+        let mut meta = with_partitions(&[broker(1, None), broker(2, None), broker(3, None), fenced], &[(&[1, 2, 3, 4, 5], &[1], 1)]);
+        {
+            let p = &mut meta.topics.get_mut("t").unwrap().partitions[0];
+            (p.leader_epoch, p.partition_epoch) = (2, 5);
+        }
+        let change = |leader_id, leader_epoch, partition_epoch, new_isr: &[i32]| AlterPartition {
+            topic: String::from("t"),
+            partition: 0,
+            leader_id,
+            leader_epoch,
+            partition_epoch,
+            new_isr: new_isr.to_vec(),
+        };
+        let code = |m: &mut ClusterMetadata, c: AlterPartition| alter_isr(m, &c).map_err(|(code, _)| code);
+        let unknown = AlterPartition { partition: 1, ..change(1, 2, 5, &[1, 2]) };
+        assert_eq!(code(&mut meta, unknown), Err(ec::UNKNOWN_TOPIC_OR_PARTITION));
+        assert_eq!(code(&mut meta, AlterPartition { topic: String::from("nope"), ..change(1, 2, 5, &[1]) }), Err(ec::UNKNOWN_TOPIC_OR_PARTITION));
+        assert_eq!(code(&mut meta, AlterPartition { partition: -1, ..change(1, 2, 5, &[1]) }), Err(ec::UNKNOWN_TOPIC_OR_PARTITION));
+        assert_eq!(code(&mut meta, change(1, 3, 5, &[1, 2])), Err(ec::NOT_CONTROLLER), "a leader epoch from a newer controller");
+        assert_eq!(code(&mut meta, change(1, 2, 6, &[1, 2])), Err(ec::NOT_CONTROLLER), "a partition epoch from a newer controller");
+        assert_eq!(code(&mut meta, change(1, 1, 5, &[1, 2])), Err(ec::FENCED_LEADER_EPOCH));
+        assert_eq!(code(&mut meta, change(2, 2, 5, &[1, 2])), Err(ec::INVALID_REQUEST), "not the leader");
+        assert_eq!(code(&mut meta, change(1, 2, 4, &[1, 2])), Err(ec::INVALID_UPDATE_VERSION));
+        for isr in [&[][..], &[1, 6], &[1, 1], &[2, 3]] {
+            assert_eq!(code(&mut meta, change(1, 2, 5, isr)), Err(ec::INVALID_REQUEST), "{isr:?}");
+        }
+        let (c, msg) = alter_isr(&mut meta, &change(1, 2, 5, &[1, 2, 4])).expect_err("fenced");
+        assert_eq!(c, ec::INELIGIBLE_REPLICA);
+        assert!(msg.contains("4 (fenced)"), "{msg}");
+        let (c, msg) = alter_isr(&mut meta, &change(1, 2, 5, &[1, 5])).expect_err("unregistered");
+        assert_eq!(c, ec::INELIGIBLE_REPLICA);
+        assert!(msg.contains("5 (not registered)"), "{msg}");
+        assert_eq!(states(&meta), vec![(1, vec![1], 2, 5)], "nothing changed by a refusal");
+        // Accepted: a new partition epoch, the same leader epoch.
+        let state = alter_isr(&mut meta, &change(1, 2, 5, &[1, 3, 2])).expect("valid");
+        assert_eq!(state, PartitionState { leader: 1, leader_epoch: 2, partition_epoch: 6, isr: vec![1, 3, 2] });
+        assert_eq!(states(&meta), vec![(1, vec![1, 3, 2], 2, 6)]);
+        // The same ISR again (in any order): the current state, no change.
+        let before = meta.clone();
+        assert_eq!(alter_isr(&mut meta, &change(1, 2, 6, &[2, 1, 3])), Ok(state.clone()));
+        assert_eq!(meta, before);
+        // The request that led to it, sent again: its partition epoch is now stale.
+        assert_eq!(code(&mut meta, change(1, 2, 5, &[1, 3, 2])), Err(ec::INVALID_UPDATE_VERSION));
+        // A shrink.
+        assert_eq!(alter_isr(&mut meta, &change(1, 2, 6, &[1])).map(|s| (s.isr, s.partition_epoch)), Ok((vec![1], 7)));
+    }
+
     #[test]
     fn another_incarnation_is_refused_only_while_the_registered_session_lives() {
         let session = Duration::from_millis(1500);
@@ -1775,16 +2131,92 @@ mod tests {
     }
 
     /// A view with `brokers` registered and a topic `t` of `partitions` placed by
-    /// [`assign_replicas`]; returns the leaders.
+    /// [`assign_replicas`] with one replica each; returns the leaders.
     fn place(brokers: &[BrokerRegistration], partitions: usize) -> Vec<i32> {
+        let placed = place_replicated(brokers, partitions, 1);
+        assert!(placed.iter().all(|p| p.replicas == vec![p.leader]));
+        placed.iter().map(|p| p.leader).collect()
+    }
+
+    /// [`place`] with `replication_factor` replicas each: the partitions, each checked to have
+    /// that many distinct replicas, led by the first, all in the ISR.
+    fn place_replicated(brokers: &[BrokerRegistration], partitions: usize, replication_factor: usize) -> Vec<PartitionPlacement> {
         let mut meta = ClusterMetadata::new(String::from("c"));
         for b in brokers {
             meta.brokers.insert(b.node_id, b.clone());
         }
         let mut placed: Vec<PartitionPlacement> = (0..partitions).map(|_| PartitionPlacement::local(0, 0)).collect();
-        assign_replicas(&meta, &[], &mut placed, 1);
-        assert!(placed.iter().all(|p| p.replicas == vec![p.leader] && p.isr == p.replicas));
-        placed.iter().map(|p| p.leader).collect()
+        assign_replicas(&meta, &[], &mut placed, 1, replication_factor);
+        for p in &placed {
+            let distinct: std::collections::BTreeSet<i32> = p.replicas.iter().copied().collect();
+            assert_eq!(distinct.len(), replication_factor, "{:?}", p.replicas);
+            assert!(p.leader == p.replicas[0] && p.isr == p.replicas && (p.leader_epoch, p.partition_epoch) == (0, 0), "{p:?}");
+        }
+        placed
+    }
+
+    /// How many of `placed`'s replicas (`leaders`: leaders) each broker of `brokers` holds.
+    fn per_broker(placed: &[PartitionPlacement], brokers: &[i32], leaders: bool) -> Vec<usize> {
+        let held = |id: i32| placed.iter().filter(|p| if leaders { p.leader == id } else { p.replicas.contains(&id) }).count();
+        brokers.iter().map(|&id| held(id)).collect()
+    }
+
+    #[test]
+    fn replicas_spread_over_the_live_brokers_with_balanced_leaders_and_replica_counts() {
+        let placed = place_replicated(&[broker(1, None), broker(2, None), broker(3, None)], 6, 3);
+        assert_eq!(per_broker(&placed, &[1, 2, 3], true), vec![2, 2, 2]);
+        assert_eq!(per_broker(&placed, &[1, 2, 3], false), vec![6, 6, 6]);
+        // Fewer replicas than brokers: the followers rotate with the leaders.
+        let brokers: Vec<BrokerRegistration> = (1..=4).map(|id| broker(id, None)).collect();
+        let placed = place_replicated(&brokers, 8, 2);
+        assert_eq!(per_broker(&placed, &[1, 2, 3, 4], true), vec![2, 2, 2, 2]);
+        assert_eq!(per_broker(&placed, &[1, 2, 3, 4], false), vec![4, 4, 4, 4]);
+        let placed = place_replicated(&brokers[..3], 3, 2);
+        assert_eq!(placed.iter().map(|p| p.replicas.clone()).collect::<Vec<_>>(), vec![vec![1, 2], vec![2, 3], vec![3, 1]]);
+        // A fenced broker holds nothing.
+        let fenced = BrokerRegistration { fenced: true, ..broker(4, None) };
+        let placed = place_replicated(&[broker(1, None), broker(2, None), broker(3, None), fenced], 6, 3);
+        assert_eq!(per_broker(&placed, &[4], false), vec![0]);
+        // With racks, each replica of a partition in its own rack.
+        let racks = [broker(1, Some("a")), broker(2, Some("b")), broker(3, Some("c")), broker(4, Some("a")), broker(5, Some("b")), broker(6, Some("c"))];
+        let placed = place_replicated(&racks, 12, 3);
+        for p in &placed {
+            let in_racks: std::collections::BTreeSet<i32> = p.replicas.iter().map(|id| id % 3).collect();
+            assert_eq!(in_racks.len(), 3, "{:?}", p.replicas);
+        }
+        assert_eq!(per_broker(&placed, &[1, 2, 3, 4, 5, 6], true), vec![2; 6]);
+        assert_eq!(per_broker(&placed, &[1, 2, 3, 4, 5, 6], false), vec![6; 6]);
+    }
+
+    #[test]
+    fn a_replication_factor_needs_as_many_live_brokers_and_minus_one_is_the_default() {
+        let mut meta = ClusterMetadata::new(String::from("c"));
+        for b in [broker(1, None), broker(2, None), BrokerRegistration { fenced: true, ..broker(3, None) }] {
+            meta.brokers.insert(b.node_id, b);
+        }
+        assert_eq!(check_replication_factor(&meta, true, 2), Ok(()));
+        let (code, msg) = check_replication_factor(&meta, true, 3).expect_err("two live brokers");
+        assert_eq!(code, ec::INVALID_REPLICATION_FACTOR);
+        assert_eq!(
+            msg,
+            "Unable to replicate the partition 3 time(s): The target replication factor of 3 cannot be reached because only 2 broker(s) are registered."
+        );
+        // Before any broker registered, a combined node places on itself; a controller-only
+        // node has nowhere to place.
+        let empty = ClusterMetadata::new(String::from("c"));
+        assert_eq!(check_replication_factor(&empty, true, 1), Ok(()));
+        assert!(check_replication_factor(&empty, true, 2).is_err());
+        assert!(check_replication_factor(&empty, false, 1).expect_err("none").1.contains("only 0 broker(s)"));
+        assert_eq!(requested_replication_factor(-1, 3), Ok(3));
+        assert_eq!(requested_replication_factor(2, 1), Ok(2));
+        for bad in [0, -2] {
+            assert_eq!(requested_replication_factor(bad, 1).map_err(|(code, _)| code), Err(ec::INVALID_REPLICATION_FACTOR));
+        }
+        // The internal topics: their configured factor, or every live broker when fewer.
+        let config = crate::config::BrokerConfig { offsets_topic_replication_factor: 3, transaction_state_log_replication_factor: 1, ..Default::default() };
+        assert_eq!(internal_topic_replication_factor(&config, &meta, crate::metadata::OFFSETS_TOPIC), 2);
+        assert_eq!(internal_topic_replication_factor(&config, &meta, crate::metadata::TRANSACTION_STATE_TOPIC), 1);
+        assert_eq!(internal_topic_replication_factor(&config, &empty, crate::metadata::OFFSETS_TOPIC), 1);
     }
 
     fn count(leaders: &[i32], of: impl Fn(i32) -> bool) -> usize {
@@ -1803,7 +2235,7 @@ mod tests {
         assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3, 1]);
     }
 
-    fn assigned(assignments: &[(i32, &[i32])], partitions: i32, replication_factor: i16) -> Result<Vec<i32>, (i16, String)> {
+    fn assigned(assignments: &[(i32, &[i32])], partitions: i32, replication_factor: i16) -> Result<Vec<Vec<i32>>, (i16, String)> {
         let mut meta = ClusterMetadata::new(String::from("c"));
         for b in [broker(1, None), broker(2, None), BrokerRegistration { fenced: true, ..broker(3, None) }] {
             meta.brokers.insert(b.node_id, b);
@@ -1814,9 +2246,9 @@ mod tests {
     }
 
     #[test]
-    fn a_manual_assignment_names_one_registered_broker_per_partition() {
-        // In any order: the brokers come back in partition order.
-        assert_eq!(assigned(&[(1, &[2]), (0, &[1]), (2, &[2])], -1, -1), Ok(vec![1, 2, 2]));
+    fn a_manual_assignment_names_registered_brokers_for_each_partition() {
+        // In any order: the replicas come back in partition order.
+        assert_eq!(assigned(&[(1, &[2]), (0, &[1]), (2, &[2])], -1, -1), Ok(vec![vec![1], vec![2], vec![2]]));
         let refused = |a: &[(i32, &[i32])], partitions, rf| assigned(a, partitions, rf).expect_err("refused");
         let (code, msg) = refused(&[(0, &[1])], 1, -1);
         assert_eq!(code, ec::INVALID_REQUEST, "{msg}");
@@ -1838,10 +2270,18 @@ mod tests {
         let (code, msg) = refused(&[(0, &[3])], -1, -1);
         assert_eq!(code, ec::INVALID_REPLICA_ASSIGNMENT);
         assert!(msg.contains("fenced"), "{msg}");
-        // Valid, but more than one replica: not until replication lands.
-        let (code, msg) = refused(&[(0, &[1, 2]), (1, &[2, 1])], -1, -1);
-        assert_eq!(code, ec::INVALID_REPLICATION_FACTOR);
-        assert!(msg.contains("does not replicate"), "{msg}");
+        // Several replicas each, as long as every partition has as many.
+        assert_eq!(assigned(&[(0, &[1, 2]), (1, &[2, 1])], -1, -1), Ok(vec![vec![1, 2], vec![2, 1]]));
+        // A fenced replica is no leader and not in sync; the first live one leads.
+        let assignment = assigned(&[(0, &[3, 2, 1]), (1, &[1, 3, 2])], -1, -1).expect("one live replica suffices");
+        let mut meta = ClusterMetadata::new(String::from("c"));
+        for b in [broker(1, None), broker(2, None), BrokerRegistration { fenced: true, ..broker(3, None) }] {
+            meta.brokers.insert(b.node_id, b);
+        }
+        let mut placed: Vec<PartitionPlacement> = (0..2).map(|_| PartitionPlacement::local(0, 0)).collect();
+        place_on(&meta, &mut placed, &assignment);
+        let state: Vec<(Vec<i32>, Vec<i32>, i32)> = placed.iter().map(|p| (p.replicas.clone(), p.isr.clone(), p.leader)).collect();
+        assert_eq!(state, vec![(vec![3, 2, 1], vec![2, 1], 2), (vec![1, 3, 2], vec![1, 2], 1)]);
     }
 
     #[test]
