@@ -6,7 +6,7 @@ checks the history: every acknowledged record is read back exactly once, in offs
 from __future__ import annotations
 
 import confluent_kafka
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 
 import kafkawire as kw
 from clients import wait_until
@@ -29,15 +29,16 @@ def admin_of(nodes) -> AdminClient:
 
 
 def create(nodes, topic: str, partitions: int, replicas: int, configs: dict | None = None) -> None:
-    futures = admin_of(nodes).create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replicas, config=configs or {})],
-                                            operation_timeout=10)
+    admin = admin_of(nodes)
+    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replicas, config=configs or {})], operation_timeout=10)
     futures[topic].result(timeout=30)
 
 
 def partition_state(nodes, topic: str, partition: int = 0):
-    """(leader, replicas, isr) as a live broker's Metadata answer has them."""
-    md = admin_of(nodes).list_topics(topic, timeout=10).topics[topic].partitions[partition]
-    return md.leader, sorted(md.replicas), sorted(md.isrs)
+    """(leader, replicas, isr) as a live broker's Metadata answer has them ((-1, [], []) while
+    it does not know the partition yet)."""
+    md = admin_of(nodes).list_topics(topic, timeout=10).topics[topic].partitions.get(partition)
+    return (md.leader, sorted(md.replicas), sorted(md.isrs)) if md else (-1, [], [])
 
 
 def wait_isr(nodes, topic: str, isr: list[int], partitions: int = 1) -> None:
@@ -56,9 +57,10 @@ def producer(nodes) -> confluent_kafka.Producer:
     })
 
 
-def produce(p: confluent_kafka.Producer, topic: str, values: list[bytes], partitions: int = 1) -> list[tuple[int, int, bytes]]:
+def produce(p: confluent_kafka.Producer, topic: str, values: list[bytes], partitions: int = 1, midway=None) -> list[tuple[int, int, bytes]]:
     """Produces `values` (round-robin over partitions) and answers what was acknowledged:
-    (partition, offset, value)."""
+    (partition, offset, value). With `midway`, calls it once a third of them are acknowledged,
+    while the rest are queued or in flight."""
     acked: list[tuple[int, int, bytes]] = []
     errors = []
 
@@ -69,6 +71,10 @@ def produce(p: confluent_kafka.Producer, topic: str, values: list[bytes], partit
             acked.append((msg.partition(), msg.offset(), msg.value()))
 
     for i, v in enumerate(values):
+        if midway and i == len(values) // 3:
+            # Some of the first third may still be in flight; the rest is sent after it.
+            wait_until(lambda: p.poll(0.05) is not None and len(acked) >= i // 2, "records to be acknowledged", timeout_s=60)
+            midway()
         p.produce(topic, v, partition=i % partitions, on_delivery=delivered)
         p.poll(0)
     assert p.flush(120) == 0
@@ -117,20 +123,21 @@ def test_acks_all_on_three_replicas_survives_killing_each_leader(broker_factory)
     p = producer(nodes)
     acked = produce(p, topic, [b"r0-%d" % i for i in range(300)], partitions)
     assert len(acked) == 300
-    for round_ in range(1, 4):
-        leader = partition_state(nodes, topic, round_ % partitions)[0]
+    rounds = 6
+    for round_ in range(1, rounds + 1):
+        partition = round_ % partitions
+        leader = partition_state(nodes, topic, partition)[0]
         victim = nodes[leader - 1]
-        victim.kill9()
+        # Killed while a producer has records in flight to it.
+        acked += produce(p, topic, [b"r%d-%d" % (round_, i) for i in range(3000)], partitions, midway=victim.kill9)
         survivors = [n for n in nodes if n.is_alive()]
-        wait_until(lambda: partition_state(survivors, topic, round_ % partitions)[0] not in (leader, -1), "another replica to lead", timeout_s=60)
-        acked += produce(p, topic, [b"r%d-%d" % (round_, i) for i in range(300)], partitions)
+        wait_until(lambda: partition_state(survivors, topic, partition)[0] not in (leader, -1), "another replica to lead", timeout_s=60)
         victim.launch()
         victim.wait_ready()
         # The restarted broker copies what it missed and joins the ISR again.
         wait_isr(nodes, topic, [1, 2, 3], partitions)
-    p.flush(30)
-    assert len(acked) == 1200
-    check_history(acked, read_all(nodes, topic, partitions, 1200))
+    assert len(acked) == 300 + rounds * 3000
+    check_history(acked, read_all(nodes, topic, partitions, len(acked)))
 
     # Followers copy the leader's batches as they are: once all are in sync, every replica's
     # log holds the same bytes.

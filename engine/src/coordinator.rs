@@ -40,10 +40,16 @@ impl Coordinator {
         Some(partition_for(key, topic.partitions.len()))
     }
 
-    /// The shard that coordinates `key`, or None before the state topic exists.
-    pub fn shard(&self, meta: &ClusterMetadata, key: &str) -> Option<usize> {
+    /// The shard that coordinates `key` on node `node_id`, or None when the state topic does
+    /// not exist or another broker leads the key's partition (a copy held here as a follower
+    /// does not coordinate).
+    pub fn shard(&self, meta: &ClusterMetadata, node_id: i32, key: &str) -> Option<usize> {
         let topic = meta.topics.get(self.state_topic)?;
-        topic.partitions.get(partition_for(key, topic.partitions.len()) as usize).filter(|p| p.hosted).map(|p| p.shard)
+        topic
+            .partitions
+            .get(partition_for(key, topic.partitions.len()) as usize)
+            .filter(|p| p.hosted && (p.replicas.is_empty() || p.leader == node_id))
+            .map(|p| p.shard)
     }
 }
 
@@ -99,7 +105,7 @@ pub async fn coordinator_call<C: ShardCall>(shard: &Shard, coordinator: Coordina
     // The metadata is read before the await: the borrow must not be held across it.
     let owner = {
         let meta = shard.metadata.borrow();
-        coordinator.partition(&meta, key).map(|_| coordinator.shard(&meta, key))
+        coordinator.partition(&meta, key).map(|_| coordinator.shard(&meta, shard.config.node_id, key))
     };
     let owner = match owner {
         None => return Err(ec::COORDINATOR_NOT_AVAILABLE),

@@ -533,6 +533,7 @@ response_decoders! {
     AlterUserScramCredentials => AlterUserScramCredentialsRequest,
     WriteTxnMarkers => WriteTxnMarkersRequest,
     AddPartitionsToTxn => AddPartitionsToTxnRequest,
+    OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ pub async fn handle(ctx: &Context<'_>, request: CreateTopicsRequest) -> Response
                     t.topic_id = topic.id;
                 }
                 t.num_partitions = topic.partitions.len() as i32;
-                t.replication_factor = 1;
+                t.replication_factor = topic.partitions.first().map_or(1, |p| p.replicas.len().max(1)) as i16;
             }
             None => {
                 let asked = request.topics.iter().find(|x| x.name.0.as_str() == name);
@@ -60,7 +60,13 @@ pub async fn handle(ctx: &Context<'_>, request: CreateTopicsRequest) -> Response
                         n => n,
                     })
                     .unwrap_or(-1);
-                t.replication_factor = if code == ec::NONE { 1 } else { -1 };
+                // A validate-only request: what the topic would get.
+                t.replication_factor = match asked {
+                    _ if code != ec::NONE => -1,
+                    Some(a) if !a.assignments.is_empty() => a.assignments[0].broker_ids.len() as i16,
+                    Some(a) if a.replication_factor > 0 => a.replication_factor,
+                    _ => ctx.config().default_replication_factor,
+                };
             }
         }
         // The configs the topic ended up with (Kafka sends them from v5, for every topic it

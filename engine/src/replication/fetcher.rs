@@ -207,7 +207,8 @@ async fn truncate_to_leader(
     let response = client.send(leader, address, &request).await.map_err(|e| format!("OffsetForLeaderEpoch to broker {leader} at {address}: {e}"))?;
     for t in &response.topics {
         for answer in &t.partitions {
-            let Some((f, asked_epoch)) = asked.iter().find(|(f, _)| f.partition.topic == t.topic.0.as_str() && f.partition.partition == answer.partition) else {
+            let Some((f, asked_epoch)) = asked.iter().find(|(f, _)| f.partition.topic == t.topic.0.as_str() && f.partition.partition == answer.partition)
+            else {
                 continue;
             };
             if answer.error_code != ec::NONE {
@@ -310,7 +311,8 @@ async fn fetch_once(
             let records = answer.records.clone().unwrap_or_default();
             let records = whole_batches(records);
             if !records.is_empty() {
-                p.log.borrow().dirty_budget().clone().wait_for_room(records.len()).await;
+                let budget = p.log.borrow().dirty_budget().clone();
+                budget.wait_for_room(records.len()).await;
                 match p.append_replicated(BytesMut::from(&records[..]), now_ms()) {
                     Ok(info) => appended.push((p.clone(), info.last_offset, answer.high_watermark)),
                     Err(e) => {
@@ -320,7 +322,8 @@ async fn fetch_once(
                     }
                 }
             } else {
-                p.set_replicated_high_watermark(Some(answer.high_watermark.min(p.log.borrow().log_end_offset())));
+                // Never past this log's end (the log clamps it).
+                p.set_replicated_high_watermark(Some(answer.high_watermark));
             }
         }
     }

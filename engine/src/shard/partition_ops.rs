@@ -36,7 +36,9 @@ pub fn serve(shard: &Rc<Shard>) {
             futures::future::join_all(appends).await
         }
     });
-    shard.serve(|shard, call: Fetch| async move { fetch(&shard, &call.partitions, call.read_committed, call.replica_id, call.min_bytes, call.deadline_ms).await });
+    shard.serve(
+        |shard, call: Fetch| async move { fetch(&shard, &call.partitions, call.read_committed, call.replica_id, call.min_bytes, call.deadline_ms).await },
+    );
     shard.serve(|shard, call: ListOffset| async move {
         let error_code = shard.check_leader_epoch(&call.topic, call.partition, call.current_leader_epoch);
         if error_code != ec::NONE {
@@ -212,7 +214,10 @@ async fn wait_replicated(shard: &Shard, p: &Partition, last_offset: i64, timeout
         )
         .await;
         if timed_out {
-            return Err((ec::REQUEST_TIMED_OUT, format!("the in-sync replicas of {}-{} did not all hold the write within {timeout_ms} ms", p.topic, p.partition)));
+            return Err((
+                ec::REQUEST_TIMED_OUT,
+                format!("the in-sync replicas of {}-{} did not all hold the write within {timeout_ms} ms", p.topic, p.partition),
+            ));
         }
     }
 }
@@ -396,7 +401,14 @@ const FETCH_READS_IN_FLIGHT_MAX: usize = 16;
 /// deadline is ahead, waits for an append to any of them (or the deadline) and reads again.
 /// A partition with too many fetches already waiting on it (`shardlog.fetch.long.poll.watchers.max`)
 /// ends the wait at once: the caller answers with what there is.
-pub async fn fetch(shard: &Shard, partitions: &[FetchPartition], read_committed: bool, replica_id: i32, min_bytes: usize, deadline_ms: u64) -> Vec<ReadOutcome> {
+pub async fn fetch(
+    shard: &Shard,
+    partitions: &[FetchPartition],
+    read_committed: bool,
+    replica_id: i32,
+    min_bytes: usize,
+    deadline_ms: u64,
+) -> Vec<ReadOutcome> {
     let held: Vec<Option<Rc<Partition>>> = partitions.iter().map(|f| shard.local_partition(&f.topic, f.partition)).collect();
     let mut refused: Vec<Option<i16>> = vec![None; partitions.len()];
     if replica_id >= 0 {
@@ -740,7 +752,8 @@ fn sync_replication(shard: &Shard, p: &Partition, placement: &crate::metadata::P
             Some(l) if l.leader_epoch == placement.leader_epoch => l.update(placement.partition_epoch, placement.replicas.clone(), placement.isr.clone(), now),
             _ => {
                 let hw = p.log.borrow().high_watermark();
-                let l = LeaderReplicas::new(node_id, placement.leader_epoch, placement.partition_epoch, placement.replicas.clone(), placement.isr.clone(), hw, now);
+                let l =
+                    LeaderReplicas::new(node_id, placement.leader_epoch, placement.partition_epoch, placement.replicas.clone(), placement.isr.clone(), hw, now);
                 leaders.insert(key.clone(), l);
             }
         }

@@ -849,9 +849,7 @@ impl PartitionLog {
                 p.len += len;
                 p.end_offset = self.next_offset;
             }
-            _ => {
-                self.pending.push_back(Pending { segment_base, start_position: position, batches: vec![frozen.clone()], len, end_offset: self.next_offset })
-            }
+            _ => self.pending.push_back(Pending { segment_base, start_position: position, batches: vec![frozen.clone()], len, end_offset: self.next_offset }),
         }
         self.unsynced.push_back((self.next_offset, len));
         self.dirty_budget.charge(len);

@@ -1194,10 +1194,7 @@ fn a_follower_copies_the_leaders_batches_as_they_are() {
     let all = leader_bytes(&leader, 0);
     // Batches that do not start at the follower's log end are refused, and nothing changes.
     let later = leader_bytes(&leader, 3);
-    assert!(matches!(
-        follower.append_replicated(later, 10),
-        Err(super::log::AppendError::NotAtLogEnd { base_offset: 3, log_end_offset: 0 })
-    ));
+    assert!(matches!(follower.append_replicated(later, 10), Err(super::log::AppendError::NotAtLogEnd { base_offset: 3, log_end_offset: 0 })));
     assert_eq!(follower.log_end_offset(), 0);
     let info = follower.append_replicated(all.clone(), 10).unwrap();
     assert_eq!((info.base_offset, info.last_offset, follower.log_end_offset()), (0, 6, 7));

@@ -47,6 +47,7 @@ static RESPONSE_APIS: &[Api] = &[
     Api::new(18, "0-4", "3+", &API_VERSIONS_RESPONSE),
     Api::new(19, "2-7", "5+", &CREATE_TOPICS_RESPONSE),
     Api::new(20, "1-6", "4+", &DELETE_TOPICS_RESPONSE),
+    Api::new(23, "3-4", "4+", &OFFSET_FOR_LEADER_EPOCH_RESPONSE),
     Api::new(24, "4-5", "3+", &ADD_PARTITIONS_TO_TXN_RESPONSE),
     Api::new(27, "1", "1+", &WRITE_TXN_MARKERS_RESPONSE),
     Api::new(29, "1-3", "2+", &DESCRIBE_ACLS_RESPONSE),
@@ -493,6 +494,22 @@ static ADD_PARTITIONS_TO_TXN_TOPIC_RESULT: Struct = response_struct!("AddPartiti
 static ADD_PARTITIONS_TO_TXN_PARTITION_RESULT: Struct = response_struct!("AddPartitionsToTxnPartitionResult" {
     "PartitionIndex": INT32, "0+";
     "PartitionErrorCode": INT16, "0+";
+});
+
+// OffsetForLeaderEpoch (23): what a follower reads from its leader before it truncates.
+static OFFSET_FOR_LEADER_EPOCH_RESPONSE: Struct = response_struct!("OffsetForLeaderEpochResponse" {
+    "ThrottleTimeMs": INT32, "2+";
+    "Topics": array(&OFFSET_FOR_LEADER_TOPIC_RESULT), "0+";
+});
+static OFFSET_FOR_LEADER_TOPIC_RESULT: Struct = response_struct!("OffsetForLeaderTopicResult" {
+    "Topic": STRING, "0+";
+    "Partitions": array(&OFFSET_FOR_LEADER_EPOCH_END_OFFSET), "0+";
+});
+static OFFSET_FOR_LEADER_EPOCH_END_OFFSET: Struct = response_struct!("EpochEndOffset" {
+    "ErrorCode": INT16, "0+";
+    "Partition": INT32, "0+";
+    "LeaderEpoch": INT32, "1+";
+    "EndOffset": INT64, "0+";
 });
 
 // WriteTxnMarkers (27): what the transaction coordinator reads from another broker.
@@ -959,6 +976,21 @@ mod tests {
         response
     }
 
+    fn offset_for_leader_epoch() -> OffsetForLeaderEpochResponse {
+        use offset_for_leader_epoch_response::*;
+        let mut partition = EpochEndOffset::default();
+        partition.partition = 2;
+        partition.leader_epoch = 5;
+        partition.end_offset = 77;
+        let mut topic = OffsetForLeaderTopicResult::default();
+        topic.topic = TopicName(s("t"));
+        topic.partitions = vec![partition];
+        let mut response = OffsetForLeaderEpochResponse::default();
+        response.throttle_time_ms = 1;
+        response.topics = vec![topic];
+        response
+    }
+
     fn describe_user_scram_credentials() -> DescribeUserScramCredentialsResponse {
         use describe_user_scram_credentials_response::*;
         let mut info = CredentialInfo::default();
@@ -1006,6 +1038,7 @@ mod tests {
                 ApiKey::DescribeConfigs => check(api_key, v, &describe_configs()),
                 ApiKey::IncrementalAlterConfigs => check(api_key, v, &incremental_alter_configs()),
                 ApiKey::WriteTxnMarkers => check(api_key, v, &write_txn_markers()),
+                ApiKey::OffsetForLeaderEpoch => check(api_key, v, &offset_for_leader_epoch()),
                 ApiKey::AddPartitionsToTxn => check(api_key, v, &add_partitions_to_txn()),
                 ApiKey::DescribeUserScramCredentials => check(api_key, v, &describe_user_scram_credentials()),
                 ApiKey::AlterUserScramCredentials => check(api_key, v, &alter_user_scram_credentials()),
