@@ -158,10 +158,11 @@ def _admin(bootstrap: str, timeout_s: float):
     return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout_s * 1000), "logger": logging.getLogger("librdkafka")})
 
 
-def _create_topic(bootstrap: str, name: str, partitions: int, timeout_s: float) -> str:
+def _create_topic(bootstrap: str, name: str, partitions: int, timeout_s: float, replication_factor: int = 1, configs: dict | None = None) -> str:
     from confluent_kafka.admin import NewTopic
     admin = _admin(bootstrap, timeout_s)
-    futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)], request_timeout=timeout_s, operation_timeout=timeout_s)
+    topic = NewTopic(name, num_partitions=partitions, replication_factor=replication_factor, config=configs or {})
+    futures = admin.create_topics([topic], request_timeout=timeout_s, operation_timeout=timeout_s)
     futures[name].result(timeout=timeout_s)
     return "created"
 
@@ -171,8 +172,48 @@ def _metadata(bootstrap: str, timeout_s: float) -> dict:
     return {"brokers": {str(b.id): f"{b.host}:{b.port}" for b in md.brokers.values()}, "topics": {t.topic: len(t.partitions) for t in md.topics.values()}}
 
 
+def _partition(bootstrap: str, topic: str, partition: int, timeout_s: float) -> dict | None:
+    """The partition's leader and ISR as the broker's Metadata answer has them."""
+    md = _admin(bootstrap, timeout_s).list_topics(topic, timeout=timeout_s).topics[topic].partitions.get(partition)
+    return {"leader": md.leader, "isr": sorted(md.isrs)} if md else None
+
+
+def _produce(bootstrap: str, topic: str, partition: int, values: list[str], timeout_s: float, idempotent: bool = True) -> dict:
+    """acks=all (idempotent by default); what was acknowledged (value -> offset) and what failed."""
+    import confluent_kafka
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": idempotent,
+                                         "message.timeout.ms": int(timeout_s * 1000), "topic.metadata.refresh.interval.ms": 500})
+    acked, failed = {}, {}
+
+    def report(err, msg):
+        if err is None:
+            acked[msg.value().decode()] = msg.offset()
+        else:
+            failed[msg.value().decode()] = str(err)
+
+    for v in values:
+        producer.produce(topic, v.encode(), partition=partition, on_delivery=report)
+    producer.flush(timeout_s + 5)
+    return {"acked": acked, "failed": failed}
+
+
+def _read(bootstrap: str, topic: str, partition: int, count: int, timeout_s: float) -> list:
+    """[offset, value] of the first `count` records of the partition."""
+    import confluent_kafka
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "netns-reader", "enable.auto.commit": False})
+    consumer.assign([confluent_kafka.TopicPartition(topic, partition, 0)])
+    got = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < count and time.monotonic() < deadline:
+        for m in consumer.consume(num_messages=1000, timeout=0.5):
+            if m.error() is None:
+                got.append([m.offset(), m.value().decode()])
+    consumer.close()
+    return got
+
+
 def serve() -> None:
-    ops = {"status": _status, "create_topic": _create_topic, "metadata": _metadata}
+    ops = {"status": _status, "create_topic": _create_topic, "metadata": _metadata, "partition": _partition, "produce": _produce, "read": _read}
     for line in sys.stdin:
         request = json.loads(line)
         op = ops[request.pop("op")]

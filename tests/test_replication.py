@@ -5,12 +5,17 @@ checks the history: every acknowledged record is read back exactly once, in offs
 
 from __future__ import annotations
 
+import os
+import signal
+
 import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kafkawire as kw
+import netns
 from clients import wait_until
 from cluster import make_cluster, start_cluster, wait_brokers
+from test_cluster_faults import network  # noqa: F401  (the namespaces fixture)
 
 NOT_LEADER_OR_FOLLOWER = 6
 NOT_ENOUGH_REPLICAS = 19
@@ -29,9 +34,20 @@ def admin_of(nodes) -> AdminClient:
 
 
 def create(nodes, topic: str, partitions: int, replicas: int, configs: dict | None = None) -> None:
+    """Creates the topic, once the controller counts enough live brokers for its replicas
+    (until then: INVALID_REPLICATION_FACTOR, as Kafka answers)."""
     admin = admin_of(nodes)
-    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replicas, config=configs or {})], operation_timeout=10)
-    futures[topic].result(timeout=30)
+
+    def created():
+        futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replicas, config=configs or {})], operation_timeout=10)
+        try:
+            futures[topic].result(timeout=30)
+            return True
+        except confluent_kafka.KafkaException as e:
+            assert e.args[0].code() == confluent_kafka.KafkaError.INVALID_REPLICATION_FACTOR, e
+            return False
+
+    wait_until(created, f"{topic} to be created with {replicas} replicas", timeout_s=60)
 
 
 def partition_state(nodes, topic: str, partition: int = 0):
@@ -208,3 +224,92 @@ def test_a_replica_fetch_from_a_broker_that_is_not_a_replica_moves_nothing(broke
     # Nothing was disturbed: writes are still acknowledged by both replicas.
     acked = produce(producer(nodes), topic, [b"x-%d" % i for i in range(50)])
     check_history(acked, read_all(nodes, topic, 1, 50))
+
+
+def test_a_follower_that_stops_fetching_leaves_the_isr_and_rejoins_after(broker_factory):
+    # Sessions outlive the pause, so the follower is not fenced: only the leader's lag check
+    # (replica.lag.time.max.ms) can take it out of the ISR.
+    slow_fencing = {**FAST, "broker.session.timeout.ms": 60_000, "broker.heartbeat.interval.ms": 500}
+    nodes = start_cluster(broker_factory, extra_config=[slow_fencing] * 3)
+    wait_brokers(nodes)
+    topic = "laggard"
+    create(nodes, topic, 1, 3, {"min.insync.replicas": "2"})
+    wait_isr(nodes, topic, [1, 2, 3])
+    p = producer(nodes)
+    acked = produce(p, topic, [b"a-%d" % i for i in range(100)])
+    leader = partition_state(nodes, topic)[0]
+    follower = next(n for n in nodes if n.node_id != leader)
+    os.kill(follower.pid, signal.SIGSTOP)
+    try:
+        # acks=all goes on: the leader drops the silent follower from the ISR (through the
+        # controller) and the two left are enough for min.insync.replicas.
+        acked += produce(p, topic, [b"b-%d" % i for i in range(100)])
+        assert follower.node_id not in partition_state(nodes, topic)[2]
+    finally:
+        os.kill(follower.pid, signal.SIGCONT)
+    wait_isr(nodes, topic, [1, 2, 3])
+    acked += produce(p, topic, [b"c-%d" % i for i in range(100)])
+    check_history(acked, read_all(nodes, topic, 1, 300))
+
+
+def test_a_leader_cut_off_acknowledges_nothing_and_truncates_after_the_heal(broker_factory, network):
+    hosts = [network.address(i + 1) for i in range(3)]
+    nodes = make_cluster(broker_factory, hosts=hosts, netns=network.nodes, extra_config=[FAST] * 3)
+    for n in nodes:
+        n.launch()
+    for n in nodes:
+        n.wait_ready()
+    agents = network.agents
+    topic = "partitioned"
+    everyone = ",".join(n.bootstrap for n in nodes)
+
+    def created():
+        # Refused with INVALID_REPLICATION_FACTOR until the controller has all three brokers
+        # registered and unfenced.
+        try:
+            return agents[0].call("create_topic", timeout_s=30, bootstrap=everyone, name=topic, partitions=1, replication_factor=3,
+                                  configs={"min.insync.replicas": "2"}) == "created"
+        except netns.AgentError as e:
+            assert "INVALID_REPLICATION_FACTOR" in str(e), e
+            return False
+
+    wait_until(created, "the topic to be created on three brokers", timeout_s=60)
+
+    def state(agent, bootstrap):
+        try:
+            return agent.call("partition", timeout_s=10, bootstrap=bootstrap, topic=topic, partition=0)
+        except netns.AgentError:
+            return None
+
+    wait_until(lambda: (s := state(agents[0], everyone)) and s["isr"] == [1, 2, 3], "the ISR to be whole", timeout_s=60)
+    before = agents[0].call("produce", timeout_s=30, bootstrap=everyone, topic=topic, partition=0, values=[f"before-{i}" for i in range(100)])
+    assert len(before["acked"]) == 100, before["failed"]
+    leader = state(agents[0], everyone)["leader"]
+    majority = [i for i in (1, 2, 3) if i != leader]
+
+    network.cut(leader)
+    # The cut-off leader may still believe it leads, but its followers cannot copy anything,
+    # so it acknowledges no acks=all write (it cannot shrink the ISR without the controller).
+    # Not idempotent: an idempotent producer would first need a producer id, which only the
+    # controller gives out, and would never send the records.
+    isolated = agents[leader - 1].call("produce", timeout_s=6, bootstrap=nodes[leader - 1].bootstrap, topic=topic, partition=0,
+                                       values=[f"isolated-{i}" for i in range(20)], idempotent=False)
+    assert isolated["acked"] == {}, f"the cut-off leader acknowledged {isolated['acked']}"
+    # The majority elects another leader and goes on.
+    via, via_bootstrap = agents[majority[0] - 1], ",".join(nodes[i - 1].bootstrap for i in majority)
+    wait_until(lambda: (s := state(via, via_bootstrap)) and s["leader"] in majority, "the majority to elect a leader", timeout_s=60)
+    during = via.call("produce", timeout_s=60, bootstrap=via_bootstrap, topic=topic, partition=0, values=[f"during-{i}" for i in range(100)])
+    assert len(during["acked"]) == 100, during["failed"]
+
+    network.heal(leader)
+    # The old leader learns the new epoch, truncates what it alone had, and catches up.
+    wait_until(lambda: (s := state(via, everyone)) and s["isr"] == [1, 2, 3], "the healed broker to rejoin the ISR", timeout_s=60)
+    read = via.call("read", timeout_s=60, bootstrap=everyone, topic=topic, partition=0, count=200)
+    acked = {**before["acked"], **during["acked"]}
+    assert [o for o, _ in read] == list(range(200)), "offsets contiguous from 0"
+    assert {v: o for o, v in read} == acked, "every acknowledged write once, where it was acknowledged, and nothing else"
+    assert any("truncated" in line for line in nodes[leader - 1].log_text().splitlines()), "the old leader truncated its divergent tail"
+    for n in nodes:
+        n.stop()
+    logs = [b"".join(f.read_bytes() for f in sorted((n.data_dir / f"{topic}-0").glob("*.log"))) for n in nodes]
+    assert logs[0] == logs[1] == logs[2], "the replicas' logs differ after the heal"

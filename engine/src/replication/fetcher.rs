@@ -215,24 +215,33 @@ async fn truncate_to_leader(
                 tracing::debug!(topic = %f.partition.topic, partition = answer.partition, error = error_name(answer.error_code), "leader epoch not confirmed yet");
                 continue;
             }
-            let (log_end, hw) = {
+            let target = {
                 let log = f.partition.log.borrow();
-                (log.log_end_offset(), log.high_watermark())
-            };
-            let target = if answer.leader_epoch < 0 || answer.end_offset < 0 {
-                hw
-            } else if answer.leader_epoch == *asked_epoch {
-                answer.end_offset.min(log_end)
-            } else {
-                // The leader's epoch ends before ours began: keep only what both hold of it.
-                let (_, ours) = f.partition.log.borrow().end_offset_for_epoch(answer.leader_epoch);
-                answer.end_offset.min(ours.max(0)).min(log_end)
+                let ours = log.end_offset_for_epoch(answer.leader_epoch.max(0)).1;
+                truncation_offset(*asked_epoch, (answer.leader_epoch, answer.end_offset), ours, log.log_end_offset(), log.high_watermark())
             };
             truncate(&f.partition, target).await?;
             done.push((key(&f.partition), f.leader_epoch));
         }
     }
     Ok(done)
+}
+
+/// Where a follower cuts its log after asking the leader about its latest epoch `asked`
+/// (Kafka's `ReplicaFetcherThread` truncation): the leader's answer `(epoch, end offset)`,
+/// `ours` the end of that epoch in the follower's own log. The leader knows the epoch: keep up
+/// to where it ended there. The leader's largest epoch at or below it is an older one: keep
+/// only what both logs hold of that one. The leader knows no epoch that old: back to the high
+/// watermark, what was surely committed.
+fn truncation_offset(asked: i32, (epoch, end_offset): (i32, i64), ours: i64, log_end: i64, high_watermark: i64) -> i64 {
+    let target = if epoch < 0 || end_offset < 0 {
+        high_watermark
+    } else if epoch == asked {
+        end_offset
+    } else {
+        end_offset.min(ours.max(0))
+    };
+    target.min(log_end)
 }
 
 /// Cuts `p` back to `offset` if it ends after it, once what it has is durable (a cut needs it).
@@ -354,7 +363,21 @@ fn whole_batches(records: Bytes) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    use super::whole_batches;
+    use super::{truncation_offset, whole_batches};
+
+    #[test]
+    fn a_follower_keeps_what_its_leader_holds_of_its_epochs() {
+        // The follower's log: epoch 3 from 0, epoch 5 from 40, ends at 60 (high watermark 30).
+        // The leader has epoch 5 too, ending at 50 there: cut the 10 records after it.
+        assert_eq!(truncation_offset(5, (5, 50), 60, 60, 30), 50);
+        // ... or ending past our log end: nothing to cut.
+        assert_eq!(truncation_offset(5, (5, 90), 60, 60, 30), 60);
+        // The leader never had epoch 5: its epoch 3 ended at 45 there, ours at 40.
+        assert_eq!(truncation_offset(5, (3, 45), 40, 60, 30), 40);
+        assert_eq!(truncation_offset(5, (3, 35), 40, 60, 30), 35);
+        // The leader knows no epoch that old: back to the high watermark.
+        assert_eq!(truncation_offset(5, (-1, -1), 60, 60, 30), 30);
+    }
     use bytes::Bytes;
     use shardlog_protocol::batch;
 
