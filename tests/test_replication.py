@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import urllib.request
 
 import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -27,6 +28,15 @@ FAST = {
     "replica.fetch.wait.max.ms": 200,
     "replica.fetch.backoff.ms": 100,
 }
+
+
+def metric(node, line_start: str) -> float | None:
+    """The value of the first /metrics sample that starts with `line_start` (name and labels)."""
+    with urllib.request.urlopen(node.admin_url + "/metrics", timeout=30) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(line_start + " "):
+                return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 def admin_of(nodes) -> AdminClient:
@@ -245,9 +255,15 @@ def test_a_follower_that_stops_fetching_leaves_the_isr_and_rejoins_after(broker_
         # controller) and the two left are enough for min.insync.replicas.
         acked += produce(p, topic, [b"b-%d" % i for i in range(100)])
         assert follower.node_id not in partition_state(nodes, topic)[2]
+        labels = f'{{topic="{topic}",partition="0"}}'
+        assert metric(nodes[leader - 1], "shardlog_partition_under_replicated" + labels) == 1
+        assert metric(nodes[leader - 1], "shardlog_partition_isr_size" + labels) == 2
+        assert metric(nodes[leader - 1], 'shardlog_isr_shrinks_total{shard="0"}') >= 1
     finally:
         os.kill(follower.pid, signal.SIGCONT)
     wait_isr(nodes, topic, [1, 2, 3])
+    wait_until(lambda: metric(nodes[leader - 1], "shardlog_partition_under_replicated" + labels) == 0, "the leader to count the partition in sync", timeout_s=30)
+    assert metric(nodes[leader - 1], 'shardlog_isr_expands_total{shard="0"}') >= 1
     acked += produce(p, topic, [b"c-%d" % i for i in range(100)])
     check_history(acked, read_all(nodes, topic, 1, 300))
 

@@ -69,6 +69,11 @@ async fn alter(shard: &Shard, key: TopicPartition, change: AlterPartition) {
     match answer {
         Ok(Ok(state)) => {
             tracing::info!(topic = %key.0, partition = key.1, ?from, to = ?state.isr, partition_epoch = state.partition_epoch, "ISR changed");
+            if state.isr.len() < from.len() {
+                shard.shard_probe.isr_shrinks.inc();
+            } else if state.isr.len() > from.len() {
+                shard.shard_probe.isr_expands.inc();
+            }
             // The metadata brings the committed state to every shard; take it here at once, so
             // the high watermark and waiting acks=all writes see the new ISR without waiting.
             let mut leaders = shard.leaders.borrow_mut();

@@ -23,6 +23,9 @@ pub struct ShardProbe {
     pub authentication_failures: Counter,
     pub scheduling_lag_us: Histogram,
     pub stalls: Counter,
+    /// ISR changes of the partitions this shard leads, committed by the controller.
+    pub isr_shrinks: Counter,
+    pub isr_expands: Counter,
 }
 
 /// Measures how late timers fire on this shard: a task that holds the thread without yielding
@@ -65,6 +68,18 @@ pub struct PartitionSnapshot {
     pub segments_deleted: u64,
     pub records_compacted: u64,
     pub compaction_batches_kept_whole: u64,
+    /// For a partition this broker leads with other replicas: what it knows of them.
+    pub replication: Option<ReplicationSnapshot>,
+}
+
+/// A led partition's replicas, as its leader sees them.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicationSnapshot {
+    pub replicas: usize,
+    pub isr: usize,
+    pub min_insync_replicas: usize,
+    /// (follower, offsets behind the leader's log end), None before its first fetch.
+    pub follower_lags: Vec<(i32, Option<i64>)>,
 }
 
 /// Everything one shard reports; `Send`, so it can cross the mesh.
@@ -83,6 +98,8 @@ pub struct ShardSnapshot {
     pub authentication_failures: u64,
     pub scheduling_lag_us: HistogramData,
     pub stalls: u64,
+    pub isr_shrinks: u64,
+    pub isr_expands: u64,
     pub tasks_executed: u64,
     pub cpu_user_us: u64,
     pub cpu_system_us: u64,
@@ -137,8 +154,15 @@ fn thread_cpu_us() -> (u64, u64) {
 pub fn snapshot(shard: &Shard) -> ShardSnapshot {
     let mut partitions = Vec::new();
     let (mut cache_bytes, mut pending_write_bytes) = (0u64, 0u64);
-    for p in shard.partitions.borrow().values() {
+    let leaders = shard.leaders.borrow();
+    for (key, p) in shard.partitions.borrow().iter() {
         let log = p.log.borrow();
+        let replication = leaders.get(key).map(|l| ReplicationSnapshot {
+            replicas: l.replicas.len(),
+            isr: l.isr.len(),
+            min_insync_replicas: l.min_insync_replicas,
+            follower_lags: l.follower_lags(log.log_end_offset()),
+        });
         cache_bytes += log.cache_bytes() as u64;
         pending_write_bytes += log.pending_bytes() as u64;
         partitions.push(PartitionSnapshot {
@@ -160,6 +184,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
             segments_deleted: p.probe.segments_deleted.get(),
             records_compacted: p.probe.records_compacted.get(),
             compaction_batches_kept_whole: p.probe.compaction_batches_kept_whole.get(),
+            replication,
         });
     }
     let (cpu_user_us, cpu_system_us) = thread_cpu_us();
@@ -176,6 +201,8 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         authentication_failures: shard.shard_probe.authentication_failures.get(),
         scheduling_lag_us: shard.shard_probe.scheduling_lag_us.snapshot(),
         stalls: shard.shard_probe.stalls.get(),
+        isr_shrinks: shard.shard_probe.isr_shrinks.get(),
+        isr_expands: shard.shard_probe.isr_expands.get(),
         tasks_executed: runtime::tasks_executed(),
         cpu_user_us,
         cpu_system_us,
@@ -255,6 +282,38 @@ pub fn render(snapshots: &[ShardSnapshot], listener: &str, uptime: Duration, rss
                 &p.commit_bytes,
                 1.0,
             );
+            if let Some(r) = &p.replication {
+                let labels = vec![("topic", p.topic.clone()), ("partition", p.partition.to_string())];
+                e.value(
+                    "shardlog_partition_under_replicated",
+                    "1 if this broker leads the partition and its ISR is smaller than its replicas (Kafka's UnderReplicatedPartitions).",
+                    Kind::Gauge,
+                    labels.clone(),
+                    if r.isr < r.replicas { 1.0 } else { 0.0 },
+                );
+                e.value(
+                    "shardlog_partition_under_min_isr",
+                    "1 if this broker leads the partition and its ISR is smaller than min.insync.replicas: acks=all is refused.",
+                    Kind::Gauge,
+                    labels.clone(),
+                    if r.isr < r.min_insync_replicas { 1.0 } else { 0.0 },
+                );
+                e.value("shardlog_partition_isr_size", "In-sync replicas of a partition this broker leads.", Kind::Gauge, labels.clone(), r.isr as f64);
+                for (follower, lag) in &r.follower_lags {
+                    let mut labels = labels.clone();
+                    labels.push(("follower", follower.to_string()));
+                    // A follower not heard from under this leadership has no known lag.
+                    if let Some(lag) = lag {
+                        e.value(
+                            "shardlog_replica_lag_records",
+                            "Offsets a follower is behind its leader's log end, as of its last fetch.",
+                            Kind::Gauge,
+                            labels,
+                            *lag as f64,
+                        );
+                    }
+                }
+            }
             log_end.insert((p.topic.clone(), p.partition), p.log_end_offset);
         }
         e.value("shardlog_cross_shard_calls_total", "Requests this shard sent to other shards.", Kind::Counter, shard_label(s), s.cross_shard_calls as f64);
@@ -299,6 +358,20 @@ pub fn render(snapshots: &[ShardSnapshot], listener: &str, uptime: Duration, rss
             1e-6,
         );
         e.value("shardlog_shard_stalls_total", "Times a shard's timer fired more than 10 ms late.", Kind::Counter, shard_label(s), s.stalls as f64);
+        e.value(
+            "shardlog_isr_shrinks_total",
+            "ISR shrinks of the partitions this shard leads, asked of the controller and committed.",
+            Kind::Counter,
+            shard_label(s),
+            s.isr_shrinks as f64,
+        );
+        e.value(
+            "shardlog_isr_expands_total",
+            "ISR expansions of the partitions this shard leads, asked of the controller and committed.",
+            Kind::Counter,
+            shard_label(s),
+            s.isr_expands as f64,
+        );
         e.value("shardlog_shard_tasks_executed_total", "Tasks the shard's executor ran.", Kind::Counter, shard_label(s), s.tasks_executed as f64);
         let mut cpu = shard_label(s);
         cpu.push(("mode", "user".into()));
@@ -363,6 +436,8 @@ mod tests {
             authentication_failures: 0,
             scheduling_lag_us: HistogramData::default(),
             stalls: 0,
+            isr_shrinks: 2,
+            isr_expands: 1,
             tasks_executed: 0,
             cpu_user_us: 1_500_000,
             cpu_system_us: 0,
@@ -406,6 +481,7 @@ mod tests {
             segments_deleted: 4,
             records_compacted: 0,
             compaction_batches_kept_whole: 3,
+            replication: Some(ReplicationSnapshot { replicas: 3, isr: 1, min_insync_replicas: 2, follower_lags: vec![(2, Some(40)), (3, None)] }),
         });
         let text = render(&[empty, other], "PLAINTEXT", Duration::from_secs(5), 0);
         assert!(text.contains("shardlog_group_lag{group=\"g\",topic=\"t\",partition=\"0\"} 60"), "{text}");
@@ -416,6 +492,11 @@ mod tests {
         assert!(text.contains("shardlog_partition_segments_deleted_total{topic=\"t\",partition=\"0\"} 4"), "{text}");
         assert!(text.contains("shardlog_shard_budget_waits_total{shard=\"0\",budget=\"dirty\"} 2"), "{text}");
         assert!(text.contains("shardlog_shard_budget_used_bytes_peak{shard=\"0\",budget=\"dirty\"} 9"), "{text}");
+        assert!(text.contains("shardlog_partition_under_replicated{topic=\"t\",partition=\"0\"} 1"), "{text}");
+        assert!(text.contains("shardlog_partition_under_min_isr{topic=\"t\",partition=\"0\"} 1"), "{text}");
+        assert!(text.contains("shardlog_replica_lag_records{topic=\"t\",partition=\"0\",follower=\"2\"} 40"), "{text}");
+        assert!(!text.contains("follower=\"3\""), "no lag before a follower's first fetch: {text}");
+        assert!(text.contains("shardlog_isr_shrinks_total{shard=\"1\"} 2"), "{text}");
         // Each shard's throttling of one entity adds up.
         assert!(text.contains("shardlog_quota_throttle_time_ms_total{quota=\"produce\",user=\"alice\",client_id=\"\"} 2400"), "{text}");
     }

@@ -114,6 +114,12 @@ impl LeaderReplicas {
         (a != b).then_some(isr)
     }
 
+    /// Each follower's lag behind a log ending at `log_end_offset`, in offsets (None before its
+    /// first fetch under this leadership), by node id.
+    pub fn follower_lags(&self, log_end_offset: i64) -> Vec<(i32, Option<i64>)> {
+        self.followers.iter().map(|(&r, f)| (r, f.log_end_offset.map(|end| (log_end_offset - end).max(0)))).collect()
+    }
+
     /// Whether acks=all writes are refused: fewer in-sync replicas than `min.insync.replicas`.
     pub fn under_min_isr(&self) -> bool {
         self.isr.len() < self.min_insync_replicas
@@ -146,6 +152,7 @@ mod tests {
         l.follower_fetched(2, 12, 25, 1_005).unwrap();
         assert_eq!(l.high_watermark(25), 20);
         assert_eq!(l.follower_fetched(9, 0, 25, 1_006), Err(FollowerError::NotAReplica));
+        assert_eq!(l.follower_lags(25), vec![(2, Some(13)), (3, Some(7))]);
     }
 
     #[test]
