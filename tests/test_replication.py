@@ -329,3 +329,36 @@ def test_a_leader_cut_off_acknowledges_nothing_and_truncates_after_the_heal(brok
         n.stop()
     logs = [b"".join(f.read_bytes() for f in sorted((n.data_dir / f"{topic}-0").glob("*.log"))) for n in nodes]
     assert logs[0] == logs[1] == logs[2], "the replicas' logs differ after the heal"
+
+
+def test_a_follower_behind_the_leaders_log_start_starts_over_there(broker_factory):
+    nodes = start_cluster(broker_factory, extra_config=[FAST] * 3)
+    wait_brokers(nodes)
+    topic = "moved-start"
+    create(nodes, topic, 1, 3)
+    wait_isr(nodes, topic, [1, 2, 3])
+    p = producer(nodes)
+    acked = produce(p, topic, [b"a-%d" % i for i in range(50)])
+    leader = partition_state(nodes, topic)[0]
+    follower = next(n for n in nodes if n.node_id != leader)
+    follower.kill9()
+    wait_isr(nodes, topic, [n.node_id for n in nodes if n is not follower])
+    acked += produce(p, topic, [b"b-%d" % i for i in range(50)])
+    # The leader's log now starts after everything the stopped follower holds.
+    admin = admin_of(nodes)
+    [deleted] = admin.delete_records([confluent_kafka.TopicPartition(topic, 0, 80)]).values()
+    assert deleted.result(timeout=30).low_watermark == 80
+    follower.launch()
+    follower.wait_ready()
+    wait_isr(nodes, topic, [1, 2, 3])
+    assert any("its log starts over there" in line for line in follower.log_text().splitlines())
+    acked += produce(p, topic, [b"c-%d" % i for i in range(20)])
+    # What the follower holds: exactly the records from the leader's new log start on.
+    for n in nodes:
+        n.stop()
+    held = b"".join(f.read_bytes() for f in sorted((follower.data_dir / f"{topic}-0").glob("*.log")))
+    # It may hold the start of the batch that offset 80 is in; its log starts at 80 all the same.
+    copied = [(offset, value) for offset, _, _, value in kw.decode_uncompressed_records(held) if offset >= 80]
+    assert copied == [(o, v) for _, o, v in sorted(acked) if o >= 80]
+    checkpoint = (follower.data_dir / f"{topic}-0" / "log-start-offset-checkpoint").read_text()
+    assert f"{topic} 0 80" in checkpoint.splitlines(), checkpoint

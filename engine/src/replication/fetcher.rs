@@ -26,8 +26,9 @@ use crate::config::ReplicationConfig;
 use crate::inter_broker::InterBrokerClient;
 use crate::metadata::records::NO_LEADER;
 use crate::runtime;
+use crate::shard::maintenance;
 use crate::shard::{Shard, TopicPartition};
-use crate::storage::log::{now_ms, Partition};
+use crate::storage::log::{now_ms, AppendError, Partition};
 
 /// Answer bytes a fetcher accepts beyond `replica.fetch.response.max.bytes`: the leader sends
 /// a partition's first batch whole even when it is larger, and the framing around the records.
@@ -107,7 +108,7 @@ fn key(p: &Partition) -> TopicPartition {
 }
 
 /// Copies, until `stop`, the partitions this shard follows from broker `leader`.
-async fn follow(shard: &Shard, leader: i32, stop: &Cell<bool>) {
+async fn follow(shard: &Rc<Shard>, leader: i32, stop: &Cell<bool>) {
     let config = shard.config.replication.clone();
     let client = InterBrokerClient::with_response_bytes_max(config.fetch_response_max_bytes + RESPONSE_SLACK_BYTES);
     let backoff = Duration::from_millis(config.fetch_backoff_ms.max(1));
@@ -263,7 +264,7 @@ async fn truncate(p: &Partition, offset: i64) -> Result<(), String> {
 /// One fetch from the leader: appends what it brings, waits until that is durable, takes the
 /// leader's high watermark. Answers the partitions that must be truncated again first.
 async fn fetch_once(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     client: &InterBrokerClient,
     leader: i32,
     address: &str,
@@ -311,6 +312,15 @@ async fn fetch_once(
             let p = &f.partition;
             match answer.error_code {
                 ec::NONE => {}
+                ec::OFFSET_OUT_OF_RANGE if answer.log_start_offset > p.log.borrow().log_end_offset() => {
+                    // The leader no longer has what follows this log's end (retention ran there):
+                    // start over empty at its log start, as Kafka's followers do.
+                    let (from, to) = (p.log.borrow().log_end_offset(), answer.log_start_offset);
+                    p.wait_durable(from - 1).await.map_err(|e| format!("{}-{}: {e}", p.topic, p.partition))?;
+                    p.reset_to(to).await.map_err(|e| format!("resetting {}-{} to offset {to}: {e}", p.topic, p.partition))?;
+                    tracing::warn!(topic = %p.topic, partition = p.partition, leader, from, to, "follower fell behind its leader's log start: its log starts over there");
+                    continue;
+                }
                 code => {
                     tracing::debug!(topic = %p.topic, partition = p.partition, leader, error = error_name(code), "replica fetch refused for the partition");
                     resync.push(key(p));
@@ -322,8 +332,19 @@ async fn fetch_once(
             if !records.is_empty() {
                 let budget = p.log.borrow().dirty_budget().clone();
                 budget.wait_for_room(records.len()).await;
-                match p.append_replicated(BytesMut::from(&records[..]), now_ms()) {
-                    Ok(info) => appended.push((p.clone(), info.last_offset, answer.high_watermark)),
+                let mut result = p.append_replicated(BytesMut::from(&records[..]), now_ms());
+                if let Err(AppendError::NotAtLogEnd { base_offset, log_end_offset }) = result {
+                    let empty = p.log.borrow().log_start_offset() == log_end_offset;
+                    if empty && base_offset < log_end_offset {
+                        // The leader's log start fell inside a batch (DeleteRecords), and this
+                        // log starts there: it starts over at the batch instead, as Kafka's
+                        // followers do, and takes the leader's log start afterwards.
+                        p.reset_to(base_offset).await.map_err(|e| format!("resetting {}-{} to offset {base_offset}: {e}", p.topic, p.partition))?;
+                        result = p.append_replicated(BytesMut::from(&records[..]), now_ms());
+                    }
+                }
+                match result {
+                    Ok(info) => appended.push((p.clone(), info.last_offset, answer.high_watermark, answer.log_start_offset)),
                     Err(e) => {
                         tracing::warn!(topic = %p.topic, partition = p.partition, leader, error = %e, "replicated batches not appended; checking the log against the leader again");
                         resync.push(key(p));
@@ -337,11 +358,21 @@ async fn fetch_once(
         }
     }
     // The next fetch reports these offsets as held: only once they are on disk.
-    let durable = appended.iter().map(|(p, last, _)| p.wait_durable(*last));
-    for (result, (p, _, hw)) in futures::future::join_all(durable).await.into_iter().zip(&appended) {
+    let durable = appended.iter().map(|(p, last, _, _)| p.wait_durable(*last));
+    for (result, (p, _, hw, _)) in futures::future::join_all(durable).await.into_iter().zip(&appended) {
         match result {
             Ok(()) => p.set_replicated_high_watermark(Some(*hw)),
             Err(e) => return Err(format!("{}-{}: replicated batches not durable: {e}", p.topic, p.partition)),
+        }
+    }
+    // The leader's log start moves this log's (DeleteRecords and retention there), as Kafka's
+    // followers follow it, so a follower that takes over does not serve what was deleted.
+    for (p, _, _, leader_start) in &appended {
+        if *leader_start > p.log.borrow().log_start_offset() {
+            let moved = maintenance::delete_records(shard, &p.topic, p.partition, *leader_start).await;
+            if moved.error_code != ec::NONE {
+                tracing::debug!(topic = %p.topic, partition = p.partition, error = error_name(moved.error_code), "log start not moved to the leader's yet");
+            }
         }
     }
     Ok(resync)

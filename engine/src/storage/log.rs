@@ -376,6 +376,45 @@ impl TruncateCut {
     }
 }
 
+/// The file work of a reset (`Partition::reset_to`, Kafka's `truncateFullyAndStartAt`): every
+/// segment goes, and the log starts over, empty, at `offset` (one empty segment there).
+pub(super) struct ResetCut {
+    dir: PathBuf,
+    config: LogConfig,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    bases: Vec<i64>,
+}
+
+impl ResetCut {
+    /// Removes the files, then recovers the log from what is left. Blocking.
+    pub(super) fn run(self) -> Result<RecoveredLog> {
+        use anyhow::Context;
+        let dir = &self.dir;
+        for &base in &self.bases {
+            for path in [segment::log_path(dir, base), segment::index_path(dir, base), segment::time_index_path(dir, base), txn_index::path(dir, base)] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+                }
+            }
+        }
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            if entry.file_name().to_str().is_some_and(|n| n.ends_with(".producers")) {
+                std::fs::remove_file(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+        let path = segment::log_path(dir, self.offset);
+        std::fs::File::create(&path).and_then(|f| f.sync_all()).with_context(|| format!("creating {}", path.display()))?;
+        super::retention::write_log_start_checkpoint(dir, &self.topic, self.partition, self.offset)?;
+        super::leader_epoch::write(dir, &LeaderEpochCache::default().to_checkpoint())?;
+        super::disk::sync_dir(dir)?;
+        PartitionLog::recover(dir, &self.config)
+    }
+}
+
 /// How long `seg` has taken appends, for `log.roll.ms`, as Kafka counts it: from its first
 /// batch's timestamp to the timestamp of the batch being appended, or by the clock since the
 /// segment was opened when its first batch has no timestamp.
@@ -580,6 +619,33 @@ impl PartitionLog {
         // checkpoint of the truncated epochs alone.
         self.truncating = Some(offset);
         Ok(Ok(cut))
+    }
+
+    /// Starts a reset to an empty log at `offset` (a follower that fell behind its leader's
+    /// log start), the in-memory half of `Partition::reset_to`; ended by
+    /// [`finish_truncate`](Self::finish_truncate), with the same rules as a cut.
+    pub(super) fn begin_reset(&mut self, offset: i64, topic: &str, partition: i32) -> Result<ResetCut, TruncateError> {
+        if let Some(why) = &self.failed {
+            return Err(TruncateError::Offline(why.clone()));
+        }
+        if let Some(to) = self.truncating {
+            return Err(TruncateError::InProgress(to));
+        }
+        if offset < 0 {
+            return Err(TruncateError::OutOfRange { offset, log_start_offset: self.log_start_offset, log_end_offset: self.next_offset });
+        }
+        if !self.pending.is_empty() || !self.unsynced.is_empty() || self.durable_offset != self.next_offset {
+            return Err(TruncateError::NotDurable { durable_offset: self.durable_offset, log_end_offset: self.next_offset });
+        }
+        self.truncating = Some(offset);
+        Ok(ResetCut {
+            dir: self.dir.clone(),
+            config: self.config.clone(),
+            topic: topic.to_string(),
+            partition,
+            offset,
+            bases: self.segments.iter().map(|s| s.base_offset).collect(),
+        })
     }
 
     /// Ends a cut [`begin_truncate`](Self::begin_truncate) started: the log is reopened from

@@ -160,6 +160,17 @@ impl Partition {
         self.log.borrow_mut().finish_truncate(recovered)
     }
 
+    /// Empties the log and starts it over at `offset` (Kafka's `truncateFullyAndStartAt`): a
+    /// follower whose log ends before its leader's log start (retention ran there while it was
+    /// away) has nothing the leader can send after it. Same rules as `truncate_to`: what was
+    /// appended must be durable, and appends and reads are refused meanwhile. Answers the new
+    /// log end, `offset`.
+    pub async fn reset_to(&self, offset: i64) -> Result<i64, TruncateError> {
+        let cut = self.log.borrow_mut().begin_reset(offset, &self.topic, self.partition)?;
+        let recovered = runtime::spawn_blocking(move || cut.run()).await;
+        self.log.borrow_mut().finish_truncate(recovered)
+    }
+
     /// Waits until every offset up to `last_offset` is fdatasynced (acks=all).
     pub async fn wait_durable(&self, last_offset: i64) -> Result<(), DurableError> {
         self.log.borrow_mut().add_durable_waiter();

@@ -1227,3 +1227,38 @@ fn the_replicated_high_watermark_bounds_what_is_committed() {
     log.set_replicated_high_watermark(None);
     assert!(!log.is_replicated());
 }
+
+#[test]
+fn a_reset_starts_the_log_over_empty_at_the_offset_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let p2 = path.clone();
+    run(move || async move {
+        let p = open(&p2, config());
+        let info = p.append(batch_of(0, 10), 10).unwrap();
+        p.wait_durable(info.last_offset).await.unwrap();
+        assert_eq!(p.reset_to(100).await.unwrap(), 100);
+        {
+            let log = p.log.borrow();
+            assert_eq!((log.log_start_offset(), log.log_end_offset(), log.segment_count()), (100, 100, 1));
+            assert!(matches!(log.read(0, 1 << 20), Err(super::log::ReadError::OffsetOutOfRange { .. })));
+            assert!(log.leader_epochs().entries().is_empty());
+        }
+        // The leader's batches from there on follow.
+        let mut leader_batch = batch_of(0, 3);
+        shardlog_protocol::batch::set_base_offset(&mut leader_batch, 100);
+        shardlog_protocol::batch::set_partition_leader_epoch(&mut leader_batch, 4);
+        let info = p.append_replicated(leader_batch, 10).unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (100, 102));
+        p.wait_durable(102).await.unwrap();
+        // No close: what a crash leaves is what a restart finds.
+    });
+    let p3 = path.clone();
+    run(move || async move {
+        let p = open(&p3, config());
+        let log = p.log.borrow();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (100, 103));
+        assert_eq!(log.end_offset_for_epoch(4), (4, 103));
+        assert!(!p3.join("00000000000000000000.log").exists(), "the old segment is gone");
+    });
+}
