@@ -317,14 +317,17 @@ def test_a_leader_cut_off_acknowledges_nothing_and_truncates_after_the_heal(brok
     during = via.call("produce", timeout_s=60, bootstrap=via_bootstrap, topic=topic, partition=0, values=[f"during-{i}" for i in range(100)])
     assert len(during["acked"]) == 100, during["failed"]
 
+    new_leader = state(via, via_bootstrap)["leader"]
     network.heal(leader)
-    # The old leader learns the new epoch, truncates what it alone had, and catches up.
-    wait_until(lambda: (s := state(via, everyone)) and s["isr"] == [1, 2, 3], "the healed broker to rejoin the ISR", timeout_s=60)
-    read = via.call("read", timeout_s=60, bootstrap=everyone, topic=topic, partition=0, count=200)
+    # The old leader learns the new epoch, truncates what it alone had, and catches up. Asked
+    # of the majority only: the healed broker's own metadata is stale until it catches up.
+    wait_until(lambda: (s := state(via, via_bootstrap)) and s == {"leader": new_leader, "isr": [1, 2, 3]}, "the healed broker to rejoin the ISR",
+               timeout_s=60)
+    read = via.call("read", timeout_s=60, bootstrap=via_bootstrap, topic=topic, partition=0, count=200)
     acked = {**before["acked"], **during["acked"]}
     assert [o for o, _ in read] == list(range(200)), "offsets contiguous from 0"
     assert {v: o for o, v in read} == acked, "every acknowledged write once, where it was acknowledged, and nothing else"
-    assert any("truncated" in line for line in nodes[leader - 1].log_text().splitlines()), "the old leader truncated its divergent tail"
+    assert any("follower truncated" in line for line in nodes[leader - 1].log_text().splitlines()), "the old leader truncated its divergent tail"
     for n in nodes:
         n.stop()
     logs = [b"".join(f.read_bytes() for f in sorted((n.data_dir / f"{topic}-0").glob("*.log"))) for n in nodes]

@@ -17,7 +17,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest};
+use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use shardlog_protocol::batch;
 use shardlog_protocol::error_code::{self as ec, error_name};
 use shardlog_protocol::kafka_protocol;
@@ -101,6 +102,14 @@ fn followed(shard: &Shard) -> Vec<Followed> {
     // Fetch requests list partitions in one order, whatever the map's.
     out.sort_by(|a, b| (&a.partition.topic, a.partition.partition).cmp(&(&b.partition.topic, b.partition.partition)));
     out
+}
+
+/// Whether the metadata still has `f`'s partition led by `leader` in the epoch it was fetched
+/// for. An answer that arrives after a leader change is dropped: the old leader may still
+/// believe it leads and send records the new one never had.
+fn still_following(shard: &Shard, f: &Followed, leader: i32) -> bool {
+    let meta = shard.metadata.borrow();
+    meta.placement(&f.partition.topic, f.partition.partition).is_some_and(|p| p.leader == leader && p.leader_epoch == f.leader_epoch)
 }
 
 fn key(p: &Partition) -> TopicPartition {
@@ -189,15 +198,8 @@ async fn truncate_to_leader(
                 q.partition = f.partition.partition;
                 q.current_leader_epoch = f.leader_epoch;
                 q.leader_epoch = epoch;
-                match request.topics.iter_mut().find(|t| t.topic.0.as_str() == f.partition.topic) {
-                    Some(t) => t.partitions.push(q),
-                    None => {
-                        let mut t = OffsetForLeaderTopic::default();
-                        t.topic = crate::handlers::topic_name(&f.partition.topic);
-                        t.partitions.push(q);
-                        request.topics.push(t);
-                    }
-                }
+                let name = &f.partition.topic;
+                topic_entry(&mut request.topics, name, |t| &t.topic, || OffsetForLeaderTopic::default().with_topic(topic_name(name))).partitions.push(q);
                 asked.push((*f, epoch));
             }
         }
@@ -212,6 +214,9 @@ async fn truncate_to_leader(
             else {
                 continue;
             };
+            if !still_following(shard, f, leader) {
+                continue;
+            }
             if answer.error_code != ec::NONE {
                 tracing::debug!(topic = %f.partition.topic, partition = answer.partition, error = error_name(answer.error_code), "leader epoch not confirmed yet");
                 continue;
@@ -288,15 +293,8 @@ async fn fetch_once(
         q.log_start_offset = log.log_start_offset();
         q.last_fetched_epoch = log.leader_epochs().latest_epoch().unwrap_or(-1);
         q.partition_max_bytes = config.fetch_max_bytes.min(i32::MAX as usize) as i32;
-        match request.topics.iter_mut().find(|t| t.topic.0.as_str() == f.partition.topic) {
-            Some(t) => t.partitions.push(q),
-            None => {
-                let mut t = FetchTopic::default();
-                t.topic = crate::handlers::topic_name(&f.partition.topic);
-                t.partitions.push(q);
-                request.topics.push(t);
-            }
-        }
+        let name = &f.partition.topic;
+        topic_entry(&mut request.topics, name, |t| &t.topic, || FetchTopic::default().with_topic(topic_name(name))).partitions.push(q);
     }
     let response = client.send(leader, address, &request).await.map_err(|e| format!("replica fetch from broker {leader} at {address}: {e}"))?;
     if response.error_code != ec::NONE {
@@ -310,6 +308,10 @@ async fn fetch_once(
                 continue;
             };
             let p = &f.partition;
+            if !still_following(shard, f, leader) {
+                resync.push(key(p));
+                continue;
+            }
             match answer.error_code {
                 ec::NONE => {}
                 ec::OFFSET_OUT_OF_RANGE if answer.log_start_offset > p.log.borrow().log_end_offset() => {
@@ -332,6 +334,12 @@ async fn fetch_once(
             if !records.is_empty() {
                 let budget = p.log.borrow().dirty_budget().clone();
                 budget.wait_for_room(records.len()).await;
+                // Checked after the last await before the append: nothing can change between.
+                if !still_following(shard, f, leader) {
+                    tracing::info!(topic = %p.topic, partition = p.partition, leader, "replica fetch answer dropped: the partition's leader changed meanwhile");
+                    resync.push(key(p));
+                    continue;
+                }
                 let mut result = p.append_replicated(BytesMut::from(&records[..]), now_ms());
                 if let Err(AppendError::NotAtLogEnd { base_offset, log_end_offset }) = result {
                     let empty = p.log.borrow().log_start_offset() == log_end_offset;
@@ -376,6 +384,23 @@ async fn fetch_once(
         }
     }
     Ok(resync)
+}
+
+/// The entry of topic `name` in a request's list of topics, added at the end if missing: the
+/// partitions of one topic go together, in the order they are listed.
+fn topic_entry<'a, T>(topics: &'a mut Vec<T>, name: &str, name_of: impl Fn(&T) -> &TopicName, new: impl FnOnce() -> T) -> &'a mut T {
+    let position = match topics.iter().position(|t| name_of(t).0.as_str() == name) {
+        Some(i) => i,
+        None => {
+            topics.push(new());
+            topics.len() - 1
+        }
+    };
+    &mut topics[position]
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
 }
 
 /// The whole batches at the start of `records`: a leader may cut its answer inside a batch

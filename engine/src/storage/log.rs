@@ -770,19 +770,7 @@ impl PartitionLog {
     }
 
     pub fn append_from(&mut self, mut records: BytesMut, now: u64, origin: AppendOrigin) -> Result<AppendInfo, AppendError> {
-        if let Some(why) = &self.failed {
-            return Err(AppendError::Offline(why.clone()));
-        }
-        if let Some(offset) = self.truncating {
-            return Err(AppendError::Truncating(offset));
-        }
-        if let Some(why) = &self.disk_full {
-            return Err(AppendError::DiskFull(why.clone()));
-        }
-        let headers = batch::parse_all(&records, true).map_err(AppendError::Corrupt)?;
-        if headers.is_empty() {
-            return Err(AppendError::Empty);
-        }
+        let headers = self.check_appendable(&records)?;
         if let Some(h) = headers.iter().find(|h| h.size_bytes > self.config.message_max_bytes) {
             return Err(AppendError::TooLarge { size: h.size_bytes, max: self.config.message_max_bytes });
         }
@@ -852,12 +840,10 @@ impl PartitionLog {
         Ok(AppendInfo { base_offset, last_offset: self.next_offset - 1, log_append_time_ms, log_start_offset: self.log_start_offset, duplicate: false })
     }
 
-    /// Appends a follower's copy of the leader's batches (whole v2 batches as the leader's
-    /// fetch answer carried them): their offsets, leader epochs and timestamps are kept, and
-    /// the first must start at this log's end. Producer and transaction state follow the
-    /// batches, as recovery rebuilds them, without the checks a producer's own batches get:
-    /// the leader made them.
-    pub fn append_replicated(&mut self, mut records: BytesMut, now: u64) -> Result<AppendInfo, AppendError> {
+    /// What every append checks first: the log takes appends (not offline, being cut or on a
+    /// full disk), and `records` are whole batches with good CRCs, at least one. Answers their
+    /// headers.
+    fn check_appendable(&self, records: &[u8]) -> Result<Vec<BatchHeader>, AppendError> {
         if let Some(why) = &self.failed {
             return Err(AppendError::Offline(why.clone()));
         }
@@ -867,10 +853,20 @@ impl PartitionLog {
         if let Some(why) = &self.disk_full {
             return Err(AppendError::DiskFull(why.clone()));
         }
-        let headers = batch::parse_all(&records, true).map_err(AppendError::Corrupt)?;
+        let headers = batch::parse_all(records, true).map_err(AppendError::Corrupt)?;
         if headers.is_empty() {
             return Err(AppendError::Empty);
         }
+        Ok(headers)
+    }
+
+    /// Appends a follower's copy of the leader's batches (whole v2 batches as the leader's
+    /// fetch answer carried them): their offsets, leader epochs and timestamps are kept, and
+    /// the first must start at this log's end. Producer and transaction state follow the
+    /// batches, as recovery rebuilds them, without the checks a producer's own batches get:
+    /// the leader made them.
+    pub fn append_replicated(&mut self, mut records: BytesMut, now: u64) -> Result<AppendInfo, AppendError> {
+        let headers = self.check_appendable(&records)?;
         let mut expected = self.next_offset;
         for h in &headers {
             if h.base_offset != expected || h.last_offset_delta < 0 {
