@@ -45,9 +45,9 @@ pub enum TopicCommand {
         /// Number of partitions; the broker's num.partitions when left out.
         #[arg(long, value_name = "N")]
         partitions: Option<i32>,
-        /// Must be 1: shardlog is a single-node broker.
-        #[arg(long, value_name = "N", default_value_t = 1)]
-        replication_factor: i16,
+        /// Replicas of each partition; the broker's default.replication.factor when left out.
+        #[arg(long, value_name = "N")]
+        replication_factor: Option<i16>,
         /// A topic config, `name=value`; repeat for more.
         #[arg(long = "config", value_name = "NAME=VALUE")]
         configs: Vec<String>,
@@ -114,7 +114,7 @@ pub fn run(command: TopicCommand, out: &mut dyn Write) -> Result<()> {
         TopicCommand::Create { topic, partitions, replication_factor, configs, connection } => {
             let configs = configs.iter().map(|c| parse_assignment(c)).collect::<Result<Vec<_>>>()?;
             let mut client = connection.connect()?;
-            create(&mut client, &topic, partitions.unwrap_or(-1), replication_factor, &configs)?;
+            create(&mut client, &topic, partitions.unwrap_or(-1), replication_factor.unwrap_or(-1), &configs)?;
             writeln!(out, "Created topic {}.", printable(&topic))?;
         }
         TopicCommand::List { exclude_internal, connection } => {
