@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 import kafkawire as kw
 import netns
 from clients import wait_until
-from cluster import make_cluster, start_cluster, wait_brokers
+from cluster import start_cluster, wait_brokers
 from test_cluster_faults import network  # noqa: F401  (the namespaces fixture)
 
 NOT_LEADER_OR_FOLLOWER = 6
@@ -177,11 +177,7 @@ def test_acks_all_on_three_replicas_survives_killing_each_leader(broker_factory)
 def test_min_insync_replicas_refuses_acks_all_and_the_isr_recovers(broker_factory):
     # A controller of its own, so that killing two of the three brokers leaves the quorum up
     # to fence them and shrink the ISR.
-    nodes = make_cluster(broker_factory, count=4, roles=["controller", "broker", "broker", "broker"], extra_config=[FAST] * 4)
-    for n in nodes:
-        n.launch()
-    for n in nodes:
-        n.wait_ready()
+    nodes = start_cluster(broker_factory, count=4, roles=["controller", "broker", "broker", "broker"], extra_config=[FAST] * 4)
     brokers = nodes[1:]
     wait_brokers(nodes)
     topic = "guarded"
@@ -270,11 +266,7 @@ def test_a_follower_that_stops_fetching_leaves_the_isr_and_rejoins_after(broker_
 
 def test_a_leader_cut_off_acknowledges_nothing_and_truncates_after_the_heal(broker_factory, network):
     hosts = [network.address(i + 1) for i in range(3)]
-    nodes = make_cluster(broker_factory, hosts=hosts, netns=network.nodes, extra_config=[FAST] * 3)
-    for n in nodes:
-        n.launch()
-    for n in nodes:
-        n.wait_ready()
+    nodes = start_cluster(broker_factory, hosts=hosts, netns=network.nodes, extra_config=[FAST] * 3)
     agents = network.agents
     topic = "partitioned"
     everyone = ",".join(n.bootstrap for n in nodes)

@@ -176,7 +176,6 @@ pub async fn produce(
 /// each case the record may still become committed, and an idempotent producer's retry is
 /// deduplicated.
 async fn wait_replicated(shard: &Shard, p: &Partition, last_offset: i64, timeout_ms: u64) -> Result<(), (i16, String)> {
-    let key = (p.topic.clone(), p.partition);
     let deadline = runtime::sleep(Duration::from_millis(timeout_ms));
     let mut deadline = std::pin::pin!(deadline);
     loop {
@@ -188,7 +187,9 @@ async fn wait_replicated(shard: &Shard, p: &Partition, last_offset: i64, timeout
         if shard.owner(&p.topic, p.partition) != Some(shard.id) {
             return Err((ec::NOT_LEADER_OR_FOLLOWER, format!("this broker stopped leading {}-{} before the write was replicated", p.topic, p.partition)));
         }
-        match shard.leaders.borrow().get(&key) {
+        // Only a write the followers still lack gets here: a partition of one replica
+        // answered above, without building the key.
+        match shard.leaders.borrow().get(&(p.topic.clone(), p.partition)) {
             // The partition has no other replica (any more): its own durable copy is all.
             None if !p.log.borrow().is_replicated() => return Ok(()),
             Some(l) if l.under_min_isr() => {

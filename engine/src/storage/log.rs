@@ -338,13 +338,7 @@ impl TruncateCut {
             None => (self.size_bytes, self.next_offset),
         };
         for &later in &self.later_bases {
-            for path in [segment::log_path(dir, later), segment::index_path(dir, later), segment::time_index_path(dir, later), txn_index::path(dir, later)] {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
-                }
-            }
+            remove_segment_files(dir, later)?;
         }
         let base = self.base_offset;
         let path = segment::log_path(dir, base);
@@ -362,18 +356,39 @@ impl TruncateCut {
             txn_index::append(dir, base, entry)?;
         }
         // Producer snapshots describe batches up to their offset: those past the cut are wrong.
-        for entry in std::fs::read_dir(dir)?.flatten() {
-            let name = entry.file_name();
-            let snapshot = name.to_str().and_then(|n| n.strip_suffix(".producers")).and_then(|o| o.parse::<i64>().ok());
-            if snapshot.is_some_and(|o| o > new_end) {
-                std::fs::remove_file(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
-            }
-        }
+        remove_producer_snapshots_after(dir, new_end)?;
         let mut epochs = self.epochs.clone();
         epochs.truncate_from_end(new_end);
         super::leader_epoch::write(dir, &epochs.to_checkpoint())?;
         super::disk::sync_dir(dir)
     }
+}
+
+/// Removes segment `base`'s files (the log, its indexes, its `.txnindex`); a file already gone
+/// is fine.
+fn remove_segment_files(dir: &std::path::Path, base: i64) -> Result<()> {
+    use anyhow::Context;
+    for path in [segment::log_path(dir, base), segment::index_path(dir, base), segment::time_index_path(dir, base), txn_index::path(dir, base)] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Removes the producer-state snapshots taken at offsets after `offset`.
+fn remove_producer_snapshots_after(dir: &std::path::Path, offset: i64) -> Result<()> {
+    use anyhow::Context;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name();
+        let snapshot = name.to_str().and_then(|n| n.strip_suffix(".producers")).and_then(|o| o.parse::<i64>().ok());
+        if snapshot.is_some_and(|o| o > offset) {
+            std::fs::remove_file(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The file work of a reset (`Partition::reset_to`, Kafka's `truncateFullyAndStartAt`): every
@@ -393,19 +408,9 @@ impl ResetCut {
         use anyhow::Context;
         let dir = &self.dir;
         for &base in &self.bases {
-            for path in [segment::log_path(dir, base), segment::index_path(dir, base), segment::time_index_path(dir, base), txn_index::path(dir, base)] {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
-                }
-            }
+            remove_segment_files(dir, base)?;
         }
-        for entry in std::fs::read_dir(dir)?.flatten() {
-            if entry.file_name().to_str().is_some_and(|n| n.ends_with(".producers")) {
-                std::fs::remove_file(entry.path()).with_context(|| format!("removing {}", entry.path().display()))?;
-            }
-        }
+        remove_producer_snapshots_after(dir, -1)?;
         let path = segment::log_path(dir, self.offset);
         std::fs::File::create(&path).and_then(|f| f.sync_all()).with_context(|| format!("creating {}", path.display()))?;
         super::retention::write_log_start_checkpoint(dir, &self.topic, self.partition, self.offset)?;
@@ -583,21 +588,14 @@ impl PartitionLog {
     /// Everything appended must be durable first (the flusher idle: nothing pending, nothing
     /// unsynced). The caller keeps compaction off the partition meanwhile.
     pub(super) fn begin_truncate(&mut self, offset: i64) -> Result<Result<TruncateCut, i64>, TruncateError> {
-        if let Some(why) = &self.failed {
-            return Err(TruncateError::Offline(why.clone()));
-        }
-        if let Some(to) = self.truncating {
-            return Err(TruncateError::InProgress(to));
-        }
+        self.check_cuttable()?;
         if offset < self.log_start_offset || offset > self.next_offset {
             return Err(TruncateError::OutOfRange { offset, log_start_offset: self.log_start_offset, log_end_offset: self.next_offset });
         }
         if offset == self.next_offset {
             return Ok(Err(offset));
         }
-        if !self.pending.is_empty() || !self.unsynced.is_empty() || self.durable_offset != self.next_offset {
-            return Err(TruncateError::NotDurable { durable_offset: self.durable_offset, log_end_offset: self.next_offset });
-        }
+        self.check_all_durable()?;
         let holder = self.segments.iter().rposition(|s| s.base_offset <= offset).unwrap_or(0);
         let seg = &self.segments[holder];
         let relative = (offset - seg.base_offset).max(0) as u32;
@@ -621,22 +619,35 @@ impl PartitionLog {
         Ok(Ok(cut))
     }
 
+    /// What a cut or a reset needs first: the log is online and no other cut is in flight.
+    fn check_cuttable(&self) -> Result<(), TruncateError> {
+        if let Some(why) = &self.failed {
+            return Err(TruncateError::Offline(why.clone()));
+        }
+        match self.truncating {
+            Some(to) => Err(TruncateError::InProgress(to)),
+            None => Ok(()),
+        }
+    }
+
+    /// Everything appended is durable (the flusher idle: nothing pending, nothing unsynced),
+    /// as a cut or a reset of the files needs.
+    fn check_all_durable(&self) -> Result<(), TruncateError> {
+        if !self.pending.is_empty() || !self.unsynced.is_empty() || self.durable_offset != self.next_offset {
+            return Err(TruncateError::NotDurable { durable_offset: self.durable_offset, log_end_offset: self.next_offset });
+        }
+        Ok(())
+    }
+
     /// Starts a reset to an empty log at `offset` (a follower that fell behind its leader's
     /// log start), the in-memory half of `Partition::reset_to`; ended by
     /// [`finish_truncate`](Self::finish_truncate), with the same rules as a cut.
     pub(super) fn begin_reset(&mut self, offset: i64, topic: &str, partition: i32) -> Result<ResetCut, TruncateError> {
-        if let Some(why) = &self.failed {
-            return Err(TruncateError::Offline(why.clone()));
-        }
-        if let Some(to) = self.truncating {
-            return Err(TruncateError::InProgress(to));
-        }
+        self.check_cuttable()?;
         if offset < 0 {
             return Err(TruncateError::OutOfRange { offset, log_start_offset: self.log_start_offset, log_end_offset: self.next_offset });
         }
-        if !self.pending.is_empty() || !self.unsynced.is_empty() || self.durable_offset != self.next_offset {
-            return Err(TruncateError::NotDurable { durable_offset: self.durable_offset, log_end_offset: self.next_offset });
-        }
+        self.check_all_durable()?;
         self.truncating = Some(offset);
         Ok(ResetCut {
             dir: self.dir.clone(),
