@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import re
 import signal
 import socket
@@ -41,12 +42,37 @@ def broker_binary() -> Path:
     return path
 
 
+# Every port free_port has handed out in this run. A cluster picks all its ports before any
+# broker binds one: two brokers on one port (they bind with SO_REUSEPORT) would split each
+# other's connections.
+_handed_out_ports: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A port nothing listens on now. The probe binds without SO_REUSEPORT, so it also fails
-    on a port that another broker (which binds with SO_REUSEPORT) holds."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now and that no earlier call returned. It lies below the
+    kernel's ephemeral range, so a client's outgoing connection cannot take it as its source
+    port before the broker binds it. The probe binds without SO_REUSEPORT, so it also fails on
+    a port that another broker (which binds with SO_REUSEPORT) holds."""
+    low = _ephemeral_low()
+    for _ in range(1000):
+        port = random.randrange(max(1024, low - 12000), low)
+        if port in _handed_out_ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out_ports.add(port)
+        return port
+    raise RuntimeError(f"no free port below the ephemeral range (starting at {low}) after 1000 tries")
 
 
 def shard_cores() -> str:
@@ -102,10 +128,7 @@ class Broker:
         # Listeners beside PLAINTEXT (e.g. ["SSL", "SASL_SSL"]), each on its own free port.
         self.extra_ports: dict[str, int] = {}
         for name in extra_listeners or []:
-            port = free_port()
-            while port in self.extra_ports.values():
-                port = free_port()
-            self.extra_ports[name] = port
+            self.extra_ports[name] = free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = workdir / "data"
         # Several log directories (JBOD) instead of data_dir, when a test sets them.
@@ -114,10 +137,7 @@ class Broker:
         self.port = free_port()
         # Every broker gets its own admin listener (metrics, health), so that brokers of
         # different tests, or one a developer runs on the default 9644, never collide.
-        # The kernel may hand out the same free port twice in a row.
         self.admin_port = free_port()
-        while self.admin_port == self.port:
-            self.admin_port = free_port()
         config = {"admin.listeners": f"127.0.0.1:{self.admin_port}", **(config or {})}
         self.config_path: Path | None = workdir / "broker.properties"
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
