@@ -193,6 +193,33 @@ def fetch_v4_request(correlation_id: int, topic: str, partition: int, offset: in
     return frame(request_header(FETCH, 4, correlation_id) + body)
 
 
+def fetch_v9_request(correlation_id: int, topic: str, partition: int, offset: int, current_leader_epoch: int, replica_id: int = -1,
+                     partition_max_bytes: int = 1 << 20) -> bytes:
+    """Fetch v9, which carries the fetcher's current leader epoch (KIP-320), with no session."""
+    partitions = array([i32(partition) + i32(current_leader_epoch) + i64(offset) + i64(-1) + i32(partition_max_bytes)])
+    topics = array([string(topic) + partitions])
+    body = i32(replica_id) + i32(0) + i32(1) + i32(50 << 20) + i8(0) + i32(0) + i32(-1) + topics + array([])
+    return frame(request_header(FETCH, 9, correlation_id) + body)
+
+
+def parse_fetch_v9(body: bytes) -> list[FetchPartition]:
+    r = Reader(body)
+    r.i32()  # throttle time
+    r.i16()  # error code
+    r.i32()  # session id
+    out = []
+    for _ in range(r.i32()):
+        topic = r.string()
+        for _ in range(r.i32()):
+            partition, error, hw, _lso, _log_start = r.i32(), r.i16(), r.i64(), r.i64(), r.i64()
+            for _ in range(max(r.i32(), 0)):
+                r.i64()
+                r.i64()
+            records = r.kbytes() or b""
+            out.append(FetchPartition(topic, partition, error, hw, records))
+    return out
+
+
 def list_offsets_v1_request(correlation_id: int, topic: str, partition: int, timestamp: int) -> bytes:
     """timestamp: -1 latest, -2 earliest, or a time in ms."""
     partitions = array([i32(partition) + i64(timestamp)])

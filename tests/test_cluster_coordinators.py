@@ -87,7 +87,9 @@ def produce(bootstrap: str, topic: str, per_partition: dict[int, int]) -> None:
 
 
 def test_group_coordinators_on_every_broker_keep_offsets_over_a_cluster_restart(broker_factory):
-    nodes = start_cluster(broker_factory, extra_config=[FAST_GROUPS] * 3)
+    # One copy of each offsets partition, so that the data directories show where each
+    # coordinator is (test_replication_coordinators covers Kafka's default of three).
+    nodes = start_cluster(broker_factory, extra_config=[{**FAST_GROUPS, "offsets.topic.replication.factor": 1}] * 3)
     leader_of(nodes)
     wait_brokers(nodes)
     bootstrap = nodes[0].bootstrap
@@ -139,7 +141,8 @@ def test_transaction_coordinator_commits_offsets_of_a_group_coordinated_elsewher
     find_coordinator(nodes[0].port, "probe", KEY_TYPE_GROUP)
     txn_leaders, offsets_leaders = leaders(bootstrap, TXN_STATE), leaders(bootstrap, OFFSETS)
     assert sorted(txn_leaders.values()) == [1, 2, 3] and sorted(offsets_leaders.values()) == [1, 2, 3]
-    assert {p: hosts(nodes, TXN_STATE, p) for p in range(INTERNAL_PARTITIONS)} == {p: [leader] for p, leader in txn_leaders.items()}
+    # Kafka's default transaction.state.log.replication.factor, 3: a copy on every broker.
+    assert {p: hosts(nodes, TXN_STATE, p) for p in range(INTERNAL_PARTITIONS)} == {p: [1, 2, 3] for p in txn_leaders}
     transactional_id = key_with("producer", lambda p: True)
     c = txn_leaders[coordinator_partition(transactional_id, INTERNAL_PARTITIONS)]
     group = key_with("group", lambda p: offsets_leaders[p] != c)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import urllib.request
 
 import confluent_kafka
+import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kafkawire as kw
@@ -20,6 +22,9 @@ from test_cluster_faults import network  # noqa: F401  (the namespaces fixture)
 
 NOT_LEADER_OR_FOLLOWER = 6
 NOT_ENOUGH_REPLICAS = 19
+OFFSET_OUT_OF_RANGE = 1
+FENCED_LEADER_EPOCH = 74
+UNKNOWN_LEADER_EPOCH = 75
 
 # Short timings, set in config rather than slept on: a follower that stops fetching leaves
 # the ISR within about two seconds, and fetchers retry every 100 ms.
@@ -83,10 +88,58 @@ def producer(nodes) -> confluent_kafka.Producer:
     })
 
 
-def produce(p: confluent_kafka.Producer, topic: str, values: list[bytes], partitions: int = 1, midway=None) -> list[tuple[int, int, bytes]]:
+class KafkaPythonProducer:
+    """kafka-python's idempotent producer with acks=all, behind the calls `produce` makes of a
+    librdkafka one."""
+
+    def __init__(self, nodes):
+        from kafka import KafkaProducer
+        self.p = KafkaProducer(
+            bootstrap_servers=[n.bootstrap for n in nodes],
+            acks="all",
+            enable_idempotence=True,
+            metadata_max_age_ms=500,
+            retry_backoff_ms=50,
+            request_timeout_ms=10_000,
+            delivery_timeout_ms=120_000,
+        )
+
+    def produce(self, topic, value, partition, on_delivery):
+        future = self.p.send(topic, value=value, partition=partition)
+        future.add_callback(lambda md: on_delivery(None, _Delivered(md.partition, md.offset, value)))
+        future.add_errback(lambda e: on_delivery(e, None))
+
+    def poll(self, timeout):
+        time.sleep(timeout)
+        return 0
+
+    def flush(self, timeout):
+        self.p.flush(timeout)
+        return 0
+
+    def close(self):
+        self.p.close(timeout=10)
+
+
+class _Delivered:
+    def __init__(self, partition, offset, value):
+        self._p, self._o, self._v = partition, offset, value
+
+    def partition(self):
+        return self._p
+
+    def offset(self):
+        return self._o
+
+    def value(self):
+        return self._v
+
+
+def produce(p, topic: str, values: list[bytes], partitions: int = 1, midway=None) -> list[tuple[int, int, bytes]]:
     """Produces `values` (round-robin over partitions) and answers what was acknowledged:
     (partition, offset, value). With `midway`, calls it once a third of them are acknowledged,
-    while the rest are queued or in flight."""
+    while the rest are queued or in flight. `p` is a librdkafka producer or a
+    KafkaPythonProducer."""
     acked: list[tuple[int, int, bytes]] = []
     errors = []
 
@@ -138,7 +191,8 @@ def check_history(acked: list[tuple[int, int, bytes]], got: dict[int, list[tuple
         assert read.get((partition, offset)) == value, f"acknowledged {value!r} at {partition}/{offset} but read {read.get((partition, offset))!r}"
 
 
-def test_acks_all_on_three_replicas_survives_killing_each_leader(broker_factory):
+@pytest.mark.parametrize("client", ["librdkafka", "kafka-python"])
+def test_acks_all_on_three_replicas_survives_killing_each_leader_20_times(broker_factory, client):
     nodes = start_cluster(broker_factory, extra_config=[FAST] * 3)
     wait_brokers(nodes)
     topic, partitions = "replicated", 2
@@ -146,24 +200,27 @@ def test_acks_all_on_three_replicas_survives_killing_each_leader(broker_factory)
     leader, replicas, isr = partition_state(nodes, topic)
     assert replicas == [1, 2, 3] and isr == [1, 2, 3] and leader in replicas
 
-    p = producer(nodes)
+    p = producer(nodes) if client == "librdkafka" else KafkaPythonProducer(nodes)
     acked = produce(p, topic, [b"r0-%d" % i for i in range(300)], partitions)
     assert len(acked) == 300
-    rounds = 6
+    # The leader of each partition in turn.
+    rounds, per_round = 20, 600
     for round_ in range(1, rounds + 1):
         partition = round_ % partitions
         leader = partition_state(nodes, topic, partition)[0]
         victim = nodes[leader - 1]
         # Killed while a producer has records in flight to it.
-        acked += produce(p, topic, [b"r%d-%d" % (round_, i) for i in range(3000)], partitions, midway=victim.kill9)
+        acked += produce(p, topic, [b"r%d-%d" % (round_, i) for i in range(per_round)], partitions, midway=victim.kill9)
         survivors = [n for n in nodes if n.is_alive()]
         wait_until(lambda: partition_state(survivors, topic, partition)[0] not in (leader, -1), "another replica to lead", timeout_s=60)
         victim.launch()
         victim.wait_ready()
         # The restarted broker copies what it missed and joins the ISR again.
         wait_isr(nodes, topic, [1, 2, 3], partitions)
-    assert len(acked) == 300 + rounds * 3000
+    assert len(acked) == 300 + rounds * per_round
     check_history(acked, read_all(nodes, topic, partitions, len(acked)))
+    if client != "librdkafka":
+        p.close()
 
     # Followers copy the leader's batches as they are: once all are in sync, every replica's
     # log holds the same bytes.
@@ -227,9 +284,26 @@ def test_a_replica_fetch_from_a_broker_that_is_not_a_replica_moves_nothing(broke
     with kw.Connection(nodes[follower - 1].port) as conn:
         [fetched] = kw.parse_fetch_v4(conn.request(kw.fetch_v4_request, topic, 0, 0))
         assert fetched.error_code == NOT_LEADER_OR_FOLLOWER
+    # A replica's fetch in a leader epoch this broker has not seen, or beyond the leader's log
+    # end, moves nothing either: UNKNOWN_LEADER_EPOCH and OFFSET_OUT_OF_RANGE, as Kafka answers.
+    with kw.Connection(nodes[leader - 1].port) as conn:
+        [fetched] = kw.parse_fetch_v9(conn.request(kw.fetch_v9_request, topic, 0, 0, current_leader_epoch=1, replica_id=follower))
+        assert fetched.error_code == UNKNOWN_LEADER_EPOCH
+        [fetched] = kw.parse_fetch_v9(conn.request(kw.fetch_v9_request, topic, 0, 10**9, current_leader_epoch=0, replica_id=follower))
+        assert fetched.error_code == OFFSET_OUT_OF_RANGE
     # Nothing was disturbed: writes are still acknowledged by both replicas.
     acked = produce(producer(nodes), topic, [b"x-%d" % i for i in range(50)])
     check_history(acked, read_all(nodes, topic, 1, 50))
+
+    # The follower takes over in epoch 1: a fetch from the old leader in epoch 0 is fenced.
+    nodes[leader - 1].kill9()
+    survivors = [n for n in nodes if n.is_alive()]
+    wait_until(lambda: partition_state(survivors, topic)[0] == follower, "the follower to lead")
+    with kw.Connection(nodes[follower - 1].port) as conn:
+        [fetched] = kw.parse_fetch_v9(conn.request(kw.fetch_v9_request, topic, 0, 50, current_leader_epoch=0, replica_id=leader))
+        assert fetched.error_code == FENCED_LEADER_EPOCH
+        [fetched] = kw.parse_fetch_v9(conn.request(kw.fetch_v9_request, topic, 0, 0, current_leader_epoch=-1))
+        assert fetched.error_code == 0 and fetched.high_watermark == 50
 
 
 def test_a_follower_that_stops_fetching_leaves_the_isr_and_rejoins_after(broker_factory):

@@ -189,7 +189,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
     partition_ops::serve(&shard);
     let groups = crate::groups::start(&shard, config.groups.clone());
     let txns = crate::txn::start(&shard, config.txn.clone());
-    serve_composed_calls(&shard, &groups);
+    serve_composed_calls(&shard, &groups, &txns);
     router::spawn_receivers(router, receivers);
 
     let controller = if is_controller {
@@ -242,7 +242,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
 /// The shard calls that reach the coordinators as well as the partitions: a transaction marker
 /// on an offsets partition applies the offsets committed in that transaction; deleted topics'
 /// committed offsets are forgotten; a snapshot carries the request and group metrics.
-fn serve_composed_calls(shard: &Rc<Shard>, groups: &Rc<GroupCoordinator>) {
+fn serve_composed_calls(shard: &Rc<Shard>, groups: &Rc<GroupCoordinator>, txns: &Rc<crate::txn::TxnCoordinator>) {
     let g = groups.clone();
     shard.serve(move |shard, marker: TxnMarker| {
         let groups = g.clone();
@@ -255,10 +255,15 @@ fn serve_composed_calls(shard: &Rc<Shard>, groups: &Rc<GroupCoordinator>) {
         }
     });
     let g = groups.clone();
+    let t = txns.clone();
     shard.serve(move |shard, ApplyMetadata(meta): ApplyMetadata| {
-        let groups = g.clone();
+        let (groups, txns) = (g.clone(), t.clone());
         async move {
             let gone = partition_ops::apply_metadata(&shard, *meta).await;
+            // The coordinators follow the leadership of their state partitions at once, before
+            // any request sees the new metadata's leaders.
+            groups.follow_leadership(&shard);
+            txns.follow_leadership(&shard);
             if !gone.is_empty() {
                 groups.forget_topics(&shard, &gone).await;
             }

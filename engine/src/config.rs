@@ -36,8 +36,8 @@ pub struct BrokerConfig {
     /// `offsets.topic.replication.factor` and `transaction.state.log.replication.factor`:
     /// replicas of each partition of `__consumer_offsets` and `__transaction_state`, fixed at
     /// their creation (a cluster with fewer live brokers then gets one replica per live
-    /// broker). Kafka's default is 3; shardlog's is 1, the only value it takes until its group
-    /// and transaction coordinators move with their partitions' leaders.
+    /// broker, where Kafka would refuse to create them). Kafka's default, 3: the coordinators
+    /// move with their partitions' leaders.
     pub offsets_topic_replication_factor: i16,
     pub transaction_state_log_replication_factor: i16,
     /// `auto.create.topics.enable`.
@@ -291,8 +291,8 @@ impl Default for BrokerConfig {
             listeners: vec![parse_listener("PLAINTEXT://127.0.0.1:9092", None).expect("default listener")],
             num_partitions: 1,
             default_replication_factor: 1,
-            offsets_topic_replication_factor: 1,
-            transaction_state_log_replication_factor: 1,
+            offsets_topic_replication_factor: 3,
+            transaction_state_log_replication_factor: 3,
             auto_create_topics_enable: true,
             max_request_partition_size_limit: 2000,
             log_segment_bytes: 1 << 30,
@@ -545,8 +545,8 @@ impl BrokerConfig {
                 "transaction.abort.timed.out.transaction.cleanup.interval.ms" => c.txn.abort_check_interval_ms = positive(value, key)? as u64,
                 "transaction.state.log.num.partitions" => c.txn.state_partitions = positive(value, key)?,
                 "default.replication.factor" => c.default_replication_factor = replication_factor(value, key)?,
-                "offsets.topic.replication.factor" => c.offsets_topic_replication_factor = internal_replication_factor(value, key)?,
-                "transaction.state.log.replication.factor" => c.transaction_state_log_replication_factor = internal_replication_factor(value, key)?,
+                "offsets.topic.replication.factor" => c.offsets_topic_replication_factor = replication_factor(value, key)?,
+                "transaction.state.log.replication.factor" => c.transaction_state_log_replication_factor = replication_factor(value, key)?,
                 k if crate::security::settings::is_security_property(k) => {} // per listener, below
                 "log.retention.check.interval.ms" => drop(at_least(value, key, 1)?),
                 "inter.broker.listener.name" => c.inter_broker_listener_name = Some(value.trim().to_string()),
@@ -798,16 +798,6 @@ fn replication_factor(value: &str, key: &str) -> Result<i16> {
     }
 }
 
-/// The replication factor of an internal topic: 1 for now. A coordinator's state lives in its
-/// partition's leader's memory, rebuilt from the log only at start, so a copy on another broker
-/// would take over that partition with no groups or transactions in it.
-fn internal_replication_factor(value: &str, key: &str) -> Result<i16> {
-    match replication_factor(value, key)? {
-        1 => Ok(1),
-        n => bail!("{key}={n}: only 1 is valid until shardlog's group and transaction coordinators move with their partitions' leaders (user topics take any replication factor)"),
-    }
-}
-
 fn at_least(value: &str, key: &str, min: u64) -> Result<u64> {
     match value.parse::<u64>() {
         Ok(n) if n >= min => Ok(n),
@@ -1048,17 +1038,16 @@ mod tests {
     }
 
     #[test]
-    fn replication_factors_take_positive_values_and_internal_topics_one() {
+    fn replication_factors_take_positive_values() {
         let c = BrokerConfig::from_properties(&BTreeMap::new()).unwrap();
-        assert_eq!((c.default_replication_factor, c.offsets_topic_replication_factor, c.transaction_state_log_replication_factor), (1, 1, 1));
-        let props = parse_properties("default.replication.factor=3\noffsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=1\n");
+        assert_eq!((c.default_replication_factor, c.offsets_topic_replication_factor, c.transaction_state_log_replication_factor), (1, 3, 3));
+        let props = parse_properties("default.replication.factor=3\noffsets.topic.replication.factor=1\ntransaction.state.log.replication.factor=2\n");
         let c = BrokerConfig::from_properties(&props).unwrap();
-        assert_eq!((c.default_replication_factor, c.offsets_topic_replication_factor, c.transaction_state_log_replication_factor), (3, 1, 1));
+        assert_eq!((c.default_replication_factor, c.offsets_topic_replication_factor, c.transaction_state_log_replication_factor), (3, 1, 2));
         for bad in [
             "default.replication.factor=0\n",
             "offsets.topic.replication.factor=-1\n",
-            "offsets.topic.replication.factor=3\n",
-            "transaction.state.log.replication.factor=2\n",
+            "offsets.topic.replication.factor=0\n",
             "transaction.state.log.replication.factor=40000\n",
         ] {
             assert!(BrokerConfig::from_properties(&parse_properties(bad)).is_err(), "{bad}");

@@ -1,5 +1,6 @@
 //! The broker's own logs (`__consumer_offsets`, `__transaction_state`): replaying a partition
-//! into memory at startup, and appending a batch durably.
+//! into memory when a coordinator takes the partition over, and appending a batch durably and
+//! replicated.
 
 use std::rc::Rc;
 
@@ -7,6 +8,7 @@ use bytes::BytesMut;
 use shardlog_protocol::batch::{self, BatchHeader};
 use shardlog_protocol::error_code as ec;
 
+use crate::shard::Shard;
 use crate::storage::log::{now_ms, AppendInfo, AppendOrigin, Partition, ReadPiece};
 
 /// Bytes read per step of a replay.
@@ -68,18 +70,43 @@ pub fn collect_pieces(pieces: Vec<ReadPiece>) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Appends one batch the broker built and waits for the fdatasync that covers it.
-pub async fn append_durably(p: &Rc<Partition>, batch_bytes: &[u8], origin: AppendOrigin) -> Result<AppendInfo, i16> {
+/// How long a coordinator's write waits for the in-sync replicas of its state partition
+/// (Kafka's `offsets.commit.timeout.ms` default); the client then retries.
+const REPLICATION_TIMEOUT_MS: u64 = 5_000;
+
+/// Appends one batch a coordinator built to its state partition, and waits until it is
+/// durable here and held by every in-sync replica: a write the coordinator answers for must
+/// survive the move of the partition's leadership. Errors are the coordinator's, as Kafka's
+/// coordinators map them: NOT_COORDINATOR when this broker does not (or no longer) lead the
+/// partition or its log failed, COORDINATOR_NOT_AVAILABLE when the in-sync replicas are too
+/// few or too slow; a producer's fenced epoch or broken sequence keeps its own code.
+pub async fn append_durably(shard: &Shard, p: &Rc<Partition>, batch_bytes: &[u8], origin: AppendOrigin) -> Result<AppendInfo, i16> {
+    if shard.owner(&p.topic, p.partition) != Some(shard.id) {
+        tracing::debug!(topic = %p.topic, partition = p.partition, "coordinator write refused: this broker does not lead the partition");
+        return Err(ec::NOT_COORDINATOR);
+    }
+    if shard.leaders.borrow().get(&(p.topic.clone(), p.partition)).is_some_and(|l| l.under_min_isr()) {
+        tracing::warn!(topic = %p.topic, partition = p.partition, "coordinator write refused: fewer in-sync replicas than min.insync.replicas");
+        return Err(ec::COORDINATOR_NOT_AVAILABLE);
+    }
+    // No await between the leadership check and the append: a follower's copy is never written.
     let info = p.append_from(BytesMut::from(batch_bytes), now_ms(), origin).map_err(|e| {
         tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "cannot append to an internal log");
         match e {
             crate::storage::log::AppendError::Producer(e) => crate::shard::partition_ops::producer_error_code(&e),
-            _ => ec::KAFKA_STORAGE_ERROR,
+            _ => ec::NOT_COORDINATOR,
         }
     })?;
     p.wait_durable(info.last_offset).await.map_err(|why| {
         tracing::error!(topic = %p.topic, partition = p.partition, error = %why, "internal log write not durable");
-        ec::KAFKA_STORAGE_ERROR
+        ec::NOT_COORDINATOR
+    })?;
+    crate::shard::partition_ops::wait_replicated(shard, p, info.last_offset, REPLICATION_TIMEOUT_MS).await.map_err(|(code, why)| {
+        tracing::warn!(topic = %p.topic, partition = p.partition, error = %why, "internal log write not replicated");
+        match code {
+            ec::NOT_LEADER_OR_FOLLOWER | ec::KAFKA_STORAGE_ERROR => ec::NOT_COORDINATOR,
+            _ => ec::COORDINATOR_NOT_AVAILABLE,
+        }
     })?;
     Ok(info)
 }

@@ -23,7 +23,6 @@ pub mod offset_store;
 pub mod offsets;
 pub mod responses;
 
-use std::future::Future;
 use std::rc::Rc;
 
 use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
@@ -249,7 +248,12 @@ pub fn start(shard: &Rc<Shard>, config: classic::GroupConfig) -> Rc<GroupCoordin
         let meta = shard.metadata.borrow().clone();
         c.describe(&meta, &call.group)
     });
-    serve(shard, c, |c, _, ListGroups| async move { c.list() });
+    // Asked of every shard, not of one group's coordinator: each lists the groups it loaded.
+    let lister = coordinator.clone();
+    shard.serve(move |_, ListGroups| {
+        let listed = lister.list();
+        async move { listed }
+    });
     serve(shard, c, |c, shard, call: DeleteGroup| async move { c.delete(&shard, &call.group).await });
     serve(shard, c, |c, shard, call: OffsetDelete| async move { c.offset_delete(&shard, &call.group, call.partitions).await });
     serve(shard, c, |c, shard, call: ConsumerGroupHeartbeat| async move {
@@ -268,8 +272,7 @@ fn serve<C, F, Fut>(shard: &Rc<Shard>, coordinator: &Rc<GroupCoordinator>, handl
 where
     C: ShardCall,
     F: Fn(Rc<GroupCoordinator>, Rc<Shard>, C) -> Fut + 'static,
-    Fut: Future<Output = C::Reply> + 'static,
+    Fut: std::future::Future<Output = C::Reply> + 'static,
 {
-    let coordinator = coordinator.clone();
-    shard.serve(move |shard, call: C| handler(coordinator.clone(), shard, call));
+    crate::coordinator::serve(shard, coordinator, |c| &c.loaded, handler);
 }

@@ -46,30 +46,31 @@ fn tombstones(group_id: &str, keys: &[(String, i32)]) -> Vec<(Vec<u8>, Option<Ve
 }
 
 impl GroupCoordinator {
-    /// Replays the `__consumer_offsets` partitions this shard owns into memory.
-    pub(in crate::groups) fn replay_offsets(&self, shard: &Rc<Shard>) {
-        let partitions: Vec<Rc<Partition>> = shard.partitions.borrow().iter().filter(|((t, _), _)| t == OFFSETS_TOPIC).map(|(_, p)| p.clone()).collect();
+    /// Replays one `__consumer_offsets` partition into memory.
+    pub(in crate::groups) fn replay_offsets(&self, shard: &Shard, p: &Partition) {
         let mut loaded = 0usize;
-        for p in partitions {
-            crate::internal_log::replay(&p, |h, bytes| {
-                if h.is_control() {
-                    let commit = shardlog_protocol::batch::control_type(bytes) == Some(shardlog_protocol::batch::CONTROL_TYPE_COMMIT);
-                    self.complete_txn(p.partition, h.producer_id, commit);
-                    return;
+        crate::internal_log::replay(p, |h, bytes| {
+            if h.is_control() {
+                let commit = shardlog_protocol::batch::control_type(bytes) == Some(shardlog_protocol::batch::CONTROL_TYPE_COMMIT);
+                self.complete_txn(p.partition, h.producer_id, commit);
+                return;
+            }
+            for r in shardlog_protocol::batch::records(bytes).unwrap_or_default() {
+                loaded += 1;
+                if h.is_transactional() {
+                    self.stage_txn_record(p.partition, h.producer_id, r.key, r.value);
+                } else {
+                    self.apply_record(r.key, r.value);
                 }
-                for r in shardlog_protocol::batch::records(bytes).unwrap_or_default() {
-                    loaded += 1;
-                    if h.is_transactional() {
-                        self.stage_txn_record(p.partition, h.producer_id, r.key, r.value);
-                    } else {
-                        self.apply_record(r.key, r.value);
-                    }
-                }
-            });
-        }
-        if loaded > 0 {
-            tracing::info!(shard = shard.id, records = loaded, groups = self.groups.borrow().len(), "committed offsets loaded");
-        }
+            }
+        });
+        tracing::info!(
+            shard = shard.id,
+            partition = p.partition,
+            records = loaded,
+            groups = self.groups.borrow().len(),
+            "coordinating the groups of a __consumer_offsets partition; its committed offsets are loaded"
+        );
     }
 
     /// A record of a transactional offset commit, held until its transaction's marker.
@@ -182,12 +183,15 @@ impl GroupCoordinator {
             base_sequence: -1,
         };
         let batch = shardlog_protocol::batch::build_producer_batch(0, now_ms() as i64, &kv, &producer);
-        if let Err(code) = crate::internal_log::append_durably(&p, &batch, crate::storage::log::AppendOrigin::Coordinator).await {
+        if let Err(code) = crate::internal_log::append_durably(shard, &p, &batch, crate::storage::log::AppendOrigin::Coordinator).await {
             let code = if code == ec::INVALID_PRODUCER_EPOCH { ec::PRODUCER_FENCED } else { code };
             for r in &records {
                 codes[r.entry] = code;
             }
             return codes;
+        }
+        if let Err(code) = self.still_coordinating(index) {
+            return vec![code; entries.len()];
         }
         let mut pending = self.txn_offsets.borrow_mut();
         let list = pending.entry((index, producer_id)).or_default();
@@ -258,9 +262,21 @@ impl GroupCoordinator {
         };
         let records: Vec<shardlog_protocol::batch::KeyValue> = kv.iter().map(|(k, v)| (Some(&k[..]), v.as_deref())).collect();
         let batch = build_batch(0, now_ms() as i64, &records);
-        crate::internal_log::append_durably(&p, &batch, crate::storage::log::AppendOrigin::Client).await.map(drop).inspect_err(|code| {
-            tracing::error!(group = group_id, code, "committed offsets not stored");
-        })
+        crate::internal_log::append_durably(shard, &p, &batch, crate::storage::log::AppendOrigin::Client).await.inspect_err(|code| {
+            tracing::warn!(group = group_id, code, "committed offsets not stored");
+        })?;
+        self.still_coordinating(index)
+    }
+
+    /// After a write to the offsets partition: NOT_COORDINATOR when the partition's leadership
+    /// moved away meanwhile. Its groups are forgotten here; the write is in the log, where the
+    /// new coordinator reads it, and the client retries there.
+    fn still_coordinating(&self, partition: i32) -> Result<(), i16> {
+        if self.loaded.owns(partition) {
+            Ok(())
+        } else {
+            Err(ec::NOT_COORDINATOR)
+        }
     }
 
     /// OffsetFetch. `require_stable`: partitions with a transactional commit still pending

@@ -175,7 +175,7 @@ pub async fn produce(
 /// leading (NOT_LEADER_OR_FOLLOWER), or after the request's timeout (REQUEST_TIMED_OUT); in
 /// each case the record may still become committed, and an idempotent producer's retry is
 /// deduplicated.
-async fn wait_replicated(shard: &Shard, p: &Partition, last_offset: i64, timeout_ms: u64) -> Result<(), (i16, String)> {
+pub async fn wait_replicated(shard: &Shard, p: &Partition, last_offset: i64, timeout_ms: u64) -> Result<(), (i16, String)> {
     let deadline = runtime::sleep(Duration::from_millis(timeout_ms));
     let mut deadline = std::pin::pin!(deadline);
     loop {

@@ -41,6 +41,8 @@ pub struct TxnCoordinator {
     /// Transactional ids with a request in progress: a second one gets CONCURRENT_TRANSACTIONS,
     /// which clients retry, so that state changes of one id never interleave.
     busy: RefCell<HashSet<String>>,
+    /// The `__transaction_state` partitions whose transactions this shard coordinates now.
+    pub loaded: crate::coordinator::LoadedPartitions,
     ticker_started: Cell<bool>,
     /// This shard's connections to the brokers that lead partitions of its transactions.
     inter_broker: InterBrokerClient,
@@ -73,6 +75,7 @@ impl TxnCoordinator {
             config,
             txns: RefCell::new(HashMap::new()),
             busy: RefCell::new(HashSet::new()),
+            loaded: Default::default(),
             ticker_started: Cell::new(false),
             inter_broker: InterBrokerClient::new(),
         }
@@ -82,11 +85,32 @@ impl TxnCoordinator {
         self.busy.borrow_mut().insert(id.to_string()).then(|| Busy { coordinator: self, id: id.to_string() })
     }
 
-    /// Replays the `__transaction_state` partitions this shard owns, then starts the ticker,
-    /// which at once finishes transactions that were decided but not completed before a crash.
+    /// Loads the `__transaction_state` partitions this shard coordinates, then starts the
+    /// ticker, which at once finishes transactions that were decided but not completed before
+    /// a crash (or before the partition's previous leader died).
     pub fn load(self: &Rc<Self>, shard: &Rc<Shard>) {
-        let partitions: Vec<_> = shard.partitions.borrow().iter().filter(|((t, _), _)| t == TRANSACTION_STATE_TOPIC).map(|(_, p)| p.clone()).collect();
-        for p in partitions {
+        self.follow_leadership(shard);
+        if !self.ticker_started.replace(true) {
+            let (coordinator, shard) = (self.clone(), shard.clone());
+            runtime::spawn(async move { ticker(coordinator, shard).await }).detach();
+        }
+    }
+
+    /// Keeps the transactional ids in step with the leadership of their `__transaction_state`
+    /// partitions: forgets those of a partition this broker stopped leading, and replays a
+    /// partition it started leading (the ticker then completes what the old leader decided).
+    /// Called after every metadata change, with no await.
+    pub fn follow_leadership(&self, shard: &Rc<Shard>) {
+        let changes = self.loaded.changes(shard, super::COORDINATOR);
+        let partition_count = shard.metadata.borrow().topics.get(TRANSACTION_STATE_TOPIC).map_or(0, |t| t.partitions.len());
+        let forget: HashSet<i32> = changes.unload.iter().copied().chain(changes.load.iter().map(|p| p.partition)).collect();
+        if !forget.is_empty() {
+            self.txns.borrow_mut().retain(|id, _| partition_count > 0 && !forget.contains(&crate::coordinator::partition_for(id, partition_count)));
+        }
+        if !changes.unload.is_empty() {
+            tracing::info!(shard = shard.id, partitions = ?changes.unload, "no longer coordinating the transactions of these __transaction_state partitions");
+        }
+        for p in changes.load {
             crate::internal_log::replay(&p, |_, bytes| {
                 for r in shardlog_protocol::batch::records(bytes).unwrap_or_default() {
                     let Some(id) = r.key.and_then(state_log::decode_key) else { continue };
@@ -96,14 +120,19 @@ impl TxnCoordinator {
                     };
                 }
             });
-        }
-        let open = self.txns.borrow().values().filter(|m| !matches!(m.state, TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort)).count();
-        if !self.txns.borrow().is_empty() {
-            tracing::info!(shard = shard.id, transactional_ids = self.txns.borrow().len(), open, "transaction state loaded");
-        }
-        if !self.ticker_started.replace(true) {
-            let (coordinator, shard) = (self.clone(), shard.clone());
-            runtime::spawn(async move { ticker(coordinator, shard).await }).detach();
+            let txns = self.txns.borrow();
+            let mine = txns.keys().filter(|id| crate::coordinator::partition_for(id, partition_count) == p.partition);
+            let (count, open) = mine.fold((0, 0), |(count, open), id| {
+                let done = matches!(txns[id].state, TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort);
+                (count + 1, open + usize::from(!done))
+            });
+            tracing::info!(
+                shard = shard.id,
+                partition = p.partition,
+                transactional_ids = count,
+                open,
+                "coordinating the transactions of a __transaction_state partition; its state is loaded"
+            );
         }
     }
 
@@ -469,7 +498,13 @@ impl TxnCoordinator {
         let key = state_log::encode_key(id);
         let value = state_log::encode_value(m);
         let batch = build_producer_batch(0, now_ms() as i64, &[(Some(&key), Some(&value))], &BatchProducer::NONE);
-        crate::internal_log::append_durably(&p, &batch, AppendOrigin::Coordinator).await.map(drop)
+        crate::internal_log::append_durably(shard, &p, &batch, AppendOrigin::Coordinator).await?;
+        // The partition's leadership moved meanwhile: its ids were forgotten here, and the new
+        // coordinator reads this write from the log.
+        if !self.loaded.owns(index) {
+            return Err(ec::NOT_COORDINATOR);
+        }
+        Ok(())
     }
 
     /// Aborts transactions past their timeout, and retries decided ones left incomplete.

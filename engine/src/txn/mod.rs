@@ -132,31 +132,19 @@ pub struct TxnDescription {
 /// wherever it is). Once the shard has its partitions, [`TxnCoordinator::load`] replays them.
 pub fn start(shard: &Rc<Shard>, config: TxnConfig) -> Rc<TxnCoordinator> {
     let coordinator = Rc::new(TxnCoordinator::new(config));
-    let c = coordinator.clone();
-    shard.serve(move |shard, call: InitProducerId| {
-        let c = c.clone();
-        async move { c.init_producer_id(&shard, &call.transactional_id, call.timeout_ms, call.producer_id, call.producer_epoch).await }
+    let c = &coordinator;
+    serve(shard, c, |c, shard, call: InitProducerId| async move {
+        c.init_producer_id(&shard, &call.transactional_id, call.timeout_ms, call.producer_id, call.producer_epoch).await
     });
-    let c = coordinator.clone();
-    shard.serve(move |shard, call: AddPartitions| {
-        let c = c.clone();
-        async move { c.add_partitions(&shard, &call.transactional_id, call.producer_id, call.producer_epoch, &call.partitions).await }
+    serve(shard, c, |c, shard, call: AddPartitions| async move {
+        c.add_partitions(&shard, &call.transactional_id, call.producer_id, call.producer_epoch, &call.partitions).await
     });
-    let c = coordinator.clone();
-    shard.serve(move |shard, call: EndTxn| {
-        let c = c.clone();
-        async move { c.end_txn(&shard, &call.transactional_id, call.producer_id, call.producer_epoch, call.commit).await.err().unwrap_or(ec::NONE) }
+    serve(shard, c, |c, shard, call: EndTxn| async move {
+        c.end_txn(&shard, &call.transactional_id, call.producer_id, call.producer_epoch, call.commit).await.err().unwrap_or(ec::NONE)
     });
-    let c = coordinator.clone();
-    shard.router.serve(move |call: Verify| {
-        let code = c.verify(&call);
-        async move { code }
-    });
-    let c = coordinator.clone();
-    shard.router.serve(move |call: Describe| {
-        let described = c.describe(&call.transactional_id).ok_or(ec::TRANSACTIONAL_ID_NOT_FOUND);
-        async move { described }
-    });
+    serve(shard, c, |c, _, call: Verify| async move { c.verify(&call) });
+    serve(shard, c, |c, _, call: Describe| async move { c.describe(&call.transactional_id).ok_or(ec::TRANSACTIONAL_ID_NOT_FOUND) });
+    // Asked of every shard, not of one id's coordinator: each lists the ids it loaded.
     let c = coordinator.clone();
     shard.router.serve(move |call: List| {
         let listed = c.list(&call);
@@ -194,4 +182,14 @@ fn coordinator_broker_elsewhere(shard: &Shard, transactional_id: &str) -> Option
     let index = COORDINATOR.partition(&meta, transactional_id)?;
     let p = meta.topics.get(TRANSACTION_STATE_TOPIC)?.partitions.get(index as usize)?;
     (!p.replicas.is_empty() && p.leader != shard.config.node_id && p.leader != crate::metadata::records::NO_LEADER).then_some(p.leader)
+}
+
+/// Registers the service for calls of type `C`, handing it this shard's coordinator.
+fn serve<C, F, Fut>(shard: &Rc<Shard>, coordinator: &Rc<TxnCoordinator>, handler: F)
+where
+    C: ShardCall,
+    F: Fn(Rc<TxnCoordinator>, Rc<Shard>, C) -> Fut + 'static,
+    Fut: std::future::Future<Output = C::Reply> + 'static,
+{
+    crate::coordinator::serve(shard, coordinator, |c| &c.loaded, handler);
 }

@@ -127,6 +127,8 @@ pub struct GroupCoordinator {
     /// commit marker applies them, the abort marker drops them.
     pub(in crate::groups) txn_offsets: RefCell<HashMap<(i32, i64), Vec<super::offset_store::PendingTxnOffset>>>,
     waiters: Waiters,
+    /// The `__consumer_offsets` partitions whose groups this shard coordinates now.
+    pub(in crate::groups) loaded: crate::coordinator::LoadedPartitions,
     next_member: Cell<u64>,
     pub config: GroupConfig,
     limits: ClassicLimits,
@@ -139,6 +141,7 @@ impl GroupCoordinator {
             groups: RefCell::new(HashMap::new()),
             txn_offsets: RefCell::new(HashMap::new()),
             waiters: Waiters::default(),
+            loaded: Default::default(),
             next_member: Cell::new(1),
             limits: config.classic_limits(),
             config,
@@ -155,14 +158,56 @@ impl GroupCoordinator {
         format!("{prefix}-{}-{n}", uuid::Uuid::new_v4())
     }
 
-    /// Replays the `__consumer_offsets` partitions this shard owns into memory, and starts
-    /// the ticker. Called once the shard has its partitions.
+    /// Loads the `__consumer_offsets` partitions this shard coordinates, and starts the
+    /// ticker. Called once the shard has its partitions.
     pub fn load(self: &Rc<Self>, shard: &Rc<Shard>) {
-        self.replay_offsets(shard);
+        self.follow_leadership(shard);
         if !self.ticker_started.replace(true) {
             let (coordinator, shard) = (self.clone(), shard.clone());
             runtime::spawn(async move { ticker(coordinator, shard).await }).detach();
         }
+    }
+
+    /// Keeps the groups in step with the leadership of their `__consumer_offsets` partitions:
+    /// forgets the groups of a partition this broker stopped leading (answering their waiting
+    /// JoinGroup and SyncGroup requests NOT_COORDINATOR, so that their members find the new
+    /// coordinator), and replays a partition it started leading. Called after every metadata
+    /// change, with no await, so no request sees a partition half loaded.
+    pub fn follow_leadership(&self, shard: &Rc<Shard>) {
+        let changes = self.loaded.changes(shard, super::COORDINATOR);
+        let partition_count = shard.metadata.borrow().topics.get(super::offsets::OFFSETS_TOPIC).map_or(0, |t| t.partitions.len());
+        let reloaded: Vec<i32> = changes.load.iter().map(|p| p.partition).collect();
+        for partition in changes.unload.iter().chain(&reloaded) {
+            self.forget_partition(*partition, partition_count);
+        }
+        if !changes.unload.is_empty() {
+            tracing::info!(shard = shard.id, partitions = ?changes.unload, "no longer coordinating the groups of these __consumer_offsets partitions");
+        }
+        for p in changes.load {
+            self.replay_offsets(shard, &p);
+        }
+    }
+
+    /// Drops every group of one `__consumer_offsets` partition, and its pending transactional
+    /// offsets.
+    fn forget_partition(&self, partition: i32, partition_count: usize) {
+        let gone: Vec<(String, Group)> = {
+            let mut groups = self.groups.borrow_mut();
+            let ids: Vec<String> =
+                groups.keys().filter(|id| partition_count == 0 || crate::coordinator::partition_for(id, partition_count) == partition).cloned().collect();
+            ids.into_iter().filter_map(|id| groups.remove(&id).map(|g| (id, g))).collect()
+        };
+        for (_, group) in &gone {
+            for waiter in group.classic.waiters() {
+                if let Some(tx) = self.waiters.joins.borrow_mut().remove(&waiter) {
+                    let _ = tx.send(responses::join_error(ec::NOT_COORDINATOR, ""));
+                }
+                if let Some(tx) = self.waiters.syncs.borrow_mut().remove(&waiter) {
+                    let _ = tx.send(responses::sync_error(ec::NOT_COORDINATOR));
+                }
+            }
+        }
+        self.txn_offsets.borrow_mut().retain(|(p, _), _| *p != partition);
     }
 
     pub(in crate::groups) async fn join(&self, request: JoinGroupRequest, version: i16, client_id: String, client_host: String) -> JoinGroupResponse {
