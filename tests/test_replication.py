@@ -431,3 +431,36 @@ def test_a_follower_behind_the_leaders_log_start_starts_over_there(broker_factor
     assert copied == [(o, v) for _, o, v in sorted(acked) if o >= 80]
     checkpoint = (follower.data_dir / f"{topic}-0" / "log-start-offset-checkpoint").read_text()
     assert f"{topic} 0 80" in checkpoint.splitlines(), checkpoint
+
+
+def test_leadership_returns_to_preferred_replicas_after_a_broker_comes_back(broker_factory):
+    # auto.leader.rebalance.enable (Kafka's default), checked every second instead of 300.
+    nodes = start_cluster(broker_factory, extra_config=[{**FAST, "leader.imbalance.check.interval.seconds": 1}] * 3)
+    wait_brokers(nodes)
+    topic, partitions = "balanced", 3
+    create(nodes, topic, partitions, 3)
+    wait_isr(nodes, topic, [1, 2, 3], partitions)
+
+    def leaders_and_preferred(live):
+        md = admin_of(live).list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: (md[p].leader, md[p].replicas[0]) for p in range(partitions)}
+
+    preferred = {p: pref for p, (_, pref) in leaders_and_preferred(nodes).items()}
+    wait_until(lambda: all(leader == pref for leader, pref in leaders_and_preferred(nodes).values()), "every partition to be led by its preferred replica")
+    assert sorted(preferred.values()) == [1, 2, 3]
+    p = producer(nodes)
+    acked = produce(p, topic, [b"a-%d" % i for i in range(300)], partitions)
+
+    victim = nodes[preferred[0] - 1]
+    victim.kill9()
+    survivors = [n for n in nodes if n.is_alive()]
+    wait_until(lambda: leaders_and_preferred(survivors)[0][0] not in (victim.node_id, -1), "another replica to lead partition 0")
+    acked += produce(p, topic, [b"b-%d" % i for i in range(300)], partitions)
+    victim.launch()
+    victim.wait_ready()
+    # Once it is back in every ISR, the controller hands its preferred partition back to it.
+    wait_isr(nodes, topic, [1, 2, 3], partitions)
+    wait_until(lambda: leaders_and_preferred(nodes) == {p: (pref, pref) for p, pref in preferred.items()}, "leadership to return to the preferred replicas")
+    assert any("leadership moved back to preferred replicas" in n.run_log() for n in nodes)
+    acked += produce(p, topic, [b"c-%d" % i for i in range(300)], partitions)
+    check_history(acked, read_all(nodes, topic, partitions, len(acked)))

@@ -200,6 +200,11 @@ pub struct ReplicationConfig {
     pub fetch_backoff_ms: u64,
     /// `replica.lag.time.max.ms`: a follower that has not caught up for this long leaves the ISR.
     pub lag_time_max_ms: u64,
+    /// `auto.leader.rebalance.enable`: the active controller moves leadership back to each
+    /// partition's preferred replica once it is live and in sync again.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`: how often it looks.
+    pub leader_imbalance_check_interval_s: u64,
 }
 
 impl Default for ReplicationConfig {
@@ -210,6 +215,8 @@ impl Default for ReplicationConfig {
             fetch_response_max_bytes: 10 << 20,
             fetch_backoff_ms: 1000,
             lag_time_max_ms: 30_000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_s: 300,
         }
     }
 }
@@ -460,6 +467,8 @@ impl BrokerConfig {
                 "replica.fetch.response.max.bytes" => c.replication.fetch_response_max_bytes = at_least(value, key, 1)? as usize,
                 "replica.fetch.backoff.ms" => c.replication.fetch_backoff_ms = at_least(value, key, 0)?,
                 "replica.lag.time.max.ms" => c.replication.lag_time_max_ms = at_least(value, key, 1)?,
+                "auto.leader.rebalance.enable" => c.replication.auto_leader_rebalance_enable = value.parse().with_context(context)?,
+                "leader.imbalance.check.interval.seconds" => c.replication.leader_imbalance_check_interval_s = at_least(value, key, 1)?,
                 "broker.rack" => {
                     if value.len() > BROKER_RACK_BYTES_MAX {
                         bail!("broker.rack is {} bytes; give a rack name of at most {BROKER_RACK_BYTES_MAX}", value.len());

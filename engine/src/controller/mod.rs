@@ -761,6 +761,32 @@ impl Controller {
         }
     }
 
+    /// `auto.leader.rebalance.enable`: moves leadership back to the preferred replica (the
+    /// first) of each partition where it is live and in the ISR, as Kafka's controller does
+    /// every `leader.imbalance.check.interval.seconds`, so that leaders do not stay piled on
+    /// the brokers that survived a failure. Each move is a preferred election (a new leader
+    /// epoch); at most [`BALANCE_ELECTIONS_MAX`] per round.
+    async fn balance_leaders(&self) {
+        if preferred_elections(&self.view.borrow()).is_empty() {
+            return;
+        }
+        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
+        if self.ensure_ready().await.is_err() {
+            return;
+        }
+        let old = self.view.borrow().clone();
+        let mut new = old.clone();
+        let wanted = preferred_elections(&old);
+        let moved = wanted.iter().filter(|(topic, partition)| elect_leader(&mut new, topic, *partition, ELECTION_PREFERRED).is_ok()).count();
+        if moved == 0 {
+            return;
+        }
+        match self.commit(&old, &new).await {
+            Ok(()) => tracing::info!(partitions = moved, "auto.leader.rebalance.enable: leadership moved back to preferred replicas"),
+            Err((code, msg)) => tracing::warn!(code, error = %msg, "moving leadership back to preferred replicas failed; trying again at the next check"),
+        }
+    }
+
     /// Registers this node with the active controller, retrying until it is done.
     async fn register(&self) {
         let registration = self.registration();
@@ -1151,6 +1177,23 @@ fn elect_leader(meta: &mut ClusterMetadata, topic: &str, partition: i32, electio
     Ok(leader)
 }
 
+/// Preferred elections one leader-balancing round makes at most (Kafka's controller's bound).
+const BALANCE_ELECTIONS_MAX: usize = 1000;
+
+/// The partitions whose preferred replica (the first) is registered, not fenced and in the
+/// ISR, but does not lead: those a preferred election would move, at most
+/// [`BALANCE_ELECTIONS_MAX`].
+fn preferred_elections(meta: &ClusterMetadata) -> Vec<(String, i32)> {
+    let live = |id: i32| meta.brokers.get(&id).is_some_and(|b| !b.fenced);
+    meta.topics
+        .iter()
+        .flat_map(|(name, t)| t.partitions.iter().enumerate().map(move |(i, p)| (name, i as i32, p)))
+        .filter(|(_, _, p)| p.replicas.first().is_some_and(|&preferred| preferred != p.leader && live(preferred) && p.isr.contains(&preferred)))
+        .map(|(name, i, _)| (name.clone(), i))
+        .take(BALANCE_ELECTIONS_MAX)
+        .collect()
+}
+
 /// Registers this node, then heartbeats every `broker.heartbeat.interval.ms`; registers again
 /// when the controller no longer knows it.
 async fn keep_registered(controller: Weak<Controller>) {
@@ -1192,9 +1235,16 @@ async fn keep_registered(controller: Weak<Controller>) {
 /// Whenever this node becomes the ready leader, writes what the cluster needs first; while it
 /// leads, fences brokers that stopped heartbeating.
 async fn lead(controller: Weak<Controller>) {
+    let mut last_balance = std::time::Instant::now();
     loop {
         let Some(c) = controller.upgrade() else { return };
         let status = c.quorum().status();
+        let replication = &c.shard.config.replication;
+        let balance_interval = Duration::from_secs(replication.leader_imbalance_check_interval_s);
+        if status.ready_leader && replication.auto_leader_rebalance_enable && last_balance.elapsed() >= balance_interval {
+            last_balance = std::time::Instant::now();
+            c.balance_leaders().await;
+        }
         if status.ready_leader && c.bootstrapped_term.get() != status.term {
             match c.bootstrap().await {
                 Ok(()) => c.bootstrapped_term.set(status.term),
@@ -1980,6 +2030,22 @@ mod tests {
         }
         meta.topics.insert("t".into(), TopicMetadata { id: uuid::Uuid::new_v4(), partitions: placed, configs: BTreeMap::new() });
         meta
+    }
+
+    #[test]
+    fn leader_balancing_elects_only_preferred_replicas_that_are_live_and_in_sync() {
+        let fenced = BrokerRegistration { fenced: true, ..broker(3, None) };
+        let meta = with_partitions(
+            &[broker(1, None), broker(2, None), fenced],
+            &[
+                (&[1, 2], &[1, 2], 1), // led by its preferred replica
+                (&[1, 2], &[1, 2], 2), // preferred replica live and in sync: moves
+                (&[3, 1], &[3, 1], 1), // preferred replica fenced
+                (&[2, 1], &[1], 1),    // preferred replica out of sync
+                (&[2, 1], &[2, 1], 1), // moves
+            ],
+        );
+        assert_eq!(preferred_elections(&meta), vec![("t".to_string(), 1), ("t".to_string(), 4)]);
     }
 
     #[test]
