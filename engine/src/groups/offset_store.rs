@@ -98,6 +98,9 @@ impl GroupCoordinator {
     }
 
     fn apply_record(&self, key: Option<&[u8]>, value: Option<&[u8]>) {
+        if let Some(group) = key.and_then(offsets::decode_group_key) {
+            return self.apply_membership(group, value);
+        }
         let Some((group, topic, partition)) = key.and_then(offsets::decode_key) else { return };
         let mut groups = self.groups.borrow_mut();
         match value.and_then(offsets::decode_value) {
@@ -108,6 +111,27 @@ impl GroupCoordinator {
                 if let Some(g) = groups.get_mut(&group) {
                     g.offsets.remove(&(topic, partition));
                     if g.offsets.is_empty() && g.classic.state() == GroupState::Empty {
+                        groups.remove(&group);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A GroupMetadata record: the classic group as it was stored (a tombstone, or a record
+    /// that does not decode, leaves it Empty).
+    fn apply_membership(&self, group: String, value: Option<&[u8]>) {
+        let mut groups = self.groups.borrow_mut();
+        match value.and_then(offsets::decode_group_value) {
+            Some(stored) => {
+                let g = groups.entry(group).or_insert_with(Group::new);
+                g.classic = super::classic::ClassicGroup::restore(&stored, now_ms());
+                g.empty_since_ms = if g.classic.has_members() { None } else { Some(now_ms()) };
+            }
+            None => {
+                if let Some(g) = groups.get_mut(&group) {
+                    g.classic = super::classic::ClassicGroup::new();
+                    if g.offsets.is_empty() && !g.has_members() {
                         groups.remove(&group);
                     }
                 }
@@ -253,7 +277,7 @@ impl GroupCoordinator {
     }
 
     /// Appends records to the group's offsets partition and waits for the fdatasync.
-    async fn append_durably(&self, shard: &Rc<Shard>, group_id: &str, kv: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), i16> {
+    pub(in crate::groups) async fn append_durably(&self, shard: &Rc<Shard>, group_id: &str, kv: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), i16> {
         let partition_count = shard.metadata.borrow().topics.get(OFFSETS_TOPIC).map(|t| t.partitions.len()).unwrap_or(0);
         let index = crate::coordinator::partition_for(group_id, partition_count);
         let Some(p) = shard.local_partition(OFFSETS_TOPIC, index) else {
@@ -377,10 +401,11 @@ impl GroupCoordinator {
                 Some(g) => g.offsets.keys().cloned().collect(),
             }
         };
-        if !keys.is_empty() {
-            if let Err(code) = self.append_durably(shard, group_id, &tombstones(group_id, &keys)).await {
-                return code;
-            }
+        // The offsets and the stored membership go: the group is not restored by a replay.
+        let mut kv = tombstones(group_id, &keys);
+        kv.push((offsets::encode_group_key(group_id), None));
+        if let Err(code) = self.append_durably(shard, group_id, &kv).await {
+            return code;
         }
         self.groups.borrow_mut().remove(group_id);
         tracing::info!(group = group_id, offsets = keys.len(), "group deleted");

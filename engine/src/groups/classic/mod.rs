@@ -127,6 +127,10 @@ pub struct GroupCoordinator {
     /// commit marker applies them, the abort marker drops them.
     pub(in crate::groups) txn_offsets: RefCell<HashMap<(i32, i64), Vec<super::offset_store::PendingTxnOffset>>>,
     waiters: Waiters,
+    /// Groups whose membership changed (a rebalance completed, or they emptied) since the
+    /// writer last stored it: at most one entry per group.
+    membership_changed: RefCell<std::collections::BTreeSet<String>>,
+    membership_written: crate::notify::Notify,
     /// The `__consumer_offsets` partitions whose groups this shard coordinates now.
     pub(in crate::groups) loaded: crate::coordinator::LoadedPartitions,
     next_member: Cell<u64>,
@@ -142,6 +146,8 @@ impl GroupCoordinator {
             txn_offsets: RefCell::new(HashMap::new()),
             waiters: Waiters::default(),
             loaded: Default::default(),
+            membership_changed: Default::default(),
+            membership_written: Default::default(),
             next_member: Cell::new(1),
             limits: config.classic_limits(),
             config,
@@ -163,8 +169,32 @@ impl GroupCoordinator {
     pub fn load(self: &Rc<Self>, shard: &Rc<Shard>) {
         self.follow_leadership(shard);
         if !self.ticker_started.replace(true) {
-            let (coordinator, shard) = (self.clone(), shard.clone());
-            runtime::spawn(async move { ticker(coordinator, shard).await }).detach();
+            let (coordinator, on) = (self.clone(), shard.clone());
+            runtime::spawn(async move { ticker(coordinator, on).await }).detach();
+            let (coordinator, on) = (self.clone(), shard.clone());
+            runtime::spawn(async move { membership_writer(coordinator, on).await }).detach();
+        }
+    }
+
+    /// Stores the membership of each group in `membership_changed` (its GroupMetadata record),
+    /// in the state it has when its turn comes. Best effort, as a write after the clients were
+    /// answered: a membership that is not stored costs a rebalance if the coordinator moves.
+    async fn store_memberships(&self, shard: &Rc<Shard>) {
+        let groups: Vec<String> = std::mem::take(&mut *self.membership_changed.borrow_mut()).into_iter().collect();
+        for group_id in groups {
+            let partition_count = shard.metadata.borrow().topics.get(super::offsets::OFFSETS_TOPIC).map_or(0, |t| t.partitions.len());
+            let partition = crate::coordinator::partition_for(&group_id, partition_count);
+            if !self.loaded.owns(partition) {
+                continue;
+            }
+            let stored = match self.groups.borrow().get(&group_id) {
+                Some(g) if matches!(g.classic.state(), GroupState::Stable | GroupState::Empty) => g.classic.to_stored(now_ms()),
+                _ => continue,
+            };
+            let kv = [(super::offsets::encode_group_key(&group_id), Some(super::offsets::encode_group_value(&stored)))];
+            if let Err(code) = self.append_durably(shard, &group_id, &kv).await {
+                tracing::debug!(group = %group_id, code, "group membership not stored; its members rejoin if the coordinator moves");
+            }
         }
     }
 
@@ -309,7 +339,15 @@ impl GroupCoordinator {
                     let tx = tx.unwrap_or_else(|| panic!("SyncGroup waiter {waiter} answered twice, or never registered"));
                     let _ = tx.send(responses::sync(answer));
                 }
-                Effect::Note(note) => log_note(group_id, note),
+                Effect::Note(note) => {
+                    if matches!(note, Note::Stable { .. } | Note::Empty) {
+                        // Kafka stores a group's membership when a rebalance completes and when
+                        // the group empties: a coordinator taking the partition over knows it.
+                        self.membership_changed.borrow_mut().insert(group_id.to_string());
+                        self.membership_written.notify_all();
+                    }
+                    log_note(group_id, note)
+                }
             }
         }
     }
@@ -388,6 +426,20 @@ fn log_note(group_id: &str, note: Note) {
             tracing::info!(group = group_id, member = %member_id, "member removed: it did not rejoin within the rebalance timeout")
         }
         Note::Empty => tracing::info!(group = group_id, "group is empty"),
+    }
+}
+
+async fn membership_writer(groups: Rc<GroupCoordinator>, shard: Rc<Shard>) {
+    while !shard.shutting_down.get() {
+        if groups.membership_changed.borrow().is_empty() {
+            let written = groups.membership_written.notified();
+            futures::select! {
+                _ = futures::FutureExt::fuse(written) => {}
+                _ = futures::FutureExt::fuse(runtime::sleep(Duration::from_millis(TICK_MS))) => {}
+            }
+            continue;
+        }
+        groups.store_memberships(&shard).await;
     }
 }
 

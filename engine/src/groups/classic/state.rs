@@ -29,6 +29,8 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use shardlog_protocol::error_code as ec;
 
+use crate::groups::offsets::{StoredGroup, StoredMember};
+
 /// The driver's name for a request that waits for its answer; unique among those waiting.
 pub type Waiter = u64;
 
@@ -257,6 +259,76 @@ impl ClassicGroup {
             rebalance_deadline_ms: 0,
             initial_delay_until_ms: None,
         }
+    }
+
+    /// The group's membership as its GroupMetadata record keeps it: the members with the
+    /// chosen protocol's subscription and their assignment (none while it rebalances, as Kafka
+    /// writes it only once a rebalance completed, or the group emptied).
+    pub fn to_stored(&self, now_ms: u64) -> StoredGroup {
+        let protocol = self.protocol_name.clone();
+        StoredGroup {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: protocol.clone(),
+            leader: self.leader.clone(),
+            state_timestamp_ms: now_ms as i64,
+            members: self
+                .members
+                .values()
+                .map(|m| StoredMember {
+                    member_id: m.member_id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: i32::try_from(m.rebalance_timeout_ms).unwrap_or(i32::MAX),
+                    session_timeout_ms: i32::try_from(m.session_timeout_ms).unwrap_or(i32::MAX),
+                    subscription: protocol.as_deref().map(|p| m.metadata_for(p)).unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The group a GroupMetadata record describes, as a coordinator that takes its partition
+    /// over finds it: Stable with those members (each with a full session from `now_ms`, so a
+    /// member that is gone expires and a rebalance follows), or Empty at that generation. A
+    /// record that names no usable leader or protocol gives an Empty group.
+    pub fn restore(stored: &StoredGroup, now_ms: u64) -> ClassicGroup {
+        let mut g = ClassicGroup::new();
+        g.generation = stored.generation.max(0);
+        g.protocol_type = Some(stored.protocol_type.clone()).filter(|t| !t.is_empty());
+        let usable = g.generation > 0
+            && !stored.members.is_empty()
+            && stored.protocol.is_some()
+            && stored.leader.as_ref().is_some_and(|l| stored.members.iter().any(|m| &m.member_id == l));
+        if !usable {
+            return g;
+        }
+        for m in &stored.members {
+            if let Some(instance) = &m.instance_id {
+                g.static_members.insert(instance.clone(), m.member_id.clone());
+            }
+            let member = Member {
+                member_id: m.member_id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout_ms: m.session_timeout_ms.max(0) as u64,
+                rebalance_timeout_ms: m.rebalance_timeout_ms.max(0) as u64,
+                protocol_type: stored.protocol_type.clone(),
+                protocols: vec![(stored.protocol.clone().unwrap_or_default(), m.subscription.clone())],
+                assignment: m.assignment.clone(),
+                last_heartbeat_ms: now_ms,
+                join_waiter: None,
+                join_version: 0,
+                sync_waiter: None,
+            };
+            g.members.insert(m.member_id.clone(), member);
+        }
+        g.protocol_name = stored.protocol.clone();
+        g.leader = stored.leader.clone();
+        g.state = GroupState::Stable;
+        g
     }
 
     pub fn state(&self) -> GroupState {

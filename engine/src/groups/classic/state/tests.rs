@@ -475,3 +475,30 @@ fn subscribed_topics_come_from_the_chosen_protocol() {
     assert_eq!(h.group.subscribed_topics(), vec!["a".to_string(), "b".to_string()]);
     assert_eq!(parse_subscription_topics(&[0, 0, 0, 0, 0, 5, 0]), Vec::<String>::new(), "a cut array ends the list");
 }
+
+#[test]
+fn a_restored_group_keeps_its_members_generation_and_assignments() {
+    let mut h = Harness::new(0);
+    let (w, effects) = h.join("", 1_000);
+    let j = joined(&effects, w);
+    h.sync(&j.member_id, 1, &[(&j.member_id, "mine")], 1_100);
+    let stored = h.group.to_stored(1_200);
+    assert_eq!((stored.generation, stored.leader.as_deref(), stored.members.len()), (1, Some(j.member_id.as_str()), 1));
+    assert_eq!(stored.members[0].subscription, Bytes::from("range-metadata"));
+
+    // Another coordinator takes over at t=50_000: the member goes on without a rebalance.
+    let mut restored = ClassicGroup::restore(&stored, 50_000);
+    restored.check_invariants();
+    assert_eq!(restored.state(), GroupState::Stable);
+    assert_eq!(restored.member(&j.member_id).map(|m| m.assignment.clone()), Some(Bytes::from("mine")));
+    assert_eq!(restored.heartbeat(1, &j.member_id, None, 50_100), ec::NONE);
+    assert_eq!(restored.subscribed_topics(), h.group.subscribed_topics());
+    // A member that stops heartbeating expires one session after its last heartbeat.
+    let effects = restored.tick(&h.limits, 50_100 + SESSION_MS as u64 + 1);
+    assert_eq!(removed(&effects, RemovalCause::SessionTimeout), vec![j.member_id.clone()]);
+
+    // An emptied group's record restores an Empty group at its generation.
+    let empty = ClassicGroup::restore(&StoredGroup { members: Vec::new(), leader: None, protocol: None, ..stored }, 50_000);
+    empty.check_invariants();
+    assert_eq!((empty.state(), empty.generation()), (GroupState::Empty, 1));
+}
