@@ -225,8 +225,10 @@ def test_explicit_replica_assignments_place_partitions_on_the_named_brokers(brok
 
     # New partitions on chosen brokers too.
     admin.create_partitions([NewPartitions("placed", 6, replica_assignment=[[2], [1]])])["placed"].result(timeout=30)
-    assert leaders(bootstrap, "placed") == {0: 3, 1: 1, 2: 3, 3: 2, 4: 2, 5: 1}
-    assert hosts(nodes, "placed", 4) == [2] and hosts(nodes, "placed", 5) == [1]
+    # Committed by the controller when answered; each broker applies it a moment later.
+    want = {0: 3, 1: 1, 2: 3, 3: 2, 4: 2, 5: 1}
+    wait_until(lambda: leaders(bootstrap, "placed") == want, f"{bootstrap} to list the new partitions' leaders {want}", timeout_s=30)
+    wait_until(lambda: hosts(nodes, "placed", 4) == [2] and hosts(nodes, "placed", 5) == [1], "brokers 2 and 1 to hold the new partitions", timeout_s=30)
 
     def refused(future) -> tuple[int, str]:
         try:
