@@ -539,3 +539,40 @@ def test_kafka_tools_against_a_three_node_cluster(broker_factory, tmp_path):
 
     groups = ok(kafka_tool("kafka-consumer-groups", "--bootstrap-server", second, "--list", "--type", tmp_path=tmp_path)).splitlines()
     assert [line.split() for line in groups[1:] if line.strip()] == [["spread-g", "Classic"]]
+
+
+def test_kafka_topics_lists_under_replicated_unavailable_and_at_min_isr_partitions(broker_factory, tmp_path):
+    # A controller of its own, so that a broker killed leaves the quorum up to fence it.
+    nodes = start_cluster(broker_factory, count=4, roles=["controller", "broker", "broker", "broker"])
+    wait_brokers(nodes)
+    brokers = nodes[1:]
+    bootstrap = brokers[0].bootstrap
+
+    def listed(kind: str) -> list[dict[str, str]]:
+        """kafka-topics.sh --describe --<kind>-partitions: one dict per partition line."""
+        out = ok(kafka_tool("kafka-topics", "--bootstrap-server", bootstrap, "--describe", f"--{kind}-partitions", tmp_path=tmp_path))
+        return sorted((fields(line) for line in out.splitlines() if line.strip().startswith("Topic:")), key=lambda p: (p["Topic"], p["Partition"]))
+
+    ok(kafka_tool("kafka-topics", "--bootstrap-server", bootstrap, "--create", "--topic", "three", "--partitions", "3", "--replication-factor", "3",
+                  "--config", "min.insync.replicas=2", tmp_path=tmp_path))
+    # One replica each, on brokers 2, 3 and 4: the one on the killed broker has no leader left.
+    ok(kafka_tool("kafka-topics", "--bootstrap-server", bootstrap, "--create", "--topic", "single", "--replica-assignment", "2,3,4", tmp_path=tmp_path))
+    clients.wait_for_partitions(bootstrap, "three", 3)
+    clients.wait_until(lambda: all(sorted(p["Isr"].split(",")) == ["2", "3", "4"] for p in describe_topic(bootstrap, "three", tmp_path)[1]),
+                       "every partition of 'three' to have its full ISR")
+    assert listed("under-replicated") == [] and listed("unavailable") == []
+    # One in-sync replica where min.insync.replicas is 1 is at the minimum too, as Kafka's tool counts.
+    assert {(p["Topic"], p["Partition"]) for p in listed("at-min-isr")} == {("single", "0"), ("single", "1"), ("single", "2")}
+
+    nodes[3].kill9()  # broker 4
+    clients.wait_until(lambda: len(listed("under-replicated")) == 3, "the three partitions of 'three' to be under-replicated")
+    under = listed("under-replicated")
+    assert [p["Topic"] for p in under] == ["three"] * 3 and all(sorted(p["Isr"].split(",")) == ["2", "3"] for p in under), under
+    # ISR of two with min.insync.replicas=2: at the minimum.
+    assert {("three", "0"), ("three", "1"), ("three", "2")} <= {(p["Topic"], p["Partition"]) for p in listed("at-min-isr")}
+    [unavailable] = listed("unavailable")
+    assert (unavailable["Topic"], unavailable["Partition"], unavailable["Leader"], unavailable["Replicas"]) == ("single", "2", "none", "4"), unavailable
+
+    nodes[3].launch()
+    nodes[3].wait_ready()
+    clients.wait_until(lambda: listed("under-replicated") == [] and listed("unavailable") == [], "the restarted broker to catch up and lead again")
