@@ -22,7 +22,7 @@ use std::os::fd::{AsFd, FromRawFd, IntoRawFd};
 
 pub use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 pub use glommio::net::{TcpListener, TcpStream};
-pub use glommio::sync::Semaphore;
+pub use glommio::sync::{Permit, Semaphore};
 pub use glommio::task::JoinHandle;
 pub use glommio::timer::sleep;
 pub use glommio::{yield_if_needed, LocalExecutorBuilder as Executor, Placement, Task, TaskQueueHandle};

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use crate::runtime::Semaphore;
+use crate::runtime::{Permit, Semaphore};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use shardlog_protocol::error_code as ec;
@@ -644,9 +644,7 @@ impl Controller {
     }
 
     async fn register_broker_here(&self, registration: BrokerRegistration, registrant: Registrant) -> Result<(), (i16, String)> {
-        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
-        self.ensure_ready().await?;
-        let old = self.view.borrow().clone();
+        let (_permit, old) = self.begin_change().await?;
         let node_id = registration.node_id;
         // The active controller registering itself needs no check: it won its election as
         // voter node_id, so no other process of that id can be live (two would be one voter
@@ -742,11 +740,7 @@ impl Controller {
         if silent.is_empty() {
             return;
         }
-        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
-        if self.ensure_ready().await.is_err() {
-            return;
-        }
-        let old = self.view.borrow().clone();
+        let Ok((_permit, old)) = self.begin_change().await else { return };
         let mut new = old.clone();
         for id in &silent {
             tracing::warn!(
@@ -770,11 +764,7 @@ impl Controller {
         if preferred_elections(&self.view.borrow()).is_empty() {
             return;
         }
-        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
-        if self.ensure_ready().await.is_err() {
-            return;
-        }
-        let old = self.view.borrow().clone();
+        let Ok((_permit, old)) = self.begin_change().await else { return };
         let mut new = old.clone();
         let wanted = preferred_elections(&old);
         let moved = wanted.iter().filter(|(topic, partition)| elect_leader(&mut new, topic, *partition, ELECTION_PREFERRED).is_ok()).count();
@@ -826,6 +816,16 @@ impl Controller {
     /// Waits (bounded) until this node may change metadata: the quorum's ready leader, whose
     /// first records of its term (see [`Controller::bootstrap`]) are in, so that nothing is
     /// recorded before a new cluster's id.
+    /// The start of a metadata change: holds the one-change-at-a-time permit, waits until
+    /// this node may write the log (`ensure_ready`), and answers the view to change. The permit
+    /// must be held until the change is committed.
+    async fn begin_change(&self) -> Result<(Permit<'_>, ClusterMetadata), (i16, String)> {
+        let permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
+        self.ensure_ready().await?;
+        let view = self.view.borrow().clone();
+        Ok((permit, view))
+    }
+
     async fn ensure_ready(&self) -> Result<(), (i16, String)> {
         self.ensure_leader().await?;
         let deadline = std::time::Instant::now() + leader_wait(&self.shard);
@@ -1306,9 +1306,7 @@ impl Controller {
     }
 
     async fn alter_partition_here(&self, change: AlterPartition) -> Result<PartitionState, (i16, String)> {
-        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
-        self.ensure_ready().await?;
-        let old = self.view.borrow().clone();
+        let (_permit, old) = self.begin_change().await?;
         let mut new = old.clone();
         let state = alter_isr(&mut new, &change)?;
         if new != old {
@@ -1491,9 +1489,7 @@ impl Controller {
     }
 
     async fn delete_acls_here(&self, request: DeleteAcls) -> Result<Vec<Vec<crate::authorizer::AclBinding>>, (i16, String)> {
-        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
-        self.ensure_ready().await?;
-        let old = self.view.borrow().clone();
+        let (_permit, old) = self.begin_change().await?;
         let mut meta = old.clone();
         let deleted: Vec<Vec<crate::authorizer::AclBinding>> =
             request.filters.iter().map(|f| meta.acls.acls.iter().filter(|a| f.matches(a)).cloned().collect()).collect();
@@ -1537,12 +1533,11 @@ impl Controller {
     }
 
     async fn change_here(&self, request: ControllerRequest) -> Vec<(String, i16, Option<String>)> {
-        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
         let shard = &self.shard;
-        if let Err((code, msg)) = self.ensure_ready().await {
-            return request.names().into_iter().map(|n| (n, code, Some(msg.clone()))).collect();
-        }
-        let old = self.view.borrow().clone();
+        let (_permit, old) = match self.begin_change().await {
+            Ok(started) => started,
+            Err((code, msg)) => return request.names().into_iter().map(|n| (n, code, Some(msg.clone()))).collect(),
+        };
         let mut meta = old.clone();
         let mut results = Vec::new();
         let mut changed = false;
