@@ -110,3 +110,96 @@ pub async fn append_durably(shard: &Shard, p: &Rc<Partition>, batch_bytes: &[u8]
     })?;
     Ok(info)
 }
+
+/// The fields of the records in the broker's own logs, in Kafka's classic (non-flexible)
+/// encoding: big-endian integers, strings and byte arrays after an i16 / i32 length (-1: null).
+/// Reads answer None when the input ends early or a length does not fit what is left, so a
+/// damaged record is skipped, never trusted.
+pub mod fields {
+    use bytes::{Buf, Bytes};
+
+    pub fn put_string(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as i16).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    pub fn put_nullable_string(out: &mut Vec<u8>, s: Option<&str>) {
+        match s {
+            Some(s) => put_string(out, s),
+            None => out.extend_from_slice(&(-1i16).to_be_bytes()),
+        }
+    }
+
+    pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+        out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+        out.extend_from_slice(b);
+    }
+
+    pub fn get_i8(buf: &mut &[u8]) -> Option<i8> {
+        buf.try_get_i8().ok()
+    }
+
+    pub fn get_i16(buf: &mut &[u8]) -> Option<i16> {
+        buf.try_get_i16().ok()
+    }
+
+    pub fn get_i32(buf: &mut &[u8]) -> Option<i32> {
+        buf.try_get_i32().ok()
+    }
+
+    pub fn get_i64(buf: &mut &[u8]) -> Option<i64> {
+        buf.try_get_i64().ok()
+    }
+
+    /// A non-null string (a null one is damage here).
+    pub fn get_string(buf: &mut &[u8]) -> Option<String> {
+        let len = usize::try_from(get_i16(buf)?).ok()?;
+        let s = buf.get(..len)?;
+        let s = String::from_utf8(s.to_vec()).ok()?;
+        buf.advance(len);
+        Some(s)
+    }
+
+    pub fn get_nullable_string(buf: &mut &[u8]) -> Option<Option<String>> {
+        let mut peek = *buf;
+        if get_i16(&mut peek)? == -1 {
+            *buf = peek;
+            return Some(None);
+        }
+        get_string(buf).map(Some)
+    }
+
+    /// Bytes after an i32 length; a null (-1) reads as empty.
+    pub fn get_bytes(buf: &mut &[u8]) -> Option<Bytes> {
+        let len = usize::try_from(get_i32(buf)?).unwrap_or(0);
+        let b = Bytes::copy_from_slice(buf.get(..len)?);
+        buf.advance(len);
+        Some(b)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn fields_round_trip_and_short_input_is_none() {
+            let mut out = Vec::new();
+            put_string(&mut out, "id");
+            put_nullable_string(&mut out, None);
+            put_bytes(&mut out, b"xyz");
+            out.extend_from_slice(&7i64.to_be_bytes());
+            let mut buf = &out[..];
+            assert_eq!(get_string(&mut buf).as_deref(), Some("id"));
+            assert_eq!(get_nullable_string(&mut buf), Some(None));
+            assert_eq!(get_bytes(&mut buf), Some(Bytes::from_static(b"xyz")));
+            assert_eq!(get_i64(&mut buf), Some(7));
+            assert!(buf.is_empty());
+            for cut in [1, 3, 7, 9] {
+                let mut short = &out[..cut];
+                let whole = (|| Some((get_string(&mut short)?, get_nullable_string(&mut short)?, get_bytes(&mut short)?, get_i64(&mut short)?)))();
+                assert_eq!(whole, None, "cut at {cut}");
+            }
+            assert_eq!(get_string(&mut &(-1i16).to_be_bytes()[..]), None, "a null where a string must be");
+        }
+    }
+}

@@ -14,6 +14,7 @@
 
 use bytes::Bytes;
 
+use crate::internal_log::fields::{get_bytes, get_i16, get_i32, get_i64, get_nullable_string, get_string, put_bytes, put_nullable_string, put_string};
 pub use crate::metadata::OFFSETS_TOPIC;
 const KEY_VERSION_OFFSET: i16 = 1;
 const VALUE_VERSION: i16 = 3;
@@ -26,36 +27,6 @@ pub struct CommittedOffset {
     pub leader_epoch: i32,
     pub metadata: String,
     pub commit_timestamp_ms: i64,
-}
-
-fn put_string(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as i16).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn get_i16(buf: &mut &[u8]) -> Option<i16> {
-    let (head, rest) = buf.split_first_chunk::<2>()?;
-    *buf = rest;
-    Some(i16::from_be_bytes(*head))
-}
-fn get_i32(buf: &mut &[u8]) -> Option<i32> {
-    let (head, rest) = buf.split_first_chunk::<4>()?;
-    *buf = rest;
-    Some(i32::from_be_bytes(*head))
-}
-fn get_i64(buf: &mut &[u8]) -> Option<i64> {
-    let (head, rest) = buf.split_first_chunk::<8>()?;
-    *buf = rest;
-    Some(i64::from_be_bytes(*head))
-}
-fn get_string(buf: &mut &[u8]) -> Option<String> {
-    let len = get_i16(buf)?;
-    if len < 0 || len as usize > buf.len() {
-        return None;
-    }
-    let (s, rest) = buf.split_at(len as usize);
-    *buf = rest;
-    String::from_utf8(s.to_vec()).ok()
 }
 
 pub fn encode_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
@@ -117,39 +88,6 @@ pub struct StoredMember {
     pub session_timeout_ms: i32,
     pub subscription: Bytes,
     pub assignment: Bytes,
-}
-
-fn put_nullable_string(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => put_string(out, s),
-        None => out.extend_from_slice(&(-1i16).to_be_bytes()),
-    }
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as i32).to_be_bytes());
-    out.extend_from_slice(b);
-}
-
-fn get_nullable_string(buf: &mut &[u8]) -> Option<Option<String>> {
-    let mut peek = *buf;
-    if get_i16(&mut peek)? == -1 {
-        *buf = peek;
-        return Some(None);
-    }
-    get_string(buf).map(Some)
-}
-
-fn get_bytes(buf: &mut &[u8]) -> Option<Bytes> {
-    let len = get_i32(buf)?;
-    // A null (-1) subscription or assignment reads as empty.
-    let len = usize::try_from(len).unwrap_or(0);
-    if len > buf.len() {
-        return None;
-    }
-    let (b, rest) = buf.split_at(len);
-    *buf = rest;
-    Some(Bytes::copy_from_slice(b))
 }
 
 pub fn encode_group_key(group: &str) -> Vec<u8> {

@@ -9,6 +9,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::internal_log::fields::{get_i16, get_i32, get_i64, get_i8, get_string, put_string};
+
 pub use crate::metadata::TRANSACTION_STATE_TOPIC;
 const KEY_VERSION: i16 = 0;
 const VALUE_VERSION: i16 = 0;
@@ -73,27 +75,6 @@ pub struct TxnMetadata {
     pub start_ms: i64,
 }
 
-fn put_string(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as i16).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn take<const N: usize>(buf: &mut &[u8]) -> Option<[u8; N]> {
-    let (head, rest) = buf.split_first_chunk::<N>()?;
-    *buf = rest;
-    Some(*head)
-}
-
-fn get_string(buf: &mut &[u8]) -> Option<String> {
-    let len = i16::from_be_bytes(take::<2>(buf)?);
-    if len < 0 || len as usize > buf.len() {
-        return None;
-    }
-    let (s, rest) = buf.split_at(len as usize);
-    *buf = rest;
-    String::from_utf8(s.to_vec()).ok()
-}
-
 pub fn encode_key(transactional_id: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + transactional_id.len());
     out.extend_from_slice(&KEY_VERSION.to_be_bytes());
@@ -102,7 +83,7 @@ pub fn encode_key(transactional_id: &str) -> Vec<u8> {
 }
 
 pub fn decode_key(mut key: &[u8]) -> Option<String> {
-    if i16::from_be_bytes(take::<2>(&mut key)?) != KEY_VERSION {
+    if get_i16(&mut key)? != KEY_VERSION {
         return None;
     }
     get_string(&mut key)
@@ -136,27 +117,27 @@ pub fn encode_value(m: &TxnMetadata) -> Vec<u8> {
 }
 
 pub fn decode_value(mut value: &[u8]) -> Option<TxnMetadata> {
-    if i16::from_be_bytes(take::<2>(&mut value)?) != VALUE_VERSION {
+    if get_i16(&mut value)? != VALUE_VERSION {
         return None;
     }
-    let producer_id = i64::from_be_bytes(take::<8>(&mut value)?);
-    let producer_epoch = i16::from_be_bytes(take::<2>(&mut value)?);
-    let timeout_ms = i32::from_be_bytes(take::<4>(&mut value)?);
-    let state = TxnState::from_id(take::<1>(&mut value)?[0] as i8)?;
-    let topics = i32::from_be_bytes(take::<4>(&mut value)?);
+    let producer_id = get_i64(&mut value)?;
+    let producer_epoch = get_i16(&mut value)?;
+    let timeout_ms = get_i32(&mut value)?;
+    let state = TxnState::from_id(get_i8(&mut value)?)?;
+    let topics = get_i32(&mut value)?;
     let mut partitions = BTreeSet::new();
     for _ in 0..topics.max(0) {
         let topic = get_string(&mut value)?;
-        let count = i32::from_be_bytes(take::<4>(&mut value)?);
+        let count = get_i32(&mut value)?;
         if count < 0 || count as usize > value.len() / 4 || partitions.len() + count as usize > TXN_PARTITIONS_MAX {
             return None;
         }
         for _ in 0..count {
-            partitions.insert((topic.clone(), i32::from_be_bytes(take::<4>(&mut value)?)));
+            partitions.insert((topic.clone(), get_i32(&mut value)?));
         }
     }
-    let last_update_ms = i64::from_be_bytes(take::<8>(&mut value)?);
-    let start_ms = i64::from_be_bytes(take::<8>(&mut value)?);
+    let last_update_ms = get_i64(&mut value)?;
+    let start_ms = get_i64(&mut value)?;
     Some(TxnMetadata { producer_id, producer_epoch, timeout_ms, state, partitions, last_update_ms, start_ms })
 }
 
