@@ -84,6 +84,8 @@ CLUSTER_APIS = {
     23: (2, 4),  # OffsetForLeaderEpoch (v0-1 left Kafka 4.0; every version in test_leader_epochs.py)
     64: (0, 0),  # UnregisterBroker (test_cluster_broker_admin.py)
     43: (0, 2),  # ElectLeaders (test_cluster_broker_admin.py)
+    45: (0, 1),  # AlterPartitionReassignments (test_replication_reassignment.py)
+    46: (0, 0),  # ListPartitionReassignments (test_replication_reassignment.py)
     80: (0, 0),  # AddRaftVoter (KIP-853; test_cluster_dynamic_quorum.py)
     81: (0, 0),  # RemoveRaftVoter (KIP-853; test_cluster_dynamic_quorum.py)
 }

@@ -4,8 +4,7 @@ three-node cluster. The tools come from a Kafka 4.x binary distribution named by
 without one (or without `java`) every test here is skipped, with the reason.
 
 These cover what the tools do right today; what they still find answered differently from Kafka
-(ListOffsets v8+ for `--time -4/-5`, ElectLeaders, ListPartitionReassignments, the client-quota
-APIs behind `kafka-configs.sh --entity-type users|clients`, ...) is not asserted here.
+(ListOffsets v8+ for `--time -4/-5`, ...) is not asserted here.
 """
 
 from __future__ import annotations
@@ -576,3 +575,42 @@ def test_kafka_topics_lists_under_replicated_unavailable_and_at_min_isr_partitio
     nodes[3].launch()
     nodes[3].wait_ready()
     clients.wait_until(lambda: listed("under-replicated") == [] and listed("unavailable") == [], "the restarted broker to catch up and lead again")
+
+
+def test_kafka_reassign_partitions_moves_partitions_with_a_throttle_and_verifies(broker_factory, tmp_path):
+    # Three combined nodes and a fourth broker, which takes over replicas.
+    nodes = start_cluster(broker_factory, count=4, roles=["broker,controller"] * 3 + ["broker"])
+    wait_brokers(nodes)
+    bootstrap = nodes[0].bootstrap
+    ok(kafka_tool("kafka-topics", "--bootstrap-server", bootstrap, "--create", "--topic", "moved", "--replica-assignment", "1:2,2:3", tmp_path=tmp_path))
+    clients.wait_for_partitions(bootstrap, "moved", 2)
+    produce(bootstrap, "moved", [(i % 2, None, b"v%d" % i, None) for i in range(100)], acks="all")
+
+    # --generate proposes moves onto the brokers named, from the cluster's own description.
+    topics_file = tmp_path / "topics.json"
+    topics_file.write_text('{"version": 1, "topics": [{"topic": "moved"}]}')
+    out = ok(kafka_tool("kafka-reassign-partitions", "--bootstrap-server", bootstrap, "--generate", "--topics-to-move-json-file", str(topics_file),
+                        "--broker-list", "2,3,4", tmp_path=tmp_path))
+    assert "Current partition replica assignment" in out and "Proposed partition reassignment configuration" in out, out
+
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"version": 1, "partitions": [{"topic": "moved", "partition": 0, "replicas": [4, 2]},'
+                    ' {"topic": "moved", "partition": 1, "replicas": [3, 4]}]}')
+    out = ok(kafka_tool("kafka-reassign-partitions", "--bootstrap-server", bootstrap, "--execute", "--reassignment-json-file", str(plan),
+                        "--throttle", "50000000", tmp_path=tmp_path))
+    assert "Successfully started partition reassignments for moved-0,moved-1" in out, out
+
+    def verified() -> bool:
+        out = ok(kafka_tool("kafka-reassign-partitions", "--bootstrap-server", bootstrap, "--verify", "--reassignment-json-file", str(plan),
+                            tmp_path=tmp_path))
+        return "Reassignment of partition moved-0 is completed." in out and "Reassignment of partition moved-1 is completed." in out and out
+
+    out = clients.wait_until(verified, "kafka-reassign-partitions.sh --verify to report both moves completed")
+    # --verify clears the throttle it set once everything is done.
+    assert "Clearing broker-level throttles on brokers" in out and "Clearing topic-level throttles on topic moved" in out, out
+    replicas = {p["Partition"]: p["Replicas"] for p in describe_topic(bootstrap, "moved", tmp_path)[1]}
+    assert replicas == {"0": "4,2", "1": "3,4"}, replicas
+    assert "No partition reassignments found." in ok(kafka_tool("kafka-reassign-partitions", "--bootstrap-server", bootstrap, "--list", tmp_path=tmp_path))
+    configs = ok(kafka_tool("kafka-configs", "--bootstrap-server", bootstrap, "--describe", "--entity-type", "topics", "--entity-name", "moved",
+                            tmp_path=tmp_path))
+    assert "throttled" not in configs, configs

@@ -191,6 +191,8 @@ request_bodies! {
     AlterClientQuotas => AlterClientQuotasRequest,
     UnregisterBroker => UnregisterBrokerRequest,
     ElectLeaders => ElectLeadersRequest,
+    AlterPartitionReassignments => AlterPartitionReassignmentsRequest,
+    ListPartitionReassignments => ListPartitionReassignmentsRequest,
 }
 
 /// True when the table has a decoder for this api key and `kafka-protocol` decodes this version.

@@ -300,6 +300,8 @@ static APIS: &[Api] = &[
     Api::new(80, "0", "0+", &ADD_RAFT_VOTER),
     Api::new(81, "0", "0+", &REMOVE_RAFT_VOTER),
     Api::new(43, "0-2", "2+", &ELECT_LEADERS),
+    Api::new(45, "0-1", "0+", &ALTER_PARTITION_REASSIGNMENTS),
+    Api::new(46, "0", "0+", &LIST_PARTITION_REASSIGNMENTS),
 ];
 
 fn find_api(api_key: i16) -> Option<&'static Api> {
@@ -948,6 +950,31 @@ static ELECT_LEADERS: Struct = plain_struct!("ElectLeadersRequest" {
 static ELECT_LEADERS_TOPIC: Struct = plain_struct!("TopicPartitions" {
     "Topic": STRING, "0+";
     "PartitionId": ARRAY_INT32, "0+";
+});
+
+// AlterPartitionReassignments (45)
+static ALTER_PARTITION_REASSIGNMENTS: Struct = plain_struct!("AlterPartitionReassignmentsRequest" {
+    "TimeoutMs": INT32, "0+";
+    "AllowReplicationFactorChange": BOOL, "1+";
+    "Topics": array(&ALTER_PARTITION_REASSIGNMENTS_TOPIC), "0+";
+});
+static ALTER_PARTITION_REASSIGNMENTS_TOPIC: Struct = plain_struct!("ReassignableTopic" {
+    "Name": STRING, "0+";
+    "Partitions": array(&ALTER_PARTITION_REASSIGNMENTS_PARTITION), "0+";
+});
+static ALTER_PARTITION_REASSIGNMENTS_PARTITION: Struct = plain_struct!("ReassignablePartition" {
+    "PartitionIndex": INT32, "0+";
+    "Replicas": ARRAY_INT32, "0+", nullable "0+";
+});
+
+// ListPartitionReassignments (46)
+static LIST_PARTITION_REASSIGNMENTS: Struct = plain_struct!("ListPartitionReassignmentsRequest" {
+    "TimeoutMs": INT32, "0+";
+    "Topics": array(&LIST_PARTITION_REASSIGNMENTS_TOPIC), "0+", nullable "0+";
+});
+static LIST_PARTITION_REASSIGNMENTS_TOPIC: Struct = plain_struct!("ListPartitionReassignmentsTopics" {
+    "Name": STRING, "0+";
+    "PartitionIndexes": ARRAY_INT32, "0+";
 });
 
 // UnregisterBroker (64)

@@ -23,6 +23,9 @@ use kafka_protocol::messages::{
     offset_delete_request, offset_fetch_request, produce_request, sync_group_request,
 };
 use kafka_protocol::messages::{
+    alter_partition_reassignments_request, list_partition_reassignments_request, AlterPartitionReassignmentsRequest, ListPartitionReassignmentsRequest,
+};
+use kafka_protocol::messages::{
     consumer_group_heartbeat_request, AlterConfigsRequest, ApiVersionsRequest, BrokerId, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
     DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest,
@@ -142,6 +145,8 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (80, 0, 0),
     (81, 0, 0),
     (43, 0, 2),
+    (45, 0, 1),
+    (46, 0, 0),
 ];
 
 fn declared_versions() -> impl Iterator<Item = (i16, i16)> {
@@ -843,6 +848,20 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                 &ElectLeadersRequest::default().with_election_type(i8::from(v >= 1)).with_topic_partitions((!nulls).then_some(topics)).with_timeout_ms(30_000),
                 v,
             )
+        }
+        45 => {
+            use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+            let partitions = vec![
+                ReassignablePartition::default().with_partition_index(0).with_replicas(Some(vec![BrokerId(4), BrokerId(2)])),
+                ReassignablePartition::default().with_partition_index(1).with_replicas((!nulls).then(|| vec![BrokerId(3)])),
+            ];
+            let topics = vec![ReassignableTopic::default().with_name(topic("orders")).with_partitions(partitions)];
+            encode(&AlterPartitionReassignmentsRequest::default().with_allow_replication_factor_change(v == 0 || nulls).with_topics(topics), v)
+        }
+        46 => {
+            use list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+            let topics = vec![ListPartitionReassignmentsTopics::default().with_name(topic("orders")).with_partition_indexes(vec![0, 1])];
+            encode(&ListPartitionReassignmentsRequest::default().with_topics((!nulls).then_some(topics)), v)
         }
         _ => panic!("no sample for api key {api_key}"),
     }

@@ -72,6 +72,14 @@ pub enum ControllerRequest {
         election_type: i8,
         partitions: Vec<(String, i32)>,
     },
+    /// AlterPartitionReassignments (KIP-455): for each (topic, partition), the replicas to move
+    /// it to, or None to cancel its reassignment; one result each, named `topic-partition`.
+    /// `allow_replication_factor_change` (KIP-860): whether a target may have another number of
+    /// replicas than the partition has.
+    AlterPartitionReassignments {
+        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+        allow_replication_factor_change: bool,
+    },
 }
 
 /// ElectLeaders' election types (KIP-460).
@@ -141,6 +149,7 @@ impl ControllerRequest {
             ControllerRequest::AlterClientQuotas { entries, .. } => entries.iter().map(QuotaAlteration::name).collect(),
             ControllerRequest::UnregisterBroker { node_id } => vec![format!("broker {node_id}")],
             ControllerRequest::ElectLeaders { partitions, .. } => partitions.iter().map(|(t, p)| format!("{t}-{p}")).collect(),
+            ControllerRequest::AlterPartitionReassignments { partitions, .. } => partitions.iter().map(|(t, p, _)| format!("{t}-{p}")).collect(),
         }
     }
 }
@@ -250,11 +259,14 @@ pub struct PartitionState {
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub isr: Vec<i32>,
+    /// The replicas: an ISR change may complete a reassignment, which changes them.
+    #[serde(default)]
+    pub replicas: Vec<i32>,
 }
 
 impl PartitionState {
     fn of(p: &PartitionPlacement) -> PartitionState {
-        PartitionState { leader: p.leader, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch, isr: p.isr.clone() }
+        PartitionState { leader: p.leader, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch, isr: p.isr.clone(), replicas: p.replicas.clone() }
     }
 }
 
@@ -1135,8 +1147,107 @@ fn alter_isr(meta: &mut ClusterMetadata, change: &AlterPartition) -> Result<Part
     if current != sorted {
         p.isr = change.new_isr.clone();
         p.partition_epoch += 1;
+        let live: std::collections::BTreeSet<i32> = live.iter().filter(|(_, &up)| up).map(|(&id, _)| id).collect();
+        if complete_reassignment(p, &live) {
+            tracing::info!(partition = %name, replicas = ?p.replicas, isr = ?p.isr, leader = p.leader, "reassignment completed: every added replica is in sync");
+        }
     }
     Ok(PartitionState::of(p))
+}
+
+/// Starts, replaces or cancels (`target` None) one partition's reassignment, as Kafka's
+/// ReplicationControlManager does (KIP-455): the replicas become the target followed by those
+/// the target leaves out, which stay (and may lead) until every added replica has joined the
+/// ISR; then [`complete_reassignment`] drops them. A cancel takes out the replicas being
+/// added. A reassignment that adds nothing completes at once.
+fn reassign(
+    meta: &mut ClusterMetadata,
+    topic: &str,
+    partition: i32,
+    target: Option<&[i32]>,
+    allow_replication_factor_change: bool,
+) -> Result<(), (i16, String)> {
+    let name = format!("{topic}-{partition}");
+    let live: std::collections::BTreeSet<i32> = meta.brokers.values().filter(|b| !b.fenced).map(|b| b.node_id).collect();
+    let unknown = || (ec::UNKNOWN_TOPIC_OR_PARTITION, format!("No such partition as {name}"));
+    let p = meta.topics.get(topic).and_then(|t| usize::try_from(partition).ok().and_then(|i| t.partitions.get(i))).ok_or_else(unknown)?;
+    if let Some(target) = target {
+        validate_manual_replicas(meta, partition, target, None)?;
+        let replication_factor = p.replicas.len() - p.adding_replicas.len();
+        if !allow_replication_factor_change && target.len() != replication_factor {
+            return Err((
+                ec::INVALID_REPLICATION_FACTOR,
+                format!(
+                    "{name}: the reassignment changes the replication factor from {replication_factor} to {}, and the request does not allow that",
+                    target.len()
+                ),
+            ));
+        }
+    }
+    let p = meta.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(partition as usize)).ok_or_else(unknown)?;
+    let before = p.clone();
+    match target {
+        None => {
+            if !p.reassigning() {
+                return Err((ec::NO_REASSIGNMENT_IN_PROGRESS, format!("{name} has no reassignment in progress")));
+            }
+            let adding = std::mem::take(&mut p.adding_replicas);
+            p.removing_replicas.clear();
+            p.replicas.retain(|r| !adding.contains(r));
+            p.isr.retain(|r| !adding.contains(r));
+            if p.isr.is_empty() {
+                // Every in-sync replica was one being added: the others become the ISR, which
+                // may lack acknowledged records, as Kafka's revert does.
+                tracing::warn!(partition = %name, replicas = ?p.replicas, "cancelled reassignment leaves no in-sync replica; the remaining replicas become the ISR");
+                p.isr = p.replicas.clone();
+            }
+            let leader = if p.isr.contains(&p.leader) { p.leader } else { isr_leader(&p.replicas, &p.isr, &live) };
+            if leader != p.leader || !adding.is_empty() {
+                p.leader_epoch += 1;
+            }
+            p.leader = leader;
+        }
+        Some(target) => {
+            let current = p.replicas.clone();
+            // A replica the reassignment this one replaces was adding is still being added
+            // (Kafka would count it as kept, and could complete without it ever in sync).
+            let still_adding = std::mem::take(&mut p.adding_replicas);
+            p.removing_replicas = current.iter().copied().filter(|r| !target.contains(r)).collect();
+            p.adding_replicas = target.iter().copied().filter(|r| !current.contains(r) || still_adding.contains(r)).collect();
+            p.replicas = target.iter().copied().chain(p.removing_replicas.iter().copied()).collect();
+            complete_reassignment(p, &live);
+        }
+    }
+    if *p != before {
+        p.partition_epoch = before.partition_epoch + 1;
+    }
+    Ok(())
+}
+
+/// Completes a partition's reassignment once every replica it adds is in the ISR and some
+/// replica it keeps is in sync (Kafka's PartitionReassignmentReplicas.maybeCompleteReassignment):
+/// the replicas it removes leave the replicas and the ISR, a new leader is elected from the
+/// ISR if the old one left, and the leader epoch is bumped whenever a replica left, so that
+/// the removed ones stop fetching. Returns whether it completed.
+fn complete_reassignment(p: &mut PartitionPlacement, live: &std::collections::BTreeSet<i32>) -> bool {
+    if !p.reassigning() {
+        return false;
+    }
+    let isr: Vec<i32> = p.isr.iter().copied().filter(|r| !p.removing_replicas.contains(r)).collect();
+    if isr.is_empty() || !p.adding_replicas.iter().all(|r| isr.contains(r)) {
+        return false;
+    }
+    let removing = std::mem::take(&mut p.removing_replicas);
+    p.adding_replicas.clear();
+    p.replicas.retain(|r| !removing.contains(r));
+    p.isr = isr;
+    let leader = if p.isr.contains(&p.leader) { p.leader } else { isr_leader(&p.replicas, &p.isr, live) };
+    if leader != p.leader || !removing.is_empty() {
+        p.leader_epoch += 1;
+    }
+    p.leader = leader;
+    p.partition_epoch += 1;
+    true
 }
 
 /// One partition's leader election, as Kafka's ReplicationControlManager.electLeader: the new
@@ -1667,6 +1778,26 @@ impl Controller {
                     });
                 }
             }
+            ControllerRequest::AlterPartitionReassignments { partitions, allow_replication_factor_change } => {
+                for (topic, partition, target) in partitions {
+                    let name = format!("{topic}-{partition}");
+                    let before = meta.topics.get(&topic).and_then(|t| t.partitions.get(usize::try_from(partition).ok()?)).cloned();
+                    let outcome = reassign(&mut meta, &topic, partition, target.as_deref(), allow_replication_factor_change);
+                    let after = meta.topics.get(&topic).and_then(|t| t.partitions.get(usize::try_from(partition).ok()?));
+                    changed |= after != before.as_ref();
+                    results.push(match outcome {
+                        Ok(()) => {
+                            let p = after.expect("reassigned");
+                            match target {
+                                Some(target) => tracing::info!(partition = %name, ?target, replicas = ?p.replicas, adding = ?p.adding_replicas, removing = ?p.removing_replicas, "reassignment started"),
+                                None => tracing::info!(partition = %name, replicas = ?p.replicas, "reassignment cancelled"),
+                            }
+                            (name, ec::NONE, None)
+                        }
+                        Err((code, msg)) => (name, code, Some(msg)),
+                    });
+                }
+            }
         }
         if changed {
             if let Err((code, msg)) = self.commit(&old, &meta).await {
@@ -2164,7 +2295,7 @@ mod tests {
         assert_eq!(states(&meta), vec![(1, vec![1], 2, 5)], "nothing changed by a refusal");
         // Accepted: a new partition epoch, the same leader epoch.
         let state = alter_isr(&mut meta, &change(1, 2, 5, &[1, 3, 2])).expect("valid");
-        assert_eq!(state, PartitionState { leader: 1, leader_epoch: 2, partition_epoch: 6, isr: vec![1, 3, 2] });
+        assert_eq!(state, PartitionState { leader: 1, leader_epoch: 2, partition_epoch: 6, isr: vec![1, 3, 2], replicas: vec![1, 2, 3, 4, 5] });
         assert_eq!(states(&meta), vec![(1, vec![1, 3, 2], 2, 6)]);
         // The same ISR again (in any order): the current state, no change.
         let before = meta.clone();
@@ -2174,6 +2305,87 @@ mod tests {
         assert_eq!(code(&mut meta, change(1, 2, 5, &[1, 3, 2])), Err(ec::INVALID_UPDATE_VERSION));
         // A shrink.
         assert_eq!(alter_isr(&mut meta, &change(1, 2, 6, &[1])).map(|s| (s.isr, s.partition_epoch)), Ok((vec![1], 7)));
+    }
+
+    /// (replicas, adding, removing, isr, leader, leader epoch, partition epoch) of a partition.
+    type Moving = (Vec<i32>, Vec<i32>, Vec<i32>, Vec<i32>, i32, i32, i32);
+
+    /// [`Moving`] of "t"'s partition.
+    fn moving(meta: &ClusterMetadata, partition: usize) -> Moving {
+        let p = &meta.topics["t"].partitions[partition];
+        (p.replicas.clone(), p.adding_replicas.clone(), p.removing_replicas.clone(), p.isr.clone(), p.leader, p.leader_epoch, p.partition_epoch)
+    }
+
+    #[test]
+    fn a_reassignment_adds_replicas_first_and_removes_the_old_ones_when_the_new_are_in_sync() {
+        let brokers = [broker(1, None), broker(2, None), broker(3, None), broker(4, None)];
+        let mut meta = with_partitions(&brokers, &[(&[1, 2, 3], &[1, 2, 3], 1), (&[1, 2], &[1, 2], 1)]);
+        // Move partition 0 from 1,2,3 to 4,2,3: 4 is added and 1 (the leader) stays meanwhile.
+        reassign(&mut meta, "t", 0, Some(&[4, 2, 3]), false).expect("valid");
+        assert_eq!(moving(&meta, 0), (vec![4, 2, 3, 1], vec![4], vec![1], vec![1, 2, 3], 1, 0, 1));
+        // An ISR change without 4 completes nothing.
+        let change = |partition_epoch, new_isr: &[i32]| AlterPartition {
+            topic: String::from("t"),
+            partition: 0,
+            leader_id: 1,
+            leader_epoch: 0,
+            partition_epoch,
+            new_isr: new_isr.to_vec(),
+        };
+        alter_isr(&mut meta, &change(1, &[1, 2])).expect("shrink");
+        assert_eq!(moving(&meta, 0), (vec![4, 2, 3, 1], vec![4], vec![1], vec![1, 2], 1, 0, 2));
+        // 4 caught up: 1 leaves, a leader is elected from what stays, in a new epoch.
+        let state = alter_isr(&mut meta, &change(2, &[1, 2, 4])).expect("expand");
+        assert_eq!(moving(&meta, 0), (vec![4, 2, 3], vec![], vec![], vec![2, 4], 4, 1, 4));
+        assert_eq!((state.leader, state.replicas), (4, vec![4, 2, 3]));
+        // Taking a replica out only (nothing to add) completes at once, and bumps the leader
+        // epoch so the removed replica stops fetching.
+        reassign(&mut meta, "t", 1, Some(&[1]), true).expect("valid");
+        assert_eq!(moving(&meta, 1), (vec![1], vec![], vec![], vec![1], 1, 1, 1));
+        // Reordering the replicas changes the preferred leader, nothing else.
+        reassign(&mut meta, "t", 0, Some(&[2, 3, 4]), false).expect("valid");
+        assert_eq!(moving(&meta, 0), (vec![2, 3, 4], vec![], vec![], vec![2, 4], 4, 1, 5));
+        // The same target again changes nothing.
+        let before = meta.clone();
+        reassign(&mut meta, "t", 0, Some(&[2, 3, 4]), false).expect("valid");
+        assert_eq!(meta, before);
+    }
+
+    #[test]
+    fn a_cancelled_reassignment_takes_out_the_replicas_it_was_adding() {
+        let brokers = [broker(1, None), broker(2, None), broker(3, None), broker(4, None)];
+        let mut meta = with_partitions(&brokers, &[(&[1, 2], &[1, 2], 1)]);
+        let code = |m: &mut ClusterMetadata, target: Option<&[i32]>| reassign(m, "t", 0, target, false).map_err(|(code, _)| code);
+        assert_eq!(code(&mut meta, None), Err(ec::NO_REASSIGNMENT_IN_PROGRESS));
+        assert_eq!(code(&mut meta, Some(&[3, 4])), Ok(()));
+        assert_eq!(moving(&meta, 0), (vec![3, 4, 1, 2], vec![3, 4], vec![1, 2], vec![1, 2], 1, 0, 1));
+        // A new target replaces it: what was being added and is no longer wanted goes too.
+        assert_eq!(code(&mut meta, Some(&[3, 2])), Ok(()));
+        assert_eq!(moving(&meta, 0), (vec![3, 2, 4, 1], vec![3], vec![4, 1], vec![1, 2], 1, 0, 2), "3 is still being added");
+        let mut cancelled = with_partitions(&brokers, &[(&[1, 2], &[1, 2], 1)]);
+        code(&mut cancelled, Some(&[3, 4])).expect("valid");
+        assert_eq!(code(&mut cancelled, None), Ok(()));
+        assert_eq!(moving(&cancelled, 0), (vec![1, 2], vec![], vec![], vec![1, 2], 1, 1, 2));
+    }
+
+    #[test]
+    fn a_reassignment_target_gets_kafkas_checks() {
+        let fenced = BrokerRegistration { fenced: true, ..broker(3, None) };
+        let mut meta = with_partitions(&[broker(1, None), broker(2, None), fenced], &[(&[1, 2], &[1, 2], 1)]);
+        let code =
+            |m: &mut ClusterMetadata, partition: i32, target: &[i32], allow: bool| reassign(m, "t", partition, Some(target), allow).map_err(|(code, _)| code);
+        let before = meta.clone();
+        assert_eq!(code(&mut meta, 0, &[], true), Err(ec::INVALID_REPLICA_ASSIGNMENT));
+        assert_eq!(code(&mut meta, 0, &[1, 1], true), Err(ec::INVALID_REPLICA_ASSIGNMENT));
+        assert_eq!(code(&mut meta, 0, &[1, 9], true), Err(ec::INVALID_REPLICA_ASSIGNMENT), "not registered");
+        assert_eq!(code(&mut meta, 0, &[3], true), Err(ec::INVALID_REPLICA_ASSIGNMENT), "all fenced");
+        assert_eq!(code(&mut meta, 0, &[1, 2, 3], false), Err(ec::INVALID_REPLICATION_FACTOR));
+        assert_eq!(code(&mut meta, 1, &[1, 2], false), Err(ec::UNKNOWN_TOPIC_OR_PARTITION));
+        assert_eq!(code(&mut meta, -1, &[1, 2], false), Err(ec::UNKNOWN_TOPIC_OR_PARTITION));
+        assert_eq!(reassign(&mut meta, "nope", 0, Some(&[1]), true).map_err(|(c, _)| c), Err(ec::UNKNOWN_TOPIC_OR_PARTITION));
+        assert_eq!(meta, before, "nothing changed by a refusal");
+        // A fenced broker may be added (it catches up once it is back).
+        assert_eq!(code(&mut meta, 0, &[1, 2, 3], true), Ok(()));
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub mod add_partitions_to_txn;
 pub mod add_raft_voter;
 pub mod alter_client_quotas;
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod authz;
@@ -93,6 +94,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
@@ -394,6 +396,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::UnregisterBroker, 0, 0),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 pub fn supported_versions(api_key: i16) -> Option<(i16, i16)> {
@@ -573,6 +577,8 @@ async fn handle_request(
         RequestBody::AlterClientQuotas(r) => alter_client_quotas::handle(&ctx, r).await,
         RequestBody::UnregisterBroker(r) => unregister_broker::handle(&ctx, r).await,
         RequestBody::ElectLeaders(r) => elect_leaders::handle(&ctx, r).await,
+        RequestBody::AlterPartitionReassignments(r) => alter_partition_reassignments::handle(&ctx, r).await,
+        RequestBody::ListPartitionReassignments(r) => list_partition_reassignments::handle(&ctx, r),
     }
 }
 

@@ -76,6 +76,13 @@ pub struct PartitionPlacement {
     pub leader_epoch: i32,
     #[serde(default)]
     pub partition_epoch: i32,
+    /// While a reassignment (KIP-455) moves the partition: the replicas it adds, which are in
+    /// `replicas` and catch up as followers until all are in the ISR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    /// ... and those it takes out, which stay in `replicas` (and may lead) until it completes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 fn hosted_by_default() -> bool {
@@ -98,7 +105,14 @@ impl PartitionPlacement {
             leader: records::NO_LEADER,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
+    }
+
+    /// Whether a reassignment is moving it.
+    pub fn reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
     }
 }
 

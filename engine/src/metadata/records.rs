@@ -41,6 +41,12 @@ pub enum MetadataRecord {
         leader: i32,
         leader_epoch: i32,
         partition_epoch: i32,
+        /// A reassignment's replicas to add and to take out (Kafka's AddingReplicas and
+        /// RemovingReplicas); absent in records from before reassignments.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding_replicas: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing_replicas: Vec<i32>,
     },
     RemoveTopic {
         topic_id: uuid::Uuid,
@@ -196,14 +202,25 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata, node_id: i32) -> Vec<M
 }
 
 fn same_replication(a: &PartitionPlacement, b: &PartitionPlacement) -> bool {
-    (&a.replicas, &a.isr, a.leader, a.leader_epoch, a.partition_epoch) == (&b.replicas, &b.isr, b.leader, b.leader_epoch, b.partition_epoch)
+    (&a.replicas, &a.isr, a.leader, a.leader_epoch, a.partition_epoch, &a.adding_replicas, &a.removing_replicas)
+        == (&b.replicas, &b.isr, b.leader, b.leader_epoch, b.partition_epoch, &b.adding_replicas, &b.removing_replicas)
 }
 
 /// A partition written before replicas were recorded (an image from a single-node version) is
 /// this node's alone.
 fn partition_record(topic_id: uuid::Uuid, partition: i32, p: &PartitionPlacement, node_id: i32) -> MetadataRecord {
     let (replicas, isr, leader) = if p.replicas.is_empty() { (vec![node_id], vec![node_id], node_id) } else { (p.replicas.clone(), p.isr.clone(), p.leader) };
-    MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch }
+    MetadataRecord::Partition {
+        topic_id,
+        partition,
+        replicas,
+        isr,
+        leader,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        adding_replicas: p.adding_replicas.clone(),
+        removing_replicas: p.removing_replicas.clone(),
+    }
 }
 
 /// Why a record could not be applied: the log and the image disagree, which is a bug or a
@@ -228,7 +245,7 @@ pub fn apply(view: &mut ClusterMetadata, record: &MetadataRecord, node: &dyn Loc
                 view.topics.insert(name.clone(), TopicMetadata { id: *topic_id, partitions: Vec::new(), configs: configs.clone() });
             }
         },
-        MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch, partition_epoch } => {
+        MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch, partition_epoch, adding_replicas, removing_replicas } => {
             let hosted = replicas.contains(&node.node_id());
             let name = topic_name(view, *topic_id)?;
             let count = view.topics[&name].partitions.len();
@@ -253,6 +270,8 @@ pub fn apply(view: &mut ClusterMetadata, record: &MetadataRecord, node: &dyn Loc
                 leader: *leader,
                 leader_epoch: *leader_epoch,
                 partition_epoch: *partition_epoch,
+                adding_replicas: adding_replicas.clone(),
+                removing_replicas: removing_replicas.clone(),
             };
             let partitions = &mut view.topics.get_mut(&name).expect("found above").partitions;
             if index == count {
@@ -476,6 +495,8 @@ mod tests {
             replicas,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         };
         apply(&mut view, &p(0, vec![1]), &node).unwrap();
         apply(&mut view, &p(1, vec![2]), &node).unwrap();

@@ -78,7 +78,9 @@ async fn alter(shard: &Shard, key: TopicPartition, change: AlterPartition) {
             // the high watermark and waiting acks=all writes see the new ISR without waiting.
             let mut leaders = shard.leaders.borrow_mut();
             if let Some(l) = leaders.get_mut(&key).filter(|l| l.leader_epoch == state.leader_epoch && l.partition_epoch < state.partition_epoch) {
-                let replicas = l.replicas.clone();
+                // A reassignment this change completed took replicas out (a node of an older
+                // version answers without them: keep those known).
+                let replicas = if state.replicas.is_empty() { l.replicas.clone() } else { state.replicas.clone() };
                 l.update(state.partition_epoch, replicas, state.isr.clone(), now_ms());
             }
         }

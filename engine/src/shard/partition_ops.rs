@@ -640,10 +640,9 @@ pub fn log_config(shard: &Shard, log_dir: usize, topic: &ResolvedTopicConfig) ->
     }
 }
 
-/// Adopts new metadata: opens the partitions this shard now owns, closes and deletes the ones
-/// whose topic is gone (or was recreated under a new id).
 /// Adopts `meta`: opens partitions placed here, closes (and deletes the files of) those that are
-/// gone, applies changed configs. Answers the topics deleted since the previous metadata, for
+/// gone (the topic deleted or recreated, or this broker no longer a replica), applies changed
+/// configs. Answers the topics deleted since the previous metadata, for
 /// the coordinators to forget.
 pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<String> {
     let old = shard.metadata.borrow().clone();
@@ -663,7 +662,18 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
         if let Some(p) = p {
             let _ = p.close(false).await;
             let dir = p.log.borrow().dir.clone();
-            if !meta.topics.contains_key(&key.0) || meta.topics[&key.0].id != old.topics.get(&key.0).map(|t| t.id).unwrap_or_default() {
+            let topic_gone = !meta.topics.contains_key(&key.0) || meta.topics[&key.0].id != old.topics.get(&key.0).map(|t| t.id).unwrap_or_default();
+            // A reassignment took this broker out of the replicas: its copy goes, as Kafka's
+            // broker deletes a replica it no longer hosts (one added back starts afresh).
+            let replica_removed = !topic_gone
+                && meta.topics[&key.0]
+                    .partitions
+                    .get(key.1 as usize)
+                    .is_some_and(|p| !p.hosted && !p.replicas.is_empty() && !p.replicas.contains(&shard.config.node_id));
+            if replica_removed {
+                tracing::info!(topic = %key.0, partition = key.1, "this broker is no longer a replica of the partition: deleting its copy");
+            }
+            if topic_gone || replica_removed {
                 // The rename is awaited before the topic's new partitions open below, so a
                 // topic recreated under the same name gets a fresh directory that the late
                 // removal cannot touch.

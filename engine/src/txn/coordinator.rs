@@ -610,6 +610,8 @@ mod tests {
             leader,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         };
         let mut meta = ClusterMetadata::new(String::from("c"));
         let partitions = vec![placed(1, true, 2), placed(2, false, 0), placed(NO_LEADER, false, 0), placed(1, false, 0), PartitionPlacement::local(3, 0)];

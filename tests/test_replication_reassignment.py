@@ -1,0 +1,137 @@
+"""Partition reassignment (KIP-455, issue #15) on real shardlog processes: AlterPartition-
+Reassignments moves a partition to other brokers while an idempotent acks=all producer keeps
+writing; the new replica catches up as a follower, the old one leaves only once the new one is
+in sync and then deletes its copy; ListPartitionReassignments shows what is in progress, and a
+cancel takes the added replica out again. Each test checks the history: every acknowledged
+record read back exactly once, in offset order."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import confluent_kafka
+from confluent_kafka.admin import NewTopic
+from kafka import KafkaAdminClient, TopicPartition
+from kafka import errors as kafka_errors
+
+from clients import wait_until
+from cluster import start_cluster, wait_brokers
+from test_replication import FAST, admin_of, check_history, partition_state, produce, producer, read_all, wait_isr
+
+# Three combined nodes (the quorum) and a fourth, broker-only node to move partitions to.
+ROLES = ["broker,controller"] * 3 + ["broker"]
+
+
+def kafka_admin(nodes) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=[n.bootstrap for n in nodes if n.is_alive()], request_timeout_ms=30_000)
+
+
+def create_on(nodes, topic: str, assignment: list[list[int]], configs: dict | None = None) -> None:
+    """Creates the topic with an explicit replica assignment, once every named broker is
+    registered and live."""
+    admin = admin_of(nodes)
+
+    def created():
+        futures = admin.create_topics([NewTopic(topic, num_partitions=len(assignment), replica_assignment=assignment, config=configs or {})], operation_timeout=10)
+        try:
+            futures[topic].result(timeout=30)
+            return True
+        except confluent_kafka.KafkaException as e:
+            assert e.args[0].code() == confluent_kafka.KafkaError.INVALID_REPLICA_ASSIGNMENT, e
+            return False
+
+    wait_until(created, f"{topic} to be created on {assignment}", timeout_s=60)
+
+
+def ongoing(admin: KafkaAdminClient, topic: str) -> dict:
+    """The reassignments in progress of `topic`'s partitions, by partition."""
+    return {tp.partition: r for tp, r in admin.list_partition_reassignments().items() if tp.topic == topic}
+
+
+def test_a_partition_moves_off_its_leader_while_producers_keep_writing(broker_factory):
+    nodes = start_cluster(broker_factory, count=4, roles=ROLES, extra_config=[FAST] * 4)
+    wait_brokers(nodes)
+    topic = "moving"
+    create_on(nodes, topic, [[1, 2, 3]], {"min.insync.replicas": "2"})
+    wait_isr(nodes, topic, [1, 2, 3])
+    assert partition_state(nodes, topic)[0] == 1
+    p = producer(nodes)
+    admin = kafka_admin(nodes)
+
+    def move():
+        # Broker 4 takes the place of broker 1, the leader: 4 is added and catches up, then 1
+        # leaves and another in-sync replica leads.
+        assert admin.alter_partition_reassignments({TopicPartition(topic, 0): [4, 2, 3]}) == {TopicPartition(topic, 0): None}
+
+    # Started while records are in flight.
+    acked = produce(p, topic, [b"before-%d" % i for i in range(3000)], midway=move)
+    round_ = 0
+
+    def moved():
+        nonlocal acked, round_
+        round_ += 1
+        acked += produce(p, topic, [b"during-%d-%d" % (round_, i) for i in range(200)])
+        return partition_state(nodes, topic)[1:] == ([2, 3, 4], [2, 3, 4]) and not ongoing(admin, topic)
+
+    wait_until(moved, "the partition to move to brokers 2, 3 and 4", timeout_s=90)
+    assert partition_state(nodes, topic)[0] in (2, 3, 4)
+    # The broker taken out deletes its copy.
+    wait_until(lambda: not (nodes[0].data_dir / f"{topic}-0").exists(), "broker 1 to delete its copy of the partition", timeout_s=30)
+    acked += produce(p, topic, [b"after-%d" % i for i in range(500)])
+    check_history(acked, read_all(nodes, topic, 1, len(acked)))
+    admin.close()
+
+    # The new replica copied the leader's batches as they are.
+    for n in nodes:
+        n.stop()
+    logs = [b"".join(f.read_bytes() for f in sorted((n.data_dir / f"{topic}-0").glob("*.log"))) for n in nodes[1:]]
+    assert len(logs[0]) > 0 and logs[0] == logs[1] == logs[2], "the replicas' logs differ"
+
+
+def test_a_reassignment_in_progress_is_listed_and_a_cancel_takes_the_added_replica_out(broker_factory):
+    nodes = start_cluster(broker_factory, count=4, roles=ROLES, extra_config=[FAST] * 4)
+    wait_brokers(nodes)
+    topic = "stuck"
+    create_on(nodes, topic, [[1, 2, 3], [2, 3, 1]], {"min.insync.replicas": "2"})
+    wait_isr(nodes, topic, [1, 2, 3], partitions=2)
+    p = producer(nodes)
+    acked = produce(p, topic, [b"a-%d" % i for i in range(200)], partitions=2)
+    # Not bootstrapped on broker 4, which is stopped below: kafka-python sends these requests
+    # to the broker its Metadata answer names as the controller (in KRaft, the one answering).
+    admin = kafka_admin(nodes[:3])
+
+    # Kafka's answers to what cannot be done.
+    tp0, tp1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
+    refused = admin.alter_partition_reassignments({
+        TopicPartition("no-such-topic", 0): [1, 2, 3],
+        tp0: [1, 2, 9],
+        tp1: None,
+    })
+    assert refused[TopicPartition("no-such-topic", 0)] is kafka_errors.UnknownTopicOrPartitionError
+    assert refused[tp0] is kafka_errors.InvalidReplicationAssignmentError, "broker 9 is not registered"
+    assert refused[tp1] is kafka_errors.NoReassignmentInProgressError
+    assert partition_state(nodes, topic, 0)[1:] == ([1, 2, 3], [1, 2, 3]), "nothing changed"
+
+    # Broker 4 cannot catch up while it is stopped: the reassignment stays in progress, with
+    # broker 1 kept as a replica, and writes go on with the ISR as it was.
+    broker4 = nodes[3]
+    os.kill(broker4.pid, signal.SIGSTOP)
+    try:
+        assert admin.alter_partition_reassignments({tp0: [4, 2, 3]}) == {tp0: None}
+        wait_until(lambda: ongoing(admin, topic) == {0: {"replicas": [4, 2, 3, 1], "adding_replicas": [4], "removing_replicas": [1]}},
+                   "the reassignment to be listed")
+        assert partition_state(nodes, topic, 0)[1:] == ([1, 2, 3, 4], [1, 2, 3])
+        acked += produce(p, topic, [b"b-%d" % i for i in range(200)], partitions=2)
+        assert ongoing(admin, topic)[0]["adding_replicas"] == [4], "4 cannot be in sync while stopped"
+        # Cancelled: the replica being added goes, the others stay as they were.
+        assert admin.alter_partition_reassignments({tp0: None}) == {tp0: None}
+        wait_until(lambda: not ongoing(admin, topic), "the reassignment to be cancelled")
+        assert partition_state(nodes, topic, 0)[1:] == ([1, 2, 3], [1, 2, 3])
+    finally:
+        os.kill(broker4.pid, signal.SIGCONT)
+    wait_brokers(nodes)
+    acked += produce(p, topic, [b"c-%d" % i for i in range(200)], partitions=2)
+    wait_until(lambda: not (broker4.data_dir / f"{topic}-0").exists(), "broker 4 to hold no copy of the partition", timeout_s=30)
+    check_history(acked, read_all(nodes, topic, 2, len(acked)))
+    admin.close()
