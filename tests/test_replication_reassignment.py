@@ -11,7 +11,8 @@ import os
 import signal
 
 import confluent_kafka
-from confluent_kafka.admin import NewTopic
+import pytest
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 from kafka import KafkaAdminClient, TopicPartition
 from kafka import errors as kafka_errors
 
@@ -134,4 +135,49 @@ def test_a_reassignment_in_progress_is_listed_and_a_cancel_takes_the_added_repli
     acked += produce(p, topic, [b"c-%d" % i for i in range(200)], partitions=2)
     wait_until(lambda: not (broker4.data_dir / f"{topic}-0").exists(), "broker 4 to hold no copy of the partition", timeout_s=30)
     check_history(acked, read_all(nodes, topic, 2, len(acked)))
+    admin.close()
+
+
+def alter_configs(nodes, resource_type, name: str, changes: dict[str, str | None]) -> None:
+    """IncrementalAlterConfigs: SET each value, DELETE each None."""
+    entries = [ConfigEntry(k, v or "", incremental_operation=AlterConfigOpType.SET if v is not None else AlterConfigOpType.DELETE)
+               for k, v in changes.items()]
+    admin = admin_of(nodes)  # kept until the answer: a client destroyed meanwhile drops it
+    [future] = admin.incremental_alter_configs([ConfigResource(resource_type, name, incremental_configs=entries)]).values()
+    future.result(timeout=30)
+
+
+@pytest.mark.parametrize("side", ["leader", "follower"])
+def test_a_throttled_replica_being_added_waits_for_its_quota_and_in_sync_ones_do_not(broker_factory, side):
+    nodes = start_cluster(broker_factory, count=4, roles=ROLES, extra_config=[FAST] * 4)
+    wait_brokers(nodes)
+    topic = "throttled"
+    create_on(nodes, topic, [[1, 2, 3]], {"min.insync.replicas": "2"})
+    wait_isr(nodes, topic, [1, 2, 3])
+    p = producer(nodes)
+    # Several fetches' worth (replica.fetch.max.bytes is 1 MiB a partition).
+    acked = produce(p, topic, [b"%06d" % i + b"x" * 4000 for i in range(1000)])
+    # One byte a second, as kafka-reassign-partitions.sh --throttle sets it: on the leader
+    # (broker 1) for its replica, or on the follower being added (broker 4) for its own.
+    throttled_broker = 1 if side == "leader" else 4
+    alter_configs(nodes, ResourceType.BROKER, str(throttled_broker), {f"{side}.replication.throttled.rate": "1"})
+    alter_configs(nodes, ResourceType.TOPIC, topic, {f"{side}.replication.throttled.replicas": f"0:{throttled_broker}"})
+
+    admin = kafka_admin(nodes)
+    assert admin.alter_partition_reassignments({TopicPartition(topic, 0): [1, 2, 3, 4]}) == {TopicPartition(topic, 0): None}
+    wait_until(lambda: partition_state(nodes, topic)[1] == [1, 2, 3, 4], "broker 4 to be added")
+    wait_until(lambda: (nodes[3].data_dir / f"{topic}-0").exists(), "broker 4 to start its copy")
+    # The in-sync followers are not held back: acks=all goes on at full speed meanwhile.
+    acked += produce(p, topic, [b"during-%d" % i for i in range(500)])
+    # The first fetch is let through (the quota is measured after it), the rest wait: broker 4
+    # holds at most one fetch's worth of the 4 MB, and is not in the ISR.
+    copied = sum(f.stat().st_size for f in (nodes[3].data_dir / f"{topic}-0").glob("*.log"))
+    assert copied <= (1 << 20) + 8192, f"broker 4 copied {copied} bytes past a quota of 1 byte a second"
+    assert ongoing(admin, topic) == {0: {"replicas": [1, 2, 3, 4], "adding_replicas": [4], "removing_replicas": []}}
+    assert partition_state(nodes, topic)[2] == [1, 2, 3]
+
+    # The throttle lifted (as --verify does once done), broker 4 catches up and the move ends.
+    alter_configs(nodes, ResourceType.BROKER, str(throttled_broker), {f"{side}.replication.throttled.rate": None})
+    wait_until(lambda: not ongoing(admin, topic) and partition_state(nodes, topic)[2] == [1, 2, 3, 4], "the reassignment to complete")
+    check_history(acked, read_all(nodes, topic, 1, len(acked)))
     admin.close()

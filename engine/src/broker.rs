@@ -184,6 +184,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
         log_dirs: log_dirs::LogDirHealth::new(&config.log_dirs),
         dirty_budget: ByteBudget::new(config.dirty_shard_bytes),
         request_budget: ByteBudget::new(config.queued_request_bytes_per_shard()),
+        replication_quotas: Default::default(),
     });
     // Every call this shard answers is registered before the mesh delivers the first one.
     partition_ops::serve(&shard);

@@ -205,6 +205,10 @@ pub struct ReplicationConfig {
     pub auto_leader_rebalance_enable: bool,
     /// `leader.imbalance.check.interval.seconds`: how often it looks.
     pub leader_imbalance_check_interval_s: u64,
+    /// `replication.quota.window.num` and `replication.quota.window.size.seconds`: replication
+    /// quotas (`*.replication.throttled.rate`) are measured over this many windows of this
+    /// length (Kafka's defaults: 11 of 1 s).
+    pub quota_window: crate::quota::manager::WindowConfig,
 }
 
 impl Default for ReplicationConfig {
@@ -217,6 +221,7 @@ impl Default for ReplicationConfig {
             lag_time_max_ms: 30_000,
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_s: 300,
+            quota_window: crate::quota::manager::WindowConfig { samples: 11, window_ms: 1000 },
         }
     }
 }
@@ -469,6 +474,10 @@ impl BrokerConfig {
                 "replica.lag.time.max.ms" => c.replication.lag_time_max_ms = at_least(value, key, 1)?,
                 "auto.leader.rebalance.enable" => c.replication.auto_leader_rebalance_enable = value.parse().with_context(context)?,
                 "leader.imbalance.check.interval.seconds" => c.replication.leader_imbalance_check_interval_s = at_least(value, key, 1)?,
+                "replication.quota.window.num" => c.replication.quota_window.samples = at_least(value, key, 1)?.min(QUOTA_WINDOW_NUM_MAX) as usize,
+                "replication.quota.window.size.seconds" => {
+                    c.replication.quota_window.window_ms = at_least(value, key, 1)?.min(QUOTA_WINDOW_SECONDS_MAX) * 1000
+                }
                 "broker.rack" => {
                     if value.len() > BROKER_RACK_BYTES_MAX {
                         bail!("broker.rack is {} bytes; give a rack name of at most {BROKER_RACK_BYTES_MAX}", value.len());

@@ -89,6 +89,22 @@ const KAFKA_DYNAMIC_BROKER_CONFIGS_UNUSED: &[&str] = &[
     "remote.log.manager.copier.thread.pool.size",
     "remote.log.manager.expiration.thread.pool.size",
     "remote.log.reader.threads",
+    // Moving replicas between a broker's log directories (AlterReplicaLogDirs).
+    "replica.alter.log.dirs.io.max.bytes.per.second",
+];
+
+/// Kafka's replication quotas (KIP-73): bytes per second, per broker, set dynamically on one
+/// broker (as `kafka-reassign-partitions.sh --throttle` does); see
+/// `shard::replication_quota`. Unset, or Long.MAX_VALUE (Kafka's default), bounds nothing.
+pub const REPLICATION_THROTTLED_RATES: &[(&str, &str)] = &[
+    (
+        "leader.replication.throttled.rate",
+        "Bytes per second this broker sends, as a leader, to followers of the replicas its topics' leader.replication.throttled.replicas name, while they are out of the ISR.",
+    ),
+    (
+        "follower.replication.throttled.rate",
+        "Bytes per second this broker fetches, as a follower, for the replicas its topics' follower.replication.throttled.replicas name, while they are out of the ISR.",
+    ),
 ];
 
 /// Kafka's dynamic listener configs (`DynamicListenerConfig`), with or without a listener prefix.
@@ -178,7 +194,8 @@ pub const RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;
 /// As in Kafka, only a topic config's first synonym is (`DynamicLogConfig`), and none that
 /// shardlog reads only at start.
 pub fn broker_dynamic(name: &str) -> bool {
-    !BROKER_STATIC_NAMES.contains(&name) && broker_synonym(name).is_some_and(|(def, _)| def.synonyms[0].0 == name)
+    REPLICATION_THROTTLED_RATES.iter().any(|(n, _)| *n == name)
+        || (!BROKER_STATIC_NAMES.contains(&name) && broker_synonym(name).is_some_and(|(def, _)| def.synonyms[0].0 == name))
 }
 
 /// Validates a broker config for a dynamic change: unknown and read-only names are refused
@@ -189,6 +206,12 @@ pub fn validate_broker_dynamic(name: &str, value: &str) -> Result<(), (bool, Str
     }
     if KAFKA_DYNAMIC_LISTENER_ONLY_CONFIGS_UNUSED.contains(&name) {
         return Err((true, format!("These security configs can be dynamically updated only per-listener using the listener prefix: Set({name})")));
+    }
+    if REPLICATION_THROTTLED_RATES.iter().any(|(n, _)| *n == name) {
+        return match value.trim().parse::<i64>() {
+            Ok(v) if v >= 0 => Ok(()),
+            _ => Err((false, format!("Invalid value {value} for configuration {name}: a number of bytes per second, at least 0, is expected"))),
+        };
     }
     if broker_config_without_effect(name) {
         if value.trim().len() > CONFIG_VALUE_BYTES_MAX {
@@ -322,6 +345,18 @@ pub fn describe_broker(config: &BrokerConfig, meta: &ClusterMetadata) -> Vec<Des
                 synonyms,
             });
         }
+    }
+    for &(name, doc) in REPLICATION_THROTTLED_RATES {
+        // Set per broker only, as Kafka reads it.
+        let mut synonyms: Vec<(String, String, ConfigSource)> = Vec::new();
+        if let Some((source, props)) = broker_levels(config, meta).into_iter().next() {
+            if let Some(v) = props.get(name) {
+                synonyms.push((name.to_string(), v.trim().to_string(), source));
+            }
+        }
+        synonyms.push((name.to_string(), i64::MAX.to_string(), ConfigSource::Default));
+        let (_, value, source) = synonyms[0].clone();
+        out.push(DescribedConfig { name: name.to_string(), value: Some(value), source, read_only: false, config_type: ConfigType::Long, doc, synonyms });
     }
     // Kafka's dynamic configs that are stored here without effect, where one is set.
     let mut unused: BTreeMap<&str, Vec<(String, String, ConfigSource)>> = BTreeMap::new();

@@ -158,8 +158,8 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         default: "",
         kind: Kind::ReplicaList,
         synonyms: &[],
-        applied: false,
-        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: replication is not throttled.",
+        applied: true,
+        doc: "The replicas (partition:broker, or * for all) whose replication is throttled on the follower side: while out of the ISR, they share the bytes per second the broker fetches, as a follower, within its follower.replication.throttled.rate.",
     },
     TopicConfigDef {
         name: "index.interval.bytes",
@@ -174,8 +174,8 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         default: "",
         kind: Kind::ReplicaList,
         synonyms: &[],
-        applied: false,
-        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: replication is not throttled.",
+        applied: true,
+        doc: "The replicas (partition:broker, or * for all) whose replication is throttled on the leader side: while out of the ISR, they share the bytes per second the broker sends, as a leader, within its leader.replication.throttled.rate.",
     },
     TopicConfigDef {
         name: "local.retention.bytes",

@@ -28,6 +28,7 @@ use crate::inter_broker::InterBrokerClient;
 use crate::metadata::records::NO_LEADER;
 use crate::runtime;
 use crate::shard::maintenance;
+use crate::shard::replication_quota::{self, Side};
 use crate::shard::{Shard, TopicPartition};
 use crate::storage::log::{now_ms, AppendError, Partition};
 
@@ -112,6 +113,15 @@ fn still_following(shard: &Shard, f: &Followed, leader: i32) -> bool {
     meta.placement(&f.partition.topic, f.partition.partition).is_some_and(|p| p.leader == leader && p.leader_epoch == f.leader_epoch)
 }
 
+/// Whether this broker's copy of `f`'s partition is out of the ISR and throttled as a follower
+/// (`follower.replication.throttled.replicas`): only those count against, and wait for, the
+/// follower's replication quota.
+fn throttled_out_of_sync(shard: &Shard, f: &Followed) -> bool {
+    let (topic, partition) = (&f.partition.topic, f.partition.partition);
+    let in_sync = shard.metadata.borrow().placement(topic, partition).is_some_and(|p| p.isr.contains(&shard.config.node_id));
+    !in_sync && replication_quota::throttled(shard, Side::Follower, topic, partition)
+}
+
 fn key(p: &Partition) -> TopicPartition {
     (p.topic.clone(), p.partition)
 }
@@ -142,6 +152,13 @@ async fn follow(shard: &Rc<Shard>, leader: i32, stop: &Cell<bool>) {
             let ready: Vec<&Followed> = partitions.iter().filter(|f| synced.get(&key(&f.partition)) == Some(&f.leader_epoch)).collect();
             if ready.is_empty() {
                 return Err(String::from("no partition is ready to fetch (the leader has not confirmed their epochs yet)"));
+            }
+            // Throttled replicas out of the ISR sit this fetch out while the follower's
+            // replication quota is spent (KIP-73).
+            let quota_spent = replication_quota::exceeded(shard, Side::Follower);
+            let ready: Vec<&Followed> = ready.into_iter().filter(|f| !(quota_spent && throttled_out_of_sync(shard, f))).collect();
+            if ready.is_empty() {
+                return Ok(false);
             }
             let resync = fetch_once(shard, &client, leader, &address, &ready, &config).await?;
             let clean = resync.is_empty();
@@ -331,6 +348,9 @@ async fn fetch_once(
             }
             let records = answer.records.clone().unwrap_or_default();
             let records = whole_batches(records);
+            if throttled_out_of_sync(shard, f) {
+                replication_quota::record(shard, Side::Follower, records.len());
+            }
             if !records.is_empty() {
                 let budget = p.log.borrow().dirty_budget().clone();
                 budget.wait_for_room(records.len()).await;

@@ -9,6 +9,7 @@ pub mod messages;
 pub mod partition_ops;
 pub mod probe;
 pub mod replicas;
+pub mod replication_quota;
 pub mod router;
 
 use std::cell::{Cell, RefCell};
@@ -72,6 +73,8 @@ pub struct Shard {
     /// Request bytes read by this shard's connections and not yet answered (its share of
     /// `queued.max.request.bytes`): connections stop reading while it is spent.
     pub request_budget: Rc<ByteBudget>,
+    /// Bytes moved for throttled replicas (`*.replication.throttled.rate`).
+    pub replication_quotas: replication_quota::ReplicationQuotas,
 }
 
 impl Shard {

@@ -13,6 +13,7 @@ use super::messages::{
     LogDirUsage, Produce, ProduceOutcome, ProducerInfo, ReadOutcome, TxnMarker,
 };
 use super::replicas::LeaderReplicas;
+use super::replication_quota::{self, Side};
 use super::{Shard, TxnVerification};
 use crate::metadata::ClusterMetadata;
 use crate::runtime;
@@ -369,8 +370,19 @@ pub async fn read(shard: &Shard, f: &FetchPartition, read_committed: bool, repli
             outcome.high_watermark
         }
     };
+    // A throttled replica that is not in sync gets nothing while the leader's replication
+    // quota is spent (KIP-73); the in-sync ones, which acks=all waits for, never wait.
+    let throttled = replica_id >= 0
+        && !shard.leaders.borrow().get(&(topic.to_string(), partition)).is_some_and(|l| l.isr.contains(&replica_id))
+        && replication_quota::throttled(shard, Side::Leader, topic, partition);
+    if throttled && replication_quota::exceeded(shard, Side::Leader) {
+        return outcome;
+    }
     match p.read_up_to(offset, max_bytes, end_offset).await {
         Ok(r) => {
+            if throttled {
+                replication_quota::record(shard, Side::Leader, r.bytes);
+            }
             if shard.config.metrics_enabled {
                 p.probe.bytes_out.add(r.bytes as u64);
                 p.probe.records_out.add(r.records);
