@@ -146,6 +146,7 @@ fn fetch_topics<T>(records: impl Fn(i32) -> Vec<Chunk<T>>) -> Vec<FetchTopicData
             last_stable_offset: 2_000_000,
             log_start_offset: 0,
             aborted_transactions: None,
+            preferred_read_replica: -1,
             records: records(i),
         })
         .collect();

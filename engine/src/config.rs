@@ -134,6 +134,10 @@ pub struct BrokerConfig {
     pub quota_window: crate::quota::manager::WindowConfig,
 }
 
+/// The `replica.selector.class` values shardlog has: Kafka's two selectors (KIP-392).
+pub const RACK_AWARE_REPLICA_SELECTOR: &str = "org.apache.kafka.common.replica.RackAwareReplicaSelector";
+pub const LEADER_SELECTOR: &str = "org.apache.kafka.common.replica.LeaderSelector";
+
 /// Bounds on `quota.window.num` and `quota.window.size.seconds` (Kafka has none): each
 /// measured client keeps one sample per window, and a window beyond a day measures nothing.
 pub const QUOTA_WINDOW_NUM_MAX: u64 = 1000;
@@ -209,6 +213,9 @@ pub struct ReplicationConfig {
     /// quotas (`*.replication.throttled.rate`) are measured over this many windows of this
     /// length (Kafka's defaults: 11 of 1 s).
     pub quota_window: crate::quota::manager::WindowConfig,
+    /// `replica.selector.class` is Kafka's RackAwareReplicaSelector: a leader sends a consumer
+    /// whose `client.rack` names another replica's rack to fetch from that replica (KIP-392).
+    pub rack_aware_replica_selector: bool,
 }
 
 impl Default for ReplicationConfig {
@@ -222,6 +229,7 @@ impl Default for ReplicationConfig {
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_s: 300,
             quota_window: crate::quota::manager::WindowConfig { samples: 11, window_ms: 1000 },
+            rack_aware_replica_selector: false,
         }
     }
 }
@@ -474,6 +482,13 @@ impl BrokerConfig {
                 "replica.lag.time.max.ms" => c.replication.lag_time_max_ms = at_least(value, key, 1)?,
                 "auto.leader.rebalance.enable" => c.replication.auto_leader_rebalance_enable = value.parse().with_context(context)?,
                 "leader.imbalance.check.interval.seconds" => c.replication.leader_imbalance_check_interval_s = at_least(value, key, 1)?,
+                "replica.selector.class" => {
+                    c.replication.rack_aware_replica_selector = match value.trim() {
+                        RACK_AWARE_REPLICA_SELECTOR => true,
+                        "" | LEADER_SELECTOR => false,
+                        other => bail!("replica.selector.class {other:?} is not available: use {RACK_AWARE_REPLICA_SELECTOR} (consumers fetch from a replica in their client.rack) or {LEADER_SELECTOR} (from the leader, the default)"),
+                    }
+                }
                 "replication.quota.window.num" => c.replication.quota_window.samples = at_least(value, key, 1)?.min(QUOTA_WINDOW_NUM_MAX) as usize,
                 "replication.quota.window.size.seconds" => {
                     c.replication.quota_window.window_ms = at_least(value, key, 1)?.min(QUOTA_WINDOW_SECONDS_MAX) * 1000

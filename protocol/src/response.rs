@@ -46,6 +46,8 @@ pub struct FetchPartitionData<T> {
     /// (producer id, first offset) of the aborted transactions in the range read, for
     /// read_committed fetches; None (null) for read_uncommitted.
     pub aborted_transactions: Option<Vec<(i64, i64)>>,
+    /// v11+ (KIP-392): the replica the consumer should fetch from instead, or -1.
+    pub preferred_read_replica: i32,
     /// Record-batch bytes as pieces; their lengths add up to the records field.
     pub records: Vec<Chunk<T>>,
 }
@@ -145,7 +147,7 @@ pub fn encode_fetch_response<T>(
                 }
             }
             if version >= 11 {
-                w.current.put_i32(-1); // preferred_read_replica
+                w.current.put_i32(partition.preferred_read_replica);
             }
             // records: never null, since librdkafka rejects a null records field.
             let records_len: usize = partition.records.iter().map(Chunk::len).sum();
@@ -211,6 +213,7 @@ mod tests {
                         last_stable_offset: 6,
                         log_start_offset: 0,
                         aborted_transactions: Some(vec![(77, 2), (78, 4)]),
+                        preferred_read_replica: -1,
                         records: vec![Chunk::Bytes(batch.slice(0..10)), Chunk::External { len: batch.len() - 10, source: batch.slice(10..) }],
                     },
                     FetchPartitionData {
@@ -220,6 +223,7 @@ mod tests {
                         last_stable_offset: 0,
                         log_start_offset: 0,
                         aborted_transactions: None,
+                        preferred_read_replica: 3,
                         records: vec![],
                     },
                 ],
@@ -235,6 +239,8 @@ mod tests {
             assert_eq!(aborted, vec![(77, 2), (78, 4)], "version {version}");
             assert!(p[1].aborted_transactions.is_none());
             assert_eq!(p[1].error_code, 1);
+            let preferred = if version >= 11 { (-1, 3) } else { (-1, -1) };
+            assert_eq!((p[0].preferred_read_replica.0, p[1].preferred_read_replica.0), preferred, "version {version}");
             assert_eq!(p[1].records.as_ref().unwrap().len(), 0);
             assert!(body.is_empty(), "trailing bytes in version {version}");
         }

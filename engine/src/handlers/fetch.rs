@@ -37,7 +37,15 @@ struct Wanted {
 }
 
 fn empty_outcome(code: i16) -> ReadOutcome {
-    ReadOutcome { error_code: code, pieces: Vec::new(), bytes: 0, high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, aborted: None }
+    ReadOutcome::empty(code)
+}
+
+/// Whether a consumer's fetch may be served by a follower's copy (v11+, KIP-392), and its
+/// `client.rack` where the leader is to pick a replica near it (`replica.selector.class`).
+#[derive(Default)]
+struct FollowerReads {
+    follower_reads: bool,
+    client_rack: Option<String>,
 }
 
 /// Fetch's isolation_level: 1 is read_committed.
@@ -51,6 +59,7 @@ async fn fetch_round(
     wanted: &[Wanted],
     read_committed: bool,
     replica_id: i32,
+    reading: &FollowerReads,
     min_bytes: impl Fn(usize) -> usize,
     deadline_ms: u64,
 ) -> Vec<ReadOutcome> {
@@ -73,7 +82,15 @@ async fn fetch_round(
                 current_leader_epoch: wanted[i].current_leader_epoch,
             })
             .collect();
-        let request = Fetch { partitions, read_committed, min_bytes: min_bytes(owner), deadline_ms, replica_id };
+        let request = Fetch {
+            partitions,
+            read_committed,
+            min_bytes: min_bytes(owner),
+            deadline_ms,
+            replica_id,
+            follower_reads: reading.follower_reads,
+            client_rack: reading.client_rack.clone(),
+        };
         async move {
             let count = positions.len();
             let replied = match ctx.call(owner, request).await {
@@ -123,12 +140,18 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Response {
         let window_bytes = crate::quota::manager::QuotaManager::max_value_in_window(ctx.config().quota_window, q.bound);
         response_max_bytes = response_max_bytes.min(window_bytes.max(1.0) as usize);
     }
+    let reading = if replica_id < 0 && version >= 11 {
+        let rack_aware = ctx.config().replication.rack_aware_replica_selector;
+        FollowerReads { follower_reads: true, client_rack: Some(request.rack_id.to_string()).filter(|r| rack_aware && !r.is_empty()) }
+    } else {
+        FollowerReads::default()
+    };
     let mut wanted = Vec::new();
     for t in &request.topics {
         let topic = t.topic.0.to_string();
         let denied = if replica_id >= 0 { replica_denied } else { !authz.topic(Operation::Read, &topic) };
         for p in &t.partitions {
-            let owner = ctx.owner(&topic, p.partition);
+            let owner = if reading.follower_reads { ctx.replica_shard(&topic, p.partition) } else { ctx.owner(&topic, p.partition) };
             wanted.push(Wanted {
                 topic: topic.clone(),
                 partition: p.partition,
@@ -153,14 +176,14 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Response {
     let outcomes = if groups.len() <= 1 {
         // One owner (the common case): it long-polls by itself and answers once.
         let (min_bytes, deadline_ms) = if failed_here { (0, 0) } else { (min_bytes, deadline_ms) };
-        fetch_round(ctx, &wanted, read_committed, replica_id, |_| min_bytes, deadline_ms).await
+        fetch_round(ctx, &wanted, read_committed, replica_id, &reading, |_| min_bytes, deadline_ms).await
     } else {
         // min_bytes counts over every owner: read everywhere at once; while short, let each owner
         // wait for more than it had, and read everywhere again when the first one has it.
-        let mut outcomes = fetch_round(ctx, &wanted, read_committed, replica_id, |_| 0, 0).await;
+        let mut outcomes = fetch_round(ctx, &wanted, read_committed, replica_id, &reading, |_| 0, 0).await;
         loop {
             let bytes: usize = outcomes.iter().map(|o| o.bytes).sum();
-            let errors = outcomes.iter().any(|o| o.error_code != ec::NONE);
+            let errors = outcomes.iter().any(|o| o.error_code != ec::NONE || o.preferred_read_replica >= 0);
             if bytes >= min_bytes.max(1) || errors || now_ms() >= deadline_ms || ctx.shutting_down() {
                 break outcomes;
             }
@@ -170,13 +193,14 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Response {
                     let only: Vec<Wanted> = positions.iter().map(|&i| wanted[i].clone()).collect();
                     // More than this owner had: it answers once its own part grew.
                     let more = positions.iter().map(|&i| outcomes[i].bytes).sum::<usize>() + 1;
+                    let reading = &reading;
                     Box::pin(async move {
-                        fetch_round(ctx, &only, read_committed, replica_id, |_| more, deadline_ms).await;
+                        fetch_round(ctx, &only, read_committed, replica_id, reading, |_| more, deadline_ms).await;
                     })
                 })
                 .collect::<Vec<_>>();
             futures::future::select_all(waits).await;
-            outcomes = fetch_round(ctx, &wanted, read_committed, replica_id, |_| 0, 0).await;
+            outcomes = fetch_round(ctx, &wanted, read_committed, replica_id, &reading, |_| 0, 0).await;
         }
     };
     // Apply the response byte limit in request order; the first partition with data always
@@ -203,6 +227,7 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Response {
             last_stable_offset: o.last_stable_offset,
             log_start_offset: o.log_start_offset,
             aborted_transactions: o.aborted,
+            preferred_read_replica: o.preferred_read_replica,
             records,
         };
         match topics.last_mut() {

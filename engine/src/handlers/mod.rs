@@ -291,6 +291,11 @@ impl<'a> Context<'a> {
         self.shard.owner(topic, partition)
     }
 
+    /// The shard holding this broker's replica of the partition, leader or follower.
+    pub fn replica_shard(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.shard.metadata.borrow().placement(topic, partition).map(|p| p.shard)
+    }
+
     pub fn shutting_down(&self) -> bool {
         self.shard.shutting_down.get()
     }

@@ -39,6 +39,11 @@ pub struct Fetch {
     pub deadline_ms: u64,
     /// The fetching follower's node id (a replica fetch), or -1 for a consumer.
     pub replica_id: i32,
+    /// A consumer that may read from a follower's copy (Fetch v11+, KIP-392).
+    pub follower_reads: bool,
+    /// The consumer's `client.rack`, when `replica.selector.class` is rack-aware: the leader
+    /// may send it to a replica in that rack.
+    pub client_rack: Option<String>,
 }
 
 impl ShardCall for Fetch {
@@ -225,6 +230,25 @@ pub struct ReadOutcome {
     /// For read_committed reads: (producer id, first offset) of aborted transactions that
     /// overlap what was read.
     pub aborted: Option<Vec<(i64, i64)>>,
+    /// KIP-392: the replica a consumer should fetch this partition from instead (the leader's
+    /// replica selector chose one nearer the consumer), or -1.
+    pub preferred_read_replica: i32,
+}
+
+impl ReadOutcome {
+    /// Nothing read, with `error_code`.
+    pub fn empty(error_code: i16) -> ReadOutcome {
+        ReadOutcome {
+            error_code,
+            pieces: Vec::new(),
+            bytes: 0,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            aborted: None,
+            preferred_read_replica: -1,
+        }
+    }
 }
 
 /// One producer of a partition, as DescribeProducers reports it.

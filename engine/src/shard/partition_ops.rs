@@ -37,9 +37,7 @@ pub fn serve(shard: &Rc<Shard>) {
             futures::future::join_all(appends).await
         }
     });
-    shard.serve(
-        |shard, call: Fetch| async move { fetch(&shard, &call.partitions, call.read_committed, call.replica_id, call.min_bytes, call.deadline_ms).await },
-    );
+    shard.serve(|shard, call: Fetch| async move { fetch(&shard, &call).await });
     shard.serve(|shard, call: ListOffset| async move {
         let error_code = shard.check_leader_epoch(&call.topic, call.partition, call.current_leader_epoch);
         if error_code != ec::NONE {
@@ -339,10 +337,10 @@ pub fn epoch_end_offset(shard: &Shard, q: &EpochQuery) -> EpochEnd {
 /// Reads one partition for a fetch. A cold read waits for the disk in this task only: the
 /// shard serves others meanwhile, and the log may change before it ends (the read keeps to the
 /// segment file it started in).
-pub async fn read(shard: &Shard, f: &FetchPartition, read_committed: bool, replica_id: i32) -> ReadOutcome {
+pub async fn read(shard: &Shard, f: &FetchPartition, call: &Fetch) -> ReadOutcome {
     let (topic, partition, offset, max_bytes) = (f.topic.as_str(), f.partition, f.offset, f.max_bytes);
-    let mut outcome =
-        ReadOutcome { error_code: ec::NONE, pieces: Vec::new(), bytes: 0, high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, aborted: None };
+    let (read_committed, replica_id) = (call.read_committed, call.replica_id);
+    let mut outcome = ReadOutcome::empty(ec::NONE);
     let Some(p) = shard.local_partition(topic, partition) else {
         outcome.error_code = shard.absent_partition_error(topic, partition);
         return outcome;
@@ -351,8 +349,9 @@ pub async fn read(shard: &Shard, f: &FetchPartition, read_committed: bool, repli
     if outcome.error_code != ec::NONE {
         return outcome;
     }
-    if shard.owner(topic, partition) != Some(shard.id) {
-        // A follower's copy: only the leader serves fetches.
+    let leading = shard.owner(topic, partition) == Some(shard.id);
+    if !leading && !call.follower_reads {
+        // A follower's copy serves only consumers that may read from followers (KIP-392).
         outcome.error_code = ec::NOT_LEADER_OR_FOLLOWER;
         return outcome;
     }
@@ -361,6 +360,14 @@ pub async fn read(shard: &Shard, f: &FetchPartition, read_committed: bool, repli
         outcome.high_watermark = log.high_watermark();
         outcome.last_stable_offset = log.last_stable_offset();
         outcome.log_start_offset = log.log_start_offset();
+        if let Some(rack) = call.client_rack.as_deref().filter(|_| leading && replica_id < 0) {
+            let preferred = preferred_read_replica(shard, topic, partition, rack, offset);
+            if preferred != shard.config.node_id {
+                // Fetched from there instead, with no records from here, as Kafka answers.
+                outcome.preferred_read_replica = preferred;
+                return outcome;
+            }
+        }
         if replica_id >= 0 {
             // A follower copies the whole log; what it holds moves the high watermark.
             log.log_end_offset()
@@ -414,14 +421,8 @@ const FETCH_READS_IN_FLIGHT_MAX: usize = 16;
 /// deadline is ahead, waits for an append to any of them (or the deadline) and reads again.
 /// A partition with too many fetches already waiting on it (`shardlog.fetch.long.poll.watchers.max`)
 /// ends the wait at once: the caller answers with what there is.
-pub async fn fetch(
-    shard: &Shard,
-    partitions: &[FetchPartition],
-    read_committed: bool,
-    replica_id: i32,
-    min_bytes: usize,
-    deadline_ms: u64,
-) -> Vec<ReadOutcome> {
+pub async fn fetch(shard: &Shard, call: &Fetch) -> Vec<ReadOutcome> {
+    let (partitions, replica_id, min_bytes, deadline_ms) = (&call.partitions, call.replica_id, call.min_bytes, call.deadline_ms);
     let held: Vec<Option<Rc<Partition>>> = partitions.iter().map(|f| shard.local_partition(&f.topic, f.partition)).collect();
     let mut refused: Vec<Option<i16>> = vec![None; partitions.len()];
     if replica_id >= 0 {
@@ -439,23 +440,16 @@ pub async fn fetch(
         let outcomes: Vec<ReadOutcome> = futures::stream::iter(partitions.iter().zip(&refused))
             .map(|(f, refused)| async move {
                 match refused {
-                    Some(code) => ReadOutcome {
-                        error_code: *code,
-                        pieces: Vec::new(),
-                        bytes: 0,
-                        high_watermark: -1,
-                        last_stable_offset: -1,
-                        log_start_offset: -1,
-                        aborted: None,
-                    },
-                    None => read(shard, f, read_committed, replica_id).await,
+                    Some(code) => ReadOutcome::empty(*code),
+                    None => read(shard, f, call).await,
                 }
             })
             .buffered(FETCH_READS_IN_FLIGHT_MAX)
             .collect()
             .await;
         let bytes: usize = outcomes.iter().map(|o| o.bytes).sum();
-        let failed = outcomes.iter().any(|o| o.error_code != ec::NONE);
+        // A consumer sent to another replica (KIP-392) is answered at once, as an error is.
+        let failed = outcomes.iter().any(|o| o.error_code != ec::NONE || o.preferred_read_replica >= 0);
         let now = now_ms();
         let crowded = held.iter().flatten().any(|p| p.appended.waiters() >= shard.config.fetch_watchers_max);
         if bytes >= min_bytes.max(1) || failed || now >= deadline_ms || appended.is_empty() || crowded || shard.shutting_down.get() {
@@ -470,6 +464,28 @@ pub async fn fetch(
         )
         .await;
     }
+}
+
+/// The replica a consumer in `rack` should fetch `fetch_offset` of a partition led here from
+/// (Kafka's RackAwareReplicaSelector, as its leader picks one): this broker if it is in that
+/// rack or no replica is; else the in-sync, live replica in the rack that holds the offset and
+/// is furthest ahead.
+fn preferred_read_replica(shard: &Shard, topic: &str, partition: i32, rack: &str, fetch_offset: i64) -> i32 {
+    let node_id = shard.config.node_id;
+    let meta = shard.metadata.borrow();
+    let rack_of = |id: i32| meta.brokers.get(&id).filter(|b| !b.fenced).and_then(|b| b.rack.as_deref());
+    if rack_of(node_id) == Some(rack) {
+        return node_id;
+    }
+    let leaders = shard.leaders.borrow();
+    let Some(leader) = leaders.get(&(topic.to_string(), partition)) else { return node_id };
+    leader
+        .replicas
+        .iter()
+        .filter(|&&r| r != node_id && rack_of(r) == Some(rack) && leader.isr.contains(&r))
+        .filter_map(|&r| leader.follower_log_end(r).filter(|&end| end >= fetch_offset).map(|end| (end, r)))
+        .max()
+        .map_or(node_id, |(_, r)| r)
 }
 
 /// A replica fetch from `replica_id` for `f` at the leader: records the follower's log end and

@@ -120,6 +120,11 @@ impl LeaderReplicas {
         self.followers.iter().map(|(&r, f)| (r, f.log_end_offset.map(|end| (log_end_offset - end).max(0)))).collect()
     }
 
+    /// `follower`'s log end as its last fetch under this leadership reported it.
+    pub fn follower_log_end(&self, follower: i32) -> Option<i64> {
+        self.followers.get(&follower).and_then(|f| f.log_end_offset)
+    }
+
     /// Whether acks=all writes are refused: fewer in-sync replicas than `min.insync.replicas`.
     pub fn under_min_isr(&self) -> bool {
         self.isr.len() < self.min_insync_replicas
