@@ -34,15 +34,20 @@ def make_cluster(
     netns: list[str] | None = None,
     extra_config: list[dict] | None = None,
     roles: list[str] | None = None,
+    listeners: list[str] | None = None,
 ):
     """Makes (does not launch) `count` nodes (node ids 1..count); those with the controller
     role (all, by default: combined nodes) are the voters. `hosts` and `netns`: per node, the
     address it listens on and the network namespace it runs in (default: loopback, this
     namespace). `extra_config`: per node, properties added to (or replacing) the defaults
-    below, e.g. `broker.rack`. `roles`: per node, its `process.roles`. A broker-only node has
+    below, e.g. `broker.rack`. `roles`: per node, its `process.roles`. `listeners`: client
+    listeners every broker has besides PLAINTEXT (e.g. ["SSL"]). A broker-only node has
     no controller listener, and a controller-only node no Kafka listener, as in Kafka."""
     roles = roles or ["broker,controller"] * count
-    nodes = [broker_factory(start=False, extra_listeners=["CONTROLLER"] if "controller" in roles[i] else []) for i in range(count)]
+    nodes = [
+        broker_factory(start=False, extra_listeners=(["CONTROLLER"] if "controller" in roles[i] else []) + (listeners or []) * ("broker" in roles[i]))
+        for i in range(count)
+    ]
     for i, n in enumerate(nodes):
         n.host = (hosts or [n.host] * count)[i]
         n.netns = (netns or [None] * count)[i]

@@ -51,8 +51,10 @@ class Ca:
     cert: x509.Certificate
     path: Path
 
-    def issue(self, directory: Path, stem: str, subject: x509.Name, server: bool) -> tuple[Path, Path, Path]:
-        """Returns (keystore PEM with key and chain, certificate PEM, key PEM)."""
+    def issue(self, directory: Path, stem: str, subject: x509.Name, server: bool, client_too: bool = False) -> tuple[Path, Path, Path]:
+        """Returns (keystore PEM with key and chain, certificate PEM, key PEM). `client_too`: a
+        server certificate that may also authenticate as a client (a broker's, which it
+        presents to the brokers it connects to)."""
         key = _key()
         now = datetime.datetime.now(datetime.timezone.utc)
         builder = (
@@ -68,7 +70,7 @@ class Ca:
         if server:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), critical=False
-            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH] + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client_too else [])), critical=False)
         else:
             builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())

@@ -109,6 +109,9 @@ pub struct BrokerConfig {
     /// TLS and SASL per listener, and the SCRAM credential store (`ssl.*`, `sasl.*`,
     /// `listener.name.<l>.*`; see `security::settings`).
     pub security: crate::security::SecurityConfig,
+    /// When the inter-broker listener is SSL: the TLS client config this broker reaches the
+    /// others with (see [`crate::security::tls::build_inter_broker_client_config`]).
+    pub inter_broker_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Every property as the configuration file (and flags) gave it: the STATIC_BROKER_CONFIG
     /// level of DescribeConfigs, and the broker defaults of topic configs (`topic_config` reads
     /// them; this module checks them against `topic_config_table`, a leaf, not `topic_config`).
@@ -343,6 +346,7 @@ impl Default for BrokerConfig {
             authorizer: crate::authorizer::AuthorizerConfig::default(),
             offsets_topic_partitions: 50,
             security: crate::security::SecurityConfig::default(),
+            inter_broker_tls: None,
             properties: BTreeMap::new(),
             log_cleaner_enable: true,
             inter_broker_listener_name: None,
@@ -609,6 +613,7 @@ impl BrokerConfig {
         if let (Some(name), None) = (&c.inter_broker_listener_name, c.inter_broker_listener()) {
             bail!("inter.broker.listener.name={name}, but listeners has no client listener of that name");
         }
+        c.inter_broker_tls = c.build_inter_broker_tls()?;
         Ok(c)
     }
 }
@@ -747,6 +752,27 @@ impl BrokerConfig {
             Some(name) => self.client_listeners().find(|l| &l.name == name),
             None => self.client_listeners().next(),
         }
+    }
+
+    /// The TLS client config for an SSL inter-broker listener (SASL between brokers is not
+    /// supported yet: `Shard::inter_broker_address` refuses it).
+    fn build_inter_broker_tls(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>> {
+        let Some(listener) = self.inter_broker_listener() else { return Ok(None) };
+        if listener.security_protocol != crate::security::SecurityProtocol::Ssl {
+            return Ok(None);
+        }
+        // One security entry per listener, in the listeners' order.
+        let position = self.listeners.iter().position(|l| l.name == listener.name);
+        let Some(settings) = position.and_then(|i| self.security.listeners.get(i)?.tls.as_ref()).map(|t| &t.settings) else {
+            return Ok(None);
+        };
+        if settings.truststore.is_none() {
+            // A broker alone needs none: the first replica fetch says what is missing.
+            return Ok(None);
+        }
+        let config = crate::security::tls::build_inter_broker_client_config(settings, &listener.name)
+            .with_context(|| format!("inter-broker listener {}", listener.name))?;
+        Ok(Some(std::sync::Arc::new(config)))
     }
 
     /// This node's controller listener, when it is part of a quorum of several.

@@ -17,13 +17,14 @@
 //! broker, [`REQUEST_TIMEOUT`] for the connect, the negotiation and the round trip together,
 //! [`RESPONSE_BYTES_MAX`] per answer. A request that fails or times out closes its connection
 //! (the stream may be out of step), and the next request opens a new one: the caller retries.
-//! PLAINTEXT only: TLS and SASL between brokers are not supported yet, and the caller refuses
-//! them before calling here.
+//! PLAINTEXT or TLS (an SSL inter-broker listener, with the client config the caller gives);
+//! SASL between brokers is not supported yet, and the caller refuses it before calling here.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -80,9 +81,53 @@ pub enum InterBrokerError {
     Protocol(#[from] ClientError),
 }
 
+/// Where to reach another broker: its inter-broker listener's `host:port`, and the TLS client
+/// config when that listener is SSL.
+#[derive(Clone)]
+pub struct BrokerAddress {
+    pub address: String,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Display for BrokerAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.address)?;
+        if self.tls.is_some() {
+            f.write_str(" (TLS)")?;
+        }
+        Ok(())
+    }
+}
+
+/// A connection's byte stream.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(bytes).await,
+            Stream::Tls(s) => {
+                s.write_all(bytes).await?;
+                // TLS records are buffered until flushed.
+                s.flush().await
+            }
+        }
+    }
+
+    async fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buffer).await,
+            Stream::Tls(s) => s.read(buffer).await,
+        }
+    }
+}
+
 /// An open, negotiated connection.
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     /// host:port it was opened to: a broker that moves gets a new connection.
     address: String,
     core: ClientCore<()>,
@@ -143,9 +188,9 @@ impl InterBrokerClient {
         Ok(peer)
     }
 
-    /// Sends `request` to broker `node_id` at `address` (host:port, PLAINTEXT) at the version
-    /// negotiated with it, and decodes its answer.
-    pub async fn send<R: Request>(&self, node_id: i32, address: &str, request: &R) -> Result<R::Response, InterBrokerError> {
+    /// Sends `request` to broker `node_id` at `address` at the version negotiated with it, and
+    /// decodes its answer.
+    pub async fn send<R: Request>(&self, node_id: i32, address: &BrokerAddress, request: &R) -> Result<R::Response, InterBrokerError> {
         let peer = self.peer(node_id)?;
         if peer.waiting.get() >= REQUESTS_WAITING_MAX {
             return Err(InterBrokerError::TooManyWaiting(node_id));
@@ -155,7 +200,7 @@ impl InterBrokerClient {
         let _turn = peer.turn.acquire_permit(1).await.expect("the semaphore is never closed");
         // Taken out for the round trip and put back only after a whole answer: a request that
         // fails, times out or is dropped half way leaves no stream behind that is out of step.
-        let kept = peer.connection.borrow_mut().take().filter(|c| c.address == address);
+        let kept = peer.connection.borrow_mut().take().filter(|c| c.address == address.address);
         let exchange = async {
             let mut connection = match kept {
                 Some(c) => c,
@@ -185,10 +230,22 @@ async fn within<T>(limit: Duration, work: impl Future<Output = T>) -> Option<T> 
     }
 }
 
-async fn connect(node_id: i32, address: &str, response_bytes_max: usize) -> Result<Connection, InterBrokerError> {
-    let stream = TcpStream::connect(address).await.map_err(std::io::Error::from)?;
+async fn connect(node_id: i32, target: &BrokerAddress, response_bytes_max: usize) -> Result<Connection, InterBrokerError> {
+    let address = target.address.as_str();
+    let tcp = TcpStream::connect(address).await.map_err(std::io::Error::from)?;
     // Small requests that wait for their answer: Nagle would only delay them.
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let stream = match &target.tls {
+        None => Stream::Plain(tcp),
+        Some(config) => {
+            // The certificate must name the host (or IP address) the broker registered.
+            let host = address.rsplit_once(':').map_or(address, |(host, _)| host).trim_start_matches('[').trim_end_matches(']');
+            let name = rustls_pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host} is not a host name or IP address for TLS: {e}")))?;
+            let tls = futures_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await?;
+            Stream::Tls(Box::new(tls))
+        }
+    };
     let core = ClientCore::new(core::ClientConfig {
         client_id: CLIENT_ID.to_string(),
         software_name: CLIENT_ID,

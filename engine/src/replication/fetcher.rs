@@ -24,7 +24,7 @@ use shardlog_protocol::error_code::{self as ec, error_name};
 use shardlog_protocol::kafka_protocol;
 
 use crate::config::ReplicationConfig;
-use crate::inter_broker::InterBrokerClient;
+use crate::inter_broker::{BrokerAddress, InterBrokerClient};
 use crate::metadata::records::NO_LEADER;
 use crate::runtime;
 use crate::shard::maintenance;
@@ -189,7 +189,7 @@ async fn truncate_to_leader(
     shard: &Shard,
     client: &InterBrokerClient,
     leader: i32,
-    address: &str,
+    address: &BrokerAddress,
     partitions: &[&Followed],
 ) -> Result<Vec<(TopicPartition, i32)>, String> {
     let mut done = Vec::new();
@@ -289,7 +289,7 @@ async fn fetch_once(
     shard: &Rc<Shard>,
     client: &InterBrokerClient,
     leader: i32,
-    address: &str,
+    address: &BrokerAddress,
     partitions: &[&Followed],
     config: &ReplicationConfig,
 ) -> Result<Vec<TopicPartition>, String> {

@@ -117,7 +117,10 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-pub fn build_server_config(settings: &TlsSettings) -> Result<ServerConfig> {
+/// The keystore's certificate chain and private key, and where they came from (for messages).
+type KeyPair = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, String);
+
+fn load_keystore(settings: &TlsSettings) -> Result<KeyPair> {
     let (chain_pem, key_pem, source) = match &settings.keystore {
         Keystore::File(path) => {
             let text = std::fs::read(path).with_context(|| format!("cannot read ssl.keystore.location {}", path.display()))?;
@@ -131,6 +134,10 @@ pub fn build_server_config(settings: &TlsSettings) -> Result<ServerConfig> {
         bail!("{source} holds no CERTIFICATE block: it must hold the certificate chain (leaf first) and the private key");
     }
     let key = PrivateKeyDer::from_pem_slice(&key_pem).with_context(|| format!("{source}: no usable private key (PKCS#8, PKCS#1 or SEC1 PEM, unencrypted)"))?;
+    Ok((chain, key, source))
+}
+
+fn protocol_versions(settings: &TlsSettings) -> Vec<&'static rustls::SupportedProtocolVersion> {
     let mut versions = Vec::new();
     if settings.tls13 {
         versions.push(&rustls::version::TLS13);
@@ -138,7 +145,12 @@ pub fn build_server_config(settings: &TlsSettings) -> Result<ServerConfig> {
     if settings.tls12 {
         versions.push(&rustls::version::TLS12);
     }
-    let builder = ServerConfig::builder_with_provider(provider()).with_protocol_versions(&versions).context("TLS protocol versions")?;
+    versions
+}
+
+pub fn build_server_config(settings: &TlsSettings) -> Result<ServerConfig> {
+    let (chain, key, source) = load_keystore(settings)?;
+    let builder = ServerConfig::builder_with_provider(provider()).with_protocol_versions(&protocol_versions(settings)).context("TLS protocol versions")?;
     let builder = match (&settings.truststore, settings.client_auth) {
         (Some(truststore), auth) if auth != ClientAuth::None => {
             let roots = Arc::new(root_store(truststore)?);
@@ -149,6 +161,26 @@ pub fn build_server_config(settings: &TlsSettings) -> Result<ServerConfig> {
         _ => builder.with_no_client_auth(),
     };
     builder.with_single_cert(chain, key).with_context(|| format!("{source}: the private key does not match the certificate, or is of an unsupported type"))
+}
+
+/// The TLS client config a broker reaches other brokers with on its inter-broker listener, as
+/// Kafka's inter-broker client uses the listener's own settings: the truststore verifies the
+/// other broker's certificate (and its host name or IP address), and the keystore is presented
+/// as this broker's certificate, for listeners that ask for one. Built once at start.
+pub fn build_inter_broker_client_config(settings: &TlsSettings, listener: &str) -> Result<rustls::ClientConfig> {
+    let Some(truststore) = &settings.truststore else {
+        bail!(
+            "inter-broker listener {listener} uses TLS but has no truststore: set ssl.truststore.location (or ssl.truststore.certificates) to the CA that signed the brokers' certificates"
+        );
+    };
+    let roots = root_store(truststore)?;
+    let (chain, key, source) = load_keystore(settings)?;
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&protocol_versions(settings))
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .with_context(|| format!("{source}: the private key does not match the certificate, or is of an unsupported type"))
 }
 
 fn root_store(truststore: &Truststore) -> Result<RootCertStore> {

@@ -140,20 +140,31 @@ impl Shard {
     }
 
     /// host:port of broker `node_id`'s inter-broker listener, or why there is none to use.
-    pub fn inter_broker_address(&self, node_id: i32) -> Result<String, String> {
+    pub fn inter_broker_address(&self, node_id: i32) -> Result<crate::inter_broker::BrokerAddress, String> {
+        use crate::security::SecurityProtocol;
         let Some(listener) = self.config.inter_broker_listener() else {
             return Err(String::from("this broker has no client listener to reach other brokers on"));
         };
-        if listener.security_protocol != crate::security::SecurityProtocol::Plaintext {
-            return Err(format!(
-                "the inter-broker listener {} is {:?}, and TLS and SASL between brokers are not supported yet (set inter.broker.listener.name to a PLAINTEXT listener)",
-                listener.name, listener.security_protocol
-            ));
-        }
+        let tls = match listener.security_protocol {
+            SecurityProtocol::Plaintext => None,
+            SecurityProtocol::Ssl if self.config.inter_broker_tls.is_some() => self.config.inter_broker_tls.clone(),
+            SecurityProtocol::Ssl => {
+                return Err(format!(
+                    "the inter-broker listener {} is SSL but has no truststore to verify other brokers with: set ssl.truststore.location (or ssl.truststore.certificates) to the CA that signed the brokers' certificates",
+                    listener.name
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "the inter-broker listener {} is {other:?}, and SASL between brokers is not supported yet (set inter.broker.listener.name to a PLAINTEXT or SSL listener)",
+                    listener.name
+                ))
+            }
+        };
         let meta = self.metadata.borrow();
         let Some(broker) = meta.brokers.get(&node_id) else { return Err(format!("broker {node_id} is not registered")) };
         let Some(endpoint) = broker.endpoint(&listener.name) else { return Err(format!("broker {node_id} has no {} listener", listener.name)) };
-        Ok(format!("{}:{}", endpoint.host, endpoint.port))
+        Ok(crate::inter_broker::BrokerAddress { address: format!("{}:{}", endpoint.host, endpoint.port), tls })
     }
 
     pub fn local_partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
