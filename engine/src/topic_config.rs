@@ -419,6 +419,9 @@ pub struct ResolvedTopicConfig {
     /// `min.insync.replicas`: an acks=all produce to a partition whose ISR is smaller is
     /// refused with NOT_ENOUGH_REPLICAS.
     pub min_insync_replicas: i32,
+    /// `unclean.leader.election.enable`: the controller may elect a replica outside the ISR
+    /// when no ISR member is live.
+    pub unclean_leader_election_enable: bool,
 }
 
 /// The effective value of one topic config, as a string.
@@ -460,6 +463,7 @@ pub fn resolve(config: &BrokerConfig, meta: &ClusterMetadata, overrides: &BTreeM
         min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
         max_compaction_lag_ms: long("max.compaction.lag.ms"),
         min_insync_replicas: i32::try_from(long("min.insync.replicas")).unwrap_or(i32::MAX).max(1),
+        unclean_leader_election_enable: get("unclean.leader.election.enable") == "true",
     }
 }
 

@@ -350,8 +350,8 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         default: "false",
         kind: Kind::Boolean,
         synonyms: &[("unclean.leader.election.enable", 1)],
-        applied: false,
-        doc: "The controller never elects a leader outside the ISR on its own; an unclean election is asked for with ElectLeaders (election type unclean).",
+        applied: true,
+        doc: "Whether the controller may elect a live replica outside the ISR when no ISR member is live, at the cost of the records only the ISR had; an unclean election may also be asked for with ElectLeaders (election type unclean).",
     },
 ];
 

@@ -767,6 +767,38 @@ impl Controller {
         }
     }
 
+    /// `unclean.leader.election.enable`: a partition left without a leader, none of whose ISR
+    /// members is live, gets a live replica from outside the ISR as its leader (and whole ISR),
+    /// as Kafka's controller elects for topics that allow it. What only the old ISR held is
+    /// lost; the log says which partitions.
+    async fn elect_unclean_leaders(&self) {
+        let wanted = {
+            let view = self.view.borrow();
+            unclean_elections(&view, |configs| crate::topic_config::resolve(&self.shard.config, &view, configs).unclean_leader_election_enable)
+        };
+        if wanted.is_empty() {
+            return;
+        }
+        let Ok((_permit, old)) = self.begin_change().await else { return };
+        let mut new = old.clone();
+        let mut elected = Vec::new();
+        for (topic, partition) in &wanted {
+            if let Ok(leader) = elect_leader(&mut new, topic, *partition, ELECTION_UNCLEAN) {
+                elected.push(format!("{topic}-{partition} (node {leader})"));
+            }
+        }
+        if elected.is_empty() {
+            return;
+        }
+        match self.commit(&old, &new).await {
+            Ok(()) => tracing::warn!(
+                partitions = %elected.join(", "),
+                "unclean.leader.election.enable: leaders elected outside the ISR, which had no live member; records only the old ISR held are lost"
+            ),
+            Err((code, msg)) => tracing::warn!(code, error = %msg, "unclean leader elections failed; trying again"),
+        }
+    }
+
     /// `auto.leader.rebalance.enable`: moves leadership back to the preferred replica (the
     /// first) of each partition where it is live and in the ISR, as Kafka's controller does
     /// every `leader.imbalance.check.interval.seconds`, so that leaders do not stay piled on
@@ -1288,6 +1320,21 @@ fn elect_leader(meta: &mut ClusterMetadata, topic: &str, partition: i32, electio
     Ok(leader)
 }
 
+/// The partitions of topics that allow unclean elections (`unclean`, given a topic's configs)
+/// that have no leader, no live ISR member, and a live replica: those an unclean election
+/// gives a leader. At most [`BALANCE_ELECTIONS_MAX`] per round.
+fn unclean_elections(meta: &ClusterMetadata, unclean: impl Fn(&BTreeMap<String, String>) -> bool) -> Vec<(String, i32)> {
+    let live = |id: &i32| meta.brokers.get(id).is_some_and(|b| !b.fenced);
+    meta.topics
+        .iter()
+        .flat_map(|(name, t)| t.partitions.iter().enumerate().map(move |(i, p)| (name, t, i as i32, p)))
+        .filter(|(_, _, _, p)| p.leader == records::NO_LEADER && !p.isr.iter().any(live) && p.replicas.iter().any(live))
+        .filter(|(_, t, _, _)| unclean(&t.configs))
+        .map(|(name, _, i, _)| (name.clone(), i))
+        .take(BALANCE_ELECTIONS_MAX)
+        .collect()
+}
+
 /// Preferred elections one leader-balancing round makes at most (Kafka's controller's bound).
 const BALANCE_ELECTIONS_MAX: usize = 1000;
 
@@ -1364,6 +1411,7 @@ async fn lead(controller: Weak<Controller>) {
         }
         if status.ready_leader && c.bootstrapped_term.get() == status.term {
             c.fence_silent_brokers().await;
+            c.elect_unclean_leaders().await;
         }
         let quorum = c.quorum().clone();
         drop(c);
@@ -2172,6 +2220,25 @@ mod tests {
             ],
         );
         assert_eq!(preferred_elections(&meta), vec![("t".to_string(), 1), ("t".to_string(), 4)]);
+    }
+
+    #[test]
+    fn unclean_elections_only_where_the_topic_allows_and_no_isr_member_is_live() {
+        let fenced = |id| BrokerRegistration { fenced: true, ..broker(id, None) };
+        let mut meta = with_partitions(
+            &[broker(1, None), fenced(2), fenced(3)],
+            &[
+                (&[2, 1], &[2], records::NO_LEADER),    // the ISR's only member fenced, 1 live: elected
+                (&[2, 3], &[2], records::NO_LEADER),    // no live replica at all
+                (&[1, 2], &[1], 1),                     // has a leader
+                (&[2, 1], &[2, 1], records::NO_LEADER), // a live ISR member: a clean election's to make
+            ],
+        );
+        assert_eq!(unclean_elections(&meta, |_| true), vec![("t".to_string(), 0)]);
+        assert!(unclean_elections(&meta, |_| false).is_empty(), "not where the topic does not allow it");
+        elect_leader(&mut meta, "t", 0, ELECTION_UNCLEAN).expect("elected");
+        assert_eq!(states(&meta)[0], (1, vec![1], 1, 1));
+        assert!(unclean_elections(&meta, |_| true).is_empty());
     }
 
     #[test]
