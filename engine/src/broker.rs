@@ -185,9 +185,13 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
         dirty_budget: ByteBudget::new(config.dirty_shard_bytes),
         request_budget: ByteBudget::new(config.queued_request_bytes_per_shard()),
         replication_quotas: Default::default(),
+        hw_checkpoint: RefCell::new(HashMap::new()),
     });
+    // Read before the first metadata opens any partition.
+    *shard.hw_checkpoint.borrow_mut() = crate::shard::hw_checkpoint::load(&config.log_dirs).await;
     // Every call this shard answers is registered before the mesh delivers the first one.
     partition_ops::serve(&shard);
+    crate::shard::hw_checkpoint::serve(&shard);
     let groups = crate::groups::start(&shard, config.groups.clone());
     let txns = crate::txn::start(&shard, config.txn.clone());
     serve_composed_calls(&shard, &groups, &txns);
@@ -208,6 +212,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
     txns.load(&shard);
     probe::start_lag_probe(&shard);
     maintenance::start(&shard);
+    crate::shard::hw_checkpoint::start(&shard);
     crate::replication::start(&shard);
     let listeners = crate::net::listen(&shard, connection_limits)?;
     tracing::info!(shard = id, partitions = shard.partitions.borrow().len(), "shard ready");

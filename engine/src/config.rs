@@ -219,6 +219,9 @@ pub struct ReplicationConfig {
     /// `replica.selector.class` is Kafka's RackAwareReplicaSelector: a leader sends a consumer
     /// whose `client.rack` names another replica's rack to fetch from that replica (KIP-392).
     pub rack_aware_replica_selector: bool,
+    /// `replica.high.watermark.checkpoint.interval.ms`: how often the high watermarks are
+    /// written to each log directory's `replication-offset-checkpoint`.
+    pub high_watermark_checkpoint_interval_ms: u64,
 }
 
 impl Default for ReplicationConfig {
@@ -233,6 +236,7 @@ impl Default for ReplicationConfig {
             leader_imbalance_check_interval_s: 300,
             quota_window: crate::quota::manager::WindowConfig { samples: 11, window_ms: 1000 },
             rack_aware_replica_selector: false,
+            high_watermark_checkpoint_interval_ms: 5000,
         }
     }
 }
@@ -486,6 +490,7 @@ impl BrokerConfig {
                 "replica.lag.time.max.ms" => c.replication.lag_time_max_ms = at_least(value, key, 1)?,
                 "auto.leader.rebalance.enable" => c.replication.auto_leader_rebalance_enable = value.parse().with_context(context)?,
                 "leader.imbalance.check.interval.seconds" => c.replication.leader_imbalance_check_interval_s = at_least(value, key, 1)?,
+                "replica.high.watermark.checkpoint.interval.ms" => c.replication.high_watermark_checkpoint_interval_ms = at_least(value, key, 1)?,
                 "replica.selector.class" => {
                     c.replication.rack_aware_replica_selector = match value.trim() {
                         RACK_AWARE_REPLICA_SELECTOR => true,

@@ -3,6 +3,7 @@
 //! It knows nothing of the layers above it (connections, handlers, coordinators): `broker`
 //! starts those, and each registers its own calls on the router.
 
+pub mod hw_checkpoint;
 pub mod log_dirs;
 pub mod maintenance;
 pub mod messages;
@@ -75,6 +76,9 @@ pub struct Shard {
     pub request_budget: Rc<ByteBudget>,
     /// Bytes moved for throttled replicas (`*.replication.throttled.rate`).
     pub replication_quotas: replication_quota::ReplicationQuotas,
+    /// The high watermarks `replication-offset-checkpoint` had at start, for the replicated
+    /// partitions this shard has not opened yet (each is taken when it opens).
+    pub hw_checkpoint: RefCell<HashMap<TopicPartition, i64>>,
 }
 
 impl Shard {

@@ -749,10 +749,13 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
                     log.set_dirty_budget(shard.dirty_budget.clone());
                     log.set_leader_epoch(placement.leader_epoch);
                     if placement.replicas.len() > 1 {
-                        // Nothing is known to be committed until the replicas have been heard
-                        // from (Kafka keeps a checkpoint; shardlog starts at the log start).
+                        // What was committed before a restart, as `replication-offset-checkpoint`
+                        // has it (never past this log's end); else nothing until the replicas
+                        // have been heard from.
                         let start = log.log_start_offset();
-                        log.set_replicated_high_watermark(Some(start));
+                        let checkpointed = shard.hw_checkpoint.borrow_mut().remove(&key);
+                        let hw = checkpointed.map_or(start, |hw| hw.clamp(start, log.log_end_offset()));
+                        log.set_replicated_high_watermark(Some(hw));
                     }
                     let p = Partition::new(name.clone(), i as i32, log);
                     p.start_flusher();
