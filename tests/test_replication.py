@@ -48,21 +48,28 @@ def admin_of(nodes) -> AdminClient:
     return AdminClient({"bootstrap.servers": ",".join(n.bootstrap for n in nodes if n.is_alive())})
 
 
-def create(nodes, topic: str, partitions: int, replicas: int, configs: dict | None = None) -> None:
-    """Creates the topic, once the controller counts enough live brokers for its replicas
-    (until then: INVALID_REPLICATION_FACTOR, as Kafka answers)."""
+def create_once_placeable(nodes, new_topic: NewTopic, not_yet: int, what: str) -> None:
+    """Creates `new_topic` once the controller can place it: until enough brokers are
+    registered and live, it answers `not_yet` (Kafka's code for what the request asks)."""
     admin = admin_of(nodes)
 
     def created():
-        futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replicas, config=configs or {})], operation_timeout=10)
+        futures = admin.create_topics([new_topic], operation_timeout=10)
         try:
-            futures[topic].result(timeout=30)
+            futures[new_topic.topic].result(timeout=30)
             return True
         except confluent_kafka.KafkaException as e:
-            assert e.args[0].code() == confluent_kafka.KafkaError.INVALID_REPLICATION_FACTOR, e
+            assert e.args[0].code() == not_yet, e
             return False
 
-    wait_until(created, f"{topic} to be created with {replicas} replicas", timeout_s=60)
+    wait_until(created, what, timeout_s=60)
+
+
+def create(nodes, topic: str, partitions: int, replicas: int, configs: dict | None = None) -> None:
+    """Creates the topic, once the controller counts enough live brokers for its replicas
+    (until then: INVALID_REPLICATION_FACTOR, as Kafka answers)."""
+    new_topic = NewTopic(topic, num_partitions=partitions, replication_factor=replicas, config=configs or {})
+    create_once_placeable(nodes, new_topic, confluent_kafka.KafkaError.INVALID_REPLICATION_FACTOR, f"{topic} to be created with {replicas} replicas")
 
 
 def partition_state(nodes, topic: str, partition: int = 0):

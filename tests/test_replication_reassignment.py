@@ -18,7 +18,7 @@ from kafka import errors as kafka_errors
 
 from clients import wait_until
 from cluster import start_cluster, wait_brokers
-from test_replication import FAST, admin_of, check_history, partition_state, produce, producer, read_all, wait_isr
+from test_replication import FAST, admin_of, check_history, create_once_placeable, partition_state, produce, producer, read_all, wait_isr
 
 # Three combined nodes (the quorum) and a fourth, broker-only node to move partitions to.
 ROLES = ["broker,controller"] * 3 + ["broker"]
@@ -31,18 +31,8 @@ def kafka_admin(nodes) -> KafkaAdminClient:
 def create_on(nodes, topic: str, assignment: list[list[int]], configs: dict | None = None) -> None:
     """Creates the topic with an explicit replica assignment, once every named broker is
     registered and live."""
-    admin = admin_of(nodes)
-
-    def created():
-        futures = admin.create_topics([NewTopic(topic, num_partitions=len(assignment), replica_assignment=assignment, config=configs or {})], operation_timeout=10)
-        try:
-            futures[topic].result(timeout=30)
-            return True
-        except confluent_kafka.KafkaException as e:
-            assert e.args[0].code() == confluent_kafka.KafkaError.INVALID_REPLICA_ASSIGNMENT, e
-            return False
-
-    wait_until(created, f"{topic} to be created on {assignment}", timeout_s=60)
+    new_topic = NewTopic(topic, num_partitions=len(assignment), replica_assignment=assignment, config=configs or {})
+    create_once_placeable(nodes, new_topic, confluent_kafka.KafkaError.INVALID_REPLICA_ASSIGNMENT, f"{topic} to be created on {assignment}")
 
 
 def ongoing(admin: KafkaAdminClient, topic: str) -> dict:
