@@ -772,31 +772,38 @@ impl Controller {
     /// as Kafka's controller elects for topics that allow it. What only the old ISR held is
     /// lost; the log says which partitions.
     async fn elect_unclean_leaders(&self) {
-        let wanted = {
-            let view = self.view.borrow();
-            unclean_elections(&view, |configs| crate::topic_config::resolve(&self.shard.config, &view, configs).unclean_leader_election_enable)
-        };
-        if wanted.is_empty() {
-            return;
-        }
-        let Ok((_permit, old)) = self.begin_change().await else { return };
-        let mut new = old.clone();
-        let mut elected = Vec::new();
-        for (topic, partition) in &wanted {
-            if let Ok(leader) = elect_leader(&mut new, topic, *partition, ELECTION_UNCLEAN) {
-                elected.push(format!("{topic}-{partition} (node {leader})"));
-            }
-        }
-        if elected.is_empty() {
-            return;
-        }
-        match self.commit(&old, &new).await {
-            Ok(()) => tracing::warn!(
+        let config = self.shard.config.clone();
+        let wanted =
+            |view: &ClusterMetadata| unclean_elections(view, |configs| crate::topic_config::resolve(&config, view, configs).unclean_leader_election_enable);
+        match self.elect(wanted, ELECTION_UNCLEAN).await {
+            Ok(elected) if !elected.is_empty() => tracing::warn!(
                 partitions = %elected.join(", "),
                 "unclean.leader.election.enable: leaders elected outside the ISR, which had no live member; records only the old ISR held are lost"
             ),
+            Ok(_) => {}
             Err((code, msg)) => tracing::warn!(code, error = %msg, "unclean leader elections failed; trying again"),
         }
+    }
+
+    /// The elections of `election_type` that `wanted` finds in the metadata, committed as one
+    /// change: the partitions that got a leader (`topic-partition (node N)`), none if there
+    /// was nothing to elect.
+    async fn elect(&self, wanted: impl Fn(&ClusterMetadata) -> Vec<(String, i32)>, election_type: i8) -> Result<Vec<String>, (i16, String)> {
+        if wanted(&self.view.borrow()).is_empty() {
+            return Ok(Vec::new());
+        }
+        let (_permit, old) = self.begin_change().await?;
+        let mut new = old.clone();
+        let mut elected = Vec::new();
+        for (topic, partition) in wanted(&old) {
+            if let Ok(leader) = elect_leader(&mut new, &topic, partition, election_type) {
+                elected.push(format!("{topic}-{partition} (node {leader})"));
+            }
+        }
+        if !elected.is_empty() {
+            self.commit(&old, &new).await?;
+        }
+        Ok(elected)
     }
 
     /// `auto.leader.rebalance.enable`: moves leadership back to the preferred replica (the
@@ -805,18 +812,11 @@ impl Controller {
     /// the brokers that survived a failure. Each move is a preferred election (a new leader
     /// epoch); at most [`BALANCE_ELECTIONS_MAX`] per round.
     async fn balance_leaders(&self) {
-        if preferred_elections(&self.view.borrow()).is_empty() {
-            return;
-        }
-        let Ok((_permit, old)) = self.begin_change().await else { return };
-        let mut new = old.clone();
-        let wanted = preferred_elections(&old);
-        let moved = wanted.iter().filter(|(topic, partition)| elect_leader(&mut new, topic, *partition, ELECTION_PREFERRED).is_ok()).count();
-        if moved == 0 {
-            return;
-        }
-        match self.commit(&old, &new).await {
-            Ok(()) => tracing::info!(partitions = moved, "auto.leader.rebalance.enable: leadership moved back to preferred replicas"),
+        match self.elect(preferred_elections, ELECTION_PREFERRED).await {
+            Ok(moved) if !moved.is_empty() => {
+                tracing::info!(partitions = moved.len(), "auto.leader.rebalance.enable: leadership moved back to preferred replicas")
+            }
+            Ok(_) => {}
             Err((code, msg)) => tracing::warn!(code, error = %msg, "moving leadership back to preferred replicas failed; trying again at the next check"),
         }
     }

@@ -36,10 +36,6 @@ struct Wanted {
     denied: bool,
 }
 
-fn empty_outcome(code: i16) -> ReadOutcome {
-    ReadOutcome::empty(code)
-}
-
 /// Whether a consumer's fetch may be served by a follower's copy (v11+, KIP-392), and its
 /// `client.rack` where the leader is to pick a replica near it (`replica.selector.class`).
 #[derive(Default)]
@@ -66,8 +62,8 @@ async fn fetch_round(
     let mut outcomes: Vec<Option<ReadOutcome>> = wanted
         .iter()
         .map(|w| match (w.denied, w.owner) {
-            (true, _) => Some(empty_outcome(TOPIC_AUTHORIZATION_FAILED)),
-            (false, None) => Some(empty_outcome(ctx.absent_partition_error(&w.topic, w.partition))),
+            (true, _) => Some(ReadOutcome::empty(TOPIC_AUTHORIZATION_FAILED)),
+            (false, None) => Some(ReadOutcome::empty(ctx.absent_partition_error(&w.topic, w.partition))),
             (false, Some(_)) => None,
         })
         .collect();
@@ -100,7 +96,7 @@ async fn fetch_round(
                 }
                 Err(e) => {
                     tracing::warn!(shard = owner, error = %e, "fetch not delivered to the partitions' shard");
-                    (0..count).map(|_| empty_outcome(ec::NOT_LEADER_OR_FOLLOWER)).collect()
+                    (0..count).map(|_| ReadOutcome::empty(ec::NOT_LEADER_OR_FOLLOWER)).collect()
                 }
             };
             positions.into_iter().zip(replied).collect::<Vec<_>>()
