@@ -379,9 +379,11 @@ pub async fn read(shard: &Shard, f: &FetchPartition, call: &Fetch) -> ReadOutcom
     };
     // A throttled replica that is not in sync gets nothing while the leader's replication
     // quota is spent (KIP-73); the in-sync ones, which acks=all waits for, never wait.
+    // The topic's throttled-replica list first: without one (the usual case) a replica fetch
+    // costs no key to look up the ISR with.
     let throttled = replica_id >= 0
-        && !shard.leaders.borrow().get(&(topic.to_string(), partition)).is_some_and(|l| l.isr.contains(&replica_id))
-        && replication_quota::throttled(shard, Side::Leader, topic, partition);
+        && replication_quota::throttled(shard, Side::Leader, topic, partition)
+        && !shard.leaders.borrow().get(&(topic.to_string(), partition)).is_some_and(|l| l.isr.contains(&replica_id));
     if throttled && replication_quota::exceeded(shard, Side::Leader) {
         return outcome;
     }
