@@ -155,6 +155,18 @@ pub struct QuorumVoter {
     pub node_id: i32,
     /// Where its controller listener is (host:port).
     pub address: String,
+    /// The id of its metadata directory (KIP-853's replica key), where the quorum recorded it:
+    /// a dynamic quorum's voters have one; `controller.quorum.voters` names none.
+    pub directory_id: Option<uuid::Uuid>,
+}
+
+impl QuorumVoter {
+    /// Whether this voter is the node `node_id` whose metadata directory is `directory_id`: a
+    /// node that comes back under a voter's id with another directory (a replaced disk) is not
+    /// that voter. A voter recorded without an id is matched by node id alone.
+    pub fn is(&self, node_id: i32, directory_id: uuid::Uuid) -> bool {
+        self.node_id == node_id && self.directory_id.is_none_or(|d| d == directory_id)
+    }
 }
 
 /// The KRaft settings shardlog honours.
@@ -175,6 +187,9 @@ pub struct QuorumConfig {
     /// Set at start, not by configuration: `voters` were found (in the metadata log, from
     /// `shardlog format`, or through the bootstrap servers) for a dynamic quorum.
     pub voters_found: bool,
+    /// Set at start, not by configuration: this node's metadata directory id (the first log
+    /// directory's meta.properties).
+    pub directory_id: Option<uuid::Uuid>,
     /// `controller.listener.names`: listeners that carry the quorum's traffic, not clients'.
     pub controller_listener_names: Vec<String>,
     /// `controller.quorum.fetch.timeout.ms`: how long a voter goes without hearing from the
@@ -259,6 +274,7 @@ impl Default for QuorumConfig {
             voters: Vec::new(),
             bootstrap_servers: Vec::new(),
             voters_found: false,
+            directory_id: None,
             controller_listener_names: Vec::new(),
             fetch_timeout_ms: 2000,
             election_timeout_ms: 1000,
@@ -287,7 +303,7 @@ pub fn parse_quorum_voters(value: &str) -> Result<Vec<QuorumVoter>> {
         if voters.iter().any(|v| v.node_id == node_id) {
             bail!("controller.quorum.voters names node {node_id} twice");
         }
-        voters.push(QuorumVoter { node_id, address: address.to_string() });
+        voters.push(QuorumVoter { node_id, address: address.to_string(), directory_id: None });
     }
     Ok(voters)
 }

@@ -16,11 +16,13 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use shardlog_protocol::error_code as ec;
 
+use crate::config::QuorumVoter;
 use crate::metadata::records::{self, MetadataRecord};
 use crate::metadata::{validate_topic_name, BrokerEndpoint, BrokerRegistration, ClusterMetadata, PartitionPlacement, TopicMetadata};
 use crate::shard::messages::ApplyMetadata;
 use crate::shard::router::ShardCall;
 use crate::shard::Shard;
+use crate::storage::meta_properties;
 use quorum::{ProposeError, Quorum};
 
 /// The shard that runs the controller.
@@ -205,6 +207,9 @@ pub struct QuorumDescription {
     /// broker-only node that fetched from this leader lately.
     #[serde(default)]
     pub observers: Vec<(i32, u64, i64)>,
+    /// The metadata directory id of the voters and observers, where known.
+    #[serde(default)]
+    pub directory_ids: BTreeMap<i32, uuid::Uuid>,
 }
 
 impl ShardCall for DescribeQuorum {
@@ -228,9 +233,15 @@ pub enum VoterCall {
         node_id: i32,
         address: String,
         timeout_ms: u64,
+        /// Its metadata directory id (Kafka's VoterDirectoryId); None: not named.
+        #[serde(default)]
+        directory_id: Option<uuid::Uuid>,
     },
+    /// Remove `node_id`; where `directory_id` is named, only the voter with that directory.
     Remove {
         node_id: i32,
+        #[serde(default)]
+        directory_id: Option<uuid::Uuid>,
     },
 }
 
@@ -276,7 +287,7 @@ impl ShardCall for AlterPartition {
 
 /// A voter change that passed Kafka's checks: raft's change, the new set (sorted), and what it
 /// does, for messages.
-type CheckedVoterChange = (quorum::VoterChange, Vec<(i32, String)>, String);
+type CheckedVoterChange = (quorum::VoterChange, Vec<QuorumVoter>, String);
 
 /// The longest AddRaftVoter waits for a new voter to be caught up, and for the change to
 /// commit, whatever its TimeoutMs says: with a commit's wait past it (`leader_wait`), under
@@ -445,23 +456,37 @@ impl Controller {
         let applier: Rc<dyn quorum::Applier> = Rc::new(ViewApplier(Rc::downgrade(&controller)));
         let config = &shard.config;
         let mut quorum_config = config.quorum.clone();
+        // Kafka's meta.properties in every log directory: the first one's directory id names
+        // this node in a dynamic quorum.
+        let known_cluster = Some(view.cluster_id.as_str()).filter(|id| !id.is_empty()).or(config.cluster_id.as_deref());
+        let directory_id = meta_properties::ensure_all(&config.log_dirs, config.node_id, known_cluster, None)?;
+        quorum_config.directory_id = Some(directory_id);
         let votes = if quorum_config.dynamic() {
             // KIP-853: a controller starts from the voters its log (or `shardlog format`) names;
             // one that joins a running quorum, and a broker-only node, ask the bootstrap servers.
-            let known = if config.quorum.controller { quorum::bootstrap::start_voters(&dir, config.node_id, &view.quorum_voters)? } else { None };
+            let known = if config.quorum.controller { quorum::bootstrap::start_voters(&dir, config.node_id, view.voters())? } else { None };
             let voters = match known {
                 Some(voters) => voters,
-                None => quorum::transport::discover(&quorum_config.bootstrap_servers, config.node_id, config.cluster_id.clone())
-                    .await
-                    .voters
-                    .into_iter()
-                    .map(|(node_id, address)| crate::config::QuorumVoter { node_id, address })
-                    .collect(),
+                None => quorum::transport::discover(&quorum_config.bootstrap_servers, config.node_id, config.cluster_id.clone()).await.voters(),
             };
             quorum_config.voters = voters;
             quorum_config.voters_found = true;
-            let votes = config.quorum.controller && quorum_config.voters.iter().any(|v| v.node_id == config.node_id);
-            if config.quorum.controller && !votes {
+            let votes = config.quorum.controller && quorum_config.voters.iter().any(|v| v.is(config.node_id, directory_id));
+            if let Some(other) = quorum_config.voters.iter().find(|v| v.node_id == config.node_id && !v.is(config.node_id, directory_id)) {
+                // A voter's id with another metadata directory: the disk it voted with is gone,
+                // and with it what it promised. Voting from an empty log could elect a leader
+                // without committed entries, so it only observes (as Kafka's replica key rule).
+                tracing::error!(
+                    node_id = config.node_id,
+                    directory_id = %meta_properties::uuid_text(directory_id),
+                    voter_directory_id = %other.directory_id.map(meta_properties::uuid_text).unwrap_or_default(),
+                    "this node's id is a voter of the metadata quorum, but with another metadata directory (replaced or lost?): it does \
+                     not vote, and observes the log; remove the old voter (kafka-metadata-quorum.sh remove-controller --controller-id {} \
+                     --controller-directory-id {}) and add this node again (add-controller)",
+                    config.node_id,
+                    other.directory_id.map(meta_properties::uuid_text).unwrap_or_default()
+                );
+            } else if config.quorum.controller && !votes {
                 tracing::info!(
                     voters = ?quorum_config.voters.iter().map(|v| v.node_id).collect::<Vec<_>>(),
                     "this controller is not a voter of the metadata quorum: it observes the metadata log until it is added as one"
@@ -505,6 +530,10 @@ impl Controller {
             crate::runtime::spawn(async move { keep_registered(c).await }).detach();
         }
         controller.wait_for_cluster().await;
+        // The cluster id is known now (a node that joined learned it from the quorum): Kafka's
+        // meta.properties carries it, and a directory of another cluster stops the node here.
+        let (dirs, node_id, cluster_id) = (config.log_dirs.clone(), config.node_id, controller.view.borrow().cluster_id.clone());
+        crate::runtime::spawn_blocking(move || meta_properties::ensure_all(&dirs, node_id, Some(&cluster_id), None)).await?;
         Ok(controller)
     }
 
@@ -635,9 +664,21 @@ impl Controller {
         let mut voters = status.voter_progress.clone();
         voters.sort();
         // A controller added as a voter fetched as an observer until then: it is listed once.
-        let observers = self.quorum().observers().into_iter().filter(|(id, _, _)| !voters.iter().any(|(v, _)| v == id)).collect();
+        let observed: Vec<_> = self.quorum().observers().into_iter().filter(|(id, _)| !voters.iter().any(|(v, _)| v == id)).collect();
+        let mut directory_ids: BTreeMap<i32, uuid::Uuid> = observed.iter().filter_map(|(id, o)| Some((*id, o.directory_id?))).collect();
+        directory_ids.extend(self.view.borrow().quorum_voter_directory_ids.iter().map(|(id, d)| (*id, *d)));
+        let observers = observed.into_iter().map(|(id, o)| (id, o.index, quorum::epoch_ms(o.at))).collect();
         let voter_times = self.quorum().voter_times();
-        Ok(QuorumDescription { leader: config.node_id, term: status.term, high_watermark: status.commit_index, voters, endpoints, observers, voter_times })
+        Ok(QuorumDescription {
+            leader: config.node_id,
+            term: status.term,
+            high_watermark: status.commit_index,
+            voters,
+            endpoints,
+            observers,
+            voter_times,
+            directory_ids,
+        })
     }
 
     /// This node's registration: how clients reach it.
@@ -944,10 +985,9 @@ impl Controller {
             // The voter set goes into the log (Kafka's VotersRecord at kraft.version 1) once, from
             // what the first leader started with; from then on the log's set is the quorum's.
             if new.quorum_voters.is_empty() {
-                let mut voters: Vec<(i32, String)> = quorum.voters().iter().map(|v| (v.node_id, v.address.clone())).collect();
-                voters.sort();
-                tracing::info!(voters = ?voters, "recording the dynamic quorum's voters in the metadata log");
-                new.quorum_voters = voters;
+                let voters = quorum.voters();
+                tracing::info!(voters = %voters_text(&voters), "recording the dynamic quorum's voters in the metadata log");
+                new.set_voters(&voters);
             }
             new.finalized_features.insert(crate::metadata::features::KRAFT_VERSION.to_string(), 1);
         }
@@ -986,8 +1026,8 @@ impl quorum::Applier for ViewApplier {
         Ok((image.applied_index, serde_json::to_vec(&image)?))
     }
 
-    fn voters(&self) -> Vec<(i32, String)> {
-        self.0.upgrade().map(|c| c.view.borrow().quorum_voters.clone()).unwrap_or_default()
+    fn voters(&self) -> Vec<QuorumVoter> {
+        self.0.upgrade().map(|c| c.view.borrow().voters()).unwrap_or_default()
     }
 
     fn install(&self, index: u64, data: Vec<u8>) -> futures::future::LocalBoxFuture<'_, Result<()>> {
@@ -1426,8 +1466,15 @@ async fn lead(controller: Weak<Controller>) {
 pub use crate::metadata::base64_uuid;
 
 /// `1@host:port,2@host:port`, for messages.
-fn voters_text(voters: &[(i32, String)]) -> String {
-    voters.iter().map(|(id, address)| format!("{id}@{address}")).collect::<Vec<_>>().join(",")
+fn voters_text(voters: &[QuorumVoter]) -> String {
+    voters
+        .iter()
+        .map(|v| match v.directory_id {
+            Some(d) => format!("{}@{}:{}", v.node_id, v.address, meta_properties::uuid_text(d)),
+            None => format!("{}@{}", v.node_id, v.address),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Gives `meta` to every shard, this one last (so that this shard's answer to the change comes
@@ -1498,12 +1545,14 @@ impl Controller {
         let deadline = std::time::Instant::now() + wait;
         self.ensure_ready().await?;
         self.check_voter_change(&call)?;
-        if let VoterCall::Add { node_id, .. } = &call.change {
+        let mut call = call;
+        if let VoterCall::Add { node_id, directory_id, .. } = &mut call.change {
             // Kafka refuses a voter that is not caught up, so that it does not hold back the
             // commit of everything after the change. It is waited for here up to the request's
             // timeout (what KAFKA-17147 proposes), outside the serial section: other metadata
-            // changes go on meanwhile.
-            self.wait_caught_up(*node_id, wait).await?;
+            // changes go on meanwhile. A request that names no directory gets the one the node
+            // fetches with, so that the voter is recorded with it all the same.
+            *directory_id = self.wait_caught_up(*node_id, *directory_id, wait).await?;
         }
         let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
         self.ensure_ready().await?;
@@ -1513,7 +1562,7 @@ impl Controller {
         tracing::info!(voters = %voters_text(&voters), "metadata quorum voter change: {what}");
         // What is left of the request's time, and at least what a commit takes with a leader.
         let wait = deadline.saturating_duration_since(std::time::Instant::now()).max(leader_wait(&self.shard));
-        let proposed = quorum.propose_voter_change(change, vec![MetadataRecord::QuorumVoters { voters }]);
+        let proposed = quorum.propose_voter_change(change, vec![MetadataRecord::quorum_voters(&voters)]);
         let outcome = futures::select! {
             r = futures::FutureExt::fuse(proposed) => r,
             _ = futures::FutureExt::fuse(crate::runtime::sleep(wait)) => {
@@ -1550,34 +1599,39 @@ impl Controller {
         if quorum.status().voter_change_pending {
             return Err((ec::REQUEST_TIMED_OUT, String::from("a previous voter change is still being committed: retry")));
         }
-        let mut voters = view.quorum_voters.clone();
+        let mut voters = view.voters();
         let (change, what) = match &call.change {
-            VoterCall::Add { node_id, address, .. } => {
-                if voters.iter().any(|(id, _)| id == node_id) {
+            VoterCall::Add { node_id, address, directory_id, .. } => {
+                if voters.iter().any(|v| v.node_id == *node_id) {
                     return Err((ec::DUPLICATE_VOTER, format!("node {node_id} is already a voter of {}", voters_text(&voters))));
                 }
-                voters.push((*node_id, address.clone()));
+                voters.push(QuorumVoter { node_id: *node_id, address: address.clone(), directory_id: *directory_id });
                 (quorum::VoterChange::Add(*node_id), format!("adding node {node_id} at {address}"))
             }
-            VoterCall::Remove { node_id } => {
-                if !voters.iter().any(|(id, _)| id == node_id) {
-                    return Err((ec::VOTER_NOT_FOUND, format!("node {node_id} is not a voter of {}", voters_text(&voters))));
+            VoterCall::Remove { node_id, directory_id } => {
+                // Kafka names a voter by node id and directory: the voter of another directory
+                // (a disk replaced since) is not the one asked for.
+                if !voters.iter().any(|v| directory_id.map_or(v.node_id == *node_id, |asked| v.is(*node_id, asked))) {
+                    let asked = directory_id.map(|d| format!(" with directory id {}", meta_properties::uuid_text(d))).unwrap_or_default();
+                    return Err((ec::VOTER_NOT_FOUND, format!("node {node_id}{asked} is not a voter of {}", voters_text(&voters))));
                 }
                 if voters.len() == 1 {
                     return Err((ec::VOTER_NOT_FOUND, format!("node {node_id} is the only voter: a quorum cannot lose its last voter")));
                 }
-                voters.retain(|(id, _)| id != node_id);
+                voters.retain(|v| v.node_id != *node_id);
                 (quorum::VoterChange::Remove(*node_id), format!("removing node {node_id}"))
             }
         };
-        voters.sort();
+        voters.sort_by_key(|v| v.node_id);
         Ok((change, voters, what))
     }
 
     /// Waits (bounded by `wait`) until node `node_id` is a controller that observes the log
     /// from this leader and has everything committed, as Kafka checks a new voter is caught
     /// up before it counts in the majority; REQUEST_TIMED_OUT if it does not get there.
-    async fn wait_caught_up(&self, node_id: i32, wait: Duration) -> Result<(), (i16, String)> {
+    /// Returns the directory id the new voter fetches with (None from nodes that do not send
+    /// it), which is `directory_id` where the request names one.
+    async fn wait_caught_up(&self, node_id: i32, directory_id: Option<uuid::Uuid>, wait: Duration) -> Result<Option<uuid::Uuid>, (i16, String)> {
         let quorum = self.quorum();
         let deadline = std::time::Instant::now() + wait;
         // A caught-up observer's fetch waits here at most half the fetch timeout before it is
@@ -1588,12 +1642,18 @@ impl Controller {
             let commit = quorum.status().commit_index;
             let why = match quorum.observer_state(node_id) {
                 None => format!("node {node_id} does not fetch the metadata log from the active controller (is it running, started with controller.quorum.bootstrap.servers and formatted with --no-initial-controllers?)"),
-                Some((_, _, false)) => format!("node {node_id} observes the metadata log but is not a controller (process.roles has no controller)"),
-                Some((_, at, _)) if at.elapsed().map_or(u128::MAX, |d| d.as_millis()) > fresh_ms => {
+                Some((_, false)) => format!("node {node_id} observes the metadata log but is not a controller (process.roles has no controller)"),
+                Some((o, _)) if o.at.elapsed().map_or(u128::MAX, |d| d.as_millis()) > fresh_ms => {
                     format!("node {node_id} has not fetched the metadata log for over controller.quorum.fetch.timeout.ms={fresh_ms}")
                 }
-                Some((index, _, _)) if index < commit => format!("node {node_id} is behind: it has index {index}, the log is committed to {commit}"),
-                Some(_) => return Ok(()),
+                Some((o, _)) if directory_id.is_some() && o.directory_id.is_some() && o.directory_id != directory_id => format!(
+                    "node {node_id} fetches the metadata log with directory id {}, not the {} the request names (add-controller reads it \
+                     from the node's meta.properties: is that the node's configuration?)",
+                    o.directory_id.map(meta_properties::uuid_text).unwrap_or_default(),
+                    directory_id.map(meta_properties::uuid_text).unwrap_or_default()
+                ),
+                Some((o, _)) if o.index < commit => format!("node {node_id} is behind: it has index {}, the log is committed to {commit}", o.index),
+                Some((o, _)) => return Ok(directory_id.or(o.directory_id)),
             };
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {

@@ -50,6 +50,7 @@ pub async fn handle(ctx: &Context<'_>, request: AddRaftVoterRequest) -> Response
             node_id: request.voter_id,
             address: format!("{}:{}", listener.host.as_str(), listener.port),
             timeout_ms: u64::try_from(request.timeout_ms).unwrap_or(0),
+            directory_id: directory_id(request.voter_directory_id),
         },
     };
     if let Err((code, msg)) = change_voters(ctx, call).await {
@@ -57,6 +58,11 @@ pub async fn handle(ctx: &Context<'_>, request: AddRaftVoterRequest) -> Response
         r.error_message = Some(str_bytes(&msg));
     }
     respond(header, &r)
+}
+
+/// A voter's directory id as Kafka sends it: the zero Uuid names none.
+pub(super) fn directory_id(id: uuid::Uuid) -> Option<uuid::Uuid> {
+    (!id.is_nil()).then_some(id)
 }
 
 /// Asks the active controller (through this node's controller shard) for a voter change:

@@ -48,6 +48,7 @@ pub async fn handle(ctx: &Context<'_>, request: DescribeQuorumRequest) -> Respon
                             .map(|(id, log_end)| {
                                 let mut v = ReplicaState::default();
                                 v.replica_id = BrokerId(*id);
+                                v.replica_directory_id = d.directory_ids.get(id).copied().unwrap_or_default();
                                 v.log_end_offset = *log_end as i64;
                                 // The leader's view of the voter's last append or heartbeat
                                 // answer; -1, Kafka's "unknown", before the first of this term.
@@ -63,6 +64,7 @@ pub async fn handle(ctx: &Context<'_>, request: DescribeQuorumRequest) -> Respon
                             .map(|(id, log_end, fetched_ms)| {
                                 let mut o = ReplicaState::default();
                                 o.replica_id = BrokerId(*id);
+                                o.replica_directory_id = d.directory_ids.get(id).copied().unwrap_or_default();
                                 o.log_end_offset = *log_end as i64;
                                 o.last_fetch_timestamp = *fetched_ms;
                                 o.last_caught_up_timestamp = -1;

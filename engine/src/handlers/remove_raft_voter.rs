@@ -14,8 +14,8 @@ pub async fn handle(ctx: &Context<'_>, request: RemoveRaftVoterRequest) -> Respo
     }
     let header = ctx.header;
     let mut r = RemoveRaftVoterResponse::default();
-    let call =
-        ChangeVoters { cluster_id: request.cluster_id.as_ref().map(|id| id.as_str().to_string()), change: VoterCall::Remove { node_id: request.voter_id } };
+    let change = VoterCall::Remove { node_id: request.voter_id, directory_id: super::add_raft_voter::directory_id(request.voter_directory_id) };
+    let call = ChangeVoters { cluster_id: request.cluster_id.as_ref().map(|id| id.as_str().to_string()), change };
     if let Err((code, msg)) = super::add_raft_voter::change_voters(ctx, call).await {
         r.error_code = code;
         r.error_message = Some(str_bytes(&msg));

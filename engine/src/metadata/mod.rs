@@ -26,23 +26,7 @@ pub fn is_internal_topic(name: &str) -> bool {
 
 /// Kafka prints cluster ids as URL-safe base64 of a UUID, without padding.
 pub fn base64_uuid(id: uuid::Uuid) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = id.as_bytes();
-    let mut out = String::new();
-    let mut bits = 0u32;
-    let mut nbits = 0;
-    for &b in bytes {
-        bits = (bits << 8) | b as u32;
-        nbits += 8;
-        while nbits >= 6 {
-            nbits -= 6;
-            out.push(ALPHABET[((bits >> nbits) & 63) as usize] as char);
-        }
-    }
-    if nbits > 0 {
-        out.push(ALPHABET[((bits << (6 - nbits)) & 63) as usize] as char);
-    }
-    out
+    crate::storage::meta_properties::uuid_text(id)
 }
 
 pub const METADATA_FILE: &str = "cluster-metadata.json";
@@ -170,6 +154,10 @@ pub struct ClusterMetadata {
     /// lists. Empty with a static `controller.quorum.voters` or the one-node default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quorum_voters: Vec<(i32, String)>,
+    /// The metadata directory id of each of `quorum_voters`, where the quorum recorded one
+    /// (KIP-853: a voter is a node id and a directory).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quorum_voter_directory_ids: BTreeMap<i32, uuid::Uuid>,
     /// The metadata log index of the record that last changed `finalized_features`: the
     /// epoch ApiVersions reports, which only grows, so a client tells the newer of two
     /// answers. -1 while none is recorded, as Kafka answers then.
@@ -231,6 +219,26 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 }
 
 impl ClusterMetadata {
+    /// A dynamic quorum's voters as the image records them, each with its directory id.
+    pub fn voters(&self) -> Vec<crate::config::QuorumVoter> {
+        self.quorum_voters
+            .iter()
+            .map(|(node_id, address)| crate::config::QuorumVoter {
+                node_id: *node_id,
+                address: address.clone(),
+                directory_id: self.quorum_voter_directory_ids.get(node_id).copied(),
+            })
+            .collect()
+    }
+
+    /// Records `voters` as the quorum's voter set (sorted by node id).
+    pub fn set_voters(&mut self, voters: &[crate::config::QuorumVoter]) {
+        let mut list: Vec<(i32, String)> = voters.iter().map(|v| (v.node_id, v.address.clone())).collect();
+        list.sort();
+        self.quorum_voters = list;
+        self.quorum_voter_directory_ids = voters.iter().filter_map(|v| Some((v.node_id, v.directory_id?))).collect();
+    }
+
     /// Where partition `partition` of `topic` lives, or None if the topic or partition does not
     /// exist.
     pub fn placement(&self, topic: &str, partition: i32) -> Option<&PartitionPlacement> {
@@ -252,6 +260,7 @@ impl ClusterMetadata {
             applied_index: 0,
             finalized_features: BTreeMap::new(),
             quorum_voters: Vec::new(),
+            quorum_voter_directory_ids: BTreeMap::new(),
             finalized_features_epoch: no_features_epoch(),
             client_quotas: Default::default(),
         }

@@ -101,6 +101,11 @@ pub enum MetadataRecord {
     /// the one before.
     QuorumVoters {
         voters: Vec<(i32, String)>,
+        /// Each voter's metadata directory id, where known (records from before ids were
+        /// kept have none). A list, not a map: an internally tagged enum cannot read back
+        /// integer map keys.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        directory_ids: Vec<(i32, uuid::Uuid)>,
     },
     /// Every quota of one client quota entity, replacing the ones before (none: the entity
     /// has no quota left).
@@ -188,8 +193,9 @@ pub fn diff(old: &ClusterMetadata, new: &ClusterMetadata, node_id: i32) -> Vec<M
             records.push(MetadataRecord::FeatureLevel { name: name.clone(), level });
         }
     }
-    if old.quorum_voters != new.quorum_voters {
-        records.push(MetadataRecord::QuorumVoters { voters: new.quorum_voters.clone() });
+    if old.quorum_voters != new.quorum_voters || old.quorum_voter_directory_ids != new.quorum_voter_directory_ids {
+        let directory_ids = new.quorum_voter_directory_ids.iter().map(|(id, d)| (*id, *d)).collect();
+        records.push(MetadataRecord::QuorumVoters { voters: new.quorum_voters.clone(), directory_ids });
     }
     let (old_quotas, new_quotas) = (&old.client_quotas.entries, &new.client_quotas.entries);
     for entity in old_quotas.keys().chain(new_quotas.keys()).collect::<std::collections::BTreeSet<_>>() {
@@ -208,6 +214,15 @@ fn same_replication(a: &PartitionPlacement, b: &PartitionPlacement) -> bool {
 
 /// A partition written before replicas were recorded (an image from a single-node version) is
 /// this node's alone.
+impl MetadataRecord {
+    /// The QuorumVoters record that names `voters` (sorted by node id).
+    pub fn quorum_voters(voters: &[crate::config::QuorumVoter]) -> MetadataRecord {
+        let mut view = ClusterMetadata::new(String::new());
+        view.set_voters(voters);
+        MetadataRecord::QuorumVoters { voters: view.quorum_voters, directory_ids: view.quorum_voter_directory_ids.into_iter().collect() }
+    }
+}
+
 fn partition_record(topic_id: uuid::Uuid, partition: i32, p: &PartitionPlacement, node_id: i32) -> MetadataRecord {
     let (replicas, isr, leader) = if p.replicas.is_empty() { (vec![node_id], vec![node_id], node_id) } else { (p.replicas.clone(), p.isr.clone(), p.leader) };
     MetadataRecord::Partition {
@@ -330,7 +345,10 @@ pub fn apply(view: &mut ClusterMetadata, record: &MetadataRecord, node: &dyn Loc
                 view.finalized_features.insert(name.clone(), *level);
             }
         }
-        MetadataRecord::QuorumVoters { voters } => view.quorum_voters = voters.clone(),
+        MetadataRecord::QuorumVoters { voters, directory_ids } => {
+            view.quorum_voters = voters.clone();
+            view.quorum_voter_directory_ids = directory_ids.iter().copied().collect();
+        }
         MetadataRecord::ClientQuota { entity, values } => {
             if values.is_empty() {
                 view.client_quotas.entries.remove(entity);
@@ -426,13 +444,30 @@ mod tests {
         let old = ClusterMetadata::new("c".into());
         let mut new = old.clone();
         new.quorum_voters = vec![(1, "h:1".into()), (2, "h:2".into())];
-        assert_eq!(diff(&old, &new, 1), vec![MetadataRecord::QuorumVoters { voters: new.quorum_voters.clone() }]);
+        let ids = BTreeMap::from([(1, uuid::Uuid::new_v4()), (2, uuid::Uuid::new_v4())]);
+        new.quorum_voter_directory_ids = ids.clone();
+        let records = diff(&old, &new, 1);
+        assert_eq!(records, vec![MetadataRecord::QuorumVoters { voters: new.quorum_voters.clone(), directory_ids: ids.clone().into_iter().collect() }]);
+        // The record goes through the metadata log as JSON.
+        let json = serde_json::to_string(&records[0]).unwrap();
+        assert_eq!(serde_json::from_str::<MetadataRecord>(&json).unwrap(), records[0]);
         let view = replayed(&old, &new, &node);
-        assert_eq!(view.quorum_voters, new.quorum_voters);
+        assert_eq!((&view.quorum_voters, &view.quorum_voter_directory_ids), (&new.quorum_voters, &ids));
+        assert_eq!(view.voters()[1], crate::config::QuorumVoter { node_id: 2, address: "h:2".into(), directory_id: Some(ids[&2]) });
         let mut fewer = view.clone();
         fewer.quorum_voters.pop();
-        assert_eq!(replayed(&view, &fewer, &node).quorum_voters, vec![(1, "h:1".to_string())]);
+        fewer.quorum_voter_directory_ids.remove(&2);
+        let replayed_fewer = replayed(&view, &fewer, &node);
+        assert_eq!(replayed_fewer.quorum_voters, vec![(1, "h:1".to_string())]);
+        assert_eq!(replayed_fewer.quorum_voter_directory_ids, BTreeMap::from([(1, ids[&1])]));
         assert!(diff(&fewer, &fewer, 1).is_empty());
+        // A voter whose directory changed (removed and added again with a new disk) is news.
+        let mut moved = fewer.clone();
+        moved.quorum_voter_directory_ids.insert(1, uuid::Uuid::new_v4());
+        assert_eq!(diff(&fewer, &moved, 1).len(), 1);
+        // A record from before directory ids were kept reads as a set without them.
+        let old_record: MetadataRecord = serde_json::from_str(r#"{"type":"QuorumVoters","voters":[[1,"h:1"]]}"#).unwrap();
+        assert_eq!(old_record, MetadataRecord::QuorumVoters { voters: vec![(1, "h:1".into())], directory_ids: Vec::new() });
         // An image written before the field (or of a static quorum) has no voter set.
         let mut json = serde_json::to_value(&old).unwrap();
         assert!(json.as_object_mut().unwrap().remove("quorum_voters").is_none(), "an empty set is not written");

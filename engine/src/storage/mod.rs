@@ -18,6 +18,7 @@ pub mod index;
 pub mod leader_epoch;
 pub mod log;
 pub mod max_timestamp;
+pub mod meta_properties;
 pub mod partition;
 pub mod probe;
 pub mod producer_state;

@@ -20,6 +20,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{BrokerConfig, QuorumVoter};
+use crate::storage::meta_properties;
 
 /// What `shardlog format` wrote, in the metadata directory.
 pub const BOOTSTRAP_FILE: &str = "quorum-bootstrap.json";
@@ -31,6 +32,11 @@ pub struct Formatted {
     pub node_id: i32,
     /// The first voters (node id, controller listener); empty: join a running quorum.
     pub initial_voters: Vec<(i32, String)>,
+    /// The first voters' metadata directory ids, where known: this node's own always (what
+    /// its meta.properties says), the others' where `--initial-controllers` names them.
+    /// Formatted before ids were kept: none.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub directory_ids: std::collections::BTreeMap<i32, uuid::Uuid>,
 }
 
 /// How `shardlog format` names the first voters, as kafka-storage's flags do.
@@ -100,14 +106,20 @@ pub fn format(config: &BrokerConfig, meta_dir: &Path, mode: Option<FormatMode>, 
         }
         bail!("{} is already formatted (or holds a metadata log): refusing to format it again; --ignore-formatted skips it", meta_dir.display());
     }
+    let own_directory_id = match &mode {
+        FormatMode::InitialControllers(voters) => voters.iter().find(|v| v.node_id == config.node_id).and_then(|v| v.directory_id),
+        _ => None,
+    };
     let own = config
         .controller_listener()
         .map(|l| l.bind.to_string())
         .context("a dynamic quorum's controller needs its controller listener (controller.listener.names, in listeners)")?;
+    let mut directory_ids = std::collections::BTreeMap::new();
     let initial_voters = match mode {
         FormatMode::Standalone => vec![(config.node_id, own)],
         FormatMode::NoInitialControllers => Vec::new(),
         FormatMode::InitialControllers(voters) => {
+            directory_ids.extend(voters.iter().filter_map(|v| Some((v.node_id, v.directory_id?))));
             let Some(me) = voters.iter().find(|v| v.node_id == config.node_id) else {
                 bail!(
                     "node.id={} is not among --initial-controllers: format it with --no-initial-controllers and add it to the quorum \
@@ -123,7 +135,20 @@ pub fn format(config: &BrokerConfig, meta_dir: &Path, mode: Option<FormatMode>, 
             list
         }
     };
-    let formatted = Formatted { node_id: config.node_id, initial_voters };
+    // Every log directory gets Kafka's meta.properties; the first one's id is this node's in
+    // the quorum. A directory that has one keeps it, and must then be the one named.
+    let directory_id = meta_properties::ensure_all(&config.log_dirs, config.node_id, config.cluster_id.as_deref(), own_directory_id)?;
+    if own_directory_id.is_some_and(|named| named != directory_id) {
+        bail!(
+            "--initial-controllers names node {} with directory id {}, but {} already has directory id {}: name that one",
+            config.node_id,
+            meta_properties::uuid_text(own_directory_id.expect("checked")),
+            config.log_dirs[0].join(meta_properties::FILE).display(),
+            meta_properties::uuid_text(directory_id)
+        );
+    }
+    directory_ids.insert(config.node_id, directory_id);
+    let formatted = Formatted { node_id: config.node_id, initial_voters, directory_ids };
     write(meta_dir, &formatted)?;
     Ok(if formatted.initial_voters.is_empty() {
         format!("formatted {}: node {} joins the running quorum as an observer until it is added as a voter", meta_dir.display(), config.node_id)
@@ -133,24 +158,32 @@ pub fn format(config: &BrokerConfig, meta_dir: &Path, mode: Option<FormatMode>, 
     })
 }
 
-/// Parses `--initial-controllers`: `ID@HOST:PORT[:DIRECTORY_ID],...`. Kafka names each
-/// controller's metadata directory id there; shardlog keeps one metadata directory per node,
-/// so a directory id is accepted and not used.
+/// Parses `--initial-controllers`: `ID@HOST:PORT[:DIRECTORY_ID],...`, Kafka's form, where
+/// the directory id is the controller's metadata directory id (Kafka's base64 text).
 pub fn parse_initial_controllers(value: &str) -> Result<Vec<QuorumVoter>> {
     let mut cleaned = Vec::new();
+    let mut ids = Vec::new();
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (id, rest) = item.split_once('@').with_context(|| format!("--initial-controllers entry {item:?} must be ID@HOST:PORT"))?;
         let parts: Vec<&str> = rest.rsplitn(3, ':').collect();
-        let address = match parts.as_slice() {
+        let (address, directory_id) = match parts.as_slice() {
             // host:port:directory-id (a directory id is never a port number)
-            [dir_id, port, host] if port.parse::<u16>().is_ok() && dir_id.parse::<u16>().is_err() => format!("{host}:{port}"),
-            _ => rest.to_string(),
+            [dir_id, port, host] if port.parse::<u16>().is_ok() && dir_id.parse::<u16>().is_err() => {
+                let parsed = meta_properties::parse_uuid(dir_id)
+                    .with_context(|| format!("--initial-controllers entry {item:?}: {dir_id:?} is not a directory id (22 characters of Kafka's base64)"))?;
+                (format!("{host}:{port}"), Some(parsed))
+            }
+            _ => (rest.to_string(), None),
         };
         cleaned.push(format!("{id}@{address}"));
+        ids.push(directory_id);
     }
-    let voters = crate::config::parse_quorum_voters(&cleaned.join(",")).map_err(|e| anyhow::anyhow!("--initial-controllers: {e:#}"))?;
+    let mut voters = crate::config::parse_quorum_voters(&cleaned.join(",")).map_err(|e| anyhow::anyhow!("--initial-controllers: {e:#}"))?;
     if voters.is_empty() {
         bail!("--initial-controllers names no controller");
+    }
+    for (voter, directory_id) in voters.iter_mut().zip(ids) {
+        voter.directory_id = directory_id;
     }
     Ok(voters)
 }
@@ -166,10 +199,9 @@ fn roles(config: &BrokerConfig) -> &'static str {
 /// Where a controller of a dynamic quorum starts from: the voters the metadata image names
 /// (the log's own record, once one is committed), else what format decided. None: it was
 /// formatted to join a running quorum, so the voters are asked for.
-pub fn start_voters(meta_dir: &Path, node_id: i32, image_voters: &[(i32, String)]) -> Result<Option<Vec<QuorumVoter>>> {
-    let to_voters = |list: &[(i32, String)]| list.iter().map(|(id, a)| QuorumVoter { node_id: *id, address: a.clone() }).collect::<Vec<_>>();
+pub fn start_voters(meta_dir: &Path, node_id: i32, image_voters: Vec<QuorumVoter>) -> Result<Option<Vec<QuorumVoter>>> {
     if !image_voters.is_empty() {
-        return Ok(Some(to_voters(image_voters)));
+        return Ok(Some(image_voters));
     }
     let Some(formatted) = read(meta_dir)? else {
         bail!(
@@ -186,7 +218,12 @@ pub fn start_voters(meta_dir: &Path, node_id: i32, image_voters: &[(i32, String)
             formatted.node_id
         );
     }
-    Ok((!formatted.initial_voters.is_empty()).then(|| to_voters(&formatted.initial_voters)))
+    let voters = formatted
+        .initial_voters
+        .iter()
+        .map(|(id, address)| QuorumVoter { node_id: *id, address: address.clone(), directory_id: formatted.directory_ids.get(id).copied() })
+        .collect::<Vec<_>>();
+    Ok((!voters.is_empty()).then_some(voters))
 }
 
 #[cfg(test)]
@@ -202,27 +239,31 @@ mod tests {
 
     #[test]
     fn format_follows_kafka_storages_rules_and_start_reads_what_it_wrote() {
-        let c = config(DYNAMIC);
         let dir = tempfile::tempdir().unwrap();
+        let c = config(&format!("{DYNAMIC}log.dirs={}\n", dir.path().display()));
         let meta = dir.path();
         // A dynamic controller must be told its first voters, and nothing is written until it is.
         assert!(format(&c, meta, None, false).unwrap_err().to_string().contains("--standalone"));
-        assert!(start_voters(meta, 1, &[]).unwrap_err().to_string().contains("shardlog format"));
+        assert!(start_voters(meta, 1, Vec::new()).unwrap_err().to_string().contains("shardlog format"));
         let said = format(&c, meta, Some(FormatMode::Standalone), false).unwrap();
         assert!(said.contains("1@127.0.0.1:19093"), "{said}");
-        let voters = start_voters(meta, 1, &[]).unwrap().unwrap();
-        assert_eq!(voters, vec![QuorumVoter { node_id: 1, address: "127.0.0.1:19093".into() }]);
+        let voters = start_voters(meta, 1, Vec::new()).unwrap().unwrap();
+        // The voter is this node with the directory id its meta.properties was given.
+        let own = meta_properties::read(meta).unwrap().unwrap();
+        assert_eq!(own.node_id, 1);
+        assert_eq!(voters, vec![QuorumVoter { node_id: 1, address: "127.0.0.1:19093".into(), directory_id: Some(own.directory_id) }]);
         // The image's voter set wins over what format wrote.
-        let image = vec![(1, "127.0.0.1:19093".to_string()), (2, "h:2".to_string())];
-        assert_eq!(start_voters(meta, 1, &image).unwrap().unwrap().len(), 2);
+        let image = vec![voters[0].clone(), QuorumVoter { node_id: 2, address: "h:2".into(), directory_id: None }];
+        assert_eq!(start_voters(meta, 1, image).unwrap().unwrap().len(), 2);
         // Formatted once; another node's directory is refused.
         assert!(format(&c, meta, Some(FormatMode::NoInitialControllers), false).unwrap_err().to_string().contains("already formatted"));
         assert!(format(&c, meta, Some(FormatMode::NoInitialControllers), true).unwrap().contains("left as it is"));
-        assert!(start_voters(meta, 2, &[]).unwrap_err().to_string().contains("formatted for node.id=1"));
+        assert!(start_voters(meta, 2, Vec::new()).unwrap_err().to_string().contains("formatted for node.id=1"));
 
         let other = tempfile::tempdir().unwrap();
+        let c = config(&format!("{DYNAMIC}log.dirs={}\n", other.path().display()));
         format(&c, other.path(), Some(FormatMode::NoInitialControllers), false).unwrap();
-        assert_eq!(start_voters(other.path(), 1, &[]).unwrap(), None);
+        assert_eq!(start_voters(other.path(), 1, Vec::new()).unwrap(), None);
     }
 
     #[test]
@@ -239,13 +280,19 @@ mod tests {
              controller.quorum.bootstrap.servers=127.0.0.1:19093\n",
         );
         assert!(format(&broker, dir.path(), Some(FormatMode::Standalone), false).unwrap_err().to_string().contains("only format controllers"));
-        let c = config(DYNAMIC);
+        let c = config(&format!("{DYNAMIC}log.dirs={}\n", dir.path().display()));
         let others = parse_initial_controllers("2@h:2,3@h:3").unwrap();
         assert!(format(&c, dir.path(), Some(FormatMode::InitialControllers(others)), false).unwrap_err().to_string().contains("--no-initial-controllers"));
         assert!(!dir.path().join(BOOTSTRAP_FILE).exists());
-        let all = parse_initial_controllers("2@h:2:pJfKtFSsQtmL3dXvHw2jBg,1@127.0.0.1:19093").unwrap();
+        let all = parse_initial_controllers("2@h:2:pJfKtFSsQtmL3dXvHw2jBg,1@127.0.0.1:19093:AAAAAAAAAAAAAAAAAAAAAQ").unwrap();
         format(&c, dir.path(), Some(FormatMode::InitialControllers(all)), false).unwrap();
-        assert_eq!(read(dir.path()).unwrap().unwrap().initial_voters, vec![(1, "127.0.0.1:19093".to_string()), (2, "h:2".to_string())]);
+        let formatted = read(dir.path()).unwrap().unwrap();
+        assert_eq!(formatted.initial_voters, vec![(1, "127.0.0.1:19093".to_string()), (2, "h:2".to_string())]);
+        // Kafka's directory ids are kept: this node's goes into its meta.properties.
+        let (two, one) = (meta_properties::parse_uuid("pJfKtFSsQtmL3dXvHw2jBg").unwrap(), uuid::Uuid::from_u128(1));
+        assert_eq!(formatted.directory_ids, std::collections::BTreeMap::from([(1, one), (2, two)]));
+        assert_eq!(meta_properties::read(dir.path()).unwrap().unwrap().directory_id, one);
+        assert!(parse_initial_controllers("1@h:1:not-an-id").unwrap_err().to_string().contains("not a directory id"));
         assert!(parse_initial_controllers("").is_err() && parse_initial_controllers("x@h:1").is_err() && parse_initial_controllers("1@h").is_err());
     }
 }

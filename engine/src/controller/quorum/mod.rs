@@ -123,7 +123,7 @@ pub trait Applier {
     /// `index`, and persists it.
     fn install(&self, index: u64, data: Vec<u8>) -> futures::future::LocalBoxFuture<'_, Result<()>>;
     /// The voter set the applied image names (a dynamic quorum's QuorumVoters record).
-    fn voters(&self) -> Vec<(i32, String)>;
+    fn voters(&self) -> Vec<QuorumVoter>;
 }
 
 /// What raft-rs reads: the log in memory, and snapshots of the applied image (sent to a voter
@@ -226,7 +226,7 @@ pub struct Quorum {
     fetches_in_flight: Cell<usize>,
     /// At a voter: the observers that fetched from it, by node id: the last index each had
     /// (the fetch's index less one) and when it asked. Bounded by [`observer::OBSERVERS_TRACKED_MAX`].
-    observed: RefCell<std::collections::BTreeMap<i32, (u64, std::time::SystemTime)>>,
+    observed: RefCell<std::collections::BTreeMap<i32, observer::Observed>>,
     /// While this node leads: per voter, when it last answered an append or heartbeat (a
     /// KRaft fetch) and when it last had the leader's whole log, in ms since the epoch, for
     /// DescribeQuorum. The term they are of: a new leader starts with none. One entry per voter.
@@ -250,6 +250,9 @@ pub struct Quorum {
     voters: RefCell<Vec<QuorumVoter>>,
     /// Whether the voter set is dynamic (KIP-853): kept in the metadata log, not configured.
     pub dynamic: bool,
+    /// This node's metadata directory id (its first log directory's meta.properties): with
+    /// the node id, what names it as a voter of a dynamic quorum.
+    pub directory_id: Option<uuid::Uuid>,
 }
 
 /// Answers one forwarded request: (the asking node, the request) to the answer.
@@ -423,6 +426,7 @@ impl Quorum {
             fetch_timeout_ms: config.fetch_timeout_ms,
             voters: RefCell::new(config.voters.clone()),
             dynamic: config.dynamic(),
+            directory_id: config.directory_id,
         })
     }
 
@@ -465,11 +469,10 @@ impl Quorum {
 
     /// Takes the voter set an applied image names (dynamic quorums): links follow it, and a
     /// controller that observes becomes a voter when it is named.
-    fn follow_voters(self: &Rc<Self>, image_voters: Vec<(i32, String)>) {
-        if !self.dynamic || image_voters.is_empty() {
+    fn follow_voters(self: &Rc<Self>, voters: Vec<QuorumVoter>) {
+        if !self.dynamic || voters.is_empty() {
             return;
         }
-        let voters: Vec<QuorumVoter> = image_voters.into_iter().map(|(node_id, address)| QuorumVoter { node_id, address }).collect();
         if *self.voters.borrow() == voters {
             return;
         }
@@ -480,7 +483,16 @@ impl Quorum {
 
     /// On an observing controller: whether the applied voter set names it.
     fn promoted(&self) -> bool {
-        self.promotion.borrow().is_some() && self.voters.borrow().iter().any(|v| v.node_id == self.node_id)
+        self.promotion.borrow().is_some() && self.names_this_node(&self.voters.borrow())
+    }
+
+    /// Whether `voters` has this node as a voter: its node id, with its metadata directory
+    /// where the voter's is recorded (a node back with another directory is not that voter).
+    pub fn names_this_node(&self, voters: &[QuorumVoter]) -> bool {
+        voters.iter().any(|v| match self.directory_id {
+            Some(own) => v.is(self.node_id, own),
+            None => v.node_id == self.node_id,
+        })
     }
 
     /// An observing controller the quorum added as a voter: it drops its observer links and
@@ -916,7 +928,7 @@ impl slog::Drain for TracingDrain {
 type VoterTimes = HashMap<i32, (i64, i64)>;
 
 /// Milliseconds since the Unix epoch, -1 for a clock before it.
-fn epoch_ms(t: std::time::SystemTime) -> i64 {
+pub fn epoch_ms(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH).map_or(-1, |d| d.as_millis() as i64)
 }
 
@@ -957,7 +969,7 @@ mod tests {
 
     #[test]
     fn a_voter_changes_records_ride_in_its_context() {
-        let batch = Batch { proposal: (1, 7), records: vec![MetadataRecord::QuorumVoters { voters: vec![(1, "h:1".into())] }] };
+        let batch = Batch { proposal: (1, 7), records: vec![MetadataRecord::QuorumVoters { voters: vec![(1, "h:1".into())], directory_ids: Vec::new() }] };
         let bytes = serde_json::to_vec(&batch).unwrap();
         let mut normal = Entry { index: 3, data: bytes.clone().into(), ..Default::default() };
         assert_eq!(entry_batch(&normal).unwrap().unwrap().proposal, (1, 7));

@@ -49,6 +49,20 @@ pub struct FetchRequest {
     pub wait_ms: u64,
     /// Entry bytes the observer takes in one answer (clamped to [`OBSERVER_FETCH_BYTES_MAX`]).
     pub bytes_max: u64,
+    /// The observer's metadata directory id (KIP-853's replica key); None from nodes of
+    /// versions before it was sent.
+    #[serde(default)]
+    pub directory_id: Option<uuid::Uuid>,
+}
+
+/// An observer as a voter last heard from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed {
+    /// The last index it had (its fetch's index less one).
+    pub index: u64,
+    /// When it fetched.
+    pub at: std::time::SystemTime,
+    pub directory_id: Option<uuid::Uuid>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -93,10 +107,11 @@ impl Quorum {
         self.fetches_in_flight.set(self.fetches_in_flight.get() + 1);
         let mut observed = self.observed.borrow_mut();
         if observed.len() >= OBSERVERS_TRACKED_MAX && !observed.contains_key(&from) {
-            let oldest = observed.iter().min_by_key(|(_, (_, at))| *at).map(|(id, _)| *id).expect("not empty");
+            let oldest = observed.iter().min_by_key(|(_, o)| o.at).map(|(id, _)| *id).expect("not empty");
             observed.remove(&oldest);
         }
-        observed.insert(from, (request.from_index.saturating_sub(1), std::time::SystemTime::now()));
+        let at = std::time::SystemTime::now();
+        observed.insert(from, Observed { index: request.from_index.saturating_sub(1), at, directory_id: request.directory_id });
         drop(observed);
         let quorum = self.clone();
         crate::runtime::spawn(async move {
@@ -109,24 +124,23 @@ impl Quorum {
         .detach();
     }
 
-    /// The observers heard from lately: (node id, last index it had, when it fetched in ms
-    /// since the epoch), for DescribeQuorum.
-    pub fn observers(&self) -> Vec<(i32, u64, i64)> {
+    /// The observers heard from lately, by node id, for DescribeQuorum.
+    pub fn observers(&self) -> Vec<(i32, Observed)> {
         let now = std::time::SystemTime::now();
         self.observed
             .borrow()
             .iter()
-            .filter(|(_, (_, at))| now.duration_since(*at).unwrap_or_default() < OBSERVER_FORGOTTEN_AFTER)
-            .map(|(id, (index, at))| (*id, *index, super::epoch_ms(*at)))
+            .filter(|(_, o)| now.duration_since(o.at).unwrap_or_default() < OBSERVER_FORGOTTEN_AFTER)
+            .map(|(id, o)| (*id, *o))
             .collect()
     }
 
-    /// At a voter: observer `node_id` as this node last heard from it: the last index it had,
-    /// when it fetched, and whether it is a controller linked here now (a node that may be
-    /// added as a voter). None: no fetch from it here lately.
-    pub fn observer_state(&self, node_id: i32) -> Option<(u64, std::time::SystemTime, bool)> {
-        let (index, at) = *self.observed.borrow().get(&node_id)?;
-        Some((index, at, self.controller_observers.borrow().get(&node_id).is_some_and(|links| *links > 0)))
+    /// At a voter: observer `node_id` as this node last heard from it, and whether it is a
+    /// controller linked here now (a node that may be added as a voter). None: no fetch from
+    /// it here lately.
+    pub fn observer_state(&self, node_id: i32) -> Option<(Observed, bool)> {
+        let observed = *self.observed.borrow().get(&node_id)?;
+        Some((observed, self.controller_observers.borrow().get(&node_id).is_some_and(|links| *links > 0)))
     }
 
     async fn answer_fetch(&self, from: i32, request: &FetchRequest) -> FetchReply {
@@ -215,7 +229,8 @@ impl Quorum {
                 turn = turn.wrapping_add(1);
                 voters[turn % voters.len()]
             });
-            let request = FetchRequest { from_index: next_index, wait_ms: wait.as_millis() as u64, bytes_max: OBSERVER_FETCH_BYTES_MAX };
+            let request =
+                FetchRequest { from_index: next_index, wait_ms: wait.as_millis() as u64, bytes_max: OBSERVER_FETCH_BYTES_MAX, directory_id: self.directory_id };
             let payload = serde_json::to_vec(&request).expect("fetch requests serialize");
             let answer = if self.peers.connected(raft_id(target)) {
                 // The voter holds the fetch up to `wait`; past as long again, it is gone.

@@ -92,6 +92,9 @@ struct Hello {
     /// An observer that is a controller (of a dynamic quorum, not yet a voter).
     #[serde(default)]
     controller: bool,
+    /// The sender's metadata directory id (KIP-853); None from nodes of versions before it.
+    #[serde(default)]
+    directory_id: Option<uuid::Uuid>,
 }
 
 /// The answer to a discovering hello: who answered, the voters it knows (node id and
@@ -101,6 +104,18 @@ pub struct Discovered {
     pub node_id: i32,
     pub voters: Vec<(i32, String)>,
     pub leader: Option<i32>,
+    /// The voters' metadata directory ids, where recorded.
+    #[serde(default)]
+    pub directory_ids: std::collections::BTreeMap<i32, uuid::Uuid>,
+}
+
+impl Discovered {
+    pub fn voters(&self) -> Vec<QuorumVoter> {
+        self.voters
+            .iter()
+            .map(|(node_id, address)| QuorumVoter { node_id: *node_id, address: address.clone(), directory_id: self.directory_ids.get(node_id).copied() })
+            .collect()
+    }
 }
 
 /// Why a receiver closed a link at its hello.
@@ -302,8 +317,16 @@ fn connect(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, voters
         }
         let queue = PeerQueue::new(false);
         quorum.peers.queues.borrow_mut().insert(raft_id(voter.node_id), queue.clone());
-        let hello = serde_json::to_vec(&Hello { node_id, cluster_id: cluster_id.clone(), voters: voter_list(voters), observer, discover: false, controller })
-            .expect("hello serializes");
+        let hello = Hello {
+            node_id,
+            cluster_id: cluster_id.clone(),
+            voters: voter_list(voters),
+            observer,
+            discover: false,
+            controller,
+            directory_id: quorum.directory_id,
+        };
+        let hello = serde_json::to_vec(&hello).expect("hello serializes");
         if hello.len() + 1 > HELLO_BYTES_MAX {
             bail!(
                 "controller.quorum.voters makes a quorum hello of {} bytes, over the bound of {HELLO_BYTES_MAX}: name fewer voters, or shorter hosts",
@@ -505,6 +528,31 @@ fn refusal_reason(hello: &Hello, node_id: i32, voters: &[(i32, String)], cluster
     None
 }
 
+/// Why this node refuses a voter's hello from a node whose metadata directory is not the one
+/// the voter set records for its id (KIP-853's replica key), or None. Such a node lost the log
+/// it voted with; as an observer it is welcome.
+fn directory_refusal(hello: &Hello, voters: &[QuorumVoter]) -> Option<(&'static str, String)> {
+    if hello.observer || hello.discover {
+        return None;
+    }
+    let theirs = hello.directory_id?;
+    let voter = voters.iter().find(|v| v.node_id == hello.node_id)?;
+    if voter.is(hello.node_id, theirs) {
+        return None;
+    }
+    let text = crate::storage::meta_properties::uuid_text;
+    Some((
+        "refused a metadata quorum link from a node whose metadata directory is not its voter's: it may not vote",
+        format!(
+            "node {} has metadata directory id {}, but voter {} was added with {} (a replaced or lost disk?): remove the old voter and add the node again",
+            hello.node_id,
+            text(theirs),
+            hello.node_id,
+            voter.directory_id.map(text).unwrap_or_default()
+        ),
+    ))
+}
+
 /// Why this node refuses a hello from another cluster, or None.
 fn cluster_refusal(hello: &Hello, cluster_id: Option<&str>) -> Option<(&'static str, String)> {
     match (hello.cluster_id.as_deref(), cluster_id) {
@@ -523,8 +571,8 @@ const DISCOVERY_ANSWER_WAIT: Duration = Duration::from_secs(2);
 /// again until one answers, for the quorum's voters. A server that is down or refuses is
 /// logged once, and the next one asked.
 pub async fn discover(bootstrap: &[String], node_id: i32, cluster_id: Option<String>) -> Discovered {
-    let hello =
-        serde_json::to_vec(&Hello { node_id, cluster_id, voters: Vec::new(), observer: false, discover: true, controller: false }).expect("hello serializes");
+    let hello = serde_json::to_vec(&Hello { node_id, cluster_id, voters: Vec::new(), observer: false, discover: true, controller: false, directory_id: None })
+        .expect("hello serializes");
     let mut said: HashMap<&str, String> = HashMap::new();
     let mut backoff = RECONNECT_BACKOFF_MIN;
     loop {
@@ -618,13 +666,14 @@ async fn receive_loop(
     // A dynamic quorum's voters change, and nodes learn each change at their own pace: only the
     // cluster (and a node claiming this one's id) is checked.
     let dynamic = quorum.upgrade().is_some_and(|q| q.dynamic);
-    let current: Vec<(i32, String)> = match quorum.upgrade() {
-        Some(q) if dynamic => voter_list(&q.voters()),
-        _ => voters.to_vec(),
+    let dynamic_voters = match quorum.upgrade() {
+        Some(q) if dynamic => q.voters(),
+        _ => Vec::new(),
     };
+    let current: Vec<(i32, String)> = if dynamic { voter_list(&dynamic_voters) } else { voters.to_vec() };
     let voters = &current[..];
     let refused = if hello.discover || (dynamic && hello.node_id != node_id) {
-        cluster_refusal(&hello, cluster_id)
+        cluster_refusal(&hello, cluster_id).or_else(|| directory_refusal(&hello, &dynamic_voters))
     } else {
         refusal_reason(&hello, node_id, voters, cluster_id)
     };
@@ -657,7 +706,8 @@ async fn receive_loop(
     }
     if hello.discover {
         let Some(q) = quorum.upgrade() else { return Ok(()) };
-        let answer = Discovered { node_id, voters: voters.to_vec(), leader: q.status().leader };
+        let directory_ids = dynamic_voters.iter().filter_map(|v| Some((v.node_id, v.directory_id?))).collect();
+        let answer = Discovered { node_id, voters: voters.to_vec(), leader: q.status().leader, directory_ids };
         tracing::debug!(peer, from = hello.node_id, "node asked for the metadata quorum's voters");
         write_frame(&mut stream, FRAME_DISCOVERED, &serde_json::to_vec(&answer).expect("discovery answers serialize")).await?;
         return Ok(());
@@ -784,7 +834,15 @@ mod tests {
     }
 
     fn hello(node_id: i32, cluster_id: Option<&str>, list: &[(i32, &str)]) -> Hello {
-        Hello { node_id, cluster_id: cluster_id.map(String::from), voters: voters(list), observer: false, discover: false, controller: false }
+        Hello {
+            node_id,
+            cluster_id: cluster_id.map(String::from),
+            voters: voters(list),
+            observer: false,
+            discover: false,
+            controller: false,
+            directory_id: None,
+        }
     }
 
     #[test]
