@@ -627,7 +627,7 @@ impl BrokerConfig {
         if let Some(listeners) = properties.get("listeners") {
             c.listeners = parse_listeners_with_map(listeners, advertised.as_deref(), &map)?;
         }
-        c.security = crate::security::SecurityConfig::from_properties(properties, &c.listeners)?;
+        c.security = crate::security::SecurityConfig::from_properties(properties, &c.listeners, &c.quorum.controller_listener_names)?;
         c.groups.check_consumer_bounds()?;
         c.properties = properties.clone();
         c.check_quorum()?;

@@ -104,9 +104,16 @@ const KNOWN_KEYS: &[&str] = &[
     "shardlog.authentication.timeout.ms",
 ];
 
-/// Security keys that are misspelt, unsupported, or prefixed with an unknown listener name.
-pub fn unknown_security_keys<'a>(properties: &'a BTreeMap<String, String>, listeners: &[Listener]) -> Vec<&'a str> {
-    let names: Vec<String> = listeners.iter().map(|l| format!("listener.name.{}.", l.name.to_lowercase())).collect();
+/// Security keys that are misspelt, unsupported, or prefixed with a listener name that is
+/// neither in `listeners` nor in `others` (listeners this node connects to without having them:
+/// a broker-only node's controller listener).
+pub fn unknown_security_keys<'a>(properties: &'a BTreeMap<String, String>, listeners: &[Listener], others: &[String]) -> Vec<&'a str> {
+    let names: Vec<String> = listeners
+        .iter()
+        .map(|l| l.name.as_str())
+        .chain(others.iter().map(String::as_str))
+        .map(|name| format!("listener.name.{}.", name.to_lowercase()))
+        .collect();
     properties
         .keys()
         .filter(|k| is_security_property(k))
@@ -211,8 +218,9 @@ impl Lookup<'_> {
 }
 
 impl SecurityConfig {
-    pub fn from_properties(properties: &BTreeMap<String, String>, listeners: &[Listener]) -> Result<SecurityConfig> {
-        for key in unknown_security_keys(properties, listeners) {
+    /// `others`: listener names this node reaches but does not have (see [`unknown_security_keys`]).
+    pub fn from_properties(properties: &BTreeMap<String, String>, listeners: &[Listener], others: &[String]) -> Result<SecurityConfig> {
+        for key in unknown_security_keys(properties, listeners, others) {
             tracing::warn!(property = key, "ignoring unknown security property (misspelt, not supported, or for a listener that is not in listeners)");
         }
         let scram = Arc::new(ScramStore::default());
@@ -223,6 +231,14 @@ impl SecurityConfig {
         }
         Ok(SecurityConfig { listeners: Arc::new(out), scram })
     }
+}
+
+/// The TLS settings of listener `name` (`listener.name.<name>.ssl.*`, then `ssl.*`), as if this
+/// node had it: a broker-only node connects to the controllers' controller listener with its
+/// settings, as Kafka's broker does, without listening there itself.
+pub fn listener_tls_settings(properties: &BTreeMap<String, String>, name: &str, protocol: SecurityProtocol) -> Result<TlsSettings> {
+    let lookup = Lookup { properties, prefix: format!("listener.name.{}.", name.to_lowercase()) };
+    tls_settings(&lookup, protocol)
 }
 
 fn listener_security(listener: &Listener, lookup: &Lookup, scram: &Arc<ScramStore>) -> Result<ListenerSecurity> {
@@ -390,8 +406,10 @@ mod tests {
         .map(|k| (k.to_string(), String::from("x")))
         .collect();
         assert_eq!(
-            unknown_security_keys(&properties, &listeners),
+            unknown_security_keys(&properties, &listeners, &[]),
             vec!["listener.name.other.ssl.client.auth", "sasl.oauthbearer.expected.isuer", "ssl.keystore.password"]
         );
+        // A listener this node only connects to (a broker-only node's controller listener).
+        assert_eq!(unknown_security_keys(&properties, &listeners, &[String::from("OTHER")]), vec!["sasl.oauthbearer.expected.isuer", "ssl.keystore.password"]);
     }
 }

@@ -163,15 +163,14 @@ pub fn build_server_config(settings: &TlsSettings) -> Result<ServerConfig> {
     builder.with_single_cert(chain, key).with_context(|| format!("{source}: the private key does not match the certificate, or is of an unsupported type"))
 }
 
-/// The TLS client config a broker reaches other brokers with on its inter-broker listener, as
-/// Kafka's inter-broker client uses the listener's own settings: the truststore verifies the
-/// other broker's certificate (and its host name or IP address), and the keystore is presented
-/// as this broker's certificate, for listeners that ask for one. Built once at start.
-pub fn build_inter_broker_client_config(settings: &TlsSettings, listener: &str) -> Result<rustls::ClientConfig> {
+/// The TLS client config a node reaches other nodes' listeners with, as Kafka's inter-broker
+/// and controller clients use the listener's own settings: the truststore verifies the other
+/// node's certificate (and its host name or IP address), and the keystore is presented as this
+/// node's certificate, for listeners that ask for one. `what` names the listener in errors
+/// ("inter-broker listener SSL", "controller listener CONTROLLER"). Built once at start.
+pub fn build_client_config(settings: &TlsSettings, what: &str) -> Result<rustls::ClientConfig> {
     let Some(truststore) = &settings.truststore else {
-        bail!(
-            "inter-broker listener {listener} uses TLS but has no truststore: set ssl.truststore.location (or ssl.truststore.certificates) to the CA that signed the brokers' certificates"
-        );
+        bail!("{what} uses TLS but has no truststore: set ssl.truststore.location (or ssl.truststore.certificates) to the CA that signed the other nodes' certificates");
     };
     let roots = root_store(truststore)?;
     let (chain, key, source) = load_keystore(settings)?;
@@ -181,6 +180,11 @@ pub fn build_inter_broker_client_config(settings: &TlsSettings, listener: &str) 
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
         .with_context(|| format!("{source}: the private key does not match the certificate, or is of an unsupported type"))
+}
+
+/// The TLS client config a broker reaches other brokers with on its inter-broker listener.
+pub fn build_inter_broker_client_config(settings: &TlsSettings, listener: &str) -> Result<rustls::ClientConfig> {
+    build_client_config(settings, &format!("inter-broker listener {listener}"))
 }
 
 fn root_store(truststore: &Truststore) -> Result<RootCertStore> {
