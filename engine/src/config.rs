@@ -206,7 +206,49 @@ pub struct QuorumConfig {
     /// `metadata.log.max.record.bytes.between.snapshots`: once this many bytes were appended
     /// to the metadata log since its last snapshot, the log is compacted into a new one.
     pub snapshot_bytes: u64,
+    /// Set when the controller listener is SSL (`listener.security.protocol.map`): every quorum
+    /// link, to it and from it, is TLS.
+    pub tls: Option<QuorumTls>,
 }
+
+/// TLS on the quorum's links, as Kafka's controllers and brokers use the controller listener's
+/// own settings (`listener.name.<name>.ssl.*`, then `ssl.*`) both to listen and to connect.
+#[derive(Clone)]
+pub struct QuorumTls {
+    /// The controller listener's name, for log lines.
+    pub listener: String,
+    /// How this node connects to controller listeners (voters, bootstrap servers): the
+    /// truststore verifies the controller's certificate and host, and the keystore is presented.
+    pub client: std::sync::Arc<rustls::ClientConfig>,
+    /// Where this node's own controller listener's acceptor is: the listeners' security (one
+    /// entry per listener, in `BrokerConfig::listeners` order) and the entry's position. None
+    /// on a broker-only node, which does not listen for the quorum. The acceptor is the one
+    /// every TLS listener has, so it reloads replaced certificates alike.
+    server: Option<(std::sync::Arc<Vec<crate::security::ListenerSecurity>>, usize)>,
+}
+
+impl QuorumTls {
+    /// The controller listener's TLS acceptor, on a node that has that listener.
+    pub fn acceptor(&self) -> Option<&crate::security::tls::TlsAcceptor> {
+        let (listeners, position) = self.server.as_ref()?;
+        listeners.get(*position)?.tls.as_ref()
+    }
+}
+
+impl std::fmt::Debug for QuorumTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configs hold keys: the listener's name says enough.
+        f.debug_struct("QuorumTls").field("listener", &self.listener).field("listens", &self.server.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for QuorumTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.listener == other.listener && std::sync::Arc::ptr_eq(&self.client, &other.client) && self.server.is_some() == other.server.is_some()
+    }
+}
+
+impl Eq for QuorumTls {}
 
 /// How followers copy their leaders' logs, with Kafka's names and defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,6 +323,7 @@ impl Default for QuorumConfig {
             broker_heartbeat_interval_ms: 2000,
             broker_session_timeout_ms: 9000,
             snapshot_bytes: 20 << 20,
+            tls: None,
         }
     }
 }
@@ -624,6 +667,12 @@ impl BrokerConfig {
         for name in &c.quorum.controller_listener_names {
             map.entry(name.clone()).or_insert(crate::security::SecurityProtocol::Plaintext);
         }
+        if !c.quorum.voters.is_empty() || !c.quorum.bootstrap_servers.is_empty() {
+            // Before the listeners' SASL settings are read, which would fail on their own terms.
+            if let Some(name) = c.quorum.controller_listener_names.first() {
+                refuse_sasl_on_controller_listener(name, map[name])?;
+            }
+        }
         if let Some(listeners) = properties.get("listeners") {
             c.listeners = parse_listeners_with_map(listeners, advertised.as_deref(), &map)?;
         }
@@ -635,6 +684,7 @@ impl BrokerConfig {
             bail!("inter.broker.listener.name={name}, but listeners has no client listener of that name");
         }
         c.inter_broker_tls = c.build_inter_broker_tls()?;
+        c.quorum.tls = c.build_quorum_tls(properties, &map)?;
         Ok(c)
     }
 }
@@ -707,9 +757,6 @@ impl BrokerConfig {
         }
         if !listens_on_it {
             bail!("controller.listener.names={name}, but listeners has no listener of that name: a controller listens for the quorum there");
-        }
-        if self.listeners.iter().any(|l| &l.name == name && l.security_protocol != crate::security::SecurityProtocol::Plaintext) {
-            bail!("controller listener {name} must be PLAINTEXT for now (TLS between controllers is not supported yet)");
         }
         if !q.broker {
             if let Some(other) = self.client_listeners().next() {
@@ -796,11 +843,53 @@ impl BrokerConfig {
         Ok(Some(std::sync::Arc::new(config)))
     }
 
+    /// TLS for the quorum's links when the controller listener is SSL (see [`QuorumTls`]). `map`: `listener.security.protocol.map`, with the controller
+    /// listeners in it, which is how a broker-only node knows the controllers' protocol.
+    fn build_quorum_tls(&self, properties: &BTreeMap<String, String>, map: &BTreeMap<String, crate::security::SecurityProtocol>) -> Result<Option<QuorumTls>> {
+        use crate::security::SecurityProtocol;
+        let q = &self.quorum;
+        if q.voters.is_empty() && q.bootstrap_servers.is_empty() {
+            return Ok(None);
+        }
+        let Some(name) = q.controller_listener_names.first() else { return Ok(None) };
+        let protocol = map.get(name).copied().unwrap_or(SecurityProtocol::Plaintext);
+        if protocol != SecurityProtocol::Ssl {
+            // PLAINTEXT; SASL was refused with the listeners.
+            return Ok(None);
+        }
+        let position = self.listeners.iter().position(|l| &l.name == name);
+        let server = position.map(|i| (self.security.listeners.clone(), i));
+        let own = server.as_ref().and_then(|(listeners, i)| listeners.get(*i)?.tls.as_ref()).map(|t| t.settings.clone());
+        let settings = match own {
+            Some(settings) => settings,
+            // A broker-only node: the settings its controller listener would have.
+            None => crate::security::settings::listener_tls_settings(properties, name, protocol)
+                .with_context(|| format!("controller listener {name} is SSL: this node connects to the controllers with its settings"))?,
+        };
+        let client = crate::security::tls::build_client_config(&settings, &format!("controller listener {name}"))
+            .with_context(|| format!("controller listener {name}: the TLS client config this node reaches the controllers with"))?;
+        Ok(Some(QuorumTls { listener: name.clone(), client: std::sync::Arc::new(client), server }))
+    }
+
     /// This node's controller listener, when it is part of a quorum of several.
     pub fn controller_listener(&self) -> Option<&Listener> {
         let name = self.quorum.controller_listener_names.first()?;
         self.listeners.iter().find(|l| &l.name == name).filter(|_| !self.quorum.voters.is_empty() || self.quorum.dynamic())
     }
+}
+
+/// Kafka lets the controller listener be SASL too; shardlog's quorum links speak no SASL.
+fn refuse_sasl_on_controller_listener(name: &str, protocol: crate::security::SecurityProtocol) -> Result<()> {
+    use crate::security::SecurityProtocol;
+    let sasl = match protocol {
+        SecurityProtocol::Plaintext | SecurityProtocol::Ssl => return Ok(()),
+        SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+        SecurityProtocol::SaslSsl => "SASL_SSL",
+    };
+    bail!(
+        "controller listener {name} is {sasl} in listener.security.protocol.map, but SASL on the controller listener is not supported: \
+         map it to SSL (with ssl.client.auth=required, controllers and brokers authenticate each other by certificate) or to PLAINTEXT"
+    )
 }
 
 /// Default `queued.max.request.bytes`. Kafka's is -1 (no bound); shardlog bounds every queue,
@@ -1236,6 +1325,36 @@ mod tests {
         ] {
             assert!(BrokerConfig::from_properties(&parse_properties(&bad)).is_err(), "accepted: {bad}");
         }
+    }
+
+    #[test]
+    fn the_controller_listener_may_be_ssl_but_not_sasl() {
+        let parse = |text: &str| BrokerConfig::from_properties(&parse_properties(text));
+        let voters = "controller.quorum.voters=1@127.0.0.1:19093\ncontroller.listener.names=CONTROLLER\n";
+        for (protocol, roles) in [("SASL_SSL", "broker,controller"), ("SASL_PLAINTEXT", "broker,controller"), ("SASL_SSL", "broker")] {
+            let listeners = if roles == "broker" { "PLAINTEXT://:19092" } else { "PLAINTEXT://:19092,CONTROLLER://:19093" };
+            let text = format!(
+                "{voters}process.roles={roles}\nnode.id={}\nlisteners={listeners}\nlistener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:{protocol}\n",
+                if roles == "broker" { 4 } else { 1 }
+            );
+            let error = format!("{:#}", parse(&text).expect_err("SASL on the controller listener"));
+            assert!(error.contains(&format!("controller listener CONTROLLER is {protocol}")) && error.contains("map it to SSL"), "{error}");
+        }
+        // A broker-only node learns the controllers' protocol from the map, and connects with
+        // the controller listener's settings: without a truststore it could verify no one.
+        let text = format!(
+            "{voters}process.roles=broker\nnode.id=4\nlisteners=PLAINTEXT://:19092\nlistener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:SSL\n\
+             listener.name.controller.ssl.keystore.location=/nonexistent/k.pem\n"
+        );
+        let error = format!("{:#}", parse(&text).expect_err("no truststore"));
+        assert!(error.contains("controller listener CONTROLLER uses TLS but has no truststore"), "{error}");
+        let text =
+            text.replace("ssl.keystore.location=/nonexistent/k.pem", "ssl.keystore.location=/nonexistent/k.pem\nssl.truststore.location=/nonexistent/ca.pem");
+        let error = format!("{:#}", parse(&text).expect_err("no truststore file"));
+        assert!(error.contains("cannot read ssl.truststore.location /nonexistent/ca.pem"), "{error}");
+        // PLAINTEXT, named or not, is no TLS.
+        let plain = parse(&format!("{voters}process.roles=broker\nnode.id=4\nlisteners=PLAINTEXT://:19092\n")).unwrap();
+        assert!(plain.quorum.tls.is_none());
     }
 
     #[test]

@@ -467,7 +467,9 @@ impl Controller {
             let known = if config.quorum.controller { quorum::bootstrap::start_voters(&dir, config.node_id, view.voters())? } else { None };
             let voters = match known {
                 Some(voters) => voters,
-                None => quorum::transport::discover(&quorum_config.bootstrap_servers, config.node_id, config.cluster_id.clone()).await.voters(),
+                None => quorum::transport::discover(&quorum_config.bootstrap_servers, config.node_id, config.cluster_id.clone(), quorum_config.tls.as_ref())
+                    .await
+                    .voters(),
             };
             quorum_config.voters = voters;
             quorum_config.voters_found = true;

@@ -15,6 +15,7 @@
 //! as a raft member ([`VoterChange`], `become_voter`).
 
 pub mod bootstrap;
+mod link;
 pub mod log_store;
 pub mod observer;
 pub mod transport;
@@ -253,6 +254,8 @@ pub struct Quorum {
     /// This node's metadata directory id (its first log directory's meta.properties): with
     /// the node id, what names it as a voter of a dynamic quorum.
     pub directory_id: Option<uuid::Uuid>,
+    /// TLS on every link, to and from this node, when the controller listener is SSL.
+    tls: Option<crate::config::QuorumTls>,
 }
 
 /// Answers one forwarded request: (the asking node, the request) to the answer.
@@ -427,6 +430,7 @@ impl Quorum {
             voters: RefCell::new(config.voters.clone()),
             dynamic: config.dynamic(),
             directory_id: config.directory_id,
+            tls: config.tls.clone(),
         })
     }
 

@@ -32,6 +32,12 @@
 //! know the voters yet opens a link to a bootstrap server with `discover` set in its hello; the
 //! voter answers with one frame (its node id, its voters with their addresses, the leader it
 //! knows) and closes. Only a hello from another cluster is refused there.
+//!
+//! When the controller listener is SSL every one of these links is TLS (see [`super::link`]):
+//! the hello goes only over a finished handshake. A handshake that fails (a certificate the
+//! truststore does not know, none where `ssl.client.auth=required`, a plaintext peer) closes
+//! the connection with a log line on each side that names the peer and the reason, and the
+//! connecting side tries again after its backoff, as for a voter that is down.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -44,8 +50,9 @@ use protobuf::Message as _;
 use raft::prelude::Message;
 use serde::{Deserialize, Serialize};
 
+use super::link::{self, Link};
 use super::{log_store::QUORUM_FRAME_BYTES_MAX, raft_id, Quorum};
-use crate::config::QuorumVoter;
+use crate::config::{QuorumTls, QuorumVoter};
 use crate::notify::Notify;
 use crate::runtime::{TcpListener, TcpStream};
 
@@ -255,6 +262,7 @@ pub fn start(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, vote
         .with_context(|| format!("cannot listen for the metadata quorum on {listen}: is another node there?"))?;
     connect(quorum, node_id, cluster_id.clone(), voters, false)?;
     let voters = Rc::new(voter_list(voters));
+    let tls = quorum.tls.clone();
     let quorum = Rc::downgrade(quorum);
     crate::runtime::spawn(async move {
         let open = Rc::new(std::cell::Cell::new(0usize));
@@ -273,11 +281,31 @@ pub fn start(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, vote
                 continue;
             }
             open.set(open.get() + 1);
-            let (quorum, voters, cluster_id, open, reports) = (quorum.clone(), voters.clone(), cluster_id.clone(), open.clone(), reports.clone());
+            let (quorum, voters, cluster_id, open, reports, tls) =
+                (quorum.clone(), voters.clone(), cluster_id.clone(), open.clone(), reports.clone(), tls.clone());
             crate::runtime::spawn(async move {
-                let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                if let Err(e) = receive_loop(stream, &quorum, node_id, &voters, cluster_id.as_deref(), &peer, &reports).await {
-                    tracing::info!(peer = %peer, error = %format!("{e:#}"), "metadata quorum connection closed");
+                let address = stream.peer_addr().ok();
+                let peer = address.map(|a| a.to_string()).unwrap_or_default();
+                match link::accept(stream, tls.as_ref()).await {
+                    Ok(stream) => {
+                        if let Err(e) = receive_loop(stream, &quorum, node_id, &voters, cluster_id.as_deref(), &peer, &reports).await {
+                            tracing::info!(peer = %peer, error = %format!("{e:#}"), "metadata quorum connection closed");
+                        }
+                    }
+                    Err(e) => {
+                        let reason = format!("{e:#}");
+                        // A node that keeps reconnecting with the same bad certificate is
+                        // logged once per interval.
+                        if reports.due(&format!("{:?} {reason}", address.map(|a| a.ip()))) {
+                            tracing::warn!(
+                                peer = %peer,
+                                listener = tls.as_ref().map_or("", |t| t.listener.as_str()),
+                                reason = %reason,
+                                "closed a metadata quorum connection whose TLS handshake failed: is the peer's certificate signed by a CA in \
+                                 ssl.truststore.location (and given, where ssl.client.auth=required), and does the peer use SSL on the controller listener?"
+                            );
+                        }
+                    }
                 }
                 open.set(open.get() - 1);
             })
@@ -333,12 +361,12 @@ fn connect(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, voters
                 hello.len()
             );
         }
-        crate::runtime::spawn(send_loop(voter.clone(), queue, hello, Rc::downgrade(quorum))).detach();
+        crate::runtime::spawn(send_loop(voter.clone(), queue, hello, Rc::downgrade(quorum), quorum.tls.clone())).detach();
     }
     Ok(())
 }
 
-async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>, quorum: Weak<Quorum>) {
+async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>, quorum: Weak<Quorum>, tls: Option<QuorumTls>) {
     let mut backoff = RECONNECT_BACKOFF_MIN;
     let mut said_down = false;
     // The last refusal logged, so that a voter refusing every reconnect is logged once (until
@@ -366,6 +394,25 @@ async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>, quo
             tracing::info!(voter = voter.node_id, address = %voter.address, "reached metadata quorum voter");
         }
         said_down = false;
+        let stream = match link::open(stream, &voter.address, tls.as_ref()).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                let reason = format!("{e:#}");
+                if said_refused.as_deref() != Some(reason.as_str()) {
+                    tracing::warn!(
+                        voter = voter.node_id,
+                        address = %voter.address,
+                        reason = %reason,
+                        "TLS handshake with a metadata quorum voter failed; retrying: is its certificate signed by a CA in this node's \
+                         ssl.truststore.location, for the host it is reached at, and does it use SSL on the controller listener?"
+                    );
+                    said_refused = Some(reason);
+                }
+                crate::runtime::sleep(backoff).await;
+                backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+                continue;
+            }
+        };
         let (reader, mut writer) = stream.split();
         if write_frame(&mut writer, FRAME_HELLO, &hello).await.is_err() {
             continue;
@@ -384,9 +431,9 @@ async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>, quo
             if batch.is_empty() {
                 futures::select! {
                     _ = futures::FutureExt::fuse(ready) => continue,
-                    refusal = closed => {
-                        match refusal {
-                            Some(refusal) => {
+                    end = closed => {
+                        match end {
+                            LinkEnd::Refused(refusal) => {
                                 if said_refused.as_deref() != Some(refusal.reason.as_str()) {
                                     tracing::warn!(
                                         voter = voter.node_id,
@@ -400,7 +447,22 @@ async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>, quo
                                 // A refusal lasts until someone fixes a configuration.
                                 backoff = RECONNECT_BACKOFF_MAX;
                             }
-                            None => {
+                            LinkEnd::Tls(reason) => {
+                                // TLS 1.3 finishes the client's handshake before the server
+                                // checks the client's certificate: its verdict comes here.
+                                if said_refused.as_deref() != Some(reason.as_str()) {
+                                    tracing::warn!(
+                                        voter = voter.node_id,
+                                        address = %voter.address,
+                                        reason = %reason,
+                                        "metadata quorum voter ended this node's TLS link; retrying: is this node's certificate \
+                                         (ssl.keystore.location) signed by a CA in the voter's truststore?"
+                                    );
+                                    said_refused = Some(reason);
+                                }
+                                backoff = RECONNECT_BACKOFF_MAX;
+                            }
+                            LinkEnd::Closed => {
                                 tracing::debug!(voter = voter.node_id, "metadata quorum connection closed by the voter; reconnecting");
                                 // It took the hello; a later refusal is news again.
                                 said_refused = None;
@@ -430,7 +492,7 @@ async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>, quo
                     tracing::error!(bytes = bytes.len(), "a metadata quorum message is over the frame bound; dropped");
                 }
             }
-            if writer.write_all(&out).await.is_err() {
+            if write_flushed(&mut writer, &out).await.is_err() {
                 // Lost with the connection; raft sends again what matters.
                 break;
             }
@@ -447,7 +509,13 @@ fn push_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
 async fn write_frame(stream: &mut (impl futures::AsyncWrite + Unpin), kind: u8, payload: &[u8]) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(payload.len() + 5);
     push_frame(&mut out, kind, payload);
-    stream.write_all(&out).await
+    write_flushed(stream, &out).await
+}
+
+/// Writes `bytes` and flushes them: over TLS the last record waits in rustls until then.
+async fn write_flushed(stream: &mut (impl futures::AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 async fn read_frame(stream: &mut (impl futures::AsyncRead + Unpin), bytes_max: usize) -> Result<(u8, Vec<u8>)> {
@@ -464,28 +532,39 @@ async fn read_frame(stream: &mut (impl futures::AsyncRead + Unpin), bytes_max: u
     Ok((kind, body))
 }
 
+/// How a link ended, as its sender sees it.
+enum LinkEnd {
+    /// The receiver refused the hello, and said why.
+    Refused(Refusal),
+    /// The receiver's TLS refused this node (its certificate, most likely): rustls's reason.
+    Tls(String),
+    Closed,
+}
+
 /// Reads what the receiver of a link sends back (answers, to an observer) until it closes the
-/// link; returns its refusal, if it sent one.
-async fn read_back(mut reader: impl futures::AsyncRead + Unpin, quorum: &Weak<Quorum>, voter: i32) -> Option<Refusal> {
+/// link; returns how it ended.
+async fn read_back(mut reader: impl futures::AsyncRead + Unpin, quorum: &Weak<Quorum>, voter: i32) -> LinkEnd {
     loop {
         match read_frame(&mut reader, QUORUM_FRAME_BYTES_MAX).await {
-            Ok((FRAME_REFUSED, payload)) if payload.len() < HELLO_BYTES_MAX => return serde_json::from_slice(&payload).ok(),
+            Ok((FRAME_REFUSED, payload)) if payload.len() < HELLO_BYTES_MAX => {
+                return serde_json::from_slice(&payload).map_or(LinkEnd::Closed, LinkEnd::Refused);
+            }
             Ok((FRAME_FORWARD_REPLY | FRAME_FETCH_REPLY, payload)) if payload.len() >= 8 => {
                 let id = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
-                let quorum = quorum.upgrade()?;
+                let Some(quorum) = quorum.upgrade() else { return LinkEnd::Closed };
                 quorum.on_forward_reply(id, payload[8..].to_vec());
             }
             Ok((kind, payload)) => {
                 tracing::warn!(voter, kind, bytes = payload.len(), "a metadata quorum voter sent a frame this node does not expect: closing the link");
-                return None;
+                return LinkEnd::Closed;
             }
-            Err(_) => return None,
+            Err(e) => return link::tls_failure(&e).map_or(LinkEnd::Closed, LinkEnd::Tls),
         }
     }
 }
 
 /// The first frame of an incoming link, which must be a well-formed hello.
-async fn read_hello(stream: &mut TcpStream) -> Result<Hello> {
+async fn read_hello(stream: &mut (impl futures::AsyncRead + Unpin)) -> Result<Hello> {
     let (kind, payload) = read_frame(stream, HELLO_BYTES_MAX).await?;
     if kind != FRAME_HELLO {
         bail!("the first frame is of kind {kind}, not a hello");
@@ -570,7 +649,7 @@ const DISCOVERY_ANSWER_WAIT: Duration = Duration::from_secs(2);
 /// Asks `bootstrap` servers (`controller.quorum.bootstrap.servers`), one after the other and
 /// again until one answers, for the quorum's voters. A server that is down or refuses is
 /// logged once, and the next one asked.
-pub async fn discover(bootstrap: &[String], node_id: i32, cluster_id: Option<String>) -> Discovered {
+pub async fn discover(bootstrap: &[String], node_id: i32, cluster_id: Option<String>, tls: Option<&QuorumTls>) -> Discovered {
     let hello = serde_json::to_vec(&Hello { node_id, cluster_id, voters: Vec::new(), observer: false, discover: true, controller: false, directory_id: None })
         .expect("hello serializes");
     let mut said: HashMap<&str, String> = HashMap::new();
@@ -578,7 +657,8 @@ pub async fn discover(bootstrap: &[String], node_id: i32, cluster_id: Option<Str
     loop {
         for server in bootstrap {
             let attempt = async {
-                let mut stream = TcpStream::connect(server.as_str()).await.map_err(std::io::Error::from).context("connecting")?;
+                let tcp = TcpStream::connect(server.as_str()).await.map_err(std::io::Error::from).context("connecting")?;
+                let mut stream = link::open(tcp, server, tls).await?;
                 write_frame(&mut stream, FRAME_HELLO, &hello).await.context("sending the hello")?;
                 match read_frame(&mut stream, HELLO_BYTES_MAX).await? {
                     (FRAME_DISCOVERED, payload) => serde_json::from_slice::<Discovered>(&payload).context("the answer does not decode"),
@@ -648,7 +728,7 @@ impl RefusalReports {
 }
 
 async fn receive_loop(
-    mut stream: TcpStream,
+    mut stream: Link,
     quorum: &Weak<Quorum>,
     node_id: i32,
     voters: &[(i32, String)],
@@ -686,7 +766,7 @@ async fn receive_loop(
         // would make it a reset, which can discard the refusal on the sender's side, so what
         // the sender sent after its hello is read and dropped until it hangs up (bounded).
         if write_frame(&mut stream, FRAME_REFUSED, &refusal).await.is_ok() {
-            let _ = stream.shutdown(std::net::Shutdown::Write).await;
+            let _ = stream.close().await;
             let drain = async {
                 let mut buffer = vec![0u8; 16 * 1024];
                 let mut drained = 0;
@@ -761,7 +841,7 @@ async fn receive_loop(
 
 /// An observer's link, at a voter: its fetches and forwarded calls come in, the answers go
 /// back on the same connection. Ends when the link closes or the observer misbehaves.
-async fn serve_observer(stream: TcpStream, quorum: &Rc<Quorum>, observer: i32) -> Result<()> {
+async fn serve_observer(stream: Link, quorum: &Rc<Quorum>, observer: i32) -> Result<()> {
     let (mut reader, writer) = stream.split();
     let queue = quorum.peers.attach(raft_id(observer));
     let requests = async {
@@ -821,7 +901,7 @@ async fn write_loop(mut writer: impl futures::AsyncWrite + Unpin, queue: Rc<Peer
                 }
             }
         }
-        writer.write_all(&out).await.context("writing to a broker-only node")?;
+        write_flushed(&mut writer, &out).await.context("writing to a broker-only node")?;
     }
 }
 
