@@ -158,14 +158,15 @@ def test_format_and_start_refuse_what_kafka_refuses(broker_factory):
 
 
 def raft_voter_call(node, api_key: int, voter_id: int, listener: tuple[str, int] | None = None, timeout_ms: int = 10_000,
-                    cluster_id: str | None = CLUSTER_ID) -> tuple[int, str | None]:
+                    cluster_id: str | None = CLUSTER_ID, directory_id: str | None = None) -> tuple[int, str | None]:
     """AddRaftVoter v0 (with `listener`, the new voter's controller listener) or RemoveRaftVoter
-    v0 on the wire, as kafka-metadata-quorum.sh add-controller / remove-controller send them;
+    v0 on the wire, as kafka-metadata-quorum.sh add-controller / remove-controller send them,
+    with the voter's directory id (Kafka's base64 text; None: the zero Uuid, none named);
     returns (error code, error message)."""
     body = kafkawire.compact_string(cluster_id)
     if api_key == ADD_RAFT_VOTER:
         body += kafkawire.i32(timeout_ms)
-    body += kafkawire.i32(voter_id) + bytes(16)  # the voter's directory id (none)
+    body += kafkawire.i32(voter_id) + uuid_bytes(directory_id)
     if api_key == ADD_RAFT_VOTER:
         host, port = listener
         body += kafkawire.uvarint(2) + kafkawire.compact_string("CONTROLLER") + kafkawire.compact_string(host)
@@ -182,6 +183,17 @@ def raft_voter_call(node, api_key: int, voter_id: int, listener: tuple[str, int]
     r.skip_tagged_fields()
     assert r.remaining() == 0
     return code, message
+
+
+def uuid_bytes(text: str | None) -> bytes:
+    import base64
+    return bytes(16) if text is None else base64.urlsafe_b64decode(text + "==")
+
+
+def meta_properties(node) -> dict[str, str]:
+    """The node's first log directory's meta.properties (Kafka's format)."""
+    text = (node.data_dir / "meta.properties").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
 
 
 def add_voter(via, voter) -> None:
@@ -256,3 +268,135 @@ def test_controllers_are_added_and_removed_as_voters_through_raft_and_the_set_su
     wait_converged(nodes, 2)
     assert voters_and_observers(first)[0] == sorted({1, 2, 3} - {gone})
     wait_until(lambda: gone in voters_and_observers(first)[1], f"node {gone} to fetch from the leader as an observer")
+
+
+def started_dynamic_quorum(broker_factory, roles: list[str]):
+    """Node 1 formatted standalone, the other controllers formatted to join, all launched; every
+    other controller added as a voter in turn. Returns the nodes."""
+    nodes = dynamic_cluster(broker_factory, len(roles), bootstrap=[1], roles=roles)
+    format_ok(nodes[0], "--standalone")
+    for n in nodes[1:]:
+        if "controller" in n.roles:
+            format_ok(n, "--no-initial-controllers")
+    for n in nodes:
+        n.launch()
+    for n in nodes:
+        n.wait_ready()
+    for n in nodes[1:]:
+        if "controller" in n.roles:
+            add_voter(nodes[0], n)
+    return nodes
+
+
+def test_voters_and_observers_are_named_by_their_metadata_directory_as_kafkas_meta_properties_says(broker_factory):
+    nodes = started_dynamic_quorum(broker_factory, ["broker,controller", "broker,controller", "broker"])
+    # Every node's log directory carries Kafka's meta.properties (version 1), with this
+    # cluster's id once the node knows it, and a directory id of its own.
+    props = {n.node_id: meta_properties(n) for n in nodes}
+    for node_id, p in props.items():
+        assert (p["version"], p["node.id"], p["cluster.id"]) == ("1", str(node_id), CLUSTER_ID), p
+        assert len(p["directory.id"]) == 22, p
+    assert len({p["directory.id"] for p in props.values()}) == 3
+    # DescribeQuorum v2 names each voter and observer with its directory id; node 2 was added
+    # without one named, so the quorum took the one it fetches with.
+    def described():
+        d = describe_quorum(nodes[2], 2)
+        return d if d["observer_directory_ids"] else None
+    d = wait_until(described, "the observer's directory id to be known")
+    assert d["directory_ids"] == {i: props[i]["directory.id"] for i in (1, 2)}, d
+    assert d["observer_directory_ids"] == {3: props[3]["directory.id"]}, d
+    assert sorted(v[0] for v in d["voters"]) == [1, 2] and [o[0] for o in d["observers"]] == [3], d
+    # A voter is removed only under its own directory id.
+    other = "AAAAAAAAAAAAAAAAAAAAAQ"
+    code, message = raft_voter_call(nodes[0], REMOVE_RAFT_VOTER, 2, directory_id=other)
+    assert code == VOTER_NOT_FOUND and other in message, message
+    assert raft_voter_call(nodes[0], REMOVE_RAFT_VOTER, 2, directory_id=props[2]["directory.id"])[0] == 0
+    assert voters_and_observers(nodes[0])[0] == [1]
+    # The directory id survives restarts: meta.properties is read, not written anew.
+    nodes[1].restart()
+    assert meta_properties(nodes[1]) == props[2]
+
+
+def test_a_voter_back_with_another_metadata_directory_observes_until_it_is_removed_and_added_again(broker_factory):
+    nodes = started_dynamic_quorum(broker_factory, ["broker,controller"] * 3)
+    leader = leader_of(nodes)
+    lost = next(n for n in nodes if n.node_id != leader)
+    old_id = meta_properties(lost)["directory.id"]
+    # Its disk is replaced: a new, empty data directory, formatted to join, under the same id.
+    lost.kill9()
+    import shutil
+    shutil.rmtree(lost.data_dir)
+    format_ok(lost, "--no-initial-controllers")
+    new_id = meta_properties(lost)["directory.id"]
+    assert new_id != old_id
+    lost.start()
+    # It does not vote with its empty log: it says why and observes, and the set still names
+    # the old directory.
+    wait_until(lambda: "with another metadata directory" in lost.run_log(), "the replaced voter to say it observes")
+    def observing():
+        d = describe_quorum(nodes[0], 2)
+        return d if lost.node_id in [o[0] for o in d["observers"]] else None
+    d = wait_until(observing, "the replaced node to fetch as an observer")
+    assert sorted(v[0] for v in d["voters"]) == [1, 2, 3] and d["directory_ids"][lost.node_id] == old_id, d
+    assert d["observer_directory_ids"][lost.node_id] == new_id, d
+    create_topic(nodes[leader - 1], "while-replaced", 2)
+    # The operator removes the old voter by its directory and adds the node back with its new one.
+    code, message = raft_voter_call(nodes[0], REMOVE_RAFT_VOTER, lost.node_id, directory_id=old_id)
+    assert code == 0, message
+    add_voter(nodes[0], lost)
+    d = describe_quorum(nodes[0], 2)
+    assert sorted(v[0] for v in d["voters"]) == [1, 2, 3] and d["directory_ids"][lost.node_id] == new_id, d
+    wait_until(lambda: "joins raft" in lost.run_log(), "the node to join raft again")
+    wait_converged(nodes, 1)
+
+
+def test_a_voter_whose_controller_listener_moved_has_it_recorded_and_is_reached_there(broker_factory):
+    from conftest import free_port
+    nodes = started_dynamic_quorum(broker_factory, ["broker,controller"] * 3)
+    leader = leader_of(nodes)
+    moved = next(n for n in nodes if n.node_id != leader)
+    moved.stop()
+    moved.extra_ports["CONTROLLER"] = free_port()
+    moved.start()
+    # It asks the active controller to record its new listener (UpdateRaftVoter); every node
+    # then links to it there, and DescribeQuorum lists it there.
+    def recorded():
+        d = describe_quorum(nodes[leader - 1], 2)
+        return d if d["nodes"].get(moved.node_id) == [("CONTROLLER", moved.host, moved.extra_ports["CONTROLLER"])] else None
+    wait_until(recorded, "the moved voter's new controller listener to be recorded", timeout_s=30)
+    assert "controller listener moved" in moved.run_log()
+    # It votes and applies from there: a topic created now reaches it, and with the leader
+    # killed the other two elect one of themselves.
+    create_topic(nodes[leader - 1], "after-move", 2)
+    wait_converged(nodes, 1)
+    nodes[leader - 1].kill9()
+    survivors = [n for n in nodes if n.node_id != leader]
+    assert leader_of(survivors, other_than=leader) in [n.node_id for n in survivors]
+    create_topic(moved, "after-leader-kill", 2)
+
+
+def test_update_raft_voter_on_the_wire_checks_the_voter_and_its_listener(broker_factory):
+    nodes = started_dynamic_quorum(broker_factory, ["broker,controller", "broker,controller"])
+    own = meta_properties(nodes[1])["directory.id"]
+
+    def update(voter_id: int, directory_id: str | None, listener: tuple[str, int]) -> int:
+        host, port = listener
+        body = kafkawire.compact_string(CLUSTER_ID) + kafkawire.i32(-1) + kafkawire.i32(voter_id) + uuid_bytes(directory_id)
+        body += kafkawire.uvarint(2) + kafkawire.compact_string("CONTROLLER") + kafkawire.compact_string(host)
+        body += port.to_bytes(2, "big") + kafkawire.TAGGED_FIELDS_EMPTY
+        body += kafkawire.i16(0) + kafkawire.i16(1) + kafkawire.TAGGED_FIELDS_EMPTY  # KRaftVersionFeature
+        body += kafkawire.TAGGED_FIELDS_EMPTY
+        with kafkawire.Connection(nodes[0].port) as conn:
+            raw = conn.request(lambda cid: kafkawire.frame(kafkawire.request_header(82, 0, cid, flexible=True) + body))
+        r = kafkawire.Reader(raw)
+        r.skip_tagged_fields()
+        r.i32()
+        return r.i16()
+
+    assert update(2, "AAAAAAAAAAAAAAAAAAAAAQ", (nodes[1].host, 1)) == VOTER_NOT_FOUND
+    assert update(9, None, (nodes[1].host, 1)) == VOTER_NOT_FOUND
+    assert update(2, own, ("", 0)) == INVALID_REQUEST
+    # The voter's own listener, named again: nothing changes, and that is no error.
+    assert update(2, own, (nodes[1].host, nodes[1].extra_ports["CONTROLLER"])) == 0
+    d = describe_quorum(nodes[0], 2)
+    assert d["nodes"][2] == [("CONTROLLER", nodes[1].host, nodes[1].extra_ports["CONTROLLER"])], d

@@ -92,22 +92,45 @@ def describe_quorum(node, version: int) -> dict:
     out["leader"], out["epoch"], out["high_watermark"] = r.i32(), r.i32(), r.i64()
     times = {}
 
-    def replicas() -> list[tuple[int, int]]:
+    def replicas(directory_ids: dict) -> list[tuple[int, int]]:
         out = []
         for _ in range(r.uvarint() - 1):
             replica = r.i32()
             if version >= 2:
-                r.take(16)  # directory id
+                directory_ids[replica] = kafka_uuid(r.take(16))
             log_end = r.i64()
             if version >= 1:
                 times[replica] = (r.i64(), r.i64())  # last fetch, last caught up
             r.skip_tagged_fields()
             out.append((replica, log_end))
         return out
-    out["voters"] = replicas()
+    out["directory_ids"], out["observer_directory_ids"] = {}, {}
+    out["voters"] = replicas(out["directory_ids"])
     out["voter_times"] = dict(times)
-    out["observers"] = replicas()
+    out["observers"] = replicas(out["observer_directory_ids"])
+    if version >= 2:
+        r.skip_tagged_fields()  # the partition's
+        r.skip_tagged_fields()  # the topic's
+        nodes = {}
+        for _ in range(r.uvarint() - 1):
+            node_id = r.i32()
+            listeners = []
+            for _ in range(r.uvarint() - 1):
+                name = r.take(r.uvarint() - 1).decode()
+                host = r.take(r.uvarint() - 1).decode()
+                port = int.from_bytes(r.take(2), "big")
+                r.skip_tagged_fields()
+                listeners.append((name, host, port))
+            r.skip_tagged_fields()
+            nodes[node_id] = listeners
+        out["nodes"] = nodes
     return out
+
+
+def kafka_uuid(raw: bytes) -> str | None:
+    """A Uuid as Kafka prints it (URL-safe base64, no padding); None for the zero Uuid."""
+    import base64
+    return None if raw == bytes(16) else base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def test_describe_quorum_names_the_active_controller_from_any_node(broker_factory):

@@ -151,6 +151,7 @@ request_bodies! {
     DescribeQuorum => DescribeQuorumRequest,
     AddRaftVoter => AddRaftVoterRequest,
     RemoveRaftVoter => RemoveRaftVoterRequest,
+    UpdateRaftVoter => UpdateRaftVoterRequest,
     FindCoordinator => FindCoordinatorRequest,
     JoinGroup => JoinGroupRequest,
     SyncGroup => SyncGroupRequest,

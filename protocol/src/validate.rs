@@ -299,6 +299,7 @@ static APIS: &[Api] = &[
     Api::new(64, "0", "0+", &UNREGISTER_BROKER),
     Api::new(80, "0", "0+", &ADD_RAFT_VOTER),
     Api::new(81, "0", "0+", &REMOVE_RAFT_VOTER),
+    Api::new(82, "0", "0+", &UPDATE_RAFT_VOTER),
     Api::new(43, "0-2", "2+", &ELECT_LEADERS),
     Api::new(45, "0-1", "0+", &ALTER_PARTITION_REASSIGNMENTS),
     Api::new(46, "0", "0+", &LIST_PARTITION_REASSIGNMENTS),
@@ -932,6 +933,19 @@ static REMOVE_RAFT_VOTER: Struct = plain_struct!("RemoveRaftVoterRequest" {
     "ClusterId": STRING, "0+", nullable "0+";
     "VoterId": INT32, "0+";
     "VoterDirectoryId": UUID, "0+";
+});
+// UpdateRaftVoter (82): a voter's new listeners (KIP-853).
+static UPDATE_RAFT_VOTER: Struct = plain_struct!("UpdateRaftVoterRequest" {
+    "ClusterId": STRING, "0+", nullable "0+";
+    "CurrentLeaderEpoch": INT32, "0+";
+    "VoterId": INT32, "0+";
+    "VoterDirectoryId": UUID, "0+";
+    "Listeners": array(&ADD_RAFT_VOTER_LISTENER), "0+";
+    "KRaftVersionFeature": Kind::Struct(&UPDATE_RAFT_VOTER_KRAFT_VERSION), "0+";
+});
+static UPDATE_RAFT_VOTER_KRAFT_VERSION: Struct = plain_struct!("KRaftVersionFeature" {
+    "MinSupportedVersion": INT16, "0+";
+    "MaxSupportedVersion": INT16, "0+";
 });
 
 // DescribeCluster (60)

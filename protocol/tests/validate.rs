@@ -144,6 +144,7 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (64, 0, 0),
     (80, 0, 0),
     (81, 0, 0),
+    (82, 0, 0),
     (43, 0, 2),
     (45, 0, 1),
     (46, 0, 0),
@@ -725,6 +726,17 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                 .with_cluster_id((!nulls).then(|| s("MkU3OEVBNTcwNTJENDM2Qg")))
                 .with_voter_id(4)
                 .with_voter_directory_id(uuid::Uuid::from_u128(7));
+            encode(&request, v)
+        }
+        82 => {
+            use kafka_protocol::messages::update_raft_voter_request::{KRaftVersionFeature, Listener};
+            let request = kafka_protocol::messages::UpdateRaftVoterRequest::default()
+                .with_cluster_id((!nulls).then(|| s("MkU3OEVBNTcwNTJENDM2Qg")))
+                .with_current_leader_epoch(5)
+                .with_voter_id(4)
+                .with_voter_directory_id(uuid::Uuid::from_u128(7))
+                .with_listeners(vec![Listener::default().with_name(s("CONTROLLER")).with_host(s("127.0.0.1")).with_port(19093)])
+                .with_k_raft_version_feature(KRaftVersionFeature::default().with_min_supported_version(0).with_max_supported_version(1));
             encode(&request, v)
         }
         27 => {

@@ -207,9 +207,13 @@ pub struct QuorumDescription {
     /// broker-only node that fetched from this leader lately.
     #[serde(default)]
     pub observers: Vec<(i32, u64, i64)>,
-    /// The metadata directory id of the voters and observers, where known.
+    /// The metadata directory id of the voters, where known.
     #[serde(default)]
     pub directory_ids: BTreeMap<i32, uuid::Uuid>,
+    /// The metadata directory id of the observers, where known: one may be under a voter's id
+    /// with another directory.
+    #[serde(default)]
+    pub observer_directory_ids: BTreeMap<i32, uuid::Uuid>,
 }
 
 impl ShardCall for DescribeQuorum {
@@ -243,6 +247,9 @@ pub enum VoterCall {
         #[serde(default)]
         directory_id: Option<uuid::Uuid>,
     },
+    /// The voter `node_id` with `directory_id` is now reached at `address` (Kafka's
+    /// UpdateRaftVoter, which a voter sends when its controller listener moved).
+    Update { node_id: i32, directory_id: Option<uuid::Uuid>, address: String },
 }
 
 impl ShardCall for ChangeVoters {
@@ -525,6 +532,10 @@ impl Controller {
         let _ = controller.quorum.set(q);
         let c = Rc::downgrade(&controller);
         crate::runtime::spawn(async move { lead(c).await }).detach();
+        if votes && quorum_config.dynamic() {
+            let c = Rc::downgrade(&controller);
+            crate::runtime::spawn(async move { update_own_endpoint(c).await }).detach();
+        }
         if shard.config.quorum.broker {
             // A controller-only node is no broker: it never registers, so it is offered no
             // partitions and listed to no client.
@@ -665,10 +676,18 @@ impl Controller {
         };
         let mut voters = status.voter_progress.clone();
         voters.sort();
-        // A controller added as a voter fetched as an observer until then: it is listed once.
-        let observed: Vec<_> = self.quorum().observers().into_iter().filter(|(id, _)| !voters.iter().any(|(v, _)| v == id)).collect();
-        let mut directory_ids: BTreeMap<i32, uuid::Uuid> = observed.iter().filter_map(|(id, o)| Some((*id, o.directory_id?))).collect();
-        directory_ids.extend(self.view.borrow().quorum_voter_directory_ids.iter().map(|(id, d)| (*id, *d)));
+        // A controller added as a voter fetched as an observer until then: it is listed once. A
+        // node under a voter's id with another metadata directory is another replica (KIP-853's
+        // replica key): it is listed as the observer it is.
+        let recorded = self.view.borrow().voters();
+        let is_voter = |id: i32, directory_id: Option<uuid::Uuid>| match (recorded.iter().find(|v| v.node_id == id), directory_id) {
+            (Some(v), Some(d)) => v.is(id, d),
+            (Some(_), None) => true,
+            (None, _) => voters.iter().any(|(v, _)| *v == id),
+        };
+        let observed: Vec<_> = self.quorum().observers().into_iter().filter(|(id, o)| !is_voter(*id, o.directory_id)).collect();
+        let observer_directory_ids = observed.iter().filter_map(|(id, o)| Some((*id, o.directory_id?))).collect();
+        let directory_ids = self.view.borrow().quorum_voter_directory_ids.clone();
         let observers = observed.into_iter().map(|(id, o)| (id, o.index, quorum::epoch_ms(o.at))).collect();
         let voter_times = self.quorum().voter_times();
         Ok(QuorumDescription {
@@ -680,6 +699,7 @@ impl Controller {
             observers,
             voter_times,
             directory_ids,
+            observer_directory_ids,
         })
     }
 
@@ -1006,6 +1026,58 @@ impl Controller {
             self.producer_id_block_end.set(end);
             self.producer_ids_term.set(term);
         }
+    }
+}
+
+/// How long a voter whose controller listener moved waits between attempts to have the
+/// active controller record it, and for one attempt's effect to reach its own image.
+const ENDPOINT_UPDATE_RETRY: Duration = Duration::from_secs(1);
+
+/// A voter of a dynamic quorum whose controller listener is no longer where the voter set says
+/// (moved to another host or port) has the active controller record the new one, as a Kafka
+/// voter sends UpdateRaftVoter at start. Until then the other voters cannot reach it: links are
+/// one-way, so it asks the bootstrap servers who leads, and sends the change on its own link to
+/// the leader; the answer comes back on the leader's link to the old address and is lost, so
+/// success is seen in its own image when the record arrives over the new one.
+async fn update_own_endpoint(c: Weak<Controller>) {
+    loop {
+        let Some(controller) = c.upgrade() else { return };
+        let config = &controller.shard.config;
+        let (Some(own), Some(directory_id)) = (config.controller_listener().map(|l| l.bind.to_string()), controller.quorum().directory_id) else {
+            return;
+        };
+        let recorded = controller.view.borrow().voters().into_iter().find(|v| v.is(config.node_id, directory_id));
+        // Not (yet) a recorded voter: AddRaftVoter will carry its address.
+        let Some(recorded) = recorded.filter(|v| v.address != own) else { return };
+        let call =
+            ChangeVoters { cluster_id: None, change: VoterCall::Update { node_id: config.node_id, directory_id: Some(directory_id), address: own.clone() } };
+        let leader = match controller.quorum().status().leader.filter(|l| *l != config.node_id) {
+            Some(leader) => Some(leader),
+            None => {
+                let servers = config.quorum.bootstrap_servers.clone();
+                let quorum = controller.quorum();
+                let asked = quorum::transport::discover(&servers, config.node_id, config.cluster_id.clone(), quorum.tls());
+                futures::select! {
+                    found = futures::FutureExt::fuse(asked) => found.leader,
+                    _ = futures::FutureExt::fuse(crate::runtime::sleep(ENDPOINT_UPDATE_RETRY * 5)) => None,
+                }
+            }
+        };
+        tracing::info!(from = %recorded.address, to = %own, leader = ?leader, "this voter's controller listener moved: asking the active controller to record it (UpdateRaftVoter)");
+        if let Some(leader) = leader.filter(|l| *l != config.node_id) {
+            let forwarded = controller.forward(leader, Forwarded::ChangeVoters(call));
+            // Bounded: the answer may never come (see above); the image says whether it worked.
+            futures::select! {
+                _ = futures::FutureExt::fuse(forwarded) => {}
+                _ = futures::FutureExt::fuse(crate::runtime::sleep(ENDPOINT_UPDATE_RETRY)) => {}
+            }
+        } else if controller.quorum().status().ready_leader {
+            if let Err((code, message)) = controller.update_voter_here(call).await {
+                tracing::warn!(code, error = %message, "recording this voter's new controller listener failed; trying again");
+            }
+        }
+        drop(controller);
+        crate::runtime::sleep(ENDPOINT_UPDATE_RETRY).await;
     }
 }
 
@@ -1543,6 +1615,7 @@ impl Controller {
         let wait = match &call.change {
             VoterCall::Add { timeout_ms, .. } => Duration::from_millis(*timeout_ms).min(VOTER_CHANGE_WAIT_MAX),
             VoterCall::Remove { .. } => leader_wait(&self.shard),
+            VoterCall::Update { .. } => return self.update_voter_here(call).await,
         };
         let deadline = std::time::Instant::now() + wait;
         self.ensure_ready().await?;
@@ -1578,18 +1651,36 @@ impl Controller {
         })
     }
 
-    /// The checks of Kafka's AddVoterHandler and RemoveVoterHandler against the committed
-    /// voter set: the raft change, the new set (sorted), and what it does, for messages.
-    fn check_voter_change(&self, call: &ChangeVoters) -> Result<CheckedVoterChange, (i16, String)> {
-        let quorum = self.quorum();
-        let view = self.view.borrow();
+    /// A voter's new controller listener (UpdateRaftVoter), with the checks of Kafka's
+    /// UpdateVoterHandler. Raft's configuration does not change (the same node votes), so it
+    /// commits as an ordinary metadata change; every node's links follow the new address.
+    async fn update_voter_here(&self, call: ChangeVoters) -> Result<(), (i16, String)> {
+        let VoterCall::Update { node_id, directory_id, address } = &call.change else { unreachable!("only updates come here") };
+        let (_permit, old) = self.begin_change().await?;
+        self.check_dynamic(&call, &old)?;
+        let mut voters = old.voters();
+        let Some(voter) = voters.iter_mut().find(|v| directory_id.map_or(v.node_id == *node_id, |d| v.is(*node_id, d))) else {
+            return Err((ec::VOTER_NOT_FOUND, format!("node {node_id} is not a voter with that directory id of {}", voters_text(&old.voters()))));
+        };
+        if voter.address == *address {
+            return Ok(());
+        }
+        tracing::info!(node_id, from = %voter.address, to = %address, "metadata quorum voter change: a voter's controller listener moved");
+        voter.address = address.clone();
+        let mut new = old.clone();
+        new.set_voters(&voters);
+        self.commit(&old, &new).await
+    }
+
+    /// Kafka's first checks of a voter change: the request's cluster, and a dynamic quorum.
+    fn check_dynamic(&self, call: &ChangeVoters, view: &ClusterMetadata) -> Result<(), (i16, String)> {
         if let Some(theirs) = call.cluster_id.as_deref().filter(|id| !id.is_empty()) {
             if theirs != view.cluster_id {
                 return Err((ec::INCONSISTENT_CLUSTER_ID, format!("the request is for cluster {theirs}, this is cluster {}", view.cluster_id)));
             }
         }
         let kraft_version = view.finalized_features.get(crate::metadata::features::KRAFT_VERSION).copied().unwrap_or(0);
-        if !quorum.dynamic || kraft_version < 1 {
+        if !self.quorum().dynamic || kraft_version < 1 {
             return Err((
                 ec::UNSUPPORTED_VERSION,
                 format!(
@@ -1598,6 +1689,15 @@ impl Controller {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// The checks of Kafka's AddVoterHandler and RemoveVoterHandler against the committed
+    /// voter set: the raft change, the new set (sorted), and what it does, for messages.
+    fn check_voter_change(&self, call: &ChangeVoters) -> Result<CheckedVoterChange, (i16, String)> {
+        let quorum = self.quorum();
+        let view = self.view.borrow();
+        self.check_dynamic(call, &view)?;
         if quorum.status().voter_change_pending {
             return Err((ec::REQUEST_TIMED_OUT, String::from("a previous voter change is still being committed: retry")));
         }
@@ -1623,6 +1723,7 @@ impl Controller {
                 voters.retain(|v| v.node_id != *node_id);
                 (quorum::VoterChange::Remove(*node_id), format!("removing node {node_id}"))
             }
+            VoterCall::Update { .. } => return Err((ec::INVALID_REQUEST, String::from("a voter's new address changes no voter"))),
         };
         voters.sort_by_key(|v| v.node_id);
         Ok((change, voters, what))

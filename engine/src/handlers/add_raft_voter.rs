@@ -19,26 +19,15 @@ pub async fn handle(ctx: &Context<'_>, request: AddRaftVoterRequest) -> Response
     }
     let header = ctx.header;
     let mut r = AddRaftVoterResponse::default();
-    // The quorum's link is the controller listener: the one named for it, else the first the
-    // new voter lists (Kafka takes the listener its own quorum uses).
-    let names = &ctx.config().quorum.controller_listener_names;
-    let listener = request.listeners.iter().find(|l| names.iter().any(|n| n.as_str() == l.name.as_str())).or_else(|| request.listeners.first());
-    let Some(listener) = listener else {
-        r.error_code = ec::INVALID_REQUEST;
-        r.error_message = Some(str_bytes("the new voter names no listener: its controller listener is needed to reach it"));
-        return respond(header, &r);
+    let listeners: Vec<(&str, &str, u16)> = request.listeners.iter().map(|l| (l.name.as_str(), l.host.as_str(), l.port)).collect();
+    let address = match controller_address(ctx, &listeners) {
+        Ok(address) => address,
+        Err(message) => {
+            r.error_code = ec::INVALID_REQUEST;
+            r.error_message = Some(str_bytes(&message));
+            return respond(header, &r);
+        }
     };
-    // The address goes into the metadata log for good, and into every quorum hello.
-    let host = listener.host.as_str();
-    if host.is_empty() || host.len() > VOTER_HOST_BYTES_MAX || listener.port == 0 {
-        r.error_code = ec::INVALID_REQUEST;
-        r.error_message = Some(str_bytes(&format!(
-            "the new voter's listener {}:{} is no address (a host of 1 to {VOTER_HOST_BYTES_MAX} bytes and a port)",
-            host.chars().take(64).collect::<String>(),
-            listener.port
-        )));
-        return respond(header, &r);
-    }
     if request.voter_id < 0 {
         r.error_code = ec::INVALID_REQUEST;
         r.error_message = Some(str_bytes(&format!("{} is not a node id", request.voter_id)));
@@ -48,7 +37,7 @@ pub async fn handle(ctx: &Context<'_>, request: AddRaftVoterRequest) -> Response
         cluster_id: request.cluster_id.as_ref().map(|id| id.as_str().to_string()),
         change: VoterCall::Add {
             node_id: request.voter_id,
-            address: format!("{}:{}", listener.host.as_str(), listener.port),
+            address,
             timeout_ms: u64::try_from(request.timeout_ms).unwrap_or(0),
             directory_id: directory_id(request.voter_directory_id),
         },
@@ -58,6 +47,25 @@ pub async fn handle(ctx: &Context<'_>, request: AddRaftVoterRequest) -> Response
         r.error_message = Some(str_bytes(&msg));
     }
     respond(header, &r)
+}
+
+/// The voter's quorum address from the listeners a request names (name, host, port): the
+/// controller listener (the one named for it, else the first, as Kafka takes the listener its
+/// own quorum uses), checked, since it goes into the metadata log for good and into every
+/// quorum hello. Err: why it is no address.
+pub(super) fn controller_address(ctx: &Context<'_>, listeners: &[(&str, &str, u16)]) -> Result<String, String> {
+    let names = &ctx.config().quorum.controller_listener_names;
+    let listener = listeners.iter().find(|(name, _, _)| names.iter().any(|n| n == name)).or_else(|| listeners.first());
+    let Some((_, host, port)) = listener else {
+        return Err(String::from("the voter names no listener: its controller listener is needed to reach it"));
+    };
+    if host.is_empty() || host.len() > VOTER_HOST_BYTES_MAX || *port == 0 {
+        return Err(format!(
+            "the voter's listener {}:{port} is no address (a host of 1 to {VOTER_HOST_BYTES_MAX} bytes and a port)",
+            host.chars().take(64).collect::<String>()
+        ));
+    }
+    Ok(format!("{host}:{port}"))
 }
 
 /// A voter's directory id as Kafka sends it: the zero Uuid names none.

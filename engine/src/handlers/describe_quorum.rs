@@ -64,7 +64,7 @@ pub async fn handle(ctx: &Context<'_>, request: DescribeQuorumRequest) -> Respon
                             .map(|(id, log_end, fetched_ms)| {
                                 let mut o = ReplicaState::default();
                                 o.replica_id = BrokerId(*id);
-                                o.replica_directory_id = d.directory_ids.get(id).copied().unwrap_or_default();
+                                o.replica_directory_id = d.observer_directory_ids.get(id).copied().unwrap_or_default();
                                 o.log_end_offset = *log_end as i64;
                                 o.last_fetch_timestamp = *fetched_ms;
                                 o.last_caught_up_timestamp = -1;

@@ -109,6 +109,7 @@ pub mod sasl_handshake;
 pub mod sync_group;
 pub mod txn_offset_commit;
 pub mod unregister_broker;
+pub mod update_raft_voter;
 pub mod write_txn_markers;
 
 use std::rc::Rc;
@@ -361,6 +362,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::AddRaftVoter, 0, 0),
     (ApiKey::RemoveRaftVoter, 0, 0),
+    (ApiKey::UpdateRaftVoter, 0, 0),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -543,6 +545,7 @@ async fn handle_request(
         RequestBody::DescribeQuorum(r) => describe_quorum::handle(&ctx, r).await,
         RequestBody::AddRaftVoter(r) => add_raft_voter::handle(&ctx, r).await,
         RequestBody::RemoveRaftVoter(r) => remove_raft_voter::handle(&ctx, r).await,
+        RequestBody::UpdateRaftVoter(r) => update_raft_voter::handle(&ctx, r).await,
         RequestBody::FindCoordinator(r) => find_coordinator::handle(&ctx, r).await,
         RequestBody::JoinGroup(r) => join_group::handle(&ctx, r).await,
         RequestBody::SyncGroup(r) => sync_group::handle(&ctx, r).await,

@@ -461,6 +461,11 @@ impl Quorum {
         Ok(quorum)
     }
 
+    /// How this node's quorum links use TLS (an SSL controller listener), or None.
+    pub fn tls(&self) -> Option<&crate::config::QuorumTls> {
+        self.tls.as_ref()
+    }
+
     /// Whether this node observes the log rather than votes.
     pub fn observer(&self) -> bool {
         self.observer.get()
@@ -481,8 +486,10 @@ impl Quorum {
             return;
         }
         tracing::info!(voters = ?voters.iter().map(|v| v.node_id).collect::<Vec<_>>(), "the metadata quorum's voter set changed");
-        *self.voters.borrow_mut() = voters.clone();
-        transport::follow_voters(self, &voters);
+        let old = self.voters.replace(voters.clone());
+        // A voter whose controller listener moved (UpdateRaftVoter) is linked to again there.
+        let moved: Vec<i32> = voters.iter().filter(|v| old.iter().any(|o| o.node_id == v.node_id && o.address != v.address)).map(|v| v.node_id).collect();
+        transport::follow_voters(self, &voters, &moved);
     }
 
     /// On an observing controller: whether the applied voter set names it.
@@ -792,7 +799,11 @@ impl Quorum {
             // A voter that joined after observing has these records in its image already.
             let in_image = entry.index <= self.image_ahead_through.get();
             let mut proposed_here = None;
+            // A voter's new address (UpdateRaftVoter) changes no raft configuration, only the
+            // record: links follow it all the same.
+            let mut voters_named = false;
             if let Some(batch) = entry_batch(&entry)?.filter(|_| !in_image) {
+                voters_named = batch.records.iter().any(|r| matches!(r, MetadataRecord::QuorumVoters { .. }));
                 applier.apply(entry.index, batch.records).await?;
                 proposed_here = (batch.proposal.0 == self.node_id).then_some(batch.proposal.1);
             }
@@ -803,6 +814,8 @@ impl Quorum {
                 // Published before the change's proposer hears it applied, so that what it
                 // answers next (DescribeQuorum, another change) sees the new set.
                 self.publish_status(node, store, *applied_term_current);
+            }
+            if voter_change || voters_named {
                 self.follow_voters(applier.voters());
             }
             if let Some(tx) = proposed_here.and_then(|seq| self.waiters.borrow_mut().remove(&seq)) {

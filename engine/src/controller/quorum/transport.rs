@@ -322,8 +322,12 @@ pub fn start_observer(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<Stri
 }
 
 /// Follows a change of the voter set: opens a link to each new voter, closes the links to
-/// those removed.
-pub fn follow_voters(quorum: &Rc<Quorum>, voters: &[QuorumVoter]) {
+/// those removed, and links again to those `moved` to another address.
+pub fn follow_voters(quorum: &Rc<Quorum>, voters: &[QuorumVoter], moved: &[i32]) {
+    for node_id in moved {
+        tracing::info!(voter = node_id, "linking again to a voter whose controller listener moved");
+        quorum.peers.stop(raft_id(*node_id));
+    }
     let keep: std::collections::HashSet<u64> = voters.iter().map(|v| raft_id(v.node_id)).collect();
     let gone: Vec<u64> = quorum.peers.queues.borrow().keys().copied().filter(|id| !keep.contains(id)).collect();
     for id in gone {
