@@ -79,6 +79,9 @@ pub const PEER_QUEUE_MESSAGES_MAX: usize = 1024;
 /// Waits between attempts to reach a voter that is down.
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long a link to a voter just removed stays open: long enough for the answers to what
+/// it forwarded (its own removal among them) to reach it.
+const REMOVED_VOTER_LINK_GRACE: Duration = Duration::from_secs(2);
 /// Open incoming quorum connections: a few per voter and per broker-only node (reconnects
 /// overlap old ones).
 const INCOMING_CONNECTIONS_MAX: usize = 512;
@@ -331,8 +334,18 @@ pub fn follow_voters(quorum: &Rc<Quorum>, voters: &[QuorumVoter], moved: &[i32])
     let keep: std::collections::HashSet<u64> = voters.iter().map(|v| raft_id(v.node_id)).collect();
     let gone: Vec<u64> = quorum.peers.queues.borrow().keys().copied().filter(|id| !keep.contains(id)).collect();
     for id in gone {
-        tracing::info!(voter = super::node_id(id), "closing the link to a node no longer a voter");
-        quorum.peers.stop(id);
+        // Not at once: the removed node may have forwarded its own removal, whose answer goes
+        // back on this link once the change is applied, which is now.
+        let quorum = Rc::downgrade(quorum);
+        crate::runtime::spawn(async move {
+            crate::runtime::sleep(REMOVED_VOTER_LINK_GRACE).await;
+            let Some(quorum) = quorum.upgrade() else { return };
+            if !quorum.voters().iter().any(|v| raft_id(v.node_id) == id) {
+                tracing::info!(voter = super::node_id(id), "closing the link to a node no longer a voter");
+                quorum.peers.stop(id);
+            }
+        })
+        .detach();
     }
     let cluster_id = quorum.cluster_id.borrow().clone();
     if let Err(e) = connect(quorum, quorum.node_id, cluster_id, voters, quorum.observer()) {
