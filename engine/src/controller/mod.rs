@@ -1033,6 +1033,19 @@ impl Controller {
 /// active controller record it, and for one attempt's effect to reach its own image.
 const ENDPOINT_UPDATE_RETRY: Duration = Duration::from_secs(1);
 
+/// Where this voter's controller listener is now, when it is no longer at `recorded`, or None.
+/// Only what the bind address tells is compared: a recorded host name, or a listener bound to
+/// every address (0.0.0.0, ::), keeps its host and moves with its port alone.
+fn moved_address(recorded: &str, bind: std::net::SocketAddr) -> Option<String> {
+    let (host, port) = recorded.rsplit_once(':')?;
+    let recorded_ip = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok();
+    let same_host = recorded_ip.is_none_or(|ip| bind.ip().is_unspecified() || ip == bind.ip());
+    if same_host && port.parse::<u16>().ok() == Some(bind.port()) {
+        return None;
+    }
+    Some(if same_host { format!("{host}:{}", bind.port()) } else { bind.to_string() })
+}
+
 /// A voter of a dynamic quorum whose controller listener is no longer where the voter set says
 /// (moved to another host or port) has the active controller record the new one, as a Kafka
 /// voter sends UpdateRaftVoter at start. Until then the other voters cannot reach it: links are
@@ -1043,12 +1056,13 @@ async fn update_own_endpoint(c: Weak<Controller>) {
     loop {
         let Some(controller) = c.upgrade() else { return };
         let config = &controller.shard.config;
-        let (Some(own), Some(directory_id)) = (config.controller_listener().map(|l| l.bind.to_string()), controller.quorum().directory_id) else {
+        let (Some(bind), Some(directory_id)) = (config.controller_listener().map(|l| l.bind), controller.quorum().directory_id) else {
             return;
         };
         let recorded = controller.view.borrow().voters().into_iter().find(|v| v.is(config.node_id, directory_id));
         // Not (yet) a recorded voter: AddRaftVoter will carry its address.
-        let Some(recorded) = recorded.filter(|v| v.address != own) else { return };
+        let Some(recorded) = recorded else { return };
+        let Some(own) = moved_address(&recorded.address, bind) else { return };
         let call =
             ChangeVoters { cluster_id: None, change: VoterCall::Update { node_id: config.node_id, directory_id: Some(directory_id), address: own.clone() } };
         let leader = match controller.quorum().status().leader.filter(|l| *l != config.node_id) {
@@ -2345,6 +2359,21 @@ fn validate_manual_replicas(meta: &ClusterMetadata, partition: i32, replicas: &[
 mod tests {
     use super::*;
     use std::time::Instant;
+
+    #[test]
+    fn a_voters_listener_moves_with_what_its_bind_address_tells() {
+        let at = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert_eq!(moved_address("127.0.0.1:9093", at("127.0.0.1:9093")), None);
+        assert_eq!(moved_address("127.0.0.1:9093", at("127.0.0.1:9193")), Some("127.0.0.1:9193".into()));
+        assert_eq!(moved_address("127.0.0.1:9093", at("10.0.0.2:9093")), Some("10.0.0.2:9093".into()));
+        // Bound everywhere, or recorded by name: the host stays, only the port can move.
+        assert_eq!(moved_address("10.0.0.2:9093", at("0.0.0.0:9093")), None);
+        assert_eq!(moved_address("10.0.0.2:9093", at("0.0.0.0:9193")), Some("10.0.0.2:9193".into()));
+        assert_eq!(moved_address("controller-1:9093", at("10.0.0.2:9093")), None);
+        assert_eq!(moved_address("controller-1:9093", at("10.0.0.2:9193")), Some("controller-1:9193".into()));
+        assert_eq!(moved_address("[::1]:9093", at("[::1]:9093")), None);
+        assert_eq!(moved_address("no-port", at("[::1]:9093")), None);
+    }
 
     #[test]
     fn cluster_id_is_22_chars_of_url_safe_base64() {
