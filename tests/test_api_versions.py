@@ -88,6 +88,7 @@ CLUSTER_APIS = {
     46: (0, 0),  # ListPartitionReassignments (test_replication_reassignment.py)
     80: (0, 0),  # AddRaftVoter (KIP-853; test_cluster_dynamic_quorum.py)
     81: (0, 0),  # RemoveRaftVoter (KIP-853; test_cluster_dynamic_quorum.py)
+    82: (0, 0),  # UpdateRaftVoter (KIP-853; test_cluster_dynamic_quorum.py)
 }
 
 # Everything shardlog advertises.
