@@ -463,10 +463,10 @@ impl Controller {
         let applier: Rc<dyn quorum::Applier> = Rc::new(ViewApplier(Rc::downgrade(&controller)));
         let config = &shard.config;
         let mut quorum_config = config.quorum.clone();
-        // Kafka's meta.properties in every log directory: the first one's directory id names
+        // Kafka's meta.properties in the first log directory: its directory id names
         // this node in a dynamic quorum.
         let known_cluster = Some(view.cluster_id.as_str()).filter(|id| !id.is_empty()).or(config.cluster_id.as_deref());
-        let directory_id = meta_properties::ensure_all(&config.log_dirs, config.node_id, known_cluster, None)?;
+        let directory_id = meta_properties::ensure_metadata_dir(&config.log_dirs, config.node_id, known_cluster, None)?;
         quorum_config.directory_id = Some(directory_id);
         let votes = if quorum_config.dynamic() {
             // KIP-853: a controller starts from the voters its log (or `shardlog format`) names;
@@ -546,7 +546,7 @@ impl Controller {
         // The cluster id is known now (a node that joined learned it from the quorum): Kafka's
         // meta.properties carries it, and a directory of another cluster stops the node here.
         let (dirs, node_id, cluster_id) = (config.log_dirs.clone(), config.node_id, controller.view.borrow().cluster_id.clone());
-        crate::runtime::spawn_blocking(move || meta_properties::ensure_all(&dirs, node_id, Some(&cluster_id), None)).await?;
+        crate::runtime::spawn_blocking(move || meta_properties::ensure_metadata_dir(&dirs, node_id, Some(&cluster_id), None)).await?;
         Ok(controller)
     }
 

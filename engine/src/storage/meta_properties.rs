@@ -1,12 +1,14 @@
-//! Kafka's `meta.properties` in every log directory (version 1): the node and cluster the
-//! directory belongs to, and the directory's own id (KIP-858). Kafka's tools read it:
+//! Kafka's `meta.properties` (version 1) in the first log directory, the metadata directory: the
+//! node and cluster it belongs to, and the directory's own id (KIP-858). Kafka's tools read it:
 //! `kafka-metadata-quorum.sh add-controller` takes the new voter's directory id from the first
 //! log directory's file. The metadata quorum uses that id (KIP-853's replica key) to tell a
 //! voter from a node that comes back under its id with another, empty, metadata directory,
 //! which must not vote with a log it does not have.
 //!
 //! Data directories from before this file get one at their next start: a new directory id, and
-//! the cluster id once the node knows it.
+//! the cluster id once the node knows it. The other log directories get none: shardlog has no
+//! use for their ids (Kafka's JBOD assignment), and a directory found offline at start (an
+//! unmounted filesystem's empty mount point) must not be written into.
 
 use std::path::Path;
 
@@ -102,15 +104,11 @@ pub fn ensure(dir: &Path, node_id: i32, cluster_id: Option<&str>, new_directory_
     Ok(meta)
 }
 
-/// [`ensure`] over every log directory; the first one's directory id (the metadata
-/// directory's) is the node's id in the metadata quorum, and only it takes `metadata_directory_id`.
-pub fn ensure_all(log_dirs: &[std::path::PathBuf], node_id: i32, cluster_id: Option<&str>, metadata_directory_id: Option<uuid::Uuid>) -> Result<uuid::Uuid> {
-    let mut first = None;
-    for (i, dir) in log_dirs.iter().enumerate() {
-        let meta = ensure(dir, node_id, cluster_id, if i == 0 { metadata_directory_id } else { None })?;
-        first.get_or_insert(meta.directory_id);
-    }
-    first.context("no log directory (log.dirs is empty)")
+/// [`ensure`] on the first log directory (the metadata directory), whose directory id names
+/// the node in the metadata quorum; returns that id.
+pub fn ensure_metadata_dir(log_dirs: &[std::path::PathBuf], node_id: i32, cluster_id: Option<&str>, directory_id: Option<uuid::Uuid>) -> Result<uuid::Uuid> {
+    let dir = log_dirs.first().context("no log directory (log.dirs is empty)")?;
+    Ok(ensure(dir, node_id, cluster_id, directory_id)?.directory_id)
 }
 
 #[cfg(test)]
@@ -151,13 +149,12 @@ mod tests {
     }
 
     #[test]
-    fn every_log_directory_gets_its_own_id_and_the_first_is_the_nodes() {
+    fn only_the_metadata_directory_gets_one() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let given = uuid::Uuid::new_v4();
         let dirs = vec![a.path().to_path_buf(), b.path().to_path_buf()];
-        assert_eq!(ensure_all(&dirs, 1, Some("c"), Some(given)).unwrap(), given);
-        let second = read(b.path()).unwrap().unwrap();
-        assert_ne!(second.directory_id, given);
-        assert_eq!(ensure_all(&dirs, 1, Some("c"), None).unwrap(), given);
+        assert_eq!(ensure_metadata_dir(&dirs, 1, Some("c"), Some(given)).unwrap(), given);
+        assert_eq!(read(b.path()).unwrap(), None, "another log directory is not written into");
+        assert_eq!(ensure_metadata_dir(&dirs, 1, Some("c"), None).unwrap(), given);
     }
 }

@@ -135,9 +135,9 @@ pub fn format(config: &BrokerConfig, meta_dir: &Path, mode: Option<FormatMode>, 
             list
         }
     };
-    // Every log directory gets Kafka's meta.properties; the first one's id is this node's in
+    // The metadata directory (the first log directory) gets Kafka's meta.properties, whose id is this node's in
     // the quorum. A directory that has one keeps it, and must then be the one named.
-    let directory_id = meta_properties::ensure_all(&config.log_dirs, config.node_id, config.cluster_id.as_deref(), own_directory_id)?;
+    let directory_id = meta_properties::ensure_metadata_dir(&config.log_dirs, config.node_id, config.cluster_id.as_deref(), own_directory_id)?;
     if own_directory_id.is_some_and(|named| named != directory_id) {
         bail!(
             "--initial-controllers names node {} with directory id {}, but {} already has directory id {}: name that one",
