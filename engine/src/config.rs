@@ -167,6 +167,19 @@ impl QuorumVoter {
     pub fn is(&self, node_id: i32, directory_id: uuid::Uuid) -> bool {
         self.node_id == node_id && self.directory_id.is_none_or(|d| d == directory_id)
     }
+
+    /// Voters from a list of (node id, controller listener), as records and hellos carry
+    /// them, and the directory ids recorded beside it.
+    pub fn joined(list: &[(i32, String)], directory_ids: &BTreeMap<i32, uuid::Uuid>) -> Vec<QuorumVoter> {
+        list.iter()
+            .map(|(node_id, address)| QuorumVoter { node_id: *node_id, address: address.clone(), directory_id: directory_ids.get(node_id).copied() })
+            .collect()
+    }
+
+    /// The directory ids `voters` record, by node id (the other half of [`QuorumVoter::joined`]).
+    pub fn directory_ids(voters: &[QuorumVoter]) -> BTreeMap<i32, uuid::Uuid> {
+        voters.iter().filter_map(|v| Some((v.node_id, v.directory_id?))).collect()
+    }
 }
 
 /// The KRaft settings shardlog honours.

@@ -221,14 +221,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 impl ClusterMetadata {
     /// A dynamic quorum's voters as the image records them, each with its directory id.
     pub fn voters(&self) -> Vec<crate::config::QuorumVoter> {
-        self.quorum_voters
-            .iter()
-            .map(|(node_id, address)| crate::config::QuorumVoter {
-                node_id: *node_id,
-                address: address.clone(),
-                directory_id: self.quorum_voter_directory_ids.get(node_id).copied(),
-            })
-            .collect()
+        crate::config::QuorumVoter::joined(&self.quorum_voters, &self.quorum_voter_directory_ids)
     }
 
     /// Records `voters` as the quorum's voter set (sorted by node id).
@@ -236,7 +229,7 @@ impl ClusterMetadata {
         let mut list: Vec<(i32, String)> = voters.iter().map(|v| (v.node_id, v.address.clone())).collect();
         list.sort();
         self.quorum_voters = list;
-        self.quorum_voter_directory_ids = voters.iter().filter_map(|v| Some((v.node_id, v.directory_id?))).collect();
+        self.quorum_voter_directory_ids = crate::config::QuorumVoter::directory_ids(voters);
     }
 
     /// Where partition `partition` of `topic` lives, or None if the topic or partition does not

@@ -119,7 +119,7 @@ pub fn format(config: &BrokerConfig, meta_dir: &Path, mode: Option<FormatMode>, 
         FormatMode::Standalone => vec![(config.node_id, own)],
         FormatMode::NoInitialControllers => Vec::new(),
         FormatMode::InitialControllers(voters) => {
-            directory_ids.extend(voters.iter().filter_map(|v| Some((v.node_id, v.directory_id?))));
+            directory_ids.extend(QuorumVoter::directory_ids(&voters));
             let Some(me) = voters.iter().find(|v| v.node_id == config.node_id) else {
                 bail!(
                     "node.id={} is not among --initial-controllers: format it with --no-initial-controllers and add it to the quorum \
@@ -218,11 +218,7 @@ pub fn start_voters(meta_dir: &Path, node_id: i32, image_voters: Vec<QuorumVoter
             formatted.node_id
         );
     }
-    let voters = formatted
-        .initial_voters
-        .iter()
-        .map(|(id, address)| QuorumVoter { node_id: *id, address: address.clone(), directory_id: formatted.directory_ids.get(id).copied() })
-        .collect::<Vec<_>>();
+    let voters = QuorumVoter::joined(&formatted.initial_voters, &formatted.directory_ids);
     Ok((!voters.is_empty()).then_some(voters))
 }
 

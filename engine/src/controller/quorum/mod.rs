@@ -499,7 +499,7 @@ impl Quorum {
 
     /// Whether `voters` has this node as a voter: its node id, with its metadata directory
     /// where the voter's is recorded (a node back with another directory is not that voter).
-    pub fn names_this_node(&self, voters: &[QuorumVoter]) -> bool {
+    fn names_this_node(&self, voters: &[QuorumVoter]) -> bool {
         voters.iter().any(|v| match self.directory_id {
             Some(own) => v.is(self.node_id, own),
             None => v.node_id == self.node_id,

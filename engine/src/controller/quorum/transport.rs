@@ -121,10 +121,7 @@ pub struct Discovered {
 
 impl Discovered {
     pub fn voters(&self) -> Vec<QuorumVoter> {
-        self.voters
-            .iter()
-            .map(|(node_id, address)| QuorumVoter { node_id: *node_id, address: address.clone(), directory_id: self.directory_ids.get(node_id).copied() })
-            .collect()
+        QuorumVoter::joined(&self.voters, &self.directory_ids)
     }
 }
 
@@ -803,7 +800,7 @@ async fn receive_loop(
     }
     if hello.discover {
         let Some(q) = quorum.upgrade() else { return Ok(()) };
-        let directory_ids = dynamic_voters.iter().filter_map(|v| Some((v.node_id, v.directory_id?))).collect();
+        let directory_ids = QuorumVoter::directory_ids(&dynamic_voters);
         let answer = Discovered { node_id, voters: voters.to_vec(), leader: q.status().leader, directory_ids };
         tracing::debug!(peer, from = hello.node_id, "node asked for the metadata quorum's voters");
         write_frame(&mut stream, FRAME_DISCOVERED, &serde_json::to_vec(&answer).expect("discovery answers serialize")).await?;
