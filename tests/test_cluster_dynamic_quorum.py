@@ -400,3 +400,45 @@ def test_update_raft_voter_on_the_wire_checks_the_voter_and_its_listener(broker_
     assert update(2, own, (nodes[1].host, nodes[1].extra_ports["CONTROLLER"])) == 0
     d = describe_quorum(nodes[0], 2)
     assert d["nodes"][2] == [("CONTROLLER", nodes[1].host, nodes[1].extra_ports["CONTROLLER"])], d
+
+
+def test_a_removed_voter_observes_at_once_and_votes_again_when_added_back(broker_factory):
+    nodes = started_dynamic_quorum(broker_factory, ["broker,controller"] * 3)
+    leader = leader_of(nodes)
+    via = nodes[leader - 1]
+    down, live = [n for n in nodes if n.node_id != leader]
+
+    # Removed while it is down: its log does not have the removal, so it starts as a voter, and
+    # the leader never writes to it again. Hearing from no leader, it asks the other voters,
+    # learns it was removed and observes the log, which brings it the removal and what came
+    # after.
+    down.kill9()
+    code, message = raft_voter_call(via, REMOVE_RAFT_VOTER, down.node_id)
+    assert code == 0, message
+    create_topic(via, "while-down", 2)
+    down.start()
+    wait_until(lambda: "no longer names it as a voter" in down.run_log(), "the restarted voter to find out it was removed", timeout_s=30)
+    wait_until(lambda: down.node_id in voters_and_observers(via)[1], "the removed voter to fetch as an observer", timeout_s=30)
+
+    # Removed while it runs: it applies its own removal and observes at once, with no restart.
+    code, message = raft_voter_call(via, REMOVE_RAFT_VOTER, live.node_id)
+    assert code == 0, message
+    wait_until(lambda: "stops voting and observes" in live.run_log(), "the removed voter to observe")
+    wait_until(lambda: voters_and_observers(via) == ([leader], sorted([down.node_id, live.node_id])), "both removed voters to observe", timeout_s=30)
+    create_topic(via, "after-removals", 2)
+    wait_converged(nodes, 2)
+    assert all(n.is_alive() for n in nodes)
+
+    # Added back under the same metadata directory, each joins raft again (its old log was
+    # emptied when it left, so the leader fills it) and votes: with the leader killed, the two
+    # elect one of themselves and take changes.
+    for n, joined_before in ((live, 1), (down, 0)):
+        add_voter(via, n)
+        wait_until(lambda n=n, j=joined_before: n.run_log().count("joins raft") == j + 1, f"node {n.node_id} to join raft again")
+    assert voters_and_observers(via)[0] == [1, 2, 3]
+    create_topic(live, "after-rejoin", 2)
+    wait_converged(nodes, 3)
+    via.kill9()
+    assert leader_of([down, live], other_than=leader) in (down.node_id, live.node_id)
+    create_topic(down, "after-leader-kill", 2)
+    wait_converged([down, live], 4)

@@ -141,7 +141,7 @@ impl LogStore {
         let last = self.mem.last_index()?;
         let kept = if index < last { self.mem.entries(index + 1, last + 1, None, raft::GetEntriesContext::empty(false))? } else { Vec::new() };
         let hard_state = self.mem.rl().hard_state().clone();
-        self.rewrite(&snapshot, &kept, &hard_state).await?;
+        self.rewrite(Some(&snapshot), &kept, &hard_state).await?;
         self.mem.wl().apply_snapshot(without_data(&snapshot))?;
         append_checked(&self.mem, kept)?;
         // Applying a snapshot resets the commit index to its own; the commit is further on.
@@ -155,16 +155,35 @@ impl LogStore {
         let meta = snapshot.get_metadata();
         hard_state.term = hard_state.term.max(meta.term);
         hard_state.commit = meta.index;
-        self.rewrite(&snapshot, &[], &hard_state).await?;
+        self.rewrite(Some(&snapshot), &[], &hard_state).await?;
         self.mem.wl().apply_snapshot(without_data(&snapshot))?;
         Ok(())
     }
 
+    /// Empties the log of a voter that left the voters, keeping its term and vote: should it be
+    /// added again, it starts as a new voter does, its log filled by the leader, and it cannot
+    /// vote twice in a term it voted in. Its old entries are of no use to the quorum then: a
+    /// voter set without it holds every committed entry.
+    pub async fn clear(dir: &Path) -> Result<()> {
+        if !dir.join(LOG_FILE).exists() {
+            return Ok(());
+        }
+        let store = LogStore::open(dir, &[])?;
+        if store.mem.last_index()? == 0 && store.snapshot_index() == 0 {
+            return Ok(());
+        }
+        let old = store.mem.rl().hard_state().clone();
+        let kept = HardState { term: old.term, vote: old.vote, ..Default::default() };
+        store.rewrite(None, &[], &kept).await
+    }
+
     /// Writes a new log file of `snapshot`, `entries` and `hard_state`, and renames it over the
     /// old one (a crash leaves one or the other, whole).
-    async fn rewrite(&self, snapshot: &Snapshot, entries: &[Entry], hard_state: &HardState) -> Result<()> {
+    async fn rewrite(&self, snapshot: Option<&Snapshot>, entries: &[Entry], hard_state: &HardState) -> Result<()> {
         let mut out = Vec::new();
-        frame(&mut out, FRAME_SNAPSHOT, &snapshot.write_to_bytes().context("encoding a metadata snapshot")?)?;
+        if let Some(snapshot) = snapshot {
+            frame(&mut out, FRAME_SNAPSHOT, &snapshot.write_to_bytes().context("encoding a metadata snapshot")?)?;
+        }
         let snapshot_bytes = out.len() as u64;
         if !entries.is_empty() {
             frame(&mut out, FRAME_ENTRIES, &encode_entries(entries)?)?;
@@ -427,6 +446,30 @@ mod tests {
         assert_eq!(&store.take_opened_snapshot().unwrap().data[..], b"leader image");
         let mem = store.storage();
         assert_eq!((mem.last_index().unwrap(), mem.initial_state().unwrap().hard_state.commit), (41, 41));
+    }
+
+    #[test]
+    fn a_cleared_log_has_no_entries_nor_snapshot_and_keeps_its_term_and_vote() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run(move || async move {
+            let store = LogStore::open(&path, &[1, 2, 3]).unwrap();
+            let bytes = store.stage(&[entry(1, 1, b"a"), entry(2, 4, b"b")], Some(&HardState { term: 4, vote: 3, commit: 2, ..Default::default() })).unwrap();
+            store.sync(bytes).await.unwrap();
+            store.compact(snapshot(1, 1, b"image@1")).await.unwrap();
+            drop(store);
+            LogStore::clear(&path).await.unwrap();
+            // Clearing what is already clear (a restart in between) changes nothing.
+            LogStore::clear(&path).await.unwrap();
+            LogStore::clear(&path.join("never-written")).await.unwrap();
+        });
+        let store = LogStore::open(dir.path(), &[1]).unwrap();
+        assert_eq!(store.snapshot_index(), 0);
+        assert!(store.take_opened_snapshot().is_none());
+        let mem = store.storage();
+        assert_eq!(mem.last_index().unwrap(), 0);
+        let hs = mem.initial_state().unwrap().hard_state;
+        assert_eq!((hs.term, hs.vote, hs.commit), (4, 3, 0));
     }
 
     #[test]

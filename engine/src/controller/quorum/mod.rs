@@ -256,6 +256,18 @@ pub struct Quorum {
     pub directory_id: Option<uuid::Uuid>,
     /// TLS on every link, to and from this node, when the controller listener is SSL.
     tls: Option<crate::config::QuorumTls>,
+    /// Whether the controller listener is open (it stays open when a voter leaves the voters).
+    pub(super) listening: Cell<bool>,
+    /// Set when a voter that hears from no leader is told by another voter that it is no
+    /// longer one: the driver stops and the node observes.
+    left_voters: Cell<bool>,
+    /// On a voter that left because the others said so: its image still names it until it
+    /// applies the removal, so it may join again only once it applied a voter change (or a
+    /// snapshot) after it left.
+    removal_unapplied: Cell<bool>,
+    /// How long a voter of a dynamic quorum hears from no leader before it asks the other
+    /// voters whether it is still one (and again as long after).
+    voter_check_after: Duration,
 }
 
 /// Answers one forwarded request: (the asking node, the request) to the answer.
@@ -306,13 +318,19 @@ impl Quorum {
         // `apply_entries`). It starts with the image's voters, itself among them, so replaying
         // the log's voter changes on that set ends at the same set. Any other image ahead of its
         // log is a lost log, refused below.
+        //
+        // So does a voter that left the voters and was added again: its log was emptied when it
+        // left, keeping its term and vote (see `LogStore::clear`), which tells it from a log that
+        // was lost.
+        let hard_state = store.storage().rl().hard_state().clone();
+        let formatted_to_join = || bootstrap::read(dir).ok().flatten().is_some_and(|f| f.initial_voters.is_empty());
         let joining = self.dynamic
             && image_index > 0
             && install.is_none()
             && last_index == 0
             && store.snapshot_index() == 0
-            && *store.storage().rl().hard_state() == raft::prelude::HardState::default()
-            && bootstrap::read(dir).ok().flatten().is_some_and(|f| f.initial_voters.is_empty());
+            && hard_state.commit == 0
+            && (hard_state.term > 0 || (hard_state == raft::prelude::HardState::default() && formatted_to_join()));
         let applied_index = if joining { 0 } else { image_index.max(store.snapshot_index()) };
         self.image_ahead_through.set(if joining { image_index } else { 0 });
         if applied_index > last_index {
@@ -373,12 +391,14 @@ impl Quorum {
         // A named quorum listens even when this node is its only voter: broker-only nodes
         // fetch the metadata log there.
         if let Some(listen) = listen {
-            transport::start(self, node_id, cluster_id, &voter_list, listen)?;
+            transport::start(self, node_id, cluster_id.clone(), &voter_list, listen)?;
         } else if voters.len() > 1 {
             anyhow::bail!("a quorum of several needs a controller listener");
         }
         let q = self.clone();
         let snapshot_bytes = config.snapshot_bytes;
+        // Should this voter be removed from the voters, it observes, and joins again this way.
+        let rejoin = listen.map(|listen| Promotion { dir: dir.to_path_buf(), cluster_id, config: config.clone(), listen });
         crate::runtime::spawn(async move {
             let outcome = async {
                 if let Some(s) = install {
@@ -386,7 +406,10 @@ impl Quorum {
                     tracing::info!(index, "the metadata image is older than the log's snapshot: installing the snapshot");
                     applier.install(index, s.data.to_vec()).await.context("installing the metadata log's snapshot")?;
                 }
-                q.drive(node, store, applier, snapshot_bytes).await
+                let store = q.drive(node, store, applier.clone(), snapshot_bytes).await?;
+                drop(store);
+                let rejoin = rejoin.context("a voter without a controller listener left the voters")?;
+                q.leave_voters(rejoin, applier).await
             };
             if let Err(e) = outcome.await {
                 tracing::error!(error = %format!("{e:#}"), "the metadata quorum stopped on this node: it no longer votes or applies metadata; fix the cause and restart it");
@@ -396,6 +419,69 @@ impl Quorum {
         })
         .detach();
         Ok(())
+    }
+
+    /// A voter removed from the voters: it stops its raft member, empties its log (keeping its
+    /// term and vote) and observes the log from its applied index on, as Kafka's removed voter
+    /// turns into an observer; added again, it joins as a new voter does (`become_voter`).
+    async fn leave_voters(self: &Rc<Self>, rejoin: Promotion, applier: Rc<dyn Applier>) -> Result<()> {
+        tracing::info!(
+            voters = ?self.voters.borrow().iter().map(|v| v.node_id).collect::<Vec<_>>(),
+            "this controller is no longer a voter of the metadata quorum: it stops voting and observes the metadata log until it is added again"
+        );
+        self.fail_waiters(ProposeError::LeaderLost);
+        self.inbox.borrow_mut().clear();
+        *self.log.borrow_mut() = None;
+        self.observer.set(true);
+        self.left_voters.set(false);
+        self.removal_unapplied.set(self.names_this_node(&self.voters()));
+        self.peers.stop_all();
+        LogStore::clear(&rejoin.dir).await.context("emptying the metadata log of a voter that left the voters")?;
+        {
+            let mut status = self.status.borrow_mut();
+            let applied_index = status.applied_index;
+            *status = QuorumStatus { applied_index, ..Default::default() };
+        }
+        self.status_changed.notify_all();
+        let cluster_id = rejoin.cluster_id.clone();
+        *self.promotion.borrow_mut() = Some(rejoin);
+        let voters = self.voters();
+        transport::start_observer(self, self.node_id, cluster_id, &voters)?;
+        crate::runtime::spawn(self.clone().observe(self.observer_wait(), applier)).detach();
+        Ok(())
+    }
+
+    /// A voter that hears from no leader asks the other voters who they are: the leader stops
+    /// writing to a voter it removed, possibly before that voter learned the removal
+    /// committed, and such a voter would otherwise campaign in vain and never apply metadata
+    /// again. An answer from a voter that knows a leader and whose applied voters do not name
+    /// this node makes it leave (and observe, which brings it the removal).
+    fn check_still_voter(self: &Rc<Self>) {
+        let voters = self.voters();
+        let (node_id, cluster_id, tls) = (self.node_id, self.cluster_id.borrow().clone(), self.tls.clone());
+        let quorum = Rc::downgrade(self);
+        crate::runtime::spawn(async move {
+            let Some(found) = transport::ask_voters(&voters, node_id, cluster_id, tls.as_ref()).await else { return };
+            let Some(q) = quorum.upgrade() else { return };
+            let theirs = found.voters();
+            if !q.observer.get() && !q.names_this_node(&theirs) {
+                tracing::info!(
+                    answered_by = found.node_id,
+                    leader = ?found.leader,
+                    voters = ?theirs.iter().map(|v| v.node_id).collect::<Vec<_>>(),
+                    "this voter hears from no leader, and the quorum no longer names it as a voter: it was removed"
+                );
+                q.left_voters.set(true);
+                q.wake.notify_all();
+            }
+        })
+        .detach();
+    }
+
+    /// How long a voter may hold an observer's fetch that has nothing new: half the fetch
+    /// timeout, so that news arrives at once and a dead voter is noticed within the timeout.
+    fn observer_wait(&self) -> Duration {
+        Duration::from_millis((self.fetch_timeout_ms / 2).max(1))
     }
 
     /// A quorum that observes (no raft log) until `start_member`, before anything runs.
@@ -431,6 +517,10 @@ impl Quorum {
             dynamic: config.dynamic(),
             directory_id: config.directory_id,
             tls: config.tls.clone(),
+            listening: Cell::new(false),
+            left_voters: Cell::new(false),
+            removal_unapplied: Cell::new(false),
+            voter_check_after: Duration::from_millis(2 * (config.fetch_timeout_ms + config.election_timeout_ms)),
         })
     }
 
@@ -450,14 +540,25 @@ impl Quorum {
         anyhow::ensure!(!config.voters.is_empty(), "an observer needs controller.quorum.voters");
         let quorum = Quorum::new(node_id, QuorumStatus { applied_index, ..Default::default() }, applier.clone(), config);
         *quorum.cluster_id.borrow_mut() = cluster_id.clone();
+        let clear = promote.as_ref().map(|(dir, _)| dir.clone());
         if let Some((dir, listen)) = promote {
             *quorum.promotion.borrow_mut() = Some(Promotion { dir, cluster_id: cluster_id.clone(), config: config.clone(), listen });
         }
         transport::start_observer(&quorum, node_id, cluster_id, &config.voters)?;
-        // The voter holds a fetch with nothing new up to half the fetch timeout: news arrives
-        // at once, and a dead voter is noticed within the timeout.
-        let wait = Duration::from_millis((config.fetch_timeout_ms / 2).max(1));
-        crate::runtime::spawn(quorum.clone().observe(wait, applier)).detach();
+        let (q, wait) = (quorum.clone(), quorum.observer_wait());
+        crate::runtime::spawn(async move {
+            // A controller that was a voter before it was removed (and stopped) still has its
+            // log: emptied as at a removal, before it could be added again.
+            if let Some(dir) = clear {
+                if let Err(e) = LogStore::clear(&dir).await {
+                    tracing::error!(error = %format!("{e:#}"), "cannot empty the metadata log of a controller that is no longer a voter: fix the cause and restart it");
+                    q.failed.set(true);
+                    return;
+                }
+            }
+            q.observe(wait, applier).await
+        })
+        .detach();
         Ok(quorum)
     }
 
@@ -494,7 +595,7 @@ impl Quorum {
 
     /// On an observing controller: whether the applied voter set names it.
     fn promoted(&self) -> bool {
-        self.promotion.borrow().is_some() && self.names_this_node(&self.voters.borrow())
+        self.promotion.borrow().is_some() && !self.removal_unapplied.get() && self.names_this_node(&self.voters.borrow())
     }
 
     /// Whether `voters` has this node as a voter: its node id, with its metadata directory
@@ -526,6 +627,10 @@ impl Quorum {
 
     /// Takes a message from another voter.
     pub fn receive(&self, message: Message) {
+        if self.observer.get() {
+            // Left the voters (or not one yet): raft runs no member here to take it.
+            return;
+        }
         let mut inbox = self.inbox.borrow_mut();
         if inbox.len() >= QUORUM_INBOX_MESSAGES_MAX {
             self.dropped_messages.set(self.dropped_messages.get() + 1);
@@ -662,9 +767,13 @@ impl Quorum {
         self.proposals.borrow_mut().clear();
     }
 
-    async fn drive(self: &Rc<Self>, mut node: RawNode<QuorumStorage>, store: LogStore, applier: Rc<dyn Applier>, snapshot_bytes: u64) -> Result<()> {
+    /// Runs the raft member until an error, or until this node is no longer a voter (a
+    /// dynamic quorum's removal): then it hands its log back.
+    async fn drive(self: &Rc<Self>, mut node: RawNode<QuorumStorage>, store: LogStore, applier: Rc<dyn Applier>, snapshot_bytes: u64) -> Result<LogStore> {
         let mut next_tick = Instant::now() + TICK;
         let mut applied_term_current = false;
+        let mut leader_heard = Instant::now();
+        let mut next_voter_check = Instant::now();
         loop {
             let woken = self.wake.notified();
             let now = Instant::now();
@@ -709,6 +818,19 @@ impl Quorum {
                 compact(&node, &store, &*applier).await;
             }
             self.publish_status(&node, &store, applied_term_current);
+            if self.dynamic && node.raft.state != StateRole::Leader {
+                // A leader removed hands leadership over first (see `apply_entries`).
+                let voters = applier.voters();
+                if self.left_voters.get() || (!voters.is_empty() && !self.names_this_node(&voters)) {
+                    return Ok(store);
+                }
+                if node.raft.leader_id != 0 {
+                    leader_heard = Instant::now();
+                } else if leader_heard.elapsed() >= self.voter_check_after && Instant::now() >= next_voter_check {
+                    next_voter_check = Instant::now() + self.voter_check_after;
+                    self.check_still_voter();
+                }
+            }
             futures::select! {
                 _ = woken.fuse() => {}
                 _ = crate::runtime::sleep(next_tick.saturating_duration_since(Instant::now())).fuse() => {}

@@ -271,6 +271,7 @@ impl Quorum {
             if snapshot.index >= *next_index {
                 tracing::info!(index = snapshot.index, bytes = snapshot.image.len(), "installing a metadata snapshot from the quorum");
                 applier.install(snapshot.index, snapshot.image.into_bytes()).await?;
+                self.removal_unapplied.set(false);
                 *next_index = snapshot.index + 1;
                 self.set_applied(snapshot.index);
             }
@@ -284,7 +285,11 @@ impl Quorum {
                 anyhow::bail!("the quorum sent entry {} where {} was expected", entry.index, next_index);
             }
             if !entry.records.is_empty() {
+                let voters_named = entry.records.iter().any(|r| matches!(r, MetadataRecord::QuorumVoters { .. }));
                 applier.apply(entry.index, entry.records).await?;
+                if voters_named {
+                    self.removal_unapplied.set(false);
+                }
             }
             *next_index = entry.index + 1;
             self.set_applied(entry.index);

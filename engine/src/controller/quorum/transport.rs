@@ -257,9 +257,14 @@ impl Peers {
 }
 
 pub fn start(quorum: &Rc<Quorum>, node_id: i32, cluster_id: Option<String>, voters: &[QuorumVoter], listen: std::net::SocketAddr) -> Result<()> {
+    if quorum.listening.get() {
+        // A voter that left the voters and was added again: its listener never stopped.
+        return connect(quorum, node_id, cluster_id, voters, false);
+    }
     let listener = TcpListener::bind(listen)
         .map_err(std::io::Error::from)
         .with_context(|| format!("cannot listen for the metadata quorum on {listen}: is another node there?"))?;
+    quorum.listening.set(true);
     connect(quorum, node_id, cluster_id.clone(), voters, false)?;
     let voters = Rc::new(voter_list(voters));
     let tls = quorum.tls.clone();
@@ -664,30 +669,12 @@ const DISCOVERY_ANSWER_WAIT: Duration = Duration::from_secs(2);
 /// again until one answers, for the quorum's voters. A server that is down or refuses is
 /// logged once, and the next one asked.
 pub async fn discover(bootstrap: &[String], node_id: i32, cluster_id: Option<String>, tls: Option<&QuorumTls>) -> Discovered {
-    let hello = serde_json::to_vec(&Hello { node_id, cluster_id, voters: Vec::new(), observer: false, discover: true, controller: false, directory_id: None })
-        .expect("hello serializes");
+    let hello = discovering_hello(node_id, cluster_id);
     let mut said: HashMap<&str, String> = HashMap::new();
     let mut backoff = RECONNECT_BACKOFF_MIN;
     loop {
         for server in bootstrap {
-            let attempt = async {
-                let tcp = TcpStream::connect(server.as_str()).await.map_err(std::io::Error::from).context("connecting")?;
-                let mut stream = link::open(tcp, server, tls).await?;
-                write_frame(&mut stream, FRAME_HELLO, &hello).await.context("sending the hello")?;
-                match read_frame(&mut stream, HELLO_BYTES_MAX).await? {
-                    (FRAME_DISCOVERED, payload) => serde_json::from_slice::<Discovered>(&payload).context("the answer does not decode"),
-                    (FRAME_REFUSED, payload) => {
-                        let refusal: Refusal = serde_json::from_slice(&payload).context("the refusal does not decode")?;
-                        bail!("refused: {}", refusal.reason)
-                    }
-                    (kind, _) => bail!("answered with a frame of kind {kind}: not a shardlog controller of this version?"),
-                }
-            };
-            let outcome = futures::select! {
-                r = futures::FutureExt::fuse(attempt) => r,
-                _ = futures::FutureExt::fuse(crate::runtime::sleep(DISCOVERY_ANSWER_WAIT)) => Err(anyhow::anyhow!("no answer within {DISCOVERY_ANSWER_WAIT:?}")),
-            };
-            match outcome {
+            match ask_once(server, &hello, tls).await {
                 Ok(found) if !found.voters.is_empty() => {
                     tracing::info!(server = %server, answered_by = found.node_id, voters = %voters_text(&found.voters), leader = ?found.leader, "found the metadata quorum through controller.quorum.bootstrap.servers");
                     return found;
@@ -710,6 +697,48 @@ pub async fn discover(bootstrap: &[String], node_id: i32, cluster_id: Option<Str
         }
         crate::runtime::sleep(backoff).await;
         backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+    }
+}
+
+/// Asks each of `voters` once, in turn, for the voters it knows; the first answer that names a
+/// leader other than this node, or None. How a voter that hears from no leader finds out
+/// whether it was removed while it could not hear (the leader stops writing to a voter it
+/// removed, and may do so before the voter learns the removal committed).
+pub async fn ask_voters(voters: &[QuorumVoter], node_id: i32, cluster_id: Option<String>, tls: Option<&QuorumTls>) -> Option<Discovered> {
+    let hello = discovering_hello(node_id, cluster_id);
+    for voter in voters.iter().filter(|v| v.node_id != node_id) {
+        match ask_once(&voter.address, &hello, tls).await {
+            Ok(found) if found.leader.is_some_and(|l| l != node_id) && !found.voters.is_empty() => return Some(found),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(voter = voter.node_id, error = %format!("{e:#}"), "a voter did not say who the voters are"),
+        }
+    }
+    None
+}
+
+fn discovering_hello(node_id: i32, cluster_id: Option<String>) -> Vec<u8> {
+    serde_json::to_vec(&Hello { node_id, cluster_id, voters: Vec::new(), observer: false, discover: true, controller: false, directory_id: None })
+        .expect("hello serializes")
+}
+
+/// One discovering hello to `server` and its answer, within [`DISCOVERY_ANSWER_WAIT`].
+async fn ask_once(server: &str, hello: &[u8], tls: Option<&QuorumTls>) -> Result<Discovered> {
+    let attempt = async {
+        let tcp = TcpStream::connect(server).await.map_err(std::io::Error::from).context("connecting")?;
+        let mut stream = link::open(tcp, server, tls).await?;
+        write_frame(&mut stream, FRAME_HELLO, hello).await.context("sending the hello")?;
+        match read_frame(&mut stream, HELLO_BYTES_MAX).await? {
+            (FRAME_DISCOVERED, payload) => serde_json::from_slice::<Discovered>(&payload).context("the answer does not decode"),
+            (FRAME_REFUSED, payload) => {
+                let refusal: Refusal = serde_json::from_slice(&payload).context("the refusal does not decode")?;
+                bail!("refused: {}", refusal.reason)
+            }
+            (kind, _) => bail!("answered with a frame of kind {kind}: not a shardlog controller of this version?"),
+        }
+    };
+    futures::select! {
+        r = futures::FutureExt::fuse(attempt) => r,
+        _ = futures::FutureExt::fuse(crate::runtime::sleep(DISCOVERY_ANSWER_WAIT)) => Err(anyhow::anyhow!("no answer within {DISCOVERY_ANSWER_WAIT:?}")),
     }
 }
 
