@@ -112,6 +112,49 @@ def test_a_broker_only_node_behind_the_compacted_log_is_sent_a_snapshot(broker_f
     assert {f"snap-{i}" for i in range(8)} <= topics_seen_by(observer)
 
 
+def test_a_large_snapshot_reaches_a_voter_and_a_broker_only_node(broker_factory):
+    """An image of over 8 MiB (ten thousand ACLs with long resource names) travels whole to a
+    lagging voter (a raft snapshot) and a lagging broker-only node (a fetch answer). (Images over
+    one 64 MiB link frame go in parts: the transport's unit tests.)"""
+    from confluent_kafka.admin import AclBinding, AclBindingFilter, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    config = {"metadata.log.max.record.bytes.between.snapshots": 2048,
+              "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "super.users": "User:ANONYMOUS"}
+    nodes = start_cluster(broker_factory, count=4, roles=["broker,controller"] * 3 + ["broker"], extra_config=[config] * 4)
+    leader = leader_of(nodes)
+    wait_brokers(nodes)
+    voter = next(n for n in nodes[:3] if n.node_id != leader)
+    observer = nodes[3]
+    voter.kill9()
+    observer.kill9()
+    admin = AdminClient({"bootstrap.servers": nodes[leader - 1].bootstrap})
+    # Every ACL entry is past what the stopped nodes can have.
+    left_at = status(nodes[leader - 1])["quorum"]["applied_index"] + 1
+    acls = [AclBinding(ResourceType.TOPIC, f"{i:05d}-" + "t" * 1000, ResourcePatternType.LITERAL, "User:someone", "*", AclOperation.READ, AclPermissionType.DENY)
+            for i in range(10_000)]
+    for at in range(0, len(acls), 1000):
+        for future in admin.create_acls(acls[at:at + 1000]).values():
+            assert future.result(30) is None
+    create_topic(nodes[leader - 1], "after-acls", 3)
+    wait_until(lambda: status(nodes[leader - 1])["quorum"]["snapshot_index"] >= left_at, "the leader to compact its metadata log past the stopped nodes", timeout_s=30)
+    since = {n.node_id: n.log_size() for n in (voter, observer)}
+    voter.start()
+    observer.start()
+    for node, line in ((voter, "installing a metadata snapshot from the active controller"), (observer, "installing a metadata snapshot from the quorum")):
+        [installed] = node.wait_for_log(line, since[node.node_id], timeout_s=60)[:1]
+        size = int(re.search(r"bytes=(\d+)", installed).group(1))
+        assert size > 8 << 20, installed
+    wait_converged(nodes, 1)
+    for node in (voter, observer):
+        installed = re.findall(r"metadata snapshot installed index=\d+ records=(\d+)", node.log_since(since[node.node_id]))
+        assert installed and int(installed[-1]) >= len(acls), installed
+        # Each node answers for the first and the last ACL from what it installed (one filter
+        # each: describing all ten thousand at once crashed confluent-kafka's Python client).
+        node_admin = AdminClient({"bootstrap.servers": node.bootstrap})
+        for acl in (acls[0], acls[-1]):
+            one = AclBindingFilter(ResourceType.TOPIC, acl.name, ResourcePatternType.LITERAL, None, None, AclOperation.ANY, AclPermissionType.ANY)
+            assert [b.name for b in node_admin.describe_acls(one).result(timeout=30)] == [acl.name], node.node_id
+
+
 def test_a_controller_only_node_votes_but_holds_no_partitions_and_is_no_broker(broker_factory):
     nodes = start_cluster(broker_factory, count=3, roles=["controller", "broker", "broker"])
     controller, brokers = nodes[0], nodes[1:]

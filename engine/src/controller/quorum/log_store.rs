@@ -33,6 +33,10 @@ const FRAME_SNAPSHOT: u8 = 3;
 /// The largest frame written or read: far above any metadata change (a CreateTopics of
 /// thousands of partitions is a few hundred KiB), so a larger length is damage.
 pub const QUORUM_FRAME_BYTES_MAX: usize = 64 << 20;
+/// The largest snapshot (the metadata image with its raft metadata), in the log and on the
+/// quorum's links (sent in parts of at most `QUORUM_FRAME_BYTES_MAX`): an image of well over a
+/// million partitions. A frame of the log may be this long only when it holds a snapshot.
+pub const QUORUM_SNAPSHOT_BYTES_MAX: usize = 1 << 30;
 const FRAME_HEADER_BYTES: usize = 9;
 
 pub struct LogStore {
@@ -250,8 +254,9 @@ fn append_checked(mem: &MemStorage, mut entries: Vec<Entry>) -> Result<()> {
 
 fn frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) -> Result<()> {
     let length = payload.len() + 1;
-    if length > QUORUM_FRAME_BYTES_MAX {
-        bail!("a metadata log frame of {length} bytes is over the {QUORUM_FRAME_BYTES_MAX}-byte bound");
+    let bound = frame_bytes_max(kind);
+    if length > bound {
+        bail!("a metadata log frame of {length} bytes is over the {bound}-byte bound of its kind ({kind})");
     }
     let mut crc = crc32c::crc32c(&[kind]);
     crc = crc32c::crc32c_append(crc, payload);
@@ -262,6 +267,14 @@ fn frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) -> Result<()> {
     Ok(())
 }
 
+fn frame_bytes_max(kind: u8) -> usize {
+    if kind == FRAME_SNAPSHOT {
+        QUORUM_SNAPSHOT_BYTES_MAX
+    } else {
+        QUORUM_FRAME_BYTES_MAX
+    }
+}
+
 /// Replays frames into `mem`; returns how many bytes were whole frames, and the last snapshot
 /// with the byte offset after it.
 fn replay(bytes: &[u8], mem: &MemStorage) -> Result<(usize, Option<(usize, Snapshot)>)> {
@@ -270,11 +283,11 @@ fn replay(bytes: &[u8], mem: &MemStorage) -> Result<(usize, Option<(usize, Snaps
     while bytes.len() - at >= FRAME_HEADER_BYTES {
         let length = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_be_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
-        if length == 0 || length > QUORUM_FRAME_BYTES_MAX || bytes.len() - at - 8 < length {
+        if length == 0 || length > QUORUM_SNAPSHOT_BYTES_MAX || bytes.len() - at - 8 < length {
             break;
         }
         let body = &bytes[at + 8..at + 8 + length];
-        if crc32c::crc32c(body) != crc {
+        if crc32c::crc32c(body) != crc || length > frame_bytes_max(body[0]) {
             break;
         }
         let (kind, payload) = (body[0], &body[1..]);
@@ -446,6 +459,26 @@ mod tests {
         assert_eq!(&store.take_opened_snapshot().unwrap().data[..], b"leader image");
         let mem = store.storage();
         assert_eq!((mem.last_index().unwrap(), mem.initial_state().unwrap().hard_state.commit), (41, 41));
+    }
+
+    #[test]
+    fn a_snapshot_larger_than_any_other_frame_is_written_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let image: Vec<u8> = (0..QUORUM_FRAME_BYTES_MAX + 4096).map(|i| (i % 253) as u8).collect();
+        let expected = image.clone();
+        run(move || async move {
+            let store = LogStore::open(&path, &[1]).unwrap();
+            let bytes = store.stage(&[entry(1, 1, b"a"), entry(2, 1, b"b")], Some(&HardState { term: 1, vote: 1, commit: 2, ..Default::default() })).unwrap();
+            store.sync(bytes).await.unwrap();
+            store.compact(snapshot(2, 1, &image)).await.unwrap();
+            // Entries stay bounded by the frame bound: a frame that long there is damage.
+            let huge = entry(3, 1, &vec![0u8; QUORUM_FRAME_BYTES_MAX]);
+            assert!(store.stage(&[huge], None).is_err());
+        });
+        let store = LogStore::open(dir.path(), &[1]).unwrap();
+        assert_eq!(store.snapshot_index(), 2);
+        assert!(store.take_opened_snapshot().unwrap().data[..] == expected[..]);
     }
 
     #[test]

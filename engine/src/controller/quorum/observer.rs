@@ -26,7 +26,7 @@ use super::{raft_id, transport, Applier, Batch, Quorum};
 use crate::metadata::records::MetadataRecord;
 
 /// The most entry bytes one fetch answer carries (at least one entry, whatever its size, so a
-/// large entry still goes through). A snapshot is sent whole, bounded by the quorum's frame.
+/// large entry still goes through). A snapshot goes in one answer, in parts on the link when it is large (see `transport`).
 pub const OBSERVER_FETCH_BYTES_MAX: u64 = 1 << 20;
 /// The longest a voter holds a fetch that has nothing new, whatever the observer asks.
 pub const OBSERVER_FETCH_WAIT_MS_MAX: u64 = 5_000;

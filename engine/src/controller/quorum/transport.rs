@@ -1,7 +1,8 @@
 //! The quorum's network: one outgoing TCP connection to each other voter's controller
 //! listener, and the connections the others open to this node's.
 //!
-//! Frames are `[u32 length][u8 kind][payload]` (big-endian). A connection opens with a hello
+//! Frames are `[u32 length][u8 kind][payload]` (big-endian); a message longer than a frame (a
+//! snapshot of a large image) goes as leading part frames and a last frame of its own kind. A connection opens with a hello
 //! (JSON: the sender's node id, cluster id and `controller.quorum.voters`), after which every
 //! frame is a raft-rs message (protobuf), a request forwarded to the active controller, or the
 //! answer to one (`[u64 id]` then the controller's own encoding). Each link carries one
@@ -51,7 +52,8 @@ use raft::prelude::Message;
 use serde::{Deserialize, Serialize};
 
 use super::link::{self, Link};
-use super::{log_store::QUORUM_FRAME_BYTES_MAX, raft_id, Quorum};
+use super::log_store::{QUORUM_FRAME_BYTES_MAX, QUORUM_SNAPSHOT_BYTES_MAX};
+use super::{raft_id, Quorum};
 use crate::config::{QuorumTls, QuorumVoter};
 use crate::notify::Notify;
 use crate::runtime::{TcpListener, TcpStream};
@@ -67,6 +69,13 @@ pub const FRAME_FETCH: u8 = 6;
 pub const FRAME_FETCH_REPLY: u8 = 7;
 /// A voter's answer to a discovering hello ([`Discovered`], JSON).
 const FRAME_DISCOVERED: u8 = 8;
+/// The leading part of a message too long for one frame (a snapshot of a large image, to a
+/// voter or an observer): the parts and the frame of the message's own kind that ends it
+/// make its payload, in order.
+const FRAME_PART: u8 = 9;
+/// Messages longer than this go in parts of this size: only those one frame cannot hold, so
+/// that a node of an earlier version (which knows no parts) still takes every message it took.
+const FRAME_PART_BYTES: usize = QUORUM_FRAME_BYTES_MAX - 1;
 /// The largest hello (and refusal): a node id, a cluster id and the voter list, which a quorum
 /// of a few voters keeps far below this.
 const HELLO_BYTES_MAX: usize = 64 * 1024;
@@ -493,29 +502,79 @@ async fn send_loop(voter: QuorumVoter, queue: Rc<PeerQueue>, hello: Vec<u8>, quo
                 }
             }
             backoff = RECONNECT_BACKOFF_MIN;
-            let mut out = Vec::new();
-            for item in &batch {
-                let (kind, bytes) = match item {
-                    Outgoing::Raft(m) => match m.write_to_bytes() {
-                        Ok(bytes) => (FRAME_RAFT, bytes),
-                        Err(e) => {
-                            tracing::error!(error = %e, "a metadata quorum message did not encode; dropped");
-                            continue;
-                        }
-                    },
-                    Outgoing::Frame(kind, bytes) => (*kind, bytes.clone()),
-                };
-                if bytes.len() < QUORUM_FRAME_BYTES_MAX {
-                    push_frame(&mut out, kind, &bytes);
-                } else {
-                    tracing::error!(bytes = bytes.len(), "a metadata quorum message is over the frame bound; dropped");
-                }
-            }
-            if write_flushed(&mut writer, &out).await.is_err() {
+            let messages = batch.into_iter().filter_map(|item| match item {
+                Outgoing::Raft(m) => match m.write_to_bytes() {
+                    Ok(bytes) => Some((FRAME_RAFT, bytes)),
+                    Err(e) => {
+                        tracing::error!(error = %e, "a metadata quorum message did not encode; dropped");
+                        None
+                    }
+                },
+                Outgoing::Frame(kind, bytes) => Some((kind, bytes)),
+            });
+            if write_messages(&mut writer, messages).await.is_err() {
                 // Lost with the connection; raft sends again what matters.
                 break;
             }
         }
+    }
+}
+
+/// Writes `messages` (kind, payload), each as one frame, or in parts when longer than
+/// [`FRAME_PART_BYTES`]; short ones go out together. A message over
+/// [`QUORUM_SNAPSHOT_BYTES_MAX`] is dropped with a log line (its receiver could not take it).
+async fn write_messages(writer: &mut (impl futures::AsyncWrite + Unpin), messages: impl Iterator<Item = (u8, Vec<u8>)>) -> std::io::Result<()> {
+    write_messages_in_parts_of(writer, messages, FRAME_PART_BYTES).await
+}
+
+async fn write_messages_in_parts_of(
+    writer: &mut (impl futures::AsyncWrite + Unpin),
+    messages: impl Iterator<Item = (u8, Vec<u8>)>,
+    part_bytes: usize,
+) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    for (kind, payload) in messages {
+        if payload.len() <= part_bytes {
+            push_frame(&mut out, kind, &payload);
+            continue;
+        }
+        if payload.len() > QUORUM_SNAPSHOT_BYTES_MAX {
+            tracing::error!(
+                bytes = payload.len(),
+                limit = QUORUM_SNAPSHOT_BYTES_MAX,
+                "a metadata quorum message (a snapshot of the image) is over the bound a node takes; dropped"
+            );
+            continue;
+        }
+        write_flushed(writer, &std::mem::take(&mut out)).await?;
+        let parts = payload.len().div_ceil(part_bytes);
+        for (i, part) in payload.chunks(part_bytes).enumerate() {
+            write_frame(writer, if i + 1 == parts { kind } else { FRAME_PART }, part).await?;
+        }
+    }
+    if out.is_empty() {
+        return Ok(());
+    }
+    write_flushed(writer, &out).await
+}
+
+/// Reads one message: a frame, or the parts of one (see [`FRAME_PART`]), at most
+/// `message_bytes_max` in all.
+async fn read_message(stream: &mut (impl futures::AsyncRead + Unpin), message_bytes_max: usize) -> Result<(u8, Vec<u8>)> {
+    let mut parts: Vec<u8> = Vec::new();
+    loop {
+        let (kind, payload) = read_frame(stream, QUORUM_FRAME_BYTES_MAX).await?;
+        if parts.len() + payload.len() > message_bytes_max {
+            bail!("a message of over {message_bytes_max} bytes (in parts): not a shardlog controller, or a damaged stream");
+        }
+        if kind != FRAME_PART {
+            if parts.is_empty() {
+                return Ok((kind, payload));
+            }
+            parts.extend_from_slice(&payload);
+            return Ok((kind, parts));
+        }
+        parts.extend_from_slice(&payload);
     }
 }
 
@@ -564,7 +623,8 @@ enum LinkEnd {
 /// link; returns how it ended.
 async fn read_back(mut reader: impl futures::AsyncRead + Unpin, quorum: &Weak<Quorum>, voter: i32) -> LinkEnd {
     loop {
-        match read_frame(&mut reader, QUORUM_FRAME_BYTES_MAX).await {
+        // A fetch answer may carry a snapshot of the image.
+        match read_message(&mut reader, QUORUM_SNAPSHOT_BYTES_MAX).await {
             Ok((FRAME_REFUSED, payload)) if payload.len() < HELLO_BYTES_MAX => {
                 return serde_json::from_slice(&payload).map_or(LinkEnd::Closed, LinkEnd::Refused);
             }
@@ -855,7 +915,8 @@ async fn receive_loop(
     }
     let from = raft_id(hello.node_id);
     loop {
-        let (kind, payload) = read_frame(&mut stream, QUORUM_FRAME_BYTES_MAX).await?;
+        // A raft message may carry a snapshot of the image.
+        let (kind, payload) = read_message(&mut stream, QUORUM_SNAPSHOT_BYTES_MAX).await?;
         if kind == FRAME_FORWARD || kind == FRAME_FORWARD_REPLY {
             let Some(quorum) = quorum.upgrade() else { return Ok(()) };
             if payload.len() < 8 {
@@ -933,18 +994,12 @@ async fn write_loop(mut writer: impl futures::AsyncWrite + Unpin, queue: Rc<Peer
             ready.await;
             continue;
         }
-        let mut out = Vec::new();
-        for item in batch {
-            // Only frames go to an observer: it takes no part in raft.
-            if let Outgoing::Frame(kind, bytes) = item {
-                if bytes.len() < QUORUM_FRAME_BYTES_MAX {
-                    push_frame(&mut out, kind, &bytes);
-                } else {
-                    tracing::error!(bytes = bytes.len(), "an answer to a broker-only node is over the frame bound; dropped");
-                }
-            }
-        }
-        write_flushed(&mut writer, &out).await.context("writing to a broker-only node")?;
+        // Only frames go to an observer: it takes no part in raft.
+        let messages = batch.into_iter().filter_map(|item| match item {
+            Outgoing::Frame(kind, bytes) => Some((kind, bytes)),
+            Outgoing::Raft(_) => None,
+        });
+        write_messages(&mut writer, messages).await.context("writing to a broker-only node")?;
     }
 }
 
@@ -966,6 +1021,41 @@ mod tests {
             controller: false,
             directory_id: None,
         }
+    }
+
+    #[test]
+    fn a_message_longer_than_a_part_goes_in_parts_and_reads_back_whole() {
+        futures_lite::future::block_on(async {
+            // A snapshot of 2.5 parts between two short messages, on one link (parts of 64 KiB
+            // here; a frame's worth on a real link).
+            let part = 64 << 10;
+            let big: Vec<u8> = (0..part * 5 / 2).map(|i| (i % 251) as u8).collect();
+            let messages = vec![(FRAME_FETCH_REPLY, b"before".to_vec()), (FRAME_RAFT, big.clone()), (FRAME_FORWARD, b"after".to_vec())];
+            let mut wire = futures::io::Cursor::new(Vec::new());
+            write_messages_in_parts_of(&mut wire, messages.into_iter(), part).await.unwrap();
+            let bytes = wire.into_inner();
+            let mut reader = futures::io::Cursor::new(bytes.clone());
+            assert_eq!(read_message(&mut reader, QUORUM_SNAPSHOT_BYTES_MAX).await.unwrap(), (FRAME_FETCH_REPLY, b"before".to_vec()));
+            let (kind, payload) = read_message(&mut reader, QUORUM_SNAPSHOT_BYTES_MAX).await.unwrap();
+            assert_eq!((kind, payload.len()), (FRAME_RAFT, big.len()));
+            assert!(payload == big);
+            assert_eq!(read_message(&mut reader, QUORUM_SNAPSHOT_BYTES_MAX).await.unwrap(), (FRAME_FORWARD, b"after".to_vec()));
+            // No frame on the wire is longer than a part (and its header).
+            let mut at = 0;
+            let mut frames = 0;
+            while at < bytes.len() {
+                let length = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+                assert!(length <= part + 1, "{length}");
+                at += 4 + length;
+                frames += 1;
+            }
+            assert_eq!(frames, 5);
+            // Parts past the reader's bound end the link rather than grow without limit.
+            let mut reader = futures::io::Cursor::new(bytes);
+            read_message(&mut reader, 64).await.unwrap();
+            let e = read_message(&mut reader, 2 * part).await.unwrap_err();
+            assert!(format!("{e:#}").contains("in parts"), "{e:#}");
+        });
     }
 
     #[test]
