@@ -341,8 +341,9 @@ impl TxnCoordinator {
             if m.producer_epoch >= EPOCH_MAX {
                 m.next_producer_id = Self::allocate_producer_id(shard).await?;
             }
-            // Below i16::MAX: EPOCH_MAX leaves room.
-            m.producer_epoch += 1;
+            // Saturating: a timed-out abort may have taken the epoch to i16::MAX already; the
+            // markers are then at the batches' epoch, and the new id fences the old producer.
+            m.producer_epoch = m.producer_epoch.saturating_add(1);
         }
         m.client_transaction_version = call.client_transaction_version;
         m.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
