@@ -18,7 +18,7 @@ import kafkawire as kw
 # v0-1 and DeleteTopics v0) to the newest ones implemented. Every version of these is exercised
 # by test_every_advertised_version_is_served.
 CORE_APIS = {
-    kw.PRODUCE: (3, 9),
+    kw.PRODUCE: (3, 12),  # 12: transactions v2 (test_transactions_v2.py)
     kw.FETCH: (4, 12),
     kw.LIST_OFFSETS: (1, 10),
     kw.METADATA: (0, 12),
@@ -50,8 +50,8 @@ PRODUCER_APIS = {
     22: (0, 4),  # InitProducerId (idempotent and transactional producers)
     24: (0, 5),  # AddPartitionsToTxn (4+ is the broker-to-broker form: test_cluster_transactions.py)
     25: (0, 4),  # AddOffsetsToTxn
-    26: (0, 4),  # EndTxn
-    28: (0, 4),  # TxnOffsetCommit
+    26: (0, 5),  # EndTxn (5: transactions v2, test_transactions_v2.py)
+    28: (0, 5),  # TxnOffsetCommit (5: transactions v2)
     61: (0, 0),  # DescribeProducers
     65: (0, 0),  # DescribeTransactions
     66: (0, 2),  # ListTransactions

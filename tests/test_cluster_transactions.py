@@ -202,3 +202,59 @@ def test_broker_to_broker_apis_need_cluster_action(broker_factory):
     with kw.Connection(broker.port) as conn:
         assert top_level_error_v4(conn.request(verify_only_request, "some-txn", 1, 0, "t", [0])) == CLUSTER_AUTHORIZATION_FAILED
     assert "CLUSTER_ACTION" in broker.run_log()
+
+
+def test_transactions_v2_across_brokers(broker_factory):
+    """Transactions v2 (KIP-890 part 2) when the partitions, the group's offsets partition and
+    the producer's coordinator are on different brokers: each leader adds its partition through
+    the coordinator (AddPartitionsToTxn v5 without verifyOnly), the markers carry the bumped
+    epoch to every leader, and the old epoch is fenced there, by the marker or by the
+    coordinator."""
+    import test_transactions_v2 as v2
+
+    nodes = start_cluster(broker_factory)
+    leader_of(nodes)
+    wait_brokers(nodes)
+    topic, other = "txn2-spread", "txn2-other"
+    create_topic(nodes[0], topic, PARTITIONS)
+    create_topic(nodes[0], other, PARTITIONS)
+    wait_converged(nodes, 2)
+    bootstrap = nodes[0].bootstrap
+    partition_leaders = leaders(bootstrap, topic)
+    assert set(partition_leaders.values()) == {1, 2, 3}, f"the partitions should be spread over every broker: {partition_leaders}"
+    transactional_id = "spread-v2"
+    txn_leader = find_coordinator(nodes[0].port, transactional_id, KEY_TYPE_TRANSACTION)
+    find_coordinator(nodes[0].port, "spread-v2-group", KEY_TYPE_GROUP)
+    offsets_leaders = leaders(bootstrap, "__consumer_offsets")
+    group = next(g for g in (f"spread-v2-group-{i}" for i in range(20)) if offsets_leaders[coordinator_partition(g, 3)] != txn_leader)
+    group_leader = offsets_leaders[coordinator_partition(group, 3)]
+
+    with kw.Connection(nodes[txn_leader - 1].port) as coordinator:
+        error, producer_id, epoch = v2.init_producer_id(coordinator, transactional_id)
+        assert error == kw.NONE
+    for p, leader in partition_leaders.items():
+        with kw.Connection(nodes[leader - 1].port) as conn:
+            assert v2.produce(conn, 12, transactional_id, topic, p, v2.transactional_batch(producer_id, epoch, 0, [f"v2-{p}".encode()])) == kw.NONE
+    with kw.Connection(nodes[group_leader - 1].port) as conn:
+        assert v2.txn_offset_commit(conn, 5, transactional_id, group, producer_id, epoch, topic, 0, 7) == kw.NONE
+    with kw.Connection(nodes[txn_leader - 1].port) as coordinator:
+        state, _, _, partitions = v2.describe(coordinator, transactional_id)
+        assert state == "Ongoing" and partitions[topic] == list(range(PARTITIONS)) and "__consumer_offsets" in partitions, partitions
+        assert v2.end_txn(coordinator, 5, transactional_id, producer_id, epoch, commit=True) == (kw.NONE, producer_id, epoch + 1)
+
+    reader = nodes[2].bootstrap
+    seen = consume_all(reader, topic, PARTITIONS, "read_committed", group="spread-v2-reader")
+    assert sorted(v for _, _, v in seen) == sorted(f"v2-{p}".encode() for p in range(PARTITIONS))
+    with kw.Connection(nodes[group_leader - 1].port) as conn:
+        assert v2.committed_offset(conn, group, topic, 0) == 7
+
+    # The old epoch, on leaders other than the coordinator: fenced by the marker in a partition
+    # of the transaction, and by the coordinator in one it never touched.
+    marked = next(p for p, leader in partition_leaders.items() if leader != txn_leader)
+    with kw.Connection(nodes[partition_leaders[marked] - 1].port) as conn:
+        assert v2.produce(conn, 12, transactional_id, topic, marked, v2.transactional_batch(producer_id, epoch, 1, [b"zombie"])) == v2.INVALID_PRODUCER_EPOCH
+    other_leaders = leaders(bootstrap, other)
+    untouched = next(p for p, leader in other_leaders.items() if leader != txn_leader)
+    with kw.Connection(nodes[other_leaders[untouched] - 1].port) as conn:
+        assert v2.produce(conn, 12, transactional_id, other, untouched, v2.transactional_batch(producer_id, epoch, 0, [b"zombie"])) == v2.INVALID_PRODUCER_EPOCH
+    assert len(consume_all(reader, other, PARTITIONS, "read_uncommitted", group="spread-v2-reader")) == 0

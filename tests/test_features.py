@@ -19,11 +19,13 @@ SUPPORTED = {
     "metadata.version": (22, 22),  # 4.0-IV0
     "kraft.version": (0, 1),  # 1: a dynamic quorum (KIP-853), finalized only by one
     "group.version": (1, 1),  # KIP-848 consumer groups
-    "transaction.version": (0, 0),
+    "transaction.version": (0, 2),  # 2: transactions v2 (KIP-890 part 2)
     "eligible.leader.replicas.version": (0, 0),
 }
-# Level-0 features are not in the finalized set, as in Kafka.
-FINALIZED = {"metadata.version": (22, 22), "group.version": (1, 1)}
+# Level-0 features are not in the finalized set, as in Kafka. A new cluster runs transactions v2.
+FINALIZED = {"metadata.version": (22, 22), "group.version": (1, 1), "transaction.version": (2, 2)}
+# A cluster that ran before feature levels were recorded keeps transactions v1 (level 0).
+FINALIZED_BEFORE_FEATURES = {"metadata.version": (22, 22), "group.version": (1, 1)}
 
 UPDATE_FEATURES = 57
 
@@ -49,7 +51,7 @@ def test_api_versions_carries_supported_and_finalized_features_and_keeps_them_ac
     with kw.Connection(broker.port) as conn:
         v2 = conn.api_versions(2)
     assert v2.error_code == kw.NONE and not v2.supported_features and v2.finalized_features_epoch == -1
-    # Every level is a single one, so UpdateFeatures could change nothing: not advertised.
+    # Levels are settled when the cluster is created: UpdateFeatures is not advertised.
     assert UPDATE_FEATURES not in v3.apis
 
     # The epoch is the metadata log index that last changed a level: a restart changes none.
@@ -59,7 +61,7 @@ def test_api_versions_carries_supported_and_finalized_features_and_keeps_them_ac
     assert again.finalized_features_epoch == v3.finalized_features_epoch
 
 
-def test_a_data_dir_from_before_feature_levels_starts_and_gets_the_defaults(broker):
+def test_a_data_dir_from_before_feature_levels_starts_and_gets_the_defaults_but_transactions_v2(broker):
     epoch = features(broker.port).finalized_features_epoch
     broker.stop()
     # The image as a version without feature levels wrote it.
@@ -69,7 +71,7 @@ def test_a_data_dir_from_before_feature_levels_starts_and_gets_the_defaults(brok
     image_path.write_text(json.dumps(image))
     broker.start()
     after = features(broker.port)
-    assert after.finalized_features == FINALIZED
+    assert after.finalized_features == FINALIZED_BEFORE_FEATURES
     # Written again by the controller as new records, so the epoch moved on.
     assert after.finalized_features_epoch > epoch
 

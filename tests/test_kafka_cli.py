@@ -117,7 +117,8 @@ EXPECTED_FEATURES = {
     # Supported up to 1 (KIP-853's dynamic quorum); finalized 0 with a static voter list.
     "kraft.version": ("0", "1", "0"),
     "group.version": ("1", "1", "1"),
-    "transaction.version": ("0", "0", "0"),
+    # Transactions v2 (KIP-890 part 2), finalized in a new cluster as in Kafka 4.
+    "transaction.version": ("0", "2", "2"),
     "eligible.leader.replicas.version": ("0", "0", "0"),
 }
 
@@ -366,6 +367,50 @@ def test_kafka_console_round_trip_transactions_and_perf_tools(broker, tmp_path):
                         "--group", "perf-group", tmp_path=tmp_path))
     row = out.strip().splitlines()[-1].split(", ")
     assert int(row[4]) >= 520, out  # data.consumed.in.nMsg
+
+
+def test_kafka_java_transactional_producers_commit_abort_and_fence_with_transactions_v2_finalized(broker, tmp_path):
+    """Kafka's Java producer (through kafka-producer-perf-test) on a cluster that finalized
+    transaction.version 2. The client picks the protocol: the KAFKA_HOME build may still speak
+    transactions v1 (AddPartitionsToTxn, EndTxn v4), which the finalized level must not break;
+    test_transactions_v2.py covers the v2 protocol itself. A second producer with the same
+    transactional id fences the first in the middle of its transaction, whose records are
+    aborted."""
+    import time
+    from test_transactions import consume_all
+
+    b = broker.bootstrap
+    assert features(b, tmp_path)["transaction.version"]["FinalizedVersionLevel"] == "2"
+    clients.create_topic(b, "java-txn", 2)
+    env = dict(os.environ, KAFKA_HEAP_OPTS="-Xmx256m", KAFKA_OPTS="-XX:TieredStopAtLevel=1", LOG_DIR=str(tmp_path / "kafka-tool-logs"))
+    # The zombie: one transaction of a minute, 200 records a second for 15 s.
+    zombie = subprocess.Popen(
+        [str(Path(KAFKA_HOME) / "bin" / "kafka-producer-perf-test.sh"), "--topic", "java-txn", "--num-records", "3000", "--record-size", "50",
+         "--throughput", "200", "--transactional-id", "java-txn-1", "--transaction-duration-ms", "60000", "--producer-props", f"bootstrap.servers={b}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while sum(get_offsets(b, "java-txn", "-1", tmp_path).values()) == 0:
+            assert time.monotonic() < deadline and zombie.poll() is None, "the first producer never wrote"
+            time.sleep(1)
+        out = ok(kafka_tool("kafka-producer-perf-test", "--topic", "java-txn", "--num-records", "300", "--record-size", "50", "--throughput", "-1",
+                            "--transactional-id", "java-txn-1", "--transaction-duration-ms", "100", "--producer-props", f"bootstrap.servers={b}",
+                            tmp_path=tmp_path))
+        assert re.search(r"^300 records sent", out, re.M), out
+        zombie_out, _ = zombie.communicate(timeout=TOOL_TIMEOUT_S)
+    finally:
+        if zombie.poll() is None:
+            zombie.kill()
+            zombie.wait()
+    assert re.search(r"ProducerFencedException|InvalidProducerEpochException", zombie_out), zombie_out[-3000:]
+    # Only the second producer's records are committed; the zombie's were aborted when it was
+    # fenced (they are still in the log, hidden from read_committed).
+    committed = consume_all(b, "java-txn", 2, "read_committed")
+    assert len(committed) == 300
+    assert len(consume_all(b, "java-txn", 2, "read_uncommitted")) > 300
+    described = ok(kafka_tool("kafka-transactions", "--bootstrap-server", b, "describe", "--transactional-id", "java-txn-1", tmp_path=tmp_path)).splitlines()
+    assert dict(zip(described[0].split(), described[1].split()))["TransactionState"] == "CompleteCommit", described
 
 
 def test_kafka_consumer_groups_list_type_describe_and_reset(broker, tmp_path):

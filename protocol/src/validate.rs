@@ -248,7 +248,7 @@ macro_rules! plain_struct {
 // ---------------------------------------------------------------------------------------------
 
 static APIS: &[Api] = &[
-    Api::new(0, "3-9", "9+", &PRODUCE),
+    Api::new(0, "3-12", "9+", &PRODUCE),
     Api::new(1, "4-12", "12+", &FETCH),
     Api::new(2, "1-10", "6+", &LIST_OFFSETS),
     Api::new(3, "0-12", "9+", &METADATA),
@@ -269,9 +269,9 @@ static APIS: &[Api] = &[
     Api::new(23, "2-4", "4+", &OFFSET_FOR_LEADER_EPOCH),
     Api::new(24, "0-5", "3+", &ADD_PARTITIONS_TO_TXN),
     Api::new(25, "0-4", "3+", &ADD_OFFSETS_TO_TXN),
-    Api::new(26, "0-4", "3+", &END_TXN),
+    Api::new(26, "0-5", "3+", &END_TXN),
     Api::new(27, "1", "1+", &WRITE_TXN_MARKERS),
-    Api::new(28, "0-4", "3+", &TXN_OFFSET_COMMIT),
+    Api::new(28, "0-5", "3+", &TXN_OFFSET_COMMIT),
     Api::new(29, "1-3", "2+", &DESCRIBE_ACLS),
     Api::new(30, "1-3", "2+", &CREATE_ACLS),
     Api::new(31, "1-3", "2+", &DELETE_ACLS),

@@ -93,7 +93,7 @@ const ALLOCATION_BYTES_SLACK: usize = 4096;
 
 /// (api key, lowest, highest version) that the validator must declare, and no others.
 const DECLARED: &[(i16, i16, i16)] = &[
-    (0, 3, 9),
+    (0, 3, 12),
     (1, 4, 12),
     (2, 1, 10),
     (3, 0, 12),
@@ -113,9 +113,9 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (22, 0, 4),
     (24, 0, 5),
     (25, 0, 4),
-    (26, 0, 4),
+    (26, 0, 5),
     (27, 1, 1),
-    (28, 0, 4),
+    (28, 0, 5),
     (29, 1, 3),
     (30, 1, 3),
     (31, 1, 3),

@@ -992,14 +992,18 @@ impl Controller {
         // written out whole.
         let old = if view.applied_index == 0 { ClusterMetadata::new(String::new()) } else { view.clone() };
         let mut new = view;
-        if new.cluster_id.is_empty() {
+        let new_cluster = new.cluster_id.is_empty();
+        if new_cluster {
             new.cluster_id = shard.config.cluster_id.clone().unwrap_or_else(|| base64_uuid(uuid::Uuid::new_v4()));
             tracing::info!(cluster_id = %new.cluster_id, "new cluster: no metadata found");
         }
         // metadata.version is finalized in every cluster that has feature levels: without it
-        // this is a new cluster, or one from before they were recorded, which gets the defaults.
+        // this is a new cluster, which gets the defaults, or one from before they were
+        // recorded, which gets them but for transaction.version (its transactions keep the
+        // format and epochs they had).
         if !new.finalized_features.contains_key(crate::metadata::features::METADATA_VERSION) {
-            new.finalized_features = crate::metadata::features::bootstrap_levels();
+            new.finalized_features =
+                if new_cluster { crate::metadata::features::bootstrap_levels() } else { crate::metadata::features::levels_of_a_cluster_from_before_features() };
             tracing::info!(levels = ?new.finalized_features, "finalizing the default feature levels");
         }
         let quorum = self.quorum();

@@ -28,6 +28,7 @@ pub async fn handle(ctx: &Context<'_>, request: AddOffsetsToTxnRequest) -> Respo
         producer_id: request.producer_id.0,
         producer_epoch: request.producer_epoch,
         partitions: vec![(OFFSETS_TOPIC.to_string(), partition)],
+        client_transaction_version: 0,
     };
     r.error_code = match ctx.coordinator_call(txn::COORDINATOR, &id, call).await {
         Ok(codes) => {

@@ -2,7 +2,9 @@
 //! write in its transaction, so that the coordinator writes their markers when it ends.
 //! v4-5, the broker-to-broker batch form: a partition leader on another broker asks whether a
 //! producer's partition is in its ongoing transaction (`verify_only`, KIP-890), or adds
-//! partitions on a producer's behalf; it needs CLUSTER_ACTION, as in Kafka.
+//! partitions on a producer's behalf; it needs CLUSTER_ACTION, as in Kafka. v5 without
+//! `verify_only`, with transaction.version 2 finalized, is the add a leader makes for a
+//! transactions-v2 producer's batch (Kafka's `TransactionVersion.transactionVersionForAddPartitionsToTxn`).
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult};
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
@@ -27,6 +29,7 @@ pub async fn handle(ctx: &Context<'_>, request: AddPartitionsToTxnRequest) -> Re
         producer_id: request.v3_and_below_producer_id.0,
         producer_epoch: request.v3_and_below_producer_epoch,
         partitions: partitions.clone(),
+        client_transaction_version: 0,
     };
     let codes = match ctx.coordinator_call(COORDINATOR, &id, call).await {
         Ok(codes) => codes,
@@ -44,6 +47,7 @@ async fn handle_transactions(ctx: &Context<'_>, request: AddPartitionsToTxnReque
         r.error_code = shardlog_protocol::error_code::CLUSTER_AUTHORIZATION_FAILED;
         return respond(ctx.header, &r);
     }
+    let client_transaction_version = crate::txn::client_transaction_version(ctx.shard, ctx.header.api_version, 5);
     let results = request.transactions.iter().map(|t| async move {
         let id = t.transactional_id.0.to_string();
         let partitions: Vec<(String, i32)> = t.topics.iter().flat_map(|topic| topic.partitions.iter().map(move |p| (topic.name.0.to_string(), *p))).collect();
@@ -55,8 +59,13 @@ async fn handle_transactions(ctx: &Context<'_>, request: AddPartitionsToTxnReque
             });
             futures::future::join_all(checks).await
         } else {
-            let call =
-                AddPartitions { transactional_id: id.clone(), producer_id: t.producer_id.0, producer_epoch: t.producer_epoch, partitions: partitions.clone() };
+            let call = AddPartitions {
+                transactional_id: id.clone(),
+                producer_id: t.producer_id.0,
+                producer_epoch: t.producer_epoch,
+                partitions: partitions.clone(),
+                client_transaction_version,
+            };
             ctx.coordinator_call(COORDINATOR, &id, call).await.unwrap_or_else(|code| vec![code; partitions.len()])
         };
         let mut result = AddPartitionsToTxnResult::default();

@@ -91,7 +91,7 @@ mod tests {
         assert_eq!((group.min_version, group.max_version), (1, 1));
         assert_eq!(r.finalized_features_epoch, 7);
         let finalized: Vec<(&str, i16, i16)> = r.finalized_features.iter().map(|k| (&*k.name, k.min_version_level, k.max_version_level)).collect();
-        assert_eq!(finalized, vec![("group.version", 1, 1), ("metadata.version", 22, 22)]);
+        assert_eq!(finalized, vec![("group.version", 1, 1), ("metadata.version", 22, 22), ("transaction.version", 2, 2)]);
         // An image from before feature levels: supported ones only, and Kafka's "none" epoch.
         let r = with_features(response(ec::NONE), &ClusterMetadata::new("c".into()));
         assert!(r.finalized_features.is_empty() && r.finalized_features_epoch == -1);

@@ -13,6 +13,9 @@ use crate::shard::messages::{Produce, ProduceOutcome};
 
 /// Produce versions whose clients back off by the throttle time themselves (KIP-219).
 const CLIENT_THROTTLES_FROM_VERSION: i16 = 6;
+/// The first Produce version a transactions-v2 client sends: its transactional batches come
+/// without AddPartitionsToTxn (KIP-890 part 2).
+const TRANSACTIONS_V2_FROM_VERSION: i16 = 12;
 
 fn failed(code: i16, message: Option<String>) -> ProduceOutcome {
     ProduceOutcome {
@@ -51,6 +54,7 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
         }
     }
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
+    let add_to_transaction = crate::txn::client_transaction_version(ctx.shard, header.api_version, TRANSACTIONS_V2_FROM_VERSION) > 0;
     let timeout_ms = request.timeout_ms.max(0) as u64;
     // Answered here, or sent to the owner shard (one message per owner, in request order).
     let mut outcomes: Vec<Option<ProduceOutcome>> = Vec::with_capacity(work.len());
@@ -77,7 +81,7 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
         let transactional_id = transactional_id.clone();
         async move {
             let count = partitions.len();
-            let replied = match ctx.call(owner, Produce { partitions, acks, timeout_ms, transactional_id }).await {
+            let replied = match ctx.call(owner, Produce { partitions, acks, timeout_ms, transactional_id, add_to_transaction }).await {
                 Ok(o) => {
                     assert_eq!(o.len(), count, "owner shard {owner} answered {} of {count} partitions", o.len());
                     o

@@ -1,6 +1,8 @@
 //! TxnOffsetCommit (key 28): offsets committed inside a transaction. They are written to
 //! `__consumer_offsets` as the producer's transactional records and count only once the
-//! transaction commits.
+//! transaction commits. v5 with transaction.version 2 finalized is transactions v2 (KIP-890
+//! part 2): the client sent no AddOffsetsToTxn, so the group's offsets partition is added to
+//! the transaction here, through its coordinator, before the offsets are written.
 
 use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
@@ -8,7 +10,11 @@ use shardlog_protocol::error_code as ec;
 use shardlog_protocol::kafka_protocol;
 
 use super::{respond, Context, Response};
-use crate::groups::{CommitEntry, TxnOffsetCommit, COORDINATOR};
+use crate::groups::{offsets::OFFSETS_TOPIC, CommitEntry, TxnOffsetCommit, COORDINATOR};
+use crate::shard::TxnVerification;
+
+/// The first TxnOffsetCommit version a transactions-v2 client sends.
+const TRANSACTIONS_V2_FROM_VERSION: i16 = 5;
 
 pub async fn handle(ctx: &Context<'_>, request: TxnOffsetCommitRequest) -> Response {
     if let Some(denied) = denial(ctx, &request) {
@@ -39,9 +45,18 @@ pub async fn handle(ctx: &Context<'_>, request: TxnOffsetCommitRequest) -> Respo
         instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
         offsets: entries,
     };
-    let mut codes = match ctx.coordinator_call(COORDINATOR, &group, call).await {
-        Ok(codes) => codes,
-        Err(code) => vec![code; count],
+    let added = if crate::txn::client_transaction_version(ctx.shard, header.api_version, TRANSACTIONS_V2_FROM_VERSION) > 0 {
+        add_offsets_partition(ctx, &request).await
+    } else {
+        ec::NONE
+    };
+    let mut codes = if added != ec::NONE {
+        vec![added; count]
+    } else {
+        match ctx.coordinator_call(COORDINATOR, &group, call).await {
+            Ok(codes) => codes,
+            Err(code) => vec![code; count],
+        }
     };
     assert_eq!(codes.len(), count, "the coordinator answers one code per offset");
     if header.api_version < 2 {
@@ -63,6 +78,29 @@ pub async fn handle(ctx: &Context<'_>, request: TxnOffsetCommitRequest) -> Respo
         r.topics.push(rt);
     }
     respond(header, &r)
+}
+
+/// Transactions v2: adds the group's `__consumer_offsets` partition to the producer's
+/// transaction (what AddOffsetsToTxn did), through the producer's coordinator wherever it is.
+/// An error code; a fenced producer is INVALID_PRODUCER_EPOCH, as Kafka's partition leaders
+/// answer a failed add.
+async fn add_offsets_partition(ctx: &Context<'_>, request: &TxnOffsetCommitRequest) -> i16 {
+    // The offsets partition must exist before the transaction can name it (as in AddOffsetsToTxn).
+    let exists = ctx.ensure_state_topic(COORDINATOR).await;
+    let Some(partition) = COORDINATOR.partition(&ctx.metadata(), &request.group_id.0).filter(|_| exists) else { return ec::COORDINATOR_NOT_AVAILABLE };
+    let Some(verifier) = ctx.shard.txn_verifier.get() else { return ec::COORDINATOR_NOT_AVAILABLE };
+    let add = TxnVerification {
+        transactional_id: request.transactional_id.0.to_string(),
+        producer_id: request.producer_id.0,
+        producer_epoch: request.producer_epoch,
+        topic: OFFSETS_TOPIC.to_string(),
+        partition,
+        add: true,
+    };
+    match verifier(add).await {
+        ec::PRODUCER_FENCED => ec::INVALID_PRODUCER_EPOCH,
+        code => code,
+    }
 }
 
 /// The request refused whole, with Kafka's error, when the principal lacks what it needs.

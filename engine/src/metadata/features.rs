@@ -4,10 +4,16 @@
 //! or consumer picks protocols by the finalized levels: so each range below claims only what
 //! shardlog really does.
 //!
-//! Every range but kraft.version's is a single level: shardlog has no switch that turns any of
-//! these behaviours on or off, so no other level would be true. kraft.version is 0 or 1 by how
-//! the quorum is named (static voters or bootstrap servers), which is settled when the cluster
-//! is created. That is why UpdateFeatures is not served: it could change nothing.
+//! Every range but kraft.version's and transaction.version's is a single level: shardlog has
+//! no switch that turns those behaviours on or off, so no other level would be true.
+//! kraft.version is 0 or 1 by how the quorum is named (static voters or bootstrap servers),
+//! which is settled when the cluster is created. transaction.version is the one level that
+//! changes what the broker does (the `__transaction_state` format and the epoch bump of
+//! transactions v2), so it is finalized when the cluster is created too: 2 for a new cluster, as
+//! Kafka 4 does, and 0 for a cluster that ran before shardlog knew the level (it keeps what it
+//! did). That is why UpdateFeatures is not served: without it an existing cluster cannot move to
+//! transactions v2, which is the one thing it could change; serving it is left for when a
+//! cluster needs that upgrade.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +29,10 @@ pub struct Feature {
 
 pub const METADATA_VERSION: &str = "metadata.version";
 pub const KRAFT_VERSION: &str = "kraft.version";
+pub const TRANSACTION_VERSION: &str = "transaction.version";
+/// transaction.version from which the coordinator bumps the epoch at every transaction end and
+/// transactional writes add their partition themselves (KIP-890 part 2).
+pub const TRANSACTION_VERSION_EPOCH_BUMP: i16 = 2;
 
 /// Kafka 4.0's features, in Kafka's order.
 pub const SUPPORTED_FEATURES: &[Feature] = &[
@@ -39,9 +49,15 @@ pub const SUPPORTED_FEATURES: &[Feature] = &[
     // and cannot turn off.
     Feature { name: "group.version", level_min: 1, level_max: 1, level_default: 1 },
     // 1 is the flexible (v1) TransactionLogValue in `__transaction_state`, and 2 adds KIP-890
-    // part 2 (an epoch bump at every transaction end); shardlog writes the v0 records and does
-    // not bump the epoch per transaction.
-    Feature { name: "transaction.version", level_min: 0, level_max: 0, level_default: 0 },
+    // part 2: the coordinator bumps the producer epoch at every transaction end (EndTxn v5), and
+    // a transactional Produce v12 or TxnOffsetCommit v5 adds its partition to the transaction
+    // on the server side. Both are gated on this level and on the request's version, so a
+    // cluster at 0 (one created before this level was known) behaves as it always did.
+    // Kafka gives TV 1 and 2 no dependency on metadata.version (4.0-IV2 is only the version
+    // from which Kafka's tools pick TV 2 as the default), so TV 2 is finalized beside 22, which
+    // stays at 4.0-IV0: the later 4.0 levels claim eligible leader replicas, which shardlog
+    // does not do.
+    Feature { name: TRANSACTION_VERSION, level_min: 0, level_max: 2, level_default: 2 },
     // 1 is eligible leader replicas (KIP-966), which shardlog does not track.
     Feature { name: "eligible.leader.replicas.version", level_min: 0, level_max: 0, level_default: 0 },
 ];
@@ -50,10 +66,24 @@ pub fn supported(name: &str) -> Option<&'static Feature> {
     SUPPORTED_FEATURES.iter().find(|f| f.name == name)
 }
 
-/// The finalized levels of a new cluster, and of one whose image predates feature records.
-/// Level 0 is left out: as in Kafka, a feature at level 0 is not in the finalized set.
+/// The finalized levels of a new cluster. Level 0 is left out: as in Kafka, a feature at level 0
+/// is not in the finalized set.
 pub fn bootstrap_levels() -> BTreeMap<String, i16> {
     SUPPORTED_FEATURES.iter().filter(|f| f.level_default > 0).map(|f| (f.name.to_string(), f.level_default)).collect()
+}
+
+/// The finalized levels of a cluster whose image predates feature records: the new cluster's,
+/// except transaction.version, which stays 0 (no record, as in Kafka) so that the transactions
+/// such a cluster runs keep the format and epochs they had.
+pub fn levels_of_a_cluster_from_before_features() -> BTreeMap<String, i16> {
+    let mut levels = bootstrap_levels();
+    levels.remove(TRANSACTION_VERSION);
+    levels
+}
+
+/// The finalized transaction.version in a metadata image (0 when not finalized).
+pub fn transaction_version(finalized: &BTreeMap<String, i16>) -> i16 {
+    finalized.get(TRANSACTION_VERSION).copied().unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -68,6 +98,16 @@ mod tests {
         let levels = bootstrap_levels();
         assert_eq!(levels.get(METADATA_VERSION), Some(&22));
         assert_eq!(levels.get("group.version"), Some(&1));
-        assert!(!levels.contains_key("transaction.version") && !levels.contains_key("kraft.version"), "{levels:?}");
+        assert_eq!(levels.get(TRANSACTION_VERSION), Some(&2), "a new cluster runs transactions v2, as Kafka 4's do");
+        assert!(!levels.contains_key("kraft.version"), "{levels:?}");
+        assert_eq!(transaction_version(&levels), 2);
+    }
+
+    #[test]
+    fn a_cluster_from_before_feature_records_keeps_transactions_v1() {
+        let levels = levels_of_a_cluster_from_before_features();
+        assert_eq!(levels.get(METADATA_VERSION), Some(&22));
+        assert!(!levels.contains_key(TRANSACTION_VERSION), "{levels:?}");
+        assert_eq!(transaction_version(&levels), 0);
     }
 }

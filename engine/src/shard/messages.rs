@@ -20,6 +20,9 @@ pub struct Produce {
     /// How long an acks=all write may wait for the in-sync replicas (the request's timeout).
     pub timeout_ms: u64,
     pub transactional_id: Option<String>,
+    /// Transactions v2 (Produce v12 with transaction.version 2): a transactional batch adds its
+    /// partition to the producer's transaction through the coordinator.
+    pub add_to_transaction: bool,
 }
 
 impl ShardCall for Produce {

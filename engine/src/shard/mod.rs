@@ -41,6 +41,9 @@ pub struct TxnVerification {
     pub producer_epoch: i16,
     pub topic: String,
     pub partition: i32,
+    /// Transactions v2 (KIP-890 part 2): add the partition to the producer's transaction,
+    /// starting one if none is open, instead of only checking that it is there.
+    pub add: bool,
 }
 
 /// Asks the producer's transaction coordinator; answers an error code (NONE: the partition is

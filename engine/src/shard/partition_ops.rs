@@ -32,7 +32,8 @@ pub fn serve(shard: &Rc<Shard>) {
             // the dirty budget's line) in that order: pipelined requests keep their offsets'
             // order.
             let appends = call.partitions.iter().map(|(topic, partition, records)| {
-                produce(&shard, topic, *partition, records.clone(), call.acks, call.timeout_ms, call.transactional_id.as_deref())
+                let transaction = call.transactional_id.as_deref().map(|id| (id, call.add_to_transaction));
+                produce(&shard, topic, *partition, records.clone(), call.acks, call.timeout_ms, transaction)
             });
             futures::future::join_all(appends).await
         }
@@ -82,7 +83,7 @@ pub async fn produce(
     records: bytes::Bytes,
     acks: i16,
     timeout_ms: u64,
-    transactional_id: Option<&str>,
+    transaction: Option<(&str, bool)>,
 ) -> ProduceOutcome {
     let mut outcome = ProduceOutcome {
         error_code: ec::NONE,
@@ -107,7 +108,7 @@ pub async fn produce(
         outcome.error_message = Some(format!("the in-sync replicas of {topic}-{partition} are fewer than min.insync.replicas"));
         return outcome;
     }
-    if let Err((code, message)) = verify_transaction(shard, &p, &records, transactional_id).await {
+    if let Err((code, message)) = verify_transaction(shard, &p, &records, transaction).await {
         tracing::warn!(topic, partition, error = %message, "transactional produce refused");
         outcome.error_code = code;
         outcome.error_message = Some(message);
@@ -269,13 +270,19 @@ const VERIFY_ROUNDS_MAX: usize = 3;
 /// hold the last stable offset back, the coordinator must confirm that the partition is in the
 /// producer's ongoing transaction. If a marker for the producer lands here meanwhile, the
 /// answer may be stale: ask again.
-async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], transactional_id: Option<&str>) -> Result<(), (i16, String)> {
+///
+/// `transaction` is the producer's transactional id and whether it speaks transactions v2
+/// (KIP-890 part 2): then the client sent no AddPartitionsToTxn, and the coordinator adds the
+/// partition instead of only confirming it. A stray batch cannot open a hanging transaction
+/// that way either: its epoch is older than the one its transaction's end bumped to, and the
+/// coordinator fences it.
+async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], transaction: Option<(&str, bool)>) -> Result<(), (i16, String)> {
     let Ok(header) = shardlog_protocol::batch::parse_header(records, 0, false) else { return Ok(()) }; // append reports it
                                                                                                        // Control batches from a client are refused by the append itself.
     if !header.is_transactional() || header.is_control() || header.producer_id < 0 {
         return Ok(());
     }
-    let Some(transactional_id) = transactional_id else {
+    let Some((transactional_id, add)) = transaction else {
         return Err((ec::INVALID_RECORD, String::from("transactional batches need the producer's transactional id in the produce request")));
     };
     for _ in 0..VERIFY_ROUNDS_MAX {
@@ -293,6 +300,7 @@ async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], tr
             producer_epoch: header.producer_epoch,
             topic: p.topic.clone(),
             partition: p.partition,
+            add,
         };
         let code = match shard.txn_verifier.get() {
             Some(verify) => verify(verification).await,

@@ -30,7 +30,8 @@ use crate::storage::log::{now_ms, AppendOrigin};
 pub use crate::config::TxnConfig;
 
 /// Epochs at or above this get a fresh producer id instead of a bump (Kafka does the same, so
-/// that the epoch never overflows).
+/// that the epoch never overflows). Two below i16::MAX: InitProducerId may bump twice, once to
+/// fence the producer of an open transaction and once for the new one.
 const EPOCH_MAX: i16 = i16::MAX - 2;
 /// After a failed marker write, how long before the ticker tries the transaction again.
 const MARKER_RETRY_MS: u64 = 1_000;
@@ -66,6 +67,32 @@ fn check_producer(m: &TxnMetadata, producer_id: i64, producer_epoch: i16) -> Res
         Err(ec::PRODUCER_FENCED)
     } else {
         Ok(())
+    }
+}
+
+/// Whether EndTxn from `producer_id` at `producer_epoch` may act on `m` (Kafka's
+/// `endTransaction` checks). Once the last transaction was ended by a transactions-v2 client,
+/// the stored epoch is one past the one that client used, so the same epoch no longer names
+/// the producer in a finished state: there only a retry (one epoch behind, or the id before a
+/// rotation at its exhausted epoch) is valid, and anything else is fenced.
+fn check_end_txn_producer(m: &TxnMetadata, producer_id: i64, producer_epoch: i16) -> Result<(), i16> {
+    if m.client_transaction_version < crate::metadata::features::TRANSACTION_VERSION_EPOCH_BUMP {
+        return check_producer(m, producer_id, producer_epoch);
+    }
+    let retry_after_bump = producer_id == m.producer_id && i32::from(m.producer_epoch) == i32::from(producer_epoch) + 1;
+    let retry_after_rotation = producer_id == m.previous_producer_id && producer_epoch >= EPOCH_MAX && m.producer_epoch == 0;
+    if producer_id != m.producer_id && !retry_after_rotation {
+        return Err(ec::INVALID_PRODUCER_ID_MAPPING);
+    }
+    let valid = match m.state {
+        TxnState::Ongoing | TxnState::Empty | TxnState::Dead | TxnState::PrepareEpochFence => producer_epoch == m.producer_epoch,
+        TxnState::PrepareCommit | TxnState::PrepareAbort => retry_after_bump,
+        TxnState::CompleteCommit | TxnState::CompleteAbort => retry_after_bump || retry_after_rotation,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(ec::PRODUCER_FENCED)
     }
 }
 
@@ -195,19 +222,14 @@ impl TxnCoordinator {
         let existing = self.txns.borrow().get(id).cloned();
         let now = now_ms() as i64;
         let mut m = match existing {
-            None => TxnMetadata {
-                producer_id: Self::allocate_producer_id(shard).await?,
-                producer_epoch: 0,
-                timeout_ms,
-                state: TxnState::Empty,
-                partitions: Default::default(),
-                last_update_ms: now,
-                start_ms: -1,
-            },
+            None => TxnMetadata::new(Self::allocate_producer_id(shard).await?, 0, timeout_ms, now),
             Some(mut m) => {
                 // KIP-360: a producer that names its current id may only be the one the
-                // coordinator knows (or one epoch behind, retrying).
-                if producer_id >= 0 && (producer_id != m.producer_id || producer_epoch < m.producer_epoch - 1) {
+                // coordinator knows (or one epoch behind, retrying), or the id it had before a
+                // transactions-v2 end rotated it, at an exhausted epoch (it never got the answer
+                // that named the new one).
+                let rotated_from = producer_id == m.previous_producer_id && producer_epoch >= EPOCH_MAX;
+                if producer_id >= 0 && !rotated_from && (producer_id != m.producer_id || producer_epoch < m.producer_epoch - 1) {
                     return Err(ec::PRODUCER_FENCED);
                 }
                 match m.state {
@@ -245,14 +267,21 @@ impl TxnCoordinator {
         Ok(out)
     }
 
-    pub(super) async fn add_partitions(&self, shard: &Rc<Shard>, id: &str, producer_id: i64, producer_epoch: i16, partitions: &[(String, i32)]) -> Vec<i16> {
+    pub(super) async fn add_partitions(&self, shard: &Rc<Shard>, call: &super::AddPartitions) -> Vec<i16> {
+        let (id, partitions) = (call.transactional_id.as_str(), &call.partitions[..]);
         let all = |code| vec![code; partitions.len()];
         let Some(_busy) = self.try_busy(id) else { return all(ec::CONCURRENT_TRANSACTIONS) };
         let Some(mut m) = self.txns.borrow().get(id).cloned() else { return all(ec::INVALID_PRODUCER_ID_MAPPING) };
-        if let Err(code) = check_producer(&m, producer_id, producer_epoch) {
+        let preparing = matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence);
+        // A transactions-v2 producer whose last end rotated its id was told the new id before
+        // the markers were all written: it waits, as the producer of the old id would.
+        if preparing && call.producer_id == m.next_producer_id && call.producer_epoch == 0 {
+            return all(ec::CONCURRENT_TRANSACTIONS);
+        }
+        if let Err(code) = check_producer(&m, call.producer_id, call.producer_epoch) {
             return all(code);
         }
-        if matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence) {
+        if preparing {
             return all(ec::CONCURRENT_TRANSACTIONS);
         }
         let unknown: Vec<bool> = {
@@ -262,7 +291,10 @@ impl TxnCoordinator {
         if unknown.iter().any(|u| *u) {
             return unknown.iter().map(|u| if *u { ec::UNKNOWN_TOPIC_OR_PARTITION } else { ec::OPERATION_NOT_ATTEMPTED }).collect();
         }
-        if m.state == TxnState::Ongoing && partitions.iter().all(|tp| m.partitions.contains(tp)) {
+        if m.state == TxnState::Ongoing
+            && partitions.iter().all(|tp| m.partitions.contains(tp))
+            && m.client_transaction_version == call.client_transaction_version
+        {
             return all(ec::NONE);
         }
         if m.partitions.len() + partitions.len() > TXN_PARTITIONS_MAX {
@@ -276,6 +308,7 @@ impl TxnCoordinator {
         m.state = TxnState::Ongoing;
         m.partitions.extend(partitions.iter().cloned());
         m.last_update_ms = now;
+        m.client_transaction_version = call.client_transaction_version;
         if let Err(code) = self.persist(shard, id, &m).await {
             return all(code);
         }
@@ -283,28 +316,52 @@ impl TxnCoordinator {
         all(ec::NONE)
     }
 
-    pub(super) async fn end_txn(&self, shard: &Rc<Shard>, id: &str, producer_id: i64, producer_epoch: i16, commit: bool) -> Result<(), i16> {
+    /// EndTxn. With transactions v2 (`call.client_transaction_version` 2) the epoch is bumped as
+    /// the outcome is logged, so the markers carry the new epoch and fence every write of the
+    /// old one; an epoch that would overflow moves the transactional id to a new producer id at
+    /// epoch 0 once the markers are written (Kafka's `prepareAbortOrCommit` and
+    /// `prepareComplete`). Answers the producer id and epoch to go on with.
+    pub(super) async fn end_txn(&self, shard: &Rc<Shard>, call: &super::EndTxn) -> Result<(i64, i16), i16> {
+        let (id, producer_id, producer_epoch, commit) = (call.transactional_id.as_str(), call.producer_id, call.producer_epoch, call.commit);
         let Some(_busy) = self.try_busy(id) else { return Err(ec::CONCURRENT_TRANSACTIONS) };
         let Some(mut m) = self.txns.borrow().get(id).cloned() else { return Err(ec::INVALID_PRODUCER_ID_MAPPING) };
-        check_producer(&m, producer_id, producer_epoch)?;
+        check_end_txn_producer(&m, producer_id, producer_epoch)?;
         match (m.state, commit) {
             (TxnState::Ongoing, _) => {}
             // A retry of an EndTxn that already finished.
-            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => return Ok(()),
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => return Ok((m.producer_id, m.producer_epoch)),
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => return Err(ec::CONCURRENT_TRANSACTIONS),
             (state, _) => {
                 tracing::debug!(transactional_id = id, state = state.name(), commit, "EndTxn in a state that cannot end");
                 return Err(ec::INVALID_TXN_STATE);
             }
         }
+        let bump = call.client_transaction_version >= crate::metadata::features::TRANSACTION_VERSION_EPOCH_BUMP;
+        if bump {
+            if m.producer_epoch >= EPOCH_MAX {
+                m.next_producer_id = Self::allocate_producer_id(shard).await?;
+            }
+            // Saturating: a timed-out abort may have taken the epoch to i16::MAX already; the
+            // markers are then at the batches' epoch, and the new id fences the old producer.
+            m.producer_epoch = m.producer_epoch.saturating_add(1);
+        }
+        m.client_transaction_version = call.client_transaction_version;
         m.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
         m.last_update_ms = now_ms() as i64;
         self.persist(shard, id, &m).await?;
         self.txns.borrow_mut().insert(id.to_string(), m.clone());
         // The outcome is decided and durable: if a marker cannot be written now, the ticker
-        // finishes the transaction later, and the client's next request waits for it.
-        self.complete(shard, id, m, commit).await;
-        Ok(())
+        // finishes the transaction later, and the client's next request waits for it. The
+        // producer goes on with what the completion will leave.
+        let after = match self.complete(shard, id, m.clone(), commit).await {
+            Some(done) => (done.producer_id, done.producer_epoch),
+            None if m.next_producer_id >= 0 => (m.next_producer_id, 0),
+            None => (m.producer_id, m.producer_epoch),
+        };
+        if bump {
+            tracing::debug!(transactional_id = id, commit, producer_id = after.0, producer_epoch = after.1, "transaction ended; producer epoch bumped");
+        }
+        Ok(after)
     }
 
     /// Aborts an open transaction after bumping the producer epoch (fencing the producer).
@@ -372,6 +429,14 @@ impl TxnCoordinator {
         m.state = if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
         m.partitions.clear();
         m.last_update_ms = now_ms() as i64;
+        if m.next_producer_id >= 0 {
+            // The markers carried the old id at its last epoch; the producer goes on with the
+            // new one.
+            m.previous_producer_id = m.producer_id;
+            m.producer_id = m.next_producer_id;
+            m.producer_epoch = 0;
+            m.next_producer_id = -1;
+        }
         if self.persist(shard, id, &m).await.is_err() {
             return None;
         }
@@ -445,7 +510,10 @@ impl TxnCoordinator {
     /// KIP-890 verification with the coordinator of `call`'s transactional id on broker
     /// `broker`: AddPartitionsToTxn v4+ with verifyOnly, as Kafka's partition leaders send it.
     /// An error code, NONE when the partition is in the producer's ongoing transaction.
-    pub(super) async fn verify_on(&self, shard: &Rc<Shard>, broker: i32, call: super::Verify) -> i16 {
+    ///
+    /// With `add` (transactions v2) the partition is added instead: AddPartitionsToTxn v5
+    /// without verifyOnly, which the coordinator takes as a transactions-v2 add.
+    pub(super) async fn verify_on(&self, shard: &Rc<Shard>, broker: i32, call: super::Verify, add: bool) -> i16 {
         let address = match shard.inter_broker_address(broker) {
             Ok(address) => address,
             Err(why) => {
@@ -461,14 +529,14 @@ impl TxnCoordinator {
         transaction.transactional_id = TransactionalId(StrBytes::from_string(call.transactional_id.clone()));
         transaction.producer_id = ProducerId(call.producer_id);
         transaction.producer_epoch = call.producer_epoch;
-        transaction.verify_only = true;
+        transaction.verify_only = !add;
         transaction.topics = vec![asked];
         let mut request = AddPartitionsToTxnRequest::default();
         request.transactions = vec![transaction];
         let response = match self.inter_broker.send(broker, &address, &request).await {
             Ok(response) => response,
             Err(e) => {
-                tracing::warn!(broker, %address, error = %e, "AddPartitionsToTxn (verify) to the transaction coordinator failed");
+                tracing::warn!(broker, %address, add, error = %e, "AddPartitionsToTxn (verify or add) to the transaction coordinator failed");
                 return ec::COORDINATOR_NOT_AVAILABLE;
             }
         };
@@ -496,7 +564,8 @@ impl TxnCoordinator {
             return Err(ec::NOT_COORDINATOR);
         };
         let key = state_log::encode_key(id);
-        let value = state_log::encode_value(m);
+        let transaction_version = crate::metadata::features::transaction_version(&shard.metadata.borrow().finalized_features);
+        let value = state_log::encode_value(m, state_log::value_version(transaction_version));
         let batch = build_producer_batch(0, now_ms() as i64, &[(Some(&key), Some(&value))], &BatchProducer::NONE);
         crate::internal_log::append_durably(shard, &p, &batch, AppendOrigin::Coordinator).await?;
         // The partition's leadership moved meanwhile: its ids were forgotten here, and the new
@@ -597,6 +666,38 @@ async fn ticker(txns: Rc<TxnCoordinator>, shard: Rc<Shard>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn end_txn_after_a_v2_end_knows_a_retry_from_a_zombie() {
+        let mut m = TxnMetadata::new(7, 5, 60_000, 0);
+        m.state = TxnState::Ongoing;
+        // Transactions v1 (or none yet): the producer's own epoch, exactly.
+        assert_eq!(check_end_txn_producer(&m, 7, 5), Ok(()));
+        assert_eq!(check_end_txn_producer(&m, 7, 4), Err(ec::PRODUCER_FENCED));
+        assert_eq!(check_end_txn_producer(&m, 8, 5), Err(ec::INVALID_PRODUCER_ID_MAPPING));
+        // A v2 end bumped the epoch to 6: epoch 5 is the retry of that end, 4 a zombie, and 6
+        // (the producer's new epoch) has nothing to end.
+        m.client_transaction_version = 2;
+        m.producer_epoch = 6;
+        m.state = TxnState::CompleteCommit;
+        assert_eq!(check_end_txn_producer(&m, 7, 5), Ok(()));
+        assert_eq!(check_end_txn_producer(&m, 7, 4), Err(ec::PRODUCER_FENCED));
+        assert_eq!(check_end_txn_producer(&m, 7, 6), Err(ec::PRODUCER_FENCED));
+        m.state = TxnState::PrepareCommit;
+        assert_eq!(check_end_txn_producer(&m, 7, 5), Ok(()));
+        // The next transaction, at the new epoch: only that epoch ends it.
+        m.state = TxnState::Ongoing;
+        assert_eq!(check_end_txn_producer(&m, 7, 6), Ok(()));
+        assert_eq!(check_end_txn_producer(&m, 7, 5), Err(ec::PRODUCER_FENCED));
+        // An end that overflowed the epoch moved the id to 9 at epoch 0: the old id at its last
+        // epoch is the retry.
+        m = TxnMetadata::new(9, 0, 60_000, 0);
+        m.client_transaction_version = 2;
+        m.previous_producer_id = 7;
+        m.state = TxnState::CompleteAbort;
+        assert_eq!(check_end_txn_producer(&m, 7, EPOCH_MAX), Ok(()));
+        assert_eq!(check_end_txn_producer(&m, 7, 3), Err(ec::INVALID_PRODUCER_ID_MAPPING));
+    }
     use crate::metadata::{PartitionPlacement, TopicMetadata};
 
     #[test]

@@ -52,31 +52,54 @@ impl ShardCall for InitProducerId {
     type Reply = Result<(i64, i16), i16>;
 }
 
-/// AddPartitionsToTxn (and AddOffsetsToTxn, for the offsets partition): one code per partition,
-/// in request order.
+/// AddPartitionsToTxn (and AddOffsetsToTxn, for the offsets partition; and, with transactions
+/// v2, a transactional Produce or TxnOffsetCommit adding its own partition): one code per
+/// partition, in request order.
 #[derive(Debug, Clone)]
 pub struct AddPartitions {
     pub transactional_id: String,
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub partitions: Vec<(String, i32)>,
+    /// 2 when the add comes from a transactions-v2 client (see [`client_transaction_version`]).
+    pub client_transaction_version: i16,
 }
 
 impl ShardCall for AddPartitions {
     type Reply = Vec<i16>;
 }
 
-/// EndTxn: an error code (NONE once the outcome is decided and logged).
+/// EndTxn: once the outcome is decided and logged, the producer id and epoch the producer goes
+/// on with (with transactions v2 the epoch is one higher, or a new id at epoch 0 when it would
+/// overflow); else the error code.
 #[derive(Debug, Clone)]
 pub struct EndTxn {
     pub transactional_id: String,
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub commit: bool,
+    /// 2: bump the epoch (see [`client_transaction_version`]).
+    pub client_transaction_version: i16,
 }
 
 impl ShardCall for EndTxn {
-    type Reply = i16;
+    type Reply = Result<(i64, i16), i16>;
+}
+
+/// The transaction version a request speaks (Kafka's `TransactionVersion` of the client): 2
+/// when the cluster finalized transaction.version 2 and the request's version is one that a
+/// transactions-v2 client sends (EndTxn v5, Produce v12, TxnOffsetCommit v5,
+/// AddPartitionsToTxn v5 from a partition leader), else 0. Both gates: a client that knows v2
+/// uses it only when the cluster finalized it, and a cluster at 0 must not bump the epoch of a
+/// client that merely speaks the newer versions.
+pub fn client_transaction_version(shard: &Shard, api_version: i16, first_v2_version: i16) -> i16 {
+    use crate::metadata::features::{transaction_version, TRANSACTION_VERSION_EPOCH_BUMP};
+    let finalized = transaction_version(&shard.metadata.borrow().finalized_features);
+    if finalized >= TRANSACTION_VERSION_EPOCH_BUMP && api_version >= first_v2_version {
+        TRANSACTION_VERSION_EPOCH_BUMP
+    } else {
+        0
+    }
 }
 
 /// Is `partition` in this producer's ongoing transaction? (KIP-890 verification of a
@@ -136,12 +159,8 @@ pub fn start(shard: &Rc<Shard>, config: TxnConfig) -> Rc<TxnCoordinator> {
     serve(shard, c, |c, shard, call: InitProducerId| async move {
         c.init_producer_id(&shard, &call.transactional_id, call.timeout_ms, call.producer_id, call.producer_epoch).await
     });
-    serve(shard, c, |c, shard, call: AddPartitions| async move {
-        c.add_partitions(&shard, &call.transactional_id, call.producer_id, call.producer_epoch, &call.partitions).await
-    });
-    serve(shard, c, |c, shard, call: EndTxn| async move {
-        c.end_txn(&shard, &call.transactional_id, call.producer_id, call.producer_epoch, call.commit).await.err().unwrap_or(ec::NONE)
-    });
+    serve(shard, c, |c, shard, call: AddPartitions| async move { c.add_partitions(&shard, &call).await });
+    serve(shard, c, |c, shard, call: EndTxn| async move { c.end_txn(&shard, &call).await });
     serve(shard, c, |c, _, call: Verify| async move { c.verify(&call) });
     serve(shard, c, |c, _, call: Describe| async move { c.describe(&call.transactional_id).ok_or(ec::TRANSACTIONAL_ID_NOT_FOUND) });
     // Asked of every shard, not of one id's coordinator: each lists the ids it loaded.
@@ -163,11 +182,24 @@ pub fn start(shard: &Rc<Shard>, config: TxnConfig) -> Rc<TxnCoordinator> {
                 producer_epoch: v.producer_epoch,
                 partition: (v.topic, v.partition),
             };
-            match coordinator_broker_elsewhere(&shard, &transactional_id) {
+            match (coordinator_broker_elsewhere(&shard, &transactional_id), v.add) {
                 // Kafka's partition leaders ask the producer's coordinator on its broker, in
-                // AddPartitionsToTxn v4+ with verifyOnly.
-                Some(broker) => coordinator.verify_on(&shard, broker, verify).await,
-                None => coordinator_call(&shard, COORDINATOR, &transactional_id, verify).await.unwrap_or_else(|code| code),
+                // AddPartitionsToTxn v4+ with verifyOnly (v5 without it, to add).
+                (Some(broker), add) => coordinator.verify_on(&shard, broker, verify, add).await,
+                (None, false) => coordinator_call(&shard, COORDINATOR, &transactional_id, verify).await.unwrap_or_else(|code| code),
+                (None, true) => {
+                    let add = AddPartitions {
+                        transactional_id: verify.transactional_id,
+                        producer_id: verify.producer_id,
+                        producer_epoch: verify.producer_epoch,
+                        partitions: vec![verify.partition],
+                        client_transaction_version: crate::metadata::features::TRANSACTION_VERSION_EPOCH_BUMP,
+                    };
+                    match coordinator_call(&shard, COORDINATOR, &transactional_id, add).await {
+                        Ok(codes) => codes.first().copied().unwrap_or(ec::UNKNOWN_SERVER_ERROR),
+                        Err(code) => code,
+                    }
+                }
             }
         })
     });
