@@ -172,13 +172,15 @@ def test_a_v2_transaction_commits_bumps_the_epoch_and_fences_the_old_one(broker)
         assert end_txn(conn, 5, txn, pid, epoch, commit=False)[0] == INVALID_TXN_STATE
         assert committed_offset(conn, group, "tv2-input", 0) == 42
 
-        # The next transaction runs at the new epoch, its sequences from 0 again.
+        # The next transaction runs at the new epoch, its sequences from 0 again: on a partition
+        # whose commit marker carried that epoch too.
         epoch += 1
+        assert produce(conn, 12, txn, topic, 0, transactional_batch(pid, epoch, 0, [b"c0-again"])) == kw.NONE
         assert produce(conn, 12, txn, topic, 2, transactional_batch(pid, epoch, 0, [b"c2"])) == kw.NONE
         assert end_txn(conn, 5, txn, pid, epoch, commit=True) == (kw.NONE, pid, epoch + 1)
         # Two epochs behind is no retry: fenced.
         assert end_txn(conn, 5, txn, pid, epoch - 1, commit=True)[0] == PRODUCER_FENCED
-    assert values(consume_all(broker.bootstrap, topic, 3, "read_committed")) == [b"c0", b"c1", b"c2"]
+    assert values(consume_all(broker.bootstrap, topic, 3, "read_committed")) == [b"c0", b"c0-again", b"c1", b"c2"]
 
 
 def test_a_v2_abort_hides_its_records_and_kill9_keeps_the_bumped_epoch(broker):
