@@ -1,7 +1,9 @@
 """Client quotas: AlterClientQuotas and DescribeClientQuotas with Kafka's entities, keys, filter
 semantics and errors; quotas kept across a restart; and a producer and a consumer over their
 byte-rate quota throttled (throttle_time_ms reported to librdkafka, everything still delivered)
-while a client without a quota is not.
+while a client without a quota is not; and controller_mutation_rate (KIP-599): topics past an
+empty bucket refused with THROTTLING_QUOTA_EXCEEDED by the strict versions of CreateTopics,
+DeleteTopics and CreatePartitions, only throttled by the older ones.
 
 Requests are kafka-python's own protocol classes (its admin client has no quota methods), sent
 over a plain socket so that every field of the answer can be checked."""
@@ -387,3 +389,122 @@ def test_connection_creation_rate_closes_new_connections_of_an_address_over_its_
     # Another address has no quota (the ip entity is 127.0.0.1's alone).
     assert all(api_versions_answered(broker.port, "127.0.0.2") for _ in range(8))
     broker.assert_alive()
+
+
+# --- controller_mutation_rate (KIP-599) -------------------------------------------------------
+
+CREATE_TOPICS, DELETE_TOPICS, CREATE_PARTITIONS = 19, 20, 37
+THROTTLING_QUOTA_EXCEEDED = 89
+
+
+def _cstr(r: kw.Reader) -> str | None:
+    n = r.uvarint() - 1
+    return None if n < 0 else r.take(n).decode()
+
+
+def _skip_tags(r: kw.Reader) -> None:
+    for _ in range(r.uvarint()):
+        r.uvarint()
+        r.take(r.uvarint())
+
+
+def _flexible_call(port: int, api_key: int, version: int, client_id: str, body: bytes) -> kw.Reader:
+    """One request on a connection of its own (a throttled connection is muted for the throttle
+    time); the response body after its header."""
+    with kw.Connection(port) as conn:
+        raw = conn.request(lambda cid: kw.frame(kw.request_header(api_key, version, cid, client_id=client_id, flexible=True) + body + kw.TAGGED_FIELDS_EMPTY))
+    r = kw.Reader(raw)
+    _skip_tags(r)
+    return r
+
+
+def create_topics_v7(port: int, client_id: str, topics: dict[str, int]) -> tuple[int, dict[str, tuple[int, str | None]]]:
+    """CreateTopics v7 (strict): (throttle_time_ms, {topic: (error code, message)})."""
+    body = kw.uvarint(len(topics) + 1)
+    for name, partitions in topics.items():
+        body += kw.compact_string(name) + kw.i32(partitions) + kw.i16(-1) + kw.uvarint(1) + kw.uvarint(1) + kw.TAGGED_FIELDS_EMPTY
+    r = _flexible_call(port, CREATE_TOPICS, 7, client_id, body + kw.i32(30_000) + kw.i8(0))
+    throttle, results = r.i32(), {}
+    for _ in range(r.uvarint() - 1):
+        name = _cstr(r)
+        r.take(16)  # topic id
+        code, message = r.i16(), _cstr(r)
+        r.i32(), r.i16()  # partitions, replication factor
+        configs = r.uvarint() - 1
+        for _ in range(max(configs, 0)):
+            _cstr(r), _cstr(r), r.i8(), r.i8(), r.i8()
+            _skip_tags(r)
+        _skip_tags(r)
+        results[name] = (code, message)
+    return throttle, results
+
+
+def create_topics_v4(port: int, client_id: str, name: str, partitions: int) -> tuple[int, int]:
+    """CreateTopics v4 (permissive, not flexible): (throttle_time_ms, error code)."""
+    body = kw.array([kw.string(name) + kw.i32(partitions) + kw.i16(-1) + kw.i32(0) + kw.i32(0)]) + kw.i32(30_000) + kw.i8(0)
+    with kw.Connection(port) as conn:
+        r = kw.Reader(conn.request(lambda cid: kw.frame(kw.request_header(CREATE_TOPICS, 4, cid, client_id=client_id) + body)))
+    throttle = r.i32()
+    assert r.i32() == 1 and r.string() == name
+    return throttle, r.i16()
+
+
+def delete_topics_v6(port: int, client_id: str, name: str) -> tuple[int, int, str | None]:
+    """DeleteTopics v6 (strict): (throttle_time_ms, error code, message)."""
+    body = kw.uvarint(2) + kw.compact_string(name) + bytes(16) + kw.TAGGED_FIELDS_EMPTY + kw.i32(30_000)
+    r = _flexible_call(port, DELETE_TOPICS, 6, client_id, body)
+    throttle = r.i32()
+    assert r.uvarint() == 2 and _cstr(r) == name
+    r.take(16)
+    return throttle, r.i16(), _cstr(r)
+
+
+def create_partitions_v3(port: int, client_id: str, name: str, count: int) -> tuple[int, int, str | None]:
+    """CreatePartitions v3 (strict): (throttle_time_ms, error code, message)."""
+    body = kw.uvarint(2) + kw.compact_string(name) + kw.i32(count) + kw.uvarint(0) + kw.TAGGED_FIELDS_EMPTY + kw.i32(30_000) + kw.i8(0)
+    r = _flexible_call(port, CREATE_PARTITIONS, 3, client_id, body)
+    throttle = r.i32()
+    assert r.uvarint() == 2 and _cstr(r) == name
+    return throttle, r.i16(), _cstr(r)
+
+
+def partition_counts(bootstrap: str) -> dict[str, int]:
+    md = confluent_kafka.admin.AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    return {name: len(t.partitions) for name, t in md.topics.items()}
+
+
+def test_controller_mutation_rate_refuses_topics_past_an_empty_bucket_and_throttles(broker, quotas):
+    # 0.1 partitions/s over 11 windows of 1 s: a bucket of 1.1 partitions, which a topic of 10
+    # takes to -8.9, about 89 s from empty.
+    for client in ("mutator", "mutator-old"):
+        assert quotas.alter([(entity(client_id=client), {"controller_mutation_rate": 0.1})])[0][1] == NONE
+
+    # Strict (CreateTopics v7): the first topic finds the bucket full and is created, taking it
+    # below zero; the ones after it are refused with Kafka's error and message.
+    throttle, results = create_topics_v7(broker.port, "mutator", {"mq-big": 10, "mq-small": 1, "mq-later": 1})
+    assert results["mq-big"] == (NONE, None), results
+    assert results["mq-small"] == results["mq-later"] == (THROTTLING_QUOTA_EXCEEDED, "The throttling quota has been exceeded."), results
+    assert 0 < throttle <= 89_000, throttle
+    counts = partition_counts(broker.bootstrap)
+    assert counts.get("mq-big") == 10 and "mq-small" not in counts and "mq-later" not in counts, counts
+
+    # While the bucket is below zero the client can neither delete nor add partitions.
+    throttle, code, message = delete_topics_v6(broker.port, "mutator", "mq-big")
+    assert (code, message) == (THROTTLING_QUOTA_EXCEEDED, "The throttling quota has been exceeded.") and throttle > 0
+    throttle, code, _ = create_partitions_v3(broker.port, "mutator", "mq-big", 12)
+    assert code == THROTTLING_QUOTA_EXCEEDED and throttle > 0
+    assert partition_counts(broker.bootstrap).get("mq-big") == 10
+
+    # A client without the quota is not held back.
+    throttle, results = create_topics_v7(broker.port, "free", {"mq-free": 10})
+    assert (throttle, results["mq-free"]) == (0, (NONE, None))
+
+    # Permissive (CreateTopics v4, before Kafka made it strict): created, and throttled.
+    throttle, code = create_topics_v4(broker.port, "mutator-old", "mq-old", 5)
+    assert code == NONE and throttle > 0
+    assert partition_counts(broker.bootstrap).get("mq-old") == 5
+
+    # With the quota raised, the bucket refills at the new rate and the deletion goes through.
+    assert quotas.alter([(entity(client_id="mutator"), {"controller_mutation_rate": 1000})])[0][1] == NONE
+    clients.wait_until(lambda: delete_topics_v6(broker.port, "mutator", "mq-big")[1] == NONE, "the deletion to be let through", timeout_s=30)
+    clients.wait_until(lambda: "mq-big" not in partition_counts(broker.bootstrap), "the topic to be deleted")

@@ -192,6 +192,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
     // Every call this shard answers is registered before the mesh delivers the first one.
     partition_ops::serve(&shard);
     crate::shard::hw_checkpoint::serve(&shard);
+    crate::quota::manager::serve(&shard.router);
     let groups = crate::groups::start(&shard, config.groups.clone());
     let txns = crate::txn::start(&shard, config.txn.clone());
     serve_composed_calls(&shard, &groups, &txns);

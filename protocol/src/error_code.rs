@@ -50,6 +50,7 @@ error_codes! {
     UNKNOWN_LEADER_EPOCH = 75,
     UNSUPPORTED_COMPRESSION_TYPE = 76,
     INVALID_RECORD = 87,
+    THROTTLING_QUOTA_EXCEEDED = 89,
     UNKNOWN_TOPIC_ID = 100,
 
     // Idempotent and transactional producers.

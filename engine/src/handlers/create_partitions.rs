@@ -12,11 +12,33 @@ use crate::controller::{ControllerRequest, NewPartitions};
 pub async fn handle(ctx: &Context<'_>, request: CreatePartitionsRequest) -> Response {
     let header = ctx.header;
     let authz = &ctx.authz;
+    let meta = ctx.metadata();
+    // KIP-599: the partitions each topic gains come out of the client's bucket (strict from
+    // v3); a topic that would gain none (unknown, or not growing) takes nothing.
     let mut results = Vec::new();
-    let mut topics = Vec::new();
+    let mut authorized = Vec::new();
     for t in &request.topics {
-        if !authz.topic(Operation::Alter, &t.name) {
+        if authz.topic(Operation::Alter, &t.name) {
+            authorized.push(t);
+        } else {
             results.push((t.name.0.to_string(), TOPIC_AUTHORIZATION_FAILED, Some(String::from("not authorized to alter this topic"))));
+        }
+    }
+    let added = |t: &&kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic| {
+        meta.topics.get(t.name.0.as_str()).map_or(0, |topic| i64::from(t.count) - topic.partitions.len() as i64)
+    };
+    let counted: Vec<usize> = if request.validate_only { Vec::new() } else { (0..authorized.len()).filter(|&i| added(&authorized[i]) > 0).collect() };
+    let mut throttle_ms = 0;
+    let mut refused = std::collections::HashSet::new();
+    if let Some(taken) = super::mutation_quota::take(ctx, 3, counted.iter().map(|&i| added(&authorized[i])).collect()).await {
+        throttle_ms = taken.throttle_ms;
+        refused = counted.iter().zip(&taken.allowed).filter(|(_, ok)| !**ok).map(|(i, _)| *i).collect();
+    }
+    let mut topics = Vec::new();
+    for (i, t) in authorized.into_iter().enumerate() {
+        if refused.contains(&i) {
+            let (code, message) = super::mutation_quota::exceeded();
+            results.push((t.name.0.to_string(), code, message));
         } else {
             let assignments = t.assignments.as_ref().map(|a| a.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect());
             topics.push(NewPartitions { name: t.name.0.to_string(), count: t.count, assignments });
@@ -26,6 +48,7 @@ pub async fn handle(ctx: &Context<'_>, request: CreatePartitionsRequest) -> Resp
         results.extend(call_controller(ctx, ControllerRequest::CreatePartitions { topics, validate_only: request.validate_only }).await);
     }
     let mut r = CreatePartitionsResponse::default();
+    r.throttle_time_ms = throttle_ms;
     for (name, code, message) in results {
         let mut t = CreatePartitionsTopicResult::default();
         t.name = topic_name(&name);

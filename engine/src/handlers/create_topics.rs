@@ -26,12 +26,41 @@ pub async fn handle(ctx: &Context<'_>, request: CreateTopicsRequest) -> Response
         let assignments = t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
         topics.push(NewTopic { name, partitions: t.num_partitions, replication_factor: t.replication_factor, configs, assignments });
     }
+    let meta = ctx.metadata();
+    // KIP-599: the partitions of each topic to be created come out of the client's bucket
+    // (strict from v6); a topic already there takes nothing, as the controller refuses it.
+    let mut throttle_ms = 0;
+    let counted: Vec<usize> =
+        if request.validate_only { Vec::new() } else { (0..topics.len()).filter(|&i| !meta.topics.contains_key(&topics[i].name)).collect() };
+    let partitions = counted
+        .iter()
+        .map(|&i| match topics[i].partitions {
+            -1 if !topics[i].assignments.is_empty() => topics[i].assignments.len() as i64,
+            -1 => i64::from(ctx.config().num_partitions),
+            n => i64::from(n),
+        })
+        .collect();
+    if let Some(taken) = super::mutation_quota::take(ctx, 6, partitions).await {
+        throttle_ms = taken.throttle_ms;
+        let refused: std::collections::HashSet<usize> = counted.iter().zip(&taken.allowed).filter(|(_, ok)| !**ok).map(|(i, _)| *i).collect();
+        let mut i = 0;
+        topics.retain(|t| {
+            i += 1;
+            if refused.contains(&(i - 1)) {
+                let (code, message) = super::mutation_quota::exceeded();
+                early.push((t.name.clone(), code, message));
+                return false;
+            }
+            true
+        });
+    }
     let mut results = early;
     if !topics.is_empty() {
         results.extend(call_controller(ctx, ControllerRequest::CreateTopics { topics, validate_only: request.validate_only }).await);
     }
     let meta = ctx.metadata();
     let mut r = CreateTopicsResponse::default();
+    r.throttle_time_ms = throttle_ms;
     for (name, code, message) in results {
         let mut t = CreatableTopicResult::default();
         t.name = topic_name(&name);

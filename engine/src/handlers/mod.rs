@@ -97,6 +97,7 @@ pub mod list_offsets;
 pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod metadata;
+pub mod mutation_quota;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
@@ -247,8 +248,8 @@ impl<'a> Context<'a> {
         Context { shard, header, session, authz: Authz::new(shard, session), connection, request_seq, produce_throttle_ms: 0 }
     }
 
-    /// The byte-rate quota of this request's client for `quota_type`, if it has one.
-    pub fn byte_quota(&self, quota_type: QuotaType) -> Option<crate::quota::Resolved> {
+    /// The quota of this request's client for `quota_type`, if it has one.
+    pub fn client_quota(&self, quota_type: QuotaType) -> Option<crate::quota::Resolved> {
         let meta = self.metadata();
         if meta.client_quotas.is_empty() {
             return None;

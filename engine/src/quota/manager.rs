@@ -109,11 +109,58 @@ pub fn throttle_time_ms(rate: f64, bound: f64, window_ms: u64) -> u64 {
     ((rate - bound) / bound * window_ms as f64).round() as u64
 }
 
+/// Kafka's `TokenBucket` (KIP-599), for `controller_mutation_rate`: a bucket of
+/// `quota.window.num × quota.window.size.seconds × quota` tokens (the burst), refilled at the
+/// quota's rate, from which each partition created or deleted takes one. It starts full, and a
+/// request that finds it not empty may take it below zero; the throttle time is then how long
+/// the bucket needs to come back to zero.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    tokens: f64,
+    last_ms: u64,
+}
+
+impl TokenBucket {
+    fn burst(config: WindowConfig, bound: f64) -> f64 {
+        config.samples as f64 * config.window_ms as f64 / 1000.0 * bound
+    }
+
+    pub fn full(config: WindowConfig, bound: f64, now_ms: u64) -> TokenBucket {
+        TokenBucket { tokens: Self::burst(config, bound), last_ms: now_ms }
+    }
+
+    fn refill(&mut self, config: WindowConfig, bound: f64, now_ms: u64) {
+        let elapsed_s = now_ms.saturating_sub(self.last_ms) as f64 / 1000.0;
+        self.tokens = (self.tokens + bound * elapsed_s).min(Self::burst(config, bound));
+        self.last_ms = self.last_ms.max(now_ms);
+    }
+
+    pub fn tokens(&mut self, config: WindowConfig, bound: f64, now_ms: u64) -> f64 {
+        self.refill(config, bound, now_ms);
+        self.tokens
+    }
+
+    pub fn take(&mut self, config: WindowConfig, bound: f64, value: f64, now_ms: u64) {
+        self.refill(config, bound, now_ms);
+        self.tokens = (self.tokens - value).min(Self::burst(config, bound));
+    }
+}
+
+/// Kafka's throttle time of a bucket below zero (`ControllerMutationQuotaManager.throttleTimeMs`).
+pub fn bucket_throttle_ms(tokens: f64, bound: f64) -> u64 {
+    if tokens >= 0.0 || bound <= 0.0 {
+        return 0;
+    }
+    (-tokens / bound * 1000.0).round() as u64
+}
+
 /// Which quota a measurement is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum QuotaType {
     Produce,
     Fetch,
+    /// `controller_mutation_rate`: partitions created or deleted (KIP-599), in a token bucket.
+    ControllerMutation,
 }
 
 impl QuotaType {
@@ -121,6 +168,7 @@ impl QuotaType {
         match self {
             QuotaType::Produce => "produce",
             QuotaType::Fetch => "fetch",
+            QuotaType::ControllerMutation => "controller_mutation",
         }
     }
 
@@ -128,6 +176,7 @@ impl QuotaType {
         match self {
             QuotaType::Produce => super::PRODUCER_BYTE_RATE,
             QuotaType::Fetch => super::CONSUMER_BYTE_RATE,
+            QuotaType::ControllerMutation => super::CONTROLLER_MUTATION_RATE,
         }
     }
 }
@@ -139,6 +188,8 @@ type Key = (QuotaType, String, String);
 #[derive(Debug)]
 struct Tracked {
     rate: Rate,
+    /// For [`QuotaType::ControllerMutation`] only.
+    bucket: Option<TokenBucket>,
     last_used_ms: u64,
     throttle_ms_total: u64,
     throttled: u64,
@@ -167,13 +218,7 @@ impl QuotaManager {
     /// The value stays recorded either way, as Kafka's sensor keeps it.
     pub fn record(&mut self, config: WindowConfig, quota_type: QuotaType, quota: &Resolved, value: f64, now_ms: u64) -> u64 {
         let bound = quota.bound;
-        let key = (quota_type, quota.user_tag.clone(), quota.client_tag.clone());
-        if !self.tracked.contains_key(&key) {
-            self.make_room(quota_type, now_ms);
-            *self.counts.entry(quota_type).or_default() += 1;
-        }
-        let t = self.tracked.entry(key).or_insert_with(|| Tracked { rate: Rate::new(now_ms), last_used_ms: now_ms, throttle_ms_total: 0, throttled: 0 });
-        t.last_used_ms = now_ms;
+        let t = self.entry(quota_type, quota, now_ms);
         t.rate.record(config, value, now_ms);
         let rate = t.rate.measure(config, now_ms);
         let window_ms = t.rate.window_ms(config, now_ms);
@@ -183,6 +228,79 @@ impl QuotaManager {
             t.throttled += 1;
         }
         throttle
+    }
+
+    /// The entry of (`quota_type`, the quota's tags), made (within the bound) if there is none.
+    fn entry(&mut self, quota_type: QuotaType, quota: &Resolved, now_ms: u64) -> &mut Tracked {
+        let key = (quota_type, quota.user_tag.clone(), quota.client_tag.clone());
+        if !self.tracked.contains_key(&key) {
+            self.make_room(quota_type, now_ms);
+            *self.counts.entry(quota_type).or_default() += 1;
+        }
+        let t = self.tracked.entry(key).or_insert_with(|| Tracked {
+            rate: Rate::new(now_ms),
+            bucket: None,
+            last_used_ms: now_ms,
+            throttle_ms_total: 0,
+            throttled: 0,
+        });
+        t.last_used_ms = now_ms;
+        t
+    }
+
+    fn bucket(&mut self, config: WindowConfig, quota: &Resolved, now_ms: u64) -> &mut Tracked {
+        let t = self.entry(QuotaType::ControllerMutation, quota, now_ms);
+        t.bucket.get_or_insert_with(|| TokenBucket::full(config, quota.bound, now_ms));
+        t
+    }
+
+    /// KIP-599, before a topic's partitions are created or deleted: the throttle time of a
+    /// client whose bucket is below zero (the mutation is refused), or 0.
+    pub fn mutation_throttle(&mut self, config: WindowConfig, quota: &Resolved, now_ms: u64) -> u64 {
+        let t = self.bucket(config, quota, now_ms);
+        let tokens = t.bucket.as_mut().expect("made above").tokens(config, quota.bound, now_ms);
+        let throttle = bucket_throttle_ms(tokens, quota.bound);
+        if throttle > 0 {
+            t.throttle_ms_total += throttle;
+            t.throttled += 1;
+        }
+        throttle
+    }
+
+    /// Takes `partitions` mutations from the client's bucket; answers the throttle time it
+    /// leaves (0 while the bucket is not below zero).
+    pub fn record_mutations(&mut self, config: WindowConfig, quota: &Resolved, partitions: f64, now_ms: u64) -> u64 {
+        let t = self.bucket(config, quota, now_ms);
+        t.rate.record(config, partitions, now_ms);
+        let bucket = t.bucket.as_mut().expect("made above");
+        bucket.take(config, quota.bound, partitions, now_ms);
+        bucket_throttle_ms(bucket.tokens(config, quota.bound, now_ms), quota.bound)
+    }
+
+    /// KIP-599 for one request: each topic's partitions, in order, from the client's bucket.
+    /// Strict: a topic that finds the bucket below zero is refused, and every one after it
+    /// (Kafka's `isExceeded`); the one that takes the bucket below zero goes through.
+    /// Permissive: every topic goes through. Answers which topics may go on, and the throttle
+    /// time.
+    pub fn take_mutations(&mut self, config: WindowConfig, quota: &Resolved, strict: bool, topics: &[i64], now_ms: u64) -> (Vec<bool>, u64) {
+        let mut allowed = Vec::with_capacity(topics.len());
+        let mut throttle = 0;
+        for &partitions in topics {
+            if strict {
+                if throttle == 0 {
+                    throttle = self.mutation_throttle(config, quota, now_ms);
+                }
+                if throttle > 0 {
+                    allowed.push(false);
+                    continue;
+                }
+                self.record_mutations(config, quota, partitions.max(0) as f64, now_ms);
+            } else {
+                throttle = throttle.max(self.record_mutations(config, quota, partitions.max(0) as f64, now_ms));
+            }
+            allowed.push(true);
+        }
+        (allowed, throttle)
     }
 
     /// Takes back a recorded value: a throttled fetch is answered without its data (Kafka
@@ -243,6 +361,26 @@ impl QuotaManager {
     pub fn tracked(&self) -> usize {
         self.tracked.len()
     }
+}
+
+/// [`QuotaManager::take_mutations`] on another shard: the controller shard measures
+/// `controller_mutation_rate` for the whole broker, since an admin client's connections land on
+/// any shard (see `handlers::mutation_quota`).
+#[derive(Debug)]
+pub struct TakeMutations {
+    pub config: WindowConfig,
+    pub quota: Resolved,
+    pub strict: bool,
+    pub topics: Vec<i64>,
+}
+
+impl crate::shard::router::ShardCall for TakeMutations {
+    type Reply = (Vec<bool>, u64);
+}
+
+/// Serves [`TakeMutations`] on this shard.
+pub fn serve(router: &crate::shard::router::Router) {
+    router.serve(|call: TakeMutations| async move { with(|m| m.take_mutations(call.config, &call.quota, call.strict, &call.topics, now_ms())) });
 }
 
 thread_local! {
@@ -321,6 +459,41 @@ mod tests {
         assert!(m.record(CONFIG, QuotaType::Fetch, &quota("u", "c", 100.0), 5000.0, 2) > 0);
         m.unrecord(CONFIG, QuotaType::Fetch, &quota("u", "c", 100.0), 5000.0, 2);
         assert_eq!(m.record(CONFIG, QuotaType::Fetch, &quota("u", "c", 100.0), 10.0, 3), 0);
+    }
+
+    #[test]
+    fn mutations_take_from_a_full_bucket_that_may_go_below_zero_once() {
+        let mut m = QuotaManager::default();
+        let q = quota("u", "c", 2.0);
+        // 11 windows of 1 s at 2 partitions/s: 22 tokens to start with.
+        assert_eq!(m.mutation_throttle(CONFIG, &q, 0), 0);
+        assert_eq!(m.record_mutations(CONFIG, &q, 20.0, 0), 0);
+        // Not below zero yet: the next topic goes through and takes the bucket to -8.
+        assert_eq!(m.mutation_throttle(CONFIG, &q, 0), 0);
+        assert_eq!(m.record_mutations(CONFIG, &q, 10.0, 0), 4000);
+        // Below zero: refused for the 4 s the refill needs, less what has passed.
+        assert_eq!(m.mutation_throttle(CONFIG, &q, 0), 4000);
+        assert_eq!(m.mutation_throttle(CONFIG, &q, 1000), 3000);
+        assert_eq!(m.mutation_throttle(CONFIG, &q, 4000), 0);
+        // The refill stops at the burst.
+        m.mutation_throttle(CONFIG, &q, 1_000_000);
+        assert_eq!(m.record_mutations(CONFIG, &q, 22.0, 1_000_000), 0);
+        assert_eq!(m.record_mutations(CONFIG, &q, 1.0, 1_000_000), 500);
+        // Another client has its own bucket.
+        assert_eq!(m.record_mutations(CONFIG, &quota("u", "other", 2.0), 5.0, 1_000_000), 0);
+        let stats = m.throttle_stats();
+        assert_eq!((stats[0].quota_type, stats[0].throttled), (QuotaType::ControllerMutation, 2));
+    }
+
+    #[test]
+    fn a_strict_request_refuses_every_topic_after_the_bucket_went_below_zero_and_a_permissive_one_none() {
+        let mut m = QuotaManager::default();
+        let q = quota("u", "strict", 0.1);
+        // A bucket of 1.1: the first topic takes it to -8.9, the two after it are refused.
+        let (allowed, throttle) = m.take_mutations(CONFIG, &q, true, &[10, 1, 1], 0);
+        assert_eq!((allowed, throttle), (vec![true, false, false], 89_000));
+        let (allowed, throttle) = m.take_mutations(CONFIG, &quota("u", "permissive", 0.1), false, &[10, 1], 0);
+        assert_eq!((allowed, throttle), (vec![true, true], 99_000));
     }
 
     #[test]
