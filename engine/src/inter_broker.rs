@@ -17,8 +17,10 @@
 //! broker, [`REQUEST_TIMEOUT`] for the connect, the negotiation and the round trip together,
 //! [`RESPONSE_BYTES_MAX`] per answer. A request that fails or times out closes its connection
 //! (the stream may be out of step), and the next request opens a new one: the caller retries.
-//! PLAINTEXT or TLS (an SSL inter-broker listener, with the client config the caller gives);
-//! SASL between brokers is not supported yet, and the caller refuses it before calling here.
+//! PLAINTEXT or TLS (an SSL inter-broker listener, with the client config the caller gives),
+//! and SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) on a SASL_PLAINTEXT or SASL_SSL one: after
+//! the ApiVersions negotiation, SaslHandshake v1 and SaslAuthenticate, as Kafka's clients do,
+//! with rsasl running the mechanism (a SCRAM server's final signature is checked).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -63,7 +65,13 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddPartitionsToTxn, 4, 5),
     (ApiKey::Fetch, 12, 12),
     (ApiKey::OffsetForLeaderEpoch, 3, 4),
+    // v1: the SASL tokens go in SaslAuthenticate requests (v0 sent them unframed).
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
+
+/// SaslAuthenticate round trips one login may take (SCRAM takes two, PLAIN one).
+const SASL_ROUND_TRIPS_MAX: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InterBrokerError {
@@ -79,6 +87,8 @@ pub enum InterBrokerError {
     Closed,
     #[error("{0}")]
     Protocol(#[from] ClientError),
+    #[error("SASL login failed: {0}")]
+    Sasl(String),
 }
 
 /// Where to reach another broker: its inter-broker listener's `host:port`, and the TLS client
@@ -87,6 +97,8 @@ pub enum InterBrokerError {
 pub struct BrokerAddress {
     pub address: String,
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The login on a SASL inter-broker listener.
+    pub sasl: Option<Arc<crate::security::sasl::ClientLogin>>,
 }
 
 impl std::fmt::Display for BrokerAddress {
@@ -94,6 +106,9 @@ impl std::fmt::Display for BrokerAddress {
         f.write_str(&self.address)?;
         if self.tls.is_some() {
             f.write_str(" (TLS)")?;
+        }
+        if let Some(login) = &self.sasl {
+            write!(f, " (SASL {login:?})")?;
         }
         Ok(())
     }
@@ -265,8 +280,51 @@ async fn connect(node_id: i32, target: &BrokerAddress, response_bytes_max: usize
             Negotiation::Retry(v) => version = v,
         }
     }
+    if let Some(login) = &target.sasl {
+        authenticate(&mut connection, login).await?;
+    }
     tracing::debug!(node_id, address, "connected to broker");
     Ok(connection)
+}
+
+/// Logs in as `login`: SaslHandshake v1 for the mechanism, then SaslAuthenticate round trips
+/// until rsasl's client has what it needs (for SCRAM, the server's signature, checked).
+async fn authenticate(connection: &mut Connection, login: &crate::security::sasl::ClientLogin) -> Result<(), InterBrokerError> {
+    use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+    let mechanism = login.mechanism.name();
+    let mut handshake = SaslHandshakeRequest::default();
+    handshake.mechanism = kafka_protocol::protocol::StrBytes::from_static_str(mechanism);
+    let answer = round_trip(connection, &handshake).await?;
+    if answer.error_code != 0 {
+        let offered: Vec<&str> = answer.mechanisms.iter().map(|m| m.as_str()).collect();
+        return Err(InterBrokerError::Sasl(format!(
+            "the broker does not take {mechanism} on this listener (error {}; it takes {offered:?}): check sasl.mechanism.inter.broker.protocol against its sasl.enabled.mechanisms",
+            answer.error_code
+        )));
+    }
+    let mut session = login.start().map_err(|e| InterBrokerError::Sasl(format!("{e:#}")))?;
+    let mut input: Option<Bytes> = None;
+    for _ in 0..SASL_ROUND_TRIPS_MAX {
+        let mut token = Vec::new();
+        let state = session.step(input.as_deref(), &mut token).map_err(|e| InterBrokerError::Sasl(format!("{mechanism} as {}: {e}", login.username)))?;
+        if state.has_sent_message() {
+            let mut request = SaslAuthenticateRequest::default();
+            request.auth_bytes = Bytes::from(token);
+            let answer = round_trip(connection, &request).await?;
+            if answer.error_code != 0 {
+                let message = answer.error_message.as_ref().map_or("", |m| m.as_str());
+                return Err(InterBrokerError::Sasl(format!(
+                    "{mechanism} as {} refused (error {}: {message}): check the username and password in this broker's JAAS config for the inter-broker listener",
+                    login.username, answer.error_code
+                )));
+            }
+            input = Some(answer.auth_bytes);
+        }
+        if state.is_finished() {
+            return Ok(());
+        }
+    }
+    Err(InterBrokerError::Sasl(format!("{mechanism} did not finish within {SASL_ROUND_TRIPS_MAX} round trips")))
 }
 
 async fn round_trip<R: Request>(connection: &mut Connection, request: &R) -> Result<R::Response, InterBrokerError> {

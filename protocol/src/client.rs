@@ -534,6 +534,8 @@ response_decoders! {
     WriteTxnMarkers => WriteTxnMarkersRequest,
     AddPartitionsToTxn => AddPartitionsToTxnRequest,
     OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
+    SaslHandshake => SaslHandshakeRequest,
+    SaslAuthenticate => SaslAuthenticateRequest,
 }
 
 // ---------------------------------------------------------------------------------------------

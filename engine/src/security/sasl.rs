@@ -57,6 +57,46 @@ impl Mechanism {
     }
 }
 
+/// The login a broker uses to reach the others over a SASL inter-broker listener (Kafka's
+/// `sasl.mechanism.inter.broker.protocol`, and the `username` / `password` options of that
+/// mechanism's JAAS config on the inter-broker listener).
+#[derive(Clone)]
+pub struct ClientLogin {
+    pub mechanism: Mechanism,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for ClientLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        write!(f, "{} as {}", self.mechanism.name(), self.username)
+    }
+}
+
+impl ClientLogin {
+    /// `username="..."` and `password="..."` from Kafka's JAAS syntax, e.g.
+    /// `org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="admin-secret";`.
+    pub fn from_jaas(mechanism: Mechanism, text: &str) -> Result<ClientLogin> {
+        let option = |name: &str| {
+            let pattern = regex::Regex::new(&format!(r#"(?:^|\s){name}\s*=\s*"((?:[^"\\]|\\.)*)""#)).expect("valid pattern");
+            pattern.captures(text).map(|c| c[1].replace("\\\"", "\"").replace("\\\\", "\\"))
+        };
+        match (option("username"), option("password")) {
+            (Some(username), Some(password)) => Ok(ClientLogin { mechanism, username, password }),
+            _ => bail!("it names no username=\"...\" and password=\"...\" for this broker to log in to the others with"),
+        }
+    }
+
+    /// rsasl's client session for this login.
+    pub fn start(&self) -> Result<Session> {
+        let config =
+            SASLConfig::with_credentials(None, self.username.clone(), self.password.clone()).map_err(|e| anyhow::anyhow!("SASL client configuration: {e}"))?;
+        let name = Mechname::parse(self.mechanism.name().as_bytes()).expect("mechanism names are valid");
+        rsasl::prelude::SASLClient::new(config).start_suggested(&[name]).map_err(|e| anyhow::anyhow!("starting {}: {e}", self.mechanism.name()))
+    }
+}
+
 /// PLAIN users from Kafka's JAAS syntax:
 /// `org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret";`
 #[derive(Default, Clone)]

@@ -94,6 +94,12 @@ const KNOWN_KEYS: &[&str] = &[
     "ssl.enabled.protocols",
     "sasl.enabled.mechanisms",
     "plain.sasl.jaas.config",
+    // The inter-broker login (`BrokerConfig::inter_broker_sasl`); SCRAM's server side reads
+    // stored credentials, not these.
+    "scram-sha-256.sasl.jaas.config",
+    "scram-sha-512.sasl.jaas.config",
+    "sasl.jaas.config",
+    "sasl.mechanism.inter.broker.protocol",
     "sasl.server.max.receive.size",
     "connections.max.reauth.ms",
     "sasl.oauthbearer.expected.issuer",

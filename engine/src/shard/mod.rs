@@ -153,25 +153,21 @@ impl Shard {
             return Err(String::from("this broker has no client listener to reach other brokers on"));
         };
         let tls = match listener.security_protocol {
-            SecurityProtocol::Plaintext => None,
-            SecurityProtocol::Ssl if self.config.inter_broker_tls.is_some() => self.config.inter_broker_tls.clone(),
-            SecurityProtocol::Ssl => {
+            SecurityProtocol::Plaintext | SecurityProtocol::SaslPlaintext => None,
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl if self.config.inter_broker_tls.is_some() => self.config.inter_broker_tls.clone(),
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => {
                 return Err(format!(
-                    "the inter-broker listener {} is SSL but has no truststore to verify other brokers with: set ssl.truststore.location (or ssl.truststore.certificates) to the CA that signed the brokers' certificates",
-                    listener.name
-                ))
-            }
-            other => {
-                return Err(format!(
-                    "the inter-broker listener {} is {other:?}, and SASL between brokers is not supported yet (set inter.broker.listener.name to a PLAINTEXT or SSL listener)",
-                    listener.name
+                    "the inter-broker listener {} is {:?} but has no truststore to verify other brokers with: set ssl.truststore.location (or ssl.truststore.certificates) to the CA that signed the brokers' certificates",
+                    listener.name, listener.security_protocol
                 ))
             }
         };
+        // Checked when the configuration was read: a SASL listener has a login.
+        let sasl = self.config.inter_broker_sasl.clone().filter(|_| listener.security_protocol.uses_sasl()).map(std::sync::Arc::new);
         let meta = self.metadata.borrow();
         let Some(broker) = meta.brokers.get(&node_id) else { return Err(format!("broker {node_id} is not registered")) };
         let Some(endpoint) = broker.endpoint(&listener.name) else { return Err(format!("broker {node_id} has no {} listener", listener.name)) };
-        Ok(crate::inter_broker::BrokerAddress { address: format!("{}:{}", endpoint.host, endpoint.port), tls })
+        Ok(crate::inter_broker::BrokerAddress { address: format!("{}:{}", endpoint.host, endpoint.port), tls, sasl })
     }
 
     pub fn local_partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {

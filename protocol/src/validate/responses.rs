@@ -44,6 +44,7 @@ static RESPONSE_APIS: &[Api] = &[
     Api::new(14, "0-5", "4+", &SYNC_GROUP_RESPONSE),
     Api::new(15, "0-6", "5+", &DESCRIBE_GROUPS_RESPONSE),
     Api::new(16, "0-5", "3+", &LIST_GROUPS_RESPONSE),
+    Api::new(17, "1", "none", &SASL_HANDSHAKE_RESPONSE),
     Api::new(18, "0-4", "3+", &API_VERSIONS_RESPONSE),
     Api::new(19, "2-7", "5+", &CREATE_TOPICS_RESPONSE),
     Api::new(20, "1-6", "4+", &DELETE_TOPICS_RESPONSE),
@@ -54,6 +55,7 @@ static RESPONSE_APIS: &[Api] = &[
     Api::new(30, "1-3", "2+", &CREATE_ACLS_RESPONSE),
     Api::new(31, "1-3", "2+", &DELETE_ACLS_RESPONSE),
     Api::new(32, "1-4", "4+", &DESCRIBE_CONFIGS_RESPONSE),
+    Api::new(36, "0-2", "2+", &SASL_AUTHENTICATE_RESPONSE),
     Api::new(44, "0-1", "1+", &INCREMENTAL_ALTER_CONFIGS_RESPONSE),
     Api::new(50, "0", "0+", &DESCRIBE_USER_SCRAM_CREDENTIALS_RESPONSE),
     Api::new(51, "0", "0+", &ALTER_USER_SCRAM_CREDENTIALS_RESPONSE),
@@ -265,6 +267,20 @@ static JOIN_GROUP_RESPONSE_MEMBER: Struct = response_struct!("JoinGroupResponseM
     "MemberId": STRING, "0+";
     "GroupInstanceId": STRING, "5+";
     "Metadata": BYTES, "0+";
+});
+
+// SaslHandshake (17): v1 only, whose tokens then go in SaslAuthenticate (the inter-broker client).
+static SASL_HANDSHAKE_RESPONSE: Struct = response_struct!("SaslHandshakeResponse" {
+    "ErrorCode": INT16, "0+";
+    "Mechanisms": ARRAY_STRING, "0+";
+});
+
+// SaslAuthenticate (36)
+static SASL_AUTHENTICATE_RESPONSE: Struct = response_struct!("SaslAuthenticateResponse" {
+    "ErrorCode": INT16, "0+";
+    "ErrorMessage": STRING, "0+";
+    "AuthBytes": BYTES, "0+";
+    "SessionLifetimeMs": INT64, "1+";
 });
 
 // Heartbeat (12)
@@ -1042,6 +1058,20 @@ mod tests {
                 ApiKey::AddPartitionsToTxn => check(api_key, v, &add_partitions_to_txn()),
                 ApiKey::DescribeUserScramCredentials => check(api_key, v, &describe_user_scram_credentials()),
                 ApiKey::AlterUserScramCredentials => check(api_key, v, &alter_user_scram_credentials()),
+                ApiKey::SaslHandshake => check(
+                    api_key,
+                    v,
+                    &kafka_protocol::messages::SaslHandshakeResponse::default().with_error_code(33).with_mechanisms(vec![StrBytes::from_static_str("PLAIN")]),
+                ),
+                ApiKey::SaslAuthenticate => check(
+                    api_key,
+                    v,
+                    &kafka_protocol::messages::SaslAuthenticateResponse::default()
+                        .with_error_code(58)
+                        .with_error_message(Some(StrBytes::from_static_str("bad password")))
+                        .with_auth_bytes(bytes::Bytes::from_static(b"v=signature"))
+                        .with_session_lifetime_ms(if v >= 1 { 3_600_000 } else { 0 }),
+                ),
                 other => panic!("{other:?} has a response schema but no test response"),
             };
             checked.push((api_key, v, body));
