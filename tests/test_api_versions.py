@@ -83,6 +83,7 @@ CLUSTER_APIS = {
     75: (0, 0),  # DescribeTopicPartitions (test_describe_topic_partitions.py)
     23: (2, 4),  # OffsetForLeaderEpoch (v0-1 left Kafka 4.0; every version in test_leader_epochs.py)
     64: (0, 0),  # UnregisterBroker (test_cluster_broker_admin.py)
+    57: (0, 2),  # UpdateFeatures (test_features.py)
     43: (0, 2),  # ElectLeaders (test_cluster_broker_admin.py)
     45: (0, 1),  # AlterPartitionReassignments (test_replication_reassignment.py)
     46: (0, 0),  # ListPartitionReassignments (test_replication_reassignment.py)

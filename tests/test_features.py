@@ -51,8 +51,8 @@ def test_api_versions_carries_supported_and_finalized_features_and_keeps_them_ac
     with kw.Connection(broker.port) as conn:
         v2 = conn.api_versions(2)
     assert v2.error_code == kw.NONE and not v2.supported_features and v2.finalized_features_epoch == -1
-    # Levels are settled when the cluster is created: UpdateFeatures is not advertised.
-    assert UPDATE_FEATURES not in v3.apis
+    # UpdateFeatures moves transaction.version (test_update_features_...).
+    assert v3.apis[UPDATE_FEATURES] == (0, 2)
 
     # The epoch is the metadata log index that last changed a level: a restart changes none.
     broker.restart()
@@ -74,6 +74,66 @@ def test_a_data_dir_from_before_feature_levels_starts_and_gets_the_defaults_but_
     assert after.finalized_features == FINALIZED_BEFORE_FEATURES
     # Written again by the controller as new records, so the epoch moved on.
     assert after.finalized_features_epoch > epoch
+    # The operator moves it to transactions v2 (kafka-features.sh upgrade --feature
+    # transaction.version=2): the upgrade path of a cluster from before.
+    assert update_features(broker.port, {"transaction.version": (2, UPGRADE)}) == (kw.NONE, None, ["transaction.version"])
+    assert features(broker.port).finalized_features == FINALIZED
+
+
+UPGRADE, SAFE_DOWNGRADE, UNSAFE_DOWNGRADE = 1, 2, 3
+INVALID_UPDATE_VERSION, CLUSTER_AUTHORIZATION_FAILED = 95, 31
+
+
+def update_features(port: int, updates: dict[str, tuple[int, int]], validate_only: bool = False) -> tuple[int, str | None, list[str]]:
+    """UpdateFeatures v1 ({feature: (level, upgrade type)}): (error code, message, features with
+    a result)."""
+    body = kw.i32(60_000) + kw.uvarint(len(updates) + 1)
+    for name, (level, upgrade_type) in updates.items():
+        body += kw.compact_string(name) + kw.i16(level) + kw.i8(upgrade_type) + kw.TAGGED_FIELDS_EMPTY
+    body += kw.i8(1 if validate_only else 0) + kw.TAGGED_FIELDS_EMPTY
+    with kw.Connection(port) as conn:
+        raw = conn.request(lambda cid: kw.frame(kw.request_header(UPDATE_FEATURES, 1, cid, flexible=True) + body))
+    r = kw.Reader(raw)
+    r.skip_tagged_fields()
+    r.i32()  # throttle
+    code = r.i16()
+    def compact_str():
+        n = r.uvarint() - 1
+        return None if n < 0 else r.take(n).decode()
+    message = compact_str()
+    names = []
+    for _ in range(r.uvarint() - 1):
+        names.append(compact_str())
+        assert r.i16() == kw.NONE and compact_str() is None
+        r.skip_tagged_fields()
+    return code, message, names
+
+
+def test_update_features_moves_transaction_version_by_kafkas_rules(broker):
+    tv = "transaction.version"
+    # A lower level needs a downgrade type; a refusal is all or nothing, the top-level error.
+    code, message, names = update_features(broker.port, {tv: (1, UPGRADE)})
+    assert code == INVALID_UPDATE_VERSION and "without setting the upgrade type" in message and names == [], message
+    code, message, _ = update_features(broker.port, {"group.version": (1, UPGRADE), tv: (3, UPGRADE)})
+    assert code == INVALID_UPDATE_VERSION and "only supports versions 0-2" in message, message
+    code, message, _ = update_features(broker.port, {"kraft.version": (1, UPGRADE)})
+    assert code == INVALID_UPDATE_VERSION and "settled" in message, message
+    code, message, _ = update_features(broker.port, {"no.such.feature": (1, UPGRADE)})
+    assert code == INVALID_UPDATE_VERSION, message
+    assert features(broker.port).finalized_features == FINALIZED
+    # Validate-only changes nothing; a safe downgrade to 0 takes the feature out of the set.
+    assert update_features(broker.port, {tv: (0, SAFE_DOWNGRADE)}, validate_only=True) == (kw.NONE, None, [tv])
+    assert features(broker.port).finalized_features == FINALIZED
+    before = features(broker.port).finalized_features_epoch
+    assert update_features(broker.port, {tv: (0, SAFE_DOWNGRADE)}) == (kw.NONE, None, [tv])
+    after = features(broker.port)
+    assert after.finalized_features == FINALIZED_BEFORE_FEATURES and after.finalized_features_epoch > before
+    code, message, _ = update_features(broker.port, {tv: (2, SAFE_DOWNGRADE)})
+    assert code == INVALID_UPDATE_VERSION and "newer version" in message, message
+    assert update_features(broker.port, {tv: (2, UPGRADE)}) == (kw.NONE, None, [tv])
+    # Kept across a restart: it is cluster metadata.
+    broker.restart()
+    assert features(broker.port).finalized_features == FINALIZED
 
 
 def test_every_node_of_a_cluster_reports_the_same_finalized_levels_and_epoch(broker_factory):

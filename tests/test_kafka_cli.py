@@ -304,6 +304,14 @@ def test_kafka_dump_log_reads_segments_offset_and_time_indexes(broker_factory, t
 def test_kafka_features_and_metadata_quorum_on_one_node(broker, tmp_path):
     b = broker.bootstrap
     assert_features(features(b, tmp_path))
+    # kafka-features.sh downgrade / upgrade move transaction.version (UpdateFeatures); an
+    # upgrade past what the broker supports is refused with Kafka's reason.
+    ok(kafka_tool("kafka-features", "--bootstrap-server", b, "downgrade", "--feature", "transaction.version=1", tmp_path=tmp_path))
+    assert features(b, tmp_path)["transaction.version"]["FinalizedVersionLevel"] == "1"
+    refused = kafka_tool("kafka-features", "--bootstrap-server", b, "upgrade", "--feature", "transaction.version=3", tmp_path=tmp_path)
+    assert refused.returncode != 0 and "only supports versions 0-2" in refused.stdout, refused.stdout
+    ok(kafka_tool("kafka-features", "--bootstrap-server", b, "upgrade", "--feature", "transaction.version=2", tmp_path=tmp_path))
+    assert_features(features(b, tmp_path))
 
     status = ok(kafka_tool("kafka-metadata-quorum", "--bootstrap-server", b, "describe", "--status", tmp_path=tmp_path))
     st = dict(re.split(r":\s+", line.strip(), maxsplit=1) for line in status.splitlines() if re.match(r"^\w+:\s", line))

@@ -191,6 +191,7 @@ request_bodies! {
     DescribeClientQuotas => DescribeClientQuotasRequest,
     AlterClientQuotas => AlterClientQuotasRequest,
     UnregisterBroker => UnregisterBrokerRequest,
+    UpdateFeatures => UpdateFeaturesRequest,
     ElectLeaders => ElectLeadersRequest,
     AlterPartitionReassignments => AlterPartitionReassignmentsRequest,
     ListPartitionReassignments => ListPartitionReassignmentsRequest,

@@ -297,6 +297,7 @@ static APIS: &[Api] = &[
     Api::new(48, "0-1", "1+", &DESCRIBE_CLIENT_QUOTAS),
     Api::new(49, "0-1", "1+", &ALTER_CLIENT_QUOTAS),
     Api::new(64, "0", "0+", &UNREGISTER_BROKER),
+    Api::new(57, "0-2", "0+", &UPDATE_FEATURES),
     Api::new(80, "0", "0+", &ADD_RAFT_VOTER),
     Api::new(81, "0", "0+", &REMOVE_RAFT_VOTER),
     Api::new(82, "0", "0+", &UPDATE_RAFT_VOTER),
@@ -989,6 +990,19 @@ static LIST_PARTITION_REASSIGNMENTS: Struct = plain_struct!("ListPartitionReassi
 static LIST_PARTITION_REASSIGNMENTS_TOPIC: Struct = plain_struct!("ListPartitionReassignmentsTopics" {
     "Name": STRING, "0+";
     "PartitionIndexes": ARRAY_INT32, "0+";
+});
+
+// UpdateFeatures (57)
+static UPDATE_FEATURES: Struct = plain_struct!("UpdateFeaturesRequest" {
+    "TimeoutMs": INT32, "0+";
+    "FeatureUpdates": array(&FEATURE_UPDATE_KEY), "0+";
+    "ValidateOnly": BOOL, "1+";
+});
+static FEATURE_UPDATE_KEY: Struct = plain_struct!("FeatureUpdateKey" {
+    "Feature": STRING, "0+";
+    "MaxVersionLevel": INT16, "0+";
+    "AllowDowngrade": BOOL, "0";
+    "UpgradeType": INT8, "1+";
 });
 
 // UnregisterBroker (64)

@@ -142,6 +142,7 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (48, 0, 1),
     (49, 0, 1),
     (64, 0, 0),
+    (57, 0, 2),
     (80, 0, 0),
     (81, 0, 0),
     (82, 0, 0),
@@ -850,6 +851,18 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
             encode(&AlterClientQuotasRequest::default().with_entries(vec![EntryData::default().with_entity(entity).with_ops(ops)]).with_validate_only(true), v)
         }
         64 => encode(&UnregisterBrokerRequest::default().with_broker_id(BrokerId(3)), v),
+        57 => {
+            use kafka_protocol::messages::update_features_request::FeatureUpdateKey;
+            let update = FeatureUpdateKey::default().with_feature(StrBytes::from_static_str("transaction.version")).with_max_version_level(2);
+            let update = if v == 0 { update.with_allow_downgrade(false) } else { update.with_upgrade_type(1) };
+            encode(
+                &kafka_protocol::messages::UpdateFeaturesRequest::default()
+                    .with_timeout_ms(60_000)
+                    .with_feature_updates(vec![update])
+                    .with_validate_only(v >= 1),
+                v,
+            )
+        }
         43 => {
             use elect_leaders_request::TopicPartitions;
             let topics = vec![

@@ -68,6 +68,11 @@ pub enum ControllerRequest {
     UnregisterBroker {
         node_id: i32,
     },
+    /// UpdateFeatures: all or nothing (one result per feature, all the same).
+    UpdateFeatures {
+        updates: Vec<crate::metadata::features::FeatureUpdate>,
+        validate_only: bool,
+    },
     /// ElectLeaders: a leader election (0 preferred, 1 unclean) for each (topic, partition),
     /// one result each, named `topic-partition`.
     ElectLeaders {
@@ -150,6 +155,7 @@ impl ControllerRequest {
             ControllerRequest::AlterConfigs { resources, .. } => resources.iter().map(|r| r.resource_name.clone()).collect(),
             ControllerRequest::AlterClientQuotas { entries, .. } => entries.iter().map(QuotaAlteration::name).collect(),
             ControllerRequest::UnregisterBroker { node_id } => vec![format!("broker {node_id}")],
+            ControllerRequest::UpdateFeatures { updates, .. } => updates.iter().map(|u| u.name.clone()).collect(),
             ControllerRequest::ElectLeaders { partitions, .. } => partitions.iter().map(|(t, p)| format!("{t}-{p}")).collect(),
             ControllerRequest::AlterPartitionReassignments { partitions, .. } => partitions.iter().map(|(t, p, _)| format!("{t}-{p}")).collect(),
         }
@@ -715,6 +721,7 @@ impl Controller {
                 .collect(),
             rack: config.broker_rack.clone(),
             fenced: false,
+            supported_features: crate::metadata::features::SUPPORTED_FEATURES.iter().map(|f| (f.name.to_string(), (f.level_min, f.level_max))).collect(),
         }
     }
 
@@ -1979,6 +1986,24 @@ impl Controller {
                     results.push((name, ec::NONE, None));
                 }
             }
+            ControllerRequest::UpdateFeatures { updates, validate_only } => {
+                let brokers: Vec<(i32, &crate::metadata::features::SupportedRanges)> =
+                    meta.brokers.iter().map(|(id, b)| (*id, &b.supported_features)).collect();
+                match crate::metadata::features::apply_updates(&meta.finalized_features, &brokers, &updates) {
+                    Err(why) => {
+                        tracing::info!(error = %why, "UpdateFeatures refused");
+                        results.extend(updates.iter().map(|u| (u.name.clone(), ec::INVALID_UPDATE_VERSION, Some(why.clone()))));
+                    }
+                    Ok(levels) => {
+                        if !validate_only && levels != meta.finalized_features {
+                            tracing::info!(before = ?meta.finalized_features, after = ?levels, "finalized feature levels updated");
+                            meta.finalized_features = levels;
+                            changed = true;
+                        }
+                        results.extend(updates.iter().map(|u| (u.name.clone(), ec::NONE, None)));
+                    }
+                }
+            }
             ControllerRequest::UnregisterBroker { node_id } => {
                 let name = format!("broker {node_id}");
                 if meta.brokers.contains_key(&node_id) {
@@ -2387,7 +2412,14 @@ mod tests {
     }
 
     fn broker(node_id: i32, rack: Option<&str>) -> BrokerRegistration {
-        BrokerRegistration { node_id, incarnation_id: uuid::Uuid::new_v4(), endpoints: Vec::new(), rack: rack.map(String::from), fenced: false }
+        BrokerRegistration {
+            node_id,
+            incarnation_id: uuid::Uuid::new_v4(),
+            endpoints: Vec::new(),
+            rack: rack.map(String::from),
+            fenced: false,
+            supported_features: Default::default(),
+        }
     }
 
     /// One topic "t" with a partition per (replicas, isr, leader).

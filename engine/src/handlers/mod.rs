@@ -110,6 +110,7 @@ pub mod sasl_handshake;
 pub mod sync_group;
 pub mod txn_offset_commit;
 pub mod unregister_broker;
+pub mod update_features;
 pub mod update_raft_voter;
 pub mod write_txn_markers;
 
@@ -403,6 +404,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::UnregisterBroker, 0, 0),
+    (ApiKey::UpdateFeatures, 0, 2),
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
@@ -585,6 +587,7 @@ async fn handle_request(
         RequestBody::DescribeClientQuotas(r) => describe_client_quotas::handle(&ctx, r),
         RequestBody::AlterClientQuotas(r) => alter_client_quotas::handle(&ctx, r).await,
         RequestBody::UnregisterBroker(r) => unregister_broker::handle(&ctx, r).await,
+        RequestBody::UpdateFeatures(r) => update_features::handle(&ctx, r).await,
         RequestBody::ElectLeaders(r) => elect_leaders::handle(&ctx, r).await,
         RequestBody::AlterPartitionReassignments(r) => alter_partition_reassignments::handle(&ctx, r).await,
         RequestBody::ListPartitionReassignments(r) => list_partition_reassignments::handle(&ctx, r),

@@ -11,9 +11,9 @@
 //! changes what the broker does (the `__transaction_state` format and the epoch bump of
 //! transactions v2), so it is finalized when the cluster is created too: 2 for a new cluster, as
 //! Kafka 4 does, and 0 for a cluster that ran before shardlog knew the level (it keeps what it
-//! did). That is why UpdateFeatures is not served: without it an existing cluster cannot move to
-//! transactions v2, which is the one thing it could change; serving it is left for when a
-//! cluster needs that upgrade.
+//! did). An operator moves it with UpdateFeatures (`kafka-features.sh upgrade --feature
+//! transaction.version=2`, or a downgrade), by Kafka's rules ([`apply_updates`]); the others
+//! stay where they are.
 
 use std::collections::BTreeMap;
 
@@ -86,9 +86,126 @@ pub fn transaction_version(finalized: &BTreeMap<String, i16>) -> i16 {
     finalized.get(TRANSACTION_VERSION).copied().unwrap_or(0)
 }
 
+/// The feature levels one broker supports, by name: (min, max).
+pub type SupportedRanges = BTreeMap<String, (i16, i16)>;
+
+/// Kafka's UpgradeType: 1 upgrade only, 2 safe downgrade, 3 unsafe downgrade.
+pub const UPGRADE: i8 = 1;
+pub const SAFE_DOWNGRADE: i8 = 2;
+pub const UNSAFE_DOWNGRADE: i8 = 3;
+
+/// One UpdateFeatures item: the level to finalize (0 takes the feature out) and how.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FeatureUpdate {
+    pub name: String,
+    pub level: i16,
+    pub upgrade_type: i8,
+}
+
+/// The finalized levels after `updates`, or why none of them is done (Kafka's
+/// FeatureControlManager: all or nothing, the first refusal answers for the request). Each level
+/// must be one this broker supports and every registered broker supports (`brokers`: node id
+/// and its supported ranges; a registration without them is from an older shardlog, which may
+/// not run a new level); a lower level needs a downgrade type, a higher one the upgrade type.
+/// kraft.version and metadata.version stay where they are.
+pub fn apply_updates(
+    finalized: &BTreeMap<String, i16>,
+    brokers: &[(i32, &SupportedRanges)],
+    updates: &[FeatureUpdate],
+) -> Result<BTreeMap<String, i16>, String> {
+    let mut levels = finalized.clone();
+    let mut seen = std::collections::HashSet::new();
+    for u in updates {
+        let invalid = |why: String| format!("Invalid update version {} for feature {}. {why}", u.level, u.name);
+        if !seen.insert(u.name.as_str()) {
+            return Err(invalid(String::from("The feature is named more than once in the request.")));
+        }
+        if !matches!(u.upgrade_type, UPGRADE | SAFE_DOWNGRADE | UNSAFE_DOWNGRADE) {
+            return Err(invalid(String::from("The controller does not support the given upgrade type.")));
+        }
+        if u.level < 0 {
+            return Err(invalid(String::from("A feature version cannot be less than 0.")));
+        }
+        let Some(feature) = supported(&u.name) else {
+            return Err(invalid(String::from("The controller does not support the given feature.")));
+        };
+        let current = finalized.get(&u.name).copied().unwrap_or(0);
+        if !(feature.level_min..=feature.level_max).contains(&u.level) {
+            return Err(invalid(format!("Local controller only supports versions {}-{}", feature.level_min, feature.level_max)));
+        }
+        if u.level != current && (feature.name == KRAFT_VERSION || feature.name == METADATA_VERSION) {
+            let how = if feature.name == KRAFT_VERSION {
+                "by static controller.quorum.voters or controller.quorum.bootstrap.servers"
+            } else {
+                "one level is supported"
+            };
+            return Err(invalid(format!("{} is settled when the cluster is formatted ({how}); shardlog does not change it", feature.name)));
+        }
+        if u.level < current && u.upgrade_type == UPGRADE {
+            return Err(invalid(String::from(
+                "Can't downgrade the version of this feature without setting the upgrade type to either safe or unsafe downgrade.",
+            )));
+        }
+        if u.level > current && u.upgrade_type != UPGRADE {
+            return Err(invalid(String::from("Can't downgrade to a newer version.")));
+        }
+        if u.level != current {
+            for (node_id, ranges) in brokers {
+                match ranges.get(&u.name) {
+                    _ if ranges.is_empty() => {
+                        return Err(invalid(format!(
+                            "Broker {node_id} registered without the feature levels it supports (a shardlog older than this one): upgrade it first"
+                        )))
+                    }
+                    Some((min, max)) if (*min..=*max).contains(&u.level) || u.level == 0 => {}
+                    Some((min, max)) => return Err(invalid(format!("Broker {node_id} only supports versions {min}-{max}"))),
+                    None if u.level == 0 => {}
+                    None => return Err(invalid(format!("Broker {node_id} does not support this feature"))),
+                }
+            }
+        }
+        if u.level == 0 {
+            levels.remove(&u.name);
+        } else {
+            levels.insert(u.name.clone(), u.level);
+        }
+    }
+    Ok(levels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn updates_follow_kafkas_rules_all_or_nothing() {
+        let finalized: BTreeMap<String, i16> = [("metadata.version".to_string(), 22), ("transaction.version".to_string(), 2)].into();
+        let ours: BTreeMap<String, (i16, i16)> = SUPPORTED_FEATURES.iter().map(|f| (f.name.to_string(), (f.level_min, f.level_max))).collect();
+        let old = BTreeMap::new();
+        let brokers = [(1, &ours), (2, &ours)];
+        let update = |name: &str, level, upgrade_type| FeatureUpdate { name: name.into(), level, upgrade_type };
+        let tv = "transaction.version";
+        // A downgrade needs a downgrade type; then it takes the level (0: out of the set).
+        let e = apply_updates(&finalized, &brokers, &[update(tv, 1, UPGRADE)]).unwrap_err();
+        assert!(e.contains("without setting the upgrade type"), "{e}");
+        assert_eq!(apply_updates(&finalized, &brokers, &[update(tv, 1, SAFE_DOWNGRADE)]).unwrap().get(tv), Some(&1));
+        assert!(!apply_updates(&finalized, &brokers, &[update(tv, 0, SAFE_DOWNGRADE)]).unwrap().contains_key(tv));
+        let lower: BTreeMap<String, i16> = [("metadata.version".to_string(), 22)].into();
+        assert!(apply_updates(&lower, &brokers, &[update(tv, 2, SAFE_DOWNGRADE)]).unwrap_err().contains("newer version"));
+        assert_eq!(apply_updates(&lower, &brokers, &[update(tv, 2, UPGRADE)]).unwrap().get(tv), Some(&2));
+        // Refused: a level nobody supports, an unknown feature, the quorum's own, a broker of an
+        // older version, a bad type, a name twice; none changes anything.
+        assert!(apply_updates(&lower, &brokers, &[update(tv, 3, UPGRADE)]).unwrap_err().contains("only supports versions 0-2"));
+        assert!(apply_updates(&lower, &brokers, &[update("no.such", 1, UPGRADE)]).unwrap_err().contains("does not support the given feature"));
+        assert!(apply_updates(&lower, &brokers, &[update(KRAFT_VERSION, 1, UPGRADE)]).unwrap_err().contains("settled"));
+        assert!(apply_updates(&lower, &brokers, &[update(METADATA_VERSION, 22, UPGRADE)]).is_ok());
+        let mixed = [(1, &ours), (3, &old)];
+        assert!(apply_updates(&lower, &mixed, &[update(tv, 2, UPGRADE)]).unwrap_err().contains("Broker 3 registered without"));
+        assert!(apply_updates(&lower, &brokers, &[update(tv, 2, 4)]).unwrap_err().contains("upgrade type"));
+        assert!(apply_updates(&lower, &brokers, &[update(tv, 2, UPGRADE), update(tv, 1, UPGRADE)]).unwrap_err().contains("more than once"));
+        let e = apply_updates(&lower, &brokers, &[update(tv, 2, UPGRADE), update("no.such", 1, UPGRADE)]).unwrap_err();
+        assert!(e.starts_with("Invalid update version 1 for feature no.such."), "{e}");
+    }
 
     #[test]
     fn defaults_lie_in_the_supported_ranges_and_level_zero_is_not_finalized() {

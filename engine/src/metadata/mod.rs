@@ -186,6 +186,10 @@ pub struct BrokerRegistration {
     /// clients, until it heartbeats again.
     #[serde(default)]
     pub fenced: bool,
+    /// The feature levels this broker supports, by name (min, max): UpdateFeatures finalizes
+    /// no level a registered broker cannot run. Empty from versions before it was recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub supported_features: BTreeMap<String, (i16, i16)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -478,7 +478,14 @@ mod tests {
     #[test]
     fn an_unregistered_broker_is_one_record_after_its_partitions_lost_it_as_leader() {
         let node = Node { id: 1, shards: 1 };
-        let registration = |node_id| BrokerRegistration { node_id, incarnation_id: uuid::Uuid::new_v4(), endpoints: Vec::new(), rack: None, fenced: true };
+        let registration = |node_id| BrokerRegistration {
+            node_id,
+            incarnation_id: uuid::Uuid::new_v4(),
+            endpoints: Vec::new(),
+            rack: None,
+            fenced: true,
+            supported_features: Default::default(),
+        };
         let mut old = ClusterMetadata::new("c".into());
         old.brokers.insert(1, registration(1));
         old.brokers.insert(2, registration(2));
