@@ -485,6 +485,11 @@ class Reader:
         n = self.i32()
         return None if n < 0 else self.take(n)
 
+    def compact_string(self) -> str | None:
+        """A flexible version's (nullable) string: its length plus one as a uvarint."""
+        n = self.uvarint() - 1
+        return None if n < 0 else self.take(n).decode()
+
     def skip_tagged_fields(self) -> None:
         for _ in range(self.uvarint()):
             self.uvarint()

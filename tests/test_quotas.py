@@ -397,24 +397,13 @@ CREATE_TOPICS, DELETE_TOPICS, CREATE_PARTITIONS = 19, 20, 37
 THROTTLING_QUOTA_EXCEEDED = 89
 
 
-def _cstr(r: kw.Reader) -> str | None:
-    n = r.uvarint() - 1
-    return None if n < 0 else r.take(n).decode()
-
-
-def _skip_tags(r: kw.Reader) -> None:
-    for _ in range(r.uvarint()):
-        r.uvarint()
-        r.take(r.uvarint())
-
-
 def _flexible_call(port: int, api_key: int, version: int, client_id: str, body: bytes) -> kw.Reader:
     """One request on a connection of its own (a throttled connection is muted for the throttle
     time); the response body after its header."""
     with kw.Connection(port) as conn:
         raw = conn.request(lambda cid: kw.frame(kw.request_header(api_key, version, cid, client_id=client_id, flexible=True) + body + kw.TAGGED_FIELDS_EMPTY))
     r = kw.Reader(raw)
-    _skip_tags(r)
+    r.skip_tagged_fields()
     return r
 
 
@@ -426,15 +415,15 @@ def create_topics_v7(port: int, client_id: str, topics: dict[str, int]) -> tuple
     r = _flexible_call(port, CREATE_TOPICS, 7, client_id, body + kw.i32(30_000) + kw.i8(0))
     throttle, results = r.i32(), {}
     for _ in range(r.uvarint() - 1):
-        name = _cstr(r)
+        name = r.compact_string()
         r.take(16)  # topic id
-        code, message = r.i16(), _cstr(r)
+        code, message = r.i16(), r.compact_string()
         r.i32(), r.i16()  # partitions, replication factor
         configs = r.uvarint() - 1
         for _ in range(max(configs, 0)):
-            _cstr(r), _cstr(r), r.i8(), r.i8(), r.i8()
-            _skip_tags(r)
-        _skip_tags(r)
+            r.compact_string(), r.compact_string(), r.i8(), r.i8(), r.i8()
+            r.skip_tagged_fields()
+        r.skip_tagged_fields()
         results[name] = (code, message)
     return throttle, results
 
@@ -454,9 +443,9 @@ def delete_topics_v6(port: int, client_id: str, name: str) -> tuple[int, int, st
     body = kw.uvarint(2) + kw.compact_string(name) + bytes(16) + kw.TAGGED_FIELDS_EMPTY + kw.i32(30_000)
     r = _flexible_call(port, DELETE_TOPICS, 6, client_id, body)
     throttle = r.i32()
-    assert r.uvarint() == 2 and _cstr(r) == name
+    assert r.uvarint() == 2 and r.compact_string() == name
     r.take(16)
-    return throttle, r.i16(), _cstr(r)
+    return throttle, r.i16(), r.compact_string()
 
 
 def create_partitions_v3(port: int, client_id: str, name: str, count: int) -> tuple[int, int, str | None]:
@@ -464,8 +453,8 @@ def create_partitions_v3(port: int, client_id: str, name: str, count: int) -> tu
     body = kw.uvarint(2) + kw.compact_string(name) + kw.i32(count) + kw.uvarint(0) + kw.TAGGED_FIELDS_EMPTY + kw.i32(30_000) + kw.i8(0)
     r = _flexible_call(port, CREATE_PARTITIONS, 3, client_id, body)
     throttle = r.i32()
-    assert r.uvarint() == 2 and _cstr(r) == name
-    return throttle, r.i16(), _cstr(r)
+    assert r.uvarint() == 2 and r.compact_string() == name
+    return throttle, r.i16(), r.compact_string()
 
 
 def partition_counts(bootstrap: str) -> dict[str, int]:

@@ -339,35 +339,24 @@ def test_broker_kill9_after_commit_keeps_it_committed(broker):
 
 # --- DescribeTransactions (65), ListTransactions (66), DescribeProducers (61): flexible v0 ---
 
-def _compact_str(r: kw.Reader) -> str | None:
-    n = r.uvarint() - 1
-    return None if n < 0 else r.take(n).decode()
-
-
-def _skip_tags(r: kw.Reader) -> None:
-    for _ in range(r.uvarint()):
-        r.uvarint()
-        r.take(r.uvarint())
-
-
 def describe_transactions(conn: kw.Connection, ids: list[str]) -> dict[str, tuple[int, str, int, list[tuple[str, list[int]]]]]:
     """{id: (error, state, producer id, [(topic, partitions)])}"""
     def build(cid):
         return kw.frame(kw.request_header(65, 0, cid, flexible=True) + kw.compact_array([kw.compact_string(i) for i in ids]) + kw.TAGGED_FIELDS_EMPTY)
     r = kw.Reader(conn.request(build))
-    _skip_tags(r)
+    r.skip_tagged_fields()
     r.i32()  # throttle
     out = {}
     for _ in range(r.uvarint() - 1):
-        error, txn_id, state = r.i16(), _compact_str(r), _compact_str(r)
+        error, txn_id, state = r.i16(), r.compact_string(), r.compact_string()
         r.i32(), r.i64()  # timeout, start time
         producer_id, _epoch = r.i64(), r.i16()
         topics = []
         for _ in range(r.uvarint() - 1):
-            topic = _compact_str(r)
+            topic = r.compact_string()
             topics.append((topic, [r.i32() for _ in range(r.uvarint() - 1)]))
-            _skip_tags(r)
-        _skip_tags(r)
+            r.skip_tagged_fields()
+        r.skip_tagged_fields()
         out[txn_id] = (error, state, producer_id, topics)
     return out
 
@@ -377,14 +366,14 @@ def list_transactions(conn: kw.Connection, states: list[str]) -> tuple[list[str]
     def build(cid):
         return kw.frame(kw.request_header(66, 0, cid, flexible=True) + kw.compact_array([kw.compact_string(st) for st in states]) + kw.compact_array([]) + kw.TAGGED_FIELDS_EMPTY)
     r = kw.Reader(conn.request(build))
-    _skip_tags(r)
+    r.skip_tagged_fields()
     r.i32()
     assert r.i16() == kw.NONE
-    unknown = [_compact_str(r) for _ in range(r.uvarint() - 1)]
+    unknown = [r.compact_string() for _ in range(r.uvarint() - 1)]
     listed = {}
     for _ in range(r.uvarint() - 1):
-        txn_id, _producer_id, state = _compact_str(r), r.i64(), _compact_str(r)
-        _skip_tags(r)
+        txn_id, _producer_id, state = r.compact_string(), r.i64(), r.compact_string()
+        r.skip_tagged_fields()
         listed[txn_id] = state
     return unknown, listed
 
@@ -395,18 +384,18 @@ def describe_producers(conn: kw.Connection, topic: str, partition: int) -> tuple
         t = kw.compact_string(topic) + kw.compact_array([kw.i32(partition)]) + kw.TAGGED_FIELDS_EMPTY
         return kw.frame(kw.request_header(61, 0, cid, flexible=True) + kw.compact_array([t]) + kw.TAGGED_FIELDS_EMPTY)
     r = kw.Reader(conn.request(build))
-    _skip_tags(r)
+    r.skip_tagged_fields()
     r.i32()
     assert r.uvarint() - 1 == 1
-    assert _compact_str(r) == topic
+    assert r.compact_string() == topic
     assert r.uvarint() - 1 == 1
     assert r.i32() == partition
     error = r.i16()
-    _compact_str(r)
+    r.compact_string()
     producers = []
     for _ in range(r.uvarint() - 1):
         producer_id, _epoch, _seq, _ts, _coordinator_epoch, txn_start = r.i64(), r.i32(), r.i32(), r.i64(), r.i32(), r.i64()
-        _skip_tags(r)
+        r.skip_tagged_fields()
         producers.append((producer_id, txn_start))
     return error, producers
 

@@ -28,17 +28,6 @@ INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE, PRODUCER_FENCED = 47, 48, 90
 ATTRIBUTE_TRANSACTIONAL = 0x10
 
 
-def _compact_str(r: kw.Reader) -> str | None:
-    n = r.uvarint() - 1
-    return None if n < 0 else r.take(n).decode()
-
-
-def _skip_tags(r: kw.Reader) -> None:
-    for _ in range(r.uvarint()):
-        r.uvarint()
-        r.take(r.uvarint())
-
-
 def _flexible(api_key: int, version: int, cid: int, body: bytes) -> bytes:
     return kw.frame(kw.request_header(api_key, version, cid, flexible=True) + body + kw.TAGGED_FIELDS_EMPTY)
 
@@ -54,7 +43,7 @@ def init_producer_id(conn: kw.Connection, txn_id: str, producer_id: int = -1, ep
     """InitProducerId v4: (error, producer id, epoch)."""
     body = kw.compact_string(txn_id) + kw.i32(60_000) + kw.i64(producer_id) + kw.i16(epoch)
     r = kw.Reader(conn.request(lambda cid: _flexible(INIT_PRODUCER_ID, 4, cid, body)))
-    _skip_tags(r)
+    r.skip_tagged_fields()
     r.i32()
     return r.i16(), r.i64(), r.i16()
 
@@ -65,8 +54,8 @@ def produce(conn: kw.Connection, version: int, txn_id: str, topic: str, partitio
     topic_data = kw.compact_array([kw.compact_string(topic) + partition_data + kw.TAGGED_FIELDS_EMPTY])
     body = kw.compact_string(txn_id) + kw.i16(-1) + kw.i32(30_000) + topic_data
     r = kw.Reader(conn.request(lambda cid: _flexible(PRODUCE, version, cid, body)))
-    _skip_tags(r)
-    assert r.uvarint() - 1 == 1 and _compact_str(r) == topic
+    r.skip_tagged_fields()
+    assert r.uvarint() - 1 == 1 and r.compact_string() == topic
     assert r.uvarint() - 1 == 1 and r.i32() == partition
     return r.i16()
 
@@ -78,9 +67,9 @@ def txn_offset_commit(conn: kw.Connection, version: int, txn_id: str, group: str
     body = (kw.compact_string(txn_id) + kw.compact_string(group) + kw.i64(producer_id) + kw.i16(epoch)
             + kw.i32(-1) + kw.compact_string("") + kw.compact_string(None) + topics)
     r = kw.Reader(conn.request(lambda cid: _flexible(TXN_OFFSET_COMMIT, version, cid, body)))
-    _skip_tags(r)
+    r.skip_tagged_fields()
     r.i32()
-    assert r.uvarint() - 1 == 1 and _compact_str(r) == topic
+    assert r.uvarint() - 1 == 1 and r.compact_string() == topic
     assert r.uvarint() - 1 == 1 and r.i32() == partition
     return r.i16()
 
@@ -90,9 +79,9 @@ def add_partitions(conn: kw.Connection, txn_id: str, producer_id: int, epoch: in
     topics = kw.compact_array([kw.compact_string(topic) + kw.compact_array([kw.i32(partition)]) + kw.TAGGED_FIELDS_EMPTY])
     body = kw.compact_string(txn_id) + kw.i64(producer_id) + kw.i16(epoch) + topics
     r = kw.Reader(conn.request(lambda cid: _flexible(ADD_PARTITIONS_TO_TXN, 3, cid, body)))
-    _skip_tags(r)
+    r.skip_tagged_fields()
     r.i32()
-    assert r.uvarint() - 1 == 1 and _compact_str(r) == topic
+    assert r.uvarint() - 1 == 1 and r.compact_string() == topic
     assert r.uvarint() - 1 == 1 and r.i32() == partition
     return r.i16()
 
@@ -101,7 +90,7 @@ def end_txn(conn: kw.Connection, version: int, txn_id: str, producer_id: int, ep
     """EndTxn v3+ (flexible): (error, producer id, epoch); v3 and v4 answer no id (-1, -1)."""
     body = kw.compact_string(txn_id) + kw.i64(producer_id) + kw.i16(epoch) + kw.i8(1 if commit else 0)
     r = kw.Reader(conn.request(lambda cid: _flexible(END_TXN, version, cid, body)))
-    _skip_tags(r)
+    r.skip_tagged_fields()
     r.i32()
     error = r.i16()
     if version < 5:
@@ -112,18 +101,18 @@ def end_txn(conn: kw.Connection, version: int, txn_id: str, producer_id: int, ep
 def describe(conn: kw.Connection, txn_id: str) -> tuple[str, int, int, dict[str, list[int]]]:
     """DescribeTransactions v0: (state, producer id, epoch, {topic: partitions})."""
     r = kw.Reader(conn.request(lambda cid: _flexible(DESCRIBE_TRANSACTIONS, 0, cid, kw.compact_array([kw.compact_string(txn_id)]))))
-    _skip_tags(r)
+    r.skip_tagged_fields()
     r.i32()
     assert r.uvarint() - 1 == 1
-    error, _id, state = r.i16(), _compact_str(r), _compact_str(r)
+    error, _id, state = r.i16(), r.compact_string(), r.compact_string()
     assert error == kw.NONE, f"DescribeTransactions {txn_id}: error {error}"
     r.i32(), r.i64()
     producer_id, epoch = r.i64(), r.i16()
     topics = {}
     for _ in range(r.uvarint() - 1):
-        topic = _compact_str(r)
+        topic = r.compact_string()
         topics[topic] = sorted(r.i32() for _ in range(r.uvarint() - 1))
-        _skip_tags(r)
+        r.skip_tagged_fields()
     return state, producer_id, epoch, topics
 
 
