@@ -50,7 +50,9 @@ def admin_of(nodes) -> AdminClient:
 
 def create_once_placeable(nodes, new_topic: NewTopic, not_yet: int, what: str) -> None:
     """Creates `new_topic` once the controller can place it: until enough brokers are
-    registered and live, it answers `not_yet` (Kafka's code for what the request asks)."""
+    registered and live, it answers `not_yet` (Kafka's code for what the request asks). Right
+    after an election the new active controller answers NOT_CONTROLLER until it has written its
+    first records; Kafka's admin client retries that, and so does this."""
     admin = admin_of(nodes)
 
     def created():
@@ -59,7 +61,7 @@ def create_once_placeable(nodes, new_topic: NewTopic, not_yet: int, what: str) -
             futures[new_topic.topic].result(timeout=30)
             return True
         except confluent_kafka.KafkaException as e:
-            assert e.args[0].code() == not_yet, e
+            assert e.args[0].code() in (not_yet, confluent_kafka.KafkaError.NOT_CONTROLLER), e
             return False
 
     wait_until(created, what, timeout_s=60)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
 
 from clients import wait_until
-from cluster import start_cluster, wait_brokers
+from cluster import leader_of, start_cluster, wait_brokers
 from test_replication import FAST, check_history, create, metric, partition_state, produce, producer, read_all, wait_isr
 
 PLAIN_LOGIN = 'org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" password="{password}" user_broker="broker-secret";'
@@ -63,6 +63,8 @@ def test_followers_log_in_with_plain_and_a_wrong_password_is_refused(broker_fact
     nodes[2].stop()
     nodes[2].config_path.write_text(nodes[2].config_path.read_text().replace("not-the-secret", "broker-secret"))
     nodes[2].start()
+    # Node 3 may have been the active controller: the others elect one first.
+    leader_of(nodes)
     replicate_and_check(nodes, "after-fix")
 
 
