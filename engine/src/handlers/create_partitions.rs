@@ -25,30 +25,24 @@ pub async fn handle(ctx: &Context<'_>, request: CreatePartitionsRequest) -> Resp
         }
     }
     let added = |t: &&kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic| {
-        meta.topics.get(t.name.0.as_str()).map_or(0, |topic| i64::from(t.count) - topic.partitions.len() as i64)
+        let added = meta.topics.get(t.name.0.as_str()).map_or(0, |topic| i64::from(t.count) - topic.partitions.len() as i64);
+        (!request.validate_only && added > 0).then_some(added)
     };
-    let counted: Vec<usize> = if request.validate_only { Vec::new() } else { (0..authorized.len()).filter(|&i| added(&authorized[i]) > 0).collect() };
-    let mut throttle_ms = 0;
-    let mut refused = std::collections::HashSet::new();
-    if let Some(taken) = super::mutation_quota::take(ctx, 3, counted.iter().map(|&i| added(&authorized[i])).collect()).await {
-        throttle_ms = taken.throttle_ms;
-        refused = counted.iter().zip(&taken.allowed).filter(|(_, ok)| !**ok).map(|(i, _)| *i).collect();
-    }
-    let mut topics = Vec::new();
-    for (i, t) in authorized.into_iter().enumerate() {
-        if refused.contains(&i) {
-            let (code, message) = super::mutation_quota::exceeded();
-            results.push((t.name.0.to_string(), code, message));
-        } else {
+    let admitted = super::mutation_quota::admit(ctx, 3, authorized, added, |t| t.name.0.to_string()).await;
+    results.extend(admitted.refused);
+    let topics: Vec<NewPartitions> = admitted
+        .allowed
+        .into_iter()
+        .map(|t| {
             let assignments = t.assignments.as_ref().map(|a| a.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect());
-            topics.push(NewPartitions { name: t.name.0.to_string(), count: t.count, assignments });
-        }
-    }
+            NewPartitions { name: t.name.0.to_string(), count: t.count, assignments }
+        })
+        .collect();
     if !topics.is_empty() {
         results.extend(call_controller(ctx, ControllerRequest::CreatePartitions { topics, validate_only: request.validate_only }).await);
     }
     let mut r = CreatePartitionsResponse::default();
-    r.throttle_time_ms = throttle_ms;
+    r.throttle_time_ms = admitted.throttle_ms;
     for (name, code, message) in results {
         let mut t = CreatePartitionsTopicResult::default();
         t.name = topic_name(&name);

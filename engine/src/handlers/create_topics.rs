@@ -29,38 +29,22 @@ pub async fn handle(ctx: &Context<'_>, request: CreateTopicsRequest) -> Response
     let meta = ctx.metadata();
     // KIP-599: the partitions of each topic to be created come out of the client's bucket
     // (strict from v6); a topic already there takes nothing, as the controller refuses it.
-    let mut throttle_ms = 0;
-    let counted: Vec<usize> =
-        if request.validate_only { Vec::new() } else { (0..topics.len()).filter(|&i| !meta.topics.contains_key(&topics[i].name)).collect() };
-    let partitions = counted
-        .iter()
-        .map(|&i| match topics[i].partitions {
-            -1 if !topics[i].assignments.is_empty() => topics[i].assignments.len() as i64,
-            -1 => i64::from(ctx.config().num_partitions),
-            n => i64::from(n),
-        })
-        .collect();
-    if let Some(taken) = super::mutation_quota::take(ctx, 6, partitions).await {
-        throttle_ms = taken.throttle_ms;
-        let refused: std::collections::HashSet<usize> = counted.iter().zip(&taken.allowed).filter(|(_, ok)| !**ok).map(|(i, _)| *i).collect();
-        let mut i = 0;
-        topics.retain(|t| {
-            i += 1;
-            if refused.contains(&(i - 1)) {
-                let (code, message) = super::mutation_quota::exceeded();
-                early.push((t.name.clone(), code, message));
-                return false;
-            }
-            true
-        });
-    }
+    let partitions = |t: &NewTopic| match t.partitions {
+        _ if request.validate_only || meta.topics.contains_key(&t.name) => None,
+        -1 if !t.assignments.is_empty() => Some(t.assignments.len() as i64),
+        -1 => Some(i64::from(ctx.config().num_partitions)),
+        n => Some(i64::from(n)),
+    };
+    let admitted = super::mutation_quota::admit(ctx, 6, topics, partitions, |t| t.name.clone()).await;
+    let topics = admitted.allowed;
+    early.extend(admitted.refused);
     let mut results = early;
     if !topics.is_empty() {
         results.extend(call_controller(ctx, ControllerRequest::CreateTopics { topics, validate_only: request.validate_only }).await);
     }
     let meta = ctx.metadata();
     let mut r = CreateTopicsResponse::default();
-    r.throttle_time_ms = throttle_ms;
+    r.throttle_time_ms = admitted.throttle_ms;
     for (name, code, message) in results {
         let mut t = CreatableTopicResult::default();
         t.name = topic_name(&name);

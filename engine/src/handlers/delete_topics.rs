@@ -24,31 +24,18 @@ pub async fn handle(ctx: &Context<'_>, request: DeleteTopicsRequest) -> Response
             },
         }
     }
-    let (mut names, denied): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| authz.topic(Operation::Delete, n));
+    let (names, denied): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| authz.topic(Operation::Delete, n));
     let ids: std::collections::HashMap<String, uuid::Uuid> = names.iter().filter_map(|n| meta.topics.get(n).map(|t| (n.clone(), t.id))).collect();
     // KIP-599: each topic's partitions come out of the client's bucket (strict from v5); an
     // unknown topic takes nothing.
-    let mut throttle_ms = 0;
-    let mut throttled = Vec::new();
-    let counted: Vec<String> = names.iter().filter(|n| meta.topics.contains_key(*n)).cloned().collect();
-    let partitions = counted.iter().map(|n| meta.topics.get(n).map_or(0, |t| t.partitions.len() as i64)).collect();
-    if let Some(taken) = super::mutation_quota::take(ctx, 5, partitions).await {
-        throttle_ms = taken.throttle_ms;
-        let refused: std::collections::HashSet<&String> = counted.iter().zip(&taken.allowed).filter(|(_, ok)| !**ok).map(|(n, _)| n).collect();
-        names.retain(|n| {
-            if refused.contains(n) {
-                let (code, message) = super::mutation_quota::exceeded();
-                throttled.push((n.clone(), code, message));
-                return false;
-            }
-            true
-        });
-    }
+    let partitions = |n: &String| meta.topics.get(n).map(|t| t.partitions.len() as i64);
+    let admitted = super::mutation_quota::admit(ctx, 5, names, partitions, String::clone).await;
+    let names = admitted.allowed;
     let mut results = if names.is_empty() { Vec::new() } else { call_controller(ctx, ControllerRequest::DeleteTopics { names }).await };
-    results.extend(throttled);
+    results.extend(admitted.refused);
     results.extend(denied.into_iter().map(|n| (n, TOPIC_AUTHORIZATION_FAILED, Some(String::from("not authorized to delete this topic")))));
     let mut r = DeleteTopicsResponse::default();
-    r.throttle_time_ms = throttle_ms;
+    r.throttle_time_ms = admitted.throttle_ms;
     for (name, code, message) in results {
         let mut t = DeletableTopicResult::default();
         if header.api_version >= 6 {

@@ -18,24 +18,41 @@ use shardlog_protocol::error_code as ec;
 use super::Context;
 use crate::quota::manager::{QuotaType, TakeMutations};
 
-/// THROTTLING_QUOTA_EXCEEDED with Kafka's message, for a refused topic.
-pub fn exceeded() -> (i16, Option<String>) {
-    (ec::THROTTLING_QUOTA_EXCEEDED, Some(String::from("The throttling quota has been exceeded.")))
-}
-
-/// What the bucket answered for one request.
-pub struct Taken {
-    /// Per topic asked about, in order: whether it may go on.
-    pub allowed: Vec<bool>,
+/// What the bucket let through of one request's items.
+pub struct Admitted<T> {
+    /// The items that go on, in order.
+    pub allowed: Vec<T>,
+    /// (name, THROTTLING_QUOTA_EXCEEDED, Kafka's message) of each item refused.
+    pub refused: Vec<(String, i16, Option<String>)>,
     /// For the response; the connection is muted this long (KIP-219).
     pub throttle_ms: i32,
 }
 
-/// Takes each of `topics` (its partitions to create or delete) from the client's bucket,
-/// strict from request version `strict_since`. None: the client has no
-/// `controller_mutation_rate` (or the controller shard did not answer), and every topic may go
-/// on.
-pub async fn take(ctx: &Context<'_>, strict_since: i16, topics: Vec<i64>) -> Option<Taken> {
+/// Takes each of `items`' partitions to create or delete (`partitions`: None takes nothing)
+/// from the client's bucket, in order, strict from request version `strict_since`. With no
+/// `controller_mutation_rate` for the client (or no answer from the controller shard) every
+/// item goes on.
+pub async fn admit<T>(ctx: &Context<'_>, strict_since: i16, items: Vec<T>, partitions: impl Fn(&T) -> Option<i64>, name: impl Fn(&T) -> String) -> Admitted<T> {
+    let asks: Vec<Option<i64>> = items.iter().map(&partitions).collect();
+    let topics: Vec<i64> = asks.iter().flatten().copied().collect();
+    let Some((answers, throttle_ms)) = take(ctx, strict_since, topics).await else {
+        return Admitted { allowed: items, refused: Vec::new(), throttle_ms: 0 };
+    };
+    let mut answers = answers.into_iter();
+    let (mut allowed, mut refused) = (Vec::new(), Vec::new());
+    for (item, ask) in items.into_iter().zip(asks) {
+        if ask.is_some() && answers.next() == Some(false) {
+            refused.push((name(&item), ec::THROTTLING_QUOTA_EXCEEDED, Some(String::from("The throttling quota has been exceeded."))));
+        } else {
+            allowed.push(item);
+        }
+    }
+    Admitted { allowed, refused, throttle_ms }
+}
+
+/// Per topic asked about, whether it may go on, and the throttle time; None when the client
+/// has no quota to take from.
+async fn take(ctx: &Context<'_>, strict_since: i16, topics: Vec<i64>) -> Option<(Vec<bool>, i32)> {
     if topics.is_empty() {
         return None;
     }
@@ -53,5 +70,5 @@ pub async fn take(ctx: &Context<'_>, strict_since: i16, topics: Vec<i64>) -> Opt
         tracing::debug!(user = %quota.user_tag, client_id = %quota.client_tag, bound = quota.bound, throttle_ms, strict, "client over its controller_mutation_rate: throttled");
         ctx.connection.mute_for(throttle_ms);
     }
-    Some(Taken { allowed, throttle_ms: i32::try_from(throttle_ms).unwrap_or(i32::MAX) })
+    Some((allowed, i32::try_from(throttle_ms).unwrap_or(i32::MAX)))
 }
