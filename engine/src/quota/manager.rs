@@ -271,7 +271,6 @@ impl QuotaManager {
     /// leaves (0 while the bucket is not below zero).
     pub fn record_mutations(&mut self, config: WindowConfig, quota: &Resolved, partitions: f64, now_ms: u64) -> u64 {
         let t = self.bucket(config, quota, now_ms);
-        t.rate.record(config, partitions, now_ms);
         let bucket = t.bucket.as_mut().expect("made above");
         bucket.take(config, quota.bound, partitions, now_ms);
         bucket_throttle_ms(bucket.tokens(config, quota.bound, now_ms), quota.bound)
