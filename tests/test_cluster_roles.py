@@ -146,7 +146,8 @@ def test_a_large_snapshot_reaches_a_voter_and_a_broker_only_node(broker_factory)
     wait_converged(nodes, 1)
     for node in (voter, observer):
         installed = re.findall(r"metadata snapshot installed index=\d+ records=(\d+)", node.log_since(since[node.node_id]))
-        assert installed and int(installed[-1]) >= len(acls), installed
+        # A node still behind after one snapshot may be sent another: that one changes little.
+        assert installed and max(map(int, installed)) >= len(acls), installed
         # Each node answers for the first and the last ACL from what it installed (one filter
         # each: describing all ten thousand at once crashed confluent-kafka's Python client).
         node_admin = AdminClient({"bootstrap.servers": node.bootstrap})
