@@ -61,14 +61,23 @@ pub struct FetchTopicData<T> {
 pub const FETCH_VERSION_MAX: i16 = 12;
 pub const FETCH_VERSION_MIN: i16 = 4;
 
+/// Record bytes in memory at least this large go out as chunks of their own, shared with the
+/// batch cache rather than copied into the response; smaller ones are copied, so that a fetch of
+/// many small batches does not become as many pieces to send.
+pub const SHARED_CHUNK_BYTES_MIN: usize = 8 << 10;
+
 struct ChunkWriter<T> {
+    /// The frame's first bytes (length prefix, header), kept mutable until the length is known.
+    head: Option<BytesMut>,
     chunks: Vec<Chunk<T>>,
     current: BytesMut,
 }
 
 impl<T> ChunkWriter<T> {
     fn flush_current(&mut self) {
-        if !self.current.is_empty() {
+        if self.head.is_none() {
+            self.head = Some(self.current.split());
+        } else if !self.current.is_empty() {
             self.chunks.push(Chunk::Bytes(self.current.split().freeze()));
         }
     }
@@ -102,7 +111,9 @@ impl<T> ChunkWriter<T> {
 }
 
 /// Encodes a whole Fetch response frame (length prefix included) for `version` in 4..=12.
-/// `records` chunks are passed through in order, so `Chunk::External` sources stay where they are.
+/// `records` chunks stay in order: `Chunk::External` sources and in-memory chunks of at least
+/// `SHARED_CHUNK_BYTES_MIN` are passed through as pieces of their own (sent without a copy);
+/// smaller in-memory chunks are copied in with the header bytes around them.
 pub fn encode_fetch_response<T>(
     correlation_id: i32,
     version: i16,
@@ -113,7 +124,7 @@ pub fn encode_fetch_response<T>(
 ) -> Vec<Chunk<T>> {
     assert!((FETCH_VERSION_MIN..=FETCH_VERSION_MAX).contains(&version), "fetch version {version} not encodable");
     let flexible = version >= 12;
-    let mut w = ChunkWriter { chunks: Vec::new(), current: BytesMut::with_capacity(512) };
+    let mut w = ChunkWriter { head: None, chunks: Vec::new(), current: BytesMut::with_capacity(512) };
     w.current.put_i32(0); // frame length, patched below
     w.current.put_i32(correlation_id);
     w.no_tagged_fields(flexible); // response header v1
@@ -158,10 +169,10 @@ pub fn encode_fetch_response<T>(
             }
             for chunk in partition.records {
                 match chunk {
-                    Chunk::Bytes(b) => w.current.put_slice(&b),
-                    external => {
+                    Chunk::Bytes(b) if b.len() < SHARED_CHUNK_BYTES_MIN => w.current.put_slice(&b),
+                    shared => {
                         w.flush_current();
-                        w.chunks.push(external);
+                        w.chunks.push(shared);
                     }
                 }
             }
@@ -171,15 +182,13 @@ pub fn encode_fetch_response<T>(
     }
     w.no_tagged_fields(flexible);
     w.flush_current();
-    let total: usize = w.chunks.iter().map(Chunk::len).sum();
-    let length = (total - 4) as i32;
-    // The first chunk is always in memory and holds the length prefix.
-    if let Some(Chunk::Bytes(first)) = w.chunks.first_mut() {
-        let mut patched = BytesMut::from(&first[..]);
-        patched[0..4].copy_from_slice(&length.to_be_bytes());
-        *first = patched.freeze();
-    }
-    w.chunks
+    let mut head = w.head.take().expect("the header was written");
+    let total: usize = head.len() + w.chunks.iter().map(Chunk::len).sum::<usize>();
+    head[0..4].copy_from_slice(&((total - 4) as i32).to_be_bytes());
+    let mut chunks = Vec::with_capacity(w.chunks.len() + 1);
+    chunks.push(Chunk::Bytes(head.freeze()));
+    chunks.append(&mut w.chunks);
+    chunks
 }
 
 #[cfg(test)]
@@ -197,6 +206,32 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn large_in_memory_records_are_passed_through_not_copied() {
+        let records: Vec<crate::batch::KeyValue<'_>> = vec![(None, Some(&[7u8; 1024][..])); 16];
+        let large = Bytes::from(crate::batch::build_batch(0, 1, &records));
+        assert!(large.len() >= SHARED_CHUNK_BYTES_MIN);
+        let small = Bytes::from(crate::batch::build_batch(16, 1, &[(None, Some(b"v"))]));
+        let partition = FetchPartitionData {
+            partition_index: 0,
+            error_code: 0,
+            high_watermark: 17,
+            last_stable_offset: 17,
+            log_start_offset: 0,
+            aborted_transactions: None,
+            preferred_read_replica: -1,
+            records: vec![Chunk::Bytes(large.clone()), Chunk::Bytes(small.clone())],
+        };
+        let chunks = encode_fetch_response::<Bytes>(3, 12, 0, 0, 0, vec![FetchTopicData { name: "t".into(), partitions: vec![partition] }]);
+        let shared: Vec<bool> = chunks.iter().map(|c| matches!(c, Chunk::Bytes(b) if b.as_ptr() == large.as_ptr())).collect();
+        assert_eq!(shared, vec![false, true, false], "header, the large batch itself, then the small batch copied with the trailer");
+        let bytes = flatten(chunks);
+        assert_eq!(i32::from_be_bytes(bytes[0..4].try_into().unwrap()) as usize, bytes.len() - 4);
+        let decoded = FetchResponse::decode(&mut Bytes::from(bytes).slice(9..), 12).unwrap();
+        let got = decoded.responses[0].partitions[0].records.clone().unwrap();
+        assert_eq!(got, [&large[..], &small[..]].concat());
     }
 
     #[test]

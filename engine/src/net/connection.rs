@@ -31,13 +31,13 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request::peek_key_version_correlation;
 use shardlog_protocol::response::Chunk;
 
-use super::sendfile;
+use super::{sendfile, vectored};
 use crate::handlers::{self, Response};
 use crate::security::{principal, Session, ANONYMOUS};
 use crate::shard::Shard;
 
-/// Bytes read per step while receiving a frame: a client that announces a large frame but
-/// sends little costs only what it actually sent.
+/// Bytes read per step while receiving a frame: pages of the frame's buffer are touched only as
+/// its bytes arrive, so a client that announces a large frame but sends little costs little.
 const READ_STEP_BYTES: usize = 64 << 10;
 
 type TlsStream = futures_rustls::server::TlsStream<TcpStream>;
@@ -170,7 +170,9 @@ async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Wri
         // bytes, this connection reads nothing more (its socket buffer fills and TCP slows the
         // client down), as Kafka mutes a channel when its memory pool is spent.
         let permit = shard.request_budget.acquire(length).await;
-        let mut frame = BytesMut::with_capacity(length.min(READ_STEP_BYTES));
+        // Reserved whole, so the frame is never moved while it grows (the budget above bounds
+        // it); pages are touched only as the bytes arrive, step by step.
+        let mut frame = BytesMut::with_capacity(length);
         let mut failed = false;
         while frame.len() < length {
             let step = (length - frame.len()).min(READ_STEP_BYTES);
@@ -273,15 +275,19 @@ async fn write_loop(shard: Rc<Shard>, mut writer: Writer, rx: local_channel::Loc
 async fn write_chunks(shard: &Shard, writer: &mut Writer, chunks: Vec<Chunk<crate::storage::FileRange>>) -> std::io::Result<()> {
     match writer {
         Writer::Plain(w) => {
+            // Runs of in-memory pieces go out gathered, segment ranges with sendfile.
+            let mut run = Vec::new();
             for chunk in chunks {
                 match chunk {
-                    Chunk::Bytes(bytes) => w.write_all(&bytes).await?,
+                    Chunk::Bytes(bytes) => run.push(bytes),
                     Chunk::External { len, source } => {
-                        w.flush().await?;
+                        vectored::send_buffers(w, &run).await?;
+                        run.clear();
                         sendfile::send_file_range(shard, w, &source, len).await?;
                     }
                 }
             }
+            vectored::send_buffers(w, &run).await?;
             w.flush().await
         }
         Writer::Tls(w) => {

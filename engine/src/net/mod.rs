@@ -5,6 +5,7 @@ pub mod admin_http;
 pub mod connection;
 pub mod limits;
 pub mod sendfile;
+pub mod vectored;
 
 use std::rc::Rc;
 use std::sync::Arc;

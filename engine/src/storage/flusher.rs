@@ -44,6 +44,25 @@ fn io_out_of_space(io: &std::io::Error) -> bool {
         || matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
 }
 
+/// Fills `out` with the bytes of `pieces`, laid end to end, from byte `from` on.
+fn copy_from_pieces(pieces: &[&[u8]], mut from: usize, out: &mut [u8]) {
+    let mut filled = 0;
+    for piece in pieces {
+        if filled == out.len() {
+            break;
+        }
+        if from >= piece.len() {
+            from -= piece.len();
+            continue;
+        }
+        let n = (piece.len() - from).min(out.len() - filled);
+        out[filled..filled + n].copy_from_slice(&piece[from..from + n]);
+        filled += n;
+        from = 0;
+    }
+    assert_eq!(filled, out.len(), "the pieces hold fewer bytes than asked for");
+}
+
 fn align_down(v: u64) -> u64 {
     v & !(WRITE_ALIGNMENT_BYTES - 1)
 }
@@ -215,21 +234,16 @@ impl Flusher {
         };
         let aligned_start = align_down(start);
         assert_eq!(aligned_start + self.tail.len() as u64, start, "tail page must end where the new bytes start");
-        let mut data = std::mem::take(&mut self.tail);
-        let tail_len = data.len();
-        data.reserve(len);
-        for batch in batches {
-            data.extend_from_slice(batch);
-        }
-        let result = self.write_pages(&data, aligned_start, segment_base, write_bytes_max, in_flight_max).await;
-        if let Err(e) = result {
-            // A retry rewrites the same pages from the same tail.
-            data.truncate(tail_len);
-            self.tail = data;
-            return Err(e);
-        }
+        // The bytes to write, in order: the rewritten partial page, then the batches, copied
+        // straight from the log's buffers into the DMA buffers.
+        let pieces: Vec<&[u8]> = std::iter::once(&self.tail[..]).chain(batches.iter().map(|b| &b[..])).collect();
+        let total = self.tail.len() + len;
+        // A failed write leaves the tail as it was: a retry rewrites the same pages from it.
+        self.write_pages(&pieces, total, aligned_start, segment_base, write_bytes_max, in_flight_max).await?;
         let tail_start = (align_down(end) - aligned_start) as usize;
-        self.tail = data[tail_start..].to_vec();
+        let mut tail = vec![0; total - tail_start];
+        copy_from_pieces(&pieces, tail_start, &mut tail);
+        self.tail = tail;
         let mut log = partition.log.borrow_mut();
         if let Some(seg) = log.segments.iter_mut().find(|s| s.base_offset == segment_base) {
             seg.written_bytes = seg.written_bytes.max(end);
@@ -237,18 +251,27 @@ impl Flusher {
         Ok(())
     }
 
-    /// Writes `data` from the page-aligned `aligned_start`, in DMA buffers of whole pages.
-    async fn write_pages(&self, data: &[u8], aligned_start: u64, segment_base: i64, write_bytes_max: usize, in_flight_max: usize) -> Result<()> {
+    /// Writes the `total` bytes of `pieces` (laid end to end) from the page-aligned
+    /// `aligned_start`, in DMA buffers of whole pages.
+    async fn write_pages(
+        &self,
+        pieces: &[&[u8]],
+        total: usize,
+        aligned_start: u64,
+        segment_base: i64,
+        write_bytes_max: usize,
+        in_flight_max: usize,
+    ) -> Result<()> {
         use futures::stream::{StreamExt, TryStreamExt};
         let (_, file) = self.active.as_ref().expect("switch_segment opened it");
         // Up to `in_flight_max` DMA writes at once (the disk's measured queue depth); each
         // allocates its buffer only when it starts, so memory stays bounded by that many buffers.
         let write_one = |written: usize| async move {
-            let chunk = (data.len() - written).min(write_bytes_max);
+            let chunk = (total - written).min(write_bytes_max);
             let padded = (chunk as u64).div_ceil(WRITE_ALIGNMENT_BYTES) * WRITE_ALIGNMENT_BYTES;
             let mut buffer = file.alloc_dma_buffer(padded as usize);
             let slice = buffer.as_bytes_mut();
-            slice[..chunk].copy_from_slice(&data[written..written + chunk]);
+            copy_from_pieces(pieces, written, &mut slice[..chunk]);
             slice[chunk..].fill(0);
             let position = aligned_start + written as u64;
             let n = file
@@ -261,7 +284,7 @@ impl Flusher {
             }
             Ok(())
         };
-        futures::stream::iter((0..data.len()).step_by(write_bytes_max)).map(write_one).buffer_unordered(in_flight_max.max(1)).try_collect::<()>().await
+        futures::stream::iter((0..total).step_by(write_bytes_max)).map(write_one).buffer_unordered(in_flight_max.max(1)).try_collect::<()>().await
     }
 
     /// Seals the previous segment (if any) and opens `segment_base` for writing.
@@ -363,4 +386,22 @@ async fn off_shard<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 
 
 fn segment_size(partition: &Partition, base: i64) -> u64 {
     partition.log.borrow().segments.iter().find(|s| s.base_offset == base).map(|s| s.size_bytes).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_from_pieces;
+
+    #[test]
+    fn copies_any_range_of_pieces_laid_end_to_end() {
+        let pieces: [&[u8]; 4] = [b"abc", b"", b"defg", b"h"];
+        let whole = b"abcdefgh";
+        for from in 0..whole.len() {
+            for len in 0..=whole.len() - from {
+                let mut out = vec![0; len];
+                copy_from_pieces(&pieces, from, &mut out);
+                assert_eq!(out, &whole[from..from + len], "from {from}, {len} bytes");
+            }
+        }
+    }
 }
