@@ -497,3 +497,32 @@ def test_controller_mutation_rate_refuses_topics_past_an_empty_bucket_and_thrott
     assert quotas.alter([(entity(client_id="mutator"), {"controller_mutation_rate": 1000})])[0][1] == NONE
     clients.wait_until(lambda: delete_topics_v6(broker.port, "mutator", "mq-big")[1] == NONE, "the deletion to be let through", timeout_s=30)
     clients.wait_until(lambda: "mq-big" not in partition_counts(broker.bootstrap), "the topic to be deleted")
+
+
+LIST_GROUPS = 16
+
+
+def list_groups_throttles(port: int, client_id: str, count: int) -> list[int]:
+    """throttle_time_ms of `count` ListGroups v2 requests sent one after the other on one
+    connection (a throttled connection is muted before its next request is read)."""
+    out = []
+    with kw.Connection(port) as conn:
+        for _ in range(count):
+            raw = conn.request(lambda cid: kw.frame(kw.request_header(LIST_GROUPS, 2, cid, client_id=client_id)))
+            out.append(struct.unpack_from(">i", raw)[0])
+    return out
+
+
+def test_request_percentage_throttles_a_client_whose_requests_take_more_than_its_share(broker, quotas):
+    # A millionth of a shard's thread: one microsecond of handling a second, less than any
+    # request takes, so the client is over it from its first request on.
+    assert quotas.alter([(entity(client_id="busy"), {"request_percentage": 0.0001})])[0][1] == NONE
+    throttles = list_groups_throttles(broker.port, "busy", 4)
+    assert any(t > 0 for t in throttles), throttles
+    # As Kafka does, a request-time throttle is bounded by one quota window (1 s by default).
+    assert max(throttles) <= 1000, throttles
+    # A client without the quota, on the same broker, is not held back.
+    assert list_groups_throttles(broker.port, "unlimited", 20) == [0] * 20
+    throttled = metric_samples(broker.admin_url, "shardlog_quota_throttled_responses_total")
+    counted = {dict(k).get("client_id"): v for k, v in throttled.items() if dict(k).get("quota") == "request"}
+    assert counted.get("busy", 0) >= 1 and "unlimited" not in counted, throttled

@@ -17,6 +17,40 @@ pub fn encode_response<R: Encodable>(correlation_id: i32, header_version: i16, b
     Ok(buf.freeze())
 }
 
+/// Where throttle_time_ms sits in a response body of `api_key` at `version`, in bytes from the
+/// body's start, where that place is fixed: first in nearly every response that has the field
+/// (from Kafka's message schemas), after the error code in OffsetDelete's. None for Produce and
+/// ApiVersions (the field comes after variable-length arrays) and where the version has none.
+pub fn throttle_time_offset(api_key: i16, version: i16) -> Option<usize> {
+    let first_from = match api_key {
+        1 | 10 | 12 | 13 | 14 | 15 | 16 | 20 => 1,
+        2 | 11 | 19 | 23 => 2,
+        3 | 8 | 9 => 3,
+        47 => return Some(2),
+        21 | 22 | 24..=26 | 28..=35 | 37 | 42..=46 | 48..=51 | 56..=57 | 59..=82 => 0,
+        _ => return None,
+    };
+    (version >= first_from).then_some(0)
+}
+
+/// Raises the throttle_time_ms of an encoded response frame to `throttle_ms` if it is lower.
+/// `head` is the frame's first piece (length prefix, response header, and at least the body's
+/// first bytes); answers the patched piece, or None when the field has no fixed place (see
+/// [`throttle_time_offset`]) or is already that high.
+pub fn raise_throttle_time(api_key: i16, version: i16, head: &[u8], throttle_ms: i32) -> Option<Bytes> {
+    let key = kafka_protocol::messages::ApiKey::try_from(api_key).ok()?;
+    // Length prefix and correlation id, then (header v1) an empty tagged-field section.
+    let header_bytes = 8 + usize::from(key.response_header_version(version) >= 1);
+    let at = header_bytes + throttle_time_offset(api_key, version)?;
+    let current = i32::from_be_bytes(head.get(at..at + 4)?.try_into().ok()?);
+    if current >= throttle_ms {
+        return None;
+    }
+    let mut patched = BytesMut::from(head);
+    patched[at..at + 4].copy_from_slice(&throttle_ms.to_be_bytes());
+    Some(patched.freeze())
+}
+
 /// A piece of a response: bytes in memory, or `len` bytes the caller supplies from elsewhere
 /// (a segment file, to be sent with sendfile).
 #[derive(Debug)]
@@ -206,6 +240,48 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Encodes `response` with throttle time 5 in every version `versions`, raises it to 9 and
+    /// decodes it back with kafka-protocol: the field that changed is throttle_time_ms and only it.
+    fn raised_in_every_version<R>(api_key: kafka_protocol::messages::ApiKey, versions: std::ops::RangeInclusive<i16>, response: R, throttle: impl Fn(&R) -> i32)
+    where
+        R: Encodable + Decodable + PartialEq + std::fmt::Debug,
+    {
+        for version in versions {
+            let header_version = api_key.response_header_version(version);
+            let frame = encode_response(1, header_version, &response, version).unwrap();
+            let has_field = throttle(&R::decode(&mut frame.slice(8 + usize::from(header_version >= 1)..), version).unwrap()) == 5;
+            let patched = raise_throttle_time(api_key as i16, version, &frame, 9);
+            assert_eq!(patched.is_some(), has_field, "{api_key:?} v{version}: patched where the field is");
+            let Some(patched) = patched else { continue };
+            let decoded = R::decode(&mut patched.slice(8 + usize::from(header_version >= 1)..), version).unwrap();
+            assert_eq!(throttle(&decoded), 9, "{api_key:?} v{version}");
+            assert!(raise_throttle_time(api_key as i16, version, &patched, 7).is_none(), "never lowered");
+        }
+    }
+
+    #[test]
+    fn throttle_time_is_raised_in_place_where_it_has_a_fixed_place() {
+        use kafka_protocol::messages::*;
+        raised_in_every_version(ApiKey::Metadata, 0..=12, MetadataResponse::default().with_throttle_time_ms(5), |r| r.throttle_time_ms);
+        raised_in_every_version(ApiKey::FindCoordinator, 0..=5, FindCoordinatorResponse::default().with_throttle_time_ms(5), |r| r.throttle_time_ms);
+        raised_in_every_version(ApiKey::OffsetDelete, 0..=0, OffsetDeleteResponse::default().with_throttle_time_ms(5).with_error_code(3), |r| {
+            r.throttle_time_ms
+        });
+        raised_in_every_version(ApiKey::ListOffsets, 1..=8, ListOffsetsResponse::default().with_throttle_time_ms(5), |r| r.throttle_time_ms);
+        raised_in_every_version(ApiKey::DescribeConfigs, 1..=4, DescribeConfigsResponse::default().with_throttle_time_ms(5), |r| r.throttle_time_ms);
+        raised_in_every_version(ApiKey::JoinGroup, 0..=9, JoinGroupResponse::default().with_throttle_time_ms(5), |r| r.throttle_time_ms);
+        assert_eq!(throttle_time_offset(ApiKey::Produce as i16, 9), None, "after the responses array");
+        assert_eq!(throttle_time_offset(ApiKey::ApiVersions as i16, 3), None, "after the api keys array");
+        // Our own Fetch encoder: the throttle time sits in the head piece, before any records.
+        for version in FETCH_VERSION_MIN..=FETCH_VERSION_MAX {
+            let chunks = encode_fetch_response::<Bytes>(1, version, 5, 0, 0, Vec::new());
+            let Chunk::Bytes(head) = &chunks[0] else { panic!("the head is in memory") };
+            let patched = raise_throttle_time(ApiKey::Fetch as i16, version, head, 9).expect("fetch has the field first");
+            let decoded = FetchResponse::decode(&mut patched.slice(if version >= 12 { 9 } else { 8 }..), version).unwrap();
+            assert_eq!(decoded.throttle_time_ms, 9, "fetch v{version}");
+        }
     }
 
     #[test]

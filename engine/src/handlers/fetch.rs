@@ -129,6 +129,9 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Response {
     let replica_id = request.replica_id.0.max(-1);
     let replica_denied = replica_id >= 0 && !authz.cluster(Operation::ClusterAction);
     // Followers are not held to client quotas, as in Kafka.
+    if replica_id >= 0 {
+        ctx.connection.mark_replica_link();
+    }
     let quota = if replica_id >= 0 { None } else { ctx.client_quota(QuotaType::Fetch) };
     if let Some(q) = &quota {
         // One response takes no more than the quota windows hold (Kafka's

@@ -105,6 +105,7 @@ pub mod offset_for_leader_epoch;
 pub mod probe;
 pub mod produce;
 pub mod remove_raft_voter;
+pub mod request_quota;
 pub mod sasl_authenticate;
 pub mod sasl_handshake;
 pub mod sync_group;
@@ -160,6 +161,9 @@ pub struct ConnectionState {
     /// handled before then (KIP-219: the broker answers at once with the throttle time, then
     /// reads nothing more from the client for that long).
     muted_until: std::cell::Cell<Option<std::time::Instant>>,
+    /// A follower fetched on this connection: it is another broker's replica link, whose
+    /// requests are exempt from request quotas (as Kafka exempts cluster actions).
+    replica_link: std::cell::Cell<bool>,
 }
 
 impl ConnectionState {
@@ -171,6 +175,14 @@ impl ConnectionState {
     }
 
     /// Mutes the connection for `ms` from now (a longer mute already set stays).
+    pub fn mark_replica_link(&self) {
+        self.replica_link.set(true);
+    }
+
+    pub fn is_replica_link(&self) -> bool {
+        self.replica_link.get()
+    }
+
     pub fn mute_for(&self, ms: u64) {
         let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
         if self.muted_until.get().is_none_or(|u| u < until) {
@@ -262,7 +274,7 @@ impl<'a> Context<'a> {
     /// Counts `bytes` against the client's quota on this shard. Over it: the throttle time, and
     /// the connection is muted for that long.
     pub fn record_quota(&self, quota_type: QuotaType, quota: &crate::quota::Resolved, bytes: usize) -> u64 {
-        record_quota(&self.shard.config, self.session, self.connection, quota_type, quota, bytes)
+        record_quota(&self.shard.config, self.session, self.connection, quota_type, quota, bytes as f64)
     }
 
     /// Takes back what [`Self::record_quota`] counted (a throttled fetch sends no data).
@@ -432,10 +444,10 @@ fn record_quota(
     connection: &ConnectionState,
     quota_type: QuotaType,
     quota: &crate::quota::Resolved,
-    bytes: usize,
+    value: f64,
 ) -> u64 {
     let now = crate::quota::manager::now_ms();
-    let throttle = crate::quota::manager::with(|m| m.record(config.quota_window, quota_type, quota, bytes as f64, now));
+    let throttle = crate::quota::manager::with(|m| m.record(config.quota_window, quota_type, quota, value, now));
     if throttle > 0 {
         tracing::debug!(peer = %session.peer, user = %quota.user_tag, client_id = %quota.client_tag, quota = quota_type.name(), bound = quota.bound, throttle_ms = throttle, "client over its quota: throttled");
         connection.mute_for(throttle);
@@ -462,7 +474,7 @@ pub fn admit(shard: &Shard, frame: &Bytes, session: &Session, connection: &Conne
     let Some(quota) = meta.client_quotas.resolve(QuotaType::Produce.key(), crate::quota::user_of(&session.principal()), &client_id) else {
         return 0;
     };
-    record_quota(&shard.config, session, connection, QuotaType::Produce, &quota, frame.len() + shardlog_protocol::frame::FRAME_LENGTH_BYTES)
+    record_quota(&shard.config, session, connection, QuotaType::Produce, &quota, (frame.len() + shardlog_protocol::frame::FRAME_LENGTH_BYTES) as f64)
 }
 
 /// Handles request number `request_seq` of a connection (see [`ConnectionState::next_request_seq`]);
@@ -479,7 +491,24 @@ pub async fn handle(
     // which matters at millions of requests per second.
     let started = quanta::Instant::now();
     let api_key = request::peek_key_version_correlation(&frame).map(|(k, _, _)| k);
-    let response = handle_request(&shard, frame, &session, &connection, request_seq, produce_throttle_ms).await;
+    // Only while some client quota exists: request_percentage needs the request afterwards.
+    let quota_frame = (!shard.metadata.borrow().client_quotas.is_empty()).then(|| frame.clone());
+    // The time spent polling the handler: what the request costs this shard's thread.
+    let mut busy = std::time::Duration::ZERO;
+    let response = {
+        let mut request = std::pin::pin!(handle_request(&shard, frame, &session, &connection, request_seq, produce_throttle_ms));
+        std::future::poll_fn(|cx| {
+            let polled = quanta::Instant::now();
+            let progress = std::future::Future::poll(request.as_mut(), cx);
+            busy += polled.elapsed();
+            progress
+        })
+        .await
+    };
+    let response = match quota_frame {
+        Some(frame) => request_quota::apply(&shard, &session, &connection, &frame, busy, response),
+        None => response,
+    };
     if let (Some(key), true) = (api_key, shard.config.metrics_enabled) {
         if supported_versions(key).is_some() {
             probe::record(key, started.elapsed().as_micros() as u64);

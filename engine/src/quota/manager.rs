@@ -161,6 +161,9 @@ pub enum QuotaType {
     Fetch,
     /// `controller_mutation_rate`: partitions created or deleted (KIP-599), in a token bucket.
     ControllerMutation,
+    /// `request_percentage` (KIP-124): the share of a shard's thread that a client's requests
+    /// take, in percent (100: one whole thread).
+    Request,
 }
 
 impl QuotaType {
@@ -169,6 +172,7 @@ impl QuotaType {
             QuotaType::Produce => "produce",
             QuotaType::Fetch => "fetch",
             QuotaType::ControllerMutation => "controller_mutation",
+            QuotaType::Request => "request",
         }
     }
 
@@ -177,6 +181,7 @@ impl QuotaType {
             QuotaType::Produce => super::PRODUCER_BYTE_RATE,
             QuotaType::Fetch => super::CONSUMER_BYTE_RATE,
             QuotaType::ControllerMutation => super::CONTROLLER_MUTATION_RATE,
+            QuotaType::Request => super::REQUEST_PERCENTAGE,
         }
     }
 }
@@ -222,7 +227,12 @@ impl QuotaManager {
         t.rate.record(config, value, now_ms);
         let rate = t.rate.measure(config, now_ms);
         let window_ms = t.rate.window_ms(config, now_ms);
-        let throttle = throttle_time_ms(rate, bound, window_ms);
+        let mut throttle = throttle_time_ms(rate, bound, window_ms);
+        if quota_type == QuotaType::Request {
+            // Kafka bounds a request-time throttle by one quota window (`boundedThrottleTime`):
+            // a single costly request does not silence a client for long.
+            throttle = throttle.min(config.window_ms);
+        }
         if throttle > 0 {
             t.throttle_ms_total += throttle;
             t.throttled += 1;
@@ -439,6 +449,16 @@ mod tests {
         assert_eq!(throttle_time_ms(2000.0, 1000.0, 10_000), 10_000);
         assert_eq!(throttle_time_ms(1100.0, 1000.0, 10_000), 1000);
         assert_eq!(throttle_time_ms(999.0, 1000.0, 10_000), 0);
+    }
+
+    #[test]
+    fn a_request_time_throttle_is_bounded_by_one_window() {
+        let mut m = QuotaManager::default();
+        // 50% of a thread for 10 s against a bound of 1%: 490 s by the rate, one window by Kafka's bound.
+        let throttle = m.record(CONFIG, QuotaType::Request, &quota("u", "c", 1.0), 500.0, 0);
+        assert_eq!(throttle, CONFIG.window_ms);
+        // The byte quotas are not bounded that way.
+        assert!(m.record(CONFIG, QuotaType::Produce, &quota("u", "c", 1.0), 500.0, 0) > CONFIG.window_ms);
     }
 
     #[test]
