@@ -60,6 +60,27 @@ def produce(conn: kw.Connection, version: int, txn_id: str, topic: str, partitio
     return r.i16()
 
 
+def produce_many(conn: kw.Connection, version: int, txn_id: str, topic: str, batches: dict[int, bytes]) -> dict[int, int]:
+    """Transactional batches for several partitions in one Produce v9+ request, as a Kafka
+    producer sends them: {partition: error code}."""
+    partition_data = kw.compact_array([kw.i32(p) + kw.uvarint(len(b) + 1) + b + kw.TAGGED_FIELDS_EMPTY for p, b in batches.items()])
+    topic_data = kw.compact_array([kw.compact_string(topic) + partition_data + kw.TAGGED_FIELDS_EMPTY])
+    body = kw.compact_string(txn_id) + kw.i16(-1) + kw.i32(30_000) + topic_data
+    r = kw.Reader(conn.request(lambda cid: _flexible(PRODUCE, version, cid, body)))
+    r.skip_tagged_fields()
+    assert r.uvarint() - 1 == 1 and r.compact_string() == topic
+    errors = {}
+    for _ in range(r.uvarint() - 1):
+        partition, error = r.i32(), r.i16()
+        errors[partition] = error
+        r.i64(), r.i64(), r.i64()  # base offset, log append time, log start offset
+        for _ in range(r.uvarint() - 1):  # record errors
+            r.i32(), r.compact_string(), r.skip_tagged_fields()
+        r.compact_string()  # error message
+        r.skip_tagged_fields()
+    return errors
+
+
 def txn_offset_commit(conn: kw.Connection, version: int, txn_id: str, group: str, producer_id: int, epoch: int, topic: str, partition: int, offset: int) -> int:
     """TxnOffsetCommit v3+ (flexible), one offset, outside any generation; its error code."""
     partitions = kw.compact_array([kw.i32(partition) + kw.i64(offset) + kw.i32(-1) + kw.compact_string("") + kw.TAGGED_FIELDS_EMPTY])
@@ -170,6 +191,28 @@ def test_a_v2_transaction_commits_bumps_the_epoch_and_fences_the_old_one(broker)
         # Two epochs behind is no retry: fenced.
         assert end_txn(conn, 5, txn, pid, epoch - 1, commit=True)[0] == PRODUCER_FENCED
     assert values(consume_all(broker.bootstrap, topic, 3, "read_committed")) == [b"c0", b"c0-again", b"c1", b"c2"]
+
+
+def test_a_v2_produce_to_many_partitions_adds_them_all_at_once(broker):
+    # A Kafka 4 producer's first Produce of a transaction carries a batch for every partition it
+    # wrote to meanwhile; the broker adds them to the transaction together. Added one by one,
+    # they found each other in progress and all but one got CONCURRENT_TRANSACTIONS (a retry and
+    # a backoff on every transaction).
+    topic, txn = "tv2-many", "tv2-many-1"
+    clients.create_topic(broker.bootstrap, topic, 6)
+    with kw.Connection(broker.port) as conn:
+        error, pid, epoch = init_producer_id(conn, txn)
+        assert error == kw.NONE
+        for round_ in range(3):
+            batches = {p: transactional_batch(pid, epoch, 0, [f"r{round_}p{p}".encode()]) for p in range(6)}
+            assert produce_many(conn, 12, txn, topic, batches) == {p: kw.NONE for p in range(6)}, f"round {round_}"
+            state, _, _, partitions = describe(conn, txn)
+            assert (state, partitions) == ("Ongoing", {topic: list(range(6))})
+            error, _, new_epoch = end_txn(conn, 5, txn, pid, epoch, commit=round_ != 1)
+            assert (error, new_epoch) == (kw.NONE, epoch + 1)
+            epoch = new_epoch
+    read = sorted(values(consume_all(broker.bootstrap, topic, 6, "read_committed")))
+    assert read == sorted(f"r{r}p{p}".encode() for r in (0, 2) for p in range(6)), read
 
 
 def test_a_v2_abort_hides_its_records_and_kill9_keeps_the_bumped_epoch(broker):

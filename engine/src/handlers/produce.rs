@@ -10,6 +10,7 @@ use shardlog_protocol::kafka_protocol;
 use super::{group_by_owner, respond, str_bytes, Context, Response};
 use crate::authorizer::Operation;
 use crate::shard::messages::{Produce, ProduceOutcome};
+use crate::shard::TxnVerification;
 
 /// Produce versions whose clients back off by the throttle time themselves (KIP-219).
 const CLIENT_THROTTLES_FROM_VERSION: i16 = 6;
@@ -26,6 +27,57 @@ fn failed(code: i16, message: Option<String>) -> ProduceOutcome {
         error_message: message,
         duplicate: false,
         record_errors: Vec::new(),
+    }
+}
+
+/// Transactions v2 (KIP-890 part 2): adds every partition of the request that carries the
+/// producer's transactional batches to its transaction, in one call to its coordinator, as
+/// Kafka's AddPartitionsToTxnManager batches a request's partitions (one call per partition
+/// would find the others in progress and get CONCURRENT_TRANSACTIONS). A partition the
+/// coordinator refuses is answered with its error and not sent to its owner.
+async fn add_to_producer_transaction(
+    ctx: &Context<'_>,
+    transactional_id: &str,
+    work: &[(String, i32, Option<bytes::Bytes>, Option<ProduceOutcome>)],
+    outcomes: &mut [Option<ProduceOutcome>],
+    owners: &mut [Option<usize>],
+) {
+    let mut asked = Vec::new();
+    let mut producer = None;
+    for (i, (_, _, records, _)) in work.iter().enumerate() {
+        let Some(records) = records.as_ref().filter(|_| owners[i].is_some()) else { continue };
+        // A batch that does not parse is refused by the append.
+        let Ok(h) = shardlog_protocol::batch::parse_header(records, 0, false) else { continue };
+        if !h.is_transactional() || h.is_control() || h.producer_id < 0 {
+            continue;
+        }
+        // One producer per request; a batch of another is refused by its owner's check.
+        if *producer.get_or_insert((h.producer_id, h.producer_epoch)) == (h.producer_id, h.producer_epoch) {
+            asked.push(i);
+        }
+    }
+    let Some((producer_id, producer_epoch)) = producer else { return };
+    let codes = match ctx.shard.txn_verifier.get() {
+        Some(verifier) => {
+            let partitions = asked.iter().map(|&i| (work[i].0.clone(), work[i].1)).collect();
+            verifier(TxnVerification { transactional_id: transactional_id.to_string(), producer_id, producer_epoch, partitions, add: true }).await
+        }
+        None => vec![ec::COORDINATOR_NOT_AVAILABLE; asked.len()],
+    };
+    for (&i, code) in asked.iter().zip(codes) {
+        if code == ec::NONE {
+            continue;
+        }
+        // A fenced producer is INVALID_PRODUCER_EPOCH from a partition leader, as in Kafka.
+        let code = if code == ec::PRODUCER_FENCED { ec::INVALID_PRODUCER_EPOCH } else { code };
+        let (topic, partition) = (&work[i].0, work[i].1);
+        let message = format!(
+            "the transaction coordinator answered {} to adding {topic}-{partition} to the transaction of producer {producer_id} (transactional id {transactional_id:?})",
+            ec::error_name(code)
+        );
+        tracing::warn!(topic = %topic, partition, error = %message, "transactional produce refused");
+        outcomes[i] = Some(failed(code, Some(message)));
+        owners[i] = None;
     }
 }
 
@@ -70,6 +122,13 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
         outcomes.push(ready);
         owners.push(send_to);
     }
+    if add_to_transaction {
+        if let Some(id) = &transactional_id {
+            add_to_producer_transaction(ctx, id, &work, &mut outcomes, &mut owners).await;
+        }
+    }
+    // Each owner shard only checks its partitions against the transaction: they were added above.
+    let add_to_transaction = false;
     let calls = group_by_owner(owners).into_iter().map(|(owner, positions)| {
         let partitions: Vec<(String, i32, bytes::Bytes)> = positions
             .iter()

@@ -93,11 +93,10 @@ async fn add_offsets_partition(ctx: &Context<'_>, request: &TxnOffsetCommitReque
         transactional_id: request.transactional_id.0.to_string(),
         producer_id: request.producer_id.0,
         producer_epoch: request.producer_epoch,
-        topic: OFFSETS_TOPIC.to_string(),
-        partition,
+        partitions: vec![(OFFSETS_TOPIC.to_string(), partition)],
         add: true,
     };
-    match verifier(add).await {
+    match verifier(add).await.first().copied().unwrap_or(ec::UNKNOWN_SERVER_ERROR) {
         ec::PRODUCER_FENCED => ec::INVALID_PRODUCER_EPOCH,
         code => code,
     }

@@ -32,24 +32,25 @@ pub type TopicPartition = (String, i32);
 
 pub type LocalFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
 
-/// A transactional producer's batch in a partition where it has no open transaction yet, for
+/// A transactional producer's batches in partitions where it has no open transaction yet, for
 /// the transaction coordinator to confirm (KIP-890).
 #[derive(Debug, Clone)]
 pub struct TxnVerification {
     pub transactional_id: String,
     pub producer_id: i64,
     pub producer_epoch: i16,
-    pub topic: String,
-    pub partition: i32,
-    /// Transactions v2 (KIP-890 part 2): add the partition to the producer's transaction,
-    /// starting one if none is open, instead of only checking that it is there.
+    pub partitions: Vec<TopicPartition>,
+    /// Transactions v2 (KIP-890 part 2): add the partitions to the producer's transaction,
+    /// starting one if none is open, instead of only checking that they are there. All of a
+    /// request's partitions go in one call, as Kafka's AddPartitionsToTxnManager batches them:
+    /// separate calls for one transactional id would find each other in progress.
     pub add: bool,
 }
 
-/// Asks the producer's transaction coordinator; answers an error code (NONE: the partition is
-/// in the producer's ongoing transaction). Registered at boot by the transaction layer, which
-/// the shard does not name.
-pub type TxnVerifier = Rc<dyn Fn(TxnVerification) -> LocalFuture<i16>>;
+/// Asks the producer's transaction coordinator; answers an error code per partition, in order
+/// (NONE: the partition is in the producer's ongoing transaction). Registered at boot by the
+/// transaction layer, which the shard does not name.
+pub type TxnVerifier = Rc<dyn Fn(TxnVerification) -> LocalFuture<Vec<i16>>>;
 
 pub struct Shard {
     pub id: usize,

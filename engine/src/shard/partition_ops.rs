@@ -298,19 +298,23 @@ async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], tr
             transactional_id: transactional_id.to_string(),
             producer_id: header.producer_id,
             producer_epoch: header.producer_epoch,
-            topic: p.topic.clone(),
-            partition: p.partition,
+            partitions: vec![(p.topic.clone(), p.partition)],
             add,
         };
         let code = match shard.txn_verifier.get() {
-            Some(verify) => verify(verification).await,
+            Some(verify) => verify(verification).await.first().copied().unwrap_or(ec::UNKNOWN_SERVER_ERROR),
             None => ec::COORDINATOR_NOT_AVAILABLE,
         };
         if code != ec::NONE {
             let code = if code == ec::PRODUCER_FENCED { ec::INVALID_PRODUCER_EPOCH } else { code };
+            let verb = if add { "adding the partition to" } else { "checking the partition against" };
             return Err((
                 code,
-                format!("producer {} (transactional id {transactional_id:?}) has no ongoing transaction with this partition", header.producer_id),
+                format!(
+                    "the transaction coordinator answered {} to {verb} the transaction of producer {} (transactional id {transactional_id:?})",
+                    ec::error_name(code),
+                    header.producer_id
+                ),
             ));
         }
         if p.markers_written.get() == markers_before {

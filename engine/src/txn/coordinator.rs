@@ -513,46 +513,58 @@ impl TxnCoordinator {
     ///
     /// With `add` (transactions v2) the partition is added instead: AddPartitionsToTxn v5
     /// without verifyOnly, which the coordinator takes as a transactions-v2 add.
-    pub(super) async fn verify_on(&self, shard: &Rc<Shard>, broker: i32, call: super::Verify, add: bool) -> i16 {
+    pub(super) async fn verify_on(&self, shard: &Rc<Shard>, broker: i32, call: &crate::shard::TxnVerification, add: bool) -> Vec<i16> {
+        let all = |code| vec![code; call.partitions.len()];
         let address = match shard.inter_broker_address(broker) {
             Ok(address) => address,
             Err(why) => {
                 tracing::error!(broker, transactional_id = %call.transactional_id, "cannot verify a transactional batch with its coordinator: {why}");
-                return ec::COORDINATOR_NOT_AVAILABLE;
+                return all(ec::COORDINATOR_NOT_AVAILABLE);
             }
         };
-        let (topic, partition) = call.partition;
-        let mut asked = AddPartitionsToTxnTopic::default();
-        asked.name = topic_name(&topic);
-        asked.partitions = vec![partition];
+        let mut topics: Vec<AddPartitionsToTxnTopic> = Vec::new();
+        for (topic, partition) in &call.partitions {
+            match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+                Some(t) => t.partitions.push(*partition),
+                None => {
+                    let mut asked = AddPartitionsToTxnTopic::default();
+                    asked.name = topic_name(topic);
+                    asked.partitions = vec![*partition];
+                    topics.push(asked);
+                }
+            }
+        }
         let mut transaction = AddPartitionsToTxnTransaction::default();
         transaction.transactional_id = TransactionalId(StrBytes::from_string(call.transactional_id.clone()));
         transaction.producer_id = ProducerId(call.producer_id);
         transaction.producer_epoch = call.producer_epoch;
         transaction.verify_only = !add;
-        transaction.topics = vec![asked];
+        transaction.topics = topics;
         let mut request = AddPartitionsToTxnRequest::default();
         request.transactions = vec![transaction];
         let response = match self.inter_broker.send(broker, &address, &request).await {
             Ok(response) => response,
             Err(e) => {
                 tracing::warn!(broker, %address, add, error = %e, "AddPartitionsToTxn (verify or add) to the transaction coordinator failed");
-                return ec::COORDINATOR_NOT_AVAILABLE;
+                return all(ec::COORDINATOR_NOT_AVAILABLE);
             }
         };
         if response.error_code != ec::NONE {
-            return response.error_code;
+            return all(response.error_code);
         }
-        response
-            .results_by_transaction
-            .iter()
-            .filter(|r| r.transactional_id.0.as_str() == call.transactional_id)
-            .flat_map(|r| r.topic_results.iter().filter(|t| t.name.0.as_str() == topic))
-            .flat_map(|t| t.results_by_partition.iter())
-            .find(|p| p.partition_index == partition)
-            .map(|p| p.partition_error_code)
-            // An answer that leaves the partition out has not verified it.
-            .unwrap_or(ec::UNKNOWN_SERVER_ERROR)
+        let answered = |topic: &str, partition: i32| {
+            response
+                .results_by_transaction
+                .iter()
+                .filter(|r| r.transactional_id.0.as_str() == call.transactional_id)
+                .flat_map(|r| r.topic_results.iter().filter(|t| t.name.0.as_str() == topic))
+                .flat_map(|t| t.results_by_partition.iter())
+                .find(|p| p.partition_index == partition)
+                .map(|p| p.partition_error_code)
+                // An answer that leaves the partition out has not verified it.
+                .unwrap_or(ec::UNKNOWN_SERVER_ERROR)
+        };
+        call.partitions.iter().map(|(topic, partition)| answered(topic, *partition)).collect()
     }
 
     /// Logs the state of `id` durably in its `__transaction_state` partition.

@@ -175,29 +175,32 @@ pub fn start(shard: &Rc<Shard>, config: TxnConfig) -> Rc<TxnCoordinator> {
         let shard = s.upgrade().expect("the shard outlives its verifier");
         let coordinator = c.upgrade().expect("the coordinator outlives its verifier");
         Box::pin(async move {
-            let transactional_id = v.transactional_id.clone();
-            let verify = Verify {
-                transactional_id: v.transactional_id,
-                producer_id: v.producer_id,
-                producer_epoch: v.producer_epoch,
-                partition: (v.topic, v.partition),
-            };
-            match (coordinator_broker_elsewhere(&shard, &transactional_id), v.add) {
+            let id = v.transactional_id.clone();
+            let count = v.partitions.len();
+            match (coordinator_broker_elsewhere(&shard, &id), v.add) {
                 // Kafka's partition leaders ask the producer's coordinator on its broker, in
                 // AddPartitionsToTxn v4+ with verifyOnly (v5 without it, to add).
-                (Some(broker), add) => coordinator.verify_on(&shard, broker, verify, add).await,
-                (None, false) => coordinator_call(&shard, COORDINATOR, &transactional_id, verify).await.unwrap_or_else(|code| code),
+                (Some(broker), add) => coordinator.verify_on(&shard, broker, &v, add).await,
+                (None, false) => {
+                    let mut codes = Vec::with_capacity(count);
+                    for partition in v.partitions {
+                        let verify = Verify { transactional_id: id.clone(), producer_id: v.producer_id, producer_epoch: v.producer_epoch, partition };
+                        codes.push(coordinator_call(&shard, COORDINATOR, &id, verify).await.unwrap_or_else(|code| code));
+                    }
+                    codes
+                }
                 (None, true) => {
                     let add = AddPartitions {
-                        transactional_id: verify.transactional_id,
-                        producer_id: verify.producer_id,
-                        producer_epoch: verify.producer_epoch,
-                        partitions: vec![verify.partition],
+                        transactional_id: v.transactional_id,
+                        producer_id: v.producer_id,
+                        producer_epoch: v.producer_epoch,
+                        partitions: v.partitions,
                         client_transaction_version: crate::metadata::features::TRANSACTION_VERSION_EPOCH_BUMP,
                     };
-                    match coordinator_call(&shard, COORDINATOR, &transactional_id, add).await {
-                        Ok(codes) => codes.first().copied().unwrap_or(ec::UNKNOWN_SERVER_ERROR),
-                        Err(code) => code,
+                    match coordinator_call(&shard, COORDINATOR, &id, add).await {
+                        Ok(codes) if codes.len() == count => codes,
+                        Ok(_) => vec![ec::UNKNOWN_SERVER_ERROR; count],
+                        Err(code) => vec![code; count],
                     }
                 }
             }
