@@ -47,7 +47,7 @@ GROUP_APIS = {
 }
 
 PRODUCER_APIS = {
-    22: (0, 4),  # InitProducerId (idempotent and transactional producers)
+    22: (0, 5),  # InitProducerId (idempotent and transactional producers; v5: TRANSACTION_ABORTABLE known)
     24: (0, 5),  # AddPartitionsToTxn (4+ is the broker-to-broker form: test_cluster_transactions.py)
     25: (0, 4),  # AddOffsetsToTxn
     26: (0, 5),  # EndTxn (5: transactions v2, test_transactions_v2.py)

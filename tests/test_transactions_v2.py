@@ -24,7 +24,7 @@ from test_features import features as finalized_features
 from test_transactions import consume_all, values
 
 PRODUCE, OFFSET_FETCH, INIT_PRODUCER_ID, ADD_PARTITIONS_TO_TXN, END_TXN, TXN_OFFSET_COMMIT, DESCRIBE_TRANSACTIONS = 0, 9, 22, 24, 26, 28, 65
-INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE, PRODUCER_FENCED = 47, 48, 90
+INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE, PRODUCER_FENCED, TRANSACTION_ABORTABLE = 47, 48, 90, 120
 ATTRIBUTE_TRANSACTIONAL = 0x10
 
 
@@ -249,7 +249,10 @@ def test_older_request_versions_keep_transactions_v1(broker):
     clients.create_topic(broker.bootstrap, topic, 1)
     with kw.Connection(broker.port) as conn:
         _, pid, epoch = init_producer_id(conn, txn)
-        assert produce(conn, 11, txn, topic, 0, transactional_batch(pid, epoch, 0, [b"x"])) == INVALID_TXN_STATE
+        # Not in the transaction: Produce v11 knows TRANSACTION_ABORTABLE (KIP-890), an older
+        # version is answered INVALID_TXN_STATE in its place, as Kafka does.
+        assert produce(conn, 11, txn, topic, 0, transactional_batch(pid, epoch, 0, [b"x"])) == TRANSACTION_ABORTABLE
+        assert produce(conn, 10, txn, topic, 0, transactional_batch(pid, epoch, 0, [b"x"])) == INVALID_TXN_STATE
         assert add_partitions(conn, txn, pid, epoch, topic, 0) == kw.NONE
         assert produce(conn, 11, txn, topic, 0, transactional_batch(pid, epoch, 0, [b"v1"])) == kw.NONE
         assert end_txn(conn, 4, txn, pid, epoch, commit=True)[0] == kw.NONE
@@ -275,7 +278,9 @@ def test_a_cluster_from_before_transaction_version_keeps_transactions_v1(broker)
     assert "transaction.version" not in finalized_features(broker.port).finalized_features
     with kw.Connection(broker.port) as conn:
         _, pid, epoch = init_producer_id(conn, txn)
-        assert produce(conn, 12, txn, topic, 0, transactional_batch(pid, epoch, 0, [b"x"])) == INVALID_TXN_STATE
+        # Not added: the partition is not in the transaction (TRANSACTION_ABORTABLE, which a
+        # Produce v12 client knows).
+        assert produce(conn, 12, txn, topic, 0, transactional_batch(pid, epoch, 0, [b"x"])) == TRANSACTION_ABORTABLE
         assert add_partitions(conn, txn, pid, epoch, topic, 0) == kw.NONE
         assert produce(conn, 12, txn, topic, 0, transactional_batch(pid, epoch, 0, [b"old"])) == kw.NONE
         assert end_txn(conn, 5, txn, pid, epoch, commit=True) == (kw.NONE, pid, epoch)

@@ -66,6 +66,7 @@ error_codes! {
     UNSTABLE_OFFSET_COMMIT = 88,
     PRODUCER_FENCED = 90,
     TRANSACTIONAL_ID_NOT_FOUND = 105,
+    TRANSACTION_ABORTABLE = 120,
 
     // Consumer groups, classic (JoinGroup) and KIP-848 (ConsumerGroupHeartbeat).
     OFFSET_METADATA_TOO_LARGE = 12,

@@ -265,7 +265,7 @@ static APIS: &[Api] = &[
     Api::new(18, "0-4", "3+", &API_VERSIONS),
     Api::new(19, "2-7", "5+", &CREATE_TOPICS),
     Api::new(20, "1-6", "4+", &DELETE_TOPICS),
-    Api::new(22, "0-4", "2+", &INIT_PRODUCER_ID),
+    Api::new(22, "0-5", "2+", &INIT_PRODUCER_ID),
     Api::new(23, "2-4", "4+", &OFFSET_FOR_LEADER_EPOCH),
     Api::new(24, "0-5", "3+", &ADD_PARTITIONS_TO_TXN),
     Api::new(25, "0-4", "3+", &ADD_OFFSETS_TO_TXN),

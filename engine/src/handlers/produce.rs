@@ -17,6 +17,8 @@ const CLIENT_THROTTLES_FROM_VERSION: i16 = 6;
 /// The first Produce version a transactions-v2 client sends: its transactional batches come
 /// without AddPartitionsToTxn (KIP-890 part 2).
 const TRANSACTIONS_V2_FROM_VERSION: i16 = 12;
+/// The first Produce version whose clients know TRANSACTION_ABORTABLE (KIP-890).
+const TRANSACTION_ABORTABLE_FROM_VERSION: i16 = 11;
 
 fn failed(code: i16, message: Option<String>) -> ProduceOutcome {
     ProduceOutcome {
@@ -129,6 +131,7 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
     }
     // Each owner shard only checks its partitions against the transaction: they were added above.
     let add_to_transaction = false;
+    let transaction_abortable_known = header.api_version >= TRANSACTION_ABORTABLE_FROM_VERSION;
     let calls = group_by_owner(owners).into_iter().map(|(owner, positions)| {
         let partitions: Vec<(String, i32, bytes::Bytes)> = positions
             .iter()
@@ -140,7 +143,8 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
         let transactional_id = transactional_id.clone();
         async move {
             let count = partitions.len();
-            let replied = match ctx.call(owner, Produce { partitions, acks, timeout_ms, transactional_id, add_to_transaction }).await {
+            let call = Produce { partitions, acks, timeout_ms, transactional_id, add_to_transaction, transaction_abortable_known };
+            let replied = match ctx.call(owner, call).await {
                 Ok(o) => {
                     assert_eq!(o.len(), count, "owner shard {owner} answered {} of {count} partitions", o.len());
                     o

@@ -23,6 +23,9 @@ pub struct Produce {
     /// Transactions v2 (Produce v12 with transaction.version 2): a transactional batch adds its
     /// partition to the producer's transaction through the coordinator.
     pub add_to_transaction: bool,
+    /// The client knows TRANSACTION_ABORTABLE (Produce v11+, KIP-890); older ones are answered
+    /// INVALID_TXN_STATE instead, as Kafka does.
+    pub transaction_abortable_known: bool,
 }
 
 impl ShardCall for Produce {

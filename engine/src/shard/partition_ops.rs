@@ -32,7 +32,11 @@ pub fn serve(shard: &Rc<Shard>) {
             // the dirty budget's line) in that order: pipelined requests keep their offsets'
             // order.
             let appends = call.partitions.iter().map(|(topic, partition, records)| {
-                let transaction = call.transactional_id.as_deref().map(|id| (id, call.add_to_transaction));
+                let transaction = call.transactional_id.as_deref().map(|id| ProduceTransaction {
+                    id,
+                    add: call.add_to_transaction,
+                    abortable_known: call.transaction_abortable_known,
+                });
                 produce(&shard, topic, *partition, records.clone(), call.acks, call.timeout_ms, transaction)
             });
             futures::future::join_all(appends).await
@@ -76,6 +80,16 @@ pub fn serve(shard: &Rc<Shard>) {
     shard.serve(|shard, call: LogDirFailed| async move { super::log_dirs::fail(&shard, call.dir, &call.why, false).await });
 }
 
+/// The transactional side of a produce request.
+#[derive(Debug, Clone, Copy)]
+pub struct ProduceTransaction<'a> {
+    pub id: &'a str,
+    /// Transactions v2: the batch adds its partition to the transaction (else it must be there).
+    pub add: bool,
+    /// The client knows TRANSACTION_ABORTABLE (Produce v11+).
+    pub abortable_known: bool,
+}
+
 pub async fn produce(
     shard: &Rc<Shard>,
     topic: &str,
@@ -83,7 +97,7 @@ pub async fn produce(
     records: bytes::Bytes,
     acks: i16,
     timeout_ms: u64,
-    transaction: Option<(&str, bool)>,
+    transaction: Option<ProduceTransaction<'_>>,
 ) -> ProduceOutcome {
     let mut outcome = ProduceOutcome {
         error_code: ec::NONE,
@@ -276,13 +290,13 @@ const VERIFY_ROUNDS_MAX: usize = 3;
 /// partition instead of only confirming it. A stray batch cannot open a hanging transaction
 /// that way either: its epoch is older than the one its transaction's end bumped to, and the
 /// coordinator fences it.
-async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], transaction: Option<(&str, bool)>) -> Result<(), (i16, String)> {
+async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], transaction: Option<ProduceTransaction<'_>>) -> Result<(), (i16, String)> {
     let Ok(header) = shardlog_protocol::batch::parse_header(records, 0, false) else { return Ok(()) }; // append reports it
                                                                                                        // Control batches from a client are refused by the append itself.
     if !header.is_transactional() || header.is_control() || header.producer_id < 0 {
         return Ok(());
     }
-    let Some((transactional_id, add)) = transaction else {
+    let Some(ProduceTransaction { id: transactional_id, add, abortable_known }) = transaction else {
         return Err((ec::INVALID_RECORD, String::from("transactional batches need the producer's transactional id in the produce request")));
     };
     for _ in 0..VERIFY_ROUNDS_MAX {
@@ -306,7 +320,13 @@ async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], tr
             None => ec::COORDINATOR_NOT_AVAILABLE,
         };
         if code != ec::NONE {
-            let code = if code == ec::PRODUCER_FENCED { ec::INVALID_PRODUCER_EPOCH } else { code };
+            // Kafka's partition leaders answer a fenced producer INVALID_PRODUCER_EPOCH, and a
+            // client that predates TRANSACTION_ABORTABLE INVALID_TXN_STATE in its place.
+            let code = match code {
+                ec::PRODUCER_FENCED => ec::INVALID_PRODUCER_EPOCH,
+                ec::TRANSACTION_ABORTABLE if !abortable_known => ec::INVALID_TXN_STATE,
+                code => code,
+            };
             let verb = if add { "adding the partition to" } else { "checking the partition against" };
             return Err((
                 code,

@@ -167,10 +167,14 @@ impl TxnCoordinator {
     pub(super) fn verify(&self, call: &super::Verify) -> i16 {
         match self.txns.borrow().get(&call.transactional_id) {
             None => ec::INVALID_PRODUCER_ID_MAPPING,
+            // Kafka's answers (`TransactionCoordinator.handleVerifyPartitionsInTransaction`): a
+            // partition the transaction does not hold is TRANSACTION_ABORTABLE, which the
+            // partition's leader turns into INVALID_TXN_STATE for clients that predate it.
             Some(m) => match check_producer(m, call.producer_id, call.producer_epoch) {
                 Err(code) => code,
+                Ok(()) if matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort) => ec::CONCURRENT_TRANSACTIONS,
                 Ok(()) if m.state == TxnState::Ongoing && m.partitions.contains(&call.partition) => ec::NONE,
-                Ok(()) => ec::INVALID_TXN_STATE,
+                Ok(()) => ec::TRANSACTION_ABORTABLE,
             },
         }
     }
