@@ -95,7 +95,14 @@ impl ShardCall for Stop {
 }
 
 fn produce(batch: &Bytes) -> Produce {
-    Produce { partitions: vec![(String::from("bench"), 0, batch.clone())], acks: 1, timeout_ms: 30_000, transactional_id: None, add_to_transaction: false }
+    Produce {
+        partitions: vec![(String::from("bench"), 0, batch.clone())],
+        acks: 1,
+        timeout_ms: 30_000,
+        transactional_id: None,
+        add_to_transaction: false,
+        transaction_abortable_known: true,
+    }
 }
 
 /// The answering shard's services: they reply at once, without touching storage.
