@@ -2,7 +2,8 @@
 """Client quotas under load: is a producer and a consumer held to their byte-rate quota while a
 client without a quota, on the same broker, keeps its throughput?
 
-Starts shardlog, fills a topic for the consumer, sets `producer_byte_rate` on client id
+Starts shardlog (or, with `--bootstrap`, uses a broker already running there: shardlog or
+Apache Kafka), fills a topic for the consumer, sets `producer_byte_rate` on client id
 `limited-producer` and `consumer_byte_rate` on client id `limited-consumer` (both QUOTA bytes/s,
 AlterClientQuotas), then:
 
@@ -13,12 +14,32 @@ AlterClientQuotas), then:
 Each client counts the payload bytes it got acknowledged (producers) or received (the consumer)
 every 100 ms; rates are taken over the last SECONDS seconds (after WARMUP, which lets the first
 burst that the empty quota windows allow pass: Kafka's rate spans at least quota.window.num - 1
-windows, so a fresh client may send that many windows' worth at once). Prints one table.
+windows, so a fresh client may send that many windows' worth at once). Prints one table, with
+the throttle events librdkafka reported to each client (`throttle_cb`) and, for a shardlog it
+started, the broker's throttle counters from its admin `/metrics`.
 
     bench/quotas.py [--bin target/release/shardlog] [--quota 2000000] [--seconds 30] [--warmup 15]
                     [--baseline 15] [--window-num 11] [--dir /var/tmp/shardlog-quotas]
+                    [--bootstrap HOST:PORT] [--topic-suffix SUFFIX]
+
+`--bootstrap HOST:PORT`: use the broker there instead of starting shardlog. `--bin`, `--dir` and
+`--window-num` are then unused: the quota windows are the broker's own (`quota.window.num`,
+`quota.window.size.seconds`; the script reads them with DescribeConfigs and prints them where the
+broker answers), and there is no `/metrics` scrape. The broker must create topics on first use
+(`auto.create.topics.enable=true`, Kafka's default) with one partition (`num.partitions=1`, as in
+Kafka's sample server.properties), or have them already: `prefilled`, `free-alone`, `limited-in`
+and `free-in`, each followed by the suffix. The quotas go on the same client ids every run.
+
+`--topic-suffix SUFFIX` is appended to every topic name. By default it is empty for a broker the
+script starts (a fresh data directory each run) and `-<unix time>` with `--bootstrap`, so that
+repeated runs against the same broker fill a fresh `prefilled` topic and produce to fresh topics.
+Give a suffix that starts with '-' as `--topic-suffix=-r1`.
 
 Run it with a Python that has confluent_kafka and kafka-python (the test venv, `.venv-tests`).
+
+Disk: the unthrottled producer writes as fast as the broker takes it, and nothing is deleted: on
+the 2-vCPU dev VM one run left 25 to 30 GB in shardlog's data directory (about 10 GB in Kafka's);
+remove `--dir`'s `data` (or the run's topics) between runs.
 """
 
 from __future__ import annotations
@@ -64,7 +85,7 @@ def start_broker(binary: str, work: Path, window_num: int) -> tuple[subprocess.P
     return proc, port, admin
 
 
-def alter_quotas(port: int, entries: list[tuple[str, str, float]]) -> None:
+def alter_quotas(host: str, port: int, entries: list[tuple[str, str, float]]) -> None:
     """AlterClientQuotas v1 with kafka-python's message classes: (client id, key, value)."""
     from kafka.protocol.admin import AlterClientQuotasRequest, AlterClientQuotasResponse
 
@@ -72,7 +93,7 @@ def alter_quotas(port: int, entries: list[tuple[str, str, float]]) -> None:
     wire = [R.EntryData(entity=[R.EntryData.EntityData(entity_type="client-id", entity_name=c)], ops=[R.EntryData.OpData(key=k, value=v, remove=False)]) for c, k, v in entries]
     request = R(entries=wire, validate_only=False)
     request.with_header(correlation_id=1, client_id="bench-quotas")
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+    with socket.create_connection((host, port), timeout=30) as s:
         s.sendall(bytes(request.encode(version=1, header=True, framed=True)))
         size = struct.unpack(">i", recv_exact(s, 4))[0]
         body = recv_exact(s, size)
@@ -180,6 +201,20 @@ def throttle_metrics(admin: int) -> dict[str, float]:
     return {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line.startswith("shardlog_quota_throttle")}
 
 
+def broker_quota_windows(bootstrap: str) -> str:
+    """The broker's quota.window.* settings, read with DescribeConfigs (best effort)."""
+    try:
+        from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        broker = next(iter(admin.list_topics(timeout=30).brokers))
+        resource = ConfigResource(ResourceType.BROKER, str(broker))
+        configs = admin.describe_configs([resource])[resource].result(timeout=30)
+        return ", ".join(f"{k}={configs[k].value}" for k in ("quota.window.num", "quota.window.size.seconds") if k in configs) or "quota.window.* not described by the broker"
+    except Exception as e:  # noqa: BLE001 - only a label for the table
+        return f"quota.window.* unknown ({e})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default="target/release/shardlog")
@@ -189,10 +224,23 @@ def main() -> None:
     ap.add_argument("--baseline", type=float, default=15.0)
     ap.add_argument("--dir", default="/var/tmp/shardlog-quotas")
     ap.add_argument("--window-num", type=int, default=11, help="quota.window.num (Kafka's default 11); windows of 1 s")
+    ap.add_argument("--bootstrap", metavar="HOST:PORT", help="use the broker running there instead of starting shardlog")
+    ap.add_argument("--topic-suffix", help="appended to every topic name (default: empty, or -<unix time> with --bootstrap)")
     args = ap.parse_args()
-    work = Path(args.dir)
-    proc, port, admin = start_broker(args.bin, work, args.window_num)
-    bootstrap = f"127.0.0.1:{port}"
+    if args.bootstrap:
+        proc, admin = None, None
+        host, _, port_text = args.bootstrap.rpartition(":")
+        port = int(port_text)
+        bootstrap = args.bootstrap
+        suffix = args.topic_suffix if args.topic_suffix is not None else f"-{int(time.time())}"
+    else:
+        work = Path(args.dir)
+        proc, port, admin = start_broker(args.bin, work, args.window_num)
+        host = "127.0.0.1"
+        bootstrap = f"127.0.0.1:{port}"
+        suffix = args.topic_suffix or ""
+    prefilled, free_alone, limited_in, free_in = (f"{t}{suffix}" for t in ("prefilled", "free-alone", "limited-in", "free-in"))
+    log(f"broker {bootstrap}; topics {prefilled}, {free_alone}, {limited_in}, {free_in}")
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     try:
@@ -200,12 +248,12 @@ def main() -> None:
         # The consumer's topic holds more than it may read in the run at its quota.
         fill = int(args.quota * (total + 10) * 1.5)
         log(f"filling the consumer's topic with {fill / 1e6:.0f} MB")
-        produce(bootstrap, "prefilled", "loader", 600, results, max_bytes=fill)
+        produce(bootstrap, prefilled, "loader", 600, results, max_bytes=fill)
         results.get()
-        alter_quotas(port, [("limited-producer", "producer_byte_rate", args.quota), ("limited-consumer", "consumer_byte_rate", args.quota)])
+        alter_quotas(host, port, [("limited-producer", "producer_byte_rate", args.quota), ("limited-consumer", "consumer_byte_rate", args.quota)])
 
         log(f"baseline: free-producer alone for {args.baseline:.0f} s")
-        p = ctx.Process(target=produce, args=(bootstrap, "free-alone", "free-producer", args.baseline, results))
+        p = ctx.Process(target=produce, args=(bootstrap, free_alone, "free-producer", args.baseline, results))
         p.start()
         _, base_timeline, _ = results.get()
         p.join()
@@ -213,9 +261,9 @@ def main() -> None:
 
         log(f"together: limited producer, limited consumer and free producer for {total:.0f} s")
         procs = [
-            ctx.Process(target=produce, args=(bootstrap, "limited-in", "limited-producer", total, results)),
-            ctx.Process(target=consume, args=(bootstrap, "prefilled", "limited-consumer", total, results)),
-            ctx.Process(target=produce, args=(bootstrap, "free-in", "free-producer", total, results)),
+            ctx.Process(target=produce, args=(bootstrap, limited_in, "limited-producer", total, results)),
+            ctx.Process(target=consume, args=(bootstrap, prefilled, "limited-consumer", total, results)),
+            ctx.Process(target=produce, args=(bootstrap, free_in, "free-producer", total, results)),
         ]
         for p in procs:
             p.start()
@@ -225,12 +273,15 @@ def main() -> None:
             got[client] = (timeline, throttles)
         for p in procs:
             p.join()
-        metrics = throttle_metrics(admin)
+        metrics = throttle_metrics(admin) if admin is not None else None
+        windows = broker_quota_windows(bootstrap) if args.bootstrap else f"quota.window.num={args.window_num}, quota.window.size.seconds=1"
     finally:
-        proc.terminate()
-        proc.wait(60)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(60)
 
-    print(f"quota.window.num={args.window_num}, quota.window.size.seconds=1; quota {args.quota} B/s (producer_byte_rate on limited-producer, consumer_byte_rate on limited-consumer); "
+    where = f"broker {args.bootstrap} (not started by this script); " if args.bootstrap else ""
+    print(f"{where}{windows}; quota {args.quota} B/s (producer_byte_rate on limited-producer, consumer_byte_rate on limited-consumer); "
           f"rates over the last {args.seconds:.0f} s of {total:.0f} s; payload bytes (records' values)\n")
     print("| client | quota | measured rate | measured / quota | throttle events (longest) |")
     print("|---|---|---|---|---|")
@@ -244,6 +295,9 @@ def main() -> None:
         events = [t for t in throttles if t > 0]
         print(f"| {client} | {quota} | {r / 1e6:.2f} MB/s over {span:.1f} s | {ratio} | {len(events)} ({max(events, default=0):.2f} s) |")
     print(f"| free-producer alone (baseline) | none | {baseline / 1e6:.2f} MB/s over {base_span:.1f} s | | |")
+    if metrics is None:
+        print("\nbroker metrics: not scraped (a broker this script did not start; throttle events above are the clients' own)")
+        return
     print("\nbroker metrics:")
     for k, v in sorted(metrics.items()):
         print(f"    {k} {v:.0f}")
