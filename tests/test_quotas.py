@@ -521,6 +521,17 @@ def test_request_percentage_throttles_a_client_whose_requests_take_more_than_its
     assert any(t > 0 for t in throttles), throttles
     # As Kafka does, a request-time throttle is bounded by one quota window (1 s by default).
     assert max(throttles) <= 1000, throttles
+    # A Produce response carries it too (its throttle time is the last field of the body).
+    clients.create_topic(broker.bootstrap, "request-quota", 1)
+    batch = kw.record_batch([(None, b"v")])
+    produce_throttles = []
+    with kw.Connection(broker.port) as conn:
+        for _ in range(3):
+            body = kw.string(None) + kw.i16(1) + kw.i32(30_000) + kw.array([kw.string("request-quota") + kw.array([kw.i32(0) + kw.kbytes(batch)])])
+            raw = conn.request(lambda cid: kw.frame(kw.request_header(0, 3, cid, client_id="busy") + body))
+            assert [error for _, _, error, _ in kw.parse_produce_v3(raw)] == [NONE]
+            produce_throttles.append(struct.unpack_from(">i", raw, len(raw) - 4)[0])
+    assert any(0 < t <= 1000 for t in produce_throttles), produce_throttles
     # A client without the quota, on the same broker, is not held back.
     assert list_groups_throttles(broker.port, "unlimited", 20) == [0] * 20
     throttled = metric_samples(broker.admin_url, "shardlog_quota_throttled_responses_total")

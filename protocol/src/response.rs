@@ -20,7 +20,8 @@ pub fn encode_response<R: Encodable>(correlation_id: i32, header_version: i16, b
 /// Where throttle_time_ms sits in a response body of `api_key` at `version`, in bytes from the
 /// body's start, where that place is fixed: first in nearly every response that has the field
 /// (from Kafka's message schemas), after the error code in OffsetDelete's. None for Produce and
-/// ApiVersions (the field comes after variable-length arrays) and where the version has none.
+/// ApiVersions (the field comes after variable-length arrays: see [`raise_throttle_time`] for
+/// Produce) and where the version has none.
 pub fn throttle_time_offset(api_key: i16, version: i16) -> Option<usize> {
     let first_from = match api_key {
         1 | 10 | 12 | 13 | 14 | 15 | 16 | 20 => 1,
@@ -36,12 +37,23 @@ pub fn throttle_time_offset(api_key: i16, version: i16) -> Option<usize> {
 /// Raises the throttle_time_ms of an encoded response frame to `throttle_ms` if it is lower.
 /// `head` is the frame's first piece (length prefix, response header, and at least the body's
 /// first bytes); answers the patched piece, or None when the field has no fixed place (see
-/// [`throttle_time_offset`]) or is already that high.
+/// [`throttle_time_offset`]) or is already that high. A Produce response's field is its last
+/// one (v1+), found from the end when `head` is the whole frame and, in flexible versions, no
+/// tagged field follows it.
 pub fn raise_throttle_time(api_key: i16, version: i16, head: &[u8], throttle_ms: i32) -> Option<Bytes> {
     let key = kafka_protocol::messages::ApiKey::try_from(api_key).ok()?;
     // Length prefix and correlation id, then (header v1) an empty tagged-field section.
     let header_bytes = 8 + usize::from(key.response_header_version(version) >= 1);
-    let at = header_bytes + throttle_time_offset(api_key, version)?;
+    let at = if key == kafka_protocol::messages::ApiKey::Produce {
+        let whole = head.len() >= header_bytes && i32::from_be_bytes(head[0..4].try_into().ok()?) as usize == head.len() - 4;
+        let flexible = version >= 9;
+        if !whole || version < 1 || (flexible && head.last() != Some(&0)) {
+            return None;
+        }
+        head.len().checked_sub(if flexible { 5 } else { 4 }).filter(|at| *at >= header_bytes)?
+    } else {
+        header_bytes + throttle_time_offset(api_key, version)?
+    };
     let current = i32::from_be_bytes(head.get(at..at + 4)?.try_into().ok()?);
     if current >= throttle_ms {
         return None;
@@ -264,6 +276,7 @@ mod tests {
     #[test]
     fn throttle_time_is_raised_in_place_where_it_has_a_fixed_place() {
         use kafka_protocol::messages::*;
+        use kafka_protocol::protocol::StrBytes;
         raised_in_every_version(ApiKey::Metadata, 0..=12, MetadataResponse::default().with_throttle_time_ms(5), |r| r.throttle_time_ms);
         raised_in_every_version(ApiKey::FindCoordinator, 0..=5, FindCoordinatorResponse::default().with_throttle_time_ms(5), |r| r.throttle_time_ms);
         raised_in_every_version(ApiKey::OffsetDelete, 0..=0, OffsetDeleteResponse::default().with_throttle_time_ms(5).with_error_code(3), |r| {
@@ -273,6 +286,20 @@ mod tests {
         raised_in_every_version(ApiKey::DescribeConfigs, 1..=4, DescribeConfigsResponse::default().with_throttle_time_ms(5), |r| r.throttle_time_ms);
         raised_in_every_version(ApiKey::JoinGroup, 0..=9, JoinGroupResponse::default().with_throttle_time_ms(5), |r| r.throttle_time_ms);
         assert_eq!(throttle_time_offset(ApiKey::Produce as i16, 9), None, "after the responses array");
+        // Produce: the last field, found from the end of the whole frame.
+        let partition = produce_response::PartitionProduceResponse::default().with_index(3).with_base_offset(77);
+        let topic = produce_response::TopicProduceResponse::default()
+            .with_name(TopicName::from(StrBytes::from_static_str("t")))
+            .with_partition_responses(vec![partition]);
+        raised_in_every_version(ApiKey::Produce, 3..=12, ProduceResponse::default().with_throttle_time_ms(5).with_responses(vec![topic.clone()]), |r| {
+            r.throttle_time_ms
+        });
+        // A tagged field after it (node endpoints, v10+): not found, left as it is.
+        let endpoint = produce_response::NodeEndpoint::default().with_node_id(BrokerId(1)).with_host(StrBytes::from_static_str("h")).with_port(9092);
+        let tagged = ProduceResponse::default().with_throttle_time_ms(5).with_responses(vec![topic]).with_node_endpoints(vec![endpoint]);
+        let frame = encode_response(1, 1, &tagged, 10).unwrap();
+        assert!(raise_throttle_time(ApiKey::Produce as i16, 10, &frame, 9).is_none());
+        assert!(raise_throttle_time(ApiKey::Produce as i16, 10, &frame[..frame.len() - 1], 9).is_none(), "not the whole frame");
         assert_eq!(throttle_time_offset(ApiKey::ApiVersions as i16, 3), None, "after the api keys array");
         // Our own Fetch encoder: the throttle time sits in the head piece, before any records.
         for version in FETCH_VERSION_MIN..=FETCH_VERSION_MAX {

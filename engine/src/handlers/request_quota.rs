@@ -1,8 +1,8 @@
 //! `request_percentage` (KIP-124): the time a client's requests take on the shard's thread,
 //! measured per (user, client-id) as Kafka measures request-handler thread time, and the
 //! throttle that follows: the connection muted for that long and the response's throttle_time_ms
-//! raised to it (where the field has a fixed place: every response but Produce's and
-//! ApiVersions', whose clients still find the connection muted).
+//! raised to it (every response but ApiVersions', whose field follows variable-length data: its
+//! clients still find the connection muted).
 //!
 //! What counts is the time spent polling the request's handler on this shard: waits for the
 //! disk, a timer or another shard cost the shard nothing and are not counted, and work another
