@@ -100,7 +100,6 @@ fn produce(batch: &Bytes) -> Produce {
         acks: 1,
         timeout_ms: 30_000,
         transactional_id: None,
-        add_to_transaction: false,
         transaction_abortable_known: true,
     }
 }

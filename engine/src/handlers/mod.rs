@@ -174,7 +174,7 @@ impl ConnectionState {
         seq
     }
 
-    /// Mutes the connection for `ms` from now (a longer mute already set stays).
+    /// A follower fetched on this connection (see `replica_link`).
     pub fn mark_replica_link(&self) {
         self.replica_link.set(true);
     }
@@ -183,6 +183,7 @@ impl ConnectionState {
         self.replica_link.get()
     }
 
+    /// Mutes the connection for `ms` from now (a longer mute already set stays).
     pub fn mute_for(&self, ms: u64) {
         let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
         if self.muted_until.get().is_none_or(|u| u < until) {

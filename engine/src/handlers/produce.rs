@@ -130,7 +130,6 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
         }
     }
     // Each owner shard only checks its partitions against the transaction: they were added above.
-    let add_to_transaction = false;
     let transaction_abortable_known = header.api_version >= TRANSACTION_ABORTABLE_FROM_VERSION;
     let calls = group_by_owner(owners).into_iter().map(|(owner, positions)| {
         let partitions: Vec<(String, i32, bytes::Bytes)> = positions
@@ -143,7 +142,7 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
         let transactional_id = transactional_id.clone();
         async move {
             let count = partitions.len();
-            let call = Produce { partitions, acks, timeout_ms, transactional_id, add_to_transaction, transaction_abortable_known };
+            let call = Produce { partitions, acks, timeout_ms, transactional_id, transaction_abortable_known };
             let replied = match ctx.call(owner, call).await {
                 Ok(o) => {
                     assert_eq!(o.len(), count, "owner shard {owner} answered {} of {count} partitions", o.len());

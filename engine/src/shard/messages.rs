@@ -19,10 +19,9 @@ pub struct Produce {
     pub acks: i16,
     /// How long an acks=all write may wait for the in-sync replicas (the request's timeout).
     pub timeout_ms: u64,
+    /// A transactional batch must be in the producer's transaction already: the handler added a
+    /// transactions-v2 request's partitions (Produce v12) before sending them here.
     pub transactional_id: Option<String>,
-    /// Transactions v2 (Produce v12 with transaction.version 2): a transactional batch adds its
-    /// partition to the producer's transaction through the coordinator.
-    pub add_to_transaction: bool,
     /// The client knows TRANSACTION_ABORTABLE (Produce v11+, KIP-890); older ones are answered
     /// INVALID_TXN_STATE instead, as Kafka does.
     pub transaction_abortable_known: bool,

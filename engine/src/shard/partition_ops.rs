@@ -32,11 +32,7 @@ pub fn serve(shard: &Rc<Shard>) {
             // the dirty budget's line) in that order: pipelined requests keep their offsets'
             // order.
             let appends = call.partitions.iter().map(|(topic, partition, records)| {
-                let transaction = call.transactional_id.as_deref().map(|id| ProduceTransaction {
-                    id,
-                    add: call.add_to_transaction,
-                    abortable_known: call.transaction_abortable_known,
-                });
+                let transaction = call.transactional_id.as_deref().map(|id| ProduceTransaction { id, abortable_known: call.transaction_abortable_known });
                 produce(&shard, topic, *partition, records.clone(), call.acks, call.timeout_ms, transaction)
             });
             futures::future::join_all(appends).await
@@ -84,8 +80,6 @@ pub fn serve(shard: &Rc<Shard>) {
 #[derive(Debug, Clone, Copy)]
 pub struct ProduceTransaction<'a> {
     pub id: &'a str,
-    /// Transactions v2: the batch adds its partition to the transaction (else it must be there).
-    pub add: bool,
     /// The client knows TRANSACTION_ABORTABLE (Produce v11+).
     pub abortable_known: bool,
 }
@@ -285,18 +279,17 @@ const VERIFY_ROUNDS_MAX: usize = 3;
 /// producer's ongoing transaction. If a marker for the producer lands here meanwhile, the
 /// answer may be stale: ask again.
 ///
-/// `transaction` is the producer's transactional id and whether it speaks transactions v2
-/// (KIP-890 part 2): then the client sent no AddPartitionsToTxn, and the coordinator adds the
-/// partition instead of only confirming it. A stray batch cannot open a hanging transaction
-/// that way either: its epoch is older than the one its transaction's end bumped to, and the
-/// coordinator fences it.
+/// A transactions-v2 client (KIP-890 part 2) sends no AddPartitionsToTxn: the Produce handler
+/// adds the request's partitions in one call before they get here, so this confirms them the
+/// same way. A stray batch cannot open a hanging transaction that way either: its epoch is older
+/// than the one its transaction's end bumped to, and the coordinator fences it.
 async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], transaction: Option<ProduceTransaction<'_>>) -> Result<(), (i16, String)> {
-    let Ok(header) = shardlog_protocol::batch::parse_header(records, 0, false) else { return Ok(()) }; // append reports it
-                                                                                                       // Control batches from a client are refused by the append itself.
+    // A batch that does not parse, or a control batch from a client, is refused by the append.
+    let Ok(header) = shardlog_protocol::batch::parse_header(records, 0, false) else { return Ok(()) };
     if !header.is_transactional() || header.is_control() || header.producer_id < 0 {
         return Ok(());
     }
-    let Some(ProduceTransaction { id: transactional_id, add, abortable_known }) = transaction else {
+    let Some(ProduceTransaction { id: transactional_id, abortable_known }) = transaction else {
         return Err((ec::INVALID_RECORD, String::from("transactional batches need the producer's transactional id in the produce request")));
     };
     for _ in 0..VERIFY_ROUNDS_MAX {
@@ -313,7 +306,7 @@ async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], tr
             producer_id: header.producer_id,
             producer_epoch: header.producer_epoch,
             partitions: vec![(p.topic.clone(), p.partition)],
-            add,
+            add: false,
         };
         let code = match shard.txn_verifier.get() {
             Some(verify) => verify(verification).await.first().copied().unwrap_or(ec::UNKNOWN_SERVER_ERROR),
@@ -327,11 +320,10 @@ async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], tr
                 ec::TRANSACTION_ABORTABLE if !abortable_known => ec::INVALID_TXN_STATE,
                 code => code,
             };
-            let verb = if add { "adding the partition to" } else { "checking the partition against" };
             return Err((
                 code,
                 format!(
-                    "the transaction coordinator answered {} to {verb} the transaction of producer {} (transactional id {transactional_id:?})",
+                    "the transaction coordinator answered {} to checking the partition against the transaction of producer {} (transactional id {transactional_id:?})",
                     ec::error_name(code),
                     header.producer_id
                 ),
