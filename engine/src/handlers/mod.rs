@@ -264,12 +264,7 @@ impl<'a> Context<'a> {
 
     /// The quota of this request's client for `quota_type`, if it has one.
     pub fn client_quota(&self, quota_type: QuotaType) -> Option<crate::quota::Resolved> {
-        let meta = self.metadata();
-        if meta.client_quotas.is_empty() {
-            return None;
-        }
-        let client_id = self.header.client_id.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-        meta.client_quotas.resolve(quota_type.key(), crate::quota::user_of(&self.session.principal()), &client_id)
+        resolve_client_quota(&self.metadata(), self.header, self.session, quota_type)
     }
 
     /// Counts `bytes` against the client's quota on this shard. Over it: the throttle time, and
@@ -440,6 +435,16 @@ pub fn respond<R: Encodable>(header: &RequestHeader, body: &R) -> Response {
     }
 }
 
+/// The quota of `quota_type` that applies to the client of `header` on `session`, in Kafka's
+/// order of precedence over its user and client id, if it has one.
+fn resolve_client_quota(meta: &ClusterMetadata, header: &RequestHeader, session: &Session, quota_type: QuotaType) -> Option<crate::quota::Resolved> {
+    if meta.client_quotas.is_empty() {
+        return None;
+    }
+    let client_id = header.client_id.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    meta.client_quotas.resolve(quota_type.key(), crate::quota::user_of(&session.principal()), &client_id)
+}
+
 fn record_quota(
     config: &BrokerConfig,
     session: &Session,
@@ -472,10 +477,7 @@ pub fn admit(shard: &Shard, frame: &Bytes, session: &Session, connection: &Conne
     }
     // A header that does not parse closes the connection when the request is handled.
     let Ok(header) = request::parse_header(frame) else { return 0 };
-    let client_id = header.client_id.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-    let Some(quota) = meta.client_quotas.resolve(QuotaType::Produce.key(), crate::quota::user_of(&session.principal()), &client_id) else {
-        return 0;
-    };
+    let Some(quota) = resolve_client_quota(&meta, &header, session, QuotaType::Produce) else { return 0 };
     record_quota(&shard.config, session, connection, QuotaType::Produce, &quota, (frame.len() + shardlog_protocol::frame::FRAME_LENGTH_BYTES) as f64)
 }
 

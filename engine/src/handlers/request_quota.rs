@@ -17,7 +17,7 @@ use shardlog_protocol::kafka_protocol;
 use shardlog_protocol::request;
 use shardlog_protocol::response::{raise_throttle_time, Chunk};
 
-use super::{record_quota, ConnectionState, Response};
+use super::{record_quota, resolve_client_quota, ConnectionState, Response};
 use crate::quota::manager::QuotaType;
 use crate::security::Session;
 use crate::shard::Shard;
@@ -41,8 +41,7 @@ pub fn apply(shard: &Shard, session: &Session, connection: &ConnectionState, fra
     if exempt(header.api_key, header.api_version, connection) {
         return response;
     }
-    let client_id = header.client_id.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-    let resolved = shard.metadata.borrow().client_quotas.resolve(QuotaType::Request.key(), crate::quota::user_of(&session.principal()), &client_id);
+    let resolved = resolve_client_quota(&shard.metadata.borrow(), &header, session, QuotaType::Request);
     let Some(quota) = resolved else { return response };
     let percent = busy.as_nanos() as f64 * 100.0 / 1e9;
     let throttle_ms = record_quota(&shard.config, session, connection, QuotaType::Request, &quota, percent);

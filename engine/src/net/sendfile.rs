@@ -34,9 +34,9 @@ const SENDFILE_BLOCK_US_MAX: libc::suseconds_t = 1000;
 /// Bytes one blocking-pool job sends at most: the pool is shared with other connections and
 /// with segment seals, which queue behind a job, so a large range is sent in several.
 const SENDFILE_JOB_BYTES_MAX: u64 = 1 << 20;
-/// Bytes written the ordinary way (read, then written through glommio) when the socket was
-/// full, to wait for room without holding a pool thread.
-const ROOM_WAIT_BYTES: usize = 16 << 10;
+/// Bytes written the ordinary way, through glommio, when the socket was full (for a sendfile or
+/// a gathering sendmsg, `vectored`), to wait for room without blocking a thread.
+pub(super) const ROOM_WAIT_BYTES: usize = 16 << 10;
 /// Bytes per read when a range is copied rather than sent with sendfile (TLS).
 const COPY_CHUNK_BYTES: usize = 256 << 10;
 

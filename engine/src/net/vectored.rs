@@ -13,10 +13,10 @@ use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 
+use super::sendfile::ROOM_WAIT_BYTES;
+
 /// Buffers per sendmsg call (Linux takes up to IOV_MAX, 1024).
 const IOVECS_PER_CALL: usize = 64;
-/// Bytes written through glommio when the socket is full, to wait for room without blocking.
-const ROOM_WAIT_BYTES: usize = 16 << 10;
 
 /// Writes every byte of `buffers`, in order, to `writer`.
 pub async fn send_buffers(writer: &mut TcpStream, buffers: &[Bytes]) -> std::io::Result<()> {
