@@ -217,8 +217,13 @@ def test_explicit_replica_assignments_place_partitions_on_the_named_brokers(brok
     admin = AdminClient({"bootstrap.servers": bootstrap})
 
     admin.create_topics([NewTopic("placed", num_partitions=4, replica_assignment=[[3], [1], [3], [2]])])["placed"].result(timeout=30)
-    assert leaders(bootstrap, "placed") == {0: 3, 1: 1, 2: 3, 3: 2}
-    assert {p: hosts(nodes, "placed", p) for p in range(4)} == {0: [3], 1: [1], 2: [3], 3: [2]}
+    # Committed by the controller when answered; the broker asked applies it a moment later.
+    wait_until(lambda: leaders(bootstrap, "placed") == {0: 3, 1: 1, 2: 3, 3: 2}, f"{bootstrap} to list placed's leaders", timeout_s=30)
+    wait_until(
+        lambda: {p: hosts(nodes, "placed", p) for p in range(4)} == {0: [3], 1: [1], 2: [3], 3: [2]},
+        "the named brokers to hold placed's partitions",
+        timeout_s=30,
+    )
     # The named brokers serve them.
     produce(bootstrap, "placed", {p: 2 for p in range(4)})
     assert len(consume_all(nodes[0].bootstrap, "placed", 4, "read_uncommitted", group="placed-reader")) == 8
@@ -241,7 +246,7 @@ def test_explicit_replica_assignments_place_partitions_on_the_named_brokers(brok
     assert code == INVALID_REPLICA_ASSIGNMENT and "broker 7" in message, message
     # Several replicas a partition: the first leads, and every replica's broker holds it.
     admin.create_topics([NewTopic("replicated", num_partitions=1, replica_assignment=[[1, 2]])])["replicated"].result(timeout=30)
-    assert leaders(bootstrap, "replicated") == {0: 1}
+    wait_until(lambda: leaders(bootstrap, "replicated") == {0: 1}, f"{bootstrap} to list replicated-0's leader, broker 1", timeout_s=30)
     wait_until(lambda: hosts(nodes, "replicated", 0) == [1, 2], "both replicas' brokers hold replicated-0", timeout_s=30)
     code, message = refused(admin.create_partitions([NewPartitions("placed", 8, replica_assignment=[[1]])])["placed"])
     assert code == INVALID_REPLICA_ASSIGNMENT and "2 additional partition(s)" in message, message

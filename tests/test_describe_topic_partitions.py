@@ -100,7 +100,14 @@ def test_a_fenced_brokers_replicas_are_offline(broker_factory):
     nodes = start_cluster(broker_factory)
     wait_brokers(nodes)
     create_topics(nodes[0].bootstrap, {"dtp-spread": 6})
-    described, _ = describe(nodes[0].port, ["dtp-spread"], 2000)
+
+    def all_led():
+        # Committed by the controller when answered; node 0 applies it a moment later.
+        described, _ = describe(nodes[0].port, ["dtp-spread"], 2000)
+        partitions = described[0].partitions
+        return described if len(partitions) == 6 and all(p.leader >= 0 for p in partitions) else None
+
+    described = wait_until(all_led, "node 0 to describe dtp-spread's 6 partitions with leaders", timeout_s=30)
     owners = {p.index: p.replicas[0] for p in described[0].partitions}
     assert set(owners.values()) == {1, 2, 3}, owners
     assert all(p.offline == [] and p.leader == owners[p.index] for p in described[0].partitions)
