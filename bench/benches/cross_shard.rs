@@ -97,6 +97,7 @@ impl ShardCall for Stop {
 fn produce(batch: &Bytes) -> Produce {
     Produce {
         partitions: vec![(String::from("bench"), 0, batch.clone())],
+        request_bytes: batch.len(),
         acks: 1,
         timeout_ms: 30_000,
         transactional_id: None,

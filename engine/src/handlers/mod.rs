@@ -149,6 +149,8 @@ pub struct Context<'a> {
     /// The throttle time this request earned against the client's producer_byte_rate when it
     /// was read (see [`admit`]); 0 for other requests.
     pub produce_throttle_ms: u64,
+    /// The size of the buffer the request was read into (its frame, without the length prefix).
+    pub request_bytes: usize,
 }
 
 /// What the handlers keep per connection.
@@ -259,7 +261,7 @@ impl<'a> Context<'a> {
     }
 
     pub fn new(shard: &'a Shard, header: &'a RequestHeader, session: &'a Session, connection: &'a ConnectionState, request_seq: u64) -> Context<'a> {
-        Context { shard, header, session, authz: Authz::new(shard, session), connection, request_seq, produce_throttle_ms: 0 }
+        Context { shard, header, session, authz: Authz::new(shard, session), connection, request_seq, produce_throttle_ms: 0, request_bytes: 0 }
     }
 
     /// The quota of this request's client for `quota_type`, if it has one.
@@ -567,6 +569,7 @@ async fn handle_request(
     tracing::trace!(%peer, api_key = header.api_key, version = header.api_version, correlation_id = header.correlation_id, "request");
     let mut ctx = Context::new(&shard, &header, session, connection, request_seq);
     ctx.produce_throttle_ms = produce_throttle_ms;
+    ctx.request_bytes = frame.len();
     match body {
         RequestBody::ApiVersions(_) => api_versions::handle(&ctx),
         RequestBody::Metadata(r) => metadata::handle(&ctx, r).await,

@@ -142,7 +142,7 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
         let transactional_id = transactional_id.clone();
         async move {
             let count = partitions.len();
-            let call = Produce { partitions, acks, timeout_ms, transactional_id, transaction_abortable_known };
+            let call = Produce { partitions, request_bytes: ctx.request_bytes, acks, timeout_ms, transactional_id, transaction_abortable_known };
             let replied = match ctx.call(owner, call).await {
                 Ok(o) => {
                     assert_eq!(o.len(), count, "owner shard {owner} answered {} of {count} partitions", o.len());

@@ -15,7 +15,10 @@ use super::router::ShardCall;
 /// the producer's ongoing transaction. One outcome per partition, in request order.
 #[derive(Debug)]
 pub struct Produce {
+    /// Each partition's records: slices of the request's buffer.
     pub partitions: Vec<(String, i32, Bytes)>,
+    /// The size of that buffer, which a record slice kept in memory keeps alive.
+    pub request_bytes: usize,
     pub acks: i16,
     /// How long an acks=all write may wait for the in-sync replicas (the request's timeout).
     pub timeout_ms: u64,

@@ -4,7 +4,6 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures::StreamExt;
 use shardlog_protocol::error_code as ec;
 
@@ -17,6 +16,7 @@ use super::replication_quota::{self, Side};
 use super::{Shard, TxnVerification};
 use crate::metadata::ClusterMetadata;
 use crate::runtime;
+use crate::storage::batch_bytes::charge_bound;
 use crate::storage::log::{now_ms, AppendError, LogConfig, Partition, PartitionLog, ReadError};
 use crate::storage::max_timestamp::MaxTimestampLookup;
 use crate::storage::timestamp_lookup::TimestampLookup;
@@ -31,10 +31,7 @@ pub fn serve(shard: &Rc<Shard>) {
             // join_all polls the appends in request order, so each reaches its partition (and
             // the dirty budget's line) in that order: pipelined requests keep their offsets'
             // order.
-            let appends = call.partitions.iter().map(|(topic, partition, records)| {
-                let transaction = call.transactional_id.as_deref().map(|id| ProduceTransaction { id, abortable_known: call.transaction_abortable_known });
-                produce(&shard, topic, *partition, records.clone(), call.acks, call.timeout_ms, transaction)
-            });
+            let appends = call.partitions.iter().map(|(topic, partition, records)| produce(&shard, &call, topic, *partition, records.clone()));
             futures::future::join_all(appends).await
         }
     });
@@ -84,15 +81,11 @@ pub struct ProduceTransaction<'a> {
     pub abortable_known: bool,
 }
 
-pub async fn produce(
-    shard: &Rc<Shard>,
-    topic: &str,
-    partition: i32,
-    records: bytes::Bytes,
-    acks: i16,
-    timeout_ms: u64,
-    transaction: Option<ProduceTransaction<'_>>,
-) -> ProduceOutcome {
+/// Appends one partition's `records` of a produce request (`call`), answered when the request's
+/// acks are met.
+pub async fn produce(shard: &Rc<Shard>, call: &Produce, topic: &str, partition: i32, records: bytes::Bytes) -> ProduceOutcome {
+    let (acks, timeout_ms) = (call.acks, call.timeout_ms);
+    let transaction = call.transactional_id.as_deref().map(|id| ProduceTransaction { id, abortable_known: call.transaction_abortable_known });
     let mut outcome = ProduceOutcome {
         error_code: ec::NONE,
         base_offset: -1,
@@ -135,10 +128,13 @@ pub async fn produce(
     // (a disk slower than the network), the produce waits here. Its connection then holds its
     // in-flight requests and stops reading the socket, so producers slow down to the disk's pace.
     let dirty_budget = p.log.borrow().dirty_budget().clone();
-    dirty_budget.wait_for_room(records.len()).await;
-    // No await from here to the append: the room seen above is still there.
-    // The one copy on the produce path: from the request buffer into the log's own buffer.
-    let info = match p.append(BytesMut::from(&records[..]), now_ms()) {
+    let request_bytes = call.request_bytes;
+    dirty_budget.wait_for_room(charge_bound(records.len(), request_bytes)).await;
+    // No await from here to the append: the room seen above is still there. A batch filling
+    // most of its request stays in the request's buffer (the flusher's copy to the disk is then
+    // its only one); others are copied out, so what the log holds stays bounded.
+    let records_len = records.len();
+    let info = match p.append_in_place(records, request_bytes, now_ms()) {
         Ok(info) => info,
         Err(e) => {
             outcome.error_code = append_error_code(&e);
@@ -166,7 +162,7 @@ pub async fn produce(
         }
     }
     if !info.duplicate && shard.config.metrics_enabled {
-        p.probe.bytes_in.add(records.len() as u64);
+        p.probe.bytes_in.add(records_len as u64);
         p.probe.records_in.add((info.last_offset - info.base_offset + 1) as u64);
     }
     outcome.base_offset = info.base_offset;

@@ -2,23 +2,25 @@
 //!
 //! It always holds every batch that has not reached the segment file yet, so a read of the tail
 //! never touches the disk; older batches are dropped from the front once the cache is over its
-//! byte budget and they are durable.
+//! byte budget and they are durable. Its bytes are counted as what its batches keep alive
+//! ([`BatchBytes::held`]): a batch kept in its request's buffer counts that whole buffer.
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use super::batch_bytes::BatchBytes;
 
 #[derive(Debug, Clone)]
 pub struct CachedBatch {
     pub base_offset: i64,
     pub last_offset: i64,
     pub max_timestamp: i64,
-    pub bytes: Bytes,
+    pub bytes: BatchBytes,
 }
 
 #[derive(Default)]
 pub struct BatchCache {
     batches: VecDeque<CachedBatch>,
+    /// What the batches keep alive.
     bytes: usize,
 }
 
@@ -27,7 +29,7 @@ impl BatchCache {
         if let Some(last) = self.batches.back() {
             assert!(batch.base_offset > last.last_offset, "cache batches must be in offset order");
         }
-        self.bytes += batch.bytes.len();
+        self.bytes += batch.bytes.held();
         self.batches.push_back(batch);
     }
 
@@ -37,7 +39,7 @@ impl BatchCache {
         while self.bytes > bytes_max {
             match self.batches.front() {
                 Some(front) if front.last_offset < keep_from_offset => {
-                    self.bytes -= front.bytes.len();
+                    self.bytes -= front.bytes.held();
                     self.batches.pop_front();
                 }
                 _ => break,
@@ -52,7 +54,7 @@ impl BatchCache {
             if front.last_offset >= offset {
                 break;
             }
-            self.bytes -= front.bytes.len();
+            self.bytes -= front.bytes.held();
             self.batches.pop_front();
         }
     }
@@ -68,12 +70,12 @@ impl BatchCache {
     /// Batches from the one holding `offset`, until adding one more would pass `max_bytes`
     /// (the first is always included, as Kafka does, so a large batch still makes progress),
     /// each with the number of offsets it spans.
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Vec<(Bytes, u64)> {
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Vec<(BatchBytes, u64)> {
         self.read_until(offset, max_bytes, i64::MAX).into_iter().map(|(bytes, records, _)| (bytes, records)).collect()
     }
 
     /// As `read`, but only batches that start below `end_offset`; each with its last offset.
-    pub fn read_until(&self, offset: i64, max_bytes: usize, end_offset: i64) -> Vec<(Bytes, u64, i64)> {
+    pub fn read_until(&self, offset: i64, max_bytes: usize, end_offset: i64) -> Vec<(BatchBytes, u64, i64)> {
         let start = self.batches.partition_point(|b| b.last_offset < offset);
         let mut out = Vec::new();
         let mut total = 0;
@@ -103,7 +105,7 @@ mod tests {
     use super::*;
 
     fn batch(base: i64, last: i64, len: usize) -> CachedBatch {
-        CachedBatch { base_offset: base, last_offset: last, max_timestamp: base, bytes: Bytes::from(vec![0u8; len]) }
+        CachedBatch { base_offset: base, last_offset: last, max_timestamp: base, bytes: BatchBytes::whole(bytes::Bytes::from(vec![0u8; len])) }
     }
 
     #[test]
@@ -117,6 +119,20 @@ mod tests {
         assert_eq!(cache.read(7, 200).len(), 2);
         assert_eq!(cache.read(0, 1).len(), 1, "first batch always included");
         assert!(cache.read(11, 1000).is_empty());
+    }
+
+    #[test]
+    fn a_batch_kept_in_its_request_counts_the_request_it_keeps_alive() {
+        let mut cache = BatchCache::default();
+        let request = bytes::Bytes::from(shardlog_protocol::batch::build_batch(0, 1, &[(None, Some(&[7u8; 300][..]))]));
+        let len = request.len();
+        cache.push(CachedBatch { base_offset: 0, last_offset: 0, max_timestamp: 1, bytes: BatchBytes::in_place(request, 4 * len, 0, 0) });
+        cache.push(batch(1, 1, 100));
+        assert_eq!(cache.bytes(), 4 * len + 100);
+        assert_eq!(cache.read(0, usize::MAX)[0].0.len(), len, "reads size batches by their own bytes");
+        cache.evict(4 * len, 2);
+        assert_eq!(cache.first_offset(), Some(1), "over the limit by what it holds alive, not by its size");
+        assert_eq!(cache.bytes(), 100);
     }
 
     #[test]

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bytes::Bytes;
 use glommio::io::{DmaFile, OpenOptions};
 
+use super::batch_bytes::BatchBytes;
 use super::disk::sync_dir;
 use super::log::{Pending, PRODUCER_SNAPSHOTS_KEPT};
 use super::partition::Partition;
@@ -198,7 +198,7 @@ impl Flusher {
         Ok(end_offset)
     }
 
-    async fn write(&mut self, partition: &Partition, segment_base: i64, start: u64, batches: &[Bytes], len: usize) -> Result<()> {
+    async fn write(&mut self, partition: &Partition, segment_base: i64, start: u64, batches: &[BatchBytes], len: usize) -> Result<()> {
         let truncations = partition.log.borrow().truncations();
         if truncations != self.truncations {
             // The log end was cut under the open file: its tail page and preallocation are
@@ -236,7 +236,7 @@ impl Flusher {
         assert_eq!(aligned_start + self.tail.len() as u64, start, "tail page must end where the new bytes start");
         // The bytes to write, in order: the rewritten partial page, then the batches, copied
         // straight from the log's buffers into the DMA buffers.
-        let pieces: Vec<&[u8]> = std::iter::once(&self.tail[..]).chain(batches.iter().map(|b| &b[..])).collect();
+        let pieces: Vec<&[u8]> = std::iter::once(&self.tail[..]).chain(batches.iter().flat_map(|b| b.pieces().map(|p| &p[..]))).collect();
         let total = self.tail.len() + len;
         // A failed write leaves the tail as it was: a retry rewrites the same pages from it.
         self.write_pages(&pieces, total, aligned_start, segment_base, write_bytes_max, in_flight_max).await?;

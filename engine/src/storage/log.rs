@@ -21,6 +21,7 @@ use anyhow::Result;
 use bytes::{Bytes, BytesMut};
 use shardlog_protocol::batch::{self, BatchError, BatchHeader};
 
+use super::batch_bytes::{kept_in_place, BatchBytes};
 use super::cache::{BatchCache, CachedBatch};
 use super::cold_read::{ColdRead, Step};
 use super::leader_epoch::LeaderEpochCache;
@@ -133,6 +134,21 @@ pub enum AppendError {
     NotAtLogEnd { base_offset: i64, log_end_offset: i64 },
 }
 
+/// Records to append: in a buffer of the log's own, or as a produce request brought them.
+enum Received {
+    Owned(BytesMut),
+    InPlace { records: Bytes, request_bytes: usize },
+}
+
+impl Received {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Received::Owned(records) => records,
+            Received::InPlace { records, .. } => records,
+        }
+    }
+}
+
 /// Who appends: a client's produce request is checked in full; the broker's own writes
 /// (transaction markers, transactional offset commits) carry no sequence numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,7 +236,7 @@ pub enum ReadStart {
 pub(super) struct Pending {
     pub(super) segment_base: i64,
     pub(super) start_position: u64,
-    pub(super) batches: Vec<Bytes>,
+    pub(super) batches: Vec<BatchBytes>,
     pub(super) len: usize,
     pub(super) end_offset: i64,
 }
@@ -238,7 +254,8 @@ pub struct PartitionLog {
     pub(super) cleaner_offset: i64,
     pending: VecDeque<Pending>,
     /// Appended bytes not yet durable, by the offset that ends them: charged to the shard's
-    /// dirty budget at append, released when the fdatasync covers them.
+    /// dirty budget at append (what their batches keep alive), released when the fdatasync
+    /// covers them.
     unsynced: VecDeque<(i64, usize)>,
     dirty_budget: Rc<ByteBudget>,
     pub(super) cache: BatchCache,
@@ -780,8 +797,19 @@ impl PartitionLog {
         self.append_from(BytesMut::from(&marker[..]), now, AppendOrigin::Marker { commit, coordinator_epoch })
     }
 
-    pub fn append_from(&mut self, mut records: BytesMut, now: u64, origin: AppendOrigin) -> Result<AppendInfo, AppendError> {
-        let headers = self.check_appendable(&records)?;
+    pub fn append_from(&mut self, records: BytesMut, now: u64, origin: AppendOrigin) -> Result<AppendInfo, AppendError> {
+        self.append_received(Received::Owned(records), now, origin)
+    }
+
+    /// Appends a producer's records as its request brought them (`records`, a slice of a
+    /// request buffer of `request_bytes`): one batch filling at least half of the request is
+    /// kept in it (see `batch_bytes`), anything else is copied out first.
+    pub fn append_in_place(&mut self, records: Bytes, request_bytes: usize, now: u64) -> Result<AppendInfo, AppendError> {
+        self.append_received(Received::InPlace { records, request_bytes }, now, AppendOrigin::Client)
+    }
+
+    fn append_received(&mut self, mut received: Received, now: u64, origin: AppendOrigin) -> Result<AppendInfo, AppendError> {
+        let headers = self.check_appendable(received.bytes())?;
         if let Some(h) = headers.iter().find(|h| h.size_bytes > self.config.message_max_bytes) {
             return Err(AppendError::TooLarge { size: h.size_bytes, max: self.config.message_max_bytes });
         }
@@ -828,25 +856,39 @@ impl PartitionLog {
             let last = (h.base_sequence as i64 + h.last_offset_delta as i64) % (i32::MAX as i64 + 1);
             in_request.insert(h.producer_id, (h.producer_epoch, last as i32));
         }
+        if let Received::InPlace { records, request_bytes } = &received {
+            // LogAppendTime rewrites the attributes and the CRC too: such batches get a buffer of
+            // their own, as do several batches in one partition's records (rare; each would be
+            // charged the whole request).
+            if self.config.log_append_time || headers.len() != 1 || !kept_in_place(records.len(), *request_bytes) {
+                received = Received::Owned(BytesMut::from(&records[..]));
+            }
+        }
         let log_append_time_ms = if self.config.log_append_time { now as i64 } else { -1 };
         let base_offset = self.next_offset;
         for header in &headers {
-            let mut batch_bytes = records.split_to(header.size_bytes);
             let offset = self.next_offset;
-            batch::set_base_offset(&mut batch_bytes, offset);
             // Whatever a producer put there (-1 usually), the batch carries the epoch of the
             // leader that appended it: followers and OffsetForLeaderEpoch rely on it.
-            batch::set_partition_leader_epoch(&mut batch_bytes, self.leader_epoch);
-            if self.config.log_append_time {
-                batch::set_log_append_time(&mut batch_bytes, header.size_bytes, now as i64);
-            }
+            let batch_bytes = match &mut received {
+                Received::Owned(records) => {
+                    let mut batch_bytes = records.split_to(header.size_bytes);
+                    batch::set_base_offset(&mut batch_bytes, offset);
+                    batch::set_partition_leader_epoch(&mut batch_bytes, self.leader_epoch);
+                    if self.config.log_append_time {
+                        batch::set_log_append_time(&mut batch_bytes, header.size_bytes, now as i64);
+                    }
+                    BatchBytes::whole(batch_bytes.freeze())
+                }
+                Received::InPlace { records, request_bytes } => BatchBytes::in_place(records.clone(), *request_bytes, offset, self.leader_epoch),
+            };
             let assigned = BatchHeader {
                 base_offset: offset,
                 partition_leader_epoch: self.leader_epoch,
                 max_timestamp: if self.config.log_append_time { now as i64 } else { header.max_timestamp },
                 ..*header
             };
-            self.push_batch(assigned, batch_bytes.freeze(), now, origin);
+            self.push_batch(assigned, batch_bytes, now, origin);
         }
         Ok(AppendInfo { base_offset, last_offset: self.next_offset - 1, log_append_time_ms, log_start_offset: self.log_start_offset, duplicate: false })
     }
@@ -895,7 +937,7 @@ impl PartitionLog {
             } else {
                 AppendOrigin::Replication
             };
-            self.push_batch(*header, batch_bytes.freeze(), now, origin);
+            self.push_batch(*header, BatchBytes::whole(batch_bytes.freeze()), now, origin);
         }
         Ok(AppendInfo { base_offset, last_offset: self.next_offset - 1, log_append_time_ms: -1, log_start_offset: self.log_start_offset, duplicate: false })
     }
@@ -903,7 +945,7 @@ impl PartitionLog {
     /// Puts one batch at its final offset (in `header` and already in `frozen`): the epoch
     /// cache, a roll if due, producer state, the segment's indexes, the flusher's queue, the
     /// dirty budget and the cache.
-    fn push_batch(&mut self, assigned: BatchHeader, frozen: Bytes, now: u64, origin: AppendOrigin) {
+    fn push_batch(&mut self, assigned: BatchHeader, frozen: BatchBytes, now: u64, origin: AppendOrigin) {
         let offset = assigned.base_offset;
         if self.epochs.assign(assigned.partition_leader_epoch, offset) {
             self.epochs_dirty = true;
@@ -915,7 +957,7 @@ impl PartitionLog {
         seg.record_batch(&assigned, self.config.index_interval_bytes);
         let segment_base = seg.base_offset;
         self.next_offset = assigned.last_offset() + 1;
-        let len = frozen.len();
+        let (len, held) = (frozen.len(), frozen.held());
         match self.pending.back_mut() {
             Some(p) if p.segment_base == segment_base && p.start_position + p.len as u64 == position => {
                 p.batches.push(frozen.clone());
@@ -924,8 +966,8 @@ impl PartitionLog {
             }
             _ => self.pending.push_back(Pending { segment_base, start_position: position, batches: vec![frozen.clone()], len, end_offset: self.next_offset }),
         }
-        self.unsynced.push_back((self.next_offset, len));
-        self.dirty_budget.charge(len);
+        self.unsynced.push_back((self.next_offset, held));
+        self.dirty_budget.charge(held);
         self.cache.push(CachedBatch { base_offset: offset, last_offset: assigned.last_offset(), max_timestamp: assigned.max_timestamp, bytes: frozen });
     }
 
@@ -1059,7 +1101,7 @@ impl PartitionLog {
                 result.end_offset = last_offset + 1;
                 result.bytes += bytes.len();
                 result.records += records;
-                result.pieces.push(ReadPiece::Memory(bytes));
+                result.pieces.extend(bytes.pieces().cloned().map(ReadPiece::Memory));
             }
             return Ok(ReadStart::Done(result));
         }

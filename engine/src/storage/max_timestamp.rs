@@ -77,7 +77,7 @@ impl PartitionLog {
         let (timestamp, last_offset) = (seg.max_timestamp, seg.offset_of_max_timestamp);
         if self.cache.first_offset().is_some_and(|first| first <= last_offset) {
             if let Some(cached) = self.cache.find_timestamp(timestamp, last_offset).filter(|c| c.last_offset == last_offset) {
-                return MaxTimestampLookup::Read(MaxTimestampRead { timestamp, last_offset, source: Source::Memory(cached.bytes.clone()) });
+                return MaxTimestampLookup::Read(MaxTimestampRead { timestamp, last_offset, source: Source::Memory(cached.bytes.contiguous()) });
             }
         }
         // Not in the cache, so written: the cache holds every batch the file does not yet.

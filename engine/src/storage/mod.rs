@@ -7,6 +7,7 @@
 //! without blocking; `recovery` opens a log from its files; `partition` is the handle its owner
 //! shard holds; `flusher` makes its appends durable; `deletion` removes a deleted partition's
 //! directory off the shard.
+pub mod batch_bytes;
 pub mod cache;
 pub mod checkpoint;
 pub mod cold_read;

@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use anyhow::Result;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::cold_read::Step;
 use super::disk::{sync_dir, write_synced};
@@ -85,17 +85,26 @@ impl Partition {
 
     pub fn append_from(&self, records: BytesMut, now: u64, origin: AppendOrigin) -> Result<AppendInfo, AppendError> {
         let info = self.log.borrow_mut().append_from(records, now, origin)?;
-        self.appended.notify_all();
-        self.flush_wanted.notify_all();
-        Ok(info)
+        Ok(self.wake_after_append(info))
+    }
+
+    /// Appends a producer's records where its request brought them (`PartitionLog::append_in_place`).
+    pub fn append_in_place(&self, records: Bytes, request_bytes: usize, now: u64) -> Result<AppendInfo, AppendError> {
+        let info = self.log.borrow_mut().append_in_place(records, request_bytes, now)?;
+        Ok(self.wake_after_append(info))
     }
 
     /// Appends a follower's copy of the leader's batches (`PartitionLog::append_replicated`).
     pub fn append_replicated(&self, records: BytesMut, now: u64) -> Result<AppendInfo, AppendError> {
         let info = self.log.borrow_mut().append_replicated(records, now)?;
+        Ok(self.wake_after_append(info))
+    }
+
+    /// Wakes what waits for new data (readers, the flusher) after an append.
+    fn wake_after_append(&self, info: AppendInfo) -> AppendInfo {
         self.appended.notify_all();
         self.flush_wanted.notify_all();
-        Ok(info)
+        info
     }
 
     /// Sets the high watermark replication allows; a move wakes long-polling fetches (they

@@ -495,6 +495,69 @@ fn appends_charge_the_dirty_budget_until_their_fdatasync_releases_it() {
     });
 }
 
+/// A produce request's buffer holding `records` between 10 bytes before and `after` bytes after
+/// them, as a request frame holds a partition's records; answers the buffer and the slice.
+fn in_request(records: &[u8], after: usize) -> (bytes::Bytes, bytes::Bytes) {
+    let mut frame = vec![0xee; 10];
+    frame.extend_from_slice(records);
+    frame.extend(std::iter::repeat_n(0xee, after));
+    let frame = bytes::Bytes::from(frame);
+    let slice = frame.slice(10..10 + records.len());
+    (frame, slice)
+}
+
+#[test]
+fn a_batch_filling_its_request_is_kept_in_it_charged_whole_and_written_and_read_as_assigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let (p, budget) = unstarted_with_budget(&path);
+        p.append(batch_of(0, 2), 10).unwrap(); // offsets 0..=1, a buffer of the log's own
+        let big = batch_of(2, 200);
+        let (frame, records) = in_request(&big, 30);
+        let info = p.append_in_place(records.clone(), frame.len(), 10).unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (2, 201));
+        // A small partition of a large request is copied out, and charged its own size.
+        let small = batch_of(202, 1);
+        let (small_frame, small_records) = in_request(&small, 4 * small.len());
+        p.append_in_place(small_records.clone(), small_frame.len(), 10).unwrap();
+        let first = batch_of(0, 2).len();
+        assert_eq!(budget.used_bytes(), first + frame.len() + small.len(), "kept in place: charged the whole request it keeps alive");
+        assert_eq!(p.log.borrow().cache_bytes(), first + frame.len() + small.len());
+
+        let read = p.log.borrow().read(2, 1 << 20).unwrap();
+        let memory: Vec<bytes::Bytes> = read
+            .pieces
+            .iter()
+            .map(|piece| match piece {
+                ReadPiece::Memory(b) => b.clone(),
+                ReadPiece::File { .. } => panic!("a tail read comes from the cache"),
+            })
+            .collect();
+        assert!(memory.iter().any(|b| b.as_ptr() == records[16..].as_ptr()), "the cache serves the request's own bytes");
+        assert!(memory.iter().all(|b| !small_frame.as_ptr_range().contains(&b.as_ptr())), "the small one was copied");
+        let cached: Vec<u8> = memory.iter().flat_map(|b| b.iter().copied()).collect();
+        let headers = parse_all(&cached, true).expect("whole batches with valid CRCs");
+        assert_eq!(headers.iter().map(|h| (h.base_offset, h.last_offset())).collect::<Vec<_>>(), vec![(2, 201), (202, 202)]);
+        let mut expected = BytesMut::from(&big[..]);
+        shardlog_protocol::batch::set_base_offset(&mut expected, 2);
+        shardlog_protocol::batch::set_partition_leader_epoch(&mut expected, headers[0].partition_leader_epoch);
+        assert_eq!(&cached[..big.len()], &expected[..]);
+        assert_eq!(&records[..], &big[..], "the request's bytes are left as they came");
+
+        p.start_flusher();
+        p.wait_durable(202).await.unwrap();
+        assert_eq!(budget.used_bytes(), 0, "the fdatasync gives the whole request's charge back");
+        let from_memory = read_all_bytes(&p, 0);
+        p.close(true).await.unwrap();
+        // What the disk holds is what the cache served: reopened, every read is from the file.
+        let p = open(&path, LogConfig { cache_bytes: 0, ..config() });
+        assert_eq!(read_all_bytes(&p, 0), from_memory);
+        assert_eq!(p.log.borrow().log_end_offset(), 203);
+        p.close(true).await.unwrap();
+    });
+}
+
 #[test]
 fn a_dropped_partition_gives_back_what_it_never_made_durable() {
     let dir = tempfile::tempdir().unwrap();

@@ -80,11 +80,12 @@ impl PartitionLog {
                 // The cache holds the batch of `from` and everything after it: no file to read.
                 let mut after = from;
                 while let Some(cached) = self.cache.find_timestamp(timestamp, after) {
-                    if is_compressed(&cached.bytes) {
+                    let bytes = cached.bytes.contiguous();
+                    if is_compressed(&bytes) {
                         let source = Source::Memory(cached.clone());
                         return TimestampLookup::Read(TimestampRead { timestamp, start_offset, segment_base: seg.base_offset, source });
                     }
-                    match search_batch(&cached.bytes, timestamp, start_offset) {
+                    match search_batch(&bytes, timestamp, start_offset) {
                         Some(Some(answer)) => return TimestampLookup::Done(Some(answer)),
                         Some(None) => after = cached.last_offset + 1,
                         None => return TimestampLookup::Done(Some(shallow(cached.base_offset, cached.max_timestamp, start_offset))),
@@ -166,7 +167,9 @@ fn is_compressed(batch_bytes: &[u8]) -> bool {
 /// The answer a cached batch that reaches `timestamp` gives (see [`search_batch`]); one whose
 /// records at or after the start are all older answers shallowly too.
 fn answer_from(cached: &CachedBatch, timestamp: i64, start_offset: i64) -> (i64, i64) {
-    search_batch(&cached.bytes, timestamp, start_offset).flatten().unwrap_or_else(|| shallow(cached.base_offset, cached.max_timestamp, start_offset))
+    search_batch(&cached.bytes.contiguous(), timestamp, start_offset)
+        .flatten()
+        .unwrap_or_else(|| shallow(cached.base_offset, cached.max_timestamp, start_offset))
 }
 
 /// The answer of a batch that cannot be opened (malformed, too large decompressed): the batch
