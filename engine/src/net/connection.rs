@@ -273,6 +273,15 @@ async fn write_loop(shard: Rc<Shard>, mut writer: Writer, rx: local_channel::Loc
 }
 
 async fn write_chunks(shard: &Shard, writer: &mut Writer, chunks: Vec<Chunk<crate::storage::FileRange>>) -> std::io::Result<()> {
+    sendfile::prefetch(
+        chunks
+            .iter()
+            .filter_map(|c| match c {
+                Chunk::External { len, source } => Some((source.clone(), *len)),
+                Chunk::Bytes(_) => None,
+            })
+            .collect(),
+    );
     match writer {
         Writer::Plain(w) => {
             // Runs of in-memory pieces go out gathered, segment ranges with sendfile.

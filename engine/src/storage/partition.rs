@@ -119,9 +119,7 @@ impl Partition {
     pub fn append_marker(&self, producer_id: i64, epoch: i16, commit: bool, coordinator_epoch: i32, now: u64) -> Result<AppendInfo, AppendError> {
         let info = self.log.borrow_mut().append_marker(producer_id, epoch, commit, coordinator_epoch, now)?;
         self.markers_written.set(self.markers_written.get() + 1);
-        self.appended.notify_all();
-        self.flush_wanted.notify_all();
-        Ok(info)
+        Ok(self.wake_after_append(info))
     }
 
     /// Reads from `offset` up to about `max_bytes` (at least one whole batch if there is one) of
