@@ -72,6 +72,21 @@ def confluent_producer(bootstrap: str, **overrides) -> confluent_kafka.Producer:
     return confluent_kafka.Producer(config)
 
 
+def warm_producer(producer: confluent_kafka.Producer, topic: str, partitions: int = 1, timeout_s: float = 30.0) -> None:
+    """Makes the producer learn the topic's partitions and leaders before its first produce().
+
+    Without it, librdkafka parks messages as unassigned until its first metadata answer and then
+    moves them to their partition one by one; a flush() under way sends whatever has moved, so a
+    test that needs its records in one batch sees that batch split (one CI run got 1 + 7)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        md = producer.list_topics(topic=topic, timeout=10).topics.get(topic)
+        if md is not None and md.error is None and len(md.partitions) == partitions and all(p.leader >= 0 for p in md.partitions.values()):
+            return
+        assert time.monotonic() < deadline, f"the producer never learned {partitions} partitions with leaders for {topic}: {md}"
+        time.sleep(0.1)
+
+
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
     admin = AdminClient(rdkafka(bootstrap))
     futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)], operation_timeout=30)

@@ -28,6 +28,7 @@ def list_offset(bootstrap: str, spec: OffsetSpec) -> tuple[int, int]:
 
 def produce_with_timestamps(bootstrap: str, timestamps: list[int], **overrides) -> None:
     producer = clients.confluent_producer(bootstrap, **{"max.in.flight.requests.per.connection": 1, **overrides})
+    clients.warm_producer(producer, TOPIC)
     errors = []
     for i, ts in enumerate(timestamps):
         producer.produce(TOPIC, value=b"v%04d" % i + b"x" * 200, timestamp=ts, on_delivery=lambda err, _m: errors.append(err) if err else None)

@@ -125,6 +125,7 @@ def produce_timestamped(broker, topic: str) -> list[int]:
         assert producer.flush(30) == 0
         timestamps.append(ts)
     batched = clients.confluent_producer(broker.bootstrap, **{"linger.ms": 1000})
+    clients.warm_producer(batched, topic)
     for j in range(5):
         ts = BASE_TS + 20_000 + 1000 * j
         batched.produce(topic, value=f"batched-{j}".encode(), timestamp=ts)
@@ -218,6 +219,7 @@ def test_list_offsets_by_timestamp_finds_the_record_inside_a_compressed_batch(br
     clients.create_topic(broker.bootstrap, topic, 1)
     timestamps = [BASE_TS + d for d in (0, 40, 10, 30, 20, 50, 60, 45)]
     producer = clients.confluent_producer(broker.bootstrap, **{"compression.type": "lz4", "linger.ms": 200, "max.in.flight.requests.per.connection": 1})
+    clients.warm_producer(producer, topic)
     for i, ts in enumerate(timestamps):
         producer.produce(topic, value=b"v%d" % i + b"x" * 200, timestamp=ts)  # compressible: librdkafka sends uncompressed otherwise
     assert producer.flush(30) == 0
