@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -281,6 +282,31 @@ def test_hand_built_batch_is_accepted(broker, crc_topic):
         [fp] = kw.parse_fetch_v4(conn.request(kw.fetch_v4_request, crc_topic, 0, start))
         records = kw.decode_uncompressed_records(fp.records)
         assert [(o, k, v) for o, _, k, v in records] == [(start, b"k1", b"v1"), (start + 1, b"k2", b"v2"), (start + 2, None, b"v3")]
+
+
+def test_a_request_arriving_in_pieces_is_received_whole(broker, crc_topic):
+    """A produce request that arrives in small pieces, with pauses (the broker waits for the
+    socket in the middle of the length prefix, the header and the batch, and receives what has
+    arrived straight into the frame's buffer), is appended byte for byte as sent, and the
+    connection goes on to serve the next request."""
+    with kw.Connection(broker.port) as conn:
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        start = log_end_offset(conn, crc_topic)
+        sent = [(b"k%d" % i, bytes([i]) * (300 + i)) for i in range(20)]
+        cid = conn.correlation_id()
+        request = kw.produce_v3_request(cid, crc_topic, 0, kw.record_batch(sent), acks=1)
+        cuts = [0, 2, 5, 6, 40, 41, 300, 1000, 2500, len(request) - 1, len(request)]
+        assert cuts == sorted(cuts) and len(request) > 2500
+        for a, b in zip(cuts, cuts[1:]):
+            conn.send(request[a:b])
+            time.sleep(0.02)
+        got, body = conn.recv_frame()
+        assert got == cid, f"correlation id {got} answers request {cid}"
+        [(_, _, error, base)] = kw.parse_produce_v3(body)
+        assert (error, base) == (kw.NONE, start)
+        [fp] = kw.parse_fetch_v4(conn.request(kw.fetch_v4_request, crc_topic, 0, start))
+        records = kw.decode_uncompressed_records(fp.records)
+        assert [(o, k, v) for o, _, k, v in records] == [(start + i, k, v) for i, (k, v) in enumerate(sent)]
 
 
 def corrupt_cases() -> list[tuple[str, Callable[[bytes], bytes], set[int]]]:

@@ -36,7 +36,7 @@ use crate::handlers::{self, Response};
 use crate::security::{principal, Session, ANONYMOUS};
 use crate::shard::Shard;
 
-/// Bytes read per step while receiving a frame: pages of the frame's buffer are touched only as
+/// Bytes read per step while receiving a frame through TLS: pages of the frame's buffer are touched only as
 /// its bytes arrive, so a client that announces a large frame but sends little costs little.
 const READ_STEP_BYTES: usize = 64 << 10;
 
@@ -100,7 +100,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, listener: usize) {
                     tracing::debug!(%peer, listener = %listener_name, principal = %session.principal(), "TLS handshake done");
                     let fd = stream.get_ref().0.as_raw_fd();
                     let (reader, writer) = futures::io::AsyncReadExt::split(stream);
-                    run(&shard, reader, Writer::Tls(writer), fd, session).await;
+                    run(&shard, reader, Writer::Tls(writer), fd, None, session).await;
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -131,11 +131,13 @@ async fn serve_plaintext(shard: &Rc<Shard>, stream: TcpStream, session: Rc<Sessi
     let writer = unsafe { TcpStream::from_raw_fd(writer_fd) };
     sendfile::limit_blocking(writer_fd);
     let fd = stream.as_raw_fd();
-    run(shard, stream, Writer::Plain(writer), fd, session).await;
+    run(shard, stream, Writer::Plain(writer), fd, Some(fd), session).await;
 }
 
 /// The reader loop; `fd` is the socket, shut down when the writer stops so the reader wakes.
-async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Writer, fd: i32, session: Rc<Session>) {
+/// `recv_fd` is set where the reader is the socket itself (plaintext), so a frame's bytes can be
+/// received straight into its buffer (`read_body`).
+async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Writer, fd: i32, recv_fd: Option<i32>, session: Rc<Session>) {
     let peer = session.peer;
     let sasl = shard.config.security.listeners[session.listener].sasl.is_some();
     let (tx, rx) = local_channel::new_bounded::<JoinHandle<Response>>(shard.config.connection_requests_inflight_max);
@@ -173,18 +175,8 @@ async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Wri
         // Reserved whole, so the frame is never moved while it grows (the budget above bounds
         // it); pages are touched only as the bytes arrive, step by step.
         let mut frame = BytesMut::with_capacity(length);
-        let mut failed = false;
-        while frame.len() < length {
-            let step = (length - frame.len()).min(READ_STEP_BYTES);
-            let start = frame.len();
-            frame.resize(start + step, 0);
-            if let Err(e) = reader.read_exact(&mut frame[start..]).await {
-                tracing::warn!(%peer, expected = length, received_at_least = start, error = %e, "connection closed in the middle of a request");
-                failed = true;
-                break;
-            }
-        }
-        if failed {
+        if let Err(e) = read_body(&mut reader, recv_fd, &mut frame, length).await {
+            tracing::warn!(%peer, expected = length, received = frame.len(), error = %e, "connection closed in the middle of a request");
             break;
         }
         // A client over its quota is muted: nothing more of it is handled until the throttle
@@ -235,6 +227,54 @@ async fn run<R: AsyncRead + Unpin>(shard: &Rc<Shard>, mut reader: R, writer: Wri
     let _ = writer_task.await;
     // SAFETY: fd is this connection's socket, still open (the reader owns it).
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
+/// Reads a request's body, `length` bytes, into `frame`.
+///
+/// With `recv_fd` (a plaintext socket), bytes that have arrived are received straight into the
+/// buffer's spare capacity with a non-blocking recv(2), so the buffer is never zero-filled before
+/// the kernel overwrites it (that memset was 3.5% of the broker's samples at full produce speed);
+/// when nothing has arrived, one byte is awaited through glommio, which waits for the socket
+/// through io_uring. Otherwise (TLS) the buffer grows by `READ_STEP_BYTES` at a time, so a client
+/// that announces a large frame but sends little costs little.
+async fn read_body<R: AsyncRead + Unpin>(reader: &mut R, recv_fd: Option<i32>, frame: &mut BytesMut, length: usize) -> std::io::Result<()> {
+    while frame.len() < length {
+        let start = frame.len();
+        if let Some(fd) = recv_fd {
+            let spare = &mut frame.spare_capacity_mut()[..length - start];
+            // SAFETY: fd is the connection's open socket; the kernel writes at most spare.len()
+            // bytes into the spare capacity, which `frame` owns and nothing else borrows.
+            let received = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), libc::MSG_DONTWAIT) };
+            if received > 0 {
+                // SAFETY: the kernel initialized the first `received` bytes of the spare capacity.
+                unsafe { frame.set_len(start + received as usize) };
+                continue;
+            }
+            if received == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let error = std::io::Error::last_os_error();
+            match error.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => {
+                    frame.resize(start + 1, 0);
+                    if let Err(e) = reader.read_exact(&mut frame[start..]).await {
+                        frame.truncate(start);
+                        return Err(e);
+                    }
+                    continue;
+                }
+                _ => return Err(error),
+            }
+        }
+        let step = (length - start).min(READ_STEP_BYTES);
+        frame.resize(start + step, 0);
+        if let Err(e) = reader.read_exact(&mut frame[start..]).await {
+            frame.truncate(start);
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 async fn write_loop(shard: Rc<Shard>, mut writer: Writer, rx: local_channel::LocalReceiver<JoinHandle<Response>>, peer: SocketAddr, fd: i32) {
