@@ -252,7 +252,7 @@ pub async fn handle(ctx: &Context<'_>, request: FetchRequest) -> Response {
     ctx.unrecord_quota(QuotaType::Fetch, &q, size);
     if version < CLIENT_THROTTLES_FROM_VERSION {
         // Before KIP-219 the client does not hold back by itself: the broker delays the answer.
-        glommio::timer::sleep(std::time::Duration::from_millis(throttle_ms)).await;
+        crate::runtime::sleep(std::time::Duration::from_millis(throttle_ms)).await;
     }
     let throttle = throttle_ms.min(i32::MAX as u64) as i32;
     Response::Frame(encode_fetch_response::<FileRange>(header.correlation_id, version, throttle, ec::NONE, 0, Vec::new()))

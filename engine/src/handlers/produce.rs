@@ -167,7 +167,7 @@ pub async fn handle(ctx: &Context<'_>, request: ProduceRequest) -> Response {
     }
     if throttle_ms > 0 && header.api_version < CLIENT_THROTTLES_FROM_VERSION {
         // Before KIP-219 the client does not hold back by itself: the broker delays the answer.
-        glommio::timer::sleep(std::time::Duration::from_millis(throttle_ms)).await;
+        crate::runtime::sleep(std::time::Duration::from_millis(throttle_ms)).await;
     }
     let mut r = ProduceResponse::default();
     r.throttle_time_ms = throttle_ms.min(i32::MAX as u64) as i32;
