@@ -29,9 +29,10 @@ pub const WRITE_ALIGNMENT_BYTES: u64 = 4096;
 /// Segments are preallocated (fallocate) this much at a time as they grow: XFS and ext4 then
 /// lay them out contiguously, without reserving a whole segment of disk for a partition that
 /// may stay small. The preallocation moves the file's size too (it is not KEEP_SIZE), so that
-/// an append is a write inside the file: ext4 takes an O_DIRECT write that extends a file only
-/// synchronously, which io_uring hands to a kernel worker thread (on the shard's core) for
-/// every group commit, while one inside the file is submitted from the shard without waiting (fixed-rate produce p50 2.1–2.6 ms against 3.1–3.4, `bench/results/`). The log's
+/// an append is a write inside the file: ext4 and XFS take an O_DIRECT write that extends a
+/// file only synchronously, which io_uring hands to a kernel worker thread (on the shard's
+/// core) for every group commit, while one inside the file is submitted from the shard without
+/// waiting (fixed-rate produce p50 2.1–2.6 ms against 3.1–3.4, `bench/results/`). The log's
 /// size is kept apart from the file's (`Segment::written_bytes`); the zeros after it are cut
 /// when the segment is sealed or closed, and by recovery after a crash.
 pub const PREALLOCATE_STEP_BYTES: u64 = 32 << 20;
