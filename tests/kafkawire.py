@@ -427,8 +427,8 @@ def parse_batches(data: bytes) -> list[BatchInfo]:
     while pos + 12 <= len(data):
         base_offset, length = struct.unpack_from(">qi", data, pos)
         end = pos + 12 + length
-        if length < BATCH_HEADER_BYTES - 12 or end > len(data):
-            break  # also the zeros after the last batch of a segment file that is still active
+        if end > len(data):
+            break
         batch = data[pos:end]
         magic = batch[16]
         (crc,) = struct.unpack_from(">I", batch, BATCH_CRC_AT)

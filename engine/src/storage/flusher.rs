@@ -26,15 +26,9 @@ use super::txn_index;
 
 /// O_DIRECT writes are aligned to this many bytes (a page, which also covers 512-byte devices).
 pub const WRITE_ALIGNMENT_BYTES: u64 = 4096;
-/// Segments are preallocated (fallocate) this much at a time as they grow: XFS and ext4 then
-/// lay them out contiguously, without reserving a whole segment of disk for a partition that
-/// may stay small. The preallocation moves the file's size too (it is not KEEP_SIZE), so that
-/// an append is a write inside the file: ext4 and XFS take an O_DIRECT write that extends a
-/// file only synchronously, which io_uring hands to a kernel worker thread (on the shard's
-/// core) for every group commit, while one inside the file is submitted from the shard without
-/// waiting (fixed-rate produce p50 2.1–2.6 ms against 3.1–3.4, `bench/results/`). The log's
-/// size is kept apart from the file's (`Segment::written_bytes`); the zeros after it are cut
-/// when the segment is sealed or closed, and by recovery after a crash.
+/// Segments are preallocated (fallocate, keeping the file size) this much at a time as they
+/// grow: XFS and ext4 then lay them out contiguously, without reserving a whole segment of
+/// disk for a partition that may stay small.
 pub const PREALLOCATE_STEP_BYTES: u64 = 32 << 20;
 /// How often a flusher whose directory is full tries its write again.
 pub const DISK_FULL_RETRY_INTERVAL: Duration = Duration::from_millis(500);
@@ -223,7 +217,7 @@ impl Flusher {
         if end > self.preallocated_bytes && self.preallocated_bytes < u64::MAX {
             let segment_bytes = partition.log.borrow().config.segment_bytes;
             let target = end.div_ceil(PREALLOCATE_STEP_BYTES).saturating_mul(PREALLOCATE_STEP_BYTES).min(segment_bytes.max(end));
-            match file.pre_allocate(target, false).await.map_err(std::io::Error::from) {
+            match file.pre_allocate(target, true).await.map_err(std::io::Error::from) {
                 Ok(()) => self.preallocated_bytes = target,
                 Err(e) if io_out_of_space(&e) => {
                     return Err(anyhow::Error::new(e).context(format!("preallocating {target} bytes of segment {segment_base}")));

@@ -98,10 +98,7 @@ impl PartitionLog {
                 None => {
                     let scan = segment::scan(&path, base, config.index_interval_bytes)?;
                     if let Some(why) = &scan.stopped_because {
-                        if scan.zero_tail {
-                            // What every active segment ends with until it is sealed or closed.
-                            tracing::info!(segment = %path.display(), valid_bytes = scan.valid_bytes, file_bytes = scan.file_bytes, "cutting the zeros after the last batch of a segment that was not closed");
-                        } else if scan.valid_bytes < scan.file_bytes {
+                        if scan.valid_bytes < scan.file_bytes {
                             tracing::warn!(segment = %path.display(), valid_bytes = scan.valid_bytes, file_bytes = scan.file_bytes, reason = %why, "truncating segment after its last valid batch");
                         }
                     }

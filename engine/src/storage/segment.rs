@@ -155,9 +155,6 @@ pub struct ScanResult {
     pub offset_of_max_timestamp: i64,
     /// Why the scan stopped before the end of the file, if it did.
     pub stopped_because: Option<String>,
-    /// Whether what follows the last batch starts with zeros: the padding of the last O_DIRECT
-    /// page and the space preallocated after it, which an active segment always has.
-    pub zero_tail: bool,
 }
 
 /// Walks every batch of a segment file, checking each CRC-32C and that offsets only grow, and
@@ -171,7 +168,6 @@ pub fn scan(path: &Path, base_offset: i64, index_interval_bytes: u64) -> Result<
     let mut segment = Segment::new(base_offset, 0);
     let mut buffer = Vec::new();
     let mut stopped_because = None;
-    let mut zero_tail = false;
     let mut expected_offset = base_offset;
     loop {
         let mut overhead = [0u8; batch::BATCH_LOG_OVERHEAD_BYTES];
@@ -184,11 +180,6 @@ pub fn scan(path: &Path, base_offset: i64, index_interval_bytes: u64) -> Result<
             _ => {}
         }
         let (batch_base, size) = batch::peek_offset_and_size(&overhead).expect("12 bytes");
-        if overhead.iter().all(|&b| b == 0) {
-            zero_tail = true;
-            stopped_because = Some(format!("zeros from byte {} on (padding and preallocated space)", segment.size_bytes));
-            break;
-        }
         if size < BATCH_HEADER_BYTES as i64 || segment.size_bytes + size as u64 > file_bytes {
             stopped_because = Some(format!("batch at byte {} has impossible size {size}", segment.size_bytes));
             break;
@@ -223,7 +214,6 @@ pub fn scan(path: &Path, base_offset: i64, index_interval_bytes: u64) -> Result<
         max_timestamp: segment.max_timestamp,
         offset_of_max_timestamp: segment.offset_of_max_timestamp,
         stopped_because,
-        zero_tail,
     })
 }
 

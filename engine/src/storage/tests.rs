@@ -240,41 +240,6 @@ fn crash_recovery_truncates_a_torn_tail() {
 }
 
 #[test]
-fn an_active_segment_is_preallocated_and_its_zeros_are_cut_by_close_and_by_recovery() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    let file_len = |p: &Path| std::fs::metadata(segment::log_path(p, 0)).unwrap().len();
-    let p2 = path.clone();
-    run(move || async move {
-        let p = open(&p2, config());
-        let mut last = 0;
-        for i in 0..20 {
-            last = p.append(batch_of(i * 5, 5), 10).unwrap().last_offset;
-        }
-        p.wait_durable(last).await.unwrap();
-        // No close: the process "dies" with the active segment at its preallocated size.
-    });
-    let bytes = std::fs::read(segment::log_path(&path, 0)).unwrap();
-    let valid_len = whole_batches(&bytes).last().map_or(0, |(position, h)| position + h.size_bytes);
-    assert_eq!(bytes.len() as u64, config().segment_bytes, "appends go inside a file preallocated up to the segment size");
-    assert!(bytes[valid_len..].iter().all(|&b| b == 0), "after the batches, only zeros");
-    let p3 = path.clone();
-    run(move || async move {
-        let p = open(&p3, config());
-        assert_eq!(p.log.borrow().log_end_offset(), 100, "every batch survives");
-        assert_eq!(file_len(&p3), valid_len as u64, "recovery cut the zeros");
-        assert_eq!(read_all_bytes(&p, 0), bytes[..valid_len]);
-        let next = p.append(batch_of(100, 5), 10).unwrap();
-        p.wait_durable(next.last_offset).await.unwrap();
-        assert_eq!(file_len(&p3), config().segment_bytes, "preallocated again");
-        let logical = p.log.borrow().segments.last().unwrap().written_bytes;
-        p.close(true).await.unwrap();
-        assert_eq!(file_len(&p3), logical, "a clean close cuts the file to the log's size");
-        assert_eq!(whole_batches(&std::fs::read(segment::log_path(&p3, 0)).unwrap()).len(), 21);
-    });
-}
-
-#[test]
 fn crash_recovery_stops_at_a_corrupt_batch() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
