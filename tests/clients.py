@@ -78,13 +78,7 @@ def warm_producer(producer: confluent_kafka.Producer, topic: str, partitions: in
     Without it, librdkafka parks messages as unassigned until its first metadata answer and then
     moves them to their partition one by one; a flush() under way sends whatever has moved, so a
     test that needs its records in one batch sees that batch split (one CI run got 1 + 7)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        md = producer.list_topics(topic=topic, timeout=10).topics.get(topic)
-        if md is not None and md.error is None and len(md.partitions) == partitions and all(p.leader >= 0 for p in md.partitions.values()):
-            return
-        assert time.monotonic() < deadline, f"the producer never learned {partitions} partitions with leaders for {topic}: {md}"
-        time.sleep(0.1)
+    wait_for_leaders(producer, topic, partitions, timeout_s)
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
@@ -96,10 +90,15 @@ def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
 
 def wait_for_partitions(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
     """Metadata converges right after CreateTopics; wait until every partition has a leader."""
-    admin = AdminClient(rdkafka(bootstrap))
+    wait_for_leaders(AdminClient(rdkafka(bootstrap)), topic, partitions, timeout_s)
+
+
+def wait_for_leaders(client, topic: str, partitions: int, timeout_s: float) -> None:
+    """Until `client`'s (an admin client's or a producer's) metadata names `partitions` partitions
+    of `topic`, each with a leader."""
     deadline = time.monotonic() + timeout_s
     while True:
-        md = admin.list_topics(topic=topic, timeout=10).topics.get(topic)
+        md = client.list_topics(topic=topic, timeout=10).topics.get(topic)
         if md is not None and md.error is None and len(md.partitions) == partitions and all(p.leader >= 0 for p in md.partitions.values()):
             return
         assert time.monotonic() < deadline, f"topic {topic} did not get {partitions} partitions with leaders: {md}"
