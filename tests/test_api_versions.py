@@ -71,6 +71,7 @@ CONFIG_APIS = {
     32: (1, 4),  # DescribeConfigs
     33: (0, 2),  # AlterConfigs
     44: (0, 1),  # IncrementalAlterConfigs
+    74: (0, 1),  # ListConfigResources (KIP-1142; every version in test_group_configs.py)
     21: (0, 2),  # DeleteRecords
     35: (1, 4),  # DescribeLogDirs
     48: (0, 1),  # DescribeClientQuotas

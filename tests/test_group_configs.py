@@ -212,3 +212,49 @@ def test_group_configs_need_describe_and_alter_configs_on_the_group(broker_facto
     alter()
     grant(AclOperation.DESCRIBE_CONFIGS)
     assert describe()["consumer.session.timeout.ms"].value == "50000"
+
+
+LIST_CONFIG_RESOURCES = 74
+UNSUPPORTED_VERSION = 35
+TOPIC, BROKER, BROKER_LOGGER, CLIENT_METRICS, GROUP = 2, 4, 8, 16, 32
+
+
+def list_config_resources(port: int, version: int, types: list[int]) -> tuple[int, list[tuple[str, int]]]:
+    """ListConfigResources (KIP-1142), by hand: (error code, [(name, type)]); v0 has no types in
+    its request and none in its answer (every resource it lists is a client-metrics one)."""
+    def build(cid: int) -> bytes:
+        body = (kw.compact_array([kw.i8(t) for t in types]) if version >= 1 else b"") + kw.TAGGED_FIELDS_EMPTY
+        return kw.frame(kw.request_header(LIST_CONFIG_RESOURCES, version, cid, flexible=True) + body)
+
+    with kw.Connection(port) as conn:
+        r = kw.Reader(conn.request(build))
+    r.skip_tagged_fields()  # response header v1
+    r.i32()  # throttle
+    error = r.i16()
+    resources = []
+    for _ in range(r.uvarint() - 1):
+        name = r.compact_string()
+        resource_type = r.i8() if version >= 1 else CLIENT_METRICS
+        r.skip_tagged_fields()
+        resources.append((name, resource_type))
+    return error, resources
+
+
+def test_list_config_resources_names_groups_with_configs_brokers_and_topics(broker_factory):
+    """What Kafka 4.1's `kafka-configs.sh --entity-type groups --describe` asks first: every
+    resource that has configs, by type, as Kafka lists them (groups only once a config is set)."""
+    broker = broker_factory(config=BROKER_CONFIG)
+    clients.create_topic(broker.bootstrap, "lcr-topic", 1)
+    error, resources = list_config_resources(broker.port, 1, [])
+    assert error == 0
+    assert ("lcr-topic", TOPIC) in resources and ("1", BROKER) in resources and ("1", BROKER_LOGGER) in resources
+    assert not [name for name, t in resources if t == GROUP], "no group has configs yet"
+
+    rd_incremental(broker.bootstrap, "lcr-group", [ConfigEntry("consumer.session.timeout.ms", "50000", incremental_operation=AlterConfigOpType.SET)])
+    assert list_config_resources(broker.port, 1, [GROUP]) == (0, [("lcr-group", GROUP)])
+    error, resources = list_config_resources(broker.port, 1, [TOPIC, GROUP])
+    assert error == 0 and {t for _, t in resources} == {TOPIC, GROUP} and ("lcr-topic", TOPIC) in resources
+    # v0 is KIP-714's ListClientMetricsResources: shardlog has no client-metrics subscriptions.
+    assert list_config_resources(broker.port, 0, []) == (0, [])
+    # A type the version does not list fails the request, as Kafka answers it.
+    assert list_config_resources(broker.port, 1, [GROUP, 99]) == (UNSUPPORTED_VERSION, [])

@@ -26,6 +26,7 @@ pub use crate::topic_config_table::{
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 pub const RESOURCE_BROKER_LOGGER: i8 = 8;
+pub const RESOURCE_CLIENT_METRICS: i8 = 16;
 pub const RESOURCE_GROUP: i8 = 32;
 
 /// Kafka's `DescribeConfigsResponse.ConfigSource`.

@@ -195,6 +195,7 @@ request_bodies! {
     ElectLeaders => ElectLeadersRequest,
     AlterPartitionReassignments => AlterPartitionReassignmentsRequest,
     ListPartitionReassignments => ListPartitionReassignmentsRequest,
+    ListConfigResources => ListConfigResourcesRequest,
 }
 
 /// True when the table has a decoder for this api key and `kafka-protocol` decodes this version.

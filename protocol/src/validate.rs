@@ -173,6 +173,7 @@ const FLOAT64: Kind = Kind::Fixed(8);
 const STRING: Kind = Kind::String;
 const BYTES: Kind = Kind::Bytes;
 const RECORDS: Kind = Kind::Bytes;
+const ARRAY_INT8: Kind = Kind::Array(Element::Fixed(1));
 const ARRAY_INT32: Kind = Kind::Array(Element::Fixed(4));
 const ARRAY_STRING: Kind = Kind::Array(Element::String);
 const ARRAY_INT64: Kind = Kind::Array(Element::Fixed(8));
@@ -292,6 +293,7 @@ static APIS: &[Api] = &[
     Api::new(68, "0-1", "0+", &CONSUMER_GROUP_HEARTBEAT),
     Api::new(69, "0-1", "0+", &CONSUMER_GROUP_DESCRIBE),
     Api::new(75, "0", "0+", &DESCRIBE_TOPIC_PARTITIONS),
+    Api::new(74, "0-1", "0+", &LIST_CONFIG_RESOURCES),
     Api::new(21, "0-2", "2+", &DELETE_RECORDS),
     Api::new(35, "1-4", "2+", &DESCRIBE_LOG_DIRS),
     Api::new(48, "0-1", "1+", &DESCRIBE_CLIENT_QUOTAS),
@@ -947,6 +949,12 @@ static UPDATE_RAFT_VOTER: Struct = plain_struct!("UpdateRaftVoterRequest" {
 static UPDATE_RAFT_VOTER_KRAFT_VERSION: Struct = plain_struct!("KRaftVersionFeature" {
     "MinSupportedVersion": INT16, "0+";
     "MaxSupportedVersion": INT16, "0+";
+});
+
+// ListConfigResources (74): v0 was ListClientMetricsResources (KIP-714), v1 lists every kind
+// of config resource (KIP-1142).
+static LIST_CONFIG_RESOURCES: Struct = plain_struct!("ListConfigResourcesRequest" {
+    "ResourceTypes": ARRAY_INT8, "1+";
 });
 
 // DescribeCluster (60)

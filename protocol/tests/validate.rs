@@ -135,6 +135,7 @@ const DECLARED: &[(i16, i16, i16)] = &[
     (66, 0, 2),
     (68, 0, 1),
     (69, 0, 1),
+    (74, 0, 1),
     (75, 0, 0),
     (21, 0, 2),
     (23, 2, 4),
@@ -761,6 +762,10 @@ fn sample(api_key: i16, version: i16, nulls: bool) -> Vec<u8> {
                 request = request.with_endpoint_type(2);
             }
             encode(&request, v)
+        }
+        74 => {
+            let types = if v >= 1 { vec![2, 4, 32] } else { Vec::new() };
+            encode(&kafka_protocol::messages::ListConfigResourcesRequest::default().with_resource_types(types), v)
         }
         75 => {
             use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};

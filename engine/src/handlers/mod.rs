@@ -92,6 +92,7 @@ pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
@@ -370,6 +371,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::ListConfigResources, 0, 1),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::AddRaftVoter, 0, 0),
@@ -580,6 +582,7 @@ async fn handle_request(
         RequestBody::DeleteTopics(r) => delete_topics::handle(&ctx, r).await,
         RequestBody::CreatePartitions(r) => create_partitions::handle(&ctx, r).await,
         RequestBody::DescribeCluster(r) => describe_cluster::handle(&ctx, r),
+        RequestBody::ListConfigResources(r) => list_config_resources::handle(&ctx, r),
         RequestBody::DescribeTopicPartitions(r) => describe_topic_partitions::handle(&ctx, r),
         RequestBody::DescribeQuorum(r) => describe_quorum::handle(&ctx, r).await,
         RequestBody::AddRaftVoter(r) => add_raft_voter::handle(&ctx, r).await,
