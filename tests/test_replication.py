@@ -470,6 +470,8 @@ def test_leadership_returns_to_preferred_replicas_after_a_broker_comes_back(brok
     # Once it is back in every ISR, the controller hands its preferred partition back to it.
     wait_isr(nodes, topic, [1, 2, 3], partitions)
     wait_until(lambda: leaders_and_preferred(nodes) == {p: (pref, pref) for p, pref in preferred.items()}, "leadership to return to the preferred replicas")
-    assert any("leadership moved back to preferred replicas" in n.run_log() for n in nodes)
+    # The controller logs the move once its commit returns, which may be after the brokers that
+    # answered the metadata above applied it.
+    wait_until(lambda: any("leadership moved back to preferred replicas" in n.run_log() for n in nodes), "the controller to log the preferred-replica move")
     acked += produce(p, topic, [b"c-%d" % i for i in range(300)], partitions)
     check_history(acked, read_all(nodes, topic, partitions, len(acked)))
