@@ -36,7 +36,7 @@ RECORD_BYTES = 1024
 # The broker's budgets, small so that a short run overflows them many times over.
 DIRTY_SHARD_BYTES = 4 * MIB
 QUEUED_MAX_REQUEST_BYTES = 8 * MIB
-CACHE_PARTITION_BYTES = 1 * MIB
+CACHE_SHARD_BYTES = 2 * MIB
 # The throttled disk takes this many bytes per second; the producers offer as fast as they can.
 DISK_WRITE_BPS = 8 * MIB
 # What the producers send in all: several times the memory bound below, so that a broker
@@ -55,9 +55,9 @@ def memory_bound_bytes() -> int:
     dirty = shards * DIRTY_SHARD_BYTES
     # Dirty bytes are held three times at most: as cached batches, in a flusher's contiguous
     # copy of what it writes next, and in the DMA buffers being written (a flush writes only
-    # dirty bytes, so its buffers are bounded by them too). Past those, each partition's cache
-    # keeps up to its limit of durable batches.
-    return 3 * dirty + QUEUED_MAX_REQUEST_BYTES + PARTITIONS * CACHE_PARTITION_BYTES + SLACK_BYTES
+    # dirty bytes, so its buffers are bounded by them too). Past those, each shard's partitions
+    # together keep up to its cache limit of durable batches.
+    return 3 * dirty + QUEUED_MAX_REQUEST_BYTES + shards * CACHE_SHARD_BYTES + SLACK_BYTES
 
 
 def rss_bytes(pid: int, field: str = "VmRSS") -> int:
@@ -68,7 +68,7 @@ def rss_bytes(pid: int, field: str = "VmRSS") -> int:
 
 
 def metric_samples(broker, name: str) -> dict[str, float]:
-    """{budget label: value} of one of the shardlog_shard_budget_* metrics, per shard."""
+    """{labels: value} of one of the shardlog_shard_* metrics, per shard (and budget or kind)."""
     with urllib.request.urlopen(broker.admin_url + "/metrics", timeout=30) as r:
         text = r.read().decode()
     out = {}
@@ -135,7 +135,7 @@ def test_slow_disk_slows_producers_down_and_memory_stays_bounded(throttled_dir, 
         config={
             "shardlog.dirty.shard.bytes": DIRTY_SHARD_BYTES,
             "queued.max.request.bytes": QUEUED_MAX_REQUEST_BYTES,
-            "shardlog.cache.partition.bytes": CACHE_PARTITION_BYTES,
+            "shardlog.cache.shard.bytes": CACHE_SHARD_BYTES,
             "log.segment.bytes": 16 * MIB,
         },
         start=False,
@@ -215,6 +215,16 @@ def test_slow_disk_slows_producers_down_and_memory_stays_bounded(throttled_dir, 
         # One request larger than the whole budget is let in when nothing else holds any; the
         # producer's requests here are smaller than every budget, so the limit holds exactly.
         assert peak <= limit, f"budget {labels} peaked at {peak} bytes, over its limit of {limit}"
+    evicted = metric_samples(broker, "shardlog_shard_cache_evicted_batches_total")
+    assert sum(evicted.values()) > 0, f"the shards' batch caches never passed their limit, the test shows nothing: {evicted}"
+    cache_limits = metric_samples(broker, "shardlog_shard_cache_limit_bytes")
+    assert set(cache_limits.values()) == {CACHE_SHARD_BYTES}, f"shardlog.cache.shard.bytes not applied: {cache_limits}"
+    memory = metric_samples(broker, "shardlog_shard_memory_bytes")
+    for labels, held in memory.items():
+        # Past its limit, a shard's cache holds only what is not yet durable, which the dirty
+        # budget bounds.
+        limit = CACHE_SHARD_BYTES + DIRTY_SHARD_BYTES
+        assert 'kind="pending_writes"' in labels or held <= limit, f"{labels}: the batch cache holds {held} bytes, over {limit}"
     bound = baseline_rss + memory_bound_bytes()
     peak = max(peak_rss[0], hwm_rss)
     print(f"resident memory: {baseline_rss / MIB:.1f} MiB at start, peak {peak / MIB:.1f} MiB, bound {bound / MIB:.1f} MiB; "

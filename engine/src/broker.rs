@@ -183,6 +183,7 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
         sendfile_bytes: Cell::new(0),
         log_dirs: log_dirs::LogDirHealth::new(&config.log_dirs),
         dirty_budget: ByteBudget::new(config.dirty_shard_bytes),
+        batch_cache: crate::storage::cache::ShardCache::new(config.cache_bytes_per_shard()),
         request_budget: ByteBudget::new(config.queued_request_bytes_per_shard()),
         replication_quotas: Default::default(),
         hw_checkpoint: RefCell::new(HashMap::new()),

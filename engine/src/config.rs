@@ -60,8 +60,13 @@ pub struct BrokerConfig {
     /// `log.flush.interval.ms`: how long acks=0/1 data may sit in memory before the group-commit
     /// flusher writes and fdatasyncs it. acks=all always waits for the fdatasync.
     pub log_flush_interval_ms: u64,
-    /// `shardlog.cache.partition.bytes`: recent batches kept in memory per partition for tail reads.
+    /// `shardlog.cache.partition.bytes`: one partition's own bound on the recent batches it
+    /// keeps in memory (`usize::MAX`, -1 in the file: only the shard's bound).
     pub cache_partition_bytes: usize,
+    /// `shardlog.cache.shard.bytes`: recent batches kept in memory by all of one shard's
+    /// partitions together, the oldest dropped first; None (-1, the default) is a share of
+    /// the machine's memory ([`BrokerConfig::cache_bytes_per_shard`]).
+    pub cache_shard_bytes: Option<usize>,
     /// `shardlog.fetch.long.poll.watchers.max`: bound on waiting fetches per partition.
     pub fetch_watchers_max: usize,
     /// `queued.max.requests`: requests in flight per connection (pipelining bound).
@@ -404,7 +409,8 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: 104_857_600,
             log_append_time: false,
             log_flush_interval_ms: 5,
-            cache_partition_bytes: 8 << 20,
+            cache_partition_bytes: usize::MAX,
+            cache_shard_bytes: None,
             fetch_watchers_max: 4096,
             connection_requests_inflight_max: 16,
             quota_window: Default::default(),
@@ -614,7 +620,8 @@ impl BrokerConfig {
                     }
                 }
                 "log.flush.interval.ms" => c.log_flush_interval_ms = at_least(value, key, 0)?,
-                "shardlog.cache.partition.bytes" => c.cache_partition_bytes = at_least(value, key, 0)? as usize,
+                "shardlog.cache.partition.bytes" => c.cache_partition_bytes = bytes_or_none(value, key)?.unwrap_or(usize::MAX),
+                "shardlog.cache.shard.bytes" => c.cache_shard_bytes = bytes_or_none(value, key)?,
                 "shardlog.fetch.long.poll.watchers.max" => c.fetch_watchers_max = at_least(value, key, 1)? as usize,
                 "queued.max.requests" => c.connection_requests_inflight_max = at_least(value, key, 1)? as usize,
                 "quota.window.num" => c.quota_window.samples = at_least(value, key, 1)?.min(QUOTA_WINDOW_NUM_MAX) as usize,
@@ -953,7 +960,37 @@ pub const DIRTY_SHARD_BYTES_DEFAULT: usize = 128 << 20;
 /// cannot exhaust file descriptors and memory (each connection holds buffers and a task).
 pub const MAX_CONNECTIONS_DEFAULT: usize = 10_000;
 
+/// The share of the memory this process may use that the batch caches take by default, all
+/// shards together (`shardlog.cache.shard.bytes` = -1). What Kafka leaves to the page cache for
+/// reading back recent data, shardlog holds here (its segments are written with O_DIRECT);
+/// the rest stays for the request and dirty budgets, connections, and the OS.
+pub const CACHE_MEMORY_SHARE: f64 = 0.2;
+/// The least one shard's default batch cache takes, however many shards share a small machine.
+pub const CACHE_SHARD_BYTES_MIN: usize = 32 << 20;
+
+/// The memory this process may use: the machine's, or its cgroup's limit (v2 `memory.max`, v1
+/// `memory.limit_in_bytes`) where that is lower.
+pub fn usable_memory_bytes() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let physical = (pages.max(0) as u64).saturating_mul(page.max(0) as u64);
+    let own_cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|text| text.lines().find_map(|line| line.strip_prefix("0::").map(|path| format!("/sys/fs/cgroup{}/memory.max", path.trim_end_matches('/')))));
+    let limits = [own_cgroup, Some("/sys/fs/cgroup/memory/memory.limit_in_bytes".to_string())];
+    limits.into_iter().flatten().filter_map(|path| std::fs::read_to_string(path).ok()?.trim().parse::<u64>().ok()).fold(physical, u64::min)
+}
+
 impl BrokerConfig {
+    /// One shard's batch cache budget: `shardlog.cache.shard.bytes`, or by default
+    /// [`CACHE_MEMORY_SHARE`] of the usable memory split between the shards.
+    pub fn cache_bytes_per_shard(&self) -> usize {
+        self.cache_shard_bytes.unwrap_or_else(|| {
+            let share = (usable_memory_bytes() as f64 * CACHE_MEMORY_SHARE) as u64 / self.cores.len().max(1) as u64;
+            (share as usize).max(CACHE_SHARD_BYTES_MIN)
+        })
+    }
+
     /// One shard's share of `queued.max.request.bytes` (usize::MAX when unbounded).
     pub fn queued_request_bytes_per_shard(&self) -> usize {
         match self.queued_max_request_bytes {
@@ -1014,6 +1051,15 @@ fn replication_factor(value: &str, key: &str) -> Result<i16> {
     match value.trim().parse::<i16>() {
         Ok(n) if n > 0 => Ok(n),
         _ => bail!("{key} must be a positive integer of at most {}, not {value:?}", i16::MAX),
+    }
+}
+
+/// A number of bytes, or -1 for none (the default's meaning, which the key's doc says).
+fn bytes_or_none(value: &str, key: &str) -> Result<Option<usize>> {
+    match value.parse::<i64>() {
+        Ok(-1) => Ok(None),
+        Ok(n) if n >= 0 => Ok(Some(n as usize)),
+        _ => bail!("{key} must be a number of bytes (at least 0), or -1, not {value:?}"),
     }
 }
 
@@ -1308,6 +1354,23 @@ mod tests {
         assert!(BrokerConfig::from_properties(&parse_properties("max.connections.per.ip.overrides=nocount\n")).is_err());
         let defaults = BrokerConfig::default();
         assert!(defaults.queued_max_request_bytes.is_some() && defaults.dirty_shard_bytes > 0, "bounded by default");
+    }
+
+    #[test]
+    fn the_batch_cache_is_bounded_per_shard_by_default_by_a_share_of_memory() {
+        let c = BrokerConfig { cores: vec![0, 1], ..Default::default() };
+        let memory = usable_memory_bytes() as usize;
+        assert!(memory > 0);
+        let share = ((memory as f64 * CACHE_MEMORY_SHARE) as usize / 2).max(CACHE_SHARD_BYTES_MIN);
+        assert_eq!(c.cache_bytes_per_shard(), share, "a fifth of the memory, split between the two shards");
+        assert_eq!(c.cache_partition_bytes, usize::MAX, "no partition bound of its own by default");
+        let set = BrokerConfig::from_properties(&parse_properties("shardlog.cache.shard.bytes=1048576\nshardlog.cache.partition.bytes=0\n")).unwrap();
+        assert_eq!((set.cache_bytes_per_shard(), set.cache_partition_bytes), (1 << 20, 0));
+        let none = BrokerConfig::from_properties(&parse_properties("shardlog.cache.partition.bytes=-1\n")).unwrap();
+        assert_eq!(none.cache_partition_bytes, usize::MAX, "-1: only the shard's bound");
+        for bad in ["shardlog.cache.shard.bytes=-2\n", "shardlog.cache.partition.bytes=lots\n"] {
+            assert!(BrokerConfig::from_properties(&parse_properties(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

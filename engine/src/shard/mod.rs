@@ -75,6 +75,9 @@ pub struct Shard {
     /// Bytes appended to this shard's partitions and not yet durable
     /// (`shardlog.dirty.shard.bytes`): a produce waits while it is spent.
     pub dirty_budget: Rc<ByteBudget>,
+    /// The batch caches of this shard's partitions together (`shardlog.cache.shard.bytes`):
+    /// the oldest batch goes first when they pass it.
+    pub batch_cache: Rc<crate::storage::cache::ShardCache>,
     /// Request bytes read by this shard's connections and not yet answered (its share of
     /// `queued.max.request.bytes`): connections stop reading while it is spent.
     pub request_budget: Rc<ByteBudget>,

@@ -769,6 +769,7 @@ pub async fn apply_metadata(shard: &Rc<Shard>, meta: ClusterMetadata) -> Vec<Str
                 }
                 Ok(mut log) => {
                     log.set_dirty_budget(shard.dirty_budget.clone());
+                    log.set_cache_budget(shard.batch_cache.clone());
                     log.set_leader_epoch(placement.leader_epoch);
                     if placement.replicas.len() > 1 {
                         // What was committed before a restart, as `replication-offset-checkpoint`

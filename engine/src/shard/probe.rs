@@ -104,6 +104,10 @@ pub struct ShardSnapshot {
     pub cpu_user_us: u64,
     pub cpu_system_us: u64,
     pub cache_bytes: u64,
+    /// `shardlog.cache.shard.bytes` as this shard applies it.
+    pub cache_bytes_max: u64,
+    /// Batches the shard's cache dropped to stay within that budget.
+    pub cache_evicted_batches: u64,
     pub pending_write_bytes: u64,
     pub sendfile_calls: u64,
     pub sendfile_bytes: u64,
@@ -207,6 +211,8 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         cpu_user_us,
         cpu_system_us,
         cache_bytes,
+        cache_bytes_max: shard.batch_cache.bytes_max() as u64,
+        cache_evicted_batches: shard.batch_cache.evicted_batches(),
         pending_write_bytes,
         sendfile_calls: shard.sendfile_calls.get(),
         sendfile_bytes: shard.sendfile_bytes.get(),
@@ -384,6 +390,20 @@ pub fn render(snapshots: &[ShardSnapshot], listener: &str, uptime: Duration, rss
         e.value("shardlog_shard_memory_bytes", help, Kind::Gauge, mem.clone(), s.cache_bytes as f64);
         mem[1].1 = "pending_writes".into();
         e.value("shardlog_shard_memory_bytes", help, Kind::Gauge, mem, s.pending_write_bytes as f64);
+        e.value(
+            "shardlog_shard_cache_limit_bytes",
+            "The shard's batch cache budget (shardlog.cache.shard.bytes): past it, the batch cached longest ago is dropped once durable.",
+            Kind::Gauge,
+            shard_label(s),
+            s.cache_bytes_max as f64,
+        );
+        e.value(
+            "shardlog_shard_cache_evicted_batches_total",
+            "Batches the shard's batch cache dropped to stay within shardlog.cache.shard.bytes.",
+            Kind::Counter,
+            shard_label(s),
+            s.cache_evicted_batches as f64,
+        );
         e.value("shardlog_sendfile_calls_total", "sendfile(2) calls for zero-copy reads.", Kind::Counter, shard_label(s), s.sendfile_calls as f64);
         e.value("shardlog_sendfile_bytes_total", "Bytes sent with sendfile(2).", Kind::Counter, shard_label(s), s.sendfile_bytes as f64);
         for t in &s.quota_throttles {
@@ -442,6 +462,8 @@ mod tests {
             cpu_user_us: 1_500_000,
             cpu_system_us: 0,
             cache_bytes: 0,
+            cache_bytes_max: 1 << 30,
+            cache_evicted_batches: 0,
             pending_write_bytes: 0,
             sendfile_calls: 0,
             sendfile_bytes: 0,

@@ -1,11 +1,23 @@
-//! The batch cache: the most recent batches of a partition, in memory, for tail reads.
+//! The batch cache: the most recent batches of each partition, in memory, for tail reads and
+//! for reading back what was just written.
 //!
-//! It always holds every batch that has not reached the segment file yet, so a read of the tail
-//! never touches the disk; older batches are dropped from the front once the cache is over its
-//! byte budget and they are durable. Its bytes are counted as what its batches keep alive
-//! ([`BatchBytes::held`]): a batch kept in its request's buffer counts that whole buffer.
+//! A partition's cache always holds every batch that has not reached the segment file yet, so a
+//! read of the tail never touches the disk. Durable batches stay until one of two byte budgets
+//! is passed: the partition's own (`shardlog.cache.partition.bytes`, off by default) and the
+//! shard's, which all of its partitions share (`shardlog.cache.shard.bytes`, [`ShardCache`]).
+//! Over the shard's budget the batch cached longest ago goes first, whichever partition holds
+//! it, as Redpanda's batch cache does: the memory follows the partitions being written, and data
+//! written with O_DIRECT (never in the page cache) can be read back from memory as Kafka's page
+//! cache serves it. Bytes are counted as what the batches keep alive ([`BatchBytes::held`]): a
+//! batch kept in its request's buffer counts that whole buffer.
+//!
+//! Batches not yet durable are never dropped, so the shard's cache can pass its budget by at
+//! most what is not durable, which the dirty budget bounds (`shardlog.dirty.shard.bytes`).
 
-use std::collections::VecDeque;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::rc::{Rc, Weak};
 
 use super::batch_bytes::BatchBytes;
 
@@ -17,54 +29,226 @@ pub struct CachedBatch {
     pub bytes: BatchBytes,
 }
 
-#[derive(Default)]
-pub struct BatchCache {
-    batches: VecDeque<CachedBatch>,
+/// A cache in [`ShardCache::oldest`]: the shard's number of its oldest batch, then its id.
+type CacheKey = (u64, u64);
+
+/// The batch caches of one shard's partitions, together: their byte budget, and which cache
+/// holds the shard's oldest batch.
+pub struct ShardCache {
+    /// The budget, in bytes; `usize::MAX` is none.
+    bytes_max: usize,
+    bytes: Cell<usize>,
+    /// Numbers batches in the order they were cached, across the shard's partitions.
+    next_seq: Cell<u64>,
+    next_cache_id: Cell<u64>,
+    /// Every cache that holds batches, by (the number of its oldest batch, its id): the first
+    /// holds the batch the shard cached longest ago.
+    oldest: RefCell<BTreeMap<CacheKey, Weak<RefCell<Batches>>>>,
+    /// Batches dropped to stay within the budget, for the metrics.
+    evicted_batches: Cell<u64>,
+}
+
+impl ShardCache {
+    pub fn new(bytes_max: usize) -> Rc<ShardCache> {
+        Rc::new(ShardCache {
+            bytes_max,
+            bytes: Cell::new(0),
+            next_seq: Cell::new(0),
+            next_cache_id: Cell::new(0),
+            oldest: RefCell::new(BTreeMap::new()),
+            evicted_batches: Cell::new(0),
+        })
+    }
+
+    /// No shard budget: for unit tests and benches that own a lone partition.
+    pub fn unbounded() -> Rc<ShardCache> {
+        ShardCache::new(usize::MAX)
+    }
+
+    pub fn bytes_max(&self) -> usize {
+        self.bytes_max
+    }
+
+    /// What the shard's cached batches keep alive.
+    pub fn bytes(&self) -> usize {
+        self.bytes.get()
+    }
+
+    pub fn evicted_batches(&self) -> u64 {
+        self.evicted_batches.get()
+    }
+
+    /// Drops durable batches, the oldest first across the shard, until within the budget or
+    /// nothing more may go. Never called while a cache of this shard is borrowed (a cache calls
+    /// it once its own borrow has ended); a cache found borrowed anyway is passed over.
+    fn evict_over_budget(&self) {
+        let mut after: Option<CacheKey> = None;
+        while self.bytes.get() > self.bytes_max {
+            let next = {
+                let oldest = self.oldest.borrow();
+                let mut from = match after {
+                    None => oldest.range(..),
+                    Some(key) => oldest.range((Bound::Excluded(key), Bound::Unbounded)),
+                };
+                from.next().map(|(key, cache)| (*key, cache.clone()))
+            };
+            let Some((key, cache)) = next else { break };
+            let Some(cache) = cache.upgrade() else {
+                self.oldest.borrow_mut().remove(&key);
+                continue;
+            };
+            let Ok(mut batches) = cache.try_borrow_mut() else {
+                after = Some(key);
+                continue;
+            };
+            let durable_end = batches.durable_end;
+            match batches.list.front() {
+                Some(front) if front.batch.last_offset < durable_end => {
+                    let held = front.batch.bytes.held();
+                    batches.list.pop_front();
+                    batches.bytes -= held;
+                    self.bytes.set(self.bytes.get() - held);
+                    self.evicted_batches.set(self.evicted_batches.get() + 1);
+                    let mut oldest = self.oldest.borrow_mut();
+                    oldest.remove(&key);
+                    if let Some(front) = batches.list.front() {
+                        oldest.insert((front.seq, key.1), Rc::downgrade(&cache));
+                    }
+                }
+                // Its oldest batch is not durable, so none of its batches is: the next cache.
+                _ => after = Some(key),
+            }
+        }
+    }
+}
+
+struct Entry {
+    /// The shard's number of this batch (`ShardCache::next_seq`).
+    seq: u64,
+    batch: CachedBatch,
+}
+
+struct Batches {
+    list: VecDeque<Entry>,
     /// What the batches keep alive.
     bytes: usize,
+    /// Batches that end below this offset are durable: they may be dropped.
+    durable_end: i64,
+}
+
+/// One partition's batches, in offset order, counted against its shard's [`ShardCache`].
+pub struct BatchCache {
+    id: u64,
+    batches: Rc<RefCell<Batches>>,
+    shard: Rc<ShardCache>,
+}
+
+impl Default for BatchCache {
+    /// A cache of its own, with no shard budget: for a log not yet given its shard's.
+    fn default() -> Self {
+        BatchCache::new(ShardCache::unbounded())
+    }
+}
+
+impl Drop for BatchCache {
+    fn drop(&mut self) {
+        self.clear();
+    }
 }
 
 impl BatchCache {
-    pub fn push(&mut self, batch: CachedBatch) {
-        if let Some(last) = self.batches.back() {
-            assert!(batch.base_offset > last.last_offset, "cache batches must be in offset order");
-        }
-        self.bytes += batch.bytes.held();
-        self.batches.push_back(batch);
+    pub fn new(shard: Rc<ShardCache>) -> BatchCache {
+        let id = shard.next_cache_id.get();
+        shard.next_cache_id.set(id + 1);
+        let batches = Batches { list: VecDeque::new(), bytes: 0, durable_end: i64::MIN };
+        BatchCache { id, batches: Rc::new(RefCell::new(batches)), shard }
     }
 
-    /// Drops batches from the front while over `bytes_max`, but never a batch at or above
-    /// `keep_from_offset` (not durable yet).
-    pub fn evict(&mut self, bytes_max: usize, keep_from_offset: i64) {
-        while self.bytes > bytes_max {
-            match self.batches.front() {
-                Some(front) if front.last_offset < keep_from_offset => {
-                    self.bytes -= front.bytes.held();
-                    self.batches.pop_front();
-                }
-                _ => break,
+    /// Counts this cache against `shard`'s budget from now on (a log given its shard's once
+    /// opened). Called while the cache is empty.
+    pub fn set_shard(&mut self, shard: Rc<ShardCache>) {
+        assert!(self.batches.borrow().list.is_empty(), "the shard's cache budget is set before anything is cached");
+        *self = BatchCache::new(shard);
+    }
+
+    pub fn shard(&self) -> &Rc<ShardCache> {
+        &self.shard
+    }
+
+    pub fn push(&mut self, batch: CachedBatch) {
+        {
+            let mut batches = self.batches.borrow_mut();
+            if let Some(last) = batches.list.back() {
+                assert!(batch.base_offset > last.batch.last_offset, "cache batches must be in offset order");
             }
+            let seq = self.shard.next_seq.get();
+            self.shard.next_seq.set(seq + 1);
+            let held = batch.bytes.held();
+            batches.bytes += held;
+            self.shard.bytes.set(self.shard.bytes.get() + held);
+            if batches.list.is_empty() {
+                self.shard.oldest.borrow_mut().insert((seq, self.id), Rc::downgrade(&self.batches));
+            }
+            batches.list.push_back(Entry { seq, batch });
         }
+        self.shard.evict_over_budget();
+    }
+
+    /// Everything below `keep_from_offset` is durable. Drops batches from the front while over
+    /// `bytes_max` (the partition's own budget), then the shard's oldest while the shard is
+    /// over its budget, but never a batch at or above `keep_from_offset`.
+    pub fn evict(&mut self, bytes_max: usize, keep_from_offset: i64) {
+        {
+            let mut batches = self.batches.borrow_mut();
+            batches.durable_end = batches.durable_end.max(keep_from_offset);
+        }
+        self.pop_front_while(|batches, front| batches.bytes > bytes_max && front.last_offset < keep_from_offset);
+        self.shard.evict_over_budget();
     }
 
     /// Drops the batches that end below `offset` (deleted or compacted: the segment files hold
     /// what reads should see). The caller makes sure they are durable.
     pub fn drop_below(&mut self, offset: i64) {
-        while let Some(front) = self.batches.front() {
-            if front.last_offset >= offset {
+        self.pop_front_while(|_, front| front.last_offset < offset);
+    }
+
+    pub fn clear(&mut self) {
+        self.pop_front_while(|_, _| true);
+    }
+
+    /// Pops batches from the front while `more` says so, keeping the shard's count and its
+    /// record of this cache's oldest batch true.
+    fn pop_front_while(&mut self, mut more: impl FnMut(&Batches, &CachedBatch) -> bool) {
+        let mut batches = self.batches.borrow_mut();
+        let Some(first_seq) = batches.list.front().map(|e| e.seq) else { return };
+        let mut freed = 0;
+        while let Some(front) = batches.list.front() {
+            if !more(&batches, &front.batch) {
                 break;
             }
-            self.bytes -= front.bytes.held();
-            self.batches.pop_front();
+            let held = front.batch.bytes.held();
+            batches.list.pop_front();
+            batches.bytes -= held;
+            freed += held;
+        }
+        if freed == 0 && batches.list.front().is_some_and(|e| e.seq == first_seq) {
+            return;
+        }
+        self.shard.bytes.set(self.shard.bytes.get() - freed);
+        let mut oldest = self.shard.oldest.borrow_mut();
+        oldest.remove(&(first_seq, self.id));
+        if let Some(front) = batches.list.front() {
+            oldest.insert((front.seq, self.id), Rc::downgrade(&self.batches));
         }
     }
 
     pub fn first_offset(&self) -> Option<i64> {
-        self.batches.front().map(|b| b.base_offset)
+        self.batches.borrow().list.front().map(|e| e.batch.base_offset)
     }
 
+    /// What this partition's batches keep alive.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.batches.borrow().bytes
     }
 
     /// Batches from the one holding `offset`, until adding one more would pass `max_bytes`
@@ -76,10 +260,11 @@ impl BatchCache {
 
     /// As `read`, but only batches that start below `end_offset`; each with its last offset.
     pub fn read_until(&self, offset: i64, max_bytes: usize, end_offset: i64) -> Vec<(BatchBytes, u64, i64)> {
-        let start = self.batches.partition_point(|b| b.last_offset < offset);
+        let batches = self.batches.borrow();
+        let start = batches.list.partition_point(|e| e.batch.last_offset < offset);
         let mut out = Vec::new();
         let mut total = 0;
-        for batch in self.batches.range(start..) {
+        for batch in batches.list.range(start..).map(|e| &e.batch) {
             if batch.base_offset >= end_offset || (!out.is_empty() && total + batch.bytes.len() > max_bytes) {
                 break;
             }
@@ -90,16 +275,11 @@ impl BatchCache {
     }
 
     /// The first cached batch whose max timestamp is at or after `timestamp`.
-    pub fn find_timestamp(&self, timestamp: i64, from_offset: i64) -> Option<&CachedBatch> {
-        self.batches.iter().find(|b| b.last_offset >= from_offset && b.max_timestamp >= timestamp)
-    }
-
-    pub fn clear(&mut self) {
-        self.batches.clear();
-        self.bytes = 0;
+    pub fn find_timestamp(&self, timestamp: i64, from_offset: i64) -> Option<CachedBatch> {
+        let batches = self.batches.borrow();
+        batches.list.iter().map(|e| &e.batch).find(|b| b.last_offset >= from_offset && b.max_timestamp >= timestamp).cloned()
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +323,58 @@ mod tests {
         cache.evict(0, 5);
         assert_eq!(cache.first_offset(), Some(5));
         assert_eq!(cache.bytes(), 100);
+    }
+
+    #[test]
+    fn over_the_shard_budget_the_batch_cached_longest_ago_goes_first_whichever_partition_holds_it() {
+        let shard = ShardCache::new(300);
+        let (mut a, mut b) = (BatchCache::new(shard.clone()), BatchCache::new(shard.clone()));
+        a.push(batch(0, 0, 100));
+        b.push(batch(0, 0, 100));
+        a.push(batch(1, 1, 100));
+        a.evict(usize::MAX, 2);
+        b.evict(usize::MAX, 1);
+        assert_eq!(shard.bytes(), 300, "within the budget: nothing goes");
+        b.push(batch(1, 1, 100));
+        assert_eq!((a.first_offset(), b.first_offset()), (Some(1), Some(0)), "a's first batch was the oldest");
+        assert_eq!(shard.bytes(), 300);
+        b.push(batch(2, 2, 100));
+        assert_eq!((a.first_offset(), b.first_offset()), (Some(1), Some(1)), "then b's first");
+        assert_eq!((a.bytes(), b.bytes(), shard.bytes()), (100, 200, 300));
+        assert_eq!(shard.evicted_batches(), 2);
+    }
+
+    #[test]
+    fn the_shard_budget_never_drops_what_is_not_durable_and_passes_over_to_what_is() {
+        let shard = ShardCache::new(150);
+        let (mut a, mut b) = (BatchCache::new(shard.clone()), BatchCache::new(shard.clone()));
+        a.push(batch(0, 0, 100));
+        b.push(batch(0, 0, 100));
+        assert_eq!(shard.bytes(), 200, "neither is durable: over the budget, nothing goes");
+        b.evict(usize::MAX, 1);
+        assert_eq!((a.first_offset(), b.first_offset()), (Some(0), None), "a's older batch is not durable: b's goes");
+        a.evict(usize::MAX, 1);
+        assert_eq!(shard.bytes(), 100, "within the budget again");
+    }
+
+    #[test]
+    fn a_dropped_or_cleared_cache_gives_the_shard_its_bytes_back() {
+        let shard = ShardCache::new(1000);
+        let mut a = BatchCache::new(shard.clone());
+        a.push(batch(0, 4, 100));
+        a.push(batch(5, 9, 100));
+        {
+            let mut b = BatchCache::new(shard.clone());
+            b.push(batch(0, 0, 300));
+            assert_eq!(shard.bytes(), 500);
+        }
+        assert_eq!(shard.bytes(), 200);
+        a.drop_below(5);
+        assert_eq!(shard.bytes(), 100);
+        a.clear();
+        assert_eq!(shard.bytes(), 0);
+        assert!(shard.oldest.borrow().is_empty(), "no cache is left to evict from");
+        a.push(batch(10, 10, 50));
+        assert_eq!((a.bytes(), shard.bytes()), (50, 50));
     }
 }

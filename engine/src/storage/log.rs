@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use shardlog_protocol::batch::{self, BatchError, BatchHeader};
 
 use super::batch_bytes::{kept_in_place, BatchBytes};
-use super::cache::{BatchCache, CachedBatch};
+use super::cache::{BatchCache, CachedBatch, ShardCache};
 use super::cold_read::{ColdRead, Step};
 use super::leader_epoch::LeaderEpochCache;
 use super::producer_state::{AbortedTxn, ProducerError, ProducerState, SequenceCheck};
@@ -58,6 +58,8 @@ pub struct LogConfig {
     pub write_bytes_max: usize,
     /// DMA writes one flush keeps in flight at once.
     pub writes_in_flight_max: usize,
+    /// `shardlog.cache.partition.bytes`: this partition's own bound on its cached batches
+    /// (`usize::MAX`: only the shard's bound, `ShardCache`).
     pub cache_bytes: usize,
     /// `retention.ms`: sealed segments whose newest record is older are deleted; -1: never.
     pub retention_ms: i64,
@@ -517,6 +519,11 @@ impl PartitionLog {
         assert!(self.unsynced.is_empty(), "the dirty budget is set before anything is appended");
         self.dirty_budget = budget;
     }
+    /// Counts this log's cached batches against `cache` (the owner shard's) from now on.
+    /// Called before the first append.
+    pub fn set_cache_budget(&mut self, cache: Rc<ShardCache>) {
+        self.cache.set_shard(cache);
+    }
     pub fn dirty_budget(&self) -> &Rc<ByteBudget> {
         &self.dirty_budget
     }
@@ -686,12 +693,14 @@ impl PartitionLog {
         let recovered = recovered.map_err(TruncateError::Storage)?;
         let reopened = PartitionLog::from_recovered(self.dir.clone(), self.config.clone(), recovered);
         let budget = self.dirty_budget.clone();
+        let cache_shard = self.cache.shard().clone();
         let retired = std::mem::take(&mut self.retired_files);
         let (leader_epoch, truncations, waiters) = (self.leader_epoch, self.truncations + 1, self.durable_waiters);
         let hw = self.replicated_high_watermark;
         *self = reopened;
         self.replicated_high_watermark = hw;
         self.dirty_budget = budget;
+        self.cache.set_shard(cache_shard);
         self.retired_files = retired;
         self.leader_epoch = leader_epoch;
         self.truncations = truncations;

@@ -1177,6 +1177,8 @@ fn truncate_to_cuts_segments_indexes_epochs_and_takes_appends_at_the_new_end() {
     let (p2, c2) = (path.clone(), small.clone());
     run(move || async move {
         let p = open(&p2, c2.clone());
+        let shard_cache = super::cache::ShardCache::unbounded();
+        p.log.borrow_mut().set_cache_budget(shard_cache.clone());
         let mut last = 0;
         for i in 0..30 {
             p.log.borrow_mut().set_leader_epoch(i as i32 / 10);
@@ -1203,12 +1205,14 @@ fn truncate_to_cuts_segments_indexes_epochs_and_takes_appends_at_the_new_end() {
             assert_eq!(log.end_offset_for_epoch(1), (1, 70));
         }
         assert_eq!(epoch_checkpoint(&p2), "0\n2\n0 0\n1 50\n");
+        assert_eq!(shard_cache.bytes(), p.log.borrow().cache_bytes(), "the cut log's cached batches were given back to the shard");
         assert_eq!(parse_all(&read_all_bytes(&p, 0), true).unwrap().len(), 14);
         assert!(matches!(p.log.borrow().read(70, 1 << 16), Ok(r) if r.bytes == 0));
         // A new leader's epoch writes on from the cut, through the same flusher.
         p.log.borrow_mut().set_leader_epoch(5);
         let next = p.append(batch_of(1000, 5), 10).unwrap();
         assert_eq!(next.base_offset, 70);
+        assert!(shard_cache.bytes() > 0 && shard_cache.bytes() == p.log.borrow().cache_bytes(), "the reopened log counts against the same shard");
         p.wait_durable(next.last_offset).await.unwrap();
         assert_eq!(p.truncate_to(70).await.unwrap(), 70, "back to a batch boundary");
         let next = p.append(batch_of(2000, 5), 10).unwrap();

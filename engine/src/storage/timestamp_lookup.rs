@@ -99,7 +99,7 @@ impl PartitionLog {
             let Some(file) = &seg.read_file else { continue };
             let relative = (from - seg.base_offset).max(0) as u32;
             let (_, position) = seg.index.lookup(relative);
-            let source = Source::File { file: file.clone(), position: position as u64, from, written_bytes: seg.written_bytes, cached: cached.cloned() };
+            let source = Source::File { file: file.clone(), position: position as u64, from, written_bytes: seg.written_bytes, cached };
             return TimestampLookup::Read(TimestampRead { timestamp, start_offset, segment_base: seg.base_offset, source });
         }
         TimestampLookup::Done(None)
