@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 import clients
 import kafkawire as kw
@@ -222,12 +222,16 @@ TOPIC, BROKER, BROKER_LOGGER, CLIENT_METRICS, GROUP = 2, 4, 8, 16, 32
 def list_config_resources(port: int, version: int, types: list[int]) -> tuple[int, list[tuple[str, int]]]:
     """ListConfigResources (KIP-1142), by hand: (error code, [(name, type)]); v0 has no types in
     its request and none in its answer (every resource it lists is a client-metrics one)."""
+    with kw.Connection(port) as conn:
+        return list_config_resources_on(conn, version, types)
+
+
+def list_config_resources_on(conn: kw.Connection, version: int, types: list[int]) -> tuple[int, list[tuple[str, int]]]:
     def build(cid: int) -> bytes:
         body = (kw.compact_array([kw.i8(t) for t in types]) if version >= 1 else b"") + kw.TAGGED_FIELDS_EMPTY
         return kw.frame(kw.request_header(LIST_CONFIG_RESOURCES, version, cid, flexible=True) + body)
 
-    with kw.Connection(port) as conn:
-        r = kw.Reader(conn.request(build))
+    r = kw.Reader(conn.request(build))
     r.skip_tagged_fields()  # response header v1
     r.i32()  # throttle
     error = r.i16()
@@ -258,3 +262,26 @@ def test_list_config_resources_names_groups_with_configs_brokers_and_topics(brok
     assert list_config_resources(broker.port, 0, []) == (0, [])
     # A type the version does not list fails the request, as Kafka answers it.
     assert list_config_resources(broker.port, 1, [GROUP, 99]) == (UNSUPPORTED_VERSION, [])
+
+
+def test_list_config_resources_needs_describe_configs_on_the_cluster(broker_factory):
+    """As Kafka: a principal without DESCRIBE_CONFIGS on the cluster gets
+    CLUSTER_AUTHORIZATION_FAILED and no resources; once granted, the list."""
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType
+
+    from test_authorization import CLUSTER_AUTHORIZATION_FAILED, config as secured_config, login, sasl
+
+    broker = broker_factory(config=secured_config(), extra_listeners=["SASL_PLAINTEXT"])
+    port = broker.extra_ports["SASL_PLAINTEXT"]
+    admin = AdminClient(sasl(port, "admin"))
+    for future in admin.create_topics([NewTopic("lcr-secured", num_partitions=1, replication_factor=1)], operation_timeout=30).values():
+        assert future.result(60) is None
+    with login(port, "alice") as alice:
+        assert list_config_resources_on(alice, 1, [TOPIC]) == (CLUSTER_AUTHORIZATION_FAILED, [])
+    with login(port, "admin") as admin_conn:
+        assert list_config_resources_on(admin_conn, 1, [TOPIC]) == (0, [("lcr-secured", TOPIC)]), "a super user lists"
+    grant = AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, "User:alice", "*", AclOperation.DESCRIBE_CONFIGS, AclPermissionType.ALLOW)
+    for future in admin.create_acls([grant]).values():
+        assert future.result(30) is None
+    with login(port, "alice") as alice:
+        assert list_config_resources_on(alice, 1, [TOPIC]) == (0, [("lcr-secured", TOPIC)])
