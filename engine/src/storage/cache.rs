@@ -16,7 +16,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
-use std::ops::Bound;
 use std::rc::{Rc, Weak};
 
 use super::batch_bytes::BatchBytes;
@@ -41,8 +40,10 @@ pub struct ShardCache {
     /// Numbers batches in the order they were cached, across the shard's partitions.
     next_seq: Cell<u64>,
     next_cache_id: Cell<u64>,
-    /// Every cache that holds batches, by (the number of its oldest batch, its id): the first
-    /// holds the batch the shard cached longest ago.
+    /// Every cache whose oldest batch is durable (so may go), by (the number of that batch,
+    /// the cache's id): the first holds the droppable batch the shard cached longest ago. A
+    /// cache whose oldest batch is not durable yet is left out, so eviction never has to pass
+    /// over one (a partition stuck on a full disk could be many).
     oldest: RefCell<BTreeMap<CacheKey, Weak<RefCell<Batches>>>>,
     /// Batches dropped to stay within the budget, for the metrics.
     evicted_batches: Cell<u64>,
@@ -80,45 +81,40 @@ impl ShardCache {
 
     /// Drops durable batches, the oldest first across the shard, until within the budget or
     /// nothing more may go. Never called while a cache of this shard is borrowed (a cache calls
-    /// it once its own borrow has ended); a cache found borrowed anyway is passed over.
+    /// it once its own borrow has ended); a cache found borrowed anyway is left for next time.
     fn evict_over_budget(&self) {
-        let mut after: Option<CacheKey> = None;
         while self.bytes.get() > self.bytes_max {
-            let next = {
-                let oldest = self.oldest.borrow();
-                let mut from = match after {
-                    None => oldest.range(..),
-                    Some(key) => oldest.range((Bound::Excluded(key), Bound::Unbounded)),
-                };
-                from.next().map(|(key, cache)| (*key, cache.clone()))
-            };
-            let Some((key, cache)) = next else { break };
+            let Some((key, cache)) = self.oldest.borrow().first_key_value().map(|(key, cache)| (*key, cache.clone())) else { break };
             let Some(cache) = cache.upgrade() else {
                 self.oldest.borrow_mut().remove(&key);
                 continue;
             };
-            let Ok(mut batches) = cache.try_borrow_mut() else {
-                after = Some(key);
-                continue;
-            };
-            let durable_end = batches.durable_end;
-            match batches.list.front() {
-                Some(front) if front.batch.last_offset < durable_end => {
-                    let held = front.batch.bytes.held();
-                    batches.list.pop_front();
-                    batches.bytes -= held;
-                    self.bytes.set(self.bytes.get() - held);
-                    self.evicted_batches.set(self.evicted_batches.get() + 1);
-                    let mut oldest = self.oldest.borrow_mut();
-                    oldest.remove(&key);
-                    if let Some(front) = batches.list.front() {
-                        oldest.insert((front.seq, key.1), Rc::downgrade(&cache));
-                    }
-                }
-                // Its oldest batch is not durable, so none of its batches is: the next cache.
-                _ => after = Some(key),
+            let Ok(mut batches) = cache.try_borrow_mut() else { break };
+            if batches.list.front().is_some_and(|front| front.batch.last_offset < batches.durable_end) {
+                let held = batches.list.pop_front().map_or(0, |e| e.batch.bytes.held());
+                batches.bytes -= held;
+                self.bytes.set(self.bytes.get() - held);
+                self.evicted_batches.set(self.evicted_batches.get() + 1);
             }
+            self.register(&cache, &mut batches, key.1);
         }
+    }
+
+    /// Keeps `oldest` true for one cache after its batches or its durable end changed.
+    fn register(&self, cache: &Rc<RefCell<Batches>>, batches: &mut Batches, id: u64) {
+        let durable_end = batches.durable_end;
+        let key = batches.list.front().filter(|front| front.batch.last_offset < durable_end).map(|front| (front.seq, id));
+        if key == batches.key {
+            return;
+        }
+        let mut oldest = self.oldest.borrow_mut();
+        if let Some(old) = batches.key.take() {
+            oldest.remove(&old);
+        }
+        if let Some(new) = key {
+            oldest.insert(new, Rc::downgrade(cache));
+        }
+        batches.key = key;
     }
 }
 
@@ -134,6 +130,8 @@ struct Batches {
     bytes: usize,
     /// Batches that end below this offset are durable: they may be dropped.
     durable_end: i64,
+    /// Where this cache is in `ShardCache::oldest`, if it is.
+    key: Option<CacheKey>,
 }
 
 /// One partition's batches, in offset order, counted against its shard's [`ShardCache`].
@@ -160,7 +158,7 @@ impl BatchCache {
     pub fn new(shard: Rc<ShardCache>) -> BatchCache {
         let id = shard.next_cache_id.get();
         shard.next_cache_id.set(id + 1);
-        let batches = Batches { list: VecDeque::new(), bytes: 0, durable_end: i64::MIN };
+        let batches = Batches { list: VecDeque::new(), bytes: 0, durable_end: i64::MIN, key: None };
         BatchCache { id, batches: Rc::new(RefCell::new(batches)), shard }
     }
 
@@ -186,10 +184,8 @@ impl BatchCache {
             let held = batch.bytes.held();
             batches.bytes += held;
             self.shard.bytes.set(self.shard.bytes.get() + held);
-            if batches.list.is_empty() {
-                self.shard.oldest.borrow_mut().insert((seq, self.id), Rc::downgrade(&self.batches));
-            }
             batches.list.push_back(Entry { seq, batch });
+            self.shard.register(&self.batches, &mut batches, self.id);
         }
         self.shard.evict_over_budget();
     }
@@ -220,7 +216,6 @@ impl BatchCache {
     /// record of this cache's oldest batch true.
     fn pop_front_while(&mut self, mut more: impl FnMut(&Batches, &CachedBatch) -> bool) {
         let mut batches = self.batches.borrow_mut();
-        let Some(first_seq) = batches.list.front().map(|e| e.seq) else { return };
         let mut freed = 0;
         while let Some(front) = batches.list.front() {
             if !more(&batches, &front.batch) {
@@ -231,15 +226,8 @@ impl BatchCache {
             batches.bytes -= held;
             freed += held;
         }
-        if freed == 0 && batches.list.front().is_some_and(|e| e.seq == first_seq) {
-            return;
-        }
         self.shard.bytes.set(self.shard.bytes.get() - freed);
-        let mut oldest = self.shard.oldest.borrow_mut();
-        oldest.remove(&(first_seq, self.id));
-        if let Some(front) = batches.list.front() {
-            oldest.insert((front.seq, self.id), Rc::downgrade(&self.batches));
-        }
+        self.shard.register(&self.batches, &mut batches, self.id);
     }
 
     pub fn first_offset(&self) -> Option<i64> {
@@ -351,6 +339,7 @@ mod tests {
         a.push(batch(0, 0, 100));
         b.push(batch(0, 0, 100));
         assert_eq!(shard.bytes(), 200, "neither is durable: over the budget, nothing goes");
+        assert!(shard.oldest.borrow().is_empty(), "only caches with something to drop are looked at");
         b.evict(usize::MAX, 1);
         assert_eq!((a.first_offset(), b.first_offset()), (Some(0), None), "a's older batch is not durable: b's goes");
         a.evict(usize::MAX, 1);
