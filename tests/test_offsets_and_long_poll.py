@@ -47,6 +47,30 @@ def test_raw_fetch_long_poll_is_answered_by_a_later_produce(broker):
         assert [(o, k, v) for o, _, k, v in records] == [(0, b"wake", b"up")]
 
 
+def test_long_polls_that_timed_out_on_an_idle_partition_leave_no_waiter_behind(broker_factory):
+    """A long poll that ends at its max_wait gives its place back: after more of them than
+    `shardlog.fetch.long.poll.watchers.max` on a partition nobody writes to, the next long poll
+    still waits for data (an early, empty answer here is what a leak of waiters gave: every fetch
+    of the partition answered at once, and consumers spun)."""
+    broker = broker_factory(config={"shardlog.fetch.long.poll.watchers.max": 4})
+    topic = "idle-long-polls"
+    clients.create_topic(broker.bootstrap, topic, 1)
+    with kafkawire.Connection(broker.port, timeout_s=60) as conn:
+        for _ in range(12):
+            [fp] = kafkawire.parse_fetch_v4(conn.request(kafkawire.fetch_v4_request, topic, 0, 0, max_wait_ms=20, min_bytes=1))
+            assert fp.error_code == kafkawire.NONE and fp.records in (None, b"")
+        cid = conn.correlation_id()
+        conn.send(kafkawire.fetch_v4_request(cid, topic, 0, 0, max_wait_ms=LONG_WAIT_MS, min_bytes=1))
+        assert not conn.readable_within(NOT_YET_CHECK_S), "a long poll on an idle partition was answered before any data arrived"
+        producer = confluent_kafka.Producer(clients.rdkafka(broker.bootstrap))
+        producer.produce(topic, b"awake", partition=0)
+        assert producer.flush(PRODUCE_BOUND_S) == 0
+        got, body = conn.recv_frame(timeout_s=60)
+        assert got == cid
+        [fp] = kafkawire.parse_fetch_v4(body)
+        assert [v for _, _, _, v in kafkawire.decode_uncompressed_records(fp.records)] == [b"awake"]
+
+
 def test_raw_fetch_long_poll_waits_for_min_bytes(broker):
     topic = "long-poll-min-bytes"
     clients.create_topic(broker.bootstrap, topic, 1)
