@@ -177,10 +177,11 @@ def metadata_v1_request(correlation_id: int, topics: list[str] | None) -> bytes:
     return frame(request_header(METADATA, 1, correlation_id) + body)
 
 
-def produce_v3_request(correlation_id: int, topic: str, partition: int, records: bytes, acks: int = 1, timeout_ms: int = 30000) -> bytes:
+def produce_v3_request(correlation_id: int, topic: str, partition: int, records: bytes, acks: int = 1, timeout_ms: int = 30000,
+                       transactional_id: str | None = None) -> bytes:
     partition_data = array([i32(partition) + kbytes(records)])
     topic_data = array([string(topic) + partition_data])
-    body = string(None) + i16(acks) + i32(timeout_ms) + topic_data
+    body = string(transactional_id) + i16(acks) + i32(timeout_ms) + topic_data
     return frame(request_header(PRODUCE, 3, correlation_id) + body)
 
 
@@ -278,9 +279,10 @@ def batch_leader_epochs(records: bytes) -> list[tuple[int, int]]:
     return out
 
 
-def init_producer_id_v0_request(correlation_id: int, transaction_timeout_ms: int = 60_000) -> bytes:
-    """An idempotent (not transactional) producer asking for its id: null transactional id."""
-    body = string(None) + i32(transaction_timeout_ms)
+def init_producer_id_v0_request(correlation_id: int, transaction_timeout_ms: int = 60_000, transactional_id: str | None = None) -> bytes:
+    """A producer asking for its id: an idempotent one (null transactional id), or a
+    transactional one."""
+    body = string(transactional_id) + i32(transaction_timeout_ms)
     return frame(request_header(INIT_PRODUCER_ID, 0, correlation_id) + body)
 
 
@@ -378,12 +380,14 @@ def record_batch(
     producer_id: int = -1,
     producer_epoch: int = -1,
     base_sequence: int = -1,
+    transactional: bool = False,
 ) -> bytes:
     """A valid, uncompressed RecordBatch v2 with a correct CRC-32C. With a producer id, epoch
-    and base sequence it is an idempotent producer's batch."""
+    and base sequence it is an idempotent producer's batch (and with `transactional`, part of
+    its transaction)."""
     encoded = b"".join(record(i, k, v) for i, (k, v) in enumerate(records))
     after_crc = (
-        i16(0)  # attributes: no compression, CreateTime, not transactional
+        i16(0x10 if transactional else 0)  # attributes: no compression, CreateTime
         + i32(len(records) - 1)  # last offset delta
         + i64(base_timestamp)
         + i64(base_timestamp)  # max timestamp

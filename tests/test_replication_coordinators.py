@@ -14,7 +14,9 @@ import time
 
 import confluent_kafka
 from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
+import kafkawire as kw
 from clients import wait_until
 from cluster import KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION, find_coordinator, start_cluster, wait_brokers
 from test_cluster_transactions import coordinator_partition, leaders
@@ -26,6 +28,7 @@ INTERNAL_PARTITIONS = 3  # cluster.make_cluster's offsets.topic.num.partitions a
 # Bounds that turn a hang into a failure; nothing asserts how fast anything was.
 DEADLINE_S = 120
 CONFIG = {**FAST, "group.initial.rebalance.delay.ms": 0}
+NOT_ENOUGH_REPLICAS = 19
 
 
 def survivors(nodes) -> str:
@@ -195,3 +198,36 @@ def test_transactional_pipeline_is_exactly_once_across_the_kill_of_its_coordinat
     assert find_coordinator(live_port(nodes), group, KEY_TYPE_GROUP) != doomed
     wait_until(lambda: all(partition_state(nodes, TXN_STATE, p)[0] not in (-1, doomed) for p in range(INTERNAL_PARTITIONS)),
                "the transaction state partitions to have live leaders")
+
+
+def test_a_transactional_produce_whose_coordinator_cannot_answer_is_retried_by_the_client(broker_factory):
+    """Before it takes a producer's first batch of a transaction, a partition leader asks the
+    transaction coordinator whether the partition is in that transaction (KIP-890). When the
+    coordinator cannot answer (its broker was just killed), the produce is answered
+    NOT_ENOUGH_REPLICAS, as Kafka's ReplicaManager answers it, which clients retry without a
+    metadata refresh. Passed through, COORDINATOR_NOT_AVAILABLE made librdkafka wait for a new
+    leader of the partition, which never came (the leader had not changed), and its
+    transaction hung."""
+    # One replica of each __transaction_state partition; node 2 alone is the metadata quorum,
+    # so it carries on when node 1 dies.
+    config = {**CONFIG, "transaction.state.log.replication.factor": 1}
+    nodes = start_cluster(broker_factory, count=2, roles=["broker", "broker,controller"], extra_config=[config] * 2)
+    wait_brokers(nodes)
+    topic = "verified-on-2"
+    admin = AdminClient({"bootstrap.servers": nodes[1].bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[2]])])[topic].result(60)
+    find_coordinator(nodes[1].port, "any", KEY_TYPE_TRANSACTION)  # creates __transaction_state
+    wait_until(lambda: -1 not in leaders(nodes[1].bootstrap, TXN_STATE).values(), "__transaction_state to have its leaders")
+    txn_leaders = leaders(nodes[1].bootstrap, TXN_STATE)
+    transactional_id = next(t for t in (f"verify-{i}" for i in range(1000)) if txn_leaders[coordinator_partition(t, INTERNAL_PARTITIONS)] == 1)
+    assert find_coordinator(nodes[0].port, transactional_id, KEY_TYPE_TRANSACTION) == 1
+    with kw.Connection(nodes[0].port) as conn:
+        error, producer_id, epoch = kw.parse_init_producer_id_v0(conn.request(lambda c: kw.init_producer_id_v0_request(c, transactional_id=transactional_id)))
+    assert error == 0 and producer_id >= 0
+
+    nodes[0].kill9()
+    batch = kw.record_batch([(None, b"in a transaction")], producer_id=producer_id, producer_epoch=epoch, base_sequence=0, transactional=True)
+    with kw.Connection(nodes[1].port) as conn:
+        [(_, _, error, _)] = kw.parse_produce_v3(conn.request(lambda c: kw.produce_v3_request(c, topic, 0, batch, transactional_id=transactional_id)))
+    assert error == NOT_ENOUGH_REPLICAS, f"a produce its coordinator could not verify was answered {error}, not NOT_ENOUGH_REPLICAS"
+    assert nodes[1].is_alive()

@@ -54,6 +54,8 @@ error_codes! {
     UNKNOWN_TOPIC_ID = 100,
 
     // Idempotent and transactional producers.
+    NETWORK_EXCEPTION = 13,
+    COORDINATOR_LOAD_IN_PROGRESS = 14,
     COORDINATOR_NOT_AVAILABLE = 15,
     NOT_COORDINATOR = 16,
     OUT_OF_ORDER_SEQUENCE_NUMBER = 45,
@@ -179,7 +181,8 @@ mod tests {
             NOT_ENOUGH_REPLICAS_AFTER_APPEND,
             COORDINATOR_NOT_AVAILABLE,
             NOT_COORDINATOR,
-            14, // COORDINATOR_LOAD_IN_PROGRESS
+            COORDINATOR_LOAD_IN_PROGRESS,
+            NETWORK_EXCEPTION,
             NOT_CONTROLLER,
             KAFKA_STORAGE_ERROR,
             CORRUPT_MESSAGE,

@@ -311,9 +311,29 @@ async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], tr
         if code != ec::NONE {
             // Kafka's partition leaders answer a fenced producer INVALID_PRODUCER_EPOCH, and a
             // client that predates TRANSACTION_ABORTABLE INVALID_TXN_STATE in its place.
+            //
+            // A coordinator that cannot answer now (moving, loading, unreachable) is answered
+            // NOT_ENOUGH_REPLICAS, as Kafka's ReplicaManager does: clients retry it without a
+            // metadata refresh. Passed through, librdkafka takes COORDINATOR_NOT_AVAILABLE for a
+            // partition without a leader and waits for one to appear in the metadata, which
+            // never comes (the leader did not change): its transaction hangs.
             let code = match code {
                 ec::PRODUCER_FENCED => ec::INVALID_PRODUCER_EPOCH,
                 ec::TRANSACTION_ABORTABLE if !abortable_known => ec::INVALID_TXN_STATE,
+                ec::CONCURRENT_TRANSACTIONS
+                | ec::NETWORK_EXCEPTION
+                | ec::COORDINATOR_LOAD_IN_PROGRESS
+                | ec::COORDINATOR_NOT_AVAILABLE
+                | ec::NOT_COORDINATOR => {
+                    return Err((
+                        ec::NOT_ENOUGH_REPLICAS,
+                        format!(
+                            "unable to verify the partition has been added to the transaction of producer {} (transactional id {transactional_id:?}): the coordinator answered {}; retry",
+                            header.producer_id,
+                            ec::error_name(code)
+                        ),
+                    ));
+                }
                 code => code,
             };
             return Err((
@@ -329,7 +349,8 @@ async fn verify_transaction(shard: &Rc<Shard>, p: &Partition, records: &[u8], tr
             return Ok(());
         }
     }
-    Err((ec::CONCURRENT_TRANSACTIONS, String::from("the transaction ended while its batch was being verified; retry")))
+    // As Kafka answers CONCURRENT_TRANSACTIONS from the verification (see above).
+    Err((ec::NOT_ENOUGH_REPLICAS, String::from("the transaction ended while its batch was being verified; retry")))
 }
 
 /// OffsetForLeaderEpoch for one partition this shard leads (Kafka's
