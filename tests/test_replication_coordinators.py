@@ -180,6 +180,7 @@ def test_transactional_pipeline_is_exactly_once_across_the_kill_of_its_coordinat
                 except confluent_kafka.KafkaException as e:
                     if not e.args[0].retriable():
                         raise
+                    assert time.monotonic() < deadline, f"the commit was still retriable at the deadline: {e}"
             committed_records += len(msgs)
         except confluent_kafka.KafkaException as e:
             assert e.args[0].txn_requires_abort(), f"a fatal transaction error: {e}"
