@@ -157,7 +157,7 @@ fn thread_cpu_us() -> (u64, u64) {
 /// they own: `requests` (the handlers) and `committed` (the group coordinator).
 pub fn snapshot(shard: &Shard) -> ShardSnapshot {
     let mut partitions = Vec::new();
-    let (mut cache_bytes, mut pending_write_bytes) = (0u64, 0u64);
+    let mut pending_write_bytes = 0u64;
     let leaders = shard.leaders.borrow();
     for (key, p) in shard.partitions.borrow().iter() {
         let log = p.log.borrow();
@@ -167,7 +167,6 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
             min_insync_replicas: l.min_insync_replicas,
             follower_lags: l.follower_lags(log.log_end_offset()),
         });
-        cache_bytes += log.cache_bytes() as u64;
         pending_write_bytes += log.pending_bytes() as u64;
         partitions.push(PartitionSnapshot {
             topic: p.topic.clone(),
@@ -210,7 +209,8 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         tasks_executed: runtime::tasks_executed(),
         cpu_user_us,
         cpu_system_us,
-        cache_bytes,
+        // The shard's own count: every log it opens counts its cached batches there.
+        cache_bytes: shard.batch_cache.bytes() as u64,
         cache_bytes_max: shard.batch_cache.bytes_max() as u64,
         cache_evicted_batches: shard.batch_cache.evicted_batches(),
         pending_write_bytes,
