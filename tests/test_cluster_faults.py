@@ -312,6 +312,9 @@ def test_a_cut_off_active_controller_changes_nothing_and_the_majority_goes_on(br
     via = network.agents[majority[0] - 1]
     assert via.call("create_topic", timeout_s=30, bootstrap=nodes[majority[0] - 1].bootstrap, name="before-cut", partitions=3) == "created"
     seen.converged(1)
+    # The node to be cut off is a registered broker (the majority fences it later only then).
+    wait_until(lambda: set(via.call("metadata", timeout_s=30, bootstrap=nodes[majority[0] - 1].bootstrap)["brokers"]) == {"1", "2", "3"},
+               "every broker to be registered", timeout_s=30)
 
     network.cut(first)
     isolated = network.agents[first - 1]

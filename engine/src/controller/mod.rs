@@ -784,7 +784,7 @@ impl Controller {
         };
         self.heartbeat_times().insert(node_id, std::time::Instant::now());
         if fenced {
-            let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
+            let _permit = self.serial_permit().await?;
             let old = self.view.borrow().clone();
             let mut new = old.clone();
             set_fenced(&mut new, node_id, false);
@@ -934,28 +934,47 @@ impl Controller {
     /// this node may write the log (`ensure_ready`), and answers the view to change. The permit
     /// must be held until the change is committed.
     async fn begin_change(&self) -> Result<(Permit<'_>, ClusterMetadata), (i16, String)> {
-        let permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
-        self.ensure_ready().await?;
+        let permit = self.serial_permit().await?;
         let view = self.view.borrow().clone();
         Ok((permit, view))
+    }
+
+    /// The one-change-at-a-time permit, once this node may write the log. Readiness is waited
+    /// for before queueing for the permit: a new leader's first records ([`Controller::bootstrap`])
+    /// take the permit too, so a change that held it while waiting for them stalled both until
+    /// its wait ran out (a new cluster's leader registered its own broker seconds late).
+    async fn serial_permit(&self) -> Result<Permit<'_>, (i16, String)> {
+        self.ensure_ready().await?;
+        let permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
+        // Checked again without waiting: leadership may have moved while in line.
+        self.ready()?;
+        Ok(permit)
     }
 
     async fn ensure_ready(&self) -> Result<(), (i16, String)> {
         self.ensure_leader().await?;
         let deadline = std::time::Instant::now() + leader_wait(&self.shard);
         loop {
-            let status = self.quorum().status();
-            if !status.ready_leader {
-                return Err((ec::NOT_CONTROLLER, String::from("this node stopped leading the metadata quorum")));
-            }
-            if self.bootstrapped_term.get() == status.term {
-                return Ok(());
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err((ec::NOT_CONTROLLER, String::from("the active controller is still writing its first records; retry")));
+            match self.ready() {
+                Err((_, msg)) if self.quorum().status().ready_leader && std::time::Instant::now() < deadline => {
+                    tracing::trace!(reason = %msg, "waiting for the active controller's first records");
+                }
+                outcome => return outcome,
             }
             crate::runtime::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Whether this node may change metadata now: the ready leader, its first records in.
+    fn ready(&self) -> Result<(), (i16, String)> {
+        let status = self.quorum().status();
+        if !status.ready_leader {
+            return Err((ec::NOT_CONTROLLER, String::from("this node stopped leading the metadata quorum")));
+        }
+        if self.bootstrapped_term.get() != status.term {
+            return Err((ec::NOT_CONTROLLER, String::from("the active controller is still writing its first records; retry")));
+        }
+        Ok(())
     }
 
     /// Waits (bounded) until this node leads the quorum and has applied every earlier term.
@@ -1654,8 +1673,7 @@ impl Controller {
             // fetches with, so that the voter is recorded with it all the same.
             *directory_id = self.wait_caught_up(*node_id, *directory_id, wait).await?;
         }
-        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
-        self.ensure_ready().await?;
+        let _permit = self.serial_permit().await?;
         // Checked again: another change may have gone in while the new voter was waited for.
         let (change, voters, what) = self.check_voter_change(&call)?;
         let quorum = self.quorum().clone();
@@ -1806,8 +1824,7 @@ impl Controller {
     }
 
     async fn allocate_producer_id_here(&self) -> Result<i64, i16> {
-        let _permit = self.serial.acquire_permit(1).await.expect("semaphore never closes");
-        self.ensure_ready().await.map_err(|_| ec::COORDINATOR_NOT_AVAILABLE)?;
+        let _permit = self.serial_permit().await.map_err(|_| ec::COORDINATOR_NOT_AVAILABLE)?;
         self.producer_ids_for_term();
         let id = self.next_producer_id.get();
         if id >= self.producer_id_block_end.get() {
