@@ -12,7 +12,7 @@
 //! - executors pinned to cores, each with its blocking pool ([`shard_executor`], [`Executor`],
 //!   [`Placement`]), and the channel mesh between them ([`MeshBuilder`], [`Senders`],
 //!   [`Receivers`]);
-//! - shard-local synchronisation: [`Semaphore`];
+//! - shard-local synchronisation: [`Semaphore`] (tokio's, which is runtime-agnostic; see there);
 //! - files: [`read_at`] (buffered reads through io_uring), [`remove_file`];
 //! - TCP for the brokers' own links (the metadata quorum): [`TcpListener`], [`TcpStream`];
 //! - the executor's own counters: [`tasks_executed`].
@@ -22,10 +22,31 @@ use std::os::fd::{AsFd, FromRawFd, IntoRawFd};
 
 pub use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 pub use glommio::net::{TcpListener, TcpStream};
-pub use glommio::sync::{Permit, Semaphore};
 pub use glommio::task::JoinHandle;
 pub use glommio::timer::sleep;
 pub use glommio::{yield_if_needed, LocalExecutorBuilder as Executor, Placement, Task, TaskQueueHandle};
+
+/// A semaphore for a shard's tasks: waiters are served in arrival order, and one dropped after
+/// it was handed its units (a request that timed out, a connection that closed) passes them to
+/// the next. glommio's own does not: it wakes the first waiter without handing it the units, so
+/// when that waiter is dropped before it runs, the units stay free while the waiters behind it
+/// sleep until some later release (the metadata controller's serial section stalled that way,
+/// and with it the fencing of brokers that stopped heartbeating).
+pub struct Semaphore(tokio::sync::Semaphore);
+
+/// Units held from a [`Semaphore`]; dropping it gives them back.
+pub type Permit<'a> = tokio::sync::SemaphorePermit<'a>;
+
+impl Semaphore {
+    pub fn new(units: usize) -> Semaphore {
+        Semaphore(tokio::sync::Semaphore::new(units))
+    }
+
+    /// Waits for `units`, after every earlier waiter; fails only once the semaphore is closed.
+    pub async fn acquire_permit(&self, units: u32) -> Result<Permit<'_>, tokio::sync::AcquireError> {
+        self.0.acquire_many(units).await
+    }
+}
 
 /// Threads in each shard's blocking pool, all on the shard's core (they mostly sleep in system
 /// calls). More than one, so that one slow job does not hold back the others queued behind
@@ -96,4 +117,41 @@ pub async fn remove_file(path: &std::path::Path) -> std::io::Result<()> {
 /// Tasks this shard's executor has run.
 pub fn tasks_executed() -> u64 {
     glommio::executor().executor_stats().tasks_executed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::task::{waker, ArcWake};
+    use std::pin::pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+    impl ArcWake for Wakes {
+        fn wake_by_ref(arc_self: &Arc<Self>) {
+            arc_self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_waiter_dropped_after_it_was_woken_passes_the_units_on() {
+        let semaphore = Semaphore::new(1);
+        let held = futures::executor::block_on(semaphore.acquire_permit(1)).unwrap();
+        let (first_wakes, second_wakes) = (Arc::new(Wakes::default()), Arc::new(Wakes::default()));
+        let (first_waker, second_waker) = (waker(first_wakes.clone()), waker(second_wakes.clone()));
+        let mut first = Box::pin(semaphore.acquire_permit(1));
+        let mut second = pin!(semaphore.acquire_permit(1));
+        assert!(first.as_mut().poll(&mut Context::from_waker(&first_waker)).is_pending());
+        assert!(second.as_mut().poll(&mut Context::from_waker(&second_waker)).is_pending());
+        drop(held);
+        assert_eq!(first_wakes.0.load(Ordering::SeqCst), 1, "the first in line is woken");
+        assert_eq!(second_wakes.0.load(Ordering::SeqCst), 0);
+        // It gives up before it runs (its request timed out): the next in line gets the units.
+        drop(first);
+        assert_eq!(second_wakes.0.load(Ordering::SeqCst), 1, "the next in line is woken");
+        assert!(matches!(second.as_mut().poll(&mut Context::from_waker(&second_waker)), Poll::Ready(Ok(_))));
+    }
 }
