@@ -3,14 +3,12 @@
 //! Waiters snapshot a generation number and wake when it moves. There is no lock: a shard's
 //! tasks all run on one thread, so a `Cell` and a `RefCell` are enough.
 //!
-//! `waiters` counts the waiters pending now: one that gives up (a long poll whose deadline came
-//! first) stops counting when it is dropped, so the count, which bounds long polls per
-//! partition, does not grow on a partition nobody writes to. Its waker stays in the list until
-//! the next `notify_all`, as before: waking it then is harmless, and some waits elsewhere were
-//! found to depend on those wake-ups (taking the wakers back on drop made a new active
-//! controller stop fencing a cut-off broker, one run in three).
+//! A waiter that gives up (a long poll whose deadline came first) takes its waker back when it
+//! is dropped: an idle partition's fetches would otherwise pile up wakers until the next append,
+//! and the count of waiters, which bounds long polls per partition, would only grow.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -18,36 +16,36 @@ use std::task::{Context, Poll, Waker};
 #[derive(Default)]
 pub struct Notify {
     generation: Cell<u64>,
-    wakers: RefCell<Vec<Waker>>,
-    /// Waiters of this generation that are pending and not dropped.
-    pending: Cell<usize>,
+    /// The wakers of the waiters now pending, by a key never used twice.
+    wakers: RefCell<BTreeMap<u64, Waker>>,
+    next_key: Cell<u64>,
 }
 
 impl Notify {
     pub fn notify_all(&self) {
         self.generation.set(self.generation.get() + 1);
-        self.pending.set(0);
-        for waker in self.wakers.borrow_mut().drain(..) {
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        for waker in wakers.into_values() {
             waker.wake();
         }
     }
 
     /// Resolves at the next `notify_all` after this call.
     pub fn notified(&self) -> Notified<'_> {
-        Notified { notify: self, generation: self.generation.get(), counted: false }
+        Notified { notify: self, generation: self.generation.get(), key: None }
     }
 
     /// Waiters pending now (polled, not yet woken or dropped).
     pub fn waiters(&self) -> usize {
-        self.pending.get()
+        self.wakers.borrow().len()
     }
 }
 
 pub struct Notified<'a> {
     notify: &'a Notify,
     generation: u64,
-    /// Counted in `Notify::pending` (polled while its generation was current).
-    counted: bool,
+    /// Where its waker is in `Notify::wakers`, once polled.
+    key: Option<u64>,
 }
 
 impl Future for Notified<'_> {
@@ -56,14 +54,17 @@ impl Future for Notified<'_> {
         if self.notify.generation.get() != self.generation {
             return Poll::Ready(());
         }
-        let mut wakers = self.notify.wakers.borrow_mut();
-        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            wakers.push(cx.waker().clone());
-        }
-        drop(wakers);
-        if !self.counted {
-            self.counted = true;
-            self.notify.pending.set(self.notify.pending.get() + 1);
+        let notify = self.notify;
+        let mut wakers = notify.wakers.borrow_mut();
+        match self.key.and_then(|key| wakers.get_mut(&key)) {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            Some(waker) => *waker = cx.waker().clone(),
+            None => {
+                let key = notify.next_key.get();
+                notify.next_key.set(key + 1);
+                wakers.insert(key, cx.waker().clone());
+                self.key = Some(key);
+            }
         }
         Poll::Pending
     }
@@ -71,9 +72,9 @@ impl Future for Notified<'_> {
 
 impl Drop for Notified<'_> {
     fn drop(&mut self) {
-        // After a notify_all the count was reset already.
-        if self.counted && self.notify.generation.get() == self.generation {
-            self.notify.pending.set(self.notify.pending.get() - 1);
+        if let Some(key) = self.key {
+            // Gone already if a notify_all took it; keys are never reused.
+            self.notify.wakers.borrow_mut().remove(&key);
         }
     }
 }
@@ -88,12 +89,12 @@ mod tests {
     }
 
     #[test]
-    fn a_waiter_that_gives_up_stops_counting() {
+    fn a_waiter_that_gives_up_takes_its_waker_back() {
         let notify = Notify::default();
         for _ in 0..10 {
             let mut waiting = notify.notified();
             assert!(poll_once(&mut waiting).is_pending());
-            assert!(poll_once(&mut waiting).is_pending(), "polled again: still one waiter");
+            assert!(poll_once(&mut waiting).is_pending(), "polled again: still one waker");
             assert_eq!(notify.waiters(), 1);
         }
         assert_eq!(notify.waiters(), 0, "ten long polls that timed out leave nothing behind");
