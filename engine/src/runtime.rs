@@ -30,8 +30,8 @@ pub use glommio::{yield_if_needed, LocalExecutorBuilder as Executor, Placement, 
 /// it was handed its units (a request that timed out, a connection that closed) passes them to
 /// the next. glommio's own does not: it wakes the first waiter without handing it the units, so
 /// when that waiter is dropped before it runs, the units stay free while the waiters behind it
-/// sleep until some later release (the metadata controller's serial section stalled that way,
-/// and with it the fencing of brokers that stopped heartbeating).
+/// sleep until some later release (the controller's one-change-at-a-time section, a peer
+/// broker's request turn: each would stall).
 pub struct Semaphore(tokio::sync::Semaphore);
 
 /// Units held from a [`Semaphore`]; dropping it gives them back.
