@@ -76,7 +76,14 @@ impl ByteBudget {
     /// Waits until `bytes` fit and every earlier waiter has gone. The caller charges them
     /// before its next await, so the room it saw is still there (a shard is one thread).
     pub async fn wait_for_room(&self, bytes: usize) {
-        if self.waiting.borrow().is_empty() && self.has_room(bytes) {
+        self.wait_for_room_of(|| bytes).await
+    }
+
+    /// As `wait_for_room`, for a charge that may change while waiting (`bytes` is asked at each
+    /// look): a batch kept in a request buffer that another batch has charged already adds
+    /// nothing.
+    pub async fn wait_for_room_of(&self, bytes: impl Fn() -> usize) {
+        if self.waiting.borrow().is_empty() && self.has_room(bytes()) {
             return;
         }
         self.waits.set(self.waits.get() + 1);
@@ -87,7 +94,7 @@ impl ByteBudget {
         let _in_line = InLine { budget: self, ticket };
         loop {
             let released = self.released.notified();
-            if self.waiting.borrow().front() == Some(&ticket) && self.has_room(bytes) {
+            if self.waiting.borrow().front() == Some(&ticket) && self.has_room(bytes()) {
                 self.waiting.borrow_mut().pop_front();
                 // The next in line looks once this caller has charged its bytes.
                 self.released.notify_all();
@@ -216,6 +223,20 @@ mod tests {
         assert!(poll_once(next.as_mut()).is_pending());
         budget.release(10);
         assert!(poll_once(next.as_mut()).is_ready(), "a dropped waiter must not block the line");
+    }
+
+    #[test]
+    fn a_waiter_whose_charge_fell_to_nothing_gets_in_at_its_next_look() {
+        let budget = ByteBudget::new(100);
+        budget.charge(90);
+        // A batch of a request buffer that no other batch has charged yet needs its 50 bytes.
+        let need = Cell::new(50);
+        let mut waiting = pin!(budget.wait_for_room_of(|| need.get()));
+        assert!(poll_once(waiting.as_mut()).is_pending());
+        // Another batch of the same request charged the buffer meanwhile: this one adds nothing.
+        need.set(0);
+        budget.release(1);
+        assert!(poll_once(waiting.as_mut()).is_ready(), "asked again at the next look: 89 + 0 fits");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::replication_quota::{self, Side};
 use super::{Shard, TxnVerification};
 use crate::metadata::ClusterMetadata;
 use crate::runtime;
-use crate::storage::batch_bytes::charge_bound;
+use crate::storage::batch_bytes::RequestBuffer;
 use crate::storage::log::{now_ms, AppendError, LogConfig, Partition, PartitionLog, ReadError};
 use crate::storage::max_timestamp::MaxTimestampLookup;
 use crate::storage::timestamp_lookup::TimestampLookup;
@@ -31,7 +31,8 @@ pub fn serve(shard: &Rc<Shard>) {
             // join_all polls the appends in request order, so each reaches its partition (and
             // the dirty budget's line) in that order: pipelined requests keep their offsets'
             // order.
-            let appends = call.partitions.iter().map(|(topic, partition, records)| produce(&shard, &call, topic, *partition, records.clone()));
+            let request = RequestBuffer::new(call.request_bytes);
+            let appends = call.partitions.iter().map(|(topic, partition, records)| produce(&shard, &call, &request, topic, *partition, records.clone()));
             futures::future::join_all(appends).await
         }
     });
@@ -83,7 +84,7 @@ pub struct ProduceTransaction<'a> {
 
 /// Appends one partition's `records` of a produce request (`call`), answered when the request's
 /// acks are met.
-pub async fn produce(shard: &Rc<Shard>, call: &Produce, topic: &str, partition: i32, records: bytes::Bytes) -> ProduceOutcome {
+pub async fn produce(shard: &Rc<Shard>, call: &Produce, request: &Rc<RequestBuffer>, topic: &str, partition: i32, records: bytes::Bytes) -> ProduceOutcome {
     let (acks, timeout_ms) = (call.acks, call.timeout_ms);
     let transaction = call.transactional_id.as_deref().map(|id| ProduceTransaction { id, abortable_known: call.transaction_abortable_known });
     let mut outcome = ProduceOutcome {
@@ -128,13 +129,12 @@ pub async fn produce(shard: &Rc<Shard>, call: &Produce, topic: &str, partition: 
     // (a disk slower than the network), the produce waits here. Its connection then holds its
     // in-flight requests and stops reading the socket, so producers slow down to the disk's pace.
     let dirty_budget = p.log.borrow().dirty_budget().clone();
-    let request_bytes = call.request_bytes;
-    dirty_budget.wait_for_room(charge_bound(records.len(), request_bytes)).await;
-    // No await from here to the append: the room seen above is still there. A batch filling
-    // most of its request stays in the request's buffer (the flusher's copy to the disk is then
-    // its only one); others are copied out, so what the log holds stays bounded.
     let records_len = records.len();
-    let info = match p.append_in_place(records, request_bytes, now_ms()) {
+    dirty_budget.wait_for_room_of(|| p.log.borrow().in_place_charge(records_len, request)).await;
+    // No await from here to the append: the room seen above is still there. The batches stay
+    // in the request's buffer (the flusher's copy to the disk is then their only one), which
+    // the budgets count once for all of the request's partitions on this shard.
+    let info = match p.append_in_place(records, request, now_ms()) {
         Ok(info) => info,
         Err(e) => {
             outcome.error_code = append_error_code(&e);

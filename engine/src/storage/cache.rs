@@ -8,8 +8,9 @@
 //! Over the shard's budget the batch cached longest ago goes first, whichever partition holds
 //! it, as Redpanda's batch cache does: the memory follows the partitions being written, and data
 //! written with O_DIRECT (never in the page cache) can be read back from memory as Kafka's page
-//! cache serves it. Bytes are counted as what the batches keep alive ([`BatchBytes::held`]): a
-//! batch kept in its request's buffer counts that whole buffer.
+//! cache serves it. The shard counts what its batches keep alive: a request buffer that batches
+//! are kept in, once while any of them is cached ([`BatchBytes::enter`]). A partition's own
+//! budget counts its batches' own bytes.
 //!
 //! Batches not yet durable are never dropped, so the shard's cache can pass its budget by at
 //! most what is not durable, which the dirty budget bounds (`shardlog.dirty.shard.bytes`).
@@ -18,7 +19,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::{Rc, Weak};
 
-use super::batch_bytes::BatchBytes;
+use super::batch_bytes::{BatchBytes, Budget};
 
 #[derive(Debug, Clone)]
 pub struct CachedBatch {
@@ -91,10 +92,11 @@ impl ShardCache {
             };
             let Ok(mut batches) = cache.try_borrow_mut() else { break };
             if batches.list.front().is_some_and(|front| front.batch.last_offset < batches.durable_end) {
-                let held = batches.list.pop_front().map_or(0, |e| e.batch.bytes.held());
-                batches.bytes -= held;
-                self.bytes.set(self.bytes.get() - held);
-                self.evicted_batches.set(self.evicted_batches.get() + 1);
+                if let Some(front) = batches.list.pop_front() {
+                    batches.bytes -= front.batch.bytes.len();
+                    self.bytes.set(self.bytes.get() - front.batch.bytes.leave(Budget::Cache));
+                    self.evicted_batches.set(self.evicted_batches.get() + 1);
+                }
             }
             self.register(&cache, &mut batches, key.1);
         }
@@ -126,7 +128,7 @@ struct Entry {
 
 struct Batches {
     list: VecDeque<Entry>,
-    /// What the batches keep alive.
+    /// The batches' own bytes (what the partition's own budget counts).
     bytes: usize,
     /// Batches that end below this offset are durable: they may be dropped.
     durable_end: i64,
@@ -181,9 +183,8 @@ impl BatchCache {
             }
             let seq = self.shard.next_seq.get();
             self.shard.next_seq.set(seq + 1);
-            let held = batch.bytes.held();
-            batches.bytes += held;
-            self.shard.bytes.set(self.shard.bytes.get() + held);
+            batches.bytes += batch.bytes.len();
+            self.shard.bytes.set(self.shard.bytes.get() + batch.bytes.enter(Budget::Cache));
             batches.list.push_back(Entry { seq, batch });
             self.shard.register(&self.batches, &mut batches, self.id);
         }
@@ -221,10 +222,9 @@ impl BatchCache {
             if !more(&batches, &front.batch) {
                 break;
             }
-            let held = front.batch.bytes.held();
-            batches.list.pop_front();
-            batches.bytes -= held;
-            freed += held;
+            let Some(front) = batches.list.pop_front() else { break };
+            batches.bytes -= front.batch.bytes.len();
+            freed += front.batch.bytes.leave(Budget::Cache);
         }
         self.shard.bytes.set(self.shard.bytes.get() - freed);
         self.shard.register(&self.batches, &mut batches, self.id);
@@ -234,7 +234,7 @@ impl BatchCache {
         self.batches.borrow().list.front().map(|e| e.batch.base_offset)
     }
 
-    /// What this partition's batches keep alive.
+    /// This partition's cached batches' own bytes.
     pub fn bytes(&self) -> usize {
         self.batches.borrow().bytes
     }
@@ -271,6 +271,7 @@ impl BatchCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::batch_bytes::RequestBuffer;
 
     fn batch(base: i64, last: i64, len: usize) -> CachedBatch {
         CachedBatch { base_offset: base, last_offset: last, max_timestamp: base, bytes: BatchBytes::whole(bytes::Bytes::from(vec![0u8; len])) }
@@ -290,17 +291,35 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_kept_in_its_request_counts_the_request_it_keeps_alive() {
-        let mut cache = BatchCache::default();
-        let request = bytes::Bytes::from(shardlog_protocol::batch::build_batch(0, 1, &[(None, Some(&[7u8; 300][..]))]));
-        let len = request.len();
-        cache.push(CachedBatch { base_offset: 0, last_offset: 0, max_timestamp: 1, bytes: BatchBytes::in_place(request, 4 * len, 0, 0) });
-        cache.push(batch(1, 1, 100));
-        assert_eq!(cache.bytes(), 4 * len + 100);
-        assert_eq!(cache.read(0, usize::MAX)[0].0.len(), len, "reads size batches by their own bytes");
-        cache.evict(4 * len, 2);
-        assert_eq!(cache.first_offset(), Some(1), "over the limit by what it holds alive, not by its size");
-        assert_eq!(cache.bytes(), 100);
+    fn batches_kept_in_one_request_count_it_once_until_the_last_of_them_goes() {
+        let record = shardlog_protocol::batch::build_batch(0, 1, &[(None, Some(&[7u8; 300][..]))]);
+        let len = record.len();
+        // One request carrying a batch for each of two partitions of the shard.
+        let frame = bytes::Bytes::from([record.clone(), record, vec![0u8; 2 * len]].concat());
+        let request = RequestBuffer::new(frame.len());
+        let shard = ShardCache::new(4 * len + 100);
+        let (mut a, mut b) = (BatchCache::new(shard.clone()), BatchCache::new(shard.clone()));
+        let kept = |at: usize, offset: i64| CachedBatch {
+            base_offset: offset,
+            last_offset: offset,
+            max_timestamp: 1,
+            bytes: BatchBytes::in_place(frame.slice(at..at + len), &request, offset, 0),
+        };
+        a.push(kept(0, 0));
+        b.push(kept(len, 0));
+        assert_eq!(shard.bytes(), 4 * len, "the request buffer both keep alive, counted once");
+        assert_eq!((a.bytes(), b.bytes()), (len, len), "each partition counts its batch's own bytes");
+        assert_eq!(a.read(0, usize::MAX)[0].0.len(), len, "reads size batches by their own bytes");
+        a.push(batch(1, 1, 100));
+        a.evict(usize::MAX, 2);
+        b.evict(usize::MAX, 1);
+        assert_eq!(shard.bytes(), 4 * len + 100, "within the budget: nothing goes");
+        b.push(batch(1, 1, 100));
+        // Over the budget: the oldest goes (a's batch of the request), which frees nothing while
+        // b's batch keeps the buffer alive; then b's, which frees the buffer.
+        assert_eq!((a.first_offset(), b.first_offset()), (Some(1), Some(1)));
+        assert_eq!(shard.bytes(), 200);
+        assert_eq!(shard.evicted_batches(), 2);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use anyhow::Result;
 use bytes::{Bytes, BytesMut};
 use shardlog_protocol::batch::{self, BatchError, BatchHeader};
 
-use super::batch_bytes::{kept_in_place, BatchBytes};
+use super::batch_bytes::{BatchBytes, Budget, RequestBuffer};
 use super::cache::{BatchCache, CachedBatch, ShardCache};
 use super::cold_read::{ColdRead, Step};
 use super::leader_epoch::LeaderEpochCache;
@@ -139,7 +139,7 @@ pub enum AppendError {
 /// Records to append: in a buffer of the log's own, or as a produce request brought them.
 enum Received {
     Owned(BytesMut),
-    InPlace { records: Bytes, request_bytes: usize },
+    InPlace { records: Bytes, request: Rc<RequestBuffer> },
 }
 
 impl Received {
@@ -255,10 +255,10 @@ pub struct PartitionLog {
     /// Compaction has cleaned the log below this offset, persisted in `cleaner-offset-checkpoint`.
     pub(super) cleaner_offset: i64,
     pending: VecDeque<Pending>,
-    /// Appended bytes not yet durable, by the offset that ends them: charged to the shard's
-    /// dirty budget at append (what their batches keep alive), released when the fdatasync
-    /// covers them.
-    unsynced: VecDeque<(i64, usize)>,
+    /// Appended batches not yet durable, by the offset that ends them: charged to the shard's
+    /// dirty budget at append (what they keep alive, [`BatchBytes::enter`]), released when the
+    /// fdatasync covers them.
+    unsynced: VecDeque<(i64, BatchBytes)>,
     dirty_budget: Rc<ByteBudget>,
     pub(super) cache: BatchCache,
     /// A storage error (EIO, a vanished directory): the partition stays offline until restart.
@@ -509,9 +509,10 @@ impl PartitionLog {
     pub fn pending_bytes(&self) -> usize {
         self.pending.iter().map(|p| p.len).sum()
     }
-    /// Appended bytes not yet durable (charged to the dirty budget).
+    /// Appended bytes not yet durable (the batches' own sizes; the dirty budget is charged
+    /// what they keep alive).
     pub fn unsynced_bytes(&self) -> usize {
-        self.unsynced.iter().map(|(_, bytes)| bytes).sum()
+        self.unsynced.iter().map(|(_, batch)| batch.len()).sum()
     }
     /// Charges this log's appends to `budget` (the owner shard's) from now on. Called before
     /// the first append.
@@ -532,11 +533,11 @@ impl PartitionLog {
     pub(super) fn mark_durable(&mut self, end_offset: i64) {
         self.durable_offset = end_offset;
         let mut released = 0;
-        while let Some(&(end, bytes)) = self.unsynced.front() {
-            if end > end_offset {
+        while let Some((end, batch)) = self.unsynced.front() {
+            if *end > end_offset {
                 break;
             }
-            released += bytes;
+            released += batch.leave(Budget::Dirty);
             self.unsynced.pop_front();
         }
         self.dirty_budget.release(released);
@@ -555,7 +556,7 @@ impl PartitionLog {
 
     /// Gives the budget back every byte still charged: they will never be written here.
     fn release_unsynced(&mut self) {
-        let held: usize = self.unsynced.drain(..).map(|(_, bytes)| bytes).sum();
+        let held: usize = self.unsynced.drain(..).map(|(_, batch)| batch.leave(Budget::Dirty)).sum();
         self.dirty_budget.release(held);
     }
     pub fn size_bytes(&self) -> u64 {
@@ -810,11 +811,21 @@ impl PartitionLog {
         self.append_received(Received::Owned(records), now, origin)
     }
 
-    /// Appends a producer's records as its request brought them (`records`, a slice of a
-    /// request buffer of `request_bytes`): one batch filling at least half of the request is
-    /// kept in it (see `batch_bytes`), anything else is copied out first.
-    pub fn append_in_place(&mut self, records: Bytes, request_bytes: usize, now: u64) -> Result<AppendInfo, AppendError> {
-        self.append_received(Received::InPlace { records, request_bytes }, now, AppendOrigin::Client)
+    /// Appends a producer's records as its request brought them (`records`, a slice of
+    /// `request`'s buffer): the batches are kept in it (see `batch_bytes`), unless the topic
+    /// stamps LogAppendTime, which rewrites the CRC too: then they are copied out first.
+    pub fn append_in_place(&mut self, records: Bytes, request: &Rc<RequestBuffer>, now: u64) -> Result<AppendInfo, AppendError> {
+        self.append_received(Received::InPlace { records, request: request.clone() }, now, AppendOrigin::Client)
+    }
+
+    /// The most that appending `records_len` bytes of `request` with `append_in_place` would
+    /// charge the dirty budget now.
+    pub fn in_place_charge(&self, records_len: usize, request: &RequestBuffer) -> usize {
+        if self.config.log_append_time {
+            records_len
+        } else {
+            request.charge_to_enter(Budget::Dirty)
+        }
     }
 
     fn append_received(&mut self, mut received: Received, now: u64, origin: AppendOrigin) -> Result<AppendInfo, AppendError> {
@@ -865,11 +876,10 @@ impl PartitionLog {
             let last = (h.base_sequence as i64 + h.last_offset_delta as i64) % (i32::MAX as i64 + 1);
             in_request.insert(h.producer_id, (h.producer_epoch, last as i32));
         }
-        if let Received::InPlace { records, request_bytes } = &received {
+        if let Received::InPlace { records, .. } = &received {
             // LogAppendTime rewrites the attributes and the CRC too: such batches get a buffer of
-            // their own, as do several batches in one partition's records (rare; each would be
-            // charged the whole request).
-            if self.config.log_append_time || headers.len() != 1 || !kept_in_place(records.len(), *request_bytes) {
+            // their own.
+            if self.config.log_append_time {
                 received = Received::Owned(BytesMut::from(&records[..]));
             }
         }
@@ -889,7 +899,7 @@ impl PartitionLog {
                     }
                     BatchBytes::whole(batch_bytes.freeze())
                 }
-                Received::InPlace { records, request_bytes } => BatchBytes::in_place(records.clone(), *request_bytes, offset, self.leader_epoch),
+                Received::InPlace { records, request } => BatchBytes::in_place(records.split_to(header.size_bytes), request, offset, self.leader_epoch),
             };
             let assigned = BatchHeader {
                 base_offset: offset,
@@ -966,7 +976,7 @@ impl PartitionLog {
         seg.record_batch(&assigned, self.config.index_interval_bytes);
         let segment_base = seg.base_offset;
         self.next_offset = assigned.last_offset() + 1;
-        let (len, held) = (frozen.len(), frozen.held());
+        let len = frozen.len();
         match self.pending.back_mut() {
             Some(p) if p.segment_base == segment_base && p.start_position + p.len as u64 == position => {
                 p.batches.push(frozen.clone());
@@ -975,8 +985,8 @@ impl PartitionLog {
             }
             _ => self.pending.push_back(Pending { segment_base, start_position: position, batches: vec![frozen.clone()], len, end_offset: self.next_offset }),
         }
-        self.unsynced.push_back((self.next_offset, held));
-        self.dirty_budget.charge(held);
+        self.dirty_budget.charge(frozen.enter(Budget::Dirty));
+        self.unsynced.push_back((self.next_offset, frozen.clone()));
         self.cache.push(CachedBatch { base_offset: offset, last_offset: assigned.last_offset(), max_timestamp: assigned.max_timestamp, bytes: frozen });
     }
 

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use anyhow::Result;
 use bytes::{Bytes, BytesMut};
 
+use super::batch_bytes::RequestBuffer;
 use super::cold_read::Step;
 use super::disk::{sync_dir, write_synced};
 use super::flusher::Flusher;
@@ -89,8 +90,8 @@ impl Partition {
     }
 
     /// Appends a producer's records where its request brought them (`PartitionLog::append_in_place`).
-    pub fn append_in_place(&self, records: Bytes, request_bytes: usize, now: u64) -> Result<AppendInfo, AppendError> {
-        let info = self.log.borrow_mut().append_in_place(records, request_bytes, now)?;
+    pub fn append_in_place(&self, records: Bytes, request: &Rc<RequestBuffer>, now: u64) -> Result<AppendInfo, AppendError> {
+        let info = self.log.borrow_mut().append_in_place(records, request, now)?;
         Ok(self.wake_after_append(info))
     }
 

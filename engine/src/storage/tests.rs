@@ -9,6 +9,7 @@ use std::rc::Rc;
 use bytes::BytesMut;
 use shardlog_protocol::batch::{build_batch, parse_all};
 
+use super::batch_bytes::RequestBuffer;
 use super::log::{DurableError, LogConfig, Partition, PartitionLog, ReadPiece};
 use super::recovery::CLEAN_SHUTDOWN_FILE;
 use super::segment;
@@ -507,7 +508,7 @@ fn in_request(records: &[u8], after: usize) -> (bytes::Bytes, bytes::Bytes) {
 }
 
 #[test]
-fn a_batch_filling_its_request_is_kept_in_it_charged_whole_and_written_and_read_as_assigned() {
+fn batches_are_kept_in_their_request_charged_it_once_and_written_and_read_as_assigned() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     run(move || async move {
@@ -515,15 +516,21 @@ fn a_batch_filling_its_request_is_kept_in_it_charged_whole_and_written_and_read_
         p.append(batch_of(0, 2), 10).unwrap(); // offsets 0..=1, a buffer of the log's own
         let big = batch_of(2, 200);
         let (frame, records) = in_request(&big, 30);
-        let info = p.append_in_place(records.clone(), frame.len(), 10).unwrap();
+        let request = RequestBuffer::new(frame.len());
+        let info = p.append_in_place(records.clone(), &request, 10).unwrap();
         assert_eq!((info.base_offset, info.last_offset), (2, 201));
-        // A small partition of a large request is copied out, and charged its own size.
+        // A small partition of a large request is kept in it too: a request of many partitions
+        // is charged once, whichever of its batches are still held.
         let small = batch_of(202, 1);
         let (small_frame, small_records) = in_request(&small, 4 * small.len());
-        p.append_in_place(small_records.clone(), small_frame.len(), 10).unwrap();
+        let small_request = RequestBuffer::new(small_frame.len());
+        assert_eq!(p.log.borrow().in_place_charge(small.len(), &small_request), small_frame.len());
+        p.append_in_place(small_records.clone(), &small_request, 10).unwrap();
+        assert_eq!(p.log.borrow().in_place_charge(small.len(), &small_request), 0, "charged already");
         let first = batch_of(0, 2).len();
-        assert_eq!(budget.used_bytes(), first + frame.len() + small.len(), "kept in place: charged the whole request it keeps alive");
-        assert_eq!(p.log.borrow().cache_bytes(), first + frame.len() + small.len());
+        assert_eq!(budget.used_bytes(), first + frame.len() + small_frame.len(), "kept in place: charged the whole request they keep alive");
+        assert_eq!(p.log.borrow().cache.shard().bytes(), first + frame.len() + small_frame.len());
+        assert_eq!(p.log.borrow().unsynced_bytes(), first + big.len() + small.len(), "the batches' own bytes");
 
         let read = p.log.borrow().read(2, 1 << 20).unwrap();
         let memory: Vec<bytes::Bytes> = read
@@ -535,7 +542,7 @@ fn a_batch_filling_its_request_is_kept_in_it_charged_whole_and_written_and_read_
             })
             .collect();
         assert!(memory.iter().any(|b| b.as_ptr() == records[16..].as_ptr()), "the cache serves the request's own bytes");
-        assert!(memory.iter().all(|b| !small_frame.as_ptr_range().contains(&b.as_ptr())), "the small one was copied");
+        assert!(memory.iter().any(|b| b.as_ptr() == small_records[16..].as_ptr()), "and the small one's");
         let cached: Vec<u8> = memory.iter().flat_map(|b| b.iter().copied()).collect();
         let headers = parse_all(&cached, true).expect("whole batches with valid CRCs");
         assert_eq!(headers.iter().map(|h| (h.base_offset, h.last_offset())).collect::<Vec<_>>(), vec![(2, 201), (202, 202)]);
@@ -555,6 +562,43 @@ fn a_batch_filling_its_request_is_kept_in_it_charged_whole_and_written_and_read_
         assert_eq!(read_all_bytes(&p, 0), from_memory);
         assert_eq!(p.log.borrow().log_end_offset(), 203);
         p.close(true).await.unwrap();
+    });
+}
+
+#[test]
+fn partitions_of_one_request_charge_the_shard_its_buffer_once_until_the_last_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let budget = crate::budget::ByteBudget::new(1 << 20);
+        let cache = super::cache::ShardCache::unbounded();
+        let open_one = |name: &str| {
+            let mut log = PartitionLog::open(&path.join(name), config()).expect("open");
+            log.set_dirty_budget(budget.clone());
+            log.set_cache_budget(cache.clone());
+            Partition::new(name.into(), 0, log)
+        };
+        let (a, b) = (open_one("a-0"), open_one("b-0"));
+        // One request carrying a batch for each partition.
+        let (first, second) = (batch_of(0, 3), batch_of(0, 5));
+        let frame = bytes::Bytes::from([&[0xee; 10][..], &first, &second, &[0xee; 20][..]].concat());
+        let request = RequestBuffer::new(frame.len());
+        a.append_in_place(frame.slice(10..10 + first.len()), &request, 10).unwrap();
+        b.append_in_place(frame.slice(10 + first.len()..10 + first.len() + second.len()), &request, 10).unwrap();
+        assert_eq!(budget.used_bytes(), frame.len(), "the buffer both batches keep alive, once");
+        assert_eq!(cache.bytes(), frame.len());
+        a.start_flusher();
+        a.wait_durable(2).await.unwrap();
+        assert_eq!(budget.used_bytes(), frame.len(), "b's batch, not durable yet, still keeps the buffer");
+        b.start_flusher();
+        b.wait_durable(4).await.unwrap();
+        assert_eq!(budget.used_bytes(), 0, "the last batch of the request made durable gives the buffer back");
+        assert_eq!(cache.bytes(), frame.len(), "both still cached: the cache counts the buffer once");
+        a.close(true).await.unwrap();
+        assert_eq!(cache.bytes(), frame.len(), "b's batch keeps it");
+        b.close(true).await.unwrap();
+        drop((a, b));
+        assert_eq!(cache.bytes(), 0, "closed logs give their cached batches back");
     });
 }
 

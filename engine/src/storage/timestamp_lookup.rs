@@ -49,7 +49,7 @@ pub struct TimestampRead {
 #[derive(Debug)]
 enum Source {
     /// A cached batch that reaches the timestamp, compressed: it is opened off the shard.
-    Memory(CachedBatch),
+    Memory(Found),
     /// The segment file, walked from the batch that holds offset `from`.
     File {
         file: Arc<File>,
@@ -59,8 +59,23 @@ enum Source {
         written_bytes: u64,
         /// The batch cache's answer for this segment, used when the file holds the batch of
         /// `from` but not the one that reaches the timestamp (it is not written yet).
-        cached: Option<CachedBatch>,
+        cached: Option<Found>,
     },
+}
+
+/// A cached batch that reaches the timestamp, in one buffer of its own: the blocking pool's
+/// thread searches it (the cache's batches are the shard's, kept in its request buffers).
+#[derive(Debug)]
+struct Found {
+    base_offset: i64,
+    max_timestamp: i64,
+    bytes: bytes::Bytes,
+}
+
+impl Found {
+    fn of(cached: &CachedBatch) -> Found {
+        Found { base_offset: cached.base_offset, max_timestamp: cached.max_timestamp, bytes: cached.bytes.contiguous() }
+    }
 }
 
 impl PartitionLog {
@@ -82,7 +97,7 @@ impl PartitionLog {
                 while let Some(cached) = self.cache.find_timestamp(timestamp, after) {
                     let bytes = cached.bytes.contiguous();
                     if is_compressed(&bytes) {
-                        let source = Source::Memory(cached.clone());
+                        let source = Source::Memory(Found { base_offset: cached.base_offset, max_timestamp: cached.max_timestamp, bytes });
                         return TimestampLookup::Read(TimestampRead { timestamp, start_offset, segment_base: seg.base_offset, source });
                     }
                     match search_batch(&bytes, timestamp, start_offset) {
@@ -93,7 +108,7 @@ impl PartitionLog {
                 }
                 return TimestampLookup::Done(None);
             }
-            let cached = self.cache.find_timestamp(timestamp, from);
+            let cached = self.cache.find_timestamp(timestamp, from).map(|c| Found::of(&c));
             // A segment not yet opened for reads has nothing written: Kafka's walk finds no batch
             // there, and neither does this one.
             let Some(file) = &seg.read_file else { continue };
@@ -166,10 +181,8 @@ fn is_compressed(batch_bytes: &[u8]) -> bool {
 
 /// The answer a cached batch that reaches `timestamp` gives (see [`search_batch`]); one whose
 /// records at or after the start are all older answers shallowly too.
-fn answer_from(cached: &CachedBatch, timestamp: i64, start_offset: i64) -> (i64, i64) {
-    search_batch(&cached.bytes.contiguous(), timestamp, start_offset)
-        .flatten()
-        .unwrap_or_else(|| shallow(cached.base_offset, cached.max_timestamp, start_offset))
+fn answer_from(cached: &Found, timestamp: i64, start_offset: i64) -> (i64, i64) {
+    search_batch(&cached.bytes, timestamp, start_offset).flatten().unwrap_or_else(|| shallow(cached.base_offset, cached.max_timestamp, start_offset))
 }
 
 /// The answer of a batch that cannot be opened (malformed, too large decompressed): the batch
