@@ -260,8 +260,15 @@ def served(conn: kw.Connection) -> bool:
         return False
 
 
+def no_connections_open(broker) -> None:
+    """Waits until the broker counts no client connection: the readiness check's counts until
+    the broker has seen it close, as Kafka counts a connection until it processes the close."""
+    wait_until(lambda: sum(metric_samples(broker, "shardlog_connections").values()) == 0, "the readiness check's connection to be closed")
+
+
 def test_max_connections_per_ip_closes_the_connection_over_the_limit(broker_factory):
     broker = broker_factory(config={"max.connections.per.ip": 3})
+    no_connections_open(broker)
     conns = [kw.Connection(broker.port) for _ in range(3)]
     try:
         assert all(served(c) for c in conns), "three connections are within max.connections.per.ip=3"
@@ -279,6 +286,7 @@ def test_max_connections_per_ip_closes_the_connection_over_the_limit(broker_fact
 
 def test_max_connections_leaves_a_connection_waiting_until_one_closes(broker_factory):
     broker = broker_factory(config={"max.connections": 2})
+    no_connections_open(broker)
     first, second = kw.Connection(broker.port), kw.Connection(broker.port)
     try:
         assert served(first) and served(second)
