@@ -63,18 +63,26 @@ enum Source {
     },
 }
 
-/// A cached batch that reaches the timestamp, in one buffer of its own: the blocking pool's
-/// thread searches it (the cache's batches are the shard's, kept in its request buffers).
+/// A cached batch that reaches the timestamp, as the blocking pool's thread searches it: its
+/// pieces, without the shard's count of the request buffer they are in (shard-local).
 #[derive(Debug)]
 struct Found {
     base_offset: i64,
     max_timestamp: i64,
-    bytes: bytes::Bytes,
+    pieces: Vec<bytes::Bytes>,
 }
 
 impl Found {
     fn of(cached: &CachedBatch) -> Found {
-        Found { base_offset: cached.base_offset, max_timestamp: cached.max_timestamp, bytes: cached.bytes.contiguous() }
+        Found { base_offset: cached.base_offset, max_timestamp: cached.max_timestamp, pieces: cached.bytes.pieces().cloned().collect() }
+    }
+
+    /// Its bytes in one buffer (copied, off the shard, when in two pieces).
+    fn bytes(&self) -> bytes::Bytes {
+        match &self.pieces[..] {
+            [one] => one.clone(),
+            pieces => bytes::Bytes::from(pieces.concat()),
+        }
     }
 }
 
@@ -97,7 +105,7 @@ impl PartitionLog {
                 while let Some(cached) = self.cache.find_timestamp(timestamp, after) {
                     let bytes = cached.bytes.contiguous();
                     if is_compressed(&bytes) {
-                        let source = Source::Memory(Found { base_offset: cached.base_offset, max_timestamp: cached.max_timestamp, bytes });
+                        let source = Source::Memory(Found { base_offset: cached.base_offset, max_timestamp: cached.max_timestamp, pieces: vec![bytes] });
                         return TimestampLookup::Read(TimestampRead { timestamp, start_offset, segment_base: seg.base_offset, source });
                     }
                     match search_batch(&bytes, timestamp, start_offset) {
@@ -182,7 +190,7 @@ fn is_compressed(batch_bytes: &[u8]) -> bool {
 /// The answer a cached batch that reaches `timestamp` gives (see [`search_batch`]); one whose
 /// records at or after the start are all older answers shallowly too.
 fn answer_from(cached: &Found, timestamp: i64, start_offset: i64) -> (i64, i64) {
-    search_batch(&cached.bytes, timestamp, start_offset).flatten().unwrap_or_else(|| shallow(cached.base_offset, cached.max_timestamp, start_offset))
+    search_batch(&cached.bytes(), timestamp, start_offset).flatten().unwrap_or_else(|| shallow(cached.base_offset, cached.max_timestamp, start_offset))
 }
 
 /// The answer of a batch that cannot be opened (malformed, too large decompressed): the batch
