@@ -955,11 +955,10 @@ impl Controller {
         self.ensure_leader().await?;
         let deadline = std::time::Instant::now() + leader_wait(&self.shard);
         loop {
-            match self.ready() {
-                Err((_, msg)) if self.quorum().status().ready_leader && std::time::Instant::now() < deadline => {
-                    tracing::trace!(reason = %msg, "waiting for the active controller's first records");
-                }
-                outcome => return outcome,
+            // Only the first records are waited for: a node that stopped leading fails at once.
+            let outcome = self.ready();
+            if outcome.is_ok() || !self.quorum().status().ready_leader || std::time::Instant::now() >= deadline {
+                return outcome;
             }
             crate::runtime::sleep(Duration::from_millis(20)).await;
         }

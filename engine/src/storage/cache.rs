@@ -92,11 +92,8 @@ impl ShardCache {
             };
             let Ok(mut batches) = cache.try_borrow_mut() else { break };
             if batches.list.front().is_some_and(|front| front.batch.last_offset < batches.durable_end) {
-                if let Some(front) = batches.list.pop_front() {
-                    batches.bytes -= front.batch.bytes.len();
-                    self.bytes.set(self.bytes.get() - front.batch.bytes.leave(Budget::Cache));
-                    self.evicted_batches.set(self.evicted_batches.get() + 1);
-                }
+                self.bytes.set(self.bytes.get() - batches.pop_front());
+                self.evicted_batches.set(self.evicted_batches.get() + 1);
             }
             self.register(&cache, &mut batches, key.1);
         }
@@ -134,6 +131,15 @@ struct Batches {
     durable_end: i64,
     /// Where this cache is in `ShardCache::oldest`, if it is.
     key: Option<CacheKey>,
+}
+
+impl Batches {
+    /// Drops the oldest batch, if any: what the shard's count gets back.
+    fn pop_front(&mut self) -> usize {
+        let Some(front) = self.list.pop_front() else { return 0 };
+        self.bytes -= front.batch.bytes.len();
+        front.batch.bytes.leave(Budget::Cache)
+    }
 }
 
 /// One partition's batches, in offset order, counted against its shard's [`ShardCache`].
@@ -222,9 +228,7 @@ impl BatchCache {
             if !more(&batches, &front.batch) {
                 break;
             }
-            let Some(front) = batches.list.pop_front() else { break };
-            batches.bytes -= front.batch.bytes.len();
-            freed += front.batch.bytes.leave(Budget::Cache);
+            freed += batches.pop_front();
         }
         self.shard.bytes.set(self.shard.bytes.get() - freed);
         self.shard.register(&self.batches, &mut batches, self.id);
