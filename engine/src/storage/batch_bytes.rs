@@ -46,10 +46,6 @@ impl RequestBuffer {
         Rc::new(RequestBuffer { bytes, dirty: Cell::new(0), cached: Cell::new(0) })
     }
 
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
     fn counted(&self, budget: Budget) -> &Cell<usize> {
         match budget {
             Budget::Dirty => &self.dirty,
