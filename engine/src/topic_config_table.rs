@@ -271,7 +271,7 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         kind: Kind::Boolean,
         synonyms: &[("log.preallocate", 1)],
         applied: false,
-        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog: segment files grow as they are written.",
+        doc: "Accepted and reported for compatibility with Kafka; it has no effect on shardlog, which always preallocates the segment being written in 32 MiB steps, its file size included, and cuts the file to its data when the segment is sealed.",
     },
     TopicConfigDef {
         name: "remote.log.copy.disable",

@@ -26,9 +26,10 @@ use super::txn_index;
 
 /// O_DIRECT writes are aligned to this many bytes (a page, which also covers 512-byte devices).
 pub const WRITE_ALIGNMENT_BYTES: u64 = 4096;
-/// Segments are preallocated (fallocate, keeping the file size) this much at a time as they
+/// Segments are preallocated (fallocate, the file size with them) this much at a time as they
 /// grow: XFS and ext4 then lay them out contiguously, without reserving a whole segment of
-/// disk for a partition that may stay small.
+/// disk for a partition that may stay small, and direct writes land inside the file (see
+/// `Flusher::write_pages`). The file is cut to its data when sealed, at shutdown and by recovery.
 pub const PREALLOCATE_STEP_BYTES: u64 = 32 << 20;
 /// How often a flusher whose directory is full tries its write again.
 pub const DISK_FULL_RETRY_INTERVAL: Duration = Duration::from_millis(500);
@@ -216,8 +217,10 @@ impl Flusher {
         let end = start + len as u64;
         if end > self.preallocated_bytes && self.preallocated_bytes < u64::MAX {
             let segment_bytes = partition.log.borrow().config.segment_bytes;
-            let target = end.div_ceil(PREALLOCATE_STEP_BYTES).saturating_mul(PREALLOCATE_STEP_BYTES).min(segment_bytes.max(end));
-            match file.pre_allocate(target, true).await.map_err(std::io::Error::from) {
+            let target =
+                end.div_ceil(PREALLOCATE_STEP_BYTES).saturating_mul(PREALLOCATE_STEP_BYTES).min(segment_bytes.max(end)).div_ceil(WRITE_ALIGNMENT_BYTES)
+                    * WRITE_ALIGNMENT_BYTES;
+            match file.pre_allocate(target, false).await.map_err(std::io::Error::from) {
                 Ok(()) => self.preallocated_bytes = target,
                 Err(e) if io_out_of_space(&e) => {
                     return Err(anyhow::Error::new(e).context(format!("preallocating {target} bytes of segment {segment_base}")));
@@ -252,7 +255,14 @@ impl Flusher {
     }
 
     /// Writes the `total` bytes of `pieces` (laid end to end) from the page-aligned
-    /// `aligned_start`, in DMA buffers of whole pages.
+    /// `aligned_start`, in DMA buffers of whole pages; a rewritten partial page (`self.tail`,
+    /// already on disk) is a write of its own.
+    ///
+    /// ext4 issues a direct write from the submitting thread only when the write neither
+    /// extends the file nor spans both written and preallocated (unwritten) blocks; any other
+    /// is handed to an io_uring worker thread, a context switch there and back per flush.
+    /// Segments are preallocated with their size (see `write`), and the rewritten page, whose
+    /// block is already written, goes alone: the rest lies in preallocated blocks.
     async fn write_pages(
         &self,
         pieces: &[&[u8]],
@@ -266,8 +276,7 @@ impl Flusher {
         let (_, file) = self.active.as_ref().expect("switch_segment opened it");
         // Up to `in_flight_max` DMA writes at once (the disk's measured queue depth); each
         // allocates its buffer only when it starts, so memory stays bounded by that many buffers.
-        let write_one = |written: usize| async move {
-            let chunk = (total - written).min(write_bytes_max);
+        let write_one = |(written, chunk): (usize, usize)| async move {
             let padded = (chunk as u64).div_ceil(WRITE_ALIGNMENT_BYTES) * WRITE_ALIGNMENT_BYTES;
             let mut buffer = file.alloc_dma_buffer(padded as usize);
             let slice = buffer.as_bytes_mut();
@@ -284,7 +293,11 @@ impl Flusher {
             }
             Ok(())
         };
-        futures::stream::iter((0..total).step_by(write_bytes_max)).map(write_one).buffer_unordered(in_flight_max.max(1)).try_collect::<()>().await
+        let page = WRITE_ALIGNMENT_BYTES as usize;
+        let head = if !self.tail.is_empty() && total > page { page } else { 0 };
+        let chunks =
+            (head > 0).then_some((0, head)).into_iter().chain((head..total).step_by(write_bytes_max).map(|at| (at, (total - at).min(write_bytes_max))));
+        futures::stream::iter(chunks).map(write_one).buffer_unordered(in_flight_max.max(1)).try_collect::<()>().await
     }
 
     /// Seals the previous segment (if any) and opens `segment_base` for writing.

@@ -175,6 +175,59 @@ fn a_flush_split_into_concurrent_writes_lands_whole() {
     });
 }
 
+/// Length of segment `base`'s file and the bytes of whole batches at its start.
+fn file_and_data_bytes(dir: &Path, base: i64) -> (u64, u64) {
+    let bytes = std::fs::read(segment::log_path(dir, base)).unwrap();
+    let data = whole_batches(&bytes).last().map_or(0, |(position, h)| position + h.size_bytes);
+    (bytes.len() as u64, data as u64)
+}
+
+#[test]
+fn the_segment_being_written_is_sized_ahead_and_cut_to_its_data_when_sealed_closed_or_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut cfg = config();
+    cfg.segment_bytes = 64 << 10;
+    run(move || async move {
+        let p = open(&path, cfg.clone());
+        let mut last = 0;
+        for i in 0..10 {
+            last = p.append(batch_of(i * 10, 10), 10).unwrap().last_offset;
+        }
+        p.wait_durable(last).await.unwrap();
+        // Preallocated with its size, so that direct writes land inside the file.
+        let (file, data) = file_and_data_bytes(&path, 0);
+        assert!(data > 0 && data < file, "data {data} within a file of {file}");
+        assert_eq!(file, 64 << 10, "sized to segment.bytes, below the preallocation step");
+        // Roll: the sealed segment is cut to its batches, the new one sized ahead.
+        while p.log.borrow().segment_count() < 2 {
+            last = p.append(batch_of(last as usize + 1, 10), 10).unwrap().last_offset;
+        }
+        p.wait_durable(last).await.unwrap();
+        let second = segment_bases(&path)[1];
+        let (sealed_file, sealed_data) = file_and_data_bytes(&path, 0);
+        assert_eq!(sealed_file, sealed_data, "a sealed segment's file ends at its last batch");
+        assert!(file_and_data_bytes(&path, second).0 > file_and_data_bytes(&path, second).1);
+        // A crash: recovery cuts the zeros after the last batch, and appends go on from there.
+        drop(p);
+        let p = open(&path, cfg.clone());
+        let (file, data) = file_and_data_bytes(&path, second);
+        assert_eq!(file, data, "recovery truncates the preallocated tail");
+        assert_eq!(p.log.borrow().log_end_offset(), last + 1);
+        let next = p.append(batch_of(last as usize + 1, 3), 10).unwrap();
+        assert_eq!(next.base_offset, last + 1);
+        p.wait_durable(next.last_offset).await.unwrap();
+        assert!(file_and_data_bytes(&path, second).0 > file_and_data_bytes(&path, second).1);
+        // A clean close cuts the active segment too: its size is then trusted on open.
+        p.close(true).await.unwrap();
+        let (file, data) = file_and_data_bytes(&path, second);
+        assert_eq!(file, data, "closed at its data");
+        let p = open(&path, cfg);
+        assert_eq!(p.log.borrow().log_end_offset(), next.last_offset + 1);
+        p.close(true).await.unwrap();
+    });
+}
+
 #[test]
 fn a_log_opened_off_the_shard_recovers_what_a_blocking_open_does() {
     let dir = tempfile::tempdir().unwrap();
