@@ -280,7 +280,13 @@ pub fn render(snapshots: &[ShardSnapshot], listener: &str, uptime: Duration, rss
                 if p.disk_full { 1.0 } else { 0.0 },
             );
             let disk = vec![("log_dir", p.log_dir.clone())];
-            e.histogram("shardlog_fsync_latency_seconds", "fdatasync latency of segment writes, per log directory.", disk.clone(), &p.fsync_us, 1e-6);
+            e.histogram(
+                "shardlog_fsync_latency_seconds",
+                "Time for a group commit's O_DSYNC segment writes to be durable, per log directory.",
+                disk.clone(),
+                &p.fsync_us,
+                1e-6,
+            );
             e.histogram(
                 "shardlog_group_commit_bytes",
                 "Bytes made durable by one fdatasync (one group commit), per log directory.",

@@ -1,9 +1,9 @@
 //! The group-commit flusher: one task per partition that makes appended bytes durable.
 //!
-//! It drains the log's pending-write queue, writes page-aligned buffers with O_DIRECT through
-//! io_uring (glommio DMA files), rewriting the partial tail page each time, then issues one
-//! fdatasync for everything it wrote. Every acks=all request waiting on an offset that fdatasync
-//! covered is released together (group commit). While one flush runs, new appends queue up for
+//! It drains the log's pending-write queue and writes it in page-aligned buffers with
+//! O_DIRECT | O_DSYNC through io_uring (glommio DMA files), rewriting the partial tail page each
+//! time: once those writes complete, everything they hold is durable. Every acks=all request
+//! waiting on an offset they covered is released together (group commit). While one flush runs, new appends queue up for
 //! the next one. It also rolls segments (sealing the old one's file and indexes) and writes the
 //! producer snapshots and `.txnindex` entries the log queued; the blocking parts of that work
 //! run on the executor's blocking pool, never on the shard's thread.
@@ -69,7 +69,7 @@ fn align_down(v: u64) -> u64 {
 }
 
 /// A flush that failed: the error, the queued writes it did not reach, and whether trying them
-/// again may work (a write or a fallocate that found the disk full; never a failed fdatasync).
+/// again may work (a write or a fallocate that found the disk full; no other failure).
 struct FlushFailure {
     error: anyhow::Error,
     unwritten: VecDeque<Pending>,
@@ -157,7 +157,7 @@ impl Flusher {
         Ok(())
     }
 
-    /// Writes `batch` and fdatasyncs it; returns the end offset now durable.
+    /// Writes `batch`, durably; returns the end offset now durable.
     async fn commit(&mut self, partition: &Partition, mut batch: VecDeque<Pending>) -> Result<Option<i64>, FlushFailure> {
         let commit_bytes: usize = batch.iter().map(|p| p.len).sum();
         let entries = partition.log.borrow_mut().take_txn_index_queue();
@@ -181,6 +181,7 @@ impl Flusher {
             }
         }
         let mut end_offset = None;
+        let started = std::time::Instant::now();
         while let Some(item) = batch.pop_front() {
             if let Err(error) = self.write(partition, item.segment_base, item.start_position, &item.batches, item.len).await {
                 batch.push_front(item);
@@ -188,11 +189,8 @@ impl Flusher {
             }
             end_offset = Some(item.end_offset);
         }
-        if let Some((_, file)) = &self.active {
-            let started = std::time::Instant::now();
-            // A failed fdatasync is never retried: the kernel may have dropped the dirty pages.
-            let synced = file.fdatasync().await.map_err(std::io::Error::from).context("fdatasync of the active segment");
-            synced.map_err(|error| FlushFailure { error, unwritten: VecDeque::new(), retryable: false })?;
+        if end_offset.is_some() {
+            // The segment's file is O_DSYNC: its writes are durable as they complete.
             partition.probe.fsync_us.record(started.elapsed().as_micros() as u64);
             partition.probe.commit_bytes.record(commit_bytes as u64);
         }
@@ -334,10 +332,15 @@ impl Flusher {
         let path = segment::log_path(&dir, segment_base);
         let probed = path.clone();
         let existed = off_shard(move || Ok(probed.try_exists()?)).await.with_context(|| format!("looking for {}", path.display()))?;
+        // O_DSYNC: each write is durable when it completes (the data, and the block mapping
+        // that finds it), so a flush needs no fdatasync after its writes. io_uring hands every
+        // fdatasync to a worker thread; an O_DSYNC direct write inside the file it issues from
+        // the shard's thread, the sync done in the kernel's completion.
         let file = OpenOptions::new()
             .create(true)
             .write(true)
             .read(true)
+            .custom_flags(libc::O_DSYNC)
             .dma_open(&path)
             .await
             .map_err(std::io::Error::from)

@@ -3,12 +3,12 @@
 //!
 //! Appends only touch memory: the batch gets its offsets, goes into the cache (readable at once)
 //! and into a pending-write queue that the partition's flusher (`flusher.rs`) drains with
-//! O_DIRECT writes and one fdatasync per group commit. The other jobs around a log live beside
+//! O_DIRECT | O_DSYNC writes, durable as they complete, one group commit at a time. The other jobs around a log live beside
 //! it: `recovery.rs` builds a log from its files at open, `partition.rs` is the handle its owner
 //! shard holds (acks=all waits, close, taking it offline).
 //!
 //! Flush policy for acks=0 and acks=1: acknowledged once appended in memory; the flusher writes
-//! and fdatasyncs them within `log.flush.interval.ms` (default 5 ms), or at once when an acks=all
+//! them durably within `log.flush.interval.ms` (default 5 ms), or at once when an acks=all
 //! request is waiting.
 
 use std::collections::VecDeque;
@@ -250,14 +250,14 @@ pub struct PartitionLog {
     /// Raised by retention and DeleteRecords, persisted in `log-start-offset-checkpoint`.
     pub(super) log_start_offset: i64,
     next_offset: i64,
-    /// Every offset below this has been fdatasynced.
+    /// Every offset below this is durable on disk.
     pub(super) durable_offset: i64,
     /// Compaction has cleaned the log below this offset, persisted in `cleaner-offset-checkpoint`.
     pub(super) cleaner_offset: i64,
     pending: VecDeque<Pending>,
     /// Appended batches not yet durable, by the offset that ends them: charged to the shard's
     /// dirty budget at append (what they keep alive, [`BatchBytes::enter`]), released when the
-    /// fdatasync covers them.
+    /// durable write covers them.
     unsynced: VecDeque<(i64, BatchBytes)>,
     dirty_budget: Rc<ByteBudget>,
     pub(super) cache: BatchCache,

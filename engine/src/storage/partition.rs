@@ -179,7 +179,7 @@ impl Partition {
         self.log.borrow_mut().finish_truncate(recovered)
     }
 
-    /// Waits until every offset up to `last_offset` is fdatasynced (acks=all).
+    /// Waits until every offset up to `last_offset` is durable on disk (acks=all).
     pub async fn wait_durable(&self, last_offset: i64) -> Result<(), DurableError> {
         self.log.borrow_mut().add_durable_waiter();
         self.flush_wanted.notify_all();

@@ -1,4 +1,4 @@
-//! A partition's metrics: traffic in and out, and its flusher's fdatasync latency and
+//! A partition's metrics: traffic in and out, and the time its flusher's writes take to be durable, and
 //! group-commit size. Exported per partition, and per log directory for the disk figures.
 
 use crate::metrics::{Counter, Histogram};
@@ -9,9 +9,10 @@ pub struct PartitionProbe {
     pub records_in: Counter,
     pub bytes_out: Counter,
     pub records_out: Counter,
-    /// Microseconds per fdatasync.
+    /// Microseconds for a group commit's O_DSYNC writes to be durable (the name is Kafka's
+    /// and Redpanda's word for that wait, kept for dashboards).
     pub fsync_us: Histogram,
-    /// Bytes made durable by one fdatasync (one group commit).
+    /// Bytes made durable by one group commit.
     pub commit_bytes: Histogram,
     /// Segments deleted by retention (time, size, or below the log start offset).
     pub segments_deleted: Counter,

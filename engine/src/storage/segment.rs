@@ -32,7 +32,7 @@ pub struct Segment {
     pub next_offset: i64,
     /// Bytes appended, whether or not they have reached the file yet.
     pub size_bytes: u64,
-    /// Bytes written to the file (possibly not yet fdatasynced). Reads from the file stop here.
+    /// Bytes written to the file (possibly not yet durable). Reads from the file stop here.
     pub written_bytes: u64,
     pub index: OffsetIndex,
     pub time_index: TimeIndex,
