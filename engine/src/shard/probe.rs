@@ -289,7 +289,7 @@ pub fn render(snapshots: &[ShardSnapshot], listener: &str, uptime: Duration, rss
             );
             e.histogram(
                 "shardlog_group_commit_bytes",
-                "Bytes made durable by one fdatasync (one group commit), per log directory.",
+                "Bytes made durable by one group commit, per log directory.",
                 disk,
                 &p.commit_bytes,
                 1.0,
