@@ -287,13 +287,7 @@ pub fn render(snapshots: &[ShardSnapshot], listener: &str, uptime: Duration, rss
                 &p.fsync_us,
                 1e-6,
             );
-            e.histogram(
-                "shardlog_group_commit_bytes",
-                "Bytes made durable by one group commit, per log directory.",
-                disk,
-                &p.commit_bytes,
-                1.0,
-            );
+            e.histogram("shardlog_group_commit_bytes", "Bytes made durable by one group commit, per log directory.", disk, &p.commit_bytes, 1.0);
             if let Some(r) = &p.replication {
                 let labels = vec![("topic", p.topic.clone()), ("partition", p.partition.to_string())];
                 e.value(
