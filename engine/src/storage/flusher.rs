@@ -3,8 +3,8 @@
 //! It drains the log's pending-write queue and writes it in page-aligned buffers with
 //! O_DIRECT | O_DSYNC through io_uring (glommio DMA files), rewriting the partial tail page each
 //! time: once those writes complete, everything they hold is durable. Every acks=all request
-//! waiting on an offset they covered is released together (group commit). While one flush runs, new appends queue up for
-//! the next one. It also rolls segments (sealing the old one's file and indexes) and writes the
+//! waiting on an offset they covered is released together (group commit). While one flush
+//! runs, new appends queue up for the next one. It also rolls segments (sealing the old one's file and indexes) and writes the
 //! producer snapshots and `.txnindex` entries the log queued; the blocking parts of that work
 //! run on the executor's blocking pool, never on the shard's thread.
 
@@ -68,12 +68,11 @@ fn align_down(v: u64) -> u64 {
     v & !(WRITE_ALIGNMENT_BYTES - 1)
 }
 
-/// A flush that failed: the error, the queued writes it did not reach, and whether trying them
-/// again may work (a write or a fallocate that found the disk full; no other failure).
+/// A flush that failed: the error and the queued writes it did not reach, which are tried
+/// again when the error is a full disk (a write or a fallocate that found no space).
 struct FlushFailure {
     error: anyhow::Error,
     unwritten: VecDeque<Pending>,
-    retryable: bool,
 }
 
 /// The flusher's own state: the open DMA file of the segment being written, and the bytes of its
@@ -124,7 +123,7 @@ impl Flusher {
                         tracing::info!(topic = %partition.topic, partition = partition.partition, "space was freed: the partition writes again");
                     }
                 }
-                Err(failure) if failure.retryable && is_out_of_space(&failure.error) => {
+                Err(failure) if is_out_of_space(&failure.error) => {
                     // Nothing is lost or corrupted: the bytes not written go back to the front
                     // of the queue and are written, at the same positions, once space is freed.
                     {
@@ -177,7 +176,7 @@ impl Flusher {
             if let Err(error) = off_shard(move || super::leader_epoch::write(&dir, &text)).await {
                 partition.log.borrow_mut().epoch_checkpoint_failed();
                 let error = error.context("writing leader-epoch-checkpoint");
-                return Err(FlushFailure { error, unwritten: batch, retryable: true });
+                return Err(FlushFailure { error, unwritten: batch });
             }
         }
         let mut end_offset = None;
@@ -185,7 +184,7 @@ impl Flusher {
         while let Some(item) = batch.pop_front() {
             if let Err(error) = self.write(partition, item.segment_base, item.start_position, &item.batches, item.len).await {
                 batch.push_front(item);
-                return Err(FlushFailure { error, unwritten: batch, retryable: true });
+                return Err(FlushFailure { error, unwritten: batch });
             }
             end_offset = Some(item.end_offset);
         }

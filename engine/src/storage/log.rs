@@ -3,9 +3,9 @@
 //!
 //! Appends only touch memory: the batch gets its offsets, goes into the cache (readable at once)
 //! and into a pending-write queue that the partition's flusher (`flusher.rs`) drains with
-//! O_DIRECT | O_DSYNC writes, durable as they complete, one group commit at a time. The other jobs around a log live beside
-//! it: `recovery.rs` builds a log from its files at open, `partition.rs` is the handle its owner
-//! shard holds (acks=all waits, close, taking it offline).
+//! O_DIRECT | O_DSYNC writes, durable as they complete, one group commit at a time. The other
+//! jobs around a log live beside it: `recovery.rs` builds a log from its files at open,
+//! `partition.rs` is the handle its owner shard holds (acks=all waits, close, taking it offline).
 //!
 //! Flush policy for acks=0 and acks=1: acknowledged once appended in memory; the flusher writes
 //! them durably within `log.flush.interval.ms` (default 5 ms), or at once when an acks=all

@@ -1,5 +1,6 @@
-//! A partition's metrics: traffic in and out, and the time its flusher's writes take to be durable, and
-//! group-commit size. Exported per partition, and per log directory for the disk figures.
+//! A partition's metrics: traffic in and out, and the time its flusher's writes take to be
+//! durable and the group-commit size. Exported per partition, and per log directory for the
+//! disk figures.
 
 use crate::metrics::{Counter, Histogram};
 

@@ -207,7 +207,8 @@ fn the_segment_being_written_is_sized_ahead_and_cut_to_its_data_when_sealed_clos
         let second = segment_bases(&path)[1];
         let (sealed_file, sealed_data) = file_and_data_bytes(&path, 0);
         assert_eq!(sealed_file, sealed_data, "a sealed segment's file ends at its last batch");
-        assert!(file_and_data_bytes(&path, second).0 > file_and_data_bytes(&path, second).1);
+        let (file, data) = file_and_data_bytes(&path, second);
+        assert!(file > data, "the new segment sized ahead: {data} bytes in a file of {file}");
         // A crash: recovery cuts the zeros after the last batch, and appends go on from there.
         drop(p);
         let p = open(&path, cfg.clone());
@@ -217,7 +218,8 @@ fn the_segment_being_written_is_sized_ahead_and_cut_to_its_data_when_sealed_clos
         let next = p.append(batch_of(last as usize + 1, 3), 10).unwrap();
         assert_eq!(next.base_offset, last + 1);
         p.wait_durable(next.last_offset).await.unwrap();
-        assert!(file_and_data_bytes(&path, second).0 > file_and_data_bytes(&path, second).1);
+        let (file, data) = file_and_data_bytes(&path, second);
+        assert!(file > data, "sized ahead again once written: {data} bytes in a file of {file}");
         // A clean close cuts the active segment too: its size is then trusted on open.
         p.close(true).await.unwrap();
         let (file, data) = file_and_data_bytes(&path, second);
