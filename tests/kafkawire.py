@@ -279,6 +279,19 @@ def batch_leader_epochs(records: bytes) -> list[tuple[int, int]]:
     return out
 
 
+
+def segment_batch_spans(data: bytes):
+    """(position, batch length field) of each RecordBatch v2 in a segment file's bytes, up to the
+    zeros after the last one (O_DIRECT padding, or the rest of the segment being written, which
+    is preallocated with its size)."""
+    position = 0
+    while position + 61 <= len(data):
+        (length,) = struct.unpack_from(">i", data, position + 8)
+        if length <= 0 or data[position + 16] != 2:
+            return
+        yield position, length
+        position += 12 + length
+
 def init_producer_id_v0_request(correlation_id: int, transaction_timeout_ms: int = 60_000, transactional_id: str | None = None) -> bytes:
     """A producer asking for its id: an idempotent one (null transactional id), or a
     transactional one."""

@@ -92,16 +92,11 @@ def segment_batches(broker, topic: str) -> list[tuple[int, int, int]]:
     out = []
     for path in sorted((Path(broker.data_dir) / f"{topic}-0").glob("*.log")):
         data = path.read_bytes()
-        position = 0
-        while position + 61 <= len(data):
+        for position, _ in kw.segment_batch_spans(data):
             base = int.from_bytes(data[position:position + 8], "big", signed=True)
-            length = int.from_bytes(data[position + 8:position + 12], "big", signed=True)
-            if length <= 0 or data[position + 16] != 2:
-                break  # the zero padding after the last batch
             attributes = int.from_bytes(data[position + 21:position + 23], "big")
             count = int.from_bytes(data[position + 57:position + 61], "big", signed=True)
             out.append((base, attributes, count))
-            position += 12 + length
     return out
 
 

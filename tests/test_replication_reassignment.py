@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 
 import confluent_kafka
 import pytest
@@ -17,6 +16,7 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 from kafka import KafkaAdminClient, TopicPartition
 from kafka import errors as kafka_errors
 
+import kafkawire as kw
 from clients import wait_until
 from cluster import start_cluster, wait_brokers
 from test_replication import FAST, admin_of, check_history, create_once_placeable, partition_state, produce, producer, read_all, wait_isr
@@ -145,13 +145,7 @@ def batch_bytes(segment) -> int:
     """Bytes of the whole batches at the start of a segment file: the file of the segment being
     written is preallocated with its size, so its length says nothing of what was copied."""
     data = segment.read_bytes()
-    position = 0
-    while position + 12 <= len(data):
-        (length,) = struct.unpack_from(">i", data, position + 8)
-        if length <= 0 or position + 12 + length > len(data):
-            break
-        position += 12 + length
-    return position
+    return sum(12 + length for position, length in kw.segment_batch_spans(data) if position + 12 + length <= len(data))
 
 
 @pytest.mark.parametrize("side", ["leader", "follower"])
