@@ -217,6 +217,18 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
         replication_quotas: Default::default(),
         hw_checkpoint: RefCell::new(HashMap::new()),
     });
+    // Before the first segment is opened: glommio decides then, per device, whether to poll.
+    for dir in &config.log_dirs {
+        match runtime::complete_disk_io_by_interrupt(dir, id).await {
+            Ok(how) => tracing::debug!(shard = id, dir = %dir.display(), completions = ?how, "segment writes complete"),
+            Err(e) => tracing::warn!(
+                shard = id,
+                dir = %dir.display(),
+                error = %e,
+                "cannot keep this shard from busy-polling for its writes in this log directory (it needs to make and remove a FIFO there); produce will spend more CPU"
+            ),
+        }
+    }
     // Read before the first metadata opens any partition.
     *shard.hw_checkpoint.borrow_mut() = crate::shard::hw_checkpoint::load(&config.log_dirs).await;
     // Every call this shard answers is registered before the mesh delivers the first one.
