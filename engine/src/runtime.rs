@@ -205,7 +205,7 @@ mod tests {
         // Where /tmp is a disk: on tmpfs nothing is ever polled, and this passes either way.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
-        let rings = shard_executor(0, "poll-probe")
+        let (completions, polled_writes, main_writes, left) = shard_executor(0, "poll-probe")
             .unwrap()
             .spawn(move || async move {
                 let completions = complete_disk_io_by_interrupt(&path, 0).await.unwrap();
@@ -222,8 +222,7 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
-        let (completions, polled_writes, main_writes) = (rings.0, rings.1, rings.2);
-        assert_eq!(rings.3, vec![std::ffi::OsString::from("segment")], "the probe's FIFO is gone");
+        assert_eq!(left, vec![std::ffi::OsString::from("segment")], "the probe's FIFO is gone");
         match completions {
             DiskCompletions::Interrupt => assert_eq!((polled_writes, main_writes), (0, 1), "the write went to the interrupt-driven ring"),
             DiskCompletions::Polled => assert_eq!(polled_writes, 1, "a device with poll queues is polled"),
