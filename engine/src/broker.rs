@@ -218,7 +218,10 @@ async fn run_shard(config: BrokerConfig, mesh: MeshBuilder<Envelope, Full>, conn
         hw_checkpoint: RefCell::new(HashMap::new()),
     });
     // Before the first segment is opened: glommio decides then, per device, whether to poll.
-    for dir in &config.log_dirs {
+    for (i, dir) in config.log_dirs.iter().enumerate() {
+        if shard.log_dirs.is_failed(i) {
+            continue;
+        }
         match runtime::complete_disk_io_by_interrupt(dir, id).await {
             Ok(how) => tracing::debug!(shard = id, dir = %dir.display(), completions = ?how, "segment writes complete"),
             Err(e) => tracing::warn!(
