@@ -279,7 +279,6 @@ def batch_leader_epochs(records: bytes) -> list[tuple[int, int]]:
     return out
 
 
-
 def segment_batch_spans(data: bytes):
     """(position, batch length field) of each RecordBatch v2 in a segment file's bytes, up to the
     zeros after the last one (O_DIRECT padding, or the rest of the segment being written, which
@@ -291,6 +290,7 @@ def segment_batch_spans(data: bytes):
             return
         yield position, length
         position += 12 + length
+
 
 def init_producer_id_v0_request(correlation_id: int, transaction_timeout_ms: int = 60_000, transactional_id: str | None = None) -> bytes:
     """A producer asking for its id: an idempotent one (null transactional id), or a

@@ -209,6 +209,7 @@ mod tests {
             .unwrap()
             .spawn(move || async move {
                 let completions = complete_disk_io_by_interrupt(&path, 0).await.unwrap();
+                // Taking the counters resets them: only the segment's write is counted below.
                 let _ = glommio::executor().io_stats();
                 let file = glommio::io::OpenOptions::new().create(true).write(true).read(true).dma_open(path.join("segment")).await.unwrap();
                 let mut buffer = file.alloc_dma_buffer(4096);

@@ -4,9 +4,10 @@
 //! O_DIRECT | O_DSYNC through io_uring (glommio DMA files), rewriting the partial tail page each
 //! time: once those writes complete, everything they hold is durable. Every acks=all request
 //! waiting on an offset they covered is released together (group commit). While one flush
-//! runs, new appends queue up for the next one. It also rolls segments (sealing the old one's file and indexes) and writes the
-//! producer snapshots and `.txnindex` entries the log queued; the blocking parts of that work
-//! run on the executor's blocking pool, never on the shard's thread.
+//! runs, new appends queue up for the next one. It also rolls segments (sealing the old one's
+//! file and indexes) and writes the producer snapshots and `.txnindex` entries the log queued;
+//! the blocking parts of that work run on the executor's blocking pool, never on the shard's
+//! thread.
 
 use std::collections::VecDeque;
 use std::fs::File;
