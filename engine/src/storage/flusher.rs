@@ -253,14 +253,17 @@ impl Flusher {
     }
 
     /// Writes the `total` bytes of `pieces` (laid end to end) from the page-aligned
-    /// `aligned_start`, in DMA buffers of whole pages; a rewritten partial page (`self.tail`,
-    /// already on disk) is a write of its own.
+    /// `aligned_start`, in DMA buffers of whole pages: one write unless the flush is larger
+    /// than `write_bytes_max`.
     ///
-    /// ext4 issues a direct write from the submitting thread only when the write neither
-    /// extends the file nor spans both written and preallocated (unwritten) blocks; any other
-    /// is handed to an io_uring worker thread, a context switch there and back per flush.
-    /// Segments are preallocated with their size (see `write`), and the rewritten page, whose
-    /// block is already written, goes alone: the rest lies in preallocated blocks.
+    /// The file is O_DSYNC, so every write is a sync of its own (a cache flush where the disk
+    /// has a volatile cache, and its own wait). The rewritten partial page goes in the same
+    /// write as the pages after it, although ext4 then hands that write to an io_uring worker
+    /// thread (it spans a written block and preallocated ones, which ext4 does not write from
+    /// the submitting thread): as a write of its own it made every flush two syncs, and the
+    /// flush as slow as the slower of the two. One write per flush: produce p99.9 at a fixed
+    /// rate 5.9–17 ms where it was 6.6–52, 13% more at full speed
+    /// (`bench/results/2026-12-06-one-write-per-flush.md`).
     async fn write_pages(
         &self,
         pieces: &[&[u8]],
@@ -291,10 +294,7 @@ impl Flusher {
             }
             Ok(())
         };
-        let page = WRITE_ALIGNMENT_BYTES as usize;
-        let head = if !self.tail.is_empty() && total > page { page } else { 0 };
-        let chunks =
-            (head > 0).then_some((0, head)).into_iter().chain((head..total).step_by(write_bytes_max).map(|at| (at, (total - at).min(write_bytes_max))));
+        let chunks = (0..total).step_by(write_bytes_max).map(|at| (at, (total - at).min(write_bytes_max)));
         futures::stream::iter(chunks).map(write_one).buffer_unordered(in_flight_max.max(1)).try_collect::<()>().await
     }
 

@@ -175,6 +175,33 @@ fn a_flush_split_into_concurrent_writes_lands_whole() {
     });
 }
 
+#[test]
+fn a_flush_that_rewrites_the_partial_page_is_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let p = open(&path, config());
+        let last = p.append(batch_of(0, 10), 10).unwrap().last_offset;
+        p.wait_durable(last).await.unwrap();
+        // Taking the counters resets them: the segment's opening and preallocation are behind.
+        let _ = glommio::executor().io_stats();
+        let mut last = 0;
+        for i in 1..=5 {
+            // Larger than a page: the flush spans the partial page left by the one before and
+            // whole pages after it.
+            last = p.append(batch_of(i * 1000, 200), 10).unwrap().last_offset;
+            p.wait_durable(last).await.unwrap();
+        }
+        let stats = glommio::executor().io_stats();
+        let writes = stats.main_ring.file_writes().0 + stats.poll_ring.file_writes().0;
+        assert_eq!(writes, 5, "one O_DSYNC write (one sync) per flush");
+        let bytes = read_all_bytes(&p, 0);
+        assert_eq!(parse_all(&bytes, true).unwrap().len(), 6);
+        assert_eq!(p.log.borrow().log_end_offset(), last + 1);
+        p.close(true).await.unwrap();
+    });
+}
+
 /// Length of segment `base`'s file and the bytes of whole batches at its start.
 fn file_and_data_bytes(dir: &Path, base: i64) -> (u64, u64) {
     let bytes = std::fs::read(segment::log_path(dir, base)).unwrap();
