@@ -1,5 +1,5 @@
 #!/bin/bash
-# usage: max.sh LABEL BIN -- fresh shardlog, max-1k-acks-all for 15 s, broker CPU ticks
+# usage: max.sh LABEL BIN -- fresh shardlog, max-1k-acks-all for 15 s; broker CPU ticks and the client CPU (/usr/bin/time); the count of unwritten extents left in the segments (filefrag) goes to LABEL.unw, not used in the results
 label=$1; bin=$2; dur=15
 cd /tmp/b13; rm -rf d; mkdir d
 $bin --data-dir ./d --listeners PLAINTEXT://127.0.0.1:19700 > $label.broker.log 2>&1 & pid=$!
