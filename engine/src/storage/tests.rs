@@ -181,11 +181,10 @@ fn a_flush_that_rewrites_the_partial_page_is_one_write() {
     let path = dir.path().to_path_buf();
     run(move || async move {
         let p = open(&path, config());
-        let last = p.append(batch_of(0, 10), 10).unwrap().last_offset;
+        let mut last = p.append(batch_of(0, 10), 10).unwrap().last_offset;
         p.wait_durable(last).await.unwrap();
         // Taking the counters resets them: the segment's opening and preallocation are behind.
         let _ = glommio::executor().io_stats();
-        let mut last = 0;
         for i in 1..=5 {
             // Larger than a page: the flush spans the partial page left by the one before and
             // whole pages after it.
