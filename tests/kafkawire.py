@@ -188,7 +188,13 @@ def produce_v3_request(correlation_id: int, topic: str, partition: int, records:
 def fetch_v4_request(correlation_id: int, topic: str, partition: int, offset: int, max_wait_ms: int = 0, min_bytes: int = 1, max_bytes: int = 50 << 20,
                      partition_max_bytes: int = 10 << 20, replica_id: int = -1) -> bytes:
     """A consumer's fetch, or with `replica_id` a follower broker's."""
-    partitions = array([i32(partition) + i64(offset) + i32(partition_max_bytes)])
+    return fetch_v4_request_partitions(correlation_id, topic, {partition: offset}, max_wait_ms, min_bytes, max_bytes, partition_max_bytes, replica_id)
+
+
+def fetch_v4_request_partitions(correlation_id: int, topic: str, offsets: dict[int, int], max_wait_ms: int = 0, min_bytes: int = 1, max_bytes: int = 50 << 20,
+                                partition_max_bytes: int = 10 << 20, replica_id: int = -1) -> bytes:
+    """A fetch of several partitions of one topic, each from its offset in `offsets`."""
+    partitions = array([i32(p) + i64(o) + i32(partition_max_bytes) for p, o in offsets.items()])
     topics = array([string(topic) + partitions])
     body = i32(replica_id) + i32(max_wait_ms) + i32(min_bytes) + i32(max_bytes) + i8(0) + topics
     return frame(request_header(FETCH, 4, correlation_id) + body)

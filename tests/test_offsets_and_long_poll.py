@@ -105,6 +105,36 @@ def test_raw_fetch_long_poll_waits_for_min_bytes(broker):
             conn.close()
 
 
+def test_raw_fetch_long_poll_counts_min_bytes_over_both_shards(broker_factory):
+    """A fetch of partitions on two shards waits until their bytes together reach min_bytes, and
+    its answer holds each partition's records in place: the records that woke one shard's wait
+    and those read from the other shard before it."""
+    # A fresh broker places a topic's two partitions on its two shards (least loaded first).
+    broker = broker_factory()
+    topic = "long-poll-two-shards"
+    clients.create_topic(broker.bootstrap, topic, 2)
+    producer = confluent_kafka.Producer(clients.rdkafka(broker.bootstrap, **{"linger.ms": 0}))
+    with kafkawire.Connection(broker.port, timeout_s=60) as conn:
+        cid = conn.correlation_id()
+        conn.send(kafkawire.fetch_v4_request_partitions(cid, topic, {0: 0, 1: 0}, max_wait_ms=LONG_WAIT_MS, min_bytes=4000))
+        producer.produce(topic, b"a" * 2500, partition=0)
+        assert producer.flush(PRODUCE_BOUND_S) == 0
+        assert not conn.readable_within(NOT_YET_CHECK_S), "answered with 2,500 of the 4,000 min_bytes before max_wait"
+        producer.produce(topic, b"b" * 1000, partition=0)
+        assert producer.flush(PRODUCE_BOUND_S) == 0
+        assert not conn.readable_within(NOT_YET_CHECK_S), "answered with 3,500 of the 4,000 min_bytes before max_wait"
+        producer.produce(topic, b"c" * 2500, partition=1)
+        assert producer.flush(PRODUCE_BOUND_S) == 0
+        got, body = conn.recv_frame(timeout_s=60)
+        assert got == cid
+        parts = {fp.partition: fp for fp in kafkawire.parse_fetch_v4(body)}
+        assert sorted(parts) == [0, 1]
+        assert all(fp.error_code == kafkawire.NONE for fp in parts.values())
+        values = {p: [v for _, _, _, v in kafkawire.decode_uncompressed_records(fp.records)] for p, fp in parts.items()}
+        assert values == {0: [b"a" * 2500, b"b" * 1000], 1: [b"c" * 2500]}
+        assert (parts[0].high_watermark, parts[1].high_watermark) == (2, 1)
+
+
 def test_aiokafka_consumer_waiting_at_the_end_receives_new_record(broker):
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
