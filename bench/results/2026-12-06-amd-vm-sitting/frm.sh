@@ -1,0 +1,9 @@
+#!/bin/bash
+# usage: frm.sh LABEL BIN CORES -- fr1.sh with the admin listener; the broker's metrics saved at the end to LABEL.metrics
+label=$1; bin=$2; cores=$3; cd /tmp/b13; rm -rf d; mkdir d
+$bin --data-dir ./d --cores $cores --config /tmp/lt/base.properties --listeners PLAINTEXT://127.0.0.1:19700 > $label.broker.log 2>&1 & pid=$!
+for i in $(seq 50); do (echo > /dev/tcp/127.0.0.1/19700) 2>/dev/null && break; sleep 0.2; done
+/tmp/b13/bench run ${WL:-/work/main/bench/workloads/half-1k-acks-all.toml} -b 127.0.0.1:19700 --topic half-$label --rate ${RATE:-100000} --warmup-s 5 --duration-s ${DUR:-30} -q -o ./$label.json > $label.out 2>&1
+curl -s http://127.0.0.1:19744/metrics > $label.metrics
+kill $pid; wait $pid 2>/dev/null; rm -rf ./d
+echo "$label $(grep -E '^produce' $label.out | tr '\n' ' ')"
