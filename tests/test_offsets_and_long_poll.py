@@ -106,9 +106,8 @@ def test_raw_fetch_long_poll_waits_for_min_bytes(broker):
 
 
 def test_raw_fetch_long_poll_counts_min_bytes_over_both_shards(broker_factory):
-    """A fetch of partitions on two shards waits until their bytes together reach min_bytes, and
-    its answer holds each partition's records in place: the records that woke one shard's wait
-    and those read from the other shard before it."""
+    """A fetch of partitions on two shards waits until their bytes together reach min_bytes (each
+    shard alone has less), and its answer holds every partition's records, each in place."""
     # A fresh broker places a topic's two partitions on its two shards (least loaded first).
     broker = broker_factory()
     topic = "long-poll-two-shards"
